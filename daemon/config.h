@@ -1,0 +1,114 @@
+/* The YAML configuration (design §4): loading, checking, and the structures the master and the
+ * workers read. Every error names file:line:column and the key. Relative paths are resolved
+ * against the directory of the file at load time, so that everything below holds absolute paths
+ * (except `app` when it is a "module:callable" name). */
+#ifndef WD_DAEMON_CONFIG_H
+#define WD_DAEMON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum wd_protocol {
+    WD_PROTOCOL_AUTO = 0,
+    WD_PROTOCOL_UWSGI,
+    WD_PROTOCOL_HTTP,
+    WD_PROTOCOL_FASTCGI,
+} wd_protocol_t;
+
+typedef enum wd_log_level {
+    WD_LOG_ERROR = 0,
+    WD_LOG_WARN,
+    WD_LOG_INFO,
+    WD_LOG_DEBUG,
+} wd_log_level_t;
+
+typedef struct wd_listen_conf {
+    char *spec;     /* as written, e.g. "unix:run/a.sock" or "127.0.0.1:8080" */
+    int is_unix;
+    char *path;     /* unix: absolute path */
+    char *host;     /* tcp: host part ("127.0.0.1", "::1" from "[::1]:80", "0.0.0.0", "localhost") */
+    int port;       /* tcp: 1..65535 */
+} wd_listen_conf_t;
+
+typedef struct wd_env_conf {
+    char *name;
+    char *value;
+} wd_env_conf_t;
+
+typedef struct wd_group_conf {
+    char *name;
+    int line;                 /* where the group is defined, for messages */
+
+    char *app;                /* absolute script path, or "package.module:callable" / "package.module" */
+    int app_is_script;        /* 1 when app is a file path (ends in .py/.wsgi or contains '/') */
+    char *callable;           /* default "application" (a ":name" suffix of app overrides it) */
+    int processes;            /* default 1 */
+    int processes_set;        /* 1 when the key was given: then wsgi.multiprocess is True */
+    int threads;              /* default 15 */
+    char *display_name;       /* default "%{GROUP}" */
+    wd_listen_conf_t *listen;
+    size_t n_listen;          /* at least 1 */
+    wd_protocol_t protocol;   /* default auto */
+    int socket_mode;          /* default 0660; -1 = not set */
+    char *socket_user;        /* NULL = not set */
+    char *socket_group;
+    char **python_path;       /* absolute */
+    size_t n_python_path;
+    char *python_home;        /* absolute, NULL = not set */
+    char *chdir;              /* absolute, NULL = not set */
+    wd_env_conf_t *env;
+    size_t n_env;
+    char *user;               /* NULL = not set */
+    char *group;              /* NULL = not set */
+
+    /* Recycling and timeouts (issue 3); seconds as doubles, 0 = off. */
+    uint64_t maximum_requests;
+    uint64_t maximum_requests_jitter;
+    double restart_interval;
+    double inactivity_timeout;
+    uint64_t memory_limit;    /* bytes */
+    double request_timeout;   /* default 60 */
+    double queue_timeout;     /* default 45 */
+    double startup_timeout;   /* default 15 */
+    double graceful_timeout;  /* default 15 */
+    double shutdown_timeout;  /* default 5 */
+
+    /* Sizes in bytes. */
+    uint64_t limit_request_body;   /* default 10M; 0 = unlimited */
+    uint64_t header_buffer_size;   /* default 64K; 1K .. 1M */
+    uint64_t body_buffer_size;     /* default 64K */
+    uint64_t response_buffer_size; /* default 1M */
+    uint64_t response_spill_limit; /* default 1G; >= response_buffer_size */
+} wd_group_conf_t;
+
+typedef struct wd_config {
+    char *path;               /* absolute path of the file */
+    char *dir;                /* its directory */
+    char *control;            /* absolute, NULL = not set */
+    char *pidfile;            /* absolute, NULL = not set */
+    wd_log_level_t log_level; /* default info */
+    char *log_file;           /* "-" = stderr (default), else absolute */
+    char *access_log;         /* "-" = stderr (default), "off" = none, else absolute */
+    char *metrics;            /* "HOST:PORT", NULL = not set */
+    wd_group_conf_t *groups;  /* in file order */
+    size_t n_groups;          /* at least 1 */
+} wd_config_t;
+
+/* Loads text (len bytes) as if read from the file at path (used for messages and to resolve
+ * relative paths). Returns 0, or -1 with a message "FILE:LINE:COL: KEY: what is wrong" in err. */
+int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const char *path,
+                          char *err, size_t errlen);
+
+/* Reads the file and loads it; *text_out (if not NULL) receives a malloc'd copy of the text and
+ * *len_out its length, so the master can hand the very same bytes to its workers. */
+int wd_config_load_file(wd_config_t *conf, const char *path, char **text_out, size_t *len_out,
+                        char *err, size_t errlen);
+
+void wd_config_free(wd_config_t *conf);
+
+const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name);
+
+/* Parses "64K", "10M", "1G", "512" (bytes). Returns 0 or -1. */
+int wd_config_parse_size(const char *s, uint64_t *out);
+
+#endif

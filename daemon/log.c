@@ -1,0 +1,135 @@
+/* The error log and the access log: see log.h. */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+static char log_who[64] = "wsgid";
+static wd_log_level_t log_level = WD_LOG_INFO;
+static int log_fd = 2;
+static int access_fd = 2;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+void wd_log_init(const char *who, wd_log_level_t level)
+{
+    snprintf(log_who, sizeof log_who, "%s", who);
+    log_level = level;
+}
+
+static int open_one(const char *path, int *fd)
+{
+    int nfd;
+
+    if (path == NULL || strcmp(path, "-") == 0) {
+        nfd = 2;
+    } else if (strcmp(path, "off") == 0) {
+        nfd = -1;
+    } else {
+        nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+        if (nfd < 0)
+            return -errno;
+    }
+    if (*fd > 2)
+        close(*fd);
+    *fd = nfd;
+    return 0;
+}
+
+int wd_log_open(const char *error_path, const char *access_path)
+{
+    int rc = open_one(error_path, &log_fd);
+
+    if (rc < 0) {
+        wd_log_error("cannot open the error log %s: %s; logging stays where it was", error_path,
+                     strerror(-rc));
+        return rc;
+    }
+    rc = open_one(access_path, &access_fd);
+    if (rc < 0) {
+        wd_log_error("cannot open the access log %s: %s; it stays where it was", access_path,
+                     strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+int wd_log_level_enabled(wd_log_level_t level)
+{
+    return level <= log_level;
+}
+
+static size_t stamp(char *buf, size_t cap, wd_log_level_t level)
+{
+    struct timeval tv;
+    struct tm tm;
+    size_t n;
+
+    gettimeofday(&tv, NULL);
+    localtime_r(&tv.tv_sec, &tm);
+    n = strftime(buf, cap, "%Y-%m-%d %H:%M:%S", &tm);
+    n += (size_t)snprintf(buf + n, cap - n, ".%03d [%s] %s: ", (int)(tv.tv_usec / 1000),
+                          level_names[level], log_who);
+    return n;
+}
+
+void wd_log_v(wd_log_level_t level, const char *fmt, va_list ap)
+{
+    char buf[4096];
+    size_t n;
+    int m;
+    int saved = errno;
+
+    if (level > log_level || log_fd < 0)
+        return;
+    n = stamp(buf, sizeof buf, level);
+    m = vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < sizeof buf - n - 1 ? (size_t)m : sizeof buf - n - 2;
+    buf[n++] = '\n';
+    if (write(log_fd, buf, n) < 0) {
+        /* Nowhere left to say it. */
+    }
+    errno = saved;
+}
+
+void wd_log(wd_log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    wd_log_v(level, fmt, ap);
+    va_end(ap);
+}
+
+void wd_log_access(const char *line, size_t len)
+{
+    if (access_fd >= 0 && write(access_fd, line, len) < 0) {
+        /* An access log that cannot be written must not stop serving. */
+    }
+}
+
+int wd_log_access_enabled(void)
+{
+    return access_fd >= 0;
+}
+
+void wd_log_text(wd_log_level_t level, const char *prefix, const char *text, size_t len)
+{
+    const char *p = text, *end = text + len;
+
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+
+        if (n > 0)
+            wd_log(level, "%s%.*s", prefix, (int)n, p);
+        p += n + 1;
+    }
+}

@@ -1,0 +1,73 @@
+/* A connection's response buffer: the hand-off from a Python thread (the producer) to the loop
+ * thread (the consumer, the only one that touches the socket).
+ *
+ * The producer appends bytes (the response head, body chunks, chunked framing) and file ranges
+ * (wsgi.file_wrapper); it never waits on the client. Up to mem_limit bytes are kept in memory;
+ * the rest spills to an unlinked temp file and is sent from there with sendfile. Only past
+ * spill_limit pending bytes does the producer wait for the loop to drain the buffer
+ * (backpressure, so a stream to a stalled client cannot fill the disk).
+ *
+ * Thread rules: wd_out_write/_file/_finish are called by the Python thread with the GIL released;
+ * wd_out_send/_abort/_reset by the loop thread. The wake callback runs in the producer's thread
+ * and must only signal the loop (uv_async_send). */
+#ifndef WD_DAEMON_OUT_H
+#define WD_DAEMON_OUT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+typedef struct wd_out wd_out_t;
+typedef struct wd_out_seg wd_out_seg_t;
+typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data);
+
+struct wd_out {
+    pthread_mutex_t lock;
+    pthread_cond_t drained;      /* signalled when pending bytes fall below spill_limit */
+    wd_out_seg_t *head;
+    wd_out_seg_t *tail;
+    uint64_t mem_bytes;          /* pending bytes in memory segments */
+    uint64_t pending;            /* all pending bytes (memory + spill + files) */
+    uint64_t mem_limit;
+    uint64_t spill_limit;
+    int spill_fd;                /* -1 until the first spill */
+    uint64_t spill_end;          /* where the next spilled byte goes in spill_fd */
+    const char *tmpdir;
+    uint64_t sent;               /* bytes written to the socket for this response */
+    int finished;                /* the producer called wd_out_finish */
+    int keep_alive;              /* its verdict: keep the connection for another request */
+    int aborted;                 /* the client is gone; the producer gets -EPIPE */
+    int producer_waiting;
+    wd_out_wake_cb wake;
+    void *wake_data;
+};
+
+void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const char *tmpdir,
+                 wd_out_wake_cb wake, void *wake_data);
+/* Frees every segment and the spill file; the buffer is ready for the next response. */
+void wd_out_reset(wd_out_t *out);
+void wd_out_close(wd_out_t *out);
+
+/* Producer side. Return 0, -EPIPE when the client is gone (stop producing, still call finish), or
+ * -errno when spilling failed (a full disk: the response cannot be completed). */
+int wd_out_write(wd_out_t *out, const void *data, size_t len);
+int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
+/* Queues len bytes of fd from off, sent with sendfile; takes ownership of fd (closed when sent
+ * or dropped). */
+int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);
+/* The response is complete (or abandoned); keep_alive says whether the connection may serve
+ * another request once everything is sent. Call exactly once per response. */
+void wd_out_finish(wd_out_t *out, int keep_alive);
+
+/* Consumer side (loop thread). Writes as much as the socket takes. Returns 1 when the response is
+ * finished and fully sent, 0 when there is nothing more to send for now or the socket is full
+ * (*want_write says which: 1 = wait for POLLOUT), or -errno when the socket failed (the buffer is
+ * then aborted). */
+int wd_out_send(wd_out_t *out, int sock, int *want_write);
+/* The client is gone: drop pending data, make the producer's calls return -EPIPE. */
+void wd_out_abort(wd_out_t *out);
+/* 1 once the producer called wd_out_finish (read under the lock). */
+int wd_out_is_finished(wd_out_t *out);
+
+#endif

@@ -1,0 +1,77 @@
+/* A request as the loop hands it to a Python thread, and the queue between them.
+ *
+ * Everything here is plain data owned by the connection in the loop thread. From the moment the
+ * loop pushes a request onto the queue until the Python thread calls wd_out_finish on req->out,
+ * the request and everything it points to stay valid and unchanged, and only the Python thread
+ * reads them. No libuv, no Python. */
+#ifndef WD_DAEMON_REQUEST_H
+#define WD_DAEMON_REQUEST_H
+
+#include "out.h"
+#include "../protocol/http.h"
+#include "../protocol/uwsgi.h"
+
+#include <pthread.h>
+#include <stdint.h>
+
+typedef enum wd_req_kind {
+    WD_REQ_UWSGI = 1, /* environ comes from the uwsgi vars block */
+    WD_REQ_HTTP,      /* environ is built from the HTTP request line and headers */
+} wd_req_kind_t;
+
+typedef struct wd_req wd_req_t;
+
+struct wd_req {
+    wd_req_t *next;              /* queue link */
+    wd_req_kind_t kind;
+    uint64_t seq;                /* per-worker sequence number */
+    char id[32];                 /* request id for logs and environ: "PID-SEQ" */
+    uint64_t t_start_ns;         /* CLOCK_MONOTONIC when the head was complete */
+    uint64_t t_queued_ns;        /* when pushed onto the queue */
+
+    const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
+    const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */
+
+    /* The connection, for REMOTE_ADDR & co (HTTP; uwsgi carries its own). */
+    char remote_addr[64];        /* "127.0.0.1", "::1", or "" on a unix socket */
+    int remote_port;
+    char server_addr[64];        /* local address, or the socket path for a unix listener */
+    int server_port;             /* 0 for unix */
+    int is_unix;
+
+    /* The body, read in full before dispatch: in memory, or in an unlinked temp file. */
+    uint64_t body_len;
+    const char *body_mem;        /* when body_fd < 0 */
+    int body_fd;                 /* >= 0: read it with pread from offset 0 */
+
+    /* The response goes here (see out.h). */
+    wd_out_t *out;
+
+    /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
+    int status;
+};
+
+/* The queue of requests waiting for a Python thread. The loop pushes, the threads pop. */
+typedef struct wd_queue {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    wd_req_t *head;
+    wd_req_t *tail;
+    size_t len;
+    int closed;
+    int waiting;                 /* threads blocked in wd_queue_pop */
+} wd_queue_t;
+
+void wd_queue_init(wd_queue_t *q);
+void wd_queue_destroy(wd_queue_t *q);
+/* Appends a chain of requests (linked by next, ending in NULL) at once: one lock, one signal. */
+void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n);
+/* Blocks until a request is there (returns it) or the queue is closed and empty (returns NULL).
+ * Call it with the GIL released. */
+wd_req_t *wd_queue_pop(wd_queue_t *q);
+/* Wakes every waiting thread; pop returns NULL once the queue is empty. */
+void wd_queue_close(wd_queue_t *q);
+
+uint64_t wd_now_ns(void);
+
+#endif

@@ -1,0 +1,29 @@
+/* A worker process: one libuv loop thread in front, a pool of Python threads behind it.
+ *
+ * How the master starts a worker (the contract between master.c and worker.c):
+ *   - it executes the wsgid binary again with argv = { display name } only, so that ps shows the
+ *     display name whole and nothing else;
+ *   - the environment holds WSGID_WORKER="GROUP SLOT" (slot 1-based) and WSGID_CONFIG=path of the
+ *     config file (for messages and relative paths);
+ *   - fd 3 (WD_WORKER_FD_MASTER) is a SOCK_STREAM socketpair end to the master,
+ *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding the exact config text the master loaded,
+ *     fds 5.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
+ *   - messages on the master socket are lines: the worker sends "ready\n" once its app is loaded
+ *     and it accepts, or "failed MESSAGE\n" before it exits when the app cannot be loaded (the
+ *     Python traceback has gone to stderr / the error log). The master stops a worker with
+ *     SIGTERM (graceful: finish in-flight and buffered responses, then exit 0).
+ *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
+#ifndef WD_DAEMON_WORKER_H
+#define WD_DAEMON_WORKER_H
+
+#define WD_WORKER_FD_MASTER 3
+#define WD_WORKER_FD_CONFIG 4
+#define WD_WORKER_FD_LISTEN 5
+
+#define WD_WORKER_EXIT_APP 3    /* the app could not be loaded */
+#define WD_WORKER_EXIT_CONFIG 4 /* the config could not be read (should not happen) */
+
+/* Entered from main() when WSGID_WORKER is set. Returns the process exit status. */
+int wd_worker_main(int argc, char **argv);
+
+#endif

@@ -1,0 +1,85 @@
+/* HTTP/1.1 request parsing on top of llhttp.
+ *
+ * The caller keeps the bytes of the current request head in one buffer, which may grow (move)
+ * between calls; the parser records the request line and headers as spans (offsets) from
+ * http->base, which the caller sets before every call. Body bytes are handed to on_body as they
+ * are decoded (Content-Length or chunked framing), and are not kept.
+ *
+ * wd_http_feed stops after the head is complete (so that the caller can check limits and answer
+ * Expect: 100-continue before any body byte is read) and after the message is complete (so that
+ * pipelined requests are parsed one at a time). */
+#ifndef WD_PROTOCOL_HTTP_H
+#define WD_PROTOCOL_HTTP_H
+
+#include "slice.h"
+#include <llhttp.h>
+
+#define WD_HTTP_MAX_HEADERS 100
+
+typedef enum wd_http_error {
+    WD_HTTP_OK = 0,
+    WD_HTTP_EINVALID,       /* malformed request: 400 */
+    WD_HTTP_ETOO_MANY,      /* more than WD_HTTP_MAX_HEADERS header fields: 431 */
+    WD_HTTP_EBODY_CB,       /* on_body returned non-zero: the caller's own error */
+    WD_HTTP_EUPGRADE,       /* CONNECT or Upgrade request: not supported, 501 */
+} wd_http_error_t;
+
+typedef struct wd_http_header {
+    wd_span_t name;
+    wd_span_t value;
+} wd_http_header_t;
+
+typedef int (*wd_http_body_cb)(void *data, const char *at, size_t n);
+
+typedef enum wd_http_state {
+    WD_HTTP_HEAD = 0,   /* reading the head */
+    WD_HTTP_BODY,       /* head complete, reading the body */
+    WD_HTTP_DONE,       /* message complete; wd_http_reset before the next one */
+} wd_http_state_t;
+
+typedef struct wd_http {
+    llhttp_t parser;
+    llhttp_settings_t settings;
+    const char *base;           /* set by the caller before each wd_http_feed */
+    wd_http_state_t state;
+    wd_http_error_t error;
+    const char *llhttp_reason;  /* llhttp's reason for WD_HTTP_EINVALID */
+
+    /* The head, valid from WD_HTTP_BODY on. */
+    const char *method;         /* "GET", ... (a static string from llhttp) */
+    wd_span_t url;
+    unsigned http_major, http_minor;
+    wd_http_header_t headers[WD_HTTP_MAX_HEADERS];
+    unsigned n_headers;
+    int has_content_length;
+    uint64_t content_length;    /* when has_content_length */
+    int chunked;                /* Transfer-Encoding: chunked */
+    int keep_alive;             /* per llhttp_should_keep_alive() */
+    int expect_continue;        /* Expect: 100-continue */
+    int is_head;                /* HEAD request */
+
+    wd_http_body_cb on_body;
+    void *data;
+
+    /* Internal: which part of a header the last callback filled. */
+    int last_was_value;
+} wd_http_t;
+
+void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);
+
+/* Prepares for the next request on the same connection (after WD_HTTP_DONE). */
+void wd_http_reset(wd_http_t *http);
+
+/* Feeds n bytes at `at` (which lies inside the buffer starting at http->base). Returns the number
+ * of bytes consumed, which is less than n when the head or the message completed (see
+ * http->state), or WD_PARSE_ERROR with http->error set. */
+int wd_http_feed(wd_http_t *http, const char *at, size_t n);
+
+/* Convenience: the span as a slice of http->base. */
+static inline wd_slice_t wd_http_slice(const wd_http_t *http, wd_span_t s)
+{
+    wd_slice_t r = {http->base + s.off, s.len};
+    return r;
+}
+
+#endif

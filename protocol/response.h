@@ -1,0 +1,30 @@
+/* Pieces of an HTTP response head that both the Python glue and the worker loop need: validation
+ * of what an application hands to start_response, reason phrases, and the head writer. */
+#ifndef WD_PROTOCOL_RESPONSE_H
+#define WD_PROTOCOL_RESPONSE_H
+
+#include "slice.h"
+
+/* Standard reason phrase for a status code, or "Unknown". */
+const char *wd_response_reason(int code);
+
+/* A WSGI status line "200 OK": three digits 100-999, a space, then a reason of printable latin-1
+ * characters (no control characters). Returns the code, or -1 when invalid. */
+int wd_response_parse_status(const char *s, size_t n);
+
+/* A header name is an RFC 9110 token. */
+int wd_response_header_name_valid(const char *s, size_t n);
+/* A header value has no control characters other than horizontal tab (so no CR, LF or NUL). */
+int wd_response_header_value_valid(const char *s, size_t n);
+/* Connection, Keep-Alive, Proxy-Authenticate, Proxy-Authorization, TE, Trailer(s),
+ * Transfer-Encoding, Upgrade, compared case-insensitively: an application may not send these. */
+int wd_response_header_is_hop_by_hop(const char *s, size_t n);
+
+/* Case-insensitive equality of a slice with a NUL-terminated lower-case string. */
+int wd_slice_ieq(const char *s, size_t n, const char *lower);
+
+/* A whole canned response with a small text body, for errors the loop answers itself (400, 413,
+ * 431, 500, 504...). Writes at most cap bytes into out; returns the length. */
+size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int keep_alive);
+
+#endif

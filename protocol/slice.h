@@ -1,0 +1,26 @@
+/* Shared result codes and slice types of the protocol parsers.
+ *
+ * Parsers in protocol/ depend on libc only: they never allocate, take the caller's buffer and
+ * give back slices into it, in the manner of picohttpparser. */
+#ifndef WD_PROTOCOL_SLICE_H
+#define WD_PROTOCOL_SLICE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A parser returns the number of bytes consumed (> 0), or one of these. */
+#define WD_PARSE_AGAIN (-1) /* the input is a valid prefix: call again with more bytes */
+#define WD_PARSE_ERROR (-2) /* the input can never become valid; see the parser's error code */
+
+typedef struct wd_slice {
+    const char *p;
+    size_t n;
+} wd_slice_t;
+
+/* An offset + length into a buffer that may move (grow) between parser calls. */
+typedef struct wd_span {
+    uint32_t off;
+    uint32_t len;
+} wd_span_t;
+
+#endif

@@ -1,0 +1,1 @@
+/* placeholder: being written */ typedef int wd_placeholder_t;

@@ -1,0 +1,32 @@
+/* The embedded Python side of a worker: interpreter setup, loading the app, and the pool of
+ * Python threads that serve requests from the queue (design §2, §7, §8).
+ *
+ * This header is what daemon/worker.c calls; it includes no Python.h, so the daemon never sees a
+ * PyObject. Every Py* call of the project lives in python_glue/. */
+#ifndef WD_PYTHON_GLUE_H
+#define WD_PYTHON_GLUE_H
+
+#include "../daemon/config.h"
+#include "../daemon/request.h"
+
+#include <stddef.h>
+
+/* Initialises the interpreter for this group in the calling (main) thread: python-home,
+ * python-path, chdir and env are applied before any import. Returns 0, or -1 with the reason
+ * logged. */
+int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
+
+/* Imports the application (script file or "module:callable") and finds the callable. On failure
+ * the Python traceback goes to the error log, a one-line summary to err, and it returns -1. */
+int wd_py_load_app(char *err, size_t errlen);
+
+/* Starts group->threads Python threads that pop requests from q and serve them, then releases
+ * the GIL in the calling thread (which goes on to run the loop and never takes it again).
+ * Returns 0 or -1. */
+int wd_py_start(wd_queue_t *q);
+
+/* After wd_queue_close(q): waits for every thread to finish its request and exit, then finalises
+ * the interpreter (atexit handlers run). */
+void wd_py_stop(void);
+
+#endif
