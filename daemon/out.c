@@ -1,1 +1,473 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* A connection's response buffer: see out.h.
+ *
+ * The buffer is a list of segments, sent in order: memory segments (bytes copied from the
+ * producer) and file segments (a range of the spill file, or of a file the application handed over
+ * with wsgi.file_wrapper). Everything is guarded by out->lock, except the bytes of a memory segment
+ * below its `len`, which never change once written: the consumer writes them to the socket without
+ * holding the lock, while the producer may append behind them. Only the consumer frees segments. */
+#include "out.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define SEG_MIN_CAP (16 * 1024 - 64)
+#define SEND_IOV_MAX 64
+#define SENDFILE_MAX ((size_t)1 << 30)
+
+enum { SEG_MEM, SEG_FILE };
+
+struct wd_out_seg {
+    wd_out_seg_t *next;
+    int kind;
+    int fd;        /* SEG_FILE */
+    int owned;     /* SEG_FILE: close fd when done (not for the spill file) */
+    uint64_t off;  /* SEG_FILE: next byte to send */
+    uint64_t left; /* SEG_FILE: bytes still to send */
+    size_t cap;    /* SEG_MEM */
+    size_t pos;    /* SEG_MEM: next byte to send */
+    size_t len;    /* SEG_MEM: bytes written by the producer */
+    char data[];
+};
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const char *tmpdir,
+                 wd_out_wake_cb wake, void *wake_data)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_init(&out->lock, NULL);
+    pthread_cond_init(&out->drained, NULL);
+    out->mem_limit = mem_limit;
+    out->spill_limit = spill_limit > mem_limit ? spill_limit : mem_limit;
+    out->spill_fd = -1;
+    out->tmpdir = tmpdir ? tmpdir : "/tmp";
+    out->wake = wake;
+    out->wake_data = wake_data;
+}
+
+static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
+{
+    if (seg->kind == SEG_FILE) {
+        if (seg->owned)
+            close(seg->fd);
+        free(seg);
+        return;
+    }
+    /* Keep one memory segment of the usual size for the next response. */
+    if (out->spare == NULL && seg->cap == SEG_MIN_CAP) {
+        out->spare = seg;
+        return;
+    }
+    free(seg);
+}
+
+/* Drops every pending segment. Called with the lock held, or by the only thread left. */
+static void drop_all(wd_out_t *out)
+{
+    wd_out_seg_t *seg = out->head, *next;
+
+    for (; seg; seg = next) {
+        next = seg->next;
+        seg_free(out, seg);
+    }
+    out->head = out->tail = NULL;
+    out->mem_bytes = 0;
+    out->pending = 0;
+}
+
+void wd_out_reset(wd_out_t *out)
+{
+    pthread_mutex_lock(&out->lock);
+    drop_all(out);
+    if (out->spill_fd >= 0)
+        close(out->spill_fd);
+    out->spill_fd = -1;
+    out->spill_end = 0;
+    out->sent = 0;
+    out->finished = 0;
+    out->keep_alive = 0;
+    out->aborted = 0;
+    out->producer_waiting = 0;
+    pthread_mutex_unlock(&out->lock);
+}
+
+void wd_out_close(wd_out_t *out)
+{
+    wd_out_reset(out);
+    free(out->spare);
+    out->spare = NULL;
+    pthread_cond_destroy(&out->drained);
+    pthread_mutex_destroy(&out->lock);
+}
+
+static void append_seg(wd_out_t *out, wd_out_seg_t *seg)
+{
+    seg->next = NULL;
+    if (out->tail)
+        out->tail->next = seg;
+    else
+        out->head = seg;
+    out->tail = seg;
+}
+
+/* Copies into memory segments. Lock held. */
+static void append_mem(wd_out_t *out, const char *p, size_t n)
+{
+    wd_out_seg_t *t = out->tail;
+
+    if (t && t->kind == SEG_MEM && t->cap > t->len) {
+        size_t k = t->cap - t->len < n ? t->cap - t->len : n;
+
+        memcpy(t->data + t->len, p, k);
+        t->len += k;
+        p += k;
+        n -= k;
+    }
+    if (n > 0) {
+        size_t cap = n > SEG_MIN_CAP ? n : SEG_MIN_CAP;
+
+        if (cap == SEG_MIN_CAP && out->spare) {
+            t = out->spare;
+            out->spare = NULL;
+        } else {
+            t = xmalloc(sizeof *t + cap);
+        }
+        memset(t, 0, sizeof *t);
+        t->kind = SEG_MEM;
+        t->fd = -1;
+        t->cap = cap;
+        memcpy(t->data, p, n);
+        t->len = n;
+        append_seg(out, t);
+    }
+}
+
+static int open_spill(wd_out_t *out)
+{
+    int fd = open(out->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+    if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == ENOENT)) {
+        char path[4096];
+
+        snprintf(path, sizeof path, "%s/wsgid-spill-XXXXXX", out->tmpdir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+    }
+    return fd < 0 ? -errno : fd;
+}
+
+static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
+{
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+
+        if (k < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        if (k == 0)
+            return -ENOSPC;
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return 0;
+}
+
+/* Appends n bytes to the spill file and queues them. Lock held on entry and exit; released while
+ * writing the file (only this producer appends, so the range is ours). */
+static int append_spill(wd_out_t *out, const char *p, size_t n)
+{
+    uint64_t off;
+    wd_out_seg_t *t;
+    int rc;
+
+    if (out->spill_fd < 0) {
+        rc = open_spill(out);
+        if (rc < 0)
+            return rc;
+        out->spill_fd = rc;
+    }
+    off = out->spill_end;
+    out->spill_end += n;
+    pthread_mutex_unlock(&out->lock);
+    rc = pwrite_all(out->spill_fd, p, n, off);
+    pthread_mutex_lock(&out->lock);
+    if (rc < 0)
+        return rc;
+    if (out->aborted)
+        return -EPIPE;
+    t = out->tail;
+    if (t && t->kind == SEG_FILE && t->fd == out->spill_fd && t->off + t->left == off) {
+        t->left += n;
+        return 0;
+    }
+    t = xmalloc(sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->kind = SEG_FILE;
+    t->fd = out->spill_fd;
+    t->owned = 0;
+    t->off = off;
+    t->left = n;
+    append_seg(out, t);
+    return 0;
+}
+
+/* Lock held. Wakes the loop when it may be idle: the buffer was empty before this append. */
+static void wake_locked(wd_out_t *out, int was_empty)
+{
+    if (was_empty && out->wake)
+        out->wake(out, out->wake_data);
+}
+
+static int write_locked(wd_out_t *out, const char *p, size_t n)
+{
+    int rc;
+
+    if (out->mem_bytes + n <= out->mem_limit) {
+        append_mem(out, p, n);
+        out->mem_bytes += n;
+        out->pending += n;
+        return 0;
+    }
+    /* Backpressure: past the spill limit, wait until the loop has sent enough. */
+    while (!out->aborted && out->pending > 0 && out->pending + n > out->spill_limit) {
+        out->producer_waiting = 1;
+        pthread_cond_wait(&out->drained, &out->lock);
+    }
+    if (out->aborted)
+        return -EPIPE;
+    rc = append_spill(out, p, n);
+    if (rc == 0)
+        out->pending += n;
+    return rc;
+}
+
+int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt)
+{
+    int rc = 0, was_empty;
+    uint64_t spilled = out->spill_end;
+
+    pthread_mutex_lock(&out->lock);
+    if (out->aborted) {
+        pthread_mutex_unlock(&out->lock);
+        return -EPIPE;
+    }
+    was_empty = out->head == NULL;
+    for (int i = 0; i < iovcnt && rc == 0; i++) {
+        if (iov[i].iov_len > 0)
+            rc = write_locked(out, iov[i].iov_base, iov[i].iov_len);
+    }
+    /* A spill releases the lock while it writes the file, and the loop may have drained the list
+     * and gone idle meanwhile: wake it then too. */
+    if (out->head)
+        wake_locked(out, was_empty || out->spill_end != spilled);
+    pthread_mutex_unlock(&out->lock);
+    return rc;
+}
+
+int wd_out_write(wd_out_t *out, const void *data, size_t len)
+{
+    struct iovec iov = {(void *)data, len};
+
+    return wd_out_writev(out, &iov, 1);
+}
+
+int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len)
+{
+    wd_out_seg_t *t;
+    int was_empty;
+
+    if (len == 0) {
+        close(fd);
+        return 0;
+    }
+    pthread_mutex_lock(&out->lock);
+    if (out->aborted) {
+        pthread_mutex_unlock(&out->lock);
+        close(fd);
+        return -EPIPE;
+    }
+    was_empty = out->head == NULL;
+    t = xmalloc(sizeof *t);
+    memset(t, 0, sizeof *t);
+    t->kind = SEG_FILE;
+    t->fd = fd;
+    t->owned = 1;
+    t->off = off;
+    t->left = len;
+    append_seg(out, t);
+    out->pending += len;
+    wake_locked(out, was_empty);
+    pthread_mutex_unlock(&out->lock);
+    return 0;
+}
+
+void wd_out_finish(wd_out_t *out, int keep_alive)
+{
+    pthread_mutex_lock(&out->lock);
+    out->finished = 1;
+    out->keep_alive = keep_alive;
+    /* Woken with the lock held: the loop sees `finished` only after this call has returned from
+     * the wake callback, so it cannot free the connection under our feet. */
+    if (out->wake)
+        out->wake(out, out->wake_data);
+    pthread_mutex_unlock(&out->lock);
+}
+
+int wd_out_is_finished(wd_out_t *out)
+{
+    int f;
+
+    pthread_mutex_lock(&out->lock);
+    f = out->finished;
+    pthread_mutex_unlock(&out->lock);
+    return f;
+}
+
+void wd_out_abort(wd_out_t *out)
+{
+    pthread_mutex_lock(&out->lock);
+    out->aborted = 1;
+    drop_all(out);
+    pthread_cond_broadcast(&out->drained);
+    pthread_mutex_unlock(&out->lock);
+}
+
+/* Lock held: n bytes of the head segments were sent. */
+static void consume_locked(wd_out_t *out, size_t n)
+{
+    out->sent += n;
+    out->pending -= n;
+    while (n > 0 && out->head) {
+        wd_out_seg_t *s = out->head;
+        size_t k = s->len - s->pos < n ? s->len - s->pos : n;
+
+        s->pos += k;
+        out->mem_bytes -= k;
+        n -= k;
+        if (s->pos == s->len) {
+            /* Fully sent: the producer appends to a fresh segment from now on. */
+            out->head = s->next;
+            if (out->head == NULL)
+                out->tail = NULL;
+            seg_free(out, s);
+        }
+    }
+    if (out->producer_waiting && out->pending < out->spill_limit) {
+        out->producer_waiting = 0;
+        pthread_cond_broadcast(&out->drained);
+    }
+}
+
+/* Sends file bytes with sendfile, or read + write when the file does not support it. */
+static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n)
+{
+    off_t o = (off_t)off;
+    ssize_t k = sendfile(sock, fd, &o, n);
+    char buf[65536];
+
+    if (k >= 0 || (errno != EINVAL && errno != ENOSYS))
+        return k;
+    k = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)off);
+    if (k <= 0)
+        return k < 0 ? -1 : (errno = EIO, -1);
+    return write(sock, buf, (size_t)k);
+}
+
+int wd_out_send(wd_out_t *out, int sock, int *want_write)
+{
+    *want_write = 0;
+    for (;;) {
+        struct iovec iov[SEND_IOV_MAX];
+        wd_out_seg_t *s;
+        ssize_t k;
+        int cnt = 0;
+
+        pthread_mutex_lock(&out->lock);
+        s = out->head;
+        if (s == NULL) {
+            int done = out->finished;
+
+            pthread_mutex_unlock(&out->lock);
+            return done ? 1 : 0;
+        }
+        if (s->kind == SEG_FILE) {
+            int fd = s->fd;
+            uint64_t off = s->off;
+            size_t n = s->left < SENDFILE_MAX ? (size_t)s->left : SENDFILE_MAX;
+
+            pthread_mutex_unlock(&out->lock);
+            k = send_file_range(sock, fd, off, n);
+            if (k < 0)
+                goto failed;
+            if (k == 0) {
+                /* The file is shorter than promised: the response cannot be completed. */
+                errno = EIO;
+                goto failed;
+            }
+            pthread_mutex_lock(&out->lock);
+            s->off += (uint64_t)k;
+            s->left -= (uint64_t)k;
+            out->sent += (uint64_t)k;
+            out->pending -= (uint64_t)k;
+            if (s->left == 0) {
+                out->head = s->next;
+                if (out->head == NULL)
+                    out->tail = NULL;
+                seg_free(out, s);
+            }
+            if (out->producer_waiting && out->pending < out->spill_limit) {
+                out->producer_waiting = 0;
+                pthread_cond_broadcast(&out->drained);
+            }
+            pthread_mutex_unlock(&out->lock);
+            continue;
+        }
+        for (; s && s->kind == SEG_MEM && cnt < SEND_IOV_MAX; s = s->next) {
+            if (s->len > s->pos) {
+                iov[cnt].iov_base = s->data + s->pos;
+                iov[cnt].iov_len = s->len - s->pos;
+                cnt++;
+            }
+        }
+        pthread_mutex_unlock(&out->lock);
+        if (cnt == 0)
+            return 0;
+        do
+            k = writev(sock, iov, cnt);
+        while (k < 0 && errno == EINTR);
+        if (k < 0)
+            goto failed;
+        pthread_mutex_lock(&out->lock);
+        consume_locked(out, (size_t)k);
+        pthread_mutex_unlock(&out->lock);
+    }
+
+failed:
+    if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        *want_write = 1;
+        return 0;
+    }
+    {
+        int err = errno;
+
+        wd_out_abort(out);
+        return -err;
+    }
+}

@@ -27,6 +27,7 @@ struct wd_out {
     pthread_cond_t drained;      /* signalled when pending bytes fall below spill_limit */
     wd_out_seg_t *head;
     wd_out_seg_t *tail;
+    wd_out_seg_t *spare;         /* one memory segment kept for the next response */
     uint64_t mem_bytes;          /* pending bytes in memory segments */
     uint64_t pending;            /* all pending bytes (memory + spill + files) */
     uint64_t mem_limit;

@@ -1,1 +1,83 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* The queue between the loop thread and the Python threads: see request.h. */
+#include "request.h"
+
+#include <time.h>
+
+void wd_queue_init(wd_queue_t *q)
+{
+    pthread_mutex_init(&q->lock, NULL);
+    pthread_cond_init(&q->cond, NULL);
+    q->head = q->tail = NULL;
+    q->len = 0;
+    q->closed = 0;
+    q->waiting = 0;
+}
+
+void wd_queue_destroy(wd_queue_t *q)
+{
+    pthread_cond_destroy(&q->cond);
+    pthread_mutex_destroy(&q->lock);
+}
+
+void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
+{
+    int wake;
+
+    if (first == NULL)
+        return;
+    last->next = NULL;
+    pthread_mutex_lock(&q->lock);
+    if (q->tail)
+        q->tail->next = first;
+    else
+        q->head = first;
+    q->tail = last;
+    q->len += n;
+    wake = q->waiting;
+    pthread_mutex_unlock(&q->lock);
+    /* One request wakes one thread; a batch wakes them all and the surplus goes back to sleep. */
+    if (wake == 0)
+        return;
+    if (n == 1)
+        pthread_cond_signal(&q->cond);
+    else
+        pthread_cond_broadcast(&q->cond);
+}
+
+wd_req_t *wd_queue_pop(wd_queue_t *q)
+{
+    wd_req_t *req;
+
+    pthread_mutex_lock(&q->lock);
+    while (q->head == NULL && !q->closed) {
+        q->waiting++;
+        pthread_cond_wait(&q->cond, &q->lock);
+        q->waiting--;
+    }
+    req = q->head;
+    if (req) {
+        q->head = req->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        q->len--;
+        req->next = NULL;
+    }
+    pthread_mutex_unlock(&q->lock);
+    return req;
+}
+
+void wd_queue_close(wd_queue_t *q)
+{
+    pthread_mutex_lock(&q->lock);
+    q->closed = 1;
+    pthread_mutex_unlock(&q->lock);
+    pthread_cond_broadcast(&q->cond);
+}
+
+uint64_t wd_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
