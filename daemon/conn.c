@@ -1,1 +1,804 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* One client connection in a worker's loop: see conn.h.
+ *
+ * Only the loop thread runs this code. While a request is with a Python thread (WD_CONN_APP) the
+ * connection reads nothing more; it watches for the client hanging up (so that the app's next
+ * write fails and its iterable is closed) and writes whatever the response buffer holds. */
+#include "conn.h"
+
+#include "log.h"
+#include "../protocol/response.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF_INITIAL 8192
+#define BODY_READ_ROOM 65536
+#define LINGER_MS 2000
+
+static void conn_process(wd_conn_t *c);
+static void conn_send(wd_conn_t *c);
+static void conn_poll_cb(uv_poll_t *p, int status, int events);
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (p == NULL)
+        abort();
+    return p;
+}
+
+static void set_events(wd_conn_t *c, int events)
+{
+    if (c->state == WD_CONN_CLOSED || c->events == events)
+        return;
+    c->events = events;
+    if (events)
+        uv_poll_start(&c->poll, events, conn_poll_cb);
+    else
+        uv_poll_stop(&c->poll);
+}
+
+/* Called under out->lock by a Python thread (or by the loop itself): queue the connection for the
+ * loop's async callback. */
+static void conn_wake(wd_out_t *out, void *data)
+{
+    wd_conn_t *c = data;
+    wd_worker_t *w = c->w;
+
+    (void)out;
+    pthread_mutex_lock(&w->ready_lock);
+    if (!c->ready_queued) {
+        c->ready_queued = 1;
+        c->ready_next = w->ready;
+        w->ready = c;
+    }
+    pthread_mutex_unlock(&w->ready_lock);
+    uv_async_send(&w->async);
+}
+
+static void peer_string(wd_conn_t *c, const struct sockaddr *sa)
+{
+    c->remote[0] = '\0';
+    c->remote_port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+        inet_ntop(AF_INET, &in->sin_addr, c->remote, sizeof c->remote);
+        c->remote_port = ntohs(in->sin_port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+        inet_ntop(AF_INET6, &in6->sin6_addr, c->remote, sizeof c->remote);
+        c->remote_port = ntohs(in6->sin6_port);
+    }
+}
+
+void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct sockaddr *peer,
+                 socklen_t peer_len)
+{
+    wd_conn_t *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        abort();
+    (void)peer_len;
+    c->w = w;
+    c->l = l;
+    c->fd = fd;
+    c->body_fd = -1;
+    c->state = WD_CONN_HEAD;
+    peer_string(c, peer);
+    uv_poll_init(w->loop, &c->poll, fd);
+    uv_timer_init(w->loop, &c->timer);
+    c->poll.data = c;
+    c->timer.data = c;
+    c->open_handles = 2;
+    wd_out_init(&c->out, w->group->response_buffer_size, w->group->response_spill_limit,
+                w->tmpdir, conn_wake, c);
+    wd_http_init(&c->http, NULL, NULL);
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->n_conns++;
+    set_events(c, UV_READABLE | UV_DISCONNECT);
+}
+
+static const char *peer_name(const wd_conn_t *c)
+{
+    if (c->remote[0])
+        return c->remote;
+    return c->l->is_unix ? "unix" : "?";
+}
+
+/* --- closing ------------------------------------------------------------------------------- */
+
+static void body_clear(wd_conn_t *c)
+{
+    if (c->body_fd >= 0)
+        close(c->body_fd);
+    c->body_fd = -1;
+    c->body_len = 0;
+    c->body_expect = 0;
+    c->body_error = 0;
+    /* A large body buffer is not kept for the next request. */
+    if (c->body_cap > 65536) {
+        free(c->body_mem);
+        c->body_mem = NULL;
+        c->body_cap = 0;
+    }
+}
+
+void wd_conn_free(wd_conn_t *c)
+{
+    wd_out_close(&c->out);
+    body_clear(c);
+    free(c->body_mem);
+    free(c->buf);
+    free(c);
+}
+
+static void conn_closed_cb(uv_handle_t *h)
+{
+    wd_conn_t *c = h->data;
+    int deferred;
+
+    if (--c->open_handles > 0)
+        return;
+    close(c->fd);
+    pthread_mutex_lock(&c->w->ready_lock);
+    deferred = c->ready_queued;
+    if (deferred)
+        c->free_pending = 1;
+    pthread_mutex_unlock(&c->w->ready_lock);
+    if (!deferred)
+        wd_conn_free(c);
+}
+
+void wd_conn_close(wd_conn_t *c)
+{
+    wd_worker_t *w = c->w;
+
+    if (c->state == WD_CONN_CLOSED)
+        return;
+    c->state = WD_CONN_CLOSED;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    w->n_conns--;
+    uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
+    uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
+    wd_worker_conn_gone(w);
+}
+
+static void linger_timer_cb(uv_timer_t *t)
+{
+    wd_conn_close(t->data);
+}
+
+/* After an error answer the client may still be sending (a body we refused): close only once it
+ * stops or a moment has passed, so that the kernel does not reset the connection before the
+ * client has read the answer. */
+static void conn_linger(wd_conn_t *c)
+{
+    shutdown(c->fd, SHUT_WR);
+    c->state = WD_CONN_LINGER;
+    c->events = -1;
+    set_events(c, UV_READABLE | UV_DISCONNECT);
+    uv_timer_start(&c->timer, linger_timer_cb, LINGER_MS, 0);
+}
+
+/* --- the access log ------------------------------------------------------------------------- */
+
+static wd_slice_t uwsgi_var(const wd_uwsgi_req_t *u, const char *name)
+{
+    wd_uwsgi_iter_t it;
+    wd_slice_t k, v, none = {"", 0};
+    size_t n = strlen(name);
+
+    wd_uwsgi_iter_init(&it, u);
+    while (wd_uwsgi_iter_next(&it, &k, &v))
+        if (k.n == n && memcmp(k.p, name, n) == 0)
+            return v;
+    return none;
+}
+
+static wd_slice_t http_header(const wd_http_t *h, const char *lower)
+{
+    wd_slice_t none = {"", 0};
+
+    for (unsigned i = 0; i < h->n_headers; i++) {
+        wd_slice_t name = wd_http_slice(h, h->headers[i].name);
+
+        if (wd_slice_ieq(name.p, name.n, lower))
+            return wd_http_slice(h, h->headers[i].value);
+    }
+    return none;
+}
+
+static void access_log(wd_conn_t *c, int status, uint64_t bytes)
+{
+    char line[4096], when[64];
+    wd_slice_t method = {"-", 1}, uri = {"-", 1}, proto = {"-", 1}, ref = {"", 0}, ua = {"", 0};
+    wd_slice_t remote = {c->remote, strlen(c->remote)};
+    time_t now = time(NULL);
+    struct tm tm;
+    double secs = 0;
+    int n;
+
+    if (!wd_log_access_enabled())
+        return;
+    if (c->proto == WD_REQ_UWSGI && c->dispatched) {
+        method = c->uwsgi.method;
+        uri = c->uwsgi.uri;
+        proto = c->uwsgi.protocol;
+        remote = uwsgi_var(&c->uwsgi, "REMOTE_ADDR");
+        ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
+        ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
+    } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
+        static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1"};
+
+        method.p = c->http.method;
+        method.n = strlen(c->http.method);
+        uri = wd_http_slice(&c->http, c->http.url);
+        proto.p = protos[c->http.http_minor ? 1 : 0];
+        proto.n = 8;
+        ref = http_header(&c->http, "referer");
+        ua = http_header(&c->http, "user-agent");
+    }
+    if (c->dispatched)
+        secs = (double)(wd_now_ns() - c->req.t_start_ns) / 1e9;
+    localtime_r(&now, &tm);
+    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
+    n = snprintf(line, sizeof line,
+                 "%.*s - - [%s] \"%.*s %.*s %.*s\" %d %llu \"%.*s\" \"%.*s\" %.6f %s\n",
+                 (int)(remote.n ? remote.n : 1), remote.n ? remote.p : "-", when, (int)method.n,
+                 method.p, (int)(uri.n > 2048 ? 2048 : uri.n), uri.p, (int)proto.n, proto.p, status,
+                 (unsigned long long)bytes, (int)(ref.n ? ref.n : 1), ref.n ? ref.p : "-",
+                 (int)(ua.n > 512 ? 512 : ua.n), ua.p, secs, c->dispatched ? c->req.id : "-");
+    if (n > 0)
+        wd_log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+}
+
+/* --- answers the loop makes itself ---------------------------------------------------------- */
+
+/* Sends a canned error response and closes the connection after it. */
+static void conn_fail(wd_conn_t *c, int status)
+{
+    char buf[512];
+    int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
+    size_t n = wd_response_canned(buf, sizeof buf, status, minor, 0);
+
+    c->status = status;
+    c->dispatched = 0;
+    c->state = WD_CONN_APP;
+    wd_out_reset(&c->out);
+    c->out.wake = NULL;
+    wd_out_write(&c->out, buf, n);
+    wd_out_finish(&c->out, 0);
+    c->out.wake = conn_wake;
+    set_events(c, UV_DISCONNECT);
+    conn_send(c);
+}
+
+/* The uwsgi socket got something else: say what, in terms an operator can act on. */
+static void conn_fail_text(wd_conn_t *c, int status, const char *text)
+{
+    char buf[1024];
+    int n = snprintf(buf, sizeof buf,
+                     "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
+                     "Connection: close\r\n\r\n%s",
+                     status, wd_response_reason(status), strlen(text), text);
+
+    c->status = status;
+    c->dispatched = 0;
+    c->state = WD_CONN_APP;
+    wd_out_reset(&c->out);
+    c->out.wake = NULL;
+    wd_out_write(&c->out, buf, (size_t)n);
+    wd_out_finish(&c->out, 0);
+    c->out.wake = conn_wake;
+    set_events(c, UV_DISCONNECT);
+    conn_send(c);
+}
+
+/* --- the body ------------------------------------------------------------------------------- */
+
+static int body_to_file(wd_conn_t *c)
+{
+    int fd = open(c->w->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    size_t done = 0;
+
+    if (fd < 0) {
+        char path[4096];
+
+        snprintf(path, sizeof path, "%s/wsgid-body-XXXXXX", c->w->tmpdir);
+        fd = mkostemp(path, O_CLOEXEC);
+        if (fd >= 0)
+            unlink(path);
+    }
+    if (fd < 0) {
+        wd_log_error("peer %s: cannot create a temp file in %s for a request body: %s; "
+                     "check that it exists and is writable",
+                     peer_name(c), c->w->tmpdir, strerror(errno));
+        return -1;
+    }
+    while (done < c->body_len) {
+        ssize_t k = write(fd, c->body_mem + done, (size_t)c->body_len - done);
+
+        if (k <= 0) {
+            wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
+                         c->w->tmpdir, k < 0 ? strerror(errno) : "short write");
+            close(fd);
+            return -1;
+        }
+        done += (size_t)k;
+    }
+    c->body_fd = fd;
+    return 0;
+}
+
+static int body_append(wd_conn_t *c, const char *p, size_t n)
+{
+    const wd_group_conf_t *g = c->w->group;
+
+    if (g->limit_request_body && c->body_len + n > g->limit_request_body) {
+        c->body_error = 413;
+        return -1;
+    }
+    if (c->body_fd < 0 && c->body_len + n <= g->body_buffer_size) {
+        if (c->body_len + n > c->body_cap) {
+            size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
+
+            while (cap < c->body_len + n)
+                cap *= 2;
+            if (cap > g->body_buffer_size)
+                cap = (size_t)g->body_buffer_size;
+            c->body_mem = xrealloc(c->body_mem, cap);
+            c->body_cap = cap;
+        }
+        memcpy(c->body_mem + c->body_len, p, n);
+        c->body_len += n;
+        return 0;
+    }
+    if (c->body_fd < 0 && body_to_file(c) < 0) {
+        c->body_error = 500;
+        return -1;
+    }
+    while (n > 0) {
+        ssize_t k = write(c->body_fd, p, n);
+
+        if (k <= 0) {
+            wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
+                         c->w->tmpdir, k < 0 ? strerror(errno) : "short write");
+            c->body_error = 500;
+            return -1;
+        }
+        p += k;
+        n -= (size_t)k;
+        c->body_len += (uint64_t)k;
+    }
+    return 0;
+}
+
+static int http_body_cb(void *data, const char *at, size_t n)
+{
+    return body_append(data, at, n);
+}
+
+/* --- dispatch ------------------------------------------------------------------------------- */
+
+static void conn_dispatch(wd_conn_t *c)
+{
+    wd_worker_t *w = c->w;
+    wd_req_t *req = &c->req;
+
+    req->next = NULL;
+    req->kind = c->proto;
+    req->seq = ++w->seq;
+    snprintf(req->id, sizeof req->id, "%d-%llu", w->pid, (unsigned long long)req->seq);
+    req->t_start_ns = wd_now_ns();
+    req->t_queued_ns = req->t_start_ns;
+    req->uwsgi = c->proto == WD_REQ_UWSGI ? &c->uwsgi : NULL;
+    req->http = c->proto == WD_REQ_HTTP ? &c->http : NULL;
+    memcpy(req->remote_addr, c->remote, sizeof req->remote_addr);
+    req->remote_port = c->remote_port;
+    memcpy(req->server_addr, c->l->addr, sizeof req->server_addr - 1);
+    req->server_addr[sizeof req->server_addr - 1] = '\0';
+    req->server_port = c->l->port;
+    req->is_unix = c->l->is_unix;
+    req->body_len = c->body_len;
+    req->body_mem = c->body_fd < 0 ? c->body_mem : NULL;
+    req->body_fd = c->body_fd;
+    if (c->body_fd >= 0)
+        lseek(c->body_fd, 0, SEEK_SET);
+    req->out = &c->out;
+    req->status = 0;
+    c->dispatched = 1;
+    c->state = WD_CONN_APP;
+    set_events(c, UV_DISCONNECT);
+    wd_worker_dispatch(w, req);
+}
+
+/* --- uwsgi ---------------------------------------------------------------------------------- */
+
+static void uwsgi_error(wd_conn_t *c)
+{
+    switch (c->uwsgi.error) {
+    case WD_UWSGI_EHTTP:
+        wd_log_warn("peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
+                    "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
+                    peer_name(c), c->l->addr);
+        conn_fail_text(c, 400,
+                       "This socket speaks the uwsgi protocol, not HTTP: use uwsgi_pass in nginx, "
+                       "or configure the listener with protocol: http.\n");
+        return;
+    case WD_UWSGI_EMODIFIER:
+        wd_log_warn("peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
+                    "served",
+                    peer_name(c), c->uwsgi.modifier1, c->l->addr);
+        wd_conn_close(c);
+        return;
+    default:
+        wd_log_warn("peer %s: malformed uwsgi packet on %s: %s", peer_name(c), c->l->addr,
+                    wd_uwsgi_strerror(c->uwsgi.error));
+        conn_fail(c, 400);
+        return;
+    }
+}
+
+/* Returns 1 when the request is complete, 0 when more bytes are needed, -1 when answered. */
+static int uwsgi_process(wd_conn_t *c)
+{
+    const wd_group_conf_t *g = c->w->group;
+    size_t take;
+
+    if (c->state == WD_CONN_HEAD) {
+        int r = wd_uwsgi_parse(c->buf, c->len, &c->uwsgi);
+
+        if (r == WD_PARSE_ERROR) {
+            uwsgi_error(c);
+            return -1;
+        }
+        if (r == WD_PARSE_AGAIN) {
+            if (c->len >= WD_UWSGI_HEADER_SIZE &&
+                (uint64_t)(uint8_t)c->buf[1] + ((uint64_t)(uint8_t)c->buf[2] << 8) >
+                    g->header_buffer_size) {
+                wd_log_warn("peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
+                            peer_name(c), (unsigned long long)g->header_buffer_size);
+                conn_fail(c, 431);
+                return -1;
+            }
+            return 0;
+        }
+        c->head_end = c->parsed = (size_t)r;
+        c->body_expect = c->uwsgi.content_length;
+        if (g->limit_request_body && c->body_expect > g->limit_request_body) {
+            wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+                        peer_name(c), (unsigned long long)c->body_expect,
+                        (unsigned long long)g->limit_request_body);
+            conn_fail(c, 413);
+            return -1;
+        }
+        c->state = WD_CONN_BODY;
+    }
+    take = c->len - c->parsed;
+    if (take > c->body_expect - c->body_len)
+        take = (size_t)(c->body_expect - c->body_len);
+    if (take > 0 && body_append(c, c->buf + c->parsed, take) < 0) {
+        conn_fail(c, c->body_error);
+        return -1;
+    }
+    /* Body bytes are consumed: the next read reuses the space behind the head. */
+    c->len = c->parsed = c->head_end;
+    return c->body_len == c->body_expect ? 1 : 0;
+}
+
+/* --- HTTP ----------------------------------------------------------------------------------- */
+
+static int http_error_status(const wd_conn_t *c)
+{
+    switch (c->http.error) {
+    case WD_HTTP_ETOO_MANY:
+        return 431;
+    case WD_HTTP_EUPGRADE:
+        return 501;
+    case WD_HTTP_EBODY_CB:
+        return c->body_error ? c->body_error : 400;
+    default:
+        return 400;
+    }
+}
+
+static int http_head_complete(wd_conn_t *c)
+{
+    const wd_group_conf_t *g = c->w->group;
+    wd_http_t *h = &c->http;
+
+    c->head_end = c->parsed;
+    if (g->limit_request_body && h->has_content_length &&
+        h->content_length > g->limit_request_body) {
+        wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+                    peer_name(c), (unsigned long long)h->content_length,
+                    (unsigned long long)g->limit_request_body);
+        conn_fail(c, 413);
+        return -1;
+    }
+    if (h->has_content_length && h->content_length <= g->body_buffer_size &&
+        h->content_length > c->body_cap) {
+        c->body_mem = xrealloc(c->body_mem, (size_t)h->content_length);
+        c->body_cap = (size_t)h->content_length;
+    }
+    if (h->expect_continue && h->http_minor >= 1 && c->parsed == c->len &&
+        (h->chunked || (h->has_content_length && h->content_length > 0))) {
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+
+        if (write(c->fd, cont, sizeof cont - 1) < 0) {
+            /* The socket is fresh and empty; a failure means the client is gone. */
+            wd_conn_close(c);
+            return -1;
+        }
+    }
+    c->state = WD_CONN_BODY;
+    return 0;
+}
+
+static int http_process(wd_conn_t *c)
+{
+    wd_http_t *h = &c->http;
+
+    h->base = c->buf;
+    h->on_body = http_body_cb;
+    h->data = c;
+    for (;;) {
+        wd_http_state_t before = h->state;
+        int r = wd_http_feed(h, c->buf + c->parsed, c->len - c->parsed);
+
+        if (r < 0) {
+            int status = http_error_status(c);
+
+            if (status == 400)
+                wd_log_info("peer %s: bad HTTP request: %s", peer_name(c),
+                            h->llhttp_reason ? h->llhttp_reason : "malformed");
+            else if (status == 431)
+                wd_log_info("peer %s: more than %d header fields: 431", peer_name(c),
+                            WD_HTTP_MAX_HEADERS);
+            else if (status == 413)
+                wd_log_info("peer %s: request body over limit-request-body (%llu): 413",
+                            peer_name(c), (unsigned long long)c->w->group->limit_request_body);
+            conn_fail(c, status);
+            return -1;
+        }
+        c->parsed += (size_t)r;
+        if (before == WD_HTTP_HEAD && h->state != WD_HTTP_HEAD && http_head_complete(c) < 0)
+            return -1;
+        if (h->state == WD_HTTP_DONE)
+            return 1;
+        if (r == 0 && (h->state == before || c->parsed == c->len))
+            break;
+    }
+    if (h->state == WD_HTTP_HEAD) {
+        if (c->len >= c->w->group->header_buffer_size) {
+            wd_log_info("peer %s: request head larger than header-buffer-size (%llu): 431",
+                        peer_name(c), (unsigned long long)c->w->group->header_buffer_size);
+            conn_fail(c, 431);
+            return -1;
+        }
+    } else if (c->parsed == c->len) {
+        /* Body bytes are in the body store now: reuse their space. */
+        c->len = c->parsed = c->head_end;
+    }
+    return 0;
+}
+
+/* --- reading -------------------------------------------------------------------------------- */
+
+static int detect(wd_conn_t *c)
+{
+    unsigned char b = (unsigned char)c->buf[0];
+
+    switch (c->l->protocol) {
+    case WD_PROTOCOL_UWSGI:
+        return WD_REQ_UWSGI;
+    case WD_PROTOCOL_HTTP:
+        return WD_REQ_HTTP;
+    default:
+        break;
+    }
+    if (b >= 'A' && b <= 'Z')
+        return WD_REQ_HTTP;
+    if (b == 1) {
+        wd_log_warn("peer %s: FastCGI request on %s: FastCGI is not supported yet; use uwsgi_pass "
+                    "or proxy_pass",
+                    peer_name(c), c->l->addr);
+        return -1;
+    }
+    return WD_REQ_UWSGI;
+}
+
+static void conn_process(wd_conn_t *c)
+{
+    int r;
+
+    if (c->len == 0)
+        return;
+    if (c->proto == 0) {
+        r = detect(c);
+        if (r < 0) {
+            wd_conn_close(c);
+            return;
+        }
+        c->proto = (wd_req_kind_t)r;
+    }
+    r = c->proto == WD_REQ_UWSGI ? uwsgi_process(c) : http_process(c);
+    if (r == 1)
+        conn_dispatch(c);
+}
+
+static size_t read_limit(const wd_conn_t *c)
+{
+    size_t hb = (size_t)c->w->group->header_buffer_size;
+
+    if (c->proto == WD_REQ_UWSGI || c->proto == 0)
+        hb += WD_UWSGI_HEADER_SIZE;
+    if (c->state == WD_CONN_BODY)
+        return c->head_end + BODY_READ_ROOM;
+    return hb;
+}
+
+static void conn_read(wd_conn_t *c)
+{
+    ssize_t n;
+    size_t limit = read_limit(c);
+
+    if (c->len == c->cap) {
+        size_t cap = c->cap ? c->cap * 2 : BUF_INITIAL;
+
+        if (cap > limit)
+            cap = limit;
+        if (cap <= c->len) {
+            /* Only a head can fill the buffer; its parser has said it is too large. */
+            conn_fail(c, 431);
+            return;
+        }
+        c->buf = xrealloc(c->buf, cap);
+        c->cap = cap;
+    }
+    do
+        n = read(c->fd, c->buf + c->len, c->cap - c->len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK)
+            wd_conn_close(c);
+        return;
+    }
+    if (n == 0) {
+        if (c->len > 0 || c->state == WD_CONN_BODY)
+            wd_log_info("peer %s: connection closed in the middle of a request", peer_name(c));
+        wd_conn_close(c);
+        return;
+    }
+    c->len += (size_t)n;
+    conn_process(c);
+}
+
+static void conn_drain(wd_conn_t *c)
+{
+    char buf[16384];
+    ssize_t n = read(c->fd, buf, sizeof buf);
+
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+        wd_conn_close(c);
+}
+
+/* --- writing -------------------------------------------------------------------------------- */
+
+static void response_complete(wd_conn_t *c)
+{
+    wd_worker_t *w = c->w;
+    int keep = c->out.keep_alive && !c->out.aborted && !w->stopping && c->proto == WD_REQ_HTTP;
+    int status = c->dispatched ? c->req.status : c->status;
+    int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
+    size_t leftover;
+
+    access_log(c, status, c->out.sent);
+    if (c->dispatched) {
+        c->dispatched = 0;
+        w->served++;
+        wd_worker_request_done(w);
+    }
+    body_clear(c);
+    wd_out_reset(&c->out);
+    if (!keep) {
+        if (linger)
+            conn_linger(c);
+        else
+            wd_conn_close(c);
+        return;
+    }
+    leftover = c->len - c->parsed;
+    memmove(c->buf, c->buf + c->parsed, leftover);
+    c->len = leftover;
+    c->parsed = c->head_end = 0;
+    c->status = 0;
+    wd_http_reset(&c->http);
+    c->state = WD_CONN_HEAD;
+    set_events(c, UV_READABLE | UV_DISCONNECT);
+    conn_process(c);
+}
+
+static void conn_send(wd_conn_t *c)
+{
+    int want_write = 0;
+    int r = wd_out_send(&c->out, c->fd, &want_write);
+
+    if (r < 0) {
+        /* The client is gone; the app (if still running) gets -EPIPE at its next write. */
+        wd_log_debug("peer %s: write failed: %s", peer_name(c), strerror(-r));
+        r = wd_out_is_finished(&c->out);
+        if (r == 0) {
+            set_events(c, 0);
+            return;
+        }
+    }
+    if (r == 1) {
+        response_complete(c);
+        return;
+    }
+    set_events(c, want_write ? UV_WRITABLE | UV_DISCONNECT : UV_DISCONNECT);
+}
+
+void wd_conn_ready(wd_conn_t *c)
+{
+    if (c->state == WD_CONN_APP)
+        conn_send(c);
+}
+
+static void conn_poll_cb(uv_poll_t *p, int status, int events)
+{
+    wd_conn_t *c = p->data;
+
+    if (c->state == WD_CONN_CLOSED)
+        return;
+    if (c->state == WD_CONN_LINGER) {
+        conn_drain(c);
+        return;
+    }
+    if (c->state == WD_CONN_APP) {
+        if (status < 0 || (events & UV_DISCONNECT)) {
+            /* The client hung up while its request runs: abandon the response. */
+            if (!wd_out_is_finished(&c->out) || c->out.head != NULL)
+                wd_log_info("peer %s: client went away during request %s", peer_name(c),
+                            c->dispatched ? c->req.id : "-");
+            wd_out_abort(&c->out);
+            if (wd_out_is_finished(&c->out))
+                response_complete(c);
+            else
+                set_events(c, 0);
+            return;
+        }
+        if (events & UV_WRITABLE)
+            conn_send(c);
+        return;
+    }
+    if (status < 0) {
+        wd_conn_close(c);
+        return;
+    }
+    conn_read(c);
+}
+
+void wd_conn_shutdown(wd_conn_t *c)
+{
+    if (c->state == WD_CONN_HEAD && c->len == 0)
+        wd_conn_close(c);
+}

@@ -1,1 +1,380 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* A worker process: see worker.h.
+ *
+ * The main thread loads the app, starts the Python threads, then runs the libuv loop: it accepts
+ * connections only while it has capacity (so that a busy worker leaves new connections to an idle
+ * sibling), parses requests in conn.c, and hands them to the Python threads in batches, one push
+ * per loop iteration. */
+#include "worker.h"
+
+#include "conn.h"
+#include "log.h"
+#include "../python_glue/glue.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#define ACCEPT_BATCH 64
+
+static void worker_stop(wd_worker_t *w, const char *why);
+
+static void say_master(const char *line)
+{
+    size_t n = strlen(line);
+
+    if (write(WD_WORKER_FD_MASTER, line, n) != (ssize_t)n) {
+        /* The master is gone; the EOF on its socket stops us. */
+    }
+}
+
+/* --- accepting ------------------------------------------------------------------------------ */
+
+static void listener_cb(uv_poll_t *p, int status, int events);
+
+static void accept_update(wd_worker_t *w)
+{
+    int want = !w->stopping && w->in_flight < w->capacity;
+
+    if (want == w->accepting)
+        return;
+    w->accepting = want;
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        if (want)
+            uv_poll_start(&w->listeners[i].poll, UV_READABLE, listener_cb);
+        else
+            uv_poll_stop(&w->listeners[i].poll);
+    }
+}
+
+static void listener_cb(uv_poll_t *p, int status, int events)
+{
+    wd_worker_listener_t *l = p->data;
+    wd_worker_t *w = l->w;
+
+    (void)events;
+    if (status < 0) {
+        wd_log_error("listener %s: %s", l->addr, uv_strerror(status));
+        return;
+    }
+    for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                wd_log_error("listener %s: accept: %s", l->addr, strerror(errno));
+            return;
+        }
+        if (!l->is_unix) {
+            int one = 1;
+
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        wd_conn_new(w, l, fd, (struct sockaddr *)&ss, sl);
+    }
+}
+
+static int listeners_init(wd_worker_t *w)
+{
+    const wd_group_conf_t *g = w->group;
+
+    w->n_listeners = g->n_listen;
+    w->listeners = calloc(g->n_listen, sizeof *w->listeners);
+    if (w->listeners == NULL)
+        abort();
+    for (size_t i = 0; i < g->n_listen; i++) {
+        wd_worker_listener_t *l = &w->listeners[i];
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+
+        l->w = w;
+        l->fd = WD_WORKER_FD_LISTEN + (int)i;
+        l->protocol = g->protocol;
+        if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) < 0) {
+            wd_log_error("listener %s: fd %d is not a socket (%s); the master should have passed "
+                         "it",
+                         g->listen[i].spec, l->fd, strerror(errno));
+            return -1;
+        }
+        fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+        fcntl(l->fd, F_SETFD, FD_CLOEXEC);
+        if (ss.ss_family == AF_UNIX) {
+            l->is_unix = 1;
+            snprintf(l->addr, sizeof l->addr, "%s", g->listen[i].path ? g->listen[i].path : "unix");
+        } else if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+            inet_ntop(AF_INET, &in->sin_addr, l->addr, sizeof l->addr);
+            l->port = ntohs(in->sin_port);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+            inet_ntop(AF_INET6, &in6->sin6_addr, l->addr, sizeof l->addr);
+            l->port = ntohs(in6->sin6_port);
+        }
+        uv_poll_init_socket(w->loop, &l->poll, l->fd);
+        l->poll.data = l;
+    }
+    return 0;
+}
+
+/* --- hand-off to the Python threads --------------------------------------------------------- */
+
+void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
+{
+    req->next = NULL;
+    if (w->batch_tail)
+        w->batch_tail->next = req;
+    else
+        w->batch_head = req;
+    w->batch_tail = req;
+    w->batch_n++;
+    w->in_flight++;
+    accept_update(w);
+}
+
+/* Runs once per loop iteration, after the I/O callbacks: one push for all requests parsed. */
+static void batch_check_cb(uv_check_t *h)
+{
+    wd_worker_t *w = h->data;
+
+    if (w->batch_head == NULL)
+        return;
+    wd_queue_push(&w->queue, w->batch_head, w->batch_tail, w->batch_n);
+    w->batch_head = w->batch_tail = NULL;
+    w->batch_n = 0;
+}
+
+void wd_worker_request_done(wd_worker_t *w)
+{
+    w->in_flight--;
+    accept_update(w);
+}
+
+void wd_worker_conn_gone(wd_worker_t *w)
+{
+    if (w->stopping && w->n_conns == 0)
+        uv_stop(w->loop);
+}
+
+static void async_cb(uv_async_t *h)
+{
+    wd_worker_t *w = h->data;
+    wd_conn_t *list, *c, *next;
+
+    pthread_mutex_lock(&w->ready_lock);
+    list = w->ready;
+    w->ready = NULL;
+    for (c = list; c; c = c->ready_next)
+        c->ready_queued = 0;
+    pthread_mutex_unlock(&w->ready_lock);
+    for (c = list; c; c = next) {
+        next = c->ready_next;
+        if (c->free_pending)
+            wd_conn_free(c);
+        else
+            wd_conn_ready(c);
+    }
+}
+
+/* --- stopping ------------------------------------------------------------------------------- */
+
+static void stop_timer_cb(uv_timer_t *t)
+{
+    wd_worker_t *w = t->data;
+
+    wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running; closing them",
+                w->n_conns, w->in_flight);
+    uv_stop(w->loop);
+}
+
+static void worker_stop(wd_worker_t *w, const char *why)
+{
+    wd_conn_t *c, *next;
+    double grace = w->group->graceful_timeout + w->group->shutdown_timeout;
+
+    if (w->stopping)
+        return;
+    w->stopping = 1;
+    wd_log_info("stopping (%s): finishing %zu requests", why, w->in_flight);
+    accept_update(w);
+    for (c = w->conns; c; c = next) {
+        next = c->next;
+        wd_conn_shutdown(c);
+    }
+    if (grace > 0)
+        uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);
+    if (w->n_conns == 0)
+        uv_stop(w->loop);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+    worker_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void master_cb(uv_poll_t *p, int status, int events)
+{
+    wd_worker_t *w = p->data;
+    char buf[256];
+    ssize_t n = read(WD_WORKER_FD_MASTER, buf, sizeof buf);
+
+    (void)events;
+    if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        uv_poll_stop(p);
+        worker_stop(w, "the master is gone");
+    }
+}
+
+/* --- start ---------------------------------------------------------------------------------- */
+
+static int read_config(wd_worker_t *w, const char *group_name)
+{
+    struct stat st;
+    char *text = NULL;
+    char err[1024];
+    const char *path = getenv("WSGID_CONFIG");
+    size_t done = 0;
+    int rc = -1;
+
+    if (fstat(WD_WORKER_FD_CONFIG, &st) < 0) {
+        fprintf(stderr, "wsgid worker: no config on fd %d: %s\n", WD_WORKER_FD_CONFIG,
+                strerror(errno));
+        return -1;
+    }
+    text = malloc((size_t)st.st_size + 1);
+    if (text == NULL)
+        abort();
+    while (done < (size_t)st.st_size) {
+        ssize_t k = pread(WD_WORKER_FD_CONFIG, text + done, (size_t)st.st_size - done,
+                          (off_t)done);
+
+        if (k <= 0)
+            goto out;
+        done += (size_t)k;
+    }
+    text[done] = '\0';
+    if (wd_config_load_string(&w->conf, text, done, path ? path : "wsgid.yaml", err,
+                              sizeof err) < 0) {
+        fprintf(stderr, "wsgid worker: %s\n", err);
+        goto out;
+    }
+    w->group = wd_config_group(&w->conf, group_name);
+    if (w->group == NULL) {
+        fprintf(stderr, "wsgid worker: no group '%s' in the config\n", group_name);
+        goto out;
+    }
+    rc = 0;
+out:
+    free(text);
+    close(WD_WORKER_FD_CONFIG);
+    return rc;
+}
+
+static void set_process_name(void)
+{
+    char comm[16];
+    const char *name = program_invocation_name;
+
+    /* argv[0] is the display name already (the master set it); the short name is the first 15
+     * bytes of it, so `ps -e` and `top` show it too. */
+    snprintf(comm, sizeof comm, "%s", name);
+    prctl(PR_SET_NAME, comm, 0, 0, 0);
+}
+
+int wd_worker_main(int argc, char **argv)
+{
+    static wd_worker_t worker;
+    wd_worker_t *w = &worker;
+    char group_name[256], who[300], err[2048], line[2200];
+    const char *spec = getenv("WSGID_WORKER");
+    const char *tmp = getenv("TMPDIR");
+
+    (void)argc;
+    (void)argv;
+    if (spec == NULL || sscanf(spec, "%255s %d", group_name, &w->slot) != 2) {
+        fprintf(stderr, "wsgid: WSGID_WORKER is malformed; workers are started by the master\n");
+        return WD_WORKER_EXIT_CONFIG;
+    }
+    unsetenv("WSGID_WORKER");
+    w->pid = (int)getpid();
+    set_process_name();
+    signal(SIGPIPE, SIG_IGN);
+    if (read_config(w, group_name) < 0) {
+        say_master("failed cannot read the config\n");
+        return WD_WORKER_EXIT_CONFIG;
+    }
+    snprintf(who, sizeof who, "%s:%d", group_name, w->pid);
+    wd_log_init(who, w->conf.log_level);
+    wd_log_open(w->conf.log_file, w->conf.access_log);
+    w->tmpdir = tmp && *tmp ? tmp : "/tmp";
+
+    if (wd_py_init(&w->conf, w->group, w->slot) < 0) {
+        say_master("failed the Python interpreter could not be initialised\n");
+        return WD_WORKER_EXIT_APP;
+    }
+    if (wd_py_load_app(err, sizeof err) < 0) {
+        snprintf(line, sizeof line, "failed %s\n", err);
+        for (char *p = line; p[1]; p++)
+            if (*p == '\n')
+                *p = ' ';
+        say_master(line);
+        return WD_WORKER_EXIT_APP;
+    }
+
+    w->loop = uv_default_loop();
+    w->capacity = (size_t)w->group->threads * 2;
+    wd_queue_init(&w->queue);
+    pthread_mutex_init(&w->ready_lock, NULL);
+    uv_async_init(w->loop, &w->async, async_cb);
+    w->async.data = w;
+    uv_check_init(w->loop, &w->batch_check);
+    w->batch_check.data = w;
+    uv_check_start(&w->batch_check, batch_check_cb);
+    uv_unref((uv_handle_t *)&w->batch_check);
+    uv_signal_init(w->loop, &w->sig_term);
+    uv_signal_init(w->loop, &w->sig_int);
+    w->sig_term.data = w->sig_int.data = w;
+    uv_signal_start(&w->sig_term, signal_cb, SIGTERM);
+    uv_signal_start(&w->sig_int, signal_cb, SIGINT);
+    uv_timer_init(w->loop, &w->stop_timer);
+    w->stop_timer.data = w;
+    uv_poll_init(w->loop, &w->master_poll, WD_WORKER_FD_MASTER);
+    w->master_poll.data = w;
+    uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT, master_cb);
+    if (listeners_init(w) < 0)
+        return WD_WORKER_EXIT_CONFIG;
+    if (wd_py_start(&w->queue) < 0) {
+        say_master("failed the Python threads could not be started\n");
+        return WD_WORKER_EXIT_APP;
+    }
+    accept_update(w);
+    wd_log_info("serving %s with %d threads", w->group->app, w->group->threads);
+    say_master("ready\n");
+
+    uv_run(w->loop, UV_RUN_DEFAULT);
+
+    wd_log_info("stopped after %llu requests", (unsigned long long)w->served);
+    if (w->in_flight > 0) {
+        /* Threads are still inside the app: do not wait for them. */
+        fflush(NULL);
+        _exit(0);
+    }
+    wd_queue_close(&w->queue);
+    wd_py_stop();
+    return 0;
+}

@@ -26,4 +26,65 @@
 /* Entered from main() when WSGID_WORKER is set. Returns the process exit status. */
 int wd_worker_main(int argc, char **argv);
 
+/* What the connections of a worker share (the rest of this header is for conn.c). */
+#include "config.h"
+#include "request.h"
+
+#include <uv.h>
+
+typedef struct wd_conn wd_conn_t;
+typedef struct wd_worker wd_worker_t;
+
+typedef struct wd_worker_listener {
+    uv_poll_t poll;
+    wd_worker_t *w;
+    int fd;
+    int is_unix;
+    int polling;
+    wd_protocol_t protocol;
+    char addr[108];             /* local address, or the socket path */
+    int port;
+} wd_worker_listener_t;
+
+struct wd_worker {
+    uv_loop_t *loop;
+    wd_config_t conf;
+    const wd_group_conf_t *group;
+    int slot;
+    int pid;
+    const char *tmpdir;
+
+    wd_worker_listener_t *listeners;
+    size_t n_listeners;
+    int accepting;
+
+    wd_queue_t queue;           /* requests waiting for a Python thread */
+    wd_req_t *batch_head;       /* requests parsed in this loop iteration, pushed at its end */
+    wd_req_t *batch_tail;
+    size_t batch_n;
+    uv_check_t batch_check;
+
+    uv_async_t async;           /* Python threads: "a response buffer has news" */
+    pthread_mutex_t ready_lock;
+    wd_conn_t *ready;           /* connections whose buffer has news, linked by ready_next */
+
+    size_t in_flight;           /* dispatched requests whose response is not complete */
+    size_t capacity;            /* accept while in_flight < capacity */
+    uint64_t seq;
+    uint64_t served;
+    wd_conn_t *conns;           /* every open connection */
+    size_t n_conns;
+
+    int stopping;
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_poll_t master_poll;
+    uv_timer_t stop_timer;
+};
+
+/* conn.c calls these. */
+void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req);
+void wd_worker_request_done(wd_worker_t *w);
+void wd_worker_conn_gone(wd_worker_t *w);
+
 #endif
