@@ -90,6 +90,8 @@ typedef struct wd_config {
     char *log_file;           /* "-" = stderr (default), else absolute */
     char *access_log;         /* "-" = stderr (default), "off" = none, else absolute */
     char *metrics;            /* "HOST:PORT", NULL = not set */
+    char *metrics_host;       /* metrics split: "127.0.0.1", "::1", "0.0.0.0" (from ":PORT") */
+    int metrics_port;         /* 1..65535, 0 = not set */
     wd_group_conf_t *groups;  /* in file order */
     size_t n_groups;          /* at least 1 */
 } wd_config_t;

@@ -1,1 +1,541 @@
-/* placeholder: being written */ int main(void) { return 77; }
+/* The config loader: a table of YAML texts, each either loading or failing with a message that
+ * names the line, the column and the key; then the values and resolved paths of a full file,
+ * sizes, and every prefix of a few valid files (load or fail cleanly, never crash). Runs with
+ * the working directory tests/unit (meson's workdir), where configs/ holds fixtures. */
+#include "config.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static int failures;
+static int checks;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
+    } while (0)
+
+#define FILE_NAME "configs/t.yaml"
+
+/* A minimal valid group; cases append lines 5, 6... to it. */
+#define G "groups:\n  a:\n    app: app.py\n    listen: 127.0.0.1:9001\n"
+
+typedef struct config_case {
+    const char *yaml;
+    const char *expect; /* NULL: loads; else a substring of the error */
+} config_case_t;
+
+static const config_case_t cases[] = {
+    /* Valid files and every key. */
+    {G, NULL},
+    {G "    callable: app\n", NULL},
+    {G "    processes: 4\n    threads: 1\n", NULL},
+    {G "    display-name: \"web %{GROUP}-%{PROCESS}\"\n", NULL},
+    {"groups:\n  a:\n    app: app.py\n    listen: [unix:a.sock, ':9002', '[::1]:9003']\n", NULL},
+    {G "    protocol: uwsgi\n", NULL},
+    {G "    protocol: fastcgi\n", NULL},
+    {G "    socket-mode: 0600\n    socket-user: www-data\n    socket-group: www-data\n", NULL},
+    {G "    python-path: lib\n", NULL},
+    {G "    python-path: [lib, /opt/lib]\n    python-home: venv\n    chdir: .\n", NULL},
+    {G "    env: {A: b, PORT: 80, EMPTY: ''}\n", NULL},
+    {G "    user: nobody\n    group: nogroup\n", NULL},
+    {G "    maximum-requests: 1000\n    maximum-requests-jitter: 50\n", NULL},
+    {G "    restart-interval: 1h\n    inactivity-timeout: 5m\n    request-timeout: 1.5\n", NULL},
+    {G "    queue-timeout: 500ms\n    startup-timeout: 30s\n    graceful-timeout: 0\n"
+       "    shutdown-timeout: 2\n", NULL},
+    {G "    memory-limit: 512M\n    limit-request-body: 0\n    header-buffer-size: 1K\n", NULL},
+    {G "    body-buffer-size: 1m\n    response-buffer-size: 4MB\n    response-spill-limit: 4M\n",
+     NULL},
+    {"control: run/c.ctl\npidfile: /run/x.pid\nlog: {level: debug, file: l.log, access: 'off'}\n"
+     "metrics: ':9191'\n" G, NULL},
+    {"log:\n" G, NULL},
+    {G "  b:\n    app: pkg.mod:make\n    listen: 127.0.0.1:9002\n  c-1.x_y:\n    app: mod\n"
+       "    listen: 127.0.0.1:9003\n", NULL},
+    {G "  b:\n    app: 0.0.0.0:9001\n    listen: '[::1]:9001'\n", "groups.b.app: invalid callable name '9001'"},
+
+    /* Syntax and structure. */
+    {"", "configs/t.yaml:1:1: the file is empty"},
+    {"groups: [\n", "configs/t.yaml:2:1: YAML error"},
+    {"a: b\n c: d\n", "configs/t.yaml:2:3: YAML error"},
+    {"- a\n- b\n", "configs/t.yaml:1:1: expected a mapping of keys"},
+    {G "---\nx: 1\n", "5:1: only one YAML document"},
+    {"control: a\n", "configs/t.yaml:1:1: groups: required key is missing"},
+    {"groups: {}\n", "1:9: groups: at least one group is required"},
+    {"groups:\n", "1:8: groups: expected a mapping"},
+    {"groups: [a, b]\n", "1:9: groups: expected a mapping"},
+    {"groups:\n  a:\n", "2:3: groups.a: expected a mapping of group settings, got nothing"},
+    {"groups:\n  'a b':\n    app: app.py\n", "2:3: groups.a b: invalid group name"},
+    {G "  a:\n    app: app.py\n    listen: :9005\n", "5:3: groups.a: duplicate key (first given at "
+                                                     "line 2, column 3)"},
+    {G "    threads: 2\n    threads: 3\n", "6:5: groups.a.threads: duplicate key"},
+    {"groups:\n  a:\n    listen: :9001\n", "2:3: groups.a.app: required key is missing"},
+    {"groups:\n  a:\n    app: app.py\n", "2:3: groups.a.listen: required key is missing"},
+    {"control: a\ncontrol: b\n" G, "2:1: control: duplicate key"},
+    {"? [a]\n: b\n" G, "1:3: keys must be names"},
+
+    /* Unknown keys. */
+    {G "    procesess: 2\n", "5:5: groups.a.procesess: unknown key 'procesess' (did you mean "
+                             "'processes'?)"},
+    {G "    thread: 2\n", "did you mean 'threads'?"},
+    {G "    colour: red\n", "5:5: groups.a.colour: unknown key 'colour'"},
+    {G "    control: x\n", "groups.a.control: unknown key 'control' (it belongs at the top"},
+    {"threads: 4\n" G, "1:1: threads: unknown key 'threads' (it belongs in a group"},
+    {"grups:\n  a: {}\n", "1:1: grups: unknown key 'grups' (did you mean 'groups'?)"},
+    {"log: {levl: info}\n" G, "1:7: log.levl: unknown key 'levl' (did you mean 'level'?)"},
+
+    /* Wrong types and values. */
+    {G "    threads: abc\n", "5:14: groups.a.threads: expected a whole number, got 'abc'"},
+    {G "    threads: [1]\n", "5:14: groups.a.threads: expected a single value, got a list"},
+    {G "    threads: {a: 1}\n", "5:14: groups.a.threads: expected a single value, got a mapping"},
+    {G "    threads:\n", "5:13: groups.a.threads: a value is required"},
+    {G "    threads: 0\n", "5:14: groups.a.threads: 0 is out of range (1..1024)"},
+    {G "    threads: 1025\n", "groups.a.threads: 1025 is out of range"},
+    {G "    threads: 1.5\n", "groups.a.threads: expected a whole number"},
+    {G "    processes: 0\n", "5:16: groups.a.processes: 0 is out of range"},
+    {G "    processes: 2000\n", "groups.a.processes: 2000 is out of range"},
+    {G "    processes: -1\n", "5:16: groups.a.processes: must not be negative"},
+    {G "    maximum-requests: 99999999999999999999999\n", "groups.a.maximum-requests: expected"},
+    {G "    maximum-requests: -5\n", "groups.a.maximum-requests: must not be negative"},
+    {G "    protocol: htp\n", "5:15: groups.a.protocol: unknown protocol 'htp'"},
+    {G "    socket-mode: '0680'\n", "5:18: groups.a.socket-mode: invalid mode '0680'"},
+    {G "    socket-mode: 77777\n", "groups.a.socket-mode: invalid mode"},
+    {G "    python-path: {a: b}\n", "groups.a.python-path: expected a path or a list"},
+    {G "    python-path: [a, [b]]\n", "5:22: groups.a.python-path: expected a single value"},
+    {G "    env: [A, B]\n", "5:10: groups.a.env: expected a mapping"},
+    {G "    env: {A: [1]}\n", "5:14: groups.a.env.A: expected a single value, got a list"},
+    {G "    env: {A: }\n", "groups.a.env.A: a value is required"},
+    {G "    env: {A=B: c}\n", "5:11: groups.a.env.A=B: an environment variable name"},
+    {G "    env: {A: 1, A: 2}\n", "5:17: groups.a.env.A: duplicate key"},
+    {G "    user: ''\n", "5:11: groups.a.user: the value must not be empty"},
+    {G "    display-name: \"a\\0b\"\n", "groups.a.display-name: the value contains a NUL byte"},
+    {G "    callable: 'not valid'\n", "5:15: groups.a.callable: invalid callable name"},
+    {"log: {level: loud}\n" G, "1:14: log.level: unknown level 'loud'"},
+    {"log: [a]\n" G, "1:6: log: expected a mapping"},
+    {"control: [a]\n" G, "1:10: control: expected a single value, got a list"},
+
+    /* Times. */
+    {G "    request-timeout: -1\n", "5:22: groups.a.request-timeout: must not be negative"},
+    {G "    queue-timeout: 5x\n", "5:20: groups.a.queue-timeout: invalid time '5x'"},
+    {G "    startup-timeout: ms\n", "groups.a.startup-timeout: invalid time"},
+    {G "    graceful-timeout: nan\n", "groups.a.graceful-timeout: invalid time"},
+    {G "    shutdown-timeout: 1.5.2\n", "groups.a.shutdown-timeout: invalid time"},
+    {G "    inactivity-timeout: -0.5s\n", "groups.a.inactivity-timeout: must not be negative"},
+
+    /* Sizes. */
+    {G "    header-buffer-size: 512\n", "5:25: groups.a.header-buffer-size: 512 bytes is out of "
+                                        "range (1K..1M)"},
+    {G "    header-buffer-size: 2M\n", "groups.a.header-buffer-size: 2097152 bytes is out"},
+    {G "    memory-limit: 12Q\n", "5:19: groups.a.memory-limit: invalid size '12Q'"},
+    {G "    limit-request-body: -1\n", "groups.a.limit-request-body: must not be negative"},
+    {G "    body-buffer-size: 1.5M\n", "groups.a.body-buffer-size: invalid size"},
+    {G "    response-buffer-size: 2M\n    response-spill-limit: 1M\n",
+     "6:27: groups.a.response-spill-limit: response-spill-limit (1048576) is smaller than "
+     "response-buffer-size (2097152)"},
+    {G "    response-buffer-size: 2G\n", "5:27: groups.a.response-buffer-size: response-spill"},
+
+    /* Listen addresses. */
+    {"groups:\n  a:\n    app: app.py\n    listen: []\n", "4:13: groups.a.listen: at least one"},
+    {"groups:\n  a:\n    app: app.py\n    listen: {a: b}\n", "4:13: groups.a.listen: expected an "
+                                                             "address or a list"},
+    {"groups:\n  a:\n    app: app.py\n    listen: 8080\n",
+     "4:13: groups.a.listen: invalid address '8080' (expected unix:PATH or HOST:PORT)"},
+    {"groups:\n  a:\n    app: app.py\n    listen: 'h:0'\n", "groups.a.listen: invalid port"},
+    {"groups:\n  a:\n    app: app.py\n    listen: 'h:65536'\n", "groups.a.listen: invalid port"},
+    {"groups:\n  a:\n    app: app.py\n    listen: 'h:80x'\n", "groups.a.listen: invalid port"},
+    {"groups:\n  a:\n    app: app.py\n    listen: '::1:80'\n", "write IPv6 addresses as"},
+    {"groups:\n  a:\n    app: app.py\n    listen: '[::1]80'\n", "expected [IPV6]:PORT"},
+    {"groups:\n  a:\n    app: app.py\n    listen: 'unix:'\n", "the unix socket path is empty"},
+    {"groups:\n  a:\n    app: app.py\n    listen: [':80', 'unix:x', '0.0.0.0:80']\n",
+     "4:31: groups.a.listen: '0.0.0.0:80' is listed twice in this group"},
+    {G "  b:\n    app: app.py\n    listen: 127.0.0.1:9001\n",
+     "7:13: groups.b.listen: '127.0.0.1:9001' is already used by group 'a'"},
+    {G "  b:\n    app: app.py\n    listen: '*:9001'\n", "groups.b.listen: '*:9001' is already used"},
+    {"groups:\n  a:\n    app: app.py\n    listen: unix:s/../x.sock\n"
+     "  b:\n    app: app.py\n    listen: [':1', 'unix:./x.sock']\n",
+     "7:20: groups.b.listen: 'unix:./x.sock' is already used by group 'a' ('unix:s/../x.sock')"},
+    {"control: x.sock\n"
+     "groups:\n  a:\n    app: app.py\n    listen: unix:x.sock\n", "1:10: control: "},
+    {"metrics: 127.0.0.1:9001\n" G, "1:10: metrics: '127.0.0.1:9001' is also a listen address"},
+    {"metrics: unix:x\n" G, "1:10: metrics: expected HOST:PORT"},
+    {"groups:\n  a:\n    app: app.py\n    listen: unix:/" /* > 107 bytes */
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "unix socket path too long"},
+
+    /* app and callable. */
+    {"groups:\n  a:\n    app: missing.py\n    listen: :1\n", "3:10: groups.a.app: no such file "},
+    {"groups:\n  a:\n    app: .\n    listen: :1\n", "3:10: groups.a.app: invalid module name"},
+    {"groups:\n  a:\n    app: ./\n    listen: :1\n", "is a directory"},
+    {"groups:\n  a:\n    app: 'pkg mod'\n    listen: :1\n", "groups.a.app: invalid module name"},
+    {"groups:\n  a:\n    app: 'pkg.mod:'\n    listen: :1\n", "groups.a.app: invalid callable"},
+    {"groups:\n  a:\n    app: pkg.mod:x\n    callable: y\n    listen: :1\n",
+     "4:15: groups.a.callable: 'y' conflicts with the ':x' given in app"},
+    {"groups:\n  a:\n    app: pkg.mod:x\n    callable: x\n    listen: :1\n", NULL},
+    {"groups:\n  a:\n    app: app.py:handler\n    listen: :1\n", NULL},
+    {"groups:\n  a:\n    app: mysite.wsgi:application\n    listen: :1\n", NULL},
+    {"groups:\n  a:\n    app: site.wsgi\n    listen: :1\n", NULL},
+    {"groups:\n  a:\n    app: ./no.wsgi\n    listen: :1\n", "groups.a.app: no such file"},
+    {"groups:\n  a:\n    app: examples/hello/app.py\n    listen: :1\n", NULL},
+};
+
+static void test_table(void)
+{
+    char err[512];
+    wd_config_t conf;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const config_case_t *c = &cases[i];
+
+        rc = wd_config_load_string(&conf, c->yaml, strlen(c->yaml), FILE_NAME, err, sizeof err);
+        if (c->expect == NULL) {
+            CHECK(rc == 0, "case %zu should load, got: %s\n---\n%s---", i, err, c->yaml);
+        } else {
+            CHECK(rc == -1 && strstr(err, c->expect) != NULL && strncmp(err, FILE_NAME ":", 15) == 0,
+                  "case %zu: expected error containing \"%s\", got rc %d \"%s\"\n---\n%s---", i,
+                  c->expect, rc, err, c->yaml);
+            CHECK(conf.groups == NULL && conf.path == NULL, "case %zu: conf not cleared", i);
+        }
+        if (getenv("WD_TEST_VERBOSE") != NULL)
+            printf("case %zu: %s\n", i, rc == 0 ? "ok" : err);
+        wd_config_free(&conf);
+    }
+}
+
+static char cwd[PATH_MAX];
+
+static int path_is(const char *got, const char *rel)
+{
+    char want[PATH_MAX + 64];
+
+    snprintf(want, sizeof want, "%s/%s", cwd, rel);
+    if (got == NULL || strcmp(got, want) != 0) {
+        printf("  path %s, expected %s\n", got ? got : "(null)", want);
+        return 0;
+    }
+    return 1;
+}
+
+static void test_defaults(void)
+{
+    char err[512];
+    wd_config_t conf;
+    const wd_group_conf_t *g;
+    int rc;
+
+    rc = wd_config_load_string(&conf, G, strlen(G), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0, "defaults: %s", err);
+    if (rc != 0)
+        return;
+    CHECK(path_is(conf.path, "configs/t.yaml"), "conf.path");
+    CHECK(path_is(conf.dir, "configs"), "conf.dir");
+    CHECK(conf.control == NULL && conf.pidfile == NULL && conf.metrics == NULL, "unset paths");
+    CHECK(conf.log_level == WD_LOG_INFO, "log level default");
+    CHECK(strcmp(conf.log_file, "-") == 0 && strcmp(conf.access_log, "-") == 0, "log defaults");
+    CHECK(conf.n_groups == 1, "one group");
+    g = &conf.groups[0];
+    CHECK(wd_config_group(&conf, "a") == g && wd_config_group(&conf, "b") == NULL, "lookup");
+    CHECK(strcmp(g->name, "a") == 0 && g->line == 2, "name, line %d", g->line);
+    CHECK(path_is(g->app, "configs/app.py") && g->app_is_script, "app");
+    CHECK(strcmp(g->callable, "application") == 0, "callable default");
+    CHECK(g->processes == 1 && !g->processes_set && g->threads == 15, "processes, threads");
+    CHECK(strcmp(g->display_name, "%{GROUP}") == 0, "display-name default");
+    CHECK(g->n_listen == 1 && !g->listen[0].is_unix && strcmp(g->listen[0].host, "127.0.0.1") == 0
+              && g->listen[0].port == 9001 && strcmp(g->listen[0].spec, "127.0.0.1:9001") == 0,
+          "listen");
+    CHECK(g->protocol == WD_PROTOCOL_AUTO && g->socket_mode == 0660, "protocol, socket-mode");
+    CHECK(g->socket_user == NULL && g->socket_group == NULL && g->user == NULL &&
+              g->group == NULL && g->python_home == NULL && g->chdir == NULL &&
+              g->n_python_path == 0 && g->n_env == 0, "unset");
+    CHECK(g->maximum_requests == 0 && g->maximum_requests_jitter == 0 && g->memory_limit == 0,
+          "recycling off");
+    CHECK(g->restart_interval == 0 && g->inactivity_timeout == 0 && g->request_timeout == 60 &&
+              g->queue_timeout == 45 && g->startup_timeout == 15 && g->graceful_timeout == 15 &&
+              g->shutdown_timeout == 5, "timeouts");
+    CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
+              g->body_buffer_size == 64u << 10 && g->response_buffer_size == 1u << 20 &&
+              g->response_spill_limit == 1ull << 30, "sizes");
+    wd_config_free(&conf);
+}
+
+static const char full[] =
+    "# every key\n"
+    "control: ../run/wsgid.ctl\n"
+    "pidfile: run//wsgid.pid\n"
+    "log:\n"
+    "  level: warn\n"
+    "  file: logs/error.log\n"
+    "  access: 'off'\n"
+    "metrics: '[::1]:9191'\n"
+    "groups:\n"
+    "  site1:\n"
+    "    app: pkg.wsgi:app\n"
+    "    processes: 3\n"
+    "    threads: 8\n"
+    "    display-name: site one\n"
+    "    listen: [unix:run/site1.sock, ':8080', '[::1]:8081', 'localhost:8082']\n"
+    "    protocol: http\n"
+    "    socket-mode: \"0600\"\n"
+    "    socket-user: www-data\n"
+    "    socket-group: adm\n"
+    "    python-path: [lib, /abs/lib/]\n"
+    "    python-home: ./venv\n"
+    "    chdir: /srv/site1\n"
+    "    env: {DJANGO_SETTINGS_MODULE: mysite.settings, WORKERS: 4, EMPTY: \"\"}\n"
+    "    user: www-data\n"
+    "    group: www-data\n"
+    "    maximum-requests: 1000\n"
+    "    maximum-requests-jitter: 100\n"
+    "    restart-interval: 2h\n"
+    "    inactivity-timeout: 5m\n"
+    "    memory-limit: 512M\n"
+    "    request-timeout: 90s\n"
+    "    queue-timeout: 250ms\n"
+    "    startup-timeout: 1.5\n"
+    "    graceful-timeout: 20\n"
+    "    shutdown-timeout: 0\n"
+    "    limit-request-body: 1G\n"
+    "    header-buffer-size: 8k\n"
+    "    body-buffer-size: 128KB\n"
+    "    response-buffer-size: 2M\n"
+    "    response-spill-limit: 3g\n"
+    "  site2:\n"
+    "    app: app.py\n"
+    "    listen: unix:/tmp/site2.sock\n"
+    "    python-path: one\n";
+
+static void test_full(void)
+{
+    char err[512];
+    wd_config_t conf;
+    const wd_group_conf_t *g;
+    int rc;
+
+    rc = wd_config_load_string(&conf, full, strlen(full), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0, "full: %s", err);
+    if (rc != 0)
+        return;
+    CHECK(path_is(conf.control, "run/wsgid.ctl"), "control");
+    CHECK(path_is(conf.pidfile, "configs/run/wsgid.pid"), "pidfile");
+    CHECK(conf.log_level == WD_LOG_WARN, "level");
+    CHECK(path_is(conf.log_file, "configs/logs/error.log"), "log file");
+    CHECK(strcmp(conf.access_log, "off") == 0, "access off");
+    CHECK(strcmp(conf.metrics, "[::1]:9191") == 0 && strcmp(conf.metrics_host, "::1") == 0 &&
+              conf.metrics_port == 9191, "metrics %s", conf.metrics);
+    CHECK(conf.n_groups == 2, "two groups");
+    g = wd_config_group(&conf, "site1");
+    CHECK(g == &conf.groups[0] && g->line == 10, "site1");
+    CHECK(strcmp(g->app, "pkg.wsgi") == 0 && !g->app_is_script, "module app %s", g->app);
+    CHECK(strcmp(g->callable, "app") == 0, "callable from app");
+    CHECK(g->processes == 3 && g->processes_set && g->threads == 8, "counts");
+    CHECK(strcmp(g->display_name, "site one") == 0, "display-name");
+    CHECK(g->n_listen == 4, "4 listen");
+    CHECK(g->listen[0].is_unix && path_is(g->listen[0].path, "configs/run/site1.sock") &&
+              strcmp(g->listen[0].spec, "unix:run/site1.sock") == 0, "unix listen");
+    CHECK(strcmp(g->listen[1].host, "0.0.0.0") == 0 && g->listen[1].port == 8080, ":8080");
+    CHECK(strcmp(g->listen[2].host, "::1") == 0 && g->listen[2].port == 8081, "[::1]:8081");
+    CHECK(strcmp(g->listen[3].host, "localhost") == 0 && g->listen[3].port == 8082, "localhost");
+    CHECK(g->protocol == WD_PROTOCOL_HTTP && g->socket_mode == 0600, "protocol, mode");
+    CHECK(strcmp(g->socket_user, "www-data") == 0 && strcmp(g->socket_group, "adm") == 0,
+          "socket owner");
+    CHECK(g->n_python_path == 2 && path_is(g->python_path[0], "configs/lib") &&
+              strcmp(g->python_path[1], "/abs/lib") == 0, "python-path");
+    CHECK(path_is(g->python_home, "configs/venv") && strcmp(g->chdir, "/srv/site1") == 0,
+          "home, chdir");
+    CHECK(g->n_env == 3 && strcmp(g->env[0].name, "DJANGO_SETTINGS_MODULE") == 0 &&
+              strcmp(g->env[0].value, "mysite.settings") == 0 &&
+              strcmp(g->env[1].value, "4") == 0 && strcmp(g->env[2].value, "") == 0, "env");
+    CHECK(strcmp(g->user, "www-data") == 0 && strcmp(g->group, "www-data") == 0, "user, group");
+    CHECK(g->maximum_requests == 1000 && g->maximum_requests_jitter == 100, "max requests");
+    CHECK(g->restart_interval == 7200 && g->inactivity_timeout == 300 &&
+              g->request_timeout == 90 && g->queue_timeout == 0.25 && g->startup_timeout == 1.5 &&
+              g->graceful_timeout == 20 && g->shutdown_timeout == 0, "times");
+    CHECK(g->memory_limit == 512u << 20 && g->limit_request_body == 1u << 30 &&
+              g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
+              g->response_buffer_size == 2u << 20 && g->response_spill_limit == 3ull << 30,
+          "sizes");
+    g = wd_config_group(&conf, "site2");
+    CHECK(g != NULL && path_is(g->app, "configs/app.py") && g->app_is_script &&
+              g->n_listen == 1 && strcmp(g->listen[0].path, "/tmp/site2.sock") == 0 &&
+              g->n_python_path == 1 && path_is(g->python_path[0], "configs/one") &&
+              !g->processes_set, "site2");
+    wd_config_free(&conf);
+}
+
+/* The example of the repository's config.example.yaml, with its app under configs/examples. */
+static const char example[] =
+    "control: run/wsgid.ctl\n"
+    "pidfile: run/wsgid.pid\n"
+    "log: {level: info, file: \"-\", access: \"-\"}\n"
+    "groups:\n"
+    "  hello: {app: examples/hello/app.py, threads: 4, listen: [unix:run/hello.sock, "
+    "127.0.0.1:8080]}\n";
+
+static void test_example(void)
+{
+    char err[512];
+    wd_config_t conf;
+    int rc;
+
+    rc = wd_config_load_string(&conf, example, strlen(example), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0, "example: %s", err);
+    if (rc != 0)
+        return;
+    CHECK(path_is(conf.groups[0].app, "configs/examples/hello/app.py"), "example app");
+    CHECK(conf.groups[0].threads == 4 && conf.groups[0].n_listen == 2, "example group");
+    CHECK(strcmp(conf.log_file, "-") == 0 && strcmp(conf.access_log, "-") == 0, "example log");
+    wd_config_free(&conf);
+}
+
+static void test_app_forms(void)
+{
+    static const struct {
+        const char *app;
+        int is_script;
+        const char *want_app; /* relative to the cwd when a script */
+        const char *callable;
+    } t[] = {
+        {"app.py", 1, "configs/app.py", "application"},
+        {"app.py:handler", 1, "configs/app.py", "handler"},
+        {"./examples/../app.py", 1, "configs/app.py", "application"},
+        {"site.wsgi", 1, "configs/site.wsgi", "application"},
+        {"mysite.wsgi", 0, "mysite.wsgi", "application"},
+        {"mysite.wsgi:application", 0, "mysite.wsgi", "application"},
+        {"pkg.mod:make_app", 0, "pkg.mod", "make_app"},
+        {"hello", 0, "hello", "application"},
+    };
+    char yaml[256], err[512];
+    wd_config_t conf;
+    size_t i;
+    int rc;
+
+    for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+        snprintf(yaml, sizeof yaml, "groups:\n  a:\n    app: '%s'\n    listen: :1\n", t[i].app);
+        rc = wd_config_load_string(&conf, yaml, strlen(yaml), FILE_NAME, err, sizeof err);
+        CHECK(rc == 0, "app '%s': %s", t[i].app, err);
+        if (rc == 0) {
+            const wd_group_conf_t *g = &conf.groups[0];
+
+            CHECK(g->app_is_script == t[i].is_script, "app '%s': is_script %d", t[i].app,
+                  g->app_is_script);
+            CHECK(t[i].is_script ? path_is(g->app, t[i].want_app)
+                                 : strcmp(g->app, t[i].want_app) == 0,
+                  "app '%s': got %s", t[i].app, g->app);
+            CHECK(strcmp(g->callable, t[i].callable) == 0, "app '%s': callable %s", t[i].app,
+                  g->callable);
+        }
+        wd_config_free(&conf);
+    }
+}
+
+static void test_prefixes(const char *text)
+{
+    char err[512];
+    wd_config_t conf;
+    size_t len, n_ok = 0;
+    int rc;
+
+    for (len = 0; len < strlen(text); len++) {
+        char *copy = malloc(len ? len : 1); /* exactly len bytes: no NUL after them */
+
+        memcpy(copy, text, len);
+        err[0] = '\0';
+        rc = wd_config_load_string(&conf, copy, len, FILE_NAME, err, sizeof err);
+        CHECK(rc == 0 || (rc == -1 && strncmp(err, FILE_NAME ":", 15) == 0),
+              "prefix %zu: rc %d, err \"%s\"", len, rc, err);
+        n_ok += rc == 0;
+        wd_config_free(&conf);
+        free(copy);
+    }
+    CHECK(n_ok > 0, "some prefix loads");
+}
+
+static void test_sizes(void)
+{
+    static const struct {
+        const char *s;
+        int rc;
+        uint64_t v;
+    } t[] = {
+        {"0", 0, 0}, {"512", 0, 512}, {"1K", 0, 1024}, {"1k", 0, 1024}, {"64KB", 0, 65536},
+        {"64kb", 0, 65536}, {"10M", 0, 10u << 20}, {"1G", 0, 1u << 30}, {"2T", 0, 2ull << 40},
+        {"7B", 0, 7}, {"18446744073709551615", 0, UINT64_MAX}, {"", -1, 0}, {"K", -1, 0},
+        {"-1", -1, 0}, {"+1", -1, 0}, {" 1", -1, 0}, {"1 K", -1, 0}, {"1.5M", -1, 0},
+        {"1KK", -1, 0}, {"1X", -1, 0}, {"1Bk", -1, 0}, {"18446744073709551616", -1, 0},
+        {"17179869184G", -1, 0}, {"0x10", -1, 0},
+    };
+    size_t i;
+    uint64_t v;
+
+    for (i = 0; i < sizeof t / sizeof t[0]; i++) {
+        v = 12345;
+        int rc = wd_config_parse_size(t[i].s, &v);
+
+        CHECK(rc == t[i].rc && (rc < 0 || v == t[i].v), "size '%s': rc %d v %llu", t[i].s, rc,
+              (unsigned long long)v);
+    }
+    CHECK(wd_config_parse_size(NULL, &v) == -1, "size NULL");
+}
+
+static void test_file(void)
+{
+    char err[512], *text = NULL;
+    size_t len = 0;
+    wd_config_t conf;
+    FILE *f;
+    int rc;
+
+    rc = wd_config_load_file(&conf, "configs/no-such.yaml", &text, &len, err, sizeof err);
+    CHECK(rc == -1 && strstr(err, "configs/no-such.yaml") && strstr(err, "No such file"),
+          "missing file: %s", err);
+    CHECK(text == NULL, "no text on failure");
+    wd_config_free(&conf);
+
+    f = fopen("configs/valid.yaml", "rb");
+    CHECK(f != NULL, "fixture configs/valid.yaml");
+    if (f == NULL)
+        return;
+    fclose(f);
+    rc = wd_config_load_file(&conf, "configs/valid.yaml", &text, &len, err, sizeof err);
+    CHECK(rc == 0, "valid.yaml: %s", err);
+    CHECK(text != NULL && len == strlen(text) && strstr(text, "groups:") != NULL, "text copy");
+    if (rc == 0)
+        CHECK(path_is(conf.groups[0].app, "configs/app.py"), "file-relative app");
+    wd_config_free(&conf);
+    free(text);
+    rc = wd_config_load_file(&conf, "configs/valid.yaml", NULL, NULL, err, sizeof err);
+    CHECK(rc == 0, "no text_out");
+    wd_config_free(&conf);
+    rc = wd_config_load_file(&conf, "configs", NULL, NULL, err, sizeof err);
+    CHECK(rc == -1 && strncmp(err, "configs:", 8) == 0, "a directory: %s", err);
+    wd_config_free(&conf);
+}
+
+int main(void)
+{
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return 1;
+    test_table();
+    test_defaults();
+    test_full();
+    test_example();
+    test_app_forms();
+    test_sizes();
+    test_file();
+    test_prefixes(G);
+    test_prefixes(example);
+    test_prefixes(cases[17].yaml);
+    test_prefixes(full);
+    printf("config: %zu table cases, %d checks, %d failures\n", sizeof cases / sizeof cases[0],
+           checks, failures);
+    return failures ? 1 : 0;
+}
