@@ -1,1 +1,114 @@
-/* placeholder: being written */ int main(void) { return 77; }
+/* wsgid: the command line. The same binary is the master (run by the operator) and the workers
+ * (run by the master with WSGID_WORKER set, see worker.h). */
+#include "config.h"
+#include "master.h"
+#include "worker.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: wsgid -c FILE [--check]\n"
+            "       wsgid --version | --help\n"
+            "\n"
+            "Runs Python WSGI applications in named process groups behind a proxy.\n"
+            "\n"
+            "Options:\n"
+            "  -c, --config FILE  the YAML configuration; wsgid runs in the foreground\n"
+            "      --check        load and validate the configuration, then exit (0 = valid)\n"
+            "  -v, --version      print the version and exit\n"
+            "  -h, --help         print this help and exit\n"
+            "\n"
+            "Signals to the master: TERM/INT graceful stop, HUP reload, USR1 reopen the logs.\n"
+            "The configuration keys are described in README.md and config.example.yaml.\n");
+}
+
+static int check(const char *path)
+{
+    wd_config_t conf;
+    char err[1024];
+    int processes = 0;
+    size_t i;
+
+    memset(&conf, 0, sizeof conf);
+    if (wd_config_load_file(&conf, path, NULL, NULL, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    for (i = 0; i < conf.n_groups; i++)
+        processes += conf.groups[i].processes;
+    printf("%s: OK (%zu group%s, %d worker process%s)\n", path, conf.n_groups,
+           conf.n_groups == 1 ? "" : "s", processes, processes == 1 ? "" : "es");
+    wd_config_free(&conf);
+    return 0;
+}
+
+static int run(const char *path)
+{
+    wd_config_t conf;
+    char err[1024];
+    char *text = NULL;
+    size_t len = 0;
+    int rc;
+
+    memset(&conf, 0, sizeof conf);
+    if (wd_config_load_file(&conf, path, &text, &len, err, sizeof err) < 0) {
+        fprintf(stderr, "wsgid: %s\n", err);
+        return 1;
+    }
+    rc = wd_master_run(&conf, text, len);
+    wd_config_free(&conf);
+    free(text);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option options[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"check", no_argument, NULL, 'C'},
+        {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config = NULL;
+    int do_check = 0, c;
+
+    /* A worker's argv is only its display name: nothing to parse. */
+    if (getenv("WSGID_WORKER") != NULL)
+        return wd_worker_main(argc, argv);
+
+    while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config = optarg;
+            break;
+        case 'C':
+            do_check = 1;
+            break;
+        case 'v':
+            printf("wsgid %s\n", WD_VERSION);
+            return 0;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "wsgid: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    if (config == NULL) {
+        fprintf(stderr, "wsgid: no configuration file: use -c FILE (see wsgid --help)\n");
+        return 2;
+    }
+    return do_check ? check(config) : run(config);
+}

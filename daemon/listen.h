@@ -1,0 +1,29 @@
+/* The listening sockets. The master binds every listener of every group before any worker starts
+ * and keeps them open for its whole life, so that a worker restart never closes a socket and no
+ * connection is refused while a group restarts (design §1). Workers inherit them as fds 5.. */
+#ifndef WD_DAEMON_LISTEN_H
+#define WD_DAEMON_LISTEN_H
+
+#include "config.h"
+
+#include <sys/types.h>
+
+typedef struct wd_listen {
+    int fd;                        /* -1 when closed */
+    const wd_group_conf_t *group;  /* borrowed from the config */
+    const wd_listen_conf_t *conf;  /* borrowed from the config */
+    int created;                   /* 1 when we created the unix socket file */
+    dev_t dev;                     /* of that file, so that we only ever remove our own */
+    ino_t ino;
+} wd_listen_t;
+
+/* Binds and listens on one address of a group: non-blocking, close-on-exec, backlog 1024.
+ * A unix socket file left by a dead process is replaced; one that a live process answers on is
+ * an error. Applies socket-mode / socket-user / socket-group to unix sockets.
+ * Returns 0 or -errno, having logged the error with the group and the address. */
+int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
+
+/* Closes the fd and removes the socket file if we created it and it is still ours. */
+void wd_listen_close(wd_listen_t *l);
+
+#endif
