@@ -538,7 +538,8 @@ static int ends_with(const char *s, size_t len, const char *suffix)
  * name: without a '/', it is a script only if the file exists. The callable part goes to
  * g->callable, which an explicit `callable` key may not contradict (checked once the whole
  * group is read). */
-static int key_app(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+static int parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
+                     char **callable)
 {
     const char *v = scalar(ld, n, key);
     const char *colon;
@@ -550,43 +551,53 @@ static int key_app(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char 
         return -1;
     colon = strrchr(v, ':');
     len = colon != NULL ? (size_t)(colon - v) : strlen(v);
-    g->app_is_script = memchr(v, '/', len) != NULL || ends_with(v, len, ".py");
-    if (!g->app_is_script && ends_with(v, len, ".wsgi")) {
+    *is_script = memchr(v, '/', len) != NULL || ends_with(v, len, ".py");
+    if (!*is_script && ends_with(v, len, ".wsgi")) {
         path = xstrndup(v, len);
-        g->app = path_resolve(ld->conf->dir, path);
-        g->app_is_script = stat(g->app, &st) == 0;
+        *app = path_resolve(ld->conf->dir, path);
+        *is_script = stat(*app, &st) == 0;
         free(path);
     }
-    if (colon != NULL && g->app_is_script && !ends_with(v, len, ".py") &&
-        !ends_with(v, len, ".wsgi")) {
+    if (colon != NULL && *is_script && !ends_with(v, len, ".py") && !ends_with(v, len, ".wsgi")) {
         colon = NULL; /* a ':' inside a path, not a callable */
         len = strlen(v);
     }
     if (colon != NULL) {
         if (!valid_dotted_name(colon + 1))
             return fail(ld, n, key, "invalid callable name '%s'", colon + 1);
-        free(g->callable);
-        g->callable = xstrdup(colon + 1);
-        ld->app_callable = 1;
+        *callable = xstrdup(colon + 1);
     }
-    free(g->app);
-    g->app = NULL;
-    if (!g->app_is_script) {
-        g->app = xstrndup(v, len);
-        if (!valid_dotted_name(g->app))
+    free(*app);
+    *app = NULL;
+    if (!*is_script) {
+        *app = xstrndup(v, len);
+        if (!valid_dotted_name(*app))
             return fail(ld, n, key, "invalid module name '%s' (expected a script path, or "
-                        "package.module[:callable])", g->app);
+                        "package.module[:callable])", *app);
         return 0;
     }
     path = xstrndup(v, len);
-    g->app = path_resolve(ld->conf->dir, path);
+    *app = path_resolve(ld->conf->dir, path);
     free(path);
-    if (stat(g->app, &st) < 0)
+    if (stat(*app, &st) < 0)
         return fail(ld, n, key, "%s %s", errno == ENOENT || errno == ENOTDIR ? "no such file" :
-                    strerror(errno), g->app);
+                    strerror(errno), *app);
     if (S_ISDIR(st.st_mode))
-        return fail(ld, n, key, "%s is a directory, not a script", g->app);
+        return fail(ld, n, key, "%s is a directory, not a script", *app);
     return 0;
+}
+
+static int key_app(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    char *callable = NULL;
+    int rc = parse_app(ld, n, key, &g->app, &g->app_is_script, &callable);
+
+    if (callable != NULL) {
+        free(g->callable);
+        g->callable = callable;
+        ld->app_callable = 1;
+    }
+    return rc;
 }
 
 static int key_callable(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -762,6 +773,46 @@ static int key_env(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char 
     return 0;
 }
 
+static int key_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    yaml_node_pair_t *pair;
+    char sub[WD_KEY_MAX];
+    size_t i, len;
+
+    if (is_null(n))
+        return 0;
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a mapping of /PREFIX: app, got %s", node_kind(n));
+    if (check_duplicates(ld, n, key) < 0)
+        return -1;
+    g->mounts = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
+                        sizeof *g->mounts);
+    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+        yaml_node_t *kn = node_at(ld, pair->key), *vn = node_at(ld, pair->value);
+        const char *prefix = scalar(ld, kn, key);
+        wd_mount_conf_t *m;
+
+        if (prefix == NULL)
+            return -1;
+        key_join(sub, key, prefix);
+        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
+            return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
+        m = &g->mounts[g->n_mounts++];
+        for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
+            ;
+        m->prefix = xstrndup(prefix, len);
+        for (i = 0; i + 1 < g->n_mounts; i++) {
+            if (strcmp(g->mounts[i].prefix, m->prefix) == 0)
+                return fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
+        }
+        if (parse_app(ld, vn, sub, &m->app, &m->app_is_script, &m->callable) < 0)
+            return -1;
+        if (m->callable == NULL)
+            m->callable = xstrdup("application");
+    }
+    return 0;
+}
+
 static int key_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return get_string(ld, n, key, &g->user);
@@ -803,6 +854,7 @@ static const group_key_t group_keys[] = {
     GK_FN("env", key_env),
     GK_FN("user", key_user),
     GK_FN("group", key_group),
+    GK_FN("mounts", key_mounts),
     GK("maximum-requests", K_COUNT, maximum_requests),
     GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter),
     GK("restart-interval", K_TIME, restart_interval),
@@ -1385,6 +1437,12 @@ static void group_free(wd_group_conf_t *g)
         free(g->env[i].value);
     }
     free(g->env);
+    for (i = 0; i < g->n_mounts; i++) {
+        free(g->mounts[i].prefix);
+        free(g->mounts[i].app);
+        free(g->mounts[i].callable);
+    }
+    free(g->mounts);
     free(g->user);
     free(g->group);
 }

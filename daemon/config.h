@@ -35,6 +35,15 @@ typedef struct wd_env_conf {
     char *value;
 } wd_env_conf_t;
 
+/* `mounts: {PREFIX: APP}`: more apps in the same group, chosen by the longest URL prefix; the
+ * group's own `app` serves what no mount matches. */
+typedef struct wd_mount_conf {
+    char *prefix;             /* "/blog" (no trailing '/'), or "/" */
+    char *app;                /* as wd_group_conf_t.app */
+    int app_is_script;
+    char *callable;           /* "application" unless app says "module:name" */
+} wd_mount_conf_t;
+
 typedef struct wd_group_conf {
     char *name;
     int line;                 /* where the group is defined, for messages */
@@ -79,6 +88,9 @@ typedef struct wd_group_conf {
     uint64_t body_buffer_size;     /* default 64K */
     uint64_t response_buffer_size; /* default 1M */
     uint64_t response_spill_limit; /* default 1G; >= response_buffer_size */
+
+    wd_mount_conf_t *mounts;       /* optional, in file order */
+    size_t n_mounts;
 } wd_group_conf_t;
 
 typedef struct wd_config {

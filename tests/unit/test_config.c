@@ -170,6 +170,16 @@ static const config_case_t cases[] = {
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "unix socket path too long"},
 
+    /* mounts */
+    {G "    mounts: {/: app.py, /blog/: 'pkg.blog:app', /api: site.wsgi}\n", NULL},
+    {G "    mounts:\n", NULL},
+    {G "    mounts: [a]\n", "5:13: groups.a.mounts: expected a mapping of /PREFIX: app"},
+    {G "    mounts: {blog: app.py}\n", "5:14: groups.a.mounts.blog: a mount point is a URL"},
+    {G "    mounts: {/b: app.py, /b/: app.py}\n", "5:26: groups.a.mounts./b/: mount point /b is "
+                                                   "given twice"},
+    {G "    mounts: {/b: nope.py}\n", "5:18: groups.a.mounts./b: no such file"},
+    {G "    mounts: {/b: }\n", "groups.a.mounts./b: a value is required"},
+
     /* app and callable. */
     {"groups:\n  a:\n    app: missing.py\n    listen: :1\n", "3:10: groups.a.app: no such file "},
     {"groups:\n  a:\n    app: .\n    listen: :1\n", "3:10: groups.a.app: invalid module name"},
@@ -261,6 +271,7 @@ static void test_defaults(void)
     CHECK(g->restart_interval == 0 && g->inactivity_timeout == 0 && g->request_timeout == 60 &&
               g->queue_timeout == 45 && g->startup_timeout == 15 && g->graceful_timeout == 15 &&
               g->shutdown_timeout == 5, "timeouts");
+    CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 64u << 10 && g->response_buffer_size == 1u << 20 &&
               g->response_spill_limit == 1ull << 30, "sizes");
@@ -308,6 +319,7 @@ static const char full[] =
     "    body-buffer-size: 128KB\n"
     "    response-buffer-size: 2M\n"
     "    response-spill-limit: 3g\n"
+    "    mounts: {/: app.py, /blog/: 'pkg.blog:make', /x: mod}\n"
     "  site2:\n"
     "    app: app.py\n"
     "    listen: unix:/tmp/site2.sock\n"
@@ -363,8 +375,15 @@ static void test_full(void)
               g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
               g->response_buffer_size == 2u << 20 && g->response_spill_limit == 3ull << 30,
           "sizes");
+    CHECK(g->n_mounts == 3 && strcmp(g->mounts[0].prefix, "/") == 0 &&
+              path_is(g->mounts[0].app, "configs/app.py") && g->mounts[0].app_is_script &&
+              strcmp(g->mounts[0].callable, "application") == 0 &&
+              strcmp(g->mounts[1].prefix, "/blog") == 0 &&
+              strcmp(g->mounts[1].app, "pkg.blog") == 0 && !g->mounts[1].app_is_script &&
+              strcmp(g->mounts[1].callable, "make") == 0 && strcmp(g->mounts[2].prefix, "/x") == 0,
+          "mounts");
     g = wd_config_group(&conf, "site2");
-    CHECK(g != NULL && path_is(g->app, "configs/app.py") && g->app_is_script &&
+    CHECK(g != NULL && path_is(g->app, "configs/app.py") && g->app_is_script && !g->n_mounts &&
               g->n_listen == 1 && strcmp(g->listen[0].path, "/tmp/site2.sock") == 0 &&
               g->n_python_path == 1 && path_is(g->python_path[0], "configs/one") &&
               !g->processes_set, "site2");
