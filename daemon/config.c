@@ -1316,7 +1316,9 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
     int parser_ok = 0, doc_ok = 0, rc = -1;
 
     memset(conf, 0, sizeof *conf);
-    if (err != NULL && errlen > 0)
+    if (err == NULL)
+        errlen = 0; /* snprintf(NULL, 0, ...) is allowed: the caller wants no message */
+    if (errlen > 0)
         err[0] = '\0';
     if (set_file_path(conf, path) < 0) {
         snprintf(err, errlen, "%s: cannot resolve the path: %s", ld.file, strerror(errno));
@@ -1371,6 +1373,8 @@ int wd_config_load_file(wd_config_t *conf, const char *path, char **text_out, si
     int rc = -1;
 
     memset(conf, 0, sizeof *conf);
+    if (err == NULL)
+        errlen = 0;
     f = fopen(path, "rb");
     if (f == NULL) {
         snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));

@@ -82,6 +82,19 @@ static const config_case_t cases[] = {
     {"control: a\ncontrol: b\n" G, "2:1: control: duplicate key"},
     {"? [a]\n: b\n" G, "1:3: keys must be names"},
 
+    {"groups:\n  a: &g\n    app: app.py\n    listen: :1\n  b: *g\n",
+     "4:13: groups.b.listen: ':1' is already used by group 'a'"},
+    {"groups: &a {x: *a}\n", "configs/t.yaml:1:"},
+    {"groups: &a [*a]\n", "configs/t.yaml:1:"},
+    {"groups:\n  a:\n\tapp: app.py\n", "configs/t.yaml:3:1: YAML error"},
+    {"groups:\n  a:\n    app: \xff\n", "configs/t.yaml:3:10: YAML error: invalid"},
+    {"\xef\xbb\xbf" G, NULL},
+    {"%YAML 1.1\n---\n" G "...\n", NULL},
+    {"!!map\n" G, NULL},
+    {G "    threads: !!str 4\n", NULL},
+    {G "    threads: !!null 4\n", "5:14: groups.a.threads: a value is required"},
+    {G "    threads: '4'\n    processes: \"2\"\n", NULL},
+
     /* Unknown keys. */
     {G "    procesess: 2\n", "5:5: groups.a.procesess: unknown key 'procesess' (did you mean "
                              "'processes'?)"},
@@ -534,6 +547,9 @@ static void test_file(void)
     rc = wd_config_load_file(&conf, "configs/valid.yaml", NULL, NULL, err, sizeof err);
     CHECK(rc == 0, "no text_out");
     wd_config_free(&conf);
+    CHECK(wd_config_load_string(&conf, "x: 1\n", 5, FILE_NAME, NULL, 0) == -1, "no err buffer");
+    CHECK(wd_config_load_file(&conf, "configs/no-such.yaml", NULL, NULL, NULL, 0) == -1,
+          "no err buffer (file)");
     rc = wd_config_load_file(&conf, "configs", NULL, NULL, err, sizeof err);
     CHECK(rc == -1 && strncmp(err, "configs:", 8) == 0, "a directory: %s", err);
     wd_config_free(&conf);
