@@ -75,6 +75,32 @@ void wd_http_reset(wd_http_t *http);
  * http->state), or WD_PARSE_ERROR with http->error set. */
 int wd_http_feed(wd_http_t *http, const char *at, size_t n);
 
+/* What wd_http_feed returns, exactly (tests/unit/test_http.c checks each of these):
+ *
+ * - state WD_HTTP_HEAD (head not complete): all n bytes are consumed, returns n. The caller keeps
+ *   them in its buffer (the spans point at them) and feeds the next bytes, appended right after.
+ * - The head completes and a body follows (Transfer-Encoding: chunked, or Content-Length > 0):
+ *   returns the number of bytes up to and including the blank line (CR LF CR LF), with state ==
+ *   WD_HTTP_BODY. No body byte has been read: check limits, answer Expect: 100-continue, then
+ *   feed the remaining bytes again.
+ * - The head completes and there is no body (no Content-Length nor Transfer-Encoding, or
+ *   Content-Length: 0): returns the number of bytes up to and including the blank line, with state
+ *   == WD_HTTP_DONE directly (there is no WD_HTTP_BODY step). So "the head is complete" is
+ *   "state left WD_HTTP_HEAD during this call", whether it is now BODY or DONE.
+ * - state WD_HTTP_BODY: body bytes go to on_body as they are decoded; returns n, or, when the
+ *   message completes, the number of bytes up to its end with state == WD_HTTP_DONE. Once the
+ *   head is complete, the caller may drop or overwrite consumed body bytes (only the head must
+ *   stay at base); chunked trailers are checked but not kept.
+ * - state WD_HTTP_DONE: returns 0 and consumes nothing until wd_http_reset. Bytes after the
+ *   message (a pipelined request) are the caller's: after wd_http_reset, feed them again.
+ * - n == 0 returns 0 in every state. An error sticks: later calls return WD_PARSE_ERROR.
+ *
+ * http->llhttp_reason is set for every error (llhttp's reason, or ours). Beyond what llhttp 8.1
+ * rejects in strict mode, these are errors (WD_HTTP_EINVALID): a version other than HTTP/1.0
+ * or 1.1, whitespace in a header name, obsolete line folding, and a head that does not end in
+ * CR LF CR LF. The wd_http_t must not move after wd_http_init (llhttp keeps a pointer to
+ * http->settings). */
+
 /* Convenience: the span as a slice of http->base. */
 static inline wd_slice_t wd_http_slice(const wd_http_t *http, wd_span_t s)
 {

@@ -1,1 +1,439 @@
-/* placeholder: being written */ int main(void) { return 77; }
+/* HTTP/1.1 request parser (llhttp): every case is a connection's worth of bytes, turned into a
+ * transcript of what the parser reported. The transcript must be the same whether the bytes come
+ * whole (ending right before an unreadable page), one at a time into one growing buffer, one at a
+ * time into a buffer that moves to a new address at every byte, or one at a time with the bytes
+ * so far always ending at the unreadable page. */
+#include "http.h"
+#include "testutil.h"
+
+#include <inttypes.h>
+
+#define S(lit) lit, sizeof(lit) - 1
+
+typedef struct hcase {
+    const char *name;
+    const char *in;
+    size_t len;
+    const char *want;
+    size_t body_limit; /* on_body fails once the body grows past this (0: never) */
+} hcase_t;
+
+/* Transcript lines:
+ *   METHOD URL HTTP/x.y ka=K cl=N|- te=C exp=E head=H   when a head completes, then one line
+ *   Name: value                                          per header, then
+ *   body=BYTES                                           when the message completes;
+ *   ERROR CODE                                           on a parse error (then nothing more);
+ *   INCOMPLETE                                           when the bytes end inside a message. */
+static const hcase_t cases[] = {
+    {"simple GET", S("GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+     "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: example.com\nbody=\n", 0},
+
+    {"GET with query and headers",
+     S("GET /a/b%20c?x=1&y=2 HTTP/1.1\r\nHost: h\r\nUser-Agent: curl/8\r\nAccept: */*\r\n"
+       "X-Empty:\r\nX-Spaces:   padded value  \r\n\r\n"),
+     "GET /a/b%20c?x=1&y=2 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nUser-Agent: curl/8\n"
+     "Accept: */*\nX-Empty: \nX-Spaces: padded value\nbody=\n",
+     0},
+
+    {"absolute-form target", S("GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+     "GET http://example.com/p?q=1 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: example.com\nbody=\n",
+     0},
+
+    {"OPTIONS *", S("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "OPTIONS * HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nbody=\n", 0},
+
+    {"HTTP/1.0", S("GET /old HTTP/1.0\r\n\r\n"),
+     "GET /old HTTP/1.0 ka=0 cl=- te=0 exp=0 head=0\nbody=\n", 0},
+
+    {"HTTP/1.0 keep-alive", S("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
+     "GET / HTTP/1.0 ka=1 cl=- te=0 exp=0 head=0\nConnection: Keep-Alive\nbody=\n", 0},
+
+    {"HTTP/1.1 close", S("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
+     "GET / HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nConnection: close\nbody=\n", 0},
+
+    {"POST with Content-Length",
+     S("POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+       "hello world"),
+     "POST /form HTTP/1.1 ka=1 cl=11 te=0 exp=0 head=0\nHost: h\nContent-Type: text/plain\n"
+     "Content-Length: 11\nbody=hello world\n",
+     0},
+
+    {"POST Content-Length 0", S("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=0 te=0 exp=0 head=0\nContent-Length: 0\nbody=\n", 0},
+
+    {"chunked with extensions and trailer",
+     S("POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"),
+     "POST /up HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\n"
+     "body=hello world0123456789\n",
+     0},
+
+    {"Expect: 100-continue",
+     S("PUT /f HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\nabc"),
+     "PUT /f HTTP/1.1 ka=1 cl=3 te=0 exp=1 head=0\nExpect: 100-Continue\nContent-Length: 3\n"
+     "body=abc\n",
+     0},
+
+    {"Expect: other", S("PUT /f HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
+     "PUT /f HTTP/1.1 ka=1 cl=1 te=0 exp=0 head=0\nExpect: 200-ok\nContent-Length: 1\nbody=x\n", 0},
+
+    {"HEAD", S("HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "HEAD /h HTTP/1.1 ka=1 cl=- te=0 exp=0 head=1\nHost: h\nbody=\n", 0},
+
+    {"pipelined GET, POST, GET",
+     S("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /3 "
+       "HTTP/1.1\r\nConnection: close\r\n\r\n"),
+     "GET /1 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nbody=\n"
+     "POST /2 HTTP/1.1 ka=1 cl=4 te=0 exp=0 head=0\nContent-Length: 4\nbody=body\n"
+     "GET /3 HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nConnection: close\nbody=\n",
+     0},
+
+    {"pipelined chunked then GET",
+     S("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+       "GET /n HTTP/1.1\r\n\r\n"),
+     "POST /c HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nbody=abc\n"
+     "GET /n HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nbody=\n",
+     0},
+
+    {"truncated head", S("GET / HTTP/1.1\r\nHost: h\r\n"), "INCOMPLETE\n", 0},
+
+    {"truncated body", S("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
+     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nContent-Length: 10\nINCOMPLETE\n", 0},
+
+    {"body callback fails", S("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"),
+     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nContent-Length: 10\nERROR EBODY_CB\n", 5},
+
+    /* Request smuggling shapes and other malformed requests. */
+    {"CL and TE", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"TE and CL", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+                    "0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"two different CLs", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+                            "hello!"),
+     "ERROR EINVALID\n", 0},
+    {"two equal CLs", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+     "ERROR EINVALID\n", 0},
+    {"CL list", S("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello"), "ERROR EINVALID\n", 0},
+    {"CL negative", S("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"CL overflow", S("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"TE not chunked", S("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
+     "ERROR EINVALID\n", 0},
+    {"TE chunked not last", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+                              "0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"bad chunk size", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     0},
+    {"chunk size overflow",
+     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nab\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     0},
+    {"chunk data too long", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     0},
+    {"garbage request line", S("HELLO WORLD\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"binary garbage", S("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), "ERROR EINVALID\n", 0},
+    {"lower-case method", S("get / HTTP/1.1\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"HTTP/0.9 line", S("GET /\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"bad version", S("GET / HTTP/1.x\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"NUL in header value", S("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"NUL in header name", S("GET / HTTP/1.1\r\nX\0Y: a\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"CR in header value", S("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"space before colon", S("GET / HTTP/1.1\r\nHost : h\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"space in URL", S("GET /a b HTTP/1.1\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"obs-fold", S("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"obs-fold tab", S("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"bare LF", S("GET / HTTP/1.1\nHost: h\n\n"), "ERROR EINVALID\n", 0},
+    {"bare CR ends head", S("GET / HTTP/1.1\r\nHost: h\r\n\rX"), "ERROR EINVALID\n", 0},
+    {"CR CR LF ends head", S("GET / HTTP/1.1\r\n\r\r\n"), "ERROR EINVALID\n", 0},
+    {"space after CL name", S("POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello"),
+     "ERROR EINVALID\n", 0},
+    {"space after TE name", S("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"HTTP/2.0 request line", S("GET / HTTP/2.0\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"HTTP/1.2 request line", S("GET / HTTP/1.2\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"TE twice", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+                   "\r\n0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"HTTP/2 preface", S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "ERROR EUPGRADE\n", 0},
+    {"chunk size space", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
+                           "0\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     0},
+    /* RFC 9112 2.2: an empty line before the request line may be ignored. */
+    {"leading CRLF", S("\r\nGET / HTTP/1.1\r\n\r\n"),
+     "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nbody=\n", 0},
+    {"CONNECT", S("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
+     "ERROR EUPGRADE\n", 0},
+    {"Upgrade websocket",
+     S("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+     "ERROR EUPGRADE\n", 0},
+    {NULL, NULL, 0, NULL, 0},
+};
+
+static const char *err_name(wd_http_error_t e)
+{
+    switch (e) {
+    case WD_HTTP_OK:
+        return "OK";
+    case WD_HTTP_EINVALID:
+        return "EINVALID";
+    case WD_HTTP_ETOO_MANY:
+        return "ETOO_MANY";
+    case WD_HTTP_EBODY_CB:
+        return "EBODY_CB";
+    case WD_HTTP_EUPGRADE:
+        return "EUPGRADE";
+    }
+    return "?";
+}
+
+/* One simulated connection. */
+typedef struct conn {
+    wd_http_t http;
+    const char *in;   /* the whole input, to check where heads end */
+    char *buf;        /* the bytes so far (pos.. not yet consumed) */
+    size_t avail;     /* bytes in buf */
+    size_t pos;       /* bytes consumed */
+    size_t msg_start; /* where the current message started */
+    int failed;
+    size_t body_limit;
+    t_str_t body;
+    t_str_t out;
+    const char *name, *mode;
+} conn_t;
+
+static int body_cb(void *data, const char *at, size_t n)
+{
+    conn_t *c = data;
+
+    t_str_addn(&c->body, at, n);
+    return c->body_limit && c->body.n > c->body_limit ? -1 : 0;
+}
+
+static void record_head(conn_t *c)
+{
+    const wd_http_t *h = &c->http;
+    wd_slice_t url = wd_http_slice(h, h->url);
+    unsigned i;
+    char cl[32] = "-";
+
+    if (h->has_content_length)
+        snprintf(cl, sizeof(cl), "%" PRIu64, h->content_length);
+    t_str_addf(&c->out, "%s %.*s HTTP/%u.%u ka=%d cl=%s te=%d exp=%d head=%d\n", h->method,
+               (int) url.n, url.p, h->http_major, h->http_minor, h->keep_alive, cl, h->chunked,
+               h->expect_continue, h->is_head);
+    for (i = 0; i < h->n_headers; i++) {
+        wd_slice_t n = wd_http_slice(h, h->headers[i].name);
+        wd_slice_t v = wd_http_slice(h, h->headers[i].value);
+        t_str_addf(&c->out, "%.*s: %.*s\n", (int) n.n, n.p, (int) v.n, v.p);
+    }
+    /* The head is reported right after its blank line, never earlier or later. */
+    T_CHECK(c->pos >= c->msg_start + 4 && memcmp(c->in + c->pos - 4, "\r\n\r\n", 4) == 0,
+            "%s (%s): head ended at %zu, not after a blank line", c->name, c->mode, c->pos);
+}
+
+/* Feeds what is there, as the worker loop would. */
+static void process(conn_t *c)
+{
+    for (;;) {
+        wd_http_state_t before = c->http.state;
+        int r;
+
+        if (c->failed)
+            return;
+        c->http.base = c->buf;
+        r = wd_http_feed(&c->http, c->buf + c->pos, c->avail - c->pos);
+        if (r < 0) {
+            T_CHECK(r == WD_PARSE_ERROR, "%s (%s): returned %d", c->name, c->mode, r);
+            T_CHECK(c->http.error != WD_HTTP_OK, "%s (%s): error not set", c->name, c->mode);
+            if (c->http.error == WD_HTTP_EINVALID)
+                T_CHECK(c->http.llhttp_reason != NULL, "%s (%s): no reason", c->name, c->mode);
+            t_str_addf(&c->out, "ERROR %s\n", err_name(c->http.error));
+            c->failed = 1;
+            /* The error sticks. */
+            T_CHECK(wd_http_feed(&c->http, c->buf + c->pos, c->avail - c->pos) == WD_PARSE_ERROR,
+                    "%s (%s): error not sticky", c->name, c->mode);
+            return;
+        }
+        T_CHECK((size_t) r <= c->avail - c->pos, "%s (%s): consumed %d of %zu", c->name, c->mode,
+                r, c->avail - c->pos);
+        c->pos += (size_t) r;
+        if (before == WD_HTTP_HEAD && c->http.state != WD_HTTP_HEAD)
+            record_head(c);
+        if (c->http.state == WD_HTTP_DONE) {
+            t_str_addf(&c->out, "body=%s\n", t_str_get(&c->body));
+            t_str_clear(&c->body);
+            wd_http_reset(&c->http);
+            c->msg_start = c->pos;
+            continue;
+        }
+        if (r == 0 || c->pos == c->avail)
+            return;
+    }
+}
+
+static void conn_init(conn_t *c, const hcase_t *tc, const char *mode)
+{
+    memset(c, 0, sizeof(*c));
+    wd_http_init(&c->http, body_cb, c);
+    c->in = tc->in;
+    c->body_limit = tc->body_limit;
+    c->name = tc->name;
+    c->mode = mode;
+}
+
+static void conn_finish(conn_t *c, const hcase_t *tc)
+{
+    if (!c->failed && (c->pos > c->msg_start || c->http.state != WD_HTTP_HEAD))
+        t_str_addf(&c->out, "INCOMPLETE\n");
+    T_CHECK(strcmp(t_str_get(&c->out), tc->want) == 0, "%s (%s): got\n%s--- want\n%s---", tc->name,
+            c->mode, t_str_get(&c->out), tc->want);
+    free(c->out.p);
+    free(c->body.p);
+}
+
+static t_guard_t guard;
+
+static void run_case(const hcase_t *tc)
+{
+    conn_t c;
+    size_t i;
+    char *fixed;
+
+    /* (a) whole, ending right before an unreadable page. */
+    conn_init(&c, tc, "whole");
+    c.buf = t_guard_place(&guard, tc->in, tc->len);
+    c.avail = tc->len;
+    process(&c);
+    conn_finish(&c, tc);
+
+    /* (b) one byte at a time into one growing buffer. */
+    conn_init(&c, tc, "bytewise");
+    fixed = malloc(tc->len + 1);
+    c.buf = fixed;
+    for (i = 0; i < tc->len; i++) {
+        fixed[i] = tc->in[i];
+        c.avail = i + 1;
+        process(&c);
+    }
+    conn_finish(&c, tc);
+    free(fixed);
+
+    /* (c) one byte at a time, the buffer moving to a new address at every byte. */
+    conn_init(&c, tc, "bytewise moving");
+    for (i = 0; i < tc->len; i++) {
+        char *nb = malloc(i + 1);
+        if (c.buf != NULL) {
+            memcpy(nb, c.buf, i);
+            memset(c.buf, 'Z', i);
+            free(c.buf);
+        }
+        nb[i] = tc->in[i];
+        c.buf = nb;
+        c.avail = i + 1;
+        process(&c);
+    }
+    conn_finish(&c, tc);
+    free(c.buf);
+
+    /* (d) one byte at a time, the bytes so far always ending at the unreadable page. */
+    conn_init(&c, tc, "bytewise guarded");
+    for (i = 0; i < tc->len; i++) {
+        c.buf = t_guard_place(&guard, tc->in, i + 1);
+        c.avail = i + 1;
+        process(&c);
+    }
+    conn_finish(&c, tc);
+}
+
+/* Headers at and over the limit: built here rather than written out. */
+static void test_many_headers(void)
+{
+    static char in[8192];
+    static char want[8192];
+    hcase_t tc;
+    int n, i, len, wl;
+
+    for (n = WD_HTTP_MAX_HEADERS; n <= WD_HTTP_MAX_HEADERS + 1; n++) {
+        len = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\n");
+        wl = snprintf(want, sizeof(want), "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\n");
+        for (i = 0; i < n; i++) {
+            len += snprintf(in + len, sizeof(in) - (size_t) len, "X-H%d: v%d\r\n", i, i);
+            wl += snprintf(want + wl, sizeof(want) - (size_t) wl, "X-H%d: v%d\n", i, i);
+        }
+        len += snprintf(in + len, sizeof(in) - (size_t) len, "\r\n");
+        snprintf(want + wl, sizeof(want) - (size_t) wl, "body=\n");
+        tc.name = n > WD_HTTP_MAX_HEADERS ? "101 headers" : "100 headers";
+        tc.in = in;
+        tc.len = (size_t) len;
+        tc.want = n > WD_HTTP_MAX_HEADERS ? "ERROR ETOO_MANY\n" : want;
+        tc.body_limit = 0;
+        run_case(&tc);
+    }
+}
+
+/* What wd_http_feed returns at each pause, as documented in http.h. */
+static void test_pauses(void)
+{
+    static const char post[] = "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET";
+    static const char get[] = "GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n";
+    wd_http_t h;
+    int r;
+
+    /* A body follows: stop after the blank line in WD_HTTP_BODY; then the body, then DONE. */
+    wd_http_init(&h, NULL, NULL);
+    h.base = post;
+    r = wd_http_feed(&h, post, sizeof(post) - 1);
+    T_CHECK(r == 38 && h.state == WD_HTTP_BODY, "POST head: r=%d state=%d", r, h.state);
+    r = wd_http_feed(&h, post + 38, 0);
+    T_CHECK(r == 0 && h.state == WD_HTTP_BODY, "POST n=0: r=%d state=%d", r, h.state);
+    r = wd_http_feed(&h, post + 38, 2);
+    T_CHECK(r == 2 && h.state == WD_HTTP_BODY, "POST part: r=%d state=%d", r, h.state);
+    r = wd_http_feed(&h, post + 40, sizeof(post) - 1 - 40);
+    T_CHECK(r == 3 && h.state == WD_HTTP_DONE, "POST rest: r=%d state=%d", r, h.state);
+    r = wd_http_feed(&h, post + 43, sizeof(post) - 1 - 43);
+    T_CHECK(r == 0 && h.state == WD_HTTP_DONE, "DONE until reset: r=%d state=%d", r, h.state);
+    wd_http_reset(&h);
+    T_CHECK(h.state == WD_HTTP_HEAD && h.n_headers == 0, "reset");
+    r = wd_http_feed(&h, post + 43, sizeof(post) - 1 - 43);
+    T_CHECK(r == 3 && h.state == WD_HTTP_HEAD, "next head: r=%d state=%d", r, h.state);
+
+    /* No body: straight to DONE, having consumed exactly the head. */
+    wd_http_init(&h, NULL, NULL);
+    h.base = get;
+    r = wd_http_feed(&h, get, sizeof(get) - 1);
+    T_CHECK(r == 18 && h.state == WD_HTTP_DONE, "GET: r=%d state=%d", r, h.state);
+    wd_http_reset(&h);
+    r = wd_http_feed(&h, get + 18, sizeof(get) - 1 - 18);
+    T_CHECK(r == 19 && h.state == WD_HTTP_DONE && h.url.off == 22 && h.url.len == 2,
+            "second GET: r=%d state=%d url %u+%u", r, h.state, h.url.off, h.url.len);
+
+    /* A connection that asked to close may still be reset and parse on (the caller decides). */
+    {
+        static const char c[] = "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        wd_http_init(&h, NULL, NULL);
+        h.base = c;
+        r = wd_http_feed(&h, c, sizeof(c) - 1);
+        T_CHECK(r == 18 && h.state == WD_HTTP_DONE && !h.keep_alive, "1.0: r=%d", r);
+        wd_http_reset(&h);
+        r = wd_http_feed(&h, c + 18, sizeof(c) - 1 - 18);
+        T_CHECK(r == 18 && h.state == WD_HTTP_DONE && h.keep_alive, "after 1.0: r=%d", r);
+    }
+}
+
+int main(void)
+{
+    const hcase_t *tc;
+
+    t_guard_init(&guard, 16384);
+    for (tc = cases; tc->name != NULL; tc++)
+        run_case(tc);
+    test_many_headers();
+    test_pauses();
+    t_guard_free(&guard);
+    return t_summary("http");
+}
