@@ -23,7 +23,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#define WD_MASTER_LINE_MAX 1024
+#define WD_MASTER_LINE_MAX 4096
 #define WD_MASTER_QUICK_DEATH_MS 10000 /* a worker dying sooner than this is a crash loop */
 #define WD_MASTER_STABLE_MS 30000      /* ready this long: the backoff starts over */
 #define WD_MASTER_BACKOFF_MAX 60       /* seconds */
@@ -70,6 +70,7 @@ struct wd_proc {
     int pid;
     int handles;           /* handles not closed yet; the proc is freed at 0 */
     int pipe_closed;
+    int skipping;          /* dropping the rest of an overlong line */
     size_t line_len;
     char line[WD_MASTER_LINE_MAX];
 };
@@ -349,8 +350,10 @@ static void on_line(wd_proc_t *p, char *line)
         if (!m->stopping)
             worker_ready(m, w, p->pid);
     } else if (strncmp(line, "failed", 6) == 0 && (line[6] == ' ' || line[6] == '\0')) {
-        snprintf(w->last_error, sizeof w->last_error, "%s", line[6] ? line + 7 : "failed");
-        wd_log_error("group %s worker %d (pid %d): %s", g->name, w->slot, p->pid, w->last_error);
+        const char *msg = line[6] ? line + 7 : "failed";
+
+        snprintf(w->last_error, sizeof w->last_error, "%s", msg);
+        wd_log_error("group %s worker %d (pid %d): %s", g->name, w->slot, p->pid, msg);
         if (m->starting && !w->ever_ready)
             abort_start(m, w, "the application could not be loaded (see the Python error above)");
     } else {
@@ -367,14 +370,19 @@ static void take_lines(wd_proc_t *p, int eof)
     while ((nl = memchr(p->line, '\n', p->line_len)) != NULL) {
         n = (size_t)(nl - p->line);
         *nl = '\0';
-        on_line(p, p->line);
+        if (!p->skipping)
+            on_line(p, p->line);
+        p->skipping = 0;
         memmove(p->line, nl + 1, p->line_len - n - 1);
         p->line_len -= n + 1;
     }
-    /* An overlong line is cut, and a last line without '\n' still counts. */
+    /* An overlong line is cut (the rest of it is dropped), and a last line without '\n' still
+     * counts. */
     if (p->line_len == sizeof p->line || (eof && p->line_len > 0)) {
         p->line[p->line_len == sizeof p->line ? p->line_len - 1 : p->line_len] = '\0';
-        on_line(p, p->line);
+        if (!p->skipping)
+            on_line(p, p->line);
+        p->skipping = !eof;
         p->line_len = 0;
     }
 }
@@ -650,7 +658,8 @@ static int spawn(wd_master_t *m, wd_slot_t *w)
     w->started_at = uv_now(&m->loop);
     w->last_error[0] = '\0';
     m->n_alive++;
-    wd_log_debug("group %s worker %d started (pid %d)", g->name, w->slot, w->pid);
+    wd_log(w->restarts > 0 ? WD_LOG_INFO : WD_LOG_DEBUG, "group %s worker %d started (pid %d)",
+           g->name, w->slot, w->pid);
     if (g->startup_timeout > 0)
         slot_timer(w, WD_TIMER_STARTUP, g->startup_timeout);
     rc = 0;
