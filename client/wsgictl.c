@@ -10,23 +10,22 @@ static const char *const verbs[] = {"status", "restart", "reload", "stop", "star
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: wsgictl [-c FILE | -s SOCKET] COMMAND [ARGS]\n"
-            "       wsgictl --version | --help\n"
-            "\n"
-            "Options:\n"
-            "  -c, --config FILE    find the control socket from wsgid's configuration file\n"
-            "  -s, --socket SOCKET  the master's control socket\n"
-            "  -v, --version        print the version and exit\n"
-            "  -h, --help           print this help and exit\n"
-            "\n"
-            "Commands:\n"
-            "  status [GROUP] [--json]  the groups, their workers, restarts and last errors\n"
-            "  restart GROUP|--all      rolling restart; waits, fails if the app cannot load\n"
-            "  reload                   re-read the configuration: add, remove, restart groups\n"
-            "  stop [GROUP]             stop a group (or wsgid itself)\n"
-            "  start GROUP              start a stopped group\n"
-            "  reopen-logs              reopen the log files (after logrotate)\n");
+    fprintf(f, "Usage: wsgictl [-c FILE | -s SOCKET] COMMAND [ARGS]\n"
+               "       wsgictl --version | --help\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE    find the control socket from wsgid's configuration file\n"
+               "  -s, --socket SOCKET  the master's control socket\n"
+               "  -v, --version        print the version and exit\n"
+               "  -h, --help           print this help and exit\n"
+               "\n"
+               "Commands:\n"
+               "  status [GROUP] [--json]  the groups, their workers, restarts and last errors\n"
+               "  restart GROUP|--all      rolling restart; waits, fails if the app cannot load\n"
+               "  reload                   re-read the configuration: add, remove, restart groups\n"
+               "  stop [GROUP]             stop a group (or wsgid itself)\n"
+               "  start GROUP              start a stopped group\n"
+               "  reopen-logs              reopen the log files (after logrotate)\n");
 }
 
 int main(int argc, char **argv)

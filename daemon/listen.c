@@ -213,8 +213,7 @@ static int open_tcp(wd_listen_t *l, const wd_group_conf_t *group, const wd_liste
      * is one socket for the workers, so the first address that binds wins. */
     rc = -EADDRNOTAVAIL;
     for (ai = res; ai != NULL; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    ai->ai_protocol);
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
         if (fd < 0) {
             rc = -errno;
             continue;

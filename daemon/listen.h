@@ -9,11 +9,11 @@
 #include <sys/types.h>
 
 typedef struct wd_listen {
-    int fd;                        /* -1 when closed */
-    const wd_group_conf_t *group;  /* borrowed from the config */
-    const wd_listen_conf_t *conf;  /* borrowed from the config */
-    int created;                   /* 1 when we created the unix socket file */
-    dev_t dev;                     /* of that file, so that we only ever remove our own */
+    int fd;                       /* -1 when closed */
+    const wd_group_conf_t *group; /* borrowed from the config */
+    const wd_listen_conf_t *conf; /* borrowed from the config */
+    int created;                  /* 1 when we created the unix socket file */
+    dev_t dev;                    /* of that file, so that we only ever remove our own */
     ino_t ino;
 } wd_listen_t;
 

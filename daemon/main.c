@@ -11,20 +11,19 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "Usage: wsgid -c FILE [--check]\n"
-            "       wsgid --version | --help\n"
-            "\n"
-            "Runs Python WSGI applications in named process groups behind a proxy.\n"
-            "\n"
-            "Options:\n"
-            "  -c, --config FILE  the YAML configuration; wsgid runs in the foreground\n"
-            "      --check        load and validate the configuration, then exit (0 = valid)\n"
-            "  -v, --version      print the version and exit\n"
-            "  -h, --help         print this help and exit\n"
-            "\n"
-            "Signals to the master: TERM/INT graceful stop, HUP reload, USR1 reopen the logs.\n"
-            "The configuration keys are described in README.md and config.example.yaml.\n");
+    fprintf(f, "Usage: wsgid -c FILE [--check]\n"
+               "       wsgid --version | --help\n"
+               "\n"
+               "Runs Python WSGI applications in named process groups behind a proxy.\n"
+               "\n"
+               "Options:\n"
+               "  -c, --config FILE  the YAML configuration; wsgid runs in the foreground\n"
+               "      --check        load and validate the configuration, then exit (0 = valid)\n"
+               "  -v, --version      print the version and exit\n"
+               "  -h, --help         print this help and exit\n"
+               "\n"
+               "Signals to the master: TERM/INT graceful stop, HUP reload, USR1 reopen the logs.\n"
+               "The configuration keys are described in README.md and config.example.yaml.\n");
 }
 
 static int check(const char *path)

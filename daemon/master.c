@@ -48,29 +48,29 @@ typedef enum wd_slot_timer {
 typedef struct wd_proc wd_proc_t;
 
 typedef struct wd_slot {
-    size_t group;          /* index in conf->groups */
-    int slot;              /* 1-based */
-    int pid;               /* 0 while no process runs (or it has just been reaped) */
+    size_t group; /* index in conf->groups */
+    int slot;     /* 1-based */
+    int pid;      /* 0 while no process runs (or it has just been reaped) */
     wd_slot_state_t state;
-    uint64_t started_at;   /* uv_now() at the last spawn, ms */
+    uint64_t started_at; /* uv_now() at the last spawn, ms */
     uint64_t ready_at;
     unsigned restarts;
-    unsigned backoff;      /* seconds waited before the last respawn after a quick death */
+    unsigned backoff; /* seconds waited before the last respawn after a quick death */
     int ever_ready;
     char last_error[256];
     uv_timer_t timer;
     wd_slot_timer_t timer_mode;
-    wd_proc_t *proc;       /* NULL while no process runs */
+    wd_proc_t *proc; /* NULL while no process runs */
 } wd_slot_t;
 
 struct wd_proc {
     uv_process_t process;
-    uv_pipe_t pipe;        /* our end of the socketpair: "ready\n", "failed MESSAGE\n" */
-    wd_slot_t *w;          /* NULL once reaped */
+    uv_pipe_t pipe; /* our end of the socketpair: "ready\n", "failed MESSAGE\n" */
+    wd_slot_t *w;   /* NULL once reaped */
     int pid;
-    int handles;           /* handles not closed yet; the proc is freed at 0 */
+    int handles; /* handles not closed yet; the proc is freed at 0 */
     int pipe_closed;
-    int skipping;          /* dropping the rest of an overlong line */
+    int skipping; /* dropping the rest of an overlong line */
     size_t line_len;
     char line[WD_MASTER_LINE_MAX];
 };
@@ -78,18 +78,18 @@ struct wd_proc {
 typedef struct wd_master {
     uv_loop_t loop;
     wd_config_t *conf;
-    wd_listen_t *listeners;  /* group by group, each in `listen` order */
+    wd_listen_t *listeners; /* group by group, each in `listen` order */
     size_t n_listeners;
-    size_t *first_listener;    /* per group */
+    size_t *first_listener; /* per group */
     wd_slot_t *slots;
     size_t n_slots;
-    int config_fd;             /* memfd with the config text */
+    int config_fd; /* memfd with the config text */
     char exe[PATH_MAX];
     uv_signal_t signals[4];
     size_t n_signals;
     size_t n_alive;
     size_t n_first_ready;
-    int starting;              /* until every worker has been ready once */
+    int starting; /* until every worker has been ready once */
     int stopping;
     int finished;
     int exit_code;
@@ -450,8 +450,8 @@ static void log_exit(wd_master_t *m, wd_slot_t *w, int pid, int64_t status, int 
     wd_log_level_t level = m->stopping ? WD_LOG_INFO : WD_LOG_ERROR;
 
     if (sig != 0) {
-        wd_log(level, "group %s worker %d (pid %d) killed by signal %d (%s)", g->name, w->slot,
-               pid, sig, signame(sig));
+        wd_log(level, "group %s worker %d (pid %d) killed by signal %d (%s)", g->name, w->slot, pid,
+               sig, signame(sig));
         if (!m->stopping)
             snprintf(w->last_error, sizeof w->last_error, "killed by signal %d (%s)", sig,
                      signame(sig));
@@ -562,8 +562,8 @@ static void slot_timer_cb(uv_timer_t *timer)
         break;
     case WD_TIMER_KILL:
         if (w->pid > 0) {
-            wd_log_warn("group %s worker %d (pid %d) still running after %g s; killing it",
-                        g->name, w->slot, w->pid, g->graceful_timeout + g->shutdown_timeout);
+            wd_log_warn("group %s worker %d (pid %d) still running after %g s; killing it", g->name,
+                        w->slot, w->pid, g->graceful_timeout + g->shutdown_timeout);
             uv_process_kill(&w->proc->process, SIGKILL);
         }
         break;
@@ -645,8 +645,8 @@ static int spawn(wd_master_t *m, wd_slot_t *w)
     p->handles++;
     if (uv_pipe_open(&p->pipe, sv[0]) < 0 ||
         uv_read_start((uv_stream_t *)&p->pipe, alloc_cb, read_cb) < 0) {
-        wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master",
-                     g->name, w->slot, p->pid);
+        wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master", g->name,
+                     w->slot, p->pid);
         close_pipe(p);
     } else {
         sv[0] = -1;
@@ -697,8 +697,7 @@ static void signal_cb(uv_signal_t *handle, int signum)
             kill_all(m);
             break;
         }
-        wd_log_info("received %s: stopping gracefully (%zu workers)", signame(signum),
-                    m->n_alive);
+        wd_log_info("received %s: stopping gracefully (%zu workers)", signame(signum), m->n_alive);
         begin_stop(m, m->exit_code);
         break;
     case SIGHUP:
