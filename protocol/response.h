@@ -24,7 +24,12 @@ int wd_response_header_is_hop_by_hop(const char *s, size_t n);
 int wd_slice_ieq(const char *s, size_t n, const char *lower);
 
 /* A whole canned response with a small text body, for errors the loop answers itself (400, 413,
- * 431, 500, 504...). Writes at most cap bytes into out; returns the length. */
+ * 431, 500, 504...). Writes at most cap bytes into out; returns the length. For example
+ * "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n
+ * Connection: close\r\n\r\n413 Payload Too Large\n". Connection: close when !keep_alive;
+ * Connection: keep-alive when keep_alive and http_minor == 0 (HTTP/1.0 client); nothing for
+ * HTTP/1.1 keep-alive. Returns 0 (nothing usable in out) when cap is too small; 256 bytes is
+ * always enough. */
 size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int keep_alive);
 
 #endif

@@ -1,1 +1,82 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* Request targets (RFC 9112 3.2) cut into the pieces of the CGI/WSGI environ. */
+#include "url.h"
+
+static int is_scheme_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+'
+        || c == '-' || c == '.';
+}
+
+/* Length of "scheme://authority" at the start of an absolute-form target, or 0. */
+static size_t authority_end(const char *uri, size_t n)
+{
+    size_t i = 0;
+
+    if (n == 0 || !((uri[0] >= 'a' && uri[0] <= 'z') || (uri[0] >= 'A' && uri[0] <= 'Z')))
+        return 0;
+    while (i < n && is_scheme_char(uri[i]))
+        i++;
+    if (n - i < 3 || uri[i] != ':' || uri[i + 1] != '/' || uri[i + 2] != '/')
+        return 0;
+    for (i += 3; i < n; i++)
+        if (uri[i] == '/' || uri[i] == '?' || uri[i] == '#')
+            break;
+    return i;
+}
+
+void wd_url_split(const char *uri, size_t n, wd_slice_t *path, wd_slice_t *query)
+{
+    static const char root[] = "/";
+    size_t start = authority_end(uri, n);
+    size_t i, q;
+
+    for (i = start; i < n && uri[i] != '?' && uri[i] != '#'; i++)
+        ;
+    path->p = uri + start;
+    path->n = i - start;
+
+    /* "http://host" and "http://host?q" mean the root. */
+    if (start > 0 && path->n == 0) {
+        path->p = root;
+        path->n = 1;
+    }
+
+    query->p = uri + i;
+    query->n = 0;
+    if (i < n && uri[i] == '?') {
+        for (q = i + 1; q < n && uri[q] != '#'; q++)
+            ;
+        query->p = uri + i + 1;
+        query->n = q - i - 1;
+    }
+}
+
+static int hex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+size_t wd_url_decode(char *dst, const char *src, size_t n)
+{
+    size_t i, o = 0;
+
+    /* o never passes i, so dst == src is safe. */
+    for (i = 0; i < n; i++) {
+        int hi, lo;
+
+        if (src[i] == '%' && n - i > 2 && (hi = hex(src[i + 1])) >= 0
+            && (lo = hex(src[i + 2])) >= 0) {
+            dst[o++] = (char) (hi << 4 | lo);
+            i += 2;
+        } else {
+            dst[o++] = src[i];
+        }
+    }
+    return o;
+}

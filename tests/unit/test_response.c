@@ -1,1 +1,275 @@
-/* placeholder: being written */ int main(void) { return 77; }
+/* Response head helpers and URL splitting/decoding: table-driven, every input placed right
+ * before an unreadable page. */
+#include "response.h"
+#include "testutil.h"
+#include "url.h"
+
+#define S(lit) lit, sizeof(lit) - 1
+
+static t_guard_t guard;
+
+/* The input copied to end at the unreadable page. */
+static const char *g(const char *s, size_t n)
+{
+    return t_guard_place(&guard, s, n);
+}
+
+#define IEQ(lit, lower) wd_slice_ieq(g(S(lit)), sizeof(lit) - 1, lower)
+
+static int slice_is(wd_slice_t s, const char *want)
+{
+    return s.n == strlen(want) && (s.n == 0 || memcmp(s.p, want, s.n) == 0);
+}
+
+static void test_status(void)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+        int want;
+    } cases[] = {
+        {S("200 OK"), 200},
+        {S("404 Not Found"), 404},
+        {S("599 Custom Thing"), 599},
+        {S("999 X"), 999},
+        {S("100 Continue"), 100},
+        {S("200 "), 200},               /* an empty reason is allowed by RFC 9112 */
+        {S("200 \tTabbed"), 200},       /* HTAB is allowed in a reason */
+        {S("200 Caf\xe9"), 200},        /* latin-1 */
+        {S("200"), -1},
+        {S("200OK"), -1},
+        {S("099 Low"), -1},
+        {S("20 OK"), -1},
+        {S("2000 OK"), -1},
+        {S("abc OK"), -1},
+        {S(" 200 OK"), -1},
+        {S("200 OK\r\nX-Injected: 1"), -1},
+        {S("200 OK\n"), -1},
+        {S("200 O\0K"), -1},
+        {S("200 O\x7fK"), -1},
+        {S("200 O\x01K"), -1},
+        {S(""), -1},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int r = wd_response_parse_status(g(cases[i].s, cases[i].n), cases[i].n);
+        T_CHECK(r == cases[i].want, "parse_status '%.*s': %d, want %d", (int) cases[i].n,
+                cases[i].s, r, cases[i].want);
+    }
+}
+
+static void test_headers(void)
+{
+    static const struct {
+        const char *s;
+        size_t n;
+        int name_ok, value_ok, hop;
+    } cases[] = {
+        {S("Content-Type"), 1, 1, 0},
+        {S("X-Custom_Header.1~!#$%&'*+^`|"), 1, 1, 0},
+        {S("Set-Cookie"), 1, 1, 0},
+        {S("Connection"), 1, 1, 1},
+        {S("connection"), 1, 1, 1},
+        {S("KEEP-ALIVE"), 1, 1, 1},
+        {S("Proxy-Authenticate"), 1, 1, 1},
+        {S("Proxy-Authorization"), 1, 1, 1},
+        {S("TE"), 1, 1, 1},
+        {S("Trailer"), 1, 1, 1},
+        {S("Trailers"), 1, 1, 1},
+        {S("Transfer-Encoding"), 1, 1, 1},
+        {S("Upgrade"), 1, 1, 1},
+        {S("Connections"), 1, 1, 0},
+        {S("T"), 1, 1, 0},
+        {S(""), 0, 1, 0},
+        {S("Bad Name"), 0, 1, 0},
+        {S("Bad:Name"), 0, 1, 0},
+        {S("Bad\tName"), 0, 1, 0},
+        {S("(comment)"), 0, 1, 0},
+        {S("\"quoted\""), 0, 1, 0},
+        {S("text/html; charset=utf-8"), 0, 1, 0},
+        {S("a\tb"), 0, 1, 0},
+        {S("caf\xe9"), 0, 1, 0},
+        {S("a\r\nSet-Cookie: x"), 0, 0, 0},
+        {S("a\nb"), 0, 0, 0},
+        {S("a\rb"), 0, 0, 0},
+        {S("a\0b"), 0, 0, 0},
+        {S("a\x7f"), 0, 0, 0},
+        {S("\x1b[31m"), 0, 0, 0},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *s = g(cases[i].s, cases[i].n);
+        size_t n = cases[i].n;
+        T_CHECK(wd_response_header_name_valid(s, n) == cases[i].name_ok, "name_valid '%.*s'",
+                (int) n, cases[i].s);
+        T_CHECK(wd_response_header_value_valid(s, n) == cases[i].value_ok, "value_valid '%.*s'",
+                (int) n, cases[i].s);
+        T_CHECK(wd_response_header_is_hop_by_hop(s, n) == cases[i].hop, "hop_by_hop '%.*s'",
+                (int) n, cases[i].s);
+    }
+
+    T_CHECK(IEQ("Content-LENGTH", "content-length"), "ieq equal");
+    T_CHECK(!IEQ("Content-Length", "content-lengthx"), "ieq shorter");
+    T_CHECK(!IEQ("Content-Lengthx", "content-length"), "ieq longer");
+    T_CHECK(IEQ("", ""), "ieq empty");
+    T_CHECK(!IEQ("a", ""), "ieq vs empty");
+}
+
+static void test_reasons(void)
+{
+    static const struct {
+        int code;
+        const char *want;
+    } cases[] = {
+        {100, "Continue"}, {200, "OK"}, {204, "No Content"}, {206, "Partial Content"},
+        {301, "Moved Permanently"}, {302, "Found"}, {304, "Not Modified"},
+        {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
+        {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
+        {405, "Method Not Allowed"}, {408, "Request Timeout"}, {413, "Payload Too Large"},
+        {414, "URI Too Long"}, {418, "I'm a teapot"}, {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
+        {501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
+        {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
+        {511, "Network Authentication Required"}, {299, "Unknown"}, {0, "Unknown"},
+        {-1, "Unknown"}, {1000, "Unknown"},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        T_CHECK(strcmp(wd_response_reason(cases[i].code), cases[i].want) == 0, "reason %d: '%s'",
+                cases[i].code, wd_response_reason(cases[i].code));
+}
+
+static void test_canned(void)
+{
+    static const struct {
+        int code, minor, keep_alive;
+        const char *want;
+    } cases[] = {
+        {413, 1, 0,
+         "HTTP/1.1 413 Payload Too Large\r\nContent-Type: text/plain\r\nContent-Length: 22\r\n"
+         "Connection: close\r\n\r\n413 Payload Too Large\n"},
+        {400, 0, 0,
+         "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 16\r\n"
+         "Connection: close\r\n\r\n400 Bad Request\n"},
+        {504, 1, 1,
+         "HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 20\r\n"
+         "\r\n504 Gateway Timeout\n"},
+        {500, 0, 1,
+         "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: 26\r\n"
+         "Connection: keep-alive\r\n\r\n500 Internal Server Error\n"},
+        {431, 1, 0,
+         "HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Type: text/plain\r\n"
+         "Content-Length: 36\r\nConnection: close\r\n\r\n431 Request Header Fields Too Large\n"},
+    };
+    char out[512];
+    size_t i, n, want;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(out, 'Z', sizeof(out));
+        n = wd_response_canned(out, sizeof(out), cases[i].code, cases[i].minor,
+                               cases[i].keep_alive);
+        want = strlen(cases[i].want);
+        T_CHECK(n == want && memcmp(out, cases[i].want, n) == 0, "canned %d: got %zu '%.*s'",
+                cases[i].code, n, (int) n, out);
+        /* Too small a buffer gives nothing, never half a response or an overflow. */
+        T_CHECK(wd_response_canned(out, want, cases[i].code, cases[i].minor, cases[i].keep_alive)
+                    == 0,
+                "canned %d short", cases[i].code);
+        T_CHECK(wd_response_canned(out, 0, cases[i].code, 1, 0) == 0, "canned %d cap 0",
+                cases[i].code);
+    }
+    /* The longest reason fits in 256 bytes, as the header promises. */
+    T_CHECK(wd_response_canned(out, 256, 511, 0, 1) > 0, "canned 511 in 256 bytes");
+}
+
+static void test_url_split(void)
+{
+    static const struct {
+        const char *uri, *path, *query;
+    } cases[] = {
+        {"/p?q", "/p", "q"},
+        {"/a/b%20c?x=1&y=2", "/a/b%20c", "x=1&y=2"},
+        {"/", "/", ""},
+        {"/p", "/p", ""},
+        {"/p?", "/p", ""},
+        {"?q", "", "q"},
+        {"", "", ""},
+        {"/p?q?r", "/p", "q?r"},
+        {"/p#frag", "/p", ""},
+        {"/p?q#frag", "/p", "q"},
+        {"http://h/p?q", "/p", "q"},
+        {"https://example.com:8443/a/b?c=d", "/a/b", "c=d"},
+        {"http://h", "/", ""},
+        {"http://h?q", "/", "q"},
+        {"HTTP://h/P", "/P", ""},
+        {"*", "*", ""},
+        {"//double/slash", "//double/slash", ""},
+        {"/http://not/absolute", "/http://not/absolute", ""},
+        {"h:/p", "h:/p", ""},
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = strlen(cases[i].uri);
+        wd_slice_t path, query;
+        wd_url_split(g(cases[i].uri, n), n, &path, &query);
+        T_CHECK(slice_is(path, cases[i].path) && slice_is(query, cases[i].query),
+                "url_split '%s': path '%.*s' query '%.*s'", cases[i].uri, (int) path.n, path.p,
+                (int) query.n, query.p);
+    }
+}
+
+static void test_url_decode(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"/a%20b", "/a b"},
+        {"%41%42%43", "ABC"},
+        {"%e9t%C3%A9", "\xe9t\xc3\xa9"},
+        {"/plus+stays", "/plus+stays"},
+        {"%2F%2f", "//"},
+        {"100%", "100%"},
+        {"%4", "%4"},
+        {"%zz%4g", "%zz%4g"},
+        {"%%41", "%A"},
+        {"", ""},
+        {"/no/escapes", "/no/escapes"},
+    };
+    char dst[64];
+    size_t i, n, r;
+
+    for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *src;
+        n = strlen(cases[i].in);
+        src = g(cases[i].in, n);
+        r = wd_url_decode(dst, src, n);
+        T_CHECK(r == strlen(cases[i].out) && memcmp(dst, cases[i].out, r) == 0,
+                "url_decode '%s': '%.*s'", cases[i].in, (int) r, dst);
+
+        /* In place. */
+        memcpy(dst, cases[i].in, n);
+        r = wd_url_decode(dst, dst, n);
+        T_CHECK(r == strlen(cases[i].out) && memcmp(dst, cases[i].out, r) == 0,
+                "url_decode in place '%s': '%.*s'", cases[i].in, (int) r, dst);
+    }
+    /* NUL from %00 is decoded (the caller decides what to do with it). */
+    r = wd_url_decode(dst, "a%00b", 5);
+    T_CHECK(r == 3 && memcmp(dst, "a\0b", 3) == 0, "url_decode %%00");
+}
+
+int main(void)
+{
+    t_guard_init(&guard, 4096);
+    test_status();
+    test_headers();
+    test_reasons();
+    test_canned();
+    test_url_split();
+    test_url_decode();
+    t_guard_free(&guard);
+    return t_summary("response");
+}
