@@ -9,6 +9,7 @@
 #include "log.h"
 #include "worker.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -791,6 +792,30 @@ fail:
     return -1;
 }
 
+/* Descriptors inherited from whoever started us (a shell, a test harness) are not the workers'
+ * business: mark them close-on-exec. Those of socket activation ($LISTEN_FDS from fd 3) are
+ * kept for the day they are used. */
+static void cloexec_inherited(void)
+{
+    const char *listen_fds = getenv("LISTEN_FDS");
+    int keep = listen_fds != NULL ? 3 + atoi(listen_fds) : 3;
+    struct dirent *de;
+    DIR *dir;
+    int fd;
+
+    dir = opendir("/proc/self/fd");
+    if (dir == NULL)
+        return;
+    while ((de = readdir(dir)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        fd = atoi(de->d_name);
+        if (fd >= keep && fd != dirfd(dir))
+            fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+    }
+    closedir(dir);
+}
+
 static int find_exe(wd_master_t *m)
 {
     ssize_t n = readlink("/proc/self/exe", m->exe, sizeof m->exe - 1);
@@ -864,6 +889,7 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     if (wd_log_open(conf->log_file, "off") < 0)
         goto out;
     signal(SIGPIPE, SIG_IGN);
+    cloexec_inherited();
 
     if (find_exe(m) < 0 || open_listeners(m) < 0 || make_config_fd(m, text, len) < 0 ||
         write_pidfile(m) < 0)
