@@ -40,8 +40,8 @@ static int check(const char *path)
     }
     for (i = 0; i < conf.n_groups; i++)
         processes += conf.groups[i].processes;
-    printf("%s: OK (%zu group%s, %d worker process%s)\n", path, conf.n_groups,
-           conf.n_groups == 1 ? "" : "s", processes, processes == 1 ? "" : "es");
+    /* The wording is fixed (no plural forms) so that scripts can match it. */
+    printf("%s: OK (%zu groups, %d worker processes)\n", path, conf.n_groups, processes);
     wd_config_free(&conf);
     return 0;
 }
