@@ -18,11 +18,11 @@ static wd_http_t *from_parser(llhttp_t *p)
 /* Extends span s with the piece [at, at + n), which follows it in the caller's buffer. */
 static void span_add(wd_http_t *http, wd_span_t *s, const char *at, size_t n)
 {
-    uint32_t off = (uint32_t) (at - http->base);
+    uint32_t off = (uint32_t)(at - http->base);
 
     if (s->len == 0)
         s->off = off;
-    s->len = off + (uint32_t) n - s->off;
+    s->len = off + (uint32_t)n - s->off;
 }
 
 /* Makes llhttp stop with an error of ours. */
@@ -75,8 +75,8 @@ static int on_header_field_complete(llhttp_t *p)
     /* llhttp lets some names end in whitespace ("Host : x"); RFC 9112 5.1 says reject, since
      * proxies disagree on what such a field means. */
     h = &http->headers[http->n_headers - 1];
-    if (memchr(http->base + h->name.off, ' ', h->name.len) != NULL
-        || memchr(http->base + h->name.off, '\t', h->name.len) != NULL)
+    if (memchr(http->base + h->name.off, ' ', h->name.len) != NULL ||
+        memchr(http->base + h->name.off, '\t', h->name.len) != NULL)
         return fail(http, WD_HTTP_EINVALID, "Whitespace in header field name");
 
     /* An empty value is an empty span right after the name, never garbage. */
@@ -103,7 +103,7 @@ static int ieq(const char *s, size_t n, const char *lower)
     for (i = 0; i < n; i++) {
         char c = s[i];
         if (c >= 'A' && c <= 'Z')
-            c = (char) (c - 'A' + 'a');
+            c = (char)(c - 'A' + 'a');
         if (lower[i] == '\0' || c != lower[i])
             return 0;
     }
@@ -131,8 +131,8 @@ static int on_header_value_complete(llhttp_t *p)
     if (memchr(v, '\r', h->value.len) != NULL || memchr(v, '\n', h->value.len) != NULL)
         return fail(http, WD_HTTP_EINVALID, "Obsolete line folding in header value");
 
-    if (ieq(http->base + h->name.off, h->name.len, "expect")
-        && ieq(v, h->value.len, "100-continue"))
+    if (ieq(http->base + h->name.off, h->name.len, "expect") &&
+        ieq(v, h->value.len, "100-continue"))
         http->expect_continue = 1;
     return 0;
 }
@@ -154,7 +154,7 @@ static int on_headers_complete(llhttp_t *p)
     if (p->http_major != 1 || p->http_minor > 1)
         return fail(http, WD_HTTP_EINVALID, "Unsupported HTTP version");
 
-    http->method = llhttp_method_name((llhttp_method_t) p->method);
+    http->method = llhttp_method_name((llhttp_method_t)p->method);
     http->http_major = p->http_major;
     http->http_minor = p->http_minor;
     http->has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
@@ -263,7 +263,7 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n)
     before = http->state;
     err = llhttp_execute(&http->parser, at, n);
     if (err == HPE_OK)
-        return (int) n;
+        return (int)n;
     if (err == HPE_PAUSED) {
         used = llhttp_get_error_pos(&http->parser) - at;
         if (before == WD_HTTP_HEAD && !head_ends_well(http, at + used)) {
@@ -271,7 +271,7 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n)
             http->llhttp_reason = "Bare CR at the end of the head";
             return WD_PARSE_ERROR;
         }
-        return (int) used;
+        return (int)used;
     }
 
     if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE)

@@ -108,7 +108,7 @@ int wd_response_parse_status(const char *s, size_t n)
     if (s[0] < '1' || s[0] > '9' || s[1] < '0' || s[1] > '9' || s[2] < '0' || s[2] > '9')
         return -1;
     for (i = 4; i < n; i++)
-        if (!is_text((unsigned char) s[i]))
+        if (!is_text((unsigned char)s[i]))
             return -1;
     return (s[0] - '0') * 100 + (s[1] - '0') * 10 + (s[2] - '0');
 }
@@ -128,7 +128,7 @@ int wd_response_header_name_valid(const char *s, size_t n)
     if (n == 0)
         return 0;
     for (i = 0; i < n; i++)
-        if (!is_tchar((unsigned char) s[i]))
+        if (!is_tchar((unsigned char)s[i]))
             return 0;
     return 1;
 }
@@ -138,7 +138,7 @@ int wd_response_header_value_valid(const char *s, size_t n)
     size_t i;
 
     for (i = 0; i < n; i++)
-        if (!is_text((unsigned char) s[i]))
+        if (!is_text((unsigned char)s[i]))
             return 0;
     return 1;
 }
@@ -146,8 +146,9 @@ int wd_response_header_value_valid(const char *s, size_t n)
 int wd_response_header_is_hop_by_hop(const char *s, size_t n)
 {
     static const char *const hop[] = {
-        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-        "trailer", "trailers", "transfer-encoding", "upgrade",
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "te",         "trailer",    "trailers",           "transfer-encoding",
+        "upgrade",
     };
     size_t i;
 
@@ -162,11 +163,11 @@ int wd_slice_ieq(const char *s, size_t n, const char *lower)
     size_t i;
 
     for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
+        unsigned char c = (unsigned char)s[i];
 
         if (c >= 'A' && c <= 'Z')
-            c = (unsigned char) (c - 'A' + 'a');
-        if (lower[i] == '\0' || c != (unsigned char) lower[i])
+            c = (unsigned char)(c - 'A' + 'a');
+        if (lower[i] == '\0' || c != (unsigned char)lower[i])
             return 0;
     }
     return lower[i] == '\0';
@@ -192,7 +193,7 @@ size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int k
                  code, reason, body_len, conn, code, reason);
 
     /* Half a response is worse than none: the caller sends nothing and closes. */
-    if (r < 0 || (size_t) r >= cap)
+    if (r < 0 || (size_t)r >= cap)
         return 0;
-    return (size_t) r;
+    return (size_t)r;
 }

@@ -3,8 +3,8 @@
 
 static int is_scheme_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+'
-        || c == '-' || c == '.';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '-' || c == '.';
 }
 
 /* Length of "scheme://authority" at the start of an absolute-form target, or 0. */
@@ -70,9 +70,9 @@ size_t wd_url_decode(char *dst, const char *src, size_t n)
     for (i = 0; i < n; i++) {
         int hi, lo;
 
-        if (src[i] == '%' && n - i > 2 && (hi = hex(src[i + 1])) >= 0
-            && (lo = hex(src[i + 2])) >= 0) {
-            dst[o++] = (char) (hi << 4 | lo);
+        if (src[i] == '%' && n - i > 2 && (hi = hex(src[i + 1])) >= 0 &&
+            (lo = hex(src[i + 2])) >= 0) {
+            dst[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
             dst[o++] = src[i];

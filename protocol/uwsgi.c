@@ -12,9 +12,9 @@
 
 static unsigned get_u16(const char *p)
 {
-    const unsigned char *u = (const unsigned char *) p;
+    const unsigned char *u = (const unsigned char *)p;
 
-    return u[0] | (unsigned) u[1] << 8;
+    return u[0] | (unsigned)u[1] << 8;
 }
 
 static int is_upper(char c)
@@ -50,9 +50,9 @@ static int parse_content_length(const char *p, size_t n, uint64_t *out)
     for (i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')
             return -1;
-        if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t) (p[i] - '0')) / 10)
+        if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t)(p[i] - '0')) / 10)
             return -1;
-        v = v * 10 + (uint64_t) (p[i] - '0');
+        v = v * 10 + (uint64_t)(p[i] - '0');
     }
     *out = v;
     return 0;
@@ -77,13 +77,13 @@ static wd_uwsgi_error_t parse_vars(wd_uwsgi_req_t *req)
         key.n = get_u16(p);
         key.p = p + 2;
         p += 2;
-        if ((size_t) (end - p) < key.n + 2)
+        if ((size_t)(end - p) < key.n + 2)
             return WD_UWSGI_EFRAMING;
         p += key.n;
         val.n = get_u16(p);
         val.p = p + 2;
         p += 2;
-        if ((size_t) (end - p) < val.n)
+        if ((size_t)(end - p) < val.n)
             return WD_UWSGI_EFRAMING;
         p += val.n;
 
@@ -126,9 +126,9 @@ int wd_uwsgi_parse(const char *buf, size_t len, wd_uwsgi_req_t *req)
     if (len < WD_UWSGI_HEADER_SIZE)
         return WD_PARSE_AGAIN;
 
-    req->modifier1 = (uint8_t) buf[0];
-    req->datasize = (uint16_t) get_u16(buf + 1);
-    req->modifier2 = (uint8_t) buf[3];
+    req->modifier1 = (uint8_t)buf[0];
+    req->datasize = (uint16_t)get_u16(buf + 1);
+    req->modifier2 = (uint8_t)buf[3];
 
     if (len - WD_UWSGI_HEADER_SIZE < req->datasize)
         return WD_PARSE_AGAIN;
@@ -164,11 +164,11 @@ int wd_uwsgi_iter_next(wd_uwsgi_iter_t *it, wd_slice_t *key, wd_slice_t *val)
 
     key->n = get_u16(it->p);
     key->p = it->p + 2;
-    if ((size_t) (it->end - key->p) < key->n + 2)
+    if ((size_t)(it->end - key->p) < key->n + 2)
         return 0;
     val->n = get_u16(key->p + key->n);
     val->p = key->p + key->n + 2;
-    if ((size_t) (it->end - val->p) < val->n)
+    if ((size_t)(it->end - val->p) < val->n)
         return 0;
     it->p = val->p + val->n;
     return 1;

@@ -35,8 +35,10 @@ static const hcase_t cases[] = {
      "Accept: */*\nX-Empty: \nX-Spaces: padded value\nbody=\n",
      0},
 
-    {"absolute-form target", S("GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"),
-     "GET http://example.com/p?q=1 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: example.com\nbody=\n",
+    {"absolute-form target",
+     S("GET http://example.com/p?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n"),
+     "GET http://example.com/p?q=1 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: "
+     "example.com\nbody=\n",
      0},
 
     {"OPTIONS *", S("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n"),
@@ -63,7 +65,8 @@ static const hcase_t cases[] = {
 
     {"chunked with extensions and trailer",
      S("POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
-       "5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n"),
+       "5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: "
+       "t\r\n\r\n"),
      "POST /up HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\n"
      "body=hello world0123456789\n",
      0},
@@ -104,14 +107,17 @@ static const hcase_t cases[] = {
      "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nContent-Length: 10\nERROR EBODY_CB\n", 5},
 
     /* Request smuggling shapes and other malformed requests. */
-    {"CL and TE", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
-                    "0\r\n\r\n"),
+    {"CL and TE",
+     S("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+       "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
-    {"TE and CL", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
-                    "0\r\n\r\n"),
+    {"TE and CL",
+     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+       "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
-    {"two different CLs", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
-                            "hello!"),
+    {"two different CLs",
+     S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+       "hello!"),
      "ERROR EINVALID\n", 0},
     {"two equal CLs", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
      "ERROR EINVALID\n", 0},
@@ -121,8 +127,9 @@ static const hcase_t cases[] = {
      "ERROR EINVALID\n", 0},
     {"TE not chunked", S("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
      "ERROR EINVALID\n", 0},
-    {"TE chunked not last", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
-                              "0\r\n\r\n"),
+    {"TE chunked not last",
+     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+       "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"bad chunk size", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n"),
      "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
@@ -155,12 +162,14 @@ static const hcase_t cases[] = {
      "ERROR EINVALID\n", 0},
     {"HTTP/2.0 request line", S("GET / HTTP/2.0\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"HTTP/1.2 request line", S("GET / HTTP/1.2\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"TE twice", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
-                   "\r\n0\r\n\r\n"),
+    {"TE twice",
+     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+       "\r\n0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"HTTP/2 preface", S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "ERROR EUPGRADE\n", 0},
-    {"chunk size space", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
-                           "0\r\n\r\n"),
+    {"chunk size space",
+     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
+       "0\r\n\r\n"),
      "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
      0},
     /* RFC 9112 2.2: an empty line before the request line may be ignored. */
@@ -224,12 +233,12 @@ static void record_head(conn_t *c)
     if (h->has_content_length)
         snprintf(cl, sizeof(cl), "%" PRIu64, h->content_length);
     t_str_addf(&c->out, "%s %.*s HTTP/%u.%u ka=%d cl=%s te=%d exp=%d head=%d\n", h->method,
-               (int) url.n, url.p, h->http_major, h->http_minor, h->keep_alive, cl, h->chunked,
+               (int)url.n, url.p, h->http_major, h->http_minor, h->keep_alive, cl, h->chunked,
                h->expect_continue, h->is_head);
     for (i = 0; i < h->n_headers; i++) {
         wd_slice_t n = wd_http_slice(h, h->headers[i].name);
         wd_slice_t v = wd_http_slice(h, h->headers[i].value);
-        t_str_addf(&c->out, "%.*s: %.*s\n", (int) n.n, n.p, (int) v.n, v.p);
+        t_str_addf(&c->out, "%.*s: %.*s\n", (int)n.n, n.p, (int)v.n, v.p);
     }
     /* The head is reported right after its blank line, never earlier or later. */
     T_CHECK(c->pos >= c->msg_start + 4 && memcmp(c->in + c->pos - 4, "\r\n\r\n", 4) == 0,
@@ -259,9 +268,9 @@ static void process(conn_t *c)
                     "%s (%s): error not sticky", c->name, c->mode);
             return;
         }
-        T_CHECK((size_t) r <= c->avail - c->pos, "%s (%s): consumed %d of %zu", c->name, c->mode,
-                r, c->avail - c->pos);
-        c->pos += (size_t) r;
+        T_CHECK((size_t)r <= c->avail - c->pos, "%s (%s): consumed %d of %zu", c->name, c->mode, r,
+                c->avail - c->pos);
+        c->pos += (size_t)r;
         if (before == WD_HTTP_HEAD && c->http.state != WD_HTTP_HEAD)
             record_head(c);
         if (c->http.state == WD_HTTP_DONE) {
@@ -362,14 +371,14 @@ static void test_many_headers(void)
         len = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\n");
         wl = snprintf(want, sizeof(want), "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\n");
         for (i = 0; i < n; i++) {
-            len += snprintf(in + len, sizeof(in) - (size_t) len, "X-H%d: v%d\r\n", i, i);
-            wl += snprintf(want + wl, sizeof(want) - (size_t) wl, "X-H%d: v%d\n", i, i);
+            len += snprintf(in + len, sizeof(in) - (size_t)len, "X-H%d: v%d\r\n", i, i);
+            wl += snprintf(want + wl, sizeof(want) - (size_t)wl, "X-H%d: v%d\n", i, i);
         }
-        len += snprintf(in + len, sizeof(in) - (size_t) len, "\r\n");
-        snprintf(want + wl, sizeof(want) - (size_t) wl, "body=\n");
+        len += snprintf(in + len, sizeof(in) - (size_t)len, "\r\n");
+        snprintf(want + wl, sizeof(want) - (size_t)wl, "body=\n");
         tc.name = n > WD_HTTP_MAX_HEADERS ? "101 headers" : "100 headers";
         tc.in = in;
-        tc.len = (size_t) len;
+        tc.len = (size_t)len;
         tc.want = n > WD_HTTP_MAX_HEADERS ? "ERROR ETOO_MANY\n" : want;
         tc.body_limit = 0;
         run_case(&tc);

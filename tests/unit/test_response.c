@@ -33,9 +33,9 @@ static void test_status(void)
         {S("599 Custom Thing"), 599},
         {S("999 X"), 999},
         {S("100 Continue"), 100},
-        {S("200 "), 200},               /* an empty reason is allowed by RFC 9112 */
-        {S("200 \tTabbed"), 200},       /* HTAB is allowed in a reason */
-        {S("200 Caf\xe9"), 200},        /* latin-1 */
+        {S("200 "), 200},         /* an empty reason is allowed by RFC 9112 */
+        {S("200 \tTabbed"), 200}, /* HTAB is allowed in a reason */
+        {S("200 Caf\xe9"), 200},  /* latin-1 */
         {S("200"), -1},
         {S("200OK"), -1},
         {S("099 Low"), -1},
@@ -54,8 +54,8 @@ static void test_status(void)
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         int r = wd_response_parse_status(g(cases[i].s, cases[i].n), cases[i].n);
-        T_CHECK(r == cases[i].want, "parse_status '%.*s': %d, want %d", (int) cases[i].n,
-                cases[i].s, r, cases[i].want);
+        T_CHECK(r == cases[i].want, "parse_status '%.*s': %d, want %d", (int)cases[i].n, cases[i].s,
+                r, cases[i].want);
     }
 }
 
@@ -103,11 +103,11 @@ static void test_headers(void)
         const char *s = g(cases[i].s, cases[i].n);
         size_t n = cases[i].n;
         T_CHECK(wd_response_header_name_valid(s, n) == cases[i].name_ok, "name_valid '%.*s'",
-                (int) n, cases[i].s);
+                (int)n, cases[i].s);
         T_CHECK(wd_response_header_value_valid(s, n) == cases[i].value_ok, "value_valid '%.*s'",
-                (int) n, cases[i].s);
-        T_CHECK(wd_response_header_is_hop_by_hop(s, n) == cases[i].hop, "hop_by_hop '%.*s'",
-                (int) n, cases[i].s);
+                (int)n, cases[i].s);
+        T_CHECK(wd_response_header_is_hop_by_hop(s, n) == cases[i].hop, "hop_by_hop '%.*s'", (int)n,
+                cases[i].s);
     }
 
     T_CHECK(IEQ("Content-LENGTH", "content-length"), "ieq equal");
@@ -123,17 +123,37 @@ static void test_reasons(void)
         int code;
         const char *want;
     } cases[] = {
-        {100, "Continue"}, {200, "OK"}, {204, "No Content"}, {206, "Partial Content"},
-        {301, "Moved Permanently"}, {302, "Found"}, {304, "Not Modified"},
-        {307, "Temporary Redirect"}, {308, "Permanent Redirect"}, {400, "Bad Request"},
-        {401, "Unauthorized"}, {403, "Forbidden"}, {404, "Not Found"},
-        {405, "Method Not Allowed"}, {408, "Request Timeout"}, {413, "Payload Too Large"},
-        {414, "URI Too Long"}, {418, "I'm a teapot"}, {429, "Too Many Requests"},
-        {431, "Request Header Fields Too Large"}, {500, "Internal Server Error"},
-        {501, "Not Implemented"}, {502, "Bad Gateway"}, {503, "Service Unavailable"},
-        {504, "Gateway Timeout"}, {505, "HTTP Version Not Supported"},
-        {511, "Network Authentication Required"}, {299, "Unknown"}, {0, "Unknown"},
-        {-1, "Unknown"}, {1000, "Unknown"},
+        {100, "Continue"},
+        {200, "OK"},
+        {204, "No Content"},
+        {206, "Partial Content"},
+        {301, "Moved Permanently"},
+        {302, "Found"},
+        {304, "Not Modified"},
+        {307, "Temporary Redirect"},
+        {308, "Permanent Redirect"},
+        {400, "Bad Request"},
+        {401, "Unauthorized"},
+        {403, "Forbidden"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {408, "Request Timeout"},
+        {413, "Payload Too Large"},
+        {414, "URI Too Long"},
+        {418, "I'm a teapot"},
+        {429, "Too Many Requests"},
+        {431, "Request Header Fields Too Large"},
+        {500, "Internal Server Error"},
+        {501, "Not Implemented"},
+        {502, "Bad Gateway"},
+        {503, "Service Unavailable"},
+        {504, "Gateway Timeout"},
+        {505, "HTTP Version Not Supported"},
+        {511, "Network Authentication Required"},
+        {299, "Unknown"},
+        {0, "Unknown"},
+        {-1, "Unknown"},
+        {1000, "Unknown"},
     };
     size_t i;
 
@@ -173,10 +193,10 @@ static void test_canned(void)
                                cases[i].keep_alive);
         want = strlen(cases[i].want);
         T_CHECK(n == want && memcmp(out, cases[i].want, n) == 0, "canned %d: got %zu '%.*s'",
-                cases[i].code, n, (int) n, out);
+                cases[i].code, n, (int)n, out);
         /* Too small a buffer gives nothing, never half a response or an overflow. */
-        T_CHECK(wd_response_canned(out, want, cases[i].code, cases[i].minor, cases[i].keep_alive)
-                    == 0,
+        T_CHECK(wd_response_canned(out, want, cases[i].code, cases[i].minor, cases[i].keep_alive) ==
+                    0,
                 "canned %d short", cases[i].code);
         T_CHECK(wd_response_canned(out, 0, cases[i].code, 1, 0) == 0, "canned %d cap 0",
                 cases[i].code);
@@ -217,8 +237,8 @@ static void test_url_split(void)
         wd_slice_t path, query;
         wd_url_split(g(cases[i].uri, n), n, &path, &query);
         T_CHECK(slice_is(path, cases[i].path) && slice_is(query, cases[i].query),
-                "url_split '%s': path '%.*s' query '%.*s'", cases[i].uri, (int) path.n, path.p,
-                (int) query.n, query.p);
+                "url_split '%s': path '%.*s' query '%.*s'", cases[i].uri, (int)path.n, path.p,
+                (int)query.n, query.p);
     }
 }
 
@@ -248,13 +268,13 @@ static void test_url_decode(void)
         src = g(cases[i].in, n);
         r = wd_url_decode(dst, src, n);
         T_CHECK(r == strlen(cases[i].out) && memcmp(dst, cases[i].out, r) == 0,
-                "url_decode '%s': '%.*s'", cases[i].in, (int) r, dst);
+                "url_decode '%s': '%.*s'", cases[i].in, (int)r, dst);
 
         /* In place. */
         memcpy(dst, cases[i].in, n);
         r = wd_url_decode(dst, dst, n);
         T_CHECK(r == strlen(cases[i].out) && memcmp(dst, cases[i].out, r) == 0,
-                "url_decode in place '%s': '%.*s'", cases[i].in, (int) r, dst);
+                "url_decode in place '%s': '%.*s'", cases[i].in, (int)r, dst);
     }
     /* NUL from %00 is decoded (the caller decides what to do with it). */
     r = wd_url_decode(dst, "a%00b", 5);

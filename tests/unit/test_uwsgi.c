@@ -12,9 +12,9 @@ typedef struct pkt {
 
 static void pkt_begin(pkt_t *p, uint8_t mod1, uint8_t mod2)
 {
-    p->buf[0] = (char) mod1;
+    p->buf[0] = (char)mod1;
     p->buf[1] = p->buf[2] = 0;
-    p->buf[3] = (char) mod2;
+    p->buf[3] = (char)mod2;
     p->n = 4;
 }
 
@@ -26,7 +26,7 @@ static void pkt_raw(pkt_t *p, const void *data, size_t n)
 
 static void pkt_u16(pkt_t *p, size_t v)
 {
-    unsigned char b[2] = {(unsigned char) (v & 0xff), (unsigned char) (v >> 8)};
+    unsigned char b[2] = {(unsigned char)(v & 0xff), (unsigned char)(v >> 8)};
 
     pkt_raw(p, b, 2);
 }
@@ -42,17 +42,17 @@ static void pkt_var(pkt_t *p, const char *k, const char *v)
 /* Sets datasize to everything after the header so far (or to `size` when not (size_t) -1). */
 static size_t pkt_end(pkt_t *p, size_t size)
 {
-    size_t ds = size == (size_t) -1 ? p->n - 4 : size;
+    size_t ds = size == (size_t)-1 ? p->n - 4 : size;
 
-    p->buf[1] = (char) (ds & 0xff);
-    p->buf[2] = (char) (ds >> 8);
+    p->buf[1] = (char)(ds & 0xff);
+    p->buf[2] = (char)(ds >> 8);
     return 4 + ds;
 }
 
 typedef struct expect {
-    int ret;                 /* packet size, WD_PARSE_ERROR or WD_PARSE_AGAIN */
+    int ret; /* packet size, WD_PARSE_ERROR or WD_PARSE_AGAIN */
     wd_uwsgi_error_t err;
-    size_t decide_at;        /* shortest prefix that gives ret; 0 = never (always AGAIN) */
+    size_t decide_at; /* shortest prefix that gives ret; 0 = never (always AGAIN) */
     uint64_t cl;
     const char *method, *uri, *protocol; /* NULL: not checked */
 } expect_t;
@@ -80,17 +80,17 @@ static void check_one(const char *name, const char *how, size_t l, const char *b
     if (r > 0) {
         T_CHECK(req.content_length == ex->cl, "%s (%s): content_length %" PRIu64 ", want %" PRIu64,
                 name, how, req.content_length, ex->cl);
-        T_CHECK(req.datasize == (size_t) r - 4, "%s (%s): datasize %u", name, how, req.datasize);
+        T_CHECK(req.datasize == (size_t)r - 4, "%s (%s): datasize %u", name, how, req.datasize);
         T_CHECK(req.vars == buf + 4, "%s (%s): vars pointer", name, how);
         if (ex->method)
             T_CHECK(slice_is(req.method, ex->method), "%s (%s): method '%.*s'", name, how,
-                    (int) req.method.n, req.method.p);
+                    (int)req.method.n, req.method.p);
         if (ex->uri)
-            T_CHECK(slice_is(req.uri, ex->uri), "%s (%s): uri '%.*s'", name, how, (int) req.uri.n,
+            T_CHECK(slice_is(req.uri, ex->uri), "%s (%s): uri '%.*s'", name, how, (int)req.uri.n,
                     req.uri.p);
         if (ex->protocol)
             T_CHECK(slice_is(req.protocol, ex->protocol), "%s (%s): protocol '%.*s'", name, how,
-                    (int) req.protocol.n, req.protocol.p);
+                    (int)req.protocol.n, req.protocol.p);
     }
 }
 
@@ -145,10 +145,10 @@ static void test_valid(void)
     /* An nginx-like POST, with the body bytes following the vars block. */
     pkt_begin(&pk, 0, 0);
     nginx_vars(&pk, "POST", "5");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     pkt_raw(&pk, "hello", 5);
     run("nginx POST", pk.buf, pk.n,
-        (expect_t){(int) size, 0, size, 5, "POST", "/hello/w%20rld?a=1&b=2", "HTTP/1.1"});
+        (expect_t){(int)size, 0, size, 5, "POST", "/hello/w%20rld?a=1&b=2", "HTTP/1.1"});
 
     /* The iterator gives back every var in order. */
     {
@@ -156,7 +156,7 @@ static void test_valid(void)
         wd_uwsgi_iter_t it;
         wd_slice_t k, v;
         int n = 0, ok = 1;
-        T_CHECK(wd_uwsgi_parse(pk.buf, pk.n, &req) == (int) size, "iter: parse");
+        T_CHECK(wd_uwsgi_parse(pk.buf, pk.n, &req) == (int)size, "iter: parse");
         wd_uwsgi_iter_init(&it, &req);
         while (wd_uwsgi_iter_next(&it, &k, &v)) {
             if (n == 0)
@@ -174,12 +174,12 @@ static void test_valid(void)
     pkt_begin(&pk, 0, 0);
     pkt_var(&pk, "REQUEST_METHOD", "GET");
     pkt_var(&pk, "REQUEST_URI", "/");
-    size = pkt_end(&pk, (size_t) -1);
-    run("GET no CONTENT_LENGTH", pk.buf, pk.n, (expect_t){(int) size, 0, size, 0, "GET", "/", ""});
+    size = pkt_end(&pk, (size_t)-1);
+    run("GET no CONTENT_LENGTH", pk.buf, pk.n, (expect_t){(int)size, 0, size, 0, "GET", "/", ""});
 
     /* An empty vars block is a valid (if useless) packet; modifier2 is kept. */
     pkt_begin(&pk, 0, 7);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("empty vars", pk.buf, pk.n, (expect_t){4, 0, 4, 0, "", "", ""});
     {
         wd_uwsgi_req_t req;
@@ -193,15 +193,15 @@ static void test_valid(void)
     /* Empty CONTENT_LENGTH means 0. */
     pkt_begin(&pk, 0, 0);
     nginx_vars(&pk, "GET", "");
-    size = pkt_end(&pk, (size_t) -1);
-    run("empty CONTENT_LENGTH", pk.buf, pk.n, (expect_t){(int) size, 0, size, 0, "GET", NULL, NULL});
+    size = pkt_end(&pk, (size_t)-1);
+    run("empty CONTENT_LENGTH", pk.buf, pk.n, (expect_t){(int)size, 0, size, 0, "GET", NULL, NULL});
 
     /* The largest CONTENT_LENGTH, 2^63 - 1. */
     pkt_begin(&pk, 0, 0);
     nginx_vars(&pk, "PUT", "9223372036854775807");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("large CONTENT_LENGTH", pk.buf, pk.n,
-        (expect_t){(int) size, 0, size, UINT64_C(9223372036854775807), "PUT", NULL, NULL});
+        (expect_t){(int)size, 0, size, UINT64_C(9223372036854775807), "PUT", NULL, NULL});
 
     /* A vars block of the full 65535 bytes. */
     pkt_begin(&pk, 0, 0);
@@ -210,31 +210,36 @@ static void test_valid(void)
     memset(big, 'x', sizeof(big));
     big[65535 - (pk.n - 4) - 2 - 11 - 2] = '\0';
     pkt_var(&pk, "HTTP_COOKIE", big);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     T_CHECK(size == WD_UWSGI_MAX_PACKET, "max packet size %zu", size);
-    run("65535 vars", pk.buf, pk.n, (expect_t){(int) size, 0, size, 0, "GET", "", ""});
+    run("65535 vars", pk.buf, pk.n, (expect_t){(int)size, 0, size, 0, "GET", "", ""});
 
     /* A var with an empty value at the very end of the block. */
     pkt_begin(&pk, 0, 0);
     pkt_var(&pk, "REQUEST_METHOD", "GET");
     pkt_var(&pk, "X", "");
-    size = pkt_end(&pk, (size_t) -1);
-    run("empty last value", pk.buf, pk.n, (expect_t){(int) size, 0, size, 0, "GET", NULL, NULL});
+    size = pkt_end(&pk, (size_t)-1);
+    run("empty last value", pk.buf, pk.n, (expect_t){(int)size, 0, size, 0, "GET", NULL, NULL});
 }
 
 static void test_errors(void)
 {
     size_t size;
     static const char *http_lines[] = {
-        "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "POST /x HTTP/1.1\r\n", "HEAD / HTTP/1.0\r\n",
-        "PUT /a HTTP/1.1\r\n", "DELETE /a HTTP/1.1\r\n", "OPTIONS * HTTP/1.1\r\n",
-        "PATCH /p HTTP/1.1\r\n", "M-SEARCH * HTTP/1.1\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+        "POST /x HTTP/1.1\r\n",
+        "HEAD / HTTP/1.0\r\n",
+        "PUT /a HTTP/1.1\r\n",
+        "DELETE /a HTTP/1.1\r\n",
+        "OPTIONS * HTTP/1.1\r\n",
+        "PATCH /p HTTP/1.1\r\n",
+        "M-SEARCH * HTTP/1.1\r\n",
     };
     size_t i;
 
     for (i = 0; i < sizeof(http_lines) / sizeof(http_lines[0]); i++) {
         const char *s = http_lines[i];
-        size_t at = (size_t) (strchr(s, ' ') - s) + 1;
+        size_t at = (size_t)(strchr(s, ' ') - s) + 1;
         run(s, s, strlen(s), (expect_t){WD_PARSE_ERROR, WD_UWSGI_EHTTP, at, 0, NULL, NULL, NULL});
     }
 
@@ -247,18 +252,18 @@ static void test_errors(void)
     /* modifier1 != 0 is refused from the first byte. */
     pkt_begin(&pk, 1, 0);
     pkt_var(&pk, "REQUEST_METHOD", "GET");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("modifier1 1", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EMODIFIER, 1, 0, NULL, NULL, NULL});
     pkt_begin(&pk, 30, 0);
-    pkt_end(&pk, (size_t) -1);
+    pkt_end(&pk, (size_t)-1);
     run("modifier1 30", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EMODIFIER, 1, 0, NULL, NULL, NULL});
 
     /* Truncated packets stay AGAIN whatever the prefix. */
     pkt_begin(&pk, 0, 0);
     nginx_vars(&pk, "GET", "");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("truncated vars", pk.buf, size - 1, (expect_t){0, 0, 0, 0, NULL, NULL, NULL});
     run("header only", pk.buf, 3, (expect_t){0, 0, 0, 0, NULL, NULL, NULL});
 
@@ -267,7 +272,7 @@ static void test_errors(void)
     pkt_var(&pk, "REQUEST_METHOD", "GET");
     pkt_u16(&pk, 200);
     pkt_raw(&pk, "ABCDEF", 6);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("key overrun", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EFRAMING, size, 0, NULL, NULL, NULL});
 
@@ -277,7 +282,7 @@ static void test_errors(void)
     pkt_raw(&pk, "KEY", 3);
     pkt_u16(&pk, 10);
     pkt_raw(&pk, "12345", 5);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     pkt_raw(&pk, "67890", 5);
     run("value overrun", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EFRAMING, size, 0, NULL, NULL, NULL});
@@ -287,7 +292,7 @@ static void test_errors(void)
     pkt_u16(&pk, 3);
     pkt_raw(&pk, "KEY", 3);
     pkt_raw(&pk, "\x01", 1);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("value length cut", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EFRAMING, size, 0, NULL, NULL, NULL});
 
@@ -295,26 +300,27 @@ static void test_errors(void)
     pkt_begin(&pk, 0, 0);
     pkt_var(&pk, "REQUEST_METHOD", "GET");
     pkt_raw(&pk, "\x05", 1);
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("stray byte", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EFRAMING, size, 0, NULL, NULL, NULL});
 
     /* An empty key. */
     pkt_begin(&pk, 0, 0);
     pkt_var(&pk, "", "value");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("empty key", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EEMPTY_KEY, size, 0, NULL, NULL, NULL});
 
     /* Bad CONTENT_LENGTH values. */
     {
-        static const char *bad[] = {"12a", "-1", "12345678901234567890", "9223372036854775808",
-                                    " 5", "5 ", "+5", "0x10", "1e3"};
+        static const char *bad[] = {
+            "12a",  "-1", "12345678901234567890", "9223372036854775808", " 5", "5 ", "+5",
+            "0x10", "1e3"};
         for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
             char name[64];
             pkt_begin(&pk, 0, 0);
             nginx_vars(&pk, "POST", bad[i]);
-            size = pkt_end(&pk, (size_t) -1);
+            size = pkt_end(&pk, (size_t)-1);
             snprintf(name, sizeof(name), "CONTENT_LENGTH '%s'", bad[i]);
             run(name, pk.buf, pk.n,
                 (expect_t){WD_PARSE_ERROR, WD_UWSGI_ECONTENT_LENGTH, size, 0, NULL, NULL, NULL});
@@ -325,12 +331,12 @@ static void test_errors(void)
     pkt_begin(&pk, 0, 0);
     pkt_var(&pk, "CONTENT_LENGTH", "5");
     pkt_var(&pk, "CONTENT_LENGTH", "5");
-    size = pkt_end(&pk, (size_t) -1);
+    size = pkt_end(&pk, (size_t)-1);
     run("two CONTENT_LENGTH", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_ECONTENT_LENGTH, size, 0, NULL, NULL, NULL});
 
     for (i = 0; i <= WD_UWSGI_ECONTENT_LENGTH; i++)
-        T_CHECK(wd_uwsgi_strerror((wd_uwsgi_error_t) i) != NULL, "strerror %zu", i);
+        T_CHECK(wd_uwsgi_strerror((wd_uwsgi_error_t)i) != NULL, "strerror %zu", i);
 }
 
 int main(void)

@@ -13,15 +13,15 @@
 static int t_failures;
 static int t_checks;
 
-#define T_CHECK(cond, ...)                                                                        \
-    do {                                                                                          \
-        t_checks++;                                                                               \
-        if (!(cond)) {                                                                            \
-            t_failures++;                                                                         \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                           \
-            printf(__VA_ARGS__);                                                                  \
-            printf("\n");                                                                         \
-        }                                                                                         \
+#define T_CHECK(cond, ...)                                                                         \
+    do {                                                                                           \
+        t_checks++;                                                                                \
+        if (!(cond)) {                                                                             \
+            t_failures++;                                                                          \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                            \
+            printf(__VA_ARGS__);                                                                   \
+            printf("\n");                                                                          \
+        }                                                                                          \
     } while (0)
 
 static inline int t_summary(const char *name)
@@ -39,7 +39,7 @@ typedef struct t_guard {
 
 static inline void t_guard_init(t_guard_t *g, size_t capacity)
 {
-    size_t pg = (size_t) sysconf(_SC_PAGESIZE);
+    size_t pg = (size_t)sysconf(_SC_PAGESIZE);
     size_t pages = (capacity + pg - 1) / pg + 1;
 
     g->map_len = (pages + 1) * pg;
@@ -89,7 +89,7 @@ static inline void t_str_addn(t_str_t *s, const char *p, size_t n)
 }
 
 __attribute__((format(printf, 2, 3))) static inline void t_str_addf(t_str_t *s, const char *fmt,
-                                                                      ...)
+                                                                    ...)
 {
     char tmp[1024];
     va_list ap;
@@ -99,7 +99,7 @@ __attribute__((format(printf, 2, 3))) static inline void t_str_addf(t_str_t *s, 
     r = vsnprintf(tmp, sizeof(tmp), fmt, ap);
     va_end(ap);
     if (r > 0)
-        t_str_addn(s, tmp, (size_t) r < sizeof(tmp) ? (size_t) r : sizeof(tmp) - 1);
+        t_str_addn(s, tmp, (size_t)r < sizeof(tmp) ? (size_t)r : sizeof(tmp) - 1);
 }
 
 static inline void t_str_clear(t_str_t *s)
