@@ -1,1 +1,428 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* The WSGI environ (PEP 3333, design §7), built from a uwsgi vars block or an HTTP head.
+ *
+ * Keys are interned once per worker; the constant entries live in a template dict that is copied
+ * per request, so that a request only pays for its own variables. */
+#include "glue_int.h"
+#include "../protocol/response.h"
+#include "../protocol/url.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* Names that get special treatment come first, with their index as id. */
+enum {
+    K_REQUEST_METHOD,
+    K_SCRIPT_NAME,
+    K_PATH_INFO,
+    K_QUERY_STRING,
+    K_CONTENT_TYPE,
+    K_CONTENT_LENGTH,
+    K_SERVER_NAME,
+    K_SERVER_PORT,
+    K_SERVER_PROTOCOL,
+    K_REQUEST_URI,
+    K_REMOTE_ADDR,
+    K_REMOTE_PORT,
+    K_HTTPS,
+    K_REQUEST_SCHEME,
+    K_UWSGI_SCHEME,
+    K_HTTP_CONTENT_TYPE,
+    K_HTTP_CONTENT_LENGTH,
+    K_HTTP_HOST,
+    K_HTTP_COOKIE,
+    K_HTTP_TRANSFER_ENCODING,
+    K_SPECIAL, /* below: no special treatment */
+};
+
+static const char *const key_names[] = {
+    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
+    "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REQUEST_URI",
+    "REMOTE_ADDR", "REMOTE_PORT", "HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME",
+    "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_HOST", "HTTP_COOKIE",
+    "HTTP_TRANSFER_ENCODING",
+    /* K_SPECIAL and after */
+    "REMOTE_USER", "DOCUMENT_ROOT", "DOCUMENT_URI", "SERVER_ADDR", "SERVER_SOFTWARE",
+    "GATEWAY_INTERFACE", "PATH_TRANSLATED", "AUTH_TYPE", "REMOTE_HOST", "SCRIPT_FILENAME",
+    "HTTP_USER_AGENT", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING", "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_ACCEPT_CHARSET", "HTTP_CONNECTION", "HTTP_KEEP_ALIVE", "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL", "HTTP_PRAGMA", "HTTP_AUTHORIZATION", "HTTP_ORIGIN",
+    "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_RANGE",
+    "HTTP_RANGE", "HTTP_EXPECT", "HTTP_TE", "HTTP_DNT", "HTTP_UPGRADE_INSECURE_REQUESTS",
+    "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_X_REQUESTED_WITH", "HTTP_X_CSRFTOKEN",
+    "HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER",
+    "HTTP_SEC_CH_UA", "HTTP_SEC_CH_UA_MOBILE", "HTTP_SEC_CH_UA_PLATFORM", "HTTP_FORWARDED",
+    "HTTP_VIA", "HTTP_PRIORITY",
+};
+
+#define N_KEYS (sizeof key_names / sizeof key_names[0])
+#define TABLE_SIZE 256 /* a power of two, well above N_KEYS */
+
+typedef struct key_slot {
+    const char *name;
+    size_t len;
+    int id;
+    PyObject *key; /* interned str, immortal for our purposes (one reference held) */
+} key_slot_t;
+
+static key_slot_t table[TABLE_SIZE];
+static PyObject *keys[N_KEYS];
+
+static PyObject *template;
+static PyObject *k_input, *k_errors, *k_request_id, *k_url_scheme;
+static PyObject *s_https;
+
+static uint32_t key_hash(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+
+    while (n-- > 0)
+        h = (h ^ (uint8_t)*s++) * 16777619u;
+    return h;
+}
+
+static const key_slot_t *key_find(const char *s, size_t n)
+{
+    uint32_t i = key_hash(s, n) & (TABLE_SIZE - 1);
+
+    while (table[i].name != NULL) {
+        if (table[i].len == n && memcmp(table[i].name, s, n) == 0)
+            return &table[i];
+        i = (i + 1) & (TABLE_SIZE - 1);
+    }
+    return NULL;
+}
+
+static int set_const(const char *name, PyObject *value)
+{
+    int rc = value != NULL ? PyDict_SetItemString(template, name, value) : -1;
+
+    Py_XDECREF(value);
+    return rc;
+}
+
+int wd__py_environ_init(void)
+{
+    const wd_group_conf_t *g = wd__py_group;
+
+    for (size_t k = 0; k < N_KEYS; k++) {
+        size_t n = strlen(key_names[k]);
+        uint32_t i = key_hash(key_names[k], n) & (TABLE_SIZE - 1);
+
+        keys[k] = PyUnicode_InternFromString(key_names[k]);
+        if (keys[k] == NULL)
+            return -1;
+        while (table[i].name != NULL)
+            i = (i + 1) & (TABLE_SIZE - 1);
+        table[i] = (key_slot_t){key_names[k], n, (int)k, keys[k]};
+    }
+    k_input = PyUnicode_InternFromString("wsgi.input");
+    k_errors = PyUnicode_InternFromString("wsgi.errors");
+    k_request_id = PyUnicode_InternFromString("wsgid.request_id");
+    k_url_scheme = PyUnicode_InternFromString("wsgi.url_scheme");
+    s_https = PyUnicode_InternFromString("https");
+    template = PyDict_New();
+    if (!k_input || !k_errors || !k_request_id || !k_url_scheme || !s_https || !template)
+        return -1;
+    if (set_const("wsgi.version", Py_BuildValue("(ii)", 1, 0)) < 0 ||
+        set_const("wsgi.url_scheme", PyUnicode_FromString("http")) < 0 ||
+        set_const("wsgi.multithread", PyBool_FromLong(g->threads > 1)) < 0 ||
+        set_const("wsgi.multiprocess", PyBool_FromLong(g->processes_set)) < 0 ||
+        set_const("wsgi.run_once", PyBool_FromLong(0)) < 0 ||
+        set_const("wsgi.input_terminated", PyBool_FromLong(1)) < 0 ||
+        set_const("wsgid.process_group", PyUnicode_FromString(g->name)) < 0 ||
+        set_const("SCRIPT_NAME", PyUnicode_FromString("")) < 0)
+        return -1;
+    Py_INCREF(&wd__py_file_wrapper_type);
+    return set_const("wsgi.file_wrapper", (PyObject *)&wd__py_file_wrapper_type);
+}
+
+/* environ[key] = latin-1 str of (p, n); key is borrowed. */
+static int set_str(PyObject *env, PyObject *key, const char *p, size_t n)
+{
+    PyObject *v = PyUnicode_DecodeLatin1(p, (Py_ssize_t)n, NULL);
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = PyDict_SetItem(env, key, v);
+    Py_DECREF(v);
+    return rc;
+}
+
+static int set_u64(PyObject *env, PyObject *key, uint64_t u)
+{
+    char buf[24];
+    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)u);
+
+    return set_str(env, key, buf, (size_t)n);
+}
+
+/* PATH_INFO = the percent-decoded path of uri. */
+static int set_path_info(PyObject *env, const char *uri, size_t n, PyObject *query_key)
+{
+    wd_slice_t path, query;
+    char stack[2048];
+    char *buf = stack;
+    size_t len;
+    int rc;
+
+    wd_url_split(uri, n, &path, &query);
+    if (path.n > sizeof stack) {
+        buf = PyMem_Malloc(path.n);
+        if (buf == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    len = wd_url_decode(buf, path.p, path.n);
+    rc = set_str(env, keys[K_PATH_INFO], buf, len);
+    if (buf != stack)
+        PyMem_Free(buf);
+    if (rc == 0 && query_key != NULL)
+        rc = set_str(env, query_key, query.p ? query.p : "", query.p ? query.n : 0);
+    return rc;
+}
+
+static int is_https(int id, wd_slice_t v)
+{
+    if (id == K_HTTPS)
+        return wd_slice_ieq(v.p, v.n, "on") || (v.n == 1 && v.p[0] == '1');
+    return wd_slice_ieq(v.p, v.n, "https");
+}
+
+static int environ_uwsgi(PyObject *env, const wd_req_t *req)
+{
+    wd_uwsgi_iter_t it;
+    wd_slice_t k, v, http_ct = {NULL, 0}, http_cl = {NULL, 0};
+    int has_path = 0, has_ct = 0, has_cl = 0, https = -1;
+
+    wd_uwsgi_iter_init(&it, req->uwsgi);
+    while (wd_uwsgi_iter_next(&it, &k, &v)) {
+        const key_slot_t *slot = key_find(k.p, k.n);
+        PyObject *key;
+        int rc;
+
+        if (slot != NULL) {
+            switch (slot->id) {
+            case K_HTTP_CONTENT_TYPE: http_ct = v; continue;
+            case K_HTTP_CONTENT_LENGTH: http_cl = v; continue;
+            case K_PATH_INFO: has_path = 1; break;
+            case K_CONTENT_TYPE: has_ct = 1; break;
+            case K_CONTENT_LENGTH: has_cl = 1; break;
+            case K_HTTPS:
+            case K_REQUEST_SCHEME:
+            case K_UWSGI_SCHEME:
+                /* UWSGI_SCHEME is what the proxy explicitly says: it wins. */
+                if (https < 0 || slot->id == K_UWSGI_SCHEME || is_https(slot->id, v))
+                    https = is_https(slot->id, v);
+                break;
+            }
+            rc = set_str(env, slot->key, v.p, v.n);
+        } else {
+            key = PyUnicode_DecodeLatin1(k.p, (Py_ssize_t)k.n, NULL);
+            if (key == NULL)
+                return -1;
+            rc = set_str(env, key, v.p, v.n);
+            Py_DECREF(key);
+        }
+        if (rc < 0)
+            return -1;
+    }
+    if (!has_ct && http_ct.p != NULL && set_str(env, keys[K_CONTENT_TYPE], http_ct.p, http_ct.n) < 0)
+        return -1;
+    if (!has_cl && http_cl.p != NULL &&
+        set_str(env, keys[K_CONTENT_LENGTH], http_cl.p, http_cl.n) < 0)
+        return -1;
+    if (!has_path && set_path_info(env, req->uwsgi->uri.p, req->uwsgi->uri.n, NULL) < 0)
+        return -1;
+    if (https == 1 && PyDict_SetItem(env, k_url_scheme, s_https) < 0)
+        return -1;
+    return 0;
+}
+
+/* SERVER_NAME / SERVER_PORT from a Host value "name", "name:port", "[v6]:port". */
+static int set_host(PyObject *env, const char *h, size_t n)
+{
+    size_t name_len = n;
+    const char *port = "80";
+    size_t port_len = 2;
+
+    if (n > 0 && h[0] == '[') {
+        const char *end = memchr(h, ']', n);
+
+        name_len = end ? (size_t)(end - h) + 1 : n;
+    } else {
+        const char *colon = memchr(h, ':', n);
+
+        name_len = colon ? (size_t)(colon - h) : n;
+    }
+    if (name_len + 1 < n && h[name_len] == ':') {
+        port = h + name_len + 1;
+        port_len = n - name_len - 1;
+    }
+    if (set_str(env, keys[K_SERVER_NAME], h, name_len) < 0)
+        return -1;
+    return set_str(env, keys[K_SERVER_PORT], port, port_len);
+}
+
+/* environ key for a header: "HTTP_" + name upper-cased with '-' as '_'. */
+static PyObject *header_key(const char *name, size_t n, int *id)
+{
+    char stack[128];
+    char *buf = n + 5 <= sizeof stack ? stack : PyMem_Malloc(n + 5);
+    const key_slot_t *slot;
+    PyObject *key;
+
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    memcpy(buf, "HTTP_", 5);
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+
+        buf[5 + i] = c == '-' ? '_' : (c >= 'a' && c <= 'z') ? (char)(c - 32) : c;
+    }
+    slot = key_find(buf, n + 5);
+    if (slot != NULL) {
+        *id = slot->id;
+        key = slot->key;
+        Py_INCREF(key);
+    } else {
+        *id = -1;
+        key = PyUnicode_DecodeLatin1(buf, (Py_ssize_t)n + 5, NULL);
+    }
+    if (buf != stack)
+        PyMem_Free(buf);
+    return key;
+}
+
+static int add_header(PyObject *env, PyObject *key, int id, wd_slice_t v)
+{
+    PyObject *old = PyDict_GetItemWithError(env, key); /* borrowed */
+    PyObject *add, *nv;
+    int rc;
+
+    if (old == NULL)
+        return PyErr_Occurred() ? -1 : set_str(env, key, v.p, v.n);
+    /* A repeated header: the values joined as one, as a proxy would. */
+    add = PyUnicode_DecodeLatin1(v.p, (Py_ssize_t)v.n, NULL);
+    if (add == NULL)
+        return -1;
+    nv = PyUnicode_FromFormat("%U%s%U", old, id == K_HTTP_COOKIE ? "; " : ", ", add);
+    Py_DECREF(add);
+    if (nv == NULL)
+        return -1;
+    rc = PyDict_SetItem(env, key, nv);
+    Py_DECREF(nv);
+    return rc;
+}
+
+static int environ_http(PyObject *env, const wd_req_t *req)
+{
+    const wd_http_t *h = req->http;
+    wd_slice_t url = wd_http_slice(h, h->url);
+    char proto[16];
+    int has_host = 0, n;
+
+    if (set_str(env, keys[K_REQUEST_METHOD], h->method, strlen(h->method)) < 0 ||
+        set_str(env, keys[K_REQUEST_URI], url.p, url.n) < 0 ||
+        set_path_info(env, url.p, url.n, keys[K_QUERY_STRING]) < 0)
+        return -1;
+    n = snprintf(proto, sizeof proto, "HTTP/%u.%u", h->http_major, h->http_minor);
+    if (set_str(env, keys[K_SERVER_PROTOCOL], proto, (size_t)n) < 0)
+        return -1;
+    if (h->has_content_length || h->chunked || req->body_len > 0)
+        if (set_u64(env, keys[K_CONTENT_LENGTH], req->body_len) < 0)
+            return -1;
+    if (set_str(env, keys[K_REMOTE_ADDR], req->remote_addr, strlen(req->remote_addr)) < 0)
+        return -1;
+    if (!req->is_unix && set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)
+        return -1;
+
+    for (unsigned i = 0; i < h->n_headers; i++) {
+        wd_slice_t name = wd_http_slice(h, h->headers[i].name);
+        wd_slice_t v = wd_http_slice(h, h->headers[i].value);
+        PyObject *key;
+        int id, rc;
+
+        /* Underscores could impersonate another header once mapped to '_': drop them. */
+        if (memchr(name.p, '_', name.n) != NULL)
+            continue;
+        key = header_key(name.p, name.n, &id);
+        if (key == NULL)
+            return -1;
+        switch (id) {
+        case K_HTTP_CONTENT_LENGTH:
+        case K_HTTP_TRANSFER_ENCODING:
+            rc = 0; /* the body is buffered: CONTENT_LENGTH above says it all */
+            break;
+        case K_HTTP_CONTENT_TYPE:
+            rc = add_header(env, keys[K_CONTENT_TYPE], id, v);
+            break;
+        case K_HTTP_HOST:
+            rc = has_host ? 0 : set_host(env, v.p, v.n);
+            has_host = 1;
+            if (rc == 0)
+                rc = set_str(env, key, v.p, v.n);
+            break;
+        default:
+            rc = add_header(env, key, id, v);
+        }
+        Py_DECREF(key);
+        if (rc < 0)
+            return -1;
+    }
+    if (!has_host) {
+        if (set_str(env, keys[K_SERVER_NAME], req->server_addr, strlen(req->server_addr)) < 0)
+            return -1;
+        if (req->is_unix ? set_str(env, keys[K_SERVER_PORT], "80", 2)
+                         : set_u64(env, keys[K_SERVER_PORT], (uint64_t)req->server_port))
+            return -1;
+    }
+    return 0;
+}
+
+PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input)
+{
+    PyObject *env = PyDict_Copy(template);
+    PyObject *in = NULL, *errors = NULL, *id = NULL;
+
+    *input = NULL;
+    if (env == NULL)
+        return NULL;
+    if ((req->kind == WD_REQ_UWSGI ? environ_uwsgi(env, req) : environ_http(env, req)) < 0)
+        goto fail;
+    in = wd__py_input_new(req);
+    errors = wd__py_errors_new(req->id);
+    id = PyUnicode_FromString(req->id);
+    if (in == NULL || errors == NULL || id == NULL || PyDict_SetItem(env, k_input, in) < 0 ||
+        PyDict_SetItem(env, k_errors, errors) < 0 || PyDict_SetItem(env, k_request_id, id) < 0)
+        goto fail;
+    Py_DECREF(errors);
+    Py_DECREF(id);
+    *input = in;
+    return env;
+fail:
+    Py_XDECREF(in);
+    Py_XDECREF(errors);
+    Py_XDECREF(id);
+    Py_DECREF(env);
+    return NULL;
+}
+
+void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap)
+{
+    wd_slice_t m, u;
+
+    if (req->kind == WD_REQ_UWSGI) {
+        m = req->uwsgi->method;
+        u = req->uwsgi->uri;
+    } else {
+        m.p = req->http->method;
+        m.n = strlen(m.p);
+        u = wd_http_slice(req->http, req->http->url);
+    }
+    if (u.n > 200)
+        u.n = 200;
+    snprintf(buf, cap, "%.*s %.*s", (int)m.n, m.p ? m.p : "", (int)u.n, u.p ? u.p : "");
+}

@@ -1,1 +1,82 @@
-/* placeholder: being written */ typedef int wd_placeholder_t;
+/* The pool of Python threads: each pops requests from the queue with the GIL released and serves
+ * them; the main thread gives up the GIL for good once they are started. */
+#include "glue.h"
+#include "glue_int.h"
+#include "../daemon/log.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static wd_py_thread_t *threads;
+static int n_threads;
+static wd_queue_t *queue;
+static PyThreadState *main_ts; /* the main thread's state while it runs without the GIL */
+
+static void *thread_main(void *arg)
+{
+    wd_py_thread_t *thr = arg;
+    PyGILState_STATE gs;
+    char name[16];
+
+    snprintf(name, sizeof name, "wsgid-py%d", thr->index);
+    pthread_setname_np(pthread_self(), name);
+    gs = PyGILState_Ensure();
+    for (;;) {
+        PyThreadState *ts = PyEval_SaveThread();
+        wd_req_t *req = wd_queue_pop(queue);
+
+        PyEval_RestoreThread(ts);
+        if (req == NULL)
+            break;
+        wd__py_serve(thr, req);
+    }
+    PyGILState_Release(gs);
+    return NULL;
+}
+
+int wd_py_start(wd_queue_t *q)
+{
+    const wd_group_conf_t *g = wd__py_group;
+    int n = g->threads > 0 ? g->threads : 1;
+
+    queue = q;
+    threads = calloc((size_t)n, sizeof *threads);
+    if (threads == NULL)
+        abort();
+    for (n_threads = 0; n_threads < n; n_threads++) {
+        wd_py_thread_t *thr = &threads[n_threads];
+        int rc;
+
+        thr->index = n_threads + 1;
+        rc = pthread_create(&thr->tid, NULL, thread_main, thr);
+        if (rc != 0) {
+            wd_log_error("group %s: cannot start Python thread %d: %s", g->name, n_threads + 1,
+                         strerror(rc));
+            break;
+        }
+    }
+    main_ts = PyEval_SaveThread();
+    return n_threads == n ? 0 : -1;
+}
+
+void wd_py_stop(void)
+{
+    for (int i = 0; i < n_threads; i++) {
+        pthread_join(threads[i].tid, NULL);
+        free(threads[i].head);
+    }
+    free(threads);
+    threads = NULL;
+    n_threads = 0;
+    if (main_ts != NULL) {
+        PyEval_RestoreThread(main_ts);
+        main_ts = NULL;
+    }
+    if (!Py_IsInitialized())
+        return;
+    Py_CLEAR(wd__py_app);
+    if (Py_FinalizeEx() < 0)
+        wd_log_error("group %s: errors while finalising Python",
+                     wd__py_group ? wd__py_group->name : "?");
+}

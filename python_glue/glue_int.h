@@ -1,0 +1,55 @@
+/* Names shared between the files of python_glue/ only (the daemon sees glue.h). Everything here
+ * is called with the GIL held unless said otherwise. */
+#ifndef WD_PYTHON_GLUE_INT_H
+#define WD_PYTHON_GLUE_INT_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "../daemon/config.h"
+#include "../daemon/request.h"
+
+#include <stddef.h>
+
+/* interp.c: the process-wide state, set by wd_py_init / wd_py_load_app. */
+extern const wd_group_conf_t *wd__py_group;
+extern PyObject *wd__py_app; /* the WSGI callable (strong reference, held until finalize) */
+
+/* Takes the pending Python exception (clearing it) and writes its traceback to the error log,
+ * each line prefixed with prefix. When summary is not NULL it receives "Type: message". */
+void wd__py_log_exception(const char *prefix, char *summary, size_t cap);
+/* "Type: message" of an exception value (new C string in buf). */
+void wd__py_exc_summary(PyObject *exc, char *buf, size_t cap);
+
+/* input.c: wsgi.input and wsgi.errors. */
+extern PyTypeObject wd__py_input_type;
+extern PyTypeObject wd__py_errors_type;
+int wd__py_input_ready(void);
+PyObject *wd__py_input_new(const wd_req_t *req);      /* new reference */
+void wd__py_input_detach(PyObject *input);           /* the request is over: reads give b"" */
+PyObject *wd__py_errors_new(const char *request_id); /* new reference */
+
+/* environ.c */
+int wd__py_environ_init(void);
+/* The environ of req (new reference), or NULL with an exception set. *input receives a new
+ * reference to its wsgi.input, so that the caller can detach it when the request is over. */
+PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input);
+/* "METHOD URI" of a request for log lines, truncated to fit. */
+void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
+
+/* respond.c */
+extern PyTypeObject wd__py_file_wrapper_type;
+int wd__py_respond_init(void);
+
+/* What each pool thread owns: a growable buffer for response heads. */
+typedef struct wd_py_thread {
+    pthread_t tid;
+    int index;
+    char *head;
+    size_t head_cap;
+} wd_py_thread_t;
+
+/* Serves one request from environ to wd_out_finish. */
+void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
+
+#endif

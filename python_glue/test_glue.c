@@ -1,0 +1,575 @@
+/* Drives the Python glue without the worker loop: initialises Python on test_app.py, fabricates
+ * requests (parsed with the real uwsgi and HTTP parsers), pushes them through the queue to the
+ * pool, drains the real out buffer through a socketpair and checks the bytes, the keep-alive
+ * verdict, the status and the error log.
+ *
+ * Usage: test_glue PATH/test_app.py */
+#include "glue.h"
+#include "../daemon/log.h"
+#include "../daemon/out.h"
+#include "../daemon/request.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static wd_queue_t queue;
+static int failures, checks;
+static char log_path[] = "/tmp/wsgid-test-glue-log-XXXXXX";
+static const char *app_path;
+static uint64_t seq;
+
+typedef struct result {
+    char *buf;
+    size_t len;
+    int keep_alive;
+    int status;
+    char *log; /* what the error log got during the request */
+} result_t;
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        checks++;                                                                                  \
+        if (!(cond)) {                                                                             \
+            failures++;                                                                            \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                                   \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fprintf(stderr, "\n");                                                                 \
+        }                                                                                          \
+    } while (0)
+
+static char *read_log_since(off_t *pos)
+{
+    int fd = open(log_path, O_RDONLY);
+    struct stat st;
+    char *buf;
+    ssize_t n;
+
+    fstat(fd, &st);
+    buf = calloc(1, (size_t)(st.st_size - *pos) + 1);
+    n = pread(fd, buf, (size_t)(st.st_size - *pos), *pos);
+    if (n > 0)
+        *pos += n;
+    close(fd);
+    return buf;
+}
+
+/* Pushes req to the pool and collects the whole response. */
+static void run(wd_req_t *req, result_t *res)
+{
+    static off_t log_pos;
+    wd_out_t out;
+    int sv[2], want, rc = 0;
+    size_t cap = 65536;
+    int spins = 0;
+
+    memset(res, 0, sizeof *res);
+    free(read_log_since(&log_pos));
+    socketpair(AF_UNIX, SOCK_STREAM, 0, sv);
+    fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    fcntl(sv[1], F_SETFL, O_NONBLOCK);
+    wd_out_init(&out, 1 << 20, 1 << 30, "/tmp", NULL, NULL);
+    req->out = &out;
+    req->seq = ++seq;
+    snprintf(req->id, sizeof req->id, "%d-%llu", (int)getpid(), (unsigned long long)req->seq);
+    req->status = -1;
+    res->buf = malloc(cap);
+    wd_queue_push(&queue, req, req, 1);
+    for (;;) {
+        ssize_t k;
+
+        rc = wd_out_send(&out, sv[0], &want);
+        do {
+            if (res->len + 65536 > cap)
+                res->buf = realloc(res->buf, cap *= 2);
+            k = read(sv[1], res->buf + res->len, cap - res->len);
+            if (k > 0)
+                res->len += (size_t)k;
+        } while (k > 0);
+        if (rc != 0)
+            break;
+        if (++spins > 20000) {
+            fprintf(stderr, "FAIL: request %s timed out\n", req->id);
+            failures++;
+            break;
+        }
+        usleep(500);
+    }
+    CHECK(rc == 1, "wd_out_send returned %d", rc);
+    res->buf[res->len] = '\0';
+    res->keep_alive = out.keep_alive;
+    res->status = req->status;
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
+    res->log = read_log_since(&log_pos);
+}
+
+static void result_free(result_t *res)
+{
+    free(res->buf);
+    free(res->log);
+}
+
+static int on_body(void *data, const char *at, size_t n)
+{
+    return 0;
+}
+
+/* An HTTP request from its raw bytes; the body (Content-Length) follows the head. */
+static result_t http(const char *raw, int body_fd)
+{
+    static wd_http_t h;
+    wd_req_t req;
+    result_t res;
+    size_t len = strlen(raw);
+    int n;
+
+    memset(&req, 0, sizeof req);
+    wd_http_init(&h, on_body, NULL);
+    h.base = raw;
+    n = wd_http_feed(&h, raw, len);
+    if (n <= 0 || h.state == WD_HTTP_HEAD) {
+        fprintf(stderr, "FAIL: cannot parse the request %s (%d)\n", raw, n);
+        exit(1);
+    }
+    req.kind = WD_REQ_HTTP;
+    req.http = &h;
+    snprintf(req.remote_addr, sizeof req.remote_addr, "127.0.0.1");
+    req.remote_port = 5555;
+    snprintf(req.server_addr, sizeof req.server_addr, "127.0.0.1");
+    req.server_port = 8080;
+    req.body_fd = body_fd;
+    if (body_fd >= 0) {
+        struct stat st;
+
+        fstat(body_fd, &st);
+        req.body_len = (uint64_t)st.st_size;
+    } else {
+        req.body_mem = raw + n;
+        req.body_len = len - (size_t)n;
+    }
+    run(&req, &res);
+    return res;
+}
+
+/* A uwsgi request from NULL-terminated key, value pairs. */
+static result_t uwsgi(const char *first, ...)
+{
+    static char pkt[8192];
+    static wd_uwsgi_req_t u;
+    wd_req_t req;
+    result_t res;
+    size_t n = 4;
+    va_list ap;
+    int rc;
+
+    va_start(ap, first);
+    for (const char *k = first; k != NULL; k = va_arg(ap, const char *)) {
+        const char *v = va_arg(ap, const char *);
+        size_t kl = strlen(k), vl = strlen(v);
+
+        pkt[n] = (char)(kl & 0xff);
+        pkt[n + 1] = (char)(kl >> 8);
+        memcpy(pkt + n + 2, k, kl);
+        n += 2 + kl;
+        pkt[n] = (char)(vl & 0xff);
+        pkt[n + 1] = (char)(vl >> 8);
+        memcpy(pkt + n + 2, v, vl);
+        n += 2 + vl;
+    }
+    va_end(ap);
+    pkt[0] = 0;
+    pkt[1] = (char)((n - 4) & 0xff);
+    pkt[2] = (char)((n - 4) >> 8);
+    pkt[3] = 0;
+    rc = wd_uwsgi_parse(pkt, n, &u);
+    if (rc != (int)n) {
+        fprintf(stderr, "FAIL: uwsgi packet not parsed (%d)\n", rc);
+        exit(1);
+    }
+    memset(&req, 0, sizeof req);
+    req.kind = WD_REQ_UWSGI;
+    req.uwsgi = &u;
+    req.body_fd = -1;
+    run(&req, &res);
+    return res;
+}
+
+static const char *body_of(const result_t *r)
+{
+    const char *p = strstr(r->buf, "\r\n\r\n");
+
+    return p ? p + 4 : "";
+}
+
+#define EXPECT_HAS(res, s) CHECK(strstr((res).buf, s) != NULL, "response lacks %s:\n%s", s, (res).buf)
+#define EXPECT_NOT(res, s) CHECK(strstr((res).buf, s) == NULL, "response has %s:\n%s", s, (res).buf)
+#define EXPECT_LOG(res, s) CHECK(strstr((res).log, s) != NULL, "log lacks %s:\n%s", s, (res).log)
+#define EXPECT_BODY(res, s)                                                                        \
+    CHECK(strcmp(body_of(&(res)), s) == 0, "body is not %s:\n%s", s, (res).buf)
+
+static void test_basics(void)
+{
+    result_t r;
+
+    r = http("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", -1);
+    CHECK(strcmp(r.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+                        "Hello world") == 0, "hello: %s", r.buf);
+    CHECK(r.keep_alive == 1 && r.status == 200, "hello: keep %d status %d", r.keep_alive,
+          r.status);
+    result_free(&r);
+
+    r = http("GET /hello HTTP/1.0\r\n\r\n", -1);
+    CHECK(strncmp(r.buf, "HTTP/1.0 200 OK\r\n", 17) == 0, "1.0: %s", r.buf);
+    EXPECT_HAS(r, "Content-Length: 11\r\n");
+    EXPECT_NOT(r, "Connection");
+    CHECK(r.keep_alive == 0, "1.0 keep-alive %d", r.keep_alive);
+    result_free(&r);
+
+    r = http("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", -1);
+    EXPECT_HAS(r, "Connection: keep-alive\r\n");
+    CHECK(r.keep_alive == 1, "1.0 keep-alive %d", r.keep_alive);
+    result_free(&r);
+
+    r = http("GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n", -1);
+    EXPECT_HAS(r, "Connection: close\r\n");
+    CHECK(r.keep_alive == 0, "close: keep-alive %d", r.keep_alive);
+    result_free(&r);
+
+    r = http("GET /write HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "Transfer-Encoding: chunked\r\n");
+    EXPECT_BODY(r, "1\r\na\r\n2\r\nbb\r\n3\r\nccc\r\n0\r\n\r\n");
+    CHECK(r.keep_alive == 1, "write keep-alive");
+    result_free(&r);
+
+    r = http("GET /gen HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "X-Gen: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    EXPECT_BODY(r, "3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n");
+    result_free(&r);
+
+    r = http("GET /gen HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", -1);
+    EXPECT_NOT(r, "chunked");
+    EXPECT_NOT(r, "Connection: keep-alive");
+    EXPECT_BODY(r, "onetwo");
+    CHECK(r.keep_alive == 0, "1.0 generator must close");
+    result_free(&r);
+
+    r = http("GET /gen_lazy HTTP/1.1\r\n\r\n", -1);
+    CHECK(strncmp(r.buf, "HTTP/1.1 201 Created\r\n", 22) == 0, "lazy: %s", r.buf);
+    EXPECT_BODY(r, "4\r\nlate\r\n0\r\n\r\n");
+    result_free(&r);
+
+    r = http("GET /gen_empty HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "Content-Length: 0\r\n");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1, "empty keep-alive");
+    result_free(&r);
+
+    r = http("HEAD /hello HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "Content-Length: 11\r\n");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1, "head keep-alive");
+    result_free(&r);
+
+    r = http("HEAD /gen HTTP/1.1\r\n\r\n", -1);
+    EXPECT_NOT(r, "chunked");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1, "head gen keep-alive");
+    result_free(&r);
+
+    r = http("GET /204 HTTP/1.1\r\n\r\n", -1);
+    EXPECT_NOT(r, "Content-Length");
+    EXPECT_NOT(r, "chunked");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1 && r.status == 204, "204");
+    result_free(&r);
+
+    r = http("GET /cl_ok HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "Content-Length: 5\r\n\r\n12345");
+    EXPECT_NOT(r, "chunked");
+    CHECK(r.keep_alive == 1, "cl_ok keep-alive");
+    result_free(&r);
+
+    r = http("GET /cl_short HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "12345");
+    CHECK(r.keep_alive == 0, "cl_short must close");
+    EXPECT_LOG(r, "the application sent 5 bytes of its Content-Length 10");
+    result_free(&r);
+
+    r = http("GET /cl_long HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "123");
+    CHECK(r.keep_alive == 0, "cl_long must close");
+    EXPECT_LOG(r, "more than its Content-Length 3");
+    result_free(&r);
+}
+
+static void test_files(void)
+{
+    result_t r;
+    struct stat st;
+    char *want, cl[64];
+    FILE *f = fopen(app_path, "rb");
+
+    stat(app_path, &st);
+    want = calloc(1, (size_t)st.st_size + 1);
+    if (fread(want, 1, (size_t)st.st_size, f) != (size_t)st.st_size)
+        CHECK(0, "cannot read %s", app_path);
+    fclose(f);
+
+    r = http("GET /file?100 HTTP/1.1\r\n\r\n", -1);
+    snprintf(cl, sizeof cl, "Content-Length: %lld\r\n", (long long)st.st_size - 100);
+    EXPECT_HAS(r, cl);
+    EXPECT_BODY(r, want + 100);
+    CHECK(r.keep_alive == 1, "file keep-alive");
+    result_free(&r);
+
+    r = http("HEAD /file HTTP/1.1\r\n\r\n", -1);
+    snprintf(cl, sizeof cl, "Content-Length: %lld\r\n", (long long)st.st_size);
+    EXPECT_HAS(r, cl);
+    EXPECT_BODY(r, "");
+    result_free(&r);
+
+    r = http("GET /file_bytesio HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "chunked");
+    CHECK(strlen(body_of(&r)) == 3 * (5 + 3000 + 2) + (5 + 1000 + 2) + 5, "bytesio body %zu",
+          strlen(body_of(&r)));
+    result_free(&r);
+    free(want);
+}
+
+static void expect_500(const char *path, const char *log)
+{
+    char raw[256];
+    result_t r;
+
+    snprintf(raw, sizeof raw, "GET %s HTTP/1.1\r\n\r\n", path);
+    r = http(raw, -1);
+    CHECK(strncmp(r.buf, "HTTP/1.1 500 ", 13) == 0, "%s: not a 500:\n%s", path, r.buf);
+    CHECK(r.status == 500, "%s: status %d", path, r.status);
+    CHECK(r.keep_alive == 1, "%s: a 500 before the head keeps the connection", path);
+    EXPECT_LOG(r, log);
+    result_free(&r);
+}
+
+static void test_mistakes(void)
+{
+    result_t r;
+
+    expect_500("/str_chunk", "GET /str_chunk: the application returned a str chunk; WSGI needs "
+                             "bytes");
+    expect_500("/str_gen", "the application returned a str chunk; WSGI needs bytes");
+    expect_500("/bad_status", "status '20 OK' is not 'NNN reason'");
+    expect_500("/crlf", "header 'X-A' has a CR or LF in its value");
+    expect_500("/hop", "hop-by-hop header 'Connection' is not allowed from an application");
+    expect_500("/twice", "start_response called twice without exc_info");
+    expect_500("/nosr", "the application did not call start_response");
+    expect_500("/raise", "GET /raise: the application raised ValueError: boom");
+    expect_500("/raise", "Traceback (most recent call last):");
+
+    r = http("GET /raise_after HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "200 OK");
+    EXPECT_BODY(r, "7\r\npartial\r\n");
+    CHECK(r.keep_alive == 0, "raise_after must close");
+    EXPECT_LOG(r, "raised ValueError: late boom after the response had started");
+    result_free(&r);
+
+    r = http("GET /excinfo HTTP/1.1\r\n\r\n", -1);
+    CHECK(strncmp(r.buf, "HTTP/1.1 503 Busy\r\nX-Err: 1\r\n", 29) == 0, "excinfo: %s", r.buf);
+    EXPECT_NOT(r, "X-Ok");
+    EXPECT_HAS(r, "\r\n\r\nsorry");
+    result_free(&r);
+
+    r = http("GET /excinfo_late HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "7\r\nstarted\r\n");
+    EXPECT_NOT(r, "never");
+    CHECK(r.keep_alive == 0, "excinfo_late must close");
+    EXPECT_LOG(r, "raised KeyError: 'late'");
+    result_free(&r);
+
+    r = http("GET /close HTTP/1.1\r\n\r\n", -1);
+    result_free(&r);
+    r = http("GET /close_fail HTTP/1.1\r\n\r\n", -1);
+    CHECK(r.keep_alive == 0, "close_fail must close");
+    result_free(&r);
+    r = http("GET /closed HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "2");
+    result_free(&r);
+}
+
+static void test_input(void)
+{
+    static const char body[] = "abcdef\nline2\nline3\nrest";
+    char raw[512], path[] = "/tmp/wsgid-test-glue-body-XXXXXX";
+    const char *want = "[b'abc', b'def\\n', b'li', b'ne2\\n', b'line3\\n', b'rest', b'']";
+    result_t r;
+    int fd;
+
+    snprintf(raw, sizeof raw, "POST /input HTTP/1.1\r\nContent-Length: %zu\r\n\r\n%s",
+             sizeof body - 1, body);
+    r = http(raw, -1);
+    EXPECT_HAS(r, want);
+    result_free(&r);
+
+    fd = mkstemp(path);
+    unlink(path);
+    if (write(fd, body, sizeof body - 1) < 0)
+        CHECK(0, "write");
+    r = http("POST /input HTTP/1.1\r\nContent-Length: 23\r\n\r\n", fd);
+    EXPECT_HAS(r, want);
+    result_free(&r);
+
+    r = http("POST /input_iter HTTP/1.1\r\nContent-Length: 23\r\n\r\n", fd);
+    EXPECT_HAS(r, "[b'abcdef\\n', b'line2\\n', b'line3\\n', b'rest']");
+    result_free(&r);
+
+    /* A big body in a file: read() in one go, with the GIL released. */
+    {
+        size_t n = 300000;
+        char *big = malloc(n), expect[64];
+        unsigned long sum = 0;
+
+        for (size_t i = 0; i < n; i++)
+            sum += (unsigned char)(big[i] = (char)(i * 7));
+        ftruncate(fd, 0);
+        pwrite(fd, big, n, 0);
+        r = http("POST /input_all HTTP/1.1\r\nContent-Length: 300000\r\n\r\n", fd);
+        snprintf(expect, sizeof expect, "300000 %lu", sum % 9973);
+        EXPECT_HAS(r, expect);
+        result_free(&r);
+        free(big);
+    }
+    close(fd);
+
+    r = http("GET /errors HTTP/1.1\r\n\r\n", -1);
+    EXPECT_LOG(r, "] first line\n");
+    EXPECT_LOG(r, "] second line\n");
+    EXPECT_LOG(r, "] third\n");
+    result_free(&r);
+}
+
+static void test_environ(void)
+{
+    result_t r;
+
+    r = http("POST /env%20ir?a=1&b=2 HTTP/1.1\r\nHost: example.com:8000\r\nX-Foo: 1\r\n"
+             "Content-Type: text/plain\r\nX-Foo: 2\r\nCookie: a=1\r\nCookie: b=2\r\n"
+             "X_Foo: evil\r\nContent-Length: 4\r\n\r\nbody", -1);
+    EXPECT_HAS(r, "\"REQUEST_METHOD\": \"POST\"");
+    EXPECT_HAS(r, "\"PATH_INFO\": \"/env ir\"");
+    EXPECT_HAS(r, "\"QUERY_STRING\": \"a=1&b=2\"");
+    EXPECT_HAS(r, "\"REQUEST_URI\": \"/env%20ir?a=1&b=2\"");
+    EXPECT_HAS(r, "\"SCRIPT_NAME\": \"\"");
+    EXPECT_HAS(r, "\"SERVER_NAME\": \"example.com\"");
+    EXPECT_HAS(r, "\"SERVER_PORT\": \"8000\"");
+    EXPECT_HAS(r, "\"SERVER_PROTOCOL\": \"HTTP/1.1\"");
+    EXPECT_HAS(r, "\"HTTP_X_FOO\": \"1, 2\"");
+    EXPECT_HAS(r, "\"HTTP_COOKIE\": \"a=1; b=2\"");
+    EXPECT_HAS(r, "\"HTTP_HOST\": \"example.com:8000\"");
+    EXPECT_NOT(r, "evil");
+    EXPECT_NOT(r, "HTTP_CONTENT");
+    EXPECT_HAS(r, "\"CONTENT_TYPE\": \"text/plain\"");
+    EXPECT_HAS(r, "\"CONTENT_LENGTH\": \"4\"");
+    EXPECT_HAS(r, "\"REMOTE_ADDR\": \"127.0.0.1\"");
+    EXPECT_HAS(r, "\"REMOTE_PORT\": \"5555\"");
+    EXPECT_HAS(r, "\"wsgi.version\": [1, 0]");
+    EXPECT_HAS(r, "\"wsgi.url_scheme\": \"http\"");
+    EXPECT_HAS(r, "\"wsgi.multithread\": true");
+    EXPECT_HAS(r, "\"wsgi.multiprocess\": false");
+    EXPECT_HAS(r, "\"wsgi.run_once\": false");
+    EXPECT_HAS(r, "\"wsgi.input_terminated\": true");
+    EXPECT_HAS(r, "\"wsgid.process_group\": \"t\"");
+    EXPECT_HAS(r, "\"wsgid.request_id\": \"");
+    EXPECT_HAS(r, "\"input_type\": \"Input\"");
+    EXPECT_HAS(r, "\"fw\": \"FileWrapper\"");
+    result_free(&r);
+
+    r = http("GET /environ HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "\"SERVER_NAME\": \"127.0.0.1\"");
+    EXPECT_HAS(r, "\"SERVER_PORT\": \"8080\"");
+    EXPECT_NOT(r, "CONTENT_LENGTH");
+    result_free(&r);
+
+    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/env%20ir?x=1", "QUERY_STRING", "x=1",
+              "SERVER_PROTOCOL", "HTTP/1.0", "HTTP_CONTENT_TYPE", "text/a", "CONTENT_LENGTH", "",
+              "HTTPS", "on", "HTTP_HOST", "h", "X_CUSTOM", "caf\xe9", NULL);
+    CHECK(strncmp(r.buf, "HTTP/1.0 200 OK\r\n", 17) == 0, "uwsgi: %s", r.buf);
+    EXPECT_HAS(r, "\"PATH_INFO\": \"/env ir\"");
+    EXPECT_HAS(r, "\"CONTENT_TYPE\": \"text/a\"");
+    EXPECT_HAS(r, "\"CONTENT_LENGTH\": \"\"");
+    EXPECT_HAS(r, "\"wsgi.url_scheme\": \"https\"");
+    EXPECT_HAS(r, "\"X_CUSTOM\": \"caf\\u00e9\"");
+    EXPECT_HAS(r, "\"SCRIPT_NAME\": \"\"");
+    EXPECT_NOT(r, "HTTP_CONTENT");
+    CHECK(r.keep_alive == 0, "uwsgi keep-alive");
+    result_free(&r);
+
+    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/gen", "PATH_INFO", "/gen",
+              "SERVER_PROTOCOL", "HTTP/1.1", NULL);
+    EXPECT_NOT(r, "chunked");
+    EXPECT_NOT(r, "Content-Length");
+    EXPECT_BODY(r, "onetwo");
+    result_free(&r);
+
+    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/hello", "PATH_INFO", "/hello", NULL);
+    CHECK(strcmp(r.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
+                        "Hello world") == 0, "uwsgi hello: %s", r.buf);
+    result_free(&r);
+}
+
+int main(int argc, char **argv)
+{
+    static wd_config_t conf;
+    static wd_group_conf_t group;
+    char err[1024], *abs;
+    int fd;
+
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s PATH/test_app.py\n", argv[0]);
+        return 2;
+    }
+    abs = realpath(argv[1], NULL);
+    app_path = abs;
+    fd = mkstemp(log_path);
+    close(fd);
+    wd_log_init("test", WD_LOG_DEBUG);
+    wd_log_open(log_path, "off");
+
+    group.name = "t";
+    group.app = abs;
+    group.app_is_script = 1;
+    group.callable = "application";
+    group.threads = 2;
+    group.processes = 1;
+    conf.groups = &group;
+    conf.n_groups = 1;
+
+    if (wd_py_init(&conf, &group, 1) < 0 || wd_py_load_app(err, sizeof err) < 0) {
+        fprintf(stderr, "cannot start Python: %s (log in %s)\n", err, log_path);
+        return 1;
+    }
+    wd_queue_init(&queue);
+    if (wd_py_start(&queue) < 0)
+        return 1;
+
+    test_basics();
+    test_files();
+    test_mistakes();
+    test_input();
+    test_environ();
+
+    wd_queue_close(&queue);
+    wd_py_stop();
+    wd_queue_destroy(&queue);
+    printf("%d checks, %d failures (log: %s)\n", checks, failures, log_path);
+    if (failures == 0 && getenv("KEEP_LOG") == NULL)
+        unlink(log_path);
+    free(abs);
+    return failures ? 1 : 0;
+}
