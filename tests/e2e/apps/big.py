@@ -1,0 +1,27 @@
+"""A big answer with deterministic content (see conftest.big_body: the same bytes).
+
+    /big?size=N         one bytes object (the length is known before the head is sent)
+    /gen?size=N         a generator of 64 KiB chunks
+"""
+import random
+from urllib.parse import parse_qs
+
+_SIZE = 16 * 1024 * 1024
+_DATA = random.Random(20261124).randbytes(_SIZE)
+
+
+def _gen(data):
+    for i in range(0, len(data), 65536):
+        yield data[i:i + 65536]
+
+
+def application(environ, start_response):
+    qs = parse_qs(environ.get("QUERY_STRING", ""))
+    size = int(qs.get("size", [_SIZE])[0])
+    data = _DATA[:size] if size <= _SIZE else (_DATA * (size // _SIZE + 1))[:size]
+    if environ.get("PATH_INFO") == "/gen":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return _gen(data)
+    start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                              ("Content-Length", str(len(data)))])
+    return [data]

@@ -1,0 +1,269 @@
+"""What bad input gets (design §8): a status and a log line, never a crash or a hang; the daemon
+answers a hello afterwards. And each WSGI mistake an app can make: 500 and an error-log line that
+names the request id."""
+import os
+import struct
+import time
+
+import pytest
+
+from conftest import (HELLO, Conn, assert_hello, http_request, parse_response, raw,
+                      uwsgi_packet, uwsgi_request)
+
+
+def _alive(addr):
+    """The daemon still answers (the echo app: an empty GET gives an empty 200)."""
+    with Conn(addr) as c:
+        c.send(http_request("GET", "/", {"Connection": "close"}))
+        r = c.response()
+    assert r.status == 200 and r.header("X-Body-Length") == "0", r
+
+
+def _status(data):
+    assert data.startswith(b"HTTP/1."), data[:200]
+    return int(data.split(b" ", 2)[1])
+
+
+@pytest.fixture
+def site(wsgid):
+    d = wsgid("echo", header_buffer_size="4K", limit_request_body="1K")
+    # Bad input may be logged at the error level; the tests below check what matters.
+    d.expect_log(".")
+    return d
+
+
+def test_garbage_request_line(site):
+    # protocol auto: an upper-case first byte means HTTP.
+    data = raw(site.tcp, b"GARBAGE IN, GARBAGE OUT\r\n\r\n")
+    assert _status(data) == 400
+    _alive(site.tcp)
+
+
+def test_garbage_on_http_socket(wsgid):
+    d = wsgid("hello", protocol="http")
+    d.expect_log(".")
+    data = raw(d.tcp, b"this is not http\r\n\r\n")
+    assert _status(data) == 400
+    assert_hello(d.tcp)
+
+
+def test_garbage_first_byte_auto(site):
+    # Neither HTTP nor a WSGI uwsgi packet: closed (with or without a 400), daemon unharmed.
+    data = raw(site.tcp, b"this is not http\r\n\r\n")
+    assert data == b"" or _status(data) == 400
+    _alive(site.tcp)
+
+
+def test_garbage_request_line_unix(site):
+    data = raw(site.unix, b"GET / HTTP/1.1 extra\x01stuff\r\n\r\n")
+    assert _status(data) == 400
+    _alive(site.unix)
+
+
+def test_headers_too_large(site):
+    data = raw(site.tcp, http_request(headers={"X-Big": "a" * 8000}))
+    assert _status(data) == 431
+    _alive(site.tcp)
+
+
+def test_many_headers_too_large(site):
+    hdrs = [("X-H%d" % i, "v" * 50) for i in range(200)]
+    data = raw(site.tcp, http_request(headers=hdrs))
+    assert _status(data) == 431
+    _alive(site.tcp)
+
+
+def test_body_too_large(site):
+    data = raw(site.tcp, http_request("POST", "/", body=b"x" * 2000))
+    assert _status(data) == 413
+    _alive(site.tcp)
+
+
+def test_body_too_large_announced_only(site):
+    # The 413 must come from the Content-Length alone, without waiting for the body.
+    with Conn(site.tcp, timeout=5) as c:
+        c.send(http_request("POST", "/", {"Content-Length": "5000000"}))
+        r = c.response()
+        assert r.status == 413
+    _alive(site.tcp)
+
+
+def test_chunked_body_too_large(site):
+    wire = b"".join(b"100\r\n" + b"y" * 256 + b"\r\n" for _ in range(8)) + b"0\r\n\r\n"
+    data = raw(site.tcp, http_request("POST", "/", {"Transfer-Encoding": "chunked"}) + wire)
+    assert _status(data) == 413
+    _alive(site.tcp)
+
+
+def test_body_at_the_limit_is_fine(site):
+    with Conn(site.tcp) as c:
+        c.send(http_request("POST", "/", body=b"z" * 1024))
+        r = c.response()
+        assert r.status == 200 and r.body == b"z" * 1024
+
+
+def test_content_length_and_transfer_encoding(site):
+    req = (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+           b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+    data = raw(site.tcp, req)
+    assert _status(data) == 400
+    _alive(site.tcp)
+
+
+def test_bad_chunk_size(site):
+    req = http_request("POST", "/", {"Transfer-Encoding": "chunked"}) + b"zz\r\nhello\r\n0\r\n\r\n"
+    data = raw(site.tcp, req)
+    assert _status(data) == 400
+    _alive(site.tcp)
+
+
+def test_bad_content_length(site):
+    data = raw(site.tcp, http_request("POST", "/", {"Content-Length": "12abc"}) + b"12abc")
+    assert _status(data) == 400
+    _alive(site.tcp)
+
+
+def test_truncated_uwsgi_packet(site):
+    pkt = uwsgi_request(path="/")
+    data = raw(site.unix, pkt[:len(pkt) // 2], shut_wr=True)
+    assert data == b""
+    data = raw(site.unix, pkt[:3], shut_wr=True)
+    assert data == b""
+    _alive(site.unix)
+
+
+def test_truncated_uwsgi_body(site):
+    pkt = uwsgi_request("POST", "/", body=b"0123456789")
+    data = raw(site.unix, pkt[:-4], shut_wr=True)
+    # Nothing to answer: the body never came. Closed, and above all: the daemon still serves.
+    assert data == b"" or _status(data) >= 400
+    _alive(site.unix)
+
+
+def test_uwsgi_modifier1_not_zero(site):
+    before = site.log_size()
+    pkt = uwsgi_packet({"REQUEST_METHOD": "GET", "PATH_INFO": "/"}, modifier1=5)
+    data = raw(site.unix, pkt)
+    assert b"200 OK" not in data
+    site.wait_log(r"(?i)modifier", since=before)
+    _alive(site.unix)
+
+
+def test_uwsgi_vars_block_inconsistent(site):
+    # A key length that runs past the end of the vars block.
+    block = struct.pack("<H", 200) + b"REQUEST_METHOD"
+    pkt = struct.pack("<BHB", 0, len(block), 0) + block
+    data = raw(site.unix, pkt)
+    assert data == b"" or _status(data) == 400
+    _alive(site.unix)
+
+
+def test_uwsgi_big_vars_block(wsgid):
+    # Close to the 65535-byte maximum of a vars block: accepted (uWSGI's 4096 is a known pain).
+    d = wsgid("environ")
+    pkt = uwsgi_request(path="/", **{"HTTP_X_LARGE": "b" * 60000})
+    data = raw(d.unix, pkt)
+    r, _ = parse_response(data, eof=True)
+    assert r.status == 200
+    assert b"b" * 60000 in r.body
+
+
+def test_http_on_uwsgi_socket(wsgid):
+    d = wsgid("hello", protocol="uwsgi")
+    d.expect_log(".")
+    before = d.log_size()
+    data = raw(d.tcp, http_request(headers={"Connection": "close"}))
+    assert _status(data) == 400
+    body = data.partition(b"\r\n\r\n")[2]
+    assert b"uwsgi" in body.lower()
+    d.wait_log(r"(?i)uwsgi", since=before)
+    r = raw(d.tcp, uwsgi_request(path="/"))
+    assert r.endswith(HELLO)
+
+
+def test_client_gone_before_answer(wsgid):
+    d = wsgid("slow", threads=2)
+    d.expect_log(".")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/?t=0.5"))
+    time.sleep(1.0)
+    assert_hello_like = raw(d.tcp, http_request("GET", "/?t=0", {"Connection": "close"}))
+    assert _status(assert_hello_like) == 200
+
+
+def test_many_bad_connections_then_hello(site):
+    for i in range(30):
+        with Conn(site.tcp) as c:
+            c.send(os.urandom(64) if i % 2 else b"GET /\x00 HTTP/1.1\r\n\r\n")
+    _alive(site.tcp)
+
+
+# --- app mistakes -------------------------------------------------------------------------------
+
+MISTAKES = ["/non-bytes", "/bad-status", "/header-crlf", "/header-latin1", "/hop-by-hop",
+            "/start-twice", "/raise-before", "/no-start-response"]
+
+
+@pytest.fixture
+def mistakes(wsgid):
+    d = wsgid("mistakes", threads=2)
+    d.expect_log(".")
+    return d
+
+
+@pytest.mark.parametrize("path", MISTAKES)
+def test_app_mistake_gives_500(mistakes, tmp, path):
+    d = mistakes
+    before = d.log_size()
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", path, {"Connection": "close"}))
+        r = c.response()
+    assert r.status == 500, r
+    if path == "/header-crlf":
+        assert b"Injected" not in r.head
+    rid = (tmp / "request-id").read_text()
+    assert rid
+    line = d.wait_log(r"\[error\].*" + rid.replace(".", r"\."), since=before)
+    if path == "/non-bytes":
+        assert "str" in "".join(d.lines(since=before)), d.log()[before:]
+    # The daemon goes on.
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/ok", {"Connection": "close"}))
+        assert c.response().body == b"ok\n"
+    assert line
+
+
+@pytest.mark.parametrize("path", MISTAKES)
+def test_app_mistake_via_uwsgi(mistakes, path):
+    data = raw(mistakes.unix, uwsgi_request(path=path))
+    r, _ = parse_response(data, eof=True)
+    assert r.status == 500
+
+
+def test_exception_after_head_cuts_the_response(mistakes, tmp):
+    d = mistakes
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/raise-after"))
+        data = c.read_until_close()
+    assert data.startswith(b"HTTP/1.1 200"), data
+    assert b"first chunk" in data
+    assert b"never sent" not in data
+    # Cut short: chunked without its last chunk (or fewer bytes than a Content-Length).
+    assert not data.endswith(b"0\r\n\r\n")
+    wait = time.monotonic() + 5
+    while not (tmp / "closed").exists() and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert (tmp / "closed").exists(), "close() of the app iterable was not called"
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/ok", {"Connection": "close"}))
+        assert c.response().body == b"ok\n"
+
+
+def test_close_is_called(mistakes, tmp):
+    with Conn(mistakes.tcp) as c:
+        c.send(http_request("GET", "/close", {"Connection": "close"}))
+        assert c.response().body == b"ab"
+    wait = time.monotonic() + 5
+    while not (tmp / "closed").exists() and time.monotonic() < wait:
+        time.sleep(0.05)
+    assert (tmp / "closed").exists()

@@ -1,0 +1,247 @@
+"""Hello world by every road, the environ, and HTTP/1.1 connection handling."""
+import json
+import time
+
+import pytest
+import requests
+
+from conftest import (HELLO, Conn, assert_hello, http_request, proxy_location, request,
+                      uwsgi_call, uwsgi_location)
+
+
+def test_hello_nginx_uwsgi_pass(wsgid, nginx):
+    d = wsgid("hello")
+    ng = nginx(uwsgi_location(d.unix))
+    for _ in range(3):
+        r = requests.get(ng.url + "/")
+        assert r.status_code == 200
+        assert r.content == HELLO
+        assert r.headers["Content-Type"] == "text/plain"
+
+
+def test_hello_nginx_proxy_pass(wsgid, nginx):
+    d = wsgid("hello")
+    ng = nginx(proxy_location(d.unix))
+    with requests.Session() as s:
+        for _ in range(3):
+            r = s.get(ng.url + "/")
+            assert r.status_code == 200
+            assert r.content == HELLO
+
+
+def test_hello_direct_http(wsgid):
+    d = wsgid("hello")
+    r = requests.get("http://%s:%d/" % d.tcp)
+    assert r.status_code == 200
+    assert r.content == HELLO
+    assert r.headers["Content-Length"] == str(len(HELLO))
+    # The same listener, the same group: plain HTTP over the unix socket too (protocol auto).
+    assert_hello(d.unix)
+
+
+def test_hello_direct_uwsgi(wsgid):
+    d = wsgid("hello")
+    r = uwsgi_call(d.unix)
+    assert r.status == 200
+    assert r.body == HELLO
+    r = uwsgi_call(d.tcp)
+    assert r.status == 200 and r.body == HELLO
+
+
+@pytest.mark.parametrize("protocol", ["http", "uwsgi"])
+def test_fixed_protocol(wsgid, protocol):
+    d = wsgid("hello", protocol=protocol)
+    if protocol == "http":
+        assert_hello(d.tcp)
+    else:
+        r = uwsgi_call(d.tcp)
+        assert r.status == 200 and r.body == HELLO
+
+
+# --- environ ------------------------------------------------------------------------------------
+
+def _environ_direct(d, **kw):
+    r = request(d.tcp, "POST", "/a%20b/c?x=1&y=%20", {"X-Custom": "yes", "Content-Type":
+                                                         "text/plain"}, b"body!", **kw)
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+def test_environ_direct(wsgid):
+    d = wsgid("environ", threads=4)
+    e = _environ_direct(d, host="127.0.0.1:%d" % d.tcp[1])
+    assert e["REQUEST_METHOD"] == "POST"
+    assert e["SCRIPT_NAME"] == ""
+    assert e["PATH_INFO"] == "/a b/c"
+    assert e["QUERY_STRING"] == "x=1&y=%20"
+    assert e["SERVER_PROTOCOL"] == "HTTP/1.1"
+    assert e["SERVER_NAME"]
+    assert e["SERVER_PORT"] == str(d.tcp[1])
+    assert e["REMOTE_ADDR"] == "127.0.0.1"
+    assert e["CONTENT_TYPE"] == "text/plain"
+    assert e["CONTENT_LENGTH"] == "5"
+    assert e["HTTP_X_CUSTOM"] == "yes"
+    assert e["HTTP_HOST"] == "127.0.0.1:%d" % d.tcp[1]
+    assert "HTTP_CONTENT_TYPE" not in e
+    assert "HTTP_CONTENT_LENGTH" not in e
+    assert e["_body"] == "body!"
+    assert e["wsgi.version"] == [1, 0]
+    assert e["wsgi.url_scheme"] == "http"
+    assert e["wsgi.run_once"] is False
+    assert e["wsgi.input_terminated"] is True
+    assert e["_types"]["wsgi.multithread"] == "bool"
+    assert e["_file_wrapper_callable"] is True
+    assert {"read", "readline", "readlines", "__iter__"} <= set(e["wsgi.input"]["attrs"])
+    assert {"write", "writelines", "flush"} <= set(e["wsgi.errors"]["attrs"])
+    assert e["wsgid.process_group"] == "site"
+    assert e["wsgid.request_id"]
+    for k, v in e.items():
+        if not k.startswith(("wsgi.", "wsgid.", "_")):
+            assert isinstance(v, str), (k, v)
+
+
+def test_environ_uwsgi_via_nginx(wsgid, nginx):
+    d = wsgid("environ", threads=4)
+    ng = nginx(uwsgi_location(d.unix))
+    r = requests.post(ng.url + "/p%C3%A9/q?k=v", data=b"xyz",
+                      headers={"X-Custom": "1", "Content-Type": "application/x-thing"})
+    assert r.status_code == 200
+    e = r.json()
+    assert e["REQUEST_METHOD"] == "POST"
+    assert e["PATH_INFO"] == "/p\u00c3\u00a9/q"     # PEP 3333: bytes decoded as latin-1
+    assert e["QUERY_STRING"] == "k=v"
+    assert e["CONTENT_TYPE"] == "application/x-thing"
+    assert e["CONTENT_LENGTH"] == "3"
+    assert e["HTTP_X_CUSTOM"] == "1"
+    assert "HTTP_CONTENT_TYPE" not in e and "HTTP_CONTENT_LENGTH" not in e
+    assert e["_body"] == "xyz"
+    assert e["wsgid.process_group"] == "site"
+    assert e["SERVER_PORT"] == str(ng.port)
+
+
+@pytest.mark.parametrize("opts,multithread,multiprocess", [
+    ({"threads": 1}, False, False),
+    ({"threads": 4}, True, False),
+    ({"threads": 4, "processes": 1}, True, True),
+    ({"threads": 1, "processes": 2}, False, True),
+])
+def test_multithread_multiprocess(wsgid, opts, multithread, multiprocess):
+    d = wsgid("environ", **opts)
+    assert len(d.workers()) == opts.get("processes", 1)
+    e = _environ_direct(d)
+    assert e["wsgi.multithread"] is multithread
+    assert e["wsgi.multiprocess"] is multiprocess
+
+
+def test_wsgi_errors_goes_to_the_log(wsgid):
+    d = wsgid("environ")
+    d.expect_log("e2e-wsgi-errors-marker")
+    r = request(d.tcp, path="/?errors")
+    assert r.status == 200
+    d.wait_log("e2e-wsgi-errors-marker")
+
+
+def test_access_log(wsgid):
+    d = wsgid("hello")
+    request(d.tcp, path="/access-log-check?q=1", headers={"User-Agent": "e2e-agent"})
+    line = d.wait_log(r'"GET /access-log-check\?q=1 HTTP/1.1" 200 ')
+    assert "e2e-agent" in line
+
+
+def test_wsgiref_validator(wsgid, nginx):
+    d = wsgid("validated", threads=2)
+    ng = nginx(uwsgi_location(d.unix))
+    for r in (requests.get(ng.url + "/"), requests.post(ng.url + "/x", data=b"12345"),
+              requests.get("http://%s:%d/v?q=1" % d.tcp),
+              requests.post("http://%s:%d/v" % d.tcp, data=b"abc")):
+        assert r.status_code == 200, r.text
+        assert r.content.startswith(b"validated: got ")
+    time.sleep(0.2)
+    log = d.log()
+    assert "Warning" not in log and "AssertionError" not in log, log
+
+
+# --- HTTP/1.1 connection handling ----------------------------------------------------------------
+
+def test_keep_alive(wsgid):
+    d = wsgid("hello")
+    with Conn(d.tcp) as c:
+        for _ in range(5):
+            c.send(http_request())
+            r = c.response()
+            assert r.status == 200 and r.body == HELLO
+            assert (r.header("Connection") or "").lower() != "close"
+    # HTTP/1.0 with keep-alive asked for.
+    with Conn(d.tcp) as c:
+        for _ in range(2):
+            c.send(http_request(version="HTTP/1.0", headers={"Connection": "keep-alive"}))
+            r = c.response()
+            assert r.status == 200 and r.body == HELLO
+
+
+def test_connection_close_and_http10(wsgid):
+    d = wsgid("hello")
+    with Conn(d.tcp) as c:
+        c.send(http_request(headers={"Connection": "close"}))
+        r = c.response()
+        assert r.status == 200 and r.body == HELLO
+        assert c.closed(5)
+    with Conn(d.tcp) as c:
+        c.send(http_request(version="HTTP/1.0"))
+        r = c.response()
+        assert r.status == 200 and r.body == HELLO
+        assert c.closed(5)
+
+
+def test_pipelining(wsgid):
+    d = wsgid("echo")
+    with Conn(d.tcp) as c:
+        c.send(http_request("POST", "/1", body=b"first")
+               + http_request("GET", "/2")
+               + http_request("POST", "/3", body=b"third", headers={"Connection": "close"}))
+        r1, r2, r3 = c.response(), c.response(), c.response()
+        assert (r1.status, r1.body) == (200, b"first")
+        assert (r2.status, r2.body) == (200, b"")
+        assert (r3.status, r3.body) == (200, b"third")
+        assert c.closed(5)
+
+
+def test_head_has_no_body(wsgid):
+    d = wsgid("hello")
+    with Conn(d.tcp) as c:
+        c.send(http_request("HEAD", "/") + http_request("GET", "/"))
+        r = c.response(head_only=True)
+        assert r.status == 200
+        assert r.header("Content-Length") in (None, str(len(HELLO)))
+        r2 = c.response()
+        # Had the HEAD answer carried a body, it would be read here as the next status line.
+        assert r2.status == 200 and r2.body == HELLO
+
+
+def test_head_generator_has_no_body(wsgid):
+    d = wsgid("stream")
+    with Conn(d.tcp) as c:
+        c.send(http_request("HEAD", "/?n=3&pause=0") + http_request("GET", "/?n=2&pause=0"))
+        r = c.response(head_only=True)
+        assert r.status == 200
+        r2 = c.response()
+        assert r2.status == 200 and r2.body == b"part 0\npart 1\n"
+
+
+def test_expect_100_continue(wsgid):
+    d = wsgid("echo")
+    with Conn(d.tcp) as c:
+        c.send(http_request("POST", "/", {"Expect": "100-continue", "Content-Length": "11"}))
+        interim = c.read_until(b"\r\n\r\n")
+        assert interim.startswith(b"HTTP/1.1 100 Continue\r\n"), interim
+        c.send(b"hello there")
+        r = c.response()
+        assert r.status == 200 and r.body == b"hello there"
+
+
+def test_404_and_query_from_example_app(wsgid):
+    from conftest import REPO
+    d = wsgid(str(REPO / "examples" / "hello" / "app.py"))
+    assert request(d.tcp).body == b"Hello, world!\n"
+    assert request(d.tcp, path="/nope").status == 404
+    assert request(d.tcp, "POST", "/echo", body=b"abc").body == b"abc"

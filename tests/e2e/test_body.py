@@ -1,0 +1,162 @@
+"""Request and response bodies: big uploads and downloads, chunked uploads, streaming, write(),
+wsgi.file_wrapper."""
+import hashlib
+import os
+import time
+
+import pytest
+import requests
+
+from conftest import (MiB, Conn, big_body, http_request, proxy_location, request,
+                      uwsgi_location)
+
+
+def _sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def ten_mib():
+    return os.urandom(10 * MiB)
+
+
+@pytest.mark.parametrize("via", ["uwsgi_pass", "proxy_pass", "direct"])
+def test_post_10mib_echoed(wsgid, nginx, ten_mib, via):
+    d = wsgid("echo", threads=2, limit_request_body="16M")
+    if via == "direct":
+        url = "http://%s:%d/" % d.tcp
+    else:
+        loc = uwsgi_location if via == "uwsgi_pass" else proxy_location
+        url = nginx(loc(d.unix)).url + "/"
+    r = requests.post(url, data=ten_mib, headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code == 200
+    assert r.headers["X-Body-Length"] == str(len(ten_mib))
+    assert r.headers["X-Body-Sha256"] == _sha(ten_mib)
+    assert len(r.content) == len(ten_mib)
+    assert _sha(r.content) == _sha(ten_mib)
+
+
+@pytest.mark.parametrize("how", ["lines", "iter", "small"])
+def test_input_reading_styles(wsgid, how):
+    d = wsgid("echo")
+    body = b"".join(b"line %d of the body\n" % i for i in range(20000)) + b"no newline at end"
+    r = requests.post("http://%s:%d/?%s" % (d.tcp + (how,)), data=body)
+    assert r.status_code == 200
+    assert r.content == body
+
+
+@pytest.mark.parametrize("path", ["/big", "/gen"])
+@pytest.mark.parametrize("via", ["uwsgi_pass", "proxy_pass", "direct"])
+def test_download_16mib(wsgid, nginx, via, path):
+    d = wsgid("big", threads=2)
+    if via == "direct":
+        url = "http://%s:%d" % d.tcp
+    else:
+        loc = uwsgi_location if via == "uwsgi_pass" else proxy_location
+        url = nginx(loc(d.unix)).url
+    r = requests.get(url + path)
+    assert r.status_code == 200
+    assert len(r.content) == 16 * MiB
+    assert _sha(r.content) == _sha(big_body())
+    if via == "direct":
+        if path == "/big":
+            assert r.headers["Content-Length"] == str(16 * MiB)
+        else:
+            assert r.headers["Transfer-Encoding"] == "chunked"
+
+
+def test_chunked_upload_direct(wsgid):
+    d = wsgid("echo")
+    body = os.urandom(300000)
+    chunks = [body[:1], body[1:70000], body[70000:70001], body[70001:]]
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in chunks) + b"0\r\n\r\n"
+    with Conn(d.tcp) as c:
+        head = http_request("POST", "/", {"Transfer-Encoding": "chunked"})
+        c.send(head)
+        # In pieces, so the server sees chunk boundaries split across reads.
+        for i in range(0, len(wire), 65521):
+            c.send(wire[i:i + 65521])
+            time.sleep(0.01)
+        r = c.response()
+    assert r.status == 200
+    assert r.header("X-Body-Length") == str(len(body))
+    assert r.body == body
+
+
+def test_chunked_upload_with_extensions_and_trailer(wsgid):
+    d = wsgid("echo")
+    wire = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: t\r\n\r\n"
+    with Conn(d.tcp) as c:
+        c.send(http_request("POST", "/", {"Transfer-Encoding": "chunked"}) + wire)
+        r = c.response()
+    assert r.status == 200 and r.body == b"hello world"
+
+
+def test_streaming_generator_in_order(wsgid):
+    d = wsgid("stream")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/?n=10&pause=0.15", {"Connection": "close"}))
+        arrivals = []
+        start = time.monotonic()
+        while True:
+            data = c._fill()
+            if not data:
+                break
+            arrivals.append((time.monotonic() - start, data))
+    whole = b"".join(d for _, d in arrivals)
+    head, _, body = whole.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"transfer-encoding: chunked" in head.lower()
+    from conftest import parse_response
+    r, _ = parse_response(whole, eof=True)
+    assert r.body == b"".join(b"part %d\n" % i for i in range(10))
+    # Streamed, not buffered: the first part arrives well before the last.
+    first = next(t for t, data in arrivals if b"part 0" in data)
+    last = next(t for t, data in arrivals if b"part 9" in data)
+    assert last - first > 0.8, arrivals
+
+
+def test_streaming_generator_via_nginx(wsgid, nginx):
+    d = wsgid("stream")
+    ng = nginx(uwsgi_location(d.unix, "uwsgi_buffering off;"))
+    r = requests.get(ng.url + "/?n=5&pause=0.05")
+    assert r.content == b"".join(b"part %d\n" % i for i in range(5))
+
+
+def test_write_callable(wsgid, nginx):
+    d = wsgid("stream")
+    r = request(d.tcp, path="/write")
+    assert r.status == 200 and r.body == b"one two three"
+    r = request(d.tcp, path="/write-only?n=100")
+    assert r.body == b"".join(b"w%d;" % i for i in range(100))
+    ng = nginx(uwsgi_location(d.unix))
+    assert requests.get(ng.url + "/write").content == b"one two three"
+
+
+@pytest.mark.parametrize("offset", [0, 1, 4097, 999999])
+def test_file_wrapper_from_offset(wsgid, nginx, tmp, offset):
+    data = os.urandom(1000000)
+    path = tmp / "file.bin"
+    path.write_bytes(data)
+    d = wsgid("filewrap")
+    r = request(d.tcp, path="/?path=%s&offset=%d" % (path, offset))
+    assert r.status == 200
+    assert r.body == data[offset:]
+    ng = nginx(uwsgi_location(d.unix))
+    r2 = requests.get(ng.url + "/?path=%s&offset=%d" % (path, offset))
+    assert r2.content == data[offset:]
+
+
+def test_file_wrapper_with_shorter_content_length(wsgid, tmp):
+    data = os.urandom(100000)
+    path = tmp / "file.bin"
+    path.write_bytes(data)
+    d = wsgid("filewrap")
+    # The app promises 1000 bytes from offset 10: exactly those must come, and the connection
+    # stays usable.
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/?path=%s&offset=10&len=1000" % path))
+        r = c.response()
+        assert r.status == 200 and r.body == data[10:1010]
+        c.send(http_request("GET", "/?path=%s&offset=0" % path))
+        assert c.response().body == data
