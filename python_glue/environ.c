@@ -382,15 +382,60 @@ static int environ_http(PyObject *env, const wd_req_t *req)
     return 0;
 }
 
-PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input)
+/* `mounts`: the longest prefix of PATH_INFO that is a mount point (whole path segments) picks
+ * the app; the prefix moves from PATH_INFO to the end of SCRIPT_NAME. */
+static int apply_mount(PyObject *env, PyObject **app)
+{
+    PyObject *pi = PyDict_GetItemWithError(env, keys[K_PATH_INFO]); /* borrowed */
+    const char *p;
+    size_t n;
+
+    if (pi == NULL)
+        return PyErr_Occurred() ? -1 : 0;
+    if (PyUnicode_KIND(pi) != PyUnicode_1BYTE_KIND)
+        return 0;
+    p = (const char *)PyUnicode_1BYTE_DATA(pi);
+    n = (size_t)PyUnicode_GET_LENGTH(pi);
+    for (size_t i = 0; i < wd__py_n_mounts; i++) {
+        const wd_py_mount_t *m = &wd__py_mounts[i];
+        PyObject *old, *prefix, *sn;
+        int rc;
+
+        if (m->len == 0) {
+            *app = m->app;
+            return 0;
+        }
+        if (n < m->len || memcmp(p, m->prefix, m->len) != 0 || (n > m->len && p[m->len] != '/'))
+            continue;
+        *app = m->app;
+        old = PyDict_GetItemWithError(env, keys[K_SCRIPT_NAME]); /* borrowed */
+        prefix = PyUnicode_DecodeLatin1(m->prefix, (Py_ssize_t)m->len, NULL);
+        sn = prefix && old ? PyUnicode_Concat(old, prefix) : prefix;
+        if (sn != prefix)
+            Py_XDECREF(prefix);
+        if (sn == NULL)
+            return -1;
+        rc = PyDict_SetItem(env, keys[K_SCRIPT_NAME], sn);
+        Py_DECREF(sn);
+        if (rc < 0 || set_str(env, keys[K_PATH_INFO], p + m->len, n - m->len) < 0)
+            return -1;
+        return 0;
+    }
+    return 0;
+}
+
+PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input, PyObject **app)
 {
     PyObject *env = PyDict_Copy(template);
     PyObject *in = NULL, *errors = NULL, *id = NULL;
 
     *input = NULL;
+    *app = wd__py_app;
     if (env == NULL)
         return NULL;
     if ((req->kind == WD_REQ_UWSGI ? environ_uwsgi(env, req) : environ_http(env, req)) < 0)
+        goto fail;
+    if (wd__py_n_mounts > 0 && apply_mount(env, app) < 0)
         goto fail;
     in = wd__py_input_new(req);
     errors = wd__py_errors_new(req->id);

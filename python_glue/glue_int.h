@@ -15,6 +15,15 @@
 extern const wd_group_conf_t *wd__py_group;
 extern PyObject *wd__py_app; /* the WSGI callable (strong reference, held until finalize) */
 
+/* `mounts`: more apps chosen by the longest URL prefix (sorted longest first). */
+typedef struct wd_py_mount {
+    const char *prefix; /* "/blog", or "/" */
+    size_t len;         /* 0 for "/" */
+    PyObject *app;      /* strong */
+} wd_py_mount_t;
+extern wd_py_mount_t *wd__py_mounts;
+extern size_t wd__py_n_mounts;
+
 /* Takes the pending Python exception (clearing it) and writes its traceback to the error log,
  * each line prefixed with prefix. When summary is not NULL it receives "Type: message". */
 void wd__py_log_exception(const char *prefix, char *summary, size_t cap);
@@ -32,8 +41,10 @@ PyObject *wd__py_errors_new(const char *request_id); /* new reference */
 /* environ.c */
 int wd__py_environ_init(void);
 /* The environ of req (new reference), or NULL with an exception set. *input receives a new
- * reference to its wsgi.input, so that the caller can detach it when the request is over. */
-PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input);
+ * reference to its wsgi.input, so that the caller can detach it when the request is over; *app
+ * the application that serves it (borrowed: the group's, or a mount's, with SCRIPT_NAME and
+ * PATH_INFO split at the mount point). */
+PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input, PyObject **app);
 /* "METHOD URI" of a request for log lines, truncated to fit. */
 void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
 

@@ -15,6 +15,8 @@
 
 const wd_group_conf_t *wd__py_group;
 PyObject *wd__py_app;
+wd_py_mount_t *wd__py_mounts;
+size_t wd__py_n_mounts;
 
 static PyObject *format_exception; /* traceback.format_exception */
 
@@ -228,32 +230,27 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
-/* Executes the script as a fresh module "_wsgid_app_GROUP" (in sys.modules, with __file__).
- * Returns the module (new reference) or NULL with an exception set. */
-static PyObject *load_script(const wd_group_conf_t *g)
+/* Executes the script as a fresh module (in sys.modules, with __file__). Returns the module (new
+ * reference) or NULL with an exception set. */
+static PyObject *load_script(const char *path, const char *modname)
 {
-    char name[128];
     size_t len;
     char *src;
     PyObject *mod = NULL, *modules, *code = NULL, *d, *file, *rv;
 
-    snprintf(name, sizeof name, "_wsgid_app_%s", g->name);
-    for (char *p = name; *p; p++)
-        if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9'))
-            *p = '_';
-    src = read_file(g->app, &len);
+    src = read_file(path, &len);
     if (src == NULL)
-        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, g->app);
-    code = Py_CompileStringExFlags(src, g->app, Py_file_input, NULL, -1);
+        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
+    code = Py_CompileStringExFlags(src, path, Py_file_input, NULL, -1);
     free(src);
     if (code == NULL)
         return NULL;
-    mod = PyModule_New(name);
+    mod = PyModule_New(modname);
     modules = PyImport_GetModuleDict(); /* borrowed */
-    if (mod == NULL || PyDict_SetItemString(modules, name, mod) < 0)
+    if (mod == NULL || PyDict_SetItemString(modules, modname, mod) < 0)
         goto fail;
     d = PyModule_GetDict(mod); /* borrowed */
-    file = PyUnicode_DecodeFSDefault(g->app);
+    file = PyUnicode_DecodeFSDefault(path);
     if (file == NULL || PyDict_SetItemString(d, "__file__", file) < 0 ||
         PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) {
         Py_XDECREF(file);
@@ -271,7 +268,7 @@ fail_mod:
         PyObject *type, *value, *tb;
 
         PyErr_Fetch(&type, &value, &tb);
-        if (PyDict_DelItemString(modules, name) < 0)
+        if (PyDict_DelItemString(modules, modname) < 0)
             PyErr_Clear();
         PyErr_Restore(type, value, tb);
     }
@@ -281,18 +278,29 @@ fail:
     return NULL;
 }
 
-int wd_py_load_app(char *err, size_t errlen)
+/* Loads one application: a script run as module "_wsgid_app_GROUP[_N]" or an importable module,
+ * then its (possibly dotted) callable. Returns a new reference, or NULL with the traceback logged
+ * and a summary in err. */
+static PyObject *load_one(const char *app, int is_script, const char *callable, int index,
+                          char *err, size_t errlen)
 {
     const wd_group_conf_t *g = wd__py_group;
     PyObject *mod = NULL, *obj = NULL;
-    char summary[512], prefix[160];
-    const char *colon;
+    char summary[512], prefix[160], name[160];
 
-    if (g->app_is_script) {
-        mod = load_script(g);
+    if (is_script) {
+        if (index > 0)
+            snprintf(name, sizeof name, "_wsgid_app_%s_%d", g->name, index);
+        else
+            snprintf(name, sizeof name, "_wsgid_app_%s", g->name);
+        for (char *p = name; *p; p++)
+            if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
+                !(*p >= '0' && *p <= '9'))
+                *p = '_';
+        mod = load_script(app, name);
     } else {
-        colon = strchr(g->app, ':');
-        char *modname = strndup(g->app, colon ? (size_t)(colon - g->app) : strlen(g->app));
+        const char *colon = strchr(app, ':');
+        char *modname = strndup(app, colon ? (size_t)(colon - app) : strlen(app));
 
         if (modname == NULL)
             abort();
@@ -301,37 +309,81 @@ int wd_py_load_app(char *err, size_t errlen)
     }
     if (mod == NULL)
         goto fail;
-    /* The callable, possibly dotted ("app.wsgi_app"). */
     obj = mod;
     Py_INCREF(obj);
-    for (const char *p = g->callable; p != NULL;) {
+    for (const char *p = callable; p != NULL;) {
         const char *dot = strchr(p, '.');
-        PyObject *name = PyUnicode_FromStringAndSize(p, dot ? dot - p : (Py_ssize_t)strlen(p));
+        PyObject *attr = PyUnicode_FromStringAndSize(p, dot ? dot - p : (Py_ssize_t)strlen(p));
 
-        Py_SETREF(obj, name ? PyObject_GetAttr(obj, name) : NULL);
-        Py_XDECREF(name);
+        Py_SETREF(obj, attr ? PyObject_GetAttr(obj, attr) : NULL);
+        Py_XDECREF(attr);
         if (obj == NULL)
             goto fail;
         p = dot ? dot + 1 : NULL;
     }
+    Py_DECREF(mod);
     if (!PyCallable_Check(obj)) {
         snprintf(err, errlen, "group %s: cannot load app %s: '%s' is not callable (it is a %s)",
-                 g->name, g->app, g->callable, Py_TYPE(obj)->tp_name);
+                 g->name, app, callable, Py_TYPE(obj)->tp_name);
         wd_log_error("%s", err);
-        goto fail_quiet;
+        Py_DECREF(obj);
+        return NULL;
     }
-    Py_DECREF(mod);
-    wd__py_app = obj;
-    wd_log_info("group %s: loaded app %s (callable %s)", g->name, g->app, g->callable);
-    return 0;
+    wd_log_info("group %s: loaded app %s (callable %s)", g->name, app, callable);
+    return obj;
 fail:
     snprintf(prefix, sizeof prefix, "group %s: ", g->name);
     summary[0] = '\0';
     wd__py_log_exception(prefix, summary, sizeof summary);
-    snprintf(err, errlen, "group %s: cannot load app %s: %s", g->name, g->app, summary);
+    snprintf(err, errlen, "group %s: cannot load app %s: %s", g->name, app, summary);
     wd_log_error("%s", err);
-fail_quiet:
     Py_XDECREF(obj);
     Py_XDECREF(mod);
-    return -1;
+    return NULL;
+}
+
+static int mount_cmp(const void *a, const void *b)
+{
+    size_t la = ((const wd_py_mount_t *)a)->len, lb = ((const wd_py_mount_t *)b)->len;
+
+    return la < lb ? 1 : la > lb ? -1 : 0;
+}
+
+int wd_py_load_app(char *err, size_t errlen)
+{
+    const wd_group_conf_t *g = wd__py_group;
+    size_t n = 0;
+
+    wd__py_app = load_one(g->app, g->app_is_script, g->callable, 0, err, errlen);
+    if (wd__py_app == NULL)
+        return -1;
+    if (g->n_mounts == 0)
+        return 0;
+    wd__py_mounts = calloc(g->n_mounts, sizeof *wd__py_mounts);
+    if (wd__py_mounts == NULL)
+        abort();
+    for (size_t i = 0; i < g->n_mounts; i++) {
+        const wd_mount_conf_t *m = &g->mounts[i];
+        wd_py_mount_t *pm = &wd__py_mounts[n];
+
+        if (m->app_is_script) {
+            /* Its directory is importable, as the main script's is. */
+            const char *slash = strrchr(m->app, '/');
+            PyObject *path = PySys_GetObject("path"), *dir;
+
+            dir = slash ? PyUnicode_DecodeFSDefaultAndSize(m->app, slash - m->app) : NULL;
+            if (dir != NULL && path != NULL && PySequence_Contains(path, dir) == 0)
+                PyList_Insert(path, 1, dir);
+            Py_XDECREF(dir);
+            PyErr_Clear();
+        }
+        pm->app = load_one(m->app, m->app_is_script, m->callable, (int)i + 1, err, errlen);
+        if (pm->app == NULL)
+            return -1;
+        pm->prefix = m->prefix;
+        pm->len = strcmp(m->prefix, "/") == 0 ? 0 : strlen(m->prefix);
+        wd__py_n_mounts = ++n;
+    }
+    qsort(wd__py_mounts, n, sizeof *wd__py_mounts, mount_cmp);
+    return 0;
 }

@@ -76,6 +76,11 @@ void wd_py_stop(void)
     if (!Py_IsInitialized())
         return;
     Py_CLEAR(wd__py_app);
+    for (size_t i = 0; i < wd__py_n_mounts; i++)
+        Py_CLEAR(wd__py_mounts[i].app);
+    free(wd__py_mounts);
+    wd__py_mounts = NULL;
+    wd__py_n_mounts = 0;
     if (Py_FinalizeEx() < 0)
         wd_log_error("group %s: errors while finalising Python",
                      wd__py_group ? wd__py_group->name : "?");

@@ -786,7 +786,7 @@ static void finish(wd_resp_t *r)
 void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
     wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type);
-    PyObject *env = NULL, *input = NULL, *result = NULL;
+    PyObject *env = NULL, *input = NULL, *result = NULL, *app = NULL;
     int error = 0;
 
     if (r == NULL) {
@@ -798,7 +798,7 @@ void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     r->req = req;
     r->thr = thr;
     req->status = 0;
-    env = wd__py_environ_new(req, &input);
+    env = wd__py_environ_new(req, &input, &app);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
         error = 1;
@@ -806,7 +806,7 @@ void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     } else {
         PyObject *args[2] = {env, (PyObject *)r};
 
-        result = PyObject_Vectorcall(wd__py_app, args, 2, NULL);
+        result = PyObject_Vectorcall(app, args, 2, NULL);
         error = result == NULL || send_result(r, result) < 0;
     }
     if (error || r->client_gone)

@@ -215,7 +215,16 @@ def no_content(environ, start_response):
     return [b"ignored"]
 
 
+def venv_route(environ, start_response):
+    import wsgid_venv_probe
+
+    start_response("200 OK", [])
+    return [("prefix=%s probe=%s exe=%s" % (sys.prefix, wsgid_venv_probe.VALUE,
+                                            sys.executable)).encode()]
+
+
 ROUTES = {
+    "/venv": venv_route,
     "/hello": hello,
     "/environ": environ_dump,
     "/env ir": environ_dump,

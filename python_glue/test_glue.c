@@ -9,6 +9,7 @@
 #include "../daemon/out.h"
 #include "../daemon/request.h"
 
+#include <Python.h> /* for PY_MAJOR_VERSION only */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -523,19 +524,122 @@ static void test_environ(void)
     result_free(&r);
 }
 
+static void test_mounts(void)
+{
+    result_t r;
+
+    r = http("GET /sub/environ HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "\"SCRIPT_NAME\": \"/sub\"");
+    EXPECT_HAS(r, "\"PATH_INFO\": \"/environ\"");
+    result_free(&r);
+
+    r = http("GET /subx/hello HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "404 Not Found");
+    EXPECT_HAS(r, "no route /subx/hello");
+    result_free(&r);
+
+    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/sub", "PATH_INFO", "/sub",
+              "SCRIPT_NAME", "/app", NULL);
+    EXPECT_HAS(r, "no route ");
+    result_free(&r);
+}
+
+/* Loading failures, before the real app is loaded in the same interpreter. */
+static void test_load_errors(wd_group_conf_t *group, const char *dir)
+{
+    static const struct {
+        const char *app;
+        int is_script;
+        const char *callable;
+        const char *err;
+    } cases[] = {
+        {"/nonexistent/x.py", 1, "application",
+         "group t: cannot load app /nonexistent/x.py: FileNotFoundError: [Errno 2] No such file"},
+        {"no_such_mod:app", 0, "app",
+         "group t: cannot load app no_such_mod:app: ModuleNotFoundError: No module named "
+         "'no_such_mod'"},
+        {"test_app", 0, "nothing_here",
+         "group t: cannot load app test_app: AttributeError: module 'test_app' has no attribute "
+         "'nothing_here'"},
+        {"test_app", 0, "closed",
+         "group t: cannot load app test_app: 'closed' is not callable (it is a list)"},
+        {"/tmp/wsgid-test-glue-syntax.py", 1, "application",
+         "group t: cannot load app /tmp/wsgid-test-glue-syntax.py: SyntaxError: "},
+    };
+    char err[1024];
+    FILE *f = fopen("/tmp/wsgid-test-glue-syntax.py", "w");
+
+    fputs("def application(:\n", f);
+    fclose(f);
+    (void)dir;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        group->app = (char *)cases[i].app;
+        group->app_is_script = cases[i].is_script;
+        group->callable = (char *)cases[i].callable;
+        err[0] = '\0';
+        CHECK(wd_py_load_app(err, sizeof err) < 0, "%s loaded", cases[i].app);
+        CHECK(strncmp(err, cases[i].err, strlen(cases[i].err)) == 0, "load error:\n%s\nnot\n%s",
+              err, cases[i].err);
+    }
+    unlink("/tmp/wsgid-test-glue-syntax.py");
+}
+
+/* python-home: a virtualenv made here, with a module only it has. */
+static int test_venv(wd_config_t *conf, wd_group_conf_t *group)
+{
+    char dir[] = "/tmp/wsgid-test-venv-XXXXXX", cmd[512], err[1024], want[600];
+    result_t r;
+    FILE *f;
+
+    if (mkdtemp(dir) == NULL)
+        return 1;
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 -m venv --without-pip %s", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "SKIP: cannot make a venv (python3-venv missing?)\n");
+        return 77;
+    }
+    snprintf(cmd, sizeof cmd, "%s/lib/python%d.%d/site-packages/wsgid_venv_probe.py", dir,
+             PY_MAJOR_VERSION, PY_MINOR_VERSION);
+    f = fopen(cmd, "w");
+    if (f == NULL)
+        return 1;
+    fputs("VALUE = 'in-venv'\n", f);
+    fclose(f);
+    group->python_home = dir;
+    if (wd_py_init(conf, group, 1) < 0 || wd_py_load_app(err, sizeof err) < 0)
+        return 1;
+    wd_queue_init(&queue);
+    if (wd_py_start(&queue) < 0)
+        return 1;
+    r = http("GET /venv HTTP/1.1\r\n\r\n", -1);
+    snprintf(want, sizeof want, "prefix=%s probe=in-venv exe=%s/bin/python", dir, dir);
+    EXPECT_HAS(r, want);
+    result_free(&r);
+    wd_queue_close(&queue);
+    wd_py_stop();
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd) != 0)
+        return 1;
+    printf("venv: %d checks, %d failures\n", checks, failures);
+    return failures ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     static wd_config_t conf;
     static wd_group_conf_t group;
-    char err[1024], *abs;
+    static wd_mount_conf_t mount;
+    char err[1024], *abs, *dir;
     int fd;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s PATH/test_app.py\n", argv[0]);
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s PATH/test_app.py [--venv]\n", argv[0]);
         return 2;
     }
     abs = realpath(argv[1], NULL);
     app_path = abs;
+    dir = strdup(abs);
+    *strrchr(dir, '/') = '\0';
     fd = mkstemp(log_path);
     close(fd);
     wd_log_init("test", WD_LOG_DEBUG);
@@ -547,11 +651,26 @@ int main(int argc, char **argv)
     group.callable = "application";
     group.threads = 2;
     group.processes = 1;
+    group.python_path = &dir;
+    group.n_python_path = 1;
     conf.groups = &group;
     conf.n_groups = 1;
+    if (argc > 2 && strcmp(argv[2], "--venv") == 0)
+        return test_venv(&conf, &group);
 
-    if (wd_py_init(&conf, &group, 1) < 0 || wd_py_load_app(err, sizeof err) < 0) {
-        fprintf(stderr, "cannot start Python: %s (log in %s)\n", err, log_path);
+    if (wd_py_init(&conf, &group, 1) < 0) {
+        fprintf(stderr, "cannot start Python (log in %s)\n", log_path);
+        return 1;
+    }
+    test_load_errors(&group, dir);
+    group.app = abs;
+    group.app_is_script = 1;
+    group.callable = "application";
+    mount = (wd_mount_conf_t){"/sub", abs, 1, "application"};
+    group.mounts = &mount;
+    group.n_mounts = 1;
+    if (wd_py_load_app(err, sizeof err) < 0) {
+        fprintf(stderr, "cannot load the app: %s (log in %s)\n", err, log_path);
         return 1;
     }
     wd_queue_init(&queue);
@@ -563,6 +682,7 @@ int main(int argc, char **argv)
     test_mistakes();
     test_input();
     test_environ();
+    test_mounts();
 
     wd_queue_close(&queue);
     wd_py_stop();
