@@ -410,9 +410,14 @@ static int apply_mount(PyObject *env, PyObject **app)
         *app = m->app;
         old = PyDict_GetItemWithError(env, keys[K_SCRIPT_NAME]); /* borrowed */
         prefix = PyUnicode_DecodeLatin1(m->prefix, (Py_ssize_t)m->len, NULL);
-        sn = prefix && old ? PyUnicode_Concat(old, prefix) : prefix;
-        if (sn != prefix)
-            Py_XDECREF(prefix);
+        if (prefix == NULL)
+            return -1;
+        if (old != NULL) {
+            sn = PyUnicode_Concat(old, prefix);
+            Py_DECREF(prefix);
+        } else {
+            sn = prefix;
+        }
         if (sn == NULL)
             return -1;
         rc = PyDict_SetItem(env, keys[K_SCRIPT_NAME], sn);

@@ -170,6 +170,18 @@ def close_route(environ, start_response):
     return Closing([b"a", b"b"])
 
 
+def endless(environ, start_response):
+    import time
+
+    def gen():
+        while True:
+            time.sleep(0.001)
+            yield b"x" * 100
+
+    start_response("200 OK", [])
+    return Closing(gen())
+
+
 def close_fail(environ, start_response):
     start_response("200 OK", [])
     return Closing([b"a", None])
@@ -250,6 +262,7 @@ ROUTES = {
     "/excinfo_late": excinfo_late,
     "/close": close_route,
     "/close_fail": close_fail,
+    "/endless": endless,
     "/closed": closed_count,
     "/input": input_route,
     "/input_iter": input_iter,

@@ -524,6 +524,42 @@ static void test_environ(void)
     result_free(&r);
 }
 
+/* The client goes away in the middle of an endless stream: the iterable is closed. */
+static void test_disconnect(void)
+{
+    static const char raw[] = "GET /endless HTTP/1.1\r\n\r\n";
+    static wd_http_t h;
+    wd_req_t req;
+    wd_out_t out;
+    result_t r;
+    int spins = 0;
+
+    memset(&req, 0, sizeof req);
+    wd_http_init(&h, on_body, NULL);
+    h.base = raw;
+    wd_http_feed(&h, raw, sizeof raw - 1);
+    req.kind = WD_REQ_HTTP;
+    req.http = &h;
+    req.body_fd = -1;
+    req.out = &out;
+    snprintf(req.id, sizeof req.id, "disconnect");
+    wd_out_init(&out, 1 << 20, 1 << 30, "/tmp", NULL, NULL);
+    wd_queue_push(&queue, &req, &req, 1);
+    while (out.pending < 1000 && ++spins < 10000)
+        usleep(1000);
+    wd_out_abort(&out);
+    spins = 0;
+    while (!wd_out_is_finished(&out) && ++spins < 10000)
+        usleep(1000);
+    CHECK(wd_out_is_finished(&out), "the stream did not stop");
+    CHECK(out.keep_alive == 0, "keep-alive after a disconnect");
+    wd_out_close(&out);
+
+    r = http("GET /closed HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "3");
+    result_free(&r);
+}
+
 static void test_mounts(void)
 {
     result_t r;
@@ -683,6 +719,7 @@ int main(int argc, char **argv)
     test_input();
     test_environ();
     test_mounts();
+    test_disconnect();
 
     wd_queue_close(&queue);
     wd_py_stop();
@@ -691,5 +728,6 @@ int main(int argc, char **argv)
     if (failures == 0 && getenv("KEEP_LOG") == NULL)
         unlink(log_path);
     free(abs);
+    free(dir);
     return failures ? 1 : 0;
 }
