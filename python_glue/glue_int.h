@@ -60,7 +60,8 @@ typedef struct wd_py_thread {
     size_t head_cap;
 } wd_py_thread_t;
 
-/* Serves one request from environ to wd_out_finish. */
-void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
+/* Serves one request, everything but the final wd_out_finish, which the caller makes with the
+ * GIL released (the Python objects of the request are gone by then). Returns its keep_alive. */
+int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
 
 #endif

@@ -17,19 +17,25 @@ static void *thread_main(void *arg)
 {
     wd_py_thread_t *thr = arg;
     PyGILState_STATE gs;
+    wd_req_t *req, *done = NULL;
+    int keep_alive = 0;
     char name[16];
 
     snprintf(name, sizeof name, "wsgid-py%d", thr->index);
     pthread_setname_np(pthread_self(), name);
     gs = PyGILState_Ensure();
     for (;;) {
+        /* One GIL release covers finishing the last response and waiting for the next. */
         PyThreadState *ts = PyEval_SaveThread();
-        wd_req_t *req = wd_queue_pop(queue);
 
+        if (done != NULL)
+            wd_out_finish(done->out, keep_alive);
+        req = wd_queue_pop(queue);
         PyEval_RestoreThread(ts);
         if (req == NULL)
             break;
-        wd__py_serve(thr, req);
+        keep_alive = wd__py_serve(thr, req);
+        done = req;
     }
     PyGILState_Release(gs);
     return NULL;

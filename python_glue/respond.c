@@ -737,7 +737,8 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
     }
 }
 
-static void send_500(wd_resp_t *r)
+/* Returns the keep-alive verdict. */
+static int send_500(wd_resp_t *r)
 {
     char buf[512];
     int keep_alive = 0, minor = 1;
@@ -753,10 +754,11 @@ static void send_500(wd_resp_t *r)
     iov = (struct iovec){buf, n};
     if (push(r, &iov, 1) < 0)
         keep_alive = 0;
-    wd_out_finish(r->req->out, keep_alive);
+    return keep_alive;
 }
 
-static void finish(wd_resp_t *r)
+/* The end of a response that went well: the last chunk; returns the keep-alive verdict. */
+static int finish(wd_resp_t *r)
 {
     int keep_alive;
 
@@ -780,19 +782,19 @@ static void finish(wd_resp_t *r)
         r->failed = 1;
     }
     keep_alive = r->keep_alive && !r->failed && !r->client_gone;
-    wd_out_finish(r->req->out, keep_alive);
+    return keep_alive;
 }
 
-void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
+int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
     wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type);
     PyObject *env = NULL, *input = NULL, *result = NULL, *app = NULL;
-    int error = 0;
+    int error = 0, keep_alive;
 
     if (r == NULL) {
+        PyErr_Clear();
         wd_log_error("[req %s] out of memory", req->id);
-        wd_out_finish(req->out, 0);
-        return;
+        return 0;
     }
     memset((char *)r + sizeof(PyObject), 0, sizeof *r - sizeof(PyObject));
     r->req = req;
@@ -814,11 +816,11 @@ void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (result != NULL)
         close_result(r, result, &error);
     if (error && !r->head_sent && !r->client_gone)
-        send_500(r);
+        keep_alive = send_500(r);
     else if (error)
-        wd_out_finish(req->out, 0);
+        keep_alive = 0;
     else
-        finish(r);
+        keep_alive = finish(r);
 
     /* The app may keep the environ or start_response: they must not reach the request now. */
     if (input != NULL) {
@@ -829,6 +831,7 @@ void wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     Py_XDECREF(result);
     Py_XDECREF(env);
     Py_DECREF(r);
+    return keep_alive;
 }
 
 int wd__py_respond_init(void)
