@@ -182,3 +182,45 @@ def test_check_config(tmp):
     assert r.returncode == 1
     msg = r.stdout + r.stderr
     assert "no-such-key" in msg and "bad.yaml" in msg and ":5:" in msg, msg
+
+
+def test_example_configs_check():
+    from conftest import REPO
+    for conf in ("config.example.yaml", "examples/flask/wsgid.yaml"):
+        r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(REPO / conf)],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, (conf, r.stdout + r.stderr)
+
+
+def test_no_fd_leak_in_worker(wsgid, tmp):
+    """Like NGINX Unit's suite: a worker's fd count comes back to where it was."""
+    from conftest import raw, uwsgi_call
+    d = wsgid("slowclients", threads=4)
+    d.expect_log(".")
+    (worker,) = d.workers()
+
+    def nfds():
+        return len(os.listdir("/proc/%d/fd" % worker))
+
+    def traffic():
+        assert_hello(d.tcp)
+        assert_hello(d.unix)
+        assert uwsgi_call(d.unix, path="/").status == 200
+        assert request(d.tcp, path="/big?size=3000000").status == 200
+        assert request(d.tcp, path="/gen?size=3000000").status == 200
+        raw(d.tcp, b"GARBAGE\r\n\r\n")
+        with Conn(d.tcp) as c:       # a client that leaves mid-answer
+            c.send(http_request("GET", "/big?size=5000000"))
+            c._fill()
+        with Conn(d.tcp) as c:       # and one that leaves mid-request
+            c.send(http_request("POST", "/", {"Content-Length": "100000"}) + b"x" * 1000)
+    traffic()
+    time.sleep(0.5)
+    before = nfds()
+    for _ in range(5):
+        traffic()
+    time.sleep(1.0)
+    deadline = time.monotonic() + 5
+    while nfds() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert nfds() <= before, (before, nfds(), os.listdir("/proc/%d/fd" % worker))
