@@ -35,24 +35,75 @@ enum {
 };
 
 static const char *const key_names[] = {
-    "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "CONTENT_TYPE",
-    "CONTENT_LENGTH", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL", "REQUEST_URI",
-    "REMOTE_ADDR", "REMOTE_PORT", "HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME",
-    "HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_HOST", "HTTP_COOKIE",
+    "REQUEST_METHOD",
+    "SCRIPT_NAME",
+    "PATH_INFO",
+    "QUERY_STRING",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "SERVER_NAME",
+    "SERVER_PORT",
+    "SERVER_PROTOCOL",
+    "REQUEST_URI",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "HTTPS",
+    "REQUEST_SCHEME",
+    "UWSGI_SCHEME",
+    "HTTP_CONTENT_TYPE",
+    "HTTP_CONTENT_LENGTH",
+    "HTTP_HOST",
+    "HTTP_COOKIE",
     "HTTP_TRANSFER_ENCODING",
     /* K_SPECIAL and after */
-    "REMOTE_USER", "DOCUMENT_ROOT", "DOCUMENT_URI", "SERVER_ADDR", "SERVER_SOFTWARE",
-    "GATEWAY_INTERFACE", "PATH_TRANSLATED", "AUTH_TYPE", "REMOTE_HOST", "SCRIPT_FILENAME",
-    "HTTP_USER_AGENT", "HTTP_ACCEPT", "HTTP_ACCEPT_ENCODING", "HTTP_ACCEPT_LANGUAGE",
-    "HTTP_ACCEPT_CHARSET", "HTTP_CONNECTION", "HTTP_KEEP_ALIVE", "HTTP_REFERER",
-    "HTTP_CACHE_CONTROL", "HTTP_PRAGMA", "HTTP_AUTHORIZATION", "HTTP_ORIGIN",
-    "HTTP_IF_MODIFIED_SINCE", "HTTP_IF_NONE_MATCH", "HTTP_IF_MATCH", "HTTP_IF_RANGE",
-    "HTTP_RANGE", "HTTP_EXPECT", "HTTP_TE", "HTTP_DNT", "HTTP_UPGRADE_INSECURE_REQUESTS",
-    "HTTP_X_FORWARDED_FOR", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST",
-    "HTTP_X_FORWARDED_PORT", "HTTP_X_REAL_IP", "HTTP_X_REQUESTED_WITH", "HTTP_X_CSRFTOKEN",
-    "HTTP_SEC_FETCH_SITE", "HTTP_SEC_FETCH_MODE", "HTTP_SEC_FETCH_DEST", "HTTP_SEC_FETCH_USER",
-    "HTTP_SEC_CH_UA", "HTTP_SEC_CH_UA_MOBILE", "HTTP_SEC_CH_UA_PLATFORM", "HTTP_FORWARDED",
-    "HTTP_VIA", "HTTP_PRIORITY",
+    "REMOTE_USER",
+    "DOCUMENT_ROOT",
+    "DOCUMENT_URI",
+    "SERVER_ADDR",
+    "SERVER_SOFTWARE",
+    "GATEWAY_INTERFACE",
+    "PATH_TRANSLATED",
+    "AUTH_TYPE",
+    "REMOTE_HOST",
+    "SCRIPT_FILENAME",
+    "HTTP_USER_AGENT",
+    "HTTP_ACCEPT",
+    "HTTP_ACCEPT_ENCODING",
+    "HTTP_ACCEPT_LANGUAGE",
+    "HTTP_ACCEPT_CHARSET",
+    "HTTP_CONNECTION",
+    "HTTP_KEEP_ALIVE",
+    "HTTP_REFERER",
+    "HTTP_CACHE_CONTROL",
+    "HTTP_PRAGMA",
+    "HTTP_AUTHORIZATION",
+    "HTTP_ORIGIN",
+    "HTTP_IF_MODIFIED_SINCE",
+    "HTTP_IF_NONE_MATCH",
+    "HTTP_IF_MATCH",
+    "HTTP_IF_RANGE",
+    "HTTP_RANGE",
+    "HTTP_EXPECT",
+    "HTTP_TE",
+    "HTTP_DNT",
+    "HTTP_UPGRADE_INSECURE_REQUESTS",
+    "HTTP_X_FORWARDED_FOR",
+    "HTTP_X_FORWARDED_PROTO",
+    "HTTP_X_FORWARDED_HOST",
+    "HTTP_X_FORWARDED_PORT",
+    "HTTP_X_REAL_IP",
+    "HTTP_X_REQUESTED_WITH",
+    "HTTP_X_CSRFTOKEN",
+    "HTTP_SEC_FETCH_SITE",
+    "HTTP_SEC_FETCH_MODE",
+    "HTTP_SEC_FETCH_DEST",
+    "HTTP_SEC_FETCH_USER",
+    "HTTP_SEC_CH_UA",
+    "HTTP_SEC_CH_UA_MOBILE",
+    "HTTP_SEC_CH_UA_PLATFORM",
+    "HTTP_FORWARDED",
+    "HTTP_VIA",
+    "HTTP_PRIORITY",
 };
 
 #define N_KEYS (sizeof key_names / sizeof key_names[0])
@@ -205,11 +256,21 @@ static int environ_uwsgi(PyObject *env, const wd_req_t *req)
 
         if (slot != NULL) {
             switch (slot->id) {
-            case K_HTTP_CONTENT_TYPE: http_ct = v; continue;
-            case K_HTTP_CONTENT_LENGTH: http_cl = v; continue;
-            case K_PATH_INFO: has_path = 1; break;
-            case K_CONTENT_TYPE: has_ct = 1; break;
-            case K_CONTENT_LENGTH: has_cl = 1; break;
+            case K_HTTP_CONTENT_TYPE:
+                http_ct = v;
+                continue;
+            case K_HTTP_CONTENT_LENGTH:
+                http_cl = v;
+                continue;
+            case K_PATH_INFO:
+                has_path = 1;
+                break;
+            case K_CONTENT_TYPE:
+                has_ct = 1;
+                break;
+            case K_CONTENT_LENGTH:
+                has_cl = 1;
+                break;
             case K_HTTPS:
             case K_REQUEST_SCHEME:
             case K_UWSGI_SCHEME:
@@ -229,7 +290,8 @@ static int environ_uwsgi(PyObject *env, const wd_req_t *req)
         if (rc < 0)
             return -1;
     }
-    if (!has_ct && http_ct.p != NULL && set_str(env, keys[K_CONTENT_TYPE], http_ct.p, http_ct.n) < 0)
+    if (!has_ct && http_ct.p != NULL &&
+        set_str(env, keys[K_CONTENT_TYPE], http_ct.p, http_ct.n) < 0)
         return -1;
     if (!has_cl && http_cl.p != NULL &&
         set_str(env, keys[K_CONTENT_LENGTH], http_cl.p, http_cl.n) < 0)

@@ -34,7 +34,7 @@ void wd__py_exc_summary(PyObject *exc, char *buf, size_t cap);
 extern PyTypeObject wd__py_input_type;
 extern PyTypeObject wd__py_errors_type;
 int wd__py_input_ready(void);
-PyObject *wd__py_input_new(const wd_req_t *req);      /* new reference */
+PyObject *wd__py_input_new(const wd_req_t *req);     /* new reference */
 void wd__py_input_detach(PyObject *input);           /* the request is over: reads give b"" */
 PyObject *wd__py_errors_new(const char *request_id); /* new reference */
 

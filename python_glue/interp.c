@@ -230,6 +230,17 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* Removes a module that failed to run from sys.modules, keeping the pending exception. */
+static void forget_module(PyObject *modules, const char *modname)
+{
+    PyObject *type, *value, *tb;
+
+    PyErr_Fetch(&type, &value, &tb);
+    if (PyDict_DelItemString(modules, modname) < 0)
+        PyErr_Clear();
+    PyErr_Restore(type, value, tb);
+}
+
 /* Executes the script as a fresh module (in sys.modules, with __file__). Returns the module (new
  * reference) or NULL with an exception set. */
 static PyObject *load_script(const char *path, const char *modname)
@@ -264,14 +275,7 @@ static PyObject *load_script(const char *path, const char *modname)
     Py_DECREF(code);
     return mod;
 fail_mod:
-    {
-        PyObject *type, *value, *tb;
-
-        PyErr_Fetch(&type, &value, &tb);
-        if (PyDict_DelItemString(modules, modname) < 0)
-            PyErr_Clear();
-        PyErr_Restore(type, value, tb);
-    }
+    forget_module(modules, modname);
 fail:
     Py_XDECREF(mod);
     Py_XDECREF(code);
@@ -294,8 +298,7 @@ static PyObject *load_one(const char *app, int is_script, const char *callable, 
         else
             snprintf(name, sizeof name, "_wsgid_app_%s", g->name);
         for (char *p = name; *p; p++)
-            if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') &&
-                !(*p >= '0' && *p <= '9'))
+            if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9'))
                 *p = '_';
         mod = load_script(app, name);
     } else {

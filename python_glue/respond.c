@@ -185,11 +185,11 @@ static const char *req_line(const wd_resp_t *r, char *buf, size_t cap)
     return buf;
 }
 
-/* Records an application mistake and raises exc with the same text. Returns NULL. */
-static PyObject *mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
+/* Records an application mistake and raises exc with the same text. Returns -1. */
+static int mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static PyObject *mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
+static int mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
 {
     va_list ap;
 
@@ -197,7 +197,7 @@ static PyObject *mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
     vsnprintf(r->mistake, sizeof r->mistake, fmt, ap);
     va_end(ap);
     PyErr_SetString(exc, r->mistake);
-    return NULL;
+    return -1;
 }
 
 /* The latin-1 bytes of a str, or NULL when it has characters above U+00FF. */
@@ -242,35 +242,35 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
 
     if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
         return mistake(r, PyExc_TypeError, "a header is a %s, not a (name, value) tuple",
-                       Py_TYPE(item)->tp_name), -1;
+                       Py_TYPE(item)->tp_name);
     name = PyTuple_GET_ITEM(item, 0);
     value = PyTuple_GET_ITEM(item, 1);
     if (!PyUnicode_Check(name))
         return mistake(r, PyExc_TypeError, "a header name is a %s; WSGI needs str",
-                       Py_TYPE(name)->tp_name), -1;
+                       Py_TYPE(name)->tp_name);
     np = latin1(name, &nn);
     if (np == NULL || !wd_response_header_name_valid(np, nn))
         return mistake(r, PyExc_ValueError, "header name '%.100s' is not a valid token",
-                       utf8(name)), -1;
+                       utf8(name));
     if (!PyUnicode_Check(value))
         return mistake(r, PyExc_TypeError, "header '%.*s' has a %s value; WSGI needs str",
-                       (int)nn, np, Py_TYPE(value)->tp_name), -1;
+                       (int)nn, np, Py_TYPE(value)->tp_name);
     vp = latin1(value, &vn);
     if (vp == NULL)
         return mistake(r, PyExc_ValueError, "header '%.*s' has a value that is not latin-1",
-                       (int)nn, np), -1;
+                       (int)nn, np);
     if (!wd_response_header_value_valid(vp, vn))
         return mistake(r, PyExc_ValueError, "header '%.*s' has a %s in its value", (int)nn, np,
                        memchr(vp, '\r', vn) || memchr(vp, '\n', vn) ? "CR or LF"
-                                                                    : "control character"), -1;
+                                                                    : "control character");
     if (wd_response_header_is_hop_by_hop(np, nn))
         return mistake(r, PyExc_ValueError,
                        "hop-by-hop header '%.*s' is not allowed from an application", (int)nn,
-                       np), -1;
+                       np);
     if (wd_slice_ieq(np, nn, "content-length")) {
         if (parse_u64(vp, vn, &r->cl) < 0)
             return mistake(r, PyExc_ValueError, "header 'Content-Length' value '%.*s' is not a "
-                           "number", (int)(vn > 40 ? 40 : vn), vp), -1;
+                           "number", (int)(vn > 40 ? 40 : vn), vp);
         r->has_cl = 1;
     }
     head_reserve(r->thr, *len + nn + vn + 4);
@@ -292,15 +292,14 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
 
     if (!PyUnicode_Check(status))
         return mistake(r, PyExc_TypeError, "the status is a %s; WSGI needs str",
-                       Py_TYPE(status)->tp_name), -1;
+                       Py_TYPE(status)->tp_name);
     sp = latin1(status, &sn);
     code = sp ? wd_response_parse_status(sp, sn) : -1;
     if (code < 0)
-        return mistake(r, PyExc_ValueError, "status '%.100s' is not 'NNN reason'", utf8(status)),
-               -1;
+        return mistake(r, PyExc_ValueError, "status '%.100s' is not 'NNN reason'", utf8(status));
     if (!PyList_Check(headers) && !PyTuple_Check(headers))
         return mistake(r, PyExc_TypeError, "the headers are a %s; WSGI needs a list",
-                       Py_TYPE(headers)->tp_name), -1;
+                       Py_TYPE(headers)->tp_name);
     if (is_http(r)) {
         snprintf(proto, sizeof proto, "HTTP/1.%u", r->req->http->http_minor ? 1 : 0);
     } else {
@@ -354,7 +353,8 @@ static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
         }
         r->status = 0;
     } else if (r->status != 0) {
-        return mistake(r, PyExc_RuntimeError, "start_response called twice without exc_info");
+        mistake(r, PyExc_RuntimeError, "start_response called twice without exc_info");
+        return NULL;
     }
     if (set_head(r, status, headers) < 0) {
         r->status = 0;
@@ -491,11 +491,14 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
         PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
         return NULL;
     }
-    if (r->status == 0)
-        return mistake(r, PyExc_RuntimeError, "write() called before start_response");
-    if (!PyBytes_Check(data))
-        return mistake(r, PyExc_TypeError, "write() got a %s; WSGI needs bytes",
-                       Py_TYPE(data)->tp_name);
+    if (r->status == 0) {
+        mistake(r, PyExc_RuntimeError, "write() called before start_response");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        mistake(r, PyExc_TypeError, "write() got a %s; WSGI needs bytes", Py_TYPE(data)->tp_name);
+        return NULL;
+    }
     piece.p = PyBytes_AS_STRING(data);
     piece.n = (size_t)PyBytes_GET_SIZE(data);
     if (piece.n == 0 && r->head_sent)
@@ -578,9 +581,8 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
 
 static int not_bytes(wd_resp_t *r, PyObject *item)
 {
-    mistake(r, PyExc_TypeError, "the application returned a %s chunk; WSGI needs bytes",
-            Py_TYPE(item)->tp_name);
-    return -1;
+    return mistake(r, PyExc_TypeError, "the application returned a %s chunk; WSGI needs bytes",
+                   Py_TYPE(item)->tp_name);
 }
 
 /* A list or tuple: every length is known before anything is sent. */

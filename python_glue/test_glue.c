@@ -210,7 +210,8 @@ static const char *body_of(const result_t *r)
     return p ? p + 4 : "";
 }
 
-#define EXPECT_HAS(res, s) CHECK(strstr((res).buf, s) != NULL, "response lacks %s:\n%s", s, (res).buf)
+#define EXPECT_HAS(res, s)                                                                         \
+    CHECK(strstr((res).buf, s) != NULL, "response lacks %s:\n%s", s, (res).buf)
 #define EXPECT_NOT(res, s) CHECK(strstr((res).buf, s) == NULL, "response has %s:\n%s", s, (res).buf)
 #define EXPECT_LOG(res, s) CHECK(strstr((res).log, s) != NULL, "log lacks %s:\n%s", s, (res).log)
 #define EXPECT_BODY(res, s)                                                                        \
@@ -222,9 +223,9 @@ static void test_basics(void)
 
     r = http("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", -1);
     CHECK(strcmp(r.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
-                        "Hello world") == 0, "hello: %s", r.buf);
-    CHECK(r.keep_alive == 1 && r.status == 200, "hello: keep %d status %d", r.keep_alive,
-          r.status);
+                        "Hello world") == 0,
+          "hello: %s", r.buf);
+    CHECK(r.keep_alive == 1 && r.status == 200, "hello: keep %d status %d", r.keep_alive, r.status);
     result_free(&r);
 
     r = http("GET /hello HTTP/1.0\r\n\r\n", -1);
@@ -461,7 +462,8 @@ static void test_environ(void)
 
     r = http("POST /env%20ir?a=1&b=2 HTTP/1.1\r\nHost: example.com:8000\r\nX-Foo: 1\r\n"
              "Content-Type: text/plain\r\nX-Foo: 2\r\nCookie: a=1\r\nCookie: b=2\r\n"
-             "X_Foo: evil\r\nContent-Length: 4\r\n\r\nbody", -1);
+             "X_Foo: evil\r\nContent-Length: 4\r\n\r\nbody",
+             -1);
     EXPECT_HAS(r, "\"REQUEST_METHOD\": \"POST\"");
     EXPECT_HAS(r, "\"PATH_INFO\": \"/env ir\"");
     EXPECT_HAS(r, "\"QUERY_STRING\": \"a=1&b=2\"");
@@ -520,7 +522,8 @@ static void test_environ(void)
 
     r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/hello", "PATH_INFO", "/hello", NULL);
     CHECK(strcmp(r.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
-                        "Hello world") == 0, "uwsgi hello: %s", r.buf);
+                        "Hello world") == 0,
+          "uwsgi hello: %s", r.buf);
     result_free(&r);
 }
 
@@ -574,8 +577,8 @@ static void test_mounts(void)
     EXPECT_HAS(r, "no route /subx/hello");
     result_free(&r);
 
-    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/sub", "PATH_INFO", "/sub",
-              "SCRIPT_NAME", "/app", NULL);
+    r = uwsgi("REQUEST_METHOD", "GET", "REQUEST_URI", "/sub", "PATH_INFO", "/sub", "SCRIPT_NAME",
+              "/app", NULL);
     EXPECT_HAS(r, "no route ");
     result_free(&r);
 }
