@@ -62,16 +62,23 @@ def _slow_load_then_hello(slow_addr, fast_addr, slow_path, host="localhost"):
             c.start()
         # Every client gets its head: 16 requests went through 4 threads, so no thread is
         # held by a slow reader.
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 15
         for c in clients:
             assert c.got_head.wait(max(0.1, deadline - time.monotonic())), \
-                "a slow client never got its head (%d/%d did)" % (
+                "a slow client never got its head (%d/%d did): slow readers hold threads or " \
+                "accept capacity" % (
                     sum(x.got_head.is_set() for x in clients), N_CLIENTS)
         time.sleep(0.5)
         assert all(not c.done for c in clients), "the slow clients finished too fast to test"
         assert all(c.error is None for c in clients), [c.error for c in clients]
         t0 = time.monotonic()
-        r = request(fast_addr, timeout=5, host=host)
+        try:
+            r = request(fast_addr, timeout=5, host=host)
+        except (socket.timeout, TimeoutError, AssertionError) as e:
+            raise AssertionError(
+                "a hello got no answer within 5s while %d clients read slowly: slow readers "
+                "hold threads, or count against the worker's accept capacity (%r)"
+                % (N_CLIENTS, e))
         elapsed = time.monotonic() - t0
         assert r.status == 200 and r.body == HELLO
         assert elapsed < 2.0, "hello took %.2fs while slow clients were reading" % elapsed
