@@ -267,3 +267,19 @@ def test_close_is_called(mistakes, tmp):
     while not (tmp / "closed").exists() and time.monotonic() < wait:
         time.sleep(0.05)
     assert (tmp / "closed").exists()
+
+
+def test_headers_just_under_the_limit(site):
+    # header-buffer-size is 4K here: a 3000-byte header still fits.
+    with Conn(site.tcp) as c:
+        c.send(http_request("GET", "/", {"X-Big": "c" * 3000, "Connection": "close"}))
+        assert c.response().status == 200
+
+
+def test_big_headers_with_the_default_limit(wsgid):
+    d = wsgid("environ")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/", {"X-Big": "d" * 60000, "Connection": "close"}))
+        r = c.response()
+    assert r.status == 200
+    assert b"d" * 60000 in r.body
