@@ -24,6 +24,7 @@
 
 static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
+static void note_app_done(wd_conn_t *c);
 static void conn_poll_cb(uv_poll_t *p, int status, int events);
 
 static void *xrealloc(void *p, size_t n)
@@ -711,11 +712,9 @@ static void response_complete(wd_conn_t *c)
     size_t leftover;
 
     access_log(c, status, c->out.sent);
-    if (c->dispatched) {
-        c->dispatched = 0;
-        w->served++;
-        wd_worker_request_done(w);
-    }
+    note_app_done(c);
+    c->dispatched = 0;
+    c->app_done = 0;
     body_clear(c);
     wd_out_reset(&c->out);
     if (!keep) {
@@ -736,10 +735,24 @@ static void response_complete(wd_conn_t *c)
     conn_process(c);
 }
 
+/* The Python thread is done with the request once it has finished the response buffer: its
+ * slot counts as free from then on, however long the client takes to read the rest. */
+static void note_app_done(wd_conn_t *c)
+{
+    if (c->dispatched && !c->app_done && wd_out_is_finished(&c->out)) {
+        c->app_done = 1;
+        c->w->served++;
+        wd_worker_request_done(c->w);
+    }
+}
+
 static void conn_send(wd_conn_t *c)
 {
     int want_write = 0;
-    int r = wd_out_send(&c->out, c->fd, &want_write);
+    int r;
+
+    note_app_done(c);
+    r = wd_out_send(&c->out, c->fd, &want_write);
 
     if (r < 0) {
         /* The client is gone; the app (if still running) gets -EPIPE at its next write. */
@@ -780,6 +793,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
                 wd_log_info("peer %s: client went away during request %s", peer_name(c),
                             c->dispatched ? c->req.id : "-");
             wd_out_abort(&c->out);
+            note_app_done(c);
             if (wd_out_is_finished(&c->out))
                 response_complete(c);
             else

@@ -30,6 +30,7 @@ struct wd_conn {
     int ready_queued;         /* under w->ready_lock */
     int free_pending;         /* under w->ready_lock: freed by the async callback */
     int dispatched;           /* the current response comes from a Python thread */
+    int app_done;             /* ... which has finished it (counted in w->in_flight no more) */
 
     /* Input: the head stays at the start of buf while its request runs. */
     char *buf;
