@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -242,6 +243,27 @@ static void master_cb(uv_poll_t *p, int status, int events)
 
 /* --- start ---------------------------------------------------------------------------------- */
 
+/* Our record in the master's scoreboard, or a private one when there is none (a master that does
+ * not pass it), so that the counters can always be written. */
+static wd_score_t *scoreboard_map(int record)
+{
+    struct stat st;
+    void *p;
+    size_t size = WD_SCORE_MAX * sizeof(wd_score_t);
+
+    if (record >= 0 && record < WD_SCORE_MAX && fstat(WD_WORKER_FD_SCOREBOARD, &st) == 0 &&
+        (size_t)st.st_size >= size) {
+        p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, WD_WORKER_FD_SCOREBOARD, 0);
+        close(WD_WORKER_FD_SCOREBOARD);
+        if (p != MAP_FAILED)
+            return (wd_score_t *)p + record;
+    }
+    p = calloc(1, sizeof(wd_score_t));
+    if (p == NULL)
+        abort();
+    return p;
+}
+
 static int read_config(wd_worker_t *w, const char *group_name)
 {
     struct stat st;
@@ -303,16 +325,18 @@ int wd_worker_main(int argc, char **argv)
     char group_name[256], who[300], err[2048], line[2200];
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
+    int record = -1;
 
     (void)argc;
     (void)argv;
-    if (spec == NULL || sscanf(spec, "%255s %d", group_name, &w->slot) != 2) {
+    if (spec == NULL || sscanf(spec, "%255s %d %d", group_name, &w->slot, &record) < 2) {
         fprintf(stderr, "wsgid: WSGID_WORKER is malformed; workers are started by the master\n");
         return WD_WORKER_EXIT_CONFIG;
     }
     unsetenv("WSGID_WORKER");
     w->pid = (int)getpid();
     set_process_name();
+    w->score = scoreboard_map(record);
     signal(SIGPIPE, SIG_IGN);
     if (read_config(w, group_name) < 0) {
         say_master("failed cannot read the config\n");

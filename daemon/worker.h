@@ -3,22 +3,27 @@
  * How the master starts a worker (the contract between master.c and worker.c):
  *   - it executes the wsgid binary again with argv = { display name } only, so that ps shows the
  *     display name whole and nothing else;
- *   - the environment holds WSGID_WORKER="GROUP SLOT" (slot 1-based) and WSGID_CONFIG=path of the
- *     config file (for messages and relative paths);
+ *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD" (slot 1-based, RECORD the index of
+ *     its scoreboard record) and WSGID_CONFIG=path of the config file (for messages);
  *   - fd 3 (WD_WORKER_FD_MASTER) is a SOCK_STREAM socketpair end to the master,
  *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding the exact config text the master loaded,
- *     fds 5.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
- *   - messages on the master socket are lines: the worker sends "ready\n" once its app is loaded
- *     and it accepts, or "failed MESSAGE\n" before it exits when the app cannot be loaded (the
- *     Python traceback has gone to stderr / the error log). The master stops a worker with
- *     SIGTERM (graceful: finish in-flight and buffered responses, then exit 0).
+ *     fd 5 (WD_WORKER_FD_SCOREBOARD) is the scoreboard memfd (scoreboard.h),
+ *     fds 6.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
+ *   - messages on the master socket are lines. Worker to master: "ready\n" once its app is loaded
+ *     and it accepts; "failed MESSAGE\n" before it exits when the app cannot be loaded (the Python
+ *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
+ *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
+ *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
+ *     restart. Master to worker: "stop\n" = stop accepting, finish in-flight and buffered
+ *     responses, exit 0 (SIGTERM does the same); "reopen-logs\n" = reopen the log files.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_WORKER_H
 #define WD_DAEMON_WORKER_H
 
 #define WD_WORKER_FD_MASTER 3
 #define WD_WORKER_FD_CONFIG 4
-#define WD_WORKER_FD_LISTEN 5
+#define WD_WORKER_FD_SCOREBOARD 5 /* see scoreboard.h */
+#define WD_WORKER_FD_LISTEN 6
 
 #define WD_WORKER_EXIT_APP 3    /* the app could not be loaded */
 #define WD_WORKER_EXIT_CONFIG 4 /* the config could not be read (should not happen) */
@@ -29,6 +34,7 @@ int wd_worker_main(int argc, char **argv);
 /* What the connections of a worker share (the rest of this header is for conn.c). */
 #include "config.h"
 #include "request.h"
+#include "scoreboard.h"
 
 #include <uv.h>
 
@@ -53,6 +59,7 @@ struct wd_worker {
     int slot;
     int pid;
     const char *tmpdir;
+    wd_score_t *score;          /* our record in the master's scoreboard */
 
     wd_worker_listener_t *listeners;
     size_t n_listeners;

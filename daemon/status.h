@@ -1,0 +1,52 @@
+/* A snapshot of the daemon's state, filled by the master, and its two renderings: the JSON of
+ * `wsgictl status --json` and `GET /status`, and the Prometheus text of `GET /metrics`. */
+#ifndef WD_DAEMON_STATUS_H
+#define WD_DAEMON_STATUS_H
+
+#include "scoreboard.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct wd_status_worker {
+    const char *group;
+    int slot;                  /* 1-based */
+    int pid;                   /* 0 when no process (backing off) */
+    const char *display_name;
+    const char *state;         /* "starting" | "ready" | "draining" | "backoff" | "crashed" */
+    double uptime;             /* seconds since the process started */
+    uint64_t restarts;         /* of this slot */
+    uint64_t rss_bytes;        /* from /proc/PID/statm */
+    const char *last_error;    /* NULL or the last failure of this slot */
+    const wd_score_t *score;   /* NULL when no process */
+} wd_status_worker_t;
+
+typedef struct wd_status_group {
+    const char *name;
+    int processes;
+    int threads;
+    uint64_t restarts;         /* sum over its slots */
+    /* Counters of the group's workers that have exited, so that totals never go backwards. */
+    uint64_t past_requests;
+    uint64_t past_status[6];
+    uint64_t past_duration_bucket[WD_SCORE_BUCKETS + 1];
+    uint64_t past_duration_sum_us;
+    uint64_t past_bytes_sent;
+    uint64_t past_timeouts;
+} wd_status_group_t;
+
+typedef struct wd_status {
+    const char *version;
+    int master_pid;
+    double uptime;
+    const wd_status_group_t *groups;
+    size_t n_groups;
+    const wd_status_worker_t *workers; /* grouped by group, in slot order */
+    size_t n_workers;
+} wd_status_t;
+
+/* Both return a malloc'd NUL-terminated string (the caller frees it). */
+char *wd_status_json(const wd_status_t *st);
+char *wd_status_prometheus(const wd_status_t *st);
+
+#endif
