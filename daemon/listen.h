@@ -15,9 +15,22 @@ typedef struct wd_listen {
     int created;                  /* 1 when we created the unix socket file */
     dev_t dev;                    /* of that file, so that we only ever remove our own */
     ino_t ino;
+    int activated;                /* 1 when the fd was passed by systemd (socket activation) */
 } wd_listen_t;
 
+/* Socket activation: when $LISTEN_PID is our pid, takes the $LISTEN_FDS descriptors (3..3+N-1,
+ * named by the optional $LISTEN_FDNAMES) that systemd passed us, marks them close-on-exec and
+ * removes LISTEN_PID / LISTEN_FDS / LISTEN_FDNAMES from the environment. wd_listen_open calls it
+ * itself the first time; calling it earlier is harmless. Returns the number of fds taken. */
+int wd_listen_activation_init(void);
+
+/* Warns about every passed fd that no listener took, and closes it. Call once every listener
+ * has been opened. */
+void wd_listen_activation_done(void);
+
 /* Binds and listens on one address of a group: non-blocking, close-on-exec, backlog 1024.
+ * When systemd passed a socket bound to the same address (unix path, or IP + port), that
+ * socket is used instead ("using the socket passed by systemd") and never unlinked by us.
  * A unix socket file left by a dead process is replaced; one that a live process answers on is
  * an error. Applies socket-mode / socket-user / socket-group to unix sockets.
  * Returns 0 or -errno, having logged the error with the group and the address. */

@@ -1,0 +1,40 @@
+/* The optional `metrics: HOST:PORT` listener of the master: a tiny HTTP/1.1 server in the master's
+ * libuv loop. `GET /metrics` answers the Prometheus text format 0.0.4, `GET /status` the JSON of
+ * `wsgictl status --json`; any other path 404, a malformed or oversized request 400. Every
+ * connection is closed after its one response; nothing here ever blocks the loop. */
+#ifndef WD_DAEMON_METRICS_H
+#define WD_DAEMON_METRICS_H
+
+#include "status.h"
+
+#include <uv.h>
+
+/* Fills *st with a snapshot of the daemon, as wsgictl status would show it. Called on the loop
+ * thread; what *st points to must stay valid until the release callback (or, when there is none,
+ * until control returns to the loop). Returns 0 or -errno (the client then gets a 500). */
+typedef int (*wd_metrics_snapshot_fn)(void *data, wd_status_t *st);
+/* Called once the snapshot has been rendered; may be NULL. */
+typedef void (*wd_metrics_release_fn)(void *data, wd_status_t *st);
+
+typedef struct wd_metrics {
+    uv_loop_t *loop;
+    uv_tcp_t server;
+    int running;                   /* 1 between a successful start and stop */
+    wd_metrics_snapshot_fn snapshot;
+    wd_metrics_release_fn release;
+    void *data;
+    void *conns;                   /* open client connections (internal list) */
+    char addr[128];                /* "HOST:PORT", for messages */
+} wd_metrics_t;
+
+/* Binds HOST:PORT (a numeric IPv4 / IPv6 address or a name) and starts accepting on loop.
+ * The caller owns *m; it must stay valid until the loop has run the close callbacks after
+ * wd_metrics_stop. Returns 0 or -errno, having logged the error. */
+int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                     wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data);
+
+/* Closes the listener and every open client connection (the handles are closed asynchronously:
+ * let the loop run once more). Safe to call when not running. */
+void wd_metrics_stop(wd_metrics_t *m);
+
+#endif
