@@ -11,8 +11,10 @@
 
 /* Fills *st with a snapshot of the daemon, as wsgictl status would show it. Called on the loop
  * thread; what *st points to must stay valid until the release callback (or, when there is none,
- * until control returns to the loop). Returns 0 or -errno (the client then gets a 500). */
-typedef int (*wd_metrics_snapshot_fn)(void *data, wd_status_t *st);
+ * until control returns to the loop). In the master these are two one-line wrappers:
+ *     static void metrics_snapshot(void *data, wd_status_t *st) { wd_master_status(data, st); }
+ *     static void metrics_release(void *data, wd_status_t *st) { wd_master_status_release(st); } */
+typedef void (*wd_metrics_snapshot_fn)(void *data, wd_status_t *st);
 /* Called once the snapshot has been rendered; may be NULL. */
 typedef void (*wd_metrics_release_fn)(void *data, wd_status_t *st);
 
