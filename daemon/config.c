@@ -740,6 +740,12 @@ static int key_chdir(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const cha
 }
 
 static int check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent);
+static int parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+
+static int key_access_log(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    return parse_log_value(ld, n, key, &g->access_log);
+}
 
 static int key_env(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
@@ -865,6 +871,11 @@ static const group_key_t group_keys[] = {
     GK("startup-timeout", K_TIME, startup_timeout),
     GK("graceful-timeout", K_TIME, graceful_timeout),
     GK("shutdown-timeout", K_TIME, shutdown_timeout),
+    GK("header-timeout", K_TIME, header_timeout),
+    GK("body-timeout", K_TIME, body_timeout),
+    GK("keepalive-timeout", K_TIME, keepalive_timeout),
+    GK("send-timeout", K_TIME, send_timeout),
+    GK_FN("access-log", key_access_log),
     GK("limit-request-body", K_SIZE, limit_request_body),
     GK("header-buffer-size", K_SIZE, header_buffer_size),
     GK("body-buffer-size", K_SIZE, body_buffer_size),
@@ -986,6 +997,10 @@ static void group_defaults(wd_group_conf_t *g)
     g->startup_timeout = 15;
     g->graceful_timeout = 15;
     g->shutdown_timeout = 5;
+    g->header_timeout = 30;
+    g->body_timeout = 60;
+    g->keepalive_timeout = 75;
+    g->send_timeout = 60;
     g->limit_request_body = 10ull << 20;
     g->header_buffer_size = 64ull << 10;
     g->body_buffer_size = 64ull << 10;
@@ -1436,6 +1451,7 @@ static void group_free(wd_group_conf_t *g)
     free(g->python_path);
     free(g->python_home);
     free(g->chdir);
+    free(g->access_log);
     for (i = 0; i < g->n_env; i++) {
         free(g->env[i].name);
         free(g->env[i].value);

@@ -81,6 +81,13 @@ typedef struct wd_group_conf {
     double startup_timeout;   /* default 15 */
     double graceful_timeout;  /* default 15 */
     double shutdown_timeout;  /* default 5 */
+    /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
+     * connection (75), between two writes that make progress (60). */
+    double header_timeout;
+    double body_timeout;
+    double keepalive_timeout;
+    double send_timeout;
+    char *access_log;         /* per-group access log: NULL = the global one, "-", "off", a path */
 
     /* Sizes in bytes. */
     uint64_t limit_request_body;   /* default 10M; 0 = unlimited */

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "../protocol/response.h"
+#include "../python_glue/glue.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -44,6 +45,17 @@ static void set_events(wd_conn_t *c, int events)
         uv_poll_start(&c->poll, events, conn_poll_cb);
     else
         uv_poll_stop(&c->poll);
+}
+
+static void conn_timer_cb(uv_timer_t *t);
+
+/* (Re)starts the connection's one timer; what it means follows from the state when it fires. */
+static void conn_timer(wd_conn_t *c, double secs)
+{
+    if (secs > 0)
+        uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(secs * 1000) + 1, 0);
+    else
+        uv_timer_stop(&c->timer);
 }
 
 /* Called under out->lock by a Python thread (or by the loop itself): queue the connection for the
@@ -108,7 +120,9 @@ void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct s
         w->conns->prev = c;
     w->conns = c;
     w->n_conns++;
+    wd_score_add(&w->score->connections, 1);
     set_events(c, UV_READABLE | UV_DISCONNECT);
+    conn_timer(c, w->group->header_timeout);
 }
 
 static const char *peer_name(const wd_conn_t *c)
@@ -176,14 +190,10 @@ void wd_conn_close(wd_conn_t *c)
     if (c->next)
         c->next->prev = c->prev;
     w->n_conns--;
+    wd_score_sub(&w->score->connections, 1);
     uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
     wd_worker_conn_gone(w);
-}
-
-static void linger_timer_cb(uv_timer_t *t)
-{
-    wd_conn_close(t->data);
 }
 
 /* After an error answer the client may still be sending (a body we refused): close only once it
@@ -195,7 +205,7 @@ static void conn_linger(wd_conn_t *c)
     c->state = WD_CONN_LINGER;
     c->events = -1;
     set_events(c, UV_READABLE | UV_DISCONNECT);
-    uv_timer_start(&c->timer, linger_timer_cb, LINGER_MS, 0);
+    uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
 }
 
 /* --- the access log ------------------------------------------------------------------------- */
@@ -426,7 +436,9 @@ static void conn_dispatch(wd_conn_t *c)
     req->status = 0;
     c->dispatched = 1;
     c->state = WD_CONN_APP;
+    c->last_sent = 0;
     set_events(c, UV_DISCONNECT);
+    conn_timer(c, 0);
     wd_worker_dispatch(w, req);
 }
 
@@ -491,6 +503,7 @@ static int uwsgi_process(wd_conn_t *c)
             return -1;
         }
         c->state = WD_CONN_BODY;
+        conn_timer(c, g->body_timeout);
     }
     take = c->len - c->parsed;
     if (take > c->body_expect - c->body_len)
@@ -550,6 +563,7 @@ static int http_head_complete(wd_conn_t *c)
         }
     }
     c->state = WD_CONN_BODY;
+    conn_timer(c, g->body_timeout);
     return 0;
 }
 
@@ -688,6 +702,10 @@ static void conn_read(wd_conn_t *c)
         wd_conn_close(c);
         return;
     }
+    if (c->state == WD_CONN_HEAD && c->len == 0)
+        conn_timer(c, c->w->group->header_timeout); /* the whole head must come within it */
+    else if (c->state == WD_CONN_BODY)
+        conn_timer(c, c->w->group->body_timeout);
     c->len += (size_t)n;
     conn_process(c);
 }
@@ -713,6 +731,9 @@ static void response_complete(wd_conn_t *c)
 
     access_log(c, status, c->out.sent);
     note_app_done(c);
+    wd_worker_count(w, c->abandoned ? 504 : status, c->out.sent,
+                    c->dispatched ? wd_now_ns() - c->req.t_start_ns : 0);
+    c->abandoned = 0;
     c->dispatched = 0;
     c->app_done = 0;
     body_clear(c);
@@ -732,6 +753,7 @@ static void response_complete(wd_conn_t *c)
     wd_http_reset(&c->http);
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
+    conn_timer(c, leftover ? w->group->header_timeout : w->group->keepalive_timeout);
     conn_process(c);
 }
 
@@ -741,7 +763,6 @@ static void note_app_done(wd_conn_t *c)
 {
     if (c->dispatched && !c->app_done && wd_out_is_finished(&c->out)) {
         c->app_done = 1;
-        c->w->served++;
         wd_worker_request_done(c->w);
     }
 }
@@ -768,6 +789,92 @@ static void conn_send(wd_conn_t *c)
         return;
     }
     set_events(c, want_write ? UV_WRITABLE | UV_DISCONNECT : UV_DISCONNECT);
+    if (!want_write) {
+        conn_timer(c, 0);
+    } else if (c->out.sent != c->last_sent || !uv_is_active((uv_handle_t *)&c->timer)) {
+        /* send-timeout runs from the last write that made progress. */
+        c->last_sent = c->out.sent;
+        conn_timer(c, c->w->group->send_timeout);
+    }
+}
+
+static void conn_timer_cb(uv_timer_t *t)
+{
+    wd_conn_t *c = t->data;
+    const wd_group_conf_t *g = c->w->group;
+
+    switch (c->state) {
+    case WD_CONN_HEAD:
+        if (c->len == 0) {
+            wd_log_debug("peer %s: idle connection closed", peer_name(c));
+        } else {
+            wd_log_info("peer %s: request head not complete after %.0f s (header-timeout); "
+                        "closing",
+                        peer_name(c), g->header_timeout);
+        }
+        wd_conn_close(c);
+        return;
+    case WD_CONN_BODY:
+        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
+                    peer_name(c), g->body_timeout);
+        conn_fail(c, 408);
+        return;
+    case WD_CONN_APP:
+        wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
+                    peer_name(c), g->send_timeout, c->dispatched ? " request " : "",
+                    c->dispatched ? c->req.id : "");
+        wd_out_abort(&c->out);
+        note_app_done(c);
+        if (wd_out_is_finished(&c->out))
+            response_complete(c);
+        else
+            set_events(c, 0);
+        return;
+    default:
+        wd_conn_close(c);
+        return;
+    }
+}
+
+void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
+{
+    const wd_group_conf_t *g = c->w->group;
+    double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
+    double ran;
+
+    if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
+        return;
+    ran = (double)(now - c->req.t_start_ns) / 1e9;
+    if (ran > g->request_timeout && !c->req.timed_out) {
+        c->req.timed_out = 1;
+        wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
+                    "interrupting its Python thread",
+                    c->req.id, peer_name(c), ran, g->request_timeout);
+        wd_py_interrupt(&c->req);
+    }
+    if (ran > g->request_timeout + grace) {
+        char buf[512];
+        size_t n;
+
+        /* The thread did not come back (it is blocked outside Python): answer for it, and have
+         * this worker replaced, since the thread may never be free again. The connection stays
+         * until the thread lets go of the request. */
+        c->abandoned = 1;
+        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; answering "
+                     "504 and replacing this worker",
+                     c->req.id, peer_name(c), ran - g->request_timeout);
+        if (c->out.sent == 0) {
+            n = wd_response_canned(buf, sizeof buf, 504,
+                                   c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1, 0);
+            if (write(c->fd, buf, n) < 0) {
+                /* The client is gone anyway. */
+            }
+        }
+        shutdown(c->fd, SHUT_RDWR);
+        wd_out_abort(&c->out);
+        set_events(c, 0);
+        wd_worker_recycle(c->w, "a request is stuck past request-timeout");
+    }
 }
 
 void wd_conn_ready(wd_conn_t *c)

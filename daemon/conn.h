@@ -30,6 +30,8 @@ struct wd_conn {
     int ready_queued;         /* under w->ready_lock */
     int free_pending;         /* under w->ready_lock: freed by the async callback */
     int dispatched;           /* the current response comes from a Python thread */
+    int abandoned;            /* request-timeout + grace passed: answered 504 for the app */
+    uint64_t last_sent;       /* out.sent when send-timeout was last restarted */
     int app_done;             /* ... which has finished it (counted in w->in_flight no more) */
 
     /* Input: the head stays at the start of buf while its request runs. */
@@ -67,5 +69,8 @@ void wd_conn_free(wd_conn_t *c);
 /* Graceful stop: closes the connection now if it is idle, else after its response. */
 void wd_conn_shutdown(wd_conn_t *c);
 void wd_conn_close(wd_conn_t *c);
+/* request-timeout: interrupts a request running too long; past the grace time answers 504 for
+ * it and asks for this worker's replacement. */
+void wd_conn_check_timeout(wd_conn_t *c, uint64_t now);
 
 #endif

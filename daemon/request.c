@@ -11,6 +11,8 @@ void wd_queue_init(wd_queue_t *q)
     q->len = 0;
     q->closed = 0;
     q->waiting = 0;
+    q->depth = NULL;
+    q->busy = NULL;
 }
 
 void wd_queue_destroy(wd_queue_t *q)
@@ -33,6 +35,8 @@ void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
         q->head = first;
     q->tail = last;
     q->len += n;
+    if (q->depth)
+        atomic_fetch_add_explicit(q->depth, n, memory_order_relaxed);
     wake = q->waiting;
     pthread_mutex_unlock(&q->lock);
     /* One request wakes one thread; a batch wakes them all and the surplus goes back to sleep. */
@@ -61,6 +65,10 @@ wd_req_t *wd_queue_pop(wd_queue_t *q)
             q->tail = NULL;
         q->len--;
         req->next = NULL;
+        if (q->depth) {
+            atomic_fetch_sub_explicit(q->depth, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(q->busy, 1, memory_order_relaxed);
+        }
     }
     pthread_mutex_unlock(&q->lock);
     return req;

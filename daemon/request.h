@@ -12,6 +12,7 @@
 #include "../protocol/uwsgi.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 typedef enum wd_req_kind {
@@ -49,6 +50,13 @@ struct wd_req {
 
     /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
     int status;
+
+    /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
+     * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
+     * py_running is 1 (both written by that thread with the GIL held). */
+    volatile int timed_out;
+    volatile int py_running;
+    unsigned long py_thread;
 };
 
 /* The queue of requests waiting for a Python thread. The loop pushes, the threads pop. */
@@ -60,6 +68,8 @@ typedef struct wd_queue {
     size_t len;
     int closed;
     int waiting;                 /* threads blocked in wd_queue_pop */
+    _Atomic uint64_t *depth;     /* optional gauges (the scoreboard's queued and busy_threads): */
+    _Atomic uint64_t *busy;      /* push adds to depth; pop moves one from depth to busy */
 } wd_queue_t;
 
 void wd_queue_init(wd_queue_t *q);

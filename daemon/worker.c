@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
@@ -163,6 +164,16 @@ static void batch_check_cb(uv_check_t *h)
 void wd_worker_request_done(wd_worker_t *w)
 {
     w->in_flight--;
+    w->served++;
+    w->last_activity_ns = wd_now_ns();
+    wd_score_sub(&w->score->busy_threads, 1);
+    if (w->max_requests && w->served >= w->max_requests) {
+        char why[64];
+
+        snprintf(why, sizeof why, "maximum-requests (%llu) reached",
+                 (unsigned long long)w->max_requests);
+        wd_worker_recycle(w, why);
+    }
     accept_update(w);
 }
 
@@ -228,17 +239,95 @@ static void signal_cb(uv_signal_t *s, int signum)
     worker_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+static void master_line(wd_worker_t *w, const char *line)
+{
+    if (strcmp(line, "stop") == 0) {
+        worker_stop(w, "asked by the master");
+    } else if (strcmp(line, "reopen-logs") == 0) {
+        const char *access = w->group->access_log ? w->group->access_log : w->conf.access_log;
+
+        if (wd_log_open(w->conf.log_file, access) == 0)
+            wd_log_info("logs reopened");
+    } else {
+        wd_log_warn("unknown message from the master: '%s'", line);
+    }
+}
+
 static void master_cb(uv_poll_t *p, int status, int events)
 {
     wd_worker_t *w = p->data;
-    char buf[256];
-    ssize_t n = read(WD_WORKER_FD_MASTER, buf, sizeof buf);
+    ssize_t n;
+    char *nl;
 
     (void)events;
+    n = read(WD_WORKER_FD_MASTER, w->master_buf + w->master_len,
+             sizeof w->master_buf - 1 - w->master_len);
     if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         uv_poll_stop(p);
         worker_stop(w, "the master is gone");
+        return;
     }
+    if (n < 0)
+        return;
+    w->master_len += (size_t)n;
+    w->master_buf[w->master_len] = '\0';
+    while ((nl = strchr(w->master_buf, '\n')) != NULL) {
+        size_t k = (size_t)(nl - w->master_buf) + 1;
+
+        *nl = '\0';
+        master_line(w, w->master_buf);
+        memmove(w->master_buf, w->master_buf + k, w->master_len - k + 1);
+        w->master_len -= k;
+    }
+    if (w->master_len == sizeof w->master_buf - 1)
+        w->master_len = 0; /* a line that long is no message of ours */
+}
+
+void wd_worker_recycle(wd_worker_t *w, const char *why)
+{
+    char line[300];
+
+    if (w->recycle_asked || w->stopping)
+        return;
+    w->recycle_asked = 1;
+    wd_log_info("asking the master for a replacement: %s", why);
+    snprintf(line, sizeof line, "recycle %s\n", why);
+    say_master(line);
+}
+
+void wd_worker_count(wd_worker_t *w, int status, uint64_t bytes, uint64_t duration_ns)
+{
+    static const uint64_t bounds[WD_SCORE_BUCKETS] = WD_SCORE_BUCKET_BOUNDS_US;
+    wd_score_t *sc = w->score;
+    uint64_t us = duration_ns / 1000;
+    int b = 0;
+
+    while (b < WD_SCORE_BUCKETS && us > bounds[b])
+        b++;
+    wd_score_add(&sc->requests, 1);
+    wd_score_add(&sc->status[status >= 100 && status < 600 ? status / 100 : 0], 1);
+    wd_score_add(&sc->duration_bucket[b], 1);
+    wd_score_add(&sc->duration_sum_us, us);
+    wd_score_add(&sc->bytes_sent, bytes);
+    wd_score_set(&sc->last_request_unix, (uint64_t)time(NULL));
+    if (status == 504)
+        wd_score_add(&sc->timeouts, 1);
+}
+
+/* Every quarter second: requests past request-timeout, and inactivity-timeout. */
+static void tick_cb(uv_timer_t *t)
+{
+    wd_worker_t *w = t->data;
+    const wd_group_conf_t *g = w->group;
+    uint64_t now = wd_now_ns();
+
+    if (g->request_timeout > 0) {
+        for (wd_conn_t *c = w->conns; c; c = c->next)
+            wd_conn_check_timeout(c, now);
+    }
+    if (g->inactivity_timeout > 0 && w->in_flight == 0 &&
+        now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
+        wd_worker_recycle(w, "inactivity-timeout");
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -344,7 +433,7 @@ int wd_worker_main(int argc, char **argv)
     }
     snprintf(who, sizeof who, "%s:%d", group_name, w->pid);
     wd_log_init(who, w->conf.log_level);
-    wd_log_open(w->conf.log_file, w->conf.access_log);
+    wd_log_open(w->conf.log_file, w->group->access_log ? w->group->access_log : w->conf.access_log);
     w->tmpdir = tmp && *tmp ? tmp : "/tmp";
 
     if (wd_py_init(&w->conf, w->group, w->slot) < 0) {
@@ -363,6 +452,23 @@ int wd_worker_main(int argc, char **argv)
     w->loop = uv_default_loop();
     w->capacity = (size_t)w->group->threads * 2;
     wd_queue_init(&w->queue);
+    w->queue.depth = &w->score->queued;
+    w->queue.busy = &w->score->busy_threads;
+    wd_score_set(&w->score->pid, (uint64_t)w->pid);
+    wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
+    wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
+    w->max_requests = w->group->maximum_requests;
+    if (w->max_requests && w->group->maximum_requests_jitter) {
+        srand((unsigned)(w->pid ^ time(NULL)));
+        w->max_requests += (uint64_t)rand() % (w->group->maximum_requests_jitter + 1);
+    }
+    w->last_activity_ns = wd_now_ns();
+    uv_timer_init(w->loop, &w->tick);
+    w->tick.data = w;
+    if (w->group->request_timeout > 0 || w->group->inactivity_timeout > 0) {
+        uv_timer_start(&w->tick, tick_cb, 250, 250);
+        uv_unref((uv_handle_t *)&w->tick);
+    }
     pthread_mutex_init(&w->ready_lock, NULL);
     uv_async_init(w->loop, &w->async, async_cb);
     w->async.data = w;
@@ -388,6 +494,7 @@ int wd_worker_main(int argc, char **argv)
     }
     accept_update(w);
     wd_log_info("serving %s with %d threads", w->group->app, w->group->threads);
+    wd_score_set(&w->score->ready, 1);
     say_master("ready\n");
 
     uv_run(w->loop, UV_RUN_DEFAULT);

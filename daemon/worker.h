@@ -82,6 +82,13 @@ struct wd_worker {
     wd_conn_t *conns;           /* every open connection */
     size_t n_conns;
 
+    uint64_t max_requests;      /* maximum-requests plus this worker's jitter; 0 = none */
+    int recycle_asked;          /* "recycle" sent to the master already */
+    uint64_t last_activity_ns;  /* for inactivity-timeout */
+    uv_timer_t tick;            /* request-timeout and inactivity-timeout checks */
+    char master_buf[256];       /* a partial line from the master */
+    size_t master_len;
+
     int stopping;
     uv_signal_t sig_term;
     uv_signal_t sig_int;
@@ -93,5 +100,9 @@ struct wd_worker {
 void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req);
 void wd_worker_request_done(wd_worker_t *w);
 void wd_worker_conn_gone(wd_worker_t *w);
+/* Asks the master for a graceful replacement of this worker (once). */
+void wd_worker_recycle(wd_worker_t *w, const char *why);
+/* Counts a completed response in the scoreboard. */
+void wd_worker_count(wd_worker_t *w, int status, uint64_t bytes, uint64_t duration_ns);
 
 #endif

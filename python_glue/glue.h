@@ -25,6 +25,11 @@ int wd_py_load_app(char *err, size_t errlen);
  * Returns 0 or -1. */
 int wd_py_start(wd_queue_t *q);
 
+/* request-timeout: raises wsgid.RequestTimeout in the thread running req, if it still runs it.
+ * Called from the loop thread (takes the GIL for a moment). Set req->timed_out first, so that the
+ * answer is a 504. Returns 0 when the exception was raised. */
+int wd_py_interrupt(wd_req_t *req);
+
 /* After wd_queue_close(q): waits for every thread to finish its request and exit, then finalises
  * the interpreter (atexit handlers run). */
 void wd_py_stop(void);

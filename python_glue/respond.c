@@ -21,6 +21,9 @@
 #define MAX_PIECES 32 /* body pieces handed over in one writev */
 
 static PyObject *s_close; /* interned "close" */
+/* Raised into a thread whose request ran past request-timeout. A BaseException, so that an app's
+ * `except Exception:` does not swallow it. */
+static PyObject *exc_request_timeout;
 
 /* Looks up an attribute that may be missing without raising: 1 found, 0 missing, -1 error. */
 static int get_optional_attr(PyObject *o, PyObject *name, PyObject **out)
@@ -739,8 +742,8 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
     }
 }
 
-/* Returns the keep-alive verdict. */
-static int send_500(wd_resp_t *r)
+/* A canned error answer; returns the keep-alive verdict. */
+static int send_canned(wd_resp_t *r, int code)
 {
     char buf[512];
     int keep_alive = 0, minor = 1;
@@ -751,8 +754,8 @@ static int send_500(wd_resp_t *r)
         minor = (int)r->req->http->http_minor;
         keep_alive = r->req->http->keep_alive && !r->req->http->is_head;
     }
-    n = wd_response_canned(buf, sizeof buf, 500, minor, keep_alive);
-    r->req->status = 500;
+    n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
+    r->req->status = code;
     iov = (struct iovec){buf, n};
     if (push(r, &iov, 1) < 0)
         keep_alive = 0;
@@ -787,6 +790,25 @@ static int finish(wd_resp_t *r)
     return keep_alive;
 }
 
+/* queue-timeout: a request that waited too long for a thread is answered 504 without running the
+ * app (its client, or the proxy, has most likely given up already). */
+static int queue_timed_out(wd_req_t *req)
+{
+    double limit = wd__py_group->queue_timeout;
+    double waited;
+    char line[256];
+
+    if (limit <= 0)
+        return 0;
+    waited = (double)(wd_now_ns() - req->t_queued_ns) / 1e9;
+    if (waited <= limit)
+        return 0;
+    wd__py_request_line(req, line, sizeof line);
+    wd_log_warn("[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",
+                req->id, line, waited, limit);
+    return 1;
+}
+
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
     wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type);
@@ -802,6 +824,14 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     r->req = req;
     r->thr = thr;
     req->status = 0;
+    if (queue_timed_out(req)) {
+        keep_alive = send_canned(r, 504);
+        r->req = NULL;
+        Py_DECREF(r);
+        return keep_alive;
+    }
+    req->py_thread = PyThread_get_thread_ident();
+    req->py_running = 1;
     env = wd__py_environ_new(req, &input, &app);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
@@ -818,7 +848,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (result != NULL)
         close_result(r, result, &error);
     if (error && !r->head_sent && !r->client_gone)
-        keep_alive = send_500(r);
+        keep_alive = send_canned(r, req->timed_out ? 504 : 500);
     else if (error)
         keep_alive = 0;
     else
@@ -833,11 +863,34 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     Py_XDECREF(result);
     Py_XDECREF(env);
     Py_DECREF(r);
+    /* A request-timeout interrupt that came too late must not hit the next request. */
+    req->py_running = 0;
+    if (req->timed_out)
+        PyThreadState_SetAsyncExc(req->py_thread, NULL);
     return keep_alive;
+}
+
+int wd_py_interrupt(wd_req_t *req)
+{
+    PyGILState_STATE gs = PyGILState_Ensure();
+    int n = 0;
+
+    /* With the GIL held, py_running cannot change under us: if it is set, the thread is still
+     * inside this request. The exception is raised when the thread next runs Python code; a
+     * thread blocked in C (a sleep, a socket) notices it only once that call returns. */
+    if (req->py_running)
+        n = PyThreadState_SetAsyncExc(req->py_thread, exc_request_timeout);
+    PyGILState_Release(gs);
+    return n == 1 ? 0 : -1;
 }
 
 int wd__py_respond_init(void)
 {
+    exc_request_timeout = PyErr_NewExceptionWithDoc(
+        "wsgid.RequestTimeout", "The request ran past the group's request-timeout.",
+        PyExc_BaseException, NULL);
+    if (exc_request_timeout == NULL)
+        return -1;
     s_close = PyUnicode_InternFromString("close");
     if (s_close == NULL || PyType_Ready(&wd__py_file_wrapper_type) < 0 ||
         PyType_Ready(&resp_type) < 0)

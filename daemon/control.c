@@ -1,0 +1,409 @@
+/* The control socket: see control.h. */
+#include "control.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define WD_CONTROL_LINE_MAX 65536
+
+typedef struct wd_control_client wd_control_client_t;
+
+struct wd_control_req {
+    wd_control_client_t *client; /* NULL once the client has gone */
+};
+
+struct wd_control_client {
+    uv_pipe_t pipe;
+    wd_control_t *ctl;
+    wd_control_req_t *pending; /* the request being served, at most one */
+    wd_control_client_t *next;
+    int closing;
+    int in_take; /* inside take_lines: a reply must not re-enter it */
+    size_t len;
+    char buf[WD_CONTROL_LINE_MAX];
+};
+
+struct wd_control {
+    uv_pipe_t server;
+    uv_loop_t *loop;
+    wd_control_cb cb;
+    void *data;
+    char *path;
+    dev_t dev;
+    ino_t ino;
+    wd_control_client_t *clients;
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    char *text;
+} write_req_t;
+
+static void *xmalloc(size_t n)
+{
+    void *p = calloc(1, n);
+
+    if (p == NULL) {
+        wd_log_error("out of memory");
+        abort();
+    }
+    return p;
+}
+
+/* ---- clients ------------------------------------------------------------------------------ */
+
+static void client_free_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void client_close(wd_control_client_t *cl)
+{
+    wd_control_client_t **pp;
+
+    if (cl->closing)
+        return;
+    cl->closing = 1;
+    if (cl->pending != NULL)
+        cl->pending->client = NULL;
+    for (pp = &cl->ctl->clients; *pp != NULL; pp = &(*pp)->next) {
+        if (*pp == cl) {
+            *pp = cl->next;
+            break;
+        }
+    }
+    uv_close((uv_handle_t *)&cl->pipe, client_free_cb);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    write_req_t *w = (write_req_t *)req;
+
+    free(w->text);
+    free(w);
+}
+
+static void client_send(wd_control_client_t *cl, const char *text)
+{
+    write_req_t *w = xmalloc(sizeof *w);
+    size_t len = strlen(text);
+    uv_buf_t buf;
+
+    w->text = xmalloc(len + 2);
+    memcpy(w->text, text, len);
+    w->text[len] = '\n';
+    buf = uv_buf_init(w->text, (unsigned)len + 1);
+    if (uv_write(&w->req, (uv_stream_t *)&cl->pipe, &buf, 1, write_cb) < 0) {
+        free(w->text);
+        free(w);
+        client_close(cl);
+    }
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    wd_control_client_t *cl = req->data;
+
+    free(req);
+    client_close(cl);
+}
+
+/* Closes once the queued writes are out. */
+static void client_end(wd_control_client_t *cl)
+{
+    uv_shutdown_t *req = xmalloc(sizeof *req);
+
+    req->data = cl;
+    if (uv_shutdown(req, (uv_stream_t *)&cl->pipe, shutdown_cb) < 0) {
+        free(req);
+        client_close(cl);
+    }
+}
+
+static void take_lines(wd_control_client_t *cl);
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+static void client_send_json(wd_control_client_t *cl, json_t *obj)
+{
+    char *text = json_dumps(obj, JSON_COMPACT);
+
+    if (text == NULL) {
+        client_send(cl, "{\"ok\":false,\"error\":\"cannot encode the reply\"}");
+        return;
+    }
+    client_send(cl, text);
+    free(text);
+}
+
+void wd_control_reply(wd_control_req_t *req, json_t *reply)
+{
+    wd_control_client_t *cl = req->client;
+
+    if (cl != NULL && !cl->closing) {
+        cl->pending = NULL;
+        client_send_json(cl, reply);
+        /* The next request may already be in the buffer. */
+        if (!cl->in_take) {
+            take_lines(cl);
+            if (cl->pending == NULL && !cl->closing)
+                uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
+        }
+    }
+    json_decref(reply);
+    free(req);
+}
+
+void wd_control_reply_error(wd_control_req_t *req, const char *fmt, ...)
+{
+    char msg[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    wd_control_reply(req, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    wd_control_client_t *cl = h->data;
+
+    buf->base = cl->buf + cl->len;
+    buf->len = sizeof cl->buf - cl->len;
+}
+
+static void take_request(wd_control_client_t *cl, char *line)
+{
+    json_error_t jerr;
+    wd_control_req_t *req;
+    json_t *obj;
+
+    obj = json_loads(line, 0, &jerr);
+    if (obj == NULL || !json_is_object(obj)) {
+        json_t *r = json_pack("{s:b,s:s}", "ok", 0, "error",
+                              obj == NULL ? jerr.text : "a request is a JSON object");
+
+        client_send_json(cl, r);
+        json_decref(r);
+        json_decref(obj);
+        return;
+    }
+    req = xmalloc(sizeof *req);
+    req->client = cl;
+    cl->pending = req;
+    cl->ctl->cb(cl->ctl->data, obj, req);
+    json_decref(obj);
+}
+
+/* One request at a time: while one is pending, the rest stays in the buffer. */
+static void take_lines(wd_control_client_t *cl)
+{
+    char *nl;
+    size_t n;
+
+    cl->in_take = 1;
+    while (cl->pending == NULL && !cl->closing &&
+           (nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
+        n = (size_t)(nl - cl->buf);
+        *nl = '\0';
+        if (n > 0)
+            take_request(cl, cl->buf);
+        memmove(cl->buf, nl + 1, cl->len - n - 1);
+        cl->len -= n + 1;
+    }
+    cl->in_take = 0;
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    wd_control_client_t *cl = s->data;
+
+    if (n < 0) {
+        client_close(cl);
+        return;
+    }
+    cl->len += (size_t)n;
+    take_lines(cl);
+    if (cl->closing)
+        return;
+    if (cl->pending != NULL) {
+        if (cl->len == sizeof cl->buf)
+            uv_read_stop(s); /* full while a request is pending: the rest waits */
+        return;
+    }
+    if (cl->len == sizeof cl->buf) {
+        client_send(cl, "{\"ok\":false,\"error\":\"request too long\"}");
+        client_end(cl);
+    }
+}
+
+/* A peer whose uid is neither root nor ours is refused (SO_PEERCRED). */
+static int peer_allowed(wd_control_client_t *cl)
+{
+    struct ucred cred;
+    socklen_t len = sizeof cred;
+    uv_os_fd_t fd;
+
+    if (uv_fileno((uv_handle_t *)&cl->pipe, &fd) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        wd_log_error("control: cannot read the peer's credentials: %s", strerror(errno));
+        return 0;
+    }
+    if (cred.uid == 0 || cred.uid == geteuid())
+        return 1;
+    wd_log_warn("control: refused uid %u (pid %d)", (unsigned)cred.uid, (int)cred.pid);
+    return 0;
+}
+
+static void connection_cb(uv_stream_t *server, int status)
+{
+    wd_control_t *c = server->data;
+    wd_control_client_t *cl;
+
+    if (status < 0)
+        return;
+    cl = xmalloc(sizeof *cl);
+    cl->ctl = c;
+    uv_pipe_init(c->loop, &cl->pipe, 0);
+    cl->pipe.data = cl;
+    cl->next = c->clients;
+    c->clients = cl;
+    if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0) {
+        client_close(cl);
+        return;
+    }
+    if (!peer_allowed(cl)) {
+        client_send(cl, "{\"ok\":false,\"error\":\"permission denied: the control socket only "
+                        "answers root and the user wsgid runs as\"}");
+        client_end(cl);
+        return;
+    }
+    uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
+}
+
+/* ---- the listener ------------------------------------------------------------------------- */
+
+/* 1 when nobody answers on the socket file (a dead master left it), 0 when someone does. */
+static int is_stale(const struct sockaddr_un *sun)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
+
+    if (fd < 0)
+        return -errno;
+    rc = connect(fd, (const struct sockaddr *)sun, sizeof *sun) < 0 ? 1 : 0;
+    if (rc == 1 && errno != ECONNREFUSED && errno != ENOENT)
+        rc = -errno;
+    close(fd);
+    return rc;
+}
+
+static int bind_socket(const char *path, struct stat *st_out)
+{
+    struct sockaddr_un sun;
+    struct stat st;
+    mode_t old_mask;
+    int fd = -1, rc;
+
+    memset(&sun, 0, sizeof sun);
+    sun.sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof sun.sun_path) {
+        wd_log_error("control: the path %s is too long for a unix socket", path);
+        return -ENAMETOOLONG;
+    }
+    strcpy(sun.sun_path, path);
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode)) {
+            wd_log_error("control: cannot listen on %s: a file that is not a socket is in the way",
+                         path);
+            return -EEXIST;
+        }
+        rc = is_stale(&sun);
+        if (rc == 0) {
+            wd_log_error("control: cannot listen on %s: in use by another process (is wsgid "
+                         "already running?)", path);
+            return -EADDRINUSE;
+        }
+        wd_log_info("control: removing the stale socket %s", path);
+        unlink(path);
+    }
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        goto fail;
+    /* The file is created 0600 from the start: no window where someone else may connect. */
+    old_mask = umask(0177);
+    rc = bind(fd, (struct sockaddr *)&sun, sizeof sun);
+    umask(old_mask);
+    if (rc < 0 || listen(fd, 64) < 0 || stat(path, st_out) < 0)
+        goto fail;
+    return fd;
+
+fail:
+    rc = -errno;
+    wd_log_error("control: cannot listen on %s: %s", path, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    return rc;
+}
+
+int wd_control_open(wd_control_t **out, uv_loop_t *loop, const char *path, wd_control_cb cb,
+                    void *data)
+{
+    wd_control_t *c;
+    struct stat st;
+    int fd, rc;
+
+    fd = bind_socket(path, &st);
+    if (fd < 0)
+        return fd;
+    c = xmalloc(sizeof *c);
+    c->loop = loop;
+    c->cb = cb;
+    c->data = data;
+    c->path = strdup(path);
+    c->dev = st.st_dev;
+    c->ino = st.st_ino;
+    uv_pipe_init(loop, &c->server, 0);
+    c->server.data = c;
+    rc = uv_pipe_open(&c->server, fd);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&c->server, 64, connection_cb);
+    if (rc < 0) {
+        wd_log_error("control: cannot listen on %s: %s", path, uv_strerror(rc));
+        wd_control_close(c);
+        return rc;
+    }
+    wd_log_info("control socket: %s", path);
+    *out = c;
+    return 0;
+}
+
+static void server_free_cb(uv_handle_t *h)
+{
+    wd_control_t *c = h->data;
+
+    free(c->path);
+    free(c);
+}
+
+void wd_control_close(wd_control_t *c)
+{
+    struct stat st;
+
+    if (c == NULL)
+        return;
+    while (c->clients != NULL)
+        client_close(c->clients);
+    if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
+        unlink(c->path);
+    uv_close((uv_handle_t *)&c->server, server_free_cb);
+}

@@ -1,0 +1,345 @@
+/* The metrics listener: see metrics.h.
+ *
+ * Each client connection reads one request head (at most WD_METRICS_HEAD_MAX bytes, within
+ * WD_METRICS_TIMEOUT_MS), answers it with a complete response built in memory, shuts down its
+ * write side and closes. The rendering is synchronous but short: a snapshot of the scoreboard
+ * and a few kilobytes of text. */
+#include "metrics.h"
+#include "log.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#define WD_METRICS_HEAD_MAX 8192
+#define WD_METRICS_TIMEOUT_MS 10000
+#define WD_METRICS_CONNS_MAX 64
+
+typedef struct metrics_conn metrics_conn_t;
+
+struct metrics_conn {
+    uv_tcp_t tcp;
+    uv_timer_t timer;
+    uv_write_t write_req;
+    uv_shutdown_t shutdown_req;
+    wd_metrics_t *m;
+    metrics_conn_t *prev, *next; /* in m->conns */
+    int handles;                 /* not closed yet; freed at 0 */
+    int closing;
+    int answered;                /* a response is on its way: the rest of the input is ignored */
+    char *response;              /* malloc'd head + body */
+    size_t len;
+    char buf[WD_METRICS_HEAD_MAX];
+};
+
+static size_t n_conns(wd_metrics_t *m)
+{
+    metrics_conn_t *c;
+    size_t n = 0;
+
+    for (c = m->conns; c != NULL; c = c->next)
+        n++;
+    return n;
+}
+
+static void conn_handle_closed_cb(uv_handle_t *h)
+{
+    metrics_conn_t *c = h->data;
+
+    if (--c->handles > 0)
+        return;
+    free(c->response);
+    free(c);
+}
+
+static void conn_close(metrics_conn_t *c)
+{
+    wd_metrics_t *m = c->m;
+
+    if (c->closing)
+        return;
+    c->closing = 1;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
+}
+
+static void timeout_cb(uv_timer_t *timer)
+{
+    conn_close(timer->data);
+}
+
+static void shutdown_cb(uv_shutdown_t *req, int status)
+{
+    conn_close(req->data);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+    metrics_conn_t *c = req->data;
+
+    if (c->closing)
+        return;
+    if (status < 0 || uv_shutdown(&c->shutdown_req, (uv_stream_t *)&c->tcp, shutdown_cb) < 0)
+        conn_close(c);
+}
+
+/* Queues the whole response; the body is copied, so the caller keeps ownership of it. */
+static void respond(metrics_conn_t *c, int code, const char *reason, const char *type,
+                    const char *body, int head_only)
+{
+    size_t body_len = body != NULL ? strlen(body) : 0;
+    size_t cap = body_len + 512;
+    uv_buf_t buf;
+    int n;
+
+    c->answered = 1;
+    uv_read_stop((uv_stream_t *)&c->tcp);
+    c->response = malloc(cap);
+    if (c->response == NULL)
+        abort();
+    n = snprintf(c->response, cap,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                 "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
+                 code, reason, type, body_len, code == 405 ? "Allow: GET, HEAD\r\n" : "");
+    c->len = (size_t)n;
+    if (!head_only && body_len > 0) {
+        memcpy(c->response + c->len, body, body_len);
+        c->len += body_len;
+    }
+    buf = uv_buf_init(c->response, (unsigned)c->len);
+    c->write_req.data = c;
+    c->shutdown_req.data = c;
+    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb) < 0)
+        conn_close(c);
+}
+
+static void respond_error(metrics_conn_t *c, int code, const char *reason)
+{
+    char body[64];
+
+    snprintf(body, sizeof body, "%d %s\n", code, reason);
+    respond(c, code, reason, "text/plain; charset=utf-8", body, 0);
+}
+
+static void respond_snapshot(metrics_conn_t *c, int prometheus, int head_only)
+{
+    wd_metrics_t *m = c->m;
+    wd_status_t st;
+    char *body;
+
+    memset(&st, 0, sizeof st);
+    m->snapshot(m->data, &st);
+    body = prometheus ? wd_status_prometheus(&st) : wd_status_json(&st);
+    if (m->release != NULL)
+        m->release(m->data, &st);
+    if (prometheus)
+        respond(c, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", body, head_only);
+    else
+        respond(c, 200, "OK", "application/json", body, head_only);
+    free(body);
+}
+
+static int is_token(const char *s, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        if (s[i] < 'A' || s[i] > 'Z')
+            return 0;
+    return n > 0;
+}
+
+/* Answers the complete head in c->buf: "METHOD SP TARGET SP HTTP/1.x" then header lines. */
+static void handle(metrics_conn_t *c)
+{
+    char *line_end = memchr(c->buf, '\n', c->len);
+    char *sp1, *sp2, *q;
+    size_t line_len, path_len;
+    int head_only;
+
+    line_len = (size_t)(line_end - c->buf);
+    if (line_len > 0 && c->buf[line_len - 1] == '\r')
+        line_len--;
+    /* METHOD SP /TARGET SP HTTP/1.x: the target holds no space, the version is 8 bytes. */
+    sp1 = memchr(c->buf, ' ', line_len);
+    sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', line_len - (size_t)(sp1 + 1 - c->buf)) : NULL;
+    if (sp1 == NULL || sp2 == NULL || sp1[1] != '/' || !is_token(c->buf, (size_t)(sp1 - c->buf)) ||
+        c->buf + line_len - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
+        sp2[8] < '0' || sp2[8] > '9') {
+        respond_error(c, 400, "Bad Request");
+        return;
+    }
+    head_only = sp1 - c->buf == 4 && memcmp(c->buf, "HEAD", 4) == 0;
+    if (!head_only && !(sp1 - c->buf == 3 && memcmp(c->buf, "GET", 3) == 0)) {
+        respond_error(c, 405, "Method Not Allowed");
+        return;
+    }
+    q = memchr(sp1 + 1, '?', (size_t)(sp2 - (sp1 + 1)));
+    path_len = (size_t)((q != NULL ? q : sp2) - (sp1 + 1));
+    if (path_len == 8 && memcmp(sp1 + 1, "/metrics", 8) == 0)
+        respond_snapshot(c, 1, head_only);
+    else if (path_len == 7 && memcmp(sp1 + 1, "/status", 7) == 0)
+        respond_snapshot(c, 0, head_only);
+    else
+        respond_error(c, 404, "Not Found");
+}
+
+/* The head ends at the first empty line ("\r\n\r\n", or "\n\n" from a lenient client). */
+static int head_complete(const metrics_conn_t *c)
+{
+    size_t i;
+
+    for (i = 1; i < c->len; i++) {
+        if (c->buf[i] != '\n')
+            continue;
+        if (c->buf[i - 1] == '\n' || (i >= 2 && c->buf[i - 1] == '\r' && c->buf[i - 2] == '\n'))
+            return 1;
+    }
+    return 0;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    metrics_conn_t *c = h->data;
+
+    if (c->len >= sizeof c->buf - 1) {
+        buf->base = NULL;
+        buf->len = 0;
+        return;
+    }
+    *buf = uv_buf_init(c->buf + c->len, (unsigned)(sizeof c->buf - 1 - c->len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    metrics_conn_t *c = s->data;
+
+    if (c->closing || c->answered)
+        return;
+    if (n < 0) {
+        if (n == UV_ENOBUFS)
+            respond_error(c, 431, "Request Header Fields Too Large");
+        else
+            conn_close(c); /* EOF before a whole request, or an error: nobody to answer */
+        return;
+    }
+    c->len += (size_t)n;
+    if (head_complete(c))
+        handle(c);
+    else if (c->len >= sizeof c->buf - 1)
+        respond_error(c, 431, "Request Header Fields Too Large");
+}
+
+static void connection_cb(uv_stream_t *server, int status)
+{
+    wd_metrics_t *m = server->data;
+    metrics_conn_t *c;
+
+    if (status < 0) {
+        wd_log_warn("metrics %s: accept: %s", m->addr, uv_strerror(status));
+        return;
+    }
+    c = calloc(1, sizeof *c);
+    if (c == NULL)
+        abort();
+    c->m = m;
+    uv_tcp_init(m->loop, &c->tcp);
+    uv_timer_init(m->loop, &c->timer);
+    c->tcp.data = c;
+    c->timer.data = c;
+    c->handles = 2;
+    c->next = m->conns;
+    if (c->next != NULL)
+        c->next->prev = c;
+    m->conns = c;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
+        conn_close(c);
+        return;
+    }
+    /* A scraper opens one connection at a time; past this many, somebody is misbehaving. */
+    if (n_conns(m) > WD_METRICS_CONNS_MAX) {
+        conn_close(c);
+        return;
+    }
+    uv_timer_start(&c->timer, timeout_cb, WD_METRICS_TIMEOUT_MS, 0);
+    if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
+        conn_close(c);
+}
+
+/* Resolves host:port (numeric or a name) to its first address. */
+static int resolve(const char *host, int port, struct sockaddr_storage *ss)
+{
+    struct addrinfo hints, *res = NULL;
+    char service[16];
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(service, sizeof service, "%d", port);
+    rc = getaddrinfo(host != NULL && host[0] != '\0' ? host : NULL, service, &hints, &res);
+    if (rc != 0)
+        return rc == EAI_SYSTEM ? -errno : -EADDRNOTAVAIL;
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                     wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
+{
+    struct sockaddr_storage ss;
+    int rc, initialized = 0;
+
+    memset(m, 0, sizeof *m);
+    m->loop = loop;
+    m->snapshot = snapshot;
+    m->release = release;
+    m->data = data;
+    snprintf(m->addr, sizeof m->addr, strchr(host != NULL ? host : "", ':') ? "[%s]:%d" : "%s:%d",
+             host != NULL ? host : "", port);
+
+    rc = resolve(host, port, &ss);
+    if (rc < 0)
+        goto fail;
+    rc = uv_tcp_init(loop, &m->server);
+    if (rc < 0)
+        goto fail;
+    initialized = 1;
+    m->server.data = m;
+    rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss, 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&m->server, 128, connection_cb);
+    if (rc < 0)
+        goto fail;
+    m->running = 1;
+    wd_log_info("metrics: listening on %s (GET /metrics, GET /status)", m->addr);
+    return 0;
+
+fail:
+    wd_log_error("metrics: cannot listen on %s: %s", m->addr,
+                 rc == -EADDRNOTAVAIL ? "cannot resolve the address" : strerror(-rc));
+    if (initialized)
+        uv_close((uv_handle_t *)&m->server, NULL);
+    return rc;
+}
+
+void wd_metrics_stop(wd_metrics_t *m)
+{
+    if (!m->running)
+        return;
+    m->running = 0;
+    while (m->conns != NULL)
+        conn_close(m->conns);
+    uv_close((uv_handle_t *)&m->server, NULL);
+}
