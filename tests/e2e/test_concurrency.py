@@ -92,3 +92,29 @@ def test_http10_generator_is_close_delimited(wsgid):
     assert head.startswith(b"HTTP/1.") and b" 200 " in head.split(b"\r\n")[0]
     assert b"chunked" not in head.lower()
     assert body == b"part 0\npart 1\npart 2\npart 3\n"
+
+
+def test_many_small_keepalive_requests(wsgid):
+    """Thousands of tiny requests on 16 keep-alive connections: none may get lost (a response
+    that never comes shows as a timeout here)."""
+    d = wsgid("echo", threads=4, processes=1)
+
+    def client(i):
+        with Conn(d.tcp, timeout=5) as c:
+            for j in range(200):
+                c.send(http_request("GET", "/k%d/%d" % (i, j)))
+                r = c.response()
+                assert r.status == 200 and r.body == b"", (i, j)
+    _run_threads(16, client)
+
+
+def test_many_small_uwsgi_requests(wsgid):
+    """The same with one uwsgi request per connection, as nginx sends them."""
+    from conftest import uwsgi_call
+    d = wsgid("echo", threads=4, processes=1)
+
+    def client(i):
+        for j in range(100):
+            r = uwsgi_call(d.unix, timeout=5, path="/u%d/%d" % (i, j))
+            assert r.status == 200, (i, j)
+    _run_threads(16, client)
