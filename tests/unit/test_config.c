@@ -137,6 +137,12 @@ static const config_case_t cases[] = {
 
     /* Times. */
     {G "    request-timeout: -1\n", "5:22: groups.a.request-timeout: must not be negative"},
+    {G "    header-timeout: 10s\n    body-timeout: 1m\n    keepalive-timeout: 0\n"
+       "    send-timeout: 250ms\n", NULL},
+    {G "    keepalive-timeout: soon\n", "5:24: groups.a.keepalive-timeout: invalid time 'soon'"},
+    {G "    send-timeout: -3\n", "5:19: groups.a.send-timeout: must not be negative"},
+    {G "    access-log: logs/site.log\n", NULL},
+    {G "    access-log: [a]\n", "groups.a.access-log: expected a single value"},
     {G "    queue-timeout: 5x\n", "5:20: groups.a.queue-timeout: invalid time '5x'"},
     {G "    startup-timeout: ms\n", "groups.a.startup-timeout: invalid time"},
     {G "    graceful-timeout: nan\n", "groups.a.graceful-timeout: invalid time"},
@@ -283,7 +289,9 @@ static void test_defaults(void)
           "recycling off");
     CHECK(g->restart_interval == 0 && g->inactivity_timeout == 0 && g->request_timeout == 60 &&
               g->queue_timeout == 45 && g->startup_timeout == 15 && g->graceful_timeout == 15 &&
-              g->shutdown_timeout == 5, "timeouts");
+              g->shutdown_timeout == 5 && g->header_timeout == 30 && g->body_timeout == 60 &&
+                  g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL,
+              "timeouts");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 64u << 10 && g->response_buffer_size == 1u << 20 &&
