@@ -381,7 +381,15 @@ def wsgid(tmp):
         for spec in re.findall(r"unix:([^\s\",\]]+)", d.config_text):
             d.unix_paths.append(spec if spec.startswith("/") else str(tmp / spec))
         started.append(d)
-        d.start(wait=wait)
+        try:
+            d.start(wait=wait)
+        except AssertionError:
+            # Reported here, with the log; the teardown has nothing more to say about it.
+            d.expect_failure = True
+            d.expect_log(".")
+            if d.proc is not None and d.proc.poll() is None:
+                d._kill_all()
+            raise
         return d
 
     yield start

@@ -283,3 +283,39 @@ def test_big_headers_with_the_default_limit(wsgid):
         r = c.response()
     assert r.status == 200
     assert b"d" * 60000 in r.body
+
+
+# --- client-side timeouts -----------------------------------------------------------------------
+
+def test_body_timeout_gives_408(wsgid):
+    d = wsgid("echo", body_timeout=1)
+    d.expect_log(".")
+    with Conn(d.tcp, timeout=10) as c:
+        c.send(http_request("POST", "/", {"Content-Length": "100"}) + b"only ten b")
+        t0 = time.monotonic()
+        r = c.response()
+        assert r.status == 408
+        assert 0.5 < time.monotonic() - t0 < 5
+    _alive(d.tcp)
+
+
+def test_header_timeout_closes(wsgid):
+    d = wsgid("echo", header_timeout=1)
+    d.expect_log(".")
+    with Conn(d.tcp, timeout=10) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        t0 = time.monotonic()
+        data = c.read_until_close()
+        assert 0.5 < time.monotonic() - t0 < 5
+        assert data == b"" or _status(data) in (400, 408)
+    _alive(d.tcp)
+
+
+def test_keepalive_timeout_closes_idle_connection(wsgid):
+    d = wsgid("echo", keepalive_timeout=1)
+    with Conn(d.tcp, timeout=10) as c:
+        c.send(http_request("GET", "/"))
+        assert c.response().status == 200
+        t0 = time.monotonic()
+        assert c.closed(5)
+        assert 0.5 < time.monotonic() - t0 < 5
