@@ -1,19 +1,32 @@
 /* The master process: see master.h.
  *
- * Every worker slot (group, 1-based process number) is a wd_slot_t in one array; it outlives the
- * processes that fill it. Each running process is a wd_proc_t holding its uv_process_t and the
- * uv_pipe_t on our end of its socketpair; the proc is freed when both handles are closed, so a
- * respawn never reuses a handle that libuv still knows about. */
+ * The runtime model:
+ *   - a wd_gen_t is one loaded config file (its text in a memfd for the workers); a reload makes
+ *     a new one; groups and processes hold references to theirs;
+ *   - a wd_group_t is a group as it runs: its listeners, its slots, its counters of past workers;
+ *   - a wd_slot_t is one process slot (1-based) of a group; it outlives the processes that fill
+ *     it: `cur` serves, `repl` is a replacement being started (rolling restart, recycling);
+ *   - a wd_proc_t is one worker process: its uv_process_t, our end of its socketpair and a timer
+ *     (startup-timeout, then the kill deadline when it drains); it is freed once the three handles
+ *     are closed, so a respawn never reuses a handle that libuv still knows about. A replaced
+ *     worker leaves its slot and drains on its own.
+ * A rolling operation (wd_op_t) replaces the slots of one group one after the other; a control
+ * request (wd_batch_t) waits for one or more operations and answers when they are all done. */
 #include "master.h"
+#include "control.h"
 #include "listen.h"
 #include "log.h"
+#include "scoreboard.h"
 #include "worker.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +34,7 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -28,78 +42,150 @@
 #define WD_MASTER_QUICK_DEATH_MS 10000 /* a worker dying sooner than this is a crash loop */
 #define WD_MASTER_STABLE_MS 30000      /* ready this long: the backoff starts over */
 #define WD_MASTER_BACKOFF_MAX 60       /* seconds */
+#define WD_MASTER_TICK_MS 2000         /* memory-limit and restart-interval checks */
 
 extern char **environ;
 
-typedef enum wd_slot_state {
-    WD_SLOT_STARTING, /* spawned, has not reported ready yet */
-    WD_SLOT_READY,
-    WD_SLOT_STOPPING, /* sent SIGTERM, waiting for it to exit */
-    WD_SLOT_BACKOFF,  /* dead, waiting before the next respawn */
-    WD_SLOT_STOPPED,
-} wd_slot_state_t;
-
-typedef enum wd_slot_timer {
-    WD_TIMER_NONE,
-    WD_TIMER_STARTUP, /* startup-timeout for the ready line */
-    WD_TIMER_BACKOFF, /* respawn delay */
-    WD_TIMER_KILL,    /* graceful-timeout + shutdown-timeout, then SIGKILL */
-} wd_slot_timer_t;
-
+typedef struct wd_gen wd_gen_t;
+typedef struct wd_group wd_group_t;
+typedef struct wd_slot wd_slot_t;
 typedef struct wd_proc wd_proc_t;
+typedef struct wd_op wd_op_t;
+typedef struct wd_batch wd_batch_t;
 
-typedef struct wd_slot {
-    size_t group; /* index in conf->groups */
-    int slot;     /* 1-based */
-    int pid;      /* 0 while no process runs (or it has just been reaped) */
-    wd_slot_state_t state;
-    uint64_t started_at; /* uv_now() at the last spawn, ms */
-    uint64_t ready_at;
-    unsigned restarts;
-    unsigned backoff; /* seconds waited before the last respawn after a quick death */
-    int ever_ready;
-    char last_error[256];
-    uv_timer_t timer;
-    wd_slot_timer_t timer_mode;
-    wd_proc_t *proc; /* NULL while no process runs */
-} wd_slot_t;
+struct wd_gen {
+    wd_config_t *conf;
+    int owned; /* conf was loaded by us (a reload), not handed by main() */
+    int fd;    /* memfd with the text */
+    int refs;
+};
+
+typedef enum wd_proc_state {
+    WD_PROC_STARTING, /* spawned, has not reported ready yet */
+    WD_PROC_READY,
+    WD_PROC_DRAINING, /* told to stop, finishing its requests */
+} wd_proc_state_t;
 
 struct wd_proc {
     uv_process_t process;
-    uv_pipe_t pipe; /* our end of the socketpair: "ready\n", "failed MESSAGE\n" */
-    wd_slot_t *w;   /* NULL once reaped */
-    int pid;
-    int handles; /* handles not closed yet; the proc is freed at 0 */
+    uv_pipe_t pipe;  /* our end of the socketpair */
+    uv_timer_t timer; /* startup-timeout, then the kill deadline */
+    wd_master_t *m;
+    wd_group_t *g;   /* holds a reference */
+    wd_gen_t *gen;   /* the config it was started with (a reference) */
+    wd_slot_t *s;    /* NULL once it has left its slot */
+    int slot;
+    int pid;         /* 0 once reaped */
+    int record;      /* scoreboard record, -1 once freed */
+    wd_proc_state_t state;
+    uint64_t started_at; /* uv_now(), ms */
+    uint64_t ready_at;
+    uint64_t recycle_at; /* restart-interval deadline, 0 = none */
+    uint64_t rss;
+    int recycling;   /* a replacement was asked for */
+    int handles;     /* not closed yet; freed at 0 */
     int pipe_closed;
-    int skipping; /* dropping the rest of an overlong line */
+    int skipping;    /* dropping the rest of an overlong line */
+    char failed[512];
+    wd_proc_t *next, *prev;
     size_t line_len;
     char line[WD_MASTER_LINE_MAX];
 };
 
-typedef struct wd_master {
+/* Called when a replacement of a slot is ready (ok = 1) or has failed (ok = 0, err says why). */
+typedef void (*wd_repl_cb)(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
+                           int new_pid);
+
+struct wd_slot {
+    uv_timer_t timer; /* respawn backoff */
+    wd_group_t *g;
+    int slot;         /* 1-based */
+    wd_proc_t *cur;
+    wd_proc_t *repl;
+    wd_repl_cb repl_cb;
+    void *repl_ctx;
+    int backing_off;
+    unsigned restarts;
+    unsigned backoff; /* seconds waited before the last respawn after a quick death */
+    int ever_ready;
+    uint64_t recycle_retry_at;
+    char last_error[512];
+};
+
+struct wd_group {
+    wd_master_t *m;
+    char *name;
+    wd_gen_t *gen;                /* a reference */
+    const wd_group_conf_t *conf;  /* in gen */
+    wd_listen_t **ls;
+    size_t n_ls;
+    wd_slot_t **slots;
+    int n_slots;
+    int stopped;  /* by `wsgictl stop GROUP` */
+    int removed;  /* by a reload */
+    int refs;     /* the master's list + its processes */
+    int warned;
+    wd_op_t *op;  /* the rolling operation in progress */
+    wd_status_group_t totals;
+};
+
+typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;
+
+struct wd_op {
+    wd_group_t *g;
+    wd_batch_t *batch;
+    wd_op_kind_t kind;
+    wd_gen_t *gen; /* target config (a reference) */
+    const wd_group_conf_t *conf;
+    wd_listen_t **ls; /* target listeners */
+    size_t n_ls;
+    int next; /* index of the slot being replaced */
+};
+
+struct wd_batch {
+    wd_control_req_t *req; /* NULL: nobody waits (SIGHUP) */
+    int pending;
+    json_t *reply;    /* the object being built */
+    json_t *replaced; /* [{group, slot, old_pid, new_pid}] */
+    json_t *errors;   /* [string] */
+    uint64_t t0;
+    const char *what;
+};
+
+struct wd_master {
     uv_loop_t loop;
-    wd_config_t *conf;
-    wd_listen_t *listeners; /* group by group, each in `listen` order */
-    size_t n_listeners;
-    size_t *first_listener; /* per group */
-    wd_slot_t *slots;
-    size_t n_slots;
-    int config_fd; /* memfd with the config text */
+    wd_gen_t *gen; /* the current config */
+    wd_group_t **groups;
+    size_t n_groups;
+    wd_proc_t *procs;
+    wd_score_t *score;
+    int score_fd;
+    unsigned char used[WD_SCORE_MAX];
     char exe[PATH_MAX];
     uv_signal_t signals[4];
     size_t n_signals;
+    uv_timer_t tick;
+    wd_control_t *control;
     size_t n_alive;
+    size_t n_first; /* workers of the initial start */
     size_t n_first_ready;
     int starting; /* until every worker has been ready once */
     int stopping;
     int finished;
     int exit_code;
     int pidfile_written;
-} wd_master_t;
+    char *pidfile;
+    uint64_t t0;
+    wd_control_req_t *stop_req;
+};
 
 static const int handled_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
-static int spawn(wd_master_t *m, wd_slot_t *w);
+static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
+                        const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls);
+static void slot_respawn(wd_slot_t *s);
+static void listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
+static void batch_done_one(wd_master_t *m, wd_batch_t *b);
 
 static void *xcalloc(size_t n, size_t size)
 {
@@ -112,14 +198,13 @@ static void *xcalloc(size_t n, size_t size)
     return p;
 }
 
-static wd_master_t *master_of(wd_slot_t *w)
+static char *xstrdup(const char *s)
 {
-    return w->timer.loop->data;
-}
+    char *p = strdup(s);
 
-static const wd_group_conf_t *group_of(wd_master_t *m, wd_slot_t *w)
-{
-    return &m->conf->groups[w->group];
+    if (p == NULL)
+        abort();
+    return p;
 }
 
 static const char *signame(int sig)
@@ -157,6 +242,129 @@ static void sd_notify_send(const char *msg)
                (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
         wd_log_warn("cannot notify systemd on %s: %s", path, strerror(errno));
     close(fd);
+}
+
+/* ---- config generations ------------------------------------------------------------------- */
+
+static wd_gen_t *gen_new(wd_config_t *conf, int owned, const char *text, size_t len)
+{
+    wd_gen_t *gen = xcalloc(1, sizeof *gen);
+    size_t off = 0;
+    ssize_t n;
+
+    gen->conf = conf;
+    gen->owned = owned;
+    gen->refs = 1;
+    gen->fd = memfd_create("wsgid-config", MFD_CLOEXEC);
+    if (gen->fd < 0)
+        goto fail;
+    while (off < len) {
+        n = write(gen->fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail;
+        off += (size_t)n;
+    }
+    return gen;
+
+fail:
+    wd_log_error("cannot hand the configuration to the workers (memfd): %s", strerror(errno));
+    if (gen->fd >= 0)
+        close(gen->fd);
+    free(gen);
+    return NULL;
+}
+
+static wd_gen_t *gen_ref(wd_gen_t *gen)
+{
+    gen->refs++;
+    return gen;
+}
+
+static void gen_unref(wd_gen_t *gen)
+{
+    if (gen == NULL || --gen->refs > 0)
+        return;
+    close(gen->fd);
+    if (gen->owned) {
+        wd_config_free(gen->conf);
+        free(gen->conf);
+    }
+    free(gen);
+}
+
+/* ---- privileges --------------------------------------------------------------------------- */
+
+/* Which uid/gid the workers of a group run as. As root: `user` (default nobody) and `group`
+ * (default the user's group; nogroup for nobody). Otherwise `user` / `group` may only name who we
+ * already are. *set says whether uv_spawn must switch (libuv then drops the supplementary
+ * groups with setgroups(0), and the worker has only its primary group). Returns 0 or -1 with a
+ * message in err. */
+static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set, char *err,
+                      size_t errlen)
+{
+    const char *user = g->user != NULL ? g->user : "nobody";
+    struct passwd *pw;
+    struct group *gr;
+
+    *set = 0;
+    if (geteuid() != 0) {
+        if (g->user != NULL && ((pw = getpwnam(g->user)) == NULL || pw->pw_uid != geteuid())) {
+            snprintf(err, errlen, "group %s: user %s needs wsgid to be started as root", g->name,
+                     g->user);
+            return -1;
+        }
+        if (g->group != NULL && ((gr = getgrnam(g->group)) == NULL || gr->gr_gid != getegid())) {
+            snprintf(err, errlen, "group %s: group %s needs wsgid to be started as root", g->name,
+                     g->group);
+            return -1;
+        }
+        return 0;
+    }
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "group %s: unknown user %s", g->name, user);
+        return -1;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (g->group != NULL || g->user == NULL) {
+        const char *name = g->group != NULL ? g->group : "nogroup";
+
+        gr = getgrnam(name);
+        if (gr == NULL && g->group != NULL) {
+            snprintf(err, errlen, "group %s: unknown group %s", g->name, name);
+            return -1;
+        }
+        if (gr != NULL)
+            *gid = gr->gr_gid;
+    }
+    *set = 1;
+    return 0;
+}
+
+static int check_privileges(const wd_config_t *conf, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    int set;
+    size_t i;
+
+    for (i = 0; i < conf->n_groups; i++)
+        if (privileges(&conf->groups[i], &uid, &gid, &set, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+static void warn_nobody(wd_group_t *g)
+{
+    if (geteuid() != 0 || g->conf->user != NULL || g->warned)
+        return;
+    g->warned = 1;
+    wd_log_warn("group %s: no `user:` set; running its workers as nobody — say `user: root` to "
+                "run the app as root",
+                g->name);
 }
 
 /* ---- names and environment of a worker ---------------------------------------------------- */
@@ -207,7 +415,7 @@ static int env_skip(const char *var)
 
 /* Our environment, without what concerns only the master, plus WSGID_WORKER and WSGID_CONFIG.
  * Returns a NULL-terminated array whose last two strings are malloc'd (see env_free). */
-static char **worker_env(wd_master_t *m, wd_slot_t *w)
+static char **worker_env(const char *group, int slot, int record, const char *path)
 {
     size_t n = 0, i, j = 0;
     char **env;
@@ -218,8 +426,8 @@ static char **worker_env(wd_master_t *m, wd_slot_t *w)
     for (i = 0; i < n; i++)
         if (!env_skip(environ[i]))
             env[j++] = environ[i];
-    if (asprintf(&env[j++], "WSGID_WORKER=%s %d", group_of(m, w)->name, w->slot) < 0 ||
-        asprintf(&env[j++], "WSGID_CONFIG=%s", m->conf->path) < 0)
+    if (asprintf(&env[j++], "WSGID_WORKER=%s %d %d", group, slot, record) < 0 ||
+        asprintf(&env[j++], "WSGID_CONFIG=%s", path) < 0)
         abort();
     env[j] = NULL;
     return env;
@@ -236,129 +444,442 @@ static void env_free(char **env)
     free(env);
 }
 
-/* ---- timers ------------------------------------------------------------------------------- */
+/* ---- the scoreboard ----------------------------------------------------------------------- */
 
-static void slot_timer_cb(uv_timer_t *timer);
-
-static void slot_timer(wd_slot_t *w, wd_slot_timer_t mode, double seconds)
+static int scoreboard_open(wd_master_t *m)
 {
-    w->timer_mode = mode;
-    uv_timer_start(&w->timer, slot_timer_cb, (uint64_t)(seconds * 1000.0), 0);
+    size_t size = WD_SCORE_MAX * sizeof(wd_score_t);
+    void *p;
+
+    m->score_fd = memfd_create("wsgid-scoreboard", MFD_CLOEXEC);
+    if (m->score_fd < 0 || ftruncate(m->score_fd, (off_t)size) < 0)
+        goto fail;
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->score_fd, 0);
+    if (p == MAP_FAILED)
+        goto fail;
+    m->score = p;
+    return 0;
+
+fail:
+    wd_log_error("cannot create the scoreboard (memfd): %s", strerror(errno));
+    return -1;
 }
 
-static void slot_timer_stop(wd_slot_t *w)
+static int record_take(wd_master_t *m)
 {
-    w->timer_mode = WD_TIMER_NONE;
-    uv_timer_stop(&w->timer);
-}
+    int i;
 
-/* ---- stopping ----------------------------------------------------------------------------- */
-
-static void finish(wd_master_t *m)
-{
-    size_t i;
-
-    if (m->finished)
-        return;
-    m->finished = 1;
-    wd_log_info("all workers stopped");
-    for (i = 0; i < m->n_signals; i++)
-        uv_close((uv_handle_t *)&m->signals[i], NULL);
-    for (i = 0; i < m->n_slots; i++)
-        uv_close((uv_handle_t *)&m->slots[i].timer, NULL);
-}
-
-/* Sends SIGTERM to every worker; each one still alive after its group's graceful-timeout +
- * shutdown-timeout gets SIGKILL. The loop ends once every handle is closed. */
-static void begin_stop(wd_master_t *m, int exit_code)
-{
-    const wd_group_conf_t *g;
-    size_t i;
-
-    if (m->stopping)
-        return;
-    m->stopping = 1;
-    m->exit_code = exit_code;
-    sd_notify_send("STOPPING=1");
-    for (i = 0; i < m->n_slots; i++) {
-        wd_slot_t *w = &m->slots[i];
-
-        g = group_of(m, w);
-        slot_timer_stop(w);
-        if (w->pid > 0) {
-            uv_process_kill(&w->proc->process, SIGTERM);
-            w->state = WD_SLOT_STOPPING;
-            slot_timer(w, WD_TIMER_KILL, g->graceful_timeout + g->shutdown_timeout);
-        } else {
-            w->state = WD_SLOT_STOPPED;
+    for (i = 0; i < WD_SCORE_MAX; i++) {
+        if (!m->used[i]) {
+            m->used[i] = 1;
+            memset(&m->score[i], 0, sizeof m->score[i]);
+            return i;
         }
     }
-    if (m->n_alive == 0)
-        finish(m);
+    return -1;
 }
 
-static void kill_all(wd_master_t *m)
+/* The counters of an exited worker go to its group's totals, then the record is free. */
+static void record_release(wd_master_t *m, wd_proc_t *p)
+{
+    wd_status_group_t *t = &p->g->totals;
+    const wd_score_t *sc;
+    int k;
+
+    if (p->record < 0)
+        return;
+    sc = &m->score[p->record];
+    t->past_requests += wd_score_get(&sc->requests);
+    for (k = 0; k < 6; k++)
+        t->past_status[k] += wd_score_get(&sc->status[k]);
+    for (k = 0; k <= WD_SCORE_BUCKETS; k++)
+        t->past_duration_bucket[k] += wd_score_get(&sc->duration_bucket[k]);
+    t->past_duration_sum_us += wd_score_get(&sc->duration_sum_us);
+    t->past_bytes_sent += wd_score_get(&sc->bytes_sent);
+    t->past_timeouts += wd_score_get(&sc->timeouts);
+    m->used[p->record] = 0;
+    p->record = -1;
+}
+
+/* ---- groups and slots --------------------------------------------------------------------- */
+
+static void slot_free_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static wd_slot_t *slot_new(wd_group_t *g, int n)
+{
+    wd_slot_t *s = xcalloc(1, sizeof *s);
+
+    s->g = g;
+    s->slot = n;
+    uv_timer_init(&g->m->loop, &s->timer);
+    s->timer.data = s;
+    return s;
+}
+
+static void slot_free(wd_slot_t *s)
+{
+    if (s->cur != NULL)
+        s->cur->s = NULL;
+    if (s->repl != NULL)
+        s->repl->s = NULL;
+    uv_close((uv_handle_t *)&s->timer, slot_free_cb);
+}
+
+static wd_group_t *group_ref(wd_group_t *g)
+{
+    g->refs++;
+    return g;
+}
+
+static void group_unref(wd_group_t *g)
+{
+    if (--g->refs > 0)
+        return;
+    listeners_release(g->ls, g->n_ls, NULL, 0);
+    free(g->slots);
+    gen_unref(g->gen);
+    free(g->name);
+    free(g);
+}
+
+static wd_group_t *find_group(wd_master_t *m, const char *name)
 {
     size_t i;
 
-    for (i = 0; i < m->n_slots; i++)
-        if (m->slots[i].pid > 0)
-            uv_process_kill(&m->slots[i].proc->process, SIGKILL);
+    for (i = 0; i < m->n_groups; i++)
+        if (strcmp(m->groups[i]->name, name) == 0)
+            return m->groups[i];
+    return NULL;
 }
 
-static void abort_start(wd_master_t *m, wd_slot_t *w, const char *why)
+static int same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
-    if (m->stopping)
+    if (a->is_unix != b->is_unix)
+        return 0;
+    if (a->is_unix)
+        return strcmp(a->path, b->path) == 0;
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* The listeners of conf: those of `reuse` with the same address are shared (same wd_listen_t,
+ * same fd), the others are bound. Returns a malloc'd array, or NULL after a
+ * bind error, having closed what it bound and taken nothing. */
+static wd_listen_t **listeners_open(const wd_group_conf_t *conf, wd_listen_t **reuse,
+                                    size_t n_reuse)
+{
+    wd_listen_t **ls = xcalloc(conf->n_listen, sizeof *ls);
+    int *from = xcalloc(conf->n_listen, sizeof *from);
+    const wd_listen_conf_t *lc;
+    size_t i, k;
+
+    for (i = 0; i < conf->n_listen; i++) {
+        lc = &conf->listen[i];
+        from[i] = -1;
+        for (k = 0; k < n_reuse; k++) {
+            if (reuse[k] != NULL && same_address(reuse[k]->conf, lc)) {
+                from[i] = (int)k;
+                break;
+            }
+        }
+        if (from[i] >= 0)
+            continue;
+        ls[i] = xcalloc(1, sizeof *ls[i]);
+        if (wd_listen_open(ls[i], conf, lc) < 0) {
+            free(ls[i]);
+            ls[i] = NULL;
+            goto fail;
+        }
+        wd_log_info("group %s: listening on %s%s", conf->name, lc->is_unix ? "unix:" : "",
+                    lc->is_unix ? lc->path : lc->spec);
+    }
+    for (i = 0; i < conf->n_listen; i++)
+        if (from[i] >= 0)
+            ls[i] = reuse[from[i]]; /* shared until the old array is released */
+    free(from);
+    return ls;
+
+fail:
+    for (i = 0; i < conf->n_listen; i++) {
+        if (ls[i] != NULL && from[i] < 0) {
+            wd_listen_close(ls[i]);
+            free(ls[i]);
+        }
+    }
+    free(from);
+    free(ls);
+    return NULL;
+}
+
+/* Closes the listeners of ls that are not in keep, and frees the array. */
+static void listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep)
+{
+    size_t i, k;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < n_keep; k++)
+            if (keep[k] == ls[i])
+                break;
+        if (k == n_keep) {
+            wd_listen_close(ls[i]);
+            free(ls[i]);
+        }
+    }
+    free(ls);
+}
+
+/* A group as configured, with its listeners (ls, or bound now) and its slots empty. */
+static wd_group_t *group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t *conf,
+                             wd_listen_t **ls)
+{
+    wd_group_t *g = xcalloc(1, sizeof *g);
+    int i;
+
+    g->ls = ls != NULL ? ls : listeners_open(conf, NULL, 0);
+    if (g->ls == NULL) {
+        free(g);
+        return NULL;
+    }
+    g->m = m;
+    g->name = xstrdup(conf->name);
+    g->gen = gen_ref(gen);
+    g->conf = conf;
+    g->n_ls = conf->n_listen;
+    g->refs = 1;
+    g->n_slots = conf->processes;
+    g->slots = xcalloc((size_t)g->n_slots, sizeof *g->slots);
+    for (i = 0; i < g->n_slots; i++)
+        g->slots[i] = slot_new(g, i + 1);
+    m->groups = realloc(m->groups, (m->n_groups + 1) * sizeof *m->groups);
+    if (m->groups == NULL)
+        abort();
+    m->groups[m->n_groups++] = g;
+    warn_nobody(g);
+    return g;
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+static void proc_close_cb(uv_handle_t *h)
+{
+    wd_proc_t *p = h->data;
+
+    if (--p->handles > 0)
         return;
-    wd_log_error("group %s: %s; stopping", group_of(m, w)->name, why);
-    begin_stop(m, 1);
+    gen_unref(p->gen);
+    group_unref(p->g);
+    free(p);
+}
+
+static void close_pipe(wd_proc_t *p)
+{
+    if (p->pipe_closed)
+        return;
+    p->pipe_closed = 1;
+    uv_close((uv_handle_t *)&p->pipe, proc_close_cb);
+}
+
+static void proc_say(wd_proc_t *p, const char *line)
+{
+    uv_os_fd_t fd;
+
+    /* A line of a few bytes on a socketpair with an empty buffer: it goes at once or the
+     * worker is gone (and its exit will be seen). */
+    if (!p->pipe_closed && uv_fileno((uv_handle_t *)&p->pipe, &fd) == 0)
+        if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            wd_log_debug("group %s worker %d (pid %d): cannot send %s", p->g->name, p->slot,
+                         p->pid, line);
+}
+
+static void proc_kill_cb(uv_timer_t *t)
+{
+    wd_proc_t *p = t->data;
+
+    if (p->pid <= 0)
+        return;
+    if (p->state == WD_PROC_STARTING) {
+        snprintf(p->failed, sizeof p->failed, "not ready after %g s (startup-timeout)",
+                 p->g->conf->startup_timeout);
+        wd_log_error("group %s worker %d (pid %d) %s; killing it", p->g->name, p->slot, p->pid,
+                     p->failed);
+    } else {
+        wd_log_warn("group %s worker %d (pid %d) still running %.0f s after it was told to stop; "
+                    "killing it",
+                    p->g->name, p->slot, p->pid,
+                    (double)(uv_now(&p->m->loop) - p->ready_at) / 1000.0);
+    }
+    uv_process_kill(&p->process, SIGKILL);
+}
+
+/* Tells a worker to stop accepting, finish its requests and exit; SIGKILL after its group's
+ * graceful-timeout + shutdown-timeout. It leaves its slot. */
+static void proc_drain(wd_proc_t *p, const char *why)
+{
+    const wd_group_conf_t *conf = p->g->conf;
+
+    if (p->s != NULL) {
+        if (p->s->cur == p)
+            p->s->cur = NULL;
+        if (p->s->repl == p)
+            p->s->repl = NULL;
+        p->s = NULL;
+    }
+    if (p->pid <= 0 || p->state == WD_PROC_DRAINING)
+        return;
+    wd_log_info("group %s worker %d (pid %d): stopping (%s)", p->g->name, p->slot, p->pid, why);
+    p->state = WD_PROC_DRAINING;
+    p->ready_at = uv_now(&p->m->loop);
+    proc_say(p, "stop\n");
+    uv_process_kill(&p->process, SIGTERM);
+    uv_timer_start(&p->timer, proc_kill_cb,
+                   (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) + 1000,
+                   0);
 }
 
 /* ---- messages from a worker --------------------------------------------------------------- */
 
-static void worker_ready(wd_master_t *m, wd_slot_t *w, int pid)
+static void start_progress(wd_master_t *m)
 {
-    const wd_group_conf_t *g = group_of(m, w);
+    char msg[128];
 
-    if (w->state != WD_SLOT_STARTING)
+    if (!m->starting || ++m->n_first_ready < m->n_first)
         return;
-    slot_timer_stop(w);
-    w->state = WD_SLOT_READY;
-    w->ready_at = uv_now(&m->loop);
-    wd_log_info("group %s worker %d (pid %d) ready", g->name, w->slot, pid);
-    if (!w->ever_ready) {
-        w->ever_ready = 1;
-        if (m->starting && ++m->n_first_ready == m->n_slots) {
-            m->starting = 0;
-            wd_log_info("all workers ready (%zu groups, %zu processes)", m->conf->n_groups,
-                        m->n_slots);
-            sd_notify_send("READY=1");
-        }
+    m->starting = 0;
+    wd_log_info("all workers ready (%zu groups, %zu processes)", m->n_groups, m->n_first);
+    snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving %zu groups, %zu workers", m->n_groups,
+             m->n_first);
+    sd_notify_send(msg);
+}
+
+static void abort_start(wd_master_t *m, wd_group_t *g, const char *why);
+
+/* A replacement that became ready takes the slot; the worker it replaces drains. */
+static void repl_ready(wd_slot_t *s, wd_proc_t *p)
+{
+    wd_proc_t *old = s->cur;
+    wd_repl_cb cb = s->repl_cb;
+    void *ctx = s->repl_ctx;
+    int old_pid = old != NULL ? old->pid : 0;
+
+    s->repl = NULL;
+    s->repl_cb = NULL;
+    s->repl_ctx = NULL;
+    s->cur = p;
+    if (old != NULL) {
+        old->s = NULL;
+        proc_drain(old, "replaced");
+    }
+    if (cb != NULL)
+        cb(s, ctx, 1, NULL, old_pid, p->pid);
+}
+
+static void repl_failed(wd_slot_t *s, wd_proc_t *p, const char *why)
+{
+    wd_repl_cb cb = s->repl_cb;
+    void *ctx = s->repl_ctx;
+
+    s->repl = NULL;
+    s->repl_cb = NULL;
+    s->repl_ctx = NULL;
+    p->s = NULL;
+    snprintf(s->last_error, sizeof s->last_error, "%s", why);
+    if (cb != NULL)
+        cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, p->pid);
+}
+
+static void proc_ready(wd_master_t *m, wd_proc_t *p)
+{
+    wd_slot_t *s = p->s;
+
+    if (p->state != WD_PROC_STARTING)
+        return;
+    uv_timer_stop(&p->timer);
+    p->state = WD_PROC_READY;
+    p->ready_at = uv_now(&m->loop);
+    wd_log_info("group %s worker %d (pid %d) ready", p->g->name, p->slot, p->pid);
+    if (s == NULL) {
+        proc_drain(p, "no longer needed");
+        return;
+    }
+    s->last_error[0] = '\0';
+    if (s->repl == p) {
+        repl_ready(s, p);
+    } else if (!s->ever_ready) {
+        s->ever_ready = 1;
+        start_progress(m);
+    }
+    s->ever_ready = 1;
+}
+
+static void recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
+                         int new_pid)
+{
+    char *reason = ctx;
+
+    if (ok) {
+        wd_log_info("group %s worker %d (pid %d) recycled: %s; its replacement is pid %d",
+                    s->g->name, s->slot, old_pid, reason, new_pid);
+    } else {
+        wd_log_error("group %s worker %d (pid %d): its replacement failed (%s); it keeps serving",
+                     s->g->name, s->slot, old_pid, err);
+        if (s->cur != NULL)
+            s->cur->recycling = 0;
+        s->recycle_retry_at = uv_now(&s->g->m->loop) + 30000;
+    }
+    free(reason);
+}
+
+/* Starts a replacement for the slot of p; once it is ready p drains (the rolling-restart path). */
+static void proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
+{
+    wd_slot_t *s = p->s;
+    wd_group_t *g = p->g;
+
+    if (s == NULL || s->cur != p || p->state != WD_PROC_READY || m->stopping || g->stopped ||
+        g->removed || p->recycling)
+        return;
+    if (s->repl != NULL || uv_now(&m->loop) < s->recycle_retry_at)
+        return;
+    p->recycling = 1;
+    wd_log_info("group %s worker %d (pid %d) asks to be recycled: %s", g->name, s->slot, p->pid,
+                reason);
+    s->repl_cb = recycle_done;
+    s->repl_ctx = xstrdup(reason);
+    s->repl = spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
+    if (s->repl == NULL) {
+        free(s->repl_ctx);
+        s->repl_cb = NULL;
+        s->repl_ctx = NULL;
+        p->recycling = 0;
+        s->recycle_retry_at = uv_now(&m->loop) + 30000;
     }
 }
 
 static void on_line(wd_proc_t *p, char *line)
 {
-    wd_slot_t *w = p->w;
-    wd_master_t *m;
-    const wd_group_conf_t *g;
+    wd_master_t *m = p->m;
 
-    if (w == NULL)
+    if (p->pid <= 0 && p->state != WD_PROC_STARTING && p->state != WD_PROC_READY)
         return;
-    m = master_of(w);
-    g = group_of(m, w);
     if (strcmp(line, "ready") == 0) {
         if (!m->stopping)
-            worker_ready(m, w, p->pid);
+            proc_ready(m, p);
     } else if (strncmp(line, "failed", 6) == 0 && (line[6] == ' ' || line[6] == '\0')) {
         const char *msg = line[6] ? line + 7 : "failed";
 
-        snprintf(w->last_error, sizeof w->last_error, "%s", msg);
-        wd_log_error("group %s worker %d (pid %d): %s", g->name, w->slot, p->pid, msg);
-        if (m->starting && !w->ever_ready)
-            abort_start(m, w, "the application could not be loaded (see the Python error above)");
+        snprintf(p->failed, sizeof p->failed, "%s", msg);
+        wd_log_error("group %s worker %d (pid %d): %s", p->g->name, p->slot, p->pid, msg);
+        if (p->s != NULL)
+            snprintf(p->s->last_error, sizeof p->s->last_error, "%s", msg);
+        if (m->starting && p->s != NULL && !p->s->ever_ready)
+            abort_start(m, p->g,
+                        "the application could not be loaded (see the Python error above)");
+    } else if (strncmp(line, "recycle", 7) == 0 && (line[7] == ' ' || line[7] == '\0')) {
+        proc_recycle(m, p, line[7] ? line + 8 : "asked by the worker");
     } else {
-        wd_log_warn("group %s worker %d (pid %d): unexpected message \"%s\"", g->name, w->slot,
+        wd_log_warn("group %s worker %d (pid %d): unexpected message \"%s\"", p->g->name, p->slot,
                     p->pid, line);
     }
 }
@@ -388,22 +909,6 @@ static void take_lines(wd_proc_t *p, int eof)
     }
 }
 
-static void proc_close_cb(uv_handle_t *h)
-{
-    wd_proc_t *p = h->data;
-
-    if (--p->handles == 0)
-        free(p);
-}
-
-static void close_pipe(wd_proc_t *p)
-{
-    if (p->pipe_closed)
-        return;
-    p->pipe_closed = 1;
-    uv_close((uv_handle_t *)&p->pipe, proc_close_cb);
-}
-
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     wd_proc_t *p = h->data;
@@ -412,9 +917,9 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = sizeof p->line - p->line_len;
 }
 
-static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
-    wd_proc_t *p = s->data;
+    wd_proc_t *p = st->data;
 
     if (n > 0) {
         p->line_len += (size_t)n;
@@ -443,165 +948,247 @@ static void drain_pipe(wd_proc_t *p)
     take_lines(p, 1);
 }
 
+/* ---- stopping ----------------------------------------------------------------------------- */
+
+static void finish(wd_master_t *m)
+{
+    size_t i;
+    int k;
+
+    if (m->finished)
+        return;
+    m->finished = 1;
+    wd_log_info("all workers stopped");
+    for (i = 0; i < m->n_signals; i++)
+        uv_close((uv_handle_t *)&m->signals[i], NULL);
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    if (m->stop_req != NULL) {
+        wd_control_reply(m->stop_req, json_pack("{s:b}", "ok", 1));
+        m->stop_req = NULL;
+    }
+    wd_control_close(m->control);
+    m->control = NULL;
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+
+        for (k = 0; k < g->n_slots; k++)
+            slot_free(g->slots[k]);
+        g->n_slots = 0;
+        g->removed = 1;
+        group_unref(g);
+    }
+    m->n_groups = 0;
+}
+
+/* Every worker drains; each one still alive after its group's graceful-timeout +
+ * shutdown-timeout gets SIGKILL. The loop ends once every handle is closed. */
+static void begin_stop(wd_master_t *m, int exit_code)
+{
+    wd_proc_t *p;
+    size_t i;
+    int k;
+
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    m->exit_code = exit_code;
+    sd_notify_send("STOPPING=1\nSTATUS=stopping");
+    for (i = 0; i < m->n_groups; i++)
+        for (k = 0; k < m->groups[i]->n_slots; k++)
+            uv_timer_stop(&m->groups[i]->slots[k]->timer);
+    for (p = m->procs; p != NULL; p = p->next) {
+        if (p->state != WD_PROC_DRAINING)
+            proc_drain(p, "wsgid is stopping");
+    }
+    if (m->n_alive == 0)
+        finish(m);
+}
+
+static void kill_all(wd_master_t *m)
+{
+    wd_proc_t *p;
+
+    for (p = m->procs; p != NULL; p = p->next)
+        if (p->pid > 0)
+            uv_process_kill(&p->process, SIGKILL);
+}
+
+static void abort_start(wd_master_t *m, wd_group_t *g, const char *why)
+{
+    if (m->stopping)
+        return;
+    wd_log_error("group %s: %s; stopping", g->name, why);
+    begin_stop(m, 1);
+}
+
 /* ---- exits and respawns ------------------------------------------------------------------- */
 
-static void log_exit(wd_master_t *m, wd_slot_t *w, int pid, int64_t status, int sig)
+static void describe_exit(char *buf, size_t len, int64_t status, int sig)
 {
-    const wd_group_conf_t *g = group_of(m, w);
-    wd_log_level_t level = m->stopping ? WD_LOG_INFO : WD_LOG_ERROR;
+    if (sig != 0)
+        snprintf(buf, len, "killed by signal %d (%s)", sig, signame(sig));
+    else
+        snprintf(buf, len, "exited with status %d", (int)status);
+}
 
-    if (sig != 0) {
-        wd_log(level, "group %s worker %d (pid %d) killed by signal %d (%s)", g->name, w->slot, pid,
-               sig, signame(sig));
-        if (!m->stopping)
-            snprintf(w->last_error, sizeof w->last_error, "killed by signal %d (%s)", sig,
-                     signame(sig));
-    } else {
-        if (status == 0 && !m->stopping)
-            level = WD_LOG_WARN;
-        wd_log(level, "group %s worker %d (pid %d) exited with status %d", g->name, w->slot, pid,
-               (int)status);
-        if (status != 0 && !m->stopping && w->last_error[0] == '\0')
-            snprintf(w->last_error, sizeof w->last_error, "exited with status %d", (int)status);
+static void log_exit(wd_master_t *m, wd_proc_t *p, const char *how, int64_t status, int sig)
+{
+    wd_log_level_t level = WD_LOG_ERROR;
+
+    if (m->stopping || p->state == WD_PROC_DRAINING)
+        level = sig == 0 && status == 0 ? WD_LOG_INFO : WD_LOG_WARN;
+    else if (sig == 0 && status == 0)
+        level = WD_LOG_WARN;
+    wd_log(level, "group %s worker %d (pid %d) %s", p->g->name, p->slot, p->pid, how);
+}
+
+static void backoff_cb(uv_timer_t *t)
+{
+    wd_slot_t *s = t->data;
+
+    s->backing_off = 0;
+    slot_respawn(s);
+}
+
+static void respawn_later(wd_slot_t *s, unsigned delay)
+{
+    s->backing_off = 1;
+    wd_log_info("group %s worker %d: respawning in %u s", s->g->name, s->slot, delay);
+    uv_timer_start(&s->timer, backoff_cb, (uint64_t)delay * 1000, 0);
+}
+
+static int group_active(wd_group_t *g)
+{
+    return !g->m->stopping && !g->stopped && !g->removed;
+}
+
+/* Fills an empty slot again (after a crash, or a backoff). */
+static void slot_respawn(wd_slot_t *s)
+{
+    wd_group_t *g = s->g;
+
+    if (!group_active(g) || s->cur != NULL || s->repl != NULL || s->backing_off)
+        return;
+    s->cur = spawn(g->m, s, g->gen, g->conf, g->ls, g->n_ls);
+    if (s->cur == NULL) {
+        s->backoff = s->backoff ? s->backoff : 1;
+        respawn_later(s, s->backoff);
     }
 }
 
-static void respawn_later(wd_master_t *m, wd_slot_t *w, unsigned delay)
-{
-    w->state = WD_SLOT_BACKOFF;
-    wd_log_info("group %s worker %d: respawning in %u s", group_of(m, w)->name, w->slot, delay);
-    slot_timer(w, WD_TIMER_BACKOFF, delay);
-}
-
-static void slot_exited(wd_master_t *m, wd_slot_t *w, int64_t status, int sig)
+static void slot_crashed(wd_master_t *m, wd_slot_t *s, wd_proc_t *p, int was_ready)
 {
     uint64_t now = uv_now(&m->loop);
-    int was_ready = w->state == WD_SLOT_READY;
-    int quick;
 
-    slot_timer_stop(w);
-    if (m->stopping) {
-        w->state = WD_SLOT_STOPPED;
-        if (m->n_alive == 0)
-            finish(m);
-        return;
-    }
-    if (m->starting && !w->ever_ready) {
-        if (sig == 0 && status == WD_WORKER_EXIT_APP)
-            abort_start(m, w, "the application could not be loaded (see the Python error above)");
-        else if (sig == 0 && status == WD_WORKER_EXIT_CONFIG)
-            abort_start(m, w, "the worker could not read its configuration");
-        else
-            abort_start(m, w, "a worker exited before it was ready");
-        w->state = WD_SLOT_STOPPED;
-        if (m->n_alive == 0)
-            finish(m);
-        return;
-    }
-
-    if (was_ready && now - w->ready_at >= WD_MASTER_STABLE_MS)
-        w->backoff = 0;
-    quick = !was_ready || now - w->started_at < WD_MASTER_QUICK_DEATH_MS;
-    w->restarts++;
-    if (quick) {
-        w->backoff = w->backoff == 0 ? 1 : w->backoff * 2;
-        if (w->backoff > WD_MASTER_BACKOFF_MAX)
-            w->backoff = WD_MASTER_BACKOFF_MAX;
-        respawn_later(m, w, w->backoff);
-    } else if (spawn(m, w) < 0) {
-        respawn_later(m, w, w->backoff ? w->backoff : 1);
+    if (was_ready && now - p->ready_at >= WD_MASTER_STABLE_MS)
+        s->backoff = 0;
+    s->restarts++;
+    if (!was_ready || now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
+        s->backoff = s->backoff == 0 ? 1 : s->backoff * 2;
+        if (s->backoff > WD_MASTER_BACKOFF_MAX)
+            s->backoff = WD_MASTER_BACKOFF_MAX;
+        respawn_later(s, s->backoff);
+    } else {
+        slot_respawn(s);
     }
 }
 
 static void exit_cb(uv_process_t *process, int64_t status, int sig)
 {
     wd_proc_t *p = process->data;
-    wd_slot_t *w = p->w;
-    wd_master_t *m = master_of(w);
+    wd_master_t *m = p->m;
+    wd_slot_t *s;
+    char how[128];
+    int was_ready;
 
-    /* Nobody may signal this pid any more: it has been reaped and could be reused. */
-    w->pid = 0;
     drain_pipe(p);
     close_pipe(p);
+    s = p->s;
+    was_ready = p->state == WD_PROC_READY;
+    describe_exit(how, sizeof how, status, sig);
+    log_exit(m, p, how, status, sig);
+    /* Nobody may signal this pid any more: it has been reaped and could be reused. */
+    p->pid = 0;
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, proc_close_cb);
     uv_close((uv_handle_t *)process, proc_close_cb);
-    p->w = NULL;
-    w->proc = NULL;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        m->procs = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
     m->n_alive--;
-    log_exit(m, w, p->pid, status, sig);
-    slot_exited(m, w, status, sig);
-}
+    record_release(m, p);
+    p->s = NULL;
 
-static void slot_timer_cb(uv_timer_t *timer)
-{
-    wd_slot_t *w = timer->data;
-    wd_master_t *m = master_of(w);
-    const wd_group_conf_t *g = group_of(m, w);
-    wd_slot_timer_t mode = w->timer_mode;
-
-    w->timer_mode = WD_TIMER_NONE;
-    switch (mode) {
-    case WD_TIMER_STARTUP:
-        if (w->pid <= 0 || w->state != WD_SLOT_STARTING)
-            break;
-        if (m->starting && !w->ever_ready) {
-            wd_log_error("group %s worker %d (pid %d) not ready after %g s (startup-timeout)",
-                         g->name, w->slot, w->pid, g->startup_timeout);
-            abort_start(m, w, "the application could not be loaded in time");
-            break;
+    if (s != NULL && s->repl == p) {
+        repl_failed(s, p, p->failed[0] ? p->failed : how);
+        if (s->cur == NULL && !s->backing_off && group_active(s->g))
+            slot_crashed(m, s, p, 0);
+    } else if (s != NULL && s->cur == p) {
+        s->cur = NULL;
+        if (!p->failed[0])
+            snprintf(s->last_error, sizeof s->last_error, "%s", how);
+        if (m->starting && !s->ever_ready) {
+            if (sig == 0 && status == WD_WORKER_EXIT_APP)
+                abort_start(m, s->g,
+                            "the application could not be loaded (see the Python error above)");
+            else if (p->failed[0] && strstr(p->failed, "startup-timeout") != NULL)
+                abort_start(m, s->g, "the application could not be loaded in time");
+            else
+                abort_start(m, s->g, "a worker exited before it was ready");
+        } else if (group_active(s->g) && s->repl == NULL) {
+            slot_crashed(m, s, p, was_ready);
         }
-        snprintf(w->last_error, sizeof w->last_error, "not ready after %g s (startup-timeout)",
-                 g->startup_timeout);
-        wd_log_error("group %s worker %d (pid %d) %s; killing it", g->name, w->slot, w->pid,
-                     w->last_error);
-        uv_process_kill(&w->proc->process, SIGKILL);
-        break;
-    case WD_TIMER_BACKOFF:
-        if (!m->stopping && w->state == WD_SLOT_BACKOFF && spawn(m, w) < 0) {
-            w->backoff = w->backoff ? w->backoff : 1;
-            respawn_later(m, w, w->backoff);
-        }
-        break;
-    case WD_TIMER_KILL:
-        if (w->pid > 0) {
-            wd_log_warn("group %s worker %d (pid %d) still running after %g s; killing it", g->name,
-                        w->slot, w->pid, g->graceful_timeout + g->shutdown_timeout);
-            uv_process_kill(&w->proc->process, SIGKILL);
-        }
-        break;
-    case WD_TIMER_NONE:
-        break;
     }
+    if (m->stopping && m->n_alive == 0)
+        finish(m);
 }
 
 /* ---- spawning ----------------------------------------------------------------------------- */
 
 /* Each worker gets its own read-only open file description of the memfd, so that its reads
  * neither move a sibling's offset nor can change the text. */
-static int open_config_fd(wd_master_t *m)
+static int open_fd_again(int fd)
 {
     char path[64];
-    int fd;
+    int nfd;
 
-    snprintf(path, sizeof path, "/proc/self/fd/%d", m->config_fd);
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    return fd < 0 ? -errno : fd;
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    nfd = open(path, O_RDONLY | O_CLOEXEC);
+    return nfd < 0 ? -errno : nfd;
 }
 
-static int spawn(wd_master_t *m, wd_slot_t *w)
+static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
+                        const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls)
 {
-    const wd_group_conf_t *g = group_of(m, w);
-    size_t n_stdio = WD_WORKER_FD_LISTEN + g->n_listen, i;
+    wd_group_t *g = s->g;
+    size_t n_stdio = WD_WORKER_FD_LISTEN + n_ls, i;
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
-    char **env = NULL, *name = NULL, *args[2];
-    int sv[2] = {-1, -1}, cfd = -1, rc;
+    char **env = NULL, *name = NULL, *args[2], err[256];
+    int sv[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
     wd_proc_t *p = NULL;
 
+    err[0] = '\0';
+    if (privileges(conf, &uid, &gid, &set, err, sizeof err) < 0) {
+        rc = -EPERM;
+        goto fail;
+    }
+    record = record_take(m);
+    if (record < 0) {
+        snprintf(err, sizeof err, "no free scoreboard record (%d workers)", WD_SCORE_MAX);
+        rc = -ENOSPC;
+        goto fail;
+    }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = -errno;
         goto fail;
     }
-    cfd = rc = open_config_fd(m);
+    cfd = rc = open_fd_again(gen->fd);
     if (rc < 0)
         goto fail;
     stdio = xcalloc(n_stdio, sizeof *stdio);
@@ -611,11 +1198,12 @@ static int spawn(wd_master_t *m, wd_slot_t *w)
         stdio[i].data.fd = (int)i;
     stdio[WD_WORKER_FD_MASTER].data.fd = sv[1];
     stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
-    for (i = 0; i < g->n_listen; i++)
-        stdio[WD_WORKER_FD_LISTEN + i].data.fd = m->listeners[m->first_listener[w->group] + i].fd;
+    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
+    for (i = 0; i < n_ls; i++)
+        stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
 
-    name = display_name(g, w->slot);
-    env = worker_env(m, w);
+    name = display_name(conf, s->slot);
+    env = worker_env(g->name, s->slot, record, gen->conf->path);
     args[0] = name;
     args[1] = NULL;
     memset(&opt, 0, sizeof opt);
@@ -625,52 +1213,80 @@ static int spawn(wd_master_t *m, wd_slot_t *w)
     opt.env = env;
     opt.stdio_count = (int)n_stdio;
     opt.stdio = stdio;
+    if (set) {
+        opt.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+        opt.uid = uid;
+        opt.gid = gid;
+    }
 
     p = xcalloc(1, sizeof *p);
     p->process.data = p;
     p->pipe.data = p;
+    p->timer.data = p;
     p->handles = 1;
     rc = uv_spawn(&m->loop, &p->process, &opt);
     if (rc < 0) {
         /* libuv wants the handle closed even when the spawn failed. */
         p->pipe_closed = 1;
+        p->m = m;
+        p->g = group_ref(g);
+        p->gen = gen_ref(gen);
         uv_close((uv_handle_t *)&p->process, proc_close_cb);
         p = NULL;
         goto fail;
     }
-    p->w = w;
+    p->m = m;
+    p->g = group_ref(g);
+    p->gen = gen_ref(gen);
+    p->s = s;
+    p->slot = s->slot;
     p->pid = p->process.pid;
+    p->record = record;
+    record = -1;
+    p->state = WD_PROC_STARTING;
+    p->started_at = uv_now(&m->loop);
+    if (conf->restart_interval > 0) {
+        double first = s->restarts == 0 && !s->ever_ready
+                           ? conf->restart_interval * (s->slot - 1) / conf->processes
+                           : 0;
+
+        p->recycle_at = p->started_at + (uint64_t)((conf->restart_interval + first) * 1000.0);
+    }
+    wd_score_set(&m->score[p->record].pid, (uint64_t)p->pid);
+    wd_score_set(&m->score[p->record].started_unix, (uint64_t)time(NULL));
+    p->next = m->procs;
+    if (m->procs != NULL)
+        m->procs->prev = p;
+    m->procs = p;
+    m->n_alive++;
     close(sv[1]);
     sv[1] = -1;
+    uv_timer_init(&m->loop, &p->timer);
     uv_pipe_init(&m->loop, &p->pipe, 0);
-    p->handles++;
+    p->handles += 2;
     if (uv_pipe_open(&p->pipe, sv[0]) < 0 ||
         uv_read_start((uv_stream_t *)&p->pipe, alloc_cb, read_cb) < 0) {
         wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master", g->name,
-                     w->slot, p->pid);
+                     s->slot, p->pid);
         close_pipe(p);
     } else {
         sv[0] = -1;
     }
-
-    w->proc = p;
-    w->pid = p->pid;
-    w->state = WD_SLOT_STARTING;
-    w->started_at = uv_now(&m->loop);
-    w->last_error[0] = '\0';
-    m->n_alive++;
-    wd_log(w->restarts > 0 ? WD_LOG_INFO : WD_LOG_DEBUG, "group %s worker %d started (pid %d)",
-           g->name, w->slot, w->pid);
-    if (g->startup_timeout > 0)
-        slot_timer(w, WD_TIMER_STARTUP, g->startup_timeout);
+    wd_log(s->restarts > 0 || s->ever_ready ? WD_LOG_INFO : WD_LOG_DEBUG,
+           "group %s worker %d started (pid %d)", g->name, s->slot, p->pid);
+    if (conf->startup_timeout > 0)
+        uv_timer_start(&p->timer, proc_kill_cb, (uint64_t)(conf->startup_timeout * 1000.0), 0);
     rc = 0;
 
 fail:
     if (rc < 0) {
-        snprintf(w->last_error, sizeof w->last_error, "cannot start %.160s: %s", m->exe,
-                 strerror(-rc));
-        wd_log_error("group %s worker %d: %s", g->name, w->slot, w->last_error);
+        if (err[0] == '\0')
+            snprintf(err, sizeof err, "cannot start %.160s: %s", m->exe, strerror(-rc));
+        snprintf(s->last_error, sizeof s->last_error, "%s", err);
+        wd_log_error("group %s worker %d: %s", g->name, s->slot, err);
     }
+    if (record >= 0)
+        m->used[record] = 0;
     if (sv[0] >= 0)
         close(sv[0]);
     if (sv[1] >= 0)
@@ -681,7 +1297,731 @@ fail:
     free(name);
     if (env != NULL)
         env_free(env);
+    return rc < 0 ? NULL : p;
+}
+
+/* ---- rolling operations ------------------------------------------------------------------- */
+
+static wd_batch_t *batch_new(wd_master_t *m, wd_control_req_t *req, const char *what)
+{
+    wd_batch_t *b = xcalloc(1, sizeof *b);
+
+    b->req = req;
+    b->reply = json_object();
+    b->replaced = json_array();
+    b->errors = json_array();
+    b->t0 = uv_now(&m->loop);
+    b->what = what;
+    b->pending = 1; /* until batch_done_one() after the operations are started */
+    return b;
+}
+
+static void batch_done_one(wd_master_t *m, wd_batch_t *b)
+{
+    json_t *r = b->reply;
+    size_t n_err = json_array_size(b->errors);
+    char *msg = NULL;
+    size_t i;
+
+    if (--b->pending > 0)
+        return;
+    json_object_set_new(r, "ok", json_boolean(n_err == 0));
+    json_object_set(r, "replaced", b->replaced);
+    json_object_set_new(r, "elapsed", json_real((double)(uv_now(&m->loop) - b->t0) / 1000.0));
+    if (n_err > 0) {
+        size_t size = 0;
+        FILE *f = open_memstream(&msg, &size);
+
+        for (i = 0; i < n_err; i++)
+            fprintf(f, "%s%s", i ? "\n" : "", json_string_value(json_array_get(b->errors, i)));
+        fclose(f);
+        json_object_set_new(r, "error", json_string(msg));
+        wd_log_error("%s failed: %s", b->what, msg);
+        free(msg);
+    } else {
+        wd_log_info("%s done: %zu workers replaced in %.2f s", b->what,
+                    json_array_size(b->replaced), (double)(uv_now(&m->loop) - b->t0) / 1000.0);
+    }
+    if (b->req != NULL)
+        wd_control_reply(b->req, r);
+    else
+        json_decref(r);
+    json_decref(b->replaced);
+    json_decref(b->errors);
+    free(b);
+}
+
+static void op_step(wd_op_t *op);
+
+/* The group takes its target config and listeners; slots beyond the new `processes` drain. */
+static void op_commit(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+    int n = op->conf->processes, k;
+
+    if (op->gen != g->gen) {
+        gen_unref(g->gen);
+        g->gen = gen_ref(op->gen);
+        g->conf = op->conf;
+    }
+    if (op->ls != g->ls) {
+        size_t i;
+
+        for (i = 0; i < op->n_ls; i++) {
+            op->ls[i]->group = op->conf;
+            op->ls[i]->conf = &op->conf->listen[i];
+        }
+        listeners_release(g->ls, g->n_ls, op->ls, op->n_ls);
+        g->ls = op->ls;
+        g->n_ls = op->n_ls;
+        op->ls = NULL;
+    }
+    for (k = n; k < g->n_slots; k++) {
+        if (g->slots[k]->cur != NULL)
+            proc_drain(g->slots[k]->cur, "no longer configured");
+        if (g->slots[k]->repl != NULL)
+            proc_drain(g->slots[k]->repl, "no longer configured");
+        slot_free(g->slots[k]);
+    }
+    if (n < g->n_slots)
+        g->n_slots = n;
+}
+
+static void op_finish(wd_op_t *op, const char *err)
+{
+    wd_master_t *m = op->g->m;
+    wd_group_t *g = op->g;
+
+    if (err != NULL) {
+        char *msg = NULL;
+
+        if (asprintf(&msg, "group %s: %s", g->name, err) < 0)
+            abort();
+        json_array_append_new(op->batch->errors, json_string(msg));
+        free(msg);
+    } else {
+        op_commit(op);
+    }
+    g->op = NULL;
+    batch_done_one(m, op->batch);
+    gen_unref(op->gen);
+    if (op->ls != NULL && op->ls != g->ls)
+        listeners_release(op->ls, op->n_ls, g->ls, g->n_ls);
+    group_unref(g);
+    free(op);
+}
+
+static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
+                         int new_pid)
+{
+    wd_op_t *op = ctx;
+    char *msg = NULL;
+
+    if (!ok) {
+        if (asprintf(&msg,
+                     "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
+                     "serving (see the error log for the traceback)",
+                     s->slot, new_pid, err) < 0)
+            abort();
+        op_finish(op, msg);
+        free(msg);
+        return;
+    }
+    if (old_pid > 0)
+        wd_log_info("group %s worker %d: pid %d replaced by pid %d", s->g->name, s->slot, old_pid,
+                    new_pid);
+    json_array_append_new(op->batch->replaced,
+                          json_pack("{s:s,s:i,s:i,s:i}", "group", s->g->name, "slot", s->slot,
+                                    "old_pid", old_pid, "new_pid", new_pid));
+    op->next++;
+    op_step(op);
+}
+
+/* Replaces (or fills) the next slot with a worker of the target config. */
+static void op_step(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+    wd_master_t *m = g->m;
+    wd_slot_t *s;
+
+    if (m->stopping) {
+        op_finish(op, "wsgid is stopping");
+        return;
+    }
+    if (op->next >= op->conf->processes) {
+        op_finish(op, NULL);
+        return;
+    }
+    if (op->next >= g->n_slots) {
+        g->slots = realloc(g->slots, (size_t)(op->next + 1) * sizeof *g->slots);
+        if (g->slots == NULL)
+            abort();
+        g->slots[op->next] = slot_new(g, op->next + 1);
+        g->n_slots = op->next + 1;
+    }
+    s = g->slots[op->next];
+    if (s->repl != NULL) {
+        /* A recycling replacement is on its way: this one replaces it. */
+        if (s->repl_cb == recycle_done)
+            free(s->repl_ctx);
+        s->repl_cb = NULL;
+        proc_drain(s->repl, "superseded");
+    }
+    uv_timer_stop(&s->timer);
+    s->backing_off = 0;
+    s->repl_cb = op_slot_done;
+    s->repl_ctx = op;
+    s->repl = spawn(m, s, op->gen, op->conf, op->ls, op->n_ls);
+    if (s->repl == NULL) {
+        s->repl_cb = NULL;
+        s->repl_ctx = NULL;
+        op_finish(op, s->last_error);
+    }
+}
+
+static wd_op_t *op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t *gen,
+                       const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls)
+{
+    wd_op_t *op = xcalloc(1, sizeof *op);
+
+    op->g = group_ref(g);
+    op->batch = b;
+    op->kind = kind;
+    op->gen = gen_ref(gen);
+    op->conf = conf;
+    op->ls = ls;
+    op->n_ls = n_ls;
+    g->op = op;
+    b->pending++;
+    return op;
+}
+
+/* ---- reload ------------------------------------------------------------------------------- */
+
+/* Everything a worker of the group reads from the config, as one string: two groups whose
+ * strings are equal run the same way (the log settings are in it: workers log themselves). */
+static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
+{
+    char *out = NULL;
+    size_t size = 0, i;
+    FILE *f = open_memstream(&out, &size);
+
+#define S(x) ((x) != NULL ? (x) : "\\0")
+    fprintf(f, "log %d %s %s\n", (int)c->log_level, S(c->log_file), S(c->access_log));
+    fprintf(f, "app %s %d %s %d %d %d %s %d\n", S(g->app), g->app_is_script, S(g->callable),
+            g->processes, g->processes_set, g->threads, S(g->display_name), (int)g->protocol);
+    for (i = 0; i < g->n_listen; i++)
+        fprintf(f, "listen %s\n", g->listen[i].spec);
+    fprintf(f, "socket %o %s %s\n", g->socket_mode, S(g->socket_user), S(g->socket_group));
+    for (i = 0; i < g->n_python_path; i++)
+        fprintf(f, "python-path %s\n", g->python_path[i]);
+    fprintf(f, "home %s chdir %s user %s group %s\n", S(g->python_home), S(g->chdir), S(g->user),
+            S(g->group));
+    for (i = 0; i < g->n_env; i++)
+        fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
+    fprintf(f, "%llu %llu %a %a %llu %a %a %a %a %a\n", (unsigned long long)g->maximum_requests,
+            (unsigned long long)g->maximum_requests_jitter, g->restart_interval,
+            g->inactivity_timeout, (unsigned long long)g->memory_limit, g->request_timeout,
+            g->queue_timeout, g->startup_timeout, g->graceful_timeout, g->shutdown_timeout);
+    fprintf(f, "%llu %llu %llu %llu %llu\n", (unsigned long long)g->limit_request_body,
+            (unsigned long long)g->header_buffer_size, (unsigned long long)g->body_buffer_size,
+            (unsigned long long)g->response_buffer_size,
+            (unsigned long long)g->response_spill_limit);
+    for (i = 0; i < g->n_mounts; i++)
+        fprintf(f, "mount %s %s %d %s\n", g->mounts[i].prefix, g->mounts[i].app,
+                g->mounts[i].app_is_script, S(g->mounts[i].callable));
+#undef S
+    fclose(f);
+    return out;
+}
+
+static int group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const wd_config_t *b,
+                         const wd_group_conf_t *gb)
+{
+    char *x = group_canon(a, ga), *y = group_canon(b, gb);
+    int rc = strcmp(x, y) != 0;
+
+    free(x);
+    free(y);
     return rc;
+}
+
+/* A removed group: its workers drain, its listeners close (socket files removed). */
+static void group_remove(wd_master_t *m, wd_group_t *g)
+{
+    int k;
+
+    g->removed = 1;
+    for (k = 0; k < g->n_slots; k++) {
+        uv_timer_stop(&g->slots[k]->timer);
+        if (g->slots[k]->cur != NULL)
+            proc_drain(g->slots[k]->cur, "group removed");
+        if (g->slots[k]->repl != NULL)
+            proc_drain(g->slots[k]->repl, "group removed");
+        slot_free(g->slots[k]);
+    }
+    g->n_slots = 0;
+    listeners_release(g->ls, g->n_ls, NULL, 0);
+    g->ls = NULL;
+    g->n_ls = 0;
+    group_unref(g);
+}
+
+static void reload_refuse(wd_control_req_t *req, const char *msg)
+{
+    wd_log_error("reload refused: %s", msg);
+    if (req != NULL)
+        wd_control_reply_error(req, "reload refused: %s", msg);
+}
+
+static void reload(wd_master_t *m, wd_control_req_t *req)
+{
+    wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
+    wd_listen_t ***new_ls = NULL;
+    wd_group_t **groups = NULL, *g;
+    json_t *added = NULL, *removed = NULL, *restarted = NULL, *unchanged = NULL;
+    char err[1024], *text = NULL;
+    size_t len = 0, i, k;
+    wd_gen_t *gen = NULL;
+    wd_batch_t *b;
+
+    if (m->stopping) {
+        reload_refuse(req, "wsgid is stopping");
+        goto fail;
+    }
+    wd_log_info("reloading %s", oldc->path);
+    if (wd_config_load_file(conf, oldc->path, &text, &len, err, sizeof err) < 0 ||
+        check_privileges(conf, err, sizeof err) < 0) {
+        reload_refuse(req, err);
+        goto fail;
+    }
+    for (i = 0; i < conf->n_groups; i++) {
+        g = find_group(m, conf->groups[i].name);
+        if (g != NULL && g->op != NULL) {
+            snprintf(err, sizeof err, "group %s: a restart is in progress; try again when it is "
+                                      "done", g->name);
+            reload_refuse(req, err);
+            goto fail;
+        }
+    }
+    /* Bind every new address first: nothing changes unless all of them can be had. */
+    new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
+    for (i = 0; i < conf->n_groups; i++) {
+        g = find_group(m, conf->groups[i].name);
+        if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
+            continue;
+        new_ls[i] = listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
+        if (new_ls[i] == NULL) {
+            for (k = 0; k < i; k++) {
+                g = find_group(m, conf->groups[k].name);
+                if (new_ls[k] != NULL)
+                    listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
+                                      g ? g->n_ls : 0);
+            }
+            reload_refuse(req, "a listener could not be bound (see above)");
+            goto fail;
+        }
+    }
+    gen = gen_new(conf, 1, text, len);
+    if (gen == NULL) {
+        reload_refuse(req, "cannot hand the configuration to the workers");
+        goto fail;
+    }
+    conf = NULL;
+    sd_notify_send("RELOADING=1\nSTATUS=reloading");
+    wd_log_init("master", gen->conf->log_level);
+    if (wd_log_open(gen->conf->log_file, "off") < 0)
+        wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
+
+    b = batch_new(m, req, "reload");
+    added = json_array();
+    removed = json_array();
+    restarted = json_array();
+    unchanged = json_array();
+    groups = xcalloc(gen->conf->n_groups, sizeof *groups);
+    for (i = 0; i < gen->conf->n_groups; i++) {
+        const wd_group_conf_t *gc = &gen->conf->groups[i];
+
+        g = find_group(m, gc->name);
+        if (g == NULL) {
+            g = group_new(m, gen, gc, new_ls[i]);
+            m->n_groups--; /* the array is rebuilt below */
+            wd_log_info("reload: group %s added", gc->name);
+            json_array_append_new(added, json_string(gc->name));
+            op_step(op_new(g, b, WD_OP_START, gen, gc, g->ls, g->n_ls));
+        } else if (new_ls[i] == NULL) {
+            json_array_append_new(unchanged, json_string(gc->name));
+            gen_unref(g->gen);
+            g->gen = gen_ref(gen);
+            g->conf = gc;
+            for (k = 0; k < g->n_ls; k++) {
+                g->ls[k]->group = gc;
+                g->ls[k]->conf = &gc->listen[k];
+            }
+        } else {
+            wd_log_info("reload: group %s changed: rolling restart", gc->name);
+            json_array_append_new(restarted, json_string(gc->name));
+            g->warned = 0;
+            if (g->stopped) {
+                wd_op_t *op = op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen);
+
+                op->next = gc->processes;
+                op_step(op); /* nothing runs: only the config changes */
+            } else {
+                op_step(op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen));
+            }
+        }
+        warn_nobody(g);
+        groups[i] = g;
+    }
+    for (i = 0; i < m->n_groups; i++) {
+        g = m->groups[i];
+        for (k = 0; k < gen->conf->n_groups; k++)
+            if (groups[k] == g)
+                break;
+        if (k < gen->conf->n_groups)
+            continue;
+        wd_log_info("reload: group %s removed", g->name);
+        json_array_append_new(removed, json_string(g->name));
+        group_remove(m, g);
+    }
+    free(m->groups);
+    m->groups = groups;
+    m->n_groups = gen->conf->n_groups;
+    if (strcmp(oldc->control ? oldc->control : "", gen->conf->control ? gen->conf->control : ""))
+        wd_log_warn("reload: a new `control:` path takes effect at the next start");
+    gen_unref(m->gen);
+    m->gen = gen;
+    json_object_set_new(b->reply, "added", added);
+    json_object_set_new(b->reply, "removed", removed);
+    json_object_set_new(b->reply, "restarted", restarted);
+    json_object_set_new(b->reply, "unchanged", unchanged);
+    sd_notify_send("READY=1\nSTATUS=serving");
+    batch_done_one(m, b);
+
+fail:
+    if (conf != NULL) {
+        wd_config_free(conf);
+        free(conf);
+    }
+    free(new_ls);
+    free(text);
+}
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+static uint64_t read_rss(int pid)
+{
+    char path[64];
+    unsigned long long size, rss = 0;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/statm", pid);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void status_proc(wd_master_t *m, wd_status_worker_t *w, wd_proc_t *p, wd_slot_t *s)
+{
+    static const char *const states[] = {"starting", "ready", "draining"};
+
+    w->group = p->g->name;
+    w->slot = p->slot;
+    w->pid = p->pid;
+    w->display_name = display_name(p->g->conf, p->slot);
+    w->state = states[p->state];
+    w->uptime = (double)(uv_now(&m->loop) - p->started_at) / 1000.0;
+    w->restarts = s != NULL ? s->restarts : 0;
+    p->rss = read_rss(p->pid);
+    w->rss_bytes = p->rss;
+    w->last_error = s != NULL && s->last_error[0] ? s->last_error : NULL;
+    w->score = p->record >= 0 ? &m->score[p->record] : NULL;
+}
+
+void wd_master_status(wd_master_t *m, wd_status_t *out)
+{
+    wd_status_group_t *groups = xcalloc(m->n_groups, sizeof *groups);
+    wd_status_worker_t *workers = xcalloc(m->n_alive + 64, sizeof *workers);
+    size_t n = 0, cap = m->n_alive + 64, i;
+    wd_proc_t *p;
+    int k;
+
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+
+        groups[i] = g->totals;
+        groups[i].name = g->name;
+        groups[i].processes = g->conf->processes;
+        groups[i].threads = g->conf->threads;
+        groups[i].restarts = 0;
+        for (k = 0; k < g->n_slots; k++) {
+            wd_slot_t *s = g->slots[k];
+
+            groups[i].restarts += s->restarts;
+            if (n + 3 > cap) {
+                cap *= 2;
+                workers = realloc(workers, cap * sizeof *workers);
+                if (workers == NULL)
+                    abort();
+            }
+            if (s->cur != NULL)
+                status_proc(m, &workers[n++], s->cur, s);
+            if (s->repl != NULL)
+                status_proc(m, &workers[n++], s->repl, s);
+            if (s->cur == NULL && s->repl == NULL && !g->stopped) {
+                memset(&workers[n], 0, sizeof workers[n]);
+                workers[n].group = g->name;
+                workers[n].slot = s->slot;
+                workers[n].display_name = display_name(g->conf, s->slot);
+                workers[n].state = s->backing_off && s->restarts > 1 ? "crashed" : "backoff";
+                workers[n].restarts = s->restarts;
+                workers[n].last_error = s->last_error[0] ? s->last_error : NULL;
+                n++;
+            }
+        }
+        for (p = m->procs; p != NULL; p = p->next) {
+            if (p->g != g || p->s != NULL || p->pid <= 0)
+                continue;
+            if (n + 1 > cap) {
+                cap *= 2;
+                workers = realloc(workers, cap * sizeof *workers);
+                if (workers == NULL)
+                    abort();
+            }
+            status_proc(m, &workers[n++], p, NULL);
+        }
+    }
+    memset(out, 0, sizeof *out);
+    out->version = WD_VERSION;
+    out->master_pid = (int)getpid();
+    out->uptime = (double)(uv_now(&m->loop) - m->t0) / 1000.0;
+    out->groups = groups;
+    out->n_groups = m->n_groups;
+    out->workers = workers;
+    out->n_workers = n;
+}
+
+void wd_master_status_release(wd_status_t *out)
+{
+    size_t i;
+
+    for (i = 0; i < out->n_workers; i++)
+        free((char *)out->workers[i].display_name);
+    free((void *)out->workers);
+    free((void *)out->groups);
+    memset(out, 0, sizeof *out);
+}
+
+/* ---- control commands --------------------------------------------------------------------- */
+
+static void reopen_logs(wd_master_t *m)
+{
+    wd_proc_t *p;
+
+    if (wd_log_open(m->gen->conf->log_file, "off") == 0)
+        wd_log_info("log files reopened");
+    for (p = m->procs; p != NULL; p = p->next)
+        if (p->pid > 0)
+            proc_say(p, "reopen-logs\n");
+}
+
+static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    wd_status_t st;
+    json_t *obj;
+    char *text;
+
+    if (group != NULL && find_group(m, group) == NULL) {
+        wd_control_reply_error(req, "no group %s", group);
+        return;
+    }
+    wd_master_status(m, &st);
+    text = wd_status_json(&st);
+    wd_master_status_release(&st);
+    obj = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (obj == NULL) {
+        wd_control_reply_error(req, "cannot render the status");
+        return;
+    }
+    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, "status", obj));
+}
+
+static int busy(wd_group_t *g, char *err, size_t len)
+{
+    if (g->op != NULL) {
+        snprintf(err, len, "group %s: a restart is already in progress; try again when it is done",
+                 g->name);
+        return 1;
+    }
+    return 0;
+}
+
+static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group, int all)
+{
+    wd_batch_t *b;
+    char err[256];
+    size_t i;
+    wd_group_t *g = NULL;
+
+    if (!all && group == NULL) {
+        wd_control_reply_error(req, "restart: name a group, or all");
+        return;
+    }
+    if (!all && (g = find_group(m, group)) == NULL) {
+        wd_control_reply_error(req, "no group %s", group);
+        return;
+    }
+    if (g != NULL && g->stopped) {
+        wd_control_reply_error(req, "group %s is stopped: use start", g->name);
+        return;
+    }
+    for (i = 0; i < m->n_groups; i++) {
+        if ((all || m->groups[i] == g) && busy(m->groups[i], err, sizeof err)) {
+            wd_control_reply_error(req, "%s", err);
+            return;
+        }
+    }
+    b = batch_new(m, req, all ? "restart of every group" : "restart");
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *x = m->groups[i];
+
+        if ((all && !x->stopped) || x == g) {
+            wd_log_info("group %s: rolling restart of %d workers", x->name, x->conf->processes);
+            op_step(op_new(x, b, WD_OP_RESTART, x->gen, x->conf, x->ls, x->n_ls));
+        }
+    }
+    batch_done_one(m, b);
+}
+
+static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    json_t *pids;
+    char err[256];
+    wd_group_t *g;
+    int k;
+
+    if (group == NULL) {
+        wd_log_info("stop requested through the control socket: stopping gracefully");
+        wd_control_reply(req, json_pack("{s:b,s:i}", "ok", 1, "workers", (int)m->n_alive));
+        begin_stop(m, m->exit_code);
+        return;
+    }
+    g = find_group(m, group);
+    if (g == NULL || busy(g, err, sizeof err)) {
+        if (g == NULL)
+            wd_control_reply_error(req, "no group %s", group);
+        else
+            wd_control_reply_error(req, "%s", err);
+        return;
+    }
+    pids = json_array();
+    g->stopped = 1;
+    for (k = 0; k < g->n_slots; k++) {
+        wd_slot_t *s = g->slots[k];
+
+        uv_timer_stop(&s->timer);
+        s->backing_off = 0;
+        if (s->cur != NULL) {
+            json_array_append_new(pids, json_integer(s->cur->pid));
+            proc_drain(s->cur, "stopped by wsgictl");
+        }
+        if (s->repl != NULL)
+            proc_drain(s->repl, "stopped by wsgictl");
+    }
+    wd_log_info("group %s stopped", g->name);
+    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, "stopped", pids));
+}
+
+static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    wd_batch_t *b;
+    char err[256];
+    wd_group_t *g;
+
+    g = group != NULL ? find_group(m, group) : NULL;
+    if (g == NULL) {
+        wd_control_reply_error(req, group ? "no group %s" : "start: name a group", group);
+        return;
+    }
+    if (busy(g, err, sizeof err)) {
+        wd_control_reply_error(req, "%s", err);
+        return;
+    }
+    if (!g->stopped) {
+        wd_control_reply_error(req, "group %s is running already (use restart)", g->name);
+        return;
+    }
+    g->stopped = 0;
+    wd_log_info("group %s: starting %d workers", g->name, g->conf->processes);
+    b = batch_new(m, req, "start");
+    op_step(op_new(g, b, WD_OP_START, g->gen, g->conf, g->ls, g->n_ls));
+    batch_done_one(m, b);
+}
+
+static void control_cb(void *data, json_t *request, wd_control_req_t *req)
+{
+    wd_master_t *m = data;
+    const char *cmd = json_string_value(json_object_get(request, "cmd"));
+    const char *group = json_string_value(json_object_get(request, "group"));
+    int all = json_is_true(json_object_get(request, "all"));
+
+    if (cmd == NULL) {
+        wd_control_reply_error(req, "no \"cmd\" in the request");
+    } else if (m->stopping && strcmp(cmd, "status") != 0) {
+        wd_control_reply_error(req, "wsgid is stopping");
+    } else if (strcmp(cmd, "status") == 0) {
+        cmd_status(m, req, group);
+    } else if (strcmp(cmd, "restart") == 0) {
+        cmd_restart(m, req, group, all);
+    } else if (strcmp(cmd, "reload") == 0) {
+        reload(m, req);
+    } else if (strcmp(cmd, "stop") == 0) {
+        cmd_stop(m, req, all ? NULL : group);
+    } else if (strcmp(cmd, "start") == 0) {
+        cmd_start(m, req, group);
+    } else if (strcmp(cmd, "reopen-logs") == 0) {
+        reopen_logs(m);
+        wd_control_reply(req, json_pack("{s:b}", "ok", 1));
+    } else {
+        wd_control_reply_error(req, "unknown command \"%s\"", cmd);
+    }
+}
+
+/* ---- periodic checks: memory-limit, restart-interval -------------------------------------- */
+
+static void tick_cb(uv_timer_t *t)
+{
+    wd_master_t *m = t->data;
+    uint64_t now = uv_now(&m->loop);
+    wd_proc_t *p, *next;
+    char why[128];
+
+    for (p = m->procs; p != NULL; p = next) {
+        const wd_group_conf_t *c = p->g->conf;
+
+        next = p->next;
+        if (p->s == NULL || p->s->cur != p || p->state != WD_PROC_READY || p->recycling)
+            continue;
+        if (c->memory_limit > 0) {
+            p->rss = read_rss(p->pid);
+            if (p->rss > c->memory_limit) {
+                snprintf(why, sizeof why, "memory-limit: RSS %.1f MiB > %.1f MiB",
+                         (double)p->rss / 1048576.0, (double)c->memory_limit / 1048576.0);
+                proc_recycle(m, p, why);
+                continue;
+            }
+        }
+        if (p->recycle_at > 0 && now >= p->recycle_at) {
+            snprintf(why, sizeof why, "restart-interval (%g s)", c->restart_interval);
+            proc_recycle(m, p, why);
+        }
+    }
 }
 
 /* ---- signals ------------------------------------------------------------------------------ */
@@ -702,51 +2042,26 @@ static void signal_cb(uv_signal_t *handle, int signum)
         begin_stop(m, m->exit_code);
         break;
     case SIGHUP:
-        wd_log_warn("received SIGHUP: reload is not implemented yet");
+        wd_log_info("received SIGHUP: reloading the configuration");
+        reload(m, NULL);
         break;
     case SIGUSR1:
-        if (wd_log_open(m->conf->log_file, "off") == 0)
-            wd_log_info("received SIGUSR1: log files reopened");
+        wd_log_info("received SIGUSR1: reopening the log files");
+        reopen_logs(m);
         break;
     }
 }
 
 /* ---- setup and teardown ------------------------------------------------------------------- */
 
-static int open_listeners(wd_master_t *m)
-{
-    const wd_config_t *conf = m->conf;
-    size_t gi, i, n = 0;
-    int rc;
-
-    for (gi = 0; gi < conf->n_groups; gi++)
-        n += conf->groups[gi].n_listen;
-    m->listeners = xcalloc(n, sizeof *m->listeners);
-    m->first_listener = xcalloc(conf->n_groups, sizeof *m->first_listener);
-    for (gi = 0; gi < conf->n_groups; gi++) {
-        const wd_group_conf_t *g = &conf->groups[gi];
-
-        m->first_listener[gi] = m->n_listeners;
-        for (i = 0; i < g->n_listen; i++) {
-            rc = wd_listen_open(&m->listeners[m->n_listeners], g, &g->listen[i]);
-            if (rc < 0)
-                return rc;
-            m->n_listeners++;
-            wd_log_info("group %s: listening on %s%s", g->name, g->listen[i].is_unix ? "unix:" : "",
-                        g->listen[i].is_unix ? g->listen[i].path : g->listen[i].spec);
-        }
-    }
-    return 0;
-}
-
 static int write_pidfile(wd_master_t *m)
 {
     char buf[32];
     int fd, n, rc = 0;
 
-    if (m->conf->pidfile == NULL)
+    if (m->pidfile == NULL)
         return 0;
-    fd = open(m->conf->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd = open(m->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
         rc = -errno;
         goto fail;
@@ -761,40 +2076,13 @@ static int write_pidfile(wd_master_t *m)
 
 fail:
     if (rc < 0)
-        wd_log_error("cannot write the pidfile %s: %s", m->conf->pidfile, strerror(-rc));
+        wd_log_error("cannot write the pidfile %s: %s", m->pidfile, strerror(-rc));
     return rc;
-}
-
-static int make_config_fd(wd_master_t *m, const char *text, size_t len)
-{
-    size_t off = 0;
-    ssize_t n;
-    int fd;
-
-    fd = memfd_create("wsgid-config", MFD_CLOEXEC);
-    if (fd < 0)
-        goto fail;
-    while (off < len) {
-        n = write(fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        off += (size_t)n;
-    }
-    m->config_fd = fd;
-    return 0;
-
-fail:
-    wd_log_error("cannot hand the configuration to the workers (memfd): %s", strerror(errno));
-    if (fd >= 0)
-        close(fd);
-    return -1;
 }
 
 /* Descriptors inherited from whoever started us (a shell, a test harness) are not the workers'
  * business: mark them close-on-exec. Those of socket activation ($LISTEN_FDS from fd 3) are
- * kept for the day they are used. */
+ * kept for listen.c. */
 static void cloexec_inherited(void)
 {
     const char *listen_fds = getenv("LISTEN_FDS");
@@ -828,72 +2116,68 @@ static int find_exe(wd_master_t *m)
     return 0;
 }
 
-static int start(wd_master_t *m)
+static int open_groups(wd_master_t *m)
 {
-    const wd_config_t *conf = m->conf;
-    size_t gi, i, k = 0;
-    int p;
+    const wd_config_t *conf = m->gen->conf;
+    char err[1024];
+    size_t i;
 
-    for (gi = 0; gi < conf->n_groups; gi++)
-        m->n_slots += (size_t)conf->groups[gi].processes;
-    m->slots = xcalloc(m->n_slots, sizeof *m->slots);
-    for (gi = 0; gi < conf->n_groups; gi++) {
-        for (p = 1; p <= conf->groups[gi].processes; p++, k++) {
-            m->slots[k].group = gi;
-            m->slots[k].slot = p;
-            m->slots[k].state = WD_SLOT_STOPPED;
-            uv_timer_init(&m->loop, &m->slots[k].timer);
-            m->slots[k].timer.data = &m->slots[k];
-        }
+    if (check_privileges(conf, err, sizeof err) < 0) {
+        wd_log_error("%s", err);
+        return -1;
     }
+    for (i = 0; i < conf->n_groups; i++)
+        if (group_new(m, m->gen, &conf->groups[i], NULL) == NULL)
+            return -1;
+    return 0;
+}
+
+static void start(wd_master_t *m)
+{
+    size_t i, k;
+    int j;
+
     for (i = 0; i < sizeof handled_signals / sizeof handled_signals[0]; i++) {
         uv_signal_init(&m->loop, &m->signals[i]);
         m->signals[i].data = m;
         uv_signal_start(&m->signals[i], signal_cb, handled_signals[i]);
         m->n_signals++;
     }
+    uv_timer_init(&m->loop, &m->tick);
+    m->tick.data = m;
+    uv_timer_start(&m->tick, tick_cb, WD_MASTER_TICK_MS, WD_MASTER_TICK_MS);
+    m->t0 = uv_now(&m->loop);
+    for (i = 0; i < m->n_groups; i++)
+        m->n_first += (size_t)m->groups[i]->n_slots;
     m->starting = 1;
     wd_log_info("wsgid %s master (pid %d) starting %zu groups, %zu processes", WD_VERSION,
-                (int)getpid(), conf->n_groups, m->n_slots);
-    for (k = 0; k < m->n_slots && !m->stopping; k++) {
-        if (spawn(m, &m->slots[k]) < 0)
-            abort_start(m, &m->slots[k], "cannot start its workers");
+                (int)getpid(), m->n_groups, m->n_first);
+    for (i = 0; i < m->n_groups && !m->stopping; i++) {
+        wd_group_t *g = m->groups[i];
+
+        for (j = 0; j < g->n_slots && !m->stopping; j++) {
+            k = (size_t)j;
+            g->slots[k]->cur = spawn(m, g->slots[k], g->gen, g->conf, g->ls, g->n_ls);
+            if (g->slots[k]->cur == NULL)
+                abort_start(m, g, "cannot start its workers");
+        }
     }
-    return 0;
-}
-
-static void cleanup(wd_master_t *m)
-{
-    size_t i;
-
-    for (i = 0; i < m->n_listeners; i++)
-        wd_listen_close(&m->listeners[i]);
-    if (m->config_fd >= 0)
-        close(m->config_fd);
-    if (m->pidfile_written && unlink(m->conf->pidfile) < 0)
-        wd_log_warn("cannot remove the pidfile %s: %s", m->conf->pidfile, strerror(errno));
-    free(m->listeners);
-    free(m->first_listener);
-    free(m->slots);
 }
 
 int wd_master_run(wd_config_t *conf, const char *text, size_t len)
 {
     wd_master_t *m = xcalloc(1, sizeof *m);
     int rc, loop_ready = 0;
+    size_t i;
 
-    m->conf = conf;
-    m->config_fd = -1;
+    m->score_fd = -1;
     m->exit_code = 1;
     wd_log_init("master", conf->log_level);
     if (wd_log_open(conf->log_file, "off") < 0)
         goto out;
     signal(SIGPIPE, SIG_IGN);
     cloexec_inherited();
-
-    if (find_exe(m) < 0 || open_listeners(m) < 0 || make_config_fd(m, text, len) < 0 ||
-        write_pidfile(m) < 0)
-        goto out;
+    m->pidfile = conf->pidfile != NULL ? xstrdup(conf->pidfile) : NULL;
     rc = uv_loop_init(&m->loop);
     if (rc < 0) {
         wd_log_error("cannot create the event loop: %s", uv_strerror(rc));
@@ -901,14 +2185,40 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     }
     loop_ready = 1;
     m->loop.data = m;
+    m->gen = gen_new(conf, 0, text, len);
+    if (m->gen == NULL || find_exe(m) < 0 || scoreboard_open(m) < 0 || open_groups(m) < 0)
+        goto out;
+    if (conf->control != NULL &&
+        wd_control_open(&m->control, &m->loop, conf->control, control_cb, m) < 0)
+        goto out;
+    if (write_pidfile(m) < 0)
+        goto out;
     m->exit_code = 0;
     start(m);
     uv_run(&m->loop, UV_RUN_DEFAULT);
 
 out:
+    if (!m->finished && loop_ready) {
+        /* The start failed before the loop ran: close what was opened. */
+        m->stopping = 1;
+        if (m->n_signals == 0)
+            uv_timer_init(&m->loop, &m->tick);
+        finish(m);
+        uv_run(&m->loop, UV_RUN_DEFAULT);
+    }
     if (loop_ready && uv_loop_close(&m->loop) != 0)
         wd_log_warn("the event loop still had handles at exit");
-    cleanup(m);
+    for (i = 0; i < m->n_groups; i++)
+        group_unref(m->groups[i]);
+    free(m->groups);
+    gen_unref(m->gen);
+    if (m->score != NULL)
+        munmap(m->score, WD_SCORE_MAX * sizeof(wd_score_t));
+    if (m->score_fd >= 0)
+        close(m->score_fd);
+    if (m->pidfile_written && unlink(m->pidfile) < 0)
+        wd_log_warn("cannot remove the pidfile %s: %s", m->pidfile, strerror(errno));
+    free(m->pidfile);
     rc = m->exit_code;
     wd_log_info("master exiting with status %d", rc);
     free(m);
