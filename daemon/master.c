@@ -775,7 +775,7 @@ static void repl_ready(wd_slot_t *s, wd_proc_t *p)
         cb(s, ctx, 1, NULL, old_pid, p->pid);
 }
 
-static void repl_failed(wd_slot_t *s, wd_proc_t *p, const char *why)
+static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
 {
     wd_repl_cb cb = s->repl_cb;
     void *ctx = s->repl_ctx;
@@ -786,7 +786,7 @@ static void repl_failed(wd_slot_t *s, wd_proc_t *p, const char *why)
     p->s = NULL;
     snprintf(s->last_error, sizeof s->last_error, "%s", why);
     if (cb != NULL)
-        cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, p->pid);
+        cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, pid);
 }
 
 static void proc_ready(wd_master_t *m, wd_proc_t *p)
@@ -1099,7 +1099,7 @@ static void exit_cb(uv_process_t *process, int64_t status, int sig)
     wd_master_t *m = p->m;
     wd_slot_t *s;
     char how[128];
-    int was_ready;
+    int was_ready, pid = p->pid;
 
     drain_pipe(p);
     close_pipe(p);
@@ -1123,7 +1123,7 @@ static void exit_cb(uv_process_t *process, int64_t status, int sig)
     p->s = NULL;
 
     if (s != NULL && s->repl == p) {
-        repl_failed(s, p, p->failed[0] ? p->failed : how);
+        repl_failed(s, p, pid, p->failed[0] ? p->failed : how);
         if (s->cur == NULL && !s->backing_off && group_active(s->g))
             slot_crashed(m, s, p, 0);
     } else if (s != NULL && s->cur == p) {

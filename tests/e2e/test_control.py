@@ -1,0 +1,177 @@
+"""wsgictl and the control socket: rolling restart under load, safe restart, reload, status,
+stop/start (issue 3)."""
+import http.client
+import json
+import os
+import subprocess
+import threading
+import time
+
+from conftest import WSGID_BIN, free_port, make_config, uwsgi_location, wait_for
+
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
+
+PID_APP = '''import os
+
+def application(environ, start_response):
+    body = ("%d\\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def ctl(d, *args, timeout=60):
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock")] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def start(wsgid, tmp, processes=2, **extra):
+    script = tmp / "pidapp.py"
+    script.write_text(PID_APP)
+    if os.geteuid() == 0:
+        extra.setdefault("user", "root")
+    d = wsgid(str(script), processes=processes, threads=4, top={"control": str(tmp / "ctl.sock")},
+              **extra)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    return d, script
+
+
+def get_pid(addr):
+    c = http.client.HTTPConnection(*addr, timeout=10)
+    c.request("GET", "/")
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    assert r.status == 200, (r.status, body)
+    return int(body)
+
+
+def test_rolling_restart_under_load_through_nginx(wsgid, nginx, tmp):
+    d, _ = start(wsgid, tmp)
+    ng = nginx(uwsgi_location(d.unix))
+    stop = threading.Event()
+    counts = {"ok": 0, "failed": 0}
+    errors = []
+    lock = threading.Lock()
+
+    def load():
+        while not stop.is_set():
+            try:
+                c = http.client.HTTPConnection(*ng.addr, timeout=10)
+                c.request("GET", "/")
+                r = c.getresponse()
+                r.read()
+                c.close()
+                ok = r.status == 200
+                if not ok:
+                    errors.append(r.status)
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                ok = False
+                errors.append(repr(e))
+            with lock:
+                counts["ok" if ok else "failed"] += 1
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    for t in threads:
+        t.start()
+    times = []
+    try:
+        time.sleep(0.5)
+        for _ in range(5):
+            before = set(d.workers())
+            t0 = time.monotonic()
+            rc, out, err = ctl(d, "restart", "site")
+            times.append(time.monotonic() - t0)
+            assert rc == 0, (out, err)
+            after = set(d.workers())
+            d.seen_workers.update(after)
+            wait_for(lambda: not (set(d.workers()) & before), timeout=20, what="old pids gone")
+            assert len(after - before) >= 2, (before, after, out)
+            assert out.count("\u2192") == 2, out
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    print("rolling restarts of 2 workers: %s s; %d requests, %d failed"
+          % (", ".join("%.3f" % t for t in times), counts["ok"], counts["failed"]))
+    assert counts["failed"] == 0, errors[:5]
+    assert counts["ok"] > 100
+
+
+def test_safe_restart_keeps_old_workers(wsgid, tmp):
+    d, script = start(wsgid, tmp)
+    old = set(d.workers())
+    script.write_text("import no_such_module_here\n" + PID_APP)
+    d.expect_log("No module named 'no_such_module_here'", "failed", "Traceback", "restart failed",
+                 r"^\s", "ModuleNotFoundError", "cannot load", "pidapp.py", "import no_such",
+                 "exited with status 3", r"group site:\s")
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 1, (out, err)
+    assert "no_such_module_here" in err and "keep serving" in err
+    assert set(d.workers()) == old
+    assert get_pid(d.tcp) in old
+    rc, out, err = ctl(d, "status")
+    assert "no_such_module_here" in out
+
+
+def test_reload_broken_then_new_group(wsgid, tmp):
+    d, script = start(wsgid, tmp)
+    good = d.conf_path.read_text()
+    d.conf_path.write_text(good + "  broken: [\n")
+    d.expect_log("reload refused", "reload failed")
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1, (out, err)
+    assert "%s:" % d.conf_path in err and "reload refused" in err
+    old = set(d.workers())
+    assert get_pid(d.tcp) in old
+
+    port = free_port()
+    extra = make_config(tmp, {"site2": {"app": str(script), "listen": ["127.0.0.1:%d" % port],
+                                        **({"user": "root"} if os.geteuid() == 0 else {})}})
+    new_group = extra[extra.index("groups:\n") + len("groups:\n"):]
+    d.conf_path.write_text(good + new_group)
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, (out, err)
+    assert "added: site2" in out and "unchanged: site" in out
+    assert get_pid(("127.0.0.1", port)) not in old
+    assert set(d.workers()) > old
+    d.seen_workers.update(d.workers())
+
+
+def test_status_lists_every_worker(wsgid, tmp):
+    d, _ = start(wsgid, tmp, processes=3)
+    for _ in range(5):
+        get_pid(d.tcp)
+    pids = d.workers()
+    rc, out, err = ctl(d, "status")
+    assert rc == 0, err
+    for p in pids:
+        assert " %d " % p in out, out
+    rc, out, err = ctl(d, "status", "--json")
+    st = json.loads(out)
+    (g,) = st["groups"]
+    assert sorted(w["pid"] for w in g["workers"]) == pids
+    assert g["requests"] >= 5
+    assert all(w["state"] == "ready" for w in g["workers"])
+
+
+def test_stop_start_group_and_usage(wsgid, tmp):
+    d, _ = start(wsgid, tmp)
+    old = d.workers()
+    rc, out, err = ctl(d, "stop", "site")
+    assert rc == 0, err
+    wait_for(lambda: not d.workers(), timeout=20, what="workers stopped")
+    rc, out, err = ctl(d, "start", "site")
+    assert rc == 0, err
+    new = d.workers()
+    d.seen_workers.update(new)
+    assert len(new) == 2 and not set(new) & set(old)
+    assert get_pid(d.tcp) in new
+    assert ctl(d, "restart")[0] == 2
+    rc, out, _ = ctl(d, "restart", "--help")
+    assert rc == 0 and "Rolling restart" in out
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "nope.sock"), "status"],
+                       capture_output=True, text=True)
+    assert r.returncode == 3 and "is wsgid running?" in r.stderr
