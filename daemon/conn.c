@@ -437,7 +437,8 @@ static void conn_dispatch(wd_conn_t *c)
     c->dispatched = 1;
     c->state = WD_CONN_APP;
     c->last_sent = 0;
-    set_events(c, UV_DISCONNECT);
+    /* The poll keeps watching for reads: nginx sends nothing more, and a pipelining client's
+     * next bytes turn it off in conn_poll_cb. One epoll_ctl less per request. */
     conn_timer(c, 0);
     wd_worker_dispatch(w, req);
 }
@@ -731,6 +732,7 @@ static void response_complete(wd_conn_t *c)
 
     access_log(c, status, c->out.sent);
     note_app_done(c);
+    c->served++;
     wd_worker_count(w, c->abandoned ? 504 : status, c->out.sent,
                     c->dispatched ? wd_now_ns() - c->req.t_start_ns : 0);
     c->abandoned = 0;
@@ -788,7 +790,10 @@ static void conn_send(wd_conn_t *c)
         response_complete(c);
         return;
     }
-    set_events(c, want_write ? UV_WRITABLE | UV_DISCONNECT : UV_DISCONNECT);
+    if (want_write)
+        set_events(c, UV_WRITABLE | UV_DISCONNECT);
+    else if (c->events & UV_WRITABLE)
+        set_events(c, UV_DISCONNECT);
     if (!want_write) {
         conn_timer(c, 0);
     } else if (c->out.sent != c->last_sent || !uv_is_active((uv_handle_t *)&c->timer)) {
@@ -909,6 +914,8 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         }
         if (events & UV_WRITABLE)
             conn_send(c);
+        else if (events & UV_READABLE)
+            set_events(c, c->events & ~UV_READABLE); /* read the next request later */
         return;
     }
     if (status < 0) {
@@ -920,6 +927,9 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
 
 void wd_conn_shutdown(wd_conn_t *c)
 {
-    if (c->state == WD_CONN_HEAD && c->len == 0)
+    /* Only a keep-alive connection waiting between requests is closed: its client knows to retry
+     * on a new connection. A fresh one has a request on its way (nginx connects and sends at
+     * once): it is served, within header-timeout. */
+    if (c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0)
         wd_conn_close(c);
 }

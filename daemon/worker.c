@@ -46,7 +46,10 @@ static void listener_cb(uv_poll_t *p, int status, int events);
 
 static void accept_update(wd_worker_t *w)
 {
-    int want = !w->stopping && w->in_flight < w->capacity;
+    /* Stop at capacity; start again only once a thread is free, so that a worker hovering at its
+     * capacity does not switch the listeners on and off for every request. */
+    int want = !w->stopping && (w->accepting ? w->in_flight < w->capacity
+                                             : w->in_flight < (size_t)w->group->threads);
 
     if (want == w->accepting)
         return;
@@ -186,21 +189,25 @@ void wd_worker_conn_gone(wd_worker_t *w)
 static void async_cb(uv_async_t *h)
 {
     wd_worker_t *w = h->data;
-    wd_conn_t *list, *c, *next;
+    wd_conn_t *c;
 
+    /* Take the connections one at a time, under the lock: a Python thread may queue one of them
+     * again while we work, which relinks it (ready_next) into the new list. */
     pthread_mutex_lock(&w->ready_lock);
-    list = w->ready;
-    w->ready = NULL;
-    for (c = list; c; c = c->ready_next)
+    while ((c = w->ready) != NULL) {
+        int gone = c->free_pending;
+
+        w->ready = c->ready_next;
+        c->ready_next = NULL;
         c->ready_queued = 0;
-    pthread_mutex_unlock(&w->ready_lock);
-    for (c = list; c; c = next) {
-        next = c->ready_next;
-        if (c->free_pending)
+        pthread_mutex_unlock(&w->ready_lock);
+        if (gone)
             wd_conn_free(c);
         else
             wd_conn_ready(c);
+        pthread_mutex_lock(&w->ready_lock);
     }
+    pthread_mutex_unlock(&w->ready_lock);
 }
 
 /* --- stopping ------------------------------------------------------------------------------- */

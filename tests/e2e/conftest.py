@@ -332,6 +332,10 @@ def make_config(tmp, groups, **top):
     conf["groups"] = {}
     for name, g in groups.items():
         conf["groups"][name] = {k.replace("_", "-") if k != "env" else k: v for k, v in g.items()}
+        # Run as root, wsgid runs apps as nobody unless a group says otherwise; the tests' apps
+        # read and write files in a 0700 temp dir, so they stay root.
+        if os.geteuid() == 0:
+            conf["groups"][name].setdefault("user", "root")
     return to_yaml(conf) + "\n"
 
 

@@ -161,7 +161,6 @@ def test_pidfile(wsgid, tmp):
     assert (tmp / "w.pid").read_text().strip() == str(d.pid)
 
 
-@pytest.mark.xfail(reason="the control socket (wsgictl) may not be implemented yet", strict=False)
 def test_control_socket(wsgid, tmp):
     d = wsgid("hello", top={"control": str(tmp / "w.ctl")})
     assert os.path.exists(tmp / "w.ctl")
