@@ -17,6 +17,18 @@
 #include <unistd.h>
 
 #define WD_LISTEN_BACKLOG 1024
+#define WD_LISTEN_FDS_START 3 /* SD_LISTEN_FDS_START */
+
+/* The sockets systemd passed us (socket activation), until a listener takes them. */
+typedef struct activated {
+    int fd;
+    int taken;
+    char name[64]; /* from LISTEN_FDNAMES, or "" */
+} activated_t;
+
+static int act_initialized;
+static activated_t *act_fds;
+static size_t act_n;
 
 /* What the operator wrote, with unix paths made absolute, for messages. */
 static void describe(const wd_listen_conf_t *conf, char *buf, size_t cap)
@@ -236,15 +248,195 @@ static int open_tcp(wd_listen_t *l, const wd_group_conf_t *group, const wd_liste
     return 0;
 }
 
+/* ---- socket activation ----------------------------------------------------------------- */
+
+static void activation_names(void)
+{
+    const char *names = getenv("LISTEN_FDNAMES");
+    const char *p = names, *colon;
+    size_t i, n;
+
+    for (i = 0; p != NULL && i < act_n; i++) {
+        colon = strchr(p, ':');
+        n = colon != NULL ? (size_t)(colon - p) : strlen(p);
+        snprintf(act_fds[i].name, sizeof act_fds[i].name, "%.*s", (int)n, p);
+        p = colon != NULL ? colon + 1 : NULL;
+    }
+}
+
+int wd_listen_activation_init(void)
+{
+    const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
+    struct stat st;
+    long pid, n;
+    int fd;
+
+    if (act_initialized)
+        return (int)act_n;
+    act_initialized = 1;
+    if (pid_s == NULL || fds_s == NULL)
+        goto out;
+    pid = strtol(pid_s, NULL, 10);
+    n = strtol(fds_s, NULL, 10);
+    if (pid != (long)getpid() || n <= 0 || n > 4096)
+        goto out;
+    act_fds = calloc((size_t)n, sizeof *act_fds);
+    if (act_fds == NULL)
+        abort();
+    for (fd = WD_LISTEN_FDS_START; fd < WD_LISTEN_FDS_START + n; fd++) {
+        /* Ours from now on: not inherited by the workers (they get the listeners the master
+         * hands them), and non-blocking like the sockets we bind ourselves. */
+        if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode)) {
+            wd_log_warn("socket activation: fd %d is not a socket; ignoring it", fd);
+            continue;
+        }
+        fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+        act_fds[act_n].fd = fd;
+        act_n++;
+    }
+    activation_names();
+    wd_log_info("socket activation: systemd passed %zu sockets", act_n);
+
+out:
+    /* Only we were meant to see these; the workers must not take them for theirs. */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return (int)act_n;
+}
+
+static int is_wildcard(const struct sockaddr *sa)
+{
+    static const struct in6_addr any6 = IN6ADDR_ANY_INIT;
+
+    if (sa->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_ANY);
+    return memcmp(&((const struct sockaddr_in6 *)sa)->sin6_addr, &any6, sizeof any6) == 0;
+}
+
+static int port_of(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ntohs(((const struct sockaddr_in *)sa)->sin_port);
+    return ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+}
+
+/* Whether the bound address `have` is what `want` (from the config) asks for. A wildcard
+ * 0.0.0.0 entry also accepts systemd's usual dual-stack [::] socket on the same port. */
+static int same_inet(const struct sockaddr *have, const struct sockaddr *want)
+{
+    if (port_of(have) != port_of(want))
+        return 0;
+    if (have->sa_family != want->sa_family)
+        return have->sa_family == AF_INET6 && is_wildcard(have) && is_wildcard(want);
+    if (have->sa_family == AF_INET)
+        return ((const struct sockaddr_in *)have)->sin_addr.s_addr ==
+               ((const struct sockaddr_in *)want)->sin_addr.s_addr;
+    return memcmp(&((const struct sockaddr_in6 *)have)->sin6_addr,
+                  &((const struct sockaddr_in6 *)want)->sin6_addr, sizeof(struct in6_addr)) == 0;
+}
+
+static int matches(int fd, const wd_listen_conf_t *conf)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    struct addrinfo hints, *res = NULL, *ai;
+    char port[16];
+    int type = 0, found = 0;
+    socklen_t tlen = sizeof type;
+
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 || type != SOCK_STREAM)
+        return 0;
+    memset(&ss, 0, sizeof ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+        return 0;
+    if (conf->is_unix) {
+        const struct sockaddr_un *sun = (const struct sockaddr_un *)&ss;
+
+        return ss.ss_family == AF_UNIX && len > offsetof(struct sockaddr_un, sun_path) &&
+               strncmp(sun->sun_path, conf->path, sizeof sun->sun_path) == 0;
+    }
+    if (ss.ss_family != AF_INET && ss.ss_family != AF_INET6)
+        return 0;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    snprintf(port, sizeof port, "%d", conf->port);
+    if (getaddrinfo(conf->host != NULL && conf->host[0] != '\0' ? conf->host : NULL, port, &hints,
+                    &res) != 0)
+        return 0;
+    for (ai = res; ai != NULL && !found; ai = ai->ai_next)
+        found = (ai->ai_family == AF_INET || ai->ai_family == AF_INET6) &&
+                same_inet((struct sockaddr *)&ss, ai->ai_addr);
+    freeaddrinfo(res);
+    return found;
+}
+
+/* The passed socket bound where conf says, or -1. */
+static int take_activated(const wd_listen_conf_t *conf)
+{
+    size_t i;
+
+    for (i = 0; i < act_n; i++) {
+        if (!act_fds[i].taken && matches(act_fds[i].fd, conf)) {
+            act_fds[i].taken = 1;
+            return act_fds[i].fd;
+        }
+    }
+    return -1;
+}
+
+void wd_listen_activation_done(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    char addr[INET6_ADDRSTRLEN + 112] = "?";
+    size_t i;
+
+    for (i = 0; i < act_n; i++) {
+        if (act_fds[i].taken)
+            continue;
+        memset(&ss, 0, sizeof ss);
+        len = sizeof ss;
+        if (getsockname(act_fds[i].fd, (struct sockaddr *)&ss, &len) == 0) {
+            if (ss.ss_family == AF_UNIX)
+                snprintf(addr, sizeof addr, "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
+            else if (getnameinfo((struct sockaddr *)&ss, len, addr, sizeof addr - 8, NULL, 0,
+                                 NI_NUMERICHOST) == 0)
+                snprintf(addr + strlen(addr), 8, ":%d", port_of((struct sockaddr *)&ss));
+        }
+        wd_log_warn("socket activation: the socket passed by systemd as fd %d%s%s (%s) matches "
+                    "no listen entry; closing it",
+                    act_fds[i].fd, act_fds[i].name[0] ? " named " : "", act_fds[i].name, addr);
+        close(act_fds[i].fd);
+    }
+    free(act_fds);
+    act_fds = NULL;
+    act_n = 0;
+}
+
 int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
 {
+    char addr[512];
     int rc;
 
     memset(l, 0, sizeof *l);
     l->fd = -1;
     l->group = group;
     l->conf = conf;
-    rc = conf->is_unix ? open_unix(l, group, conf) : open_tcp(l, group, conf);
+    wd_listen_activation_init();
+    l->fd = take_activated(conf);
+    if (l->fd >= 0) {
+        /* systemd bound it and applied SocketMode= and friends; we only use it. */
+        l->activated = 1;
+        describe(conf, addr, sizeof addr);
+        wd_log_info("group %s: %s: using the socket passed by systemd", group->name, addr);
+        rc = 0;
+    } else {
+        rc = conf->is_unix ? open_unix(l, group, conf) : open_tcp(l, group, conf);
+    }
     if (rc < 0)
         return rc;
     if (listen(l->fd, WD_LISTEN_BACKLOG) < 0) {
