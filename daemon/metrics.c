@@ -17,6 +17,7 @@
 #define WD_METRICS_HEAD_MAX 8192
 #define WD_METRICS_TIMEOUT_MS 10000
 #define WD_METRICS_CONNS_MAX 64
+#define WD_METRICS_LINGER_MS 2000
 
 typedef struct metrics_conn metrics_conn_t;
 
@@ -30,6 +31,8 @@ struct metrics_conn {
     int handles;                 /* not closed yet; freed at 0 */
     int closing;
     int answered;                /* a response is on its way: the rest of the input is ignored */
+    int shut;                    /* our side is shut down: waiting for the client's close */
+    int peer_eof;
     char *response;              /* malloc'd head + body */
     size_t len;
     char buf[WD_METRICS_HEAD_MAX];
@@ -77,9 +80,19 @@ static void timeout_cb(uv_timer_t *timer)
     conn_close(timer->data);
 }
 
+/* Closing with unread input would reset the connection and may destroy the response before
+ * the client reads it; so after our FIN we wait (briefly) for the client's, discarding input. */
 static void shutdown_cb(uv_shutdown_t *req, int status)
 {
-    conn_close(req->data);
+    metrics_conn_t *c = req->data;
+
+    if (c->closing)
+        return;
+    c->shut = 1;
+    if (status < 0 || c->peer_eof)
+        conn_close(c);
+    else
+        uv_timer_start(&c->timer, timeout_cb, WD_METRICS_LINGER_MS, 0);
 }
 
 static void write_cb(uv_write_t *req, int status)
@@ -102,7 +115,6 @@ static void respond(metrics_conn_t *c, int code, const char *reason, const char 
     int n;
 
     c->answered = 1;
-    uv_read_stop((uv_stream_t *)&c->tcp);
     c->response = malloc(cap);
     if (c->response == NULL)
         abort();
@@ -211,6 +223,10 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     metrics_conn_t *c = h->data;
 
+    if (c->answered) {
+        *buf = uv_buf_init(c->buf, sizeof c->buf); /* input after the request is discarded */
+        return;
+    }
     if (c->len >= sizeof c->buf - 1) {
         buf->base = NULL;
         buf->len = 0;
@@ -223,8 +239,17 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     metrics_conn_t *c = s->data;
 
-    if (c->closing || c->answered)
+    if (c->closing)
         return;
+    if (c->answered) {
+        if (n < 0) {
+            c->peer_eof = 1;
+            uv_read_stop(s);
+            if (c->shut)
+                conn_close(c);
+        }
+        return;
+    }
     if (n < 0) {
         if (n == UV_ENOBUFS)
             respond_error(c, 431, "Request Header Fields Too Large");
