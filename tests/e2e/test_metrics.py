@@ -1,0 +1,111 @@
+"""The `metrics:` listener of the master: GET /metrics (Prometheus text 0.0.4) and GET /status
+(the JSON of `wsgictl status --json`), fed by the workers' scoreboard."""
+import json
+import re
+
+from conftest import assert_hello, free_port, raw, request, wait_for
+
+SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
+
+
+def metrics(addr):
+    r = request(addr, path="/metrics")
+    assert r.status == 200, r
+    assert r.header("Content-Type").startswith("text/plain; version=0.0.4"), r
+    return r.body.decode()
+
+
+def samples(text):
+    """{'name{labels}': value} of every sample line; fails on a malformed line."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = SAMPLE.match(line)
+        assert m, "malformed metrics line: %r" % line
+        out[m.group(1) + (m.group(2) or "")] = float(m.group(3))
+    return out
+
+
+def status(addr):
+    r = request(addr, path="/status")
+    assert r.status == 200, r
+    assert r.header("Content-Type") == "application/json", r
+    return json.loads(r.body)
+
+
+def start(wsgid, **opts):
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("hello", top={"metrics": "%s:%d" % maddr}, **opts)
+    wait_for(lambda: d.log().find("metrics") >= 0, 5, what="the metrics listener")
+    return d, maddr
+
+
+def test_metrics_counter_moves_with_traffic(wsgid):
+    d, maddr = start(wsgid, processes=2, threads=2)
+    key = 'wsgid_requests_total{group="site",code_class="2xx"}'
+    before = samples(metrics(maddr))
+    assert key in before, before
+    for _ in range(10):
+        assert_hello(d.tcp)
+    # The worker publishes its counters when the response is complete; a scrape may race the
+    # last one by a moment.
+    after = wait_for(lambda: (lambda s: s if s[key] >= before[key] + 10 else None)(
+        samples(metrics(maddr))), 5, what="2xx counter +10")
+    assert after[key] == before[key] + 10
+    count = 'wsgid_request_duration_seconds_count{group="site"}'
+    inf = 'wsgid_request_duration_seconds_bucket{group="site",le="+Inf"}'
+    assert after[count] == after[inf] >= 10
+    assert after['wsgid_threads{group="site"}'] == 4
+    assert after['wsgid_workers{group="site",state="ready"}'] == 2
+    assert after['wsgid_response_bytes_total{group="site"}'] > 0
+    for pid in d.workers():
+        assert any(k.startswith("wsgid_worker_rss_bytes{") and 'pid="%d"' % pid in k and v > 0
+                   for k, v in after.items()), (pid, after)
+    text = metrics(maddr)
+    for name, kind in [("wsgid_requests_total", "counter"), ("wsgid_threads", "gauge"),
+                       ("wsgid_busy_threads", "gauge"), ("wsgid_queue_depth", "gauge"),
+                       ("wsgid_request_duration_seconds", "histogram"),
+                       ("wsgid_worker_restarts_total", "counter"),
+                       ("wsgid_worker_rss_bytes", "gauge"), ("wsgid_workers", "gauge")]:
+        assert "# TYPE %s %s\n" % (name, kind) in text
+        assert "# HELP %s " % name in text
+
+
+def test_status_json_lists_every_worker(wsgid):
+    d, maddr = start(wsgid, processes=3, threads=2)
+    for _ in range(6):
+        assert_hello(d.tcp)
+    st = status(maddr)
+    assert st["master_pid"] == d.pid
+    assert isinstance(st["version"], str) and st["uptime"] >= 0
+    (g,) = st["groups"]
+    assert g["name"] == "site" and g["processes"] == 3 and g["threads"] == 2
+    pids = sorted(w["pid"] for w in g["workers"])
+    assert pids == sorted(d.workers())
+    assert sorted(w["slot"] for w in g["workers"]) == [1, 2, 3]
+    for w in g["workers"]:
+        assert w["state"] == "ready"
+        assert w["display_name"] == "(wsgi:site)"
+        assert w["threads"] == 2 and w["rss_bytes"] > 0
+        for k in ("uptime", "restarts", "requests", "busy_threads", "queued", "connections",
+                  "last_error"):
+            assert k in w, k
+    st = wait_for(lambda: (lambda s: s if s["groups"][0]["requests"] >= 6 else None)(
+        status(maddr)), 5, what="6 requests in /status")
+    assert sum(w["requests"] for w in st["groups"][0]["workers"]) == st["groups"][0]["requests"]
+
+
+def test_metrics_errors(wsgid):
+    d, maddr = start(wsgid)
+    assert request(maddr, path="/nope").status == 404
+    assert request(maddr, method="POST", path="/metrics").status == 405
+    r = request(maddr, method="HEAD", path="/status")
+    assert r.status == 200 and int(r.header("Content-Length")) > 0
+    out = raw(maddr, b"this is not http\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 400 "), out
+    out = raw(maddr, b"GET /" + b"x" * 20000 + b" HTTP/1.1\r\n\r\n")
+    assert out.split(b" ")[1] in (b"400", b"431"), out[:100]
+    # The daemon serves on.
+    assert_hello(d.tcp)
+    assert request(maddr, path="/metrics?x=1").status == 200
