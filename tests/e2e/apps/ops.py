@@ -1,0 +1,57 @@
+"""An app for the timeout and log tests.
+
+    /                   the worker's pid
+    /sleep?t=S          time.sleep(S) (blocked outside Python: an async exception waits for it)
+    /spin?t=S           a pure-Python busy loop for S seconds (interruptible); writes
+                        $WSGID_E2E_DIR/spin-interrupted when an exception stops it
+    /mark?name=N        creates $WSGID_E2E_DIR/mark-N (a side effect a test can look for)
+    /big?size=N         N bytes (default 16 MiB) with a Content-Length
+    /error              logs a line to wsgi.errors and raises (a 500 and an error line)
+Every path writes $WSGID_E2E_DIR/started-<path> first, so a test knows the app was reached.
+"""
+import os
+import time
+from urllib.parse import parse_qs
+
+_DIR = os.environ.get("WSGID_E2E_DIR", "/tmp")
+
+
+def _touch(name):
+    with open(os.path.join(_DIR, name), "w") as f:
+        f.write(str(os.getpid()))
+
+
+def _answer(start_response, body, status="200 OK"):
+    start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    qs = parse_qs(environ.get("QUERY_STRING", ""))
+    _touch("started-" + (path.strip("/") or "root"))
+    if path == "/sleep":
+        t = float(qs.get("t", ["5"])[0])
+        time.sleep(t)
+        return _answer(start_response, b"slept %.1f\n" % t)
+    if path == "/spin":
+        t = float(qs.get("t", ["5"])[0])
+        end = time.monotonic() + t
+        n = 0
+        try:
+            while time.monotonic() < end:
+                n += 1
+        except BaseException:
+            _touch("spin-interrupted")
+            raise
+        return _answer(start_response, b"spun %d\n" % n)
+    if path == "/mark":
+        _touch("mark-" + qs.get("name", ["x"])[0])
+        return _answer(start_response, b"marked\n")
+    if path == "/big":
+        size = int(qs.get("size", [str(16 * 1024 * 1024)])[0])
+        return _answer(start_response, b"x" * size)
+    if path == "/error":
+        environ["wsgi.errors"].write("ops app: about to fail\n")
+        raise RuntimeError("ops app failure on purpose")
+    return _answer(start_response, b"%d\n" % os.getpid())

@@ -1,0 +1,19 @@
+"""Answers its worker's pid; /grow?mb=N keeps N more MiB alive in this process (memory-limit tests).
+Writes $WSGID_E2E_DIR/grew-PID after growing."""
+import os
+from urllib.parse import parse_qs
+
+_kept = []
+
+
+def application(environ, start_response):
+    if environ.get("PATH_INFO") == "/grow":
+        mb = int(parse_qs(environ.get("QUERY_STRING", "")).get("mb", ["100"])[0])
+        # bytearray(n) is zero-filled by calloc, which may not touch the pages: write them.
+        block = bytearray(mb * 1024 * 1024)
+        for i in range(0, len(block), 4096):
+            block[i] = 1
+        _kept.append(block)
+    body = ("%d\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]

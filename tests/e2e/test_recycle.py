@@ -1,0 +1,170 @@
+"""Recycling (issue 3): maximum-requests (+ jitter), inactivity-timeout, restart-interval and
+memory-limit each replace workers through the graceful path, with no failed request."""
+import http.client
+import re
+import threading
+import time
+
+from conftest import app, uwsgi_location, wait_for
+
+
+def get_pid(addr, path="/", timeout=10):
+    c = http.client.HTTPConnection(*addr, timeout=timeout)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        body = r.read()
+    finally:
+        c.close()
+    assert r.status == 200, (r.status, body)
+    return int(body)
+
+
+class Load:
+    """Clients sending GET / in a loop until stop() or `total` requests; counts failures and
+    collects the pids that answered."""
+
+    def __init__(self, addr, clients=4, total=None, pause=0.0):
+        self.addr = addr
+        self.total = total
+        self.pause = pause
+        self.started = 0
+        self.ok = 0
+        self.failed = 0
+        self.errors = []
+        self.pids = set()
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self._run) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def _run(self):
+        while not self.done.is_set():
+            with self.lock:
+                if self.total is not None and self.started >= self.total:
+                    self.done.set()
+                    return
+                self.started += 1
+            try:
+                pid = get_pid(self.addr)
+                err = None
+            except Exception as e:  # noqa: BLE001 - any failure counts
+                pid, err = None, repr(e)
+            with self.lock:
+                if err is None:
+                    self.ok += 1
+                    self.pids.add(pid)
+                else:
+                    self.failed += 1
+                    self.errors.append(err)
+            if self.pause:
+                time.sleep(self.pause)
+
+    def stop(self, timeout=60):
+        if self.total is None:
+            self.done.set()
+        for t in self.threads:
+            t.join(timeout)
+        assert not any(t.is_alive() for t in self.threads), "load clients stuck"
+        return self
+
+
+def recycled_lines(d):
+    return [line for line in d.log().splitlines() if re.search(r"\(pid \d+\) recycled: ", line)]
+
+
+def _max_requests_under_nginx(wsgid, nginx, **extra):
+    d = wsgid("pidmem", processes=2, threads=2, maximum_requests=20, **extra)
+    first = set(d.workers())
+    ng = nginx(uwsgi_location(d.unix))
+    t0 = time.monotonic()
+    # A short pause between requests spreads the 300 over ~1 s, so replacements have time to
+    # start (a Python start-up is ~0.1 s) and several generations serve.
+    load = Load(ng.addr, clients=4, total=300, pause=0.01).stop()
+    took = time.monotonic() - t0
+    d.seen_workers.update(load.pids)
+    assert load.failed == 0, load.errors[:5]
+    assert load.ok == 300
+    assert len(load.pids - first) >= 4, sorted(load.pids)
+    lines = wait_for(lambda: len(recycled_lines(d)) >= 4 and recycled_lines(d), timeout=10,
+                     what="recycled lines")
+    wait_for(lambda: not set(d.workers()) & first, timeout=10, what="the first workers gone")
+    assert all("maximum-requests" in line for line in lines), lines
+    d.seen_workers.update(d.workers())
+    print("maximum-requests%s: 300 requests in %.2f s, 0 failed, %d pids, %d recycles"
+          % (" + jitter" if extra else "", took, len(load.pids), len(lines)))
+    return d, load
+
+
+def test_maximum_requests_under_load_through_nginx(wsgid, nginx):
+    d, load = _max_requests_under_nginx(wsgid, nginx)
+    limits = re.findall(r"maximum-requests \((\d+)\) reached", d.log())
+    assert limits and set(limits) == {"20"}, limits
+    # Without jitter every worker serves exactly 20 requests (the replacement only
+    # takes over once ready, so a worker that asked may serve a few more, never fewer).
+    assert len(load.pids) <= 300 // 20 + 2
+
+
+def test_maximum_requests_with_jitter(wsgid, nginx):
+    d, load = _max_requests_under_nginx(wsgid, nginx, maximum_requests_jitter=10)
+    limits = [int(n) for n in re.findall(r"maximum-requests \((\d+)\) reached", d.log())]
+    assert len(limits) >= 4 and all(20 <= n <= 30 for n in limits), limits
+    assert len(set(limits)) > 1, limits
+
+
+def test_inactivity_timeout_recycles_idle_worker(wsgid):
+    d = wsgid("pidmem", threads=2, inactivity_timeout=1)
+    (first,) = d.workers()
+    assert get_pid(d.tcp) == first
+    t0 = time.monotonic()
+    line = d.wait_log(r"\(pid %d\) recycled: .*inactivity" % first, timeout=6)
+    took = time.monotonic() - t0
+    assert 0.8 < took < 4, (took, line)
+    new = int(re.search(r"replacement is pid (\d+)", line).group(1))
+    d.seen_workers.add(new)
+    wait_for(lambda: d.workers() == [new], timeout=10, what="the old worker gone")
+    assert get_pid(d.tcp) == new
+    # A busy worker is not inactive: a request every 0.3 s keeps it alive past the timeout.
+    since = d.log_size()
+    t_end = time.monotonic() + 1.8
+    while time.monotonic() < t_end:
+        assert get_pid(d.tcp) == new
+        time.sleep(0.3)
+    assert not re.search(r"\(pid %d\) recycled" % new, d.log()[since:])
+
+
+def test_restart_interval_replaces_workers_under_light_load(wsgid):
+    d = wsgid("pidmem", processes=2, threads=2, restart_interval=2)
+    first = set(d.workers())
+    load = Load(d.tcp, clients=2, pause=0.02)
+    try:
+        wait_for(lambda: len([ln for ln in recycled_lines(d) if "restart-interval" in ln]) >= 4,
+                 timeout=15, what="4 restart-interval recycles")
+        time.sleep(0.3)
+    finally:
+        load.stop()
+    d.seen_workers.update(load.pids)
+    assert load.failed == 0, load.errors[:5]
+    assert load.ok > 50
+    assert not set(d.workers()) & first
+    assert len(load.pids) >= 4, load.pids
+    d.seen_workers.update(d.workers())
+
+
+def test_memory_limit_replaces_worker_gracefully(wsgid):
+    d = wsgid("pidmem", processes=2, threads=2, memory_limit="60M")
+    before = set(d.workers())
+    big = get_pid(d.tcp, "/grow?mb=100", timeout=30)
+    assert big in before
+    line = d.wait_log(r"\(pid %d\) asks to be recycled: memory-limit: RSS \d+\.\d MiB > 60\.0 MiB"
+                      % big, timeout=5)
+    rss = float(re.search(r"RSS ([\d.]+) MiB", line).group(1))
+    assert rss > 100, line
+    done = d.wait_log(r"\(pid %d\) recycled: memory-limit" % big, timeout=10)
+    new = int(re.search(r"replacement is pid (\d+)", done).group(1))
+    d.seen_workers.add(new)
+    wait_for(lambda: big not in d.workers(), timeout=15, what="the big worker gone")
+    assert set(d.workers()) == (before - {big}) | {new}
+    pids = {get_pid(d.tcp) for _ in range(20)}
+    assert big not in pids and pids <= set(d.workers())
