@@ -42,7 +42,8 @@
 #define WD_MASTER_QUICK_DEATH_MS 10000 /* a worker dying sooner than this is a crash loop */
 #define WD_MASTER_STABLE_MS 30000      /* ready this long: the backoff starts over */
 #define WD_MASTER_BACKOFF_MAX 60       /* seconds */
-#define WD_MASTER_TICK_MS 2000         /* memory-limit and restart-interval checks */
+#define WD_MASTER_TICK_MS 1000         /* memory-limit, restart-interval, stopped checks */
+#define WD_MASTER_STOPPED_MS 3000      /* a worker stopped (SIGSTOP) this long is killed */
 
 extern char **environ;
 
@@ -82,6 +83,7 @@ struct wd_proc {
     uint64_t ready_at;
     uint64_t recycle_at; /* restart-interval deadline, 0 = none */
     uint64_t rss;
+    uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
     int recycling;   /* a replacement was asked for */
     int handles;     /* not closed yet; freed at 0 */
     int pipe_closed;
@@ -107,6 +109,8 @@ struct wd_slot {
     int backing_off;
     unsigned restarts;
     unsigned backoff; /* seconds waited before the last respawn after a quick death */
+    int quick_respawned; /* a worker that was serving died soon after its start and was
+                          * replaced at once; the next such death backs off */
     int ever_ready;
     uint64_t recycle_retry_at;
     char last_error[512];
@@ -1080,10 +1084,18 @@ static void slot_crashed(wd_master_t *m, wd_slot_t *s, wd_proc_t *p, int was_rea
 {
     uint64_t now = uv_now(&m->loop);
 
-    if (was_ready && now - p->ready_at >= WD_MASTER_STABLE_MS)
+    if (was_ready && now - p->ready_at >= WD_MASTER_STABLE_MS) {
         s->backoff = 0;
+        s->quick_respawned = 0;
+    }
     s->restarts++;
-    if (!was_ready || now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
+    if (was_ready && !s->quick_respawned && now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
+        /* The first death of a worker that was serving (kill -9, a crashing request): it is
+         * replaced at once so that its siblings are not left alone with the load; only a
+         * second quick death in a row is a crash loop and backs off. */
+        s->quick_respawned = 1;
+        slot_respawn(s);
+    } else if (!was_ready || now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
         s->backoff = s->backoff == 0 ? 1 : s->backoff * 2;
         if (s->backoff > WD_MASTER_BACKOFF_MAX)
             s->backoff = WD_MASTER_BACKOFF_MAX;
@@ -1995,6 +2007,50 @@ static void control_cb(void *data, json_t *request, wd_control_req_t *req)
 
 /* ---- periodic checks: memory-limit, restart-interval -------------------------------------- */
 
+/* 1 if the process is stopped (state T: SIGSTOP, SIGTSTP...; not t, a debugger's stop). */
+static int proc_stopped(int pid)
+{
+    char path[64], buf[512], *r;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    r = strrchr(buf, ')');
+    return r != NULL && r[1] == ' ' && r[2] == 'T';
+}
+
+/* A stopped worker holds its accepted connections and its requests forever and answers nothing:
+ * past WD_MASTER_STOPPED_MS it is killed, and replaced like any dead worker. */
+static void check_stopped(wd_master_t *m, wd_proc_t *p, uint64_t now)
+{
+    if (p->pid <= 0 || !proc_stopped(p->pid)) {
+        p->stopped_at = 0;
+        return;
+    }
+    if (p->stopped_at == 0) {
+        p->stopped_at = now;
+        return;
+    }
+    if (now - p->stopped_at < WD_MASTER_STOPPED_MS)
+        return;
+    wd_log_error("group %s worker %d (pid %d) has been stopped (SIGSTOP?) for %.0f s: killing it",
+                 p->g->name, p->slot, p->pid, (double)(now - p->stopped_at) / 1000.0);
+    snprintf(p->failed, sizeof p->failed, "stopped for %.0f s, killed",
+             (double)(now - p->stopped_at) / 1000.0);
+    if (p->s != NULL)
+        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", p->failed);
+    p->stopped_at = 0;
+    uv_process_kill(&p->process, SIGKILL);
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     wd_master_t *m = t->data;
@@ -2006,6 +2062,7 @@ static void tick_cb(uv_timer_t *t)
         const wd_group_conf_t *c = p->g->conf;
 
         next = p->next;
+        check_stopped(m, p, now);
         if (p->s == NULL || p->s->cur != p || p->state != WD_PROC_READY || p->recycling)
             continue;
         if (c->memory_limit > 0) {

@@ -5,6 +5,16 @@ so paths stay short), starts the daemon in the foreground with its stderr captur
 waits for "all workers ready", and at teardown stops it with SIGTERM and checks that it exited 0,
 left no worker behind, removed its unix sockets, and logged no unexpected error or alert line.
 
+Leak check (as NGINX Unit's suite does): the open fds of the master and of each worker are counted
+when the daemon is first ready, and again at teardown before the stop; the test fails if the
+master's count or that of a worker alive at both times grew (after a settle of up to 2 s for
+connections being closed). No warm-up request is made before the first count: it would shift the
+request counters that the recycle and metrics tests check, and a first request opens no lasting fd
+(measured: hello, echo and big apps, HTTP and uwsgi). A test that changes the set of listeners on
+purpose calls d.fd_rebase(); d.check_fds = False turns the check off. After a reload that added,
+changed or removed a group (a "reload: group" log line), the master's listeners and config memfds
+legitimately differ: only the workers are checked then.
+
 Environment:
     WSGID_BIN       the binary under test (default: <repo>/build/wsgid)
     WSGID_E2E_KEEP  keep the temp dirs (logs, configs) after the tests
@@ -103,6 +113,21 @@ def pgroup_members(pgrp):
     return sorted(out)
 
 
+def open_fds(pid):
+    """{fd: readlink target} of a process, or None if it is gone."""
+    out = {}
+    try:
+        names = os.listdir("/proc/%d/fd" % pid)
+    except OSError:
+        return None
+    for n in names:
+        try:
+            out[n] = os.readlink("/proc/%d/fd/%s" % (pid, n))
+        except OSError:
+            pass
+    return out
+
+
 def cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -173,6 +198,8 @@ class Wsgid:
         self.tcp = None             # ("127.0.0.1", port) of the default group
         self.unix = None            # its unix socket path
         self.group = None
+        self.check_fds = True
+        self.fd_base = None         # {pid: {fd: target}} when first ready
 
     # Starting and stopping.
 
@@ -197,6 +224,42 @@ class Wsgid:
                                      % (timeout, self.log()))
             time.sleep(0.05)
         self.seen_workers.update(self.workers())
+        if self.fd_base is None:
+            self.fd_rebase()
+
+    # The leak check.
+
+    def fd_rebase(self):
+        """Takes the fd counts of the master and its current workers as the baseline."""
+        self.fd_base = {}
+        self.fd_log_at = self.log_size()
+        for p in [self.pid] + self.workers():
+            fds = open_fds(p)
+            if fds is not None:
+                self.fd_base[p] = fds
+
+    def fd_leaks(self, settle=2.0):
+        """[description] of the processes whose fd count grew since the baseline."""
+        if not self.check_fds or not self.fd_base or not self.running():
+            return []
+        deadline = time.monotonic() + settle
+        reloaded = "reload: group" in self.log()[self.fd_log_at:]
+        while True:
+            out = []
+            live = set(self.workers()) | {self.pid}
+            for p, base in self.fd_base.items():
+                if p == self.pid and reloaded:
+                    continue
+                now = open_fds(p) if p in live else None
+                if now is None or len(now) <= len(base):
+                    continue
+                new = sorted(set(now.items()) - set(base.items()), key=lambda x: int(x[0]))
+                out.append("%s %d: %d fds at the start, %d now; new: %s" % (
+                    "master" if p == self.pid else "worker", p, len(base), len(now),
+                    ", ".join("%s -> %s" % x for x in new)))
+            if not out or time.monotonic() > deadline:
+                return out
+            time.sleep(0.1)
 
     @property
     def pid(self):
@@ -401,6 +464,9 @@ def wsgid(tmp):
     errors = []
     for d in started:
         try:
+            leaks = d.fd_leaks()
+            if leaks:
+                errors.append("fd leak (open fds grew during the test):\n  " + "\n  ".join(leaks))
             rc = d.stop()
             if rc not in (0, None) and not getattr(d, "expect_failure", False):
                 errors.append("wsgid exited with status %s; log:\n%s" % (rc, d.log()))
