@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,8 @@ static json_t *call(const char *path, json_t *request)
         n = write(fd, text + off, tlen - off);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+            break; /* wsgid answered and closed before reading us (a refusal): read it */
         if (n < 0)
             goto lost;
         off += (size_t)n;
@@ -134,6 +137,8 @@ static json_t *call(const char *path, json_t *request)
         n = read(fd, buf + len, cap - len - 1);
         if (n < 0 && errno == EINTR)
             continue;
+        if (n < 0 && len == 0)
+            goto lost;
         if (n <= 0)
             break;
         len += (size_t)n;
@@ -308,6 +313,9 @@ int main(int argc, char **argv)
     int c, i, as_json = 0, all = 0, rc;
     json_t *req, *reply;
     char *path;
+
+    /* A write to a master that already closed (it refused us) must not kill us: see call(). */
+    signal(SIGPIPE, SIG_IGN);
 
     /* '+': stop at the verb, so that its own options (--json, --all) are left to it. */
     while ((c = getopt_long(argc, argv, "+c:s:vh", options, NULL)) != -1) {

@@ -1,0 +1,198 @@
+"""Logs (issue 3): the access log (combined + request time + request id; global or per group),
+reopened on SIGUSR1 and `wsgictl reopen-logs` so logrotate works; every request-related error
+line names the group, the pid and the request id."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+from conftest import (WSGID_BIN, Conn, app, free_port, http_request, make_config, request,
+                      uwsgi_call, uwsgi_location, wait_for)
+
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
+
+# 127.0.0.1 - - [24/Nov/2026:21:00:00 +0000] "GET /x HTTP/1.1" 200 123 "ref" "ua" 0.001234 ID
+ACCESS = re.compile(r'^(?P<remote>\S+) - - \[(?P<when>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d '
+                    r'[+-]\d{4})\] "(?P<method>\S+) (?P<uri>\S+) (?P<proto>[^"]+)" '
+                    r'(?P<status>\d{3}) (?P<bytes>\d+) "(?P<ref>[^"]*)" "(?P<ua>[^"]*)" '
+                    r'(?P<secs>\d+\.\d+) (?P<id>\S+)$')
+
+
+def access_lines(path):
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    return [ACCESS.match(line) or line for line in text.splitlines()]
+
+
+def find_access(path, uri):
+    for m in access_lines(path):
+        assert not isinstance(m, str), "not an access log line: %r" % m
+        if m["uri"] == uri:
+            return m
+    return None
+
+
+def start(wsgid, tmp, app_name="ops", access=None, control=False, **opts):
+    top = {"log": {"level": "info", "file": "-", "access": str(access) if access else "-"}}
+    if control:
+        top["control"] = str(tmp / "ctl.sock")
+    d = wsgid(app_name, top=top, **opts)
+    if control:
+        d.unix_paths.append(str(tmp / "ctl.sock"))
+    return d
+
+
+def test_access_log_format(wsgid, nginx, tmp):
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, threads=2)
+    r = request(d.tcp, path="/sleep?t=0.3",
+                headers={"Referer": "http://ref.example/", "User-Agent": "e2e-agent/1.0"})
+    assert r.status == 200
+    m = wait_for(lambda: find_access(log, "/sleep?t=0.3"), timeout=3, what="the access line")
+    assert m["remote"] == "127.0.0.1"
+    assert (m["method"], m["proto"], m["status"]) == ("GET", "HTTP/1.1", "200")
+    assert (m["ref"], m["ua"]) == ("http://ref.example/", "e2e-agent/1.0")
+    assert int(m["bytes"]) >= len(r.body)
+    assert 0.3 <= float(m["secs"]) < 2
+    (pid,) = d.workers()
+    assert re.match(r"^%d-\d+$" % pid, m["id"]), m["id"]
+    # The date is now, in the local time zone.
+    when = time.strptime(m["when"], "%d/%b/%Y:%H:%M:%S %z")
+    assert abs(time.mktime(when) - time.time()) < 120
+
+    # Through nginx (uwsgi): the client's address and the request line come from nginx's vars.
+    ng = nginx(uwsgi_location(d.unix))
+    c = Conn(ng.addr)
+    c.send(http_request("POST", "/mark?name=ng", {"Connection": "close", "User-Agent": "via-ng"},
+                        body=b"abc"))
+    assert c.response().status == 200
+    c.close()
+    m = wait_for(lambda: find_access(log, "/mark?name=ng"), timeout=3, what="the nginx line")
+    assert (m["remote"], m["method"], m["status"], m["ua"]) == ("127.0.0.1", "POST", "200",
+                                                               "via-ng")
+    assert m["ref"] == "-"
+
+    # Errors get their line too, with their status; ids are unique.
+    d.expect_log(r"\[req \d+-\d+\] ")
+    assert request(d.tcp, path="/error").status == 500
+    r = uwsgi_call(d.unix, path="/nope", query="a=1")
+    assert r.status == 200
+    m = wait_for(lambda: find_access(log, "/error"), timeout=3, what="the 500 line")
+    assert m["status"] == "500"
+    assert find_access(log, "/nope?a=1")["proto"] == "HTTP/1.1"
+    ids = [m["id"] for m in access_lines(log)]
+    assert len(ids) == 4 and len(set(ids)) == 4, ids
+
+
+def _move_and_reopen(d, log, reopen):
+    assert request(d.tcp, path="/mark?name=before").status == 200
+    wait_for(lambda: find_access(log, "/mark?name=before"), timeout=3, what="the first line")
+    moved = log.with_name(log.name + ".1")
+    os.rename(log, moved)
+    # Still written to the moved file until the reopen (the fd follows the inode).
+    assert request(d.tcp, path="/mark?name=moved").status == 200
+    wait_for(lambda: find_access(moved, "/mark?name=moved"), timeout=3, what="line in moved file")
+    assert not log.exists()
+    since = d.log_size()
+    t0 = time.monotonic()
+    reopen()
+    d.wait_log(r"log files reopened", since=since, timeout=3)
+    # The workers reopen when the master tells them: a request right after may still race it.
+    n = [0]
+
+    def new_line():
+        n[0] += 1
+        assert request(d.tcp, path="/mark?name=after%d" % n[0]).status == 200
+        time.sleep(0.05)
+        return log.exists() and find_access(log, "/mark?name=after%d" % n[0])
+    wait_for(new_line, timeout=3, what="a line in the new access log")
+    took = time.monotonic() - t0
+    assert n[0] <= 3, "the workers took %d requests to reopen" % n[0]
+    assert find_access(moved, "/mark?name=before") and not find_access(log, "/mark?name=before")
+    return took
+
+
+def test_usr1_reopens_a_moved_access_log(wsgid, tmp):
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, processes=2, threads=2)
+    took = _move_and_reopen(d, log, lambda: d.signal(signal.SIGUSR1))
+    # Every worker reopened: each answers a few requests and they all land in the new file.
+    for i in range(20):
+        assert request(d.tcp, path="/mark?name=all%d" % i).status == 200
+    lines = wait_for(lambda: len([m for m in access_lines(log)
+                                  if m["uri"].startswith("/mark?name=all")]) == 20,
+                     timeout=3, what="20 lines in the new file")
+    assert lines
+    pids = {m["id"].split("-")[0] for m in access_lines(log)}
+    assert pids == {str(p) for p in d.workers()}, (pids, d.workers())
+    print("USR1 reopen: first line in the new file after %.2f s" % took)
+
+
+def test_wsgictl_reopen_logs(wsgid, tmp):
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, control=True)
+
+    def ctl():
+        r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "reopen-logs"],
+                           capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+    _move_and_reopen(d, log, ctl)
+
+
+def test_per_group_access_log(wsgid, tmp):
+    glob, own = tmp / "global.log", tmp / "own.log"
+    p1, p2 = free_port(), free_port()
+    env = {"WSGID_E2E_DIR": str(tmp)}
+    text = make_config(tmp, {
+        "site": {"app": app("ops"), "listen": ["127.0.0.1:%d" % p1], "env": env},
+        "other": {"app": app("ops"), "listen": ["127.0.0.1:%d" % p2], "env": env,
+                  "access-log": str(own)},
+        "quiet": {"app": app("hello"), "listen": ["127.0.0.1:%d" % free_port()],
+                  "access-log": "off"},
+    }, log={"level": "info", "file": "-", "access": str(glob)})
+    d = wsgid(config=text)
+    assert request(("127.0.0.1", p1), path="/mark?name=site").status == 200
+    assert request(("127.0.0.1", p2), path="/mark?name=other").status == 200
+    wait_for(lambda: find_access(glob, "/mark?name=site") and find_access(own, "/mark?name=other"),
+             timeout=3, what="both lines")
+    assert not find_access(glob, "/mark?name=other")
+    assert not find_access(own, "/mark?name=site")
+    # `off`: nowhere, not even stderr.
+    port3 = int(re.search(r"quiet:.*?127\.0\.0\.1:(\d+)", text, re.S).group(1))
+    assert request(("127.0.0.1", port3), path="/quiet-path").status == 200
+    time.sleep(0.2)
+    assert "/quiet-path" not in glob.read_text() + own.read_text() + d.log()
+
+
+def test_request_error_lines_name_group_pid_and_request_id(wsgid, tmp):
+    d = wsgid("mistakes", group="shop", threads=2)
+    d.expect_log(r"\[error\] shop:\d+: \[req \d+-\d+\] ")
+    (pid,) = d.workers()
+    since = d.log_size()
+    paths = ["/non-bytes", "/bad-status", "/header-crlf", "/hop-by-hop", "/start-twice",
+             "/raise-before", "/no-start-response", "/raise-after"]
+    ids = {}
+    for p in paths:
+        with Conn(d.tcp, timeout=10) as c:
+            c.send(http_request("GET", p, {"Connection": "close"}))
+            try:
+                c.read_until_close()
+            except AssertionError:
+                pass
+        ids[p] = (tmp / "request-id").read_text()
+    time.sleep(0.2)
+    lines = [ln for ln in d.lines(since) if re.search(r"\[(error|warn)\] ", ln)]
+    assert len(lines) >= len(paths), lines
+    for ln in lines:
+        assert re.search(r"\[(error|warn)\] shop:%d: \[req %d-\d+\] " % (pid, pid), ln), ln
+    for p, rid in ids.items():
+        assert any("[req %s] " % rid in ln for ln in lines), (p, rid, lines)
+    # Lines the app writes to wsgi.errors are request lines too.
+    d2 = wsgid("ops", group="shop2")
+    d2.expect_log(r"\[error\] shop2:\d+: \[req \d+-\d+\] ")
+    assert request(d2.tcp, path="/error").status == 500
+    line = d2.wait_log(r"ops app: about to fail")
+    assert re.search(r"\] shop2:%d: \[req %d-1\] " % (d2.workers()[0], d2.workers()[0]), line), line
