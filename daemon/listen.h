@@ -15,7 +15,7 @@ typedef struct wd_listen {
     int created;                  /* 1 when we created the unix socket file */
     dev_t dev;                    /* of that file, so that we only ever remove our own */
     ino_t ino;
-    int activated;                /* 1 when the fd was passed by systemd (socket activation) */
+    int activated; /* 1 when the fd was passed by systemd (socket activation) */
 } wd_listen_t;
 
 /* Socket activation: when $LISTEN_PID is our pid, takes the $LISTEN_FDS descriptors (3..3+N-1,

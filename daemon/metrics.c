@@ -30,10 +30,10 @@ struct metrics_conn {
     metrics_conn_t *prev, *next; /* in m->conns */
     int handles;                 /* not closed yet; freed at 0 */
     int closing;
-    int answered;                /* a response is on its way: the rest of the input is ignored */
-    int shut;                    /* our side is shut down: waiting for the client's close */
+    int answered; /* a response is on its way: the rest of the input is ignored */
+    int shut;     /* our side is shut down: waiting for the client's close */
     int peer_eof;
-    char *response;              /* malloc'd head + body */
+    char *response; /* malloc'd head + body */
     size_t len;
     char buf[WD_METRICS_HEAD_MAX];
 };
@@ -185,8 +185,8 @@ static void handle(metrics_conn_t *c)
     sp1 = memchr(c->buf, ' ', line_len);
     sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', line_len - (size_t)(sp1 + 1 - c->buf)) : NULL;
     if (sp1 == NULL || sp2 == NULL || sp1[1] != '/' || !is_token(c->buf, (size_t)(sp1 - c->buf)) ||
-        c->buf + line_len - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 ||
-        sp2[8] < '0' || sp2[8] > '9') {
+        c->buf + line_len - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' ||
+        sp2[8] > '9') {
         respond_error(c, 400, "Bad Request");
         return;
     }

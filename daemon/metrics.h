@@ -21,12 +21,12 @@ typedef void (*wd_metrics_release_fn)(void *data, wd_status_t *st);
 typedef struct wd_metrics {
     uv_loop_t *loop;
     uv_tcp_t server;
-    int running;                   /* 1 between a successful start and stop */
+    int running; /* 1 between a successful start and stop */
     wd_metrics_snapshot_fn snapshot;
     wd_metrics_release_fn release;
     void *data;
-    void *conns;                   /* open client connections (internal list) */
-    char addr[128];                /* "HOST:PORT", for messages */
+    void *conns;    /* open client connections (internal list) */
+    char addr[128]; /* "HOST:PORT", for messages */
 } wd_metrics_t;
 
 /* Binds HOST:PORT (a numeric IPv4 / IPv6 address or a name) and starts accepting on loop.

@@ -62,8 +62,7 @@ int wd_notify_send(const char *msg)
         rc = -errno;
         goto fail;
     }
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&notify_addr, notify_len) <
-        0)
+    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&notify_addr, notify_len) < 0)
         rc = -errno;
     close(fd);
 
