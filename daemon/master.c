@@ -14,6 +14,8 @@
  * request (wd_batch_t) waits for one or more operations and answers when they are all done. */
 #include "master.h"
 #include "control.h"
+#include "metrics.h"
+#include "notify.h"
 #include "listen.h"
 #include "log.h"
 #include "scoreboard.h"
@@ -223,30 +225,19 @@ static const char *signame(int sig)
     return buf;
 }
 
-/* systemd Type=notify: a datagram to $NOTIFY_SOCKET, best effort. */
-static void sd_notify_send(const char *msg)
+/* The metrics listener's view of the master. */
+static void metrics_snapshot(void *data, wd_status_t *st)
 {
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun;
-    size_t len;
-    int fd;
-
-    if (path == NULL || (path[0] != '/' && path[0] != '@') || strlen(path) >= sizeof sun.sun_path)
-        return;
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    len = strlen(path);
-    memcpy(sun.sun_path, path, len);
-    if (sun.sun_path[0] == '@')
-        sun.sun_path[0] = '\0';
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        wd_log_warn("cannot notify systemd on %s: %s", path, strerror(errno));
-    close(fd);
+    wd_master_status(data, st);
 }
+
+static void metrics_release(void *data, wd_status_t *st)
+{
+    (void)data;
+    wd_master_status_release(st);
+}
+
+static wd_metrics_t the_metrics;
 
 /* ---- config generations ------------------------------------------------------------------- */
 
@@ -752,9 +743,8 @@ static void start_progress(wd_master_t *m)
         return;
     m->starting = 0;
     wd_log_info("all workers ready (%zu groups, %zu processes)", m->n_groups, m->n_first);
-    snprintf(msg, sizeof msg, "READY=1\nSTATUS=serving %zu groups, %zu workers", m->n_groups,
-             m->n_first);
-    sd_notify_send(msg);
+    snprintf(msg, sizeof msg, "serving %zu groups, %zu workers", m->n_groups, m->n_first);
+    wd_notify_ready(msg);
 }
 
 static void abort_start(wd_master_t *m, wd_group_t *g, const char *why);
@@ -972,6 +962,7 @@ static void finish(wd_master_t *m)
     }
     wd_control_close(m->control);
     m->control = NULL;
+    wd_metrics_stop(&the_metrics);
     for (i = 0; i < m->n_groups; i++) {
         wd_group_t *g = m->groups[i];
 
@@ -996,7 +987,7 @@ static void begin_stop(wd_master_t *m, int exit_code)
         return;
     m->stopping = 1;
     m->exit_code = exit_code;
-    sd_notify_send("STOPPING=1\nSTATUS=stopping");
+    wd_notify_stopping();
     for (i = 0; i < m->n_groups; i++)
         for (k = 0; k < m->groups[i]->n_slots; k++)
             uv_timer_stop(&m->groups[i]->slots[k]->timer);
@@ -1640,7 +1631,7 @@ static void reload(wd_master_t *m, wd_control_req_t *req)
         goto fail;
     }
     conf = NULL;
-    sd_notify_send("RELOADING=1\nSTATUS=reloading");
+    wd_notify_reloading();
     wd_log_init("master", gen->conf->log_level);
     if (wd_log_open(gen->conf->log_file, "off") < 0)
         wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
@@ -1708,7 +1699,7 @@ static void reload(wd_master_t *m, wd_control_req_t *req)
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);
     json_object_set_new(b->reply, "unchanged", unchanged);
-    sd_notify_send("READY=1\nSTATUS=serving");
+    wd_notify_ready("serving");
     batch_done_one(m, b);
 
 fail:
@@ -2244,6 +2235,11 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     m->loop.data = m;
     m->gen = gen_new(conf, 0, text, len);
     if (m->gen == NULL || find_exe(m) < 0 || scoreboard_open(m) < 0 || open_groups(m) < 0)
+        goto out;
+    wd_listen_activation_done();
+    if (conf->metrics_port > 0 &&
+        wd_metrics_start(&the_metrics, &m->loop, conf->metrics_host, conf->metrics_port,
+                         metrics_snapshot, metrics_release, m) < 0)
         goto out;
     if (conf->control != NULL &&
         wd_control_open(&m->control, &m->loop, conf->control, control_cb, m) < 0)

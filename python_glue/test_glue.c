@@ -694,8 +694,13 @@ int main(int argc, char **argv)
     group.n_python_path = 1;
     conf.groups = &group;
     conf.n_groups = 1;
-    if (argc > 2 && strcmp(argv[2], "--venv") == 0)
-        return test_venv(&conf, &group);
+    if (argc > 2 && strcmp(argv[2], "--venv") == 0) {
+        int rc = test_venv(&conf, &group);
+
+        free(dir);
+        free(abs);
+        return rc;
+    }
 
     if (wd_py_init(&conf, &group, 1) < 0) {
         fprintf(stderr, "cannot start Python (log in %s)\n", log_path);
