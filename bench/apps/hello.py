@@ -1,4 +1,4 @@
-"""Hello world: the smallest response, with Content-Length (what every figure in bench/ starts from)."""
+"""Hello world: the smallest response, with Content-Length."""
 
 BODY = b"Hello, World!"
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(BODY)))]
