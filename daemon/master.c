@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -337,6 +338,47 @@ static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set
     }
     *set = 1;
     return 0;
+}
+
+/* Workers that run as another user open the log files by name, as that user, at their start and
+ * at reopen-logs: in a directory only root may write (/var/log/...) that fails, and a rotated
+ * file would never be created again. As nginx does, the master creates the file and gives it to
+ * the user (a root-owned file only; one that already belongs to someone else is left alone). */
+static void give_log_file(const wd_group_conf_t *g, const char *path, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    int fd;
+
+    if (path == NULL || uid == 0 || strcmp(path, "-") == 0 || strcmp(path, "off") == 0)
+        return;
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0)
+        return; /* the worker says why when it opens it */
+    if (fstat(fd, &st) == 0 && st.st_uid != uid) {
+        if (st.st_uid == 0) {
+            if (fchown(fd, uid, gid) < 0)
+                wd_log_warn("group %s: cannot give the log file %s to uid %u: %s", g->name, path,
+                            (unsigned)uid, strerror(errno));
+        } else if (!(st.st_mode & S_IWOTH) && !(st.st_gid == gid && (st.st_mode & S_IWGRP))) {
+            wd_log_warn("group %s: the log file %s belongs to uid %u; the group's workers (uid "
+                        "%u) may not be able to write it",
+                        g->name, path, (unsigned)st.st_uid, (unsigned)uid);
+        }
+    }
+    close(fd);
+}
+
+static void give_log_files(const wd_group_conf_t *g, const wd_config_t *conf)
+{
+    uid_t uid;
+    gid_t gid;
+    int set;
+    char err[256];
+
+    if (privileges(g, &uid, &gid, &set, err, sizeof err) < 0 || !set)
+        return;
+    give_log_file(g, g->access_log != NULL ? g->access_log : conf->access_log, uid, gid);
+    give_log_file(g, conf->log_file, uid, gid);
 }
 
 static int check_privileges(const wd_config_t *conf, char *err, size_t errlen)
@@ -1181,6 +1223,8 @@ static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
         rc = -EPERM;
         goto fail;
     }
+    if (set)
+        give_log_files(conf, gen->conf);
     record = record_take(m);
     if (record < 0) {
         snprintf(err, sizeof err, "no free scoreboard record (%d workers)", WD_SCORE_MAX);
@@ -1828,9 +1872,17 @@ static void reopen_logs(wd_master_t *m)
 
     if (wd_log_open(m->gen->conf->log_file, "off") == 0)
         wd_log_info("log files reopened");
-    for (p = m->procs; p != NULL; p = p->next)
-        if (p->pid > 0)
+    for (p = m->procs; p != NULL; p = p->next) {
+        if (p->pid > 0) {
+            const wd_config_t *pc = p->gen->conf;
+
+            /* The paths this worker opens: those of the config it was started with. */
+            for (size_t i = 0; i < pc->n_groups; i++)
+                if (strcmp(pc->groups[i].name, p->g->name) == 0)
+                    give_log_files(&pc->groups[i], pc);
             proc_say(p, "reopen-logs\n");
+        }
+    }
 }
 
 static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)

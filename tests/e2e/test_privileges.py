@@ -4,12 +4,13 @@ start naming the group; the control socket (0600) refuses a peer of another uid 
 import os
 import pwd
 import re
+import signal
 import stat
 import subprocess
 
 import pytest
 
-from conftest import WSGID_BIN, app, assert_hello, free_port, to_yaml
+from conftest import WSGID_BIN, app, assert_hello, free_port, to_yaml, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
@@ -122,3 +123,28 @@ def test_control_socket_refuses_another_uid(wsgid, tmp):
     r = subprocess.run([str(WSGICTL), "-s", str(ctl), "status"], capture_output=True, text=True,
                        timeout=10)
     assert r.returncode == 0 and str(d.workers()[0]) in r.stdout, r
+
+
+def test_worker_of_another_user_writes_and_reopens_the_access_log(wsgid, tmp):
+    """The logs directory is root's (like /var/log/wsgid): a worker running as nobody can neither
+    create the file nor create it again after logrotate moved it, unless the master gives it."""
+    os.chmod(tmp, 0o755)
+    logs = tmp / "logs"
+    logs.mkdir(mode=0o755)
+    access = logs / "access.log"
+    d = start(wsgid, tmp, "nobody", log={"level": "info", "file": "-", "access": str(access)})
+    assert_hello(d.tcp)
+    wait_for(lambda: access.exists() and "GET / " in access.read_text(), timeout=3,
+             what="the access line")
+    assert os.stat(access).st_uid == NOBODY.pw_uid
+    os.rename(access, logs / "access.log.1")
+    since = d.log_size()
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"log files reopened", since=since)
+
+    def new_line():
+        assert_hello(d.tcp)
+        return access.exists() and "GET / " in access.read_text()
+    wait_for(new_line, timeout=3, what="a line in the new access log")
+    assert os.stat(access).st_uid == NOBODY.pw_uid
+    assert "cannot open the access log" not in d.log()

@@ -155,7 +155,18 @@ def test_restart_interval_replaces_workers_under_light_load(wsgid):
 def test_memory_limit_replaces_worker_gracefully(wsgid):
     d = wsgid("pidmem", processes=2, threads=2, memory_limit="60M")
     before = set(d.workers())
-    big = get_pid(d.tcp, "/grow?mb=100", timeout=30)
+    load = Load(d.tcp, clients=2, pause=0.02)
+    try:
+        big = get_pid(d.tcp, "/grow?mb=100", timeout=30)
+        _memory_limit_replacement(d, big, before)
+    finally:
+        load.stop()
+    d.seen_workers.update(load.pids)
+    assert load.failed == 0, load.errors[:5]
+    assert load.ok > 20
+
+
+def _memory_limit_replacement(d, big, before):
     assert big in before
     line = d.wait_log(r"\(pid %d\) asks to be recycled: memory-limit: RSS \d+\.\d MiB > 60\.0 MiB"
                       % big, timeout=5)

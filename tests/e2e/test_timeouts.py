@@ -6,7 +6,7 @@ import re
 import threading
 import time
 
-from conftest import Conn, http_request, request, wait_for
+from conftest import Conn, http_request, request, uwsgi_location, wait_for
 
 
 def get_pid(addr, timeout=10):
@@ -43,6 +43,19 @@ def test_request_timeout_blocked_thread_504_within_grace(wsgid):
     wait_for(lambda: d.workers() == [new], timeout=10, what="the stuck worker gone")
     assert get_pid(d.tcp) == new
     print("request-timeout (blocked): 504 after %.2f s; %s" % (took, line))
+
+
+def test_request_timeout_through_nginx(wsgid, nginx):
+    """Over uwsgi behind nginx: both kinds of stuck request give the client a 504 from wsgid."""
+    d = wsgid("ops", processes=2, threads=2, request_timeout=1, shutdown_timeout=1)
+    d.expect_log(r"\[req \d+-\d+\] ")
+    ng = nginx(uwsgi_location(d.unix))
+    for path, low, high in (("/spin?t=5", 0.9, 2.0), ("/sleep?t=4", 1.5, 3.5)):
+        r, took = timed(ng.addr, path)
+        assert r.status == 504, (path, r)
+        assert low < took < high, (path, took)
+        assert get_pid(ng.addr) in set(d.workers())
+    d.seen_workers.update(d.workers())
 
 
 def test_request_timeout_spinning_thread_interrupted(wsgid, tmp):
