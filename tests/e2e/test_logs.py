@@ -196,3 +196,27 @@ def test_request_error_lines_name_group_pid_and_request_id(wsgid, tmp):
     assert request(d2.tcp, path="/error").status == 500
     line = d2.wait_log(r"ops app: about to fail")
     assert re.search(r"\] shop2:%d: \[req %d-1\] " % (d2.workers()[0], d2.workers()[0]), line), line
+
+
+def test_usr1_reopens_a_moved_error_log(wsgid, tmp):
+    """The error log too: the master's and the workers' lines go to the new file."""
+    errlog = tmp / "error.log"
+    d = wsgid("ops", processes=2, top={"log": {"level": "info", "file": str(errlog),
+                                               "access": "off"}}, wait=False)
+    wait_for(lambda: errlog.exists() and "all workers ready" in errlog.read_text(), timeout=15,
+             what="ready in the error log")
+    d.seen_workers.update(d.workers())
+    os.rename(errlog, tmp / "error.log.1")
+    d.signal(signal.SIGUSR1)
+    wait_for(lambda: errlog.exists() and "log files reopened" in errlog.read_text(), timeout=3,
+             what="the master's line in the new error log")
+    assert "received SIGUSR1" in (tmp / "error.log.1").read_text()
+
+    def worker_line():
+        r = request(d.tcp, path="/error")
+        assert r.status == 500
+        return "ops app: about to fail" in errlog.read_text()
+    wait_for(worker_line, timeout=3, what="a worker's line in the new error log")
+    bad = [ln for ln in errlog.read_text().splitlines()
+           if re.search(r"\[(error|alert|crit)\] ", ln) and "[req " not in ln]
+    assert not bad, bad

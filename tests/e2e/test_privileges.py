@@ -148,3 +148,17 @@ def test_worker_of_another_user_writes_and_reopens_the_access_log(wsgid, tmp):
     wait_for(new_line, timeout=3, what="a line in the new access log")
     assert os.stat(access).st_uid == NOBODY.pw_uid
     assert "cannot open the access log" not in d.log()
+
+
+def test_socket_owner_and_mode(wsgid, tmp):
+    sock = tmp / "site.sock"
+    text, addr = config(tmp, "nobody")
+    text = text.replace('listen: ["127.0.0.1:%d"]' % addr[1],
+                        'listen: ["unix:%s", "127.0.0.1:%d"]\n    socket-user: "nobody"\n'
+                        '    socket-group: "nogroup"\n    socket-mode: "0660"' % (sock, addr[1]))
+    assert "socket-mode" in text, text
+    d = wsgid(config=text)
+    st = os.stat(sock)
+    assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert_hello(str(sock))
