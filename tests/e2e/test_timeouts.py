@@ -226,3 +226,55 @@ def test_send_timeout_does_not_cut_a_slow_but_steady_reader(wsgid):
     assert got > size, got
     assert took > 1.2, "the read took %.2f s: not slow enough to test anything" % took
     assert "send-timeout" not in d.log()
+
+
+# --- startup-timeout, graceful-timeout ----------------------------------------------------------
+
+def test_startup_timeout_fails_the_initial_start(wsgid):
+    d = wsgid("slowimport", startup_timeout=1, env={"SLOW_IMPORT": "10"}, wait=False)
+    d.expect_failure = True
+    d.expect_log(".")
+    t0 = time.monotonic()
+    rc = d.wait_exit(8)
+    took = time.monotonic() - t0
+    assert rc != 0
+    assert re.search(r"not ready after 1 s \(startup-timeout\)", d.log()), d.log()
+    assert took < 4, took
+
+
+def test_startup_timeout_is_a_bound_not_a_delay(wsgid):
+    d = wsgid("slowimport", startup_timeout=5, env={"SLOW_IMPORT": "1.5"})
+    assert request(d.tcp).status == 200
+    assert "startup-timeout" not in d.log()
+
+
+def test_graceful_stop_finishes_short_requests_and_kills_stuck_ones(wsgid, tmp):
+    d = wsgid("ops", threads=2, graceful_timeout=1, shutdown_timeout=1, request_timeout=60)
+    d.expect_log(r"\[req \d+-\d+\] ")
+    out = {}
+
+    def call(name, path):
+        try:
+            out[name] = timed(d.tcp, path, timeout=20)
+        except Exception as e:  # noqa: BLE001
+            out[name] = (e, None)
+
+    threads = [threading.Thread(target=call, args=("short", "/spin?t=0.8")),
+               threading.Thread(target=call, args=("stuck", "/sleep?t=30"))]
+    for t in threads:
+        t.start()
+    wait_for(lambda: (tmp / "started-spin").exists() and (tmp / "started-sleep").exists(),
+             timeout=5, what="both requests running")
+    t0 = time.monotonic()
+    rc = d.stop(timeout=10)
+    took = time.monotonic() - t0
+    for t in threads:
+        t.join(10)
+    assert rc == 0
+    # graceful-timeout + shutdown-timeout (+ the master's 1 s margin) bound the stop.
+    assert 0.9 < took < 5, took
+    assert out["short"][0].status == 200, out
+    stuck = out["stuck"][0]
+    assert isinstance(stuck, Exception) or stuck.status >= 500, stuck
+    assert re.search(r"graceful-timeout: .*1 requests running", d.log()), d.log()
+    print("graceful stop with a stuck request: %.2f s; %s" % (took, out["stuck"][0]))
