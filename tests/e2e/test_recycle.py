@@ -81,19 +81,25 @@ def _max_requests_under_nginx(wsgid, nginx, **extra):
     t0 = time.monotonic()
     # A short pause between requests spreads the 300 over ~1 s, so replacements have time to
     # start (a Python start-up is ~0.1 s) and several generations serve.
-    load = Load(ng.addr, clients=4, total=300, pause=0.01).stop()
+    # On a loaded machine spawns are slower: go on past 300 until 4 recycles have completed.
+    load = Load(ng.addr, clients=4, pause=0.01)
+    try:
+        wait_for(lambda: load.ok + load.failed >= 300 and len(recycled_lines(d)) >= 4,
+                 timeout=30, interval=0.05, what="300 requests and 4 recycles")
+    finally:
+        load.stop()
     took = time.monotonic() - t0
     d.seen_workers.update(load.pids)
     assert load.failed == 0, load.errors[:5]
-    assert load.ok == 300
+    assert load.ok >= 300
     assert len(load.pids - first) >= 4, sorted(load.pids)
     lines = wait_for(lambda: len(recycled_lines(d)) >= 4 and recycled_lines(d), timeout=10,
                      what="recycled lines")
     wait_for(lambda: not set(d.workers()) & first, timeout=10, what="the first workers gone")
     assert all("maximum-requests" in line for line in lines), lines
     d.seen_workers.update(d.workers())
-    print("maximum-requests%s: 300 requests in %.2f s, 0 failed, %d pids, %d recycles"
-          % (" + jitter" if extra else "", took, len(load.pids), len(lines)))
+    print("maximum-requests%s: %d requests in %.2f s, 0 failed, %d pids, %d recycles"
+          % (" + jitter" if extra else "", load.ok, took, len(load.pids), len(lines)))
     return d, load
 
 
@@ -103,7 +109,7 @@ def test_maximum_requests_under_load_through_nginx(wsgid, nginx):
     assert limits and set(limits) == {"20"}, limits
     # Without jitter every worker serves exactly 20 requests (the replacement only
     # takes over once ready, so a worker that asked may serve a few more, never fewer).
-    assert len(load.pids) <= 300 // 20 + 2
+    assert len(load.pids) <= load.ok // 20 + 2
 
 
 def test_maximum_requests_with_jitter(wsgid, nginx):
@@ -118,9 +124,10 @@ def test_inactivity_timeout_recycles_idle_worker(wsgid):
     (first,) = d.workers()
     assert get_pid(d.tcp) == first
     t0 = time.monotonic()
-    line = d.wait_log(r"\(pid %d\) recycled: .*inactivity" % first, timeout=6)
+    line = d.wait_log(r"\(pid %d\) recycled: .*inactivity" % first, timeout=8)
     took = time.monotonic() - t0
-    assert 0.8 < took < 4, (took, line)
+    # 1 s idle, the worker's 0.25 s tick, then the replacement's start-up.
+    assert 0.8 < took < 6, (took, line)
     new = int(re.search(r"replacement is pid (\d+)", line).group(1))
     d.seen_workers.add(new)
     wait_for(lambda: d.workers() == [new], timeout=10, what="the old worker gone")
