@@ -12,6 +12,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,11 +37,21 @@ static void *xrealloc(void *p, size_t n)
     return p;
 }
 
+/* The poll handle is made only when the connection first has to wait: a request that is complete
+ * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */
 static void set_events(wd_conn_t *c, int events)
 {
     if (c->state == WD_CONN_CLOSED || c->events == events)
         return;
     c->events = events;
+    if (!c->poll_inited) {
+        if (events == 0)
+            return;
+        uv_poll_init(c->w->loop, &c->poll, c->fd);
+        c->poll.data = c;
+        c->poll_inited = 1;
+        c->open_handles++;
+    }
     if (events)
         uv_poll_start(&c->poll, events, conn_poll_cb);
     else
@@ -93,27 +104,46 @@ static void peer_string(wd_conn_t *c, const struct sockaddr *sa)
     }
 }
 
+static void conn_read(wd_conn_t *c);
+
+#define POOL_MAX 256
+
 void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len)
 {
-    wd_conn_t *c = calloc(1, sizeof *c);
+    wd_conn_t *c = w->conn_pool;
+    char *buf = NULL, *body_mem = NULL;
+    size_t cap = 0, body_cap = 0;
 
-    if (c == NULL)
-        abort();
     (void)peer_len;
+    if (c != NULL) {
+        w->conn_pool = c->next;
+        w->n_pool--;
+        buf = c->buf;
+        cap = c->cap;
+        body_mem = c->body_mem;
+        body_cap = c->body_cap;
+        memset(c, 0, offsetof(wd_conn_t, out));
+    } else {
+        c = calloc(1, sizeof *c);
+        if (c == NULL)
+            abort();
+        wd_out_init(&c->out, w->group->response_buffer_size, w->group->response_spill_limit,
+                    w->tmpdir, conn_wake, c);
+    }
+    c->buf = buf;
+    c->cap = cap;
+    c->body_mem = body_mem;
+    c->body_cap = body_cap;
     c->w = w;
     c->l = l;
     c->fd = fd;
     c->body_fd = -1;
     c->state = WD_CONN_HEAD;
     peer_string(c, peer);
-    uv_poll_init(w->loop, &c->poll, fd);
     uv_timer_init(w->loop, &c->timer);
-    c->poll.data = c;
     c->timer.data = c;
-    c->open_handles = 2;
-    wd_out_init(&c->out, w->group->response_buffer_size, w->group->response_spill_limit,
-                w->tmpdir, conn_wake, c);
+    c->open_handles = 1;
     wd_http_init(&c->http, NULL, NULL);
     c->next = w->conns;
     if (w->conns)
@@ -121,8 +151,9 @@ void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct s
     w->conns = c;
     w->n_conns++;
     wd_score_add(&w->score->connections, 1);
-    set_events(c, UV_READABLE | UV_DISCONNECT);
     conn_timer(c, w->group->header_timeout);
+    /* A proxy sends its request right after connecting: it is usually there already. */
+    conn_read(c);
 }
 
 static const char *peer_name(const wd_conn_t *c)
@@ -152,8 +183,23 @@ static void body_clear(wd_conn_t *c)
 
 void wd_conn_free(wd_conn_t *c)
 {
-    wd_out_close(&c->out);
+    wd_worker_t *w = c->w;
+
     body_clear(c);
+    if (w->n_pool < POOL_MAX && !w->stopping) {
+        /* Kept for the next connection, with its buffers (unless they grew large). */
+        if (c->cap > 16384) {
+            free(c->buf);
+            c->buf = NULL;
+            c->cap = 0;
+        }
+        wd_out_reset(&c->out);
+        c->next = w->conn_pool;
+        w->conn_pool = c;
+        w->n_pool++;
+        return;
+    }
+    wd_out_close(&c->out);
     free(c->body_mem);
     free(c->buf);
     free(c);
@@ -191,7 +237,8 @@ void wd_conn_close(wd_conn_t *c)
         c->next->prev = c->prev;
     w->n_conns--;
     wd_score_sub(&w->score->connections, 1);
-    uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
+    if (c->poll_inited)
+        uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
     wd_worker_conn_gone(w);
 }
@@ -695,6 +742,8 @@ static void conn_read(wd_conn_t *c)
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             wd_conn_close(c);
+        else if (!(c->events & UV_READABLE))
+            set_events(c, UV_READABLE | UV_DISCONNECT);
         return;
     }
     if (n == 0) {
@@ -709,6 +758,9 @@ static void conn_read(wd_conn_t *c)
         conn_timer(c, c->w->group->body_timeout);
     c->len += (size_t)n;
     conn_process(c);
+    /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
+    if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE))
+        set_events(c, UV_READABLE | UV_DISCONNECT);
 }
 
 static void conn_drain(wd_conn_t *c)

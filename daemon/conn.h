@@ -53,11 +53,15 @@ struct wd_conn {
     int body_error;           /* status code to answer when the body cannot be taken */
 
     wd_req_t req;
-    wd_out_t out;
     int status;               /* status of a response the loop made itself */
+    int poll_inited;          /* the poll handle exists (made on first need) */
 
     char remote[64];
     int remote_port;
+
+    /* Last: a connection freed to the worker's pool keeps its buffers and this (initialised once),
+     * and everything before it is zeroed for the next connection. */
+    wd_out_t out;
 };
 
 /* Takes over an accepted, non-blocking socket. */

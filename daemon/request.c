@@ -39,13 +39,38 @@ void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
         atomic_fetch_add_explicit(q->depth, n, memory_order_relaxed);
     wake = q->waiting;
     pthread_mutex_unlock(&q->lock);
-    /* One request wakes one thread; a batch wakes them all and the surplus goes back to sleep. */
-    if (wake == 0)
-        return;
-    if (n == 1)
+    /* Wake as many sleeping threads as there are new requests, no more: a thread that is busy
+     * takes the next request itself when it is done (wd_queue_try_pop), without sleeping. */
+    for (size_t i = 0; i < n && i < (size_t)wake; i++)
         pthread_cond_signal(&q->cond);
-    else
-        pthread_cond_broadcast(&q->cond);
+}
+
+static wd_req_t *take_locked(wd_queue_t *q)
+{
+    wd_req_t *req = q->head;
+
+    if (req) {
+        q->head = req->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        q->len--;
+        req->next = NULL;
+        if (q->depth) {
+            atomic_fetch_sub_explicit(q->depth, 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(q->busy, 1, memory_order_relaxed);
+        }
+    }
+    return req;
+}
+
+wd_req_t *wd_queue_try_pop(wd_queue_t *q)
+{
+    wd_req_t *req;
+
+    pthread_mutex_lock(&q->lock);
+    req = take_locked(q);
+    pthread_mutex_unlock(&q->lock);
+    return req;
 }
 
 wd_req_t *wd_queue_pop(wd_queue_t *q)
@@ -58,18 +83,7 @@ wd_req_t *wd_queue_pop(wd_queue_t *q)
         pthread_cond_wait(&q->cond, &q->lock);
         q->waiting--;
     }
-    req = q->head;
-    if (req) {
-        q->head = req->next;
-        if (q->head == NULL)
-            q->tail = NULL;
-        q->len--;
-        req->next = NULL;
-        if (q->depth) {
-            atomic_fetch_sub_explicit(q->depth, 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(q->busy, 1, memory_order_relaxed);
-        }
-    }
+    req = take_locked(q);
     pthread_mutex_unlock(&q->lock);
     return req;
 }

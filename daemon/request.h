@@ -79,6 +79,8 @@ void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n);
 /* Blocks until a request is there (returns it) or the queue is closed and empty (returns NULL).
  * Call it with the GIL released. */
 wd_req_t *wd_queue_pop(wd_queue_t *q);
+/* The first request if there is one, without waiting (any thread, GIL held or not). */
+wd_req_t *wd_queue_try_pop(wd_queue_t *q);
 /* Wakes every waiting thread; pop returns NULL once the queue is empty. */
 void wd_queue_close(wd_queue_t *q);
 

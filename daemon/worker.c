@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -93,6 +94,24 @@ static void listener_cb(uv_poll_t *p, int status, int events)
     }
 }
 
+/* All workers of a group watch the same listening socket. Watched directly, a new connection
+ * wakes every idle worker and all but one find nothing to accept. Behind an epoll instance of its
+ * own with EPOLLEXCLUSIVE, it wakes one; the loop watches that epoll fd, which is readable while
+ * a connection is waiting. Falls back to the socket itself where the kernel says no. */
+static int exclusive_epoll(int fd)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = fd};
+    int ep = epoll_create1(EPOLL_CLOEXEC);
+
+    if (ep < 0)
+        return fd;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        close(ep);
+        return fd;
+    }
+    return ep;
+}
+
 static int listeners_init(wd_worker_t *w)
 {
     const wd_group_conf_t *g = w->group;
@@ -131,7 +150,7 @@ static int listeners_init(wd_worker_t *w)
             inet_ntop(AF_INET6, &in6->sin6_addr, l->addr, sizeof l->addr);
             l->port = ntohs(in6->sin6_port);
         }
-        uv_poll_init_socket(w->loop, &l->poll, l->fd);
+        uv_poll_init(w->loop, &l->poll, exclusive_epoll(l->fd));
         l->poll.data = l;
     }
     return 0;

@@ -81,6 +81,8 @@ struct wd_worker {
     uint64_t served;
     wd_conn_t *conns;           /* every open connection */
     size_t n_conns;
+    wd_conn_t *conn_pool;       /* freed connections kept for reuse (linked by next) */
+    size_t n_pool;
 
     uint64_t max_requests;      /* maximum-requests plus this worker's jitter; 0 = none */
     int recycle_asked;          /* "recycle" sent to the master already */

@@ -25,13 +25,20 @@ static void *thread_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     gs = PyGILState_Ensure();
     for (;;) {
-        /* One GIL release covers finishing the last response and waiting for the next. */
-        PyThreadState *ts = PyEval_SaveThread();
-
+        /* Finishing only takes the buffer's lock and wakes the loop: no need to drop the GIL.
+         * Under load the next request is already queued: take it without giving up the GIL,
+         * which would only hand it to another thread of ours (a context switch per request).
+         * The interpreter still switches threads every sys.getswitchinterval(). */
         if (done != NULL)
             wd_out_finish(done->out, keep_alive);
-        req = wd_queue_pop(queue);
-        PyEval_RestoreThread(ts);
+        done = NULL;
+        req = wd_queue_try_pop(queue);
+        if (req == NULL) {
+            PyThreadState *ts = PyEval_SaveThread();
+
+            req = wd_queue_pop(queue);
+            PyEval_RestoreThread(ts);
+        }
         if (req == NULL)
             break;
         keep_alive = wd__py_serve(thr, req);
