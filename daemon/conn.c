@@ -777,9 +777,10 @@ static void conn_drain(wd_conn_t *c)
 static void response_complete(wd_conn_t *c)
 {
     wd_worker_t *w = c->w;
-    int keep = c->out.keep_alive && !c->out.aborted && !w->stopping && c->proto == WD_REQ_HTTP;
+    int keep = c->out.keep_alive > 0 && !c->out.aborted && !w->stopping && c->proto == WD_REQ_HTTP;
     int status = c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
+    int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
     size_t leftover;
 
     access_log(c, status, c->out.sent);
@@ -793,6 +794,11 @@ static void response_complete(wd_conn_t *c)
     body_clear(c);
     wd_out_reset(&c->out);
     if (!keep) {
+        if (reset) {
+            struct linger lg = {1, 0};
+
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        }
         if (linger)
             conn_linger(c);
         else

@@ -58,7 +58,10 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
  * or dropped). */
 int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);
 /* The response is complete (or abandoned); keep_alive says whether the connection may serve
- * another request once everything is sent. Call exactly once per response. */
+ * another request once everything is sent, or is WD_OUT_RESET: the response broke after its head
+ * went out, so the connection is reset rather than closed, and no client or proxy can take a
+ * close-delimited body cut short for a whole one. Call exactly once per response. */
+#define WD_OUT_RESET (-1)
 void wd_out_finish(wd_out_t *out, int keep_alive);
 
 /* Consumer side (loop thread). Writes as much as the socket takes. Returns 1 when the response is

@@ -69,8 +69,12 @@ static int on_header_field_complete(llhttp_t *p)
     wd_http_t *http = from_parser(p);
     wd_http_header_t *h;
 
-    if (http->state != WD_HTTP_HEAD || http->n_headers == 0)
+    if (http->state != WD_HTTP_HEAD)
         return 0; /* a trailer: not kept */
+    /* llhttp accepts an empty name (": v"), with no or an empty on_header_field before it. */
+    if (http->n_headers == 0 || http->last_was_value ||
+        http->headers[http->n_headers - 1].name.len == 0)
+        return fail(http, WD_HTTP_EINVALID, "Empty header field name");
 
     /* llhttp lets some names end in whitespace ("Host : x"); RFC 9112 5.1 says reject, since
      * proxies disagree on what such a field means. */

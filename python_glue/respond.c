@@ -786,6 +786,9 @@ static int finish(wd_resp_t *r)
                      (unsigned long long)r->body_sent, (unsigned long long)r->cl);
         r->failed = 1;
     }
+    /* Cut short (not merely cut at its Content-Length): reset, do not close. */
+    if (r->failed && r->head_sent && !r->client_gone && !(r->has_cl && r->body_sent >= r->cl))
+        return WD_OUT_RESET;
     keep_alive = r->keep_alive && !r->failed && !r->client_gone;
     return keep_alive;
 }
@@ -850,7 +853,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (error && !r->head_sent && !r->client_gone)
         keep_alive = send_canned(r, req->timed_out ? 504 : 500);
     else if (error)
-        keep_alive = 0;
+        keep_alive = r->head_sent && !r->client_gone ? WD_OUT_RESET : 0;
     else
         keep_alive = finish(r);
 

@@ -301,7 +301,7 @@ static void test_basics(void)
 
     r = http("GET /cl_short HTTP/1.1\r\n\r\n", -1);
     EXPECT_BODY(r, "12345");
-    CHECK(r.keep_alive == 0, "cl_short must close");
+    CHECK(r.keep_alive == WD_OUT_RESET, "cl_short must reset");
     EXPECT_LOG(r, "the application sent 5 bytes of its Content-Length 10");
     result_free(&r);
 
@@ -378,7 +378,7 @@ static void test_mistakes(void)
     r = http("GET /raise_after HTTP/1.1\r\n\r\n", -1);
     EXPECT_HAS(r, "200 OK");
     EXPECT_BODY(r, "7\r\npartial\r\n");
-    CHECK(r.keep_alive == 0, "raise_after must close");
+    CHECK(r.keep_alive == WD_OUT_RESET, "raise_after must reset");
     EXPECT_LOG(r, "raised ValueError: late boom after the response had started");
     result_free(&r);
 
@@ -391,14 +391,14 @@ static void test_mistakes(void)
     r = http("GET /excinfo_late HTTP/1.1\r\n\r\n", -1);
     EXPECT_HAS(r, "7\r\nstarted\r\n");
     EXPECT_NOT(r, "never");
-    CHECK(r.keep_alive == 0, "excinfo_late must close");
+    CHECK(r.keep_alive == WD_OUT_RESET, "excinfo_late must reset");
     EXPECT_LOG(r, "raised KeyError: 'late'");
     result_free(&r);
 
     r = http("GET /close HTTP/1.1\r\n\r\n", -1);
     result_free(&r);
     r = http("GET /close_fail HTTP/1.1\r\n\r\n", -1);
-    CHECK(r.keep_alive == 0, "close_fail must close");
+    CHECK(r.keep_alive == WD_OUT_RESET, "close_fail must reset");
     result_free(&r);
     r = http("GET /closed HTTP/1.1\r\n\r\n", -1);
     EXPECT_BODY(r, "2");

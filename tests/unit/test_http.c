@@ -150,6 +150,8 @@ static const hcase_t cases[] = {
     {"NUL in header name", S("GET / HTTP/1.1\r\nX\0Y: a\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"CR in header value", S("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"space before colon", S("GET / HTTP/1.1\r\nHost : h\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"empty header name", S("GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"empty first header name", S("GET / HTTP/1.1\r\n: v\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"space in URL", S("GET /a b HTTP/1.1\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"obs-fold", S("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"obs-fold tab", S("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), "ERROR EINVALID\n", 0},
