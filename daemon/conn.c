@@ -313,8 +313,11 @@ static void access_log(wd_conn_t *c, int status, uint64_t bytes)
         ref = http_header(&c->http, "referer");
         ua = http_header(&c->http, "user-agent");
     }
-    if (c->dispatched)
+    if (c->dispatched) {
         secs = (double)(wd_now_ns() - c->req.t_start_ns) / 1e9;
+        /* Combined log format counts the body only. */
+        bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
+    }
     localtime_r(&now, &tm);
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
     n = snprintf(line, sizeof line,
@@ -322,12 +325,30 @@ static void access_log(wd_conn_t *c, int status, uint64_t bytes)
                  (int)(remote.n ? remote.n : 1), remote.n ? remote.p : "-", when, (int)method.n,
                  method.p, (int)(uri.n > 2048 ? 2048 : uri.n), uri.p, (int)proto.n, proto.p, status,
                  (unsigned long long)bytes, (int)(ref.n ? ref.n : 1), ref.n ? ref.p : "-",
-                 (int)(ua.n > 512 ? 512 : ua.n), ua.p, secs, c->dispatched ? c->req.id : "-");
+                 (int)(ua.n ? (ua.n > 512 ? 512 : ua.n) : 1), ua.n ? ua.p : "-", secs,
+                 c->dispatched ? c->req.id : "-");
     if (n > 0)
         wd_log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }
 
 /* --- answers the loop makes itself ---------------------------------------------------------- */
+
+/* Answers a dispatched request that no Python thread took (queue-timeout): a canned response
+ * through the connection's buffer, as if the app had made it. */
+static void conn_answer(wd_conn_t *c, int status)
+{
+    char buf[512];
+    int keep = c->proto == WD_REQ_HTTP && c->http.keep_alive && !c->http.is_head;
+    int minor = c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1;
+    size_t n = wd_response_canned(buf, sizeof buf, status, minor, keep);
+
+    c->out.wake = NULL;
+    wd_out_write(&c->out, buf, n);
+    c->req.head_len = n;
+    wd_out_finish(&c->out, keep);
+    c->out.wake = conn_wake;
+    conn_send(c);
+}
 
 /* Sends a canned error response and closes the connection after it. */
 static void conn_fail(wd_conn_t *c, int status)
@@ -481,6 +502,7 @@ static void conn_dispatch(wd_conn_t *c)
         lseek(c->body_fd, 0, SEEK_SET);
     req->out = &c->out;
     req->status = 0;
+    req->head_len = 0;
     c->dispatched = 1;
     c->state = WD_CONN_APP;
     c->last_sent = 0;
@@ -906,6 +928,21 @@ void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
     double ran;
 
     if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
+        return;
+    if (g->queue_timeout > 0 && !c->req.py_running &&
+        (double)(now - c->req.t_queued_ns) / 1e9 > g->queue_timeout &&
+        wd_queue_remove(&c->w->queue, &c->req)) {
+        /* No thread took it in time: answer for it without running the app. */
+        wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
+                    "(%.1f s): 504",
+                    c->req.id, peer_name(c), (double)(now - c->req.t_queued_ns) / 1e9,
+                    g->queue_timeout);
+        wd_score_add(&c->w->score->busy_threads, 1); /* wd_worker_request_done takes it back */
+        c->req.status = 504;
+        conn_answer(c, 504);
+        return;
+    }
+    if (g->request_timeout <= 0)
         return;
     ran = (double)(now - c->req.t_start_ns) / 1e9;
     if (ran > g->request_timeout && !c->req.timed_out) {

@@ -88,6 +88,29 @@ wd_req_t *wd_queue_pop(wd_queue_t *q)
     return req;
 }
 
+int wd_queue_remove(wd_queue_t *q, wd_req_t *req)
+{
+    wd_req_t **pp, *prev = NULL;
+    int found = 0;
+
+    pthread_mutex_lock(&q->lock);
+    for (pp = &q->head; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp == req) {
+            *pp = req->next;
+            if (q->tail == req)
+                q->tail = prev;
+            req->next = NULL;
+            q->len--;
+            if (q->depth)
+                atomic_fetch_sub_explicit(q->depth, 1, memory_order_relaxed);
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return found;
+}
+
 void wd_queue_close(wd_queue_t *q)
 {
     pthread_mutex_lock(&q->lock);

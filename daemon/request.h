@@ -50,6 +50,7 @@ struct wd_req {
 
     /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
     int status;
+    uint64_t head_len;           /* ... and the size of the response head it sent */
 
     /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
@@ -81,6 +82,8 @@ void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n);
 wd_req_t *wd_queue_pop(wd_queue_t *q);
 /* The first request if there is one, without waiting (any thread, GIL held or not). */
 wd_req_t *wd_queue_try_pop(wd_queue_t *q);
+/* Takes req out of the queue if no thread has taken it yet; returns 1 if it did. */
+int wd_queue_remove(wd_queue_t *q, wd_req_t *req);
 /* Wakes every waiting thread; pop returns NULL once the queue is empty. */
 void wd_queue_close(wd_queue_t *q);
 

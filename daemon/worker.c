@@ -347,9 +347,11 @@ static void tick_cb(uv_timer_t *t)
     const wd_group_conf_t *g = w->group;
     uint64_t now = wd_now_ns();
 
-    if (g->request_timeout > 0) {
-        for (wd_conn_t *c = w->conns; c; c = c->next)
+    if (g->request_timeout > 0 || g->queue_timeout > 0) {
+        for (wd_conn_t *c = w->conns, *next; c; c = next) {
+            next = c->next;
             wd_conn_check_timeout(c, now);
+        }
     }
     if (g->inactivity_timeout > 0 && w->in_flight == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
@@ -491,7 +493,8 @@ int wd_worker_main(int argc, char **argv)
     w->last_activity_ns = wd_now_ns();
     uv_timer_init(w->loop, &w->tick);
     w->tick.data = w;
-    if (w->group->request_timeout > 0 || w->group->inactivity_timeout > 0) {
+    if (w->group->request_timeout > 0 || w->group->inactivity_timeout > 0 ||
+        w->group->queue_timeout > 0) {
         uv_timer_start(&w->tick, tick_cb, 250, 250);
         uv_unref((uv_handle_t *)&w->tick);
     }

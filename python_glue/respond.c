@@ -428,6 +428,7 @@ static void frame_head(wd_resp_t *r, int64_t known)
     head_append(r, &len, "\r\n", 2);
     r->head_total = len;
     r->req->status = code;
+    r->req->head_len = len;
 }
 
 /* Sends the head if it is not sent yet, then the pieces as body bytes (cut at Content-Length,

@@ -92,9 +92,9 @@ def test_queue_timeout_504_without_running_the_app(wsgid, tmp):
     r, took = timed(d.tcp, "/mark?name=queued")
     t.join()
     assert r.status == 504, r
-    # The 504 comes when the thread frees up and takes the request off the queue (at ~2 s,
-    # the end of the slow request), not at 0.5 s: see the report of issue 3.
-    assert 0.4 < took < 3.0, took
+    # The loop answers it once it has waited queue-timeout (its check runs every 0.25 s), not
+    # when the thread frees up at ~2 s.
+    assert 0.4 < took < 1.2, took
     assert out["slow"][0].status == 200
     assert not (tmp / "mark-queued").exists(), "the app ran for a request that timed out queued"
     # The thread is free again: the same request now runs.
