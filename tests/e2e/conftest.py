@@ -328,10 +328,12 @@ class Wsgid:
     # Looking at it.
 
     def workers(self):
-        """Live worker pids (children of the master)."""
+        """Live worker pids (children of the master). A child that has not executed the worker
+        yet (between fork and exec it still shows the master's command line) is not one."""
         if not self.running():
             return []
-        return children(self.proc.pid)
+        mine = cmdline(self.proc.pid)
+        return [p for p in children(self.proc.pid) if cmdline(p) != mine]
 
     def log(self):
         try:
