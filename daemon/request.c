@@ -13,6 +13,7 @@ void wd_queue_init(wd_queue_t *q)
     q->waiting = 0;
     q->depth = NULL;
     q->busy = NULL;
+    q->nthreads = 0;
 }
 
 void wd_queue_destroy(wd_queue_t *q)
@@ -21,12 +22,13 @@ void wd_queue_destroy(wd_queue_t *q)
     pthread_mutex_destroy(&q->lock);
 }
 
-void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
+int wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
 {
-    int wake;
+    size_t wakes = 0, active;
+    int unattended;
 
     if (first == NULL)
-        return;
+        return 0;
     last->next = NULL;
     pthread_mutex_lock(&q->lock);
     if (q->tail)
@@ -37,11 +39,29 @@ void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
     q->len += n;
     if (q->depth)
         atomic_fetch_add_explicit(q->depth, n, memory_order_relaxed);
-    wake = q->waiting;
+    /* A thread that is busy takes the next request itself when it is done (wd_queue_try_pop),
+     * with no wake-up and no trip through the GIL: wake sleepers only for the requests beyond the
+     * busy threads. Waking a thread costs the loop more than a hello costs the app. */
+    active = q->nthreads > (size_t)q->waiting ? q->nthreads - (size_t)q->waiting : 0;
+    if (q->len > active)
+        wakes = q->len - active;
+    if (wakes > (size_t)q->waiting)
+        wakes = (size_t)q->waiting;
+    unattended = q->len > wakes;
     pthread_mutex_unlock(&q->lock);
-    /* Wake as many sleeping threads as there are new requests, no more: a thread that is busy
-     * takes the next request itself when it is done (wd_queue_try_pop), without sleeping. */
-    for (size_t i = 0; i < n && i < (size_t)wake; i++)
+    for (size_t i = 0; i < wakes; i++)
+        pthread_cond_signal(&q->cond);
+    return unattended;
+}
+
+void wd_queue_kick(wd_queue_t *q)
+{
+    size_t wakes;
+
+    pthread_mutex_lock(&q->lock);
+    wakes = q->len < (size_t)q->waiting ? q->len : (size_t)q->waiting;
+    pthread_mutex_unlock(&q->lock);
+    for (size_t i = 0; i < wakes; i++)
         pthread_cond_signal(&q->cond);
 }
 

@@ -69,14 +69,20 @@ typedef struct wd_queue {
     size_t len;
     int closed;
     int waiting;                 /* threads blocked in wd_queue_pop */
+    size_t nthreads;             /* threads serving the queue (set before they start) */
     _Atomic uint64_t *depth;     /* optional gauges (the scoreboard's queued and busy_threads): */
     _Atomic uint64_t *busy;      /* push adds to depth; pop moves one from depth to busy */
 } wd_queue_t;
 
 void wd_queue_init(wd_queue_t *q);
 void wd_queue_destroy(wd_queue_t *q);
-/* Appends a chain of requests (linked by next, ending in NULL) at once: one lock, one signal. */
-void wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n);
+/* Appends a chain of requests (linked by next, ending in NULL) at once: one lock. Wakes sleeping
+ * threads only for the requests that the busy threads will not take next. Returns 1 when some
+ * request is left to a busy thread: if that thread is stuck in a long call, the caller should
+ * wd_queue_kick a moment later. */
+int wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n);
+/* Wakes sleeping threads for the requests still queued. */
+void wd_queue_kick(wd_queue_t *q);
 /* Blocks until a request is there (returns it) or the queue is closed and empty (returns NULL).
  * Call it with the GIL released. */
 wd_req_t *wd_queue_pop(wd_queue_t *q);

@@ -171,6 +171,15 @@ void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
     accept_update(w);
 }
 
+/* A request was left to a busy thread a millisecond ago: if that thread is stuck in a long call
+ * (a slow query, a sleep), wake another one for it. */
+static void kick_cb(uv_timer_t *t)
+{
+    wd_worker_t *w = t->data;
+
+    wd_queue_kick(&w->queue);
+}
+
 /* Runs once per loop iteration, after the I/O callbacks: one push for all requests parsed. */
 static void batch_check_cb(uv_check_t *h)
 {
@@ -178,7 +187,9 @@ static void batch_check_cb(uv_check_t *h)
 
     if (w->batch_head == NULL)
         return;
-    wd_queue_push(&w->queue, w->batch_head, w->batch_tail, w->batch_n);
+    if (wd_queue_push(&w->queue, w->batch_head, w->batch_tail, w->batch_n) &&
+        !uv_is_active((uv_handle_t *)&w->kick))
+        uv_timer_start(&w->kick, kick_cb, 1, 0);
     w->batch_head = w->batch_tail = NULL;
     w->batch_n = 0;
 }
@@ -480,6 +491,9 @@ int wd_worker_main(int argc, char **argv)
     w->loop = uv_default_loop();
     w->capacity = (size_t)w->group->threads * 2;
     wd_queue_init(&w->queue);
+    w->queue.nthreads = (size_t)w->group->threads;
+    uv_timer_init(w->loop, &w->kick);
+    w->kick.data = w;
     w->queue.depth = &w->score->queued;
     w->queue.busy = &w->score->busy_threads;
     wd_score_set(&w->score->pid, (uint64_t)w->pid);

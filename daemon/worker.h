@@ -70,6 +70,7 @@ struct wd_worker {
     wd_req_t *batch_tail;
     size_t batch_n;
     uv_check_t batch_check;
+    uv_timer_t kick;            /* wd_queue_kick a moment after a push left requests waiting */
 
     uv_async_t async;           /* Python threads: "a response buffer has news" */
     pthread_mutex_t ready_lock;
