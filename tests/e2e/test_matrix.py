@@ -175,7 +175,7 @@ def fastcgi_begin():
 
 # --- the table ----------------------------------------------------------------------------------
 
-T, U, N = "tcp", "unix", "nginx"
+T, U, N, NT = "tcp", "unix", "nginx", "nginx-tcp"
 BIG = b"a" * 70000
 MANY = [("X-H%d" % i, "v") for i in range(150)]
 
@@ -423,10 +423,13 @@ CASES = [
     Case("nginx-header-crlf", N, H("GET", "/m/header-crlf", {"Connection": "close"}),
          ANY(500, 502), absent=b"Injected"),
     Case("nginx-non-bytes", N, H("GET", "/m/non-bytes", {"Connection": "close"}), S(500)),
-    Case("nginx-gen-raise", N, H("GET", "/m/gen-raise", {"Connection": "close"}), CUT(200),
-         xfail="conn.c/out.c: a response cut after its head (no Content-Length) ends with a FIN; "
-               "over uwsgi that is a clean close-delimited end, so nginx sends the client a "
-               "complete-looking 200; close with SO_LINGER {1, 0} (RST) when out.aborted"),
+    # A body cut after the head: over TCP the worker resets the connection and nginx cuts the
+    # client's answer too. Over a unix socket no reset exists (close is an EOF): nginx cannot
+    # tell a close-delimited uwsgi body cut short from a whole one; the client gets the part.
+    Case("nginx-tcp-gen-raise", NT, H("GET", "/m/gen-raise", {"Connection": "close"}),
+         CUT(200)),
+    Case("nginx-unix-gen-raise", N, H("GET", "/m/gen-raise", {"Connection": "close"}),
+         S(200)),
     Case("nginx-pipe-close-in-middle", N, H() + H(headers={"Connection": "close"})
          + H("GET", "/third"), S(200, 200), not_called="GET /third"),
 ]
@@ -587,8 +590,9 @@ def _calls(tmp):
 @pytest.mark.parametrize("case", [c.param() for c in CASES])
 def test_matrix(case, matrix, nginx, tmp):
     d = matrix
-    if case.transport == N:
-        ng = nginx(uwsgi_location(d.unix),
+    if case.transport in (N, NT):
+        up = d.unix if case.transport == N else "%s:%d" % d.tcp
+        ng = nginx(uwsgi_location(up).replace("unix:%s:%d" % d.tcp, "%s:%d" % d.tcp),
                    http_extra="large_client_header_buffers 4 64k;")
         ng.expect_log("upstream prematurely closed", "client prematurely closed",
                       "upstream sent", "client sent", "client intended", "invalid",
