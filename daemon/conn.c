@@ -333,8 +333,18 @@ static void access_log(wd_conn_t *c, int status, uint64_t bytes)
 
 /* --- answers the loop makes itself ---------------------------------------------------------- */
 
-/* Answers a dispatched request that no Python thread took (queue-timeout): a canned response
- * through the connection's buffer, as if the app had made it. */
+/* Queues a whole response the loop made itself and starts sending it. No Python thread owns the
+ * buffer at this point, so no wake-up is needed. */
+static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_alive)
+{
+    c->out.wake = NULL;
+    wd_out_write(&c->out, bytes, n);
+    wd_out_finish(&c->out, keep_alive);
+    c->out.wake = conn_wake;
+    conn_send(c);
+}
+
+/* Answers a dispatched request that no Python thread took (queue-timeout), as if the app had. */
 static void conn_answer(wd_conn_t *c, int status)
 {
     char buf[512];
@@ -342,31 +352,26 @@ static void conn_answer(wd_conn_t *c, int status)
     int minor = c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1;
     size_t n = wd_response_canned(buf, sizeof buf, status, minor, keep);
 
-    c->out.wake = NULL;
-    wd_out_write(&c->out, buf, n);
     c->req.head_len = n;
-    wd_out_finish(&c->out, keep);
-    c->out.wake = conn_wake;
-    conn_send(c);
+    conn_respond(c, buf, n, keep);
 }
 
-/* Sends a canned error response and closes the connection after it. */
-static void conn_fail(wd_conn_t *c, int status)
+/* Answers an error before any request was dispatched, and closes the connection after it. */
+static void conn_fail_bytes(wd_conn_t *c, int status, const char *bytes, size_t n)
 {
-    char buf[512];
-    int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
-    size_t n = wd_response_canned(buf, sizeof buf, status, minor, 0);
-
     c->status = status;
     c->dispatched = 0;
     c->state = WD_CONN_APP;
     wd_out_reset(&c->out);
-    c->out.wake = NULL;
-    wd_out_write(&c->out, buf, n);
-    wd_out_finish(&c->out, 0);
-    c->out.wake = conn_wake;
-    set_events(c, UV_DISCONNECT);
-    conn_send(c);
+    conn_respond(c, bytes, n, 0);
+}
+
+static void conn_fail(wd_conn_t *c, int status)
+{
+    char buf[512];
+    int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
+
+    conn_fail_bytes(c, status, buf, wd_response_canned(buf, sizeof buf, status, minor, 0));
 }
 
 /* The uwsgi socket got something else: say what, in terms an operator can act on. */
@@ -378,16 +383,7 @@ static void conn_fail_text(wd_conn_t *c, int status, const char *text)
                      "Connection: close\r\n\r\n%s",
                      status, wd_response_reason(status), strlen(text), text);
 
-    c->status = status;
-    c->dispatched = 0;
-    c->state = WD_CONN_APP;
-    wd_out_reset(&c->out);
-    c->out.wake = NULL;
-    wd_out_write(&c->out, buf, (size_t)n);
-    wd_out_finish(&c->out, 0);
-    c->out.wake = conn_wake;
-    set_events(c, UV_DISCONNECT);
-    conn_send(c);
+    conn_fail_bytes(c, status, buf, (size_t)n);
 }
 
 /* --- the body ------------------------------------------------------------------------------- */
@@ -883,6 +879,18 @@ static void conn_send(wd_conn_t *c)
     }
 }
 
+/* The client is gone or stuck: drop the response. The connection closes once the app thread has
+ * let go of the request (at once if it already has). */
+static void conn_abandon(wd_conn_t *c)
+{
+    wd_out_abort(&c->out);
+    note_app_done(c);
+    if (wd_out_is_finished(&c->out))
+        response_complete(c);
+    else
+        set_events(c, 0);
+}
+
 static void conn_timer_cb(uv_timer_t *t)
 {
     wd_conn_t *c = t->data;
@@ -908,12 +916,7 @@ static void conn_timer_cb(uv_timer_t *t)
         wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
                     peer_name(c), g->send_timeout, c->dispatched ? " request " : "",
                     c->dispatched ? c->req.id : "");
-        wd_out_abort(&c->out);
-        note_app_done(c);
-        if (wd_out_is_finished(&c->out))
-            response_complete(c);
-        else
-            set_events(c, 0);
+        conn_abandon(c);
         return;
     default:
         wd_conn_close(c);
@@ -999,12 +1002,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
             if (!wd_out_is_finished(&c->out) || c->out.head != NULL)
                 wd_log_info("peer %s: client went away during request %s", peer_name(c),
                             c->dispatched ? c->req.id : "-");
-            wd_out_abort(&c->out);
-            note_app_done(c);
-            if (wd_out_is_finished(&c->out))
-                response_complete(c);
-            else
-                set_events(c, 0);
+            conn_abandon(c);
             return;
         }
         if (events & UV_WRITABLE)

@@ -239,7 +239,10 @@ static int write_locked(wd_out_t *out, const char *p, size_t n)
 {
     int rc;
 
-    if (out->mem_bytes + n <= out->mem_limit) {
+    /* In memory while what is there is under the limit and the chunk itself fits in it: a 1 MiB
+     * answer plus its head stays in memory with the default 1M, and memory holds at most twice
+     * the limit. Anything else goes to the spill file. */
+    if (out->mem_bytes < out->mem_limit && n <= out->mem_limit) {
         append_mem(out, p, n);
         out->mem_bytes += n;
         out->pending += n;
@@ -349,6 +352,26 @@ void wd_out_abort(wd_out_t *out)
     pthread_mutex_unlock(&out->lock);
 }
 
+/* Lock held: the head segment is fully sent. */
+static void pop_head(wd_out_t *out)
+{
+    wd_out_seg_t *s = out->head;
+
+    out->head = s->next;
+    if (out->head == NULL)
+        out->tail = NULL;
+    seg_free(out, s);
+}
+
+/* Lock held: a producer waiting for room gets it once pending is below the spill limit. */
+static void wake_producer(wd_out_t *out)
+{
+    if (out->producer_waiting && out->pending < out->spill_limit) {
+        out->producer_waiting = 0;
+        pthread_cond_broadcast(&out->drained);
+    }
+}
+
 /* Lock held: n bytes of the head segments were sent. */
 static void consume_locked(wd_out_t *out, size_t n)
 {
@@ -361,18 +384,10 @@ static void consume_locked(wd_out_t *out, size_t n)
         s->pos += k;
         out->mem_bytes -= k;
         n -= k;
-        if (s->pos == s->len) {
-            /* Fully sent: the producer appends to a fresh segment from now on. */
-            out->head = s->next;
-            if (out->head == NULL)
-                out->tail = NULL;
-            seg_free(out, s);
-        }
+        if (s->pos == s->len)
+            pop_head(out); /* the producer appends to a fresh segment from now on */
     }
-    if (out->producer_waiting && out->pending < out->spill_limit) {
-        out->producer_waiting = 0;
-        pthread_cond_broadcast(&out->drained);
-    }
+    wake_producer(out);
 }
 
 /* Sends file bytes with sendfile, or read + write when the file does not support it. */
@@ -426,16 +441,9 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
             s->left -= (uint64_t)k;
             out->sent += (uint64_t)k;
             out->pending -= (uint64_t)k;
-            if (s->left == 0) {
-                out->head = s->next;
-                if (out->head == NULL)
-                    out->tail = NULL;
-                seg_free(out, s);
-            }
-            if (out->producer_waiting && out->pending < out->spill_limit) {
-                out->producer_waiting = 0;
-                pthread_cond_broadcast(&out->drained);
-            }
+            if (s->left == 0)
+                pop_head(out);
+            wake_producer(out);
             pthread_mutex_unlock(&out->lock);
             continue;
         }
