@@ -189,6 +189,13 @@ static void take_request(wd_control_client_t *cl, char *line)
     json_t *obj;
 
     obj = json_loads(line, 0, &jerr);
+    if (obj == NULL) {
+        /* jansson may cut its message inside a UTF-8 sequence it quotes, which json_pack then
+         * refuses: keep it ASCII. */
+        for (char *p = jerr.text; *p; p++)
+            if ((unsigned char)*p >= 0x80)
+                *p = '?';
+    }
     if (obj == NULL || !json_is_object(obj)) {
         json_t *r = json_pack("{s:b,s:s}", "ok", 0, "error",
                               obj == NULL ? jerr.text : "a request is a JSON object");
