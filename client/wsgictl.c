@@ -67,7 +67,8 @@ static void usage(FILE *f)
                "Commands (wsgictl COMMAND --help for each):\n");
     for (i = 0; i < N_VERBS; i++)
         fprintf(f, "  %s\n", verbs[i].usage);
-    fprintf(f, "\nExit status: 0 done, 1 the operation failed, 2 usage, 3 wsgid cannot be reached.\n");
+    fprintf(f,
+            "\nExit status: 0 done, 1 the operation failed, 2 usage, 3 wsgid cannot be reached.\n");
 }
 
 /* ---- talking to the master ---------------------------------------------------------------- */
@@ -237,7 +238,8 @@ static void print_status(json_t *st, const char *only)
 
     fmt_uptime(up, sizeof up, json_number_value(json_object_get(st, "uptime")));
     printf("wsgid %s, master pid %lld, up %s\n", jstr(st, "version"), jint(st, "master_pid"), up);
-    json_array_foreach(groups, i, g) {
+    json_array_foreach(groups, i, g)
+    {
         json_t *workers = json_object_get(g, "workers");
 
         if (only != NULL && strcmp(only, jstr(g, "name")) != 0)
@@ -249,7 +251,8 @@ static void print_status(json_t *st, const char *only)
             continue;
         printf("  %4s %8s %-9s %9s %9s %6s %9s %8s %8s  %s\n", "SLOT", "PID", "STATE", "REQUESTS",
                "BUSY", "QUEUED", "RSS(MiB)", "UPTIME", "RESTARTS", "LAST ERROR");
-        json_array_foreach(workers, k, w) {
+        json_array_foreach(workers, k, w)
+        {
             char busy[32];
 
             snprintf(busy, sizeof busy, "%lld/%lld", jint(w, "busy_threads"), jint(w, "threads"));
@@ -267,7 +270,8 @@ static void print_replaced(json_t *reply)
     json_t *r;
     size_t i;
 
-    json_array_foreach(json_object_get(reply, "replaced"), i, r) {
+    json_array_foreach(json_object_get(reply, "replaced"), i, r)
+    {
         if (jint(r, "old_pid") > 0)
             printf("%s slot %lld: pid %lld \u2192 %lld\n", jstr(r, "group"), jint(r, "slot"),
                    jint(r, "old_pid"), jint(r, "new_pid"));

@@ -25,12 +25,12 @@
 typedef struct loader {
     yaml_document_t doc;
     wd_config_t *conf;
-    const char *file;       /* as the caller named it, for messages */
+    const char *file; /* as the caller named it, for messages */
     char *err;
     size_t errlen;
-    yaml_node_t *control;   /* kept for the checks that need the whole file */
+    yaml_node_t *control; /* kept for the checks that need the whole file */
     yaml_node_t *metrics;
-    int app_callable;       /* the group's app named its callable ("module:name") */
+    int app_callable; /* the group's app named its callable ("module:name") */
 } loader_t;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
@@ -301,11 +301,28 @@ int wd_config_parse_size(const char *s, uint64_t *out)
     if (s == NULL || parse_uint(s, &p, &v) < 0)
         return -1;
     switch (*p) {
-    case 'k': case 'K': mult = 1ull << 10; p++; break;
-    case 'm': case 'M': mult = 1ull << 20; p++; break;
-    case 'g': case 'G': mult = 1ull << 30; p++; break;
-    case 't': case 'T': mult = 1ull << 40; p++; break;
-    default: break;
+    case 'k':
+    case 'K':
+        mult = 1ull << 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1ull << 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1ull << 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        mult = 1ull << 40;
+        p++;
+        break;
+    default:
+        break;
     }
     if (*p == 'b' || *p == 'B')
         p++;
@@ -472,8 +489,8 @@ static int check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
                 continue;
             if (o == g)
                 return fail(ld, n, key, "'%s' is listed twice in this group", l->spec);
-            return fail(ld, n, key, "'%s' is already used by group '%s' ('%s')", l->spec,
-                        o->name, o->listen[j].spec);
+            return fail(ld, n, key, "'%s' is already used by group '%s' ('%s')", l->spec, o->name,
+                        o->listen[j].spec);
         }
     }
     return 0;
@@ -497,8 +514,7 @@ static int parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_gr
         l->spec = xstrdup(v);
         if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
             return fail(ld, n, key, "unix socket path too long (%zu bytes, at most %zu): %s",
-                        strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
-                        l->path);
+                        strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->path);
     } else {
         if (parse_tcp(ld, n, key, v, &l->host, &l->port) < 0)
             return -1;
@@ -572,16 +588,18 @@ static int parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, 
     if (!*is_script) {
         *app = xstrndup(v, len);
         if (!valid_dotted_name(*app))
-            return fail(ld, n, key, "invalid module name '%s' (expected a script path, or "
-                        "package.module[:callable])", *app);
+            return fail(ld, n, key,
+                        "invalid module name '%s' (expected a script path, or "
+                        "package.module[:callable])",
+                        *app);
         return 0;
     }
     path = xstrndup(v, len);
     *app = path_resolve(ld->conf->dir, path);
     free(path);
     if (stat(*app, &st) < 0)
-        return fail(ld, n, key, "%s %s", errno == ENOENT || errno == ENOTDIR ? "no such file" :
-                    strerror(errno), *app);
+        return fail(ld, n, key, "%s %s",
+                    errno == ENOENT || errno == ENOTDIR ? "no such file" : strerror(errno), *app);
     if (S_ISDIR(st.st_mode))
         return fail(ld, n, key, "%s is a directory, not a script", *app);
     return 0;
@@ -644,8 +662,9 @@ static int key_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const ch
 
     if (n->type == YAML_MAPPING_NODE)
         return fail(ld, n, key, "expected an address or a list of addresses, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE ?
-                (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+    count = n->type == YAML_SEQUENCE_NODE
+                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
+                : 1;
     if (count == 0)
         return fail(ld, n, key, "at least one address is required");
     g->listen = xcalloc(count, sizeof *g->listen);
@@ -717,8 +736,9 @@ static int key_python_path(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, con
 
     if (n->type == YAML_MAPPING_NODE)
         return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE ?
-                (size_t)(n->data.sequence.items.top - n->data.sequence.items.start) : 1;
+    count = n->type == YAML_SEQUENCE_NODE
+                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
+                : 1;
     g->python_path = xcalloc(count, sizeof *g->python_path);
     if (n->type == YAML_SCALAR_NODE)
         return get_path(ld, n, key, &g->python_path[g->n_python_path++]);
@@ -758,8 +778,8 @@ static int key_env(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char 
         return fail(ld, n, key, "expected a mapping of NAME: value, got %s", node_kind(n));
     if (check_duplicates(ld, n, key) < 0)
         return -1;
-    g->env = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
-                     sizeof *g->env);
+    g->env =
+        xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start), sizeof *g->env);
     for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
         yaml_node_t *kn = node_at(ld, pair->key), *vn = node_at(ld, pair->value);
         const char *name = scalar(ld, kn, key), *value;
@@ -836,12 +856,18 @@ enum { K_FN, K_COUNT, K_TIME, K_SIZE };
 typedef struct group_key {
     const char *name;
     int kind;
-    group_key_fn fn;    /* K_FN */
-    size_t off;         /* the others: offset of the field in wd_group_conf_t */
+    group_key_fn fn; /* K_FN */
+    size_t off;      /* the others: offset of the field in wd_group_conf_t */
 } group_key_t;
 
-#define GK_FN(n, f) {n, K_FN, f, 0}
-#define GK(n, k, field) {n, k, NULL, offsetof(wd_group_conf_t, field)}
+#define GK_FN(n, f)                                                                                \
+    {                                                                                              \
+        n, K_FN, f, 0                                                                              \
+    }
+#define GK(n, k, field)                                                                            \
+    {                                                                                              \
+        n, k, NULL, offsetof(wd_group_conf_t, field)                                               \
+    }
 
 static const group_key_t group_keys[] = {
     GK_FN("app", key_app),
@@ -928,8 +954,10 @@ static int unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const 
     if (cand != group_key_name) {
         for (i = 0; i < N_GROUP_KEYS; i++) {
             if (strcmp(name, group_keys[i].name) == 0)
-                return fail(ld, kn, key, "unknown key '%s' (it belongs in a group, under "
-                            "groups.NAME)", name);
+                return fail(ld, kn, key,
+                            "unknown key '%s' (it belongs in a group, under "
+                            "groups.NAME)",
+                            name);
         }
     }
     if (cand != top_key_name) {
@@ -967,8 +995,8 @@ static int check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent)
     return 0;
 }
 
-static int group_key_value(loader_t *ld, wd_group_conf_t *g, const group_key_t *k,
-                           yaml_node_t *n, const char *key)
+static int group_key_value(loader_t *ld, wd_group_conf_t *g, const group_key_t *k, yaml_node_t *n,
+                           const char *key)
 {
     char *field = (char *)g + k->off;
 
@@ -1055,9 +1083,10 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
         key_join(key, gkey, n != NULL ? "response-spill-limit" : "response-buffer-size");
         if (n == NULL)
             n = seen[key_index("response-buffer-size")];
-        return fail(ld, n, key, "response-spill-limit (%" PRIu64 ") is smaller than "
-                    "response-buffer-size (%" PRIu64 ")", g->response_spill_limit,
-                    g->response_buffer_size);
+        return fail(ld, n, key,
+                    "response-spill-limit (%" PRIu64 ") is smaller than "
+                    "response-buffer-size (%" PRIu64 ")",
+                    g->response_spill_limit, g->response_buffer_size);
     }
     return 0;
 }
@@ -1121,8 +1150,10 @@ static int parse_groups(loader_t *ld, yaml_node_t *n)
     size_t count;
 
     if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "groups", "expected a mapping of NAME: {app: ..., listen: ...}, "
-                    "got %s", is_null(n) ? "nothing" : node_kind(n));
+        return fail(ld, n, "groups",
+                    "expected a mapping of NAME: {app: ..., listen: ...}, "
+                    "got %s",
+                    is_null(n) ? "nothing" : node_kind(n));
     if (check_duplicates(ld, n, "groups") < 0)
         return -1;
     count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
@@ -1161,8 +1192,7 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
     if (is_null(n))
         return 0;
     if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "log", "expected a mapping (level, file, access), got %s",
-                    node_kind(n));
+        return fail(ld, n, "log", "expected a mapping (level, file, access), got %s", node_kind(n));
     if (check_duplicates(ld, n, "log") < 0)
         return -1;
     for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
@@ -1184,8 +1214,10 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
             if (i == 4 && strcmp(v, "warning") == 0)
                 i = WD_LOG_WARN;
             if (i == 4)
-                return fail(ld, val, key, "unknown level '%s' (expected error, warn, info or "
-                            "debug)", v);
+                return fail(ld, val, key,
+                            "unknown level '%s' (expected error, warn, info or "
+                            "debug)",
+                            v);
             ld->conf->log_level = (wd_log_level_t)i;
         } else {
             return unknown_key(ld, k, "log", kname, log_key_name, N_LOG_KEYS);
@@ -1233,11 +1265,15 @@ static int check_conf(loader_t *ld)
             const wd_listen_conf_t *l = &conf->groups[i].listen[j];
 
             if (ld->control != NULL && l->is_unix && strcmp(l->path, conf->control) == 0)
-                return fail(ld, ld->control, "control", "%s is also a listen socket of group "
-                            "'%s'", conf->control, conf->groups[i].name);
+                return fail(ld, ld->control, "control",
+                            "%s is also a listen socket of group "
+                            "'%s'",
+                            conf->control, conf->groups[i].name);
             if (ld->metrics != NULL && listen_same(l, &m))
-                return fail(ld, ld->metrics, "metrics", "'%s' is also a listen address of "
-                            "group '%s'", conf->metrics, conf->groups[i].name);
+                return fail(ld, ld->metrics, "metrics",
+                            "'%s' is also a listen address of "
+                            "group '%s'",
+                            conf->metrics, conf->groups[i].name);
         }
     }
     return 0;
@@ -1249,8 +1285,10 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
     yaml_node_t *groups = NULL;
 
     if (root->type != YAML_MAPPING_NODE)
-        return fail(ld, root, NULL, "expected a mapping of keys (control, log, groups...) at the "
-                    "top level, got %s", node_kind(root));
+        return fail(ld, root, NULL,
+                    "expected a mapping of keys (control, log, groups...) at the "
+                    "top level, got %s",
+                    node_kind(root));
     if (check_duplicates(ld, root, NULL) < 0)
         return -1;
     for (pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
@@ -1326,8 +1364,8 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
     yaml_parser_t parser;
     yaml_document_t extra;
     yaml_node_t *root;
-    loader_t ld = {.conf = conf, .file = path != NULL ? path : "<config>", .err = err,
-                   .errlen = errlen};
+    loader_t ld = {
+        .conf = conf, .file = path != NULL ? path : "<config>", .err = err, .errlen = errlen};
     int parser_ok = 0, doc_ok = 0, rc = -1;
 
     memset(conf, 0, sizeof *conf);

@@ -23,11 +23,11 @@ typedef enum wd_log_level {
 } wd_log_level_t;
 
 typedef struct wd_listen_conf {
-    char *spec;     /* as written, e.g. "unix:run/a.sock" or "127.0.0.1:8080" */
+    char *spec; /* as written, e.g. "unix:run/a.sock" or "127.0.0.1:8080" */
     int is_unix;
-    char *path;     /* unix: absolute path */
-    char *host;     /* tcp: host part ("127.0.0.1", "::1" from "[::1]:80", "0.0.0.0", "localhost") */
-    int port;       /* tcp: 1..65535 */
+    char *path; /* unix: absolute path */
+    char *host; /* tcp: host part ("127.0.0.1", "::1" from "[::1]:80", "0.0.0.0", "localhost") */
+    int port;   /* tcp: 1..65535 */
 } wd_listen_conf_t;
 
 typedef struct wd_env_conf {
@@ -38,56 +38,56 @@ typedef struct wd_env_conf {
 /* `mounts: {PREFIX: APP}`: more apps in the same group, chosen by the longest URL prefix; the
  * group's own `app` serves what no mount matches. */
 typedef struct wd_mount_conf {
-    char *prefix;             /* "/blog" (no trailing '/'), or "/" */
-    char *app;                /* as wd_group_conf_t.app */
+    char *prefix; /* "/blog" (no trailing '/'), or "/" */
+    char *app;    /* as wd_group_conf_t.app */
     int app_is_script;
-    char *callable;           /* "application" unless app says "module:name" */
+    char *callable; /* "application" unless app says "module:name" */
 } wd_mount_conf_t;
 
 typedef struct wd_group_conf {
     char *name;
-    int line;                 /* where the group is defined, for messages */
+    int line; /* where the group is defined, for messages */
 
-    char *app;                /* absolute script path, or "package.module:callable" / "package.module" */
-    int app_is_script;        /* 1 when app is a file path (ends in .py/.wsgi or contains '/') */
-    char *callable;           /* default "application" (a ":name" suffix of app overrides it) */
-    int processes;            /* default 1 */
-    int processes_set;        /* 1 when the key was given: then wsgi.multiprocess is True */
-    int threads;              /* default 15 */
-    char *display_name;       /* default "%{GROUP}" */
+    char *app;          /* absolute script path, or "package.module:callable" / "package.module" */
+    int app_is_script;  /* 1 when app is a file path (ends in .py/.wsgi or contains '/') */
+    char *callable;     /* default "application" (a ":name" suffix of app overrides it) */
+    int processes;      /* default 1 */
+    int processes_set;  /* 1 when the key was given: then wsgi.multiprocess is True */
+    int threads;        /* default 15 */
+    char *display_name; /* default "%{GROUP}" */
     wd_listen_conf_t *listen;
-    size_t n_listen;          /* at least 1 */
-    wd_protocol_t protocol;   /* default auto */
-    int socket_mode;          /* default 0660; -1 = not set */
-    char *socket_user;        /* NULL = not set */
+    size_t n_listen;        /* at least 1 */
+    wd_protocol_t protocol; /* default auto */
+    int socket_mode;        /* default 0660; -1 = not set */
+    char *socket_user;      /* NULL = not set */
     char *socket_group;
-    char **python_path;       /* absolute */
+    char **python_path; /* absolute */
     size_t n_python_path;
-    char *python_home;        /* absolute, NULL = not set */
-    char *chdir;              /* absolute, NULL = not set */
+    char *python_home; /* absolute, NULL = not set */
+    char *chdir;       /* absolute, NULL = not set */
     wd_env_conf_t *env;
     size_t n_env;
-    char *user;               /* NULL = not set */
-    char *group;              /* NULL = not set */
+    char *user;  /* NULL = not set */
+    char *group; /* NULL = not set */
 
     /* Recycling and timeouts (issue 3); seconds as doubles, 0 = off. */
     uint64_t maximum_requests;
     uint64_t maximum_requests_jitter;
     double restart_interval;
     double inactivity_timeout;
-    uint64_t memory_limit;    /* bytes */
-    double request_timeout;   /* default 60 */
-    double queue_timeout;     /* default 45 */
-    double startup_timeout;   /* default 15 */
-    double graceful_timeout;  /* default 15 */
-    double shutdown_timeout;  /* default 5 */
+    uint64_t memory_limit;   /* bytes */
+    double request_timeout;  /* default 60 */
+    double queue_timeout;    /* default 45 */
+    double startup_timeout;  /* default 15 */
+    double graceful_timeout; /* default 15 */
+    double shutdown_timeout; /* default 5 */
     /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
      * connection (75), between two writes that make progress (60). */
     double header_timeout;
     double body_timeout;
     double keepalive_timeout;
     double send_timeout;
-    char *access_log;         /* per-group access log: NULL = the global one, "-", "off", a path */
+    char *access_log; /* per-group access log: NULL = the global one, "-", "off", a path */
 
     /* Sizes in bytes. */
     uint64_t limit_request_body;   /* default 10M; 0 = unlimited */
@@ -96,7 +96,7 @@ typedef struct wd_group_conf {
     uint64_t response_buffer_size; /* default 1M */
     uint64_t response_spill_limit; /* default 1G; >= response_buffer_size */
 
-    wd_mount_conf_t *mounts;       /* optional, in file order */
+    wd_mount_conf_t *mounts; /* optional, in file order */
     size_t n_mounts;
 } wd_group_conf_t;
 

@@ -908,8 +908,8 @@ static void conn_timer_cb(uv_timer_t *t)
         wd_conn_close(c);
         return;
     case WD_CONN_BODY:
-        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
-                    peer_name(c), g->body_timeout);
+        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408", peer_name(c),
+                    g->body_timeout);
         conn_fail(c, 408);
         return;
     case WD_CONN_APP:

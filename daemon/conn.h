@@ -21,26 +21,28 @@ struct wd_conn {
     uv_poll_t poll;
     uv_timer_t timer;
     int fd;
-    int events;               /* what poll watches now */
+    int events; /* what poll watches now */
     int open_handles;
     int state;
-    wd_req_kind_t proto;      /* 0 until the first byte decides */
-    wd_conn_t *prev, *next;   /* w->conns */
-    wd_conn_t *ready_next;    /* w->ready, under w->ready_lock */
-    int ready_queued;         /* under w->ready_lock */
-    int free_pending;         /* under w->ready_lock: freed by the async callback */
-    int dispatched;           /* the current response comes from a Python thread */
-    int abandoned;            /* request-timeout + grace passed: answered 504 for the app */
-    uint64_t last_sent;       /* out.sent when send-timeout was last restarted */
+    wd_req_kind_t proto;    /* 0 until the first byte decides */
+    wd_conn_t *prev, *next; /* w->conns */
+    wd_conn_t *ready_next;  /* w->ready, under w->ready_lock */
+    int ready_queued;       /* under w->ready_lock */
+    int free_pending;       /* under w->ready_lock: freed by the async callback */
+    int dispatched;         /* the current response comes from a Python thread */
+    int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
+    uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
-    uint64_t served;          /* responses completed on this connection */             /* ... which has finished it (counted in w->in_flight no more) */
+    uint64_t served;
+        /* responses completed on this connection */ /* ... which has finished it (counted in
+                                                        w->in_flight no more) */
 
     /* Input: the head stays at the start of buf while its request runs. */
     char *buf;
     size_t cap;
-    size_t len;               /* bytes in buf */
-    size_t parsed;            /* bytes the parser has consumed */
-    size_t head_end;          /* end of the current request's head */
+    size_t len;      /* bytes in buf */
+    size_t parsed;   /* bytes the parser has consumed */
+    size_t head_end; /* end of the current request's head */
     wd_http_t http;
     wd_uwsgi_req_t uwsgi;
 
@@ -49,12 +51,12 @@ struct wd_conn {
     size_t body_cap;
     int body_fd;
     uint64_t body_len;
-    uint64_t body_expect;     /* uwsgi: CONTENT_LENGTH */
-    int body_error;           /* status code to answer when the body cannot be taken */
+    uint64_t body_expect; /* uwsgi: CONTENT_LENGTH */
+    int body_error;       /* status code to answer when the body cannot be taken */
 
     wd_req_t req;
-    int status;               /* status of a response the loop made itself */
-    int poll_inited;          /* the poll handle exists (made on first need) */
+    int status;      /* status of a response the loop made itself */
+    int poll_inited; /* the poll handle exists (made on first need) */
 
     char remote[64];
     int remote_port;

@@ -219,8 +219,7 @@ static void take_lines(wd_control_client_t *cl)
     size_t n;
 
     cl->in_take = 1;
-    while (cl->pending == NULL && !cl->closing &&
-           (nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
+    while (cl->pending == NULL && !cl->closing && (nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
         n = (size_t)(nl - cl->buf);
         *nl = '\0';
         if (n > 0)
@@ -337,7 +336,8 @@ static int bind_socket(const char *path, struct stat *st_out)
         rc = is_stale(&sun);
         if (rc == 0) {
             wd_log_error("control: cannot listen on %s: in use by another process (is wsgid "
-                         "already running?)", path);
+                         "already running?)",
+                         path);
             return -EADDRINUSE;
         }
         wd_log_info("control: removing the stale socket %s", path);

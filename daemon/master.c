@@ -72,25 +72,25 @@ typedef enum wd_proc_state {
 
 struct wd_proc {
     uv_process_t process;
-    uv_pipe_t pipe;  /* our end of the socketpair */
+    uv_pipe_t pipe;   /* our end of the socketpair */
     uv_timer_t timer; /* startup-timeout, then the kill deadline */
     wd_master_t *m;
-    wd_group_t *g;   /* holds a reference */
-    wd_gen_t *gen;   /* the config it was started with (a reference) */
-    wd_slot_t *s;    /* NULL once it has left its slot */
+    wd_group_t *g; /* holds a reference */
+    wd_gen_t *gen; /* the config it was started with (a reference) */
+    wd_slot_t *s;  /* NULL once it has left its slot */
     int slot;
-    int pid;         /* 0 once reaped */
-    int record;      /* scoreboard record, -1 once freed */
+    int pid;    /* 0 once reaped */
+    int record; /* scoreboard record, -1 once freed */
     wd_proc_state_t state;
     uint64_t started_at; /* uv_now(), ms */
     uint64_t ready_at;
     uint64_t recycle_at; /* restart-interval deadline, 0 = none */
     uint64_t rss;
     uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
-    int recycling;   /* a replacement was asked for */
-    int handles;     /* not closed yet; freed at 0 */
+    int recycling;       /* a replacement was asked for */
+    int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;
-    int skipping;    /* dropping the rest of an overlong line */
+    int skipping; /* dropping the rest of an overlong line */
     char failed[512];
     wd_proc_t *next, *prev;
     size_t line_len;
@@ -104,14 +104,14 @@ typedef void (*wd_repl_cb)(wd_slot_t *s, void *ctx, int ok, const char *err, int
 struct wd_slot {
     uv_timer_t timer; /* respawn backoff */
     wd_group_t *g;
-    int slot;         /* 1-based */
+    int slot; /* 1-based */
     wd_proc_t *cur;
     wd_proc_t *repl;
     wd_repl_cb repl_cb;
     void *repl_ctx;
     int backing_off;
     unsigned restarts;
-    unsigned backoff; /* seconds waited before the last respawn after a quick death */
+    unsigned backoff;    /* seconds waited before the last respawn after a quick death */
     int quick_respawned; /* a worker that was serving died soon after its start and was
                           * replaced at once; the next such death backs off */
     int ever_ready;
@@ -122,17 +122,17 @@ struct wd_slot {
 struct wd_group {
     wd_master_t *m;
     char *name;
-    wd_gen_t *gen;                /* a reference */
-    const wd_group_conf_t *conf;  /* in gen */
+    wd_gen_t *gen;               /* a reference */
+    const wd_group_conf_t *conf; /* in gen */
     wd_listen_t **ls;
     size_t n_ls;
     wd_slot_t **slots;
     int n_slots;
-    int stopped;  /* by `wsgictl stop GROUP` */
-    int removed;  /* by a reload */
-    int refs;     /* the master's list + its processes */
+    int stopped; /* by `wsgictl stop GROUP` */
+    int removed; /* by a reload */
+    int refs;    /* the master's list + its processes */
     int warned;
-    wd_op_t *op;  /* the rolling operation in progress */
+    wd_op_t *op; /* the rolling operation in progress */
     wd_status_group_t totals;
 };
 
@@ -188,8 +188,8 @@ struct wd_master {
 
 static const int handled_signals[] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
 
-static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
-                        const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls);
+static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
+                        wd_listen_t **ls, size_t n_ls);
 static void slot_respawn(wd_slot_t *s);
 static void listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
 static void batch_done_one(wd_master_t *m, wd_batch_t *b);
@@ -726,8 +726,8 @@ static void proc_say(wd_proc_t *p, const char *line)
      * worker is gone (and its exit will be seen). */
     if (!p->pipe_closed && uv_fileno((uv_handle_t *)&p->pipe, &fd) == 0)
         if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-            wd_log_debug("group %s worker %d (pid %d): cannot send %s", p->g->name, p->slot,
-                         p->pid, line);
+            wd_log_debug("group %s worker %d (pid %d): cannot send %s", p->g->name, p->slot, p->pid,
+                         line);
 }
 
 static void proc_kill_cb(uv_timer_t *t)
@@ -849,8 +849,7 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
     s->ever_ready = 1;
 }
 
-static void recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
-                         int new_pid)
+static void recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
 {
     char *reason = ctx;
 
@@ -1205,8 +1204,8 @@ static int open_fd_again(int fd)
     return nfd < 0 ? -errno : nfd;
 }
 
-static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
-                        const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls)
+static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
+                        wd_listen_t **ls, size_t n_ls)
 {
     wd_group_t *g = s->g;
     size_t n_stdio = WD_WORKER_FD_LISTEN + n_ls, i;
@@ -1458,8 +1457,7 @@ static void op_finish(wd_op_t *op, const char *err)
     free(op);
 }
 
-static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
-                         int new_pid)
+static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
 {
     wd_op_t *op = ctx;
     char *msg = NULL;
@@ -1645,8 +1643,10 @@ static void reload(wd_master_t *m, wd_control_req_t *req)
     for (i = 0; i < conf->n_groups; i++) {
         g = find_group(m, conf->groups[i].name);
         if (g != NULL && g->op != NULL) {
-            snprintf(err, sizeof err, "group %s: a restart is in progress; try again when it is "
-                                      "done", g->name);
+            snprintf(err, sizeof err,
+                     "group %s: a restart is in progress; try again when it is "
+                     "done",
+                     g->name);
             reload_refuse(req, err);
             goto fail;
         }

@@ -24,21 +24,21 @@ typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data);
 
 struct wd_out {
     pthread_mutex_t lock;
-    pthread_cond_t drained;      /* signalled when pending bytes fall below spill_limit */
+    pthread_cond_t drained; /* signalled when pending bytes fall below spill_limit */
     wd_out_seg_t *head;
     wd_out_seg_t *tail;
-    wd_out_seg_t *spare;         /* one memory segment kept for the next response */
-    uint64_t mem_bytes;          /* pending bytes in memory segments */
-    uint64_t pending;            /* all pending bytes (memory + spill + files) */
+    wd_out_seg_t *spare; /* one memory segment kept for the next response */
+    uint64_t mem_bytes;  /* pending bytes in memory segments */
+    uint64_t pending;    /* all pending bytes (memory + spill + files) */
     uint64_t mem_limit;
     uint64_t spill_limit;
-    int spill_fd;                /* -1 until the first spill */
-    uint64_t spill_end;          /* where the next spilled byte goes in spill_fd */
+    int spill_fd;       /* -1 until the first spill */
+    uint64_t spill_end; /* where the next spilled byte goes in spill_fd */
     const char *tmpdir;
-    uint64_t sent;               /* bytes written to the socket for this response */
-    int finished;                /* the producer called wd_out_finish */
-    int keep_alive;              /* its verdict: keep the connection for another request */
-    int aborted;                 /* the client is gone; the producer gets -EPIPE */
+    uint64_t sent;  /* bytes written to the socket for this response */
+    int finished;   /* the producer called wd_out_finish */
+    int keep_alive; /* its verdict: keep the connection for another request */
+    int aborted;    /* the client is gone; the producer gets -EPIPE */
     int producer_waiting;
     wd_out_wake_cb wake;
     void *wake_data;

@@ -23,34 +23,34 @@ typedef enum wd_req_kind {
 typedef struct wd_req wd_req_t;
 
 struct wd_req {
-    wd_req_t *next;              /* queue link */
+    wd_req_t *next; /* queue link */
     wd_req_kind_t kind;
-    uint64_t seq;                /* per-worker sequence number */
-    char id[32];                 /* request id for logs and environ: "PID-SEQ" */
-    uint64_t t_start_ns;         /* CLOCK_MONOTONIC when the head was complete */
-    uint64_t t_queued_ns;        /* when pushed onto the queue */
+    uint64_t seq;         /* per-worker sequence number */
+    char id[32];          /* request id for logs and environ: "PID-SEQ" */
+    uint64_t t_start_ns;  /* CLOCK_MONOTONIC when the head was complete */
+    uint64_t t_queued_ns; /* when pushed onto the queue */
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
     const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */
 
     /* The connection, for REMOTE_ADDR & co (HTTP; uwsgi carries its own). */
-    char remote_addr[64];        /* "127.0.0.1", "::1", or "" on a unix socket */
+    char remote_addr[64]; /* "127.0.0.1", "::1", or "" on a unix socket */
     int remote_port;
-    char server_addr[64];        /* local address, or the socket path for a unix listener */
-    int server_port;             /* 0 for unix */
+    char server_addr[64]; /* local address, or the socket path for a unix listener */
+    int server_port;      /* 0 for unix */
     int is_unix;
 
     /* The body, read in full before dispatch: in memory, or in an unlinked temp file. */
     uint64_t body_len;
-    const char *body_mem;        /* when body_fd < 0 */
-    int body_fd;                 /* >= 0: read it with pread from offset 0 */
+    const char *body_mem; /* when body_fd < 0 */
+    int body_fd;          /* >= 0: read it with pread from offset 0 */
 
     /* The response goes here (see out.h). */
     wd_out_t *out;
 
     /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
     int status;
-    uint64_t head_len;           /* ... and the size of the response head it sent */
+    uint64_t head_len; /* ... and the size of the response head it sent */
 
     /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
@@ -68,10 +68,10 @@ typedef struct wd_queue {
     wd_req_t *tail;
     size_t len;
     int closed;
-    int waiting;                 /* threads blocked in wd_queue_pop */
-    size_t nthreads;             /* threads serving the queue (set before they start) */
-    _Atomic uint64_t *depth;     /* optional gauges (the scoreboard's queued and busy_threads): */
-    _Atomic uint64_t *busy;      /* push adds to depth; pop moves one from depth to busy */
+    int waiting;             /* threads blocked in wd_queue_pop */
+    size_t nthreads;         /* threads serving the queue (set before they start) */
+    _Atomic uint64_t *depth; /* optional gauges (the scoreboard's queued and busy_threads): */
+    _Atomic uint64_t *busy;  /* push adds to depth; pop moves one from depth to busy */
 } wd_queue_t;
 
 void wd_queue_init(wd_queue_t *q);

@@ -19,23 +19,26 @@
 /* Upper bounds of the request-duration histogram, in microseconds; the last bucket is +Inf. */
 #define WD_SCORE_BUCKETS 12
 #define WD_SCORE_BUCKET_BOUNDS_US                                                                  \
-    {1000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000, 10000000}
+    {                                                                                              \
+        1000, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000, 2500000, 5000000,        \
+            10000000                                                                               \
+    }
 
 typedef struct wd_score {
     _Atomic uint64_t pid;
-    _Atomic uint64_t started_unix;     /* when the worker started (seconds since the epoch) */
-    _Atomic uint64_t ready;            /* 1 once the app is loaded and it accepts */
-    _Atomic uint64_t threads;          /* Python threads */
-    _Atomic uint64_t busy_threads;     /* threads inside the app now */
-    _Atomic uint64_t queued;           /* requests waiting for a thread */
-    _Atomic uint64_t connections;      /* open client connections */
-    _Atomic uint64_t requests;         /* responses completed */
-    _Atomic uint64_t status[6];        /* by class: [1]..[5] = 1xx..5xx, [0] = other / none */
+    _Atomic uint64_t started_unix; /* when the worker started (seconds since the epoch) */
+    _Atomic uint64_t ready;        /* 1 once the app is loaded and it accepts */
+    _Atomic uint64_t threads;      /* Python threads */
+    _Atomic uint64_t busy_threads; /* threads inside the app now */
+    _Atomic uint64_t queued;       /* requests waiting for a thread */
+    _Atomic uint64_t connections;  /* open client connections */
+    _Atomic uint64_t requests;     /* responses completed */
+    _Atomic uint64_t status[6];    /* by class: [1]..[5] = 1xx..5xx, [0] = other / none */
     _Atomic uint64_t duration_bucket[WD_SCORE_BUCKETS + 1]; /* non-cumulative counts */
     _Atomic uint64_t duration_sum_us;
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t last_request_unix; /* when the last request completed */
-    _Atomic uint64_t timeouts;         /* requests answered 504 (request- or queue-timeout) */
+    _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
     uint64_t reserved[8];
 } wd_score_t;
 

@@ -410,16 +410,15 @@ static int read_config(wd_worker_t *w, const char *group_name)
     if (text == NULL)
         abort();
     while (done < (size_t)st.st_size) {
-        ssize_t k = pread(WD_WORKER_FD_CONFIG, text + done, (size_t)st.st_size - done,
-                          (off_t)done);
+        ssize_t k = pread(WD_WORKER_FD_CONFIG, text + done, (size_t)st.st_size - done, (off_t)done);
 
         if (k <= 0)
             goto out;
         done += (size_t)k;
     }
     text[done] = '\0';
-    if (wd_config_load_string(&w->conf, text, done, path ? path : "wsgid.yaml", err,
-                              sizeof err) < 0) {
+    if (wd_config_load_string(&w->conf, text, done, path ? path : "wsgid.yaml", err, sizeof err) <
+        0) {
         fprintf(stderr, "wsgid worker: %s\n", err);
         goto out;
     }

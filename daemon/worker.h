@@ -48,7 +48,7 @@ typedef struct wd_worker_listener {
     int is_unix;
     int polling;
     wd_protocol_t protocol;
-    char addr[108];             /* local address, or the socket path */
+    char addr[108]; /* local address, or the socket path */
     int port;
 } wd_worker_listener_t;
 
@@ -59,37 +59,37 @@ struct wd_worker {
     int slot;
     int pid;
     const char *tmpdir;
-    wd_score_t *score;          /* our record in the master's scoreboard */
+    wd_score_t *score; /* our record in the master's scoreboard */
 
     wd_worker_listener_t *listeners;
     size_t n_listeners;
     int accepting;
 
-    wd_queue_t queue;           /* requests waiting for a Python thread */
-    wd_req_t *batch_head;       /* requests parsed in this loop iteration, pushed at its end */
+    wd_queue_t queue;     /* requests waiting for a Python thread */
+    wd_req_t *batch_head; /* requests parsed in this loop iteration, pushed at its end */
     wd_req_t *batch_tail;
     size_t batch_n;
     uv_check_t batch_check;
-    uv_timer_t kick;            /* wd_queue_kick a moment after a push left requests waiting */
+    uv_timer_t kick; /* wd_queue_kick a moment after a push left requests waiting */
 
-    uv_async_t async;           /* Python threads: "a response buffer has news" */
+    uv_async_t async; /* Python threads: "a response buffer has news" */
     pthread_mutex_t ready_lock;
-    wd_conn_t *ready;           /* connections whose buffer has news, linked by ready_next */
+    wd_conn_t *ready; /* connections whose buffer has news, linked by ready_next */
 
-    size_t in_flight;           /* dispatched requests whose response is not complete */
-    size_t capacity;            /* accept while in_flight < capacity */
+    size_t in_flight; /* dispatched requests whose response is not complete */
+    size_t capacity;  /* accept while in_flight < capacity */
     uint64_t seq;
     uint64_t served;
-    wd_conn_t *conns;           /* every open connection */
+    wd_conn_t *conns; /* every open connection */
     size_t n_conns;
-    wd_conn_t *conn_pool;       /* freed connections kept for reuse (linked by next) */
+    wd_conn_t *conn_pool; /* freed connections kept for reuse (linked by next) */
     size_t n_pool;
 
-    uint64_t max_requests;      /* maximum-requests plus this worker's jitter; 0 = none */
-    int recycle_asked;          /* "recycle" sent to the master already */
-    uint64_t last_activity_ns;  /* for inactivity-timeout */
-    uv_timer_t tick;            /* request-timeout and inactivity-timeout checks */
-    char master_buf[256];       /* a partial line from the master */
+    uint64_t max_requests;     /* maximum-requests plus this worker's jitter; 0 = none */
+    int recycle_asked;         /* "recycle" sent to the master already */
+    uint64_t last_activity_ns; /* for inactivity-timeout */
+    uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
+    char master_buf[256];      /* a partial line from the master */
     size_t master_len;
 
     int stopping;

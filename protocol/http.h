@@ -18,10 +18,10 @@
 
 typedef enum wd_http_error {
     WD_HTTP_OK = 0,
-    WD_HTTP_EINVALID,       /* malformed request: 400 */
-    WD_HTTP_ETOO_MANY,      /* more than WD_HTTP_MAX_HEADERS header fields: 431 */
-    WD_HTTP_EBODY_CB,       /* on_body returned non-zero: the caller's own error */
-    WD_HTTP_EUPGRADE,       /* CONNECT or Upgrade request: not supported, 501 */
+    WD_HTTP_EINVALID,  /* malformed request: 400 */
+    WD_HTTP_ETOO_MANY, /* more than WD_HTTP_MAX_HEADERS header fields: 431 */
+    WD_HTTP_EBODY_CB,  /* on_body returned non-zero: the caller's own error */
+    WD_HTTP_EUPGRADE,  /* CONNECT or Upgrade request: not supported, 501 */
 } wd_http_error_t;
 
 typedef struct wd_http_header {
@@ -32,31 +32,31 @@ typedef struct wd_http_header {
 typedef int (*wd_http_body_cb)(void *data, const char *at, size_t n);
 
 typedef enum wd_http_state {
-    WD_HTTP_HEAD = 0,   /* reading the head */
-    WD_HTTP_BODY,       /* head complete, reading the body */
-    WD_HTTP_DONE,       /* message complete; wd_http_reset before the next one */
+    WD_HTTP_HEAD = 0, /* reading the head */
+    WD_HTTP_BODY,     /* head complete, reading the body */
+    WD_HTTP_DONE,     /* message complete; wd_http_reset before the next one */
 } wd_http_state_t;
 
 typedef struct wd_http {
     llhttp_t parser;
     llhttp_settings_t settings;
-    const char *base;           /* set by the caller before each wd_http_feed */
+    const char *base; /* set by the caller before each wd_http_feed */
     wd_http_state_t state;
     wd_http_error_t error;
-    const char *llhttp_reason;  /* llhttp's reason for WD_HTTP_EINVALID */
+    const char *llhttp_reason; /* llhttp's reason for WD_HTTP_EINVALID */
 
     /* The head, valid from WD_HTTP_BODY on. */
-    const char *method;         /* "GET", ... (a static string from llhttp) */
+    const char *method; /* "GET", ... (a static string from llhttp) */
     wd_span_t url;
     unsigned http_major, http_minor;
     wd_http_header_t headers[WD_HTTP_MAX_HEADERS];
     unsigned n_headers;
     int has_content_length;
-    uint64_t content_length;    /* when has_content_length */
-    int chunked;                /* Transfer-Encoding: chunked */
-    int keep_alive;             /* per llhttp_should_keep_alive() */
-    int expect_continue;        /* Expect: 100-continue */
-    int is_head;                /* HEAD request */
+    uint64_t content_length; /* when has_content_length */
+    int chunked;             /* Transfer-Encoding: chunked */
+    int keep_alive;          /* per llhttp_should_keep_alive() */
+    int expect_continue;     /* Expect: 100-continue */
+    int is_head;             /* HEAD request */
 
     wd_http_body_cb on_body;
     void *data;

@@ -273,8 +273,7 @@ static PyMethodDef input_methods[] = {
 };
 
 PyTypeObject wd__py_input_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "wsgid.Input",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.Input",
     .tp_basicsize = sizeof(wd_input_t),
     .tp_dealloc = (destructor)input_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -412,8 +411,7 @@ static PyMethodDef errors_methods[] = {
 };
 
 PyTypeObject wd__py_errors_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "wsgid.Errors",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.Errors",
     .tp_basicsize = sizeof(wd_errors_t),
     .tp_dealloc = (destructor)errors_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,

@@ -121,8 +121,7 @@ static PyMemberDef fw_members[] = {
 };
 
 PyTypeObject wd__py_file_wrapper_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "wsgid.FileWrapper",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.FileWrapper",
     .tp_basicsize = sizeof(wd_file_wrapper_t),
     .tp_dealloc = (destructor)fw_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
@@ -141,21 +140,21 @@ PyTypeObject wd__py_file_wrapper_type = {
 
 typedef struct wd_resp {
     PyObject_HEAD
-    wd_req_t *req;           /* NULL once the request is over */
-    wd_py_thread_t *thr;     /* thr->head holds the head being built */
-    int status;              /* 0 until start_response succeeded */
-    size_t head_len;         /* status line + the app's headers in thr->head */
-    size_t head_total;       /* with our headers and the blank line, once framed */
+    wd_req_t *req;       /* NULL once the request is over */
+    wd_py_thread_t *thr; /* thr->head holds the head being built */
+    int status;          /* 0 until start_response succeeded */
+    size_t head_len;     /* status line + the app's headers in thr->head */
+    size_t head_total;   /* with our headers and the blank line, once framed */
     int head_sent;
-    int has_cl;              /* Content-Length known (the app's, or ours) */
+    int has_cl; /* Content-Length known (the app's, or ours) */
     uint64_t cl;
-    uint64_t body_sent;      /* body bytes handed over (before chunk framing) */
-    int no_body;             /* HEAD, 1xx, 204, 304 */
+    uint64_t body_sent; /* body bytes handed over (before chunk framing) */
+    int no_body;        /* HEAD, 1xx, 204, 304 */
     int chunked;
-    int keep_alive;          /* the verdict once the head is framed */
-    int failed;              /* the response cannot be completed: close the connection */
+    int keep_alive; /* the verdict once the head is framed */
+    int failed;     /* the response cannot be completed: close the connection */
     int client_gone;
-    char mistake[256];       /* what the application did wrong, for the log line */
+    char mistake[256]; /* what the application did wrong, for the log line */
 } wd_resp_t;
 
 static PyTypeObject resp_type;
@@ -256,8 +255,8 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
         return mistake(r, PyExc_ValueError, "header name '%.100s' is not a valid token",
                        utf8(name));
     if (!PyUnicode_Check(value))
-        return mistake(r, PyExc_TypeError, "header '%.*s' has a %s value; WSGI needs str",
-                       (int)nn, np, Py_TYPE(value)->tp_name);
+        return mistake(r, PyExc_TypeError, "header '%.*s' has a %s value; WSGI needs str", (int)nn,
+                       np, Py_TYPE(value)->tp_name);
     vp = latin1(value, &vn);
     if (vp == NULL)
         return mistake(r, PyExc_ValueError, "header '%.*s' has a value that is not latin-1",
@@ -268,12 +267,13 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
                                                                     : "control character");
     if (wd_response_header_is_hop_by_hop(np, nn))
         return mistake(r, PyExc_ValueError,
-                       "hop-by-hop header '%.*s' is not allowed from an application", (int)nn,
-                       np);
+                       "hop-by-hop header '%.*s' is not allowed from an application", (int)nn, np);
     if (wd_slice_ieq(np, nn, "content-length")) {
         if (parse_u64(vp, vn, &r->cl) < 0)
-            return mistake(r, PyExc_ValueError, "header 'Content-Length' value '%.*s' is not a "
-                           "number", (int)(vn > 40 ? 40 : vn), vp);
+            return mistake(r, PyExc_ValueError,
+                           "header 'Content-Length' value '%.*s' is not a "
+                           "number",
+                           (int)(vn > 40 ? 40 : vn), vp);
         r->has_cl = 1;
     }
     head_reserve(r->thr, *len + nn + vn + 4);
@@ -334,8 +334,8 @@ static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
     wd_resp_t *r = (wd_resp_t *)self;
     PyObject *status, *headers, *exc_info = Py_None;
 
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status,
-                                     &headers, &exc_info))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
+                                     &exc_info))
         return NULL;
     if (r->req == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
@@ -374,13 +374,14 @@ static int push(wd_resp_t *r, struct iovec *iov, int n)
 {
     int rc;
 
-    Py_BEGIN_ALLOW_THREADS
-    rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
-                : wd_out_writev(r->req->out, iov, n);
-    Py_END_ALLOW_THREADS
-    if (rc == -EPIPE) {
+    Py_BEGIN_ALLOW_THREADS rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
+                                       : wd_out_writev(r->req->out, iov, n);
+    Py_END_ALLOW_THREADS if (rc == -EPIPE)
+    {
         r->client_gone = 1;
-    } else if (rc < 0) {
+    }
+    else if (rc < 0)
+    {
         char line[256];
 
         wd_log_error("[req %s] %s: cannot buffer the response: %s", r->req->id,
@@ -406,8 +407,9 @@ static void frame_head(wd_resp_t *r, int64_t known)
     if (!r->has_cl && known >= 0 && !bodiless_code) {
         r->has_cl = 1;
         r->cl = (uint64_t)known;
-        head_append(r, &len, buf,
-                    (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
+        head_append(
+            r, &len, buf,
+            (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
     }
     r->keep_alive = 0;
     if (is_http(r)) {
@@ -459,8 +461,8 @@ static int send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
                 char line[256];
 
                 wd_log_error("[req %s] %s: the application sent more than its Content-Length "
-                             "%llu; the response was cut there", r->req->id,
-                             req_line(r, line, sizeof line), (unsigned long long)r->cl);
+                             "%llu; the response was cut there",
+                             r->req->id, req_line(r, line, sizeof line), (unsigned long long)r->cl);
                 r->failed = 1;
             }
             if (take == 0)
@@ -472,9 +474,9 @@ static int send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
         if (sz >= 0 && total == 0) {
             i--; /* an empty chunk would end the body */
         } else if (sz >= 0) {
-            iov[sz] = (struct iovec){size_line,
-                                     (size_t)snprintf(size_line, sizeof size_line, "%llx\r\n",
-                                                      (unsigned long long)total)};
+            iov[sz] =
+                (struct iovec){size_line, (size_t)snprintf(size_line, sizeof size_line, "%llx\r\n",
+                                                           (unsigned long long)total)};
             iov[i++] = (struct iovec){(void *)"\r\n", 2};
         }
     }
@@ -508,16 +510,15 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
     if (piece.n == 0 && r->head_sent)
         Py_RETURN_NONE;
     if (send_body(r, &piece, 1) < 0) {
-        PyErr_SetString(PyExc_OSError, r->client_gone ? "client connection closed"
-                                                      : "cannot send the response");
+        PyErr_SetString(PyExc_OSError,
+                        r->client_gone ? "client connection closed" : "cannot send the response");
         return NULL;
     }
     Py_RETURN_NONE;
 }
 
 static PyTypeObject resp_type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "wsgid.StartResponse",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.StartResponse",
     .tp_basicsize = sizeof(wd_resp_t),
     .tp_dealloc = (destructor)PyObject_Free,
     .tp_call = resp_call,
@@ -568,12 +569,13 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
         return 1;
     }
     r->body_sent += len;
-    Py_BEGIN_ALLOW_THREADS
-    rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
-    Py_END_ALLOW_THREADS
-    if (rc == -EPIPE) {
+    Py_BEGIN_ALLOW_THREADS rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
+    Py_END_ALLOW_THREADS if (rc == -EPIPE)
+    {
         r->client_gone = 1;
-    } else if (rc < 0) {
+    }
+    else if (rc < 0)
+    {
         char line[256];
 
         wd_log_error("[req %s] %s: cannot queue the file: %s", r->req->id,
@@ -706,8 +708,7 @@ static void log_failure(wd_resp_t *r)
         PyErr_NormalizeException(&type, &value, &tb);
         wd__py_exc_summary(value, summary, sizeof summary);
         wd_log_error("[req %s] %s: the application raised %s%s", r->req->id, line, summary,
-                     r->head_sent ? " after the response had started; closing the connection"
-                                  : "");
+                     r->head_sent ? " after the response had started; closing the connection" : "");
         PyErr_Restore(type, value, tb);
         wd__py_log_exception(prefix, NULL, 0);
     }
@@ -783,8 +784,9 @@ static int finish(wd_resp_t *r)
         char line[256];
 
         wd_log_error("[req %s] %s: the application sent %llu bytes of its Content-Length %llu; "
-                     "closing the connection", r->req->id, req_line(r, line, sizeof line),
-                     (unsigned long long)r->body_sent, (unsigned long long)r->cl);
+                     "closing the connection",
+                     r->req->id, req_line(r, line, sizeof line), (unsigned long long)r->body_sent,
+                     (unsigned long long)r->cl);
         r->failed = 1;
     }
     /* Cut short (not merely cut at its Content-Length): reset, do not close. */

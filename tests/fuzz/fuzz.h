@@ -8,17 +8,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#define WD_FUZZ_CHECK(cond)                                                                      \
-    do {                                                                                         \
-        if (!(cond)) {                                                                           \
-            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                             \
-        }                                                                                        \
+#define WD_FUZZ_CHECK(cond)                                                                        \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: invariant violated: %s\n", __FILE__, __LINE__, #cond);         \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 /* p lies in [lo, hi], and so does p + n. */
-#define WD_FUZZ_INSIDE(p, n, lo, hi)                                                             \
-    WD_FUZZ_CHECK((const char *)(p) >= (const char *)(lo) &&                                     \
+#define WD_FUZZ_INSIDE(p, n, lo, hi)                                                               \
+    WD_FUZZ_CHECK((const char *)(p) >= (const char *)(lo) &&                                       \
                   (size_t)((const char *)(hi) - (const char *)(p)) >= (size_t)(n))
 
 /* Known bugs, not yet fixed, that a long run should step over: WD_FUZZ_KNOWN="tag1,tag2" in the

@@ -68,7 +68,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     WD_FUZZ_CHECK(r == 0 || r == -1);
     WD_FUZZ_CHECK(memchr(err, '\0', sizeof err) != NULL);
     if (r == 0) {
-        WD_FUZZ_CHECK(conf.path != NULL && strcmp(conf.path, "/nonexistent/wsgid-fuzz/wsgid.yaml") == 0);
+        WD_FUZZ_CHECK(conf.path != NULL &&
+                      strcmp(conf.path, "/nonexistent/wsgid-fuzz/wsgid.yaml") == 0);
         WD_FUZZ_CHECK(conf.dir != NULL && strcmp(conf.dir, "/nonexistent/wsgid-fuzz") == 0);
         WD_FUZZ_CHECK(conf.n_groups >= 1 && conf.groups != NULL);
         WD_FUZZ_CHECK(conf.log_file != NULL && conf.access_log != NULL);
@@ -80,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (i = 0; i < conf.n_groups; i++)
             check_group(&conf, &conf.groups[i]);
     } else {
-        WD_FUZZ_CHECK(err[0] != '\0'); /* every failure says why */
+        WD_FUZZ_CHECK(err[0] != '\0');                           /* every failure says why */
         WD_FUZZ_CHECK(conf.groups == NULL && conf.path == NULL); /* and frees what it had */
     }
     wd_config_free(&conf);

@@ -24,8 +24,8 @@ typedef struct command {
 /* Returns 0 and fills c, or -1 with a message (what the master would answer). */
 static int decode(json_t *req, command_t *c, const char **why)
 {
-    static const char *const known[] = {"status", "restart", "reload", "stop", "start",
-                                        "reopen-logs"};
+    static const char *const known[] = {"status", "restart", "reload",
+                                        "stop",   "start",   "reopen-logs"};
     json_t *cmd = json_object_get(req, "cmd");
     json_t *group = json_object_get(req, "group");
     json_t *all = json_object_get(req, "all");
@@ -112,8 +112,8 @@ static void take_request(char *line)
         reply = json_pack("{s:b,s:s}", "ok", 0, "error", why);
     } else {
         WD_FUZZ_CHECK(c.cmd != NULL);
-        reply = json_pack("{s:b,s:s,s:s?,s:b}", "ok", 1, "cmd", c.cmd, "group", c.group, "all",
-                          c.all);
+        reply =
+            json_pack("{s:b,s:s,s:s?,s:b}", "ok", 1, "cmd", c.cmd, "group", c.group, "all", c.all);
         WD_FUZZ_CHECK(reply != NULL); /* strings from jansson are valid UTF-8 */
     }
     check_one_line(reply);

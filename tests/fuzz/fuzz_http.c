@@ -16,7 +16,7 @@
 
 #include <string.h>
 
-#define HEAD_LIMIT 65536  /* the largest header-buffer-size we emulate */
+#define HEAD_LIMIT 65536 /* the largest header-buffer-size we emulate */
 #define MAX_MESSAGES 4096
 
 typedef struct conn {
@@ -28,7 +28,7 @@ typedef struct conn {
     uint64_t body_total; /* body bytes of the current message */
     uint64_t body_limit; /* on_body refuses beyond it */
     int refused;
-    int messages;        /* requests parsed on this connection */
+    int messages; /* requests parsed on this connection */
 } conn_t;
 
 static int on_body(void *data, const char *at, size_t n)

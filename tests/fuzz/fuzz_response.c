@@ -59,9 +59,10 @@ static void check_status(const char *s, size_t n)
 
 static void check_header(const char *s, size_t n)
 {
-    static const char *const hop[] = {"connection", "keep-alive", "proxy-authenticate",
-                                      "proxy-authorization", "te", "trailer", "trailers",
-                                      "transfer-encoding", "upgrade"};
+    static const char *const hop[] = {
+        "connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+        "te",         "trailer",    "trailers",           "transfer-encoding",
+        "upgrade"};
     size_t i, colon;
     int ok = n > 0, is_hop = 0;
 

@@ -51,16 +51,20 @@ static const config_case_t cases[] = {
     {G "    maximum-requests: 1000\n    maximum-requests-jitter: 50\n", NULL},
     {G "    restart-interval: 1h\n    inactivity-timeout: 5m\n    request-timeout: 1.5\n", NULL},
     {G "    queue-timeout: 500ms\n    startup-timeout: 30s\n    graceful-timeout: 0\n"
-       "    shutdown-timeout: 2\n", NULL},
+       "    shutdown-timeout: 2\n",
+     NULL},
     {G "    memory-limit: 512M\n    limit-request-body: 0\n    header-buffer-size: 1K\n", NULL},
     {G "    body-buffer-size: 1m\n    response-buffer-size: 4MB\n    response-spill-limit: 4M\n",
      NULL},
     {"control: run/c.ctl\npidfile: /run/x.pid\nlog: {level: debug, file: l.log, access: 'off'}\n"
-     "metrics: ':9191'\n" G, NULL},
+     "metrics: ':9191'\n" G,
+     NULL},
     {"log:\n" G, NULL},
     {G "  b:\n    app: pkg.mod:make\n    listen: 127.0.0.1:9002\n  c-1.x_y:\n    app: mod\n"
-       "    listen: 127.0.0.1:9003\n", NULL},
-    {G "  b:\n    app: 0.0.0.0:9001\n    listen: '[::1]:9001'\n", "groups.b.app: invalid callable name '9001'"},
+       "    listen: 127.0.0.1:9003\n",
+     NULL},
+    {G "  b:\n    app: 0.0.0.0:9001\n    listen: '[::1]:9001'\n",
+     "groups.b.app: invalid callable name '9001'"},
 
     /* Syntax and structure. */
     {"", "configs/t.yaml:1:1: the file is empty"},
@@ -138,7 +142,8 @@ static const config_case_t cases[] = {
     /* Times. */
     {G "    request-timeout: -1\n", "5:22: groups.a.request-timeout: must not be negative"},
     {G "    header-timeout: 10s\n    body-timeout: 1m\n    keepalive-timeout: 0\n"
-       "    send-timeout: 250ms\n", NULL},
+       "    send-timeout: 250ms\n",
+     NULL},
     {G "    keepalive-timeout: soon\n", "5:24: groups.a.keepalive-timeout: invalid time 'soon'"},
     {G "    send-timeout: -3\n", "5:19: groups.a.send-timeout: must not be negative"},
     {G "    access-log: logs/site.log\n", NULL},
@@ -177,17 +182,20 @@ static const config_case_t cases[] = {
      "4:31: groups.a.listen: '0.0.0.0:80' is listed twice in this group"},
     {G "  b:\n    app: app.py\n    listen: 127.0.0.1:9001\n",
      "7:13: groups.b.listen: '127.0.0.1:9001' is already used by group 'a'"},
-    {G "  b:\n    app: app.py\n    listen: '*:9001'\n", "groups.b.listen: '*:9001' is already used"},
+    {G "  b:\n    app: app.py\n    listen: '*:9001'\n",
+     "groups.b.listen: '*:9001' is already used"},
     {"groups:\n  a:\n    app: app.py\n    listen: unix:s/../x.sock\n"
      "  b:\n    app: app.py\n    listen: [':1', 'unix:./x.sock']\n",
      "7:20: groups.b.listen: 'unix:./x.sock' is already used by group 'a' ('unix:s/../x.sock')"},
     {"control: x.sock\n"
-     "groups:\n  a:\n    app: app.py\n    listen: unix:x.sock\n", "1:10: control: "},
+     "groups:\n  a:\n    app: app.py\n    listen: unix:x.sock\n",
+     "1:10: control: "},
     {"metrics: 127.0.0.1:9001\n" G, "1:10: metrics: '127.0.0.1:9001' is also a listen address"},
     {"metrics: unix:x\n" G, "1:10: metrics: expected HOST:PORT"},
     {"groups:\n  a:\n    app: app.py\n    listen: unix:/" /* > 107 bytes */
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
-     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n", "unix socket path too long"},
+     "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
+     "unix socket path too long"},
 
     /* mounts */
     {G "    mounts: {/: app.py, /blog/: 'pkg.blog:app', /api: site.wsgi}\n", NULL},
@@ -195,7 +203,7 @@ static const config_case_t cases[] = {
     {G "    mounts: [a]\n", "5:13: groups.a.mounts: expected a mapping of /PREFIX: app"},
     {G "    mounts: {blog: app.py}\n", "5:14: groups.a.mounts.blog: a mount point is a URL"},
     {G "    mounts: {/b: app.py, /b/: app.py}\n", "5:26: groups.a.mounts./b/: mount point /b is "
-                                                   "given twice"},
+                                                  "given twice"},
     {G "    mounts: {/b: nope.py}\n", "5:18: groups.a.mounts./b: no such file"},
     {G "    mounts: {/b: }\n", "groups.a.mounts./b: a value is required"},
 
@@ -229,7 +237,8 @@ static void test_table(void)
         if (c->expect == NULL) {
             CHECK(rc == 0, "case %zu should load, got: %s\n---\n%s---", i, err, c->yaml);
         } else {
-            CHECK(rc == -1 && strstr(err, c->expect) != NULL && strncmp(err, FILE_NAME ":", 15) == 0,
+            CHECK(rc == -1 && strstr(err, c->expect) != NULL &&
+                      strncmp(err, FILE_NAME ":", 15) == 0,
                   "case %zu: expected error containing \"%s\", got rc %d \"%s\"\n---\n%s---", i,
                   c->expect, rc, err, c->yaml);
             CHECK(conf.groups == NULL && conf.path == NULL, "case %zu: conf not cleared", i);
@@ -278,24 +287,27 @@ static void test_defaults(void)
     CHECK(strcmp(g->callable, "application") == 0, "callable default");
     CHECK(g->processes == 1 && !g->processes_set && g->threads == 15, "processes, threads");
     CHECK(strcmp(g->display_name, "%{GROUP}") == 0, "display-name default");
-    CHECK(g->n_listen == 1 && !g->listen[0].is_unix && strcmp(g->listen[0].host, "127.0.0.1") == 0
-              && g->listen[0].port == 9001 && strcmp(g->listen[0].spec, "127.0.0.1:9001") == 0,
+    CHECK(g->n_listen == 1 && !g->listen[0].is_unix &&
+              strcmp(g->listen[0].host, "127.0.0.1") == 0 && g->listen[0].port == 9001 &&
+              strcmp(g->listen[0].spec, "127.0.0.1:9001") == 0,
           "listen");
     CHECK(g->protocol == WD_PROTOCOL_AUTO && g->socket_mode == 0660, "protocol, socket-mode");
     CHECK(g->socket_user == NULL && g->socket_group == NULL && g->user == NULL &&
               g->group == NULL && g->python_home == NULL && g->chdir == NULL &&
-              g->n_python_path == 0 && g->n_env == 0, "unset");
+              g->n_python_path == 0 && g->n_env == 0,
+          "unset");
     CHECK(g->maximum_requests == 0 && g->maximum_requests_jitter == 0 && g->memory_limit == 0,
           "recycling off");
     CHECK(g->restart_interval == 0 && g->inactivity_timeout == 0 && g->request_timeout == 60 &&
               g->queue_timeout == 45 && g->startup_timeout == 15 && g->graceful_timeout == 15 &&
               g->shutdown_timeout == 5 && g->header_timeout == 30 && g->body_timeout == 60 &&
-                  g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL,
-              "timeouts");
+              g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL,
+          "timeouts");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 64u << 10 && g->response_buffer_size == 1u << 20 &&
-              g->response_spill_limit == 1ull << 30, "sizes");
+              g->response_spill_limit == 1ull << 30,
+          "sizes");
     wd_config_free(&conf);
 }
 
@@ -363,7 +375,8 @@ static void test_full(void)
     CHECK(path_is(conf.log_file, "configs/logs/error.log"), "log file");
     CHECK(strcmp(conf.access_log, "off") == 0, "access off");
     CHECK(strcmp(conf.metrics, "[::1]:9191") == 0 && strcmp(conf.metrics_host, "::1") == 0 &&
-              conf.metrics_port == 9191, "metrics %s", conf.metrics);
+              conf.metrics_port == 9191,
+          "metrics %s", conf.metrics);
     CHECK(conf.n_groups == 2, "two groups");
     g = wd_config_group(&conf, "site1");
     CHECK(g == &conf.groups[0] && g->line == 10, "site1");
@@ -373,7 +386,8 @@ static void test_full(void)
     CHECK(strcmp(g->display_name, "site one") == 0, "display-name");
     CHECK(g->n_listen == 4, "4 listen");
     CHECK(g->listen[0].is_unix && path_is(g->listen[0].path, "configs/run/site1.sock") &&
-              strcmp(g->listen[0].spec, "unix:run/site1.sock") == 0, "unix listen");
+              strcmp(g->listen[0].spec, "unix:run/site1.sock") == 0,
+          "unix listen");
     CHECK(strcmp(g->listen[1].host, "0.0.0.0") == 0 && g->listen[1].port == 8080, ":8080");
     CHECK(strcmp(g->listen[2].host, "::1") == 0 && g->listen[2].port == 8081, "[::1]:8081");
     CHECK(strcmp(g->listen[3].host, "localhost") == 0 && g->listen[3].port == 8082, "localhost");
@@ -381,17 +395,20 @@ static void test_full(void)
     CHECK(strcmp(g->socket_user, "www-data") == 0 && strcmp(g->socket_group, "adm") == 0,
           "socket owner");
     CHECK(g->n_python_path == 2 && path_is(g->python_path[0], "configs/lib") &&
-              strcmp(g->python_path[1], "/abs/lib") == 0, "python-path");
+              strcmp(g->python_path[1], "/abs/lib") == 0,
+          "python-path");
     CHECK(path_is(g->python_home, "configs/venv") && strcmp(g->chdir, "/srv/site1") == 0,
           "home, chdir");
     CHECK(g->n_env == 3 && strcmp(g->env[0].name, "DJANGO_SETTINGS_MODULE") == 0 &&
               strcmp(g->env[0].value, "mysite.settings") == 0 &&
-              strcmp(g->env[1].value, "4") == 0 && strcmp(g->env[2].value, "") == 0, "env");
+              strcmp(g->env[1].value, "4") == 0 && strcmp(g->env[2].value, "") == 0,
+          "env");
     CHECK(strcmp(g->user, "www-data") == 0 && strcmp(g->group, "www-data") == 0, "user, group");
     CHECK(g->maximum_requests == 1000 && g->maximum_requests_jitter == 100, "max requests");
-    CHECK(g->restart_interval == 7200 && g->inactivity_timeout == 300 &&
-              g->request_timeout == 90 && g->queue_timeout == 0.25 && g->startup_timeout == 1.5 &&
-              g->graceful_timeout == 20 && g->shutdown_timeout == 0, "times");
+    CHECK(g->restart_interval == 7200 && g->inactivity_timeout == 300 && g->request_timeout == 90 &&
+              g->queue_timeout == 0.25 && g->startup_timeout == 1.5 && g->graceful_timeout == 20 &&
+              g->shutdown_timeout == 0,
+          "times");
     CHECK(g->memory_limit == 512u << 20 && g->limit_request_body == 1u << 30 &&
               g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
               g->response_buffer_size == 2u << 20 && g->response_spill_limit == 3ull << 30,
@@ -407,7 +424,8 @@ static void test_full(void)
     CHECK(g != NULL && path_is(g->app, "configs/app.py") && g->app_is_script && !g->n_mounts &&
               g->n_listen == 1 && strcmp(g->listen[0].path, "/tmp/site2.sock") == 0 &&
               g->n_python_path == 1 && path_is(g->python_path[0], "configs/one") &&
-              !g->processes_set, "site2");
+              !g->processes_set,
+          "site2");
     wd_config_free(&conf);
 }
 
@@ -506,12 +524,30 @@ static void test_sizes(void)
         int rc;
         uint64_t v;
     } t[] = {
-        {"0", 0, 0}, {"512", 0, 512}, {"1K", 0, 1024}, {"1k", 0, 1024}, {"64KB", 0, 65536},
-        {"64kb", 0, 65536}, {"10M", 0, 10u << 20}, {"1G", 0, 1u << 30}, {"2T", 0, 2ull << 40},
-        {"7B", 0, 7}, {"18446744073709551615", 0, UINT64_MAX}, {"", -1, 0}, {"K", -1, 0},
-        {"-1", -1, 0}, {"+1", -1, 0}, {" 1", -1, 0}, {"1 K", -1, 0}, {"1.5M", -1, 0},
-        {"1KK", -1, 0}, {"1X", -1, 0}, {"1Bk", -1, 0}, {"18446744073709551616", -1, 0},
-        {"17179869184G", -1, 0}, {"0x10", -1, 0},
+        {"0", 0, 0},
+        {"512", 0, 512},
+        {"1K", 0, 1024},
+        {"1k", 0, 1024},
+        {"64KB", 0, 65536},
+        {"64kb", 0, 65536},
+        {"10M", 0, 10u << 20},
+        {"1G", 0, 1u << 30},
+        {"2T", 0, 2ull << 40},
+        {"7B", 0, 7},
+        {"18446744073709551615", 0, UINT64_MAX},
+        {"", -1, 0},
+        {"K", -1, 0},
+        {"-1", -1, 0},
+        {"+1", -1, 0},
+        {" 1", -1, 0},
+        {"1 K", -1, 0},
+        {"1.5M", -1, 0},
+        {"1KK", -1, 0},
+        {"1X", -1, 0},
+        {"1Bk", -1, 0},
+        {"18446744073709551616", -1, 0},
+        {"17179869184G", -1, 0},
+        {"0x10", -1, 0},
     };
     size_t i;
     uint64_t v;
