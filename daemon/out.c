@@ -12,11 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SEG_MIN_CAP (16 * 1024 - 64)
+#define SEG_MAP_MIN (128 * 1024)
 #define SEND_IOV_MAX 64
 #define SENDFILE_MAX ((size_t)1 << 30)
 
@@ -27,6 +29,7 @@ struct wd_out_seg {
     int kind;
     int fd;        /* SEG_FILE */
     int owned;     /* SEG_FILE: close fd when done (not for the spill file) */
+    int mapped;    /* SEG_MEM: its own mmap (large), not the heap */
     uint64_t off;  /* SEG_FILE: next byte to send */
     uint64_t left; /* SEG_FILE: bytes still to send */
     size_t cap;    /* SEG_MEM */
@@ -71,7 +74,28 @@ static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
         out->spare = seg;
         return;
     }
-    free(seg);
+    if (seg->mapped)
+        munmap(seg, sizeof *seg + seg->cap);
+    else
+        free(seg);
+}
+
+/* A large chunk gets pages of its own, given back to the kernel once sent: through the heap, the
+ * Python threads' malloc arenas would keep the high-water mark of every big response. */
+static wd_out_seg_t *seg_alloc_mem(size_t cap)
+{
+    wd_out_seg_t *t;
+
+    if (cap < SEG_MAP_MIN) {
+        t = xmalloc(sizeof *t + cap);
+        t->mapped = 0;
+        return t;
+    }
+    t = mmap(NULL, sizeof *t + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t == MAP_FAILED)
+        abort();
+    t->mapped = 1;
+    return t;
 }
 
 /* Drops every pending segment. Called with the lock held, or by the only thread left. */
@@ -143,9 +167,14 @@ static void append_mem(wd_out_t *out, const char *p, size_t n)
             t = out->spare;
             out->spare = NULL;
         } else {
-            t = xmalloc(sizeof *t + cap);
+            t = seg_alloc_mem(cap);
         }
-        memset(t, 0, sizeof *t);
+        {
+            int mapped = t->mapped;
+
+            memset(t, 0, sizeof *t);
+            t->mapped = mapped;
+        }
         t->kind = SEG_MEM;
         t->fd = -1;
         t->cap = cap;

@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -463,6 +464,10 @@ int wd_worker_main(int argc, char **argv)
     unsetenv("WSGID_WORKER");
     w->pid = (int)getpid();
     set_process_name();
+    /* Large blocks (an app's 1 MiB bytes, a big response chunk) always get pages of their own,
+     * returned when freed: with glibc's sliding threshold they would come from the Python threads'
+     * arenas, which keep their high-water mark and grow the worker's RSS over time. */
+    mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     w->score = scoreboard_map(record);
     signal(SIGPIPE, SIG_IGN);
     if (read_config(w, group_name) < 0) {
