@@ -999,7 +999,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
     if (c->state == WD_CONN_APP) {
         if (status < 0 || (events & UV_DISCONNECT)) {
             /* The client hung up while its request runs: abandon the response. */
-            if (!wd_out_is_finished(&c->out) || c->out.head != NULL)
+            if (!wd_out_is_finished(&c->out))
                 wd_log_info("peer %s: client went away during request %s", peer_name(c),
                             c->dispatched ? c->req.id : "-");
             conn_abandon(c);
