@@ -34,8 +34,8 @@ struct wd_conn {
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
     uint64_t served;
-        /* responses completed on this connection */ /* ... which has finished it (counted in
-                                                        w->in_flight no more) */
+    /* responses completed on this connection */ /* ... which has finished it (counted in
+                                                    w->in_flight no more) */
 
     /* Input: the head stays at the start of buf while its request runs. */
     char *buf;
