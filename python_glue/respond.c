@@ -369,25 +369,31 @@ static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
 
 /* ---- framing -------------------------------------------------------------------------------- */
 
+/* What an out-buffer call's result means for the response: -EPIPE, the client is gone; another
+ * error, the response cannot be completed (logged once, here). */
+static void out_result(wd_resp_t *r, int rc, const char *what)
+{
+    char line[256];
+
+    if (rc == -EPIPE) {
+        r->client_gone = 1;
+    } else if (rc < 0) {
+        wd_log_error("[req %s] %s: %s: %s", r->req->id, req_line(r, line, sizeof line), what,
+                     strerror(-rc));
+        r->failed = 1;
+    }
+}
+
 /* Hands iov to the out buffer with the GIL released. */
 static int push(wd_resp_t *r, struct iovec *iov, int n)
 {
     int rc;
 
-    Py_BEGIN_ALLOW_THREADS rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
-                                       : wd_out_writev(r->req->out, iov, n);
-    Py_END_ALLOW_THREADS if (rc == -EPIPE)
-    {
-        r->client_gone = 1;
-    }
-    else if (rc < 0)
-    {
-        char line[256];
-
-        wd_log_error("[req %s] %s: cannot buffer the response: %s", r->req->id,
-                     req_line(r, line, sizeof line), strerror(-rc));
-        r->failed = 1;
-    }
+    Py_BEGIN_ALLOW_THREADS
+        rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
+                    : wd_out_writev(r->req->out, iov, n);
+    Py_END_ALLOW_THREADS
+    out_result(r, rc, "cannot buffer the response");
     return rc;
 }
 
@@ -569,19 +575,10 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
         return 1;
     }
     r->body_sent += len;
-    Py_BEGIN_ALLOW_THREADS rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
-    Py_END_ALLOW_THREADS if (rc == -EPIPE)
-    {
-        r->client_gone = 1;
-    }
-    else if (rc < 0)
-    {
-        char line[256];
-
-        wd_log_error("[req %s] %s: cannot queue the file: %s", r->req->id,
-                     req_line(r, line, sizeof line), strerror(-rc));
-        r->failed = 1;
-    }
+    Py_BEGIN_ALLOW_THREADS
+        rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
+    Py_END_ALLOW_THREADS
+    out_result(r, rc, "cannot queue the file");
     return 1;
 }
 
