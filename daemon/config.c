@@ -357,6 +357,8 @@ static int parse_time(const char *s, double *out)
         return -1;
     if (strcmp(p, "ms") == 0)
         v /= 1000;
+    else if (strcmp(p, "us") == 0)
+        v /= 1000000;
     else if (strcmp(p, "m") == 0 || strcmp(p, "min") == 0)
         v *= 60;
     else if (strcmp(p, "h") == 0)
@@ -413,7 +415,7 @@ static int get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
     if (rc == -2)
         return fail(ld, n, key, "must not be negative");
     if (rc < 0)
-        return fail(ld, n, key, "invalid time '%s' (expected seconds, or e.g. 500ms, 30s, 5m)", v);
+        return fail(ld, n, key, "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
     return 0;
 }
 
@@ -901,6 +903,7 @@ static const group_key_t group_keys[] = {
     GK("body-timeout", K_TIME, body_timeout),
     GK("keepalive-timeout", K_TIME, keepalive_timeout),
     GK("send-timeout", K_TIME, send_timeout),
+    GK("busy-poll", K_TIME, busy_poll),
     GK_FN("access-log", key_access_log),
     GK("limit-request-body", K_SIZE, limit_request_body),
     GK("header-buffer-size", K_SIZE, header_buffer_size),
@@ -1029,6 +1032,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->body_timeout = 60;
     g->keepalive_timeout = 75;
     g->send_timeout = 60;
+    g->busy_poll = 10e-6;
     g->limit_request_body = 10ull << 20;
     g->header_buffer_size = 64ull << 10;
     g->body_buffer_size = 64ull << 10;

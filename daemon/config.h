@@ -87,6 +87,10 @@ typedef struct wd_group_conf {
     double body_timeout;
     double keepalive_timeout;
     double send_timeout;
+    /* busy-poll (default 10us, 0 = off): while requests are in flight the loop polls without
+     * sleeping this long after its last piece of work, and a Python thread that finds the queue
+     * empty checks it this long before it sleeps. */
+    double busy_poll;
     char *access_log; /* per-group access log: NULL = the global one, "-", "off", a path */
 
     /* Sizes in bytes. */

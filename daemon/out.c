@@ -313,6 +313,37 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt)
     return rc;
 }
 
+int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt)
+{
+    uint64_t total = 0;
+    int was_empty;
+
+    for (int i = 0; i < iovcnt; i++)
+        total += iov[i].iov_len;
+    pthread_mutex_lock(&out->lock);
+    if (out->aborted) {
+        pthread_mutex_unlock(&out->lock);
+        return -EPIPE;
+    }
+    /* All of it in memory, or none of it: what does not fit is for wd_out_writev, which may
+     * write a file or wait, so its caller releases the GIL first. */
+    if (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes) {
+        pthread_mutex_unlock(&out->lock);
+        return -EAGAIN;
+    }
+    was_empty = out->head == NULL;
+    for (int i = 0; i < iovcnt; i++) {
+        if (iov[i].iov_len > 0)
+            append_mem(out, iov[i].iov_base, iov[i].iov_len);
+    }
+    out->mem_bytes += total;
+    out->pending += total;
+    if (out->head)
+        wake_locked(out, was_empty);
+    pthread_mutex_unlock(&out->lock);
+    return 0;
+}
+
 int wd_out_write(wd_out_t *out, const void *data, size_t len)
 {
     struct iovec iov = {(void *)data, len};

@@ -7,7 +7,8 @@
  * spill_limit pending bytes does the producer wait for the loop to drain the buffer
  * (backpressure, so a stream to a stalled client cannot fill the disk).
  *
- * Thread rules: wd_out_write/_file/_finish are called by the Python thread with the GIL released;
+ * Thread rules: wd_out_write/_file/_finish are called by the Python thread with the GIL released
+ * (wd_out_try_writev and wd_out_finish may keep it);
  * wd_out_send/_abort/_reset by the loop thread. The wake callback runs in the producer's thread
  * and must only signal the loop (uv_async_send). */
 #ifndef WD_DAEMON_OUT_H
@@ -54,6 +55,10 @@ void wd_out_close(wd_out_t *out);
  * -errno when spilling failed (a full disk: the response cannot be completed). */
 int wd_out_write(wd_out_t *out, const void *data, size_t len);
 int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
+/* Like wd_out_writev when all of iov fits in memory under mem_limit; otherwise writes nothing
+ * and returns -EAGAIN. Never blocks on I/O nor waits for the loop, so it may be called with the
+ * GIL held: releasing the GIL for a memcpy hands it to a waiting thread, a context switch. */
+int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
 /* Queues len bytes of fd from off, sent with sendfile; takes ownership of fd (closed when sent
  * or dropped). */
 int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);

@@ -1,6 +1,7 @@
 /* The queue between the loop thread and the Python threads: see request.h. */
 #include "request.h"
 
+#include <sched.h>
 #include <time.h>
 
 void wd_queue_init(wd_queue_t *q)
@@ -14,6 +15,10 @@ void wd_queue_init(wd_queue_t *q)
     q->depth = NULL;
     q->busy = NULL;
     q->nthreads = 0;
+    q->pops = q->kick_pops = 0;
+    q->kicking = 0;
+    q->spinner = 0;
+    q->spin_ns = 0;
 }
 
 void wd_queue_destroy(wd_queue_t *q)
@@ -24,8 +29,7 @@ void wd_queue_destroy(wd_queue_t *q)
 
 int wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
 {
-    size_t wakes = 0, active;
-    int unattended;
+    int wake, unattended;
 
     if (first == NULL)
         return 0;
@@ -39,30 +43,33 @@ int wd_queue_push(wd_queue_t *q, wd_req_t *first, wd_req_t *last, size_t n)
     q->len += n;
     if (q->depth)
         atomic_fetch_add_explicit(q->depth, n, memory_order_relaxed);
-    /* A thread that is busy takes the next request itself when it is done (wd_queue_try_pop),
-     * with no wake-up and no trip through the GIL: wake sleepers only for the requests beyond the
-     * busy threads. Waking a thread costs the loop more than a hello costs the app. */
-    active = q->nthreads > (size_t)q->waiting ? q->nthreads - (size_t)q->waiting : 0;
-    if (q->len > active)
-        wakes = q->len - active;
-    if (wakes > (size_t)q->waiting)
-        wakes = (size_t)q->waiting;
-    unattended = q->len > wakes;
+    wake = q->waiting > 0 && (size_t)q->waiting >= q->nthreads;
+    unattended = q->len > (size_t)wake;
+    if (unattended && !q->kicking) {
+        q->kicking = 1;
+        q->kick_pops = q->pops;
+    }
     pthread_mutex_unlock(&q->lock);
-    for (size_t i = 0; i < wakes; i++)
+    if (wake)
         pthread_cond_signal(&q->cond);
     return unattended;
 }
 
-void wd_queue_kick(wd_queue_t *q)
+int wd_queue_kick(wd_queue_t *q)
 {
-    size_t wakes;
+    size_t wakes = 0;
+    int more;
 
     pthread_mutex_lock(&q->lock);
-    wakes = q->len < (size_t)q->waiting ? q->len : (size_t)q->waiting;
+    if (q->len > 0 && q->pops == q->kick_pops)
+        wakes = q->len < (size_t)q->waiting ? q->len : (size_t)q->waiting;
+    q->kick_pops = q->pops;
+    more = q->len > 0;
+    q->kicking = more;
     pthread_mutex_unlock(&q->lock);
     for (size_t i = 0; i < wakes; i++)
         pthread_cond_signal(&q->cond);
+    return more;
 }
 
 static wd_req_t *take_locked(wd_queue_t *q)
@@ -74,6 +81,7 @@ static wd_req_t *take_locked(wd_queue_t *q)
         if (q->head == NULL)
             q->tail = NULL;
         q->len--;
+        q->pops++;
         req->next = NULL;
         if (q->depth) {
             atomic_fetch_sub_explicit(q->depth, 1, memory_order_relaxed);
@@ -93,10 +101,41 @@ wd_req_t *wd_queue_try_pop(wd_queue_t *q)
     return req;
 }
 
+/* busy-poll: one thread at a time checks the queue for spin_ns, yielding the CPU in between,
+ * before it sleeps. The loop's push sees it as busy (it is not `waiting`) and wakes nobody: a
+ * request that comes meanwhile costs no wake-up. NULL when it timed out or was not the spinner. */
+static wd_req_t *spin_take(wd_queue_t *q)
+{
+    wd_req_t *req = NULL;
+    uint64_t until;
+    int done;
+
+    pthread_mutex_lock(&q->lock);
+    if (q->spinner || q->head != NULL || q->closed) {
+        pthread_mutex_unlock(&q->lock);
+        return NULL;
+    }
+    q->spinner = 1;
+    pthread_mutex_unlock(&q->lock);
+    until = wd_now_ns() + q->spin_ns;
+    do {
+        sched_yield();
+        pthread_mutex_lock(&q->lock);
+        req = take_locked(q);
+        done = req != NULL || q->closed || wd_now_ns() >= until;
+        if (done)
+            q->spinner = 0;
+        pthread_mutex_unlock(&q->lock);
+    } while (!done);
+    return req;
+}
+
 wd_req_t *wd_queue_pop(wd_queue_t *q)
 {
     wd_req_t *req;
 
+    if (q->spin_ns > 0 && (req = spin_take(q)) != NULL)
+        return req;
     pthread_mutex_lock(&q->lock);
     while (q->head == NULL && !q->closed) {
         q->waiting++;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -44,7 +45,7 @@ static void say_master(const char *line)
 
 /* --- accepting ------------------------------------------------------------------------------ */
 
-static void listener_cb(uv_poll_t *p, int status, int events);
+static void accept_cb(uv_poll_t *p, int status, int events);
 
 static void accept_update(wd_worker_t *w)
 {
@@ -56,24 +57,14 @@ static void accept_update(wd_worker_t *w)
     if (want == w->accepting)
         return;
     w->accepting = want;
-    for (size_t i = 0; i < w->n_listeners; i++) {
-        if (want)
-            uv_poll_start(&w->listeners[i].poll, UV_READABLE, listener_cb);
-        else
-            uv_poll_stop(&w->listeners[i].poll);
-    }
+    if (want)
+        uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
+    else
+        uv_poll_stop(&w->accept_poll);
 }
 
-static void listener_cb(uv_poll_t *p, int status, int events)
+static void accept_on(wd_worker_t *w, wd_worker_listener_t *l)
 {
-    wd_worker_listener_t *l = p->data;
-    wd_worker_t *w = l->w;
-
-    (void)events;
-    if (status < 0) {
-        wd_log_error("listener %s: %s", l->addr, uv_strerror(status));
-        return;
-    }
     for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
@@ -95,28 +86,58 @@ static void listener_cb(uv_poll_t *p, int status, int events)
     }
 }
 
-/* All workers of a group watch the same listening socket. Watched directly, a new connection
- * wakes every idle worker and all but one find nothing to accept. Behind an epoll instance of its
- * own with EPOLLEXCLUSIVE, it wakes one; the loop watches that epoll fd, which is readable while
- * a connection is waiting. Falls back to the socket itself where the kernel says no. */
-static int exclusive_epoll(int fd)
+/* accept_ep is readable: some listener has a connection waiting. With one listener, accept on it;
+ * with several, ask accept_ep which ones. */
+static void accept_cb(uv_poll_t *p, int status, int events)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = fd};
-    int ep = epoll_create1(EPOLL_CLOEXEC);
+    wd_worker_t *w = p->data;
+    struct epoll_event ev[16];
+    int n;
 
-    if (ep < 0)
-        return fd;
-    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-        close(ep);
-        return fd;
+    (void)events;
+    if (status < 0) {
+        wd_log_error("listeners: %s", uv_strerror(status));
+        return;
     }
-    return ep;
+    if (w->n_listeners == 1) {
+        accept_on(w, &w->listeners[0]);
+        return;
+    }
+    do
+        n = epoll_wait(w->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
+    while (n < 0 && errno == EINTR);
+    for (int i = 0; i < n; i++)
+        accept_on(w, &w->listeners[ev[i].data.u32]);
+}
+
+/* All workers of a group watch the same listening sockets. Watched directly, a new connection
+ * wakes every idle worker and all but one find nothing to accept. Each worker puts its listeners
+ * in an epoll instance of its own with EPOLLEXCLUSIVE, so a connection wakes one worker; the loop
+ * watches that one epoll fd, readable while a connection is waiting on any listener, and starting
+ * or stopping to accept is one handle whatever the number of listeners. Where the kernel refuses
+ * EPOLLEXCLUSIVE, the listener goes in without it (every idle worker wakes). */
+static int accept_ep_add(wd_worker_t *w, uint32_t i)
+{
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = i};
+
+    if (epoll_ctl(w->accept_ep, EPOLL_CTL_ADD, w->listeners[i].fd, &ev) == 0)
+        return 0;
+    ev.events = EPOLLIN;
+    if (epoll_ctl(w->accept_ep, EPOLL_CTL_ADD, w->listeners[i].fd, &ev) == 0)
+        return 0;
+    wd_log_error("listener %s: cannot watch it: %s", w->listeners[i].addr, strerror(errno));
+    return -1;
 }
 
 static int listeners_init(wd_worker_t *w)
 {
     const wd_group_conf_t *g = w->group;
 
+    w->accept_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (w->accept_ep < 0) {
+        wd_log_error("group %s: epoll_create1: %s", g->name, strerror(errno));
+        return -1;
+    }
     w->n_listeners = g->n_listen;
     w->listeners = calloc(g->n_listen, sizeof *w->listeners);
     if (w->listeners == NULL)
@@ -151,9 +172,11 @@ static int listeners_init(wd_worker_t *w)
             inet_ntop(AF_INET6, &in6->sin6_addr, l->addr, sizeof l->addr);
             l->port = ntohs(in6->sin6_port);
         }
-        uv_poll_init(w->loop, &l->poll, exclusive_epoll(l->fd));
-        l->poll.data = l;
+        if (accept_ep_add(w, (uint32_t)i) < 0)
+            return -1;
     }
+    uv_poll_init(w->loop, &w->accept_poll, w->accept_ep);
+    w->accept_poll.data = w;
     return 0;
 }
 
@@ -172,13 +195,39 @@ void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
     accept_update(w);
 }
 
-/* A request was left to a busy thread a millisecond ago: if that thread is stuck in a long call
- * (a slow query, a sleep), wake another one for it. */
+/* Requests were left to the busy threads: every millisecond while some are queued, if none was
+ * taken meanwhile (the busy threads are stuck in long calls), wake sleeping ones for them. */
 static void kick_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
 
-    wd_queue_kick(&w->queue);
+    if (wd_queue_kick(&w->queue))
+        uv_timer_start(&w->kick, kick_cb, 1, 0);
+}
+
+/* busy-poll: while requests are in flight and the loop did some work less than spin_ns ago, it
+ * polls with a zero timeout (an idle handle is active) instead of sleeping in epoll_wait, and
+ * yields the CPU between polls. A Python thread's completion then reaches a loop that is awake:
+ * no sleep, no wake-up, which on a busy machine (and in VMs, where waking a sleeping CPU is dear)
+ * costs more than the request. */
+static void spin_cb(uv_idle_t *h)
+{
+    wd_worker_t *w = h->data;
+
+    if (w->in_flight == 0 || wd_now_ns() > w->spin_until_ns) {
+        uv_idle_stop(h);
+        return;
+    }
+    sched_yield();
+}
+
+static void spin_start(wd_worker_t *w)
+{
+    if (w->spin_ns == 0 || w->in_flight == 0)
+        return;
+    w->spin_until_ns = wd_now_ns() + w->spin_ns;
+    if (!uv_is_active((uv_handle_t *)&w->spin))
+        uv_idle_start(&w->spin, spin_cb);
 }
 
 /* Runs once per loop iteration, after the I/O callbacks: one push for all requests parsed. */
@@ -193,6 +242,7 @@ static void batch_check_cb(uv_check_t *h)
         uv_timer_start(&w->kick, kick_cb, 1, 0);
     w->batch_head = w->batch_tail = NULL;
     w->batch_n = 0;
+    spin_start(w);
 }
 
 void wd_worker_request_done(wd_worker_t *w)
@@ -239,6 +289,7 @@ static void async_cb(uv_async_t *h)
         pthread_mutex_lock(&w->ready_lock);
     }
     pthread_mutex_unlock(&w->ready_lock);
+    spin_start(w);
 }
 
 /* --- stopping ------------------------------------------------------------------------------- */
@@ -519,6 +570,11 @@ int wd_worker_main(int argc, char **argv)
     pthread_mutex_init(&w->ready_lock, NULL);
     uv_async_init(w->loop, &w->async, async_cb);
     w->async.data = w;
+    uv_idle_init(w->loop, &w->spin);
+    uv_unref((uv_handle_t *)&w->spin);
+    w->spin.data = w;
+    w->spin_ns = (uint64_t)(w->group->busy_poll * 1e9);
+    w->queue.spin_ns = w->spin_ns;
     uv_check_init(w->loop, &w->batch_check);
     w->batch_check.data = w;
     uv_check_start(&w->batch_check, batch_check_cb);

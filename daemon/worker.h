@@ -42,11 +42,9 @@ typedef struct wd_conn wd_conn_t;
 typedef struct wd_worker wd_worker_t;
 
 typedef struct wd_worker_listener {
-    uv_poll_t poll;
     wd_worker_t *w;
     int fd;
     int is_unix;
-    int polling;
     wd_protocol_t protocol;
     char addr[108]; /* local address, or the socket path */
     int port;
@@ -63,6 +61,8 @@ struct wd_worker {
 
     wd_worker_listener_t *listeners;
     size_t n_listeners;
+    int accept_ep;         /* epoll fd holding every listener (EPOLLEXCLUSIVE) */
+    uv_poll_t accept_poll; /* watches accept_ep while accepting */
     int accepting;
 
     wd_queue_t queue;     /* requests waiting for a Python thread */
@@ -90,6 +90,9 @@ struct wd_worker {
     uint64_t last_activity_ns; /* for inactivity-timeout */
     uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
     char master_buf[256];      /* a partial line from the master */
+    uv_idle_t spin;            /* active while busy-polling */
+    uint64_t spin_ns;          /* busy-poll; 0 = off */
+    uint64_t spin_until_ns;    /* busy-poll until then (while requests are in flight) */
     size_t master_len;
 
     int stopping;

@@ -384,11 +384,16 @@ static void out_result(wd_resp_t *r, int rc, const char *what)
     }
 }
 
-/* Hands iov to the out buffer with the GIL released. */
+/* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
+ * to the temp file, or waiting for the loop to drain) with the GIL released. */
 static int push(wd_resp_t *r, struct iovec *iov, int n)
 {
-    int rc;
+    int rc = wd_out_try_writev(r->req->out, iov, n);
 
+    if (rc != -EAGAIN) {
+        out_result(r, rc, "cannot buffer the response");
+        return rc;
+    }
     Py_BEGIN_ALLOW_THREADS
         rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
                     : wd_out_writev(r->req->out, iov, n);

@@ -5,6 +5,7 @@
 #include "config.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,6 +147,10 @@ static const config_case_t cases[] = {
      NULL},
     {G "    keepalive-timeout: soon\n", "5:24: groups.a.keepalive-timeout: invalid time 'soon'"},
     {G "    send-timeout: -3\n", "5:19: groups.a.send-timeout: must not be negative"},
+    {G "    busy-poll: 20us\n", NULL},
+    {G "    busy-poll: 0\n", NULL},
+    {G "    busy-poll: 5uss\n", "5:16: groups.a.busy-poll: invalid time '5uss'"},
+    {G "    busy-poll: -1us\n", "5:16: groups.a.busy-poll: must not be negative"},
     {G "    access-log: logs/site.log\n", NULL},
     {G "    access-log: [a]\n", "groups.a.access-log: expected a single value"},
     {G "    queue-timeout: 5x\n", "5:20: groups.a.queue-timeout: invalid time '5x'"},
@@ -301,7 +306,8 @@ static void test_defaults(void)
     CHECK(g->restart_interval == 0 && g->inactivity_timeout == 0 && g->request_timeout == 60 &&
               g->queue_timeout == 45 && g->startup_timeout == 15 && g->graceful_timeout == 15 &&
               g->shutdown_timeout == 5 && g->header_timeout == 30 && g->body_timeout == 60 &&
-              g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL,
+              g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL &&
+              g->busy_poll == 10e-6,
           "timeouts");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
@@ -347,6 +353,7 @@ static const char full[] =
     "    startup-timeout: 1.5\n"
     "    graceful-timeout: 20\n"
     "    shutdown-timeout: 0\n"
+    "    busy-poll: 120us\n"
     "    limit-request-body: 1G\n"
     "    header-buffer-size: 8k\n"
     "    body-buffer-size: 128KB\n"
@@ -407,7 +414,7 @@ static void test_full(void)
     CHECK(g->maximum_requests == 1000 && g->maximum_requests_jitter == 100, "max requests");
     CHECK(g->restart_interval == 7200 && g->inactivity_timeout == 300 && g->request_timeout == 90 &&
               g->queue_timeout == 0.25 && g->startup_timeout == 1.5 && g->graceful_timeout == 20 &&
-              g->shutdown_timeout == 0,
+              g->shutdown_timeout == 0 && fabs(g->busy_poll - 120e-6) < 1e-12,
           "times");
     CHECK(g->memory_limit == 512u << 20 && g->limit_request_body == 1u << 30 &&
               g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
