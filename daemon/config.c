@@ -415,7 +415,8 @@ static int get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
     if (rc == -2)
         return fail(ld, n, key, "must not be negative");
     if (rc < 0)
-        return fail(ld, n, key, "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
+        return fail(ld, n, key,
+                    "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
     return 0;
 }
 
