@@ -110,12 +110,13 @@ static void accept_cb(uv_poll_t *p, int status, int events)
         accept_on(w, &w->listeners[ev[i].data.u32]);
 }
 
-/* All workers of a group watch the same listening sockets. Watched directly, a new connection
- * wakes every idle worker and all but one find nothing to accept. Each worker puts its listeners
- * in an epoll instance of its own with EPOLLEXCLUSIVE, so a connection wakes one worker; the loop
- * watches that one epoll fd, readable while a connection is waiting on any listener, and starting
- * or stopping to accept is one handle whatever the number of listeners. Where the kernel refuses
- * EPOLLEXCLUSIVE, the listener goes in without it (every idle worker wakes). */
+/* All workers of a group watch the same listening sockets. Each worker puts its listeners in an
+ * epoll instance of its own; the loop watches that one epoll fd, readable while a connection is
+ * waiting on any listener, so starting or stopping to accept is one handle whatever the number of
+ * listeners. The listeners go in with EPOLLEXCLUSIVE where the kernel takes it, but it does not
+ * hold back the wake-ups here: the loop waits on this epoll fd through its own epoll, not in
+ * epoll_wait on it, and the kernel then wakes every accepting worker (measured: 2 idle workers,
+ * 5 connections, both woke for each; the loser's accept4 gets EAGAIN). */
 static int accept_ep_add(wd_worker_t *w, uint32_t i)
 {
     struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = i};
