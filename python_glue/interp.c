@@ -18,7 +18,28 @@ PyObject *wd__py_app;
 wd_py_mount_t *wd__py_mounts;
 size_t wd__py_n_mounts;
 
-static PyObject *format_exception; /* traceback.format_exception */
+static PyObject *format_exception; /* traceback.format_exception, imported on first use */
+
+/* traceback pulls in re, enum, tokenize, textwrap and more: about 1 MiB a worker would carry
+ * for nothing until an app fails. Import it the first time a traceback is logged (no exception
+ * is pending then: the caller has fetched it). NULL if it cannot be had. */
+static PyObject *get_format_exception(void)
+{
+    static int tried;
+    PyObject *mod;
+
+    if (format_exception != NULL || tried)
+        return format_exception;
+    tried = 1;
+    mod = PyImport_ImportModule("traceback");
+    if (mod != NULL) {
+        format_exception = PyObject_GetAttrString(mod, "format_exception");
+        Py_DECREF(mod);
+    }
+    if (format_exception == NULL)
+        PyErr_Clear();
+    return format_exception;
+}
 
 void wd__py_exc_summary(PyObject *exc, char *buf, size_t cap)
 {
@@ -49,7 +70,7 @@ void wd__py_log_exception(const char *prefix, char *summary, size_t cap)
         PyException_SetTraceback(value, tb);
     if (summary != NULL)
         wd__py_exc_summary(value, summary, cap);
-    if (format_exception != NULL)
+    if (get_format_exception() != NULL)
         lines = PyObject_CallFunctionObjArgs(format_exception, type, value ? value : Py_None,
                                              tb ? tb : Py_None, NULL);
     sep = PyUnicode_FromString("");
@@ -140,7 +161,6 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
 {
     PyConfig config;
     PyStatus status;
-    PyObject *tb_mod;
     char *argv[] = {"wsgid", NULL};
 
     wd__py_group = group;
@@ -173,13 +193,6 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
     }
     if (set_sys_path(group) < 0 || wd__py_input_ready() < 0 || wd__py_respond_init() < 0 ||
         wd__py_environ_init() < 0)
-        goto fail;
-    tb_mod = PyImport_ImportModule("traceback");
-    if (tb_mod == NULL)
-        goto fail;
-    format_exception = PyObject_GetAttrString(tb_mod, "format_exception");
-    Py_DECREF(tb_mod);
-    if (format_exception == NULL)
         goto fail;
     wd_log_debug("group %s: Python %s initialised (process %d)", group->name, Py_GetVersion(),
                  slot);

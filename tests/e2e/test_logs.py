@@ -191,6 +191,8 @@ def test_request_error_lines_name_group_pid_and_request_id(wsgid, tmp):
         assert re.search(r"\[(error|warn)\] shop:%d: \[req %d-\d+\] " % (pid, pid), ln), ln
     for p, rid in ids.items():
         assert any("[req %s] " % rid in ln for ln in lines), (p, rid, lines)
+    # An app's exception is logged with its traceback (traceback is imported on first use).
+    assert "Traceback (most recent call last)" in "\n".join(d.lines(since))
     # Lines the app writes to wsgi.errors are request lines too.
     d2 = wsgid("ops", group="shop2")
     d2.expect_log(r"\[error\] shop2:\d+: \[req \d+-\d+\] ")
