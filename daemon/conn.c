@@ -168,7 +168,7 @@ static const char *peer_name(const wd_conn_t *c)
 static void body_clear(wd_conn_t *c)
 {
     if (c->body_fd >= 0)
-        close(c->body_fd);
+        wd_worker_body_file_done(c->w, c->body_fd, c->body_len);
     c->body_fd = -1;
     c->body_len = 0;
     c->body_expect = 0;
@@ -390,9 +390,11 @@ static void conn_fail_text(wd_conn_t *c, int status, const char *text)
 
 static int body_to_file(wd_conn_t *c)
 {
-    int fd = open(c->w->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = wd_worker_body_file(c->w);
     size_t done = 0;
 
+    if (fd < 0)
+        fd = open(c->w->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
     if (fd < 0) {
         char path[4096];
 

@@ -196,6 +196,55 @@ void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
     accept_update(w);
 }
 
+/* --- spare request-body temp files ---------------------------------------------------------- */
+
+/* Creating and deleting a temp file per body costs the filesystem more than writing the body
+ * (inode, block reservation, fresh page cache: 1 MiB POST echo behind nginx +22-29 %). A body's
+ * file is kept for the next one, which writes over its page cache; its old bytes past the next
+ * body's length are never read (the request's length bounds wsgi.input), and no more than
+ * WD_SPARE_BODY_KEEP of them are kept. The spares are closed once a tick goes by unused. */
+static void spare_close_all(wd_worker_t *w)
+{
+    while (w->n_spare_body > 0)
+        close(w->spare_body_fd[--w->n_spare_body]);
+}
+
+static void spare_timer_cb(uv_timer_t *t)
+{
+    wd_worker_t *w = t->data;
+
+    if (w->spare_gets == w->spare_gets_seen)
+        spare_close_all(w);
+    w->spare_gets_seen = w->spare_gets;
+    if (w->n_spare_body > 0)
+        uv_timer_start(t, spare_timer_cb, WD_SPARE_BODY_IDLE_MS, 0);
+}
+
+int wd_worker_body_file(wd_worker_t *w)
+{
+    while (w->n_spare_body > 0) {
+        int fd = w->spare_body_fd[--w->n_spare_body];
+
+        w->spare_gets++;
+        if (lseek(fd, 0, SEEK_SET) == 0)
+            return fd;
+        close(fd);
+    }
+    return -1;
+}
+
+void wd_worker_body_file_done(wd_worker_t *w, int fd, uint64_t len)
+{
+    if (w->stopping || w->n_spare_body >= WD_SPARE_BODY_FILES ||
+        (len > WD_SPARE_BODY_KEEP && ftruncate(fd, WD_SPARE_BODY_KEEP) < 0)) {
+        close(fd);
+        return;
+    }
+    w->spare_body_fd[w->n_spare_body++] = fd;
+    if (!uv_is_active((uv_handle_t *)&w->spare_timer))
+        uv_timer_start(&w->spare_timer, spare_timer_cb, WD_SPARE_BODY_IDLE_MS, 0);
+}
+
 /* Requests were left to the busy threads: every millisecond while some are queued, if none was
  * taken meanwhile (the busy threads are stuck in long calls), wake sleeping ones for them. */
 static void kick_cb(uv_timer_t *t)
@@ -312,6 +361,7 @@ static void worker_stop(wd_worker_t *w, const char *why)
     if (w->stopping)
         return;
     w->stopping = 1;
+    spare_close_all(w);
     wd_log_info("stopping (%s): finishing %zu requests", why, w->in_flight);
     accept_update(w);
     for (c = w->conns; c; c = next) {
@@ -571,6 +621,9 @@ int wd_worker_main(int argc, char **argv)
     pthread_mutex_init(&w->ready_lock, NULL);
     uv_async_init(w->loop, &w->async, async_cb);
     w->async.data = w;
+    uv_timer_init(w->loop, &w->spare_timer);
+    uv_unref((uv_handle_t *)&w->spare_timer);
+    w->spare_timer.data = w;
     uv_idle_init(w->loop, &w->spin);
     uv_unref((uv_handle_t *)&w->spin);
     w->spin.data = w;

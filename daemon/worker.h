@@ -50,6 +50,13 @@ typedef struct wd_worker_listener {
     int port;
 } wd_worker_listener_t;
 
+/* Request-body temp files kept open for the next bodies (at most this many, each cut back to
+ * WD_SPARE_BODY_KEEP bytes): creating and deleting one per request costs more in the filesystem
+ * (inode, block reservation, page cache) than writing the body. */
+#define WD_SPARE_BODY_FILES 8
+#define WD_SPARE_BODY_KEEP (1u << 20)
+#define WD_SPARE_BODY_IDLE_MS 500 /* closed after a tick this long in which none was taken */
+
 struct wd_worker {
     uv_loop_t *loop;
     wd_config_t conf;
@@ -57,7 +64,11 @@ struct wd_worker {
     int slot;
     int pid;
     const char *tmpdir;
-    wd_score_t *score; /* our record in the master's scoreboard */
+    int spare_body_fd[WD_SPARE_BODY_FILES]; /* emptied request-body temp files, for reuse */
+    int n_spare_body;
+    uint64_t spare_gets, spare_gets_seen;
+    uv_timer_t spare_timer; /* closes the spare files once they go unused */
+    wd_score_t *score;      /* our record in the master's scoreboard */
 
     wd_worker_listener_t *listeners;
     size_t n_listeners;
@@ -104,6 +115,10 @@ struct wd_worker {
 
 /* conn.c calls these. */
 void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req);
+/* A spare request-body temp file, rewound (-1: none; the caller creates one), and the end of a
+ * body's use of one: kept as a spare when there is room, else closed. Loop thread only. */
+int wd_worker_body_file(wd_worker_t *w);
+void wd_worker_body_file_done(wd_worker_t *w, int fd, uint64_t len);
 void wd_worker_request_done(wd_worker_t *w);
 void wd_worker_conn_gone(wd_worker_t *w);
 /* Asks the master for a graceful replacement of this worker (once). */
