@@ -394,19 +394,11 @@ static int body_to_file(wd_conn_t *c)
     size_t done = 0;
 
     if (fd < 0)
-        fd = open(c->w->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        char path[4096];
-
-        snprintf(path, sizeof path, "%s/wsgid-body-XXXXXX", c->w->tmpdir);
-        fd = mkostemp(path, O_CLOEXEC);
-        if (fd >= 0)
-            unlink(path);
-    }
+        fd = wd_tmpfile(c->w->tmpdir, "body");
     if (fd < 0) {
         wd_log_error("peer %s: cannot create a temp file in %s for a request body: %s; "
                      "check that it exists and is writable",
-                     peer_name(c), c->w->tmpdir, strerror(errno));
+                     peer_name(c), c->w->tmpdir, strerror(-fd));
         return -1;
     }
     while (done < c->body_len) {

@@ -184,14 +184,14 @@ static void append_mem(wd_out_t *out, const char *p, size_t n)
     }
 }
 
-static int open_spill(wd_out_t *out)
+int wd_tmpfile(const char *dir, const char *what)
 {
-    int fd = open(out->tmpdir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 
     if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == ENOENT)) {
         char path[4096];
 
-        snprintf(path, sizeof path, "%s/wsgid-spill-XXXXXX", out->tmpdir);
+        snprintf(path, sizeof path, "%s/wsgid-%s-XXXXXX", dir, what);
         fd = mkostemp(path, O_CLOEXEC);
         if (fd >= 0)
             unlink(path);
@@ -227,7 +227,7 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
     int rc;
 
     if (out->spill_fd < 0) {
-        rc = open_spill(out);
+        rc = wd_tmpfile(out->tmpdir, "spill");
         if (rc < 0)
             return rc;
         out->spill_fd = rc;

@@ -45,6 +45,10 @@ struct wd_out {
     void *wake_data;
 };
 
+/* An unlinked temp file in dir (O_TMPFILE, else mkostemp + unlink, named wsgid-WHAT-XXXXXX):
+ * an fd, or -errno. */
+int wd_tmpfile(const char *dir, const char *what);
+
 void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const char *tmpdir,
                  wd_out_wake_cb wake, void *wake_data);
 /* Frees every segment and the spill file; the buffer is ready for the next response. */

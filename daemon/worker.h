@@ -50,12 +50,11 @@ typedef struct wd_worker_listener {
     int port;
 } wd_worker_listener_t;
 
-/* Request-body temp files kept open for the next bodies (at most this many, each cut back to
- * WD_SPARE_BODY_KEEP bytes): creating and deleting one per request costs more in the filesystem
- * (inode, block reservation, page cache) than writing the body. */
+/* Spare request-body temp files (see worker.c): how many, how much of each is kept, and after
+ * how long unused they are closed. */
 #define WD_SPARE_BODY_FILES 8
 #define WD_SPARE_BODY_KEEP (1u << 20)
-#define WD_SPARE_BODY_IDLE_MS 500 /* closed after a tick this long in which none was taken */
+#define WD_SPARE_BODY_IDLE_MS 500
 
 struct wd_worker {
     uv_loop_t *loop;
