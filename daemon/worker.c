@@ -199,10 +199,10 @@ void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
 /* --- spare request-body temp files ---------------------------------------------------------- */
 
 /* Creating and deleting a temp file per body costs the filesystem more than writing the body
- * (inode, block reservation, fresh page cache: 1 MiB POST echo behind nginx +22-29 %). A body's
- * file is kept for the next one, which writes over its page cache; its old bytes past the next
- * body's length are never read (the request's length bounds wsgi.input), and no more than
- * WD_SPARE_BODY_KEEP of them are kept. The spares are closed once a tick goes by unused. */
+ * (inode, block reservation, fresh page cache: 1 MiB POST echo behind nginx +21-29 % in two A/B
+ * runs). A body's file is kept for the next one, which writes over its page cache; its old bytes
+ * past the next body's length are never read (the request's length bounds wsgi.input), and no more
+ * than WD_SPARE_BODY_KEEP of them are kept. The spares are closed once a tick goes by unused. */
 static void spare_close_all(wd_worker_t *w)
 {
     while (w->n_spare_body > 0)
