@@ -69,22 +69,19 @@ static void conn_timer(wd_conn_t *c, double secs)
         uv_timer_stop(&c->timer);
 }
 
-/* Called under out->lock by a Python thread (or by the loop itself): queue the connection for the
- * loop's async callback. */
+/* Called under out->lock by a Python thread: the loop has something to send, or the response is
+ * finished. */
 static void conn_wake(wd_out_t *out, void *data)
 {
     wd_conn_t *c = data;
-    wd_worker_t *w = c->w;
 
     (void)out;
-    pthread_mutex_lock(&w->ready_lock);
-    if (!c->ready_queued) {
-        c->ready_queued = 1;
-        c->ready_next = w->ready;
-        w->ready = c;
-    }
-    pthread_mutex_unlock(&w->ready_lock);
-    uv_async_send(&w->async);
+    wd_handoff_notify(&c->w->handoff, &c->node);
+}
+
+static wd_conn_t *node_conn(wd_handoff_node_t *node)
+{
+    return (wd_conn_t *)((char *)node - offsetof(wd_conn_t, node));
 }
 
 static void peer_string(wd_conn_t *c, const struct sockaddr *sa)
@@ -181,7 +178,7 @@ static void body_clear(wd_conn_t *c)
     }
 }
 
-void wd_conn_free(wd_conn_t *c)
+static void conn_free(wd_conn_t *c)
 {
     wd_worker_t *w = c->w;
 
@@ -208,18 +205,17 @@ void wd_conn_free(wd_conn_t *c)
 static void conn_closed_cb(uv_handle_t *h)
 {
     wd_conn_t *c = h->data;
-    int deferred;
 
     if (--c->open_handles > 0)
         return;
     close(c->fd);
-    pthread_mutex_lock(&c->w->ready_lock);
-    deferred = c->ready_queued;
-    if (deferred)
-        c->free_pending = 1;
-    pthread_mutex_unlock(&c->w->ready_lock);
-    if (!deferred)
-        wd_conn_free(c);
+    if (!wd_handoff_release(&c->w->handoff, &c->node))
+        conn_free(c);
+}
+
+void wd_conn_free(wd_handoff_node_t *node)
+{
+    conn_free(node_conn(node));
 }
 
 void wd_conn_close(wd_conn_t *c)
@@ -491,6 +487,8 @@ static void conn_dispatch(wd_conn_t *c)
     if (c->body_fd >= 0)
         lseek(c->body_fd, 0, SEEK_SET);
     req->out = &c->out;
+    c->out.sock = c->fd;
+    c->out.hold = 1;
     req->status = 0;
     req->head_len = 0;
     c->dispatched = 1;
@@ -928,13 +926,12 @@ void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
         return;
     if (g->queue_timeout > 0 && !c->req.py_running &&
         (double)(now - c->req.t_queued_ns) / 1e9 > g->queue_timeout &&
-        wd_queue_remove(&c->w->queue, &c->req)) {
+        wd_handoff_remove(&c->w->handoff, &c->req)) {
         /* No thread took it in time: answer for it without running the app. */
         wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
                     "(%.1f s): 504",
                     c->req.id, peer_name(c), (double)(now - c->req.t_queued_ns) / 1e9,
                     g->queue_timeout);
-        wd_score_add(&c->w->score->busy_threads, 1); /* wd_worker_request_done takes it back */
         c->req.status = 504;
         conn_answer(c, 504);
         return;
@@ -974,8 +971,10 @@ void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
     }
 }
 
-void wd_conn_ready(wd_conn_t *c)
+void wd_conn_ready(wd_handoff_node_t *node)
 {
+    wd_conn_t *c = node_conn(node);
+
     if (c->state == WD_CONN_APP)
         conn_send(c);
 }

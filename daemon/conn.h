@@ -26,9 +26,7 @@ struct wd_conn {
     int state;
     wd_req_kind_t proto;    /* 0 until the first byte decides */
     wd_conn_t *prev, *next; /* w->conns */
-    wd_conn_t *ready_next;  /* w->ready, under w->ready_lock */
-    int ready_queued;       /* under w->ready_lock */
-    int free_pending;       /* under w->ready_lock: freed by the async callback */
+    wd_handoff_node_t node; /* on the hand-off's ready list when a Python thread has news */
     int dispatched;         /* the current response comes from a Python thread */
     int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
@@ -69,10 +67,10 @@ struct wd_conn {
 /* Takes over an accepted, non-blocking socket. */
 void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len);
-/* The response buffer has news (called from the worker's async callback). */
-void wd_conn_ready(wd_conn_t *c);
-/* Frees a connection whose free was deferred because it sat in the ready list. */
-void wd_conn_free(wd_conn_t *c);
+/* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a
+ * connection whose free was deferred because it sat on the ready list can be freed. */
+void wd_conn_ready(wd_handoff_node_t *node);
+void wd_conn_free(wd_handoff_node_t *node);
 /* Graceful stop: closes the connection now if it is idle, else after its response. */
 void wd_conn_shutdown(wd_conn_t *c);
 void wd_conn_close(wd_conn_t *c);

@@ -56,6 +56,7 @@ void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const 
     out->mem_limit = mem_limit;
     out->spill_limit = spill_limit > mem_limit ? spill_limit : mem_limit;
     out->spill_fd = -1;
+    out->sock = -1;
     out->tmpdir = tmpdir ? tmpdir : "/tmp";
     out->wake = wake;
     out->wake_data = wake_data;
@@ -125,6 +126,9 @@ void wd_out_reset(wd_out_t *out)
     out->keep_alive = 0;
     out->aborted = 0;
     out->producer_waiting = 0;
+    out->sending = 0;
+    out->hold = 0;
+    out->sock = -1;
     pthread_mutex_unlock(&out->lock);
 }
 
@@ -257,10 +261,22 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
     return 0;
 }
 
-/* Lock held. Wakes the loop when it may be idle: the buffer was empty before this append. */
+/* Lock held. Wakes the loop when it may be idle: the buffer was empty before this append (and the
+ * producer has handed it something to send). */
 static void wake_locked(wd_out_t *out, int was_empty)
 {
-    if (was_empty && out->wake)
+    if (was_empty && out->wake && !out->hold)
+        out->wake(out, out->wake_data);
+}
+
+/* Lock held: from now on the loop sends (a file, a spill, or bytes the producer must not wait
+ * for); it is woken if anything is pending. */
+static void release_hold(wd_out_t *out)
+{
+    if (!out->hold)
+        return;
+    out->hold = 0;
+    if (out->head && out->wake)
         out->wake(out, out->wake_data);
 }
 
@@ -277,6 +293,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n)
         out->pending += n;
         return 0;
     }
+    release_hold(out);
     /* Backpressure: past the spill limit, wait until the loop has sent enough. */
     while (!out->aborted && out->pending > 0 && out->pending + n > out->spill_limit) {
         out->producer_waiting = 1;
@@ -366,6 +383,7 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len)
         close(fd);
         return -EPIPE;
     }
+    release_hold(out);
     was_empty = out->head == NULL;
     t = xmalloc(sizeof *t);
     memset(t, 0, sizeof *t);
@@ -381,9 +399,62 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len)
     return 0;
 }
 
+static void consume_locked(wd_out_t *out, size_t n);
+static int mem_iov(wd_out_t *out, struct iovec *iov, int max);
+
+/* Lock held on entry and exit: the producer's own non-blocking writev, when nobody writes and the
+ * first pending bytes are in memory. What the socket does not take goes to the loop. */
+static void flush_locked(wd_out_t *out)
+{
+    struct iovec iov[SEND_IOV_MAX];
+    ssize_t k;
+    int cnt, err;
+
+    if (out->sending || out->aborted || out->sock < 0 || out->head == NULL)
+        return;
+    cnt = mem_iov(out, iov, SEND_IOV_MAX);
+    if (cnt == 0) {
+        release_hold(out); /* a file first: the loop sends it */
+        return;
+    }
+    out->sending = 1;
+    pthread_mutex_unlock(&out->lock);
+    do
+        k = writev(out->sock, iov, cnt);
+    while (k < 0 && errno == EINTR);
+    err = k < 0 ? errno : 0;
+    pthread_mutex_lock(&out->lock);
+    out->sending = 0;
+    if (out->aborted || (err != 0 && err != EAGAIN && err != EWOULDBLOCK)) {
+        /* The loop abandoned the response meanwhile, or the client is gone. */
+        out->aborted = 1;
+        drop_all(out);
+        return;
+    }
+    if (k > 0)
+        consume_locked(out, (size_t)k);
+    if (out->head) {
+        out->hold = 1; /* release_hold wakes the loop for the rest, which waits for POLLOUT */
+        release_hold(out);
+    }
+}
+
+int wd_out_flush(wd_out_t *out)
+{
+    int rc;
+
+    pthread_mutex_lock(&out->lock);
+    flush_locked(out);
+    rc = out->aborted ? -EPIPE : 0;
+    pthread_mutex_unlock(&out->lock);
+    return rc;
+}
+
 void wd_out_finish(wd_out_t *out, int keep_alive)
 {
     pthread_mutex_lock(&out->lock);
+    flush_locked(out);
+    out->hold = 0;
     out->finished = 1;
     out->keep_alive = keep_alive;
     /* Woken with the lock held: the loop sees `finished` only after this call has returned from
@@ -407,7 +478,10 @@ void wd_out_abort(wd_out_t *out)
 {
     pthread_mutex_lock(&out->lock);
     out->aborted = 1;
-    drop_all(out);
+    /* The producer may be writing from the segments right now (the loop never is when it calls
+     * this): then it drops them itself when its write returns. */
+    if (!out->sending)
+        drop_all(out);
     pthread_cond_broadcast(&out->drained);
     pthread_mutex_unlock(&out->lock);
 }
@@ -450,6 +524,21 @@ static void consume_locked(wd_out_t *out, size_t n)
     wake_producer(out);
 }
 
+/* Lock held: the pending memory bytes at the head of the list, up to the first file segment. */
+static int mem_iov(wd_out_t *out, struct iovec *iov, int max)
+{
+    int cnt = 0;
+
+    for (wd_out_seg_t *s = out->head; s && s->kind == SEG_MEM && cnt < max; s = s->next) {
+        if (s->len > s->pos) {
+            iov[cnt].iov_base = s->data + s->pos;
+            iov[cnt].iov_len = s->len - s->pos;
+            cnt++;
+        }
+    }
+    return cnt;
+}
+
 /* Sends file bytes with sendfile, or read + write when the file does not support it. */
 static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n)
 {
@@ -472,12 +561,13 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
         struct iovec iov[SEND_IOV_MAX];
         wd_out_seg_t *s;
         ssize_t k;
-        int cnt = 0;
+        int cnt = 0, err;
 
         pthread_mutex_lock(&out->lock);
         s = out->head;
-        if (s == NULL) {
-            int done = out->finished;
+        if (s == NULL || out->sending) {
+            /* Nothing, or the producer is writing: it wakes us for what it leaves. */
+            int done = s == NULL && out->finished;
 
             pthread_mutex_unlock(&out->lock);
             return done ? 1 : 0;
@@ -487,13 +577,16 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
             uint64_t off = s->off;
             size_t n = s->left < SENDFILE_MAX ? (size_t)s->left : SENDFILE_MAX;
 
+            out->sending = 1;
             pthread_mutex_unlock(&out->lock);
             k = send_file_range(sock, fd, off, n);
-            if (k < 0)
-                goto failed;
-            if (k == 0) {
-                /* The file is shorter than promised: the response cannot be completed. */
-                errno = EIO;
+            /* A file shorter than promised: the response cannot be completed. */
+            err = k < 0 ? errno : EIO;
+            pthread_mutex_lock(&out->lock);
+            out->sending = 0;
+            pthread_mutex_unlock(&out->lock);
+            if (k <= 0) {
+                errno = err;
                 goto failed;
             }
             pthread_mutex_lock(&out->lock);
@@ -507,22 +600,24 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
             pthread_mutex_unlock(&out->lock);
             continue;
         }
-        for (; s && s->kind == SEG_MEM && cnt < SEND_IOV_MAX; s = s->next) {
-            if (s->len > s->pos) {
-                iov[cnt].iov_base = s->data + s->pos;
-                iov[cnt].iov_len = s->len - s->pos;
-                cnt++;
-            }
-        }
-        pthread_mutex_unlock(&out->lock);
-        if (cnt == 0)
+        cnt = mem_iov(out, iov, SEND_IOV_MAX);
+        if (cnt == 0) {
+            pthread_mutex_unlock(&out->lock);
             return 0;
+        }
+        out->sending = 1;
+        pthread_mutex_unlock(&out->lock);
         do
             k = writev(sock, iov, cnt);
         while (k < 0 && errno == EINTR);
-        if (k < 0)
-            goto failed;
+        err = k < 0 ? errno : 0;
         pthread_mutex_lock(&out->lock);
+        out->sending = 0;
+        if (k < 0) {
+            pthread_mutex_unlock(&out->lock);
+            errno = err;
+            goto failed;
+        }
         consume_locked(out, (size_t)k);
         pthread_mutex_unlock(&out->lock);
     }

@@ -7,10 +7,18 @@
  * spill_limit pending bytes does the producer wait for the loop to drain the buffer
  * (backpressure, so a stream to a stalled client cannot fill the disk).
  *
- * Thread rules: wd_out_write/_file/_finish are called by the Python thread with the GIL released
- * (wd_out_try_writev and wd_out_finish may keep it);
+ * Who writes to the socket: the loop, or the producer itself. While nothing is pending on the
+ * connection, the producer sends what it has with one non-blocking writev (wd_out_flush, and
+ * wd_out_finish): a response that fits in the socket then reaches the client without the loop,
+ * and the loop is woken once, when the response is finished, instead of once for the bytes and
+ * again for the end. Whatever the socket does not take at once is left to the loop, which waits
+ * for POLLOUT: the producer never waits on the client. While `hold` is set (from dispatch until
+ * the producer first hands the loop something it must send), appends do not wake the loop.
+ *
+ * Thread rules: wd_out_write/_file are called by the Python thread with the GIL released
+ * (wd_out_try_writev, _flush and _finish may keep it: they never block);
  * wd_out_send/_abort/_reset by the loop thread. The wake callback runs in the producer's thread
- * and must only signal the loop (uv_async_send). */
+ * and must only signal the loop. */
 #ifndef WD_DAEMON_OUT_H
 #define WD_DAEMON_OUT_H
 
@@ -41,6 +49,9 @@ struct wd_out {
     int keep_alive; /* its verdict: keep the connection for another request */
     int aborted;    /* the client is gone; the producer gets -EPIPE */
     int producer_waiting;
+    int sock;    /* the connection's socket, for the producer's own writes (-1: none) */
+    int sending; /* a thread is writing to sock now (the loop or the producer) */
+    int hold;    /* the producer has not handed the loop anything to send yet: no wake */
     wd_out_wake_cb wake;
     void *wake_data;
 };
@@ -72,6 +83,9 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);
  * close-delimited body cut short for a whole one. Call exactly once per response. */
 #define WD_OUT_RESET (-1)
 void wd_out_finish(wd_out_t *out, int keep_alive);
+/* Sends what is buffered with one non-blocking writev when nothing is pending before it and the
+ * loop is not writing; leaves the rest to the loop (waking it). Returns 0 or -EPIPE. */
+int wd_out_flush(wd_out_t *out);
 
 /* Consumer side (loop thread). Writes as much as the socket takes. Returns 1 when the response is
  * finished and fully sent, 0 when there is nothing more to send for now or the socket is full

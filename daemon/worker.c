@@ -2,8 +2,7 @@
  *
  * The main thread loads the app, starts the Python threads, then runs the libuv loop: it accepts
  * connections only while it has capacity (so that a busy worker leaves new connections to an idle
- * sibling), parses requests in conn.c, and hands them to the Python threads in batches, one push
- * per loop iteration. */
+ * sibling), parses requests in conn.c, and hands them to the Python threads (handoff.c). */
 #include "worker.h"
 
 #include "conn.h"
@@ -31,6 +30,8 @@
 #include <arpa/inet.h>
 
 #define ACCEPT_BATCH 64
+#define ACCEPT_LATE_MS 10 /* see accept_late_cb */
+#define ACCEPT_LATE_BATCH 4
 
 static void worker_stop(wd_worker_t *w, const char *why);
 
@@ -46,26 +47,46 @@ static void say_master(const char *line)
 /* --- accepting ------------------------------------------------------------------------------ */
 
 static void accept_cb(uv_poll_t *p, int status, int events);
+static void accept_on(wd_worker_t *w, wd_worker_listener_t *l, int late);
+
+static void accept_late_cb(uv_timer_t *t);
 
 static void accept_update(wd_worker_t *w)
 {
     /* Stop at capacity; start again only once a thread is free, so that a worker hovering at its
      * capacity does not switch the listeners on and off for every request. */
-    int want = !w->stopping && (w->accepting ? w->in_flight < w->capacity
-                                             : w->in_flight < (size_t)w->group->threads);
+    size_t in_flight = wd_handoff_in_flight(&w->handoff);
+    int want = !w->stopping &&
+               (w->accepting ? in_flight < w->capacity : in_flight < (size_t)w->group->threads);
 
     if (want == w->accepting)
         return;
     w->accepting = want;
-    if (want)
+    if (want) {
         uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
-    else
+        uv_timer_stop(&w->accept_late);
+    } else {
         uv_poll_stop(&w->accept_poll);
+        if (!w->stopping)
+            uv_timer_start(&w->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
+    }
 }
 
-static void accept_on(wd_worker_t *w, wd_worker_listener_t *l)
+/* A worker at capacity leaves new connections to its siblings; but behind a keep-alive proxy every
+ * worker can stay at capacity for long, serving the connections it has, while a new one waits in
+ * the listen queue (0.5 ms app behind nginx keep-alive: p99 0.6-1.2 s). So a worker that stopped
+ * accepting still takes what waits every ACCEPT_LATE_MS: no connection waits longer. */
+static void accept_late_cb(uv_timer_t *t)
 {
-    for (int i = 0; i < ACCEPT_BATCH && w->accepting; i++) {
+    wd_worker_t *w = t->data;
+
+    for (size_t i = 0; i < w->n_listeners && !w->accepting && !w->stopping; i++)
+        accept_on(w, &w->listeners[i], 1);
+}
+
+static void accept_on(wd_worker_t *w, wd_worker_listener_t *l, int late)
+{
+    for (int i = 0; i < (late ? ACCEPT_LATE_BATCH : ACCEPT_BATCH) && (w->accepting || late); i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -100,14 +121,14 @@ static void accept_cb(uv_poll_t *p, int status, int events)
         return;
     }
     if (w->n_listeners == 1) {
-        accept_on(w, &w->listeners[0]);
+        accept_on(w, &w->listeners[0], 0);
         return;
     }
     do
         n = epoll_wait(w->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
     while (n < 0 && errno == EINTR);
     for (int i = 0; i < n; i++)
-        accept_on(w, &w->listeners[ev[i].data.u32]);
+        accept_on(w, &w->listeners[ev[i].data.u32], 0);
 }
 
 /* All workers of a group watch the same listening sockets. Each worker puts its listeners in an
@@ -178,6 +199,9 @@ static int listeners_init(wd_worker_t *w)
     }
     uv_poll_init(w->loop, &w->accept_poll, w->accept_ep);
     w->accept_poll.data = w;
+    uv_timer_init(w->loop, &w->accept_late);
+    w->accept_late.data = w;
+    uv_unref((uv_handle_t *)&w->accept_late);
     return 0;
 }
 
@@ -185,14 +209,7 @@ static int listeners_init(wd_worker_t *w)
 
 void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
 {
-    req->next = NULL;
-    if (w->batch_tail)
-        w->batch_tail->next = req;
-    else
-        w->batch_head = req;
-    w->batch_tail = req;
-    w->batch_n++;
-    w->in_flight++;
+    wd_handoff_dispatch(&w->handoff, req);
     accept_update(w);
 }
 
@@ -245,62 +262,11 @@ void wd_worker_body_file_done(wd_worker_t *w, int fd, uint64_t len)
         uv_timer_start(&w->spare_timer, spare_timer_cb, WD_SPARE_BODY_IDLE_MS, 0);
 }
 
-/* Requests were left to the busy threads: every millisecond while some are queued, if none was
- * taken meanwhile (the busy threads are stuck in long calls), wake sleeping ones for them. */
-static void kick_cb(uv_timer_t *t)
-{
-    wd_worker_t *w = t->data;
-
-    if (wd_queue_kick(&w->queue))
-        uv_timer_start(&w->kick, kick_cb, 1, 0);
-}
-
-/* busy-poll: while requests are in flight and the loop did some work less than spin_ns ago, it
- * polls with a zero timeout (an idle handle is active) instead of sleeping in epoll_wait, and
- * yields the CPU between polls. A Python thread's completion then reaches a loop that is awake:
- * no sleep, no wake-up, which on a busy machine (and in VMs, where waking a sleeping CPU is dear)
- * costs more than the request. */
-static void spin_cb(uv_idle_t *h)
-{
-    wd_worker_t *w = h->data;
-
-    if (w->in_flight == 0 || wd_now_ns() > w->spin_until_ns) {
-        uv_idle_stop(h);
-        return;
-    }
-    sched_yield();
-}
-
-static void spin_start(wd_worker_t *w)
-{
-    if (w->spin_ns == 0 || w->in_flight == 0)
-        return;
-    w->spin_until_ns = wd_now_ns() + w->spin_ns;
-    if (!uv_is_active((uv_handle_t *)&w->spin))
-        uv_idle_start(&w->spin, spin_cb);
-}
-
-/* Runs once per loop iteration, after the I/O callbacks: one push for all requests parsed. */
-static void batch_check_cb(uv_check_t *h)
-{
-    wd_worker_t *w = h->data;
-
-    if (w->batch_head == NULL)
-        return;
-    if (wd_queue_push(&w->queue, w->batch_head, w->batch_tail, w->batch_n) &&
-        !uv_is_active((uv_handle_t *)&w->kick))
-        uv_timer_start(&w->kick, kick_cb, 1, 0);
-    w->batch_head = w->batch_tail = NULL;
-    w->batch_n = 0;
-    spin_start(w);
-}
-
 void wd_worker_request_done(wd_worker_t *w)
 {
-    w->in_flight--;
+    wd_handoff_done(&w->handoff);
     w->served++;
     w->last_activity_ns = wd_now_ns();
-    wd_score_sub(&w->score->busy_threads, 1);
     if (w->max_requests && w->served >= w->max_requests) {
         char why[64];
 
@@ -317,31 +283,6 @@ void wd_worker_conn_gone(wd_worker_t *w)
         uv_stop(w->loop);
 }
 
-static void async_cb(uv_async_t *h)
-{
-    wd_worker_t *w = h->data;
-    wd_conn_t *c;
-
-    /* Take the connections one at a time, under the lock: a Python thread may queue one of them
-     * again while we work, which relinks it (ready_next) into the new list. */
-    pthread_mutex_lock(&w->ready_lock);
-    while ((c = w->ready) != NULL) {
-        int gone = c->free_pending;
-
-        w->ready = c->ready_next;
-        c->ready_next = NULL;
-        c->ready_queued = 0;
-        pthread_mutex_unlock(&w->ready_lock);
-        if (gone)
-            wd_conn_free(c);
-        else
-            wd_conn_ready(c);
-        pthread_mutex_lock(&w->ready_lock);
-    }
-    pthread_mutex_unlock(&w->ready_lock);
-    spin_start(w);
-}
-
 /* --- stopping ------------------------------------------------------------------------------- */
 
 static void stop_timer_cb(uv_timer_t *t)
@@ -349,7 +290,7 @@ static void stop_timer_cb(uv_timer_t *t)
     wd_worker_t *w = t->data;
 
     wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running; closing them",
-                w->n_conns, w->in_flight);
+                w->n_conns, wd_handoff_in_flight(&w->handoff));
     uv_stop(w->loop);
 }
 
@@ -361,8 +302,9 @@ static void worker_stop(wd_worker_t *w, const char *why)
     if (w->stopping)
         return;
     w->stopping = 1;
+    uv_timer_stop(&w->accept_late);
     spare_close_all(w);
-    wd_log_info("stopping (%s): finishing %zu requests", why, w->in_flight);
+    wd_log_info("stopping (%s): finishing %zu requests", why, wd_handoff_in_flight(&w->handoff));
     accept_update(w);
     for (c = w->conns; c; c = next) {
         next = c->next;
@@ -467,7 +409,7 @@ static void tick_cb(uv_timer_t *t)
             wd_conn_check_timeout(c, now);
         }
     }
-    if (g->inactivity_timeout > 0 && w->in_flight == 0 &&
+    if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
         wd_worker_recycle(w, "inactivity-timeout");
 }
@@ -596,12 +538,8 @@ int wd_worker_main(int argc, char **argv)
 
     w->loop = uv_default_loop();
     w->capacity = (size_t)w->group->threads * 2;
-    wd_queue_init(&w->queue);
-    w->queue.nthreads = (size_t)w->group->threads;
-    uv_timer_init(w->loop, &w->kick);
-    w->kick.data = w;
-    w->queue.depth = &w->score->queued;
-    w->queue.busy = &w->score->busy_threads;
+    wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
+                    &w->score->queued, &w->score->busy_threads);
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
     wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
@@ -618,21 +556,9 @@ int wd_worker_main(int argc, char **argv)
         uv_timer_start(&w->tick, tick_cb, 250, 250);
         uv_unref((uv_handle_t *)&w->tick);
     }
-    pthread_mutex_init(&w->ready_lock, NULL);
-    uv_async_init(w->loop, &w->async, async_cb);
-    w->async.data = w;
     uv_timer_init(w->loop, &w->spare_timer);
     uv_unref((uv_handle_t *)&w->spare_timer);
     w->spare_timer.data = w;
-    uv_idle_init(w->loop, &w->spin);
-    uv_unref((uv_handle_t *)&w->spin);
-    w->spin.data = w;
-    w->spin_ns = (uint64_t)(w->group->busy_poll * 1e9);
-    w->queue.spin_ns = w->spin_ns;
-    uv_check_init(w->loop, &w->batch_check);
-    w->batch_check.data = w;
-    uv_check_start(&w->batch_check, batch_check_cb);
-    uv_unref((uv_handle_t *)&w->batch_check);
     uv_signal_init(w->loop, &w->sig_term);
     uv_signal_init(w->loop, &w->sig_int);
     w->sig_term.data = w->sig_int.data = w;
@@ -645,7 +571,7 @@ int wd_worker_main(int argc, char **argv)
     uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT, master_cb);
     if (listeners_init(w) < 0)
         return WD_WORKER_EXIT_CONFIG;
-    if (wd_py_start(&w->queue) < 0) {
+    if (wd_py_start(&w->handoff) < 0) {
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }
@@ -657,12 +583,13 @@ int wd_worker_main(int argc, char **argv)
     uv_run(w->loop, UV_RUN_DEFAULT);
 
     wd_log_info("stopped after %llu requests", (unsigned long long)w->served);
-    if (w->in_flight > 0) {
+    if (wd_handoff_in_flight(&w->handoff) > 0) {
         /* Threads are still inside the app: do not wait for them. */
         fflush(NULL);
         _exit(0);
     }
-    wd_queue_close(&w->queue);
+    wd_handoff_close(&w->handoff);
     wd_py_stop();
+    wd_handoff_destroy(&w->handoff);
     return 0;
 }

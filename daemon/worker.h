@@ -33,6 +33,7 @@ int wd_worker_main(int argc, char **argv);
 
 /* What the connections of a worker share (the rest of this header is for conn.c). */
 #include "config.h"
+#include "handoff.h"
 #include "request.h"
 #include "scoreboard.h"
 
@@ -71,23 +72,13 @@ struct wd_worker {
 
     wd_worker_listener_t *listeners;
     size_t n_listeners;
-    int accept_ep;         /* epoll fd holding every listener (EPOLLEXCLUSIVE) */
-    uv_poll_t accept_poll; /* watches accept_ep while accepting */
+    int accept_ep;          /* epoll fd holding every listener (EPOLLEXCLUSIVE) */
+    uv_poll_t accept_poll;  /* watches accept_ep while accepting */
+    uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
     int accepting;
 
-    wd_queue_t queue;     /* requests waiting for a Python thread */
-    wd_req_t *batch_head; /* requests parsed in this loop iteration, pushed at its end */
-    wd_req_t *batch_tail;
-    size_t batch_n;
-    uv_check_t batch_check;
-    uv_timer_t kick; /* wd_queue_kick a moment after a push left requests waiting */
-
-    uv_async_t async; /* Python threads: "a response buffer has news" */
-    pthread_mutex_t ready_lock;
-    wd_conn_t *ready; /* connections whose buffer has news, linked by ready_next */
-
-    size_t in_flight; /* dispatched requests whose response is not complete */
-    size_t capacity;  /* accept while in_flight < capacity */
+    wd_handoff_t handoff; /* requests to the Python threads, news back from them */
+    size_t capacity;      /* accept while fewer requests than this are in flight */
     uint64_t seq;
     uint64_t served;
     wd_conn_t *conns; /* every open connection */
@@ -100,9 +91,6 @@ struct wd_worker {
     uint64_t last_activity_ns; /* for inactivity-timeout */
     uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
     char master_buf[256];      /* a partial line from the master */
-    uv_idle_t spin;            /* active while busy-polling */
-    uint64_t spin_ns;          /* busy-poll; 0 = off */
-    uint64_t spin_until_ns;    /* busy-poll until then (while requests are in flight) */
     size_t master_len;
 
     int stopping;

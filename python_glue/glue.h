@@ -1,5 +1,5 @@
 /* The embedded Python side of a worker: interpreter setup, loading the app, and the pool of
- * Python threads that serve requests from the queue (design §2, §7, §8).
+ * Python threads that serve requests from the hand-off (design §2, §7, §8).
  *
  * This header is what daemon/worker.c calls; it includes no Python.h, so the daemon never sees a
  * PyObject. Every Py* call of the project lives in python_glue/. */
@@ -7,7 +7,7 @@
 #define WD_PYTHON_GLUE_H
 
 #include "../daemon/config.h"
-#include "../daemon/request.h"
+#include "../daemon/handoff.h"
 
 #include <stddef.h>
 
@@ -20,17 +20,17 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
  * the Python traceback goes to the error log, a one-line summary to err, and it returns -1. */
 int wd_py_load_app(char *err, size_t errlen);
 
-/* Starts group->threads Python threads that pop requests from q and serve them, then releases
+/* Starts group->threads Python threads that take requests from h and serve them, then releases
  * the GIL in the calling thread (which goes on to run the loop and never takes it again).
  * Returns 0 or -1. */
-int wd_py_start(wd_queue_t *q);
+int wd_py_start(wd_handoff_t *h);
 
 /* request-timeout: raises wsgid.RequestTimeout in the thread running req, if it still runs it.
  * Called from the loop thread (takes the GIL for a moment). Set req->timed_out first, so that the
  * answer is a 504. Returns 0 when the exception was raised. */
 int wd_py_interrupt(wd_req_t *req);
 
-/* After wd_queue_close(q): waits for every thread to finish its request and exit, then finalises
+/* After wd_handoff_close(h): waits for every thread to finish its request and exit, then finalises
  * the interpreter (atexit handlers run). */
 void wd_py_stop(void);
 

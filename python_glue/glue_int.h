@@ -7,7 +7,7 @@
 #include <Python.h>
 
 #include "../daemon/config.h"
-#include "../daemon/request.h"
+#include "../daemon/handoff.h"
 
 #include <stddef.h>
 
@@ -52,9 +52,10 @@ void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
 extern PyTypeObject wd__py_file_wrapper_type;
 int wd__py_respond_init(void);
 
-/* What each pool thread owns: a growable buffer for response heads. */
+/* What each pool thread owns: its place in the hand-off, a growable buffer for response heads. */
 typedef struct wd_py_thread {
     pthread_t tid;
+    wd_handoff_thread_t handoff;
     int index;
     char *head;
     size_t head_cap;

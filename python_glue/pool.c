@@ -1,4 +1,4 @@
-/* The pool of Python threads: each pops requests from the queue with the GIL released and serves
+/* The pool of Python threads: each takes requests from the hand-off (handoff.h) and serves
  * them; the main thread gives up the GIL for good once they are started. */
 #include "glue.h"
 #include "glue_int.h"
@@ -10,7 +10,7 @@
 
 static wd_py_thread_t *threads;
 static int n_threads;
-static wd_queue_t *queue;
+static wd_handoff_t *handoff;
 static PyThreadState *main_ts; /* the main thread's state while it runs without the GIL */
 
 static void *thread_main(void *arg)
@@ -25,18 +25,18 @@ static void *thread_main(void *arg)
     pthread_setname_np(pthread_self(), name);
     gs = PyGILState_Ensure();
     for (;;) {
-        /* Finishing only takes the buffer's lock and wakes the loop: no need to drop the GIL.
-         * Under load the next request is already queued: take it without giving up the GIL,
-         * which would only hand it to another thread of ours (a context switch per request).
-         * The interpreter still switches threads every sys.getswitchinterval(). */
+        /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
+         * the GIL is kept. Under load the next request is already queued: take it without giving
+         * up the GIL, which would only hand it to another thread of ours (a context switch per
+         * request). The interpreter still switches threads every sys.getswitchinterval(). */
         if (done != NULL)
             wd_out_finish(done->out, keep_alive);
         done = NULL;
-        req = wd_queue_try_pop(queue);
+        req = wd_handoff_next(handoff, &thr->handoff);
         if (req == NULL) {
             PyThreadState *ts = PyEval_SaveThread();
 
-            req = wd_queue_pop(queue);
+            req = wd_handoff_wait(handoff, &thr->handoff);
             PyEval_RestoreThread(ts);
         }
         if (req == NULL)
@@ -48,12 +48,12 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int wd_py_start(wd_queue_t *q)
+int wd_py_start(wd_handoff_t *h)
 {
     const wd_group_conf_t *g = wd__py_group;
     int n = g->threads > 0 ? g->threads : 1;
 
-    queue = q;
+    handoff = h;
     threads = calloc((size_t)n, sizeof *threads);
     if (threads == NULL)
         abort();
@@ -62,6 +62,7 @@ int wd_py_start(wd_queue_t *q)
         int rc;
 
         thr->index = n_threads + 1;
+        wd_handoff_thread_init(&thr->handoff);
         rc = pthread_create(&thr->tid, NULL, thread_main, thr);
         if (rc != 0) {
             wd_log_error("group %s: cannot start Python thread %d: %s", g->name, n_threads + 1,
@@ -77,6 +78,7 @@ void wd_py_stop(void)
 {
     for (int i = 0; i < n_threads; i++) {
         pthread_join(threads[i].tid, NULL);
+        wd_handoff_thread_destroy(&threads[i].handoff);
         free(threads[i].head);
     }
     free(threads);

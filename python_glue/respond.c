@@ -647,6 +647,10 @@ static int send_iterable(wd_resp_t *r, PyObject *result)
                 piece.p = PyBytes_AS_STRING(item);
                 piece.n = (size_t)PyBytes_GET_SIZE(item);
                 send_body(r, &piece, 1);
+                /* A stream goes out as it comes (with one non-blocking write of ours when
+                 * nothing is pending, else the loop's). */
+                if (!r->client_gone && !r->failed)
+                    out_result(r, wd_out_flush(r->req->out), "cannot send the response");
             }
         }
         Py_DECREF(item);

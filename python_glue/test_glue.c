@@ -20,7 +20,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static wd_queue_t queue;
+static wd_handoff_t handoff;
+static uv_loop_t loop; /* never run: the hand-off's handles live on it */
+
+static void node_noop(wd_handoff_node_t *node)
+{
+    (void)node;
+}
+
+static void push(wd_req_t *req)
+{
+    wd_handoff_dispatch(&handoff, req);
+    wd_handoff_flush(&handoff);
+}
+
+static int start_pool(void)
+{
+    wd_handoff_init(&handoff, &loop, 0, node_noop, node_noop, NULL, NULL);
+    return wd_py_start(&handoff);
+}
 static int failures, checks;
 static char log_path[] = "/tmp/wsgid-test-glue-log-XXXXXX";
 static const char *app_path;
@@ -81,7 +99,7 @@ static void run(wd_req_t *req, result_t *res)
     snprintf(req->id, sizeof req->id, "%d-%llu", (int)getpid(), (unsigned long long)req->seq);
     req->status = -1;
     res->buf = malloc(cap);
-    wd_queue_push(&queue, req, req, 1);
+    push(req);
     for (;;) {
         ssize_t k;
 
@@ -547,7 +565,7 @@ static void test_disconnect(void)
     req.out = &out;
     snprintf(req.id, sizeof req.id, "disconnect");
     wd_out_init(&out, 1 << 20, 1 << 30, "/tmp", NULL, NULL);
-    wd_queue_push(&queue, &req, &req, 1);
+    push(&req);
     while (out.pending < 1000 && ++spins < 10000)
         usleep(1000);
     wd_out_abort(&out);
@@ -647,15 +665,16 @@ static int test_venv(wd_config_t *conf, wd_group_conf_t *group)
     group->python_home = dir;
     if (wd_py_init(conf, group, 1) < 0 || wd_py_load_app(err, sizeof err) < 0)
         return 1;
-    wd_queue_init(&queue);
-    if (wd_py_start(&queue) < 0)
+    if (start_pool() < 0)
         return 1;
     r = http("GET /venv HTTP/1.1\r\n\r\n", -1);
     snprintf(want, sizeof want, "prefix=%s probe=in-venv exe=%s/bin/python", dir, dir);
     EXPECT_HAS(r, want);
     result_free(&r);
-    wd_queue_close(&queue);
+    wd_handoff_close(&handoff);
     wd_py_stop();
+    wd_handoff_destroy(&handoff);
+    uv_run(&loop, UV_RUN_NOWAIT);
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         return 1;
@@ -675,6 +694,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s PATH/test_app.py [--venv]\n", argv[0]);
         return 2;
     }
+    uv_loop_init(&loop);
     abs = realpath(argv[1], NULL);
     app_path = abs;
     dir = strdup(abs);
@@ -717,8 +737,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "cannot load the app: %s (log in %s)\n", err, log_path);
         return 1;
     }
-    wd_queue_init(&queue);
-    if (wd_py_start(&queue) < 0)
+    if (start_pool() < 0)
         return 1;
 
     test_basics();
@@ -729,9 +748,11 @@ int main(int argc, char **argv)
     test_mounts();
     test_disconnect();
 
-    wd_queue_close(&queue);
+    wd_handoff_close(&handoff);
     wd_py_stop();
-    wd_queue_destroy(&queue);
+    wd_handoff_destroy(&handoff);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    uv_loop_close(&loop);
     printf("%d checks, %d failures (log: %s)\n", checks, failures, log_path);
     if (failures == 0 && getenv("KEEP_LOG") == NULL)
         unlink(log_path);

@@ -1,0 +1,133 @@
+/* The hand-off between a worker's loop thread and its Python threads, in both directions.
+ *
+ * Loop -> threads: the loop dispatches parsed requests; they are pushed once per loop iteration
+ * (one lock for all of them). A request goes straight to an idle thread when there is one (the one
+ * that went idle last, whose stack and caches are warm), so that no request ever waits while a
+ * thread sleeps; only when every thread is busy does it wait in the queue, taken by the first
+ * thread that is done.
+ *
+ * Threads -> loop: a thread reports news on a connection (response bytes the loop must send, a
+ * finished response) by putting the connection's node on the ready list and waking the loop; the
+ * loop takes the whole list in one callback.
+ *
+ * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
+ * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
+ * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
+ * load (where nothing comes within busy-poll) neither spins.
+ *
+ * Thread rules: wd_handoff_dispatch, _done, _release and the callbacks run on the loop thread;
+ * wd_handoff_next, _wait and _notify on the Python threads (any GIL state; _wait with it released);
+ * _remove on the loop thread. */
+#ifndef WD_DAEMON_HANDOFF_H
+#define WD_DAEMON_HANDOFF_H
+
+#include "request.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct wd_handoff wd_handoff_t;
+
+/* Adaptive spinning: a spin that found work raises the score, one that timed out lowers it; a
+ * side spins while the score is positive, and otherwise tries again once in a while, so that a
+ * change of load is noticed. */
+typedef struct wd_handoff_spin {
+    int score;
+    unsigned skipped; /* spins left out since the last one */
+} wd_handoff_spin_t;
+
+/* Embedded in what the threads report news on (a connection). Loop thread, and under the
+ * hand-off's ready lock. */
+typedef struct wd_handoff_node {
+    struct wd_handoff_node *next;
+    int queued;       /* on the ready list */
+    int free_pending; /* released while on the list: on_free runs when the loop takes it off */
+} wd_handoff_node_t;
+
+typedef void (*wd_handoff_node_cb)(wd_handoff_node_t *node);
+
+/* One per Python thread; the caller owns the storage (see wd_handoff_thread_init). */
+typedef struct wd_handoff_thread {
+    pthread_cond_t cond;            /* signalled when a request was handed to it */
+    struct wd_handoff_thread *next; /* on the idle stack */
+    wd_req_t *req;                  /* the request handed to it while it slept */
+    int busy;                       /* it holds a request (for the busy gauge) */
+} wd_handoff_thread_t;
+
+struct wd_handoff {
+    /* Shared, under lock. */
+    pthread_mutex_t lock;
+    wd_req_t *head; /* requests no thread has taken yet, oldest first */
+    wd_req_t *tail;
+    size_t len;
+    wd_handoff_thread_t *idle; /* sleeping threads, the last to go idle on top */
+    int spinner;               /* a thread polls the queue before it sleeps */
+    int closed;
+    uint64_t spin_ns;              /* busy-poll; 0 = never spin */
+    wd_handoff_spin_t thread_spin; /* how the threads' spinning paid lately */
+    _Atomic uint64_t *depth;       /* gauges (the scoreboard's queued and busy_threads), or NULL */
+    _Atomic uint64_t *busy;
+
+    /* Threads -> loop. */
+    pthread_mutex_t ready_lock;
+    wd_handoff_node_t *ready;
+    wd_handoff_node_cb on_ready; /* the node has news */
+    wd_handoff_node_cb on_free;  /* a node released while on the list can be freed now */
+
+    /* Loop side. */
+    uv_loop_t *loop;
+    uv_async_t async;
+    uv_check_t batch_check;
+    uv_idle_t spin;
+    wd_req_t *batch_head; /* dispatched in this loop iteration, pushed at its end */
+    wd_req_t *batch_tail;
+    size_t batch_n;
+    size_t in_flight;            /* dispatched and not yet done (wd_handoff_done) */
+    wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
+    uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
+    int spin_hit;                /* an event came while the loop spun */
+};
+
+/* Sets h up on loop (the async, check and idle handles are made here; the check and idle ones do
+ * not keep the loop alive). spin_secs is the group's busy-poll. The gauges may be NULL. */
+void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
+                     wd_handoff_node_cb on_ready, wd_handoff_node_cb on_free,
+                     _Atomic uint64_t *depth, _Atomic uint64_t *busy);
+/* After wd_handoff_close and once every thread has returned: closes the handles (the loop must run
+ * once more to finish closing them) and frees the locks. */
+void wd_handoff_destroy(wd_handoff_t *h);
+
+/* Loop: req goes to a thread at the end of this loop iteration. */
+void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req);
+/* Loop: pushes what was dispatched now instead of at the end of the iteration. */
+void wd_handoff_flush(wd_handoff_t *h);
+/* Loop: a dispatched request is over for the threads (its response is finished). */
+void wd_handoff_done(wd_handoff_t *h);
+static inline size_t wd_handoff_in_flight(const wd_handoff_t *h)
+{
+    return h->in_flight;
+}
+/* Loop: takes req back if no thread has it yet (queue-timeout); returns 1 if it did. */
+int wd_handoff_remove(wd_handoff_t *h, wd_req_t *req);
+/* Loop: the node's owner is being freed. Returns 0 when it may be freed now, 1 when it is on the
+ * ready list: on_free then runs once the loop takes it off. */
+int wd_handoff_release(wd_handoff_t *h, wd_handoff_node_t *node);
+/* Every thread returns NULL from wd_handoff_wait once the queue is empty. */
+void wd_handoff_close(wd_handoff_t *h);
+
+/* Python thread. */
+void wd_handoff_thread_init(wd_handoff_thread_t *t);
+void wd_handoff_thread_destroy(wd_handoff_thread_t *t);
+/* The thread's previous request is over (if it had one); returns the next queued request, or
+ * NULL when none is waiting. Never blocks: call it with the GIL held, so that under load a thread
+ * serves a run of requests without giving the GIL up. */
+wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t);
+/* Waits for a request (spinning first when requests come fast), or returns NULL once the hand-off
+ * is closed and empty. Call it with the GIL released, after wd_handoff_next returned NULL. */
+wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
+/* The node has news for the loop: puts it on the ready list and wakes the loop. */
+void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node);
+
+#endif
