@@ -47,7 +47,7 @@ static void set_events(wd_conn_t *c, int events)
     if (!c->poll_inited) {
         if (events == 0)
             return;
-        uv_poll_init(c->w->loop, &c->poll, c->fd);
+        uv_poll_init(c->cs->loop, &c->poll, c->fd);
         c->poll.data = c;
         c->poll_inited = 1;
         c->open_handles++;
@@ -71,12 +71,12 @@ static void conn_timer(wd_conn_t *c, double secs)
 
 /* Called under out->lock by a Python thread: the loop has something to send, or the response is
  * finished. */
-static void conn_wake(wd_out_t *out, void *data)
+static void conn_wake(wd_out_t *out, void *data, int lazy)
 {
     wd_conn_t *c = data;
 
     (void)out;
-    wd_handoff_notify(&c->w->handoff, &c->node);
+    wd_handoff_notify(c->cs->handoff, &c->node, lazy);
 }
 
 static wd_conn_t *node_conn(wd_handoff_node_t *node)
@@ -105,17 +105,17 @@ static void conn_read(wd_conn_t *c);
 
 #define POOL_MAX 256
 
-void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct sockaddr *peer,
+void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len)
 {
-    wd_conn_t *c = w->conn_pool;
+    wd_conn_t *c = cs->pool;
     char *buf = NULL, *body_mem = NULL;
     size_t cap = 0, body_cap = 0;
 
     (void)peer_len;
     if (c != NULL) {
-        w->conn_pool = c->next;
-        w->n_pool--;
+        cs->pool = c->next;
+        cs->n_pool--;
         buf = c->buf;
         cap = c->cap;
         body_mem = c->body_mem;
@@ -125,30 +125,30 @@ void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct s
         c = calloc(1, sizeof *c);
         if (c == NULL)
             abort();
-        wd_out_init(&c->out, w->group->response_buffer_size, w->group->response_spill_limit,
-                    w->tmpdir, conn_wake, c);
+        wd_out_init(&c->out, cs->group->response_buffer_size, cs->group->response_spill_limit,
+                    cs->tmpdir, conn_wake, c);
     }
     c->buf = buf;
     c->cap = cap;
     c->body_mem = body_mem;
     c->body_cap = body_cap;
-    c->w = w;
+    c->cs = cs;
     c->l = l;
     c->fd = fd;
     c->body_fd = -1;
     c->state = WD_CONN_HEAD;
     peer_string(c, peer);
-    uv_timer_init(w->loop, &c->timer);
+    uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
     wd_http_init(&c->http, NULL, NULL);
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
-    w->n_conns++;
-    wd_score_add(&w->score->connections, 1);
-    conn_timer(c, w->group->header_timeout);
+    c->next = cs->list;
+    if (cs->list)
+        cs->list->prev = c;
+    cs->list = c;
+    cs->n++;
+    wd_score_add(&cs->score->connections, 1);
+    conn_timer(c, cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
     conn_read(c);
 }
@@ -165,7 +165,7 @@ static const char *peer_name(const wd_conn_t *c)
 static void body_clear(wd_conn_t *c)
 {
     if (c->body_fd >= 0)
-        wd_worker_body_file_done(c->w, c->body_fd, c->body_len);
+        c->cs->ops->body_file_done(c->cs->owner, c->body_fd, c->body_len);
     c->body_fd = -1;
     c->body_len = 0;
     c->body_expect = 0;
@@ -180,10 +180,10 @@ static void body_clear(wd_conn_t *c)
 
 static void conn_free(wd_conn_t *c)
 {
-    wd_worker_t *w = c->w;
+    wd_conns_t *cs = c->cs;
 
     body_clear(c);
-    if (w->n_pool < POOL_MAX && !w->stopping) {
+    if (cs->n_pool < POOL_MAX && !cs->stopping) {
         /* Kept for the next connection, with its buffers (unless they grew large). */
         if (c->cap > 16384) {
             free(c->buf);
@@ -191,9 +191,9 @@ static void conn_free(wd_conn_t *c)
             c->cap = 0;
         }
         wd_out_reset(&c->out);
-        c->next = w->conn_pool;
-        w->conn_pool = c;
-        w->n_pool++;
+        c->next = cs->pool;
+        cs->pool = c;
+        cs->n_pool++;
         return;
     }
     wd_out_close(&c->out);
@@ -209,7 +209,7 @@ static void conn_closed_cb(uv_handle_t *h)
     if (--c->open_handles > 0)
         return;
     close(c->fd);
-    if (!wd_handoff_release(&c->w->handoff, &c->node))
+    if (!wd_handoff_release(c->cs->handoff, &c->node))
         conn_free(c);
 }
 
@@ -220,7 +220,7 @@ void wd_conn_free(wd_handoff_node_t *node)
 
 void wd_conn_close(wd_conn_t *c)
 {
-    wd_worker_t *w = c->w;
+    wd_conns_t *cs = c->cs;
 
     if (c->state == WD_CONN_CLOSED)
         return;
@@ -228,15 +228,15 @@ void wd_conn_close(wd_conn_t *c)
     if (c->prev)
         c->prev->next = c->next;
     else
-        w->conns = c->next;
+        cs->list = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->n_conns--;
-    wd_score_sub(&w->score->connections, 1);
+    cs->n--;
+    wd_score_sub(&cs->score->connections, 1);
     if (c->poll_inited)
         uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
     uv_close((uv_handle_t *)&c->timer, conn_closed_cb);
-    wd_worker_conn_gone(w);
+    cs->ops->closed(cs->owner);
 }
 
 /* After an error answer the client may still be sending (a body we refused): close only once it
@@ -386,15 +386,15 @@ static void conn_fail_text(wd_conn_t *c, int status, const char *text)
 
 static int body_to_file(wd_conn_t *c)
 {
-    int fd = wd_worker_body_file(c->w);
+    int fd = c->cs->ops->body_file(c->cs->owner);
     size_t done = 0;
 
     if (fd < 0)
-        fd = wd_tmpfile(c->w->tmpdir, "body");
+        fd = wd_tmpfile(c->cs->tmpdir, "body");
     if (fd < 0) {
         wd_log_error("peer %s: cannot create a temp file in %s for a request body: %s; "
                      "check that it exists and is writable",
-                     peer_name(c), c->w->tmpdir, strerror(-fd));
+                     peer_name(c), c->cs->tmpdir, strerror(-fd));
         return -1;
     }
     while (done < c->body_len) {
@@ -402,7 +402,7 @@ static int body_to_file(wd_conn_t *c)
 
         if (k <= 0) {
             wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
-                         c->w->tmpdir, k < 0 ? strerror(errno) : "short write");
+                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
             close(fd);
             return -1;
         }
@@ -414,7 +414,7 @@ static int body_to_file(wd_conn_t *c)
 
 static int body_append(wd_conn_t *c, const char *p, size_t n)
 {
-    const wd_group_conf_t *g = c->w->group;
+    const wd_group_conf_t *g = c->cs->group;
 
     if (g->limit_request_body && c->body_len + n > g->limit_request_body) {
         c->body_error = 413;
@@ -444,7 +444,7 @@ static int body_append(wd_conn_t *c, const char *p, size_t n)
 
         if (k <= 0) {
             wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
-                         c->w->tmpdir, k < 0 ? strerror(errno) : "short write");
+                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
             c->body_error = 500;
             return -1;
         }
@@ -464,13 +464,13 @@ static int http_body_cb(void *data, const char *at, size_t n)
 
 static void conn_dispatch(wd_conn_t *c)
 {
-    wd_worker_t *w = c->w;
+    wd_conns_t *cs = c->cs;
     wd_req_t *req = &c->req;
 
     req->next = NULL;
     req->kind = c->proto;
-    req->seq = ++w->seq;
-    snprintf(req->id, sizeof req->id, "%d-%llu", w->pid, (unsigned long long)req->seq);
+    req->seq = ++cs->seq;
+    snprintf(req->id, sizeof req->id, "%d-%llu", cs->pid, (unsigned long long)req->seq);
     req->t_start_ns = wd_now_ns();
     req->t_queued_ns = req->t_start_ns;
     req->uwsgi = c->proto == WD_REQ_UWSGI ? &c->uwsgi : NULL;
@@ -497,7 +497,8 @@ static void conn_dispatch(wd_conn_t *c)
     /* The poll keeps watching for reads: nginx sends nothing more, and a pipelining client's
      * next bytes turn it off in conn_poll_cb. One epoll_ctl less per request. */
     conn_timer(c, 0);
-    wd_worker_dispatch(w, req);
+    wd_handoff_dispatch(cs->handoff, req);
+    cs->ops->dispatched(cs->owner);
 }
 
 /* --- uwsgi ---------------------------------------------------------------------------------- */
@@ -530,7 +531,7 @@ static void uwsgi_error(wd_conn_t *c)
 /* Returns 1 when the request is complete, 0 when more bytes are needed, -1 when answered. */
 static int uwsgi_process(wd_conn_t *c)
 {
-    const wd_group_conf_t *g = c->w->group;
+    const wd_group_conf_t *g = c->cs->group;
     size_t take;
 
     if (c->state == WD_CONN_HEAD) {
@@ -593,7 +594,7 @@ static int http_error_status(const wd_conn_t *c)
 
 static int http_head_complete(wd_conn_t *c)
 {
-    const wd_group_conf_t *g = c->w->group;
+    const wd_group_conf_t *g = c->cs->group;
     wd_http_t *h = &c->http;
 
     c->head_end = c->parsed;
@@ -647,7 +648,7 @@ static int http_process(wd_conn_t *c)
                             WD_HTTP_MAX_HEADERS);
             else if (status == 413)
                 wd_log_info("peer %s: request body over limit-request-body (%llu): 413",
-                            peer_name(c), (unsigned long long)c->w->group->limit_request_body);
+                            peer_name(c), (unsigned long long)c->cs->group->limit_request_body);
             conn_fail(c, status);
             return -1;
         }
@@ -660,9 +661,9 @@ static int http_process(wd_conn_t *c)
             break;
     }
     if (h->state == WD_HTTP_HEAD) {
-        if (c->len >= c->w->group->header_buffer_size) {
+        if (c->len >= c->cs->group->header_buffer_size) {
             wd_log_info("peer %s: request head larger than header-buffer-size (%llu): 431",
-                        peer_name(c), (unsigned long long)c->w->group->header_buffer_size);
+                        peer_name(c), (unsigned long long)c->cs->group->header_buffer_size);
             conn_fail(c, 431);
             return -1;
         }
@@ -719,7 +720,7 @@ static void conn_process(wd_conn_t *c)
 
 static size_t read_limit(const wd_conn_t *c)
 {
-    size_t hb = (size_t)c->w->group->header_buffer_size;
+    size_t hb = (size_t)c->cs->group->header_buffer_size;
 
     if (c->proto == WD_REQ_UWSGI || c->proto == 0)
         hb += WD_UWSGI_HEADER_SIZE;
@@ -763,9 +764,9 @@ static void conn_read(wd_conn_t *c)
         return;
     }
     if (c->state == WD_CONN_HEAD && c->len == 0)
-        conn_timer(c, c->w->group->header_timeout); /* the whole head must come within it */
+        conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
     else if (c->state == WD_CONN_BODY)
-        conn_timer(c, c->w->group->body_timeout);
+        conn_timer(c, c->cs->group->body_timeout);
     c->len += (size_t)n;
     conn_process(c);
     /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
@@ -784,10 +785,30 @@ static void conn_drain(wd_conn_t *c)
 
 /* --- writing -------------------------------------------------------------------------------- */
 
+/* Counts a completed response in the scoreboard. */
+static void count(wd_conns_t *cs, int status, uint64_t bytes, uint64_t duration_ns)
+{
+    static const uint64_t bounds[WD_SCORE_BUCKETS] = WD_SCORE_BUCKET_BOUNDS_US;
+    wd_score_t *sc = cs->score;
+    uint64_t us = duration_ns / 1000;
+    int b = 0;
+
+    while (b < WD_SCORE_BUCKETS && us > bounds[b])
+        b++;
+    wd_score_add(&sc->requests, 1);
+    wd_score_add(&sc->status[status >= 100 && status < 600 ? status / 100 : 0], 1);
+    wd_score_add(&sc->duration_bucket[b], 1);
+    wd_score_add(&sc->duration_sum_us, us);
+    wd_score_add(&sc->bytes_sent, bytes);
+    wd_score_set(&sc->last_request_unix, (uint64_t)time(NULL));
+    if (status == 504)
+        wd_score_add(&sc->timeouts, 1);
+}
+
 static void response_complete(wd_conn_t *c)
 {
-    wd_worker_t *w = c->w;
-    int keep = c->out.keep_alive > 0 && !c->out.aborted && !w->stopping && c->proto == WD_REQ_HTTP;
+    wd_conns_t *cs = c->cs;
+    int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping && c->proto == WD_REQ_HTTP;
     int status = c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
@@ -796,8 +817,8 @@ static void response_complete(wd_conn_t *c)
     access_log(c, status, c->out.sent);
     note_app_done(c);
     c->served++;
-    wd_worker_count(w, c->abandoned ? 504 : status, c->out.sent,
-                    c->dispatched ? wd_now_ns() - c->req.t_start_ns : 0);
+    count(cs, c->abandoned ? 504 : status, c->out.sent,
+          c->dispatched ? wd_now_ns() - c->req.t_start_ns : 0);
     c->abandoned = 0;
     c->dispatched = 0;
     c->app_done = 0;
@@ -823,7 +844,7 @@ static void response_complete(wd_conn_t *c)
     wd_http_reset(&c->http);
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
-    conn_timer(c, leftover ? w->group->header_timeout : w->group->keepalive_timeout);
+    conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);
     conn_process(c);
 }
 
@@ -833,7 +854,8 @@ static void note_app_done(wd_conn_t *c)
 {
     if (c->dispatched && !c->app_done && wd_out_is_finished(&c->out)) {
         c->app_done = 1;
-        wd_worker_request_done(c->w);
+        wd_handoff_done(c->cs->handoff);
+        c->cs->ops->request_done(c->cs->owner);
     }
 }
 
@@ -867,7 +889,7 @@ static void conn_send(wd_conn_t *c)
     } else if (c->out.sent != c->last_sent || !uv_is_active((uv_handle_t *)&c->timer)) {
         /* send-timeout runs from the last write that made progress. */
         c->last_sent = c->out.sent;
-        conn_timer(c, c->w->group->send_timeout);
+        conn_timer(c, c->cs->group->send_timeout);
     }
 }
 
@@ -886,7 +908,7 @@ static void conn_abandon(wd_conn_t *c)
 static void conn_timer_cb(uv_timer_t *t)
 {
     wd_conn_t *c = t->data;
-    const wd_group_conf_t *g = c->w->group;
+    const wd_group_conf_t *g = c->cs->group;
 
     switch (c->state) {
     case WD_CONN_HEAD:
@@ -916,9 +938,9 @@ static void conn_timer_cb(uv_timer_t *t)
     }
 }
 
-void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
+static void check_timeout(wd_conn_t *c, uint64_t now)
 {
-    const wd_group_conf_t *g = c->w->group;
+    const wd_group_conf_t *g = c->cs->group;
     double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
     double ran;
 
@@ -926,7 +948,7 @@ void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
         return;
     if (g->queue_timeout > 0 && !c->req.py_running &&
         (double)(now - c->req.t_queued_ns) / 1e9 > g->queue_timeout &&
-        wd_handoff_remove(&c->w->handoff, &c->req)) {
+        wd_handoff_remove(c->cs->handoff, &c->req)) {
         /* No thread took it in time: answer for it without running the app. */
         wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
                     "(%.1f s): 504",
@@ -967,7 +989,7 @@ void wd_conn_check_timeout(wd_conn_t *c, uint64_t now)
         shutdown(c->fd, SHUT_RDWR);
         wd_out_abort(&c->out);
         set_events(c, 0);
-        wd_worker_recycle(c->w, "a request is stuck past request-timeout");
+        c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
     }
 }
 
@@ -998,10 +1020,17 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
             conn_abandon(c);
             return;
         }
-        if (events & UV_WRITABLE)
+        if (events & UV_WRITABLE) {
             conn_send(c);
-        else if (events & UV_READABLE)
+        } else if (wd_out_is_finished(&c->out)) {
+            /* The next request came before the loop took the news of the last response (a lazy
+             * one, see wd_out_finish): complete it now and read on. */
+            conn_send(c);
+            if (c->state == WD_CONN_HEAD)
+                conn_read(c);
+        } else if (events & UV_READABLE) {
             set_events(c, c->events & ~UV_READABLE); /* read the next request later */
+        }
         return;
     }
     if (status < 0) {
@@ -1011,11 +1040,28 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
     conn_read(c);
 }
 
-void wd_conn_shutdown(wd_conn_t *c)
+static void conn_shutdown(wd_conn_t *c)
 {
     /* Only a keep-alive connection waiting between requests is closed: its client knows to retry
      * on a new connection. A fresh one has a request on its way (nginx connects and sends at
      * once): it is served, within header-timeout. */
     if (c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0)
         wd_conn_close(c);
+}
+
+void wd_conns_shutdown(wd_conns_t *cs)
+{
+    cs->stopping = 1;
+    for (wd_conn_t *c = cs->list, *next; c; c = next) {
+        next = c->next;
+        conn_shutdown(c);
+    }
+}
+
+void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)
+{
+    for (wd_conn_t *c = cs->list, *next; c; c = next) {
+        next = c->next;
+        check_timeout(c, now);
+    }
 }

@@ -1,11 +1,62 @@
 /* One client connection in a worker's loop: reading and parsing a request (uwsgi or HTTP/1.1),
- * buffering its body, handing it to a Python thread, and writing the response from its buffer. */
+ * buffering its body, handing it to a Python thread, and writing the response from its buffer.
+ *
+ * A worker's connections share a wd_conns_t: the worker fills it in and answers the few things the
+ * connections ask of it through wd_conns_ops_t; conn.c knows nothing else of the worker. */
 #ifndef WD_DAEMON_CONN_H
 #define WD_DAEMON_CONN_H
 
-#include "worker.h"
+#include "config.h"
+#include "handoff.h"
+#include "request.h"
+#include "scoreboard.h"
 
 #include <sys/socket.h>
+#include <uv.h>
+
+/* A listening socket as its connections see it (the worker owns it). */
+typedef struct wd_listener {
+    int fd;
+    int is_unix;
+    wd_protocol_t protocol;
+    char addr[108]; /* local address, or the socket path */
+    int port;
+} wd_listener_t;
+
+typedef struct wd_conn wd_conn_t;
+
+/* What the connections ask of their worker; owner is wd_conns_t.owner. */
+typedef struct wd_conns_ops {
+    void (*dispatched)(void *owner); /* a request went to the Python threads */
+    void (*request_done)(
+        void *owner);            /* the threads are done with one (its response is finished) */
+    void (*closed)(void *owner); /* a connection closed */
+    void (*recycle)(void *owner, const char *why); /* have this worker replaced */
+    /* A spare request-body temp file, rewound (-1: none; the connection makes one), and the end
+     * of a body's use of one. */
+    int (*body_file)(void *owner);
+    void (*body_file_done)(void *owner, int fd, uint64_t len);
+} wd_conns_ops_t;
+
+/* A worker's connections and what they share. */
+typedef struct wd_conns {
+    uv_loop_t *loop;
+    const wd_group_conf_t *group;
+    wd_score_t *score;
+    wd_handoff_t *handoff;
+    const char *tmpdir;
+    int pid;
+    const wd_conns_ops_t *ops;
+    void *owner;
+
+    /* conn.c's own. */
+    int stopping;    /* wd_conns_shutdown was called */
+    uint64_t seq;    /* requests numbered so far */
+    wd_conn_t *list; /* every open connection */
+    size_t n;
+    wd_conn_t *pool; /* freed connections kept for reuse (linked by next) */
+    size_t n_pool;
+} wd_conns_t;
 
 enum wd_conn_state {
     WD_CONN_HEAD = 0, /* reading a request head (or idle on keep-alive) */
@@ -16,8 +67,8 @@ enum wd_conn_state {
 };
 
 struct wd_conn {
-    wd_worker_t *w;
-    wd_worker_listener_t *l;
+    wd_conns_t *cs;
+    const wd_listener_t *l;
     uv_poll_t poll;
     uv_timer_t timer;
     int fd;
@@ -25,7 +76,7 @@ struct wd_conn {
     int open_handles;
     int state;
     wd_req_kind_t proto;    /* 0 until the first byte decides */
-    wd_conn_t *prev, *next; /* w->conns */
+    wd_conn_t *prev, *next; /* cs->list */
     wd_handoff_node_t node; /* on the hand-off's ready list when a Python thread has news */
     int dispatched;         /* the current response comes from a Python thread */
     int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
@@ -65,17 +116,19 @@ struct wd_conn {
 };
 
 /* Takes over an accepted, non-blocking socket. */
-void wd_conn_new(wd_worker_t *w, wd_worker_listener_t *l, int fd, const struct sockaddr *peer,
+void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a
  * connection whose free was deferred because it sat on the ready list can be freed. */
 void wd_conn_ready(wd_handoff_node_t *node);
 void wd_conn_free(wd_handoff_node_t *node);
-/* Graceful stop: closes the connection now if it is idle, else after its response. */
-void wd_conn_shutdown(wd_conn_t *c);
 void wd_conn_close(wd_conn_t *c);
-/* request-timeout: interrupts a request running too long; past the grace time answers 504 for
- * it and asks for this worker's replacement. */
-void wd_conn_check_timeout(wd_conn_t *c, uint64_t now);
+
+/* Graceful stop: idle connections close now, the others after their response; nothing is kept
+ * for reuse from now on. */
+void wd_conns_shutdown(wd_conns_t *cs);
+/* request-timeout and queue-timeout: interrupts requests running too long, answers 504 for those
+ * past the grace time (asking for this worker's replacement) or queued too long. */
+void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now);
 
 #endif

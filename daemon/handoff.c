@@ -46,6 +46,7 @@ static void spin_paid(wd_handoff_spin_t *s, int hit)
 
 static void async_cb(uv_async_t *a);
 static void batch_check_cb(uv_check_t *c);
+static void prepare_cb(uv_prepare_t *p);
 
 void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
                      wd_handoff_node_cb on_ready, wd_handoff_node_cb on_free,
@@ -62,6 +63,13 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
     h->loop = loop;
     uv_async_init(loop, &h->async, async_cb);
     h->async.data = h;
+    uv_prepare_init(loop, &h->prepare);
+    h->prepare.data = h;
+    uv_prepare_start(&h->prepare, prepare_cb);
+    uv_unref((uv_handle_t *)&h->prepare);
+    uv_timer_init(loop, &h->lazy_timer);
+    h->lazy_timer.data = h;
+    uv_unref((uv_handle_t *)&h->lazy_timer);
     uv_check_init(loop, &h->batch_check);
     h->batch_check.data = h;
     uv_check_start(&h->batch_check, batch_check_cb);
@@ -74,6 +82,8 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
 void wd_handoff_destroy(wd_handoff_t *h)
 {
     uv_close((uv_handle_t *)&h->async, NULL);
+    uv_close((uv_handle_t *)&h->prepare, NULL);
+    uv_close((uv_handle_t *)&h->lazy_timer, NULL);
     uv_close((uv_handle_t *)&h->batch_check, NULL);
     uv_close((uv_handle_t *)&h->spin, NULL);
     pthread_mutex_destroy(&h->ready_lock);
@@ -335,7 +345,7 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* --- threads -> loop ------------------------------------------------------------------------- */
 
-void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node)
+void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy)
 {
     int first;
 
@@ -347,7 +357,8 @@ void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node)
         h->ready = node;
     }
     pthread_mutex_unlock(&h->ready_lock);
-    uv_async_send(&h->async);
+    if (!lazy)
+        uv_async_send(&h->async);
 }
 
 /* Takes the nodes one at a time, under the lock: a thread may put one of them back on the list
@@ -382,6 +393,29 @@ static void async_cb(uv_async_t *a)
 
     if (take_ready(h) > 0)
         loop_event(h, wd_now_ns());
+}
+
+static void lazy_cb(uv_timer_t *t)
+{
+    take_ready(t->data);
+}
+
+/* Before the loop blocks: the news no thread woke it for, and what that dispatched (the check
+ * phase that pushes comes only after the poll). While requests are in flight, the timer bounds
+ * how long lazy news can wait for a loop that has nothing else to wake it. */
+static void prepare_cb(uv_prepare_t *p)
+{
+    wd_handoff_t *h = p->data;
+    int any;
+
+    pthread_mutex_lock(&h->ready_lock);
+    any = h->ready != NULL;
+    pthread_mutex_unlock(&h->ready_lock);
+    if (any)
+        take_ready(h);
+    wd_handoff_flush(h);
+    if (h->in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
+        uv_timer_start(&h->lazy_timer, lazy_cb, WD_HANDOFF_LAZY_MS, 0);
 }
 
 static void spin_cb(uv_idle_t *i)

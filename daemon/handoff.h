@@ -8,7 +8,10 @@
  *
  * Threads -> loop: a thread reports news on a connection (response bytes the loop must send, a
  * finished response) by putting the connection's node on the ready list and waking the loop; the
- * loop takes the whole list in one callback.
+ * loop takes the whole list in one callback. News that can wait (a keep-alive response that went
+ * out whole) wakes nobody: the loop takes it at its next turn, which the client's next request
+ * usually brings, or within WD_HANDOFF_LAZY_MS. One keep-alive connection then costs one loop
+ * wake-up per request instead of two.
  *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
@@ -79,6 +82,8 @@ struct wd_handoff {
     /* Loop side. */
     uv_loop_t *loop;
     uv_async_t async;
+    uv_prepare_t prepare;  /* takes the ready list before the loop sleeps */
+    uv_timer_t lazy_timer; /* ... and within WD_HANDOFF_LAZY_MS while requests are in flight */
     uv_check_t batch_check;
     uv_idle_t spin;
     wd_req_t *batch_head; /* dispatched in this loop iteration, pushed at its end */
@@ -127,7 +132,9 @@ wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t);
 /* Waits for a request (spinning first when requests come fast), or returns NULL once the hand-off
  * is closed and empty. Call it with the GIL released, after wd_handoff_next returned NULL. */
 wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
-/* The node has news for the loop: puts it on the ready list and wakes the loop. */
-void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node);
+/* The node has news for the loop: puts it on the ready list and wakes the loop; when lazy, does
+ * not wake it: the loop takes the list at its next turn, and within WD_HANDOFF_LAZY_MS. */
+void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy);
+#define WD_HANDOFF_LAZY_MS 1
 
 #endif

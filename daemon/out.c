@@ -266,7 +266,7 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
 static void wake_locked(wd_out_t *out, int was_empty)
 {
     if (was_empty && out->wake && !out->hold)
-        out->wake(out, out->wake_data);
+        out->wake(out, out->wake_data, 0);
 }
 
 /* Lock held: from now on the loop sends (a file, a spill, or bytes the producer must not wait
@@ -277,7 +277,7 @@ static void release_hold(wd_out_t *out)
         return;
     out->hold = 0;
     if (out->head && out->wake)
-        out->wake(out, out->wake_data);
+        out->wake(out, out->wake_data, 0);
 }
 
 static int write_locked(wd_out_t *out, const char *p, size_t n)
@@ -458,9 +458,10 @@ void wd_out_finish(wd_out_t *out, int keep_alive)
     out->finished = 1;
     out->keep_alive = keep_alive;
     /* Woken with the lock held: the loop sees `finished` only after this call has returned from
-     * the wake callback, so it cannot free the connection under our feet. */
+     * the wake callback, so it cannot free the connection under our feet. A keep-alive response
+     * that went out whole needs nothing of the loop soon: it learns at its next turn. */
     if (out->wake)
-        out->wake(out, out->wake_data);
+        out->wake(out, out->wake_data, out->head == NULL && !out->aborted && keep_alive > 0);
     pthread_mutex_unlock(&out->lock);
 }
 

@@ -29,7 +29,8 @@
 
 typedef struct wd_out wd_out_t;
 typedef struct wd_out_seg wd_out_seg_t;
-typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data);
+/* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
+typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int lazy);
 
 struct wd_out {
     pthread_mutex_t lock;

@@ -5,8 +5,11 @@
  * sibling), parses requests in conn.c, and hands them to the Python threads (handoff.c). */
 #include "worker.h"
 
+#include "config.h"
 #include "conn.h"
+#include "handoff.h"
 #include "log.h"
+#include "scoreboard.h"
 #include "../python_glue/glue.h"
 
 #include <errno.h>
@@ -28,6 +31,52 @@
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <uv.h>
+
+/* Spare request-body temp files (see worker.c): how many, how much of each is kept, and after
+ * how long unused they are closed. */
+#define WD_SPARE_BODY_FILES 8
+#define WD_SPARE_BODY_KEEP (1u << 20)
+#define WD_SPARE_BODY_IDLE_MS 500
+
+typedef struct wd_worker {
+    uv_loop_t *loop;
+    wd_config_t conf;
+    const wd_group_conf_t *group;
+    int slot;
+    int pid;
+    const char *tmpdir;
+    int spare_body_fd[WD_SPARE_BODY_FILES]; /* emptied request-body temp files, for reuse */
+    int n_spare_body;
+    uint64_t spare_gets, spare_gets_seen;
+    uv_timer_t spare_timer; /* closes the spare files once they go unused */
+    wd_score_t *score;      /* our record in the master's scoreboard */
+
+    wd_listener_t *listeners;
+    size_t n_listeners;
+    int accept_ep;          /* epoll fd holding every listener (EPOLLEXCLUSIVE) */
+    uv_poll_t accept_poll;  /* watches accept_ep while accepting */
+    uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
+    int accepting;
+
+    wd_handoff_t handoff; /* requests to the Python threads, news back from them */
+    size_t capacity;      /* accept while fewer requests than this are in flight */
+    wd_conns_t conns;     /* the connections (conn.c) */
+    uint64_t served;
+
+    uint64_t max_requests;     /* maximum-requests plus this worker's jitter; 0 = none */
+    int recycle_asked;         /* "recycle" sent to the master already */
+    uint64_t last_activity_ns; /* for inactivity-timeout */
+    uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
+    char master_buf[256];      /* a partial line from the master */
+    size_t master_len;
+
+    int stopping;
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_poll_t master_poll;
+    uv_timer_t stop_timer;
+} wd_worker_t;
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_LATE_MS 10 /* see accept_late_cb */
@@ -47,7 +96,7 @@ static void say_master(const char *line)
 /* --- accepting ------------------------------------------------------------------------------ */
 
 static void accept_cb(uv_poll_t *p, int status, int events);
-static void accept_on(wd_worker_t *w, wd_worker_listener_t *l, int late);
+static void accept_on(wd_worker_t *w, wd_listener_t *l, int late);
 
 static void accept_late_cb(uv_timer_t *t);
 
@@ -84,7 +133,7 @@ static void accept_late_cb(uv_timer_t *t)
         accept_on(w, &w->listeners[i], 1);
 }
 
-static void accept_on(wd_worker_t *w, wd_worker_listener_t *l, int late)
+static void accept_on(wd_worker_t *w, wd_listener_t *l, int late)
 {
     for (int i = 0; i < (late ? ACCEPT_LATE_BATCH : ACCEPT_BATCH) && (w->accepting || late); i++) {
         struct sockaddr_storage ss;
@@ -103,7 +152,7 @@ static void accept_on(wd_worker_t *w, wd_worker_listener_t *l, int late)
 
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        wd_conn_new(w, l, fd, (struct sockaddr *)&ss, sl);
+        wd_conn_new(&w->conns, l, fd, (struct sockaddr *)&ss, sl);
     }
 }
 
@@ -165,11 +214,10 @@ static int listeners_init(wd_worker_t *w)
     if (w->listeners == NULL)
         abort();
     for (size_t i = 0; i < g->n_listen; i++) {
-        wd_worker_listener_t *l = &w->listeners[i];
+        wd_listener_t *l = &w->listeners[i];
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
 
-        l->w = w;
         l->fd = WD_WORKER_FD_LISTEN + (int)i;
         l->protocol = g->protocol;
         if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) < 0) {
@@ -207,12 +255,6 @@ static int listeners_init(wd_worker_t *w)
 
 /* --- hand-off to the Python threads --------------------------------------------------------- */
 
-void wd_worker_dispatch(wd_worker_t *w, wd_req_t *req)
-{
-    wd_handoff_dispatch(&w->handoff, req);
-    accept_update(w);
-}
-
 /* --- spare request-body temp files ---------------------------------------------------------- */
 
 /* Creating and deleting a temp file per body costs the filesystem more than writing the body
@@ -237,8 +279,10 @@ static void spare_timer_cb(uv_timer_t *t)
         uv_timer_start(t, spare_timer_cb, WD_SPARE_BODY_IDLE_MS, 0);
 }
 
-int wd_worker_body_file(wd_worker_t *w)
+static int body_file(void *owner)
 {
+    wd_worker_t *w = owner;
+
     while (w->n_spare_body > 0) {
         int fd = w->spare_body_fd[--w->n_spare_body];
 
@@ -250,8 +294,10 @@ int wd_worker_body_file(wd_worker_t *w)
     return -1;
 }
 
-void wd_worker_body_file_done(wd_worker_t *w, int fd, uint64_t len)
+static void body_file_done(void *owner, int fd, uint64_t len)
 {
+    wd_worker_t *w = owner;
+
     if (w->stopping || w->n_spare_body >= WD_SPARE_BODY_FILES ||
         (len > WD_SPARE_BODY_KEEP && ftruncate(fd, WD_SPARE_BODY_KEEP) < 0)) {
         close(fd);
@@ -262,9 +308,19 @@ void wd_worker_body_file_done(wd_worker_t *w, int fd, uint64_t len)
         uv_timer_start(&w->spare_timer, spare_timer_cb, WD_SPARE_BODY_IDLE_MS, 0);
 }
 
-void wd_worker_request_done(wd_worker_t *w)
+/* --- what the connections ask of the worker (conn.h) ------------------------------------- */
+
+static void recycle(void *owner, const char *why);
+
+static void dispatched(void *owner)
 {
-    wd_handoff_done(&w->handoff);
+    accept_update(owner);
+}
+
+static void request_done(void *owner)
+{
+    wd_worker_t *w = owner;
+
     w->served++;
     w->last_activity_ns = wd_now_ns();
     if (w->max_requests && w->served >= w->max_requests) {
@@ -272,16 +328,27 @@ void wd_worker_request_done(wd_worker_t *w)
 
         snprintf(why, sizeof why, "maximum-requests (%llu) reached",
                  (unsigned long long)w->max_requests);
-        wd_worker_recycle(w, why);
+        recycle(w, why);
     }
     accept_update(w);
 }
 
-void wd_worker_conn_gone(wd_worker_t *w)
+static void closed(void *owner)
 {
-    if (w->stopping && w->n_conns == 0)
+    wd_worker_t *w = owner;
+
+    if (w->stopping && w->conns.n == 0)
         uv_stop(w->loop);
 }
+
+static const wd_conns_ops_t conns_ops = {
+    .dispatched = dispatched,
+    .request_done = request_done,
+    .closed = closed,
+    .recycle = recycle,
+    .body_file = body_file,
+    .body_file_done = body_file_done,
+};
 
 /* --- stopping ------------------------------------------------------------------------------- */
 
@@ -290,13 +357,12 @@ static void stop_timer_cb(uv_timer_t *t)
     wd_worker_t *w = t->data;
 
     wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running; closing them",
-                w->n_conns, wd_handoff_in_flight(&w->handoff));
+                w->conns.n, wd_handoff_in_flight(&w->handoff));
     uv_stop(w->loop);
 }
 
 static void worker_stop(wd_worker_t *w, const char *why)
 {
-    wd_conn_t *c, *next;
     double grace = w->group->graceful_timeout + w->group->shutdown_timeout;
 
     if (w->stopping)
@@ -306,13 +372,10 @@ static void worker_stop(wd_worker_t *w, const char *why)
     spare_close_all(w);
     wd_log_info("stopping (%s): finishing %zu requests", why, wd_handoff_in_flight(&w->handoff));
     accept_update(w);
-    for (c = w->conns; c; c = next) {
-        next = c->next;
-        wd_conn_shutdown(c);
-    }
+    wd_conns_shutdown(&w->conns);
     if (grace > 0)
         uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);
-    if (w->n_conns == 0)
+    if (w->conns.n == 0)
         uv_stop(w->loop);
 }
 
@@ -365,8 +428,10 @@ static void master_cb(uv_poll_t *p, int status, int events)
         w->master_len = 0; /* a line that long is no message of ours */
 }
 
-void wd_worker_recycle(wd_worker_t *w, const char *why)
+static void recycle(void *owner, const char *why)
 {
+    wd_worker_t *w = owner;
+
     char line[300];
 
     if (w->recycle_asked || w->stopping)
@@ -377,25 +442,6 @@ void wd_worker_recycle(wd_worker_t *w, const char *why)
     say_master(line);
 }
 
-void wd_worker_count(wd_worker_t *w, int status, uint64_t bytes, uint64_t duration_ns)
-{
-    static const uint64_t bounds[WD_SCORE_BUCKETS] = WD_SCORE_BUCKET_BOUNDS_US;
-    wd_score_t *sc = w->score;
-    uint64_t us = duration_ns / 1000;
-    int b = 0;
-
-    while (b < WD_SCORE_BUCKETS && us > bounds[b])
-        b++;
-    wd_score_add(&sc->requests, 1);
-    wd_score_add(&sc->status[status >= 100 && status < 600 ? status / 100 : 0], 1);
-    wd_score_add(&sc->duration_bucket[b], 1);
-    wd_score_add(&sc->duration_sum_us, us);
-    wd_score_add(&sc->bytes_sent, bytes);
-    wd_score_set(&sc->last_request_unix, (uint64_t)time(NULL));
-    if (status == 504)
-        wd_score_add(&sc->timeouts, 1);
-}
-
 /* Every quarter second: requests past request-timeout, and inactivity-timeout. */
 static void tick_cb(uv_timer_t *t)
 {
@@ -404,14 +450,11 @@ static void tick_cb(uv_timer_t *t)
     uint64_t now = wd_now_ns();
 
     if (g->request_timeout > 0 || g->queue_timeout > 0) {
-        for (wd_conn_t *c = w->conns, *next; c; c = next) {
-            next = c->next;
-            wd_conn_check_timeout(c, now);
-        }
+        wd_conns_check_timeouts(&w->conns, now);
     }
     if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
-        wd_worker_recycle(w, "inactivity-timeout");
+        recycle(w, "inactivity-timeout");
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -540,6 +583,14 @@ int wd_worker_main(int argc, char **argv)
     w->capacity = (size_t)w->group->threads * 2;
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
                     &w->score->queued, &w->score->busy_threads);
+    w->conns = (wd_conns_t){.loop = w->loop,
+                            .group = w->group,
+                            .score = w->score,
+                            .handoff = &w->handoff,
+                            .tmpdir = w->tmpdir,
+                            .pid = w->pid,
+                            .ops = &conns_ops,
+                            .owner = w};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
     wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
