@@ -84,8 +84,9 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);
  * close-delimited body cut short for a whole one. Call exactly once per response. */
 #define WD_OUT_RESET (-1)
 void wd_out_finish(wd_out_t *out, int keep_alive);
-/* Sends what is buffered with one non-blocking writev when nothing is pending before it and the
- * loop is not writing; leaves the rest to the loop (waking it). Returns 0 or -EPIPE. */
+/* While the loop has not been handed the response (`hold`), sends what is buffered with one
+ * non-blocking writev; whatever the socket does not take goes to the loop (waking it), which then
+ * owns the rest of the response. Returns 0 or -EPIPE. */
 int wd_out_flush(wd_out_t *out);
 
 /* Consumer side (loop thread). Writes as much as the socket takes. Returns 1 when the response is
