@@ -82,14 +82,19 @@ def db(environ):
     return JSON, json.dumps({"id": row[0], "randomNumber": row[1]}).encode()
 
 
-def queries(environ):
-    n = query_count(environ)
+def random_worlds(cur, n):
+    """n random rows, one query each (the TechEmpower rule), as {"id", "randomNumber"}."""
     worlds = []
+    for _ in range(n):
+        cur.execute(SELECT_WORLD, (rand(),))
+        row = cur.fetchone()
+        worlds.append({"id": row[0], "randomNumber": row[1]})
+    return worlds
+
+
+def queries(environ):
     with connection().cursor() as cur:
-        for _ in range(n):
-            cur.execute(SELECT_WORLD, (rand(),))
-            row = cur.fetchone()
-            worlds.append({"id": row[0], "randomNumber": row[1]})
+        worlds = random_worlds(cur, query_count(environ))
     return JSON, json.dumps(worlds).encode()
 
 
@@ -103,13 +108,10 @@ def fortunes(environ):
 
 
 def updates(environ):
-    n = query_count(environ)
-    worlds = []
     with connection().cursor() as cur:
-        for _ in range(n):
-            cur.execute(SELECT_WORLD, (rand(),))
-            row = cur.fetchone()
-            worlds.append({"id": row[0], "randomNumber": rand()})
+        worlds = random_worlds(cur, query_count(environ))
+        for w in worlds:
+            w["randomNumber"] = rand()
         # One statement for all the rows, in id order (the same lock order in every request);
         # a row drawn twice is written once, with its last number. A deadlock between two
         # concurrent batches is retried.
