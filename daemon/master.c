@@ -534,6 +534,7 @@ static void record_release(wd_master_t *m, wd_proc_t *p)
     t->past_duration_sum_us += wd_score_get(&sc->duration_sum_us);
     t->past_bytes_sent += wd_score_get(&sc->bytes_sent);
     t->past_timeouts += wd_score_get(&sc->timeouts);
+    t->past_accept_empty += wd_score_get(&sc->accept_empty);
     m->used[p->record] = 0;
     p->record = -1;
 }

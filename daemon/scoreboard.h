@@ -39,7 +39,8 @@ typedef struct wd_score {
     _Atomic uint64_t bytes_sent;
     _Atomic uint64_t last_request_unix; /* when the last request completed */
     _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
-    uint64_t reserved[8];
+    _Atomic uint64_t accept_empty;      /* woke to accept and found nothing (a sibling took it) */
+    uint64_t reserved[7];
 } wd_score_t;
 
 static inline void wd_score_add(_Atomic uint64_t *v, uint64_t n)

@@ -23,6 +23,7 @@ typedef struct totals {
     uint64_t duration_sum_us;
     uint64_t bytes_sent;
     uint64_t timeouts;
+    uint64_t accept_empty;
     uint64_t threads;
     uint64_t busy_threads;
     uint64_t queued;
@@ -46,6 +47,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
     t->duration_sum_us = g->past_duration_sum_us;
     t->bytes_sent = g->past_bytes_sent;
     t->timeouts = g->past_timeouts;
+    t->accept_empty = g->past_accept_empty;
     for (i = 0; i < st->n_workers; i++) {
         s = st->workers[i].score;
         if (s == NULL || !in_group(&st->workers[i], g))
@@ -58,6 +60,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->duration_sum_us += wd_score_get(&s->duration_sum_us);
         t->bytes_sent += wd_score_get(&s->bytes_sent);
         t->timeouts += wd_score_get(&s->timeouts);
+        t->accept_empty += wd_score_get(&s->accept_empty);
         t->threads += wd_score_get(&s->threads);
         t->busy_threads += wd_score_get(&s->busy_threads);
         t->queued += wd_score_get(&s->queued);
@@ -241,6 +244,11 @@ static uint64_t pick_timeouts(const totals_t *t, const wd_status_group_t *g)
     return t->timeouts;
 }
 
+static uint64_t pick_accept_empty(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->accept_empty;
+}
+
 static void requests_total(FILE *f, const wd_status_t *st, const totals_t *tot)
 {
     static const char *const classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -390,6 +398,9 @@ char *wd_status_prometheus(const wd_status_t *st)
               pick_bytes);
     per_group(f, st, tot, "wsgid_timeouts_total", "counter",
               "Requests answered 504 (request-timeout or queue-timeout).", pick_timeouts);
+    per_group(f, st, tot, "wsgid_accept_empty_total", "counter",
+              "Times a worker woke to accept a connection and found none (a sibling took it).",
+              pick_accept_empty);
 
     if (fclose(f) != 0)
         abort();

@@ -33,6 +33,7 @@ typedef struct wd_status_group {
     uint64_t past_duration_sum_us;
     uint64_t past_bytes_sent;
     uint64_t past_timeouts;
+    uint64_t past_accept_empty;
 } wd_status_group_t;
 
 typedef struct wd_status {

@@ -54,7 +54,8 @@ typedef struct wd_worker {
 
     wd_listener_t *listeners;
     size_t n_listeners;
-    int accept_ep;          /* epoll fd holding every listener (EPOLLEXCLUSIVE) */
+    int accept_ep;          /* see listeners_init */
+    int exclusive;          /* listeners sit in the loop's own epoll with EPOLLEXCLUSIVE */
     uv_poll_t accept_poll;  /* watches accept_ep while accepting */
     uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
     int accepting;
@@ -96,9 +97,24 @@ static void say_master(const char *line)
 /* --- accepting ------------------------------------------------------------------------------ */
 
 static void accept_cb(uv_poll_t *p, int status, int events);
-static void accept_on(wd_worker_t *w, wd_listener_t *l, int late);
+static int accept_on(wd_worker_t *w, wd_listener_t *l, int max, int late);
 
 static void accept_late_cb(uv_timer_t *t);
+
+/* Puts the listeners in the loop's epoll, or takes them out (exclusive mode, see listeners_init).
+ * An entry added goes to the back of each listener's queue of exclusive waiters. */
+static void exclusive_watch(wd_worker_t *w, int on)
+{
+    int ep = uv_backend_fd(w->loop);
+
+    for (size_t i = 0; i < w->n_listeners; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = w->accept_ep};
+
+        if (epoll_ctl(ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, w->listeners[i].fd, &ev) < 0 && on)
+            wd_log_error("group %s pid %d: listener %s: cannot watch it: %s", w->group->name,
+                         w->pid, w->listeners[i].addr, strerror(errno));
+    }
+}
 
 static void accept_update(wd_worker_t *w)
 {
@@ -112,10 +128,16 @@ static void accept_update(wd_worker_t *w)
         return;
     w->accepting = want;
     if (want) {
-        uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
+        if (w->exclusive)
+            exclusive_watch(w, 1);
+        else
+            uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
         uv_timer_stop(&w->accept_late);
     } else {
-        uv_poll_stop(&w->accept_poll);
+        if (w->exclusive)
+            exclusive_watch(w, 0);
+        else
+            uv_poll_stop(&w->accept_poll);
         if (!w->stopping)
             uv_timer_start(&w->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
     }
@@ -130,12 +152,15 @@ static void accept_late_cb(uv_timer_t *t)
     wd_worker_t *w = t->data;
 
     for (size_t i = 0; i < w->n_listeners && !w->accepting && !w->stopping; i++)
-        accept_on(w, &w->listeners[i], 1);
+        accept_on(w, &w->listeners[i], ACCEPT_LATE_BATCH, 1);
 }
 
-static void accept_on(wd_worker_t *w, wd_listener_t *l, int late)
+/* Takes up to max connections from l; returns how many. */
+static int accept_on(wd_worker_t *w, wd_listener_t *l, int max, int late)
 {
-    for (int i = 0; i < (late ? ACCEPT_LATE_BATCH : ACCEPT_BATCH) && (w->accepting || late); i++) {
+    int taken = 0;
+
+    for (int i = 0; i < max && (w->accepting || late); i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -145,8 +170,9 @@ static void accept_on(wd_worker_t *w, wd_listener_t *l, int late)
                 continue;
             if (errno != EAGAIN && errno != EWOULDBLOCK)
                 wd_log_error("listener %s: accept: %s", l->addr, strerror(errno));
-            return;
+            return taken;
         }
+        taken++;
         if (!l->is_unix) {
             int one = 1;
 
@@ -154,46 +180,79 @@ static void accept_on(wd_worker_t *w, wd_listener_t *l, int late)
         }
         wd_conn_new(&w->conns, l, fd, (struct sockaddr *)&ss, sl);
     }
+    return taken;
 }
 
-/* accept_ep is readable: some listener has a connection waiting. With one listener, accept on it;
- * with several, ask accept_ep which ones. */
+/* A listener has a connection waiting. In exclusive mode the kernel woke this worker alone (the
+ * first of the group's workers waiting in epoll_wait): take what waits on each listener (an empty
+ * one costs one accept4 that says EAGAIN). A worker that already had connections or requests
+ * then goes to the back of the queue of waiters, so that the next connection wakes a sibling:
+ * under load connections spread over the group's processes (and their GILs), while at light
+ * load one warm worker takes them all and its siblings sleep. Without exclusive mode accept_ep
+ * holds the listeners: ask it which ones are ready. */
 static void accept_cb(uv_poll_t *p, int status, int events)
 {
     wd_worker_t *w = p->data;
     struct epoll_event ev[16];
-    int n;
+    int n, taken = 0;
 
     (void)events;
     if (status < 0) {
-        wd_log_error("listeners: %s", uv_strerror(status));
+        wd_log_error("group %s pid %d: listeners: %s", w->group->name, w->pid, uv_strerror(status));
         return;
     }
-    if (w->n_listeners == 1) {
-        accept_on(w, &w->listeners[0], 0);
-        return;
+    if (w->exclusive) {
+        int busy = w->conns.n > 0 || wd_handoff_in_flight(&w->handoff) > 0;
+
+        if (!w->accepting)
+            return; /* returned by the same epoll_wait as what made us stop */
+        for (size_t i = 0; i < w->n_listeners; i++)
+            taken += accept_on(w, &w->listeners[i], ACCEPT_BATCH, 0);
+        if (busy && w->accepting && w->group->processes > 1) {
+            exclusive_watch(w, 0);
+            exclusive_watch(w, 1);
+        }
+    } else if (w->n_listeners == 1) {
+        taken = accept_on(w, &w->listeners[0], ACCEPT_BATCH, 0);
+    } else {
+        do
+            n = epoll_wait(w->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
+        while (n < 0 && errno == EINTR);
+        for (int i = 0; i < n; i++)
+            taken += accept_on(w, &w->listeners[ev[i].data.u32], ACCEPT_BATCH, 0);
     }
-    do
-        n = epoll_wait(w->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
-    while (n < 0 && errno == EINTR);
-    for (int i = 0; i < n; i++)
-        accept_on(w, &w->listeners[ev[i].data.u32], 0);
+    if (taken == 0)
+        wd_score_add(&w->score->accept_empty, 1);
 }
 
-/* All workers of a group watch the same listening sockets. Each worker puts its listeners in an
- * epoll instance of its own; the loop watches that one epoll fd, readable while a connection is
- * waiting on any listener, so starting or stopping to accept is one handle whatever the number of
- * listeners. The listeners go in with EPOLLEXCLUSIVE where the kernel takes it, but it does not
- * hold back the wake-ups here: the loop waits on this epoll fd through its own epoll, not in
- * epoll_wait on it, and the kernel then wakes every accepting worker (measured: 2 idle workers,
- * 5 connections, both woke for each; the loser's accept4 gets EAGAIN). */
+/* All workers of a group watch the same listening sockets, and each new connection should wake
+ * one worker, not all of them (a woken loop that loses the race to accept4 costs a wake-up for
+ * nothing: 2 workers, one connection at a time through uwsgi_pass, 82 us of CPU per request
+ * against 52 us with 1 worker). EPOLLEXCLUSIVE does that, but only for an epoll instance that a
+ * thread waits on in epoll_wait: through a nested epoll fd the kernel wakes every waiter. So the
+ * listeners go straight into the loop's own epoll instance (uv_backend_fd) with EPOLLEXCLUSIVE,
+ * tagged with the fd of accept_ep, an epoll instance that stays empty and that accept_poll
+ * watches: libuv looks a ready fd up among its watchers, finds accept_poll and calls accept_cb.
+ * libuv never sees the listeners, so they are taken out before accept_poll stops (uv_poll_stop
+ * also drops the events already returned for accept_ep). Where the kernel refuses EPOLLEXCLUSIVE,
+ * accept_ep holds the listeners and every accepting worker wakes. */
+static int listeners_exclusive(wd_worker_t *w)
+{
+    int ep = uv_backend_fd(w->loop);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = w->accept_ep};
+
+    if (ep < 0 || w->n_listeners == 0)
+        return 0;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, w->listeners[0].fd, &ev) < 0)
+        return 0;
+    epoll_ctl(ep, EPOLL_CTL_DEL, w->listeners[0].fd, &ev);
+    return 1;
+}
+
 static int accept_ep_add(wd_worker_t *w, uint32_t i)
 {
-    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.u32 = i};
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
 
-    if (epoll_ctl(w->accept_ep, EPOLL_CTL_ADD, w->listeners[i].fd, &ev) == 0)
-        return 0;
-    ev.events = EPOLLIN;
     if (epoll_ctl(w->accept_ep, EPOLL_CTL_ADD, w->listeners[i].fd, &ev) == 0)
         return 0;
     wd_log_error("listener %s: cannot watch it: %s", w->listeners[i].addr, strerror(errno));
@@ -242,11 +301,15 @@ static int listeners_init(wd_worker_t *w)
             inet_ntop(AF_INET6, &in6->sin6_addr, l->addr, sizeof l->addr);
             l->port = ntohs(in6->sin6_port);
         }
+    }
+    w->exclusive = getenv("WSGID_ACCEPT_HERD") ? 0 : listeners_exclusive(w);
+    for (size_t i = 0; i < g->n_listen && !w->exclusive; i++)
         if (accept_ep_add(w, (uint32_t)i) < 0)
             return -1;
-    }
     uv_poll_init(w->loop, &w->accept_poll, w->accept_ep);
     w->accept_poll.data = w;
+    if (w->exclusive)
+        uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
     uv_timer_init(w->loop, &w->accept_late);
     w->accept_late.data = w;
     uv_unref((uv_handle_t *)&w->accept_late);

@@ -1,0 +1,63 @@
+"""Accepting without a thundering herd (issue #10): every worker of a group watches the same
+listening socket, and a new connection must wake one of them, not all.
+
+Two idle workers get one connection at a time. Each worker's loop thread (its main thread)
+counts its voluntary context switches, i.e. how often it went to sleep; one worker takes the
+connections, and the other must sleep through them: it may wake for its own timers, not for
+the connections. The second test starts the workers the old way (WSGID_ACCEPT_HERD=1: the
+listeners in an epoll instance of their own, nested in the loop's, where EPOLLEXCLUSIVE holds
+nothing back) and shows that the same traffic then wakes both, so the first test can fail.
+wsgid_accept_empty_total counts the wake-ups that found the listener empty (some of a herd's:
+a loop woken late sees no event at all)."""
+import time
+
+from conftest import assert_hello
+from test_metrics import metrics, samples, start
+
+N = 60
+KEY = 'wsgid_accept_empty_total{group="site"}'
+
+
+def sleeps(pid):
+    """How often the worker's loop thread has gone to sleep."""
+    with open("/proc/%d/task/%d/status" % (pid, pid)) as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches in /proc/%d/task/%d/status" % (pid, pid))
+
+
+def wakeups(d, maddr):
+    """Sends N requests, each on a new connection once both workers sleep; returns the rise of
+    each worker's loop-thread sleeps and of wsgid_accept_empty_total."""
+    pids = d.workers()
+    assert len(pids) == 2, pids
+    before = samples(metrics(maddr))[KEY]
+    base = {p: sleeps(p) for p in pids}
+    for _ in range(N):
+        assert_hello(d.tcp)
+        time.sleep(0.01)
+    woke = sorted(sleeps(p) - base[p] for p in pids)
+    time.sleep(0.2)
+    return woke, samples(metrics(maddr))[KEY] - before
+
+
+def test_one_worker_wakes_per_connection(wsgid):
+    d, maddr = start(wsgid, processes=2, threads=1)
+    woke, empty = wakeups(d, maddr)
+    print("%d connections: loop threads slept %s times, %d empty wake-ups" % (N, woke, empty))
+    assert woke[1] >= N, "the busy worker's loop slept %d times for %d connections" % (woke[1], N)
+    assert woke[0] <= N // 6, ("the idle worker's loop woke %d times for %d connections: "
+                               "the herd is back" % (woke[0], N))
+    assert empty <= N // 10, "%d of %d connections woke a worker for nothing" % (empty, N)
+
+
+def test_a_herd_shows(wsgid, monkeypatch):
+    monkeypatch.setenv("WSGID_ACCEPT_HERD", "1")
+    d, maddr = start(wsgid, processes=2, threads=1)
+    woke, empty = wakeups(d, maddr)
+    print("herd: %d connections: loop threads slept %s times, %d empty wake-ups"
+          % (N, woke, empty))
+    assert woke[0] >= N // 2, ("with the listeners nested (WSGID_ACCEPT_HERD=1) the idle worker "
+                               "woke only %d times for %d connections: the test cannot see a "
+                               "herd" % (woke[0], N))
