@@ -244,9 +244,14 @@ static void print_status(json_t *st, const char *only)
 
         if (only != NULL && strcmp(only, jstr(g, "name")) != 0)
             continue;
-        printf("\ngroup %s: %lld processes x %lld threads, %lld requests, %lld restarts%s\n",
+        long long resp_mem = 0;
+
+        json_array_foreach(workers, k, w) resp_mem += jint(w, "response_memory");
+        printf("\ngroup %s: %lld processes x %lld threads, %lld requests, %lld restarts, %.1f MiB "
+               "of responses in memory%s\n",
                jstr(g, "name"), jint(g, "processes"), jint(g, "threads"), jint(g, "requests"),
-               jint(g, "restarts"), json_array_size(workers) == 0 ? " (stopped)" : "");
+               jint(g, "restarts"), (double)resp_mem / 1048576.0,
+               json_array_size(workers) == 0 ? " (stopped)" : "");
         if (json_array_size(workers) == 0)
             continue;
         printf("  %4s %8s %-9s %9s %9s %6s %9s %8s %8s  %s\n", "SLOT", "PID", "STATE", "REQUESTS",
@@ -261,6 +266,8 @@ static void print_status(json_t *st, const char *only)
                    jint(w, "pid"), jstr(w, "state"), jint(w, "requests"), busy, jint(w, "queued"),
                    (double)jint(w, "rss_bytes") / 1048576.0, jint(w, "pid") ? up : "-",
                    jint(w, "restarts"), jstr(w, "last_error"));
+            if (json_is_string(json_object_get(w, "last_restart")))
+                printf("  %4s %8s last restart: %s\n", "", "", jstr(w, "last_restart"));
         }
     }
 }

@@ -334,7 +334,8 @@ int wd_config_parse_size(const char *s, uint64_t *out)
     return 0;
 }
 
-/* Seconds: "30", "1.5", "500ms", "30s", "5m", "1h". Returns 0, -1 (not a time), -2 (negative). */
+/* Seconds: "30", "1.5", "500ms", "30s", "5m", "1h", "7d". Returns 0, -1 (not a time), -2
+ * (negative). */
 static int parse_time(const char *s, double *out)
 {
     const char *p = s;
@@ -363,6 +364,8 @@ static int parse_time(const char *s, double *out)
         v *= 60;
     else if (strcmp(p, "h") == 0)
         v *= 3600;
+    else if (strcmp(p, "d") == 0)
+        v *= 86400;
     else if (*p != '\0' && strcmp(p, "s") != 0)
         return -1;
     if (neg && v != 0)
@@ -856,22 +859,38 @@ typedef int (*group_key_fn)(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, co
 
 enum { K_FN, K_COUNT, K_TIME, K_SIZE };
 
+/* Flags of a numeric key. */
+#define R_ZERO_OFF 1 /* 0 is allowed below min: it means "off" */
+#define R_UNIT 2     /* a time below a second: the value must say its unit (10us, 1ms) */
+
 typedef struct group_key {
     const char *name;
     int kind;
     group_key_fn fn; /* K_FN */
     size_t off;      /* the others: offset of the field in wd_group_conf_t */
+    double min, max; /* K_COUNT, K_TIME (seconds), K_SIZE (bytes) */
+    int flags;
+    const char *range; /* the range as the README gives it, for the error message */
 } group_key_t;
 
 #define GK_FN(n, f)                                                                                \
     {                                                                                              \
-        n, K_FN, f, 0                                                                              \
+        n, K_FN, f, 0, 0, 0, 0, NULL                                                               \
     }
-#define GK(n, k, field)                                                                            \
+#define GK(n, k, field, lo, hi, fl, text)                                                          \
     {                                                                                              \
-        n, k, NULL, offsetof(wd_group_conf_t, field)                                               \
+        n, k, NULL, offsetof(wd_group_conf_t, field), lo, hi, fl, text                             \
     }
 
+#define DAY 86400.0
+#define KIB 1024.0
+#define MIB (1024.0 * 1024)
+#define GIB (1024.0 * 1024 * 1024)
+#define TIB (1024.0 * 1024 * 1024 * 1024)
+
+/* Every numeric key has a range: a value outside it is refused at load, with its line, rather
+ * than left to overflow a conversion, divide by zero or exhaust the machine later. The ranges are
+ * the README's; tests/unit/test_config.c checks each bound. */
 static const group_key_t group_keys[] = {
     GK_FN("app", key_app),
     GK_FN("callable", key_callable),
@@ -890,27 +909,36 @@ static const group_key_t group_keys[] = {
     GK_FN("user", key_user),
     GK_FN("group", key_group),
     GK_FN("mounts", key_mounts),
-    GK("maximum-requests", K_COUNT, maximum_requests),
-    GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter),
-    GK("restart-interval", K_TIME, restart_interval),
-    GK("inactivity-timeout", K_TIME, inactivity_timeout),
-    GK("memory-limit", K_SIZE, memory_limit),
-    GK("request-timeout", K_TIME, request_timeout),
-    GK("queue-timeout", K_TIME, queue_timeout),
-    GK("startup-timeout", K_TIME, startup_timeout),
-    GK("graceful-timeout", K_TIME, graceful_timeout),
-    GK("shutdown-timeout", K_TIME, shutdown_timeout),
-    GK("header-timeout", K_TIME, header_timeout),
-    GK("body-timeout", K_TIME, body_timeout),
-    GK("keepalive-timeout", K_TIME, keepalive_timeout),
-    GK("send-timeout", K_TIME, send_timeout),
-    GK("busy-poll", K_TIME, busy_poll),
+    GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),
+    GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter, 0, 1e9, 0, "0..1000000000"),
+    GK("max-connections", K_COUNT, max_connections, 1, 1e6, R_ZERO_OFF,
+       "0 (from the open-file limit) or 1..1000000"),
+    GK("restart-interval", K_TIME, restart_interval, 1, 365 * DAY, R_ZERO_OFF,
+       "0 (off) or 1s..365d"),
+    GK("inactivity-timeout", K_TIME, inactivity_timeout, 1, 365 * DAY, R_ZERO_OFF,
+       "0 (off) or 1s..365d"),
+    GK("memory-limit", K_SIZE, memory_limit, 16 * MIB, TIB, R_ZERO_OFF, "0 (off) or 16M..1T"),
+    GK("request-timeout", K_TIME, request_timeout, 0.1, 7 * DAY, R_ZERO_OFF,
+       "0 (off) or 100ms..7d"),
+    GK("deadlock-timeout", K_TIME, deadlock_timeout, 1, DAY, R_ZERO_OFF, "0 (off) or 1s..1d"),
+    GK("queue-timeout", K_TIME, queue_timeout, 0.001, 7 * DAY, R_ZERO_OFF, "0 (off) or 1ms..7d"),
+    GK("startup-timeout", K_TIME, startup_timeout, 1, DAY, R_ZERO_OFF, "0 (off) or 1s..1d"),
+    GK("graceful-timeout", K_TIME, graceful_timeout, 0, DAY, 0, "0..1d"),
+    GK("shutdown-timeout", K_TIME, shutdown_timeout, 0, DAY, 0, "0..1d"),
+    GK("header-timeout", K_TIME, header_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
+    GK("body-timeout", K_TIME, body_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
+    GK("keepalive-timeout", K_TIME, keepalive_timeout, 0.1, DAY, R_ZERO_OFF,
+       "0 (none) or 100ms..1d"),
+    GK("send-timeout", K_TIME, send_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
+    GK("busy-poll", K_TIME, busy_poll, 0, 0.001, R_UNIT, "0 (off) or up to 1ms"),
     GK_FN("access-log", key_access_log),
-    GK("limit-request-body", K_SIZE, limit_request_body),
-    GK("header-buffer-size", K_SIZE, header_buffer_size),
-    GK("body-buffer-size", K_SIZE, body_buffer_size),
-    GK("response-buffer-size", K_SIZE, response_buffer_size),
-    GK("response-spill-limit", K_SIZE, response_spill_limit),
+    GK("limit-request-body", K_SIZE, limit_request_body, 1, TIB, R_ZERO_OFF,
+       "0 (unlimited) or 1..1T"),
+    GK("header-buffer-size", K_SIZE, header_buffer_size, KIB, MIB, 0, "1K..1M"),
+    GK("body-buffer-size", K_SIZE, body_buffer_size, 0, 64 * MIB, 0, "0..64M"),
+    GK("response-buffer-size", K_SIZE, response_buffer_size, 4 * KIB, 256 * MIB, 0, "4K..256M"),
+    GK("response-spill-limit", K_SIZE, response_spill_limit, 4 * KIB, TIB, 0, "4K..1T"),
+    GK("response-memory-limit", K_SIZE, response_memory_limit, MIB, TIB, 0, "1M..1T"),
 };
 
 #define N_GROUP_KEYS (sizeof group_keys / sizeof group_keys[0])
@@ -999,20 +1027,71 @@ static int check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent)
     return 0;
 }
 
+void wd_config_group_numbers(FILE *f, const wd_group_conf_t *g)
+{
+    for (size_t i = 0; i < N_GROUP_KEYS; i++) {
+        const group_key_t *k = &group_keys[i];
+        const char *field = (const char *)g + k->off;
+
+        if (k->kind == K_TIME)
+            fprintf(f, "%s %a\n", k->name, *(const double *)(const void *)field);
+        else if (k->kind != K_FN)
+            fprintf(f, "%s %llu\n", k->name,
+                    (unsigned long long)*(const uint64_t *)(const void *)field);
+    }
+}
+
+/* "10" for a key whose values are below a second is most likely a mistake: 10 seconds where
+ * 10 microseconds were meant (busy-poll: ten seconds of spinning after every burst). */
+static int bare_number(const char *v)
+{
+    for (; *v; v++)
+        if (!((*v >= '0' && *v <= '9') || *v == '.'))
+            return 0;
+    return 1;
+}
+
+static int out_of_range(loader_t *ld, const group_key_t *k, yaml_node_t *n, const char *key,
+                        double x)
+{
+    if (x == 0 && (k->flags & R_ZERO_OFF))
+        return 0;
+    if (x >= k->min && x <= k->max)
+        return 0;
+    return fail(ld, n, key, "'%s' is out of range (%s)", (const char *)n->data.scalar.value,
+                k->range);
+}
+
 static int group_key_value(loader_t *ld, wd_group_conf_t *g, const group_key_t *k, yaml_node_t *n,
                            const char *key)
 {
     char *field = (char *)g + k->off;
+    uint64_t u = 0;
+    double d = 0;
 
     switch (k->kind) {
     case K_FN:
         return k->fn(ld, g, n, key);
     case K_COUNT:
-        return get_count(ld, n, key, 0, UINT64_MAX, (uint64_t *)(void *)field);
+        if (get_count(ld, n, key, 0, UINT64_MAX, &u) < 0 || out_of_range(ld, k, n, key, (double)u))
+            return -1;
+        *(uint64_t *)(void *)field = u;
+        return 0;
     case K_TIME:
-        return get_time(ld, n, key, (double *)(void *)field);
+        if (get_time(ld, n, key, &d) < 0)
+            return -1;
+        if ((k->flags & R_UNIT) && d != 0 && bare_number((const char *)n->data.scalar.value))
+            return fail(ld, n, key, "'%s' has no unit: write it as e.g. 10us or 1ms (%s)",
+                        (const char *)n->data.scalar.value, k->range);
+        if (out_of_range(ld, k, n, key, d) < 0)
+            return -1;
+        *(double *)(void *)field = d;
+        return 0;
     default:
-        return get_size(ld, n, key, (uint64_t *)(void *)field);
+        if (get_size(ld, n, key, &u) < 0 || out_of_range(ld, k, n, key, (double)u))
+            return -1;
+        *(uint64_t *)(void *)field = u;
+        return 0;
     }
 }
 
@@ -1025,6 +1104,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->protocol = WD_PROTOCOL_AUTO;
     g->socket_mode = 0660;
     g->request_timeout = 60;
+    g->deadlock_timeout = 60;
     g->queue_timeout = 45;
     g->startup_timeout = 15;
     g->graceful_timeout = 15;
@@ -1039,6 +1119,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->body_buffer_size = 64ull << 10;
     g->response_buffer_size = 1ull << 20;
     g->response_spill_limit = 1ull << 30;
+    g->response_memory_limit = 64ull << 20;
 }
 
 static int key_index(const char *name)
@@ -1076,12 +1157,6 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
             return fail(ld, n, key, "'%s' conflicts with the ':%s' given in app", v, g->callable);
         free(g->callable);
         g->callable = xstrdup(v);
-    }
-    if (g->header_buffer_size < 1024 || g->header_buffer_size > (1u << 20)) {
-        n = seen[key_index("header-buffer-size")];
-        key_join(key, gkey, "header-buffer-size");
-        return fail(ld, n, key, "%" PRIu64 " bytes is out of range (1K..1M)",
-                    g->header_buffer_size);
     }
     if (g->response_spill_limit < g->response_buffer_size) {
         n = seen[key_index("response-spill-limit")];

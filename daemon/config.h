@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 typedef enum wd_protocol {
     WD_PROTOCOL_AUTO = 0,
@@ -73,10 +74,13 @@ typedef struct wd_group_conf {
     /* Recycling and timeouts (issue 3); seconds as doubles, 0 = off. */
     uint64_t maximum_requests;
     uint64_t maximum_requests_jitter;
+    uint64_t max_connections;       /* per worker; 0 = from the open-file limit (see worker.c) */
+    uint64_t response_memory_limit; /* per worker, all responses (out.h: budget) */
     double restart_interval;
     double inactivity_timeout;
     uint64_t memory_limit;   /* bytes */
     double request_timeout;  /* default 60 */
+    double deadlock_timeout; /* default 60: the master replaces a worker whose loop stopped */
     double queue_timeout;    /* default 45 */
     double startup_timeout;  /* default 15 */
     double graceful_timeout; /* default 15 */
@@ -135,5 +139,8 @@ const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name
 
 /* Parses "64K", "10M", "1G", "512" (bytes). Returns 0 or -1. */
 int wd_config_parse_size(const char *s, uint64_t *out);
+/* Writes every numeric key of g to f, one "name value" line each, from the key table: reload
+ * compares groups with it, so a key added to the table needs no more code there. */
+void wd_config_group_numbers(FILE *f, const wd_group_conf_t *g);
 
 #endif

@@ -41,6 +41,8 @@ static void *xrealloc(void *p, size_t n)
  * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */
 static void set_events(wd_conn_t *c, int events)
 {
+    if (c->peer_shut)
+        events &= ~(UV_READABLE | UV_DISCONNECT); /* always ready now: see conn_poll_cb */
     if (c->state == WD_CONN_CLOSED || c->events == events)
         return;
     c->events = events;
@@ -127,6 +129,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
             abort();
         wd_out_init(&c->out, cs->group->response_buffer_size, cs->group->response_spill_limit,
                     cs->tmpdir, conn_wake, c);
+        wd_out_set_budget(&c->out, &cs->budget);
     }
     c->buf = buf;
     c->cap = cap;
@@ -145,6 +148,8 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     c->next = cs->list;
     if (cs->list)
         cs->list->prev = c;
+    else
+        cs->tail = c;
     cs->list = c;
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
@@ -231,6 +236,8 @@ void wd_conn_close(wd_conn_t *c)
         cs->list = c->next;
     if (c->next)
         c->next->prev = c->prev;
+    else
+        cs->tail = c->prev;
     cs->n--;
     wd_score_sub(&cs->score->connections, 1);
     if (c->poll_inited)
@@ -384,6 +391,8 @@ static void conn_fail_text(wd_conn_t *c, int status, const char *text)
 
 /* --- the body ------------------------------------------------------------------------------- */
 
+#define BODY_PREALLOC 65536
+
 static int body_to_file(wd_conn_t *c)
 {
     int fd = c->cs->ops->body_file(c->cs->owner);
@@ -491,6 +500,7 @@ static void conn_dispatch(wd_conn_t *c)
     c->out.hold = 1;
     req->status = 0;
     req->head_len = 0;
+    req->timed_out = 0; /* a keep-alive connection's last request may have timed out */
     c->dispatched = 1;
     c->state = WD_CONN_APP;
     c->last_sent = 0;
@@ -584,6 +594,8 @@ static int http_error_status(const wd_conn_t *c)
     case WD_HTTP_ETOO_MANY:
         return 431;
     case WD_HTTP_EUPGRADE:
+    case WD_HTTP_EMETHOD:
+    case WD_HTTP_ECODING:
         return 501;
     case WD_HTTP_EBODY_CB:
         return c->body_error ? c->body_error : 400;
@@ -606,8 +618,10 @@ static int http_head_complete(wd_conn_t *c)
         conn_fail(c, 413);
         return -1;
     }
+    /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a
+     * head announcing a body it never sends costs no more than BODY_PREALLOC. */
     if (h->has_content_length && h->content_length <= g->body_buffer_size &&
-        h->content_length > c->body_cap) {
+        h->content_length > c->body_cap && h->content_length <= BODY_PREALLOC) {
         c->body_mem = xrealloc(c->body_mem, (size_t)h->content_length);
         c->body_cap = (size_t)h->content_length;
     }
@@ -688,7 +702,9 @@ static int detect(wd_conn_t *c)
     default:
         break;
     }
-    if (b >= 'A' && b <= 'Z')
+    /* A method is any token (RFC 9110 9.1): "get", "-BLARGH" and "QUERY" are HTTP requests (for
+     * a 501 when llhttp does not know them). nginx's uwsgi packets start with modifier1, 0. */
+    if (b > ' ' && b < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", b) == NULL)
         return WD_REQ_HTTP;
     if (b == 1) {
         wd_log_warn("peer %s: FastCGI request on %s: FastCGI is not supported yet; use uwsgi_pass "
@@ -808,7 +824,9 @@ static void count(wd_conns_t *cs, int status, uint64_t bytes, uint64_t duration_
 static void response_complete(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
-    int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping && c->proto == WD_REQ_HTTP;
+    /* A client that shut its side down gets the requests it sent before, and no more. */
+    int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping &&
+               c->proto == WD_REQ_HTTP && (!c->peer_shut || c->len > c->parsed);
     int status = c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
@@ -1012,13 +1030,23 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         return;
     }
     if (c->state == WD_CONN_APP) {
-        if (status < 0 || (events & UV_DISCONNECT)) {
-            /* The client hung up while its request runs: abandon the response. */
+        if (status < 0) {
+            /* The connection failed (reset) while its request runs: abandon the response. */
             if (!wd_out_is_finished(&c->out))
                 wd_log_info("peer %s: client went away during request %s", peer_name(c),
                             c->dispatched ? c->req.id : "-");
             conn_abandon(c);
             return;
+        }
+        if (events & UV_DISCONNECT) {
+            /* The client shut its side down (FIN). That is how some clients end their request
+             * (shutdown(SHUT_WR)), and they read the answer: keep it coming, and stop watching
+             * for reads, which the FIN now always allows. If the client is gone for good, the
+             * first write fails and the poll reports it (status < 0 above); after the response
+             * the read sees the end and the connection closes. */
+            c->peer_shut = 1;
+            set_events(c, c->events);
+            events &= ~UV_READABLE;
         }
         if (events & UV_WRITABLE) {
             conn_send(c);
@@ -1040,13 +1068,42 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
     conn_read(c);
 }
 
+/* A keep-alive connection waiting between requests: its client knows to retry on a new
+ * connection if it is closed. A fresh one has a request on its way (nginx connects and sends at
+ * once). */
+static int idle_keepalive(const wd_conn_t *c)
+{
+    return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0;
+}
+
 static void conn_shutdown(wd_conn_t *c)
 {
-    /* Only a keep-alive connection waiting between requests is closed: its client knows to retry
-     * on a new connection. A fresh one has a request on its way (nginx connects and sends at
-     * once): it is served, within header-timeout. */
-    if (c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0)
+    /* Only an idle keep-alive connection is closed; the others are served, within
+     * header-timeout. */
+    if (idle_keepalive(c))
         wd_conn_close(c);
+}
+
+int wd_conns_any_idle(const wd_conns_t *cs)
+{
+    for (const wd_conn_t *c = cs->tail; c != NULL; c = c->prev)
+        if (idle_keepalive(c))
+            return 1;
+    return 0;
+}
+
+size_t wd_conns_close_idle(wd_conns_t *cs, size_t want)
+{
+    size_t n = 0;
+
+    for (wd_conn_t *c = cs->tail, *prev; c != NULL && n < want; c = prev) {
+        prev = c->prev;
+        if (idle_keepalive(c)) {
+            wd_conn_close(c);
+            n++;
+        }
+    }
+    return n;
 }
 
 void wd_conns_shutdown(wd_conns_t *cs)
@@ -1056,6 +1113,40 @@ void wd_conns_shutdown(wd_conns_t *cs)
         next = c->next;
         conn_shutdown(c);
     }
+}
+
+uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n)
+{
+    const wd_conn_t *o = NULL;
+    wd_slice_t method = {"-", 1}, uri = {"-", 1};
+
+    for (const wd_conn_t *c = cs->list; c; c = c->next)
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done &&
+            (o == NULL || c->req.t_start_ns < o->req.t_start_ns))
+            o = c;
+    if (o == NULL) {
+        buf[0] = '\0';
+        return 0;
+    }
+    if (o->proto == WD_REQ_UWSGI) {
+        method = o->uwsgi.method;
+        uri = o->uwsgi.uri;
+    } else {
+        method.p = o->http.method;
+        method.n = strlen(o->http.method);
+        uri = wd_http_slice(&o->http, o->http.url);
+    }
+    snprintf(buf, n, "%s %.*s %.*s", o->req.id, (int)method.n, method.p,
+             (int)(uri.n > 100 ? 100 : uri.n), uri.p);
+    return o->req.t_start_ns;
+}
+
+int wd_conns_stuck(const wd_conns_t *cs)
+{
+    for (const wd_conn_t *c = cs->list; c; c = c->next)
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->req.timed_out)
+            return 1;
+    return 0;
 }
 
 void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)

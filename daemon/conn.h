@@ -49,10 +49,13 @@ typedef struct wd_conns {
     const wd_conns_ops_t *ops;
     void *owner;
 
+    wd_out_budget_t budget; /* response memory of all the connections (set by the owner) */
+
     /* conn.c's own. */
     int stopping;    /* wd_conns_shutdown was called */
     uint64_t seq;    /* requests numbered so far */
-    wd_conn_t *list; /* every open connection */
+    wd_conn_t *list; /* every open connection, the newest first */
+    wd_conn_t *tail; /* the oldest */
     size_t n;
     wd_conn_t *pool; /* freed connections kept for reuse (linked by next) */
     size_t n_pool;
@@ -82,6 +85,7 @@ struct wd_conn {
     int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
+    int peer_shut; /* the client shut its sending side down (FIN) while a request ran */
     uint64_t served;
     /* responses completed on this connection */ /* ... which has finished it (counted in
                                                     w->in_flight no more) */
@@ -127,6 +131,16 @@ void wd_conn_close(wd_conn_t *c);
 /* Graceful stop: idle connections close now, the others after their response; nothing is kept
  * for reuse from now on. */
 void wd_conns_shutdown(wd_conns_t *cs);
+/* Closes up to want keep-alive connections idle between requests, the oldest first (their
+ * clients reconnect); returns how many. */
+size_t wd_conns_close_idle(wd_conns_t *cs, size_t want);
+int wd_conns_any_idle(const wd_conns_t *cs);
+/* The oldest request a Python thread runs: its start (CLOCK_MONOTONIC ns; 0 = none) and
+ * "ID METHOD URI" in buf. */
+uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n);
+/* Whether a request has run past request-timeout and is still running (its thread may be stuck
+ * for good). */
+int wd_conns_stuck(const wd_conns_t *cs);
 /* request-timeout and queue-timeout: interrupts requests running too long, answers 504 for those
  * past the grace time (asking for this worker's replacement) or queued too long. */
 void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now);

@@ -13,6 +13,8 @@ static char log_who[64] = "wsgid";
 static wd_log_level_t log_level = WD_LOG_INFO;
 static int log_fd = 2;
 static int access_fd = 2;
+static int log_slot = -1; /* the fd numbers the log files keep (see open_one) */
+static int access_slot = -1;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -22,41 +24,63 @@ void wd_log_init(const char *who, wd_log_level_t level)
     log_level = level;
 }
 
-static int open_one(const char *path, int *fd)
+/* A log file is opened once and reopened in place: the new file is dup2'd onto the fd number
+ * the first one got (*slot), so a Python thread that read *fd just before a reopen writes to the
+ * old file or the new one, never to a closed number that the app's next socket or file may have
+ * been given. Going to stderr or "off" points the slot at /dev/null (the rotated file is let go)
+ * and keeps it for a later file. */
+static int open_one(const char *path, int *fd, int *slot)
 {
     int nfd;
 
-    if (path == NULL || strcmp(path, "-") == 0) {
-        nfd = 2;
-    } else if (strcmp(path, "off") == 0) {
-        nfd = -1;
-    } else {
-        nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-        if (nfd < 0)
-            return -errno;
+    if (path == NULL || strcmp(path, "-") == 0 || strcmp(path, "off") == 0) {
+        nfd = *slot >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
+        if (nfd >= 0) {
+            dup2(nfd, *slot);
+            close(nfd);
+        }
+        *fd = strcmp(path != NULL ? path : "-", "off") == 0 ? -1 : 2;
+        return 0;
     }
-    if (*fd > 2)
-        close(*fd);
-    *fd = nfd;
+    nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (nfd < 0)
+        return -errno;
+    if (*slot < 0) {
+        *slot = nfd;
+    } else {
+        if (dup3(nfd, *slot, O_CLOEXEC) < 0) {
+            int e = errno;
+
+            close(nfd);
+            return -e;
+        }
+        close(nfd);
+    }
+    *fd = *slot;
     return 0;
 }
 
 int wd_log_open(const char *error_path, const char *access_path)
 {
-    int rc = open_one(error_path, &log_fd);
+    int rc = open_one(error_path, &log_fd, &log_slot);
 
     if (rc < 0) {
         wd_log_error("cannot open the error log %s: %s; logging stays where it was", error_path,
                      strerror(-rc));
         return rc;
     }
-    rc = open_one(access_path, &access_fd);
+    rc = open_one(access_path, &access_fd, &access_slot);
     if (rc < 0) {
         wd_log_error("cannot open the access log %s: %s; it stays where it was", access_path,
                      strerror(-rc));
         return rc;
     }
     return 0;
+}
+
+int wd_log_fd(void)
+{
+    return log_fd;
 }
 
 int wd_log_level_enabled(wd_log_level_t level)

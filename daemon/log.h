@@ -15,6 +15,8 @@ void wd_log_init(const char *who, wd_log_level_t level);
  * Returns 0 or -errno (the old files stay open on failure). */
 int wd_log_open(const char *error_path, const char *access_path);
 int wd_log_level_enabled(wd_log_level_t level);
+/* The error log's fd (2 for stderr), which stays the same across reopens; -1 when "off". */
+int wd_log_fd(void);
 
 void wd_log(wd_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void wd_log_v(wd_log_level_t level, const char *fmt, va_list ap);

@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -88,6 +89,7 @@ struct wd_proc {
     uint64_t rss;
     uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
     int recycling;       /* a replacement was asked for */
+    int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
     int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;
     int skipping; /* dropping the rest of an overlong line */
@@ -117,6 +119,7 @@ struct wd_slot {
     int ever_ready;
     uint64_t recycle_retry_at;
     char last_error[512];
+    char last_restart[512]; /* why its worker was last replaced while serving (recycled) */
 };
 
 struct wd_group {
@@ -857,6 +860,8 @@ static void recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     if (ok) {
         wd_log_info("group %s worker %d (pid %d) recycled: %s; its replacement is pid %d",
                     s->g->name, s->slot, old_pid, reason, new_pid);
+        s->restarts++;
+        snprintf(s->last_restart, sizeof s->last_restart, "pid %d: %s", old_pid, reason);
     } else {
         wd_log_error("group %s worker %d (pid %d): its replacement failed (%s); it keeps serving",
                      s->g->name, s->slot, old_pid, err);
@@ -1565,14 +1570,8 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
             S(g->group));
     for (i = 0; i < g->n_env; i++)
         fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
-    fprintf(f, "%llu %llu %a %a %llu %a %a %a %a %a\n", (unsigned long long)g->maximum_requests,
-            (unsigned long long)g->maximum_requests_jitter, g->restart_interval,
-            g->inactivity_timeout, (unsigned long long)g->memory_limit, g->request_timeout,
-            g->queue_timeout, g->startup_timeout, g->graceful_timeout, g->shutdown_timeout);
-    fprintf(f, "%llu %llu %llu %llu %llu\n", (unsigned long long)g->limit_request_body,
-            (unsigned long long)g->header_buffer_size, (unsigned long long)g->body_buffer_size,
-            (unsigned long long)g->response_buffer_size,
-            (unsigned long long)g->response_spill_limit);
+    wd_config_group_numbers(f, g);
+    fprintf(f, "access-log %s\n", S(g->access_log));
     for (i = 0; i < g->n_mounts; i++)
         fprintf(f, "mount %s %s %d %s\n", g->mounts[i].prefix, g->mounts[i].app,
                 g->mounts[i].app_is_script, S(g->mounts[i].callable));
@@ -1788,6 +1787,7 @@ static void status_proc(wd_master_t *m, wd_status_worker_t *w, wd_proc_t *p, wd_
     p->rss = read_rss(p->pid);
     w->rss_bytes = p->rss;
     w->last_error = s != NULL && s->last_error[0] ? s->last_error : NULL;
+    w->last_restart = s != NULL && s->last_restart[0] ? s->last_restart : NULL;
     w->score = p->record >= 0 ? &m->score[p->record] : NULL;
 }
 
@@ -1829,6 +1829,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
                 workers[n].state = s->backing_off && s->restarts > 1 ? "crashed" : "backoff";
                 workers[n].restarts = s->restarts;
                 workers[n].last_error = s->last_error[0] ? s->last_error : NULL;
+                workers[n].last_restart = s->last_restart[0] ? s->last_restart : NULL;
                 n++;
             }
         }
@@ -2095,6 +2096,61 @@ static void check_stopped(wd_master_t *m, wd_proc_t *p, uint64_t now)
     uv_process_kill(&p->process, SIGKILL);
 }
 
+static void deadlock_kill_cb(uv_timer_t *t)
+{
+    wd_proc_t *p = t->data;
+
+    if (p->pid > 0)
+        uv_process_kill(&p->process, SIGKILL);
+}
+
+/* The watchdog (deadlock-timeout, mod_wsgi's name): a worker whose loop has not ticked for that
+ * long serves nobody (a bug, or a wait that should never be; a Python thread stuck in C no
+ * longer stops the loop). Its slot gets a replacement at once, the Python threads' stacks are
+ * dumped to the error log (faulthandler, on SIGUSR2), and the worker is killed a moment later. */
+static int check_deadlock(wd_master_t *m, wd_proc_t *p)
+{
+    const wd_group_conf_t *c = p->g->conf;
+    const wd_score_t *sc;
+    struct timespec ts;
+    uint64_t now, hb, since;
+    char why[400], oldest[sizeof sc->oldest];
+
+    if (c->deadlock_timeout <= 0 || p->record < 0 || p->deadlocked || p->state != WD_PROC_READY ||
+        p->pid <= 0)
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock too */
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    sc = &m->score[p->record];
+    hb = wd_score_get(&sc->heartbeat_ns);
+    if (hb == 0 || hb > now || (double)(now - hb) / 1e9 < c->deadlock_timeout)
+        return 0;
+    since = wd_score_get(&sc->oldest_start_ns);
+    memcpy(oldest, sc->oldest, sizeof oldest);
+    oldest[sizeof oldest - 1] = '\0';
+    p->deadlocked = 1;
+    if (since != 0 && since < now)
+        snprintf(why, sizeof why,
+                 "deadlock-timeout: its loop stopped %.0f s ago; the oldest request then, [req "
+                 "%s], had run %.1f s",
+                 (double)(now - hb) / 1e9, oldest, (double)(hb - since) / 1e9);
+    else
+        snprintf(why, sizeof why, "deadlock-timeout: its loop stopped %.0f s ago, no request ran",
+                 (double)(now - hb) / 1e9);
+    wd_log_error("group %s worker %d (pid %d): %s; replacing it, its Python stacks follow, then "
+                 "it is killed",
+                 p->g->name, p->slot, p->pid, why);
+    if (p->s != NULL) {
+        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", why);
+        p->recycling = 0;
+        proc_recycle(m, p, why);
+    }
+    uv_process_kill(&p->process, SIGUSR2);
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, deadlock_kill_cb, 1000, 0);
+    return 1;
+}
+
 static void tick_cb(uv_timer_t *t)
 {
     wd_master_t *m = t->data;
@@ -2107,6 +2163,8 @@ static void tick_cb(uv_timer_t *t)
 
         next = p->next;
         check_stopped(m, p, now);
+        if (check_deadlock(m, p))
+            continue;
         if (p->s == NULL || p->s->cur != p || p->state != WD_PROC_READY || p->recycling)
             continue;
         if (c->memory_limit > 0) {
@@ -2265,6 +2323,22 @@ static void start(wd_master_t *m)
     }
 }
 
+/* Each connection costs a worker a file descriptor, and Linux's default soft limit (1024) is far
+ * below what the hard limit allows: raise it, for the master and the workers it starts. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    rlim_t was;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur >= rl.rlim_max)
+        return;
+    was = rl.rlim_cur;
+    rl.rlim_cur = rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        wd_log_info("open-file limit raised from %llu to the hard limit, %llu",
+                    (unsigned long long)was, (unsigned long long)rl.rlim_max);
+}
+
 int wd_master_run(wd_config_t *conf, const char *text, size_t len)
 {
     wd_master_t *m = xcalloc(1, sizeof *m);
@@ -2278,6 +2352,7 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
         goto out;
     signal(SIGPIPE, SIG_IGN);
     cloexec_inherited();
+    raise_nofile();
     m->pidfile = conf->pidfile != NULL ? xstrdup(conf->pidfile) : NULL;
     rc = uv_loop_init(&m->loop);
     if (rc < 0) {

@@ -21,6 +21,7 @@
 #define SEG_MAP_MIN (128 * 1024)
 #define SEND_IOV_MAX 64
 #define SENDFILE_MAX ((size_t)1 << 30)
+#define SPILL_ROTATE_MIN ((uint64_t)1 << 20)
 
 enum { SEG_MEM, SEG_FILE };
 
@@ -60,6 +61,31 @@ void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const 
     out->tmpdir = tmpdir ? tmpdir : "/tmp";
     out->wake = wake;
     out->wake_data = wake_data;
+}
+
+void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b)
+{
+    out->budget = b;
+}
+
+/* Takes n bytes of the worker's memory budget for this response, or says no. */
+static int budget_take(wd_out_t *out, uint64_t n)
+{
+    uint64_t was;
+
+    if (out->budget == NULL)
+        return 1;
+    was = atomic_fetch_add_explicit(out->budget->used, n, memory_order_relaxed);
+    if (was + n <= out->budget->limit || out->mem_bytes + n <= WD_OUT_BUDGET_FLOOR)
+        return 1;
+    atomic_fetch_sub_explicit(out->budget->used, n, memory_order_relaxed);
+    return 0;
+}
+
+static void budget_give(wd_out_t *out, uint64_t n)
+{
+    if (out->budget != NULL && n > 0)
+        atomic_fetch_sub_explicit(out->budget->used, n, memory_order_relaxed);
 }
 
 static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
@@ -109,6 +135,7 @@ static void drop_all(wd_out_t *out)
         seg_free(out, seg);
     }
     out->head = out->tail = NULL;
+    budget_give(out, out->mem_bytes);
     out->mem_bytes = 0;
     out->pending = 0;
 }
@@ -222,6 +249,38 @@ static int pwrite_all(int fd, const char *p, size_t n, uint64_t off)
     return 0;
 }
 
+/* The disk a response takes must follow the bytes still pending, not the whole response (an
+ * endless stream to a steady client must not fill the disk). Sent ranges of the spill file cannot
+ * be reused or punched out, though: sendfile does not copy, and until the peer has read them
+ * (not just acknowledged them: on the same machine the pages sit in the reader's queue) the
+ * socket refers to the file's pages; punching them out changed the bytes on the wire (measured:
+ * zeros from 4 MiB into a 16 MiB download through loopback). So once a spill file holds half the
+ * spill limit, new spills go to a new file, and the old one is closed (its blocks freed) when its
+ * last segment has been sent. A response's disk thus stays under about 1.5 x the limit plus one
+ * chunk. */
+static uint64_t spill_rotate_at(const wd_out_t *out)
+{
+    uint64_t half = out->spill_limit / 2;
+
+    return half > SPILL_ROTATE_MIN ? half : SPILL_ROTATE_MIN;
+}
+
+/* Lock held. */
+static void spill_rotate(wd_out_t *out)
+{
+    wd_out_seg_t *last = NULL;
+
+    for (wd_out_seg_t *t = out->head; t; t = t->next)
+        if (t->kind == SEG_FILE && t->fd == out->spill_fd)
+            last = t;
+    if (last != NULL)
+        last->owned = 1; /* closed when sent (seg_free) */
+    else
+        close(out->spill_fd);
+    out->spill_fd = -1;
+    out->spill_end = 0;
+}
+
 /* Appends n bytes to the spill file and queues them. Lock held on entry and exit; released while
  * writing the file (only this producer appends, so the range is ours). */
 static int append_spill(wd_out_t *out, const char *p, size_t n)
@@ -230,6 +289,8 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
     wd_out_seg_t *t;
     int rc;
 
+    if (out->spill_fd >= 0 && out->spill_end >= spill_rotate_at(out))
+        spill_rotate(out);
     if (out->spill_fd < 0) {
         rc = wd_tmpfile(out->tmpdir, "spill");
         if (rc < 0)
@@ -287,7 +348,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n)
     /* In memory while what is there is under the limit and the chunk itself fits in it: a 1 MiB
      * answer plus its head stays in memory with the default 1M, and memory holds at most twice
      * the limit. Anything else goes to the spill file. */
-    if (out->mem_bytes < out->mem_limit && n <= out->mem_limit) {
+    if (out->mem_bytes < out->mem_limit && n <= out->mem_limit && budget_take(out, n)) {
         append_mem(out, p, n);
         out->mem_bytes += n;
         out->pending += n;
@@ -296,6 +357,11 @@ static int write_locked(wd_out_t *out, const char *p, size_t n)
     release_hold(out);
     /* Backpressure: past the spill limit, wait until the loop has sent enough. */
     while (!out->aborted && out->pending > 0 && out->pending + n > out->spill_limit) {
+        /* What this call queued before (an earlier iov) has woken nobody yet (the wake comes at
+         * the end of wd_out_writev): the loop must know of it to drain it, or both wait for
+         * ever (a list of 1 MiB chunks with response-spill-limit 1M stalled after the head). */
+        if (out->head != NULL && out->wake != NULL)
+            out->wake(out, out->wake_data, 0);
         out->producer_waiting = 1;
         pthread_cond_wait(&out->drained, &out->lock);
     }
@@ -344,7 +410,8 @@ int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt)
     }
     /* All of it in memory, or none of it: what does not fit is for wd_out_writev, which may
      * write a file or wait, so its caller releases the GIL first. */
-    if (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes) {
+    if (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes ||
+        !budget_take(out, total)) {
         pthread_mutex_unlock(&out->lock);
         return -EAGAIN;
     }
@@ -520,6 +587,7 @@ static void consume_locked(wd_out_t *out, size_t n)
 
         s->pos += k;
         out->mem_bytes -= k;
+        budget_give(out, k);
         n -= k;
         if (s->pos == s->len)
             pop_head(out); /* the producer appends to a fresh segment from now on */

@@ -23,11 +23,22 @@
 #define WD_DAEMON_OUT_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
 typedef struct wd_out wd_out_t;
+
+/* A worker's budget for response bytes held in memory, shared by all its connections: past it a
+ * response's new chunks spill to its file (one keeps up to WD_OUT_BUDGET_FLOOR in memory all the
+ * same, so that small answers never touch the disk). */
+typedef struct wd_out_budget {
+    _Atomic uint64_t *used; /* the worker's scoreboard gauge */
+    uint64_t limit;
+} wd_out_budget_t;
+
+#define WD_OUT_BUDGET_FLOOR (64 * 1024)
 typedef struct wd_out_seg wd_out_seg_t;
 /* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
 typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int lazy);
@@ -42,7 +53,7 @@ struct wd_out {
     uint64_t pending;    /* all pending bytes (memory + spill + files) */
     uint64_t mem_limit;
     uint64_t spill_limit;
-    int spill_fd;       /* -1 until the first spill */
+    int spill_fd;       /* -1 until the first spill (and after a rotation, see out.c) */
     uint64_t spill_end; /* where the next spilled byte goes in spill_fd */
     const char *tmpdir;
     uint64_t sent;  /* bytes written to the socket for this response */
@@ -55,6 +66,7 @@ struct wd_out {
     int hold;    /* the producer has not handed the loop anything to send yet: no wake */
     wd_out_wake_cb wake;
     void *wake_data;
+    const wd_out_budget_t *budget; /* NULL: none */
 };
 
 /* An unlinked temp file in dir (O_TMPFILE, else mkostemp + unlink, named wsgid-WHAT-XXXXXX):
@@ -63,6 +75,8 @@ int wd_tmpfile(const char *dir, const char *what);
 
 void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const char *tmpdir,
                  wd_out_wake_cb wake, void *wake_data);
+/* Makes the buffer count its memory bytes against b (NULL: none). Before the first write. */
+void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b);
 /* Frees every segment and the spill file; the buffer is ready for the next response. */
 void wd_out_reset(wd_out_t *out);
 void wd_out_close(wd_out_t *out);

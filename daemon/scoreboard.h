@@ -40,6 +40,12 @@ typedef struct wd_score {
     _Atomic uint64_t last_request_unix; /* when the last request completed */
     _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
     _Atomic uint64_t accept_empty;      /* woke to accept and found nothing (a sibling took it) */
+    _Atomic uint64_t response_memory;   /* response bytes held in memory (response-memory-limit) */
+    /* The master's watchdog (deadlock-timeout): the loop writes these at every tick (250 ms); a
+     * heartbeat that stops means the loop is stuck, and oldest tells which request ran then. */
+    _Atomic uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC (the same in every process) */
+    _Atomic uint64_t oldest_start_ns; /* the oldest running request's start, 0 = none */
+    char oldest[160];                 /* "ID METHOD URI" of it (read racily: for a log line) */
     uint64_t reserved[7];
 } wd_score_t;
 

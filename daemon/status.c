@@ -28,6 +28,7 @@ typedef struct totals {
     uint64_t busy_threads;
     uint64_t queued;
     uint64_t connections;
+    uint64_t response_memory;
 } totals_t;
 
 static int in_group(const wd_status_worker_t *w, const wd_status_group_t *g)
@@ -65,6 +66,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->busy_threads += wd_score_get(&s->busy_threads);
         t->queued += wd_score_get(&s->queued);
         t->connections += wd_score_get(&s->connections);
+        t->response_memory += wd_score_get(&s->response_memory);
     }
 }
 
@@ -127,7 +129,9 @@ static json_t *worker_json(const wd_status_worker_t *w)
     set(o, "threads", jint(s != NULL ? wd_score_get(&s->threads) : 0));
     set(o, "queued", jint(s != NULL ? wd_score_get(&s->queued) : 0));
     set(o, "connections", jint(s != NULL ? wd_score_get(&s->connections) : 0));
+    set(o, "response_memory", jint(s != NULL ? wd_score_get(&s->response_memory) : 0));
     set(o, "last_error", jstr(w->last_error));
+    set(o, "last_restart", jstr(w->last_restart));
     return o;
 }
 
@@ -227,6 +231,11 @@ static uint64_t pick_queued(const totals_t *t, const wd_status_group_t *g)
 static uint64_t pick_connections(const totals_t *t, const wd_status_group_t *g)
 {
     return t->connections;
+}
+
+static uint64_t pick_response_memory(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->response_memory;
 }
 
 static uint64_t pick_restarts(const totals_t *t, const wd_status_group_t *g)
@@ -389,6 +398,9 @@ char *wd_status_prometheus(const wd_status_t *st)
               pick_queued);
     per_group(f, st, tot, "wsgid_connections", "gauge", "Open client connections.",
               pick_connections);
+    per_group(f, st, tot, "wsgid_response_memory_bytes", "gauge",
+              "Response bytes held in memory for the clients (response-memory-limit).",
+              pick_response_memory);
     duration_histogram(f, st, tot);
     per_group(f, st, tot, "wsgid_worker_restarts_total", "counter",
               "Worker processes replaced or respawned.", pick_restarts);

@@ -13,12 +13,13 @@ typedef struct wd_status_worker {
     int slot; /* 1-based */
     int pid;  /* 0 when no process (backing off) */
     const char *display_name;
-    const char *state;       /* "starting" | "ready" | "draining" | "backoff" | "crashed" */
-    double uptime;           /* seconds since the process started */
-    uint64_t restarts;       /* of this slot */
-    uint64_t rss_bytes;      /* from /proc/PID/statm */
-    const char *last_error;  /* NULL or the last failure of this slot */
-    const wd_score_t *score; /* NULL when no process */
+    const char *state;        /* "starting" | "ready" | "draining" | "backoff" | "crashed" */
+    double uptime;            /* seconds since the process started */
+    uint64_t restarts;        /* of this slot */
+    uint64_t rss_bytes;       /* from /proc/PID/statm */
+    const char *last_error;   /* NULL or the last failure of this slot */
+    const char *last_restart; /* NULL or why its worker was last recycled */
+    const wd_score_t *score;  /* NULL when no process */
 } wd_status_worker_t;
 
 typedef struct wd_status_group {

@@ -25,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -59,6 +60,13 @@ typedef struct wd_worker {
     uv_poll_t accept_poll;  /* watches accept_ep while accepting */
     uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
     int accepting;
+    size_t max_conns;    /* max-connections, or what the open-file limit allows */
+    int full;            /* at max_conns with no idle keep-alive connection to close */
+    uv_timer_t fd_pause; /* out of file descriptors: not accepting until it fires */
+    int fd_paused;
+    uint64_t fd_pause_ms;  /* the current pause; doubles while accept4 keeps failing */
+    uint64_t fd_fails;     /* accept4 failures for want of fds since the last message */
+    uint64_t fd_logged_ns; /* when that message was written */
 
     wd_handoff_t handoff; /* requests to the Python threads, news back from them */
     size_t capacity;      /* accept while fewer requests than this are in flight */
@@ -73,6 +81,7 @@ typedef struct wd_worker {
     size_t master_len;
 
     int stopping;
+    int stuck; /* a request is past request-timeout (see tick_cb) */
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_poll_t master_poll;
@@ -82,6 +91,9 @@ typedef struct wd_worker {
 #define ACCEPT_BATCH 64
 #define ACCEPT_LATE_MS 10 /* see accept_late_cb */
 #define ACCEPT_LATE_BATCH 4
+#define FD_PAUSE_MIN_MS 10 /* see fd_exhausted */
+#define FD_PAUSE_MAX_MS 1000
+#define FD_LOG_EVERY_NS 10000000000ull
 
 static void worker_stop(wd_worker_t *w, const char *why);
 
@@ -119,28 +131,29 @@ static void exclusive_watch(wd_worker_t *w, int on)
 static void accept_update(wd_worker_t *w)
 {
     /* Stop at capacity; start again only once a thread is free, so that a worker hovering at its
-     * capacity does not switch the listeners on and off for every request. */
+     * capacity does not switch the listeners on and off for every request. The other reasons to
+     * stop (see the fields) end with an event of their own, which calls this again. */
     size_t in_flight = wd_handoff_in_flight(&w->handoff);
-    int want = !w->stopping &&
-               (w->accepting ? in_flight < w->capacity : in_flight < (size_t)w->group->threads);
+    int may = !w->stopping && !w->fd_paused && !w->stuck && !w->full;
+    int want =
+        may && (w->accepting ? in_flight < w->capacity : in_flight < (size_t)w->group->threads);
+    int late = may && !want; /* at capacity only: see accept_late_cb */
 
+    if (late != uv_is_active((uv_handle_t *)&w->accept_late)) {
+        if (late)
+            uv_timer_start(&w->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
+        else
+            uv_timer_stop(&w->accept_late);
+    }
     if (want == w->accepting)
         return;
     w->accepting = want;
-    if (want) {
-        if (w->exclusive)
-            exclusive_watch(w, 1);
-        else
-            uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
-        uv_timer_stop(&w->accept_late);
-    } else {
-        if (w->exclusive)
-            exclusive_watch(w, 0);
-        else
-            uv_poll_stop(&w->accept_poll);
-        if (!w->stopping)
-            uv_timer_start(&w->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
-    }
+    if (w->exclusive)
+        exclusive_watch(w, want);
+    else if (want)
+        uv_poll_start(&w->accept_poll, UV_READABLE, accept_cb);
+    else
+        uv_poll_stop(&w->accept_poll);
 }
 
 /* A worker at capacity leaves new connections to its siblings; but behind a keep-alive proxy every
@@ -151,8 +164,52 @@ static void accept_late_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
 
-    for (size_t i = 0; i < w->n_listeners && !w->accepting && !w->stopping; i++)
+    for (size_t i = 0; i < w->n_listeners && !w->accepting && !w->stopping && !w->fd_paused &&
+                       !w->stuck && !w->full;
+         i++)
         accept_on(w, &w->listeners[i], ACCEPT_LATE_BATCH, 1);
+}
+
+static void fd_pause_cb(uv_timer_t *t)
+{
+    wd_worker_t *w = t->data;
+
+    w->fd_paused = 0;
+    accept_update(w);
+}
+
+/* accept4 failed for want of file descriptors (EMFILE, ENFILE) or kernel memory. The listener
+ * stays readable, so trying again at once would spin the loop and, with a line per failure,
+ * flood the log (1.2 million lines in 3 s measured before this existed). Instead: stop accepting
+ * for a pause that doubles from FD_PAUSE_MIN_MS to FD_PAUSE_MAX_MS while the failures go on
+ * (siblings, or the kernel's backlog, hold the new connections meanwhile), and say so at most
+ * once every FD_LOG_EVERY_NS, with a count. The connections the worker has, keep-alive ones
+ * included, are served throughout (max-connections, below the fd limit by default, is where idle
+ * keep-alive connections give way to new ones). */
+static void fd_exhausted(wd_worker_t *w, const wd_listener_t *l, int err)
+{
+    uint64_t now = wd_now_ns();
+
+    w->fd_fails++;
+    w->fd_pause_ms = w->fd_pause_ms ? w->fd_pause_ms * 2 : FD_PAUSE_MIN_MS;
+    if (w->fd_pause_ms > FD_PAUSE_MAX_MS)
+        w->fd_pause_ms = FD_PAUSE_MAX_MS;
+    if (w->fd_logged_ns == 0 || now - w->fd_logged_ns >= FD_LOG_EVERY_NS) {
+        struct rlimit rl = {0};
+
+        getrlimit(RLIMIT_NOFILE, &rl);
+        wd_log_error("listener %s: cannot accept: %s (%llu times since the last message; %zu "
+                     "connections open, open-file limit %llu): not accepting for %llu ms; raise "
+                     "the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
+                     "max-connections",
+                     l->addr, strerror(err), (unsigned long long)w->fd_fails, w->conns.n,
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)w->fd_pause_ms);
+        w->fd_fails = 0;
+        w->fd_logged_ns = now;
+    }
+    w->fd_paused = 1;
+    uv_timer_start(&w->fd_pause, fd_pause_cb, w->fd_pause_ms, 0);
+    accept_update(w);
 }
 
 /* Takes up to max connections from l; returns how many. */
@@ -160,19 +217,32 @@ static int accept_on(wd_worker_t *w, wd_listener_t *l, int max, int late)
 {
     int taken = 0;
 
-    for (int i = 0; i < max && (w->accepting || late); i++) {
+    for (int i = 0; i < max && (w->accepting || late) && !w->fd_paused; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd;
 
+        /* At max-connections an idle keep-alive connection makes room (the oldest first, once
+         * the new one is taken); without one, this worker takes no more until one closes. */
+        if (w->conns.n >= w->max_conns && !wd_conns_any_idle(&w->conns)) {
+            w->full = 1;
+            accept_update(w);
+            return taken;
+        }
+        fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
-            if (errno != EAGAIN && errno != EWOULDBLOCK)
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                fd_exhausted(w, l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
                 wd_log_error("listener %s: accept: %s", l->addr, strerror(errno));
             return taken;
         }
         taken++;
+        w->fd_pause_ms = 0;
+        if (w->conns.n >= w->max_conns)
+            wd_conns_close_idle(&w->conns, 1);
         if (!l->is_unix) {
             int one = 1;
 
@@ -206,8 +276,14 @@ static void accept_cb(uv_poll_t *p, int status, int events)
 
         if (!w->accepting)
             return; /* returned by the same epoll_wait as what made us stop */
+        /* A burst (a client opening its keep-alive connections at once) must not land on the
+         * first worker awake: take only what this worker has idle threads for (one at least);
+         * what remains wakes it again next turn, while new arrivals wake a sibling. */
+        int room = w->group->threads - (int)(w->conns.n + wd_handoff_in_flight(&w->handoff));
+        int batch = room > 1 ? room : 1;
+
         for (size_t i = 0; i < w->n_listeners; i++)
-            taken += accept_on(w, &w->listeners[i], ACCEPT_BATCH, 0);
+            taken += accept_on(w, &w->listeners[i], batch, 0);
         if (busy && w->accepting && w->group->processes > 1) {
             exclusive_watch(w, 0);
             exclusive_watch(w, 1);
@@ -257,6 +333,26 @@ static int accept_ep_add(wd_worker_t *w, uint32_t i)
         return 0;
     wd_log_error("listener %s: cannot watch it: %s", w->listeners[i].addr, strerror(errno));
     return -1;
+}
+
+/* max-connections, or by default three quarters of the open-file limit (the master raised the
+ * soft limit to the hard one): the rest is for the app's own files and sockets, the body temp
+ * files and the worker's own. */
+static size_t max_connections(const wd_worker_t *w)
+{
+    struct rlimit rl;
+    uint64_t n = w->group->max_connections;
+
+    if (n == 0) {
+        n = 1000000;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur / 4 * 3 < n)
+            n = rl.rlim_cur / 4 * 3;
+        if (n < 16)
+            n = 16;
+    }
+    wd_log_debug("max-connections %llu", (unsigned long long)n);
+    return (size_t)n;
 }
 
 static int listeners_init(wd_worker_t *w)
@@ -313,6 +409,10 @@ static int listeners_init(wd_worker_t *w)
     uv_timer_init(w->loop, &w->accept_late);
     w->accept_late.data = w;
     uv_unref((uv_handle_t *)&w->accept_late);
+    uv_timer_init(w->loop, &w->fd_pause);
+    w->fd_pause.data = w;
+    uv_unref((uv_handle_t *)&w->fd_pause);
+    w->max_conns = max_connections(w);
     return 0;
 }
 
@@ -393,6 +493,7 @@ static void request_done(void *owner)
                  (unsigned long long)w->max_requests);
         recycle(w, why);
     }
+    w->full = 0; /* a keep-alive connection may now be idle: one that can make room */
     accept_update(w);
 }
 
@@ -400,8 +501,12 @@ static void closed(void *owner)
 {
     wd_worker_t *w = owner;
 
-    if (w->stopping && w->conns.n == 0)
+    if (w->stopping && w->conns.n == 0) {
         uv_stop(w->loop);
+    } else if (w->full) {
+        w->full = 0; /* below max-connections again */
+        accept_update(w);
+    }
 }
 
 static const wd_conns_ops_t conns_ops = {
@@ -512,9 +617,24 @@ static void tick_cb(uv_timer_t *t)
     const wd_group_conf_t *g = w->group;
     uint64_t now = wd_now_ns();
 
+    char oldest[sizeof w->score->oldest];
+    uint64_t since;
+
     if (g->request_timeout > 0 || g->queue_timeout > 0) {
         wd_conns_check_timeouts(&w->conns, now);
+        /* A worker with a request past request-timeout may have a thread stuck for good (in C,
+         * with the GIL held, nothing else of it runs): it takes no new connections until that
+         * request is over, so that its siblings get them. */
+        w->stuck = g->request_timeout > 0 && wd_conns_stuck(&w->conns);
+        accept_update(w);
     }
+    since = wd_conns_oldest(&w->conns, oldest, sizeof oldest);
+    if (since != wd_score_get(&w->score->oldest_start_ns)) {
+        wd_score_set(&w->score->oldest_start_ns, 0);
+        memcpy(w->score->oldest, oldest, sizeof oldest);
+        wd_score_set(&w->score->oldest_start_ns, since);
+    }
+    wd_score_set(&w->score->heartbeat_ns, now);
     if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
         recycle(w, "inactivity-timeout");
@@ -646,14 +766,16 @@ int wd_worker_main(int argc, char **argv)
     w->capacity = (size_t)w->group->threads * 2;
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
                     &w->score->queued, &w->score->busy_threads);
-    w->conns = (wd_conns_t){.loop = w->loop,
-                            .group = w->group,
-                            .score = w->score,
-                            .handoff = &w->handoff,
-                            .tmpdir = w->tmpdir,
-                            .pid = w->pid,
-                            .ops = &conns_ops,
-                            .owner = w};
+    w->conns = (wd_conns_t){
+        .loop = w->loop,
+        .group = w->group,
+        .score = w->score,
+        .handoff = &w->handoff,
+        .tmpdir = w->tmpdir,
+        .pid = w->pid,
+        .ops = &conns_ops,
+        .owner = w,
+        .budget = {.used = &w->score->response_memory, .limit = w->group->response_memory_limit}};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
     wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
@@ -665,11 +787,10 @@ int wd_worker_main(int argc, char **argv)
     w->last_activity_ns = wd_now_ns();
     uv_timer_init(w->loop, &w->tick);
     w->tick.data = w;
-    if (w->group->request_timeout > 0 || w->group->inactivity_timeout > 0 ||
-        w->group->queue_timeout > 0) {
-        uv_timer_start(&w->tick, tick_cb, 250, 250);
-        uv_unref((uv_handle_t *)&w->tick);
-    }
+    /* Always: the heartbeat the master's watchdog reads comes from it. */
+    uv_timer_start(&w->tick, tick_cb, 250, 250);
+    uv_unref((uv_handle_t *)&w->tick);
+    wd_score_set(&w->score->heartbeat_ns, wd_now_ns());
     uv_timer_init(w->loop, &w->spare_timer);
     uv_unref((uv_handle_t *)&w->spare_timer);
     w->spare_timer.data = w;

@@ -141,6 +141,108 @@ static int on_header_value_complete(llhttp_t *p)
     return 0;
 }
 
+/* Fields a request may carry once (RFC 9110 5.3: not list-based): two of them mean two
+ * different requests to whoever reads one or the other (two Hosts: RFC 9112 3.2 says 400). */
+static const char *const singletons[] = {
+    "host",  "content-type", "content-length",    "authorization",       "proxy-authorization",
+    "range", "if-range",     "if-modified-since", "if-unmodified-since",
+};
+
+static int is_tchar(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* RFC 9112 3.2: origin-form, absolute-form, or "*" (OPTIONS only); authority-form is CONNECT's,
+ * refused before this. */
+static const char *target_error(const char *t, size_t n, int options)
+{
+    size_t i = 0;
+
+    if (n > 0 && t[0] == '/')
+        return NULL;
+    if (n == 1 && t[0] == '*')
+        return options ? NULL : "Asterisk-form target with a method other than OPTIONS";
+    if (n == 0 || !((t[0] >= 'a' && t[0] <= 'z') || (t[0] >= 'A' && t[0] <= 'Z')))
+        return "Invalid request target";
+    while (i < n && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
+                     (t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' || t[i] == '.'))
+        i++;
+    if (n - i < 4 || memcmp(t + i, "://", 3) != 0 || t[i + 3] == '/' || t[i + 3] == '?' ||
+        t[i + 3] == '#')
+        return "Invalid request target";
+    return NULL;
+}
+
+/* A Transfer-Encoding value: chunked once and last, or the body's length is unknown (RFC 9112
+ * 6.3 and 6.1: -1, a 400); before it, codings we do not decode, which must not reach the app as
+ * if they were the body (1, a 501); 0 for "chunked" alone. */
+static int codings(const char *v, size_t n)
+{
+    int others = 0;
+
+    for (size_t i = 0; i < n;) {
+        size_t start, end;
+
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        start = i;
+        while (i < n && v[i] != ',')
+            i++;
+        end = i;
+        while (end > start && (v[end - 1] == ' ' || v[end - 1] == '\t'))
+            end--;
+        if (end == start)
+            continue;
+        if (ieq(v + start, end - start, "chunked")) {
+            for (; i < n; i++)
+                if (v[i] != ' ' && v[i] != '\t' && v[i] != ',')
+                    return -1; /* chunked, then more */
+            return others;
+        }
+        others = 1;
+    }
+    return -1; /* no chunked */
+}
+
+/* Checks of the whole head that llhttp does not make (see http.h); 0 or fail()'s value. */
+static int head_checks(wd_http_t *http, const llhttp_t *p)
+{
+    unsigned counts[sizeof singletons / sizeof singletons[0]] = {0};
+    const char *why;
+
+    for (unsigned i = 0; i < http->n_headers; i++) {
+        const wd_http_header_t *h = &http->headers[i];
+        const char *name = http->base + h->name.off;
+
+        for (size_t k = 0; k < sizeof singletons / sizeof singletons[0]; k++) {
+            if (ieq(name, h->name.len, singletons[k]) && ++counts[k] > 1)
+                return fail(http, WD_HTTP_EINVALID,
+                            k == 0 ? "Multiple Host header fields"
+                                   : "A header field that must appear once appears twice");
+        }
+        if (ieq(name, h->name.len, "transfer-encoding")) {
+            const char *v = http->base + h->value.off;
+
+            if (p->http_minor == 0)
+                return fail(http, WD_HTTP_EINVALID, "Transfer-Encoding in an HTTP/1.0 request");
+            int r = codings(v, h->value.len);
+
+            if (r < 0)
+                return fail(http, WD_HTTP_EINVALID, "Transfer-Encoding without chunked once, last");
+            if (r > 0)
+                return fail(http, WD_HTTP_ECODING, "Transfer coding not implemented");
+        }
+    }
+    if (p->http_minor == 1 && counts[0] == 0)
+        return fail(http, WD_HTTP_EINVALID, "Missing Host header field");
+    why = target_error(http->base + http->url.off, http->url.len, p->method == HTTP_OPTIONS);
+    if (why != NULL)
+        return fail(http, WD_HTTP_EINVALID, why);
+    return 0;
+}
+
 /* The message has a body when it is chunked or has a non-zero Content-Length (a request
  * without either has none, RFC 9112 6.3). */
 static int has_body(const llhttp_t *p)
@@ -157,6 +259,8 @@ static int on_headers_complete(llhttp_t *p)
 
     if (p->http_major != 1 || p->http_minor > 1)
         return fail(http, WD_HTTP_EINVALID, "Unsupported HTTP version");
+    if (head_checks(http, p) != 0)
+        return HPE_USER;
 
     http->method = llhttp_method_name((llhttp_method_t)p->method);
     http->http_major = p->http_major;
@@ -210,6 +314,7 @@ static void clear_request(wd_http_t *http)
     http->expect_continue = 0;
     http->is_head = 0;
     http->last_was_value = 0;
+    http->method_pending = 0;
 }
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body_cb, void *data)
@@ -248,6 +353,54 @@ static int head_ends_well(const wd_http_t *http, const char *end)
     return end - http->base >= 4 && memcmp(end - 4, "\r\n\r\n", 4) == 0;
 }
 
+/* llhttp knows a fixed list of methods; RFC 9110 9.1 lets any token be one. A well-formed
+ * request line whose method llhttp does not know names a method that exists but is not
+ * implemented here (501), not a malformed request (400). Returns 1 for such a line (token SP
+ * target SP HTTP/d.d CR LF), 0 while [base, end) is the start of one, -1 otherwise. */
+#define METHOD_LINE_MAX 8192
+
+static int method_line(const char *s, const char *end)
+{
+    static const char version[] = "HTTP/d.d\r\n";
+    const char *p = s;
+    size_t v = 0;
+
+    while (p < end && is_tchar((unsigned char)*p))
+        p++;
+    if (p == end)
+        return end - s < METHOD_LINE_MAX ? 0 : -1;
+    if (p == s || *p++ != ' ')
+        return -1;
+    s = p;
+    while (p < end && (unsigned char)*p > ' ' && *p != 0x7f)
+        p++;
+    if (p == end)
+        return 0;
+    if (p == s || *p++ != ' ')
+        return -1;
+    for (; p < end && v < sizeof version - 1; p++, v++) {
+        if (version[v] == 'd' ? !(*p >= '0' && *p <= '9') : *p != version[v])
+            return -1;
+    }
+    return v == sizeof version - 1 ? 1 : 0;
+}
+
+/* llhttp refused the method: until the request line is complete (method_pending), whether it
+ * is a method we do not implement (501) or a malformed line (400) is not known yet. */
+static int unknown_method(wd_http_t *http, const char *end, size_t n)
+{
+    int r = method_line(http->base, end);
+
+    if (r == 0) {
+        http->method_pending = 1;
+        return (int)n;
+    }
+    http->method_pending = 0;
+    http->error = r > 0 ? WD_HTTP_EMETHOD : WD_HTTP_EINVALID;
+    http->llhttp_reason = r > 0 ? "Method not implemented" : "Invalid method";
+    return WD_PARSE_ERROR;
+}
+
 int wd_http_feed(wd_http_t *http, const char *at, size_t n)
 {
     llhttp_errno_t err;
@@ -258,6 +411,8 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n)
         return WD_PARSE_ERROR;
     if (http->state == WD_HTTP_DONE || n == 0)
         return 0;
+    if (http->method_pending)
+        return unknown_method(http, at + n, n);
     if (n > INT_MAX)
         n = INT_MAX;
 
@@ -280,6 +435,8 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n)
 
     if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE)
         http->error = WD_HTTP_EUPGRADE;
+    else if (err == HPE_INVALID_METHOD && method_line(http->base, at + n) >= 0)
+        return unknown_method(http, at + n, n);
     else if (http->error == WD_HTTP_OK)
         http->error = WD_HTTP_EINVALID;
     if (http->llhttp_reason == NULL)

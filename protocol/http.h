@@ -22,6 +22,8 @@ typedef enum wd_http_error {
     WD_HTTP_ETOO_MANY, /* more than WD_HTTP_MAX_HEADERS header fields: 431 */
     WD_HTTP_EBODY_CB,  /* on_body returned non-zero: the caller's own error */
     WD_HTTP_EUPGRADE,  /* CONNECT or Upgrade request: not supported, 501 */
+    WD_HTTP_EMETHOD,   /* a method that is a token but not one llhttp knows: 501 */
+    WD_HTTP_ECODING,   /* a transfer coding other than chunked: 501 */
 } wd_http_error_t;
 
 typedef struct wd_http_header {
@@ -63,6 +65,7 @@ typedef struct wd_http {
 
     /* Internal: which part of a header the last callback filled. */
     int last_was_value;
+    int method_pending; /* llhttp refused the method; the request line is not complete yet */
 } wd_http_t;
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);
@@ -96,10 +99,15 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n);
  * - n == 0 returns 0 in every state. An error sticks: later calls return WD_PARSE_ERROR.
  *
  * http->llhttp_reason is set for every error (llhttp's reason, or ours). Beyond what llhttp 8.1
- * rejects in strict mode, these are errors (WD_HTTP_EINVALID): a version other than HTTP/1.0
- * or 1.1, whitespace in a header name, obsolete line folding, and a head that does not end in
- * CR LF CR LF. The wd_http_t must not move after wd_http_init (llhttp keeps a pointer to
- * http->settings). */
+ * rejects in strict mode, these are errors (WD_HTTP_EINVALID, RFC 9110 and 9112): a version
+ * other than HTTP/1.0 or 1.1, whitespace in a header name, obsolete line folding, a head that
+ * does not end in CR LF CR LF, an HTTP/1.1 request without Host, a field that must appear once
+ * (Host, Content-Type, Authorization...) given twice, Transfer-Encoding in an HTTP/1.0 request,
+ * and a target that is neither origin-form ("/..."), absolute-form ("scheme://authority...")
+ * nor "*" for OPTIONS. A method llhttp does not know but that is a valid token is
+ * WD_HTTP_EMETHOD (501: it exists, it is not implemented here); a transfer coding other than
+ * chunked (gzip, chunked) is WD_HTTP_ECODING (501). The wd_http_t must not move after wd_http_init
+ * (llhttp keeps a pointer to http->settings). */
 
 /* Convenience: the span as a slice of http->base. */
 static inline wd_slice_t wd_http_slice(const wd_http_t *http, wd_span_t s)

@@ -25,10 +25,11 @@ int wd_py_load_app(char *err, size_t errlen);
  * Returns 0 or -1. */
 int wd_py_start(wd_handoff_t *h);
 
-/* request-timeout: raises wsgid.RequestTimeout in the thread running req, if it still runs it.
- * Called from the loop thread (takes the GIL for a moment). Set req->timed_out first, so that the
- * answer is a 504. Returns 0 when the exception was raised. */
-int wd_py_interrupt(wd_req_t *req);
+/* request-timeout: asks for wsgid.RequestTimeout to be raised in the thread running req, if it
+ * still runs it. Called from the loop thread, which never waits for the GIL: a thread of its own
+ * (pool.c) takes the GIL and raises it, so a Python thread stuck in C with the GIL held stops
+ * that thread, not the loop. Set req->timed_out first, so that the answer is a 504. */
+void wd_py_interrupt(wd_req_t *req);
 
 /* After wd_handoff_close(h): waits for every thread to finish its request and exit, then finalises
  * the interpreter (atexit handlers run). */

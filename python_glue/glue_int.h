@@ -57,6 +57,8 @@ typedef struct wd_py_thread {
     pthread_t tid;
     wd_handoff_thread_t handoff;
     int index;
+    unsigned long ident; /* PyThread_get_thread_ident() */
+    uint64_t serving;    /* seq of the request it runs, 0 between requests (GIL held for both) */
     char *head;
     size_t head_cap;
 } wd_py_thread_t;
@@ -64,5 +66,8 @@ typedef struct wd_py_thread {
 /* Serves one request, everything but the final wd_out_finish, which the caller makes with the
  * GIL released (the Python objects of the request are gone by then). Returns its keep_alive. */
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
+/* Raises wsgid.RequestTimeout in the thread whose ident is given if it still runs request seq.
+ * GIL held. */
+void wd__py_raise_timeout(const wd_py_thread_t *threads, int n, unsigned long ident, uint64_t seq);
 
 #endif

@@ -157,6 +157,27 @@ static int set_sys_path(const wd_group_conf_t *g)
     return 0;
 }
 
+/* SIGUSR2 dumps every Python thread's stack to the error log (faulthandler: from the signal
+ * handler, without the GIL, so it works while a thread holds it for ever). The master sends it
+ * to a worker its watchdog is about to kill (deadlock-timeout). The log keeps its fd number
+ * across reopens (log.c), so the fd given here stays right. */
+static int stacks_on_signal(void)
+{
+    PyObject *fh, *r;
+
+    if (wd_log_fd() < 0)
+        return 0; /* log: off */
+    fh = PyImport_ImportModule("faulthandler");
+    if (fh == NULL)
+        return -1;
+    r = PyObject_CallMethod(fh, "register", "iiii", SIGUSR2, wd_log_fd(), 1, 0);
+    Py_DECREF(fh);
+    if (r == NULL)
+        return -1;
+    Py_DECREF(r);
+    return 0;
+}
+
 int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
 {
     PyConfig config;
@@ -192,7 +213,7 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
         return -1;
     }
     if (set_sys_path(group) < 0 || wd__py_input_ready() < 0 || wd__py_respond_init() < 0 ||
-        wd__py_environ_init() < 0)
+        wd__py_environ_init() < 0 || stacks_on_signal() < 0)
         goto fail;
     wd_log_debug("group %s: Python %s initialised (process %d)", group->name, Py_GetVersion(),
                  slot);

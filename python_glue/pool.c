@@ -13,6 +13,68 @@ static int n_threads;
 static wd_handoff_t *handoff;
 static PyThreadState *main_ts; /* the main thread's state while it runs without the GIL */
 
+/* The interrupter: a thread that takes the GIL to raise request-timeout exceptions, so that the
+ * loop thread never waits for the GIL. A Python thread stuck in C with the GIL held (a regex
+ * backtracking for ever) blocks the interrupter, not the loop, which goes on answering 504 and
+ * having the worker replaced. Its requests: a small ring, the oldest dropped if it ever fills
+ * (the loop asks again at the next tick only for requests not yet asked; a dropped one is
+ * answered 504 after the grace time all the same). */
+#define INTR_MAX 64
+
+static struct {
+    pthread_t tid;
+    int started, stop, busy;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct {
+        unsigned long ident;
+        uint64_t seq;
+    } ring[INTR_MAX];
+    unsigned head, len;
+} intr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *interrupter_main(void *arg)
+{
+    (void)arg;
+    pthread_setname_np(pthread_self(), "wsgid-intr");
+    pthread_mutex_lock(&intr.lock);
+    for (;;) {
+        while (intr.len == 0 && !intr.stop)
+            pthread_cond_wait(&intr.cond, &intr.lock);
+        if (intr.stop)
+            break;
+        unsigned long ident = intr.ring[intr.head].ident;
+        uint64_t seq = intr.ring[intr.head].seq;
+
+        intr.head = (intr.head + 1) % INTR_MAX;
+        intr.len--;
+        intr.busy = 1;
+        pthread_mutex_unlock(&intr.lock);
+        PyGILState_STATE gs = PyGILState_Ensure();
+
+        wd__py_raise_timeout(threads, n_threads, ident, seq);
+        PyGILState_Release(gs);
+        pthread_mutex_lock(&intr.lock);
+        intr.busy = 0;
+    }
+    pthread_mutex_unlock(&intr.lock);
+    return NULL;
+}
+
+void wd_py_interrupt(wd_req_t *req)
+{
+    pthread_mutex_lock(&intr.lock);
+    if (intr.len == INTR_MAX) {
+        intr.head = (intr.head + 1) % INTR_MAX;
+        intr.len--;
+    }
+    intr.ring[(intr.head + intr.len) % INTR_MAX].ident = req->py_thread;
+    intr.ring[(intr.head + intr.len) % INTR_MAX].seq = req->seq;
+    intr.len++;
+    pthread_cond_signal(&intr.cond);
+    pthread_mutex_unlock(&intr.lock);
+}
+
 static void *thread_main(void *arg)
 {
     wd_py_thread_t *thr = arg;
@@ -70,12 +132,30 @@ int wd_py_start(wd_handoff_t *h)
             break;
         }
     }
+    if (pthread_create(&intr.tid, NULL, interrupter_main, NULL) == 0)
+        intr.started = 1;
+    else
+        wd_log_error("group %s: cannot start the interrupter thread: request-timeout will only "
+                     "answer 504, not interrupt",
+                     g->name);
     main_ts = PyEval_SaveThread();
     return n_threads == n ? 0 : -1;
 }
 
 void wd_py_stop(void)
 {
+    int busy;
+
+    pthread_mutex_lock(&intr.lock);
+    intr.stop = 1;
+    busy = intr.busy;
+    pthread_cond_signal(&intr.cond);
+    pthread_mutex_unlock(&intr.lock);
+    /* An interrupter still waiting for the GIL (a thread stuck with it) is left behind: the
+     * process is on its way out. */
+    if (intr.started && !busy)
+        pthread_join(intr.tid, NULL);
+    intr.started = 0;
     for (int i = 0; i < n_threads; i++) {
         pthread_join(threads[i].tid, NULL);
         wd_handoff_thread_destroy(&threads[i].handoff);

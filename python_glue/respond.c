@@ -594,6 +594,7 @@ static int not_bytes(wd_resp_t *r, PyObject *item)
 }
 
 /* A list or tuple: every length is known before anything is sent. */
+/* seq is a tuple (borrowed): its items stay alive while the GIL is let go in send_body. */
 static int send_sequence(wd_resp_t *r, PyObject *seq)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
@@ -678,8 +679,21 @@ static int send_result(wd_resp_t *r, PyObject *result)
         if (rc != 0)
             return rc < 0 ? -1 : 0;
     }
-    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
+    if (PyTuple_CheckExact(result))
         return send_sequence(r, result);
+    if (PyList_CheckExact(result)) {
+        /* send_sequence lets the GIL go while the response waits for room (backpressure): a
+         * list another thread may change meanwhile is copied to a tuple first, which holds its
+         * items (new reference). */
+        PyObject *t = PyList_AsTuple(result);
+        int rc;
+
+        if (t == NULL)
+            return -1;
+        rc = send_sequence(r, t);
+        Py_DECREF(t);
+        return rc;
+    }
     return send_iterable(r, result);
 }
 
@@ -844,6 +858,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     }
     req->py_thread = PyThread_get_thread_ident();
     req->py_running = 1;
+    thr->ident = req->py_thread;
+    thr->serving = req->seq;
     env = wd__py_environ_new(req, &input, &app);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
@@ -877,23 +893,23 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     Py_DECREF(r);
     /* A request-timeout interrupt that came too late must not hit the next request. */
     req->py_running = 0;
+    thr->serving = 0;
     if (req->timed_out)
         PyThreadState_SetAsyncExc(req->py_thread, NULL);
     return keep_alive;
 }
 
-int wd_py_interrupt(wd_req_t *req)
+void wd__py_raise_timeout(const wd_py_thread_t *threads, int n, unsigned long ident, uint64_t seq)
 {
-    PyGILState_STATE gs = PyGILState_Ensure();
-    int n = 0;
-
-    /* With the GIL held, py_running cannot change under us: if it is set, the thread is still
+    /* With the GIL held, serving cannot change under us: if it is seq, the thread is still
      * inside this request. The exception is raised when the thread next runs Python code; a
      * thread blocked in C (a sleep, a socket) notices it only once that call returns. */
-    if (req->py_running)
-        n = PyThreadState_SetAsyncExc(req->py_thread, exc_request_timeout);
-    PyGILState_Release(gs);
-    return n == 1 ? 0 : -1;
+    for (int i = 0; i < n; i++) {
+        if (threads[i].ident == ident && threads[i].serving == seq) {
+            PyThreadState_SetAsyncExc(ident, exc_request_timeout);
+            return;
+        }
+    }
 }
 
 int wd__py_respond_init(void)

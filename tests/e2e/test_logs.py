@@ -115,9 +115,23 @@ def _move_and_reopen(d, log, reopen):
     return took
 
 
+def fds_on(pid, path):
+    """The fd numbers of process pid open on path."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == str(path):
+                out.add(int(fd))
+        except OSError:
+            pass
+    return out
+
+
 def test_usr1_reopens_a_moved_access_log(wsgid, tmp):
     log = tmp / "access.log"
     d = start(wsgid, tmp, access=log, processes=2, threads=2)
+    before = {pid: fds_on(pid, log) for pid in d.workers()}
+    assert all(len(v) == 1 for v in before.values()), before
     took = _move_and_reopen(d, log, lambda: d.signal(signal.SIGUSR1))
     # Every worker reopened (which worker takes a given request is the kernel's choice, so this
     # asks each worker's own log line rather than counting on requests to reach both).
@@ -130,6 +144,12 @@ def test_usr1_reopens_a_moved_access_log(wsgid, tmp):
                           if m["uri"].startswith("/mark?name=all")]) == 20,
              timeout=3, what="20 lines in the new file")
     print("USR1 reopen: first line in the new file after %.2f s" % took)
+    # Reopened in place (issue #11, point 6): the new file has the old file's fd number, so a
+    # Python thread that read the number just before the reopen cannot write a log line into
+    # whatever the app opened next under a number the reopen let go.
+    for pid, fds in before.items():
+        assert fds_on(pid, log) == fds, (pid, fds, fds_on(pid, log))
+        assert not fds_on(pid, log.with_name(log.name + ".1")), pid
 
 
 def test_wsgictl_reopen_logs(wsgid, tmp):

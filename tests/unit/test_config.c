@@ -151,6 +151,8 @@ static const config_case_t cases[] = {
     {G "    busy-poll: 0\n", NULL},
     {G "    busy-poll: 5uss\n", "5:16: groups.a.busy-poll: invalid time '5uss'"},
     {G "    busy-poll: -1us\n", "5:16: groups.a.busy-poll: must not be negative"},
+    {G "    busy-poll: 10\n", "5:16: groups.a.busy-poll: '10' has no unit: write it as e.g. 10us"},
+    {G "    busy-poll: 0.00001\n", "groups.a.busy-poll: '0.00001' has no unit"},
     {G "    access-log: logs/site.log\n", NULL},
     {G "    access-log: [a]\n", "groups.a.access-log: expected a single value"},
     {G "    queue-timeout: 5x\n", "5:20: groups.a.queue-timeout: invalid time '5x'"},
@@ -160,16 +162,17 @@ static const config_case_t cases[] = {
     {G "    inactivity-timeout: -0.5s\n", "groups.a.inactivity-timeout: must not be negative"},
 
     /* Sizes. */
-    {G "    header-buffer-size: 512\n", "5:25: groups.a.header-buffer-size: 512 bytes is out of "
+    {G "    header-buffer-size: 512\n", "5:25: groups.a.header-buffer-size: '512' is out of "
                                         "range (1K..1M)"},
-    {G "    header-buffer-size: 2M\n", "groups.a.header-buffer-size: 2097152 bytes is out"},
+    {G "    header-buffer-size: 2M\n", "groups.a.header-buffer-size: '2M' is out of range"},
     {G "    memory-limit: 12Q\n", "5:19: groups.a.memory-limit: invalid size '12Q'"},
     {G "    limit-request-body: -1\n", "groups.a.limit-request-body: must not be negative"},
     {G "    body-buffer-size: 1.5M\n", "groups.a.body-buffer-size: invalid size"},
     {G "    response-buffer-size: 2M\n    response-spill-limit: 1M\n",
      "6:27: groups.a.response-spill-limit: response-spill-limit (1048576) is smaller than "
      "response-buffer-size (2097152)"},
-    {G "    response-buffer-size: 2G\n", "5:27: groups.a.response-buffer-size: response-spill"},
+    {G "    response-buffer-size: 2G\n", "5:27: groups.a.response-buffer-size: '2G' is out of "
+                                         "range (4K..256M)"},
 
     /* Listen addresses. */
     {"groups:\n  a:\n    app: app.py\n    listen: []\n", "4:13: groups.a.listen: at least one"},
@@ -251,6 +254,77 @@ static void test_table(void)
         if (getenv("WD_TEST_VERBOSE") != NULL)
             printf("case %zu: %s\n", i, rc == 0 ? "ok" : err);
         wd_config_free(&conf);
+    }
+}
+
+/* Every numeric group key at each bound: the values given load, one step past either bound is
+ * refused with the key's range. ok_lo is 0 for keys where 0 means "off" and the range starts
+ * higher (bad_lo is then the first value below the range's start). */
+typedef struct bound_case {
+    const char *key;
+    const char *ok_lo, *lo, *ok_hi;
+    const char *bad_lo, *bad_hi; /* NULL: nothing below (the range starts at 0) */
+    const char *range;
+} bound_case_t;
+
+static const bound_case_t bounds[] = {
+    {"maximum-requests", "0", NULL, "1000000000", NULL, "1000000001", "0..1000000000"},
+    {"maximum-requests-jitter", "0", NULL, "1000000000", NULL, "18446744073709551615",
+     "0..1000000000"},
+    {"max-connections", "0", "1", "1000000", NULL, "1000001", "1..1000000"},
+    {"restart-interval", "0", "1s", "365d", "0.5", "366d", "0 (off) or 1s..365d"},
+    {"inactivity-timeout", "0", "1", "8760h", "999ms", "8761h", "0 (off) or 1s..365d"},
+    {"memory-limit", "0", "16M", "1T", "16383K", "1025G", "0 (off) or 16M..1T"},
+    {"request-timeout", "0", "100ms", "7d", "99ms", "604801", "0 (off) or 100ms..7d"},
+    {"deadlock-timeout", "0", "1s", "1d", "0.5", "86401", "0 (off) or 1s..1d"},
+    {"queue-timeout", "0", "1ms", "168h", "999us", "169h", "0 (off) or 1ms..7d"},
+    {"startup-timeout", "0", "1s", "1d", "0.9", "1441m", "0 (off) or 1s..1d"},
+    {"graceful-timeout", "0", NULL, "24h", NULL, "86401", "0..1d"},
+    {"shutdown-timeout", "0", NULL, "86400s", NULL, "99999999999999999999999", "0..1d"},
+    {"header-timeout", "0", "100ms", "1d", "50ms", "2d", "100ms..1d"},
+    {"body-timeout", "0", "0.1", "1d", "0.09", "86400.5", "100ms..1d"},
+    {"keepalive-timeout", "0", "100ms", "1d", "10ms", "100000", "100ms..1d"},
+    {"send-timeout", "0", "100ms", "1d", "1us", "25h", "100ms..1d"},
+    {"busy-poll", "0", "1us", "1ms", NULL, "1001us", "up to 1ms"},
+    {"limit-request-body", "0", "1", "1T", NULL, "1025G", "0 (unlimited) or 1..1T"},
+    {"header-buffer-size", "1K", NULL, "1M", "1023", "1025K", "1K..1M"},
+    {"body-buffer-size", "0", NULL, "64M", NULL, "65537K", "0..64M"},
+    {"response-buffer-size", "4K", NULL, "256M", "4095", "262145K", "4K..256M"},
+    {"response-spill-limit", "1T", NULL, "1T", "4095", "1025G", "4K..1T"},
+    {"response-memory-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
+};
+
+static void bound_try(const char *key, const char *value, const char *range)
+{
+    char yaml[512], err[512], want[256];
+    wd_config_t conf;
+    int rc;
+
+    snprintf(yaml, sizeof yaml, G "    %s: %s\n", key, value);
+    rc = wd_config_load_string(&conf, yaml, strlen(yaml), FILE_NAME, err, sizeof err);
+    if (range == NULL) {
+        CHECK(rc == 0, "%s: %s should load, got: %s", key, value, err);
+    } else {
+        snprintf(want, sizeof want, "5:%zu: groups.a.%s: '%s' is out of range (", strlen(key) + 7,
+                 key, value);
+        CHECK(rc == -1 && strstr(err, want) != NULL && strstr(err, range) != NULL,
+              "%s: %s: expected \"%s...%s)\", got rc %d \"%s\"", key, value, want, range, rc, err);
+    }
+    wd_config_free(&conf);
+}
+
+static void test_bounds(void)
+{
+    for (size_t i = 0; i < sizeof bounds / sizeof bounds[0]; i++) {
+        const bound_case_t *b = &bounds[i];
+
+        bound_try(b->key, b->ok_lo, NULL);
+        if (b->lo != NULL)
+            bound_try(b->key, b->lo, NULL);
+        bound_try(b->key, b->ok_hi, NULL);
+        if (b->bad_lo != NULL)
+            bound_try(b->key, b->bad_lo, b->range);
+        bound_try(b->key, b->bad_hi, b->range);
     }
 }
 
@@ -611,6 +685,7 @@ int main(void)
     if (getcwd(cwd, sizeof cwd) == NULL)
         return 1;
     test_table();
+    test_bounds();
     test_defaults();
     test_full();
     test_example();

@@ -50,8 +50,8 @@ static const hcase_t cases[] = {
     {"HTTP/1.0 keep-alive", S("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"),
      "GET / HTTP/1.0 ka=1 cl=- te=0 exp=0 head=0\nConnection: Keep-Alive\nbody=\n", 0},
 
-    {"HTTP/1.1 close", S("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"),
-     "GET / HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nConnection: close\nbody=\n", 0},
+    {"HTTP/1.1 close", S("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
+     "GET / HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nHost: h\nConnection: close\nbody=\n", 0},
 
     {"POST with Content-Length",
      S("POST /form HTTP/1.1\r\nHost: h\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
@@ -60,128 +60,187 @@ static const hcase_t cases[] = {
      "Content-Length: 11\nbody=hello world\n",
      0},
 
-    {"POST Content-Length 0", S("POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n"),
-     "POST / HTTP/1.1 ka=1 cl=0 te=0 exp=0 head=0\nContent-Length: 0\nbody=\n", 0},
+    {"POST Content-Length 0", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=0 te=0 exp=0 head=0\nHost: h\nContent-Length: 0\nbody=\n", 0},
 
     {"chunked with extensions and trailer",
-     S("POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+     S("POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
        "5;name=value\r\nhello\r\n6;a;b=\"q\"\r\n world\r\nA\r\n0123456789\r\n0\r\nX-Trailer: "
        "t\r\n\r\n"),
-     "POST /up HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\n"
+     "POST /up HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
      "body=hello world0123456789\n",
      0},
 
     {"Expect: 100-continue",
-     S("PUT /f HTTP/1.1\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\nabc"),
-     "PUT /f HTTP/1.1 ka=1 cl=3 te=0 exp=1 head=0\nExpect: 100-Continue\nContent-Length: 3\n"
+     S("PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 100-Continue\r\nContent-Length: 3\r\n\r\nabc"),
+     "PUT /f HTTP/1.1 ka=1 cl=3 te=0 exp=1 head=0\nHost: h\nExpect: 100-Continue\nContent-Length: "
+     "3\n"
      "body=abc\n",
      0},
 
-    {"Expect: other", S("PUT /f HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
-     "PUT /f HTTP/1.1 ka=1 cl=1 te=0 exp=0 head=0\nExpect: 200-ok\nContent-Length: 1\nbody=x\n", 0},
+    {"Expect: other",
+     S("PUT /f HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\nx"),
+     "PUT /f HTTP/1.1 ka=1 cl=1 te=0 exp=0 head=0\nHost: h\nExpect: 200-ok\nContent-Length: "
+     "1\nbody=x\n",
+     0},
 
     {"HEAD", S("HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n"),
      "HEAD /h HTTP/1.1 ka=1 cl=- te=0 exp=0 head=1\nHost: h\nbody=\n", 0},
 
     {"pipelined GET, POST, GET",
-     S("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nContent-Length: 4\r\n\r\nbodyGET /3 "
-       "HTTP/1.1\r\nConnection: close\r\n\r\n"),
+     S("GET /1 HTTP/1.1\r\nHost: h\r\n\r\nPOST /2 HTTP/1.1\r\nHost: h\r\nContent-Length: "
+       "4\r\n\r\nbodyGET /3 "
+       "HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"),
      "GET /1 HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nbody=\n"
-     "POST /2 HTTP/1.1 ka=1 cl=4 te=0 exp=0 head=0\nContent-Length: 4\nbody=body\n"
-     "GET /3 HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nConnection: close\nbody=\n",
+     "POST /2 HTTP/1.1 ka=1 cl=4 te=0 exp=0 head=0\nHost: h\nContent-Length: 4\nbody=body\n"
+     "GET /3 HTTP/1.1 ka=0 cl=- te=0 exp=0 head=0\nHost: h\nConnection: close\nbody=\n",
      0},
 
     {"pipelined chunked then GET",
-     S("POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
-       "GET /n HTTP/1.1\r\n\r\n"),
-     "POST /c HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nbody=abc\n"
-     "GET /n HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nbody=\n",
+     S("POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+       "GET /n HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "POST /c HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\nbody=abc\n"
+     "GET /n HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nbody=\n",
      0},
 
     {"truncated head", S("GET / HTTP/1.1\r\nHost: h\r\n"), "INCOMPLETE\n", 0},
 
-    {"truncated body", S("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc"),
-     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nContent-Length: 10\nINCOMPLETE\n", 0},
+    {"truncated body", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc"),
+     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nHost: h\nContent-Length: 10\nINCOMPLETE\n", 0},
 
-    {"body callback fails", S("POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789"),
-     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nContent-Length: 10\nERROR EBODY_CB\n", 5},
+    {"body callback fails", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n0123456789"),
+     "POST / HTTP/1.1 ka=1 cl=10 te=0 exp=0 head=0\nHost: h\nContent-Length: 10\nERROR EBODY_CB\n",
+     5},
 
     /* Request smuggling shapes and other malformed requests. */
     {"CL and TE",
-     S("POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
        "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"TE and CL",
-     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n"
        "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"two different CLs",
-     S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n"
        "hello!"),
      "ERROR EINVALID\n", 0},
-    {"two equal CLs", S("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
+    {"two equal CLs",
+     S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\nhello"),
      "ERROR EINVALID\n", 0},
-    {"CL list", S("POST / HTTP/1.1\r\nContent-Length: 5, 5\r\n\r\nhello"), "ERROR EINVALID\n", 0},
-    {"CL negative", S("POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"CL overflow", S("POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+    {"CL list", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5, 5\r\n\r\nhello"),
      "ERROR EINVALID\n", 0},
-    {"TE not chunked", S("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
+    {"CL negative", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"CL overflow",
+     S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"TE not chunked", S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\nabc"),
      "ERROR EINVALID\n", 0},
     {"TE chunked not last",
-     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
        "0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
-    {"bad chunk size", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n"),
-     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+    {"bad chunk size",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nab\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\nERROR "
+     "EINVALID\n",
      0},
     {"chunk size overflow",
-     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n10000000000000000\r\nab\r\n"),
-     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: "
+       "chunked\r\n\r\n10000000000000000\r\nab\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\nERROR "
+     "EINVALID\n",
      0},
-    {"chunk data too long", S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n"),
-     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+    {"chunk data too long",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\nERROR "
+     "EINVALID\n",
      0},
     {"garbage request line", S("HELLO WORLD\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"request line without version", S("HELLO / \r\n\r\n"), "ERROR EINVALID\n", 0},
     {"binary garbage", S("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), "ERROR EINVALID\n", 0},
-    {"lower-case method", S("get / HTTP/1.1\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"lower-case method (a token: another method)", S("get / HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "ERROR EMETHOD\n", 0},
     {"HTTP/0.9 line", S("GET /\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"bad version", S("GET / HTTP/1.x\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"NUL in header value", S("GET / HTTP/1.1\r\nX: a\0b\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"NUL in header name", S("GET / HTTP/1.1\r\nX\0Y: a\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"CR in header value", S("GET / HTTP/1.1\r\nX: a\rb\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"NUL in header value", S("GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"NUL in header name", S("GET / HTTP/1.1\r\nHost: h\r\nX\0Y: a\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"CR in header value", S("GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n"), "ERROR EINVALID\n",
+     0},
     {"space before colon", S("GET / HTTP/1.1\r\nHost : h\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"empty header name", S("GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"empty first header name", S("GET / HTTP/1.1\r\n: v\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"space in URL", S("GET /a b HTTP/1.1\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"obs-fold", S("GET / HTTP/1.1\r\nX: a\r\n b\r\n\r\n"), "ERROR EINVALID\n", 0},
-    {"obs-fold tab", S("GET / HTTP/1.1\r\nX: a\r\n\tb\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"empty first header name", S("GET / HTTP/1.1\r\nHost: h\r\n: v\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"space in URL", S("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"obs-fold", S("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n b\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"obs-fold tab", S("GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"bare LF", S("GET / HTTP/1.1\nHost: h\n\n"), "ERROR EINVALID\n", 0},
     {"bare CR ends head", S("GET / HTTP/1.1\r\nHost: h\r\n\rX"), "ERROR EINVALID\n", 0},
-    {"CR CR LF ends head", S("GET / HTTP/1.1\r\n\r\r\n"), "ERROR EINVALID\n", 0},
-    {"space after CL name", S("POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\nhello"),
+    {"CR CR LF ends head", S("GET / HTTP/1.1\r\nHost: h\r\n\r\r\n"), "ERROR EINVALID\n", 0},
+    {"space after CL name", S("POST / HTTP/1.1\r\nHost: h\r\nContent-Length : 5\r\n\r\nhello"),
      "ERROR EINVALID\n", 0},
-    {"space after TE name", S("POST / HTTP/1.1\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
+    {"space after TE name",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"HTTP/2.0 request line", S("GET / HTTP/2.0\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"HTTP/1.2 request line", S("GET / HTTP/1.2\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"TE twice",
-     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n"
        "\r\n0\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"HTTP/2 preface", S("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), "ERROR EUPGRADE\n", 0},
     {"chunk size space",
-     S("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n"
        "0\r\n\r\n"),
-     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nTransfer-Encoding: chunked\nERROR EINVALID\n",
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\nERROR "
+     "EINVALID\n",
      0},
     /* RFC 9112 2.2: an empty line before the request line may be ignored. */
-    {"leading CRLF", S("\r\nGET / HTTP/1.1\r\n\r\n"),
-     "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nbody=\n", 0},
+    {"leading CRLF", S("\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nbody=\n", 0},
     {"CONNECT", S("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"),
      "ERROR EUPGRADE\n", 0},
     {"Upgrade websocket",
      S("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"),
      "ERROR EUPGRADE\n", 0},
+
+    /* RFC 9110 / 9112 MUSTs beyond llhttp's (issue #11, point 7). */
+    {"no Host in HTTP/1.1", S("GET / HTTP/1.1\r\nX: y\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"no Host in HTTP/1.0 is fine", S("GET / HTTP/1.0\r\n\r\n"),
+     "GET / HTTP/1.0 ka=0 cl=- te=0 exp=0 head=0\nbody=\n", 0},
+    {"two Hosts", S("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"two Hosts, other case", S("GET / HTTP/1.1\r\nHost: a\r\nhOST: a\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"two Content-Types",
+     S("POST / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\nContent-Type: c/d\r\n"
+       "Content-Length: 0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"two Authorizations",
+     S("GET / HTTP/1.1\r\nHost: h\r\nAuthorization: a\r\nAuthorization: b\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"two Accepts (a list) are fine",
+     S("GET / HTTP/1.1\r\nHost: h\r\nAccept: a\r\nAccept: b\r\n\r\n"),
+     "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\nAccept: a\nAccept: b\nbody=\n", 0},
+    {"chunked in HTTP/1.0",
+     S("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"gzip, chunked",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"),
+     "ERROR ECODING\n", 0},
+    {"GET *", S("GET * HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EINVALID\n", 0},
+    {"target without a slash", S("GET index.html HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"absolute-form without authority", S("GET http:///p HTTP/1.1\r\nHost: h\r\n\r\n"),
+     "ERROR EINVALID\n", 0},
+    {"absolute-form without //", S("GET http:p HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EINVALID\n",
+     0},
+    {"extension method", S("QUERY / HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EMETHOD\n", 0},
+    {"extension method with a dash", S("-BLARGH / HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EMETHOD\n",
+     0},
+    {"method that is not a token", S("GE(T / HTTP/1.1\r\nHost: h\r\n\r\n"), "ERROR EINVALID\n", 0},
     {NULL, NULL, 0, NULL, 0},
 };
 
@@ -198,6 +257,10 @@ static const char *err_name(wd_http_error_t e)
         return "EBODY_CB";
     case WD_HTTP_EUPGRADE:
         return "EUPGRADE";
+    case WD_HTTP_EMETHOD:
+        return "EMETHOD";
+    case WD_HTTP_ECODING:
+        return "ECODING";
     }
     return "?";
 }
@@ -370,9 +433,9 @@ static void test_many_headers(void)
     int n, i, len, wl;
 
     for (n = WD_HTTP_MAX_HEADERS; n <= WD_HTTP_MAX_HEADERS + 1; n++) {
-        len = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\n");
-        wl = snprintf(want, sizeof(want), "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\n");
-        for (i = 0; i < n; i++) {
+        len = snprintf(in, sizeof(in), "GET / HTTP/1.1\r\nHost: h\r\n");
+        wl = snprintf(want, sizeof(want), "GET / HTTP/1.1 ka=1 cl=- te=0 exp=0 head=0\nHost: h\n");
+        for (i = 0; i < n - 1; i++) { /* and Host */
             len += snprintf(in + len, sizeof(in) - (size_t)len, "X-H%d: v%d\r\n", i, i);
             wl += snprintf(want + wl, sizeof(want) - (size_t)wl, "X-H%d: v%d\n", i, i);
         }
@@ -390,8 +453,8 @@ static void test_many_headers(void)
 /* What wd_http_feed returns at each pause, as documented in http.h. */
 static void test_pauses(void)
 {
-    static const char post[] = "POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET";
-    static const char get[] = "GET / HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\n";
+    static const char post[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET";
+    static const char get[] = "GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /2 HTTP/1.1\r\nHost: h\r\n\r\n";
     wd_http_t h;
     int r;
 
@@ -399,40 +462,40 @@ static void test_pauses(void)
     wd_http_init(&h, NULL, NULL);
     h.base = post;
     r = wd_http_feed(&h, post, sizeof(post) - 1);
-    T_CHECK(r == 38 && h.state == WD_HTTP_BODY, "POST head: r=%d state=%d", r, h.state);
-    r = wd_http_feed(&h, post + 38, 0);
+    T_CHECK(r == 47 && h.state == WD_HTTP_BODY, "POST head: r=%d state=%d", r, h.state);
+    r = wd_http_feed(&h, post + 47, 0);
     T_CHECK(r == 0 && h.state == WD_HTTP_BODY, "POST n=0: r=%d state=%d", r, h.state);
-    r = wd_http_feed(&h, post + 38, 2);
+    r = wd_http_feed(&h, post + 47, 2);
     T_CHECK(r == 2 && h.state == WD_HTTP_BODY, "POST part: r=%d state=%d", r, h.state);
-    r = wd_http_feed(&h, post + 40, sizeof(post) - 1 - 40);
+    r = wd_http_feed(&h, post + 49, sizeof(post) - 1 - 49);
     T_CHECK(r == 3 && h.state == WD_HTTP_DONE, "POST rest: r=%d state=%d", r, h.state);
-    r = wd_http_feed(&h, post + 43, sizeof(post) - 1 - 43);
+    r = wd_http_feed(&h, post + 52, sizeof(post) - 1 - 52);
     T_CHECK(r == 0 && h.state == WD_HTTP_DONE, "DONE until reset: r=%d state=%d", r, h.state);
     wd_http_reset(&h);
     T_CHECK(h.state == WD_HTTP_HEAD && h.n_headers == 0, "reset");
-    r = wd_http_feed(&h, post + 43, sizeof(post) - 1 - 43);
+    r = wd_http_feed(&h, post + 52, sizeof(post) - 1 - 52);
     T_CHECK(r == 3 && h.state == WD_HTTP_HEAD, "next head: r=%d state=%d", r, h.state);
 
     /* No body: straight to DONE, having consumed exactly the head. */
     wd_http_init(&h, NULL, NULL);
     h.base = get;
     r = wd_http_feed(&h, get, sizeof(get) - 1);
-    T_CHECK(r == 18 && h.state == WD_HTTP_DONE, "GET: r=%d state=%d", r, h.state);
+    T_CHECK(r == 27 && h.state == WD_HTTP_DONE, "GET: r=%d state=%d", r, h.state);
     wd_http_reset(&h);
-    r = wd_http_feed(&h, get + 18, sizeof(get) - 1 - 18);
-    T_CHECK(r == 19 && h.state == WD_HTTP_DONE && h.url.off == 22 && h.url.len == 2,
+    r = wd_http_feed(&h, get + 27, sizeof(get) - 1 - 27);
+    T_CHECK(r == 28 && h.state == WD_HTTP_DONE && h.url.off == 31 && h.url.len == 2,
             "second GET: r=%d state=%d url %u+%u", r, h.state, h.url.off, h.url.len);
 
     /* A connection that asked to close may still be reset and parse on (the caller decides). */
     {
-        static const char c[] = "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\n\r\n";
+        static const char c[] = "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n";
         wd_http_init(&h, NULL, NULL);
         h.base = c;
         r = wd_http_feed(&h, c, sizeof(c) - 1);
         T_CHECK(r == 18 && h.state == WD_HTTP_DONE && !h.keep_alive, "1.0: r=%d", r);
         wd_http_reset(&h);
         r = wd_http_feed(&h, c + 18, sizeof(c) - 1 - 18);
-        T_CHECK(r == 18 && h.state == WD_HTTP_DONE && h.keep_alive, "after 1.0: r=%d", r);
+        T_CHECK(r == 27 && h.state == WD_HTTP_DONE && h.keep_alive, "after 1.0: r=%d", r);
     }
 }
 

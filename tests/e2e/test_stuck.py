@@ -1,0 +1,147 @@
+"""A request stuck in C with the GIL held (issue #11, point 2): before, the loop thread waited for
+the GIL to interrupt it, so the worker froze (no 504, a second request hung for over a minute)
+and the master never replaced it. Now the loop never waits for the GIL: the stuck request gets
+its 504 after request-timeout + shutdown-timeout, the worker takes no new connections from the
+moment its request passes request-timeout, the group's other worker answers the fast requests
+throughout, and the stuck worker is replaced, with the reason in `wsgictl status`."""
+import json
+import os
+import subprocess
+import threading
+import time
+
+from conftest import WSGID_BIN, Conn, http_request, parse_response, request
+
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
+REQUEST_TIMEOUT = 1
+SHUTDOWN_TIMEOUT = 1
+BOUND = REQUEST_TIMEOUT + SHUTDOWN_TIMEOUT + 3
+
+
+def status(d):
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock"), "status", "--json"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return json.loads(r.stdout)
+
+
+def test_stuck_request_does_not_freeze_the_group(wsgid, tmp):
+    d = wsgid("stuck", processes=2, threads=2, request_timeout=REQUEST_TIMEOUT,
+              shutdown_timeout=SHUTDOWN_TIMEOUT, graceful_timeout=1,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d.expect_log(r"still running .* after its interruption; answering 504",
+                 r"still running .* killing it", r"killed by signal|SIGKILL|signal 9")
+    workers = set(d.workers())
+    stuck = {}
+
+    def regex():
+        c = Conn(d.tcp, timeout=30)
+        c.send(http_request("GET", "/regex", {"Connection": "close"}))
+        t0 = time.monotonic()
+        try:
+            data = c.read_until_close()
+        except OSError as e:
+            data = b""
+            stuck["error"] = repr(e)
+        stuck["took"] = time.monotonic() - t0
+        stuck["data"] = data
+        c.close()
+
+    t = threading.Thread(target=regex)
+    start = time.monotonic()
+    t.start()
+    time.sleep(0.3)
+    fast = []
+    t_end = time.monotonic() + BOUND + 1
+    while time.monotonic() < t_end:
+        t0 = time.monotonic()
+        try:
+            r = request(d.tcp, timeout=BOUND)
+            fast.append((r.status, time.monotonic() - t0, t0 - start))
+        except OSError as e:
+            fast.append((repr(e), time.monotonic() - t0, t0 - start))
+        time.sleep(0.05)
+    t.join(30)
+    print("regex: %.1f s, %r; %d fast requests, slowest %.2f s" % (
+        stuck.get("took", -1), stuck.get("data", b"")[:40], len(fast), max(f[1] for f in fast)))
+    # Every fast request is answered within the bound. One that reached the stuck worker before
+    # its request passed request-timeout (from then on it takes no new connection) waits behind
+    # the stuck GIL and is answered 504 with it; every later one is served.
+    late = [f for f in fast if f[1] > BOUND]
+    assert not late, "fast requests not answered within %d s: %r" % (BOUND, late[:5])
+    bad = [f for f in fast if f[0] != 200 and not (f[0] == 504 and f[2] < REQUEST_TIMEOUT + 0.3)]
+    assert not bad, "fast requests not served: %r" % bad[:5]
+    assert sum(1 for f in fast if f[0] == 200) >= len(fast) - 2, fast
+    assert "took" in stuck and stuck["took"] < BOUND + 2, stuck
+    if stuck["data"]:
+        r, _ = parse_response(stuck["data"], eof=True)
+        assert r.status == 504, stuck["data"][:200]
+
+    def replaced():
+        st = status(d)
+        ws = [w for g in st["groups"] for w in g["workers"]]
+        reasons = [w.get("last_restart") or "" for w in ws]
+        ready = {w["pid"] for w in ws if w["state"] == "ready"}
+        return (len(ready) == 2 and ready != workers and
+                any("request-timeout" in r for r in reasons)) and st
+    deadline = time.monotonic() + 20
+    st = None
+    while time.monotonic() < deadline:
+        st = replaced()
+        if st:
+            break
+        time.sleep(0.2)
+    assert st, "the stuck worker was not replaced, or status does not say why: %s" % status(d)
+    g = st["groups"][0]
+    assert g["restarts"] >= 1, g
+    d.seen_workers.update(d.workers())
+    # The group serves on both workers.
+    for _ in range(5):
+        assert request(d.tcp).status == 200
+
+
+def test_watchdog_replaces_a_worker_whose_loop_stopped(wsgid, tmp):
+    """deadlock-timeout: the loop thread itself blocks (here on its access log, a FIFO nobody
+    reads: once the pipe is full, the loop's write waits for ever). Its heartbeat in the
+    scoreboard stops; the master logs it, with the request that ran, and replaces the worker."""
+    fifo = tmp / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # never read: the pipe fills up
+    try:
+        d = wsgid("stuck", processes=1, threads=2, deadlock_timeout=2, access_log=str(fifo),
+                  top={"control": str(tmp / "ctl.sock")})
+        d.unix_paths.append(str(tmp / "ctl.sock"))
+        d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
+                     r"Thread 0x|Current thread|File \"")
+        [stuck] = d.workers()
+
+        def hammer():
+            for _ in range(3000):
+                try:
+                    request(d.tcp, timeout=0.5)
+                except (OSError, AssertionError):
+                    return
+
+        hammer()
+        t0 = time.monotonic()
+        d.wait_log(r"deadlock-timeout: its loop stopped", timeout=15)
+        took = time.monotonic() - t0
+        log = d.log()
+        line = [ln for ln in log.splitlines() if "deadlock-timeout" in ln][0]
+        print(line, "(%.1f s after the loop blocked)" % took)
+        assert "pid %d" % stuck in line, line
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            st = status(d)
+            ws = st["groups"][0]["workers"]
+            if any(w["state"] == "ready" and w["pid"] != stuck for w in ws):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("no replacement: %s" % status(d))
+        assert any("deadlock-timeout" in (w.get("last_restart") or w.get("last_error") or "")
+                   for w in ws), ws
+        d.seen_workers.update(d.workers())
+    finally:
+        os.close(reader)
