@@ -597,6 +597,8 @@ static int http_error_status(const wd_conn_t *c)
     case WD_HTTP_EMETHOD:
     case WD_HTTP_ECODING:
         return 501;
+    case WD_HTTP_EVERSION:
+        return 505;
     case WD_HTTP_EBODY_CB:
         return c->body_error ? c->body_error : 400;
     default:

@@ -276,14 +276,8 @@ static void accept_cb(uv_poll_t *p, int status, int events)
 
         if (!w->accepting)
             return; /* returned by the same epoll_wait as what made us stop */
-        /* A burst (a client opening its keep-alive connections at once) must not land on the
-         * first worker awake: take only what this worker has idle threads for (one at least);
-         * what remains wakes it again next turn, while new arrivals wake a sibling. */
-        int room = w->group->threads - (int)(w->conns.n + wd_handoff_in_flight(&w->handoff));
-        int batch = room > 1 ? room : 1;
-
         for (size_t i = 0; i < w->n_listeners; i++)
-            taken += accept_on(w, &w->listeners[i], batch, 0);
+            taken += accept_on(w, &w->listeners[i], ACCEPT_BATCH, 0);
         if (busy && w->accepting && w->group->processes > 1) {
             exclusive_watch(w, 0);
             exclusive_watch(w, 1);

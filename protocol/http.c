@@ -6,6 +6,7 @@
  * llhttp_execute call; they are recorded as offsets from http->base, and a piece that continues
  * the previous one (the caller appends new bytes right after the old ones) extends its span. */
 #include "http.h"
+#include "url.h"
 
 #include <limits.h>
 #include <string.h>
@@ -154,23 +155,17 @@ static int is_tchar(unsigned char c)
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
-/* RFC 9112 3.2: origin-form, absolute-form, or "*" (OPTIONS only); authority-form is CONNECT's,
- * refused before this. */
+/* RFC 9112 3.2: origin-form, absolute-form (with a valid authority), or "*" (OPTIONS only);
+ * authority-form is CONNECT's, refused before this. */
 static const char *target_error(const char *t, size_t n, int options)
 {
-    size_t i = 0;
+    wd_slice_t auth;
 
     if (n > 0 && t[0] == '/')
         return NULL;
     if (n == 1 && t[0] == '*')
         return options ? NULL : "Asterisk-form target with a method other than OPTIONS";
-    if (n == 0 || !((t[0] >= 'a' && t[0] <= 'z') || (t[0] >= 'A' && t[0] <= 'Z')))
-        return "Invalid request target";
-    while (i < n && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') ||
-                     (t[i] >= '0' && t[i] <= '9') || t[i] == '+' || t[i] == '-' || t[i] == '.'))
-        i++;
-    if (n - i < 4 || memcmp(t + i, "://", 3) != 0 || t[i + 3] == '/' || t[i + 3] == '?' ||
-        t[i + 3] == '#')
+    if (!wd_url_authority(t, n, &auth) || auth.n == 0 || !wd_url_host_valid(auth.p, auth.n))
         return "Invalid request target";
     return NULL;
 }
@@ -222,6 +217,9 @@ static int head_checks(wd_http_t *http, const llhttp_t *p)
                             k == 0 ? "Multiple Host header fields"
                                    : "A header field that must appear once appears twice");
         }
+        if (ieq(name, h->name.len, "host") &&
+            !wd_url_host_valid(http->base + h->value.off, h->value.len))
+            return fail(http, WD_HTTP_EINVALID, "Invalid Host header field");
         if (ieq(name, h->name.len, "transfer-encoding")) {
             const char *v = http->base + h->value.off;
 
@@ -235,7 +233,7 @@ static int head_checks(wd_http_t *http, const llhttp_t *p)
                 return fail(http, WD_HTTP_ECODING, "Transfer coding not implemented");
         }
     }
-    if (p->http_minor == 1 && counts[0] == 0)
+    if (p->http_minor >= 1 && counts[0] == 0)
         return fail(http, WD_HTTP_EINVALID, "Missing Host header field");
     why = target_error(http->base + http->url.off, http->url.len, p->method == HTTP_OPTIONS);
     if (why != NULL)
@@ -257,7 +255,10 @@ static int on_headers_complete(llhttp_t *p)
     if (p->upgrade || p->method == HTTP_CONNECT)
         return fail(http, WD_HTTP_EUPGRADE, "CONNECT and Upgrade are not supported");
 
-    if (p->http_major != 1 || p->http_minor > 1)
+    /* RFC 9110 6.2: a later major version is not ours (505); 0.9 has no head at all. */
+    if (p->http_major > 1)
+        return fail(http, WD_HTTP_EVERSION, "HTTP version not supported");
+    if (p->http_major != 1)
         return fail(http, WD_HTTP_EINVALID, "Unsupported HTTP version");
     if (head_checks(http, p) != 0)
         return HPE_USER;

@@ -24,6 +24,7 @@ typedef enum wd_http_error {
     WD_HTTP_EUPGRADE,  /* CONNECT or Upgrade request: not supported, 501 */
     WD_HTTP_EMETHOD,   /* a method that is a token but not one llhttp knows: 501 */
     WD_HTTP_ECODING,   /* a transfer coding other than chunked: 501 */
+    WD_HTTP_EVERSION,  /* an HTTP major version other than 1: 505 */
 } wd_http_error_t;
 
 typedef struct wd_http_header {
@@ -100,14 +101,15 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n);
  *
  * http->llhttp_reason is set for every error (llhttp's reason, or ours). Beyond what llhttp 8.1
  * rejects in strict mode, these are errors (WD_HTTP_EINVALID, RFC 9110 and 9112): a version
- * other than HTTP/1.0 or 1.1, whitespace in a header name, obsolete line folding, a head that
- * does not end in CR LF CR LF, an HTTP/1.1 request without Host, a field that must appear once
- * (Host, Content-Type, Authorization...) given twice, Transfer-Encoding in an HTTP/1.0 request,
- * and a target that is neither origin-form ("/..."), absolute-form ("scheme://authority...")
- * nor "*" for OPTIONS. A method llhttp does not know but that is a valid token is
- * WD_HTTP_EMETHOD (501: it exists, it is not implemented here); a transfer coding other than
- * chunked (gzip, chunked) is WD_HTTP_ECODING (501). The wd_http_t must not move after wd_http_init
- * (llhttp keeps a pointer to http->settings). */
+ * other than HTTP/1.0 or 1.1 (WD_HTTP_EVERSION, 505, for a later major version), whitespace in
+ * a header name, obsolete line folding, a head that
+ * does not end in CR LF CR LF, an HTTP/1.1 request without Host, a Host value that is not a
+ * host[:port], a field that must appear once (Host, Content-Type, Authorization...) given twice,
+ * Transfer-Encoding in an HTTP/1.0 request, and a target that is neither origin-form ("/..."),
+ * absolute-form ("scheme://authority...") nor "*" for OPTIONS. A method llhttp does not know but
+ * that is a valid token is WD_HTTP_EMETHOD (501: it exists, it is not implemented here); a transfer
+ * coding other than chunked (gzip, chunked) is WD_HTTP_ECODING (501). The wd_http_t must not move
+ * after wd_http_init (llhttp keeps a pointer to http->settings). */
 
 /* Convenience: the span as a slice of http->base. */
 static inline wd_slice_t wd_http_slice(const wd_http_t *http, wd_span_t s)

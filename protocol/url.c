@@ -1,6 +1,8 @@
 /* Request targets (RFC 9112 3.2) cut into the pieces of the CGI/WSGI environ. */
 #include "url.h"
 
+#include <string.h>
+
 static int is_scheme_char(char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '+' ||
@@ -22,6 +24,60 @@ static size_t authority_end(const char *uri, size_t n)
         if (uri[i] == '/' || uri[i] == '?' || uri[i] == '#')
             break;
     return i;
+}
+
+int wd_url_authority(const char *uri, size_t n, wd_slice_t *auth)
+{
+    size_t end = authority_end(uri, n), start;
+
+    if (end == 0)
+        return 0;
+    for (start = 0; uri[start] != ':'; start++)
+        ;
+    start += 3;
+    auth->p = uri + start;
+    auth->n = end - start;
+    return 1;
+}
+
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+int wd_url_host_valid(const char *p, size_t n)
+{
+    size_t i = 0;
+
+    if (n > 0 && p[0] == '[') {
+        for (i = 1; i < n && p[i] != ']'; i++)
+            if (!(is_hex(p[i]) || p[i] == ':' || p[i] == '.'))
+                return 0;
+        if (i == n || i == 1)
+            return 0;
+        i++;
+    } else {
+        for (; i < n && p[i] != ':'; i++) {
+            char c = p[i];
+
+            if (c == '%') {
+                if (i + 2 >= n || !is_hex(p[i + 1]) || !is_hex(p[i + 2]))
+                    return 0;
+                i += 2;
+            } else if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                         (c >= '0' && c <= '9') || strchr("-._~!$&'()*+,;=", c) != NULL)) {
+                return 0;
+            }
+        }
+    }
+    if (i == n)
+        return 1;
+    if (p[i] != ':')
+        return 0;
+    for (i++; i < n; i++)
+        if (!(p[i] >= '0' && p[i] <= '9'))
+            return 0;
+    return 1;
 }
 
 void wd_url_split(const char *uri, size_t n, wd_slice_t *path, wd_slice_t *query)

@@ -12,4 +12,13 @@ void wd_url_split(const char *uri, size_t n, wd_slice_t *path, wd_slice_t *query
  * as they are. Returns the decoded length (<= n). */
 size_t wd_url_decode(char *dst, const char *src, size_t n);
 
+/* The authority of an absolute-form target ("http://host:8080/p" gives "host:8080"): 1, or 0
+ * when the target is not absolute-form. */
+int wd_url_authority(const char *uri, size_t n, wd_slice_t *auth);
+
+/* Whether p is a valid Host value (RFC 9110 7.2, RFC 3986 3.2.2): uri-host [":" port], where
+ * uri-host is a reg-name (unreserved, sub-delims, %XX), an IPv4 address, or "[" IPv6 "]". Empty
+ * is valid (a target without an authority); userinfo ("user@host") is not. */
+int wd_url_host_valid(const char *p, size_t n);
+
 #endif

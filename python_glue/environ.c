@@ -382,7 +382,7 @@ static int add_header(PyObject *env, PyObject *key, int id, wd_slice_t v)
 static int environ_http(PyObject *env, const wd_req_t *req)
 {
     const wd_http_t *h = req->http;
-    wd_slice_t url = wd_http_slice(h, h->url);
+    wd_slice_t url = wd_http_slice(h, h->url), authority;
     char proto[16];
     int has_host = 0, n;
 
@@ -400,6 +400,13 @@ static int environ_http(PyObject *env, const wd_req_t *req)
         return -1;
     if (!req->is_unix && set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)
         return -1;
+    /* An absolute-form target names the host: RFC 9112 3.2.2, the Host field is ignored. */
+    if (wd_url_authority(url.p, url.n, &authority)) {
+        if (set_host(env, authority.p, authority.n) < 0 ||
+            set_str(env, keys[K_HTTP_HOST], authority.p, authority.n) < 0)
+            return -1;
+        has_host = 1;
+    }
 
     for (unsigned i = 0; i < h->n_headers; i++) {
         wd_slice_t name = wd_http_slice(h, h->headers[i].name);
@@ -423,9 +430,9 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             break;
         case K_HTTP_HOST:
             rc = has_host ? 0 : set_host(env, v.p, v.n);
-            has_host = 1;
-            if (rc == 0)
+            if (rc == 0 && !has_host)
                 rc = set_str(env, key, v.p, v.n);
+            has_host = 1;
             break;
         default:
             rc = add_header(env, key, id, v);

@@ -522,6 +522,15 @@ static void test_environ(void)
     EXPECT_HAS(r, "\"fw\": \"FileWrapper\"");
     result_free(&r);
 
+    /* An absolute-form target names the host; the Host field is ignored (RFC 9112 3.2.2). */
+    r = http("GET http://other.example:8080/environ?a=1 HTTP/1.1\r\nHost: x\r\n\r\n", -1);
+    EXPECT_HAS(r, "\"HTTP_HOST\": \"other.example:8080\"");
+    EXPECT_HAS(r, "\"SERVER_NAME\": \"other.example\"");
+    EXPECT_HAS(r, "\"SERVER_PORT\": \"8080\"");
+    EXPECT_HAS(r, "\"PATH_INFO\": \"/environ\"");
+    EXPECT_HAS(r, "\"QUERY_STRING\": \"a=1\"");
+    result_free(&r);
+
     /* No Host (HTTP/1.0: 1.1 requires one): SERVER_NAME is the listener's address. */
     r = http("GET /environ HTTP/1.0\r\n\r\n", -1);
     EXPECT_HAS(r, "\"SERVER_NAME\": \"127.0.0.1\"");

@@ -208,6 +208,13 @@ CASES = [
     Case("host-twice", T, raw_head("GET /hello HTTP/1.1", "Host: a", "Host: b"), S(400),
          not_called="GET /hello"),
     Case("host-twice-same", T, raw_head("GET /hello HTTP/1.1", "Host: a", "host: a"), S(400)),
+    Case("host-invalid-space", T, raw_head("GET /hello HTTP/1.1", "Host: a b"), S(400),
+         not_called="GET /hello"),
+    Case("host-userinfo", T, raw_head("GET /hello HTTP/1.1", "Host: user@a"), S(400)),
+    Case("host-bad-port", T, raw_head("GET /hello HTTP/1.1", "Host: a:8o"), S(400)),
+    Case("host-ipv6-port", T, raw_head("GET /hello HTTP/1.1", "Host: [::1]:80"), KEEP(200)),
+    # RFC 9110 6.2: a later major version gets a 505.
+    Case("line-version-2.0", T, raw_head("GET /hello HTTP/2.0", "Host: x"), S(505)),
     # RFC 9110 5.3: a field that is not a list, given twice.
     Case("content-type-twice", T, raw_head("POST /echo HTTP/1.1", "Host: x", "Content-Type: a/b",
                                            "Content-Type: c/d", "Content-Length: 0"), S(400),
