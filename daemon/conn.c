@@ -306,12 +306,13 @@ static void access_log(wd_conn_t *c, int status, uint64_t bytes)
         ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
         ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
     } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
-        static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1"};
+        static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1", "HTTP/1.2", "HTTP/1.3",
+                                             "HTTP/1.4", "HTTP/1.5", "HTTP/1.6", "HTTP/1.7",
+                                             "HTTP/1.8", "HTTP/1.9"};
 
-        method.p = c->http.method;
-        method.n = strlen(c->http.method);
+        method = wd_http_method(&c->http);
         uri = wd_http_slice(&c->http, c->http.url);
-        proto.p = protos[c->http.http_minor ? 1 : 0];
+        proto.p = protos[c->http.request_minor % 10];
         proto.n = 8;
         ref = http_header(&c->http, "referer");
         ua = http_header(&c->http, "user-agent");
@@ -594,7 +595,6 @@ static int http_error_status(const wd_conn_t *c)
     case WD_HTTP_ETOO_MANY:
         return 431;
     case WD_HTTP_EUPGRADE:
-    case WD_HTTP_EMETHOD:
     case WD_HTTP_ECODING:
         return 501;
     case WD_HTTP_EVERSION:
@@ -1134,8 +1134,7 @@ uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n)
         method = o->uwsgi.method;
         uri = o->uwsgi.uri;
     } else {
-        method.p = o->http.method;
-        method.n = strlen(o->http.method);
+        method = wd_http_method(&o->http);
         uri = wd_http_slice(&o->http, o->http.url);
     }
     snprintf(buf, n, "%s %.*s %.*s", o->req.id, (int)method.n, method.p,

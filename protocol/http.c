@@ -235,7 +235,8 @@ static int head_checks(wd_http_t *http, const llhttp_t *p)
     }
     if (p->http_minor >= 1 && counts[0] == 0)
         return fail(http, WD_HTTP_EINVALID, "Missing Host header field");
-    why = target_error(http->base + http->url.off, http->url.len, p->method == HTTP_OPTIONS);
+    why = target_error(http->base + http->url.off, http->url.len,
+                       p->method == HTTP_OPTIONS && !http->ext_method);
     if (why != NULL)
         return fail(http, WD_HTTP_EINVALID, why);
     return 0;
@@ -263,9 +264,12 @@ static int on_headers_complete(llhttp_t *p)
     if (head_checks(http, p) != 0)
         return HPE_USER;
 
-    http->method = llhttp_method_name((llhttp_method_t)p->method);
+    http->method = http->ext_method ? NULL : llhttp_method_name((llhttp_method_t)p->method);
     http->http_major = p->http_major;
     http->http_minor = p->http_minor;
+    /* A line parsed again (reparse_line) keeps the later minor version it was sent with. */
+    if (http->request_minor < p->http_minor)
+        http->request_minor = p->http_minor;
     http->has_content_length = (p->flags & F_CONTENT_LENGTH) != 0;
     http->content_length = http->has_content_length ? p->content_length : 0;
     http->chunked = (p->flags & F_CHUNKED) != 0;
@@ -276,6 +280,7 @@ static int on_headers_complete(llhttp_t *p)
      * Expect before reading it. Without a body, go on: on_message_complete stops instead. */
     if (has_body(p)) {
         http->state = WD_HTTP_BODY;
+        http->size_line = http->chunked;
         return HPE_PAUSED;
     }
     return 0;
@@ -288,6 +293,31 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
     if (http->on_body != NULL && http->on_body(http->data, at, n) != 0)
         return fail(http, WD_HTTP_EBODY_CB, "Body callback failed");
     return 0;
+}
+
+/* Chunked bodies: a chunk-size line ends here (after its CR LF), and the next one starts after
+ * the chunk's data, where llhttp pauses so that wd_http_feed drops BWS in that line. */
+static int on_chunk_header(llhttp_t *p)
+{
+    wd_http_t *http = from_parser(p);
+
+    http->size_line = 0;
+    http->last_chunk = p->content_length == 0;
+    return 0;
+}
+
+static int on_chunk_complete(llhttp_t *p)
+{
+    wd_http_t *http = from_parser(p);
+
+    if (http->last_chunk)
+        return 0; /* the trailers are read: on_message_complete follows */
+    http->size_line = 1;
+    http->held_ws = 0;
+    http->size_len = 0;
+    http->size_last = 0;
+    http->ext_state = 0;
+    return HPE_PAUSED;
 }
 
 static int on_message_complete(llhttp_t *p)
@@ -315,7 +345,19 @@ static void clear_request(wd_http_t *http)
     http->expect_continue = 0;
     http->is_head = 0;
     http->last_was_value = 0;
-    http->method_pending = 0;
+    http->started = 0;
+    http->head_off = 0;
+    http->line_pending = 0;
+    http->ext_method = 0;
+    memset(&http->method_span, 0, sizeof(http->method_span));
+    http->request_minor = 0;
+    http->size_line = 0;
+    http->last_chunk = 0;
+    http->held_ws = 0;
+    http->size_len = 0;
+    http->size_last = 0;
+    http->ext_state = 0;
+    http->trailers_len = 0;
 }
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body_cb, void *data)
@@ -329,6 +371,8 @@ void wd_http_init(wd_http_t *http, wd_http_body_cb on_body_cb, void *data)
     http->settings.on_header_value_complete = on_header_value_complete;
     http->settings.on_headers_complete = on_headers_complete;
     http->settings.on_body = on_body;
+    http->settings.on_chunk_header = on_chunk_header;
+    http->settings.on_chunk_complete = on_chunk_complete;
     http->settings.on_message_complete = on_message_complete;
     llhttp_init(&http->parser, HTTP_REQUEST, &http->settings);
     http->parser.data = http;
@@ -354,27 +398,54 @@ static int head_ends_well(const wd_http_t *http, const char *end)
     return end - http->base >= 4 && memcmp(end - 4, "\r\n\r\n", 4) == 0;
 }
 
-/* llhttp knows a fixed list of methods; RFC 9110 9.1 lets any token be one. A well-formed
- * request line whose method llhttp does not know names a method that exists but is not
- * implemented here (501), not a malformed request (400). Returns 1 for such a line (token SP
- * target SP HTTP/d.d CR LF), 0 while [base, end) is the start of one, -1 otherwise. */
-#define METHOD_LINE_MAX 8192
+wd_slice_t wd_http_method(const wd_http_t *http)
+{
+    wd_slice_t m;
 
-static int method_line(const char *s, const char *end)
+    if (http->method != NULL) {
+        m.p = http->method;
+        m.n = strlen(http->method);
+    } else {
+        m = wd_http_slice(http, http->method_span);
+    }
+    return m;
+}
+
+/* A request line as RFC 9112 3 has it, where llhttp refused it: method token SP target SP
+ * "HTTP/" DIGIT "." DIGIT CR LF, after the empty lines llhttp skips too. */
+typedef struct line {
+    wd_span_t method;
+    size_t minor; /* offset of the minor version digit */
+} line_t;
+
+#define LINE_MAX_LEN 8192
+
+/* 1 for a whole line in [base, end), 0 while it is the start of one, -1 otherwise; the offsets
+ * in l are from base. */
+static int request_line(const char *base, const char *end, line_t *l)
 {
     static const char version[] = "HTTP/d.d\r\n";
-    const char *p = s;
+    const char *p = base, *s;
     size_t v = 0;
 
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    s = p;
     while (p < end && is_tchar((unsigned char)*p))
         p++;
-    if (p == end)
-        return end - s < METHOD_LINE_MAX ? 0 : -1;
-    if (p == s || *p++ != ' ')
+    if (p - base >= LINE_MAX_LEN)
         return -1;
-    s = p;
+    if (p == end)
+        return 0;
+    if (p == s || *p != ' ')
+        return -1;
+    l->method.off = (uint32_t)(s - base);
+    l->method.len = (uint32_t)(p - s);
+    s = ++p;
     while (p < end && (unsigned char)*p > ' ' && *p != 0x7f)
         p++;
+    if (p - base >= LINE_MAX_LEN)
+        return -1;
     if (p == end)
         return 0;
     if (p == s || *p++ != ' ')
@@ -383,47 +454,23 @@ static int method_line(const char *s, const char *end)
         if (version[v] == 'd' ? !(*p >= '0' && *p <= '9') : *p != version[v])
             return -1;
     }
+    l->minor = (size_t)(p - base) - v + 7; /* "HTTP/d." is 7 bytes: the minor is the 8th */
     return v == sizeof version - 1 ? 1 : 0;
 }
 
-/* llhttp refused the method: until the request line is complete (method_pending), whether it
- * is a method we do not implement (501) or a malformed line (400) is not known yet. */
-static int unknown_method(wd_http_t *http, const char *end, size_t n)
+/* Runs llhttp over [from, from + n), which ends at the end of the bytes of this wd_http_feed
+ * call, [at, at + len); returns what wd_http_feed returns. */
+static int execute(wd_http_t *http, const char *from, size_t n, const char *at, size_t len)
 {
-    int r = method_line(http->base, end);
-
-    if (r == 0) {
-        http->method_pending = 1;
-        return (int)n;
-    }
-    http->method_pending = 0;
-    http->error = r > 0 ? WD_HTTP_EMETHOD : WD_HTTP_EINVALID;
-    http->llhttp_reason = r > 0 ? "Method not implemented" : "Invalid method";
-    return WD_PARSE_ERROR;
-}
-
-int wd_http_feed(wd_http_t *http, const char *at, size_t n)
-{
+    wd_http_state_t before = http->state;
     llhttp_errno_t err;
-    wd_http_state_t before;
     ptrdiff_t used;
-
-    if (http->error != WD_HTTP_OK)
-        return WD_PARSE_ERROR;
-    if (http->state == WD_HTTP_DONE || n == 0)
-        return 0;
-    if (http->method_pending)
-        return unknown_method(http, at + n, n);
-    if (n > INT_MAX)
-        n = INT_MAX;
 
     if (llhttp_get_errno(&http->parser) == HPE_PAUSED)
         llhttp_resume(&http->parser);
-
-    before = http->state;
-    err = llhttp_execute(&http->parser, at, n);
+    err = llhttp_execute(&http->parser, from, n);
     if (err == HPE_OK)
-        return (int)n;
+        return (int)len;
     if (err == HPE_PAUSED) {
         used = llhttp_get_error_pos(&http->parser) - at;
         if (before == WD_HTTP_HEAD && !head_ends_well(http, at + used)) {
@@ -433,14 +480,238 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n)
         }
         return (int)used;
     }
-
     if (err == HPE_PAUSED_UPGRADE || err == HPE_PAUSED_H2_UPGRADE)
         http->error = WD_HTTP_EUPGRADE;
-    else if (err == HPE_INVALID_METHOD && method_line(http->base, at + n) >= 0)
-        return unknown_method(http, at + n, n);
     else if (http->error == WD_HTTP_OK)
         http->error = WD_HTTP_EINVALID;
     if (http->llhttp_reason == NULL)
         http->llhttp_reason = llhttp_get_error_reason(&http->parser);
     return WD_PARSE_ERROR;
+}
+
+/* llhttp refused the request line for its method or its version, which RFC 9110 lets be any
+ * token (9.1) and any minor version of HTTP/1 (2.5). Once the line is whole, llhttp parses it
+ * again from its start with a method it knows in place of an extension method and minor
+ * version 1 in place of a later one; the target and the rest are the caller's bytes, so the
+ * spans stay right. Returns what wd_http_feed returns. */
+static int reparse_line(wd_http_t *http, const char *at, size_t n)
+{
+    const char *end = at + n, *b = http->base + http->head_off;
+    llhttp_errno_t err = HPE_OK;
+    line_t l;
+    int r = request_line(b, end, &l);
+
+    if (r == 0) {
+        http->line_pending = 1;
+        return (int)n;
+    }
+    if (r < 0) {
+        http->error = WD_HTTP_EINVALID;
+        http->llhttp_reason = "Invalid request line";
+        return WD_PARSE_ERROR;
+    }
+    if (b[l.minor - 2] != '1') {
+        http->error = b[l.minor - 2] > '1' ? WD_HTTP_EVERSION : WD_HTTP_EINVALID;
+        http->llhttp_reason = "HTTP version not supported";
+        return WD_PARSE_ERROR;
+    }
+    http->line_pending = 0;
+    http->request_minor = (unsigned)(b[l.minor] - '0');
+    http->method_span = l.method;
+    http->method_span.off += http->head_off;
+    memset(&http->url, 0, sizeof(http->url));
+    llhttp_reset(&http->parser);
+    if (http->ext_method)
+        err = llhttp_execute(&http->parser, "GET", 3);
+    else
+        err = llhttp_execute(&http->parser, b, l.method.off + l.method.len);
+    if (err == HPE_OK)
+        err = llhttp_execute(&http->parser, b + l.method.off + l.method.len,
+                             l.minor - l.method.off - l.method.len);
+    if (err == HPE_OK)
+        err = llhttp_execute(&http->parser, http->request_minor > 1 ? "1" : b + l.minor, 1);
+    if (err != HPE_OK) {
+        http->error = WD_HTTP_EINVALID;
+        http->llhttp_reason = llhttp_get_error_reason(&http->parser);
+        return WD_PARSE_ERROR;
+    }
+    /* The rest: the line's CR LF, the headers, and what follows, as a normal feed would. */
+    return execute(http, b + l.minor + 1, (size_t)(end - (b + l.minor + 1)), at, n);
+}
+
+/* Where in a chunk-size line feed_size_line is, for what llhttp 8.1 gets wrong there. */
+enum {
+    EXT_NAME = 0, /* the size, or a name */
+    EXT_EQ,       /* right after "=" */
+    EXT_TOKEN,    /* in a token value */
+    EXT_QUOTED,   /* in a quoted-string value */
+    EXT_ESCAPE,   /* after a backslash in it */
+};
+
+/* Longest chunk-size line: a size and extensions, which nobody uses at length. */
+#define SIZE_LINE_MAX 4096
+
+/* Runs llhttp over [from, to), bytes of a chunk-size line; 0 or WD_PARSE_ERROR. */
+static int size_run(wd_http_t *http, const char *from, const char *to)
+{
+    if (to == from)
+        return 0;
+    return execute(http, from, (size_t)(to - from), from, (size_t)(to - from)) < 0 ? WD_PARSE_ERROR
+                                                                                   : 0;
+}
+
+/* Feeds the bytes of a chunk-size line from *pp on, up to its LF or end; 0 or WD_PARSE_ERROR.
+ * llhttp 8.1 refuses three things RFC 9112 7.1.1 allows there: whitespace around ";" and "="
+ * (BWS), which is dropped here (any other whitespace outside a quoted string is given to
+ * llhttp, which refuses it); ";" right after a token value ("5;a=1;b"), where llhttp takes
+ * the ";" as the end of the value and wants another: it is given one; and a quoted-pair in a
+ * quoted value ("a\"b"), which llhttp refuses. */
+static int feed_size_line(wd_http_t *http, const char **pp, const char *end)
+{
+    static const char spaces[] = "                ";
+    const char *p = *pp, *run = p;
+
+    while (p < end) {
+        char c = *p;
+
+        if (++http->size_len > SIZE_LINE_MAX) {
+            http->error = WD_HTTP_EINVALID;
+            http->llhttp_reason = "Chunk-size line too long";
+            return WD_PARSE_ERROR;
+        }
+        if ((c == ' ' || c == '\t') && http->ext_state < EXT_QUOTED) {
+            if (size_run(http, run, p) < 0)
+                return WD_PARSE_ERROR;
+            http->held_ws++;
+            run = ++p;
+            continue;
+        }
+        if (http->held_ws > 0) {
+            if (c != ';' && c != '=' && http->size_last != ';' && http->size_last != '=') {
+                while (http->held_ws > 0) {
+                    unsigned k = http->held_ws < sizeof spaces - 1 ? http->held_ws
+                                                                   : (unsigned)sizeof spaces - 1;
+
+                    if (size_run(http, spaces, spaces + k) < 0)
+                        return WD_PARSE_ERROR;
+                    http->held_ws -= k;
+                }
+            }
+            http->held_ws = 0;
+        }
+        if (http->ext_state == EXT_ESCAPE || (http->ext_state == EXT_QUOTED && c == '\\')) {
+            /* llhttp 8.1 refuses quoted-pairs; the value is not kept, so "x" stands in for
+             * the pair, unless the escaped byte is one no quoted-pair may hold. */
+            int ok = http->ext_state == EXT_QUOTED || c == '\t' ||
+                     ((unsigned char)c >= 0x20 && c != 0x7f);
+
+            if (ok) {
+                if (size_run(http, run, p) < 0 ||
+                    (http->ext_state == EXT_ESCAPE && size_run(http, "x", "x" + 1) < 0))
+                    return WD_PARSE_ERROR;
+                http->ext_state = http->ext_state == EXT_QUOTED ? EXT_ESCAPE : EXT_QUOTED;
+                http->size_last = c;
+                run = ++p;
+                continue;
+            }
+            http->ext_state = EXT_QUOTED; /* llhttp refuses c */
+        }
+        p++;
+        http->size_last = c;
+        switch (http->ext_state) {
+        case EXT_NAME:
+            if (c == '=')
+                http->ext_state = EXT_EQ;
+            break;
+        case EXT_EQ:
+            http->ext_state = c == '"' ? EXT_QUOTED : EXT_TOKEN;
+            break;
+        case EXT_TOKEN:
+            if (c == ';') {
+                if (size_run(http, run, p) < 0 || size_run(http, ";", ";" + 1) < 0)
+                    return WD_PARSE_ERROR;
+                run = p;
+                http->ext_state = EXT_NAME;
+            }
+            break;
+        default: /* EXT_QUOTED */
+            if (c == '"')
+                http->ext_state = EXT_NAME;
+            break;
+        }
+        if (c == '\n')
+            break; /* the line's end: on_chunk_header comes with it */
+    }
+    *pp = p;
+    return size_run(http, run, p);
+}
+
+/* Longest trailer section (after the last chunk), like a head's (they are not kept). */
+#define TRAILERS_MAX 8192
+
+/* Feeds body bytes of a chunked message, the chunk-size lines through feed_size_line. Returns
+ * what wd_http_feed returns. */
+static int feed_chunked(wd_http_t *http, const char *at, size_t n)
+{
+    const char *p = at, *end = at + n;
+
+    while (p < end) {
+        size_t len = (size_t)(end - p);
+        int r;
+
+        if (http->size_line) {
+            if (feed_size_line(http, &p, end) < 0)
+                return WD_PARSE_ERROR;
+            continue;
+        }
+        if (http->last_chunk && len > TRAILERS_MAX + 1 - http->trailers_len)
+            len = TRAILERS_MAX + 1 - http->trailers_len;
+        r = execute(http, p, len, p, len);
+        if (r < 0)
+            return r;
+        if (http->state == WD_HTTP_DONE)
+            return (int)(p + r - at);
+        if (http->last_chunk && (http->trailers_len += (size_t)r) > TRAILERS_MAX) {
+            http->error = WD_HTTP_EINVALID;
+            http->llhttp_reason = "Trailer section too long";
+            return WD_PARSE_ERROR;
+        }
+        p += r; /* all of it, or a chunk ended: a size line follows */
+    }
+    return (int)n;
+}
+
+int wd_http_feed(wd_http_t *http, const char *at, size_t n)
+{
+    int r;
+
+    if (http->error != WD_HTTP_OK)
+        return WD_PARSE_ERROR;
+    if (http->state == WD_HTTP_DONE || n == 0)
+        return 0;
+    if (n > INT_MAX)
+        n = INT_MAX;
+    if (!http->started) {
+        http->started = 1;
+        http->head_off = (uint32_t)(at - http->base);
+    }
+    if (http->line_pending)
+        return reparse_line(http, at, n);
+    if (http->state == WD_HTTP_BODY && http->chunked)
+        return feed_chunked(http, at, n);
+
+    r = execute(http, at, n, at, n);
+    if (r == WD_PARSE_ERROR && http->state == WD_HTTP_HEAD && http->error == WD_HTTP_EINVALID) {
+        llhttp_errno_t err = llhttp_get_errno(&http->parser);
+        line_t l;
+
+        if ((err == HPE_INVALID_METHOD || err == HPE_INVALID_VERSION) &&
+            request_line(http->base + http->head_off, at + n, &l) >= 0) {
+            http->error = WD_HTTP_OK;
+            http->llhttp_reason = NULL;
+            http->ext_method = err == HPE_INVALID_METHOD;
+            return reparse_line(http, at, n);
+        }
+    }
+    return r;
 }

@@ -22,7 +22,6 @@ typedef enum wd_http_error {
     WD_HTTP_ETOO_MANY, /* more than WD_HTTP_MAX_HEADERS header fields: 431 */
     WD_HTTP_EBODY_CB,  /* on_body returned non-zero: the caller's own error */
     WD_HTTP_EUPGRADE,  /* CONNECT or Upgrade request: not supported, 501 */
-    WD_HTTP_EMETHOD,   /* a method that is a token but not one llhttp knows: 501 */
     WD_HTTP_ECODING,   /* a transfer coding other than chunked: 501 */
     WD_HTTP_EVERSION,  /* an HTTP major version other than 1: 505 */
 } wd_http_error_t;
@@ -48,10 +47,12 @@ typedef struct wd_http {
     wd_http_error_t error;
     const char *llhttp_reason; /* llhttp's reason for WD_HTTP_EINVALID */
 
-    /* The head, valid from WD_HTTP_BODY on. */
-    const char *method; /* "GET", ... (a static string from llhttp) */
+    /* The head, valid from WD_HTTP_BODY on (the method: wd_http_method). */
+    const char *method;    /* "GET", ...: a static string, or NULL for an extension method */
+    wd_span_t method_span; /* an extension method (one llhttp does not know) */
     wd_span_t url;
-    unsigned http_major, http_minor;
+    unsigned http_major, http_minor; /* the version the request is processed as (1.0 or 1.1) */
+    unsigned request_minor;          /* the minor version it was sent with (1.2 is 1.1's peer) */
     wd_http_header_t headers[WD_HTTP_MAX_HEADERS];
     unsigned n_headers;
     int has_content_length;
@@ -66,7 +67,17 @@ typedef struct wd_http {
 
     /* Internal: which part of a header the last callback filled. */
     int last_was_value;
-    int method_pending; /* llhttp refused the method; the request line is not complete yet */
+    int started;         /* the first bytes of this message were fed */
+    uint32_t head_off;   /* where this message starts in the buffer, from base */
+    int line_pending;    /* llhttp refused the request line; it is not complete yet */
+    int ext_method;      /* the method is one llhttp does not know: it parsed a stand-in */
+    int size_line;       /* chunked: reading a chunk-size line, where BWS is dropped */
+    int last_chunk;      /* chunked: the size line of the last chunk (0) was read */
+    unsigned held_ws;    /* chunked: whitespace of the size line not yet given to llhttp */
+    unsigned size_len;   /* chunked: bytes of the size line so far */
+    char size_last;      /* chunked: the last byte of the size line, whitespace aside */
+    char ext_state;      /* chunked: where in a chunk extension the size line is */
+    size_t trailers_len; /* chunked: bytes after the last chunk's size line */
 } wd_http_t;
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);
@@ -106,10 +117,18 @@ int wd_http_feed(wd_http_t *http, const char *at, size_t n);
  * does not end in CR LF CR LF, an HTTP/1.1 request without Host, a Host value that is not a
  * host[:port], a field that must appear once (Host, Content-Type, Authorization...) given twice,
  * Transfer-Encoding in an HTTP/1.0 request, and a target that is neither origin-form ("/..."),
- * absolute-form ("scheme://authority...") nor "*" for OPTIONS. A method llhttp does not know but
- * that is a valid token is WD_HTTP_EMETHOD (501: it exists, it is not implemented here); a transfer
- * coding other than chunked (gzip, chunked) is WD_HTTP_ECODING (501). The wd_http_t must not move
- * after wd_http_init (llhttp keeps a pointer to http->settings). */
+ * absolute-form ("scheme://authority...") nor "*" for OPTIONS. A transfer coding other than
+ * chunked (gzip, chunked) is WD_HTTP_ECODING (501).
+ *
+ * Beyond what llhttp 8.1 accepts, these are requests (RFC 9110 and 9112 say a recipient must or
+ * should accept them): a method that is any token (9110 9.1: QUERY, FOO, -BLARGH; llhttp knows a
+ * fixed list), a later minor version of HTTP/1 (9110 2.5: HTTP/1.2 is processed as 1.1, and
+ * request_minor keeps the 2), and whitespace around ";" and "=" in chunk extensions (9112 7.1.1:
+ * BWS). The wd_http_t must not move after wd_http_init (llhttp keeps a pointer to
+ * http->settings). */
+
+/* The request method, e.g. "GET" or an extension method "QUERY" (valid from WD_HTTP_BODY on). */
+wd_slice_t wd_http_method(const wd_http_t *http);
 
 /* Convenience: the span as a slice of http->base. */
 static inline wd_slice_t wd_http_slice(const wd_http_t *http, wd_span_t s)

@@ -382,15 +382,15 @@ static int add_header(PyObject *env, PyObject *key, int id, wd_slice_t v)
 static int environ_http(PyObject *env, const wd_req_t *req)
 {
     const wd_http_t *h = req->http;
-    wd_slice_t url = wd_http_slice(h, h->url), authority;
+    wd_slice_t url = wd_http_slice(h, h->url), authority, method = wd_http_method(h);
     char proto[16];
     int has_host = 0, n;
 
-    if (set_str(env, keys[K_REQUEST_METHOD], h->method, strlen(h->method)) < 0 ||
+    if (set_str(env, keys[K_REQUEST_METHOD], method.p, method.n) < 0 ||
         set_str(env, keys[K_REQUEST_URI], url.p, url.n) < 0 ||
         set_path_info(env, url.p, url.n, keys[K_QUERY_STRING]) < 0)
         return -1;
-    n = snprintf(proto, sizeof proto, "HTTP/%u.%u", h->http_major, h->http_minor);
+    n = snprintf(proto, sizeof proto, "HTTP/%u.%u", h->http_major, h->request_minor);
     if (set_str(env, keys[K_SERVER_PROTOCOL], proto, (size_t)n) < 0)
         return -1;
     if (h->has_content_length || h->chunked || req->body_len > 0)

@@ -262,3 +262,22 @@ def test_body_temp_files_reused_never_show_old_bytes(wsgid):
         assert r.content == body, (n, how)
     # Spare files are closed half a second or so after their last use: the teardown's fd check
     # (which waits up to 2 s) would see any that stayed.
+
+
+def test_extension_method_and_later_minor_version_reach_the_app(wsgid):
+    """RFC 9110 9.1 and 2.5: QUERY (a method llhttp does not know) with a body and HTTP/1.2 get
+    to the app as sent; the answer is HTTP/1.1 and the connection stays open."""
+    d = wsgid("environ")
+    with Conn(d.tcp) as c:
+        c.send(http_request("QUERY", "/q?x=1", {"Content-Type": "text/plain"}, b"select",
+                            version="HTTP/1.2"))
+        r = c.response()
+        assert r.status == 200, r
+        assert r.version == "HTTP/1.1", r
+        e = json.loads(r.body)
+        assert e["REQUEST_METHOD"] == "QUERY"
+        assert e["SERVER_PROTOCOL"] == "HTTP/1.2"
+        assert e["PATH_INFO"] == "/q" and e["QUERY_STRING"] == "x=1"
+        assert e["_body"] == "select"
+        c.send(http_request("GET", "/"))
+        assert c.response().status == 200

@@ -81,8 +81,13 @@ static void check_head(conn_t *c)
     unsigned i;
 
     WD_FUZZ_CHECK(c->head_end >= 4 && memcmp(c->buf + c->head_end - 4, "\r\n\r\n", 4) == 0);
-    WD_FUZZ_CHECK(h->method != NULL);
+    WD_FUZZ_CHECK(wd_http_method(h).n > 0);
+    if (h->method == NULL)
+        check_span(c, h->method_span);
+    for (i = 0; i < wd_http_method(h).n; i++)
+        x ^= wd_http_method(h).p[i];
     WD_FUZZ_CHECK(h->http_major == 1 && h->http_minor <= 1);
+    WD_FUZZ_CHECK(h->request_minor >= h->http_minor && h->request_minor <= 9);
     WD_FUZZ_CHECK(h->n_headers <= WD_HTTP_MAX_HEADERS);
     check_span(c, h->url);
     WD_FUZZ_CHECK(h->url.len > 0);
@@ -113,7 +118,7 @@ static void check_head(conn_t *c)
     }
     /* Smuggling shapes are refused: never both framings. */
     WD_FUZZ_CHECK(!(h->chunked && h->has_content_length));
-    WD_FUZZ_CHECK(h->is_head == (strcmp(h->method, "HEAD") == 0));
+    WD_FUZZ_CHECK(h->is_head == (h->method != NULL && strcmp(h->method, "HEAD") == 0));
     (void)x;
 }
 
