@@ -286,6 +286,15 @@ static wd_slice_t http_header(const wd_http_t *h, const char *lower)
     return none;
 }
 
+/* How long the dispatched request ran: to its finish, which the loop may learn later (a lazy
+ * one, see wd_out_finish). */
+static uint64_t ran_ns(const wd_conn_t *c)
+{
+    uint64_t end = c->out.finished_ns ? c->out.finished_ns : wd_now_ns();
+
+    return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
+}
+
 static void access_log(wd_conn_t *c, int status, uint64_t bytes)
 {
     char line[4096], when[64];
@@ -318,7 +327,7 @@ static void access_log(wd_conn_t *c, int status, uint64_t bytes)
         ua = http_header(&c->http, "user-agent");
     }
     if (c->dispatched) {
-        secs = (double)(wd_now_ns() - c->req.t_start_ns) / 1e9;
+        secs = (double)ran_ns(c) / 1e9;
         /* Combined log format counts the body only. */
         bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
     }
@@ -508,6 +517,7 @@ static void conn_dispatch(wd_conn_t *c)
     /* The poll keeps watching for reads: nginx sends nothing more, and a pipelining client's
      * next bytes turn it off in conn_poll_cb. One epoll_ctl less per request. */
     conn_timer(c, 0);
+    req->may_be_lazy = c->proto == WD_REQ_HTTP && c->http.keep_alive; /* see wd_out_finish */
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
 }
@@ -837,8 +847,7 @@ static void response_complete(wd_conn_t *c)
     access_log(c, status, c->out.sent);
     note_app_done(c);
     c->served++;
-    count(cs, c->abandoned ? 504 : status, c->out.sent,
-          c->dispatched ? wd_now_ns() - c->req.t_start_ns : 0);
+    count(cs, c->abandoned ? 504 : status, c->out.sent, c->dispatched ? ran_ns(c) : 0);
     c->abandoned = 0;
     c->dispatched = 0;
     c->app_done = 0;
@@ -874,7 +883,7 @@ static void note_app_done(wd_conn_t *c)
 {
     if (c->dispatched && !c->app_done && wd_out_is_finished(&c->out)) {
         c->app_done = 1;
-        wd_handoff_done(c->cs->handoff);
+        wd_handoff_done(c->cs->handoff, &c->req);
         c->cs->ops->request_done(c->cs->owner);
     }
 }
@@ -1052,7 +1061,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         }
         if (events & UV_WRITABLE) {
             conn_send(c);
-        } else if (wd_out_is_finished(&c->out)) {
+        } else if (wd_out_finished_or_wait(&c->out)) {
             /* The next request came before the loop took the news of the last response (a lazy
              * one, see wd_out_finish): complete it now and read on. */
             conn_send(c);

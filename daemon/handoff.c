@@ -183,6 +183,7 @@ void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
     h->batch_tail = req;
     h->batch_n++;
     h->in_flight++;
+    h->lazy_in_flight += req->may_be_lazy != 0;
 }
 
 void wd_handoff_flush(wd_handoff_t *h)
@@ -201,9 +202,10 @@ static void batch_check_cb(uv_check_t *c)
     wd_handoff_flush(c->data);
 }
 
-void wd_handoff_done(wd_handoff_t *h)
+void wd_handoff_done(wd_handoff_t *h, const wd_req_t *req)
 {
     h->in_flight--;
+    h->lazy_in_flight -= req->may_be_lazy != 0;
 }
 
 int wd_handoff_remove(wd_handoff_t *h, wd_req_t *req)
@@ -414,7 +416,7 @@ static void prepare_cb(uv_prepare_t *p)
     if (any)
         take_ready(h);
     wd_handoff_flush(h);
-    if (h->in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
+    if (h->lazy_in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
         uv_timer_start(&h->lazy_timer, lazy_cb, WD_HANDOFF_LAZY_MS, 0);
 }
 

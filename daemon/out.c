@@ -6,6 +6,7 @@
  * below its `len`, which never change once written: the consumer writes them to the socket without
  * holding the lock, while the producer may append behind them. Only the consumer frees segments. */
 #include "out.h"
+#include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -155,6 +156,8 @@ void wd_out_reset(wd_out_t *out)
     out->producer_waiting = 0;
     out->sending = 0;
     out->hold = 0;
+    out->loop_waits = 0;
+    out->finished_ns = 0;
     out->sock = -1;
     pthread_mutex_unlock(&out->lock);
 }
@@ -523,14 +526,18 @@ void wd_out_finish(wd_out_t *out, int keep_alive)
     flush_locked(out);
     out->hold = 0;
     out->finished = 1;
+    out->finished_ns = wd_now_ns();
     out->keep_alive = keep_alive;
     /* Woken with the lock held: the loop sees `finished` only after this call has returned from
      * the wake callback, so it cannot free the connection under our feet. A keep-alive response
      * that went out whole needs nothing of the loop soon: it learns at its next turn. (One that
      * ends its connection is not left so: shutting the socket from here and closing it lazily
-     * was measured no cheaper, the loop being woken for the next connection anyway.) */
+     * was measured no cheaper, the loop being woken for the next connection anyway.) Unless the
+     * loop already waits for it: the client got the bytes and sent its next request before
+     * this call (the bytes went out in an earlier flush). */
     if (out->wake)
-        out->wake(out, out->wake_data, out->head == NULL && !out->aborted && keep_alive > 0);
+        out->wake(out, out->wake_data,
+                  out->head == NULL && !out->aborted && keep_alive > 0 && !out->loop_waits);
     pthread_mutex_unlock(&out->lock);
 }
 
@@ -540,6 +547,18 @@ int wd_out_is_finished(wd_out_t *out)
 
     pthread_mutex_lock(&out->lock);
     f = out->finished;
+    pthread_mutex_unlock(&out->lock);
+    return f;
+}
+
+int wd_out_finished_or_wait(wd_out_t *out)
+{
+    int f;
+
+    pthread_mutex_lock(&out->lock);
+    f = out->finished;
+    if (!f)
+        out->loop_waits = 1;
     pthread_mutex_unlock(&out->lock);
     return f;
 }

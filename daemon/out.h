@@ -61,9 +61,11 @@ struct wd_out {
     int keep_alive; /* its verdict: keep the connection for another request */
     int aborted;    /* the client is gone; the producer gets -EPIPE */
     int producer_waiting;
-    int sock;    /* the connection's socket, for the producer's own writes (-1: none) */
-    int sending; /* a thread is writing to sock now (the loop or the producer) */
-    int hold;    /* the producer has not handed the loop anything to send yet: no wake */
+    int sock;             /* the connection's socket, for the producer's own writes (-1: none) */
+    int sending;          /* a thread is writing to sock now (the loop or the producer) */
+    int hold;             /* the producer has not handed the loop anything to send yet: no wake */
+    int loop_waits;       /* the loop waits for the finish (the next request came): wake it */
+    uint64_t finished_ns; /* when the producer called wd_out_finish (wd_now_ns) */
     wd_out_wake_cb wake;
     void *wake_data;
     const wd_out_budget_t *budget; /* NULL: none */
@@ -112,5 +114,8 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write);
 void wd_out_abort(wd_out_t *out);
 /* 1 once the producer called wd_out_finish (read under the lock). */
 int wd_out_is_finished(wd_out_t *out);
+/* Loop: as wd_out_is_finished; when not finished yet, the finish wakes the loop even if it could
+ * have been lazy (the client sent its next request: the loop waits for this one's end). */
+int wd_out_finished_or_wait(wd_out_t *out);
 
 #endif
