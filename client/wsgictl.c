@@ -1,5 +1,5 @@
 /* wsgictl: talks to a running wsgid master over its control socket (design §5; the protocol is
- * in daemon/control.h: one JSON object per line each way).
+ * in daemon/master/control.h: one JSON object per line each way).
  *
  * Exit status: 0 done, 1 the operation failed (a safe restart refused, a reload refused...),
  * 2 usage, 3 the daemon cannot be reached. */

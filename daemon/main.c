@@ -1,8 +1,8 @@
 /* wsgid: the command line. The same binary is the master (run by the operator) and the workers
  * (run by the master with WSGID_WORKER set, see worker.h). */
-#include "config.h"
-#include "master.h"
-#include "worker.h"
+#include "common/config.h"
+#include "master/master.h"
+#include "worker/worker.h"
 
 #include <getopt.h>
 #include <stdio.h>

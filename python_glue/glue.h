@@ -1,13 +1,13 @@
 /* The embedded Python side of a worker: interpreter setup, loading the app, and the pool of
  * Python threads that serve requests from the hand-off (design §2, §7, §8).
  *
- * This header is what daemon/worker.c calls; it includes no Python.h, so the daemon never sees a
+ * This header is what daemon/worker/worker.c calls; it includes no Python.h, so the daemon never sees a
  * PyObject. Every Py* call of the project lives in python_glue/. */
 #ifndef WD_PYTHON_GLUE_H
 #define WD_PYTHON_GLUE_H
 
-#include "../daemon/config.h"
-#include "../daemon/handoff.h"
+#include "../daemon/common/config.h"
+#include "../daemon/worker/handoff.h"
 
 #include <stddef.h>
 

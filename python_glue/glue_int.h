@@ -6,8 +6,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include "../daemon/config.h"
-#include "../daemon/handoff.h"
+#include "../daemon/common/config.h"
+#include "../daemon/worker/handoff.h"
 
 #include <stddef.h>
 

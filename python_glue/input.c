@@ -1,7 +1,7 @@
 /* wsgi.input (the request body, already buffered by the loop in memory or in a temp file) and
  * wsgi.errors (lines to the error log). */
 #include "glue_int.h"
-#include "../daemon/log.h"
+#include "../daemon/common/log.h"
 
 #include <errno.h>
 #include <string.h>

@@ -2,7 +2,7 @@
  * chdir, env) and loading the application. */
 #include "glue.h"
 #include "glue_int.h"
-#include "../daemon/log.h"
+#include "../daemon/common/log.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
  * them; the main thread gives up the GIL for good once they are started. */
 #include "glue.h"
 #include "glue_int.h"
-#include "../daemon/log.h"
+#include "../daemon/common/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>

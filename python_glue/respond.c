@@ -5,7 +5,7 @@
  * Bytes are handed to the out buffer with the GIL released; the bytes objects stay referenced
  * meanwhile, so their storage cannot go away. */
 #include "glue_int.h"
-#include "../daemon/log.h"
+#include "../daemon/common/log.h"
 #include "../protocol/response.h"
 
 #include <structmember.h>

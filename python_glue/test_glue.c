@@ -5,9 +5,9 @@
  *
  * Usage: test_glue PATH/test_app.py */
 #include "glue.h"
-#include "../daemon/log.h"
-#include "../daemon/out.h"
-#include "../daemon/request.h"
+#include "../daemon/common/log.h"
+#include "../daemon/worker/out.h"
+#include "../daemon/worker/request.h"
 
 #include <Python.h> /* for PY_MAJOR_VERSION only */
 #include <errno.h>

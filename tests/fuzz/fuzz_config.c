@@ -1,7 +1,7 @@
-/* libFuzzer target: the YAML configuration loader (daemon/config.c, through libyaml).
+/* libFuzzer target: the YAML configuration loader (daemon/common/config.c, through libyaml).
  *
  * The input is the text of a config file. A load either fails with a message or gives a config
- * that keeps the promises of daemon/config.h; either way wd_config_free releases everything
+ * that keeps the promises of daemon/common/config.h; either way wd_config_free releases everything
  * (LeakSanitizer reports what it does not). */
 #include "config.h"
 #include "fuzz.h"

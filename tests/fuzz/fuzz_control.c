@@ -1,6 +1,6 @@
 /* libFuzzer target: the control-socket request decoder.
  *
- * daemon/control.c has no decoding function of its own to call (it splits lines in take_lines
+ * daemon/master/control.c has no decoding function of its own to call (it splits lines in take_lines
  * and decodes each with json_loads in take_request, inside its libuv callbacks; what a command
  * means is decided by the master). So this target does the same steps on the input as a
  * client's byte stream: split at '\n', skip empty lines, json_loads each line (a NUL in a line

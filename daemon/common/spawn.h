@@ -1,6 +1,5 @@
-/* A worker process: one libuv loop thread in front, a pool of Python threads behind it.
+/* How the master starts a worker: the contract between daemon/master/ and daemon/worker/.
  *
- * How the master starts a worker (the contract between master.c and worker.c):
  *   - it executes the wsgid binary again with argv = { display name } only, so that ps shows the
  *     display name whole and nothing else;
  *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD" (slot 1-based, RECORD the index of
@@ -17,8 +16,8 @@
  *     restart. Master to worker: "stop\n" = stop accepting, finish in-flight and buffered
  *     responses, exit 0 (SIGTERM does the same); "reopen-logs\n" = reopen the log files.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
-#ifndef WD_DAEMON_WORKER_H
-#define WD_DAEMON_WORKER_H
+#ifndef WD_DAEMON_SPAWN_H
+#define WD_DAEMON_SPAWN_H
 
 #define WD_WORKER_FD_MASTER 3
 #define WD_WORKER_FD_CONFIG 4
@@ -27,8 +26,5 @@
 
 #define WD_WORKER_EXIT_APP 3    /* the app could not be loaded */
 #define WD_WORKER_EXIT_CONFIG 4 /* the config could not be read (should not happen) */
-
-/* Entered from main() when WSGID_WORKER is set. Returns the process exit status. */
-int wd_worker_main(int argc, char **argv);
 
 #endif

@@ -6,8 +6,8 @@
 #include "conn.h"
 
 #include "log.h"
-#include "../protocol/response.h"
-#include "../python_glue/glue.h"
+#include "../../protocol/response.h"
+#include "../../python_glue/glue.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

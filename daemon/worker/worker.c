@@ -10,7 +10,7 @@
 #include "handoff.h"
 #include "log.h"
 #include "scoreboard.h"
-#include "../python_glue/glue.h"
+#include "../../python_glue/glue.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -19,7 +19,7 @@
 #include "listen.h"
 #include "log.h"
 #include "scoreboard.h"
-#include "worker.h"
+#include "spawn.h"
 
 #include <dirent.h>
 #include <errno.h>

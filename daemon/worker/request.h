@@ -8,8 +8,8 @@
 #define WD_DAEMON_REQUEST_H
 
 #include "out.h"
-#include "../protocol/http.h"
-#include "../protocol/uwsgi.h"
+#include "../../protocol/http.h"
+#include "../../protocol/uwsgi.h"
 
 #include <stdatomic.h>
 #include <stdint.h>
