@@ -1,8 +1,11 @@
 /* wsgid: the command line. The same binary is the master (run by the operator) and the workers
- * (run by the master with WSGID_WORKER set, see worker.h). */
+ * (run by the master with WSGID_WORKER set, see common/spawn.h). This is the one file that joins
+ * the master (master/), the worker (worker/) and the Python runtime (python_glue/, handed to the
+ * worker as a table of functions: worker/app.h). */
 #include "common/config.h"
 #include "master/master.h"
 #include "worker/worker.h"
+#include "../python_glue/glue.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -79,7 +82,7 @@ int main(int argc, char **argv)
 
     /* A worker's argv is only its display name: nothing to parse. */
     if (getenv("WSGID_WORKER") != NULL)
-        return wd_worker_main(argc, argv);
+        return wd_worker_main(argc, argv, &wd_py_app);
 
     while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
         switch (c) {

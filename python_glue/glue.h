@@ -1,15 +1,21 @@
 /* The embedded Python side of a worker: interpreter setup, loading the app, and the pool of
  * Python threads that serve requests from the hand-off (design §2, §7, §8).
  *
- * This header is what daemon/worker/worker.c calls; it includes no Python.h, so the daemon never sees a
- * PyObject. Every Py* call of the project lives in python_glue/. */
+ * The worker calls these through wd_py_app (daemon/worker/app.h: daemon/ does not include this
+ * header; main.c joins the two). No Python.h here, so the daemon never sees a PyObject. Every Py*
+ * call of the project lives in python_glue/. */
 #ifndef WD_PYTHON_GLUE_H
 #define WD_PYTHON_GLUE_H
 
 #include "../daemon/common/config.h"
+#include "../daemon/worker/app.h"
 #include "../daemon/worker/handoff.h"
 
 #include <stddef.h>
+
+/* The functions below as the worker takes them (daemon/worker/app.h); main.c passes this to
+ * wd_worker_main. */
+extern const wd_app_ops_t wd_py_app;
 
 /* Initialises the interpreter for this group in the calling (main) thread: python-home,
  * python-path, chdir and env are applied before any import. Returns 0, or -1 with the reason

@@ -180,3 +180,11 @@ void wd_py_stop(void)
         wd_log_error("group %s: errors while finalising Python",
                      wd__py_group ? wd__py_group->name : "?");
 }
+
+const wd_app_ops_t wd_py_app = {
+    .init = wd_py_init,
+    .load = wd_py_load_app,
+    .start = wd_py_start,
+    .interrupt = wd_py_interrupt,
+    .stop = wd_py_stop,
+};

@@ -7,7 +7,6 @@
 
 #include "log.h"
 #include "../../protocol/response.h"
-#include "../../python_glue/glue.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -995,7 +994,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
                     "interrupting its Python thread",
                     c->req.id, peer_name(c), ran, g->request_timeout);
-        wd_py_interrupt(&c->req);
+        c->cs->app->interrupt(&c->req);
     }
     if (ran > g->request_timeout + grace) {
         char buf[512];

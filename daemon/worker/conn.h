@@ -6,6 +6,7 @@
 #ifndef WD_DAEMON_CONN_H
 #define WD_DAEMON_CONN_H
 
+#include "app.h"
 #include "config.h"
 #include "handoff.h"
 #include "request.h"
@@ -48,6 +49,7 @@ typedef struct wd_conns {
     int pid;
     const wd_conns_ops_t *ops;
     void *owner;
+    const wd_app_ops_t *app; /* the runtime, for request-timeout's interrupt */
 
     wd_out_budget_t budget; /* response memory of all the connections (set by the owner) */
 

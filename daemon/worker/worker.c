@@ -10,7 +10,6 @@
 #include "handoff.h"
 #include "log.h"
 #include "scoreboard.h"
-#include "../../python_glue/glue.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -710,7 +709,7 @@ static void set_process_name(void)
     prctl(PR_SET_NAME, comm, 0, 0, 0);
 }
 
-int wd_worker_main(int argc, char **argv)
+int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 {
     static wd_worker_t worker;
     wd_worker_t *w = &worker;
@@ -743,11 +742,11 @@ int wd_worker_main(int argc, char **argv)
     wd_log_open(w->conf.log_file, w->group->access_log ? w->group->access_log : w->conf.access_log);
     w->tmpdir = tmp && *tmp ? tmp : "/tmp";
 
-    if (wd_py_init(&w->conf, w->group, w->slot) < 0) {
+    if (app->init(&w->conf, w->group, w->slot) < 0) {
         say_master("failed the Python interpreter could not be initialised\n");
         return WD_WORKER_EXIT_APP;
     }
-    if (wd_py_load_app(err, sizeof err) < 0) {
+    if (app->load(err, sizeof err) < 0) {
         snprintf(line, sizeof line, "failed %s\n", err);
         for (char *p = line; p[1]; p++)
             if (*p == '\n')
@@ -768,6 +767,7 @@ int wd_worker_main(int argc, char **argv)
         .tmpdir = w->tmpdir,
         .pid = w->pid,
         .ops = &conns_ops,
+        .app = app,
         .owner = w,
         .budget = {.used = &w->score->response_memory, .limit = w->group->response_memory_limit}};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
@@ -800,7 +800,7 @@ int wd_worker_main(int argc, char **argv)
     uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT, master_cb);
     if (listeners_init(w) < 0)
         return WD_WORKER_EXIT_CONFIG;
-    if (wd_py_start(&w->handoff) < 0) {
+    if (app->start(&w->handoff) < 0) {
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }
@@ -818,7 +818,7 @@ int wd_worker_main(int argc, char **argv)
         _exit(0);
     }
     wd_handoff_close(&w->handoff);
-    wd_py_stop();
+    app->stop();
     wd_handoff_destroy(&w->handoff);
     return 0;
 }
