@@ -6,6 +6,7 @@
  * structure being built is always in a state wd_config_free() can release, so the unwinding is
  * a single call. */
 #include "config.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -34,38 +35,6 @@ typedef struct loader {
 } loader_t;
 
 /* ---- small helpers ---------------------------------------------------------------------- */
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n ? n : 1);
-
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-
-    if (p == NULL)
-        abort();
-    return p;
-}
-
-static char *xstrndup(const char *s, size_t n)
-{
-    char *p = xmalloc(n + 1);
-
-    memcpy(p, s, n);
-    p[n] = '\0';
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    return xstrndup(s, strlen(s));
-}
 
 static int fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -1,5 +1,6 @@
 /* The control socket: see control.h. */
 #include "control.h"
+#include "alloc.h"
 #include "log.h"
 
 #include <errno.h>
@@ -48,17 +49,6 @@ typedef struct write_req {
     char *text;
 } write_req_t;
 
-static void *xmalloc(size_t n)
-{
-    void *p = calloc(1, n);
-
-    if (p == NULL) {
-        wd_log_error("out of memory");
-        abort();
-    }
-    return p;
-}
-
 /* ---- clients ------------------------------------------------------------------------------ */
 
 static void client_free_cb(uv_handle_t *h)
@@ -94,11 +84,11 @@ static void write_cb(uv_write_t *req, int status)
 
 static void client_send(wd_control_client_t *cl, const char *text)
 {
-    write_req_t *w = xmalloc(sizeof *w);
+    write_req_t *w = xcalloc(1, sizeof *w);
     size_t len = strlen(text);
     uv_buf_t buf;
 
-    w->text = xmalloc(len + 2);
+    w->text = xcalloc(1, len + 2);
     memcpy(w->text, text, len);
     w->text[len] = '\n';
     buf = uv_buf_init(w->text, (unsigned)len + 1);
@@ -120,7 +110,7 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
 /* Closes once the queued writes are out. */
 static void client_end(wd_control_client_t *cl)
 {
-    uv_shutdown_t *req = xmalloc(sizeof *req);
+    uv_shutdown_t *req = xcalloc(1, sizeof *req);
 
     req->data = cl;
     if (uv_shutdown(req, (uv_stream_t *)&cl->pipe, shutdown_cb) < 0) {
@@ -205,7 +195,7 @@ static void take_request(wd_control_client_t *cl, char *line)
         json_decref(obj);
         return;
     }
-    req = xmalloc(sizeof *req);
+    req = xcalloc(1, sizeof *req);
     req->client = cl;
     cl->pending = req;
     cl->ctl->cb(cl->ctl->data, obj, req);
@@ -278,7 +268,7 @@ static void connection_cb(uv_stream_t *server, int status)
 
     if (status < 0)
         return;
-    cl = xmalloc(sizeof *cl);
+    cl = xcalloc(1, sizeof *cl);
     cl->ctl = c;
     uv_pipe_init(c->loop, &cl->pipe, 0);
     cl->pipe.data = cl;
@@ -372,11 +362,11 @@ int wd_control_open(wd_control_t **out, uv_loop_t *loop, const char *path, wd_co
     fd = bind_socket(path, &st);
     if (fd < 0)
         return fd;
-    c = xmalloc(sizeof *c);
+    c = xcalloc(1, sizeof *c);
     c->loop = loop;
     c->cb = cb;
     c->data = data;
-    c->path = strdup(path);
+    c->path = xstrdup(path);
     c->dev = st.st_dev;
     c->ino = st.st_ino;
     uv_pipe_init(loop, &c->server, 0);

@@ -1,5 +1,6 @@
 /* The listening sockets: see listen.h. */
 #include "listen.h"
+#include "alloc.h"
 #include "log.h"
 
 #include <errno.h>
@@ -280,9 +281,7 @@ int wd_listen_activation_init(void)
     n = strtol(fds_s, NULL, 10);
     if (pid != (long)getpid() || n <= 0 || n > 4096)
         goto out;
-    act_fds = calloc((size_t)n, sizeof *act_fds);
-    if (act_fds == NULL)
-        abort();
+    act_fds = xcalloc((size_t)n, sizeof *act_fds);
     for (fd = WD_LISTEN_FDS_START; fd < WD_LISTEN_FDS_START + n; fd++) {
         /* Ours from now on: not inherited by the workers (they get the listeners the master
          * hands them), and non-blocking like the sockets we bind ourselves. */

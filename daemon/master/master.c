@@ -13,6 +13,7 @@
  * A rolling operation (wd_op_t) replaces the slots of one group one after the other; a control
  * request (wd_batch_t) waits for one or more operations and answers when they are all done. */
 #include "master.h"
+#include "alloc.h"
 #include "control.h"
 #include "metrics.h"
 #include "notify.h"
@@ -196,26 +197,6 @@ static wd_proc_t *spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gr
 static void slot_respawn(wd_slot_t *s);
 static void listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
 static void batch_done_one(wd_master_t *m, wd_batch_t *b);
-
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size ? size : 1);
-
-    if (p == NULL) {
-        wd_log_error("out of memory");
-        abort();
-    }
-    return p;
-}
-
-static char *xstrdup(const char *s)
-{
-    char *p = strdup(s);
-
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 static const char *signame(int sig)
 {
@@ -693,9 +674,7 @@ static wd_group_t *group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_
     g->slots = xcalloc((size_t)g->n_slots, sizeof *g->slots);
     for (i = 0; i < g->n_slots; i++)
         g->slots[i] = slot_new(g, i + 1);
-    m->groups = realloc(m->groups, (m->n_groups + 1) * sizeof *m->groups);
-    if (m->groups == NULL)
-        abort();
+    m->groups = xrealloc(m->groups, (m->n_groups + 1) * sizeof *m->groups);
     m->groups[m->n_groups++] = g;
     warn_nobody(g);
     return g;
@@ -1504,9 +1483,7 @@ static void op_step(wd_op_t *op)
         return;
     }
     if (op->next >= g->n_slots) {
-        g->slots = realloc(g->slots, (size_t)(op->next + 1) * sizeof *g->slots);
-        if (g->slots == NULL)
-            abort();
+        g->slots = xrealloc(g->slots, (size_t)(op->next + 1) * sizeof *g->slots);
         g->slots[op->next] = slot_new(g, op->next + 1);
         g->n_slots = op->next + 1;
     }
@@ -1813,9 +1790,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
             groups[i].restarts += s->restarts;
             if (n + 3 > cap) {
                 cap *= 2;
-                workers = realloc(workers, cap * sizeof *workers);
-                if (workers == NULL)
-                    abort();
+                workers = xrealloc(workers, cap * sizeof *workers);
             }
             if (s->cur != NULL)
                 status_proc(m, &workers[n++], s->cur, s);
@@ -1838,9 +1813,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
                 continue;
             if (n + 1 > cap) {
                 cap *= 2;
-                workers = realloc(workers, cap * sizeof *workers);
-                if (workers == NULL)
-                    abort();
+                workers = xrealloc(workers, cap * sizeof *workers);
             }
             status_proc(m, &workers[n++], p, NULL);
         }

@@ -5,6 +5,7 @@
  * write side and closes. The rendering is synchronous but short: a snapshot of the scoreboard
  * and a few kilobytes of text. */
 #include "metrics.h"
+#include "alloc.h"
 #include "log.h"
 
 #include <errno.h>
@@ -115,9 +116,7 @@ static void respond(metrics_conn_t *c, int code, const char *reason, const char 
     int n;
 
     c->answered = 1;
-    c->response = malloc(cap);
-    if (c->response == NULL)
-        abort();
+    c->response = xmalloc(cap);
     n = snprintf(c->response, cap,
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                  "%sCache-Control: no-store\r\nConnection: close\r\n\r\n",
@@ -273,9 +272,7 @@ static void connection_cb(uv_stream_t *server, int status)
         wd_log_warn("metrics %s: accept: %s", m->addr, uv_strerror(status));
         return;
     }
-    c = calloc(1, sizeof *c);
-    if (c == NULL)
-        abort();
+    c = xcalloc(1, sizeof *c);
     c->m = m;
     uv_tcp_init(m->loop, &c->tcp);
     uv_timer_init(m->loop, &c->timer);

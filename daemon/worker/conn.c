@@ -4,6 +4,7 @@
  * connection reads nothing more; it watches for the client hanging up (so that the app's next
  * write fails and its iterable is closed) and writes whatever the response buffer holds. */
 #include "conn.h"
+#include "alloc.h"
 
 #include "log.h"
 #include "../../protocol/response.h"
@@ -27,14 +28,6 @@ static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
 static void note_app_done(wd_conn_t *c);
 static void conn_poll_cb(uv_poll_t *p, int status, int events);
-
-static void *xrealloc(void *p, size_t n)
-{
-    p = realloc(p, n);
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 /* The poll handle is made only when the connection first has to wait: a request that is complete
  * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */

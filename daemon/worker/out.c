@@ -6,6 +6,7 @@
  * below its `len`, which never change once written: the consumer writes them to the socket without
  * holding the lock, while the producer may append behind them. Only the consumer frees segments. */
 #include "out.h"
+#include "alloc.h"
 #include "request.h"
 
 #include <errno.h>
@@ -39,15 +40,6 @@ struct wd_out_seg {
     size_t len;    /* SEG_MEM: bytes written by the producer */
     char data[];
 };
-
-static void *xmalloc(size_t n)
-{
-    void *p = malloc(n);
-
-    if (p == NULL)
-        abort();
-    return p;
-}
 
 void wd_out_init(wd_out_t *out, uint64_t mem_limit, uint64_t spill_limit, const char *tmpdir,
                  wd_out_wake_cb wake, void *wake_data)

@@ -4,6 +4,7 @@
  * connections only while it has capacity (so that a busy worker leaves new connections to an idle
  * sibling), parses requests in conn.c, and hands them to the Python threads (handoff.c). */
 #include "worker.h"
+#include "alloc.h"
 
 #include "config.h"
 #include "conn.h"
@@ -358,9 +359,7 @@ static int listeners_init(wd_worker_t *w)
         return -1;
     }
     w->n_listeners = g->n_listen;
-    w->listeners = calloc(g->n_listen, sizeof *w->listeners);
-    if (w->listeners == NULL)
-        abort();
+    w->listeners = xcalloc(g->n_listen, sizeof *w->listeners);
     for (size_t i = 0; i < g->n_listen; i++) {
         wd_listener_t *l = &w->listeners[i];
         struct sockaddr_storage ss;
@@ -650,9 +649,7 @@ static wd_score_t *scoreboard_map(int record)
         if (p != MAP_FAILED)
             return (wd_score_t *)p + record;
     }
-    p = calloc(1, sizeof(wd_score_t));
-    if (p == NULL)
-        abort();
+    p = xcalloc(1, sizeof(wd_score_t));
     return p;
 }
 
