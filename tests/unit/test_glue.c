@@ -4,10 +4,10 @@
  * verdict, the status and the error log.
  *
  * Usage: test_glue PATH/test_app.py */
-#include "glue.h"
-#include "../daemon/common/log.h"
-#include "../daemon/worker/out.h"
-#include "../daemon/worker/request.h"
+#include "../../python_glue/glue.h"
+#include "../../daemon/common/log.h"
+#include "../../daemon/worker/out.h"
+#include "../../daemon/worker/request.h"
 
 #include <Python.h> /* for PY_MAJOR_VERSION only */
 #include <errno.h>
