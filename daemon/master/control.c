@@ -1,5 +1,6 @@
 /* The control socket: see control.h. */
 #include "control.h"
+#include "control_proto.h"
 #include "alloc.h"
 #include "log.h"
 
@@ -13,8 +14,6 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
-
-#define WD_CONTROL_LINE_MAX 65536
 
 typedef struct wd_control_client wd_control_client_t;
 
@@ -174,25 +173,12 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 
 static void take_request(wd_control_client_t *cl, char *line)
 {
-    json_error_t jerr;
     wd_control_req_t *req;
-    json_t *obj;
+    json_t *error, *obj = wd_control_parse(line, &error);
 
-    obj = json_loads(line, 0, &jerr);
     if (obj == NULL) {
-        /* jansson may cut its message inside a UTF-8 sequence it quotes, which json_pack then
-         * refuses: keep it ASCII. */
-        for (char *p = jerr.text; *p; p++)
-            if ((unsigned char)*p >= 0x80)
-                *p = '?';
-    }
-    if (obj == NULL || !json_is_object(obj)) {
-        json_t *r = json_pack("{s:b,s:s}", "ok", 0, "error",
-                              obj == NULL ? jerr.text : "a request is a JSON object");
-
-        client_send_json(cl, r);
-        json_decref(r);
-        json_decref(obj);
+        client_send_json(cl, error);
+        json_decref(error);
         return;
     }
     req = xcalloc(1, sizeof *req);
@@ -205,17 +191,16 @@ static void take_request(wd_control_client_t *cl, char *line)
 /* One request at a time: while one is pending, the rest stays in the buffer. */
 static void take_lines(wd_control_client_t *cl)
 {
-    char *nl;
-    size_t n;
+    char *line;
+    size_t used;
 
     cl->in_take = 1;
-    while (cl->pending == NULL && !cl->closing && (nl = memchr(cl->buf, '\n', cl->len)) != NULL) {
-        n = (size_t)(nl - cl->buf);
-        *nl = '\0';
-        if (n > 0)
-            take_request(cl, cl->buf);
-        memmove(cl->buf, nl + 1, cl->len - n - 1);
-        cl->len -= n + 1;
+    while (cl->pending == NULL && !cl->closing &&
+           (line = wd_control_line(cl->buf, cl->len, &used)) != NULL) {
+        if (line[0] != '\0')
+            take_request(cl, line);
+        memmove(cl->buf, cl->buf + used, cl->len - used);
+        cl->len -= used;
     }
     cl->in_take = 0;
 }

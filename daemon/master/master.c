@@ -15,6 +15,7 @@
 #include "master.h"
 #include "alloc.h"
 #include "control.h"
+#include "control_proto.h"
 #include "metrics.h"
 #include "notify.h"
 #include "listen.h"
@@ -1997,29 +1998,40 @@ static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
 static void control_cb(void *data, json_t *request, wd_control_req_t *req)
 {
     wd_master_t *m = data;
-    const char *cmd = json_string_value(json_object_get(request, "cmd"));
-    const char *group = json_string_value(json_object_get(request, "group"));
-    int all = json_is_true(json_object_get(request, "all"));
+    wd_control_command_t c;
 
-    if (cmd == NULL) {
+    wd_control_decode(request, &c);
+    if (c.cmd == WD_CONTROL_NONE) {
         wd_control_reply_error(req, "no \"cmd\" in the request");
-    } else if (m->stopping && strcmp(cmd, "status") != 0) {
+        return;
+    }
+    if (m->stopping && c.cmd != WD_CONTROL_STATUS) {
         wd_control_reply_error(req, "wsgid is stopping");
-    } else if (strcmp(cmd, "status") == 0) {
-        cmd_status(m, req, group);
-    } else if (strcmp(cmd, "restart") == 0) {
-        cmd_restart(m, req, group, all);
-    } else if (strcmp(cmd, "reload") == 0) {
+        return;
+    }
+    switch (c.cmd) {
+    case WD_CONTROL_STATUS:
+        cmd_status(m, req, c.group);
+        break;
+    case WD_CONTROL_RESTART:
+        cmd_restart(m, req, c.group, c.all);
+        break;
+    case WD_CONTROL_RELOAD:
         reload(m, req);
-    } else if (strcmp(cmd, "stop") == 0) {
-        cmd_stop(m, req, all ? NULL : group);
-    } else if (strcmp(cmd, "start") == 0) {
-        cmd_start(m, req, group);
-    } else if (strcmp(cmd, "reopen-logs") == 0) {
+        break;
+    case WD_CONTROL_STOP:
+        cmd_stop(m, req, c.all ? NULL : c.group);
+        break;
+    case WD_CONTROL_START:
+        cmd_start(m, req, c.group);
+        break;
+    case WD_CONTROL_REOPEN_LOGS:
         reopen_logs(m);
         wd_control_reply(req, json_pack("{s:b}", "ok", 1));
-    } else {
-        wd_control_reply_error(req, "unknown command \"%s\"", cmd);
+        break;
+    default:
+        wd_control_reply_error(req, "unknown command \"%s\"", c.name);
+        break;
     }
 }
 

@@ -208,3 +208,26 @@ def test_reload_sees_every_setting(wsgid, tmp):
         took = time.monotonic() - t0
     assert data == b"", data  # closed (design: an incomplete head gets no answer)
     assert took < 5, "the head was cut after %.1f s, not header-timeout 1" % took
+
+
+def test_control_socket_refuses_bad_lines(wsgid, tmp):
+    """Every line gets one JSON line back, in order: a parse error, a non-object, a request
+    without a cmd string, an unknown command, then a good one (daemon/master/control_proto.c)."""
+    d, _ = start(wsgid, tmp, processes=1)
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(10)
+    s.connect(str(tmp / "ctl.sock"))
+    s.sendall(b'not json\n\n[1, 2]\n{"cmd": 5}\n{"cmd": "frob"}\n{"cmd": "status"}\n')
+    buf = b""
+    while buf.count(b"\n") < 5:
+        chunk = s.recv(65536)
+        assert chunk, buf
+        buf += chunk
+    s.close()
+    replies = [json.loads(x) for x in buf.split(b"\n")[:5]]
+    assert [r["ok"] for r in replies] == [False, False, False, False, True], replies
+    assert "error" in replies[0] and replies[0]["error"]
+    assert replies[1]["error"] == "a request is a JSON object"
+    assert replies[2]["error"] == 'no "cmd" in the request'
+    assert replies[3]["error"] == 'unknown command "frob"'
+    assert "status" in replies[4]

@@ -1,69 +1,17 @@
-/* libFuzzer target: the control-socket request decoder.
- *
- * daemon/master/control.c has no decoding function of its own to call (it splits lines in take_lines
- * and decodes each with json_loads in take_request, inside its libuv callbacks; what a command
- * means is decided by the master). So this target does the same steps on the input as a
- * client's byte stream: split at '\n', skip empty lines, json_loads each line (a NUL in a line
- * ends it, as in control.c), refuse what is not an object with the same json_pack reply, then
- * decodes the command the way control.h documents it ({"cmd", "group", "all"}), and checks
- * that every reply and every re-encoded request is one line that decodes back to itself. The
- * whole input also goes through json_loadb, as one document. */
+/* libFuzzer target: the control socket's wire format, through the very functions the master uses
+ * (daemon/master/control_proto.c): the input is a client's byte stream, cut into lines with
+ * wd_control_line as control.c does (only complete lines; a stream over WD_CONTROL_LINE_MAX is
+ * refused there before any line is read), each line read with wd_control_parse and named with
+ * wd_control_decode. Checked: a line never runs past the bytes or holds its '\n'; a refused line
+ * gets an error reply (unless jansson cannot make one, which control.c answers with a fixed
+ * text); every reply and every request goes out as one line of JSON that reads back to itself;
+ * a named command's strings are the request's. The whole input also goes through json_loadb, as
+ * one document. */
+#include "control_proto.h"
 #include "fuzz.h"
 
 #include <jansson.h>
 #include <string.h>
-
-#define LINE_MAX_BYTES 65536 /* WD_CONTROL_LINE_MAX in control.c */
-
-typedef struct command {
-    const char *cmd;
-    const char *group; /* NULL: none / all */
-    int all;
-} command_t;
-
-/* Returns 0 and fills c, or -1 with a message (what the master would answer). */
-static int decode(json_t *req, command_t *c, const char **why)
-{
-    static const char *const known[] = {"status", "restart", "reload",
-                                        "stop",   "start",   "reopen-logs"};
-    json_t *cmd = json_object_get(req, "cmd");
-    json_t *group = json_object_get(req, "group");
-    json_t *all = json_object_get(req, "all");
-    size_t i;
-
-    memset(c, 0, sizeof *c);
-    if (!json_is_string(cmd)) {
-        *why = "cmd must be a string";
-        return -1;
-    }
-    c->cmd = json_string_value(cmd);
-    for (i = 0; i < sizeof known / sizeof known[0]; i++)
-        if (strcmp(c->cmd, known[i]) == 0)
-            break;
-    if (i == sizeof known / sizeof known[0]) {
-        *why = "unknown command";
-        return -1;
-    }
-    if (group != NULL && !json_is_null(group) && !json_is_string(group)) {
-        *why = "group must be a string or null";
-        return -1;
-    }
-    c->group = json_is_string(group) ? json_string_value(group) : NULL;
-    if (all != NULL && !json_is_boolean(all)) {
-        *why = "all must be a boolean";
-        return -1;
-    }
-    c->all = json_is_true(all);
-    if (strcmp(c->cmd, "start") == 0 && c->group == NULL) {
-        *why = "start needs a group";
-        return -1;
-    }
-    if (strcmp(c->cmd, "restart") == 0 && c->group == NULL && !c->all) {
-        *why = "restart needs a group or all";
-        return -1;
-    }
-    return 0;
-}
 
 /* A reply goes out as one line: compact JSON that decodes back to the same value. */
 static void check_one_line(json_t *obj)
@@ -84,38 +32,33 @@ static void check_one_line(json_t *obj)
     free(text);
 }
 
-static void take_request(char *line)
+static void take_request(const char *line)
 {
-    json_error_t jerr;
-    json_t *obj = json_loads(line, 0, &jerr), *reply;
-    command_t c;
-    const char *why = NULL;
+    json_t *error = NULL, *obj = wd_control_parse(line, &error), *reply;
+    wd_control_command_t c;
     static int warned;
 
-    if (obj == NULL || !json_is_object(obj)) {
-        WD_FUZZ_CHECK(obj != NULL || memchr(jerr.text, '\0', sizeof jerr.text) != NULL);
-        reply = json_pack("{s:b,s:s}", "ok", 0, "error",
-                          obj == NULL ? jerr.text : "a request is a JSON object");
-        if (reply == NULL && !warned) {
-            /* control.c then sends "cannot encode the reply" instead of the parse error. */
-            fprintf(stderr, "note: json_pack refused the parse error text \"%s\"\n", jerr.text);
+    if (obj == NULL) {
+        if (error == NULL && !warned) {
+            /* control.c then sends "cannot encode the reply" instead. */
+            fprintf(stderr, "note: no error reply for a refused line\n");
             warned = 1;
         }
-        check_one_line(reply);
-        json_decref(reply);
-        json_decref(obj);
+        WD_FUZZ_CHECK(error == NULL || json_is_false(json_object_get(error, "ok")));
+        check_one_line(error);
+        json_decref(error);
         return;
     }
+    WD_FUZZ_CHECK(json_is_object(obj) && error == NULL);
     check_one_line(obj);
-    if (decode(obj, &c, &why) < 0) {
-        WD_FUZZ_CHECK(why != NULL);
-        reply = json_pack("{s:b,s:s}", "ok", 0, "error", why);
-    } else {
-        WD_FUZZ_CHECK(c.cmd != NULL);
-        reply =
-            json_pack("{s:b,s:s,s:s?,s:b}", "ok", 1, "cmd", c.cmd, "group", c.group, "all", c.all);
-        WD_FUZZ_CHECK(reply != NULL); /* strings from jansson are valid UTF-8 */
-    }
+    wd_control_decode(obj, &c);
+    WD_FUZZ_CHECK((c.cmd == WD_CONTROL_NONE) == (c.name == NULL));
+    WD_FUZZ_CHECK(c.name == NULL || c.name == json_string_value(json_object_get(obj, "cmd")));
+    WD_FUZZ_CHECK(c.group == NULL || c.group == json_string_value(json_object_get(obj, "group")));
+    WD_FUZZ_CHECK(c.all == json_is_true(json_object_get(obj, "all")));
+    reply =
+        json_pack("{s:b,s:s?,s:s?,s:b}", "ok", 1, "cmd", c.name, "group", c.group, "all", c.all);
+    WD_FUZZ_CHECK(reply != NULL); /* strings from jansson are valid UTF-8 */
     check_one_line(reply);
     json_decref(reply);
     json_decref(obj);
@@ -123,9 +66,8 @@ static void take_request(char *line)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    char *buf = wd_fuzz_dup(data, size);
-    size_t len = size, n;
-    char *nl;
+    char *buf = wd_fuzz_dup(data, size), *line;
+    size_t len = size, used;
     json_error_t jerr;
     json_t *doc;
 
@@ -134,16 +76,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_one_line(doc);
     json_decref(doc);
 
-    /* As control.c's take_lines: only complete lines; a line over the buffer is refused. */
-    if (size <= LINE_MAX_BYTES) {
-        while ((nl = memchr(buf, '\n', len)) != NULL) {
-            n = (size_t)(nl - buf);
-            *nl = '\0';
-            if (n > 0)
-                take_request(buf);
-            memmove(buf, nl + 1, len - n - 1);
-            len -= n + 1;
+    if (size <= WD_CONTROL_LINE_MAX) {
+        while ((line = wd_control_line(buf, len, &used)) != NULL) {
+            WD_FUZZ_CHECK(used >= 1 && used <= len && line == buf);
+            WD_FUZZ_CHECK(strlen(line) <= used - 1); /* a NUL in a line ends it early */
+            WD_FUZZ_CHECK(memchr(line, '\n', used - 1) == NULL);
+            if (line[0] != '\0')
+                take_request(line);
+            memmove(buf, buf + used, len - used);
+            len -= used;
         }
+        WD_FUZZ_CHECK(memchr(buf, '\n', len) == NULL);
     }
     free(buf);
     return 0;
