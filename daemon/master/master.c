@@ -45,11 +45,14 @@
 #include <uv.h>
 
 #define WD_MASTER_LINE_MAX 4096
-#define WD_MASTER_QUICK_DEATH_MS 10000 /* a worker dying sooner than this is a crash loop */
-#define WD_MASTER_STABLE_MS 30000      /* ready this long: the backoff starts over */
-#define WD_MASTER_BACKOFF_MAX 60       /* seconds */
-#define WD_MASTER_TICK_MS 1000         /* memory-limit, restart-interval, stopped checks */
-#define WD_MASTER_STOPPED_MS 3000      /* a worker stopped (SIGSTOP) this long is killed */
+#define WD_MASTER_QUICK_DEATH_MS 10000   /* a worker dying sooner than this is a crash loop */
+#define WD_MASTER_STABLE_MS 30000        /* ready this long: the backoff starts over */
+#define WD_MASTER_BACKOFF_MAX 60         /* seconds */
+#define WD_MASTER_TICK_MS 1000           /* memory-limit, restart-interval, stopped checks */
+#define WD_MASTER_STOPPED_MS 3000        /* a worker stopped (SIGSTOP) this long is killed */
+#define WD_MASTER_RECYCLE_RETRY_MS 30000 /* a failed replacement of a recycling worker: retry */
+#define WD_MASTER_KILL_SLACK_MS 1000     /* past a draining worker's timeouts, before SIGKILL */
+#define WD_MASTER_DUMP_MS 1000 /* a deadlocked worker's stack dump (SIGUSR2), then SIGKILL */
 
 extern char **environ;
 
@@ -755,7 +758,8 @@ static void proc_drain(wd_proc_t *p, const char *why)
     proc_say(p, "stop\n");
     uv_process_kill(&p->process, SIGTERM);
     uv_timer_start(&p->timer, proc_kill_cb,
-                   (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) + 1000,
+                   (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) +
+                       WD_MASTER_KILL_SLACK_MS,
                    0);
 }
 
@@ -847,7 +851,7 @@ static void recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
                      s->g->name, s->slot, old_pid, err);
         if (s->cur != NULL)
             s->cur->recycling = 0;
-        s->recycle_retry_at = uv_now(&s->g->m->loop) + 30000;
+        s->recycle_retry_at = uv_now(&s->g->m->loop) + WD_MASTER_RECYCLE_RETRY_MS;
     }
     free(reason);
 }
@@ -874,7 +878,7 @@ static void proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
         p->recycling = 0;
-        s->recycle_retry_at = uv_now(&m->loop) + 30000;
+        s->recycle_retry_at = uv_now(&m->loop) + WD_MASTER_RECYCLE_RETRY_MS;
     }
 }
 
@@ -2132,7 +2136,7 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     }
     uv_process_kill(&p->process, SIGUSR2);
     uv_timer_stop(&p->timer);
-    uv_timer_start(&p->timer, deadlock_kill_cb, 1000, 0);
+    uv_timer_start(&p->timer, deadlock_kill_cb, WD_MASTER_DUMP_MS, 0);
     return 1;
 }
 

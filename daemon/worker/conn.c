@@ -23,6 +23,9 @@
 #define BUF_INITIAL 8192
 #define BODY_READ_ROOM 65536
 #define LINGER_MS 2000
+/* Buffers kept between requests and in the connection pool, unless they grew past these. */
+#define BODY_KEEP 65536
+#define BUF_KEEP 16384
 
 static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
@@ -168,7 +171,7 @@ static void body_clear(wd_conn_t *c)
     c->body_expect = 0;
     c->body_error = 0;
     /* A large body buffer is not kept for the next request. */
-    if (c->body_cap > 65536) {
+    if (c->body_cap > BODY_KEEP) {
         free(c->body_mem);
         c->body_mem = NULL;
         c->body_cap = 0;
@@ -182,7 +185,7 @@ static void conn_free(wd_conn_t *c)
     body_clear(c);
     if (cs->n_pool < POOL_MAX && !cs->stopping) {
         /* Kept for the next connection, with its buffers (unless they grew large). */
-        if (c->cap > 16384) {
+        if (c->cap > BUF_KEEP) {
             free(c->buf);
             c->buf = NULL;
             c->cap = 0;

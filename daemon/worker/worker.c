@@ -90,6 +90,10 @@ typedef struct wd_worker {
 
 #define ACCEPT_BATCH 64
 #define ACCEPT_LATE_MS 10 /* see accept_late_cb */
+/* Requests in flight (running and queued) per Python thread before the worker stops accepting: a
+ * little queue keeps the threads busy between wake-ups, a short one leaves new connections to an
+ * idle sibling (EPOLLEXCLUSIVE wakes one worker per connection). */
+#define CAPACITY_PER_THREAD 2
 #define ACCEPT_LATE_BATCH 4
 #define FD_PAUSE_MIN_MS 10 /* see fd_exhausted */
 #define FD_PAUSE_MAX_MS 1000
@@ -753,7 +757,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     }
 
     w->loop = uv_default_loop();
-    w->capacity = (size_t)w->group->threads * 2;
+    w->capacity = (size_t)w->group->threads * CAPACITY_PER_THREAD;
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
                     &w->score->queued, &w->score->busy_threads);
     w->conns = (wd_conns_t){
