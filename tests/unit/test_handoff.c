@@ -1,0 +1,269 @@
+/* The hand-off between a worker's loop and its Python threads (daemon/worker/handoff.c), with a
+ * real libuv loop and real threads, and no timing: every step waits for the state it needs.
+ *
+ *   - queued requests are taken first in, first out, and the gauges follow;
+ *   - a request goes to the thread that went idle last (LIFO), one thread per request;
+ *   - a queued request can be taken back (queue-timeout), once;
+ *   - close wakes every waiting thread with NULL;
+ *   - news on a node reaches the loop (woken, or at its next turn when lazy), once per notify
+ *     burst; a node released while on the ready list is freed only when the loop takes it off;
+ *   - in_flight and lazy_in_flight count dispatch and done. */
+#include "handoff.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+static uv_loop_t loop;
+static wd_handoff_t h;
+static _Atomic uint64_t depth, busy;
+
+static wd_handoff_node_t *ready_seen[8], *freed_seen[8];
+static int n_ready, n_freed;
+
+static void on_ready(wd_handoff_node_t *n)
+{
+    if (n_ready < 8)
+        ready_seen[n_ready] = n;
+    n_ready++;
+}
+
+static void on_free(wd_handoff_node_t *n)
+{
+    if (n_freed < 8)
+        freed_seen[n_freed] = n;
+    n_freed++;
+}
+
+static size_t idle_count(void)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&h.lock);
+    for (wd_handoff_thread_t *t = h.idle; t; t = t->next)
+        n++;
+    pthread_mutex_unlock(&h.lock);
+    return n;
+}
+
+static void wait_idle(size_t n)
+{
+    while (idle_count() != n)
+        sched_yield();
+}
+
+typedef struct waiter {
+    pthread_t tid;
+    wd_handoff_thread_t t;
+    wd_req_t *got;
+    int done;
+} waiter_t;
+
+static void *waiter_main(void *arg)
+{
+    waiter_t *w = arg;
+
+    w->got = wd_handoff_wait(&h, &w->t);
+    __atomic_store_n(&w->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void waiter_start(waiter_t *w)
+{
+    memset(w, 0, sizeof *w);
+    wd_handoff_thread_init(&w->t);
+    pthread_create(&w->tid, NULL, waiter_main, w);
+}
+
+static void waiter_join(waiter_t *w)
+{
+    pthread_join(w->tid, NULL);
+    wd_handoff_thread_destroy(&w->t);
+}
+
+static void setup(void)
+{
+    uv_loop_init(&loop);
+    depth = busy = 0;
+    n_ready = n_freed = 0;
+    wd_handoff_init(&h, &loop, 0, on_ready, on_free, &depth, &busy);
+}
+
+static void teardown(void)
+{
+    wd_handoff_close(&h);
+    wd_handoff_destroy(&h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    T_CHECK(uv_loop_close(&loop) == 0, "loop closes");
+}
+
+static void test_fifo_queue(void)
+{
+    wd_req_t r[3] = {{0}};
+    wd_handoff_thread_t t;
+
+    setup();
+    wd_handoff_thread_init(&t);
+    for (int i = 0; i < 3; i++)
+        wd_handoff_dispatch(&h, &r[i]);
+    T_CHECK(depth == 0, "nothing is pushed before the end of the loop iteration");
+    wd_handoff_flush(&h);
+    T_CHECK(depth == 3, "depth %llu after three dispatches", (unsigned long long)depth);
+    T_CHECK(wd_handoff_in_flight(&h) == 3, "in flight");
+    for (int i = 0; i < 3; i++) {
+        wd_req_t *got = wd_handoff_next(&h, &t);
+
+        T_CHECK(got == &r[i], "request %d taken in order", i);
+        T_CHECK(busy == 1, "one busy thread (it took a run of requests)");
+    }
+    T_CHECK(wd_handoff_next(&h, &t) == NULL, "queue empty");
+    T_CHECK(depth == 0 && busy == 0, "gauges back to 0: depth %llu busy %llu",
+            (unsigned long long)depth, (unsigned long long)busy);
+    for (int i = 0; i < 3; i++)
+        wd_handoff_done(&h, &r[i]);
+    T_CHECK(wd_handoff_in_flight(&h) == 0, "none in flight");
+    wd_handoff_thread_destroy(&t);
+    teardown();
+}
+
+static void test_lifo_idle(void)
+{
+    wd_req_t r[2] = {{0}};
+    waiter_t a, b;
+
+    setup();
+    waiter_start(&a);
+    wait_idle(1);
+    waiter_start(&b); /* goes idle last: the warm one */
+    wait_idle(2);
+    wd_handoff_dispatch(&h, &r[0]);
+    wd_handoff_flush(&h);
+    while (!__atomic_load_n(&b.done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    T_CHECK(b.got == &r[0], "the thread that went idle last got the request");
+    T_CHECK(idle_count() == 1 && !__atomic_load_n(&a.done, __ATOMIC_ACQUIRE),
+            "the other one still sleeps");
+    wd_handoff_dispatch(&h, &r[1]);
+    wd_handoff_flush(&h);
+    waiter_join(&a);
+    waiter_join(&b);
+    T_CHECK(a.got == &r[1], "the next request went to the other thread");
+    T_CHECK(depth == 0, "nothing left queued");
+    teardown();
+}
+
+static void test_remove(void)
+{
+    wd_req_t r = {0};
+    wd_handoff_thread_t t;
+
+    setup();
+    wd_handoff_thread_init(&t);
+    wd_handoff_dispatch(&h, &r);
+    wd_handoff_flush(&h);
+    T_CHECK(wd_handoff_remove(&h, &r) == 1, "a queued request is taken back");
+    T_CHECK(depth == 0, "depth follows");
+    T_CHECK(wd_handoff_remove(&h, &r) == 0, "only once");
+    T_CHECK(wd_handoff_next(&h, &t) == NULL, "no thread gets it");
+    wd_handoff_done(&h, &r);
+    wd_handoff_thread_destroy(&t);
+    teardown();
+}
+
+static void test_close_wakes_waiters(void)
+{
+    waiter_t a, b;
+
+    setup();
+    waiter_start(&a);
+    waiter_start(&b);
+    wait_idle(2);
+    wd_handoff_close(&h);
+    waiter_join(&a);
+    waiter_join(&b);
+    T_CHECK(a.got == NULL && b.got == NULL, "closed: both threads get NULL");
+    wd_handoff_destroy(&h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    T_CHECK(uv_loop_close(&loop) == 0, "loop closes");
+}
+
+typedef struct notifier {
+    wd_handoff_node_t *node;
+    int lazy;
+} notifier_t;
+
+static void *notify_main(void *arg)
+{
+    notifier_t *n = arg;
+
+    wd_handoff_notify(&h, n->node, n->lazy);
+    return NULL;
+}
+
+static void notify_from_thread(wd_handoff_node_t *node, int lazy)
+{
+    notifier_t n = {node, lazy};
+    pthread_t tid;
+
+    pthread_create(&tid, NULL, notify_main, &n);
+    pthread_join(tid, NULL);
+}
+
+static void test_news(void)
+{
+    wd_handoff_node_t n1 = {0}, n2 = {0};
+
+    setup();
+    /* Woken: the loop, blocked in epoll, runs on_ready. */
+    notify_from_thread(&n1, 0);
+    notify_from_thread(&n1, 0); /* a second notify before the loop ran: one callback */
+    while (n_ready == 0)
+        uv_run(&loop, UV_RUN_ONCE);
+    T_CHECK(n_ready == 1 && ready_seen[0] == &n1, "news taken once: %d", n_ready);
+
+    /* Lazy: nobody wakes the loop; its next turn takes the news. */
+    notify_from_thread(&n2, 1);
+    T_CHECK(n_ready == 1, "lazy news waits");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(n_ready == 2 && ready_seen[1] == &n2, "lazy news taken at the next turn");
+
+    /* Released while on the list: freed when the loop takes it, never reported. */
+    notify_from_thread(&n1, 1);
+    T_CHECK(wd_handoff_release(&h, &n1) == 1, "release while queued is deferred");
+    T_CHECK(n_freed == 0, "not freed yet");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 2, "freed, not reported");
+    T_CHECK(wd_handoff_release(&h, &n2) == 0, "a node not on the list is released at once");
+    teardown();
+}
+
+static void test_lazy_in_flight(void)
+{
+    wd_req_t plain = {0}, lazy = {0};
+
+    setup();
+    lazy.may_be_lazy = 1;
+    wd_handoff_dispatch(&h, &plain);
+    wd_handoff_dispatch(&h, &lazy);
+    T_CHECK(h.in_flight == 2 && h.lazy_in_flight == 1, "in flight %zu, lazy %zu", h.in_flight,
+            h.lazy_in_flight);
+    wd_handoff_flush(&h);
+    wd_handoff_remove(&h, &plain);
+    wd_handoff_remove(&h, &lazy);
+    wd_handoff_done(&h, &lazy);
+    T_CHECK(h.in_flight == 1 && h.lazy_in_flight == 0, "done counts down both");
+    wd_handoff_done(&h, &plain);
+    T_CHECK(h.in_flight == 0, "none in flight");
+    teardown();
+}
+
+int main(void)
+{
+    test_fifo_queue();
+    test_lifo_idle();
+    test_remove();
+    test_close_wakes_waiters();
+    test_news();
+    test_lazy_in_flight();
+    return t_summary("handoff");
+}
