@@ -169,50 +169,69 @@ static int is_token(const char *s, size_t n)
     return n > 0;
 }
 
-/* Answers the complete head in c->buf: "METHOD SP TARGET SP HTTP/1.x" then header lines. */
-static void handle(metrics_conn_t *c)
+wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only)
 {
-    char *line_end = memchr(c->buf, '\n', c->len);
-    char *sp1, *sp2, *q;
+    const char *line_end = memchr(buf, '\n', len);
+    const char *sp1, *sp2, *q;
     size_t line_len, path_len;
-    int head_only;
 
-    line_len = (size_t)(line_end - c->buf);
-    if (line_len > 0 && c->buf[line_len - 1] == '\r')
+    *head_only = 0;
+    if (line_end == NULL)
+        return WD_METRICS_BAD;
+    line_len = (size_t)(line_end - buf);
+    if (line_len > 0 && buf[line_len - 1] == '\r')
         line_len--;
     /* METHOD SP /TARGET SP HTTP/1.x: the target holds no space, the version is 8 bytes. */
-    sp1 = memchr(c->buf, ' ', line_len);
-    sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', line_len - (size_t)(sp1 + 1 - c->buf)) : NULL;
-    if (sp1 == NULL || sp2 == NULL || sp1[1] != '/' || !is_token(c->buf, (size_t)(sp1 - c->buf)) ||
-        c->buf + line_len - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' ||
-        sp2[8] > '9') {
-        respond_error(c, 400, "Bad Request");
-        return;
-    }
-    head_only = sp1 - c->buf == 4 && memcmp(c->buf, "HEAD", 4) == 0;
-    if (!head_only && !(sp1 - c->buf == 3 && memcmp(c->buf, "GET", 3) == 0)) {
-        respond_error(c, 405, "Method Not Allowed");
-        return;
-    }
+    sp1 = memchr(buf, ' ', line_len);
+    sp2 = sp1 != NULL ? memchr(sp1 + 1, ' ', line_len - (size_t)(sp1 + 1 - buf)) : NULL;
+    if (sp1 == NULL || sp2 == NULL || sp1[1] != '/' || !is_token(buf, (size_t)(sp1 - buf)) ||
+        buf + line_len - (sp2 + 1) != 8 || memcmp(sp2 + 1, "HTTP/1.", 7) != 0 || sp2[8] < '0' ||
+        sp2[8] > '9')
+        return WD_METRICS_BAD;
+    *head_only = sp1 - buf == 4 && memcmp(buf, "HEAD", 4) == 0;
+    if (!*head_only && !(sp1 - buf == 3 && memcmp(buf, "GET", 3) == 0))
+        return WD_METRICS_METHOD;
     q = memchr(sp1 + 1, '?', (size_t)(sp2 - (sp1 + 1)));
     path_len = (size_t)((q != NULL ? q : sp2) - (sp1 + 1));
     if (path_len == 8 && memcmp(sp1 + 1, "/metrics", 8) == 0)
-        respond_snapshot(c, 1, head_only);
-    else if (path_len == 7 && memcmp(sp1 + 1, "/status", 7) == 0)
-        respond_snapshot(c, 0, head_only);
-    else
-        respond_error(c, 404, "Not Found");
+        return WD_METRICS_PROMETHEUS;
+    if (path_len == 7 && memcmp(sp1 + 1, "/status", 7) == 0)
+        return WD_METRICS_STATUS;
+    return WD_METRICS_NOT_FOUND;
 }
 
-/* The head ends at the first empty line ("\r\n\r\n", or "\n\n" from a lenient client). */
-static int head_complete(const metrics_conn_t *c)
+/* Answers the complete head in c->buf. */
+static void handle(metrics_conn_t *c)
+{
+    int head_only;
+
+    switch (wd_metrics_route(c->buf, c->len, &head_only)) {
+    case WD_METRICS_BAD:
+        respond_error(c, 400, "Bad Request");
+        break;
+    case WD_METRICS_METHOD:
+        respond_error(c, 405, "Method Not Allowed");
+        break;
+    case WD_METRICS_PROMETHEUS:
+        respond_snapshot(c, 1, head_only);
+        break;
+    case WD_METRICS_STATUS:
+        respond_snapshot(c, 0, head_only);
+        break;
+    default:
+        respond_error(c, 404, "Not Found");
+        break;
+    }
+}
+
+int wd_metrics_head_complete(const char *buf, size_t len)
 {
     size_t i;
 
-    for (i = 1; i < c->len; i++) {
-        if (c->buf[i] != '\n')
+    for (i = 1; i < len; i++) {
+        if (buf[i] != '\n')
             continue;
-        if (c->buf[i - 1] == '\n' || (i >= 2 && c->buf[i - 1] == '\r' && c->buf[i - 2] == '\n'))
+        if (buf[i - 1] == '\n' || (i >= 2 && buf[i - 1] == '\r' && buf[i - 2] == '\n'))
             return 1;
     }
     return 0;
@@ -257,7 +276,7 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     c->len += (size_t)n;
-    if (head_complete(c))
+    if (wd_metrics_head_complete(c->buf, c->len))
         handle(c);
     else if (c->len >= sizeof c->buf - 1)
         respond_error(c, 431, "Request Header Fields Too Large");

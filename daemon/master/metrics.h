@@ -39,4 +39,19 @@ int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int por
  * let the loop run once more). Safe to call when not running. */
 void wd_metrics_stop(wd_metrics_t *m);
 
+/* The request side, pure (tests/unit/test_metrics.c): whether buf[0, len) holds a whole head (it
+ * ends at the first empty line, "\r\n\r\n" or "\n\n"), and what a whole head asks for. */
+int wd_metrics_head_complete(const char *buf, size_t len);
+
+typedef enum wd_metrics_route {
+    WD_METRICS_BAD = 0,    /* not "METHOD SP /TARGET SP HTTP/1.d": 400 */
+    WD_METRICS_METHOD,     /* not GET or HEAD: 405 */
+    WD_METRICS_PROMETHEUS, /* /metrics (a query string is ignored) */
+    WD_METRICS_STATUS,     /* /status */
+    WD_METRICS_NOT_FOUND,  /* 404 */
+} wd_metrics_route_t;
+
+/* *head_only: a HEAD request. */
+wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only);
+
 #endif
