@@ -84,7 +84,7 @@ def test_user_root(wsgid, tmp):
 def test_unknown_user_stops_the_start(wsgid, tmp):
     d = wsgid(config=config(tmp, "no-such-user-e2e")[0], wait=False)
     d.expect_failure = True
-    d.expect_log(".")
+    d.expect_log(r"master: group site: unknown user no-such-user-e2e")
     rc = d.wait_exit(10)
     assert rc != 0
     text = d.log()
