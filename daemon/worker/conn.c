@@ -4,6 +4,7 @@
  * connection reads nothing more; it watches for the client hanging up (so that the app's next
  * write fails and its iterable is closed) and writes whatever the response buffer holds. */
 #include "conn.h"
+#include "conn_int.h"
 #include "alloc.h"
 
 #include "log.h"
@@ -23,9 +24,10 @@
 #define BUF_INITIAL 8192
 #define BODY_READ_ROOM 65536
 #define LINGER_MS 2000
-/* Buffers kept between requests and in the connection pool, unless they grew past these. */
-#define BODY_KEEP 65536
+/* A connection's read buffer is kept in the pool unless it grew past this. */
 #define BUF_KEEP 16384
+/* The most of a body buffer allocated from Content-Length before the body arrives. */
+#define BODY_PREALLOC 65536
 
 static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
@@ -153,7 +155,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     conn_read(c);
 }
 
-static const char *peer_name(const wd_conn_t *c)
+const char *wd__conn_peer(const wd_conn_t *c)
 {
     if (c->remote[0])
         return c->remote;
@@ -162,27 +164,11 @@ static const char *peer_name(const wd_conn_t *c)
 
 /* --- closing ------------------------------------------------------------------------------- */
 
-static void body_clear(wd_conn_t *c)
-{
-    if (c->body_fd >= 0)
-        c->cs->ops->body_file_done(c->cs->owner, c->body_fd, c->body_len);
-    c->body_fd = -1;
-    c->body_len = 0;
-    c->body_expect = 0;
-    c->body_error = 0;
-    /* A large body buffer is not kept for the next request. */
-    if (c->body_cap > BODY_KEEP) {
-        free(c->body_mem);
-        c->body_mem = NULL;
-        c->body_cap = 0;
-    }
-}
-
 static void conn_free(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
 
-    body_clear(c);
+    wd__conn_body_clear(c);
     if (cs->n_pool < POOL_MAX && !cs->stopping) {
         /* Kept for the next connection, with its buffers (unless they grew large). */
         if (c->cap > BUF_KEEP) {
@@ -253,92 +239,6 @@ static void conn_linger(wd_conn_t *c)
     uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
 }
 
-/* --- the access log ------------------------------------------------------------------------- */
-
-static wd_slice_t uwsgi_var(const wd_uwsgi_req_t *u, const char *name)
-{
-    wd_uwsgi_iter_t it;
-    wd_slice_t k, v, none = {"", 0};
-    size_t n = strlen(name);
-
-    wd_uwsgi_iter_init(&it, u);
-    while (wd_uwsgi_iter_next(&it, &k, &v))
-        if (k.n == n && memcmp(k.p, name, n) == 0)
-            return v;
-    return none;
-}
-
-static wd_slice_t http_header(const wd_http_t *h, const char *lower)
-{
-    wd_slice_t none = {"", 0};
-
-    for (unsigned i = 0; i < h->n_headers; i++) {
-        wd_slice_t name = wd_http_slice(h, h->headers[i].name);
-
-        if (wd_slice_ieq(name.p, name.n, lower))
-            return wd_http_slice(h, h->headers[i].value);
-    }
-    return none;
-}
-
-/* How long the dispatched request ran: to its finish, which the loop may learn later (a lazy
- * one, see wd_out_finish). */
-static uint64_t ran_ns(const wd_conn_t *c)
-{
-    uint64_t end = c->out.finished_ns ? c->out.finished_ns : wd_now_ns();
-
-    return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
-}
-
-static void access_log(wd_conn_t *c, int status, uint64_t bytes)
-{
-    char line[4096], when[64];
-    wd_slice_t method = {"-", 1}, uri = {"-", 1}, proto = {"-", 1}, ref = {"", 0}, ua = {"", 0};
-    wd_slice_t remote = {c->remote, strlen(c->remote)};
-    time_t now = time(NULL);
-    struct tm tm;
-    double secs = 0;
-    int n;
-
-    if (!wd_log_access_enabled())
-        return;
-    if (c->proto == WD_REQ_UWSGI && c->dispatched) {
-        method = c->uwsgi.method;
-        uri = c->uwsgi.uri;
-        proto = c->uwsgi.protocol;
-        remote = uwsgi_var(&c->uwsgi, "REMOTE_ADDR");
-        ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
-        ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
-    } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
-        static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1", "HTTP/1.2", "HTTP/1.3",
-                                             "HTTP/1.4", "HTTP/1.5", "HTTP/1.6", "HTTP/1.7",
-                                             "HTTP/1.8", "HTTP/1.9"};
-
-        method = wd_http_method(&c->http);
-        uri = wd_http_slice(&c->http, c->http.url);
-        proto.p = protos[c->http.request_minor % 10];
-        proto.n = 8;
-        ref = http_header(&c->http, "referer");
-        ua = http_header(&c->http, "user-agent");
-    }
-    if (c->dispatched) {
-        secs = (double)ran_ns(c) / 1e9;
-        /* Combined log format counts the body only. */
-        bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
-    }
-    localtime_r(&now, &tm);
-    strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    n = snprintf(line, sizeof line,
-                 "%.*s - - [%s] \"%.*s %.*s %.*s\" %d %llu \"%.*s\" \"%.*s\" %.6f %s\n",
-                 (int)(remote.n ? remote.n : 1), remote.n ? remote.p : "-", when, (int)method.n,
-                 method.p, (int)(uri.n > 2048 ? 2048 : uri.n), uri.p, (int)proto.n, proto.p, status,
-                 (unsigned long long)bytes, (int)(ref.n ? ref.n : 1), ref.n ? ref.p : "-",
-                 (int)(ua.n ? (ua.n > 512 ? 512 : ua.n) : 1), ua.n ? ua.p : "-", secs,
-                 c->dispatched ? c->req.id : "-");
-    if (n > 0)
-        wd_log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
-}
-
 /* --- answers the loop makes itself ---------------------------------------------------------- */
 
 /* Queues a whole response the loop made itself and starts sending it. No Python thread owns the
@@ -394,84 +294,9 @@ static void conn_fail_text(wd_conn_t *c, int status, const char *text)
     conn_fail_bytes(c, status, buf, (size_t)n);
 }
 
-/* --- the body ------------------------------------------------------------------------------- */
-
-#define BODY_PREALLOC 65536
-
-static int body_to_file(wd_conn_t *c)
-{
-    int fd = c->cs->ops->body_file(c->cs->owner);
-    size_t done = 0;
-
-    if (fd < 0)
-        fd = wd_tmpfile(c->cs->tmpdir, "body");
-    if (fd < 0) {
-        wd_log_error("peer %s: cannot create a temp file in %s for a request body: %s; "
-                     "check that it exists and is writable",
-                     peer_name(c), c->cs->tmpdir, strerror(-fd));
-        return -1;
-    }
-    while (done < c->body_len) {
-        ssize_t k = write(fd, c->body_mem + done, (size_t)c->body_len - done);
-
-        if (k <= 0) {
-            wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
-                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
-            close(fd);
-            return -1;
-        }
-        done += (size_t)k;
-    }
-    c->body_fd = fd;
-    return 0;
-}
-
-static int body_append(wd_conn_t *c, const char *p, size_t n)
-{
-    const wd_group_conf_t *g = c->cs->group;
-
-    if (g->limit_request_body && c->body_len + n > g->limit_request_body) {
-        c->body_error = 413;
-        return -1;
-    }
-    if (c->body_fd < 0 && c->body_len + n <= g->body_buffer_size) {
-        if (c->body_len + n > c->body_cap) {
-            size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
-
-            while (cap < c->body_len + n)
-                cap *= 2;
-            if (cap > g->body_buffer_size)
-                cap = (size_t)g->body_buffer_size;
-            c->body_mem = xrealloc(c->body_mem, cap);
-            c->body_cap = cap;
-        }
-        memcpy(c->body_mem + c->body_len, p, n);
-        c->body_len += n;
-        return 0;
-    }
-    if (c->body_fd < 0 && body_to_file(c) < 0) {
-        c->body_error = 500;
-        return -1;
-    }
-    while (n > 0) {
-        ssize_t k = write(c->body_fd, p, n);
-
-        if (k <= 0) {
-            wd_log_error("peer %s: cannot write a request body to %s: %s", peer_name(c),
-                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
-            c->body_error = 500;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-        c->body_len += (uint64_t)k;
-    }
-    return 0;
-}
-
 static int http_body_cb(void *data, const char *at, size_t n)
 {
-    return body_append(data, at, n);
+    return wd__conn_body_append(data, at, n);
 }
 
 /* --- dispatch ------------------------------------------------------------------------------- */
@@ -525,7 +350,7 @@ static void uwsgi_error(wd_conn_t *c)
     case WD_UWSGI_EHTTP:
         wd_log_warn("peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
                     "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
-                    peer_name(c), c->l->addr);
+                    wd__conn_peer(c), c->l->addr);
         conn_fail_text(c, 400,
                        "This socket speaks the uwsgi protocol, not HTTP: use uwsgi_pass in nginx, "
                        "or configure the listener with protocol: http.\n");
@@ -533,11 +358,11 @@ static void uwsgi_error(wd_conn_t *c)
     case WD_UWSGI_EMODIFIER:
         wd_log_warn("peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
                     "served",
-                    peer_name(c), c->uwsgi.modifier1, c->l->addr);
+                    wd__conn_peer(c), c->uwsgi.modifier1, c->l->addr);
         wd_conn_close(c);
         return;
     default:
-        wd_log_warn("peer %s: malformed uwsgi packet on %s: %s", peer_name(c), c->l->addr,
+        wd_log_warn("peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c), c->l->addr,
                     wd_uwsgi_strerror(c->uwsgi.error));
         conn_fail(c, 400);
         return;
@@ -562,7 +387,7 @@ static int uwsgi_process(wd_conn_t *c)
                 (uint64_t)(uint8_t)c->buf[1] + ((uint64_t)(uint8_t)c->buf[2] << 8) >
                     g->header_buffer_size) {
                 wd_log_warn("peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
-                            peer_name(c), (unsigned long long)g->header_buffer_size);
+                            wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
                 conn_fail(c, 431);
                 return -1;
             }
@@ -572,7 +397,7 @@ static int uwsgi_process(wd_conn_t *c)
         c->body_expect = c->uwsgi.content_length;
         if (g->limit_request_body && c->body_expect > g->limit_request_body) {
             wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
-                        peer_name(c), (unsigned long long)c->body_expect,
+                        wd__conn_peer(c), (unsigned long long)c->body_expect,
                         (unsigned long long)g->limit_request_body);
             conn_fail(c, 413);
             return -1;
@@ -583,7 +408,7 @@ static int uwsgi_process(wd_conn_t *c)
     take = c->len - c->parsed;
     if (take > c->body_expect - c->body_len)
         take = (size_t)(c->body_expect - c->body_len);
-    if (take > 0 && body_append(c, c->buf + c->parsed, take) < 0) {
+    if (take > 0 && wd__conn_body_append(c, c->buf + c->parsed, take) < 0) {
         conn_fail(c, c->body_error);
         return -1;
     }
@@ -620,7 +445,7 @@ static int http_head_complete(wd_conn_t *c)
     if (g->limit_request_body && h->has_content_length &&
         h->content_length > g->limit_request_body) {
         wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
-                    peer_name(c), (unsigned long long)h->content_length,
+                    wd__conn_peer(c), (unsigned long long)h->content_length,
                     (unsigned long long)g->limit_request_body);
         conn_fail(c, 413);
         return -1;
@@ -662,14 +487,14 @@ static int http_process(wd_conn_t *c)
             int status = http_error_status(c);
 
             if (status == 400)
-                wd_log_info("peer %s: bad HTTP request: %s", peer_name(c),
+                wd_log_info("peer %s: bad HTTP request: %s", wd__conn_peer(c),
                             h->llhttp_reason ? h->llhttp_reason : "malformed");
             else if (status == 431)
-                wd_log_info("peer %s: more than %d header fields: 431", peer_name(c),
+                wd_log_info("peer %s: more than %d header fields: 431", wd__conn_peer(c),
                             WD_HTTP_MAX_HEADERS);
             else if (status == 413)
                 wd_log_info("peer %s: request body over limit-request-body (%llu): 413",
-                            peer_name(c), (unsigned long long)c->cs->group->limit_request_body);
+                            wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
             conn_fail(c, status);
             return -1;
         }
@@ -684,7 +509,7 @@ static int http_process(wd_conn_t *c)
     if (h->state == WD_HTTP_HEAD) {
         if (c->len >= c->cs->group->header_buffer_size) {
             wd_log_info("peer %s: request head larger than header-buffer-size (%llu): 431",
-                        peer_name(c), (unsigned long long)c->cs->group->header_buffer_size);
+                        wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
             conn_fail(c, 431);
             return -1;
         }
@@ -716,7 +541,7 @@ static int detect(wd_conn_t *c)
     if (b == 1) {
         wd_log_warn("peer %s: FastCGI request on %s: FastCGI is not supported yet; use uwsgi_pass "
                     "or proxy_pass",
-                    peer_name(c), c->l->addr);
+                    wd__conn_peer(c), c->l->addr);
         return -1;
     }
     return WD_REQ_UWSGI;
@@ -782,7 +607,7 @@ static void conn_read(wd_conn_t *c)
     }
     if (n == 0) {
         if (c->len > 0 || c->state == WD_CONN_BODY)
-            wd_log_info("peer %s: connection closed in the middle of a request", peer_name(c));
+            wd_log_info("peer %s: connection closed in the middle of a request", wd__conn_peer(c));
         wd_conn_close(c);
         return;
     }
@@ -839,14 +664,14 @@ static void response_complete(wd_conn_t *c)
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
     size_t leftover;
 
-    access_log(c, status, c->out.sent);
+    wd__conn_access_log(c, status, c->out.sent);
     note_app_done(c);
     c->served++;
-    count(cs, c->abandoned ? 504 : status, c->out.sent, c->dispatched ? ran_ns(c) : 0);
+    count(cs, c->abandoned ? 504 : status, c->out.sent, c->dispatched ? wd__conn_ran_ns(c) : 0);
     c->abandoned = 0;
     c->dispatched = 0;
     c->app_done = 0;
-    body_clear(c);
+    wd__conn_body_clear(c);
     wd_out_reset(&c->out);
     if (!keep) {
         if (reset) {
@@ -893,7 +718,7 @@ static void conn_send(wd_conn_t *c)
 
     if (r < 0) {
         /* The client is gone; the app (if still running) gets -EPIPE at its next write. */
-        wd_log_debug("peer %s: write failed: %s", peer_name(c), strerror(-r));
+        wd_log_debug("peer %s: write failed: %s", wd__conn_peer(c), strerror(-r));
         r = wd_out_is_finished(&c->out);
         if (r == 0) {
             set_events(c, 0);
@@ -937,22 +762,22 @@ static void conn_timer_cb(uv_timer_t *t)
     switch (c->state) {
     case WD_CONN_HEAD:
         if (c->len == 0) {
-            wd_log_debug("peer %s: idle connection closed", peer_name(c));
+            wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {
             wd_log_info("peer %s: request head not complete after %.0f s (header-timeout); "
                         "closing",
-                        peer_name(c), g->header_timeout);
+                        wd__conn_peer(c), g->header_timeout);
         }
         wd_conn_close(c);
         return;
     case WD_CONN_BODY:
-        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408", peer_name(c),
-                    g->body_timeout);
+        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
+                    wd__conn_peer(c), g->body_timeout);
         conn_fail(c, 408);
         return;
     case WD_CONN_APP:
         wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
-                    peer_name(c), g->send_timeout, c->dispatched ? " request " : "",
+                    wd__conn_peer(c), g->send_timeout, c->dispatched ? " request " : "",
                     c->dispatched ? c->req.id : "");
         conn_abandon(c);
         return;
@@ -976,7 +801,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         /* No thread took it in time: answer for it without running the app. */
         wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
                     "(%.1f s): 504",
-                    c->req.id, peer_name(c), (double)(now - c->req.t_queued_ns) / 1e9,
+                    c->req.id, wd__conn_peer(c), (double)(now - c->req.t_queued_ns) / 1e9,
                     g->queue_timeout);
         c->req.status = 504;
         conn_answer(c, 504);
@@ -989,7 +814,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->req.timed_out = 1;
         wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
                     "interrupting its Python thread",
-                    c->req.id, peer_name(c), ran, g->request_timeout);
+                    c->req.id, wd__conn_peer(c), ran, g->request_timeout);
         c->cs->app->interrupt(&c->req);
     }
     if (ran > g->request_timeout + grace) {
@@ -1002,7 +827,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->abandoned = 1;
         wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; answering "
                      "504 and replacing this worker",
-                     c->req.id, peer_name(c), ran - g->request_timeout);
+                     c->req.id, wd__conn_peer(c), ran - g->request_timeout);
         if (c->out.sent == 0) {
             n = wd_response_canned(buf, sizeof buf, 504,
                                    c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1, 0);
@@ -1039,7 +864,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         if (status < 0) {
             /* The connection failed (reset) while its request runs: abandon the response. */
             if (!wd_out_is_finished(&c->out))
-                wd_log_info("peer %s: client went away during request %s", peer_name(c),
+                wd_log_info("peer %s: client went away during request %s", wd__conn_peer(c),
                             c->dispatched ? c->req.id : "-");
             conn_abandon(c);
             return;
