@@ -197,3 +197,29 @@ size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int k
         return 0;
     return (size_t)r;
 }
+
+void wd_response_framing(const wd_framing_in_t *in, wd_framing_t *out)
+{
+    int bodiless_code = in->status < 200 || in->status == 204 || in->status == 304;
+    int has_cl = in->has_cl;
+    int delimited;
+
+    out->no_body = bodiless_code || in->head_request;
+    out->add_cl = !has_cl && in->known >= 0 && !bodiless_code;
+    has_cl = has_cl || out->add_cl;
+    out->chunked = 0;
+    out->keep_alive = 0;
+    out->connection = NULL;
+    if (!in->http)
+        return;
+    delimited = has_cl || out->no_body;
+    if (!delimited && in->http_minor >= 1) {
+        out->chunked = 1;
+        delimited = 1;
+    }
+    out->keep_alive = in->keep_alive && delimited && !in->failed;
+    if (in->http_minor >= 1 && !out->keep_alive)
+        out->connection = "Connection: close\r\n";
+    else if (in->http_minor == 0 && out->keep_alive)
+        out->connection = "Connection: keep-alive\r\n";
+}

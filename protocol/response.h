@@ -32,4 +32,29 @@ int wd_slice_ieq(const char *s, size_t n, const char *lower);
  * always enough. */
 size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int keep_alive);
 
+/* How an application's response is framed (design §4), decided once, before the head goes out. */
+typedef struct wd_framing_in {
+    int status;       /* the app's status code */
+    int head_request; /* the request was a HEAD */
+    int has_cl;       /* the app set Content-Length */
+    long long known;  /* the body's length when known before anything is sent (a one-item list),
+                         else -1 */
+    int http;         /* HTTP/1.x to the client (else uwsgi: raw HTTP, closed when done) */
+    int http_minor;   /* the version the request is processed as (0 or 1) */
+    int keep_alive;   /* the client asked to keep the connection */
+    int failed;       /* the app failed before its head: the answer is a 500 that closes */
+} wd_framing_in_t;
+
+typedef struct wd_framing {
+    int no_body;            /* 1xx, 204, 304 or HEAD: no body bytes go out */
+    int add_cl;             /* write "Content-Length: known" */
+    int chunked;            /* write Transfer-Encoding: chunked and frame the body */
+    int keep_alive;         /* the connection stays open after the response */
+    const char *connection; /* a Connection header line to add, or NULL */
+} wd_framing_t;
+
+/* Content-Length when known, chunked for an HTTP/1.1 body of unknown length, else the close ends
+ * it (HTTP/1.0, uwsgi); keep-alive only when the client asked and the end is delimited. */
+void wd_response_framing(const wd_framing_in_t *in, wd_framing_t *out);
+
 #endif

@@ -407,37 +407,38 @@ static int push(wd_resp_t *r, struct iovec *iov, int n)
 static void frame_head(wd_resp_t *r, int64_t known)
 {
     int code = r->status;
-    int bodiless_code = code < 200 || code == 204 || code == 304;
     size_t len = r->head_len;
     char buf[64];
+    wd_framing_t f;
+    wd_framing_in_t in = {
+        .status = code,
+        .head_request =
+            is_http(r) ? r->req->http->is_head
+                       : wd_slice_ieq(r->req->uwsgi->method.p, r->req->uwsgi->method.n, "head"),
+        .has_cl = r->has_cl,
+        .known = known,
+        .http = is_http(r),
+        .http_minor = is_http(r) ? (int)r->req->http->http_minor : 1,
+        .keep_alive = is_http(r) && r->req->http->keep_alive,
+        .failed = r->failed,
+    };
 
-    r->no_body = bodiless_code;
-    if (is_http(r) ? r->req->http->is_head
-                   : wd_slice_ieq(r->req->uwsgi->method.p, r->req->uwsgi->method.n, "head"))
-        r->no_body = 1;
-    if (!r->has_cl && known >= 0 && !bodiless_code) {
+    wd_response_framing(&in, &f);
+    r->no_body = f.no_body;
+    if (f.add_cl) {
         r->has_cl = 1;
         r->cl = (uint64_t)known;
         head_append(
             r, &len, buf,
             (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
     }
-    r->keep_alive = 0;
-    if (is_http(r)) {
-        const wd_http_t *h = r->req->http;
-        int delimited = r->has_cl || r->no_body;
-
-        if (!delimited && h->http_minor >= 1) {
-            r->chunked = 1;
-            delimited = 1;
-            head_append(r, &len, "Transfer-Encoding: chunked\r\n", 28);
-        }
-        r->keep_alive = h->keep_alive && delimited && !r->failed;
-        if (h->http_minor >= 1 && !r->keep_alive)
-            head_append(r, &len, "Connection: close\r\n", 19);
-        else if (h->http_minor == 0 && r->keep_alive)
-            head_append(r, &len, "Connection: keep-alive\r\n", 24);
+    if (f.chunked) {
+        r->chunked = 1;
+        head_append(r, &len, "Transfer-Encoding: chunked\r\n", 28);
     }
+    r->keep_alive = f.keep_alive;
+    if (f.connection != NULL)
+        head_append(r, &len, f.connection, strlen(f.connection));
     head_append(r, &len, "\r\n", 2);
     r->head_total = len;
     r->req->status = code;

@@ -281,9 +281,61 @@ static void test_url_decode(void)
     T_CHECK(r == 3 && memcmp(dst, "a\0b", 3) == 0, "url_decode %%00");
 }
 
+/* Framing: {status, HEAD, has_cl, known, http, minor, client keep-alive, failed} ->
+ * {no_body, add_cl, chunked, keep_alive, Connection line}. */
+static void test_framing(void)
+{
+    static const struct {
+        const char *name;
+        wd_framing_in_t in;
+        wd_framing_t want;
+    } cases[] = {
+        {"1.1 list of one: Content-Length, keep-alive",
+         {200, 0, 0, 5, 1, 1, 1, 0},
+         {0, 1, 0, 1, NULL}},
+        {"1.1 app's Content-Length", {200, 0, 1, -1, 1, 1, 1, 0}, {0, 0, 0, 1, NULL}},
+        {"1.1 unknown length: chunked", {200, 0, 0, -1, 1, 1, 1, 0}, {0, 0, 1, 1, NULL}},
+        {"1.1 client closes", {200, 0, 0, -1, 1, 1, 0, 0}, {0, 0, 1, 0, "Connection: close\r\n"}},
+        {"1.0 unknown length: close ends it", {200, 0, 0, -1, 1, 0, 1, 0}, {0, 0, 0, 0, NULL}},
+        {"1.0 known length, keep-alive asked",
+         {200, 0, 0, 3, 1, 0, 1, 0},
+         {0, 1, 0, 1, "Connection: keep-alive\r\n"}},
+        {"1.0 no keep-alive asked", {200, 0, 1, -1, 1, 0, 0, 0}, {0, 0, 0, 0, NULL}},
+        {"204: no body, no Content-Length added", {204, 0, 0, 0, 1, 1, 1, 0}, {1, 0, 0, 1, NULL}},
+        {"304 unknown length: delimited", {304, 0, 0, -1, 1, 1, 1, 0}, {1, 0, 0, 1, NULL}},
+        {"101", {101, 0, 0, -1, 1, 1, 1, 0}, {1, 0, 0, 1, NULL}},
+        {"HEAD, unknown length: not chunked", {200, 1, 0, -1, 1, 1, 1, 0}, {1, 0, 0, 1, NULL}},
+        {"HEAD of a list: Content-Length of the body",
+         {200, 1, 0, 7, 1, 1, 1, 0},
+         {1, 1, 0, 1, NULL}},
+        {"failed: closes", {500, 0, 0, 12, 1, 1, 1, 1}, {0, 1, 0, 0, "Connection: close\r\n"}},
+        {"uwsgi: Content-Length, nothing else", {200, 0, 0, 5, 0, 1, 0, 0}, {0, 1, 0, 0, NULL}},
+        {"uwsgi unknown length: the close ends it",
+         {200, 0, 0, -1, 0, 1, 0, 0},
+         {0, 0, 0, 0, NULL}},
+        {"uwsgi HEAD", {200, 1, 0, -1, 0, 1, 0, 0}, {1, 0, 0, 0, NULL}},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wd_framing_t f;
+        const wd_framing_t *w = &cases[i].want;
+
+        memset(&f, 0x55, sizeof f);
+        wd_response_framing(&cases[i].in, &f);
+        T_CHECK(f.no_body == w->no_body && f.add_cl == w->add_cl && f.chunked == w->chunked &&
+                    f.keep_alive == w->keep_alive,
+                "framing %s: no_body %d add_cl %d chunked %d keep_alive %d", cases[i].name,
+                f.no_body, f.add_cl, f.chunked, f.keep_alive);
+        T_CHECK((f.connection == NULL) == (w->connection == NULL) &&
+                    (f.connection == NULL || strcmp(f.connection, w->connection) == 0),
+                "framing %s: Connection %s", cases[i].name, f.connection ? f.connection : "none");
+    }
+}
+
 int main(void)
 {
     t_guard_init(&guard, 4096);
+    test_framing();
     test_status();
     test_headers();
     test_reasons();
