@@ -825,10 +825,7 @@ static int queue_timed_out(wd_req_t *req)
     double waited;
     char line[256];
 
-    if (limit <= 0)
-        return 0;
-    waited = (double)(wd_now_ns() - req->t_queued_ns) / 1e9;
-    if (waited <= limit)
+    if (!wd_req_queue_expired(req, limit, wd_now_ns(), &waited))
         return 0;
     wd__py_request_line(req, line, sizeof line);
     wd_log_warn("[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",

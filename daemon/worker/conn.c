@@ -791,18 +791,16 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
 {
     const wd_group_conf_t *g = c->cs->group;
     double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
-    double ran;
+    double ran, waited;
 
     if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
         return;
-    if (g->queue_timeout > 0 && !c->req.py_running &&
-        (double)(now - c->req.t_queued_ns) / 1e9 > g->queue_timeout &&
+    if (!c->req.py_running && wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
         wd_handoff_remove(c->cs->handoff, &c->req)) {
         /* No thread took it in time: answer for it without running the app. */
         wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
                     "(%.1f s): 504",
-                    c->req.id, wd__conn_peer(c), (double)(now - c->req.t_queued_ns) / 1e9,
-                    g->queue_timeout);
+                    c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
         c->req.status = 504;
         conn_answer(c, 504);
         return;

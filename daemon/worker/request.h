@@ -63,4 +63,10 @@ struct wd_req {
 /* CLOCK_MONOTONIC in nanoseconds. */
 uint64_t wd_now_ns(void);
 
+/* queue-timeout (seconds, 0 = none): whether req has waited longer than that for a Python thread
+ * at now; *waited is how long it waited. Checked by the loop (which takes such a request back
+ * and answers 504 for it, conn.c) and by the thread that takes it (python_glue/respond.c), so
+ * that neither the loop's tick nor a late thread lets one through. */
+int wd_req_queue_expired(const wd_req_t *req, double limit, uint64_t now, double *waited);
+
 #endif
