@@ -63,8 +63,9 @@ typedef struct wd_py_thread {
     size_t head_cap;
 } wd_py_thread_t;
 
-/* Serves one request, everything but the final wd_out_finish, which the caller makes with the
- * GIL released (the Python objects of the request are gone by then). Returns its keep_alive. */
+/* Serves one request, everything but the final wd_out_finish, which the caller (pool.c) makes
+ * once the request's Python objects are gone, still holding the GIL: it never blocks. Returns the
+ * response's keep_alive verdict. */
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
 /* Raises wsgid.RequestTimeout in the thread whose ident is given if it still runs request seq.
  * GIL held. */

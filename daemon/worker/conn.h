@@ -31,11 +31,14 @@ typedef struct wd_conn wd_conn_t;
 
 /* What the connections ask of their worker; owner is wd_conns_t.owner. */
 typedef struct wd_conns_ops {
-    void (*dispatched)(void *owner); /* a request went to the Python threads */
-    void (*request_done)(
-        void *owner);            /* the threads are done with one (its response is finished) */
-    void (*closed)(void *owner); /* a connection closed */
-    void (*recycle)(void *owner, const char *why); /* have this worker replaced */
+    /* A request went to the Python threads. */
+    void (*dispatched)(void *owner);
+    /* The threads are done with one (its response is finished). */
+    void (*request_done)(void *owner);
+    /* A connection closed. */
+    void (*closed)(void *owner);
+    /* Have this worker replaced. */
+    void (*recycle)(void *owner, const char *why);
     /* A spare request-body temp file, rewound (-1: none; the connection makes one), and the end
      * of a body's use of one. */
     int (*body_file)(void *owner);
