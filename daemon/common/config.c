@@ -4,14 +4,18 @@
  * of every mapping is looked up in a table that says how to read its value; every error is
  * written once, as "FILE:LINE:COL: KEY: what is wrong", and makes the loader unwind. The
  * structure being built is always in a state wd_config_free() can release, so the unwinding is
- * a single call. */
+ * a single call. The loader is in three files: this one (the file, its top level, freeing),
+ * config_values.c (YAML helpers, value parsers) and config_group.c (a group's keys), which share
+ * config_int.h. */
 #include "config.h"
+#include "config_int.h"
 #include "alloc.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,1205 +24,11 @@
 #include <unistd.h>
 #include <yaml.h>
 
-#define WD_CONFIG_MAX_FILE (16u << 20) /* a config bigger than this is a mistake */
-#define WD_KEY_MAX 256
-
-typedef struct loader {
-    yaml_document_t doc;
-    wd_config_t *conf;
-    const char *file; /* as the caller named it, for messages */
-    char *err;
-    size_t errlen;
-    yaml_node_t *control; /* kept for the checks that need the whole file */
-    yaml_node_t *metrics;
-    int app_callable; /* the group's app named its callable ("module:name") */
-} loader_t;
-
-/* ---- small helpers ---------------------------------------------------------------------- */
-
-static int fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
-
-static int fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
-{
-    va_list ap;
-    int n;
-
-    if (ld->err == NULL || ld->errlen == 0)
-        return -1;
-    if (key != NULL && key[0] != '\0')
-        n = snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s: ", ld->file, line, col, key);
-    else
-        n = snprintf(ld->err, ld->errlen, "%s:%zu:%zu: ", ld->file, line, col);
-    if (n < 0 || (size_t)n >= ld->errlen)
-        return -1;
-    va_start(ap, fmt);
-    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
-/* Reports an error at a node: libyaml marks are 0-based, messages are 1-based. */
-#define fail(ld, node, key, ...)                                                                   \
-    fail_at((ld), (node)->start_mark.line + 1, (node)->start_mark.column + 1, (key), __VA_ARGS__)
-
-static yaml_node_t *node_at(loader_t *ld, int index)
-{
-    return yaml_document_get_node(&ld->doc, index);
-}
-
-static const char *node_kind(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    default:
-        return "a value";
-    }
-}
-
-static int is_null(const yaml_node_t *n)
-{
-    const char *v;
-
-    if (n->type != YAML_SCALAR_NODE)
-        return 0;
-    if (n->tag != NULL && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
-        return 1;
-    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return 0;
-    v = (const char *)n->data.scalar.value;
-    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
-           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
-}
-
-/* The text of a scalar node, or NULL after reporting why the node is not a usable one. */
-static const char *scalar_empty_ok(loader_t *ld, yaml_node_t *n, const char *key, int empty_ok)
-{
-    const char *v;
-
-    if (n->type != YAML_SCALAR_NODE) {
-        fail(ld, n, key, "expected a single value, got %s", node_kind(n));
-        return NULL;
-    }
-    if (is_null(n)) {
-        fail(ld, n, key, "a value is required");
-        return NULL;
-    }
-    v = (const char *)n->data.scalar.value;
-    if (strlen(v) != n->data.scalar.length) {
-        fail(ld, n, key, "the value contains a NUL byte");
-        return NULL;
-    }
-    if (v[0] == '\0' && !empty_ok) {
-        fail(ld, n, key, "the value must not be empty");
-        return NULL;
-    }
-    return v;
-}
-
-static const char *scalar(loader_t *ld, yaml_node_t *n, const char *key)
-{
-    return scalar_empty_ok(ld, n, key, 0);
-}
-
-/* Builds the dotted key for messages ("groups.site1.threads"); a very long one is cut short. */
-static void key_join(char *buf, const char *parent, const char *name)
-{
-    int n;
-
-    if (parent == NULL || parent[0] == '\0')
-        n = snprintf(buf, WD_KEY_MAX, "%s", name);
-    else
-        n = snprintf(buf, WD_KEY_MAX, "%s.%s", parent, name);
-    if (n >= WD_KEY_MAX)
-        strcpy(buf + WD_KEY_MAX - 4, "...");
-}
-
-/* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean". */
-static size_t edit_distance(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b), i, j;
-    size_t d[33][33];
-
-    if (la > 32 || lb > 32)
-        return SIZE_MAX;
-    for (i = 0; i <= la; i++)
-        d[i][0] = i;
-    for (j = 0; j <= lb; j++)
-        d[0][j] = j;
-    for (i = 1; i <= la; i++) {
-        for (j = 1; j <= lb; j++) {
-            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
-            size_t best = d[i - 1][j] + 1;
-
-            if (d[i][j - 1] + 1 < best)
-                best = d[i][j - 1] + 1;
-            if (d[i - 1][j - 1] + cost < best)
-                best = d[i - 1][j - 1] + cost;
-            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
-                d[i - 2][j - 2] + 1 < best)
-                best = d[i - 2][j - 2] + 1;
-            d[i][j] = best;
-        }
-    }
-    return d[la][lb];
-}
-
-/* ---- paths ------------------------------------------------------------------------------ */
-
-/* Joins dir and p (unless p is absolute) and removes ".", ".." and repeated slashes, without
- * touching the file system: the paths need not exist yet. */
-static char *path_resolve(const char *dir, const char *p)
-{
-    size_t dl = p[0] == '/' ? 0 : strlen(dir);
-    char *in = xmalloc(dl + strlen(p) + 2);
-    char *out = xmalloc(dl + strlen(p) + 2);
-    size_t o = 0;
-    char *seg, *save = NULL;
-
-    if (p[0] == '/')
-        strcpy(in, p);
-    else
-        sprintf(in, "%s/%s", dir, p);
-    for (seg = strtok_r(in, "/", &save); seg != NULL; seg = strtok_r(NULL, "/", &save)) {
-        if (strcmp(seg, ".") == 0)
-            continue;
-        if (strcmp(seg, "..") == 0) {
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--;
-            continue;
-        }
-        out[o++] = '/';
-        memcpy(out + o, seg, strlen(seg));
-        o += strlen(seg);
-    }
-    if (o == 0)
-        out[o++] = '/';
-    out[o] = '\0';
-    free(in);
-    return out;
-}
-
-static int set_file_path(wd_config_t *conf, const char *path)
-{
-    char cwd[PATH_MAX];
-    char *slash;
-
-    if (getcwd(cwd, sizeof cwd) == NULL)
-        return -errno;
-    conf->path = path_resolve(cwd, path != NULL ? path : "wsgid.yaml");
-    conf->dir = xstrdup(conf->path);
-    slash = strrchr(conf->dir, '/');
-    if (slash == conf->dir)
-        slash[1] = '\0';
-    else
-        *slash = '\0';
-    return 0;
-}
-
-static int get_path(loader_t *ld, yaml_node_t *n, const char *key, char **out)
-{
-    const char *v = scalar(ld, n, key);
-
-    if (v == NULL)
-        return -1;
-    free(*out);
-    *out = path_resolve(ld->conf->dir, v);
-    return 0;
-}
-
-static int get_string(loader_t *ld, yaml_node_t *n, const char *key, char **out)
-{
-    const char *v = scalar(ld, n, key);
-
-    if (v == NULL)
-        return -1;
-    free(*out);
-    *out = xstrdup(v);
-    return 0;
-}
-
-/* ---- numbers, sizes, times -------------------------------------------------------------- */
-
-static int parse_uint(const char *s, const char **end, uint64_t *out)
-{
-    uint64_t v = 0;
-    const char *p = s;
-
-    if (*p < '0' || *p > '9')
-        return -1;
-    for (; *p >= '0' && *p <= '9'; p++) {
-        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *end = p;
-    *out = v;
-    return 0;
-}
-
-int wd_config_parse_size(const char *s, uint64_t *out)
-{
-    const char *p;
-    uint64_t v, mult = 1;
-
-    if (s == NULL || parse_uint(s, &p, &v) < 0)
-        return -1;
-    switch (*p) {
-    case 'k':
-    case 'K':
-        mult = 1ull << 10;
-        p++;
-        break;
-    case 'm':
-    case 'M':
-        mult = 1ull << 20;
-        p++;
-        break;
-    case 'g':
-    case 'G':
-        mult = 1ull << 30;
-        p++;
-        break;
-    case 't':
-    case 'T':
-        mult = 1ull << 40;
-        p++;
-        break;
-    default:
-        break;
-    }
-    if (*p == 'b' || *p == 'B')
-        p++;
-    if (*p != '\0')
-        return -1;
-    if (v > UINT64_MAX / mult)
-        return -1;
-    *out = v * mult;
-    return 0;
-}
-
-/* Seconds: "30", "1.5", "500ms", "30s", "5m", "1h", "7d". Returns 0, -1 (not a time), -2
- * (negative). */
-static int parse_time(const char *s, double *out)
-{
-    const char *p = s;
-    double v = 0, scale = 1;
-    int neg = 0, digits = 0;
-
-    if (*p == '-') {
-        neg = 1;
-        p++;
-    }
-    for (; *p >= '0' && *p <= '9'; p++, digits++)
-        v = v * 10 + (*p - '0');
-    if (*p == '.') {
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
-            scale /= 10;
-            v += (*p - '0') * scale;
-        }
-    }
-    if (digits == 0)
-        return -1;
-    if (strcmp(p, "ms") == 0)
-        v /= 1000;
-    else if (strcmp(p, "us") == 0)
-        v /= 1000000;
-    else if (strcmp(p, "m") == 0 || strcmp(p, "min") == 0)
-        v *= 60;
-    else if (strcmp(p, "h") == 0)
-        v *= 3600;
-    else if (strcmp(p, "d") == 0)
-        v *= 86400;
-    else if (*p != '\0' && strcmp(p, "s") != 0)
-        return -1;
-    if (neg && v != 0)
-        return -2;
-    *out = v;
-    return 0;
-}
-
-static int get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t min, uint64_t max,
-                     uint64_t *out)
-{
-    const char *v = scalar(ld, n, key);
-    const char *end;
-    uint64_t x;
-
-    if (v == NULL)
-        return -1;
-    if (v[0] == '-' && parse_uint(v + 1, &end, &x) == 0 && *end == '\0')
-        return fail(ld, n, key, "must not be negative");
-    if (parse_uint(v, &end, &x) < 0 || *end != '\0')
-        return fail(ld, n, key, "expected a whole number, got '%s'", v);
-    if (x < min || x > max)
-        return fail(ld, n, key, "%" PRIu64 " is out of range (%" PRIu64 "..%" PRIu64 ")", x, min,
-                    max);
-    *out = x;
-    return 0;
-}
-
-static int get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out)
-{
-    const char *v = scalar(ld, n, key);
-
-    if (v == NULL)
-        return -1;
-    if (v[0] == '-')
-        return fail(ld, n, key, "must not be negative");
-    if (wd_config_parse_size(v, out) < 0)
-        return fail(ld, n, key, "invalid size '%s' (expected bytes, or e.g. 64K, 10M, 1G)", v);
-    return 0;
-}
-
-static int get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
-{
-    const char *v = scalar(ld, n, key);
-    int rc;
-
-    if (v == NULL)
-        return -1;
-    rc = parse_time(v, out);
-    if (rc == -2)
-        return fail(ld, n, key, "must not be negative");
-    if (rc < 0)
-        return fail(ld, n, key,
-                    "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
-    return 0;
-}
-
-/* ---- addresses -------------------------------------------------------------------------- */
-
-/* "HOST:PORT", "[V6]:PORT", ":PORT" / "*:PORT" (all IPv4 addresses). */
-static int parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
-                     int *port)
-{
-    const char *colon, *h = v, *end;
-    size_t hl;
-    uint64_t p;
-
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-
-        if (close == NULL || close[1] != ':')
-            return fail(ld, n, key, "invalid address '%s' (expected [IPV6]:PORT)", v);
-        h = v + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-        if (hl == 0)
-            return fail(ld, n, key, "invalid address '%s': empty IPv6 host", v);
-    } else {
-        colon = strrchr(v, ':');
-        if (colon == NULL)
-            return fail(ld, n, key, "invalid address '%s' (expected unix:PATH or HOST:PORT)", v);
-        hl = (size_t)(colon - v);
-        if (memchr(v, ':', hl) != NULL)
-            return fail(ld, n, key, "invalid address '%s' (write IPv6 addresses as [ADDR]:PORT)",
-                        v);
-    }
-    if (parse_uint(colon + 1, &end, &p) < 0 || *end != '\0' || p < 1 || p > 65535)
-        return fail(ld, n, key, "invalid port in '%s' (expected 1..65535)", v);
-    if (hl == 0 || (hl == 1 && h[0] == '*'))
-        *host = xstrdup("0.0.0.0");
-    else
-        *host = xstrndup(h, hl);
-    *port = (int)p;
-    return 0;
-}
-
-/* Whether binding a would take b's address too: "::" takes everything (dual stack), "0.0.0.0"
- * every IPv4 address and names. */
-static int covers(const char *a, const char *b)
-{
-    return strcmp(a, "::") == 0 || (strcmp(a, "0.0.0.0") == 0 && strchr(b, ':') == NULL);
-}
-
-static int listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
-{
-    if (a->is_unix != b->is_unix)
-        return 0;
-    if (a->is_unix)
-        return strcmp(a->path, b->path) == 0;
-    return a->port == b->port &&
-           (strcmp(a->host, b->host) == 0 || covers(a->host, b->host) || covers(b->host, a->host));
-}
-
-/* A listen address must not be used twice in the file: two binds of one address fail at
- * start-up, far from the line that caused it. */
-static int check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
-                               const wd_group_conf_t *g, const wd_listen_conf_t *l)
-{
-    const wd_config_t *conf = ld->conf;
-    size_t i, j;
-
-    for (i = 0; i < conf->n_groups; i++) {
-        const wd_group_conf_t *o = &conf->groups[i];
-
-        for (j = 0; j < o->n_listen; j++) {
-            if (&o->listen[j] == l || !listen_same(&o->listen[j], l))
-                continue;
-            if (o == g)
-                return fail(ld, n, key, "'%s' is listed twice in this group", l->spec);
-            return fail(ld, n, key, "'%s' is already used by group '%s' ('%s')", l->spec, o->name,
-                        o->listen[j].spec);
-        }
-    }
-    return 0;
-}
-
-static int parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g)
-{
-    const char *v = scalar(ld, n, key);
-    wd_listen_conf_t *l;
-
-    if (v == NULL)
-        return -1;
-    l = &g->listen[g->n_listen];
-    memset(l, 0, sizeof *l);
-    if (strncmp(v, "unix:", 5) == 0) {
-        if (v[5] == '\0')
-            return fail(ld, n, key, "'%s': the unix socket path is empty", v);
-        l->is_unix = 1;
-        l->path = path_resolve(ld->conf->dir, v + 5);
-        g->n_listen++; /* owned by the group from here, so that it is freed on failure */
-        l->spec = xstrdup(v);
-        if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return fail(ld, n, key, "unix socket path too long (%zu bytes, at most %zu): %s",
-                        strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->path);
-    } else {
-        if (parse_tcp(ld, n, key, v, &l->host, &l->port) < 0)
-            return -1;
-        g->n_listen++;
-        l->spec = xstrdup(v);
-    }
-    return check_listen_unique(ld, n, key, g, l);
-}
-
-/* ---- group keys ------------------------------------------------------------------------- */
-
-static int valid_dotted_name(const char *s)
-{
-    const char *p;
-
-    if (s[0] == '\0' || s[0] == '.' || (s[0] >= '0' && s[0] <= '9'))
-        return 0;
-    for (p = s; *p; p++) {
-        if (!(*p == '_' || *p == '.' || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-              (*p >= '0' && *p <= '9')))
-            return 0;
-        if (*p == '.' && (p[1] == '.' || p[1] == '\0'))
-            return 0;
-    }
-    return 1;
-}
-
-static int ends_with(const char *s, size_t len, const char *suffix)
-{
-    size_t sl = strlen(suffix);
-
-    return len >= sl && memcmp(s + len - sl, suffix, sl) == 0;
-}
-
-/* `app`: a script path (contains '/' or ends in .py/.wsgi, optionally followed by ":callable"),
- * or "module" / "module:callable". "mysite.wsgi" is Django's module name as well as a script
- * name: without a '/', it is a script only if the file exists. The callable part goes to
- * g->callable, which an explicit `callable` key may not contradict (checked once the whole
- * group is read). */
-static int parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
-                     char **callable)
-{
-    const char *v = scalar(ld, n, key);
-    const char *colon;
-    size_t len;
-    char *path;
-    struct stat st;
-
-    if (v == NULL)
-        return -1;
-    colon = strrchr(v, ':');
-    len = colon != NULL ? (size_t)(colon - v) : strlen(v);
-    *is_script = memchr(v, '/', len) != NULL || ends_with(v, len, ".py");
-    if (!*is_script && ends_with(v, len, ".wsgi")) {
-        path = xstrndup(v, len);
-        *app = path_resolve(ld->conf->dir, path);
-        *is_script = stat(*app, &st) == 0;
-        free(path);
-    }
-    if (colon != NULL && *is_script && !ends_with(v, len, ".py") && !ends_with(v, len, ".wsgi")) {
-        colon = NULL; /* a ':' inside a path, not a callable */
-        len = strlen(v);
-    }
-    if (colon != NULL) {
-        if (!valid_dotted_name(colon + 1))
-            return fail(ld, n, key, "invalid callable name '%s'", colon + 1);
-        *callable = xstrdup(colon + 1);
-    }
-    free(*app);
-    *app = NULL;
-    if (!*is_script) {
-        *app = xstrndup(v, len);
-        if (!valid_dotted_name(*app))
-            return fail(ld, n, key,
-                        "invalid module name '%s' (expected a script path, or "
-                        "package.module[:callable])",
-                        *app);
-        return 0;
-    }
-    path = xstrndup(v, len);
-    *app = path_resolve(ld->conf->dir, path);
-    free(path);
-    if (stat(*app, &st) < 0)
-        return fail(ld, n, key, "%s %s",
-                    errno == ENOENT || errno == ENOTDIR ? "no such file" : strerror(errno), *app);
-    if (S_ISDIR(st.st_mode))
-        return fail(ld, n, key, "%s is a directory, not a script", *app);
-    return 0;
-}
-
-static int key_app(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    char *callable = NULL;
-    int rc = parse_app(ld, n, key, &g->app, &g->app_is_script, &callable);
-
-    if (callable != NULL) {
-        free(g->callable);
-        g->callable = callable;
-        ld->app_callable = 1;
-    }
-    return rc;
-}
-
-static int key_callable(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    const char *v = scalar(ld, n, key);
-
-    if (v == NULL)
-        return -1;
-    if (!valid_dotted_name(v))
-        return fail(ld, n, key, "invalid callable name '%s'", v);
-    return 0; /* stored after the whole group is read: see parse_group() */
-}
-
-static int key_processes(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    uint64_t v;
-
-    if (get_count(ld, n, key, 1, 1024, &v) < 0)
-        return -1;
-    g->processes = (int)v;
-    g->processes_set = 1;
-    return 0;
-}
-
-static int key_threads(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    uint64_t v;
-
-    if (get_count(ld, n, key, 1, 1024, &v) < 0)
-        return -1;
-    g->threads = (int)v;
-    return 0;
-}
-
-static int key_display_name(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_string(ld, n, key, &g->display_name);
-}
-
-static int key_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    yaml_node_item_t *it;
-    size_t count;
-
-    if (n->type == YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected an address or a list of addresses, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE
-                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                : 1;
-    if (count == 0)
-        return fail(ld, n, key, "at least one address is required");
-    g->listen = xcalloc(count, sizeof *g->listen);
-    if (n->type == YAML_SCALAR_NODE)
-        return parse_listen_one(ld, n, key, g);
-    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (parse_listen_one(ld, node_at(ld, *it), key, g) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int key_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    static const char *const names[] = {"auto", "uwsgi", "http", "fastcgi"};
-    const char *v = scalar(ld, n, key);
-    size_t i;
-
-    if (v == NULL)
-        return -1;
-    for (i = 0; i < sizeof names / sizeof names[0]; i++) {
-        if (strcmp(v, names[i]) == 0) {
-            g->protocol = (wd_protocol_t)i;
-            return 0;
-        }
-    }
-    return fail(ld, n, key, "unknown protocol '%s' (expected auto, uwsgi, http or fastcgi)", v);
-}
-
-/* Always octal, whether written 0660, "0660", 660 or 0o660: modes are never meant in decimal. */
-static int key_socket_mode(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    const char *v = scalar(ld, n, key);
-    const char *p;
-    int mode = 0;
-
-    if (v == NULL)
-        return -1;
-    p = (v[0] == '0' && (v[1] == 'o' || v[1] == 'O')) ? v + 2 : v;
-    if (*p == '\0')
-        goto bad;
-    for (; *p; p++) {
-        if (*p < '0' || *p > '7')
-            goto bad;
-        mode = mode * 8 + (*p - '0');
-        if (mode > 07777)
-            goto bad;
-    }
-    g->socket_mode = mode;
-    return 0;
-bad:
-    return fail(ld, n, key, "invalid mode '%s' (expected octal, e.g. \"0660\")", v);
-}
-
-static int key_socket_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_string(ld, n, key, &g->socket_user);
-}
-
-static int key_socket_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_string(ld, n, key, &g->socket_group);
-}
-
-static int key_python_path(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    yaml_node_item_t *it;
-    size_t count;
-
-    if (n->type == YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE
-                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                : 1;
-    g->python_path = xcalloc(count, sizeof *g->python_path);
-    if (n->type == YAML_SCALAR_NODE)
-        return get_path(ld, n, key, &g->python_path[g->n_python_path++]);
-    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (get_path(ld, node_at(ld, *it), key, &g->python_path[g->n_python_path++]) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int key_python_home(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_path(ld, n, key, &g->python_home);
-}
-
-static int key_chdir(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_path(ld, n, key, &g->chdir);
-}
-
-static int check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent);
-static int parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out);
-
-static int key_access_log(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return parse_log_value(ld, n, key, &g->access_log);
-}
-
-static int key_env(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    yaml_node_pair_t *pair;
-    char sub[WD_KEY_MAX];
-
-    if (is_null(n))
-        return 0;
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a mapping of NAME: value, got %s", node_kind(n));
-    if (check_duplicates(ld, n, key) < 0)
-        return -1;
-    g->env =
-        xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start), sizeof *g->env);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        yaml_node_t *kn = node_at(ld, pair->key), *vn = node_at(ld, pair->value);
-        const char *name = scalar(ld, kn, key), *value;
-
-        if (name == NULL)
-            return -1;
-        key_join(sub, key, name);
-        if (strchr(name, '=') != NULL)
-            return fail(ld, kn, sub, "an environment variable name cannot contain '='");
-        value = scalar_empty_ok(ld, vn, sub, 1);
-        if (value == NULL)
-            return -1;
-        g->env[g->n_env].name = xstrdup(name);
-        g->env[g->n_env].value = xstrdup(value);
-        g->n_env++;
-    }
-    return 0;
-}
-
-static int key_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    yaml_node_pair_t *pair;
-    char sub[WD_KEY_MAX];
-    size_t i, len;
-
-    if (is_null(n))
-        return 0;
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a mapping of /PREFIX: app, got %s", node_kind(n));
-    if (check_duplicates(ld, n, key) < 0)
-        return -1;
-    g->mounts = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
-                        sizeof *g->mounts);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        yaml_node_t *kn = node_at(ld, pair->key), *vn = node_at(ld, pair->value);
-        const char *prefix = scalar(ld, kn, key);
-        wd_mount_conf_t *m;
-
-        if (prefix == NULL)
-            return -1;
-        key_join(sub, key, prefix);
-        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
-            return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
-        m = &g->mounts[g->n_mounts++];
-        for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
-            ;
-        m->prefix = xstrndup(prefix, len);
-        for (i = 0; i + 1 < g->n_mounts; i++) {
-            if (strcmp(g->mounts[i].prefix, m->prefix) == 0)
-                return fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
-        }
-        if (parse_app(ld, vn, sub, &m->app, &m->app_is_script, &m->callable) < 0)
-            return -1;
-        if (m->callable == NULL)
-            m->callable = xstrdup("application");
-    }
-    return 0;
-}
-
-static int key_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_string(ld, n, key, &g->user);
-}
-
-static int key_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return get_string(ld, n, key, &g->group);
-}
-
-typedef int (*group_key_fn)(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
-
-enum { K_FN, K_COUNT, K_TIME, K_SIZE };
-
-/* Flags of a numeric key. */
-#define R_ZERO_OFF 1 /* 0 is allowed below min: it means "off" */
-#define R_UNIT 2     /* a time below a second: the value must say its unit (10us, 1ms) */
-
-typedef struct group_key {
-    const char *name;
-    int kind;
-    group_key_fn fn; /* K_FN */
-    size_t off;      /* the others: offset of the field in wd_group_conf_t */
-    double min, max; /* K_COUNT, K_TIME (seconds), K_SIZE (bytes) */
-    int flags;
-    const char *range; /* the range as the README gives it, for the error message */
-} group_key_t;
-
-#define GK_FN(n, f)                                                                                \
-    {                                                                                              \
-        n, K_FN, f, 0, 0, 0, 0, NULL                                                               \
-    }
-#define GK(n, k, field, lo, hi, fl, text)                                                          \
-    {                                                                                              \
-        n, k, NULL, offsetof(wd_group_conf_t, field), lo, hi, fl, text                             \
-    }
-
-#define DAY 86400.0
-#define KIB 1024.0
-#define MIB (1024.0 * 1024)
-#define GIB (1024.0 * 1024 * 1024)
-#define TIB (1024.0 * 1024 * 1024 * 1024)
-
-/* Every numeric key has a range: a value outside it is refused at load, with its line, rather
- * than left to overflow a conversion, divide by zero or exhaust the machine later. The ranges are
- * the README's; tests/unit/test_config.c checks each bound. */
-static const group_key_t group_keys[] = {
-    GK_FN("app", key_app),
-    GK_FN("callable", key_callable),
-    GK_FN("processes", key_processes),
-    GK_FN("threads", key_threads),
-    GK_FN("display-name", key_display_name),
-    GK_FN("listen", key_listen),
-    GK_FN("protocol", key_protocol),
-    GK_FN("socket-mode", key_socket_mode),
-    GK_FN("socket-user", key_socket_user),
-    GK_FN("socket-group", key_socket_group),
-    GK_FN("python-path", key_python_path),
-    GK_FN("python-home", key_python_home),
-    GK_FN("chdir", key_chdir),
-    GK_FN("env", key_env),
-    GK_FN("user", key_user),
-    GK_FN("group", key_group),
-    GK_FN("mounts", key_mounts),
-    GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),
-    GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter, 0, 1e9, 0, "0..1000000000"),
-    GK("max-connections", K_COUNT, max_connections, 1, 1e6, R_ZERO_OFF,
-       "0 (from the open-file limit) or 1..1000000"),
-    GK("restart-interval", K_TIME, restart_interval, 1, 365 * DAY, R_ZERO_OFF,
-       "0 (off) or 1s..365d"),
-    GK("inactivity-timeout", K_TIME, inactivity_timeout, 1, 365 * DAY, R_ZERO_OFF,
-       "0 (off) or 1s..365d"),
-    GK("memory-limit", K_SIZE, memory_limit, 16 * MIB, TIB, R_ZERO_OFF, "0 (off) or 16M..1T"),
-    GK("request-timeout", K_TIME, request_timeout, 0.1, 7 * DAY, R_ZERO_OFF,
-       "0 (off) or 100ms..7d"),
-    GK("deadlock-timeout", K_TIME, deadlock_timeout, 1, DAY, R_ZERO_OFF, "0 (off) or 1s..1d"),
-    GK("queue-timeout", K_TIME, queue_timeout, 0.001, 7 * DAY, R_ZERO_OFF, "0 (off) or 1ms..7d"),
-    GK("startup-timeout", K_TIME, startup_timeout, 1, DAY, R_ZERO_OFF, "0 (off) or 1s..1d"),
-    GK("graceful-timeout", K_TIME, graceful_timeout, 0, DAY, 0, "0..1d"),
-    GK("shutdown-timeout", K_TIME, shutdown_timeout, 0, DAY, 0, "0..1d"),
-    GK("header-timeout", K_TIME, header_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
-    GK("body-timeout", K_TIME, body_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
-    GK("keepalive-timeout", K_TIME, keepalive_timeout, 0.1, DAY, R_ZERO_OFF,
-       "0 (none) or 100ms..1d"),
-    GK("send-timeout", K_TIME, send_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
-    GK("busy-poll", K_TIME, busy_poll, 0, 0.001, R_UNIT, "0 (off) or up to 1ms"),
-    GK_FN("access-log", key_access_log),
-    GK("limit-request-body", K_SIZE, limit_request_body, 1, TIB, R_ZERO_OFF,
-       "0 (unlimited) or 1..1T"),
-    GK("header-buffer-size", K_SIZE, header_buffer_size, KIB, MIB, 0, "1K..1M"),
-    GK("body-buffer-size", K_SIZE, body_buffer_size, 0, 64 * MIB, 0, "0..64M"),
-    GK("response-buffer-size", K_SIZE, response_buffer_size, 4 * KIB, 256 * MIB, 0, "4K..256M"),
-    GK("response-spill-limit", K_SIZE, response_spill_limit, 4 * KIB, TIB, 0, "4K..1T"),
-    GK("response-memory-limit", K_SIZE, response_memory_limit, MIB, TIB, 0, "1M..1T"),
-};
-
-#define N_GROUP_KEYS (sizeof group_keys / sizeof group_keys[0])
-
-static const char *const top_keys[] = {"control", "pidfile", "log", "metrics", "groups"};
-static const char *const log_keys[] = {"level", "file", "access"};
-
-#define N_TOP_KEYS (sizeof top_keys / sizeof top_keys[0])
-#define N_LOG_KEYS (sizeof log_keys / sizeof log_keys[0])
-
-static const char *group_key_name(size_t i)
-{
-    return group_keys[i].name;
-}
-
-static const char *top_key_name(size_t i)
-{
-    return top_keys[i];
-}
-
-static const char *log_key_name(size_t i)
-{
-    return log_keys[i];
-}
-
-/* "unknown key 'procesess' (did you mean 'processes'?)", or a hint that the key belongs to
- * another level of the file. */
-static int unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const char *name,
-                       const char *(*cand)(size_t), size_t n_cand)
-{
-    char key[WD_KEY_MAX];
-    const char *best = NULL;
-    size_t i, d, best_d = 3;
-
-    key_join(key, parent, name);
-    for (i = 0; i < n_cand; i++) {
-        d = edit_distance(name, cand(i));
-        if (d < best_d && d < strlen(name)) {
-            best_d = d;
-            best = cand(i);
-        }
-    }
-    if (best != NULL)
-        return fail(ld, kn, key, "unknown key '%s' (did you mean '%s'?)", name, best);
-    if (cand != group_key_name) {
-        for (i = 0; i < N_GROUP_KEYS; i++) {
-            if (strcmp(name, group_keys[i].name) == 0)
-                return fail(ld, kn, key,
-                            "unknown key '%s' (it belongs in a group, under "
-                            "groups.NAME)",
-                            name);
-        }
-    }
-    if (cand != top_key_name) {
-        for (i = 0; i < N_TOP_KEYS; i++) {
-            if (strcmp(name, top_keys[i]) == 0)
-                return fail(ld, kn, key, "unknown key '%s' (it belongs at the top level)", name);
-        }
-    }
-    return fail(ld, kn, key, "unknown key '%s'", name);
-}
-
-/* Keys must be plain strings, and none may appear twice (libyaml keeps both silently). */
-static int check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent)
-{
-    yaml_node_pair_t *a, *b;
-    char key[WD_KEY_MAX];
-
-    for (a = map->data.mapping.pairs.start; a < map->data.mapping.pairs.top; a++) {
-        yaml_node_t *ka = node_at(ld, a->key);
-
-        if (ka->type != YAML_SCALAR_NODE || is_null(ka))
-            return fail(ld, ka, parent, "keys must be names, not %s",
-                        ka->type == YAML_SCALAR_NODE ? "empty" : node_kind(ka));
-        for (b = map->data.mapping.pairs.start; b < a; b++) {
-            yaml_node_t *kb = node_at(ld, b->key);
-
-            if (kb->type == YAML_SCALAR_NODE &&
-                strcmp((char *)ka->data.scalar.value, (char *)kb->data.scalar.value) == 0) {
-                key_join(key, parent, (char *)ka->data.scalar.value);
-                return fail(ld, ka, key, "duplicate key (first given at line %zu, column %zu)",
-                            kb->start_mark.line + 1, kb->start_mark.column + 1);
-            }
-        }
-    }
-    return 0;
-}
-
-void wd_config_group_numbers(FILE *f, const wd_group_conf_t *g)
-{
-    for (size_t i = 0; i < N_GROUP_KEYS; i++) {
-        const group_key_t *k = &group_keys[i];
-        const char *field = (const char *)g + k->off;
-
-        if (k->kind == K_TIME)
-            fprintf(f, "%s %a\n", k->name, *(const double *)(const void *)field);
-        else if (k->kind != K_FN)
-            fprintf(f, "%s %llu\n", k->name,
-                    (unsigned long long)*(const uint64_t *)(const void *)field);
-    }
-}
-
-/* "10" for a key whose values are below a second is most likely a mistake: 10 seconds where
- * 10 microseconds were meant (busy-poll: ten seconds of spinning after every burst). */
-static int bare_number(const char *v)
-{
-    for (; *v; v++)
-        if (!((*v >= '0' && *v <= '9') || *v == '.'))
-            return 0;
-    return 1;
-}
-
-static int out_of_range(loader_t *ld, const group_key_t *k, yaml_node_t *n, const char *key,
-                        double x)
-{
-    if (x == 0 && (k->flags & R_ZERO_OFF))
-        return 0;
-    if (x >= k->min && x <= k->max)
-        return 0;
-    return fail(ld, n, key, "'%s' is out of range (%s)", (const char *)n->data.scalar.value,
-                k->range);
-}
-
-static int group_key_value(loader_t *ld, wd_group_conf_t *g, const group_key_t *k, yaml_node_t *n,
-                           const char *key)
-{
-    char *field = (char *)g + k->off;
-    uint64_t u = 0;
-    double d = 0;
-
-    switch (k->kind) {
-    case K_FN:
-        return k->fn(ld, g, n, key);
-    case K_COUNT:
-        if (get_count(ld, n, key, 0, UINT64_MAX, &u) < 0 || out_of_range(ld, k, n, key, (double)u))
-            return -1;
-        *(uint64_t *)(void *)field = u;
-        return 0;
-    case K_TIME:
-        if (get_time(ld, n, key, &d) < 0)
-            return -1;
-        if ((k->flags & R_UNIT) && d != 0 && bare_number((const char *)n->data.scalar.value))
-            return fail(ld, n, key, "'%s' has no unit: write it as e.g. 10us or 1ms (%s)",
-                        (const char *)n->data.scalar.value, k->range);
-        if (out_of_range(ld, k, n, key, d) < 0)
-            return -1;
-        *(double *)(void *)field = d;
-        return 0;
-    default:
-        if (get_size(ld, n, key, &u) < 0 || out_of_range(ld, k, n, key, (double)u))
-            return -1;
-        *(uint64_t *)(void *)field = u;
-        return 0;
-    }
-}
-
-static void group_defaults(wd_group_conf_t *g)
-{
-    g->callable = xstrdup("application");
-    g->processes = 1;
-    g->threads = 15;
-    g->display_name = xstrdup("%{GROUP}");
-    g->protocol = WD_PROTOCOL_AUTO;
-    g->socket_mode = 0660;
-    g->request_timeout = 60;
-    g->deadlock_timeout = 60;
-    g->queue_timeout = 45;
-    g->startup_timeout = 15;
-    g->graceful_timeout = 15;
-    g->shutdown_timeout = 5;
-    g->header_timeout = 30;
-    g->body_timeout = 60;
-    g->keepalive_timeout = 75;
-    g->send_timeout = 60;
-    g->busy_poll = 10e-6;
-    g->limit_request_body = 10ull << 20;
-    g->header_buffer_size = 64ull << 10;
-    g->body_buffer_size = 64ull << 10;
-    g->response_buffer_size = 1ull << 20;
-    g->response_spill_limit = 1ull << 30;
-    g->response_memory_limit = 64ull << 20;
-}
-
-static int key_index(const char *name)
-{
-    size_t i;
-
-    for (i = 0; i < N_GROUP_KEYS; i++) {
-        if (strcmp(group_keys[i].name, name) == 0)
-            return (int)i;
-    }
-    return -1;
-}
-
-/* Checks that need the whole group: required keys and values that depend on each other. */
-static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_node_t **seen,
-                       const char *gkey)
-{
-    char key[WD_KEY_MAX];
-    yaml_node_t *n;
-
-    if (seen[key_index("app")] == NULL) {
-        key_join(key, gkey, "app");
-        return fail(ld, kn, key, "required key is missing (a script path or module:callable)");
-    }
-    if (seen[key_index("listen")] == NULL) {
-        key_join(key, gkey, "listen");
-        return fail(ld, kn, key, "required key is missing (unix:PATH or HOST:PORT)");
-    }
-    n = seen[key_index("callable")];
-    if (n != NULL) {
-        const char *v = (const char *)n->data.scalar.value;
-
-        key_join(key, gkey, "callable");
-        if (ld->app_callable && strcmp(g->callable, v) != 0)
-            return fail(ld, n, key, "'%s' conflicts with the ':%s' given in app", v, g->callable);
-        free(g->callable);
-        g->callable = xstrdup(v);
-    }
-    if (g->response_spill_limit < g->response_buffer_size) {
-        n = seen[key_index("response-spill-limit")];
-        key_join(key, gkey, n != NULL ? "response-spill-limit" : "response-buffer-size");
-        if (n == NULL)
-            n = seen[key_index("response-buffer-size")];
-        return fail(ld, n, key,
-                    "response-spill-limit (%" PRIu64 ") is smaller than "
-                    "response-buffer-size (%" PRIu64 ")",
-                    g->response_spill_limit, g->response_buffer_size);
-    }
-    return 0;
-}
-
-static int valid_group_name(const char *s)
-{
-    for (; *s; s++) {
-        if (!(*s == '_' || *s == '.' || *s == '-' || (*s >= 'a' && *s <= 'z') ||
-              (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9')))
-            return 0;
-    }
-    return 1;
-}
-
-static int parse_group(loader_t *ld, yaml_node_t *kn, yaml_node_t *gn)
-{
-    yaml_node_t *seen[N_GROUP_KEYS] = {0};
-    char gkey[WD_KEY_MAX], key[WD_KEY_MAX];
-    yaml_node_pair_t *pair;
-    wd_group_conf_t *g;
-    const char *name = scalar(ld, kn, "groups");
-    int i;
-
-    if (name == NULL)
-        return -1;
-    key_join(gkey, "groups", name);
-    if (!valid_group_name(name))
-        return fail(ld, kn, gkey, "invalid group name (use letters, digits, '_', '.', '-')");
-    if (strlen(name) > 64)
-        return fail(ld, kn, gkey, "group name too long (at most 64 characters)");
-    if (gn->type != YAML_MAPPING_NODE)
-        return fail(ld, is_null(gn) ? kn : gn, gkey, "expected a mapping of group settings, got %s",
-                    is_null(gn) ? "nothing" : node_kind(gn));
-    g = &ld->conf->groups[ld->conf->n_groups++];
-    ld->app_callable = 0;
-    g->name = xstrdup(name);
-    g->line = (int)kn->start_mark.line + 1;
-    group_defaults(g);
-    if (check_duplicates(ld, gn, gkey) < 0)
-        return -1;
-    for (pair = gn->data.mapping.pairs.start; pair < gn->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = node_at(ld, pair->key), *v = node_at(ld, pair->value);
-        const char *kname = (const char *)k->data.scalar.value;
-
-        i = key_index(kname);
-        if (i < 0)
-            return unknown_key(ld, k, gkey, kname, group_key_name, N_GROUP_KEYS);
-        key_join(key, gkey, kname);
-        seen[i] = v;
-        if (group_key_value(ld, g, &group_keys[i], v, key) < 0)
-            return -1;
-    }
-    return check_group(ld, g, kn, seen, gkey);
-}
-
 /* ---- top level -------------------------------------------------------------------------- */
 
-static int parse_groups(loader_t *ld, yaml_node_t *n)
+int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out)
 {
-    yaml_node_pair_t *pair;
-    size_t count;
-
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "groups",
-                    "expected a mapping of NAME: {app: ..., listen: ...}, "
-                    "got %s",
-                    is_null(n) ? "nothing" : node_kind(n));
-    if (check_duplicates(ld, n, "groups") < 0)
-        return -1;
-    count = (size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start);
-    if (count == 0)
-        return fail(ld, n, "groups", "at least one group is required");
-    ld->conf->groups = xcalloc(count, sizeof *ld->conf->groups);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        if (parse_group(ld, node_at(ld, pair->key), node_at(ld, pair->value)) < 0)
-            return -1;
-    }
-    return 0;
-}
-
-static int parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out)
-{
-    const char *v = scalar(ld, n, key);
+    const char *v = wd__cfg_scalar(ld, n, key);
 
     if (v == NULL)
         return -1;
@@ -1226,7 +36,7 @@ static int parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char *
     if (strcmp(v, "-") == 0 || strcmp(v, "off") == 0)
         *out = xstrdup(v);
     else
-        *out = path_resolve(ld->conf->dir, v);
+        *out = wd__cfg_path_resolve(ld->conf->dir, v);
     return 0;
 }
 
@@ -1238,25 +48,26 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
     const char *v;
     size_t i;
 
-    if (is_null(n))
+    if (wd__cfg_is_null(n))
         return 0;
     if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, "log", "expected a mapping (level, file, access), got %s", node_kind(n));
-    if (check_duplicates(ld, n, "log") < 0)
+        return fail(ld, n, "log", "expected a mapping (level, file, access), got %s",
+                    wd__cfg_node_kind(n));
+    if (wd__cfg_check_duplicates(ld, n, "log") < 0)
         return -1;
     for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = node_at(ld, pair->key), *val = node_at(ld, pair->value);
+        yaml_node_t *k = wd__cfg_node_at(ld, pair->key), *val = wd__cfg_node_at(ld, pair->value);
         const char *kname = (const char *)k->data.scalar.value;
 
-        key_join(key, "log", kname);
+        wd__cfg_key_join(key, "log", kname);
         if (strcmp(kname, "file") == 0) {
-            if (parse_log_value(ld, val, key, &ld->conf->log_file) < 0)
+            if (wd__cfg_parse_log_value(ld, val, key, &ld->conf->log_file) < 0)
                 return -1;
         } else if (strcmp(kname, "access") == 0) {
-            if (parse_log_value(ld, val, key, &ld->conf->access_log) < 0)
+            if (wd__cfg_parse_log_value(ld, val, key, &ld->conf->access_log) < 0)
                 return -1;
         } else if (strcmp(kname, "level") == 0) {
-            if ((v = scalar(ld, val, key)) == NULL)
+            if ((v = wd__cfg_scalar(ld, val, key)) == NULL)
                 return -1;
             for (i = 0; i < 4 && strcmp(v, levels[i]) != 0; i++)
                 ;
@@ -1269,7 +80,7 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
                             v);
             ld->conf->log_level = (wd_log_level_t)i;
         } else {
-            return unknown_key(ld, k, "log", kname, log_key_name, N_LOG_KEYS);
+            return wd__cfg_unknown_key(ld, k, "log", kname, wd__cfg_log_key_name, N_LOG_KEYS);
         }
     }
     return 0;
@@ -1277,7 +88,7 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
 
 static int parse_metrics(loader_t *ld, yaml_node_t *n)
 {
-    const char *v = scalar(ld, n, "metrics");
+    const char *v = wd__cfg_scalar(ld, n, "metrics");
     wd_config_t *conf = ld->conf;
     char *host = NULL;
     int port;
@@ -1287,7 +98,7 @@ static int parse_metrics(loader_t *ld, yaml_node_t *n)
         return -1;
     if (strncmp(v, "unix:", 5) == 0)
         return fail(ld, n, "metrics", "expected HOST:PORT (metrics are served over TCP)");
-    if (parse_tcp(ld, n, "metrics", v, &host, &port) < 0)
+    if (wd__cfg_parse_tcp(ld, n, "metrics", v, &host, &port) < 0)
         return -1;
     free(conf->metrics);
     free(conf->metrics_host);
@@ -1318,7 +129,7 @@ static int check_conf(loader_t *ld)
                             "%s is also a listen socket of group "
                             "'%s'",
                             conf->control, conf->groups[i].name);
-            if (ld->metrics != NULL && listen_same(l, &m))
+            if (ld->metrics != NULL && wd__cfg_listen_same(l, &m))
                 return fail(ld, ld->metrics, "metrics",
                             "'%s' is also a listen address of "
                             "group '%s'",
@@ -1337,19 +148,19 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
         return fail(ld, root, NULL,
                     "expected a mapping of keys (control, log, groups...) at the "
                     "top level, got %s",
-                    node_kind(root));
-    if (check_duplicates(ld, root, NULL) < 0)
+                    wd__cfg_node_kind(root));
+    if (wd__cfg_check_duplicates(ld, root, NULL) < 0)
         return -1;
     for (pair = root->data.mapping.pairs.start; pair < root->data.mapping.pairs.top; pair++) {
-        yaml_node_t *k = node_at(ld, pair->key), *v = node_at(ld, pair->value);
+        yaml_node_t *k = wd__cfg_node_at(ld, pair->key), *v = wd__cfg_node_at(ld, pair->value);
         const char *kname = (const char *)k->data.scalar.value;
         int rc;
 
         if (strcmp(kname, "control") == 0) {
-            rc = get_path(ld, v, kname, &ld->conf->control);
+            rc = wd__cfg_get_path(ld, v, kname, &ld->conf->control);
             ld->control = v;
         } else if (strcmp(kname, "pidfile") == 0) {
-            rc = get_path(ld, v, kname, &ld->conf->pidfile);
+            rc = wd__cfg_get_path(ld, v, kname, &ld->conf->pidfile);
         } else if (strcmp(kname, "log") == 0) {
             rc = parse_log(ld, v);
         } else if (strcmp(kname, "metrics") == 0) {
@@ -1358,14 +169,14 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
             groups = v;
             rc = 0; /* read last, so that listen checks see the whole file in order */
         } else {
-            rc = unknown_key(ld, k, NULL, kname, top_key_name, N_TOP_KEYS);
+            rc = wd__cfg_unknown_key(ld, k, NULL, kname, wd__cfg_top_key_name, N_TOP_KEYS);
         }
         if (rc < 0)
             return -1;
     }
     if (groups == NULL)
         return fail(ld, root, "groups", "required key is missing (at least one group)");
-    if (parse_groups(ld, groups) < 0)
+    if (wd__cfg_parse_groups(ld, groups) < 0)
         return -1;
     return check_conf(ld);
 }
@@ -1394,17 +205,17 @@ static int syntax_error(loader_t *ld, yaml_parser_t *parser, const char *text, s
 
     if (parser->error == YAML_READER_ERROR) {
         offset_to_mark(text, len, parser->problem_offset, &line, &col);
-        return fail_at(ld, line, col, NULL, "YAML error: %s", problem);
+        return wd__cfg_fail_at(ld, line, col, NULL, "YAML error: %s", problem);
     }
     if (parser->error == YAML_MEMORY_ERROR)
         abort();
     line = parser->problem_mark.line + 1;
     col = parser->problem_mark.column + 1;
     if (parser->context != NULL)
-        return fail_at(ld, line, col, NULL, "YAML error: %s %s (line %zu, column %zu)", problem,
-                       parser->context, parser->context_mark.line + 1,
-                       parser->context_mark.column + 1);
-    return fail_at(ld, line, col, NULL, "YAML error: %s", problem);
+        return wd__cfg_fail_at(ld, line, col, NULL, "YAML error: %s %s (line %zu, column %zu)",
+                               problem, parser->context, parser->context_mark.line + 1,
+                               parser->context_mark.column + 1);
+    return wd__cfg_fail_at(ld, line, col, NULL, "YAML error: %s", problem);
 }
 
 int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const char *path,
@@ -1422,7 +233,7 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
         errlen = 0; /* snprintf(NULL, 0, ...) is allowed: the caller wants no message */
     if (errlen > 0)
         err[0] = '\0';
-    if (set_file_path(conf, path) < 0) {
+    if (wd__cfg_set_file_path(conf, path) < 0) {
         snprintf(err, errlen, "%s: cannot resolve the path: %s", ld.file, strerror(errno));
         goto done;
     }
@@ -1440,7 +251,7 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
     doc_ok = 1;
     root = yaml_document_get_root_node(&ld.doc);
     if (root == NULL) {
-        fail_at(&ld, 1, 1, NULL, "the file is empty (groups: is required)");
+        wd__cfg_fail_at(&ld, 1, 1, NULL, "the file is empty (groups: is required)");
         goto done;
     }
     /* A second document would be silently ignored: say so instead. */
@@ -1449,8 +260,8 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
         goto done;
     }
     if (yaml_document_get_root_node(&extra) != NULL) {
-        fail_at(&ld, extra.start_mark.line + 1, extra.start_mark.column + 1, NULL,
-                "only one YAML document is expected in the file");
+        wd__cfg_fail_at(&ld, extra.start_mark.line + 1, extra.start_mark.column + 1, NULL,
+                        "only one YAML document is expected in the file");
         yaml_document_delete(&extra);
         goto done;
     }

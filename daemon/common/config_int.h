@@ -1,0 +1,80 @@
+/* Names shared by the configuration loader's files only (config.c: the file and its top level;
+ * config_values.c: YAML helpers and value parsers; config_group.c: a group's keys). */
+#ifndef WD_COMMON_CONFIG_INT_H
+#define WD_COMMON_CONFIG_INT_H
+
+#include "config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <yaml.h>
+
+#define WD_CONFIG_MAX_FILE (16u << 20) /* a config bigger than this is a mistake */
+#define WD_KEY_MAX 256
+
+typedef struct loader {
+    yaml_document_t doc;
+    wd_config_t *conf;
+    const char *file; /* as the caller named it, for messages */
+    char *err;
+    size_t errlen;
+    yaml_node_t *control; /* kept for the checks that need the whole file */
+    yaml_node_t *metrics;
+    int app_callable; /* the group's app named its callable ("module:name") */
+} loader_t;
+
+/* config_values.c: messages, YAML nodes, scalars, paths, numbers. Each returns -1 (the message
+ * written with FILE:LINE:COL) or 0, unless it says otherwise. */
+int wd__cfg_fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+yaml_node_t *wd__cfg_node_at(loader_t *ld, int index);
+const char *wd__cfg_node_kind(const yaml_node_t *n);
+int wd__cfg_is_null(const yaml_node_t *n);
+const char *wd__cfg_scalar(loader_t *ld, yaml_node_t *n, const char *key);
+const char *wd__cfg_scalar_empty_ok(loader_t *ld, yaml_node_t *n, const char *key, int empty_ok);
+void wd__cfg_key_join(char *buf, const char *parent, const char *name);
+size_t wd__cfg_edit_distance(const char *a, const char *b);
+char *wd__cfg_path_resolve(const char *dir, const char *p);
+int wd__cfg_set_file_path(wd_config_t *conf, const char *path);
+int wd__cfg_get_path(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+int wd__cfg_get_string(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+int wd__cfg_parse_uint(const char *s, const char **end, uint64_t *out);
+int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t min, uint64_t max,
+                      uint64_t *out);
+int wd__cfg_get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out);
+int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out);
+
+/* config_group.c: the `groups:` mapping, and what the top level shares with it. */
+int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
+int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
+                      int *port);
+int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
+int wd__cfg_check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent);
+int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const char *name,
+                        const char *(*cand)(size_t), size_t n_cand);
+
+/* config.c: a `log:`-style value (a path, "-" or "off"). */
+int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+
+/* An error at node n (its line and column) for key: returns -1 (see wd__cfg_fail_at). */
+#define fail(ld, node, key, ...)                                                                   \
+    wd__cfg_fail_at((ld), (node)->start_mark.line + 1, (node)->start_mark.column + 1, (key),       \
+                    __VA_ARGS__)
+
+/* The keys of the top level and of `log:`, for messages that suggest one. */
+static const char *const wd__cfg_top_keys[] = {"control", "pidfile", "log", "metrics", "groups"};
+static const char *const wd__cfg_log_keys[] = {"level", "file", "access"};
+#define N_TOP_KEYS (sizeof wd__cfg_top_keys / sizeof wd__cfg_top_keys[0])
+#define N_LOG_KEYS (sizeof wd__cfg_log_keys / sizeof wd__cfg_log_keys[0])
+
+static inline const char *wd__cfg_top_key_name(size_t i)
+{
+    return wd__cfg_top_keys[i];
+}
+
+static inline const char *wd__cfg_log_key_name(size_t i)
+{
+    return wd__cfg_log_keys[i];
+}
+
+#endif

@@ -1,0 +1,371 @@
+/* The configuration loader's YAML helpers and value parsers: messages with FILE:LINE:COL, scalars,
+ * paths, counts, sizes and times. See config.c. */
+#include "config.h"
+#include "config_int.h"
+#include "alloc.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <yaml.h>
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+int wd__cfg_fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (ld->err == NULL || ld->errlen == 0)
+        return -1;
+    if (key != NULL && key[0] != '\0')
+        n = snprintf(ld->err, ld->errlen, "%s:%zu:%zu: %s: ", ld->file, line, col, key);
+    else
+        n = snprintf(ld->err, ld->errlen, "%s:%zu:%zu: ", ld->file, line, col);
+    if (n < 0 || (size_t)n >= ld->errlen)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(ld->err + n, ld->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+/* Reports an error at a node: libyaml marks are 0-based, messages are 1-based. */
+
+yaml_node_t *wd__cfg_node_at(loader_t *ld, int index)
+{
+    return yaml_document_get_node(&ld->doc, index);
+}
+
+const char *wd__cfg_node_kind(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    default:
+        return "a value";
+    }
+}
+
+int wd__cfg_is_null(const yaml_node_t *n)
+{
+    const char *v;
+
+    if (n->type != YAML_SCALAR_NODE)
+        return 0;
+    if (n->tag != NULL && strcmp((const char *)n->tag, YAML_NULL_TAG) == 0)
+        return 1;
+    if (n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return 0;
+    v = (const char *)n->data.scalar.value;
+    return v[0] == '\0' || strcmp(v, "~") == 0 || strcmp(v, "null") == 0 ||
+           strcmp(v, "Null") == 0 || strcmp(v, "NULL") == 0;
+}
+
+/* The text of a scalar node, or NULL after reporting why the node is not a usable one. */
+const char *wd__cfg_scalar_empty_ok(loader_t *ld, yaml_node_t *n, const char *key, int empty_ok)
+{
+    const char *v;
+
+    if (n->type != YAML_SCALAR_NODE) {
+        fail(ld, n, key, "expected a single value, got %s", wd__cfg_node_kind(n));
+        return NULL;
+    }
+    if (wd__cfg_is_null(n)) {
+        fail(ld, n, key, "a value is required");
+        return NULL;
+    }
+    v = (const char *)n->data.scalar.value;
+    if (strlen(v) != n->data.scalar.length) {
+        fail(ld, n, key, "the value contains a NUL byte");
+        return NULL;
+    }
+    if (v[0] == '\0' && !empty_ok) {
+        fail(ld, n, key, "the value must not be empty");
+        return NULL;
+    }
+    return v;
+}
+
+const char *wd__cfg_scalar(loader_t *ld, yaml_node_t *n, const char *key)
+{
+    return wd__cfg_scalar_empty_ok(ld, n, key, 0);
+}
+
+/* Builds the dotted key for messages ("groups.site1.threads"); a very long one is cut short. */
+void wd__cfg_key_join(char *buf, const char *parent, const char *name)
+{
+    int n;
+
+    if (parent == NULL || parent[0] == '\0')
+        n = snprintf(buf, WD_KEY_MAX, "%s", name);
+    else
+        n = snprintf(buf, WD_KEY_MAX, "%s.%s", parent, name);
+    if (n >= WD_KEY_MAX)
+        strcpy(buf + WD_KEY_MAX - 4, "...");
+}
+
+/* Optimal string alignment distance (Levenshtein plus transpositions), for "did you mean". */
+size_t wd__cfg_edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), i, j;
+    size_t d[33][33];
+
+    if (la > 32 || lb > 32)
+        return SIZE_MAX;
+    for (i = 0; i <= la; i++)
+        d[i][0] = i;
+    for (j = 0; j <= lb; j++)
+        d[0][j] = j;
+    for (i = 1; i <= la; i++) {
+        for (j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+            size_t best = d[i - 1][j] + 1;
+
+            if (d[i][j - 1] + 1 < best)
+                best = d[i][j - 1] + 1;
+            if (d[i - 1][j - 1] + cost < best)
+                best = d[i - 1][j - 1] + cost;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    }
+    return d[la][lb];
+}
+
+/* ---- paths ------------------------------------------------------------------------------ */
+
+/* Joins dir and p (unless p is absolute) and removes ".", ".." and repeated slashes, without
+ * touching the file system: the paths need not exist yet. */
+char *wd__cfg_path_resolve(const char *dir, const char *p)
+{
+    size_t dl = p[0] == '/' ? 0 : strlen(dir);
+    char *in = xmalloc(dl + strlen(p) + 2);
+    char *out = xmalloc(dl + strlen(p) + 2);
+    size_t o = 0;
+    char *seg, *save = NULL;
+
+    if (p[0] == '/')
+        strcpy(in, p);
+    else
+        sprintf(in, "%s/%s", dir, p);
+    for (seg = strtok_r(in, "/", &save); seg != NULL; seg = strtok_r(NULL, "/", &save)) {
+        if (strcmp(seg, ".") == 0)
+            continue;
+        if (strcmp(seg, "..") == 0) {
+            while (o > 0 && out[o - 1] != '/')
+                o--;
+            if (o > 0)
+                o--;
+            continue;
+        }
+        out[o++] = '/';
+        memcpy(out + o, seg, strlen(seg));
+        o += strlen(seg);
+    }
+    if (o == 0)
+        out[o++] = '/';
+    out[o] = '\0';
+    free(in);
+    return out;
+}
+
+int wd__cfg_set_file_path(wd_config_t *conf, const char *path)
+{
+    char cwd[PATH_MAX];
+    char *slash;
+
+    if (getcwd(cwd, sizeof cwd) == NULL)
+        return -errno;
+    conf->path = wd__cfg_path_resolve(cwd, path != NULL ? path : "wsgid.yaml");
+    conf->dir = xstrdup(conf->path);
+    slash = strrchr(conf->dir, '/');
+    if (slash == conf->dir)
+        slash[1] = '\0';
+    else
+        *slash = '\0';
+    return 0;
+}
+
+int wd__cfg_get_path(loader_t *ld, yaml_node_t *n, const char *key, char **out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    free(*out);
+    *out = wd__cfg_path_resolve(ld->conf->dir, v);
+    return 0;
+}
+
+int wd__cfg_get_string(loader_t *ld, yaml_node_t *n, const char *key, char **out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    free(*out);
+    *out = xstrdup(v);
+    return 0;
+}
+
+/* ---- numbers, sizes, times -------------------------------------------------------------- */
+
+int wd__cfg_parse_uint(const char *s, const char **end, uint64_t *out)
+{
+    uint64_t v = 0;
+    const char *p = s;
+
+    if (*p < '0' || *p > '9')
+        return -1;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (UINT64_MAX - (uint64_t)(*p - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *end = p;
+    *out = v;
+    return 0;
+}
+
+int wd_config_parse_size(const char *s, uint64_t *out)
+{
+    const char *p;
+    uint64_t v, mult = 1;
+
+    if (s == NULL || wd__cfg_parse_uint(s, &p, &v) < 0)
+        return -1;
+    switch (*p) {
+    case 'k':
+    case 'K':
+        mult = 1ull << 10;
+        p++;
+        break;
+    case 'm':
+    case 'M':
+        mult = 1ull << 20;
+        p++;
+        break;
+    case 'g':
+    case 'G':
+        mult = 1ull << 30;
+        p++;
+        break;
+    case 't':
+    case 'T':
+        mult = 1ull << 40;
+        p++;
+        break;
+    default:
+        break;
+    }
+    if (*p == 'b' || *p == 'B')
+        p++;
+    if (*p != '\0')
+        return -1;
+    if (v > UINT64_MAX / mult)
+        return -1;
+    *out = v * mult;
+    return 0;
+}
+
+/* Seconds: "30", "1.5", "500ms", "30s", "5m", "1h", "7d". Returns 0, -1 (not a time), -2
+ * (negative). */
+static int parse_time(const char *s, double *out)
+{
+    const char *p = s;
+    double v = 0, scale = 1;
+    int neg = 0, digits = 0;
+
+    if (*p == '-') {
+        neg = 1;
+        p++;
+    }
+    for (; *p >= '0' && *p <= '9'; p++, digits++)
+        v = v * 10 + (*p - '0');
+    if (*p == '.') {
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) {
+            scale /= 10;
+            v += (*p - '0') * scale;
+        }
+    }
+    if (digits == 0)
+        return -1;
+    if (strcmp(p, "ms") == 0)
+        v /= 1000;
+    else if (strcmp(p, "us") == 0)
+        v /= 1000000;
+    else if (strcmp(p, "m") == 0 || strcmp(p, "min") == 0)
+        v *= 60;
+    else if (strcmp(p, "h") == 0)
+        v *= 3600;
+    else if (strcmp(p, "d") == 0)
+        v *= 86400;
+    else if (*p != '\0' && strcmp(p, "s") != 0)
+        return -1;
+    if (neg && v != 0)
+        return -2;
+    *out = v;
+    return 0;
+}
+
+int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t min, uint64_t max,
+                      uint64_t *out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+    const char *end;
+    uint64_t x;
+
+    if (v == NULL)
+        return -1;
+    if (v[0] == '-' && wd__cfg_parse_uint(v + 1, &end, &x) == 0 && *end == '\0')
+        return fail(ld, n, key, "must not be negative");
+    if (wd__cfg_parse_uint(v, &end, &x) < 0 || *end != '\0')
+        return fail(ld, n, key, "expected a whole number, got '%s'", v);
+    if (x < min || x > max)
+        return fail(ld, n, key, "%" PRIu64 " is out of range (%" PRIu64 "..%" PRIu64 ")", x, min,
+                    max);
+    *out = x;
+    return 0;
+}
+
+int wd__cfg_get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (v[0] == '-')
+        return fail(ld, n, key, "must not be negative");
+    if (wd_config_parse_size(v, out) < 0)
+        return fail(ld, n, key, "invalid size '%s' (expected bytes, or e.g. 64K, 10M, 1G)", v);
+    return 0;
+}
+
+int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+    int rc;
+
+    if (v == NULL)
+        return -1;
+    rc = parse_time(v, out);
+    if (rc == -2)
+        return fail(ld, n, key, "must not be negative");
+    if (rc < 0)
+        return fail(ld, n, key,
+                    "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
+    return 0;
+}
