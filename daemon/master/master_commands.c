@@ -1,0 +1,334 @@
+/* The master: status snapshots and the control socket's commands. See master_int.h. */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+uint64_t wd__m_read_rss(int pid)
+{
+    char path[64];
+    unsigned long long size, rss = 0;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%d/statm", pid);
+    f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%llu %llu", &size, &rss) != 2)
+        rss = 0;
+    fclose(f);
+    return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static void status_proc(wd_master_t *m, wd_status_worker_t *w, wd_proc_t *p, wd_slot_t *s)
+{
+    static const char *const states[] = {"starting", "ready", "draining"};
+
+    w->group = p->g->name;
+    w->slot = p->slot;
+    w->pid = p->pid;
+    w->display_name = wd__m_display_name(p->g->conf, p->slot);
+    w->state = states[p->state];
+    w->uptime = (double)(uv_now(&m->loop) - p->started_at) / 1000.0;
+    w->restarts = s != NULL ? s->restarts : 0;
+    p->rss = wd__m_read_rss(p->pid);
+    w->rss_bytes = p->rss;
+    w->last_error = s != NULL && s->last_error[0] ? s->last_error : NULL;
+    w->last_restart = s != NULL && s->last_restart[0] ? s->last_restart : NULL;
+    w->score = p->record >= 0 ? &m->score[p->record] : NULL;
+}
+
+void wd_master_status(wd_master_t *m, wd_status_t *out)
+{
+    wd_status_group_t *groups = xcalloc(m->n_groups, sizeof *groups);
+    wd_status_worker_t *workers = xcalloc(m->n_alive + 64, sizeof *workers);
+    size_t n = 0, cap = m->n_alive + 64, i;
+    wd_proc_t *p;
+    int k;
+
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+
+        groups[i] = g->totals;
+        groups[i].name = g->name;
+        groups[i].processes = g->conf->processes;
+        groups[i].threads = g->conf->threads;
+        groups[i].restarts = 0;
+        for (k = 0; k < g->n_slots; k++) {
+            wd_slot_t *s = g->slots[k];
+
+            groups[i].restarts += s->restarts;
+            if (n + 3 > cap) {
+                cap *= 2;
+                workers = xrealloc(workers, cap * sizeof *workers);
+            }
+            if (s->cur != NULL)
+                status_proc(m, &workers[n++], s->cur, s);
+            if (s->repl != NULL)
+                status_proc(m, &workers[n++], s->repl, s);
+            if (s->cur == NULL && s->repl == NULL && !g->stopped) {
+                memset(&workers[n], 0, sizeof workers[n]);
+                workers[n].group = g->name;
+                workers[n].slot = s->slot;
+                workers[n].display_name = wd__m_display_name(g->conf, s->slot);
+                workers[n].state = s->backing_off && s->restarts > 1 ? "crashed" : "backoff";
+                workers[n].restarts = s->restarts;
+                workers[n].last_error = s->last_error[0] ? s->last_error : NULL;
+                workers[n].last_restart = s->last_restart[0] ? s->last_restart : NULL;
+                n++;
+            }
+        }
+        for (p = m->procs; p != NULL; p = p->next) {
+            if (p->g != g || p->s != NULL || p->pid <= 0)
+                continue;
+            if (n + 1 > cap) {
+                cap *= 2;
+                workers = xrealloc(workers, cap * sizeof *workers);
+            }
+            status_proc(m, &workers[n++], p, NULL);
+        }
+    }
+    memset(out, 0, sizeof *out);
+    out->version = WD_VERSION;
+    out->master_pid = (int)getpid();
+    out->uptime = (double)(uv_now(&m->loop) - m->t0) / 1000.0;
+    out->groups = groups;
+    out->n_groups = m->n_groups;
+    out->workers = workers;
+    out->n_workers = n;
+}
+
+void wd_master_status_release(wd_status_t *out)
+{
+    size_t i;
+
+    for (i = 0; i < out->n_workers; i++)
+        free((char *)out->workers[i].display_name);
+    free((void *)out->workers);
+    free((void *)out->groups);
+    memset(out, 0, sizeof *out);
+}
+
+/* ---- control commands --------------------------------------------------------------------- */
+
+void wd__m_reopen_logs(wd_master_t *m)
+{
+    wd_proc_t *p;
+
+    if (wd_log_open(m->gen->conf->log_file, "off") == 0)
+        wd_log_info("log files reopened");
+    for (p = m->procs; p != NULL; p = p->next) {
+        if (p->pid > 0) {
+            const wd_config_t *pc = p->gen->conf;
+
+            /* The paths this worker opens: those of the config it was started with. */
+            for (size_t i = 0; i < pc->n_groups; i++)
+                if (strcmp(pc->groups[i].name, p->g->name) == 0)
+                    wd__m_give_log_files(&pc->groups[i], pc);
+            wd__m_proc_say(p, "reopen-logs\n");
+        }
+    }
+}
+
+static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    wd_status_t st;
+    json_t *obj;
+    char *text;
+
+    if (group != NULL && wd__m_find_group(m, group) == NULL) {
+        wd_control_reply_error(req, "no group %s", group);
+        return;
+    }
+    wd_master_status(m, &st);
+    text = wd_status_json(&st);
+    wd_master_status_release(&st);
+    obj = text != NULL ? json_loads(text, 0, NULL) : NULL;
+    free(text);
+    if (obj == NULL) {
+        wd_control_reply_error(req, "cannot render the status");
+        return;
+    }
+    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, "status", obj));
+}
+
+static int busy(wd_group_t *g, char *err, size_t len)
+{
+    if (g->op != NULL) {
+        snprintf(err, len, "group %s: a restart is already in progress; try again when it is done",
+                 g->name);
+        return 1;
+    }
+    return 0;
+}
+
+static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group, int all)
+{
+    wd_batch_t *b;
+    char err[256];
+    size_t i;
+    wd_group_t *g = NULL;
+
+    if (!all && group == NULL) {
+        wd_control_reply_error(req, "restart: name a group, or all");
+        return;
+    }
+    if (!all && (g = wd__m_find_group(m, group)) == NULL) {
+        wd_control_reply_error(req, "no group %s", group);
+        return;
+    }
+    if (g != NULL && g->stopped) {
+        wd_control_reply_error(req, "group %s is stopped: use start", g->name);
+        return;
+    }
+    for (i = 0; i < m->n_groups; i++) {
+        if ((all || m->groups[i] == g) && busy(m->groups[i], err, sizeof err)) {
+            wd_control_reply_error(req, "%s", err);
+            return;
+        }
+    }
+    b = wd__m_batch_new(m, req, all ? "restart of every group" : "restart");
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *x = m->groups[i];
+
+        if ((all && !x->stopped) || x == g) {
+            wd_log_info("group %s: rolling restart of %d workers", x->name, x->conf->processes);
+            wd__m_op_step(wd__m_op_new(x, b, WD_OP_RESTART, x->gen, x->conf, x->ls, x->n_ls));
+        }
+    }
+    wd__m_batch_done_one(m, b);
+}
+
+static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    json_t *pids;
+    char err[256];
+    wd_group_t *g;
+    int k;
+
+    if (group == NULL) {
+        wd_log_info("stop requested through the control socket: stopping gracefully");
+        wd_control_reply(req, json_pack("{s:b,s:i}", "ok", 1, "workers", (int)m->n_alive));
+        wd__m_begin_stop(m, m->exit_code);
+        return;
+    }
+    g = wd__m_find_group(m, group);
+    if (g == NULL || busy(g, err, sizeof err)) {
+        if (g == NULL)
+            wd_control_reply_error(req, "no group %s", group);
+        else
+            wd_control_reply_error(req, "%s", err);
+        return;
+    }
+    pids = json_array();
+    g->stopped = 1;
+    for (k = 0; k < g->n_slots; k++) {
+        wd_slot_t *s = g->slots[k];
+
+        uv_timer_stop(&s->timer);
+        s->backing_off = 0;
+        if (s->cur != NULL) {
+            json_array_append_new(pids, json_integer(s->cur->pid));
+            wd__m_proc_drain(s->cur, "stopped by wsgictl");
+        }
+        if (s->repl != NULL)
+            wd__m_proc_drain(s->repl, "stopped by wsgictl");
+    }
+    wd_log_info("group %s stopped", g->name);
+    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, "stopped", pids));
+}
+
+static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    wd_batch_t *b;
+    char err[256];
+    wd_group_t *g;
+
+    g = group != NULL ? wd__m_find_group(m, group) : NULL;
+    if (g == NULL) {
+        wd_control_reply_error(req, group ? "no group %s" : "start: name a group", group);
+        return;
+    }
+    if (busy(g, err, sizeof err)) {
+        wd_control_reply_error(req, "%s", err);
+        return;
+    }
+    if (!g->stopped) {
+        wd_control_reply_error(req, "group %s is running already (use restart)", g->name);
+        return;
+    }
+    g->stopped = 0;
+    wd_log_info("group %s: starting %d workers", g->name, g->conf->processes);
+    b = wd__m_batch_new(m, req, "start");
+    wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, g->gen, g->conf, g->ls, g->n_ls));
+    wd__m_batch_done_one(m, b);
+}
+
+void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
+{
+    wd_master_t *m = data;
+    wd_control_command_t c;
+
+    wd_control_decode(request, &c);
+    if (c.cmd == WD_CONTROL_NONE) {
+        wd_control_reply_error(req, "no \"cmd\" in the request");
+        return;
+    }
+    if (m->stopping && c.cmd != WD_CONTROL_STATUS) {
+        wd_control_reply_error(req, "wsgid is stopping");
+        return;
+    }
+    switch (c.cmd) {
+    case WD_CONTROL_STATUS:
+        cmd_status(m, req, c.group);
+        break;
+    case WD_CONTROL_RESTART:
+        cmd_restart(m, req, c.group, c.all);
+        break;
+    case WD_CONTROL_RELOAD:
+        wd__m_reload(m, req);
+        break;
+    case WD_CONTROL_STOP:
+        cmd_stop(m, req, c.all ? NULL : c.group);
+        break;
+    case WD_CONTROL_START:
+        cmd_start(m, req, c.group);
+        break;
+    case WD_CONTROL_REOPEN_LOGS:
+        wd__m_reopen_logs(m);
+        wd_control_reply(req, json_pack("{s:b}", "ok", 1));
+        break;
+    default:
+        wd_control_reply_error(req, "unknown command \"%s\"", c.name);
+        break;
+    }
+}

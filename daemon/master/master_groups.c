@@ -1,0 +1,376 @@
+/* The master: config generations, the scoreboard, groups and their slots, worker processes. See
+ * master_int.h. */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- config generations ------------------------------------------------------------------- */
+
+wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len)
+{
+    wd_gen_t *gen = xcalloc(1, sizeof *gen);
+    size_t off = 0;
+    ssize_t n;
+
+    gen->conf = conf;
+    gen->owned = owned;
+    gen->refs = 1;
+    gen->fd = memfd_create("wsgid-config", MFD_CLOEXEC);
+    if (gen->fd < 0)
+        goto fail;
+    while (off < len) {
+        n = write(gen->fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            goto fail;
+        off += (size_t)n;
+    }
+    return gen;
+
+fail:
+    wd_log_error("cannot hand the configuration to the workers (memfd): %s", strerror(errno));
+    if (gen->fd >= 0)
+        close(gen->fd);
+    free(gen);
+    return NULL;
+}
+
+wd_gen_t *wd__m_gen_ref(wd_gen_t *gen)
+{
+    gen->refs++;
+    return gen;
+}
+
+void wd__m_gen_unref(wd_gen_t *gen)
+{
+    if (gen == NULL || --gen->refs > 0)
+        return;
+    close(gen->fd);
+    if (gen->owned) {
+        wd_config_free(gen->conf);
+        free(gen->conf);
+    }
+    free(gen);
+}
+
+/* ---- the scoreboard ----------------------------------------------------------------------- */
+
+int wd__m_scoreboard_open(wd_master_t *m)
+{
+    size_t size = WD_SCORE_MAX * sizeof(wd_score_t);
+    void *p;
+
+    m->score_fd = memfd_create("wsgid-scoreboard", MFD_CLOEXEC);
+    if (m->score_fd < 0 || ftruncate(m->score_fd, (off_t)size) < 0)
+        goto fail;
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->score_fd, 0);
+    if (p == MAP_FAILED)
+        goto fail;
+    m->score = p;
+    return 0;
+
+fail:
+    wd_log_error("cannot create the scoreboard (memfd): %s", strerror(errno));
+    return -1;
+}
+
+int wd__m_record_take(wd_master_t *m)
+{
+    int i;
+
+    for (i = 0; i < WD_SCORE_MAX; i++) {
+        if (!m->used[i]) {
+            m->used[i] = 1;
+            memset(&m->score[i], 0, sizeof m->score[i]);
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* The counters of an exited worker go to its group's totals, then the record is free. */
+void wd__m_record_release(wd_master_t *m, wd_proc_t *p)
+{
+    wd_status_group_t *t = &p->g->totals;
+    const wd_score_t *sc;
+    int k;
+
+    if (p->record < 0)
+        return;
+    sc = &m->score[p->record];
+    t->past_requests += wd_score_get(&sc->requests);
+    for (k = 0; k < 6; k++)
+        t->past_status[k] += wd_score_get(&sc->status[k]);
+    for (k = 0; k <= WD_SCORE_BUCKETS; k++)
+        t->past_duration_bucket[k] += wd_score_get(&sc->duration_bucket[k]);
+    t->past_duration_sum_us += wd_score_get(&sc->duration_sum_us);
+    t->past_bytes_sent += wd_score_get(&sc->bytes_sent);
+    t->past_timeouts += wd_score_get(&sc->timeouts);
+    t->past_accept_empty += wd_score_get(&sc->accept_empty);
+    m->used[p->record] = 0;
+    p->record = -1;
+}
+
+/* ---- groups and slots --------------------------------------------------------------------- */
+
+static void slot_free_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+wd_slot_t *wd__m_slot_new(wd_group_t *g, int n)
+{
+    wd_slot_t *s = xcalloc(1, sizeof *s);
+
+    s->g = g;
+    s->slot = n;
+    uv_timer_init(&g->m->loop, &s->timer);
+    s->timer.data = s;
+    return s;
+}
+
+void wd__m_slot_free(wd_slot_t *s)
+{
+    if (s->cur != NULL)
+        s->cur->s = NULL;
+    if (s->repl != NULL)
+        s->repl->s = NULL;
+    uv_close((uv_handle_t *)&s->timer, slot_free_cb);
+}
+
+wd_group_t *wd__m_group_ref(wd_group_t *g)
+{
+    g->refs++;
+    return g;
+}
+
+void wd__m_group_unref(wd_group_t *g)
+{
+    if (--g->refs > 0)
+        return;
+    wd__m_listeners_release(g->ls, g->n_ls, NULL, 0);
+    free(g->slots);
+    wd__m_gen_unref(g->gen);
+    free(g->name);
+    free(g);
+}
+
+wd_group_t *wd__m_find_group(wd_master_t *m, const char *name)
+{
+    size_t i;
+
+    for (i = 0; i < m->n_groups; i++)
+        if (strcmp(m->groups[i]->name, name) == 0)
+            return m->groups[i];
+    return NULL;
+}
+
+static int same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
+{
+    if (a->is_unix != b->is_unix)
+        return 0;
+    if (a->is_unix)
+        return strcmp(a->path, b->path) == 0;
+    return a->port == b->port && strcmp(a->host, b->host) == 0;
+}
+
+/* The listeners of conf: those of `reuse` with the same address are shared (same wd_listen_t,
+ * same fd), the others are bound. Returns a malloc'd array, or NULL after a
+ * bind error, having closed what it bound and taken nothing. */
+wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **reuse, size_t n_reuse)
+{
+    wd_listen_t **ls = xcalloc(conf->n_listen, sizeof *ls);
+    int *from = xcalloc(conf->n_listen, sizeof *from);
+    const wd_listen_conf_t *lc;
+    size_t i, k;
+
+    for (i = 0; i < conf->n_listen; i++) {
+        lc = &conf->listen[i];
+        from[i] = -1;
+        for (k = 0; k < n_reuse; k++) {
+            if (reuse[k] != NULL && same_address(reuse[k]->conf, lc)) {
+                from[i] = (int)k;
+                break;
+            }
+        }
+        if (from[i] >= 0)
+            continue;
+        ls[i] = xcalloc(1, sizeof *ls[i]);
+        if (wd_listen_open(ls[i], conf, lc) < 0) {
+            free(ls[i]);
+            ls[i] = NULL;
+            goto fail;
+        }
+        wd_log_info("group %s: listening on %s%s", conf->name, lc->is_unix ? "unix:" : "",
+                    lc->is_unix ? lc->path : lc->spec);
+    }
+    for (i = 0; i < conf->n_listen; i++)
+        if (from[i] >= 0)
+            ls[i] = reuse[from[i]]; /* shared until the old array is released */
+    free(from);
+    return ls;
+
+fail:
+    for (i = 0; i < conf->n_listen; i++) {
+        if (ls[i] != NULL && from[i] < 0) {
+            wd_listen_close(ls[i]);
+            free(ls[i]);
+        }
+    }
+    free(from);
+    free(ls);
+    return NULL;
+}
+
+/* Closes the listeners of ls that are not in keep, and frees the array. */
+void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep)
+{
+    size_t i, k;
+
+    for (i = 0; i < n; i++) {
+        for (k = 0; k < n_keep; k++)
+            if (keep[k] == ls[i])
+                break;
+        if (k == n_keep) {
+            wd_listen_close(ls[i]);
+            free(ls[i]);
+        }
+    }
+    free(ls);
+}
+
+/* A group as configured, with its listeners (ls, or bound now) and its slots empty. */
+wd_group_t *wd__m_group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t *conf,
+                            wd_listen_t **ls)
+{
+    wd_group_t *g = xcalloc(1, sizeof *g);
+    int i;
+
+    g->ls = ls != NULL ? ls : wd__m_listeners_open(conf, NULL, 0);
+    if (g->ls == NULL) {
+        free(g);
+        return NULL;
+    }
+    g->m = m;
+    g->name = xstrdup(conf->name);
+    g->gen = wd__m_gen_ref(gen);
+    g->conf = conf;
+    g->n_ls = conf->n_listen;
+    g->refs = 1;
+    g->n_slots = conf->processes;
+    g->slots = xcalloc((size_t)g->n_slots, sizeof *g->slots);
+    for (i = 0; i < g->n_slots; i++)
+        g->slots[i] = wd__m_slot_new(g, i + 1);
+    m->groups = xrealloc(m->groups, (m->n_groups + 1) * sizeof *m->groups);
+    m->groups[m->n_groups++] = g;
+    wd__m_warn_nobody(g);
+    return g;
+}
+
+/* ---- processes ---------------------------------------------------------------------------- */
+
+void wd__m_proc_close_cb(uv_handle_t *h)
+{
+    wd_proc_t *p = h->data;
+
+    if (--p->handles > 0)
+        return;
+    wd__m_gen_unref(p->gen);
+    wd__m_group_unref(p->g);
+    free(p);
+}
+
+void wd__m_close_pipe(wd_proc_t *p)
+{
+    if (p->pipe_closed)
+        return;
+    p->pipe_closed = 1;
+    uv_close((uv_handle_t *)&p->pipe, wd__m_proc_close_cb);
+}
+
+void wd__m_proc_say(wd_proc_t *p, const char *line)
+{
+    uv_os_fd_t fd;
+
+    /* A line of a few bytes on a socketpair with an empty buffer: it goes at once or the
+     * worker is gone (and its exit will be seen). */
+    if (!p->pipe_closed && uv_fileno((uv_handle_t *)&p->pipe, &fd) == 0)
+        if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+            wd_log_debug("group %s worker %d (pid %d): cannot send %s", p->g->name, p->slot, p->pid,
+                         line);
+}
+
+void wd__m_proc_kill_cb(uv_timer_t *t)
+{
+    wd_proc_t *p = t->data;
+
+    if (p->pid <= 0)
+        return;
+    if (p->state == WD_PROC_STARTING) {
+        snprintf(p->failed, sizeof p->failed, "not ready after %g s (startup-timeout)",
+                 p->g->conf->startup_timeout);
+        wd_log_error("group %s worker %d (pid %d) %s; killing it", p->g->name, p->slot, p->pid,
+                     p->failed);
+    } else {
+        wd_log_warn("group %s worker %d (pid %d) still running %.0f s after it was told to stop; "
+                    "killing it",
+                    p->g->name, p->slot, p->pid,
+                    (double)(uv_now(&p->m->loop) - p->ready_at) / 1000.0);
+    }
+    uv_process_kill(&p->process, SIGKILL);
+}
+
+/* Tells a worker to stop accepting, finish its requests and exit; SIGKILL after its group's
+ * graceful-timeout + shutdown-timeout. It leaves its slot. */
+void wd__m_proc_drain(wd_proc_t *p, const char *why)
+{
+    const wd_group_conf_t *conf = p->g->conf;
+
+    if (p->s != NULL) {
+        if (p->s->cur == p)
+            p->s->cur = NULL;
+        if (p->s->repl == p)
+            p->s->repl = NULL;
+        p->s = NULL;
+    }
+    if (p->pid <= 0 || p->state == WD_PROC_DRAINING)
+        return;
+    wd_log_info("group %s worker %d (pid %d): stopping (%s)", p->g->name, p->slot, p->pid, why);
+    p->state = WD_PROC_DRAINING;
+    p->ready_at = uv_now(&p->m->loop);
+    wd__m_proc_say(p, "stop\n");
+    uv_process_kill(&p->process, SIGTERM);
+    uv_timer_start(&p->timer, wd__m_proc_kill_cb,
+                   (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) +
+                       WD_MASTER_KILL_SLACK_MS,
+                   0);
+}

@@ -1,0 +1,234 @@
+/* Names shared by the master's files only: the runtime model (the types below) and the functions
+ * one file calls in another. The master is master.c (its life: setup, signals, teardown),
+ * master_groups.c (config generations, the scoreboard, groups, slots, processes),
+ * master_spawn.c (privileges, a worker's names and environment, spawning), master_life.c
+ * (messages from a worker, stopping, exits and respawns), master_rolling.c (rolling operations,
+ * reload), master_commands.c (status, control commands) and master_watch.c (periodic checks and
+ * the deadlock watchdog). One thread: the master's libuv loop. */
+#ifndef WD_DAEMON_MASTER_INT_H
+#define WD_DAEMON_MASTER_INT_H
+
+#include "master.h"
+#include "control.h"
+#include "listen.h"
+#include "metrics.h"
+#include "scoreboard.h"
+
+#include <jansson.h>
+#include <limits.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define WD_MASTER_LINE_MAX 4096
+#define WD_MASTER_QUICK_DEATH_MS 10000   /* a worker dying sooner than this is a crash loop */
+#define WD_MASTER_STABLE_MS 30000        /* ready this long: the backoff starts over */
+#define WD_MASTER_BACKOFF_MAX 60         /* seconds */
+#define WD_MASTER_TICK_MS 1000           /* memory-limit, restart-interval, stopped checks */
+#define WD_MASTER_STOPPED_MS 3000        /* a worker stopped (SIGSTOP) this long is killed */
+#define WD_MASTER_RECYCLE_RETRY_MS 30000 /* a failed replacement of a recycling worker: retry */
+#define WD_MASTER_KILL_SLACK_MS 1000     /* past a draining worker's timeouts, before SIGKILL */
+#define WD_MASTER_DUMP_MS 1000 /* a deadlocked worker's stack dump (SIGUSR2), then SIGKILL */
+
+typedef struct wd_gen wd_gen_t;
+typedef struct wd_group wd_group_t;
+typedef struct wd_slot wd_slot_t;
+typedef struct wd_proc wd_proc_t;
+typedef struct wd_op wd_op_t;
+typedef struct wd_batch wd_batch_t;
+
+struct wd_gen {
+    wd_config_t *conf;
+    int owned; /* conf was loaded by us (a reload), not handed by main() */
+    int fd;    /* memfd with the text */
+    int refs;
+};
+
+typedef enum wd_proc_state {
+    WD_PROC_STARTING, /* spawned, has not reported ready yet */
+    WD_PROC_READY,
+    WD_PROC_DRAINING, /* told to stop, finishing its requests */
+} wd_proc_state_t;
+
+struct wd_proc {
+    uv_process_t process;
+    uv_pipe_t pipe;   /* our end of the socketpair */
+    uv_timer_t timer; /* startup-timeout, then the kill deadline */
+    wd_master_t *m;
+    wd_group_t *g; /* holds a reference */
+    wd_gen_t *gen; /* the config it was started with (a reference) */
+    wd_slot_t *s;  /* NULL once it has left its slot */
+    int slot;
+    int pid;    /* 0 once reaped */
+    int record; /* scoreboard record, -1 once freed */
+    wd_proc_state_t state;
+    uint64_t started_at; /* uv_now(), ms */
+    uint64_t ready_at;
+    uint64_t recycle_at; /* restart-interval deadline, 0 = none */
+    uint64_t rss;
+    uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
+    int recycling;       /* a replacement was asked for */
+    int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
+    int handles;         /* not closed yet; freed at 0 */
+    int pipe_closed;
+    int skipping; /* dropping the rest of an overlong line */
+    char failed[512];
+    wd_proc_t *next, *prev;
+    size_t line_len;
+    char line[WD_MASTER_LINE_MAX];
+};
+
+/* Called when a replacement of a slot is ready (ok = 1) or has failed (ok = 0, err says why). */
+typedef void (*wd_repl_cb)(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid,
+                           int new_pid);
+
+struct wd_slot {
+    uv_timer_t timer; /* respawn backoff */
+    wd_group_t *g;
+    int slot; /* 1-based */
+    wd_proc_t *cur;
+    wd_proc_t *repl;
+    wd_repl_cb repl_cb;
+    void *repl_ctx;
+    int backing_off;
+    unsigned restarts;
+    unsigned backoff;    /* seconds waited before the last respawn after a quick death */
+    int quick_respawned; /* a worker that was serving died soon after its start and was
+                          * replaced at once; the next such death backs off */
+    int ever_ready;
+    uint64_t recycle_retry_at;
+    char last_error[512];
+    char last_restart[512]; /* why its worker was last replaced while serving (recycled) */
+};
+
+struct wd_group {
+    wd_master_t *m;
+    char *name;
+    wd_gen_t *gen;               /* a reference */
+    const wd_group_conf_t *conf; /* in gen */
+    wd_listen_t **ls;
+    size_t n_ls;
+    wd_slot_t **slots;
+    int n_slots;
+    int stopped; /* by `wsgictl stop GROUP` */
+    int removed; /* by a reload */
+    int refs;    /* the master's list + its processes */
+    int warned;
+    wd_op_t *op; /* the rolling operation in progress */
+    wd_status_group_t totals;
+};
+
+typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;
+
+struct wd_op {
+    wd_group_t *g;
+    wd_batch_t *batch;
+    wd_op_kind_t kind;
+    wd_gen_t *gen; /* target config (a reference) */
+    const wd_group_conf_t *conf;
+    wd_listen_t **ls; /* target listeners */
+    size_t n_ls;
+    int next; /* index of the slot being replaced */
+};
+
+struct wd_batch {
+    wd_control_req_t *req; /* NULL: nobody waits (SIGHUP) */
+    int pending;
+    json_t *reply;    /* the object being built */
+    json_t *replaced; /* [{group, slot, old_pid, new_pid}] */
+    json_t *errors;   /* [string] */
+    uint64_t t0;
+    const char *what;
+};
+
+struct wd_master {
+    uv_loop_t loop;
+    wd_gen_t *gen; /* the current config */
+    wd_group_t **groups;
+    size_t n_groups;
+    wd_proc_t *procs;
+    wd_score_t *score;
+    int score_fd;
+    unsigned char used[WD_SCORE_MAX];
+    char exe[PATH_MAX];
+    uv_signal_t signals[4];
+    size_t n_signals;
+    uv_timer_t tick;
+    wd_control_t *control;
+    size_t n_alive;
+    size_t n_first; /* workers of the initial start */
+    size_t n_first_ready;
+    int starting; /* until every worker has been ready once */
+    int stopping;
+    int finished;
+    int exit_code;
+    int pidfile_written;
+    char *pidfile;
+    uint64_t t0;
+    wd_control_req_t *stop_req;
+};
+
+extern wd_metrics_t wd__m_metrics;
+
+/* master_groups.c */
+int wd__m_record_take(wd_master_t *m);
+int wd__m_scoreboard_open(wd_master_t *m);
+void wd__m_close_pipe(wd_proc_t *p);
+void wd__m_gen_unref(wd_gen_t *gen);
+void wd__m_group_unref(wd_group_t *g);
+void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
+void wd__m_proc_close_cb(uv_handle_t *h);
+void wd__m_proc_drain(wd_proc_t *p, const char *why);
+void wd__m_proc_kill_cb(uv_timer_t *t);
+void wd__m_proc_say(wd_proc_t *p, const char *line);
+void wd__m_record_release(wd_master_t *m, wd_proc_t *p);
+void wd__m_slot_free(wd_slot_t *s);
+wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);
+wd_gen_t *wd__m_gen_ref(wd_gen_t *gen);
+wd_group_t *wd__m_find_group(wd_master_t *m, const char *name);
+wd_group_t *wd__m_group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t *conf,
+                            wd_listen_t **ls);
+wd_group_t *wd__m_group_ref(wd_group_t *g);
+wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **reuse,
+                                   size_t n_reuse);
+wd_slot_t *wd__m_slot_new(wd_group_t *g, int n);
+
+/* master_spawn.c */
+char *wd__m_display_name(const wd_group_conf_t *g, int slot);
+int wd__m_check_privileges(const wd_config_t *conf, char *err, size_t errlen);
+void wd__m_give_log_files(const wd_group_conf_t *g, const wd_config_t *conf);
+void wd__m_warn_nobody(wd_group_t *g);
+wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
+                       wd_listen_t **ls, size_t n_ls);
+
+/* master_life.c */
+void wd__m_abort_start(wd_master_t *m, wd_group_t *g, const char *why);
+void wd__m_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+void wd__m_begin_stop(wd_master_t *m, int exit_code);
+void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig);
+void wd__m_finish(wd_master_t *m);
+void wd__m_kill_all(wd_master_t *m);
+void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason);
+void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid);
+
+/* master_rolling.c */
+void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b);
+void wd__m_op_step(wd_op_t *op);
+void wd__m_reload(wd_master_t *m, wd_control_req_t *req);
+wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *what);
+wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t *gen,
+                      const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls);
+
+/* master_commands.c */
+uint64_t wd__m_read_rss(int pid);
+void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
+void wd__m_reopen_logs(wd_master_t *m);
+
+/* master_watch.c */
+void wd__m_tick_cb(uv_timer_t *t);
+
+/* master.c */
+const char *wd__m_signame(int sig);
+void wd__m_start(wd_master_t *m);
+
+#endif

@@ -1,0 +1,451 @@
+/* The master: messages from a worker, stopping workers, exits and respawns. See master_int.h. */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+static void slot_respawn(wd_slot_t *s);
+
+/* ---- messages from a worker --------------------------------------------------------------- */
+
+static void start_progress(wd_master_t *m)
+{
+    char msg[128];
+
+    if (!m->starting || ++m->n_first_ready < m->n_first)
+        return;
+    m->starting = 0;
+    wd_log_info("all workers ready (%zu groups, %zu processes)", m->n_groups, m->n_first);
+    snprintf(msg, sizeof msg, "serving %zu groups, %zu workers", m->n_groups, m->n_first);
+    wd_notify_ready(msg);
+}
+
+void wd__m_abort_start(wd_master_t *m, wd_group_t *g, const char *why);
+
+/* A replacement that became ready takes the slot; the worker it replaces drains. */
+static void repl_ready(wd_slot_t *s, wd_proc_t *p)
+{
+    wd_proc_t *old = s->cur;
+    wd_repl_cb cb = s->repl_cb;
+    void *ctx = s->repl_ctx;
+    int old_pid = old != NULL ? old->pid : 0;
+
+    s->repl = NULL;
+    s->repl_cb = NULL;
+    s->repl_ctx = NULL;
+    s->cur = p;
+    if (old != NULL) {
+        old->s = NULL;
+        wd__m_proc_drain(old, "replaced");
+    }
+    if (cb != NULL)
+        cb(s, ctx, 1, NULL, old_pid, p->pid);
+}
+
+static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
+{
+    wd_repl_cb cb = s->repl_cb;
+    void *ctx = s->repl_ctx;
+
+    s->repl = NULL;
+    s->repl_cb = NULL;
+    s->repl_ctx = NULL;
+    p->s = NULL;
+    snprintf(s->last_error, sizeof s->last_error, "%s", why);
+    if (cb != NULL)
+        cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, pid);
+}
+
+static void proc_ready(wd_master_t *m, wd_proc_t *p)
+{
+    wd_slot_t *s = p->s;
+
+    if (p->state != WD_PROC_STARTING)
+        return;
+    uv_timer_stop(&p->timer);
+    p->state = WD_PROC_READY;
+    p->ready_at = uv_now(&m->loop);
+    wd_log_info("group %s worker %d (pid %d) ready", p->g->name, p->slot, p->pid);
+    if (s == NULL) {
+        wd__m_proc_drain(p, "no longer needed");
+        return;
+    }
+    s->last_error[0] = '\0';
+    if (s->repl == p) {
+        repl_ready(s, p);
+    } else if (!s->ever_ready) {
+        s->ever_ready = 1;
+        start_progress(m);
+    }
+    s->ever_ready = 1;
+}
+
+void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
+{
+    char *reason = ctx;
+
+    if (ok) {
+        wd_log_info("group %s worker %d (pid %d) recycled: %s; its replacement is pid %d",
+                    s->g->name, s->slot, old_pid, reason, new_pid);
+        s->restarts++;
+        snprintf(s->last_restart, sizeof s->last_restart, "pid %d: %s", old_pid, reason);
+    } else {
+        wd_log_error("group %s worker %d (pid %d): its replacement failed (%s); it keeps serving",
+                     s->g->name, s->slot, old_pid, err);
+        if (s->cur != NULL)
+            s->cur->recycling = 0;
+        s->recycle_retry_at = uv_now(&s->g->m->loop) + WD_MASTER_RECYCLE_RETRY_MS;
+    }
+    free(reason);
+}
+
+/* Starts a replacement for the slot of p; once it is ready p drains (the rolling-restart path). */
+void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
+{
+    wd_slot_t *s = p->s;
+    wd_group_t *g = p->g;
+
+    if (s == NULL || s->cur != p || p->state != WD_PROC_READY || m->stopping || g->stopped ||
+        g->removed || p->recycling)
+        return;
+    if (s->repl != NULL || uv_now(&m->loop) < s->recycle_retry_at)
+        return;
+    p->recycling = 1;
+    wd_log_info("group %s worker %d (pid %d) asks to be recycled: %s", g->name, s->slot, p->pid,
+                reason);
+    s->repl_cb = wd__m_recycle_done;
+    s->repl_ctx = xstrdup(reason);
+    s->repl = wd__m_spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
+    if (s->repl == NULL) {
+        free(s->repl_ctx);
+        s->repl_cb = NULL;
+        s->repl_ctx = NULL;
+        p->recycling = 0;
+        s->recycle_retry_at = uv_now(&m->loop) + WD_MASTER_RECYCLE_RETRY_MS;
+    }
+}
+
+static void on_line(wd_proc_t *p, char *line)
+{
+    wd_master_t *m = p->m;
+
+    if (p->pid <= 0 && p->state != WD_PROC_STARTING && p->state != WD_PROC_READY)
+        return;
+    if (strcmp(line, "ready") == 0) {
+        if (!m->stopping)
+            proc_ready(m, p);
+    } else if (strncmp(line, "failed", 6) == 0 && (line[6] == ' ' || line[6] == '\0')) {
+        const char *msg = line[6] ? line + 7 : "failed";
+
+        snprintf(p->failed, sizeof p->failed, "%s", msg);
+        wd_log_error("group %s worker %d (pid %d): %s", p->g->name, p->slot, p->pid, msg);
+        if (p->s != NULL)
+            snprintf(p->s->last_error, sizeof p->s->last_error, "%s", msg);
+        if (m->starting && p->s != NULL && !p->s->ever_ready)
+            wd__m_abort_start(m, p->g,
+                              "the application could not be loaded (see the Python error above)");
+    } else if (strncmp(line, "recycle", 7) == 0 && (line[7] == ' ' || line[7] == '\0')) {
+        wd__m_proc_recycle(m, p, line[7] ? line + 8 : "asked by the worker");
+    } else {
+        wd_log_warn("group %s worker %d (pid %d): unexpected message \"%s\"", p->g->name, p->slot,
+                    p->pid, line);
+    }
+}
+
+static void take_lines(wd_proc_t *p, int eof)
+{
+    char *nl;
+    size_t n;
+
+    while ((nl = memchr(p->line, '\n', p->line_len)) != NULL) {
+        n = (size_t)(nl - p->line);
+        *nl = '\0';
+        if (!p->skipping)
+            on_line(p, p->line);
+        p->skipping = 0;
+        memmove(p->line, nl + 1, p->line_len - n - 1);
+        p->line_len -= n + 1;
+    }
+    /* An overlong line is cut (the rest of it is dropped), and a last line without '\n' still
+     * counts. */
+    if (p->line_len == sizeof p->line || (eof && p->line_len > 0)) {
+        p->line[p->line_len == sizeof p->line ? p->line_len - 1 : p->line_len] = '\0';
+        if (!p->skipping)
+            on_line(p, p->line);
+        p->skipping = !eof;
+        p->line_len = 0;
+    }
+}
+
+void wd__m_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    wd_proc_t *p = h->data;
+
+    buf->base = p->line + p->line_len;
+    buf->len = sizeof p->line - p->line_len;
+}
+
+void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    wd_proc_t *p = st->data;
+
+    if (n > 0) {
+        p->line_len += (size_t)n;
+        take_lines(p, 0);
+    } else if (n < 0) {
+        take_lines(p, 1);
+        wd__m_close_pipe(p);
+    }
+}
+
+/* The exit of a worker may be seen before its last line: read what is left synchronously. */
+static void drain_pipe(wd_proc_t *p)
+{
+    uv_os_fd_t fd;
+    ssize_t n;
+
+    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &fd) < 0)
+        return;
+    for (;;) {
+        n = read(fd, p->line + p->line_len, sizeof p->line - p->line_len);
+        if (n <= 0)
+            break;
+        p->line_len += (size_t)n;
+        take_lines(p, 0);
+    }
+    take_lines(p, 1);
+}
+
+/* ---- stopping ----------------------------------------------------------------------------- */
+
+void wd__m_finish(wd_master_t *m)
+{
+    size_t i;
+    int k;
+
+    if (m->finished)
+        return;
+    m->finished = 1;
+    wd_log_info("all workers stopped");
+    for (i = 0; i < m->n_signals; i++)
+        uv_close((uv_handle_t *)&m->signals[i], NULL);
+    uv_close((uv_handle_t *)&m->tick, NULL);
+    if (m->stop_req != NULL) {
+        wd_control_reply(m->stop_req, json_pack("{s:b}", "ok", 1));
+        m->stop_req = NULL;
+    }
+    wd_control_close(m->control);
+    m->control = NULL;
+    wd_metrics_stop(&wd__m_metrics);
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+
+        for (k = 0; k < g->n_slots; k++)
+            wd__m_slot_free(g->slots[k]);
+        g->n_slots = 0;
+        g->removed = 1;
+        wd__m_group_unref(g);
+    }
+    m->n_groups = 0;
+}
+
+/* Every worker drains; each one still alive after its group's graceful-timeout +
+ * shutdown-timeout gets SIGKILL. The loop ends once every handle is closed. */
+void wd__m_begin_stop(wd_master_t *m, int exit_code)
+{
+    wd_proc_t *p;
+    size_t i;
+    int k;
+
+    if (m->stopping)
+        return;
+    m->stopping = 1;
+    m->exit_code = exit_code;
+    wd_notify_stopping();
+    for (i = 0; i < m->n_groups; i++)
+        for (k = 0; k < m->groups[i]->n_slots; k++)
+            uv_timer_stop(&m->groups[i]->slots[k]->timer);
+    for (p = m->procs; p != NULL; p = p->next) {
+        if (p->state != WD_PROC_DRAINING)
+            wd__m_proc_drain(p, "wsgid is stopping");
+    }
+    if (m->n_alive == 0)
+        wd__m_finish(m);
+}
+
+void wd__m_kill_all(wd_master_t *m)
+{
+    wd_proc_t *p;
+
+    for (p = m->procs; p != NULL; p = p->next)
+        if (p->pid > 0)
+            uv_process_kill(&p->process, SIGKILL);
+}
+
+void wd__m_abort_start(wd_master_t *m, wd_group_t *g, const char *why)
+{
+    if (m->stopping)
+        return;
+    wd_log_error("group %s: %s; stopping", g->name, why);
+    wd__m_begin_stop(m, 1);
+}
+
+/* ---- exits and respawns ------------------------------------------------------------------- */
+
+static void describe_exit(char *buf, size_t len, int64_t status, int sig)
+{
+    if (sig != 0)
+        snprintf(buf, len, "killed by signal %d (%s)", sig, wd__m_signame(sig));
+    else
+        snprintf(buf, len, "exited with status %d", (int)status);
+}
+
+static void log_exit(wd_master_t *m, wd_proc_t *p, const char *how, int64_t status, int sig)
+{
+    wd_log_level_t level = WD_LOG_ERROR;
+
+    if (m->stopping || p->state == WD_PROC_DRAINING)
+        level = sig == 0 && status == 0 ? WD_LOG_INFO : WD_LOG_WARN;
+    else if (sig == 0 && status == 0)
+        level = WD_LOG_WARN;
+    wd_log(level, "group %s worker %d (pid %d) %s", p->g->name, p->slot, p->pid, how);
+}
+
+static void backoff_cb(uv_timer_t *t)
+{
+    wd_slot_t *s = t->data;
+
+    s->backing_off = 0;
+    slot_respawn(s);
+}
+
+static void respawn_later(wd_slot_t *s, unsigned delay)
+{
+    s->backing_off = 1;
+    wd_log_info("group %s worker %d: respawning in %u s", s->g->name, s->slot, delay);
+    uv_timer_start(&s->timer, backoff_cb, (uint64_t)delay * 1000, 0);
+}
+
+static int group_active(wd_group_t *g)
+{
+    return !g->m->stopping && !g->stopped && !g->removed;
+}
+
+/* Fills an empty slot again (after a crash, or a backoff). */
+static void slot_respawn(wd_slot_t *s)
+{
+    wd_group_t *g = s->g;
+
+    if (!group_active(g) || s->cur != NULL || s->repl != NULL || s->backing_off)
+        return;
+    s->cur = wd__m_spawn(g->m, s, g->gen, g->conf, g->ls, g->n_ls);
+    if (s->cur == NULL) {
+        s->backoff = s->backoff ? s->backoff : 1;
+        respawn_later(s, s->backoff);
+    }
+}
+
+static void slot_crashed(wd_master_t *m, wd_slot_t *s, wd_proc_t *p, int was_ready)
+{
+    uint64_t now = uv_now(&m->loop);
+
+    if (was_ready && now - p->ready_at >= WD_MASTER_STABLE_MS) {
+        s->backoff = 0;
+        s->quick_respawned = 0;
+    }
+    s->restarts++;
+    if (was_ready && !s->quick_respawned && now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
+        /* The first death of a worker that was serving (kill -9, a crashing request): it is
+         * replaced at once so that its siblings are not left alone with the load; only a
+         * second quick death in a row is a crash loop and backs off. */
+        s->quick_respawned = 1;
+        slot_respawn(s);
+    } else if (!was_ready || now - p->started_at < WD_MASTER_QUICK_DEATH_MS) {
+        s->backoff = s->backoff == 0 ? 1 : s->backoff * 2;
+        if (s->backoff > WD_MASTER_BACKOFF_MAX)
+            s->backoff = WD_MASTER_BACKOFF_MAX;
+        respawn_later(s, s->backoff);
+    } else {
+        slot_respawn(s);
+    }
+}
+
+void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
+{
+    wd_proc_t *p = process->data;
+    wd_master_t *m = p->m;
+    wd_slot_t *s;
+    char how[128];
+    int was_ready, pid = p->pid;
+
+    drain_pipe(p);
+    wd__m_close_pipe(p);
+    s = p->s;
+    was_ready = p->state == WD_PROC_READY;
+    describe_exit(how, sizeof how, status, sig);
+    log_exit(m, p, how, status, sig);
+    /* Nobody may signal this pid any more: it has been reaped and could be reused. */
+    p->pid = 0;
+    uv_timer_stop(&p->timer);
+    uv_close((uv_handle_t *)&p->timer, wd__m_proc_close_cb);
+    uv_close((uv_handle_t *)process, wd__m_proc_close_cb);
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else
+        m->procs = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    m->n_alive--;
+    wd__m_record_release(m, p);
+    p->s = NULL;
+
+    if (s != NULL && s->repl == p) {
+        repl_failed(s, p, pid, p->failed[0] ? p->failed : how);
+        if (s->cur == NULL && !s->backing_off && group_active(s->g))
+            slot_crashed(m, s, p, 0);
+    } else if (s != NULL && s->cur == p) {
+        s->cur = NULL;
+        if (!p->failed[0])
+            snprintf(s->last_error, sizeof s->last_error, "%s", how);
+        if (m->starting && !s->ever_ready) {
+            if (sig == 0 && status == WD_WORKER_EXIT_APP)
+                wd__m_abort_start(
+                    m, s->g, "the application could not be loaded (see the Python error above)");
+            else if (p->failed[0] && strstr(p->failed, "startup-timeout") != NULL)
+                wd__m_abort_start(m, s->g, "the application could not be loaded in time");
+            else
+                wd__m_abort_start(m, s->g, "a worker exited before it was ready");
+        } else if (group_active(s->g) && s->repl == NULL) {
+            slot_crashed(m, s, p, was_ready);
+        }
+    }
+    if (m->stopping && m->n_alive == 0)
+        wd__m_finish(m);
+}

@@ -1,0 +1,435 @@
+/* The master: rolling operations (restart, start, reload's changes) and reload. See master_int.h.
+ */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- rolling operations ------------------------------------------------------------------- */
+
+wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *what)
+{
+    wd_batch_t *b = xcalloc(1, sizeof *b);
+
+    b->req = req;
+    b->reply = json_object();
+    b->replaced = json_array();
+    b->errors = json_array();
+    b->t0 = uv_now(&m->loop);
+    b->what = what;
+    b->pending = 1; /* until batch_done_one() after the operations are started */
+    return b;
+}
+
+void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b)
+{
+    json_t *r = b->reply;
+    size_t n_err = json_array_size(b->errors);
+    char *msg = NULL;
+    size_t i;
+
+    if (--b->pending > 0)
+        return;
+    json_object_set_new(r, "ok", json_boolean(n_err == 0));
+    json_object_set(r, "replaced", b->replaced);
+    json_object_set_new(r, "elapsed", json_real((double)(uv_now(&m->loop) - b->t0) / 1000.0));
+    if (n_err > 0) {
+        size_t size = 0;
+        FILE *f = open_memstream(&msg, &size);
+
+        for (i = 0; i < n_err; i++)
+            fprintf(f, "%s%s", i ? "\n" : "", json_string_value(json_array_get(b->errors, i)));
+        fclose(f);
+        json_object_set_new(r, "error", json_string(msg));
+        wd_log_error("%s failed: %s", b->what, msg);
+        free(msg);
+    } else {
+        wd_log_info("%s done: %zu workers replaced in %.2f s", b->what,
+                    json_array_size(b->replaced), (double)(uv_now(&m->loop) - b->t0) / 1000.0);
+    }
+    if (b->req != NULL)
+        wd_control_reply(b->req, r);
+    else
+        json_decref(r);
+    json_decref(b->replaced);
+    json_decref(b->errors);
+    free(b);
+}
+
+void wd__m_op_step(wd_op_t *op);
+
+/* The group takes its target config and listeners; slots beyond the new `processes` drain. */
+static void op_commit(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+    int n = op->conf->processes, k;
+
+    if (op->gen != g->gen) {
+        wd__m_gen_unref(g->gen);
+        g->gen = wd__m_gen_ref(op->gen);
+        g->conf = op->conf;
+    }
+    if (op->ls != g->ls) {
+        size_t i;
+
+        for (i = 0; i < op->n_ls; i++) {
+            op->ls[i]->group = op->conf;
+            op->ls[i]->conf = &op->conf->listen[i];
+        }
+        wd__m_listeners_release(g->ls, g->n_ls, op->ls, op->n_ls);
+        g->ls = op->ls;
+        g->n_ls = op->n_ls;
+        op->ls = NULL;
+    }
+    for (k = n; k < g->n_slots; k++) {
+        if (g->slots[k]->cur != NULL)
+            wd__m_proc_drain(g->slots[k]->cur, "no longer configured");
+        if (g->slots[k]->repl != NULL)
+            wd__m_proc_drain(g->slots[k]->repl, "no longer configured");
+        wd__m_slot_free(g->slots[k]);
+    }
+    if (n < g->n_slots)
+        g->n_slots = n;
+}
+
+static void op_finish(wd_op_t *op, const char *err)
+{
+    wd_master_t *m = op->g->m;
+    wd_group_t *g = op->g;
+
+    if (err != NULL) {
+        char *msg = NULL;
+
+        if (asprintf(&msg, "group %s: %s", g->name, err) < 0)
+            abort();
+        json_array_append_new(op->batch->errors, json_string(msg));
+        free(msg);
+    } else {
+        op_commit(op);
+    }
+    g->op = NULL;
+    wd__m_batch_done_one(m, op->batch);
+    wd__m_gen_unref(op->gen);
+    if (op->ls != NULL && op->ls != g->ls)
+        wd__m_listeners_release(op->ls, op->n_ls, g->ls, g->n_ls);
+    wd__m_group_unref(g);
+    free(op);
+}
+
+static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
+{
+    wd_op_t *op = ctx;
+    char *msg = NULL;
+
+    if (!ok) {
+        if (asprintf(&msg,
+                     "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
+                     "serving (see the error log for the traceback)",
+                     s->slot, new_pid, err) < 0)
+            abort();
+        op_finish(op, msg);
+        free(msg);
+        return;
+    }
+    if (old_pid > 0)
+        wd_log_info("group %s worker %d: pid %d replaced by pid %d", s->g->name, s->slot, old_pid,
+                    new_pid);
+    json_array_append_new(op->batch->replaced,
+                          json_pack("{s:s,s:i,s:i,s:i}", "group", s->g->name, "slot", s->slot,
+                                    "old_pid", old_pid, "new_pid", new_pid));
+    op->next++;
+    wd__m_op_step(op);
+}
+
+/* Replaces (or fills) the next slot with a worker of the target config. */
+void wd__m_op_step(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+    wd_master_t *m = g->m;
+    wd_slot_t *s;
+
+    if (m->stopping) {
+        op_finish(op, "wsgid is stopping");
+        return;
+    }
+    if (op->next >= op->conf->processes) {
+        op_finish(op, NULL);
+        return;
+    }
+    if (op->next >= g->n_slots) {
+        g->slots = xrealloc(g->slots, (size_t)(op->next + 1) * sizeof *g->slots);
+        g->slots[op->next] = wd__m_slot_new(g, op->next + 1);
+        g->n_slots = op->next + 1;
+    }
+    s = g->slots[op->next];
+    if (s->repl != NULL) {
+        /* A recycling replacement is on its way: this one replaces it. */
+        if (s->repl_cb == wd__m_recycle_done)
+            free(s->repl_ctx);
+        s->repl_cb = NULL;
+        wd__m_proc_drain(s->repl, "superseded");
+    }
+    uv_timer_stop(&s->timer);
+    s->backing_off = 0;
+    s->repl_cb = op_slot_done;
+    s->repl_ctx = op;
+    s->repl = wd__m_spawn(m, s, op->gen, op->conf, op->ls, op->n_ls);
+    if (s->repl == NULL) {
+        s->repl_cb = NULL;
+        s->repl_ctx = NULL;
+        op_finish(op, s->last_error);
+    }
+}
+
+wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t *gen,
+                      const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls)
+{
+    wd_op_t *op = xcalloc(1, sizeof *op);
+
+    op->g = wd__m_group_ref(g);
+    op->batch = b;
+    op->kind = kind;
+    op->gen = wd__m_gen_ref(gen);
+    op->conf = conf;
+    op->ls = ls;
+    op->n_ls = n_ls;
+    g->op = op;
+    b->pending++;
+    return op;
+}
+
+/* ---- reload -------------------------------------------------------------------------------
+ */
+
+/* Everything a worker of the group reads from the config, as one string: two groups whose
+ * strings are equal run the same way (the log settings are in it: workers log themselves). */
+static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
+{
+    char *out = NULL;
+    size_t size = 0, i;
+    FILE *f = open_memstream(&out, &size);
+
+#define S(x) ((x) != NULL ? (x) : "\\0")
+    fprintf(f, "log %d %s %s\n", (int)c->log_level, S(c->log_file), S(c->access_log));
+    fprintf(f, "app %s %d %s %d %d %d %s %d\n", S(g->app), g->app_is_script, S(g->callable),
+            g->processes, g->processes_set, g->threads, S(g->display_name), (int)g->protocol);
+    for (i = 0; i < g->n_listen; i++)
+        fprintf(f, "listen %s\n", g->listen[i].spec);
+    fprintf(f, "socket %o %s %s\n", g->socket_mode, S(g->socket_user), S(g->socket_group));
+    for (i = 0; i < g->n_python_path; i++)
+        fprintf(f, "python-path %s\n", g->python_path[i]);
+    fprintf(f, "home %s chdir %s user %s group %s\n", S(g->python_home), S(g->chdir), S(g->user),
+            S(g->group));
+    for (i = 0; i < g->n_env; i++)
+        fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
+    wd_config_group_numbers(f, g);
+    fprintf(f, "access-log %s\n", S(g->access_log));
+    for (i = 0; i < g->n_mounts; i++)
+        fprintf(f, "mount %s %s %d %s\n", g->mounts[i].prefix, g->mounts[i].app,
+                g->mounts[i].app_is_script, S(g->mounts[i].callable));
+#undef S
+    fclose(f);
+    return out;
+}
+
+static int group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const wd_config_t *b,
+                         const wd_group_conf_t *gb)
+{
+    char *x = group_canon(a, ga), *y = group_canon(b, gb);
+    int rc = strcmp(x, y) != 0;
+
+    free(x);
+    free(y);
+    return rc;
+}
+
+/* A removed group: its workers drain, its listeners close (socket files removed). */
+static void group_remove(wd_master_t *m, wd_group_t *g)
+{
+    int k;
+
+    g->removed = 1;
+    for (k = 0; k < g->n_slots; k++) {
+        uv_timer_stop(&g->slots[k]->timer);
+        if (g->slots[k]->cur != NULL)
+            wd__m_proc_drain(g->slots[k]->cur, "group removed");
+        if (g->slots[k]->repl != NULL)
+            wd__m_proc_drain(g->slots[k]->repl, "group removed");
+        wd__m_slot_free(g->slots[k]);
+    }
+    g->n_slots = 0;
+    wd__m_listeners_release(g->ls, g->n_ls, NULL, 0);
+    g->ls = NULL;
+    g->n_ls = 0;
+    wd__m_group_unref(g);
+}
+
+static void reload_refuse(wd_control_req_t *req, const char *msg)
+{
+    wd_log_error("reload refused: %s", msg);
+    if (req != NULL)
+        wd_control_reply_error(req, "reload refused: %s", msg);
+}
+
+void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
+{
+    wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
+    wd_listen_t ***new_ls = NULL;
+    wd_group_t **groups = NULL, *g;
+    json_t *added = NULL, *removed = NULL, *restarted = NULL, *unchanged = NULL;
+    char err[1024], *text = NULL;
+    size_t len = 0, i, k;
+    wd_gen_t *gen = NULL;
+    wd_batch_t *b;
+
+    if (m->stopping) {
+        reload_refuse(req, "wsgid is stopping");
+        goto fail;
+    }
+    wd_log_info("reloading %s", oldc->path);
+    if (wd_config_load_file(conf, oldc->path, &text, &len, err, sizeof err) < 0 ||
+        wd__m_check_privileges(conf, err, sizeof err) < 0) {
+        reload_refuse(req, err);
+        goto fail;
+    }
+    for (i = 0; i < conf->n_groups; i++) {
+        g = wd__m_find_group(m, conf->groups[i].name);
+        if (g != NULL && g->op != NULL) {
+            snprintf(err, sizeof err,
+                     "group %s: a restart is in progress; try again when it is "
+                     "done",
+                     g->name);
+            reload_refuse(req, err);
+            goto fail;
+        }
+    }
+    /* Bind every new address first: nothing changes unless all of them can be had. */
+    new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
+    for (i = 0; i < conf->n_groups; i++) {
+        g = wd__m_find_group(m, conf->groups[i].name);
+        if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
+            continue;
+        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
+        if (new_ls[i] == NULL) {
+            for (k = 0; k < i; k++) {
+                g = wd__m_find_group(m, conf->groups[k].name);
+                if (new_ls[k] != NULL)
+                    wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
+                                            g ? g->n_ls : 0);
+            }
+            reload_refuse(req, "a listener could not be bound (see above)");
+            goto fail;
+        }
+    }
+    gen = wd__m_gen_new(conf, 1, text, len);
+    if (gen == NULL) {
+        reload_refuse(req, "cannot hand the configuration to the workers");
+        goto fail;
+    }
+    conf = NULL;
+    wd_notify_reloading();
+    wd_log_init("master", gen->conf->log_level);
+    if (wd_log_open(gen->conf->log_file, "off") < 0)
+        wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
+
+    b = wd__m_batch_new(m, req, "reload");
+    added = json_array();
+    removed = json_array();
+    restarted = json_array();
+    unchanged = json_array();
+    groups = xcalloc(gen->conf->n_groups, sizeof *groups);
+    for (i = 0; i < gen->conf->n_groups; i++) {
+        const wd_group_conf_t *gc = &gen->conf->groups[i];
+
+        g = wd__m_find_group(m, gc->name);
+        if (g == NULL) {
+            g = wd__m_group_new(m, gen, gc, new_ls[i]);
+            m->n_groups--; /* the array is rebuilt below */
+            wd_log_info("reload: group %s added", gc->name);
+            json_array_append_new(added, json_string(gc->name));
+            wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, gen, gc, g->ls, g->n_ls));
+        } else if (new_ls[i] == NULL) {
+            json_array_append_new(unchanged, json_string(gc->name));
+            wd__m_gen_unref(g->gen);
+            g->gen = wd__m_gen_ref(gen);
+            g->conf = gc;
+            for (k = 0; k < g->n_ls; k++) {
+                g->ls[k]->group = gc;
+                g->ls[k]->conf = &gc->listen[k];
+            }
+        } else {
+            wd_log_info("reload: group %s changed: rolling restart", gc->name);
+            json_array_append_new(restarted, json_string(gc->name));
+            g->warned = 0;
+            if (g->stopped) {
+                wd_op_t *op = wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen);
+
+                op->next = gc->processes;
+                wd__m_op_step(op); /* nothing runs: only the config changes */
+            } else {
+                wd__m_op_step(wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen));
+            }
+        }
+        wd__m_warn_nobody(g);
+        groups[i] = g;
+    }
+    for (i = 0; i < m->n_groups; i++) {
+        g = m->groups[i];
+        for (k = 0; k < gen->conf->n_groups; k++)
+            if (groups[k] == g)
+                break;
+        if (k < gen->conf->n_groups)
+            continue;
+        wd_log_info("reload: group %s removed", g->name);
+        json_array_append_new(removed, json_string(g->name));
+        group_remove(m, g);
+    }
+    free(m->groups);
+    m->groups = groups;
+    m->n_groups = gen->conf->n_groups;
+    if (strcmp(oldc->control ? oldc->control : "", gen->conf->control ? gen->conf->control : ""))
+        wd_log_warn("reload: a new `control:` path takes effect at the next start");
+    wd__m_gen_unref(m->gen);
+    m->gen = gen;
+    json_object_set_new(b->reply, "added", added);
+    json_object_set_new(b->reply, "removed", removed);
+    json_object_set_new(b->reply, "restarted", restarted);
+    json_object_set_new(b->reply, "unchanged", unchanged);
+    wd_notify_ready("serving");
+    wd__m_batch_done_one(m, b);
+
+fail:
+    if (conf != NULL) {
+        wd_config_free(conf);
+        free(conf);
+    }
+    free(new_ls);
+    free(text);
+}

@@ -1,0 +1,382 @@
+/* The master: privileges, a worker's display name and environment, spawning. See master_int.h. */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+extern char **environ;
+
+/* ---- privileges --------------------------------------------------------------------------- */
+
+/* Which uid/gid the workers of a group run as. As root: `user` (default nobody) and `group`
+ * (default the user's group; nogroup for nobody). Otherwise `user` / `group` may only name who we
+ * already are. *set says whether uv_spawn must switch (libuv then drops the supplementary
+ * groups with setgroups(0), and the worker has only its primary group). Returns 0 or -1 with a
+ * message in err. */
+static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set, char *err,
+                      size_t errlen)
+{
+    const char *user = g->user != NULL ? g->user : "nobody";
+    struct passwd *pw;
+    struct group *gr;
+
+    *set = 0;
+    if (geteuid() != 0) {
+        if (g->user != NULL && ((pw = getpwnam(g->user)) == NULL || pw->pw_uid != geteuid())) {
+            snprintf(err, errlen, "group %s: user %s needs wsgid to be started as root", g->name,
+                     g->user);
+            return -1;
+        }
+        if (g->group != NULL && ((gr = getgrnam(g->group)) == NULL || gr->gr_gid != getegid())) {
+            snprintf(err, errlen, "group %s: group %s needs wsgid to be started as root", g->name,
+                     g->group);
+            return -1;
+        }
+        return 0;
+    }
+    pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "group %s: unknown user %s", g->name, user);
+        return -1;
+    }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    if (g->group != NULL || g->user == NULL) {
+        const char *name = g->group != NULL ? g->group : "nogroup";
+
+        gr = getgrnam(name);
+        if (gr == NULL && g->group != NULL) {
+            snprintf(err, errlen, "group %s: unknown group %s", g->name, name);
+            return -1;
+        }
+        if (gr != NULL)
+            *gid = gr->gr_gid;
+    }
+    *set = 1;
+    return 0;
+}
+
+/* Workers that run as another user open the log files by name, as that user, at their start
+ * and at reopen-logs: in a directory only root may write (/var/log/...) that fails, and a rotated
+ * file would never be created again. As nginx does, the master creates the file and gives it to
+ * the user (a root-owned file only; one that already belongs to someone else is left alone). */
+static void give_log_file(const wd_group_conf_t *g, const char *path, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    int fd;
+
+    if (path == NULL || uid == 0 || strcmp(path, "-") == 0 || strcmp(path, "off") == 0)
+        return;
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
+    if (fd < 0)
+        return; /* the worker says why when it opens it */
+    if (fstat(fd, &st) == 0 && st.st_uid != uid) {
+        if (st.st_uid == 0) {
+            if (fchown(fd, uid, gid) < 0)
+                wd_log_warn("group %s: cannot give the log file %s to uid %u: %s", g->name, path,
+                            (unsigned)uid, strerror(errno));
+        } else if (!(st.st_mode & S_IWOTH) && !(st.st_gid == gid && (st.st_mode & S_IWGRP))) {
+            wd_log_warn("group %s: the log file %s belongs to uid %u; the group's workers (uid "
+                        "%u) may not be able to write it",
+                        g->name, path, (unsigned)st.st_uid, (unsigned)uid);
+        }
+    }
+    close(fd);
+}
+
+void wd__m_give_log_files(const wd_group_conf_t *g, const wd_config_t *conf)
+{
+    uid_t uid;
+    gid_t gid;
+    int set;
+    char err[256];
+
+    if (privileges(g, &uid, &gid, &set, err, sizeof err) < 0 || !set)
+        return;
+    give_log_file(g, g->access_log != NULL ? g->access_log : conf->access_log, uid, gid);
+    give_log_file(g, conf->log_file, uid, gid);
+}
+
+int wd__m_check_privileges(const wd_config_t *conf, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    int set;
+    size_t i;
+
+    for (i = 0; i < conf->n_groups; i++)
+        if (privileges(&conf->groups[i], &uid, &gid, &set, err, errlen) < 0)
+            return -1;
+    return 0;
+}
+
+void wd__m_warn_nobody(wd_group_t *g)
+{
+    if (geteuid() != 0 || g->conf->user != NULL || g->warned)
+        return;
+    g->warned = 1;
+    wd_log_warn("group %s: no `user:` set; running its workers as nobody — say `user: root` to "
+                "run the app as root",
+                g->name);
+}
+
+/* ---- names and environment of a worker ---------------------------------------------------- */
+
+/* "%{GROUP}" alone (the default) gives "(wsgi:NAME)" as in mod_wsgi; otherwise the string is
+ * taken literally with %{GROUP} and %{PROCESS} replaced. Returns a malloc'd string. */
+char *wd__m_display_name(const wd_group_conf_t *g, int slot)
+{
+    const char *fmt = g->display_name != NULL ? g->display_name : "%{GROUP}";
+    char *out = NULL;
+    size_t size = 0;
+    FILE *f;
+
+    f = open_memstream(&out, &size);
+    if (f == NULL)
+        abort();
+    if (strcmp(fmt, "%{GROUP}") == 0) {
+        fprintf(f, "(wsgi:%s)", g->name);
+    } else {
+        while (*fmt != '\0') {
+            if (strncmp(fmt, "%{GROUP}", 8) == 0) {
+                fputs(g->name, f);
+                fmt += 8;
+            } else if (strncmp(fmt, "%{PROCESS}", 10) == 0) {
+                fprintf(f, "%d", slot);
+                fmt += 10;
+            } else {
+                fputc(*fmt++, f);
+            }
+        }
+    }
+    if (fclose(f) != 0)
+        abort();
+    return out;
+}
+
+static int env_skip(const char *var)
+{
+    static const char *const names[] = {"WSGID_WORKER=", "WSGID_CONFIG=", "NOTIFY_SOCKET=",
+                                        "LISTEN_FDS=",   "LISTEN_PID=",   "LISTEN_FDNAMES="};
+    size_t i;
+
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strncmp(var, names[i], strlen(names[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* Our environment, without what concerns only the master, plus WSGID_WORKER and WSGID_CONFIG.
+ * Returns a NULL-terminated array whose last two strings are malloc'd (see env_free). */
+static char **worker_env(const char *group, int slot, int record, const char *path)
+{
+    size_t n = 0, i, j = 0;
+    char **env;
+
+    while (environ[n] != NULL)
+        n++;
+    env = xcalloc(n + 3, sizeof *env);
+    for (i = 0; i < n; i++)
+        if (!env_skip(environ[i]))
+            env[j++] = environ[i];
+    if (asprintf(&env[j++], "WSGID_WORKER=%s %d %d", group, slot, record) < 0 ||
+        asprintf(&env[j++], "WSGID_CONFIG=%s", path) < 0)
+        abort();
+    env[j] = NULL;
+    return env;
+}
+
+static void env_free(char **env)
+{
+    size_t n = 0;
+
+    while (env[n] != NULL)
+        n++;
+    free(env[n - 1]);
+    free(env[n - 2]);
+    free(env);
+}
+
+/* ---- spawning ----------------------------------------------------------------------------- */
+
+/* Each worker gets its own read-only open file description of the memfd, so that its reads
+ * neither move a sibling's offset nor can change the text. */
+static int open_fd_again(int fd)
+{
+    char path[64];
+    int nfd;
+
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    nfd = open(path, O_RDONLY | O_CLOEXEC);
+    return nfd < 0 ? -errno : nfd;
+}
+
+wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
+                       wd_listen_t **ls, size_t n_ls)
+{
+    wd_group_t *g = s->g;
+    size_t n_stdio = WD_WORKER_FD_LISTEN + n_ls, i;
+    uv_stdio_container_t *stdio = NULL;
+    uv_process_options_t opt;
+    char **env = NULL, *name = NULL, *args[2], err[256];
+    int sv[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    wd_proc_t *p = NULL;
+
+    err[0] = '\0';
+    if (privileges(conf, &uid, &gid, &set, err, sizeof err) < 0) {
+        rc = -EPERM;
+        goto fail;
+    }
+    if (set)
+        wd__m_give_log_files(conf, gen->conf);
+    record = wd__m_record_take(m);
+    if (record < 0) {
+        snprintf(err, sizeof err, "no free scoreboard record (%d workers)", WD_SCORE_MAX);
+        rc = -ENOSPC;
+        goto fail;
+    }
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        rc = -errno;
+        goto fail;
+    }
+    cfd = rc = open_fd_again(gen->fd);
+    if (rc < 0)
+        goto fail;
+    stdio = xcalloc(n_stdio, sizeof *stdio);
+    for (i = 0; i < n_stdio; i++)
+        stdio[i].flags = UV_INHERIT_FD;
+    for (i = 0; i < 3; i++)
+        stdio[i].data.fd = (int)i;
+    stdio[WD_WORKER_FD_MASTER].data.fd = sv[1];
+    stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
+    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
+    for (i = 0; i < n_ls; i++)
+        stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
+
+    name = wd__m_display_name(conf, s->slot);
+    env = worker_env(g->name, s->slot, record, gen->conf->path);
+    args[0] = name;
+    args[1] = NULL;
+    memset(&opt, 0, sizeof opt);
+    opt.exit_cb = wd__m_exit_cb;
+    opt.file = m->exe;
+    opt.args = args;
+    opt.env = env;
+    opt.stdio_count = (int)n_stdio;
+    opt.stdio = stdio;
+    if (set) {
+        opt.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
+        opt.uid = uid;
+        opt.gid = gid;
+    }
+
+    p = xcalloc(1, sizeof *p);
+    p->process.data = p;
+    p->pipe.data = p;
+    p->timer.data = p;
+    p->handles = 1;
+    rc = uv_spawn(&m->loop, &p->process, &opt);
+    if (rc < 0) {
+        /* libuv wants the handle closed even when the spawn failed. */
+        p->pipe_closed = 1;
+        p->m = m;
+        p->g = wd__m_group_ref(g);
+        p->gen = wd__m_gen_ref(gen);
+        uv_close((uv_handle_t *)&p->process, wd__m_proc_close_cb);
+        p = NULL;
+        goto fail;
+    }
+    p->m = m;
+    p->g = wd__m_group_ref(g);
+    p->gen = wd__m_gen_ref(gen);
+    p->s = s;
+    p->slot = s->slot;
+    p->pid = p->process.pid;
+    p->record = record;
+    record = -1;
+    p->state = WD_PROC_STARTING;
+    p->started_at = uv_now(&m->loop);
+    if (conf->restart_interval > 0) {
+        double first = s->restarts == 0 && !s->ever_ready
+                           ? conf->restart_interval * (s->slot - 1) / conf->processes
+                           : 0;
+
+        p->recycle_at = p->started_at + (uint64_t)((conf->restart_interval + first) * 1000.0);
+    }
+    wd_score_set(&m->score[p->record].pid, (uint64_t)p->pid);
+    wd_score_set(&m->score[p->record].started_unix, (uint64_t)time(NULL));
+    p->next = m->procs;
+    if (m->procs != NULL)
+        m->procs->prev = p;
+    m->procs = p;
+    m->n_alive++;
+    close(sv[1]);
+    sv[1] = -1;
+    uv_timer_init(&m->loop, &p->timer);
+    uv_pipe_init(&m->loop, &p->pipe, 0);
+    p->handles += 2;
+    if (uv_pipe_open(&p->pipe, sv[0]) < 0 ||
+        uv_read_start((uv_stream_t *)&p->pipe, wd__m_alloc_cb, wd__m_read_cb) < 0) {
+        wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master", g->name,
+                     s->slot, p->pid);
+        wd__m_close_pipe(p);
+    } else {
+        sv[0] = -1;
+    }
+    wd_log(s->restarts > 0 || s->ever_ready ? WD_LOG_INFO : WD_LOG_DEBUG,
+           "group %s worker %d started (pid %d)", g->name, s->slot, p->pid);
+    if (conf->startup_timeout > 0)
+        uv_timer_start(&p->timer, wd__m_proc_kill_cb, (uint64_t)(conf->startup_timeout * 1000.0),
+                       0);
+    rc = 0;
+
+fail:
+    if (rc < 0) {
+        if (err[0] == '\0')
+            snprintf(err, sizeof err, "cannot start %.160s: %s", m->exe, strerror(-rc));
+        snprintf(s->last_error, sizeof s->last_error, "%s", err);
+        wd_log_error("group %s worker %d: %s", g->name, s->slot, err);
+    }
+    if (record >= 0)
+        m->used[record] = 0;
+    if (sv[0] >= 0)
+        close(sv[0]);
+    if (sv[1] >= 0)
+        close(sv[1]);
+    if (cfd >= 0)
+        close(cfd);
+    free(stdio);
+    free(name);
+    if (env != NULL)
+        env_free(env);
+    return rc < 0 ? NULL : p;
+}

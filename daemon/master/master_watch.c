@@ -1,0 +1,166 @@
+/* The master: periodic checks (memory-limit, restart-interval, stopped workers) and the deadlock
+ * watchdog. See master_int.h. */
+#include "master_int.h"
+#include "alloc.h"
+#include "control.h"
+#include "control_proto.h"
+#include "metrics.h"
+#include "notify.h"
+#include "listen.h"
+#include "log.h"
+#include "scoreboard.h"
+#include "spawn.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/* ---- periodic checks: memory-limit, restart-interval -------------------------------------- */
+
+/* 1 if the process is stopped (state T: SIGSTOP, SIGTSTP...; not t, a debugger's stop). */
+static int proc_stopped(int pid)
+{
+    char path[64], buf[512], *r;
+    ssize_t n;
+    int fd;
+
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    r = strrchr(buf, ')');
+    return r != NULL && r[1] == ' ' && r[2] == 'T';
+}
+
+/* A stopped worker holds its accepted connections and its requests forever and answers nothing:
+ * past WD_MASTER_STOPPED_MS it is killed, and replaced like any dead worker. */
+static void check_stopped(wd_master_t *m, wd_proc_t *p, uint64_t now)
+{
+    if (p->pid <= 0 || !proc_stopped(p->pid)) {
+        p->stopped_at = 0;
+        return;
+    }
+    if (p->stopped_at == 0) {
+        p->stopped_at = now;
+        return;
+    }
+    if (now - p->stopped_at < WD_MASTER_STOPPED_MS)
+        return;
+    wd_log_error("group %s worker %d (pid %d) has been stopped (SIGSTOP?) for %.0f s: killing it",
+                 p->g->name, p->slot, p->pid, (double)(now - p->stopped_at) / 1000.0);
+    snprintf(p->failed, sizeof p->failed, "stopped for %.0f s, killed",
+             (double)(now - p->stopped_at) / 1000.0);
+    if (p->s != NULL)
+        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", p->failed);
+    p->stopped_at = 0;
+    uv_process_kill(&p->process, SIGKILL);
+}
+
+static void deadlock_kill_cb(uv_timer_t *t)
+{
+    wd_proc_t *p = t->data;
+
+    if (p->pid > 0)
+        uv_process_kill(&p->process, SIGKILL);
+}
+
+/* The watchdog (deadlock-timeout, mod_wsgi's name): a worker whose loop has not ticked for that
+ * long serves nobody (a bug, or a wait that should never be; a Python thread stuck in C no
+ * longer stops the loop). Its slot gets a replacement at once, the Python threads' stacks are
+ * dumped to the error log (faulthandler, on SIGUSR2), and the worker is killed a moment later. */
+static int check_deadlock(wd_master_t *m, wd_proc_t *p)
+{
+    const wd_group_conf_t *c = p->g->conf;
+    const wd_score_t *sc;
+    struct timespec ts;
+    uint64_t now, hb, since;
+    char why[400], oldest[sizeof sc->oldest];
+
+    if (c->deadlock_timeout <= 0 || p->record < 0 || p->deadlocked || p->state != WD_PROC_READY ||
+        p->pid <= 0)
+        return 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock too */
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    sc = &m->score[p->record];
+    hb = wd_score_get(&sc->heartbeat_ns);
+    if (hb == 0 || hb > now || (double)(now - hb) / 1e9 < c->deadlock_timeout)
+        return 0;
+    since = wd_score_get(&sc->oldest_start_ns);
+    memcpy(oldest, sc->oldest, sizeof oldest);
+    oldest[sizeof oldest - 1] = '\0';
+    p->deadlocked = 1;
+    if (since != 0 && since < now)
+        snprintf(why, sizeof why,
+                 "deadlock-timeout: its loop stopped %.0f s ago; the oldest request then, [req "
+                 "%s], had run %.1f s",
+                 (double)(now - hb) / 1e9, oldest, (double)(hb - since) / 1e9);
+    else
+        snprintf(why, sizeof why, "deadlock-timeout: its loop stopped %.0f s ago, no request ran",
+                 (double)(now - hb) / 1e9);
+    wd_log_error("group %s worker %d (pid %d): %s; replacing it, its Python stacks follow, then "
+                 "it is killed",
+                 p->g->name, p->slot, p->pid, why);
+    if (p->s != NULL) {
+        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", why);
+        p->recycling = 0;
+        wd__m_proc_recycle(m, p, why);
+    }
+    uv_process_kill(&p->process, SIGUSR2);
+    uv_timer_stop(&p->timer);
+    uv_timer_start(&p->timer, deadlock_kill_cb, WD_MASTER_DUMP_MS, 0);
+    return 1;
+}
+
+void wd__m_tick_cb(uv_timer_t *t)
+{
+    wd_master_t *m = t->data;
+    uint64_t now = uv_now(&m->loop);
+    wd_proc_t *p, *next;
+    char why[128];
+
+    for (p = m->procs; p != NULL; p = next) {
+        const wd_group_conf_t *c = p->g->conf;
+
+        next = p->next;
+        check_stopped(m, p, now);
+        if (check_deadlock(m, p))
+            continue;
+        if (p->s == NULL || p->s->cur != p || p->state != WD_PROC_READY || p->recycling)
+            continue;
+        if (c->memory_limit > 0) {
+            p->rss = wd__m_read_rss(p->pid);
+            if (p->rss > c->memory_limit) {
+                snprintf(why, sizeof why, "memory-limit: RSS %.1f MiB > %.1f MiB",
+                         (double)p->rss / 1048576.0, (double)c->memory_limit / 1048576.0);
+                wd__m_proc_recycle(m, p, why);
+                continue;
+            }
+        }
+        if (p->recycle_at > 0 && now >= p->recycle_at) {
+            snprintf(why, sizeof why, "restart-interval (%g s)", c->restart_interval);
+            wd__m_proc_recycle(m, p, why);
+        }
+    }
+}
