@@ -27,8 +27,8 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
 int wd_py_load_app(char *err, size_t errlen);
 
 /* Starts group->threads Python threads that take requests from h and serve them, then releases
- * the GIL in the calling thread (which goes on to run the loop and never takes it again).
- * Returns 0 or -1. */
+ * the GIL in the calling thread, which goes on to run the loop without it (only wd_py_stop takes
+ * it back, to finalise). Returns 0 or -1. */
 int wd_py_start(wd_handoff_t *h);
 
 /* request-timeout: asks for wsgid.RequestTimeout to be raised in the thread running req, if it
