@@ -20,12 +20,16 @@
 
 #define MAX_PIECES 32 /* body pieces handed over in one writev */
 
-static PyObject *s_close; /* interned "close" */
+/* Ownership: every PyObject * below is borrowed unless its comment says "new" (a reference the
+ * function owns and releases) or "strong" (held by a struct or a global until it is freed). */
+
+static PyObject *s_close; /* interned "close" (strong, for the process's life) */
 /* Raised into a thread whose request ran past request-timeout. A BaseException, so that an app's
  * `except Exception:` does not swallow it. */
-static PyObject *exc_request_timeout;
+static PyObject *exc_request_timeout; /* strong, for the process's life */
 
-/* Looks up an attribute that may be missing without raising: 1 found, 0 missing, -1 error. */
+/* Looks up an attribute that may be missing without raising: 1 found (*out: new), 0 missing
+ * (*out NULL), -1 error. */
 static int get_optional_attr(PyObject *o, PyObject *name, PyObject **out)
 {
 #if PY_VERSION_HEX >= 0x030D0000
@@ -59,9 +63,10 @@ static int fw_init(wd_file_wrapper_t *fw, PyObject *args, PyObject *kwds)
     return 0;
 }
 
+/* Returns a new reference (the next block), or NULL at the end or on an error. */
 static PyObject *fw_iternext(wd_file_wrapper_t *fw)
 {
-    PyObject *data;
+    PyObject *data; /* new */
 
     if (fw->filelike == NULL)
         return NULL;
@@ -78,7 +83,7 @@ static PyObject *fw_iternext(wd_file_wrapper_t *fw)
 
 static PyObject *fw_close(wd_file_wrapper_t *fw, PyObject *unused)
 {
-    PyObject *close;
+    PyObject *close; /* new: the method, then what it returned (the return value) */
 
     if (fw->filelike == NULL)
         Py_RETURN_NONE;
@@ -236,6 +241,7 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
     return 0;
 }
 
+/* item (borrowed): one (name, value) of the app's headers; name and value are borrowed from it. */
 static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
 {
     PyObject *name, *value;
@@ -285,7 +291,7 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
     return 0;
 }
 
-/* Validates status and headers and formats them into thr->head. */
+/* Validates status and headers (borrowed) and formats them into thr->head. */
 static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
 {
     const char *sp;
@@ -332,7 +338,7 @@ static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
 {
     static char *kwlist[] = {"status", "headers", "exc_info", NULL};
     wd_resp_t *r = (wd_resp_t *)self;
-    PyObject *status, *headers, *exc_info = Py_None;
+    PyObject *status, *headers, *exc_info = Py_None; /* borrowed from args */
 
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
                                      &exc_info))
@@ -544,7 +550,7 @@ static PyTypeObject resp_type = {
  * wrapper is not over a regular file (iterate it instead), -1 with an exception set. */
 static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
 {
-    PyObject *o;
+    PyObject *o; /* new: what fileno() and tell() return, one at a time */
     struct stat st;
     long fd;
     int64_t off;
@@ -630,7 +636,7 @@ static int send_sequence(wd_resp_t *r, PyObject *seq)
 
 static int send_iterable(wd_resp_t *r, PyObject *result)
 {
-    PyObject *it = PyObject_GetIter(result), *item;
+    PyObject *it = PyObject_GetIter(result), *item; /* both new, released here */
     int rc = 0;
 
     if (it == NULL)
@@ -723,7 +729,7 @@ static void log_failure(wd_resp_t *r)
         return;
     }
     {
-        PyObject *type, *value, *tb;
+        PyObject *type, *value, *tb; /* new, handed back by PyErr_Restore */
 
         PyErr_Fetch(&type, &value, &tb);
         PyErr_NormalizeException(&type, &value, &tb);
@@ -738,7 +744,7 @@ static void log_failure(wd_resp_t *r)
 /* Calls result.close() if it has one; a failure there is logged. */
 static void close_result(wd_resp_t *r, PyObject *result, int *error)
 {
-    PyObject *close, *rv;
+    PyObject *close, *rv; /* both new, released here */
 
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
         return;
@@ -835,7 +841,9 @@ static int queue_timed_out(wd_req_t *req)
 
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
-    wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type);
+    wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type); /* new: start_response itself */
+    /* env, input (from the environ's builder) and result: new, released at the end; app:
+     * borrowed (the group's app or a mount's, which live as long as the interpreter). */
     PyObject *env = NULL, *input = NULL, *result = NULL, *app = NULL;
     int error = 0, keep_alive;
 
