@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Mount points longer than this are refused at load (wd_py_load_app). */
+#define WD_PY_ROUTE_MAX 1024
+
 /* Names that get special treatment come first, with their index as id. */
 enum {
     K_REQUEST_METHOD,
@@ -119,7 +122,6 @@ typedef struct key_slot {
 static key_slot_t table[TABLE_SIZE];
 static PyObject *keys[N_KEYS];
 
-static PyObject *template;
 static PyObject *k_input, *k_errors, *k_request_id, *k_url_scheme;
 static PyObject *s_https;
 
@@ -144,7 +146,7 @@ static const key_slot_t *key_find(const char *s, size_t n)
     return NULL;
 }
 
-static int set_const(const char *name, PyObject *value)
+static int set_const(PyObject *template, const char *name, PyObject *value)
 {
     int rc = value != NULL ? PyDict_SetItemString(template, name, value) : -1;
 
@@ -152,10 +154,10 @@ static int set_const(const char *name, PyObject *value)
     return rc;
 }
 
-int wd__py_environ_init(void)
+/* Interned once, in the main interpreter: Python 3.11 interns strings process-wide, and these are
+ * never mutated, so every interpreter uses them. */
+int wd__py_environ_keys_init(void)
 {
-    const wd_group_conf_t *g = wd__py_group;
-
     for (size_t k = 0; k < N_KEYS; k++) {
         size_t n = strlen(key_names[k]);
         uint32_t i = key_hash(key_names[k], n) & (TABLE_SIZE - 1);
@@ -172,20 +174,36 @@ int wd__py_environ_init(void)
     k_request_id = PyUnicode_InternFromString("wsgid.request_id");
     k_url_scheme = PyUnicode_InternFromString("wsgi.url_scheme");
     s_https = PyUnicode_InternFromString("https");
-    template = PyDict_New();
-    if (!k_input || !k_errors || !k_request_id || !k_url_scheme || !s_https || !template)
+    if (!k_input || !k_errors || !k_request_id || !k_url_scheme || !s_https)
         return -1;
-    if (set_const("wsgi.version", Py_BuildValue("(ii)", 1, 0)) < 0 ||
-        set_const("wsgi.url_scheme", PyUnicode_FromString("http")) < 0 ||
-        set_const("wsgi.multithread", PyBool_FromLong(g->threads > 1)) < 0 ||
-        set_const("wsgi.multiprocess", PyBool_FromLong(g->processes_set)) < 0 ||
-        set_const("wsgi.run_once", PyBool_FromLong(0)) < 0 ||
-        set_const("wsgi.input_terminated", PyBool_FromLong(1)) < 0 ||
-        set_const("wsgid.process_group", PyUnicode_FromString(g->name)) < 0 ||
-        set_const("SCRIPT_NAME", PyUnicode_FromString("")) < 0)
-        return -1;
+    return 0;
+}
+
+PyObject *wd__py_environ_template(const wd_py_interp_t *interp)
+{
+    const wd_group_conf_t *g = wd__py.group;
+    PyObject *t = PyDict_New();
+
+    if (t == NULL)
+        return NULL;
+    if (set_const(t, "wsgi.version", Py_BuildValue("(ii)", 1, 0)) < 0 ||
+        set_const(t, "wsgi.url_scheme", PyUnicode_FromString("http")) < 0 ||
+        set_const(t, "wsgi.multithread", PyBool_FromLong(g->threads > 1)) < 0 ||
+        set_const(t, "wsgi.multiprocess", PyBool_FromLong(g->processes_set)) < 0 ||
+        set_const(t, "wsgi.run_once", PyBool_FromLong(0)) < 0 ||
+        set_const(t, "wsgi.input_terminated", PyBool_FromLong(1)) < 0 ||
+        set_const(t, "wsgid.process_group", PyUnicode_FromString(g->name)) < 0 ||
+        set_const(t, "wsgid.application_group", PyUnicode_FromString(interp->name)) < 0 ||
+        set_const(t, "SCRIPT_NAME", PyUnicode_FromString("")) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
     Py_INCREF(&wd__py_file_wrapper_type);
-    return set_const("wsgi.file_wrapper", (PyObject *)&wd__py_file_wrapper_type);
+    if (set_const(t, "wsgi.file_wrapper", (PyObject *)&wd__py_file_wrapper_type) < 0) {
+        Py_DECREF(t);
+        return NULL;
+    }
+    return t;
 }
 
 /* environ[key] = latin-1 str of (p, n); key is borrowed. */
@@ -451,13 +469,62 @@ static int environ_http(PyObject *env, const wd_req_t *req)
     return 0;
 }
 
-/* `mounts`: the longest prefix of PATH_INFO that is a mount point (whole path segments) picks
- * the app; the prefix moves from PATH_INFO to the end of SCRIPT_NAME. */
-static int apply_mount(PyObject *env, PyObject **app)
+/* Whether the decoded path p (n bytes) is under mount point a (whole path segments). */
+static int under(const wd_py_mount_t *a, const char *p, size_t n)
+{
+    return a->len == 0 ||
+           (n >= a->len && memcmp(p, a->prefix, a->len) == 0 && (n == a->len || p[a->len] == '/'));
+}
+
+const wd_py_mount_t *wd__py_route(const wd_req_t *req)
+{
+    const wd_py_mount_t *apps = wd__py.apps;
+    size_t longest = apps[0].len, n;
+    wd_slice_t raw = {NULL, 0}, path, query, k, v;
+    char buf[3 * (WD_PY_ROUTE_MAX + 1)];
+
+    if (wd__py.n_apps == 1 && longest == 0)
+        return &apps[0]; /* no mounts: every request is the group's app's */
+    if (req->kind == WD_REQ_UWSGI) {
+        wd_uwsgi_iter_t it;
+
+        wd_uwsgi_iter_init(&it, req->uwsgi);
+        while (wd_uwsgi_iter_next(&it, &k, &v)) {
+            if (k.n == 9 && memcmp(k.p, "PATH_INFO", 9) == 0) {
+                raw = v; /* as the proxy decoded it */
+                break;
+            }
+        }
+        if (raw.p == NULL)
+            raw = req->uwsgi->uri;
+    } else {
+        raw = wd_http_slice(req->http, req->http->url);
+    }
+    path = raw;
+    if (!(req->kind == WD_REQ_UWSGI && raw.p != req->uwsgi->uri.p)) {
+        /* Only the first longest+1 decoded bytes matter; an escape is at most 3 bytes. */
+        wd_url_split(raw.p, raw.n, &path, &query);
+        if (path.n > 3 * (longest + 1))
+            path.n = 3 * (longest + 1);
+        n = wd_url_decode(buf, path.p, path.n);
+        path.p = buf;
+        path.n = n;
+    }
+    for (size_t i = 0; i < wd__py.n_apps; i++) {
+        if (under(&apps[i], path.p, path.n))
+            return &apps[i];
+    }
+    return NULL;
+}
+
+/* The mount point moves from the start of PATH_INFO to the end of SCRIPT_NAME. */
+static int split_at_mount(PyObject *env, const wd_py_mount_t *a)
 {
     PyObject *pi = PyDict_GetItemWithError(env, keys[K_PATH_INFO]); /* borrowed */
+    PyObject *old, *prefix, *sn;
     const char *p;
     size_t n;
+    int rc;
 
     if (pi == NULL)
         return PyErr_Occurred() ? -1 : 0;
@@ -465,51 +532,38 @@ static int apply_mount(PyObject *env, PyObject **app)
         return 0;
     p = (const char *)PyUnicode_1BYTE_DATA(pi);
     n = (size_t)PyUnicode_GET_LENGTH(pi);
-    for (size_t i = 0; i < wd__py_n_mounts; i++) {
-        const wd_py_mount_t *m = &wd__py_mounts[i];
-        PyObject *old, *prefix, *sn;
-        int rc;
-
-        if (m->len == 0) {
-            *app = m->app;
-            return 0;
-        }
-        if (n < m->len || memcmp(p, m->prefix, m->len) != 0 || (n > m->len && p[m->len] != '/'))
-            continue;
-        *app = m->app;
-        old = PyDict_GetItemWithError(env, keys[K_SCRIPT_NAME]); /* borrowed */
-        prefix = PyUnicode_DecodeLatin1(m->prefix, (Py_ssize_t)m->len, NULL);
-        if (prefix == NULL)
-            return -1;
-        if (old != NULL) {
-            sn = PyUnicode_Concat(old, prefix);
-            Py_DECREF(prefix);
-        } else {
-            sn = prefix;
-        }
-        if (sn == NULL)
-            return -1;
-        rc = PyDict_SetItem(env, keys[K_SCRIPT_NAME], sn);
-        Py_DECREF(sn);
-        if (rc < 0 || set_str(env, keys[K_PATH_INFO], p + m->len, n - m->len) < 0)
-            return -1;
+    if (!under(a, p, n))
         return 0;
+    old = PyDict_GetItemWithError(env, keys[K_SCRIPT_NAME]); /* borrowed */
+    prefix = PyUnicode_DecodeLatin1(a->prefix, (Py_ssize_t)a->len, NULL);
+    if (prefix == NULL)
+        return -1;
+    if (old != NULL) {
+        sn = PyUnicode_Concat(old, prefix);
+        Py_DECREF(prefix);
+    } else {
+        sn = prefix;
     }
+    if (sn == NULL)
+        return -1;
+    rc = PyDict_SetItem(env, keys[K_SCRIPT_NAME], sn);
+    Py_DECREF(sn);
+    if (rc < 0 || set_str(env, keys[K_PATH_INFO], p + a->len, n - a->len) < 0)
+        return -1;
     return 0;
 }
 
-PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input, PyObject **app)
+PyObject *wd__py_environ_new(const wd_req_t *req, const wd_py_mount_t *app, PyObject **input)
 {
-    PyObject *env = PyDict_Copy(template);
+    PyObject *env = PyDict_Copy(app->interp->environ);
     PyObject *in = NULL, *errors = NULL, *id = NULL;
 
     *input = NULL;
-    *app = wd__py_app;
     if (env == NULL)
         return NULL;
     if ((req->kind == WD_REQ_UWSGI ? environ_uwsgi(env, req) : environ_http(env, req)) < 0)
         goto fail;
-    if (wd__py_n_mounts > 0 && apply_mount(env, app) < 0)
+    if (app->len > 0 && split_at_mount(env, app) < 0)
         goto fail;
     in = wd__py_input_new(req);
     errors = wd__py_errors_new(req->id);

@@ -17,13 +17,15 @@
  * wd_worker_main. */
 extern const wd_app_ops_t wd_py_app;
 
-/* Initialises the interpreter for this group in the calling (main) thread: python-home,
+/* Initialises the main interpreter for this group in the calling (main) thread: python-home,
  * python-path, chdir and env are applied before any import. Returns 0, or -1 with the reason
  * logged. */
 int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
 
-/* Imports the application (script file or "module:callable") and finds the callable. On failure
- * the Python traceback goes to the error log, a one-line summary to err, and it returns -1. */
+/* Makes the sub-interpreters the group's application groups ask for, then imports each app
+ * (script file or "module:callable": the group's own and its mounts') in its interpreter and
+ * finds its callable. On failure the Python traceback goes to the error log, a one-line summary
+ * ("FILE:LINE: Type: message", with the fix when there is one) to err, and it returns -1. */
 int wd_py_load_app(char *err, size_t errlen);
 
 /* Starts group->threads Python threads that take requests from h and serve them, then releases

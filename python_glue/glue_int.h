@@ -11,22 +11,85 @@
 
 #include <stddef.h>
 
-/* interp.c: the process-wide state, set by wd_py_init / wd_py_load_app. */
-extern const wd_group_conf_t *wd__py_group;
-extern PyObject *wd__py_app; /* the WSGI callable (strong reference, held until finalize) */
+/* An interpreter of the worker: the main one (%{GLOBAL}) or a sub-interpreter of an application
+ * group (interp.c). Python 3.11's sub-interpreters share the GIL, so one pool thread can serve
+ * any of them: it keeps a thread state in each and swaps to the request's (PyThreadState_Swap,
+ * GIL held). Objects that are immutable and made once (interned key strings, the static types,
+ * wsgid.RequestTimeout) are shared; what Python code could mutate or run is per interpreter. */
+typedef struct wd_py_interp {
+    int index;                  /* in wd__py.interps: 0 is the main interpreter */
+    char *name;                 /* wsgid.application_group: "" for %{GLOBAL} */
+    PyThreadState *ts;          /* the main thread's state in it (kept to end it) */
+    PyObject *environ;          /* the environ template (strong) */
+    PyObject *format_exception; /* traceback.format_exception, imported on first use */
+    int format_tried;
+    int n_apps; /* the apps it runs */
+} wd_py_interp_t;
 
-/* `mounts`: more apps chosen by the longest URL prefix (sorted longest first). */
+/* An app: a mount, or the group's own app (prefix "/", len 0, which matches every path). */
 typedef struct wd_py_mount {
     const char *prefix; /* "/blog", or "/" */
     size_t len;         /* 0 for "/" */
-    PyObject *app;      /* strong */
+    PyObject *app;      /* strong, created in interp */
+    wd_py_interp_t *interp;
+    const wd_mount_conf_t *conf; /* NULL for the group's own app */
 } wd_py_mount_t;
-extern wd_py_mount_t *wd__py_mounts;
-extern size_t wd__py_n_mounts;
+
+/* What each pool thread owns: its place in the hand-off, a thread state per interpreter, a
+ * growable buffer for response heads. */
+typedef struct wd_py_thread {
+    pthread_t tid;
+    wd_handoff_thread_t handoff;
+    int index;
+    unsigned long ident; /* PyThread_get_thread_ident() */
+    uint64_t serving;    /* seq of the request it runs, 0 between requests (GIL held for both) */
+    PyThreadState **ts;  /* [interp index]: [0] is PyGILState's; the others its own */
+    int cur;             /* the interpreter whose thread state is current (GIL held) */
+    char *head;
+    size_t head_cap;
+} wd_py_thread_t;
+
+/* The Python side of the worker process, one instance (interp.c, pool.c). */
+typedef struct wd_py {
+    const wd_group_conf_t *group;
+    wd_py_interp_t **interps; /* [0] is the main interpreter */
+    size_t n_interps;
+    wd_py_mount_t *apps; /* longest prefix first; the group's own app (len 0) last */
+    size_t n_apps;
+    wd_py_thread_t *threads;
+    int n_threads;
+    wd_handoff_t *handoff;
+    PyThreadState *main_ts; /* the main thread's state while it runs the loop without the GIL */
+    char *cwd;              /* the working directory apps run in (a mount's chdir is undone) */
+} wd_py_t;
+
+extern wd_py_t wd__py;
+
+/* Makes interp's thread state of thr current (GIL held). */
+static inline void wd__py_enter(wd_py_thread_t *thr, const wd_py_interp_t *interp)
+{
+    if (thr->cur != interp->index) {
+        PyThreadState_Swap(thr->ts[interp->index]);
+        thr->cur = interp->index;
+    }
+}
+
+/* interp.c: the apps of the group and their interpreters, made (wd_py_load_app, main thread,
+ * GIL held), before any app is imported. */
+int wd__py_apps_setup(void);
+/* interp.c: with the main thread's state current and the GIL held, ends the sub-interpreters
+ * (when threads_gone: no other thread has a state in them any more) and clears what every
+ * interpreter holds, before Py_FinalizeEx. */
+void wd__py_interps_end(int threads_gone);
 
 /* Takes the pending Python exception (clearing it) and writes its traceback to the error log,
  * each line prefixed with prefix. When summary is not NULL it receives "Type: message". */
 void wd__py_log_exception(const char *prefix, char *summary, size_t cap);
+/* The module a pending exception concerns: an ImportError's name, else the module of the
+ * innermost frame ("" if unknown). The exception stays pending. */
+void wd__py_exc_module(char *buf, size_t cap);
+/* The interpreter whose thread state is current (for its format_exception). */
+wd_py_interp_t *wd__py_current_interp(void);
 /* "Type: message" of an exception value (new C string in buf). */
 void wd__py_exc_summary(PyObject *exc, char *buf, size_t cap);
 
@@ -39,12 +102,17 @@ void wd__py_input_detach(PyObject *input);           /* the request is over: rea
 PyObject *wd__py_errors_new(const char *request_id); /* new reference */
 
 /* environ.c */
-int wd__py_environ_init(void);
-/* The environ of req (new reference), or NULL with an exception set. *input receives a new
- * reference to its wsgi.input, so that the caller can detach it when the request is over; *app
- * the application that serves it (borrowed: the group's, or a mount's, with SCRIPT_NAME and
- * PATH_INFO split at the mount point). */
-PyObject *wd__py_environ_new(const wd_req_t *req, PyObject **input, PyObject **app);
+int wd__py_environ_keys_init(void);
+/* The constant part of an environ in the current interpreter (new reference). */
+PyObject *wd__py_environ_template(const wd_py_interp_t *interp);
+/* The app that serves req: the longest mount point that prefixes its path (whole segments), or
+ * the group's own app; NULL when none does (the answer is 404). Pure C, no GIL needed. */
+const wd_py_mount_t *wd__py_route(const wd_req_t *req);
+/* The environ of req for app (new reference; built in app's interpreter, which must be current),
+ * or NULL with an exception set. SCRIPT_NAME and PATH_INFO are split at the mount point. *input
+ * receives a new reference to its wsgi.input, so that the caller can detach it when the request
+ * is over. */
+PyObject *wd__py_environ_new(const wd_req_t *req, const wd_py_mount_t *app, PyObject **input);
 /* "METHOD URI" of a request for log lines, truncated to fit. */
 void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
 
@@ -52,23 +120,13 @@ void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
 extern PyTypeObject wd__py_file_wrapper_type;
 int wd__py_respond_init(void);
 
-/* What each pool thread owns: its place in the hand-off, a growable buffer for response heads. */
-typedef struct wd_py_thread {
-    pthread_t tid;
-    wd_handoff_thread_t handoff;
-    int index;
-    unsigned long ident; /* PyThread_get_thread_ident() */
-    uint64_t serving;    /* seq of the request it runs, 0 between requests (GIL held for both) */
-    char *head;
-    size_t head_cap;
-} wd_py_thread_t;
-
 /* Serves one request, everything but the final wd_out_finish, which the caller (pool.c) makes
  * once the request's Python objects are gone, still holding the GIL: it never blocks. Returns the
  * response's keep_alive verdict. */
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
 /* Raises wsgid.RequestTimeout in the thread whose ident is given if it still runs request seq.
- * GIL held. */
-void wd__py_raise_timeout(const wd_py_thread_t *threads, int n, unsigned long ident, uint64_t seq);
+ * GIL held; ts[i] is the caller's thread state in interpreter i, made current for the call (the
+ * exception is set through the interpreter the thread runs the request in). */
+void wd__py_raise_timeout(PyThreadState **ts, unsigned long ident, uint64_t seq);
 
 #endif

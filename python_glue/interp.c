@@ -1,11 +1,13 @@
-/* The interpreter of a worker: configuration before Py_Initialize (python-home, python-path,
- * chdir, env) and loading the application. */
+/* The interpreters of a worker: the main one, configured before Py_Initialize (python-home,
+ * python-path, chdir, env), and one sub-interpreter per application group an app asks for
+ * (`application-group`, mod_wsgi's WSGIApplicationGroup), each with its own sys.path. */
 #include "glue.h"
 #include "glue_int.h"
+#include "../daemon/common/alloc.h"
 #include "../daemon/common/log.h"
+#include "../daemon/worker/request.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,86 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-const wd_group_conf_t *wd__py_group;
-PyObject *wd__py_app;
-wd_py_mount_t *wd__py_mounts;
-size_t wd__py_n_mounts;
-
-static PyObject *format_exception; /* traceback.format_exception, imported on first use */
-
-/* traceback pulls in re, enum, tokenize, textwrap and more: about 1 MiB a worker would carry
- * for nothing until an app fails. Import it the first time a traceback is logged (no exception
- * is pending then: the caller has fetched it). NULL if it cannot be had. */
-static PyObject *get_format_exception(void)
-{
-    static int tried;
-    PyObject *mod;
-
-    if (format_exception != NULL || tried)
-        return format_exception;
-    tried = 1;
-    mod = PyImport_ImportModule("traceback");
-    if (mod != NULL) {
-        format_exception = PyObject_GetAttrString(mod, "format_exception");
-        Py_DECREF(mod);
-    }
-    if (format_exception == NULL)
-        PyErr_Clear();
-    return format_exception;
-}
-
-void wd__py_exc_summary(PyObject *exc, char *buf, size_t cap)
-{
-    PyObject *s = exc ? PyObject_Str(exc) : NULL;
-    const char *msg = s ? PyUnicode_AsUTF8(s) : NULL;
-    const char *name = exc ? _PyType_Name(Py_TYPE(exc)) : "Exception";
-
-    if (msg == NULL)
-        PyErr_Clear();
-    if (msg != NULL && msg[0] != '\0')
-        snprintf(buf, cap, "%s: %s", name, msg);
-    else
-        snprintf(buf, cap, "%s", name);
-    Py_XDECREF(s);
-}
-
-void wd__py_log_exception(const char *prefix, char *summary, size_t cap)
-{
-    PyObject *type, *value, *tb, *lines = NULL, *sep = NULL, *text = NULL;
-    const char *p;
-    Py_ssize_t n;
-
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL)
-        return;
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL && value != NULL)
-        PyException_SetTraceback(value, tb);
-    if (summary != NULL)
-        wd__py_exc_summary(value, summary, cap);
-    if (get_format_exception() != NULL)
-        lines = PyObject_CallFunctionObjArgs(format_exception, type, value ? value : Py_None,
-                                             tb ? tb : Py_None, NULL);
-    sep = PyUnicode_FromString("");
-    if (lines != NULL && sep != NULL)
-        text = PyUnicode_Join(sep, lines);
-    p = text ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
-    if (p != NULL) {
-        wd_log_text(WD_LOG_ERROR, prefix, p, (size_t)n);
-    } else {
-        char buf[512];
-
-        PyErr_Clear();
-        wd__py_exc_summary(value, buf, sizeof buf);
-        wd_log_error("%s%s", prefix, buf);
-    }
-    Py_XDECREF(lines);
-    Py_XDECREF(sep);
-    Py_XDECREF(text);
-    Py_XDECREF(type);
-    Py_XDECREF(value);
-    Py_XDECREF(tb);
-}
+wd_py_t wd__py;
 
 static int file_exists(const char *dir, const char *name)
 {
@@ -119,40 +42,66 @@ static PyStatus set_home(PyConfig *config, const char *home)
     return PyConfig_SetBytesString(config, &config->home, home);
 }
 
+/* Inserts dir at *at in the list path, unless it is there already. */
 static int path_insert(PyObject *path, Py_ssize_t *at, const char *dir)
 {
     PyObject *s = PyUnicode_DecodeFSDefault(dir);
-    int rc = s != NULL ? PyList_Insert(path, (*at)++, s) : -1;
+    int rc = s != NULL ? PySequence_Contains(path, s) : -1;
 
+    if (rc == 0)
+        rc = PyList_Insert(path, (*at)++, s);
     Py_XDECREF(s);
-    return rc;
+    return rc < 0 ? -1 : 0;
 }
 
-/* sys.path = [script dir] + python-path + [chdir for a module app] + the rest. */
-static int set_sys_path(const wd_group_conf_t *g)
+static void script_dir(const char *script, char *dir, size_t cap)
 {
+    const char *slash = strrchr(script, '/');
+
+    if (slash == NULL)
+        snprintf(dir, cap, ".");
+    else if (slash == script)
+        snprintf(dir, cap, "/");
+    else
+        snprintf(dir, cap, "%.*s", (int)(slash - script), script);
+}
+
+/* sys.path of the current interpreter, in: for each of its apps, the script's directory and the
+ * mount's python-path (and chdir, for a module app); then the group's python-path (and chdir);
+ * all before the rest. */
+static int set_sys_path(const wd_py_interp_t *in)
+{
+    const wd_group_conf_t *g = wd__py.group;
     PyObject *path = PySys_GetObject("path"); /* borrowed */
     Py_ssize_t at = 0;
     char dir[4096];
 
     if (path == NULL || !PyList_Check(path))
         return -1;
-    if (g->app_is_script) {
-        const char *slash = strrchr(g->app, '/');
+    for (size_t i = 0; i < wd__py.n_apps; i++) {
+        const wd_py_mount_t *a = &wd__py.apps[i];
+        const wd_mount_conf_t *m = a->conf;
+        const char *app = m ? m->app : g->app;
+        const char *chdir_ = m ? m->chdir : NULL;
 
-        if (slash == NULL)
-            snprintf(dir, sizeof dir, ".");
-        else if (slash == g->app)
-            snprintf(dir, sizeof dir, "/");
-        else
-            snprintf(dir, sizeof dir, "%.*s", (int)(slash - g->app), g->app);
-        if (path_insert(path, &at, dir) < 0)
+        if (a->interp != in)
+            continue;
+        if (m ? m->app_is_script : g->app_is_script) {
+            script_dir(app, dir, sizeof dir);
+            if (path_insert(path, &at, dir) < 0)
+                return -1;
+        }
+        for (size_t k = 0; m != NULL && k < m->n_python_path; k++)
+            if (path_insert(path, &at, m->python_path[k]) < 0)
+                return -1;
+        if (chdir_ != NULL && !m->app_is_script && path_insert(path, &at, chdir_) < 0)
             return -1;
     }
     for (size_t i = 0; i < g->n_python_path; i++)
         if (path_insert(path, &at, g->python_path[i]) < 0)
             return -1;
-    if (!g->app_is_script && g->chdir != NULL && path_insert(path, &at, g->chdir) < 0)
+    if (g->chdir != NULL && (g->app == NULL || !g->app_is_script) &&
+        path_insert(path, &at, g->chdir) < 0)
         return -1;
     return 0;
 }
@@ -160,7 +109,8 @@ static int set_sys_path(const wd_group_conf_t *g)
 /* SIGUSR2 dumps every Python thread's stack to the error log (faulthandler: from the signal
  * handler, without the GIL, so it works while a thread holds it for ever). The master sends it
  * to a worker its watchdog is about to kill (deadlock-timeout). The log keeps its fd number
- * across reopens (log.c), so the fd given here stays right. */
+ * across reopens (log.c), so the fd given here stays right. faulthandler dumps the threads of
+ * the main interpreter: a thread serving a sub-interpreter shows without its Python frames. */
 static int stacks_on_signal(void)
 {
     PyObject *fh, *r;
@@ -178,13 +128,110 @@ static int stacks_on_signal(void)
     return 0;
 }
 
+static wd_py_interp_t *interp_add(const char *name)
+{
+    wd_py_interp_t *in = xcalloc(1, sizeof *in);
+
+    wd__py.interps = xrealloc(wd__py.interps, (wd__py.n_interps + 1) * sizeof *wd__py.interps);
+    in->index = (int)wd__py.n_interps;
+    in->name = xstrdup(name);
+    wd__py.interps[wd__py.n_interps++] = in;
+    return in;
+}
+
+/* The interpreter app a (mount m, or the group's own app when m is NULL) runs in: the main one,
+ * a new one (%{RESOURCE}), or the one of its name. */
+static wd_py_interp_t *interp_for(const wd_mount_conf_t *m)
+{
+    const char *ag = wd_app_group_of(wd__py.group, m);
+
+    if (strcmp(ag, WD_APP_GROUP_GLOBAL) == 0)
+        return wd__py.interps[0];
+    if (strcmp(ag, WD_APP_GROUP_RESOURCE) == 0)
+        return interp_add(m != NULL ? m->prefix : "/");
+    for (size_t i = 1; i < wd__py.n_interps; i++) {
+        if (strcmp(wd__py.interps[i]->name, ag) == 0)
+            return wd__py.interps[i];
+    }
+    return interp_add(ag);
+}
+
+/* The apps of the group in file order (the group's own first), each with its interpreter. */
+static void plan_apps(void)
+{
+    const wd_group_conf_t *g = wd__py.group;
+    size_t n = 0;
+
+    wd__py.apps = xcalloc(g->n_mounts + 1, sizeof *wd__py.apps);
+    if (g->app != NULL) {
+        wd__py.apps[n].prefix = "/";
+        wd__py.apps[n].interp = interp_for(NULL);
+        wd__py.apps[n++].interp->n_apps++;
+    }
+    for (size_t i = 0; i < g->n_mounts; i++) {
+        wd_py_mount_t *a = &wd__py.apps[n++];
+
+        a->conf = &g->mounts[i];
+        a->prefix = a->conf->prefix;
+        a->len = strcmp(a->prefix, "/") == 0 ? 0 : strlen(a->prefix);
+        a->interp = interp_for(a->conf);
+        a->interp->n_apps++;
+    }
+    wd__py.n_apps = n;
+}
+
+/* What every interpreter needs before its apps load: sys.path, the environ template. */
+static int interp_ready(wd_py_interp_t *in)
+{
+    if (set_sys_path(in) < 0)
+        return -1;
+    in->environ = wd__py_environ_template(in);
+    return in->environ != NULL ? 0 : -1;
+}
+
+/* Every sub-interpreter is made before any app is imported: a sub-interpreter's os.environ is a
+ * copy of the process environment when it is made, and an app that sets a variable
+ * (os.environ.setdefault("DJANGO_SETTINGS_MODULE", ...)) sets it in the process too, where an
+ * interpreter made later would find it. */
+static int subinterps_make(void)
+{
+    PyThreadState *main_ts = wd__py.interps[0]->ts;
+
+    for (size_t i = 1; i < wd__py.n_interps; i++) {
+        wd_py_interp_t *in = wd__py.interps[i];
+        uint64_t t0 = wd_now_ns();
+
+        in->ts = Py_NewInterpreter();
+        if (in->ts == NULL) {
+            PyThreadState_Swap(main_ts);
+            wd_log_error("group %s: cannot create the sub-interpreter of application group "
+                         "\"%s\"",
+                         wd__py.group->name, in->name);
+            return -1;
+        }
+        if (interp_ready(in) < 0) {
+            wd__py_log_exception("", NULL, 0);
+            PyThreadState_Swap(main_ts);
+            wd_log_error("group %s: cannot set up the sub-interpreter of application group "
+                         "\"%s\"",
+                         wd__py.group->name, in->name);
+            return -1;
+        }
+        PyThreadState_Swap(main_ts);
+        wd_log_debug("group %s: sub-interpreter \"%s\" made in %.1f ms", wd__py.group->name,
+                     in->name, (double)(wd_now_ns() - t0) / 1e6);
+    }
+    return 0;
+}
+
 int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
 {
     PyConfig config;
     PyStatus status;
     char *argv[] = {"wsgid", NULL};
 
-    wd__py_group = group;
+    (void)conf;
+    wd__py.group = group;
     for (size_t i = 0; i < group->n_env; i++)
         setenv(group->env[i].name, group->env[i].value, 1);
     if (group->chdir != NULL && chdir(group->chdir) < 0) {
@@ -192,6 +239,9 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
                      strerror(errno));
         return -1;
     }
+    wd__py.cwd = getcwd(NULL, 0);
+    if (wd__py.cwd == NULL)
+        wd__py.cwd = xstrdup("/");
     /* Python installs no signal handlers: the loop owns signals. A client that went away must
      * give EPIPE, not kill the worker. */
     signal(SIGPIPE, SIG_IGN);
@@ -212,8 +262,9 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
                      status.err_msg ? status.err_msg : "unknown error");
         return -1;
     }
-    if (set_sys_path(group) < 0 || wd__py_input_ready() < 0 || wd__py_respond_init() < 0 ||
-        wd__py_environ_init() < 0 || stacks_on_signal() < 0)
+    interp_add("")->ts = PyThreadState_Get(); /* the main interpreter */
+    if (wd__py_input_ready() < 0 || wd__py_respond_init() < 0 || wd__py_environ_keys_init() < 0 ||
+        interp_ready(wd__py.interps[0]) < 0 || stacks_on_signal() < 0)
         goto fail;
     wd_log_debug("group %s: Python %s initialised (process %d)", group->name, Py_GetVersion(),
                  slot);
@@ -224,203 +275,91 @@ fail:
     return -1;
 }
 
-static char *read_file(const char *path, size_t *len)
+static void interp_clear(wd_py_interp_t *in)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-
-    if (fd < 0)
-        return NULL;
-    for (;;) {
-        ssize_t r;
-
-        if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap ? cap * 2 : 65536);
-
-            if (nb == NULL)
-                abort();
-            buf = nb;
-            cap = cap ? cap * 2 : 65536;
-        }
-        r = read(fd, buf + n, cap - n - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-
-            free(buf);
-            close(fd);
-            errno = e;
-            return NULL;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
+    for (size_t i = 0; i < wd__py.n_apps; i++) {
+        if (wd__py.apps[i].interp == in)
+            Py_CLEAR(wd__py.apps[i].app);
     }
-    close(fd);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
+    Py_CLEAR(in->environ);
+    Py_CLEAR(in->format_exception);
 }
 
-/* Removes a module that failed to run from sys.modules, keeping the pending exception. */
-static void forget_module(PyObject *modules, const char *modname)
+/* Whether ts is the last thread state of its interpreter once the app's non-daemon threads are
+ * joined (threading._shutdown, which Py_EndInterpreter would call). A daemon thread the app
+ * started would make Py_EndInterpreter abort the process ("not the last thread"). */
+static int last_thread(PyThreadState *ts)
 {
-    PyObject *type, *value, *tb;
+    PyObject *name = PyUnicode_FromString("threading");
+    PyObject *threading = name != NULL ? PyImport_GetModule(name) : NULL, *r = NULL;
 
-    PyErr_Fetch(&type, &value, &tb);
-    if (PyDict_DelItemString(modules, modname) < 0)
+    if (threading != NULL)
+        r = PyObject_CallMethod(threading, "_shutdown", NULL);
+    if (r == NULL)
         PyErr_Clear();
-    PyErr_Restore(type, value, tb);
+    Py_XDECREF(r);
+    Py_XDECREF(threading);
+    Py_XDECREF(name);
+    return PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(ts)) == ts &&
+           PyThreadState_Next(ts) == NULL;
 }
 
-/* Executes the script as a fresh module (in sys.modules, with __file__). Returns the module (new
- * reference) or NULL with an exception set. */
-static PyObject *load_script(const char *path, const char *modname)
+/* Ends the sub-interpreters and forgets the apps (main thread, GIL held, main state current). */
+static void apps_end(int threads_gone)
 {
-    size_t len;
-    char *src;
-    PyObject *mod = NULL, *modules, *code = NULL, *d, *file, *rv;
+    PyThreadState *main_ts = wd__py.interps[0]->ts;
 
-    src = read_file(path, &len);
-    if (src == NULL)
-        return PyErr_SetFromErrnoWithFilename(PyExc_OSError, path);
-    code = Py_CompileStringExFlags(src, path, Py_file_input, NULL, -1);
-    free(src);
-    if (code == NULL)
-        return NULL;
-    mod = PyModule_New(modname);
-    modules = PyImport_GetModuleDict(); /* borrowed */
-    if (mod == NULL || PyDict_SetItemString(modules, modname, mod) < 0)
-        goto fail;
-    d = PyModule_GetDict(mod); /* borrowed */
-    file = PyUnicode_DecodeFSDefault(path);
-    if (file == NULL || PyDict_SetItemString(d, "__file__", file) < 0 ||
-        PyDict_SetItemString(d, "__builtins__", PyEval_GetBuiltins()) < 0) {
-        Py_XDECREF(file);
-        goto fail_mod;
-    }
-    Py_DECREF(file);
-    rv = PyEval_EvalCode(code, d, d);
-    if (rv == NULL)
-        goto fail_mod;
-    Py_DECREF(rv);
-    Py_DECREF(code);
-    return mod;
-fail_mod:
-    forget_module(modules, modname);
-fail:
-    Py_XDECREF(mod);
-    Py_XDECREF(code);
-    return NULL;
-}
+    for (size_t i = 1; i < wd__py.n_interps; i++) {
+        wd_py_interp_t *in = wd__py.interps[i];
 
-/* Loads one application: a script run as module "_wsgid_app_GROUP[_N]" or an importable module,
- * then its (possibly dotted) callable. Returns a new reference, or NULL with the traceback logged
- * and a summary in err. */
-static PyObject *load_one(const char *app, int is_script, const char *callable, int index,
-                          char *err, size_t errlen)
-{
-    const wd_group_conf_t *g = wd__py_group;
-    PyObject *mod = NULL, *obj = NULL;
-    char summary[512], prefix[160], name[160];
-
-    if (is_script) {
-        if (index > 0)
-            snprintf(name, sizeof name, "_wsgid_app_%s_%d", g->name, index);
-        else
-            snprintf(name, sizeof name, "_wsgid_app_%s", g->name);
-        for (char *p = name; *p; p++)
-            if (!(*p >= 'a' && *p <= 'z') && !(*p >= 'A' && *p <= 'Z') && !(*p >= '0' && *p <= '9'))
-                *p = '_';
-        mod = load_script(app, name);
-    } else {
-        const char *colon = strchr(app, ':');
-        char *modname = strndup(app, colon ? (size_t)(colon - app) : strlen(app));
-
-        if (modname == NULL)
-            abort();
-        mod = PyImport_ImportModule(modname);
-        free(modname);
-    }
-    if (mod == NULL)
-        goto fail;
-    obj = mod;
-    Py_INCREF(obj);
-    for (const char *p = callable; p != NULL;) {
-        const char *dot = strchr(p, '.');
-        PyObject *attr = PyUnicode_FromStringAndSize(p, dot ? dot - p : (Py_ssize_t)strlen(p));
-
-        Py_SETREF(obj, attr ? PyObject_GetAttr(obj, attr) : NULL);
-        Py_XDECREF(attr);
-        if (obj == NULL)
-            goto fail;
-        p = dot ? dot + 1 : NULL;
-    }
-    Py_DECREF(mod);
-    if (!PyCallable_Check(obj)) {
-        snprintf(err, errlen, "group %s: cannot load app %s: '%s' is not callable (it is a %s)",
-                 g->name, app, callable, Py_TYPE(obj)->tp_name);
-        wd_log_error("%s", err);
-        Py_DECREF(obj);
-        return NULL;
-    }
-    wd_log_info("group %s: loaded app %s (callable %s)", g->name, app, callable);
-    return obj;
-fail:
-    snprintf(prefix, sizeof prefix, "group %s: ", g->name);
-    summary[0] = '\0';
-    wd__py_log_exception(prefix, summary, sizeof summary);
-    snprintf(err, errlen, "group %s: cannot load app %s: %s", g->name, app, summary);
-    wd_log_error("%s", err);
-    Py_XDECREF(obj);
-    Py_XDECREF(mod);
-    return NULL;
-}
-
-static int mount_cmp(const void *a, const void *b)
-{
-    size_t la = ((const wd_py_mount_t *)a)->len, lb = ((const wd_py_mount_t *)b)->len;
-
-    return la < lb ? 1 : la > lb ? -1 : 0;
-}
-
-int wd_py_load_app(char *err, size_t errlen)
-{
-    const wd_group_conf_t *g = wd__py_group;
-    size_t n = 0;
-
-    wd__py_app = load_one(g->app, g->app_is_script, g->callable, 0, err, errlen);
-    if (wd__py_app == NULL)
-        return -1;
-    if (g->n_mounts == 0)
-        return 0;
-    wd__py_mounts = calloc(g->n_mounts, sizeof *wd__py_mounts);
-    if (wd__py_mounts == NULL)
-        abort();
-    for (size_t i = 0; i < g->n_mounts; i++) {
-        const wd_mount_conf_t *m = &g->mounts[i];
-        wd_py_mount_t *pm = &wd__py_mounts[n];
-
-        if (m->app_is_script) {
-            /* Its directory is importable, as the main script's is. */
-            const char *slash = strrchr(m->app, '/');
-            PyObject *path = PySys_GetObject("path"), *dir;
-
-            dir = slash ? PyUnicode_DecodeFSDefaultAndSize(m->app, slash - m->app) : NULL;
-            if (dir != NULL && path != NULL && PySequence_Contains(path, dir) == 0)
-                PyList_Insert(path, 1, dir);
-            Py_XDECREF(dir);
-            PyErr_Clear();
+        /* Py_EndInterpreter wants its last thread state: with a thread left behind (stuck in
+         * C with the GIL), the sub-interpreter is left to the process's exit. */
+        if (threads_gone && in->ts != NULL) {
+            PyThreadState_Swap(in->ts);
+            interp_clear(in);
+            if (last_thread(in->ts))
+                Py_EndInterpreter(in->ts);
+            else
+                wd_log_debug("group %s: application group \"%s\" still runs threads of its "
+                             "app: left to the process's exit",
+                             wd__py.group->name, in->name);
+            PyThreadState_Swap(main_ts);
         }
-        pm->app = load_one(m->app, m->app_is_script, m->callable, (int)i + 1, err, errlen);
-        if (pm->app == NULL)
-            return -1;
-        pm->prefix = m->prefix;
-        pm->len = strcmp(m->prefix, "/") == 0 ? 0 : strlen(m->prefix);
-        wd__py_n_mounts = ++n;
+        free(in->name);
+        free(in);
     }
-    qsort(wd__py_mounts, n, sizeof *wd__py_mounts, mount_cmp);
-    return 0;
+    wd__py.n_interps = 1;
+    for (size_t i = 0; i < wd__py.n_apps; i++)
+        Py_CLEAR(wd__py.apps[i].app);
+    free(wd__py.apps);
+    wd__py.apps = NULL;
+    wd__py.n_apps = 0;
+    wd__py.interps[0]->n_apps = 0;
+}
+
+int wd__py_apps_setup(void)
+{
+    if (wd__py.n_apps > 0 || wd__py.n_interps > 1)
+        apps_end(1); /* loaded again (the unit tests do) */
+    plan_apps();
+    if (set_sys_path(wd__py.interps[0]) < 0) {
+        wd__py_log_exception("", NULL, 0);
+        return -1;
+    }
+    return subinterps_make();
+}
+
+void wd__py_interps_end(int threads_gone)
+{
+    if (wd__py.n_interps == 0)
+        return;
+    apps_end(threads_gone);
+    interp_clear(wd__py.interps[0]);
+    free(wd__py.interps[0]->name);
+    free(wd__py.interps[0]);
+    free(wd__py.interps);
+    wd__py.interps = NULL;
+    wd__py.n_interps = 0;
+    free(wd__py.cwd);
+    wd__py.cwd = NULL;
 }

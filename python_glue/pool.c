@@ -2,16 +2,12 @@
  * them; the main thread gives up the GIL for good once they are started. */
 #include "glue.h"
 #include "glue_int.h"
+#include "../daemon/common/alloc.h"
 #include "../daemon/common/log.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static wd_py_thread_t *threads;
-static int n_threads;
-static wd_handoff_t *handoff;
-static PyThreadState *main_ts; /* the main thread's state while it runs without the GIL */
 
 /* The interrupter: a thread that takes the GIL to raise request-timeout exceptions, so that the
  * loop thread never waits for the GIL. A Python thread stuck in C with the GIL held (a regex
@@ -31,7 +27,35 @@ static struct {
         uint64_t seq;
     } ring[INTR_MAX];
     unsigned head, len;
+    PyThreadState **ts; /* its state in each interpreter ([0]: PyGILState's), made on first use */
 } intr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+/* The interrupter's thread states in the sub-interpreters (GIL held): made on first use, so that
+ * a worker whose requests never time out never pays for them. */
+static void intr_states(void)
+{
+    if (intr.ts != NULL)
+        return;
+    intr.ts = xcalloc(wd__py.n_interps, sizeof *intr.ts);
+    intr.ts[0] = PyThreadState_Get();
+    for (size_t i = 1; i < wd__py.n_interps; i++)
+        intr.ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
+}
+
+/* Thread states of the calling thread in the sub-interpreters, cleared in their interpreter
+ * (their objects belong to it), then deleted from the main one. GIL held, ts[0] current. */
+static void states_delete(PyThreadState **ts)
+{
+    for (size_t i = 1; ts != NULL && i < wd__py.n_interps; i++) {
+        if (ts[i] == NULL)
+            continue;
+        PyThreadState_Swap(ts[i]);
+        PyThreadState_Clear(ts[i]);
+        PyThreadState_Swap(ts[0]);
+        PyThreadState_Delete(ts[i]);
+        ts[i] = NULL;
+    }
+}
 
 static void *interrupter_main(void *arg)
 {
@@ -52,12 +76,21 @@ static void *interrupter_main(void *arg)
         pthread_mutex_unlock(&intr.lock);
         PyGILState_STATE gs = PyGILState_Ensure();
 
-        wd__py_raise_timeout(threads, n_threads, ident, seq);
+        intr_states();
+        wd__py_raise_timeout(intr.ts, ident, seq);
         PyGILState_Release(gs);
         pthread_mutex_lock(&intr.lock);
         intr.busy = 0;
     }
     pthread_mutex_unlock(&intr.lock);
+    if (intr.ts != NULL) {
+        PyGILState_STATE gs = PyGILState_Ensure();
+
+        states_delete(intr.ts);
+        PyGILState_Release(gs);
+        free(intr.ts);
+        intr.ts = NULL;
+    }
     return NULL;
 }
 
@@ -86,6 +119,13 @@ static void *thread_main(void *arg)
     snprintf(name, sizeof name, "wsgid-py%d", thr->index);
     pthread_setname_np(pthread_self(), name);
     gs = PyGILState_Ensure();
+    /* A state in each sub-interpreter, made here: PyThreadState_SetAsyncExc finds a thread by
+     * the ident its state was made in. */
+    thr->ts = xcalloc(wd__py.n_interps, sizeof *thr->ts);
+    thr->ts[0] = PyThreadState_Get();
+    for (size_t i = 1; i < wd__py.n_interps; i++)
+        thr->ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
+    thr->cur = 0;
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
          * the GIL is kept. Under load the next request is already queued: take it without giving
@@ -94,11 +134,11 @@ static void *thread_main(void *arg)
         if (done != NULL)
             wd_out_finish(done->out, keep_alive);
         done = NULL;
-        req = wd_handoff_next(handoff, &thr->handoff);
+        req = wd_handoff_next(wd__py.handoff, &thr->handoff);
         if (req == NULL) {
             PyThreadState *ts = PyEval_SaveThread();
 
-            req = wd_handoff_wait(handoff, &thr->handoff);
+            req = wd_handoff_wait(wd__py.handoff, &thr->handoff);
             PyEval_RestoreThread(ts);
         }
         if (req == NULL)
@@ -106,29 +146,31 @@ static void *thread_main(void *arg)
         keep_alive = wd__py_serve(thr, req);
         done = req;
     }
+    wd__py_enter(thr, wd__py.interps[0]);
+    states_delete(thr->ts);
+    free(thr->ts);
+    thr->ts = NULL;
     PyGILState_Release(gs);
     return NULL;
 }
 
 int wd_py_start(wd_handoff_t *h)
 {
-    const wd_group_conf_t *g = wd__py_group;
+    const wd_group_conf_t *g = wd__py.group;
     int n = g->threads > 0 ? g->threads : 1;
 
-    handoff = h;
-    threads = calloc((size_t)n, sizeof *threads);
-    if (threads == NULL)
-        abort();
-    for (n_threads = 0; n_threads < n; n_threads++) {
-        wd_py_thread_t *thr = &threads[n_threads];
+    wd__py.handoff = h;
+    wd__py.threads = xcalloc((size_t)n, sizeof *wd__py.threads);
+    for (wd__py.n_threads = 0; wd__py.n_threads < n; wd__py.n_threads++) {
+        wd_py_thread_t *thr = &wd__py.threads[wd__py.n_threads];
         int rc;
 
-        thr->index = n_threads + 1;
+        thr->index = wd__py.n_threads + 1;
         wd_handoff_thread_init(&thr->handoff);
         rc = pthread_create(&thr->tid, NULL, thread_main, thr);
         if (rc != 0) {
-            wd_log_error("group %s: cannot start Python thread %d: %s", g->name, n_threads + 1,
-                         strerror(rc));
+            wd_log_error("group %s: cannot start Python thread %d: %s", g->name,
+                         wd__py.n_threads + 1, strerror(rc));
             break;
         }
     }
@@ -138,8 +180,8 @@ int wd_py_start(wd_handoff_t *h)
         wd_log_error("group %s: cannot start the interrupter thread: request-timeout will only "
                      "answer 504, not interrupt",
                      g->name);
-    main_ts = PyEval_SaveThread();
-    return n_threads == n ? 0 : -1;
+    wd__py.main_ts = PyEval_SaveThread();
+    return wd__py.n_threads == n ? 0 : -1;
 }
 
 void wd_py_stop(void)
@@ -156,29 +198,24 @@ void wd_py_stop(void)
     if (intr.started && !busy)
         pthread_join(intr.tid, NULL);
     intr.started = 0;
-    for (int i = 0; i < n_threads; i++) {
-        pthread_join(threads[i].tid, NULL);
-        wd_handoff_thread_destroy(&threads[i].handoff);
-        free(threads[i].head);
+    for (int i = 0; i < wd__py.n_threads; i++) {
+        pthread_join(wd__py.threads[i].tid, NULL);
+        wd_handoff_thread_destroy(&wd__py.threads[i].handoff);
+        free(wd__py.threads[i].head);
     }
-    free(threads);
-    threads = NULL;
-    n_threads = 0;
-    if (main_ts != NULL) {
-        PyEval_RestoreThread(main_ts);
-        main_ts = NULL;
+    free(wd__py.threads);
+    wd__py.threads = NULL;
+    wd__py.n_threads = 0;
+    if (wd__py.main_ts != NULL) {
+        PyEval_RestoreThread(wd__py.main_ts);
+        wd__py.main_ts = NULL;
     }
     if (!Py_IsInitialized())
         return;
-    Py_CLEAR(wd__py_app);
-    for (size_t i = 0; i < wd__py_n_mounts; i++)
-        Py_CLEAR(wd__py_mounts[i].app);
-    free(wd__py_mounts);
-    wd__py_mounts = NULL;
-    wd__py_n_mounts = 0;
+    wd__py_interps_end(!busy);
     if (Py_FinalizeEx() < 0)
         wd_log_error("group %s: errors while finalising Python",
-                     wd__py_group ? wd__py_group->name : "?");
+                     wd__py.group ? wd__py.group->name : "?");
 }
 
 const wd_app_ops_t wd_py_app = {

@@ -827,7 +827,7 @@ static int finish(wd_resp_t *r)
  * app (its client, or the proxy, has most likely given up already). */
 static int queue_timed_out(wd_req_t *req)
 {
-    double limit = wd__py_group->queue_timeout;
+    double limit = wd__py.group->queue_timeout;
     double waited;
     char line[256];
 
@@ -841,12 +841,16 @@ static int queue_timed_out(wd_req_t *req)
 
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
-    wd_resp_t *r = PyObject_New(wd_resp_t, &resp_type); /* new: start_response itself */
-    /* env, input (from the environ's builder) and result: new, released at the end; app:
-     * borrowed (the group's app or a mount's, which live as long as the interpreter). */
-    PyObject *env = NULL, *input = NULL, *result = NULL, *app = NULL;
+    /* The app first: every object of the request is made in its interpreter. */
+    const wd_py_mount_t *app = wd__py_route(req);
+    wd_py_interp_t *interp = app != NULL ? app->interp : wd__py.interps[0];
+    wd_resp_t *r;
+    /* env, input (from the environ's builder) and result: new, released at the end. */
+    PyObject *env = NULL, *input = NULL, *result = NULL;
     int error = 0, keep_alive;
 
+    wd__py_enter(thr, interp);
+    r = PyObject_New(wd_resp_t, &resp_type); /* new: start_response itself */
     if (r == NULL) {
         PyErr_Clear();
         wd_log_error("[req %s] out of memory", req->id);
@@ -856,8 +860,9 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     r->req = req;
     r->thr = thr;
     req->status = 0;
-    if (queue_timed_out(req)) {
-        keep_alive = send_canned(r, 504);
+    if (app == NULL || queue_timed_out(req)) {
+        /* No mount takes the path, and the group has no app of its own. */
+        keep_alive = send_canned(r, app == NULL ? 404 : 504);
         r->req = NULL;
         Py_DECREF(r);
         return keep_alive;
@@ -866,7 +871,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     req->py_running = 1;
     thr->ident = req->py_thread;
     thr->serving = req->seq;
-    env = wd__py_environ_new(req, &input, &app);
+    env = wd__py_environ_new(req, app, &input);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
         error = 1;
@@ -874,7 +879,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     } else {
         PyObject *args[2] = {env, (PyObject *)r};
 
-        result = PyObject_Vectorcall(app, args, 2, NULL);
+        result = PyObject_Vectorcall(app->app, args, 2, NULL);
         error = result == NULL || send_result(r, result) < 0;
     }
     if (error || r->client_gone)
@@ -905,14 +910,21 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     return keep_alive;
 }
 
-void wd__py_raise_timeout(const wd_py_thread_t *threads, int n, unsigned long ident, uint64_t seq)
+void wd__py_raise_timeout(PyThreadState **ts, unsigned long ident, uint64_t seq)
 {
     /* With the GIL held, serving cannot change under us: if it is seq, the thread is still
      * inside this request. The exception is raised when the thread next runs Python code; a
-     * thread blocked in C (a sleep, a socket) notices it only once that call returns. */
-    for (int i = 0; i < n; i++) {
-        if (threads[i].ident == ident && threads[i].serving == seq) {
+     * thread blocked in C (a sleep, a socket) notices it only once that call returns.
+     * PyThreadState_SetAsyncExc looks for the thread in the current interpreter: the caller's
+     * state in the interpreter the thread serves becomes current for the call. */
+    for (int i = 0; i < wd__py.n_threads; i++) {
+        const wd_py_thread_t *thr = &wd__py.threads[i];
+
+        if (thr->ident == ident && thr->serving == seq) {
+            PyThreadState *prev = PyThreadState_Swap(ts[thr->cur]);
+
             PyThreadState_SetAsyncExc(ident, exc_request_timeout);
+            PyThreadState_Swap(prev);
             return;
         }
     }

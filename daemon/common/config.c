@@ -328,6 +328,22 @@ done:
     return rc;
 }
 
+static void free_paths(char **p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(p[i]);
+    free(p);
+}
+
+static void free_env(wd_env_conf_t *env, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(env[i].name);
+        free(env[i].value);
+    }
+    free(env);
+}
+
 static void group_free(wd_group_conf_t *g)
 {
     size_t i;
@@ -344,23 +360,24 @@ static void group_free(wd_group_conf_t *g)
     free(g->listen);
     free(g->socket_user);
     free(g->socket_group);
-    for (i = 0; i < g->n_python_path; i++)
-        free(g->python_path[i]);
-    free(g->python_path);
+    free_paths(g->python_path, g->n_python_path);
     free(g->python_home);
     free(g->chdir);
     free(g->access_log);
-    for (i = 0; i < g->n_env; i++) {
-        free(g->env[i].name);
-        free(g->env[i].value);
-    }
-    free(g->env);
+    free_env(g->env, g->n_env);
     for (i = 0; i < g->n_mounts; i++) {
-        free(g->mounts[i].prefix);
-        free(g->mounts[i].app);
-        free(g->mounts[i].callable);
+        wd_mount_conf_t *m = &g->mounts[i];
+
+        free(m->prefix);
+        free(m->app);
+        free(m->callable);
+        free(m->application_group);
+        free_paths(m->python_path, m->n_python_path);
+        free_env(m->env, m->n_env);
+        free(m->chdir);
     }
     free(g->mounts);
+    free(g->application_group);
     free(g->user);
     free(g->group);
 }

@@ -36,20 +36,36 @@ typedef struct wd_env_conf {
     char *value;
 } wd_env_conf_t;
 
-/* `mounts: {PREFIX: APP}`: more apps in the same group, chosen by the longest URL prefix; the
- * group's own `app` serves what no mount matches. */
+/* application-group (mod_wsgi's WSGIApplicationGroup): which interpreter of the worker runs an
+ * app. "%{GLOBAL}" is the main interpreter (the default: C extensions such as numpy refuse or
+ * misbehave in sub-interpreters); "%{RESOURCE}" a sub-interpreter of the app's own; any other
+ * name one sub-interpreter shared by every app of the group that gives it. */
+#define WD_APP_GROUP_GLOBAL "%{GLOBAL}"
+#define WD_APP_GROUP_RESOURCE "%{RESOURCE}"
+
+/* `mounts: {PREFIX: APP}` or `{PREFIX: {app: APP, application-group: ..., python-path: [...],
+ * env: {...}, chdir: DIR}}`: more apps in the same group, chosen by the longest URL prefix; the
+ * group's own `app` (optional when there are mounts) serves what no mount matches. */
 typedef struct wd_mount_conf {
     char *prefix; /* "/blog" (no trailing '/'), or "/" */
     char *app;    /* as wd_group_conf_t.app */
     int app_is_script;
-    char *callable; /* "application" unless app says "module:name" */
+    char *callable;          /* "application" unless app says "module:name" */
+    char *application_group; /* NULL = the group's */
+    char **python_path;      /* absolute; added to the group's in this app's interpreter */
+    size_t n_python_path;
+    wd_env_conf_t *env; /* set in this app's interpreter (os.environ) before it is imported */
+    size_t n_env;
+    char *chdir; /* absolute, NULL = not set: the working directory while the app is imported */
+    int line;    /* where the mount is defined, for messages */
 } wd_mount_conf_t;
 
 typedef struct wd_group_conf {
     char *name;
     int line; /* where the group is defined, for messages */
 
-    char *app;          /* absolute script path, or "package.module:callable" / "package.module" */
+    char *app;          /* absolute script path, or "package.module:callable" / "package.module";
+                           NULL when the group only has mounts */
     int app_is_script;  /* 1 when app is a file path (ends in .py/.wsgi or contains '/') */
     char *callable;     /* default "application" (a ":name" suffix of app overrides it) */
     int processes;      /* default 1 */
@@ -106,6 +122,7 @@ typedef struct wd_group_conf {
 
     wd_mount_conf_t *mounts; /* optional, in file order */
     size_t n_mounts;
+    char *application_group; /* default "%{GLOBAL}"; a mount may give its own */
 } wd_group_conf_t;
 
 typedef struct wd_config {
@@ -122,6 +139,10 @@ typedef struct wd_config {
     wd_group_conf_t *groups;  /* in file order */
     size_t n_groups;          /* at least 1 */
 } wd_config_t;
+
+/* The application group a mount's app runs in (the mount's own, else the group's); with m NULL,
+ * the group's own app's. */
+const char *wd_app_group_of(const wd_group_conf_t *g, const wd_mount_conf_t *m);
 
 /* Loads text (len bytes) as if read from the file at path (used for messages and to resolve
  * relative paths). Returns 0, or -1 with a message "FILE:LINE:COL: KEY: what is wrong" in err. */

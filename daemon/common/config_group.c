@@ -155,8 +155,8 @@ static int ends_with(const char *s, size_t len, const char *suffix)
  * name: without a '/', it is a script only if the file exists. The callable part goes to
  * g->callable, which an explicit `callable` key may not contradict (checked once the whole
  * group is read). */
-static int parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
-                     char **callable)
+int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
+                      char **callable)
 {
     const char *v = wd__cfg_scalar(ld, n, key);
     const char *colon;
@@ -209,7 +209,7 @@ static int parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, 
 static int key_app(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     char *callable = NULL;
-    int rc = parse_app(ld, n, key, &g->app, &g->app_is_script, &callable);
+    int rc = wd__cfg_parse_app(ld, n, key, &g->app, &g->app_is_script, &callable);
 
     if (callable != NULL) {
         free(g->callable);
@@ -332,23 +332,7 @@ static int key_socket_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, co
 
 static int key_python_path(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    yaml_node_item_t *it;
-    size_t count;
-
-    if (n->type == YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE
-                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                : 1;
-    g->python_path = xcalloc(count, sizeof *g->python_path);
-    if (n->type == YAML_SCALAR_NODE)
-        return wd__cfg_get_path(ld, n, key, &g->python_path[g->n_python_path++]);
-    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (wd__cfg_get_path(ld, wd__cfg_node_at(ld, *it), key,
-                             &g->python_path[g->n_python_path++]) < 0)
-            return -1;
-    }
-    return 0;
+    return wd__cfg_path_list(ld, n, key, &g->python_path, &g->n_python_path);
 }
 
 static int key_python_home(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -368,74 +352,17 @@ static int key_access_log(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, cons
 
 static int key_env(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    yaml_node_pair_t *pair;
-    char sub[WD_KEY_MAX];
-
-    if (wd__cfg_is_null(n))
-        return 0;
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a mapping of NAME: value, got %s", wd__cfg_node_kind(n));
-    if (wd__cfg_check_duplicates(ld, n, key) < 0)
-        return -1;
-    g->env =
-        xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start), sizeof *g->env);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        yaml_node_t *kn = wd__cfg_node_at(ld, pair->key), *vn = wd__cfg_node_at(ld, pair->value);
-        const char *name = wd__cfg_scalar(ld, kn, key), *value;
-
-        if (name == NULL)
-            return -1;
-        wd__cfg_key_join(sub, key, name);
-        if (strchr(name, '=') != NULL)
-            return fail(ld, kn, sub, "an environment variable name cannot contain '='");
-        value = wd__cfg_scalar_empty_ok(ld, vn, sub, 1);
-        if (value == NULL)
-            return -1;
-        g->env[g->n_env].name = xstrdup(name);
-        g->env[g->n_env].value = xstrdup(value);
-        g->n_env++;
-    }
-    return 0;
+    return wd__cfg_env_map(ld, n, key, &g->env, &g->n_env);
 }
 
 static int key_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    yaml_node_pair_t *pair;
-    char sub[WD_KEY_MAX];
-    size_t i, len;
+    return wd__cfg_parse_mounts(ld, g, n, key);
+}
 
-    if (wd__cfg_is_null(n))
-        return 0;
-    if (n->type != YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a mapping of /PREFIX: app, got %s", wd__cfg_node_kind(n));
-    if (wd__cfg_check_duplicates(ld, n, key) < 0)
-        return -1;
-    g->mounts = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
-                        sizeof *g->mounts);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
-        yaml_node_t *kn = wd__cfg_node_at(ld, pair->key), *vn = wd__cfg_node_at(ld, pair->value);
-        const char *prefix = wd__cfg_scalar(ld, kn, key);
-        wd_mount_conf_t *m;
-
-        if (prefix == NULL)
-            return -1;
-        wd__cfg_key_join(sub, key, prefix);
-        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
-            return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
-        m = &g->mounts[g->n_mounts++];
-        for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
-            ;
-        m->prefix = xstrndup(prefix, len);
-        for (i = 0; i + 1 < g->n_mounts; i++) {
-            if (strcmp(g->mounts[i].prefix, m->prefix) == 0)
-                return fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
-        }
-        if (parse_app(ld, vn, sub, &m->app, &m->app_is_script, &m->callable) < 0)
-            return -1;
-        if (m->callable == NULL)
-            m->callable = xstrdup("application");
-    }
-    return 0;
+static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    return wd__cfg_app_group(ld, n, key, &g->application_group);
 }
 
 static int key_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -502,6 +429,7 @@ static const group_key_t group_keys[] = {
     GK_FN("user", key_user),
     GK_FN("group", key_group),
     GK_FN("mounts", key_mounts),
+    GK_FN("application-group", key_application_group),
     GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),
     GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter, 0, 1e9, 0, "0..1000000000"),
     GK("max-connections", K_COUNT, max_connections, 1, 1e6, R_ZERO_OFF,
@@ -711,6 +639,34 @@ static int key_index(const char *name)
     return -1;
 }
 
+/* A group without `listen` gets a unix socket of its own, as mod_wsgi's daemon processes do
+ * (WSGISocketPrefix): GROUP.sock in systemd's RuntimeDirectory= when wsgid runs under it, else
+ * beside the config file. The log names it at start; nginx's uwsgi_pass points there. */
+static int default_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, const char *gkey)
+{
+    const char *rt = getenv("RUNTIME_DIRECTORY"); /* may list several, ':'-separated */
+    char dir[PATH_MAX], key[WD_KEY_MAX];
+    wd_listen_conf_t *l;
+
+    if (rt != NULL && rt[0] == '/')
+        snprintf(dir, sizeof dir, "%.*s", (int)strcspn(rt, ":"), rt);
+    else
+        snprintf(dir, sizeof dir, "%s", ld->conf->dir);
+    g->listen = xcalloc(1, sizeof *g->listen);
+    l = &g->listen[g->n_listen++];
+    l->is_unix = 1;
+    if (asprintf(&l->path, "%s/%s.sock", dir, g->name) < 0 ||
+        asprintf(&l->spec, "unix:%s", l->path) < 0)
+        wd_out_of_memory();
+    wd__cfg_key_join(key, gkey, "listen");
+    if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return fail(ld, kn, key,
+                    "no listen given, and the default socket path is too long (%zu bytes, at "
+                    "most %zu): %s; give `listen: unix:PATH` or HOST:PORT",
+                    strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->path);
+    return check_listen_unique(ld, kn, key, g, l);
+}
+
 /* Checks that need the whole group: required keys and values that depend on each other. */
 static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_node_t **seen,
                        const char *gkey)
@@ -718,14 +674,17 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
     char key[WD_KEY_MAX];
     yaml_node_t *n;
 
-    if (seen[key_index("app")] == NULL) {
+    if (seen[key_index("app")] == NULL && g->n_mounts == 0) {
         wd__cfg_key_join(key, gkey, "app");
-        return fail(ld, kn, key, "required key is missing (a script path or module:callable)");
+        return fail(ld, kn, key,
+                    "required key is missing (a script path or module:callable, or `mounts:`)");
     }
-    if (seen[key_index("listen")] == NULL) {
-        wd__cfg_key_join(key, gkey, "listen");
-        return fail(ld, kn, key, "required key is missing (unix:PATH or HOST:PORT)");
-    }
+    if (seen[key_index("listen")] == NULL && default_listen(ld, g, kn, gkey) < 0)
+        return -1;
+    if (g->application_group == NULL)
+        g->application_group = xstrdup(WD_APP_GROUP_GLOBAL);
+    if (wd__cfg_check_app_groups(ld, g, gkey) < 0)
+        return -1;
     n = seen[key_index("callable")];
     if (n != NULL) {
         const char *v = (const char *)n->data.scalar.value;

@@ -1,5 +1,6 @@
 /* Names shared by the configuration loader's files only (config.c: the file and its top level;
- * config_values.c: YAML helpers and value parsers; config_group.c: a group's keys). */
+ * config_values.c: YAML helpers and value parsers; config_group.c: a group's keys;
+ * config_mounts.c: its apps). */
 #ifndef WD_COMMON_CONFIG_INT_H
 #define WD_COMMON_CONFIG_INT_H
 
@@ -43,15 +44,27 @@ int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t mi
                       uint64_t *out);
 int wd__cfg_get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out);
 int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out);
+/* A path or a list of paths (*out: a new array of *count absolute paths). */
+int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out, size_t *count);
+/* A mapping NAME: value (*out: a new array of *count pairs). */
+int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t **out,
+                    size_t *count);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
 int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
                       int *port);
+int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
+                      char **callable);
 int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 int wd__cfg_check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent);
 int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const char *name,
                         const char *(*cand)(size_t), size_t n_cand);
+
+/* config_mounts.c: `mounts:`, `application-group:` and the checks between a group's apps. */
+int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
+int wd__cfg_app_group(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey);
 
 /* config.c: a `log:`-style value (a path, "-" or "off"). */
 int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out);

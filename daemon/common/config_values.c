@@ -369,3 +369,56 @@ int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
                     "invalid time '%s' (expected seconds, or e.g. 50us, 500ms, 30s, 5m)", v);
     return 0;
 }
+
+int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out, size_t *count)
+{
+    yaml_node_item_t *it;
+    size_t cap;
+
+    if (n->type == YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
+    cap = n->type == YAML_SEQUENCE_NODE
+              ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
+              : 1;
+    *out = xcalloc(cap ? cap : 1, sizeof **out);
+    if (n->type == YAML_SCALAR_NODE)
+        return wd__cfg_get_path(ld, n, key, &(*out)[(*count)++]);
+    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
+        if (wd__cfg_get_path(ld, wd__cfg_node_at(ld, *it), key, &(*out)[(*count)++]) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t **out,
+                    size_t *count)
+{
+    yaml_node_pair_t *pair;
+    char sub[WD_KEY_MAX];
+
+    if (wd__cfg_is_null(n))
+        return 0;
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a mapping of NAME: value, got %s", wd__cfg_node_kind(n));
+    if (wd__cfg_check_duplicates(ld, n, key) < 0)
+        return -1;
+    *out = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start) + 1,
+                   sizeof **out);
+    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+        yaml_node_t *kn = wd__cfg_node_at(ld, pair->key), *vn = wd__cfg_node_at(ld, pair->value);
+        const char *name = wd__cfg_scalar(ld, kn, key), *value;
+
+        if (name == NULL)
+            return -1;
+        wd__cfg_key_join(sub, key, name);
+        if (name[0] == '\0' || strchr(name, '=') != NULL)
+            return fail(ld, kn, sub, "an environment variable name cannot be empty or contain '='");
+        value = wd__cfg_scalar_empty_ok(ld, vn, sub, 1);
+        if (value == NULL)
+            return -1;
+        (*out)[*count].name = xstrdup(name);
+        (*out)[*count].value = xstrdup(value);
+        (*count)++;
+    }
+    return 0;
+}

@@ -251,9 +251,17 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
         fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
     wd_config_group_numbers(f, g);
     fprintf(f, "access-log %s\n", S(g->access_log));
-    for (i = 0; i < g->n_mounts; i++)
-        fprintf(f, "mount %s %s %d %s\n", g->mounts[i].prefix, g->mounts[i].app,
-                g->mounts[i].app_is_script, S(g->mounts[i].callable));
+    fprintf(f, "application-group %s\n", S(g->application_group));
+    for (i = 0; i < g->n_mounts; i++) {
+        const wd_mount_conf_t *mc = &g->mounts[i];
+
+        fprintf(f, "mount %s %s %d %s %s %s\n", mc->prefix, mc->app, mc->app_is_script,
+                S(mc->callable), S(mc->application_group), S(mc->chdir));
+        for (size_t j = 0; j < mc->n_python_path; j++)
+            fprintf(f, " python-path %s\n", mc->python_path[j]);
+        for (size_t j = 0; j < mc->n_env; j++)
+            fprintf(f, " env %s=%s\n", mc->env[j].name, mc->env[j].value);
+    }
 #undef S
     fclose(f);
     return out;

@@ -806,7 +806,8 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         return WD_WORKER_EXIT_APP;
     }
     accept_update(w);
-    wd_log_info("serving %s with %d threads", w->group->app, w->group->threads);
+    wd_log_info("serving %s with %d threads", w->group->app != NULL ? w->group->app : "its mounts",
+                w->group->threads);
     wd_score_set(&w->score->ready, 1);
     say_master("ready\n");
 

@@ -83,7 +83,8 @@ static const config_case_t cases[] = {
                                                      "line 2, column 3)"},
     {G "    threads: 2\n    threads: 3\n", "6:5: groups.a.threads: duplicate key"},
     {"groups:\n  a:\n    listen: :9001\n", "2:3: groups.a.app: required key is missing"},
-    {"groups:\n  a:\n    app: app.py\n", "2:3: groups.a.listen: required key is missing"},
+    {"groups:\n  a:\n    listen: :9001\n    mounts: {/b: app.py}\n", NULL}, /* mounts only */
+    {"groups:\n  a:\n    app: app.py\n", NULL}, /* listen: unix:DIR/a.sock */
     {"control: a\ncontrol: b\n" G, "2:1: control: duplicate key"},
     {"? [a]\n: b\n" G, "1:3: keys must be names"},
 
@@ -214,6 +215,33 @@ static const config_case_t cases[] = {
                                                   "given twice"},
     {G "    mounts: {/b: nope.py}\n", "5:18: groups.a.mounts./b: no such file"},
     {G "    mounts: {/b: }\n", "groups.a.mounts./b: a value is required"},
+    /* a mount's own settings, application-group */
+    {G "    mounts: {/b: {app: app.py, application-group: '%{RESOURCE}', python-path: [lib],"
+       " env: {A: b}, chdir: ., callable: app}}\n",
+     NULL},
+    {G "    application-group: '%{RESOURCE}'\n    mounts: {/b: {app: 'm:f', callable: g}}\n",
+     "6:41: groups.a.mounts./b.callable: conflicts with the ':f' given in app"},
+    {G "    mounts: {/b: {callable: app}}\n", "5:14: groups.a.mounts./b: the mount has no `app`"},
+    {G "    mounts: {/b: {app: app.py, python_path: x}}\n",
+     "5:32: groups.a.mounts./b.python_path: unknown key 'python_path' (did you mean "
+     "'python-path'?)"},
+    {G "    application-group: '%{GLOBAL}'\n", NULL},
+    {G "    application-group: shared\n", NULL},
+    {G "    application-group: '%{SERVER}'\n", "5:24: groups.a.application-group: '%{SERVER}': "
+                                               "the expansions are %{GLOBAL}"},
+    {G "    application-group: [a]\n", "groups.a.application-group: expected a"},
+    {G "    mounts:\n      /a: {app: app.py, env: {S: x}}\n      /b: {app: app.py, env: {S: y}}\n",
+     "7:1: groups.a.mounts./b.env.S: /a and /b share the interpreter of application group "
+     "\"%{GLOBAL}\" but set S to different values (x, y)"},
+    {G "    application-group: n\n    mounts:\n      /a: {app: app.py, env: {S: x}}\n"
+       "      /b: {app: app.py, env: {S: x}}\n",
+     NULL},
+    {G "    application-group: '%{RESOURCE}'\n    mounts:\n      /a: {app: app.py, env: {S: x}}\n"
+       "      /b: {app: app.py, env: {S: y}}\n",
+     NULL},
+    {G "    mounts:\n      /a: {app: app.py, env: {S: x}, application-group: p}\n"
+       "      /b: {app: app.py, env: {S: y}, application-group: q}\n",
+     NULL},
 
     /* app and callable. */
     {"groups:\n  a:\n    app: missing.py\n    listen: :1\n", "3:10: groups.a.app: no such file "},
@@ -510,6 +538,57 @@ static void test_full(void)
     wd_config_free(&conf);
 }
 
+/* A mount's own settings, the application groups in effect, and the default listen socket. */
+static void test_mount_values(void)
+{
+    static const char text[] =
+        "groups:\n"
+        "  a:\n"
+        "    application-group: shared\n"
+        "    mounts:\n"
+        "      /p1: {app: app.py, application-group: '%{RESOURCE}', python-path: [one, /x],\n"
+        "            env: {K: v}, chdir: one}\n"
+        "      /p2: 'pkg.m:app'\n";
+    char err[512];
+    wd_config_t conf;
+    const wd_group_conf_t *g;
+    const wd_mount_conf_t *m;
+    int rc;
+
+    unsetenv("RUNTIME_DIRECTORY");
+    rc = wd_config_load_string(&conf, text, strlen(text), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0, "mount values: %s", err);
+    if (rc != 0)
+        return;
+    g = &conf.groups[0];
+    m = &g->mounts[0];
+    CHECK(g->app == NULL && g->n_mounts == 2, "only mounts");
+    CHECK(strcmp(wd_app_group_of(g, NULL), "shared") == 0, "group's application group");
+    CHECK(strcmp(wd_app_group_of(g, m), "%{RESOURCE}") == 0 &&
+              strcmp(wd_app_group_of(g, &g->mounts[1]), "shared") == 0,
+          "mounts' application groups");
+    CHECK(m->n_python_path == 2 && path_is(m->python_path[0], "configs/one") &&
+              strcmp(m->python_path[1], "/x") == 0 && m->n_env == 1 &&
+              strcmp(m->env[0].name, "K") == 0 && strcmp(m->env[0].value, "v") == 0 &&
+              path_is(m->chdir, "configs/one") && m->line == 5,
+          "mount /p1");
+    CHECK(strcmp(g->mounts[1].callable, "app") == 0 && g->mounts[1].python_path == NULL,
+          "mount /p2");
+    CHECK(g->n_listen == 1 && g->listen[0].is_unix &&
+              path_is(g->listen[0].path, "configs/a.sock") &&
+              strncmp(g->listen[0].spec, "unix:/", 6) == 0,
+          "default listen: %s", g->listen[0].path);
+    wd_config_free(&conf);
+
+    setenv("RUNTIME_DIRECTORY", "/run/wsgid:/run/other", 1);
+    rc = wd_config_load_string(&conf, text, strlen(text), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0 && strcmp(conf.groups[0].listen[0].path, "/run/wsgid/a.sock") == 0,
+          "default listen under RuntimeDirectory");
+    if (rc == 0)
+        wd_config_free(&conf);
+    unsetenv("RUNTIME_DIRECTORY");
+}
+
 /* The example of the repository's config.example.yaml, with its app under configs/examples. */
 static const char example[] =
     "control: run/wsgid.ctl\n"
@@ -688,6 +767,7 @@ int main(void)
     test_bounds();
     test_defaults();
     test_full();
+    test_mount_values();
     test_example();
     test_app_forms();
     test_sizes();

@@ -642,7 +642,8 @@ static void test_load_errors(wd_group_conf_t *group, const char *dir)
         {"test_app", 0, "closed",
          "group t: cannot load app test_app: 'closed' is not callable (it is a list)"},
         {"/tmp/wsgid-test-glue-syntax.py", 1, "application",
-         "group t: cannot load app /tmp/wsgid-test-glue-syntax.py: SyntaxError: "},
+         "group t: cannot load app /tmp/wsgid-test-glue-syntax.py: "
+         "/tmp/wsgid-test-glue-syntax.py:1: SyntaxError: "},
     };
     char err[1024];
     FILE *f = fopen("/tmp/wsgid-test-glue-syntax.py", "w");
@@ -751,7 +752,8 @@ int main(int argc, char **argv)
     group.app = abs;
     group.app_is_script = 1;
     group.callable = "application";
-    mount = (wd_mount_conf_t){"/sub", abs, 1, "application"};
+    mount = (wd_mount_conf_t){
+        .prefix = "/sub", .app = abs, .app_is_script = 1, .callable = "application"};
     group.mounts = &mount;
     group.n_mounts = 1;
     if (wd_py_load_app(err, sizeof err) < 0) {

@@ -1,0 +1,210 @@
+/* The configuration of a group's apps: `mounts:` (several apps by URL prefix) and
+ * `application-group:` (which interpreter runs each), with the checks that need them all. */
+#include "config.h"
+#include "config_int.h"
+#include "alloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define APP_GROUP_NAME_MAX 64
+
+static const char *const mount_keys[] = {"app",         "callable", "application-group",
+                                         "python-path", "env",      "chdir"};
+#define N_MOUNT_KEYS (sizeof mount_keys / sizeof mount_keys[0])
+
+static const char *mount_key_name(size_t i)
+{
+    return mount_keys[i];
+}
+
+const char *wd_app_group_of(const wd_group_conf_t *g, const wd_mount_conf_t *m)
+{
+    if (m != NULL && m->application_group != NULL)
+        return m->application_group;
+    return g->application_group != NULL ? g->application_group : WD_APP_GROUP_GLOBAL;
+}
+
+/* mod_wsgi also has %{SERVER}, %{HOST} and %{ENV:NAME}: they name things of Apache's, which wsgid
+ * does not have, so they are refused rather than taken as plain names. */
+int wd__cfg_app_group(loader_t *ld, yaml_node_t *n, const char *key, char **out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (strcmp(v, WD_APP_GROUP_GLOBAL) != 0 && strcmp(v, WD_APP_GROUP_RESOURCE) != 0) {
+        if (strstr(v, "%{") != NULL)
+            return fail(ld, n, key,
+                        "'%s': the expansions are %s (the main interpreter) and %s (one "
+                        "interpreter per mount); any other name is one shared sub-interpreter",
+                        v, WD_APP_GROUP_GLOBAL, WD_APP_GROUP_RESOURCE);
+        if (strlen(v) > APP_GROUP_NAME_MAX)
+            return fail(ld, n, key, "application group name too long (at most %d characters)",
+                        APP_GROUP_NAME_MAX);
+        for (const char *p = v; *p; p++) {
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                return fail(ld, n, key,
+                            "an application group name cannot contain control "
+                            "characters");
+        }
+    }
+    free(*out);
+    *out = xstrdup(v);
+    return 0;
+}
+
+static int mount_key(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_node_t *vn,
+                     const char *key)
+{
+    const char *name = (const char *)kn->data.scalar.value;
+    char sub[WD_KEY_MAX];
+
+    wd__cfg_key_join(sub, key, name);
+    if (strcmp(name, "app") == 0)
+        return wd__cfg_parse_app(ld, vn, sub, &m->app, &m->app_is_script, &m->callable);
+    if (strcmp(name, "callable") == 0) {
+        char *c = NULL;
+        int rc = wd__cfg_get_string(ld, vn, sub, &c);
+
+        if (rc == 0 && m->callable != NULL && strcmp(m->callable, c) != 0) {
+            free(c);
+            return fail(ld, vn, sub, "conflicts with the ':%s' given in app", m->callable);
+        }
+        free(m->callable);
+        m->callable = c;
+        return rc;
+    }
+    if (strcmp(name, "application-group") == 0)
+        return wd__cfg_app_group(ld, vn, sub, &m->application_group);
+    if (strcmp(name, "python-path") == 0)
+        return wd__cfg_path_list(ld, vn, sub, &m->python_path, &m->n_python_path);
+    if (strcmp(name, "env") == 0)
+        return wd__cfg_env_map(ld, vn, sub, &m->env, &m->n_env);
+    if (strcmp(name, "chdir") == 0)
+        return wd__cfg_get_path(ld, vn, sub, &m->chdir);
+    return wd__cfg_unknown_key(ld, kn, key, name, mount_key_name, N_MOUNT_KEYS);
+}
+
+/* A mount's value: the app alone, or a mapping with `app` and the settings of its own. */
+static int parse_mount(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_node_t *vn,
+                       const char *key)
+{
+    yaml_node_pair_t *pair;
+
+    if (vn->type != YAML_MAPPING_NODE)
+        return wd__cfg_parse_app(ld, vn, key, &m->app, &m->app_is_script, &m->callable);
+    if (wd__cfg_check_duplicates(ld, vn, key) < 0)
+        return -1;
+    for (pair = vn->data.mapping.pairs.start; pair < vn->data.mapping.pairs.top; pair++) {
+        if (mount_key(ld, m, wd__cfg_node_at(ld, pair->key), wd__cfg_node_at(ld, pair->value),
+                      key) < 0)
+            return -1;
+    }
+    if (m->app == NULL)
+        return fail(ld, kn, key, "the mount has no `app` (a script path or module:callable)");
+    return 0;
+}
+
+int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    yaml_node_pair_t *pair;
+    char sub[WD_KEY_MAX];
+    size_t i, len;
+
+    if (wd__cfg_is_null(n))
+        return 0;
+    if (n->type != YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a mapping of /PREFIX: app, got %s", wd__cfg_node_kind(n));
+    if (wd__cfg_check_duplicates(ld, n, key) < 0)
+        return -1;
+    g->mounts = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
+                        sizeof *g->mounts);
+    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+        yaml_node_t *kn = wd__cfg_node_at(ld, pair->key), *vn = wd__cfg_node_at(ld, pair->value);
+        const char *prefix = wd__cfg_scalar(ld, kn, key);
+        wd_mount_conf_t *m;
+
+        if (prefix == NULL)
+            return -1;
+        wd__cfg_key_join(sub, key, prefix);
+        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
+            return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
+        m = &g->mounts[g->n_mounts++];
+        m->line = (int)kn->start_mark.line + 1;
+        for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
+            ;
+        m->prefix = xstrndup(prefix, len);
+        for (i = 0; i + 1 < g->n_mounts; i++) {
+            if (strcmp(g->mounts[i].prefix, m->prefix) == 0)
+                return fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
+        }
+        if (parse_mount(ld, m, kn, vn, sub) < 0)
+            return -1;
+        if (m->callable == NULL)
+            m->callable = xstrdup("application");
+    }
+    return 0;
+}
+
+/* The env of app i (-1: the group's own app), as set in its interpreter. */
+static const wd_env_conf_t *env_of(const wd_group_conf_t *g, long i, size_t *n)
+{
+    if (i < 0) {
+        *n = 0;
+        return NULL;
+    }
+    *n = g->mounts[i].n_env;
+    return g->mounts[i].env;
+}
+
+static const char *label_of(const wd_group_conf_t *g, long i)
+{
+    return i < 0 ? "the group's app" : g->mounts[i].prefix;
+}
+
+/* Two apps in one interpreter share its os.environ: if they set one variable to two values,
+ * one of them would run with the other's (two Django projects with different
+ * DJANGO_SETTINGS_MODULE in %{GLOBAL} is the classic case). Refused, with the fix. */
+int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey)
+{
+    char key[WD_KEY_MAX];
+
+    for (long a = -1; a < (long)g->n_mounts; a++) {
+        const char *ga = wd_app_group_of(g, a < 0 ? NULL : &g->mounts[a]);
+        size_t na;
+        const wd_env_conf_t *ea = env_of(g, a, &na);
+
+        if (a < 0 && g->app == NULL)
+            continue;
+        if (strcmp(ga, WD_APP_GROUP_RESOURCE) == 0)
+            continue;
+        for (long b = a + 1; b < (long)g->n_mounts; b++) {
+            const char *gb = wd_app_group_of(g, &g->mounts[b]);
+            size_t nb;
+            const wd_env_conf_t *eb = env_of(g, b, &nb);
+
+            if (strcmp(ga, gb) != 0)
+                continue;
+            for (size_t i = 0; i < na; i++) {
+                for (size_t j = 0; j < nb; j++) {
+                    if (strcmp(ea[i].name, eb[j].name) != 0 ||
+                        strcmp(ea[i].value, eb[j].value) == 0)
+                        continue;
+                    snprintf(key, sizeof key, "%s.mounts.%s.env.%s", gkey, g->mounts[b].prefix,
+                             eb[j].name);
+                    return wd__cfg_fail_at(
+                        ld, (size_t)g->mounts[b].line, 1, key,
+                        "%s and %s share the interpreter of application group \"%s\" but set %s "
+                        "to different values (%s, %s): one interpreter has one os.environ. Give "
+                        "them application-group: \"%s\" (or two names)",
+                        label_of(g, a), g->mounts[b].prefix, ga, eb[j].name, ea[i].value,
+                        eb[j].value, WD_APP_GROUP_RESOURCE);
+                }
+            }
+        }
+    }
+    return 0;
+}

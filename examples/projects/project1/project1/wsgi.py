@@ -1,0 +1,8 @@
+"""WSGI entry point of project1, as "django-admin startproject" writes it."""
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project1.settings")
+
+application = get_wsgi_application()
