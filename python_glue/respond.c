@@ -1,14 +1,12 @@
-/* Serving one request: calling the app, start_response / write, wsgi.file_wrapper, framing the
- * response into the connection's out buffer, and turning application mistakes into a 500 and one
- * log line (design §7, §8).
+/* Serving one request: choosing the app, calling it, iterating its result (file_wrapper through
+ * sendfile), and turning application mistakes into a 500 and one log line (design §7, §8).
  *
  * Bytes are handed to the out buffer with the GIL released; the bytes objects stay referenced
  * meanwhile, so their storage cannot go away. */
 #include "glue_int.h"
+#include "respond.h"
 #include "../daemon/common/log.h"
 #include "../protocol/response.h"
-
-#include <structmember.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -18,531 +16,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_PIECES 32 /* body pieces handed over in one writev */
-
-/* Ownership: every PyObject * below is borrowed unless its comment says "new" (a reference the
- * function owns and releases) or "strong" (held by a struct or a global until it is freed). */
-
 static PyObject *s_close; /* interned "close" (strong, for the process's life) */
 /* Raised into a thread whose request ran past request-timeout. A BaseException, so that an app's
  * `except Exception:` does not swallow it. */
 static PyObject *exc_request_timeout; /* strong, for the process's life */
-
-/* Looks up an attribute that may be missing without raising: 1 found (*out: new), 0 missing
- * (*out NULL), -1 error. */
-static int get_optional_attr(PyObject *o, PyObject *name, PyObject **out)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_GetOptionalAttr(o, name, out);
-#else
-    return _PyObject_LookupAttr(o, name, out);
-#endif
-}
-
-/* ---- wsgi.file_wrapper ---------------------------------------------------------------------- */
-
-typedef struct wd_file_wrapper {
-    PyObject_HEAD
-    PyObject *filelike; /* strong */
-    Py_ssize_t blksize;
-} wd_file_wrapper_t;
-
-static int fw_init(wd_file_wrapper_t *fw, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"filelike", "blksize", NULL};
-    PyObject *filelike;
-    Py_ssize_t blksize = 8192;
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|n:file_wrapper", kwlist, &filelike, &blksize))
-        return -1;
-    if (blksize <= 0)
-        blksize = 8192;
-    Py_INCREF(filelike);
-    Py_XSETREF(fw->filelike, filelike);
-    fw->blksize = blksize;
-    return 0;
-}
-
-/* Returns a new reference (the next block), or NULL at the end or on an error. */
-static PyObject *fw_iternext(wd_file_wrapper_t *fw)
-{
-    PyObject *data; /* new */
-
-    if (fw->filelike == NULL)
-        return NULL;
-    data = PyObject_CallMethod(fw->filelike, "read", "n", fw->blksize);
-    if (data == NULL)
-        return NULL;
-    if (PyObject_Length(data) == 0) {
-        PyErr_Clear();
-        Py_DECREF(data);
-        return NULL; /* StopIteration */
-    }
-    return data;
-}
-
-static PyObject *fw_close(wd_file_wrapper_t *fw, PyObject *unused)
-{
-    PyObject *close; /* new: the method, then what it returned (the return value) */
-
-    if (fw->filelike == NULL)
-        Py_RETURN_NONE;
-    if (get_optional_attr(fw->filelike, s_close, &close) < 0)
-        return NULL;
-    if (close == NULL)
-        Py_RETURN_NONE;
-    Py_SETREF(close, PyObject_CallNoArgs(close));
-    return close;
-}
-
-static int fw_traverse(wd_file_wrapper_t *fw, visitproc visit, void *arg)
-{
-    Py_VISIT(fw->filelike);
-    return 0;
-}
-
-static int fw_clear(wd_file_wrapper_t *fw)
-{
-    Py_CLEAR(fw->filelike);
-    return 0;
-}
-
-static void fw_dealloc(wd_file_wrapper_t *fw)
-{
-    PyObject_GC_UnTrack(fw);
-    Py_CLEAR(fw->filelike);
-    Py_TYPE(fw)->tp_free((PyObject *)fw);
-}
-
-static PyMethodDef fw_methods[] = {
-    {"close", (PyCFunction)fw_close, METH_NOARGS, NULL},
-    {NULL, NULL, 0, NULL},
-};
-
-static PyMemberDef fw_members[] = {
-    {"filelike", T_OBJECT, offsetof(wd_file_wrapper_t, filelike), READONLY, NULL},
-    {"blksize", T_PYSSIZET, offsetof(wd_file_wrapper_t, blksize), READONLY, NULL},
-    {NULL, 0, 0, 0, NULL},
-};
-
-PyTypeObject wd__py_file_wrapper_type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.FileWrapper",
-    .tp_basicsize = sizeof(wd_file_wrapper_t),
-    .tp_dealloc = (destructor)fw_dealloc,
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_doc = "wsgi.file_wrapper(filelike, blksize=8192)",
-    .tp_traverse = (traverseproc)fw_traverse,
-    .tp_clear = (inquiry)fw_clear,
-    .tp_iter = PyObject_SelfIter,
-    .tp_iternext = (iternextfunc)fw_iternext,
-    .tp_methods = fw_methods,
-    .tp_members = fw_members,
-    .tp_init = (initproc)fw_init,
-    .tp_new = PyType_GenericNew,
-};
-
-/* ---- the response: start_response and write() ----------------------------------------------- */
-
-typedef struct wd_resp {
-    PyObject_HEAD
-    wd_req_t *req;       /* NULL once the request is over */
-    wd_py_thread_t *thr; /* thr->head holds the head being built */
-    int status;          /* 0 until start_response succeeded */
-    size_t head_len;     /* status line + the app's headers in thr->head */
-    size_t head_total;   /* with our headers and the blank line, once framed */
-    int head_sent;
-    int has_cl; /* Content-Length known (the app's, or ours) */
-    uint64_t cl;
-    uint64_t body_sent; /* body bytes handed over (before chunk framing) */
-    int no_body;        /* HEAD, 1xx, 204, 304 */
-    int chunked;
-    int keep_alive; /* the verdict once the head is framed */
-    int failed;     /* the response cannot be completed: close the connection */
-    int client_gone;
-    char mistake[256]; /* what the application did wrong, for the log line */
-} wd_resp_t;
-
-static PyTypeObject resp_type;
-
-static void head_reserve(wd_py_thread_t *thr, size_t need)
-{
-    if (need <= thr->head_cap)
-        return;
-    thr->head_cap = need < 2048 ? 2048 : need * 2;
-    thr->head = realloc(thr->head, thr->head_cap);
-    if (thr->head == NULL)
-        abort();
-}
-
-static void head_append(wd_resp_t *r, size_t *len, const char *p, size_t n)
-{
-    head_reserve(r->thr, *len + n);
-    memcpy(r->thr->head + *len, p, n);
-    *len += n;
-}
-
-static int is_http(const wd_resp_t *r)
-{
-    return r->req->kind == WD_REQ_HTTP;
-}
-
-static const char *req_line(const wd_resp_t *r, char *buf, size_t cap)
-{
-    wd__py_request_line(r->req, buf, cap);
-    return buf;
-}
-
-/* Records an application mistake and raises exc with the same text. Returns -1. */
-static int mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
-{
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(r->mistake, sizeof r->mistake, fmt, ap);
-    va_end(ap);
-    PyErr_SetString(exc, r->mistake);
-    return -1;
-}
-
-/* The latin-1 bytes of a str, or NULL when it has characters above U+00FF. */
-static const char *latin1(PyObject *s, size_t *n)
-{
-    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
-        return NULL;
-    *n = (size_t)PyUnicode_GET_LENGTH(s);
-    return (const char *)PyUnicode_1BYTE_DATA(s);
-}
-
-/* A str for a log line (never NULL). */
-static const char *utf8(PyObject *s)
-{
-    const char *p = PyUnicode_AsUTF8(s);
-
-    if (p == NULL)
-        PyErr_Clear();
-    return p ? p : "?";
-}
-
-static int parse_u64(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-
-    if (n == 0 || n > 19)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
-/* item (borrowed): one (name, value) of the app's headers; name and value are borrowed from it. */
-static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
-{
-    PyObject *name, *value;
-    const char *np, *vp;
-    size_t nn, vn;
-
-    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
-        return mistake(r, PyExc_TypeError, "a header is a %s, not a (name, value) tuple",
-                       Py_TYPE(item)->tp_name);
-    name = PyTuple_GET_ITEM(item, 0);
-    value = PyTuple_GET_ITEM(item, 1);
-    if (!PyUnicode_Check(name))
-        return mistake(r, PyExc_TypeError, "a header name is a %s; WSGI needs str",
-                       Py_TYPE(name)->tp_name);
-    np = latin1(name, &nn);
-    if (np == NULL || !wd_response_header_name_valid(np, nn))
-        return mistake(r, PyExc_ValueError, "header name '%.100s' is not a valid token",
-                       utf8(name));
-    if (!PyUnicode_Check(value))
-        return mistake(r, PyExc_TypeError, "header '%.*s' has a %s value; WSGI needs str", (int)nn,
-                       np, Py_TYPE(value)->tp_name);
-    vp = latin1(value, &vn);
-    if (vp == NULL)
-        return mistake(r, PyExc_ValueError, "header '%.*s' has a value that is not latin-1",
-                       (int)nn, np);
-    if (!wd_response_header_value_valid(vp, vn))
-        return mistake(r, PyExc_ValueError, "header '%.*s' has a %s in its value", (int)nn, np,
-                       memchr(vp, '\r', vn) || memchr(vp, '\n', vn) ? "CR or LF"
-                                                                    : "control character");
-    if (wd_response_header_is_hop_by_hop(np, nn))
-        return mistake(r, PyExc_ValueError,
-                       "hop-by-hop header '%.*s' is not allowed from an application", (int)nn, np);
-    if (wd_slice_ieq(np, nn, "content-length")) {
-        if (parse_u64(vp, vn, &r->cl) < 0)
-            return mistake(r, PyExc_ValueError,
-                           "header 'Content-Length' value '%.*s' is not a "
-                           "number",
-                           (int)(vn > 40 ? 40 : vn), vp);
-        r->has_cl = 1;
-    }
-    head_reserve(r->thr, *len + nn + vn + 4);
-    memcpy(r->thr->head + *len, np, nn);
-    memcpy(r->thr->head + *len + nn, ": ", 2);
-    memcpy(r->thr->head + *len + nn + 2, vp, vn);
-    memcpy(r->thr->head + *len + nn + 2 + vn, "\r\n", 2);
-    *len += nn + vn + 4;
-    return 0;
-}
-
-/* Validates status and headers (borrowed) and formats them into thr->head. */
-static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
-{
-    const char *sp;
-    size_t sn, len = 0;
-    int code;
-    char proto[16] = "HTTP/1.1";
-
-    if (!PyUnicode_Check(status))
-        return mistake(r, PyExc_TypeError, "the status is a %s; WSGI needs str",
-                       Py_TYPE(status)->tp_name);
-    sp = latin1(status, &sn);
-    code = sp ? wd_response_parse_status(sp, sn) : -1;
-    if (code < 0)
-        return mistake(r, PyExc_ValueError, "status '%.100s' is not 'NNN reason'", utf8(status));
-    if (!PyList_Check(headers) && !PyTuple_Check(headers))
-        return mistake(r, PyExc_TypeError, "the headers are a %s; WSGI needs a list",
-                       Py_TYPE(headers)->tp_name);
-    if (is_http(r)) {
-        snprintf(proto, sizeof proto, "HTTP/1.%u", r->req->http->http_minor ? 1 : 0);
-    } else {
-        wd_slice_t p = r->req->uwsgi->protocol;
-
-        if (p.n == 8 && memcmp(p.p, "HTTP/1.", 7) == 0)
-            memcpy(proto, p.p, 8);
-    }
-    r->has_cl = 0;
-    head_append(r, &len, proto, 8);
-    head_append(r, &len, " ", 1);
-    head_append(r, &len, sp, sn);
-    head_append(r, &len, "\r\n", 2);
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++)
-        if (add_header(r, PySequence_Fast_ITEMS(headers)[i], &len) < 0)
-            return -1;
-    r->head_len = len;
-    r->status = code;
-    return 0;
-}
-
-static PyObject *resp_write_py(PyObject *self, PyObject *data);
-static PyMethodDef write_def = {"write", resp_write_py, METH_O, "write(data): the legacy write"};
-
-/* start_response(status, headers, exc_info=None) */
-static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
-{
-    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
-    wd_resp_t *r = (wd_resp_t *)self;
-    PyObject *status, *headers, *exc_info = Py_None; /* borrowed from args */
-
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
-                                     &exc_info))
-        return NULL;
-    if (r->req == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
-        return NULL;
-    }
-    if (exc_info != Py_None) {
-        if (r->head_sent) {
-            /* Too late to replace the head: re-raise the app's own error (PEP 3333). */
-            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-                PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
-                return NULL;
-            }
-            for (int i = 0; i < 3; i++)
-                Py_INCREF(PyTuple_GET_ITEM(exc_info, i));
-            PyErr_Restore(PyTuple_GET_ITEM(exc_info, 0), PyTuple_GET_ITEM(exc_info, 1),
-                          PyTuple_GET_ITEM(exc_info, 2));
-            return NULL;
-        }
-        r->status = 0;
-    } else if (r->status != 0) {
-        mistake(r, PyExc_RuntimeError, "start_response called twice without exc_info");
-        return NULL;
-    }
-    if (set_head(r, status, headers) < 0) {
-        r->status = 0;
-        return NULL;
-    }
-    r->mistake[0] = '\0';
-    return PyCFunction_New(&write_def, self);
-}
-
-/* ---- framing -------------------------------------------------------------------------------- */
-
-/* What an out-buffer call's result means for the response: -EPIPE, the client is gone; another
- * error, the response cannot be completed (logged once, here). */
-static void out_result(wd_resp_t *r, int rc, const char *what)
-{
-    char line[256];
-
-    if (rc == -EPIPE) {
-        r->client_gone = 1;
-    } else if (rc < 0) {
-        wd_log_error("[req %s] %s: %s: %s", r->req->id, req_line(r, line, sizeof line), what,
-                     strerror(-rc));
-        r->failed = 1;
-    }
-}
-
-/* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
- * to the temp file, or waiting for the loop to drain) with the GIL released. */
-static int push(wd_resp_t *r, struct iovec *iov, int n)
-{
-    int rc = wd_out_try_writev(r->req->out, iov, n);
-
-    if (rc != -EAGAIN) {
-        out_result(r, rc, "cannot buffer the response");
-        return rc;
-    }
-    Py_BEGIN_ALLOW_THREADS
-        rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
-                    : wd_out_writev(r->req->out, iov, n);
-    Py_END_ALLOW_THREADS
-    out_result(r, rc, "cannot buffer the response");
-    return rc;
-}
-
-/* Completes the head in thr->head: our framing headers and the blank line. known is the body
- * length when it is known before anything is sent, -1 otherwise. */
-static void frame_head(wd_resp_t *r, int64_t known)
-{
-    int code = r->status;
-    size_t len = r->head_len;
-    char buf[64];
-    wd_framing_t f;
-    wd_framing_in_t in = {
-        .status = code,
-        .head_request =
-            is_http(r) ? r->req->http->is_head
-                       : wd_slice_ieq(r->req->uwsgi->method.p, r->req->uwsgi->method.n, "head"),
-        .has_cl = r->has_cl,
-        .known = known,
-        .http = is_http(r),
-        .http_minor = is_http(r) ? (int)r->req->http->http_minor : 1,
-        .keep_alive = is_http(r) && r->req->http->keep_alive,
-        .failed = r->failed,
-    };
-
-    wd_response_framing(&in, &f);
-    r->no_body = f.no_body;
-    if (f.add_cl) {
-        r->has_cl = 1;
-        r->cl = (uint64_t)known;
-        head_append(
-            r, &len, buf,
-            (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
-    }
-    if (f.chunked) {
-        r->chunked = 1;
-        head_append(r, &len, "Transfer-Encoding: chunked\r\n", 28);
-    }
-    r->keep_alive = f.keep_alive;
-    if (f.connection != NULL)
-        head_append(r, &len, f.connection, strlen(f.connection));
-    head_append(r, &len, "\r\n", 2);
-    r->head_total = len;
-    r->req->status = code;
-    r->req->head_len = len;
-}
-
-/* Sends the head if it is not sent yet, then the pieces as body bytes (cut at Content-Length,
- * framed as one chunk when chunked). The pieces may be empty. */
-static int send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
-{
-    struct iovec iov[MAX_PIECES + 3];
-    char size_line[24];
-    uint64_t total = 0;
-    int i = 0, rc, sz = -1;
-
-    if (r->client_gone || r->failed)
-        return -EPIPE;
-    if (!r->head_sent) {
-        if (r->head_total == 0)
-            frame_head(r, -1);
-        iov[i++] = (struct iovec){r->thr->head, r->head_total};
-    }
-    if (!r->no_body) {
-        uint64_t room = r->has_cl ? r->cl - r->body_sent : UINT64_MAX;
-
-        if (r->chunked)
-            sz = i++;
-        for (int k = 0; k < n && room > 0; k++) {
-            size_t take = pieces[k].n < room ? pieces[k].n : (size_t)room;
-
-            if (take < pieces[k].n && !r->failed) {
-                char line[256];
-
-                wd_log_error("[req %s] %s: the application sent more than its Content-Length "
-                             "%llu; the response was cut there",
-                             r->req->id, req_line(r, line, sizeof line), (unsigned long long)r->cl);
-                r->failed = 1;
-            }
-            if (take == 0)
-                continue;
-            iov[i++] = (struct iovec){(void *)pieces[k].p, take};
-            total += take;
-            room -= take;
-        }
-        if (sz >= 0 && total == 0) {
-            i--; /* an empty chunk would end the body */
-        } else if (sz >= 0) {
-            iov[sz] =
-                (struct iovec){size_line, (size_t)snprintf(size_line, sizeof size_line, "%llx\r\n",
-                                                           (unsigned long long)total)};
-            iov[i++] = (struct iovec){(void *)"\r\n", 2};
-        }
-    }
-    if (i == 0)
-        return 0;
-    r->head_sent = 1;
-    r->body_sent += total;
-    rc = push(r, iov, i);
-    return rc;
-}
-
-static PyObject *resp_write_py(PyObject *self, PyObject *data)
-{
-    wd_resp_t *r = (wd_resp_t *)self;
-    wd_slice_t piece;
-
-    if (r->req == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
-        return NULL;
-    }
-    if (r->status == 0) {
-        mistake(r, PyExc_RuntimeError, "write() called before start_response");
-        return NULL;
-    }
-    if (!PyBytes_Check(data)) {
-        mistake(r, PyExc_TypeError, "write() got a %s; WSGI needs bytes", Py_TYPE(data)->tp_name);
-        return NULL;
-    }
-    piece.p = PyBytes_AS_STRING(data);
-    piece.n = (size_t)PyBytes_GET_SIZE(data);
-    if (piece.n == 0 && r->head_sent)
-        Py_RETURN_NONE;
-    if (send_body(r, &piece, 1) < 0) {
-        PyErr_SetString(PyExc_OSError,
-                        r->client_gone ? "client connection closed" : "cannot send the response");
-        return NULL;
-    }
-    Py_RETURN_NONE;
-}
-
-static PyTypeObject resp_type = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.StartResponse",
-    .tp_basicsize = sizeof(wd_resp_t),
-    .tp_dealloc = (destructor)PyObject_Free,
-    .tp_call = resp_call,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "start_response(status, headers, exc_info=None)",
-};
 
 /* ---- iterating the result ------------------------------------------------------------------- */
 
@@ -581,8 +58,8 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
-    frame_head(r, (int64_t)len);
-    if (send_body(r, NULL, 0) < 0 || r->no_body || len == 0) {
+    wd__py_resp_frame_head(r, (int64_t)len);
+    if (wd__py_resp_send_body(r, NULL, 0) < 0 || r->no_body || len == 0) {
         close(dupfd);
         return 1;
     }
@@ -590,14 +67,15 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
     Py_BEGIN_ALLOW_THREADS
         rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
     Py_END_ALLOW_THREADS
-    out_result(r, rc, "cannot queue the file");
+    wd__py_resp_out_result(r, rc, "cannot queue the file");
     return 1;
 }
 
 static int not_bytes(wd_resp_t *r, PyObject *item)
 {
-    return mistake(r, PyExc_TypeError, "the application returned a %s chunk; WSGI needs bytes",
-                   Py_TYPE(item)->tp_name);
+    return wd__py_resp_mistake(r, PyExc_TypeError,
+                               "the application returned a %s chunk; WSGI needs bytes",
+                               Py_TYPE(item)->tp_name);
 }
 
 /* A list or tuple: every length is known before anything is sent. */
@@ -616,11 +94,12 @@ static int send_sequence(wd_resp_t *r, PyObject *seq)
     }
     if (r->status == 0) {
         if (r->mistake[0] == '\0')
-            mistake(r, PyExc_RuntimeError, "the application did not call start_response");
+            wd__py_resp_mistake(r, PyExc_RuntimeError,
+                                "the application did not call start_response");
         return -1;
     }
     if (!r->head_sent)
-        frame_head(r, (int64_t)total);
+        wd__py_resp_frame_head(r, (int64_t)total);
     for (Py_ssize_t i = 0; i < n;) {
         int k = 0;
 
@@ -628,7 +107,7 @@ static int send_sequence(wd_resp_t *r, PyObject *seq)
             pieces[k].p = PyBytes_AS_STRING(items[i]);
             pieces[k++].n = (size_t)PyBytes_GET_SIZE(items[i++]);
         }
-        if (send_body(r, pieces, k) < 0 || (r->no_body && r->head_sent))
+        if (wd__py_resp_send_body(r, pieces, k) < 0 || (r->no_body && r->head_sent))
             break;
     }
     return 0;
@@ -649,16 +128,18 @@ static int send_iterable(wd_resp_t *r, PyObject *result)
         } else if (PyBytes_GET_SIZE(item) > 0) {
             if (r->status == 0) {
                 if (r->mistake[0] == '\0')
-                    mistake(r, PyExc_RuntimeError, "the application did not call start_response");
+                    wd__py_resp_mistake(r, PyExc_RuntimeError,
+                                        "the application did not call start_response");
                 rc = -1;
             } else {
                 piece.p = PyBytes_AS_STRING(item);
                 piece.n = (size_t)PyBytes_GET_SIZE(item);
-                send_body(r, &piece, 1);
+                wd__py_resp_send_body(r, &piece, 1);
                 /* A stream goes out as it comes (with one non-blocking write of ours when
                  * nothing is pending, else the loop's). */
                 if (!r->client_gone && !r->failed)
-                    out_result(r, wd_out_flush(r->req->out), "cannot send the response");
+                    wd__py_resp_out_result(r, wd_out_flush(r->req->out),
+                                           "cannot send the response");
             }
         }
         Py_DECREF(item);
@@ -671,7 +152,8 @@ static int send_iterable(wd_resp_t *r, PyObject *result)
         rc = -1;
     if (rc == 0 && r->status == 0) {
         if (r->mistake[0] == '\0')
-            mistake(r, PyExc_RuntimeError, "the application did not call start_response");
+            wd__py_resp_mistake(r, PyExc_RuntimeError,
+                                "the application did not call start_response");
         rc = -1;
     }
     return rc;
@@ -711,7 +193,7 @@ static void log_failure(wd_resp_t *r)
 {
     char line[256], prefix[48], summary[512];
 
-    req_line(r, line, sizeof line);
+    wd__py_resp_line(r, line, sizeof line);
     if (r->client_gone) {
         PyErr_Clear();
         wd_log_info("[req %s] %s: the client went away", r->req->id, line);
@@ -748,7 +230,7 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
 
     if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
         return;
-    if (get_optional_attr(result, s_close, &close) < 0) {
+    if (wd__py_get_optional_attr(result, s_close, &close) < 0) {
         PyErr_Clear();
         return;
     }
@@ -779,14 +261,14 @@ static int send_canned(wd_resp_t *r, int code)
     size_t n;
     struct iovec iov;
 
-    if (is_http(r)) {
+    if (wd__py_resp_is_http(r)) {
         minor = (int)r->req->http->http_minor;
         keep_alive = r->req->http->keep_alive && !r->req->http->is_head;
     }
     n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
     r->req->status = code;
     iov = (struct iovec){buf, n};
-    if (push(r, &iov, 1) < 0)
+    if (wd__py_resp_push(r, &iov, 1) < 0)
         keep_alive = 0;
     return keep_alive;
 }
@@ -799,21 +281,21 @@ static int finish(wd_resp_t *r)
     if (!r->head_sent && !r->client_gone && !r->failed) {
         /* Nothing but empty chunks: the head alone, with Content-Length: 0. */
         if (r->head_total == 0)
-            frame_head(r, 0);
-        send_body(r, NULL, 0);
+            wd__py_resp_frame_head(r, 0);
+        wd__py_resp_send_body(r, NULL, 0);
     }
     if (r->chunked && !r->client_gone && !r->failed) {
         struct iovec iov = {(void *)"0\r\n\r\n", 5};
 
-        push(r, &iov, 1);
+        wd__py_resp_push(r, &iov, 1);
     }
     if (r->has_cl && !r->no_body && r->body_sent < r->cl && !r->client_gone && !r->failed) {
         char line[256];
 
         wd_log_error("[req %s] %s: the application sent %llu bytes of its Content-Length %llu; "
                      "closing the connection",
-                     r->req->id, req_line(r, line, sizeof line), (unsigned long long)r->body_sent,
-                     (unsigned long long)r->cl);
+                     r->req->id, wd__py_resp_line(r, line, sizeof line),
+                     (unsigned long long)r->body_sent, (unsigned long long)r->cl);
         r->failed = 1;
     }
     /* Cut short (not merely cut at its Content-Length): reset, do not close. */
@@ -850,7 +332,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     int error = 0, keep_alive;
 
     wd__py_enter(thr, interp);
-    r = PyObject_New(wd_resp_t, &resp_type); /* new: start_response itself */
+    r = PyObject_New(wd_resp_t, &wd__py_resp_type); /* new: start_response itself */
     if (r == NULL) {
         PyErr_Clear();
         wd_log_error("[req %s] out of memory", req->id);
@@ -938,8 +420,7 @@ int wd__py_respond_init(void)
     if (exc_request_timeout == NULL)
         return -1;
     s_close = PyUnicode_InternFromString("close");
-    if (s_close == NULL || PyType_Ready(&wd__py_file_wrapper_type) < 0 ||
-        PyType_Ready(&resp_type) < 0)
+    if (s_close == NULL || wd__py_file_wrapper_init() < 0 || PyType_Ready(&wd__py_resp_type) < 0)
         return -1;
     return 0;
 }

@@ -1,0 +1,395 @@
+/* The response of a request as the app makes it: start_response (status and header checks),
+ * write(), and framing the head and body into the connection's out buffer (the decisions are
+ * protocol/response.c's wd_response_framing). */
+#include "glue_int.h"
+#include "respond.h"
+#include "../daemon/common/log.h"
+#include "../protocol/response.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static void head_reserve(wd_py_thread_t *thr, size_t need)
+{
+    if (need <= thr->head_cap)
+        return;
+    thr->head_cap = need < 2048 ? 2048 : need * 2;
+    thr->head = realloc(thr->head, thr->head_cap);
+    if (thr->head == NULL)
+        abort();
+}
+
+static void head_append(wd_resp_t *r, size_t *len, const char *p, size_t n)
+{
+    head_reserve(r->thr, *len + n);
+    memcpy(r->thr->head + *len, p, n);
+    *len += n;
+}
+
+int wd__py_resp_is_http(const wd_resp_t *r)
+{
+    return r->req->kind == WD_REQ_HTTP;
+}
+
+const char *wd__py_resp_line(const wd_resp_t *r, char *buf, size_t cap)
+{
+    wd__py_request_line(r->req, buf, cap);
+    return buf;
+}
+
+int wd__py_resp_mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(r->mistake, sizeof r->mistake, fmt, ap);
+    va_end(ap);
+    PyErr_SetString(exc, r->mistake);
+    return -1;
+}
+
+/* The latin-1 bytes of a str, or NULL when it has characters above U+00FF. */
+static const char *latin1(PyObject *s, size_t *n)
+{
+    if (PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND)
+        return NULL;
+    *n = (size_t)PyUnicode_GET_LENGTH(s);
+    return (const char *)PyUnicode_1BYTE_DATA(s);
+}
+
+/* A str for a log line (never NULL). */
+static const char *utf8(PyObject *s)
+{
+    const char *p = PyUnicode_AsUTF8(s);
+
+    if (p == NULL)
+        PyErr_Clear();
+    return p ? p : "?";
+}
+
+static int parse_u64(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (n == 0 || n > 19)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* item (borrowed): one (name, value) of the app's headers; name and value are borrowed from it. */
+static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
+{
+    PyObject *name, *value;
+    const char *np, *vp;
+    size_t nn, vn;
+
+    if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) != 2)
+        return wd__py_resp_mistake(r, PyExc_TypeError,
+                                   "a header is a %s, not a (name, value) tuple",
+                                   Py_TYPE(item)->tp_name);
+    name = PyTuple_GET_ITEM(item, 0);
+    value = PyTuple_GET_ITEM(item, 1);
+    if (!PyUnicode_Check(name))
+        return wd__py_resp_mistake(r, PyExc_TypeError, "a header name is a %s; WSGI needs str",
+                                   Py_TYPE(name)->tp_name);
+    np = latin1(name, &nn);
+    if (np == NULL || !wd_response_header_name_valid(np, nn))
+        return wd__py_resp_mistake(r, PyExc_ValueError, "header name '%.100s' is not a valid token",
+                                   utf8(name));
+    if (!PyUnicode_Check(value))
+        return wd__py_resp_mistake(r, PyExc_TypeError,
+                                   "header '%.*s' has a %s value; WSGI needs str", (int)nn, np,
+                                   Py_TYPE(value)->tp_name);
+    vp = latin1(value, &vn);
+    if (vp == NULL)
+        return wd__py_resp_mistake(r, PyExc_ValueError,
+                                   "header '%.*s' has a value that is not latin-1", (int)nn, np);
+    if (!wd_response_header_value_valid(vp, vn))
+        return wd__py_resp_mistake(
+            r, PyExc_ValueError, "header '%.*s' has a %s in its value", (int)nn, np,
+            memchr(vp, '\r', vn) || memchr(vp, '\n', vn) ? "CR or LF" : "control character");
+    if (wd_response_header_is_hop_by_hop(np, nn))
+        return wd__py_resp_mistake(r, PyExc_ValueError,
+                                   "hop-by-hop header '%.*s' is not allowed from an application",
+                                   (int)nn, np);
+    if (wd_slice_ieq(np, nn, "content-length")) {
+        if (parse_u64(vp, vn, &r->cl) < 0)
+            return wd__py_resp_mistake(r, PyExc_ValueError,
+                                       "header 'Content-Length' value '%.*s' is not a "
+                                       "number",
+                                       (int)(vn > 40 ? 40 : vn), vp);
+        r->has_cl = 1;
+    }
+    head_reserve(r->thr, *len + nn + vn + 4);
+    memcpy(r->thr->head + *len, np, nn);
+    memcpy(r->thr->head + *len + nn, ": ", 2);
+    memcpy(r->thr->head + *len + nn + 2, vp, vn);
+    memcpy(r->thr->head + *len + nn + 2 + vn, "\r\n", 2);
+    *len += nn + vn + 4;
+    return 0;
+}
+
+/* Validates status and headers (borrowed) and formats them into thr->head. */
+static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
+{
+    const char *sp;
+    size_t sn, len = 0;
+    int code;
+    char proto[16] = "HTTP/1.1";
+
+    if (!PyUnicode_Check(status))
+        return wd__py_resp_mistake(r, PyExc_TypeError, "the status is a %s; WSGI needs str",
+                                   Py_TYPE(status)->tp_name);
+    sp = latin1(status, &sn);
+    code = sp ? wd_response_parse_status(sp, sn) : -1;
+    if (code < 0)
+        return wd__py_resp_mistake(r, PyExc_ValueError, "status '%.100s' is not 'NNN reason'",
+                                   utf8(status));
+    if (!PyList_Check(headers) && !PyTuple_Check(headers))
+        return wd__py_resp_mistake(r, PyExc_TypeError, "the headers are a %s; WSGI needs a list",
+                                   Py_TYPE(headers)->tp_name);
+    if (wd__py_resp_is_http(r)) {
+        snprintf(proto, sizeof proto, "HTTP/1.%u", r->req->http->http_minor ? 1 : 0);
+    } else {
+        wd_slice_t p = r->req->uwsgi->protocol;
+
+        if (p.n == 8 && memcmp(p.p, "HTTP/1.", 7) == 0)
+            memcpy(proto, p.p, 8);
+    }
+    r->has_cl = 0;
+    head_append(r, &len, proto, 8);
+    head_append(r, &len, " ", 1);
+    head_append(r, &len, sp, sn);
+    head_append(r, &len, "\r\n", 2);
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++)
+        if (add_header(r, PySequence_Fast_ITEMS(headers)[i], &len) < 0)
+            return -1;
+    r->head_len = len;
+    r->status = code;
+    return 0;
+}
+
+static PyObject *resp_write_py(PyObject *self, PyObject *data);
+static PyMethodDef write_def = {"write", resp_write_py, METH_O, "write(data): the legacy write"};
+
+/* start_response(status, headers, exc_info=None) */
+static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"status", "headers", "exc_info", NULL};
+    wd_resp_t *r = (wd_resp_t *)self;
+    PyObject *status, *headers, *exc_info = Py_None; /* borrowed from args */
+
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
+                                     &exc_info))
+        return NULL;
+    if (r->req == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
+        return NULL;
+    }
+    if (exc_info != Py_None) {
+        if (r->head_sent) {
+            /* Too late to replace the head: re-raise the app's own error (PEP 3333). */
+            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+                PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
+                return NULL;
+            }
+            for (int i = 0; i < 3; i++)
+                Py_INCREF(PyTuple_GET_ITEM(exc_info, i));
+            PyErr_Restore(PyTuple_GET_ITEM(exc_info, 0), PyTuple_GET_ITEM(exc_info, 1),
+                          PyTuple_GET_ITEM(exc_info, 2));
+            return NULL;
+        }
+        r->status = 0;
+    } else if (r->status != 0) {
+        wd__py_resp_mistake(r, PyExc_RuntimeError, "start_response called twice without exc_info");
+        return NULL;
+    }
+    if (set_head(r, status, headers) < 0) {
+        r->status = 0;
+        return NULL;
+    }
+    r->mistake[0] = '\0';
+    return PyCFunction_New(&write_def, self);
+}
+
+/* ---- framing -------------------------------------------------------------------------------- */
+
+/* What an out-buffer call's result means for the response: -EPIPE, the client is gone; another
+ * error, the response cannot be completed (logged once, here). */
+void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
+{
+    char line[256];
+
+    if (rc == -EPIPE) {
+        r->client_gone = 1;
+    } else if (rc < 0) {
+        wd_log_error("[req %s] %s: %s: %s", r->req->id, wd__py_resp_line(r, line, sizeof line),
+                     what, strerror(-rc));
+        r->failed = 1;
+    }
+}
+
+/* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
+ * to the temp file, or waiting for the loop to drain) with the GIL released. */
+int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
+{
+    int rc = wd_out_try_writev(r->req->out, iov, n);
+
+    if (rc != -EAGAIN) {
+        wd__py_resp_out_result(r, rc, "cannot buffer the response");
+        return rc;
+    }
+    Py_BEGIN_ALLOW_THREADS
+        rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
+                    : wd_out_writev(r->req->out, iov, n);
+    Py_END_ALLOW_THREADS
+    wd__py_resp_out_result(r, rc, "cannot buffer the response");
+    return rc;
+}
+
+/* Completes the head in thr->head: our framing headers and the blank line. known is the body
+ * length when it is known before anything is sent, -1 otherwise. */
+void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
+{
+    int code = r->status;
+    size_t len = r->head_len;
+    char buf[64];
+    wd_framing_t f;
+    wd_framing_in_t in = {
+        .status = code,
+        .head_request = wd__py_resp_is_http(r) ? r->req->http->is_head
+                                               : wd_slice_ieq(r->req->uwsgi->method.p,
+                                                              r->req->uwsgi->method.n, "head"),
+        .has_cl = r->has_cl,
+        .known = known,
+        .http = wd__py_resp_is_http(r),
+        .http_minor = wd__py_resp_is_http(r) ? (int)r->req->http->http_minor : 1,
+        .keep_alive = wd__py_resp_is_http(r) && r->req->http->keep_alive,
+        .failed = r->failed,
+    };
+
+    wd_response_framing(&in, &f);
+    r->no_body = f.no_body;
+    if (f.add_cl) {
+        r->has_cl = 1;
+        r->cl = (uint64_t)known;
+        head_append(
+            r, &len, buf,
+            (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
+    }
+    if (f.chunked) {
+        r->chunked = 1;
+        head_append(r, &len, "Transfer-Encoding: chunked\r\n", 28);
+    }
+    r->keep_alive = f.keep_alive;
+    if (f.connection != NULL)
+        head_append(r, &len, f.connection, strlen(f.connection));
+    head_append(r, &len, "\r\n", 2);
+    r->head_total = len;
+    r->req->status = code;
+    r->req->head_len = len;
+}
+
+/* Sends the head if it is not sent yet, then the pieces as body bytes (cut at Content-Length,
+ * framed as one chunk when chunked). The pieces may be empty. */
+int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
+{
+    struct iovec iov[MAX_PIECES + 3];
+    char size_line[24];
+    uint64_t total = 0;
+    int i = 0, rc, sz = -1;
+
+    if (r->client_gone || r->failed)
+        return -EPIPE;
+    if (!r->head_sent) {
+        if (r->head_total == 0)
+            wd__py_resp_frame_head(r, -1);
+        iov[i++] = (struct iovec){r->thr->head, r->head_total};
+    }
+    if (!r->no_body) {
+        uint64_t room = r->has_cl ? r->cl - r->body_sent : UINT64_MAX;
+
+        if (r->chunked)
+            sz = i++;
+        for (int k = 0; k < n && room > 0; k++) {
+            size_t take = pieces[k].n < room ? pieces[k].n : (size_t)room;
+
+            if (take < pieces[k].n && !r->failed) {
+                char line[256];
+
+                wd_log_error("[req %s] %s: the application sent more than its Content-Length "
+                             "%llu; the response was cut there",
+                             r->req->id, wd__py_resp_line(r, line, sizeof line),
+                             (unsigned long long)r->cl);
+                r->failed = 1;
+            }
+            if (take == 0)
+                continue;
+            iov[i++] = (struct iovec){(void *)pieces[k].p, take};
+            total += take;
+            room -= take;
+        }
+        if (sz >= 0 && total == 0) {
+            i--; /* an empty chunk would end the body */
+        } else if (sz >= 0) {
+            iov[sz] =
+                (struct iovec){size_line, (size_t)snprintf(size_line, sizeof size_line, "%llx\r\n",
+                                                           (unsigned long long)total)};
+            iov[i++] = (struct iovec){(void *)"\r\n", 2};
+        }
+    }
+    if (i == 0)
+        return 0;
+    r->head_sent = 1;
+    r->body_sent += total;
+    rc = wd__py_resp_push(r, iov, i);
+    return rc;
+}
+
+static PyObject *resp_write_py(PyObject *self, PyObject *data)
+{
+    wd_resp_t *r = (wd_resp_t *)self;
+    wd_slice_t piece;
+
+    if (r->req == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
+        return NULL;
+    }
+    if (r->status == 0) {
+        wd__py_resp_mistake(r, PyExc_RuntimeError, "write() called before start_response");
+        return NULL;
+    }
+    if (!PyBytes_Check(data)) {
+        wd__py_resp_mistake(r, PyExc_TypeError, "write() got a %s; WSGI needs bytes",
+                            Py_TYPE(data)->tp_name);
+        return NULL;
+    }
+    piece.p = PyBytes_AS_STRING(data);
+    piece.n = (size_t)PyBytes_GET_SIZE(data);
+    if (piece.n == 0 && r->head_sent)
+        Py_RETURN_NONE;
+    if (wd__py_resp_send_body(r, &piece, 1) < 0) {
+        PyErr_SetString(PyExc_OSError,
+                        r->client_gone ? "client connection closed" : "cannot send the response");
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+PyTypeObject wd__py_resp_type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "wsgid.StartResponse",
+    .tp_basicsize = sizeof(wd_resp_t),
+    .tp_dealloc = (destructor)PyObject_Free,
+    .tp_call = resp_call,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "start_response(status, headers, exc_info=None)",
+};
