@@ -304,5 +304,10 @@ def test_thread_states_do_not_leak(tmp, wsgid):
     threads = set().union(*(r[1] for r in results))
     assert len(interps) == 3
     assert len(threads) > 1
-    # 8,400 requests: a leak of even 1 KiB each would be 8 MiB.
-    assert after - before < 3 * 1024, "worker RSS grew from %d to %d KiB" % (before, after)
+    # 8,400 requests: a leak of even 1 KiB each would be 8 MiB. Under AddressSanitizer freed
+    # memory sits in its quarantine (RSS grows regardless): LeakSanitizer checks there instead.
+    if "ASAN_OPTIONS" in os.environ:
+        print("sanitizer build: RSS not compared (%d -> %d KiB); LeakSanitizer checks at exit"
+              % (before, after))
+    else:
+        assert after - before < 3 * 1024, "worker RSS grew from %d to %d KiB" % (before, after)
