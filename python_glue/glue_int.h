@@ -74,6 +74,22 @@ static inline void wd__py_enter(wd_py_thread_t *thr, const wd_py_interp_t *inter
     }
 }
 
+/* gil.c: taking the GIL back with the thread state of the interpreter that holds it, so that
+ * its eval loop sees the request to let go (Python 3.11 asks only the waiter's interpreter). */
+void wd__py_gil_reserve(size_t n);                   /* room for n thread states */
+void wd__py_gil_note(PyThreadState *ts, int interp); /* a state of ours, in interp */
+void wd__py_gil_thread(PyThreadState **states);      /* the calling thread's, per interp */
+void wd__py_gil_restore(PyThreadState *ts);          /* PyEval_RestoreThread(ts), fairly */
+void wd__py_gil_forget(void);
+/* The nudger (with sub-interpreters only): started once the pool runs; told of each request's
+ * start (+1) and end (-1), GIL held; stopped before the interpreters end (returns 1 when it was
+ * left waiting for the GIL: then its states cannot be deleted), its states deleted by the main
+ * thread. */
+void wd__py_gil_start(void);
+void wd__py_gil_busy(int delta);
+int wd__py_gil_stop(void);
+void wd__py_gil_states_delete(void);
+
 /* interp.c: the apps of the group and their interpreters, made (wd_py_load_app, main thread,
  * GIL held), before any app is imported. */
 int wd__py_apps_setup(void);

@@ -81,7 +81,7 @@ static int input_pread(int fd, char *dst, size_t n, uint64_t off)
         n -= (size_t)r;
     }
     if (nogil)
-        PyEval_RestoreThread(ts);
+        wd__py_gil_restore(ts);
     if (err) {
         errno = err;
         PyErr_SetFromErrno(PyExc_OSError);

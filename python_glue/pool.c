@@ -27,19 +27,35 @@ static struct {
         uint64_t seq;
     } ring[INTR_MAX];
     unsigned head, len;
-    PyThreadState **ts; /* its state in each interpreter ([0]: PyGILState's), made on first use */
+    PyThreadState **ts; /* its state in each interpreter (intr_states) */
 } intr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
 
-/* The interrupter's thread states in the sub-interpreters (GIL held): made on first use, so that
- * a worker whose requests never time out never pays for them. */
+/* The interrupter's thread states, one per interpreter, made by the main thread (GIL held) before
+ * the interrupter starts: it takes the GIL back with the one of the interpreter holding it
+ * (gil.c). */
 static void intr_states(void)
 {
-    if (intr.ts != NULL)
-        return;
     intr.ts = xcalloc(wd__py.n_interps, sizeof *intr.ts);
-    intr.ts[0] = PyThreadState_Get();
-    for (size_t i = 1; i < wd__py.n_interps; i++)
+    for (size_t i = 0; i < wd__py.n_interps; i++) {
         intr.ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
+        wd__py_gil_note(intr.ts[i], (int)i);
+    }
+}
+
+/* The interrupter's states, deleted by the main thread (GIL held, its own state current) once
+ * the interrupter is gone: each cleared in its interpreter. */
+static void intr_states_delete(void)
+{
+    PyThreadState *self = PyThreadState_Get();
+
+    for (size_t i = 0; intr.ts != NULL && i < wd__py.n_interps; i++) {
+        PyThreadState_Swap(intr.ts[i]);
+        PyThreadState_Clear(intr.ts[i]);
+        PyThreadState_Swap(self);
+        PyThreadState_Delete(intr.ts[i]);
+    }
+    free(intr.ts);
+    intr.ts = NULL;
 }
 
 /* Thread states of the calling thread in the sub-interpreters, cleared in their interpreter
@@ -61,6 +77,7 @@ static void *interrupter_main(void *arg)
 {
     (void)arg;
     pthread_setname_np(pthread_self(), "wsgid-intr");
+    wd__py_gil_thread(intr.ts);
     pthread_mutex_lock(&intr.lock);
     for (;;) {
         while (intr.len == 0 && !intr.stop)
@@ -74,23 +91,13 @@ static void *interrupter_main(void *arg)
         intr.len--;
         intr.busy = 1;
         pthread_mutex_unlock(&intr.lock);
-        PyGILState_STATE gs = PyGILState_Ensure();
-
-        intr_states();
+        wd__py_gil_restore(intr.ts[0]);
         wd__py_raise_timeout(intr.ts, ident, seq);
-        PyGILState_Release(gs);
+        PyEval_SaveThread();
         pthread_mutex_lock(&intr.lock);
         intr.busy = 0;
     }
     pthread_mutex_unlock(&intr.lock);
-    if (intr.ts != NULL) {
-        PyGILState_STATE gs = PyGILState_Ensure();
-
-        states_delete(intr.ts);
-        PyGILState_Release(gs);
-        free(intr.ts);
-        intr.ts = NULL;
-    }
     return NULL;
 }
 
@@ -125,6 +132,9 @@ static void *thread_main(void *arg)
     thr->ts[0] = PyThreadState_Get();
     for (size_t i = 1; i < wd__py.n_interps; i++)
         thr->ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
+    for (size_t i = 0; i < wd__py.n_interps; i++)
+        wd__py_gil_note(thr->ts[i], (int)i);
+    wd__py_gil_thread(thr->ts);
     thr->cur = 0;
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
@@ -139,7 +149,7 @@ static void *thread_main(void *arg)
             PyThreadState *ts = PyEval_SaveThread();
 
             req = wd_handoff_wait(wd__py.handoff, &thr->handoff);
-            PyEval_RestoreThread(ts);
+            wd__py_gil_restore(ts);
         }
         if (req == NULL)
             break;
@@ -160,6 +170,8 @@ int wd_py_start(wd_handoff_t *h)
     int n = g->threads > 0 ? g->threads : 1;
 
     wd__py.handoff = h;
+    wd__py_gil_reserve(((size_t)n + 2) * wd__py.n_interps);
+    intr_states();
     wd__py.threads = xcalloc((size_t)n, sizeof *wd__py.threads);
     for (wd__py.n_threads = 0; wd__py.n_threads < n; wd__py.n_threads++) {
         wd_py_thread_t *thr = &wd__py.threads[wd__py.n_threads];
@@ -174,6 +186,7 @@ int wd_py_start(wd_handoff_t *h)
             break;
         }
     }
+    wd__py_gil_start();
     if (pthread_create(&intr.tid, NULL, interrupter_main, NULL) == 0)
         intr.started = 1;
     else
@@ -186,7 +199,7 @@ int wd_py_start(wd_handoff_t *h)
 
 void wd_py_stop(void)
 {
-    int busy;
+    int busy, nudger_busy;
 
     pthread_mutex_lock(&intr.lock);
     intr.stop = 1;
@@ -198,6 +211,7 @@ void wd_py_stop(void)
     if (intr.started && !busy)
         pthread_join(intr.tid, NULL);
     intr.started = 0;
+    nudger_busy = wd__py_gil_stop();
     for (int i = 0; i < wd__py.n_threads; i++) {
         pthread_join(wd__py.threads[i].tid, NULL);
         wd_handoff_thread_destroy(&wd__py.threads[i].handoff);
@@ -212,7 +226,12 @@ void wd_py_stop(void)
     }
     if (!Py_IsInitialized())
         return;
-    wd__py_interps_end(!busy);
+    if (!busy)
+        intr_states_delete();
+    if (!nudger_busy)
+        wd__py_gil_states_delete();
+    wd__py_gil_forget();
+    wd__py_interps_end(!busy && !nudger_busy);
     if (Py_FinalizeEx() < 0)
         wd_log_error("group %s: errors while finalising Python",
                      wd__py.group ? wd__py.group->name : "?");

@@ -64,9 +64,9 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
         return 1;
     }
     r->body_sent += len;
-    Py_BEGIN_ALLOW_THREADS
-        rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
-    Py_END_ALLOW_THREADS
+    PyThreadState *ts = PyEval_SaveThread();
+    rc = wd_out_file(r->req->out, dupfd, (uint64_t)off, len);
+    wd__py_gil_restore(ts);
     wd__py_resp_out_result(r, rc, "cannot queue the file");
     return 1;
 }
@@ -353,6 +353,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     req->py_running = 1;
     thr->ident = req->py_thread;
     thr->serving = req->seq;
+    wd__py_gil_busy(1);
     env = wd__py_environ_new(req, app, &input);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
@@ -387,6 +388,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     /* A request-timeout interrupt that came too late must not hit the next request. */
     req->py_running = 0;
     thr->serving = 0;
+    wd__py_gil_busy(-1);
     if (req->timed_out)
         PyThreadState_SetAsyncExc(req->py_thread, NULL);
     return keep_alive;

@@ -248,10 +248,10 @@ int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
         wd__py_resp_out_result(r, rc, "cannot buffer the response");
         return rc;
     }
-    Py_BEGIN_ALLOW_THREADS
-        rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
-                    : wd_out_writev(r->req->out, iov, n);
-    Py_END_ALLOW_THREADS
+    PyThreadState *ts = PyEval_SaveThread();
+    rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
+                : wd_out_writev(r->req->out, iov, n);
+    wd__py_gil_restore(ts);
     wd__py_resp_out_result(r, rc, "cannot buffer the response");
     return rc;
 }

@@ -1,0 +1,212 @@
+/* Taking the GIL back across interpreters.
+ *
+ * Python 3.11's sub-interpreters share one GIL, but a thread waiting for it asks the holder to
+ * let go (after sys.getswitchinterval(), 5 ms) through the eval-breaker of the *waiter's*
+ * interpreter: a holder running Python code in another interpreter never sees the request and
+ * keeps the GIL until it blocks or finishes. Measured before this file: a request spinning in a
+ * sub-interpreter for 2 s held every request of the other interpreters for 1.7 s, and the
+ * interrupter could not raise request-timeout in it at all.
+ *
+ * So a thread of ours that takes the GIL back waits with its thread state in the interpreter that
+ * holds the GIL (the one whose eval loop must see the request), then swaps to the state it wants.
+ * The holder is read from the runtime's current thread state, which 3.11 keeps process-wide
+ * (_PyThreadState_UncheckedGet), and mapped to an interpreter by pointer, among the thread states
+ * this file was told about: a state it does not know (a thread the app started) is never
+ * dereferenced, and the wait falls back to the caller's own interpreter. One interpreter: plain
+ * PyEval_RestoreThread.
+ *
+ * The app's own waits (the GIL taken back after a read, a sleep, a database call) go through
+ * CPython's PyEval_RestoreThread and ask their own interpreter only: for them the nudger, a
+ * thread of this file, looks at the holder every switch interval while requests are in flight,
+ * and when the same thread state of ours has held the GIL since its last look, waits for the GIL
+ * with a state of the holder's interpreter: the holder is asked to let go, as it would be by a
+ * waiter of its own interpreter, and the nudger gives the GIL up as soon as it has it. At most two
+ * context switches per switch interval, only while one thread keeps the GIL that long, and only
+ * with sub-interpreters. */
+#include "glue_int.h"
+#include "../daemon/common/alloc.h"
+#include "../daemon/common/log.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct known_ts {
+    PyThreadState *ts;
+    int interp;
+} known_ts_t;
+
+static known_ts_t *known; /* filled once per thread state, read without a lock */
+static size_t known_cap, known_len;
+static pthread_mutex_t known_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* CPython's default sys.getswitchinterval(): how long a waiter waits before it asks. */
+#define SWITCH_INTERVAL_US 5000
+
+/* The calling thread's states, one per interpreter (NULL: none of its own). */
+static __thread PyThreadState **my_states;
+
+void wd__py_gil_reserve(size_t n)
+{
+    known = xcalloc(n, sizeof *known);
+    known_cap = n;
+}
+
+void wd__py_gil_note(PyThreadState *ts, int interp)
+{
+    pthread_mutex_lock(&known_lock);
+    if (known_len < known_cap) {
+        known[known_len].interp = interp;
+        __atomic_store_n(&known[known_len].ts, ts, __ATOMIC_RELEASE);
+        known_len++;
+    }
+    pthread_mutex_unlock(&known_lock);
+}
+
+void wd__py_gil_forget(void)
+{
+    free(known);
+    known = NULL;
+    known_cap = known_len = 0;
+}
+
+void wd__py_gil_thread(PyThreadState **states)
+{
+    my_states = states;
+}
+
+/* The interpreter of the thread state holding the GIL now, or -1 (none, or one of no concern). */
+static int holder_interp(void)
+{
+    PyThreadState *h = _PyThreadState_UncheckedGet();
+
+    if (h == NULL)
+        return -1;
+    for (size_t i = 0; i < known_cap; i++) {
+        PyThreadState *ts = __atomic_load_n(&known[i].ts, __ATOMIC_ACQUIRE);
+
+        if (ts == NULL)
+            break;
+        if (ts == h)
+            return known[i].interp;
+    }
+    return -1;
+}
+
+void wd__py_gil_restore(PyThreadState *ts)
+{
+    int k;
+
+    if (wd__py.n_interps < 2 || my_states == NULL || (k = holder_interp()) < 0 ||
+        my_states[k] == NULL || my_states[k] == ts) {
+        PyEval_RestoreThread(ts);
+        return;
+    }
+    PyEval_RestoreThread(my_states[k]);
+    PyThreadState_Swap(ts);
+}
+
+static struct {
+    pthread_t tid;
+    int started, stop, in_gil;
+    int active; /* requests in flight (GIL held to change it) */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    PyThreadState **ts; /* one per interpreter */
+} nudge = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *nudger_main(void *arg)
+{
+    PyThreadState *last = NULL;
+
+    (void)arg;
+    pthread_setname_np(pthread_self(), "wsgid-gil");
+    pthread_mutex_lock(&nudge.lock);
+    while (!nudge.stop) {
+        if (__atomic_load_n(&nudge.active, __ATOMIC_RELAXED) == 0) {
+            last = NULL;
+            pthread_cond_wait(&nudge.cond, &nudge.lock);
+            continue;
+        }
+        pthread_mutex_unlock(&nudge.lock);
+        usleep(SWITCH_INTERVAL_US);
+        PyThreadState *h = _PyThreadState_UncheckedGet();
+        int k = h != NULL && h == last ? holder_interp() : -1;
+
+        last = h;
+        pthread_mutex_lock(&nudge.lock);
+        if (k < 0 || nudge.stop)
+            continue;
+        nudge.in_gil = 1;
+        pthread_mutex_unlock(&nudge.lock);
+        PyEval_RestoreThread(nudge.ts[k]);
+        PyEval_SaveThread();
+        last = NULL;
+        pthread_mutex_lock(&nudge.lock);
+        nudge.in_gil = 0;
+    }
+    pthread_mutex_unlock(&nudge.lock);
+    return NULL;
+}
+
+void wd__py_gil_busy(int delta)
+{
+    if (!nudge.started)
+        return;
+    if (__atomic_add_fetch(&nudge.active, delta, __ATOMIC_RELAXED) == 1 && delta > 0) {
+        pthread_mutex_lock(&nudge.lock);
+        pthread_cond_signal(&nudge.cond);
+        pthread_mutex_unlock(&nudge.lock);
+    }
+}
+
+void wd__py_gil_start(void)
+{
+    int rc;
+
+    if (wd__py.n_interps < 2)
+        return;
+    nudge.ts = xcalloc(wd__py.n_interps, sizeof *nudge.ts);
+    for (size_t i = 0; i < wd__py.n_interps; i++) {
+        nudge.ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
+        wd__py_gil_note(nudge.ts[i], (int)i);
+    }
+    rc = pthread_create(&nudge.tid, NULL, nudger_main, NULL);
+    if (rc == 0)
+        nudge.started = 1;
+    else
+        wd_log_error("group %s: cannot start the GIL nudger thread (%s): a request running "
+                     "Python code in one application group may hold up the others",
+                     wd__py.group->name, strerror(rc));
+}
+
+int wd__py_gil_stop(void)
+{
+    int in_gil;
+
+    if (nudge.ts == NULL)
+        return 0;
+    pthread_mutex_lock(&nudge.lock);
+    nudge.stop = 1;
+    in_gil = nudge.in_gil;
+    pthread_cond_signal(&nudge.cond);
+    pthread_mutex_unlock(&nudge.lock);
+    if (nudge.started && !in_gil)
+        pthread_join(nudge.tid, NULL);
+    nudge.started = 0;
+    return in_gil;
+}
+
+void wd__py_gil_states_delete(void)
+{
+    PyThreadState *self = PyThreadState_Get();
+
+    for (size_t i = 0; nudge.ts != NULL && i < wd__py.n_interps; i++) {
+        PyThreadState_Swap(nudge.ts[i]);
+        PyThreadState_Clear(nudge.ts[i]);
+        PyThreadState_Swap(self);
+        PyThreadState_Delete(nudge.ts[i]);
+    }
+    free(nudge.ts);
+    nudge.ts = NULL;
+}
