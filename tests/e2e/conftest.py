@@ -77,7 +77,10 @@ def wsgid(tmp):
         try:
             d.start(wait=wait)
         except AssertionError:
-            # Reported here, with the log; the teardown has nothing more to say about it.
+            # Reported here, with the log; the teardown has nothing more to say about it: the
+            # test fails with this error, whose log holds the error lines (alert lines are still
+            # reported). Not a test's expectation: a test that expects a failed start passes
+            # wait=False and names its lines (test_privileges, test_process, test_timeouts).
             d.expect_failure = True
             d.expect_log(".")
             if d.proc is not None and d.proc.poll() is None:
