@@ -8,7 +8,6 @@
 #include "alloc.h"
 
 #include "log.h"
-#include "../../protocol/response.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -23,7 +22,6 @@
 
 #define BUF_INITIAL 8192
 #define BODY_READ_ROOM 65536
-#define LINGER_MS 2000
 /* A connection's read buffer is kept in the pool unless it grew past this. */
 #define BUF_KEEP 16384
 /* The most of a body buffer allocated from Content-Length before the body arrives. */
@@ -57,13 +55,11 @@ static void set_events(wd_conn_t *c, int events)
         uv_poll_stop(&c->poll);
 }
 
-static void conn_timer_cb(uv_timer_t *t);
-
 /* (Re)starts the connection's one timer; what it means follows from the state when it fires. */
 static void conn_timer(wd_conn_t *c, double secs)
 {
     if (secs > 0)
-        uv_timer_start(&c->timer, conn_timer_cb, (uint64_t)(secs * 1000) + 1, 0);
+        uv_timer_start(&c->timer, wd__conn_timer_cb, (uint64_t)(secs * 1000) + 1, 0);
     else
         uv_timer_stop(&c->timer);
 }
@@ -227,73 +223,6 @@ void wd_conn_close(wd_conn_t *c)
     cs->ops->closed(cs->owner);
 }
 
-/* After an error answer the client may still be sending (a body we refused): close only once it
- * stops or a moment has passed, so that the kernel does not reset the connection before the
- * client has read the answer. */
-static void conn_linger(wd_conn_t *c)
-{
-    shutdown(c->fd, SHUT_WR);
-    c->state = WD_CONN_LINGER;
-    c->events = -1;
-    set_events(c, UV_READABLE | UV_DISCONNECT);
-    uv_timer_start(&c->timer, conn_timer_cb, LINGER_MS, 0);
-}
-
-/* --- answers the loop makes itself ---------------------------------------------------------- */
-
-/* Queues a whole response the loop made itself and starts sending it. No Python thread owns the
- * buffer at this point, so no wake-up is needed. */
-static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_alive)
-{
-    c->out.wake = NULL;
-    wd_out_write(&c->out, bytes, n);
-    wd_out_finish(&c->out, keep_alive);
-    c->out.wake = conn_wake;
-    conn_send(c);
-}
-
-/* Answers a dispatched request that no Python thread took (queue-timeout), as if the app had. */
-static void conn_answer(wd_conn_t *c, int status)
-{
-    char buf[512];
-    int keep = c->proto == WD_REQ_HTTP && c->http.keep_alive && !c->http.is_head;
-    int minor = c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1;
-    size_t n = wd_response_canned(buf, sizeof buf, status, minor, keep);
-
-    c->req.head_len = n;
-    conn_respond(c, buf, n, keep);
-}
-
-/* Answers an error before any request was dispatched, and closes the connection after it. */
-static void conn_fail_bytes(wd_conn_t *c, int status, const char *bytes, size_t n)
-{
-    c->status = status;
-    c->dispatched = 0;
-    c->state = WD_CONN_APP;
-    wd_out_reset(&c->out);
-    conn_respond(c, bytes, n, 0);
-}
-
-static void conn_fail(wd_conn_t *c, int status)
-{
-    char buf[512];
-    int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
-
-    conn_fail_bytes(c, status, buf, wd_response_canned(buf, sizeof buf, status, minor, 0));
-}
-
-/* The uwsgi socket got something else: say what, in terms an operator can act on. */
-static void conn_fail_text(wd_conn_t *c, int status, const char *text)
-{
-    char buf[1024];
-    int n = snprintf(buf, sizeof buf,
-                     "HTTP/1.0 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n"
-                     "Connection: close\r\n\r\n%s",
-                     status, wd_response_reason(status), strlen(text), text);
-
-    conn_fail_bytes(c, status, buf, (size_t)n);
-}
-
 static int http_body_cb(void *data, const char *at, size_t n)
 {
     return wd__conn_body_append(data, at, n);
@@ -351,9 +280,10 @@ static void uwsgi_error(wd_conn_t *c)
         wd_log_warn("peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
                     "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
                     wd__conn_peer(c), c->l->addr);
-        conn_fail_text(c, 400,
-                       "This socket speaks the uwsgi protocol, not HTTP: use uwsgi_pass in nginx, "
-                       "or configure the listener with protocol: http.\n");
+        wd__conn_fail_text(c, 400,
+                           "This socket speaks the uwsgi protocol, not HTTP: use "
+                           "uwsgi_pass in nginx, or configure the listener with "
+                           "protocol: http.\n");
         return;
     case WD_UWSGI_EMODIFIER:
         wd_log_warn("peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
@@ -364,7 +294,7 @@ static void uwsgi_error(wd_conn_t *c)
     default:
         wd_log_warn("peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c), c->l->addr,
                     wd_uwsgi_strerror(c->uwsgi.error));
-        conn_fail(c, 400);
+        wd__conn_fail(c, 400);
         return;
     }
 }
@@ -388,7 +318,7 @@ static int uwsgi_process(wd_conn_t *c)
                     g->header_buffer_size) {
                 wd_log_warn("peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
                             wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
-                conn_fail(c, 431);
+                wd__conn_fail(c, 431);
                 return -1;
             }
             return 0;
@@ -399,7 +329,7 @@ static int uwsgi_process(wd_conn_t *c)
             wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
                         wd__conn_peer(c), (unsigned long long)c->body_expect,
                         (unsigned long long)g->limit_request_body);
-            conn_fail(c, 413);
+            wd__conn_fail(c, 413);
             return -1;
         }
         c->state = WD_CONN_BODY;
@@ -409,7 +339,7 @@ static int uwsgi_process(wd_conn_t *c)
     if (take > c->body_expect - c->body_len)
         take = (size_t)(c->body_expect - c->body_len);
     if (take > 0 && wd__conn_body_append(c, c->buf + c->parsed, take) < 0) {
-        conn_fail(c, c->body_error);
+        wd__conn_fail(c, c->body_error);
         return -1;
     }
     /* Body bytes are consumed: the next read reuses the space behind the head. */
@@ -447,7 +377,7 @@ static int http_head_complete(wd_conn_t *c)
         wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
                     wd__conn_peer(c), (unsigned long long)h->content_length,
                     (unsigned long long)g->limit_request_body);
-        conn_fail(c, 413);
+        wd__conn_fail(c, 413);
         return -1;
     }
     /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a
@@ -495,7 +425,7 @@ static int http_process(wd_conn_t *c)
             else if (status == 413)
                 wd_log_info("peer %s: request body over limit-request-body (%llu): 413",
                             wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
-            conn_fail(c, status);
+            wd__conn_fail(c, status);
             return -1;
         }
         c->parsed += (size_t)r;
@@ -510,7 +440,7 @@ static int http_process(wd_conn_t *c)
         if (c->len >= c->cs->group->header_buffer_size) {
             wd_log_info("peer %s: request head larger than header-buffer-size (%llu): 431",
                         wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
-            conn_fail(c, 431);
+            wd__conn_fail(c, 431);
             return -1;
         }
     } else if (c->parsed == c->len) {
@@ -589,7 +519,7 @@ static void conn_read(wd_conn_t *c)
             cap = limit;
         if (cap <= c->len) {
             /* Only a head can fill the buffer; its parser has said it is too large. */
-            conn_fail(c, 431);
+            wd__conn_fail(c, 431);
             return;
         }
         c->buf = xrealloc(c->buf, cap);
@@ -620,15 +550,6 @@ static void conn_read(wd_conn_t *c)
     /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
     if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE))
         set_events(c, UV_READABLE | UV_DISCONNECT);
-}
-
-static void conn_drain(wd_conn_t *c)
-{
-    char buf[16384];
-    ssize_t n = read(c->fd, buf, sizeof buf);
-
-    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
-        wd_conn_close(c);
 }
 
 /* --- writing -------------------------------------------------------------------------------- */
@@ -680,7 +601,7 @@ static void response_complete(wd_conn_t *c)
             setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         }
         if (linger)
-            conn_linger(c);
+            wd__conn_linger(c);
         else
             wd_conn_close(c);
         return;
@@ -754,92 +675,6 @@ static void conn_abandon(wd_conn_t *c)
         set_events(c, 0);
 }
 
-static void conn_timer_cb(uv_timer_t *t)
-{
-    wd_conn_t *c = t->data;
-    const wd_group_conf_t *g = c->cs->group;
-
-    switch (c->state) {
-    case WD_CONN_HEAD:
-        if (c->len == 0) {
-            wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
-        } else {
-            wd_log_info("peer %s: request head not complete after %.0f s (header-timeout); "
-                        "closing",
-                        wd__conn_peer(c), g->header_timeout);
-        }
-        wd_conn_close(c);
-        return;
-    case WD_CONN_BODY:
-        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
-                    wd__conn_peer(c), g->body_timeout);
-        conn_fail(c, 408);
-        return;
-    case WD_CONN_APP:
-        wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
-                    wd__conn_peer(c), g->send_timeout, c->dispatched ? " request " : "",
-                    c->dispatched ? c->req.id : "");
-        conn_abandon(c);
-        return;
-    default:
-        wd_conn_close(c);
-        return;
-    }
-}
-
-static void check_timeout(wd_conn_t *c, uint64_t now)
-{
-    const wd_group_conf_t *g = c->cs->group;
-    double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
-    double ran, waited;
-
-    if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
-        return;
-    if (!c->req.py_running && wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
-        wd_handoff_remove(c->cs->handoff, &c->req)) {
-        /* No thread took it in time: answer for it without running the app. */
-        wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
-                    "(%.1f s): 504",
-                    c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
-        c->req.status = 504;
-        conn_answer(c, 504);
-        return;
-    }
-    if (g->request_timeout <= 0)
-        return;
-    ran = (double)(now - c->req.t_start_ns) / 1e9;
-    if (ran > g->request_timeout && !c->req.timed_out) {
-        c->req.timed_out = 1;
-        wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
-                    "interrupting its Python thread",
-                    c->req.id, wd__conn_peer(c), ran, g->request_timeout);
-        c->cs->app->interrupt(&c->req);
-    }
-    if (ran > g->request_timeout + grace) {
-        char buf[512];
-        size_t n;
-
-        /* The thread did not come back (it is blocked outside Python): answer for it, and have
-         * this worker replaced, since the thread may never be free again. The connection stays
-         * until the thread lets go of the request. */
-        c->abandoned = 1;
-        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; answering "
-                     "504 and replacing this worker",
-                     c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-        if (c->out.sent == 0) {
-            n = wd_response_canned(buf, sizeof buf, 504,
-                                   c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1, 0);
-            if (write(c->fd, buf, n) < 0) {
-                /* The client is gone anyway. */
-            }
-        }
-        shutdown(c->fd, SHUT_RDWR);
-        wd_out_abort(&c->out);
-        set_events(c, 0);
-        c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
-    }
-}
-
 void wd_conn_ready(wd_handoff_node_t *node)
 {
     wd_conn_t *c = node_conn(node);
@@ -855,7 +690,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
     if (c->state == WD_CONN_CLOSED)
         return;
     if (c->state == WD_CONN_LINGER) {
-        conn_drain(c);
+        wd__conn_drain(c);
         return;
     }
     if (c->state == WD_CONN_APP) {
@@ -944,43 +779,22 @@ void wd_conns_shutdown(wd_conns_t *cs)
     }
 }
 
-uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n)
-{
-    const wd_conn_t *o = NULL;
-    wd_slice_t method = {"-", 1}, uri = {"-", 1};
+/* --- for the module's other files (conn_int.h) ---------------------------------------------- */
 
-    for (const wd_conn_t *c = cs->list; c; c = c->next)
-        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done &&
-            (o == NULL || c->req.t_start_ns < o->req.t_start_ns))
-            o = c;
-    if (o == NULL) {
-        buf[0] = '\0';
-        return 0;
-    }
-    if (o->proto == WD_REQ_UWSGI) {
-        method = o->uwsgi.method;
-        uri = o->uwsgi.uri;
-    } else {
-        method = wd_http_method(&o->http);
-        uri = wd_http_slice(&o->http, o->http.url);
-    }
-    snprintf(buf, n, "%s %.*s %.*s", o->req.id, (int)method.n, method.p,
-             (int)(uri.n > 100 ? 100 : uri.n), uri.p);
-    return o->req.t_start_ns;
+/* The per-request path above calls the static functions, which the compiler may inline (not so an
+ * exported function of a -fPIC library); the answers and the timeouts (conn_answer.c,
+ * conn_timeout.c), off that path, call them through these. */
+void wd__conn_set_events(wd_conn_t *c, int events)
+{
+    set_events(c, events);
 }
 
-int wd_conns_stuck(const wd_conns_t *cs)
+void wd__conn_send(wd_conn_t *c)
 {
-    for (const wd_conn_t *c = cs->list; c; c = c->next)
-        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->req.timed_out)
-            return 1;
-    return 0;
+    conn_send(c);
 }
 
-void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)
+void wd__conn_abandon(wd_conn_t *c)
 {
-    for (wd_conn_t *c = cs->list, *next; c; c = next) {
-        next = c->next;
-        check_timeout(c, now);
-    }
+    conn_abandon(c);
 }

@@ -1,5 +1,6 @@
 /* Names shared by the files of the connection module only (conn.c: lifecycle, parsing, dispatch,
- * writing; conn_body.c: request bodies; conn_log.c: the access log). Loop thread. */
+ * writing; conn_answer.c: the answers the loop makes itself; conn_timeout.c: the timeouts;
+ * conn_body.c: request bodies; conn_log.c: the access log). Loop thread. */
 #ifndef WD_DAEMON_CONN_INT_H
 #define WD_DAEMON_CONN_INT_H
 
@@ -7,15 +8,48 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
+
+/* conn.c */
 
 /* The peer's address for messages ("unix" on a unix socket). */
 const char *wd__conn_peer(const wd_conn_t *c);
+/* What the connection's poll watches (UV_READABLE, UV_WRITABLE, UV_DISCONNECT; 0: nothing). */
+void wd__conn_set_events(wd_conn_t *c, int events);
+/* Sends what the response buffer holds; completes the response when it is all out. */
+void wd__conn_send(wd_conn_t *c);
+/* The client is gone or stuck: drops the response (the connection closes once the app thread has
+ * let go of the request). */
+void wd__conn_abandon(wd_conn_t *c);
+
+/* conn_answer.c */
+
+/* Answers a dispatched request that no Python thread took, with a canned response of status. */
+void wd__conn_answer(wd_conn_t *c, int status);
+/* Answers an error before any request was dispatched (a canned response, or one with text as its
+ * body), and closes the connection after it (lingering: wd__conn_linger). */
+void wd__conn_fail(wd_conn_t *c, int status);
+void wd__conn_fail_text(wd_conn_t *c, int status, const char *text);
+/* After an error answer: stops sending, drops what the client still sends (wd__conn_drain, on
+ * each read event) and closes when it stops or after a moment. */
+void wd__conn_linger(wd_conn_t *c);
+void wd__conn_drain(wd_conn_t *c);
+
+/* conn_timeout.c */
+
+/* The connection's timer fired: header-, body- or send-timeout, or the end of a linger, by state.
+ */
+void wd__conn_timer_cb(uv_timer_t *t);
+
+/* conn_body.c */
 
 /* Appends body bytes (413 past limit-request-body, 500 when the temp file fails: c->body_error);
  * 0 or -1. */
 int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n);
 /* The body is done with: its temp file goes back to the worker, a large buffer is freed. */
 void wd__conn_body_clear(wd_conn_t *c);
+
+/* conn_log.c */
 
 /* How long the dispatched request ran: to its finish, which the loop may learn later. */
 uint64_t wd__conn_ran_ns(const wd_conn_t *c);

@@ -11,7 +11,7 @@ wsgid_accept_empty_total counts the wake-ups that found the listener empty (some
 a loop woken late sees no event at all)."""
 import time
 
-from conftest import assert_hello
+from helpers.clients import assert_hello
 from test_metrics import metrics, samples, start
 
 N = 60

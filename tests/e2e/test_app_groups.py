@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import (REPO, Conn, app, cmdline, free_port, http_request, make_config,
-                      request)
+from helpers.clients import Conn, http_request, request
+from helpers.config import REPO, app, make_config
+from helpers.procs import cmdline, free_port
 
 PY = "/usr/bin/python3"
 EXAMPLE = REPO / "examples" / "projects"

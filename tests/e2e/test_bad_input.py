@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from conftest import (HELLO, Conn, assert_hello, http_request, parse_response, raw,
-                      uwsgi_packet, uwsgi_request)
+from helpers.clients import (HELLO, Conn, assert_hello, http_request, parse_response, raw,
+                             uwsgi_packet, uwsgi_request)
 
 
 def _alive(addr):

@@ -5,8 +5,8 @@ import time
 import pytest
 import requests
 
-from conftest import (HELLO, Conn, assert_hello, http_request, proxy_location, request,
-                      uwsgi_call, uwsgi_location)
+from helpers.clients import HELLO, Conn, assert_hello, http_request, request, uwsgi_call
+from helpers.nginx import proxy_location, uwsgi_location
 
 
 def test_hello_nginx_uwsgi_pass(wsgid, nginx):
@@ -240,7 +240,7 @@ def test_expect_100_continue(wsgid):
 
 
 def test_404_and_query_from_example_app(wsgid):
-    from conftest import REPO
+    from helpers.config import REPO
     d = wsgid(str(REPO / "examples" / "hello" / "app.py"))
     assert request(d.tcp).body == b"Hello, world!\n"
     assert request(d.tcp, path="/nope").status == 404

@@ -7,8 +7,8 @@ import time
 import pytest
 import requests
 
-from conftest import (MiB, Conn, big_body, http_request, proxy_location, request,
-                      uwsgi_location)
+from helpers.clients import Conn, MiB, big_body, http_request, request
+from helpers.nginx import proxy_location, uwsgi_location
 
 
 def _sha(b):
@@ -107,7 +107,7 @@ def test_streaming_generator_in_order(wsgid):
     head, _, body = whole.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert b"transfer-encoding: chunked" in head.lower()
-    from conftest import parse_response
+    from helpers.clients import parse_response
     r, _ = parse_response(whole, eof=True)
     assert r.body == b"".join(b"part %d\n" % i for i in range(10))
     # Streamed, not buffered: the first part arrives well before the last.

@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from conftest import Conn, http_request, request, uwsgi_location
+from helpers.clients import Conn, http_request, request
+from helpers.nginx import uwsgi_location
 
 
 def _run_threads(n, target):
@@ -110,7 +111,7 @@ def test_many_small_keepalive_requests(wsgid):
 
 def test_many_small_uwsgi_requests(wsgid):
     """The same with one uwsgi request per connection, as nginx sends them."""
-    from conftest import uwsgi_call
+    from helpers.clients import uwsgi_call
     d = wsgid("echo", threads=4, processes=1)
 
     def client(i):

@@ -8,7 +8,10 @@ import subprocess
 import threading
 import time
 
-from conftest import WSGID_BIN, free_port, make_config, uwsgi_location, wait_for
+from helpers.config import make_config
+from helpers.daemon import WSGID_BIN
+from helpers.nginx import uwsgi_location
+from helpers.procs import free_port, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 

@@ -7,7 +7,9 @@ import resource
 import socket
 import time
 
-from conftest import WSGID_BIN, Conn, assert_hello, free_port, http_request, request, wait_for
+from helpers.clients import Conn, assert_hello, http_request, request
+from helpers.daemon import WSGID_BIN
+from helpers.procs import free_port, wait_for
 from test_metrics import metrics, samples
 
 

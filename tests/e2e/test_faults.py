@@ -10,8 +10,9 @@ import time
 
 import pytest
 
-from conftest import (HELLO, Conn, assert_hello, http_request, request, uwsgi_location,
-                      wait_for)
+from helpers.clients import HELLO, Conn, assert_hello, http_request, request
+from helpers.nginx import uwsgi_location
+from helpers.procs import wait_for
 
 DEATH = r"(?i)killed by signal|exited with status|stopped \(SIGSTOP\?\)"
 

@@ -5,7 +5,7 @@ import os
 import pytest
 import requests
 
-from conftest import proxy_location, uwsgi_location
+from helpers.nginx import proxy_location, uwsgi_location
 
 pytest.importorskip("flask")
 

@@ -19,7 +19,10 @@ import subprocess
 import threading
 import time
 
-from conftest import WSGID_BIN, Conn, http_request, uwsgi_location, wait_for
+from helpers.clients import Conn, http_request
+from helpers.daemon import WSGID_BIN
+from helpers.nginx import uwsgi_location
+from helpers.procs import wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 N = 8                   # threads of the group, and parties of the barrier

@@ -7,8 +7,11 @@ import signal
 import subprocess
 import time
 
-from conftest import (WSGID_BIN, Conn, app, free_port, http_request, make_config, request,
-                      uwsgi_call, uwsgi_location, wait_for)
+from helpers.clients import Conn, http_request, request, uwsgi_call
+from helpers.config import app, make_config
+from helpers.daemon import WSGID_BIN
+from helpers.nginx import uwsgi_location
+from helpers.procs import free_port, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 

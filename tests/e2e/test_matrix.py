@@ -20,8 +20,9 @@ import time
 
 import pytest
 
-from conftest import (HELLO, Conn, Incomplete, http_request, parse_response, uwsgi_call,
-                      uwsgi_location, uwsgi_packet, uwsgi_request)
+from helpers.clients import (HELLO, Conn, Incomplete, http_request, parse_response, uwsgi_call,
+                             uwsgi_packet, uwsgi_request)
+from helpers.nginx import uwsgi_location
 
 LIMIT = 1024 * 1024  # limit-request-body of the matrix daemon
 

@@ -3,7 +3,8 @@
 import json
 import re
 
-from conftest import assert_hello, free_port, raw, request, wait_for
+from helpers.clients import assert_hello, raw, request
+from helpers.procs import free_port, wait_for
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
 

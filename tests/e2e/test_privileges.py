@@ -10,7 +10,10 @@ import subprocess
 
 import pytest
 
-from conftest import WSGID_BIN, app, assert_hello, free_port, to_yaml, wait_for
+from helpers.clients import assert_hello
+from helpers.config import app, to_yaml
+from helpers.daemon import WSGID_BIN
+from helpers.procs import free_port, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 

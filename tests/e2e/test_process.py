@@ -7,8 +7,10 @@ import time
 
 import pytest
 
-from conftest import (HELLO, WSGID_BIN, Conn, app, assert_hello, cmdline, comm, http_request,
-                      make_config, request, wait_for)
+from helpers.clients import HELLO, Conn, assert_hello, http_request, request
+from helpers.config import app, make_config
+from helpers.daemon import WSGID_BIN
+from helpers.procs import cmdline, comm, wait_for
 
 
 def _ps(fmt):
@@ -186,7 +188,7 @@ def test_check_config(tmp):
 
 
 def test_example_configs_check():
-    from conftest import REPO
+    from helpers.config import REPO
     for conf in ("config.example.yaml", "examples/flask/wsgid.yaml"):
         r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(REPO / conf)],
                            capture_output=True, text=True, timeout=30)
@@ -195,7 +197,7 @@ def test_example_configs_check():
 
 def test_no_fd_leak_in_worker(wsgid, tmp):
     """Like NGINX Unit's suite: a worker's fd count comes back to where it was."""
-    from conftest import raw, uwsgi_call
+    from helpers.clients import raw, uwsgi_call
     d = wsgid("slowclients", threads=4)
     (worker,) = d.workers()
 

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from conftest import Conn, http_request, parse_response, uwsgi_request
+from helpers.clients import Conn, http_request, parse_response, uwsgi_request
 
 ROUNDS = 50
 

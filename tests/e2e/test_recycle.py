@@ -5,7 +5,9 @@ import re
 import threading
 import time
 
-from conftest import app, uwsgi_location, wait_for
+from helpers.config import app
+from helpers.nginx import uwsgi_location
+from helpers.procs import wait_for
 
 
 def get_pid(addr, path="/", timeout=10):

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from conftest import (HELLO, MiB, big_body, http_request, parse_response, request,
-                      uwsgi_location)
+from helpers.clients import HELLO, MiB, big_body, http_request, parse_response, request
+from helpers.nginx import uwsgi_location
 
 N_CLIENTS = 16
 SIZE = 16 * MiB

@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 
-from conftest import WSGID_BIN, Conn, http_request, parse_response, request
+from helpers.clients import Conn, http_request, parse_response, request
+from helpers.daemon import WSGID_BIN
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 REQUEST_TIMEOUT = 1

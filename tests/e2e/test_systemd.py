@@ -10,8 +10,10 @@ import uuid
 
 import pytest
 
-from conftest import (READY, WSGID_BIN, Wsgid, app, assert_hello, free_port, make_config,
-                      wait_for)
+from helpers.clients import assert_hello
+from helpers.config import app, make_config
+from helpers.daemon import READY, WSGID_BIN, Wsgid
+from helpers.procs import free_port, wait_for
 
 ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
 

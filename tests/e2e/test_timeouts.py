@@ -6,7 +6,9 @@ import re
 import threading
 import time
 
-from conftest import Conn, http_request, request, uwsgi_location, wait_for
+from helpers.clients import Conn, http_request, request
+from helpers.nginx import uwsgi_location
+from helpers.procs import wait_for
 
 
 def get_pid(addr, timeout=10):

@@ -1,4 +1,4 @@
-"""A big answer with deterministic content (see conftest.big_body: the same bytes).
+"""A big answer with deterministic content (the same bytes as big_body in helpers/clients.py).
 
     /big?size=N         one bytes object (the length is known before the head is sent)
     /gen?size=N         a generator of 64 KiB chunks

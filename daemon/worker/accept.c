@@ -1,0 +1,338 @@
+/* Accepting a group's connections in a worker: see accept.h. Only the loop thread runs it. */
+#include "accept.h"
+#include "alloc.h"
+
+#include "log.h"
+#include "spawn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#define ACCEPT_BATCH 64
+#define ACCEPT_LATE_MS 10 /* see accept_late_cb */
+/* Requests in flight (running and queued) per Python thread before the worker stops accepting: a
+ * little queue keeps the threads busy between wake-ups, a short one leaves new connections to an
+ * idle sibling (EPOLLEXCLUSIVE wakes one worker per connection). */
+#define CAPACITY_PER_THREAD 2
+#define ACCEPT_LATE_BATCH 4
+#define FD_PAUSE_MIN_MS 10 /* see fd_exhausted */
+#define FD_PAUSE_MAX_MS 1000
+#define FD_LOG_EVERY_NS 10000000000ull
+
+static void accept_cb(uv_poll_t *p, int status, int events);
+static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late);
+
+static void accept_late_cb(uv_timer_t *t);
+
+/* Puts the listeners in the loop's epoll, or takes them out (exclusive mode, see
+ * listeners_exclusive). An entry added goes to the back of each listener's queue of exclusive
+ * waiters. */
+static void exclusive_watch(wd_accept_t *a, int on)
+{
+    int ep = uv_backend_fd(a->loop);
+
+    for (size_t i = 0; i < a->n_listeners; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = a->accept_ep};
+
+        if (epoll_ctl(ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, a->listeners[i].fd, &ev) < 0 && on)
+            wd_log_error("group %s pid %d: listener %s: cannot watch it: %s", a->group->name,
+                         a->pid, a->listeners[i].addr, strerror(errno));
+    }
+}
+
+void wd_accept_update(wd_accept_t *a)
+{
+    /* Stop at capacity; start again only once a thread is free, so that a worker hovering at its
+     * capacity does not switch the listeners on and off for every request. The other reasons to
+     * stop (see the fields) end with an event of their own, which calls this again. */
+    size_t in_flight = wd_handoff_in_flight(a->handoff);
+    int may = !a->stopping && !a->fd_paused && !a->stuck && !a->full;
+    int want =
+        may && (a->accepting ? in_flight < a->capacity : in_flight < (size_t)a->group->threads);
+    int late = may && !want; /* at capacity only: see accept_late_cb */
+
+    if (late != uv_is_active((uv_handle_t *)&a->accept_late)) {
+        if (late)
+            uv_timer_start(&a->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
+        else
+            uv_timer_stop(&a->accept_late);
+    }
+    if (want == a->accepting)
+        return;
+    a->accepting = want;
+    if (a->exclusive)
+        exclusive_watch(a, want);
+    else if (want)
+        uv_poll_start(&a->accept_poll, UV_READABLE, accept_cb);
+    else
+        uv_poll_stop(&a->accept_poll);
+}
+
+/* A worker at capacity leaves new connections to its siblings; but behind a keep-alive proxy every
+ * worker can stay at capacity for long, serving the connections it has, while a new one waits in
+ * the listen queue (0.5 ms app behind nginx keep-alive: p99 0.6-1.2 s). So a worker that stopped
+ * accepting still takes what waits every ACCEPT_LATE_MS: no connection waits longer. */
+static void accept_late_cb(uv_timer_t *t)
+{
+    wd_accept_t *a = t->data;
+
+    for (size_t i = 0; i < a->n_listeners && !a->accepting && !a->stopping && !a->fd_paused &&
+                       !a->stuck && !a->full;
+         i++)
+        accept_on(a, &a->listeners[i], ACCEPT_LATE_BATCH, 1);
+}
+
+static void fd_pause_cb(uv_timer_t *t)
+{
+    wd_accept_t *a = t->data;
+
+    a->fd_paused = 0;
+    wd_accept_update(a);
+}
+
+/* accept4 failed for want of file descriptors (EMFILE, ENFILE) or kernel memory. The listener
+ * stays readable, so trying again at once would spin the loop and, with a line per failure,
+ * flood the log (1.2 million lines in 3 s measured before this existed). Instead: stop accepting
+ * for a pause that doubles from FD_PAUSE_MIN_MS to FD_PAUSE_MAX_MS while the failures go on
+ * (siblings, or the kernel's backlog, hold the new connections meanwhile), and say so at most
+ * once every FD_LOG_EVERY_NS, with a count. The connections the worker has, keep-alive ones
+ * included, are served throughout (max-connections, below the fd limit by default, is where idle
+ * keep-alive connections give way to new ones). */
+static void fd_exhausted(wd_accept_t *a, const wd_listener_t *l, int err)
+{
+    uint64_t now = wd_now_ns();
+
+    a->fd_fails++;
+    a->fd_pause_ms = a->fd_pause_ms ? a->fd_pause_ms * 2 : FD_PAUSE_MIN_MS;
+    if (a->fd_pause_ms > FD_PAUSE_MAX_MS)
+        a->fd_pause_ms = FD_PAUSE_MAX_MS;
+    if (a->fd_logged_ns == 0 || now - a->fd_logged_ns >= FD_LOG_EVERY_NS) {
+        struct rlimit rl = {0};
+
+        getrlimit(RLIMIT_NOFILE, &rl);
+        wd_log_error("listener %s: cannot accept: %s (%llu times since the last message; %zu "
+                     "connections open, open-file limit %llu): not accepting for %llu ms; raise "
+                     "the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
+                     "max-connections",
+                     l->addr, strerror(err), (unsigned long long)a->fd_fails, a->conns->n,
+                     (unsigned long long)rl.rlim_cur, (unsigned long long)a->fd_pause_ms);
+        a->fd_fails = 0;
+        a->fd_logged_ns = now;
+    }
+    a->fd_paused = 1;
+    uv_timer_start(&a->fd_pause, fd_pause_cb, a->fd_pause_ms, 0);
+    wd_accept_update(a);
+}
+
+/* Takes up to max connections from l; returns how many. */
+static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
+{
+    int taken = 0;
+
+    for (int i = 0; i < max && (a->accepting || late) && !a->fd_paused; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd;
+
+        /* At max-connections an idle keep-alive connection makes room (the oldest first, once
+         * the new one is taken); without one, this worker takes no more until one closes. */
+        if (a->conns->n >= a->max_conns && !wd_conns_any_idle(a->conns)) {
+            a->full = 1;
+            wd_accept_update(a);
+            return taken;
+        }
+        fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                fd_exhausted(a, l, errno);
+            else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                wd_log_error("listener %s: accept: %s", l->addr, strerror(errno));
+            return taken;
+        }
+        taken++;
+        a->fd_pause_ms = 0;
+        if (a->conns->n >= a->max_conns)
+            wd_conns_close_idle(a->conns, 1);
+        if (!l->is_unix) {
+            int one = 1;
+
+            setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        }
+        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl);
+    }
+    return taken;
+}
+
+/* A listener has a connection waiting. In exclusive mode the kernel woke this worker alone (the
+ * first of the group's workers waiting in epoll_wait): take what waits on each listener (an empty
+ * one costs one accept4 that says EAGAIN). A worker that already had connections or requests
+ * then goes to the back of the queue of waiters, so that the next connection wakes a sibling:
+ * under load connections spread over the group's processes (and their GILs), while at light
+ * load one warm worker takes them all and its siblings sleep. Without exclusive mode accept_ep
+ * holds the listeners: ask it which ones are ready. */
+static void accept_cb(uv_poll_t *p, int status, int events)
+{
+    wd_accept_t *a = p->data;
+    struct epoll_event ev[16];
+    int n, taken = 0;
+
+    (void)events;
+    if (status < 0) {
+        wd_log_error("group %s pid %d: listeners: %s", a->group->name, a->pid, uv_strerror(status));
+        return;
+    }
+    if (a->exclusive) {
+        int busy = a->conns->n > 0 || wd_handoff_in_flight(a->handoff) > 0;
+
+        if (!a->accepting)
+            return; /* returned by the same epoll_wait as what made us stop */
+        for (size_t i = 0; i < a->n_listeners; i++)
+            taken += accept_on(a, &a->listeners[i], ACCEPT_BATCH, 0);
+        if (busy && a->accepting && a->group->processes > 1) {
+            exclusive_watch(a, 0);
+            exclusive_watch(a, 1);
+        }
+    } else if (a->n_listeners == 1) {
+        taken = accept_on(a, &a->listeners[0], ACCEPT_BATCH, 0);
+    } else {
+        do
+            n = epoll_wait(a->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
+        while (n < 0 && errno == EINTR);
+        for (int i = 0; i < n; i++)
+            taken += accept_on(a, &a->listeners[ev[i].data.u32], ACCEPT_BATCH, 0);
+    }
+    if (taken == 0)
+        wd_score_add(&a->score->accept_empty, 1);
+}
+
+/* All workers of a group watch the same listening sockets, and each new connection should wake
+ * one worker, not all of them (a woken loop that loses the race to accept4 costs a wake-up for
+ * nothing: 2 workers, one connection at a time through uwsgi_pass, 82 us of CPU per request
+ * against 52 us with 1 worker). EPOLLEXCLUSIVE does that, but only for an epoll instance that a
+ * thread waits on in epoll_wait: through a nested epoll fd the kernel wakes every waiter. So the
+ * listeners go straight into the loop's own epoll instance (uv_backend_fd) with EPOLLEXCLUSIVE,
+ * tagged with the fd of accept_ep, an epoll instance that stays empty and that accept_poll
+ * watches: libuv looks a ready fd up among its watchers, finds accept_poll and calls accept_cb.
+ * libuv never sees the listeners, so they are taken out before accept_poll stops (uv_poll_stop
+ * also drops the events already returned for accept_ep). Where the kernel refuses EPOLLEXCLUSIVE,
+ * accept_ep holds the listeners and every accepting worker wakes. */
+static int listeners_exclusive(wd_accept_t *a)
+{
+    int ep = uv_backend_fd(a->loop);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = a->accept_ep};
+
+    if (ep < 0 || a->n_listeners == 0)
+        return 0;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, a->listeners[0].fd, &ev) < 0)
+        return 0;
+    epoll_ctl(ep, EPOLL_CTL_DEL, a->listeners[0].fd, &ev);
+    return 1;
+}
+
+static int accept_ep_add(wd_accept_t *a, uint32_t i)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+
+    if (epoll_ctl(a->accept_ep, EPOLL_CTL_ADD, a->listeners[i].fd, &ev) == 0)
+        return 0;
+    wd_log_error("listener %s: cannot watch it: %s", a->listeners[i].addr, strerror(errno));
+    return -1;
+}
+
+/* max-connections, or by default three quarters of the open-file limit (the master raised the
+ * soft limit to the hard one): the rest is for the app's own files and sockets, the body temp
+ * files and the worker's own. */
+static size_t max_connections(const wd_accept_t *a)
+{
+    struct rlimit rl;
+    uint64_t n = a->group->max_connections;
+
+    if (n == 0) {
+        n = 1000000;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+            rl.rlim_cur / 4 * 3 < n)
+            n = rl.rlim_cur / 4 * 3;
+        if (n < 16)
+            n = 16;
+    }
+    wd_log_debug("max-connections %llu", (unsigned long long)n);
+    return (size_t)n;
+}
+
+int wd_accept_init(wd_accept_t *a)
+{
+    const wd_group_conf_t *g = a->group;
+
+    a->capacity = (size_t)g->threads * CAPACITY_PER_THREAD;
+    a->accept_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (a->accept_ep < 0) {
+        wd_log_error("group %s: epoll_create1: %s", g->name, strerror(errno));
+        return -1;
+    }
+    a->n_listeners = g->n_listen;
+    a->listeners = xcalloc(g->n_listen, sizeof *a->listeners);
+    for (size_t i = 0; i < g->n_listen; i++) {
+        wd_listener_t *l = &a->listeners[i];
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+
+        l->fd = WD_WORKER_FD_LISTEN + (int)i;
+        l->protocol = g->protocol;
+        if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) < 0) {
+            wd_log_error("listener %s: fd %d is not a socket (%s); the master should have passed "
+                         "it",
+                         g->listen[i].spec, l->fd, strerror(errno));
+            return -1;
+        }
+        fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+        fcntl(l->fd, F_SETFD, FD_CLOEXEC);
+        if (ss.ss_family == AF_UNIX) {
+            l->is_unix = 1;
+            snprintf(l->addr, sizeof l->addr, "%s", g->listen[i].path ? g->listen[i].path : "unix");
+        } else if (ss.ss_family == AF_INET) {
+            struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+            inet_ntop(AF_INET, &in->sin_addr, l->addr, sizeof l->addr);
+            l->port = ntohs(in->sin_port);
+        } else {
+            struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+            inet_ntop(AF_INET6, &in6->sin6_addr, l->addr, sizeof l->addr);
+            l->port = ntohs(in6->sin6_port);
+        }
+    }
+    a->exclusive = getenv("WSGID_ACCEPT_HERD") ? 0 : listeners_exclusive(a);
+    for (size_t i = 0; i < g->n_listen && !a->exclusive; i++)
+        if (accept_ep_add(a, (uint32_t)i) < 0)
+            return -1;
+    uv_poll_init(a->loop, &a->accept_poll, a->accept_ep);
+    a->accept_poll.data = a;
+    if (a->exclusive)
+        uv_poll_start(&a->accept_poll, UV_READABLE, accept_cb);
+    uv_timer_init(a->loop, &a->accept_late);
+    a->accept_late.data = a;
+    uv_unref((uv_handle_t *)&a->accept_late);
+    uv_timer_init(a->loop, &a->fd_pause);
+    a->fd_pause.data = a;
+    uv_unref((uv_handle_t *)&a->fd_pause);
+    a->max_conns = max_connections(a);
+    return 0;
+}
+
+void wd_accept_stop(wd_accept_t *a)
+{
+    a->stopping = 1;
+    uv_timer_stop(&a->accept_late);
+    wd_accept_update(a);
+}

@@ -1,0 +1,64 @@
+/* Accepting a group's connections in a worker. The listeners the master passed are watched so
+ * that one worker wakes per new connection (EPOLLEXCLUSIVE in the loop's own epoll set: see
+ * listeners_exclusive in accept.c), and a worker takes new connections only while nothing says
+ * otherwise: its capacity (requests in flight per Python thread), max-connections, a shortage of
+ * file descriptors, a request stuck past request-timeout, or its stop. A connection taken goes to
+ * the worker's connections (wd_conn_new).
+ *
+ * The worker owns a wd_accept_t: it fills in the first fields, calls wd_accept_init, and calls
+ * wd_accept_update after anything that may allow or forbid accepting (a request dispatched or
+ * done, a connection closed, a change of stuck or full). Loop thread only. */
+#ifndef WD_DAEMON_ACCEPT_H
+#define WD_DAEMON_ACCEPT_H
+
+#include "config.h"
+#include "conn.h"
+#include "handoff.h"
+#include "scoreboard.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct wd_accept {
+    /* Set by the worker before wd_accept_init. */
+    uv_loop_t *loop;
+    const wd_group_conf_t *group;
+    int pid;
+    wd_score_t *score;     /* accept_empty is counted in it */
+    wd_handoff_t *handoff; /* how many requests are in flight */
+    wd_conns_t *conns;     /* where the connections taken go */
+
+    /* Set by the worker, which then calls wd_accept_update. */
+    int stuck; /* a request is past request-timeout (its thread may be stuck for good) */
+    int full;  /* at max_conns with no idle keep-alive connection to close: set here, cleared by
+                  the worker when a connection closes or may have gone idle */
+
+    /* accept.c's own. */
+    int stopping;    /* wd_accept_stop was called */
+    size_t capacity; /* accept while fewer requests than this are in flight */
+    wd_listener_t *listeners;
+    size_t n_listeners;
+    int accept_ep;          /* see listeners_exclusive */
+    int exclusive;          /* listeners sit in the loop's own epoll with EPOLLEXCLUSIVE */
+    uv_poll_t accept_poll;  /* watches accept_ep while accepting */
+    uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
+    int accepting;
+    size_t max_conns;    /* max-connections, or what the open-file limit allows */
+    uv_timer_t fd_pause; /* out of file descriptors: not accepting until it fires */
+    int fd_paused;
+    uint64_t fd_pause_ms;  /* the current pause; doubles while accept4 keeps failing */
+    uint64_t fd_fails;     /* accept4 failures for want of fds since the last message */
+    uint64_t fd_logged_ns; /* when that message was written */
+} wd_accept_t;
+
+/* Takes over the group's listeners (fds from WD_WORKER_FD_LISTEN on: spawn.h) and sets the
+ * capacity and max-connections; accepting starts at the first wd_accept_update. 0 or -1 (logged).
+ */
+int wd_accept_init(wd_accept_t *a);
+/* Starts or stops accepting, as the reasons above say now. */
+void wd_accept_update(wd_accept_t *a);
+/* The worker is stopping: it accepts no more. */
+void wd_accept_stop(wd_accept_t *a);
+
+#endif

@@ -1,0 +1,141 @@
+/* A connection's timeouts: its one timer, whose meaning follows from the state when it fires
+ * (header-timeout, body-timeout, send-timeout, the end of a linger), and the worker's tick, which
+ * checks the dispatched requests against queue-timeout and request-timeout and finds the oldest
+ * one (for the master's deadlock-timeout report). Part of the connection module (conn.h); only the
+ * loop thread runs it. */
+#include "conn.h"
+#include "conn_int.h"
+
+#include "log.h"
+#include "../../protocol/response.h"
+
+#include <stdio.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void wd__conn_timer_cb(uv_timer_t *t)
+{
+    wd_conn_t *c = t->data;
+    const wd_group_conf_t *g = c->cs->group;
+
+    switch (c->state) {
+    case WD_CONN_HEAD:
+        if (c->len == 0) {
+            wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
+        } else {
+            wd_log_info("peer %s: request head not complete after %.0f s (header-timeout); "
+                        "closing",
+                        wd__conn_peer(c), g->header_timeout);
+        }
+        wd_conn_close(c);
+        return;
+    case WD_CONN_BODY:
+        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
+                    wd__conn_peer(c), g->body_timeout);
+        wd__conn_fail(c, 408);
+        return;
+    case WD_CONN_APP:
+        wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
+                    wd__conn_peer(c), g->send_timeout, c->dispatched ? " request " : "",
+                    c->dispatched ? c->req.id : "");
+        wd__conn_abandon(c);
+        return;
+    default:
+        wd_conn_close(c);
+        return;
+    }
+}
+
+static void check_timeout(wd_conn_t *c, uint64_t now)
+{
+    const wd_group_conf_t *g = c->cs->group;
+    double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
+    double ran, waited;
+
+    if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
+        return;
+    if (!c->req.py_running && wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
+        wd_handoff_remove(c->cs->handoff, &c->req)) {
+        /* No thread took it in time: answer for it without running the app. */
+        wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
+                    "(%.1f s): 504",
+                    c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
+        c->req.status = 504;
+        wd__conn_answer(c, 504);
+        return;
+    }
+    if (g->request_timeout <= 0)
+        return;
+    ran = (double)(now - c->req.t_start_ns) / 1e9;
+    if (ran > g->request_timeout && !c->req.timed_out) {
+        c->req.timed_out = 1;
+        wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
+                    "interrupting its Python thread",
+                    c->req.id, wd__conn_peer(c), ran, g->request_timeout);
+        c->cs->app->interrupt(&c->req);
+    }
+    if (ran > g->request_timeout + grace) {
+        char buf[512];
+        size_t n;
+
+        /* The thread did not come back (it is blocked outside Python): answer for it, and have
+         * this worker replaced, since the thread may never be free again. The connection stays
+         * until the thread lets go of the request. */
+        c->abandoned = 1;
+        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; answering "
+                     "504 and replacing this worker",
+                     c->req.id, wd__conn_peer(c), ran - g->request_timeout);
+        if (c->out.sent == 0) {
+            n = wd_response_canned(buf, sizeof buf, 504,
+                                   c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1, 0);
+            if (write(c->fd, buf, n) < 0) {
+                /* The client is gone anyway. */
+            }
+        }
+        shutdown(c->fd, SHUT_RDWR);
+        wd_out_abort(&c->out);
+        wd__conn_set_events(c, 0);
+        c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
+    }
+}
+
+uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n)
+{
+    const wd_conn_t *o = NULL;
+    wd_slice_t method = {"-", 1}, uri = {"-", 1};
+
+    for (const wd_conn_t *c = cs->list; c; c = c->next)
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done &&
+            (o == NULL || c->req.t_start_ns < o->req.t_start_ns))
+            o = c;
+    if (o == NULL) {
+        buf[0] = '\0';
+        return 0;
+    }
+    if (o->proto == WD_REQ_UWSGI) {
+        method = o->uwsgi.method;
+        uri = o->uwsgi.uri;
+    } else {
+        method = wd_http_method(&o->http);
+        uri = wd_http_slice(&o->http, o->http.url);
+    }
+    snprintf(buf, n, "%s %.*s %.*s", o->req.id, (int)method.n, method.p,
+             (int)(uri.n > 100 ? 100 : uri.n), uri.p);
+    return o->req.t_start_ns;
+}
+
+int wd_conns_stuck(const wd_conns_t *cs)
+{
+    for (const wd_conn_t *c = cs->list; c; c = c->next)
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->req.timed_out)
+            return 1;
+    return 0;
+}
+
+void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)
+{
+    for (wd_conn_t *c = cs->list, *next; c; c = next) {
+        next = c->next;
+        check_timeout(c, now);
+    }
+}
