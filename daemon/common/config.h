@@ -106,6 +106,12 @@ typedef struct wd_group_conf {
 
     wd_mount_conf_t *mounts; /* optional, in file order */
     size_t n_mounts;
+
+    /* reload-on-change (read by the master only): the group is rolled, as by `wsgictl restart`,
+     * when its app scripts (main and mounts) or a file matching `watch` change. */
+    int reload_on_change; /* default 0; a `watch:` list without the key turns it on */
+    char **watch;         /* absolute patterns (pathglob.h); a directory with a last `**` segment */
+    size_t n_watch;
 } wd_group_conf_t;
 
 typedef struct wd_config {

@@ -43,6 +43,7 @@ int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t mi
                       uint64_t *out);
 int wd__cfg_get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out);
 int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out);
+int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
