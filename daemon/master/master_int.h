@@ -115,6 +115,9 @@ struct wd_group {
     int warned;
     wd_op_t *op; /* the rolling operation in progress */
     wd_status_group_t totals;
+    /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
+     * `wsgictl status` until one succeeds. */
+    char reload_error[512];
 };
 
 typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;

@@ -132,6 +132,9 @@ static void op_finish(wd_op_t *op, const char *err)
         json_array_append_new(op->batch->errors, json_string(msg));
         free(msg);
     } else {
+        /* The group's code loaded (a stopped group's config change starts nothing). */
+        if (!(op->kind == WD_OP_CHANGE && g->stopped))
+            g->reload_error[0] = '\0';
         op_commit(op);
     }
     g->op = NULL;
@@ -149,6 +152,7 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     char *msg = NULL;
 
     if (!ok) {
+        snprintf(s->g->reload_error, sizeof s->g->reload_error, "%s", err);
         if (asprintf(&msg,
                      "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
                      "serving (see the error log for the traceback)",
@@ -204,6 +208,7 @@ void wd__m_op_step(wd_op_t *op)
     if (s->repl == NULL) {
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
+        snprintf(g->reload_error, sizeof g->reload_error, "%s", s->last_error);
         op_finish(op, s->last_error);
     }
 }
