@@ -43,7 +43,7 @@ wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *w
     b->replaced = json_array();
     b->errors = json_array();
     b->t0 = uv_now(&m->loop);
-    b->what = what;
+    b->what = xstrdup(what);
     b->pending = 1; /* until batch_done_one() after the operations are started */
     return b;
 }
@@ -80,6 +80,7 @@ void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b)
         json_decref(r);
     json_decref(b->replaced);
     json_decref(b->errors);
+    free(b->what);
     free(b);
 }
 
@@ -139,6 +140,7 @@ static void op_finish(wd_op_t *op, const char *err)
     }
     g->op = NULL;
     wd__m_batch_done_one(m, op->batch);
+    wd__m_autoreload_op_done(g); /* a change seen meanwhile rolls the group now */
     wd__m_gen_unref(op->gen);
     if (op->ls != NULL && op->ls != g->ls)
         wd__m_listeners_release(op->ls, op->n_ls, g->ls, g->n_ls);
@@ -423,6 +425,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         wd_log_warn("reload: a new `control:` path takes effect at the next start");
     wd__m_gen_unref(m->gen);
     m->gen = gen;
+    wd__m_autoreload_update(m);
     json_object_set_new(b->reply, "added", added);
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);
