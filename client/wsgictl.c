@@ -252,6 +252,8 @@ static void print_status(json_t *st, const char *only)
                jstr(g, "name"), jint(g, "processes"), jint(g, "threads"), jint(g, "requests"),
                jint(g, "restarts"), (double)resp_mem / 1048576.0,
                json_array_size(workers) == 0 ? " (stopped)" : "");
+        if (json_is_string(json_object_get(g, "reload_error")))
+            printf("  reload failed (the old workers keep serving): %s\n", jstr(g, "reload_error"));
         if (json_array_size(workers) == 0)
             continue;
         printf("  %4s %8s %-9s %9s %9s %6s %9s %8s %8s  %s\n", "SLOT", "PID", "STATE", "REQUESTS",

@@ -378,6 +378,9 @@ static void group_free(wd_group_conf_t *g)
     }
     free(g->mounts);
     free(g->application_group);
+    for (i = 0; i < g->n_watch; i++)
+        free(g->watch[i]);
+    free(g->watch);
     free(g->user);
     free(g->group);
 }

@@ -123,6 +123,12 @@ typedef struct wd_group_conf {
     wd_mount_conf_t *mounts; /* optional, in file order */
     size_t n_mounts;
     char *application_group; /* default "%{GLOBAL}"; a mount may give its own */
+
+    /* reload-on-change (read by the master only): the group is rolled, as by `wsgictl restart`,
+     * when its app scripts (main and mounts) or a file matching `watch` change. */
+    int reload_on_change; /* default 0; a `watch:` list without the key turns it on */
+    char **watch;         /* absolute patterns (pathglob.h); a directory with a last `**` segment */
+    size_t n_watch;
 } wd_group_conf_t;
 
 typedef struct wd_config {

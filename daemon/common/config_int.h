@@ -49,6 +49,7 @@ int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out
 /* A mapping NAME: value (*out: a new array of *count pairs). */
 int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t **out,
                     size_t *count);
+int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);

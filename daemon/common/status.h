@@ -27,6 +27,10 @@ typedef struct wd_status_group {
     int processes;
     int threads;
     uint64_t restarts; /* sum over its slots */
+    /* NULL, or why the group's last rolling restart (wsgictl restart, reload, reload-on-change)
+     * failed, as its worker said: the old workers are serving the old code. Cleared by the next
+     * one that succeeds. */
+    const char *reload_error;
     /* Counters of the group's workers that have exited, so that totals never go backwards. */
     uint64_t past_requests;
     uint64_t past_status[6];

@@ -205,6 +205,7 @@ void wd__m_start(wd_master_t *m)
     m->starting = 1;
     wd_log_info("wsgid %s master (pid %d) starting %zu groups, %zu processes", WD_VERSION,
                 (int)getpid(), m->n_groups, m->n_first);
+    wd__m_autoreload_update(m);
     for (i = 0; i < m->n_groups && !m->stopping; i++) {
         wd_group_t *g = m->groups[i];
 

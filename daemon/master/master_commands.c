@@ -83,6 +83,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
         groups[i].processes = g->conf->processes;
         groups[i].threads = g->conf->threads;
         groups[i].restarts = 0;
+        groups[i].reload_error = g->reload_error[0] ? g->reload_error : NULL;
         for (k = 0; k < g->n_slots; k++) {
             wd_slot_t *s = g->slots[k];
 

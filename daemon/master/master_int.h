@@ -3,8 +3,9 @@
  * master_groups.c (config generations, the scoreboard, groups, slots, processes),
  * master_spawn.c (privileges, a worker's names and environment, spawning), master_life.c
  * (messages from a worker, stopping, exits and respawns), master_rolling.c (rolling operations,
- * reload), master_commands.c (status, control commands) and master_watch.c (periodic checks and
- * the deadlock watchdog). One thread: the master's libuv loop. */
+ * reload), master_commands.c (status, control commands), master_watch.c (periodic checks and
+ * the deadlock watchdog) and master_autoreload.c (reload-on-change: watching files, rolling a
+ * group when they change). One thread: the master's libuv loop. */
 #ifndef WD_DAEMON_MASTER_INT_H
 #define WD_DAEMON_MASTER_INT_H
 
@@ -35,6 +36,7 @@ typedef struct wd_slot wd_slot_t;
 typedef struct wd_proc wd_proc_t;
 typedef struct wd_op wd_op_t;
 typedef struct wd_batch wd_batch_t;
+typedef struct wd_autoreload wd_autoreload_t;
 
 struct wd_gen {
     wd_config_t *conf;
@@ -115,6 +117,9 @@ struct wd_group {
     int warned;
     wd_op_t *op; /* the rolling operation in progress */
     wd_status_group_t totals;
+    /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
+     * `wsgictl status` until one succeeds. */
+    char reload_error[512];
 };
 
 typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;
@@ -137,7 +142,7 @@ struct wd_batch {
     json_t *replaced; /* [{group, slot, old_pid, new_pid}] */
     json_t *errors;   /* [string] */
     uint64_t t0;
-    const char *what;
+    char *what; /* for the log: "restart", "reload"... (a copy) */
 };
 
 struct wd_master {
@@ -165,6 +170,7 @@ struct wd_master {
     char *pidfile;
     uint64_t t0;
     wd_control_req_t *stop_req;
+    wd_autoreload_t *autoreload; /* the groups with reload-on-change (a list) */
 };
 
 extern wd_metrics_t wd__m_metrics;
@@ -226,6 +232,11 @@ void wd__m_reopen_logs(wd_master_t *m);
 
 /* master_watch.c */
 void wd__m_tick_cb(uv_timer_t *t);
+
+/* master_autoreload.c */
+void wd__m_autoreload_update(wd_master_t *m);
+void wd__m_autoreload_stop(wd_master_t *m);
+void wd__m_autoreload_op_done(wd_group_t *g);
 
 /* master.c */
 const char *wd__m_signame(int sig);

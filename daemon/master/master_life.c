@@ -257,6 +257,7 @@ void wd__m_finish(wd_master_t *m)
     for (i = 0; i < m->n_signals; i++)
         uv_close((uv_handle_t *)&m->signals[i], NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);
+    wd__m_autoreload_stop(m);
     if (m->stop_req != NULL) {
         wd_control_reply(m->stop_req, json_pack("{s:b}", "ok", 1));
         m->stop_req = NULL;

@@ -43,7 +43,7 @@ wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *w
     b->replaced = json_array();
     b->errors = json_array();
     b->t0 = uv_now(&m->loop);
-    b->what = what;
+    b->what = xstrdup(what);
     b->pending = 1; /* until batch_done_one() after the operations are started */
     return b;
 }
@@ -80,6 +80,7 @@ void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b)
         json_decref(r);
     json_decref(b->replaced);
     json_decref(b->errors);
+    free(b->what);
     free(b);
 }
 
@@ -132,10 +133,14 @@ static void op_finish(wd_op_t *op, const char *err)
         json_array_append_new(op->batch->errors, json_string(msg));
         free(msg);
     } else {
+        /* The group's code loaded (a stopped group's config change starts nothing). */
+        if (!(op->kind == WD_OP_CHANGE && g->stopped))
+            g->reload_error[0] = '\0';
         op_commit(op);
     }
     g->op = NULL;
     wd__m_batch_done_one(m, op->batch);
+    wd__m_autoreload_op_done(g); /* a change seen meanwhile rolls the group now */
     wd__m_gen_unref(op->gen);
     if (op->ls != NULL && op->ls != g->ls)
         wd__m_listeners_release(op->ls, op->n_ls, g->ls, g->n_ls);
@@ -149,6 +154,7 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     char *msg = NULL;
 
     if (!ok) {
+        snprintf(s->g->reload_error, sizeof s->g->reload_error, "%s", err);
         if (asprintf(&msg,
                      "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
                      "serving (see the error log for the traceback)",
@@ -204,6 +210,7 @@ void wd__m_op_step(wd_op_t *op)
     if (s->repl == NULL) {
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
+        snprintf(g->reload_error, sizeof g->reload_error, "%s", s->last_error);
         op_finish(op, s->last_error);
     }
 }
@@ -426,6 +433,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         wd_log_warn("reload: a new `control:` path takes effect at the next start");
     wd__m_gen_unref(m->gen);
     m->gen = gen;
+    wd__m_autoreload_update(m);
     json_object_set_new(b->reply, "added", added);
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);

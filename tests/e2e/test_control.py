@@ -118,6 +118,15 @@ def test_safe_restart_keeps_old_workers(wsgid, tmp):
     assert get_pid(d.tcp) in old
     rc, out, err = ctl(d, "status")
     assert "no_such_module_here" in out
+    # Shown for the group until a rolling restart succeeds (issue #13).
+    assert [x for x in out.splitlines() if x.startswith("  reload failed") and
+            "no_such_module_here" in x], out
+    script.write_text(PID_APP)
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    d.seen_workers.update(d.workers())
+    rc, out, err = ctl(d, "status", "--json")
+    assert json.loads(out)["groups"][0]["reload_error"] is None, out
 
 
 def test_reload_broken_then_new_group(wsgid, tmp):

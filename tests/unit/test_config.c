@@ -243,6 +243,37 @@ static const config_case_t cases[] = {
        "      /b: {app: app.py, env: {S: y}, application-group: q}\n",
      NULL},
 
+    /* reload-on-change and watch (configs/ holds app.py and examples/hello/app.py). */
+    {G "    reload-on-change: true\n", NULL},
+    {G "    reload-on-change: off\n", NULL},
+    {G "    reload-on-change: yes\n    watch: '*.py'\n", NULL},
+    {G "    watch: [\"**/*.py\", examples/, examples, app.py, 'examples/*/app.py']\n", NULL},
+    {G "    mounts: {/blog: examples/hello/app.py}\n    reload-on-change: true\n", NULL},
+    {G "    reload-on-change: maybe\n",
+     "5:23: groups.a.reload-on-change: expected true or false, got 'maybe'"},
+    {G "    reload-on-change: [true]\n", "5:23: groups.a.reload-on-change: expected a single"},
+    {G "    reload-on-chang: true\n", "did you mean 'reload-on-change'?"},
+    {G "    watch: []\n", "5:12: groups.a.watch: at least one path or pattern is required"},
+    {G "    watch:\n", "groups.a.watch: at least one path or pattern is required"},
+    {G "    watch: {a: b}\n", "5:12: groups.a.watch: expected a path or a list"},
+    {G "    watch: [app.py, [x]]\n", "5:21: groups.a.watch: expected a single value"},
+    {G "    watch: [app.py, nope/**/*.py]\n",
+     "5:21: groups.a.watch: " /* then the absolute path */},
+    {G "    watch: [nope/**/*.py]\n", "/nope, where the pattern starts, does not exist"},
+    {G "    watch: [app.py/*.py]\n", "/app.py, where the pattern starts, is not a directory"},
+    {G "    watch: [missing.py]\n", "missing.py: no such file or directory (a file that does "
+                                    "not exist yet is watched through a pattern"},
+    {G "    reload-on-change: false\n    watch: [nope/**/*.py, missing.py]\n", NULL},
+    {"groups:\n  a:\n    app: pkg.mod:app\n    listen: :1\n    reload-on-change: true\n",
+     "5:23: groups.a.reload-on-change: the app 'pkg.mod' is a module, whose files wsgid cannot "
+     "tell: list them in `watch:`"},
+    {"groups:\n  a:\n    app: pkg.mod:app\n    listen: :1\n    reload-on-change: true\n"
+     "    watch: '**/*.py'\n",
+     NULL},
+    {"groups:\n  a:\n    app: pkg.mod:app\n    listen: :1\n    watch: '**/*.py'\n", NULL},
+    {G "    mounts: {/blog: 'pkg.blog:app'}\n    reload-on-change: on\n",
+     "6:23: groups.a.reload-on-change: the app of mount /blog 'pkg.blog' is a module"},
+
     /* app and callable. */
     {"groups:\n  a:\n    app: missing.py\n    listen: :1\n", "3:10: groups.a.app: no such file "},
     {"groups:\n  a:\n    app: .\n    listen: :1\n", "3:10: groups.a.app: invalid module name"},
@@ -412,6 +443,7 @@ static void test_defaults(void)
               g->busy_poll == 10e-6,
           "timeouts");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
+    CHECK(!g->reload_on_change && g->n_watch == 0 && g->watch == NULL, "reload-on-change off");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 64u << 10 && g->response_buffer_size == 1u << 20 &&
               g->response_spill_limit == 1ull << 30,
@@ -462,6 +494,8 @@ static const char full[] =
     "    response-buffer-size: 2M\n"
     "    response-spill-limit: 3g\n"
     "    mounts: {/: app.py, /blog/: 'pkg.blog:make', /x: mod}\n"
+    "    reload-on-change: true\n"
+    "    watch: ['**/*.py', examples/hello/]\n"
     "  site2:\n"
     "    app: app.py\n"
     "    listen: unix:/tmp/site2.sock\n"
@@ -529,7 +563,11 @@ static void test_full(void)
               strcmp(g->mounts[1].app, "pkg.blog") == 0 && !g->mounts[1].app_is_script &&
               strcmp(g->mounts[1].callable, "make") == 0 && strcmp(g->mounts[2].prefix, "/x") == 0,
           "mounts");
+    CHECK(g->reload_on_change && g->n_watch == 2 && path_is(g->watch[0], "configs/**/*.py") &&
+              path_is(g->watch[1], "configs/examples/hello/**"),
+          "reload-on-change, watch");
     g = wd_config_group(&conf, "site2");
+    CHECK(g != NULL && !g->reload_on_change && g->n_watch == 0, "site2: reload-on-change off");
     CHECK(g != NULL && path_is(g->app, "configs/app.py") && g->app_is_script && !g->n_mounts &&
               g->n_listen == 1 && strcmp(g->listen[0].path, "/tmp/site2.sock") == 0 &&
               g->n_python_path == 1 && path_is(g->python_path[0], "configs/one") &&
@@ -655,6 +693,41 @@ static void test_app_forms(void)
     }
 }
 
+/* How `watch` entries are resolved, and when they turn reload-on-change on. */
+static void test_watch(void)
+{
+    static const char yaml[] = G "    watch: ['**/*.py', examples, examples/hello/, app.py,\n"
+                                 "            /srv/x/*.py, ../up/]\n"
+                                 "    reload-on-change: no\n";
+    static const char *const want[] = {"configs/**/*.py", "configs/examples/**",
+                                       "configs/examples/hello/**", "configs/app.py"};
+    char err[512];
+    wd_config_t conf;
+    const wd_group_conf_t *g;
+    size_t i;
+    int rc;
+
+    rc = wd_config_load_string(&conf, yaml, strlen(yaml), FILE_NAME, err, sizeof err);
+    CHECK(rc == 0, "watch: %s", err);
+    if (rc == 0) {
+        g = &conf.groups[0];
+        CHECK(!g->reload_on_change && g->n_watch == 6, "watch: %zu entries", g->n_watch);
+        for (i = 0; i < 4 && i < g->n_watch; i++)
+            CHECK(path_is(g->watch[i], want[i]), "watch[%zu]", i);
+        CHECK(g->n_watch == 6 && strcmp(g->watch[4], "/srv/x/*.py") == 0 &&
+                  path_is(g->watch[5], "up/**"),
+              "watch: absolute, and a directory with '/'");
+    }
+    wd_config_free(&conf);
+
+    rc = wd_config_load_string(&conf, G "    watch: app.py\n", strlen(G "    watch: app.py\n"),
+                               FILE_NAME, err, sizeof err);
+    CHECK(rc == 0 && conf.groups[0].reload_on_change && conf.groups[0].n_watch == 1 &&
+              path_is(conf.groups[0].watch[0], "configs/app.py"),
+          "watch alone turns reload-on-change on: %s", rc ? err : "");
+    wd_config_free(&conf);
+}
+
 static void test_prefixes(const char *text)
 {
     char err[512];
@@ -770,6 +843,7 @@ int main(void)
     test_mount_values();
     test_example();
     test_app_forms();
+    test_watch();
     test_sizes();
     test_file();
     test_prefixes(G);

@@ -56,7 +56,11 @@ static const wd_status_group_t groups[] = {
      .past_duration_sum_us = 300000,
      .past_bytes_sent = 5000,
      .past_timeouts = 2},
-    {.name = "we\"ird\\", .processes = 2, .threads = 1},
+    {.name = "we\"ird\\",
+     .processes = 2,
+     .threads = 1,
+     .reload_error = "group w: cannot load app /srv/w/app.py: SyntaxError: invalid syntax (app.py, "
+                     "line 3)"},
 };
 
 static const wd_status_worker_t workers[] = {
@@ -133,6 +137,7 @@ static void test_json(void)
     T_CHECK(strcmp(json_string_value(json_object_get(g, "name")), "site1") == 0, "group name");
     T_CHECK(jget_int(g, "processes") == 2 && jget_int(g, "threads") == 4, "processes, threads");
     T_CHECK(jget_int(g, "restarts") == 3, "group restarts");
+    T_CHECK(json_is_null(json_object_get(g, "reload_error")), "no reload_error is null");
     T_CHECK(jget_int(g, "requests") == 115, "group requests = past + live: %lld",
             (long long)jget_int(g, "requests"));
     ws = json_object_get(g, "workers");
@@ -154,6 +159,10 @@ static void test_json(void)
     g = json_array_get(json_object_get(root, "groups"), 1);
     T_CHECK(strcmp(json_string_value(json_object_get(g, "name")), "we\"ird\\") == 0, "escaping");
     T_CHECK(jget_int(g, "requests") == 1, "second group requests");
+    T_CHECK(json_is_string(json_object_get(g, "reload_error")) &&
+                strstr(json_string_value(json_object_get(g, "reload_error")), "(app.py, line 3)") !=
+                    NULL,
+            "reload_error");
     w = json_array_get(json_object_get(g, "workers"), 1);
     T_CHECK(jget_int(w, "pid") == 0 && jget_int(w, "requests") == 0, "backing-off slot");
     T_CHECK(json_is_string(json_object_get(w, "last_error")) &&
