@@ -18,33 +18,18 @@
  * master_int.h. */
 #include "master_int.h"
 #include "alloc.h"
-#include "control.h"
-#include "control_proto.h"
-#include "metrics.h"
-#include "notify.h"
-#include "listen.h"
 #include "log.h"
-#include "scoreboard.h"
-#include "spawn.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
-#include <limits.h>
-#include <pwd.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
