@@ -292,6 +292,72 @@ static void reload_refuse(wd_control_req_t *req, const char *msg)
         wd_control_reply_error(req, "reload refused: %s", msg);
 }
 
+/* A group that is busy with a rolling operation cannot take a new config now: 1 with why in err. */
+static int reload_busy(wd_master_t *m, const wd_config_t *conf, char *err, size_t cap)
+{
+    for (size_t i = 0; i < conf->n_groups; i++) {
+        wd_group_t *g = wd__m_find_group(m, conf->groups[i].name);
+
+        if (g != NULL && g->op != NULL) {
+            snprintf(err, cap, "group %s: a restart is in progress; try again when it is done",
+                     g->name);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The listeners of every new or changed group (NULL for the others), all bound before anything
+ * changes: NULL, with nothing kept, unless all of them can be had. */
+static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf)
+{
+    wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
+    wd_group_t *g;
+
+    for (size_t i = 0; i < conf->n_groups; i++) {
+        g = wd__m_find_group(m, conf->groups[i].name);
+        if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
+            continue;
+        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
+        if (new_ls[i] != NULL)
+            continue;
+        for (size_t k = 0; k < i; k++) {
+            g = wd__m_find_group(m, conf->groups[k].name);
+            if (new_ls[k] != NULL)
+                wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
+                                        g ? g->n_ls : 0);
+        }
+        free(new_ls);
+        return NULL;
+    }
+    return new_ls;
+}
+
+/* An unchanged group takes the new generation's copy of its config. */
+static void group_take_conf(wd_group_t *g, wd_gen_t *gen, const wd_group_conf_t *gc)
+{
+    wd__m_gen_unref(g->gen);
+    g->gen = wd__m_gen_ref(gen);
+    g->conf = gc;
+    for (size_t k = 0; k < g->n_ls; k++) {
+        g->ls[k]->group = gc;
+        g->ls[k]->conf = &gc->listen[k];
+    }
+}
+
+/* A changed group rolls onto its new config (a stopped one only takes it). */
+static void group_roll(wd_group_t *g, wd_batch_t *b, wd_gen_t *gen, const wd_group_conf_t *gc,
+                       wd_listen_t **ls)
+{
+    wd_op_t *op = wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, ls, gc->n_listen);
+
+    wd_log_info("reload: group %s changed: rolling restart", gc->name);
+    g->warned = 0;
+    if (g->stopped)
+        op->next = gc->processes; /* nothing runs: only the config changes */
+    wd__m_op_step(op);
+}
+
 void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
 {
     wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
@@ -313,34 +379,14 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         reload_refuse(req, err);
         goto fail;
     }
-    for (i = 0; i < conf->n_groups; i++) {
-        g = wd__m_find_group(m, conf->groups[i].name);
-        if (g != NULL && g->op != NULL) {
-            snprintf(err, sizeof err,
-                     "group %s: a restart is in progress; try again when it is "
-                     "done",
-                     g->name);
-            reload_refuse(req, err);
-            goto fail;
-        }
+    if (reload_busy(m, conf, err, sizeof err)) {
+        reload_refuse(req, err);
+        goto fail;
     }
-    /* Bind every new address first: nothing changes unless all of them can be had. */
-    new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
-    for (i = 0; i < conf->n_groups; i++) {
-        g = wd__m_find_group(m, conf->groups[i].name);
-        if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
-            continue;
-        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
-        if (new_ls[i] == NULL) {
-            for (k = 0; k < i; k++) {
-                g = wd__m_find_group(m, conf->groups[k].name);
-                if (new_ls[k] != NULL)
-                    wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
-                                            g ? g->n_ls : 0);
-            }
-            reload_refuse(req, "a listener could not be bound (see above)");
-            goto fail;
-        }
+    new_ls = reload_bind(m, oldc, conf);
+    if (new_ls == NULL) {
+        reload_refuse(req, "a listener could not be bound (see above)");
+        goto fail;
     }
     gen = wd__m_gen_new(conf, 1, text, len);
     if (gen == NULL) {
@@ -371,25 +417,10 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
             wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, gen, gc, g->ls, g->n_ls));
         } else if (new_ls[i] == NULL) {
             json_array_append_new(unchanged, json_string(gc->name));
-            wd__m_gen_unref(g->gen);
-            g->gen = wd__m_gen_ref(gen);
-            g->conf = gc;
-            for (k = 0; k < g->n_ls; k++) {
-                g->ls[k]->group = gc;
-                g->ls[k]->conf = &gc->listen[k];
-            }
+            group_take_conf(g, gen, gc);
         } else {
-            wd_log_info("reload: group %s changed: rolling restart", gc->name);
             json_array_append_new(restarted, json_string(gc->name));
-            g->warned = 0;
-            if (g->stopped) {
-                wd_op_t *op = wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen);
-
-                op->next = gc->processes;
-                wd__m_op_step(op); /* nothing runs: only the config changes */
-            } else {
-                wd__m_op_step(wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, new_ls[i], gc->n_listen));
-            }
+            group_roll(g, b, gen, gc, new_ls[i]);
         }
         wd__m_warn_nobody(g);
         groups[i] = g;

@@ -225,11 +225,88 @@ static int open_fd_again(int fd)
     return nfd < 0 ? -errno : nfd;
 }
 
+/* The fds a worker starts with (spawn.h): stdio, its end of the socketpair, the config, the
+ * scoreboard and the group's listeners. */
+static uv_stdio_container_t *worker_fds(wd_master_t *m, int sock, int cfd, wd_listen_t **ls,
+                                        size_t n_ls)
+{
+    size_t n = WD_WORKER_FD_LISTEN + n_ls, i;
+    uv_stdio_container_t *stdio = xcalloc(n, sizeof *stdio);
+
+    for (i = 0; i < n; i++)
+        stdio[i].flags = UV_INHERIT_FD;
+    for (i = 0; i < 3; i++)
+        stdio[i].data.fd = (int)i;
+    stdio[WD_WORKER_FD_MASTER].data.fd = sock;
+    stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
+    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
+    for (i = 0; i < n_ls; i++)
+        stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
+    return stdio;
+}
+
+/* A worker that started: its record in the scoreboard, its recycling time, the master's list. */
+static void proc_started(wd_master_t *m, wd_proc_t *p, wd_slot_t *s, wd_gen_t *gen,
+                         const wd_group_conf_t *conf, int record)
+{
+    p->m = m;
+    p->g = wd__m_group_ref(s->g);
+    p->gen = wd__m_gen_ref(gen);
+    p->s = s;
+    p->slot = s->slot;
+    p->pid = p->process.pid;
+    p->record = record;
+    p->state = WD_PROC_STARTING;
+    p->started_at = uv_now(&m->loop);
+    if (conf->restart_interval > 0) {
+        /* The first workers of a group spread over the interval, so as not to restart together. */
+        double first = s->restarts == 0 && !s->ever_ready
+                           ? conf->restart_interval * (s->slot - 1) / conf->processes
+                           : 0;
+
+        p->recycle_at = p->started_at + (uint64_t)((conf->restart_interval + first) * 1000.0);
+    }
+    wd_score_set(&m->score[p->record].pid, (uint64_t)p->pid);
+    wd_score_set(&m->score[p->record].started_unix, (uint64_t)time(NULL));
+    p->next = m->procs;
+    if (m->procs != NULL)
+        m->procs->prev = p;
+    m->procs = p;
+    m->n_alive++;
+}
+
+/* Reads the worker's messages on sock and arms its startup timeout (conf: the config it runs,
+ * which in a rolling reload is not yet its group's). Returns 0 when the pipe took
+ * sock, -1 when the caller keeps (and closes) it. */
+static int proc_watch(wd_proc_t *p, const wd_group_conf_t *conf, int sock)
+{
+    wd_master_t *m = p->m;
+    wd_slot_t *s = p->s;
+    int rc = 0;
+
+    uv_timer_init(&m->loop, &p->timer);
+    uv_pipe_init(&m->loop, &p->pipe, 0);
+    p->handles += 2;
+    if (uv_pipe_open(&p->pipe, sock) < 0 ||
+        uv_read_start((uv_stream_t *)&p->pipe, wd__m_alloc_cb, wd__m_read_cb) < 0) {
+        wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master",
+                     p->g->name, s->slot, p->pid);
+        wd__m_close_pipe(p);
+        rc = -1;
+    }
+    wd_log(s->restarts > 0 || s->ever_ready ? WD_LOG_INFO : WD_LOG_DEBUG,
+           "group %s worker %d started (pid %d)", p->g->name, s->slot, p->pid);
+    if (conf->startup_timeout > 0)
+        uv_timer_start(&p->timer, wd__m_proc_kill_cb, (uint64_t)(conf->startup_timeout * 1000.0),
+                       0);
+    return rc;
+}
+
 wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
                        wd_listen_t **ls, size_t n_ls)
 {
     wd_group_t *g = s->g;
-    size_t n_stdio = WD_WORKER_FD_LISTEN + n_ls, i;
+    size_t n_stdio = WD_WORKER_FD_LISTEN + n_ls;
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
     char **env = NULL, *name = NULL, *args[2], err[256];
@@ -258,16 +335,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     cfd = rc = open_fd_again(gen->fd);
     if (rc < 0)
         goto fail;
-    stdio = xcalloc(n_stdio, sizeof *stdio);
-    for (i = 0; i < n_stdio; i++)
-        stdio[i].flags = UV_INHERIT_FD;
-    for (i = 0; i < 3; i++)
-        stdio[i].data.fd = (int)i;
-    stdio[WD_WORKER_FD_MASTER].data.fd = sv[1];
-    stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
-    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
-    for (i = 0; i < n_ls; i++)
-        stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
+    stdio = worker_fds(m, sv[1], cfd, ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
     env = worker_env(g->name, s->slot, record, gen->conf->path);
@@ -302,48 +370,12 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         p = NULL;
         goto fail;
     }
-    p->m = m;
-    p->g = wd__m_group_ref(g);
-    p->gen = wd__m_gen_ref(gen);
-    p->s = s;
-    p->slot = s->slot;
-    p->pid = p->process.pid;
-    p->record = record;
+    proc_started(m, p, s, gen, conf, record);
     record = -1;
-    p->state = WD_PROC_STARTING;
-    p->started_at = uv_now(&m->loop);
-    if (conf->restart_interval > 0) {
-        double first = s->restarts == 0 && !s->ever_ready
-                           ? conf->restart_interval * (s->slot - 1) / conf->processes
-                           : 0;
-
-        p->recycle_at = p->started_at + (uint64_t)((conf->restart_interval + first) * 1000.0);
-    }
-    wd_score_set(&m->score[p->record].pid, (uint64_t)p->pid);
-    wd_score_set(&m->score[p->record].started_unix, (uint64_t)time(NULL));
-    p->next = m->procs;
-    if (m->procs != NULL)
-        m->procs->prev = p;
-    m->procs = p;
-    m->n_alive++;
     close(sv[1]);
     sv[1] = -1;
-    uv_timer_init(&m->loop, &p->timer);
-    uv_pipe_init(&m->loop, &p->pipe, 0);
-    p->handles += 2;
-    if (uv_pipe_open(&p->pipe, sv[0]) < 0 ||
-        uv_read_start((uv_stream_t *)&p->pipe, wd__m_alloc_cb, wd__m_read_cb) < 0) {
-        wd_log_error("group %s worker %d (pid %d): cannot watch its socket to the master", g->name,
-                     s->slot, p->pid);
-        wd__m_close_pipe(p);
-    } else {
+    if (proc_watch(p, conf, sv[0]) == 0)
         sv[0] = -1;
-    }
-    wd_log(s->restarts > 0 || s->ever_ready ? WD_LOG_INFO : WD_LOG_DEBUG,
-           "group %s worker %d started (pid %d)", g->name, s->slot, p->pid);
-    if (conf->startup_timeout > 0)
-        uv_timer_start(&p->timer, wd__m_proc_kill_cb, (uint64_t)(conf->startup_timeout * 1000.0),
-                       0);
     rc = 0;
 
 fail:
