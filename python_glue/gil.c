@@ -75,10 +75,23 @@ void wd__py_gil_thread(PyThreadState **states)
     my_states = states;
 }
 
+/* The thread state holding the GIL. Python 3.11 keeps one current thread state for the process,
+ * the holder's; from 3.12 it is per thread (the caller's own, NULL here), and whether a waiter of
+ * one interpreter can still be left waiting by a holder of another is not measured there: this
+ * file then does nothing. */
+static PyThreadState *current_holder(void)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    return _PyThreadState_UncheckedGet();
+#else
+    return NULL;
+#endif
+}
+
 /* The interpreter of the thread state holding the GIL now, or -1 (none, or one of no concern). */
 static int holder_interp(void)
 {
-    PyThreadState *h = _PyThreadState_UncheckedGet();
+    PyThreadState *h = current_holder();
 
     if (h == NULL)
         return -1;
@@ -130,7 +143,7 @@ static void *nudger_main(void *arg)
         }
         pthread_mutex_unlock(&nudge.lock);
         usleep(SWITCH_INTERVAL_US);
-        PyThreadState *h = _PyThreadState_UncheckedGet();
+        PyThreadState *h = current_holder();
         int k = h != NULL && h == last ? holder_interp() : -1;
 
         last = h;
@@ -164,7 +177,7 @@ void wd__py_gil_start(void)
 {
     int rc;
 
-    if (wd__py.n_interps < 2)
+    if (wd__py.n_interps < 2 || PY_VERSION_HEX >= 0x030C0000)
         return;
     nudge.ts = xcalloc(wd__py.n_interps, sizeof *nudge.ts);
     for (size_t i = 0; i < wd__py.n_interps; i++) {
@@ -199,14 +212,22 @@ int wd__py_gil_stop(void)
 
 void wd__py_gil_states_delete(void)
 {
-    PyThreadState *self = PyThreadState_Get();
-
-    for (size_t i = 0; nudge.ts != NULL && i < wd__py.n_interps; i++) {
-        PyThreadState_Swap(nudge.ts[i]);
-        PyThreadState_Clear(nudge.ts[i]);
-        PyThreadState_Swap(self);
-        PyThreadState_Delete(nudge.ts[i]);
-    }
+    wd__py_states_delete(nudge.ts, 0);
     free(nudge.ts);
     nudge.ts = NULL;
+}
+
+void wd__py_states_delete(PyThreadState **ts, size_t from)
+{
+    PyThreadState *self = PyThreadState_Get();
+
+    for (size_t i = from; ts != NULL && i < wd__py.n_interps; i++) {
+        if (ts[i] == NULL || ts[i] == self)
+            continue;
+        PyThreadState_Swap(ts[i]);
+        PyThreadState_Clear(ts[i]);
+        PyThreadState_Swap(self);
+        PyThreadState_Delete(ts[i]);
+        ts[i] = NULL;
+    }
 }

@@ -89,6 +89,9 @@ void wd__py_gil_start(void);
 void wd__py_gil_busy(int delta);
 int wd__py_gil_stop(void);
 void wd__py_gil_states_delete(void);
+/* Deletes ts[from..n_interps) (the calling thread's, or another's that is gone), each cleared in
+ * its interpreter (its objects belong there); the calling thread's current state stays. */
+void wd__py_states_delete(PyThreadState **ts, size_t from);
 
 /* interp.c: the apps of the group and their interpreters, made (wd_py_load_app, main thread,
  * GIL held), before any app is imported. */

@@ -43,34 +43,12 @@ static void intr_states(void)
 }
 
 /* The interrupter's states, deleted by the main thread (GIL held, its own state current) once
- * the interrupter is gone: each cleared in its interpreter. */
+ * the interrupter is gone. */
 static void intr_states_delete(void)
 {
-    PyThreadState *self = PyThreadState_Get();
-
-    for (size_t i = 0; intr.ts != NULL && i < wd__py.n_interps; i++) {
-        PyThreadState_Swap(intr.ts[i]);
-        PyThreadState_Clear(intr.ts[i]);
-        PyThreadState_Swap(self);
-        PyThreadState_Delete(intr.ts[i]);
-    }
+    wd__py_states_delete(intr.ts, 0);
     free(intr.ts);
     intr.ts = NULL;
-}
-
-/* Thread states of the calling thread in the sub-interpreters, cleared in their interpreter
- * (their objects belong to it), then deleted from the main one. GIL held, ts[0] current. */
-static void states_delete(PyThreadState **ts)
-{
-    for (size_t i = 1; ts != NULL && i < wd__py.n_interps; i++) {
-        if (ts[i] == NULL)
-            continue;
-        PyThreadState_Swap(ts[i]);
-        PyThreadState_Clear(ts[i]);
-        PyThreadState_Swap(ts[0]);
-        PyThreadState_Delete(ts[i]);
-        ts[i] = NULL;
-    }
 }
 
 static void *interrupter_main(void *arg)
@@ -157,7 +135,7 @@ static void *thread_main(void *arg)
         done = req;
     }
     wd__py_enter(thr, wd__py.interps[0]);
-    states_delete(thr->ts);
+    wd__py_states_delete(thr->ts, 1); /* [0] is PyGILState's, released below */
     free(thr->ts);
     thr->ts = NULL;
     PyGILState_Release(gs);

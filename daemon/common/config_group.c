@@ -4,7 +4,6 @@
 #include "config.h"
 #include "config_int.h"
 #include "alloc.h"
-#include "pathglob.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -257,26 +256,21 @@ static int key_display_name(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, co
     return wd__cfg_get_string(ld, n, key, &g->display_name);
 }
 
+static int listen_item(loader_t *ld, yaml_node_t *n, const char *key, void *g)
+{
+    return parse_listen_one(ld, n, key, g);
+}
+
 static int key_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    yaml_node_item_t *it;
-    size_t count;
+    size_t count = wd__cfg_items(n);
 
     if (n->type == YAML_MAPPING_NODE)
         return fail(ld, n, key, "expected an address or a list of addresses, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE
-                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                : 1;
     if (count == 0)
         return fail(ld, n, key, "at least one address is required");
     g->listen = xcalloc(count, sizeof *g->listen);
-    if (n->type == YAML_SCALAR_NODE)
-        return parse_listen_one(ld, n, key, g);
-    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (parse_listen_one(ld, wd__cfg_node_at(ld, *it), key, g) < 0)
-            return -1;
-    }
-    return 0;
+    return wd__cfg_each(ld, n, key, listen_item, g);
 }
 
 static int key_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -366,58 +360,6 @@ static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *
     return wd__cfg_app_group(ld, n, key, &g->application_group);
 }
 
-static int key_reload_on_change(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    return wd__cfg_get_bool(ld, n, key, &g->reload_on_change);
-}
-
-/* One `watch` entry, resolved against the file's directory like every path. A directory (an
- * existing one, or any entry written with a trailing '/') means everything below it: it gets a
- * last `**` segment. Whether the paths exist is checked once the group is read (check_reload). */
-static int watch_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g)
-{
-    const char *v = wd__cfg_scalar(ld, n, key);
-    struct stat st;
-    char *p, *d;
-
-    if (v == NULL)
-        return -1;
-    p = wd__cfg_path_resolve(ld->conf->dir, v);
-    if (v[strlen(v) - 1] == '/' ||
-        (wd_pathglob_is_literal(p) && stat(p, &st) == 0 && S_ISDIR(st.st_mode))) {
-        d = xmalloc(strlen(p) + 4);
-        sprintf(d, "%s%s**", p, strcmp(p, "/") == 0 ? "" : "/");
-        free(p);
-        p = d;
-    }
-    g->watch[g->n_watch++] = p;
-    return 0;
-}
-
-static int key_watch(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
-{
-    yaml_node_item_t *it;
-    size_t count;
-
-    if (n->type == YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a path or a list of paths and patterns, got a mapping");
-    count = n->type == YAML_SEQUENCE_NODE
-                ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-                : 1;
-    if (count == 0 || wd__cfg_is_null(n))
-        return fail(ld, n, key,
-                    "at least one path or pattern is required, e.g. [\"**/*.py\"] (or remove "
-                    "the key)");
-    g->watch = xcalloc(count, sizeof *g->watch);
-    if (n->type == YAML_SCALAR_NODE)
-        return watch_one(ld, n, key, g);
-    for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (watch_one(ld, wd__cfg_node_at(ld, *it), key, g) < 0)
-            return -1;
-    }
-    return 0;
-}
-
 static int key_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_get_string(ld, n, key, &g->user);
@@ -483,8 +425,8 @@ static const group_key_t group_keys[] = {
     GK_FN("group", key_group),
     GK_FN("mounts", key_mounts),
     GK_FN("application-group", key_application_group),
-    GK_FN("reload-on-change", key_reload_on_change),
-    GK_FN("watch", key_watch),
+    GK_FN("reload-on-change", wd__cfg_key_reload_on_change),
+    GK_FN("watch", wd__cfg_key_watch),
     GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),
     GK("maximum-requests-jitter", K_COUNT, maximum_requests_jitter, 0, 1e9, 0, "0..1000000000"),
     GK("max-connections", K_COUNT, max_connections, 1, 1e6, R_ZERO_OFF,
@@ -722,76 +664,6 @@ static int default_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, con
     return check_listen_unique(ld, kn, key, g, l);
 }
 
-/* A `watch` entry must name something that exists: a plain path the file or directory itself, a
- * pattern the directory before its first wildcard (where the watching starts). */
-static int check_watch_path(loader_t *ld, yaml_node_t *n, const char *key, const char *p)
-{
-    struct stat st;
-    char *base;
-    int rc = 0;
-
-    if (wd_pathglob_is_literal(p)) {
-        if (stat(p, &st) < 0)
-            return fail(ld, n, key,
-                        "%s: %s (a file that does not exist yet is watched through a pattern: "
-                        "DIR/*.py)",
-                        p,
-                        errno == ENOENT || errno == ENOTDIR ? "no such file or directory"
-                                                            : strerror(errno));
-        return 0;
-    }
-    base = xstrndup(p, wd_pathglob_base(p));
-    if (stat(base, &st) < 0)
-        rc = fail(ld, n, key, "%s: the directory %s, where the pattern starts, %s", p, base,
-                  errno == ENOENT || errno == ENOTDIR ? "does not exist" : strerror(errno));
-    else if (!S_ISDIR(st.st_mode))
-        rc = fail(ld, n, key, "%s: %s, where the pattern starts, is not a directory", p, base);
-    free(base);
-    return rc;
-}
-
-/* reload-on-change and watch. `watch:` alone turns reload-on-change on (an operator who lists
- * files to watch wants them watched); `reload-on-change: false` next to it turns it off without
- * deleting the list (a production override of a development file). A module app has no file
- * wsgid can name, so it needs `watch:`. */
-static int check_reload(loader_t *ld, wd_group_conf_t *g, yaml_node_t **seen, const char *gkey)
-{
-    yaml_node_t *on = seen[key_index("reload-on-change")], *wn = seen[key_index("watch")];
-    const char *module = !g->app_is_script ? g->app : NULL, *mount = NULL;
-    char key[WD_KEY_MAX];
-    size_t i;
-
-    if (wn != NULL && on == NULL)
-        g->reload_on_change = 1;
-    if (!g->reload_on_change)
-        return 0;
-    if (wn != NULL) {
-        wd__cfg_key_join(key, gkey, "watch");
-        for (i = 0; i < g->n_watch; i++) {
-            yaml_node_t *n = wn->type == YAML_SEQUENCE_NODE
-                                 ? wd__cfg_node_at(ld, wn->data.sequence.items.start[i])
-                                 : wn;
-
-            if (check_watch_path(ld, n, key, g->watch[i]) < 0)
-                return -1;
-        }
-        return 0;
-    }
-    for (i = 0; i < g->n_mounts && module == NULL; i++) {
-        if (!g->mounts[i].app_is_script) {
-            module = g->mounts[i].app;
-            mount = g->mounts[i].prefix;
-        }
-    }
-    if (module == NULL)
-        return 0;
-    wd__cfg_key_join(key, gkey, "reload-on-change");
-    return fail(ld, on, key,
-                "the app%s%s '%s' is a module, whose files wsgid cannot tell: list them in "
-                "`watch:`, e.g. watch: [\"**/*.py\"] (relative to this file)",
-                mount != NULL ? " of mount " : "", mount != NULL ? mount : "", module);
-}
-
 /* Checks that need the whole group: required keys and values that depend on each other. */
 static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_node_t **seen,
                        const char *gkey)
@@ -830,7 +702,8 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
                     "response-buffer-size (%" PRIu64 ")",
                     g->response_spill_limit, g->response_buffer_size);
     }
-    return check_reload(ld, g, seen, gkey);
+    return wd__cfg_check_reload(ld, g, seen[key_index("reload-on-change")],
+                                seen[key_index("watch")], gkey);
 }
 
 static int valid_group_name(const char *s)

@@ -1,6 +1,6 @@
 /* Names shared by the configuration loader's files only (config.c: the file and its top level;
  * config_values.c: YAML helpers and value parsers; config_group.c: a group's keys;
- * config_mounts.c: its apps). */
+ * config_mounts.c: its apps; config_reload.c: reload-on-change). */
 #ifndef WD_COMMON_CONFIG_INT_H
 #define WD_COMMON_CONFIG_INT_H
 
@@ -44,6 +44,11 @@ int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t mi
                       uint64_t *out);
 int wd__cfg_get_size(loader_t *ld, yaml_node_t *n, const char *key, uint64_t *out);
 int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out);
+/* A value that is one scalar or a list of them: how many (0 for anything else), and fn called on
+ * each in turn (-1 at the first that fails). */
+typedef int (*wd__cfg_item_fn)(loader_t *ld, yaml_node_t *item, const char *key, void *ctx);
+size_t wd__cfg_items(const yaml_node_t *n);
+int wd__cfg_each(loader_t *ld, yaml_node_t *n, const char *key, wd__cfg_item_fn fn, void *ctx);
 /* A path or a list of paths (*out: a new array of *count absolute paths). */
 int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out, size_t *count);
 /* A mapping NAME: value (*out: a new array of *count pairs). */
@@ -66,6 +71,13 @@ int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const
 int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
 int wd__cfg_app_group(loader_t *ld, yaml_node_t *n, const char *key, char **out);
 int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey);
+
+/* config_reload.c: `reload-on-change:` and `watch:`; the check of both once the group is read
+ * (on, wn: their nodes, NULL when absent). */
+int wd__cfg_key_reload_on_change(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
+int wd__cfg_key_watch(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
+int wd__cfg_check_reload(loader_t *ld, wd_group_conf_t *g, yaml_node_t *on, yaml_node_t *wn,
+                         const char *gkey);
 
 /* config.c: a `log:`-style value (a path, "-" or "off"). */
 int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char **out);

@@ -370,24 +370,49 @@ int wd__cfg_get_time(loader_t *ld, yaml_node_t *n, const char *key, double *out)
     return 0;
 }
 
-int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out, size_t *count)
+size_t wd__cfg_items(const yaml_node_t *n)
+{
+    if (n->type == YAML_SEQUENCE_NODE)
+        return (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    return n->type == YAML_SCALAR_NODE ? 1 : 0;
+}
+
+int wd__cfg_each(loader_t *ld, yaml_node_t *n, const char *key, wd__cfg_item_fn fn, void *ctx)
 {
     yaml_node_item_t *it;
-    size_t cap;
 
-    if (n->type == YAML_MAPPING_NODE)
-        return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
-    cap = n->type == YAML_SEQUENCE_NODE
-              ? (size_t)(n->data.sequence.items.top - n->data.sequence.items.start)
-              : 1;
-    *out = xcalloc(cap ? cap : 1, sizeof **out);
     if (n->type == YAML_SCALAR_NODE)
-        return wd__cfg_get_path(ld, n, key, &(*out)[(*count)++]);
+        return fn(ld, n, key, ctx);
     for (it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++) {
-        if (wd__cfg_get_path(ld, wd__cfg_node_at(ld, *it), key, &(*out)[(*count)++]) < 0)
+        if (fn(ld, wd__cfg_node_at(ld, *it), key, ctx) < 0)
             return -1;
     }
     return 0;
+}
+
+typedef struct path_list {
+    char **paths;
+    size_t *count;
+} path_list_t;
+
+static int path_item(loader_t *ld, yaml_node_t *n, const char *key, void *ctx)
+{
+    path_list_t *pl = ctx;
+
+    return wd__cfg_get_path(ld, n, key, &pl->paths[(*pl->count)++]);
+}
+
+int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out, size_t *count)
+{
+    size_t cap = wd__cfg_items(n);
+    path_list_t pl;
+
+    if (n->type == YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a path or a list of paths, got a mapping");
+    *out = xcalloc(cap ? cap : 1, sizeof **out);
+    pl.paths = *out;
+    pl.count = count;
+    return wd__cfg_each(ld, n, key, path_item, &pl);
 }
 
 int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t **out,

@@ -65,8 +65,11 @@ def test_kill9_under_load_through_nginx(wsgid, nginx):
         victim = old[0]
         t_kill = time.monotonic()
         os.kill(victim, signal.SIGKILL)
-        new = wait_for(lambda: (len(d.workers()) == 2 and victim not in d.workers()
-                                and d.workers()), 5, interval=0.01, what="a replacement")
+        def replaced():
+            # One look per poll: three calls could each see a different set of workers.
+            w = d.workers()
+            return w if len(w) == 2 and victim not in w else None
+        new = wait_for(replaced, 5, interval=0.01, what="a replacement")
         d.seen_workers.update(new)
         (new_pid,) = set(new) - set(old)
 
