@@ -33,6 +33,7 @@ typedef struct wd_py_mount {
     PyObject *app;      /* strong, created in interp */
     wd_py_interp_t *interp;
     const wd_mount_conf_t *conf; /* NULL for the group's own app */
+    int dir_fd; /* its working directory (O_PATH): the mount's chdir, else wd__py.cwd_fd */
 } wd_py_mount_t;
 
 /* What each pool thread owns: its place in the hand-off, a thread state per interpreter, a
@@ -45,6 +46,8 @@ typedef struct wd_py_thread {
     uint64_t serving;    /* seq of the request it runs, 0 between requests (GIL held for both) */
     PyThreadState **ts;  /* [interp index]: [0] is PyGILState's; the others its own */
     int cur;             /* the interpreter whose thread state is current (GIL held) */
+    int dir_fd;          /* its working directory, when it has one of its own (own_cwd) */
+    int own_cwd;         /* unshare(CLONE_FS) done: fchdir moves this thread only */
     char *head;
     size_t head_cap;
 } wd_py_thread_t;
@@ -60,7 +63,9 @@ typedef struct wd_py {
     int n_threads;
     wd_handoff_t *handoff;
     PyThreadState *main_ts; /* the main thread's state while it runs the loop without the GIL */
-    char *cwd;              /* the working directory apps run in (a mount's chdir is undone) */
+    char *cwd;              /* the group's working directory */
+    int cwd_fd;             /* the same, O_PATH */
+    int mount_dirs;         /* a mount has a chdir of its own: each thread gets its own cwd */
 } wd_py_t;
 
 extern wd_py_t wd__py;

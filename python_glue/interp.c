@@ -8,6 +8,7 @@
 #include "../daemon/worker/request.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -163,6 +164,8 @@ static void plan_apps(void)
     size_t n = 0;
 
     wd__py.apps = xcalloc(g->n_mounts + 1, sizeof *wd__py.apps);
+    for (size_t i = 0; i < g->n_mounts + 1; i++)
+        wd__py.apps[i].dir_fd = wd__py.cwd_fd;
     if (g->app != NULL) {
         wd__py.apps[n].prefix = "/";
         wd__py.apps[n].interp = interp_for(NULL);
@@ -242,6 +245,7 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
     wd__py.cwd = getcwd(NULL, 0);
     if (wd__py.cwd == NULL)
         wd__py.cwd = xstrdup("/");
+    wd__py.cwd_fd = open(wd__py.cwd, O_PATH | O_DIRECTORY | O_CLOEXEC);
     /* Python installs no signal handlers: the loop owns signals. A client that went away must
      * give EPIPE, not kill the worker. */
     signal(SIGPIPE, SIG_IGN);
@@ -329,8 +333,12 @@ static void apps_end(int threads_gone)
         free(in);
     }
     wd__py.n_interps = 1;
-    for (size_t i = 0; i < wd__py.n_apps; i++)
+    for (size_t i = 0; i < wd__py.n_apps; i++) {
         Py_CLEAR(wd__py.apps[i].app);
+        if (wd__py.apps[i].dir_fd != wd__py.cwd_fd && wd__py.apps[i].dir_fd >= 0)
+            close(wd__py.apps[i].dir_fd);
+    }
+    wd__py.mount_dirs = 0;
     free(wd__py.apps);
     wd__py.apps = NULL;
     wd__py.n_apps = 0;
@@ -362,4 +370,7 @@ void wd__py_interps_end(int threads_gone)
     wd__py.n_interps = 0;
     free(wd__py.cwd);
     wd__py.cwd = NULL;
+    if (wd__py.cwd_fd >= 0)
+        close(wd__py.cwd_fd);
+    wd__py.cwd_fd = -1;
 }

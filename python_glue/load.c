@@ -300,8 +300,8 @@ static int apply_env(PyObject *environ, const wd_mount_conf_t *m)
 }
 
 /* Loads app number i (file order) in its interpreter, whose thread state the caller made
- * current. The process has one working directory: a mount's chdir holds while it is imported,
- * then the group's comes back. */
+ * current. A mount's chdir holds while it is imported (then the group's comes back), and while
+ * its requests run: each pool thread then has a working directory of its own (pool.c). */
 static int load_in_interp(wd_py_mount_t *a, int i, char **django, char *err, size_t errlen)
 {
     const wd_group_conf_t *g = wd__py.group;
@@ -314,12 +314,16 @@ static int load_in_interp(wd_py_mount_t *a, int i, char **django, char *err, siz
         snprintf(err, errlen, "group %s: cannot set the environment of %s", g->name, a->prefix);
         goto out;
     }
-    if (cd != NULL && chdir(cd) < 0) {
+    if (cd != NULL &&
+        (chdir(cd) < 0 || (a->dir_fd = open(cd, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)) {
+        a->dir_fd = wd__py.cwd_fd;
         snprintf(err, errlen, "group %s: mount %s: cannot chdir to %s: %s", g->name, a->prefix, cd,
                  strerror(errno));
         wd_log_error("%s", err);
         goto out;
     }
+    if (cd != NULL)
+        wd__py.mount_dirs = 1;
     if (a->interp->n_apps > 1)
         django_guard(environ, a, django, 1, err, errlen);
     a->app = load_one(a, i, err, errlen);

@@ -5,6 +5,8 @@
 #include "../daemon/common/alloc.h"
 #include "../daemon/common/log.h"
 
+#include <errno.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -93,6 +95,23 @@ void wd_py_interrupt(wd_req_t *req)
     pthread_mutex_unlock(&intr.lock);
 }
 
+/* A mount with a chdir of its own: the working directory is a thread's, not the process's
+ * (unshare(CLONE_FS)), and each request runs in its mount's (respond.c). Without it (the call
+ * refused), a mount's chdir holds only while it is imported. */
+static void own_cwd(wd_py_thread_t *thr)
+{
+    thr->dir_fd = wd__py.cwd_fd;
+    if (!wd__py.mount_dirs)
+        return;
+    if (unshare(CLONE_FS) == 0) {
+        thr->own_cwd = 1;
+    } else if (thr->index == 1) {
+        wd_log_warn("group %s: cannot give the Python threads working directories of their own "
+                    "(unshare: %s): a mount's chdir holds only while it is imported",
+                    wd__py.group->name, strerror(errno));
+    }
+}
+
 static void *thread_main(void *arg)
 {
     wd_py_thread_t *thr = arg;
@@ -114,6 +133,7 @@ static void *thread_main(void *arg)
         wd__py_gil_note(thr->ts[i], (int)i);
     wd__py_gil_thread(thr->ts);
     thr->cur = 0;
+    own_cwd(thr);
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
          * the GIL is kept. Under load the next request is already queued: take it without giving

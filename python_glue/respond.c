@@ -332,6 +332,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     int error = 0, keep_alive;
 
     wd__py_enter(thr, interp);
+    if (thr->own_cwd && app != NULL && app->dir_fd != thr->dir_fd && fchdir(app->dir_fd) == 0)
+        thr->dir_fd = app->dir_fd;
     r = PyObject_New(wd_resp_t, &wd__py_resp_type); /* new: start_response itself */
     if (r == NULL) {
         PyErr_Clear();

@@ -56,7 +56,7 @@ typedef struct wd_mount_conf {
     size_t n_python_path;
     wd_env_conf_t *env; /* set in this app's interpreter (os.environ) before it is imported */
     size_t n_env;
-    char *chdir; /* absolute, NULL = not set: the working directory while the app is imported */
+    char *chdir; /* absolute, NULL = not set: the working directory of its import and requests */
     int line;    /* where the mount is defined, for messages */
 } wd_mount_conf_t;
 

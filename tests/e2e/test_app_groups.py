@@ -149,13 +149,20 @@ def test_module_globals_follow_application_groups(tmp, wsgid):
         "/a": {"app": script, "application-group": "shared"},
         "/b": {"app": script, "application-group": "shared"},
         "/c": {"app": script, "application-group": "other", "env": {"WHO": "c"},
-               "python-path": [str(tmp)]},
+               "python-path": [str(tmp)], "chdir": str(tmp / "cdir")},
         "/r": {"app": script, "application-group": "%{RESOURCE}"},
         "/g": {"app": script},  # the group's application-group: %{GLOBAL}
     }
+    (tmp / "cdir").mkdir()
     d = wsgid(config=make_config(tmp, {"site": {"listen": "unix:" + str(tmp / "site.sock"),
                                                 "threads": 4, "mounts": mounts}}))
     sock = str(tmp / "site.sock")
+    # A mount's chdir is its requests' working directory, whichever thread runs them; the
+    # others run in the group's (here the directory wsgid started in).
+    with concurrent.futures.ThreadPoolExecutor(6) as ex:
+        cwds = list(ex.map(lambda p: (p, get_json(sock, p)["cwd"]), ["/c", "/a", "/g"] * 30))
+    assert {c for p, c in cwds if p == "/c"} == {str(tmp / "cdir")}
+    assert {c for p, c in cwds if p != "/c"} == {str(tmp)}
     a = get_json(sock, "/a/x?set=from-a")
     assert a["value"] == "from-a" and a["group"] == "shared"
     assert a["script_name"] == "/a" and a["path_info"] == "/x"

@@ -2,7 +2,7 @@
 
 GET ?set=X stores X in a module global (appgroups_state.value, one module per interpreter); any
 GET answers JSON: that global, the environ's application group, SCRIPT_NAME/PATH_INFO, the WHO
-environment variable (a mount's env), sys.path's first entries and the interpreter's identity
+environment variable (a mount's env), the working directory, sys.path's first entries and the interpreter's identity
 (the id of its sys module). ?numpy=1 imports numpy and sums 0..9.
 """
 import json
@@ -25,6 +25,7 @@ def application(environ, start_response):
         "script_name": environ["SCRIPT_NAME"],
         "path_info": environ["PATH_INFO"],
         "who": os.environ.get("WHO"),
+        "cwd": os.getcwd(),
         "path": sys.path[:3],
         "interp": id(sys),
         "thread": threading.get_ident(),
