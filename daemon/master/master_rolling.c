@@ -358,53 +358,16 @@ static void group_roll(wd_group_t *g, wd_batch_t *b, wd_gen_t *gen, const wd_gro
     wd__m_op_step(op);
 }
 
-void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
+/* The new generation takes over: new groups start, changed ones roll, unchanged ones take the new
+ * copy of their config, removed ones drain. The reply lists each kind. */
+static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen_t ***new_ls)
 {
-    wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
-    wd_listen_t ***new_ls = NULL;
-    wd_group_t **groups = NULL, *g;
-    json_t *added = NULL, *removed = NULL, *restarted = NULL, *unchanged = NULL;
-    char err[1024], *text = NULL;
-    size_t len = 0, i, k;
-    wd_gen_t *gen = NULL;
-    wd_batch_t *b;
+    json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
+           *unchanged = json_array();
+    wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
+    const wd_config_t *oldc = m->gen->conf;
+    size_t i, k;
 
-    if (m->stopping) {
-        reload_refuse(req, "wsgid is stopping");
-        goto fail;
-    }
-    wd_log_info("reloading %s", oldc->path);
-    if (wd_config_load_file(conf, oldc->path, &text, &len, err, sizeof err) < 0 ||
-        wd__m_check_privileges(conf, err, sizeof err) < 0) {
-        reload_refuse(req, err);
-        goto fail;
-    }
-    if (reload_busy(m, conf, err, sizeof err)) {
-        reload_refuse(req, err);
-        goto fail;
-    }
-    new_ls = reload_bind(m, oldc, conf);
-    if (new_ls == NULL) {
-        reload_refuse(req, "a listener could not be bound (see above)");
-        goto fail;
-    }
-    gen = wd__m_gen_new(conf, 1, text, len);
-    if (gen == NULL) {
-        reload_refuse(req, "cannot hand the configuration to the workers");
-        goto fail;
-    }
-    conf = NULL;
-    wd_notify_reloading();
-    wd_log_init("master", gen->conf->log_level);
-    if (wd_log_open(gen->conf->log_file, "off") < 0)
-        wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
-
-    b = wd__m_batch_new(m, req, "reload");
-    added = json_array();
-    removed = json_array();
-    restarted = json_array();
-    unchanged = json_array();
-    groups = xcalloc(gen->conf->n_groups, sizeof *groups);
     for (i = 0; i < gen->conf->n_groups; i++) {
         const wd_group_conf_t *gc = &gen->conf->groups[i];
 
@@ -448,6 +411,49 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);
     json_object_set_new(b->reply, "unchanged", unchanged);
+}
+
+void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
+{
+    wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
+    wd_listen_t ***new_ls = NULL;
+    char err[1024], *text = NULL;
+    size_t len = 0;
+    wd_gen_t *gen = NULL;
+    wd_batch_t *b;
+
+    if (m->stopping) {
+        reload_refuse(req, "wsgid is stopping");
+        goto fail;
+    }
+    wd_log_info("reloading %s", oldc->path);
+    if (wd_config_load_file(conf, oldc->path, &text, &len, err, sizeof err) < 0 ||
+        wd__m_check_privileges(conf, err, sizeof err) < 0) {
+        reload_refuse(req, err);
+        goto fail;
+    }
+    if (reload_busy(m, conf, err, sizeof err)) {
+        reload_refuse(req, err);
+        goto fail;
+    }
+    new_ls = reload_bind(m, oldc, conf);
+    if (new_ls == NULL) {
+        reload_refuse(req, "a listener could not be bound (see above)");
+        goto fail;
+    }
+    gen = wd__m_gen_new(conf, 1, text, len);
+    if (gen == NULL) {
+        reload_refuse(req, "cannot hand the configuration to the workers");
+        goto fail;
+    }
+    conf = NULL;
+    wd_notify_reloading();
+    wd_log_init("master", gen->conf->log_level);
+    if (wd_log_open(gen->conf->log_file, "off") < 0)
+        wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
+
+    b = wd__m_batch_new(m, req, "reload");
+    reload_apply(m, b, gen, new_ls);
     wd_notify_ready("serving");
     wd__m_batch_done_one(m, b);
 

@@ -302,6 +302,28 @@ static int proc_watch(wd_proc_t *p, const wd_group_conf_t *conf, int sock)
     return rc;
 }
 
+/* The process itself. libuv wants the handle closed even when the spawn failed: then NULL, with
+ * the error in *rc. */
+static wd_proc_t *proc_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
+                             const uv_process_options_t *opt, int *rc)
+{
+    wd_proc_t *p = xcalloc(1, sizeof *p);
+
+    p->process.data = p;
+    p->pipe.data = p;
+    p->timer.data = p;
+    p->handles = 1;
+    *rc = uv_spawn(&m->loop, &p->process, opt);
+    if (*rc == 0)
+        return p;
+    p->pipe_closed = 1;
+    p->m = m;
+    p->g = wd__m_group_ref(s->g);
+    p->gen = wd__m_gen_ref(gen);
+    uv_close((uv_handle_t *)&p->process, wd__m_proc_close_cb);
+    return NULL;
+}
+
 wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
                        wd_listen_t **ls, size_t n_ls)
 {
@@ -353,23 +375,9 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         opt.uid = uid;
         opt.gid = gid;
     }
-
-    p = xcalloc(1, sizeof *p);
-    p->process.data = p;
-    p->pipe.data = p;
-    p->timer.data = p;
-    p->handles = 1;
-    rc = uv_spawn(&m->loop, &p->process, &opt);
-    if (rc < 0) {
-        /* libuv wants the handle closed even when the spawn failed. */
-        p->pipe_closed = 1;
-        p->m = m;
-        p->g = wd__m_group_ref(g);
-        p->gen = wd__m_gen_ref(gen);
-        uv_close((uv_handle_t *)&p->process, wd__m_proc_close_cb);
-        p = NULL;
+    p = proc_spawn(m, s, gen, &opt, &rc);
+    if (p == NULL)
         goto fail;
-    }
     proc_started(m, p, s, gen, conf, record);
     record = -1;
     close(sv[1]);

@@ -318,6 +318,8 @@ def test_thread_states_do_not_leak(tmp, wsgid):
         print("sanitizer build: RSS not compared (%d -> %d KiB); LeakSanitizer checks at exit"
               % (before, after))
     else:
+        print("thread states: worker RSS %d KiB after 1,600 requests, %d KiB after 10,000"
+              % (before, after))
         assert after - before < 3 * 1024, "worker RSS grew from %d to %d KiB" % (before, after)
 
 
