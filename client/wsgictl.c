@@ -44,6 +44,13 @@ static const verb_t verbs[] = {
      "Stops the workers of GROUP gracefully (the group stays known; `start` brings it back);\n"
      "without GROUP, stops wsgid itself as SIGTERM does.\n"},
     {"start", "start GROUP", "Starts a stopped group and waits until its workers are ready.\n"},
+    {"drain", "drain [GROUP]",
+     "Takes GROUP (or every group) out of load balancing: GET /readyz answers 503 at once while\n"
+     "the workers keep serving what still comes, for the group's drain-delay (10 s by default);\n"
+     "then the group stops, as with `stop GROUP` (every group: wsgid itself stops). For a load\n"
+     "balancer's health check or a Kubernetes readiness probe and preStop hook.\n"},
+    {"undrain", "undrain [GROUP]",
+     "Cancels a drain before its delay is over: GET /readyz answers 200 again.\n"},
     {"reopen-logs", "reopen-logs",
      "Reopens the log files of the master and of every worker (after logrotate), as SIGUSR1.\n"},
 };
@@ -252,6 +259,10 @@ static void print_status(json_t *st, const char *only)
                jstr(g, "name"), jint(g, "processes"), jint(g, "threads"), jint(g, "requests"),
                jint(g, "restarts"), (double)resp_mem / 1048576.0,
                json_array_size(workers) == 0 ? " (stopped)" : "");
+        if (json_is_true(json_object_get(g, "draining")))
+            printf("  draining: not ready for load balancers, still serving; stops in %.0f s "
+                   "(wsgictl undrain %s keeps it)\n",
+                   json_real_value(json_object_get(g, "drain_left")), jstr(g, "name"));
         if (json_is_string(json_object_get(g, "reload_error")))
             printf("  reload failed (the old workers keep serving): %s\n", jstr(g, "reload_error"));
         if (json_array_size(workers) == 0)

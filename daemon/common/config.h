@@ -101,6 +101,7 @@ typedef struct wd_group_conf {
     double startup_timeout;  /* default 15 */
     double graceful_timeout; /* default 15 */
     double shutdown_timeout; /* default 5 */
+    double drain_delay;      /* default 10: wsgictl drain serves this long, then stops */
     /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
      * connection (75), between two writes that make progress (60). */
     double header_timeout;

@@ -443,6 +443,7 @@ static const group_key_t group_keys[] = {
     GK("startup-timeout", K_TIME, startup_timeout, 1, DAY, R_ZERO_OFF, "0 (off) or 1s..1d"),
     GK("graceful-timeout", K_TIME, graceful_timeout, 0, DAY, 0, "0..1d"),
     GK("shutdown-timeout", K_TIME, shutdown_timeout, 0, DAY, 0, "0..1d"),
+    GK("drain-delay", K_TIME, drain_delay, 0, DAY, 0, "0..1d"),
     GK("header-timeout", K_TIME, header_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
     GK("body-timeout", K_TIME, body_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
     GK("keepalive-timeout", K_TIME, keepalive_timeout, 0.1, DAY, R_ZERO_OFF,
@@ -612,6 +613,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->startup_timeout = 15;
     g->graceful_timeout = 15;
     g->shutdown_timeout = 5;
+    g->drain_delay = 10;
     g->header_timeout = 30;
     g->body_timeout = 60;
     g->keepalive_timeout = 75;

@@ -149,6 +149,10 @@ static json_t *group_json(const wd_status_t *st, const wd_status_group_t *g)
     set(o, "restarts", jint(g->restarts));
     set(o, "requests", jint(t.requests));
     set(o, "reload_error", jstr(g->reload_error));
+    set(o, "stopped", json_boolean(g->stopped));
+    set(o, "draining", json_boolean(g->draining));
+    if (g->draining)
+        set(o, "drain_left", json_real(g->drain_left));
     for (i = 0; i < st->n_workers; i++)
         if (in_group(&st->workers[i], g) &&
             json_array_append_new(workers, worker_json(&st->workers[i])) < 0)

@@ -31,6 +31,9 @@ typedef struct wd_status_group {
      * failed, as its worker said: the old workers are serving the old code. Cleared by the next
      * one that succeeds. */
     const char *reload_error;
+    int stopped;       /* wsgictl stop GROUP (or a drain that ended) */
+    int draining;      /* wsgictl drain: readiness fails, still serving */
+    double drain_left; /* seconds until the drained group stops */
     /* Counters of the group's workers that have exited, so that totals never go backwards. */
     uint64_t past_requests;
     uint64_t past_status[6];

@@ -28,6 +28,8 @@ typedef enum wd_control_cmd {
     WD_CONTROL_STOP,
     WD_CONTROL_START,
     WD_CONTROL_REOPEN_LOGS,
+    WD_CONTROL_DRAIN,
+    WD_CONTROL_UNDRAIN,
 } wd_control_cmd_t;
 
 typedef struct wd_control_command {

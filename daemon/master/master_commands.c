@@ -64,6 +64,11 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
         groups[i].threads = g->conf->threads;
         groups[i].restarts = 0;
         groups[i].reload_error = g->reload_error[0] ? g->reload_error : NULL;
+        groups[i].stopped = g->stopped;
+        groups[i].draining = g->drain_until != 0;
+        groups[i].drain_left = g->drain_until > uv_now(&m->loop)
+                                   ? (double)(g->drain_until - uv_now(&m->loop)) / 1e3
+                                   : 0;
         for (k = 0; k < g->n_slots; k++) {
             wd_slot_t *s = g->slots[k];
 
@@ -209,12 +214,34 @@ static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group
     wd__m_batch_done_one(m, b);
 }
 
+/* The group's workers finish what they are doing and exit; none is started again until
+ * `wsgictl start`. Returns the pids stopped (a new JSON array). */
+static json_t *group_stop(wd_group_t *g, const char *why)
+{
+    json_t *pids = json_array();
+
+    g->stopped = 1;
+    g->drain_until = 0;
+    for (int k = 0; k < g->n_slots; k++) {
+        wd_slot_t *s = g->slots[k];
+
+        uv_timer_stop(&s->timer);
+        s->backing_off = 0;
+        if (s->cur != NULL) {
+            json_array_append_new(pids, json_integer(s->cur->pid));
+            wd__m_proc_drain(s->cur, why);
+        }
+        if (s->repl != NULL)
+            wd__m_proc_drain(s->repl, why);
+    }
+    wd_log_info("group %s stopped", g->name);
+    return pids;
+}
+
 static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
 {
-    json_t *pids;
     char err[256];
     wd_group_t *g;
-    int k;
 
     if (group == NULL) {
         wd_log_info("stop requested through the control socket: stopping gracefully");
@@ -230,22 +257,75 @@ static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
             wd_control_reply_error(req, "%s", err);
         return;
     }
-    pids = json_array();
-    g->stopped = 1;
-    for (k = 0; k < g->n_slots; k++) {
-        wd_slot_t *s = g->slots[k];
+    wd_control_reply(
+        req, json_pack("{s:b,s:o}", "ok", 1, "stopped", group_stop(g, "stopped by wsgictl")));
+}
 
-        uv_timer_stop(&s->timer);
-        s->backing_off = 0;
-        if (s->cur != NULL) {
-            json_array_append_new(pids, json_integer(s->cur->pid));
-            wd__m_proc_drain(s->cur, "stopped by wsgictl");
-        }
-        if (s->repl != NULL)
-            wd__m_proc_drain(s->repl, "stopped by wsgictl");
+/* wsgictl drain [GROUP]: readiness (GET /readyz) fails at once, so that load balancers and
+ * orchestrators stop sending; the group keeps serving what still comes for drain-delay, then
+ * stops as `wsgictl stop` does (every group: then wsgid itself stops). wsgictl undrain, before
+ * that, takes it back. */
+static void cmd_drain(wd_master_t *m, wd_control_req_t *req, const char *group, int on)
+{
+    json_t *names = json_array();
+    uint64_t now = uv_now(&m->loop);
+    size_t i, n = 0;
+
+    if (group != NULL && wd__m_find_group(m, group) == NULL) {
+        json_decref(names);
+        wd_control_reply_error(req, "no group %s", group);
+        return;
     }
-    wd_log_info("group %s stopped", g->name);
-    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, "stopped", pids));
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+        double delay = g->conf->drain_delay;
+
+        if ((group != NULL && strcmp(g->name, group) != 0) || g->stopped)
+            continue;
+        if (on && g->drain_until == 0) {
+            g->drain_until = now + (uint64_t)(delay * 1000.0) + 1;
+            wd_log_info("group %s: draining: not ready for load balancers now, still serving; "
+                        "stopping in %.1f s (wsgictl undrain %s keeps it)",
+                        g->name, delay, g->name);
+        } else if (!on && g->drain_until != 0) {
+            g->drain_until = 0;
+            wd_log_info("group %s: undrained: ready again", g->name);
+        } else {
+            continue;
+        }
+        json_array_append_new(names, json_string(g->name));
+        n++;
+    }
+    if (group == NULL)
+        m->drain_exit = on;
+    if (n == 0 && group != NULL) {
+        json_decref(names);
+        wd_control_reply_error(req,
+                               on ? "group %s is stopped or draining already"
+                                  : "group %s is not draining (a drain that ended stopped "
+                                    "it: wsgictl start %s)",
+                               group, group);
+        return;
+    }
+    wd_control_reply(req, json_pack("{s:b,s:o}", "ok", 1, on ? "draining" : "undrained", names));
+}
+
+void wd__m_drain_check(wd_master_t *m)
+{
+    uint64_t now = uv_now(&m->loop);
+    size_t i, running = 0;
+
+    for (i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
+
+        if (g->drain_until != 0 && now >= g->drain_until && g->op == NULL)
+            json_decref(group_stop(g, "drained"));
+        running += !g->stopped;
+    }
+    if (m->drain_exit && running == 0 && !m->stopping) {
+        wd_log_info("every group drained and stopped: wsgid stops");
+        wd__m_begin_stop(m, m->exit_code);
+    }
 }
 
 static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
@@ -303,6 +383,10 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
         break;
     case WD_CONTROL_START:
         cmd_start(m, req, c.group);
+        break;
+    case WD_CONTROL_DRAIN:
+    case WD_CONTROL_UNDRAIN:
+        cmd_drain(m, req, c.group, c.cmd == WD_CONTROL_DRAIN);
         break;
     case WD_CONTROL_REOPEN_LOGS:
         wd__m_reopen_logs(m);

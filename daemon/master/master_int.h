@@ -111,7 +111,10 @@ struct wd_group {
     size_t n_ls;
     wd_slot_t **slots;
     int n_slots;
-    int stopped; /* by `wsgictl stop GROUP` */
+    int stopped; /* by `wsgictl stop GROUP`, or at the end of a drain */
+    /* `wsgictl drain`: uv_now() when the group stops (0 = not draining); readiness fails till
+     * then while it keeps serving (wd__m_drain_check, at every tick). */
+    uint64_t drain_until;
     int removed; /* by a reload */
     int refs;    /* the master's list + its processes */
     int warned;
@@ -164,6 +167,7 @@ struct wd_master {
     size_t n_first_ready;
     int starting; /* until every worker has been ready once */
     int stopping;
+    int drain_exit; /* `wsgictl drain` of every group: wsgid stops once they all stopped */
     int finished;
     int exit_code;
     int pidfile_written;
@@ -210,6 +214,8 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
 void wd__m_abort_start(wd_master_t *m, wd_group_t *g, const char *why);
 void wd__m_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 void wd__m_begin_stop(wd_master_t *m, int exit_code);
+/* master_commands.c: stops the groups whose drain-delay is over (at every tick). */
+void wd__m_drain_check(wd_master_t *m);
 void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig);
 void wd__m_finish(wd_master_t *m);
 void wd__m_kill_all(wd_master_t *m);

@@ -120,6 +120,7 @@ void wd__m_tick_cb(uv_timer_t *t)
     wd_proc_t *p, *next;
     char why[128];
 
+    wd__m_drain_check(m);
     for (p = m->procs; p != NULL; p = next) {
         const wd_group_conf_t *c = p->g->conf;
 

@@ -5,6 +5,7 @@
  * write side and closes. The rendering is synchronous but short: a snapshot of the scoreboard
  * and a few kilobytes of text. */
 #include "metrics.h"
+#include "health.h"
 #include "alloc.h"
 #include "log.h"
 
@@ -13,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 
 #define WD_METRICS_HEAD_MAX 8192
@@ -159,6 +161,35 @@ static void respond_snapshot(metrics_conn_t *c, int prometheus, int head_only)
     free(body);
 }
 
+static uint64_t wd_metrics_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* /livez, /readyz[/GROUP]: 200 or 503 with the reasons, 404 for an unknown group. */
+static void respond_health(metrics_conn_t *c, wd_health_kind_t kind, const char *group, size_t glen,
+                           int head_only)
+{
+    wd_metrics_t *m = c->m;
+    wd_status_t st;
+    char body[2048];
+    int code;
+
+    memset(&st, 0, sizeof st);
+    m->snapshot(m->data, &st);
+    code = wd_health_eval(&st, wd_metrics_now_ns(), kind, group, glen, body, sizeof body);
+    if (m->release != NULL)
+        m->release(m->data, &st);
+    respond(c, code,
+            code == 200   ? "OK"
+            : code == 404 ? "Not Found"
+                          : "Service Unavailable",
+            "text/plain; charset=utf-8", body, head_only);
+}
+
 static int is_token(const char *s, size_t n)
 {
     size_t i;
@@ -169,13 +200,16 @@ static int is_token(const char *s, size_t n)
     return n > 0;
 }
 
-wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only)
+wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only, const char **group,
+                                    size_t *glen)
 {
     const char *line_end = memchr(buf, '\n', len);
     const char *sp1, *sp2, *q;
     size_t line_len, path_len;
 
     *head_only = 0;
+    *group = NULL;
+    *glen = 0;
     if (line_end == NULL)
         return WD_METRICS_BAD;
     line_len = (size_t)(line_end - buf);
@@ -197,6 +231,16 @@ wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only)
         return WD_METRICS_PROMETHEUS;
     if (path_len == 7 && memcmp(sp1 + 1, "/status", 7) == 0)
         return WD_METRICS_STATUS;
+    if (path_len == 6 && memcmp(sp1 + 1, "/livez", 6) == 0)
+        return WD_METRICS_LIVEZ;
+    if (path_len == 7 && memcmp(sp1 + 1, "/readyz", 7) == 0)
+        return WD_METRICS_READYZ;
+    if (path_len > 8 && memcmp(sp1 + 1, "/readyz/", 8) == 0 &&
+        memchr(sp1 + 9, '/', path_len - 8) == NULL) {
+        *group = sp1 + 9;
+        *glen = path_len - 8;
+        return WD_METRICS_READYZ;
+    }
     return WD_METRICS_NOT_FOUND;
 }
 
@@ -204,8 +248,10 @@ wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only)
 static void handle(metrics_conn_t *c)
 {
     int head_only;
+    const char *group;
+    size_t glen;
 
-    switch (wd_metrics_route(c->buf, c->len, &head_only)) {
+    switch (wd_metrics_route(c->buf, c->len, &head_only, &group, &glen)) {
     case WD_METRICS_BAD:
         respond_error(c, 400, "Bad Request");
         break;
@@ -217,6 +263,12 @@ static void handle(metrics_conn_t *c)
         break;
     case WD_METRICS_STATUS:
         respond_snapshot(c, 0, head_only);
+        break;
+    case WD_METRICS_LIVEZ:
+        respond_health(c, WD_HEALTH_LIVE, NULL, 0, head_only);
+        break;
+    case WD_METRICS_READYZ:
+        respond_health(c, WD_HEALTH_READY, group, glen, head_only);
         break;
     default:
         respond_error(c, 404, "Not Found");

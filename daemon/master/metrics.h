@@ -1,7 +1,8 @@
 /* The optional `metrics: HOST:PORT` listener of the master: a tiny HTTP/1.1 server in the master's
  * libuv loop. `GET /metrics` answers the Prometheus text format 0.0.4, `GET /status` the JSON of
- * `wsgictl status --json`; any other path 404, a malformed or oversized request 400. Every
- * connection is closed after its one response; nothing here ever blocks the loop. */
+ * `wsgictl status --json`, `GET /livez` and `GET /readyz[/GROUP]` 200 or 503 for load balancers
+ * and orchestrators (common/health.h); any other path 404, a malformed or oversized request 400.
+ * Every connection is closed after its one response; nothing here ever blocks the loop. */
 #ifndef WD_DAEMON_METRICS_H
 #define WD_DAEMON_METRICS_H
 
@@ -48,10 +49,13 @@ typedef enum wd_metrics_route {
     WD_METRICS_METHOD,     /* not GET or HEAD: 405 */
     WD_METRICS_PROMETHEUS, /* /metrics (a query string is ignored) */
     WD_METRICS_STATUS,     /* /status */
+    WD_METRICS_LIVEZ,      /* /livez */
+    WD_METRICS_READYZ,     /* /readyz, or /readyz/GROUP (*group set) */
     WD_METRICS_NOT_FOUND,  /* 404 */
 } wd_metrics_route_t;
 
-/* *head_only: a HEAD request. */
-wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only);
+/* *head_only: a HEAD request. *group, *glen: the GROUP of /readyz/GROUP (inside buf), else NULL. */
+wd_metrics_route_t wd_metrics_route(const char *buf, size_t len, int *head_only, const char **group,
+                                    size_t *glen);
 
 #endif

@@ -1,0 +1,104 @@
+/* See health.h. */
+#include "health.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+typedef struct out {
+    char *p;
+    size_t cap, len;
+} out_t;
+
+static void say(out_t *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void say(out_t *o, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (o->len >= o->cap)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(o->p + o->len, o->cap - o->len, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n < o->cap - o->len ? (size_t)n : o->cap - o->len - 1;
+}
+
+static int is_group(const char *name, const char *group, size_t glen)
+{
+    return group == NULL || (strlen(name) == glen && memcmp(name, group, glen) == 0);
+}
+
+static int live(const wd_status_t *st, uint64_t now_ns, out_t *o)
+{
+    int bad = 0;
+
+    for (size_t i = 0; i < st->n_workers; i++) {
+        const wd_status_worker_t *w = &st->workers[i];
+        uint64_t hb;
+
+        if (w->score == NULL || w->pid == 0 || strcmp(w->state, "ready") != 0)
+            continue;
+        hb = wd_score_get(&w->score->heartbeat_ns);
+        if (hb == 0 || now_ns <= hb || now_ns - hb < WD_HEALTH_STALE_NS)
+            continue;
+        say(o, "group %s worker %d (pid %d): its loop has not run for %.1f s\n", w->group, w->slot,
+            w->pid, (double)(now_ns - hb) / 1e9);
+        bad = 1;
+    }
+    return bad;
+}
+
+static int ready(const wd_status_t *st, const char *group, size_t glen, out_t *o, int *found)
+{
+    int bad = 0;
+
+    for (size_t i = 0; i < st->n_groups; i++) {
+        const wd_status_group_t *g = &st->groups[i];
+        int n_ready = 0;
+
+        if (!is_group(g->name, group, glen))
+            continue;
+        *found = 1;
+        for (size_t k = 0; k < st->n_workers; k++) {
+            const wd_status_worker_t *w = &st->workers[k];
+
+            n_ready += strcmp(w->group, g->name) == 0 && strcmp(w->state, "ready") == 0;
+        }
+        if (g->stopped) {
+            say(o, "group %s: stopped\n", g->name);
+            bad = 1;
+        } else if (g->draining) {
+            say(o, "group %s: draining (stops in %.0f s)\n", g->name, g->drain_left);
+            bad = 1;
+        } else if (n_ready == 0) {
+            say(o, "group %s: no worker has its app loaded\n", g->name);
+            bad = 1;
+        }
+    }
+    return bad;
+}
+
+int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind, const char *group,
+                   size_t glen, char *body, size_t cap)
+{
+    out_t o = {body, cap, 0};
+    int bad, found = 0;
+
+    if (cap > 0)
+        body[0] = '\0';
+    if (kind == WD_HEALTH_LIVE) {
+        bad = live(st, now_ns, &o);
+    } else {
+        bad = ready(st, group, glen, &o, &found);
+        if (!found) {
+            say(&o, "no group %.*s\n", (int)(glen > 64 ? 64 : glen), group ? group : "");
+            return 404;
+        }
+    }
+    if (!bad)
+        say(&o, "ok\n");
+    return bad ? 503 : 200;
+}

@@ -1,0 +1,31 @@
+/* Health for load balancers and orchestrators (design §6, issue #14): `GET /livez` and
+ * `GET /readyz[/GROUP]` on the metrics listener, judged from a status snapshot. Pure: no I/O,
+ * tests/unit/test_health.c drives it.
+ *
+ * - live: the master answers (it is the one rendering this) and the loop of every ready worker
+ *   ran within WD_HEALTH_STALE_NS (its heartbeat in the scoreboard, written every 250 ms): a
+ *   frozen worker fails it, a crashing app does not (restarting the host would not help).
+ * - ready: every group asked about (all, or the one named) is neither stopped nor draining
+ *   (`wsgictl drain`) and has at least one worker that loaded its app and accepts. */
+#ifndef WD_COMMON_HEALTH_H
+#define WD_COMMON_HEALTH_H
+
+#include "status.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The loop writes its heartbeat every 250 ms and never blocks by design: 2 s without one is a
+ * frozen worker (the master's watchdog kills a stopped one after 3 s, a stuck one after
+ * deadlock-timeout). */
+#define WD_HEALTH_STALE_NS (2ull * 1000 * 1000 * 1000)
+
+typedef enum wd_health_kind { WD_HEALTH_LIVE, WD_HEALTH_READY } wd_health_kind_t;
+
+/* The HTTP status (200, 503, or 404 for a group that does not exist) and, in body, "ok\n" or one
+ * line per reason. group (glen bytes, not NUL-terminated) is NULL for all groups; now_ns is
+ * CLOCK_MONOTONIC, as the heartbeats are. */
+int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind, const char *group,
+                   size_t glen, char *body, size_t cap);
+
+#endif

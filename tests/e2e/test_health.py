@@ -1,0 +1,94 @@
+"""Health for load balancers and orchestrators (issue #14, part 4): GET /livez and
+GET /readyz[/GROUP] on the metrics listener, and wsgictl drain / undrain with drain-delay."""
+import os
+import signal
+import subprocess
+import time
+
+from helpers.clients import request
+from helpers.daemon import WSGID_BIN
+from helpers.procs import free_port, wait_for
+
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
+
+
+def ctl(d, *args):
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock")] + list(args),
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def get(addr, path):
+    r = request(addr, path=path)
+    return r.status, r.body.decode()
+
+
+def start(wsgid, **opts):
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("hello", top={"metrics": "%s:%d" % maddr, "control": "ctl.sock"}, **opts)
+    wait_for(lambda: get(maddr, "/livez")[0] == 200, 5, what="the metrics listener")
+    return d, maddr
+
+
+def test_livez_and_readyz(wsgid):
+    d, maddr = start(wsgid, processes=2)
+    assert get(maddr, "/livez") == (200, "ok\n")
+    assert get(maddr, "/readyz") == (200, "ok\n")
+    assert get(maddr, "/readyz/site") == (200, "ok\n")
+    assert get(maddr, "/readyz/nope") == (404, "no group nope\n")
+    assert request(maddr, method="HEAD", path="/readyz").status == 200
+    # A frozen worker (its loop stopped: SIGSTOP here) fails liveness once its heartbeat is 2 s
+    # old; the master replaces it (3 s) and liveness comes back.
+    d.expect_log(r"has been stopped", r"killed by signal")
+    victim = d.workers()[0]
+    os.kill(victim, signal.SIGSTOP)
+    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(get(maddr, "/livez")),
+                          4, interval=0.05, what="/livez to fail")
+    assert "(pid %d): its loop has not run for" % victim in body, body
+    assert get(maddr, "/readyz")[0] == 200, "the other worker still serves"
+    wait_for(lambda: get(maddr, "/livez")[0] == 200 and victim not in d.workers(), 10,
+             what="the frozen worker replaced")
+    d.seen_workers.update(d.workers())
+
+
+def test_drain_undrain_then_stop(wsgid):
+    d, maddr = start(wsgid, processes=2, drain_delay="3s")
+    rc, out = ctl(d, "drain", "site")
+    assert rc == 0, out
+    t0 = time.monotonic()
+    code, body = get(maddr, "/readyz/site")
+    assert code == 503 and "group site: draining (stops in" in body, body
+    assert get(maddr, "/livez")[0] == 200
+    # Still serving while the load balancers take it out.
+    assert request(d.tcp).status == 200
+    rc, out = ctl(d, "status")
+    assert "draining: not ready for load balancers, still serving" in out, out
+    # undrain before the delay is over: ready again, nothing stops.
+    rc, out = ctl(d, "undrain", "site")
+    assert rc == 0, out
+    assert get(maddr, "/readyz/site") == (200, "ok\n")
+    time.sleep(max(0, 3.5 - (time.monotonic() - t0)))
+    assert len(d.workers()) == 2 and request(d.tcp).status == 200
+    rc, out = ctl(d, "undrain", "site")
+    assert rc == 1 and "is not draining" in out, out
+    # drain to the end: the group stops after drain-delay (at the master's next tick).
+    rc, out = ctl(d, "drain", "site")
+    t0 = time.monotonic()
+    wait_for(lambda: d.workers() == [], 8, what="the drained group stopped")
+    took = time.monotonic() - t0
+    assert 2.5 < took < 6, took
+    code, body = get(maddr, "/readyz")
+    assert code == 503 and "group site: stopped" in body, body
+    rc, out = ctl(d, "start", "site")
+    assert rc == 0, out
+    assert get(maddr, "/readyz") == (200, "ok\n")
+    d.seen_workers.update(d.workers())
+    print("drain: the group stopped %.1f s after wsgictl drain (drain-delay 3 s)" % took)
+
+
+def test_drain_every_group_stops_wsgid(wsgid):
+    d, maddr = start(wsgid, drain_delay="1s")
+    rc, out = ctl(d, "drain")
+    assert rc == 0, out
+    assert get(maddr, "/readyz")[0] == 503
+    assert d.wait_exit(10) == 0

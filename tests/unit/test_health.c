@@ -1,0 +1,171 @@
+/* /livez and /readyz[/GROUP] (daemon/common/health.c): a table of daemon states, each judged for
+ * liveness and for readiness of every group and of each group by name. */
+#include "health.h"
+#include "testutil.h"
+
+#define SEC 1000000000ull
+#define NOW (1000 * SEC)
+
+typedef struct hcase {
+    const char *name;
+    /* two groups, a and b; per group: stopped, draining, and its workers' states and heartbeat
+     * ages in seconds (-1: no worker in that slot) */
+    int a_stopped, a_draining, b_stopped, b_draining;
+    const char *a_states[2], *b_states[2];
+    int a_age[2], b_age[2];
+    int live, ready, ready_a, ready_b; /* the HTTP codes expected */
+    const char *says;                  /* a line the failing answer contains, or NULL */
+} hcase_t;
+
+static const hcase_t cases[] = {
+    {"all ready",
+     0,
+     0,
+     0,
+     0,
+     {"ready", "ready"},
+     {"ready", NULL},
+     {0, 1},
+     {0, -1},
+     200,
+     200,
+     200,
+     200,
+     NULL},
+    {"a frozen worker fails liveness",
+     0,
+     0,
+     0,
+     0,
+     {"ready", "ready"},
+     {"ready", NULL},
+     {9, 0},
+     {0, -1},
+     503,
+     200,
+     200,
+     200,
+     "group a worker 1 (pid 101): its loop has not run for 9.0 s"},
+    {"a starting worker is not judged alive or dead",
+     0,
+     0,
+     0,
+     0,
+     {"starting", NULL},
+     {"ready", NULL},
+     {60, -1},
+     {0, -1},
+     200,
+     503,
+     503,
+     200,
+     "group a: no worker has its app"},
+    {"one ready worker is enough",
+     0,
+     0,
+     0,
+     0,
+     {"backoff", "ready"},
+     {"ready", NULL},
+     {-1, 0},
+     {0, -1},
+     200,
+     200,
+     200,
+     200,
+     NULL},
+    {"draining",
+     1 - 1,
+     1,
+     0,
+     0,
+     {"ready", "ready"},
+     {"ready", NULL},
+     {0, 0},
+     {0, -1},
+     200,
+     503,
+     503,
+     200,
+     "group a: draining (stops in 7 s)"},
+    {"stopped",
+     0,
+     0,
+     1,
+     0,
+     {"ready", NULL},
+     {NULL, NULL},
+     {0, -1},
+     {-1, -1},
+     200,
+     503,
+     200,
+     503,
+     "group b: stopped"},
+    {NULL, 0, 0, 0, 0, {NULL, NULL}, {NULL, NULL}, {0, 0}, {0, 0}, 0, 0, 0, 0, NULL},
+};
+
+static void run_case(const hcase_t *tc)
+{
+    wd_status_group_t groups[2] = {{.name = "a"}, {.name = "b"}};
+    wd_status_worker_t workers[4];
+    wd_score_t scores[4];
+    size_t n = 0;
+    char body[1024];
+    int code;
+
+    memset(workers, 0, sizeof workers);
+    memset(scores, 0, sizeof scores);
+    groups[0].stopped = tc->a_stopped;
+    groups[0].draining = tc->a_draining;
+    groups[0].drain_left = 7;
+    groups[1].stopped = tc->b_stopped;
+    groups[1].draining = tc->b_draining;
+    for (int g = 0; g < 2; g++) {
+        for (int k = 0; k < 2; k++) {
+            const char *state = g == 0 ? tc->a_states[k] : tc->b_states[k];
+            int age = g == 0 ? tc->a_age[k] : tc->b_age[k];
+
+            if (state == NULL)
+                continue;
+            workers[n].group = groups[g].name;
+            workers[n].slot = k + 1;
+            workers[n].state = state;
+            if (age >= 0) {
+                workers[n].pid = 101 + 100 * g + k;
+                wd_score_set(&scores[n].heartbeat_ns, NOW - (uint64_t)age * SEC);
+                workers[n].score = &scores[n];
+            }
+            n++;
+        }
+    }
+    wd_status_t st = {.groups = groups, .n_groups = 2, .workers = workers, .n_workers = n};
+
+    code = wd_health_eval(&st, NOW, WD_HEALTH_LIVE, NULL, 0, body, sizeof body);
+    T_CHECK(code == tc->live, "%s: live %d, want %d (%s)", tc->name, code, tc->live, body);
+    if (code == 200)
+        T_CHECK(strcmp(body, "ok\n") == 0, "%s: live body %s", tc->name, body);
+    else if (tc->says != NULL && strstr(tc->says, "loop") != NULL)
+        T_CHECK(strstr(body, tc->says) != NULL, "%s: live body %s", tc->name, body);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
+    T_CHECK(code == tc->ready, "%s: ready %d, want %d (%s)", tc->name, code, tc->ready, body);
+    if (code == 503 && tc->says != NULL && strstr(tc->says, "loop") == NULL)
+        T_CHECK(strstr(body, tc->says) != NULL, "%s: ready body %s", tc->name, body);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, "a", 1, body, sizeof body);
+    T_CHECK(code == tc->ready_a, "%s: ready a %d, want %d", tc->name, code, tc->ready_a);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, "bxx", 1, body, sizeof body);
+    T_CHECK(code == tc->ready_b, "%s: ready b %d, want %d", tc->name, code, tc->ready_b);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, "c", 1, body, sizeof body);
+    T_CHECK(code == 404 && strcmp(body, "no group c\n") == 0, "%s: unknown group %d %s", tc->name,
+            code, body);
+    /* A body that does not fit is cut, never overrun. */
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, 5);
+    T_CHECK(strlen(body) < 5, "%s: cut body", tc->name);
+}
+
+int main(void)
+{
+    for (const hcase_t *tc = cases; tc->name != NULL; tc++)
+        run_case(tc);
+    return t_summary("health");
+}
