@@ -49,7 +49,9 @@ static int hop_addr(wd_slice_t h, wd_slice_t *addr)
 {
     const char *colon;
 
-    if (h.n > 0 && h.p[0] == '[') {
+    if (h.n == 0)
+        return 0; /* absent (an element without for=), or empty */
+    if (h.p[0] == '[') {
         const char *close = memchr(h.p, ']', h.n);
         size_t rest;
 
