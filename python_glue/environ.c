@@ -397,6 +397,23 @@ static int add_header(PyObject *env, PyObject *key, int id, wd_slice_t v)
     return rc;
 }
 
+/* X-Forwarded-* and Forwarded: what strip-forwarded-headers leaves out from untrusted peers. */
+static int is_forwarded_header(wd_slice_t name)
+{
+    return wd_slice_ieq(name.p, name.n, "forwarded") ||
+           (name.n > 12 && wd_slice_ieq(name.p, 12, "x-forwarded-"));
+}
+
+/* Whether a Host value ends with a port ("h:80", "[::1]:80"). */
+static int host_has_port(const char *h, size_t n)
+{
+    const char *close = n > 0 && h[0] == '[' ? memchr(h, ']', n) : NULL;
+
+    if (close != NULL)
+        return (size_t)(close - h) + 1 < n;
+    return memchr(h, ':', n) != NULL;
+}
+
 static int environ_http(PyObject *env, const wd_req_t *req)
 {
     const wd_http_t *h = req->http;
@@ -416,10 +433,20 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             return -1;
     if (set_str(env, keys[K_REMOTE_ADDR], req->remote_addr, strlen(req->remote_addr)) < 0)
         return -1;
-    if (!req->is_unix && set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)
+    if (!req->is_unix && !req->forwarded &&
+        set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)
         return -1;
-    /* An absolute-form target names the host: RFC 9112 3.2.2, the Host field is ignored. */
-    if (wd_url_authority(url.p, url.n, &authority)) {
+    if (req->fwd_https == 1 && (PyDict_SetItem(env, k_url_scheme, s_https) < 0 ||
+                                set_str(env, keys[K_HTTPS], "on", 2) < 0))
+        return -1;
+    /* A trusted proxy's host wins; then an absolute-form target's (RFC 9112 3.2.2: the Host
+     * field is ignored); then Host. */
+    if (req->fwd_host.n > 0) {
+        if (set_host(env, req->fwd_host.p, req->fwd_host.n) < 0 ||
+            set_str(env, keys[K_HTTP_HOST], req->fwd_host.p, req->fwd_host.n) < 0)
+            return -1;
+        has_host = 1;
+    } else if (wd_url_authority(url.p, url.n, &authority)) {
         if (set_host(env, authority.p, authority.n) < 0 ||
             set_str(env, keys[K_HTTP_HOST], authority.p, authority.n) < 0)
             return -1;
@@ -434,6 +461,8 @@ static int environ_http(PyObject *env, const wd_req_t *req)
 
         /* Underscores could impersonate another header once mapped to '_': drop them. */
         if (memchr(name.p, '_', name.n) != NULL)
+            continue;
+        if (req->strip_forwarded && is_forwarded_header(name))
             continue;
         key = header_key(name.p, name.n, &id);
         if (key == NULL)
@@ -459,6 +488,10 @@ static int environ_http(PyObject *env, const wd_req_t *req)
         if (rc < 0)
             return -1;
     }
+    if (has_host && req->fwd_https == 1 && req->fwd_host.n > 0 &&
+        !host_has_port(req->fwd_host.p, req->fwd_host.n) &&
+        set_str(env, keys[K_SERVER_PORT], "443", 3) < 0)
+        return -1;
     if (!has_host) {
         if (set_str(env, keys[K_SERVER_NAME], req->server_addr, strlen(req->server_addr)) < 0)
             return -1;

@@ -249,6 +249,10 @@ static void conn_dispatch(wd_conn_t *c)
     req->server_addr[sizeof req->server_addr - 1] = '\0';
     req->server_port = c->l->port;
     req->is_unix = c->l->is_unix;
+    req->forwarded = 0;
+    req->fwd_https = -1;
+    req->fwd_host = (wd_slice_t){NULL, 0};
+    req->strip_forwarded = 0;
     req->body_len = c->body_len;
     req->body_mem = c->body_fd < 0 ? c->body_mem : NULL;
     req->body_fd = c->body_fd;

@@ -39,6 +39,14 @@ struct wd_req {
     char server_addr[64]; /* local address, or the socket path for a unix listener */
     int server_port;      /* 0 for unix */
     int is_unix;
+    /* trusted-proxies (forward.h): remote_addr is the client a trusted proxy named (its port
+     * unknown); fwd_https 1/0 what it said of the scheme, -1 nothing; fwd_host its host, inside
+     * the head (empty: none). strip_forwarded: an untrusted peer's X-Forwarded-* and Forwarded
+     * are left out of the environ (strip-forwarded-headers). */
+    int forwarded;
+    int fwd_https;
+    wd_slice_t fwd_host;
+    int strip_forwarded;
 
     /* The body, read in full before dispatch: in memory, or in an unlinked temp file. */
     uint64_t body_len;
