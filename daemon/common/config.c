@@ -378,6 +378,7 @@ static void group_free(wd_group_conf_t *g)
     }
     free(g->mounts);
     free(g->application_group);
+    free(g->trusted_proxies);
     for (i = 0; i < g->n_watch; i++)
         free(g->watch[i]);
     free(g->watch);

@@ -5,6 +5,8 @@
 #ifndef WD_DAEMON_CONFIG_H
 #define WD_DAEMON_CONFIG_H
 
+#include "cidr.h"
+
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -102,6 +104,10 @@ typedef struct wd_group_conf {
     double graceful_timeout; /* default 15 */
     double shutdown_timeout; /* default 5 */
     double drain_delay;      /* default 10: wsgictl drain serves this long, then stops */
+    /* trusted-proxies: peers whose X-Forwarded-* / Forwarded are believed (HTTP). */
+    wd_cidr_t *trusted_proxies;
+    size_t n_trusted_proxies;
+    int strip_forwarded; /* strip-forwarded-headers: drop them from other peers' requests */
     /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
      * connection (75), between two writes that make progress (60). */
     double header_timeout;

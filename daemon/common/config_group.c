@@ -355,6 +355,41 @@ static int key_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const ch
     return wd__cfg_parse_mounts(ld, g, n, key);
 }
 
+/* trusted-proxies: [CIDR | unix, ...] (protocol/cidr.h). */
+static int proxy_item(loader_t *ld, yaml_node_t *n, const char *key, void *ctx)
+{
+    wd_group_conf_t *g = ctx;
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (wd_cidr_parse(v, &g->trusted_proxies[g->n_trusted_proxies]) < 0)
+        return fail(ld, n, key,
+                    "'%s' is not an address range: write an IPv4 or IPv6 address with an "
+                    "optional /BITS (10.0.0.0/8, 127.0.0.1, ::1, fd00::/8), or unix for the "
+                    "peers of a unix socket",
+                    v);
+    g->n_trusted_proxies++;
+    return 0;
+}
+
+static int key_trusted_proxies(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    size_t count = wd__cfg_items(n);
+
+    if (n->type == YAML_MAPPING_NODE)
+        return fail(ld, n, key, "expected a list of address ranges, got a mapping");
+    if (count == 0 || wd__cfg_is_null(n))
+        return 0;
+    g->trusted_proxies = xcalloc(count, sizeof *g->trusted_proxies);
+    return wd__cfg_each(ld, n, key, proxy_item, g);
+}
+
+static int key_strip_forwarded(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    return wd__cfg_get_bool(ld, n, key, &g->strip_forwarded);
+}
+
 static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_app_group(ld, n, key, &g->application_group);
@@ -425,6 +460,8 @@ static const group_key_t group_keys[] = {
     GK_FN("group", key_group),
     GK_FN("mounts", key_mounts),
     GK_FN("application-group", key_application_group),
+    GK_FN("trusted-proxies", key_trusted_proxies),
+    GK_FN("strip-forwarded-headers", key_strip_forwarded),
     GK_FN("reload-on-change", wd__cfg_key_reload_on_change),
     GK_FN("watch", wd__cfg_key_watch),
     GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),

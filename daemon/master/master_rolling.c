@@ -238,6 +238,15 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
     wd_config_group_numbers(f, g);
     fprintf(f, "access-log %s\n", S(g->access_log));
     fprintf(f, "application-group %s\n", S(g->application_group));
+    fprintf(f, "strip-forwarded %d\n", g->strip_forwarded);
+    for (i = 0; i < g->n_trusted_proxies; i++) {
+        const wd_cidr_t *c = &g->trusted_proxies[i];
+
+        fprintf(f, "trusted %d/%u", c->family, c->prefix);
+        for (size_t k = 0; k < sizeof c->addr; k++)
+            fprintf(f, "%02x", c->addr[k]);
+        fputc('\n', f);
+    }
     for (i = 0; i < g->n_mounts; i++) {
         const wd_mount_conf_t *mc = &g->mounts[i];
 

@@ -5,6 +5,7 @@
  * write fails and its iterable is closed) and writes whatever the response buffer holds. */
 #include "conn.h"
 #include "conn_int.h"
+#include "forward.h"
 #include "alloc.h"
 
 #include "log.h"
@@ -134,6 +135,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     c->body_fd = -1;
     c->state = WD_CONN_HEAD;
     peer_string(c, peer);
+    c->trusted = wd_fwd_peer_trusted(cs->group, peer);
     uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
@@ -253,6 +255,10 @@ static void conn_dispatch(wd_conn_t *c)
     req->fwd_https = -1;
     req->fwd_host = (wd_slice_t){NULL, 0};
     req->strip_forwarded = 0;
+    if (c->proto == WD_REQ_HTTP && c->trusted)
+        wd_fwd_apply(req, &c->http, cs->group);
+    else if (c->proto == WD_REQ_HTTP)
+        req->strip_forwarded = cs->group->strip_forwarded;
     req->body_len = c->body_len;
     req->body_mem = c->body_fd < 0 ? c->body_mem : NULL;
     req->body_fd = c->body_fd;

@@ -64,6 +64,8 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
         ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
     } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
+        if (c->dispatched && c->req.forwarded) /* a trusted proxy's client (forward.h) */
+            remote = (wd_slice_t){c->req.remote_addr, strlen(c->req.remote_addr)};
         static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1", "HTTP/1.2", "HTTP/1.3",
                                              "HTTP/1.4", "HTTP/1.5", "HTTP/1.6", "HTTP/1.7",
                                              "HTTP/1.8", "HTTP/1.9"};

@@ -226,6 +226,15 @@ static const config_case_t cases[] = {
      "5:32: groups.a.mounts./b.python_path: unknown key 'python_path' (did you mean "
      "'python-path'?)"},
     {G "    application-group: '%{GLOBAL}'\n", NULL},
+    /* trusted-proxies, strip-forwarded-headers */
+    {G "    trusted-proxies: [unix, 10.0.0.0/8, '::1', 'fd00::/8', 192.0.2.5]\n", NULL},
+    {G "    trusted-proxies: unix\n    strip-forwarded-headers: true\n", NULL},
+    {G "    trusted-proxies: [10.0.0.0/33]\n",
+     "5:23: groups.a.trusted-proxies: '10.0.0.0/33' is not an address range"},
+    {G "    trusted-proxies: [localhost]\n", "groups.a.trusted-proxies: 'localhost' is not"},
+    {G "    trusted-proxies: {a: b}\n", "expected a list of address ranges, got a mapping"},
+    {G "    strip-forwarded-headers: maybe\n", "groups.a.strip-forwarded-headers"},
+    {G "    drain-delay: 2d\n", "groups.a.drain-delay"},
     {G "    application-group: shared\n", NULL},
     {G "    application-group: '%{SERVER}'\n", "5:24: groups.a.application-group: '%{SERVER}': "
                                                "the expansions are %{GLOBAL}"},

@@ -1,0 +1,158 @@
+/* See forward.h. */
+#include "forward.h"
+#include "cidr.h"
+#include "forwarded.h"
+#include "url.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <string.h>
+
+#define JOINED_MAX 4096 /* header lines of one name joined; a longer chain is not believed */
+
+int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa)
+{
+    return g->n_trusted_proxies > 0 &&
+           wd_cidr_match_any(g->trusted_proxies, g->n_trusted_proxies, sa);
+}
+
+/* The trust callback of protocol/forwarded.c: a hop's address text against the group's list. */
+static int hop_trusted(const char *addr, size_t n, void *ctx)
+{
+    const wd_group_conf_t *g = ctx;
+    struct sockaddr_storage ss;
+    char buf[64];
+
+    if (n >= sizeof buf)
+        return 0;
+    memcpy(buf, addr, n);
+    buf[n] = '\0';
+    memset(&ss, 0, sizeof ss);
+    if (memchr(buf, ':', n) != NULL) {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+
+        in6->sin6_family = AF_INET6;
+        if (inet_pton(AF_INET6, buf, &in6->sin6_addr) != 1)
+            return 0;
+    } else {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+
+        in->sin_family = AF_INET;
+        if (inet_pton(AF_INET, buf, &in->sin_addr) != 1)
+            return 0;
+    }
+    return wd_fwd_peer_trusted(g, (const struct sockaddr *)&ss);
+}
+
+static int name_is(wd_slice_t name, const char *lower)
+{
+    size_t k = strlen(lower);
+
+    if (name.n != k)
+        return 0;
+    for (size_t i = 0; i < k; i++) {
+        char c = name.p[i];
+
+        if (c >= 'A' && c <= 'Z')
+            c = (char)(c - 'A' + 'a');
+        if (c != lower[i])
+            return 0;
+    }
+    return 1;
+}
+
+/* Every line of header `lower`, joined with ',' into buf (a single line is returned as it is).
+ * Empty slice when absent; p NULL when the lines do not fit. */
+static wd_slice_t header_value(const wd_http_t *h, const char *lower, char *buf, size_t cap)
+{
+    wd_slice_t out = {"", 0};
+    size_t len = 0;
+    int lines = 0;
+
+    for (unsigned i = 0; i < h->n_headers; i++) {
+        wd_slice_t name = wd_http_slice(h, h->headers[i].name);
+        wd_slice_t v = wd_http_slice(h, h->headers[i].value);
+
+        if (!name_is(name, lower))
+            continue;
+        if (++lines == 1) {
+            out = v;
+            continue;
+        }
+        if (lines == 2) {
+            if (out.n >= cap)
+                return (wd_slice_t){NULL, 0};
+            memcpy(buf, out.p, out.n);
+            len = out.n;
+        }
+        if (len + 1 + v.n >= cap)
+            return (wd_slice_t){NULL, 0};
+        buf[len++] = ',';
+        memcpy(buf + len, v.p, v.n);
+        len += v.n;
+        out = (wd_slice_t){buf, len};
+    }
+    return out;
+}
+
+static int proto_https(wd_slice_t p)
+{
+    if (p.n == 5 && strncasecmp(p.p, "https", 5) == 0)
+        return 1;
+    if (p.n == 4 && strncasecmp(p.p, "http", 4) == 0)
+        return 0;
+    return -1;
+}
+
+/* The right-most value of a comma list ("https, http" from two proxies: the last one said it). */
+static wd_slice_t last_item(wd_slice_t v)
+{
+    const char *comma;
+
+    while (v.n > 0 && (comma = memchr(v.p, ',', v.n)) != NULL)
+        v = (wd_slice_t){comma + 1, v.n - (size_t)(comma + 1 - v.p)};
+    while (v.n > 0 && (*v.p == ' ' || *v.p == '\t'))
+        v = (wd_slice_t){v.p + 1, v.n - 1};
+    while (v.n > 0 && (v.p[v.n - 1] == ' ' || v.p[v.n - 1] == '\t'))
+        v.n--;
+    return v;
+}
+
+static void set_client(wd_req_t *req, wd_slice_t addr)
+{
+    size_t n = addr.n < sizeof req->remote_addr - 1 ? addr.n : sizeof req->remote_addr - 1;
+
+    memcpy(req->remote_addr, addr.p, n);
+    req->remote_addr[n] = '\0';
+    req->remote_port = 0; /* the proxies do not say it */
+    req->forwarded = 1;
+}
+
+void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g)
+{
+    char buf[JOINED_MAX];
+    wd_slice_t v = header_value(h, "forwarded", buf, sizeof buf), client;
+    wd_fwd_t f;
+
+    if (v.p != NULL && v.n > 0) {
+        if (wd_fwd_forwarded(v.p, v.n, hop_trusted, (void *)g, &f)) {
+            set_client(req, f.addr);
+            req->fwd_https = f.proto.n ? proto_https(f.proto) : -1;
+            /* (A host inside buf, from several Forwarded lines joined, would not outlive us.) */
+            if (f.host.n > 0 && (f.host.p < buf || f.host.p >= buf + sizeof buf) &&
+                wd_url_host_valid(f.host.p, f.host.n))
+                req->fwd_host = f.host;
+        }
+        return;
+    }
+    v = header_value(h, "x-forwarded-for", buf, sizeof buf);
+    if (v.p != NULL && v.n > 0 && wd_fwd_xff(v.p, v.n, hop_trusted, (void *)g, &client))
+        set_client(req, client);
+    v = last_item(header_value(h, "x-forwarded-proto", buf, sizeof buf));
+    if (v.p != NULL && v.n > 0)
+        req->fwd_https = proto_https(v);
+    v = last_item(header_value(h, "x-forwarded-host", buf, sizeof buf));
+    if (v.p != NULL && v.n > 0 && (v.p < buf || v.p >= buf + sizeof buf) &&
+        wd_url_host_valid(v.p, v.n))
+        req->fwd_host = v;
+}

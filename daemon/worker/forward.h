@@ -1,0 +1,22 @@
+/* trusted-proxies (issue #14): what a trusted proxy says about the client. From a peer in the
+ * group's trusted-proxies, X-Forwarded-For / -Proto / -Host or RFC 7239 Forwarded (which wins
+ * when both are there) give the request's client address, scheme and host: in the environ
+ * (REMOTE_ADDR, wsgi.url_scheme and HTTPS, HTTP_HOST and SERVER_NAME) and in the access log. From
+ * any other peer they are ignored, or dropped from the environ with strip-forwarded-headers. HTTP
+ * only: a uwsgi or FastCGI proxy states the client in its own variables. Loop thread. */
+#ifndef WD_WORKER_FORWARD_H
+#define WD_WORKER_FORWARD_H
+
+#include "config.h"
+#include "request.h"
+#include "http.h"
+
+#include <sys/socket.h>
+
+/* Whether the peer at sa is one of g's trusted proxies (AF_UNIX: "unix" in the list). */
+int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa);
+
+/* Fills req's forwarded fields from h's headers (a trusted peer). */
+void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g);
+
+#endif
