@@ -108,6 +108,7 @@ typedef struct wd_group_conf {
     wd_cidr_t *trusted_proxies;
     size_t n_trusted_proxies;
     int strip_forwarded; /* strip-forwarded-headers: drop them from other peers' requests */
+    int proxy_protocol;  /* proxy-protocol: each connection starts with a PROXY v1/v2 header */
     /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
      * connection (75), between two writes that make progress (60). */
     double header_timeout;

@@ -390,6 +390,11 @@ static int key_strip_forwarded(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n,
     return wd__cfg_get_bool(ld, n, key, &g->strip_forwarded);
 }
 
+static int key_proxy_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    return wd__cfg_get_bool(ld, n, key, &g->proxy_protocol);
+}
+
 static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_app_group(ld, n, key, &g->application_group);
@@ -462,6 +467,7 @@ static const group_key_t group_keys[] = {
     GK_FN("application-group", key_application_group),
     GK_FN("trusted-proxies", key_trusted_proxies),
     GK_FN("strip-forwarded-headers", key_strip_forwarded),
+    GK_FN("proxy-protocol", key_proxy_protocol),
     GK_FN("reload-on-change", wd__cfg_key_reload_on_change),
     GK_FN("watch", wd__cfg_key_watch),
     GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),
@@ -719,6 +725,12 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
         return -1;
     if (g->application_group == NULL)
         g->application_group = xstrdup(WD_APP_GROUP_GLOBAL);
+    if (g->proxy_protocol && g->n_trusted_proxies == 0) {
+        wd__cfg_key_join(key, gkey, "proxy-protocol");
+        return fail(ld, seen[key_index("proxy-protocol")], key,
+                    "a PROXY header is believed only from trusted peers: list the load "
+                    "balancers in trusted-proxies (e.g. [10.0.0.0/8] or [unix])");
+    }
     if (wd__cfg_check_app_groups(ld, g, gkey) < 0)
         return -1;
     n = seen[key_index("callable")];

@@ -136,6 +136,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     c->state = WD_CONN_HEAD;
     peer_string(c, peer);
     c->trusted = wd_fwd_peer_trusted(cs->group, peer);
+    c->proxy_pending = cs->group->proxy_protocol;
     uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
@@ -493,6 +494,21 @@ static void conn_process(wd_conn_t *c)
 
     if (c->len == 0)
         return;
+    if (c->proxy_pending) {
+        long n = wd_fwd_proxy_header(c->cs->group, c->buf, c->len, wd__conn_peer(c), c->remote,
+                                     &c->remote_port, &c->trusted);
+
+        if (n <= 0) {
+            if (n < 0)
+                wd_conn_close(c);
+            return;
+        }
+        memmove(c->buf, c->buf + n, c->len - (size_t)n);
+        c->len -= (size_t)n;
+        c->proxy_pending = 0;
+        if (c->len == 0)
+            return;
+    }
     if (c->proto == 0) {
         r = detect(c);
         if (r < 0) {

@@ -122,7 +122,8 @@ struct wd_conn {
 
     char remote[64];
     int remote_port;
-    int trusted; /* the peer is one of the group's trusted-proxies (forward.h) */
+    int trusted;       /* the peer is one of the group's trusted-proxies (forward.h) */
+    int proxy_pending; /* proxy-protocol: its PROXY header has not been read yet */
 
     /* Last: a connection freed to the worker's pool keeps its buffers and this (initialised once),
      * and everything before it is zeroed for the next connection. */

@@ -2,11 +2,15 @@
 #include "forward.h"
 #include "cidr.h"
 #include "forwarded.h"
+#include "log.h"
+#include "proxy_header.h"
 #include "url.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <string.h>
+#include <stdio.h>
+#include <time.h>
 
 #define JOINED_MAX 4096 /* header lines of one name joined; a longer chain is not believed */
 
@@ -155,4 +159,50 @@ void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g)
     if (v.p != NULL && v.n > 0 && (v.p < buf || v.p >= buf + sizeof buf) &&
         wd_url_host_valid(v.p, v.n))
         req->fwd_host = v;
+}
+
+/* At most one line a second about refused PROXY headers (a peer can send them at will). */
+static int proxy_log_ok(void)
+{
+    static time_t last;
+    time_t now = time(NULL);
+
+    if (now == last)
+        return 0;
+    last = now;
+    return 1;
+}
+
+long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
+                         const char *peer_text, char *remote, int *port, int *trusted)
+{
+    wd_proxy_header_t h;
+    int r;
+
+    if (!*trusted) {
+        if (proxy_log_ok())
+            wd_log_warn("group %s: peer %s is not in trusted-proxies: its connection (which must "
+                        "start with a PROXY header) is closed",
+                        g->name, peer_text);
+        return -1;
+    }
+    r = wd_proxy_header_parse(buf, len, &h);
+    if (r == WD_PARSE_AGAIN)
+        return 0;
+    if (r == WD_PARSE_ERROR) {
+        if (proxy_log_ok())
+            wd_log_warn("group %s: peer %s: malformed PROXY header (%s): connection closed; "
+                        "proxy-protocol is on, so every connection must start with one",
+                        g->name, peer_text, wd_proxy_header_strerror(h.error));
+        return -1;
+    }
+    if (h.command == WD_PROXY_CMD_PROXY && (h.family == AF_INET || h.family == AF_INET6)) {
+        size_t n = strnlen(h.src.text, 63); /* an IP address: well under 64 */
+
+        memcpy(remote, h.src.text, n);
+        remote[n] = '\0';
+        *port = h.src.port;
+        *trusted = wd_fwd_peer_trusted(g, (const struct sockaddr *)&h.src.sa);
+    }
+    return r;
 }

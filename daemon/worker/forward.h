@@ -16,6 +16,14 @@
 /* Whether the peer at sa is one of g's trusted proxies (AF_UNIX: "unix" in the list). */
 int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa);
 
+/* proxy-protocol: the PROXY header at the start of buf[0, len) from a peer (peer_text, for the
+ * log; *trusted whether it is a trusted proxy). Returns the bytes it takes, 0 while incomplete,
+ * -1 when the connection must be closed (logged: an untrusted peer, a malformed header). On
+ * success a PROXY command's source becomes the peer: remote (64 bytes), *port and *trusted (is
+ * that source itself a trusted proxy); LOCAL (a health check of the balancer's own) leaves them. */
+long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
+                         const char *peer_text, char *remote, int *port, int *trusted);
+
 /* Fills req's forwarded fields from h's headers (a trusted peer). */
 void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g);
 

@@ -3,6 +3,7 @@ RFC 7239 Forwarded give REMOTE_ADDR, wsgi.url_scheme and the host (environ and a
 any other peer they are ignored, or stripped with strip-forwarded-headers."""
 import json
 import subprocess
+import time
 
 import requests
 
@@ -80,3 +81,69 @@ def test_trusted_proxies_config_errors(tmp):
     assert r.returncode == 1
     assert ("bad.yaml:5:29: groups.a.trusted-proxies: '10.0.0.0/33' is not an address range"
             in r.stderr), r.stderr
+
+
+def proxy_v2(src, dst, sport, dport):
+    """A PROXY protocol v2 header for TCP over IPv4."""
+    import ipaddress
+    import struct
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    addrs = (ipaddress.IPv4Address(src).packed + ipaddress.IPv4Address(dst).packed
+             + struct.pack(">HH", sport, dport))
+    return sig + bytes([0x21, 0x11]) + struct.pack(">H", len(addrs)) + addrs
+
+
+def test_proxy_protocol(wsgid):
+    """proxy-protocol: every connection starts with a PROXY header, believed from trusted peers
+    only; its source is the client of every request on the connection (keep-alive too)."""
+    from helpers.clients import Conn, http_request, uwsgi_request
+    d = wsgid("environ", trusted_proxies=["127.0.0.1"], proxy_protocol=True)
+    with Conn(d.tcp) as c:
+        c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n" + http_request("GET", "/a"))
+        e = json.loads(c.response().body)
+        assert e["REMOTE_ADDR"] == "192.0.2.7" and e["REMOTE_PORT"] == "5555"
+        c.send(http_request("GET", "/b"))
+        e = json.loads(c.response().body)
+        assert e["REMOTE_ADDR"] == "192.0.2.7", "the same client for the connection's life"
+    with Conn(d.tcp) as c:
+        c.send(proxy_v2("198.51.100.9", "127.0.0.1", 40000, 80) + http_request("GET", "/c"))
+        e = json.loads(c.response().body)
+        assert e["REMOTE_ADDR"] == "198.51.100.9" and e["REMOTE_PORT"] == "40000"
+    # The header may come in pieces, and a uwsgi request may follow it.
+    with Conn(d.tcp) as c:
+        c.send(b"PROXY TCP4 192.0.2.8 ")
+        time.sleep(0.05)
+        c.send(b"127.0.0.1 1 2\r\n" + uwsgi_request("GET", "/u"))
+        body = c.read_until_close()
+        assert body.startswith(b"HTTP/1.1 200"), body[:200]  # (uwsgi states its own REMOTE_ADDR)
+    # No header, or a malformed one: the connection is closed, nothing served.
+    d.expect_log(r"malformed PROXY header")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/nope"))
+        assert c.closed()
+    with Conn(d.tcp) as c:
+        c.send(b"PROXY TCP4 999.0.2.8 127.0.0.1 1 2\r\n" + http_request("GET", "/nope"))
+        assert c.closed()
+    assert "/nope" not in d.log()
+
+
+def test_proxy_protocol_from_untrusted_peer(wsgid):
+    from helpers.clients import Conn, http_request
+    d = wsgid("environ", trusted_proxies=["10.0.0.0/8"], proxy_protocol=True)
+    d.expect_log(r"peer 127\.0\.0\.1 is not in trusted-proxies")
+    with Conn(d.tcp) as c:
+        c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n" + http_request("GET", "/x"))
+        assert c.closed()
+    d.wait_log(r"peer 127\.0\.0\.1 is not in trusted-proxies: its connection \(which must start "
+               r"with a PROXY header\) is closed")
+
+
+def test_proxy_protocol_needs_trusted_proxies(tmp):
+    bad = tmp / "bad.yaml"
+    bad.write_text("groups:\n  a:\n    app: %s\n    listen: 127.0.0.1:9\n"
+                   "    proxy-protocol: true\n" % app("hello"))
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
+                       text=True)
+    assert r.returncode == 1
+    assert "groups.a.proxy-protocol: a PROXY header is believed only from trusted peers" in \
+        r.stderr, r.stderr

@@ -235,6 +235,9 @@ static const config_case_t cases[] = {
     {G "    trusted-proxies: {a: b}\n", "expected a list of address ranges, got a mapping"},
     {G "    strip-forwarded-headers: maybe\n", "groups.a.strip-forwarded-headers"},
     {G "    drain-delay: 2d\n", "groups.a.drain-delay"},
+    {G "    trusted-proxies: [unix]\n    proxy-protocol: true\n", NULL},
+    {G "    proxy-protocol: true\n", "5:21: groups.a.proxy-protocol: a PROXY header is believed "
+                                     "only from trusted peers"},
     {G "    application-group: shared\n", NULL},
     {G "    application-group: '%{SERVER}'\n", "5:24: groups.a.application-group: '%{SERVER}': "
                                                "the expansions are %{GLOBAL}"},
