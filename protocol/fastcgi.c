@@ -4,7 +4,9 @@
  * once its bytes are there, and every name-value length is checked against the end of its block
  * before a byte it covers is read. */
 #include "fastcgi.h"
+#include "response.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #define NAME_MAX_CONNS "FCGI_MAX_CONNS"
@@ -382,4 +384,30 @@ const char *wd_fcgi_strerror(wd_fcgi_error_t e)
         return "invalid CONTENT_LENGTH in FastCGI params";
     }
     return "unknown FastCGI error";
+}
+
+size_t wd_fcgi_end(char out[WD_FCGI_END_SIZE], uint16_t id, int protocol_status)
+{
+    wd_fcgi_header(out, WD_FCGI_STDOUT, id, 0, 0);
+    return WD_FCGI_HEADER_SIZE +
+           wd_fcgi_end_request(out + WD_FCGI_HEADER_SIZE, id, 0, protocol_status);
+}
+
+size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status)
+{
+    const char *reason = wd_response_reason(status);
+    int body = snprintf(NULL, 0, "%d %s\n", status, reason);
+    int n;
+
+    if (cap <= WD_FCGI_HEADER_SIZE)
+        return 0;
+    n = snprintf(out + WD_FCGI_HEADER_SIZE, cap - WD_FCGI_HEADER_SIZE,
+                 "Status: %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%d %s\n",
+                 status, reason, body, status, reason);
+    if (n < 0 || (size_t)n >= cap - WD_FCGI_HEADER_SIZE ||
+        WD_FCGI_HEADER_SIZE + (size_t)n + WD_FCGI_END_SIZE > cap)
+        return 0;
+    wd_fcgi_header(out, WD_FCGI_STDOUT, id, (uint16_t)n, 0);
+    return WD_FCGI_HEADER_SIZE + (size_t)n +
+           wd_fcgi_end(out + WD_FCGI_HEADER_SIZE + (size_t)n, id, WD_FCGI_REQUEST_COMPLETE);
 }

@@ -172,6 +172,16 @@ typedef struct wd_fcgi_values {
 size_t wd_fcgi_get_values_result(char out[WD_FCGI_GET_VALUES_RESULT_MAX], const char *query,
                                  size_t query_len, const wd_fcgi_values_t *values);
 
+/* The end of a response on request id: an empty STDOUT record (the stream's end) and
+ * END_REQUEST with app_status 0 and protocol_status (24 bytes). */
+#define WD_FCGI_END_SIZE (WD_FCGI_HEADER_SIZE + WD_FCGI_HEADER_SIZE + WD_FCGI_BEGIN_BODY_SIZE)
+size_t wd_fcgi_end(char out[WD_FCGI_END_SIZE], uint16_t id, int protocol_status);
+
+/* A whole response the server makes itself (an error page): one STDOUT record with a CGI head
+ * ("Status: 413 Payload Too Large", text/plain, Content-Length) and the text "413 Payload Too
+ * Large\n", then the end (wd_fcgi_end). Returns its size, or 0 if cap is too small. */
+size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status);
+
 const char *wd_fcgi_strerror(wd_fcgi_error_t e);
 
 #endif

@@ -260,14 +260,33 @@ static int is_https(int id, wd_slice_t v)
     return wd_slice_ieq(v.p, v.n, "https");
 }
 
-static int environ_uwsgi(PyObject *env, const wd_req_t *req)
+/* The variables of a uwsgi packet or of a FastCGI PARAMS stream, one after the other. */
+typedef struct vars {
+    int fcgi;
+    wd_uwsgi_iter_t u;
+    wd_fcgi_nv_iter_t f;
+} vars_t;
+
+static int vars_next(vars_t *it, wd_slice_t *k, wd_slice_t *v)
 {
-    wd_uwsgi_iter_t it;
+    return it->fcgi ? wd_fcgi_nv_iter_next(&it->f, k, v) : wd_uwsgi_iter_next(&it->u, k, v);
+}
+
+/* The environ of a request whose proxy sent its variables (uwsgi, FastCGI): taken as they are,
+ * CONTENT_TYPE/LENGTH from their HTTP_ forms when only those came, PATH_INFO from the URI when
+ * absent, the scheme from HTTPS / REQUEST_SCHEME / UWSGI_SCHEME. */
+static int environ_vars(PyObject *env, const wd_req_t *req)
+{
+    vars_t it = {.fcgi = req->kind == WD_REQ_FCGI};
     wd_slice_t k, v, http_ct = {NULL, 0}, http_cl = {NULL, 0};
+    wd_slice_t uri = it.fcgi ? req->fcgi->uri : req->uwsgi->uri;
     int has_path = 0, has_ct = 0, has_cl = 0, https = -1;
 
-    wd_uwsgi_iter_init(&it, req->uwsgi);
-    while (wd_uwsgi_iter_next(&it, &k, &v)) {
+    if (it.fcgi)
+        wd_fcgi_nv_iter_init(&it.f, req->fcgi->params, req->fcgi->params_len);
+    else
+        wd_uwsgi_iter_init(&it.u, req->uwsgi);
+    while (vars_next(&it, &k, &v)) {
         const key_slot_t *slot = key_find(k.p, k.n);
         PyObject *key;
         int rc;
@@ -314,7 +333,7 @@ static int environ_uwsgi(PyObject *env, const wd_req_t *req)
     if (!has_cl && http_cl.p != NULL &&
         set_str(env, keys[K_CONTENT_LENGTH], http_cl.p, http_cl.n) < 0)
         return -1;
-    if (!has_path && set_path_info(env, req->uwsgi->uri.p, req->uwsgi->uri.n, NULL) < 0)
+    if (!has_path && set_path_info(env, uri.p, uri.n, NULL) < 0)
         return -1;
     if (https == 1 && PyDict_SetItem(env, k_url_scheme, s_https) < 0)
         return -1;
@@ -515,26 +534,32 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req)
     size_t longest = apps[0].len, n;
     wd_slice_t raw = {NULL, 0}, path, query, k, v;
     char buf[3 * (WD_PY_ROUTE_MAX + 1)];
+    int decoded = 0;
 
     if (wd__py.n_apps == 1 && longest == 0)
         return &apps[0]; /* no mounts: every request is the group's app's */
-    if (req->kind == WD_REQ_UWSGI) {
-        wd_uwsgi_iter_t it;
+    if (req->kind != WD_REQ_HTTP) {
+        vars_t it = {.fcgi = req->kind == WD_REQ_FCGI};
+        wd_slice_t uri = it.fcgi ? req->fcgi->uri : req->uwsgi->uri;
 
-        wd_uwsgi_iter_init(&it, req->uwsgi);
-        while (wd_uwsgi_iter_next(&it, &k, &v)) {
+        if (it.fcgi)
+            wd_fcgi_nv_iter_init(&it.f, req->fcgi->params, req->fcgi->params_len);
+        else
+            wd_uwsgi_iter_init(&it.u, req->uwsgi);
+        while (vars_next(&it, &k, &v)) {
             if (k.n == 9 && memcmp(k.p, "PATH_INFO", 9) == 0) {
                 raw = v; /* as the proxy decoded it */
                 break;
             }
         }
+        decoded = raw.p != NULL;
         if (raw.p == NULL)
-            raw = req->uwsgi->uri;
+            raw = uri;
     } else {
         raw = wd_http_slice(req->http, req->http->url);
     }
     path = raw;
-    if (!(req->kind == WD_REQ_UWSGI && raw.p != req->uwsgi->uri.p)) {
+    if (!decoded) {
         /* Only the first longest+1 decoded bytes matter; an escape is at most 3 bytes. */
         wd_url_split(raw.p, raw.n, &path, &query);
         if (path.n > 3 * (longest + 1))
@@ -594,7 +619,7 @@ PyObject *wd__py_environ_new(const wd_req_t *req, const wd_py_mount_t *app, PyOb
     *input = NULL;
     if (env == NULL)
         return NULL;
-    if ((req->kind == WD_REQ_UWSGI ? environ_uwsgi(env, req) : environ_http(env, req)) < 0)
+    if ((req->kind == WD_REQ_HTTP ? environ_http(env, req) : environ_vars(env, req)) < 0)
         goto fail;
     if (app->len > 0 && split_at_mount(env, app) < 0)
         goto fail;
@@ -623,6 +648,9 @@ void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap)
     if (req->kind == WD_REQ_UWSGI) {
         m = req->uwsgi->method;
         u = req->uwsgi->uri;
+    } else if (req->kind == WD_REQ_FCGI) {
+        m = req->fcgi->method;
+        u = req->fcgi->uri;
     } else {
         m.p = req->http->method;
         m.n = strlen(m.p);

@@ -161,8 +161,9 @@ static int send_iterable(wd_resp_t *r, PyObject *result)
 
 static int send_result(wd_resp_t *r, PyObject *result)
 {
+    /* sendfile, unless the bytes must go in FastCGI records: then the wrapper is iterated. */
     if (Py_IS_TYPE(result, &wd__py_file_wrapper_type) && r->status != 0 && !r->head_sent &&
-        ((wd_file_wrapper_t *)result)->filelike != NULL) {
+        r->req->kind != WD_REQ_FCGI && ((wd_file_wrapper_t *)result)->filelike != NULL) {
         int rc = send_file(r, (wd_file_wrapper_t *)result);
 
         if (rc != 0)
@@ -265,10 +266,15 @@ static int send_canned(wd_resp_t *r, int code)
         minor = (int)r->req->http->http_minor;
         keep_alive = r->req->http->keep_alive && !r->req->http->is_head;
     }
-    n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
+    if (r->req->kind == WD_REQ_FCGI) {
+        keep_alive = r->req->fcgi_keep;
+        n = wd_fcgi_canned(buf, sizeof buf, r->req->fcgi_id, code); /* records, and the end */
+    } else {
+        n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
+    }
     r->req->status = code;
     iov = (struct iovec){buf, n};
-    if (wd__py_resp_push(r, &iov, 1) < 0)
+    if (wd__py_resp_push_raw(r, &iov, 1) < 0)
         keep_alive = 0;
     return keep_alive;
 }
@@ -297,6 +303,19 @@ static int finish(wd_resp_t *r)
                      r->req->id, wd__py_resp_line(r, line, sizeof line),
                      (unsigned long long)r->body_sent, (unsigned long long)r->cl);
         r->failed = 1;
+    }
+    /* FastCGI: the end of STDOUT and END_REQUEST; a response cut short gets neither (the
+     * connection closes: the proxy sees it was cut). */
+    if (r->req->kind == WD_REQ_FCGI) {
+        char end[WD_FCGI_END_SIZE];
+        struct iovec iov = {end, 0};
+
+        if (r->failed || r->client_gone)
+            return 0;
+        iov.iov_len = wd_fcgi_end(end, r->req->fcgi_id, WD_FCGI_REQUEST_COMPLETE);
+        if (wd__py_resp_push_raw(r, &iov, 1) < 0)
+            return 0;
+        return r->keep_alive;
     }
     /* Cut short (not merely cut at its Content-Length): reset, do not close. */
     if (r->failed && r->head_sent && !r->client_gone && !(r->has_cl && r->body_sent >= r->cl))

@@ -54,6 +54,8 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what);
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
  * to the temp file, or waiting for the loop to drain) with the GIL released. */
 int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n);
+/* The same bytes as they are: no FastCGI records around them (the end of a FastCGI response). */
+int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n);
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
  * length when it is known before anything is sent, -1 otherwise. */
 void wd__py_resp_frame_head(wd_resp_t *r, int64_t known);

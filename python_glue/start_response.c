@@ -159,15 +159,19 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
                                    Py_TYPE(headers)->tp_name);
     if (wd__py_resp_is_http(r)) {
         snprintf(proto, sizeof proto, "HTTP/1.%u", r->req->http->http_minor ? 1 : 0);
-    } else {
+    } else if (r->req->kind == WD_REQ_UWSGI) {
         wd_slice_t p = r->req->uwsgi->protocol;
 
         if (p.n == 8 && memcmp(p.p, "HTTP/1.", 7) == 0)
             memcpy(proto, p.p, 8);
     }
     r->has_cl = 0;
-    head_append(r, &len, proto, 8);
-    head_append(r, &len, " ", 1);
+    if (r->req->kind == WD_REQ_FCGI) { /* a CGI response: the status as a header */
+        head_append(r, &len, "Status: ", 8);
+    } else {
+        head_append(r, &len, proto, 8);
+        head_append(r, &len, " ", 1);
+    }
     head_append(r, &len, sp, sn);
     head_append(r, &len, "\r\n", 2);
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++)
@@ -240,7 +244,8 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
 
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
  * to the temp file, or waiting for the loop to drain) with the GIL released. */
-int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
+/* The bytes of iov as they are (HTTP, uwsgi; FastCGI: records already framed). */
+int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n)
 {
     int rc = wd_out_try_writev(r->req->out, iov, n);
 
@@ -256,6 +261,53 @@ int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
     return rc;
 }
 
+/* FastCGI: the bytes of iov in STDOUT records of the request (at most 65535 bytes each), as few
+ * writes as the iovec room allows. */
+#define FCGI_RECORDS_PER_WRITE 16
+
+static int fcgi_push(wd_resp_t *r, struct iovec *iov, int n)
+{
+    char heads[FCGI_RECORDS_PER_WRITE][WD_FCGI_HEADER_SIZE];
+    struct iovec out[FCGI_RECORDS_PER_WRITE * 2 + MAX_PIECES + 4];
+    size_t left = 0, off = 0;
+    int i = 0, rc = 0;
+
+    for (int k = 0; k < n; k++)
+        left += iov[k].iov_len;
+    while (left > 0 && rc >= 0) {
+        int k = 0, h = 0;
+
+        while (left > 0 && h < FCGI_RECORDS_PER_WRITE &&
+               k + 1 + (n - i) <= (int)(sizeof out / sizeof out[0])) {
+            size_t rec = left < WD_FCGI_MAX_CONTENT ? left : WD_FCGI_MAX_CONTENT, need = rec;
+
+            wd_fcgi_header(heads[h], WD_FCGI_STDOUT, r->req->fcgi_id, (uint16_t)rec, 0);
+            out[k++] = (struct iovec){heads[h++], WD_FCGI_HEADER_SIZE};
+            while (need > 0) {
+                size_t take = iov[i].iov_len - off < need ? iov[i].iov_len - off : need;
+
+                out[k++] = (struct iovec){(char *)iov[i].iov_base + off, take};
+                off += take;
+                need -= take;
+                if (off == iov[i].iov_len) {
+                    i++;
+                    off = 0;
+                }
+            }
+            left -= rec;
+        }
+        rc = wd__py_resp_push_raw(r, out, k);
+    }
+    return rc;
+}
+
+int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
+{
+    if (r->req->kind == WD_REQ_FCGI)
+        return fcgi_push(r, iov, n);
+    return wd__py_resp_push_raw(r, iov, n);
+}
+
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
  * length when it is known before anything is sent, -1 otherwise. */
 void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
@@ -264,11 +316,13 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
     size_t len = r->head_len;
     char buf[64];
     wd_framing_t f;
+    wd_slice_t method = r->req->kind == WD_REQ_FCGI    ? r->req->fcgi->method
+                        : r->req->kind == WD_REQ_UWSGI ? r->req->uwsgi->method
+                                                       : (wd_slice_t){NULL, 0};
     wd_framing_in_t in = {
         .status = code,
         .head_request = wd__py_resp_is_http(r) ? r->req->http->is_head
-                                               : wd_slice_ieq(r->req->uwsgi->method.p,
-                                                              r->req->uwsgi->method.n, "head"),
+                                               : wd_slice_ieq(method.p, method.n, "head"),
         .has_cl = r->has_cl,
         .known = known,
         .http = wd__py_resp_is_http(r),
@@ -291,6 +345,8 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
         head_append(r, &len, "Transfer-Encoding: chunked\r\n", 28);
     }
     r->keep_alive = f.keep_alive;
+    if (r->req->kind == WD_REQ_FCGI) /* the proxy said: FCGI_KEEP_CONN */
+        r->keep_alive = r->req->fcgi_keep && !r->failed;
     if (f.connection != NULL)
         head_append(r, &len, f.connection, strlen(f.connection));
     head_append(r, &len, "\r\n", 2);

@@ -137,6 +137,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     peer_string(c, peer);
     c->trusted = wd_fwd_peer_trusted(cs->group, peer);
     c->proxy_pending = cs->group->proxy_protocol;
+    wd__conn_fcgi_reset(c);
     uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
@@ -184,6 +185,7 @@ static void conn_free(wd_conn_t *c)
     wd_out_close(&c->out);
     free(c->body_mem);
     free(c->buf);
+    free(c->fcgi.params);
     free(c);
 }
 
@@ -246,6 +248,9 @@ static void conn_dispatch(wd_conn_t *c)
     req->t_queued_ns = req->t_start_ns;
     req->uwsgi = c->proto == WD_REQ_UWSGI ? &c->uwsgi : NULL;
     req->http = c->proto == WD_REQ_HTTP ? &c->http : NULL;
+    req->fcgi = c->proto == WD_REQ_FCGI ? &c->fcgi.req : NULL;
+    req->fcgi_id = c->fcgi.id;
+    req->fcgi_keep = c->fcgi.keep_conn;
     memcpy(req->remote_addr, c->remote, sizeof req->remote_addr);
     req->remote_port = c->remote_port;
     memcpy(req->server_addr, c->l->addr, sizeof req->server_addr - 1);
@@ -472,6 +477,8 @@ static int detect(wd_conn_t *c)
         return WD_REQ_UWSGI;
     case WD_PROTOCOL_HTTP:
         return WD_REQ_HTTP;
+    case WD_PROTOCOL_FASTCGI:
+        return WD_REQ_FCGI;
     default:
         break;
     }
@@ -479,12 +486,8 @@ static int detect(wd_conn_t *c)
      * a 501 when llhttp does not know them). nginx's uwsgi packets start with modifier1, 0. */
     if (b > ' ' && b < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", b) == NULL)
         return WD_REQ_HTTP;
-    if (b == 1) {
-        wd_log_warn("peer %s: FastCGI request on %s: FastCGI is not supported yet; use uwsgi_pass "
-                    "or proxy_pass",
-                    wd__conn_peer(c), c->l->addr);
-        return -1;
-    }
+    if (b == WD_FCGI_VERSION_1)
+        return WD_REQ_FCGI; /* a FastCGI record starts with its version, 1 */
     return WD_REQ_UWSGI;
 }
 
@@ -517,7 +520,9 @@ static void conn_process(wd_conn_t *c)
         }
         c->proto = (wd_req_kind_t)r;
     }
-    r = c->proto == WD_REQ_UWSGI ? uwsgi_process(c) : http_process(c);
+    r = c->proto == WD_REQ_UWSGI  ? uwsgi_process(c)
+        : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)
+                                  : http_process(c);
     if (r == 1)
         conn_dispatch(c);
 }
@@ -528,6 +533,8 @@ static size_t read_limit(const wd_conn_t *c)
 
     if (c->proto == WD_REQ_UWSGI || c->proto == 0)
         hb += WD_UWSGI_HEADER_SIZE;
+    if (c->proto == WD_REQ_FCGI) /* whole records: PARAMS and STDIN are copied out of them */
+        return WD_FCGI_MAX_RECORD + BODY_READ_ROOM;
     if (c->state == WD_CONN_BODY)
         return c->head_end + BODY_READ_ROOM;
     return hb;
@@ -605,7 +612,8 @@ static void response_complete(wd_conn_t *c)
     wd_conns_t *cs = c->cs;
     /* A client that shut its side down gets the requests it sent before, and no more. */
     int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping &&
-               c->proto == WD_REQ_HTTP && (!c->peer_shut || c->len > c->parsed);
+               (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_FCGI) &&
+               (!c->peer_shut || c->len > c->parsed);
     int status = c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
@@ -638,6 +646,7 @@ static void response_complete(wd_conn_t *c)
     c->parsed = c->head_end = 0;
     c->status = 0;
     wd_http_reset(&c->http);
+    wd__conn_fcgi_reset(c);
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);

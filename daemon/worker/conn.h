@@ -128,6 +128,19 @@ struct wd_conn {
     /* Last: a connection freed to the worker's pool keeps its buffers and this (initialised once),
      * and everything before it is zeroed for the next connection. */
     wd_out_t out;
+
+    /* FastCGI (conn_fcgi.c): the request the proxy is sending on this connection (one at a
+     * time: a second BEGIN_REQUEST gets CANT_MPX_CONN). Reset with the connection; params keeps
+     * its allocation across requests and pooled connections. */
+    struct {
+        int active; /* BEGIN_REQUEST taken, END_REQUEST not yet sent */
+        uint16_t id;
+        int keep_conn;
+        int params_done;
+        char *params; /* the PARAMS stream, put together */
+        size_t params_len, params_cap;
+        wd_fcgi_req_t req;
+    } fcgi;
 };
 
 /* Takes over an accepted, non-blocking socket. */

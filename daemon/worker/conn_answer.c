@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 
+#include "../../protocol/fastcgi.h"
 #include "../../protocol/response.h"
 
 #include <errno.h>
@@ -34,7 +35,14 @@ void wd__conn_answer(wd_conn_t *c, int status)
     char buf[512];
     int keep = c->proto == WD_REQ_HTTP && c->http.keep_alive && !c->http.is_head;
     int minor = c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1;
-    size_t n = wd_response_canned(buf, sizeof buf, status, minor, keep);
+    size_t n;
+
+    if (c->proto == WD_REQ_FCGI) {
+        keep = c->fcgi.keep_conn;
+        n = wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status);
+    } else {
+        n = wd_response_canned(buf, sizeof buf, status, minor, keep);
+    }
 
     c->req.head_len = n;
     conn_respond(c, buf, n, keep);
@@ -54,6 +62,11 @@ void wd__conn_fail(wd_conn_t *c, int status)
 {
     char buf[512];
     int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
+
+    if (c->proto == WD_REQ_FCGI) {
+        conn_fail_bytes(c, status, buf, wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status));
+        return;
+    }
 
     conn_fail_bytes(c, status, buf, wd_response_canned(buf, sizeof buf, status, minor, 0));
 }

@@ -35,6 +35,14 @@ void wd__conn_fail_text(wd_conn_t *c, int status, const char *text);
 void wd__conn_linger(wd_conn_t *c);
 void wd__conn_drain(wd_conn_t *c);
 
+/* conn_fcgi.c */
+
+/* Takes the FastCGI records in c->buf: 1 when a request is complete (dispatch it), 0 when more
+ * bytes are needed, -1 when the connection was answered or closed. */
+int wd__conn_fcgi_process(wd_conn_t *c);
+/* After a response: the connection is ready for the next BEGIN_REQUEST. */
+void wd__conn_fcgi_reset(wd_conn_t *c);
+
 /* conn_timeout.c */
 
 /* The connection's timer fired: header-, body- or send-timeout, or the end of a linger, by state.

@@ -22,6 +22,19 @@ static wd_slice_t uwsgi_var(const wd_uwsgi_req_t *u, const char *name)
     return none;
 }
 
+static wd_slice_t fcgi_var(const wd_fcgi_req_t *f, const char *name)
+{
+    wd_fcgi_nv_iter_t it;
+    wd_slice_t k, v, none = {"", 0};
+    size_t n = strlen(name);
+
+    wd_fcgi_nv_iter_init(&it, f->params, f->params_len);
+    while (wd_fcgi_nv_iter_next(&it, &k, &v))
+        if (k.n == n && memcmp(k.p, name, n) == 0)
+            return v;
+    return none;
+}
+
 static wd_slice_t http_header(const wd_http_t *h, const char *lower)
 {
     wd_slice_t none = {"", 0};
@@ -63,6 +76,13 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         remote = uwsgi_var(&c->uwsgi, "REMOTE_ADDR");
         ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
         ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
+    } else if (c->proto == WD_REQ_FCGI && c->dispatched) {
+        method = c->fcgi.req.method;
+        uri = c->fcgi.req.uri;
+        proto = c->fcgi.req.protocol;
+        remote = fcgi_var(&c->fcgi.req, "REMOTE_ADDR");
+        ref = fcgi_var(&c->fcgi.req, "HTTP_REFERER");
+        ua = fcgi_var(&c->fcgi.req, "HTTP_USER_AGENT");
     } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
         if (c->dispatched && c->req.forwarded) /* a trusted proxy's client (forward.h) */
             remote = (wd_slice_t){c->req.remote_addr, strlen(c->req.remote_addr)};

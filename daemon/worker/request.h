@@ -8,6 +8,7 @@
 #define WD_DAEMON_REQUEST_H
 
 #include "out.h"
+#include "../../protocol/fastcgi.h"
 #include "../../protocol/http.h"
 #include "../../protocol/uwsgi.h"
 
@@ -17,6 +18,7 @@
 typedef enum wd_req_kind {
     WD_REQ_UWSGI = 1, /* environ comes from the uwsgi vars block */
     WD_REQ_HTTP,      /* environ is built from the HTTP request line and headers */
+    WD_REQ_FCGI,      /* environ comes from the FastCGI PARAMS; the response goes in records */
 } wd_req_kind_t;
 
 typedef struct wd_req wd_req_t;
@@ -32,6 +34,9 @@ struct wd_req {
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
     const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */
+    const wd_fcgi_req_t *fcgi;   /* WD_REQ_FCGI: the PARAMS (in the connection's buffer) */
+    uint16_t fcgi_id;            /* its request id: every record of the response carries it */
+    int fcgi_keep;               /* FCGI_KEEP_CONN: the proxy keeps the connection */
 
     /* The connection, for REMOTE_ADDR & co (HTTP; uwsgi carries its own). */
     char remote_addr[64]; /* "127.0.0.1", "::1", or "" on a unix socket */

@@ -1,0 +1,199 @@
+/* The FastCGI responder role (protocol/fastcgi.h) on a connection: records in, one request at a
+ * time, its PARAMS put together and its STDIN taken as the body, management records answered by
+ * the loop. The response (STDOUT records, END_REQUEST) is framed by the Python thread
+ * (python_glue/start_response.c) or, for the loop's own answers, by conn_answer.c. Part of the
+ * connection module (conn.h); loop thread only. */
+#include "conn.h"
+#include "conn_int.h"
+#include "alloc.h"
+#include "log.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* Writes a management answer (GET_VALUES_RESULT, UNKNOWN_TYPE, an END_REQUEST that refuses a
+ * request) at once: they are a few bytes, sent between requests, when the connection's response
+ * buffer is idle. 0, or -1 when the socket did not take them whole (the connection is closed). */
+static int send_now(wd_conn_t *c, const char *p, size_t n)
+{
+    ssize_t w;
+
+    do
+        w = send(c->fd, p, n, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w == (ssize_t)n)
+        return 0;
+    wd_conn_close(c);
+    return -1;
+}
+
+static int refuse(wd_conn_t *c, uint16_t id, int protocol_status)
+{
+    char end[16];
+
+    return send_now(c, end, wd_fcgi_end_request(end, id, 0, protocol_status));
+}
+
+static int management(wd_conn_t *c, const wd_fcgi_record_t *rec)
+{
+    char out[WD_FCGI_GET_VALUES_RESULT_MAX];
+    /* What the proxy may send this worker at once: connections (one request on each), and the
+     * requests its threads run (more wait in the queue). */
+    const wd_group_conf_t *g = c->cs->group;
+    wd_fcgi_values_t v = {.max_conns = g->max_connections ? (uint32_t)g->max_connections : 1024,
+                          .max_reqs = (uint32_t)g->threads};
+
+    if (rec->type == WD_FCGI_GET_VALUES)
+        return send_now(c, out, wd_fcgi_get_values_result(out, rec->content.p, rec->content.n, &v));
+    return send_now(c, out, wd_fcgi_unknown_type(out, rec->type));
+}
+
+static int params_add(wd_conn_t *c, wd_slice_t content)
+{
+    const wd_group_conf_t *g = c->cs->group;
+
+    if (c->fcgi.params_len + content.n > g->header_buffer_size) {
+        wd_log_warn("peer %s: FastCGI PARAMS larger than header-buffer-size (%llu)",
+                    wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
+        wd__conn_fail(c, 431);
+        return -1;
+    }
+    if (c->fcgi.params_len + content.n > c->fcgi.params_cap) {
+        size_t cap = c->fcgi.params_cap ? c->fcgi.params_cap : 4096;
+
+        while (cap < c->fcgi.params_len + content.n)
+            cap *= 2;
+        c->fcgi.params = xrealloc(c->fcgi.params, cap);
+        c->fcgi.params_cap = cap;
+    }
+    memcpy(c->fcgi.params + c->fcgi.params_len, content.p, content.n);
+    c->fcgi.params_len += content.n;
+    return 0;
+}
+
+/* The PARAMS stream ended: the request's variables, and the body it announces. */
+static int params_end(wd_conn_t *c)
+{
+    const wd_group_conf_t *g = c->cs->group;
+    wd_fcgi_error_t e = wd_fcgi_params_parse(c->fcgi.params, c->fcgi.params_len, &c->fcgi.req);
+
+    if (e != WD_FCGI_OK) {
+        wd_log_warn("peer %s: malformed FastCGI PARAMS on %s: %s", wd__conn_peer(c), c->l->addr,
+                    wd_fcgi_strerror(e));
+        wd__conn_fail(c, 400);
+        return -1;
+    }
+    c->fcgi.params_done = 1;
+    c->body_expect = c->fcgi.req.content_length;
+    if (g->limit_request_body && c->body_expect > g->limit_request_body) {
+        wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+                    wd__conn_peer(c), (unsigned long long)c->body_expect,
+                    (unsigned long long)g->limit_request_body);
+        wd__conn_fail(c, 413);
+        return -1;
+    }
+    c->state = WD_CONN_BODY;
+    return 0;
+}
+
+/* One record of the current request: 1 when the request is complete, 0 to go on, -1 answered. */
+static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
+{
+    switch (rec->type) {
+    case WD_FCGI_PARAMS:
+        if (c->fcgi.params_done)
+            return 0; /* nothing after the stream's end */
+        if (rec->content.n > 0)
+            return params_add(c, rec->content);
+        return params_end(c);
+    case WD_FCGI_STDIN:
+        if (!c->fcgi.params_done)
+            return 0;
+        if (rec->content.n == 0)
+            return 1;
+        if (c->body_len + rec->content.n > c->body_expect && c->body_expect > 0) {
+            wd_log_warn("peer %s: FastCGI STDIN longer than its CONTENT_LENGTH (%llu)",
+                        wd__conn_peer(c), (unsigned long long)c->body_expect);
+            wd__conn_fail(c, 400);
+            return -1;
+        }
+        if (wd__conn_body_append(c, rec->content.p, rec->content.n) < 0) {
+            wd__conn_fail(c, c->body_error);
+            return -1;
+        }
+        return 0;
+    case WD_FCGI_ABORT_REQUEST:
+        /* Not dispatched yet: nothing ran; the request ends here. */
+        wd_log_info("peer %s: FastCGI request %u aborted by the proxy before it ran",
+                    wd__conn_peer(c), rec->request_id);
+        wd__conn_body_clear(c);
+        c->fcgi.active = 0;
+        c->fcgi.params_done = 0;
+        c->fcgi.params_len = 0;
+        c->state = WD_CONN_HEAD;
+        return refuse(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE) < 0 ? -1 : 0;
+    default:
+        return 0; /* DATA (the filter role's) */
+    }
+}
+
+/* What one record asks: 1 the request is complete, 0 go on, -1 the connection was answered or
+ * closed. */
+static int record(wd_conn_t *c, const wd_fcgi_record_t *rec)
+{
+    if (rec->request_id == WD_FCGI_NULL_REQUEST_ID)
+        return management(c, rec);
+    if (rec->type == WD_FCGI_BEGIN_REQUEST) {
+        if (c->fcgi.active)
+            return refuse(c, rec->request_id, WD_FCGI_CANT_MPX_CONN);
+        if (rec->role != WD_FCGI_RESPONDER)
+            return refuse(c, rec->request_id, WD_FCGI_UNKNOWN_ROLE);
+        c->fcgi.active = 1;
+        c->fcgi.id = rec->request_id;
+        c->fcgi.keep_conn = rec->keep_conn;
+        c->fcgi.params_done = 0;
+        c->fcgi.params_len = 0;
+        c->body_expect = 0;
+        return 0;
+    }
+    if (!c->fcgi.active || rec->request_id != c->fcgi.id)
+        return 0; /* a record of no request of ours: ignored, as the spec says */
+    return request_record(c, rec);
+}
+
+int wd__conn_fcgi_process(wd_conn_t *c)
+{
+    for (;;) {
+        wd_fcgi_record_t rec;
+        int r = wd_fcgi_record(c->buf + c->parsed, c->len - c->parsed, &rec), done;
+
+        if (r == WD_PARSE_AGAIN)
+            break;
+        if (r == WD_PARSE_ERROR) {
+            wd_log_warn("peer %s: malformed FastCGI record on %s: %s", wd__conn_peer(c), c->l->addr,
+                        wd_fcgi_strerror(rec.error));
+            wd_conn_close(c);
+            return -1;
+        }
+        done = record(c, &rec);
+        c->parsed += (size_t)r;
+        if (done != 0) {
+            if (done > 0)
+                c->head_end = c->parsed;
+            return done;
+        }
+    }
+    /* Records taken are copied out: the next read reuses their space. */
+    memmove(c->buf, c->buf + c->parsed, c->len - c->parsed);
+    c->len -= c->parsed;
+    c->parsed = 0;
+    return 0;
+}
+
+void wd__conn_fcgi_reset(wd_conn_t *c)
+{
+    c->fcgi.active = 0;
+    c->fcgi.params_done = 0;
+    c->fcgi.params_len = 0;
+}

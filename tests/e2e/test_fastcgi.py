@@ -1,0 +1,132 @@
+"""FastCGI (issue #14, part 1): wsgid as a FastCGI responder behind nginx's fastcgi_pass with
+fastcgi_keep_conn and an upstream keepalive pool, and the protocol's corners spoken directly:
+GET_VALUES, UNKNOWN_TYPE, CANT_MPX_CONN, UNKNOWN_ROLE, ABORT_REQUEST, oversized PARAMS,
+malformed records."""
+import hashlib
+import json
+import os
+
+import requests
+
+from helpers import fcgi
+from helpers.clients import Conn
+from helpers.config import app, make_config
+
+MiB = 1024 * 1024
+
+
+def fastcgi_location(sock):
+    return """location / {
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_param PATH_INFO $uri;
+            fastcgi_keep_conn on;
+            fastcgi_pass wsgid_fcgi;
+        }""", "upstream wsgid_fcgi { server unix:%s; keepalive 8; }" % sock
+
+
+def start(wsgid, tmp, **group):
+    g = {"listen": ["unix:" + str(tmp / "site.sock")], "threads": 4,
+         "env": {"WSGID_E2E_DIR": str(tmp)},
+         "mounts": {"/echo": app("echo"), "/big": app("big"), "/stream": app("stream"),
+                    "/environ": app("environ"), "/ops": app("ops")}}
+    g.update(group)
+    d = wsgid(config=make_config(tmp, {"site": g}))
+    return d, str(tmp / "site.sock")
+
+
+def test_behind_nginx_fastcgi_pass(wsgid, nginx, tmp):
+    d, sock = start(wsgid, tmp)
+    loc, upstream = fastcgi_location(sock)
+    ng = nginx(loc, http_extra=upstream)
+    s = requests.Session()
+    r = s.get(ng.url + "/environ/a%20b?x=1&y=2", headers={"X-Test": "t"})
+    assert r.status_code == 200
+    e = r.json()
+    assert e["REQUEST_METHOD"] == "GET" and e["SCRIPT_NAME"] == "/environ"
+    assert e["PATH_INFO"] == "/a b" and e["QUERY_STRING"] == "x=1&y=2"
+    assert e["SERVER_PROTOCOL"] == "HTTP/1.1" and e["REMOTE_ADDR"] == "127.0.0.1"
+    assert e["HTTP_X_TEST"] == "t" and e["wsgi.url_scheme"] == "http"
+    # 10 MiB up and back, 10 MiB down with a length, a stream without one.
+    body = os.urandom(10 * MiB)
+    r = s.post(ng.url + "/echo/", data=body)
+    assert r.status_code == 200 and r.headers["X-Body-Length"] == str(len(body))
+    assert hashlib.sha256(r.content).digest() == hashlib.sha256(body).digest()
+    r = s.get(ng.url + "/big/?size=%d" % (10 * MiB))
+    assert r.status_code == 200 and len(r.content) == 10 * MiB
+    assert r.headers["Content-Length"] == str(10 * MiB)
+    r = s.get(ng.url + "/big/gen?size=300000")  # a generator: no Content-Length
+    assert r.status_code == 200 and len(r.content) == 300000
+    r = s.get(ng.url + "/stream/gen")
+    assert r.status_code == 200 and r.content == b"".join(b"part %d\n" % i for i in range(10))
+    r = s.head(ng.url + "/big/?size=1000")
+    assert r.status_code == 200 and r.content == b""
+    d.expect_log(r"\[req \d+-\d+\] ", r"e2e-ops-error")
+    r = s.get(ng.url + "/ops/error")
+    assert r.status_code == 500
+    # nginx's keepalive pool reuses the connections (FCGI_KEEP_CONN; one connection serving
+    # several requests is checked directly in test_management_records).
+    for _ in range(30):
+        assert s.get(ng.url + "/environ/").status_code == 200
+
+
+def test_management_records(wsgid, tmp):
+    d, sock = start(wsgid, tmp, threads=3)
+    with Conn(sock) as c:
+        c.send(fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs(
+            {"FCGI_MAX_CONNS": "", "FCGI_MAX_REQS": "", "FCGI_MPXS_CONNS": "", "NOPE": ""})))
+        (rtype, rid, content), = fcgi.read_records(c)
+        assert rtype == fcgi.GET_VALUES_RESULT and rid == 0
+        v = fcgi.parse_pairs(content)
+        assert v["FCGI_MAX_REQS"] == "3" and v["FCGI_MPXS_CONNS"] == "0" and "NOPE" not in v
+        assert int(v["FCGI_MAX_CONNS"]) > 0
+        c.send(fcgi.record(42, 0, b"\0" * 8))
+        (rtype, rid, content), = fcgi.read_records(c)
+        assert rtype == fcgi.UNKNOWN_TYPE and content[0] == 42
+        # Still usable: a request on the same connection, kept (KEEP_CONN), then another.
+        for i in (1, 2):
+            c.send(fcgi.request({"REQUEST_METHOD": "GET", "REQUEST_URI": "/environ/",
+                                 "PATH_INFO": "/environ/", "SERVER_PROTOCOL": "HTTP/1.1"},
+                                rid=i, keep=True))
+            recs = fcgi.read_records(c)
+            assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+            out = fcgi.stdout_of(recs)
+            assert out.startswith(b"Status: 200 OK\r\n"), out[:100]
+            assert all(rid == i for _, rid, _ in recs)
+
+
+def test_refusals(wsgid, tmp):
+    d, sock = start(wsgid, tmp, header_buffer_size="1K")
+    with Conn(sock) as c:
+        c.send(fcgi.begin(7, role=fcgi.AUTHORIZER, keep=True))
+        recs = fcgi.read_records(c)
+        assert recs[-1][1] == 7 and fcgi.end_of(recs) == (0, fcgi.UNKNOWN_ROLE)
+        # One request at a time: a second BEGIN_REQUEST meanwhile is refused, the first goes on.
+        c.send(fcgi.begin(1, keep=True) + fcgi.begin(2, keep=True))
+        recs = fcgi.read_records(c)
+        assert recs[-1][1] == 2 and fcgi.end_of(recs) == (0, fcgi.CANT_MPX_CONN)
+        c.send(fcgi.record(fcgi.PARAMS, 1, fcgi.pairs({"REQUEST_URI": "/environ/",
+                                                       "PATH_INFO": "/environ/",
+                                                       "REQUEST_METHOD": "GET"}))
+               + fcgi.record(fcgi.PARAMS, 1) + fcgi.record(fcgi.STDIN, 1))
+        recs = fcgi.read_records(c)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert json.loads(fcgi.stdout_of(recs).split(b"\r\n\r\n", 1)[1])["PATH_INFO"] == "/"
+        # ABORT_REQUEST before the request is complete: it ends there.
+        c.send(fcgi.begin(3, keep=True) + fcgi.record(fcgi.PARAMS, 3, fcgi.pairs({"A": "b"}))
+               + fcgi.record(fcgi.ABORT_REQUEST, 3))
+        recs = fcgi.read_records(c)
+        assert recs[-1][1] == 3 and fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert fcgi.stdout_of(recs) == b""
+    # PARAMS over header-buffer-size: 431, as a CGI response in STDOUT, then the end.
+    d.expect_log(r"FastCGI PARAMS larger than header-buffer-size")
+    with Conn(sock) as c:
+        c.send(fcgi.begin(1) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs({"X": "y" * 2000})))
+        recs = fcgi.read_records(c)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 431 ")
+        assert fcgi.end_of(recs)[1] == fcgi.REQUEST_COMPLETE
+    # A record that is not FastCGI's: the connection is closed.
+    d.expect_log(r"malformed FastCGI record")
+    with Conn(sock) as c:
+        c.send(b"\x01\x06\x00\x01\x00\x00\x00\x00")  # STDOUT sent to a server
+        assert c.closed()
