@@ -52,6 +52,9 @@ SCENARIOS = [
              ceiling=("uwsgi",)),
     Scenario("hello_ka", "hello", "hello, nginx keep-alive proxy_pass", "main", "/",
              lambda a: a.connections, {s: ("ka",) for s in BOTH_NGINX}, ceiling=("ka",)),
+    Scenario("hello_fcgi", "hello", "hello, nginx fastcgi_pass keep-alive (wsgid's three nginx "
+             "paths side by side)", "main", "/", lambda a: a.connections,
+             {"wsgid": ("fcgi", "uwsgi", "ka")}),
     Scenario("hello_direct", "hello", "hello, direct HTTP", "main", "/",
              lambda a: a.connections, {s: ("direct",) for s in BOTH_NGINX}),
     Scenario("c1", "c1", "hello, 1 keep-alive connection (light load)", "main", "/", 1,

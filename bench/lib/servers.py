@@ -6,6 +6,8 @@ Paths:
   ka      nginx `proxy_pass` HTTP/1.1 with an upstream `keepalive 32` block, over a unix socket
           where the server has one (Apache only listens on TCP: 127.0.0.1:PORT)
   direct  wrk straight to the server's HTTP port on 127.0.0.1
+  fcgi    nginx `fastcgi_pass` with `fastcgi_keep_conn on` and an upstream `keepalive 32` block,
+          over a unix socket (wsgid only)
 """
 import os
 import signal
@@ -14,7 +16,8 @@ import time
 
 from .util import PY, children, cmdline, descendants, http_get, log, sh, spawn_group
 
-PATH_LABEL = {"uwsgi": "uwsgi_pass", "ka": "proxy_pass keep-alive", "direct": "direct HTTP"}
+PATH_LABEL = {"uwsgi": "uwsgi_pass", "ka": "proxy_pass keep-alive", "direct": "direct HTTP",
+              "fcgi": "fastcgi_pass keep-alive"}
 
 
 class Server:
@@ -35,6 +38,8 @@ class Server:
         self.port = ctx.base_port + 20 + index          # direct HTTP
         self.nginx_port = ctx.base_port + 10 + index    # nginx uwsgi_pass
         self.ka_port = ctx.base_port + 30 + index       # nginx proxy_pass, keep-alive upstream
+        self.fcgi_port = ctx.base_port + 40 + index     # nginx fastcgi_pass, keep-alive
+        self.sock_fcgi = os.path.join(ctx.tmp, name + "-fcgi.sock")
         self.proc = None
         self.logf = None
         self.log_path = None
@@ -44,7 +49,8 @@ class Server:
     def port_for(self, path):
         """The port a client uses for this path: nginx's for uwsgi and ka, the server's for
         direct."""
-        return {"uwsgi": self.nginx_port, "ka": self.ka_port, "direct": self.port}[path]
+        return {"uwsgi": self.nginx_port, "ka": self.ka_port, "direct": self.port,
+                "fcgi": self.fcgi_port}[path]
 
     # subclasses: argv(app, path) -> list
     def argv(self, app, path):
@@ -122,6 +128,8 @@ class Server:
 
 
 class Wsgid(Server):
+    PATHS = ("uwsgi", "ka", "direct", "fcgi")
+
     def argv(self, app, path):
         ctx = self.ctx
         conf = os.path.join(self.dir, "%s-%s.yaml" % (app, path))
@@ -129,7 +137,8 @@ class Wsgid(Server):
         # on one socket; the peers' sockets each speak one).
         listen, protocol = {"uwsgi": ("unix:" + self.sock, "uwsgi"),
                             "ka": ("unix:" + self.sock_http, "http"),
-                            "direct": ("127.0.0.1:%d" % self.port, "http")}[path]
+                            "direct": ("127.0.0.1:%d" % self.port, "http"),
+                            "fcgi": ("unix:" + self.sock_fcgi, "fastcgi")}[path]
         extra = "    startup-timeout: 600\n" if ctx.under_valgrind else ""
         # As root wsgid runs workers as nobody unless told; uWSGI and gunicorn keep root here,
         # so say root too (same privileges, and vgdb can reach the workers under callgrind).
@@ -325,6 +334,20 @@ PROXY_SERVER = """    upstream {name} {{ server {target}; keepalive 32; }}
 """
 
 
+FASTCGI_SERVER = """    upstream {name} {{ server unix:{sock}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            include /etc/nginx/fastcgi_params;
+            fastcgi_param SCRIPT_NAME "";
+            fastcgi_param PATH_INFO $uri;
+            fastcgi_keep_conn on;
+            fastcgi_pass {name};
+        }}
+    }}
+"""
+
+
 class Nginx:
     def __init__(self, ctx, servers):
         self.dir = os.path.join(ctx.tmp, "nginx")
@@ -338,6 +361,9 @@ class Nginx:
             # HTTP listener, uWSGI --http11-socket, gunicorn), Apache's TCP port otherwise.
             target = "127.0.0.1:%d" % s.port if s.name == "mod_wsgi" else "unix:" + s.sock_http
             parts.append(PROXY_SERVER.format(name=s.name + "_ka", target=target, port=s.ka_port))
+            if "fcgi" in s.PATHS:
+                parts.append(FASTCGI_SERVER.format(name=s.name + "_fcgi", sock=s.sock_fcgi,
+                                                   port=s.fcgi_port))
         self.conf = os.path.join(self.dir, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(NGINX_CONF.format(user="user root;\n" if os.geteuid() == 0 else "",

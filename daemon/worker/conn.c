@@ -486,8 +486,14 @@ static int detect(wd_conn_t *c)
      * a 501 when llhttp does not know them). nginx's uwsgi packets start with modifier1, 0. */
     if (b > ' ' && b < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", b) == NULL)
         return WD_REQ_HTTP;
-    if (b == WD_FCGI_VERSION_1)
-        return WD_REQ_FCGI; /* a FastCGI record starts with its version, 1 */
+    /* A FastCGI connection starts with version 1 and BEGIN_REQUEST (or a GET_VALUES probe); a
+     * uwsgi packet with modifier1 1 starts with 1 too, and is refused as uwsgi. */
+    if (b == WD_FCGI_VERSION_1) {
+        if (c->len < 2)
+            return 0;
+        if (c->buf[1] == WD_FCGI_BEGIN_REQUEST || c->buf[1] == WD_FCGI_GET_VALUES)
+            return WD_REQ_FCGI;
+    }
     return WD_REQ_UWSGI;
 }
 
@@ -514,9 +520,10 @@ static void conn_process(wd_conn_t *c)
     }
     if (c->proto == 0) {
         r = detect(c);
-        if (r < 0) {
-            wd_conn_close(c);
-            return;
+        if (r <= 0) {
+            if (r < 0)
+                wd_conn_close(c);
+            return; /* 0: one more byte decides */
         }
         c->proto = (wd_req_kind_t)r;
     }
