@@ -8,11 +8,14 @@ leaked no file descriptor (helpers/daemon.py says how that is counted).
 
 This file has the fixtures only; what they use, and what the tests import, is in helpers/, a
 module per job: procs (processes, ports, waiting), config (writing wsgid configs), daemon (the
-Wsgid class), nginx (nginx in a temp dir), clients (raw socket, HTTP and uwsgi clients).
+Wsgid class), nginx (nginx in a temp dir), apache, haproxy and caddy (the same for those proxies,
+on a common base in proxy), clients (raw socket, HTTP and uwsgi clients).
 
 Environment:
     WSGID_BIN       the binary under test (default: <repo>/build/wsgid)
     NGINX_BIN       the nginx binary (default: /usr/sbin/nginx)
+    APACHE_BIN, HAPROXY_BIN, CADDY_BIN      the other proxies (a test that needs a missing one
+                    is skipped, saying so: ./dev deps installs them)
     WSGID_E2E_KEEP  keep the temp dirs (logs, configs) after the tests
 """
 import os
@@ -23,9 +26,13 @@ from pathlib import Path
 
 import pytest
 
+from helpers.apache import Apache
+from helpers.caddy import Caddy
 from helpers.config import app, group_addrs, make_config, to_yaml
 from helpers.daemon import Wsgid
+from helpers.haproxy import HAProxy
 from helpers.nginx import Nginx
+from helpers.proxy import require
 
 
 @pytest.fixture
@@ -134,3 +141,58 @@ def nginx(tmp):
             errors.append("unexpected lines in nginx's error log:\n  " + "\n  ".join(bad))
     if errors:
         pytest.fail("\n".join(errors), pytrace=False)
+
+
+def _proxy_fixture(tmp, cls):
+    """A factory fixture for a ProxyServer subclass: starts it with a config snippet, and at
+    teardown stops it and fails the test on the unexpected error lines in its log. A missing
+    binary skips the test at once, before it starts anything else."""
+    require(cls.binary, cls.name)
+    started = []
+
+    def start(snippet, **kw):
+        p = cls(tmp, snippet, **kw)
+        started.append(p)
+        return p
+
+    yield start
+    errors = []
+    for p in started:
+        p.stop()
+        bad = p.unexpected_lines()
+        if bad:
+            errors.append("unexpected lines in %s's log:\n  " % p.name + "\n  ".join(bad))
+    if errors:
+        pytest.fail("\n".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def apache(tmp):
+    """Factory: apache(snippet) starts Apache httpd with helpers.apache.uwsgi_unix(sock) or
+    http_tcp(addr) (or any directives) in its server config. Returns an Apache (.url, .addr,
+    .expect_log())."""
+    yield from _proxy_fixture(tmp, Apache)
+
+
+@pytest.fixture
+def haproxy(tmp):
+    """Factory: haproxy(snippet) starts HAProxy with the frontend and backend of
+    helpers.haproxy.http_tcp(addr). Returns a HAProxy (.url, .addr, .expect_log())."""
+    yield from _proxy_fixture(tmp, HAProxy)
+
+
+@pytest.fixture
+def caddy(tmp):
+    """Factory: caddy(snippet) starts Caddy with the site directives of
+    helpers.caddy.reverse_proxy_unix(sock). Returns a Caddy (.url, .addr, .expect_log())."""
+    yield from _proxy_fixture(tmp, Caddy)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Says which proxies were missing: pytest -q shows a skip only as an "s"."""
+    reasons = set()
+    for rep in terminalreporter.stats.get("skipped", []):
+        if isinstance(rep.longrepr, tuple) and "./dev deps" in rep.longrepr[2]:
+            reasons.add(rep.longrepr[2])
+    for reason in sorted(reasons):
+        terminalreporter.write_line(reason, yellow=True)

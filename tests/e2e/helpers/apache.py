@@ -1,0 +1,91 @@
+"""Apache httpd 2.4 in front of wsgid: started in the foreground (-DFOREGROUND) from a
+self-contained httpd.conf in TMP/apache (its own ServerRoot, port, PidFile, ErrorLog, mpm_event),
+loading only the modules it needs from /usr/lib/apache2/modules (the proxy modules, and
+authn_core and authz_core, without which every request is a 500 "couldn't check user").
+Debian's apache2 binary reads /etc/apache2/apache2.conf and the APACHE_* variables of envvars
+unless given a config of its own: with -f and this file it needs neither.
+
+Run as root, Apache serves requests from children running as www-data: they reach a wsgid unix
+socket only through directories they may traverse and a socket whose group is theirs, so the test's
+temp dir is made 0711 and the group gets SOCKET_OPTS (socket-group: www-data), as an operator
+would give wsgid's socket to Apache's user.
+
+Environment:
+    APACHE_BIN          the httpd binary (default: /usr/sbin/apache2)
+    APACHE_MODULES      the modules' directory (default: /usr/lib/apache2/modules)
+"""
+import os
+import re
+import signal
+
+from helpers.proxy import ProxyServer
+
+APACHE_BIN = os.environ.get("APACHE_BIN", "/usr/sbin/apache2")
+MODULES = os.environ.get("APACHE_MODULES", "/usr/lib/apache2/modules")
+USER = "www-data"
+# Options of the wsgid group whose unix socket Apache's children connect to.
+SOCKET_OPTS = {"socket-group": USER} if os.geteuid() == 0 else {}
+
+# [Tue Nov 24 21:00:00.123456 2026] [proxy:error] [pid 12:tid 34] (111)Connection refused: ...
+LOG_LINE = re.compile(r"^\[[^\]]+\] \[(?:[\w.]+:)?(\w+)\] ")
+
+
+def uwsgi_unix(sock):
+    """mod_proxy_uwsgi to wsgid's unix socket: one connection per request (as nginx's
+    uwsgi_pass); REMOTE_ADDR, the request line and the headers go in the uwsgi vars."""
+    return """ProxyPass "/" "unix:%s|uwsgi://site/"
+""" % sock
+
+
+def http_tcp(addr):
+    """mod_proxy_http to wsgid's TCP listener over HTTP/1.1. It keeps its connections to a backend
+    (each child a pool) by default; ttl=60 drops an idle one before wsgid's keepalive-timeout
+    (75 s) would, so Apache never sends on a connection wsgid is closing. ProxyPreserveHost passes
+    the client's Host rather than 127.0.0.1:PORT."""
+    return """ProxyPass "/" "http://%s:%d/" ttl=60
+ProxyPreserveHost On
+""" % addr
+
+
+class Apache(ProxyServer):
+    name = "apache2"
+    binary = APACHE_BIN
+    bad_levels = ("emerg", "alert", "crit", "error")
+
+    def __init__(self, tmp, snippet, modules=("proxy", "proxy_uwsgi", "proxy_http")):
+        super().__init__(tmp, "apache")
+        d = self.dir
+        user = ""
+        if os.geteuid() == 0:
+            user = "User %s\nGroup %s\n" % (USER, USER)
+            for p in (tmp, d):
+                os.chmod(p, 0o711)
+        loads = "".join("LoadModule %s_module %s/mod_%s.so\n" % (m, MODULES, m)
+                        for m in ("mpm_event", "authn_core", "authz_core") + tuple(modules))
+        self.conf = """ServerRoot "%(d)s"
+ServerName localhost
+Listen 127.0.0.1:%(port)d
+PidFile "%(d)s/httpd.pid"
+DefaultRuntimeDir "%(d)s"
+ErrorLog "%(d)s/error.log"
+LogLevel warn
+%(user)s
+%(loads)s
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 16
+MaxRequestWorkers 16
+MinSpareThreads 1
+MaxSpareThreads 32
+LimitRequestBody 0
+
+%(snippet)s
+""" % {"d": d, "port": self.port, "user": user, "loads": loads, "snippet": snippet}
+        (d / "httpd.conf").write_text(self.conf)
+        self.stop_signal = signal.SIGTERM
+        self.start([APACHE_BIN, "-f", str(d / "httpd.conf"), "-DFOREGROUND"],
+                   env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"})
+
+    def level(self, line):
+        m = LOG_LINE.match(line)
+        return m.group(1) if m else None
