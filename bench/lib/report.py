@@ -327,7 +327,7 @@ def write_results(run, meta, outdir):
         ref = c["wsgid"][1] if c["wsgid"] else None
         order = sorted(c["rows"].items(),
                        key=lambda kv: (names.index(kv[0][0]) if kv[0][0] in names else 9,
-                                       ("uwsgi", "ka", "direct").index(kv[0][1])))
+                                       ("uwsgi", "ka", "fcgi", "direct").index(kv[0][1])))
         for (server, path), recs in order:
             v = row_median(recs, sc.primary)
             sock = {}

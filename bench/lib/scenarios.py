@@ -89,7 +89,7 @@ for _s in SCENARIOS:
 ALIASES = {"nginx": "hello_uwsgi", "nginx_ka": "hello_ka", "nginx_ka_c1": "c1",
            "direct": "hello_direct"}
 # Sessions: one server start per (app, path), in this order within a round.
-SESSIONS = [("main", "uwsgi"), ("main", "ka"), ("main", "direct"), ("tfb", "ka"),
+SESSIONS = [("main", "uwsgi"), ("main", "ka"), ("main", "fcgi"), ("main", "direct"), ("tfb", "ka"),
             ("tfb", "uwsgi"), ("flaskapp", "ka"), ("flaskapp", "uwsgi")]
 READY_PATH = {"main": "/", "tfb": "/plaintext", "flaskapp": "/"}
 
