@@ -104,6 +104,8 @@ typedef struct wd_group_conf {
     double graceful_timeout; /* default 15 */
     double shutdown_timeout; /* default 5 */
     double drain_delay;      /* default 10: wsgictl drain serves this long, then stops */
+    double
+        ready_queue_wait; /* default 10: /readyz fails while every worker's queue waits this long */
     /* trusted-proxies: peers whose X-Forwarded-* / Forwarded are believed (HTTP). */
     wd_cidr_t *trusted_proxies;
     size_t n_trusted_proxies;

@@ -487,6 +487,8 @@ static const group_key_t group_keys[] = {
     GK("graceful-timeout", K_TIME, graceful_timeout, 0, DAY, 0, "0..1d"),
     GK("shutdown-timeout", K_TIME, shutdown_timeout, 0, DAY, 0, "0..1d"),
     GK("drain-delay", K_TIME, drain_delay, 0, DAY, 0, "0..1d"),
+    GK("readiness-queue-wait", K_TIME, ready_queue_wait, 0.001, DAY, R_ZERO_OFF,
+       "0 (off) or 1ms..1d"),
     GK("header-timeout", K_TIME, header_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
     GK("body-timeout", K_TIME, body_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
     GK("keepalive-timeout", K_TIME, keepalive_timeout, 0.1, DAY, R_ZERO_OFF,
@@ -657,6 +659,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->graceful_timeout = 15;
     g->shutdown_timeout = 5;
     g->drain_delay = 10;
+    g->ready_queue_wait = 10;
     g->header_timeout = 30;
     g->body_timeout = 60;
     g->keepalive_timeout = 75;

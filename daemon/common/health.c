@@ -51,7 +51,35 @@ static int live(const wd_status_t *st, uint64_t now_ns, out_t *o)
     return bad;
 }
 
-static int ready(const wd_status_t *st, const char *group, size_t glen, out_t *o, int *found)
+/* Whether every ready worker of g has had a request waiting for a thread longer than its
+ * readiness-queue-wait: the group takes more than it serves. */
+static int queue_jammed(const wd_status_t *st, const wd_status_group_t *g, uint64_t now_ns,
+                        double *waited)
+{
+    int n = 0;
+
+    *waited = 0;
+    if (g->ready_queue_wait <= 0)
+        return 0;
+    for (size_t k = 0; k < st->n_workers; k++) {
+        const wd_status_worker_t *w = &st->workers[k];
+        uint64_t since;
+        double secs;
+
+        if (strcmp(w->group, g->name) != 0 || strcmp(w->state, "ready") != 0 || w->score == NULL)
+            continue;
+        since = wd_score_get(&w->score->queued_since_ns);
+        secs = since != 0 && now_ns > since ? (double)(now_ns - since) / 1e9 : 0;
+        if (secs <= g->ready_queue_wait)
+            return 0;
+        if (n++ == 0 || secs < *waited)
+            *waited = secs;
+    }
+    return n > 0;
+}
+
+static int ready(const wd_status_t *st, uint64_t now_ns, const char *group, size_t glen, out_t *o,
+                 int *found)
 {
     int bad = 0;
 
@@ -76,6 +104,16 @@ static int ready(const wd_status_t *st, const char *group, size_t glen, out_t *o
         } else if (n_ready == 0) {
             say(o, "group %s: no worker has its app loaded\n", g->name);
             bad = 1;
+        } else {
+            double waited;
+
+            if (queue_jammed(st, g, now_ns, &waited)) {
+                say(o,
+                    "group %s: requests have waited %.1f s for a thread in every worker "
+                    "(readiness-queue-wait %.1f s)\n",
+                    g->name, waited, g->ready_queue_wait);
+                bad = 1;
+            }
         }
     }
     return bad;
@@ -92,7 +130,7 @@ int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind
     if (kind == WD_HEALTH_LIVE) {
         bad = live(st, now_ns, &o);
     } else {
-        bad = ready(st, group, glen, &o, &found);
+        bad = ready(st, now_ns, group, glen, &o, &found);
         if (!found) {
             say(&o, "no group %.*s\n", (int)(glen > 64 ? 64 : glen), group ? group : "");
             return 404;

@@ -6,7 +6,9 @@
  *   ran within WD_HEALTH_STALE_NS (its heartbeat in the scoreboard, written every 250 ms): a
  *   frozen worker fails it, a crashing app does not (restarting the host would not help).
  * - ready: every group asked about (all, or the one named) is neither stopped nor draining
- *   (`wsgictl drain`) and has at least one worker that loaded its app and accepts. */
+ *   (`wsgictl drain`), has at least one worker that loaded its app and accepts, and not every
+ *   such worker has had a request waiting for a thread longer than readiness-queue-wait (the
+ *   app hangs or is swamped: a load balancer should send elsewhere). */
 #ifndef WD_COMMON_HEALTH_H
 #define WD_COMMON_HEALTH_H
 

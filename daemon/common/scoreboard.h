@@ -46,7 +46,8 @@ typedef struct wd_score {
     _Atomic uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC (the same in every process) */
     _Atomic uint64_t oldest_start_ns; /* the oldest running request's start, 0 = none */
     char oldest[160];                 /* "ID METHOD URI" of it (read racily: for a log line) */
-    uint64_t reserved[7];
+    _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
+    uint64_t reserved[6];
 } wd_score_t;
 
 static inline void wd_score_add(_Atomic uint64_t *v, uint64_t n)

@@ -65,6 +65,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
         groups[i].restarts = 0;
         groups[i].reload_error = g->reload_error[0] ? g->reload_error : NULL;
         groups[i].stopped = g->stopped;
+        groups[i].ready_queue_wait = g->conf->ready_queue_wait;
         groups[i].draining = g->drain_until != 0;
         groups[i].drain_left = g->drain_until > uv_now(&m->loop)
                                    ? (double)(g->drain_until - uv_now(&m->loop)) / 1e3

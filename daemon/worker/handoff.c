@@ -443,3 +443,13 @@ int wd_handoff_release(wd_handoff_t *h, wd_handoff_node_t *node)
     pthread_mutex_unlock(&h->ready_lock);
     return deferred;
 }
+
+uint64_t wd_handoff_oldest_queued(wd_handoff_t *h)
+{
+    uint64_t t;
+
+    pthread_mutex_lock(&h->lock);
+    t = h->head != NULL ? h->head->t_queued_ns : 0;
+    pthread_mutex_unlock(&h->lock);
+    return t;
+}

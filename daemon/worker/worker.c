@@ -297,6 +297,7 @@ static void tick_cb(uv_timer_t *t)
         memcpy(w->score->oldest, oldest, sizeof oldest);
         wd_score_set(&w->score->oldest_start_ns, since);
     }
+    wd_score_set(&w->score->queued_since_ns, wd_handoff_oldest_queued(&w->handoff));
     wd_score_set(&w->score->heartbeat_ns, now);
     if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))

@@ -92,3 +92,26 @@ def test_drain_every_group_stops_wsgid(wsgid):
     assert rc == 0, out
     assert get(maddr, "/readyz")[0] == 503
     assert d.wait_exit(10) == 0
+
+
+def test_readyz_fails_while_the_queue_waits(wsgid):
+    """A group whose every worker has had a request waiting for a thread longer than
+    readiness-queue-wait (here an app that hangs on its only thread) is not ready: a load balancer
+    sends elsewhere before its clients time out. Alive all the same."""
+    import threading
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("ops", top={"metrics": "%s:%d" % maddr}, threads=1, readiness_queue_wait="1s",
+              request_timeout=0)
+    wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready")
+    hangs = [threading.Thread(target=request, args=(d.tcp,), kwargs={"path": "/sleep?t=4",
+                                                                      "timeout": 20})
+             for _ in range(2)]
+    for t in hangs:
+        t.start()
+    code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(get(maddr, "/readyz")),
+                          4, interval=0.1, what="/readyz to fail")
+    assert "group site: requests have waited" in body and "readiness-queue-wait 1.0 s" in body
+    assert get(maddr, "/livez")[0] == 200
+    for t in hangs:
+        t.join()
+    wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready again")

@@ -119,6 +119,7 @@ static void run_case(const hcase_t *tc)
     groups[0].stopped = tc->a_stopped;
     groups[0].draining = tc->a_draining;
     groups[0].drain_left = 7;
+    groups[0].ready_queue_wait = 10;
     groups[1].stopped = tc->b_stopped;
     groups[1].draining = tc->b_draining;
     for (int g = 0; g < 2; g++) {
@@ -163,9 +164,40 @@ static void run_case(const hcase_t *tc)
     T_CHECK(strlen(body) < 5, "%s: cut body", tc->name);
 }
 
+/* readiness-queue-wait: only when every ready worker has had a request waiting that long. */
+static void test_queue_wait(void)
+{
+    wd_status_group_t g = {.name = "a", .ready_queue_wait = 10};
+    wd_score_t sc[2];
+    wd_status_worker_t w[2] = {
+        {.group = "a", .slot = 1, .pid = 1, .state = "ready", .score = &sc[0]},
+        {.group = "a", .slot = 2, .pid = 2, .state = "ready", .score = &sc[1]}};
+    wd_status_t st = {.groups = &g, .n_groups = 1, .workers = w, .n_workers = 2};
+    char body[512];
+    int code;
+
+    memset(sc, 0, sizeof sc);
+    wd_score_set(&sc[0].heartbeat_ns, NOW);
+    wd_score_set(&sc[1].heartbeat_ns, NOW);
+    wd_score_set(&sc[0].queued_since_ns, NOW - 12 * SEC);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
+    T_CHECK(code == 200, "one worker jammed, the other free: %d %s", code, body);
+    wd_score_set(&sc[1].queued_since_ns, NOW - 15 * SEC);
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
+    T_CHECK(code == 503 && strstr(body, "group a: requests have waited 12.0 s for a thread in "
+                                        "every worker (readiness-queue-wait 10.0 s)") != NULL,
+            "every worker jammed: %d %s", code, body);
+    T_CHECK(wd_health_eval(&st, NOW, WD_HEALTH_LIVE, NULL, 0, body, sizeof body) == 200,
+            "jammed is still alive");
+    g.ready_queue_wait = 0;
+    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
+    T_CHECK(code == 200, "readiness-queue-wait 0: off (%d)", code);
+}
+
 int main(void)
 {
     for (const hcase_t *tc = cases; tc->name != NULL; tc++)
         run_case(tc);
+    test_queue_wait();
     return t_summary("health");
 }
