@@ -121,7 +121,8 @@ typedef struct wd_group_conf {
      * sleeping this long after its last piece of work, and a Python thread that finds the queue
      * empty checks it this long before it sleeps. */
     double busy_poll;
-    char *access_log; /* per-group access log: NULL = the global one, "-", "off", a path */
+    char *access_log;    /* per-group access log: NULL = the global one, "-", "off", a path */
+    int access_log_json; /* access-log-format: json (else combined) */
 
     /* Sizes in bytes. */
     uint64_t limit_request_body;   /* default 10M; 0 = unlimited */

@@ -340,6 +340,18 @@ static int key_chdir(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const cha
     return wd__cfg_get_path(ld, n, key, &g->chdir);
 }
 
+static int key_access_log_format(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (strcmp(v, "combined") != 0 && strcmp(v, "json") != 0)
+        return fail(ld, n, key, "'%s': the formats are combined (the default) and json", v);
+    g->access_log_json = strcmp(v, "json") == 0;
+    return 0;
+}
+
 static int key_access_log(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_parse_log_value(ld, n, key, &g->access_log);
@@ -496,6 +508,7 @@ static const group_key_t group_keys[] = {
     GK("send-timeout", K_TIME, send_timeout, 0.1, DAY, R_ZERO_OFF, "0 (none) or 100ms..1d"),
     GK("busy-poll", K_TIME, busy_poll, 0, 0.001, R_UNIT, "0 (off) or up to 1ms"),
     GK_FN("access-log", key_access_log),
+    GK_FN("access-log-format", key_access_log_format),
     GK("limit-request-body", K_SIZE, limit_request_body, 1, TIB, R_ZERO_OFF,
        "0 (unlimited) or 1..1T"),
     GK("header-buffer-size", K_SIZE, header_buffer_size, KIB, MIB, 0, "1K..1M"),

@@ -236,7 +236,7 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
     for (i = 0; i < g->n_env; i++)
         fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
     wd_config_group_numbers(f, g);
-    fprintf(f, "access-log %s\n", S(g->access_log));
+    fprintf(f, "access-log %s %d\n", S(g->access_log), g->access_log_json);
     fprintf(f, "application-group %s\n", S(g->application_group));
     fprintf(f, "strip-forwarded %d proxy-protocol %d\n", g->strip_forwarded, g->proxy_protocol);
     for (i = 0; i < g->n_trusted_proxies; i++) {

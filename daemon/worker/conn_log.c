@@ -57,6 +57,111 @@ uint64_t wd__conn_ran_ns(const wd_conn_t *c)
     return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
 }
 
+/* A JSON line, built with its bounds checked: out of room, the line is cut short of the value
+ * that did not fit and still closed (never invalid JSON). */
+typedef struct jbuf {
+    char *p;
+    size_t cap, len;
+    int full;
+} jbuf_t;
+
+static void jraw(jbuf_t *b, const char *s, size_t n)
+{
+    if (b->full || b->len + n + 2 >= b->cap) { /* room kept for "}\n" */
+        b->full = 1;
+        return;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+}
+
+/* A JSON string of the bytes p[0, n): quotes, backslashes and control characters escaped, bytes
+ * above 0x7e as \u00XX (the request's bytes are not known to be UTF-8: read as latin-1). */
+static void jstr(jbuf_t *b, const char *p, size_t n)
+{
+    char esc[8];
+
+    jraw(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+
+        if (ch == '"' || ch == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)ch;
+            jraw(b, esc, 2);
+        } else if (ch < 0x20 || ch > 0x7e) {
+            snprintf(esc, sizeof esc, "\\u%04x", ch);
+            jraw(b, esc, 6);
+        } else {
+            jraw(b, (const char *)&ch, 1);
+        }
+    }
+    jraw(b, "\"", 1);
+}
+
+static void jfield(jbuf_t *b, const char *name, wd_slice_t v)
+{
+    jraw(b, b->len > 1 ? ", \"" : "\"", b->len > 1 ? 3 : 1);
+    jraw(b, name, strlen(name));
+    jraw(b, "\": ", 3);
+    jstr(b, v.p ? v.p : "", v.p ? v.n : 0);
+}
+
+static void jnum(jbuf_t *b, const char *name, unsigned long long v)
+{
+    char num[32];
+    int k = snprintf(num, sizeof num, "%llu", v);
+
+    jraw(b, ", \"", 3);
+    jraw(b, name, strlen(name));
+    jraw(b, "\": ", 3);
+    jraw(b, num, (size_t)k);
+}
+
+static wd_slice_t cstr(const char *s)
+{
+    return (wd_slice_t){s, strlen(s)};
+}
+
+/* access-log-format: json, one object per line for log shippers. */
+static void json_line(wd_conn_t *c, int status, uint64_t bytes, wd_slice_t remote,
+                      wd_slice_t method, wd_slice_t uri, wd_slice_t ref, wd_slice_t ua)
+{
+    char line[8192], when[64];
+    size_t wl;
+    jbuf_t b = {line, sizeof line, 0, 0};
+    struct timespec ts;
+    struct tm tm;
+    const char *q = uri.p ? memchr(uri.p, '?', uri.n) : NULL;
+    wd_slice_t path = {uri.p, q ? (size_t)(q - uri.p) : uri.n};
+    wd_slice_t query = {q ? q + 1 : "", q ? uri.n - (size_t)(q + 1 - uri.p) : 0};
+    uint64_t ran = c->dispatched ? wd__conn_ran_ns(c) : 0, queued = 0;
+
+    if (c->dispatched && c->req.t_taken_ns > c->req.t_queued_ns)
+        queued = c->req.t_taken_ns - c->req.t_queued_ns;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    wl = strftime(when, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(when + wl, sizeof when - wl, ".%06ldZ", (long)(ts.tv_nsec / 1000) % 1000000);
+    jraw(&b, "{", 1);
+    jfield(&b, "time", cstr(when));
+    jfield(&b, "request_id", cstr(c->dispatched ? c->req.id : ""));
+    jfield(&b, "group", cstr(c->cs->group->name));
+    jnum(&b, "pid", (unsigned long long)c->cs->pid);
+    jfield(&b, "client", remote);
+    jfield(&b, "method", method);
+    jfield(&b, "path", path);
+    jfield(&b, "query", query);
+    jnum(&b, "status", (unsigned long long)status);
+    jnum(&b, "bytes", (unsigned long long)bytes);
+    jnum(&b, "duration_us", (unsigned long long)(ran / 1000));
+    jnum(&b, "queue_us", (unsigned long long)(queued / 1000));
+    jfield(&b, "user_agent", ua);
+    jfield(&b, "referer", ref);
+    memcpy(line + b.len, "}\n", 2);
+    wd_log_access(line, b.len + 2);
+}
+
 void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
 {
     char line[4096], when[64];
@@ -101,6 +206,10 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         secs = (double)wd__conn_ran_ns(c) / 1e9;
         /* Combined log format counts the body only. */
         bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
+    }
+    if (c->cs->group->access_log_json) {
+        json_line(c, status, bytes, remote, method, uri, ref, ua);
+        return;
     }
     localtime_r(&now, &tm);
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);

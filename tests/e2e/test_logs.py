@@ -1,13 +1,14 @@
 """Logs (issue 3): the access log (combined + request time + request id; global or per group),
 reopened on SIGUSR1 and `wsgictl reopen-logs` so logrotate works; every request-related error
 line names the group, the pid and the request id."""
+import json
 import os
 import re
 import signal
 import subprocess
 import time
 
-from helpers.clients import Conn, http_request, request, uwsgi_call
+from helpers.clients import HELLO, Conn, http_request, request, uwsgi_call
 from helpers.config import app, make_config
 from helpers.daemon import WSGID_BIN
 from helpers.nginx import uwsgi_location
@@ -246,3 +247,27 @@ def test_usr1_reopens_a_moved_error_log(wsgid, tmp):
     bad = [ln for ln in errlog.read_text().splitlines()
            if re.search(r"\[(error|alert|crit)\] ", ln) and "[req " not in ln]
     assert not bad, bad
+
+
+def test_access_log_json(wsgid):
+    """access-log-format: json: one object per line (time, request id, group, pid, client,
+    method, path, query, status, bytes, duration and queue wait in us, user agent, referer), any
+    byte of the request escaped so that the line stays valid JSON."""
+    d = wsgid("hello", access_log_format="json")
+    r = request(d.tcp, path="/a%22b/c?x=1&y=%222%22",
+                headers={"User-Agent": 't\xe9st "q" \\', "Referer": "http://r/"})
+    assert r.status == 200
+    line = d.wait_log(r'^\{"time": ')
+    rec = json.loads(line)
+    assert rec["method"] == "GET" and rec["path"] == "/a%22b/c" and rec["query"] == "x=1&y=%222%22"
+    assert rec["status"] == 200 and rec["bytes"] == len(HELLO) and rec["group"] == "site"
+    assert rec["client"] == "127.0.0.1" and rec["referer"] == "http://r/"
+    assert rec["user_agent"] == 't\xe9st "q" \\'
+    assert rec["request_id"].endswith("-1") and rec["pid"] in d.workers()
+    assert rec["duration_us"] >= 0 and rec["queue_us"] >= 0
+    assert rec["time"].endswith("Z") and "T" in rec["time"]
+    # uwsgi vars may hold any byte: control characters come out escaped, the line still JSON.
+    assert uwsgi_call(d.unix, path="/u", headers={"User-Agent": "a\x01b\x7f\"c"}).status == 200
+    rec = json.loads(d.wait_log(r'^\{"time": .*"path": "/u"'))
+    assert rec["user_agent"] == 'a\x01b\x7f"c'
+    assert '\\u0001' in d.wait_log(r'"path": "/u"')

@@ -235,6 +235,9 @@ static const config_case_t cases[] = {
     {G "    trusted-proxies: {a: b}\n", "expected a list of address ranges, got a mapping"},
     {G "    strip-forwarded-headers: maybe\n", "groups.a.strip-forwarded-headers"},
     {G "    drain-delay: 2d\n", "groups.a.drain-delay"},
+    {G "    access-log-format: json\n", NULL},
+    {G "    access-log-format: xml\n", "groups.a.access-log-format: 'xml': the formats are"},
+    {G "    readiness-queue-wait: 0\n", NULL},
     {G "    trusted-proxies: [unix]\n    proxy-protocol: true\n", NULL},
     {G "    proxy-protocol: true\n", "5:21: groups.a.proxy-protocol: a PROXY header is believed "
                                      "only from trusted peers"},
