@@ -168,8 +168,8 @@ def _proxy_fixture(tmp, cls):
 
 @pytest.fixture
 def apache(tmp):
-    """Factory: apache(snippet) starts Apache httpd with helpers.apache.uwsgi_unix(sock) or
-    http_tcp(addr) (or any directives) in its server config. Returns an Apache (.url, .addr,
+    """Factory: apache(snippet) starts Apache httpd with helpers.apache.uwsgi_unix(sock),
+    http_tcp(addr), fcgi_unix(sock) (or any directives) in its server config. Returns an Apache (.url, .addr,
     .expect_log())."""
     yield from _proxy_fixture(tmp, Apache)
 
@@ -177,14 +177,14 @@ def apache(tmp):
 @pytest.fixture
 def haproxy(tmp):
     """Factory: haproxy(snippet) starts HAProxy with the frontend and backend of
-    helpers.haproxy.http_tcp(addr). Returns a HAProxy (.url, .addr, .expect_log())."""
+    helpers.haproxy.http_tcp(addr) (or fcgi_tcp, send_proxy_v2...). Returns a HAProxy (.url, .addr, .expect_log())."""
     yield from _proxy_fixture(tmp, HAProxy)
 
 
 @pytest.fixture
 def caddy(tmp):
     """Factory: caddy(snippet) starts Caddy with the site directives of
-    helpers.caddy.reverse_proxy_unix(sock). Returns a Caddy (.url, .addr, .expect_log())."""
+    helpers.caddy.reverse_proxy_unix(sock) (or fastcgi_unix). Returns a Caddy (.url, .addr, .expect_log())."""
     yield from _proxy_fixture(tmp, Caddy)
 
 

@@ -28,6 +28,37 @@ def reverse_proxy_unix(sock):
 """ % sock
 
 
+def fastcgi_unix(sock):
+    """reverse_proxy to wsgid's unix socket over FastCGI (transport fastcgi). Without split_path
+    Caddy 2.6 sends SCRIPT_NAME "" and the whole decoded path as PATH_INFO (split_path ".php"
+    would cut it there, as php_fastcgi does), REQUEST_URI as the client sent it, and opens a
+    connection per request (no FCGI_KEEP_CONN). A body without a length (chunked) goes as
+    CONTENT_LENGTH -1 and its bytes in STDIN. Caddy 2.6 does not flush a FastCGI response without
+    Content-Length as it comes: flush_interval -1 passes a streamed answer on at once (chunked);
+    without it Caddy holds a small one to its end (a generator's five parts 0.3 s apart arrived
+    at once after 1.5 s, with a Content-Length). It passes the CGI head's Status line on to the
+    client as a header (Status: 200 OK) besides using it as the status."""
+    return """reverse_proxy unix/%s {
+	flush_interval -1
+	transport fastcgi
+}
+""" % sock
+
+
+def reverse_proxy_unix_trusted(sock):
+    """reverse_proxy_unix for a wsgid group with trusted-proxies: unix. Caddy replaces a client's
+    X-Forwarded-For, -Proto and -Host with its own (it trusts no client: its own trusted_proxies,
+    for proxies in front of Caddy, is left unset) but passes a client's Forwarded on, which
+    wsgid would believe: header_up drops it."""
+    return """reverse_proxy unix/%s {
+	header_up -Forwarded
+	transport http {
+		keepalive 60s
+	}
+}
+""" % sock
+
+
 class Caddy(ProxyServer):
     name = "caddy"
     binary = CADDY_BIN
