@@ -180,12 +180,18 @@ framing:
     return 0;
 }
 
-/* CONTENT_LENGTH: decimal digits below 2^63; empty means 0 (as in uwsgi.c). */
+/* CONTENT_LENGTH: decimal digits below 2^63; empty means 0 (as in uwsgi.c), and so does -1,
+ * which Caddy's FastCGI transport sends for a chunked request body (its length unknown: the
+ * body is STDIN up to its empty record). */
 static int parse_content_length(const char *p, size_t n, uint64_t *out)
 {
     uint64_t v = 0;
     size_t i;
 
+    if (n == 2 && p[0] == '-' && p[1] == '1') {
+        *out = 0;
+        return 0;
+    }
     for (i = 0; i < n; i++) {
         if (p[i] < '0' || p[i] > '9')
             return -1;

@@ -130,7 +130,7 @@ int wd_fcgi_nv_iter_next(wd_fcgi_nv_iter_t *it, wd_slice_t *name, wd_slice_t *va
 typedef struct wd_fcgi_req {
     const char *params; /* the PARAMS block: params_len bytes in the caller's buffer */
     size_t params_len;
-    uint64_t content_length; /* CONTENT_LENGTH; absent or empty means 0 */
+    uint64_t content_length; /* CONTENT_LENGTH; absent, empty or -1 (unknown) means 0 */
     wd_slice_t method;       /* REQUEST_METHOD, empty if absent */
     wd_slice_t uri;          /* REQUEST_URI, empty if absent */
     wd_slice_t protocol;     /* SERVER_PROTOCOL, empty if absent */

@@ -307,6 +307,12 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
                 break;
             case K_CONTENT_LENGTH:
                 has_cl = 1;
+                if (v.n > 0 &&
+                    v.p[0] == '-') { /* "-1", length unknown (FastCGI): it is known now */
+                    if (set_u64(env, keys[K_CONTENT_LENGTH], req->body_len) < 0)
+                        return -1;
+                    continue;
+                }
                 break;
             case K_HTTPS:
             case K_REQUEST_SCHEME:
@@ -439,6 +445,7 @@ static int environ_http(PyObject *env, const wd_req_t *req)
     wd_slice_t url = wd_http_slice(h, h->url), authority, method = wd_http_method(h);
     char proto[16];
     int has_host = 0, n;
+    wd_slice_t host = {"", 0}; /* the Host the environ took */
 
     if (set_str(env, keys[K_REQUEST_METHOD], method.p, method.n) < 0 ||
         set_str(env, keys[K_REQUEST_URI], url.p, url.n) < 0 ||
@@ -465,11 +472,13 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             set_str(env, keys[K_HTTP_HOST], req->fwd_host.p, req->fwd_host.n) < 0)
             return -1;
         has_host = 1;
+        host = req->fwd_host;
     } else if (wd_url_authority(url.p, url.n, &authority)) {
         if (set_host(env, authority.p, authority.n) < 0 ||
             set_str(env, keys[K_HTTP_HOST], authority.p, authority.n) < 0)
             return -1;
         has_host = 1;
+        host = authority;
     }
 
     for (unsigned i = 0; i < h->n_headers; i++) {
@@ -496,8 +505,10 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             break;
         case K_HTTP_HOST:
             rc = has_host ? 0 : set_host(env, v.p, v.n);
-            if (rc == 0 && !has_host)
+            if (rc == 0 && !has_host) {
                 rc = set_str(env, key, v.p, v.n);
+                host = v;
+            }
             has_host = 1;
             break;
         default:
@@ -507,8 +518,8 @@ static int environ_http(PyObject *env, const wd_req_t *req)
         if (rc < 0)
             return -1;
     }
-    if (has_host && req->fwd_https == 1 && req->fwd_host.n > 0 &&
-        !host_has_port(req->fwd_host.p, req->fwd_host.n) &&
+    /* https as a trusted proxy says, and a host without a port: the port is https's. */
+    if (has_host && req->fwd_https == 1 && !host_has_port(host.p, host.n) &&
         set_str(env, keys[K_SERVER_PORT], "443", 3) < 0)
         return -1;
     if (!has_host) {

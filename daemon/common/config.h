@@ -109,8 +109,9 @@ typedef struct wd_group_conf {
     /* trusted-proxies: peers whose X-Forwarded-* / Forwarded are believed (HTTP). */
     wd_cidr_t *trusted_proxies;
     size_t n_trusted_proxies;
-    int strip_forwarded; /* strip-forwarded-headers: drop them from other peers' requests */
-    int proxy_protocol;  /* proxy-protocol: each connection starts with a PROXY v1/v2 header */
+    int strip_forwarded;   /* strip-forwarded-headers: drop them from other peers' requests */
+    int forwarded_rfc7239; /* forwarded-headers: forwarded (RFC 7239) rather than x-forwarded */
+    int proxy_protocol;    /* proxy-protocol: each connection starts with a PROXY v1/v2 header */
     /* Client-side timeouts (0 = none): whole head (30), between body reads (60), idle keep-alive
      * connection (75), between two writes that make progress (60). */
     double header_timeout;

@@ -402,6 +402,24 @@ static int key_strip_forwarded(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n,
     return wd__cfg_get_bool(ld, n, key, &g->strip_forwarded);
 }
 
+/* Which family a trusted proxy's word is taken from: the other may come from the client, passed
+ * on untouched by a proxy that only sets its own (nginx, Apache, HAProxy and Caddy all pass a
+ * client's Forwarded along while they write X-Forwarded-For). */
+static int key_forwarded_headers(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (strcmp(v, "x-forwarded") != 0 && strcmp(v, "forwarded") != 0)
+        return fail(ld, n, key,
+                    "'%s': x-forwarded (X-Forwarded-For, -Proto, -Host: the default) or "
+                    "forwarded (RFC 7239's Forwarded), whichever your proxy sets",
+                    v);
+    g->forwarded_rfc7239 = strcmp(v, "forwarded") == 0;
+    return 0;
+}
+
 static int key_proxy_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_get_bool(ld, n, key, &g->proxy_protocol);
@@ -480,6 +498,7 @@ static const group_key_t group_keys[] = {
     GK_FN("trusted-proxies", key_trusted_proxies),
     GK_FN("strip-forwarded-headers", key_strip_forwarded),
     GK_FN("proxy-protocol", key_proxy_protocol),
+    GK_FN("forwarded-headers", key_forwarded_headers),
     GK_FN("reload-on-change", wd__cfg_key_reload_on_change),
     GK_FN("watch", wd__cfg_key_watch),
     GK("maximum-requests", K_COUNT, maximum_requests, 0, 1e9, 0, "0..1000000000"),

@@ -238,7 +238,8 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
     wd_config_group_numbers(f, g);
     fprintf(f, "access-log %s %d\n", S(g->access_log), g->access_log_json);
     fprintf(f, "application-group %s\n", S(g->application_group));
-    fprintf(f, "strip-forwarded %d proxy-protocol %d\n", g->strip_forwarded, g->proxy_protocol);
+    fprintf(f, "strip-forwarded %d proxy-protocol %d rfc7239 %d\n", g->strip_forwarded,
+            g->proxy_protocol, g->forwarded_rfc7239);
     for (i = 0; i < g->n_trusted_proxies; i++) {
         const wd_cidr_t *c = &g->trusted_proxies[i];
 

@@ -135,10 +135,13 @@ static void set_client(wd_req_t *req, wd_slice_t addr)
 void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g)
 {
     char buf[JOINED_MAX];
-    wd_slice_t v = header_value(h, "forwarded", buf, sizeof buf), client;
+    wd_slice_t v, client;
     wd_fwd_t f;
 
-    if (v.p != NULL && v.n > 0) {
+    if (g->forwarded_rfc7239) {
+        v = header_value(h, "forwarded", buf, sizeof buf);
+        if (v.p == NULL || v.n == 0)
+            return;
         if (wd_fwd_forwarded(v.p, v.n, hop_trusted, (void *)g, &f)) {
             set_client(req, f.addr);
             req->fwd_https = f.proto.n ? proto_https(f.proto) : -1;

@@ -1,9 +1,10 @@
 /* trusted-proxies (issue #14): what a trusted proxy says about the client. From a peer in the
- * group's trusted-proxies, X-Forwarded-For / -Proto / -Host or RFC 7239 Forwarded (which wins
- * when both are there) give the request's client address, scheme and host: in the environ
- * (REMOTE_ADDR, wsgi.url_scheme and HTTPS, HTTP_HOST and SERVER_NAME) and in the access log. From
- * any other peer they are ignored, or dropped from the environ with strip-forwarded-headers. HTTP
- * only: a uwsgi or FastCGI proxy states the client in its own variables. Loop thread. */
+ * group's trusted-proxies, X-Forwarded-For / -Proto / -Host or RFC 7239 Forwarded give the
+ * request's client address, scheme and host: in the environ (REMOTE_ADDR, wsgi.url_scheme and
+ * HTTPS, HTTP_HOST and SERVER_NAME) and in the access log, from the family forwarded-headers names
+ * (X-Forwarded-*, the default, or Forwarded). From any other peer they are ignored, or dropped from
+ * the environ with strip-forwarded-headers. HTTP only: a uwsgi or FastCGI proxy states the client
+ * in its own variables. Loop thread. */
 #ifndef WD_WORKER_FORWARD_H
 #define WD_WORKER_FORWARD_H
 

@@ -41,8 +41,17 @@ def test_behind_nginx_proxy_pass(wsgid, nginx):
 
 def test_trusted_tcp_peer_forwarded_and_xff(wsgid):
     d = wsgid("environ", trusted_proxies=["127.0.0.0/8", "::1"])
-    e = env_of(request(d.tcp, path="/", headers={
-        "Forwarded": 'for=192.0.2.60;proto=https;host="shop.example:8443", for=127.0.0.1'}))
+    # X-Forwarded-* is the family believed by default: a Forwarded header (which proxies pass on
+    # from clients) is not.
+    e = env_of(request(d.tcp, path="/", host="shop.example",
+                       headers={"Forwarded": "for=192.0.2.99", "X-Forwarded-Proto": "https"}))
+    assert e["REMOTE_ADDR"] == "127.0.0.1" and e["wsgi.url_scheme"] == "https"
+    assert e["SERVER_PORT"] == "443", "https and a Host without a port"
+    d2 = wsgid("environ", group="rfc", trusted_proxies=["127.0.0.0/8"],
+               forwarded_headers="forwarded")
+    e = env_of(request(d2.tcp, path="/", headers={
+        "Forwarded": 'for=192.0.2.60;proto=https;host="shop.example:8443", for=127.0.0.1',
+        "X-Forwarded-For": "6.6.6.6"}))
     assert e["REMOTE_ADDR"] == "192.0.2.60"
     assert e["wsgi.url_scheme"] == "https"
     assert e["HTTP_HOST"] == "shop.example:8443" and e["SERVER_PORT"] == "8443"

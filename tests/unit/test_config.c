@@ -236,6 +236,8 @@ static const config_case_t cases[] = {
     {G "    strip-forwarded-headers: maybe\n", "groups.a.strip-forwarded-headers"},
     {G "    drain-delay: 2d\n", "groups.a.drain-delay"},
     {G "    access-log-format: json\n", NULL},
+    {G "    forwarded-headers: forwarded\n", NULL},
+    {G "    forwarded-headers: both\n", "groups.a.forwarded-headers: 'both': x-forwarded"},
     {G "    access-log-format: xml\n", "groups.a.access-log-format: 'xml': the formats are"},
     {G "    readiness-queue-wait: 0\n", NULL},
     {G "    trusted-proxies: [unix]\n    proxy-protocol: true\n", NULL},
