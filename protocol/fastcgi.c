@@ -185,22 +185,11 @@ framing:
  * body is STDIN up to its empty record). */
 static int parse_content_length(const char *p, size_t n, uint64_t *out)
 {
-    uint64_t v = 0;
-    size_t i;
-
     if (n == 2 && p[0] == '-' && p[1] == '1') {
         *out = 0;
         return 0;
     }
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t)(p[i] - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    *out = v;
-    return 0;
+    return wd_slice_u63(p, n, out);
 }
 
 static int name_is(wd_slice_t name, const char *want, size_t n)

@@ -1,5 +1,6 @@
 /* See forwarded.h. */
 #include "forwarded.h"
+#include "response.h"
 
 #include <arpa/inet.h>
 #include <string.h>
@@ -108,23 +109,6 @@ static size_t quoted_len(const char *p, size_t n)
     return 0;
 }
 
-static int name_is(wd_slice_t name, const char *lower)
-{
-    size_t k = strlen(lower);
-
-    if (name.n != k)
-        return 0;
-    for (size_t i = 0; i < k; i++) {
-        char c = name.p[i];
-
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != lower[i])
-            return 0;
-    }
-    return 1;
-}
-
 /* One element "for=...;proto=...;host=..." into *out (for= as the raw value: checked by the
  * caller). 1, or 0 when malformed. */
 static int element(const char *p, size_t n, wd_fwd_t *out, wd_slice_t *for_raw)
@@ -165,11 +149,11 @@ static int element(const char *p, size_t n, wd_fwd_t *out, wd_slice_t *for_raw)
         i++;
         wd_slice_t name = trim(p + name_start, name_end - name_start), val = {p + vs, vn};
 
-        if (name_is(name, "for"))
+        if (wd_slice_ieq(name.p, name.n, "for"))
             *for_raw = val;
-        else if (name_is(name, "proto"))
+        else if (wd_slice_ieq(name.p, name.n, "proto"))
             out->proto = val;
-        else if (name_is(name, "host"))
+        else if (wd_slice_ieq(name.p, name.n, "host"))
             out->host = val;
     }
     return 1;

@@ -23,4 +23,21 @@ typedef struct wd_span {
     uint32_t len;
 } wd_span_t;
 
+/* A CONTENT_LENGTH-style decimal: digits only, below 2^63 (empty is 0). 0, or -1 when p[0, n)
+ * is anything else. */
+static inline int wd_slice_u63(const char *p, size_t n, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t)(p[i] - '0')) / 10)
+            return -1;
+        v = v * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
 #endif

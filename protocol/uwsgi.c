@@ -42,22 +42,6 @@ static int looks_like_http(const char *buf, size_t len)
 }
 
 /* CONTENT_LENGTH: decimal digits below 2^63; empty means 0. */
-static int parse_content_length(const char *p, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i;
-
-    for (i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        if (v > (UINT64_C(0x7fffffffffffffff) - (uint64_t)(p[i] - '0')) / 10)
-            return -1;
-        v = v * 10 + (uint64_t)(p[i] - '0');
-    }
-    *out = v;
-    return 0;
-}
-
 static int key_is(wd_slice_t key, const char *name, size_t n)
 {
     return key.n == n && memcmp(key.p, name, n) == 0;
@@ -92,7 +76,7 @@ static wd_uwsgi_error_t parse_vars(wd_uwsgi_req_t *req)
 
         if (key_is(key, "CONTENT_LENGTH", 14)) {
             /* Two CONTENT_LENGTH vars are never legitimate: refuse rather than pick one. */
-            if (seen_cl || parse_content_length(val.p, val.n, &req->content_length) != 0)
+            if (seen_cl || wd_slice_u63(val.p, val.n, &req->content_length) != 0)
                 return WD_UWSGI_ECONTENT_LENGTH;
             seen_cl = 1;
         } else if (req->method.p == NULL && key_is(key, "REQUEST_METHOD", 14)) {

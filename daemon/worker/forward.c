@@ -4,6 +4,7 @@
 #include "forwarded.h"
 #include "log.h"
 #include "proxy_header.h"
+#include "response.h"
 #include "url.h"
 
 #include <arpa/inet.h>
@@ -48,23 +49,6 @@ static int hop_trusted(const char *addr, size_t n, void *ctx)
     return wd_fwd_peer_trusted(g, (const struct sockaddr *)&ss);
 }
 
-static int name_is(wd_slice_t name, const char *lower)
-{
-    size_t k = strlen(lower);
-
-    if (name.n != k)
-        return 0;
-    for (size_t i = 0; i < k; i++) {
-        char c = name.p[i];
-
-        if (c >= 'A' && c <= 'Z')
-            c = (char)(c - 'A' + 'a');
-        if (c != lower[i])
-            return 0;
-    }
-    return 1;
-}
-
 /* Every line of header `lower`, joined with ',' into buf (a single line is returned as it is).
  * Empty slice when absent; p NULL when the lines do not fit. */
 static wd_slice_t header_value(const wd_http_t *h, const char *lower, char *buf, size_t cap)
@@ -77,7 +61,7 @@ static wd_slice_t header_value(const wd_http_t *h, const char *lower, char *buf,
         wd_slice_t name = wd_http_slice(h, h->headers[i].name);
         wd_slice_t v = wd_http_slice(h, h->headers[i].value);
 
-        if (!name_is(name, lower))
+        if (!wd_slice_ieq(name.p, name.n, lower))
             continue;
         if (++lines == 1) {
             out = v;
