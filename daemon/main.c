@@ -26,7 +26,8 @@ static void usage(FILE *f)
                "  -h, --help         print this help and exit\n"
                "\n"
                "Signals to the master: TERM/INT graceful stop, HUP reload, USR1 reopen the logs.\n"
-               "The configuration keys are described in wsgid.yaml(5) and README.md; see also wsgictl(8).\n");
+               "The configuration keys are described in wsgid.yaml(5) and README.md; see also "
+               "wsgictl(8).\n");
 }
 
 static int check(const char *path)
