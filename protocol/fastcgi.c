@@ -388,7 +388,7 @@ size_t wd_fcgi_end(char out[WD_FCGI_END_SIZE], uint16_t id, int protocol_status)
            wd_fcgi_end_request(out + WD_FCGI_HEADER_SIZE, id, 0, protocol_status);
 }
 
-size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status)
+size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status, int protocol_status)
 {
     const char *reason = wd_response_reason(status);
     int body = snprintf(NULL, 0, "%d %s\n", status, reason);
@@ -404,5 +404,5 @@ size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status)
         return 0;
     wd_fcgi_header(out, WD_FCGI_STDOUT, id, (uint16_t)n, 0);
     return WD_FCGI_HEADER_SIZE + (size_t)n +
-           wd_fcgi_end(out + WD_FCGI_HEADER_SIZE + (size_t)n, id, WD_FCGI_REQUEST_COMPLETE);
+           wd_fcgi_end(out + WD_FCGI_HEADER_SIZE + (size_t)n, id, protocol_status);
 }

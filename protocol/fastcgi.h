@@ -179,8 +179,9 @@ size_t wd_fcgi_end(char out[WD_FCGI_END_SIZE], uint16_t id, int protocol_status)
 
 /* A whole response the server makes itself (an error page): one STDOUT record with a CGI head
  * ("Status: 413 Payload Too Large", text/plain, Content-Length) and the text "413 Payload Too
- * Large\n", then the end (wd_fcgi_end). Returns its size, or 0 if cap is too small. */
-size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status);
+ * Large\n", then the end (wd_fcgi_end) with protocol_status. Returns its size, or 0 if cap is
+ * too small. */
+size_t wd_fcgi_canned(char *out, size_t cap, uint16_t id, int status, int protocol_status);
 
 const char *wd_fcgi_strerror(wd_fcgi_error_t e);
 

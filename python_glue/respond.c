@@ -254,8 +254,8 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
     }
 }
 
-/* A canned error answer; returns the keep-alive verdict. */
-static int send_canned(wd_resp_t *r, int code)
+/* A canned error answer (FastCGI: ending with protocol_status); returns the keep-alive verdict. */
+static int send_canned(wd_resp_t *r, int code, int protocol_status)
 {
     char buf[512];
     int keep_alive = 0, minor = 1;
@@ -268,7 +268,8 @@ static int send_canned(wd_resp_t *r, int code)
     }
     if (r->req->kind == WD_REQ_FCGI) {
         keep_alive = r->req->fcgi_keep;
-        n = wd_fcgi_canned(buf, sizeof buf, r->req->fcgi_id, code); /* records, and the end */
+        /* records, and the end */
+        n = wd_fcgi_canned(buf, sizeof buf, r->req->fcgi_id, code, protocol_status);
     } else {
         n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
     }
@@ -365,8 +366,9 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     r->thr = thr;
     req->status = 0;
     if (app == NULL || queue_timed_out(req)) {
-        /* No mount takes the path, and the group has no app of its own. */
-        keep_alive = send_canned(r, app == NULL ? 404 : 504);
+        /* No mount takes the path, and the group has no app of its own; or queue-timeout. */
+        keep_alive = app == NULL ? send_canned(r, 404, WD_FCGI_REQUEST_COMPLETE)
+                                 : send_canned(r, 504, WD_FCGI_OVERLOADED);
         r->req = NULL;
         Py_DECREF(r);
         return keep_alive;
@@ -392,7 +394,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (result != NULL)
         close_result(r, result, &error);
     if (error && !r->head_sent && !r->client_gone)
-        keep_alive = send_canned(r, req->timed_out ? 504 : 500);
+        keep_alive = send_canned(r, req->timed_out ? 504 : 500, WD_FCGI_REQUEST_COMPLETE);
     else if (error)
         keep_alive = r->head_sent && !r->client_gone ? WD_OUT_RESET : 0;
     else

@@ -32,6 +32,7 @@ static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
 static void note_app_done(wd_conn_t *c);
 static void conn_poll_cb(uv_poll_t *p, int status, int events);
+static int app_watch(const wd_conn_t *c);
 
 /* The poll handle is made only when the connection first has to wait: a request that is complete
  * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */
@@ -282,6 +283,8 @@ static void conn_dispatch(wd_conn_t *c)
     /* The poll keeps watching for reads: nginx sends nothing more, and a pipelining client's
      * next bytes turn it off in conn_poll_cb. One epoll_ctl less per request. */
     conn_timer(c, 0);
+    if (c->proto == WD_REQ_FCGI)
+        set_events(c, app_watch(c)); /* an ABORT_REQUEST may come */
     req->may_be_lazy = c->proto == WD_REQ_HTTP && c->http.keep_alive; /* see wd_out_finish */
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
@@ -693,9 +696,9 @@ static void conn_send(wd_conn_t *c)
         return;
     }
     if (want_write)
-        set_events(c, UV_WRITABLE | UV_DISCONNECT);
+        set_events(c, UV_WRITABLE | app_watch(c));
     else if (c->events & UV_WRITABLE)
-        set_events(c, UV_DISCONNECT);
+        set_events(c, app_watch(c));
     if (!want_write) {
         conn_timer(c, 0);
     } else if (c->out.sent != c->last_sent || !uv_is_active((uv_handle_t *)&c->timer)) {
@@ -715,6 +718,13 @@ static void conn_abandon(wd_conn_t *c)
         response_complete(c);
     else
         set_events(c, 0);
+}
+
+/* What the poll watches while the app runs: the client hanging up and, on FastCGI, the proxy's
+ * records (an ABORT_REQUEST) while the buffer has room for them. */
+static int app_watch(const wd_conn_t *c)
+{
+    return UV_DISCONNECT | (c->proto == WD_REQ_FCGI && c->len < c->cap ? UV_READABLE : 0);
 }
 
 void wd_conn_ready(wd_handoff_node_t *node)
@@ -743,6 +753,15 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
                             c->dispatched ? c->req.id : "-");
             conn_abandon(c);
             return;
+        }
+        if (c->proto == WD_REQ_FCGI && (events & (UV_READABLE | UV_DISCONNECT))) {
+            /* The proxy aborts a request with ABORT_REQUEST or by closing the connection. */
+            if (wd__conn_fcgi_watch(c)) {
+                conn_abandon(c);
+                return;
+            }
+            events &= ~(UV_READABLE | UV_DISCONNECT);
+            set_events(c, (c->events & UV_WRITABLE) | app_watch(c));
         }
         if (events & UV_DISCONNECT) {
             /* The client shut its side down (FIN). That is how some clients end their request

@@ -29,7 +29,10 @@ static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_ali
     wd__conn_send(c);
 }
 
-/* Answers a dispatched request that no Python thread took (queue-timeout), as if the app had. */
+/* Answers a dispatched request that no Python thread took (queue-timeout), as if the app had.
+ * FastCGI: the 504 in STDOUT, which is what nginx, Apache, HAProxy and Caddy show (none of them
+ * acts on END_REQUEST's protocol status), then END_REQUEST with FCGI_OVERLOADED, the spec's
+ * "rejected for lack of resources", for a client that does. */
 void wd__conn_answer(wd_conn_t *c, int status)
 {
     char buf[512];
@@ -39,7 +42,7 @@ void wd__conn_answer(wd_conn_t *c, int status)
 
     if (c->proto == WD_REQ_FCGI) {
         keep = c->fcgi.keep_conn;
-        n = wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status);
+        n = wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status, WD_FCGI_OVERLOADED);
     } else {
         n = wd_response_canned(buf, sizeof buf, status, minor, keep);
     }
@@ -64,7 +67,9 @@ void wd__conn_fail(wd_conn_t *c, int status)
     int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
 
     if (c->proto == WD_REQ_FCGI) {
-        conn_fail_bytes(c, status, buf, wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status));
+        conn_fail_bytes(
+            c, status, buf,
+            wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status, WD_FCGI_REQUEST_COMPLETE));
         return;
     }
 

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Writes a management answer (GET_VALUES_RESULT, UNKNOWN_TYPE, an END_REQUEST that refuses a
  * request) at once: they are a few bytes, sent between requests, when the connection's response
@@ -189,6 +190,43 @@ int wd__conn_fcgi_process(wd_conn_t *c)
     c->len -= c->parsed;
     c->parsed = 0;
     return 0;
+}
+
+int wd__conn_fcgi_watch(wd_conn_t *c)
+{
+    ssize_t n = 0;
+    size_t at = c->parsed;
+
+    if (c->len < c->cap) {
+        do
+            n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        while (n < 0 && errno == EINTR);
+    }
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+        wd_log_info("[req %s] peer %s: the proxy closed the FastCGI connection: request aborted",
+                    c->req.id, wd__conn_peer(c));
+        return 1;
+    }
+    if (n > 0)
+        c->len += (size_t)n;
+    for (;;) {
+        wd_fcgi_record_t rec;
+        int r = wd_fcgi_record(c->buf + at, c->len - at, &rec);
+
+        if (r == WD_PARSE_AGAIN)
+            return 0;
+        if (r == WD_PARSE_ERROR) {
+            wd_log_warn("[req %s] peer %s: malformed FastCGI record on %s: %s", c->req.id,
+                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
+            return 1;
+        }
+        if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
+            wd_log_info("[req %s] peer %s: FastCGI request %u aborted by the proxy while it ran",
+                        c->req.id, wd__conn_peer(c), rec.request_id);
+            return 1;
+        }
+        at += (size_t)r;
+    }
 }
 
 void wd__conn_fcgi_reset(wd_conn_t *c)

@@ -40,6 +40,10 @@ void wd__conn_drain(wd_conn_t *c);
 /* Takes the FastCGI records in c->buf: 1 when a request is complete (dispatch it), 0 when more
  * bytes are needed, -1 when the connection was answered or closed. */
 int wd__conn_fcgi_process(wd_conn_t *c);
+/* While the app runs: reads what the buffer has room for and looks for the request's end from
+ * the proxy (an ABORT_REQUEST of its id, the connection closed, a malformed record). 1 when the
+ * request is aborted, else 0 (the records read wait for the next request). */
+int wd__conn_fcgi_watch(wd_conn_t *c);
 /* After a response: the connection is ready for the next BEGIN_REQUEST. */
 void wd__conn_fcgi_reset(wd_conn_t *c);
 

@@ -5,12 +5,14 @@ malformed records."""
 import hashlib
 import json
 import os
+import time
 
 import requests
 
 from helpers import fcgi
 from helpers.clients import Conn
 from helpers.config import app, make_config
+from helpers.procs import wait_for
 
 MiB = 1024 * 1024
 
@@ -130,3 +132,65 @@ def test_refusals(wsgid, tmp):
     with Conn(sock) as c:
         c.send(b"\x01\x06\x00\x01\x00\x00\x00\x00")  # STDOUT sent to a server
         assert c.closed()
+
+
+def params(uri):
+    path, _, query = uri.partition("?")
+    return {"REQUEST_METHOD": "GET", "REQUEST_URI": uri, "PATH_INFO": path,
+            "QUERY_STRING": query, "SERVER_PROTOCOL": "HTTP/1.1"}
+
+
+def closed_after(tmp, name):
+    """How many parts /stream/closing gave before its close() (the app's iterable closed)."""
+    path = tmp / ("closed-" + name)
+    wait_for(path.exists, timeout=10, what="the app's iterable closed (%s)" % path)
+    return int(path.read_text())
+
+
+def test_abort_while_the_app_runs(wsgid, tmp):
+    """ABORT_REQUEST while the app streams, and the proxy closing the connection: the response is
+    dropped, the connection closed, and the app's iterable closed at its next part, not at its
+    end (100 parts, 5 s)."""
+    d, sock = start(wsgid, tmp, threads=2)
+    uri = "/stream/closing?n=100&pause=0.05&name=%s"
+    with Conn(sock) as c:
+        c.send(fcgi.request(params(uri % "abort"), rid=5, keep=True))
+        first = fcgi.read_records(c, until_end=False, count=1)
+        assert first[0][:2] == (fcgi.STDOUT, 5)
+        t0 = time.monotonic()
+        c.send(fcgi.record(fcgi.ABORT_REQUEST, 5))
+        assert c.closed(timeout=3) and time.monotonic() - t0 < 2
+    assert closed_after(tmp, "abort") < 30
+    d.expect_log(r"FastCGI request 5 aborted by the proxy while it ran")
+    with Conn(sock) as c:
+        c.send(fcgi.request(params(uri % "gone"), rid=1, keep=True))
+        fcgi.read_records(c, until_end=False, count=1)
+    assert closed_after(tmp, "gone") < 30
+    d.expect_log(r"the proxy closed the FastCGI connection: request aborted")
+    # An ABORT_REQUEST of another id, or the next request's records, abort nothing.
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/stream/closing?n=5&pause=0.1&name=other"), rid=2, keep=True)
+               + fcgi.record(fcgi.ABORT_REQUEST, 3))
+        recs = fcgi.read_records(c)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert fcgi.stdout_of(recs).endswith(b"part 4\n")
+    assert closed_after(tmp, "other") == 5
+
+
+def test_queue_timeout_overloaded(wsgid, tmp):
+    """queue-timeout: the 504 in STDOUT (what proxies show), then END_REQUEST with FCGI_OVERLOADED;
+    the kept connection serves on. (Through each proxy: test_proxies.py.)"""
+    d, sock = start(wsgid, tmp, threads=1, queue_timeout="1s")
+    with Conn(sock) as busy, Conn(sock) as c:
+        busy.send(fcgi.request(params("/ops/sleep?t=3"), rid=1))
+        wait_for((tmp / "started-sleep").exists, what="the app to start sleeping")
+        c.send(fcgi.request(params("/environ/"), rid=4, keep=True))
+        recs = fcgi.read_records(c)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 504 Gateway Timeout\r\n")
+        assert fcgi.end_of(recs) == (0, fcgi.OVERLOADED) and all(r == 4 for _, r, _ in recs)
+        assert fcgi.end_of(fcgi.read_records(busy)) == (0, fcgi.REQUEST_COMPLETE)
+        c.send(fcgi.request(params("/environ/"), rid=5, keep=True))
+        recs = fcgi.read_records(c)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK\r\n")
+    d.expect_log(r"over queue-timeout")

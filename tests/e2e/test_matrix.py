@@ -1,6 +1,7 @@
 """The bad-input matrix (issue #5, item 3): ONE table of cases. Each case says how to reach the
-daemon (raw HTTP over TCP, raw uwsgi on its unix socket, or HTTP through nginx's uwsgi_pass), the
-bytes to send (whole, in 1-byte writes, or in pieces with delays) and the expected answer:
+daemon (raw HTTP over TCP, raw uwsgi or raw FastCGI on its unix socket, or HTTP through nginx's
+uwsgi_pass), the bytes to send (whole, in 1-byte writes, or in pieces with delays) and the expected
+answer:
 
     S(400)          a 400 response, then the connection is closed
     S(200, 200)     those responses in order (pipelining), then closed
@@ -8,6 +9,16 @@ bytes to send (whole, in 1-byte writes, or in pieces with delays) and the expect
     CLOSED          closed without a single byte of answer
     CUT(200)        a 200 head and part of the body, then closed before the end
     ANY(a, b...)    one of those outcomes (where the RFCs allow either)
+
+and for FastCGI, whose answers are records:
+
+    FEND(200)       "Status: 200" in STDOUT, then END_REQUEST (REQUEST_COMPLETE, or ps=...), and the
+                    connection (FCGI_KEEP_CONN) serves a hello after it; FEND(413, keep=False): then
+                    closed
+    FREFUSED(ps)    END_REQUEST with protocol status ps and no STDOUT; the connection serves on
+    FMGMT(types)    management answers (GET_VALUES_RESULT, UNKNOWN_TYPE); the connection serves on
+                    (keep=False: closed after them)
+    FCUT            STDOUT begun, then closed without END_REQUEST (the proxy sees the cut)
 
 plus, for some, a check of a side effect (the app was never called; no injected header). After
 each case the daemon must still answer a hello over the same transport, and the fixtures check that
@@ -20,6 +31,7 @@ import time
 
 import pytest
 
+from helpers import fcgi
 from helpers.clients import (HELLO, Conn, Incomplete, http_request, parse_response, uwsgi_call,
                              uwsgi_packet, uwsgi_request)
 from helpers.nginx import uwsgi_location
@@ -68,6 +80,38 @@ class ANY:
 
     def __repr__(self):
         return "ANY%r" % (tuple(self.options),)
+
+
+class FEND:
+    def __init__(self, status=200, ps=fcgi.REQUEST_COMPLETE, keep=True):
+        self.status, self.ps, self.keep = status, ps, keep
+
+    def __repr__(self):
+        return "FEND(%d, ps=%d%s)" % (self.status, self.ps, "" if self.keep else ", closed")
+
+
+class FREFUSED:
+    def __init__(self, ps):
+        self.ps = ps
+
+    def __repr__(self):
+        return "FREFUSED(%d)" % self.ps
+
+
+class FMGMT:
+    def __init__(self, *rtypes, keep=True):
+        self.rtypes, self.keep = list(rtypes), keep
+
+    def __repr__(self):
+        return "FMGMT%r" % (tuple(self.rtypes),)
+
+
+class _FCut:
+    def __repr__(self):
+        return "FCUT"
+
+
+FCUT = _FCut()
 
 
 # --- how to send --------------------------------------------------------------------------------
@@ -174,9 +218,51 @@ def fastcgi_begin():
             + b"\x01\x04\x00\x01\x00\x00\x00\x00")
 
 
+FVARS = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/hello", "PATH_INFO": "/hello",
+         "QUERY_STRING": "", "SERVER_PROTOCOL": "HTTP/1.1", "SERVER_NAME": "localhost",
+         "SERVER_PORT": "80", "REMOTE_ADDR": "127.0.0.1", "HTTP_HOST": "localhost"}
+
+
+def FC(body=b"", rid=1, keep=True, **over):
+    """A FastCGI request as nginx's fastcgi_pass sends it (FVARS, changed by over; None drops)."""
+    v = dict(FVARS, **over)
+    return fcgi.request({k: x for k, x in v.items() if x is not None}, body, rid=rid, keep=keep)
+
+
+def FPOST(body, **over):
+    return FC(body, REQUEST_METHOD="POST", PATH_INFO="/echo", REQUEST_URI="/echo", **over)
+
+
+def fc_records(*recs):
+    return b"".join(fcgi.record(*r) for r in recs)
+
+
+def fc_padded(rid=1):
+    """Every record padded to a multiple of 8 the way the spec suggests (and 255 once)."""
+    params = fcgi.pairs(FVARS)
+    return (fcgi.begin(rid, keep=True)[:6] + b"\x07\x00" + fcgi.begin(rid, keep=True)[8:]
+            + b"\0" * 7 + fcgi.record(fcgi.PARAMS, rid, params, padding=(-len(params)) % 8)
+            + fcgi.record(fcgi.PARAMS, rid, b"", padding=255) + fcgi.record(fcgi.STDIN, rid))
+
+
+def fc_params_split(rid=1):
+    """PARAMS in records of 3 bytes each (pairs cut anywhere), one value with a 4-byte length."""
+    params = fcgi.pairs(dict(FVARS, HTTP_X_LONG="l" * 300))
+    out = fcgi.begin(rid, keep=True)
+    for i in range(0, len(params), 3):
+        out += fcgi.record(fcgi.PARAMS, rid, params[i:i + 3])
+    return out + fcgi.record(fcgi.PARAMS, rid) + fcgi.record(fcgi.STDIN, rid)
+
+
+def fc_bad_pairs(tail):
+    """PARAMS whose last pair's lengths run past the stream."""
+    return (fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(FVARS) + tail)
+            + fcgi.record(fcgi.PARAMS, 1) + fcgi.record(fcgi.STDIN, 1))
+
+
 # --- the table ----------------------------------------------------------------------------------
 
-T, U, N, NT = "tcp", "unix", "nginx", "nginx-tcp"
+T, U, N, NT, F = "tcp", "unix", "nginx", "nginx-tcp", "fastcgi"
 BIG = b"a" * 70000
 MANY = [("X-H%d" % i, "v") for i in range(150)]
 
@@ -513,6 +599,62 @@ CASES = [
          S(200)),
     Case("nginx-pipe-close-in-middle", N, H() + H(headers={"Connection": "close"})
          + H("GET", "/third"), S(200, 200), not_called="GET /third"),
+] + [
+    # FastCGI on the unix socket (protocol: auto), as a proxy's fastcgi_pass would send it.
+    Case("fcgi-hello", F, FC(), FEND(200), called="GET /hello"),
+    Case("fcgi-hello-1byte", F, FC(), FEND(200), how="bytes"),
+    Case("fcgi-hello-pieces", F, FC(), FEND(200), how="pieces", pieces=[1, 7, 9, 100],
+         delay=0.05),
+    Case("fcgi-padding", F, fc_padded(), FEND(200)),
+    Case("fcgi-params-split", F, fc_params_split(), FEND(200)),
+    Case("fcgi-other-ids-ignored", F, (lambda r: r[:16] + fc_records(
+        (fcgi.PARAMS, 9, b"\x01\x01ab"), (fcgi.STDIN, 9, b"x"), (fcgi.ABORT_REQUEST, 9)) + r[16:])(
+            FC()), FEND(200), called="GET /hello"),
+    Case("fcgi-post-echo", F, FPOST(b"hello", CONTENT_LENGTH="5"), FEND(200),
+         called="POST /echo"),
+    Case("fcgi-post-no-length", F, FPOST(b"hello"), FEND(200), called="POST /echo"),
+    Case("fcgi-cl-minus1", F, FPOST(b"hello", CONTENT_LENGTH="-1"), FEND(200),
+         called="POST /echo"),
+    Case("fcgi-cl-abc", F, FPOST(b"hello", CONTENT_LENGTH="abc"), FEND(400, keep=False),
+         not_called="POST /echo"),
+    Case("fcgi-cl-huge", F, FPOST(b"", CONTENT_LENGTH="99999999999999999999999"),
+         ANY(FEND(400, keep=False), FEND(413, keep=False)), not_called="POST /echo"),
+    Case("fcgi-cl-over-limit", F, FPOST(b"", CONTENT_LENGTH=str(LIMIT + 1)),
+         FEND(413, keep=False), not_called="POST /echo"),
+    Case("fcgi-stdin-past-cl", F, FPOST(b"hello, world", CONTENT_LENGTH="5"),
+         FEND(400, keep=False), not_called="POST /echo"),
+    Case("fcgi-params-over-buffer", F, FC(HTTP_X_BIG="b" * 70000), FEND(431, keep=False),
+         not_called="GET /hello"),
+    Case("fcgi-pair-name-past-end", F, fc_bad_pairs(b"\x7f\x01ab"), FEND(400, keep=False)),
+    Case("fcgi-pair-4byte-length-past-end", F, fc_bad_pairs(b"\x80\x00\x10\x00\x01abc"),
+         FEND(400, keep=False)),
+    Case("fcgi-unknown-role", F, fcgi.begin(1, role=fcgi.AUTHORIZER, keep=True),
+         FREFUSED(fcgi.UNKNOWN_ROLE)),
+    Case("fcgi-filter-role", F, fcgi.begin(1, role=3, keep=True), FREFUSED(fcgi.UNKNOWN_ROLE)),
+    Case("fcgi-abort-before-run", F, fcgi.begin(1, keep=True) + fc_records(
+        (fcgi.PARAMS, 1, fcgi.pairs(dict(FVARS, PATH_INFO="/never"))), (fcgi.ABORT_REQUEST, 1)),
+         FREFUSED(fcgi.REQUEST_COMPLETE), not_called="GET /never"),
+    Case("fcgi-get-values", F, fc_records((fcgi.GET_VALUES, 0, fcgi.pairs(
+        {"FCGI_MAX_CONNS": "", "FCGI_MPXS_CONNS": ""}))), FMGMT(fcgi.GET_VALUES_RESULT),
+         how="bytes"),
+    Case("fcgi-unknown-management", F, fc_records((fcgi.GET_VALUES, 0, b""), (200, 0, b"\0" * 8)),
+         FMGMT(fcgi.GET_VALUES_RESULT, fcgi.UNKNOWN_TYPE)),
+    # An application record on the management id: not FastCGI's; closed.
+    Case("fcgi-stdin-on-id-0", F, fc_records((fcgi.GET_VALUES, 0, b""), (fcgi.STDIN, 0, b"x")),
+         FMGMT(fcgi.GET_VALUES_RESULT, keep=False)),
+    Case("fcgi-version-2", F, fcgi.begin(1, keep=True) + b"\x02" + fcgi.record(
+        fcgi.PARAMS, 1)[1:], CLOSED, shut=True, not_called="GET /hello"),
+    Case("fcgi-stdout-from-proxy", F, fcgi.begin(1, keep=True) + fcgi.record(
+        fcgi.STDOUT, 1, b"x"), CLOSED, not_called="GET /hello"),
+    Case("fcgi-record-cut", F, fcgi.begin(1, keep=True) + b"\x01\x04\x00\x01\xff\xff\x00\x00"
+         + b"p" * 10, CLOSED, shut=True, not_called="GET /hello"),
+    Case("fcgi-header-cut", F, fcgi.begin(1, keep=True)[:5], CLOSED, shut=True),
+    Case("fcgi-random-after-begin", F, fcgi.begin(1, keep=True) + seeded_random(7),
+         ANY(CLOSED, FEND(400, keep=False)), shut=True, not_called="GET /hello"),
+    Case("fcgi-app-raise-before", F, FC(PATH_INFO="/m/raise-before"), FEND(500)),
+    Case("fcgi-app-header-crlf", F, FC(PATH_INFO="/m/header-crlf"), FEND(500),
+         absent=b"Injected"),
+    Case("fcgi-app-gen-raise", F, FC(PATH_INFO="/m/gen-raise"), FCUT),
 ]
 
 
@@ -616,14 +758,82 @@ def _outcome(conn, case, expect):
     raise AssertionError("bad expectation %r" % expect)
 
 
+def _fcgi_hello(conn, rid=1):
+    conn.send(FC(rid=rid))
+    recs = fcgi.read_records(conn)
+    out = fcgi.stdout_of(recs)
+    if not out.startswith(b"Status: 200") or not out.endswith(HELLO):
+        return "the kept connection does not answer a hello: %r" % recs
+    return None
+
+
+def _fcgi_outcome(conn, expect):
+    """Returns None if the FastCGI answer matches expect, else what came."""
+    if expect is CLOSED:
+        try:
+            data = conn.read_until_close()
+        except (socket.timeout, TimeoutError):
+            return "not closed within the timeout; got %r" % conn.buf[:300]
+        return None if data == b"" else "expected a close without answer, got %r" % data[:300]
+    try:
+        recs = fcgi.read_records(conn, until_end=not isinstance(expect, FMGMT),
+                                 count=len(expect.rtypes) if isinstance(expect, FMGMT) else None)
+    except (socket.timeout, TimeoutError):
+        return "no answer within the timeout; got %r" % conn.buf[:300]
+    conn.data = b"".join(c for _, _, c in recs)
+    ends = [c for t, _, c in recs if t == fcgi.END_REQUEST]
+    out = fcgi.stdout_of(recs)
+    if isinstance(expect, FMGMT):
+        if [t for t, _, _ in recs] != expect.rtypes:
+            return "expected records of types %r, got %r" % (expect.rtypes, recs)
+        if not expect.keep:
+            return None if conn.closed() else "not closed after the answer"
+        return _fcgi_hello(conn)
+    if expect is FCUT:
+        if ends or not out.startswith(b"Status: 200"):
+            return "expected STDOUT cut short, got %r" % recs
+        return None if conn.closed() else "not closed after the cut"
+    if not ends:
+        return "no END_REQUEST: %r" % recs
+    if isinstance(expect, FREFUSED):
+        if out or fcgi.end_of(recs) != (0, expect.ps):
+            return "expected END_REQUEST %d alone, got %r" % (expect.ps, recs)
+        return _fcgi_hello(conn)
+    if not out.startswith(b"Status: %d " % expect.status) or fcgi.end_of(recs)[1] != expect.ps:
+        return "expected Status %d then END_REQUEST %d, got %r" % (expect.status, expect.ps, recs)
+    if not expect.keep:
+        return None if conn.closed() else "not closed after the answer"
+    return _fcgi_hello(conn)
+
+
 def _matches(opt, status):
     if isinstance(opt, S):
         return opt.statuses[:1] == [status]
     return isinstance(opt, (KEEP, CUT)) and opt.status == status
 
 
+def _fcgi_check(conn, exp):
+    """ANY over FastCGI: the first byte tells a close from records; a status picks the FEND."""
+    if not isinstance(exp, ANY):
+        return _fcgi_outcome(conn, exp)
+    conn.sock.settimeout(10)
+    while not conn.buf and not conn.eof:
+        conn._fill()
+    if not conn.buf:
+        return None if CLOSED in exp.options else "closed, expected %r" % (exp,)
+    recs = fcgi.read_records(conn)
+    out = fcgi.stdout_of(recs)
+    for o in exp.options:
+        if isinstance(o, FEND) and out.startswith(b"Status: %d " % o.status):
+            conn.buf = b"".join(fcgi.record(t, i, c) for t, i, c in recs) + conn.buf
+            return _fcgi_outcome(conn, o)
+    return "expected %r, got %r" % (exp, recs)
+
+
 def _check(conn, case):
     exp = case.expect
+    if case.transport == F:
+        return _fcgi_check(conn, exp)
     if not isinstance(exp, ANY):
         return _outcome(conn, case, exp)
     # Peek at the first answer (a head, or a close), then hold it to the options that fit.
@@ -683,6 +893,8 @@ def test_matrix(case, matrix, nginx, tmp):
     else:
         addr = d.tcp if case.transport == T else d.unix
     with Conn(addr, timeout=10) as conn:
+        if case.transport == F and conn.sock.family == socket.AF_INET:
+            raise AssertionError("FastCGI goes to the unix socket")
         if case.transport == U and conn.sock.family == socket.AF_INET:
             raise AssertionError("uwsgi goes to the unix socket")
         try:
@@ -701,6 +913,11 @@ def test_matrix(case, matrix, nginx, tmp):
     if case.called:
         assert case.called in calls, calls
     # The daemon still answers a hello, over the same transport.
+    if case.transport == F:
+        with Conn(addr) as c:
+            assert _fcgi_hello(c) is None
+        assert d.running()
+        return
     if case.transport == U:
         r = uwsgi_call(d.unix, path="/hello")
     else:

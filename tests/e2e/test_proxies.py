@@ -23,8 +23,10 @@ import json
 import re
 import socket
 import subprocess
+import time
 import warnings
 from collections import namedtuple
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -280,7 +282,8 @@ def site(request, wsgid):
               "/stream": app("stream"), "/m": app("mistakes")}
     opts = apache_conf.SOCKET_OPTS if path.start in (apache_uwsgi, apache_fcgi) else {}
     metrics = ("127.0.0.1", free_port())
-    d = wsgid("environ", threads=4, mounts=mounts, top={"metrics": "%s:%d" % metrics}, **opts)
+    d = wsgid("environ", threads=4, mounts=mounts, top={"metrics": "%s:%d" % metrics},
+              queue_timeout="2s", **opts)
     d.metrics = metrics
     s = Setup(d, path.start(start_proxy, d), path)
     yield s
@@ -473,6 +476,22 @@ def test_fastcgi_variables(site):
     assert e["SERVER_PROTOCOL"] == "HTTP/1.1"
     assert e["GATEWAY_INTERFACE"] == "CGI/1.1"
     assert e["wsgi.url_scheme"] == "http" and "HTTPS" not in e
+
+
+@fastcgi
+def test_fastcgi_queue_timeout(site):
+    """queue-timeout on FastCGI ends the request with FCGI_OVERLOADED after a 504 in STDOUT
+    (test_fastcgi.py reads the records): no proxy acts on END_REQUEST's protocol status, and each
+    passes the 504 on to its client, then serves on."""
+    site.proxy.expect_log(r' 504 \d+ .*"GET /hello HTTP/1\.1"')  # HAProxy logs a 5xx as an error
+    with ThreadPoolExecutor(4) as pool:
+        busy = [pool.submit(site.get, "/stream?n=40&pause=0.1") for _ in range(4)]
+        time.sleep(1)
+        r = site.get("/hello")
+        assert r.status_code == 504, r.text[:200]
+        assert all(f.result().status_code == 200 for f in busy)
+    assert site.get("/hello").content == HELLO
+    site.d.expect_log(r"over queue-timeout")
 
 
 # --- trusted-proxies and proxy-protocol through the real proxies ---------------------------------

@@ -629,6 +629,29 @@ static void test_writers(void)
     check_bytes("GET_VALUES_RESULT none", out, n, "\x01\x0a\x00\x00\x00\x00\x00\x00", 8);
     n = wd_fcgi_get_values_result(out, NULL, 0, &vals);
     check_bytes("GET_VALUES_RESULT empty query", out, n, "\x01\x0a\x00\x00\x00\x00\x00\x00", 8);
+
+    /* The loop's own answers: one STDOUT record with a CGI head, then the end with the protocol
+     * status asked (queue-timeout's 504 ends FCGI_OVERLOADED). */
+    {
+        static const char head504[] = "Status: 504 Gateway Timeout\r\nContent-Type: text/plain\r\n"
+                                      "Content-Length: 20\r\n\r\n504 Gateway Timeout\n";
+        char big[256], want[256];
+        size_t hl = sizeof head504 - 1, k;
+
+        n = wd_fcgi_canned(big, sizeof big, 9, 504, WD_FCGI_OVERLOADED);
+        k = wd_fcgi_header(want, WD_FCGI_STDOUT, 9, (uint16_t)hl, 0);
+        memcpy(want + k, head504, hl);
+        k += hl;
+        k += wd_fcgi_header(want + k, WD_FCGI_STDOUT, 9, 0, 0);
+        k += wd_fcgi_end_request(want + k, 9, 0, WD_FCGI_OVERLOADED);
+        check_bytes("canned 504 overloaded", big, n, want, k);
+        n = wd_fcgi_canned(big, sizeof big, 9, 504, WD_FCGI_REQUEST_COMPLETE);
+        want[k - 4] = WD_FCGI_REQUEST_COMPLETE;
+        check_bytes("canned 504 complete", big, n, want, k);
+        T_CHECK(wd_fcgi_canned(big, k - 1, 9, 504, 0) == 0 &&
+                    wd_fcgi_canned(big, k, 9, 504, 0) == k,
+                "canned: 0 when cap is short by a byte");
+    }
 }
 
 /* A request as nginx's fastcgi_pass sends it with fastcgi_keep_conn on */

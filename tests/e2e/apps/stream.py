@@ -1,4 +1,7 @@
-"""Streaming: a generator with pauses (/gen) and the write() callable (/write)."""
+"""Streaming: a generator with pauses (/gen), the write() callable (/write), and /closing?name=N:
+parts with pauses from an iterable whose close() writes $WSGID_E2E_DIR/closed-N with the number of
+parts it gave (so a test sees when and where a request was cut off)."""
+import os
 import time
 from urllib.parse import parse_qs
 
@@ -7,6 +10,23 @@ def _gen(n, pause):
     for i in range(n):
         yield b"part %d\n" % i
         time.sleep(pause)
+
+
+class _Closing:
+    def __init__(self, n, pause, name):
+        self.n, self.pause, self.name, self.given = n, pause, name, 0
+
+    def __iter__(self):
+        for i in range(self.n):
+            self.given += 1
+            yield b"part %d\n" % i
+            time.sleep(self.pause)
+
+    def close(self):
+        path = os.path.join(os.environ.get("WSGID_E2E_DIR", "/tmp"), "closed-" + self.name)
+        with open(path + ".tmp", "w") as f:
+            f.write(str(self.given))
+        os.rename(path + ".tmp", path)
 
 
 def application(environ, start_response):
@@ -25,4 +45,6 @@ def application(environ, start_response):
             write(b"w%d;" % i)
         return []
     start_response("200 OK", [("Content-Type", "text/plain")])
+    if path == "/closing":
+        return _Closing(n, pause, qs.get("name", ["x"])[0])
     return _gen(n, pause)

@@ -32,16 +32,21 @@ def begin(rid=1, role=RESPONDER, keep=False):
 
 def request(params, body=b"", rid=1, keep=False):
     """The records of one request, as nginx's fastcgi_pass sends them."""
-    out = begin(rid, keep=keep) + record(PARAMS, rid, pairs(params)) + record(PARAMS, rid)
+    p = pairs(params)
+    out = begin(rid, keep=keep)
+    for i in range(0, len(p), 65535):
+        out += record(PARAMS, rid, p[i:i + 65535])
+    out += record(PARAMS, rid)
     for i in range(0, len(body), 65535):
         out += record(STDIN, rid, body[i:i + 65535])
     return out + record(STDIN, rid)
 
 
-def read_records(conn, until_end=True):
-    """Records from a helpers.clients.Conn: [(type, id, content)] up to END_REQUEST (or EOF)."""
+def read_records(conn, until_end=True, count=None):
+    """Records from a helpers.clients.Conn: [(type, id, content)] up to END_REQUEST (or EOF), or
+    the first count records."""
     out = []
-    while True:
+    while count is None or len(out) < count:
         while len(conn.buf) < 8:
             if not conn._fill():
                 return out
@@ -55,6 +60,7 @@ def read_records(conn, until_end=True):
             return out
         if rtype in (GET_VALUES_RESULT, UNKNOWN_TYPE) and until_end:
             return out
+    return out
 
 
 def stdout_of(records):
