@@ -86,28 +86,26 @@ static int parse_log(loader_t *ld, yaml_node_t *n)
     return 0;
 }
 
-static int parse_metrics(loader_t *ld, yaml_node_t *n)
+/* A master listener's HOST:PORT (metrics, agent-check): *text "HOST:PORT" ("[::1]:PORT"). */
+static int parse_tcp_key(loader_t *ld, yaml_node_t *n, const char *key, char **text, char **host,
+                         int *port)
 {
-    const char *v = wd__cfg_scalar(ld, n, "metrics");
-    wd_config_t *conf = ld->conf;
-    char *host = NULL;
-    int port;
+    const char *v = wd__cfg_scalar(ld, n, key);
+    char *h = NULL;
     size_t len;
 
     if (v == NULL)
         return -1;
     if (strncmp(v, "unix:", 5) == 0)
-        return fail(ld, n, "metrics", "expected HOST:PORT (metrics are served over TCP)");
-    if (wd__cfg_parse_tcp(ld, n, "metrics", v, &host, &port) < 0)
+        return fail(ld, n, key, "expected HOST:PORT (it is served over TCP)");
+    if (wd__cfg_parse_tcp(ld, n, key, v, &h, port) < 0)
         return -1;
-    free(conf->metrics);
-    free(conf->metrics_host);
-    len = strlen(host) + 16;
-    conf->metrics = xmalloc(len);
-    snprintf(conf->metrics, len, strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
-    conf->metrics_host = host;
-    conf->metrics_port = port;
-    ld->metrics = n;
+    free(*text);
+    free(*host);
+    len = strlen(h) + 16;
+    *text = xmalloc(len);
+    snprintf(*text, len, strchr(h, ':') ? "[%s]:%d" : "%s:%d", h, *port);
+    *host = h;
     return 0;
 }
 
@@ -115,11 +113,16 @@ static int parse_metrics(loader_t *ld, yaml_node_t *n)
 static int check_conf(loader_t *ld)
 {
     wd_config_t *conf = ld->conf;
-    wd_listen_conf_t m = {0};
+    wd_listen_conf_t m = {0}, a = {0};
     size_t i, j;
 
     m.host = conf->metrics_host;
     m.port = conf->metrics_port;
+    a.host = conf->agent_host;
+    a.port = conf->agent_port;
+    if (ld->agent != NULL && ld->metrics != NULL && wd__cfg_listen_same(&a, &m))
+        return fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
+                    conf->agent_check);
     for (i = 0; i < conf->n_groups; i++) {
         for (j = 0; j < conf->groups[i].n_listen; j++) {
             const wd_listen_conf_t *l = &conf->groups[i].listen[j];
@@ -134,6 +137,10 @@ static int check_conf(loader_t *ld)
                             "'%s' is also a listen address of "
                             "group '%s'",
                             conf->metrics, conf->groups[i].name);
+            if (ld->agent != NULL && wd__cfg_listen_same(l, &a))
+                return fail(ld, ld->agent, "agent-check",
+                            "'%s' is also a listen address of group '%s'", conf->agent_check,
+                            conf->groups[i].name);
         }
     }
     return 0;
@@ -164,7 +171,13 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
         } else if (strcmp(kname, "log") == 0) {
             rc = parse_log(ld, v);
         } else if (strcmp(kname, "metrics") == 0) {
-            rc = parse_metrics(ld, v);
+            rc = parse_tcp_key(ld, v, kname, &ld->conf->metrics, &ld->conf->metrics_host,
+                               &ld->conf->metrics_port);
+            ld->metrics = v;
+        } else if (strcmp(kname, "agent-check") == 0) {
+            rc = parse_tcp_key(ld, v, kname, &ld->conf->agent_check, &ld->conf->agent_host,
+                               &ld->conf->agent_port);
+            ld->agent = v;
         } else if (strcmp(kname, "groups") == 0) {
             groups = v;
             rc = 0; /* read last, so that listen checks see the whole file in order */
@@ -403,6 +416,8 @@ void wd_config_free(wd_config_t *conf)
     free(conf->access_log);
     free(conf->metrics);
     free(conf->metrics_host);
+    free(conf->agent_check);
+    free(conf->agent_host);
     memset(conf, 0, sizeof *conf);
 }
 

@@ -154,8 +154,11 @@ typedef struct wd_config {
     char *metrics;            /* "HOST:PORT", NULL = not set */
     char *metrics_host;       /* metrics split: "127.0.0.1", "::1", "0.0.0.0" (from ":PORT") */
     int metrics_port;         /* 1..65535, 0 = not set */
-    wd_group_conf_t *groups;  /* in file order */
-    size_t n_groups;          /* at least 1 */
+    char *agent_check;        /* `agent-check:` "HOST:PORT" (HAProxy's agent), NULL = not set */
+    char *agent_host;
+    int agent_port;
+    wd_group_conf_t *groups; /* in file order */
+    size_t n_groups;         /* at least 1 */
 } wd_config_t;
 
 /* The application group a mount's app runs in (the mount's own, else the group's); with m NULL,

@@ -78,45 +78,111 @@ static int queue_jammed(const wd_status_t *st, const wd_status_group_t *g, uint6
     return n > 0;
 }
 
+/* How g stands, and why not ready (one line in why). */
+enum { G_READY, G_DRAIN /* not ready, still serving */, G_DOWN /* not serving */ };
+
+static int group_state(const wd_status_t *st, const wd_status_group_t *g, uint64_t now_ns,
+                       out_t *why)
+{
+    int n_ready = 0;
+    double waited;
+
+    for (size_t k = 0; k < st->n_workers; k++) {
+        const wd_status_worker_t *w = &st->workers[k];
+
+        n_ready += strcmp(w->group, g->name) == 0 && strcmp(w->state, "ready") == 0;
+    }
+    if (g->stopped) {
+        say(why, "group %s: stopped\n", g->name);
+        return G_DOWN;
+    }
+    if (g->draining) {
+        say(why, "group %s: draining (stops in %.0f s)\n", g->name, g->drain_left);
+        return G_DRAIN;
+    }
+    if (n_ready == 0) {
+        say(why, "group %s: no worker has its app loaded\n", g->name);
+        return G_DOWN;
+    }
+    if (queue_jammed(st, g, now_ns, &waited)) {
+        say(why,
+            "group %s: requests have waited %.1f s for a thread in every worker "
+            "(readiness-queue-wait %.1f s)\n",
+            g->name, waited, g->ready_queue_wait);
+        return G_DRAIN;
+    }
+    return G_READY;
+}
+
 static int ready(const wd_status_t *st, uint64_t now_ns, const char *group, size_t glen, out_t *o,
                  int *found)
 {
     int bad = 0;
 
     for (size_t i = 0; i < st->n_groups; i++) {
+        if (!is_group(st->groups[i].name, group, glen))
+            continue;
+        *found = 1;
+        bad |= group_state(st, &st->groups[i], now_ns, o) != G_READY;
+    }
+    return bad;
+}
+
+/* The share of g's threads (in its ready workers) that are free: idle, and not wanted by a queued
+ * request; at least 1. */
+static unsigned free_percent(const wd_status_t *st, const wd_status_group_t *g)
+{
+    uint64_t total = 0, busy = 0;
+
+    for (size_t k = 0; k < st->n_workers; k++) {
+        const wd_status_worker_t *w = &st->workers[k];
+
+        if (strcmp(w->group, g->name) != 0 || strcmp(w->state, "ready") != 0 || w->score == NULL)
+            continue;
+        total += wd_score_get(&w->score->threads);
+        busy += wd_score_get(&w->score->busy_threads) + wd_score_get(&w->score->queued);
+    }
+    if (total == 0 || busy >= total || (total - busy) * 100 < total)
+        return 1;
+    return (unsigned)((total - busy) * 100 / total);
+}
+
+size_t wd_health_agent(const wd_status_t *st, uint64_t now_ns, const char *group, size_t glen,
+                       char *out, size_t cap)
+{
+    out_t o = {out, cap, 0};
+    char why[512];
+    int worst = G_READY, found = 0;
+    unsigned pct = 100;
+
+    if (cap > 0)
+        out[0] = '\0';
+    for (size_t i = 0; i < st->n_groups; i++) {
         const wd_status_group_t *g = &st->groups[i];
-        int n_ready = 0;
+        out_t line = {why, sizeof why, 0};
+        int state;
 
         if (!is_group(g->name, group, glen))
             continue;
-        *found = 1;
-        for (size_t k = 0; k < st->n_workers; k++) {
-            const wd_status_worker_t *w = &st->workers[k];
+        found = 1;
+        state = group_state(st, g, now_ns, &line);
+        if (state == G_READY) {
+            unsigned p = free_percent(st, g);
 
-            n_ready += strcmp(w->group, g->name) == 0 && strcmp(w->state, "ready") == 0;
-        }
-        if (g->stopped) {
-            say(o, "group %s: stopped\n", g->name);
-            bad = 1;
-        } else if (g->draining) {
-            say(o, "group %s: draining (stops in %.0f s)\n", g->name, g->drain_left);
-            bad = 1;
-        } else if (n_ready == 0) {
-            say(o, "group %s: no worker has its app loaded\n", g->name);
-            bad = 1;
-        } else {
-            double waited;
-
-            if (queue_jammed(st, g, now_ns, &waited)) {
-                say(o,
-                    "group %s: requests have waited %.1f s for a thread in every worker "
-                    "(readiness-queue-wait %.1f s)\n",
-                    g->name, waited, g->ready_queue_wait);
-                bad = 1;
-            }
+            pct = p < pct ? p : pct;
+        } else if (state > worst) {
+            /* The reason of the worst group: "down #group site1: stopped". */
+            worst = state;
+            o.len = 0;
+            why[strcspn(why, "\n")] = '\0';
+            say(&o, "%s #%s\n", state == G_DOWN ? "down" : "drain", why);
         }
     }
-    return bad;
+    if (!found)
+        say(&o, "down #no group %.*s\n", (int)(glen > 64 ? 64 : glen), group ? group : "");
+    else if (worst == G_READY)
+        say(&o, "up ready %u%%\n", pct);
+    return o.len;
 }
 
 int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind, const char *group,

@@ -30,4 +30,17 @@ typedef enum wd_health_kind { WD_HEALTH_LIVE, WD_HEALTH_READY } wd_health_kind_t
 int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind, const char *group,
                    size_t glen, char *body, size_t cap);
 
+/* The answer to a HAProxy agent check (the `agent-check:` listener), one line:
+ * - "up ready N%": the group serves; N is the share of its threads free now (idle, with no request
+ *   waiting for them), at least 1%, which HAProxy applies to the server's weight ("ready" ends a
+ *   drain the agent asked for before);
+ * - "drain #REASON": readiness fails but the workers still serve (the group drains, or requests
+ *   wait past readiness-queue-wait in every worker): no new sessions, the open ones go on;
+ * - "down #REASON": the group cannot serve (stopped, no worker has its app loaded), or there is
+ *   no such group.
+ * group (glen bytes) NULL: every group, the worst of their states and the lowest share. Returns
+ * the line's length (it ends with '\n'; cut to cap - 1 bytes at most). */
+size_t wd_health_agent(const wd_status_t *st, uint64_t now_ns, const char *group, size_t glen,
+                       char *out, size_t cap);
+
 #endif

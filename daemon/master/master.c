@@ -59,7 +59,7 @@ static void metrics_release(void *data, wd_status_t *st)
     wd_master_status_release(st);
 }
 
-wd_metrics_t wd__m_metrics;
+wd_metrics_t wd__m_metrics, wd__m_agent;
 
 /* ---- signals ------------------------------------------------------------------------------ */
 
@@ -248,6 +248,10 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     if (conf->metrics_port > 0 &&
         wd_metrics_start(&wd__m_metrics, &m->loop, conf->metrics_host, conf->metrics_port,
                          metrics_snapshot, metrics_release, m) < 0)
+        goto out;
+    if (conf->agent_port > 0 &&
+        wd_metrics_start_agent(&wd__m_agent, &m->loop, conf->agent_host, conf->agent_port,
+                               metrics_snapshot, metrics_release, m) < 0)
         goto out;
     if (conf->control != NULL &&
         wd_control_open(&m->control, &m->loop, conf->control, wd__m_control_cb, m) < 0)

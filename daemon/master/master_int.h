@@ -177,7 +177,7 @@ struct wd_master {
     wd_autoreload_t *autoreload; /* the groups with reload-on-change (a list) */
 };
 
-extern wd_metrics_t wd__m_metrics;
+extern wd_metrics_t wd__m_metrics, wd__m_agent; /* `metrics:`, `agent-check:` */
 
 /* master_groups.c */
 int wd__m_record_take(wd_master_t *m);

@@ -21,6 +21,10 @@
 #define WD_METRICS_TIMEOUT_MS 10000
 #define WD_METRICS_CONNS_MAX 64
 #define WD_METRICS_LINGER_MS 2000
+/* An agent check names its group in a line (HAProxy's agent-send) as it connects, or says nothing:
+ * the answer (for every group) goes out when this time has passed without a line. */
+#define WD_AGENT_WAIT_MS 200
+#define WD_AGENT_LINE_MAX 128
 
 typedef struct metrics_conn metrics_conn_t;
 
@@ -78,9 +82,16 @@ static void conn_close(metrics_conn_t *c)
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
 }
 
+static void respond_agent(metrics_conn_t *c);
+
 static void timeout_cb(uv_timer_t *timer)
 {
-    conn_close(timer->data);
+    metrics_conn_t *c = timer->data;
+
+    if (c->m->agent && !c->answered)
+        respond_agent(c);
+    else
+        conn_close(c);
 }
 
 /* Closing with unread input would reset the connection and may destroy the response before
@@ -108,16 +119,26 @@ static void write_cb(uv_write_t *req, int status)
         conn_close(c);
 }
 
+/* Sends c->response (c->len bytes), then shuts down and closes. */
+static void send_response(metrics_conn_t *c)
+{
+    uv_buf_t buf = uv_buf_init(c->response, (unsigned)c->len);
+
+    c->answered = 1;
+    c->write_req.data = c;
+    c->shutdown_req.data = c;
+    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb) < 0)
+        conn_close(c);
+}
+
 /* Queues the whole response; the body is copied, so the caller keeps ownership of it. */
 static void respond(metrics_conn_t *c, int code, const char *reason, const char *type,
                     const char *body, int head_only)
 {
     size_t body_len = body != NULL ? strlen(body) : 0;
     size_t cap = body_len + 512;
-    uv_buf_t buf;
     int n;
 
-    c->answered = 1;
     c->response = xmalloc(cap);
     n = snprintf(c->response, cap,
                  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -128,11 +149,7 @@ static void respond(metrics_conn_t *c, int code, const char *reason, const char 
         memcpy(c->response + c->len, body, body_len);
         c->len += body_len;
     }
-    buf = uv_buf_init(c->response, (unsigned)c->len);
-    c->write_req.data = c;
-    c->shutdown_req.data = c;
-    if (uv_write(&c->write_req, (uv_stream_t *)&c->tcp, &buf, 1, write_cb) < 0)
-        conn_close(c);
+    send_response(c);
 }
 
 static void respond_error(metrics_conn_t *c, int code, const char *reason)
@@ -188,6 +205,31 @@ static void respond_health(metrics_conn_t *c, wd_health_kind_t kind, const char 
             : code == 404 ? "Not Found"
                           : "Service Unavailable",
             "text/plain; charset=utf-8", body, head_only);
+}
+
+/* The agent check's answer (common/health.h) for the group named by the line in c->buf (up to a
+ * newline, without surrounding blanks), or for every group when it sent none. */
+static void respond_agent(metrics_conn_t *c)
+{
+    wd_metrics_t *m = c->m;
+    wd_status_t st;
+    const char *g = c->buf, *end;
+    size_t glen;
+
+    end = memchr(c->buf, '\n', c->len);
+    glen = (size_t)((end != NULL ? end : c->buf + c->len) - g);
+    while (glen > 0 && (*g == ' ' || *g == '\t'))
+        g++, glen--;
+    while (glen > 0 && (g[glen - 1] == '\r' || g[glen - 1] == ' ' || g[glen - 1] == '\t'))
+        glen--;
+    memset(&st, 0, sizeof st);
+    m->snapshot(m->data, &st);
+    c->response = xmalloc(WD_AGENT_LINE_MAX * 4);
+    c->len = wd_health_agent(&st, wd_metrics_now_ns(), glen > 0 ? g : NULL, glen, c->response,
+                             WD_AGENT_LINE_MAX * 4);
+    if (m->release != NULL)
+        m->release(m->data, &st);
+    send_response(c);
 }
 
 static int is_token(const char *s, size_t n)
@@ -320,6 +362,14 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         }
         return;
     }
+    if (c->m->agent) {
+        /* The group's name, a line; or an end of input, which answers for every group. */
+        if (n > 0)
+            c->len += (size_t)n;
+        if (n < 0 || memchr(c->buf, '\n', c->len) != NULL || c->len >= WD_AGENT_LINE_MAX)
+            respond_agent(c);
+        return;
+    }
     if (n < 0) {
         if (n == UV_ENOBUFS)
             respond_error(c, 431, "Request Header Fields Too Large");
@@ -363,7 +413,7 @@ static void connection_cb(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    uv_timer_start(&c->timer, timeout_cb, WD_METRICS_TIMEOUT_MS, 0);
+    uv_timer_start(&c->timer, timeout_cb, m->agent ? WD_AGENT_WAIT_MS : WD_METRICS_TIMEOUT_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
         conn_close(c);
 }
@@ -388,13 +438,15 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss)
     return 0;
 }
 
-int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
-                     wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
+static int start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port, int agent,
+                 wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
 {
     struct sockaddr_storage ss;
     int rc, initialized = 0;
+    const char *what = agent ? "agent-check" : "metrics";
 
     memset(m, 0, sizeof *m);
+    m->agent = agent;
     m->loop = loop;
     m->snapshot = snapshot;
     m->release = release;
@@ -416,15 +468,30 @@ int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int por
     if (rc < 0)
         goto fail;
     m->running = 1;
-    wd_log_info("metrics: listening on %s (GET /metrics, GET /status)", m->addr);
+    wd_log_info("%s: listening on %s (%s)", what, m->addr,
+                agent ? "HAProxy agent-check: up, drain or down, and a weight"
+                      : "GET /metrics, /status, /livez, /readyz");
     return 0;
 
 fail:
-    wd_log_error("metrics: cannot listen on %s: %s", m->addr,
+    wd_log_error("%s: cannot listen on %s: %s", what, m->addr,
                  rc == -EADDRNOTAVAIL ? "cannot resolve the address" : strerror(-rc));
     if (initialized)
         uv_close((uv_handle_t *)&m->server, NULL);
     return rc;
+}
+
+int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                     wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
+{
+    return start(m, loop, host, port, 0, snapshot, release, data);
+}
+
+int wd_metrics_start_agent(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                           wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
+                           void *data)
+{
+    return start(m, loop, host, port, 1, snapshot, release, data);
 }
 
 void wd_metrics_stop(wd_metrics_t *m)

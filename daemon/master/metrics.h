@@ -23,6 +23,7 @@ typedef struct wd_metrics {
     uv_loop_t *loop;
     uv_tcp_t server;
     int running; /* 1 between a successful start and stop */
+    int agent;   /* the agent-check listener (wd_metrics_start_agent) */
     wd_metrics_snapshot_fn snapshot;
     wd_metrics_release_fn release;
     void *data;
@@ -35,6 +36,13 @@ typedef struct wd_metrics {
  * wd_metrics_stop. Returns 0 or -errno, having logged the error. */
 int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
                      wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data);
+
+/* The same for the `agent-check:` listener, HAProxy's agent check: a connection may send a line
+ * naming a group (agent-send "site1\n") as it opens; after it, or after 200 ms without one (for
+ * every group), it gets one line (wd_health_agent) and is closed. */
+int wd_metrics_start_agent(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                           wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
+                           void *data);
 
 /* Closes the listener and every open client connection (the handles are closed asynchronously:
  * let the loop run once more). Safe to call when not running. */

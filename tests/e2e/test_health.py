@@ -115,3 +115,67 @@ def test_readyz_fails_while_the_queue_waits(wsgid):
     for t in hangs:
         t.join()
     wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready again")
+
+
+def agent(addr, line=None):
+    """What the agent-check listener says to a connection that sends line (or nothing)."""
+    import socket
+    with socket.create_connection(addr, timeout=5) as s:
+        if line is not None:
+            s.sendall(line.encode())
+        out = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                return out.decode()
+            out += b
+
+
+def test_agent_check(wsgid, haproxy):
+    """agent-check: HAProxy's agent check. "up ready N%" with N the share of free threads, "drain"
+    while the group drains, "down" for a stopped group; and HAProxy, told by it, stops sending
+    new requests to a drained server and takes it back after undrain."""
+    import threading
+    aaddr = ("127.0.0.1", free_port())
+    d = wsgid("ops", threads=2, drain_delay="60s",
+              top={"agent-check": "%s:%d" % aaddr, "control": "ctl.sock"})
+    wait_for(lambda: agent(aaddr, "site\n") == "up ready 100%\n", 5, what="the agent listener")
+    t0 = time.monotonic()
+    assert agent(aaddr) == "up ready 100%\n"  # no line: every group, after 200 ms
+    assert 0.15 < time.monotonic() - t0 < 2
+    assert agent(aaddr, "nope\r\n") == "down #no group nope\n"
+    sleeper = threading.Thread(target=request, args=(d.tcp,),
+                               kwargs={"path": "/sleep?t=2", "timeout": 20})
+    sleeper.start()
+    wait_for(lambda: agent(aaddr, "site\n") == "up ready 50%\n", 3, what="one thread of 2 busy")
+    sleeper.join()
+    hp = haproxy("""frontend www
+    bind 127.0.0.1:{port}
+    mode http
+    timeout client 30s
+    default_backend wsgid
+
+backend wsgid
+    mode http
+    timeout connect 5s
+    timeout server 90s
+    server site %s:%d agent-check agent-addr %s agent-port %d agent-send "site\\n" agent-inter 200ms
+""" % (d.tcp + aaddr))
+    assert requests_get(hp.url) == 200
+    rc, out = ctl(d, "drain", "site")
+    assert rc == 0, out
+    assert agent(aaddr, "site\n").startswith("drain #group site: draining (stops in ")
+    hp.expect_log(r" 503 ", r"is DRAIN", r"Server wsgid/site", r"has no server available")
+    wait_for(lambda: requests_get(hp.url) == 503, 3, interval=0.1,
+             what="HAProxy to stop sending to the drained server")
+    assert request(d.tcp).status == 200, "wsgid itself still serves"
+    ctl(d, "undrain", "site")
+    wait_for(lambda: requests_get(hp.url) == 200, 3, interval=0.1, what="HAProxy to send again")
+    ctl(d, "stop", "site")
+    wait_for(lambda: agent(aaddr, "site\n") == "down #group site: stopped\n", 5,
+             what="a stopped group down")
+
+
+def requests_get(url):
+    import requests
+    return requests.get(url, timeout=10).status_code

@@ -201,6 +201,11 @@ static const config_case_t cases[] = {
      "1:10: control: "},
     {"metrics: 127.0.0.1:9001\n" G, "1:10: metrics: '127.0.0.1:9001' is also a listen address"},
     {"metrics: unix:x\n" G, "1:10: metrics: expected HOST:PORT"},
+    {"agent-check: 127.0.0.1:9001\n" G,
+     "1:14: agent-check: '127.0.0.1:9001' is also a listen address"},
+    {"metrics: 127.0.0.1:9300\nagent-check: '*:9300'\n" G,
+     "2:14: agent-check: '0.0.0.0:9300' is also the metrics address"},
+    {"agent-check: unix:x\n" G, "1:14: agent-check: expected HOST:PORT"},
     {"groups:\n  a:\n    app: app.py\n    listen: unix:/" /* > 107 bytes */
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
@@ -477,6 +482,7 @@ static const char full[] =
     "  file: logs/error.log\n"
     "  access: 'off'\n"
     "metrics: '[::1]:9191'\n"
+    "agent-check: ':9192'\n"
     "groups:\n"
     "  site1:\n"
     "    app: pkg.wsgi:app\n"
@@ -537,9 +543,11 @@ static void test_full(void)
     CHECK(strcmp(conf.metrics, "[::1]:9191") == 0 && strcmp(conf.metrics_host, "::1") == 0 &&
               conf.metrics_port == 9191,
           "metrics %s", conf.metrics);
+    CHECK(conf.agent_check != NULL && conf.agent_port == 9192, "agent-check %s",
+          conf.agent_check);
     CHECK(conf.n_groups == 2, "two groups");
     g = wd_config_group(&conf, "site1");
-    CHECK(g == &conf.groups[0] && g->line == 10, "site1");
+    CHECK(g == &conf.groups[0] && g->line == 11, "site1");
     CHECK(strcmp(g->app, "pkg.wsgi") == 0 && !g->app_is_script, "module app %s", g->app);
     CHECK(strcmp(g->callable, "app") == 0, "callable from app");
     CHECK(g->processes == 3 && g->processes_set && g->threads == 8, "counts");

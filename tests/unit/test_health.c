@@ -194,8 +194,156 @@ static void test_queue_wait(void)
     T_CHECK(code == 200, "readiness-queue-wait 0: off (%d)", code);
 }
 
+/* The HAProxy agent's answer: a table of states of two groups (a: two workers of 4 threads, b:
+ * one of 2), asked about a, b and both. */
+typedef struct acase {
+    const char *name;
+    int a_stopped, a_draining, b_stopped, b_ready; /* b_ready: b's worker has loaded its app */
+    int a_busy[2], a_queued[2], b_busy;
+    int a_jammed; /* every worker of a has had a request queued for 12 s (readiness-queue-wait 10)
+                   */
+    const char *say_a, *say_b, *say_all;
+} acase_t;
+
+static const acase_t acases[] = {
+    {"idle",
+     0,
+     0,
+     0,
+     1,
+     {0, 0},
+     {0, 0},
+     0,
+     0,
+     "up ready 100%\n",
+     "up ready 100%\n",
+     "up ready 100%\n"},
+    {"busy: the lowest share of free threads",
+     0,
+     0,
+     0,
+     1,
+     {3, 2},
+     {0, 0},
+     1,
+     0,
+     "up ready 37%\n",
+     "up ready 50%\n",
+     "up ready 37%\n"},
+    {"queued requests take free threads; all taken is 1%",
+     0,
+     0,
+     0,
+     1,
+     {4, 2},
+     {0, 5},
+     0,
+     0,
+     "up ready 1%\n",
+     "up ready 100%\n",
+     "up ready 1%\n"},
+    {"draining",
+     0,
+     1,
+     0,
+     1,
+     {0, 0},
+     {0, 0},
+     0,
+     0,
+     "drain #group a: draining (stops in 7 s)\n",
+     "up ready 100%\n",
+     "drain #group a: draining (stops in 7 s)\n"},
+    {"jammed",
+     0,
+     0,
+     0,
+     1,
+     {4, 4},
+     {1, 1},
+     0,
+     1,
+     "drain #group a: requests have waited 12.0 s for a thread in every worker "
+     "(readiness-queue-wait 10.0 s)\n",
+     "up ready 100%\n",
+     NULL},
+    {"stopped is down, and down is worse than drain",
+     1,
+     0,
+     0,
+     1,
+     {0, 0},
+     {0, 0},
+     0,
+     0,
+     "down #group a: stopped\n",
+     "up ready 100%\n",
+     "down #group a: stopped\n"},
+    {"no app loaded",
+     0,
+     1,
+     0,
+     0,
+     {0, 0},
+     {0, 0},
+     0,
+     0,
+     "drain #group a: draining (stops in 7 s)\n",
+     "down #group b: no worker has its app loaded\n",
+     "down #group b: no worker has its app loaded\n"},
+    {NULL, 0, 0, 0, 0, {0, 0}, {0, 0}, 0, 0, NULL, NULL, NULL},
+};
+
+static void run_agent_case(const acase_t *tc)
+{
+    wd_status_group_t groups[2] = {{.name = "a", .ready_queue_wait = 10, .drain_left = 7},
+                                   {.name = "b"}};
+    wd_score_t sc[3];
+    wd_status_worker_t w[3] = {
+        {.group = "a", .slot = 1, .pid = 1, .state = "ready", .score = &sc[0]},
+        {.group = "a", .slot = 2, .pid = 2, .state = "ready", .score = &sc[1]},
+        {.group = "b",
+         .slot = 1,
+         .pid = 3,
+         .state = tc->b_ready ? "ready" : "starting",
+         .score = &sc[2]}};
+    wd_status_t st = {.groups = groups, .n_groups = 2, .workers = w, .n_workers = 3};
+    char out[600];
+    size_t n;
+
+    memset(sc, 0, sizeof sc);
+    groups[0].stopped = tc->a_stopped;
+    groups[0].draining = tc->a_draining;
+    groups[1].stopped = tc->b_stopped;
+    for (int k = 0; k < 3; k++) {
+        wd_score_set(&sc[k].heartbeat_ns, NOW);
+        wd_score_set(&sc[k].threads, k < 2 ? 4 : 2);
+        wd_score_set(&sc[k].busy_threads, (uint64_t)(k < 2 ? tc->a_busy[k] : tc->b_busy));
+        if (k < 2) {
+            wd_score_set(&sc[k].queued, (uint64_t)tc->a_queued[k]);
+            if (tc->a_jammed)
+                wd_score_set(&sc[k].queued_since_ns, NOW - 12 * SEC);
+        }
+    }
+    n = wd_health_agent(&st, NOW, "a", 1, out, sizeof out);
+    T_CHECK(strcmp(out, tc->say_a) == 0 && n == strlen(out), "%s: a says '%s', want '%s'", tc->name,
+            out, tc->say_a);
+    n = wd_health_agent(&st, NOW, "b", 1, out, sizeof out);
+    T_CHECK(strcmp(out, tc->say_b) == 0 && n == strlen(out), "%s: b says '%s', want '%s'", tc->name,
+            out, tc->say_b);
+    n = wd_health_agent(&st, NOW, NULL, 0, out, sizeof out);
+    T_CHECK(strcmp(out, tc->say_all ? tc->say_all : tc->say_a) == 0 && n == strlen(out),
+            "%s: all say '%s'", tc->name, out);
+    n = wd_health_agent(&st, NOW, "zz", 2, out, sizeof out);
+    T_CHECK(strcmp(out, "down #no group zz\n") == 0, "%s: unknown group '%s'", tc->name, out);
+    n = wd_health_agent(&st, NOW, "a", 1, out, 6);
+    T_CHECK(n < 6 && strlen(out) == n, "%s: cut answer", tc->name);
+}
+
 int main(void)
 {
+    for (const acase_t *tc = acases; tc->name != NULL; tc++)
+        run_agent_case(tc);
     for (const hcase_t *tc = cases; tc->name != NULL; tc++)
         run_case(tc);
     test_queue_wait();
