@@ -543,8 +543,7 @@ static void test_full(void)
     CHECK(strcmp(conf.metrics, "[::1]:9191") == 0 && strcmp(conf.metrics_host, "::1") == 0 &&
               conf.metrics_port == 9191,
           "metrics %s", conf.metrics);
-    CHECK(conf.agent_check != NULL && conf.agent_port == 9192, "agent-check %s",
-          conf.agent_check);
+    CHECK(conf.agent_check != NULL && conf.agent_port == 9192, "agent-check %s", conf.agent_check);
     CHECK(conf.n_groups == 2, "two groups");
     g = wd_config_group(&conf, "site1");
     CHECK(g == &conf.groups[0] && g->line == 11, "site1");
