@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -130,6 +131,49 @@ void wd_log(wd_log_level_t level, const char *fmt, ...)
     va_start(ap, fmt);
     wd_log_v(level, fmt, ap);
     va_end(ap);
+}
+
+int wd_log_rate_pass(wd_log_rate_t *r, uint64_t now_s, unsigned long long *left_out)
+{
+    if (now_s != r->second) {
+        r->second = now_s;
+        r->n = 0;
+    }
+    if (r->n >= WD_LOG_BURST) {
+        r->left_out++;
+        return 0;
+    }
+    r->n++;
+    *left_out = r->left_out;
+    r->left_out = 0;
+    return 1;
+}
+
+void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
+{
+    /* The worker's loop thread logs most of these, but Python threads and the master may too. */
+    static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+    struct timespec ts;
+    unsigned long long left_out = 0;
+    char line[2048];
+    va_list ap;
+    int pass;
+
+    if (!wd_log_level_enabled(level))
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    pthread_mutex_lock(&lock);
+    pass = wd_log_rate_pass(r, (uint64_t)ts.tv_sec, &left_out);
+    pthread_mutex_unlock(&lock);
+    if (!pass)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (left_out > 0)
+        wd_log(level, "%s [%llu more like this were left out]", line, left_out);
+    else
+        wd_log(level, "%s", line);
 }
 
 void wd_log_access(const char *line, size_t len)

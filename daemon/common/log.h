@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include <stdarg.h>
+#include <stdint.h>
 
 /* Sets who speaks ("master" or "GROUP:PID") and the level. Safe to call again. */
 void wd_log_init(const char *who, wd_log_level_t level);
@@ -27,6 +28,29 @@ void wd_log_v(wd_log_level_t level, const char *fmt, va_list ap);
     do {                                                                                           \
         if (wd_log_level_enabled(WD_LOG_DEBUG))                                                    \
             wd_log(WD_LOG_DEBUG, __VA_ARGS__);                                                     \
+    } while (0)
+
+/* Lines a peer can trigger at will (bad input, a client going away, a refused PROXY header): at
+ * most WD_LOG_BURST a second from one call site, so that a flood of bad requests is not a flood of
+ * log lines (design §8). The lines left out are counted in the next one that gets through:
+ * "... [37 more like this were left out]". */
+#define WD_LOG_BURST 5
+typedef struct wd_log_rate {
+    uint64_t second;             /* the second (CLOCK_MONOTONIC) the count is for */
+    unsigned n;                  /* lines written in it */
+    unsigned long long left_out; /* since the last line written */
+} wd_log_rate_t;
+
+/* Whether a line goes out at now_s (seconds): 1, with *left_out the lines left out before it
+ * (then reset), or 0 (counted). Pure; the caller serialises (wd_log_rated does). */
+int wd_log_rate_pass(wd_log_rate_t *r, uint64_t now_s, unsigned long long *left_out);
+void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* wd_log(level, ...) through a rate of its own call site's. */
+#define wd_log_peer(level, ...)                                                                    \
+    do {                                                                                           \
+        static wd_log_rate_t wd_log_rate_;                                                         \
+        wd_log_rated(&wd_log_rate_, (level), __VA_ARGS__);                                         \
     } while (0)
 
 /* Writes one finished line (with its '\n') to the access log, if there is one. */

@@ -296,7 +296,8 @@ static void uwsgi_error(wd_conn_t *c)
 {
     switch (c->uwsgi.error) {
     case WD_UWSGI_EHTTP:
-        wd_log_warn("peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
+        wd_log_peer(WD_LOG_WARN,
+                    "peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
                     "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
                     wd__conn_peer(c), c->l->addr);
         wd__conn_fail_text(c, 400,
@@ -305,14 +306,15 @@ static void uwsgi_error(wd_conn_t *c)
                            "protocol: http.\n");
         return;
     case WD_UWSGI_EMODIFIER:
-        wd_log_warn("peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
+        wd_log_peer(WD_LOG_WARN,
+                    "peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
                     "served",
                     wd__conn_peer(c), c->uwsgi.modifier1, c->l->addr);
         wd_conn_close(c);
         return;
     default:
-        wd_log_warn("peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c), c->l->addr,
-                    wd_uwsgi_strerror(c->uwsgi.error));
+        wd_log_peer(WD_LOG_WARN, "peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c),
+                    c->l->addr, wd_uwsgi_strerror(c->uwsgi.error));
         wd__conn_fail(c, 400);
         return;
     }
@@ -335,7 +337,8 @@ static int uwsgi_process(wd_conn_t *c)
             if (c->len >= WD_UWSGI_HEADER_SIZE &&
                 (uint64_t)(uint8_t)c->buf[1] + ((uint64_t)(uint8_t)c->buf[2] << 8) >
                     g->header_buffer_size) {
-                wd_log_warn("peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
+                wd_log_peer(WD_LOG_WARN,
+                            "peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
                             wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
                 wd__conn_fail(c, 431);
                 return -1;
@@ -345,7 +348,8 @@ static int uwsgi_process(wd_conn_t *c)
         c->head_end = c->parsed = (size_t)r;
         c->body_expect = c->uwsgi.content_length;
         if (g->limit_request_body && c->body_expect > g->limit_request_body) {
-            wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+            wd_log_peer(WD_LOG_INFO,
+                        "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
                         wd__conn_peer(c), (unsigned long long)c->body_expect,
                         (unsigned long long)g->limit_request_body);
             wd__conn_fail(c, 413);
@@ -393,7 +397,8 @@ static int http_head_complete(wd_conn_t *c)
     c->head_end = c->parsed;
     if (g->limit_request_body && h->has_content_length &&
         h->content_length > g->limit_request_body) {
-        wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+        wd_log_peer(WD_LOG_INFO,
+                    "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
                     wd__conn_peer(c), (unsigned long long)h->content_length,
                     (unsigned long long)g->limit_request_body);
         wd__conn_fail(c, 413);
@@ -436,13 +441,14 @@ static int http_process(wd_conn_t *c)
             int status = http_error_status(c);
 
             if (status == 400)
-                wd_log_info("peer %s: bad HTTP request: %s", wd__conn_peer(c),
+                wd_log_peer(WD_LOG_INFO, "peer %s: bad HTTP request: %s", wd__conn_peer(c),
                             h->llhttp_reason ? h->llhttp_reason : "malformed");
             else if (status == 431)
-                wd_log_info("peer %s: more than %d header fields: 431", wd__conn_peer(c),
-                            WD_HTTP_MAX_HEADERS);
+                wd_log_peer(WD_LOG_INFO, "peer %s: more than %d header fields: 431",
+                            wd__conn_peer(c), WD_HTTP_MAX_HEADERS);
             else if (status == 413)
-                wd_log_info("peer %s: request body over limit-request-body (%llu): 413",
+                wd_log_peer(WD_LOG_INFO,
+                            "peer %s: request body over limit-request-body (%llu): 413",
                             wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
             wd__conn_fail(c, status);
             return -1;
@@ -457,7 +463,8 @@ static int http_process(wd_conn_t *c)
     }
     if (h->state == WD_HTTP_HEAD) {
         if (c->len >= c->cs->group->header_buffer_size) {
-            wd_log_info("peer %s: request head larger than header-buffer-size (%llu): 431",
+            wd_log_peer(WD_LOG_INFO,
+                        "peer %s: request head larger than header-buffer-size (%llu): 431",
                         wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
             wd__conn_fail(c, 431);
             return -1;
@@ -580,7 +587,8 @@ static void conn_read(wd_conn_t *c)
     }
     if (n == 0) {
         if (c->len > 0 || c->state == WD_CONN_BODY)
-            wd_log_info("peer %s: connection closed in the middle of a request", wd__conn_peer(c));
+            wd_log_peer(WD_LOG_INFO, "peer %s: connection closed in the middle of a request",
+                        wd__conn_peer(c));
         wd_conn_close(c);
         return;
     }
@@ -749,8 +757,8 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         if (status < 0) {
             /* The connection failed (reset) while its request runs: abandon the response. */
             if (!wd_out_is_finished(&c->out))
-                wd_log_info("peer %s: client went away during request %s", wd__conn_peer(c),
-                            c->dispatched ? c->req.id : "-");
+                wd_log_peer(WD_LOG_INFO, "peer %s: client went away during request %s",
+                            wd__conn_peer(c), c->dispatched ? c->req.id : "-");
             conn_abandon(c);
             return;
         }

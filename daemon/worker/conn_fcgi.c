@@ -55,7 +55,7 @@ static int params_add(wd_conn_t *c, wd_slice_t content)
     const wd_group_conf_t *g = c->cs->group;
 
     if (c->fcgi.params_len + content.n > g->header_buffer_size) {
-        wd_log_warn("peer %s: FastCGI PARAMS larger than header-buffer-size (%llu)",
+        wd_log_peer(WD_LOG_WARN, "peer %s: FastCGI PARAMS larger than header-buffer-size (%llu)",
                     wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
         wd__conn_fail(c, 431);
         return -1;
@@ -80,15 +80,16 @@ static int params_end(wd_conn_t *c)
     wd_fcgi_error_t e = wd_fcgi_params_parse(c->fcgi.params, c->fcgi.params_len, &c->fcgi.req);
 
     if (e != WD_FCGI_OK) {
-        wd_log_warn("peer %s: malformed FastCGI PARAMS on %s: %s", wd__conn_peer(c), c->l->addr,
-                    wd_fcgi_strerror(e));
+        wd_log_peer(WD_LOG_WARN, "peer %s: malformed FastCGI PARAMS on %s: %s", wd__conn_peer(c),
+                    c->l->addr, wd_fcgi_strerror(e));
         wd__conn_fail(c, 400);
         return -1;
     }
     c->fcgi.params_done = 1;
     c->body_expect = c->fcgi.req.content_length;
     if (g->limit_request_body && c->body_expect > g->limit_request_body) {
-        wd_log_info("peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+        wd_log_peer(WD_LOG_INFO,
+                    "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
                     wd__conn_peer(c), (unsigned long long)c->body_expect,
                     (unsigned long long)g->limit_request_body);
         wd__conn_fail(c, 413);
@@ -114,7 +115,7 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         if (rec->content.n == 0)
             return 1;
         if (c->body_len + rec->content.n > c->body_expect && c->body_expect > 0) {
-            wd_log_warn("peer %s: FastCGI STDIN longer than its CONTENT_LENGTH (%llu)",
+            wd_log_peer(WD_LOG_WARN, "peer %s: FastCGI STDIN longer than its CONTENT_LENGTH (%llu)",
                         wd__conn_peer(c), (unsigned long long)c->body_expect);
             wd__conn_fail(c, 400);
             return -1;
@@ -126,7 +127,7 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         return 0;
     case WD_FCGI_ABORT_REQUEST:
         /* Not dispatched yet: nothing ran; the request ends here. */
-        wd_log_info("peer %s: FastCGI request %u aborted by the proxy before it ran",
+        wd_log_peer(WD_LOG_INFO, "peer %s: FastCGI request %u aborted by the proxy before it ran",
                     wd__conn_peer(c), rec->request_id);
         wd__conn_body_clear(c);
         c->fcgi.active = 0;
@@ -172,8 +173,8 @@ int wd__conn_fcgi_process(wd_conn_t *c)
         if (r == WD_PARSE_AGAIN)
             break;
         if (r == WD_PARSE_ERROR) {
-            wd_log_warn("peer %s: malformed FastCGI record on %s: %s", wd__conn_peer(c), c->l->addr,
-                        wd_fcgi_strerror(rec.error));
+            wd_log_peer(WD_LOG_WARN, "peer %s: malformed FastCGI record on %s: %s",
+                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
             wd_conn_close(c);
             return -1;
         }
@@ -203,7 +204,8 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
         while (n < 0 && errno == EINTR);
     }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-        wd_log_info("[req %s] peer %s: the proxy closed the FastCGI connection: request aborted",
+        wd_log_peer(WD_LOG_INFO,
+                    "[req %s] peer %s: the proxy closed the FastCGI connection: request aborted",
                     c->req.id, wd__conn_peer(c));
         return 1;
     }
@@ -216,12 +218,13 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
         if (r == WD_PARSE_AGAIN)
             return 0;
         if (r == WD_PARSE_ERROR) {
-            wd_log_warn("[req %s] peer %s: malformed FastCGI record on %s: %s", c->req.id,
-                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
+            wd_log_peer(WD_LOG_WARN, "[req %s] peer %s: malformed FastCGI record on %s: %s",
+                        c->req.id, wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
             return 1;
         }
         if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
-            wd_log_info("[req %s] peer %s: FastCGI request %u aborted by the proxy while it ran",
+            wd_log_peer(WD_LOG_INFO,
+                        "[req %s] peer %s: FastCGI request %u aborted by the proxy while it ran",
                         c->req.id, wd__conn_peer(c), rec.request_id);
             return 1;
         }

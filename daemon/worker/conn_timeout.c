@@ -23,19 +23,21 @@ void wd__conn_timer_cb(uv_timer_t *t)
         if (c->len == 0) {
             wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {
-            wd_log_info("peer %s: request head not complete after %.0f s (header-timeout); "
+            wd_log_peer(WD_LOG_INFO,
+                        "peer %s: request head not complete after %.0f s (header-timeout); "
                         "closing",
                         wd__conn_peer(c), g->header_timeout);
         }
         wd_conn_close(c);
         return;
     case WD_CONN_BODY:
-        wd_log_info("peer %s: no request body bytes for %.0f s (body-timeout): 408",
+        wd_log_peer(WD_LOG_INFO, "peer %s: no request body bytes for %.0f s (body-timeout): 408",
                     wd__conn_peer(c), g->body_timeout);
         wd__conn_fail(c, 408);
         return;
     case WD_CONN_APP:
-        wd_log_info("peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
+        wd_log_peer(WD_LOG_INFO,
+                    "peer %s: the client read nothing for %.0f s (send-timeout); closing%s%s",
                     wd__conn_peer(c), g->send_timeout, c->dispatched ? " request " : "",
                     c->dispatched ? c->req.id : "");
         wd__conn_abandon(c);

@@ -11,7 +11,6 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <stdio.h>
-#include <time.h>
 
 #define JOINED_MAX 4096 /* header lines of one name joined; a longer chain is not believed */
 
@@ -148,18 +147,6 @@ void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g)
         req->fwd_host = v;
 }
 
-/* At most one line a second about refused PROXY headers (a peer can send them at will). */
-static int proxy_log_ok(void)
-{
-    static time_t last;
-    time_t now = time(NULL);
-
-    if (now == last)
-        return 0;
-    last = now;
-    return 1;
-}
-
 long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
                          const char *peer_text, char *remote, int *port, int *trusted)
 {
@@ -167,20 +154,20 @@ long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
     int r;
 
     if (!*trusted) {
-        if (proxy_log_ok())
-            wd_log_warn("group %s: peer %s is not in trusted-proxies: its connection (which must "
-                        "start with a PROXY header) is closed",
-                        g->name, peer_text);
+        wd_log_peer(WD_LOG_WARN,
+                    "group %s: peer %s is not in trusted-proxies: its connection (which must "
+                    "start with a PROXY header) is closed",
+                    g->name, peer_text);
         return -1;
     }
     r = wd_proxy_header_parse(buf, len, &h);
     if (r == WD_PARSE_AGAIN)
         return 0;
     if (r == WD_PARSE_ERROR) {
-        if (proxy_log_ok())
-            wd_log_warn("group %s: peer %s: malformed PROXY header (%s): connection closed; "
-                        "proxy-protocol is on, so every connection must start with one",
-                        g->name, peer_text, wd_proxy_header_strerror(h.error));
+        wd_log_peer(WD_LOG_WARN,
+                    "group %s: peer %s: malformed PROXY header (%s): connection closed; "
+                    "proxy-protocol is on, so every connection must start with one",
+                    g->name, peer_text, wd_proxy_header_strerror(h.error));
         return -1;
     }
     if (h.command == WD_PROXY_CMD_PROXY && (h.family == AF_INET || h.family == AF_INET6)) {

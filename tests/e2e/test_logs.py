@@ -271,3 +271,27 @@ def test_access_log_json(wsgid):
     rec = json.loads(d.wait_log(r'^\{"time": .*"path": "/u"'))
     assert rec["user_agent"] == 'a\x01b\x7f"c'
     assert '\\u0001' in d.wait_log(r'"path": "/u"')
+
+
+def test_bad_input_flood_is_not_a_log_flood(wsgid):
+    """200 bad requests in a burst: at most 5 lines a second from the one place that logs them
+    (design §8: never a log flood), and the next line that gets through counts the rest."""
+    d = wsgid("hello", processes=1)
+    t0 = time.monotonic()
+    for _ in range(200):
+        with Conn(d.tcp) as c:
+            c.send(b"GET /hello\r\n\r\n")  # HTTP/0.9: 400
+            assert c.response().status == 400
+    took = time.monotonic() - t0
+    lines = [x for x in d.log().splitlines() if "bad HTTP request" in x]
+    assert len(lines) <= 5 * (int(took) + 2), (took, len(lines))
+    time.sleep(1.1)
+    with Conn(d.tcp) as c:
+        c.send(b"GET /hello\r\n\r\n")
+        assert c.response().status == 400
+    # Every bad request is either a line or counted in a later one.
+    lines = [x for x in d.log().splitlines() if "bad HTTP request" in x]
+    counted = sum(int(m.group(1)) for m in (
+        re.search(r"\[(\d+) more like this were left out\]$", x) for x in lines) if m)
+    assert counted > 0 and len(lines) + counted == 201, (len(lines), counted)
+    assert request(d.tcp).body == HELLO
