@@ -184,13 +184,13 @@ static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_serv
     }
 }
 
-/* Directives that have nothing to say to wsgid or nginx once converted: access control that
- * grants (nginx serves what it is told to), module loading, what the tokenizer already did. */
+/* Directives that have nothing to say to wsgid or nginx once converted: module loading, what the
+ * tokenizer already did, settings that only matter to Apache's own file serving (and, in
+ * grants() below, access rules that let everyone in, as nginx does by default). */
 static const char *const quiet[] = {
-    "Require", "Options",          "AllowOverride",  "Order",
-    "Allow",   "Satisfy",          "DirectoryIndex", "LoadModule",
-    "Include", "IncludeOptional",  "ServerRoot",     "WSGIRestrictEmbedded",
-    "Listen",  "AddDefaultCharset"};
+    "Options",        "AllowOverride",        "Order",   "Satisfy",
+    "DirectoryIndex", "LoadModule",           "Include", "IncludeOptional",
+    "ServerRoot",     "WSGIRestrictEmbedded", "Listen",  "AddDefaultCharset"};
 
 static const struct {
     const char *name, *why;
@@ -201,7 +201,9 @@ static const struct {
     {"LogFormat", "wsgid's access-log-format is combined or json"},
     {"ServerAdmin", "nginx has no equivalent"},
     {"DocumentRoot", "nginx serves only the converted locations (add a root if needed)"},
-    {"Deny", "access control is not converted: write nginx allow/deny by hand"},
+    {"Deny", "access rules: write nginx allow/deny by hand"},
+    {"Require", "access rules other than all granted: write nginx allow/deny or auth by hand"},
+    {"Allow", "access rules other than from all: write nginx allow/deny by hand"},
     {"WSGISocketPrefix", "wsgid's sockets are the groups' listen: addresses"},
     {"WSGIImportScript", "wsgid imports each app when a worker starts (startup-timeout)"},
     {"WSGIScriptAliasMatch", "regular expressions: write the nginx location by hand"},
@@ -212,6 +214,18 @@ static const struct {
     {"Timeout", "nginx's uwsgi_read_timeout (default 60s) and wsgid's request-timeout"},
     {"KeepAliveTimeout", "nginx's keepalive_timeout"},
 };
+
+/* "Require all granted" and "Allow from all" let everyone in, as nginx does by default; any
+ * other access rule is noted, never dropped quietly. */
+static int grants(const wd_aconf_node_t *n)
+{
+    const char *a0 = wd_aconf_arg(n, 0), *a1 = wd_aconf_arg(n, 1);
+
+    if (n->nargs != 2)
+        return 0;
+    return (is(n, "Require") && strcasecmp(a0, "all") == 0 && strcasecmp(a1, "granted") == 0) ||
+           (is(n, "Allow") && strcasecmp(a0, "from") == 0 && strcasecmp(a1, "all") == 0);
+}
 
 static int directive2(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_server)
 {
@@ -263,6 +277,8 @@ static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
         if (is(n, quiet[i]))
             return;
     }
+    if (grants(n))
+        return;
     for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
         if (is(n, reasons[i].name)) {
             note(w, n, reasons[i].why);

@@ -208,7 +208,8 @@ other:
         }
     }
     wd_cv_note(c->cv, c->ini->file, e->line, "%s = %s: not converted: %s", e->key, e->value,
-               "not an option wsgid convert maps");
+               "not an option wsgid convert maps (nothing is lost if it only names a value for "
+               "%(...))");
 }
 
 /* uWSGI imports a module from its working directory (chdir) and opens a relative wsgi-file

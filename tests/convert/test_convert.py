@@ -35,9 +35,12 @@ def layout(tmp):
 
 
 def render(tmp, name, port=0):
+    """configs/NAME with the test's paths: @ROOT@ (where srv/ is), @RUN@ (uWSGI's socket
+    directory) and @PORT@ (Apache's virtual host)."""
     text = (HERE / "configs" / name).read_text()
     path = tmp / "orig" / name
-    path.write_text(text.replace("@ROOT@", str(tmp)).replace("@PORT@", str(port)))
+    path.write_text(text.replace("@ROOT@", str(tmp)).replace("@RUN@", str(tmp / "orig"))
+                    .replace("@PORT@", str(port)))
     return path
 
 
