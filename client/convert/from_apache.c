@@ -43,6 +43,7 @@ typedef struct walk {
     int naliases;
     const char *user, *group, *python_home, *python_path;
     const wd_aconf_node_t *python_path_n;
+    int vhosts;
 } walk_t;
 
 static void scope_init(scope_t *s)
@@ -94,8 +95,17 @@ static void script_alias(walk_t *w, const wd_aconf_node_t *n)
 {
     alias_t *a;
 
+    struct stat st;
+    size_t len;
+
     if (n->nargs < 2) {
         note(w, n, "expected URL-PATH FILE");
+        return;
+    }
+    len = strlen(n->args[1]);
+    if ((len > 0 && n->args[1][len - 1] == '/') ||
+        (stat(n->args[1], &st) == 0 && S_ISDIR(st.st_mode))) {
+        note(w, n, "a directory of scripts: give each script a WSGIScriptAlias of its own");
         return;
     }
     w->aliases = xrealloc(w->aliases, sizeof *w->aliases * (size_t)(w->naliases + 1));
@@ -163,6 +173,10 @@ static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_serv
 
         if (colon != NULL && w->cv->listen == NULL && strcmp(colon + 1, "*") != 0)
             w->cv->listen = xstrdup(colon + 1);
+        if (w->vhosts++ > 0)
+            note(w, n,
+                 "a second virtual host: its directives go into the one server block written "
+                 "(split nginx.conf by hand)");
         walk_kids(w, n, s, 1);
     } else if (is(n, "Location") || is(n, "Directory")) {
         if (n->nargs != 1) {
@@ -262,6 +276,14 @@ static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
 {
     const char *a0 = wd_aconf_arg(n, 0);
 
+    for (int i = 0; i < n->nargs; i++) {
+        if (strstr(n->args[i], "${") != NULL) {
+            wd_cv_note(w->cv, n->file, n->line,
+                       "%s %s: an Apache variable (${...}) is not expanded: written as it is",
+                       n->name, n->args[i]);
+            break;
+        }
+    }
     if (directive2(w, n, s, in_server))
         return;
     if (is(n, "ServerName") && a0 != NULL && w->cv->server_name == NULL) {

@@ -2,7 +2,11 @@
  * continuation lines, sections, comments, errors with file and line) and the uWSGI ini reader
  * (sections, repeated keys, magic variables, %(key)), each a table of cases. */
 #include "aconf.h"
+#include "from_apache.h"
+#include "from_uwsgi.h"
+#include "model.h"
 #include "uwsgi_ini.h"
+#include "write.h"
 #include "testutil.h"
 
 typedef struct split_case {
@@ -167,10 +171,91 @@ static void test_ini(void)
     }
 }
 
+/* A whole conversion: the lines the YAML, the nginx block and the notes must contain. */
+typedef struct map_case {
+    int uwsgi;
+    const char *text;
+    const char *want[8];
+} map_case_t;
+
+static const map_case_t maps[] = {
+    {0,
+     "WSGIDaemonProcess site processes=2 threads=4 request-timeout=30 home=/srv \\\n"
+     "  header-buffer-size=512 memory-limit=100 lang=C.UTF-8\n"
+     "WSGIScriptAlias /app /srv/app.wsgi process-group=site application-group=%{GLOBAL}\n",
+     {"  \"site\":\n", "    processes: 2\n", "    request-timeout: \"30s\"\n",
+      "    chdir: \"/srv\"\n", "\"LANG\": \"C.UTF-8\"",
+      "\"/app\": {app: \"/srv/app.wsgi\", application-group: \"%{GLOBAL}\"}",
+      "t.conf:1: WSGIDaemonProcess site header-buffer-size=512: not converted: outside",
+      "t.conf:1: WSGIDaemonProcess site memory-limit=100: not converted: mod_wsgi's is"}},
+    {0,
+     "WSGIDaemonProcess a\nWSGIDaemonProcess b\nWSGIProcessGroup a\n"
+     "WSGIScriptAlias / /srv/site.wsgi\n"
+     "<Location /admin>\nWSGIProcessGroup b\nSetEnv AREA \"x y\"\n</Location>\n",
+     {"    location / {\n        uwsgi_pass unix:/out/a.sock;",
+      "    location = /admin {\n        uwsgi_pass unix:/out/b.sock;", "    location /admin/ {",
+      "        uwsgi_param AREA \"x y\";",
+      "        uwsgi_param HTTP_AUTHORIZATION \"\" if_not_empty;",
+      "  \"b\":\n    app: \"/srv/site.wsgi\"\n    application-group: \"%{RESOURCE}\"", NULL}},
+    {0,
+     "WSGIScriptAlias /x /srv/x.wsgi\nWSGIPythonPath /srv/lib\nAlias /static/ /srv/static/\n"
+     "LimitRequestBody 1000\nWSGIImportScript /srv/x.wsgi\n",
+     {"  \"embedded\":\n", "python-path: [\"/srv/lib\"]", "limit-request-body: 1000\n",
+      "client_max_body_size 1000;", "    location /static/ {\n        alias \"/srv/static/\";",
+      "t.conf:5: WSGIImportScript /srv/x.wsgi: not converted", NULL}},
+    {1,
+     "[uwsgi]\nmodule = app:application\nchdir = /srv\nsocket = 127.0.0.1:3031\n"
+     "chmod-socket = 660\nharakiri = 20\nreload-on-rss = 300\nmount = /b=b.py\nhttp = :8000\n",
+     {"    app: \"app:application\"\n", "    threads: 1\n", "socket-mode: \"0660\"",
+      "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
+      "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
+      "t.ini:9: http = :8000: not converted"}},
+};
+
+static void test_map(void)
+{
+    for (size_t i = 0; i < sizeof maps / sizeof maps[0]; i++) {
+        const map_case_t *c = &maps[i];
+        wd_cv_t cv;
+        char err[256] = "", *out = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+
+        memset(&cv, 0, sizeof cv);
+        cv.out_dir = strdup("/out");
+        if (c->uwsgi) {
+            wd_ini_t ini;
+
+            memset(&ini, 0, sizeof ini);
+            T_CHECK(wd_ini_parse_string(&ini, "t.ini", c->text, "uwsgi", err, sizeof err) == 0,
+                    "map case %zu: %s", i, err);
+            wd_cv_from_uwsgi(&cv, &ini, "t");
+            wd_ini_free(&ini);
+        } else {
+            wd_aconf_t conf;
+
+            memset(&conf, 0, sizeof conf);
+            T_CHECK(wd_aconf_parse_string(&conf, "t.conf", c->text, err, sizeof err) == 0,
+                    "map case %zu: %s", i, err);
+            wd_cv_from_apache(&cv, &conf);
+            wd_aconf_free(&conf);
+        }
+        wd_cv_write_yaml(f, &cv, "t", "test");
+        wd_cv_write_nginx(f, &cv, "t", "test");
+        fclose(f);
+        for (int j = 0; j < 8 && c->want[j] != NULL; j++)
+            T_CHECK(strstr(out, c->want[j]) != NULL, "map case %zu: no [%s] in\n%s", i, c->want[j],
+                    out);
+        free(out);
+        wd_cv_free(&cv);
+    }
+}
+
 int main(void)
 {
     test_split();
     test_tree();
     test_ini();
+    test_map();
     return t_summary("convert");
 }
