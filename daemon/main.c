@@ -16,7 +16,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: wsgid -c FILE [--check]\n"
-               "       wsgid convert [--from apache|uwsgi] FILE [-o DIR]\n"
+               "       wsgid convert [--from apache|uwsgi] FILE [-o DIR] [--run-dir DIR]\n"
                "       wsgid --version | --help\n"
                "\n"
                "Runs Python WSGI applications in named process groups behind a proxy.\n"

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static void usage(FILE *f)
 {
@@ -81,7 +82,19 @@ static int by_place(const void *a, const void *b)
     return strverscmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int convert(const char *from, const char *file, const char *dir)
+/* The run directory as an absolute path (it need not exist yet: systemd makes /run/wsgid). */
+static char *absolute(const char *dir)
+{
+    char cwd[PATH_MAX], *out;
+
+    if (dir[0] == '/' || getcwd(cwd, sizeof cwd) == NULL)
+        return xstrdup(dir);
+    out = xmalloc(strlen(cwd) + strlen(dir) + 2);
+    sprintf(out, "%s/%s", cwd, dir);
+    return out;
+}
+
+static int convert(const char *from, const char *file, const char *dir, const char *run)
 {
     char err[1024], abs[PATH_MAX];
     struct stat st;
@@ -94,7 +107,7 @@ static int convert(const char *from, const char *file, const char *dir)
         return 1;
     }
     memset(&cv, 0, sizeof cv);
-    cv.out_dir = xstrdup(abs);
+    cv.run_dir = absolute(run != NULL ? run : abs);
     rc = read_input(&cv, from, file, err, sizeof err);
     if (cv.nnotes > 1)
         qsort(cv.notes, (size_t)cv.nnotes, sizeof *cv.notes, by_place);
@@ -118,10 +131,11 @@ int wd_convert_main(int argc, char **argv)
     static const struct option options[] = {
         {"from", required_argument, NULL, 'f'},
         {"output", required_argument, NULL, 'o'},
+        {"run-dir", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *from = NULL, *dir = ".", *file;
+    const char *from = NULL, *dir = ".", *run = "/run/wsgid", *file;
     size_t n;
     int c;
 
@@ -133,6 +147,9 @@ int wd_convert_main(int argc, char **argv)
             break;
         case 'o':
             dir = optarg;
+            break;
+        case 'r':
+            run = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -155,5 +172,5 @@ int wd_convert_main(int argc, char **argv)
     n = strlen(file);
     if (from == NULL)
         from = n > 4 && strcmp(file + n - 4, ".ini") == 0 ? "uwsgi" : "apache";
-    return convert(from, file, dir);
+    return convert(from, file, dir, run);
 }

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
 #include <sys/stat.h>
 
 /* What a scope says; NULL / -1 when it says nothing. */
@@ -495,21 +496,27 @@ static void place_locations(walk_t *w)
 static void finish_groups(walk_t *w)
 {
     const char *lrb = w->cv->max_body != NULL ? w->cv->max_body : "1G";
+    /* mod_wsgi's sockets belong to Apache's User, whose children connect to them; nginx's
+     * workers need the group (www-data on Debian, for nginx and Apache alike). */
+    const char *sgroup = w->group != NULL && strchr(w->group, '$') == NULL ? w->group
+                         : getgrnam("www-data") != NULL                    ? "www-data"
+                                                                           : NULL;
 
     for (int i = 0; i < w->cv->ngroups; i++) {
         wd_cv_group_t *g = &w->cv->groups[i];
 
         if (w->python_home != NULL && wd_cv_key_get(&g->keys, "python-home") == NULL)
             wd_cv_key_set(&g->keys, "python-home", w->python_home, 1);
-        if (w->user != NULL && wd_cv_key_get(&g->keys, "user") == NULL)
+        if (w->user != NULL && strchr(w->user, '$') == NULL &&
+            wd_cv_key_get(&g->keys, "user") == NULL)
             wd_cv_key_set(&g->keys, "user", w->user, 1);
         if (wd_cv_key_get(&g->keys, "user") == NULL)
             wd_cv_note(w->cv, g->file, g->line,
                        "WSGIDaemonProcess %s: no user=: mod_wsgi ran it as Apache's User; wsgid "
                        "started as root runs it as nobody unless the group says user:",
                        g->name);
-        if (w->group != NULL)
-            wd_cv_key_set(&g->keys, "socket-group", w->group, 1);
+        if (sgroup != NULL)
+            wd_cv_key_set(&g->keys, "socket-group", sgroup, 1);
         wd_cv_key_set(&g->keys, "limit-request-body", lrb, 0);
     }
     if (w->python_path != NULL)

@@ -119,11 +119,11 @@ char *wd_cv_socket(const wd_cv_t *cv, const wd_cv_group_t *g)
     if (g->listen != NULL && strncmp(g->listen, "unix:", 5) == 0 && g->listen[5] == '/')
         return xstrdup(g->listen + 5);
     if (g->listen != NULL && strncmp(g->listen, "unix:", 5) == 0)
-        snprintf(buf, sizeof buf, "%s/%s", cv->out_dir, g->listen + 5);
+        snprintf(buf, sizeof buf, "%s/%s", cv->run_dir, g->listen + 5);
     else if (g->listen != NULL)
         return xstrdup(g->listen);
     else
-        snprintf(buf, sizeof buf, "%s/%s.sock", cv->out_dir, g->name);
+        snprintf(buf, sizeof buf, "%s/%s.sock", cv->run_dir, g->name);
     return xstrdup(buf);
 }
 
@@ -188,6 +188,6 @@ void wd_cv_free(wd_cv_t *cv)
     free(cv->server_name);
     free(cv->listen);
     free(cv->max_body);
-    free(cv->out_dir);
+    free(cv->run_dir);
     memset(cv, 0, sizeof *cv);
 }

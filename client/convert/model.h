@@ -59,7 +59,7 @@ typedef struct wd_cv {
     char *server_name; /* nginx server_name, or NULL */
     char *listen;      /* nginx listen, or NULL (80) */
     char *max_body;    /* nginx client_max_body_size, or NULL */
-    char *out_dir;     /* absolute: the sockets' directory for nginx */
+    char *run_dir;     /* absolute: where the groups' sockets and the control socket go */
 } wd_cv_t;
 
 wd_cv_group_t *wd_cv_group_add(wd_cv_t *cv, const char *name, const char *file, int line);

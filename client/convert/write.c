@@ -1,6 +1,7 @@
 /* The writers of wsgid.yaml and nginx.conf (see write.h). Every string goes out double-quoted
  * with YAML's escapes, so that no path or name can change the meaning of the file. */
 #include "write.h"
+#include "alloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -70,7 +71,7 @@ static void write_lists(FILE *f, const wd_cv_group_t *g)
     }
 }
 
-static void write_group(FILE *f, const wd_cv_group_t *g)
+static void write_group(FILE *f, const wd_cv_t *cv, const wd_cv_group_t *g)
 {
     const wd_cv_mount_t *app = NULL;
     int nmounts = 0;
@@ -105,14 +106,15 @@ static void write_group(FILE *f, const wd_cv_group_t *g)
         fputc('\n', f);
     }
     fputs("    listen: [", f);
-    if (g->listen != NULL) {
+    if (g->listen != NULL && strncmp(g->listen, "unix:", 5) != 0) {
         yq(f, g->listen);
     } else {
-        char *l = malloc(strlen(g->name) + 11);
+        char *sock = wd_cv_socket(cv, g), *l = xmalloc(strlen(sock) + 6);
 
-        sprintf(l, "unix:%s.sock", g->name);
+        sprintf(l, "unix:%s", sock);
         yq(f, l);
         free(l);
+        free(sock);
     }
     fputs("]\n", f);
     write_lists(f, g);
@@ -123,6 +125,18 @@ static void write_group(FILE *f, const wd_cv_group_t *g)
                 write_mount(f, &g->mounts[i]);
         }
     }
+}
+
+/* The control socket for wsgictl, beside the groups' sockets. */
+static void write_control(FILE *f, const wd_cv_t *cv)
+{
+    char *ctl = xmalloc(strlen(cv->run_dir) + 11);
+
+    sprintf(ctl, "%s/wsgid.ctl", cv->run_dir);
+    fputs("control: ", f);
+    yq(f, ctl);
+    fputc('\n', f);
+    free(ctl);
 }
 
 void wd_cv_write_yaml(FILE *f, const wd_cv_t *cv, const char *source, const char *from)
@@ -136,9 +150,10 @@ void wd_cv_write_yaml(FILE *f, const wd_cv_t *cv, const char *source, const char
         for (int i = 0; i < cv->nnotes; i++)
             fprintf(f, "#   %s\n", cv->notes[i]);
     }
-    fputs("control: \"wsgid.ctl\"\ngroups:\n", f);
+    write_control(f, cv);
+    fputs("groups:\n", f);
     for (int i = 0; i < cv->ngroups; i++)
-        write_group(f, &cv->groups[i]);
+        write_group(f, cv, &cv->groups[i]);
 }
 
 /* nginx: a double-quoted string ('$' would start a variable: the converter notes such values). */

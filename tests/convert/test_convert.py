@@ -47,7 +47,8 @@ def render(tmp, name, port=0):
 def convert(tmp, src, *args):
     """Runs wsgid convert, then wsgid --check and nginx -t on its output; returns the notes (its
     stderr), wsgid.yaml and nginx.conf."""
-    r = subprocess.run([str(WSGID_BIN), "convert", *args, str(src), "-o", str(tmp)],
+    r = subprocess.run([str(WSGID_BIN), "convert", *args, str(src), "-o", str(tmp),
+                        "--run-dir", str(tmp)],
                        capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     yaml = (tmp / "wsgid.yaml").read_text()

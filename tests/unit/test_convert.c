@@ -222,7 +222,7 @@ static void test_map(void)
         FILE *f = open_memstream(&out, &len);
 
         memset(&cv, 0, sizeof cv);
-        cv.out_dir = strdup("/out");
+        cv.run_dir = strdup("/out");
         if (c->uwsgi) {
             wd_ini_t ini;
 
