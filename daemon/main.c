@@ -6,6 +6,7 @@
 #include "master/master.h"
 #include "worker/worker.h"
 #include "../python_glue/glue.h"
+#include "../client/convert/convert.h"
 
 #include <getopt.h>
 #include <stdio.h>
@@ -15,6 +16,7 @@
 static void usage(FILE *f)
 {
     fprintf(f, "Usage: wsgid -c FILE [--check]\n"
+               "       wsgid convert [--from apache|uwsgi] FILE [-o DIR] [--run-dir DIR]\n"
                "       wsgid --version | --help\n"
                "\n"
                "Runs Python WSGI applications in named process groups behind a proxy.\n"
@@ -24,6 +26,9 @@ static void usage(FILE *f)
                "      --check        load and validate the configuration, then exit (0 = valid)\n"
                "  -v, --version      print the version and exit\n"
                "  -h, --help         print this help and exit\n"
+               "\n"
+               "wsgid convert writes DIR/wsgid.yaml and DIR/nginx.conf from an Apache mod_wsgi\n"
+               "or uWSGI configuration (wsgid convert --help).\n"
                "\n"
                "Signals to the master: TERM/INT graceful stop, HUP reload, USR1 reopen the logs.\n"
                "The configuration keys are described in wsgid.yaml(5) and README.md; see also "
@@ -84,6 +89,9 @@ int main(int argc, char **argv)
     /* A worker's argv is only its display name: nothing to parse. */
     if (getenv("WSGID_WORKER") != NULL)
         return wd_worker_main(argc, argv, &wd_py_app);
+    /* A text tool: it never starts the master nor loads Python. */
+    if (argc > 1 && strcmp(argv[1], "convert") == 0)
+        return wd_convert_main(argc - 1, argv + 1);
 
     while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
         switch (c) {

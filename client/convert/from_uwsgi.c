@@ -1,0 +1,264 @@
+/* uWSGI -> the model (see from_uwsgi.h). uWSGI's sizes are bytes, reload-on-rss megabytes,
+ * harakiri seconds. Options that only say what wsgid always does (master, vacuum, die-on-term,
+ * enable-threads...) are dropped quietly; the others it cannot map are noted. */
+#include "from_uwsgi.h"
+#include "alloc.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct ctx {
+    wd_cv_t *cv;
+    wd_cv_group_t *g;
+    const wd_ini_t *ini;
+    const char *app, *callable, *file;
+    int single_interpreter;
+    wd_cv_loc_t *root;
+} ctx_t;
+
+static const char *const quiet[] = {
+    "master",        "vacuum",           "die-on-term",        "enable-threads",
+    "strict",        "need-app",         "lazy-apps",          "lazy",
+    "plugin",        "plugins",          "manage-script-name", "thunder-lock",
+    "py-autoreload", "auto-procname",    "uid-check",          "single-interpreter",
+    "no-orphans",    "hook-master-start"};
+
+static const struct {
+    const char *name, *why;
+} reasons[] = {
+    {"http", "nginx.conf's server block is the HTTP front (uWSGI's http router is not needed)"},
+    {"logto", "wsgid's log: file"},
+    {"daemonize", "wsgid runs in the foreground (systemd)"},
+    {"pidfile", "set pidfile: at the top of wsgid.yaml"},
+    {"stats", "wsgid's metrics: address serves /metrics and /status"},
+    {"cheaper", "wsgid runs a fixed number of processes"},
+    {"listen", "wsgid's listen backlog is the kernel's maximum (somaxconn)"},
+    {"post-buffering", "wsgid always reads the body before the app runs"},
+    {"reload-mercy", "wsgid's graceful-timeout and shutdown-timeout"},
+    {"offload-threads", "wsgid's loop thread writes responses itself"},
+    {"touch-reload", "wsgid: reload-on-change: true with watch:"},
+    {"static-map", "write it as an nginx location with alias"},
+    {"route", "uWSGI's internal routing: write nginx rules by hand"},
+    {"cron", "wsgid runs no cron tasks"},
+    {"attach-daemon", "wsgid runs no side daemons (use systemd)"},
+};
+
+static int number(ctx_t *c, const wd_ini_entry_t *e, const char *key, double mul, double min,
+                  double max, const char *fmt)
+{
+    char *end, buf[64];
+    double v = strtod(e->value, &end);
+
+    if (end == e->value || *end != '\0' || v * mul < min || v * mul > max) {
+        wd_cv_note(c->cv, c->ini->file, e->line, "%s = %s: not converted: %s", e->key, e->value,
+                   end == e->value || *end != '\0' ? "not a number" : "outside wsgid's range");
+        return -1;
+    }
+    snprintf(buf, sizeof buf, fmt, v);
+    wd_cv_key_set(&c->g->keys, key, buf, fmt[strlen(fmt) - 1] == 's');
+    return 0;
+}
+
+static void socket_opt(ctx_t *c, const wd_ini_entry_t *e)
+{
+    const char *v = e->value;
+    size_t n = strlen(c->g->name) + strlen(v) + 8;
+
+    free(c->g->listen);
+    c->g->listen = xmalloc(n);
+    if (strchr(v, '/') != NULL || strchr(v, ':') == NULL)
+        snprintf(c->g->listen, n, "unix:%s", v);
+    else
+        snprintf(c->g->listen, n, "%s%s", v[0] == ':' ? "0.0.0.0" : "", v);
+}
+
+/* chmod-socket = 660 is octal, as chmod's; alone it means 666. */
+static void chmod_socket(ctx_t *c, const wd_ini_entry_t *e)
+{
+    char buf[16];
+
+    if (e->value[0] == '\0')
+        snprintf(buf, sizeof buf, "0666");
+    else
+        snprintf(buf, sizeof buf, "%s%.8s", e->value[0] == '0' ? "" : "0", e->value);
+    wd_cv_key_set(&c->g->keys, "socket-mode", buf, 1);
+}
+
+static void chown_socket(ctx_t *c, const wd_ini_entry_t *e)
+{
+    const char *colon = strchr(e->value, ':');
+    char *user = xstrndup(e->value, colon ? (size_t)(colon - e->value) : strlen(e->value));
+
+    wd_cv_key_set(&c->g->keys, "socket-user", user, 1);
+    if (colon != NULL)
+        wd_cv_key_set(&c->g->keys, "socket-group", colon + 1, 1);
+    free(user);
+}
+
+static void env_opt(ctx_t *c, const wd_ini_entry_t *e)
+{
+    const char *eq = strchr(e->value, '=');
+    char *k;
+
+    if (eq == NULL) {
+        wd_cv_note(c->cv, c->ini->file, e->line, "env = %s: not converted: expected NAME=VALUE",
+                   e->value);
+        return;
+    }
+    k = xstrndup(e->value, (size_t)(eq - e->value));
+    wd_cv_key_set(&c->g->env, k, eq + 1, 1);
+    free(k);
+}
+
+/* mount = /PREFIX=APP: a mount of the group (a sub-interpreter each, as uWSGI loads them). */
+static void mount_opt(ctx_t *c, const wd_ini_entry_t *e)
+{
+    const char *eq = strchr(e->value, '=');
+    char *prefix;
+
+    if (eq == NULL || e->value[0] != '/') {
+        wd_cv_note(c->cv, c->ini->file, e->line, "mount = %s: not converted: expected /PREFIX=APP",
+                   e->value);
+        return;
+    }
+    prefix = xstrndup(e->value, (size_t)(eq - e->value));
+    while (strlen(prefix) > 1 && prefix[strlen(prefix) - 1] == '/')
+        prefix[strlen(prefix) - 1] = '\0';
+    wd_cv_mount_add(c->g, strcmp(prefix, "/") == 0 ? "" : prefix, eq + 1, NULL, NULL);
+    free(prefix);
+}
+
+static void path_opt(ctx_t *c, const char *v)
+{
+    c->g->python_path =
+        xrealloc(c->g->python_path, sizeof *c->g->python_path * (size_t)(c->g->npython_path + 1));
+    c->g->python_path[c->g->npython_path++] = xstrdup(v);
+}
+
+static int is(const wd_ini_entry_t *e, const char *a, const char *b)
+{
+    return strcmp(e->key, a) == 0 || (b != NULL && strcmp(e->key, b) == 0);
+}
+
+static int option2(ctx_t *c, const wd_ini_entry_t *e)
+{
+    if (is(e, "processes", "workers"))
+        number(c, e, "processes", 1, 1, 1024, "%.0f");
+    else if (is(e, "threads", NULL))
+        number(c, e, "threads", 1, 1, 1024, "%.0f");
+    else if (is(e, "harakiri", NULL))
+        number(c, e, "request-timeout", 1, 0, 7 * 86400, "%.0fs");
+    else if (is(e, "max-requests", NULL))
+        number(c, e, "maximum-requests", 1, 0, 1e9, "%.0f");
+    else if (is(e, "reload-on-rss", NULL))
+        number(c, e, "memory-limit", 1, 16, 1048576, "%.0fM");
+    else if (is(e, "buffer-size", NULL))
+        number(c, e, "header-buffer-size", 1, 1024, 1048576, "%.0f");
+    else if (is(e, "chmod-socket", NULL))
+        chmod_socket(c, e);
+    else if (is(e, "chown-socket", NULL))
+        chown_socket(c, e);
+    else if (is(e, "socket", "uwsgi-socket") || is(e, "http-socket", "fastcgi-socket"))
+        socket_opt(c, e);
+    else
+        return 0;
+    return 1;
+}
+
+static void option(ctx_t *c, const wd_ini_entry_t *e)
+{
+    if (option2(c, e))
+        return;
+    if (is(e, "module", "wsgi"))
+        c->app = e->value;
+    else if (is(e, "wsgi-file", "file"))
+        c->app = e->value;
+    else if (is(e, "callable", NULL))
+        c->callable = e->value;
+    else if (is(e, "chdir", NULL))
+        wd_cv_key_set(&c->g->keys, "chdir", e->value, 1);
+    else if (is(e, "virtualenv", "venv") || is(e, "home", "pyhome"))
+        wd_cv_key_set(&c->g->keys, "python-home", e->value, 1);
+    else if (is(e, "pythonpath", "python-path") || is(e, "pp", NULL))
+        path_opt(c, e->value);
+    else if (is(e, "env", NULL))
+        env_opt(c, e);
+    else if (is(e, "mount", NULL))
+        mount_opt(c, e);
+    else if (is(e, "uid", NULL) || is(e, "gid", NULL))
+        wd_cv_key_set(&c->g->keys, is(e, "uid", NULL) ? "user" : "group", e->value, 1);
+    else if (is(e, "procname-prefix", NULL) || is(e, "procname", NULL))
+        wd_cv_key_set(&c->g->keys, "display-name", e->value, 1);
+    else if (is(e, "limit-post", NULL))
+        number(c, e, "limit-request-body", 1, 0, 1099511627776.0, "%.0f");
+    else
+        goto other;
+    return;
+other:
+    for (size_t i = 0; i < sizeof quiet / sizeof quiet[0]; i++) {
+        if (strcmp(e->key, quiet[i]) == 0)
+            return;
+    }
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        if (strcmp(e->key, reasons[i].name) == 0) {
+            wd_cv_note(c->cv, c->ini->file, e->line, "%s = %s: not converted: %s", e->key, e->value,
+                       reasons[i].why);
+            return;
+        }
+    }
+    wd_cv_note(c->cv, c->ini->file, e->line, "%s = %s: not converted: %s", e->key, e->value,
+               "not an option wsgid convert maps (nothing is lost if it only names a value for "
+               "%(...))");
+}
+
+/* uWSGI imports a module from its working directory (chdir) and opens a relative wsgi-file
+ * there; wsgid resolves relative paths against its config file, so they are made absolute. */
+static void finish_app(ctx_t *c)
+{
+    const char *dir = wd_cv_key_get(&c->g->keys, "chdir");
+    char *app = NULL;
+
+    if (wd_cv_key_get(&c->g->keys, "threads") == NULL)
+        wd_cv_key_set(&c->g->keys, "threads", "1", 0); /* uWSGI's default: one thread */
+    if (c->app == NULL)
+        return;
+    if (strchr(c->app, '/') == NULL && strstr(c->app, ".py") == NULL) {
+        int seen = 0;
+
+        for (int i = 0; dir != NULL && i < c->g->npython_path; i++)
+            seen |= strcmp(c->g->python_path[i], dir) == 0;
+        if (dir != NULL && !seen)
+            path_opt(c, dir);
+    } else if (c->app[0] != '/' && dir != NULL) {
+        app = xmalloc(strlen(dir) + strlen(c->app) + 2);
+        sprintf(app, "%s/%s", dir, c->app);
+    }
+    wd_cv_mount_add(c->g, "", app != NULL ? app : c->app, NULL, c->callable);
+    free(app);
+}
+
+void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
+{
+    ctx_t c = {cv, NULL, ini, NULL, NULL, NULL, 0, NULL};
+    wd_cv_loc_t *l;
+
+    c.g = wd_cv_group_add(cv, name, ini->file, 1);
+    for (int i = 0; i < ini->n; i++) {
+        if (strcmp(ini->e[i].key, "single-interpreter") == 0)
+            c.single_interpreter = 1;
+        option(&c, &ini->e[i]);
+    }
+    finish_app(&c);
+    for (int i = 0; i < c.g->nmounts; i++) {
+        wd_cv_mount_t *m = &c.g->mounts[i];
+
+        if (m->prefix[0] != '\0' && !c.single_interpreter && m->app_group == NULL)
+            m->app_group = xstrdup("%{RESOURCE}");
+    }
+    if (c.g->nmounts == 0)
+        wd_cv_note(cv, ini->file, 1,
+                   "[uwsgi]: no module, wsgi-file or mount: the group has no app");
+    l = wd_cv_loc_add(cv, "/", WD_CV_PREFIX);
+    l->group = xstrdup(name);
+}

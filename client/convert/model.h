@@ -1,0 +1,85 @@
+/* What `wsgid convert` builds from an Apache or uWSGI configuration before writing it out: the
+ * wsgid groups (their keys, python-path, env, mounts), the nginx locations that route URLs to
+ * them or serve static files, and the notes on what was not converted. from_apache.c and
+ * from_uwsgi.c fill it, write.c writes it. */
+#ifndef WD_CONVERT_MODEL_H
+#define WD_CONVERT_MODEL_H
+
+#include <stddef.h>
+
+typedef struct wd_cv_kv {
+    char *key;
+    char *value;
+    int quote; /* write the value as a YAML string (else as a number or a word) */
+} wd_cv_kv_t;
+
+typedef struct wd_cv_list {
+    wd_cv_kv_t *v;
+    int n;
+} wd_cv_list_t;
+
+typedef struct wd_cv_mount {
+    char *prefix; /* "" for the group's own app */
+    char *app;
+    char *app_group; /* NULL: the group's */
+    char *callable;  /* NULL: application */
+} wd_cv_mount_t;
+
+typedef struct wd_cv_group {
+    char *name;
+    wd_cv_list_t keys; /* in the order written */
+    char **python_path;
+    int npython_path;
+    wd_cv_list_t env;
+    wd_cv_mount_t *mounts;
+    int nmounts;
+    char *listen;        /* "unix:PATH" or "HOST:PORT"; NULL: unix:NAME.sock beside the config */
+    char *nginx_timeout; /* uwsgi_read_timeout / uwsgi_send_timeout, or NULL */
+    const char *file;    /* where it was declared */
+    int line;
+} wd_cv_group_t;
+
+enum { WD_CV_PREFIX, WD_CV_SEGMENT, WD_CV_EXACT };
+
+typedef struct wd_cv_loc {
+    char *prefix;
+    int match;           /* WD_CV_PREFIX: nginx `location P`; SEGMENT: P and P/...; EXACT: `= P` */
+    char *group;         /* the group whose socket serves it, or NULL */
+    char *alias;         /* a static file or directory nginx serves, or NULL */
+    wd_cv_list_t params; /* uwsgi_param NAME VALUE (an empty value with if_not_empty: hidden) */
+} wd_cv_loc_t;
+
+typedef struct wd_cv {
+    wd_cv_group_t *groups;
+    int ngroups;
+    wd_cv_loc_t *locs;
+    int nlocs;
+    char **notes; /* "FILE:LINE: DIRECTIVE option: not converted: REASON" */
+    int nnotes;
+    char *server_name; /* nginx server_name, or NULL */
+    char *listen;      /* nginx listen, or NULL (80) */
+    char *max_body;    /* nginx client_max_body_size, or NULL */
+    char *run_dir;     /* absolute: where the groups' sockets and the control socket go */
+} wd_cv_t;
+
+wd_cv_group_t *wd_cv_group_add(wd_cv_t *cv, const char *name, const char *file, int line);
+wd_cv_group_t *wd_cv_group_find(wd_cv_t *cv, const char *name);
+/* Sets (or replaces) a key of the group. */
+void wd_cv_key_set(wd_cv_list_t *l, const char *key, const char *value, int quote);
+const char *wd_cv_key_get(const wd_cv_list_t *l, const char *key);
+void wd_cv_mount_add(wd_cv_group_t *g, const char *prefix, const char *app, const char *app_group,
+                     const char *callable);
+wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match);
+wd_cv_loc_t *wd_cv_loc_find(wd_cv_t *cv, const char *prefix, int match);
+__attribute__((format(printf, 4, 5))) void wd_cv_note(wd_cv_t *cv, const char *file, int line,
+                                                      const char *fmt, ...);
+void wd_cv_free(wd_cv_t *cv);
+
+/* The socket path nginx connects to for g (absolute). Caller frees. */
+char *wd_cv_socket(const wd_cv_t *cv, const wd_cv_group_t *g);
+
+/* Seconds ("30") as a wsgid duration ("30s"); NULL if s is not a whole number >= 0. Caller
+ * frees. */
+char *wd_cv_seconds(const char *s);
+
+#endif

@@ -1,0 +1,4 @@
+"""The uWSGI vassal's module (module = blog:application)."""
+import show
+
+application = show.make("blog")

@@ -1,0 +1,265 @@
+"""`wsgid convert`: each realistic configuration in configs/ is served by its original server
+(Apache httpd + mod_wsgi, Debian's libapache2-mod-wsgi-py3, or uWSGI with its python3 plugin),
+converted, checked (`wsgid --check`, `nginx -t` on the server block in a minimal http {}), then
+served by the converted wsgid behind nginx with the generated server block, and the same requests
+must get the same status and the same body from both (apps/show.py prints what the app saw; the
+pid is left out, and used to check which processes served).
+"""
+import http.client
+import os
+import shutil
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from helpers.apache import MODULES
+from helpers.daemon import WSGID_BIN
+from helpers.nginx import NGINX_BIN, uwsgi_location
+from helpers.procs import cmdline, free_port, pgroup_members, wait_for
+
+HERE = Path(__file__).resolve().parent
+UWSGI_BIN = os.environ.get("UWSGI_BIN", "/usr/bin/uwsgi")
+APACHE_MODULES = ("wsgi", "alias", "env", "mime")
+AUTH = {"Authorization": "Basic dXNlcjpwYXNzd29yZA=="}
+
+
+def layout(tmp):
+    """The apps, lib/ and static/ under TMP/srv, readable by Apache's www-data, wsgid's nobody."""
+    os.chmod(tmp, 0o711)
+    for d in ("apps", "lib", "static"):
+        shutil.copytree(HERE / d, tmp / "srv" / d)
+    (tmp / "orig").mkdir()
+    (tmp / "orig" / "conf.d").mkdir()
+
+
+def render(tmp, name, port=0):
+    """configs/NAME with the test's paths: @ROOT@ (where srv/ is), @RUN@ (uWSGI's socket
+    directory) and @PORT@ (Apache's virtual host)."""
+    text = (HERE / "configs" / name).read_text()
+    path = tmp / "orig" / name
+    path.write_text(text.replace("@ROOT@", str(tmp)).replace("@RUN@", str(tmp / "orig"))
+                    .replace("@PORT@", str(port)))
+    return path
+
+
+def convert(tmp, src, *args):
+    """Runs wsgid convert, then wsgid --check and nginx -t on its output; returns the notes (its
+    stderr), wsgid.yaml and nginx.conf."""
+    r = subprocess.run([str(WSGID_BIN), "convert", *args, str(src), "-o", str(tmp),
+                        "--run-dir", str(tmp)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    yaml = (tmp / "wsgid.yaml").read_text()
+    conf = (tmp / "nginx.conf").read_text()
+    c = subprocess.run([str(WSGID_BIN), "--check", "-c", str(tmp / "wsgid.yaml")],
+                       capture_output=True, text=True, timeout=10)
+    assert c.returncode == 0, c.stderr + yaml
+    t = tmp / "nginx-t"
+    t.mkdir()
+    (t / "nginx.conf").write_text("pid %s/nginx.pid;\nerror_log %s/error.log;\nevents {}\n"
+                                  "http {\n    access_log off;\n    include %s/nginx.conf;\n}\n"
+                                  % (t, t, tmp))
+    n = subprocess.run([NGINX_BIN, "-t", "-p", str(t) + "/", "-c", str(t / "nginx.conf"),
+                        "-e", str(t / "error.log")], capture_output=True, text=True, timeout=10)
+    assert n.returncode == 0, n.stderr + conf
+    return r.stderr, yaml, conf
+
+
+def serve_converted(wsgid, nginx, yaml, conf):
+    """The converted deployment: wsgid on wsgid.yaml, nginx with the server block (its listen
+    line moved to a free port)."""
+    d = wsgid(config=yaml)
+    port = free_port()
+    lines = [("    listen 127.0.0.1:%d;" % port if line.startswith("    listen ") else line)
+             for line in conf.splitlines()]
+    n = nginx("location / { return 404; }", http_extra="\n".join(lines))
+    wait_for(lambda: _listening(port), 10, what="the converted server block to listen")
+    return n, ("127.0.0.1", port)
+
+
+def _listening(port):
+    try:
+        http.client.HTTPConnection("127.0.0.1", port, timeout=1).connect()
+        return True
+    except OSError:
+        return False
+
+
+def fetch(addr, method, path, body=None, headers=None):
+    c = http.client.HTTPConnection(*addr, timeout=10)
+    try:
+        c.request(method, path, body=body, headers=dict(headers or {}))
+        r = c.getresponse()
+        return r.status, r.read()
+    except (ConnectionError, http.client.HTTPException) as e:
+        return None, repr(e).encode()     # a server that closes on a refused upload
+    finally:
+        c.close()
+
+
+def parse(body):
+    return dict(line.split("=", 1) for line in body.decode().splitlines() if "=" in line)
+
+
+def compare(reqs, orig, conv, skip=()):
+    """Same status everywhere; the same body for 2xx answers (the app's lines without pid and the
+    keys in skip), byte for byte for static files."""
+    for req, (s1, b1), (s2, b2) in zip(reqs, orig, conv):
+        what = "%s %s" % (req[0], req[1])
+        assert s1 == s2, "%s: status %s (original) != %s (converted)\n%s\n%s" % (
+            what, s1, s2, b1[:300], b2[:300])
+        if s1 != 200:
+            continue
+        if req[1].startswith("/static/"):
+            assert b1 == b2, what
+            continue
+        d1, d2 = parse(b1), parse(b2)
+        if d1.get("cwd", "").endswith("/apache"):
+            # A daemon group without home= keeps Apache's working directory (the test's
+            # ServerRoot; "/" under systemd), and a wsgid group without chdir wsgid's.
+            skip = tuple(skip) + ("cwd",)
+        for k in ("pid",) + tuple(skip):
+            d1.pop(k, None)
+            d2.pop(k, None)
+        assert d1 == d2, "%s:\noriginal:  %s\nconverted: %s" % (what, d1, d2)
+
+
+def start_apache(apache, tmp, conf, port):
+    if not os.path.exists(os.path.join(MODULES, "mod_wsgi.so")):
+        pytest.skip("mod_wsgi not installed (libapache2-mod-wsgi-py3): ./dev deps")
+    a = apache("Listen 127.0.0.1:%d\nTypesConfig /etc/mime.types\nWSGISocketPrefix %s/apache/wsgi\n"
+               "Include %s\n"
+               % (port, tmp, conf), modules=APACHE_MODULES)
+    wait_for(lambda: _listening(port), 10, what="Apache's virtual host")
+    return a
+
+
+# --- a Debian default-style vhost: two daemon groups, two script aliases ----------------------
+
+VHOST_REQUESTS = [
+    ("GET", "/", None, {}),
+    ("GET", "/hello/world?x=1&y=%20z", None, AUTH),      # site: Authorization not passed
+    ("GET", "/api", None, {}),
+    ("GET", "/api/items/42?q=1", None, AUTH),          # api: WSGIPassAuthorization On
+    ("GET", "/apix", None, {}),                        # not under /api: the site
+    ("POST", "/api/items", b"x" * 10000, {"Content-Type": "application/octet-stream"}),
+    ("POST", "/form", b"a=1&b=2", {"Content-Type": "application/x-www-form-urlencoded"}),
+    ("POST", "/api/upload", b"y" * (1048576 + 1), {}),  # LimitRequestBody 1048576: 413
+    ("GET", "/static/style.css", None, {}),
+    ("GET", "/static/img/logo.txt", None, {}),
+    ("GET", "/static/missing.txt", None, {}),
+]
+
+
+def test_debian_vhost(tmp, apache, wsgid, nginx, monkeypatch):
+    monkeypatch.setenv("LANG", "C")       # Apache's (helpers/apache.py), for the groups without lang=
+    layout(tmp)
+    (tmp / "orig" / "conf.d" / "region.conf").write_text(
+        (HERE / "configs" / "conf.d" / "region.conf").read_text())
+    port = free_port()
+    src = render(tmp, "debian-vhost.conf", port)
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in VHOST_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 7 + [413, 200, 200, 404], orig
+    assert parse(orig[3][1])["authorization"] == AUTH["Authorization"]
+
+    notes, yaml, conf = convert(tmp, src)
+    assert "debian-vhost.conf:8: WSGIDaemonProcess site stack-size=524288: not converted" in notes
+    assert "ServerAdmin" in notes and "ErrorLog" in notes and "CustomLog" in notes
+    n, addr = serve_converted(wsgid, nginx, yaml, conf)
+    n.expect_log(r"client intended to send too large body", r'open\(\) ".*/missing.txt" failed')
+    conv = [fetch(addr, *r) for r in VHOST_REQUESTS]
+    compare(VHOST_REQUESTS, orig, conv)
+    a.stop()
+
+
+# --- a <Location>-scoped process group -------------------------------------------------------
+
+LOCATION_REQUESTS = [
+    ("GET", "/", None, AUTH),
+    ("GET", "/public/page", None, AUTH),
+    ("GET", "/admin", None, {}),
+    ("GET", "/admin/users?id=3", None, AUTH),
+    ("POST", "/admin/save", b"name=x" * 100, {"Content-Type": "text/plain"}),
+    ("GET", "/administrator", None, {}),
+]
+
+
+def test_location_group(tmp, apache, wsgid, nginx, monkeypatch):
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    port = free_port()
+    src = render(tmp, "location-group.conf", port)
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in LOCATION_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 6, orig
+    admin = parse(orig[3][1])
+    assert admin["group"] == "admin" and admin["area"] == "admin", admin
+    assert cmdline(int(admin["pid"])).startswith(b"wsgi-admin"), cmdline(int(admin["pid"]))
+
+    notes, yaml, conf = convert(tmp, src)
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in LOCATION_REQUESTS]
+    compare(LOCATION_REQUESTS, orig, conv)
+    # The same placement, seen from the processes: /admin in the display name of group admin.
+    pid = int(parse(conv[3][1])["pid"])
+    assert cmdline(pid).startswith(b"wsgi-admin"), cmdline(pid)
+    assert cmdline(int(parse(conv[0][1])["pid"])).startswith(b"(wsgi:main)")
+    a.stop()
+
+
+# --- a uWSGI emperor vassal ------------------------------------------------------------------
+
+VASSAL_REQUESTS = [
+    ("GET", "/", None, {}),
+    ("GET", "/a/b?c=d", None, AUTH),
+    ("GET", "/legacy", None, {}),
+    ("GET", "/legacy/x/y", None, {}),
+    ("POST", "/upload", b"z" * 30000, {"Content-Type": "application/octet-stream"}),
+]
+
+
+def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
+    if not os.access(UWSGI_BIN, os.X_OK):
+        pytest.skip("uwsgi not installed (%s): ./dev deps" % UWSGI_BIN)
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    src = render(tmp, "blog.ini")
+    sock = tmp / "orig" / "blog.sock"
+    log = open(tmp / "uwsgi.log", "wb")
+    u = subprocess.Popen([UWSGI_BIN, "--ini", str(src)], stdout=log, stderr=subprocess.STDOUT,
+                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"})
+    try:
+        wait_for(lambda: sock.exists() or u.poll() is not None, 15, what="uwsgi's socket")
+        assert u.poll() is None, (tmp / "uwsgi.log").read_text()
+        n1 = nginx(uwsgi_location(sock))
+        # The socket is bound before the app is loaded: 502 until then.
+        wait_for(lambda: fetch(n1.addr, "GET", "/")[0] != 502, 15, what="uwsgi's app")
+        orig = [fetch(n1.addr, *r) for r in VASSAL_REQUESTS]
+        n1.stop()       # the converted one's nginx uses the same directory (and pid file)
+    finally:
+        u.send_signal(signal.SIGTERM)     # die-on-term
+        try:
+            u.wait(5)
+        except subprocess.TimeoutExpired:
+            # uWSGI 2.0.21 can hang at exit with sub-interpreters ("Fatal Python error:
+            # PyInterpreterState_Delete: remaining subinterpreters" in its log).
+            os.killpg(u.pid, signal.SIGKILL)
+            u.wait(5)
+        for p in pgroup_members(u.pid):
+            os.kill(p, signal.SIGKILL)
+        for p in (sock, tmp / "orig" / "blog-stats.sock"):
+            if p.exists():
+                p.unlink()      # the converted group listens on the same path
+    assert [s for s, _ in orig] == [200] * 5, (orig, (tmp / "uwsgi.log").read_text())
+    assert parse(orig[2][1])["script_name"] == "/legacy"
+
+    notes, yaml, conf = convert(tmp, src)
+    assert "stats = " in notes
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in VASSAL_REQUESTS]
+    # uWSGI names no process group or interpreter in the environ.
+    compare(VASSAL_REQUESTS, orig, conv, skip=("group", "main_interpreter"))
