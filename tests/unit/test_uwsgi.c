@@ -94,24 +94,24 @@ static void check_one(const char *name, const char *how, size_t l, const char *b
     }
 }
 
+typedef struct run_ctx {
+    const char *name;
+    expect_t ex;
+} run_ctx_t;
+
+static void check_fed(const char *how, size_t len, const char *data, const void *ctx)
+{
+    const run_ctx_t *r = ctx;
+
+    check_one(r->name, how, len, data, &r->ex);
+}
+
+/* Whole, and every prefix (testutil.h, t_feed). */
 static void run(const char *name, const char *data, size_t len, expect_t ex)
 {
-    size_t l;
+    run_ctx_t r = {name, ex};
 
-    /* (a) whole, at the end of a readable region. */
-    check_one(name, "whole", len, t_guard_place(&guard, data, len), &ex);
-
-    /* (b) growing prefixes in the original buffer. */
-    for (l = 1; l <= len; l++)
-        check_one(name, "prefix", l, data, &ex);
-
-    /* (c) every prefix ending at the unreadable page (for long inputs: the first and the last
-     * few hundred, to keep the test quick; the parser does nothing in between but wait). */
-    for (l = 1; l <= len; l++) {
-        if (len > 4096 && l > 256 && l + 256 < len)
-            continue;
-        check_one(name, "guarded prefix", l, t_guard_place(&guard, data, l), &ex);
-    }
+    t_feed(&guard, data, len, 1, check_fed, &r);
 }
 
 static pkt_t pk;

@@ -64,6 +64,25 @@ static inline char *t_guard_place(t_guard_t *g, const void *src, size_t n)
     return p;
 }
 
+/* How every parser table case is fed: (a) whole, ending at the unreadable page; (b) every prefix
+ * from `from` bytes on, in the original buffer; (c) every prefix ending at the unreadable page
+ * (for inputs over 4 KiB the first and the last 256 only: the parser waits in between). check
+ * gets how ("whole", "prefix", "guarded prefix"), the length, the bytes and ctx. */
+typedef void (*t_check_fn)(const char *how, size_t len, const char *data, const void *ctx);
+
+static inline void t_feed(t_guard_t *g, const char *data, size_t len, size_t from, t_check_fn check,
+                          const void *ctx)
+{
+    check("whole", len, t_guard_place(g, data, len), ctx);
+    for (size_t l = from; l <= len; l++)
+        check("prefix", l, data, ctx);
+    for (size_t l = 1; l <= len; l++) {
+        if (len > 4096 && l > 256 && l + 256 < len)
+            continue;
+        check("guarded prefix", l, t_guard_place(g, data, l), ctx);
+    }
+}
+
 static inline void t_guard_free(t_guard_t *g)
 {
     munmap(g->map, g->map_len);
