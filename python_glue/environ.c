@@ -222,9 +222,8 @@ static int set_str(PyObject *env, PyObject *key, const char *p, size_t n)
 static int set_u64(PyObject *env, PyObject *key, uint64_t u)
 {
     char buf[24];
-    int n = snprintf(buf, sizeof buf, "%llu", (unsigned long long)u);
 
-    return set_str(env, key, buf, (size_t)n);
+    return set_str(env, key, buf, wd_fmt_u64(buf, u));
 }
 
 /* PATH_INFO = the percent-decoded path of uri. */
@@ -451,7 +450,14 @@ static int environ_http(PyObject *env, const wd_req_t *req)
         set_str(env, keys[K_REQUEST_URI], url.p, url.n) < 0 ||
         set_path_info(env, url.p, url.n, keys[K_QUERY_STRING]) < 0)
         return -1;
-    n = snprintf(proto, sizeof proto, "HTTP/%u.%u", h->http_major, h->request_minor);
+    if (h->http_major < 10 && h->request_minor < 10) { /* no printf on every request */
+        memcpy(proto, "HTTP/1.1", 8);
+        proto[5] = (char)('0' + h->http_major);
+        proto[7] = (char)('0' + h->request_minor);
+        n = 8;
+    } else {
+        n = snprintf(proto, sizeof proto, "HTTP/%u.%u", h->http_major, h->request_minor);
+    }
     if (set_str(env, keys[K_SERVER_PROTOCOL], proto, (size_t)n) < 0)
         return -1;
     if (h->has_content_length || h->chunked || req->body_len > 0)

@@ -158,7 +158,7 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
         return wd__py_resp_mistake(r, PyExc_TypeError, "the headers are a %s; WSGI needs a list",
                                    Py_TYPE(headers)->tp_name);
     if (wd__py_resp_is_http(r)) {
-        snprintf(proto, sizeof proto, "HTTP/1.%u", r->req->http->http_minor ? 1 : 0);
+        proto[7] = r->req->http->http_minor ? '1' : '0'; /* "HTTP/1.1" or "HTTP/1.0" */
     } else if (r->req->kind == WD_REQ_UWSGI) {
         wd_slice_t p = r->req->uwsgi->protocol;
 
@@ -336,9 +336,12 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
     if (f.add_cl) {
         r->has_cl = 1;
         r->cl = (uint64_t)known;
-        head_append(
-            r, &len, buf,
-            (size_t)snprintf(buf, sizeof buf, "Content-Length: %lld\r\n", (long long)known));
+        size_t n = sizeof "Content-Length: " - 1;
+
+        memcpy(buf, "Content-Length: ", n);
+        n += wd_fmt_u64(buf + n, (uint64_t)known);
+        memcpy(buf + n, "\r\n", 2);
+        head_append(r, &len, buf, n + 2);
     }
     if (f.chunked) {
         r->chunked = 1;
@@ -397,9 +400,10 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
         if (sz >= 0 && total == 0) {
             i--; /* an empty chunk would end the body */
         } else if (sz >= 0) {
-            iov[sz] =
-                (struct iovec){size_line, (size_t)snprintf(size_line, sizeof size_line, "%llx\r\n",
-                                                           (unsigned long long)total)};
+            size_t n = wd_fmt_x64(size_line, total);
+
+            memcpy(size_line + n, "\r\n", 2);
+            iov[sz] = (struct iovec){size_line, n + 2};
             iov[i++] = (struct iovec){(void *)"\r\n", 2};
         }
     }

@@ -240,11 +240,15 @@ static void conn_dispatch(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
     wd_req_t *req = &c->req;
+    size_t n;
 
     req->next = NULL;
     req->kind = c->proto;
     req->seq = ++cs->seq;
-    snprintf(req->id, sizeof req->id, "%d-%llu", cs->pid, (unsigned long long)req->seq);
+    /* "PID-SEQ" (at most 10 + 1 + 20 digits: it fits id[32]), without a printf per request. */
+    n = wd_fmt_u64(req->id, (uint64_t)cs->pid);
+    req->id[n++] = '-';
+    req->id[n + wd_fmt_u64(req->id + n, req->seq)] = '\0';
     req->t_start_ns = wd_now_ns();
     req->t_queued_ns = req->t_start_ns;
     req->uwsgi = c->proto == WD_REQ_UWSGI ? &c->uwsgi : NULL;

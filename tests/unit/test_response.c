@@ -1,6 +1,7 @@
 /* Response head helpers and URL splitting/decoding: table-driven, every input placed right
  * before an unreadable page. */
 #include "response.h"
+#include "slice.h"
 #include "testutil.h"
 #include "url.h"
 
@@ -332,9 +333,43 @@ static void test_framing(void)
     }
 }
 
+/* wd_fmt_u64 / wd_fmt_x64 (slice.h) write what snprintf's %llu / %llx would: the edges of every
+ * digit count, and a spread of values in between. */
+static void test_fmt(void)
+{
+    uint64_t v = 0x9e3779b97f4a7c15ull;
+
+    for (int i = 0; i < 20000; i++) {
+        /* powers of two (and one less), then a spread of magnitudes */
+        uint64_t x = i < 64 ? (1ull << i) - (i & 1) : i < 84 ? 0 : v >> (unsigned)(i % 61);
+        char want[32], got[32];
+        int wn;
+        size_t gn;
+
+        if (i >= 64 && i < 84) { /* 10^k - 1 and 10^k */
+            x = 1;
+            for (int k = 0; k < (i - 64) / 2 + 1; k++)
+                x *= 10;
+            x -= (i & 1);
+        }
+        if (i == 84)
+            x = UINT64_MAX;
+        wn = snprintf(want, sizeof want, "%llu", (unsigned long long)x);
+        gn = wd_fmt_u64(got, x);
+        T_CHECK(gn == (size_t)wn && memcmp(got, want, gn) == 0, "u64 %llu: got %.*s",
+                (unsigned long long)x, (int)gn, got);
+        wn = snprintf(want, sizeof want, "%llx", (unsigned long long)x);
+        gn = wd_fmt_x64(got, x);
+        T_CHECK(gn == (size_t)wn && memcmp(got, want, gn) == 0, "x64 %llx: got %.*s",
+                (unsigned long long)x, (int)gn, got);
+        v ^= v << 13, v ^= v >> 7, v ^= v << 17; /* xorshift64 */
+    }
+}
+
 int main(void)
 {
     t_guard_init(&guard, 4096);
+    test_fmt();
     test_framing();
     test_status();
     test_headers();
