@@ -449,7 +449,7 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
 
 int wd_listen_pause(wd_listen_t *l)
 {
-    if (l->fd < 0 || l->conf->is_unix || l->paused)
+    if (l->fd < 0 || l->conf->is_unix || l->activated || l->paused)
         return 0;
     if (shutdown(l->fd, SHUT_RD) < 0) {
         int rc = -errno;

@@ -45,7 +45,8 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
  * that does not run (measured in tests/fleet: a stopped group held nginx's requests until
  * `wsgictl start`). shutdown(SHUT_RD) of a listening socket, as HAProxy pauses its own; resume
  * listens again. A unix socket is left as it is: Linux cannot listen on one again after a
- * shutdown. Both return 0 or -errno, having logged the error. */
+ * shutdown; so is a socket passed by systemd, which outlives us: connections to it wait for the
+ * next start. Both return 0 or -errno, having logged the error. */
 int wd_listen_pause(wd_listen_t *l);
 int wd_listen_resume(wd_listen_t *l);
 

@@ -247,7 +247,7 @@ void wd__m_listeners_refuse_if_stopped(wd_group_t *g)
             return;
     }
     for (k = 0; k < g->n_ls; k++) {
-        if (!g->ls[k]->paused && !g->ls[k]->conf->is_unix && wd_listen_pause(g->ls[k]) == 0)
+        if (!g->ls[k]->paused && wd_listen_pause(g->ls[k]) == 0 && g->ls[k]->paused)
             n++;
     }
     if (n > 0)
