@@ -447,6 +447,35 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
     return 0;
 }
 
+int wd_listen_pause(wd_listen_t *l)
+{
+    if (l->fd < 0 || l->conf->is_unix || l->activated || l->paused)
+        return 0;
+    if (shutdown(l->fd, SHUT_RD) < 0) {
+        int rc = -errno;
+
+        wd_log_error("group %s: %s: cannot stop taking connections: %s", l->group->name,
+                     l->conf->spec, strerror(-rc));
+        return rc;
+    }
+    l->paused = 1;
+    return 0;
+}
+
+int wd_listen_resume(wd_listen_t *l)
+{
+    if (l->fd < 0 || !l->paused)
+        return 0;
+    if (listen(l->fd, WD_LISTEN_BACKLOG) < 0) {
+        int rc = -errno;
+
+        fail_msg(l->group, l->conf, strerror(-rc));
+        return rc;
+    }
+    l->paused = 0;
+    return 0;
+}
+
 void wd_listen_close(wd_listen_t *l)
 {
     struct stat st;

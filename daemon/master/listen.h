@@ -1,6 +1,7 @@
 /* The listening sockets. The master binds every listener of every group before any worker starts
  * and keeps them open for its whole life, so that a worker restart never closes a socket and no
- * connection is refused while a group restarts (design §1). Workers inherit them as fds
+ * connection is refused while a group restarts (design §1); only a stopped group's TCP listeners
+ * refuse connections, until it starts again (wd_listen_pause). Workers inherit them as fds
  * WD_WORKER_FD_LISTEN.. (6.., spawn.h). */
 #ifndef WD_DAEMON_LISTEN_H
 #define WD_DAEMON_LISTEN_H
@@ -17,6 +18,7 @@ typedef struct wd_listen {
     dev_t dev;                    /* of that file, so that we only ever remove our own */
     ino_t ino;
     int activated; /* 1 when the fd was passed by systemd (socket activation) */
+    int paused;    /* 1 while it refuses connections (wd_listen_pause) */
 } wd_listen_t;
 
 /* Socket activation: when $LISTEN_PID is our pid, takes the $LISTEN_FDS descriptors (3..3+N-1,
@@ -36,6 +38,17 @@ void wd_listen_activation_done(void);
  * an error. Applies socket-mode / socket-user / socket-group to unix sockets.
  * Returns 0 or -errno, having logged the error with the group and the address. */
 int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
+
+/* A stopped group's TCP listener stops taking connections but keeps its address: the connections
+ * waiting in its backlog are reset and new ones refused, so that a proxy without active health
+ * checks (nginx's proxy_next_upstream) tries another server at once instead of waiting on a group
+ * that does not run (measured in tests/fleet: a stopped group held nginx's requests until
+ * `wsgictl start`). shutdown(SHUT_RD) of a listening socket, as HAProxy pauses its own; resume
+ * listens again. A unix socket is left as it is: Linux cannot listen on one again after a
+ * shutdown; so is a socket passed by systemd, which outlives us: connections to it wait for the
+ * next start. Both return 0 or -errno, having logged the error. */
+int wd_listen_pause(wd_listen_t *l);
+int wd_listen_resume(wd_listen_t *l);
 
 /* Closes the fd and removes the socket file if we created it and it is still ours. */
 void wd_listen_close(wd_listen_t *l);

@@ -236,6 +236,7 @@ static json_t *group_stop(wd_group_t *g, const char *why)
             wd__m_proc_drain(s->repl, why);
     }
     wd_log_info("group %s stopped", g->name);
+    wd__m_listeners_refuse_if_stopped(g);
     return pids;
 }
 
@@ -349,6 +350,7 @@ static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     g->stopped = 0;
+    wd__m_listeners_resume(g);
     wd_log_info("group %s: starting %d workers", g->name, g->conf->processes);
     b = wd__m_batch_new(m, req, "start");
     wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, g->gen, g->conf, g->ls, g->n_ls));

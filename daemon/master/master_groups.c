@@ -233,6 +233,35 @@ fail:
     return NULL;
 }
 
+/* A stopped group's TCP listeners refuse connections from the exit of its last worker until
+ * `wsgictl start` (wd_listen_pause says why). Called when the group stops (it may have no worker
+ * left: all backing off) and when one of its workers exits. */
+void wd__m_listeners_refuse_if_stopped(wd_group_t *g)
+{
+    size_t k, n = 0;
+
+    if (!g->stopped || g->removed || g->m->stopping)
+        return;
+    for (wd_proc_t *q = g->m->procs; q != NULL; q = q->next) {
+        if (q->g == g)
+            return;
+    }
+    for (k = 0; k < g->n_ls; k++) {
+        if (!g->ls[k]->paused && wd_listen_pause(g->ls[k]) == 0 && g->ls[k]->paused)
+            n++;
+    }
+    if (n > 0)
+        wd_log_info("group %s: stopped: its TCP listeners refuse connections until it starts",
+                    g->name);
+}
+
+/* wsgictl start: the listeners take connections again. */
+void wd__m_listeners_resume(wd_group_t *g)
+{
+    for (size_t k = 0; k < g->n_ls; k++)
+        wd_listen_resume(g->ls[k]);
+}
+
 /* Closes the listeners of ls that are not in keep, and frees the array. */
 void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep)
 {

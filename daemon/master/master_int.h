@@ -185,6 +185,8 @@ int wd__m_scoreboard_open(wd_master_t *m);
 void wd__m_close_pipe(wd_proc_t *p);
 void wd__m_gen_unref(wd_gen_t *gen);
 void wd__m_group_unref(wd_group_t *g);
+void wd__m_listeners_refuse_if_stopped(wd_group_t *g);
+void wd__m_listeners_resume(wd_group_t *g);
 void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
 void wd__m_proc_close_cb(uv_handle_t *h);
 void wd__m_proc_drain(wd_proc_t *p, const char *why);

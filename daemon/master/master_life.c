@@ -430,6 +430,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
             slot_crashed(m, s, p, was_ready);
         }
     }
+    wd__m_listeners_refuse_if_stopped(p->g);
     if (m->stopping && m->n_alive == 0)
         wd__m_finish(m);
 }

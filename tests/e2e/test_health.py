@@ -2,6 +2,7 @@
 GET /readyz[/GROUP] on the metrics listener, and wsgictl drain / undrain with drain-delay."""
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -84,6 +85,41 @@ def test_drain_undrain_then_stop(wsgid):
     assert get(maddr, "/readyz") == (200, "ok\n")
     d.seen_workers.update(d.workers())
     print("drain: the group stopped %.1f s after wsgictl drain (drain-delay 3 s)" % took)
+
+
+def refused(addr):
+    try:
+        socket.create_connection(addr, timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_a_stopped_group_refuses_connections(wsgid):
+    """A group stopped by the end of a drain, or by wsgictl stop GROUP, refuses TCP connections
+    from the exit of its last worker until it starts again: a proxy without active checks
+    (nginx's proxy_next_upstream) tries another server at once, rather than waiting in the
+    backlog of a group that does not run (measured in tests/fleet). Its unix socket is left
+    listening (Linux cannot listen on one again after a shutdown)."""
+    d, maddr = start(wsgid, processes=2, drain_delay="1s")
+    assert not refused(d.tcp)
+    rc, out = ctl(d, "drain", "site")
+    assert rc == 0, out
+    wait_for(lambda: d.workers() == [], 8, what="the drained group stopped")
+    wait_for(lambda: refused(d.tcp), 3, what="connections refused")
+    d.wait_log(r"group site: stopped: its TCP listeners refuse connections")
+    rc, out = ctl(d, "start", "site")
+    assert rc == 0, out
+    assert request(d.tcp).status == 200
+    assert request(d.tcp).status == 200
+    rc, out = ctl(d, "stop", "site")
+    assert rc == 0, out
+    wait_for(lambda: d.workers() == [], 8, what="the group stopped")
+    wait_for(lambda: refused(d.tcp), 3, what="connections refused")
+    rc, out = ctl(d, "start", "site")
+    assert rc == 0, out
+    assert request(d.tcp).status == 200
+    d.seen_workers.update(d.workers())
 
 
 def test_drain_every_group_stops_wsgid(wsgid):

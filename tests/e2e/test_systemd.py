@@ -144,13 +144,14 @@ class ActivatedWsgid(Wsgid):
         return self
 
 
-def run_activated(tmp, listen, activate, check):
+def run_activated(tmp, listen, activate, check, **top):
     """Starts wsgid under systemd-socket-activate, lets the first request trigger the exec,
-    runs check(d), stops it and checks the usual things (exit 0, nothing left, no errors)."""
+    runs check(d), stops it and checks the usual things (exit 0, nothing left, no errors).
+    top: more top-level config keys (control="ctl.sock")."""
     if not os.access(ACTIVATE, os.X_OK):
         pytest.skip("systemd-socket-activate is not installed (Debian package systemd)")
     text = make_config(tmp, {"site": {"app": app("hello"), "listen": listen, "processes": 2,
-                                      "env": {"WSGID_E2E_DIR": str(tmp)}}})
+                                      "env": {"WSGID_E2E_DIR": str(tmp)}}}, **top)
     args = []
     for a in activate:
         args += ["-l", a]
@@ -217,3 +218,27 @@ def test_socket_activation_partial(tmp):
     run_activated(tmp, listen, ["127.0.0.1:%d" % port, "127.0.0.1:%d" % extra], check)
     # ... and removed it at exit, as always.
     assert not os.path.exists(sock)
+
+
+def test_socket_activation_stopped_group_keeps_listening(tmp):
+    """A stopped group's TCP listeners refuse connections (test_health), but not a socket that
+    systemd passed: it outlives wsgid, and connections to it wait for the next start."""
+    port = free_port()
+    wsgictl = str(WSGID_BIN.parent / "client" / "wsgictl")
+
+    def ctl(*args):
+        r = subprocess.run([wsgictl, "-s", str(tmp / "ctl.sock")] + list(args),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def check(d):
+        ctl("stop", "site")
+        wait_for(lambda: d.workers() == [], 10, what="the group stopped")
+        time.sleep(0.3)
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        assert "TCP listeners refuse connections" not in d.log()
+        ctl("start", "site")
+        assert_hello(("127.0.0.1", port))
+        d.seen_workers.update(d.workers())
+    run_activated(tmp, ["127.0.0.1:%d" % port], ["127.0.0.1:%d" % port], check,
+                  control="ctl.sock")
