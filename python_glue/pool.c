@@ -133,6 +133,9 @@ static void *thread_main(void *arg)
         wd__py_gil_note(thr->ts[i], (int)i);
     wd__py_gil_thread(thr->ts);
     thr->cur = 0;
+    thr->ident = PyThread_get_thread_ident();
+    if (thr->running != NULL)
+        wd_score_set(&thr->running->thread_ident, thr->ident);
     own_cwd(thr);
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
@@ -162,7 +165,7 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int wd_py_start(wd_handoff_t *h)
+int wd_py_start(wd_handoff_t *h, wd_score_t *score)
 {
     const wd_group_conf_t *g = wd__py.group;
     int n = g->threads > 0 ? g->threads : 1;
@@ -176,6 +179,8 @@ int wd_py_start(wd_handoff_t *h)
         int rc;
 
         thr->index = wd__py.n_threads + 1;
+        if (score != NULL && wd__py.n_threads < WD_SCORE_RUNNING)
+            thr->running = &score->running[wd__py.n_threads];
         wd_handoff_thread_init(&thr->handoff);
         rc = pthread_create(&thr->tid, NULL, thread_main, thr);
         if (rc != 0) {

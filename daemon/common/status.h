@@ -53,6 +53,7 @@ typedef struct wd_status {
     size_t n_groups;
     const wd_status_worker_t *workers; /* grouped by group, in slot order */
     size_t n_workers;
+    uint64_t now_ns; /* CLOCK_MONOTONIC at the snapshot: the age of requests and queue waits */
 } wd_status_t;
 
 /* Both return a malloc'd NUL-terminated string (the caller frees it). */

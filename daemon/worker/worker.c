@@ -474,7 +474,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                               .conns = &w->conns};
     if (wd_accept_init(&w->accept) < 0)
         return WD_WORKER_EXIT_CONFIG;
-    if (app->start(&w->handoff) < 0) {
+    if (app->start(&w->handoff, w->score) < 0) {
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }
