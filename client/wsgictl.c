@@ -43,6 +43,13 @@ static const verb_t verbs[] = {
      "below, the requests in progress, slowest first. q quits. When stdout is not a terminal,\n"
      "prints a plain snapshot every interval, N of them with --count N (else until killed);\n"
      "each snapshot covers the interval before it.\n"},
+    {"stacks", "stacks GROUP",
+     "Prints the Python stack of every thread of each worker of GROUP (as py-spy dump would),\n"
+     "one section per worker, each thread named (wsgid-py1...) with the request it runs. The\n"
+     "dump is made by faulthandler from a signal handler, without the GIL, so it works when a\n"
+     "thread holds the GIL in C code; threads serving a sub-interpreter's request show\n"
+     "without their Python frames. A worker that does not answer within 2 s is named and the\n"
+     "exit status is 1.\n"},
     {"restart", "restart GROUP | --all",
      "Rolling restart: for each worker of the group, starts a replacement, waits until its app\n"
      "has loaded, then lets the old worker finish its requests and exit. If a replacement\n"
@@ -193,6 +200,37 @@ static void print_list(json_t *reply, const char *key, const char *label)
     printf("\n");
 }
 
+/* ---- wsgictl stacks ------------------------------------------------------------------------ */
+
+/* One section per worker: its pid, then faulthandler's dump of its Python threads (each thread
+ * line says which wsgid thread it is and the request it runs, when the master knows). Returns 0,
+ * or EXIT_FAILED when a worker did not answer. */
+static int print_stacks(json_t *reply)
+{
+    json_t *w;
+    size_t i;
+    int rc = 0;
+
+    json_array_foreach(json_object_get(reply, "workers"), i, w)
+    {
+        const char *text = jstr(w, "stacks");
+        int answered = json_is_true(json_object_get(w, "answered"));
+
+        printf("%s== group %s worker %lld (pid %lld)%s\n", i > 0 ? "\n" : "", jstr(w, "group"),
+               jint(w, "slot"), jint(w, "pid"), answered ? "" : ": no answer (what came is below)");
+        if (!answered)
+            rc = EXIT_FAILED;
+        if (*jstr(w, "error"))
+            printf("%s\n", jstr(w, "error"));
+        fputs(text, stdout);
+        if (*text && text[strlen(text) - 1] != '\n')
+            fputc('\n', stdout);
+    }
+    if (json_array_size(json_object_get(reply, "workers")) == 0)
+        printf("no running worker\n");
+    return rc;
+}
+
 /* ---- verbs -------------------------------------------------------------------------------- */
 
 static int verb_usage(const verb_t *v, const char *msg)
@@ -268,7 +306,7 @@ static int parse_args(args_t *a, int argc, char **argv, int first)
     }
     if (is(a, "restart") && (a->group == NULL) == (a->all == 0))
         return verb_usage(a->v, a->all ? "a GROUP or --all, not both" : "which group? (or --all)");
-    if (is(a, "start") && a->group == NULL)
+    if ((is(a, "start") || is(a, "stacks")) && a->group == NULL)
         return verb_usage(a->v, "which group?");
     if (a->as_json && a->requests)
         return verb_usage(a->v, "--json or --requests, not both (the JSON has the requests)");
@@ -293,6 +331,8 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         wd_top_print_requests(stdout, st, a->group, 0);
     } else if (is(a, "status")) {
         print_status(st, a->group);
+    } else if (is(a, "stacks")) {
+        rc = print_stacks(reply);
     } else {
         print_list(reply, "added", "added");
         print_list(reply, "removed", "removed");

@@ -69,7 +69,8 @@ typedef struct wd_score {
     _Atomic uint64_t oldest_start_ns; /* the oldest running request's start, 0 = none */
     char oldest[160];                 /* "ID METHOD URI" of it (read racily: for a log line) */
     _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
-    uint64_t reserved[6];
+    _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
+    uint64_t reserved[5];
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 

@@ -396,6 +396,9 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
     case WD_CONTROL_UNDRAIN:
         cmd_drain(m, req, c.group, c.cmd == WD_CONTROL_DRAIN);
         break;
+    case WD_CONTROL_STACKS:
+        wd__m_stacks(m, req, c.group);
+        break;
     case WD_CONTROL_REOPEN_LOGS:
         wd__m_reopen_logs(m);
         wd_control_reply(req, json_pack("{s:b}", "ok", 1));

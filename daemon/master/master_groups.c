@@ -286,6 +286,8 @@ void wd__m_proc_close_cb(uv_handle_t *h)
 
     if (--p->handles > 0)
         return;
+    if (p->stacks_fd >= 0)
+        close(p->stacks_fd);
     wd__m_gen_unref(p->gen);
     wd__m_group_unref(p->g);
     free(p);

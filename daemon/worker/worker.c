@@ -12,9 +12,11 @@
 #include "handoff.h"
 #include "log.h"
 #include "scoreboard.h"
+#include "stacks.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -401,6 +403,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
      * arenas, which keep their high-water mark and grow the worker's RSS over time. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     w->score = scoreboard_map(record);
+    wd_stacks_init(); /* before Python, which chains its dump to it (stacks.h) */
     signal(SIGPIPE, SIG_IGN);
     if (read_config(w, group_name) < 0) {
         say_master("failed cannot read the config\n");
@@ -439,6 +442,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         .owner = w,
         .budget = {.used = &w->score->response_memory, .limit = w->group->response_memory_limit}};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
+    wd_score_set(&w->score->main_ident, (uint64_t)pthread_self());
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
     wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
     w->max_requests = w->group->maximum_requests;
