@@ -68,6 +68,7 @@ typedef struct wd_py {
     char *cwd;              /* the group's working directory */
     int cwd_fd;             /* the same, O_PATH */
     int mount_dirs;         /* a mount has a chdir of its own: each thread gets its own cwd */
+    int stacks_to_log;      /* faulthandler dumps every thread to the error log on SIGUSR2 */
 } wd_py_t;
 
 extern wd_py_t wd__py;

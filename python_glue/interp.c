@@ -128,6 +128,7 @@ static int stacks_on_signal(void)
         if (r == NULL)
             goto done;
         Py_DECREF(r);
+        wd__py.stacks_to_log = 1;
     }
     /* wsgictl stacks: to the master's pipe, then to the handler that writes the end line
      * (chain=True; daemon/worker/stacks.h). */
