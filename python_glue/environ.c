@@ -661,8 +661,7 @@ void wd__py_request_target(const wd_req_t *req, wd_slice_t *m, wd_slice_t *u)
         *m = req->fcgi->method;
         *u = req->fcgi->uri;
     } else {
-        m->p = req->http->method;
-        m->n = strlen(m->p);
+        *m = wd_http_method(req->http); /* http->method is NULL for an extension method */
         *u = wd_http_slice(req->http, req->http->url);
     }
 }
