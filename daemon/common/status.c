@@ -149,7 +149,7 @@ static json_t *buckets_json(const wd_score_t *s)
     return a;
 }
 
-static json_t *worker_json(const wd_status_worker_t *w, uint64_t now)
+static json_t *worker_json(const wd_status_worker_t *w, uint64_t now, int with_requests)
 {
     const wd_score_t *s = w->score;
     json_t *o = xjson(json_object());
@@ -176,7 +176,8 @@ static json_t *worker_json(const wd_status_worker_t *w, uint64_t now)
             json_real(since != 0 && now > since ? (double)(now - since) / 1e9 : 0));
     }
     set(o, "duration_buckets", buckets_json(s));
-    set(o, "running", running_json(s, now));
+    if (with_requests)
+        set(o, "running", running_json(s, now));
     return o;
 }
 
@@ -200,7 +201,8 @@ static json_t *group_json(const wd_status_t *st, const wd_status_group_t *g)
         set(o, "drain_left", json_real(g->drain_left));
     for (i = 0; i < st->n_workers; i++)
         if (in_group(&st->workers[i], g) &&
-            json_array_append_new(workers, worker_json(&st->workers[i], st->now_ns)) < 0)
+            json_array_append_new(workers,
+                                  worker_json(&st->workers[i], st->now_ns, st->with_requests)) < 0)
             abort();
     set(o, "workers", workers);
     return o;

@@ -164,6 +164,7 @@ static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     wd_master_status(m, &st);
+    st.with_requests = 1; /* the control socket only serves root and wsgid's user */
     text = wd_status_json(&st);
     wd_master_status_release(&st);
     obj = text != NULL ? json_loads(text, 0, NULL) : NULL;

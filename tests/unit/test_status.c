@@ -124,6 +124,7 @@ static const wd_status_t snapshot = {
     .workers = workers,
     .n_workers = 4,
     .now_ns = 3500000000ull,
+    .with_requests = 1,
 };
 
 static json_int_t jget_int(json_t *o, const char *key)
@@ -297,6 +298,20 @@ static void test_prometheus(void)
     free(text);
 }
 
+/* GET /status (with_requests 0) does not show the URIs in progress. */
+static void test_no_requests(void)
+{
+    wd_status_t st = snapshot;
+    char *text;
+
+    st.with_requests = 0;
+    text = wd_status_json(&st);
+    T_CHECK(strstr(text, "\"running\"") == NULL && strstr(text, "101-7") == NULL,
+            "no requests in progress without with_requests");
+    T_CHECK(strstr(text, "\"duration_buckets\"") != NULL, "the histogram is still there");
+    free(text);
+}
+
 static void test_empty(void)
 {
     wd_status_t st = {.version = "x"};
@@ -313,6 +328,7 @@ int main(void)
     fill_scores();
     test_json();
     test_prometheus();
+    test_no_requests();
     test_empty();
     return t_summary("status");
 }
