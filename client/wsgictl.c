@@ -7,17 +7,13 @@
 #include "ctl.h"
 #include "top.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
