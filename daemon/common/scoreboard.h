@@ -12,6 +12,7 @@
 #define WD_DAEMON_SCOREBOARD_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -44,6 +45,7 @@ typedef struct wd_score_running {
     char id[32];                   /* request id "PID-SEQ" */
     char method[16];
     char path[WD_SCORE_PATH]; /* the request URI (with the query), truncated */
+    char pad[24];             /* three cache lines: threads do not share one */
 } wd_score_running_t;
 
 typedef struct wd_score {
@@ -70,9 +72,13 @@ typedef struct wd_score {
     char oldest[160];                 /* "ID METHOD URI" of it (read racily: for a log line) */
     _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
-    uint64_t reserved[5];
+    uint64_t reserved[7];        /* up to a cache line boundary: records and slots stay aligned */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
+
+_Static_assert(sizeof(wd_score_running_t) == 192, "a slot is three cache lines");
+_Static_assert(offsetof(wd_score_t, running) % 64 == 0 && sizeof(wd_score_t) % 64 == 0,
+               "slots on cache line boundaries in the memfd");
 
 static inline void wd_score_add(_Atomic uint64_t *v, uint64_t n)
 {
