@@ -65,14 +65,14 @@ typedef struct wd_score {
     _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
     _Atomic uint64_t accept_empty;      /* woke to accept and found nothing (a sibling took it) */
     _Atomic uint64_t response_memory;   /* response bytes held in memory (response-memory-limit) */
-    /* The master's watchdog (deadlock-timeout): the loop writes these at every tick (250 ms); a
-     * heartbeat that stops means the loop is stuck, and oldest tells which request ran then. */
+    /* The master's watchdog (deadlock-timeout): the loop writes it at every tick (250 ms); a
+     * heartbeat that stops means the loop is stuck, and the oldest of running[] (all of them
+     * dispatched by the loop before it stopped) tells which request ran (wd_score_oldest_running).
+     */
     _Atomic uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC (the same in every process) */
-    _Atomic uint64_t oldest_start_ns; /* the oldest running request's start, 0 = none */
-    char oldest[160];                 /* "ID METHOD URI" of it (read racily: for a log line) */
     _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
-    uint64_t reserved[7];        /* up to a cache line boundary: records and slots stay aligned */
+    uint64_t reserved[4];        /* up to a cache line boundary: records and slots stay aligned */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 
@@ -153,6 +153,24 @@ static inline int wd_score_running_read(const wd_score_running_t *r, wd_score_ru
         return out->start_ns != 0;
     }
     return 0;
+}
+
+/* The oldest request of s's threads that started before before_ns, copied to *out: returns its
+ * thread's number (wsgid-pyN), or 0 when none. */
+static inline int wd_score_oldest_running(const wd_score_t *s, uint64_t before_ns,
+                                          wd_score_running_t *out)
+{
+    wd_score_running_t r;
+    int found = 0;
+
+    for (int i = 0; i < WD_SCORE_RUNNING; i++) {
+        if (wd_score_running_read(&s->running[i], &r) && r.start_ns <= before_ns &&
+            (found == 0 || r.start_ns < out->start_ns)) {
+            *out = r;
+            found = i + 1;
+        }
+    }
+    return found;
 }
 
 #endif

@@ -282,9 +282,6 @@ static void tick_cb(uv_timer_t *t)
     const wd_group_conf_t *g = w->group;
     uint64_t now = wd_now_ns();
 
-    char oldest[sizeof w->score->oldest];
-    uint64_t since;
-
     if (g->request_timeout > 0 || g->queue_timeout > 0) {
         wd_conns_check_timeouts(&w->conns, now);
         /* A worker with a request past request-timeout may have a thread stuck for good (in C,
@@ -292,12 +289,6 @@ static void tick_cb(uv_timer_t *t)
          * request is over, so that its siblings get them. */
         w->accept.stuck = g->request_timeout > 0 && wd_conns_stuck(&w->conns);
         wd_accept_update(&w->accept);
-    }
-    since = wd_conns_oldest(&w->conns, oldest, sizeof oldest);
-    if (since != wd_score_get(&w->score->oldest_start_ns)) {
-        wd_score_set(&w->score->oldest_start_ns, 0);
-        memcpy(w->score->oldest, oldest, sizeof oldest);
-        wd_score_set(&w->score->oldest_start_ns, since);
     }
     wd_score_set(&w->score->queued_since_ns, wd_handoff_oldest_queued(&w->handoff));
     wd_score_set(&w->score->heartbeat_ns, now);

@@ -41,7 +41,7 @@ def background(d, path, timeout=60):
     def run():
         try:
             out.append(request(d.tcp, path=path, timeout=timeout).status)
-        except OSError as e:
+        except (OSError, AssertionError) as e:  # AssertionError: closed without an answer
             out.append(repr(e))
     t = threading.Thread(target=run, daemon=True)
     t.start()
@@ -245,3 +245,33 @@ def test_top_interactive_quits_on_q_and_restores_the_terminal(wsgid, tmp):
         assert rc == 0, (how, rc)
         assert after[3] & (termios.ICANON | termios.ECHO) == before[3] & (termios.ICANON
                                                                            | termios.ECHO), how
+
+
+def test_watchdog_names_the_request_from_the_threads_slots(wsgid, tmp):
+    """deadlock-timeout: the loop blocks on its access log (a FIFO nobody reads) while a thread
+    runs /db; the master's line names that request and its thread from the scoreboard."""
+    fifo = tmp / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # never read: the pipe fills up
+    try:
+        d = start(wsgid, tmp, processes=1, threads=2, deadlock_timeout=2, access_log=str(fifo))
+        d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
+                     r"Thread 0x|Current thread|File \"")
+        [stuck] = d.workers()
+        slow = background(d, "/db?t=30", timeout=40)
+        wait_for(lambda: len(running(d)) == 1, 5, what="the slow request in progress")
+        for _ in range(3000):
+            try:
+                request(d.tcp, timeout=0.5)
+            except (OSError, AssertionError):
+                break
+        line = d.wait_log(r"deadlock-timeout: its loop stopped", timeout=15)
+        print(line)
+        assert "pid %d" % stuck in line, line
+        assert re.search(r"the oldest request running, \[req %d-\d+ GET /db\?t=30\] on "
+                         r"wsgid-py[12], has run [\d.]+ s" % stuck, line), line
+        # Killed a second after its stacks, not after the graceful deadline.
+        wait_for(lambda: stuck not in d.workers(), 5, what="the stuck worker killed")
+        d.seen_workers.update(d.workers())
+    finally:
+        os.close(reader)
