@@ -123,9 +123,11 @@ static void fmt_quantile(char *buf, size_t len, const figures_t *f, json_t *stat
     for (k = 0; k < n; k++)
         bounds[k] = (double)json_integer_value(json_array_get(jb, k)) / 1e6;
     v = wd_percentile_from_buckets(f->buckets, bounds, n, q, &over);
-    if (over) {
-        buf[0] = '>';
-        fmt_secs(buf + 1, len - 1, v);
+    if (over || (n > 0 && v < bounds[0])) {
+        /* Past the last bound, or inside the first bucket, where interpolating from 0 would
+         * invent a figure (a site answering in 100 us would show p50 500 us, p99 990 us). */
+        buf[0] = over ? '>' : '<';
+        fmt_secs(buf + 1, len - 1, over ? v : bounds[0]);
     } else {
         fmt_secs(buf, len, v);
     }
@@ -277,21 +279,25 @@ static void render(FILE *f, json_t *cur, json_t *prev, double dt, const wd_top_o
     wd_top_print_requests(f, cur, o->group, max_requests);
 }
 
-/* The "status" object of a fresh reply (a new reference), or NULL when unreachable. */
-static json_t *fetch(const char *path)
+/* The "status" object of a fresh reply (a new reference), or NULL with *rc set: 3 when wsgid
+ * cannot be reached, 1 when it refused (an unknown group). */
+static json_t *fetch(const wd_top_opts_t *o, int *rc)
 {
-    json_t *req = json_pack("{s:s}", "cmd", "status"), *reply, *st = NULL;
+    json_t *req = json_pack("{s:s,s:s?}", "cmd", "status", "group", o->group), *reply, *st;
 
-    reply = wd_ctl_call(path, req);
+    reply = wd_ctl_call(o->path, req);
     json_decref(req);
+    *rc = 3;
     if (reply == NULL)
         return NULL;
     st = json_object_get(reply, "status");
     if (!json_is_true(json_object_get(reply, "ok")) || !json_is_object(st)) {
         fprintf(stderr, "wsgictl top: %s\n", jstr(reply, "error"));
+        *rc = 1;
         st = NULL;
     } else {
         json_incref(st);
+        *rc = 0;
     }
     json_decref(reply);
     return st;
@@ -377,11 +383,11 @@ int wd_top_run(const wd_top_opts_t *o)
     sigaction(SIGTERM, &sa, NULL);
     if (interactive && raw_enter() < 0)
         interactive = 0;
-    prev = fetch(o->path);
+    prev = fetch(o, &rc);
     t_prev = now_s();
     if (prev == NULL) {
         raw_restore();
-        return 3;
+        return rc;
     }
     if (interactive) {
         /* Something to look at at once; the rates come with the next refresh. */
@@ -394,12 +400,10 @@ int wd_top_run(const wd_top_opts_t *o)
 
         if (k != 0)
             break;
-        cur = fetch(o->path);
+        cur = fetch(o, &rc);
         t_cur = now_s();
-        if (cur == NULL) {
-            rc = 3;
+        if (cur == NULL)
             break;
-        }
         if (interactive)
             fputs("\033[H\033[2J", stdout);
         else if (printed > 0)

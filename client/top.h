@@ -17,7 +17,7 @@ typedef struct wd_top_opts {
 
 /* Runs `wsgictl top`: the live view in raw mode when stdin and stdout are terminals (q quits;
  * the terminal is restored on exit, SIGINT and SIGTERM), else plain snapshots one per interval.
- * Returns the exit status (0, 3 when the daemon cannot be reached). */
+ * Returns the exit status (0; 1 for an unknown group; 3 when the daemon cannot be reached). */
 int wd_top_run(const wd_top_opts_t *o);
 
 /* Prints the requests in progress of status (the "status" object of the reply), slowest first:
