@@ -236,6 +236,16 @@ static void poll_cb(uv_timer_t *t)
         finish(st);
 }
 
+/* Sections in slot order, the older worker of a slot (draining) first. */
+static int by_slot(const void *a, const void *b)
+{
+    const stacks_worker_t *x = a, *y = b;
+
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
 /* Asks w's worker for its stacks, after throwing away what a stray signal may have left. */
 static void worker_ask(stacks_worker_t *w)
 {
@@ -282,6 +292,8 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
         else
             worker_ask(w);
     }
+    if (st->n > 1)
+        qsort(st->w, st->n, sizeof *st->w, by_slot);
     wd_log_info("group %s: stacks of %zu workers asked for (wsgictl stacks)", g->name, st->n);
     m->stacks = st;
     uv_timer_init(&m->loop, &st->timer);
