@@ -4,18 +4,16 @@
  * Exit status: 0 done, 1 the operation failed (a safe restart refused, a reload refused...),
  * 2 usage, 3 the daemon cannot be reached. */
 #include "config.h"
+#include "ctl.h"
+#include "top.h"
 
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <time.h>
-#include <unistd.h>
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
@@ -28,10 +26,26 @@ typedef struct verb {
 } verb_t;
 
 static const verb_t verbs[] = {
-    {"status", "status [GROUP] [--json]",
+    {"status", "status [GROUP] [--json | --requests]",
      "Shows every group (or GROUP) and its workers: pid, state, requests, busy/total threads,\n"
      "queued requests, RSS, uptime, restarts and the last error. --json prints the JSON of\n"
-     "GET /status instead of the table.\n"},
+     "GET /status instead of the table (with each worker's requests in progress and duration\n"
+     "histogram). --requests prints the requests in progress instead, slowest first: age,\n"
+     "group, worker pid, Python thread, request id, method and path.\n"},
+    {"top", "top [GROUP] [--count N] [--interval SECONDS]",
+     "A live view, refreshed every second (--interval): per group and worker, requests per\n"
+     "second, busy/total threads, queued requests and the longest wait in the queue, p50 and\n"
+     "p99 latency (over the last interval, from the duration histogram), RSS and restarts;\n"
+     "below, the requests in progress, slowest first. q quits. When stdout is not a terminal,\n"
+     "prints a plain snapshot every interval, N of them with --count N (else until killed);\n"
+     "each snapshot covers the interval before it.\n"},
+    {"stacks", "stacks GROUP",
+     "Prints the Python stack of every thread of each worker of GROUP (as py-spy dump would),\n"
+     "one section per worker, each thread named (wsgid-py1...) with the request it runs. The\n"
+     "dump is made by faulthandler from a signal handler, without the GIL, so it works when a\n"
+     "thread holds the GIL in C code; threads serving a sub-interpreter's request show\n"
+     "without their Python frames. A worker that does not answer within 2 s is named and the\n"
+     "exit status is 1.\n"},
     {"restart", "restart GROUP | --all",
      "Rolling restart: for each worker of the group, starts a replacement, waits until its app\n"
      "has loaded, then lets the old worker finish its requests and exit. If a replacement\n"
@@ -76,137 +90,6 @@ static void usage(FILE *f)
         fprintf(f, "  %s\n", verbs[i].usage);
     fprintf(f,
             "\nExit status: 0 done, 1 the operation failed, 2 usage, 3 wsgid cannot be reached.\n");
-}
-
-/* ---- talking to the master ---------------------------------------------------------------- */
-
-static int connect_to(const char *path)
-{
-    struct sockaddr_un sun;
-    int fd;
-
-    memset(&sun, 0, sizeof sun);
-    sun.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sun.sun_path) {
-        errno = ENAMETOOLONG;
-        return -1;
-    }
-    strcpy(sun.sun_path, path);
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -1;
-    if (connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
-        int e = errno;
-
-        close(fd);
-        errno = e;
-        return -1;
-    }
-    return fd;
-}
-
-/* Sends the request, waits for the one-line reply (a rolling restart may take a while).
- * Returns the reply, or NULL with a message printed. */
-static json_t *call(const char *path, json_t *request)
-{
-    char *text = json_dumps(request, JSON_COMPACT), *buf = NULL;
-    size_t len = 0, cap = 0, off = 0, tlen;
-    json_error_t jerr;
-    json_t *reply = NULL;
-    ssize_t n;
-    int fd;
-
-    fd = connect_to(path);
-    if (fd < 0) {
-        fprintf(stderr, "wsgictl: cannot reach wsgid (is wsgid running?) control socket %s: %s\n",
-                path, strerror(errno));
-        free(text);
-        return NULL;
-    }
-    tlen = strlen(text);
-    text[tlen++] = '\n'; /* json_dumps leaves room: we overwrite its NUL and send tlen bytes */
-    while (off < tlen) {
-        n = write(fd, text + off, tlen - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
-            break; /* wsgid answered and closed before reading us (a refusal): read it */
-        if (n < 0)
-            goto lost;
-        off += (size_t)n;
-    }
-    for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 65536;
-            buf = realloc(buf, cap);
-            if (buf == NULL)
-                abort();
-        }
-        n = read(fd, buf + len, cap - len - 1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && len == 0)
-            goto lost;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-        if (memchr(buf + len - (size_t)n, '\n', (size_t)n) != NULL)
-            break;
-    }
-    if (len == 0)
-        goto lost;
-    buf[len] = '\0';
-    reply = json_loads(buf, JSON_DISABLE_EOF_CHECK, &jerr);
-    if (reply == NULL || !json_is_object(reply)) {
-        fprintf(stderr, "wsgictl: cannot understand the reply of wsgid: %s\n", jerr.text);
-        json_decref(reply);
-        reply = NULL;
-    }
-    close(fd);
-    free(text);
-    free(buf);
-    return reply;
-
-lost:
-    fprintf(stderr, "wsgictl: the connection to wsgid (%s) was lost: %s\n", path,
-            errno ? strerror(errno) : "no reply");
-    close(fd);
-    free(text);
-    free(buf);
-    return NULL;
-}
-
-/* The control socket: -s, $WSGID_CONTROL, or `control:` of -c FILE (default ./wsgid.yaml). */
-static char *find_socket(const char *sock, const char *config)
-{
-    wd_config_t conf;
-    char err[1024], *path;
-
-    if (sock != NULL)
-        return strdup(sock);
-    if (config == NULL && getenv("WSGID_CONTROL") != NULL)
-        return strdup(getenv("WSGID_CONTROL"));
-    if (config == NULL) {
-        if (access("wsgid.yaml", R_OK) != 0) {
-            fprintf(stderr, "wsgictl: where is wsgid? use -s SOCKET, -c CONFIG or set "
-                            "$WSGID_CONTROL (no ./wsgid.yaml)\n");
-            return NULL;
-        }
-        config = "wsgid.yaml";
-    }
-    memset(&conf, 0, sizeof conf);
-    if (wd_config_load_file(&conf, config, NULL, NULL, err, sizeof err) < 0) {
-        fprintf(stderr, "wsgictl: %s\n", err);
-        return NULL;
-    }
-    if (conf.control == NULL) {
-        fprintf(stderr, "wsgictl: %s has no `control:` socket\n", config);
-        wd_config_free(&conf);
-        return NULL;
-    }
-    path = strdup(conf.control);
-    wd_config_free(&conf);
-    return path;
 }
 
 /* ---- printing ----------------------------------------------------------------------------- */
@@ -313,6 +196,37 @@ static void print_list(json_t *reply, const char *key, const char *label)
     printf("\n");
 }
 
+/* ---- wsgictl stacks ------------------------------------------------------------------------ */
+
+/* One section per worker: its pid, then faulthandler's dump of its Python threads (each thread
+ * line says which wsgid thread it is and the request it runs, when the master knows). Returns 0,
+ * or EXIT_FAILED when a worker did not answer. */
+static int print_stacks(json_t *reply)
+{
+    json_t *w;
+    size_t i;
+    int rc = 0;
+
+    json_array_foreach(json_object_get(reply, "workers"), i, w)
+    {
+        const char *text = jstr(w, "stacks");
+        int answered = json_is_true(json_object_get(w, "answered"));
+
+        printf("%s== group %s worker %lld (pid %lld)%s\n", i > 0 ? "\n" : "", jstr(w, "group"),
+               jint(w, "slot"), jint(w, "pid"), answered ? "" : ": no answer (what came is below)");
+        if (!answered)
+            rc = EXIT_FAILED;
+        if (*jstr(w, "error"))
+            printf("%s\n", jstr(w, "error"));
+        fputs(text, stdout);
+        if (*text && text[strlen(text) - 1] != '\n')
+            fputc('\n', stdout);
+    }
+    if (json_array_size(json_object_get(reply, "workers")) == 0)
+        printf("no running worker\n");
+    return rc;
+}
+
 /* ---- verbs -------------------------------------------------------------------------------- */
 
 static int verb_usage(const verb_t *v, const char *msg)
@@ -321,6 +235,139 @@ static int verb_usage(const verb_t *v, const char *msg)
         fprintf(stderr, "wsgictl %s: %s\nUsage: wsgictl [-c FILE | -s SOCKET] %s\n", v->name, msg,
                 v->usage);
     return EXIT_USAGE;
+}
+
+/* What follows the verb. */
+typedef struct args {
+    const verb_t *v;
+    const char *group;
+    int as_json, all, requests;
+    int count;
+    double interval;
+} args_t;
+
+static int is(const args_t *a, const char *name)
+{
+    return strcmp(a->v->name, name) == 0;
+}
+
+/* The value of --NAME VALUE or --NAME=VALUE at argv[*i] (moving *i past it), else NULL. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(argv[*i], name, n) != 0)
+        return NULL;
+    if (argv[*i][n] == '=')
+        return argv[*i] + n + 1;
+    if (argv[*i][n] != '\0' || *i + 1 >= argc)
+        return NULL;
+    return argv[++*i];
+}
+
+/* Parses the verb's arguments; returns -1 when done (--help printed), else an exit status > 0
+ * for a usage error, or 0. */
+static int parse_args(args_t *a, int argc, char **argv, int first)
+{
+    const char *val;
+    char *end;
+
+    a->interval = 1;
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            printf("Usage: wsgictl [-c FILE | -s SOCKET] %s\n\n%s", a->v->usage, a->v->help);
+            return -1;
+        } else if (strcmp(argv[i], "--json") == 0 && is(a, "status")) {
+            a->as_json = 1;
+        } else if (strcmp(argv[i], "--requests") == 0 && is(a, "status")) {
+            a->requests = 1;
+        } else if (strcmp(argv[i], "--all") == 0 && is(a, "restart")) {
+            a->all = 1;
+        } else if (is(a, "top") && (val = opt_value(argc, argv, &i, "--count")) != NULL) {
+            a->count = (int)strtol(val, &end, 10);
+            if (*val == '\0' || *end != '\0' || a->count < 0)
+                return verb_usage(a->v, "--count wants a number of snapshots (0 = no end)");
+        } else if (is(a, "top") && (val = opt_value(argc, argv, &i, "--interval")) != NULL) {
+            a->interval = strtod(val, &end);
+            if (*val == '\0' || *end != '\0' || !(a->interval >= 0.1 && a->interval <= 3600))
+                return verb_usage(a->v, "--interval wants seconds, 0.1 to 3600");
+        } else if (argv[i][0] == '-') {
+            fprintf(stderr, "wsgictl %s: unknown option %s\n", a->v->name, argv[i]);
+            return verb_usage(a->v, "see --help");
+        } else if (a->group == NULL && !is(a, "reload") && !is(a, "reopen-logs")) {
+            a->group = argv[i];
+        } else {
+            return verb_usage(a->v, "too many arguments");
+        }
+    }
+    if (is(a, "restart") && (a->group == NULL) == (a->all == 0))
+        return verb_usage(a->v, a->all ? "a GROUP or --all, not both" : "which group? (or --all)");
+    if ((is(a, "start") || is(a, "stacks")) && a->group == NULL)
+        return verb_usage(a->v, "which group?");
+    if (a->as_json && a->requests)
+        return verb_usage(a->v, "--json or --requests, not both (the JSON has the requests)");
+    return 0;
+}
+
+/* Prints what the master answered; returns the exit status. */
+static int print_reply(const args_t *a, json_t *reply, double secs)
+{
+    int rc = json_is_true(json_object_get(reply, "ok")) ? 0 : EXIT_FAILED;
+    json_t *st = json_object_get(reply, "status");
+
+    if (rc != 0) {
+        print_replaced(reply);
+        fprintf(stderr, "wsgictl %s: %s\n", a->v->name, jstr(reply, "error"));
+    } else if (is(a, "status") && a->as_json) {
+        char *text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+
+        printf("%s\n", text);
+        free(text);
+    } else if (is(a, "status") && a->requests) {
+        wd_top_print_requests(stdout, st, a->group, 0);
+    } else if (is(a, "status")) {
+        print_status(st, a->group);
+    } else if (is(a, "stacks")) {
+        rc = print_stacks(reply);
+    } else {
+        print_list(reply, "added", "added");
+        print_list(reply, "removed", "removed");
+        print_list(reply, "restarted", "restarted");
+        print_list(reply, "unchanged", "unchanged");
+        print_replaced(reply);
+        if (json_object_get(reply, "replaced") != NULL)
+            printf("%s: %zu workers replaced in %.2f s\n", a->v->name,
+                   json_array_size(json_object_get(reply, "replaced")), secs);
+        else
+            printf("%s: done\n", a->v->name);
+    }
+    return rc;
+}
+
+/* Sends the verb's request and prints the reply. */
+static int run(const args_t *a, const char *path)
+{
+    struct timespec t0, t1;
+    json_t *req, *reply;
+    int rc;
+
+    if (is(a, "top")) {
+        wd_top_opts_t o = {path, a->group, a->count, a->interval};
+
+        return wd_top_run(&o);
+    }
+    req = json_pack("{s:s,s:s?,s:b}", "cmd", a->v->name, "group", a->group, "all", a->all);
+    if (a->group == NULL)
+        json_object_set_new(req, "group", json_null());
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    reply = wd_ctl_call(path, req);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    json_decref(req);
+    if (reply == NULL)
+        return EXIT_UNREACHABLE;
+    rc = print_reply(a, reply, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
+    json_decref(reply);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -332,13 +379,12 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL, *sock = NULL, *group = NULL;
-    const verb_t *v = NULL;
-    int c, i, as_json = 0, all = 0, rc;
-    json_t *req, *reply;
+    const char *config = NULL, *sock = NULL;
+    args_t a;
+    int c, rc;
     char *path;
 
-    /* A write to a master that already closed (it refused us) must not kill us: see call(). */
+    /* A write to a master that already closed (it refused us) must not kill us: see ctl.c. */
     signal(SIGPIPE, SIG_IGN);
 
     /* '+': stop at the verb, so that its own options (--json, --all) are left to it. */
@@ -370,82 +416,22 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    memset(&a, 0, sizeof a);
     for (size_t k = 0; k < N_VERBS; k++)
         if (strcmp(argv[optind], verbs[k].name) == 0)
-            v = &verbs[k];
-    if (v == NULL) {
+            a.v = &verbs[k];
+    if (a.v == NULL) {
         fprintf(stderr, "wsgictl: unknown command \"%s\"\n", argv[optind]);
         usage(stderr);
         return EXIT_USAGE;
     }
-    for (i = optind + 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            printf("Usage: wsgictl [-c FILE | -s SOCKET] %s\n\n%s", v->usage, v->help);
-            return 0;
-        } else if (strcmp(argv[i], "--json") == 0 && strcmp(v->name, "status") == 0) {
-            as_json = 1;
-        } else if (strcmp(argv[i], "--all") == 0 && strcmp(v->name, "restart") == 0) {
-            all = 1;
-        } else if (argv[i][0] == '-') {
-            fprintf(stderr, "wsgictl %s: unknown option %s\n", v->name, argv[i]);
-            return verb_usage(v, "see --help");
-        } else if (group == NULL && strcmp(v->name, "reload") != 0 &&
-                   strcmp(v->name, "reopen-logs") != 0) {
-            group = argv[i];
-        } else {
-            return verb_usage(v, "too many arguments");
-        }
-    }
-    if (strcmp(v->name, "restart") == 0 && (group == NULL) == (all == 0))
-        return verb_usage(v, all ? "a GROUP or --all, not both" : "which group? (or --all)");
-    if (strcmp(v->name, "start") == 0 && group == NULL)
-        return verb_usage(v, "which group?");
-
-    path = find_socket(sock, config);
+    rc = parse_args(&a, argc, argv, optind + 1);
+    if (rc != 0)
+        return rc < 0 ? 0 : rc;
+    path = wd_ctl_find_socket(sock, config);
     if (path == NULL)
         return sock == NULL && config == NULL ? EXIT_USAGE : EXIT_UNREACHABLE;
-    req = json_pack("{s:s,s:s?,s:b}", "cmd", v->name, "group", group, "all", all);
-    if (group == NULL)
-        json_object_set_new(req, "group", json_null());
-    {
-        struct timespec t0, t1;
-
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        reply = call(path, req);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        json_decref(req);
-        free(path);
-        if (reply == NULL)
-            return EXIT_UNREACHABLE;
-        rc = json_is_true(json_object_get(reply, "ok")) ? 0 : EXIT_FAILED;
-        if (strcmp(v->name, "status") == 0 && rc == 0) {
-            json_t *st = json_object_get(reply, "status");
-
-            if (as_json) {
-                char *text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-
-                printf("%s\n", text);
-                free(text);
-            } else {
-                print_status(st, group);
-            }
-        } else if (rc == 0) {
-            print_list(reply, "added", "added");
-            print_list(reply, "removed", "removed");
-            print_list(reply, "restarted", "restarted");
-            print_list(reply, "unchanged", "unchanged");
-            print_replaced(reply);
-            if (json_object_get(reply, "replaced") != NULL)
-                printf("%s: %zu workers replaced in %.2f s\n", v->name,
-                       json_array_size(json_object_get(reply, "replaced")),
-                       (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
-            else
-                printf("%s: done\n", v->name);
-        } else {
-            print_replaced(reply);
-            fprintf(stderr, "wsgictl %s: %s\n", v->name, jstr(reply, "error"));
-        }
-        json_decref(reply);
-    }
+    rc = run(&a, path);
+    free(path);
     return rc;
 }

@@ -658,21 +658,25 @@ fail:
     return NULL;
 }
 
+void wd__py_request_target(const wd_req_t *req, wd_slice_t *m, wd_slice_t *u)
+{
+    if (req->kind == WD_REQ_UWSGI) {
+        *m = req->uwsgi->method;
+        *u = req->uwsgi->uri;
+    } else if (req->kind == WD_REQ_FCGI) {
+        *m = req->fcgi->method;
+        *u = req->fcgi->uri;
+    } else {
+        *m = wd_http_method(req->http); /* http->method is NULL for an extension method */
+        *u = wd_http_slice(req->http, req->http->url);
+    }
+}
+
 void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap)
 {
     wd_slice_t m, u;
 
-    if (req->kind == WD_REQ_UWSGI) {
-        m = req->uwsgi->method;
-        u = req->uwsgi->uri;
-    } else if (req->kind == WD_REQ_FCGI) {
-        m = req->fcgi->method;
-        u = req->fcgi->uri;
-    } else {
-        m.p = req->http->method;
-        m.n = strlen(m.p);
-        u = wd_http_slice(req->http, req->http->url);
-    }
+    wd__py_request_target(req, &m, &u);
     if (u.n > 200)
         u.n = 200;
     snprintf(buf, cap, "%.*s %.*s", (int)m.n, m.p ? m.p : "", (int)u.n, u.p ? u.p : "");

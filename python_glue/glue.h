@@ -30,8 +30,9 @@ int wd_py_load_app(char *err, size_t errlen);
 
 /* Starts group->threads Python threads that take requests from h and serve them, then releases
  * the GIL in the calling thread, which goes on to run the loop without it (only wd_py_stop takes
- * it back, to finalise). Returns 0 or -1. */
-int wd_py_start(wd_handoff_t *h);
+ * it back, to finalise). Thread wsgid-pyN publishes the request it runs in score->running[N-1]
+ * (scoreboard.h; score may be NULL). Returns 0 or -1. */
+int wd_py_start(wd_handoff_t *h, wd_score_t *score);
 
 /* request-timeout: asks for wsgid.RequestTimeout to be raised in the thread running req, if it
  * still runs it. Called from the loop thread, which never waits for the GIL: a thread of its own

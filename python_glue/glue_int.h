@@ -7,6 +7,7 @@
 #include <Python.h>
 
 #include "../daemon/common/config.h"
+#include "../daemon/common/scoreboard.h"
 #include "../daemon/worker/handoff.h"
 
 #include <stddef.h>
@@ -44,10 +45,11 @@ typedef struct wd_py_thread {
     int index;
     unsigned long ident; /* PyThread_get_thread_ident() */
     uint64_t serving;    /* seq of the request it runs, 0 between requests (GIL held for both) */
-    PyThreadState **ts;  /* [interp index]: [0] is PyGILState's; the others its own */
-    int cur;             /* the interpreter whose thread state is current (GIL held) */
-    int dir_fd;          /* its working directory, when it has one of its own (own_cwd) */
-    int own_cwd;         /* unshare(CLONE_FS) done: fchdir moves this thread only */
+    wd_score_running_t *running; /* its slot in the scoreboard, or NULL (scoreboard.h) */
+    PyThreadState **ts;          /* [interp index]: [0] is PyGILState's; the others its own */
+    int cur;                     /* the interpreter whose thread state is current (GIL held) */
+    int dir_fd;                  /* its working directory, when it has one of its own (own_cwd) */
+    int own_cwd;                 /* unshare(CLONE_FS) done: fchdir moves this thread only */
     char *head;
     size_t head_cap;
 } wd_py_thread_t;
@@ -66,6 +68,7 @@ typedef struct wd_py {
     char *cwd;              /* the group's working directory */
     int cwd_fd;             /* the same, O_PATH */
     int mount_dirs;         /* a mount has a chdir of its own: each thread gets its own cwd */
+    int stacks_to_log;      /* faulthandler dumps every thread to the error log on SIGUSR2 */
 } wd_py_t;
 
 extern wd_py_t wd__py;
@@ -137,6 +140,8 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req);
  * receives a new reference to its wsgi.input, so that the caller can detach it when the request
  * is over. */
 PyObject *wd__py_environ_new(const wd_req_t *req, const wd_py_mount_t *app, PyObject **input);
+/* The method and URI of a request (slices into it; p may be NULL when n is 0). */
+void wd__py_request_target(const wd_req_t *req, wd_slice_t *method, wd_slice_t *uri);
 /* "METHOD URI" of a request for log lines, truncated to fit. */
 void wd__py_request_line(const wd_req_t *req, char *buf, size_t cap);
 

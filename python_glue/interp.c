@@ -6,6 +6,7 @@
 #include "../daemon/common/alloc.h"
 #include "../daemon/common/log.h"
 #include "../daemon/worker/request.h"
+#include "../daemon/worker/stacks.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -114,19 +115,34 @@ static int set_sys_path(const wd_py_interp_t *in)
  * the main interpreter: a thread serving a sub-interpreter shows without its Python frames. */
 static int stacks_on_signal(void)
 {
-    PyObject *fh, *r;
+    PyObject *fh, *r; /* new references */
+    int rc = -1;
 
-    if (wd_log_fd() < 0)
-        return 0; /* log: off */
+    if (wd_log_fd() < 0 && wd_stacks_fd() < 0)
+        return 0; /* log: off, and no master to ask */
     fh = PyImport_ImportModule("faulthandler");
     if (fh == NULL)
         return -1;
-    r = PyObject_CallMethod(fh, "register", "iiii", SIGUSR2, wd_log_fd(), 1, 0);
+    if (wd_log_fd() >= 0) {
+        r = PyObject_CallMethod(fh, "register", "iiii", SIGUSR2, wd_log_fd(), 1, 0);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+        wd__py.stacks_to_log = 1;
+    }
+    /* wsgictl stacks: to the master's pipe, then to the handler that writes the end line
+     * (chain=True; daemon/worker/stacks.h). */
+    if (wd_stacks_fd() >= 0) {
+        r = PyObject_CallMethod(fh, "register", "iiii", WD_WORKER_SIG_STACKS, wd_stacks_fd(), 1, 1);
+        if (r == NULL)
+            goto done;
+        Py_DECREF(r);
+    }
+    rc = 0;
+
+done:
     Py_DECREF(fh);
-    if (r == NULL)
-        return -1;
-    Py_DECREF(r);
-    return 0;
+    return rc;
 }
 
 static wd_py_interp_t *interp_add(const char *name)

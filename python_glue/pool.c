@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,8 +82,42 @@ static void *interrupter_main(void *arg)
     return NULL;
 }
 
+/* request-timeout: the stuck thread's stack goes to the error log. The traceback of the
+ * RequestTimeout is logged when it propagates (respond.c), but a thread blocked in C gets it only
+ * once that call returns, if ever, and one that holds the GIL there keeps the interrupter waiting
+ * for good. faulthandler dumps every thread of the main interpreter from its SIGUSR2 handler,
+ * without the GIL, here on the loop thread; the line before it names the stuck thread as the dump
+ * does ("Thread 0x..."). At most one dump every STUCK_DUMP_EVERY_NS: the requests of a stuck
+ * worker time out together, and one dump shows them all. */
+#define STUCK_DUMP_EVERY_NS (5 * 1000000000ull)
+
+static void log_stuck_stack(const wd_req_t *req)
+{
+    static uint64_t last_ns;
+    uint64_t now = wd_now_ns();
+    int index = 0;
+
+    if (!wd__py.stacks_to_log || !req->py_running || req->py_thread == 0)
+        return;
+    for (int i = 0; i < wd__py.n_threads; i++)
+        if (wd__py.threads[i].ident == req->py_thread)
+            index = wd__py.threads[i].index;
+    if (last_ns != 0 && now - last_ns < STUCK_DUMP_EVERY_NS) {
+        wd_log_warn("[req %s] its thread is Thread 0x%016lx (wsgid-py%d): see the stacks dumped "
+                    "%.1f s ago",
+                    req->id, req->py_thread, index, (double)(now - last_ns) / 1e9);
+        return;
+    }
+    last_ns = now;
+    wd_log_warn("[req %s] the Python stacks of the worker's threads follow; the one running it is "
+                "Thread 0x%016lx (wsgid-py%d)",
+                req->id, req->py_thread, index);
+    raise(SIGUSR2);
+}
+
 void wd_py_interrupt(wd_req_t *req)
 {
+    log_stuck_stack(req);
     pthread_mutex_lock(&intr.lock);
     if (intr.len == INTR_MAX) {
         intr.head = (intr.head + 1) % INTR_MAX;
@@ -133,6 +168,9 @@ static void *thread_main(void *arg)
         wd__py_gil_note(thr->ts[i], (int)i);
     wd__py_gil_thread(thr->ts);
     thr->cur = 0;
+    thr->ident = PyThread_get_thread_ident();
+    if (thr->running != NULL)
+        wd_score_set(&thr->running->thread_ident, thr->ident);
     own_cwd(thr);
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
@@ -162,7 +200,7 @@ static void *thread_main(void *arg)
     return NULL;
 }
 
-int wd_py_start(wd_handoff_t *h)
+int wd_py_start(wd_handoff_t *h, wd_score_t *score)
 {
     const wd_group_conf_t *g = wd__py.group;
     int n = g->threads > 0 ? g->threads : 1;
@@ -176,6 +214,8 @@ int wd_py_start(wd_handoff_t *h)
         int rc;
 
         thr->index = wd__py.n_threads + 1;
+        if (score != NULL && wd__py.n_threads < WD_SCORE_RUNNING)
+            thr->running = &score->running[wd__py.n_threads];
         wd_handoff_thread_init(&thr->handoff);
         rc = pthread_create(&thr->tid, NULL, thread_main, thr);
         if (rc != 0) {

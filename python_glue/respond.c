@@ -377,6 +377,13 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     req->py_running = 1;
     thr->ident = req->py_thread;
     thr->serving = req->seq;
+    if (thr->running != NULL) {
+        wd_slice_t m, u;
+
+        wd__py_request_target(req, &m, &u);
+        wd_score_running_begin(thr->running, req->t_start_ns, req->id, m.p ? m.p : "", m.n,
+                               u.p ? u.p : "", u.n);
+    }
     wd__py_gil_busy(1);
     env = wd__py_environ_new(req, app, &input);
     if (env == NULL) {
@@ -412,6 +419,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     /* A request-timeout interrupt that came too late must not hit the next request. */
     req->py_running = 0;
     thr->serving = 0;
+    if (thr->running != NULL)
+        wd_score_running_end(thr->running);
     wd__py_gil_busy(-1);
     if (req->timed_out)
         PyThreadState_SetAsyncExc(req->py_thread, NULL);

@@ -7,7 +7,10 @@
  *   - fd 3 (WD_WORKER_FD_MASTER) is a SOCK_STREAM socketpair end to the master,
  *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding the exact config text the master loaded,
  *     fd 5 (WD_WORKER_FD_SCOREBOARD) is the scoreboard memfd (scoreboard.h),
- *     fds 6.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
+ *     fd 6 (WD_WORKER_FD_STACKS) is the write end of a pipe whose read end the master keeps: on
+ *     WD_WORKER_SIG_STACKS the worker writes its Python threads' stacks there (faulthandler),
+ *     then the line WD_STACKS_END (`wsgictl stacks`, daemon/worker/stacks.h),
+ *     fds 7.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
  *   - messages on the master socket are lines. Worker to master: "ready\n" once its app is loaded
  *     and it accepts; "failed MESSAGE\n" before it exits when the app cannot be loaded (the Python
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
@@ -19,10 +22,19 @@
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H
 
+#include <signal.h>
+
 #define WD_WORKER_FD_MASTER 3
 #define WD_WORKER_FD_CONFIG 4
 #define WD_WORKER_FD_SCOREBOARD 5 /* see scoreboard.h */
-#define WD_WORKER_FD_LISTEN 6
+#define WD_WORKER_FD_STACKS 6
+#define WD_WORKER_FD_LISTEN 7
+
+/* SIGURG, because its default action is to ignore it: a worker that has not set up its handler
+ * yet (or any other process that gets it by mistake) is not killed. The workers never ask for
+ * it (no F_SETOWN on their sockets), so it comes only from the master. */
+#define WD_WORKER_SIG_STACKS SIGURG
+#define WD_STACKS_END "--- wsgid: end of stacks ---\n"
 
 #define WD_WORKER_EXIT_APP 3    /* the app could not be loaded */
 #define WD_WORKER_EXIT_CONFIG 4 /* the config could not be read (should not happen) */

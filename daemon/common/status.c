@@ -112,7 +112,44 @@ static void set(json_t *obj, const char *key, json_t *v)
         abort();
 }
 
-static json_t *worker_json(const wd_status_worker_t *w)
+/* The requests its Python threads run, as {thread, thread_ident, id, method, path, age}. */
+static json_t *running_json(const wd_score_t *s, uint64_t now)
+{
+    json_t *a = xjson(json_array());
+    wd_score_running_t r;
+    char ident[24];
+
+    for (size_t i = 0; s != NULL && i < WD_SCORE_RUNNING; i++) {
+        json_t *o;
+
+        if (!wd_score_running_read(&s->running[i], &r))
+            continue;
+        o = xjson(json_object());
+        snprintf(ident, sizeof ident, "0x%016llx", (unsigned long long)r.thread_ident);
+        set(o, "thread", jint(i + 1));
+        set(o, "thread_ident", jstr(ident));
+        set(o, "id", jstr(r.id));
+        set(o, "method", jstr(r.method));
+        set(o, "path", jstr(r.path));
+        set(o, "age", json_real(now > r.start_ns ? (double)(now - r.start_ns) / 1e9 : 0.0));
+        if (json_array_append_new(a, o) < 0)
+            abort();
+    }
+    return a;
+}
+
+static json_t *buckets_json(const wd_score_t *s)
+{
+    json_t *a = xjson(json_array());
+
+    for (size_t k = 0; k <= WD_SCORE_BUCKETS; k++)
+        if (json_array_append_new(a, jint(s != NULL ? wd_score_get(&s->duration_bucket[k]) : 0)) <
+            0)
+            abort();
+    return a;
+}
+
+static json_t *worker_json(const wd_status_worker_t *w, uint64_t now, int with_requests)
 {
     const wd_score_t *s = w->score;
     json_t *o = xjson(json_object());
@@ -132,6 +169,15 @@ static json_t *worker_json(const wd_status_worker_t *w)
     set(o, "response_memory", jint(s != NULL ? wd_score_get(&s->response_memory) : 0));
     set(o, "last_error", jstr(w->last_error));
     set(o, "last_restart", jstr(w->last_restart));
+    {
+        uint64_t since = s != NULL ? wd_score_get(&s->queued_since_ns) : 0;
+
+        set(o, "queue_wait",
+            json_real(since != 0 && now > since ? (double)(now - since) / 1e9 : 0));
+    }
+    set(o, "duration_buckets", buckets_json(s));
+    if (with_requests)
+        set(o, "running", running_json(s, now));
     return o;
 }
 
@@ -155,7 +201,8 @@ static json_t *group_json(const wd_status_t *st, const wd_status_group_t *g)
         set(o, "drain_left", json_real(g->drain_left));
     for (i = 0; i < st->n_workers; i++)
         if (in_group(&st->workers[i], g) &&
-            json_array_append_new(workers, worker_json(&st->workers[i])) < 0)
+            json_array_append_new(workers,
+                                  worker_json(&st->workers[i], st->now_ns, st->with_requests)) < 0)
             abort();
     set(o, "workers", workers);
     return o;
@@ -171,6 +218,14 @@ char *wd_status_json(const wd_status_t *st)
     set(root, "version", jstr(st->version));
     set(root, "master_pid", jint((uint64_t)(st->master_pid > 0 ? st->master_pid : 0)));
     set(root, "uptime", json_real(st->uptime));
+    {
+        json_t *bounds = xjson(json_array());
+
+        for (i = 0; i < WD_SCORE_BUCKETS; i++)
+            if (json_array_append_new(bounds, jint(bucket_bounds_us[i])) < 0)
+                abort();
+        set(root, "duration_bounds_us", bounds); /* the last bucket of a worker's is +Inf */
+    }
     for (i = 0; i < st->n_groups; i++)
         if (json_array_append_new(groups, group_json(st, &st->groups[i])) < 0)
             abort();

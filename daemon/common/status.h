@@ -53,6 +53,11 @@ typedef struct wd_status {
     size_t n_groups;
     const wd_status_worker_t *workers; /* grouped by group, in slot order */
     size_t n_workers;
+    uint64_t now_ns; /* CLOCK_MONOTONIC at the snapshot: the age of requests and queue waits */
+    /* Whether the JSON lists the requests in progress (their URIs, query strings included):
+     * for the control socket (mode 0600), not for GET /status on the metrics listener, which
+     * may be reachable by more people than the site's own logs are. */
+    int with_requests;
 } wd_status_t;
 
 /* Both return a malloc'd NUL-terminated string (the caller frees it). */

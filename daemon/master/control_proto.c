@@ -45,6 +45,7 @@ void wd_control_decode(json_t *request, wd_control_command_t *c)
         {"reload", WD_CONTROL_RELOAD}, {"stop", WD_CONTROL_STOP},
         {"start", WD_CONTROL_START},   {"reopen-logs", WD_CONTROL_REOPEN_LOGS},
         {"drain", WD_CONTROL_DRAIN},   {"undrain", WD_CONTROL_UNDRAIN},
+        {"stacks", WD_CONTROL_STACKS},
     };
 
     c->name = json_string_value(json_object_get(request, "cmd"));

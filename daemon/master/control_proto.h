@@ -30,6 +30,7 @@ typedef enum wd_control_cmd {
     WD_CONTROL_REOPEN_LOGS,
     WD_CONTROL_DRAIN,
     WD_CONTROL_UNDRAIN,
+    WD_CONTROL_STACKS,
 } wd_control_cmd_t;
 
 typedef struct wd_control_command {

@@ -2,7 +2,7 @@
  * and keeps them open for its whole life, so that a worker restart never closes a socket and no
  * connection is refused while a group restarts (design §1); only a stopped group's TCP listeners
  * refuse connections, until it starts again (wd_listen_pause). Workers inherit them as fds
- * WD_WORKER_FD_LISTEN.. (6.., spawn.h). */
+ * WD_WORKER_FD_LISTEN.. (7.., spawn.h). */
 #ifndef WD_DAEMON_LISTEN_H
 #define WD_DAEMON_LISTEN_H
 

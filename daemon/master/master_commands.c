@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -108,6 +109,12 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
     out->version = WD_VERSION;
     out->master_pid = (int)getpid();
     out->uptime = (double)(uv_now(&m->loop) - m->t0) / 1000.0;
+    {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock */
+        out->now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    }
     out->groups = groups;
     out->n_groups = m->n_groups;
     out->workers = workers;
@@ -157,6 +164,7 @@ static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     wd_master_status(m, &st);
+    st.with_requests = 1; /* the control socket only serves root and wsgid's user */
     text = wd_status_json(&st);
     wd_master_status_release(&st);
     obj = text != NULL ? json_loads(text, 0, NULL) : NULL;
@@ -390,6 +398,9 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
     case WD_CONTROL_DRAIN:
     case WD_CONTROL_UNDRAIN:
         cmd_drain(m, req, c.group, c.cmd == WD_CONTROL_DRAIN);
+        break;
+    case WD_CONTROL_STACKS:
+        wd__m_stacks(m, req, c.group);
         break;
     case WD_CONTROL_REOPEN_LOGS:
         wd__m_reopen_logs(m);

@@ -315,6 +315,8 @@ void wd__m_proc_close_cb(uv_handle_t *h)
 
     if (--p->handles > 0)
         return;
+    if (p->stacks_fd >= 0)
+        close(p->stacks_fd);
     wd__m_gen_unref(p->gen);
     wd__m_group_unref(p->g);
     free(p);
@@ -380,8 +382,12 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why)
     p->ready_at = uv_now(&p->m->loop);
     wd__m_proc_say(p, "stop\n");
     uv_process_kill(&p->process, SIGTERM);
-    uv_timer_start(&p->timer, wd__m_proc_kill_cb,
-                   (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) +
-                       WD_MASTER_KILL_SLACK_MS,
-                   0);
+    /* A deadlocked worker keeps the watchdog's kill, due WD_MASTER_DUMP_MS after its stacks:
+     * its replacement is often ready before that, and the graceful deadline would let it live
+     * graceful-timeout + shutdown-timeout more. */
+    if (!p->deadlocked)
+        uv_timer_start(&p->timer, wd__m_proc_kill_cb,
+                       (uint64_t)((conf->graceful_timeout + conf->shutdown_timeout) * 1000.0) +
+                           WD_MASTER_KILL_SLACK_MS,
+                       0);
 }

@@ -72,7 +72,8 @@ struct wd_proc {
     int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
     int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;
-    int skipping; /* dropping the rest of an overlong line */
+    int skipping;  /* dropping the rest of an overlong line */
+    int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
     char failed[512];
     wd_proc_t *next, *prev;
     size_t line_len;
@@ -175,6 +176,7 @@ struct wd_master {
     uint64_t t0;
     wd_control_req_t *stop_req;
     wd_autoreload_t *autoreload; /* the groups with reload-on-change (a list) */
+    struct wd_stacks *stacks;    /* the `wsgictl stacks` being collected, at most one */
 };
 
 extern wd_metrics_t wd__m_metrics, wd__m_agent; /* `metrics:`, `agent-check:` */
@@ -237,6 +239,11 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 uint64_t wd__m_read_rss(int pid);
 void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
 void wd__m_reopen_logs(wd_master_t *m);
+
+/* master_stacks.c: the pipe a worker gets for its stacks (pipe[1] is the worker's end); 0 or
+ * -errno. wsgictl stacks GROUP. */
+int wd__m_stacks_pipe(int pipe[2]);
+void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group);
 
 /* master_watch.c */
 void wd__m_tick_cb(uv_timer_t *t);

@@ -227,8 +227,8 @@ static int open_fd_again(int fd)
 
 /* The fds a worker starts with (spawn.h): stdio, its end of the socketpair, the config, the
  * scoreboard and the group's listeners. */
-static uv_stdio_container_t *worker_fds(wd_master_t *m, int sock, int cfd, wd_listen_t **ls,
-                                        size_t n_ls)
+static uv_stdio_container_t *worker_fds(wd_master_t *m, int sock, int cfd, int stacks,
+                                        wd_listen_t **ls, size_t n_ls)
 {
     size_t n = WD_WORKER_FD_LISTEN + n_ls, i;
     uv_stdio_container_t *stdio = xcalloc(n, sizeof *stdio);
@@ -240,6 +240,7 @@ static uv_stdio_container_t *worker_fds(wd_master_t *m, int sock, int cfd, wd_li
     stdio[WD_WORKER_FD_MASTER].data.fd = sock;
     stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
     stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
+    stdio[WD_WORKER_FD_STACKS].data.fd = stacks;
     for (i = 0; i < n_ls; i++)
         stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
     return stdio;
@@ -309,6 +310,7 @@ static wd_proc_t *proc_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen,
 {
     wd_proc_t *p = xcalloc(1, sizeof *p);
 
+    p->stacks_fd = -1;
     p->process.data = p;
     p->pipe.data = p;
     p->timer.data = p;
@@ -332,7 +334,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
     char **env = NULL, *name = NULL, *args[2], err[256];
-    int sv[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    int sv[2] = {-1, -1}, sp[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
     uid_t uid = 0;
     gid_t gid = 0;
     wd_proc_t *p = NULL;
@@ -357,7 +359,10 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     cfd = rc = open_fd_again(gen->fd);
     if (rc < 0)
         goto fail;
-    stdio = worker_fds(m, sv[1], cfd, ls, n_ls);
+    rc = wd__m_stacks_pipe(sp);
+    if (rc < 0)
+        goto fail;
+    stdio = worker_fds(m, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
     env = worker_env(g->name, s->slot, record, gen->conf->path);
@@ -380,6 +385,8 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         goto fail;
     proc_started(m, p, s, gen, conf, record);
     record = -1;
+    p->stacks_fd = sp[0];
+    sp[0] = -1;
     close(sv[1]);
     sv[1] = -1;
     if (proc_watch(p, conf, sv[0]) == 0)
@@ -401,6 +408,10 @@ fail:
         close(sv[1]);
     if (cfd >= 0)
         close(cfd);
+    if (sp[0] >= 0)
+        close(sp[0]);
+    if (sp[1] >= 0)
+        close(sp[1]);
     free(stdio);
     free(name);
     if (env != NULL)

@@ -75,8 +75,10 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     const wd_group_conf_t *c = p->g->conf;
     const wd_score_t *sc;
     struct timespec ts;
-    uint64_t now, hb, since;
-    char why[400], oldest[sizeof sc->oldest];
+    wd_score_running_t r;
+    uint64_t now, hb;
+    char why[400];
+    int thread;
 
     if (c->deadlock_timeout <= 0 || p->record < 0 || p->deadlocked || p->state != WD_PROC_READY ||
         p->pid <= 0)
@@ -87,15 +89,15 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     hb = wd_score_get(&sc->heartbeat_ns);
     if (hb == 0 || hb > now || (double)(now - hb) / 1e9 < c->deadlock_timeout)
         return 0;
-    since = wd_score_get(&sc->oldest_start_ns);
-    memcpy(oldest, sc->oldest, sizeof oldest);
-    oldest[sizeof oldest - 1] = '\0';
+    /* The oldest request its threads run: the loop dispatched it, so before it stopped. */
+    thread = wd_score_oldest_running(sc, now, &r);
     p->deadlocked = 1;
-    if (since != 0 && since < now)
+    if (thread > 0)
         snprintf(why, sizeof why,
-                 "deadlock-timeout: its loop stopped %.0f s ago; the oldest request then, [req "
-                 "%s], had run %.1f s",
-                 (double)(now - hb) / 1e9, oldest, (double)(hb - since) / 1e9);
+                 "deadlock-timeout: its loop stopped %.0f s ago; the oldest request running, [req "
+                 "%s %s %.100s] on wsgid-py%d, has run %.1f s",
+                 (double)(now - hb) / 1e9, r.id, r.method, r.path, thread,
+                 (double)(now - r.start_ns) / 1e9);
     else
         snprintf(why, sizeof why, "deadlock-timeout: its loop stopped %.0f s ago, no request ran",
                  (double)(now - hb) / 1e9);

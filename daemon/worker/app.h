@@ -10,6 +10,7 @@
 #include "config.h"
 #include "handoff.h"
 #include "request.h"
+#include "scoreboard.h"
 
 #include <stddef.h>
 
@@ -18,8 +19,9 @@ typedef struct wd_app_ops {
     int (*init)(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
     /* Loads the application; 0, or -1 with a one-line summary in err. */
     int (*load)(char *err, size_t errlen);
-    /* Starts the threads that take requests from h; 0 or -1. */
-    int (*start)(wd_handoff_t *h);
+    /* Starts the threads that take requests from h; each publishes the request it runs in
+     * score->running (NULL: nowhere). 0 or -1. */
+    int (*start)(wd_handoff_t *h, wd_score_t *score);
     /* request-timeout: stop the thread running req (req->timed_out is set first). */
     void (*interrupt)(wd_req_t *req);
     /* After wd_handoff_close: waits for the threads and tears the runtime down. */

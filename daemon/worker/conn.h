@@ -159,9 +159,6 @@ void wd_conns_shutdown(wd_conns_t *cs);
  * clients reconnect); returns how many. */
 size_t wd_conns_close_idle(wd_conns_t *cs, size_t want);
 int wd_conns_any_idle(const wd_conns_t *cs);
-/* The oldest request a Python thread runs: its start (CLOCK_MONOTONIC ns; 0 = none) and
- * "ID METHOD URI" in buf. */
-uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n);
 /* Whether a request has run past request-timeout and is still running (its thread may be stuck
  * for good). */
 int wd_conns_stuck(const wd_conns_t *cs);

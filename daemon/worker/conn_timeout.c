@@ -1,8 +1,7 @@
 /* A connection's timeouts: its one timer, whose meaning follows from the state when it fires
  * (header-timeout, body-timeout, send-timeout, the end of a linger), and the worker's tick, which
- * checks the dispatched requests against queue-timeout and request-timeout and finds the oldest
- * one (for the master's deadlock-timeout report). Part of the connection module (conn.h); only the
- * loop thread runs it. */
+ * checks the dispatched requests against queue-timeout and request-timeout. Part of the
+ * connection module (conn.h); only the loop thread runs it. */
 #include "conn.h"
 #include "conn_int.h"
 
@@ -99,31 +98,6 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         wd__conn_set_events(c, 0);
         c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
     }
-}
-
-uint64_t wd_conns_oldest(const wd_conns_t *cs, char *buf, size_t n)
-{
-    const wd_conn_t *o = NULL;
-    wd_slice_t method = {"-", 1}, uri = {"-", 1};
-
-    for (const wd_conn_t *c = cs->list; c; c = c->next)
-        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done &&
-            (o == NULL || c->req.t_start_ns < o->req.t_start_ns))
-            o = c;
-    if (o == NULL) {
-        buf[0] = '\0';
-        return 0;
-    }
-    if (o->proto == WD_REQ_UWSGI) {
-        method = o->uwsgi.method;
-        uri = o->uwsgi.uri;
-    } else {
-        method = wd_http_method(&o->http);
-        uri = wd_http_slice(&o->http, o->http.url);
-    }
-    snprintf(buf, n, "%s %.*s %.*s", o->req.id, (int)method.n, method.p,
-             (int)(uri.n > 100 ? 100 : uri.n), uri.p);
-    return o->req.t_start_ns;
 }
 
 int wd_conns_stuck(const wd_conns_t *cs)

@@ -12,9 +12,11 @@
 #include "handoff.h"
 #include "log.h"
 #include "scoreboard.h"
+#include "stacks.h"
 
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -280,9 +282,6 @@ static void tick_cb(uv_timer_t *t)
     const wd_group_conf_t *g = w->group;
     uint64_t now = wd_now_ns();
 
-    char oldest[sizeof w->score->oldest];
-    uint64_t since;
-
     if (g->request_timeout > 0 || g->queue_timeout > 0) {
         wd_conns_check_timeouts(&w->conns, now);
         /* A worker with a request past request-timeout may have a thread stuck for good (in C,
@@ -290,12 +289,6 @@ static void tick_cb(uv_timer_t *t)
          * request is over, so that its siblings get them. */
         w->accept.stuck = g->request_timeout > 0 && wd_conns_stuck(&w->conns);
         wd_accept_update(&w->accept);
-    }
-    since = wd_conns_oldest(&w->conns, oldest, sizeof oldest);
-    if (since != wd_score_get(&w->score->oldest_start_ns)) {
-        wd_score_set(&w->score->oldest_start_ns, 0);
-        memcpy(w->score->oldest, oldest, sizeof oldest);
-        wd_score_set(&w->score->oldest_start_ns, since);
     }
     wd_score_set(&w->score->queued_since_ns, wd_handoff_oldest_queued(&w->handoff));
     wd_score_set(&w->score->heartbeat_ns, now);
@@ -401,6 +394,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
      * arenas, which keep their high-water mark and grow the worker's RSS over time. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     w->score = scoreboard_map(record);
+    wd_stacks_init(); /* before Python, which chains its dump to it (stacks.h) */
     signal(SIGPIPE, SIG_IGN);
     if (read_config(w, group_name) < 0) {
         say_master("failed cannot read the config\n");
@@ -439,6 +433,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         .owner = w,
         .budget = {.used = &w->score->response_memory, .limit = w->group->response_memory_limit}};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
+    wd_score_set(&w->score->main_ident, (uint64_t)pthread_self());
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));
     wd_score_set(&w->score->threads, (uint64_t)w->group->threads);
     w->max_requests = w->group->maximum_requests;
@@ -474,7 +469,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                               .conns = &w->conns};
     if (wd_accept_init(&w->accept) < 0)
         return WD_WORKER_EXIT_CONFIG;
-    if (app->start(&w->handoff) < 0) {
+    if (app->start(&w->handoff, w->score) < 0) {
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }

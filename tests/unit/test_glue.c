@@ -37,7 +37,7 @@ static void push(wd_req_t *req)
 static int start_pool(void)
 {
     wd_handoff_init(&handoff, &loop, 0, node_noop, node_noop, NULL, NULL);
-    return wd_py_start(&handoff);
+    return wd_py_start(&handoff, NULL);
 }
 static int failures, checks;
 static char log_path[] = "/tmp/wsgid-test-glue-log-XXXXXX";

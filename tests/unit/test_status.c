@@ -27,6 +27,22 @@ static void fill_scores(void)
     wd_score_set(&score_a.duration_sum_us, 12500000);
     wd_score_set(&score_a.bytes_sent, 1000);
     wd_score_set(&score_a.timeouts, 1);
+    wd_score_set(&score_a.queued_since_ns, 3000000000ull);
+    /* Thread 2 runs a request with a URI longer than the slot keeps; thread 3's slot is being
+     * written (gen odd): it is not shown. */
+    {
+        char uri[200];
+
+        memset(uri, 'x', sizeof uri);
+        uri[0] = '/';
+        wd_score_set(&score_a.running[1].thread_ident, 0x7f00aa);
+        wd_score_running_begin(&score_a.running[1], 1000000000ull, "101-7", "POST", 4, uri,
+                               sizeof uri);
+        wd_score_running_begin(&score_a.running[2], 2000000000ull, "101-8", "GET", 3, "/", 1);
+        wd_score_set(&score_a.running[2].gen, 5);
+        wd_score_running_begin(&score_a.running[3], 2000000000ull, "101-9", "GET", 3, "/", 1);
+        wd_score_running_end(&score_a.running[3]);
+    }
 
     wd_score_set(&score_b.pid, 102);
     wd_score_set(&score_b.threads, 4);
@@ -107,6 +123,8 @@ static const wd_status_t snapshot = {
     .n_groups = 2,
     .workers = workers,
     .n_workers = 4,
+    .now_ns = 3500000000ull,
+    .with_requests = 1,
 };
 
 static json_int_t jget_int(json_t *o, const char *key)
@@ -155,6 +173,31 @@ static void test_json(void)
     T_CHECK(jget_int(w, "busy_threads") == 1 && jget_int(w, "queued") == 2 &&
                 jget_int(w, "connections") == 3,
             "busy_threads, queued, connections");
+    T_CHECK(json_real_value(json_object_get(w, "queue_wait")) == 0.5, "queue_wait");
+    T_CHECK(json_array_size(json_object_get(w, "duration_buckets")) == WD_SCORE_BUCKETS + 1 &&
+                json_integer_value(json_array_get(json_object_get(w, "duration_buckets"), 3)) == 4,
+            "duration_buckets");
+    {
+        json_t *run = json_object_get(w, "running"), *r = json_array_get(run, 0);
+        const char *path = json_string_value(json_object_get(r, "path"));
+
+        T_CHECK(json_array_size(run) == 1,
+                "one request in progress (torn and idle slots left "
+                "out): %zu",
+                json_array_size(run));
+        T_CHECK(jget_int(r, "thread") == 2, "its thread");
+        T_CHECK(strcmp(json_string_value(json_object_get(r, "thread_ident")),
+                       "0x00000000007f00aa") == 0,
+                "thread_ident");
+        T_CHECK(strcmp(json_string_value(json_object_get(r, "id")), "101-7") == 0 &&
+                    strcmp(json_string_value(json_object_get(r, "method")), "POST") == 0,
+                "id, method");
+        T_CHECK(path != NULL && strlen(path) == WD_SCORE_PATH - 1 && path[0] == '/',
+                "path truncated to %d bytes", WD_SCORE_PATH - 1);
+        T_CHECK(json_real_value(json_object_get(r, "age")) == 2.5, "age");
+    }
+    T_CHECK(json_array_size(json_object_get(root, "duration_bounds_us")) == WD_SCORE_BUCKETS,
+            "duration_bounds_us");
 
     g = json_array_get(json_object_get(root, "groups"), 1);
     T_CHECK(strcmp(json_string_value(json_object_get(g, "name")), "we\"ird\\") == 0, "escaping");
@@ -255,6 +298,20 @@ static void test_prometheus(void)
     free(text);
 }
 
+/* GET /status (with_requests 0) does not show the URIs in progress. */
+static void test_no_requests(void)
+{
+    wd_status_t st = snapshot;
+    char *text;
+
+    st.with_requests = 0;
+    text = wd_status_json(&st);
+    T_CHECK(strstr(text, "\"running\"") == NULL && strstr(text, "101-7") == NULL,
+            "no requests in progress without with_requests");
+    T_CHECK(strstr(text, "\"duration_buckets\"") != NULL, "the histogram is still there");
+    free(text);
+}
+
 static void test_empty(void)
 {
     wd_status_t st = {.version = "x"};
@@ -271,6 +328,7 @@ int main(void)
     fill_scores();
     test_json();
     test_prometheus();
+    test_no_requests();
     test_empty();
     return t_summary("status");
 }

@@ -1,0 +1,303 @@
+/* The master: `wsgictl stacks GROUP`, the Python stacks of every thread of a group's workers.
+ * See master_int.h.
+ *
+ * Each worker has a pipe to the master (spawn.h: the master keeps the read end in
+ * wd_proc_t.stacks_fd). The master sends WD_WORKER_SIG_STACKS to every worker of the group; in
+ * the worker, faulthandler's handler writes the stacks of the main interpreter's threads to the
+ * pipe, from the signal handler and without the GIL (so a thread that holds the GIL in C does not
+ * stop it), then the worker's own handler, chained after it, writes WD_STACKS_END
+ * (daemon/worker/stacks.c). The master reads the pipes every WD_STACKS_POLL_MS until each has
+ * given its end line or WD_STACKS_WAIT_MS have passed, and answers with one section per worker,
+ * each thread line naming the wsgid thread and the request it runs (from the scoreboard). Only
+ * one collection runs at a time. */
+#include "master_int.h"
+#include "alloc.h"
+#include "log.h"
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+#define WD_STACKS_WAIT_MS 2000
+#define WD_STACKS_POLL_MS 20
+#define WD_STACKS_MAX (4u << 20) /* bytes kept per worker */
+
+typedef struct stacks_worker {
+    int fd; /* a dup of the proc's stacks_fd: the proc may go away meanwhile */
+    int pid, slot, record;
+    int done;
+    char *buf;
+    size_t len, cap;
+} stacks_worker_t;
+
+struct wd_stacks {
+    wd_master_t *m;
+    wd_control_req_t *req;
+    char *group;
+    uv_timer_t timer;
+    uint64_t deadline;
+    stacks_worker_t *w;
+    size_t n;
+};
+
+int wd__m_stacks_pipe(int p[2])
+{
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return -errno;
+    /* The worker writes from a signal handler: it must never block there (a master that stopped
+     * reading would hold that thread for ever), so its end does not block, and the pipe is
+     * made big enough for a worker with many threads (at best: 1 MiB is the usual limit). */
+    fcntl(p[0], F_SETPIPE_SZ, 1 << 20);
+    if (fcntl(p[0], F_SETFL, O_NONBLOCK) < 0 || fcntl(p[1], F_SETFL, O_NONBLOCK) < 0) {
+        int e = errno;
+
+        close(p[0]);
+        close(p[1]);
+        p[0] = p[1] = -1;
+        return -e;
+    }
+    return 0;
+}
+
+/* Reads what the worker wrote; done once the end line came (or the pipe closed). */
+static void worker_read(stacks_worker_t *w)
+{
+    const size_t end_len = sizeof WD_STACKS_END - 1;
+    char *end;
+    ssize_t n;
+
+    while (!w->done) {
+        if (w->cap - w->len < 65536 + 1) {
+            w->cap = w->cap ? w->cap * 2 : 131072;
+            w->buf = xrealloc(w->buf, w->cap);
+        }
+        n = read(w->fd, w->buf + w->len, w->cap - w->len - 1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            w->done = 1; /* the worker is gone */
+        if (n <= 0)
+            break;
+        w->len += (size_t)n;
+        w->buf[w->len] = '\0';
+        end = w->len >= end_len ? memmem(w->buf, w->len, WD_STACKS_END, end_len) : NULL;
+        if (end != NULL) {
+            w->len = (size_t)(end - w->buf);
+            w->buf[w->len] = '\0';
+            w->done = 2;
+        } else if (w->len > WD_STACKS_MAX) {
+            w->done = 1;
+        }
+    }
+}
+
+/* What the scoreboard says of the thread with this ident in record r of pid: " wsgid-pyN [req
+ * ID METHOD PATH, running 1.2 s]", " wsgid-pyN [idle]", " main thread (event loop)", or "".
+ * The thread states that helper threads (wsgid-intr, wsgid-gil) hold were made by the main
+ * thread and carry its ident: they show as main thread too, without frames. */
+static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident, uint64_t now,
+                        char *buf, size_t cap)
+{
+    const wd_score_t *sc = w->record >= 0 ? &m->score[w->record] : NULL;
+    wd_score_running_t r;
+
+    buf[0] = '\0';
+    if (sc == NULL || wd_score_get(&sc->pid) != (uint64_t)w->pid || ident == 0)
+        return;
+    if (ident == wd_score_get(&sc->main_ident)) {
+        snprintf(buf, cap, " main thread (event loop)");
+        return;
+    }
+    for (size_t i = 0; i < WD_SCORE_RUNNING; i++) {
+        if (wd_score_get(&sc->running[i].thread_ident) != ident)
+            continue;
+        if (wd_score_running_read(&sc->running[i], &r))
+            snprintf(buf, cap, " wsgid-py%zu [req %s %s %s, running %.1f s]", i + 1, r.id, r.method,
+                     r.path, now > r.start_ns ? (double)(now - r.start_ns) / 1e9 : 0.0);
+        else
+            snprintf(buf, cap, " wsgid-py%zu [idle]", i + 1);
+        return;
+    }
+}
+
+/* faulthandler's dump with each "Thread 0x..." / "Current thread 0x..." line annotated. */
+static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
+{
+    char *out = NULL, note[300];
+    size_t out_len = 0;
+    FILE *f = open_memstream(&out, &out_len);
+    const char *line = w->buf != NULL ? w->buf : "", *nl;
+
+    if (f == NULL)
+        abort();
+    for (; *line != '\0'; line = nl + 1) {
+        const char *hex = NULL;
+        size_t len;
+
+        nl = strchr(line, '\n');
+        if (nl == NULL)
+            nl = line + strlen(line) - 1;
+        len = (size_t)(nl - line) + 1;
+        if (strncmp(line, "Thread 0x", 9) == 0)
+            hex = line + 7;
+        else if (strncmp(line, "Current thread 0x", 17) == 0)
+            hex = line + 15;
+        if (hex != NULL) {
+            char *after;
+            uint64_t ident = strtoull(hex, &after, 16);
+
+            thread_note(m, w, ident, now, note, sizeof note);
+            fwrite(line, 1, (size_t)(after - line), f);
+            fputs(note, f);
+            fwrite(after, 1, len - (size_t)(after - line), f);
+        } else {
+            fwrite(line, 1, len, f);
+        }
+        if (nl[0] == '\0')
+            break;
+    }
+    if (fclose(f) != 0)
+        abort();
+    return out;
+}
+
+/* A JSON string of text, which may hold bytes that are not UTF-8 (a file path): those become
+ * '?' then. */
+static json_t *text_json(char *text)
+{
+    json_t *v = json_string(text);
+
+    if (v != NULL)
+        return v;
+    for (char *p = text; *p; p++)
+        if ((unsigned char)*p >= 0x80)
+            *p = '?';
+    return json_string(text);
+}
+
+static void stacks_free_cb(uv_handle_t *h)
+{
+    struct wd_stacks *st = h->data;
+
+    for (size_t i = 0; i < st->n; i++) {
+        if (st->w[i].fd >= 0)
+            close(st->w[i].fd);
+        free(st->w[i].buf);
+    }
+    free(st->w);
+    free(st->group);
+    free(st);
+}
+
+static void finish(struct wd_stacks *st)
+{
+    json_t *workers = json_array();
+    struct timespec ts;
+    uint64_t now;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock */
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    for (size_t i = 0; i < st->n; i++) {
+        stacks_worker_t *w = &st->w[i];
+        char *text = annotate(st->m, w, now);
+
+        if (w->done != 2)
+            wd_log_warn("group %s worker %d (pid %d): no stacks within %d ms (wsgictl stacks)",
+                        st->group, w->slot, w->pid, WD_STACKS_WAIT_MS);
+        json_array_append_new(workers, json_pack("{s:s,s:i,s:i,s:b,s:o}", "group", st->group,
+                                                 "slot", w->slot, "pid", w->pid, "answered",
+                                                 w->done == 2, "stacks", text_json(text)));
+        free(text);
+    }
+    wd_control_reply(st->req, json_pack("{s:b,s:o}", "ok", 1, "workers", workers));
+    st->m->stacks = NULL;
+    uv_timer_stop(&st->timer);
+    uv_close((uv_handle_t *)&st->timer, stacks_free_cb);
+}
+
+static void poll_cb(uv_timer_t *t)
+{
+    struct wd_stacks *st = t->data;
+    size_t done = 0;
+
+    for (size_t i = 0; i < st->n; i++) {
+        worker_read(&st->w[i]);
+        done += st->w[i].done != 0;
+    }
+    if (done == st->n || uv_now(t->loop) >= st->deadline)
+        finish(st);
+}
+
+/* Sections in slot order, the older worker of a slot (draining) first. */
+static int by_slot(const void *a, const void *b)
+{
+    const stacks_worker_t *x = a, *y = b;
+
+    if (x->slot != y->slot)
+        return x->slot < y->slot ? -1 : 1;
+    return x->pid < y->pid ? -1 : x->pid > y->pid;
+}
+
+/* Asks w's worker for its stacks, after throwing away what a stray signal may have left. */
+static void worker_ask(stacks_worker_t *w)
+{
+    char junk[4096];
+
+    while (read(w->fd, junk, sizeof junk) > 0)
+        ;
+    if (kill(w->pid, WD_WORKER_SIG_STACKS) < 0)
+        w->done = 1;
+}
+
+void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
+{
+    wd_group_t *g = group != NULL ? wd__m_find_group(m, group) : NULL;
+    struct wd_stacks *st;
+    wd_proc_t *p;
+
+    if (g == NULL) {
+        wd_control_reply_error(req, group ? "no group %s" : "stacks: name a group", group);
+        return;
+    }
+    if (m->stacks != NULL) {
+        wd_control_reply_error(req, "another wsgictl stacks is running; try again in 2 s");
+        return;
+    }
+    st = xcalloc(1, sizeof *st);
+    st->m = m;
+    st->req = req;
+    st->group = xstrdup(g->name);
+    for (p = m->procs; p != NULL; p = p->next) {
+        stacks_worker_t *w;
+
+        if (p->g != g || p->pid <= 0 || p->stacks_fd < 0)
+            continue;
+        st->w = xrealloc(st->w, (st->n + 1) * sizeof *st->w);
+        w = &st->w[st->n++];
+        memset(w, 0, sizeof *w);
+        w->fd = fcntl(p->stacks_fd, F_DUPFD_CLOEXEC, 0);
+        w->pid = p->pid;
+        w->slot = p->slot;
+        w->record = p->record;
+        if (w->fd < 0)
+            w->done = 1;
+        else
+            worker_ask(w);
+    }
+    if (st->n > 1)
+        qsort(st->w, st->n, sizeof *st->w, by_slot);
+    wd_log_info("group %s: stacks of %zu workers asked for (wsgictl stacks)", g->name, st->n);
+    m->stacks = st;
+    uv_timer_init(&m->loop, &st->timer);
+    st->timer.data = st;
+    st->deadline = uv_now(&m->loop) + WD_STACKS_WAIT_MS;
+    uv_timer_start(&st->timer, poll_cb, WD_STACKS_POLL_MS, WD_STACKS_POLL_MS);
+}

@@ -1,0 +1,306 @@
+"""wsgictl top, status --requests and stacks, and the stack of a request stuck past
+request-timeout in the error log (issue #15, part 2). The app is apps/inprogress.py: /db sleeps
+in waiting_for_db() with the GIL released, /regex holds the GIL in the re module's C code from
+stuck_in_regex()."""
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import termios
+import threading
+import time
+
+from helpers.clients import request
+from helpers.daemon import WSGID_BIN
+from helpers.procs import free_port, wait_for
+
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
+
+
+def ctl(d, *args, timeout=30):
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock")] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def start(wsgid, tmp, processes=2, threads=3, top=None, **extra):
+    if os.geteuid() == 0:
+        extra.setdefault("user", "root")
+    d = wsgid("inprogress", processes=processes, threads=threads,
+              top=dict(top or {}, control=str(tmp / "ctl.sock")), **extra)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    return d
+
+
+def background(d, path, timeout=60):
+    """Sends GET path in a thread; the thread's result list gets the status."""
+    out = []
+
+    def run():
+        try:
+            out.append(request(d.tcp, path=path, timeout=timeout).status)
+        except (OSError, AssertionError) as e:  # AssertionError: closed without an answer
+            out.append(repr(e))
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.result = out
+    return t
+
+
+def running(d):
+    rc, out, err = ctl(d, "status", "--json")
+    assert rc == 0, (out, err)
+    st = json.loads(out)
+    return [(w["pid"], r) for g in st["groups"] for w in g["workers"] for r in w["running"]]
+
+
+def test_status_requests_lists_requests_in_progress_slowest_first(wsgid, tmp):
+    maddr = ("127.0.0.1", free_port())
+    d = start(wsgid, tmp, top={"metrics": "%s:%d" % maddr})
+    threads = []
+    for i in range(3):
+        threads.append(background(d, "/db?t=4&n=%d" % i))
+        time.sleep(0.3)
+    wait_for(lambda: len(running(d)) == 3, 5, what="3 requests in progress")
+    rc, out, err = ctl(d, "status", "--requests")
+    assert rc == 0, (out, err)
+    print(out)
+    lines = out.splitlines()
+    assert lines[0] == "3 requests in progress, slowest first", out
+    assert lines[1].split() == ["AGE", "GROUP", "PID", "THREAD", "REQUEST", "METHOD", "PATH"]
+    rows = [l.split() for l in lines[2:5]]
+    # Sent 0.3 s apart: the first one sent is the oldest.
+    assert [r[6] for r in rows] == ["/db?t=4&n=0", "/db?t=4&n=1", "/db?t=4&n=2"], out
+    workers = set(d.workers())
+    for r in rows:
+        assert r[1] == "site" and int(r[2]) in workers and re.fullmatch(r"py[123]", r[3]), r
+        assert r[4].startswith(r[2] + "-") and r[5] == "GET", r
+    ages = [float(re.match(r"([\d.]+)(ms|s)$", r[0]).group(1))
+            * (1e-3 if r[0].endswith("ms") else 1) for r in rows]
+    assert ages == sorted(ages, reverse=True) and 0.4 < ages[0] < 4, ages
+    # The JSON has the same requests, with the thread ident faulthandler shows.
+    for pid, r in running(d):
+        assert re.fullmatch(r"0x[0-9a-f]{16}", r["thread_ident"]) and r["age"] > 0, r
+    # GET /status on the metrics listener has the histogram, not the URIs in progress.
+    st = json.loads(request(maddr, path="/status").body)
+    w = st["groups"][0]["workers"][0]
+    assert "running" not in w and len(w["duration_buckets"]) == 13, w
+    for t in threads:
+        t.join(10)
+        assert t.result == [200]
+    rc, out, err = ctl(d, "status", "--requests")
+    assert rc == 0 and out.startswith("0 requests in progress"), out
+
+
+def test_top_plain_snapshots(wsgid, tmp):
+    d = start(wsgid, tmp)
+    stop = threading.Event()
+    served = []
+
+    def load():
+        while not stop.is_set():
+            served.append(request(d.tcp, path="/", timeout=10).status)
+    loader = threading.Thread(target=load, daemon=True)
+    loader.start()
+    slow = background(d, "/db?t=4")
+    wait_for(lambda: len(running(d)) == 1, 5, what="the slow request in progress")
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "top", "--count", "2")
+    took = time.monotonic() - t0
+    stop.set()
+    loader.join(10)
+    slow.join(10)
+    print(out)
+    assert rc == 0, (out, err)
+    # A baseline, then a snapshot a second: two snapshots take about 2 s.
+    assert 1.8 < took < 6, took
+    snaps = out.split("\n\nwsgid ")
+    assert len(snaps) == 2 and out.startswith("wsgid "), out
+    workers = d.workers()
+    for snap in snaps:
+        lines = snap.splitlines()
+        head = lines[1].split()
+        assert head[:4] == ["GROUP", "/", "WORKER", "PID"] and "P99" in head, lines[1]
+        group = next(l for l in lines if l.startswith("site "))
+        rate = float(group.split()[1])
+        assert rate > 5, group  # the loader keeps a few hundred a second going
+        rows = [l.split() for l in lines if l.startswith("  worker ")]
+        assert sorted(int(r[2]) for r in rows) == sorted(workers), (rows, workers)
+        assert all(r[3] == "ready" and re.fullmatch(r"[\d.]+", r[4]) for r in rows), rows
+        # busy/total threads, p50 and p99 of the interval
+        assert all(re.fullmatch(r"\d+/3", r[5]) for r in rows), rows
+        assert re.search(r"\s[<>]?[\d.]+(us|ms|s)\s+[<>]?[\d.]+(us|ms|s)\s", group), group
+        # The slow request first; a loader's request may be caught in progress after it.
+        assert re.search(r"^\d+ requests? in progress", snap, re.M), snap
+        first = snap.split(" in progress")[1].splitlines()[2]
+        assert re.search(r"site\s+\d+\s+py[123]\s+\d+-\d+\s+GET\s+/db\?t=4$", first), snap
+    assert served and all(s == 200 for s in served)
+    rc, out, err = ctl(d, "top", "nosuch", "--count", "1")
+    assert rc == 1 and "no group nosuch" in err, (rc, out, err)
+
+
+def stacks_sections(out):
+    """{pid: text} of wsgictl stacks' output."""
+    parts = re.split(r"^== group site worker \d+ \(pid (\d+)\)(.*)$", out, flags=re.M)
+    return {int(parts[i]): parts[i + 1] + parts[i + 2] for i in range(1, len(parts), 3)}
+
+
+def test_stacks_shows_the_app_frames_of_every_worker(wsgid, tmp):
+    d = start(wsgid, tmp, processes=2, threads=3)
+    threads = [background(d, "/db?t=5&n=%d" % i) for i in range(6)]
+    wait_for(lambda: len(set(pid for pid, _ in running(d))) == 2, 5,
+             what="requests in progress in both workers")
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "stacks", "site")
+    took = time.monotonic() - t0
+    print(out)
+    assert rc == 0, (out, err)
+    assert took < 1.5, took
+    sections = stacks_sections(out)
+    assert sorted(sections) == sorted(d.workers()), (sections.keys(), d.workers())
+    for pid, text in sections.items():
+        assert "no answer" not in text, text
+        # Each running thread: named, with its request, and the app's function in its frames.
+        m = re.search(r"^Thread 0x[0-9a-f]+ wsgid-py\d \[req %d-\d+ GET /db\?t=5&n=\d, running "
+                      r"[\d.]+ s\] \(most recent call first\):\n(  File .*\n)+" % pid, text, re.M)
+        assert m and "in waiting_for_db" in m.group(0), text
+        assert re.search(r"main thread \(event loop\)", text), text
+    for t in threads:
+        t.join(10)
+    rc, out, err = ctl(d, "stacks", "nosuch")
+    assert rc == 1 and "no group nosuch" in err, (out, err)
+    rc, out, err = ctl(d, "stacks")
+    assert rc == 2 and "which group" in err, (out, err)
+
+
+def test_stacks_of_a_thread_holding_the_gil_in_c(wsgid, tmp):
+    d = start(wsgid, tmp, processes=1, threads=2)
+    stuck = background(d, "/regex?n=26")  # a few seconds
+    wait_for(lambda: any("/regex" in r["path"] for _, r in running(d)), 5,
+             what="the regex in progress")
+    time.sleep(0.2)
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "stacks", "site")
+    took = time.monotonic() - t0
+    print(out)
+    stuck.join(60)
+    assert rc == 0, (out, err)
+    assert took < 1.5, took
+    [(pid, text)] = stacks_sections(out).items()
+    m = re.search(r"^Thread 0x[0-9a-f]+ wsgid-py\d \[req \d+-\d+ GET /regex\?n=26, running .*\n"
+                  r"(  File .*\n)+", text, re.M)
+    assert m and "in stuck_in_regex" in m.group(0), text
+    assert stuck.result == [200], stuck.result
+
+
+def test_request_timeout_logs_the_stuck_threads_stack(wsgid, tmp):
+    d = start(wsgid, tmp, processes=1, threads=2, request_timeout=1, shutdown_timeout=1,
+              graceful_timeout=1)
+    d.expect_log(r"still running .* after its interruption; answering 504",
+                 r"still running .* killing it", r"killed by signal|SIGKILL|signal 9",
+                 # The interrupted request's lines: its RequestTimeout traceback, if the regex
+                 # ends before the worker is killed (it does under ASan).
+                 r"\[req \d+-1\] ")
+    (first,) = d.workers()
+    # Well past request-timeout + grace (2 s) even on a fast machine: the loop answers 504.
+    stuck = background(d, "/regex?n=27")
+    line = d.wait_log(r"the Python stacks of the worker's threads follow; the one running it is "
+                      r"Thread (0x[0-9a-f]{16}) \(wsgid-py\d\)", timeout=10)
+    ident = re.search(r"Thread (0x[0-9a-f]{16})", line).group(1)
+    # faulthandler's dump follows the line, the stuck thread in it with the app's function.
+    d.wait_log(r"in stuck_in_regex", timeout=5)
+    log = d.log()
+    dump = log[log.index(line):]
+    m = re.search(r"^Thread %s \(most recent call first\):\n(  File .*\n)+" % ident, dump, re.M)
+    assert m and "in stuck_in_regex" in m.group(0), dump[:3000]
+    stuck.join(60)
+    assert stuck.result and stuck.result[0] == 504, stuck.result
+    done = d.wait_log(r"\(pid %d\) recycled: a request is stuck" % first, timeout=10)
+    new = int(re.search(r"replacement is pid (\d+)", done).group(1))
+    d.seen_workers.add(new)
+    wait_for(lambda: d.workers() == [new], timeout=20, what="the stuck worker gone")
+
+
+def test_top_interactive_quits_on_q_and_restores_the_terminal(wsgid, tmp):
+    d = start(wsgid, tmp, processes=1, threads=2)
+    for how in ("q", "SIGTERM"):
+        master, slave = os.openpty()
+        before = termios.tcgetattr(slave)
+        p = subprocess.Popen([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "top"], stdin=slave,
+                             stdout=slave, stderr=slave, start_new_session=True)
+        out = b""
+        deadline = time.monotonic() + 10
+        while b"(q to quit)" not in out or b"in progress" not in out:
+            assert time.monotonic() < deadline and p.poll() is None, out
+            if select.select([master], [], [], 0.2)[0]:
+                out += os.read(master, 65536)
+        assert b"\x1b[H\x1b[2J" in out, out
+        during = termios.tcgetattr(slave)
+        assert not during[3] & (termios.ICANON | termios.ECHO), "not in raw mode"
+        if how == "q":
+            os.write(master, b"q")
+        else:
+            p.send_signal(signal.SIGTERM)
+        rc = p.wait(5)
+        after = termios.tcgetattr(slave)
+        os.close(master)
+        os.close(slave)
+        assert rc == 0, (how, rc)
+        assert after[3] & (termios.ICANON | termios.ECHO) == before[3] & (termios.ICANON
+                                                                           | termios.ECHO), how
+
+
+def test_watchdog_names_the_request_from_the_threads_slots(wsgid, tmp):
+    """deadlock-timeout: the loop blocks on its access log (a FIFO nobody reads) while a thread
+    runs /db; the master's line names that request and its thread from the scoreboard."""
+    fifo = tmp / "access.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # never read: the pipe fills up
+    try:
+        d = start(wsgid, tmp, processes=1, threads=2, deadlock_timeout=2, access_log=str(fifo))
+        d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
+                     r"Thread 0x|Current thread|File \"")
+        [stuck] = d.workers()
+        slow = background(d, "/db?t=30", timeout=40)
+        wait_for(lambda: len(running(d)) == 1, 5, what="the slow request in progress")
+        for _ in range(3000):
+            try:
+                request(d.tcp, timeout=0.5)
+            except (OSError, AssertionError):
+                break
+        line = d.wait_log(r"deadlock-timeout: its loop stopped", timeout=15)
+        print(line)
+        assert "pid %d" % stuck in line, line
+        assert re.search(r"the oldest request running, \[req %d-\d+ GET /db\?t=30\] on "
+                         r"wsgid-py[12], has run [\d.]+ s" % stuck, line), line
+        # Killed a second after its stacks, not after the graceful deadline.
+        wait_for(lambda: stuck not in d.workers(), 5, what="the stuck worker killed")
+        d.seen_workers.update(d.workers())
+    finally:
+        os.close(reader)
+
+
+def test_stacks_names_a_worker_that_does_not_answer(wsgid, tmp):
+    """A stopped worker (SIGSTOP) cannot run its signal handler: after 2 s the master answers
+    with the other worker's stacks and names the silent one; wsgictl exits 1."""
+    d = start(wsgid, tmp, processes=2, threads=2)
+    silent, other = sorted(d.workers())
+    os.kill(silent, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        rc, out, err = ctl(d, "stacks", "site")
+        took = time.monotonic() - t0
+    finally:
+        os.kill(silent, signal.SIGCONT)
+    print(out)
+    assert rc == 1, (rc, out, err)
+    assert 1.9 < took < 3, took
+    assert re.search(r"^== group site worker \d \(pid %d\): no answer" % silent, out, re.M), out
+    sections = stacks_sections(out)
+    assert "no answer" not in sections[other] and "main thread (event loop)" in sections[other]
+    d.wait_log(r"\(pid %d\): no stacks within 2000 ms" % silent)
+    # Once it runs again it answers (what it wrote late is thrown away first).
+    rc, out, err = ctl(d, "stacks", "site")
+    assert rc == 0 and out.count("main thread (event loop)") >= 2, (rc, out, err)
