@@ -66,6 +66,21 @@ static const option_t options[] = {
 
 #define N_OPTIONS (sizeof options / sizeof options[0])
 
+const char *wd_cv_apache_daemon_range(size_t i, double *min, double *max, int *secs)
+{
+    for (size_t k = 0; k < N_OPTIONS; k++) {
+        if (options[k].kind != NUM && options[k].kind != SECS && options[k].kind != SIZE)
+            continue;
+        if (i-- > 0)
+            continue;
+        *min = options[k].min;
+        *max = options[k].max;
+        *secs = options[k].kind == SECS;
+        return options[k].key;
+    }
+    return NULL;
+}
+
 /* "64k", "1m" or bytes as mod_wsgi reads them (plain bytes; a suffix is taken too). */
 static int parse_size(const char *v, double *out)
 {

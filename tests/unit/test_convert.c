@@ -2,6 +2,7 @@
  * continuation lines, sections, comments, errors with file and line) and the uWSGI ini reader
  * (sections, repeated keys, magic variables, %(key)), each a table of cases. */
 #include "aconf.h"
+#include "config.h"
 #include "from_apache.h"
 #include "from_uwsgi.h"
 #include "model.h"
@@ -251,8 +252,45 @@ static void test_map(void)
     }
 }
 
+/* Loads "groups: {g: {app: mod:app, KEY: VALUE}}" with wsgid's own loader: 0 when accepted. */
+static int wsgid_accepts(const char *key, double v, int secs, char *err, size_t errlen)
+{
+    char text[256];
+    wd_config_t conf;
+    int rc;
+
+    snprintf(text, sizeof text, "groups:\n  g:\n    app: 'mod:app'\n    %s: '%.0f%s'\n", key, v,
+             secs ? "s" : "");
+    memset(&conf, 0, sizeof conf);
+    rc = wd_config_load_string(&conf, text, strlen(text), "t.yaml", err, errlen);
+    wd_config_free(&conf);
+    return rc;
+}
+
+/* The ranges the converter holds WSGIDaemonProcess's numbers to are wsgid's: both ends load, one
+ * past either does not. */
+static void test_ranges(void)
+{
+    double min, max;
+    int secs;
+    const char *key;
+    char err[512];
+
+    for (size_t i = 0; (key = wd_cv_apache_daemon_range(i, &min, &max, &secs)) != NULL; i++) {
+        T_CHECK(wsgid_accepts(key, min, secs, err, sizeof err) == 0, "%s: %.0f refused: %s", key,
+                min, err);
+        T_CHECK(wsgid_accepts(key, max, secs, err, sizeof err) == 0, "%s: %.0f refused: %s", key,
+                max, err);
+        T_CHECK(min <= 0 || wsgid_accepts(key, min - 1, secs, err, sizeof err) != 0,
+                "%s: %.0f accepted, below the converter's range", key, min - 1);
+        T_CHECK(wsgid_accepts(key, max + 1, secs, err, sizeof err) != 0,
+                "%s: %.0f accepted, above the converter's range", key, max + 1);
+    }
+}
+
 int main(void)
 {
+    test_ranges();
     test_split();
     test_tree();
     test_ini();
