@@ -351,14 +351,8 @@ static int uwsgi_process(wd_conn_t *c)
         }
         c->head_end = c->parsed = (size_t)r;
         c->body_expect = c->uwsgi.content_length;
-        if (g->limit_request_body && c->body_expect > g->limit_request_body) {
-            wd_log_peer(WD_LOG_INFO,
-                        "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
-                        wd__conn_peer(c), (unsigned long long)c->body_expect,
-                        (unsigned long long)g->limit_request_body);
-            wd__conn_fail(c, 413);
+        if (wd__conn_body_refused(c, c->body_expect))
             return -1;
-        }
         c->state = WD_CONN_BODY;
         conn_timer(c, g->body_timeout);
     }
@@ -399,15 +393,8 @@ static int http_head_complete(wd_conn_t *c)
     wd_http_t *h = &c->http;
 
     c->head_end = c->parsed;
-    if (g->limit_request_body && h->has_content_length &&
-        h->content_length > g->limit_request_body) {
-        wd_log_peer(WD_LOG_INFO,
-                    "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
-                    wd__conn_peer(c), (unsigned long long)h->content_length,
-                    (unsigned long long)g->limit_request_body);
-        wd__conn_fail(c, 413);
+    if (h->has_content_length && wd__conn_body_refused(c, h->content_length))
         return -1;
-    }
     /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a
      * head announcing a body it never sends costs no more than BODY_PREALLOC. */
     if (h->has_content_length && h->content_length <= g->body_buffer_size &&

@@ -100,3 +100,16 @@ void wd__conn_body_clear(wd_conn_t *c)
         c->body_cap = 0;
     }
 }
+
+int wd__conn_body_refused(wd_conn_t *c, uint64_t announced)
+{
+    const wd_group_conf_t *g = c->cs->group;
+
+    if (g->limit_request_body == 0 || announced <= g->limit_request_body)
+        return 0;
+    wd_log_peer(
+        WD_LOG_INFO, "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
+        wd__conn_peer(c), (unsigned long long)announced, (unsigned long long)g->limit_request_body);
+    wd__conn_fail(c, 413);
+    return 1;
+}

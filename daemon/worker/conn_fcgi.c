@@ -76,7 +76,6 @@ static int params_add(wd_conn_t *c, wd_slice_t content)
 /* The PARAMS stream ended: the request's variables, and the body it announces. */
 static int params_end(wd_conn_t *c)
 {
-    const wd_group_conf_t *g = c->cs->group;
     wd_fcgi_error_t e = wd_fcgi_params_parse(c->fcgi.params, c->fcgi.params_len, &c->fcgi.req);
 
     if (e != WD_FCGI_OK) {
@@ -87,14 +86,8 @@ static int params_end(wd_conn_t *c)
     }
     c->fcgi.params_done = 1;
     c->body_expect = c->fcgi.req.content_length;
-    if (g->limit_request_body && c->body_expect > g->limit_request_body) {
-        wd_log_peer(WD_LOG_INFO,
-                    "peer %s: request body of %llu bytes over limit-request-body (%llu): 413",
-                    wd__conn_peer(c), (unsigned long long)c->body_expect,
-                    (unsigned long long)g->limit_request_body);
-        wd__conn_fail(c, 413);
+    if (wd__conn_body_refused(c, c->body_expect))
         return -1;
-    }
     c->state = WD_CONN_BODY;
     return 0;
 }

@@ -58,6 +58,9 @@ void wd__conn_timer_cb(uv_timer_t *t);
 /* Appends body bytes (413 past limit-request-body, 500 when the temp file fails: c->body_error);
  * 0 or -1. */
 int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n);
+/* A body announced (Content-Length, CONTENT_LENGTH) over limit-request-body: answered 413, 1;
+ * else 0. */
+int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);
 /* The body is done with: its temp file goes back to the worker, a large buffer is freed. */
 void wd__conn_body_clear(wd_conn_t *c);
 
