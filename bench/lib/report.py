@@ -145,6 +145,27 @@ def where(row):
     return "%s, %s" % (row[0][0], PATH_LABEL[row[0][1]]) if row else "n/a"
 
 
+def floor_of(run, key):
+    """The app's own CPU per request in scenario key with no server (lib/floor.py), or None."""
+    f = (getattr(run, "floor", None) or {}).get(key)
+    return f["cpu_us"] if f else None
+
+
+def floor_rows(run, comps):
+    """Per scenario with a floor: (label, floor, wsgid CPU, peer CPU, wsgid over the app, peer
+    over the app, the lowest CPU ratio a server adding nothing would show)."""
+    out = []
+    for c in comps:
+        fl = floor_of(run, c["key"])
+        if fl is None:
+            continue
+        w = c["wsgid_cpu"][1] if c.get("wsgid_cpu") else None
+        p = c["peer_cpu"][1] if c.get("peer_cpu") else None
+        out.append((SCEN[c["key"]].label, fl, w, p, None if w is None else w - fl,
+                    None if p is None else p - fl, fl / p if p else None))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # targets (issue #10; the "nothing regresses" ones of issue #4)
 
@@ -162,7 +183,11 @@ def targets(run):
         if not a or not b:
             return ""
         rng = c.get("cpu_ratio_range" if cpu else "ratio_range")
-        return "%s vs %s%s" % (where(a), where(b), "; rounds %.2fx-%.2fx" % rng if rng else "")
+        text = "%s vs %s%s" % (where(a), where(b), "; rounds %.2fx-%.2fx" % rng if rng else "")
+        fl = floor_of(run, c["key"])
+        if cpu and fl and b[1]:
+            text += "; the app alone: %.2fx" % (fl / b[1])
+        return text
 
     c = compare(run, "io_0.5ms")
     add("0.5 ms I/O: req/s >= 1.2x the best peer", c.get("ratio"), lambda r: r >= 1.2, "%.2fx",
@@ -216,7 +241,7 @@ def write_results(run, meta, outdir):
         summary.append({k: v for k, v in c.items() if k != "rows"})
     raw = {"meta": meta, "results": run.results, "values": run.data, "notes": run.notes,
            "checks": run.checks, "runs": run.detail, "summary": summary,
-           "targets": targets(run)}
+           "targets": targets(run), "floor": getattr(run, "floor", {})}
     with open(base + ".json", "w") as f:
         json.dump(raw, f, indent=1, sort_keys=True, default=str)
 
@@ -309,6 +334,30 @@ def write_results(run, meta, outdir):
     L.append("|---|---|---|---|")
     for label, val, verdict, why in raw["targets"]:
         L.append("| %s | %s | %s | %s |" % (label, val, verdict, why))
+
+    fr = floor_rows(run, comps)
+    if fr:
+        L.append("")
+        L.append("## What the app itself costs")
+        L.append("")
+        L.append("The app alone: its own CPU per request with no server at all (bench/lib/floor.py:"
+                 " `application` called in %d threads of one process, on the quiet machine "
+                 "before the rounds). No server can cost less. Over the app: a server's CPU per "
+                 "request minus that, the most a change of server could save (under the rounds' "
+                 "load the app itself costs more, so this over-states the server's part). A "
+                 "server adding nothing: the app alone over the lowest peer's CPU, the lowest CPU "
+                 "ratio any server could show; a CPU target below it is out of a server's reach."
+                 % meta["threads"])
+        L.append("")
+        L.append("| scenario | the app alone us/req | wsgid CPU us/req | over the app | lowest "
+                 "peer CPU us/req | over the app | wsgid's part / the peer's | a server adding "
+                 "nothing |")
+        L.append("|---|---|---|---|---|---|---|---|")
+        for label, fl, w, p, wo, po, lowest in fr:
+            L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                label, fmt(fl, 1), fmt(w, 1), fmt(wo, 1), fmt(p, 1), fmt(po, 1),
+                "%.2fx" % (wo / po) if wo is not None and po and po > 0 else "n/a",
+                "%.2fx" % lowest if lowest else "n/a"))
 
     # Every row.
     L.append("")
