@@ -69,6 +69,7 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
     uv_unref((uv_handle_t *)&h->prepare);
     uv_timer_init(loop, &h->lazy_timer);
     h->lazy_timer.data = h;
+    h->lazy_ms = WD_HANDOFF_LAZY_MS;
     uv_unref((uv_handle_t *)&h->lazy_timer);
     uv_check_init(loop, &h->batch_check);
     h->batch_check.data = h;
@@ -397,14 +398,27 @@ static void async_cb(uv_async_t *a)
         loop_event(h, wd_now_ns());
 }
 
+/* The bound on lazy news: back to its shortest when the timer found some (the loop had nothing
+ * else to wake it), twice as long, up to WD_HANDOFF_LAZY_MAX_MS, when it found none (the loop
+ * took the news at other turns, or the requests in flight run long). */
 static void lazy_cb(uv_timer_t *t)
 {
-    take_ready(t->data);
+    wd_handoff_t *h = t->data;
+
+    if (take_ready(h) > 0)
+        h->lazy_ms = WD_HANDOFF_LAZY_MS;
+    else if (h->lazy_ms < WD_HANDOFF_LAZY_MAX_MS)
+        h->lazy_ms *= 2;
 }
 
 /* Before the loop blocks: the news no thread woke it for, and what that dispatched (the check
- * phase that pushes comes only after the poll). While requests are in flight, the timer bounds
- * how long lazy news can wait for a loop that has nothing else to wake it. */
+ * phase that pushes comes only after the poll). While requests that may end lazily are in flight,
+ * the timer bounds how long their news can wait for a loop that has nothing else to wake it.
+ *
+ * The bound adapts. A fixed 1 ms woke the loop 1,000 times a second for nothing while long
+ * requests ran: with 50 ms requests in flight (the mixed test), wsgid spent 279 us of CPU per
+ * request against uWSGI's 143; and behind keep-alive proxy_pass at 5 ms of I/O the loop woke 1.5
+ * times per request (strace -c of the loop threads: 3,462 epoll_wait for 2,250 requests). */
 static void prepare_cb(uv_prepare_t *p)
 {
     wd_handoff_t *h = p->data;
@@ -417,7 +431,7 @@ static void prepare_cb(uv_prepare_t *p)
         take_ready(h);
     wd_handoff_flush(h);
     if (h->lazy_in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
-        uv_timer_start(&h->lazy_timer, lazy_cb, WD_HANDOFF_LAZY_MS, 0);
+        uv_timer_start(&h->lazy_timer, lazy_cb, h->lazy_ms, 0);
 }
 
 static void spin_cb(uv_idle_t *i)

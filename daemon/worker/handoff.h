@@ -10,14 +10,12 @@
  * finished response) by putting the connection's node on the ready list and waking the loop; the
  * loop takes the whole list in one callback. News that can wait (a keep-alive response that went
  * out whole) wakes nobody: the loop takes it at its next turn, which the client's next request
- * usually brings, or within WD_HANDOFF_LAZY_MS. One keep-alive connection then costs one loop
- * wake-up per request instead of two. The timer runs only while requests that may end so are in
- * flight (keep-alive HTTP): under uwsgi_pass (a connection per request, never lazy) the loop is
- * not woken every millisecond for nothing. (That was measured to cost no CPU that shows: 5 ms of
- * I/O behind uwsgi_pass, 105 vs 112 us per request, 4 A/B rounds, within the noise; nor did a
- * longer bound help: 10 ms raised the one-connection p99 from 0.2 to 4 ms.) A thread's finish is
- * never lazy when the loop already waits for it (the next request came first:
- * wd_out_finished_or_wait).
+ * usually brings, or within a bound (WD_HANDOFF_LAZY_MS, growing to _MAX_MS while the timer finds
+ * nothing, see handoff.c). One keep-alive connection then costs one loop wake-up per request
+ * instead of two. The timer runs only while requests that may end so are in flight (keep-alive
+ * HTTP): under uwsgi_pass (a connection per request, never lazy) the loop is not woken for
+ * nothing. A thread's finish is never lazy when the loop already waits for it (the next request
+ * came first: wd_out_finished_or_wait).
  *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
@@ -89,7 +87,8 @@ struct wd_handoff {
     uv_loop_t *loop;
     uv_async_t async;
     uv_prepare_t prepare;  /* takes the ready list before the loop sleeps */
-    uv_timer_t lazy_timer; /* ... and within WD_HANDOFF_LAZY_MS while lazy_in_flight > 0 */
+    uv_timer_t lazy_timer; /* ... and within lazy_ms while lazy_in_flight > 0 */
+    unsigned lazy_ms;      /* WD_HANDOFF_LAZY_MS, doubled up to _MAX_MS while it finds nothing */
     uv_check_t batch_check;
     uv_idle_t spin;
     wd_req_t *batch_head; /* dispatched in this loop iteration, pushed at its end */
@@ -143,8 +142,12 @@ wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t);
  * is closed and empty. Call it with the GIL released, after wd_handoff_next returned NULL. */
 wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
 /* The node has news for the loop: puts it on the ready list and wakes the loop; when lazy, does
- * not wake it: the loop takes the list at its next turn, and within WD_HANDOFF_LAZY_MS. */
+ * not wake it: the loop takes the list at its next turn, and within WD_HANDOFF_LAZY_MS while the
+ * timer that bounds it finds news, WD_HANDOFF_LAZY_MAX_MS at most when it has found none lately
+ * (see prepare_cb). Nothing waits for lazy news: it is a keep-alive response the client has whole,
+ * and the client's next request wakes the loop (the loop then learns the news before it reads). */
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy);
 #define WD_HANDOFF_LAZY_MS 1
+#define WD_HANDOFF_LAZY_MAX_MS 8
 
 #endif

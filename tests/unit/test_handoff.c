@@ -7,12 +7,15 @@
  *   - close wakes every waiting thread with NULL;
  *   - news on a node reaches the loop (woken, or at its next turn when lazy), once per notify
  *     burst; a node released while on the ready list is freed only when the loop takes it off;
- *   - in_flight and lazy_in_flight count dispatch and done. */
+ *   - in_flight and lazy_in_flight count dispatch and done;
+ *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
+ *     back to its shortest once it finds some. */
 #include "handoff.h"
 #include "testutil.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <unistd.h>
 
 static uv_loop_t loop;
 static wd_handoff_t h;
@@ -257,6 +260,40 @@ static void test_lazy_in_flight(void)
     teardown();
 }
 
+static void test_lazy_bound(void)
+{
+    wd_handoff_node_t n = {0};
+    wd_req_t lazy = {0};
+    unsigned want = WD_HANDOFF_LAZY_MS;
+
+    setup();
+    lazy.may_be_lazy = 1;
+    wd_handoff_dispatch(&h, &lazy);
+    T_CHECK(h.lazy_ms == WD_HANDOFF_LAZY_MS, "the bound starts at %u ms: %u", WD_HANDOFF_LAZY_MS,
+            h.lazy_ms);
+    /* Each turn blocks until the timer fires (the async handle keeps the loop alive), and the
+     * timer finds no news. */
+    for (int i = 0; i < 5; i++) {
+        want = want * 2 > WD_HANDOFF_LAZY_MAX_MS ? WD_HANDOFF_LAZY_MAX_MS : want * 2;
+        uv_run(&loop, UV_RUN_ONCE);
+        T_CHECK(h.lazy_ms == want, "found nothing %d times: %u ms, not %u", i + 1, want,
+                h.lazy_ms);
+    }
+    /* News that came while the timer ran: it takes it, and the bound is the shortest again. The
+     * pause only makes sure the timer is due before the turn; nothing is timed. */
+    uv_run(&loop, UV_RUN_NOWAIT); /* prepare starts the timer */
+    usleep(3 * WD_HANDOFF_LAZY_MAX_MS * 1000);
+    notify_from_thread(&n, 1);
+    uv_run(&loop, UV_RUN_NOWAIT); /* due timers run before anything else in a turn */
+    T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the timer took the lazy news: %d", n_ready);
+    T_CHECK(h.lazy_ms == WD_HANDOFF_LAZY_MS, "found news: back to %u ms, not %u",
+            WD_HANDOFF_LAZY_MS, h.lazy_ms);
+    wd_handoff_flush(&h);
+    wd_handoff_remove(&h, &lazy);
+    wd_handoff_done(&h, &lazy);
+    teardown();
+}
+
 int main(void)
 {
     test_fifo_queue();
@@ -265,5 +302,6 @@ int main(void)
     test_close_wakes_waiters();
     test_news();
     test_lazy_in_flight();
+    test_lazy_bound();
     return t_summary("handoff");
 }
