@@ -276,8 +276,7 @@ static void test_lazy_bound(void)
     for (int i = 0; i < 5; i++) {
         want = want * 2 > WD_HANDOFF_LAZY_MAX_MS ? WD_HANDOFF_LAZY_MAX_MS : want * 2;
         uv_run(&loop, UV_RUN_ONCE);
-        T_CHECK(h.lazy_ms == want, "found nothing %d times: %u ms, not %u", i + 1, want,
-                h.lazy_ms);
+        T_CHECK(h.lazy_ms == want, "found nothing %d times: %u ms, not %u", i + 1, want, h.lazy_ms);
     }
     /* News that came while the timer ran: it takes it, and the bound is the shortest again. The
      * pause only makes sure the timer is due before the turn; nothing is timed. */
