@@ -707,11 +707,23 @@ static void conn_send(wd_conn_t *c)
     }
 }
 
-/* The client is gone or stuck: drop the response. The connection closes once the app thread has
- * let go of the request (at once if it already has). */
+/* The client is gone or stuck, or the proxy aborted the request: drop the response. A request
+ * that still waits for a thread never runs: the loop takes it back and ends it here, so that an
+ * overloaded worker does not spend its threads on answers nobody reads. The connection of one a
+ * thread has closes once the thread lets go of it (at once if it already has). */
 static void conn_abandon(wd_conn_t *c)
 {
     wd_out_abort(&c->out);
+    if (c->dispatched && !c->app_done && wd_handoff_remove(c->cs->handoff, &c->req)) {
+        wd_out_wake_cb wake = c->out.wake;
+
+        c->out.wake = NULL; /* no thread to hear of it: see conn_respond */
+        wd_out_finish(&c->out, 0);
+        c->out.wake = wake;
+        c->req.status = 499; /* nginx's "client closed request", in the access log */
+        response_complete(c);
+        return;
+    }
     note_app_done(c);
     if (wd_out_is_finished(&c->out))
         response_complete(c);

@@ -216,9 +216,9 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
             return 1;
         }
         if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
-            wd_log_peer(WD_LOG_INFO,
-                        "[req %s] peer %s: FastCGI request %u aborted by the proxy while it ran",
-                        c->req.id, wd__conn_peer(c), rec.request_id);
+            wd_log_peer(WD_LOG_INFO, "[req %s] peer %s: FastCGI request %u aborted by the proxy %s",
+                        c->req.id, wd__conn_peer(c), rec.request_id,
+                        c->req.py_running ? "while it ran" : "before a thread took it");
             return 1;
         }
         at += (size_t)r;

@@ -177,6 +177,27 @@ def test_abort_while_the_app_runs(wsgid, tmp):
     assert closed_after(tmp, "other") == 5
 
 
+def test_abort_while_queued_never_runs(wsgid, tmp):
+    """ABORT_REQUEST for a request that waits for a thread: it never runs (the loop takes it back
+    from the queue), its connection closes at once, and the thread, once free, serves the next."""
+    d, sock = start(wsgid, tmp, threads=1)
+    with Conn(sock) as busy, Conn(sock) as c:
+        busy.send(fcgi.request(params("/ops/sleep?t=3"), rid=1))
+        wait_for((tmp / "started-sleep").exists, what="the app to start sleeping")
+        c.send(fcgi.request(params("/ops/mark?name=queued"), rid=7, keep=True))
+        time.sleep(0.5)  # the loop queues it at once; it stays queued while the sleep lasts
+        c.send(fcgi.record(fcgi.ABORT_REQUEST, 7))
+        assert c.closed(timeout=1.5), "the aborted request's connection stays open"
+        recs = fcgi.read_records(busy)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+    d.expect_log(r"FastCGI request 7 aborted by the proxy before a thread took it")
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/ops/mark?name=after"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+    assert (tmp / "mark-after").exists()
+    assert not (tmp / "mark-queued").exists(), "the aborted request ran"
+
+
 def test_queue_timeout_overloaded(wsgid, tmp):
     """queue-timeout: the 504 in STDOUT (what proxies show), then END_REQUEST with FCGI_OVERLOADED;
     the kept connection serves on. (Through each proxy: test_proxies.py.)"""
