@@ -715,11 +715,7 @@ static void conn_abandon(wd_conn_t *c)
 {
     wd_out_abort(&c->out);
     if (c->dispatched && !c->app_done && wd_handoff_remove(c->cs->handoff, &c->req)) {
-        wd_out_wake_cb wake = c->out.wake;
-
-        c->out.wake = NULL; /* no thread to hear of it: see conn_respond */
-        wd_out_finish(&c->out, 0);
-        c->out.wake = wake;
+        wd__conn_finish_here(c, 0);
         c->req.status = 499; /* nginx's "client closed request", in the access log */
         response_complete(c);
         return;

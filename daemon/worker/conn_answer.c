@@ -16,16 +16,20 @@
 
 #define LINGER_MS 2000
 
-/* Queues a whole response the loop made itself and starts sending it. No Python thread owns the
- * buffer at this point, so no wake-up is needed. */
-static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_alive)
+void wd__conn_finish_here(wd_conn_t *c, int keep_alive)
 {
     wd_out_wake_cb wake = c->out.wake;
 
     c->out.wake = NULL;
-    wd_out_write(&c->out, bytes, n);
     wd_out_finish(&c->out, keep_alive);
     c->out.wake = wake;
+}
+
+/* Queues a whole response the loop made itself and starts sending it. */
+static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_alive)
+{
+    wd_out_write(&c->out, bytes, n);
+    wd__conn_finish_here(c, keep_alive);
     wd__conn_send(c);
 }
 

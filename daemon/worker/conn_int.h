@@ -24,6 +24,9 @@ void wd__conn_abandon(wd_conn_t *c);
 
 /* conn_answer.c */
 
+/* Finishes the response from the loop thread when no Python thread owns it (none took the
+ * request, or none will): no wake-up. */
+void wd__conn_finish_here(wd_conn_t *c, int keep_alive);
 /* Answers a dispatched request that no Python thread took, with a canned response of status. */
 void wd__conn_answer(wd_conn_t *c, int status);
 /* Answers an error before any request was dispatched (a canned response, or one with text as its
