@@ -5,10 +5,21 @@ import socket
 import time
 
 
+_handed_out = set()
+
+
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now, and that this process has not handed out before: the kernel
+    may give the same free port to two binds in a row while neither is in use yet (CI once saw a
+    test's metrics port come back as its listen port, and wsgid rightly refused the config)."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise AssertionError("no fresh free port after 100 tries (%d handed out)" % len(_handed_out))
 
 
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
