@@ -32,6 +32,7 @@ static void accept_cb(uv_poll_t *p, int status, int events);
 static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late);
 
 static void accept_late_cb(uv_timer_t *t);
+static void late_poll_cb(uv_poll_t *p, int status, int events);
 
 /* Puts the listeners in the loop's epoll, or takes them out (exclusive mode, see
  * listeners_exclusive). An entry added goes to the back of each listener's queue of exclusive
@@ -60,11 +61,14 @@ void wd_accept_update(wd_accept_t *a)
         may && (a->accepting ? in_flight < a->capacity : in_flight < (size_t)a->group->threads);
     int late = may && !want; /* at capacity only: see accept_late_cb */
 
-    if (late != uv_is_active((uv_handle_t *)&a->accept_late)) {
-        if (late)
-            uv_timer_start(&a->accept_late, accept_late_cb, ACCEPT_LATE_MS, ACCEPT_LATE_MS);
-        else
+    if (late != a->late) {
+        a->late = late;
+        if (late) {
+            uv_poll_start(&a->late_poll, UV_READABLE, late_poll_cb);
+        } else {
+            uv_poll_stop(&a->late_poll);
             uv_timer_stop(&a->accept_late);
+        }
     }
     if (want == a->accepting)
         return;
@@ -80,15 +84,31 @@ void wd_accept_update(wd_accept_t *a)
 /* A worker at capacity leaves new connections to its siblings; but behind a keep-alive proxy every
  * worker can stay at capacity for long, serving the connections it has, while a new one waits in
  * the listen queue (0.5 ms app behind nginx keep-alive: p99 0.6-1.2 s). So a worker that stopped
- * accepting still takes what waits every ACCEPT_LATE_MS: no connection waits longer. */
+ * accepting still takes what waits: when a connection comes (late_poll), it gives the siblings
+ * ACCEPT_LATE_MS to take it, then takes what still waits, ACCEPT_LATE_BATCH at most, and watches
+ * again. No connection waits longer than that, and a worker at capacity that gets no new
+ * connection (keep-alive) is not woken at all: a timer that looked every ACCEPT_LATE_MS woke
+ * each such worker 100 times a second for nothing (strace -c of a loop thread, 5 ms app behind
+ * nginx keep-alive: 285 accept4 in 3 s, every one EAGAIN). */
+static void late_poll_cb(uv_poll_t *p, int status, int events)
+{
+    wd_accept_t *a = p->data;
+
+    (void)status;
+    (void)events;
+    uv_poll_stop(p);
+    if (a->late)
+        uv_timer_start(&a->accept_late, accept_late_cb, ACCEPT_LATE_MS, 0);
+}
+
 static void accept_late_cb(uv_timer_t *t)
 {
     wd_accept_t *a = t->data;
 
-    for (size_t i = 0; i < a->n_listeners && !a->accepting && !a->stopping && !a->fd_paused &&
-                       !a->stuck && !a->full;
-         i++)
+    for (size_t i = 0; i < a->n_listeners && a->late && !a->accepting; i++)
         accept_on(a, &a->listeners[i], ACCEPT_LATE_BATCH, 1);
+    if (a->late && !a->accepting)
+        uv_poll_start(&a->late_poll, UV_READABLE, late_poll_cb);
 }
 
 static void fd_pause_cb(uv_timer_t *t)
@@ -240,13 +260,14 @@ static int listeners_exclusive(wd_accept_t *a)
     return 1;
 }
 
-static int accept_ep_add(wd_accept_t *a, uint32_t i)
+/* Puts listener l (index i) in the epoll instance ep, level-triggered. */
+static int ep_add(int ep, const wd_listener_t *l, uint32_t i)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
 
-    if (epoll_ctl(a->accept_ep, EPOLL_CTL_ADD, a->listeners[i].fd, &ev) == 0)
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, l->fd, &ev) == 0)
         return 0;
-    wd_log_error("listener %s: cannot watch it: %s", a->listeners[i].addr, strerror(errno));
+    wd_log_error("listener %s: cannot watch it: %s", l->addr, strerror(errno));
     return -1;
 }
 
@@ -314,12 +335,23 @@ int wd_accept_init(wd_accept_t *a)
     }
     a->exclusive = getenv("WSGID_ACCEPT_HERD") ? 0 : listeners_exclusive(a);
     for (size_t i = 0; i < g->n_listen && !a->exclusive; i++)
-        if (accept_ep_add(a, (uint32_t)i) < 0)
+        if (ep_add(a->accept_ep, &a->listeners[i], (uint32_t)i) < 0)
             return -1;
     uv_poll_init(a->loop, &a->accept_poll, a->accept_ep);
     a->accept_poll.data = a;
     if (a->exclusive)
         uv_poll_start(&a->accept_poll, UV_READABLE, accept_cb);
+    a->late_ep = epoll_create1(EPOLL_CLOEXEC);
+    if (a->late_ep < 0) {
+        wd_log_error("group %s: epoll_create1: %s", g->name, strerror(errno));
+        return -1;
+    }
+    for (size_t i = 0; i < g->n_listen; i++)
+        if (ep_add(a->late_ep, &a->listeners[i], (uint32_t)i) < 0)
+            return -1;
+    uv_poll_init(a->loop, &a->late_poll, a->late_ep);
+    a->late_poll.data = a;
+    uv_unref((uv_handle_t *)&a->late_poll);
     uv_timer_init(a->loop, &a->accept_late);
     a->accept_late.data = a;
     uv_unref((uv_handle_t *)&a->accept_late);

@@ -42,7 +42,10 @@ typedef struct wd_accept {
     int accept_ep;          /* see listeners_exclusive */
     int exclusive;          /* listeners sit in the loop's own epoll with EPOLLEXCLUSIVE */
     uv_poll_t accept_poll;  /* watches accept_ep while accepting */
-    uv_timer_t accept_late; /* while not accepting: takes what waits now and then */
+    int late;               /* at capacity: see accept_late_cb in accept.c */
+    int late_ep;            /* every listener (not exclusive), watched by late_poll */
+    uv_poll_t late_poll;    /* at capacity: wakes when a connection waits */
+    uv_timer_t accept_late; /* ... then takes it, unless a sibling did meanwhile */
     int accepting;
     size_t max_conns;    /* max-connections, or what the open-file limit allows */
     uv_timer_t fd_pause; /* out of file descriptors: not accepting until it fires */

@@ -8,10 +8,14 @@ the connections. The second test starts the workers the old way (WSGID_ACCEPT_HE
 listeners in an epoll instance of their own, nested in the loop's, where EPOLLEXCLUSIVE holds
 nothing back) and shows that the same traffic then wakes both, so the first test can fail.
 wsgid_accept_empty_total counts the wake-ups that found the listener empty (some of a herd's:
-a loop woken late sees no event at all)."""
+a loop woken late sees no event at all).
+
+The third test: a worker at capacity still takes a connection that waits (after a grace left to
+its siblings), and sleeps while none comes."""
+import threading
 import time
 
-from helpers.clients import assert_hello
+from helpers.clients import assert_hello, request
 from test_metrics import metrics, samples, start
 
 N = 60
@@ -61,3 +65,40 @@ def test_a_herd_shows(wsgid, monkeypatch):
     assert woke[0] >= N // 2, ("with the listeners nested (WSGID_ACCEPT_HERD=1) the idle worker "
                                "woke only %d times for %d connections: the test cannot see a "
                                "herd" % (woke[0], N))
+
+
+def test_at_capacity_takes_a_new_connection_without_polling(wsgid, tmp):
+    """A worker at capacity (2 requests in flight per thread) leaves new connections to its
+    siblings, but still takes one that waits, after a short grace: here its only sibling is
+    itself, and the third request must reach the queue (where queue-timeout answers it 504)
+    instead of waiting in the listen queue until a thread is free. Meanwhile, with no new
+    connection coming, its loop must sleep: it once looked at the listener every 10 ms (100
+    wake-ups a second for nothing, behind a keep-alive proxy where workers stay at capacity)."""
+    d = wsgid("ops", threads=1, processes=1, queue_timeout=1)
+    d.expect_log(r"over queue-timeout \(1\.0 s\): 504")
+    (pid,) = d.workers()
+    out = {}
+
+    def slow(name):
+        out[name] = request(d.tcp, path="/sleep?t=4", timeout=15)
+
+    threads = [threading.Thread(target=slow, args=(n,)) for n in ("a", "b")]
+    for t in threads:
+        t.start()
+        time.sleep(0.1)
+    # Both in flight (one runs, one queued: at capacity), and queue-timeout has not fired yet.
+    time.sleep(0.3)
+    base = sleeps(pid)
+    time.sleep(1.0)
+    idle_wakes = sleeps(pid) - base
+    t0 = time.monotonic()
+    r = request(d.tcp, path="/", timeout=15)
+    took = time.monotonic() - t0
+    for t in threads:
+        t.join()
+    print("at capacity: the loop slept %d times in 1 s; a new connection answered %d after %.2f s"
+          % (idle_wakes, r.status, took))
+    assert idle_wakes <= 20, ("the loop of a worker at capacity woke %d times in 1 s with no new "
+                              "connection" % idle_wakes)
+    # Taken at once and queued: queue-timeout (1 s) answers it, long before a thread is free.
+    assert r.status == 504 and took < 2.5, (r.status, took)
