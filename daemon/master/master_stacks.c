@@ -99,10 +99,18 @@ static void worker_read(stacks_worker_t *w)
     }
 }
 
+/* The worker's main thread (its loop), or 0 if its record is not the worker's any more. */
+static uint64_t main_ident(wd_master_t *m, const stacks_worker_t *w)
+{
+    const wd_score_t *sc = w->record >= 0 ? &m->score[w->record] : NULL;
+
+    if (sc == NULL || wd_score_get(&sc->pid) != (uint64_t)w->pid)
+        return 0;
+    return wd_score_get(&sc->main_ident);
+}
+
 /* What the scoreboard says of the thread with this ident in record r of pid: " wsgid-pyN [req
- * ID METHOD PATH, running 1.2 s]", " wsgid-pyN [idle]", " main thread (event loop)", or "".
- * The thread states that helper threads (wsgid-intr, wsgid-gil) hold were made by the main
- * thread and carry its ident: they show as main thread too, without frames. */
+ * ID METHOD PATH, running 1.2 s]", " wsgid-pyN [idle]", " main thread (event loop)", or "". */
 static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident, uint64_t now,
                         char *buf, size_t cap)
 {
@@ -112,7 +120,7 @@ static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident
     buf[0] = '\0';
     if (sc == NULL || wd_score_get(&sc->pid) != (uint64_t)w->pid || ident == 0)
         return;
-    if (ident == wd_score_get(&sc->main_ident)) {
+    if (ident == main_ident(m, w)) {
         snprintf(buf, cap, " main thread (event loop)");
         return;
     }
@@ -128,13 +136,44 @@ static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident
     }
 }
 
-/* faulthandler's dump with each "Thread 0x..." / "Current thread 0x..." line annotated. */
+/* head_nl: the newline ending a thread's header line. Whether the block it heads shows no Python
+ * frame (its next line is faulthandler's "  <no Python frame>"). */
+static int frameless_block(const char *head_nl)
+{
+    return head_nl[0] == '\n' && strncmp(head_nl + 1, "  <no Python frame>\n", 20) == 0;
+}
+
+/* head_nl as above: the last character of the block it heads (the newline of its blank line, or
+ * of its last line at the end of the dump). */
+static const char *block_end(const char *head_nl)
+{
+    const char *p = head_nl;
+
+    while (p[0] == '\n' && p[1] != '\0' && p[1] != '\n') {
+        const char *next = strchr(p + 1, '\n');
+
+        if (next == NULL)
+            return p + strlen(p) - 1;
+        p = next;
+    }
+    return p[0] == '\n' && p[1] == '\n' ? p + 1 : p;
+}
+
+/* faulthandler's dump with each "Thread 0x..." / "Current thread 0x..." line annotated.
+ *
+ * The main thread is shown once. The thread states that the helper threads (wsgid-intr, and
+ * wsgid-gil with sub-interpreters) take the GIL with were made by the main thread, and Python
+ * 3.11 keeps the ident of the thread that made a state: faulthandler lists them as more threads
+ * of the main thread's ident, which never run Python code. So a second block of that ident goes
+ * when it has no Python frame (one with frames stays, if it ever comes). */
 static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
 {
     char *out = NULL, note[300];
     size_t out_len = 0;
     FILE *f = open_memstream(&out, &out_len);
     const char *line = w->buf != NULL ? w->buf : "", *nl;
+    uint64_t main = main_ident(m, w);
+    int main_shown = 0;
 
     if (f == NULL)
         abort();
@@ -154,6 +193,11 @@ static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
             char *after;
             uint64_t ident = strtoull(hex, &after, 16);
 
+            if (main != 0 && ident == main && main_shown && frameless_block(nl)) {
+                nl = block_end(nl);
+                continue;
+            }
+            main_shown |= main != 0 && ident == main;
             thread_note(m, w, ident, now, note, sizeof note);
             fwrite(line, 1, (size_t)(after - line), f);
             fputs(note, f);
@@ -166,6 +210,8 @@ static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
     }
     if (fclose(f) != 0)
         abort();
+    while (out_len >= 2 && out[out_len - 1] == '\n' && out[out_len - 2] == '\n')
+        out[--out_len] = '\0'; /* the blank line before a block left out at the end */
     return out;
 }
 
