@@ -68,7 +68,7 @@ typedef struct wd_py {
     char *cwd;              /* the group's working directory */
     int cwd_fd;             /* the same, O_PATH */
     int mount_dirs;         /* a mount has a chdir of its own: each thread gets its own cwd */
-    int stacks_to_log;      /* faulthandler dumps every thread to the error log on SIGUSR2 */
+    int stacks_to_log;      /* SIGUSR2 dumps every thread to the error log (dump.c) */
 } wd_py_t;
 
 extern wd_py_t wd__py;
@@ -100,6 +100,11 @@ void wd__py_gil_states_delete(void);
 /* Deletes ts[from..n_interps) (the calling thread's, or another's that is gone), each cleared in
  * its interpreter (its objects belong there); the calling thread's current state stays. */
 void wd__py_states_delete(PyThreadState **ts, size_t from);
+
+/* dump.c: every interpreter's thread stacks from a signal handler (see there). */
+int wd__py_dump_on(int signo, int fd); /* signo dumps to fd, then chains; -1 with an exception */
+void wd__py_dump_interps(void);        /* the handler walks wd__py.interps from now on */
+void wd__py_dump_off(void);            /* ... or none (they are about to end) */
 
 /* interp.c: the apps of the group and their interpreters, made (wd_py_load_app, main thread,
  * GIL held), before any app is imported. */

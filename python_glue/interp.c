@@ -108,41 +108,22 @@ static int set_sys_path(const wd_py_interp_t *in)
     return 0;
 }
 
-/* SIGUSR2 dumps every Python thread's stack to the error log (faulthandler: from the signal
- * handler, without the GIL, so it works while a thread holds it for ever). The master sends it
- * to a worker its watchdog is about to kill (deadlock-timeout). The log keeps its fd number
- * across reopens (log.c), so the fd given here stays right. faulthandler dumps the threads of
- * the main interpreter: a thread serving a sub-interpreter shows without its Python frames. */
+/* SIGUSR2 dumps every Python thread's stack to the error log (dump.c: from the signal handler,
+ * without the GIL, so it works while a thread holds it for ever). The master sends it to a worker
+ * its watchdog is about to kill (deadlock-timeout). The log keeps its fd number across reopens
+ * (log.c), so the fd given here stays right. wsgictl stacks: the same to the master's pipe, then
+ * the handler that writes the end line (daemon/worker/stacks.h). */
 static int stacks_on_signal(void)
 {
-    PyObject *fh, *r; /* new references */
-    int rc = -1;
-
-    if (wd_log_fd() < 0 && wd_stacks_fd() < 0)
-        return 0; /* log: off, and no master to ask */
-    fh = PyImport_ImportModule("faulthandler");
-    if (fh == NULL)
-        return -1;
     if (wd_log_fd() >= 0) {
-        r = PyObject_CallMethod(fh, "register", "iiii", SIGUSR2, wd_log_fd(), 1, 0);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
+        if (wd__py_dump_on(SIGUSR2, wd_log_fd()) < 0)
+            return -1;
         wd__py.stacks_to_log = 1;
     }
-    /* wsgictl stacks: to the master's pipe, then to the handler that writes the end line
-     * (chain=True; daemon/worker/stacks.h). */
-    if (wd_stacks_fd() >= 0) {
-        r = PyObject_CallMethod(fh, "register", "iiii", WD_WORKER_SIG_STACKS, wd_stacks_fd(), 1, 1);
-        if (r == NULL)
-            goto done;
-        Py_DECREF(r);
-    }
-    rc = 0;
-
-done:
-    Py_DECREF(fh);
-    return rc;
+    if (wd_stacks_fd() >= 0 && wd__py_dump_on(WD_WORKER_SIG_STACKS, wd_stacks_fd()) < 0)
+        return -1;
+    wd__py_dump_interps();
+    return 0;
 }
 
 static wd_py_interp_t *interp_add(const char *name)
@@ -329,6 +310,8 @@ static void apps_end(int threads_gone)
 {
     PyThreadState *main_ts = wd__py.interps[0]->ts;
 
+    wd__py_dump_off(); /* the sub-interpreters go */
+
     for (size_t i = 1; i < wd__py.n_interps; i++) {
         wd_py_interp_t *in = wd__py.interps[i];
 
@@ -349,6 +332,7 @@ static void apps_end(int threads_gone)
         free(in);
     }
     wd__py.n_interps = 1;
+    wd__py_dump_interps();
     for (size_t i = 0; i < wd__py.n_apps; i++) {
         Py_CLEAR(wd__py.apps[i].app);
         if (wd__py.apps[i].dir_fd != wd__py.cwd_fd && wd__py.apps[i].dir_fd >= 0)
@@ -370,7 +354,10 @@ int wd__py_apps_setup(void)
         wd__py_log_exception("", NULL, 0);
         return -1;
     }
-    return subinterps_make();
+    if (subinterps_make() < 0)
+        return -1;
+    wd__py_dump_interps();
+    return 0;
 }
 
 void wd__py_interps_end(int threads_gone)
@@ -378,6 +365,7 @@ void wd__py_interps_end(int threads_gone)
     if (wd__py.n_interps == 0)
         return;
     apps_end(threads_gone);
+    wd__py_dump_off();
     interp_clear(wd__py.interps[0]);
     free(wd__py.interps[0]->name);
     free(wd__py.interps[0]);

@@ -85,8 +85,8 @@ static void *interrupter_main(void *arg)
 /* request-timeout: the stuck thread's stack goes to the error log. The traceback of the
  * RequestTimeout is logged when it propagates (respond.c), but a thread blocked in C gets it only
  * once that call returns, if ever, and one that holds the GIL there keeps the interrupter waiting
- * for good. faulthandler dumps every thread of the main interpreter from its SIGUSR2 handler,
- * without the GIL, here on the loop thread; the line before it names the stuck thread as the dump
+ * for good. The SIGUSR2 handler (dump.c) dumps every thread of every interpreter without the
+ * GIL, here on the loop thread; the line before it names the stuck thread as the dump
  * does ("Thread 0x..."). At most one dump every STUCK_DUMP_EVERY_NS: the requests of a stuck
  * worker time out together, and one dump shows them all. */
 #define STUCK_DUMP_EVERY_NS (5 * 1000000000ull)

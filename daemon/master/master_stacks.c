@@ -3,9 +3,10 @@
  *
  * Each worker has a pipe to the master (spawn.h: the master keeps the read end in
  * wd_proc_t.stacks_fd). The master sends WD_WORKER_SIG_STACKS to every worker of the group; in
- * the worker, faulthandler's handler writes the stacks of the main interpreter's threads to the
- * pipe, from the signal handler and without the GIL (so a thread that holds the GIL in C does not
- * stop it), then the worker's own handler, chained after it, writes WD_STACKS_END
+ * the worker, a signal handler writes the stacks of every interpreter's threads to the pipe
+ * (python_glue/dump.c, with the dump faulthandler uses), without the GIL (so a thread that holds
+ * the GIL in C does not stop it), then the worker's own handler, chained after it, writes
+ * WD_STACKS_END
  * (daemon/worker/stacks.c). The master reads the pipes every WD_STACKS_POLL_MS until each has
  * given its end line or WD_STACKS_WAIT_MS have passed, and answers with one section per worker,
  * each thread line naming the wsgid thread and the request it runs (from the scoreboard). Only
@@ -159,45 +160,86 @@ static const char *block_end(const char *head_nl)
     return p[0] == '\n' && p[1] == '\n' ? p + 1 : p;
 }
 
-/* faulthandler's dump with each "Thread 0x..." / "Current thread 0x..." line annotated.
+/* A header line's thread ident (hex points at it), or none: 0. */
+static const char *header_hex(const char *line)
+{
+    if (strncmp(line, "Thread 0x", 9) == 0)
+        return line + 7;
+    if (strncmp(line, "Current thread 0x", 17) == 0)
+        return line + 15;
+    return NULL;
+}
+
+typedef struct {
+    uint64_t ident;
+    int framed; /* one of its blocks has Python frames */
+    int shown;  /* a frameless block of it was kept */
+} thread_seen_t;
+
+static thread_seen_t *seen_find(thread_seen_t *seen, size_t n, uint64_t ident)
+{
+    for (size_t i = 0; i < n; i++)
+        if (seen[i].ident == ident)
+            return &seen[i];
+    return NULL;
+}
+
+/* The dump (python_glue/dump.c: faulthandler's format) with each "Thread 0x..." / "Current
+ * thread 0x..." line annotated, and each thread once.
  *
- * The main thread is shown once. The thread states that the helper threads (wsgid-intr, and
- * wsgid-gil with sub-interpreters) take the GIL with were made by the main thread, and Python
- * 3.11 keeps the ident of the thread that made a state: faulthandler lists them as more threads
- * of the main thread's ident, which never run Python code. So a second block of that ident goes
- * when it has no Python frame (one with frames stays, if it ever comes). */
+ * A thread is listed once per interpreter it has a state in: every Python thread of ours has one
+ * in each, and shows its frames in the one it runs. The helper threads (wsgid-intr, and wsgid-gil
+ * with sub-interpreters) take the GIL with states the main thread made, and Python 3.11 keeps the
+ * ident of the thread that made a state: they show as more blocks of the main thread's ident,
+ * never with frames. So of the blocks of one ident, those with frames stay, or the first when
+ * none has any. */
 static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
 {
     char *out = NULL, note[300];
-    size_t out_len = 0;
+    size_t out_len = 0, n_seen = 0, cap_seen = 0;
     FILE *f = open_memstream(&out, &out_len);
-    const char *line = w->buf != NULL ? w->buf : "", *nl;
-    uint64_t main = main_ident(m, w);
-    int main_shown = 0;
+    const char *text = w->buf != NULL ? w->buf : "", *line, *nl, *hex;
+    thread_seen_t *seen = NULL, *t;
 
     if (f == NULL)
         abort();
-    for (; *line != '\0'; line = nl + 1) {
-        const char *hex = NULL;
+    for (line = text; *line != '\0' && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        uint64_t ident;
+
+        if ((hex = header_hex(line)) == NULL)
+            continue;
+        ident = strtoull(hex, NULL, 16);
+        if ((t = seen_find(seen, n_seen, ident)) == NULL) {
+            if (n_seen == cap_seen) {
+                cap_seen = cap_seen ? cap_seen * 2 : 16;
+                seen = xrealloc(seen, cap_seen * sizeof *seen);
+            }
+            t = &seen[n_seen++];
+            *t = (thread_seen_t){.ident = ident};
+        }
+        t->framed |= !frameless_block(nl);
+    }
+    for (line = text; *line != '\0'; line = nl + 1) {
         size_t len;
 
         nl = strchr(line, '\n');
         if (nl == NULL)
             nl = line + strlen(line) - 1;
         len = (size_t)(nl - line) + 1;
-        if (strncmp(line, "Thread 0x", 9) == 0)
-            hex = line + 7;
-        else if (strncmp(line, "Current thread 0x", 17) == 0)
-            hex = line + 15;
-        if (hex != NULL) {
+        if ((hex = header_hex(line)) != NULL) {
             char *after;
             uint64_t ident = strtoull(hex, &after, 16);
+            int frameless = frameless_block(nl);
 
-            if (main != 0 && ident == main && main_shown && frameless_block(nl)) {
+            t = seen_find(seen, n_seen, ident);
+            if (t != NULL && frameless && (t->framed || t->shown)) {
                 nl = block_end(nl);
+                if (nl[0] == '\0')
+                    break;
                 continue;
             }
-            main_shown |= main != 0 && ident == main;
+            if (t != NULL && frameless)
+                t->shown = 1;
             thread_note(m, w, ident, now, note, sizeof note);
             fwrite(line, 1, (size_t)(after - line), f);
             fputs(note, f);
@@ -208,6 +250,7 @@ static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
         if (nl[0] == '\0')
             break;
     }
+    free(seen);
     if (fclose(f) != 0)
         abort();
     while (out_len >= 2 && out[out_len - 1] == '\n' && out[out_len - 2] == '\n')

@@ -1,8 +1,8 @@
 /* The worker's end of `wsgictl stacks` (spawn.h): the pipe on WD_WORKER_FD_STACKS and the
- * signal WD_WORKER_SIG_STACKS. python_glue registers faulthandler on that signal, writing to
- * wd_stacks_fd() and chaining to the handler installed here, which writes WD_STACKS_END once
- * the dump is complete: the master knows then that it has all of it. Until Python is set up, the
- * worker answers with the end line alone. */
+ * signal WD_WORKER_SIG_STACKS. python_glue (dump.c) handles that signal, writing every
+ * interpreter's thread stacks to wd_stacks_fd() and chaining to the handler installed here,
+ * which writes WD_STACKS_END once the dump is complete: the master knows then that it has all of
+ * it. Until Python is set up, the worker answers with the end line alone. */
 #ifndef WD_DAEMON_STACKS_H
 #define WD_DAEMON_STACKS_H
 

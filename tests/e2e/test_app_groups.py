@@ -373,3 +373,35 @@ def test_busy_interpreter_does_not_hold_up_the_others(tmp, wsgid):
                 assert took < 1.5, "%s waited %.2f s for %s's spin" % (other, took, spin)
             assert not spinning.done(), "the spin ended before the others were measured"
             assert spinning.result().status == 200
+
+
+def test_stacks_show_the_frames_of_every_interpreter(tmp, wsgid):
+    """wsgictl stacks dumps the threads of every interpreter: a request of a sub-interpreter shows
+    its frames (faulthandler, which dumped the main interpreter's threads only, showed it
+    without any), and each thread is listed once although it has a state in each interpreter."""
+    from test_top import ctl, stacks_sections
+
+    inprogress = app("inprogress")
+    sock = str(tmp / "site.sock")
+    d = wsgid(config=make_config(tmp, {"site": {
+        "listen": "unix:" + sock, "threads": 3,
+        "mounts": {"/g": {"app": inprogress}, "/r": {"app": inprogress,
+                                                     "application-group": "%{RESOURCE}"},
+                   "/n": {"app": inprogress, "application-group": "named"}}}},
+        control=str(tmp / "ctl.sock")))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    with concurrent.futures.ThreadPoolExecutor(3) as ex:
+        waits = [ex.submit(request, sock, "GET", p + "/db?t=3", timeout=20)
+                 for p in ("/g", "/r", "/n")]
+        time.sleep(0.5)
+        rc, out, err = ctl(d, "stacks", "site")
+        print(out)
+        assert rc == 0, (out, err)
+        [(pid, text)] = stacks_sections(out).items()
+        for p in ("/g", "/r", "/n"):
+            m = re.search(r"^Thread 0x[0-9a-f]+ wsgid-py\d \[req \d+-\d+ GET %s/db\?t=3, running "
+                          r"[\d.]+ s\] \(most recent call first\):\n(  File .*\n)+" % p, text, re.M)
+            assert m and "in waiting_for_db" in m.group(0), (p, text)
+        idents = re.findall(r"^(?:Current )?[Tt]hread (0x[0-9a-f]+)", text, re.M)
+        assert len(idents) == len(set(idents)) == 4, idents  # 3 Python threads, the loop
+        assert all(w.result().status == 200 for w in waits)
