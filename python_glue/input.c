@@ -295,10 +295,13 @@ typedef struct wd_errors {
 PyObject *wd__py_errors_new(const char *request_id)
 {
     wd_errors_t *e = PyObject_New(wd_errors_t, &wd__py_errors_type);
+    size_t n;
 
     if (e == NULL)
         return NULL;
-    snprintf(e->id, sizeof e->id, "%s", request_id);
+    n = strnlen(request_id, sizeof e->id - 1); /* one per request: no printf */
+    memcpy(e->id, request_id, n);
+    e->id[n] = '\0';
     e->pending = NULL;
     e->len = 0;
     e->cap = 0;
