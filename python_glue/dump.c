@@ -70,8 +70,16 @@ int wd__py_dump_on(int signo, int fd)
 {
     struct sigaction sa;
 
-    if (n_sigs == DUMP_SIGNALS)
+    for (int k = 0; k < n_sigs; k++) {
+        if (sigs[k].signo == signo) { /* Python set up again (the unit tests do) */
+            sigs[k].fd = fd;
+            return 0;
+        }
+    }
+    if (n_sigs == DUMP_SIGNALS) {
+        PyErr_SetString(PyExc_RuntimeError, "wsgid: too many dump signals");
         return -1;
+    }
     memset(&sa, 0, sizeof sa);
     sa.sa_sigaction = dump_handler;
     sa.sa_flags = SA_SIGINFO | SA_RESTART;

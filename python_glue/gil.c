@@ -120,56 +120,53 @@ void wd__py_gil_restore(PyThreadState *ts)
 }
 
 static struct {
-    pthread_t tid;
-    int started, stop, in_gil;
+    wd_py_helper_t h;
     int active; /* requests in flight (GIL held to change it) */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    PyThreadState **ts; /* one per interpreter */
-} nudge = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+} nudge = {.h = WD_PY_HELPER_INIT};
 
 static void *nudger_main(void *arg)
 {
+    wd_py_helper_t *self = &nudge.h;
     PyThreadState *last = NULL;
 
     (void)arg;
     pthread_setname_np(pthread_self(), "wsgid-gil");
-    pthread_mutex_lock(&nudge.lock);
-    while (!nudge.stop) {
+    pthread_mutex_lock(&self->lock);
+    while (!self->stop) {
         if (__atomic_load_n(&nudge.active, __ATOMIC_RELAXED) == 0) {
             last = NULL;
-            pthread_cond_wait(&nudge.cond, &nudge.lock);
+            pthread_cond_wait(&self->cond, &self->lock);
             continue;
         }
-        pthread_mutex_unlock(&nudge.lock);
+        pthread_mutex_unlock(&self->lock);
         usleep(SWITCH_INTERVAL_US);
         PyThreadState *h = current_holder();
         int k = h != NULL && h == last ? holder_interp() : -1;
 
         last = h;
-        pthread_mutex_lock(&nudge.lock);
-        if (k < 0 || nudge.stop)
+        pthread_mutex_lock(&self->lock);
+        if (k < 0 || self->stop)
             continue;
-        nudge.in_gil = 1;
-        pthread_mutex_unlock(&nudge.lock);
-        PyEval_RestoreThread(nudge.ts[k]);
+        self->in_gil = 1;
+        pthread_mutex_unlock(&self->lock);
+        PyEval_RestoreThread(self->ts[k]);
         PyEval_SaveThread();
         last = NULL;
-        pthread_mutex_lock(&nudge.lock);
-        nudge.in_gil = 0;
+        pthread_mutex_lock(&self->lock);
+        self->in_gil = 0;
     }
-    pthread_mutex_unlock(&nudge.lock);
+    pthread_mutex_unlock(&self->lock);
     return NULL;
 }
 
 void wd__py_gil_busy(int delta)
 {
-    if (!nudge.started)
+    if (!nudge.h.started)
         return;
     if (__atomic_add_fetch(&nudge.active, delta, __ATOMIC_RELAXED) == 1 && delta > 0) {
-        pthread_mutex_lock(&nudge.lock);
-        pthread_cond_signal(&nudge.cond);
-        pthread_mutex_unlock(&nudge.lock);
+        pthread_mutex_lock(&nudge.h.lock);
+        pthread_cond_signal(&nudge.h.cond);
+        pthread_mutex_unlock(&nudge.h.lock);
     }
 }
 
@@ -179,15 +176,9 @@ void wd__py_gil_start(void)
 
     if (wd__py.n_interps < 2 || PY_VERSION_HEX >= 0x030C0000)
         return;
-    nudge.ts = xcalloc(wd__py.n_interps, sizeof *nudge.ts);
-    for (size_t i = 0; i < wd__py.n_interps; i++) {
-        nudge.ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
-        wd__py_gil_note(nudge.ts[i], (int)i);
-    }
-    rc = pthread_create(&nudge.tid, NULL, nudger_main, NULL);
-    if (rc == 0)
-        nudge.started = 1;
-    else
+    wd__py_helper_states(&nudge.h);
+    rc = wd__py_helper_start(&nudge.h, nudger_main);
+    if (rc != 0)
         wd_log_error("group %s: cannot start the GIL nudger thread (%s): a request running "
                      "Python code in one application group may hold up the others",
                      wd__py.group->name, strerror(rc));
@@ -195,26 +186,12 @@ void wd__py_gil_start(void)
 
 int wd__py_gil_stop(void)
 {
-    int in_gil;
-
-    if (nudge.ts == NULL)
-        return 0;
-    pthread_mutex_lock(&nudge.lock);
-    nudge.stop = 1;
-    in_gil = nudge.in_gil;
-    pthread_cond_signal(&nudge.cond);
-    pthread_mutex_unlock(&nudge.lock);
-    if (nudge.started && !in_gil)
-        pthread_join(nudge.tid, NULL);
-    nudge.started = 0;
-    return in_gil;
+    return nudge.h.ts != NULL ? wd__py_helper_stop(&nudge.h) : 0;
 }
 
 void wd__py_gil_states_delete(void)
 {
-    wd__py_states_delete(nudge.ts, 0);
-    free(nudge.ts);
-    nudge.ts = NULL;
+    wd__py_helper_states_delete(&nudge.h);
 }
 
 void wd__py_states_delete(PyThreadState **ts, size_t from)

@@ -10,6 +10,7 @@
 #include "../daemon/common/scoreboard.h"
 #include "../daemon/worker/handoff.h"
 
+#include <pthread.h>
 #include <stddef.h>
 
 /* An interpreter of the worker: the main one (%{GLOBAL}) or a sub-interpreter of an application
@@ -100,6 +101,28 @@ void wd__py_gil_states_delete(void);
 /* Deletes ts[from..n_interps) (the calling thread's, or another's that is gone), each cleared in
  * its interpreter (its objects belong there); the calling thread's current state stays. */
 void wd__py_states_delete(PyThreadState **ts, size_t from);
+
+/* helper.c: a thread of ours that takes the GIL now and then (the interrupter, the nudger), with
+ * a state in each interpreter that the main thread makes (GIL held) and tells gil.c of. It waits
+ * on cond under lock until told to stop; in_gil says it holds or waits for the GIL meanwhile. */
+typedef struct wd_py_helper {
+    pthread_t tid;
+    int started, stop, in_gil;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    PyThreadState **ts; /* one per interpreter */
+} wd_py_helper_t;
+#define WD_PY_HELPER_INIT                                                                          \
+    {                                                                                              \
+        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER                        \
+    }
+
+void wd__py_helper_states(wd_py_helper_t *h);
+int wd__py_helper_start(wd_py_helper_t *h, void *(*fn)(void *)); /* 0, or pthread_create's error */
+/* Tells it to stop and joins it, unless it is left waiting for the GIL (a thread stuck with it;
+ * the process is on its way out): returns 1 then, and its states cannot be deleted. */
+int wd__py_helper_stop(wd_py_helper_t *h);
+void wd__py_helper_states_delete(wd_py_helper_t *h); /* main thread, GIL held, once it is gone */
 
 /* dump.c: every interpreter's thread stacks from a signal handler (see there). */
 int wd__py_dump_on(int signo, int fd); /* signo dumps to fd, then chains; -1 with an exception */

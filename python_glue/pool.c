@@ -21,64 +21,41 @@
 #define INTR_MAX 64
 
 static struct {
-    pthread_t tid;
-    int started, stop, busy;
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    wd_py_helper_t h; /* its states take the GIL back with the interpreter holding it (gil.c) */
     struct {
         unsigned long ident;
         uint64_t seq;
     } ring[INTR_MAX];
     unsigned head, len;
-    PyThreadState **ts; /* its state in each interpreter (intr_states) */
-} intr = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
-
-/* The interrupter's thread states, one per interpreter, made by the main thread (GIL held) before
- * the interrupter starts: it takes the GIL back with the one of the interpreter holding it
- * (gil.c). */
-static void intr_states(void)
-{
-    intr.ts = xcalloc(wd__py.n_interps, sizeof *intr.ts);
-    for (size_t i = 0; i < wd__py.n_interps; i++) {
-        intr.ts[i] = PyThreadState_New(PyThreadState_GetInterpreter(wd__py.interps[i]->ts));
-        wd__py_gil_note(intr.ts[i], (int)i);
-    }
-}
-
-/* The interrupter's states, deleted by the main thread (GIL held, its own state current) once
- * the interrupter is gone. */
-static void intr_states_delete(void)
-{
-    wd__py_states_delete(intr.ts, 0);
-    free(intr.ts);
-    intr.ts = NULL;
-}
+} intr = {.h = WD_PY_HELPER_INIT};
 
 static void *interrupter_main(void *arg)
 {
+    wd_py_helper_t *h = &intr.h;
+
     (void)arg;
     pthread_setname_np(pthread_self(), "wsgid-intr");
-    wd__py_gil_thread(intr.ts);
-    pthread_mutex_lock(&intr.lock);
+    wd__py_gil_thread(h->ts);
+    pthread_mutex_lock(&h->lock);
     for (;;) {
-        while (intr.len == 0 && !intr.stop)
-            pthread_cond_wait(&intr.cond, &intr.lock);
-        if (intr.stop)
+        while (intr.len == 0 && !h->stop)
+            pthread_cond_wait(&h->cond, &h->lock);
+        if (h->stop)
             break;
         unsigned long ident = intr.ring[intr.head].ident;
         uint64_t seq = intr.ring[intr.head].seq;
 
         intr.head = (intr.head + 1) % INTR_MAX;
         intr.len--;
-        intr.busy = 1;
-        pthread_mutex_unlock(&intr.lock);
-        wd__py_gil_restore(intr.ts[0]);
-        wd__py_raise_timeout(intr.ts, ident, seq);
+        h->in_gil = 1;
+        pthread_mutex_unlock(&h->lock);
+        wd__py_gil_restore(h->ts[0]);
+        wd__py_raise_timeout(h->ts, ident, seq);
         PyEval_SaveThread();
-        pthread_mutex_lock(&intr.lock);
-        intr.busy = 0;
+        pthread_mutex_lock(&h->lock);
+        h->in_gil = 0;
     }
-    pthread_mutex_unlock(&intr.lock);
+    pthread_mutex_unlock(&h->lock);
     return NULL;
 }
 
@@ -118,7 +95,7 @@ static void log_stuck_stack(const wd_req_t *req)
 void wd_py_interrupt(wd_req_t *req)
 {
     log_stuck_stack(req);
-    pthread_mutex_lock(&intr.lock);
+    pthread_mutex_lock(&intr.h.lock);
     if (intr.len == INTR_MAX) {
         intr.head = (intr.head + 1) % INTR_MAX;
         intr.len--;
@@ -126,8 +103,8 @@ void wd_py_interrupt(wd_req_t *req)
     intr.ring[(intr.head + intr.len) % INTR_MAX].ident = req->py_thread;
     intr.ring[(intr.head + intr.len) % INTR_MAX].seq = req->seq;
     intr.len++;
-    pthread_cond_signal(&intr.cond);
-    pthread_mutex_unlock(&intr.lock);
+    pthread_cond_signal(&intr.h.cond);
+    pthread_mutex_unlock(&intr.h.lock);
 }
 
 /* A mount with a chdir of its own: the working directory is a thread's, not the process's
@@ -207,7 +184,7 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
 
     wd__py.handoff = h;
     wd__py_gil_reserve(((size_t)n + 2) * wd__py.n_interps);
-    intr_states();
+    wd__py_helper_states(&intr.h);
     wd__py.threads = xcalloc((size_t)n, sizeof *wd__py.threads);
     for (wd__py.n_threads = 0; wd__py.n_threads < n; wd__py.n_threads++) {
         wd_py_thread_t *thr = &wd__py.threads[wd__py.n_threads];
@@ -225,9 +202,7 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
         }
     }
     wd__py_gil_start();
-    if (pthread_create(&intr.tid, NULL, interrupter_main, NULL) == 0)
-        intr.started = 1;
-    else
+    if (wd__py_helper_start(&intr.h, interrupter_main) != 0)
         wd_log_error("group %s: cannot start the interrupter thread: request-timeout will only "
                      "answer 504, not interrupt",
                      g->name);
@@ -237,19 +212,8 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
 
 void wd_py_stop(void)
 {
-    int busy, nudger_busy;
+    int busy = wd__py_helper_stop(&intr.h), nudger_busy = wd__py_gil_stop();
 
-    pthread_mutex_lock(&intr.lock);
-    intr.stop = 1;
-    busy = intr.busy;
-    pthread_cond_signal(&intr.cond);
-    pthread_mutex_unlock(&intr.lock);
-    /* An interrupter still waiting for the GIL (a thread stuck with it) is left behind: the
-     * process is on its way out. */
-    if (intr.started && !busy)
-        pthread_join(intr.tid, NULL);
-    intr.started = 0;
-    nudger_busy = wd__py_gil_stop();
     for (int i = 0; i < wd__py.n_threads; i++) {
         pthread_join(wd__py.threads[i].tid, NULL);
         wd_handoff_thread_destroy(&wd__py.threads[i].handoff);
@@ -265,7 +229,7 @@ void wd_py_stop(void)
     if (!Py_IsInitialized())
         return;
     if (!busy)
-        intr_states_delete();
+        wd__py_helper_states_delete(&intr.h);
     if (!nudger_busy)
         wd__py_gil_states_delete();
     wd__py_gil_forget();
