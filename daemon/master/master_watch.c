@@ -69,7 +69,8 @@ static void deadlock_kill_cb(uv_timer_t *t)
 /* The watchdog (deadlock-timeout, mod_wsgi's name): a worker whose loop has not ticked for that
  * long serves nobody (a bug, or a wait that should never be; a Python thread stuck in C no
  * longer stops the loop). Its slot gets a replacement at once, the Python threads' stacks are
- * dumped to the error log (on SIGUSR2: python_glue/dump.c), and the worker is killed a moment later. */
+ * dumped to the error log (on SIGUSR2: python_glue/dump.c), and the worker is killed a moment
+ * later. */
 static int check_deadlock(wd_master_t *m, wd_proc_t *p)
 {
     const wd_group_conf_t *c = p->g->conf;

@@ -11,8 +11,8 @@
 
 static int stacks_fd = -1;
 
-/* Runs after the dump (python_glue/dump.c chains to us), in the thread that got the signal: one write,
- * async-signal-safe. The pipe does not block (master_stacks.c). */
+/* Runs after the dump (python_glue/dump.c chains to us), in the thread that got the signal: one
+ * write, async-signal-safe. The pipe does not block (master_stacks.c). */
 static void end_cb(int sig)
 {
     int saved = errno;

@@ -20,7 +20,9 @@ static void check_group(const wd_config_t *conf, const wd_group_conf_t *g)
 
     WD_FUZZ_CHECK(g->name != NULL && g->name[0] != '\0');
     WD_FUZZ_CHECK(wd_config_group(conf, g->name) == g); /* names are unique */
-    WD_FUZZ_CHECK(g->app != NULL && g->callable != NULL);
+    /* A group has an app of its own, or mounts only (requests no mount matches get a 404). */
+    WD_FUZZ_CHECK(g->app != NULL || g->n_mounts >= 1);
+    WD_FUZZ_CHECK(g->app == NULL || g->callable != NULL);
     if (g->app_is_script)
         check_abs(g->app);
     WD_FUZZ_CHECK(g->processes >= 1 && g->threads >= 1);
