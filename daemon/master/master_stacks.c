@@ -100,16 +100,6 @@ static void worker_read(stacks_worker_t *w)
     }
 }
 
-/* The worker's main thread (its loop), or 0 if its record is not the worker's any more. */
-static uint64_t main_ident(wd_master_t *m, const stacks_worker_t *w)
-{
-    const wd_score_t *sc = w->record >= 0 ? &m->score[w->record] : NULL;
-
-    if (sc == NULL || wd_score_get(&sc->pid) != (uint64_t)w->pid)
-        return 0;
-    return wd_score_get(&sc->main_ident);
-}
-
 /* What the scoreboard says of the thread with this ident in record r of pid: " wsgid-pyN [req
  * ID METHOD PATH, running 1.2 s]", " wsgid-pyN [idle]", " main thread (event loop)", or "". */
 static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident, uint64_t now,
@@ -121,7 +111,7 @@ static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident
     buf[0] = '\0';
     if (sc == NULL || wd_score_get(&sc->pid) != (uint64_t)w->pid || ident == 0)
         return;
-    if (ident == main_ident(m, w)) {
+    if (ident == wd_score_get(&sc->main_ident)) {
         snprintf(buf, cap, " main thread (event loop)");
         return;
     }
@@ -160,7 +150,7 @@ static const char *block_end(const char *head_nl)
     return p[0] == '\n' && p[1] == '\n' ? p + 1 : p;
 }
 
-/* A header line's thread ident (hex points at it), or none: 0. */
+/* Where a header line's thread ident starts (its "0x"), or NULL for another line. */
 static const char *header_hex(const char *line)
 {
     if (strncmp(line, "Thread 0x", 9) == 0)
@@ -234,8 +224,6 @@ static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
             t = seen_find(seen, n_seen, ident);
             if (t != NULL && frameless && (t->framed || t->shown)) {
                 nl = block_end(nl);
-                if (nl[0] == '\0')
-                    break;
                 continue;
             }
             if (t != NULL && frameless)
