@@ -422,7 +422,10 @@ static void lazy_cb(uv_timer_t *t)
  * adaptive bound, in the mixed test's shape (2 x 4 behind nginx keep-alive, 3 A/B pairs), context
  * switches per request fell from 9.1-9.2 to 3.6-3.9 and CPU per request from 375-407 to 220-343
  * us. A fixed 10 ms bound was once measured to raise the one-connection p99 from 0.2 to 4 ms; the
- * adaptive one did not raise it (3 pairs: 0.85, 1.33, 1.71 ms before, 0.26, 1.15, 1.24 after). */
+ * adaptive one did not raise it (3 pairs: 0.85, 1.33, 1.71 ms before, 0.26, 1.15, 1.24 after).
+ * A fixed 8 ms bound, tried again later, cut the loop's epoll_wait per request at 5 ms of I/O from
+ * 1.29 to 1.13 (strace -c), but moved neither CPU nor p99 beyond the noise of 3 A/B pairs at
+ * 0.5 ms, 5 ms, one connection and the mixed test: not kept. */
 static void prepare_cb(uv_prepare_t *p)
 {
     wd_handoff_t *h = p->data;
