@@ -34,6 +34,15 @@ static void note_app_done(wd_conn_t *c);
 static void conn_poll_cb(uv_poll_t *p, int status, int events);
 static int app_watch(const wd_conn_t *c);
 
+/* Whether the loop must send to c: it does not rest meanwhile (handoff.h). */
+static void count_writer(wd_conn_t *c, int writer)
+{
+    if (c->writer != writer) {
+        c->writer = writer;
+        wd_handoff_writers(c->cs->handoff, writer ? 1 : -1);
+    }
+}
+
 /* The poll handle is made only when the connection first has to wait: a request that is complete
  * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */
 static void set_events(wd_conn_t *c, int events)
@@ -43,6 +52,7 @@ static void set_events(wd_conn_t *c, int events)
     if (c->state == WD_CONN_CLOSED || c->events == events)
         return;
     c->events = events;
+    count_writer(c, (events & UV_WRITABLE) != 0);
     if (!c->poll_inited) {
         if (events == 0)
             return;
@@ -212,6 +222,7 @@ void wd_conn_close(wd_conn_t *c)
 
     if (c->state == WD_CONN_CLOSED)
         return;
+    count_writer(c, 0);
     c->state = WD_CONN_CLOSED;
     if (c->prev)
         c->prev->next = c->next;

@@ -85,6 +85,7 @@ struct wd_conn {
     uv_timer_t timer;
     int fd;
     int events; /* what poll watches now */
+    int writer; /* counted in the hand-off's writers (events has UV_WRITABLE) */
     int open_handles;
     int state;
     wd_req_kind_t proto;    /* 0 until the first byte decides */

@@ -17,6 +17,11 @@
  * nothing. A thread's finish is never lazy when the loop already waits for it (the next request
  * came first: wd_out_finished_or_wait).
  *
+ * Resting: while every thread has a run of queued requests before it, the loop need not read the
+ * next ones yet. Before it sleeps it then waits on the threads alone (not on the sockets) until
+ * the queue is down to one request a thread, so that the requests that came meanwhile cost one
+ * wake-up together instead of one each; see handoff.c for when, and the figures.
+ *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
  * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
@@ -99,6 +104,15 @@ struct wd_handoff {
     wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */
+
+    /* Resting (see handoff.c). rest_high and rest_low are read under lock. */
+    int rest_fd;          /* eventfd a thread wakes the resting loop with; -1: never rests */
+    _Atomic int resting;  /* the loop rests: the first thread to clear it writes rest_fd */
+    size_t rest_high;     /* the loop rests from this many queued requests (0: never) ... */
+    size_t rest_low;      /* ... until a thread leaves this many */
+    size_t writers;       /* loop: connections waiting for it to send (it does not rest) */
+    unsigned rest_max_ms; /* a rest's longest (WD_HANDOFF_REST_MAX_MS) */
+    uint64_t rests;       /* loop: rests so far */
 };
 
 /* Sets h up on loop (the async, check and idle handles are made here; the check and idle ones do
@@ -110,6 +124,14 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
  * once more to finish closing them) and frees the locks. */
 void wd_handoff_destroy(wd_handoff_t *h);
 
+/* Loop: how many Python threads take the requests; the loop rests only once this is set. */
+void wd_handoff_set_threads(wd_handoff_t *h, unsigned threads);
+/* Loop: a connection starts (+1) or stops (-1) waiting for the loop to send it bytes; the loop
+ * does not rest while one does. */
+static inline void wd_handoff_writers(wd_handoff_t *h, int delta)
+{
+    h->writers += (size_t)(ssize_t)delta;
+}
 /* Loop: req goes to a thread at the end of this loop iteration. Set req->may_be_lazy when its
  * end may be lazy news (wd_handoff_notify): only then does the loop look for news on a timer. */
 void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req);
@@ -147,6 +169,7 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
  * (see prepare_cb). Nothing waits for lazy news: it is a keep-alive response the client has whole,
  * and the client's next request wakes the loop (the loop then learns the news before it reads). */
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy);
+#define WD_HANDOFF_REST_MAX_MS 10
 #define WD_HANDOFF_LAZY_MS 1
 #define WD_HANDOFF_LAZY_MAX_MS 8
 

@@ -421,6 +421,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     w->loop = uv_default_loop();
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
                     &w->score->queued, &w->score->busy_threads);
+    wd_handoff_set_threads(&w->handoff, (unsigned)w->group->threads);
     w->conns = (wd_conns_t){
         .loop = w->loop,
         .group = w->group,

@@ -9,7 +9,10 @@
  *     burst; a node released while on the ready list is freed only when the loop takes it off;
  *   - in_flight and lazy_in_flight count dispatch and done;
  *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
- *     back to its shortest once it finds some. */
+ *     back to its shortest once it finds some;
+ *   - the loop rests while the queue holds two requests a thread, and only then; a thread that
+ *     takes the queue down to one request a thread ends the rest, and so does news that must
+ *     not wait (the rest's bound is made so long here that only a wake-up can end it). */
 #include "handoff.h"
 #include "testutil.h"
 
@@ -293,6 +296,115 @@ static void test_lazy_bound(void)
     teardown();
 }
 
+typedef struct rest_watch {
+    pthread_t tid;
+    int takes; /* requests to take once the loop rests (0: notify node instead) */
+    wd_handoff_node_t *node;
+    int resting_after[2]; /* `resting` after each take */
+    int done;
+} rest_watch_t;
+
+static void *rest_watch_main(void *arg)
+{
+    rest_watch_t *r = arg;
+    wd_handoff_thread_t t;
+
+    wd_handoff_thread_init(&t);
+    while (!atomic_load(&h.resting))
+        sched_yield();
+    if (r->node != NULL) {
+        wd_handoff_notify(&h, r->node, 0);
+        r->resting_after[0] = atomic_load(&h.resting);
+    }
+    for (int i = 0; i < r->takes; i++) {
+        T_CHECK(wd_handoff_next(&h, &t) != NULL, "a queued request to take");
+        r->resting_after[i] = atomic_load(&h.resting);
+    }
+    wd_handoff_thread_destroy(&t);
+    __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+/* Runs the loop until the watcher is done: it ends the rest, or the test hangs. */
+static void rest_run(rest_watch_t *r)
+{
+    pthread_create(&r->tid, NULL, rest_watch_main, r);
+    while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE))
+        uv_run(&loop, UV_RUN_ONCE);
+    pthread_join(r->tid, NULL);
+}
+
+static void dispatch_lazy(wd_req_t *r, int n)
+{
+    for (int i = 0; i < n; i++) {
+        r[i].may_be_lazy = 1;
+        wd_handoff_dispatch(&h, &r[i]);
+    }
+    wd_handoff_flush(&h);
+}
+
+static void test_rest(void)
+{
+    wd_req_t r[5] = {{0}}, plain = {0};
+    wd_handoff_node_t n = {0};
+    rest_watch_t a = {.takes = 2}, b = {.node = &n};
+    uint64_t rests;
+
+    setup();
+    h.rest_max_ms = 600000;
+    dispatch_lazy(r, 3);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(h.rests == 0, "no rest before the thread count is known");
+    wd_handoff_set_threads(&h, 1); /* rests from 2 queued until 1 is left */
+    T_CHECK(h.rest_high == 2 && h.rest_low == 1, "thresholds %zu %zu", h.rest_high, h.rest_low);
+
+    /* Not while a connection waits for the loop to send, or a request needs the loop at its end,
+     * or the loop's spinning pays. */
+    wd_handoff_writers(&h, 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    wd_handoff_writers(&h, -1);
+    wd_handoff_dispatch(&h, &plain);
+    wd_handoff_flush(&h);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    wd_handoff_remove(&h, &plain);
+    wd_handoff_done(&h, &plain);
+    h.loop_spin.score = 1;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    h.loop_spin.score = 0;
+    T_CHECK(h.rests == 0, "no rest with a writer, a request that is not lazy, or paying spins");
+
+    /* Three queued: it rests; the first take leaves two (still resting), the second one, which
+     * ends the rest. */
+    rest_run(&a);
+    T_CHECK(h.rests >= 1, "rested: %llu", (unsigned long long)h.rests);
+    T_CHECK(a.resting_after[0] == 1, "still resting with 2 queued");
+    T_CHECK(a.resting_after[1] == 0, "the take that left 1 ended the rest");
+    T_CHECK(h.len == 1, "one left: %zu", h.len);
+    rests = h.rests;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(h.rests == rests, "no rest with one request a thread queued");
+
+    /* News that must not wait ends a rest, and the loop takes it at the rest's end. */
+    dispatch_lazy(r + 3, 2);
+    rest_run(&b);
+    T_CHECK(b.resting_after[0] == 0, "the notify ended the rest");
+    T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the news was taken: %d", n_ready);
+
+    /* Close ends a rest too (the loop then finds the hand-off closed and rests no more). */
+    wd_handoff_close(&h);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    rests = h.rests;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(h.rests == rests, "no rest once closed");
+    for (int i = 0; i < 5; i++) {
+        wd_handoff_remove(&h, &r[i]);
+        wd_handoff_done(&h, &r[i]);
+    }
+    wd_handoff_destroy(&h);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    T_CHECK(uv_loop_close(&loop) == 0, "loop closes");
+}
+
 int main(void)
 {
     test_fifo_queue();
@@ -302,5 +414,6 @@ int main(void)
     test_news();
     test_lazy_in_flight();
     test_lazy_bound();
+    test_rest();
     return t_summary("handoff");
 }
