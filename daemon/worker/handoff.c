@@ -20,10 +20,12 @@
 #include "handoff.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #define SPIN_SCORE_MAX 16 /* this many misses in a row stop a side that always found work */
@@ -159,6 +161,31 @@ static wd_req_t *take_locked(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* --- loop -> threads ------------------------------------------------------------------------- */
 
+/* A sleeping thread waits on a futex word of its own rather than on a condition variable: the
+ * wait of one takes the mutex back marked contended, so every request handed to a sleeping thread
+ * cost it one more futex call, a wake that woke nobody, when it let go of the lock (strace of one
+ * keep-alive connection: 3 futex calls a request, 2 of them the thread's). */
+enum { T_AWAKE, T_SLEEPING, T_WOKEN };
+
+static long futex(_Atomic uint32_t *word, int op, uint32_t val)
+{
+    return syscall(SYS_futex, word, op, val, NULL, NULL, 0);
+}
+
+/* Lock not held: until a push or close wakes t (EINTR and early returns wait again). */
+static void thread_sleep(wd_handoff_thread_t *t)
+{
+    while (atomic_load(&t->wake) == T_SLEEPING)
+        futex(&t->wake, FUTEX_WAIT_PRIVATE, T_SLEEPING);
+}
+
+/* t was taken off the idle stack: wakes it, with a syscall only if it may sleep in the kernel. */
+static void thread_wake(wd_handoff_thread_t *t)
+{
+    if (atomic_exchange(&t->wake, T_WOKEN) == T_SLEEPING)
+        futex(&t->wake, FUTEX_WAKE_PRIVATE, 1);
+}
+
 static void spin_cb(uv_idle_t *i);
 
 /* After a push or a completion: the loop polls for the next one instead of sleeping while that
@@ -202,11 +229,11 @@ static void push(wd_handoff_t *h, wd_req_t *first, wd_req_t *last, size_t n)
         woken = t;
     }
     pthread_mutex_unlock(&h->lock);
-    /* Signalled after the unlock, so the thread does not wake into a held lock. Its wait loop
-     * looks at t->req, so a late signal is harmless. */
+    /* Woken after the unlock, so that the thread does not wake into a held lock. Only this push
+     * can wake it now (it is off the stack): its next field is read first all the same. */
     for (t = woken; t; t = woken) {
         woken = t->next;
-        pthread_cond_signal(&t->cond);
+        thread_wake(t);
     }
 }
 
@@ -271,8 +298,10 @@ void wd_handoff_close(wd_handoff_t *h)
 {
     pthread_mutex_lock(&h->lock);
     h->closed = 1;
-    for (wd_handoff_thread_t *t = h->idle; t; t = t->next)
-        pthread_cond_signal(&t->cond);
+    for (wd_handoff_thread_t *t = h->idle, *next; t; t = next) {
+        next = t->next; /* under the lock: the thread cannot return (and go) before the unlock */
+        thread_wake(t);
+    }
     h->idle = NULL;
     pthread_mutex_unlock(&h->lock);
     (void)rest_end(h);
@@ -283,12 +312,12 @@ void wd_handoff_close(wd_handoff_t *h)
 void wd_handoff_thread_init(wd_handoff_thread_t *t)
 {
     memset(t, 0, sizeof *t);
-    pthread_cond_init(&t->cond, NULL);
+    atomic_init(&t->wake, T_AWAKE);
 }
 
 void wd_handoff_thread_destroy(wd_handoff_thread_t *t)
 {
-    pthread_cond_destroy(&t->cond);
+    (void)t;
 }
 
 /* Lock held: t's previous request is over. */
@@ -347,7 +376,6 @@ static wd_req_t *spin_take(wd_handoff_t *h, wd_handoff_thread_t *t)
 wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 {
     wd_req_t *req = spin_take(h, t);
-    int on_stack = 0;
 
     if (req != NULL)
         return req;
@@ -359,25 +387,17 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
             break;
         }
         if (h->head != NULL || h->closed) {
-            if (on_stack) {
-                wd_handoff_thread_t **pp = &h->idle;
-
-                while (*pp && *pp != t)
-                    pp = &(*pp)->next;
-                if (*pp)
-                    *pp = t->next;
-            }
             req = take_locked(h, t);
             break;
         }
-        if (!on_stack) {
-            t->next = h->idle;
-            h->idle = t;
-            on_stack = 1;
-        }
-        pthread_cond_wait(&t->cond, &h->lock);
-        /* A push that handed us a request, or close, took us off the stack. */
-        on_stack = on_stack && t->req == NULL && !h->closed;
+        /* Only a push (which hands us a request) or close (which sets closed) wakes us, and each
+         * takes us off the stack first. */
+        t->next = h->idle;
+        h->idle = t;
+        atomic_store(&t->wake, T_SLEEPING);
+        pthread_mutex_unlock(&h->lock);
+        thread_sleep(t);
+        pthread_mutex_lock(&h->lock);
     }
     pthread_mutex_unlock(&h->lock);
     return req;

@@ -62,7 +62,7 @@ typedef void (*wd_handoff_node_cb)(wd_handoff_node_t *node);
 
 /* One per Python thread; the caller owns the storage (see wd_handoff_thread_init). */
 typedef struct wd_handoff_thread {
-    pthread_cond_t cond;            /* signalled when a request was handed to it */
+    _Atomic uint32_t wake;          /* futex word: asleep, or woken by a push or close */
     struct wd_handoff_thread *next; /* on the idle stack */
     wd_req_t *req;                  /* the request handed to it while it slept */
     int busy;                       /* it holds a request (for the busy gauge) */
