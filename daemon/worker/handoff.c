@@ -546,8 +546,11 @@ static int rest(wd_handoff_t *h)
     struct pollfd p = {.fd = h->rest_fd, .events = POLLIN};
     int timeout, deep;
 
-    if (h->rest_fd < 0 || h->writers > 0 || h->in_flight != h->lazy_in_flight ||
-        h->loop_spin.score > 0)
+    /* The queue holds at most what is in flight: below rest_high, no lock is taken (the thread
+     * ending a request takes it too; at one connection that cost the p99). rest_high and
+     * rest_low change only on this thread, before the threads start. */
+    if (h->rest_fd < 0 || h->in_flight < h->rest_high || h->rest_high == 0 || h->writers > 0 ||
+        h->in_flight != h->lazy_in_flight || h->loop_spin.score > 0)
         return 0;
     pthread_mutex_lock(&h->lock);
     deep = h->rest_high > 0 && h->len >= h->rest_high && !h->closed;
