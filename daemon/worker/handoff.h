@@ -27,7 +27,8 @@
  * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
  * load (where nothing comes within busy-poll) neither spins.
  *
- * Thread rules: wd_handoff_dispatch, _done, _release and the callbacks run on the loop thread;
+ * Thread rules: wd_handoff_dispatch, _done, _release, _set_threads, _writers and the callbacks
+ * run on the loop thread;
  * wd_handoff_next, _wait and _notify on the Python threads (any GIL state; _wait with it released);
  * _remove on the loop thread. */
 #ifndef WD_DAEMON_HANDOFF_H
@@ -105,7 +106,8 @@ struct wd_handoff {
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */
 
-    /* Resting (see handoff.c). rest_high and rest_low are read under lock. */
+    /* Resting (see handoff.c). rest_high and rest_low are set on the loop thread before the
+     * threads start; the threads read rest_low under lock. */
     int rest_fd;          /* eventfd a thread wakes the resting loop with; -1: never rests */
     _Atomic int resting;  /* the loop rests: the first thread to clear it writes rest_fd */
     size_t rest_high;     /* the loop rests from this many queued requests (0: never) ... */
