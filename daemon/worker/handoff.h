@@ -27,10 +27,9 @@
  * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
  * load (where nothing comes within busy-poll) neither spins.
  *
- * Thread rules: wd_handoff_dispatch, _done, _release, _set_threads, _writers and the callbacks
- * run on the loop thread;
- * wd_handoff_next, _wait and _notify on the Python threads (any GIL state; _wait with it released);
- * _remove on the loop thread. */
+ * Thread rules: wd_handoff_dispatch, _done, _release, _remove, _set_threads, _writers and the
+ * callbacks run on the loop thread; wd_handoff_next, _wait and _notify on the Python threads (any
+ * GIL state; _wait with it released). */
 #ifndef WD_DAEMON_HANDOFF_H
 #define WD_DAEMON_HANDOFF_H
 
