@@ -155,7 +155,7 @@ static void *thread_main(void *arg)
          * up the GIL, which would only hand it to another thread of ours (a context switch per
          * request). The interpreter still switches threads every sys.getswitchinterval(). */
         if (done != NULL)
-            wd_out_finish(done->out, keep_alive);
+            (void)wd_out_finish_park(done->out, keep_alive, &thr->handoff);
         done = NULL;
         req = wd_handoff_next(wd__py.handoff, &thr->handoff);
         if (req == NULL) {

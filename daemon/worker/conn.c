@@ -1,8 +1,11 @@
 /* One client connection in a worker's loop: see conn.h.
  *
- * Only the loop thread runs this code. While a request is with a Python thread (WD_CONN_APP) the
- * connection reads nothing more; it watches for the client hanging up (so that the app's next
- * write fails and its iterable is closed) and writes whatever the response buffer holds. */
+ * The loop thread runs this code, or a Python thread holding the loop lock for the connection it
+ * keeps (parking, handoff.h: conn_park, conn_parked, wd_conn_park_cb at the end). While a request
+ * is with a Python thread (WD_CONN_APP) the connection reads nothing more; it watches for the
+ * client hanging up (so that the app's next write fails and its iterable is closed) and writes
+ * whatever the response buffer holds. A request its parked thread took itself is not watched: a
+ * client that hangs up meanwhile is seen at the app's next write (EPIPE), as it would be anyway. */
 #include "conn.h"
 #include "conn_int.h"
 #include "forward.h"
@@ -47,6 +50,8 @@ static void count_writer(wd_conn_t *c, int writer)
  * at accept time and a response that fits in the socket at once never cost an epoll_ctl. */
 static void set_events(wd_conn_t *c, int events)
 {
+    if (c->park_owner != NULL || c->parking)
+        events = 0; /* its thread waits on it (see conn_parked) */
     if (c->peer_shut)
         events &= ~(UV_READABLE | UV_DISCONNECT); /* always ready now: see conn_poll_cb */
     if (c->state == WD_CONN_CLOSED || c->events == events)
@@ -85,6 +90,9 @@ static void conn_wake(wd_out_t *out, void *data, int lazy)
     (void)out;
     wd_handoff_notify(c->cs->handoff, &c->node, lazy);
 }
+
+static int conn_park(wd_out_t *out, void *data, void *thread, int whole);
+static void conn_parked(wd_out_t *out, void *data, void *thread);
 
 static wd_conn_t *node_conn(wd_handoff_node_t *node)
 {
@@ -135,6 +143,8 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
         wd_out_init(&c->out, cs->group->response_buffer_size, cs->group->response_spill_limit,
                     cs->tmpdir, conn_wake, c);
         wd_out_set_budget(&c->out, &cs->budget);
+        c->out.park = conn_park;
+        c->out.parked = conn_parked;
     }
     c->buf = buf;
     c->cap = cap;
@@ -160,6 +170,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
         cs->tail = c;
     cs->list = c;
     cs->n++;
+    wd_handoff_conns(cs->handoff, cs->n);
     wd_score_add(&cs->score->connections, 1);
     conn_timer(c, cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
@@ -222,6 +233,12 @@ void wd_conn_close(wd_conn_t *c)
 
     if (c->state == WD_CONN_CLOSED)
         return;
+    if (c->park_owner != NULL) {
+        /* A thread waits on it: that thread closes it (wd_conn_park_cb). */
+        c->park_close = 1;
+        wd_handoff_evict(cs->handoff, c->park_owner);
+        return;
+    }
     count_writer(c, 0);
     c->state = WD_CONN_CLOSED;
     if (c->prev)
@@ -233,6 +250,7 @@ void wd_conn_close(wd_conn_t *c)
     else
         cs->tail = c->prev;
     cs->n--;
+    wd_handoff_conns(cs->handoff, cs->n);
     wd_score_sub(&cs->score->connections, 1);
     if (c->poll_inited)
         uv_close((uv_handle_t *)&c->poll, conn_closed_cb);
@@ -856,6 +874,77 @@ void wd_conns_shutdown(wd_conns_t *cs)
         next = c->next;
         conn_shutdown(c);
     }
+}
+
+/* --- parking (handoff.h) -------------------------------------------------------------------- */
+
+/* A Python thread finished the response (out->lock held): it keeps the connection when the
+ * response went out whole, nothing more came on it, and the loop lock is free. */
+static int conn_park(wd_out_t *out, void *data, void *thread, int whole)
+{
+    wd_conn_t *c = data;
+    int no = c->req.claimed ? -1 : 0; /* the loop does not watch it: its end must wake the loop */
+
+    (void)out;
+    (void)thread;
+    if (!whole || c->proto != WD_REQ_HTTP || !wd_handoff_park_try_lock(c->cs->handoff))
+        return no;
+    if (c->state != WD_CONN_APP || c->len != c->parsed || c->peer_shut || c->abandoned ||
+        c->cs->stopping) {
+        wd_handoff_loop_unlock(c->cs->handoff, 0);
+        return no;
+    }
+    return 1;
+}
+
+/* ... and it does (the loop lock held, out->lock not): completes the response as the loop would
+ * on its news, then waits on the connection in the loop's stead. */
+static void conn_parked(wd_out_t *out, void *data, void *thread)
+{
+    wd_conn_t *c = data;
+    wd_handoff_t *h = c->cs->handoff;
+    int wake = 0;
+
+    (void)out;
+    c->parking = 1;
+    conn_send(c);
+    c->parking = 0;
+    if (c->state == WD_CONN_HEAD && c->len == 0 && !c->cs->stopping) {
+        c->park_owner = thread;
+        wd_handoff_park(h, thread, c, c->fd);
+    } else {
+        if (c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY)
+            set_events(c, UV_READABLE | UV_DISCONNECT);
+        wake = 1;
+    }
+    wd_handoff_loop_unlock(h, wake);
+}
+
+wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wake_loop)
+{
+    wd_conn_t *c = conn;
+
+    c->park_owner = NULL;
+    if (c->park_close) {
+        c->park_close = 0;
+        wd_conn_close(c);
+        *wake_loop = 1;
+        return NULL;
+    }
+    if (!input) {
+        set_events(c, UV_READABLE | UV_DISCONNECT);
+        *wake_loop = 1;
+        return NULL;
+    }
+    conn_read(c);
+    if (c->state == WD_CONN_APP && c->dispatched && c->events == 0 &&
+        wd_handoff_claim(c->cs->handoff, t, &c->req)) {
+        *wake_loop = c->cs->stopping; /* (the request made the worker stop: max-requests) */
+        return &c->req;
+    }
+    /* Not a whole request, an answer of the loop's, or the end: the loop's again. */
+    *wake_loop = 1;
+    return NULL;
 }
 
 /* --- for the module's other files (conn_int.h) ---------------------------------------------- */

@@ -96,6 +96,12 @@ struct wd_conn {
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
     int peer_shut; /* the client shut its sending side down (FIN) while a request ran */
+    /* Parking (handoff.h): the thread waiting on this connection between requests (the loop
+     * neither reads nor watches it meanwhile); the loop asked that thread to close it; the
+     * response is being completed by the thread that parks. */
+    wd_handoff_thread_t *park_owner;
+    int park_close;
+    int parking;
     uint64_t served;
     /* responses completed on this connection */ /* ... which has finished it (counted in
                                                     w->in_flight no more) */
@@ -151,6 +157,8 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
  * connection whose free was deferred because it sat on the ready list can be freed. */
 void wd_conn_ready(wd_handoff_node_t *node);
 void wd_conn_free(wd_handoff_node_t *node);
+/* The hand-off's park callback (wd_handoff_park_cb): conn is a wd_conn_t. */
+wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wake_loop);
 void wd_conn_close(wd_conn_t *c);
 
 /* Graceful stop: idle connections close now, the others after their response; nothing is kept

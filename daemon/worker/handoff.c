@@ -16,7 +16,17 @@
  *   burns CPU, and the first version, which always spun, spent 51 us of CPU per request there
  *   against 11 us under load. Under load the spins pay: behind nginx keep-alive at -c32 the
  *   threads sleeping before every request cost 36k req/s and 19 us/req, spinning by score gave
- *   45k req/s and 13 us/req (/tmp A/B, 5 s runs). */
+ *   45k req/s and 13 us/req (/tmp A/B, 5 s runs).
+ * - Parking (handoff.h). One keep-alive connection cost the loop a wake-up of its own per
+ *   request on top of the thread's: 2.6 context switches and 45-50 us of CPU per request, the
+ *   loop's share 25 us, against uWSGI's 1.1 and 43 us (its thread reads, runs and writes alone).
+ *   With the thread parked on the connection: 1.0 context switch and 32-38 us a request, the
+ *   loop's share under 1 us; at 4 connections 30-32 us against 39-46, p99 unchanged (nginx
+ *   keep-alive, hello, 5 s A/B runs). Only while the worker has no more connections than threads:
+ *   at -c64 every park ended in a push that woke the parked thread, which gave its connection
+ *   back (three epoll_ctl and a wake-up of the loop each time), and hello fell from 19.2k to 15.8k
+ *   req/s, the threads' CPU doubling. The loop lets go of its lock when it blocks only while a
+ *   thread may park; otherwise it sleeps in libuv holding it (no poll() more a wake-up). */
 #include "handoff.h"
 
 #include <errno.h>
@@ -61,6 +71,7 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
     memset(h, 0, sizeof *h);
     pthread_mutex_init(&h->lock, NULL);
     pthread_mutex_init(&h->ready_lock, NULL);
+    pthread_mutex_init(&h->loop_lock, NULL);
     h->spin_ns = (uint64_t)(spin_secs * 1e9);
     h->depth = depth;
     h->busy = busy;
@@ -95,6 +106,7 @@ void wd_handoff_set_threads(wd_handoff_t *h, unsigned threads)
     pthread_mutex_lock(&h->lock);
     h->rest_high = h->rest_fd >= 0 ? 2 * (size_t)threads : 0;
     h->rest_low = threads;
+    h->threads = threads;
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -107,6 +119,7 @@ void wd_handoff_destroy(wd_handoff_t *h)
     uv_close((uv_handle_t *)&h->spin, NULL);
     pthread_mutex_destroy(&h->ready_lock);
     pthread_mutex_destroy(&h->lock);
+    pthread_mutex_destroy(&h->loop_lock);
     if (h->rest_fd >= 0)
         close(h->rest_fd);
     h->rest_fd = -1;
@@ -186,13 +199,26 @@ static void thread_wake(wd_handoff_thread_t *t)
         futex(&t->wake, FUTEX_WAKE_PRIVATE, 1);
 }
 
+/* Wakes a parked thread (it polls its connection and its eventfd). */
+static void efd_wake(wd_handoff_thread_t *t)
+{
+    uint64_t one = 1;
+    ssize_t k;
+
+    do
+        k = write(t->efd, &one, sizeof one);
+    while (k < 0 && errno == EINTR);
+}
+
 static void spin_cb(uv_idle_t *i);
 
 /* After a push or a completion: the loop polls for the next one instead of sleeping while that
  * has paid lately (and requests are in flight). */
 static void loop_event(wd_handoff_t *h, uint64_t now)
 {
-    if (h->spin_ns == 0 || h->in_flight == 0)
+    /* Not while a thread is parked or serves its connection: spinning keeps the loop lock, which
+     * that thread needs (a mutex let go and taken back at once is rarely handed over). */
+    if (h->spin_ns == 0 || h->in_flight == 0 || h->parked > 0 || h->park_in_flight > 0)
         return;
     if (uv_is_active((uv_handle_t *)&h->spin)) {
         h->spin_hit = 1;
@@ -210,7 +236,7 @@ static void loop_event(wd_handoff_t *h, uint64_t now)
  * idle first. A spinning thread takes one itself. */
 static void push(wd_handoff_t *h, wd_req_t *first, wd_req_t *last, size_t n)
 {
-    wd_handoff_thread_t *woken = NULL, *t;
+    wd_handoff_thread_t *woken = NULL, *parked_woken = NULL, *t;
 
     last->next = NULL;
     pthread_mutex_lock(&h->lock);
@@ -228,6 +254,15 @@ static void push(wd_handoff_t *h, wd_req_t *first, wd_req_t *last, size_t n)
         t->next = woken;
         woken = t;
     }
+    /* A parked thread last: it gives its connection back to the loop first. */
+    while (h->parked_idle != NULL && h->len > (size_t)h->spinner) {
+        t = h->parked_idle;
+        h->parked_idle = t->next;
+        t->req = take_locked(h, t);
+        atomic_store(&t->wake, T_WOKEN);
+        t->next = parked_woken;
+        parked_woken = t;
+    }
     pthread_mutex_unlock(&h->lock);
     /* Woken after the unlock, so that the thread does not wake into a held lock. Only this push
      * can wake it now (it is off the stack): its next field is read first all the same. */
@@ -235,11 +270,16 @@ static void push(wd_handoff_t *h, wd_req_t *first, wd_req_t *last, size_t n)
         woken = t->next;
         thread_wake(t);
     }
+    for (t = parked_woken; t; t = parked_woken) {
+        parked_woken = t->next;
+        efd_wake(t);
+    }
 }
 
 void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
 {
     req->next = NULL;
+    req->claimed = 0;
     if (h->batch_tail)
         h->batch_tail->next = req;
     else
@@ -270,6 +310,7 @@ void wd_handoff_done(wd_handoff_t *h, const wd_req_t *req)
 {
     h->in_flight--;
     h->lazy_in_flight -= req->may_be_lazy != 0;
+    h->park_in_flight -= req->claimed != 0;
 }
 
 int wd_handoff_remove(wd_handoff_t *h, wd_req_t *req)
@@ -303,6 +344,12 @@ void wd_handoff_close(wd_handoff_t *h)
         thread_wake(t);
     }
     h->idle = NULL;
+    for (wd_handoff_thread_t *t = h->parked_idle, *next; t; t = next) {
+        next = t->next;
+        atomic_store(&t->wake, T_WOKEN);
+        efd_wake(t);
+    }
+    h->parked_idle = NULL;
     pthread_mutex_unlock(&h->lock);
     (void)rest_end(h);
 }
@@ -313,11 +360,15 @@ void wd_handoff_thread_init(wd_handoff_thread_t *t)
 {
     memset(t, 0, sizeof *t);
     atomic_init(&t->wake, T_AWAKE);
+    t->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    t->park_fd = -1;
 }
 
 void wd_handoff_thread_destroy(wd_handoff_thread_t *t)
 {
-    (void)t;
+    if (t->efd >= 0)
+        close(t->efd);
+    t->efd = -1;
 }
 
 /* Lock held: t's previous request is over. */
@@ -329,12 +380,233 @@ static void end_previous(wd_handoff_t *h, wd_handoff_thread_t *t)
     }
 }
 
+/* --- parking --------------------------------------------------------------------------------- */
+
+/* Whether a watch was (re)armed or changed since libuv last polled: it applies them only then
+ * (epoll_ctl), so the loop must turn before it blocks outside libuv. The watcher queue is two
+ * pointers in every libuv version, and empty when it points at itself. */
+static int watches_pending(const uv_loop_t *loop)
+{
+    const void *q = &loop->watcher_queue;
+
+    return *(void *const *)q != q;
+}
+
+/* Loop lock held by a thread, the loop asleep: whether what the thread did needs the loop to turn
+ * before it would wake by itself: a watch to apply, a handle closing, or a timer due before the
+ * loop's wake-up. */
+static int loop_must_look(wd_handoff_t *h)
+{
+    int timeout;
+
+    if (watches_pending(h->loop))
+        return 1;
+    timeout = uv_backend_timeout(h->loop);
+    return timeout == 0 || (timeout > 0 && uv_now(h->loop) + (uint64_t)timeout < h->sleep_until);
+}
+
+/* Thread, no lock held: t's parked connection goes back to the loop, or (input) has a request. */
+static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int input)
+{
+    void *conn;
+    wd_req_t *req;
+    int wake = 0;
+
+    pthread_mutex_lock(&h->loop_lock);
+    uv_update_time(h->loop); /* the loop may have slept long: timers start from now */
+    conn = t->park;
+    t->park = NULL;
+    t->park_fd = -1;
+    h->parked--;
+    req = h->park_cb(conn, t, input, &wake);
+    wake = wake || loop_must_look(h);
+    pthread_mutex_unlock(&h->loop_lock);
+    if (wake)
+        uv_async_send(&h->async);
+    return req;
+}
+
+/* t is parked: waits on its connection and on its eventfd (a push, close, or the loop wanting
+ * the connection back). A request, or NULL once the connection is the loop's again. */
+static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
+{
+    struct pollfd p[2] = {{.fd = t->park_fd, .events = POLLIN | POLLRDHUP},
+                          {.fd = t->efd, .events = POLLIN}};
+    wd_req_t *req;
+    int taken;
+
+    pthread_mutex_lock(&h->lock);
+    if (h->head != NULL || h->closed) {
+        pthread_mutex_unlock(&h->lock);
+        return park_end(h, t, 0);
+    }
+    t->next = h->parked_idle;
+    h->parked_idle = t;
+    atomic_store(&t->wake, T_SLEEPING);
+    pthread_mutex_unlock(&h->lock);
+    while (poll(p, 2, -1) < 0 && errno == EINTR) {
+    }
+    if (p[1].revents) {
+        uint64_t n;
+
+        if (read(t->efd, &n, sizeof n) < 0) {
+            /* EAGAIN: drained already */
+        }
+    }
+    pthread_mutex_lock(&h->lock);
+    taken = atomic_load(&t->wake) == T_WOKEN;
+    if (!taken) {
+        wd_handoff_thread_t **pp = &h->parked_idle;
+
+        while (*pp != t)
+            pp = &(*pp)->next;
+        *pp = t->next;
+    }
+    atomic_store(&t->wake, T_AWAKE);
+    req = t->req;
+    t->req = NULL;
+    pthread_mutex_unlock(&h->lock);
+    if (taken) { /* by a push (req) or close: the connection goes back first */
+        (void)park_end(h, t, 0);
+        return req;
+    }
+    return park_end(h, t, p[0].revents != 0);
+}
+
+/* What the prepare phase does before libuv blocks, done again before this file blocks in
+ * wd_handoff_run: the I/O callbacks of the turn (which come after the prepare phase) may have
+ * dispatched requests whose lazy end needs the timer. */
+static void before_block(wd_handoff_t *h)
+{
+    prepare_cb(&h->prepare);
+}
+
+/* Whether a thread may park soon: the loop then lets go of the loop lock when it blocks (one
+ * poll more a wake-up), and otherwise keeps it through its turn. */
+static int loop_may_park(const wd_handoff_t *h)
+{
+    return h->park_cb != NULL && (h->parked > 0 || h->park_in_flight > 0 ||
+                                  (h->conns <= h->threads && h->lazy_in_flight > 0));
+}
+
+void wd_handoff_run(wd_handoff_t *h)
+{
+    struct pollfd p = {.fd = uv_backend_fd(h->loop), .events = POLLIN};
+
+    pthread_mutex_lock(&h->loop_lock);
+    while (!h->stop) {
+        int alive, timeout;
+
+        if (!loop_may_park(h)) {
+            alive = uv_run(h->loop, UV_RUN_ONCE);
+        } else {
+            alive = uv_run(h->loop, UV_RUN_NOWAIT);
+            if (alive && !h->stop)
+                before_block(h);
+            timeout =
+                alive && !h->stop && !watches_pending(h->loop) ? uv_backend_timeout(h->loop) : 0;
+            h->sleep_until = timeout < 0 ? UINT64_MAX : uv_now(h->loop) + (uint64_t)timeout;
+            pthread_mutex_unlock(&h->loop_lock);
+            if (timeout != 0)
+                (void)poll(&p, 1, timeout); /* EINTR: the next turn polls again */
+            pthread_mutex_lock(&h->loop_lock);
+        }
+        if (!alive)
+            break;
+    }
+    h->stop = 0;
+    pthread_mutex_unlock(&h->loop_lock);
+}
+
+void wd_handoff_stop(wd_handoff_t *h)
+{
+    h->stop = 1;
+    uv_stop(h->loop);
+    uv_async_send(&h->async); /* the loop may be asleep (the caller a parked thread) */
+}
+
+void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb)
+{
+    h->park_cb = cb;
+}
+
+int wd_handoff_park_try_lock(wd_handoff_t *h)
+{
+    int ok;
+
+    if (h->park_cb == NULL || pthread_mutex_trylock(&h->loop_lock) != 0)
+        return 0;
+    pthread_mutex_lock(&h->lock);
+    ok = h->head == NULL && !h->closed && !h->stop && h->conns <= h->threads;
+    pthread_mutex_unlock(&h->lock);
+    if (!ok)
+        pthread_mutex_unlock(&h->loop_lock);
+    else
+        uv_update_time(h->loop);
+    return ok;
+}
+
+void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop)
+{
+    wake_loop = wake_loop || loop_must_look(h);
+    pthread_mutex_unlock(&h->loop_lock);
+    if (wake_loop)
+        uv_async_send(&h->async);
+}
+
+void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd)
+{
+    t->park = conn;
+    t->park_fd = fd;
+    h->parked++;
+    h->parks++;
+}
+
+int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req)
+{
+    wd_req_t *prev = NULL;
+
+    for (wd_req_t **pp = &h->batch_head; *pp; prev = *pp, pp = &(*pp)->next) {
+        if (*pp != req)
+            continue;
+        *pp = req->next;
+        if (h->batch_tail == req)
+            h->batch_tail = prev;
+        h->batch_n--;
+        req->next = NULL;
+        /* Its end is never lazy news: the thread finishes it under the loop lock or wakes the
+         * loop (the connection is not watched meanwhile). */
+        h->lazy_in_flight -= req->may_be_lazy != 0;
+        req->may_be_lazy = 0;
+        req->claimed = 1;
+        h->park_in_flight++;
+        pthread_mutex_lock(&h->lock);
+        t->busy = 1;
+        gauge_add(h->busy, 1);
+        pthread_mutex_unlock(&h->lock);
+        return 1;
+    }
+    return 0;
+}
+
+void wd_handoff_evict(wd_handoff_t *h, wd_handoff_thread_t *t)
+{
+    (void)h;
+    efd_wake(t);
+}
+
 wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t)
 {
     wd_req_t *req;
 
     pthread_mutex_lock(&h->lock);
     end_previous(h, t);
+    if (t->park != NULL && (h->head != NULL || h->closed)) {
+        /* Work is queued: the parked connection goes back to the loop first. */
+        pthread_mutex_unlock(&h->lock);
+        (void)park_end(h, t, 0);
+        pthread_mutex_lock(&h->lock);
+    }
     req = take_locked(h, t);
     pthread_mutex_unlock(&h->lock);
     return req;
@@ -375,7 +647,14 @@ static wd_req_t *spin_take(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 {
-    wd_req_t *req = spin_take(h, t);
+    wd_req_t *req;
+
+    while (t->park != NULL) {
+        req = park_wait(h, t);
+        if (req != NULL)
+            return req;
+    }
+    req = spin_take(h, t);
 
     if (req != NULL)
         return req;
@@ -550,7 +829,8 @@ static int rest(wd_handoff_t *h)
      * ending a request takes it too; at one connection that cost the p99). rest_high and
      * rest_low change only on this thread, before the threads start. */
     if (h->rest_fd < 0 || h->in_flight < h->rest_high || h->rest_high == 0 || h->writers > 0 ||
-        h->in_flight != h->lazy_in_flight || h->loop_spin.score > 0)
+        h->in_flight != h->lazy_in_flight || h->loop_spin.score > 0 || h->parked > 0 ||
+        h->park_in_flight > 0)
         return 0;
     pthread_mutex_lock(&h->lock);
     deep = h->rest_high > 0 && h->len >= h->rest_high && !h->closed;
@@ -587,7 +867,8 @@ static void spin_cb(uv_idle_t *i)
 {
     wd_handoff_t *h = i->data;
 
-    if (h->in_flight == 0 || wd_now_ns() > h->spin_until_ns) {
+    if (h->in_flight == 0 || wd_now_ns() > h->spin_until_ns || h->parked > 0 ||
+        h->park_in_flight > 0) {
         spin_paid(&h->loop_spin, h->spin_hit);
         uv_idle_stop(i);
         return;

@@ -22,14 +22,25 @@
  * the queue is down to one request a thread, so that the requests that came meanwhile cost one
  * wake-up together instead of one each; see handoff.c for when, and the figures.
  *
+ * Parking: at light load (nothing queued, and no more connections than threads) a thread that
+ * sent a keep-alive response whole keeps its connection and waits on it itself (poll), instead of
+ * on its futex while the loop waits on the socket: the next request then costs one wake-up (the
+ * thread's) instead of two. The
+ * thread reads and dispatches it with the loop's own code, under the loop lock, which the loop
+ * holds except while it blocks; the loop does not watch a parked connection. A request pushed to
+ * a parked thread (it is on the idle stack, behind the threads that sleep plainly) wakes it
+ * through its eventfd, and it gives the connection back to the loop; so does a loop that wants to
+ * close the connection (keepalive-timeout, a graceful stop). See handoff.c for the figures.
+ *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
  * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
  * load (where nothing comes within busy-poll) neither spins.
  *
- * Thread rules: wd_handoff_dispatch, _done, _release, _remove, _set_threads, _writers and the
- * callbacks run on the loop thread; wd_handoff_next, _wait and _notify on the Python threads (any
- * GIL state; _wait with it released). */
+ * Thread rules: wd_handoff_dispatch, _done, _release, _remove, _set_threads, _writers, _stop,
+ * _evict and the callbacks run on the loop thread, or on a Python thread that holds the loop lock
+ * (parking); wd_handoff_next, _wait, _notify and the parking calls on the Python threads (any GIL
+ * state; _wait with it released). */
 #ifndef WD_DAEMON_HANDOFF_H
 #define WD_DAEMON_HANDOFF_H
 
@@ -60,13 +71,24 @@ typedef struct wd_handoff_node {
 
 typedef void (*wd_handoff_node_cb)(wd_handoff_node_t *node);
 
+typedef struct wd_handoff_thread wd_handoff_thread_t;
+/* The loop lock held: thread t, parked on conn, woke. input: the connection is readable (or hung
+ * up); otherwise the thread gives it back. Returns the request the thread is to serve (claimed
+ * with wd_handoff_claim), or NULL when the connection is the loop's again; sets *wake_loop when
+ * the loop must look (a watch, a handle or the stop changed while it slept). */
+typedef wd_req_t *(*wd_handoff_park_cb)(void *conn, wd_handoff_thread_t *t, int input,
+                                        int *wake_loop);
+
 /* One per Python thread; the caller owns the storage (see wd_handoff_thread_init). */
-typedef struct wd_handoff_thread {
+struct wd_handoff_thread {
     _Atomic uint32_t wake;          /* futex word: asleep, or woken by a push or close */
     struct wd_handoff_thread *next; /* on the idle stack */
     wd_req_t *req;                  /* the request handed to it while it slept */
     int busy;                       /* it holds a request (for the busy gauge) */
-} wd_handoff_thread_t;
+    int efd;                        /* eventfd: wakes it while parked (-1: it never parks) */
+    void *park;                     /* the connection it is parked on (loop lock) */
+    int park_fd;                    /* ... and its socket */
+};
 
 struct wd_handoff {
     /* Shared, under lock. */
@@ -74,8 +96,9 @@ struct wd_handoff {
     wd_req_t *head; /* requests no thread has taken yet, oldest first */
     wd_req_t *tail;
     size_t len;
-    wd_handoff_thread_t *idle; /* sleeping threads, the last to go idle on top */
-    int spinner;               /* a thread polls the queue before it sleeps */
+    wd_handoff_thread_t *idle;        /* sleeping threads, the last to go idle on top */
+    wd_handoff_thread_t *parked_idle; /* threads waiting on their parked connection */
+    int spinner;                      /* a thread polls the queue before it sleeps */
     int closed;
     uint64_t spin_ns;              /* busy-poll; 0 = never spin */
     wd_handoff_spin_t thread_spin; /* how the threads' spinning paid lately */
@@ -114,6 +137,19 @@ struct wd_handoff {
     size_t writers;       /* loop: connections waiting for it to send (it does not rest) */
     unsigned rest_max_ms; /* a rest's longest (WD_HANDOFF_REST_MAX_MS) */
     uint64_t rests;       /* loop: rests so far */
+
+    /* Parking (see handoff.c). The loop lock is held by the loop thread except while it blocks,
+     * and by a parked thread while it runs the loop's code for its connection. */
+    pthread_mutex_t loop_lock;
+    wd_handoff_park_cb park_cb; /* NULL: no thread parks */
+    unsigned threads;
+    size_t conns;          /* loop lock: the worker's open connections (threads park only while
+                              they are no more than the threads) */
+    size_t parked;         /* loop lock: threads parked on a connection */
+    size_t park_in_flight; /* loop lock: requests claimed by such a thread, not yet done */
+    int stop;              /* loop lock: wd_handoff_run returns */
+    uint64_t sleep_until;  /* loop lock: when the loop, asleep, wakes by itself (uv_now ms) */
+    uint64_t parks;        /* loop lock: parks so far */
 };
 
 /* Sets h up on loop (the async, check and idle handles are made here; the check and idle ones do
@@ -127,6 +163,31 @@ void wd_handoff_destroy(wd_handoff_t *h);
 
 /* Loop: how many Python threads take the requests; the loop rests only once this is set. */
 void wd_handoff_set_threads(wd_handoff_t *h, unsigned threads);
+/* Loop thread, instead of uv_run: runs the loop until it has nothing left or wd_handoff_stop. */
+void wd_handoff_run(wd_handoff_t *h);
+/* Loop lock held: wd_handoff_run returns after this turn. */
+void wd_handoff_stop(wd_handoff_t *h);
+/* Before the threads start: how a parked thread's connection is served (NULL: nobody parks). */
+void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb);
+
+/* Python thread, parking. _try_lock takes the loop lock if it is free (the loop does not hold it
+ * in the middle of a turn), and only where a thread may park now: nothing is queued. _unlock
+ * lets it go, and wakes the loop when wake_loop says it must look. _park (loop lock held) puts
+ * the connection in t's keeping; wd_handoff_wait then waits on it. _claim (loop lock held, from
+ * the park callback): req, just dispatched, is t's at once instead of going through the queue. */
+int wd_handoff_park_try_lock(wd_handoff_t *h);
+void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop);
+void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd);
+int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req);
+/* Loop lock held: the loop wants the connection t is parked on back (to close it): wakes t, which
+ * calls the park callback with input 0. */
+void wd_handoff_evict(wd_handoff_t *h, wd_handoff_thread_t *t);
+
+/* Loop lock held: the worker has n connections open. */
+static inline void wd_handoff_conns(wd_handoff_t *h, size_t n)
+{
+    h->conns = n;
+}
 /* Loop: a connection starts (+1) or stops (-1) waiting for the loop to send it bytes; the loop
  * does not rest while one does. */
 static inline void wd_handoff_writers(wd_handoff_t *h, int delta)

@@ -514,12 +514,27 @@ int wd_out_flush(wd_out_t *out)
 
 void wd_out_finish(wd_out_t *out, int keep_alive)
 {
+    (void)wd_out_finish_park(out, keep_alive, NULL);
+}
+
+int wd_out_finish_park(wd_out_t *out, int keep_alive, void *thread)
+{
+    int whole, park = 0;
+
     pthread_mutex_lock(&out->lock);
     flush_locked(out);
     out->hold = 0;
     out->finished = 1;
     out->finished_ns = wd_now_ns();
     out->keep_alive = keep_alive;
+    whole = out->head == NULL && !out->aborted && keep_alive > 0 && !out->loop_waits;
+    if (out->park != NULL && thread != NULL)
+        park = out->park(out, out->wake_data, thread, whole);
+    if (park == 1) {
+        pthread_mutex_unlock(&out->lock);
+        out->parked(out, out->wake_data, thread);
+        return 1;
+    }
     /* Woken with the lock held: the loop sees `finished` only after this call has returned from
      * the wake callback, so it cannot free the connection under our feet. A keep-alive response
      * that went out whole needs nothing of the loop soon: it learns at its next turn. (One that
@@ -528,9 +543,9 @@ void wd_out_finish(wd_out_t *out, int keep_alive)
      * loop already waits for it: the client got the bytes and sent its next request before
      * this call (the bytes went out in an earlier flush). */
     if (out->wake)
-        out->wake(out, out->wake_data,
-                  out->head == NULL && !out->aborted && keep_alive > 0 && !out->loop_waits);
+        out->wake(out, out->wake_data, whole && park == 0);
     pthread_mutex_unlock(&out->lock);
+    return 0;
 }
 
 int wd_out_is_finished(wd_out_t *out)

@@ -18,7 +18,8 @@
  * Thread rules: wd_out_write/_file are called by the Python thread with the GIL released
  * (wd_out_try_writev, _flush and _finish may keep it: they never block);
  * wd_out_send/_abort/_reset by the loop thread. The wake callback runs in the producer's thread
- * and must only signal the loop. */
+ * and must only signal the loop; the park callback may take the loop lock (trylock: the loop
+ * takes this lock under its own) and `parked` then runs the loop's code under it. */
 #ifndef WD_DAEMON_OUT_H
 #define WD_DAEMON_OUT_H
 
@@ -42,6 +43,13 @@ typedef struct wd_out_budget {
 typedef struct wd_out_seg wd_out_seg_t;
 /* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
 typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int lazy);
+/* Parking (handoff.h), asked by wd_out_finish_park with the lock held, of a finished response:
+ * whether the producer's thread keeps the connection. Returns 1 when it does (the callback then
+ * holds what it needs, and `parked` runs after the unlock to complete the response), 0 when not,
+ * -1 when not and the finish must wake the loop even if it could be lazy. whole: the response
+ * went out whole and the connection may serve another request. */
+typedef int (*wd_out_park_cb)(wd_out_t *out, void *data, void *thread, int whole);
+typedef void (*wd_out_parked_cb)(wd_out_t *out, void *data, void *thread);
 
 struct wd_out {
     pthread_mutex_t lock;
@@ -68,6 +76,8 @@ struct wd_out {
     uint64_t finished_ns; /* when the producer called wd_out_finish (wd_now_ns) */
     wd_out_wake_cb wake;
     void *wake_data;
+    wd_out_park_cb park; /* NULL: no parking */
+    wd_out_parked_cb parked;
     const wd_out_budget_t *budget; /* NULL: none */
 };
 
@@ -100,6 +110,9 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);
  * close-delimited body cut short for a whole one. Call exactly once per response. */
 #define WD_OUT_RESET (-1)
 void wd_out_finish(wd_out_t *out, int keep_alive);
+/* wd_out_finish by a Python thread (thread: its handoff.h state), which may keep the connection
+ * (park): returns 1 when it did. */
+int wd_out_finish_park(wd_out_t *out, int keep_alive, void *thread);
 /* While the loop has not been handed the response (`hold`), sends what is buffered with one
  * non-blocking writev; whatever the socket does not take goes to the loop (waking it), which then
  * owns the rest of the response. Returns 0 or -EPIPE. */

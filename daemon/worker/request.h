@@ -32,6 +32,7 @@ struct wd_req {
     uint64_t t_queued_ns; /* when pushed onto the queue */
     uint64_t t_taken_ns;  /* when a Python thread took it (set by that thread) */
     int may_be_lazy;      /* its end may be news the loop learns late (see handoff.h) */
+    int claimed;          /* taken by the thread parked on its connection (handoff.h) */
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
     const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */

@@ -168,7 +168,7 @@ static void closed(void *owner)
     wd_worker_t *w = owner;
 
     if (w->stopping && w->conns.n == 0) {
-        uv_stop(w->loop);
+        wd_handoff_stop(&w->handoff);
     } else if (w->accept.full) {
         w->accept.full = 0; /* below max-connections again */
         wd_accept_update(&w->accept);
@@ -192,7 +192,7 @@ static void stop_timer_cb(uv_timer_t *t)
 
     wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running; closing them",
                 w->conns.n, wd_handoff_in_flight(&w->handoff));
-    uv_stop(w->loop);
+    wd_handoff_stop(&w->handoff);
 }
 
 static void worker_stop(wd_worker_t *w, const char *why)
@@ -209,7 +209,7 @@ static void worker_stop(wd_worker_t *w, const char *why)
     if (grace > 0)
         uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);
     if (w->conns.n == 0)
-        uv_stop(w->loop);
+        wd_handoff_stop(&w->handoff);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -422,6 +422,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,
                     &w->score->queued, &w->score->busy_threads);
     wd_handoff_set_threads(&w->handoff, (unsigned)w->group->threads);
+    wd_handoff_set_park(&w->handoff, wd_conn_park_cb);
     w->conns = (wd_conns_t){
         .loop = w->loop,
         .group = w->group,
@@ -480,9 +481,10 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     wd_score_set(&w->score->ready, 1);
     say_master("ready\n");
 
-    uv_run(w->loop, UV_RUN_DEFAULT);
+    wd_handoff_run(&w->handoff);
 
-    wd_log_info("stopped after %llu requests", (unsigned long long)w->served);
+    wd_log_info("stopped after %llu requests (%llu of them on a connection its thread kept)",
+                (unsigned long long)w->served, (unsigned long long)w->handoff.parks);
     if (wd_handoff_in_flight(&w->handoff) > 0) {
         /* Threads are still inside the app: do not wait for them. */
         fflush(NULL);

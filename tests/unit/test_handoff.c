@@ -12,12 +12,19 @@
  *     back to its shortest once it finds some;
  *   - the loop rests while the queue holds two requests a thread, and only then; a thread that
  *     takes the queue down to one request a thread ends the rest, and so does news that must
- *     not wait (the rest's bound is made so long here that only a wake-up can end it). */
+ *     not wait (the rest's bound is made so long here that only a wake-up can end it);
+ *   - parking: a thread parked on a connection (a socketpair here) serves the request that comes
+ *     on it itself (claimed: no queue, no lazy end); a push goes to a plain sleeper first, and to
+ *     a parked thread only when none sleeps, which then gives its connection back before it
+ *     serves; the loop can ask for the connection back (evict), and close wakes a parked thread;
+ *     a thread may park only with the loop lock free, nothing queued and no more connections than
+ *     threads. */
 #include "handoff.h"
 #include "testutil.h"
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 static uv_loop_t loop;
@@ -405,6 +412,186 @@ static void test_rest(void)
     T_CHECK(uv_loop_close(&loop) == 0, "loop closes");
 }
 
+/* --- parking ---------------------------------------------------------------------------------- */
+
+typedef struct park_conn {
+    int fd;
+    wd_req_t req;
+    int inputs, give_backs; /* the callback's calls */
+} park_conn_t;
+
+/* The park callback (loop lock held): a byte on the connection is a whole request, which the
+ * thread claims; otherwise the connection is given back. */
+static wd_req_t *park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wake_loop)
+{
+    park_conn_t *pc = conn;
+    char b;
+
+    if (!input || read(pc->fd, &b, 1) != 1) {
+        pc->give_backs++;
+        *wake_loop = 1;
+        return NULL;
+    }
+    pc->inputs++;
+    memset(&pc->req, 0, sizeof pc->req);
+    pc->req.may_be_lazy = 1;
+    wd_handoff_dispatch(&h, &pc->req);
+    T_CHECK(wd_handoff_claim(&h, t, &pc->req), "the request just dispatched is claimed");
+    return &pc->req;
+}
+
+typedef struct parker {
+    pthread_t tid;
+    wd_handoff_thread_t t;
+    park_conn_t *pc;
+    wd_req_t *got;
+    int parked; /* wd_handoff_park_try_lock said yes */
+    int done;
+} parker_t;
+
+/* Parks on its connection (as a thread does when it ends a response) and waits. */
+static void *parker_main(void *arg)
+{
+    parker_t *p = arg;
+
+    p->parked = wd_handoff_park_try_lock(&h);
+    if (p->parked) {
+        wd_handoff_park(&h, &p->t, p->pc, p->pc->fd);
+        wd_handoff_loop_unlock(&h, 0);
+    }
+    p->got = wd_handoff_wait(&h, &p->t);
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void parker_start(parker_t *p, park_conn_t *pc)
+{
+    memset(p, 0, sizeof *p);
+    p->pc = pc;
+    wd_handoff_thread_init(&p->t);
+    pthread_create(&p->tid, NULL, parker_main, p);
+}
+
+static void parker_join(parker_t *p)
+{
+    pthread_join(p->tid, NULL);
+    wd_handoff_thread_destroy(&p->t);
+}
+
+static size_t parked_idle_count(void)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&h.lock);
+    for (wd_handoff_thread_t *t = h.parked_idle; t; t = t->next)
+        n++;
+    pthread_mutex_unlock(&h.lock);
+    return n;
+}
+
+static void wait_parked(size_t n)
+{
+    while (parked_idle_count() != n)
+        sched_yield();
+}
+
+static void test_park(void)
+{
+    int sv[2];
+    park_conn_t pc = {0};
+    wd_req_t r = {0}, r2 = {0};
+    parker_t p;
+    waiter_t plain;
+
+    setup();
+    T_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
+    pc.fd = sv[0];
+    wd_handoff_set_threads(&h, 2);
+    wd_handoff_conns(&h, 1);
+
+    /* No park callback: nobody parks. */
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking without a callback");
+    wd_handoff_set_park(&h, park_cb);
+
+    /* Not while a request is queued, with more connections than threads, or with the loop lock
+     * held (the loop in the middle of a turn). */
+    wd_handoff_dispatch(&h, &r);
+    wd_handoff_flush(&h);
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with a request queued");
+    T_CHECK(wd_handoff_remove(&h, &r), "taken back");
+    wd_handoff_done(&h, &r);
+    wd_handoff_conns(&h, 3);
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with 3 connections for 2 threads");
+    wd_handoff_conns(&h, 1);
+    pthread_mutex_lock(&h.loop_lock);
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while the loop holds its lock");
+    pthread_mutex_unlock(&h.loop_lock);
+
+    /* A request on the parked connection: the thread serves it itself. */
+    parker_start(&p, &pc);
+    wait_parked(1);
+    T_CHECK(p.parked && h.parked == 1, "parked: %zu", h.parked);
+    T_CHECK(write(sv[1], "R", 1) == 1, "request written");
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    parker_join(&p);
+    T_CHECK(p.got == &pc.req && pc.inputs == 1 && pc.give_backs == 0, "served its own request");
+    T_CHECK(pc.req.claimed && !pc.req.may_be_lazy, "claimed, and its end is not lazy");
+    T_CHECK(h.parked == 0 && h.park_in_flight == 1 && h.lazy_in_flight == 0 &&
+                wd_handoff_in_flight(&h) == 1,
+            "parked %zu, claimed in flight %zu", h.parked, h.park_in_flight);
+    T_CHECK(busy == 1 && depth == 0, "busy %llu depth %llu", (unsigned long long)busy,
+            (unsigned long long)depth);
+    wd_handoff_done(&h, &pc.req);
+    T_CHECK(h.park_in_flight == 0 && wd_handoff_in_flight(&h) == 0, "done");
+    busy = 0;
+
+    /* A push goes to the plain sleeper, not to the parked thread. */
+    parker_start(&p, &pc);
+    wait_parked(1);
+    waiter_start(&plain);
+    wait_idle(1);
+    wd_handoff_dispatch(&h, &r);
+    wd_handoff_flush(&h);
+    waiter_join(&plain);
+    T_CHECK(plain.got == &r && !r.claimed, "the plain sleeper took the pushed request");
+    T_CHECK(parked_idle_count() == 1 && pc.give_backs == 0, "the parked thread still waits");
+    wd_handoff_done(&h, &r);
+
+    /* With nobody else asleep, a push wakes the parked thread: the connection goes back first. */
+    wd_handoff_dispatch(&h, &r2);
+    wd_handoff_flush(&h);
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    parker_join(&p);
+    T_CHECK(p.got == &r2 && pc.give_backs == 1 && h.parked == 0, "gave back, then served r2");
+    wd_handoff_done(&h, &r2);
+
+    /* The loop wants the connection back: the thread gives it and sleeps on; close wakes it. */
+    parker_start(&p, &pc);
+    wait_parked(1);
+    pthread_mutex_lock(&h.loop_lock);
+    wd_handoff_evict(&h, &p.t);
+    pthread_mutex_unlock(&h.loop_lock);
+    wait_idle(1);
+    T_CHECK(pc.give_backs == 2 && h.parked == 0 && parked_idle_count() == 0,
+            "evicted: gave it back, now a plain sleeper");
+    wd_handoff_close(&h);
+    parker_join(&p);
+    T_CHECK(p.got == NULL, "close: NULL");
+
+    /* Close wakes a parked thread too (it gives its connection back). */
+    h.closed = 0;
+    parker_start(&p, &pc);
+    wait_parked(1);
+    wd_handoff_close(&h);
+    parker_join(&p);
+    T_CHECK(p.got == NULL && pc.give_backs == 3 && h.parked == 0, "closed while parked");
+    close(sv[0]);
+    close(sv[1]);
+    teardown();
+}
+
 int main(void)
 {
     test_fifo_queue();
@@ -415,5 +602,6 @@ int main(void)
     test_lazy_in_flight();
     test_lazy_bound();
     test_rest();
+    test_park();
     return t_summary("handoff");
 }
