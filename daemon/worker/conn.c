@@ -170,7 +170,6 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
         cs->tail = c;
     cs->list = c;
     cs->n++;
-    wd_handoff_conns(cs->handoff, cs->n);
     wd_score_add(&cs->score->connections, 1);
     conn_timer(c, cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
@@ -250,7 +249,6 @@ void wd_conn_close(wd_conn_t *c)
     else
         cs->tail = c->prev;
     cs->n--;
-    wd_handoff_conns(cs->handoff, cs->n);
     wd_score_sub(&cs->score->connections, 1);
     if (c->poll_inited)
         uv_close((uv_handle_t *)&c->poll, conn_closed_cb);

@@ -22,11 +22,20 @@
  *   loop's share 25 us, against uWSGI's 1.1 and 43 us (its thread reads, runs and writes alone).
  *   With the thread parked on the connection: 1.0 context switch and 32-38 us a request, the
  *   loop's share under 1 us; at 4 connections 30-32 us against 39-46, p99 unchanged (nginx
- *   keep-alive, hello, 5 s A/B runs). Only while the worker has no more connections than threads:
- *   at -c64 every park ended in a push that woke the parked thread, which gave its connection
- *   back (three epoll_ctl and a wake-up of the loop each time), and hello fell from 19.2k to 15.8k
- *   req/s, the threads' CPU doubling. The loop lets go of its lock when it blocks only while a
- *   thread may park; otherwise it sleeps in libuv holding it (no poll() more a wake-up). */
+ *   keep-alive, hello, 5 s A/B runs). Only at light load: parking whenever the queue was empty
+ *   took hello at -c64 from 19.2k to 15.8k req/s, the threads' CPU doubling (most parks ended in
+ *   a push for another connection: the connection went back, three epoll_ctl and a wake-up of the
+ *   loop each time), and so did a loop that let go of its lock whenever a request or none was in
+ *   flight (-c64, nobody parking: 45-48 us a request against 29-40). So a thread parks only while
+ *   the loop sleeps (awake, it takes many connections a turn and saves nothing), with at most
+ *   half the threads and one requests in flight, and while parking paid lately (park_pays: a park
+ *   that served its own connection adds 2, one a push ended takes 4). The loop lets go of its lock
+ *   when it blocks only with one request or none in flight, or while a thread parks or serves
+ *   its connection; otherwise it sleeps in libuv holding it (no poll() more a wake-up). Measured
+ *   then (5 s A/B, main vs parking): -c64 17.6k/36.2 us vs 20.4k/37.9 and 17.0k/37.4 vs
+ *   17.1k/42.2; one connection after a -c64 burst (32 idle connections left open by nginx)
+ *   46.1 vs 34.6 us, p99 0.21 vs 0.17 ms; -c4 38.1 vs 34.4 us; 0.5 ms and 5 ms I/O and uwsgi_pass
+ *   unchanged within the noise (nobody parks there). */
 #include "handoff.h"
 
 #include <errno.h>
@@ -405,9 +414,22 @@ static int loop_must_look(wd_handoff_t *h)
     return timeout == 0 || (timeout > 0 && uv_now(h->loop) + (uint64_t)timeout < h->sleep_until);
 }
 
-/* Thread, no lock held: t's parked connection goes back to the loop, or (input) has a request. */
-static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int input)
+/* Why a park ends. */
+enum { PARK_END_INPUT, PARK_END_WORK, PARK_END_LOOP };
+
+/* A park that ended because a request for another connection needed the thread: it gives its
+ * connection back (three epoll_ctl and a wake-up of the loop) and saved nothing. It costs the score
+ * 4, where a park that served its own connection's request adds 2 (spin_paid). */
+static void park_missed(wd_handoff_t *h)
 {
+    for (int i = 0; i < 4; i++)
+        spin_paid(&h->park_pays, 0);
+}
+
+/* Thread, no lock held: t's parked connection goes back to the loop, or (input) has a request. */
+static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int why)
+{
+    int input = why == PARK_END_INPUT;
     void *conn;
     wd_req_t *req;
     int wake = 0;
@@ -419,6 +441,10 @@ static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int input)
     t->park_fd = -1;
     h->parked--;
     req = h->park_cb(conn, t, input, &wake);
+    if (req != NULL)
+        spin_paid(&h->park_pays, 1); /* the park served its own connection's request */
+    else if (why == PARK_END_WORK)
+        park_missed(h);
     wake = wake || loop_must_look(h);
     pthread_mutex_unlock(&h->loop_lock);
     if (wake)
@@ -438,7 +464,7 @@ static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     pthread_mutex_lock(&h->lock);
     if (h->head != NULL || h->closed) {
         pthread_mutex_unlock(&h->lock);
-        return park_end(h, t, 0);
+        return park_end(h, t, h->closed ? PARK_END_LOOP : PARK_END_WORK);
     }
     t->next = h->parked_idle;
     h->parked_idle = t;
@@ -467,10 +493,10 @@ static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     t->req = NULL;
     pthread_mutex_unlock(&h->lock);
     if (taken) { /* by a push (req) or close: the connection goes back first */
-        (void)park_end(h, t, 0);
+        (void)park_end(h, t, req != NULL ? PARK_END_WORK : PARK_END_LOOP);
         return req;
     }
-    return park_end(h, t, p[0].revents != 0);
+    return park_end(h, t, p[0].revents != 0 ? PARK_END_INPUT : PARK_END_LOOP);
 }
 
 /* What the prepare phase does before libuv blocks, done again before this file blocks in
@@ -485,8 +511,8 @@ static void before_block(wd_handoff_t *h)
  * poll more a wake-up), and otherwise keeps it through its turn. */
 static int loop_may_park(const wd_handoff_t *h)
 {
-    return h->park_cb != NULL && (h->parked > 0 || h->park_in_flight > 0 ||
-                                  (h->conns <= h->threads && h->lazy_in_flight > 0));
+    return h->park_cb != NULL &&
+           (h->parked > 0 || h->park_in_flight > 0 || (h->lazy_in_flight > 0 && h->in_flight <= 1));
 }
 
 void wd_handoff_run(wd_handoff_t *h)
@@ -506,10 +532,12 @@ void wd_handoff_run(wd_handoff_t *h)
             timeout =
                 alive && !h->stop && !watches_pending(h->loop) ? uv_backend_timeout(h->loop) : 0;
             h->sleep_until = timeout < 0 ? UINT64_MAX : uv_now(h->loop) + (uint64_t)timeout;
+            h->asleep = timeout != 0;
             pthread_mutex_unlock(&h->loop_lock);
             if (timeout != 0)
                 (void)poll(&p, 1, timeout); /* EINTR: the next turn polls again */
             pthread_mutex_lock(&h->loop_lock);
+            h->asleep = 0;
         }
         if (!alive)
             break;
@@ -528,6 +556,7 @@ void wd_handoff_stop(wd_handoff_t *h)
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb)
 {
     h->park_cb = cb;
+    h->park_pays.score = 2; /* a worker starts at light load */
 }
 
 int wd_handoff_park_try_lock(wd_handoff_t *h)
@@ -537,7 +566,10 @@ int wd_handoff_park_try_lock(wd_handoff_t *h)
     if (h->park_cb == NULL || pthread_mutex_trylock(&h->loop_lock) != 0)
         return 0;
     pthread_mutex_lock(&h->lock);
-    ok = h->head == NULL && !h->closed && !h->stop && h->conns <= h->threads;
+    /* Only while the loop sleeps: a loop that is awake anyway (under load it takes many
+     * connections a turn) saves nothing when a thread keeps one, which then costs epoll_ctl. */
+    ok = h->asleep && h->head == NULL && h->in_flight <= h->threads / 2 + 1 && !h->closed &&
+         !h->stop && spin_worth(&h->park_pays);
     pthread_mutex_unlock(&h->lock);
     if (!ok)
         pthread_mutex_unlock(&h->loop_lock);
@@ -556,6 +588,14 @@ void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop)
 
 void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd)
 {
+    uint64_t n;
+
+    /* A wake-up left from an earlier push (written after the thread had seen it taken) would end
+     * this park at once; the loop cannot have asked for this connection yet (it would need the
+     * lock). */
+    if (read(t->efd, &n, sizeof n) < 0) {
+        /* EAGAIN: none */
+    }
     t->park = conn;
     t->park_fd = fd;
     h->parked++;
@@ -604,7 +644,7 @@ wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t)
     if (t->park != NULL && (h->head != NULL || h->closed)) {
         /* Work is queued: the parked connection goes back to the loop first. */
         pthread_mutex_unlock(&h->lock);
-        (void)park_end(h, t, 0);
+        (void)park_end(h, t, h->closed ? PARK_END_LOOP : PARK_END_WORK);
         pthread_mutex_lock(&h->lock);
     }
     req = take_locked(h, t);

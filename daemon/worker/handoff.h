@@ -22,9 +22,9 @@
  * the queue is down to one request a thread, so that the requests that came meanwhile cost one
  * wake-up together instead of one each; see handoff.c for when, and the figures.
  *
- * Parking: at light load (nothing queued, and no more connections than threads) a thread that
- * sent a keep-alive response whole keeps its connection and waits on it itself (poll), instead of
- * on its futex while the loop waits on the socket: the next request then costs one wake-up (the
+ * Parking: at light load (nothing queued, and while parking paid lately) a thread that sent a
+ * keep-alive response whole keeps its connection and waits on it itself (poll), instead of on its
+ * futex while the loop waits on the socket: the next request then costs one wake-up (the
  * thread's) instead of two. The
  * thread reads and dispatches it with the loop's own code, under the loop lock, which the loop
  * holds except while it blocks; the loop does not watch a parked connection. A request pushed to
@@ -143,13 +143,13 @@ struct wd_handoff {
     pthread_mutex_t loop_lock;
     wd_handoff_park_cb park_cb; /* NULL: no thread parks */
     unsigned threads;
-    size_t conns;          /* loop lock: the worker's open connections (threads park only while
-                              they are no more than the threads) */
-    size_t parked;         /* loop lock: threads parked on a connection */
-    size_t park_in_flight; /* loop lock: requests claimed by such a thread, not yet done */
-    int stop;              /* loop lock: wd_handoff_run returns */
-    uint64_t sleep_until;  /* loop lock: when the loop, asleep, wakes by itself (uv_now ms) */
-    uint64_t parks;        /* loop lock: parks so far */
+    wd_handoff_spin_t park_pays; /* loop lock: how parking paid lately (see handoff.c) */
+    size_t parked;               /* loop lock: threads parked on a connection */
+    size_t park_in_flight;       /* loop lock: requests claimed by such a thread, not yet done */
+    int stop;                    /* loop lock: wd_handoff_run returns */
+    uint64_t sleep_until;        /* loop lock: when the loop, asleep, wakes by itself (uv_now ms) */
+    int asleep;                  /* loop lock: the loop blocks in wd_handoff_run, lock let go */
+    uint64_t parks;              /* loop lock: parks so far */
 };
 
 /* Sets h up on loop (the async, check and idle handles are made here; the check and idle ones do
@@ -171,7 +171,8 @@ void wd_handoff_stop(wd_handoff_t *h);
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb);
 
 /* Python thread, parking. _try_lock takes the loop lock if it is free (the loop does not hold it
- * in the middle of a turn), and only where a thread may park now: nothing is queued. _unlock
+ * in the middle of a turn), and only where a thread may park now: nothing is queued, and parking
+ * paid lately. _unlock
  * lets it go, and wakes the loop when wake_loop says it must look. _park (loop lock held) puts
  * the connection in t's keeping; wd_handoff_wait then waits on it. _claim (loop lock held, from
  * the park callback): req, just dispatched, is t's at once instead of going through the queue. */
@@ -183,11 +184,6 @@ int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req);
  * calls the park callback with input 0. */
 void wd_handoff_evict(wd_handoff_t *h, wd_handoff_thread_t *t);
 
-/* Loop lock held: the worker has n connections open. */
-static inline void wd_handoff_conns(wd_handoff_t *h, size_t n)
-{
-    h->conns = n;
-}
 /* Loop: a connection starts (+1) or stops (-1) waiting for the loop to send it bytes; the loop
  * does not rest while one does. */
 static inline void wd_handoff_writers(wd_handoff_t *h, int delta)

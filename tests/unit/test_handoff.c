@@ -17,8 +17,9 @@
  *     on it itself (claimed: no queue, no lazy end); a push goes to a plain sleeper first, and to
  *     a parked thread only when none sleeps, which then gives its connection back before it
  *     serves; the loop can ask for the connection back (evict), and close wakes a parked thread;
- *     a thread may park only with the loop lock free, nothing queued and no more connections than
- *     threads. */
+ *     a thread may park only with the loop lock free and the loop asleep, nothing queued, no more
+ *     requests in flight than half the threads and one, and while parking paid lately (a park that serves its own connection adds to the score, one a push ends takes
+ *     twice as much from it). */
 #include "handoff.h"
 #include "testutil.h"
 
@@ -507,25 +508,36 @@ static void test_park(void)
     T_CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0, "socketpair");
     pc.fd = sv[0];
     wd_handoff_set_threads(&h, 2);
-    wd_handoff_conns(&h, 1);
+    h.park_pays.score = 1; /* parking paid lately */
+    h.asleep = 1;          /* the loop sleeps in wd_handoff_run */
 
     /* No park callback: nobody parks. */
     T_CHECK(!wd_handoff_park_try_lock(&h), "no parking without a callback");
     wd_handoff_set_park(&h, park_cb);
 
-    /* Not while a request is queued, with more connections than threads, or with the loop lock
-     * held (the loop in the middle of a turn). */
+    /* Not while a request is queued, while parking does not pay (but for one try in
+     * SPIN_PROBE), or with the loop lock held (the loop in the middle of a turn). */
     wd_handoff_dispatch(&h, &r);
     wd_handoff_flush(&h);
     T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with a request queued");
     T_CHECK(wd_handoff_remove(&h, &r), "taken back");
     wd_handoff_done(&h, &r);
-    wd_handoff_conns(&h, 3);
-    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with 3 connections for 2 threads");
-    wd_handoff_conns(&h, 1);
+    h.park_pays.score = -4;
+    h.park_pays.skipped = 0;
+    for (int i = 0; i < 15; i++)
+        T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while it does not pay (try %d)", i);
+    T_CHECK(wd_handoff_park_try_lock(&h), "... but for one try in 16");
+    wd_handoff_loop_unlock(&h, 0);
+    h.park_pays.score = 1;
     pthread_mutex_lock(&h.loop_lock);
     T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while the loop holds its lock");
     pthread_mutex_unlock(&h.loop_lock);
+    h.asleep = 0;
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while the loop is awake (between turns)");
+    h.asleep = 1;
+    h.in_flight = 4;
+    T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with 4 requests in flight for 2 threads");
+    h.in_flight = 0;
 
     /* A request on the parked connection: the thread serves it itself. */
     parker_start(&p, &pc);
@@ -536,6 +548,8 @@ static void test_park(void)
         sched_yield();
     parker_join(&p);
     T_CHECK(p.got == &pc.req && pc.inputs == 1 && pc.give_backs == 0, "served its own request");
+    T_CHECK(h.park_pays.score == 3, "a park that served its own connection pays: %d",
+            h.park_pays.score);
     T_CHECK(pc.req.claimed && !pc.req.may_be_lazy, "claimed, and its end is not lazy");
     T_CHECK(h.parked == 0 && h.park_in_flight == 1 && h.lazy_in_flight == 0 &&
                 wd_handoff_in_flight(&h) == 1,
@@ -565,6 +579,8 @@ static void test_park(void)
         sched_yield();
     parker_join(&p);
     T_CHECK(p.got == &r2 && pc.give_backs == 1 && h.parked == 0, "gave back, then served r2");
+    T_CHECK(h.park_pays.score == -1, "a park that a push ended did not pay: %d", h.park_pays.score);
+    h.park_pays.score = 1;
     wd_handoff_done(&h, &r2);
 
     /* The loop wants the connection back: the thread gives it and sleeps on; close wakes it. */
