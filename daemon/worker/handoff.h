@@ -22,15 +22,15 @@
  * the queue is down to one request a thread, so that the requests that came meanwhile cost one
  * wake-up together instead of one each; see handoff.c for when, and the figures.
  *
- * Parking: at light load (nothing queued, and while parking paid lately) a thread that sent a
- * keep-alive response whole keeps its connection and waits on it itself (poll), instead of on its
- * futex while the loop waits on the socket: the next request then costs one wake-up (the
- * thread's) instead of two. The
- * thread reads and dispatches it with the loop's own code, under the loop lock, which the loop
- * holds except while it blocks; the loop does not watch a parked connection. A request pushed to
- * a parked thread (it is on the idle stack, behind the threads that sleep plainly) wakes it
- * through its eventfd, and it gives the connection back to the loop; so does a loop that wants to
- * close the connection (keepalive-timeout, a graceful stop). See handoff.c for the figures.
+ * Parking: at light load (the loop asleep, nothing queued, few requests in flight, and while
+ * parking paid lately) a thread that sent a keep-alive response whole keeps its connection and
+ * waits on it itself (poll), instead of on its futex while the loop waits on the socket: the next
+ * request then costs one wake-up (the thread's) instead of two. The thread reads and dispatches it
+ * with the loop's own code, under the loop lock, which the loop holds except while it blocks; the
+ * loop does not watch a parked connection. A request pushed to a parked thread (it is on the idle
+ * stack, behind the threads that sleep plainly) wakes it through its eventfd, and it gives the
+ * connection back to the loop; so does a loop that wants to close the connection
+ * (keepalive-timeout, a graceful stop). See handoff.c for the gates and the figures.
  *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
@@ -170,12 +170,12 @@ void wd_handoff_stop(wd_handoff_t *h);
 /* Before the threads start: how a parked thread's connection is served (NULL: nobody parks). */
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb);
 
-/* Python thread, parking. _try_lock takes the loop lock if it is free (the loop does not hold it
- * in the middle of a turn), and only where a thread may park now: nothing is queued, and parking
- * paid lately. _unlock
- * lets it go, and wakes the loop when wake_loop says it must look. _park (loop lock held) puts
- * the connection in t's keeping; wd_handoff_wait then waits on it. _claim (loop lock held, from
- * the park callback): req, just dispatched, is t's at once instead of going through the queue. */
+/* Python thread, parking. _try_lock takes the loop lock if it is free and the loop asleep, and
+ * only where a thread may park now: nothing queued, at most threads/2 + 1 requests in flight, and
+ * parking paid lately (or it is time to try again). _unlock lets it go, and wakes the loop when
+ * wake_loop says it must look. _park (loop lock held) puts the connection in t's keeping;
+ * wd_handoff_wait then waits on it. _claim (loop lock held, from the park callback): req, just
+ * dispatched, is t's at once instead of going through the queue. */
 int wd_handoff_park_try_lock(wd_handoff_t *h);
 void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop);
 void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd);
