@@ -18,8 +18,8 @@
  *     a parked thread only when none sleeps, which then gives its connection back before it
  *     serves; the loop can ask for the connection back (evict), and close wakes a parked thread;
  *     a thread may park only with the loop lock free and the loop asleep, nothing queued, no more
- *     requests in flight than half the threads and one, and while parking paid lately (a park that serves its own connection adds to the score, one a push ends takes
- *     twice as much from it). */
+ *     requests in flight than half the threads and one, and while parking paid lately (a park
+ *     that serves its own connection adds to the score, one a push ends takes twice as much). */
 #include "handoff.h"
 #include "testutil.h"
 
