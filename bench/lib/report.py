@@ -166,6 +166,25 @@ def floor_rows(run, comps):
     return out
 
 
+def uwsgi_pass_basis(run, field, higher):
+    """The rounds' range of wsgid against uWSGI behind uwsgi_pass, and the bound: the no-app
+    ceiling backend against uWSGI (req/s: more than it no server can show, nginx making a
+    connection per request being the limit), or the ceiling's CPU plus the app's own over uWSGI's
+    (CPU: a server adding nothing to a connection's kernel cost and the app)."""
+    rows = rows_of(run, "hello_uwsgi")
+    rr = round_ratios(rows, ("wsgid",), ("uwsgi",), field, higher)
+    parts = ["rounds %.2fx-%.2fx" % (min(rr), max(rr))] if rr else []
+    ceil = pick(rows, ("ceiling",), field, higher)
+    peer = pick(rows, ("uwsgi",), field, higher)
+    if ceil and peer and peer[1]:
+        if field == "rps":
+            parts.append("the no-app ceiling: %.2fx" % (ceil[1] / peer[1]))
+        elif floor_of(run, "hello_uwsgi") is not None:
+            parts.append("the no-app ceiling plus the app alone: %.2fx"
+                         % ((ceil[1] + floor_of(run, "hello_uwsgi")) / peer[1]))
+    return "; ".join(parts)
+
+
 # ---------------------------------------------------------------------------------------------
 # targets (issue #10; the "nothing regresses" ones of issue #4)
 
@@ -209,10 +228,10 @@ def targets(run):
         "%s vs %s" % (where(a), where(b)) if r else "")
     r, a, b = against(run, "hello_uwsgi", "uwsgi", "rps", True)
     add("hello through uwsgi_pass: req/s >= 1.3x uWSGI (one socket)", r, lambda x: x >= 1.3,
-        "%.2fx", "")
+        "%.2fx", uwsgi_pass_basis(run, "rps", True))
     r, a, b = against(run, "hello_uwsgi", "uwsgi", "cpu_us", False)
     add("hello through uwsgi_pass: CPU/request <= 0.75x uWSGI's", r, lambda x: x <= 0.75,
-        "%.2fx", "")
+        "%.2fx", uwsgi_pass_basis(run, "cpu_us", False))
     add("no regression: 16 slow readers, wsgid keeps >= 90% of idle req/s",
         w.get("slow_fraction"), lambda x: x >= 90.0, "%.1f%%", "")
     add("no regression: worker RSS <= uWSGI's",
