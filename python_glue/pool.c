@@ -134,6 +134,7 @@ static void *thread_main(void *arg)
 
     snprintf(name, sizeof name, "wsgid-py%d", thr->index);
     pthread_setname_np(pthread_self(), name);
+    wd_handoff_thread_enter();
     gs = PyGILState_Ensure();
     /* A state in each sub-interpreter, made here: PyThreadState_SetAsyncExc finds a thread by
      * the ident its state was made in. */

@@ -37,6 +37,9 @@
  * sleeping in epoll_wait; each side does so only while its recent spins found work, so at light
  * load (where nothing comes within busy-poll) neither spins.
  *
+ * Scheduling: the Python threads run under SCHED_BATCH, so that one the loop wakes does not
+ * switch the loop out in the middle of its turn (see wd_handoff_thread_enter).
+ *
  * Thread rules: wd_handoff_dispatch, _done, _release, _remove, _set_threads, _writers, _stop,
  * _evict and the callbacks run on the loop thread, or on a Python thread that holds the loop lock
  * (parking); wd_handoff_next, _wait, _notify and the parking calls on the Python threads (any GIL
@@ -213,6 +216,8 @@ uint64_t wd_handoff_oldest_queued(wd_handoff_t *h);
 
 /* Python thread. */
 void wd_handoff_thread_init(wd_handoff_thread_t *t);
+/* On the thread itself, before anything else: the scheduling policy of the wake-ups (handoff.c). */
+void wd_handoff_thread_enter(void);
 void wd_handoff_thread_destroy(wd_handoff_thread_t *t);
 /* The thread's previous request is over (if it had one); returns the next queued request, or
  * NULL when none is waiting. Never blocks: call it with the GIL held, so that under load a thread

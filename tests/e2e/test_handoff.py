@@ -15,14 +15,15 @@ wd_queue_kick) completes the barrier all the same; the report printed with -s sh
 ("reached the app N ms after the first was sent").
 """
 import json
+import os
 import subprocess
 import threading
 import time
 
-from helpers.clients import Conn, http_request
+from helpers.clients import Conn, http_request, request
 from helpers.daemon import WSGID_BIN
 from helpers.nginx import uwsgi_location
-from helpers.procs import wait_for
+from helpers.procs import comm as comm_of, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 N = 8                   # threads of the group, and parties of the barrier
@@ -214,3 +215,21 @@ def test_barrier_during_fast_stream_through_nginx(wsgid, nginx, tmp):
     d = start(wsgid, tmp)
     ng = nginx(uwsgi_location(d.unix))
     round_during_stream(d, tmp, ng.addr)
+
+
+def test_python_threads_do_not_preempt_the_loop(wsgid, tmp):
+    """The wake-up policy (handoff.c, wd_handoff_thread_enter): the Python threads run under
+    SCHED_BATCH, so that a thread the loop wakes does not switch the loop out in the middle of
+    its turn; the loop thread keeps the normal policy."""
+    d = start(wsgid, tmp)
+    (pid,) = d.workers()
+    r = request(d.tcp, "GET", "/policy")
+    assert (r.status, r.body) == (200, b"%d" % os.SCHED_BATCH), r
+    policies = {}
+    for task in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+            name = f.read().strip()
+        policies[name] = os.sched_getscheduler(int(task))
+    print(policies)
+    assert policies["wsgid-py1"] == policies["wsgid-py%d" % N] == os.SCHED_BATCH, policies
+    assert policies[comm_of(pid).decode()] == os.SCHED_OTHER, policies  # the loop thread

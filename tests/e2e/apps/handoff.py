@@ -2,6 +2,7 @@
 N of them run at once, next to requests that answer at once.
 
     /fast               "ok\\n" at once
+    /policy             the scheduling policy (os.SCHED_*) of the thread that runs the request
     /barrier?n=N&timeout=S&hold=H
                         waits (GIL released) on a threading.Barrier(N) shared by the process, at
                         most S seconds (default 20); once it is passed, holds until the file
@@ -44,6 +45,8 @@ def application(environ, start_response):
     path = environ.get("PATH_INFO", "/")
     if path == "/fast":
         return _answer(start_response, "200 OK", b"ok\n")
+    if path == "/policy":
+        return _answer(start_response, "200 OK", b"%d" % os.sched_getscheduler(0))
     if path != "/barrier":
         return _answer(start_response, "404 Not Found", b"no such path\n")
     qs = parse_qs(environ.get("QUERY_STRING", ""))
