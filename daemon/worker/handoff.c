@@ -382,9 +382,11 @@ void wd_handoff_thread_init(wd_handoff_thread_t *t)
  * hello_ka, c1, io_0.5ms, mixed; 2 runs x 2 rounds each way, alternated; 2 x 4 behind nginx):
  * uwsgi_pass -c64 38.3 and 41.6 us/request -> 29.2 and 27.6 (16.7k and 16.2k req/s -> 19.7k and
  * 20.4k), keep-alive proxy_pass -c64 23.2 and 23.4 -> 19.6 and 19.8, 0.5 ms sleeps unchanged
- * (11.9k and 12.1k req/s -> 11.9k and 12.2k), one connection within its noise (28.8 and 28.4 ->
- * 32.5 and 31.8 us; 27.9, 25.7 and 28.7 against 28.2, 32.5 and 28.6 in alternated 5 s runs). A
- * process the app starts inherits the policy (SCHED_RESET_ON_FORK resets only real-time ones). */
+ * (11.9k and 12.1k req/s -> 11.9k and 12.2k). One connection is the doubtful case: 28.8 and 28.4
+ * -> 32.5 and 31.8 us there, medians 32.7 -> 35.3 us over 8 alternated 5 s pairs (spread +-5-10
+ * us), and 1.05x uWSGI's CPU in one whole-set run; keeping a parked thread SCHED_OTHER measured
+ * no better (32.9 us). A process the app starts inherits the policy (SCHED_RESET_ON_FORK resets
+ * only real-time ones). */
 void wd_handoff_thread_enter(void)
 {
     struct sched_param sp = {0};
