@@ -85,6 +85,8 @@ static inline void wd__py_enter(wd_py_thread_t *thr, const wd_py_interp_t *inter
 
 /* gil.c: taking the GIL back with the thread state of the interpreter that holds it, so that
  * its eval loop sees the request to let go (Python 3.11 asks only the waiter's interpreter). */
+void wd__py_bigmem_install(void); /* bigmem.c: after Py_PreInitialize, before Py_Initialize */
+
 void wd__py_gil_reserve(size_t n);                   /* room for n thread states */
 void wd__py_gil_note(PyThreadState *ts, int interp); /* a state of ours, in interp */
 void wd__py_gil_thread(PyThreadState **states);      /* the calling thread's, per interp */

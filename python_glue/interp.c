@@ -247,6 +247,20 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
      * give EPIPE, not kill the worker. */
     signal(SIGPIPE, SIG_IGN);
 
+    /* Pre-initialised first, so that the big-block hook goes on top of the allocator it chose
+     * (PYTHONMALLOC), before the runtime allocates. */
+    {
+        PyPreConfig pre;
+
+        PyPreConfig_InitPythonConfig(&pre);
+        status = Py_PreInitialize(&pre);
+        if (PyStatus_Exception(status)) {
+            wd_log_error("group %s: cannot pre-initialise Python: %s", group->name,
+                         status.err_msg ? status.err_msg : "unknown error");
+            return -1;
+        }
+        wd__py_bigmem_install();
+    }
     PyConfig_InitPythonConfig(&config);
     config.install_signal_handlers = 0;
     config.parse_argv = 0;

@@ -7,6 +7,7 @@
  * holding the lock, while the producer may append behind them. Only the consumer frees segments. */
 #include "out.h"
 #include "alloc.h"
+#include "bigblock.h"
 #include "request.h"
 
 #include <errno.h>
@@ -14,13 +15,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SEG_MIN_CAP (16 * 1024 - 64)
-#define SEG_MAP_MIN (128 * 1024)
 #define SEND_IOV_MAX 64
 #define SENDFILE_MAX ((size_t)1 << 30)
 #define SPILL_ROTATE_MIN ((uint64_t)1 << 20)
@@ -32,7 +31,6 @@ struct wd_out_seg {
     int kind;
     int fd;        /* SEG_FILE */
     int owned;     /* SEG_FILE: close fd when done (not for the spill file) */
-    int mapped;    /* SEG_MEM: its own mmap (large), not the heap */
     uint64_t off;  /* SEG_FILE: next byte to send */
     uint64_t left; /* SEG_FILE: bytes still to send */
     size_t cap;    /* SEG_MEM */
@@ -94,28 +92,16 @@ static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
         out->spare = seg;
         return;
     }
-    if (seg->mapped)
-        munmap(seg, sizeof *seg + seg->cap);
-    else
+    if (!wd_big_free(seg))
         free(seg);
 }
 
-/* A large chunk gets pages of its own, given back to the kernel once sent: through the heap, the
- * Python threads' malloc arenas would keep the high-water mark of every big response. */
+/* A large chunk's copy is a block kept for reuse (bigblock.h), not a fresh mapping each time. */
 static wd_out_seg_t *seg_alloc_mem(size_t cap)
 {
-    wd_out_seg_t *t;
+    wd_out_seg_t *t = wd_big_alloc(sizeof *t + cap);
 
-    if (cap < SEG_MAP_MIN) {
-        t = xmalloc(sizeof *t + cap);
-        t->mapped = 0;
-        return t;
-    }
-    t = mmap(NULL, sizeof *t + cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (t == MAP_FAILED)
-        abort();
-    t->mapped = 1;
-    return t;
+    return t != NULL ? t : xmalloc(sizeof *t + cap);
 }
 
 /* Drops every pending segment. Called with the lock held, or by the only thread left. */
@@ -195,12 +181,7 @@ static void append_mem(wd_out_t *out, const char *p, size_t n)
         } else {
             t = seg_alloc_mem(cap);
         }
-        {
-            int mapped = t->mapped;
-
-            memset(t, 0, sizeof *t);
-            t->mapped = mapped;
-        }
+        memset(t, 0, sizeof *t);
         t->kind = SEG_MEM;
         t->fd = -1;
         t->cap = cap;

@@ -4,6 +4,7 @@
  * connections only while it has capacity (accept.c: so that a busy worker leaves new connections to
  * an idle sibling), parses requests in conn.c, and hands them to the Python threads (handoff.c). */
 #include "worker.h"
+#include "bigblock.h"
 #include "alloc.h"
 
 #include "accept.h"
@@ -54,6 +55,8 @@ typedef struct wd_worker {
     wd_handoff_t handoff; /* requests to the Python threads, news back from them */
     wd_conns_t conns;     /* the connections (conn.c) */
     uint64_t served;
+    uint64_t trim_served; /* `served` at the last tick and at the last trim of the big blocks */
+    uint64_t trimmed_served;
 
     uint64_t max_requests;     /* maximum-requests plus this worker's jitter; 0 = none */
     int recycle_asked;         /* "recycle" sent to the master already */
@@ -275,7 +278,23 @@ static void recycle(void *owner, const char *why)
     say_master(line);
 }
 
-/* Every quarter second: requests past request-timeout, and inactivity-timeout. */
+/* The big blocks kept for reuse (bigblock.h) go back to the kernel once a tick has gone by
+ * without a completed request: a burst of big bodies leaves the worker's RSS where it was. */
+static void big_trim(wd_worker_t *w)
+{
+    int idle = w->served == w->trim_served;
+
+    w->trim_served = w->served;
+    if (idle && w->served != w->trimmed_served) {
+        size_t n = wd_big_trim();
+
+        w->trimmed_served = w->served;
+        if (n > 0)
+            wd_log_debug("idle: %zu KiB of big blocks given back", n >> 10);
+    }
+}
+
+/* Every quarter second: requests past request-timeout, inactivity-timeout, the big blocks. */
 static void tick_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
@@ -295,6 +314,7 @@ static void tick_cb(uv_timer_t *t)
     if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
         recycle(w, "inactivity-timeout");
+    big_trim(w);
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -391,7 +411,8 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     set_process_name();
     /* Large blocks (an app's 1 MiB bytes, a big response chunk) always get pages of their own,
      * returned when freed: with glibc's sliding threshold they would come from the Python threads'
-     * arenas, which keep their high-water mark and grow the worker's RSS over time. */
+     * arenas, which keep their high-water mark and grow the worker's RSS over time. Those of the
+     * request path are kept for reuse a while all the same: bigblock.h. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
     w->score = scoreboard_map(record);
     wd_stacks_init(); /* before Python, which chains its dump to it (stacks.h) */

@@ -215,3 +215,38 @@ def test_slow_readers_share_a_memory_budget(wsgid):
         print("RSS bound not checked: sanitizer build (%s)" % WSGID_BIN)
     else:
         assert most < bound, "RSS reached %.0f MiB (bound %.0f)" % (most, bound)
+
+
+def test_worker_gives_back_large_blocks_when_idle(wsgid):
+    """Large blocks (the bytes a 2 MiB body is read into, the copy of the answer) are kept for
+    reuse between requests (daemon/worker/bigblock.h), and must go back to the kernel once the
+    worker is idle, or its RSS would stay at its busiest. 4 threads echo 2 MiB bodies four at a
+    time, 24 in all; within 5 s of the last the worker's RSS is back within 2 MiB of where it was.
+    With the idle trim taken out it stayed 6.4 and 4.4 MiB up (two runs); with it, 0.4."""
+    import concurrent.futures
+
+    d = wsgid("echo", processes=1, threads=4)
+    [pid] = d.workers()
+    body = os.urandom(2 << 20)
+    assert request(d.tcp, "POST", "/", body=b"warm").status == 200
+    time.sleep(0.6)
+    base = rss_mib(pid)
+
+    def echo(_):
+        r = request(d.tcp, "POST", "/", body=body, timeout=30)
+        assert r.status == 200 and r.body == body, r.status
+        return 1
+
+    with concurrent.futures.ThreadPoolExecutor(4) as ex:
+        assert sum(ex.map(echo, range(24))) == 24
+    after = now = rss_mib(pid)
+    deadline = time.monotonic() + 5
+    while now >= base + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = rss_mib(pid)
+    print("RSS %.1f MiB before, %.1f right after 24 x 2 MiB echoes, %.1f once idle" % (
+        base, after, now))
+    if "asan" in str(WSGID_BIN):
+        print("RSS not checked: sanitizer build (%s), whose allocator keeps freed memory" % WSGID_BIN)
+    else:
+        assert now < base + 2, "RSS %.1f MiB 5 s after the bodies (%.1f before)" % (now, base)
