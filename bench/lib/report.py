@@ -14,8 +14,8 @@ PEERS = ("uwsgi", "gunicorn", "mod_wsgi")
 OTHER_FIGURES = [
     ("slow_fraction", "hello direct with 16 slow readers", "% of idle", True, 1),
     ("slow_rss", "worker RSS (sum) with 16 slow readers", "MiB", False, 1),
-    ("rss_worker", "worker RSS after the keep-alive session (median/worker)", "MiB", False, 1),
-    ("rss_workers_sum", "worker RSS after the keep-alive session (sum)", "MiB", False, 1),
+    ("rss_worker", "worker RSS 1 s after the keep-alive session (median/worker)", "MiB", False, 1),
+    ("rss_workers_sum", "worker RSS 1 s after the keep-alive session (sum)", "MiB", False, 1),
     ("rss_total", "all server processes RSS", "MiB", False, 1),
     ("pss_worker", "worker PSS (median/worker)", "MiB", False, 1),
     ("uss_worker", "worker USS (private pages, median/worker)", "MiB", False, 1),

@@ -55,8 +55,7 @@ typedef struct wd_worker {
     wd_handoff_t handoff; /* requests to the Python threads, news back from them */
     wd_conns_t conns;     /* the connections (conn.c) */
     uint64_t served;
-    uint64_t trim_served; /* `served` at the last tick and at the last trim of the big blocks */
-    uint64_t trimmed_served;
+    uint64_t trimmed_served; /* `served` at the last trim of the big blocks */
 
     uint64_t max_requests;     /* maximum-requests plus this worker's jitter; 0 = none */
     int recycle_asked;         /* "recycle" sent to the master already */
@@ -278,20 +277,20 @@ static void recycle(void *owner, const char *why)
     say_master(line);
 }
 
-/* The big blocks kept for reuse (bigblock.h) go back to the kernel once a tick has gone by
- * without a completed request: a burst of big bodies leaves the worker's RSS where it was. */
+/* The big blocks kept for reuse (bigblock.h) go back to the kernel at the first tick that finds
+ * no request in flight after some were served: a burst of big bodies leaves the worker's RSS where
+ * it was within a quarter second. (At light load that may be every tick; a trim with nothing kept
+ * costs a lock, and one with blocks kept a page fault per page when the next big body comes.) */
 static void big_trim(wd_worker_t *w)
 {
-    int idle = w->served == w->trim_served;
+    size_t n;
 
-    w->trim_served = w->served;
-    if (idle && w->served != w->trimmed_served) {
-        size_t n = wd_big_trim();
-
-        w->trimmed_served = w->served;
-        if (n > 0)
-            wd_log_debug("idle: %zu KiB of big blocks given back", n >> 10);
-    }
+    if (w->served == w->trimmed_served || wd_handoff_in_flight(&w->handoff) > 0)
+        return;
+    w->trimmed_served = w->served;
+    n = wd_big_trim();
+    if (n > 0)
+        wd_log_debug("idle: %zu KiB of big blocks given back", n >> 10);
 }
 
 /* Every quarter second: requests past request-timeout, inactivity-timeout, the big blocks. */

@@ -83,11 +83,14 @@ def _max_requests_under_nginx(wsgid, nginx, **extra):
     t0 = time.monotonic()
     # A short pause between requests spreads the 300 over ~1 s, so replacements have time to
     # start (a Python start-up is ~0.1 s) and several generations serve.
-    # On a loaded machine spawns are slower: go on past 300 until 4 recycles have completed.
+    # On a loaded machine spawns are slower: go on past 300 until 4 recycles have completed and
+    # 4 replacements have answered (a recycle is logged when the replacement is spawned: under
+    # the sanitizer build the load once stopped before the 4th had served).
     load = Load(ng.addr, clients=4, pause=0.01)
     try:
-        wait_for(lambda: load.ok + load.failed >= 300 and len(recycled_lines(d)) >= 4,
-                 timeout=30, interval=0.05, what="300 requests and 4 recycles")
+        wait_for(lambda: load.ok + load.failed >= 300 and len(recycled_lines(d)) >= 4 and
+                 len(set(load.pids) - first) >= 4,
+                 timeout=30, interval=0.05, what="300 requests, 4 recycles, 4 replacements answering")
     finally:
         load.stop()
     took = time.monotonic() - t0
