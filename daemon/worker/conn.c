@@ -16,6 +16,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -769,6 +770,20 @@ void wd_conn_ready(wd_handoff_node_t *node)
         conn_send(c);
 }
 
+/* Whether the peer has closed both ways, so that nobody can read an answer: a unix socket whose
+ * peer closed it (POLLHUP), or a TCP one reset. libuv reports both as UV_DISCONNECT, as it does a
+ * FIN alone (shutdown(SHUT_WR), how some clients end a request and then read the answer), and
+ * the first is read as a readable socket while the poll still watches for reads. nginx
+ * closes its uwsgi_pass connection when the client goes: on a unix socket this is how a request
+ * still waiting for a thread learns it, and never runs. (Over TCP a close is a FIN until the first
+ * write is answered with a reset: seen then.) */
+static int peer_gone(const wd_conn_t *c)
+{
+    struct pollfd p = {.fd = c->fd, .events = 0};
+
+    return poll(&p, 1, 0) == 1 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 static void conn_poll_cb(uv_poll_t *p, int status, int events)
 {
     wd_conn_t *c = p->data;
@@ -796,6 +811,15 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
             }
             events &= ~(UV_READABLE | UV_DISCONNECT);
             set_events(c, (c->events & UV_WRITABLE) | app_watch(c));
+        }
+        /* The poll still watches for reads after dispatch (conn_dispatch): a close shows as a
+         * read first. */
+        if ((events & (UV_READABLE | UV_DISCONNECT)) && !c->peer_shut && peer_gone(c)) {
+            wd_log_peer(WD_LOG_INFO, "peer %s: client went away during request %s%s",
+                        wd__conn_peer(c), c->dispatched ? c->req.id : "-",
+                        wd_out_is_finished(&c->out) ? "" : " (its answer is dropped)");
+            conn_abandon(c);
+            return;
         }
         if (events & UV_DISCONNECT) {
             /* The client shut its side down (FIN). That is how some clients end their request

@@ -108,6 +108,15 @@ int wd_conns_stuck(const wd_conns_t *cs)
     return 0;
 }
 
+void wd_conns_watch_waiting(wd_conns_t *cs)
+{
+    for (wd_conn_t *c = cs->list; c; c = c->next) {
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->events == 0 &&
+            !c->peer_shut)
+            wd__conn_set_events(c, UV_READABLE | UV_DISCONNECT);
+    }
+}
+
 void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)
 {
     for (wd_conn_t *c = cs->list, *next; c; c = next) {

@@ -36,6 +36,8 @@
 #define WD_SPARE_BODY_FILES 8
 #define WD_SPARE_BODY_KEEP (1u << 20)
 #define WD_SPARE_BODY_IDLE_MS 500
+/* A request queued this long has its connection watched (conn.h: wd_conns_watch_waiting). */
+#define WD_WATCH_QUEUED_NS (100 * 1000000ull)
 
 typedef struct wd_worker {
     uv_loop_t *loop;
@@ -302,7 +304,7 @@ static void tick_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
     const wd_group_conf_t *g = w->group;
-    uint64_t now = wd_now_ns();
+    uint64_t now = wd_now_ns(), queued_since;
 
     if (g->request_timeout > 0 || g->queue_timeout > 0) {
         wd_conns_check_timeouts(&w->conns, now);
@@ -312,7 +314,10 @@ static void tick_cb(uv_timer_t *t)
         w->accept.stuck = g->request_timeout > 0 && wd_conns_stuck(&w->conns);
         wd_accept_update(&w->accept);
     }
-    wd_score_set(&w->score->queued_since_ns, wd_handoff_oldest_queued(&w->handoff));
+    queued_since = wd_handoff_oldest_queued(&w->handoff);
+    wd_score_set(&w->score->queued_since_ns, queued_since);
+    if (queued_since != 0 && now - queued_since > WD_WATCH_QUEUED_NS)
+        wd_conns_watch_waiting(&w->conns);
     wd_score_set(&w->score->heartbeat_ns, now);
     if (g->inactivity_timeout > 0 && wd_handoff_in_flight(&w->handoff) == 0 &&
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))

@@ -233,3 +233,31 @@ def test_python_threads_do_not_preempt_the_loop(wsgid, tmp):
     print(policies)
     assert {policies["wsgid-py%d" % (i + 1)] for i in range(N)} == {os.SCHED_BATCH}, policies
     assert policies[comm_of(pid).decode()] == os.SCHED_OTHER, policies  # the loop thread
+
+
+def test_queued_request_of_a_client_that_left_never_runs(wsgid, nginx, tmp):
+    """Through nginx uwsgi_pass on a unix socket: the one thread is busy, a second client's request
+    waits for it, and that client goes away. nginx closes its upstream connection; once the
+    request has waited 100 ms the worker watches its connection (at its next quarter-second tick),
+    sees a full close (POLLHUP), not a half-close, takes the request back from the queue, and it
+    never runs. Before, the FIN looked like a client that had shut its sending side only, and the
+    request ran once the thread was free, for nobody."""
+    from helpers.config import app, make_config
+
+    g = {"listen": ["unix:" + str(tmp / "site.sock")], "threads": 1,
+         "env": {"WSGID_E2E_DIR": str(tmp)}, "app": app("ops")}
+    d = wsgid(config=make_config(tmp, {"site": g}))
+    ng = nginx(uwsgi_location(str(tmp / "site.sock")))
+    busy = Conn(ng.addr, timeout=10)
+    busy.send(http_request("GET", "/sleep?t=2", {"Connection": "close"}))
+    wait_for((tmp / "started-sleep").exists, what="the app to start sleeping")
+    with Conn(ng.addr) as c:
+        c.send(http_request("GET", "/mark?name=queued", {"Connection": "close"}))
+        time.sleep(0.5)  # nginx passes it on; the worker queues it behind the sleep
+    d.wait_log(r"client went away during request")
+    r = busy.response()
+    busy.close()
+    assert r.status == 200, r
+    assert request(ng.addr, path="/mark?name=after").status == 200
+    assert (tmp / "mark-after").exists()
+    assert not (tmp / "mark-queued").exists(), "the request of the client that left ran"
