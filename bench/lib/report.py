@@ -151,6 +151,19 @@ def floor_of(run, key):
     return f["cpu_us"] if f else None
 
 
+def floor_rps_of(run, key):
+    """For an app that mostly waits (with no server, its process used under half a CPU: the I/O
+    tests), the most req/s its threads allow: its req/s with no server in one process of the
+    run's threads (lib/floor.py), times the run's processes. No server can serve more, whatever
+    its CPU. None for an app that keeps its CPU busy (the CPUs, shared with nginx and the client
+    in the rounds, bound it first) or without a floor."""
+    f = (getattr(run, "floor", None) or {}).get(key)
+    procs = getattr(getattr(run, "args", None), "processes", None)
+    if not f or not f.get("rps") or not procs or f["cpu_us"] * f["rps"] / 1e6 >= 0.5:
+        return None
+    return f["rps"] * procs
+
+
 def floor_rows(run, comps):
     """Per scenario with a floor: (label, floor, wsgid CPU, peer CPU, wsgid over the app, peer
     over the app, the lowest CPU ratio a server adding nothing would show)."""
@@ -206,6 +219,9 @@ def targets(run):
         fl = floor_of(run, c["key"])
         if cpu and fl and b[1]:
             text += "; the app alone: %.2fx" % (fl / b[1])
+        bound = None if cpu else floor_rps_of(run, c["key"])
+        if bound and b[1]:
+            text += "; the app alone allows %s req/s (%.2fx)" % (fmt(bound, 0), bound / b[1])
         return text
 
     c = compare(run, "io_0.5ms")
@@ -365,8 +381,11 @@ def write_results(run, meta, outdir):
                  "request minus that, the most a change of server could save (under the rounds' "
                  "load the app itself costs more, so this over-states the server's part). A "
                  "server adding nothing: the app alone over the lowest peer's CPU, the lowest CPU "
-                 "ratio any server could show; a CPU target below it is out of a server's reach."
-                 % meta["threads"])
+                 "ratio any server could show; a CPU target below it is out of a server's reach. "
+                 "For an app that mostly waits (the I/O tests), the same child's req/s times %d "
+                 "processes is the most its threads allow (a target's basis: \"the app alone "
+                 "allows\"): a req/s target above that bound is out of every server's reach."
+                 % (meta["threads"], meta["processes"]))
         L.append("")
         L.append("| scenario | the app alone us/req | wsgid CPU us/req | over the app | lowest "
                  "peer CPU us/req | over the app | wsgid's part / the peer's | a server adding "
