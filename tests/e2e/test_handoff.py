@@ -20,9 +20,11 @@ import subprocess
 import threading
 import time
 
+import pytest
+
 from helpers.clients import Conn, http_request, request
 from helpers.daemon import WSGID_BIN
-from helpers.nginx import uwsgi_location
+from helpers.nginx import proxy_location, uwsgi_location
 from helpers.procs import comm as comm_of, wait_for
 
 WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
@@ -235,19 +237,22 @@ def test_python_threads_do_not_preempt_the_loop(wsgid, tmp):
     assert policies[comm_of(pid).decode()] == os.SCHED_OTHER, policies  # the loop thread
 
 
-def test_queued_request_of_a_client_that_left_never_runs(wsgid, nginx, tmp):
-    """Through nginx uwsgi_pass on a unix socket: the one thread is busy, a second client's request
-    waits for it, and that client goes away. nginx closes its upstream connection; once the
-    request has waited 100 ms the worker watches its connection (at its next quarter-second tick),
-    sees a full close (POLLHUP), not a half-close, takes the request back from the queue, and it
-    never runs. Before, the FIN looked like a client that had shut its sending side only, and the
-    request ran once the thread was free, for nobody."""
+@pytest.mark.parametrize("via", ["uwsgi_pass", "proxy_pass"])
+def test_queued_request_of_a_client_that_left_never_runs(wsgid, nginx, tmp, via):
+    """Through nginx uwsgi_pass or proxy_pass (HTTP/1.1) on a unix socket: the one thread is busy,
+    a second client's request waits for it, and that client goes away. nginx closes its upstream
+    connection; once the request has waited 100 ms the worker watches its connection (at its next
+    quarter-second tick), sees a full close (POLLHUP), not a half-close, takes the request back
+    from the queue, and it never runs. Before, the FIN looked like a client that had shut its
+    sending side only, and the request ran once the thread was free, for nobody (both cases fail
+    with 283122c's wsgid). Over TCP the close is a FIN alone: see README, HTTP."""
     from helpers.config import app, make_config
 
     g = {"listen": ["unix:" + str(tmp / "site.sock")], "threads": 1,
          "env": {"WSGID_E2E_DIR": str(tmp)}, "app": app("ops")}
     d = wsgid(config=make_config(tmp, {"site": g}))
-    ng = nginx(uwsgi_location(str(tmp / "site.sock")))
+    location = uwsgi_location if via == "uwsgi_pass" else proxy_location
+    ng = nginx(location(str(tmp / "site.sock")))
     busy = Conn(ng.addr, timeout=10)
     busy.send(http_request("GET", "/sleep?t=2", {"Connection": "close"}))
     wait_for((tmp / "started-sleep").exists, what="the app to start sleeping")
