@@ -32,7 +32,9 @@ static void *raw_realloc(void *ctx, void *p, size_t n)
 
     if (cap == 0)
         return prev_raw.realloc(prev_raw.ctx, p, n);
-    if (n <= cap && n >= WD_BIG_MIN)
+    /* In place while it still fits at most twice over, as wd_big_alloc reuses blocks: a 16 MiB
+     * buffer cut to 300 KiB and kept would otherwise keep all its pages. */
+    if (n <= cap && n >= WD_BIG_MIN && n >= cap / 2)
         return p;
     q = raw_malloc(ctx, n ? n : 1);
     if (q == NULL)

@@ -181,6 +181,9 @@ size_t wd_big_trim(void)
 {
     size_t freed;
 
+    /* The loop trims at idle ticks whether or not a big block was ever made: the fork handlers
+     * must be in place before it first takes the lock. */
+    pthread_once(&atfork_once, atfork_install);
     pthread_mutex_lock(&lock);
     freed = kept;
     for (int i = n_slots - 1; i >= 0; i--) {

@@ -6,6 +6,7 @@
 #include "testutil.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/wait.h>
 
@@ -174,8 +175,51 @@ static void test_fork(void)
     wd_big_trim();
 }
 
+static _Atomic int trimming;
+
+static void *trim_loop(void *arg)
+{
+    (void)arg;
+    while (atomic_load(&trimming))
+        wd_big_trim();
+    return NULL;
+}
+
+/* The same before the process ever made a big block: the loop thread trims at its idle ticks all
+ * the same, and a child forked while it held the lock must not wait for it. First in main: it
+ * needs a process where no big block was asked for yet. */
+static void test_fork_while_trimming_first(void)
+{
+    pthread_t t;
+    int hung = 0;
+
+    atomic_store(&trimming, 1);
+    pthread_create(&t, NULL, trim_loop, NULL);
+    for (int i = 0; i < 50; i++) {
+        int status = 0;
+        pid_t pid = fork();
+
+        if (pid == 0) {
+            alarm(2);
+            void *p = wd_big_alloc(MIB);
+
+            if (p != NULL)
+                wd_big_free(p);
+            _exit(0);
+        }
+        waitpid(pid, &status, 0);
+        hung += !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+        if (hung)
+            break; /* one is enough, and each waits out its alarm */
+    }
+    atomic_store(&trimming, 0);
+    pthread_join(t, NULL);
+    T_CHECK(hung == 0, "a child forked while the parent trimmed (no big block made yet) hung");
+}
+
 int main(void)
 {
+    test_fork_while_trimming_first();
     test_not_ours();
     test_reuse();
     test_keep_bound_and_trim();
