@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -374,6 +375,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         return keep_alive;
     }
     req->py_thread = PyThread_get_thread_ident();
+    atomic_thread_fence(memory_order_release); /* t_taken_ns, py_thread first (conn_timeout.c) */
     req->py_running = 1;
     thr->ident = req->py_thread;
     thr->serving = req->seq;

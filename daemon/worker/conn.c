@@ -661,6 +661,7 @@ static void response_complete(wd_conn_t *c)
     c->served++;
     count(cs, c->abandoned ? 504 : status, c->out.sent, c->dispatched ? wd__conn_ran_ns(c) : 0);
     c->abandoned = 0;
+    c->given_up = 0;
     c->dispatched = 0;
     c->app_done = 0;
     wd__conn_body_clear(c);
@@ -714,6 +715,7 @@ static void conn_send(wd_conn_t *c)
         wd_log_debug("peer %s: write failed: %s", wd__conn_peer(c), strerror(-r));
         r = wd_out_is_finished(&c->out);
         if (r == 0) {
+            c->given_up = 1;
             set_events(c, 0);
             return;
         }
@@ -749,10 +751,12 @@ static void conn_abandon(wd_conn_t *c)
         return;
     }
     note_app_done(c);
-    if (wd_out_is_finished(&c->out))
+    if (wd_out_is_finished(&c->out)) {
         response_complete(c);
-    else
+    } else {
+        c->given_up = 1;
         set_events(c, 0);
+    }
 }
 
 /* What the poll watches while the app runs: the client hanging up and, on FastCGI, the proxy's

@@ -93,6 +93,7 @@ struct wd_conn {
     wd_handoff_node_t node; /* on the hand-off's ready list when a Python thread has news */
     int dispatched;         /* the current response comes from a Python thread */
     int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
+    int given_up;           /* the client is gone (abandon, failed write): watch no more */
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
     int peer_shut; /* the client shut its sending side down (FIN) while a request ran */

@@ -8,6 +8,7 @@
 #include "log.h"
 #include "../../protocol/response.h"
 
+#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -65,9 +66,13 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         wd__conn_answer(c, 504);
         return;
     }
-    if (g->request_timeout <= 0)
+    /* request-timeout counts a thread's time: a request still queued (queue-timeout's) is not
+     * running, and one was answered 504 and had its worker replaced before it ever ran. The
+     * thread sets t_taken_ns before py_running (respond.c). */
+    if (g->request_timeout <= 0 || !c->req.py_running)
         return;
-    ran = (double)(now - c->req.t_start_ns) / 1e9;
+    atomic_thread_fence(memory_order_acquire);
+    ran = (double)(now - c->req.t_taken_ns) / 1e9;
     if (ran > g->request_timeout && !c->req.timed_out) {
         c->req.timed_out = 1;
         wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
@@ -112,7 +117,7 @@ void wd_conns_watch_waiting(wd_conns_t *cs)
 {
     for (wd_conn_t *c = cs->list; c; c = c->next) {
         if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->events == 0 &&
-            !c->peer_shut)
+            !c->peer_shut && !c->abandoned && !c->given_up)
             wd__conn_set_events(c, UV_READABLE | UV_DISCONNECT);
     }
 }

@@ -47,6 +47,36 @@ def test_request_timeout_blocked_thread_504_within_grace(wsgid):
     print("request-timeout (blocked): 504 after %.2f s; %s" % (took, line))
 
 
+def test_stuck_request_and_one_queued_behind_it(wsgid):
+    """Past request-timeout + grace the loop answers 504 and shuts the connection down while the
+    stuck thread still has the request. Meanwhile a second request waits for that thread:
+    - past 100 ms the quarter-second tick watches the connections of requests not yet answered
+      (a client that leaves takes its request back from the queue). The abandoned one is not
+      among them: it was, and its own shutdown read as the client hanging up, a false "client
+      went away" line and an abandon again at every tick until the thread let go;
+    - request-timeout counts a thread's time: the queued request, past request-timeout + grace
+      since it came, runs once the thread is free and is answered 200. Before, it was
+      "interrupted" in the queue, answered 504 and had the worker replaced a second time."""
+    d = wsgid("ops", processes=1, threads=1, request_timeout=1, shutdown_timeout=1)
+    d.expect_log(r"\[req \d+-\d+\] ")
+    stuck = Conn(d.tcp, timeout=10)
+    stuck.send(http_request("GET", "/sleep?t=4", {"Connection": "close"}))
+    time.sleep(0.3)
+    queued = Conn(d.tcp, timeout=15)
+    queued.send(http_request("GET", "/", {"Connection": "close"}))
+    r = stuck.response()
+    assert r.status == 504, r
+    time.sleep(1.0)  # four ticks while the second request still waits for the stuck thread
+    assert "client went away" not in d.log(), d.log()
+    r = queued.response()
+    assert r.status == 200, r
+    assert len(re.findall(r"answering 504 and replacing", d.log())) == 1, d.log()
+    stuck.close()
+    queued.close()
+    wait_for(lambda: len(d.workers()) == 1, 10, what="the recycled worker gone")
+    d.seen_workers.update(d.workers())
+
+
 def test_request_timeout_through_nginx(wsgid, nginx):
     """Over uwsgi behind nginx: both kinds of stuck request give the client a 504 from wsgid."""
     d = wsgid("ops", processes=2, threads=2, request_timeout=1, shutdown_timeout=1)
