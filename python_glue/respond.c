@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -334,8 +333,7 @@ static int queue_timed_out(wd_req_t *req)
     double waited;
     char line[256];
 
-    req->t_taken_ns = wd_now_ns();
-    if (!wd_req_queue_expired(req, limit, req->t_taken_ns, &waited))
+    if (!wd_req_queue_expired(req, limit, wd_now_ns(), &waited))
         return 0;
     wd__py_request_line(req, line, sizeof line);
     wd_log_warn("[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",
@@ -375,7 +373,6 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         return keep_alive;
     }
     req->py_thread = PyThread_get_thread_ident();
-    atomic_thread_fence(memory_order_release); /* t_taken_ns, py_thread first (conn_timeout.c) */
     req->py_running = 1;
     thr->ident = req->py_thread;
     thr->serving = req->seq;

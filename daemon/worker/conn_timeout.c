@@ -8,7 +8,6 @@
 #include "log.h"
 #include "../../protocol/response.h"
 
-#include <stdatomic.h>
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -53,6 +52,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
     const wd_group_conf_t *g = c->cs->group;
     double grace = g->shutdown_timeout > 0 ? g->shutdown_timeout : 5;
     double ran, waited;
+    uint64_t taken;
 
     if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
         return;
@@ -66,13 +66,16 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         wd__conn_answer(c, 504);
         return;
     }
-    /* request-timeout counts a thread's time: a request still queued (queue-timeout's) is not
-     * running, and one was answered 504 and had its worker replaced before it ever ran. The
-     * thread sets t_taken_ns before py_running (respond.c). */
-    if (g->request_timeout <= 0 || !c->req.py_running)
+    /* request-timeout counts from when a thread took the request: one still queued is
+     * queue-timeout's (it was answered 504 and had its worker replaced before it ever ran). One
+     * taken by a thread that waits for the GIL counts: that is how a request stuck with the GIL
+     * held keeps others of its worker. */
+    if (g->request_timeout <= 0)
         return;
-    atomic_thread_fence(memory_order_acquire);
-    ran = (double)(now - c->req.t_taken_ns) / 1e9;
+    taken = wd_handoff_taken_ns(c->cs->handoff, &c->req);
+    if (taken == 0)
+        return;
+    ran = now > taken ? (double)(now - taken) / 1e9 : 0;
     if (ran > g->request_timeout && !c->req.timed_out) {
         c->req.timed_out = 1;
         wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "

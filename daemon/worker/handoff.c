@@ -176,6 +176,7 @@ static wd_req_t *take_locked(wd_handoff_t *h, wd_handoff_thread_t *t)
     if (h->len <= h->rest_low && atomic_load_explicit(&h->resting, memory_order_relaxed))
         (void)rest_end(h);
     req->next = NULL;
+    req->t_taken_ns = wd_now_ns();
     t->busy = 1;
     gauge_sub(h->depth, 1);
     gauge_add(h->busy, 1);
@@ -290,6 +291,7 @@ void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
 {
     req->next = NULL;
     req->claimed = 0;
+    req->t_taken_ns = 0; /* no thread has it yet: nothing reads it under the lock before */
     if (h->batch_tail)
         h->batch_tail->next = req;
     else
@@ -643,6 +645,7 @@ int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req)
         req->claimed = 1;
         h->park_in_flight++;
         pthread_mutex_lock(&h->lock);
+        req->t_taken_ns = wd_now_ns();
         t->busy = 1;
         gauge_add(h->busy, 1);
         pthread_mutex_unlock(&h->lock);
@@ -948,6 +951,16 @@ int wd_handoff_release(wd_handoff_t *h, wd_handoff_node_t *node)
         node->free_pending = 1;
     pthread_mutex_unlock(&h->ready_lock);
     return deferred;
+}
+
+uint64_t wd_handoff_taken_ns(wd_handoff_t *h, const wd_req_t *req)
+{
+    uint64_t t;
+
+    pthread_mutex_lock(&h->lock);
+    t = req->t_taken_ns;
+    pthread_mutex_unlock(&h->lock);
+    return t;
 }
 
 uint64_t wd_handoff_oldest_queued(wd_handoff_t *h)

@@ -211,6 +211,9 @@ int wd_handoff_remove(wd_handoff_t *h, wd_req_t *req);
 int wd_handoff_release(wd_handoff_t *h, wd_handoff_node_t *node);
 /* Every thread returns NULL from wd_handoff_wait once the queue is empty. */
 void wd_handoff_close(wd_handoff_t *h);
+/* When a thread took req (from the queue, or claimed it parked on its connection), 0 while it
+ * still waits for one. Loop thread, for a request dispatched and not yet done. */
+uint64_t wd_handoff_taken_ns(wd_handoff_t *h, const wd_req_t *req);
 /* When the oldest request still waiting for a thread was queued (t_queued_ns), 0 if none. */
 uint64_t wd_handoff_oldest_queued(wd_handoff_t *h);
 

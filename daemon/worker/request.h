@@ -30,7 +30,7 @@ struct wd_req {
     char id[32];          /* request id for logs and environ: "PID-SEQ" */
     uint64_t t_start_ns;  /* CLOCK_MONOTONIC when the head was complete */
     uint64_t t_queued_ns; /* when pushed onto the queue */
-    uint64_t t_taken_ns;  /* when a Python thread took it (set by that thread) */
+    uint64_t t_taken_ns;  /* when a Python thread took it (handoff.c, under its lock) */
     int may_be_lazy;      /* its end may be news the loop learns late (see handoff.h) */
     int claimed;          /* taken by the thread parked on its connection (handoff.h) */
 
