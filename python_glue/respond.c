@@ -333,7 +333,8 @@ static int queue_timed_out(wd_req_t *req)
     double waited;
     char line[256];
 
-    if (!wd_req_queue_expired(req, limit, wd_now_ns(), &waited))
+    /* The hand-off stamped when this thread took it (handoff.c): no second clock read. */
+    if (!wd_req_queue_expired(req, limit, req->t_taken_ns, &waited))
         return 0;
     wd__py_request_line(req, line, sizeof line);
     wd_log_warn("[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",

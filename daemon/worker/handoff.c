@@ -291,7 +291,7 @@ void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
 {
     req->next = NULL;
     req->claimed = 0;
-    req->t_taken_ns = 0; /* no thread has it yet: nothing reads it under the lock before */
+    req->t_taken_ns = 0; /* no thread has it yet (wd_handoff_taken_ns) */
     if (h->batch_tail)
         h->batch_tail->next = req;
     else
