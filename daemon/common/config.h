@@ -122,6 +122,9 @@ typedef struct wd_group_conf {
      * sleeping this long after its last piece of work, and a Python thread that finds the queue
      * empty checks it this long before it sleeps. */
     double busy_poll;
+    /* pin-threads (default true): each worker's Python threads share one CPU, the workers spread
+     * over the CPUs the master may use (worker/affinity.h). */
+    int pin_threads;
     char *access_log;    /* per-group access log: NULL = the global one, "-", "off", a path */
     int access_log_json; /* access-log-format: json (else combined) */
 

@@ -425,6 +425,11 @@ static int key_proxy_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, 
     return wd__cfg_get_bool(ld, n, key, &g->proxy_protocol);
 }
 
+static int key_pin_threads(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
+{
+    return wd__cfg_get_bool(ld, n, key, &g->pin_threads);
+}
+
 static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     return wd__cfg_app_group(ld, n, key, &g->application_group);
@@ -498,6 +503,7 @@ static const group_key_t group_keys[] = {
     GK_FN("trusted-proxies", key_trusted_proxies),
     GK_FN("strip-forwarded-headers", key_strip_forwarded),
     GK_FN("proxy-protocol", key_proxy_protocol),
+    GK_FN("pin-threads", key_pin_threads),
     GK_FN("forwarded-headers", key_forwarded_headers),
     GK_FN("reload-on-change", wd__cfg_key_reload_on_change),
     GK_FN("watch", wd__cfg_key_watch),
@@ -697,6 +703,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->keepalive_timeout = 75;
     g->send_timeout = 60;
     g->busy_poll = 10e-6;
+    g->pin_threads = 1;
     g->limit_request_body = 10ull << 20;
     g->header_buffer_size = 64ull << 10;
     g->body_buffer_size = 64ull << 10;

@@ -237,7 +237,7 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
         fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
     wd_config_group_numbers(f, g);
     fprintf(f, "access-log %s %d\n", S(g->access_log), g->access_log_json);
-    fprintf(f, "application-group %s\n", S(g->application_group));
+    fprintf(f, "application-group %s pin-threads %d\n", S(g->application_group), g->pin_threads);
     fprintf(f, "strip-forwarded %d proxy-protocol %d rfc7239 %d\n", g->strip_forwarded,
             g->proxy_protocol, g->forwarded_rfc7239);
     for (i = 0; i < g->n_trusted_proxies; i++) {

@@ -8,6 +8,7 @@
 #include "alloc.h"
 
 #include "accept.h"
+#include "affinity.h"
 #include "config.h"
 #include "conn.h"
 #include "handoff.h"
@@ -406,7 +407,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     char group_name[256], who[300], err[2048], line[2200];
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
-    int record = -1;
+    int record = -1, cpu, started;
 
     (void)argc;
     (void)argv;
@@ -500,13 +501,27 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                               .conns = &w->conns};
     if (wd_accept_init(&w->accept) < 0)
         return WD_WORKER_EXIT_CONFIG;
-    if (app->start(&w->handoff, w->score) < 0) {
+    /* The Python threads (and the helpers app->start starts) inherit this thread's mask. */
+    cpu = wd_affinity_home(&w->conf, w->group, w->slot);
+    if (cpu >= 0 && wd_affinity_pin(cpu) < 0) {
+        wd_log_error("cannot keep the Python threads on CPU %d (%s): they run on any CPU; set "
+                     "pin-threads: false to say so",
+                     cpu, strerror(errno));
+        cpu = -1;
+    }
+    started = app->start(&w->handoff, w->score);
+    if (cpu >= 0)
+        wd_affinity_unpin();
+    if (started < 0) {
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }
     wd_accept_update(&w->accept);
-    wd_log_info("serving %s with %d threads", w->group->app != NULL ? w->group->app : "its mounts",
-                w->group->threads);
+    line[0] = '\0';
+    if (cpu >= 0)
+        snprintf(line, sizeof line, " on CPU %d", cpu);
+    wd_log_info("serving %s with %d threads%s",
+                w->group->app != NULL ? w->group->app : "its mounts", w->group->threads, line);
     wd_score_set(&w->score->ready, 1);
     say_master("ready\n");
 

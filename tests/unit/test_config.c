@@ -249,6 +249,8 @@ static const config_case_t cases[] = {
     {G "    proxy-protocol: true\n", "5:21: groups.a.proxy-protocol: a PROXY header is believed "
                                      "only from trusted peers"},
     {G "    application-group: shared\n", NULL},
+    {G "    pin-threads: false\n", NULL},
+    {G "    pin-threads: cpu0\n", "5:18: groups.a.pin-threads: expected true or false, got 'cpu0'"},
     {G "    application-group: '%{SERVER}'\n", "5:24: groups.a.application-group: '%{SERVER}': "
                                                "the expansions are %{GLOBAL}"},
     {G "    application-group: [a]\n", "groups.a.application-group: expected a"},
@@ -464,6 +466,7 @@ static void test_defaults(void)
               g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL &&
               g->busy_poll == 10e-6,
           "timeouts");
+    CHECK(g->pin_threads == 1, "pin-threads on");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(!g->reload_on_change && g->n_watch == 0 && g->watch == NULL, "reload-on-change off");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
@@ -511,6 +514,7 @@ static const char full[] =
     "    graceful-timeout: 20\n"
     "    shutdown-timeout: 0\n"
     "    busy-poll: 120us\n"
+    "    pin-threads: false\n"
     "    limit-request-body: 1G\n"
     "    header-buffer-size: 8k\n"
     "    body-buffer-size: 128KB\n"
@@ -576,6 +580,7 @@ static void test_full(void)
               g->queue_timeout == 0.25 && g->startup_timeout == 1.5 && g->graceful_timeout == 20 &&
               g->shutdown_timeout == 0 && fabs(g->busy_poll - 120e-6) < 1e-12,
           "times");
+    CHECK(g->pin_threads == 0, "pin-threads off");
     CHECK(g->memory_limit == 512u << 20 && g->limit_request_body == 1u << 30 &&
               g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
               g->response_buffer_size == 2u << 20 && g->response_spill_limit == 3ull << 30,

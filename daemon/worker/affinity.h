@@ -1,0 +1,31 @@
+/* pin-threads: a worker's Python threads share one CPU.
+ *
+ * The GIL lets one of them run Python at a time, so spreading them over CPUs buys no parallel
+ * Python; what it costs is a cross-CPU wake-up every time the GIL or a request changes hands,
+ * and on a virtual machine each of those is an interrupt through the hypervisor. Measured behind
+ * nginx keep-alive (2 workers x 4 threads, 2 CPUs, 6 s A/B runs, bench's apps): TechEmpower
+ * /db 11.2k req/s at 65 us of wsgid CPU a request unpinned against 13.3-13.9k at 48-50 pinned;
+ * /fortunes 9.8k/93 us against 11.6k/77; hello at -c32 30.4k/17.3 against 42.4k/13.3; the app
+ * alone (bench/lib/floor.py, 4 threads in one process, no server) ran /db at 54-63 us a request
+ * on any CPU and 33 us on one, /fortunes at 124-128 against 46-47.
+ *
+ * The workers spread over the CPUs the master was allowed (its affinity mask: taskset, systemd's
+ * CPUAffinity=, a cpuset), round robin over every worker of every group in the file's order, so
+ * that two groups of two workers on two CPUs each get both CPUs. The loop thread stays free: it
+ * works while Python runs. A process the app forks is given the whole mask back; one started by
+ * subprocess (which uses vfork) is not, and keeps the CPU of the thread that started it. */
+#ifndef WD_WORKER_AFFINITY_H
+#define WD_WORKER_AFFINITY_H
+
+#include "config.h"
+
+/* The CPU the Python threads of worker `slot` (1-based) of group g are to share, or -1 when they
+ * are not pinned (pin-threads: false, or a single CPU allowed). */
+int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot);
+
+/* Calling thread: from now on on `cpu` alone (threads it starts inherit that), until
+ * wd_affinity_unpin gives it the mask it had back. 0, or -1 with errno (then nothing changed). */
+int wd_affinity_pin(int cpu);
+void wd_affinity_unpin(void);
+
+#endif
