@@ -8,7 +8,9 @@ from .scenarios import SCEN, SCENARIOS
 from .servers import PATH_LABEL
 from .util import log, sh
 
-PEERS = ("uwsgi", "gunicorn", "mod_wsgi")
+PEERS = ("uwsgi", "uwsgi-pinned", "gunicorn", "mod_wsgi")
+# uWSGI as the targets that name it count it: the better of its two configurations.
+UWSGI = ("uwsgi", "uwsgi-pinned")
 
 # The figures that are not per-scenario rows: key, label, unit, higher-is-better, digits.
 OTHER_FIGURES = [
@@ -131,10 +133,11 @@ def compare(run, key):
 
 
 def against(run, key, peer, field, higher):
-    """wsgid's best row against one peer's best row on field: (ratio, wsgid row, peer row)."""
+    """wsgid's best row against the best row of the servers in peer (a tuple) on field: (ratio,
+    wsgid row, peer row)."""
     rows = rows_of(run, key)
     w = pick(rows, ("wsgid",), field, higher)
-    p = pick(rows, (peer,), field, higher)
+    p = pick(rows, peer, field, higher)
     if not (w and p and p[1]):
         return None, w, p
     return w[1] / p[1], w, p
@@ -185,10 +188,10 @@ def uwsgi_pass_basis(run, field, higher):
     connection per request being the limit), or the ceiling's CPU plus the app's own over uWSGI's
     (CPU: a server adding nothing to a connection's kernel cost and the app)."""
     rows = rows_of(run, "hello_uwsgi")
-    rr = round_ratios(rows, ("wsgid",), ("uwsgi",), field, higher)
+    rr = round_ratios(rows, ("wsgid",), UWSGI, field, higher)
     parts = ["rounds %.2fx-%.2fx" % (min(rr), max(rr))] if rr else []
     ceil = pick(rows, ("ceiling",), field, higher)
-    peer = pick(rows, ("uwsgi",), field, higher)
+    peer = pick(rows, UWSGI, field, higher)
     if ceil and peer and peer[1]:
         if field == "rps":
             parts.append("the no-app ceiling: %.2fx" % (ceil[1] / peer[1]))
@@ -236,16 +239,16 @@ def targets(run):
             basis(c))
         add("%s: CPU/request <= 0.8x the lowest peer's" % name, c.get("cpu_ratio"),
             lambda r: r <= 0.8, "%.2fx", basis(c, True))
-    r, a, b = against(run, "c1", "uwsgi", "cpu_us", False)
+    r, a, b = against(run, "c1", UWSGI, "cpu_us", False)
     add("one connection: CPU/request <= uWSGI's", r, lambda x: x <= 1.0, "%.2fx",
         "%s vs %s" % (where(a), where(b)) if r else "")
-    r, a, b = against(run, "c1", "uwsgi", "p99_ms", False)
+    r, a, b = against(run, "c1", UWSGI, "p99_ms", False)
     add("one connection: p99 <= 1.5x uWSGI's", r, lambda x: x <= 1.5, "%.2fx",
         "%s vs %s" % (where(a), where(b)) if r else "")
-    r, a, b = against(run, "hello_uwsgi", "uwsgi", "rps", True)
+    r, a, b = against(run, "hello_uwsgi", UWSGI, "rps", True)
     add("hello through uwsgi_pass: req/s >= 1.3x uWSGI (one socket)", r, lambda x: x >= 1.3,
         "%.2fx", uwsgi_pass_basis(run, "rps", True))
-    r, a, b = against(run, "hello_uwsgi", "uwsgi", "cpu_us", False)
+    r, a, b = against(run, "hello_uwsgi", UWSGI, "cpu_us", False)
     add("hello through uwsgi_pass: CPU/request <= 0.75x uWSGI's", r, lambda x: x <= 0.75,
         "%.2fx", uwsgi_pass_basis(run, "cpu_us", False))
     add("no regression: 16 slow readers, wsgid keeps >= 90% of idle req/s",
@@ -255,7 +258,7 @@ def targets(run):
         else None, lambda x: x <= 1.0, "%.2fx",
         "%.1f vs %.1f MiB" % (w["rss_worker"], u["rss_worker"])
         if w.get("rss_worker") and u.get("rss_worker") else "")
-    r, a, b = against(run, "hello_direct", "uwsgi", "rps", True)
+    r, a, b = against(run, "hello_direct", UWSGI, "rps", True)
     add("no regression: direct hello >= 2x uWSGI", r, lambda x: x >= 2.0, "%.2fx",
         "uWSGI %s" % ("--http11-socket" if run.args.uwsgi_http11 else "--http-socket"))
     return out
@@ -265,7 +268,7 @@ def targets(run):
 # the markdown
 
 def write_results(run, meta, outdir):
-    names = [s for s in ("wsgid", "uwsgi", "gunicorn", "mod_wsgi", "ceiling")
+    names = [s for s in ("wsgid", "uwsgi", "uwsgi-pinned", "gunicorn", "mod_wsgi", "ceiling")
              if s in meta["servers_run"]]
     stamp = meta["stamp"] + ("-quick" if meta["quick"] else "")
     os.makedirs(outdir, exist_ok=True)
@@ -316,9 +319,10 @@ def write_results(run, meta, outdir):
     L.append("")
     L.append("## wsgid against the best peer")
     L.append("")
-    L.append("Best peer: the highest req/s among uWSGI, gunicorn and mod_wsgi over the paths each "
-             "ran (for the mixed test: the lowest hello p99); for CPU the lowest peer. wsgid's "
-             "best path counts for wsgid. A row that failed more than 1 % of its requests "
+    L.append("Best peer: the highest req/s among uWSGI (as it starts, and with --cpu-affinity 1: "
+             "uwsgi-pinned), gunicorn and mod_wsgi over the paths each ran (for the mixed test: "
+             "the lowest hello p99); for CPU the lowest peer. wsgid's best path counts for wsgid. "
+             "A row that failed more than 1 % of its requests "
              "(non-2xx, wrk timeouts or connect errors) is nobody's best. Ratio: wsgid / best "
              "peer, median of the medians, and in brackets the range of the per-round ratios.")
     L.append("")
@@ -548,8 +552,8 @@ def chart(comps, outdir, base):
     g = ['set terminal pngcairo noenhanced size %d,560 font "sans,10"'
          % max(900, 70 * len(lines) + 200),
          'set output "%s"' % png,
-         'set title "wsgid against the best peer (uWSGI, gunicorn, mod_wsgi), scenario by '
-         'scenario\\n> 1: wsgid ahead; bars: median, whiskers: range of the per-round ratios"',
+         'set title "wsgid against the best peer (uWSGI with and without --cpu-affinity, '
+         'gunicorn, mod_wsgi), scenario by scenario\\n> 1: wsgid ahead; bars: median, whiskers: range of the per-round ratios"',
          "set style data histograms", "set style histogram errorbars gap 1 lw 1",
          "set style fill solid 0.85 border -1", "set key below", "set grid ytics",
          "set logscale y 2", "set yrange [%g:%g]" % (lo, hi),

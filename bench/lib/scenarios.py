@@ -30,6 +30,8 @@ class Scenario:
     def paths(self, server, args):
         if server == "ceiling":
             return self.ceiling
+        if server == "uwsgi-pinned":
+            server = "uwsgi"  # the same rows: only its CPU affinity differs
         rows = self.rows
         if self.best_rows and args.both_paths:
             rows = BOTH_NGINX

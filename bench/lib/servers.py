@@ -192,6 +192,15 @@ class Uwsgi(Server):
                    "--pidfile", os.path.join(self.dir, "uwsgi.pid")])
 
 
+class UwsgiPinned(Uwsgi):
+    """uWSGI with --cpu-affinity 1: each worker (its threads with it) on one CPU of its own, round
+    robin, as wsgid's pin-threads keeps its Python threads (bench/README.md: it helps uWSGI on
+    some figures and costs it on others, so both run and the better counts)."""
+
+    def argv(self, app, path):
+        return super().argv(app, path) + ["--cpu-affinity", "1"]
+
+
 class Gunicorn(Server):
     PATHS = ("ka", "direct")
 
@@ -286,9 +295,9 @@ class Ceiling(Server):
         raise RuntimeError("ceiling not ready")
 
 
-SERVERS = ["wsgid", "uwsgi", "gunicorn", "mod_wsgi"]
+SERVERS = ["wsgid", "uwsgi", "uwsgi-pinned", "gunicorn", "mod_wsgi"]
 ALL = SERVERS + ["ceiling"]
-CLASSES = {"wsgid": Wsgid, "uwsgi": Uwsgi, "gunicorn": Gunicorn, "mod_wsgi": ModWsgi,
+CLASSES = {"wsgid": Wsgid, "uwsgi": Uwsgi, "uwsgi-pinned": UwsgiPinned, "gunicorn": Gunicorn, "mod_wsgi": ModWsgi,
            "ceiling": Ceiling}
 
 

@@ -1,0 +1,94 @@
+"""pin-threads (worker/affinity.h): each worker's Python threads share one CPU, the workers of all
+groups spread round robin over the CPUs wsgid may use; the loop thread keeps them all, and so
+does a child the app forks. With pin-threads: false nothing is pinned.
+
+Read from /proc (every thread's Cpus_allowed_list) and from the app itself (os.sched_getaffinity
+of the request's thread, of a thread it starts, of a forked child and of a subprocess)."""
+import json
+import os
+
+import pytest
+
+from helpers.clients import request
+from helpers.config import app, group_addrs, make_config
+
+ALLOWED = sorted(os.sched_getaffinity(0))  # wsgid runs with the tests' mask
+
+
+def need_two_cpus():
+    if len(ALLOWED) < 2:
+        reason = "pin-threads needs 2 CPUs or more; this machine allows %s" % ALLOWED
+        print("SKIP: " + reason)
+        pytest.skip(reason)
+
+
+def cpu_list(text):
+    out = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def threads_of(pid):
+    """{thread name: [CPUs allowed], ...}, names of Python threads numbered by wsgid."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            name = f.read().strip()
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            allowed = [cpu_list(line.split(":", 1)[1].strip()) for line in f
+                       if line.startswith("Cpus_allowed_list:")][0]
+        out[name if tid != str(pid) else "loop"] = allowed
+    return out
+
+
+def answer(addr):
+    r = request(addr, path="/")
+    assert r.status == 200, r
+    return json.loads(r.body)
+
+
+def test_each_worker_keeps_its_python_threads_on_one_cpu(wsgid, tmp):
+    need_two_cpus()
+    a_sock, a_tcp = group_addrs(tmp, "a")
+    b_sock, b_tcp = group_addrs(tmp, "b")
+    env = {"WSGID_E2E_DIR": str(tmp)}
+    d = wsgid(config=make_config(tmp, {
+        "a": {"app": app("affinity"), "listen": ["unix:" + a_sock, "%s:%d" % a_tcp],
+              "processes": 2, "threads": 3, "env": env},
+        "b": {"app": app("affinity"), "listen": ["unix:" + b_sock, "%s:%d" % b_tcp],
+              "processes": 1, "threads": 2, "env": env}}))
+    homes = {}
+    for w in d.workers():
+        t = threads_of(w)
+        py = {n: c for n, c in t.items() if n.startswith("wsgid-py")}
+        assert t["loop"] == ALLOWED, ("the loop thread is pinned", w, t)
+        assert len(py) in (2, 3), (w, t)
+        (home,) = {tuple(c) for c in py.values()}
+        assert len(home) == 1, ("Python threads not on one CPU", w, t)
+        homes[w] = home[0]
+    # Round robin over the allowed CPUs, group a's two workers first: with 2 CPUs, a's take both
+    # and b's one takes the first again; with more, all three differ.
+    assert sorted(homes.values()) == sorted(ALLOWED[i % len(ALLOWED)] for i in range(3)), homes
+    for addr in (a_tcp, b_tcp):
+        got = answer(addr)
+        home = homes[got["pid"]]
+        assert got["thread"] == [home] and got["started"] == [home], got
+        assert got["forked"] == ALLOWED, ("a forked child keeps the pin", got)
+        # As README and wsgid.yaml(5) say: a program started by subprocess (CPython's vfork, no
+        # fork handlers run) keeps the CPU of the thread that started it.
+        assert got["program"] == [home], got
+    for line in ("serving %s with 3 threads on CPU" % app("affinity"),):
+        assert d.log().count(line) == 2, d.log()
+
+
+def test_pin_threads_false_pins_nothing(wsgid):
+    need_two_cpus()
+    d = wsgid("affinity", processes=2, threads=2, pin_threads=False)
+    for w in d.workers():
+        for name, allowed in threads_of(w).items():
+            assert allowed == ALLOWED, ("pinned with pin-threads: false", w, name, allowed)
+    got = answer(d.tcp)
+    assert got["thread"] == got["started"] == got["forked"] == got["program"] == ALLOWED, got
+    assert " on CPU " not in d.log()
