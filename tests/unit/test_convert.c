@@ -176,7 +176,7 @@ static void test_ini(void)
 typedef struct map_case {
     int uwsgi;
     const char *text;
-    const char *want[8];
+    const char *want[10];
 } map_case_t;
 
 static const map_case_t maps[] = {
@@ -206,11 +206,13 @@ static const map_case_t maps[] = {
       "t.conf:5: WSGIImportScript /srv/x.wsgi: not converted", NULL}},
     {1,
      "[uwsgi]\nmodule = app:application\nchdir = /srv\nsocket = 127.0.0.1:3031\n"
-     "chmod-socket = 660\nharakiri = 20\nreload-on-rss = 300\nmount = /b=b.py\nhttp = :8000\n",
+     "chmod-socket = 660\nharakiri = 20\nreload-on-rss = 300\nmount = /b=b.py\nhttp = :8000\n"
+     "cpu-affinity = 1\n",
      {"    app: \"app:application\"\n", "    threads: 1\n", "socket-mode: \"0660\"",
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
-      "t.ini:9: http = :8000: not converted"}},
+      "t.ini:9: http = :8000: not converted",
+      "t.ini:10: cpu-affinity = 1: not converted: wsgid's pin-threads (on by default)"}},
 };
 
 static void test_map(void)
@@ -244,7 +246,7 @@ static void test_map(void)
         wd_cv_write_yaml(f, &cv, "t", "test");
         wd_cv_write_nginx(f, &cv, "t", "test");
         fclose(f);
-        for (int j = 0; j < 8 && c->want[j] != NULL; j++)
+        for (int j = 0; j < 10 && c->want[j] != NULL; j++)
             T_CHECK(strstr(out, c->want[j]) != NULL, "map case %zu: no [%s] in\n%s", i, c->want[j],
                     out);
         free(out);
