@@ -11,6 +11,7 @@ import pytest
 
 from helpers.clients import request
 from helpers.config import app, group_addrs, make_config
+from helpers.procs import wait_for
 
 ALLOWED = sorted(os.sched_getaffinity(0))  # wsgid runs with the tests' mask
 
@@ -61,7 +62,9 @@ def test_each_worker_keeps_its_python_threads_on_one_cpu(wsgid, tmp):
               "processes": 1, "threads": 2, "env": env}}))
     homes = {}
     for w in d.workers():
-        t = threads_of(w)
+        # Each Python thread names itself once it runs: the worker may say ready before.
+        t = wait_for(lambda: (lambda t: t if sum(n.startswith("wsgid-py") for n in t) >= 2
+                              else None)(threads_of(w)), what="named Python threads of %d" % w)
         py = {n: c for n, c in t.items() if n.startswith("wsgid-py")}
         assert t["loop"] == ALLOWED, ("the loop thread is pinned", w, t)
         assert len(py) in (2, 3), (w, t)
