@@ -504,9 +504,9 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     /* The Python threads (and the helpers app->start starts) inherit this thread's mask. */
     cpu = wd_affinity_home(&w->conf, w->group, w->slot);
     if (cpu >= 0 && wd_affinity_pin(cpu) < 0) {
-        wd_log_error("cannot keep the Python threads on CPU %d (%s): they run on any CPU; set "
-                     "pin-threads: false to say so",
-                     cpu, strerror(errno));
+        wd_log_warn("cannot keep the Python threads on CPU %d (%s): they run on any CPU; set "
+                    "pin-threads: false to say so",
+                    cpu, strerror(errno));
         cpu = -1;
     }
     started = app->start(&w->handoff, w->score);
