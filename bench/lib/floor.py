@@ -7,6 +7,12 @@ scenario's URL, start_response that keeps nothing, the body iterated and closed.
 utime + stime (getrusage, not /proc ticks) over the requests made, measured after one warm-up
 pass, so the imports and each thread's first database connection are not counted.
 
+Each scenario is measured twice: with the threads free to run on any CPU, and with all of them on
+one CPU (as wsgid's pin-threads and uWSGI's --cpu-affinity place them: the GIL hands over between
+threads of one CPU without a cross-CPU wake-up, which costs a virtual machine dearly). The floor is
+the lower CPU per request of the two, and the bound on req/s the higher rate: what the app costs
+where it is cheapest.
+
 No server can cost less CPU per request than this: a server's CPU per request minus the floor is
 what the server itself adds (its protocol work, its hand-offs, and the contention its threads
 add), the part a server change can save. The TechEmpower-style apps spend most of theirs here
@@ -32,9 +38,10 @@ def measurable(sc):
     return sc.kind in KINDS and sc.script is None
 
 
-def measure(apps, scenarios, threads, seconds, log=print):
-    """{scenario key: {"cpu_us": floor, "requests": n, "rps": n/s}} for the measurable scenarios
-    (a scenario whose child failed is left out, with its reason logged)."""
+def measure(apps, scenarios, threads, seconds, log=print, places=None):
+    """{scenario key: {"cpu_us": floor, "requests": n, "rps": n/s, "runs": {place: figures}}} for
+    the measurable scenarios (a scenario whose child failed is left out, with its reason logged);
+    places: where the threads run, PLACES unless told."""
     out, seen = {}, {}
     for sc in scenarios:
         if not measurable(sc):
@@ -42,20 +49,35 @@ def measure(apps, scenarios, threads, seconds, log=print):
         if (sc.app, sc.url) in seen:    # the same request as another scenario's
             out[sc.key] = seen[(sc.app, sc.url)]
             continue
-        spec = json.dumps({"app": sc.app, "url": sc.url, "threads": threads,
-                           "seconds": seconds})
-        r = subprocess.run([PY, os.path.abspath(__file__), apps, spec], capture_output=True,
-                           text=True, timeout=seconds * 4 + 120, cwd=apps)
-        try:
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            log("app floor of %s: the child failed (status %d): %s"
-                % (sc.key, r.returncode, (r.stderr or r.stdout).strip()[-400:]))
+        runs = {}
+        for where in places or PLACES:
+            spec = json.dumps({"app": sc.app, "url": sc.url, "threads": threads,
+                               "seconds": seconds, "one_cpu": where == "one CPU"})
+            r = subprocess.run([PY, os.path.abspath(__file__), apps, spec], capture_output=True,
+                               text=True, timeout=seconds * 4 + 120, cwd=apps)
+            try:
+                runs[where] = json.loads(r.stdout.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                log("app floor of %s (%s): the child failed (status %d): %s"
+                    % (sc.key, where, r.returncode, (r.stderr or r.stdout).strip()[-400:]))
+        if not runs:
             continue
+        res = {"cpu_us": min(x["cpu_us"] for x in runs.values()),
+               "requests": sum(x["requests"] for x in runs.values()),
+               "rps": max(x["rps"] for x in runs.values()), "runs": runs}
         out[sc.key] = seen[(sc.app, sc.url)] = res
-        log("app floor of %s (%s %s, %d threads, no server): %.1f us CPU/request over %d "
-            "requests" % (sc.key, sc.app, sc.url, threads, res["cpu_us"], res["requests"]))
+        log("app floor of %s (%s %s, %d threads, no server): %s us CPU/request"
+            % (sc.key, sc.app, sc.url, threads,
+               ", ".join("%.1f on %s" % (x["cpu_us"], w) for w, x in runs.items())))
     return out
+
+
+def places():
+    """Where the child's threads run: any CPU, and (with two CPUs or more allowed) one CPU."""
+    return ("any CPU", "one CPU") if len(os.sched_getaffinity(0)) > 1 else ("any CPU",)
+
+
+PLACES = places()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -92,6 +114,8 @@ def call(app, base):
 
 def child(apps, spec):
     import resource
+    if spec.get("one_cpu"):
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # the threads inherit it
     sys.path.insert(0, apps)
     mod = __import__(spec["app"])
     app = mod.application

@@ -381,7 +381,8 @@ def write_results(run, meta, outdir):
         L.append("")
         L.append("The app alone: its own CPU per request with no server at all (bench/lib/floor.py:"
                  " `application` called in %d threads of one process, on the quiet machine "
-                 "before the rounds). No server can cost less. Over the app: a server's CPU per "
+                 "before the rounds, the threads once on any CPU and once all on one; the "
+                 "lower CPU and the higher req/s of the two count). No server can cost less. Over the app: a server's CPU per "
                  "request minus that, the most a change of server could save (under the rounds' "
                  "load the app itself costs more, so this over-states the server's part). A "
                  "server adding nothing: the app alone over the lowest peer's CPU, the lowest CPU "
