@@ -1,52 +1,88 @@
 /* pin-threads: see affinity.h. */
 #include "affinity.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdlib.h>
 
-static cpu_set_t whole; /* the mask the worker started with */
-static int whole_saved;
+/* CPU sets are sized at run time (CPU_ALLOC): a fixed cpu_set_t holds 1024 CPUs, and on a machine
+ * whose kernel counts more, sched_getaffinity refuses it (EINVAL). */
+typedef struct {
+    cpu_set_t *set;
+    size_t size; /* bytes */
+} mask_t;
+
+static mask_t whole; /* the mask the worker started with */
+
+/* The calling thread's mask: 0, or -1 with errno. */
+static int mask_get(mask_t *m)
+{
+    for (int n = CPU_SETSIZE; n <= (1 << 22); n *= 2) {
+        m->size = CPU_ALLOC_SIZE(n);
+        m->set = CPU_ALLOC(n);
+        if (m->set == NULL)
+            return -1;
+        if (sched_getaffinity(0, m->size, m->set) == 0)
+            return 0;
+        CPU_FREE(m->set);
+        m->set = NULL;
+        if (errno != EINVAL)
+            return -1;
+    }
+    return -1;
+}
 
 /* In a child the app forked: the whole mask back, so that the program it runs is the scheduler's
  * to place. */
 static void child_unpin(void)
 {
-    if (whole_saved)
-        (void)sched_setaffinity(0, sizeof whole, &whole);
+    if (whole.set != NULL)
+        (void)sched_setaffinity(0, whole.size, whole.set);
 }
 
 int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
 {
-    cpu_set_t allowed;
-    int n, index = slot - 1;
+    mask_t allowed;
+    int n, index = slot - 1, cpu = -1;
 
-    if (!g->pin_threads || sched_getaffinity(0, sizeof allowed, &allowed) < 0)
+    if (!g->pin_threads || mask_get(&allowed) < 0)
         return -1;
-    n = CPU_COUNT(&allowed);
-    if (n < 2)
-        return -1;
-    for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
-        index += c->groups[i].processes;
-    index %= n;
-    for (int cpu = 0; cpu < CPU_SETSIZE; cpu++)
-        if (CPU_ISSET(cpu, &allowed) && index-- == 0)
-            return cpu;
-    return -1;
+    n = CPU_COUNT_S(allowed.size, allowed.set);
+    if (n >= 2) {
+        for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
+            index += c->groups[i].processes;
+        index %= n;
+        for (int k = 0; k < (int)(allowed.size * 8) && cpu < 0; k++)
+            if (CPU_ISSET_S(k, allowed.size, allowed.set) && index-- == 0)
+                cpu = k;
+    }
+    CPU_FREE(allowed.set);
+    return cpu;
 }
 
 int wd_affinity_pin(int cpu)
 {
-    cpu_set_t one;
+    cpu_set_t *one;
+    size_t size;
+    int rc, err;
 
-    if (!whole_saved) {
-        if (sched_getaffinity(0, sizeof whole, &whole) < 0)
+    if (whole.set == NULL) {
+        if (mask_get(&whole) < 0)
             return -1;
-        whole_saved = 1;
         (void)pthread_atfork(NULL, NULL, child_unpin);
     }
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    return sched_setaffinity(0, sizeof one, &one);
+    one = CPU_ALLOC(cpu + 1);
+    if (one == NULL)
+        return -1;
+    size = CPU_ALLOC_SIZE(cpu + 1);
+    CPU_ZERO_S(size, one);
+    CPU_SET_S(cpu, size, one);
+    rc = sched_setaffinity(0, size, one);
+    err = errno;
+    CPU_FREE(one);
+    errno = err;
+    return rc;
 }
 
 void wd_affinity_unpin(void)

@@ -1,0 +1,118 @@
+/* pin-threads (daemon/worker/affinity.c): which CPU each worker's Python threads get, over
+ * whatever mask the test is allowed, and that pinning, unpinning and a fork restore the mask. */
+#define _GNU_SOURCE
+#include "affinity.h"
+
+#include <sched.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+/* The allowed CPUs in order. */
+static int allowed_list(int *out, int cap)
+{
+    cpu_set_t s;
+    int n = 0;
+
+    if (sched_getaffinity(0, sizeof s, &s) < 0)
+        return -1;
+    for (int k = 0; k < CPU_SETSIZE && n < cap; k++)
+        if (CPU_ISSET(k, &s))
+            out[n++] = k;
+    return n;
+}
+
+static int set_mask(const int *cpus, int n)
+{
+    cpu_set_t s;
+
+    CPU_ZERO(&s);
+    for (int i = 0; i < n; i++)
+        CPU_SET(cpus[i], &s);
+    return sched_setaffinity(0, sizeof s, &s);
+}
+
+static int mask_is(const int *cpus, int n)
+{
+    int got[CPU_SETSIZE], m = allowed_list(got, CPU_SETSIZE);
+
+    if (m != n)
+        return 0;
+    for (int i = 0; i < n; i++)
+        if (got[i] != cpus[i])
+            return 0;
+    return 1;
+}
+
+/* Three groups in file order: a (2 workers), b (3, pin-threads off), c (3). */
+static wd_group_conf_t groups[3];
+static wd_config_t conf = {.groups = groups, .n_groups = 3};
+
+static const struct {
+    int group, slot;
+    int index; /* the worker's place in the round robin over every group, -1: not pinned */
+} cases[] = {
+    {0, 1, 0}, {0, 2, 1},                /* a: the first two places */
+    {1, 1, -1}, {1, 2, -1}, {1, 3, -1},  /* b: pin-threads: false (its workers still count) */
+    {2, 1, 5}, {2, 2, 6}, {2, 3, 7},     /* c: after a's 2 and b's 3 */
+};
+
+static void check_homes(const int *cpus, int n, const char *what)
+{
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int want = cases[i].index < 0 || n < 2 ? -1 : cpus[cases[i].index % n];
+        int got = wd_affinity_home(&conf, &groups[cases[i].group], cases[i].slot);
+
+        T_CHECK(got == want, "%s: group %s slot %d: CPU %d, want %d", what,
+                groups[cases[i].group].name, cases[i].slot, got, want);
+    }
+}
+
+int main(void)
+{
+    int cpus[CPU_SETSIZE], n = allowed_list(cpus, CPU_SETSIZE), status;
+    pid_t pid;
+
+    groups[0] = (wd_group_conf_t){.name = "a", .processes = 2, .pin_threads = 1};
+    groups[1] = (wd_group_conf_t){.name = "b", .processes = 3, .pin_threads = 0};
+    groups[2] = (wd_group_conf_t){.name = "c", .processes = 3, .pin_threads = 1};
+    if (n < 1) {
+        printf("sched_getaffinity failed\n");
+        return 1;
+    }
+
+    /* One CPU allowed: nothing is pinned. */
+    T_CHECK(set_mask(cpus, 1) == 0, "cannot allow CPU %d alone", cpus[0]);
+    check_homes(cpus, 1, "one CPU");
+    T_CHECK(set_mask(cpus, n) == 0, "cannot restore the mask");
+    if (n < 2) {
+        printf("SKIP: the round robin needs two CPUs; this process may use one\n");
+        return t_failures ? 1 : 77;
+    }
+
+    /* The whole mask, then every pair of allowed CPUs as the mask (taskset's case). */
+    check_homes(cpus, n, "the whole mask");
+    for (int i = 0; i + 1 < n && i < 4; i++) {
+        int two[2] = {cpus[i], cpus[n - 1]};
+
+        T_CHECK(set_mask(two, 2) == 0, "cannot allow CPUs %d and %d", two[0], two[1]);
+        check_homes(two, 2, "two CPUs");
+    }
+    T_CHECK(set_mask(cpus, n) == 0, "cannot restore the mask");
+
+    /* Pin: this thread and what it starts on one CPU; a child forked meanwhile gets the whole
+     * mask back; unpin restores it here. */
+    T_CHECK(wd_affinity_pin(cpus[n - 1]) == 0, "cannot pin to CPU %d", cpus[n - 1]);
+    T_CHECK(mask_is(&cpus[n - 1], 1), "after pin: not on CPU %d alone", cpus[n - 1]);
+    pid = fork();
+    if (pid == 0)
+        _exit(mask_is(cpus, n) ? 0 : 1);
+    T_CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+                WEXITSTATUS(status) == 0,
+            "a forked child did not get the whole mask back");
+    wd_affinity_unpin();
+    T_CHECK(mask_is(cpus, n), "after unpin: not the whole mask");
+    T_CHECK(wd_affinity_pin(CPU_SETSIZE + 5) < 0, "pinning to a CPU that does not exist worked");
+    T_CHECK(mask_is(cpus, n), "a refused pin changed the mask");
+    return t_summary("affinity");
+}
