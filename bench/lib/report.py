@@ -162,9 +162,18 @@ def floor_rps_of(run, key):
     in the rounds, bound it first) or without a floor."""
     f = (getattr(run, "floor", None) or {}).get(key)
     procs = getattr(getattr(run, "args", None), "processes", None)
-    if not f or not f.get("rps") or not procs or f["cpu_us"] * f["rps"] / 1e6 >= 0.5:
+    if not f or not f.get("rps") or not procs or f.get("busy", f["cpu_us"] * f["rps"] / 1e6) >= 0.5:
         return None
     return f["rps"] * procs
+
+
+def places_text(run):
+    """How the report's floors were measured: where their threads ran."""
+    counts = {len(f.get("runs", {})) for f in (getattr(run, "floor", None) or {}).values()}
+    if counts == {2}:
+        return (", the threads once on any CPU and once all on one; the lower CPU and the "
+                "higher req/s of the two count")
+    return ", the threads on any CPU" if counts == {1} else ""
 
 
 def floor_rows(run, comps):
@@ -381,8 +390,7 @@ def write_results(run, meta, outdir):
         L.append("")
         L.append("The app alone: its own CPU per request with no server at all (bench/lib/floor.py:"
                  " `application` called in %d threads of one process, on the quiet machine "
-                 "before the rounds, the threads once on any CPU and once all on one; the "
-                 "lower CPU and the higher req/s of the two count). No server can cost less. Over the app: a server's CPU per "
+                 "before the rounds%s). No server can cost less. Over the app: a server's CPU per "
                  "request minus that, the most a change of server could save (under the rounds' "
                  "load the app itself costs more, so this over-states the server's part). A "
                  "server adding nothing: the app alone over the lowest peer's CPU, the lowest CPU "
@@ -390,7 +398,7 @@ def write_results(run, meta, outdir):
                  "For an app that mostly waits (the I/O tests), the same child's req/s times %d "
                  "processes is the most its threads allow (a target's basis: \"the app alone "
                  "allows\"): a req/s target above that bound is out of every server's reach."
-                 % (meta["threads"], meta["processes"]))
+                 % (meta["threads"], places_text(run), meta["processes"]))
         L.append("")
         L.append("| scenario | the app alone us/req | wsgid CPU us/req | over the app | lowest "
                  "peer CPU us/req | over the app | wsgid's part / the peer's | a server adding "

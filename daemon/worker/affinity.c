@@ -7,7 +7,8 @@
 #include <stdlib.h>
 
 /* CPU sets are sized at run time (CPU_ALLOC): a fixed cpu_set_t holds 1024 CPUs, and on a machine
- * whose kernel counts more, sched_getaffinity refuses it (EINVAL). */
+ * whose kernel counts more, sched_getaffinity refuses it (EINVAL). CPU_ALLOC is malloc, not
+ * xmalloc: out of memory here only leaves the threads unpinned, which is no reason to abort. */
 typedef struct {
     cpu_set_t *set;
     size_t size; /* bytes */
@@ -18,6 +19,8 @@ static mask_t whole; /* the mask the worker started with */
 /* The calling thread's mask: 0, or -1 with errno. */
 static int mask_get(mask_t *m)
 {
+    int err;
+
     for (int n = CPU_SETSIZE; n <= (1 << 22); n *= 2) {
         m->size = CPU_ALLOC_SIZE(n);
         m->set = CPU_ALLOC(n);
@@ -25,9 +28,11 @@ static int mask_get(mask_t *m)
             return -1;
         if (sched_getaffinity(0, m->size, m->set) == 0)
             return 0;
+        err = errno;
         CPU_FREE(m->set);
         m->set = NULL;
-        if (errno != EINVAL)
+        errno = err;
+        if (err != EINVAL)
             return -1;
     }
     return -1;

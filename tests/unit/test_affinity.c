@@ -1,6 +1,5 @@
 /* pin-threads (daemon/worker/affinity.c): which CPU each worker's Python threads get, over
  * whatever mask the test is allowed, and that pinning, unpinning and a fork restore the mask. */
-#define _GNU_SOURCE
 #include "affinity.h"
 
 #include <sched.h>
@@ -8,33 +7,57 @@
 
 #include "testutil.h"
 
-/* The allowed CPUs in order. */
-static int allowed_list(int *out, int cap)
+/* The allowed CPUs in order (sized at run time, as affinity.c does: a machine may have more than
+ * CPU_SETSIZE); *bits: how many CPUs the mask could hold. */
+static int allowed_list(int *out, int cap, int *bits)
 {
-    cpu_set_t s;
-    int n = 0;
+    for (int n = CPU_SETSIZE; n <= (1 << 22); n *= 2) {
+        cpu_set_t *s = CPU_ALLOC(n);
+        size_t size = CPU_ALLOC_SIZE(n);
+        int k = 0;
 
-    if (sched_getaffinity(0, sizeof s, &s) < 0)
-        return -1;
-    for (int k = 0; k < CPU_SETSIZE && n < cap; k++)
-        if (CPU_ISSET(k, &s))
-            out[n++] = k;
-    return n;
+        if (s == NULL)
+            return -1;
+        if (sched_getaffinity(0, size, s) == 0) {
+            for (int cpu = 0; cpu < (int)size * 8 && k < cap; cpu++)
+                if (CPU_ISSET_S(cpu, size, s))
+                    out[k++] = cpu;
+            if (bits != NULL)
+                *bits = (int)size * 8;
+            CPU_FREE(s);
+            return k;
+        }
+        CPU_FREE(s);
+    }
+    return -1;
 }
 
 static int set_mask(const int *cpus, int n)
 {
-    cpu_set_t s;
+    int top = 0, rc;
+    cpu_set_t *s;
+    size_t size;
 
-    CPU_ZERO(&s);
     for (int i = 0; i < n; i++)
-        CPU_SET(cpus[i], &s);
-    return sched_setaffinity(0, sizeof s, &s);
+        top = cpus[i] > top ? cpus[i] : top;
+    s = CPU_ALLOC(top + 1);
+    size = CPU_ALLOC_SIZE(top + 1);
+    if (s == NULL)
+        return -1;
+    CPU_ZERO_S(size, s);
+    for (int i = 0; i < n; i++)
+        CPU_SET_S(cpus[i], size, s);
+    rc = sched_setaffinity(0, size, s);
+    CPU_FREE(s);
+    return rc;
 }
+
+enum { MAX_CPUS = 1 << 16 };
+static int got[MAX_CPUS];
 
 static int mask_is(const int *cpus, int n)
 {
-    int got[CPU_SETSIZE], m = allowed_list(got, CPU_SETSIZE);
+    int m = allowed_list(got, MAX_CPUS, NULL);
 
     if (m != n)
         return 0;
@@ -70,7 +93,8 @@ static void check_homes(const int *cpus, int n, const char *what)
 
 int main(void)
 {
-    int cpus[CPU_SETSIZE], n = allowed_list(cpus, CPU_SETSIZE), status;
+    static int cpus[MAX_CPUS];
+    int bits = 0, n = allowed_list(cpus, MAX_CPUS, &bits), status;
     pid_t pid;
 
     groups[0] = (wd_group_conf_t){.name = "a", .processes = 2, .pin_threads = 1};
@@ -90,7 +114,8 @@ int main(void)
         return t_failures ? 1 : 77;
     }
 
-    /* The whole mask, then every pair of allowed CPUs as the mask (taskset's case). */
+    /* The whole mask, then pairs of allowed CPUs as the mask (taskset's case): each of the first
+     * four with the last, so that the CPUs of a pair need not be next to each other. */
     check_homes(cpus, n, "the whole mask");
     for (int i = 0; i + 1 < n && i < 4; i++) {
         int two[2] = {cpus[i], cpus[n - 1]};
@@ -112,7 +137,8 @@ int main(void)
             "a forked child did not get the whole mask back");
     wd_affinity_unpin();
     T_CHECK(mask_is(cpus, n), "after unpin: not the whole mask");
-    T_CHECK(wd_affinity_pin(CPU_SETSIZE + 5) < 0, "pinning to a CPU that does not exist worked");
+    T_CHECK(wd_affinity_pin(bits + 5) < 0, "pinning to CPU %d, which does not exist, worked",
+            bits + 5);
     T_CHECK(mask_is(cpus, n), "a refused pin changed the mask");
     return t_summary("affinity");
 }
