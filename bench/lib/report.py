@@ -290,7 +290,7 @@ def write_results(run, meta, outdir):
            "checks": run.checks, "runs": run.detail, "summary": summary,
            "targets": targets(run), "floor": getattr(run, "floor", {})}
     with open(base + ".json", "w") as f:
-        json.dump(raw, f, indent=1, sort_keys=True, default=str)
+        json.dump(raw, f, indent=1, default=str)  # in order: a rewritten report reads the same
 
     L = []
     L.append("# wsgid side-by-side benchmark — %s" % meta["date"])
@@ -407,7 +407,9 @@ def write_results(run, meta, outdir):
         for label, fl, w, p, wo, po, lowest in fr:
             L.append("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 label, fmt(fl, 1), fmt(w, 1), fmt(wo, 1), fmt(p, 1), fmt(po, 1),
-                "%.2fx" % (wo / po) if wo is not None and po and po > 0 else "n/a",
+                # a part at or under nothing (the app costing less under the server than alone)
+                # makes no ratio
+                "%.2fx" % (wo / po) if wo is not None and wo > 0 and po and po > 1.0 else "n/a",
                 "%.2fx" % lowest if lowest else "n/a"))
 
     # Every row.
