@@ -37,7 +37,7 @@ static const struct {
     {"post-buffering", "wsgid always reads the body before the app runs"},
     {"reload-mercy", "wsgid's graceful-timeout and shutdown-timeout"},
     {"offload-threads", "wsgid's loop thread writes responses itself"},
-    {"cpu-affinity", "wsgid's pin-threads (on by default) keeps each worker's Python threads on "
+    {"cpu-affinity", "wsgid's pin-threads (auto by default: on with as many workers as CPUs) keeps each worker's Python threads on "
                      "one CPU, the workers spread over the CPUs"},
     {"touch-reload", "wsgid: reload-on-change: true with watch:"},
     {"static-map", "write it as an nginx location with alias"},

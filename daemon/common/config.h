@@ -122,8 +122,9 @@ typedef struct wd_group_conf {
      * sleeping this long after its last piece of work, and a Python thread that finds the queue
      * empty checks it this long before it sleeps. */
     double busy_poll;
-    /* pin-threads (default true): each worker's Python threads share one CPU, the workers spread
-     * over the CPUs the master may use (worker/affinity.h). */
+    /* pin-threads: each worker's Python threads share one CPU, the workers spread over the CPUs
+     * the master may use (worker/affinity.h). WD_PIN_AUTO (the default): only when the workers
+     * of every group are at least as many as those CPUs, so that none is left without. */
     int pin_threads;
     char *access_log;    /* per-group access log: NULL = the global one, "-", "off", a path */
     int access_log_json; /* access-log-format: json (else combined) */
@@ -145,6 +146,8 @@ typedef struct wd_group_conf {
     char **watch;         /* absolute patterns (pathglob.h); a directory with a last `**` segment */
     size_t n_watch;
 } wd_group_conf_t;
+
+enum { WD_PIN_OFF = 0, WD_PIN_ON = 1, WD_PIN_AUTO = 2 }; /* pin_threads */
 
 typedef struct wd_config {
     char *path;               /* absolute path of the file */

@@ -427,7 +427,17 @@ static int key_proxy_protocol(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, 
 
 static int key_pin_threads(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_bool(ld, n, key, &g->pin_threads);
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (strcmp(v, "auto") == 0) {
+        g->pin_threads = WD_PIN_AUTO;
+        return 0;
+    }
+    if (wd__cfg_bool_word(v, &g->pin_threads) == 0)
+        return 0;
+    return fail(ld, n, key, "expected auto, true or false, got '%s'", v);
 }
 
 static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -703,7 +713,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->keepalive_timeout = 75;
     g->send_timeout = 60;
     g->busy_poll = 10e-6;
-    g->pin_threads = 1;
+    g->pin_threads = WD_PIN_AUTO;
     g->limit_request_body = 10ull << 20;
     g->header_buffer_size = 64ull << 10;
     g->body_buffer_size = 64ull << 10;

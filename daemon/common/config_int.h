@@ -56,6 +56,8 @@ int wd__cfg_path_list(loader_t *ld, yaml_node_t *n, const char *key, char ***out
 int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t **out,
                     size_t *count);
 int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out);
+/* v one of YAML 1.1's boolean words: 0 with *out 1 or 0; else -1 (nothing said). */
+int wd__cfg_bool_word(const char *v, int *out);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);

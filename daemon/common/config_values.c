@@ -450,22 +450,29 @@ int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t
 
 /* YAML 1.1's booleans, which is what an operator who knows YAML (or PyYAML) expects: true/false,
  * yes/no, on/off, in lower, Capitalised or UPPER case. */
-int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out)
+int wd__cfg_bool_word(const char *v, int *out)
 {
     static const char *const words[][2] = {
         {"true", "false"}, {"True", "False"}, {"TRUE", "FALSE"}, {"yes", "no"}, {"Yes", "No"},
         {"YES", "NO"},     {"on", "off"},     {"On", "Off"},     {"ON", "OFF"},
     };
-    const char *v = wd__cfg_scalar(ld, n, key);
-    size_t i;
 
-    if (v == NULL)
-        return -1;
-    for (i = 0; i < sizeof words / sizeof words[0]; i++) {
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
         if (strcmp(v, words[i][0]) == 0 || strcmp(v, words[i][1]) == 0) {
             *out = strcmp(v, words[i][0]) == 0;
             return 0;
         }
     }
+    return -1;
+}
+
+int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out)
+{
+    const char *v = wd__cfg_scalar(ld, n, key);
+
+    if (v == NULL)
+        return -1;
+    if (wd__cfg_bool_word(v, out) == 0)
+        return 0;
     return fail(ld, n, key, "expected true or false, got '%s'", v);
 }

@@ -49,12 +49,14 @@ static void child_unpin(void)
 int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
 {
     mask_t allowed;
-    int n, index = slot - 1, cpu = -1;
+    int n, index = slot - 1, cpu = -1, workers = 0;
 
-    if (!g->pin_threads || mask_get(&allowed) < 0)
+    if (g->pin_threads == WD_PIN_OFF || mask_get(&allowed) < 0)
         return -1;
     n = CPU_COUNT_S(allowed.size, allowed.set);
-    if (n >= 2) {
+    for (size_t i = 0; i < c->n_groups; i++)
+        workers += c->groups[i].processes;
+    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers >= n)) {
         for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
             index += c->groups[i].processes;
         index %= n;

@@ -15,6 +15,12 @@
  * group's processes leaves an unchanged group's running workers where they are (restarting a group
  * for another's sake would surprise); its next workers take the new places.
  *
+ * pin-threads: auto (the default) pins only when the workers of every group are at least as many
+ * as the allowed CPUs. With fewer, pinning would leave CPUs without any Python thread: work the
+ * threads do with the GIL released (numpy, image scaling, hashing, the kernel's side of their
+ * I/O) could use one CPU per worker and no more, where unpinned it spreads; the hand-offs it
+ * spares cost less than CPUs standing idle.
+ *
  * The loop thread stays free: it works while Python runs. Pinning it with its Python threads (same
  * harness, 4 s runs alternated, medians of 4) saved a little CPU where Python dominates (/fortunes
  * 76.3 -> 75.0 us a request, /db 50.4 -> 48.5, I/O 0.5 ms 36.0 -> 29.8) but cost hello through
@@ -29,7 +35,8 @@
 #include "config.h"
 
 /* The CPU the Python threads of worker `slot` (1-based) of group g are to share, or -1 when they
- * are not pinned (pin-threads: false, or a single CPU allowed). */
+ * are not pinned (pin-threads: false; auto with fewer workers in all than CPUs allowed; a single
+ * CPU allowed). */
 int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot);
 
 /* Calling thread: from now on on `cpu` alone (threads it starts inherit that), until

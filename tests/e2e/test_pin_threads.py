@@ -1,6 +1,7 @@
 """pin-threads (worker/affinity.h): each worker's Python threads share one CPU, the workers of all
 groups spread round robin over the CPUs wsgid may use; the loop thread keeps them all, and so
-does a child the app forks. With pin-threads: false nothing is pinned.
+does a child the app forks. With pin-threads: false nothing is pinned; with auto (the default), only
+when the workers are at least as many as the CPUs.
 
 Read from /proc (every thread's Cpus_allowed_list) and from the app itself (os.sched_getaffinity
 of the request's thread, of a thread it starts, of a forked child and of a subprocess)."""
@@ -95,3 +96,26 @@ def test_pin_threads_false_pins_nothing(wsgid):
     got = answer(d.tcp)
     assert got["thread"] == got["started"] == got["forked"] == got["program"] == ALLOWED, got
     assert " on CPU " not in d.log()
+
+
+def test_auto_pins_nothing_with_fewer_workers_than_cpus(wsgid):
+    """One worker on two CPUs or more: pinned, its threads would leave the other CPUs without
+    any; auto (the default) leaves them free, true pins them."""
+    need_two_cpus()
+    d = wsgid("affinity", processes=1, threads=2)
+    (w,) = d.workers()
+    t = wait_for(lambda: (lambda t: t if sum(n.startswith("wsgid-py") for n in t) >= 2
+                          else None)(threads_of(w)), what="named Python threads of %d" % w)
+    for name, allowed in t.items():
+        assert allowed == ALLOWED, ("pinned with one worker under pin-threads: auto", name, t)
+    got = answer(d.tcp)
+    assert got["thread"] == got["started"] == ALLOWED, got
+    assert " on CPU " not in d.log()
+
+
+def test_true_pins_one_worker(wsgid):
+    need_two_cpus()
+    d = wsgid("affinity", processes=1, threads=2, pin_threads=True)
+    got = answer(d.tcp)
+    assert got["thread"] == got["started"] == [ALLOWED[0]], ("pin-threads: true pins", got)
+    assert "with 2 threads on CPU %d" % ALLOWED[0] in d.log()

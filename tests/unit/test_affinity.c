@@ -91,15 +91,44 @@ static void check_homes(const int *cpus, int n, const char *what)
     }
 }
 
+/* auto (the default): pinned only when the workers of every group, pinned or not, are at least
+ * as many as the CPUs; on, always. x has one worker fewer than there are CPUs, y one. */
+static void check_auto(const int *cpus, int n)
+{
+    wd_group_conf_t two[2] = {{.name = "x", .processes = n - 1, .pin_threads = WD_PIN_AUTO},
+                              {.name = "y", .processes = 1, .pin_threads = WD_PIN_OFF}};
+    wd_config_t c = {.groups = two, .n_groups = 2};
+
+    for (int slot = 1; slot < n; slot++) {
+        int got = wd_affinity_home(&c, &two[0], slot);
+
+        T_CHECK(got == cpus[slot - 1], "auto, %d workers for %d CPUs: slot %d on CPU %d, want %d",
+                n, n, slot, got, cpus[slot - 1]);
+    }
+    c.n_groups = 1;
+    for (int slot = 1; slot < n; slot++) {
+        int got = wd_affinity_home(&c, &two[0], slot);
+
+        T_CHECK(got == -1, "auto, %d workers for %d CPUs: slot %d on CPU %d", n - 1, n, slot, got);
+    }
+    two[0].pin_threads = WD_PIN_ON;
+    for (int slot = 1; slot < n; slot++) {
+        int got = wd_affinity_home(&c, &two[0], slot);
+
+        T_CHECK(got == cpus[slot - 1], "on, %d workers for %d CPUs: slot %d on CPU %d, want %d",
+                n - 1, n, slot, got, cpus[slot - 1]);
+    }
+}
+
 int main(void)
 {
     static int cpus[MAX_CPUS];
     int bits = 0, n = allowed_list(cpus, MAX_CPUS, &bits), status;
     pid_t pid;
 
-    groups[0] = (wd_group_conf_t){.name = "a", .processes = 2, .pin_threads = 1};
-    groups[1] = (wd_group_conf_t){.name = "b", .processes = 3, .pin_threads = 0};
-    groups[2] = (wd_group_conf_t){.name = "c", .processes = 3, .pin_threads = 1};
+    groups[0] = (wd_group_conf_t){.name = "a", .processes = 2, .pin_threads = WD_PIN_ON};
+    groups[1] = (wd_group_conf_t){.name = "b", .processes = 3, .pin_threads = WD_PIN_OFF};
+    groups[2] = (wd_group_conf_t){.name = "c", .processes = 3, .pin_threads = WD_PIN_ON};
     if (n < 1) {
         printf("sched_getaffinity failed\n");
         return 1;
@@ -117,6 +146,7 @@ int main(void)
     /* The whole mask, then pairs of allowed CPUs as the mask (taskset's case): each of the first
      * four with the last, so that the CPUs of a pair need not be next to each other. */
     check_homes(cpus, n, "the whole mask");
+    check_auto(cpus, n);
     for (int i = 0; i + 1 < n && i < 4; i++) {
         int two[2] = {cpus[i], cpus[n - 1]};
 

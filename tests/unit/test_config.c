@@ -250,7 +250,11 @@ static const config_case_t cases[] = {
                                      "only from trusted peers"},
     {G "    application-group: shared\n", NULL},
     {G "    pin-threads: false\n", NULL},
-    {G "    pin-threads: cpu0\n", "5:18: groups.a.pin-threads: expected true or false, got 'cpu0'"},
+    {G "    pin-threads: cpu0\n", "5:18: groups.a.pin-threads: expected auto, true or false, got "
+                                "'cpu0'"},
+    {G "    pin-threads: auto\n", NULL},
+    {G "    pin-threads: yes\n", NULL},
+    {G "    pin-threads: [auto]\n", "groups.a.pin-threads: expected a single value"},
     {G "    application-group: '%{SERVER}'\n", "5:24: groups.a.application-group: '%{SERVER}': "
                                                "the expansions are %{GLOBAL}"},
     {G "    application-group: [a]\n", "groups.a.application-group: expected a"},
@@ -466,7 +470,7 @@ static void test_defaults(void)
               g->keepalive_timeout == 75 && g->send_timeout == 60 && g->access_log == NULL &&
               g->busy_poll == 10e-6,
           "timeouts");
-    CHECK(g->pin_threads == 1, "pin-threads on");
+    CHECK(g->pin_threads == WD_PIN_AUTO, "pin-threads auto");
     CHECK(g->n_mounts == 0 && g->mounts == NULL, "no mounts");
     CHECK(!g->reload_on_change && g->n_watch == 0 && g->watch == NULL, "reload-on-change off");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&

@@ -212,7 +212,8 @@ static const map_case_t maps[] = {
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
       "t.ini:9: http = :8000: not converted",
-      "t.ini:10: cpu-affinity = 1: not converted: wsgid's pin-threads (on by default)"}},
+      "t.ini:10: cpu-affinity = 1: not converted: wsgid's pin-threads (auto by default: on "
+      "with as many workers as CPUs)"}},
 };
 
 static void test_map(void)
