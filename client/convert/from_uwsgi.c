@@ -37,8 +37,6 @@ static const struct {
     {"post-buffering", "wsgid always reads the body before the app runs"},
     {"reload-mercy", "wsgid's graceful-timeout and shutdown-timeout"},
     {"offload-threads", "wsgid's loop thread writes responses itself"},
-    {"cpu-affinity", "wsgid's pin-threads (auto by default: on with as many workers as CPUs) keeps each worker's Python threads on "
-                     "one CPU, the workers spread over the CPUs"},
     {"touch-reload", "wsgid: reload-on-change: true with watch:"},
     {"static-map", "write it as an nginx location with alias"},
     {"route", "uWSGI's internal routing: write nginx rules by hand"},
@@ -138,6 +136,27 @@ static void path_opt(ctx_t *c, const char *v)
     c->g->python_path[c->g->npython_path++] = xstrdup(v);
 }
 
+/* cpu-affinity = N: uWSGI gives each worker N CPUs of its own, round robin; wsgid's pin-threads
+ * gives each worker's Python threads one (0, uWSGI's default, pins nothing). */
+static void cpu_affinity(ctx_t *c, const wd_ini_entry_t *e)
+{
+    char *end;
+    long n = strtol(e->value, &end, 10);
+
+    if (end == e->value || *end != '\0' || n < 0) {
+        wd_cv_note(c->cv, c->ini->file, e->line,
+                   "cpu-affinity = %s: not converted: expected a number of CPUs", e->value);
+        return;
+    }
+    if (n == 0)
+        return;
+    wd_cv_key_set(&c->g->keys, "pin-threads", "true", 0);
+    if (n > 1)
+        wd_cv_note(c->cv, c->ini->file, e->line,
+                   "cpu-affinity = %s: pin-threads: true keeps each worker's Python threads on "
+                   "one CPU, not %ld", e->value, n);
+}
+
 static int is(const wd_ini_entry_t *e, const char *a, const char *b)
 {
     return strcmp(e->key, a) == 0 || (b != NULL && strcmp(e->key, b) == 0);
@@ -192,6 +211,8 @@ static void option(ctx_t *c, const wd_ini_entry_t *e)
         wd_cv_key_set(&c->g->keys, is(e, "uid", NULL) ? "user" : "group", e->value, 1);
     else if (is(e, "procname-prefix", NULL) || is(e, "procname", NULL))
         wd_cv_key_set(&c->g->keys, "display-name", e->value, 1);
+    else if (is(e, "cpu-affinity", NULL))
+        cpu_affinity(c, e);
     else if (is(e, "limit-post", NULL))
         number(c, e, "limit-request-body", 1, 0, 1099511627776.0, "%.0f");
     else

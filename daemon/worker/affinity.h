@@ -18,8 +18,10 @@
  * pin-threads: auto (the default) pins only when the workers of every group are at least as many
  * as the allowed CPUs. With fewer, pinning would leave CPUs without any Python thread: work the
  * threads do with the GIL released (numpy, image scaling, hashing, the kernel's side of their
- * I/O) could use one CPU per worker and no more, where unpinned it spreads; the hand-offs it
- * spares cost less than CPUs standing idle.
+ * I/O) could use one CPU per worker and no more, where unpinned it spreads. That rule is reasoned,
+ * not measured: this machine has 2 CPUs, and the bench runs 2 workers (pinned). Under auto a
+ * reload that changes the number of workers can turn an unchanged group's pinning on or off; its
+ * running workers keep theirs until they are replaced, like the places above.
  *
  * The loop thread stays free: it works while Python runs. Pinning it with its Python threads (same
  * harness, 4 s runs alternated, medians of 4) saved a little CPU where Python dominates (/fortunes

@@ -58,9 +58,9 @@ def test_each_worker_keeps_its_python_threads_on_one_cpu(wsgid, tmp):
     env = {"WSGID_E2E_DIR": str(tmp)}
     d = wsgid(config=make_config(tmp, {
         "a": {"app": app("affinity"), "listen": ["unix:" + a_sock, "%s:%d" % a_tcp],
-              "processes": 2, "threads": 3, "env": env},
+              "processes": 2, "threads": 3, "env": env, "pin-threads": True},
         "b": {"app": app("affinity"), "listen": ["unix:" + b_sock, "%s:%d" % b_tcp],
-              "processes": 1, "threads": 2, "env": env}}))
+              "processes": 1, "threads": 2, "env": env, "pin-threads": True}}))
     homes = {}
     for w in d.workers():
         # Each Python thread names itself once it runs: the worker may say ready before.
@@ -119,3 +119,21 @@ def test_true_pins_one_worker(wsgid):
     got = answer(d.tcp)
     assert got["thread"] == got["started"] == [ALLOWED[0]], ("pin-threads: true pins", got)
     assert "with 2 threads on CPU %d" % ALLOWED[0] in d.log()
+
+
+def test_auto_pins_as_many_workers_as_cpus(wsgid):
+    """auto (the default) pins once the workers are at least as many as the CPUs: one each."""
+    need_two_cpus()
+    if len(ALLOWED) > 8:
+        reason = "one worker per CPU is too many workers for this test on %d CPUs" % len(ALLOWED)
+        print("SKIP: " + reason)
+        pytest.skip(reason)
+    d = wsgid("affinity", processes=len(ALLOWED), threads=2)
+    homes = []
+    for w in d.workers():
+        t = wait_for(lambda: (lambda t: t if sum(n.startswith("wsgid-py") for n in t) >= 2
+                              else None)(threads_of(w)), what="named Python threads of %d" % w)
+        (home,) = {tuple(c) for n, c in t.items() if n.startswith("wsgid-py")}
+        assert len(home) == 1 and t["loop"] == ALLOWED, (w, t)
+        homes.append(home[0])
+    assert sorted(homes) == ALLOWED, homes

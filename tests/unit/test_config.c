@@ -726,6 +726,28 @@ static void test_app_forms(void)
     }
 }
 
+/* pin-threads: the word read, each of its spellings. */
+static void test_pin_threads(void)
+{
+    static const struct {
+        const char *word;
+        int want;
+    } t[] = {{"auto", WD_PIN_AUTO}, {"true", WD_PIN_ON}, {"yes", WD_PIN_ON}, {"On", WD_PIN_ON},
+             {"false", WD_PIN_OFF}, {"NO", WD_PIN_OFF}, {"off", WD_PIN_OFF}};
+    char yaml[256], err[512];
+    wd_config_t conf;
+    int rc;
+
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        snprintf(yaml, sizeof yaml, G "    pin-threads: %s\n", t[i].word);
+        rc = wd_config_load_string(&conf, yaml, strlen(yaml), FILE_NAME, err, sizeof err);
+        CHECK(rc == 0 && conf.groups[0].pin_threads == t[i].want, "pin-threads: %s: got %d (%s)",
+              t[i].word, rc == 0 ? conf.groups[0].pin_threads : -1, rc ? err : "");
+        if (rc == 0)
+            wd_config_free(&conf);
+    }
+}
+
 /* How `watch` entries are resolved, and when they turn reload-on-change on. */
 static void test_watch(void)
 {
@@ -877,6 +899,7 @@ int main(void)
     test_example();
     test_app_forms();
     test_watch();
+    test_pin_threads();
     test_sizes();
     test_file();
     test_prefixes(G);

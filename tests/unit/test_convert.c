@@ -212,8 +212,13 @@ static const map_case_t maps[] = {
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
       "t.ini:9: http = :8000: not converted",
-      "t.ini:10: cpu-affinity = 1: not converted: wsgid's pin-threads (auto by default: on "
-      "with as many workers as CPUs)"}},
+      "    pin-threads: true\n"}},
+    {1, "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = 2\n",
+     {"    pin-threads: true\n",
+      "t.ini:4: cpu-affinity = 2: pin-threads: true keeps each worker's Python threads on one CPU, "
+      "not 2", NULL}},
+    {1, "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = all\n",
+     {"t.ini:4: cpu-affinity = all: not converted: expected a number of CPUs", NULL}},
 };
 
 static void test_map(void)
