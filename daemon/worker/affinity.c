@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* CPU sets are sized at run time (CPU_ALLOC): a fixed cpu_set_t holds 1024 CPUs, and on a machine
@@ -66,6 +67,22 @@ int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
     }
     CPU_FREE(allowed.set);
     return cpu;
+}
+
+void wd_affinity_auto_note(const wd_config_t *c, const wd_group_conf_t *g, char *buf, size_t cap)
+{
+    mask_t allowed;
+    int n, workers = 0;
+
+    buf[0] = '\0';
+    if (g->pin_threads != WD_PIN_AUTO || mask_get(&allowed) < 0)
+        return;
+    n = CPU_COUNT_S(allowed.size, allowed.set);
+    CPU_FREE(allowed.set);
+    for (size_t i = 0; i < c->n_groups; i++)
+        workers += c->groups[i].processes;
+    if (n >= 2 && workers < n)
+        snprintf(buf, cap, "%d worker%s in all for %d CPUs", workers, workers == 1 ? "" : "s", n);
 }
 
 int wd_affinity_pin(int cpu)

@@ -518,8 +518,15 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     }
     wd_accept_update(&w->accept);
     line[0] = '\0';
-    if (cpu >= 0)
+    if (cpu >= 0) {
         snprintf(line, sizeof line, " on CPU %d", cpu);
+    } else {
+        char why[64];
+
+        wd_affinity_auto_note(&w->conf, w->group, why, sizeof why);
+        if (why[0] != '\0')
+            snprintf(line, sizeof line, " on any CPU (pin-threads: auto: %s)", why);
+    }
     wd_log_info("serving %s with %d threads%s",
                 w->group->app != NULL ? w->group->app : "its mounts", w->group->threads, line);
     wd_score_set(&w->score->ready, 1);

@@ -111,6 +111,8 @@ def test_auto_pins_nothing_with_fewer_workers_than_cpus(wsgid):
     got = answer(d.tcp)
     assert got["thread"] == got["started"] == ALLOWED, got
     assert " on CPU " not in d.log()
+    assert ("with 2 threads on any CPU (pin-threads: auto: 1 worker in all for %d CPUs)"
+            % len(ALLOWED)) in d.log(), d.log()
 
 
 def test_true_pins_one_worker(wsgid):
