@@ -154,7 +154,8 @@ static void cpu_affinity(ctx_t *c, const wd_ini_entry_t *e)
     if (n > 1)
         wd_cv_note(c->cv, c->ini->file, e->line,
                    "cpu-affinity = %s: pin-threads: true keeps each worker's Python threads on "
-                   "one CPU, not %ld", e->value, n);
+                   "one CPU, not %ld",
+                   e->value, n);
 }
 
 static int is(const wd_ini_entry_t *e, const char *a, const char *b)

@@ -75,9 +75,9 @@ static const struct {
     int group, slot;
     int index; /* the worker's place in the round robin over every group, -1: not pinned */
 } cases[] = {
-    {0, 1, 0}, {0, 2, 1},                /* a: the first two places */
-    {1, 1, -1}, {1, 2, -1}, {1, 3, -1},  /* b: pin-threads: false (its workers still count) */
-    {2, 1, 5}, {2, 2, 6}, {2, 3, 7},     /* c: after a's 2 and b's 3 */
+    {0, 1, 0},  {0, 2, 1},              /* a: the first two places */
+    {1, 1, -1}, {1, 2, -1}, {1, 3, -1}, /* b: pin-threads: false (its workers still count) */
+    {2, 1, 5},  {2, 2, 6},  {2, 3, 7},  /* c: after a's 2 and b's 3 */
 };
 
 static void check_homes(const int *cpus, int n, const char *what)

@@ -251,7 +251,7 @@ static const config_case_t cases[] = {
     {G "    application-group: shared\n", NULL},
     {G "    pin-threads: false\n", NULL},
     {G "    pin-threads: cpu0\n", "5:18: groups.a.pin-threads: expected auto, true or false, got "
-                                "'cpu0'"},
+                                  "'cpu0'"},
     {G "    pin-threads: auto\n", NULL},
     {G "    pin-threads: yes\n", NULL},
     {G "    pin-threads: [auto]\n", "groups.a.pin-threads: expected a single value"},
@@ -733,7 +733,7 @@ static void test_pin_threads(void)
         const char *word;
         int want;
     } t[] = {{"auto", WD_PIN_AUTO}, {"true", WD_PIN_ON}, {"yes", WD_PIN_ON}, {"On", WD_PIN_ON},
-             {"false", WD_PIN_OFF}, {"NO", WD_PIN_OFF}, {"off", WD_PIN_OFF}};
+             {"false", WD_PIN_OFF}, {"NO", WD_PIN_OFF},  {"off", WD_PIN_OFF}};
     char yaml[256], err[512];
     wd_config_t conf;
     int rc;

@@ -211,13 +211,15 @@ static const map_case_t maps[] = {
      {"    app: \"app:application\"\n", "    threads: 1\n", "socket-mode: \"0660\"",
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
-      "t.ini:9: http = :8000: not converted",
-      "    pin-threads: true\n"}},
-    {1, "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = 2\n",
+      "t.ini:9: http = :8000: not converted", "    pin-threads: true\n"}},
+    {1,
+     "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = 2\n",
      {"    pin-threads: true\n",
       "t.ini:4: cpu-affinity = 2: pin-threads: true keeps each worker's Python threads on one CPU, "
-      "not 2", NULL}},
-    {1, "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = all\n",
+      "not 2",
+      NULL}},
+    {1,
+     "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = all\n",
      {"t.ini:4: cpu-affinity = all: not converted: expected a number of CPUs", NULL}},
 };
 
