@@ -47,17 +47,25 @@ static void child_unpin(void)
         (void)sched_setaffinity(0, whole.size, whole.set);
 }
 
+/* The workers of every group, pinned or not: auto pins when they are at least the CPUs. */
+static int workers_of(const wd_config_t *c)
+{
+    int workers = 0;
+
+    for (size_t i = 0; i < c->n_groups; i++)
+        workers += c->groups[i].processes;
+    return workers;
+}
+
 int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
 {
     mask_t allowed;
-    int n, index = slot - 1, cpu = -1, workers = 0;
+    int n, index = slot - 1, cpu = -1;
 
     if (g->pin_threads == WD_PIN_OFF || mask_get(&allowed) < 0)
         return -1;
     n = CPU_COUNT_S(allowed.size, allowed.set);
-    for (size_t i = 0; i < c->n_groups; i++)
-        workers += c->groups[i].processes;
-    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers >= n)) {
+    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers_of(c) >= n)) {
         for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
             index += c->groups[i].processes;
         index %= n;
@@ -72,15 +80,13 @@ int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
 void wd_affinity_auto_note(const wd_config_t *c, const wd_group_conf_t *g, char *buf, size_t cap)
 {
     mask_t allowed;
-    int n, workers = 0;
+    int n, workers = workers_of(c);
 
     buf[0] = '\0';
     if (g->pin_threads != WD_PIN_AUTO || mask_get(&allowed) < 0)
         return;
     n = CPU_COUNT_S(allowed.size, allowed.set);
     CPU_FREE(allowed.set);
-    for (size_t i = 0; i < c->n_groups; i++)
-        workers += c->groups[i].processes;
     if (n >= 2 && workers < n)
         snprintf(buf, cap, "%d worker%s in all for %d CPUs", workers, workers == 1 ? "" : "s", n);
 }
