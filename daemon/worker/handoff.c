@@ -210,7 +210,8 @@ static void thread_wake(wd_handoff_thread_t *t)
         futex(&t->wake, FUTEX_WAKE_PRIVATE, 1);
 }
 
-/* Wakes a parked thread (it polls its connection and its eventfd). */
+/* Wakes a parked thread (it polls its connection and its eventfd). The write is counted after
+ * it lands, so that the thread reads its eventfd only when something may be in it (efd_drain). */
 static void efd_wake(wd_handoff_thread_t *t)
 {
     uint64_t one = 1;
@@ -219,6 +220,24 @@ static void efd_wake(wd_handoff_thread_t *t)
     do
         k = write(t->efd, &one, sizeof one);
     while (k < 0 && errno == EINTR);
+    atomic_fetch_add_explicit(&t->efd_sent, 1, memory_order_release);
+}
+
+/* The thread itself: empties its eventfd, with a syscall only if a wake-up was written since it
+ * last read it (one syscall less a request at light load, where a thread parks after every
+ * response). A write that landed but is not counted yet stays: it ends the next park at once
+ * with nothing to do, and the connection goes back to the loop (park_wait), which is correct. */
+static void efd_drain(wd_handoff_thread_t *t)
+{
+    uint32_t sent = atomic_load_explicit(&t->efd_sent, memory_order_acquire);
+    uint64_t n;
+
+    if (sent == t->efd_seen)
+        return;
+    t->efd_seen = sent;
+    if (read(t->efd, &n, sizeof n) < 0) {
+        /* EAGAIN: drained already */
+    }
 }
 
 static void spin_cb(uv_idle_t *i);
@@ -496,13 +515,8 @@ static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     pthread_mutex_unlock(&h->lock);
     while (poll(p, 2, -1) < 0 && errno == EINTR) {
     }
-    if (p[1].revents) {
-        uint64_t n;
-
-        if (read(t->efd, &n, sizeof n) < 0) {
-            /* EAGAIN: drained already */
-        }
-    }
+    if (p[1].revents)
+        efd_drain(t);
     pthread_mutex_lock(&h->lock);
     taken = atomic_load(&t->wake) == T_WOKEN;
     if (!taken) {
@@ -612,14 +626,10 @@ void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop)
 
 void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd)
 {
-    uint64_t n;
-
     /* A wake-up left from an earlier push (written after the thread had seen it taken) would end
      * this park at once; the loop cannot have asked for this connection yet (it would need the
      * lock). */
-    if (read(t->efd, &n, sizeof n) < 0) {
-        /* EAGAIN: none */
-    }
+    efd_drain(t);
     t->park = conn;
     t->park_fd = fd;
     h->parked++;

@@ -89,6 +89,8 @@ struct wd_handoff_thread {
     wd_req_t *req;                  /* the request handed to it while it slept */
     int busy;                       /* it holds a request (for the busy gauge) */
     int efd;                        /* eventfd: wakes it while parked (-1: it never parks) */
+    _Atomic uint32_t efd_sent;      /* writes to efd so far (each counted once it is written) */
+    uint32_t efd_seen;              /* efd_sent when the thread last read efd (its own) */
     void *park;                     /* the connection it is parked on (loop lock) */
     int park_fd;                    /* ... and its socket */
 };

@@ -23,6 +23,7 @@
 #include "handoff.h"
 #include "testutil.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -608,6 +609,47 @@ static void test_park(void)
     teardown();
 }
 
+/* A park empties the thread's eventfd of a wake-up left from before (it would end the park at
+ * once), and reads it only when one was written since it last did (efd_sent against efd_seen). */
+static void test_park_drain(void)
+{
+    wd_handoff_thread_t t;
+    uint64_t n;
+
+    setup();
+    wd_handoff_set_threads(&h, 2);
+    wd_handoff_set_park(&h, park_cb);
+    h.park_pays.score = 1;
+    h.asleep = 1;
+    wd_handoff_thread_init(&t);
+
+    /* Nothing written: the park leaves the count where it was. */
+    T_CHECK(wd_handoff_park_try_lock(&h), "may park");
+    wd_handoff_park(&h, &t, NULL, -1);
+    T_CHECK(t.efd_seen == 0 && atomic_load(&t.efd_sent) == 0, "nothing to read");
+    t.park = NULL;
+    h.parked--;
+    wd_handoff_loop_unlock(&h, 0);
+
+    /* A wake-up left over (the loop asked for a connection the thread had already given back):
+     * the next park reads it, so that its poll does not end at once. */
+    pthread_mutex_lock(&h.loop_lock);
+    wd_handoff_evict(&h, &t);
+    wd_handoff_evict(&h, &t);
+    pthread_mutex_unlock(&h.loop_lock);
+    T_CHECK(atomic_load(&t.efd_sent) == 2, "two wake-ups counted");
+    T_CHECK(wd_handoff_park_try_lock(&h), "may park");
+    wd_handoff_park(&h, &t, NULL, -1);
+    T_CHECK(t.efd_seen == 2, "the park read them: seen %u", t.efd_seen);
+    T_CHECK(read(t.efd, &n, sizeof n) < 0 && errno == EAGAIN, "the eventfd is empty");
+    t.park = NULL;
+    h.parked--;
+    wd_handoff_loop_unlock(&h, 0);
+
+    wd_handoff_thread_destroy(&t);
+    teardown();
+}
+
 int main(void)
 {
     test_fifo_queue();
@@ -619,5 +661,6 @@ int main(void)
     test_lazy_bound();
     test_rest();
     test_park();
+    test_park_drain();
     return t_summary("handoff");
 }
