@@ -7,11 +7,46 @@ import time
 
 _handed_out = set()
 
+# Under pytest-xdist (./dev test runs the end-to-end tests in two processes) each process takes
+# its ports from a block of its own, below the kernel's ephemeral range (32768 and up by default,
+# where the clients' own ends of their connections come from): two processes cannot hand out the
+# same port between a test's choosing it and its server's binding it. Alone, a process takes what
+# the kernel gives.
+_BLOCK_BASE, _BLOCK_SIZE, _BLOCKS = 10000, 2500, 8
+
+
+def _block():
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return None
+    k = int(worker[2:])
+    if k >= _BLOCKS:
+        raise AssertionError("pytest-xdist worker %s: the port blocks go to gw%d" %
+                             (worker, _BLOCKS - 1))
+    return _BLOCK_BASE + k * _BLOCK_SIZE
+
+
+def _may_bind(port):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
 
 def free_port():
     """A port nothing listens on now, and that this process has not handed out before: the kernel
     may give the same free port to two binds in a row while neither is in use yet (CI once saw a
     test's metrics port come back as its listen port, and wsgid rightly refused the config)."""
+    base = _block()
+    if base is not None:
+        for port in range(base, base + _BLOCK_SIZE):
+            if port not in _handed_out and _may_bind(port):
+                _handed_out.add(port)
+                return port
+        raise AssertionError("no fresh free port left in %d-%d (%d handed out)" %
+                             (base, base + _BLOCK_SIZE - 1, len(_handed_out)))
     for _ in range(100):
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.bind(("127.0.0.1", 0))
