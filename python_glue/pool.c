@@ -152,11 +152,13 @@ static void *thread_main(void *arg)
     own_cwd(thr);
     for (;;) {
         /* Finishing writes what the socket takes at once and wakes the loop; it never blocks, so
-         * the GIL is kept. Under load the next request is already queued: take it without giving
+         * the GIL is kept. A thread without its eventfd (eventfd() failed) never parks: nothing
+         * could wake it. Under load the next request is already queued: take it without giving
          * up the GIL, which would only hand it to another thread of ours (a context switch per
          * request). The interpreter still switches threads every sys.getswitchinterval(). */
         if (done != NULL)
-            (void)wd_out_finish_park(done->out, keep_alive, &thr->handoff);
+            (void)wd_out_finish_park(done->out, keep_alive,
+                                     thr->handoff.efd >= 0 ? &thr->handoff : NULL);
         done = NULL;
         req = wd_handoff_next(wd__py.handoff, &thr->handoff);
         if (req == NULL) {

@@ -225,8 +225,10 @@ static void efd_wake(wd_handoff_thread_t *t)
 
 /* The thread itself: empties its eventfd, with a syscall only if a wake-up was written since it
  * last read it (one syscall less a request at light load, where a thread parks after every
- * response). A write that landed but is not counted yet stays: it ends the next park at once
- * with nothing to do, and the connection goes back to the loop (park_wait), which is correct. */
+ * response). Pushes and evictions write and count under the loop lock, which wd_handoff_park
+ * holds, so a park sees every earlier write counted; close comes after the last park. In
+ * park_wait (no lock) a write may have landed uncounted: the read is then left to the next park,
+ * and the park ends all the same (park_end). */
 static void efd_drain(wd_handoff_thread_t *t)
 {
     uint32_t sent = atomic_load_explicit(&t->efd_sent, memory_order_acquire);

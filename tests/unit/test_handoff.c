@@ -646,6 +646,17 @@ static void test_park_drain(void)
     h.parked--;
     wd_handoff_loop_unlock(&h, 0);
 
+    /* With nothing counted since, a park does not read: a byte that is there uncounted (written
+     * here by hand) stays. */
+    n = 1;
+    T_CHECK(write(t.efd, &n, sizeof n) == sizeof n, "an uncounted wake-up");
+    T_CHECK(wd_handoff_park_try_lock(&h), "may park");
+    wd_handoff_park(&h, &t, NULL, -1);
+    T_CHECK(read(t.efd, &n, sizeof n) == sizeof n && n == 1, "the park did not read the eventfd");
+    t.park = NULL;
+    h.parked--;
+    wd_handoff_loop_unlock(&h, 0);
+
     wd_handoff_thread_destroy(&t);
     teardown();
 }

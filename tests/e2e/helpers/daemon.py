@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 from helpers.config import REPO
-from helpers.procs import children, cmdline, open_fds, pgroup_members, proc_stat, wait_for
+from helpers.procs import (SeenPids, children, cmdline, open_fds, pgroup_members, proc_stat,
+                           wait_for)
 
 WSGID_BIN = Path(os.environ.get("WSGID_BIN", REPO / "build" / "wsgid")).resolve()
 READY = "all workers ready"
@@ -45,7 +46,7 @@ class Wsgid:
         self.rc = None
         self.expected = []          # regexes of error lines the test expects
         self.unix_paths = []        # unix sockets that must be gone after the stop
-        self.seen_workers = set()
+        self.seen_workers = SeenPids()
         self.tcp = None             # ("127.0.0.1", port) of the default group
         self.unix = None            # its unix socket path
         self.group = None
@@ -160,7 +161,7 @@ class Wsgid:
             pids = set(pgroup_members(self.proc.pid))
             for p in self.seen_workers:
                 st = proc_stat(p)
-                if st and st[0] != "Z":
+                if st and st[0] != "Z" and self.seen_workers.same(p):
                     pids.add(p)
             return sorted(pids)
         deadline = time.monotonic() + 3

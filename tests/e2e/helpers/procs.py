@@ -1,29 +1,30 @@
 """Processes, ports and waiting: free ports, polling for a condition, and what /proc says of a
 process (state, parent, process group, open fds, command line)."""
 import os
+import random
 import socket
 import time
 
 
 _handed_out = set()
 
-# Under pytest-xdist (./dev test runs the end-to-end tests in two processes) each process takes
-# its ports from a block of its own, below the kernel's ephemeral range (32768 and up by default,
-# where the clients' own ends of their connections come from): two processes cannot hand out the
-# same port between a test's choosing it and its server's binding it. Alone, a process takes what
-# the kernel gives.
-_BLOCK_BASE, _BLOCK_SIZE, _BLOCKS = 10000, 2500, 8
+# Under pytest-xdist (./dev test runs the end-to-end tests in several processes) each process
+# takes its ports from a block of its own, below the kernel's ephemeral range (32768 and up by
+# default, where the clients' own ends of their connections come from): two processes cannot hand
+# out the same port between a test's choosing it and its server's binding it. A process starts at
+# a place in its block that differs from run to run (two runs on one machine rarely meet; bench/run
+# uses 18400 and up: not while the tests run) and wraps around. Worker gwK takes block K modulo
+# 20 (xdist numbers a worker that replaces a crashed one past the others). Alone, a process takes
+# what the kernel gives.
+_BLOCK_BASE, _BLOCK_SIZE, _BLOCKS = 10000, 1000, 20
+_next_in_block = None
 
 
 def _block():
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    if not worker.startswith("gw"):
+    if not worker.startswith("gw") or not worker[2:].isdigit():
         return None
-    k = int(worker[2:])
-    if k >= _BLOCKS:
-        raise AssertionError("pytest-xdist worker %s: the port blocks go to gw%d" %
-                             (worker, _BLOCKS - 1))
-    return _BLOCK_BASE + k * _BLOCK_SIZE
+    return _BLOCK_BASE + (int(worker[2:]) % _BLOCKS) * _BLOCK_SIZE
 
 
 def _may_bind(port):
@@ -39,9 +40,14 @@ def free_port():
     """A port nothing listens on now, and that this process has not handed out before: the kernel
     may give the same free port to two binds in a row while neither is in use yet (CI once saw a
     test's metrics port come back as its listen port, and wsgid rightly refused the config)."""
+    global _next_in_block
     base = _block()
     if base is not None:
-        for port in range(base, base + _BLOCK_SIZE):
+        if _next_in_block is None:
+            _next_in_block = random.randrange(_BLOCK_SIZE)
+        for _ in range(_BLOCK_SIZE):
+            port = base + _next_in_block
+            _next_in_block = (_next_in_block + 1) % _BLOCK_SIZE
             if port not in _handed_out and _may_bind(port):
                 _handed_out.add(port)
                 return port
@@ -79,6 +85,48 @@ def proc_stat(pid):
         return None
     rest = s[s.rindex(")") + 2:].split()
     return rest[0], int(rest[1]), int(rest[2])
+
+
+def start_time(pid):
+    """When the process started (clock ticks since boot, /proc/PID/stat), or None if it is gone:
+    with a pid, it names one process even after the pid is used again."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            s = f.read()
+    except OSError:
+        return None
+    return int(s[s.rindex(")") + 2:].split()[19])
+
+
+class SeenPids:
+    """Pids seen alive, each with its start time: a pid that a process of another test (another
+    pytest-xdist process) took over after the one seen ended is not taken for it."""
+
+    def __init__(self):
+        self._start = {}
+
+    def update(self, pids):
+        for p in pids:
+            if p not in self._start:
+                t = start_time(p)
+                if t is not None:
+                    self._start[p] = t
+
+    def add(self, pid):
+        self.update([pid])
+
+    def __iter__(self):
+        return iter(list(self._start))
+
+    def __len__(self):
+        return len(self._start)
+
+    def __contains__(self, pid):
+        return pid in self._start
+
+    def same(self, pid):
+        """Whether pid still names the process seen."""
+        return start_time(pid) == self._start.get(pid)
 
 
 def all_pids():
