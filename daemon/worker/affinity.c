@@ -57,38 +57,30 @@ static int workers_of(const wd_config_t *c)
     return workers;
 }
 
-int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot)
+int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot, char *why,
+                     size_t why_cap)
 {
     mask_t allowed;
-    int n, index = slot - 1, cpu = -1;
+    int n, index = slot - 1, cpu = -1, workers = workers_of(c);
 
+    if (why != NULL && why_cap > 0)
+        why[0] = '\0';
     if (g->pin_threads == WD_PIN_OFF || mask_get(&allowed) < 0)
         return -1;
     n = CPU_COUNT_S(allowed.size, allowed.set);
-    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers_of(c) >= n)) {
+    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers >= n)) {
         for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
             index += c->groups[i].processes;
         index %= n;
         for (int k = 0; k < (int)(allowed.size * 8) && cpu < 0; k++)
             if (CPU_ISSET_S(k, allowed.size, allowed.set) && index-- == 0)
                 cpu = k;
+    } else if (n >= 2 && why != NULL) { /* auto, with fewer workers than CPUs */
+        snprintf(why, why_cap, "%d worker%s in all for %d CPUs", workers, workers == 1 ? "" : "s",
+                 n);
     }
     CPU_FREE(allowed.set);
     return cpu;
-}
-
-void wd_affinity_auto_note(const wd_config_t *c, const wd_group_conf_t *g, char *buf, size_t cap)
-{
-    mask_t allowed;
-    int n, workers = workers_of(c);
-
-    buf[0] = '\0';
-    if (g->pin_threads != WD_PIN_AUTO || mask_get(&allowed) < 0)
-        return;
-    n = CPU_COUNT_S(allowed.size, allowed.set);
-    CPU_FREE(allowed.set);
-    if (n >= 2 && workers < n)
-        snprintf(buf, cap, "%d worker%s in all for %d CPUs", workers, workers == 1 ? "" : "s", n);
 }
 
 int wd_affinity_pin(int cpu)

@@ -404,7 +404,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 {
     static wd_worker_t worker;
     wd_worker_t *w = &worker;
-    char group_name[256], who[300], err[2048], line[2200];
+    char group_name[256], who[300], err[2048], line[2200], why[64];
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
     int record = -1, cpu, started;
@@ -502,7 +502,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     if (wd_accept_init(&w->accept) < 0)
         return WD_WORKER_EXIT_CONFIG;
     /* The Python threads (and the helpers app->start starts) inherit this thread's mask. */
-    cpu = wd_affinity_home(&w->conf, w->group, w->slot);
+    cpu = wd_affinity_home(&w->conf, w->group, w->slot, why, sizeof why);
     if (cpu >= 0 && wd_affinity_pin(cpu) < 0) {
         wd_log_warn("cannot keep the Python threads on CPU %d (%s): they run on any CPU; set "
                     "pin-threads: false to say so",
@@ -518,15 +518,10 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     }
     wd_accept_update(&w->accept);
     line[0] = '\0';
-    if (cpu >= 0) {
+    if (cpu >= 0)
         snprintf(line, sizeof line, " on CPU %d", cpu);
-    } else {
-        char why[64];
-
-        wd_affinity_auto_note(&w->conf, w->group, why, sizeof why);
-        if (why[0] != '\0')
-            snprintf(line, sizeof line, " on any CPU (pin-threads: auto: %s)", why);
-    }
+    else if (why[0] != '\0')
+        snprintf(line, sizeof line, " on any CPU (pin-threads: auto: %s)", why);
     wd_log_info("serving %s with %d threads%s",
                 w->group->app != NULL ? w->group->app : "its mounts", w->group->threads, line);
     wd_score_set(&w->score->ready, 1);

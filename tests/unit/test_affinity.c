@@ -3,6 +3,8 @@
 #include "affinity.h"
 
 #include <sched.h>
+#include <stdio.h>
+#include <string.h>
 #include <sys/wait.h>
 
 #include "testutil.h"
@@ -84,7 +86,7 @@ static void check_homes(const int *cpus, int n, const char *what)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int want = cases[i].index < 0 || n < 2 ? -1 : cpus[cases[i].index % n];
-        int got = wd_affinity_home(&conf, &groups[cases[i].group], cases[i].slot);
+        int got = wd_affinity_home(&conf, &groups[cases[i].group], cases[i].slot, NULL, 0);
 
         T_CHECK(got == want, "%s: group %s slot %d: CPU %d, want %d", what,
                 groups[cases[i].group].name, cases[i].slot, got, want);
@@ -100,20 +102,27 @@ static void check_auto(const int *cpus, int n)
     wd_config_t c = {.groups = two, .n_groups = 2};
 
     for (int slot = 1; slot < n; slot++) {
-        int got = wd_affinity_home(&c, &two[0], slot);
+        int got = wd_affinity_home(&c, &two[0], slot, NULL, 0);
 
         T_CHECK(got == cpus[slot - 1], "auto, %d workers for %d CPUs: slot %d on CPU %d, want %d",
                 n, n, slot, got, cpus[slot - 1]);
     }
     c.n_groups = 1;
     for (int slot = 1; slot < n; slot++) {
-        int got = wd_affinity_home(&c, &two[0], slot);
+        char why[64], want[64];
+        int got = wd_affinity_home(&c, &two[0], slot, why, sizeof why);
 
         T_CHECK(got == -1, "auto, %d workers for %d CPUs: slot %d on CPU %d", n - 1, n, slot, got);
+        snprintf(want, sizeof want, "%d worker%s in all for %d CPUs", n - 1, n - 1 == 1 ? "" : "s",
+                 n);
+        T_CHECK(strcmp(why, want) == 0, "auto says why it pins nothing: \"%s\"", why);
     }
     two[0].pin_threads = WD_PIN_ON;
     for (int slot = 1; slot < n; slot++) {
-        int got = wd_affinity_home(&c, &two[0], slot);
+        char why[64] = "x";
+        int got = wd_affinity_home(&c, &two[0], slot, why, sizeof why);
+
+        T_CHECK(why[0] == '\0', "on: no reason to give: \"%s\"", why);
 
         T_CHECK(got == cpus[slot - 1], "on, %d workers for %d CPUs: slot %d on CPU %d, want %d",
                 n - 1, n, slot, got, cpus[slot - 1]);

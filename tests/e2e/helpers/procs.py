@@ -76,26 +76,28 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
 
 # --- /proc --------------------------------------------------------------------------------------
 
-def proc_stat(pid):
-    """(state, ppid, pgrp) of a process, or None if it is gone."""
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (the state first), or None if the
+    process is gone."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             s = f.read()
     except OSError:
         return None
-    rest = s[s.rindex(")") + 2:].split()
-    return rest[0], int(rest[1]), int(rest[2])
+    return s[s.rindex(")") + 2:].split()
+
+
+def proc_stat(pid):
+    """(state, ppid, pgrp) of a process, or None if it is gone."""
+    rest = _stat_fields(pid)
+    return None if rest is None else (rest[0], int(rest[1]), int(rest[2]))
 
 
 def start_time(pid):
-    """When the process started (clock ticks since boot, /proc/PID/stat), or None if it is gone:
-    with a pid, it names one process even after the pid is used again."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            s = f.read()
-    except OSError:
-        return None
-    return int(s[s.rindex(")") + 2:].split()[19])
+    """When the process started (clock ticks since boot), or None if it is gone: with a pid, it
+    names one process even after the pid is used again."""
+    rest = _stat_fields(pid)
+    return None if rest is None else int(rest[19])
 
 
 class SeenPids:
@@ -117,12 +119,6 @@ class SeenPids:
 
     def __iter__(self):
         return iter(list(self._start))
-
-    def __len__(self):
-        return len(self._start)
-
-    def __contains__(self, pid):
-        return pid in self._start
 
     def same(self, pid):
         """Whether pid still names the process seen."""
