@@ -126,6 +126,17 @@ int wd__py_helper_start(wd_py_helper_t *h, void *(*fn)(void *)); /* 0, or pthrea
 int wd__py_helper_stop(wd_py_helper_t *h);
 void wd__py_helper_states_delete(wd_py_helper_t *h); /* main thread, GIL held, once it is gone */
 
+/* lent.c: the bytes objects lent to response buffers come back (see there). _release is the
+ * wd_out_lend_t callback (any thread, no GIL; ctx: the interpreter's index); _take drops what came
+ * back, GIL held, between requests; _states, _start (main thread, GIL held) and _stop as a
+ * helper's; _end (main thread, GIL held, the pool stopped) drops the rest and the states. */
+void wd__py_lent_release(void *obj, void *ctx);
+void wd__py_lent_take(wd_py_thread_t *thr);
+void wd__py_lent_states(void);
+int wd__py_lent_start(void);
+int wd__py_lent_stop(void);
+void wd__py_lent_end(int helper_busy);
+
 /* dump.c: every interpreter's thread stacks from a signal handler (see there). */
 int wd__py_dump_on(int signo, int fd); /* signo dumps to fd, then chains; -1 with an exception */
 void wd__py_dump_interps(void);        /* the handler walks wd__py.interps from now on */

@@ -160,6 +160,7 @@ static void *thread_main(void *arg)
             (void)wd_out_finish_park(done->out, keep_alive,
                                      thr->handoff.efd >= 0 ? &thr->handoff : NULL);
         done = NULL;
+        wd__py_lent_take(thr);
         req = wd_handoff_next(wd__py.handoff, &thr->handoff);
         if (req == NULL) {
             PyThreadState *ts = PyEval_SaveThread();
@@ -186,8 +187,9 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
     int n = g->threads > 0 ? g->threads : 1;
 
     wd__py.handoff = h;
-    wd__py_gil_reserve(((size_t)n + 2) * wd__py.n_interps);
+    wd__py_gil_reserve(((size_t)n + 3) * wd__py.n_interps);
     wd__py_helper_states(&intr.h);
+    wd__py_lent_states();
     wd__py.threads = xcalloc((size_t)n, sizeof *wd__py.threads);
     for (wd__py.n_threads = 0; wd__py.n_threads < n; wd__py.n_threads++) {
         wd_py_thread_t *thr = &wd__py.threads[wd__py.n_threads];
@@ -209,6 +211,10 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
         wd_log_error("group %s: cannot start the interrupter thread: request-timeout will only "
                      "answer 504, not interrupt",
                      g->name);
+    if (wd__py_lent_start() != 0)
+        wd_log_error("group %s: cannot start the thread that lets go of sent response bytes: "
+                     "they are let go of between requests only",
+                     g->name);
     wd__py.main_ts = PyEval_SaveThread();
     return wd__py.n_threads == n ? 0 : -1;
 }
@@ -216,6 +222,7 @@ int wd_py_start(wd_handoff_t *h, wd_score_t *score)
 void wd_py_stop(void)
 {
     int busy = wd__py_helper_stop(&intr.h), nudger_busy = wd__py_gil_stop();
+    int lent_busy = wd__py_lent_stop();
 
     for (int i = 0; i < wd__py.n_threads; i++) {
         pthread_join(wd__py.threads[i].tid, NULL);
@@ -231,6 +238,7 @@ void wd_py_stop(void)
     }
     if (!Py_IsInitialized())
         return;
+    wd__py_lent_end(lent_busy);
     if (!busy)
         wd__py_helper_states_delete(&intr.h);
     if (!nudger_busy)

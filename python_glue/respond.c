@@ -59,7 +59,7 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
         return -1;
     }
     wd__py_resp_frame_head(r, (int64_t)len);
-    if (wd__py_resp_send_body(r, NULL, 0) < 0 || r->no_body || len == 0) {
+    if (wd__py_resp_send_body(r, NULL, NULL, 0) < 0 || r->no_body || len == 0) {
         close(dupfd);
         return 1;
     }
@@ -85,6 +85,7 @@ static int send_sequence(wd_resp_t *r, PyObject *seq)
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
     wd_slice_t pieces[MAX_PIECES];
+    PyObject *objs[MAX_PIECES];
     uint64_t total = 0;
 
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -104,10 +105,11 @@ static int send_sequence(wd_resp_t *r, PyObject *seq)
         int k = 0;
 
         while (i < n && k < MAX_PIECES) {
+            objs[k] = items[i];
             pieces[k].p = PyBytes_AS_STRING(items[i]);
             pieces[k++].n = (size_t)PyBytes_GET_SIZE(items[i++]);
         }
-        if (wd__py_resp_send_body(r, pieces, k) < 0 || (r->no_body && r->head_sent))
+        if (wd__py_resp_send_body(r, pieces, objs, k) < 0 || (r->no_body && r->head_sent))
             break;
     }
     return 0;
@@ -134,7 +136,7 @@ static int send_iterable(wd_resp_t *r, PyObject *result)
             } else {
                 piece.p = PyBytes_AS_STRING(item);
                 piece.n = (size_t)PyBytes_GET_SIZE(item);
-                wd__py_resp_send_body(r, &piece, 1);
+                wd__py_resp_send_body(r, &piece, &item, 1);
                 /* A stream goes out as it comes (with one non-blocking write of ours when
                  * nothing is pending, else the loop's). */
                 if (!r->client_gone && !r->failed)
@@ -275,7 +277,7 @@ static int send_canned(wd_resp_t *r, int code, int protocol_status)
     }
     r->req->status = code;
     iov = (struct iovec){buf, n};
-    if (wd__py_resp_push_raw(r, &iov, 1) < 0)
+    if (wd__py_resp_push_raw(r, &iov, 1, NULL) < 0)
         keep_alive = 0;
     return keep_alive;
 }
@@ -289,12 +291,12 @@ static int finish(wd_resp_t *r)
         /* Nothing but empty chunks: the head alone, with Content-Length: 0. */
         if (r->head_total == 0)
             wd__py_resp_frame_head(r, 0);
-        wd__py_resp_send_body(r, NULL, 0);
+        wd__py_resp_send_body(r, NULL, NULL, 0);
     }
     if (r->chunked && !r->client_gone && !r->failed) {
         struct iovec iov = {(void *)"0\r\n\r\n", 5};
 
-        wd__py_resp_push(r, &iov, 1);
+        wd__py_resp_push(r, &iov, 1, NULL);
     }
     if (r->has_cl && !r->no_body && r->body_sent < r->cl && !r->client_gone && !r->failed) {
         char line[256];
@@ -314,7 +316,7 @@ static int finish(wd_resp_t *r)
         if (r->failed || r->client_gone)
             return 0;
         iov.iov_len = wd_fcgi_end(end, r->req->fcgi_id, WD_FCGI_REQUEST_COMPLETE);
-        if (wd__py_resp_push_raw(r, &iov, 1) < 0)
+        if (wd__py_resp_push_raw(r, &iov, 1, NULL) < 0)
             return 0;
         return r->keep_alive;
     }

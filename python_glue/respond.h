@@ -52,16 +52,20 @@ int wd__py_resp_mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
  * error, the response cannot be completed (logged once, here). */
 void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what);
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
- * to the temp file, or waiting for the loop to drain) with the GIL released. */
-int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n);
+ * to the temp file, or waiting for the loop to drain) with the GIL released. lend: NULL, or
+ * beside iov, the pieces the buffer may keep by reference (wd_out_writev; each obj with a
+ * reference of the caller's, which the buffer takes over for the pieces it keeps; FastCGI copies
+ * them all, its records cutting them up). */
+int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);
 /* The same bytes as they are: no FastCGI records around them (the end of a FastCGI response). */
-int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n);
+int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
  * length when it is known before anything is sent, -1 otherwise. */
 void wd__py_resp_frame_head(wd_resp_t *r, int64_t known);
 /* Sends the head if it is not sent yet, then the pieces as body bytes (cut at Content-Length,
- * framed as one chunk when chunked). The pieces may be empty. */
-int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n);
+ * framed as one chunk when chunked). The pieces may be empty. objs: NULL, or beside pieces the
+ * bytes objects they are the storage of (borrowed): a large one is lent, not copied (lent.c). */
+int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *const *objs, int n);
 
 /* Looks up an attribute that may be missing without raising: 1 found (*out: new), 0 missing
  * (*out NULL), -1 error. */

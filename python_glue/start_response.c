@@ -245,17 +245,16 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
  * to the temp file, or waiting for the loop to drain) with the GIL released. */
 /* The bytes of iov as they are (HTTP, uwsgi; FastCGI: records already framed). */
-int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n)
+int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
 {
-    int rc = wd_out_try_writev(r->req->out, iov, n);
+    int rc = wd_out_try_writev(r->req->out, iov, n, lend);
 
     if (rc != -EAGAIN) {
         wd__py_resp_out_result(r, rc, "cannot buffer the response");
         return rc;
     }
     PyThreadState *ts = PyEval_SaveThread();
-    rc = n == 1 ? wd_out_write(r->req->out, iov[0].iov_base, iov[0].iov_len)
-                : wd_out_writev(r->req->out, iov, n);
+    rc = wd_out_writev(r->req->out, iov, n, lend);
     wd__py_gil_restore(ts);
     wd__py_resp_out_result(r, rc, "cannot buffer the response");
     return rc;
@@ -296,16 +295,16 @@ static int fcgi_push(wd_resp_t *r, struct iovec *iov, int n)
             }
             left -= rec;
         }
-        rc = wd__py_resp_push_raw(r, out, k);
+        rc = wd__py_resp_push_raw(r, out, k, NULL);
     }
     return rc;
 }
 
-int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n)
+int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
 {
     if (r->req->kind == WD_REQ_FCGI)
         return fcgi_push(r, iov, n);
-    return wd__py_resp_push_raw(r, iov, n);
+    return wd__py_resp_push_raw(r, iov, n, lend);
 }
 
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
@@ -360,15 +359,19 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
 
 /* Sends the head if it is not sent yet, then the pieces as body bytes (cut at Content-Length,
  * framed as one chunk when chunked). The pieces may be empty. */
-int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
+int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *const *objs, int n)
 {
     struct iovec iov[MAX_PIECES + 3];
+    wd_out_lend_t lend[MAX_PIECES + 3];
     char size_line[24];
     uint64_t total = 0;
-    int i = 0, rc, sz = -1;
+    int i = 0, rc, sz = -1, lending = 0;
 
     if (r->client_gone || r->failed)
         return -EPIPE;
+    if (objs != NULL) /* the head and the chunk framing are never lent */
+        for (int k = 0; k < MAX_PIECES + 3; k++)
+            lend[k].obj = NULL;
     if (!r->head_sent) {
         if (r->head_total == 0)
             wd__py_resp_frame_head(r, -1);
@@ -393,6 +396,15 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
             }
             if (take == 0)
                 continue;
+            /* A large bytes object is lent with a reference of its own (FastCGI's records cut
+             * the pieces up: copied). */
+            if (objs != NULL && take >= WD_OUT_LEND_MIN && PyBytes_CheckExact(objs[k]) &&
+                r->req->kind != WD_REQ_FCGI) {
+                Py_INCREF(objs[k]);
+                lend[i] =
+                    (wd_out_lend_t){objs[k], (void *)(intptr_t)r->thr->cur, wd__py_lent_release};
+                lending = 1;
+            }
             iov[i++] = (struct iovec){(void *)pieces[k].p, take};
             total += take;
             room -= take;
@@ -411,7 +423,11 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, int n)
         return 0;
     r->head_sent = 1;
     r->body_sent += total;
-    rc = wd__py_resp_push(r, iov, i);
+    if (!lending)
+        return wd__py_resp_push(r, iov, i, NULL);
+    rc = wd__py_resp_push(r, iov, i, lend);
+    for (int k = 0; k < i; k++)
+        Py_XDECREF(lend[k].obj); /* the pieces the buffer did not keep */
     return rc;
 }
 
@@ -437,7 +453,7 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
     piece.n = (size_t)PyBytes_GET_SIZE(data);
     if (piece.n == 0 && r->head_sent)
         Py_RETURN_NONE;
-    if (wd__py_resp_send_body(r, &piece, 1) < 0) {
+    if (wd__py_resp_send_body(r, &piece, &data, 1) < 0) {
         PyErr_SetString(PyExc_OSError,
                         r->client_gone ? "client connection closed" : "cannot send the response");
         return NULL;

@@ -2,9 +2,10 @@
  * thread (the consumer, the only one that touches the socket).
  *
  * The producer appends bytes (the response head, body chunks, chunked framing) and file ranges
- * (wsgi.file_wrapper); it never waits on the client. Up to mem_limit bytes are kept in memory;
- * the rest spills to an unlinked temp file and is sent from there with sendfile. Only past
- * spill_limit pending bytes does the producer wait for the loop to drain the buffer
+ * (wsgi.file_wrapper); it never waits on the client. Up to mem_limit bytes are kept in memory,
+ * and large pieces that cannot change (bytes objects) are lent rather than copied, within the
+ * worker's budget; the rest spills to an unlinked temp file and is sent from there with sendfile.
+ * Only past spill_limit pending bytes does the producer wait for the loop to drain the buffer
  * (backpressure, so a stream to a stalled client cannot fill the disk).
  *
  * Who writes to the socket: the loop, or the producer itself. While nothing is pending on the
@@ -30,6 +31,21 @@
 #include <sys/uio.h>
 
 typedef struct wd_out wd_out_t;
+
+/* A piece the producer lends instead of having it copied: bytes that never change while obj is
+ * held (a Python bytes object's storage). The buffer calls release(obj, ctx) exactly once, when
+ * the loop has sent the piece or the response is dropped, from whichever thread frees it (the loop
+ * mostly) with the buffer's lock held: release hands obj back to its owner and must not block.
+ * The worker's budget counts a lent piece while it is pending, as it counts a copy. */
+typedef struct wd_out_lend {
+    void *obj;
+    void *ctx;
+    void (*release)(void *obj, void *ctx);
+} wd_out_lend_t;
+
+/* Pieces from this long are worth lending: a shorter one's copy costs less than its release (a
+ * hand-back to a Python thread). */
+#define WD_OUT_LEND_MIN (256 * 1024)
 
 /* A worker's budget for response bytes held in memory, shared by all its connections: past it a
  * response's new chunks spill to its file (one keeps up to WD_OUT_BUDGET_FLOOR in memory all the
@@ -96,11 +112,16 @@ void wd_out_close(wd_out_t *out);
 /* Producer side. Return 0, -EPIPE when the client is gone (stop producing, still call finish), or
  * -errno when spilling failed (a full disk: the response cannot be completed). */
 int wd_out_write(wd_out_t *out, const void *data, size_t len);
-int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
-/* Like wd_out_writev when all of iov fits in memory under mem_limit; otherwise writes nothing
- * and returns -EAGAIN. Never blocks on I/O nor waits for the loop, so it may be called with the
- * GIL held: releasing the GIL for a memcpy hands it to a waiting thread, a context switch. */
-int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt);
+/* lend (NULL: copy everything) runs beside iov: where lend[i].obj is set, piece i may be lent
+ * (kept by reference, see wd_out_lend_t) instead of copied, when it is at least WD_OUT_LEND_MIN
+ * long and the worker's budget has room. The buffer clears lend[i].obj of each piece it keeps;
+ * the producer still owns the others. */
+int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_lend_t *lend);
+/* Like wd_out_writev when all of iov can be kept in memory (lent, or copied under mem_limit);
+ * otherwise keeps nothing and returns -EAGAIN. Never blocks on I/O nor waits for the loop, so it
+ * may be called with the GIL held: releasing the GIL for a memcpy hands it to a waiting thread, a
+ * context switch. */
+int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_lend_t *lend);
 /* Queues len bytes of fd from off, sent with sendfile; takes ownership of fd (closed when sent
  * or dropped). */
 int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len);

@@ -30,14 +30,22 @@ typedef struct {
     uint64_t mem_limit;
     uint64_t spill_limit;
     size_t chunks[8]; /* sizes; 0 ends; (size_t)-1 = a 100000-byte file segment */
+    int lend;         /* 1: every chunk offered for lending (wd_out_writev); 2: wd_out_try_writev
+                         first, as the Python side does */
+    uint64_t budget;  /* the worker's budget (0: none) */
 } out_case_t;
 
 static const out_case_t cases[] = {
-    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}},
-    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}},
-    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}},
-    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}},
-    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}},
+    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}, 0, 0},
+    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}, 0, 0},
+    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}, 0, 0},
+    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}, 0, 0},
+    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}, 0, 0},
+    {"large chunks lent", 1 << 20, 1 << 30, {100, 300000, 1000, 400000, 5}, 1, 64 << 20},
+    {"lent after a try", 1 << 20, 1 << 30, {100, 300000, 262144, 262143, 5}, 2, 64 << 20},
+    {"lent past the memory limit", 4096, 1 << 30, {3000, 300000, 3000, 300000}, 2, 64 << 20},
+    {"budget refuses: copied and spilled", 65536, 1 << 30, {300000, 300000, 10}, 2, 400000},
+    {"lent under backpressure", 1024, 8192, {300000, 5000, 300000, 5000}, 1, 0},
 };
 
 typedef struct {
@@ -47,7 +55,20 @@ typedef struct {
     char *expect;
     size_t expect_len;
     int result;
+    _Atomic uint64_t budget_used;
+    wd_out_budget_t budget;
+    _Atomic int kept;     /* chunks the buffer kept by reference */
+    _Atomic int released; /* ... and released */
 } run_t;
+
+/* The lend callback: the chunk (obj, malloc'ed by the producer) is the buffer's until now. */
+static void release(void *obj, void *ctx)
+{
+    run_t *r = ctx;
+
+    free(obj);
+    r->released++;
+}
 
 static void wake(wd_out_t *out, void *data, int lazy)
 {
@@ -92,8 +113,21 @@ static void *producer(void *arg)
 
             for (size_t k = 0; k < n; k++)
                 data[k] = pattern(pos + k);
-            rc = wd_out_write(&r->out, data, n);
-            free(data);
+            if (r->tc->lend) {
+                struct iovec iov = {data, n};
+                wd_out_lend_t lend = {data, r, release};
+
+                rc = r->tc->lend == 2 ? wd_out_try_writev(&r->out, &iov, 1, &lend) : -EAGAIN;
+                if (rc == -EAGAIN)
+                    rc = wd_out_writev(&r->out, &iov, 1, &lend);
+                if (lend.obj == NULL)
+                    r->kept++;
+                else
+                    free(data);
+            } else {
+                rc = wd_out_write(&r->out, data, n);
+                free(data);
+            }
             pos += n;
         }
         if (rc < 0) {
@@ -118,6 +152,10 @@ static void run_case(const out_case_t *tc, int abort_midway)
     r.efd = eventfd(0, EFD_NONBLOCK);
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
     wd_out_init(&r.out, tc->mem_limit, tc->spill_limit, "/tmp", wake, &r);
+    if (tc->budget) {
+        r.budget = (wd_out_budget_t){&r.budget_used, tc->budget};
+        wd_out_set_budget(&r.out, &r.budget);
+    }
     pthread_create(&t, NULL, producer, &r);
     while (!done) {
         struct pollfd p[2] = {{r.efd, POLLIN, 0}, {sv[1], POLLIN, 0}};
@@ -186,11 +224,76 @@ static void run_case(const out_case_t *tc, int abort_midway)
           (unsigned long long)r.out.pending, (unsigned long long)r.out.mem_bytes);
 out:
     wd_out_close(&r.out);
+    CHECK(r.released == r.kept, "%s%s: %d chunks lent, %d released", tc->name,
+          abort_midway ? " (abort)" : "", r.kept, r.released);
+    CHECK(r.budget_used == 0, "%s%s: %llu bytes of budget still taken", tc->name,
+          abort_midway ? " (abort)" : "", (unsigned long long)r.budget_used);
     free(got);
     close(sv[0]);
     if (sv[1] >= 0)
         close(sv[1]);
     close(r.efd);
+}
+
+static int counted;
+
+static void count_release(void *obj, void *ctx)
+{
+    (void)obj;
+    (void)ctx;
+    counted++;
+}
+
+/* One object lent three times in a row (a list of one chunk repeated) takes its budget once,
+ * and keeps it until its last piece is sent; each piece is released once. */
+static void test_lend_once(void)
+{
+    static char chunk[300000];
+    _Atomic uint64_t used = 0;
+    wd_out_budget_t budget = {&used, 1 << 20};
+    struct iovec iov[4] = {
+        {"head", 4}, {chunk, sizeof chunk}, {chunk, sizeof chunk}, {chunk, sizeof chunk}};
+    wd_out_lend_t lend[4] = {{NULL, NULL, NULL},
+                             {chunk, NULL, count_release},
+                             {chunk, NULL, count_release},
+                             {chunk, NULL, count_release}};
+    wd_out_t out;
+    int sv[2], want_write, rc = 0;
+    size_t got = 0, peak = 0;
+    char buf[65536];
+
+    memset(chunk, 'c', sizeof chunk);
+    counted = 0;
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    wd_out_init(&out, 1 << 20, 1 << 30, "/tmp", NULL, NULL);
+    wd_out_set_budget(&out, &budget);
+    CHECK(wd_out_try_writev(&out, iov, 4, lend) == 0, "lend once: try_writev refused");
+    CHECK(lend[1].obj == NULL && lend[2].obj == NULL && lend[3].obj == NULL,
+          "lend once: not every piece was kept");
+    CHECK(used == 4 + sizeof chunk, "lend once: budget %llu, not %zu", (unsigned long long)used,
+          4 + sizeof chunk);
+    wd_out_finish(&out, 1);
+    while (rc != 1) {
+        ssize_t k;
+
+        rc = wd_out_send(&out, sv[0], &want_write);
+        CHECK(rc >= 0, "lend once: send failed %d", rc);
+        if (rc < 0)
+            break;
+        if (used > peak)
+            peak = used;
+        CHECK(counted == 3 || used >= sizeof chunk,
+              "lend once: a piece is pending and the budget is down to %llu",
+              (unsigned long long)used);
+        while ((k = read(sv[1], buf, sizeof buf)) > 0)
+            got += (size_t)k;
+    }
+    CHECK(got == 4 + 3 * sizeof chunk, "lend once: %zu bytes sent", got);
+    CHECK(counted == 3, "lend once: %d releases, not 3", counted);
+    CHECK(used == 0, "lend once: budget %llu left", (unsigned long long)used);
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
 }
 
 int main(void)
@@ -202,6 +305,7 @@ int main(void)
         if (cases[i].mem_limit == 1024)
             run_case(&cases[i], 1);
     }
+    test_lend_once();
     printf("out: %zu cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
