@@ -132,7 +132,8 @@ typedef struct wd_group_conf {
     /* Sizes in bytes. */
     uint64_t limit_request_body;   /* default 10M; 0 = unlimited */
     uint64_t header_buffer_size;   /* default 64K; 1K .. 1M */
-    uint64_t body_buffer_size;     /* default 64K */
+    uint64_t body_buffer_size;     /* default 1M */
+    uint64_t body_memory_limit;    /* per worker, all bodies in memory (conn_body.c) */
     uint64_t response_buffer_size; /* default 1M */
     uint64_t response_spill_limit; /* default 1G; >= response_buffer_size */
 

@@ -205,7 +205,7 @@ static void conn_free(wd_conn_t *c)
         return;
     }
     wd_out_close(&c->out);
-    free(c->body_mem);
+    wd__conn_body_free(c);
     free(c->buf);
     free(c->fcgi.params);
     free(c);

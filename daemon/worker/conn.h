@@ -59,6 +59,7 @@ typedef struct wd_conns {
     const wd_app_ops_t *app; /* the runtime, for request-timeout's interrupt */
 
     wd_out_budget_t budget; /* response memory of all the connections (set by the owner) */
+    uint64_t body_memory;   /* request-body buffers over 64K held now (body-memory-limit) */
 
     /* conn.c's own. */
     int stopping;    /* wd_conns_shutdown was called */

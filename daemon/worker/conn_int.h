@@ -66,6 +66,8 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n);
 int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);
 /* The body is done with: its temp file goes back to the worker, a large buffer is freed. */
 void wd__conn_body_clear(wd_conn_t *c);
+/* Frees the body buffer (the connection is freed). */
+void wd__conn_body_free(wd_conn_t *c);
 
 /* conn_log.c */
 

@@ -160,3 +160,48 @@ def test_file_wrapper_with_shorter_content_length(wsgid, tmp):
         assert r.status == 200 and r.body == data[10:1010]
         c.send(http_request("GET", "/?path=%s&offset=0" % path))
         assert c.response().body == data
+
+
+def _deleted_fds(pid):
+    """The worker's open unlinked files: its body temp files (and spill files, none here)."""
+    n = 0
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).endswith("(deleted)")
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def test_bodies_in_memory_within_body_memory_limit(wsgid):
+    """A body up to body-buffer-size (1M unless told) stays in memory while the worker's
+    body-memory-limit has room, so it never touches a temp file; a second big body in flight
+    past the limit goes to one. Every body arrives whole."""
+    d = wsgid("echo", processes=1, threads=2, body_memory_limit="1M")
+    [pid] = d.workers()
+    before = _deleted_fds(pid)
+    body = os.urandom(900000)
+    r = requests.post("http://%s:%d/" % d.tcp, data=body, timeout=30)
+    assert r.status_code == 200 and r.content == body
+    # A file made for it would still be open: the worker keeps emptied ones for half a second.
+    assert _deleted_fds(pid) == before, "a 900 KB body went to a temp file"
+
+    head = http_request("POST", "/", {"Content-Length": str(len(body))})
+    conns = [Conn(d.tcp, timeout=30), Conn(d.tcp, timeout=30)]
+    try:
+        for c in conns:  # both bodies in flight, 800 KB of each read
+            c.send(head + body[:800000])
+        deadline = time.monotonic() + 5
+        while _deleted_fds(pid) < before + 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _deleted_fds(pid) == before + 1, (
+            "two 800 KB bodies in flight with body-memory-limit 1M: %d temp files, not 1"
+            % (_deleted_fds(pid) - before))
+        for c in conns:
+            c.send(body[800000:])
+        for c in conns:
+            r = c.response()
+            assert r.status == 200 and r.body == body
+    finally:
+        for c in conns:
+            c.close()
