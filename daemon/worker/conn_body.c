@@ -40,8 +40,16 @@ static int body_grow(wd_conn_t *c, size_t need)
 {
     const wd_group_conf_t *g = c->cs->group;
     size_t cap = c->body_cap ? c->body_cap * 2 : 4096;
+    uint64_t announced = c->body_expect               ? c->body_expect
+                         : c->http.has_content_length ? c->http.content_length
+                                                      : 0;
     char *p;
 
+    /* Past BODY_KEEP bytes the client has shown that it sends its body: the buffer grows to the
+     * length it announced at once, one copy instead of one a doubling (a 1 MiB body was copied
+     * 1.9 MiB over on its way in). Only the pages the bytes reach are touched. */
+    if (need > BODY_KEEP && announced > cap)
+        cap = announced < g->body_buffer_size ? (size_t)announced : (size_t)g->body_buffer_size;
     while (cap < need)
         cap *= 2;
     if (cap > g->body_buffer_size)
