@@ -244,7 +244,7 @@ void wd_py_stop(void)
     if (!nudger_busy)
         wd__py_gil_states_delete();
     wd__py_gil_forget();
-    wd__py_interps_end(!busy && !nudger_busy);
+    wd__py_interps_end(!busy && !nudger_busy && !lent_busy);
     if (Py_FinalizeEx() < 0)
         wd_log_error("group %s: errors while finalising Python",
                      wd__py.group ? wd__py.group->name : "?");

@@ -101,6 +101,7 @@ static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
 {
     if (seg->kind == SEG_LENT) {
         budget_give(out, seg->charged);
+        out->lent_charged -= seg->charged;
         seg->lend.release(seg->lend.obj, seg->lend.ctx);
         free(seg);
         return;
@@ -217,13 +218,19 @@ static void append_mem(wd_out_t *out, const char *p, size_t n)
 
 /* Lock held: the budget a lent piece of n bytes of obj takes, after prev (the object of the piece
  * queued just before it, or NULL): none when it is the same object (a list of one chunk repeated
- * holds its memory once), else n when the worker's budget has room; -1 when it has not. */
+ * holds its memory once), else n when the worker's budget and the response's share of it have
+ * room; -1 when not. (Within one wd_out_try_writev the earlier pieces' charges are not counted in
+ * lent_charged yet: one call may go past the share by its own pieces.) */
 static int64_t lend_charge(wd_out_t *out, const void *prev, const void *obj, size_t n)
 {
     uint64_t was;
 
     if (obj == prev || out->budget == NULL)
         return obj == prev ? 0 : (int64_t)n;
+    /* One response holds at most a quarter of the budget lent (at least mem_limit): past it,
+     * its pieces are copied or spilled, under backpressure, and the other connections keep room. */
+    if (out->lent_charged + n > out->budget->limit / 4 && out->lent_charged + n > out->mem_limit)
+        return -1;
     was = atomic_fetch_add_explicit(out->budget->used, n, memory_order_relaxed);
     if (was + n <= out->budget->limit)
         return (int64_t)n;
@@ -250,6 +257,7 @@ static void append_lent(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
     t->len = n;
     t->lend = *lend;
     t->charged = charged;
+    out->lent_charged += charged;
     lend->obj = NULL;
     append_seg(out, t);
     out->pending += n;
@@ -486,9 +494,8 @@ int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out
             prev = NULL;
         }
     }
-    if ((total > 0 &&
-         (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes)) ||
-        !budget_take(out, total)) {
+    if (total > 0 && (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes ||
+                      !budget_take(out, total))) {
         budget_give(out, lent_total);
         pthread_mutex_unlock(&out->lock);
         return -EAGAIN;

@@ -72,9 +72,10 @@ struct wd_out {
     pthread_cond_t drained; /* signalled when pending bytes fall below spill_limit */
     wd_out_seg_t *head;
     wd_out_seg_t *tail;
-    wd_out_seg_t *spare; /* one memory segment kept for the next response */
-    uint64_t mem_bytes;  /* pending bytes in memory segments */
-    uint64_t pending;    /* all pending bytes (memory + spill + files) */
+    wd_out_seg_t *spare;   /* one memory segment kept for the next response */
+    uint64_t mem_bytes;    /* pending bytes in memory segments */
+    uint64_t lent_charged; /* budget held by its pending lent segments */
+    uint64_t pending;      /* all pending bytes (memory + spill + files) */
     uint64_t mem_limit;
     uint64_t spill_limit;
     int spill_fd;       /* -1 until the first spill (and after a rotation, see out.c) */

@@ -33,19 +33,22 @@ typedef struct {
     int lend;         /* 1: every chunk offered for lending (wd_out_writev); 2: wd_out_try_writev
                          first, as the Python side does */
     uint64_t budget;  /* the worker's budget (0: none) */
+    int kept;         /* chunks the buffer is to keep by reference */
 } out_case_t;
 
 static const out_case_t cases[] = {
-    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}, 0, 0},
-    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}, 0, 0},
-    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}, 0, 0},
-    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}, 0, 0},
-    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}, 0, 0},
-    {"large chunks lent", 1 << 20, 1 << 30, {100, 300000, 1000, 400000, 5}, 1, 64 << 20},
-    {"lent after a try", 1 << 20, 1 << 30, {100, 300000, 262144, 262143, 5}, 2, 64 << 20},
-    {"lent past the memory limit", 4096, 1 << 30, {3000, 300000, 3000, 300000}, 2, 64 << 20},
-    {"budget refuses: copied and spilled", 65536, 1 << 30, {300000, 300000, 10}, 2, 400000},
-    {"lent under backpressure", 1024, 8192, {300000, 5000, 300000, 5000}, 1, 0},
+    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}, 0, 0, 0},
+    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}, 0, 0, 0},
+    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}, 0, 0, 0},
+    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}, 0, 0, 0},
+    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}, 0, 0, 0},
+    {"large chunks lent", 1 << 20, 1 << 30, {100, 300000, 1000, 400000, 5}, 1, 64 << 20, 2},
+    {"lent after a try", 1 << 20, 1 << 30, {100, 300000, 262144, 262143, 5}, 2, 64 << 20, 2},
+    {"lent past the memory limit", 4096, 1 << 30, {3000, 300000, 3000, 300000}, 2, 64 << 20, 2},
+    {"budget refuses: copied and spilled", 65536, 1 << 30, {300000, 300000, 10}, 2, 400000, 0},
+    {"one response's share of the budget refuses", 65536, 1 << 30, {300000, 10}, 1, 1 << 20, 0},
+    {"within the response's share", 65536, 1 << 30, {300000, 10}, 1, 4 << 20, 1},
+    {"lent under backpressure", 1024, 8192, {300000, 5000, 300000, 5000}, 1, 0, 2},
 };
 
 typedef struct {
@@ -224,6 +227,8 @@ static void run_case(const out_case_t *tc, int abort_midway)
           (unsigned long long)r.out.pending, (unsigned long long)r.out.mem_bytes);
 out:
     wd_out_close(&r.out);
+    if (!abort_midway)
+        CHECK(r.kept == tc->kept, "%s: %d chunks lent, not %d", tc->name, r.kept, tc->kept);
     CHECK(r.released == r.kept, "%s%s: %d chunks lent, %d released", tc->name,
           abort_midway ? " (abort)" : "", r.kept, r.released);
     CHECK(r.budget_used == 0, "%s%s: %llu bytes of budget still taken", tc->name,
@@ -296,6 +301,31 @@ static void test_lend_once(void)
     close(sv[1]);
 }
 
+/* wd_out_try_writev takes all of an iov or nothing: a lendable piece beside a copy that does not
+ * fit in memory gives its budget back, and is left to the producer. */
+static void test_try_undo(void)
+{
+    static char chunk[300000], copy[5000];
+    _Atomic uint64_t used = 0;
+    wd_out_budget_t budget = {&used, 4 << 20};
+    struct iovec iov[2] = {{chunk, sizeof chunk}, {copy, sizeof copy}};
+    wd_out_lend_t lend[2] = {{chunk, NULL, count_release}, {NULL, NULL, NULL}};
+    wd_out_t out;
+
+    counted = 0;
+    wd_out_init(&out, 4096, 1 << 30, "/tmp", NULL, NULL);
+    wd_out_set_budget(&out, &budget);
+    CHECK(wd_out_try_writev(&out, iov, 2, lend) == -EAGAIN, "try undo: not refused");
+    CHECK(used == 0 && out.pending == 0 && lend[0].obj == chunk,
+          "try undo: budget %llu, pending %llu, piece %s", (unsigned long long)used,
+          (unsigned long long)out.pending, lend[0].obj ? "left" : "taken");
+    CHECK(wd_out_writev(&out, iov, 2, lend) == 0 && lend[0].obj == NULL, "try undo: writev");
+    CHECK(used == sizeof chunk, "try undo: budget %llu after the writev", (unsigned long long)used);
+    wd_out_close(&out);
+    CHECK(counted == 1 && used == 0, "try undo: %d releases, budget %llu", counted,
+          (unsigned long long)used);
+}
+
 int main(void)
 {
     size_t n = sizeof cases / sizeof cases[0];
@@ -306,6 +336,7 @@ int main(void)
             run_case(&cases[i], 1);
     }
     test_lend_once();
+    test_try_undo();
     printf("out: %zu cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
