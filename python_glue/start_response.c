@@ -369,9 +369,6 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *cons
 
     if (r->client_gone || r->failed)
         return -EPIPE;
-    if (objs != NULL) /* the head and the chunk framing are never lent */
-        for (int k = 0; k < MAX_PIECES + 3; k++)
-            lend[k].obj = NULL;
     if (!r->head_sent) {
         if (r->head_total == 0)
             wd__py_resp_frame_head(r, -1);
@@ -400,6 +397,8 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *cons
              * the pieces up: copied). */
             if (objs != NULL && take >= WD_OUT_LEND_MIN && PyBytes_CheckExact(objs[k]) &&
                 r->req->kind != WD_REQ_FCGI) {
+                if (!lending) /* the head and the chunk framing are never lent */
+                    memset(lend, 0, sizeof lend);
                 Py_INCREF(objs[k]);
                 lend[i] =
                     (wd_out_lend_t){objs[k], (void *)(intptr_t)r->thr->cur, wd__py_lent_release};
