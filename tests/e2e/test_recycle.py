@@ -182,8 +182,10 @@ def _memory_limit_replacement(d, big, before):
     assert big in before
     line = d.wait_log(r"\(pid %d\) asks to be recycled: memory-limit: RSS \d+\.\d MiB > 60\.0 MiB"
                       % big, timeout=5)
+    # The master samples RSS on its own clock, so it may catch the worker while it is still growing:
+    # the figure is over the limit, not necessarily the whole 100 MiB.
     rss = float(re.search(r"RSS ([\d.]+) MiB", line).group(1))
-    assert rss > 100, line
+    assert 60 < rss < 400, line
     done = d.wait_log(r"\(pid %d\) recycled: memory-limit" % big, timeout=10)
     new = int(re.search(r"replacement is pid (\d+)", done).group(1))
     d.seen_workers.add(new)
