@@ -134,13 +134,17 @@ static void print_status(json_t *st, const char *only)
 
         if (only != NULL && strcmp(only, jstr(g, "name")) != 0)
             continue;
-        long long resp_mem = 0;
+        long long resp_mem = 0, body_mem = 0;
 
-        json_array_foreach(workers, k, w) resp_mem += jint(w, "response_memory");
+        json_array_foreach(workers, k, w)
+        {
+            resp_mem += jint(w, "response_memory");
+            body_mem += jint(w, "body_memory");
+        }
         printf("\ngroup %s: %lld processes x %lld threads, %lld requests, %lld restarts, %.1f MiB "
-               "of responses in memory%s\n",
+               "of responses and %.1f MiB of request bodies in memory%s\n",
                jstr(g, "name"), jint(g, "processes"), jint(g, "threads"), jint(g, "requests"),
-               jint(g, "restarts"), (double)resp_mem / 1048576.0,
+               jint(g, "restarts"), (double)resp_mem / 1048576.0, (double)body_mem / 1048576.0,
                json_array_size(workers) == 0 ? " (stopped)" : "");
         if (json_is_true(json_object_get(g, "draining")))
             printf("  draining: not ready for load balancers, still serving; stops in %.0f s "

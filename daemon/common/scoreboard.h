@@ -65,6 +65,7 @@ typedef struct wd_score {
     _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
     _Atomic uint64_t accept_empty;      /* woke to accept and found nothing (a sibling took it) */
     _Atomic uint64_t response_memory;   /* response bytes held in memory (response-memory-limit) */
+    _Atomic uint64_t body_memory;       /* request-body buffers held (body-memory-limit) */
     /* The master's watchdog (deadlock-timeout): the loop writes it at every tick (250 ms); a
      * heartbeat that stops means the loop is stuck, and the oldest of running[] (all of them
      * dispatched by the loop before it stopped) tells which request ran (wd_score_oldest_running).
@@ -72,7 +73,7 @@ typedef struct wd_score {
     _Atomic uint64_t heartbeat_ns;    /* CLOCK_MONOTONIC (the same in every process) */
     _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
-    uint64_t reserved[4];        /* up to a cache line boundary: records and slots stay aligned */
+    uint64_t reserved[3];        /* up to a cache line boundary: records and slots stay aligned */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 

@@ -29,6 +29,7 @@ typedef struct totals {
     uint64_t queued;
     uint64_t connections;
     uint64_t response_memory;
+    uint64_t body_memory;
 } totals_t;
 
 static int in_group(const wd_status_worker_t *w, const wd_status_group_t *g)
@@ -67,6 +68,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->queued += wd_score_get(&s->queued);
         t->connections += wd_score_get(&s->connections);
         t->response_memory += wd_score_get(&s->response_memory);
+        t->body_memory += wd_score_get(&s->body_memory);
     }
 }
 
@@ -167,6 +169,7 @@ static json_t *worker_json(const wd_status_worker_t *w, uint64_t now, int with_r
     set(o, "queued", jint(s != NULL ? wd_score_get(&s->queued) : 0));
     set(o, "connections", jint(s != NULL ? wd_score_get(&s->connections) : 0));
     set(o, "response_memory", jint(s != NULL ? wd_score_get(&s->response_memory) : 0));
+    set(o, "body_memory", jint(s != NULL ? wd_score_get(&s->body_memory) : 0));
     set(o, "last_error", jstr(w->last_error));
     set(o, "last_restart", jstr(w->last_restart));
     {
@@ -296,6 +299,11 @@ static uint64_t pick_connections(const totals_t *t, const wd_status_group_t *g)
 static uint64_t pick_response_memory(const totals_t *t, const wd_status_group_t *g)
 {
     return t->response_memory;
+}
+
+static uint64_t pick_body_memory(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->body_memory;
 }
 
 static uint64_t pick_restarts(const totals_t *t, const wd_status_group_t *g)
@@ -461,6 +469,8 @@ char *wd_status_prometheus(const wd_status_t *st)
     per_group(f, st, tot, "wsgid_response_memory_bytes", "gauge",
               "Response bytes held in memory for the clients (response-memory-limit).",
               pick_response_memory);
+    per_group(f, st, tot, "wsgid_body_memory_bytes", "gauge",
+              "Request-body buffers held in memory (body-memory-limit).", pick_body_memory);
     duration_histogram(f, st, tot);
     per_group(f, st, tot, "wsgid_worker_restarts_total", "counter",
               "Worker processes replaced or respawned.", pick_restarts);

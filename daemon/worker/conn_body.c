@@ -35,6 +35,13 @@ static uint64_t held(size_t cap)
     return cap > BODY_KEEP ? cap : 0;
 }
 
+/* The worker's body buffers held grow or shrink (loop thread only; the scoreboard shows them). */
+static void body_memory_set(wd_conns_t *cs, uint64_t v)
+{
+    cs->body_memory = v;
+    wd_score_set(&cs->score->body_memory, v);
+}
+
 static void body_mem_free(char *p)
 {
     if (p != NULL && !wd_big_free(p))
@@ -77,7 +84,7 @@ static int body_grow(wd_conn_t *c, size_t need)
     } else {
         p = xrealloc(c->body_mem, cap);
     }
-    c->cs->body_memory += held(cap) - held(c->body_cap);
+    body_memory_set(c->cs, c->cs->body_memory + held(cap) - held(c->body_cap));
     c->body_mem = p;
     c->body_cap = cap;
     return 0;
@@ -164,7 +171,7 @@ void wd__conn_body_clear(wd_conn_t *c)
 
 void wd__conn_body_free(wd_conn_t *c)
 {
-    c->cs->body_memory -= held(c->body_cap);
+    body_memory_set(c->cs, c->cs->body_memory - held(c->body_cap));
     body_mem_free(c->body_mem);
     c->body_mem = NULL;
     c->body_cap = 0;

@@ -8,6 +8,8 @@ import pytest
 import requests
 
 from helpers.clients import Conn, MiB, big_body, http_request, request
+from helpers.procs import free_port, wait_for
+from test_metrics import metrics, samples
 from helpers.nginx import proxy_location, uwsgi_location
 
 
@@ -186,8 +188,11 @@ def _deleted_links(pid):
 def test_bodies_in_memory_within_body_memory_limit(wsgid):
     """A body up to body-buffer-size (1M unless told) stays in memory while the worker's
     body-memory-limit has room, so it never touches a temp file; a second big body in flight
-    past the limit goes to one. Every body arrives whole."""
-    d = wsgid("echo", processes=1, threads=2, body_memory_limit="1M")
+    past the limit goes to one. Every body arrives whole. The metrics show the buffers held."""
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("echo", processes=1, threads=2, body_memory_limit="1M",
+              top={"metrics": "%s:%d" % maddr})
+    key = 'wsgid_body_memory_bytes{group="site"}'
     [pid] = d.workers()
     before = _deleted_fds(pid)
     body = os.urandom(900000)
@@ -199,6 +204,7 @@ def test_bodies_in_memory_within_body_memory_limit(wsgid):
     # keep-alive response that went out whole, within 8 ms (WD_HANDOFF_LAZY_MAX_MS), or later on
     # a machine this busy. Until then the next two bodies would find it taken.
     time.sleep(0.3)
+    assert samples(metrics(maddr))[key] == 0
 
     head = http_request("POST", "/", {"Content-Length": str(len(body))})
     conns = [Conn(d.tcp, timeout=30), Conn(d.tcp, timeout=30)]
@@ -211,11 +217,15 @@ def test_bodies_in_memory_within_body_memory_limit(wsgid):
         assert _deleted_fds(pid) == before + 1, (
             "two 800 KB bodies in flight with body-memory-limit 1M: %d temp files, not 1 (%s)"
             % (_deleted_fds(pid) - before, _deleted_links(pid)))
+        # The one in memory holds a buffer of its announced length; the other, its file.
+        assert samples(metrics(maddr))[key] == len(body)
         for c in conns:
             c.send(body[800000:])
         for c in conns:
             r = c.response()
             assert r.status == 200 and r.body == body
+        wait_for(lambda: samples(metrics(maddr))[key] == 0, timeout=5,
+                 what="the body buffer given back")
     finally:
         for c in conns:
             c.close()
