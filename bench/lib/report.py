@@ -316,11 +316,12 @@ def write_results(run, meta, outdir):
         "each server and nginx in a session of its own (--own-sessions)"
         if meta.get("own_sessions") else
         "servers, nginx and the clients in one session (one autogroup); see bench/README.md"))
-    L.append("- %d round%s, servers alternating; wrk %d s per run; hello -c%d, I/O -c%d, "
+    L.append("- %d round%s, servers alternating; wrk %d s per run (after %s s of the same load, not "
+             "counted); hello -c%d, I/O -c%d, "
              "TechEmpower -c%d, mixed -c%d with %d on the 50 ms endpoint, POST -c%d, 16 MiB -c%d; "
              "medians over rounds; the run took %s minutes%s"
              % (meta["rounds"], "s" if meta["rounds"] > 1 else "", meta["duration"],
-                meta["connections"], meta["io_connections"], meta["tfb_connections"],
+                meta.get("settle", 0), meta["connections"], meta["io_connections"], meta["tfb_connections"],
                 meta["mixed_connections"], meta["mixed_slow_connections"],
                 meta["post_connections"], meta["big_connections"], meta.get("minutes", "?"),
                 "; QUICK validation run, not a measurement" if meta["quick"] else ""))
