@@ -200,11 +200,18 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
  * then goes to the back of the queue of waiters, so that the next connection wakes a sibling:
  * under load connections spread over the group's processes (and their GILs), while at light
  * load one warm worker takes them all and its siblings sleep. Without exclusive mode accept_ep
- * holds the listeners: ask it which ones are ready. */
+ * holds the listeners: ask it which ones are ready.
+ *
+ * An idle worker (no connection, no request) takes one connection and goes on: at light load
+ * behind uwsgi_pass (a connection a request) the accept4 that would find the queue empty was one
+ * syscall in twelve a request. Listeners are level-triggered, so if more connections wait the
+ * next turn (or a sibling) takes them, this worker then busy and taking ACCEPT_BATCH. */
 static void accept_cb(uv_poll_t *p, int status, int events)
 {
     wd_accept_t *a = p->data;
     struct epoll_event ev[16];
+    int busy = a->conns->n > 0 || wd_handoff_in_flight(a->handoff) > 0;
+    int max = busy ? ACCEPT_BATCH : 1;
     int n, taken = 0;
 
     (void)events;
@@ -213,24 +220,22 @@ static void accept_cb(uv_poll_t *p, int status, int events)
         return;
     }
     if (a->exclusive) {
-        int busy = a->conns->n > 0 || wd_handoff_in_flight(a->handoff) > 0;
-
         if (!a->accepting)
             return; /* returned by the same epoll_wait as what made us stop */
-        for (size_t i = 0; i < a->n_listeners; i++)
-            taken += accept_on(a, &a->listeners[i], ACCEPT_BATCH, 0);
+        for (size_t i = 0; i < a->n_listeners && taken < max; i++)
+            taken += accept_on(a, &a->listeners[i], max, 0);
         if (busy && a->accepting && a->group->processes > 1) {
             exclusive_watch(a, 0);
             exclusive_watch(a, 1);
         }
     } else if (a->n_listeners == 1) {
-        taken = accept_on(a, &a->listeners[0], ACCEPT_BATCH, 0);
+        taken = accept_on(a, &a->listeners[0], max, 0);
     } else {
         do
             n = epoll_wait(a->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
         while (n < 0 && errno == EINTR);
-        for (int i = 0; i < n; i++)
-            taken += accept_on(a, &a->listeners[ev[i].data.u32], ACCEPT_BATCH, 0);
+        for (int i = 0; i < n && taken < max; i++)
+            taken += accept_on(a, &a->listeners[ev[i].data.u32], max, 0);
     }
     if (taken == 0)
         wd_score_add(&a->score->accept_empty, 1);
