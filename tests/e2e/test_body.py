@@ -203,8 +203,8 @@ def test_bodies_in_memory_within_body_memory_limit(wsgid):
     # Its buffer goes back to the budget when the loop learns that the response is done: for a
     # keep-alive response that went out whole, within 8 ms (WD_HANDOFF_LAZY_MAX_MS), or later on
     # a machine this busy. Until then the next two bodies would find it taken.
-    time.sleep(0.3)
-    assert samples(metrics(maddr))[key] == 0
+    wait_for(lambda: samples(metrics(maddr))[key] == 0, timeout=5,
+             what="the first body's buffer given back")
 
     head = http_request("POST", "/", {"Content-Length": str(len(body))})
     conns = [Conn(d.tcp, timeout=30), Conn(d.tcp, timeout=30)]
