@@ -233,6 +233,8 @@ out:
           abort_midway ? " (abort)" : "", r.kept, r.released);
     CHECK(r.budget_used == 0, "%s%s: %llu bytes of budget still taken", tc->name,
           abort_midway ? " (abort)" : "", (unsigned long long)r.budget_used);
+    CHECK(r.out.lent_charged == 0, "%s%s: the response still counts %llu bytes lent", tc->name,
+          abort_midway ? " (abort)" : "", (unsigned long long)r.out.lent_charged);
     free(got);
     close(sv[0]);
     if (sv[1] >= 0)
