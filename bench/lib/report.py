@@ -283,6 +283,29 @@ def targets(run):
 # ---------------------------------------------------------------------------------------------
 # the markdown
 
+def steal_line(run, meta):
+    """How many timed runs the host's steal made the bench measure again (bench/run: measured)."""
+    cap = meta["steal_max"]
+    recs = [x for rows in run.results.values() for x in rows]
+    again = getattr(run, "steal_log", [])
+    over = [(k, x) for k, rows in run.results.items() for x in rows
+            if (x.get("cpu_steal_pct") or 0) > cap]
+    text = ("a timed run during which the host stole more than %g %% of the CPU was measured "
+            "again, up to %d times, and the run with the least steal counts: %d of %d runs were "
+            "measured again (within %g minutes in all)"
+            % (cap, meta["steal_retries"], len(again), len(recs), meta.get("steal_budget", 0)))
+    if over:
+        worst = sorted(over, key=lambda kx: -(kx[1].get("cpu_steal_pct") or 0))[:6]
+        text += "; %d stayed over %g %% (%s%s)" % (
+            len(over), cap, ", ".join("%s round %s: %.1f %%" % (k, x.get("round"),
+                                                             x.get("cpu_steal_pct") or 0)
+                                      for k, x in worst),
+            ", ..." if len(over) > len(worst) else "")
+    else:
+        text += "; none stayed over %g %%" % cap
+    return text
+
+
 def write_results(run, meta, outdir):
     names = [s for s in ("wsgid", "uwsgi", "uwsgi-pinned", "gunicorn", "mod_wsgi", "ceiling")
              if s in meta["servers_run"]]
@@ -294,7 +317,8 @@ def write_results(run, meta, outdir):
     for c in comps:
         summary.append({k: v for k, v in c.items() if k != "rows"})
     raw = {"meta": meta, "results": run.results, "values": run.data, "notes": run.notes,
-           "checks": run.checks, "runs": run.detail, "summary": summary,
+           "checks": run.checks, "runs": run.detail, "steal": getattr(run, "steal_log", []),
+           "summary": summary,
            "targets": targets(run), "floor": getattr(run, "floor", {})}
     with open(base + ".json", "w") as f:
         json.dump(raw, f, indent=1, default=str)  # in order: a rewritten report reads the same
@@ -325,6 +349,8 @@ def write_results(run, meta, outdir):
                 meta["mixed_connections"], meta["mixed_slow_connections"],
                 meta["post_connections"], meta["big_connections"], meta.get("minutes", "?"),
                 "; QUICK validation run, not a measurement" if meta["quick"] else ""))
+    if "steal_max" in meta:
+        L.append("- steal: " + steal_line(run, meta))
     L.append("- command: `%s`" % meta["command"])
     L.append("")
     L.append("Versions:")
