@@ -29,6 +29,9 @@
  * uwsgi_pass, where the loop accepts a connection per request, 23.0k -> 19.2k req/s and
  * 24.0 -> 27.8 us a request.
  *
+ * A thread parked alone on a keep-alive connection leaves the CPU while its worker has nothing
+ * else to do (handoff.c: roam, with the figures).
+ *
  * A process the app forks is given the whole mask back; one started by
  * subprocess (which uses vfork) is not, and keeps the CPU of the thread that started it. */
 #ifndef WD_WORKER_AFFINITY_H

@@ -37,6 +37,7 @@
  *   46.1 vs 34.6 us, p99 0.21 vs 0.17 ms; -c4 38.1 vs 34.4 us; 0.5 ms and 5 ms I/O and uwsgi_pass
  *   unchanged within the noise (nobody parks there). */
 #include "handoff.h"
+#include "affinity.h"
 #include "log.h"
 
 #include <errno.h>
@@ -107,6 +108,12 @@ void wd_handoff_init(wd_handoff_t *h, uv_loop_t *loop, double spin_secs,
     uv_unref((uv_handle_t *)&h->spin);
     h->rest_fd = -1;
     h->rest_max_ms = WD_HANDOFF_REST_MAX_MS;
+    h->home_cpu = -1;
+}
+
+void wd_handoff_set_home(wd_handoff_t *h, int cpu)
+{
+    h->home_cpu = cpu;
 }
 
 void wd_handoff_set_threads(wd_handoff_t *h, unsigned threads)
@@ -471,6 +478,40 @@ static void park_missed(wd_handoff_t *h)
         spin_paid(&h->park_pays, 0);
 }
 
+/* A parked thread may roam. With pin-threads a worker's Python threads share one CPU, which saves
+ * a cross-CPU wake-up whenever the GIL or a request changes hands under load. A thread parked
+ * alone on the one connection of a light load hands nothing to its siblings: what it waits for is
+ * the proxy, on whatever CPU the proxy runs, and pinned it cannot follow it there.
+ *
+ * Measured at one keep-alive connection behind nginx (hello, 2 workers x 4 threads, old and new
+ * binaries side by side, 4 s runs alternated, perf stat over each worker tree): a thread that left
+ * its CPU whenever it parked cost 23.6-44.0 us of CPU a request against 30.9-46.3 pinned in the 9
+ * pairs where both runs had under 5 % steal, and 0.64x pinned over all 51 pairs (under steal a
+ * cross-CPU wake-up waits for the host). But at 4 connections (two threads parked a worker, the
+ * GIL going between them across CPUs) it cost 19.7-22.4 us against 16.3-16.6, and at 64 (short
+ * park runs, each a sched_setaffinity there and back) 17.2-18.2 against 15.2-17.3. So a thread
+ * roams only while its worker has nothing else to do: it parks as the one parked thread, with no
+ * request in flight, after ROAM_AFTER parks in a row that served its own connection. It takes
+ * its CPU back when it parks otherwise, or before it takes other work (wd_handoff_wait, _next).
+ * With that rule, 4 and 64 connections measured as before within the noise. */
+#define ROAM_AFTER 8
+
+static void roam(wd_handoff_t *h, wd_handoff_thread_t *t)
+{
+    if (h->home_cpu >= 0 && !t->roaming) {
+        wd_affinity_unpin();
+        t->roaming = 1;
+    }
+}
+
+static void go_home(wd_handoff_t *h, wd_handoff_thread_t *t)
+{
+    if (t->roaming) {
+        (void)wd_affinity_pin(h->home_cpu);
+        t->roaming = 0;
+    }
+}
+
 /* Thread, no lock held: t's parked connection goes back to the loop, or (input) has a request. */
 static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int why)
 {
@@ -486,10 +527,14 @@ static wd_req_t *park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int why)
     t->park_fd = -1;
     h->parked--;
     req = h->park_cb(conn, t, input, &wake);
-    if (req != NULL)
+    if (req != NULL) {
         spin_paid(&h->park_pays, 1); /* the park served its own connection's request */
-    else if (why == PARK_END_WORK)
-        park_missed(h);
+        t->park_run++;
+    } else {
+        t->park_run = 0;
+        if (why == PARK_END_WORK)
+            park_missed(h);
+    }
     wake = wake || loop_must_look(h);
     pthread_mutex_unlock(&h->loop_lock);
     if (wake)
@@ -515,6 +560,10 @@ static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     h->parked_idle = t;
     atomic_store(&t->wake, T_SLEEPING);
     pthread_mutex_unlock(&h->lock);
+    if (t->may_roam)
+        roam(h, t);
+    else
+        go_home(h, t);
     while (poll(p, 2, -1) < 0 && errno == EINTR) {
     }
     if (p[1].revents)
@@ -534,6 +583,7 @@ static wd_req_t *park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     pthread_mutex_unlock(&h->lock);
     if (taken) { /* by a push (req) or close: the connection goes back first */
         (void)park_end(h, t, req != NULL ? PARK_END_WORK : PARK_END_LOOP);
+        go_home(h, t);
         return req;
     }
     return park_end(h, t, p[0].revents != 0 ? PARK_END_INPUT : PARK_END_LOOP);
@@ -636,6 +686,7 @@ void wd_handoff_park(wd_handoff_t *h, wd_handoff_thread_t *t, void *conn, int fd
     t->park_fd = fd;
     h->parked++;
     h->parks++;
+    t->may_roam = h->parked == 1 && h->in_flight == 0 && t->park_run >= ROAM_AFTER;
 }
 
 int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req)
@@ -686,6 +737,8 @@ wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t)
     }
     req = take_locked(h, t);
     pthread_mutex_unlock(&h->lock);
+    if (req != NULL)
+        go_home(h, t);
     return req;
 }
 
@@ -731,6 +784,7 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
         if (req != NULL)
             return req;
     }
+    go_home(h, t);
     req = spin_take(h, t);
 
     if (req != NULL)

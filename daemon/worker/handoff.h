@@ -93,6 +93,9 @@ struct wd_handoff_thread {
     uint32_t efd_seen;              /* efd_sent when the thread last read efd (its own) */
     void *park;                     /* the connection it is parked on (loop lock) */
     int park_fd;                    /* ... and its socket */
+    int roaming;                    /* its own: off its home CPU while parked (see handoff.c) */
+    int may_roam;                   /* loop lock: it parks alone, after a run of its own */
+    unsigned park_run;              /* loop lock: its parks in a row that served their connection */
 };
 
 struct wd_handoff {
@@ -155,6 +158,7 @@ struct wd_handoff {
     uint64_t sleep_until;        /* loop lock: when the loop, asleep, wakes by itself (uv_now ms) */
     int asleep;                  /* loop lock: the loop blocks in wd_handoff_run, lock let go */
     uint64_t parks;              /* loop lock: parks so far */
+    int home_cpu;                /* the CPU the threads are pinned to (pin-threads), or -1 */
 };
 
 /* Sets h up on loop (the async, check and idle handles are made here; the check and idle ones do
@@ -172,6 +176,9 @@ void wd_handoff_set_threads(wd_handoff_t *h, unsigned threads);
 void wd_handoff_run(wd_handoff_t *h);
 /* Loop lock held: wd_handoff_run returns after this turn. */
 void wd_handoff_stop(wd_handoff_t *h);
+/* Before the threads start: the CPU they are pinned to (wd_affinity_home), or -1. A parked thread
+ * leaves it while it waits on its connection, and takes it back before other work. */
+void wd_handoff_set_home(wd_handoff_t *h, int cpu);
 /* Before the threads start: how a parked thread's connection is served (NULL: nobody parks). */
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb);
 

@@ -509,6 +509,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                     cpu, strerror(errno));
         cpu = -1;
     }
+    wd_handoff_set_home(&w->handoff, cpu);
     started = app->start(&w->handoff, w->score);
     if (cpu >= 0)
         wd_affinity_unpin();

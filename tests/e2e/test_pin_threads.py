@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from helpers.clients import request
+from helpers.clients import Conn, http_request, request
 from helpers.config import app, group_addrs, make_config
 from helpers.procs import wait_for
 
@@ -139,3 +139,47 @@ def test_auto_pins_as_many_workers_as_cpus(wsgid):
         assert len(home) == 1 and t["loop"] == ALLOWED, (w, t)
         homes.append(home[0])
     assert sorted(homes) == ALLOWED, homes
+
+
+def test_a_parked_thread_roams_and_comes_home(wsgid):
+    """A thread parked on a keep-alive connection (test_park.py) leaves its CPU while it waits on
+    it, to run where the proxy wakes it, and takes its CPU back once the connection is gone."""
+    need_two_cpus()
+    d = wsgid("affinity", processes=1, threads=1, pin_threads=True)
+    (w,) = d.workers()
+    home = [ALLOWED[0]]
+    with Conn(d.tcp) as c:
+        seen = []
+        for _ in range(40):
+            c.send(http_request("GET", "/"))
+            r = c.response()
+            assert r.status == 200, r
+            got = json.loads(r.body)
+            seen.append(got["thread"])
+            if got["thread"] == ALLOWED:
+                # What the app starts while its thread roams inherits the thread's mask.
+                assert got["started"] == ALLOWED, got
+                break
+        assert ALLOWED in seen, ("no request ran on a parked thread off its CPU", seen)
+    # The connection closed: the thread ends its park and goes home.
+    wait_for(lambda: [c for n, c in threads_of(w).items() if n.startswith("wsgid-py")] == [home],
+             what="the Python thread pinned to CPU %d again" % home[0])
+    assert answer(d.tcp)["thread"] == home
+
+
+def test_threads_parked_side_by_side_stay_home(wsgid):
+    """Two connections, each kept by a thread of one worker: they hand the GIL to each other, so
+    neither leaves the CPU they share (handoff.c: roam)."""
+    need_two_cpus()
+    d = wsgid("affinity", processes=1, threads=2, pin_threads=True)
+    home = [ALLOWED[0]]
+    with Conn(d.tcp) as a, Conn(d.tcp) as b:
+        seen = []
+        for _ in range(30):
+            for c in (a, b):
+                c.send(http_request("GET", "/"))
+            for c in (a, b):
+                r = c.response()
+                assert r.status == 200, r
+                seen.append(json.loads(r.body)["thread"])
+        assert all(s == home for s in seen), ("a thread left its CPU beside another", repr(seen))
