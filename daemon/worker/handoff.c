@@ -493,7 +493,10 @@ static void park_missed(wd_handoff_t *h)
  * roams only while its worker has nothing else to do: it parks as the one parked thread, with no
  * request in flight, after ROAM_AFTER parks in a row that served its own connection. It takes
  * its CPU back when it parks otherwise, or before it takes other work (wd_handoff_wait, _next).
- * With that rule, 4 and 64 connections measured as before within the noise. */
+ * With that rule (same harness, quiet pairs): 4 connections 14.4-18.5 us a request pinned
+ * against 14.5-19.8 (median of the pair ratios 1.06x, 8 pairs), 64 connections 0.96x (5 pairs),
+ * one connection 0.93x (10 pairs, most under steal); in the whole-set run RESULTS-20261203-1915,
+ * 25.9 and 25.3 us at one connection in the quiet rounds against uWSGI's 30.0 and 28.6. */
 #define ROAM_AFTER 8
 
 static void roam(wd_handoff_t *h, wd_handoff_thread_t *t)
