@@ -357,7 +357,7 @@ static void test_rest(void)
     wd_req_t r[5] = {{0}}, plain = {0};
     wd_handoff_node_t n = {0};
     rest_watch_t a = {.takes = 2}, b = {.node = &n};
-    uint64_t rests;
+    uint64_t rests, one = 1, v;
 
     setup();
     h.rest_max_ms = 600000;
@@ -393,8 +393,16 @@ static void test_rest(void)
     uv_run(&loop, UV_RUN_NOWAIT);
     T_CHECK(h.rests == rests, "no rest with one request a thread queued");
 
-    /* News that must not wait ends a rest, and the loop takes it at the rest's end. */
+    /* A thread's write that comes after the loop read the eventfd at the end of the rest it ended
+     * ends the next rest at once; that rest reads it, or every rest after it ends as it begins. */
     dispatch_lazy(r + 3, 2);
+    T_CHECK(write(h.rest_fd, &one, sizeof one) == (ssize_t)sizeof one, "a late write");
+    rests = h.rests;
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(h.rests == rests + 1, "rested once: %llu", (unsigned long long)(h.rests - rests));
+    T_CHECK(read(h.rest_fd, &v, sizeof v) < 0 && errno == EAGAIN, "the late write was read");
+
+    /* News that must not wait ends a rest, and the loop takes it at the rest's end. */
     rest_run(&b);
     T_CHECK(b.resting_after[0] == 0, "the notify ended the rest");
     T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the news was taken: %d", n_ready);
