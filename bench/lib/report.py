@@ -294,6 +294,9 @@ def steal_line(run, meta):
             "again, up to %d times, and the run with the least steal counts: %d of %d runs were "
             "measured again (within %g minutes in all)"
             % (cap, meta["steal_retries"], len(again), len(recs), meta.get("steal_budget", 0)))
+    if meta.get("steal_settle"):
+        text += ("; before that, a warm-up during which it stole more was repeated, up to %d "
+                 "times (%d warm-ups repeated)" % (meta["steal_settle"], meta.get("settle_extra", 0)))
     if over:
         worst = sorted(over, key=lambda kx: -(kx[1].get("cpu_steal_pct") or 0))[:6]
         text += "; %d stayed over %g %% (%s%s)" % (
