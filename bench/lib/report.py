@@ -335,9 +335,11 @@ def write_results(run, meta, outdir):
     L.append("- every server: %d processes x %d threads, the same apps (bench/apps), started once "
              "per path with only that path's listener; %s; one nginx (%d worker%s)"
              % (meta["processes"], meta["threads"],
+                "every (server, path) of an app started at once (direct apart) and each "
+                "scenario timed on one after the other, so that a round's ratio compares runs "
+                "seconds apart" if meta.get("interleaved") == "app" else
                 "all servers of a path started at once and each scenario timed on one after the "
-                "other, so that a round's ratio compares runs seconds apart"
-                if meta.get("interleaved") else "one server at a time",
+                "other" if meta.get("interleaved") else "one server at a time",
                 meta["nginx_workers"], "s" if meta["nginx_workers"] > 1 else ""))
     L.append("- uWSGI: %s, --listen %s; direct path %s"
              % ("--thunder-lock" if meta["uwsgi_thunder_lock"] else "no --thunder-lock",

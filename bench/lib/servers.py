@@ -26,11 +26,13 @@ class Server:
 
     PATHS = ("uwsgi", "ka", "direct")
 
-    def __init__(self, name, ctx, index):
+    def __init__(self, name, ctx, index, path=None):
+        """path: the one path this instance serves (its own directory: its pidfile, configs and
+        logs), when the same server runs on another path at the same time; None: any."""
         self.name = name
         self.ctx = ctx
         self.index = index
-        self.dir = os.path.join(ctx.tmp, name)
+        self.dir = os.path.join(ctx.tmp, name + ("-" + path if path else ""))
         os.makedirs(self.dir, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.sock = os.path.join(ctx.tmp, name + ".sock")            # uwsgi protocol
@@ -64,7 +66,7 @@ class Server:
 
     def start(self, app, path, valgrind=None, env=None):
         """app: 'main' (hello, sleeps, echo, big), 'tfb' or 'flaskapp'; path: see PATHS."""
-        for s in (self.sock, self.sock_http):
+        for s in self.sockets(path):
             if os.path.exists(s):
                 os.unlink(s)
         self.app, self.path = app, path
@@ -77,6 +79,10 @@ class Server:
         self.proc = subprocess.Popen(argv, cwd=self.dir, stdout=self.logf, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, env=env,
                                      **spawn_group(self.ctx.args.own_sessions))
+
+    def sockets(self, path):
+        """The unix sockets the server makes on path (another instance may serve the others)."""
+        return {"uwsgi": [self.sock], "ka": [self.sock_http], "fcgi": [self.sock_fcgi]}.get(path, [])
 
     def wait_ready(self, timeout, ready_path="/"):
         """Ready when a GET through the path under test answers 200 and every worker is up."""
@@ -280,6 +286,9 @@ class Ceiling(Server):
 
     def argv(self, app, path):
         return [self.ctx.ceiling_bin, self.sock, self.sock_http]
+
+    def sockets(self, path):
+        return [self.sock, self.sock_http]
 
     def worker_pids(self):
         return [self.proc.pid] if self.proc else []
