@@ -101,22 +101,31 @@ def test_top_plain_snapshots(wsgid, tmp):
 
     def load():
         while not stop.is_set():
+            t1 = time.monotonic()
             served.append(request(d.tcp, path="/", timeout=10).status)
-            last[0] = time.monotonic()
-    last = [time.monotonic()]
+            last[0] = t2 = time.monotonic()
+            # The slowest request, and the longest pause between two (the loader not running)
+            slowest[:] = max(slowest, [t2 - t1, t1 - t0])
+            gap[:] = max(gap, [t1 - prev[0], prev[0] - t0])
+            prev[0] = t2
+    t0 = time.monotonic()
+    last, prev, slowest, gap = [t0], [t0], [0.0, 0.0], [0.0, 0.0]
     loader = threading.Thread(target=load, daemon=True)
     loader.start()
     slow = background(d, "/db?t=4")
     wait_for(lambda: len(running(d)) == 1, 5, what="the slow request in progress")
-    t0 = time.monotonic()
+    t1 = time.monotonic()
     rc, out, err = ctl(d, "top", "--count", "2")
-    took = time.monotonic() - t0
-    # Once (./dev test, 2026-12-03) the loader's request stalled for over a second, a worker
-    # showing a thread busy beyond the slow request: if so, what the workers do now goes with
-    # the failure.
-    stalled = ""
+    took = time.monotonic() - t1
+    # Once (./dev test, 2026-12-03) the loader made no request for over a second, a worker
+    # showing a thread busy beyond the slow request. The failure says which it was: one request
+    # that took a second points at the server (or at a SYN sent again after 1 s), a pause between
+    # two at this process not running; and while the loader still stalls, what the workers do.
+    stalled = ("\nloader: slowest request %.3f s (sent at +%.2f s), longest pause between two "
+               "%.3f s (from +%.2f s); top ran +%.2f to +%.2f s"
+               % (slowest[0], slowest[1], gap[0], gap[1], t1 - t0, t1 - t0 + took))
     if time.monotonic() - last[0] > 0.5:
-        stalled = "\nloader stalled %.2f s; stacks:\n%s\nstatus:\n%s" % (
+        stalled += "\nloader stalled %.2f s; stacks:\n%s\nstatus:\n%s" % (
             time.monotonic() - last[0], "".join(ctl(d, "stacks", "site")[1:]),
             ctl(d, "status", "--json")[1])
     stop.set()

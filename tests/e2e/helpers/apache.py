@@ -38,8 +38,13 @@ LOG_LINE = re.compile(r"^\[[^\]]+\] \[(?:[\w.]+:)?(\w+)\] ")
 # - AH00468: a stopping child closes the sockets its workers hold (close_worker_sockets), and the
 #   worker that then ends its lingering close on the same socket gets EBADF. Seen once, in CI's
 #   sanitizer pass (test_client_sent_x_forwarded_for[apache-mod_proxy_fcgi], 2026-12-01).
+# - AH03092: the same race as AH03093 for a connection in its lingering close
+#   (process_lingering_close). Seen once, in ./dev test's sanitizer pass
+#   (test_chunked_upload_echoed[apache-mod_proxy_uwsgi], 2026-12-04).
 SHUTDOWN_NOISE = re.compile(r"\(9\)Bad file descriptor: (?:AH03093: process_socket: "
-                            r"apr_pollset_add failure for keep alive|AH00468: error closing socket)")
+                            r"apr_pollset_add failure for keep alive|AH03092: "
+                            r"process_lingering_close: apr_pollset_add failure|"
+                            r"AH00468: error closing socket)")
 
 
 def uwsgi_unix(sock):
