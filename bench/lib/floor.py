@@ -13,12 +13,20 @@ threads of one CPU without a cross-CPU wake-up, which costs a virtual machine de
 the lower CPU per request of the two, and the bound on req/s the higher rate: what the app costs
 where it is cheapest.
 
-No server can cost less CPU per request than this: a server's CPU per request minus the floor is
-what the server itself adds (its protocol work, its hand-offs, and the contention its threads
-add), the part a server change can save. The TechEmpower-style apps spend most of theirs here
-(psycopg2, libpq's socket I/O, json, jinja2), and the floor shows which CPU targets are in a
-server's reach at all. The floor is measured on a quiet machine, so under the bench's load (wrk,
-nginx and PostgreSQL on the same CPUs) the app costs somewhat more than this: a lower bound.
+For an app that keeps its CPU busy, no server can cost less CPU per request than this: a
+server's CPU per request minus the floor is what the server itself adds (its protocol work, its
+hand-offs, and the contention its threads add), the part a server change can save. The
+TechEmpower-style apps spend most of theirs here (psycopg2, libpq's socket I/O, json, jinja2),
+and the floor shows which CPU targets are in a server's reach at all. The floor is measured on a
+quiet machine, so under the bench's load (wrk, nginx and PostgreSQL on the same CPUs) such an app
+costs somewhat more than this: a lower bound.
+
+Not for an app that mostly waits on round trips (/queries and /updates make 20 or 21 to
+PostgreSQL a request): alone on the quiet machine each wait leaves a CPU idle and each answer
+wakes it again, which on a virtual machine costs an exit and an interrupt, while under the
+rounds' load a CPU is rarely idle. In RESULTS-20261204-0319 the app alone cost 601 and 863 us a
+request there, and wsgid's whole tree 522 and 783 under load: the report then says the floor
+bounds nothing (report.floor_bounds).
 
 Scenarios measured: those whose request is a plain GET (not the POST, the mixed test or the slow
 readers)."""

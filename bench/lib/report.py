@@ -183,6 +183,13 @@ def places_text(run):
     return ", the threads on any CPU" if counts == {1} else ""
 
 
+def floor_bounds(fl, *rows):
+    """Whether the app alone (fl) bounds the CPU of these pick() rows: it costs no more than any.
+    An app that waits on many round trips (/queries, /updates) wakes an idle CPU at each of them
+    on the quiet machine, and can cost more alone than under a loaded server: no bound then."""
+    return all(r is None or r[1] is None or fl <= r[1] for r in rows)
+
+
 def floor_rows(run, comps):
     """Per scenario with a floor: (label, floor, wsgid CPU, peer CPU, wsgid over the app, peer
     over the app, the lowest CPU ratio a server adding nothing would show)."""
@@ -194,7 +201,9 @@ def floor_rows(run, comps):
         w = c["wsgid_cpu"][1] if c.get("wsgid_cpu") else None
         p = c["peer_cpu"][1] if c.get("peer_cpu") else None
         out.append((SCEN[c["key"]].label, fl, w, p, None if w is None else w - fl,
-                    None if p is None else p - fl, fl / p if p else None))
+                    None if p is None else p - fl,
+                    fl / p if p and floor_bounds(fl, c.get("wsgid_cpu"), c.get("peer_cpu"))
+                    else None))
     return out
 
 
@@ -237,7 +246,8 @@ def targets(run):
         text = "%s vs %s%s" % (where(a), where(b), "; rounds %.2fx-%.2fx" % rng if rng else "")
         fl = floor_of(run, c["key"])
         if cpu and fl and b[1]:
-            text += "; the app alone: %.2fx" % (fl / b[1])
+            text += "; the app alone: %.2fx%s" % (fl / b[1], "" if floor_bounds(fl, a, b) else
+                                                 " (more than a server's whole figure: no bound)")
         bound = None if cpu else floor_rps_of(run, c["key"])
         if bound and b[1]:
             text += "; the app alone allows %s req/s (%.2fx)" % (fmt(bound, 0), bound / b[1])
@@ -433,11 +443,18 @@ def write_results(run, meta, outdir):
         L.append("")
         L.append("The app alone: its own CPU per request with no server at all (bench/lib/floor.py:"
                  " `application` called in %d threads of one process, on the quiet machine "
-                 "before the rounds%s). No server can cost less. Over the app: a server's CPU per "
+                 "before the rounds%s). For an app that keeps its CPU busy, no server can cost "
+                 "less. One that waits on many round trips (/queries and /updates: 20 or 21 to "
+                 "PostgreSQL a request) is another matter: alone on the quiet machine, each wait "
+                 "leaves a CPU idle and each answer wakes it (on a virtual machine a costly exit "
+                 "and interrupt), while under the rounds' load a CPU is rarely idle; there the app "
+                 "alone can cost more than a server's whole figure (over the app at or below "
+                 "zero), and it bounds nothing. Over the app: a server's CPU per "
                  "request minus that, the most a change of server could save (under the rounds' "
-                 "load the app itself costs more, so this over-states the server's part). A "
+                 "load a busy app itself costs more, so this over-states the server's part). A "
                  "server adding nothing: the app alone over the lowest peer's CPU, the lowest CPU "
-                 "ratio any server could show; a CPU target below it is out of a server's reach. "
+                 "ratio any server could show (n/a where the app alone bounds nothing); a CPU "
+                 "target below it is out of a server's reach. "
                  "For an app that mostly waits (the I/O tests), the same child's req/s times %d "
                  "processes is the most its threads allow (a target's basis: \"the app alone "
                  "allows\"): a req/s target above that bound is out of every server's reach."
@@ -461,12 +478,16 @@ def write_results(run, meta, outdir):
     L.append("")
     L.append("Medians over rounds. CPU: utime + stime of the server's whole process tree (from "
              "/proc, 10 ms ticks) per answered request; nginx's and PostgreSQL's separately (for "
-             "the mixed test: per request of both endpoints). vs wsgid: req/s (for the mixed test "
-             "p99) over wsgid's best row of the scenario.")
+             "the mixed test: per request of both endpoints). Switches: the context switches of "
+             "every thread of the server's tree per answered request (/proc, voluntary and "
+             "involuntary: a thread that waits and is woken, or is preempted), the wake-ups a "
+             "request costs. vs wsgid: req/s (for the mixed test p99) over wsgid's best row of "
+             "the scenario.")
     L.append("")
-    L.append("| scenario | server | path | req/s | vs wsgid | CPU us/req | nginx CPU us/req | "
-             "PostgreSQL CPU us/req | p50 ms | p99 ms | non-2xx | socket errors |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    L.append("| scenario | server | path | req/s | vs wsgid | CPU us/req | switches/req | "
+             "nginx CPU us/req | PostgreSQL CPU us/req | p50 ms | p99 ms | non-2xx | "
+             "socket errors |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for c in comps:
         sc = SCEN[c["key"]]
         ref = c["wsgid"][1] if c["wsgid"] else None
@@ -480,14 +501,15 @@ def write_results(run, meta, outdir):
                 for k2, n in (r.get("socket_errors") or {}).items():
                     if n:
                         sock[k2] = sock.get(k2, 0) + n
-            L.append("| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
+            L.append("| %s | %s | %s | %s%s | %s | %s | %s | %s | %s | %s | %s | %d | %s |" % (
                 sc.key, server, PATH_LABEL[path], fmt(row_median(recs, "rps"), 0),
                 "" if eligible(recs) else
                 " (%.0f %% failed)" % (100 * failure_rate(recs))
                 if failure_rate(recs) > MAX_FAILURES else
                 " (a round with %d answers)" % min(r.get("requests", 0) for r in recs),
                 "%.2fx" % (v / ref) if ref and v is not None and server != "wsgid" else "",
-                fmt(row_median(recs, "cpu_us"), 1), fmt(row_median(recs, "nginx_cpu_us"), 1),
+                fmt(row_median(recs, "cpu_us"), 1), fmt(row_median(recs, "switches"), 2),
+                fmt(row_median(recs, "nginx_cpu_us"), 1),
                 fmt(row_median(recs, "db_cpu_us"), 1) if sc.app == "tfb" else "",
                 fmt(row_median(recs, "p50_ms"), 2), fmt(row_median(recs, "p99_ms"), 2),
                 sum(r.get("errors", 0) for r in recs),

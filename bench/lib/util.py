@@ -231,6 +231,28 @@ def cpu_ticks(pids):
     return user, system
 
 
+def ctx_switches(pids):
+    """Context switches (voluntary + involuntary) summed over every thread of pids: a thread
+    that waits (for a request, the GIL, its database, the client) and is woken again counts one
+    voluntary switch, one the scheduler takes the CPU from counts one involuntary."""
+    n = 0
+    for pid in pids:
+        try:
+            tasks = os.listdir("/proc/%d/task" % pid)
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                with open("/proc/%d/task/%s/status" % (pid, t)) as f:
+                    for line in f:
+                        if line.startswith(("voluntary_ctxt_switches:",
+                                            "nonvoluntary_ctxt_switches:")):
+                            n += int(line.split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    return n
+
+
 def proc_stat():
     """The machine's CPU counters (user nice system idle iowait irq softirq steal), in ticks."""
     with open("/proc/stat") as f:
