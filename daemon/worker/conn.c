@@ -445,6 +445,24 @@ static int http_head_complete(wd_conn_t *c)
     return 0;
 }
 
+/* The parser refused the request: logged and answered. */
+static void http_failed(wd_conn_t *c)
+{
+    const wd_http_t *h = &c->http;
+    int status = http_error_status(c);
+
+    if (status == 400)
+        wd_log_peer(WD_LOG_INFO, "peer %s: bad HTTP request: %s", wd__conn_peer(c),
+                    h->llhttp_reason ? h->llhttp_reason : "malformed");
+    else if (status == 431)
+        wd_log_peer(WD_LOG_INFO, "peer %s: more than %d header fields: 431", wd__conn_peer(c),
+                    WD_HTTP_MAX_HEADERS);
+    else if (status == 413)
+        wd_log_peer(WD_LOG_INFO, "peer %s: request body over limit-request-body (%llu): 413",
+                    wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
+    wd__conn_fail(c, status);
+}
+
 static int http_process(wd_conn_t *c)
 {
     wd_http_t *h = &c->http;
@@ -457,19 +475,7 @@ static int http_process(wd_conn_t *c)
         int r = wd_http_feed(h, c->buf + c->parsed, c->len - c->parsed);
 
         if (r < 0) {
-            int status = http_error_status(c);
-
-            if (status == 400)
-                wd_log_peer(WD_LOG_INFO, "peer %s: bad HTTP request: %s", wd__conn_peer(c),
-                            h->llhttp_reason ? h->llhttp_reason : "malformed");
-            else if (status == 431)
-                wd_log_peer(WD_LOG_INFO, "peer %s: more than %d header fields: 431",
-                            wd__conn_peer(c), WD_HTTP_MAX_HEADERS);
-            else if (status == 413)
-                wd_log_peer(WD_LOG_INFO,
-                            "peer %s: request body over limit-request-body (%llu): 413",
-                            wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
-            wd__conn_fail(c, status);
+            http_failed(c);
             return -1;
         }
         c->parsed += (size_t)r;
@@ -576,26 +582,61 @@ static size_t read_limit(const wd_conn_t *c)
     return hb;
 }
 
-static void conn_read(wd_conn_t *c)
+/* n body bytes read straight into the body's buffer at `at` (wd__conn_body_direct): through the
+ * parser as if they had come through the read buffer, which copies nothing. */
+static void body_direct_process(wd_conn_t *c, const char *at, size_t n)
 {
-    ssize_t n;
-    size_t limit = read_limit(c);
+    int done;
 
-    if (c->len == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : BUF_INITIAL;
-
-        if (cap > limit)
-            cap = limit;
-        if (cap <= c->len) {
-            /* Only a head can fill the buffer; its parser has said it is too large. */
-            wd__conn_fail(c, 431);
+    if (c->proto == WD_REQ_UWSGI) {
+        if (wd__conn_body_append(c, at, n) < 0) {
+            wd__conn_fail(c, c->body_error);
             return;
         }
-        c->buf = xrealloc(c->buf, cap);
-        c->cap = cap;
+        done = c->body_len == c->body_expect;
+    } else {
+        if (wd_http_feed(&c->http, at, n) < 0) {
+            http_failed(c);
+            return;
+        }
+        done = c->http.state == WD_HTTP_DONE;
     }
+    if (done)
+        conn_dispatch(c);
+}
+
+/* Room in the read buffer for the next read: 0, or -1 when the request was answered (a head
+ * that does not fit). */
+static int read_room(wd_conn_t *c)
+{
+    size_t limit = read_limit(c), cap;
+
+    if (c->len < c->cap)
+        return 0;
+    cap = c->cap ? c->cap * 2 : BUF_INITIAL;
+    if (cap > limit)
+        cap = limit;
+    if (cap <= c->len) {
+        /* Only a head can fill the buffer; its parser has said it is too large. */
+        wd__conn_fail(c, 431);
+        return -1;
+    }
+    c->buf = xrealloc(c->buf, cap);
+    c->cap = cap;
+    return 0;
+}
+
+static void conn_read(wd_conn_t *c)
+{
+    size_t room = 0;
+    char *direct = wd__conn_body_direct(c, &room);
+    ssize_t n;
+
+    if (direct == NULL && read_room(c) < 0)
+        return;
     do
-        n = read(c->fd, c->buf + c->len, c->cap - c->len);
+        n = direct != NULL ? read(c->fd, direct, room)
+                           : read(c->fd, c->buf + c->len, c->cap - c->len);
     while (n < 0 && errno == EINTR);
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
@@ -615,8 +656,12 @@ static void conn_read(wd_conn_t *c)
         conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
     else if (c->state == WD_CONN_BODY)
         conn_timer(c, c->cs->group->body_timeout);
-    c->len += (size_t)n;
-    conn_process(c);
+    if (direct != NULL) {
+        body_direct_process(c, direct, (size_t)n);
+    } else {
+        c->len += (size_t)n;
+        conn_process(c);
+    }
     /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
     if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE))
         set_events(c, UV_READABLE | UV_DISCONNECT);

@@ -120,6 +120,43 @@ static int body_to_file(wd_conn_t *c)
     return 0;
 }
 
+/* Reading straight into the body's buffer. A body of known length that stays in memory went
+ * through the connection's read buffer, which stays as small as the head needed (8 KiB): a read
+ * and a copy for every 8 KiB, and a wake-up of the loop for every other one. A 1 MiB POST echoed
+ * behind nginx keep-alive (-c16, 2 x 4, 5 alternated pairs of 5 s runs, perf stat over each
+ * tree) cost 230-238 syscalls and 803-1,030 us of CPU a request that way (median 988), and
+ * 34.6-35.4 and 671-831 us (median 749) read here, up to the body's end at once. The buffer
+ * grows as it would for the same bytes read the other way (body_grow: by at most DIRECT_STEP, the
+ * read buffer's room for body bytes, past what came, then to the announced length at once), so
+ * that a client announcing a body it never sends holds no more of body-memory-limit. Not for a
+ * chunked body (its framing is among the bytes) nor FastCGI (records), and not while unparsed
+ * bytes wait in the read buffer. */
+#define DIRECT_STEP 65536
+
+char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
+{
+    const wd_group_conf_t *g = c->cs->group;
+    uint64_t announced = body_announced(c), left, want;
+
+    if (c->state != WD_CONN_BODY || c->parsed != c->len || c->body_fd >= 0 || c->proxy_pending ||
+        announced > g->body_buffer_size || announced <= c->body_len)
+        return NULL;
+    if (c->proto == WD_REQ_HTTP) {
+        if (!c->http.has_content_length || c->http.chunked || c->http.state != WD_HTTP_BODY)
+            return NULL;
+    } else if (c->proto != WD_REQ_UWSGI) {
+        return NULL;
+    }
+    left = announced - c->body_len;
+    want = left < DIRECT_STEP ? left : DIRECT_STEP;
+    if (c->body_len + want > c->body_cap && body_grow(c, (size_t)(c->body_len + want)) < 0)
+        return NULL; /* the budget is spent: the read buffer's way, then the body's file */
+    *room = c->body_cap - (size_t)c->body_len;
+    if (*room > left)
+        *room = (size_t)left;
+    return c->body_mem + c->body_len;
+}
+
 int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
 {
     const wd_group_conf_t *g = c->cs->group;
@@ -132,7 +169,8 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
     if (c->body_fd < 0 && c->body_len + n <= g->body_buffer_size &&
         body_announced(c) <= g->body_buffer_size &&
         (c->body_len + n <= c->body_cap || body_grow(c, (size_t)c->body_len + n) == 0)) {
-        memcpy(c->body_mem + c->body_len, p, n);
+        if (p != c->body_mem + c->body_len) /* read there already: wd__conn_body_direct */
+            memcpy(c->body_mem + c->body_len, p, n);
         c->body_len += n;
         return 0;
     }

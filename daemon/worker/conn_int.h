@@ -61,6 +61,11 @@ void wd__conn_timer_cb(uv_timer_t *t);
 /* Appends body bytes (413 past limit-request-body, 500 when the temp file fails: c->body_error);
  * 0 or -1. */
 int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n);
+/* Where the next bytes of a body of known length can be read straight into its memory buffer,
+ * and (*room) how many may go there, never past the body's end; NULL when they go through the
+ * read buffer (see conn_body.c). Bytes read there are then given to wd__conn_body_append (or
+ * the parser that calls it) in place, which copies nothing. */
+char *wd__conn_body_direct(wd_conn_t *c, size_t *room);
 /* A body announced (Content-Length, CONTENT_LENGTH) over limit-request-body: answered 413, 1;
  * else 0. */
 int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);

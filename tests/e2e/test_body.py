@@ -7,7 +7,8 @@ import time
 import pytest
 import requests
 
-from helpers.clients import Conn, MiB, big_body, http_request, request
+from helpers.clients import (Conn, MiB, big_body, http_request, parse_response, request,
+                             uwsgi_request)
 from helpers.procs import free_port, wait_for
 from test_metrics import metrics, samples
 from helpers.nginx import proxy_location, uwsgi_location
@@ -36,6 +37,43 @@ def test_post_10mib_echoed(wsgid, nginx, ten_mib, via):
     assert r.headers["X-Body-Sha256"] == _sha(ten_mib)
     assert len(r.content) == len(ten_mib)
     assert _sha(r.content) == _sha(ten_mib)
+
+
+def _in_pieces(c, data, piece=7919):
+    """Sends data in pieces of odd sizes, a moment apart, so that the worker reads it as it comes."""
+    for i in range(0, len(data), piece):
+        c.send(data[i:i + piece])
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("size", [1, 70000, 300000])
+def test_body_after_its_head_then_the_next_request(wsgid, size):
+    """A body of known length that comes after its head is read straight into the body's buffer
+    (no copy through the read buffer), and never past its end: the next request, sent with the
+    body's last bytes, is answered after it. The body comes in pieces of odd sizes."""
+    d = wsgid("echo")
+    body = os.urandom(size)
+    with Conn(d.tcp, timeout=30) as c:
+        c.send(http_request("POST", "/", headers={"Content-Length": str(size)}))
+        time.sleep(0.05)
+        _in_pieces(c, body[:-1])
+        c.send(body[-1:] + http_request("POST", "/", body=b"next"))
+        r1, r2 = c.response(), c.response()
+    assert r1.status == 200 and r1.header("X-Body-Sha256") == _sha(body) and r1.body == body
+    assert (r2.status, r2.body) == (200, b"next")
+
+
+def test_uwsgi_body_after_its_vars(wsgid):
+    """The same over the uwsgi protocol (nginx's uwsgi_pass sends a big body as it reads it)."""
+    d = wsgid("echo")
+    body = os.urandom(300000)
+    pkt = uwsgi_request("POST", "/", body=body)
+    with Conn(d.unix, timeout=30) as c:
+        c.send(pkt[:-len(body)])
+        time.sleep(0.05)
+        _in_pieces(c, body)
+        r, _ = parse_response(c.read_until_close(), eof=True)
+    assert r.status == 200 and r.header("X-Body-Sha256") == _sha(body) and r.body == body
 
 
 @pytest.mark.parametrize("how", ["lines", "iter", "small"])
