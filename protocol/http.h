@@ -85,9 +85,11 @@ void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);
 /* Prepares for the next request on the same connection (after WD_HTTP_DONE). */
 void wd_http_reset(wd_http_t *http);
 
-/* Feeds n bytes at `at` (which lies inside the buffer starting at http->base). Returns the number
- * of bytes consumed, which is less than n when the head or the message completed (see
- * http->state), or WD_PARSE_ERROR with http->error set. */
+/* Feeds n bytes at `at`, which lies inside the buffer starting at http->base while the head or a
+ * chunked body is read; the body of a Content-Length message (state WD_HTTP_BODY, not chunked) may
+ * come from anywhere, its bytes going to on_body as they are. Returns the number of bytes
+ * consumed, which is less than n when the head or the message completed (see http->state), or
+ * WD_PARSE_ERROR with http->error set. */
 int wd_http_feed(wd_http_t *http, const char *at, size_t n);
 
 /* What wd_http_feed returns, exactly (tests/unit/test_http.c checks each of these):

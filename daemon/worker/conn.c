@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,8 +54,10 @@ static void set_events(wd_conn_t *c, int events)
 {
     if (c->park_owner != NULL || c->parking)
         events = 0; /* its thread waits on it (see conn_parked) */
-    if (c->peer_shut)
-        events &= ~(UV_READABLE | UV_DISCONNECT); /* always ready now: see conn_poll_cb */
+    /* After the client's FIN a read is always ready: watched only while a request is read, where
+     * a read takes bytes or sees the end and closes (see conn_poll_cb). */
+    if (c->peer_shut && c->state != WD_CONN_HEAD && c->state != WD_CONN_BODY)
+        events &= ~(UV_READABLE | UV_DISCONNECT);
     if (c->state == WD_CONN_CLOSED || c->events == events)
         return;
     c->events = events;
@@ -582,8 +585,9 @@ static size_t read_limit(const wd_conn_t *c)
     return hb;
 }
 
-/* n body bytes read straight into the body's buffer at `at` (wd__conn_body_direct): through the
- * parser as if they had come through the read buffer, which copies nothing. */
+/* n body bytes read straight into the body's buffer at `at` (wd__conn_body_direct) go through
+ * the parser as bytes of the read buffer would; wd__conn_body_append sees that they are in place
+ * already and does not copy them. */
 static void body_direct_process(wd_conn_t *c, const char *at, size_t n)
 {
     int done;
@@ -689,13 +693,23 @@ static void count(wd_conns_t *cs, int status, uint64_t bytes, uint64_t duration_
         wd_score_add(&sc->timeouts, 1);
 }
 
+/* Whether bytes the client sent wait in the socket, unread. */
+static int bytes_waiting(const wd_conn_t *c)
+{
+    int n = 0;
+
+    return ioctl(c->fd, FIONREAD, &n) == 0 && n > 0;
+}
+
 static void response_complete(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
-    /* A client that shut its side down gets the requests it sent before, and no more. */
+    /* A client that shut its side down gets the requests it sent before, and no more: those in
+     * the read buffer, and those still in the socket (a body is read up to its end, no further:
+     * wd__conn_body_direct). */
     int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping &&
                (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_FCGI) &&
-               (!c->peer_shut || c->len > c->parsed);
+               (!c->peer_shut || c->len > c->parsed || bytes_waiting(c));
     int status = c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;

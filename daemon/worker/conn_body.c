@@ -12,6 +12,7 @@
 #include "bigblock.h"
 #include "log.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,14 +126,14 @@ static int body_to_file(wd_conn_t *c)
  * and a copy for every 8 KiB, and a wake-up of the loop for every other one. A 1 MiB POST echoed
  * behind nginx keep-alive (-c16, 2 x 4, 5 alternated pairs of 5 s runs, perf stat over each
  * tree) cost 230-238 syscalls and 803-1,030 us of CPU a request that way (median 988), and
- * 34.6-35.4 and 671-831 us (median 749) read here, up to the body's end at once. The buffer
- * grows as it would for the same bytes read the other way (body_grow: by at most DIRECT_STEP, the
- * read buffer's room for body bytes, past what came, then to the announced length at once), so
- * that a client announcing a body it never sends holds no more of body-memory-limit. Not for a
- * chunked body (its framing is among the bytes) nor FastCGI (records), and not while unparsed
- * bytes wait in the read buffer. */
-#define DIRECT_STEP 65536
-
+ * 34.6-35.4 and 671-831 us (median 749) read here, up to the body's end at once.
+ *
+ * The buffer grows as body_grow grows it for bytes that came: up to BODY_KEEP bytes while fewer
+ * came (what a buffer kept between requests holds, outside body-memory-limit), then, once
+ * BODY_KEEP bytes did come, to the announced length at once. A client that announces a large body
+ * and sends a few bytes of it holds no more of the budget than it did through the read buffer.
+ * Not for a chunked body (its framing is among the bytes) nor FastCGI (records), and not while
+ * unparsed bytes wait in the read buffer. */
 char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
 {
     const wd_group_conf_t *g = c->cs->group;
@@ -148,7 +149,9 @@ char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
         return NULL;
     }
     left = announced - c->body_len;
-    want = left < DIRECT_STEP ? left : DIRECT_STEP;
+    want = c->body_len < BODY_KEEP ? BODY_KEEP - c->body_len : BODY_KEEP;
+    if (want > left)
+        want = left;
     if (c->body_len + want > c->body_cap && body_grow(c, (size_t)(c->body_len + want)) < 0)
         return NULL; /* the budget is spent: the read buffer's way, then the body's file */
     *room = c->body_cap - (size_t)c->body_len;
@@ -169,11 +172,14 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
     if (c->body_fd < 0 && c->body_len + n <= g->body_buffer_size &&
         body_announced(c) <= g->body_buffer_size &&
         (c->body_len + n <= c->body_cap || body_grow(c, (size_t)c->body_len + n) == 0)) {
-        if (p != c->body_mem + c->body_len) /* read there already: wd__conn_body_direct */
+        /* Bytes read in place (wd__conn_body_direct) always take this branch: they fit in the
+         * buffer as it is, which is never larger than body-buffer-size. */
+        if (p != c->body_mem + c->body_len)
             memcpy(c->body_mem + c->body_len, p, n);
         c->body_len += n;
         return 0;
     }
+    assert(c->body_mem == NULL || p < c->body_mem || p >= c->body_mem + c->body_cap);
     if (c->body_fd < 0 && body_to_file(c) < 0) {
         c->body_error = 500;
         return -1;

@@ -76,6 +76,45 @@ def test_uwsgi_body_after_its_vars(wsgid):
     assert r.status == 200 and r.header("X-Body-Sha256") == _sha(body) and r.body == body
 
 
+def test_body_after_its_head_then_the_next_request_and_a_shutdown(wsgid):
+    """The next request waits in the socket while the body is answered (the body is read up to
+    its end, no further); a client that then shuts its side down still gets both answers."""
+    d = wsgid("echo")
+    body = os.urandom(300000)
+    with Conn(d.tcp, timeout=30) as c:
+        c.send(http_request("POST", "/", headers={"Content-Length": str(len(body))}))
+        time.sleep(0.05)
+        c.send(body + http_request("POST", "/", body=b"next"))
+        c.shut_wr()
+        r1, r2 = c.response(), c.response()
+    assert r1.status == 200 and r1.body == body
+    assert (r2.status, r2.body) == (200, b"next")
+
+
+def test_body_sent_slowly_holds_no_budget_until_64k_came(wsgid):
+    """A client that announces a large body and sends a few bytes of it holds a buffer of 64 KiB
+    at most, outside body-memory-limit; once 64 KiB came, the buffer grows to the announced length
+    at once (and is charged to the limit)."""
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("echo", processes=1, threads=2, top={"metrics": "%s:%d" % maddr})
+    key = 'wsgid_body_memory_bytes{group="site"}'
+    body = os.urandom(900000)
+    with Conn(d.tcp, timeout=30) as c:
+        c.send(http_request("POST", "/", headers={"Content-Length": str(len(body))}))
+        for i in range(3):  # three reads of a few bytes each
+            time.sleep(0.2)
+            c.send(body[i * 10:(i + 1) * 10])
+        time.sleep(0.3)
+        assert samples(metrics(maddr))[key] == 0, "30 bytes of a body charged to the budget"
+        c.send(body[30:70000])
+        wait_for(lambda: samples(metrics(maddr))[key] == len(body), timeout=5,
+                 what="the buffer grown to the announced length once 64 KiB came")
+        c.send(body[70000:])
+        r = c.response()
+    assert r.status == 200 and r.body == body
+    wait_for(lambda: samples(metrics(maddr))[key] == 0, timeout=5, what="the buffer given back")
+
+
 @pytest.mark.parametrize("how", ["lines", "iter", "small"])
 def test_input_reading_styles(wsgid, how):
     d = wsgid("echo")

@@ -650,6 +650,27 @@ static void test_pauses(void)
     r = wd_http_feed(&h, post + 52, sizeof(post) - 1 - 52);
     T_CHECK(r == 3 && h.state == WD_HTTP_HEAD, "next head: r=%d state=%d", r, h.state);
 
+    /* The body of a Content-Length message may be fed from another buffer (the worker reads it
+     * straight into the body's own): on_body gets exactly those bytes, where they are. */
+    {
+        static const char head[] = "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 7\r\n\r\n";
+        static const char body[] = "bodyEND";
+        conn_t c;
+
+        memset(&c, 0, sizeof(c));
+        wd_http_init(&h, body_cb, &c);
+        h.base = head;
+        r = wd_http_feed(&h, head, sizeof(head) - 1);
+        T_CHECK(r == (int)sizeof(head) - 1 && h.state == WD_HTTP_BODY, "elsewhere head: r=%d", r);
+        r = wd_http_feed(&h, body, 4);
+        T_CHECK(r == 4 && h.state == WD_HTTP_BODY, "elsewhere part: r=%d state=%d", r, h.state);
+        r = wd_http_feed(&h, body + 4, 3);
+        T_CHECK(r == 3 && h.state == WD_HTTP_DONE, "elsewhere rest: r=%d state=%d", r, h.state);
+        T_CHECK(strcmp(t_str_get(&c.body), "bodyEND") == 0, "elsewhere body: %s",
+                t_str_get(&c.body));
+        free(c.body.p);
+    }
+
     /* No body: straight to DONE, having consumed exactly the head. */
     wd_http_init(&h, NULL, NULL);
     h.base = get;
