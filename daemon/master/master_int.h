@@ -101,6 +101,7 @@ struct wd_slot {
     uint64_t recycle_retry_at;
     char last_error[512];
     char last_restart[512]; /* why its worker was last replaced while serving (recycled) */
+    char recycle_why[256];  /* why the replacement on its way was started (recycling) */
 };
 
 struct wd_group {

@@ -91,7 +91,9 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
 
 void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
 {
-    char *reason = ctx;
+    const char *reason = s->recycle_why;
+
+    (void)ctx;
 
     if (ok) {
         wd_log_info("group %s worker %d (pid %d) recycled: %s; its replacement is pid %d",
@@ -105,7 +107,6 @@ void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int ol
             s->cur->recycling = 0;
         s->recycle_retry_at = uv_now(&s->g->m->loop) + WD_MASTER_RECYCLE_RETRY_MS;
     }
-    free(reason);
 }
 
 /* Starts a replacement for the slot of p; once it is ready p drains (the rolling-restart path). */
@@ -122,11 +123,13 @@ void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
     p->recycling = 1;
     wd_log_info("group %s worker %d (pid %d) asks to be recycled: %s", g->name, s->slot, p->pid,
                 reason);
+    /* The reason is kept in the slot, not allocated: a replacement drained before it is ready
+     * (wsgid stopping, a reload superseding it) never calls back. */
+    snprintf(s->recycle_why, sizeof s->recycle_why, "%s", reason);
     s->repl_cb = wd__m_recycle_done;
-    s->repl_ctx = xstrdup(reason);
+    s->repl_ctx = NULL;
     s->repl = wd__m_spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
     if (s->repl == NULL) {
-        free(s->repl_ctx);
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
         p->recycling = 0;

@@ -176,8 +176,6 @@ void wd__m_op_step(wd_op_t *op)
     s = g->slots[op->next];
     if (s->repl != NULL) {
         /* A recycling replacement is on its way: this one replaces it. */
-        if (s->repl_cb == wd__m_recycle_done)
-            free(s->repl_ctx);
         s->repl_cb = NULL;
         wd__m_proc_drain(s->repl, "superseded");
     }
