@@ -70,6 +70,10 @@ static int body_grow(wd_conn_t *c, size_t need)
         cap = announced < g->body_buffer_size ? (size_t)announced : (size_t)g->body_buffer_size;
     while (cap < need)
         cap *= 2;
+    /* A buffer of an odd size (a small body's, kept from an earlier request: http_head_complete)
+     * doubles past BODY_KEEP: held to it while that suffices, it stays outside the budget. */
+    if (need <= BODY_KEEP && cap > BODY_KEEP)
+        cap = BODY_KEEP;
     if (cap > g->body_buffer_size)
         cap = (size_t)g->body_buffer_size;
     if (held(cap) > held(c->body_cap) &&
