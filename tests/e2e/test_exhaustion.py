@@ -198,7 +198,11 @@ def test_slow_readers_share_a_memory_budget(wsgid):
         conns.append(c)
     most = gauge = 0
     key = 'wsgid_response_memory_bytes{group="site"}'
-    for _ in range(20):
+    # 2 s at least, and until the responses filled more than half the budget (a sanitizer build
+    # under parallel tests may take longer to get there), 15 s at most.
+    deadline = time.monotonic() + 15
+    start = time.monotonic()
+    while time.monotonic() < deadline and (time.monotonic() - start < 2 or gauge <= 32):
         time.sleep(0.1)
         most = max(most, rss_mib(pid))
         gauge = max(gauge, samples(metrics(maddr))[key] / 2**20)
