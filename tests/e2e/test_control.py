@@ -9,11 +9,10 @@ import threading
 import time
 
 from helpers.config import make_config
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.nginx import uwsgi_location
 from helpers.procs import free_port, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 PID_APP = '''import os
 

@@ -23,11 +23,10 @@ import time
 import pytest
 
 from helpers.clients import Conn, http_request, request
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.nginx import proxy_location, uwsgi_location
 from helpers.procs import comm as comm_of, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 N = 8                   # threads of the group, and parties of the barrier
 BARRIER_TIMEOUT = 20.0  # seconds a /barrier request waits for the others before it gives up
 FAST_CLIENTS = 4

@@ -7,10 +7,9 @@ import subprocess
 import time
 
 from helpers.clients import request
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.procs import free_port, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 
 def ctl(d, *args):

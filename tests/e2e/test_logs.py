@@ -10,11 +10,10 @@ import time
 
 from helpers.clients import HELLO, Conn, http_request, request, uwsgi_call
 from helpers.config import app, make_config
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.nginx import uwsgi_location
 from helpers.procs import free_port, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 # 127.0.0.1 - - [24/Nov/2026:21:00:00 +0000] "GET /x HTTP/1.1" 200 123 "ref" "ua" 0.001234 ID
 ACCESS = re.compile(r'^(?P<remote>\S+) - - \[(?P<when>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d '

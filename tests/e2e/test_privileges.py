@@ -12,10 +12,9 @@ import pytest
 
 from helpers.clients import assert_hello
 from helpers.config import app, to_yaml
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.procs import free_port, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0,
                                 reason="privileges need a root test run (wsgid only switches "

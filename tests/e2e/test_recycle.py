@@ -2,12 +2,14 @@
 memory-limit each replace workers through the graceful path, with no failed request."""
 import http.client
 import re
+import subprocess
 import threading
 import time
 
 from helpers.config import app
+from helpers.daemon import WSGICTL
 from helpers.nginx import uwsgi_location
-from helpers.procs import wait_for
+from helpers.procs import children, open_fds, wait_for
 
 
 def get_pid(addr, path="/", timeout=10):
@@ -146,8 +148,16 @@ def test_inactivity_timeout_recycles_idle_worker(wsgid):
     assert not re.search(r"\(pid %d\) recycled" % new, d.log()[since:])
 
 
-def test_restart_interval_replaces_workers_under_light_load(wsgid):
-    d = wsgid("pidmem", processes=2, threads=2, restart_interval=2)
+def test_restart_interval_replaces_workers_under_light_load(wsgid, tmp):
+    ctl_sock = str(tmp / "ctl.sock")
+    d = wsgid("pidmem", processes=2, threads=2, restart_interval=2, top={"control": ctl_sock})
+    d.unix_paths.append(ctl_sock)
+    # The master goes on replacing a worker every second, so no moment need find it with only
+    # its steady fds: under CI's sanitizer run a replacement was always under way, and the
+    # teardown's check saw six workers' fds for 10 s. So the fds are compared with the group
+    # stopped, before the replacements and after them.
+    own = _master_fds_with_group_stopped(d, ctl_sock)
+    assert _ctl(ctl_sock, "start", "site") == 0
     first = set(d.workers())
     load = Load(d.tcp, clients=2, pause=0.02)
     try:
@@ -162,6 +172,21 @@ def test_restart_interval_replaces_workers_under_light_load(wsgid):
     assert not set(d.workers()) & first
     assert len(load.pids) >= 4, load.pids
     d.seen_workers.update(d.workers())
+    after = _master_fds_with_group_stopped(d, ctl_sock)
+    assert len(after) == len(own), "the master holds fds it did not before the replacements: %s" % (
+        sorted(set(after.items()) - set(own.items())))
+
+
+def _ctl(sock, *args):
+    return subprocess.run([str(WSGICTL), "-s", sock] + list(args), capture_output=True,
+                          timeout=60).returncode
+
+
+def _master_fds_with_group_stopped(d, ctl_sock):
+    """The master's fds once `wsgictl stop site` has stopped every worker (and it reaped them)."""
+    assert _ctl(ctl_sock, "stop", "site") == 0
+    wait_for(lambda: not children(d.pid), timeout=30, what="the group's workers gone")
+    return open_fds(d.pid)
 
 
 def test_memory_limit_replaces_worker_gracefully(wsgid):

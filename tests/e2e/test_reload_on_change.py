@@ -10,11 +10,10 @@ import subprocess
 import threading
 import time
 
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.nginx import uwsgi_location
 from helpers.procs import wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 # Answers "TEXT PID".
 APP = '''import os

@@ -11,9 +11,8 @@ import threading
 import time
 
 from helpers.clients import Conn, http_request, parse_response, request
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 REQUEST_TIMEOUT = 1
 SHUTDOWN_TIMEOUT = 1
 BOUND = REQUEST_TIMEOUT + SHUTDOWN_TIMEOUT + 3

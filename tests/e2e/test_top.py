@@ -13,10 +13,9 @@ import threading
 import time
 
 from helpers.clients import request
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL
 from helpers.procs import free_port, wait_for
 
-WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 
 
 def ctl(d, *args, timeout=30):

@@ -27,6 +27,7 @@ from helpers.procs import (SeenPids, children, cmdline, open_fds, pgroup_members
                            wait_for)
 
 WSGID_BIN = Path(os.environ.get("WSGID_BIN", REPO / "build" / "wsgid")).resolve()
+WSGICTL = WSGID_BIN.parent / "client" / "wsgictl"
 READY = "all workers ready"
 
 # "2026-11-24 21:00:00.123 [error] site1:1234: ..." (the access log lines do not match this).
