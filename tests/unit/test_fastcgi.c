@@ -741,7 +741,7 @@ static void test_nginx_request(void)
 
     /* Each record on its own, whole and byte by byte. */
     for (i = 0; i < nsrecs; i++) {
-        char name[32];
+        char name[48];
         snprintf(name, sizeof(name), "nginx record %zu", i);
         run_record(name, stream.buf + srecs[i].off, srecs[i].size,
                    (rexpect_t){(int)srecs[i].size, 0, srecs[i].size, srecs[i].type, 1, srecs[i].cl,
