@@ -308,6 +308,7 @@ static void conn_dispatch(wd_conn_t *c)
         lseek(c->body_fd, 0, SEEK_SET);
     req->out = &c->out;
     c->out.sock = c->fd;
+    c->out.sndbuf_raise = c->l->is_unix; /* TCP tunes its own buffers */
     c->out.hold = 1;
     req->status = 0;
     req->head_len = 0;
@@ -724,6 +725,8 @@ static void response_complete(wd_conn_t *c)
     c->dispatched = 0;
     c->app_done = 0;
     wd__conn_body_clear(c);
+    if (keep)
+        wd_out_sndbuf_restore(&c->out, c->fd);
     wd_out_reset(&c->out);
     if (!keep) {
         if (reset) {

@@ -328,6 +328,170 @@ static void test_try_undo(void)
           (unsigned long long)used);
 }
 
+/* The write syscalls this thread has made (/proc/thread-self/io: syscw counts writev and
+ * sendfile), or -1 when the kernel does not say. */
+static long long syscw(void)
+{
+    char line[128];
+    long long n = -1;
+    FILE *f = fopen("/proc/thread-self/io", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "syscw: %lld", &n) == 1)
+            break;
+    fclose(f);
+    return n;
+}
+
+/* A socket that takes less than it is given is full: the loop's send stops there and waits for
+ * POLLOUT, one writev or sendfile per call, never a second one told EAGAIN. Memory segments
+ * first, then a file segment, each larger than the socket holds; the reader takes 64 KiB between
+ * two calls, so most calls find more than fits. */
+static void test_one_write_when_full(void)
+{
+    static char mem[2 << 20], buf[65536];
+    char path[] = "/tmp/wsgid-test-out-XXXXXX";
+    wd_out_t out;
+    int sv[2], fd, want_write, rc = 0, calls = 0, doubled = 0;
+    size_t got = 0, file_len = 3 << 20;
+    long long before;
+
+    if (syscw() < 0) {
+        printf("SKIP one write when full: /proc/thread-self/io is not readable here\n");
+        return;
+    }
+    memset(mem, 'm', sizeof mem);
+    fd = mkstemp(path);
+    unlink(path);
+    CHECK(fd >= 0 && ftruncate(fd, (off_t)file_len) == 0, "one write when full: temp file");
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    wd_out_init(&out, 4 << 20, 1 << 30, "/tmp", NULL, NULL);
+    CHECK(wd_out_write(&out, mem, sizeof mem) == 0, "one write when full: write");
+    CHECK(wd_out_file(&out, fd, 0, file_len) == 0, "one write when full: file");
+    wd_out_finish(&out, 1);
+    while (rc != 1 && calls < 100000) {
+        uint64_t left = out.pending;
+        ssize_t k;
+
+        before = syscw();
+        rc = wd_out_send(&out, sv[0], &want_write);
+        calls++;
+        CHECK(rc >= 0, "one write when full: send failed %d", rc);
+        if (rc < 0)
+            break;
+        /* (The call that ends the memory segments may go on to the file: two then.) */
+        int full_before = left > file_len ? left - file_len > (1 << 20) : left > (1 << 20);
+
+        if (full_before && (rc != 0 || !want_write || syscw() - before != 1))
+            doubled++;
+        k = read(sv[1], buf, sizeof buf);
+        if (k > 0)
+            got += (size_t)k;
+    }
+    while (got < sizeof mem + file_len) {
+        ssize_t k = read(sv[1], buf, sizeof buf);
+
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    CHECK(rc == 1 && got == sizeof mem + file_len, "one write when full: rc %d, %zu bytes", rc,
+          got);
+    CHECK(doubled == 0, "one write when full: %d of %d calls with more than the socket holds "
+                        "did not make exactly one write and wait for POLLOUT", doubled, calls);
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static int sndbuf(int sock)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+
+    getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &v, &len);
+    return v;
+}
+
+/* A full unix socket with much more to send has its buffer raised (WD_OUT_SNDBUF), the growth
+ * taken from the worker's budget while the response lasts, and put back as it was for the next
+ * response; with no room in the budget it stays as it is. `limit`: the budget. */
+static void sndbuf_case(const char *name, uint64_t limit, int restore, int wmem_max)
+{
+    static char mem[4 << 20], buf[65536];
+    _Atomic uint64_t used = 0;
+    wd_out_budget_t budget = {&used, limit};
+    wd_out_t out;
+    int sv[2], want_write, base, raised, expect, rc = 0, calls = 0;
+    uint64_t charged;
+    size_t got = 0;
+
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    base = sndbuf(sv[0]);
+    /* The kernel gives twice what it is asked, up to twice net.core.wmem_max. */
+    expect = 2 * (WD_OUT_SNDBUF < wmem_max ? WD_OUT_SNDBUF : wmem_max);
+    if (expect < base)
+        expect = base;
+    wd_out_init(&out, sizeof mem, 1 << 30, "/tmp", NULL, NULL);
+    wd_out_set_budget(&out, &budget);
+    out.sndbuf_raise = 1;
+    CHECK(wd_out_write(&out, mem, sizeof mem) == 0, "%s: write", name);
+    wd_out_finish(&out, 1);
+    rc = wd_out_send(&out, sv[0], &want_write);
+    raised = sndbuf(sv[0]);
+    charged = used - out.mem_bytes;
+    CHECK(raised == (limit < (16u << 20) ? base : expect) && charged == (uint64_t)(raised - base),
+          "%s: buffer %d (was %d, expected %d), %llu charged", name, raised, base,
+          limit < (16u << 20) ? base : expect, (unsigned long long)charged);
+    while (rc == 0 && calls++ < 100000) {
+        ssize_t k;
+
+        while ((k = read(sv[1], buf, sizeof buf)) > 0)
+            got += (size_t)k;
+        rc = wd_out_send(&out, sv[0], &want_write);
+    }
+    while (got < sizeof mem) {
+        ssize_t k = read(sv[1], buf, sizeof buf);
+
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    CHECK(rc == 1 && got == sizeof mem, "%s: rc %d, %zu bytes", name, rc, got);
+    if (restore) {
+        wd_out_sndbuf_restore(&out, sv[0]);
+        CHECK(sndbuf(sv[0]) == base, "%s: buffer %d after the response, not %d", name,
+              sndbuf(sv[0]), base);
+        CHECK(used == 0, "%s: %llu of the budget held after the restore", name,
+              (unsigned long long)used);
+    }
+    wd_out_reset(&out);
+    CHECK(used == 0, "%s: %llu of the budget held after the reset", name,
+          (unsigned long long)used);
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_sndbuf(void)
+{
+    int wmem_max = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+
+    if (f == NULL || fscanf(f, "%d", &wmem_max) != 1) {
+        printf("SKIP sndbuf: /proc/sys/net/core/wmem_max is not readable here\n");
+        if (f)
+            fclose(f);
+        return;
+    }
+    fclose(f);
+    sndbuf_case("sndbuf raised, then restored", 64 << 20, 1, wmem_max);
+    sndbuf_case("sndbuf raised, the socket closed", 64 << 20, 0, wmem_max);
+    sndbuf_case("sndbuf: no room in the budget", (4 << 20) + 4096, 1, wmem_max);
+}
+
 int main(void)
 {
     size_t n = sizeof cases / sizeof cases[0];
@@ -339,6 +503,8 @@ int main(void)
     }
     test_lend_once();
     test_try_undo();
+    test_one_write_when_full();
+    test_sndbuf();
     printf("out: %zu cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
