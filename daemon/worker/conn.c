@@ -725,8 +725,6 @@ static void response_complete(wd_conn_t *c)
     c->dispatched = 0;
     c->app_done = 0;
     wd__conn_body_clear(c);
-    if (keep)
-        wd_out_sndbuf_restore(&c->out, c->fd);
     wd_out_reset(&c->out);
     if (!keep) {
         if (reset) {

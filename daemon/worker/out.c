@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -168,10 +169,14 @@ void wd_out_reset(wd_out_t *out)
     out->finished_ns = 0;
     out->sock = -1;
     pthread_mutex_unlock(&out->lock);
-    /* A socket closed with its buffer raised: what the kernel still holds is freed with it. */
+    /* The buffer was put back before the response's end (or the response was dropped and the
+     * socket is closing). */
     budget_give(out, out->sndbuf_charged);
     out->sndbuf_charged = 0;
+    out->sndbuf_raise = 0;
     out->sndbuf_base = 0;
+    out->sndbuf_up = 0;
+    out->sndbuf_done = 0;
 }
 
 void wd_out_close(wd_out_t *out)
@@ -740,63 +745,93 @@ static int mem_iov(wd_out_t *out, struct iovec *iov, int max)
     return cnt;
 }
 
-/* Sends file bytes with sendfile, or read + write when the file does not support it. */
-static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n)
+/* Sends file bytes with sendfile, or read + write when the file does not support it; *tried: how
+ * many the socket was offered (fewer sent: it is full). */
+static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n, size_t *tried)
 {
     off_t o = (off_t)off;
     ssize_t k = sendfile(sock, fd, &o, n);
     char buf[65536];
 
+    *tried = n;
     if (k >= 0 || (errno != EINVAL && errno != ENOSYS))
         return k;
     k = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)off);
     if (k <= 0)
         return k < 0 ? -1 : (errno = EIO, -1);
+    *tried = (size_t)k;
     return write(sock, buf, (size_t)k);
 }
 
-/* A full unix socket (see WD_OUT_SNDBUF): raised when more than its buffer is still to send and
- * the worker's budget has room for the growth (what the kernel may give is taken first, and the
- * part it did not give back). Tried once a response. */
-static void sndbuf_raise(wd_out_t *out, int sock)
+/* The most SO_SNDBUF gives (twice net.core.wmem_max), or 0 when the host does not say. */
+static int sndbuf_most(void)
 {
-    int base = 0, now = 0, want = WD_OUT_SNDBUF;
-    socklen_t len = sizeof base;
-    uint64_t most, pending;
+    static _Atomic int most = -1;
+    int v = atomic_load_explicit(&most, memory_order_relaxed);
+    FILE *f;
 
-    if (out->budget == NULL || getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &base, &len) < 0 ||
-        base <= 0 || base >= 2 * want)
-        return;
-    out->sndbuf_base = base; /* tried: not again this response */
-    pthread_mutex_lock(&out->lock);
-    pending = out->pending;
-    pthread_mutex_unlock(&out->lock);
-    if (pending <= (uint64_t)base)
-        return;
-    most = 2 * (uint64_t)want - (uint64_t)base;
-    if (!budget_try(out, most, 0))
-        return;
-    if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) < 0) {
-        budget_give(out, most);
-        return;
+    if (v >= 0)
+        return v;
+    v = 0;
+    f = fopen("/proc/sys/net/core/wmem_max", "re");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &v) != 1 || v <= 0 || v > INT_MAX / 2)
+            v = 0;
+        fclose(f);
     }
-    len = sizeof now;
-    if (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &now, &len) < 0 || now < base)
-        now = 2 * want; /* keep it all: what it holds is not known */
-    out->sndbuf_charged = (uint64_t)(now - base);
-    budget_give(out, most - out->sndbuf_charged);
+    v = 2 * (v < WD_OUT_SNDBUF ? v : WD_OUT_SNDBUF);
+    atomic_store_explicit(&most, v, memory_order_relaxed);
+    return v;
 }
 
-void wd_out_sndbuf_restore(wd_out_t *out, int sock)
+static int64_t pending_now(wd_out_t *out)
+{
+    uint64_t p;
+
+    pthread_mutex_lock(&out->lock);
+    p = out->pending;
+    pthread_mutex_unlock(&out->lock);
+    return (int64_t)p;
+}
+
+/* A full unix socket (see WD_OUT_SNDBUF): raised once a response, when more than the raised
+ * buffer holds is still to send and the worker's budget has room for the growth. */
+static void sndbuf_raise(wd_out_t *out, int sock)
+{
+    int want = WD_OUT_SNDBUF, now = 0, most = sndbuf_most();
+    socklen_t len = sizeof out->sndbuf_base;
+
+    if (out->sndbuf_base == 0 &&
+        (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &out->sndbuf_base, &len) < 0 ||
+         out->sndbuf_base <= 0 || out->sndbuf_base >= most)) {
+        out->sndbuf_done = 1; /* it cannot grow here */
+        return;
+    }
+    /* A small answer, or a stream that has more to come: perhaps at the next full socket. */
+    if (pending_now(out) <= (int64_t)most ||
+        !budget_try(out, (uint64_t)(most - out->sndbuf_base), 0))
+        return;
+    out->sndbuf_done = 1;
+    len = sizeof now;
+    if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) < 0 ||
+        getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &now, &len) < 0)
+        now = most; /* what it holds is not known: all of it is charged */
+    out->sndbuf_up = now > out->sndbuf_base ? now : 0;
+    out->sndbuf_charged = out->sndbuf_up ? (uint64_t)(now - out->sndbuf_base) : 0;
+    budget_give(out, (uint64_t)(most - out->sndbuf_base) - out->sndbuf_charged);
+}
+
+/* A raised buffer goes back to the socket's own size once the rest of the response fits in it:
+ * the kernel then holds no more of the response at its end than it would have without the raise
+ * (the budget keeps the growth until then). */
+static void sndbuf_lower(wd_out_t *out, int sock)
 {
     int half = out->sndbuf_base / 2; /* the kernel doubles what it is given */
 
-    if (out->sndbuf_charged == 0)
+    if (pending_now(out) > (int64_t)out->sndbuf_up)
         return;
     (void)setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
-    budget_give(out, out->sndbuf_charged);
-    out->sndbuf_charged = 0;
-    out->sndbuf_base = 0;
+    out->sndbuf_up = 0;
 }
 
 static size_t iov_bytes(const struct iovec *iov, int cnt)
@@ -811,6 +846,8 @@ static size_t iov_bytes(const struct iovec *iov, int cnt)
 int wd_out_send(wd_out_t *out, int sock, int *want_write)
 {
     *want_write = 0;
+    if (out->sndbuf_up)
+        sndbuf_lower(out, sock);
     for (;;) {
         struct iovec iov[SEND_IOV_MAX];
         wd_out_seg_t *s;
@@ -833,7 +870,7 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
 
             out->sending = 1;
             pthread_mutex_unlock(&out->lock);
-            k = send_file_range(sock, fd, off, n);
+            k = send_file_range(sock, fd, off, n, &n);
             /* A file shorter than promised: the response cannot be completed. */
             err = k < 0 ? errno : EIO;
             pthread_mutex_lock(&out->lock);
@@ -885,7 +922,7 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
  * times), and the level-triggered poll reports it writable again at once if it is. A unix
  * socket with much more to come has its buffer raised first (WD_OUT_SNDBUF). */
 full:
-    if (out->sndbuf_raise && out->sndbuf_base == 0)
+    if (out->sndbuf_raise && !out->sndbuf_done)
         sndbuf_raise(out, sock);
     *want_write = 1;
     return 0;

@@ -62,9 +62,10 @@ typedef struct wd_out_budget {
  * the loop woken for every 160 KiB a proxy reads: a 16 MiB answer behind nginx cost about 84
  * POLLOUT wake-ups and 3.7 ms of CPU; raised, 1.9-2.1 ms (wsgid -c8 through nginx keep-alive,
  * wmem_max 4 MiB; 2.6-2.8 ms at Debian's default wmem_max). What it adds over the socket's own
- * buffer is taken from the worker's budget while the response lasts (none left: not raised), so
- * that clients that read nothing cannot hold more kernel memory than response-memory-limit
- * allows. */
+ * buffer is taken from the worker's budget (none left: not raised), and held until the response
+ * ends; the buffer goes back to its own size as soon as the rest of the response fits in it, so
+ * that once a response ends the kernel holds no more of it than without the raise: a client that
+ * reads nothing holds no kernel memory that response-memory-limit does not count. */
 #define WD_OUT_SNDBUF (1 << 20)
 typedef struct wd_out_seg wd_out_seg_t;
 /* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
@@ -106,10 +107,12 @@ struct wd_out {
     wd_out_park_cb park; /* NULL: no parking */
     wd_out_parked_cb parked;
     const wd_out_budget_t *budget; /* NULL: none */
-    /* The loop's own (wd_out_send, wd_out_sndbuf_restore): */
+    /* The loop's (or a thread's that holds the loop lock): the send buffer (WD_OUT_SNDBUF). */
     int sndbuf_raise;        /* the socket is a unix one: its buffer may be raised */
-    int sndbuf_base;         /* its buffer before the raise (0: not raised) */
-    uint64_t sndbuf_charged; /* budget the raise holds */
+    int sndbuf_base;         /* its own buffer, once read for this response (0: not yet) */
+    int sndbuf_up;           /* raised to this now (0: not raised) */
+    int sndbuf_done;         /* raised once this response, or it cannot be */
+    uint64_t sndbuf_charged; /* budget the raise holds, until the response ends */
 };
 
 /* An unlinked temp file in dir (O_TMPFILE, else mkostemp + unlink, named wsgid-WHAT-XXXXXX):
@@ -123,9 +126,6 @@ void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b);
 /* Frees every segment and the spill file, and gives back the budget of a raised send buffer;
  * the buffer is ready for the next response. */
 void wd_out_reset(wd_out_t *out);
-/* Loop thread, once the response is all sent and sock still open: puts a raised send buffer
- * back as it was (see WD_OUT_SNDBUF), for the connection's next response. */
-void wd_out_sndbuf_restore(wd_out_t *out, int sock);
 void wd_out_close(wd_out_t *out);
 
 /* Producer side. Return 0, -EPIPE when the client is gone (stop producing, still call finish), or
@@ -162,7 +162,7 @@ int wd_out_flush(wd_out_t *out);
  * finished and fully sent, 0 when there is nothing more to send for now or the socket is full
  * (*want_write says which: 1 = wait for POLLOUT), or -errno when the socket failed (the buffer is
  * then aborted). A full unix socket with much more to come has its buffer raised (WD_OUT_SNDBUF)
- * when sndbuf_raise is set. */
+ * when sndbuf_raise is set, and put back when the rest fits. */
 int wd_out_send(wd_out_t *out, int sock, int *want_write);
 /* The client is gone: drop pending data, make the producer's calls return -EPIPE. */
 void wd_out_abort(wd_out_t *out);
