@@ -928,10 +928,8 @@ full:
     return 0;
 
 failed:
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        *want_write = 1;
-        return 0;
-    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        goto full; /* the producer's own write filled it, or the reader took nothing since */
     {
         int err = errno;
 
