@@ -340,8 +340,11 @@ def write_results(run, meta, outdir):
     L.append("# wsgid side-by-side benchmark — %s" % meta["date"])
     L.append("")
     m = meta["machine"]
-    L.append("- machine: %s CPUs, %s, %s RAM, %s, Linux %s"
-             % (m["nproc"], m["cpu"], m["memory"], m["os"], m["kernel"]))
+    L.append("- machine: %s CPUs, %s, %s RAM, %s, Linux %s%s"
+             % (m["nproc"], m["cpu"], m["memory"], m["os"], m["kernel"],
+                "" if m.get("wmem_max") is None else
+                ", net.core.wmem_max %d (the most a unix socket's send buffer can be raised to "
+                "is twice that)" % m["wmem_max"]))
     L.append("- every server: %d processes x %d threads, the same apps (bench/apps), started once "
              "per path with only that path's listener; %s; one nginx (%d worker%s)"
              % (meta["processes"], meta["threads"],

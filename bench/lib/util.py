@@ -134,7 +134,12 @@ def machine():
         for line in f:
             if line.startswith("MemTotal"):
                 mem = "%.1f GiB" % (int(line.split()[1]) / 1048576)
-    return {"nproc": os.cpu_count(), "cpu": model, "memory": mem,
+    try:  # caps the send buffer wsgid raises for a large response on a unix socket
+        with open("/proc/sys/net/core/wmem_max") as f:
+            wmem_max = int(f.read())
+    except (OSError, ValueError):
+        wmem_max = None
+    return {"nproc": os.cpu_count(), "cpu": model, "memory": mem, "wmem_max": wmem_max,
             "kernel": platform.release(), "os": first_line(["sh", "-c", ". /etc/os-release; "
                                                            "echo $PRETTY_NAME"])}
 
