@@ -801,10 +801,11 @@ static void sndbuf_raise(wd_out_t *out, int sock)
     int want = WD_OUT_SNDBUF, now = 0, most = sndbuf_most();
     socklen_t len = sizeof out->sndbuf_base;
 
-    if (out->sndbuf_base == 0 &&
-        (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &out->sndbuf_base, &len) < 0 ||
-         out->sndbuf_base <= 0 || out->sndbuf_base >= most)) {
-        out->sndbuf_done = 1; /* it cannot grow here */
+    if (out->budget == NULL ||
+        (out->sndbuf_base == 0 &&
+         (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &out->sndbuf_base, &len) < 0 ||
+          out->sndbuf_base <= 0 || out->sndbuf_base >= most))) {
+        out->sndbuf_done = 1; /* no budget to take it from, or it cannot grow here */
         return;
     }
     /* A small answer, or a stream that has more to come: perhaps at the next full socket. */
