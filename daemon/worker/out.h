@@ -60,7 +60,7 @@ typedef struct wd_out_budget {
 /* The send buffer asked for a unix socket that a large response filled (SO_SNDBUF: the kernel
  * doubles it, and caps it at twice net.core.wmem_max). The kernel's default (212992 bytes) has
  * the loop woken for every 160 KiB a proxy reads: a 16 MiB answer behind nginx cost about 84
- * POLLOUT wake-ups and 3.2-4.2 ms of CPU; raised, 2.4-2.6 ms (wsgid -c8 through nginx
+ * POLLOUT wake-ups and 3.2-4.2 ms of CPU; raised, 2.1-2.6 ms (wsgid -c8 through nginx
  * keep-alive, wmem_max 4 MiB; 1.9-2.1 ms when it stayed raised to the end, 2.6-2.8 ms only
  * doubled as at Debian's default wmem_max). What it adds over the socket's own
  * buffer is taken from the worker's budget (none left: not raised), and held until the response
