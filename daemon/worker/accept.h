@@ -61,6 +61,8 @@ typedef struct wd_accept {
 int wd_accept_init(wd_accept_t *a);
 /* Starts or stops accepting, as the reasons above say now. */
 void wd_accept_update(wd_accept_t *a);
+/* Loop: the end of the loop's turn, before it may block (wd_handoff_set_on_block). */
+void wd_accept_before_block(wd_accept_t *a);
 /* The worker is stopping: it accepts no more. */
 void wd_accept_stop(wd_accept_t *a);
 

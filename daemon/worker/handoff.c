@@ -636,6 +636,7 @@ void wd_handoff_run(wd_handoff_t *h)
             break;
     }
     h->stop = 0;
+    atomic_store(&h->looking, 0); /* the loop may be run again by other means */
     pthread_mutex_unlock(&h->loop_lock);
 }
 
@@ -644,6 +645,12 @@ void wd_handoff_stop(wd_handoff_t *h)
     h->stop = 1;
     uv_stop(h->loop);
     uv_async_send(&h->async); /* the loop may be asleep (the caller a parked thread) */
+}
+
+void wd_handoff_set_on_block(wd_handoff_t *h, wd_handoff_block_cb cb, void *data)
+{
+    h->on_block = cb;
+    h->on_block_data = data;
 }
 
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb)
@@ -830,8 +837,13 @@ void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy)
         h->ready = node;
     }
     pthread_mutex_unlock(&h->ready_lock);
-    /* A resting loop takes the list when its rest ends: no async then. */
-    if (!lazy && !rest_end(h))
+    /* A resting loop takes the list when its rest ends, a spinning one before it can block: no
+     * async then. The fence pairs with the loop's store in look_end: either it sees the node on
+     * the list, or this sees `looking` cleared. */
+    if (lazy || rest_end(h))
+        return;
+    atomic_thread_fence(memory_order_seq_cst);
+    if (!atomic_load_explicit(&h->looking, memory_order_relaxed))
         uv_async_send(&h->async);
 }
 
@@ -911,6 +923,28 @@ static int ready_any(wd_handoff_t *h)
  * GCC 12 with -fsanitize=address then warns of a 0-byte region at its atomic store. */
 static int rest(wd_handoff_t *h) __attribute__((noinline));
 
+/* The end of the loop's turn. While the loop spins (an idle handle is active) it cannot block
+ * before its next turn, whose prepare phase takes the ready list: `looking` tells the threads that
+ * their news needs no async. Measured (hello through uwsgi_pass, -c64, 2 x 4, perf record of the
+ * workers' syscalls): every answer's end woke the loop with an async, 0.33 eventfd writes by the
+ * threads and 0.33 reads by the loop a request, most of them while it spun. Once the spin is over,
+ * `looking` is cleared before the last look at the list (see wd_handoff_notify). */
+static void look_end(wd_handoff_t *h)
+{
+    if (uv_is_active((uv_handle_t *)&h->spin)) {
+        atomic_store_explicit(&h->looking, 1, memory_order_relaxed);
+        return;
+    }
+    if (!atomic_load_explicit(&h->looking, memory_order_relaxed))
+        return;
+    atomic_store(&h->looking, 0);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (ready_any(h)) {
+        take_ready(h);
+        wd_handoff_flush(h);
+    }
+}
+
 static void prepare_cb(uv_prepare_t *p)
 {
     wd_handoff_t *h = p->data;
@@ -920,8 +954,11 @@ static void prepare_cb(uv_prepare_t *p)
     wd_handoff_flush(h);
     if (rest(h) && ready_any(h))
         take_ready(h);
+    look_end(h);
     if (h->lazy_in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
         uv_timer_start(&h->lazy_timer, lazy_cb, h->lazy_ms, 0);
+    if (h->on_block)
+        h->on_block(h->on_block_data);
 }
 
 static void rest_drain(wd_handoff_t *h)

@@ -74,6 +74,9 @@ typedef struct wd_handoff_node {
 
 typedef void (*wd_handoff_node_cb)(wd_handoff_node_t *node);
 
+/* Loop: the turn is over and the loop may block next (wd_handoff_set_on_block). */
+typedef void (*wd_handoff_block_cb)(void *data);
+
 typedef struct wd_handoff_thread wd_handoff_thread_t;
 /* The loop lock held: thread t, parked on conn, woke. input: the connection is readable (or hung
  * up); otherwise the thread gives it back. Returns the request the thread is to serve (claimed
@@ -135,6 +138,10 @@ struct wd_handoff {
     wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */
+    _Atomic int looking; /* the loop spins: it takes the ready list before it can block, so news
+                            need no async (wd_handoff_notify) */
+    wd_handoff_block_cb on_block; /* the end of the loop's turn, before it may block, or NULL */
+    void *on_block_data;
 
     /* Resting (see handoff.c). rest_high and rest_low are set on the loop thread before the
      * threads start; the threads read rest_low under lock. */
@@ -181,6 +188,10 @@ void wd_handoff_stop(wd_handoff_t *h);
 void wd_handoff_set_home(wd_handoff_t *h, int cpu);
 /* Before the threads start: how a parked thread's connection is served (NULL: nobody parks). */
 void wd_handoff_set_park(wd_handoff_t *h, wd_handoff_park_cb cb);
+/* Loop: cb runs at the end of every turn, after the news of the turn was taken and before the
+ * loop may block: a watch it starts there is applied in that block's epoll_wait. A watch started
+ * earlier in the turn and stopped before its end costs epoll_ctl calls for nothing. */
+void wd_handoff_set_on_block(wd_handoff_t *h, wd_handoff_block_cb cb, void *data);
 
 /* Python thread, parking. _try_lock takes the loop lock if it is free and the loop asleep, and
  * only where a thread may park now: nothing queued, at most threads/2 + 1 requests in flight, and

@@ -181,6 +181,14 @@ static void closed(void *owner)
     }
 }
 
+/* The loop's turn is over (wd_handoff_set_on_block). */
+static void turn_end(void *data)
+{
+    wd_worker_t *w = data;
+
+    wd_accept_before_block(&w->accept);
+}
+
 static const wd_conns_ops_t conns_ops = {
     .dispatched = dispatched,
     .request_done = request_done,
@@ -501,6 +509,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                               .conns = &w->conns};
     if (wd_accept_init(&w->accept) < 0)
         return WD_WORKER_EXIT_CONFIG;
+    wd_handoff_set_on_block(&w->handoff, turn_end, w);
     /* The Python threads (and the helpers app->start starts) inherit this thread's mask. */
     cpu = wd_affinity_home(&w->conf, w->group, w->slot, why, sizeof why);
     if (cpu >= 0 && wd_affinity_pin(cpu) < 0) {

@@ -7,6 +7,8 @@
  *   - close wakes every waiting thread with NULL;
  *   - news on a node reaches the loop (woken, or at its next turn when lazy), once per notify
  *     burst; a node released while on the ready list is freed only when the loop takes it off;
+ *   - news for a spinning loop sends no async (it takes the list before it can block), and news
+ *     for a loop that may block does; the end of every turn is told (wd_handoff_set_on_block);
  *   - in_flight and lazy_in_flight count dispatch and done;
  *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
  *     back to its shortest once it finds some;
@@ -249,6 +251,60 @@ static void test_news(void)
     uv_run(&loop, UV_RUN_NOWAIT);
     T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 2, "freed, not reported");
     T_CHECK(wd_handoff_release(&h, &n2) == 0, "a node not on the list is released at once");
+    teardown();
+}
+
+static int turns_ended;
+
+static void count_turn(void *data)
+{
+    (void)data;
+    turns_ended++;
+}
+
+/* While the loop spins it takes the ready list at its next turn, before it can block: a thread's
+ * news then sends no async (its eventfd write, and the loop's read of it, were a third of a
+ * syscall a request behind uwsgi_pass). Once a turn ends without the spin, news wakes it again. */
+static void test_looking(void)
+{
+    wd_handoff_node_t n1 = {0}, n2 = {0}, n3 = {0};
+    wd_req_t req = {0};
+
+    uv_loop_init(&loop);
+    n_ready = n_freed = 0;
+    wd_handoff_init(&h, &loop, 60.0, on_ready, on_free, NULL, NULL); /* a spin that lasts */
+    turns_ended = 0;
+    wd_handoff_set_on_block(&h, count_turn, NULL);
+    h.loop_spin.score = 1; /* spinning paid lately */
+    wd_handoff_dispatch(&h, &req);
+    wd_handoff_flush(&h); /* a request in flight: the loop spins */
+    T_CHECK(uv_is_active((uv_handle_t *)&h.spin), "the loop spins");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(atomic_load(&h.looking) == 1, "a spinning loop says it looks");
+    T_CHECK(turns_ended == 1, "the turn's end is told once: %d", turns_ended);
+    notify_from_thread(&n1, 0);
+    T_CHECK(h.async.pending == 0, "news for a spinning loop sends no async");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(n_ready == 1 && ready_seen[0] == &n1, "the next turn took it: %d", n_ready);
+
+    /* Nothing in flight: the spin ends at the next turn, which takes what came meanwhile. */
+    T_CHECK(wd_handoff_remove(&h, &req) == 1, "the request taken back");
+    wd_handoff_done(&h, &req);
+    notify_from_thread(&n2, 0);
+    T_CHECK(h.async.pending == 0, "still looking: no async");
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(!uv_is_active((uv_handle_t *)&h.spin), "the spin is over");
+    T_CHECK(atomic_load(&h.looking) == 0, "a loop that may block does not say it looks");
+    T_CHECK(n_ready == 2 && ready_seen[1] == &n2, "news of the last spinning turn taken: %d",
+            n_ready);
+    T_CHECK(turns_ended == 3, "each turn's end told: %d", turns_ended);
+
+    /* Not spinning: news wakes the loop again (it blocks in epoll until then). */
+    notify_from_thread(&n3, 0);
+    T_CHECK(h.async.pending != 0, "news for a loop that may block sends the async");
+    while (n_ready < 3)
+        uv_run(&loop, UV_RUN_ONCE);
+    T_CHECK(ready_seen[2] == &n3, "woken, it took the news");
     teardown();
 }
 
@@ -676,6 +732,7 @@ int main(void)
     test_remove();
     test_close_wakes_waiters();
     test_news();
+    test_looking();
     test_lazy_in_flight();
     test_lazy_bound();
     test_rest();
