@@ -844,17 +844,31 @@ static size_t iov_bytes(const struct iovec *iov, int cnt)
     return n;
 }
 
+/* Cuts iov down to at most cap bytes; returns the new count. */
+static int iov_cap(struct iovec *iov, int cnt, uint64_t cap)
+{
+    for (int i = 0; i < cnt; i++) {
+        if (iov[i].iov_len >= cap) {
+            iov[i].iov_len = (size_t)cap;
+            return i + 1;
+        }
+        cap -= iov[i].iov_len;
+    }
+    return cnt;
+}
+
 int wd_out_send(wd_out_t *out, int sock, int *want_write)
 {
     *want_write = 0;
-    if (out->sndbuf_up)
-        sndbuf_lower(out, sock);
     for (;;) {
         struct iovec iov[SEND_IOV_MAX];
         wd_out_seg_t *s;
         ssize_t k;
         int cnt = 0, err;
+        uint64_t cap = UINT64_MAX;
 
+        if (out->sndbuf_up)
+            sndbuf_lower(out, sock);
         pthread_mutex_lock(&out->lock);
         s = out->head;
         if (s == NULL || out->sending) {
@@ -864,10 +878,21 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
             pthread_mutex_unlock(&out->lock);
             return done ? 1 : 0;
         }
+        /* Raised, the socket is offered no more than leaves the rest within the raised size: the
+         * last bytes go out through the socket's own buffer, so the kernel holds no more of them
+         * than without the raise once the response is over. A reader that drains the socket while
+         * it is written lets one write take more than the buffer holds: offered everything, a
+         * write took the whole rest with the buffer still raised (test_send_buffer.py under
+         * load). Only the producer adds to pending meanwhile, so it stays above sndbuf_up. */
+        if (out->sndbuf_up && out->pending > (uint64_t)out->sndbuf_up)
+            cap = out->pending - (uint64_t)out->sndbuf_up;
         if (s->kind == SEG_FILE) {
             int fd = s->fd;
             uint64_t off = s->off;
             size_t n = s->left < SENDFILE_MAX ? (size_t)s->left : SENDFILE_MAX;
+
+            if (n > cap)
+                n = (size_t)cap;
 
             out->sending = 1;
             pthread_mutex_unlock(&out->lock);
@@ -894,7 +919,7 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
                 goto full;
             continue;
         }
-        cnt = mem_iov(out, iov, SEND_IOV_MAX);
+        cnt = iov_cap(iov, mem_iov(out, iov, SEND_IOV_MAX), cap);
         if (cnt == 0) {
             pthread_mutex_unlock(&out->lock);
             return 0;
