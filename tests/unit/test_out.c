@@ -521,8 +521,8 @@ static void sndbuf_drained_case(int most)
             got += (size_t)k;
     }
     CHECK(raised > base, "sndbuf drained: the buffer was raised (%d, own %d)", raised, base);
-    CHECK(late == 0, "sndbuf drained: %d sends left the rest within the raised buffer, still raised",
-          late);
+    CHECK(late == 0,
+          "sndbuf drained: %d sends left the rest within the raised buffer, still raised", late);
     CHECK(rc == 1 && sndbuf(sv[0]) == base, "sndbuf drained: rc %d, buffer %d at the end, not %d",
           rc, sndbuf(sv[0]), base);
     while ((k = read(sv[1], buf, sizeof buf)) > 0)
