@@ -64,9 +64,10 @@ typedef struct wd_out_budget {
  * keep-alive, wmem_max 4 MiB; 1.9-2.1 ms when it stayed raised to the end, 2.6-2.8 ms only
  * doubled as at Debian's default wmem_max). What it adds over the socket's own
  * buffer is taken from the worker's budget (none left: not raised), and held until the response
- * ends; the buffer goes back to its own size as soon as the rest of the response fits in it, so
- * that once a response ends the kernel holds no more of it than without the raise: a client that
- * reads nothing holds no kernel memory that response-memory-limit does not count. */
+ * ends; the buffer goes back to its own size as soon as the rest of the response fits in that
+ * size, and the rest is offered only then (wd_out_send), so that once a response ends the kernel
+ * holds no more of it than without the raise: a client that reads nothing holds no kernel memory
+ * that response-memory-limit does not count. */
 #define WD_OUT_SNDBUF (1 << 20)
 typedef struct wd_out_seg wd_out_seg_t;
 /* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
