@@ -822,17 +822,25 @@ static void sndbuf_raise(wd_out_t *out, int sock)
     budget_give(out, (uint64_t)(most - out->sndbuf_base) - out->sndbuf_charged);
 }
 
-/* A raised buffer goes back to the socket's own size once the rest of the response fits in that:
- * the kernel then holds no more of the response at its end than it would have without the raise
- * (the budget keeps the growth until then). */
-static void sndbuf_lower(wd_out_t *out, int sock)
+/* Lock held: what the socket may be offered now. A raised buffer goes back to the socket's own
+ * size once the rest of the response fits in that; until then the socket is offered no more than
+ * leaves such a rest, which goes out once the buffer is back: so the kernel holds no more of the
+ * response at its end than it would have without the raise (the budget keeps the growth until
+ * then; the socket takes the rest only once what it holds is below its own size again: one wake-up
+ * more a response). A reader that drains the socket while it is written lets one write take more
+ * than the buffer holds: offered everything, a write took the whole rest with the buffer still
+ * raised (test_send_buffer.py failed under load). Only the producer adds to pending meanwhile. */
+static uint64_t sndbuf_offer(wd_out_t *out, int sock)
 {
     int half = out->sndbuf_base / 2; /* the kernel doubles what it is given */
 
-    if (pending_now(out) > (int64_t)out->sndbuf_base)
-        return;
+    if (out->sndbuf_up == 0)
+        return UINT64_MAX;
+    if (out->pending > (uint64_t)out->sndbuf_base)
+        return out->pending - (uint64_t)out->sndbuf_base;
     (void)setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
     out->sndbuf_up = 0;
+    return UINT64_MAX;
 }
 
 static size_t iov_bytes(const struct iovec *iov, int cnt)
@@ -865,11 +873,10 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
         wd_out_seg_t *s;
         ssize_t k;
         int cnt = 0, err;
-        uint64_t cap = UINT64_MAX;
+        uint64_t cap;
 
-        if (out->sndbuf_up)
-            sndbuf_lower(out, sock);
         pthread_mutex_lock(&out->lock);
+        cap = sndbuf_offer(out, sock);
         s = out->head;
         if (s == NULL || out->sending) {
             /* Nothing, or the producer is writing: it wakes us for what it leaves. */
@@ -878,16 +885,6 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
             pthread_mutex_unlock(&out->lock);
             return done ? 1 : 0;
         }
-        /* Raised, the socket is offered no more than leaves a rest the socket's own buffer holds:
-         * that rest goes out once the buffer is back at its own size, so that the kernel holds no
-         * more of the response at its end than without the raise (the socket takes it only once
-         * what it holds is below its own size again: one wake-up more a response). A reader that
-         * drains the socket while it is written lets one write take more than the buffer holds:
-         * offered everything, a write took the whole rest with the buffer still raised
-         * (test_send_buffer.py failed under load). Only the producer adds to pending meanwhile,
-         * so it stays above sndbuf_base while the buffer is raised. */
-        if (out->sndbuf_up && out->pending > (uint64_t)out->sndbuf_base)
-            cap = out->pending - (uint64_t)out->sndbuf_base;
         if (s->kind == SEG_FILE) {
             int fd = s->fd;
             uint64_t off = s->off;
