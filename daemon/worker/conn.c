@@ -87,12 +87,15 @@ static void conn_timer(wd_conn_t *c, double secs)
 
 /* Called under out->lock by a Python thread: the loop has something to send, or the response is
  * finished. */
-static void conn_wake(wd_out_t *out, void *data, int lazy)
+static void conn_wake(wd_out_t *out, void *data, int how)
 {
     wd_conn_t *c = data;
 
     (void)out;
-    wd_handoff_notify(c->cs->handoff, &c->node, lazy);
+    wd_handoff_notify(c->cs->handoff, &c->node,
+                      how == WD_OUT_WAKE_LAZY   ? WD_HANDOFF_LAZY
+                      : how == WD_OUT_WAKE_SHUT ? WD_HANDOFF_QUIET
+                                                : WD_HANDOFF_NOW);
 }
 
 static int conn_park(wd_out_t *out, void *data, void *thread, int whole);
@@ -321,7 +324,16 @@ static void conn_dispatch(wd_conn_t *c)
     conn_timer(c, 0);
     if (c->proto == WD_REQ_FCGI)
         set_events(c, app_watch(c)); /* an ABORT_REQUEST may come */
-    req->may_be_lazy = c->proto == WD_REQ_HTTP && c->http.keep_alive; /* see wd_out_finish */
+    /* See wd_out_finish_park. (The end of a request on a keep-alive FastCGI connection wakes the
+     * loop, as it did.) */
+    if (c->proto == WD_REQ_HTTP && c->http.keep_alive)
+        req->may_be_lazy = WD_REQ_LAZY_KEEP;
+    else if (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_UWSGI ||
+             (c->proto == WD_REQ_FCGI && !c->fcgi.keep_conn))
+        req->may_be_lazy = WD_REQ_LAZY_SHUT;
+    else
+        req->may_be_lazy = 0;
+    c->out.may_shut = req->may_be_lazy == WD_REQ_LAZY_SHUT;
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
 }
@@ -859,6 +871,12 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         return;
     }
     if (c->state == WD_CONN_APP) {
+        if (wd_out_is_shut(&c->out)) {
+            /* Its thread sent the answer whole and shut the connection, and told the loop lazily:
+             * the peer's hang-up (or anything else) is not news of a client gone. */
+            conn_send(c);
+            return;
+        }
         if (status < 0) {
             /* The connection failed (reset) while its request runs: abandon the response. */
             if (!wd_out_is_finished(&c->out))

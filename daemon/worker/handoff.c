@@ -328,6 +328,7 @@ void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
     h->batch_n++;
     h->in_flight++;
     h->lazy_in_flight += req->may_be_lazy != 0;
+    h->shut_in_flight += req->may_be_lazy == WD_REQ_LAZY_SHUT;
 }
 
 void wd_handoff_flush(wd_handoff_t *h)
@@ -350,6 +351,7 @@ void wd_handoff_done(wd_handoff_t *h, const wd_req_t *req)
 {
     h->in_flight--;
     h->lazy_in_flight -= req->may_be_lazy != 0;
+    h->shut_in_flight -= req->may_be_lazy == WD_REQ_LAZY_SHUT;
     h->park_in_flight -= req->claimed != 0;
 }
 
@@ -604,8 +606,8 @@ static void before_block(wd_handoff_t *h)
  * poll more a wake-up), and otherwise keeps it through its turn. */
 static int loop_may_park(const wd_handoff_t *h)
 {
-    return h->park_cb != NULL &&
-           (h->parked > 0 || h->park_in_flight > 0 || (h->lazy_in_flight > 0 && h->in_flight <= 1));
+    return h->park_cb != NULL && (h->parked > 0 || h->park_in_flight > 0 ||
+                                  (h->lazy_in_flight > h->shut_in_flight && h->in_flight <= 1));
 }
 
 void wd_handoff_run(wd_handoff_t *h)
@@ -714,6 +716,7 @@ int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req)
         /* Its end is never lazy news: the thread finishes it under the loop lock or wakes the
          * loop (the connection is not watched meanwhile). */
         h->lazy_in_flight -= req->may_be_lazy != 0;
+        h->shut_in_flight -= req->may_be_lazy == WD_REQ_LAZY_SHUT;
         req->may_be_lazy = 0;
         req->claimed = 1;
         h->park_in_flight++;
@@ -825,7 +828,7 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* --- threads -> loop ------------------------------------------------------------------------- */
 
-void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy)
+void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how)
 {
     int first;
 
@@ -839,8 +842,12 @@ void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy)
     pthread_mutex_unlock(&h->ready_lock);
     /* A resting loop takes the list when its rest ends, a spinning one before it can block: no
      * async then. The fence pairs with the loop's store in look_end: either it sees the node on
-     * the list, or this sees `looking` cleared. */
-    if (lazy || rest_end(h))
+     * the list, or this sees `looking` cleared. Quiet news leaves a rest alone: if this sees
+     * `resting` set, the loop's exchange that ends the rest comes later, and so does its look at
+     * the list (see rest). */
+    if (how == WD_HANDOFF_LAZY)
+        return;
+    if (how == WD_HANDOFF_QUIET ? atomic_load(&h->resting) : rest_end(h))
         return;
     atomic_thread_fence(memory_order_seq_cst);
     if (!atomic_load_explicit(&h->looking, memory_order_relaxed))
@@ -955,7 +962,8 @@ static void prepare_cb(uv_prepare_t *p)
     if (rest(h) && ready_any(h))
         take_ready(h);
     look_end(h);
-    if (h->lazy_in_flight > 0 && !uv_is_active((uv_handle_t *)&h->lazy_timer))
+    /* (Quiet news wakes the loop: the requests that end so need no timer.) */
+    if (h->lazy_in_flight > h->shut_in_flight && !uv_is_active((uv_handle_t *)&h->lazy_timer))
         uv_timer_start(&h->lazy_timer, lazy_cb, h->lazy_ms, 0);
     if (h->on_block)
         h->on_block(h->on_block_data);

@@ -135,6 +135,7 @@ struct wd_handoff {
     size_t batch_n;
     size_t in_flight;            /* dispatched and not yet done (wd_handoff_done) */
     size_t lazy_in_flight;       /* ... of which may end lazily (req->may_be_lazy) */
+    size_t shut_in_flight;       /* ... of which end their connection (WD_REQ_LAZY_SHUT) */
     wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */
@@ -249,12 +250,18 @@ wd_req_t *wd_handoff_next(wd_handoff_t *h, wd_handoff_thread_t *t);
 /* Waits for a request (spinning first when requests come fast), or returns NULL once the hand-off
  * is closed and empty. Call it with the GIL released, after wd_handoff_next returned NULL. */
 wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
-/* The node has news for the loop: puts it on the ready list and wakes the loop; when lazy, does
- * not wake it: the loop takes the list at its next turn, and within WD_HANDOFF_LAZY_MS while the
- * timer that bounds it finds news, WD_HANDOFF_LAZY_MAX_MS at most when it has found none lately
- * (see prepare_cb). Nothing waits for lazy news: it is a keep-alive response the client has whole,
- * and the client's next request wakes the loop (the loop then learns the news before it reads). */
-void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int lazy);
+/* The node has news for the loop: puts it on the ready list and wakes the loop (how: `how`).
+ * WD_HANDOFF_NOW wakes it, ending its rest. WD_HANDOFF_LAZY does not wake it: the loop takes the
+ * list at its next turn, and within WD_HANDOFF_LAZY_MS while the timer that bounds it finds news,
+ * WD_HANDOFF_LAZY_MAX_MS at most when it has found none lately (see prepare_cb). Nothing waits for
+ * lazy news: it is a keep-alive response the client has whole, and the client's next request
+ * wakes the loop (the loop then learns the news before it reads). WD_HANDOFF_QUIET wakes a loop
+ * that sleeps, but does not end its rest: a response the peer has whole, on a connection that
+ * ends with it (its thread shut it), which only the loop's close is left of. */
+void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how);
+#define WD_HANDOFF_NOW 0
+#define WD_HANDOFF_LAZY 1
+#define WD_HANDOFF_QUIET 2
 #define WD_HANDOFF_REST_MAX_MS 10
 #define WD_HANDOFF_LAZY_MS 1
 #define WD_HANDOFF_LAZY_MAX_MS 8

@@ -70,8 +70,13 @@ typedef struct wd_out_budget {
  * that response-memory-limit does not count. */
 #define WD_OUT_SNDBUF (1 << 20)
 typedef struct wd_out_seg wd_out_seg_t;
-/* lazy: the response is finished and all sent; the loop may learn it at its next turn. */
-typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int lazy);
+/* how: WD_OUT_WAKE_NOW; WD_OUT_WAKE_LAZY, the response is finished and all sent on a connection
+ * that stays open: the loop may learn it at its next turn; WD_OUT_WAKE_SHUT, the response is
+ * finished, all sent and the socket shut: only the close is left (see handoff.h). */
+typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int how);
+#define WD_OUT_WAKE_NOW 0
+#define WD_OUT_WAKE_LAZY 1
+#define WD_OUT_WAKE_SHUT 2
 /* Parking (handoff.h), asked by wd_out_finish_park with the lock held, of a finished response:
  * whether the producer's thread keeps the connection. Returns 1 when it does (the callback then
  * holds what it needs, and `parked` runs after the unlock to complete the response), 0 when not,
@@ -103,6 +108,9 @@ struct wd_out {
     int sending;          /* a thread is writing to sock now (the loop or the producer) */
     int hold;             /* the producer has not handed the loop anything to send yet: no wake */
     int loop_waits;       /* the loop waits for the finish (the next request came): wake it */
+    int may_shut;         /* set by the loop: the response ends its connection, and a producer
+                             that sends it whole shuts the socket's sending side itself */
+    int shut;             /* ... which it did: the peer has the whole response, the loop closes */
     uint64_t finished_ns; /* when the producer called wd_out_finish (wd_now_ns) */
     wd_out_wake_cb wake;
     void *wake_data;
@@ -170,6 +178,9 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write);
 void wd_out_abort(wd_out_t *out);
 /* 1 once the producer called wd_out_finish (read under the lock). */
 int wd_out_is_finished(wd_out_t *out);
+/* 1 once the producer finished a response that ends its connection and shut the socket's sending
+ * side after sending it whole (may_shut): the peer's hang-up then is not a client gone. */
+int wd_out_is_shut(wd_out_t *out);
 /* Loop: as wd_out_is_finished; when not finished yet, the finish wakes the loop even if it could
  * have been lazy (the client sent its next request: the loop waits for this one's end). */
 int wd_out_finished_or_wait(wd_out_t *out);

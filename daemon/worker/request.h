@@ -23,6 +23,12 @@ typedef enum wd_req_kind {
 
 typedef struct wd_req wd_req_t;
 
+/* wd_req_t.may_be_lazy: a keep-alive request, whose answer sent whole leaves the connection
+ * ready for the next; or one that ends its connection, which the thread that sent the answer
+ * whole shuts (wd_out_t.may_shut), so that only the close is left, and that can wait. */
+#define WD_REQ_LAZY_KEEP 1
+#define WD_REQ_LAZY_SHUT 2
+
 struct wd_req {
     wd_req_t *next; /* queue link */
     wd_req_kind_t kind;
@@ -31,7 +37,7 @@ struct wd_req {
     uint64_t t_start_ns;  /* CLOCK_MONOTONIC when the head was complete */
     uint64_t t_queued_ns; /* when pushed onto the queue */
     uint64_t t_taken_ns;  /* when a Python thread took it (handoff.c, under its lock) */
-    int may_be_lazy;      /* its end may be news the loop learns late (see handoff.h) */
+    int may_be_lazy;      /* its end may be news the loop learns late (see handoff.h): */
     int claimed;          /* taken by the thread parked on its connection (handoff.h) */
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */

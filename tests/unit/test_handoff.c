@@ -9,12 +9,15 @@
  *     burst; a node released while on the ready list is freed only when the loop takes it off;
  *   - news for a spinning loop sends no async (it takes the list before it can block), and news
  *     for a loop that may block does; the end of every turn is told (wd_handoff_set_on_block);
- *   - in_flight and lazy_in_flight count dispatch and done;
+ *   - quiet news wakes a loop that may block, and leaves a rest alone;
+ *   - in_flight, lazy_in_flight and shut_in_flight count dispatch and done, and only requests
+ *     that end lazily on a kept connection run the lazy timer;
  *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
  *     back to its shortest once it finds some;
  *   - the loop rests while the queue holds two requests a thread, and only then; a thread that
  *     takes the queue down to one request a thread ends the rest, and so does news that must
- *     not wait (the rest's bound is made so long here that only a wake-up can end it);
+ *     not wait, but not quiet news (the rest's bound is made so long here that only a wake-up
+ *     can end it);
  *   - parking: a thread parked on a connection (a socketpair here) serves the request that comes
  *     on it itself (claimed: no queue, no lazy end); a push goes to a plain sleeper first, and to
  *     a parked thread only when none sleeps, which then gives its connection back before it
@@ -244,12 +247,19 @@ static void test_news(void)
     uv_run(&loop, UV_RUN_NOWAIT);
     T_CHECK(n_ready == 2 && ready_seen[1] == &n2, "lazy news taken at the next turn");
 
+    /* Quiet: a loop that does not rest is woken. */
+    notify_from_thread(&n2, WD_HANDOFF_QUIET);
+    T_CHECK(h.async.pending != 0, "quiet news for a loop that may block sends the async");
+    while (n_ready < 3)
+        uv_run(&loop, UV_RUN_ONCE);
+    T_CHECK(ready_seen[2] == &n2, "woken, it took the quiet news");
+
     /* Released while on the list: freed when the loop takes it, never reported. */
     notify_from_thread(&n1, 1);
     T_CHECK(wd_handoff_release(&h, &n1) == 1, "release while queued is deferred");
     T_CHECK(n_freed == 0, "not freed yet");
     uv_run(&loop, UV_RUN_NOWAIT);
-    T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 2, "freed, not reported");
+    T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 3, "freed, not reported");
     T_CHECK(wd_handoff_release(&h, &n2) == 0, "a node not on the list is released at once");
     teardown();
 }
@@ -308,21 +318,33 @@ static void test_looking(void)
     teardown();
 }
 
+/* Requests that end their connection may end lazily too (their thread shuts it), but their news
+ * wakes a loop that sleeps: no timer for them. */
 static void test_lazy_in_flight(void)
 {
-    wd_req_t plain = {0}, lazy = {0};
+    wd_req_t plain = {0}, lazy = {0}, shut = {0};
 
     setup();
-    lazy.may_be_lazy = 1;
+    lazy.may_be_lazy = WD_REQ_LAZY_KEEP;
+    shut.may_be_lazy = WD_REQ_LAZY_SHUT;
     wd_handoff_dispatch(&h, &plain);
+    wd_handoff_dispatch(&h, &shut);
+    T_CHECK(h.in_flight == 2 && h.lazy_in_flight == 1 && h.shut_in_flight == 1,
+            "in flight %zu, lazy %zu, shut %zu", h.in_flight, h.lazy_in_flight, h.shut_in_flight);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(!uv_is_active((uv_handle_t *)&h.lazy_timer), "no lazy timer for a shut end");
     wd_handoff_dispatch(&h, &lazy);
-    T_CHECK(h.in_flight == 2 && h.lazy_in_flight == 1, "in flight %zu, lazy %zu", h.in_flight,
+    T_CHECK(h.in_flight == 3 && h.lazy_in_flight == 2, "in flight %zu, lazy %zu", h.in_flight,
             h.lazy_in_flight);
-    wd_handoff_flush(&h);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(uv_is_active((uv_handle_t *)&h.lazy_timer), "the lazy timer for a keep-alive end");
     wd_handoff_remove(&h, &plain);
     wd_handoff_remove(&h, &lazy);
+    wd_handoff_remove(&h, &shut);
     wd_handoff_done(&h, &lazy);
-    T_CHECK(h.in_flight == 1 && h.lazy_in_flight == 0, "done counts down both");
+    wd_handoff_done(&h, &shut);
+    T_CHECK(h.in_flight == 1 && h.lazy_in_flight == 0 && h.shut_in_flight == 0,
+            "done counts down all three");
     wd_handoff_done(&h, &plain);
     T_CHECK(h.in_flight == 0, "none in flight");
     teardown();
@@ -363,9 +385,11 @@ static void test_lazy_bound(void)
 
 typedef struct rest_watch {
     pthread_t tid;
-    int takes; /* requests to take once the loop rests (0: notify node instead) */
-    wd_handoff_node_t *node;
-    int resting_after[2]; /* `resting` after each take */
+    int takes;               /* requests to take once the loop rests (after the news, if any) */
+    wd_handoff_node_t *node; /* news to tell the resting loop, or NULL */
+    int how;                 /* ... how (WD_HANDOFF_NOW or _QUIET) */
+    int resting_news;        /* `resting` after the news */
+    int resting_after[2];    /* `resting` after each take */
     int done;
 } rest_watch_t;
 
@@ -378,8 +402,8 @@ static void *rest_watch_main(void *arg)
     while (!atomic_load(&h.resting))
         sched_yield();
     if (r->node != NULL) {
-        wd_handoff_notify(&h, r->node, 0);
-        r->resting_after[0] = atomic_load(&h.resting);
+        wd_handoff_notify(&h, r->node, r->how);
+        r->resting_news = atomic_load(&h.resting);
     }
     for (int i = 0; i < r->takes; i++) {
         T_CHECK(wd_handoff_next(&h, &t) != NULL, "a queued request to take");
@@ -411,8 +435,9 @@ static void dispatch_lazy(wd_req_t *r, int n)
 static void test_rest(void)
 {
     wd_req_t r[5] = {{0}}, plain = {0};
-    wd_handoff_node_t n = {0};
-    rest_watch_t a = {.takes = 2}, b = {.node = &n};
+    wd_handoff_node_t n = {0}, n2 = {0};
+    rest_watch_t a = {.takes = 2}, b = {.node = &n, .how = WD_HANDOFF_NOW};
+    rest_watch_t c = {.node = &n2, .how = WD_HANDOFF_QUIET, .takes = 2};
     uint64_t rests, one = 1, v;
 
     setup();
@@ -460,8 +485,16 @@ static void test_rest(void)
 
     /* News that must not wait ends a rest, and the loop takes it at the rest's end. */
     rest_run(&b);
-    T_CHECK(b.resting_after[0] == 0, "the notify ended the rest");
+    T_CHECK(b.resting_news == 0, "the notify ended the rest");
     T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the news was taken: %d", n_ready);
+
+    /* Quiet news (an answer its thread sent whole and shut) does not: the takes that leave one
+     * request a thread do, and the loop takes the news at the rest's end. */
+    rest_run(&c);
+    T_CHECK(c.resting_news == 1, "quiet news left the rest alone");
+    T_CHECK(c.resting_after[0] == 1 && c.resting_after[1] == 0,
+            "the take that left 1 ended the rest: %d %d", c.resting_after[0], c.resting_after[1]);
+    T_CHECK(n_ready == 2 && ready_seen[1] == &n2, "the quiet news was taken: %d", n_ready);
 
     /* Close ends a rest too (the loop then finds the hand-off closed and rests no more). */
     wd_handoff_close(&h);

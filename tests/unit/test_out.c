@@ -75,13 +75,13 @@ static void release(void *obj, void *ctx)
     r->released++;
 }
 
-static void wake(wd_out_t *out, void *data, int lazy)
+static void wake(wd_out_t *out, void *data, int how)
 {
     uint64_t one = 1;
     run_t *r = data;
 
     (void)out;
-    (void)lazy; /* the test's consumer waits for every wake */
+    (void)how; /* the test's consumer waits for every wake */
     if (write(r->efd, &one, sizeof one) < 0)
         abort();
 }
@@ -557,6 +557,97 @@ static void test_sndbuf(void)
         sndbuf_drained_case(most, (6 << 20) + k * (256 << 10));
 }
 
+/* A response that ends its connection, sent whole by its producer, is ended by the producer
+ * (shutdown): the peer reads it whole and then the end, before the loop does anything, and the
+ * loop is told lazily. Any other finish leaves the socket to the loop and wakes it, except a
+ * keep-alive response sent whole (lazy, the socket open). */
+typedef struct {
+    const char *name;
+    int keep_alive; /* at the finish */
+    int may_shut;   /* the loop's permission */
+    size_t len;     /* response bytes; more than the socket holds: the loop sends the rest */
+    int abort;      /* the loop gave the response up before the finish */
+    int shut;       /* expected: the peer sees the end after the bytes */
+    int how;        /* expected: how the last wake asks the loop (WD_OUT_WAKE_*) */
+} shut_case_t;
+
+static const shut_case_t shut_cases[] = {
+    {"ends its connection, whole", 0, 1, 300, 0, 1, WD_OUT_WAKE_SHUT},
+    {"ends its connection, not allowed", 0, 0, 300, 0, 0, WD_OUT_WAKE_NOW},
+    {"ends its connection, larger than the socket", 0, 1, 1 << 20, 0, 0, WD_OUT_WAKE_NOW},
+    {"reset", WD_OUT_RESET, 1, 300, 0, 0, WD_OUT_WAKE_NOW},
+    {"keep-alive, whole", 1, 1, 300, 0, 0, WD_OUT_WAKE_LAZY},
+    {"keep-alive, larger than the socket", 1, 0, 1 << 20, 0, 0, WD_OUT_WAKE_NOW},
+    {"ends its connection, given up", 0, 1, 300, 1, 0, WD_OUT_WAKE_NOW},
+};
+
+static int shut_wakes, shut_how;
+
+static void shut_wake(wd_out_t *out, void *data, int how)
+{
+    (void)out;
+    (void)data;
+    shut_wakes++;
+    shut_how = how;
+}
+
+static void shut_case(const shut_case_t *tc)
+{
+    static char mem[1 << 20], buf[65536];
+    wd_out_t out;
+    int sv[2], small = 65536, want_write = 0, eof = 0;
+    size_t got = 0;
+    ssize_t k;
+
+    memset(mem, 's', sizeof mem);
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+    wd_out_init(&out, 4 << 20, 1 << 30, "/tmp", shut_wake, NULL);
+    shut_wakes = 0;
+    shut_how = -1;
+    /* As the loop dispatches (conn.c). */
+    out.sock = sv[0];
+    out.hold = 1;
+    out.may_shut = tc->may_shut;
+    CHECK(wd_out_write(&out, mem, tc->len) == 0, "%s: write", tc->name);
+    if (tc->abort)
+        wd_out_abort(&out);
+    wd_out_finish_park(&out, tc->keep_alive, NULL);
+    /* (A response the socket did not take whole also woke the loop for the rest.) */
+    CHECK(shut_wakes >= 1 && shut_how == tc->how, "%s: %d wakes, the last %d (want %d)", tc->name,
+          shut_wakes, shut_how, tc->how);
+    CHECK(wd_out_is_shut(&out) == tc->shut, "%s: wd_out_is_shut %d", tc->name,
+          wd_out_is_shut(&out));
+    /* What the peer has now, before the loop sends anything. */
+    while ((k = read(sv[1], buf, sizeof buf)) > 0)
+        got += (size_t)k;
+    eof = k == 0;
+    CHECK(eof == tc->shut, "%s: the peer %s the end after %zu bytes", tc->name,
+          eof ? "saw" : "did not see", got);
+    if (tc->how != WD_OUT_WAKE_NOW)
+        CHECK(got == tc->len, "%s: the peer got %zu of %zu bytes", tc->name, got, tc->len);
+    /* The loop sends the rest (none, when whole). */
+    while (!tc->abort && got < tc->len) {
+        int rc = wd_out_send(&out, sv[0], &want_write);
+
+        CHECK(rc >= 0, "%s: send %d", tc->name, rc);
+        while ((k = read(sv[1], buf, sizeof buf)) > 0)
+            got += (size_t)k;
+        if (rc != 0)
+            break;
+    }
+    CHECK(tc->abort || got == tc->len, "%s: %zu of %zu bytes in all", tc->name, got, tc->len);
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void test_shut(void)
+{
+    for (size_t i = 0; i < sizeof shut_cases / sizeof shut_cases[0]; i++)
+        shut_case(&shut_cases[i]);
+}
+
 int main(void)
 {
     size_t n = sizeof cases / sizeof cases[0];
@@ -570,6 +661,7 @@ int main(void)
     test_try_undo();
     test_one_write_when_full();
     test_sndbuf();
+    test_shut();
     printf("out: %zu cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
