@@ -828,6 +828,9 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* --- threads -> loop ------------------------------------------------------------------------- */
 
+static int take_ready(wd_handoff_t *h);
+static int ready_any(wd_handoff_t *h);
+
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how)
 {
     int first;
@@ -850,8 +853,26 @@ void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how)
     if (how == WD_HANDOFF_QUIET ? atomic_load(&h->resting) : rest_end(h))
         return;
     atomic_thread_fence(memory_order_seq_cst);
-    if (!atomic_load_explicit(&h->looking, memory_order_relaxed))
-        uv_async_send(&h->async);
+    if (atomic_load_explicit(&h->looking, memory_order_relaxed))
+        return;
+    if (how == WD_HANDOFF_QUIET && atomic_load_explicit(&h->accepting, memory_order_relaxed))
+        return;
+    uv_async_send(&h->async);
+}
+
+/* The fence pairs with the one in wd_handoff_notify: a thread that saw `accepting` set put its
+ * node on the list before this store, and the loop looks at the list after it (prepare_cb, which
+ * looks again at its end while the worker does not accept). */
+void wd_handoff_set_accepting(wd_handoff_t *h, int on)
+{
+    atomic_store(&h->accepting, on != 0);
+    atomic_thread_fence(memory_order_seq_cst);
+}
+
+void wd_handoff_take_news(wd_handoff_t *h)
+{
+    if (ready_any(h))
+        take_ready(h);
 }
 
 /* Takes the nodes one at a time, under the lock: a thread may put one of them back on the list
@@ -962,7 +983,13 @@ static void prepare_cb(uv_prepare_t *p)
     if (rest(h) && ready_any(h))
         take_ready(h);
     look_end(h);
-    /* (Quiet news wakes the loop: the requests that end so need no timer.) */
+    /* A worker that stopped accepting in this turn's callbacks, after the first look: quiet news
+     * that came meanwhile sent no async (wd_handoff_set_accepting). */
+    if (!atomic_load_explicit(&h->accepting, memory_order_relaxed) && ready_any(h)) {
+        take_ready(h);
+        wd_handoff_flush(h);
+    }
+    /* (Quiet news wakes the loop or waits for the next connection: no timer for it.) */
     if (h->lazy_in_flight > h->shut_in_flight && !uv_is_active((uv_handle_t *)&h->lazy_timer))
         uv_timer_start(&h->lazy_timer, lazy_cb, h->lazy_ms, 0);
     if (h->on_block)

@@ -139,8 +139,10 @@ struct wd_handoff {
     wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */
-    _Atomic int looking; /* the loop spins: it takes the ready list before it can block, so news
-                            need no async (wd_handoff_notify) */
+    _Atomic int looking;   /* the loop spins: it takes the ready list before it can block, so news
+                              need no async (wd_handoff_notify) */
+    _Atomic int accepting; /* the worker accepts: a new connection wakes the loop, so quiet news
+                              needs no async (wd_handoff_set_accepting) */
     wd_handoff_block_cb on_block; /* the end of the loop's turn, before it may block, or NULL */
     void *on_block_data;
 
@@ -256,9 +258,18 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
  * WD_HANDOFF_LAZY_MAX_MS at most when it has found none lately (see prepare_cb). Nothing waits for
  * lazy news: it is a keep-alive response the client has whole, and the client's next request
  * wakes the loop (the loop then learns the news before it reads). WD_HANDOFF_QUIET wakes a loop
- * that sleeps, but does not end its rest: a response the peer has whole, on a connection that
- * ends with it (its thread shut it), which only the loop's close is left of. */
+ * that sleeps while the worker does not accept, but does not end its rest: a response the peer
+ * has whole, on a connection that ends with it (its thread shut it), which only the loop's close
+ * is left of. */
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how);
+/* Loop: whether the worker accepts new connections. While it does, quiet news sends no async: the
+ * next connection wakes the loop, which then takes it (and the worker's tick, 250 ms, if none
+ * comes); once it does not (at capacity), quiet news wakes the loop, whose closes bring the worker
+ * below its capacity. */
+void wd_handoff_set_accepting(wd_handoff_t *h, int on);
+/* Loop: takes the news on the ready list now (accept_cb, before it counts the worker busy: the
+ * connections that quiet news ends are still open). */
+void wd_handoff_take_news(wd_handoff_t *h);
 #define WD_HANDOFF_NOW 0
 #define WD_HANDOFF_LAZY 1
 #define WD_HANDOFF_QUIET 2

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from helpers.clients import Conn, http_request, request
+from helpers.clients import HELLO, Conn, http_request, request
 from helpers.daemon import WSGICTL
 from helpers.nginx import proxy_location, uwsgi_location
 from helpers.procs import comm as comm_of, wait_for
@@ -265,3 +265,36 @@ def test_queued_request_of_a_client_that_left_never_runs(wsgid, nginx, tmp, via)
     assert request(ng.addr, path="/mark?name=after").status == 200
     assert (tmp / "mark-after").exists()
     assert not (tmp / "mark-queued").exists(), "the request of the client that left ran"
+
+
+def test_connections_their_threads_ended_close_without_more_traffic(wsgid, nginx, tmp):
+    """A response on a connection that ends with it (uwsgi_pass here) and that went out whole is
+    ended by its thread (shutdown), which tells the loop quietly: while the worker accepts, the
+    loop closes the connection when the next one comes, and at its tick (250 ms) when none does.
+    After a run of requests and no more traffic, the worker must soon hold no more sockets than
+    before them, and every answer must have been whole."""
+    from helpers.config import app, make_config
+
+    g = {"listen": ["unix:" + str(tmp / "site.sock")], "processes": 1, "threads": 2,
+         "app": app("hello")}
+    d = wsgid(config=make_config(tmp, {"site": g}))
+    ng = nginx(uwsgi_location(str(tmp / "site.sock")))
+    (pid,) = d.workers()
+
+    def sockets():
+        n = 0
+        for fd in os.listdir("/proc/%d/fd" % pid):
+            try:
+                n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("socket:")
+            except OSError:
+                pass  # closed meanwhile
+        return n
+
+    base = sockets()
+    for i in range(20):
+        r = request(ng.addr, path="/")
+        assert r.status == 200 and r.body == HELLO, (i, r)
+    t0 = time.monotonic()
+    wait_for(lambda: sockets() == base, 2.0,
+             what="the worker's sockets back to %d (now %d)" % (base, sockets()))
+    print("sockets back to %d after %.2f s" % (base, time.monotonic() - t0))

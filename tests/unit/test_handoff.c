@@ -9,7 +9,8 @@
  *     burst; a node released while on the ready list is freed only when the loop takes it off;
  *   - news for a spinning loop sends no async (it takes the list before it can block), and news
  *     for a loop that may block does; the end of every turn is told (wd_handoff_set_on_block);
- *   - quiet news wakes a loop that may block, and leaves a rest alone;
+ *   - quiet news wakes a loop that may block while the worker does not accept (while it does,
+ *     the next connection brings the loop, wd_handoff_take_news), and leaves a rest alone;
  *   - in_flight, lazy_in_flight and shut_in_flight count dispatch and done, and only requests
  *     that end lazily on a kept connection run the lazy timer;
  *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
@@ -254,12 +255,26 @@ static void test_news(void)
         uv_run(&loop, UV_RUN_ONCE);
     T_CHECK(ready_seen[2] == &n2, "woken, it took the quiet news");
 
+    /* Quiet, while the worker accepts: no async (its next connection wakes the loop, and the
+     * accept callback takes the news before anything else). */
+    wd_handoff_set_accepting(&h, 1);
+    notify_from_thread(&n2, WD_HANDOFF_QUIET);
+    T_CHECK(h.async.pending == 0, "quiet news for an accepting worker sends no async");
+    T_CHECK(n_ready == 3, "quiet news waits for the next connection");
+    wd_handoff_take_news(&h);
+    T_CHECK(n_ready == 4 && ready_seen[3] == &n2, "taken at the next connection: %d", n_ready);
+    notify_from_thread(&n2, 0);
+    T_CHECK(h.async.pending != 0, "news that must not wait still sends the async");
+    while (n_ready < 5)
+        uv_run(&loop, UV_RUN_ONCE);
+    wd_handoff_set_accepting(&h, 0);
+
     /* Released while on the list: freed when the loop takes it, never reported. */
     notify_from_thread(&n1, 1);
     T_CHECK(wd_handoff_release(&h, &n1) == 1, "release while queued is deferred");
     T_CHECK(n_freed == 0, "not freed yet");
     uv_run(&loop, UV_RUN_NOWAIT);
-    T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 3, "freed, not reported");
+    T_CHECK(n_freed == 1 && freed_seen[0] == &n1 && n_ready == 5, "freed, not reported");
     T_CHECK(wd_handoff_release(&h, &n2) == 0, "a node not on the list is released at once");
     teardown();
 }
