@@ -867,6 +867,8 @@ void wd_handoff_set_accepting(wd_handoff_t *h, int on)
 {
     atomic_store(&h->accepting, on != 0);
     atomic_thread_fence(memory_order_seq_cst);
+    if (!on)
+        h->accept_stopped = 1;
 }
 
 void wd_handoff_take_news(wd_handoff_t *h)
@@ -983,11 +985,15 @@ static void prepare_cb(uv_prepare_t *p)
     if (rest(h) && ready_any(h))
         take_ready(h);
     look_end(h);
-    /* A worker that stopped accepting in this turn's callbacks, after the first look: quiet news
-     * that came meanwhile sent no async (wd_handoff_set_accepting). */
-    if (!atomic_load_explicit(&h->accepting, memory_order_relaxed) && ready_any(h)) {
-        take_ready(h);
-        wd_handoff_flush(h);
+    /* A worker that stopped accepting since the last look (in this prepare's own callbacks too):
+     * quiet news that came meanwhile sent no async (wd_handoff_set_accepting). Only then: the
+     * list's lock is not taken again every turn at capacity. */
+    if (h->accept_stopped) {
+        h->accept_stopped = 0;
+        if (ready_any(h)) {
+            take_ready(h);
+            wd_handoff_flush(h);
+        }
     }
     /* (Quiet news wakes the loop or waits for the next connection: no timer for it.) */
     if (h->lazy_in_flight > h->shut_in_flight && !uv_is_active((uv_handle_t *)&h->lazy_timer))

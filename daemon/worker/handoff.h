@@ -143,6 +143,7 @@ struct wd_handoff {
                               need no async (wd_handoff_notify) */
     _Atomic int accepting; /* the worker accepts: a new connection wakes the loop, so quiet news
                               needs no async (wd_handoff_set_accepting) */
+    int accept_stopped;    /* ... it stopped since prepare_cb last looked at the list */
     wd_handoff_block_cb on_block; /* the end of the loop's turn, before it may block, or NULL */
     void *on_block_data;
 
