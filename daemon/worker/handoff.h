@@ -125,9 +125,11 @@ struct wd_handoff {
     /* Loop side. */
     uv_loop_t *loop;
     uv_async_t async;
-    uv_prepare_t prepare;  /* takes the ready list before the loop sleeps */
-    uv_timer_t lazy_timer; /* ... and within lazy_ms while lazy_in_flight > 0 */
-    unsigned lazy_ms;      /* WD_HANDOFF_LAZY_MS, doubled up to _MAX_MS while it finds nothing */
+    uv_prepare_t prepare;   /* takes the ready list before the loop sleeps */
+    uv_timer_t lazy_timer;  /* ... and within lazy_ms while lazy_in_flight > 0 */
+    unsigned lazy_ms;       /* WD_HANDOFF_LAZY_MS, doubled up to _MAX_MS while it finds nothing */
+    uv_timer_t quiet_timer; /* ... quiet news, within quiet_ms of the loop blocking */
+    unsigned quiet_ms;      /* WD_HANDOFF_QUIET_MS, doubled up to _MAX_MS while it finds nothing */
     uv_check_t batch_check;
     uv_idle_t spin;
     wd_req_t *batch_head; /* dispatched in this loop iteration, pushed at its end */
@@ -264,9 +266,9 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t);
  * is left of. */
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how);
 /* Loop: whether the worker accepts new connections. While it does, quiet news sends no async: the
- * next connection wakes the loop, which then takes it (and the worker's tick, 250 ms, if none
- * comes); once it does not (at capacity), quiet news wakes the loop, whose closes bring the worker
- * below its capacity. */
+ * next connection wakes the loop, which then takes it, or the quiet timer if none comes within
+ * WD_HANDOFF_QUIET_MS of the loop blocking (see prepare_cb); once it does not (at capacity), quiet
+ * news wakes the loop, whose closes bring the worker below its capacity. */
 void wd_handoff_set_accepting(wd_handoff_t *h, int on);
 /* Loop: takes the news on the ready list now (accept_cb, before it counts the worker busy: the
  * connections that quiet news ends are still open). */
@@ -277,5 +279,7 @@ void wd_handoff_take_news(wd_handoff_t *h);
 #define WD_HANDOFF_REST_MAX_MS 10
 #define WD_HANDOFF_LAZY_MS 1
 #define WD_HANDOFF_LAZY_MAX_MS 8
+#define WD_HANDOFF_QUIET_MS 20
+#define WD_HANDOFF_QUIET_MAX_MS 160
 
 #endif

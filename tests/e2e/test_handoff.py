@@ -16,6 +16,7 @@ wd_queue_kick) completes the barrier all the same; the report printed with -s sh
 """
 import json
 import os
+import re
 import subprocess
 import threading
 import time
@@ -270,7 +271,8 @@ def test_queued_request_of_a_client_that_left_never_runs(wsgid, nginx, tmp, via)
 def test_connections_their_threads_ended_close_without_more_traffic(wsgid, nginx, tmp):
     """A response on a connection that ends with it (uwsgi_pass here) and that went out whole is
     ended by its thread (shutdown), which tells the loop quietly: while the worker accepts, the
-    loop closes the connection when the next one comes, and at its tick (250 ms) when none does.
+    loop closes the connection when the next one comes, and at its quiet timer (20 ms after it
+    last blocked) when none does.
     After a run of requests and no more traffic, the worker must soon hold no more sockets than
     before them, and every answer must have been whole."""
     from helpers.config import app, make_config
@@ -298,3 +300,44 @@ def test_connections_their_threads_ended_close_without_more_traffic(wsgid, nginx
     wait_for(lambda: sockets() == base, 2.0,
              what="the worker's sockets back to %d (now %d)" % (base, sockets()))
     print("sockets back to %d after %.2f s" % (base, time.monotonic() - t0))
+
+
+def test_a_peer_that_hangs_up_after_the_answer_its_thread_shut_is_not_a_client_gone(wsgid, tmp):
+    """A uwsgi request whose head comes in two parts makes the loop watch its connection (a
+    request that comes whole is never watched), and after dispatch it watches it for a hang-up.
+    The thread sends the answer whole and shuts the connection (out.c: shut_whole), which tells
+    the loop quietly: while the worker accepts, nobody wakes it. The client reads to the end and
+    closes; on a unix socket that is a POLLHUP, which reaches the loop before the news of the
+    finished answer. The loop must see that the thread shut the connection (conn_poll_cb: an
+    answer that went out whole) and complete the request: not log "client went away", not drop
+    the answer, and log it as 200. Without that check every one of these requests is logged as a
+    client gone (checked by removing it)."""
+    import socket
+
+    from helpers.clients import parse_response, uwsgi_request
+    from helpers.config import app, make_config
+
+    sock = str(tmp / "site.sock")
+    g = {"listen": ["unix:" + sock], "processes": 1, "threads": 1, "app": app("hello")}
+    d = wsgid(config=make_config(tmp, {"site": g}))
+    n = 10
+    for i in range(n):
+        pkt = uwsgi_request(path="/two-parts-%d" % i)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(10)
+            s.connect(sock)
+            s.sendall(pkt[:3])
+            time.sleep(0.05)  # the loop reads the 3 bytes and watches the connection for the rest
+            s.sendall(pkt[3:])
+            data = b""
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break  # the thread's shutdown
+                data += chunk
+        r, used = parse_response(data, eof=True)
+        assert r.status == 200 and r.body == HELLO and used == len(data), (i, r, data)
+    d.wait_log(r'"GET /two-parts-%d HTTP/1.1" 200 ' % (n - 1))
+    for i in range(n):
+        assert re.search(r'"GET /two-parts-%d HTTP/1.1" 200 ' % i, d.log()), (i, d.log())
+    assert "client went away" not in d.log(), d.log()

@@ -15,6 +15,9 @@
  *     that end lazily on a kept connection run the lazy timer;
  *   - the bound on lazy news doubles, up to its maximum, each time its timer finds none, and is
  *     back to its shortest once it finds some;
+ *   - quiet news that sent no async (the worker accepts) is taken by the quiet timer when no
+ *     connection comes, whose bound grows the same way; it runs only while requests that end
+ *     their connection are in flight and the worker accepts;
  *   - the loop rests while the queue holds two requests a thread, and only then; a thread that
  *     takes the queue down to one request a thread ends the rest, and so does news that must
  *     not wait, but not quiet news (the rest's bound is made so long here that only a wake-up
@@ -395,6 +398,81 @@ static void test_lazy_bound(void)
     wd_handoff_flush(&h);
     wd_handoff_remove(&h, &lazy);
     wd_handoff_done(&h, &lazy);
+    teardown();
+}
+
+static struct {
+    wd_handoff_node_t *node;
+    _Atomic int blocked; /* the loop's turn is over */
+    int async_pending;   /* after the news */
+} quiet_news;
+
+static void quiet_news_block(void *data)
+{
+    (void)data;
+    atomic_store(&quiet_news.blocked, 1);
+}
+
+static void *quiet_news_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&quiet_news.blocked))
+        sched_yield();
+    wd_handoff_notify(&h, quiet_news.node, WD_HANDOFF_QUIET);
+    quiet_news.async_pending = h.async.pending != 0;
+    return NULL;
+}
+
+static void test_quiet_bound(void)
+{
+    pthread_t tid;
+    wd_handoff_node_t n = {0};
+    wd_req_t shut = {0};
+    unsigned want = WD_HANDOFF_QUIET_MS;
+
+    setup();
+    shut.may_be_lazy = WD_REQ_LAZY_SHUT;
+    wd_handoff_dispatch(&h, &shut);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(!uv_is_active((uv_handle_t *)&h.quiet_timer),
+            "no quiet timer while the worker does not accept (quiet news wakes the loop)");
+    wd_handoff_set_accepting(&h, 1);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(uv_is_active((uv_handle_t *)&h.quiet_timer),
+            "the quiet timer while the worker accepts and a shut request is in flight");
+    T_CHECK(h.quiet_ms == WD_HANDOFF_QUIET_MS, "the bound starts at %u ms: %u", WD_HANDOFF_QUIET_MS,
+            h.quiet_ms);
+    /* Each turn blocks until the timer fires (the async handle keeps the loop alive), and the
+     * timer finds no news. */
+    for (int i = 0; i < 4; i++) {
+        want = want * 2 > WD_HANDOFF_QUIET_MAX_MS ? WD_HANDOFF_QUIET_MAX_MS : want * 2;
+        uv_run(&loop, UV_RUN_ONCE);
+        T_CHECK(h.quiet_ms == want, "found nothing %d times: %u ms, not %u", i + 1, want,
+                h.quiet_ms);
+    }
+    /* Quiet news that comes once the loop's turn is over sends no async; the loop, blocked, is
+     * woken by the timer alone. */
+    quiet_news.node = &n;
+    wd_handoff_set_on_block(&h, quiet_news_block, NULL);
+    pthread_create(&tid, NULL, quiet_news_main, NULL);
+    uv_run(&loop, UV_RUN_ONCE);
+    pthread_join(tid, NULL);
+    wd_handoff_set_on_block(&h, NULL, NULL);
+    T_CHECK(quiet_news.async_pending == 0, "quiet news for an accepting worker sends no async");
+    T_CHECK(ready_seen[0] == &n, "the quiet timer took the news");
+    T_CHECK(h.quiet_ms == WD_HANDOFF_QUIET_MS, "found news: back to %u ms, not %u",
+            WD_HANDOFF_QUIET_MS, h.quiet_ms);
+    /* Not accepting, or no such request in flight: the timer stops at the next turn. */
+    wd_handoff_set_accepting(&h, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(!uv_is_active((uv_handle_t *)&h.quiet_timer), "stopped: the worker does not accept");
+    wd_handoff_set_accepting(&h, 1);
+    wd_handoff_flush(&h);
+    wd_handoff_remove(&h, &shut);
+    wd_handoff_done(&h, &shut);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    T_CHECK(!uv_is_active((uv_handle_t *)&h.quiet_timer), "stopped: none in flight");
+    wd_handoff_set_accepting(&h, 0);
     teardown();
 }
 
@@ -783,6 +861,7 @@ int main(void)
     test_looking();
     test_lazy_in_flight();
     test_lazy_bound();
+    test_quiet_bound();
     test_rest();
     test_park();
     test_park_drain();
