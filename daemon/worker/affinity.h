@@ -30,7 +30,7 @@
  * 24.0 -> 27.8 us a request.
  *
  * A thread parked alone on a keep-alive connection leaves the CPU while its worker has nothing
- * else to do (handoff.c: roam, with the figures).
+ * else to do (handoff_park.c: roam, with the figures).
  *
  * A process the app forks is given the whole mask back; one started by
  * subprocess (which uses vfork) is not, and keeps the CPU of the thread that started it. */

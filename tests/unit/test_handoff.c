@@ -1,5 +1,6 @@
-/* The hand-off between a worker's loop and its Python threads (daemon/worker/handoff.c), with a
- * real libuv loop and real threads, and no timing: every step waits for the state it needs.
+/* The hand-off between a worker's loop and its Python threads (daemon/worker/handoff.c and
+ * handoff_park.c), with a real libuv loop and real threads, and no timing: every step waits for
+ * the state it needs.
  *
  *   - queued requests are taken first in, first out, and the gauges follow;
  *   - a request goes to the thread that went idle last (LIFO), one thread per request;
