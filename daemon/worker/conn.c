@@ -30,8 +30,6 @@
 #define BODY_READ_ROOM 65536
 /* A connection's read buffer is kept in the pool unless it grew past this. */
 #define BUF_KEEP 16384
-/* The most of a body buffer allocated from Content-Length before the body arrives. */
-#define BODY_PREALLOC 65536
 
 static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
@@ -74,15 +72,6 @@ static void set_events(wd_conn_t *c, int events)
         uv_poll_start(&c->poll, events, conn_poll_cb);
     else
         uv_poll_stop(&c->poll);
-}
-
-/* (Re)starts the connection's one timer; what it means follows from the state when it fires. */
-static void conn_timer(wd_conn_t *c, double secs)
-{
-    if (secs > 0)
-        uv_timer_start(&c->timer, wd__conn_timer_cb, (uint64_t)(secs * 1000) + 1, 0);
-    else
-        uv_timer_stop(&c->timer);
 }
 
 /* Called under out->lock by a Python thread: the loop has something to send, or the response is
@@ -178,7 +167,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     cs->list = c;
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
-    conn_timer(c, cs->group->header_timeout);
+    wd__conn_timer(c, cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
     conn_read(c);
 }
@@ -263,11 +252,6 @@ void wd_conn_close(wd_conn_t *c)
     cs->ops->closed(cs->owner);
 }
 
-static int http_body_cb(void *data, const char *at, size_t n)
-{
-    return wd__conn_body_append(data, at, n);
-}
-
 /* --- dispatch ------------------------------------------------------------------------------- */
 
 static void conn_dispatch(wd_conn_t *c)
@@ -321,7 +305,7 @@ static void conn_dispatch(wd_conn_t *c)
     c->last_sent = 0;
     /* The poll keeps watching for reads: nginx sends nothing more, and a pipelining client's
      * next bytes turn it off in conn_poll_cb. One epoll_ctl less per request. */
-    conn_timer(c, 0);
+    wd__conn_timer(c, 0);
     if (c->proto == WD_REQ_FCGI)
         set_events(c, app_watch(c)); /* an ABORT_REQUEST may come */
     /* See wd_out_finish_park. (The end of a request on a keep-alive FastCGI connection wakes the
@@ -336,185 +320,6 @@ static void conn_dispatch(wd_conn_t *c)
     c->out.may_shut = req->may_be_lazy == WD_REQ_LAZY_SHUT;
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
-}
-
-/* --- uwsgi ---------------------------------------------------------------------------------- */
-
-static void uwsgi_error(wd_conn_t *c)
-{
-    switch (c->uwsgi.error) {
-    case WD_UWSGI_EHTTP:
-        wd_log_peer(WD_LOG_WARN,
-                    "peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
-                    "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
-                    wd__conn_peer(c), c->l->addr);
-        wd__conn_fail_text(c, 400,
-                           "This socket speaks the uwsgi protocol, not HTTP: use "
-                           "uwsgi_pass in nginx, or configure the listener with "
-                           "protocol: http.\n");
-        return;
-    case WD_UWSGI_EMODIFIER:
-        wd_log_peer(WD_LOG_WARN,
-                    "peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
-                    "served",
-                    wd__conn_peer(c), c->uwsgi.modifier1, c->l->addr);
-        wd_conn_close(c);
-        return;
-    default:
-        wd_log_peer(WD_LOG_WARN, "peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c),
-                    c->l->addr, wd_uwsgi_strerror(c->uwsgi.error));
-        wd__conn_fail(c, 400);
-        return;
-    }
-}
-
-/* Returns 1 when the request is complete, 0 when more bytes are needed, -1 when answered. */
-static int uwsgi_process(wd_conn_t *c)
-{
-    const wd_group_conf_t *g = c->cs->group;
-    size_t take;
-
-    if (c->state == WD_CONN_HEAD) {
-        int r = wd_uwsgi_parse(c->buf, c->len, &c->uwsgi);
-
-        if (r == WD_PARSE_ERROR) {
-            uwsgi_error(c);
-            return -1;
-        }
-        if (r == WD_PARSE_AGAIN) {
-            if (c->len >= WD_UWSGI_HEADER_SIZE &&
-                (uint64_t)(uint8_t)c->buf[1] + ((uint64_t)(uint8_t)c->buf[2] << 8) >
-                    g->header_buffer_size) {
-                wd_log_peer(WD_LOG_WARN,
-                            "peer %s: uwsgi vars block larger than header-buffer-size (%llu)",
-                            wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
-                wd__conn_fail(c, 431);
-                return -1;
-            }
-            return 0;
-        }
-        c->head_end = c->parsed = (size_t)r;
-        c->body_expect = c->uwsgi.content_length;
-        if (wd__conn_body_refused(c, c->body_expect))
-            return -1;
-        c->state = WD_CONN_BODY;
-        conn_timer(c, g->body_timeout);
-    }
-    take = c->len - c->parsed;
-    if (take > c->body_expect - c->body_len)
-        take = (size_t)(c->body_expect - c->body_len);
-    if (take > 0 && wd__conn_body_append(c, c->buf + c->parsed, take) < 0) {
-        wd__conn_fail(c, c->body_error);
-        return -1;
-    }
-    /* Body bytes are consumed: the next read reuses the space behind the head. */
-    c->len = c->parsed = c->head_end;
-    return c->body_len == c->body_expect ? 1 : 0;
-}
-
-/* --- HTTP ----------------------------------------------------------------------------------- */
-
-static int http_error_status(const wd_conn_t *c)
-{
-    switch (c->http.error) {
-    case WD_HTTP_ETOO_MANY:
-        return 431;
-    case WD_HTTP_EUPGRADE:
-    case WD_HTTP_ECODING:
-        return 501;
-    case WD_HTTP_EVERSION:
-        return 505;
-    case WD_HTTP_EBODY_CB:
-        return c->body_error ? c->body_error : 400;
-    default:
-        return 400;
-    }
-}
-
-static int http_head_complete(wd_conn_t *c)
-{
-    const wd_group_conf_t *g = c->cs->group;
-    wd_http_t *h = &c->http;
-
-    c->head_end = c->parsed;
-    if (h->has_content_length && wd__conn_body_refused(c, h->content_length))
-        return -1;
-    /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a
-     * head announcing a body it never sends costs no more than BODY_PREALLOC. */
-    if (h->has_content_length && h->content_length <= g->body_buffer_size &&
-        h->content_length > c->body_cap && h->content_length <= BODY_PREALLOC) {
-        c->body_mem = xrealloc(c->body_mem, (size_t)h->content_length);
-        c->body_cap = (size_t)h->content_length;
-    }
-    if (h->expect_continue && h->http_minor >= 1 && c->parsed == c->len &&
-        (h->chunked || (h->has_content_length && h->content_length > 0))) {
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-
-        if (write(c->fd, cont, sizeof cont - 1) < 0) {
-            /* The socket is fresh and empty; a failure means the client is gone. */
-            wd_conn_close(c);
-            return -1;
-        }
-    }
-    c->state = WD_CONN_BODY;
-    conn_timer(c, g->body_timeout);
-    return 0;
-}
-
-/* The parser refused the request: logged and answered. */
-static void http_failed(wd_conn_t *c)
-{
-    const wd_http_t *h = &c->http;
-    int status = http_error_status(c);
-
-    if (status == 400)
-        wd_log_peer(WD_LOG_INFO, "peer %s: bad HTTP request: %s", wd__conn_peer(c),
-                    h->llhttp_reason ? h->llhttp_reason : "malformed");
-    else if (status == 431)
-        wd_log_peer(WD_LOG_INFO, "peer %s: more than %d header fields: 431", wd__conn_peer(c),
-                    WD_HTTP_MAX_HEADERS);
-    else if (status == 413)
-        wd_log_peer(WD_LOG_INFO, "peer %s: request body over limit-request-body (%llu): 413",
-                    wd__conn_peer(c), (unsigned long long)c->cs->group->limit_request_body);
-    wd__conn_fail(c, status);
-}
-
-static int http_process(wd_conn_t *c)
-{
-    wd_http_t *h = &c->http;
-
-    h->base = c->buf;
-    h->on_body = http_body_cb;
-    h->data = c;
-    for (;;) {
-        wd_http_state_t before = h->state;
-        int r = wd_http_feed(h, c->buf + c->parsed, c->len - c->parsed);
-
-        if (r < 0) {
-            http_failed(c);
-            return -1;
-        }
-        c->parsed += (size_t)r;
-        if (before == WD_HTTP_HEAD && h->state != WD_HTTP_HEAD && http_head_complete(c) < 0)
-            return -1;
-        if (h->state == WD_HTTP_DONE)
-            return 1;
-        if (r == 0 && (h->state == before || c->parsed == c->len))
-            break;
-    }
-    if (h->state == WD_HTTP_HEAD) {
-        if (c->len >= c->cs->group->header_buffer_size) {
-            wd_log_peer(WD_LOG_INFO,
-                        "peer %s: request head larger than header-buffer-size (%llu): 431",
-                        wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
-            wd__conn_fail(c, 431);
-            return -1;
-        }
-    } else if (c->parsed == c->len) {
-        /* Body bytes are in the body store now: reuse their space. */
-        c->len = c->parsed = c->head_end;
-    }
-    return 0;
 }
 
 /* --- reading -------------------------------------------------------------------------------- */
@@ -578,9 +383,9 @@ static void conn_process(wd_conn_t *c)
         }
         c->proto = (wd_req_kind_t)r;
     }
-    r = c->proto == WD_REQ_UWSGI  ? uwsgi_process(c)
+    r = c->proto == WD_REQ_UWSGI  ? wd__conn_uwsgi_process(c)
         : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)
-                                  : http_process(c);
+                                  : wd__conn_http_process(c);
     if (r == 1)
         conn_dispatch(c);
 }
@@ -613,7 +418,7 @@ static void body_direct_process(wd_conn_t *c, const char *at, size_t n)
         done = c->body_len == c->body_expect;
     } else {
         if (wd_http_feed(&c->http, at, n) < 0) {
-            http_failed(c);
+            wd__conn_http_failed(c);
             return;
         }
         done = c->http.state == WD_HTTP_DONE;
@@ -670,9 +475,9 @@ static void conn_read(wd_conn_t *c)
         return;
     }
     if (c->state == WD_CONN_HEAD && c->len == 0)
-        conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
+        wd__conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
     else if (c->state == WD_CONN_BODY)
-        conn_timer(c, c->cs->group->body_timeout);
+        wd__conn_timer(c, c->cs->group->body_timeout);
     if (direct != NULL) {
         body_direct_process(c, direct, (size_t)n);
     } else {
@@ -759,7 +564,7 @@ static void response_complete(wd_conn_t *c)
     wd__conn_fcgi_reset(c);
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
-    conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);
+    wd__conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);
     conn_process(c);
 }
 
@@ -801,11 +606,11 @@ static void conn_send(wd_conn_t *c)
     else if (c->events & UV_WRITABLE)
         set_events(c, app_watch(c));
     if (!want_write) {
-        conn_timer(c, 0);
+        wd__conn_timer(c, 0);
     } else if (c->out.sent != c->last_sent || !uv_is_active((uv_handle_t *)&c->timer)) {
         /* send-timeout runs from the last write that made progress. */
         c->last_sent = c->out.sent;
-        conn_timer(c, c->cs->group->send_timeout);
+        wd__conn_timer(c, c->cs->group->send_timeout);
     }
 }
 

@@ -1,6 +1,7 @@
-/* Names shared by the files of the connection module only (conn.c: lifecycle, parsing, dispatch,
- * writing; conn_answer.c: the answers the loop makes itself; conn_timeout.c: the timeouts;
- * conn_body.c: request bodies; conn_log.c: the access log). Loop thread. */
+/* Names shared by the files of the connection module only (conn.c: lifecycle, reading, dispatch,
+ * writing; conn_parse.c: uwsgi and HTTP requests; conn_fcgi.c: FastCGI records; conn_answer.c:
+ * the answers the loop makes itself; conn_timeout.c: the timeouts; conn_body.c: request bodies;
+ * conn_log.c: the access log). Loop thread. */
 #ifndef WD_DAEMON_CONN_INT_H
 #define WD_DAEMON_CONN_INT_H
 
@@ -38,6 +39,15 @@ void wd__conn_fail_text(wd_conn_t *c, int status, const char *text);
 void wd__conn_linger(wd_conn_t *c);
 void wd__conn_drain(wd_conn_t *c);
 
+/* conn_parse.c */
+
+/* The request on c so far, uwsgi or HTTP: 1 when it is complete, 0 when more bytes are needed, -1
+ * when answered (refused: logged, and the connection failed or closed). */
+int wd__conn_uwsgi_process(wd_conn_t *c);
+int wd__conn_http_process(wd_conn_t *c);
+/* The HTTP parser refused the request: logged and answered. */
+void wd__conn_http_failed(wd_conn_t *c);
+
 /* conn_fcgi.c */
 
 /* Takes the FastCGI records in c->buf: 1 when a request is complete (dispatch it), 0 when more
@@ -55,6 +65,14 @@ void wd__conn_fcgi_reset(wd_conn_t *c);
 /* The connection's timer fired: header-, body- or send-timeout, or the end of a linger, by state.
  */
 void wd__conn_timer_cb(uv_timer_t *t);
+/* (Re)starts the connection's one timer; what it means follows from the state when it fires. */
+static inline void wd__conn_timer(wd_conn_t *c, double secs)
+{
+    if (secs > 0)
+        uv_timer_start(&c->timer, wd__conn_timer_cb, (uint64_t)(secs * 1000) + 1, 0);
+    else
+        uv_timer_stop(&c->timer);
+}
 
 /* conn_body.c */
 
