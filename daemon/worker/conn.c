@@ -677,7 +677,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
     }
     if (c->state == WD_CONN_APP) {
         if (wd_out_is_shut(&c->out)) {
-            /* Its thread sent the answer whole and shut the connection, and told the loop lazily:
+            /* Its thread sent the answer whole and shut the connection, and told the loop quietly:
              * the peer's hang-up (or anything else) is not news of a client gone. */
             conn_send(c);
             return;

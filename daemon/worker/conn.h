@@ -1,9 +1,10 @@
 /* One client connection in a worker's loop: reading and parsing a request (uwsgi or HTTP/1.1),
  * buffering its body, handing it to a Python thread, and writing the response from its buffer.
  *
- * The module is conn.c (lifecycle, parsing adapters, dispatch, writing), conn_answer.c (the
- * answers the loop makes itself), conn_timeout.c (the timeouts), conn_body.c (request bodies) and
- * conn_log.c (the access log), which share conn_int.h.
+ * The module is conn.c (lifecycle, reading, dispatch, writing), conn_parse.c (uwsgi and HTTP
+ * requests), conn_fcgi.c (FastCGI records), conn_answer.c (the answers the loop makes itself),
+ * conn_timeout.c (the timeouts), conn_body.c (request bodies) and conn_log.c (the access log),
+ * which share conn_int.h.
  *
  * A worker's connections share a wd_conns_t: the worker fills it in and answers the few things the
  * connections ask of it through wd_conns_ops_t; conn.c knows nothing else of the worker. */

@@ -37,7 +37,6 @@
  *   46.1 vs 34.6 us, p99 0.21 vs 0.17 ms; -c4 38.1 vs 34.4 us; 0.5 ms and 5 ms I/O and uwsgi_pass
  *   unchanged within the noise (nobody parks there). */
 #include "handoff_int.h"
-#include "affinity.h"
 #include "log.h"
 
 #include <errno.h>
@@ -595,7 +594,8 @@ static void quiet_cb(uv_timer_t *t)
 
 /* Before the loop blocks: the news no thread woke it for, and what that dispatched (the check
  * phase that pushes comes only after the poll). While requests that may end lazily are in flight,
- * the timer bounds how long their news can wait for a loop that has nothing else to wake it.
+ * the lazy timer bounds how long their news can wait for a loop that has nothing else to wake it
+ * (and the quiet timer, below, the news of connections their threads shut).
  *
  * The bound adapts. A fixed 1 ms woke the loop 1,000 times a second for nothing while long
  * requests ran: with 50 ms requests in flight (the mixed test), wsgid spent 279 us of CPU per
@@ -675,6 +675,8 @@ static void prepare_cb(uv_prepare_t *p)
         uv_timer_start(&h->quiet_timer, quiet_cb, h->quiet_ms, 0);
     else
         uv_timer_stop(&h->quiet_timer);
+    if (h->shut_in_flight == 0)
+        h->quiet_ms = WD_HANDOFF_QUIET_MS; /* long requests, if it grew, are over */
     if (h->on_block)
         h->on_block(h->on_block_data);
 }

@@ -13,9 +13,11 @@
  * usually brings, or within a bound (WD_HANDOFF_LAZY_MS, growing to _MAX_MS while the timer finds
  * nothing, see handoff.c). One keep-alive connection then costs one loop wake-up per request
  * instead of two. The timer runs only while requests that may end so are in flight (keep-alive
- * HTTP): under uwsgi_pass (a connection per request, never lazy) the loop is not woken for
- * nothing. A thread's finish is never lazy when the loop already waits for it (the next request
- * came first: wd_out_finished_or_wait).
+ * HTTP): under uwsgi_pass (a connection per request, never lazy) it does not run. There the
+ * thread shuts the connection and its news is quiet (wd_handoff_notify); a timer of its own bounds
+ * it only once the loop has blocked WD_HANDOFF_QUIET_MS (see prepare_cb). A thread's finish is
+ * never lazy when the loop already waits for it (the next request came first:
+ * wd_out_finished_or_wait).
  *
  * Resting: while every thread has a run of queued requests before it, the loop need not read the
  * next ones yet. Before it sleeps it then waits on the threads alone (not on the sockets) until
@@ -96,9 +98,9 @@ struct wd_handoff_thread {
     uint32_t efd_seen;              /* efd_sent when the thread last read efd (its own) */
     void *park;                     /* the connection it is parked on (loop lock) */
     int park_fd;                    /* ... and its socket */
-    int roaming;                    /* its own: off its home CPU while parked (see handoff.c) */
-    int may_roam;                   /* loop lock: it parks alone, after a run of its own */
-    unsigned park_run;              /* loop lock: its parks in a row that served their connection */
+    int roaming;       /* its own: off its home CPU while parked (see handoff_park.c) */
+    int may_roam;      /* loop lock: it parks alone, after a run of its own */
+    unsigned park_run; /* loop lock: its parks in a row that served their connection */
 };
 
 struct wd_handoff {

@@ -7,7 +7,6 @@
 
 #include <errno.h>
 #include <poll.h>
-#include <string.h>
 #include <unistd.h>
 
 /* The thread itself: empties its eventfd, with a syscall only if a wake-up was written since it
@@ -47,6 +46,11 @@ static int loop_must_look(wd_handoff_t *h)
     int timeout;
 
     if (watches_pending(h->loop))
+        return 1;
+    /* The worker accepts again (the thread's close brought it under its capacity): quiet news
+     * needs the quiet timer, which only the loop's turn starts. */
+    if (h->shut_in_flight > 0 && atomic_load_explicit(&h->accepting, memory_order_relaxed) &&
+        !uv_is_active((uv_handle_t *)&h->quiet_timer))
         return 1;
     timeout = uv_backend_timeout(h->loop);
     return timeout == 0 || (timeout > 0 && uv_now(h->loop) + (uint64_t)timeout < h->sleep_until);
@@ -177,7 +181,7 @@ wd_req_t *wd__handoff_park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* What the prepare phase does before libuv blocks, done again before this file blocks in
  * wd_handoff_run: the I/O callbacks of the turn (which come after the prepare phase) may have
- * dispatched requests whose lazy end needs the timer. */
+ * dispatched requests whose lazy or quiet end needs a timer. */
 static void before_block(wd_handoff_t *h)
 {
     wd__handoff_prepare(h);

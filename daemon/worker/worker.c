@@ -2,7 +2,8 @@
  *
  * The main thread loads the app, starts the Python threads, then runs the libuv loop: it accepts
  * connections only while it has capacity (accept.c: so that a busy worker leaves new connections to
- * an idle sibling), parses requests in conn.c, and hands them to the Python threads (handoff.c). */
+ * an idle sibling), parses requests in conn.c and conn_parse.c, and hands them to the Python
+ * threads (handoff.c). */
 #include "worker.h"
 #include "bigblock.h"
 #include "alloc.h"

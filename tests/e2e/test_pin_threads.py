@@ -169,7 +169,7 @@ def test_a_parked_thread_roams_and_comes_home(wsgid):
 
 def test_threads_parked_side_by_side_stay_home(wsgid):
     """Two connections, each kept by a thread of one worker: they hand the GIL to each other, so
-    neither leaves the CPU they share (handoff.c: roam)."""
+    neither leaves the CPU they share (handoff_park.c: roam)."""
     need_two_cpus()
     d = wsgid("affinity", processes=1, threads=2, pin_threads=True)
     home = [ALLOWED[0]]

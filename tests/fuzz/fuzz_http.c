@@ -1,5 +1,6 @@
 /* libFuzzer target: the HTTP/1.1 front (protocol/http.c on top of llhttp), driven the way the
- * worker's loop drives it (daemon/worker/conn.c, http_process and response_complete).
+ * worker's loop drives it (daemon/worker/conn_parse.c: wd__conn_http_process; conn.c:
+ * response_complete).
  *
  * The whole input is the byte stream a client sends on one connection. A hash of it picks how
  * the stream is cut into reads (all at once, single bytes, small or larger pieces) and whether

@@ -111,6 +111,8 @@ static void setup(void)
     uv_loop_init(&loop);
     depth = busy = 0;
     n_ready = n_freed = 0;
+    memset(ready_seen, 0, sizeof ready_seen);
+    memset(freed_seen, 0, sizeof freed_seen);
     wd_handoff_init(&h, &loop, 0, on_ready, on_free, &depth, &busy);
 }
 
@@ -460,7 +462,7 @@ static void test_quiet_bound(void)
     pthread_join(tid, NULL);
     wd_handoff_set_on_block(&h, NULL, NULL);
     T_CHECK(quiet_news.async_pending == 0, "quiet news for an accepting worker sends no async");
-    T_CHECK(ready_seen[0] == &n, "the quiet timer took the news");
+    T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the quiet timer took the news: %d", n_ready);
     T_CHECK(h.quiet_ms == WD_HANDOFF_QUIET_MS, "found news: back to %u ms, not %u",
             WD_HANDOFF_QUIET_MS, h.quiet_ms);
     /* Not accepting, or no such request in flight: the timer stops at the next turn. */
@@ -468,11 +470,14 @@ static void test_quiet_bound(void)
     uv_run(&loop, UV_RUN_NOWAIT);
     T_CHECK(!uv_is_active((uv_handle_t *)&h.quiet_timer), "stopped: the worker does not accept");
     wd_handoff_set_accepting(&h, 1);
+    h.quiet_ms = WD_HANDOFF_QUIET_MAX_MS; /* as long requests leave it */
     wd_handoff_flush(&h);
     wd_handoff_remove(&h, &shut);
     wd_handoff_done(&h, &shut);
     uv_run(&loop, UV_RUN_NOWAIT);
     T_CHECK(!uv_is_active((uv_handle_t *)&h.quiet_timer), "stopped: none in flight");
+    T_CHECK(h.quiet_ms == WD_HANDOFF_QUIET_MS, "none in flight: the bound is back to %u ms, not %u",
+            WD_HANDOFF_QUIET_MS, h.quiet_ms);
     wd_handoff_set_accepting(&h, 0);
     teardown();
 }
