@@ -138,6 +138,12 @@ def children(ppid):
     return sorted(out)
 
 
+def zombies(ppid):
+    """Children of ppid that exited and that it has not reaped yet."""
+    return sorted(pid for pid in all_pids()
+                  if (st := proc_stat(pid)) and st[1] == ppid and st[0] == "Z")
+
+
 def pgroup_members(pgrp):
     out = []
     for pid in all_pids():
