@@ -1,4 +1,5 @@
-/* A connection's response buffer: see out.h.
+/* A connection's response buffer: see out.h. Here the buffer, the producer's appends, its own
+ * write and the finish; the loop's sending is in out_send.c.
  *
  * The buffer is a list of segments, sent in order: memory segments (bytes copied from the
  * producer), lent segments (bytes the producer lends by reference, see wd_out_lend_t) and file
@@ -14,44 +15,22 @@
  * close at 6 %, for 11.5 ms of CPU a request. Lent, the bytes go from the app's objects to the
  * socket. */
 #include "out.h"
+#include "out_int.h"
 #include "alloc.h"
 #include "bigblock.h"
 #include "request.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define SEG_MIN_CAP (16 * 1024 - 64)
-#define SEND_IOV_MAX 64
-#define SENDFILE_MAX ((size_t)1 << 30)
 #define SPILL_ROTATE_MIN ((uint64_t)1 << 20)
-
-enum { SEG_MEM, SEG_FILE, SEG_LENT };
-
-struct wd_out_seg {
-    wd_out_seg_t *next;
-    int kind;
-    int fd;             /* SEG_FILE */
-    int owned;          /* SEG_FILE: close fd when done (not for the spill file) */
-    uint64_t off;       /* SEG_FILE: next byte to send */
-    uint64_t left;      /* SEG_FILE: bytes still to send */
-    size_t cap;         /* SEG_MEM */
-    size_t pos;         /* SEG_MEM, SEG_LENT: next byte to send */
-    size_t len;         /* SEG_MEM: bytes written by the producer; SEG_LENT: the piece's length */
-    const char *lent;   /* SEG_LENT: the piece */
-    wd_out_lend_t lend; /* SEG_LENT: released when the segment is freed */
-    uint64_t charged;   /* SEG_LENT: budget bytes it holds (0: the same object as the segment
-                           before it, which holds them) */
-    char data[];
-};
 
 /* The bytes of a memory or lent segment. */
 static const char *seg_bytes(const wd_out_seg_t *s)
@@ -81,7 +60,7 @@ void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b)
 
 /* Takes n bytes of the worker's memory budget (there must be one) if that stays within its
  * limit, or within WD_OUT_BUDGET_FLOOR of this response's memory bytes when floor is set. */
-static int budget_try(wd_out_t *out, uint64_t n, int floor)
+int wd__out_budget_try(wd_out_t *out, uint64_t n, int floor)
 {
     uint64_t was = atomic_fetch_add_explicit(out->budget->used, n, memory_order_relaxed);
 
@@ -94,10 +73,10 @@ static int budget_try(wd_out_t *out, uint64_t n, int floor)
 /* Takes n bytes of the worker's memory budget for this response, or says no. */
 static int budget_take(wd_out_t *out, uint64_t n)
 {
-    return out->budget == NULL || budget_try(out, n, 1);
+    return out->budget == NULL || wd__out_budget_try(out, n, 1);
 }
 
-static void budget_give(wd_out_t *out, uint64_t n)
+void wd__out_budget_give(wd_out_t *out, uint64_t n)
 {
     if (out->budget != NULL && n > 0)
         atomic_fetch_sub_explicit(out->budget->used, n, memory_order_relaxed);
@@ -106,7 +85,7 @@ static void budget_give(wd_out_t *out, uint64_t n)
 static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
 {
     if (seg->kind == SEG_LENT) {
-        budget_give(out, seg->charged);
+        wd__out_budget_give(out, seg->charged);
         out->lent_charged -= seg->charged;
         seg->lend.release(seg->lend.obj, seg->lend.ctx);
         free(seg);
@@ -145,7 +124,7 @@ static void drop_all(wd_out_t *out)
         seg_free(out, seg);
     }
     out->head = out->tail = NULL;
-    budget_give(out, out->mem_bytes);
+    wd__out_budget_give(out, out->mem_bytes);
     out->mem_bytes = 0;
     out->pending = 0;
 }
@@ -173,7 +152,7 @@ void wd_out_reset(wd_out_t *out)
     pthread_mutex_unlock(&out->lock);
     /* The buffer was put back before the response's end (or the response was dropped and the
      * socket is closing). */
-    budget_give(out, out->sndbuf_charged);
+    wd__out_budget_give(out, out->sndbuf_charged);
     out->sndbuf_charged = 0;
     out->sndbuf_raise = 0;
     out->sndbuf_base = 0;
@@ -245,7 +224,7 @@ static int64_t lend_charge(wd_out_t *out, const void *prev, const void *obj, siz
      * its pieces are copied or spilled, under backpressure, and the other connections keep room. */
     if (out->lent_charged + n > out->budget->limit / 4 && out->lent_charged + n > out->mem_limit)
         return -1;
-    return budget_try(out, n, 0) ? (int64_t)n : -1;
+    return wd__out_budget_try(out, n, 0) ? (int64_t)n : -1;
 }
 
 /* Lock held: the object of the last queued segment when it is lent, else NULL. */
@@ -506,7 +485,7 @@ int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out
     }
     if (total > 0 && (out->mem_bytes >= out->mem_limit || total > out->mem_limit - out->mem_bytes ||
                       !budget_take(out, total))) {
-        budget_give(out, lent_total);
+        wd__out_budget_give(out, lent_total);
         pthread_mutex_unlock(&out->lock);
         return -EAGAIN;
     }
@@ -563,9 +542,6 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len)
     return 0;
 }
 
-static void consume_locked(wd_out_t *out, size_t n);
-static int mem_iov(wd_out_t *out, struct iovec *iov, int max);
-
 /* Lock held on entry and exit: the producer's own non-blocking writev, when nobody writes and the
  * first pending bytes are in memory. What the socket does not take goes to the loop. */
 static void flush_locked(wd_out_t *out)
@@ -578,7 +554,7 @@ static void flush_locked(wd_out_t *out)
      * producer trying the full socket again per chunk would cost a syscall and a wake-up each). */
     if (!out->hold || out->sending || out->aborted || out->sock < 0 || out->head == NULL)
         return;
-    cnt = mem_iov(out, iov, SEND_IOV_MAX);
+    cnt = wd__out_mem_iov(out, iov, SEND_IOV_MAX);
     if (cnt == 0) {
         release_hold(out); /* a file first: the loop sends it */
         return;
@@ -598,7 +574,7 @@ static void flush_locked(wd_out_t *out)
         return;
     }
     if (k > 0)
-        consume_locked(out, (size_t)k);
+        wd__out_consume(out, (size_t)k);
     if (out->head)
         release_hold(out); /* the loop sends the rest, waiting for POLLOUT */
 }
@@ -745,7 +721,7 @@ static void wake_producer(wd_out_t *out)
 }
 
 /* Lock held: n bytes of the head segments were sent. */
-static void consume_locked(wd_out_t *out, size_t n)
+void wd__out_consume(wd_out_t *out, size_t n)
 {
     out->sent += n;
     out->pending -= n;
@@ -756,7 +732,7 @@ static void consume_locked(wd_out_t *out, size_t n)
         s->pos += k;
         if (s->kind == SEG_MEM) { /* a lent one gives its budget back when freed */
             out->mem_bytes -= k;
-            budget_give(out, k);
+            wd__out_budget_give(out, k);
         }
         n -= k;
         if (s->pos == s->len)
@@ -765,9 +741,23 @@ static void consume_locked(wd_out_t *out, size_t n)
     wake_producer(out);
 }
 
+/* Lock held: n bytes of the head segment, a file range, were sent. */
+void wd__out_consume_file(wd_out_t *out, uint64_t n)
+{
+    wd_out_seg_t *s = out->head;
+
+    s->off += n;
+    s->left -= n;
+    out->sent += n;
+    out->pending -= n;
+    if (s->left == 0)
+        pop_head(out);
+    wake_producer(out);
+}
+
 /* Lock held: the pending memory and lent bytes at the head of the list, up to the first file
  * segment. */
-static int mem_iov(wd_out_t *out, struct iovec *iov, int max)
+int wd__out_mem_iov(wd_out_t *out, struct iovec *iov, int max)
 {
     int cnt = 0;
 
@@ -779,222 +769,4 @@ static int mem_iov(wd_out_t *out, struct iovec *iov, int max)
         }
     }
     return cnt;
-}
-
-/* Sends file bytes with sendfile, or read + write when the file does not support it; *tried: how
- * many the socket was offered (fewer sent: it is full). */
-static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n, size_t *tried)
-{
-    off_t o = (off_t)off;
-    ssize_t k = sendfile(sock, fd, &o, n);
-    char buf[65536];
-
-    *tried = n;
-    if (k >= 0 || (errno != EINVAL && errno != ENOSYS))
-        return k;
-    k = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)off);
-    if (k <= 0)
-        return k < 0 ? -1 : (errno = EIO, -1);
-    *tried = (size_t)k;
-    return write(sock, buf, (size_t)k);
-}
-
-/* The most SO_SNDBUF gives (twice net.core.wmem_max), or 0 when the host does not say. */
-static int sndbuf_most(void)
-{
-    static _Atomic int most = -1;
-    int v = atomic_load_explicit(&most, memory_order_relaxed);
-    FILE *f;
-
-    if (v >= 0)
-        return v;
-    v = 0;
-    f = fopen("/proc/sys/net/core/wmem_max", "re");
-    if (f != NULL) {
-        if (fscanf(f, "%d", &v) != 1 || v <= 0 || v > INT_MAX / 2)
-            v = 0;
-        fclose(f);
-    }
-    v = 2 * (v < WD_OUT_SNDBUF ? v : WD_OUT_SNDBUF);
-    atomic_store_explicit(&most, v, memory_order_relaxed);
-    return v;
-}
-
-static int64_t pending_now(wd_out_t *out)
-{
-    uint64_t p;
-
-    pthread_mutex_lock(&out->lock);
-    p = out->pending;
-    pthread_mutex_unlock(&out->lock);
-    return (int64_t)p;
-}
-
-/* A full unix socket (see WD_OUT_SNDBUF): raised once a response, when more than the raised
- * buffer holds is still to send and the worker's budget has room for the growth. */
-static void sndbuf_raise(wd_out_t *out, int sock)
-{
-    int want = WD_OUT_SNDBUF, now = 0, most = sndbuf_most();
-    socklen_t len = sizeof out->sndbuf_base;
-
-    if (out->budget == NULL ||
-        (out->sndbuf_base == 0 &&
-         (getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &out->sndbuf_base, &len) < 0 ||
-          out->sndbuf_base <= 0 || out->sndbuf_base >= most))) {
-        out->sndbuf_done = 1; /* no budget to take it from, or it cannot grow here */
-        return;
-    }
-    /* A small answer, or a stream that has more to come: perhaps at the next full socket. */
-    if (pending_now(out) <= (int64_t)most ||
-        !budget_try(out, (uint64_t)(most - out->sndbuf_base), 0))
-        return;
-    out->sndbuf_done = 1;
-    len = sizeof now;
-    if (setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &want, sizeof want) < 0 ||
-        getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &now, &len) < 0)
-        now = most; /* what it holds is not known: all of it is charged */
-    out->sndbuf_up = now > out->sndbuf_base ? now : 0;
-    out->sndbuf_charged = out->sndbuf_up ? (uint64_t)(now - out->sndbuf_base) : 0;
-    budget_give(out, (uint64_t)(most - out->sndbuf_base) - out->sndbuf_charged);
-}
-
-/* Lock held: what the socket may be offered now. A raised buffer goes back to the socket's own
- * size once the rest of the response fits in that; until then the socket is offered no more than
- * leaves such a rest, which goes out once the buffer is back: so the kernel holds no more of the
- * response at its end than it would have without the raise (the budget keeps the growth until
- * then; the socket takes the rest only once what it holds is below its own size again: one wake-up
- * more a response). A reader that drains the socket while it is written lets one write take more
- * than the buffer holds: offered everything, a write took the whole rest with the buffer still
- * raised (test_send_buffer.py failed under load). Only the producer adds to pending meanwhile. */
-static uint64_t sndbuf_offer(wd_out_t *out, int sock)
-{
-    int half = out->sndbuf_base / 2; /* the kernel doubles what it is given */
-
-    if (out->sndbuf_up == 0)
-        return UINT64_MAX;
-    if (out->pending > (uint64_t)out->sndbuf_base)
-        return out->pending - (uint64_t)out->sndbuf_base;
-    (void)setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &half, sizeof half);
-    out->sndbuf_up = 0;
-    return UINT64_MAX;
-}
-
-static size_t iov_bytes(const struct iovec *iov, int cnt)
-{
-    size_t n = 0;
-
-    while (cnt-- > 0)
-        n += iov[cnt].iov_len;
-    return n;
-}
-
-/* Cuts iov down to at most cap bytes; returns the new count. */
-static int iov_cap(struct iovec *iov, int cnt, uint64_t cap)
-{
-    for (int i = 0; i < cnt; i++) {
-        if (iov[i].iov_len >= cap) {
-            iov[i].iov_len = (size_t)cap;
-            return i + 1;
-        }
-        cap -= iov[i].iov_len;
-    }
-    return cnt;
-}
-
-int wd_out_send(wd_out_t *out, int sock, int *want_write)
-{
-    *want_write = 0;
-    for (;;) {
-        struct iovec iov[SEND_IOV_MAX];
-        wd_out_seg_t *s;
-        ssize_t k;
-        int cnt = 0, err;
-        uint64_t cap;
-
-        pthread_mutex_lock(&out->lock);
-        cap = sndbuf_offer(out, sock);
-        s = out->head;
-        if (s == NULL || out->sending) {
-            /* Nothing, or the producer is writing: it wakes us for what it leaves. */
-            int done = s == NULL && out->finished;
-
-            pthread_mutex_unlock(&out->lock);
-            return done ? 1 : 0;
-        }
-        if (s->kind == SEG_FILE) {
-            int fd = s->fd;
-            uint64_t off = s->off;
-            size_t n = s->left < SENDFILE_MAX ? (size_t)s->left : SENDFILE_MAX;
-
-            if (n > cap)
-                n = (size_t)cap;
-
-            out->sending = 1;
-            pthread_mutex_unlock(&out->lock);
-            k = send_file_range(sock, fd, off, n, &n);
-            /* A file shorter than promised: the response cannot be completed. */
-            err = k < 0 ? errno : EIO;
-            pthread_mutex_lock(&out->lock);
-            out->sending = 0;
-            pthread_mutex_unlock(&out->lock);
-            if (k <= 0) {
-                errno = err;
-                goto failed;
-            }
-            pthread_mutex_lock(&out->lock);
-            s->off += (uint64_t)k;
-            s->left -= (uint64_t)k;
-            out->sent += (uint64_t)k;
-            out->pending -= (uint64_t)k;
-            if (s->left == 0)
-                pop_head(out);
-            wake_producer(out);
-            pthread_mutex_unlock(&out->lock);
-            if ((size_t)k < n)
-                goto full;
-            continue;
-        }
-        cnt = iov_cap(iov, mem_iov(out, iov, SEND_IOV_MAX), cap);
-        if (cnt == 0) {
-            pthread_mutex_unlock(&out->lock);
-            return 0;
-        }
-        out->sending = 1;
-        pthread_mutex_unlock(&out->lock);
-        do
-            k = writev(sock, iov, cnt);
-        while (k < 0 && errno == EINTR);
-        err = k < 0 ? errno : 0;
-        pthread_mutex_lock(&out->lock);
-        out->sending = 0;
-        if (k < 0) {
-            pthread_mutex_unlock(&out->lock);
-            errno = err;
-            goto failed;
-        }
-        consume_locked(out, (size_t)k);
-        pthread_mutex_unlock(&out->lock);
-        if ((size_t)k < iov_bytes(iov, cnt))
-            goto full;
-    }
-
-/* The socket took less than it was given: it is full. Trying again would only be told EAGAIN
- * (one syscall more per POLLOUT: a 16 MiB answer through nginx woke the loop about a hundred
- * times), and the level-triggered poll reports it writable again at once if it is. A unix
- * socket with much more to come has its buffer raised first (WD_OUT_SNDBUF). */
-full:
-    if (out->sndbuf_raise && !out->sndbuf_done)
-        sndbuf_raise(out, sock);
-    *want_write = 1;
-    return 0;
-
-failed:
-    if (errno == EAGAIN || errno == EWOULDBLOCK)
-        goto full; /* the producer's own write filled it, or the reader took nothing since */
-    {
-        int err = errno;
-
-        wd_out_abort(out);
-        return -err;
-    }
 }
