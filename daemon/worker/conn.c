@@ -1,7 +1,7 @@
 /* One client connection in a worker's loop: see conn.h.
  *
  * The loop thread runs this code, or a Python thread holding the loop lock for the connection it
- * keeps (parking, handoff.h: conn_park, conn_parked, wd_conn_park_cb at the end). While a request
+ * keeps (parking, handoff.h: conn_park.c). While a request
  * is with a Python thread (WD_CONN_APP) the connection reads nothing more; it watches for the
  * client hanging up (so that the app's next write fails and its iterable is closed) and writes
  * whatever the response buffer holds. A request its parked thread took itself is not watched: a
@@ -51,7 +51,7 @@ static void count_writer(wd_conn_t *c, int writer)
 static void set_events(wd_conn_t *c, int events)
 {
     if (c->park_owner != NULL || c->parking)
-        events = 0; /* its thread waits on it (see conn_parked) */
+        events = 0; /* its thread waits on it (see conn_park.c) */
     /* After the client's FIN a read is always ready: watched only while a request is read, where
      * a read takes bytes or sees the end and closes (see conn_poll_cb). */
     if (c->peer_shut && c->state != WD_CONN_HEAD && c->state != WD_CONN_BODY)
@@ -86,9 +86,6 @@ static void conn_wake(wd_out_t *out, void *data, int how)
                       : how == WD_OUT_WAKE_SHUT ? WD_HANDOFF_QUIET
                                                 : WD_HANDOFF_NOW);
 }
-
-static int conn_park(wd_out_t *out, void *data, void *thread, int whole);
-static void conn_parked(wd_out_t *out, void *data, void *thread);
 
 static wd_conn_t *node_conn(wd_handoff_node_t *node)
 {
@@ -139,8 +136,8 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
         wd_out_init(&c->out, cs->group->response_buffer_size, cs->group->response_spill_limit,
                     cs->tmpdir, conn_wake, c);
         wd_out_set_budget(&c->out, &cs->budget);
-        c->out.park = conn_park;
-        c->out.parked = conn_parked;
+        c->out.park = wd__conn_park;
+        c->out.parked = wd__conn_parked;
     }
     c->buf = buf;
     c->cap = cap;
@@ -785,77 +782,6 @@ void wd_conns_shutdown(wd_conns_t *cs)
     }
 }
 
-/* --- parking (handoff.h) -------------------------------------------------------------------- */
-
-/* A Python thread finished the response (out->lock held): it keeps the connection when the
- * response went out whole, nothing more came on it, and the loop lock is free. */
-static int conn_park(wd_out_t *out, void *data, void *thread, int whole)
-{
-    wd_conn_t *c = data;
-    int no = c->req.claimed ? -1 : 0; /* the loop does not watch it: its end must wake the loop */
-
-    (void)out;
-    (void)thread;
-    if (!whole || c->proto != WD_REQ_HTTP || !wd_handoff_park_try_lock(c->cs->handoff))
-        return no;
-    if (c->state != WD_CONN_APP || c->len != c->parsed || c->peer_shut || c->abandoned ||
-        c->cs->stopping) {
-        wd_handoff_loop_unlock(c->cs->handoff, 0);
-        return no;
-    }
-    return 1;
-}
-
-/* ... and it does (the loop lock held, out->lock not): completes the response as the loop would
- * on its news, then waits on the connection in the loop's stead. */
-static void conn_parked(wd_out_t *out, void *data, void *thread)
-{
-    wd_conn_t *c = data;
-    wd_handoff_t *h = c->cs->handoff;
-    int wake = 0;
-
-    (void)out;
-    c->parking = 1;
-    conn_send(c);
-    c->parking = 0;
-    if (c->state == WD_CONN_HEAD && c->len == 0 && !c->cs->stopping) {
-        c->park_owner = thread;
-        wd_handoff_park(h, thread, c, c->fd);
-    } else {
-        if (c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY)
-            set_events(c, UV_READABLE | UV_DISCONNECT);
-        wake = 1;
-    }
-    wd_handoff_loop_unlock(h, wake);
-}
-
-wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wake_loop)
-{
-    wd_conn_t *c = conn;
-
-    c->park_owner = NULL;
-    if (c->park_close) {
-        c->park_close = 0;
-        wd_conn_close(c);
-        *wake_loop = 1;
-        return NULL;
-    }
-    if (!input) {
-        set_events(c, UV_READABLE | UV_DISCONNECT);
-        *wake_loop = 1;
-        return NULL;
-    }
-    conn_read(c);
-    if (c->state == WD_CONN_APP && c->dispatched && c->events == 0 &&
-        wd_handoff_claim(c->cs->handoff, t, &c->req)) {
-        *wake_loop = c->cs->stopping; /* (the request made the worker stop: max-requests) */
-        return &c->req;
-    }
-    /* Not a whole request, an answer of the loop's, or the end: the loop's again. */
-    *wake_loop = 1;
-    return NULL;
-}
-
 /* --- for the module's other files (conn_int.h) ---------------------------------------------- */
 
 /* The per-request path above calls the static functions, which the compiler may inline (not so an
@@ -874,4 +800,9 @@ void wd__conn_send(wd_conn_t *c)
 void wd__conn_abandon(wd_conn_t *c)
 {
     conn_abandon(c);
+}
+
+void wd__conn_read(wd_conn_t *c)
+{
+    conn_read(c);
 }

@@ -3,8 +3,8 @@
  *
  * The module is conn.c (lifecycle, reading, dispatch, writing), conn_parse.c (uwsgi and HTTP
  * requests), conn_fcgi.c (FastCGI records), conn_answer.c (the answers the loop makes itself),
- * conn_timeout.c (the timeouts), conn_body.c (request bodies) and conn_log.c (the access log),
- * which share conn_int.h.
+ * conn_timeout.c (the timeouts), conn_body.c (request bodies), conn_log.c (the access log) and
+ * conn_park.c (a connection its Python thread keeps), which share conn_int.h.
  *
  * A worker's connections share a wd_conns_t: the worker fills it in and answers the few things the
  * connections ask of it through wd_conns_ops_t; conn.c knows nothing else of the worker. */

@@ -1,7 +1,8 @@
 /* Names shared by the files of the connection module only (conn.c: lifecycle, reading, dispatch,
  * writing; conn_parse.c: uwsgi and HTTP requests; conn_fcgi.c: FastCGI records; conn_answer.c:
  * the answers the loop makes itself; conn_timeout.c: the timeouts; conn_body.c: request bodies;
- * conn_log.c: the access log). Loop thread. */
+ * conn_log.c: the access log; conn_park.c: a connection its Python thread keeps). Loop thread, or
+ * a parked Python thread holding the loop lock. */
 #ifndef WD_DAEMON_CONN_INT_H
 #define WD_DAEMON_CONN_INT_H
 
@@ -22,6 +23,13 @@ void wd__conn_send(wd_conn_t *c);
 /* The client is gone or stuck: drops the response (the connection closes once the app thread has
  * let go of the request). */
 void wd__conn_abandon(wd_conn_t *c);
+/* Reads what the connection has and goes on with it (parse, dispatch, answer). */
+void wd__conn_read(wd_conn_t *c);
+
+/* conn_park.c: the out.h park and parked callbacks of a connection. */
+
+int wd__conn_park(wd_out_t *out, void *data, void *thread, int whole);
+void wd__conn_parked(wd_out_t *out, void *data, void *thread);
 
 /* conn_answer.c */
 
