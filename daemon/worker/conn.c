@@ -1,10 +1,10 @@
 /* One client connection in a worker's loop: see conn.h.
  *
  * The loop thread runs this code, or a Python thread holding the loop lock for the connection it
- * keeps (parking, handoff.h: conn_park.c). While a request
- * is with a Python thread (WD_CONN_APP) the connection reads nothing more; it watches for the
- * client hanging up (so that the app's next write fails and its iterable is closed) and writes
- * whatever the response buffer holds. A request its parked thread took itself is not watched: a
+ * keeps (parking, handoff.h; its callbacks are in conn_park.c). While a request is with a Python
+ * thread (WD_CONN_APP) the connection reads nothing more; it watches for the client hanging up
+ * (so that the app's next write fails and its iterable is closed) and writes whatever the
+ * response buffer holds. A request its parked thread took itself is not watched: a
  * client that hangs up meanwhile is seen at the app's next write (EPIPE), as it would be anyway. */
 #include "conn.h"
 #include "conn_int.h"
@@ -51,7 +51,7 @@ static void count_writer(wd_conn_t *c, int writer)
 static void set_events(wd_conn_t *c, int events)
 {
     if (c->park_owner != NULL || c->parking)
-        events = 0; /* its thread waits on it (see conn_park.c) */
+        events = 0; /* its thread waits on it (see wd__conn_parked, conn_park.c) */
     /* After the client's FIN a read is always ready: watched only while a request is read, where
      * a read takes bytes or sees the end and closes (see conn_poll_cb). */
     if (c->peer_shut && c->state != WD_CONN_HEAD && c->state != WD_CONN_BODY)
@@ -786,7 +786,8 @@ void wd_conns_shutdown(wd_conns_t *cs)
 
 /* The per-request path above calls the static functions, which the compiler may inline (not so an
  * exported function of a -fPIC library); the answers and the timeouts (conn_answer.c,
- * conn_timeout.c), off that path, call them through these. */
+ * conn_timeout.c), off that path, and a parked thread (conn_park.c: one call to each a request)
+ * call them through these. */
 void wd__conn_set_events(wd_conn_t *c, int events)
 {
     set_events(c, events);

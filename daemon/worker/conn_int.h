@@ -2,7 +2,7 @@
  * writing; conn_parse.c: uwsgi and HTTP requests; conn_fcgi.c: FastCGI records; conn_answer.c:
  * the answers the loop makes itself; conn_timeout.c: the timeouts; conn_body.c: request bodies;
  * conn_log.c: the access log; conn_park.c: a connection its Python thread keeps). Loop thread, or
- * a parked Python thread holding the loop lock. */
+ * a Python thread holding the loop lock for the connection it keeps (conn_park.c). */
 #ifndef WD_DAEMON_CONN_INT_H
 #define WD_DAEMON_CONN_INT_H
 
@@ -26,9 +26,14 @@ void wd__conn_abandon(wd_conn_t *c);
 /* Reads what the connection has and goes on with it (parse, dispatch, answer). */
 void wd__conn_read(wd_conn_t *c);
 
-/* conn_park.c: the out.h park and parked callbacks of a connection. */
+/* conn_park.c */
 
+/* out.h's park callback: the Python thread that finished the response (out->lock held) may keep
+ * the connection; 1 when it does (the loop lock is then held), else 0, or -1 when its end must
+ * wake the loop. */
 int wd__conn_park(wd_out_t *out, void *data, void *thread, int whole);
+/* out.h's parked callback, after a 1 (the loop lock held): completes the response, then parks
+ * the thread on the connection or hands the connection back to the loop. */
 void wd__conn_parked(wd_out_t *out, void *data, void *thread);
 
 /* conn_answer.c */

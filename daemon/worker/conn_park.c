@@ -1,7 +1,8 @@
 /* A connection kept by the Python thread that answered on it (parking, handoff.h): the thread
  * completes the response as the loop would on its news, then waits on the connection with poll()
- * in the loop's stead, and reads and claims the next request itself. All of it runs under the
- * loop lock. */
+ * in the loop's stead, and reads and claims the next request itself. wd__conn_park runs with the
+ * response buffer's lock held and only tries the loop lock; the rest runs under the loop lock.
+ * Part of the connection module (conn.h). */
 #include "conn.h"
 #include "conn_int.h"
 

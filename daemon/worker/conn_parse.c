@@ -1,7 +1,7 @@
 /* Turning a connection's bytes into a request, for the uwsgi protocol and HTTP/1.x (FastCGI:
  * conn_fcgi.c): the parsers (protocol/) read the head, the body goes to the body store
  * (conn_body.c), and what the parser refuses is logged and answered here. Loop thread, or a
- * parked Python thread holding the loop lock (conn.c). */
+ * parked Python thread holding the loop lock (conn_park.c). */
 #include "conn_int.h"
 #include "alloc.h"
 #include "log.h"

@@ -58,8 +58,7 @@ void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b)
     out->budget = b;
 }
 
-/* Takes n bytes of the worker's memory budget (there must be one) if that stays within its
- * limit, or within WD_OUT_BUDGET_FLOOR of this response's memory bytes when floor is set. */
+/* See out_int.h. */
 int wd__out_budget_try(wd_out_t *out, uint64_t n, int floor)
 {
     uint64_t was = atomic_fetch_add_explicit(out->budget->used, n, memory_order_relaxed);
@@ -720,7 +719,7 @@ static void wake_producer(wd_out_t *out)
     }
 }
 
-/* Lock held: n bytes of the head segments were sent. */
+/* See out_int.h. */
 void wd__out_consume(wd_out_t *out, size_t n)
 {
     out->sent += n;
@@ -741,7 +740,9 @@ void wd__out_consume(wd_out_t *out, size_t n)
     wake_producer(out);
 }
 
-/* Lock held: n bytes of the head segment, a file range, were sent. */
+/* See out_int.h. The head is still the file segment the caller sent from: with a file pending the
+ * loop owns the response (the producer no longer writes itself, see release_hold), and only the
+ * consumer takes segments off the list. */
 void wd__out_consume_file(wd_out_t *out, uint64_t n)
 {
     wd_out_seg_t *s = out->head;
@@ -755,8 +756,7 @@ void wd__out_consume_file(wd_out_t *out, uint64_t n)
     wake_producer(out);
 }
 
-/* Lock held: the pending memory and lent bytes at the head of the list, up to the first file
- * segment. */
+/* See out_int.h. */
 int wd__out_mem_iov(wd_out_t *out, struct iovec *iov, int max)
 {
     int cnt = 0;

@@ -30,9 +30,12 @@ struct wd_out_seg {
     char data[];
 };
 
+/* out.c */
+
 /* Takes n bytes of the worker's memory budget (there must be one) if that stays within its
  * limit, or within WD_OUT_BUDGET_FLOOR of this response's memory bytes when floor is set. */
 int wd__out_budget_try(wd_out_t *out, uint64_t n, int floor);
+/* Gives n bytes back to the worker's budget (none: nothing to do). */
 void wd__out_budget_give(wd_out_t *out, uint64_t n);
 
 /* Lock held: n bytes of the head segments were sent (memory and lent ones: wd__out_consume; the
