@@ -518,6 +518,28 @@ def write_results(run, meta, outdir):
                 sum(r.get("errors", 0) for r in recs),
                 ", ".join("%s %d" % kv for kv in sorted(sock.items())) or "0"))
 
+    # The mixed test's 50 ms load against what the threads allow: a shortfall is threads left
+    # idle while requests waited (wsgid behind nginx keep-alive, see bench/README.md).
+    for c in comps:
+        if c["key"] != "mixed":
+            continue
+        most = meta["processes"] * meta["threads"] * 1000 / 50
+        L.append("")
+        L.append("The mixed test's 50 ms load, per round (req/s; %d threads in all allow %.0f). "
+                 "Below that, the threads were not all serving it: idle while requests waited "
+                 "(as wsgid's workers behind nginx keep-alive can be, see bench/README.md), or "
+                 "held up by the server itself." % (meta["processes"] * meta["threads"], most))
+        L.append("")
+        L.append("| server | path | 50 ms load req/s, rounds | the lowest as a share of %.0f |"
+                 % most)
+        L.append("|---|---|---|---|")
+        for (server, path), recs in sorted(c["rows"].items()):
+            got = [r["slow_rps"] for r in recs if "slow_rps" in r]
+            if got:
+                L.append("| %s | %s | %s | %.0f %% |" % (
+                    server, PATH_LABEL[path], ", ".join("%.0f" % v for v in got),
+                    100 * min(got) / most))
+
     # The other figures, as before: per server, ratio to wsgid.
     meds = {s: {k: med(v) for k, v in figs.items()} for s, figs in run.data.items()}
     others = [f for f in OTHER_FIGURES if any(f[0] in meds.get(n, {}) for n in names)]
