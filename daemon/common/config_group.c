@@ -18,113 +18,6 @@
 #include <unistd.h>
 #include <yaml.h>
 
-/* ---- addresses -------------------------------------------------------------------------- */
-
-/* "HOST:PORT", "[V6]:PORT", ":PORT" / "*:PORT" (all IPv4 addresses). */
-int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
-                      int *port)
-{
-    const char *colon, *h = v, *end;
-    size_t hl;
-    uint64_t p;
-
-    if (v[0] == '[') {
-        const char *close = strchr(v, ']');
-
-        if (close == NULL || close[1] != ':')
-            return fail(ld, n, key, "invalid address '%s' (expected [IPV6]:PORT)", v);
-        h = v + 1;
-        hl = (size_t)(close - h);
-        colon = close + 1;
-        if (hl == 0)
-            return fail(ld, n, key, "invalid address '%s': empty IPv6 host", v);
-    } else {
-        colon = strrchr(v, ':');
-        if (colon == NULL)
-            return fail(ld, n, key, "invalid address '%s' (expected unix:PATH or HOST:PORT)", v);
-        hl = (size_t)(colon - v);
-        if (memchr(v, ':', hl) != NULL)
-            return fail(ld, n, key, "invalid address '%s' (write IPv6 addresses as [ADDR]:PORT)",
-                        v);
-    }
-    if (wd__cfg_parse_uint(colon + 1, &end, &p) < 0 || *end != '\0' || p < 1 || p > 65535)
-        return fail(ld, n, key, "invalid port in '%s' (expected 1..65535)", v);
-    if (hl == 0 || (hl == 1 && h[0] == '*'))
-        *host = xstrdup("0.0.0.0");
-    else
-        *host = xstrndup(h, hl);
-    *port = (int)p;
-    return 0;
-}
-
-/* Whether binding a would take b's address too: "::" takes everything (dual stack), "0.0.0.0"
- * every IPv4 address and names. */
-static int covers(const char *a, const char *b)
-{
-    return strcmp(a, "::") == 0 || (strcmp(a, "0.0.0.0") == 0 && strchr(b, ':') == NULL);
-}
-
-int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
-{
-    if (a->is_unix != b->is_unix)
-        return 0;
-    if (a->is_unix)
-        return strcmp(a->path, b->path) == 0;
-    return a->port == b->port &&
-           (strcmp(a->host, b->host) == 0 || covers(a->host, b->host) || covers(b->host, a->host));
-}
-
-/* A listen address must not be used twice in the file: two binds of one address fail at
- * start-up, far from the line that caused it. */
-static int check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
-                               const wd_group_conf_t *g, const wd_listen_conf_t *l)
-{
-    const wd_config_t *conf = ld->conf;
-    size_t i, j;
-
-    for (i = 0; i < conf->n_groups; i++) {
-        const wd_group_conf_t *o = &conf->groups[i];
-
-        for (j = 0; j < o->n_listen; j++) {
-            if (&o->listen[j] == l || !wd__cfg_listen_same(&o->listen[j], l))
-                continue;
-            if (o == g)
-                return fail(ld, n, key, "'%s' is listed twice in this group", l->spec);
-            return fail(ld, n, key, "'%s' is already used by group '%s' ('%s')", l->spec, o->name,
-                        o->listen[j].spec);
-        }
-    }
-    return 0;
-}
-
-static int parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g)
-{
-    const char *v = wd__cfg_scalar(ld, n, key);
-    wd_listen_conf_t *l;
-
-    if (v == NULL)
-        return -1;
-    l = &g->listen[g->n_listen];
-    memset(l, 0, sizeof *l);
-    if (strncmp(v, "unix:", 5) == 0) {
-        if (v[5] == '\0')
-            return fail(ld, n, key, "'%s': the unix socket path is empty", v);
-        l->is_unix = 1;
-        l->path = wd__cfg_path_resolve(ld->conf->dir, v + 5);
-        g->n_listen++; /* owned by the group from here, so that it is freed on failure */
-        l->spec = xstrdup(v);
-        if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-            return fail(ld, n, key, "unix socket path too long (%zu bytes, at most %zu): %s",
-                        strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->path);
-    } else {
-        if (wd__cfg_parse_tcp(ld, n, key, v, &l->host, &l->port) < 0)
-            return -1;
-        g->n_listen++;
-        l->spec = xstrdup(v);
-    }
-    return check_listen_unique(ld, n, key, g, l);
-}
-
 /* ---- group keys ------------------------------------------------------------------------- */
 
 static int valid_dotted_name(const char *s)
@@ -258,7 +151,7 @@ static int key_display_name(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, co
 
 static int listen_item(loader_t *ld, yaml_node_t *n, const char *key, void *g)
 {
-    return parse_listen_one(ld, n, key, g);
+    return wd__cfg_parse_listen_one(ld, n, key, g);
 }
 
 static int key_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -760,7 +653,7 @@ static int default_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, con
                     "no listen given, and the default socket path is too long (%zu bytes, at "
                     "most %zu): %s; give `listen: unix:PATH` or HOST:PORT",
                     strlen(l->path), sizeof(((struct sockaddr_un *)0)->sun_path) - 1, l->path);
-    return check_listen_unique(ld, kn, key, g, l);
+    return wd__cfg_check_listen_unique(ld, kn, key, g, l);
 }
 
 /* Checks that need the whole group: required keys and values that depend on each other. */

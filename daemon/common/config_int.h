@@ -1,6 +1,6 @@
 /* Names shared by the configuration loader's files only (config.c: the file and its top level;
- * config_values.c: YAML helpers and value parsers; config_group.c: a group's keys;
- * config_mounts.c: its apps; config_reload.c: reload-on-change). */
+ * config_values.c: YAML helpers and value parsers; config_listen.c: listen addresses;
+ * config_group.c: a group's keys; config_mounts.c: its apps; config_reload.c: reload-on-change). */
 #ifndef WD_COMMON_CONFIG_INT_H
 #define WD_COMMON_CONFIG_INT_H
 
@@ -59,13 +59,21 @@ int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out);
 /* v one of YAML 1.1's boolean words: 0 with *out 1 or 0; else -1 (nothing said). */
 int wd__cfg_bool_word(const char *v, int *out);
 
-/* config_group.c: the `groups:` mapping, and what the top level shares with it. */
-int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
+/* config_listen.c: listen addresses. */
 int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
                       int *port);
+/* Whether two listen addresses would bind the same socket (a wildcard host covers the others). */
+int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
+/* One item of a group's `listen:`, added to g->listen (g->listen has room for it). */
+int wd__cfg_parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g);
+/* l (one of g's) is used nowhere else in the file. */
+int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
+                                const wd_group_conf_t *g, const wd_listen_conf_t *l);
+
+/* config_group.c: the `groups:` mapping, and what the top level shares with it. */
+int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
 int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app, int *is_script,
                       char **callable);
-int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 int wd__cfg_check_duplicates(loader_t *ld, yaml_node_t *map, const char *parent);
 int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const char *name,
                         const char *(*cand)(size_t), size_t n_cand);
