@@ -179,14 +179,6 @@ wd_req_t *wd__handoff_park_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
     return wd__handoff_park_end(h, t, p[0].revents != 0 ? PARK_END_INPUT : PARK_END_LOOP);
 }
 
-/* What the prepare phase does before libuv blocks, done again before this file blocks in
- * wd_handoff_run: the I/O callbacks of the turn (which come after the prepare phase) may have
- * dispatched requests whose lazy or quiet end needs a timer. */
-static void before_block(wd_handoff_t *h)
-{
-    wd__handoff_prepare(h);
-}
-
 /* Whether a thread may park soon: the loop then lets go of the loop lock when it blocks (one
  * poll more a wake-up), and otherwise keeps it through its turn. */
 static int loop_may_park(const wd_handoff_t *h)
@@ -207,8 +199,11 @@ void wd_handoff_run(wd_handoff_t *h)
             alive = uv_run(h->loop, UV_RUN_ONCE);
         } else {
             alive = uv_run(h->loop, UV_RUN_NOWAIT);
+            /* What the prepare phase does before libuv blocks, done again before this blocks:
+             * the I/O callbacks of the turn (which come after the prepare phase) may have
+             * dispatched requests whose lazy or quiet end needs a timer. */
             if (alive && !h->stop)
-                before_block(h);
+                wd__handoff_prepare(h);
             timeout =
                 alive && !h->stop && !watches_pending(h->loop) ? uv_backend_timeout(h->loop) : 0;
             h->sleep_until = timeout < 0 ? UINT64_MAX : uv_now(h->loop) + (uint64_t)timeout;
