@@ -17,7 +17,10 @@
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
  *     restart. Master to worker: "stop\n" = stop accepting, finish in-flight and buffered
- *     responses, exit 0 (SIGTERM does the same); "reopen-logs\n" = reopen the log files.
+ *     responses, exit 0 (SIGTERM does the same); "reopen-logs\n" = reopen the log files;
+ *     "siblings RECORD:PID ...\n" = the ready workers of its group (itself among them) by
+ *     scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever one
+ *     becomes ready (daemon/worker/balance.h).
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H
@@ -29,6 +32,8 @@
 #define WD_WORKER_FD_SCOREBOARD 5 /* see scoreboard.h */
 #define WD_WORKER_FD_STACKS 6
 #define WD_WORKER_FD_LISTEN 7
+
+#define WD_SIBLINGS_MAX 32 /* workers named in a "siblings" line */
 
 /* SIGURG, because its default action is to ignore it: a worker that has not set up its handler
  * yet (or any other process that gets it by mistake) is not killed. The workers never ask for

@@ -24,6 +24,7 @@ typedef struct totals {
     uint64_t bytes_sent;
     uint64_t timeouts;
     uint64_t accept_empty;
+    uint64_t balance_closes;
     uint64_t threads;
     uint64_t busy_threads;
     uint64_t queued;
@@ -50,6 +51,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
     t->bytes_sent = g->past_bytes_sent;
     t->timeouts = g->past_timeouts;
     t->accept_empty = g->past_accept_empty;
+    t->balance_closes = g->past_balance_closes;
     for (i = 0; i < st->n_workers; i++) {
         s = st->workers[i].score;
         if (s == NULL || !in_group(&st->workers[i], g))
@@ -63,6 +65,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->bytes_sent += wd_score_get(&s->bytes_sent);
         t->timeouts += wd_score_get(&s->timeouts);
         t->accept_empty += wd_score_get(&s->accept_empty);
+        t->balance_closes += wd_score_get(&s->balance_closes);
         t->threads += wd_score_get(&s->threads);
         t->busy_threads += wd_score_get(&s->busy_threads);
         t->queued += wd_score_get(&s->queued);
@@ -326,6 +329,11 @@ static uint64_t pick_accept_empty(const totals_t *t, const wd_status_group_t *g)
     return t->accept_empty;
 }
 
+static uint64_t pick_balance_closes(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->balance_closes;
+}
+
 static void requests_total(FILE *f, const wd_status_t *st, const totals_t *tot)
 {
     static const char *const classes[6] = {"other", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -483,6 +491,10 @@ char *wd_status_prometheus(const wd_status_t *st)
     per_group(f, st, tot, "wsgid_accept_empty_total", "counter",
               "Times a worker woke to accept a connection and found none (a sibling took it).",
               pick_accept_empty);
+    per_group(f, st, tot, "wsgid_balance_closes_total", "counter",
+              "Keep-alive connections answered with Connection: close so that the proxy's next "
+              "request may reach an idle worker of the group.",
+              pick_balance_closes);
 
     if (fclose(f) != 0)
         abort();

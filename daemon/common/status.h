@@ -43,6 +43,7 @@ typedef struct wd_status_group {
     uint64_t past_bytes_sent;
     uint64_t past_timeouts;
     uint64_t past_accept_empty;
+    uint64_t past_balance_closes;
 } wd_status_group_t;
 
 typedef struct wd_status {

@@ -118,6 +118,7 @@ void wd__m_record_release(wd_master_t *m, wd_proc_t *p)
     t->past_bytes_sent += wd_score_get(&sc->bytes_sent);
     t->past_timeouts += wd_score_get(&sc->timeouts);
     t->past_accept_empty += wd_score_get(&sc->accept_empty);
+    t->past_balance_closes += wd_score_get(&sc->balance_closes);
     m->used[p->record] = 0;
     p->record = -1;
 }

@@ -65,9 +65,34 @@ static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
         cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, pid);
 }
 
+/* Tells every ready worker of g which workers of g are ready ("siblings", spawn.h), for the
+ * keep-alive balance (daemon/worker/balance.h). The workers that left since need no message:
+ * their records no longer say ready, or no longer hold their pid. */
+static void tell_siblings(wd_master_t *m, wd_group_t *g)
+{
+    char line[16 + WD_SIBLINGS_MAX * 24];
+    size_t len = (size_t)snprintf(line, sizeof line, "siblings");
+    int n = 0;
+    wd_proc_t *p;
+
+    if (g->conf->processes < 2)
+        return; /* nobody to balance with */
+    for (p = m->procs; p != NULL && n < WD_SIBLINGS_MAX; p = p->next) {
+        if (p->g != g || p->state != WD_PROC_READY || p->pid <= 0 || p->record < 0)
+            continue;
+        len += (size_t)snprintf(line + len, sizeof line - len, " %d:%d", p->record, p->pid);
+        n++;
+    }
+    snprintf(line + len, sizeof line - len, "\n");
+    for (p = m->procs; p != NULL; p = p->next)
+        if (p->g == g && p->state == WD_PROC_READY && p->pid > 0)
+            wd__m_proc_say(p, line);
+}
+
 static void proc_ready(wd_master_t *m, wd_proc_t *p)
 {
     wd_slot_t *s = p->s;
+    int first;
 
     if (p->state != WD_PROC_STARTING)
         return;
@@ -80,13 +105,13 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
         return;
     }
     s->last_error[0] = '\0';
-    if (s->repl == p) {
-        repl_ready(s, p);
-    } else if (!s->ever_ready) {
-        s->ever_ready = 1;
-        start_progress(m);
-    }
+    first = s->repl != p && !s->ever_ready;
+    if (s->repl == p)
+        repl_ready(s, p);   /* the worker it takes over from drains: no sibling any more */
+    tell_siblings(m, p->g); /* before start_progress: known when wsgid says it is ready */
     s->ever_ready = 1;
+    if (first)
+        start_progress(m);
 }
 
 void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)

@@ -53,6 +53,7 @@ typedef struct wd_conns {
     const wd_group_conf_t *group;
     wd_score_t *score;
     wd_handoff_t *handoff;
+    struct wd_balance *balance; /* keep-alive balance (balance.h), or NULL */
     const char *tmpdir;
     int pid;
     const wd_conns_ops_t *ops;

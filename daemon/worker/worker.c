@@ -10,6 +10,7 @@
 
 #include "accept.h"
 #include "affinity.h"
+#include "balance.h"
 #include "config.h"
 #include "conn.h"
 #include "handoff.h"
@@ -53,6 +54,7 @@ typedef struct wd_worker {
     uint64_t spare_gets, spare_gets_seen;
     uv_timer_t spare_timer; /* closes the spare files once they go unused */
     wd_score_t *score;      /* our record in the master's scoreboard */
+    wd_balance_t balance;   /* keep-alive balance with the group's other workers */
 
     wd_accept_t accept; /* the listeners, and whether to take new connections (accept.c) */
 
@@ -66,7 +68,7 @@ typedef struct wd_worker {
     int recycle_asked;         /* "recycle" sent to the master already */
     uint64_t last_activity_ns; /* for inactivity-timeout */
     uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
-    char master_buf[256];      /* a partial line from the master */
+    char master_buf[1024];     /* a partial line from the master */
     size_t master_len;
 
     int stopping;
@@ -217,6 +219,7 @@ static void worker_stop(wd_worker_t *w, const char *why)
     if (w->stopping)
         return;
     w->stopping = 1;
+    wd_score_set(&w->score->ready, 0); /* not a worker to balance with (balance.h) */
     spare_close_all(w);
     wd_log_info("stopping (%s): finishing %zu requests", why, wd_handoff_in_flight(&w->handoff));
     wd_accept_stop(&w->accept);
@@ -236,6 +239,9 @@ static void master_line(wd_worker_t *w, const char *line)
 {
     if (strcmp(line, "stop") == 0) {
         worker_stop(w, "asked by the master");
+    } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
+        if (wd_balance_set(&w->balance, line + 8) < 0)
+            wd_log_warn("malformed message from the master: '%s'", line);
     } else if (strcmp(line, "reopen-logs") == 0) {
         const char *access = w->group->access_log ? w->group->access_log : w->conf.access_log;
 
@@ -338,8 +344,9 @@ static void tick_cb(uv_timer_t *t)
 /* --- start ---------------------------------------------------------------------------------- */
 
 /* Our record in the master's scoreboard, or a private one when there is none (a master that does
- * not pass it), so that the counters can always be written. */
-static wd_score_t *scoreboard_map(int record)
+ * not pass it), so that the counters can always be written. *board: the whole scoreboard, or NULL
+ * with a private record. */
+static wd_score_t *scoreboard_map(int record, const wd_score_t **board)
 {
     struct stat st;
     void *p;
@@ -349,9 +356,12 @@ static wd_score_t *scoreboard_map(int record)
         (size_t)st.st_size >= size) {
         p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, WD_WORKER_FD_SCOREBOARD, 0);
         close(WD_WORKER_FD_SCOREBOARD);
-        if (p != MAP_FAILED)
+        if (p != MAP_FAILED) {
+            *board = p;
             return (wd_score_t *)p + record;
+        }
     }
+    *board = NULL;
     p = xcalloc(1, sizeof(wd_score_t));
     return p;
 }
@@ -417,6 +427,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
     int record = -1, cpu, started;
+    const wd_score_t *board;
 
     (void)argc;
     (void)argv;
@@ -432,7 +443,9 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
      * arenas, which keep their high-water mark and grow the worker's RSS over time. Those of the
      * request path are kept for reuse a while all the same: bigblock.h. */
     mallopt(M_MMAP_THRESHOLD, 128 * 1024);
-    w->score = scoreboard_map(record);
+    w->score = scoreboard_map(record, &board);
+    wd_balance_init(&w->balance, board, board != NULL ? WD_SCORE_MAX : 0, record,
+                    &w->score->balance_closes);
     wd_stacks_init(); /* before Python, which chains its dump to it (stacks.h) */
     signal(SIGPIPE, SIG_IGN);
     if (read_config(w, group_name) < 0) {
@@ -467,6 +480,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         .group = w->group,
         .score = w->score,
         .handoff = &w->handoff,
+        .balance = &w->balance,
         .tmpdir = w->tmpdir,
         .pid = w->pid,
         .ops = &conns_ops,

@@ -1,0 +1,26 @@
+"""An app for tests/e2e/test_balance.py: which worker answers, and a request that holds its thread.
+
+    /pid    the worker's pid
+    /hold   creates $WSGID_E2E_DIR/held-<pid>, then waits (GIL released) until
+            $WSGID_E2E_DIR/release exists (at most 30 s); answers the pid
+"""
+import os
+import time
+
+_DIR = os.environ.get("WSGID_E2E_DIR", "/tmp")
+
+
+def application(environ, start_response):
+    path = environ.get("PATH_INFO", "/")
+    pid = b"%d" % os.getpid()
+    if path == "/hold":
+        with open(os.path.join(_DIR, "held-%d" % os.getpid()), "w"):
+            pass
+        end = time.monotonic() + 30
+        while not os.path.exists(os.path.join(_DIR, "release")) and time.monotonic() < end:
+            time.sleep(0.01)
+    elif path != "/pid":
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"no such path\n"]
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(pid)))])
+    return [pid]

@@ -1,0 +1,110 @@
+"""Keep-alive balance between the workers of a group (daemon/worker/balance.h).
+
+A request that comes on a keep-alive connection is served by the worker that accepted that
+connection. When all of that worker's threads are taken, its oldest queued request has waited
+10 ms or more, and a sibling has at least two requests fewer, the worker answers the request with
+"Connection: close", so that the client's (the proxy's) next request comes on a new connection,
+which the idle sibling may take. wsgid_balance_closes_total counts these closes.
+
+Here, over plain HTTP keep-alive connections to wsgid (so that the test chooses which connection
+carries which request; the bench's mixed test measures the same behind nginx): one worker holds
+three connections, the first runs a request that holds its only thread, the second's request
+waits in the queue, and the third's request then gets the close. With one process there is no
+sibling, and the same sequence keeps every connection open. After a rolling restart the new
+workers balance with each other."""
+import os
+import time
+
+from helpers.clients import Conn, http_request
+from helpers.procs import free_port, wait_for
+from test_control import ctl
+from test_metrics import metrics, samples
+
+KEY = 'wsgid_balance_closes_total{group="site"}'
+DEPTH = 'wsgid_queue_depth{group="site"}'
+
+
+def start(wsgid, processes, tmp=None):
+    maddr = ("127.0.0.1", free_port())
+    top = {"metrics": "%s:%d" % maddr}
+    if tmp is not None:
+        top["control"] = str(tmp / "ctl.sock")
+    d = wsgid("balance", top=top, processes=processes, threads=1)
+    wait_for(lambda: d.log().find("metrics") >= 0, 5, what="the metrics listener")
+    return d, maddr
+
+
+def three_on_one_worker(d):
+    """Five keep-alive connections; returns the pid of a worker that has three of them (an idle
+    group's connections mostly go to one worker, and there are two: one has at least three),
+    and those three."""
+    by_pid = {}
+    for _ in range(5):
+        c = Conn(d.tcp)
+        r = c.send(http_request(path="/pid")).response()
+        assert r.status == 200 and r.header("Connection") != "close", r.head
+        by_pid.setdefault(int(r.body), []).append(c)
+    pid, conns = max(by_pid.items(), key=lambda kv: len(kv[1]))
+    assert len(conns) >= 3, by_pid
+    return pid, conns[:3]
+
+
+def hold_queue_and_ask(d, tmp, maddr, linger):
+    """X holds the worker's thread, Y's request waits in its queue (longer than the 10 ms the
+    balance asks for), then Z asks. Returns the three responses and whether Z's connection was
+    closed after its response."""
+    pid, (x, y, z) = three_on_one_worker(d)
+    x.send(http_request(path="/hold"))
+    wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
+             what="the /hold request to run")
+    y.send(http_request(path="/pid"))
+    wait_for(lambda: samples(metrics(maddr))[DEPTH] >= 1, 10, what="the request on Y to queue")
+    time.sleep(0.05)
+    z.send(http_request(path="/pid"))
+    wait_for(lambda: samples(metrics(maddr))[DEPTH] >= 2, 10, what="the request on Z to queue")
+    open(os.path.join(str(tmp), "release"), "w").close()
+    rx, ry, rz = x.response(), y.response(), z.response()
+    for r in (rx, ry, rz):
+        assert r.status == 200 and int(r.body) == pid, (r.head, r.body, pid)
+    return rx, ry, rz, z.closed(linger)
+
+
+def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idle(wsgid, tmp):
+    d, maddr = start(wsgid, processes=2)
+    before = samples(metrics(maddr)).get(KEY, 0.0)
+    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 5.0)
+    assert rx.header("Connection") != "close", rx.head
+    # Y queued behind X alone: its wait had not begun when it came, so it keeps its connection.
+    assert ry.header("Connection") != "close", ry.head
+    assert rz.header("Connection") == "close", rz.head
+    assert z_closed, "wsgid said Connection: close but left the connection open"
+    after = wait_for(lambda: (lambda s: s if s[KEY] >= before + 1 else None)(
+        samples(metrics(maddr))), 5, what="wsgid_balance_closes_total + 1")
+    assert after[KEY] == before + 1, after[KEY]
+    # The client's next request, on a new connection, is served.
+    with Conn(d.tcp) as c:
+        r = c.send(http_request(path="/pid")).response()
+        assert r.status == 200 and int(r.body) in d.workers(), r.body
+
+
+def test_without_a_sibling_the_connection_stays_open(wsgid, tmp):
+    d, maddr = start(wsgid, processes=1)
+    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 0.5)
+    for r in (rx, ry, rz):
+        assert r.header("Connection") != "close", r.head
+    assert not z_closed
+    assert samples(metrics(maddr))[KEY] == 0
+
+
+def test_replacements_balance_with_each_other(wsgid, tmp):
+    """The master tells the workers of a group who their siblings are whenever one becomes ready:
+    after a rolling restart the new workers know each other, not the old ones."""
+    d, maddr = start(wsgid, 2, tmp)
+    old = set(d.workers())
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: len(set(d.workers())) == 2 and not set(d.workers()) & old, 30,
+             what="two new workers")
+    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 5.0)
+    assert rz.header("Connection") == "close", rz.head
+    assert z_closed

@@ -1,0 +1,156 @@
+/* The keep-alive balance (daemon/worker/balance.c): the master's list, and when a queued keep-alive
+ * request gets "Connection: close": only when our oldest queued request has waited
+ * WD_BALANCE_WAIT_NS and a sibling that still runs and accepts has two requests fewer than we do,
+ * looking at most once per WD_BALANCE_GAP_NS. */
+#include "balance.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#define N_BOARD 8
+
+static wd_score_t board[N_BOARD];
+static _Atomic uint64_t closes;
+
+/* Record r: worker pid, ready, threads, busy, queued. */
+static void put(int r, uint64_t pid, uint64_t ready, uint64_t threads, uint64_t busy,
+                uint64_t queued)
+{
+    wd_score_set(&board[r].pid, pid);
+    wd_score_set(&board[r].ready, ready);
+    wd_score_set(&board[r].threads, threads);
+    wd_score_set(&board[r].busy_threads, busy);
+    wd_score_set(&board[r].queued, queued);
+}
+
+static void test_lists(void)
+{
+    static const struct {
+        const char *list;
+        int want; /* siblings, or -1 */
+    } cases[] = {
+        {"", 0},
+        {" 2:100", 0}, /* ourselves only */
+        {" 2:100 5:200", 1},
+        {" 5:200 2:100 7:300", 2},
+        {"   5:200   ", 1},
+        {" 5", -1},
+        {" 5:", -1},
+        {" :200", -1},
+        {" 5:0", -1},
+        {" 5:-3", -1},
+        {" -1:200", -1},
+        {" 8:200", -1}, /* past the board */
+        {" 5:200x", -1},
+        {" 5:200,6:300", -1},
+        {" 99999999999999999999:1", -1},
+    };
+    wd_balance_t b;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        wd_balance_init(&b, board, N_BOARD, 2, NULL);
+        b.n_sib = 1; /* a previous list, kept when the new one is malformed */
+        b.sib[0].record = 6;
+        b.sib[0].pid = 600;
+        int got = wd_balance_set(&b, cases[i].list);
+        T_CHECK(got == cases[i].want, "list \"%s\": %d siblings, want %d", cases[i].list, got,
+                cases[i].want);
+        T_CHECK(b.n_sib == (size_t)(cases[i].want < 0 ? 1 : cases[i].want), "list \"%s\": %zu kept",
+                cases[i].list, b.n_sib);
+    }
+
+    /* WD_SIBLINGS_MAX others and ourselves: taken; one more: refused. */
+    char list[1024];
+    size_t len = 0;
+    wd_balance_t big;
+    static wd_score_t wide[WD_SIBLINGS_MAX + 2];
+
+    wd_balance_init(&big, wide, WD_SIBLINGS_MAX + 2, 0, NULL);
+    for (int r = 0; r <= WD_SIBLINGS_MAX; r++)
+        len += (size_t)snprintf(list + len, sizeof list - len, " %d:%d", r, 1000 + r);
+    T_CHECK(wd_balance_set(&big, list) == WD_SIBLINGS_MAX, "a full list");
+    snprintf(list + len, sizeof list - len, " %d:%d", WD_SIBLINGS_MAX + 1, 9999);
+    T_CHECK(wd_balance_set(&big, list) == -1, "a list past WD_SIBLINGS_MAX");
+}
+
+#define T0 7000000000ull               /* "now" */
+#define LONG (T0 - WD_BALANCE_WAIT_NS) /* our oldest queued request came that long ago */
+
+static void test_close(void)
+{
+    static const struct {
+        const char *what;
+        uint64_t pid, ready, busy, queued; /* the sibling's record (4 threads) */
+        size_t load;                       /* ours, the new request among them */
+        uint64_t since;                    /* our oldest queued request came then */
+        int want;
+    } cases[] = {
+        {"idle sibling", 200, 1, 0, 0, 5, LONG, 1},
+        {"two fewer", 200, 1, 4, 2, 8, LONG, 1},
+        {"one fewer", 200, 1, 4, 3, 8, LONG, 0},
+        {"as many", 200, 1, 4, 4, 8, LONG, 0},
+        {"more", 200, 1, 4, 9, 8, LONG, 0},
+        {"our queue waited 1 ns less", 200, 1, 0, 0, 8, LONG + 1, 0},
+        {"our queue empty (taken meanwhile)", 200, 1, 0, 0, 8, 0, 0},
+        {"not ready (stopping)", 200, 0, 0, 0, 8, LONG, 0},
+        {"record of another pid (exited, reused)", 201, 1, 0, 0, 8, LONG, 0},
+        {"record freed", 0, 0, 0, 0, 8, LONG, 0},
+    };
+    wd_balance_t b;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(board, 0, sizeof board);
+        put(2, 100, 1, 4, 4, 3);
+        put(5, cases[i].pid, cases[i].ready, 4, cases[i].busy, cases[i].queued);
+        wd_balance_init(&b, board, N_BOARD, 2, &closes);
+        wd_score_set(&closes, 0);
+        T_CHECK(wd_balance_set(&b, " 2:100 5:200") == 1, "%s: list", cases[i].what);
+        T_CHECK(wd_balance_due(&b, T0) == 1, "%s: due", cases[i].what);
+        int got = wd_balance_close(&b, T0, cases[i].load, cases[i].since);
+        T_CHECK(got == cases[i].want, "%s: close %d, want %d", cases[i].what, got, cases[i].want);
+        T_CHECK(wd_score_get(&closes) == (uint64_t)cases[i].want, "%s: counted %llu", cases[i].what,
+                (unsigned long long)wd_score_get(&closes));
+    }
+
+    /* Any one lighter sibling of several will do. */
+    memset(board, 0, sizeof board);
+    put(5, 200, 1, 4, 4, 2);
+    put(6, 300, 0, 4, 0, 0);
+    put(7, 400, 1, 4, 1, 0);
+    wd_balance_init(&b, board, N_BOARD, 2, NULL);
+    wd_balance_set(&b, " 2:100 5:200 6:300 7:400");
+    T_CHECK(wd_balance_close(&b, T0, 5, LONG) == 1, "the third sibling is lighter");
+    put(7, 400, 1, 4, 4, 0);
+    T_CHECK(wd_balance_close(&b, T0, 5, LONG) == 0, "none lighter any more");
+
+    /* No list (one process, or no scoreboard): never due. */
+    wd_balance_init(&b, NULL, 0, 0, NULL);
+    T_CHECK(wd_balance_due(&b, T0) == 0, "no siblings");
+    T_CHECK(wd_balance_set(&b, " 0:100 1:200") == -1, "no board: no record is valid");
+}
+
+/* A look at most once per WD_BALANCE_GAP_NS, whatever it found. */
+static void test_gap(void)
+{
+    wd_balance_t b;
+
+    memset(board, 0, sizeof board);
+    wd_balance_init(&b, board, N_BOARD, 2, NULL);
+    T_CHECK(wd_balance_due(&b, T0) == 0, "no list yet");
+    wd_balance_set(&b, " 5:200");
+    T_CHECK(wd_balance_due(&b, T0) == 1, "first");
+    T_CHECK(wd_balance_due(&b, T0 + 1) == 0, "within the gap");
+    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS - 1) == 0, "the gap's last ns");
+    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS) == 1, "the gap is over");
+    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS + 5) == 0, "a new gap");
+}
+
+int main(void)
+{
+    test_lists();
+    test_close();
+    test_gap();
+    return t_summary("balance");
+}
