@@ -119,6 +119,7 @@ void wd__m_record_release(wd_master_t *m, wd_proc_t *p)
     t->past_timeouts += wd_score_get(&sc->timeouts);
     t->past_accept_empty += wd_score_get(&sc->accept_empty);
     t->past_balance_closes += wd_score_get(&sc->balance_closes);
+    wd_score_set(&m->score[p->record].ready, 0); /* no sibling to balance with (balance.h) */
     m->used[p->record] = 0;
     p->record = -1;
 }
@@ -334,13 +335,22 @@ void wd__m_close_pipe(wd_proc_t *p)
 void wd__m_proc_say(wd_proc_t *p, const char *line)
 {
     uv_os_fd_t fd;
+    size_t len = strlen(line);
+    ssize_t n;
 
-    /* A line of a few bytes on a socketpair with an empty buffer: it goes at once or the
-     * worker is gone (and its exit will be seen). */
-    if (!p->pipe_closed && uv_fileno((uv_handle_t *)&p->pipe, &fd) == 0)
-        if (send(fd, line, strlen(line), MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-            wd_log_debug("group %s worker %d (pid %d): cannot send %s", p->g->name, p->slot, p->pid,
-                         line);
+    /* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its
+     * loop: it goes whole at once, or the worker is gone (and its exit will be seen). Part of it
+     * goes only to a worker that stopped reading (a stuck loop, which the watchdog handles). */
+    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &fd) != 0)
+        return;
+    n = send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0)
+        wd_log_debug("group %s worker %d (pid %d): cannot send %.*s", p->g->name, p->slot, p->pid,
+                     (int)len - 1, line);
+    else if ((size_t)n < len)
+        wd_log_warn("group %s worker %d (pid %d): only %zd of the %zu bytes of \"%.*s\" went: the "
+                    "worker does not read its messages from the master",
+                    p->g->name, p->slot, p->pid, n, len, (int)len - 1, line);
 }
 
 void wd__m_proc_kill_cb(uv_timer_t *t)

@@ -45,7 +45,7 @@ int wd_balance_set(wd_balance_t *b, const char *list)
             break;
         if (parse_one(&list, &r, &p) < 0 || r < 0 || (size_t)r >= b->n_board || p <= 0 ||
             n == WD_SIBLINGS_MAX)
-            return -1;
+            return -EINVAL;
         if (r == b->self)
             continue;
         rec[n] = (int)r;
@@ -59,14 +59,19 @@ int wd_balance_set(wd_balance_t *b, const char *list)
     return (int)n;
 }
 
-/* The sibling still runs (its record holds its pid), accepts, and has at least two requests
- * fewer than we do (one request moved from us to it would still wait less there). The gauges are
- * read without a lock: a wrong guess costs one reconnection, or one request that waits as it
- * would have anyway. */
-static int sibling_lighter(const wd_score_t *s, uint64_t pid, size_t load)
+/* Requests running and waiting for a thread, by a worker's gauges. */
+static uint64_t load_of(const wd_score_t *s)
 {
-    return wd_score_get(&s->pid) == pid && wd_score_get(&s->ready) == 1 &&
-           wd_score_get(&s->busy_threads) + wd_score_get(&s->queued) + 2 <= load;
+    return wd_score_get(&s->busy_threads) + wd_score_get(&s->queued);
+}
+
+/* The sibling still serves (its record holds its pid and says ready: not stopping, not dead) and
+ * has at least two requests fewer than we do (one request moved from us to it would still wait
+ * less there). The gauges are read without a lock: a wrong guess costs one reconnection, or one
+ * request that waits as it would have anyway. */
+static int sibling_lighter(const wd_score_t *s, uint64_t pid, uint64_t load)
+{
+    return wd_score_get(&s->pid) == pid && wd_score_get(&s->ready) == 1 && load_of(s) + 2 <= load;
 }
 
 int wd_balance_due(wd_balance_t *b, uint64_t now_ns)
@@ -77,10 +82,13 @@ int wd_balance_due(wd_balance_t *b, uint64_t now_ns)
     return 1;
 }
 
-int wd_balance_close(wd_balance_t *b, uint64_t now_ns, size_t load, uint64_t queued_since_ns)
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t queued_since_ns)
 {
+    uint64_t load;
+
     if (queued_since_ns == 0 || now_ns < queued_since_ns + WD_BALANCE_WAIT_NS)
         return 0;
+    load = load_of(&b->board[b->self]) + 1; /* the request being queued counts */
     for (size_t i = 0; i < b->n_sib; i++) {
         if (sibling_lighter(&b->board[b->sib[i].record], b->sib[i].pid, load)) {
             if (b->count != NULL)

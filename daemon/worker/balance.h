@@ -24,9 +24,13 @@
  *
  * The siblings come from the master ("siblings RECORD:PID ...", spawn.h) whenever a worker of the
  * group becomes ready; a record is read only while it still holds that pid and says it is ready
- * (a stopping worker clears that), so a list the master has not replaced yet is harmless.
+ * (a stopping worker clears that, and the master when it reaps one that died), so a list the
+ * master has not replaced yet is harmless. ready stays 1 while a worker pauses accepting for a
+ * moment (out of file descriptors, max-connections): a close then reaches the other workers, or
+ * waits in the listen queue as any new connection would.
  *
- * Loop thread only. */
+ * Under the loop lock: the loop thread, or a parked Python thread running the loop's code for its
+ * connection (conn_park.c). */
 #ifndef WD_WORKER_BALANCE_H
 #define WD_WORKER_BALANCE_H
 
@@ -55,14 +59,15 @@ typedef struct wd_balance {
 void wd_balance_init(wd_balance_t *b, const wd_score_t *board, size_t n_board, int self,
                      _Atomic uint64_t *count);
 /* The master's list: "RECORD:PID RECORD:PID ...", our own record among them or not. Returns how
- * many siblings it holds, or -1 when the list is malformed (the old one is kept). */
+ * many siblings it holds, or -EINVAL when the list is malformed (the old one is kept). */
 int wd_balance_set(wd_balance_t *b, const char *list);
 /* A keep-alive request must wait for a thread: 1 when it is time to look at the siblings (then not
  * again for WD_BALANCE_GAP_NS), 0 to keep the connection without looking. */
 int wd_balance_due(wd_balance_t *b, uint64_t now_ns);
-/* ... and after a 1 from wd_balance_due. load: the requests in flight in this worker, this one
- * among them; queued_since_ns: when our oldest queued request came (0 = none). 1 = answer this
- * request with "Connection: close" (counted), 0 = keep the connection. */
-int wd_balance_close(wd_balance_t *b, uint64_t now_ns, size_t load, uint64_t queued_since_ns);
+/* ... and after a 1 from wd_balance_due. queued_since_ns: when our oldest queued request came
+ * (0 = none). Loads are compared by the scoreboard's gauges (busy_threads + queued, ours plus the
+ * request being queued). 1 = answer this request with "Connection: close" (counted), 0 = keep
+ * the connection. */
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t queued_since_ns);
 
 #endif

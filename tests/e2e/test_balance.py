@@ -10,9 +10,10 @@ Here, over plain HTTP keep-alive connections to wsgid (so that the test chooses 
 carries which request; the bench's mixed test measures the same behind nginx): one worker holds
 three connections, the first runs a request that holds its only thread, the second's request
 waits in the queue, and the third's request then gets the close. With one process there is no
-sibling, and the same sequence keeps every connection open. After a rolling restart the new
-workers balance with each other."""
+sibling (or the only one died and was not replaced yet), and the same sequence keeps every
+connection open. After a rolling restart the new workers balance with each other."""
 import os
+import signal
 import time
 
 from helpers.clients import Conn, http_request
@@ -49,11 +50,11 @@ def three_on_one_worker(d):
     return pid, conns[:3]
 
 
-def hold_queue_and_ask(d, tmp, maddr, linger):
+def hold_queue_and_ask(d, tmp, maddr, linger, picked=None):
     """X holds the worker's thread, Y's request waits in its queue (longer than the 10 ms the
     balance asks for), then Z asks. Returns the three responses and whether Z's connection was
-    closed after its response."""
-    pid, (x, y, z) = three_on_one_worker(d)
+    closed after its response. picked: three_on_one_worker's answer, if taken already."""
+    pid, (x, y, z) = picked or three_on_one_worker(d)
     x.send(http_request(path="/hold"))
     wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
              what="the /hold request to run")
@@ -108,3 +109,26 @@ def test_replacements_balance_with_each_other(wsgid, tmp):
     rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 5.0)
     assert rz.header("Connection") == "close", rz.head
     assert z_closed
+
+
+def test_a_dead_sibling_is_not_balanced_with(wsgid, tmp):
+    """A worker that died (SIGKILL: it could clear nothing) left a record that says ready and
+    idle; the master clears that when it reaps it. Its record is taken (and zeroed) again at once
+    by a replacement when the worker dies for the first time, so the test kills the replacement
+    too: a second quick death waits 1 s before the next respawn, and meanwhile the sibling must
+    close nothing for it."""
+    d, maddr = start(wsgid, 2)
+    d.expect_log(r"killed by signal 9")
+    picked = three_on_one_worker(d)
+    first = [p for p in d.workers() if p != picked[0]]
+    assert len(first) == 1, (picked[0], d.workers())
+    os.kill(first[0], signal.SIGKILL)
+    second = wait_for(lambda: [p for p in d.workers() if p not in (picked[0], first[0])], 30,
+                      what="a replacement of pid %d" % first[0])
+    wait_for(lambda: "(pid %d) ready" % second[0] in d.log(), 30,
+             what="pid %d to be ready" % second[0])
+    os.kill(second[0], signal.SIGKILL)
+    wait_for(lambda: "respawning in 1 s" in d.log(), 10, what="the respawn backoff")
+    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 0.5, picked)
+    assert rz.header("Connection") != "close", rz.head
+    assert not z_closed

@@ -44,14 +44,24 @@ def test_more_requests_than_threads_queue_up(wsgid):
 
 
 def _echo_client(addr, seed, n):
+    """n POSTs on one keep-alive connection, a new one after a "Connection: close" (which a
+    worker says to move its next requests to a less busy sibling: daemon/worker/balance.h)."""
     rnd = random.Random(seed)
-    with Conn(addr, timeout=30) as c:
+    c = Conn(addr, timeout=30)
+    try:
         for j in range(n):
             body = rnd.randbytes(rnd.choice([0, 1, 100, 5000, 70000, 300000]))
             c.send(http_request("POST", "/c%d/%d" % (seed, j), body=body))
             r = c.response()
             assert r.status == 200
             assert r.body == body, "client %d request %d: body mixed up" % (seed, j)
+            if r.header("Connection") == "close":
+                assert c.closed(), "client %d request %d: Connection: close, still open" % (
+                    seed, j)
+                c.close()
+                c = Conn(addr, timeout=30)
+    finally:
+        c.close()
 
 
 def test_many_keepalive_clients_direct(wsgid):

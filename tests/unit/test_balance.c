@@ -1,9 +1,10 @@
 /* The keep-alive balance (daemon/worker/balance.c): the master's list, and when a queued keep-alive
  * request gets "Connection: close": only when our oldest queued request has waited
- * WD_BALANCE_WAIT_NS and a sibling that still runs and accepts has two requests fewer than we do,
- * looking at most once per WD_BALANCE_GAP_NS. */
+ * WD_BALANCE_WAIT_NS and a sibling that still serves (its pid, ready) has two requests fewer than
+ * we do, looking at most once per WD_BALANCE_GAP_NS. */
 #include "balance.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,23 +30,23 @@ static void test_lists(void)
 {
     static const struct {
         const char *list;
-        int want; /* siblings, or -1 */
+        int want; /* siblings, or -EINVAL */
     } cases[] = {
         {"", 0},
         {" 2:100", 0}, /* ourselves only */
         {" 2:100 5:200", 1},
         {" 5:200 2:100 7:300", 2},
         {"   5:200   ", 1},
-        {" 5", -1},
-        {" 5:", -1},
-        {" :200", -1},
-        {" 5:0", -1},
-        {" 5:-3", -1},
-        {" -1:200", -1},
-        {" 8:200", -1}, /* past the board */
-        {" 5:200x", -1},
-        {" 5:200,6:300", -1},
-        {" 99999999999999999999:1", -1},
+        {" 5", -EINVAL},
+        {" 5:", -EINVAL},
+        {" :200", -EINVAL},
+        {" 5:0", -EINVAL},
+        {" 5:-3", -EINVAL},
+        {" -1:200", -EINVAL},
+        {" 8:200", -EINVAL}, /* past the board */
+        {" 5:200x", -EINVAL},
+        {" 5:200,6:300", -EINVAL},
+        {" 99999999999999999999:1", -EINVAL},
     };
     wd_balance_t b;
 
@@ -72,7 +73,7 @@ static void test_lists(void)
         len += (size_t)snprintf(list + len, sizeof list - len, " %d:%d", r, 1000 + r);
     T_CHECK(wd_balance_set(&big, list) == WD_SIBLINGS_MAX, "a full list");
     snprintf(list + len, sizeof list - len, " %d:%d", WD_SIBLINGS_MAX + 1, 9999);
-    T_CHECK(wd_balance_set(&big, list) == -1, "a list past WD_SIBLINGS_MAX");
+    T_CHECK(wd_balance_set(&big, list) == -EINVAL, "a list past WD_SIBLINGS_MAX");
 }
 
 #define T0 7000000000ull               /* "now" */
@@ -83,32 +84,31 @@ static void test_close(void)
     static const struct {
         const char *what;
         uint64_t pid, ready, busy, queued; /* the sibling's record (4 threads) */
-        size_t load;                       /* ours, the new request among them */
         uint64_t since;                    /* our oldest queued request came then */
         int want;
     } cases[] = {
-        {"idle sibling", 200, 1, 0, 0, 5, LONG, 1},
-        {"two fewer", 200, 1, 4, 2, 8, LONG, 1},
-        {"one fewer", 200, 1, 4, 3, 8, LONG, 0},
-        {"as many", 200, 1, 4, 4, 8, LONG, 0},
-        {"more", 200, 1, 4, 9, 8, LONG, 0},
-        {"our queue waited 1 ns less", 200, 1, 0, 0, 8, LONG + 1, 0},
-        {"our queue empty (taken meanwhile)", 200, 1, 0, 0, 8, 0, 0},
-        {"not ready (stopping)", 200, 0, 0, 0, 8, LONG, 0},
-        {"record of another pid (exited, reused)", 201, 1, 0, 0, 8, LONG, 0},
-        {"record freed", 0, 0, 0, 0, 8, LONG, 0},
+        {"idle sibling", 200, 1, 0, 0, LONG, 1},
+        {"two fewer", 200, 1, 4, 2, LONG, 1},
+        {"one fewer", 200, 1, 4, 3, LONG, 0},
+        {"as many", 200, 1, 4, 4, LONG, 0},
+        {"more", 200, 1, 4, 9, LONG, 0},
+        {"our queue waited 1 ns less", 200, 1, 0, 0, LONG + 1, 0},
+        {"our queue empty (taken meanwhile)", 200, 1, 0, 0, 0, 0},
+        {"not ready (stopping)", 200, 0, 0, 0, LONG, 0},
+        {"record of another pid (exited, reused)", 201, 1, 0, 0, LONG, 0},
+        {"record freed", 0, 0, 0, 0, LONG, 0},
     };
     wd_balance_t b;
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(board, 0, sizeof board);
-        put(2, 100, 1, 4, 4, 3);
+        put(2, 100, 1, 4, 4, 3); /* ourselves: 4 running, 3 queued, the new one: a load of 8 */
         put(5, cases[i].pid, cases[i].ready, 4, cases[i].busy, cases[i].queued);
         wd_balance_init(&b, board, N_BOARD, 2, &closes);
         wd_score_set(&closes, 0);
         T_CHECK(wd_balance_set(&b, " 2:100 5:200") == 1, "%s: list", cases[i].what);
         T_CHECK(wd_balance_due(&b, T0) == 1, "%s: due", cases[i].what);
-        int got = wd_balance_close(&b, T0, cases[i].load, cases[i].since);
+        int got = wd_balance_should_close(&b, T0, cases[i].since);
         T_CHECK(got == cases[i].want, "%s: close %d, want %d", cases[i].what, got, cases[i].want);
         T_CHECK(wd_score_get(&closes) == (uint64_t)cases[i].want, "%s: counted %llu", cases[i].what,
                 (unsigned long long)wd_score_get(&closes));
@@ -116,19 +116,20 @@ static void test_close(void)
 
     /* Any one lighter sibling of several will do. */
     memset(board, 0, sizeof board);
+    put(2, 100, 1, 4, 4, 0); /* a load of 5 */
     put(5, 200, 1, 4, 4, 2);
     put(6, 300, 0, 4, 0, 0);
     put(7, 400, 1, 4, 1, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
     wd_balance_set(&b, " 2:100 5:200 6:300 7:400");
-    T_CHECK(wd_balance_close(&b, T0, 5, LONG) == 1, "the third sibling is lighter");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 1, "the third sibling is lighter");
     put(7, 400, 1, 4, 4, 0);
-    T_CHECK(wd_balance_close(&b, T0, 5, LONG) == 0, "none lighter any more");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "none lighter any more");
 
     /* No list (one process, or no scoreboard): never due. */
     wd_balance_init(&b, NULL, 0, 0, NULL);
     T_CHECK(wd_balance_due(&b, T0) == 0, "no siblings");
-    T_CHECK(wd_balance_set(&b, " 0:100 1:200") == -1, "no board: no record is valid");
+    T_CHECK(wd_balance_set(&b, " 0:100 1:200") == -EINVAL, "no board: no record is valid");
 }
 
 /* A look at most once per WD_BALANCE_GAP_NS, whatever it found. */
