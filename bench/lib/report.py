@@ -527,7 +527,8 @@ def write_results(run, meta, outdir):
         L.append("")
         L.append("The mixed test's 50 ms load, per round (req/s; %d threads in all allow %.0f). "
                  "Below that, the threads were not all serving it: idle while requests waited "
-                 "(as wsgid's workers behind nginx keep-alive can be, see bench/README.md), or "
+                 "in another worker's queue (as wsgid's behind nginx keep-alive did before its "
+                 "keep-alive balance, see bench/README.md), or "
                  "held up by the server itself." % (meta["processes"] * meta["threads"], most))
         L.append("")
         L.append("| server | path | 50 ms load req/s, rounds | the lowest as a share of %.0f |"

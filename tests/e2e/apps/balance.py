@@ -3,11 +3,16 @@
     /pid    the worker's pid
     /hold   creates $WSGID_E2E_DIR/held-<pid>, then waits (GIL released) until
             $WSGID_E2E_DIR/release exists (at most 30 s); answers the pid
+While $WSGID_E2E_DIR/slow-start exists (at most 30 s) the app's import waits: a worker started
+meanwhile is not ready.
 """
 import os
 import time
 
 _DIR = os.environ.get("WSGID_E2E_DIR", "/tmp")
+_end = time.monotonic() + 30
+while os.path.exists(os.path.join(_DIR, "slow-start")) and time.monotonic() < _end:
+    time.sleep(0.05)
 
 
 def application(environ, start_response):
