@@ -189,10 +189,13 @@ def caddy(tmp):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """Says which proxies were missing: pytest -q shows a skip only as an "s"."""
+    """Says why each skipped test skipped (which proxies were missing, a machine without two CPUs,
+    a run that could not see what a test looks for): pytest -q shows a skip only as an "s"."""
     reasons = set()
     for rep in terminalreporter.stats.get("skipped", []):
-        if isinstance(rep.longrepr, tuple) and "./dev deps" in rep.longrepr[2]:
-            reasons.add(rep.longrepr[2])
+        if isinstance(rep.longrepr, tuple):
+            reason = rep.longrepr[2]
+            reasons.add(reason if "./dev deps" in reason else
+                        "%s: %s" % (rep.nodeid.split("::")[-1], reason))
     for reason in sorted(reasons):
         terminalreporter.write_line(reason, yellow=True)

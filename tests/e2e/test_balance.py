@@ -13,8 +13,11 @@ waits in the queue, and the third's request then gets the close. With one proces
 sibling (or the only one died and was not replaced yet), and the same sequence keeps every
 connection open. After a rolling restart the new workers balance with each other."""
 import os
+import re
 import signal
 import time
+
+import pytest
 
 from helpers.clients import Conn, http_request
 from helpers.procs import free_port, wait_for
@@ -53,7 +56,8 @@ def three_on_one_worker(d):
 def hold_queue_and_ask(d, tmp, maddr, linger, picked=None):
     """X holds the worker's thread, Y's request waits in its queue (longer than the 10 ms the
     balance asks for), then Z asks. Returns the three responses and whether Z's connection was
-    closed after its response. picked: three_on_one_worker's answer, if taken already."""
+    closed after its response, and the daemon's log as it was when Z asked. picked:
+    three_on_one_worker's answer, if taken already."""
     pid, (x, y, z) = picked or three_on_one_worker(d)
     x.send(http_request(path="/hold"))
     wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
@@ -61,19 +65,20 @@ def hold_queue_and_ask(d, tmp, maddr, linger, picked=None):
     y.send(http_request(path="/pid"))
     wait_for(lambda: samples(metrics(maddr))[DEPTH] >= 1, 10, what="the request on Y to queue")
     time.sleep(0.05)
+    log_at_z = d.log()
     z.send(http_request(path="/pid"))
     wait_for(lambda: samples(metrics(maddr))[DEPTH] >= 2, 10, what="the request on Z to queue")
     open(os.path.join(str(tmp), "release"), "w").close()
     rx, ry, rz = x.response(), y.response(), z.response()
     for r in (rx, ry, rz):
         assert r.status == 200 and int(r.body) == pid, (r.head, r.body, pid)
-    return rx, ry, rz, z.closed(linger)
+    return rx, ry, rz, z.closed(linger), log_at_z
 
 
 def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idle(wsgid, tmp):
     d, maddr = start(wsgid, processes=2)
     before = samples(metrics(maddr)).get(KEY, 0.0)
-    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 5.0)
+    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 5.0)
     assert rx.header("Connection") != "close", rx.head
     # Y queued behind X alone: its wait had not begun when it came, so it keeps its connection.
     assert ry.header("Connection") != "close", ry.head
@@ -90,7 +95,7 @@ def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idl
 
 def test_without_a_sibling_the_connection_stays_open(wsgid, tmp):
     d, maddr = start(wsgid, processes=1)
-    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 0.5)
+    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 0.5)
     for r in (rx, ry, rz):
         assert r.header("Connection") != "close", r.head
     assert not z_closed
@@ -106,17 +111,18 @@ def test_replacements_balance_with_each_other(wsgid, tmp):
     assert rc == 0, (out, err)
     wait_for(lambda: len(set(d.workers())) == 2 and not set(d.workers()) & old, 30,
              what="two new workers")
-    rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 5.0)
+    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 5.0)
     assert rz.header("Connection") == "close", rz.head
     assert z_closed
 
 
 def test_a_dead_sibling_is_not_balanced_with(wsgid, tmp):
     """A worker that died (SIGKILL: it could clear nothing) left a record that says ready and
-    idle; the master clears that when it reaps it. Its record is taken (and zeroed) again at once
-    by a replacement when the worker dies for the first time, so the test kills the replacement
-    too: a second quick death waits 1 s before the next respawn (and the record is free
-    meanwhile), and the sibling must close nothing for it."""
+    idle; the master clears that when it reaps it. The record is taken (and zeroed) again as soon
+    as the slot's next worker is spawned, at once after a first death, so the test kills that
+    replacement too: a second death within 10 s of its start waits 1 s before the next spawn, and
+    the record is free meanwhile. A run that misses that window (a slow machine, or the first
+    worker older than 10 s) cannot see the bug and says so (a skip), rather than pass."""
     d, maddr = start(wsgid, 2)
     d.expect_log(r"killed by signal 9")
     picked = three_on_one_worker(d)
@@ -132,9 +138,15 @@ def test_a_dead_sibling_is_not_balanced_with(wsgid, tmp):
     (tmp / "slow-start").touch()
     try:
         os.kill(second[0], signal.SIGKILL)
-        wait_for(lambda: "respawning in 1 s" in d.log(), 10, what="the respawn backoff")
-        rx, ry, rz, z_closed = hold_queue_and_ask(d, tmp, maddr, 0.5, picked)
+        reaped = "(pid %d) killed by signal 9" % second[0]
+        wait_for(lambda: reaped in d.log(), 10, what="the master to reap pid %d" % second[0])
+        rx, ry, rz, z_closed, log = hold_queue_and_ask(d, tmp, maddr, 0.5, picked)
         assert rz.header("Connection") != "close", rz.head
         assert not z_closed
     finally:
         os.unlink(tmp / "slow-start")
+    since = log[log.index(reaped):]
+    if "respawning in" not in since or re.search(r"worker \d+ started \(pid", since):
+        pytest.skip("the slot of pid %d had a new worker (its record taken again) before the "
+                    "check: this run could not see whether a reaped record still says ready"
+                    % second[0])
