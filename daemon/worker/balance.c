@@ -86,8 +86,7 @@ int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t queued_si
 {
     uint64_t load;
 
-    if (b->board == NULL || queued_since_ns == 0 ||
-        now_ns < queued_since_ns + WD_BALANCE_WAIT_NS)
+    if (b->board == NULL || queued_since_ns == 0 || now_ns < queued_since_ns + WD_BALANCE_WAIT_NS)
         return 0;
     load = load_of(&b->board[b->self]) + 1; /* the request being queued counts */
     for (size_t i = 0; i < b->n_sib; i++) {
