@@ -15,12 +15,12 @@
  *
  * Why these conditions (bench/run's mixed test: 2 processes x 4 threads behind nginx keep-alive,
  * a 50 ms endpoint kept busy by 16 connections while wrk measures a fast one at -c4; alternated
- * single runs of 5 s at bdb0865, bench/README.md): without the balance the fast endpoint's p99 was 130-201 ms
- * and the 50 ms load got 79-158 of the 160 req/s its threads allow; with it, 100.5-102.9 ms and
- * 155-159 req/s in 6 of 6 runs. Without the wait condition it fixed the mixed test as well, but a
- * saturated group, whose workers' loads differ by two for a moment all the time, closed 5 % of its
- * connections in hello keep-alive and 8 % in the TechEmpower /db test (a reconnection each); with
- * it, 23 of 284,000 and 175 of 88,000.
+ * single runs of 5 s at bdb0865, bench/README.md): without the balance the fast endpoint's p99 was
+ * 130-201 ms and the 50 ms load got 79-158 of the 160 req/s its threads allow; with it, 100.5-102.9
+ * ms and 155-159 req/s in 6 of 6 runs. Without the wait condition it fixed the mixed test as well,
+ * but a saturated group, whose workers' loads differ by two for a moment all the time, closed 5 %
+ * of its connections in hello keep-alive and 8 % in the TechEmpower /db test (a reconnection each);
+ * with it, 23 of 284,000 and 175 of 88,000.
  *
  * The siblings come from the master ("siblings RECORD:PID ...", spawn.h) whenever a worker of the
  * group becomes ready; a record is read only while it still holds that pid and says it is ready
