@@ -3,6 +3,7 @@
  * protocol/response.c's wd_response_framing). */
 #include "glue_int.h"
 #include "respond.h"
+#include "balance.h"
 #include "../daemon/common/log.h"
 #include "../protocol/response.h"
 
@@ -326,7 +327,8 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
         .known = known,
         .http = wd__py_resp_is_http(r),
         .http_minor = wd__py_resp_is_http(r) ? (int)r->req->http->http_minor : 1,
-        .keep_alive = wd__py_resp_is_http(r) && r->req->http->keep_alive,
+        .keep_alive =
+            wd__py_resp_is_http(r) && r->req->http->keep_alive && !wd_balance_close_at_head(r->req),
         .failed = r->failed,
     };
 

@@ -10,8 +10,8 @@ void wd_balance_init(wd_balance_t *b, const wd_score_t *board, size_t n_board, i
     b->board = board;
     b->n_board = n_board;
     b->self = self;
-    b->n_sib = 0;
-    b->next_ns = 0;
+    atomic_store(&b->n_sib, 0);
+    atomic_store(&b->next_ns, 0);
     b->count = count;
 }
 
@@ -33,8 +33,7 @@ static int parse_one(const char **s, long *record, long *pid)
 
 int wd_balance_set(wd_balance_t *b, const char *list)
 {
-    int rec[WD_SIBLINGS_MAX];
-    uint64_t pid[WD_SIBLINGS_MAX];
+    uint64_t sib[WD_SIBLINGS_MAX];
     size_t n = 0;
     long r, p;
 
@@ -44,19 +43,23 @@ int wd_balance_set(wd_balance_t *b, const char *list)
         if (*list == '\0')
             break;
         if (parse_one(&list, &r, &p) < 0 || r < 0 || (size_t)r >= b->n_board || p <= 0 ||
-            n == WD_SIBLINGS_MAX)
+            p > UINT32_MAX || n == WD_SIBLINGS_MAX)
             return -EINVAL;
-        if (r == b->self)
-            continue;
-        rec[n] = (int)r;
-        pid[n++] = (uint64_t)p;
+        if (r != b->self)
+            sib[n++] = (uint64_t)r << 32 | (uint64_t)p;
     }
-    for (size_t i = 0; i < n; i++) {
-        b->sib[i].record = rec[i];
-        b->sib[i].pid = pid[i];
-    }
-    b->n_sib = n;
+    /* A thread reading meanwhile may pair an old count with new entries: each entry is whole,
+     * and one that no longer holds its pid counts for nothing. */
+    atomic_store(&b->n_sib, 0);
+    for (size_t i = 0; i < n; i++)
+        atomic_store(&b->sib[i], sib[i]);
+    atomic_store(&b->n_sib, n);
     return (int)n;
+}
+
+int wd_balance_active(const wd_balance_t *b)
+{
+    return b->board != NULL && atomic_load_explicit(&b->n_sib, memory_order_relaxed) > 0;
 }
 
 /* Requests running and waiting for a thread, by a worker's gauges. */
@@ -66,31 +69,34 @@ static uint64_t load_of(const wd_score_t *s)
 }
 
 /* The sibling still serves (its record holds its pid and says ready: not stopping, not dead) and
- * has at least two requests fewer than we do (one request moved from us to it would still wait
- * less there). The gauges are read without a lock: a wrong guess costs one reconnection, or one
- * request that waits as it would have anyway. */
+ * has at least two requests fewer than we do. The gauges are read without a lock: a wrong guess
+ * costs one reconnection, or one request that waits as it would have anyway. */
 static int sibling_lighter(const wd_score_t *s, uint64_t pid, uint64_t load)
 {
     return wd_score_get(&s->pid) == pid && wd_score_get(&s->ready) == 1 && load_of(s) + 2 <= load;
 }
 
-int wd_balance_due(wd_balance_t *b, uint64_t now_ns)
+/* At most one look per WD_BALANCE_GAP_NS, whichever thread takes it. */
+static int due(wd_balance_t *b, uint64_t now_ns)
 {
-    if (b->n_sib == 0 || now_ns < b->next_ns)
-        return 0;
-    b->next_ns = now_ns + WD_BALANCE_GAP_NS;
-    return 1;
+    uint64_t next = atomic_load_explicit(&b->next_ns, memory_order_relaxed);
+
+    return now_ns >= next &&
+           atomic_compare_exchange_strong(&b->next_ns, &next, now_ns + WD_BALANCE_GAP_NS);
 }
 
-int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t queued_since_ns)
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns)
 {
+    size_t n = atomic_load(&b->n_sib);
     uint64_t load;
 
-    if (b->board == NULL || queued_since_ns == 0 || now_ns < queued_since_ns + WD_BALANCE_WAIT_NS)
+    if (b->board == NULL || n == 0 || waited_ns < WD_BALANCE_WAIT_NS || !due(b, now_ns))
         return 0;
-    load = load_of(&b->board[b->self]) + 1; /* the request being queued counts */
-    for (size_t i = 0; i < b->n_sib; i++) {
-        if (sibling_lighter(&b->board[b->sib[i].record], b->sib[i].pid, load)) {
+    load = load_of(&b->board[b->self]);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t s = atomic_load_explicit(&b->sib[i], memory_order_relaxed);
+
+        if (sibling_lighter(&b->board[s >> 32], s & 0xffffffffu, load)) {
             if (b->count != NULL)
                 wd_score_add(b->count, 1);
             return 1;

@@ -2,25 +2,33 @@
  *
  * A proxy that keeps its upstream connections alive chooses the worker of a request: the one that
  * accepted the connection it picked. nginx keeps its idle upstream connections on a stack (the
- * connection freed last is reused first), so under a steady load it keeps using the same
- * connections, and more of them may belong to one worker than its threads can serve while the
- * threads of another worker of the group sleep or have less to do. Nothing moves a request: the
- * worker that owns its connection serves it.
+ * connection freed last is reused first), so its next request goes to the worker that has just
+ * answered one, whether or not that worker has requests waiting for a thread; and more of the
+ * connections in use may belong to one worker than its threads can serve while the threads of
+ * another worker of the group have less to do. Nothing moves a request: the worker that owns its
+ * connection serves it.
  *
- * So when a keep-alive request must wait for a thread (every one of its worker's threads is
- * taken), the worker's oldest queued request has waited WD_BALANCE_WAIT_NS, and a sibling has at
- * least two requests fewer (running and queued), the worker still serves the request but answers
- * it with "Connection: close": the proxy's next request then comes on a new connection, which the
- * lighter sibling may accept. It looks at most once per WD_BALANCE_GAP_NS.
+ * So when a Python thread frames the head of a keep-alive response, and its request waited
+ * WD_BALANCE_WAIT_NS or more for a thread, and a sibling has at least two requests fewer than
+ * this worker (running and queued, this one included: one request moved to the sibling would
+ * still wait less there), the response says "Connection: close": the proxy's next request then
+ * comes on a new connection, which another worker may accept, instead of on this one, where it
+ * would wait behind the queue. It looks at most once per WD_BALANCE_GAP_NS a worker.
  *
- * Why these conditions (bench/run's mixed test: 2 processes x 4 threads behind nginx keep-alive,
- * a 50 ms endpoint kept busy by 16 connections while wrk measures a fast one at -c4; alternated
- * single runs of 5 s at bdb0865, bench/README.md): without the balance the fast endpoint's p99 was
- * 130-201 ms and the 50 ms load got 79-158 of the 160 req/s its threads allow; with it, 100.5-102.9
- * ms and 155-159 req/s in 6 of 6 runs. Without the wait condition it fixed the mixed test as well,
- * but a saturated group, whose workers' loads differ by two for a moment all the time, closed 5 %
- * of its connections in hello keep-alive and 8 % in the TechEmpower /db test (a reconnection each);
- * with it, 23 of 284,000 and 175 of 88,000.
+ * Why at the head, not when the request is queued (the first version, bdb0865): the head is
+ * framed when the app answers, just before the proxy may reuse the connection, with the worker's
+ * load as it is then; at the queueing, a close takes effect only after the queued request was
+ * served, which with one thread a worker and 50 ms requests is 50 to 100 ms later.
+ * bench/run's mixed test (a 50 ms endpoint kept busy by 16 connections while wrk measures a fast
+ * one at -c4, behind nginx keep-alive; the fast endpoint's p99; 3 alternated single runs of each):
+ * with 8 processes x 1 thread, 111.1, 129.2 and 101.4 ms closing at the queueing, 100.5, 100.5 and
+ * 100.5 at the head; 4 x 2 and 2 x 4 were at 100.4-101.3 ms either way (bench/README.md). Without
+ * the wait condition a saturated group, whose workers' loads differ by two for a moment all the
+ * time, closed 5 % of its connections in hello keep-alive and 8 % in the TechEmpower /db test (a
+ * reconnection each, measured at the queueing); with it, at the head, 124 in 345,000 requests of
+ * hello keep-alive, one connection, the 0.5 ms app and the mixed test, and 2,560 in 147,000 of the
+ * TechEmpower database tests (/db, /fortunes, and the 20-query tests, whose requests wait 20-30 ms
+ * for a thread at -c32). The worker's "stopped" log line gives its count.
  *
  * The siblings come from the master ("siblings RECORD:PID ...", spawn.h) whenever a worker of the
  * group becomes ready; a record is read only while it still holds that pid and says it is ready
@@ -29,31 +37,29 @@
  * moment (out of file descriptors, max-connections): a close then reaches the other workers, or
  * waits in the listen queue as any new connection would.
  *
- * Under the loop lock: the loop thread, or a parked Python thread running the loop's code for its
- * connection (conn_park.c). */
+ * wd_balance_set runs on the loop thread; wd_balance_should_close on the Python threads (any
+ * number at once): the list and the gap are atomics. */
 #ifndef WD_WORKER_BALANCE_H
 #define WD_WORKER_BALANCE_H
 
 #include <stddef.h>
 #include <stdint.h>
 
+#include "request.h"
 #include "scoreboard.h"
 #include "spawn.h"
 
 #define WD_BALANCE_GAP_NS 1000000ull   /* a look at the siblings at most once a millisecond */
-#define WD_BALANCE_WAIT_NS 10000000ull /* ... when our oldest queued request has waited 10 ms */
+#define WD_BALANCE_WAIT_NS 10000000ull /* ... for a request that waited 10 ms for a thread */
 
 typedef struct wd_balance {
     const wd_score_t *board; /* the scoreboard's records, or NULL (no siblings to read) */
     size_t n_board;
-    int self; /* our record */
-    struct {
-        int record;
-        uint64_t pid;
-    } sib[WD_SIBLINGS_MAX];
-    size_t n_sib;
-    uint64_t next_ns;        /* no look before then */
-    _Atomic uint64_t *count; /* the closes are counted here, or NULL */
+    int self;                              /* our record */
+    _Atomic uint64_t sib[WD_SIBLINGS_MAX]; /* a sibling: its record << 32 | its pid */
+    _Atomic size_t n_sib;
+    _Atomic uint64_t next_ns; /* no look before then */
+    _Atomic uint64_t *count;  /* the closes are counted here, or NULL */
 } wd_balance_t;
 
 void wd_balance_init(wd_balance_t *b, const wd_score_t *board, size_t n_board, int self,
@@ -61,13 +67,17 @@ void wd_balance_init(wd_balance_t *b, const wd_score_t *board, size_t n_board, i
 /* The master's list: "RECORD:PID RECORD:PID ...", our own record among them or not. Returns how
  * many siblings it holds, or -EINVAL when the list is malformed (the old one is kept). */
 int wd_balance_set(wd_balance_t *b, const char *list);
-/* A keep-alive request must wait for a thread: 1 when it is time to look at the siblings (then not
- * again for WD_BALANCE_GAP_NS), 0 to keep the connection without looking. */
-int wd_balance_due(wd_balance_t *b, uint64_t now_ns);
-/* ... and after a 1 from wd_balance_due. queued_since_ns: when our oldest queued request came
- * (0 = none). Loads are compared by the scoreboard's gauges (busy_threads + queued, ours plus the
- * request being queued). 1 = answer this request with "Connection: close" (counted), 0 = keep
- * the connection. */
-int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t queued_since_ns);
+/* Whether the worker has siblings to balance with (a request then carries b: request.h). */
+int wd_balance_active(const wd_balance_t *b);
+/* The head of a keep-alive response is being framed; its request waited waited_ns for a thread.
+ * 1 = answer it with "Connection: close" (counted), 0 = keep the connection. Loads are compared
+ * by the scoreboard's gauges (busy_threads + queued: ours include this request). */
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns);
+/* The same for req (its balance set), asking the clock only when req waited long enough. */
+static inline int wd_balance_close_at_head(const wd_req_t *req)
+{
+    return req->balance != NULL && req->t_taken_ns >= req->t_start_ns + WD_BALANCE_WAIT_NS &&
+           wd_balance_should_close(req->balance, wd_now_ns(), req->t_taken_ns - req->t_start_ns);
+}
 
 #endif

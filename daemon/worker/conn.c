@@ -306,13 +306,11 @@ static void conn_dispatch(wd_conn_t *c)
     wd__conn_timer(c, 0);
     if (c->proto == WD_REQ_FCGI)
         set_events(c, app_watch(c)); /* an ABORT_REQUEST may come */
-    /* Every thread is taken, requests have waited a while and a sibling has fewer: this response
-     * closes the connection, and the proxy's next request may reach the sibling (balance.h). */
-    if (c->proto == WD_REQ_HTTP && c->http.keep_alive && cs->balance != NULL &&
-        wd_handoff_full(cs->handoff) && wd_balance_due(cs->balance, req->t_start_ns) &&
-        wd_balance_should_close(cs->balance, req->t_start_ns,
-                                wd_handoff_oldest_queued(cs->handoff)))
-        c->http.keep_alive = 0;
+    /* The thread that frames the head may close the connection: balance.h. */
+    req->balance = c->proto == WD_REQ_HTTP && c->http.keep_alive && cs->balance != NULL &&
+                           wd_balance_active(cs->balance)
+                       ? cs->balance
+                       : NULL;
     /* See wd_out_finish_park. (The end of a request on a keep-alive FastCGI connection wakes the
      * loop, as it did.) */
     if (c->proto == WD_REQ_HTTP && c->http.keep_alive)

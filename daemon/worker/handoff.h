@@ -232,11 +232,6 @@ static inline size_t wd_handoff_in_flight(const wd_handoff_t *h)
 {
     return h->in_flight;
 }
-/* Loop: a request dispatched now waits for a thread (every thread has one already). */
-static inline int wd_handoff_full(const wd_handoff_t *h)
-{
-    return h->threads > 0 && h->in_flight >= h->threads;
-}
 /* Loop: takes req back if no thread has it yet (queue-timeout); returns 1 if it did. */
 int wd_handoff_remove(wd_handoff_t *h, wd_req_t *req);
 /* Loop: the node's owner is being freed. Returns 0 when it may be freed now, 1 when it is on the

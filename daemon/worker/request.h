@@ -32,13 +32,15 @@ typedef struct wd_req wd_req_t;
 struct wd_req {
     wd_req_t *next; /* queue link */
     wd_req_kind_t kind;
-    uint64_t seq;         /* per-worker sequence number */
-    char id[32];          /* request id for logs and environ: "PID-SEQ" */
-    uint64_t t_start_ns;  /* CLOCK_MONOTONIC when the head was complete */
-    uint64_t t_queued_ns; /* when pushed onto the queue */
-    uint64_t t_taken_ns;  /* when a Python thread took it (handoff.c, under its lock) */
-    int may_be_lazy;      /* its end may be news the loop learns late (see handoff.h): */
-    int claimed;          /* taken by the thread parked on its connection (handoff.h) */
+    uint64_t seq;               /* per-worker sequence number */
+    char id[32];                /* request id for logs and environ: "PID-SEQ" */
+    uint64_t t_start_ns;        /* CLOCK_MONOTONIC when the head was complete */
+    uint64_t t_queued_ns;       /* when pushed onto the queue */
+    uint64_t t_taken_ns;        /* when a Python thread took it (handoff.c, under its lock) */
+    int may_be_lazy;            /* its end may be news the loop learns late (see handoff.h): */
+    int claimed;                /* taken by the thread parked on its connection (handoff.h) */
+    struct wd_balance *balance; /* HTTP keep-alive with siblings to balance with: asked when
+                                   the head is framed whether to keep the connection (balance.h) */
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
     const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */

@@ -554,8 +554,10 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 
     wd_handoff_run(&w->handoff);
 
-    wd_log_info("stopped after %llu requests (%llu of them on a connection its thread kept)",
-                (unsigned long long)w->served, (unsigned long long)w->handoff.parks);
+    wd_log_info("stopped after %llu requests (%llu of them on a connection its thread kept, %llu "
+                "answered with Connection: close for the keep-alive balance)",
+                (unsigned long long)w->served, (unsigned long long)w->handoff.parks,
+                (unsigned long long)wd_score_get(&w->score->balance_closes));
     if (wd_handoff_in_flight(&w->handoff) > 0) {
         /* Threads are still inside the app: do not wait for them. */
         fflush(NULL);

@@ -1,17 +1,19 @@
 """Keep-alive balance between the workers of a group (daemon/worker/balance.h).
 
 A request that comes on a keep-alive connection is served by the worker that accepted that
-connection. When all of that worker's threads are taken, its oldest queued request has waited
-10 ms or more, and a sibling has at least two requests fewer, the worker answers the request with
-"Connection: close", so that the client's (the proxy's) next request comes on a new connection,
-which the idle sibling may take. wsgid_balance_closes_total counts these closes.
+connection. When the head of a keep-alive response is framed, its request waited 10 ms or more
+for a thread, and a sibling has at least two requests fewer than its worker (this one included),
+the response says "Connection: close", so that the client's (the proxy's) next request comes on
+a new connection, which the idle sibling may take. wsgid_balance_closes_total counts these
+closes.
 
 Here, over plain HTTP keep-alive connections to wsgid (so that the test chooses which connection
-carries which request; the bench's mixed test measures the same behind nginx): one worker holds
-three connections, the first runs a request that holds its only thread, the second's request
-waits in the queue, and the third's request then gets the close. With one process there is no
-sibling (or the only one died and was not replaced yet), and the same sequence keeps every
-connection open. After a rolling restart the new workers balance with each other."""
+carries which request; the bench's mixed test measures the same behind nginx): one worker with
+one thread holds three connections, X's request holds the thread, Y's and then Z's wait in the
+queue; once X is released, Y's request runs with Z's still queued (a load of two against the idle
+sibling's none) and gets the close; Z's, alone by then, keeps its connection. With one process
+there is no sibling (or the only one died and was not replaced yet), and the same sequence keeps
+every connection open. After a rolling restart the new workers balance with each other."""
 import os
 import re
 import signal
@@ -53,11 +55,10 @@ def three_on_one_worker(d):
     return pid, conns[:3]
 
 
-def hold_queue_and_ask(d, tmp, maddr, linger, picked=None):
+def hold_queue_and_ask(d, tmp, maddr, picked=None):
     """X holds the worker's thread, Y's request waits in its queue (longer than the 10 ms the
-    balance asks for), then Z asks. Returns the three responses and whether Z's connection was
-    closed after its response, and the daemon's log as it was when Z asked. picked:
-    three_on_one_worker's answer, if taken already."""
+    balance asks for), then Z's, then X is released. Returns the three responses, Y's and Z's
+    connections (to see whether they were closed), and the daemon's log as it was when Z asked. picked: three_on_one_worker's answer, if taken already."""
     pid, (x, y, z) = picked or three_on_one_worker(d)
     x.send(http_request(path="/hold"))
     wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
@@ -72,18 +73,19 @@ def hold_queue_and_ask(d, tmp, maddr, linger, picked=None):
     rx, ry, rz = x.response(), y.response(), z.response()
     for r in (rx, ry, rz):
         assert r.status == 200 and int(r.body) == pid, (r.head, r.body, pid)
-    return rx, ry, rz, z.closed(linger), log_at_z
+    return rx, ry, rz, y, z, log_at_z
 
 
 def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idle(wsgid, tmp):
     d, maddr = start(wsgid, processes=2)
     before = samples(metrics(maddr)).get(KEY, 0.0)
-    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 5.0)
+    rx, ry, rz, y, z, _ = hold_queue_and_ask(d, tmp, maddr)
+    # X did not wait; Z, when it ran, was its worker's only request: both keep their connections.
     assert rx.header("Connection") != "close", rx.head
-    # Y queued behind X alone: its wait had not begun when it came, so it keeps its connection.
-    assert ry.header("Connection") != "close", ry.head
-    assert rz.header("Connection") == "close", rz.head
-    assert z_closed, "wsgid said Connection: close but left the connection open"
+    assert ry.header("Connection") == "close", ry.head
+    assert y.closed(5.0), "wsgid said Connection: close but left the connection open"
+    assert rz.header("Connection") != "close", rz.head
+    assert not z.closed(0.5)
     after = wait_for(lambda: (lambda s: s if s[KEY] >= before + 1 else None)(
         samples(metrics(maddr))), 5, what="wsgid_balance_closes_total + 1")
     assert after[KEY] == before + 1, after[KEY]
@@ -95,10 +97,10 @@ def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idl
 
 def test_without_a_sibling_the_connection_stays_open(wsgid, tmp):
     d, maddr = start(wsgid, processes=1)
-    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 0.5)
+    rx, ry, rz, y, z, _ = hold_queue_and_ask(d, tmp, maddr)
     for r in (rx, ry, rz):
         assert r.header("Connection") != "close", r.head
-    assert not z_closed
+    assert not y.closed(0.5) and not z.closed(0.1)
     assert samples(metrics(maddr))[KEY] == 0
 
 
@@ -111,9 +113,9 @@ def test_replacements_balance_with_each_other(wsgid, tmp):
     assert rc == 0, (out, err)
     wait_for(lambda: len(set(d.workers())) == 2 and not set(d.workers()) & old, 30,
              what="two new workers")
-    rx, ry, rz, z_closed, _ = hold_queue_and_ask(d, tmp, maddr, 5.0)
-    assert rz.header("Connection") == "close", rz.head
-    assert z_closed
+    rx, ry, rz, y, _, _ = hold_queue_and_ask(d, tmp, maddr)
+    assert ry.header("Connection") == "close", ry.head
+    assert y.closed(5.0)
 
 
 def test_a_dead_sibling_is_not_balanced_with(wsgid, tmp):
@@ -140,9 +142,9 @@ def test_a_dead_sibling_is_not_balanced_with(wsgid, tmp):
         os.kill(second[0], signal.SIGKILL)
         reaped = "(pid %d) killed by signal 9" % second[0]
         wait_for(lambda: reaped in d.log(), 10, what="the master to reap pid %d" % second[0])
-        rx, ry, rz, z_closed, log = hold_queue_and_ask(d, tmp, maddr, 0.5, picked)
-        assert rz.header("Connection") != "close", rz.head
-        assert not z_closed
+        rx, ry, rz, y, _, log = hold_queue_and_ask(d, tmp, maddr, picked)
+        assert ry.header("Connection") != "close", ry.head
+        assert not y.closed(0.5)
     finally:
         os.unlink(tmp / "slow-start")
     since = log[log.index(reaped):]

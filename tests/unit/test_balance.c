@@ -1,7 +1,7 @@
-/* The keep-alive balance (daemon/worker/balance.c): the master's list, and when a queued keep-alive
- * request gets "Connection: close": only when our oldest queued request has waited
- * WD_BALANCE_WAIT_NS and a sibling that still serves (its pid, ready) has two requests fewer than
- * we do, looking at most once per WD_BALANCE_GAP_NS. */
+/* The keep-alive balance (daemon/worker/balance.c): the master's list, and when the head of a
+ * keep-alive response says "Connection: close": only when its request waited WD_BALANCE_WAIT_NS
+ * for a thread and a sibling that still serves (its pid, ready) has two requests fewer than we
+ * do, looking at most once per WD_BALANCE_GAP_NS. */
 #include "balance.h"
 
 #include <errno.h>
@@ -47,19 +47,21 @@ static void test_lists(void)
         {" 5:200x", -EINVAL},
         {" 5:200,6:300", -EINVAL},
         {" 99999999999999999999:1", -EINVAL},
+        {" 5:4294967296", -EINVAL}, /* a pid past 32 bits */
     };
     wd_balance_t b;
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wd_balance_init(&b, board, N_BOARD, 2, NULL);
         b.n_sib = 1; /* a previous list, kept when the new one is malformed */
-        b.sib[0].record = 6;
-        b.sib[0].pid = 600;
+        b.sib[0] = (uint64_t)6 << 32 | 600;
         int got = wd_balance_set(&b, cases[i].list);
         T_CHECK(got == cases[i].want, "list \"%s\": %d siblings, want %d", cases[i].list, got,
                 cases[i].want);
         T_CHECK(b.n_sib == (size_t)(cases[i].want < 0 ? 1 : cases[i].want), "list \"%s\": %zu kept",
-                cases[i].list, b.n_sib);
+                cases[i].list, (size_t)b.n_sib);
+        T_CHECK(cases[i].want != 1 || b.sib[0] == ((uint64_t)5 << 32 | 200),
+                "list \"%s\": record 5, pid 200", cases[i].list);
     }
 
     /* WD_SIBLINGS_MAX others and ourselves: taken; one more: refused. */
@@ -76,24 +78,24 @@ static void test_lists(void)
     T_CHECK(wd_balance_set(&big, list) == -EINVAL, "a list past WD_SIBLINGS_MAX");
 }
 
-#define T0 7000000000ull               /* "now" */
-#define LONG (T0 - WD_BALANCE_WAIT_NS) /* our oldest queued request came that long ago */
+#define T0 7000000000ull        /* "now" */
+#define LONG WD_BALANCE_WAIT_NS /* our request waited that long for a thread */
 
 static void test_close(void)
 {
     static const struct {
         const char *what;
         uint64_t pid, ready, busy, queued; /* the sibling's record (4 threads) */
-        uint64_t since;                    /* our oldest queued request came then */
+        uint64_t waited;                   /* how long our request waited for a thread */
         int want;
     } cases[] = {
         {"idle sibling", 200, 1, 0, 0, LONG, 1},
-        {"two fewer", 200, 1, 4, 2, LONG, 1},
-        {"one fewer", 200, 1, 4, 3, LONG, 0},
-        {"as many", 200, 1, 4, 4, LONG, 0},
+        {"two fewer", 200, 1, 4, 0, LONG, 1},
+        {"one fewer", 200, 1, 4, 1, LONG, 0},
+        {"as many", 200, 1, 4, 2, LONG, 0},
         {"more", 200, 1, 4, 9, LONG, 0},
-        {"our queue waited 1 ns less", 200, 1, 0, 0, LONG + 1, 0},
-        {"our queue empty (taken meanwhile)", 200, 1, 0, 0, 0, 0},
+        {"our request waited 1 ns less", 200, 1, 0, 0, LONG - 1, 0},
+        {"our request did not wait", 200, 1, 0, 0, 0, 0},
         {"not ready (stopping)", 200, 0, 0, 0, LONG, 0},
         {"record of another pid (exited, reused)", 201, 1, 0, 0, LONG, 0},
         {"record freed", 0, 0, 0, 0, LONG, 0},
@@ -102,13 +104,13 @@ static void test_close(void)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(board, 0, sizeof board);
-        put(2, 100, 1, 4, 4, 3); /* ourselves: 4 running, 3 queued, the new one: a load of 8 */
+        put(2, 100, 1, 4, 4, 2); /* ourselves: 4 running (ours among them), 2 queued: 6 */
         put(5, cases[i].pid, cases[i].ready, 4, cases[i].busy, cases[i].queued);
         wd_balance_init(&b, board, N_BOARD, 2, &closes);
         wd_score_set(&closes, 0);
         T_CHECK(wd_balance_set(&b, " 2:100 5:200") == 1, "%s: list", cases[i].what);
-        T_CHECK(wd_balance_due(&b, T0) == 1, "%s: due", cases[i].what);
-        int got = wd_balance_should_close(&b, T0, cases[i].since);
+        T_CHECK(wd_balance_active(&b), "%s: active", cases[i].what);
+        int got = wd_balance_should_close(&b, T0, cases[i].waited);
         T_CHECK(got == cases[i].want, "%s: close %d, want %d", cases[i].what, got, cases[i].want);
         T_CHECK(wd_score_get(&closes) == (uint64_t)cases[i].want, "%s: counted %llu", cases[i].what,
                 (unsigned long long)wd_score_get(&closes));
@@ -116,36 +118,63 @@ static void test_close(void)
 
     /* Any one lighter sibling of several will do. */
     memset(board, 0, sizeof board);
-    put(2, 100, 1, 4, 4, 0); /* a load of 5 */
+    put(2, 100, 1, 4, 4, 1); /* a load of 5 */
     put(5, 200, 1, 4, 4, 2);
     put(6, 300, 0, 4, 0, 0);
-    put(7, 400, 1, 4, 1, 0);
+    put(7, 400, 1, 4, 3, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
     wd_balance_set(&b, " 2:100 5:200 6:300 7:400");
     T_CHECK(wd_balance_should_close(&b, T0, LONG) == 1, "the third sibling is lighter");
     put(7, 400, 1, 4, 4, 0);
-    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "none lighter any more");
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG) == 0,
+            "none lighter any more");
 
-    /* No list (one process, or no scoreboard): never due. */
+    /* The request as the Python thread sees it: its times, its worker's balance or none. */
+    wd_req_t req = {.t_start_ns = 5, .t_taken_ns = 5 + WD_BALANCE_WAIT_NS - 1};
+
+    put(7, 400, 1, 4, 0, 0);
+    wd_balance_init(&b, board, N_BOARD, 2, NULL);
+    wd_balance_set(&b, " 7:400");
+    T_CHECK(wd_balance_close_at_head(&req) == 0, "no balance on the request");
+    req.balance = &b;
+    T_CHECK(wd_balance_close_at_head(&req) == 0, "waited 1 ns short");
+    req.t_taken_ns++;
+    T_CHECK(wd_balance_close_at_head(&req) == 1, "waited long enough");
+
+    /* No list (one process, or no scoreboard): never. */
     wd_balance_init(&b, NULL, 0, 0, NULL);
-    T_CHECK(wd_balance_due(&b, T0) == 0, "no siblings");
+    T_CHECK(!wd_balance_active(&b), "no siblings");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "no siblings: keep");
     T_CHECK(wd_balance_set(&b, " 0:100 1:200") == -EINVAL, "no board: no record is valid");
+    wd_balance_init(&b, board, N_BOARD, 2, NULL);
+    wd_balance_set(&b, " 2:100");
+    T_CHECK(!wd_balance_active(&b), "ourselves only");
 }
 
-/* A look at most once per WD_BALANCE_GAP_NS, whatever it found. */
+/* A look at most once per WD_BALANCE_GAP_NS, whatever it found; a request that did not wait long
+ * enough takes no look. */
 static void test_gap(void)
 {
     wd_balance_t b;
 
     memset(board, 0, sizeof board);
+    put(2, 100, 1, 4, 4, 2);
+    put(5, 200, 1, 4, 0, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
-    T_CHECK(wd_balance_due(&b, T0) == 0, "no list yet");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "no list yet");
     wd_balance_set(&b, " 5:200");
-    T_CHECK(wd_balance_due(&b, T0) == 1, "first");
-    T_CHECK(wd_balance_due(&b, T0 + 1) == 0, "within the gap");
-    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS - 1) == 0, "the gap's last ns");
-    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS) == 1, "the gap is over");
-    T_CHECK(wd_balance_due(&b, T0 + WD_BALANCE_GAP_NS + 5) == 0, "a new gap");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG - 1) == 0, "a short wait");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 1, "first (the short wait took no look)");
+    T_CHECK(wd_balance_should_close(&b, T0 + 1, LONG) == 0, "within the gap");
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS - 1, LONG) == 0,
+            "the gap's last ns");
+    put(5, 200, 1, 4, 4, 2);
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG) == 0,
+            "the gap is over: a look, none lighter");
+    put(5, 200, 1, 4, 0, 0);
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS + 5, LONG) == 0,
+            "that look started a new gap");
+    T_CHECK(wd_balance_should_close(&b, T0 + 2 * WD_BALANCE_GAP_NS, LONG) == 1, "the next look");
 }
 
 int main(void)
