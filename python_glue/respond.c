@@ -5,6 +5,7 @@
  * meanwhile, so their storage cannot go away. */
 #include "glue_int.h"
 #include "respond.h"
+#include "balance.h"
 #include "../daemon/common/log.h"
 #include "../protocol/response.h"
 
@@ -266,7 +267,8 @@ static int send_canned(wd_resp_t *r, int code, int protocol_status)
 
     if (wd__py_resp_is_http(r)) {
         minor = (int)r->req->http->http_minor;
-        keep_alive = r->req->http->keep_alive && !r->req->http->is_head;
+        keep_alive = r->req->http->keep_alive && !r->req->http->is_head &&
+                     !wd_balance_close_at_head(r->req); /* a 504 queue-timeout above all */
     }
     if (r->req->kind == WD_REQ_FCGI) {
         keep_alive = r->req->fcgi_keep;

@@ -327,12 +327,15 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
         .known = known,
         .http = wd__py_resp_is_http(r),
         .http_minor = wd__py_resp_is_http(r) ? (int)r->req->http->http_minor : 1,
-        .keep_alive =
-            wd__py_resp_is_http(r) && r->req->http->keep_alive && !wd_balance_close_at_head(r->req),
+        .keep_alive = wd__py_resp_is_http(r) && r->req->http->keep_alive,
         .failed = r->failed,
     };
 
     wd_response_framing(&in, &f);
+    if (f.keep_alive && wd_balance_close_at_head(r->req)) { /* balance.h */
+        in.keep_alive = 0;
+        wd_response_framing(&in, &f);
+    }
     r->no_body = f.no_body;
     if (f.add_cl) {
         r->has_cl = 1;

@@ -9,16 +9,20 @@
  * connection serves it.
  *
  * So when a Python thread frames the head of a keep-alive response, and its request waited
- * WD_BALANCE_WAIT_NS or more for a thread, and a sibling has at least two requests fewer than
+ * WD_BALANCE_WAIT_NS or more for a thread (from its dispatch to its taking, t_queued_ns to
+ * t_taken_ns), and a sibling has at least two requests fewer than
  * this worker (running and queued, this one included: one request moved to the sibling would
  * still wait less there), the response says "Connection: close": the proxy's next request then
  * comes on a new connection, which another worker may accept, instead of on this one, where it
  * would wait behind the queue. It looks at most once per WD_BALANCE_GAP_NS a worker.
  *
  * Why at the head, not when the request is queued (the first version, bdb0865): the head is
- * framed when the app answers, just before the proxy may reuse the connection, with the worker's
- * load as it is then; at the queueing, a close takes effect only after the queued request was
- * served, which with one thread a worker and 50 ms requests is 50 to 100 ms later.
+ * framed when the app answers (for most apps, with the whole body; a streamed response's at its
+ * first chunk), shortly before the proxy may reuse the connection, with the worker's load as it
+ * is then; at the queueing, a close takes effect only after the queued request was served, which
+ * with one thread a worker and 50 ms requests is 50 to 100 ms later. A canned answer (a 504 for a
+ * request past queue-timeout, a 500, a 404 without a mount) asks the same. Such a response is
+ * then finished as any that ends its connection: the loop is woken to close it (out.c).
  * bench/run's mixed test (a 50 ms endpoint kept busy by 16 connections while wrk measures a fast
  * one at -c4, behind nginx keep-alive; the fast endpoint's p99; 3 alternated single runs of each):
  * with 8 processes x 1 thread, 111.1, 129.2 and 101.4 ms closing at the queueing, 100.5, 100.5 and
@@ -42,6 +46,7 @@
 #ifndef WD_WORKER_BALANCE_H
 #define WD_WORKER_BALANCE_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -76,8 +81,8 @@ int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns
 /* The same for req (its balance set), asking the clock only when req waited long enough. */
 static inline int wd_balance_close_at_head(const wd_req_t *req)
 {
-    return req->balance != NULL && req->t_taken_ns >= req->t_start_ns + WD_BALANCE_WAIT_NS &&
-           wd_balance_should_close(req->balance, wd_now_ns(), req->t_taken_ns - req->t_start_ns);
+    return req->balance != NULL && req->t_taken_ns >= req->t_queued_ns + WD_BALANCE_WAIT_NS &&
+           wd_balance_should_close(req->balance, wd_now_ns(), req->t_taken_ns - req->t_queued_ns);
 }
 
 #endif

@@ -57,13 +57,16 @@ def three_on_one_worker(d):
 
 def hold_queue_and_ask(d, tmp, maddr, picked=None):
     """X holds the worker's thread, Y's request waits in its queue (longer than the 10 ms the
-    balance asks for), then Z's, then X is released. Returns the three responses, Y's and Z's
-    connections (to see whether they were closed), and the daemon's log as it was when Z asked. picked: three_on_one_worker's answer, if taken already."""
+    balance asks for), then Z's, then X is released. Y's request runs 5 ms before it answers, so
+    that Z's head is framed after the 1 ms gap between two looks at the siblings: Z keeps its
+    connection for its load (one request against none), not for the gap. Returns the three
+    responses, Y's and Z's connections (to see whether they were closed), and the daemon's log as
+    it was when Z asked. picked: three_on_one_worker's answer, if taken already."""
     pid, (x, y, z) = picked or three_on_one_worker(d)
     x.send(http_request(path="/hold"))
     wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
              what="the /hold request to run")
-    y.send(http_request(path="/pid"))
+    y.send(http_request(path="/pid?ms=5"))
     wait_for(lambda: samples(metrics(maddr))[DEPTH] >= 1, 10, what="the request on Y to queue")
     time.sleep(0.05)
     log_at_z = d.log()

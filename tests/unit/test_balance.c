@@ -53,8 +53,8 @@ static void test_lists(void)
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wd_balance_init(&b, board, N_BOARD, 2, NULL);
-        b.n_sib = 1; /* a previous list, kept when the new one is malformed */
-        b.sib[0] = (uint64_t)6 << 32 | 600;
+        atomic_store(&b.n_sib, 1); /* a previous list, kept when the new one is malformed */
+        atomic_store(&b.sib[0], (uint64_t)6 << 32 | 600);
         int got = wd_balance_set(&b, cases[i].list);
         T_CHECK(got == cases[i].want, "list \"%s\": %d siblings, want %d", cases[i].list, got,
                 cases[i].want);
@@ -130,7 +130,7 @@ static void test_close(void)
             "none lighter any more");
 
     /* The request as the Python thread sees it: its times, its worker's balance or none. */
-    wd_req_t req = {.t_start_ns = 5, .t_taken_ns = 5 + WD_BALANCE_WAIT_NS - 1};
+    wd_req_t req = {.t_queued_ns = 5, .t_taken_ns = 5 + WD_BALANCE_WAIT_NS - 1};
 
     put(7, 400, 1, 4, 0, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);

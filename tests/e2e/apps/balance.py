@@ -1,6 +1,6 @@
 """An app for tests/e2e/test_balance.py: which worker answers, and a request that holds its thread.
 
-    /pid    the worker's pid
+    /pid    the worker's pid (after ?ms=N: N ms later)
     /hold   creates $WSGID_E2E_DIR/held-<pid>, then waits (GIL released) until
             $WSGID_E2E_DIR/release exists (at most 30 s); answers the pid
 While $WSGID_E2E_DIR/slow-start exists (at most 30 s) the app's import waits: a worker started
@@ -24,6 +24,8 @@ def application(environ, start_response):
         end = time.monotonic() + 30
         while not os.path.exists(os.path.join(_DIR, "release")) and time.monotonic() < end:
             time.sleep(0.01)
+    elif path == "/pid" and environ.get("QUERY_STRING", "").startswith("ms="):
+        time.sleep(int(environ["QUERY_STRING"][3:]) / 1000)
     elif path != "/pid":
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no such path\n"]
