@@ -332,25 +332,50 @@ void wd__m_close_pipe(wd_proc_t *p)
     uv_close((uv_handle_t *)&p->pipe, wd__m_proc_close_cb);
 }
 
+/* The part of a line the worker's socket did not take at once: it follows, after whatever is
+ * queued before it, as libuv's writes do. */
+typedef struct {
+    uv_write_t req; /* first: the callback frees the whole */
+    char bytes[];
+} say_rest_t;
+
+static void say_rest_cb(uv_write_t *req, int status)
+{
+    (void)status; /* a worker gone: its exit is seen and logged */
+    free(req);
+}
+
 void wd__m_proc_say(wd_proc_t *p, const char *line)
 {
-    uv_os_fd_t fd;
     size_t len = strlen(line);
-    ssize_t n;
+    uv_buf_t buf = uv_buf_init((char *)line, (unsigned)len);
+    say_rest_t *rest;
+    int n;
 
     /* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its
-     * loop: it goes whole at once, or the worker is gone (and its exit will be seen). Part of it
-     * goes only to a worker that stopped reading (a stuck loop, which the watchdog handles). */
-    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &fd) != 0)
+     * loop: it goes whole at once, or the worker is gone (and its exit will be seen). Only a
+     * worker that stopped reading (a stuck loop, which the watchdog handles) or lines queued
+     * before it leave a part for later. */
+    if (p->pipe_closed)
         return;
-    n = send(fd, line, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0)
-        wd_log_debug("group %s worker %d (pid %d): cannot send %.*s", p->g->name, p->slot, p->pid,
-                     (int)len - 1, line);
-    else if ((size_t)n < len)
-        wd_log_warn("group %s worker %d (pid %d): only %zd of the %zu bytes of \"%.*s\" went: the "
-                    "worker does not read its messages from the master",
+    n = uv_try_write((uv_stream_t *)&p->pipe, &buf, 1);
+    if (n == UV_EAGAIN)
+        n = 0;
+    if (n < 0) {
+        wd_log_debug("group %s worker %d (pid %d): cannot send %.*s: %s", p->g->name, p->slot,
+                     p->pid, (int)len - 1, line, uv_strerror(n));
+        return;
+    }
+    if ((size_t)n == len)
+        return;
+    rest = xmalloc(sizeof *rest + len - (size_t)n);
+    memcpy(rest->bytes, line + n, len - (size_t)n);
+    buf = uv_buf_init(rest->bytes, (unsigned)(len - (size_t)n));
+    if (uv_write(&rest->req, (uv_stream_t *)&p->pipe, &buf, 1, say_rest_cb) < 0) {
+        free(rest);
+        wd_log_warn("group %s worker %d (pid %d): only %d of the %zu bytes of \"%.*s\" went",
                     p->g->name, p->slot, p->pid, n, len, (int)len - 1, line);
+    }
 }
 
 void wd__m_proc_kill_cb(uv_timer_t *t)

@@ -173,6 +173,42 @@ def test_wsgictl_reopen_logs(wsgid, tmp):
     _move_and_reopen(d, log, ctl)
 
 
+def settled(count, timeout=10.0):
+    """count() once two looks 0.3 s apart agree."""
+    deadline, last = time.monotonic() + timeout, -1
+    while True:
+        n = count()
+        if n == last or time.monotonic() > deadline:
+            return n
+        last = n
+        time.sleep(0.3)
+
+
+def test_reopen_reaches_a_worker_that_was_not_reading(wsgid, tmp):
+    """The master's lines to a worker that does not read them for a while (a loop stuck in C, or
+    stopped: here SIGSTOP) wait in the master, in order, once the socket between them is full
+    (278 such lines fill it): when the worker reads again it gets every one, whole. Before, a
+    line the socket did not take was dropped (a stop or a reopen lost)."""
+    d = start(wsgid, tmp, processes=1, threads=1)
+    pid = d.workers()[0]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for _ in range(400):
+            d.signal(signal.SIGUSR1)
+            time.sleep(0.003)
+        # Signals sent faster than the master takes them merge: count what it did.
+        sent = settled(lambda: len(re.findall(r"master: log files reopened", d.log())))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert sent > 278, "only %d reopens: the socket never filled" % sent
+    got = re.compile(r":%d: logs reopened" % pid)
+    wait_for(lambda: len(got.findall(d.log())) >= sent, timeout=10,
+             what="worker %d to reopen %d times" % (pid, sent))
+    assert len(got.findall(d.log())) == sent
+    assert "message from the master" not in d.log()
+    assert request(d.tcp).status == 200
+
+
 def test_per_group_access_log(wsgid, tmp):
     glob, own = tmp / "global.log", tmp / "own.log"
     p1, p2 = free_port(), free_port()
