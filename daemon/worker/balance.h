@@ -20,9 +20,10 @@
  * framed when the app answers (for most apps, with the whole body; a streamed response's at its
  * first chunk), shortly before the proxy may reuse the connection, with the worker's load as it
  * is then; at the queueing, a close takes effect only after the queued request was served, which
- * with one thread a worker and 50 ms requests is 50 to 100 ms later. A canned answer (a 504 for a
- * request past queue-timeout, a 500, a 404 without a mount) asks the same. Such a response is
- * then finished as any that ends its connection: the loop is woken to close it (out.c).
+ * with one thread a worker and 50 ms requests is 50 to 100 ms later. A canned answer asks the
+ * same: a 504 for a request past queue-timeout (whether a thread or the loop's tick answers it),
+ * a 500, a 404 without a mount. Such a response is then finished as any that ends its connection:
+ * the loop is woken to close it (out.c).
  * bench/run's mixed test (a 50 ms endpoint kept busy by 16 connections while wrk measures a fast
  * one at -c4, behind nginx keep-alive; the fast endpoint's p99; 3 alternated single runs of each):
  * with 8 processes x 1 thread, 111.1, 129.2 and 101.4 ms closing at the queueing, 100.5, 100.5 and

@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 
+#include "balance.h"
 #include "log.h"
 #include "../../protocol/response.h"
 
@@ -63,6 +64,11 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
                     "(%.1f s): 504",
                     c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
         c->req.status = 504;
+        /* The proxy's next request on this connection would wait here too (balance.h; this
+         * request's load is gone from the gauges already). */
+        if (c->proto == WD_REQ_HTTP && c->http.keep_alive && c->req.balance != NULL &&
+            wd_balance_should_close(c->req.balance, now, now - c->req.t_queued_ns))
+            c->http.keep_alive = 0;
         wd__conn_answer(c, 504);
         return;
     }

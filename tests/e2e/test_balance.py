@@ -30,12 +30,12 @@ KEY = 'wsgid_balance_closes_total{group="site"}'
 DEPTH = 'wsgid_queue_depth{group="site"}'
 
 
-def start(wsgid, processes, tmp=None):
+def start(wsgid, processes, tmp=None, **opts):
     maddr = ("127.0.0.1", free_port())
     top = {"metrics": "%s:%d" % maddr}
     if tmp is not None:
         top["control"] = str(tmp / "ctl.sock")
-    d = wsgid("balance", top=top, processes=processes, threads=1)
+    d = wsgid("balance", top=top, processes=processes, threads=1, **opts)
     wait_for(lambda: d.log().find("metrics") >= 0, 5, what="the metrics listener")
     return d, maddr
 
@@ -96,6 +96,35 @@ def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idl
     with Conn(d.tcp) as c:
         r = c.send(http_request(path="/pid")).response()
         assert r.status == 200 and int(r.body) in d.workers(), r.body
+
+
+def test_a_request_past_queue_timeout_closes_its_connection_too(wsgid, tmp):
+    """The loop answers 504 for a request that waited past queue-timeout (its tick looks every
+    250 ms), and asks the balance as a thread's head does: X holds the only thread (until the
+    end), Y's and Z's requests wait past the 20 ms queue-timeout. The first of them answered
+    leaves X and the other (two) against the idle sibling's none, and closes its connection;
+    the second, answered within the same millisecond's look or with X alone left, keeps its."""
+    d, maddr = start(wsgid, 2, queue_timeout="20ms")
+    before = samples(metrics(maddr)).get(KEY, 0.0)
+    pid, (x, y, z) = three_on_one_worker(d)
+    x.send(http_request(path="/hold"))
+    wait_for(lambda: os.path.exists(os.path.join(str(tmp), "held-%d" % pid)), 10,
+             what="the /hold request to run")
+    try:
+        y.send(http_request(path="/pid"))
+        z.send(http_request(path="/pid"))
+        ry, rz = y.response(), z.response()
+        assert ry.status == 504 and rz.status == 504, (ry.head, rz.head)
+        closing = [c for c, r in ((y, ry), (z, rz)) if r.header("Connection") == "close"]
+        assert len(closing) == 1, (ry.head, rz.head)
+        assert closing[0].closed(5.0)
+        keeping = z if closing[0] is y else y
+        assert not keeping.closed(0.3)
+    finally:
+        open(os.path.join(str(tmp), "release"), "w").close()
+    assert x.response().status == 200
+    after = samples(metrics(maddr))[KEY]
+    assert after == before + 1, (before, after)
 
 
 def test_without_a_sibling_the_connection_stays_open(wsgid, tmp):
