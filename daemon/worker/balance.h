@@ -10,11 +10,11 @@
  *
  * So when a Python thread frames the head of a keep-alive response, and its request waited
  * WD_BALANCE_WAIT_NS or more for a thread (from its dispatch to its taking, t_queued_ns to
- * t_taken_ns), and a sibling has at least two requests fewer than
- * this worker (running and queued, this one included: one request moved to the sibling would
- * still wait less there), the response says "Connection: close": the proxy's next request then
- * comes on a new connection, which another worker may accept, instead of on this one, where it
- * would wait behind the queue. It looks at most once per WD_BALANCE_GAP_NS a worker.
+ * t_taken_ns), and a sibling has at least two requests fewer than this worker (running and
+ * queued, this one included: one request moved to the sibling would still wait less there), the
+ * response says "Connection: close": the proxy's next request then comes on a new connection,
+ * which another worker may accept, instead of on this one, where it would wait behind the queue.
+ * It looks at most once per WD_BALANCE_GAP_NS a worker.
  *
  * Why at the head, not when the request is queued (the first version, bdb0865): the head is
  * framed when the app answers (for most apps, with the whole body; a streamed response's at its
@@ -43,7 +43,7 @@
  * waits in the listen queue as any new connection would.
  *
  * wd_balance_set runs on the loop thread; wd_balance_should_close on the Python threads (any
- * number at once): the list and the gap are atomics. */
+ * number at once) and, for the loop's 504, the loop thread: the list and the gap are atomics. */
 #ifndef WD_WORKER_BALANCE_H
 #define WD_WORKER_BALANCE_H
 
