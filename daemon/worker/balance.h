@@ -79,11 +79,19 @@ int wd_balance_active(const wd_balance_t *b);
  * 1 = answer it with "Connection: close" (counted), 0 = keep the connection. Loads are compared
  * by the scoreboard's gauges (busy_threads + queued: ours include this request). */
 int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns);
-/* The same for req (its balance set), asking the clock only when req waited long enough. */
+/* The same for req (its balance set: an HTTP keep-alive request), which waited from its queueing
+ * until until_ns (a thread took it, or the loop answers it 504); now_ns 0: the clock is asked only
+ * when req waited long enough. */
+static inline int wd_balance_close_req(const wd_req_t *req, uint64_t until_ns, uint64_t now_ns)
+{
+    return req->balance != NULL && until_ns >= req->t_queued_ns + WD_BALANCE_WAIT_NS &&
+           wd_balance_should_close(req->balance, now_ns ? now_ns : wd_now_ns(),
+                                   until_ns - req->t_queued_ns);
+}
+/* A Python thread frames req's head (or a canned answer). */
 static inline int wd_balance_close_at_head(const wd_req_t *req)
 {
-    return req->balance != NULL && req->t_taken_ns >= req->t_queued_ns + WD_BALANCE_WAIT_NS &&
-           wd_balance_should_close(req->balance, wd_now_ns(), req->t_taken_ns - req->t_queued_ns);
+    return wd_balance_close_req(req, req->t_taken_ns, 0);
 }
 
 #endif

@@ -66,8 +66,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->req.status = 504;
         /* The proxy's next request on this connection would wait here too (balance.h; this
          * request's load is gone from the gauges already). */
-        if (c->proto == WD_REQ_HTTP && c->http.keep_alive && c->req.balance != NULL &&
-            wd_balance_should_close(c->req.balance, now, now - c->req.t_queued_ns))
+        if (wd_balance_close_req(&c->req, now, now))
             c->http.keep_alive = 0;
         wd__conn_answer(c, 504);
         return;

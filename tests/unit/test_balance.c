@@ -140,6 +140,11 @@ static void test_close(void)
     T_CHECK(wd_balance_close_at_head(&req) == 0, "waited 1 ns short");
     req.t_taken_ns++;
     T_CHECK(wd_balance_close_at_head(&req) == 1, "waited long enough");
+    /* The loop's 504: waited until now, with the loop's clock. */
+    wd_balance_init(&b, board, N_BOARD, 2, NULL);
+    wd_balance_set(&b, " 7:400");
+    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS - 1, T0) == 0, "504: 1 ns short");
+    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS, T0) == 1, "504: long enough");
 
     /* No list (one process, or no scoreboard): never. */
     wd_balance_init(&b, NULL, 0, 0, NULL);
