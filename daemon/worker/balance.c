@@ -68,12 +68,27 @@ static uint64_t load_of(const wd_score_t *s)
     return wd_score_get(&s->busy_threads) + wd_score_get(&s->queued);
 }
 
-/* The sibling still serves (its record holds its pid and says ready: not stopping, not dead) and
- * has at least two requests fewer than we do. The gauges are read without a lock: a wrong guess
- * costs one reconnection, or one request that waits as it would have anyway. */
-static int sibling_lighter(const wd_score_t *s, uint64_t pid, uint64_t load)
+/* Whether the proxy's next request on this connection would be served sooner by the sibling s
+ * (pid) than here, where load requests run or wait (this one included, about to end) on our
+ * threads. It would wait here when the rest fill our threads (load > threads). It waits less there
+ * when s has an idle thread; when s's threads are all taken too, only when our queue is longer by
+ * more than our threads: a request's wait is about its place in the queue over the threads, so
+ * anything less saves it less than one request's time, and a close costs a reconnection, which
+ * may land on any worker. With one thread a worker both come to "two requests fewer".
+ * The sibling must still serve (its record holds its pid and says ready: not stopping, not dead).
+ * The gauges are read without a lock: a wrong guess costs one reconnection, or one request that
+ * waits as it would have anyway. */
+static int sibling_lighter(const wd_score_t *s, uint64_t pid, uint64_t load, uint64_t threads)
 {
-    return wd_score_get(&s->pid) == pid && wd_score_get(&s->ready) == 1 && load_of(s) + 2 <= load;
+    uint64_t sib_load, sib_threads;
+
+    if (wd_score_get(&s->pid) != pid || wd_score_get(&s->ready) != 1 || load <= threads)
+        return 0;
+    sib_load = load_of(s);
+    sib_threads = wd_score_get(&s->threads);
+    if (sib_load < sib_threads)
+        return 1;
+    return load - threads > sib_load - sib_threads + threads;
 }
 
 /* At most one look per WD_BALANCE_GAP_NS, whichever thread takes it. */
@@ -85,18 +100,19 @@ static int due(wd_balance_t *b, uint64_t now_ns)
            atomic_compare_exchange_strong(&b->next_ns, &next, now_ns + WD_BALANCE_GAP_NS);
 }
 
-int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns)
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns, unsigned gone)
 {
     size_t n = atomic_load(&b->n_sib);
-    uint64_t load;
+    uint64_t load, threads;
 
     if (b->board == NULL || n == 0 || waited_ns < WD_BALANCE_WAIT_NS || !due(b, now_ns))
         return 0;
-    load = load_of(&b->board[b->self]);
+    load = load_of(&b->board[b->self]) + gone;
+    threads = wd_score_get(&b->board[b->self].threads);
     for (size_t i = 0; i < n; i++) {
         uint64_t s = atomic_load_explicit(&b->sib[i], memory_order_relaxed);
 
-        if (sibling_lighter(&b->board[s >> 32], s & 0xffffffffu, load)) {
+        if (sibling_lighter(&b->board[s >> 32], s & 0xffffffffu, load, threads)) {
             if (b->count != NULL)
                 wd_score_add(b->count, 1);
             return 1;

@@ -10,11 +10,11 @@
  *
  * So when a Python thread frames the head of a keep-alive response, and its request waited
  * WD_BALANCE_WAIT_NS or more for a thread (from its dispatch to its taking, t_queued_ns to
- * t_taken_ns), and a sibling has at least two requests fewer than this worker (running and
- * queued, this one included: one request moved to the sibling would still wait less there), the
- * response says "Connection: close": the proxy's next request then comes on a new connection,
- * which another worker may accept, instead of on this one, where it would wait behind the queue.
- * It looks at most once per WD_BALANCE_GAP_NS a worker.
+ * t_taken_ns), and the proxy's next request would wait for a thread here but less at a sibling
+ * (by the scoreboard's gauges, requests running and queued against threads: balance.c,
+ * sibling_lighter), the response says "Connection: close": the proxy's next request then comes on
+ * a new connection, which another worker may accept, instead of on this one, where it would wait
+ * behind the queue. It looks at most once per WD_BALANCE_GAP_NS a worker.
  *
  * Why at the head, not when the request is queued (the first version, bdb0865): the head is
  * framed when the app answers (for most apps, with the whole body; a streamed response's at its
@@ -33,7 +33,14 @@
  * reconnection each, measured at the queueing); with it, at the head, 124 in 345,000 requests of
  * hello keep-alive, one connection, the 0.5 ms app and the mixed test, and 2,560 in 147,000 of the
  * TechEmpower database tests (/db, /fortunes, and the 20-query tests, whose requests wait 20-30 ms
- * for a thread at -c32). The worker's "stopped" log line gives its count.
+ * for a thread at -c32), closing whenever a sibling had two requests fewer. Where every request
+ * waits, the workers' loads differ by two most of the time and the next request would have waited
+ * little less at the sibling; a sibling whose threads are all taken is now lighter only by more
+ * than our threads, and a worker whose next request would find a thread closes nothing. In 3
+ * alternated runs of the 5 ms app, /fortunes, /updates, the 20-query test and the mixed test that
+ * took the closes from 3,268, 3,326 and 3,601 (in 100,000-118,000 requests: 3.0 %) to 922, 1,104
+ * and 655 (in 96,000-129,000: 0.8 %), the 5 ms app's alone from 1.8 % to 0.2 %; with one thread a
+ * worker the rule is the same as before. The worker's "stopped" log line gives its count.
  *
  * The siblings come from the master ("siblings RECORD:PID ...", spawn.h) whenever a worker of the
  * group becomes ready; a record is read only while it still holds that pid and says it is ready
@@ -77,21 +84,24 @@ int wd_balance_set(wd_balance_t *b, const char *list);
 int wd_balance_active(const wd_balance_t *b);
 /* The head of a keep-alive response is being framed; its request waited waited_ns for a thread.
  * 1 = answer it with "Connection: close" (counted), 0 = keep the connection. Loads are compared
- * by the scoreboard's gauges (busy_threads + queued: ours include this request). */
-int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns);
+ * by the scoreboard's gauges (busy_threads + queued), ours with this request: gone = 1 when it has
+ * left them already (the loop's 504), 0 when it is still counted. */
+int wd_balance_should_close(wd_balance_t *b, uint64_t now_ns, uint64_t waited_ns, unsigned gone);
 /* The same for req (its balance set: an HTTP keep-alive request), which waited from its queueing
  * until until_ns (a thread took it, or the loop answers it 504); now_ns 0: the clock is asked only
  * when req waited long enough. */
-static inline int wd_balance_close_req(const wd_req_t *req, uint64_t until_ns, uint64_t now_ns)
+static inline int wd_balance_close_req(const wd_req_t *req, uint64_t until_ns, uint64_t now_ns,
+                                       unsigned gone)
 {
     return req->balance != NULL && until_ns >= req->t_queued_ns + WD_BALANCE_WAIT_NS &&
            wd_balance_should_close(req->balance, now_ns ? now_ns : wd_now_ns(),
-                                   until_ns - req->t_queued_ns);
+                                   until_ns - req->t_queued_ns, gone);
 }
-/* A Python thread frames req's head (or a canned answer). */
+/* A Python thread frames req's head (or a canned answer): req counts among its worker's busy
+ * threads. */
 static inline int wd_balance_close_at_head(const wd_req_t *req)
 {
-    return wd_balance_close_req(req, req->t_taken_ns, 0);
+    return wd_balance_close_req(req, req->t_taken_ns, 0, 0);
 }
 
 #endif

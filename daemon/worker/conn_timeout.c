@@ -65,8 +65,8 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
                     c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
         c->req.status = 504;
         /* The proxy's next request on this connection would wait here too (balance.h; this
-         * request's load is gone from the gauges already). */
-        if (wd_balance_close_req(&c->req, now, now))
+         * request has left the gauges already). */
+        if (wd_balance_close_req(&c->req, now, now, 1))
             c->http.keep_alive = 0;
         wd__conn_answer(c, 504);
         return;

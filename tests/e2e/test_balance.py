@@ -2,9 +2,10 @@
 
 A request that comes on a keep-alive connection is served by the worker that accepted that
 connection. When the head of a keep-alive response is framed, its request waited 10 ms or more
-for a thread, and a sibling has at least two requests fewer than its worker (this one included),
-the response says "Connection: close", so that the client's (the proxy's) next request comes on
-a new connection, which the idle sibling may take. wsgid_balance_closes_total counts these
+for a thread, the client's next request would wait for a thread too, and a sibling has an idle
+thread (or a queue shorter by more than the worker's threads), the response says "Connection:
+close", so that the client's (the proxy's) next request comes on a new connection, which the idle
+sibling may take. wsgid_balance_closes_total counts these
 closes.
 
 Here, over plain HTTP keep-alive connections to wsgid (so that the test chooses which connection
@@ -30,12 +31,12 @@ KEY = 'wsgid_balance_closes_total{group="site"}'
 DEPTH = 'wsgid_queue_depth{group="site"}'
 
 
-def start(wsgid, processes, tmp=None, **opts):
+def start(wsgid, processes, tmp=None, threads=1, **opts):
     maddr = ("127.0.0.1", free_port())
     top = {"metrics": "%s:%d" % maddr}
     if tmp is not None:
         top["control"] = str(tmp / "ctl.sock")
-    d = wsgid("balance", top=top, processes=processes, threads=1, **opts)
+    d = wsgid("balance", top=top, processes=processes, threads=threads, **opts)
     wait_for(lambda: d.log().find("metrics") >= 0, 5, what="the metrics listener")
     return d, maddr
 
@@ -96,6 +97,67 @@ def test_a_queued_keepalive_request_is_answered_with_close_when_a_sibling_is_idl
     with Conn(d.tcp) as c:
         r = c.send(http_request(path="/pid")).response()
         assert r.status == 200 and int(r.body) in d.workers(), r.body
+
+
+def held(tmp, pid, name):
+    return os.path.exists(os.path.join(str(tmp), "held-%d-%s" % (pid, name)))
+
+
+def test_a_sibling_whose_threads_are_all_taken_is_lighter_only_by_more_than_the_threads(
+        wsgid, tmp):
+    """Two threads a worker. A's threads are held (X1, X2) and three requests queue behind them
+    (Y, Z, V); B's two threads are held too (W1, W2). X1 is released: Y runs with X2, Z and V
+    (a load of four against B's two, all of B's threads taken): its next request would find a
+    queue at B as well, shorter by two, less than A's threads: Y keeps its connection (the rule of
+    "two requests fewer" closed it). B is released while Z sleeps 300 ms: Z's head finds B idle
+    (a load of three here: its next request would wait for a thread) and says close. V, with X2
+    alone besides, would find a thread: it keeps its connection."""
+    d, maddr = start(wsgid, processes=2, threads=2)
+    before = samples(metrics(maddr)).get(KEY, 0.0)
+    by_pid = {}
+    for _ in range(40):
+        c = Conn(d.tcp)
+        r = c.send(http_request(path="/pid")).response()
+        assert r.status == 200 and r.header("Connection") != "close", r.head
+        by_pid.setdefault(int(r.body), []).append(c)
+        counts = sorted(len(v) for v in by_pid.values())
+        if len(counts) == 2 and counts[0] >= 2 and counts[1] >= 5:
+            break
+    else:
+        pytest.skip("40 connections did not give one worker five and the other two: %s"
+                    % {p: len(v) for p, v in by_pid.items()})
+    (a, on_a), (b, on_b) = sorted(by_pid.items(), key=lambda kv: -len(kv[1]))
+    x1, x2, y, z, v = on_a[:5]
+    w1, w2 = on_b[:2]
+    try:
+        for conn, pid, name in ((x1, a, "x1"), (x2, a, "x2"), (w1, b, "w1"), (w2, b, "w2")):
+            conn.send(http_request(path="/hold?k=" + name))
+            wait_for(lambda: held(tmp, pid, name), 10, what="/hold?k=%s to run" % name)
+        for conn, path, depth in ((y, "/pid?ms=5", 1), (z, "/pid?ms=300", 2), (v, "/pid", 3)):
+            conn.send(http_request(path=path))
+            wait_for(lambda: samples(metrics(maddr))[DEPTH] >= depth, 10,
+                     what="%d requests queued" % depth)
+        time.sleep(0.05)  # past the 10 ms wait the balance asks for
+        open(os.path.join(str(tmp), "release-x1"), "w").close()
+        ry = y.response()
+        assert ry.status == 200 and int(ry.body) == a, (ry.head, ry.body)
+        assert ry.header("Connection") != "close", ry.head
+        # Z sleeps 300 ms before its head: B's threads are free by then.
+        for name in ("w1", "w2"):
+            open(os.path.join(str(tmp), "release-" + name), "w").close()
+        rz = z.response()
+        assert rz.status == 200 and int(rz.body) == a, (rz.head, rz.body)
+        assert rz.header("Connection") == "close", rz.head
+        assert z.closed(5.0)
+        rv = v.response()
+        assert rv.header("Connection") != "close", rv.head
+        assert not y.closed(0.3) and not v.closed(0.1)
+    finally:
+        open(os.path.join(str(tmp), "release"), "w").close()
+        for conns in by_pid.values():
+            for c in conns:
+                c.close()
+    assert samples(metrics(maddr))[KEY] == before + 1
 
 
 def test_a_request_past_queue_timeout_closes_its_connection_too(wsgid, tmp):

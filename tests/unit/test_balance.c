@@ -1,7 +1,8 @@
 /* The keep-alive balance (daemon/worker/balance.c): the master's list, and when the head of a
  * keep-alive response says "Connection: close": only when its request waited WD_BALANCE_WAIT_NS
- * for a thread and a sibling that still serves (its pid, ready) has two requests fewer than we
- * do, looking at most once per WD_BALANCE_GAP_NS. */
+ * for a thread, the proxy's next request would wait for one here, and a sibling that still serves
+ * (its pid, ready) has an idle thread, or a queue shorter than ours by more than our threads;
+ * looking at most once per WD_BALANCE_GAP_NS. */
 #include "balance.h"
 
 #include <errno.h>
@@ -85,32 +86,54 @@ static void test_close(void)
 {
     static const struct {
         const char *what;
-        uint64_t pid, ready, busy, queued; /* the sibling's record (4 threads) */
-        uint64_t waited;                   /* how long our request waited for a thread */
+        uint64_t threads, busy, queued;                   /* ourselves (our request among them) */
+        uint64_t pid, ready, s_threads, s_busy, s_queued; /* the sibling's record */
+        uint64_t waited; /* how long our request waited for a thread */
+        unsigned gone;   /* our request has left our gauges (the loop's 504) */
         int want;
     } cases[] = {
-        {"idle sibling", 200, 1, 0, 0, LONG, 1},
-        {"two fewer", 200, 1, 4, 0, LONG, 1},
-        {"one fewer", 200, 1, 4, 1, LONG, 0},
-        {"as many", 200, 1, 4, 2, LONG, 0},
-        {"more", 200, 1, 4, 9, LONG, 0},
-        {"our request waited 1 ns less", 200, 1, 0, 0, LONG - 1, 0},
-        {"our request did not wait", 200, 1, 0, 0, 0, 0},
-        {"not ready (stopping)", 200, 0, 0, 0, LONG, 0},
-        {"record of another pid (exited, reused)", 201, 1, 0, 0, LONG, 0},
-        {"record freed", 0, 0, 0, 0, LONG, 0},
+        /* 4 threads each: the next request would wait here; there, a thread is idle. */
+        {"idle sibling", 4, 4, 2, 200, 1, 4, 0, 0, LONG, 0, 1},
+        {"sibling with one idle thread", 4, 4, 1, 200, 1, 4, 3, 0, LONG, 0, 1},
+        {"we fill our threads: the next request finds one", 4, 4, 0, 200, 1, 4, 0, 0, LONG, 0, 0},
+        {"we have idle threads ourselves (two more)", 4, 3, 0, 200, 1, 4, 1, 0, LONG, 0, 0},
+        /* ... the sibling's threads all taken: lighter only by more than our threads. */
+        {"full sibling, two fewer", 4, 4, 2, 200, 1, 4, 4, 0, LONG, 0, 0},
+        {"queues 4 apart (our threads)", 4, 4, 8, 200, 1, 4, 4, 4, LONG, 0, 0},
+        {"queues 5 apart", 4, 4, 9, 200, 1, 4, 4, 4, LONG, 0, 1},
+        {"one fewer", 4, 4, 2, 200, 1, 4, 4, 1, LONG, 0, 0},
+        {"as many", 4, 4, 2, 200, 1, 4, 4, 2, LONG, 0, 0},
+        {"more", 4, 4, 2, 200, 1, 4, 4, 9, LONG, 0, 0},
+        /* One thread each: two requests fewer, whether the sibling's thread is idle or not. */
+        {"1 thread: idle sibling, two here", 1, 1, 1, 200, 1, 1, 0, 0, LONG, 0, 1},
+        {"1 thread: idle sibling, one here", 1, 1, 0, 200, 1, 1, 0, 0, LONG, 0, 0},
+        {"1 thread: busy sibling, two fewer", 1, 1, 2, 200, 1, 1, 1, 0, LONG, 0, 1},
+        {"1 thread: busy sibling, one fewer", 1, 1, 1, 200, 1, 1, 1, 0, LONG, 0, 0},
+        /* Each record's own threads (a sibling started with other settings). */
+        {"2 threads here, 8 there, 6 of them busy", 2, 2, 1, 200, 1, 8, 6, 0, LONG, 0, 1},
+        {"8 threads here, 2 there and full", 8, 8, 3, 200, 1, 2, 2, 0, LONG, 0, 0},
+        /* The loop's 504: the request left the gauges; it still counts. */
+        {"504: counted back", 4, 4, 0, 200, 1, 4, 2, 0, LONG, 1, 1},
+        {"504: left out, as before", 4, 4, 0, 200, 1, 4, 2, 0, LONG, 0, 0},
+        /* Never: */
+        {"our request waited 1 ns less", 4, 4, 2, 200, 1, 4, 0, 0, LONG - 1, 0, 0},
+        {"our request did not wait", 4, 4, 2, 200, 1, 4, 0, 0, 0, 0, 0},
+        {"not ready (stopping)", 4, 4, 2, 200, 0, 4, 0, 0, LONG, 0, 0},
+        {"record of another pid (exited, reused)", 4, 4, 2, 201, 1, 4, 0, 0, LONG, 0, 0},
+        {"record freed", 4, 4, 2, 0, 0, 0, 0, 0, LONG, 0, 0},
     };
     wd_balance_t b;
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         memset(board, 0, sizeof board);
-        put(2, 100, 1, 4, 4, 2); /* ourselves: 4 running (ours among them), 2 queued: 6 */
-        put(5, cases[i].pid, cases[i].ready, 4, cases[i].busy, cases[i].queued);
+        put(2, 100, 1, cases[i].threads, cases[i].busy, cases[i].queued);
+        put(5, cases[i].pid, cases[i].ready, cases[i].s_threads, cases[i].s_busy,
+            cases[i].s_queued);
         wd_balance_init(&b, board, N_BOARD, 2, &closes);
         wd_score_set(&closes, 0);
         T_CHECK(wd_balance_set(&b, " 2:100 5:200") == 1, "%s: list", cases[i].what);
         T_CHECK(wd_balance_active(&b), "%s: active", cases[i].what);
-        int got = wd_balance_should_close(&b, T0, cases[i].waited);
+        int got = wd_balance_should_close(&b, T0, cases[i].waited, cases[i].gone);
         T_CHECK(got == cases[i].want, "%s: close %d, want %d", cases[i].what, got, cases[i].want);
         T_CHECK(wd_score_get(&closes) == (uint64_t)cases[i].want, "%s: counted %llu", cases[i].what,
                 (unsigned long long)wd_score_get(&closes));
@@ -124,9 +147,9 @@ static void test_close(void)
     put(7, 400, 1, 4, 3, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
     wd_balance_set(&b, " 2:100 5:200 6:300 7:400");
-    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 1, "the third sibling is lighter");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG, 0) == 1, "the third sibling is lighter");
     put(7, 400, 1, 4, 4, 0);
-    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG) == 0,
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG, 0) == 0,
             "none lighter any more");
 
     /* The request as the Python thread sees it: its times, its worker's balance or none. */
@@ -143,13 +166,13 @@ static void test_close(void)
     /* The loop's 504: waited until now, with the loop's clock. */
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
     wd_balance_set(&b, " 7:400");
-    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS - 1, T0) == 0, "504: 1 ns short");
-    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS, T0) == 1, "504: long enough");
+    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS - 1, T0, 1) == 0, "504: 1 ns short");
+    T_CHECK(wd_balance_close_req(&req, 5 + WD_BALANCE_WAIT_NS, T0, 1) == 1, "504: long enough");
 
     /* No list (one process, or no scoreboard): never. */
     wd_balance_init(&b, NULL, 0, 0, NULL);
     T_CHECK(!wd_balance_active(&b), "no siblings");
-    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "no siblings: keep");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG, 0) == 0, "no siblings: keep");
     T_CHECK(wd_balance_set(&b, " 0:100 1:200") == -EINVAL, "no board: no record is valid");
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
     wd_balance_set(&b, " 2:100");
@@ -166,20 +189,20 @@ static void test_gap(void)
     put(2, 100, 1, 4, 4, 2);
     put(5, 200, 1, 4, 0, 0);
     wd_balance_init(&b, board, N_BOARD, 2, NULL);
-    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 0, "no list yet");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG, 0) == 0, "no list yet");
     wd_balance_set(&b, " 5:200");
-    T_CHECK(wd_balance_should_close(&b, T0, LONG - 1) == 0, "a short wait");
-    T_CHECK(wd_balance_should_close(&b, T0, LONG) == 1, "first (the short wait took no look)");
-    T_CHECK(wd_balance_should_close(&b, T0 + 1, LONG) == 0, "within the gap");
-    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS - 1, LONG) == 0,
+    T_CHECK(wd_balance_should_close(&b, T0, LONG - 1, 0) == 0, "a short wait");
+    T_CHECK(wd_balance_should_close(&b, T0, LONG, 0) == 1, "first (the short wait took no look)");
+    T_CHECK(wd_balance_should_close(&b, T0 + 1, LONG, 0) == 0, "within the gap");
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS - 1, LONG, 0) == 0,
             "the gap's last ns");
     put(5, 200, 1, 4, 4, 2);
-    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG) == 0,
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS, LONG, 0) == 0,
             "the gap is over: a look, none lighter");
     put(5, 200, 1, 4, 0, 0);
-    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS + 5, LONG) == 0,
+    T_CHECK(wd_balance_should_close(&b, T0 + WD_BALANCE_GAP_NS + 5, LONG, 0) == 0,
             "that look started a new gap");
-    T_CHECK(wd_balance_should_close(&b, T0 + 2 * WD_BALANCE_GAP_NS, LONG) == 1, "the next look");
+    T_CHECK(wd_balance_should_close(&b, T0 + 2 * WD_BALANCE_GAP_NS, LONG, 0) == 1, "the next look");
 }
 
 int main(void)
