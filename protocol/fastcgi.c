@@ -125,6 +125,24 @@ int wd_fcgi_record(const char *buf, size_t len, wd_fcgi_record_t *rec)
     return (int)(WD_FCGI_HEADER_SIZE + cl + rec->padding);
 }
 
+int wd_fcgi_stdin_header(const char *buf, size_t len, wd_fcgi_record_t *rec)
+{
+    const unsigned char *u = (const unsigned char *)buf;
+    int r = wd_fcgi_record(buf, len < WD_FCGI_HEADER_SIZE ? len : WD_FCGI_HEADER_SIZE, rec);
+
+    if (r == WD_PARSE_ERROR)
+        return WD_PARSE_ERROR;
+    if (len < WD_FCGI_HEADER_SIZE)
+        return WD_PARSE_AGAIN;
+    /* The header's checks are done: only content and padding can be missing. */
+    if (rec->type != WD_FCGI_STDIN)
+        return 0;
+    rec->padding = u[6];
+    rec->content.p = buf + WD_FCGI_HEADER_SIZE;
+    rec->content.n = get_u16(buf + 4);
+    return WD_FCGI_HEADER_SIZE;
+}
+
 /* Name-value pairs */
 
 /* Reads one length (one byte below 128, or four bytes BE with the high bit set) at *pp, before

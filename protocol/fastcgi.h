@@ -113,6 +113,15 @@ typedef struct wd_fcgi_record {
  * error are there). An empty PARAMS or STDIN record (content.n == 0) ends that stream. */
 int wd_fcgi_record(const char *buf, size_t len, wd_fcgi_record_t *rec);
 
+/* The header of a STDIN record, for a caller that takes a body's bytes as they come instead of
+ * waiting for whole records (a 32 KiB record in the socket is read straight into the body). When
+ * buf starts with a STDIN header that wd_fcgi_record would accept, fills rec's type, request_id,
+ * padding and content (content.p = buf + 8, content.n = contentLength: the content may run past
+ * len) and returns WD_FCGI_HEADER_SIZE. WD_PARSE_AGAIN while fewer than 8 bytes are there (and
+ * they show no error), 0 for a valid header of another type (parse that record whole with
+ * wd_fcgi_record), WD_PARSE_ERROR with rec->error set as wd_fcgi_record would. */
+int wd_fcgi_stdin_header(const char *buf, size_t len, wd_fcgi_record_t *rec);
+
 /* Walks name-value pairs: a GET_VALUES record's content, or a request's PARAMS contents put
  * together. Never reads outside [p, p + n). */
 typedef struct wd_fcgi_nv_iter {

@@ -54,8 +54,9 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what);
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
  * to the temp file, or waiting for the loop to drain) with the GIL released. lend: NULL, or
  * beside iov, the pieces the buffer may keep by reference (wd_out_writev; each obj with a
- * reference of the caller's, which the buffer takes over for the pieces it keeps; FastCGI copies
- * them all, its records cutting them up). */
+ * reference of the caller's, which the buffer takes over for the pieces it keeps; FastCGI's
+ * records cut them up, and each part is lent with a reference of its own: the caller's all stay
+ * the caller's). */
 int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);
 /* The same bytes as they are: no FastCGI records around them (the end of a FastCGI response). */
 int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);

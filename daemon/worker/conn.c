@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -413,9 +414,14 @@ static void body_direct_process(wd_conn_t *c, const char *at, size_t n)
 {
     int done;
 
-    if (c->proto == WD_REQ_UWSGI) {
+    if (c->proto == WD_REQ_UWSGI || c->proto == WD_REQ_FCGI) {
         if (wd__conn_body_append(c, at, n) < 0) {
             wd__conn_fail(c, c->body_error);
+            return;
+        }
+        if (c->proto == WD_REQ_FCGI) {
+            /* The request ends with its empty STDIN record, read through the buffer. */
+            wd__conn_fcgi_stdin_read(c, n);
             return;
         }
         done = c->body_len == c->body_expect;
@@ -451,18 +457,43 @@ static int read_room(wd_conn_t *c)
     return 0;
 }
 
+/* The bytes that follow a FastCGI STDIN record read straight into the body, read with it into
+ * the read buffer: its padding and the next record's header, no more (the next record's content
+ * goes straight into the body too). 0 when the read ends inside the record. */
+static size_t fcgi_after(const wd_conn_t *c, size_t room)
+{
+    size_t want;
+
+    if (c->proto != WD_REQ_FCGI || room != c->fcgi.stdin_left || c->len >= c->cap)
+        return 0;
+    want = c->fcgi.stdin_skip + WD_FCGI_HEADER_SIZE;
+    return want < c->cap - c->len ? want : c->cap - c->len;
+}
+
 static void conn_read(wd_conn_t *c)
 {
-    size_t room = 0;
+    size_t room = 0, after = 0, tail = 0;
     char *direct = wd__conn_body_direct(c, &room);
     ssize_t n;
 
     if (direct == NULL && read_room(c) < 0)
         return;
-    do
-        n = direct != NULL ? read(c->fd, direct, room)
-                           : read(c->fd, c->buf + c->len, c->cap - c->len);
-    while (n < 0 && errno == EINTR);
+    if (direct != NULL)
+        after = fcgi_after(c, room);
+    do {
+        if (after > 0) {
+            struct iovec iov[2] = {{direct, room}, {c->buf + c->len, after}};
+
+            n = readv(c->fd, iov, 2);
+        } else {
+            n = direct != NULL ? read(c->fd, direct, room)
+                               : read(c->fd, c->buf + c->len, c->cap - c->len);
+        }
+    } while (n < 0 && errno == EINTR);
+    if (n > (ssize_t)room && direct != NULL) {
+        tail = (size_t)n - room;
+        n = (ssize_t)room;
+    }
     if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK)
             wd_conn_close(c);
@@ -483,6 +514,10 @@ static void conn_read(wd_conn_t *c)
         wd__conn_timer(c, c->cs->group->body_timeout);
     if (direct != NULL) {
         body_direct_process(c, direct, (size_t)n);
+        if (tail > 0 && c->state == WD_CONN_BODY) { /* the padding and header after it */
+            c->len += tail;
+            conn_process(c);
+        }
     } else {
         c->len += (size_t)n;
         conn_process(c);

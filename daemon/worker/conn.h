@@ -148,7 +148,9 @@ struct wd_conn {
         uint16_t id;
         int keep_conn;
         int params_done;
-        char *params; /* the PARAMS stream, put together */
+        uint32_t stdin_left; /* a STDIN record taken as it comes: content still to come, */
+        uint32_t stdin_skip; /* then padding (conn_fcgi.c) */
+        char *params;        /* the PARAMS stream, put together */
         size_t params_len, params_cap;
         wd_fcgi_req_t req;
     } fcgi;

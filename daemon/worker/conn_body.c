@@ -136,8 +136,9 @@ static int body_to_file(wd_conn_t *c)
  * came (what a buffer kept between requests holds, outside body-memory-limit), then, once
  * BODY_KEEP bytes did come, to the announced length at once. A client that announces a large body
  * and sends a few bytes of it holds no more of the budget than it did through the read buffer.
- * Not for a chunked body (its framing is among the bytes) nor FastCGI (records), and not while
- * unparsed bytes wait in the read buffer. */
+ * FastCGI: within a STDIN record taken as it comes (conn_fcgi.c), up to the record's end. Not for
+ * a chunked body (its framing is among the bytes), and not while unparsed bytes wait in the read
+ * buffer. */
 char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
 {
     const wd_group_conf_t *g = c->cs->group;
@@ -148,6 +149,9 @@ char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
         return NULL;
     if (c->proto == WD_REQ_HTTP) {
         if (!c->http.has_content_length || c->http.chunked || c->http.state != WD_HTTP_BODY)
+            return NULL;
+    } else if (c->proto == WD_REQ_FCGI) {
+        if (c->fcgi.stdin_left == 0)
             return NULL;
     } else if (c->proto != WD_REQ_UWSGI) {
         return NULL;
@@ -161,6 +165,8 @@ char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
     *room = c->body_cap - (size_t)c->body_len;
     if (*room > left)
         *room = (size_t)left;
+    if (c->proto == WD_REQ_FCGI && *room > c->fcgi.stdin_left)
+        *room = c->fcgi.stdin_left;
     return c->body_mem + c->body_len;
 }
 

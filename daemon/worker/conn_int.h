@@ -66,6 +66,8 @@ void wd__conn_http_failed(wd_conn_t *c);
 /* Takes the FastCGI records in c->buf: 1 when a request is complete (dispatch it), 0 when more
  * bytes are needed, -1 when the connection was answered or closed. */
 int wd__conn_fcgi_process(wd_conn_t *c);
+/* n bytes of the STDIN record being taken were read straight into the body's buffer. */
+void wd__conn_fcgi_stdin_read(wd_conn_t *c, size_t n);
 /* While the app runs: reads what the buffer has room for and looks for the request's end from
  * the proxy (an ABORT_REQUEST of its id, the connection closed, a malformed record). 1 when the
  * request is aborted, else 0 (the records read wait for the next request). */

@@ -253,7 +253,8 @@ static void append_lent(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
 
 static int lendable(const wd_out_lend_t *lend, size_t n)
 {
-    return lend != NULL && lend->obj != NULL && n >= WD_OUT_LEND_MIN;
+    return lend != NULL && lend->obj != NULL &&
+           (n > lend->obj_len ? n : lend->obj_len) >= WD_OUT_LEND_MIN;
 }
 
 int wd_tmpfile(const char *dir, const char *what)

@@ -41,9 +41,11 @@ typedef struct wd_out_lend {
     void *obj;
     void *ctx;
     void (*release)(void *obj, void *ctx);
+    size_t obj_len; /* the bytes obj holds, when the piece is only a part of them; else 0 */
 } wd_out_lend_t;
 
-/* Pieces from this long are worth lending: a shorter one's copy costs less than its release (a
+/* Pieces from this long, or parts of an object this long (FastCGI's records cut an object into
+ * parts of 64 KiB), are worth lending: a shorter object's copy costs less than its release (a
  * hand-back to a Python thread). */
 #define WD_OUT_LEND_MIN (256 * 1024)
 

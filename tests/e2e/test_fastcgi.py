@@ -134,6 +134,83 @@ def test_refusals(wsgid, tmp):
         assert c.closed()
 
 
+def stdin_records(body, sizes, paddings, rid=1):
+    """body in STDIN records of the sizes given (in turn), each with the padding given (in turn),
+    then the empty STDIN record."""
+    out, off, i = b"", 0, 0
+    while off < len(body):
+        n = min(sizes[i % len(sizes)], len(body) - off)
+        out += fcgi.record(fcgi.STDIN, rid, body[off:off + n], paddings[i % len(paddings)])
+        off += n
+        i += 1
+    return out + fcgi.record(fcgi.STDIN, rid)
+
+
+def post(conn, body, records, content_length=True, rid=1, pieces=None):
+    """POSTs body to /echo/ on conn in the STDIN records given, the whole request in pieces of
+    `pieces` bytes (each sent on its own, 1 ms apart) or at once; returns the records of the
+    answer."""
+    p = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/echo/", "PATH_INFO": "/echo/",
+         "SERVER_PROTOCOL": "HTTP/1.1"}
+    if content_length:
+        p["CONTENT_LENGTH"] = str(len(body))
+    data = (fcgi.begin(rid, keep=True) + fcgi.record(fcgi.PARAMS, rid, fcgi.pairs(p))
+            + fcgi.record(fcgi.PARAMS, rid) + records)
+    if pieces is None:
+        conn.send(data)
+    else:
+        for i in range(0, len(data), pieces):
+            conn.send(data[i:i + pieces])
+            time.sleep(0.001)
+    return fcgi.read_records(conn)
+
+
+def test_stdin_records_are_taken_as_they_come(wsgid, tmp):
+    """A STDIN record is read as its bytes come (straight into the body's buffer while the body
+    stays in memory), not once it is whole: records of every size with every padding, the whole
+    request at once or in pieces that cut records anywhere, with and without CONTENT_LENGTH, one
+    after the other on one kept connection; each body comes back whole. A record that runs past
+    CONTENT_LENGTH is answered 400 as soon as its header shows it, before its content came."""
+    d, sock = start(wsgid, tmp)
+    body = os.urandom(700 * 1024)
+    cases = [  # (name, record sizes, paddings, pieces, CONTENT_LENGTH given)
+        ("nginx's 32 KiB records", [32768], [0], None, True),
+        ("65535-byte records, odd paddings", [65535], [7, 0, 255, 3], None, True),
+        ("mixed sizes, in pieces of 4099 bytes", [1, 7, 40000, 3, 65535], [5], 4099, True),
+        ("32 KiB records in pieces of 50000 bytes", [32768], [0], 50000, True),
+        ("no CONTENT_LENGTH", [32768], [1], 30011, False),
+    ]
+    with Conn(sock) as c:
+        for rid, (name, sizes, pads, pieces, cl) in enumerate(cases, 1):
+            recs = post(c, body, stdin_records(body, sizes, pads, rid), cl, rid, pieces)
+            assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), name
+            head, _, echoed = fcgi.stdout_of(recs).partition(b"\r\n\r\n")
+            assert head.startswith(b"Status: 200 OK\r\n"), (name, head)
+            assert b"X-Body-Length: %d\r\n" % len(body) in head, (name, head)
+            assert hashlib.sha256(echoed).digest() == hashlib.sha256(body).digest(), name
+    d.expect_log(r"FastCGI STDIN longer than its CONTENT_LENGTH")
+    with Conn(sock) as c:
+        p = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/echo/", "PATH_INFO": "/echo/",
+             "CONTENT_LENGTH": "1000"}
+        record = fcgi.record(fcgi.STDIN, 1, b"x" * 40000)
+        c.send(fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(p))
+               + fcgi.record(fcgi.PARAMS, 1) + record[:5000])
+        recs = fcgi.read_records(c)  # 35,000 bytes of the record never come
+        assert fcgi.stdout_of(recs).startswith(b"Status: 400 "), recs[:1]
+
+
+def test_a_body_taken_as_it_comes_stops_at_limit_request_body(wsgid, tmp):
+    """Without CONTENT_LENGTH the limit shows only as the body comes: 413 once the STDIN taken
+    passes limit-request-body, in the middle of a record."""
+    d, sock = start(wsgid, tmp, limit_request_body="100K")
+    d.expect_log(r"413")
+    body = os.urandom(300 * 1024)
+    with Conn(sock) as c:
+        recs = post(c, body, stdin_records(body, [65535], [0]), content_length=False,
+                    pieces=20000)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 413 "), recs[:1]
+
+
 def params(uri):
     path, _, query = uri.partition("?")
     return {"REQUEST_METHOD": "GET", "REQUEST_URI": uri, "PATH_INFO": path,

@@ -4,7 +4,8 @@
  * are parsed one after another; each record's size must be within what was given, its content
  * inside it, and a cut of it (as when it arrives in two reads) must be incomplete, or show the
  * same error; the PARAMS contents of a request are put together, as the worker does, and checked
- * at the empty PARAMS record; a GET_VALUES is answered. Then the whole input as a PARAMS block:
+ * at the empty PARAMS record; a GET_VALUES is answered; a STDIN header read alone
+ * (wd_fcgi_stdin_header) agrees with the whole record. Then the whole input as a PARAMS block:
  * the iterator and wd_fcgi_params_parse must agree, and every slice lie inside the block. Every
  * piece is parsed from a heap block of exactly its size, so ASan catches any read outside. */
 #include "fuzz.h"
@@ -142,6 +143,32 @@ static void check_cut(const char *rest, size_t cut, int r, const wd_fcgi_record_
     free(pre);
 }
 
+/* wd_fcgi_stdin_header at the record at `at` (len bytes given, the record's parse r and rec):
+ * the header's answer agrees with the whole record's. */
+static void check_stdin_header(const char *at, size_t len, int r, const wd_fcgi_record_t *rec)
+{
+    wd_fcgi_record_t h;
+    int rh = wd_fcgi_stdin_header(at, len, &h);
+
+    WD_FUZZ_CHECK(rh == WD_PARSE_AGAIN || rh == WD_PARSE_ERROR || rh == 0 ||
+                  rh == WD_FCGI_HEADER_SIZE);
+    if (rh == WD_PARSE_ERROR) /* an error within the header is the record's error */
+        WD_FUZZ_CHECK(r == WD_PARSE_ERROR && h.error == rec->error);
+    if (rh == WD_PARSE_AGAIN)
+        WD_FUZZ_CHECK(len < WD_FCGI_HEADER_SIZE && r == WD_PARSE_AGAIN);
+    if (rh == 0 || rh == WD_FCGI_HEADER_SIZE)
+        WD_FUZZ_CHECK(len >= WD_FCGI_HEADER_SIZE &&
+                      ((unsigned char)at[1] == WD_FCGI_STDIN) == (rh == WD_FCGI_HEADER_SIZE));
+    if (rh == WD_FCGI_HEADER_SIZE) {
+        WD_FUZZ_CHECK(h.error == WD_FCGI_OK && h.request_id != 0 && h.content.p == at + 8);
+        if (r > 0) /* the whole record is there: the same fields */
+            WD_FUZZ_CHECK(rec->type == WD_FCGI_STDIN && h.request_id == rec->request_id &&
+                          h.content.n == rec->content.n && h.padding == rec->padding);
+        else /* STDIN has no check past its header: only bytes can be missing */
+            WD_FUZZ_CHECK(r == WD_PARSE_AGAIN);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     wd_fcgi_record_t rec;
@@ -164,6 +191,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         WD_FUZZ_CHECK(r == WD_PARSE_AGAIN || r == WD_PARSE_ERROR || r > 0);
         cut = (size - off) ? wd_fuzz_next(&rng) % (size - off + 1) : 0;
         check_cut(buf + off, cut, r, &rec);
+        check_stdin_header(buf + off, size - off, r, &rec);
         if (r == WD_PARSE_AGAIN)
             WD_FUZZ_CHECK(size - off < WD_FCGI_MAX_RECORD);
         if (r == WD_PARSE_ERROR)

@@ -1,5 +1,6 @@
 /* FastCGI records and name-value pairs: every record case runs whole, with growing prefixes
- * (len = 1, 2, 3...), and with the input ending right before an unreadable page; every PARAMS
+ * (len = 1, 2, 3...), and with the input ending right before an unreadable page, through
+ * wd_fcgi_record and wd_fcgi_stdin_header; every PARAMS
  * block whole, cut at every byte, and guarded; the writers' bytes are compared exactly. */
 #include "testutil.h"
 #include "fastcgi.h"
@@ -92,12 +93,41 @@ typedef struct rexpect {
     int role, keep_conn, flags, unknown; /* role -1: not a BEGIN_REQUEST */
 } rexpect_t;
 
+/* wd_fcgi_stdin_header on the same bytes: the header's error where the record's shows within
+ * 8 bytes, AGAIN below 8, else the header of a STDIN record (its content and padding, there or
+ * not) or 0 for another type. */
+static void check_stdin_header(const char *name, const char *how, size_t l, const char *buf,
+                               const rexpect_t *ex)
+{
+    wd_fcgi_record_t rec;
+    int r = wd_fcgi_stdin_header(buf, l, &rec);
+    int header_error = ex->ret == WD_PARSE_ERROR && ex->decide_at <= WD_FCGI_HEADER_SIZE;
+    int want = header_error && l >= ex->decide_at       ? WD_PARSE_ERROR
+               : l < WD_FCGI_HEADER_SIZE                ? WD_PARSE_AGAIN
+               : (unsigned char)buf[1] == WD_FCGI_STDIN ? WD_FCGI_HEADER_SIZE
+                                                        : 0;
+
+    T_CHECK(r == want, "%s (%s, len %zu): stdin_header returned %d, want %d", name, how, l, r,
+            want);
+    if (r == WD_PARSE_ERROR && want == r)
+        T_CHECK(rec.error == ex->err, "%s (%s, len %zu): stdin_header error %d, want %d", name, how,
+                l, rec.error, ex->err);
+    if (r == WD_FCGI_HEADER_SIZE && want == r)
+        T_CHECK(rec.type == WD_FCGI_STDIN && rec.request_id == ex->id && rec.padding == ex->pad &&
+                    rec.content.p == buf + 8 && rec.content.n == ex->content_n &&
+                    rec.error == WD_FCGI_OK,
+                "%s (%s, len %zu): stdin_header id %u padding %u content %zu", name, how, l,
+                rec.request_id, rec.padding, rec.content.n);
+}
+
 static void check_record(const char *name, const char *how, size_t l, const char *buf,
                          const rexpect_t *ex)
 {
     wd_fcgi_record_t rec;
     int r = wd_fcgi_record(buf, l, &rec);
     int want = (ex->decide_at != 0 && l >= ex->decide_at) ? ex->ret : WD_PARSE_AGAIN;
+
+    check_stdin_header(name, how, l, buf, ex);
 
     T_CHECK(r == want, "%s (%s, len %zu): returned %d, want %d", name, how, l, r, want);
     if (r != want)
@@ -279,6 +309,7 @@ static const rerr_t bad_records[] = {
 
 static void test_bad_records(void)
 {
+    static char big_content[65535];
     size_t i;
 
     for (i = 0; i < sizeof(bad_records) / sizeof(bad_records[0]); i++) {
@@ -287,13 +318,18 @@ static void test_bad_records(void)
                    (rexpect_t){WD_PARSE_ERROR, c->err, c->decide_at, 0, 0, 0, 0, -1, 0, 0, 0});
     }
 
-    /* Cut records stay AGAIN whatever the prefix. */
+    /* Cut records stay AGAIN whatever the prefix (their STDIN header is there from 8 bytes). */
     rb.n = 0;
     put_record(&rb, WD_FCGI_STDIN, 1, "hello", 5, 3);
     run_record("STDIN cut in padding", rb.buf, rb.n - 1,
-               (rexpect_t){0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0});
-    run_record("STDIN cut in content", rb.buf, 10, (rexpect_t){0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0});
-    run_record("header only", rb.buf, 8, (rexpect_t){0, 0, 0, 0, 0, 0, 0, -1, 0, 0, 0});
+               (rexpect_t){0, 0, 0, WD_FCGI_STDIN, 1, 5, 3, -1, 0, 0, 0});
+    run_record("STDIN cut in content", rb.buf, 10,
+               (rexpect_t){0, 0, 0, WD_FCGI_STDIN, 1, 5, 3, -1, 0, 0, 0});
+    run_record("header only", rb.buf, 8, (rexpect_t){0, 0, 0, WD_FCGI_STDIN, 1, 5, 3, -1, 0, 0, 0});
+    rb.n = 0;
+    put_record(&rb, WD_FCGI_STDIN, 513, big_content, 65535, 255); /* the largest; header only */
+    run_record("STDIN 65535 + 255, header only", rb.buf, 8,
+               (rexpect_t){0, 0, 0, WD_FCGI_STDIN, 513, 65535, 255, -1, 0, 0, 0});
 
     for (i = 0; i <= WD_FCGI_ECONTENT_LENGTH; i++)
         T_CHECK(wd_fcgi_strerror((wd_fcgi_error_t)i) != NULL, "strerror %zu", i);
@@ -720,6 +756,66 @@ static void replay_stream(size_t step)
         check_iter("nginx stream params", params, np, nginx_pairs, NGINX_PAIRS);
 }
 
+/* The same stream taken as the worker takes a body (daemon/worker/conn_fcgi.c): a STDIN record
+ * with content is taken from its header on (wd_fcgi_stdin_header), its content as it comes and
+ * its padding skipped; every other record whole. */
+static void replay_stdin_streaming(size_t step)
+{
+    static char body[256];
+    size_t avail = 0, off = 0, k = 0, nb = 0, left = 0, skip = 0, t;
+    wd_fcgi_record_t rec;
+    int r, ok = 1, ended = 0;
+
+    while (off < stream.n && ok) {
+        avail = avail + step > stream.n ? stream.n : avail + step;
+        for (;;) {
+            if (left > 0 || skip > 0) {
+                t = avail - off;
+                if (t == 0)
+                    break;
+                if (left > 0) {
+                    t = t < left ? t : left;
+                    memcpy(body + nb, stream.buf + off, t);
+                    nb += t;
+                    left -= t;
+                } else {
+                    t = t < skip ? t : skip;
+                    skip -= t;
+                }
+                off += t;
+                continue;
+            }
+            r = wd_fcgi_stdin_header(stream.buf + off, avail - off, &rec);
+            if (r == WD_FCGI_HEADER_SIZE && rec.content.n > 0) {
+                ok &= k < nsrecs && srecs[k].off == off && srecs[k].type == WD_FCGI_STDIN &&
+                      srecs[k].cl == rec.content.n;
+                off += WD_FCGI_HEADER_SIZE;
+                left = rec.content.n;
+                skip = rec.padding;
+                k++;
+                continue;
+            }
+            if (r == WD_PARSE_ERROR)
+                ok = 0;
+            if (r < 0)
+                break;
+            r = wd_fcgi_record(stream.buf + off, avail - off, &rec);
+            if (r <= 0) {
+                ok &= r == WD_PARSE_AGAIN;
+                break;
+            }
+            ok &= k < nsrecs && srecs[k].off == off && srecs[k].size == (size_t)r;
+            ended |= rec.type == WD_FCGI_STDIN && rec.content.n == 0;
+            off += (size_t)r;
+            k++;
+        }
+    }
+    T_CHECK(ok && k == nsrecs && ended && off == stream.n,
+            "nginx stream, STDIN as it comes, reads of %zu: %zu records of %zu", step, k, nsrecs);
+    T_CHECK(nb == 14 && memcmp(body, "name=value&x=1", 14) == 0,
+            "nginx stream, STDIN as it comes, reads of %zu: body", step);
+}
+
 static void test_nginx_request(void)
 {
     size_t cut, i, step;
@@ -753,8 +849,10 @@ static void test_nginx_request(void)
             "first PARAMS record alone");
 
     /* The whole stream read in pieces of every size. */
-    for (step = 1; step <= stream.n; step++)
+    for (step = 1; step <= stream.n; step++) {
         replay_stream(step);
+        replay_stdin_streaming(step);
+    }
 }
 
 int main(void)

@@ -120,7 +120,7 @@ static void *producer(void *arg)
                 data[k] = pattern(pos + k);
             if (r->tc->lend) {
                 struct iovec iov = {data, n};
-                wd_out_lend_t lend = {data, r, release};
+                wd_out_lend_t lend = {data, r, release, 0};
 
                 rc = r->tc->lend == 2 ? wd_out_try_writev(&r->out, &iov, 1, &lend) : -EAGAIN;
                 if (rc == -EAGAIN)
@@ -262,10 +262,10 @@ static void test_lend_once(void)
     wd_out_budget_t budget = {&used, 1 << 20};
     struct iovec iov[4] = {
         {"head", 4}, {chunk, sizeof chunk}, {chunk, sizeof chunk}, {chunk, sizeof chunk}};
-    wd_out_lend_t lend[4] = {{NULL, NULL, NULL},
-                             {chunk, NULL, count_release},
-                             {chunk, NULL, count_release},
-                             {chunk, NULL, count_release}};
+    wd_out_lend_t lend[4] = {{NULL, NULL, NULL, 0},
+                             {chunk, NULL, count_release, 0},
+                             {chunk, NULL, count_release, 0},
+                             {chunk, NULL, count_release, 0}};
     wd_out_t out;
     int sv[2], want_write, rc = 0;
     size_t got = 0, peak = 0;
@@ -305,6 +305,80 @@ static void test_lend_once(void)
     close(sv[1]);
 }
 
+/* Parts of one object between bytes of the producer's own (FastCGI: 64 KiB STDOUT records of a
+ * 1 MiB bytes object, each after its 8-byte header): lent when the object is at least
+ * WD_OUT_LEND_MIN long (obj_len), each part with its budget and its release; copied when the
+ * object is shorter, or its length is not given. */
+static void test_lend_parts(void)
+{
+    enum { PART = 65536, PARTS = 16 };
+    static char obj[PART * PARTS];
+    struct {
+        const char *what;
+        size_t obj_len;
+        int lent;
+    } cases[] = {
+        {"parts of a 1 MiB object", sizeof obj, 1},
+        {"parts of a 200 KiB object", 200 * 1024, 0},
+        {"parts, no length given", 0, 0},
+    };
+
+    for (int i = 0; i < PARTS; i++)
+        memset(obj + i * PART, 'a' + i, PART);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        _Atomic uint64_t used = 0;
+        wd_out_budget_t budget = {&used, 64 << 20};
+        struct iovec iov[2 * PARTS];
+        wd_out_lend_t lend[2 * PARTS];
+        wd_out_t out;
+        int sv[2], want_write, rc = 0, kept = 0, ok = 1;
+        size_t got = 0;
+        char buf[65536], head[8] = "HEADER!!", *all = malloc(PARTS * (PART + 8));
+
+        counted = 0;
+        for (int i = 0; i < PARTS; i++) {
+            iov[2 * i] = (struct iovec){head, 8};
+            lend[2 * i] = (wd_out_lend_t){NULL, NULL, NULL, 0};
+            iov[2 * i + 1] = (struct iovec){obj + i * PART, PART};
+            lend[2 * i + 1] = (wd_out_lend_t){obj, NULL, count_release, cases[c].obj_len};
+        }
+        socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+        wd_out_init(&out, 4 << 20, 1 << 30, "/tmp", NULL, NULL);
+        wd_out_set_budget(&out, &budget);
+        CHECK(wd_out_try_writev(&out, iov, 2 * PARTS, lend) == 0, "%s: try_writev refused",
+              cases[c].what);
+        for (int i = 0; i < PARTS; i++)
+            kept += lend[2 * i + 1].obj == NULL;
+        CHECK(kept == (cases[c].lent ? PARTS : 0), "%s: %d parts lent", cases[c].what, kept);
+        CHECK(used == PARTS * (PART + 8), "%s: budget %llu", cases[c].what,
+              (unsigned long long)used);
+        wd_out_finish(&out, 1);
+        while (rc != 1) {
+            ssize_t k;
+
+            rc = wd_out_send(&out, sv[0], &want_write);
+            CHECK(rc >= 0, "%s: send failed %d", cases[c].what, rc);
+            if (rc < 0)
+                break;
+            while ((k = read(sv[1], buf, sizeof buf)) > 0) {
+                memcpy(all + got, buf, (size_t)k);
+                got += (size_t)k;
+            }
+        }
+        CHECK(got == PARTS * (PART + 8), "%s: %zu bytes sent", cases[c].what, got);
+        for (int i = 0; i < PARTS && got == PARTS * (PART + 8); i++)
+            ok &= memcmp(all + i * (PART + 8), head, 8) == 0 &&
+                  memcmp(all + i * (PART + 8) + 8, obj + i * PART, PART) == 0;
+        CHECK(ok, "%s: the bytes sent", cases[c].what);
+        CHECK(counted == kept, "%s: %d releases for %d parts lent", cases[c].what, counted, kept);
+        CHECK(used == 0, "%s: budget %llu left", cases[c].what, (unsigned long long)used);
+        wd_out_close(&out);
+        close(sv[0]);
+        close(sv[1]);
+        free(all);
+    }
+}
+
 /* wd_out_try_writev takes all of an iov or nothing: a lendable piece beside a copy that does not
  * fit in memory gives its budget back, and is left to the producer. */
 static void test_try_undo(void)
@@ -313,7 +387,7 @@ static void test_try_undo(void)
     _Atomic uint64_t used = 0;
     wd_out_budget_t budget = {&used, 4 << 20};
     struct iovec iov[2] = {{chunk, sizeof chunk}, {copy, sizeof copy}};
-    wd_out_lend_t lend[2] = {{chunk, NULL, count_release}, {NULL, NULL, NULL}};
+    wd_out_lend_t lend[2] = {{chunk, NULL, count_release, 0}, {NULL, NULL, NULL, 0}};
     wd_out_t out;
 
     counted = 0;
@@ -658,6 +732,7 @@ int main(void)
             run_case(&cases[i], 1);
     }
     test_lend_once();
+    test_lend_parts();
     test_try_undo();
     test_one_write_when_full();
     test_sndbuf();
