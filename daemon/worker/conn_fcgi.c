@@ -131,9 +131,7 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         wd_log_peer(WD_LOG_INFO, "peer %s: FastCGI request %u aborted by the proxy before it ran",
                     wd__conn_peer(c), rec->request_id);
         wd__conn_body_clear(c);
-        c->fcgi.active = 0;
-        c->fcgi.params_done = 0;
-        c->fcgi.params_len = 0;
+        wd__conn_fcgi_reset(c);
         c->state = WD_CONN_HEAD;
         return refuse(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE) < 0 ? -1 : 0;
     default:

@@ -253,7 +253,7 @@ static void append_lent(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
 
 static int lendable(const wd_out_lend_t *lend, size_t n)
 {
-    return lend != NULL && lend->obj != NULL &&
+    return lend != NULL && lend->obj != NULL && n > 0 &&
            (n > lend->obj_len ? n : lend->obj_len) >= WD_OUT_LEND_MIN;
 }
 
