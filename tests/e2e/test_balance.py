@@ -41,16 +41,21 @@ def start(wsgid, processes, tmp=None, threads=1, **opts):
     return d, maddr
 
 
+def connect(d, by_pid):
+    """One more keep-alive connection, filed in by_pid under the pid of the worker that took it."""
+    c = Conn(d.tcp)
+    r = c.send(http_request(path="/pid")).response()
+    assert r.status == 200 and r.header("Connection") != "close", r.head
+    by_pid.setdefault(int(r.body), []).append(c)
+
+
 def three_on_one_worker(d):
     """Five keep-alive connections; returns the pid of a worker that has three of them (an idle
     group's connections mostly go to one worker, and there are two: one has at least three),
     and those three."""
     by_pid = {}
     for _ in range(5):
-        c = Conn(d.tcp)
-        r = c.send(http_request(path="/pid")).response()
-        assert r.status == 200 and r.header("Connection") != "close", r.head
-        by_pid.setdefault(int(r.body), []).append(c)
+        connect(d, by_pid)
     pid, conns = max(by_pid.items(), key=lambda kv: len(kv[1]))
     assert len(conns) >= 3, by_pid
     return pid, conns[:3]
@@ -116,10 +121,7 @@ def test_a_sibling_whose_threads_are_all_taken_is_lighter_only_by_more_than_the_
     before = samples(metrics(maddr)).get(KEY, 0.0)
     by_pid = {}
     for _ in range(40):
-        c = Conn(d.tcp)
-        r = c.send(http_request(path="/pid")).response()
-        assert r.status == 200 and r.header("Connection") != "close", r.head
-        by_pid.setdefault(int(r.body), []).append(c)
+        connect(d, by_pid)
         counts = sorted(len(v) for v in by_pid.values())
         if len(counts) == 2 and counts[0] >= 2 and counts[1] >= 5:
             break
