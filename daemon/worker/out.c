@@ -213,15 +213,18 @@ static void append_mem(wd_out_t *out, const char *p, size_t n)
 /* Lock held: the budget a lent piece of n bytes of obj takes, after prev (the object of the piece
  * queued just before it, or NULL): none when it is the same object (a list of one chunk repeated
  * holds its memory once), else n when the worker's budget and the response's share of it have
- * room; -1 when not. (Within one wd_out_try_writev the earlier pieces' charges are not counted in
- * lent_charged yet: one call may go past the share by its own pieces.) */
-static int64_t lend_charge(wd_out_t *out, const void *prev, const void *obj, size_t n)
+ * room; -1 when not. more: what the earlier pieces of the same wd_out_try_writev were charged,
+ * not in lent_charged yet. */
+static int64_t lend_charge(wd_out_t *out, const void *prev, const void *obj, size_t n,
+                           uint64_t more)
 {
+    uint64_t after = out->lent_charged + more + n;
+
     if (obj == prev || out->budget == NULL)
         return obj == prev ? 0 : (int64_t)n;
     /* One response holds at most a quarter of the budget lent (at least mem_limit): past it,
      * its pieces are copied or spilled, under backpressure, and the other connections keep room. */
-    if (out->lent_charged + n > out->budget->limit / 4 && out->lent_charged + n > out->mem_limit)
+    if (after > out->budget->limit / 4 && after > out->mem_limit)
         return -1;
     return wd__out_budget_try(out, n, 0) ? (int64_t)n : -1;
 }
@@ -388,7 +391,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
     int rc;
 
     if (lendable(lend, n)) {
-        int64_t charged = lend_charge(out, tail_lent(out), lend->obj, n);
+        int64_t charged = lend_charge(out, tail_lent(out), lend->obj, n, 0);
 
         if (charged >= 0) {
             append_lent(out, p, n, lend, (uint64_t)charged);
@@ -472,7 +475,7 @@ int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out
         int64_t c = -1;
 
         if (lend != NULL && lendable(&lend[i], iov[i].iov_len))
-            c = lend_charge(out, prev, lend[i].obj, iov[i].iov_len);
+            c = lend_charge(out, prev, lend[i].obj, iov[i].iov_len, lent_total);
         if (lend != NULL)
             charge[i] = c;
         if (c >= 0) {

@@ -316,18 +316,23 @@ static void test_lend_parts(void)
     struct {
         const char *what;
         size_t obj_len;
-        int lent;
+        int lent; /* parts lent, the first ones */
+        uint64_t limit, mem_limit;
     } cases[] = {
-        {"parts of a 1 MiB object", sizeof obj, 1},
-        {"parts of a 200 KiB object", 200 * 1024, 0},
-        {"parts, no length given", 0, 0},
+        {"parts of a 1 MiB object", sizeof obj, PARTS, 64 << 20, 4 << 20},
+        {"parts of a 200 KiB object", 200 * 1024, 0, 64 << 20, 4 << 20},
+        {"parts, no length given", 0, 0, 64 << 20, 4 << 20},
+        /* The response's share is a quarter of the budget or mem_limit, here 512 KiB + 256: the
+         * earlier parts of the same call count against it, so the first 8 are lent and the rest
+         * copied (within mem_limit). */
+        {"parts past the response's share", sizeof obj, 8, 2 << 20, (512 << 10) + 256},
     };
 
     for (int i = 0; i < PARTS; i++)
         memset(obj + i * PART, 'a' + i, PART);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         _Atomic uint64_t used = 0;
-        wd_out_budget_t budget = {&used, 64 << 20};
+        wd_out_budget_t budget = {&used, cases[c].limit};
         struct iovec iov[2 * PARTS];
         wd_out_lend_t lend[2 * PARTS];
         wd_out_t out;
@@ -343,13 +348,16 @@ static void test_lend_parts(void)
             lend[2 * i + 1] = (wd_out_lend_t){obj, NULL, count_release, cases[c].obj_len};
         }
         socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
-        wd_out_init(&out, 4 << 20, 1 << 30, "/tmp", NULL, NULL);
+        wd_out_init(&out, cases[c].mem_limit, 1 << 30, "/tmp", NULL, NULL);
         wd_out_set_budget(&out, &budget);
         CHECK(wd_out_try_writev(&out, iov, 2 * PARTS, lend) == 0, "%s: try_writev refused",
               cases[c].what);
-        for (int i = 0; i < PARTS; i++)
+        for (int i = 0; i < PARTS; i++) {
             kept += lend[2 * i + 1].obj == NULL;
-        CHECK(kept == (cases[c].lent ? PARTS : 0), "%s: %d parts lent", cases[c].what, kept);
+            CHECK((lend[2 * i + 1].obj == NULL) == (i < cases[c].lent), "%s: part %d lent: %d",
+                  cases[c].what, i, lend[2 * i + 1].obj == NULL);
+        }
+        CHECK(kept == cases[c].lent, "%s: %d parts lent", cases[c].what, kept);
         CHECK(used == PARTS * (PART + 8), "%s: budget %llu", cases[c].what,
               (unsigned long long)used);
         wd_out_finish(&out, 1);
