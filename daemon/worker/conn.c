@@ -470,16 +470,19 @@ static size_t fcgi_after(const wd_conn_t *c, size_t room)
     return want < c->cap - c->len ? want : c->cap - c->len;
 }
 
-static void conn_read(wd_conn_t *c)
+/* One read. Returns 1 when it filled all it asked for and the connection reads on: more bytes
+ * are likely waiting (a body that streams in); 0 otherwise. */
+static int read_once(wd_conn_t *c)
 {
-    size_t room = 0, after = 0, tail = 0;
+    size_t room = 0, after = 0, tail = 0, asked;
     char *direct = wd__conn_body_direct(c, &room);
     ssize_t n;
 
     if (direct == NULL && read_room(c) < 0)
-        return;
+        return 0;
     if (direct != NULL)
         after = fcgi_after(c, room);
+    asked = direct != NULL ? room + after : c->cap - c->len;
     do {
         if (after > 0) {
             struct iovec iov[2] = {{direct, room}, {c->buf + c->len, after}};
@@ -499,14 +502,14 @@ static void conn_read(wd_conn_t *c)
             wd_conn_close(c);
         else if (!(c->events & UV_READABLE))
             set_events(c, UV_READABLE | UV_DISCONNECT);
-        return;
+        return 0;
     }
     if (n == 0) {
         if (c->len > 0 || c->state == WD_CONN_BODY)
             wd_log_peer(WD_LOG_INFO, "peer %s: connection closed in the middle of a request",
                         wd__conn_peer(c));
         wd_conn_close(c);
-        return;
+        return 0;
     }
     if (c->state == WD_CONN_HEAD && c->len == 0)
         wd__conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
@@ -522,6 +525,20 @@ static void conn_read(wd_conn_t *c)
         c->len += (size_t)n;
         conn_process(c);
     }
+    return (size_t)n + tail == asked && (c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY);
+}
+
+/* Reads while the reads come back full, up to READ_TURNS of them: a body that streams in (a
+ * FastCGI one comes a record of at most 32 KiB a read) then costs the loop one wake-up a turn,
+ * not one a read. A short read most likely emptied the socket: the poll says when more come.
+ * A 1 MiB POST echo through nginx's fastcgi_pass (-c16, perf stat of both workers for 4 s) made
+ * 23.4 epoll_wait calls a request with one read a wake-up, 5.9 with these. */
+#define READ_TURNS 16
+
+static void conn_read(wd_conn_t *c)
+{
+    for (int turn = 0; turn < READ_TURNS && read_once(c); turn++)
+        ;
     /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
     if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE))
         set_events(c, UV_READABLE | UV_DISCONNECT);
