@@ -11,7 +11,6 @@
 #include <stdint.h>
 #include <sys/mman.h>
 
-#define BIG_SLOTS 64
 #define BIG_ROUND ((size_t)64 * 1024)
 
 typedef struct {
@@ -21,7 +20,7 @@ typedef struct {
 } big_slot_t;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-static big_slot_t slots[BIG_SLOTS];
+static big_slot_t slots[WD_BIG_SLOTS];
 static int n_slots;
 static size_t kept; /* bytes of the blocks not in use */
 static _Atomic uintptr_t lo = UINTPTR_MAX, hi;
@@ -109,13 +108,13 @@ void *wd_big_alloc(size_t n)
         return p;
     }
     /* None fits: make room among the kept ones if need be, then map a new block. */
-    for (int i = n_slots - 1; i >= 0 && n_slots == BIG_SLOTS; i--) {
+    for (int i = n_slots - 1; i >= 0 && n_slots == WD_BIG_SLOTS; i--) {
         if (!slots[i].used) {
             kept -= slots[i].cap;
             slot_drop(i);
         }
     }
-    if (n_slots == BIG_SLOTS || n > SIZE_MAX - BIG_ROUND) {
+    if (n_slots == WD_BIG_SLOTS || n > SIZE_MAX - BIG_ROUND) {
         pthread_mutex_unlock(&lock);
         return NULL;
     }

@@ -9,7 +9,12 @@
  * whose glibc threshold slides up, 2.2 ms.
  *
  * So a freed block from WD_BIG_MIN on is kept mapped, up to WD_BIG_KEEP bytes in all, and the
- * next big allocation of a size it fits (not more than twice over) takes it. The worker unmaps
+ * next big allocation of a size it fits (not more than twice over) takes it. WD_BIG_KEEP was 16
+ * MiB: behind uwsgi_pass (a connection a request), 1 MiB POST echoes at -c16 have each worker hold
+ * a body, the app's copy and its answer for 8 requests at once, and the blocks in use came and went
+ * around that line: 0.15 unmaps a request and 38 page faults (each a fresh block's), 1,285 and
+ * 1,600 us of CPU a request; with 64 MiB, none, and 802 and 803 (bench/run --tests post --paths
+ * uwsgi, perf stat of both workers, alternated). The worker unmaps
  * the kept blocks once it has gone a tick without a request (wd_big_trim), so that its RSS
  * between bursts is what it was before them. Thread-safe: the Python threads allocate, the loop
  * frees sent segments. */
@@ -19,7 +24,8 @@
 #include <stddef.h>
 
 #define WD_BIG_MIN (256 * 1024)
-#define WD_BIG_KEEP ((size_t)16 << 20)
+#define WD_BIG_KEEP ((size_t)64 << 20)
+#define WD_BIG_SLOTS 128 /* blocks in use and kept */
 
 /* A block of at least n bytes, or NULL when n is under WD_BIG_MIN or every slot is taken (then
  * use malloc). */

@@ -62,7 +62,7 @@ static void test_reuse(void)
 
 static void test_keep_bound_and_trim(void)
 {
-    enum { N = 24 };
+    enum { N = WD_BIG_KEEP / MIB + 16 };
     char *p[N];
     size_t freed;
 
@@ -93,7 +93,7 @@ static void test_keep_bound_and_trim(void)
 
 static void test_slots_run_out(void)
 {
-    enum { N = 80 };
+    enum { N = WD_BIG_SLOTS + 32 };
     void *p[N];
     int ours = 0;
 
@@ -104,7 +104,7 @@ static void test_slots_run_out(void)
         for (int k = 0; k < i && p[i]; k++)
             T_CHECK(p[k] != p[i], "block %d handed out twice", i);
     }
-    T_CHECK(ours >= 32 && ours < N, "%d of %d live blocks were ours", ours, N);
+    T_CHECK(ours >= WD_BIG_SLOTS / 2 && ours < N, "%d of %d live blocks were ours", ours, N);
     for (int i = 0; i < N; i++)
         if (p[i])
             T_CHECK(wd_big_free(p[i]), "block %d is ours", i);
