@@ -150,6 +150,7 @@ struct wd_conn {
         int params_done;
         uint32_t stdin_left; /* a STDIN record taken as it comes: content still to come, */
         uint32_t stdin_skip; /* then padding (conn_fcgi.c) */
+        uint32_t stdin_len;  /* ... and its content length */
         char *params;        /* the PARAMS stream, put together */
         size_t params_len, params_cap;
         wd_fcgi_req_t req;

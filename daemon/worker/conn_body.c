@@ -170,6 +170,13 @@ char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
     return c->body_mem + c->body_len;
 }
 
+size_t wd__conn_body_direct_space(const wd_conn_t *c)
+{
+    uint64_t left = body_announced(c) - c->body_len, cap = c->body_cap - c->body_len;
+
+    return (size_t)(left < cap ? left : cap);
+}
+
 int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
 {
     const wd_group_conf_t *g = c->cs->group;

@@ -169,12 +169,13 @@ static int record(wd_conn_t *c, const wd_fcgi_record_t *rec)
  * the read buffer, copied each record's content out and moved the rest of the buffer down after
  * every read. Both ways a worker reads about one record a read syscall (nginx writes them one by
  * one: 32 reads a 1 MiB body, strace -c of a worker); taken as it comes, a record's content is
- * read straight into the body's buffer, with its padding and the next header after it (readv,
- * conn.c). With python_glue's lending of FastCGI answers (start_response.c: fcgi_push), a 1 MiB
- * POST echoed through nginx's fastcgi_pass (bench/run --tests post, 3 alternated pairs) went from
- * 1,746, 2,114 and 1,552 us of CPU a request to 1,299, 1,222 and 1,121 (proxy_pass: 820-1,116).
- * 1: the record's header was taken, 0: parse the record whole (another record, a whole one, or
- * not enough bytes for a header), -1: answered. */
+ * read straight into the body's buffer, with its padding and the next header after it, and the
+ * records after it, guessed to be like it (readv, conn.c: fcgi_guess). With python_glue's lending
+ * of FastCGI answers (start_response.c: fcgi_push), a 1 MiB POST echoed through nginx's
+ * fastcgi_pass (bench/run --tests post, 3 alternated pairs) went from 1,746, 2,114 and 1,552 us of
+ * CPU a request to 1,299, 1,222 and 1,121 (proxy_pass: 820-1,116). 1: the record's header was
+ * taken, 0: parse the record whole (another record, a whole one, or not enough bytes for a header),
+ * -1: answered. */
 static int stdin_start(wd_conn_t *c)
 {
     size_t avail = c->len - c->parsed;
@@ -190,6 +191,7 @@ static int stdin_start(wd_conn_t *c)
     c->parsed += WD_FCGI_HEADER_SIZE;
     c->fcgi.stdin_left = rec.content.n;
     c->fcgi.stdin_skip = rec.padding;
+    c->fcgi.stdin_len = rec.content.n;
     return 1;
 }
 
@@ -219,6 +221,20 @@ static int stdin_more(wd_conn_t *c)
 void wd__conn_fcgi_stdin_read(wd_conn_t *c, size_t n)
 {
     c->fcgi.stdin_left -= (uint32_t)n;
+}
+
+int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n)
+{
+    uint32_t pad = c->fcgi.stdin_skip, len = c->fcgi.stdin_len;
+    wd_fcgi_record_t rec;
+
+    if (c->state != WD_CONN_BODY || c->fcgi.stdin_left != 0 || n != pad + WD_FCGI_HEADER_SIZE ||
+        wd_fcgi_stdin_header(p + pad, WD_FCGI_HEADER_SIZE, &rec) != WD_FCGI_HEADER_SIZE ||
+        rec.request_id != c->fcgi.id || rec.content.n != len || rec.padding != pad ||
+        (c->body_expect != 0 && c->body_len + len > c->body_expect))
+        return 0;
+    c->fcgi.stdin_left = len; /* its padding, stdin_skip, is the same */
+    return 1;
 }
 
 int wd__conn_fcgi_process(wd_conn_t *c)
@@ -311,4 +327,5 @@ void wd__conn_fcgi_reset(wd_conn_t *c)
     c->fcgi.params_len = 0;
     c->fcgi.stdin_left = 0;
     c->fcgi.stdin_skip = 0;
+    c->fcgi.stdin_len = 0;
 }

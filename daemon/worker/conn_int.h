@@ -68,6 +68,12 @@ void wd__conn_http_failed(wd_conn_t *c);
 int wd__conn_fcgi_process(wd_conn_t *c);
 /* n bytes of the STDIN record being taken were read straight into the body's buffer. */
 void wd__conn_fcgi_stdin_read(wd_conn_t *c, size_t n);
+/* The content of the STDIN record being taken was read whole, and n bytes after it, at p: its
+ * padding and the next record's header, read where the next record was guessed to have the same
+ * content length and padding. 1 when it does (a STDIN record of this request, within its
+ * CONTENT_LENGTH): that record is being taken now, its content read next; 0 when not, and
+ * nothing changed (the bytes go through the read buffer). */
+int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n);
 /* While the app runs: reads what the buffer has room for and looks for the request's end from
  * the proxy (an ABORT_REQUEST of its id, the connection closed, a malformed record). 1 when the
  * request is aborted, else 0 (the records read wait for the next request). */
@@ -99,6 +105,9 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n);
  * read buffer (see conn_body.c). Bytes read there are then given to wd__conn_body_append (or
  * the parser that calls it) in place, which copies nothing. */
 char *wd__conn_body_direct(wd_conn_t *c, size_t *room);
+/* After wd__conn_body_direct: how many bytes from where it said fit in the body's buffer and
+ * within the body announced (room or more: a FastCGI read may guess at the records after). */
+size_t wd__conn_body_direct_space(const wd_conn_t *c);
 /* A body announced (Content-Length, CONTENT_LENGTH) over limit-request-body: answered 413, 1;
  * else 0. */
 int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);
