@@ -484,7 +484,8 @@ typedef struct {
  * body in records of 32 KiB without padding, all but the last. Each guessed record's content is
  * read straight into the body after the one before, its padding and the next header into heads.
  * As many as fit in the body's buffer and its announced length, and in the read buffer within its
- * limit: when a guess is wrong, the bytes from there on go through it (fcgi_guess_taken). A 1 MiB
+ * limit (4 of nginx's records): when a guess is wrong, the bytes from there on go through it
+ * (fcgi_guess_taken; it keeps the size it grew to while the connection is kept). A 1 MiB
  * POST echoed through nginx's fastcgi_pass (-c16, perf stat of both workers) took 35 reads a
  * request one record a read, 8.7 so (proxy_pass: 7.6), and 804, 802 and 692 us of CPU a request
  * against 752, 684 and 610 (bench/run --tests post, 3 alternated pairs). */
