@@ -250,6 +250,52 @@ def test_stdin_records_of_every_shape_at_random(wsgid, tmp):
             assert hashlib.sha256(echoed).digest() == hashlib.sha256(body).digest(), what
 
 
+def test_stdin_guesses_at_their_edges(wsgid, tmp):
+    """The corners of the guessed records (conn.c: fcgi_guess), each sent whole in one write so
+    that one read meets them behind records of nginx's shape: a record that would run past
+    CONTENT_LENGTH is answered 400, not guessed into the body; an ABORT_REQUEST of the request
+    itself between its STDIN records ends it (nothing runs, the records after it are ignored) and
+    the connection serves the next request; the next request's records right behind the end of
+    a body are served after it."""
+    d, sock = start(wsgid, tmp)
+    d.expect_log(r"FastCGI STDIN longer than its CONTENT_LENGTH")
+    d.expect_log(r"FastCGI request 2 aborted by the proxy before it ran")
+    body = os.urandom(4 * 32768)
+    with Conn(sock) as c:
+        # Four 32 KiB records where CONTENT_LENGTH says three and a bit.
+        p = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/echo/", "PATH_INFO": "/echo/",
+             "CONTENT_LENGTH": str(3 * 32768 + 100)}
+        c.send(fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(p))
+               + fcgi.record(fcgi.PARAMS, 1) + stdin_records(body, [32768], [0], 1))
+        assert fcgi.stdout_of(fcgi.read_records(c)).startswith(b"Status: 400 ")
+    with Conn(sock) as c:
+        # ABORT_REQUEST of the request itself after three of its eight records.
+        recs = stdin_records(body * 2, [32768], [0], 2)
+        cut = 3 * (32768 + 8)
+        answer = post(c, body * 2, recs[:cut] + fcgi.record(fcgi.ABORT_REQUEST, 2) + recs[cut:],
+                      rid=2)
+        assert fcgi.end_of(answer) == (0, fcgi.REQUEST_COMPLETE) and answer[-1][1] == 2
+        assert fcgi.stdout_of(answer) == b"", answer[:1]
+        # Still good for the next request, which is whole.
+        answer = post(c, body, stdin_records(body, [32768], [0], 3), rid=3)
+        assert hashlib.sha256(fcgi.stdout_of(answer).partition(b"\r\n\r\n")[2]).digest() == \
+            hashlib.sha256(body).digest()
+    with Conn(sock) as c:
+        # Two requests in one write: the second's records right behind the first's end.
+        two = b""
+        for rid in (4, 5):
+            p = {"REQUEST_METHOD": "POST", "REQUEST_URI": "/echo/", "PATH_INFO": "/echo/",
+                 "CONTENT_LENGTH": str(len(body))}
+            two += (fcgi.begin(rid, keep=True) + fcgi.record(fcgi.PARAMS, rid, fcgi.pairs(p))
+                    + fcgi.record(fcgi.PARAMS, rid) + stdin_records(body, [32768], [0], rid))
+        c.send(two)
+        for rid in (4, 5):
+            answer = fcgi.read_records(c)
+            assert fcgi.end_of(answer) == (0, fcgi.REQUEST_COMPLETE) and answer[-1][1] == rid
+            echoed = fcgi.stdout_of(answer).partition(b"\r\n\r\n")[2]
+            assert hashlib.sha256(echoed).digest() == hashlib.sha256(body).digest(), rid
+
+
 def test_a_body_taken_as_it_comes_stops_at_limit_request_body(wsgid, tmp):
     """Without CONTENT_LENGTH the limit shows only as the body comes: 413 once the STDIN taken
     passes limit-request-body, in the middle of a record."""
