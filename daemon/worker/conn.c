@@ -30,8 +30,6 @@
 
 #define BUF_INITIAL 8192
 #define BODY_READ_ROOM 65536
-/* A connection's read buffer is kept in the pool unless it grew past this. */
-#define BUF_KEEP 16384
 
 static void conn_process(wd_conn_t *c);
 static void conn_send(wd_conn_t *c);
@@ -180,18 +178,34 @@ const char *wd__conn_peer(const wd_conn_t *c)
 
 /* --- closing ------------------------------------------------------------------------------- */
 
+/* An idle connection (kept alive between requests, or in the pool) keeps a read buffer of
+ * BUF_INITIAL at most and a small body's buffer (wd__conn_body_idle): what a body made them grow
+ * to goes back. Kept, 450 connections that took one body each (60 KB with Content-Length, chunked,
+ * or 200 KB through fastcgi_pass-like records) held 79.9 KiB of RSS a connection while they
+ * idled, 28.7 given back, against 12 after a 3-byte body (e2e test_exhaustion:
+ * test_idle_connections_keep_small_buffers). The next body grows them again: a malloc, for
+ * bytes that come in reads of up to 64 KiB anyway. */
+static void conn_trim(wd_conn_t *c)
+{
+    wd__conn_body_idle(c);
+    wd__conn_fcgi_idle(c);
+    if (c->cap > BUF_INITIAL && c->len == 0) {
+        free(c->buf);
+        c->buf = NULL;
+        c->cap = 0;
+    }
+}
+
 static void conn_free(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
 
     wd__conn_body_clear(c);
     if (cs->n_pool < POOL_MAX && !cs->stopping) {
-        /* Kept for the next connection, with its buffers (unless they grew large). */
-        if (c->cap > BUF_KEEP) {
-            free(c->buf);
-            c->buf = NULL;
-            c->cap = 0;
-        }
+        /* Kept for the next connection, with its buffers as an idle connection keeps them. */
+        c->len = 0;
+        wd__conn_fcgi_reset(c);
+        conn_trim(c);
         wd_out_reset(&c->out);
         c->next = cs->pool;
         cs->pool = c;
@@ -485,7 +499,7 @@ typedef struct {
  * read straight into the body after the one before, its padding and the next header into heads.
  * As many as fit in the body's buffer and its announced length, and in the read buffer within its
  * limit (4 of nginx's records): when a guess is wrong, the bytes from there on go through it
- * (fcgi_guess_taken; it keeps the size it grew to while the connection is kept). A 1 MiB
+ * (fcgi_guess_taken; it gives the growth back once the connection idles: conn_trim). A 1 MiB
  * POST echoed through nginx's fastcgi_pass (-c16, perf stat of both workers) took 35 reads a
  * request one record a read, 8.7 so (proxy_pass: 7.6), and 804, 802 and 692 us of CPU a request
  * against 752, 684 and 610 (bench/run --tests post, 3 alternated pairs). */
@@ -697,12 +711,15 @@ static void response_complete(wd_conn_t *c)
         return;
     }
     leftover = c->len - c->parsed;
-    memmove(c->buf, c->buf + c->parsed, leftover);
+    if (leftover > 0)
+        memmove(c->buf, c->buf + c->parsed, leftover);
     c->len = leftover;
     c->parsed = c->head_end = 0;
     c->status = 0;
     wd_http_reset(&c->http);
     wd__conn_fcgi_reset(c);
+    if (leftover == 0)
+        conn_trim(c); /* idle until the next request comes */
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     wd__conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);

@@ -230,6 +230,16 @@ void wd__conn_body_clear(wd_conn_t *c)
         wd__conn_body_free(c);
 }
 
+/* What an idle connection keeps of its body buffer: one that fits a small body (a form), which the
+ * next such body reuses; a larger one goes back (conn.c: conn_trim). */
+#define BODY_IDLE_KEEP 4096
+
+void wd__conn_body_idle(wd_conn_t *c)
+{
+    if (c->body_cap > BODY_IDLE_KEEP)
+        wd__conn_body_free(c);
+}
+
 void wd__conn_body_free(wd_conn_t *c)
 {
     body_memory_set(c->cs, c->cs->body_memory - held(c->body_cap));

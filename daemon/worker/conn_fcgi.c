@@ -320,6 +320,18 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
     }
 }
 
+/* Between requests (conn.c: conn_trim): PARAMS that grew past the usual request's go back. */
+#define PARAMS_IDLE_KEEP 4096
+
+void wd__conn_fcgi_idle(wd_conn_t *c)
+{
+    if (c->fcgi.params_cap > PARAMS_IDLE_KEEP && c->fcgi.params_len == 0) {
+        free(c->fcgi.params);
+        c->fcgi.params = NULL;
+        c->fcgi.params_cap = 0;
+    }
+}
+
 void wd__conn_fcgi_reset(wd_conn_t *c)
 {
     c->fcgi.active = 0;

@@ -80,6 +80,8 @@ int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n);
 int wd__conn_fcgi_watch(wd_conn_t *c);
 /* After a response: the connection is ready for the next BEGIN_REQUEST. */
 void wd__conn_fcgi_reset(wd_conn_t *c);
+/* Between requests: gives back PARAMS' buffer if it grew past the usual size. */
+void wd__conn_fcgi_idle(wd_conn_t *c);
 
 /* conn_timeout.c */
 
@@ -115,6 +117,8 @@ int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);
 void wd__conn_body_clear(wd_conn_t *c);
 /* Frees the body buffer (the connection is freed). */
 void wd__conn_body_free(wd_conn_t *c);
+/* Between requests: gives back a body buffer larger than a small body's. */
+void wd__conn_body_idle(wd_conn_t *c);
 
 /* conn_log.c */
 
