@@ -178,13 +178,17 @@ const char *wd__conn_peer(const wd_conn_t *c)
 
 /* --- closing ------------------------------------------------------------------------------- */
 
-/* An idle connection (kept alive between requests, or in the pool) keeps a read buffer of
- * BUF_INITIAL at most and a small body's buffer (wd__conn_body_idle): what a body made them grow
- * to goes back. Kept, 450 connections that took one body each (60 KB with Content-Length, chunked,
- * or 200 KB through fastcgi_pass-like records) held 79.9 KiB of RSS a connection while they
- * idled, 28.7 given back, against 12 after a 3-byte body (e2e test_exhaustion:
- * test_idle_connections_keep_small_buffers). The next body grows them again: a malloc, for
- * bytes that come in reads of up to 64 KiB anyway. */
+/* An idle connection (kept alive between requests with nothing of the next request read yet, or
+ * in the pool) keeps a read buffer of BUF_INITIAL at most, a small body's buffer
+ * (wd__conn_body_idle) and small FastCGI PARAMS (wd__conn_fcgi_idle): what a request made them
+ * grow to goes back. Kept, 150 connections idle after one body each held 86.4 KiB of RSS a
+ * connection (60 KB with Content-Length: the 64 KiB body buffer), 90.1 (the same chunked) and
+ * 61.0 (200 KB through FastCGI records the guesses missed: the read buffer, fcgi_spill); given
+ * back, 28.2, 27.7 and 20.3, against 12 after a 3-byte body (e2e test_exhaustion:
+ * test_idle_connections_keep_small_buffers). A keep-alive client that sends such bodies pays a
+ * malloc a request for them again. Not trimmed: a connection whose next request is read already
+ * (until a response leaves nothing behind), and one whose FastCGI request the proxy aborted
+ * before it ran (conn_fcgi.c), until its next response. */
 static void conn_trim(wd_conn_t *c)
 {
     wd__conn_body_idle(c);

@@ -142,7 +142,7 @@ struct wd_conn {
 
     /* FastCGI (conn_fcgi.c): the request the proxy is sending on this connection (one at a
      * time: a second BEGIN_REQUEST gets CANT_MPX_CONN). Reset with the connection; params keeps
-     * its allocation across requests and pooled connections. */
+     * its allocation across requests and pooled connections up to 4 KiB (wd__conn_fcgi_idle). */
     struct {
         int active; /* BEGIN_REQUEST taken, END_REQUEST not yet sent */
         uint16_t id;

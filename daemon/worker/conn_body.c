@@ -19,7 +19,9 @@
 #include <unistd.h>
 
 /* A body buffer larger than this is not kept for the next request, and counts against the
- * worker's body-memory-limit while it is held. */
+ * worker's body-memory-limit while it is held. One up to it is kept while the next request's
+ * bytes wait already (pipelined); an idle connection keeps only BODY_IDLE_KEEP (conn.c:
+ * conn_trim). */
 #define BODY_KEEP 65536
 
 /* The body length the request announced (Content-Length, CONTENT_LENGTH), or 0. */
@@ -133,9 +135,9 @@ static int body_to_file(wd_conn_t *c)
  * 34.6-35.4 and 671-831 us (median 749) read here, up to the body's end at once.
  *
  * The buffer grows as body_grow grows it for bytes that came: up to BODY_KEEP bytes while fewer
- * came (what a buffer kept between requests holds, outside body-memory-limit), then, once
- * BODY_KEEP bytes did come, to the announced length at once. A client that announces a large body
- * and sends a few bytes of it holds no more of the budget than it did through the read buffer.
+ * came (outside body-memory-limit: what a connection may keep while pipelined requests wait), then,
+ * once BODY_KEEP bytes did come, to the announced length at once. A client that announces a large
+ * body and sends a few bytes of it holds no more of the budget than it did through the read buffer.
  * FastCGI: within a STDIN record taken as it comes (conn_fcgi.c), up to the record's end. Not for
  * a chunked body (its framing is among the bytes), and not while unparsed bytes wait in the read
  * buffer. */
