@@ -6,9 +6,9 @@
  *   ran within WD_HEALTH_STALE_NS (its heartbeat in the scoreboard, written every 250 ms): a
  *   frozen worker fails it, a crashing app does not (restarting the host would not help).
  * - ready: every group asked about (all, or the one named) is neither stopped nor draining
- *   (`wsgictl drain`), has at least one worker that loaded its app and accepts, and not every
- *   such worker has had a request waiting for a thread longer than readiness-queue-wait (the
- *   app hangs or is swamped: a load balancer should send elsewhere). */
+ *   (`wsgictl drain`), has at least one worker that loaded its app and accepts, and is not
+ *   jammed: a request waiting for a thread longer than readiness-queue-wait while no such worker
+ *   has a thread free (the app hangs or is swamped: a load balancer should send elsewhere). */
 #ifndef WD_COMMON_HEALTH_H
 #define WD_COMMON_HEALTH_H
 
@@ -34,8 +34,8 @@ int wd_health_eval(const wd_status_t *st, uint64_t now_ns, wd_health_kind_t kind
  * - "up ready N%": the group serves; N is the share of its threads free now (idle, with no request
  *   waiting for them), at least 1%, which HAProxy applies to the server's weight ("ready" ends a
  *   drain the agent asked for before);
- * - "drain #REASON": readiness fails but the workers still serve (the group drains, or requests
- *   wait past readiness-queue-wait in every worker): no new sessions, the open ones go on;
+ * - "drain #REASON": readiness fails but the workers still serve (the group drains, or is jammed
+ *   past readiness-queue-wait): no new sessions, the open ones go on;
  * - "down #REASON": the group cannot serve (stopped, no worker has its app loaded), or there is
  *   no such group.
  * group (glen bytes) NULL: every group, the worst of their states and the lowest share. Returns

@@ -130,8 +130,8 @@ def test_drain_every_group_stops_wsgid(wsgid):
 
 
 def test_readyz_fails_while_the_queue_waits(wsgid):
-    """A group whose every worker has had a request waiting for a thread longer than
-    readiness-queue-wait (here an app that hangs on its only thread) is not ready: a load balancer
+    """A group with a request waiting for a thread longer than readiness-queue-wait and no thread
+    free (here an app that hangs on its only thread) is not ready: a load balancer
     sends elsewhere before its clients time out. Alive all the same."""
     import threading
     maddr = ("127.0.0.1", free_port())
@@ -145,10 +145,53 @@ def test_readyz_fails_while_the_queue_waits(wsgid):
         t.start()
     code, body = wait_for(lambda: (lambda r: r if r[0] == 503 else None)(get(maddr, "/readyz")),
                           4, interval=0.1, what="/readyz to fail")
-    assert "group site: requests have waited" in body and "readiness-queue-wait 1.0 s" in body
+    assert "group site: a request has waited" in body and "readiness-queue-wait 1.0 s" in body
     assert get(maddr, "/livez")[0] == 200
     for t in hangs:
         t.join()
+    wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready again")
+
+
+def test_readyz_fails_when_one_worker_holds_the_queue(wsgid):
+    """A proxy's kept connections belong to the worker that accepted them, and an idle group's
+    mostly to one worker. When the app hangs, that worker runs 2 requests and queues 6 while the
+    other runs the 2 that reached it and queues none: every thread of the group is taken and a
+    request waits past readiness-queue-wait, so the group is not ready, though not every worker
+    has a queue (the fleet test's hung host stayed in HAProxy's rotation 10 s when this was the
+    rule). Built here with keep-alive connections filed by the worker that answered on them."""
+    import threading
+    from helpers.clients import Conn, http_request
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("balance", top={"metrics": "%s:%d" % maddr}, processes=2, threads=2,
+              readiness_queue_wait="1s", request_timeout=0)
+    wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready")
+    by_pid = {}
+    for _ in range(60):
+        c = Conn(d.tcp, timeout=30)
+        r = c.send(http_request(path="/pid")).response()
+        assert r.status == 200 and r.header("Connection") != "close", r.head
+        by_pid.setdefault(int(r.body), []).append(c)
+        n = sorted(len(v) for v in by_pid.values())
+        if len(n) == 2 and n[0] >= 2 and n[1] >= 8:
+            break
+    assert len(by_pid) == 2, "one worker took all 60 connections: %s" % list(by_pid)
+    (a, many), (b, few) = sorted(by_pid.items(), key=lambda kv: -len(kv[1]))
+    assert len(many) >= 8 and len(few) >= 2, {p: len(v) for p, v in by_pid.items()}
+    held = many[:8] + few[:2]
+    for c in held:
+        c.send(http_request(path="/hold"))
+    wait_for(lambda: all((d.tmp / ("held-%d" % p)).exists() for p in (a, b)), 10,
+             what="both workers' threads to hold")
+    try:
+        code, body = wait_for(
+            lambda: (lambda r: r if r[0] == 503 else None)(get(maddr, "/readyz")), 4,
+            interval=0.1, what="/readyz to fail with 6 requests queued in one worker")
+        assert ("group site: a request has waited" in body
+                and "no worker has one free (readiness-queue-wait 1.0 s)" in body), body
+    finally:
+        (d.tmp / "release").touch()
+    for c in held:
+        assert c.response().status == 200
     wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready again")
 
 

@@ -285,6 +285,12 @@ class Host:
         assert r.returncode == 0, "wsgictl %s on %s: %s" % (" ".join(args), self.name,
                                                           r.stdout + r.stderr)
 
+    def status(self):
+        """wsgictl status (each worker's threads, queue and oldest wait), for a failure's message."""
+        r = subprocess.run([str(WSGICTL), "-s", str(self.dir / "ctl.sock"), "status"],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout + r.stderr
+
     def kill9(self):
         """SIGKILL to every wsgid process of the host (the master and its workers)."""
         pids = set(pgroup_members(self.d.pid)) | {self.d.pid} | set(self.d.workers())
@@ -402,7 +408,10 @@ def test_fleet(fleet):
         h3.d.expect_log(r"\[req \d+-\d+\] ")    # the hung requests' RequestTimeout
         t_hang = time.monotonic()
         (h3.dir / "hang").touch()
-        down = watch.wait("h3", "DOWN", t_hang, CLIENT_TIMEOUT)
+        try:
+            down = watch.wait("h3", "DOWN", t_hang, CLIENT_TIMEOUT)
+        except AssertionError as e:
+            raise AssertionError("%s; h3's wsgictl status:\n%s" % (e, h3.status())) from None
         eject = down - t_hang
         time.sleep(max(0, t_hang + 6 - time.monotonic()))
         t_unhang = time.monotonic()

@@ -3,6 +3,8 @@
 #include "health.h"
 #include "testutil.h"
 
+#include <stdio.h>
+
 #define SEC 1000000000ull
 #define NOW (1000 * SEC)
 
@@ -164,34 +166,73 @@ static void run_case(const hcase_t *tc)
     T_CHECK(strlen(body) < 5, "%s: cut body", tc->name);
 }
 
-/* readiness-queue-wait: only when every ready worker has had a request waiting that long. */
-static void test_queue_wait(void)
+/* readiness-queue-wait: two workers of 2 threads; jammed when a request has waited that long
+ * (10 s) and no ready worker has a thread free. */
+typedef struct qcase {
+    const char *name;
+    int busy[2], queued[2], waited[2]; /* waited: seconds the oldest queued request waited */
+    int second_ready;                  /* 0: worker 2 is still starting */
+    int code;
+    double say; /* the wait the reason names, when 503 */
+} qcase_t;
+
+static const qcase_t qcases[] = {
+    {"idle", {0, 0}, {0, 0}, {0, 0}, 1, 200, 0},
+    {"one worker jammed, the other with a thread free", {2, 1}, {4, 0}, {12, 0}, 1, 200, 0},
+    {"one worker jammed, the other's threads all running (a hung app, most connections in one "
+     "worker)",
+     {2, 2},
+     {6, 0},
+     {12, 0},
+     1,
+     503,
+     12},
+    {"both jammed: the longest wait", {2, 2}, {1, 3}, {12, 15}, 1, 503, 15},
+    {"all taken, but no wait that long yet", {2, 2}, {6, 1}, {9, 3}, 1, 200, 0},
+    {"a free thread wanted by a queued request is not free", {2, 1}, {3, 1}, {12, 0}, 1, 503, 12},
+    {"a worker still starting has no thread to give", {2, 0}, {3, 0}, {12, 0}, 0, 503, 12},
+    {NULL, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0},
+};
+
+static void run_queue_case(const qcase_t *tc)
 {
     wd_status_group_t g = {.name = "a", .ready_queue_wait = 10};
     wd_score_t sc[2];
     wd_status_worker_t w[2] = {
         {.group = "a", .slot = 1, .pid = 1, .state = "ready", .score = &sc[0]},
-        {.group = "a", .slot = 2, .pid = 2, .state = "ready", .score = &sc[1]}};
+        {.group = "a",
+         .slot = 2,
+         .pid = 2,
+         .state = tc->second_ready ? "ready" : "starting",
+         .score = &sc[1]}};
     wd_status_t st = {.groups = &g, .n_groups = 1, .workers = w, .n_workers = 2};
-    char body[512];
+    char body[512], want[512];
     int code;
 
     memset(sc, 0, sizeof sc);
-    wd_score_set(&sc[0].heartbeat_ns, NOW);
-    wd_score_set(&sc[1].heartbeat_ns, NOW);
-    wd_score_set(&sc[0].queued_since_ns, NOW - 12 * SEC);
+    for (int k = 0; k < 2; k++) {
+        wd_score_set(&sc[k].heartbeat_ns, NOW);
+        wd_score_set(&sc[k].threads, 2);
+        wd_score_set(&sc[k].busy_threads, (uint64_t)tc->busy[k]);
+        wd_score_set(&sc[k].queued, (uint64_t)tc->queued[k]);
+        if (tc->waited[k] > 0)
+            wd_score_set(&sc[k].queued_since_ns, NOW - (uint64_t)tc->waited[k] * SEC);
+    }
     code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
-    T_CHECK(code == 200, "one worker jammed, the other free: %d %s", code, body);
-    wd_score_set(&sc[1].queued_since_ns, NOW - 15 * SEC);
-    code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
-    T_CHECK(code == 503 && strstr(body, "group a: requests have waited 12.0 s for a thread in "
-                                        "every worker (readiness-queue-wait 10.0 s)") != NULL,
-            "every worker jammed: %d %s", code, body);
+    if (tc->code == 200)
+        snprintf(want, sizeof want, "ok\n");
+    else
+        snprintf(want, sizeof want,
+                 "group a: a request has waited %.1f s for a thread, and no worker has one free "
+                 "(readiness-queue-wait 10.0 s)\n",
+                 tc->say);
+    T_CHECK(code == tc->code && strcmp(body, want) == 0, "%s: %d '%s', want %d '%s'", tc->name,
+            code, body, tc->code, want);
     T_CHECK(wd_health_eval(&st, NOW, WD_HEALTH_LIVE, NULL, 0, body, sizeof body) == 200,
-            "jammed is still alive");
+            "%s: alive", tc->name);
     g.ready_queue_wait = 0;
     code = wd_health_eval(&st, NOW, WD_HEALTH_READY, NULL, 0, body, sizeof body);
-    T_CHECK(code == 200, "readiness-queue-wait 0: off (%d)", code);
+    T_CHECK(code == 200, "%s: readiness-queue-wait 0 is off (%d)", tc->name, code);
 }
 
 /* The HAProxy agent's answer: a table of states of two groups (a: two workers of 4 threads, b:
@@ -263,7 +304,7 @@ static const acase_t acases[] = {
      {1, 1},
      0,
      1,
-     "drain #group a: requests have waited 12.0 s for a thread in every worker "
+     "drain #group a: a request has waited 12.0 s for a thread, and no worker has one free "
      "(readiness-queue-wait 10.0 s)\n",
      "up ready 100%\n",
      NULL},
@@ -346,6 +387,7 @@ int main(void)
         run_agent_case(tc);
     for (const hcase_t *tc = cases; tc->name != NULL; tc++)
         run_case(tc);
-    test_queue_wait();
+    for (const qcase_t *tc = qcases; tc->name != NULL; tc++)
+        run_queue_case(tc);
     return t_summary("health");
 }
