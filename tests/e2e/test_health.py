@@ -158,40 +158,49 @@ def test_readyz_fails_when_one_worker_holds_the_queue(wsgid):
     other runs the 2 that reached it and queues none: every thread of the group is taken and a
     request waits past readiness-queue-wait, so the group is not ready, though not every worker
     has a queue (the fleet test's hung host stayed in HAProxy's rotation 10 s when this was the
-    rule). Built here with keep-alive connections filed by the worker that answered on them."""
-    import threading
+    rule). Built with keep-alive connections: 8 on one worker A, filed by the pid that answered
+    on them, hold its 2 threads and queue 6 (A's capacity, 4 requests a thread: it stops
+    accepting), and 2 new ones, which only the other worker B takes then, hold B's threads."""
     from helpers.clients import Conn, http_request
     maddr = ("127.0.0.1", free_port())
     d = wsgid("balance", top={"metrics": "%s:%d" % maddr}, processes=2, threads=2,
               readiness_queue_wait="1s", request_timeout=0)
     wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready")
-    by_pid = {}
-    for _ in range(60):
+    by_pid, conns = {}, []
+    while max([len(v) for v in by_pid.values()] or [0]) < 8:
+        assert len(conns) < 60, {p: len(v) for p, v in by_pid.items()}
         c = Conn(d.tcp, timeout=30)
+        conns.append(c)
         r = c.send(http_request(path="/pid")).response()
         assert r.status == 200 and r.header("Connection") != "close", r.head
         by_pid.setdefault(int(r.body), []).append(c)
-        n = sorted(len(v) for v in by_pid.values())
-        if len(n) == 2 and n[0] >= 2 and n[1] >= 8:
-            break
-    assert len(by_pid) == 2, "one worker took all 60 connections: %s" % list(by_pid)
-    (a, many), (b, few) = sorted(by_pid.items(), key=lambda kv: -len(kv[1]))
-    assert len(many) >= 8 and len(few) >= 2, {p: len(v) for p, v in by_pid.items()}
-    held = many[:8] + few[:2]
-    for c in held:
-        c.send(http_request(path="/hold"))
-    wait_for(lambda: all((d.tmp / ("held-%d" % p)).exists() for p in (a, b)), 10,
-             what="both workers' threads to hold")
+    a, on_a = max(by_pid.items(), key=lambda kv: len(kv[1]))
     try:
+        for c in on_a[:8]:
+            c.send(http_request(path="/hold"))
+        wait_for(lambda: (d.tmp / ("held-%d" % a)).exists(), 10, what="A's threads to hold")
+        wait_for(lambda: "wsgid_queue_depth{group=\"site\"} 6" in get(maddr, "/metrics")[1], 10,
+                 what="6 requests queued at A")
+        on_b = [Conn(d.tcp, timeout=30) for _ in range(2)]
+        conns += on_b
+        for k, c in enumerate(on_b):
+            c.send(http_request(path="/hold?k=b%d" % k))
+        wait_for(lambda: len([f for f in os.listdir(d.tmp) if f.startswith("held-")
+                              and f.endswith(("-b0", "-b1"))]) == 2, 10,
+                 what="the 2 new connections' requests to run at B")
+        assert not any(f.startswith("held-%d-" % a) for f in os.listdir(d.tmp)), os.listdir(d.tmp)
         code, body = wait_for(
             lambda: (lambda r: r if r[0] == 503 else None)(get(maddr, "/readyz")), 4,
             interval=0.1, what="/readyz to fail with 6 requests queued in one worker")
         assert ("group site: a request has waited" in body
                 and "no worker has one free (readiness-queue-wait 1.0 s)" in body), body
+        (d.tmp / "release").touch()
+        for c in on_a[:8] + on_b:
+            assert c.response().status == 200
     finally:
         (d.tmp / "release").touch()
-    for c in held:
-        assert c.response().status == 200
+        for c in conns:
+            c.sock.close()
     wait_for(lambda: get(maddr, "/readyz")[0] == 200, 5, what="ready again")
 
 
