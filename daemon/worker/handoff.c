@@ -578,11 +578,26 @@ static void bound_found(unsigned *ms, int found, unsigned min_ms, unsigned max_m
         *ms = *ms * 2 < max_ms ? *ms * 2 : max_ms;
 }
 
+/* The lazy bound. Its news may have been taken already: libuv 1.45 and later run a turn's due
+ * timers after its poll, and so after its prepare phase, and wd_handoff_run's park path, woken by
+ * this timer in a poll of its own, then runs a UV_RUN_NOWAIT turn whose prepare phase takes the
+ * news first. Counted as found all the same (lazy_found, wd__handoff_polled): otherwise the bound
+ * doubles at every such turn, up to WD_HANDOFF_LAZY_MAX_MS, while this timer is what brings the
+ * news (tests/unit/test_handoff.c: test_lazy_bound_park, which failed built against libuv 1.50.0).
+ * With libuv 1.44 the timers run first in that turn too, and lazy_found stays 0. */
 static void lazy_cb(uv_timer_t *t)
 {
     wd_handoff_t *h = t->data;
+    int found = take_ready(h) > 0 || h->lazy_found;
 
-    bound_found(&h->lazy_ms, take_ready(h) > 0, WD_HANDOFF_LAZY_MS, WD_HANDOFF_LAZY_MAX_MS);
+    h->lazy_found = 0;
+    bound_found(&h->lazy_ms, found, WD_HANDOFF_LAZY_MS, WD_HANDOFF_LAZY_MAX_MS);
+}
+
+void wd__handoff_polled(wd_handoff_t *h)
+{
+    h->polled = 1;
+    uv_update_time(h->loop); /* a UV_RUN_NOWAIT turn reaches its prepare phase before updating it */
 }
 
 static void quiet_cb(uv_timer_t *t)
@@ -647,9 +662,12 @@ static void look_end(wd_handoff_t *h)
 static void prepare_cb(uv_prepare_t *p)
 {
     wd_handoff_t *h = p->data;
+    int polled = h->polled;
 
-    if (ready_any(h))
-        take_ready(h);
+    h->polled = 0;
+    if (ready_any(h) && take_ready(h) > 0 && polled &&
+        uv_is_active((uv_handle_t *)&h->lazy_timer) && uv_timer_get_due_in(&h->lazy_timer) == 0)
+        h->lazy_found = 1; /* see lazy_cb */
     wd_handoff_flush(h);
     if (rest(h) && ready_any(h))
         take_ready(h);

@@ -130,6 +130,8 @@ struct wd_handoff {
     uv_prepare_t prepare;   /* takes the ready list before the loop sleeps */
     uv_timer_t lazy_timer;  /* ... and within lazy_ms while lazy_in_flight > 0 */
     unsigned lazy_ms;       /* WD_HANDOFF_LAZY_MS, doubled up to _MAX_MS while it finds nothing */
+    int lazy_found;         /* its news, taken by the prepare phase first (wd__handoff_polled) */
+    int polled;             /* wd_handoff_run's own poll has just returned */
     uv_timer_t quiet_timer; /* ... quiet news, within quiet_ms of the loop blocking */
     unsigned quiet_ms;      /* WD_HANDOFF_QUIET_MS, doubled up to _MAX_MS while it finds nothing */
     uv_check_t batch_check;

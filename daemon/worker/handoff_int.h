@@ -52,6 +52,8 @@ static inline void gauge_sub(_Atomic uint64_t *g, uint64_t n)
 void wd__handoff_efd_wake(wd_handoff_thread_t *t);
 /* What the loop does before it blocks (the prepare phase), for wd_handoff_run's own poll. */
 void wd__handoff_prepare(wd_handoff_t *h);
+/* wd_handoff_run's own poll has returned, the next turn is a UV_RUN_NOWAIT one: see lazy_cb. */
+void wd__handoff_polled(wd_handoff_t *h);
 
 /* handoff_park.c */
 

@@ -213,6 +213,8 @@ void wd_handoff_run(wd_handoff_t *h)
                 (void)poll(&p, 1, timeout); /* EINTR: the next turn polls again */
             pthread_mutex_lock(&h->loop_lock);
             h->asleep = 0;
+            if (timeout != 0)
+                wd__handoff_polled(h);
         }
         if (!alive)
             break;
