@@ -682,8 +682,10 @@ static void prepare_cb(uv_prepare_t *p)
             wd_handoff_flush(h);
         }
     }
-    if (h->lazy_in_flight > h->shut_in_flight && !uv_is_active((uv_handle_t *)&h->lazy_timer))
+    if (h->lazy_in_flight > h->shut_in_flight && !uv_is_active((uv_handle_t *)&h->lazy_timer)) {
+        h->lazy_found = 0; /* a timer stopped (a rest) leaves none for the next one */
         uv_timer_start(&h->lazy_timer, lazy_cb, h->lazy_ms, 0);
+    }
     /* Quiet news while the worker accepts waits for the next connection; should none come, this
      * bounds how long the connection its thread shut stays open, and its access line and metrics
      * wait (before it, only the worker's 250 ms tick did). Started again at every turn, it fires
