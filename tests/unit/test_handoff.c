@@ -359,7 +359,11 @@ static void test_lazy_in_flight(void)
     T_CHECK(h.in_flight == 3 && h.lazy_in_flight == 2, "in flight %zu, lazy %zu", h.in_flight,
             h.lazy_in_flight);
     uv_run(&loop, UV_RUN_NOWAIT);
-    T_CHECK(uv_is_active((uv_handle_t *)&h.lazy_timer), "the lazy timer for a keep-alive end");
+    /* Started; or started and already run, finding nothing (libuv 1.45 and later run the turn's
+     * due timers after its prepare phase, and its 1 ms may be over by then: 1 run in 120 against
+     * 1.50.0, with 4 at once on 2 CPUs). */
+    T_CHECK(uv_is_active((uv_handle_t *)&h.lazy_timer) || h.lazy_ms == 2 * WD_HANDOFF_LAZY_MS,
+            "the lazy timer for a keep-alive end");
     wd_handoff_remove(&h, &plain);
     wd_handoff_remove(&h, &lazy);
     wd_handoff_remove(&h, &shut);
@@ -429,7 +433,7 @@ static void late_news_turn(wd_handoff_node_t *node, int how)
 
 static void test_lazy_bound(void)
 {
-    wd_handoff_node_t n = {0};
+    wd_handoff_node_t n[3] = {{0}};
     wd_req_t lazy = {0};
     unsigned want = WD_HANDOFF_LAZY_MS;
 
@@ -451,10 +455,21 @@ static void test_lazy_bound(void)
     }
     /* News that came while the loop was blocked: the timer takes it, and the bound is the
      * shortest again. (News already there when a turn starts is the prepare phase's, before the
-     * loop blocks; libuv 1.45 and later run due timers only after the poll, 1.44 before it too.) */
-    late_news_turn(&n, 1);
-    T_CHECK(late_news.async_pending == 0, "lazy news sends no async");
-    T_CHECK(n_ready == 1 && ready_seen[0] == &n, "the timer took the lazy news: %d", n_ready);
+     * loop blocks; libuv 1.45 and later run due timers only after the poll, 1.44 before it too.)
+     * With libuv 1.45 and later a turn that ends a millisecond before the timer is due leaves the
+     * news to the next turn's prepare phase, and the bound stays at its maximum once (built
+     * against libuv 1.50.0, 2 runs of this test in 120 with 4 at once on 2 CPUs; never against
+     * 1.44): up to 3 tries, each with news of its own. */
+    for (int i = 0; i < 3; i++) {
+        if (i > 0)
+            uv_run(&loop, UV_RUN_ONCE); /* the timer of the try before runs out */
+        late_news_turn(&n[i], 1);
+        T_CHECK(late_news.async_pending == 0, "lazy news sends no async");
+        T_CHECK(n_ready == i + 1 && ready_seen[i] == &n[i], "the loop took the lazy news: %d",
+                n_ready);
+        if (h.lazy_ms == WD_HANDOFF_LAZY_MS)
+            break;
+    }
     T_CHECK(h.lazy_ms == WD_HANDOFF_LAZY_MS, "found news: %u ms, want %u", h.lazy_ms,
             WD_HANDOFF_LAZY_MS);
     wd_handoff_flush(&h);
