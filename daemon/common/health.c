@@ -52,8 +52,11 @@ static int live(const wd_status_t *st, uint64_t now_ns, out_t *o)
 }
 
 /* Whether g takes more than it serves: a request in one of its ready workers has waited for a
- * thread longer than readiness-queue-wait, and no ready worker has a thread free for a new one
- * (every thread runs a request or is wanted by a queued one). *waited: the longest wait.
+ * thread longer than readiness-queue-wait, and no ready worker that takes new connections has a
+ * thread free for a new one (every thread runs a request or is wanted by a queued one; a worker
+ * that stopped accepting, for a request stuck past request-timeout, max-connections or the
+ * open-file limit, serves no new connection with its free threads). *waited: the longest wait,
+ * as of the worker's last tick (250 ms).
  * Not "a queue in every worker": a proxy's connections belong to the worker that accepted them,
  * and when an app hangs one worker may hold most of them; with 2 x 2 threads behind 10 clients,
  * one with 2 requests running and 6 queued and the other with 2 running and none queued is jammed
@@ -73,8 +76,9 @@ static int queue_jammed(const wd_status_t *st, const wd_status_group_t *g, uint6
 
         if (strcmp(w->group, g->name) != 0 || strcmp(w->state, "ready") != 0 || w->score == NULL)
             continue;
-        if (wd_score_get(&w->score->busy_threads) + wd_score_get(&w->score->queued) <
-            wd_score_get(&w->score->threads))
+        if (wd_score_get(&w->score->accepting) &&
+            wd_score_get(&w->score->busy_threads) + wd_score_get(&w->score->queued) <
+                wd_score_get(&w->score->threads))
             return 0;
         since = wd_score_get(&w->score->queued_since_ns);
         secs = since != 0 && now_ns > since ? (double)(now_ns - since) / 1e9 : 0;

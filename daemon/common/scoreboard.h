@@ -74,7 +74,8 @@ typedef struct wd_score {
     _Atomic uint64_t queued_since_ns; /* the oldest request waiting for a thread, 0 = none */
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
     _Atomic uint64_t balance_closes; /* keep-alive connections closed for a lighter sibling */
-    uint64_t reserved[2]; /* up to a cache line boundary: records and slots stay aligned */
+    _Atomic uint64_t accepting;      /* 1 while it takes new connections (accept.c) */
+    uint64_t reserved[1]; /* up to a cache line boundary: records and slots stay aligned */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 

@@ -79,6 +79,7 @@ void wd_accept_update(wd_accept_t *a)
     if (want == a->accepting)
         return;
     a->accepting = want;
+    wd_score_set(&a->score->accepting, (uint64_t)want); /* /readyz: health.c, queue_jammed */
     wd_handoff_set_accepting(a->handoff, want);
     if (a->exclusive)
         exclusive_watch(a, want);

@@ -25,7 +25,7 @@ typedef struct wd_accept {
     uv_loop_t *loop;
     const wd_group_conf_t *group;
     int pid;
-    wd_score_t *score;     /* accept_empty is counted in it */
+    wd_score_t *score;     /* accept_empty is counted in it, accepting kept there */
     wd_handoff_t *handoff; /* how many requests are in flight */
     wd_conns_t *conns;     /* where the connections taken go */
 

@@ -172,26 +172,44 @@ typedef struct qcase {
     const char *name;
     int busy[2], queued[2], waited[2]; /* waited: seconds the oldest queued request waited */
     int second_ready;                  /* 0: worker 2 is still starting */
+    int second_closed;                 /* 1: worker 2 stopped accepting (stuck, full) */
     int code;
     double say; /* the wait the reason names, when 503 */
 } qcase_t;
 
 static const qcase_t qcases[] = {
-    {"idle", {0, 0}, {0, 0}, {0, 0}, 1, 200, 0},
-    {"one worker jammed, the other with a thread free", {2, 1}, {4, 0}, {12, 0}, 1, 200, 0},
+    {"idle", {0, 0}, {0, 0}, {0, 0}, 1, 0, 200, 0},
+    {"one worker jammed, the other with a thread free", {2, 1}, {4, 0}, {12, 0}, 1, 0, 200, 0},
     {"one worker jammed, the other's threads all running (a hung app, most connections in one "
      "worker)",
      {2, 2},
      {6, 0},
      {12, 0},
      1,
+     0,
      503,
      12},
-    {"both jammed: the longest wait", {2, 2}, {1, 3}, {12, 15}, 1, 503, 15},
-    {"all taken, but no wait that long yet", {2, 2}, {6, 1}, {9, 3}, 1, 200, 0},
-    {"a free thread wanted by a queued request is not free", {2, 1}, {3, 1}, {12, 0}, 1, 503, 12},
-    {"a worker still starting has no thread to give", {2, 0}, {3, 0}, {12, 0}, 0, 503, 12},
-    {NULL, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0},
+    {"both jammed: the longest wait", {2, 2}, {1, 3}, {12, 15}, 1, 0, 503, 15},
+    {"all taken, but no wait that long yet", {2, 2}, {6, 1}, {9, 3}, 1, 0, 200, 0},
+    {"a free thread wanted by a queued request is not free",
+     {2, 1},
+     {3, 1},
+     {12, 0},
+     1,
+     0,
+     503,
+     12},
+    {"a worker still starting has no thread to give", {2, 0}, {3, 0}, {12, 0}, 0, 0, 503, 12},
+    {"a worker that stopped accepting (a request stuck past request-timeout) gives no new "
+     "connection its free thread",
+     {2, 1},
+     {3, 0},
+     {12, 0},
+     1,
+     1,
+     503,
+     12},
+    {NULL, {0, 0}, {0, 0}, {0, 0}, 0, 0, 0, 0},
 };
 
 static void run_queue_case(const qcase_t *tc)
@@ -215,6 +233,7 @@ static void run_queue_case(const qcase_t *tc)
         wd_score_set(&sc[k].threads, 2);
         wd_score_set(&sc[k].busy_threads, (uint64_t)tc->busy[k]);
         wd_score_set(&sc[k].queued, (uint64_t)tc->queued[k]);
+        wd_score_set(&sc[k].accepting, k == 1 && tc->second_closed ? 0 : 1);
         if (tc->waited[k] > 0)
             wd_score_set(&sc[k].queued_since_ns, NOW - (uint64_t)tc->waited[k] * SEC);
     }
@@ -359,6 +378,7 @@ static void run_agent_case(const acase_t *tc)
     for (int k = 0; k < 3; k++) {
         wd_score_set(&sc[k].heartbeat_ns, NOW);
         wd_score_set(&sc[k].threads, k < 2 ? 4 : 2);
+        wd_score_set(&sc[k].accepting, 1);
         wd_score_set(&sc[k].busy_threads, (uint64_t)(k < 2 ? tc->a_busy[k] : tc->b_busy));
         if (k < 2) {
             wd_score_set(&sc[k].queued, (uint64_t)tc->a_queued[k]);
