@@ -597,7 +597,9 @@ static void lazy_cb(uv_timer_t *t)
 void wd__handoff_polled(wd_handoff_t *h)
 {
     h->polled = 1;
-    uv_update_time(h->loop); /* a UV_RUN_NOWAIT turn reaches its prepare phase before updating it */
+    /* With libuv 1.45 and later a UV_RUN_NOWAIT turn reaches its prepare phase before updating it
+     */
+    uv_update_time(h->loop);
 }
 
 static void quiet_cb(uv_timer_t *t)

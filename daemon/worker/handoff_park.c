@@ -220,6 +220,7 @@ void wd_handoff_run(wd_handoff_t *h)
             break;
     }
     h->stop = 0;
+    h->polled = 0;
     atomic_store(&h->looking, 0); /* the loop may be run again by other means */
     pthread_mutex_unlock(&h->loop_lock);
 }
