@@ -597,9 +597,7 @@ static void lazy_cb(uv_timer_t *t)
 void wd__handoff_polled(wd_handoff_t *h)
 {
     h->polled = 1;
-    /* With libuv 1.45 and later a UV_RUN_NOWAIT turn reaches its prepare phase before updating it
-     */
-    uv_update_time(h->loop);
+    uv_update_time(h->loop); /* libuv 1.45+: a NOWAIT turn's prepare phase comes before its own */
 }
 
 static void quiet_cb(uv_timer_t *t)
