@@ -106,9 +106,11 @@ struct wd_conn {
     wd_handoff_thread_t *park_owner;
     int park_close;
     int parking;
-    uint64_t served;
-    /* responses completed on this connection */ /* ... which has finished it (counted in
-                                                    w->in_flight no more) */
+    uint64_t served; /* responses completed on this connection */
+    /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
+     * the connection idle since. */
+    uint64_t tick_served;
+    unsigned idle_ticks;
 
     /* Input: the head stays at the start of buf while its request runs. */
     char *buf;
@@ -184,8 +186,12 @@ int wd_conns_stuck(const wd_conns_t *cs);
  * taken back from the queue and never runs (conn.c: peer_gone). Not at dispatch: an epoll_ctl per
  * request cost hello through uwsgi_pass -c64 5-7 us of CPU a request (24.1 -> 29.1, 26.7 -> 34). */
 void wd_conns_watch_waiting(wd_conns_t *cs);
-/* request-timeout and queue-timeout: interrupts requests running too long, answers 504 for those
- * past the grace time (asking for this worker's replacement) or queued too long. */
-void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now);
+/* The worker's tick. request-timeout and queue-timeout (when timeouts is set): interrupts
+ * requests running too long, answers 504 for those past the grace time (asking for this worker's
+ * replacement) or queued too long. And a keep-alive connection idle for WD_CONN_IDLE_TRIM_TICKS
+ * ticks in a row gives back its buffers (conn.c: wd__conn_trim_idle). Returns the bytes given
+ * back. */
+#define WD_CONN_IDLE_TRIM_TICKS 4
+size_t wd_conns_tick(wd_conns_t *cs, uint64_t now, int timeouts);
 
 #endif

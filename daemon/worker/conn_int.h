@@ -119,6 +119,9 @@ void wd__conn_body_clear(wd_conn_t *c);
 void wd__conn_body_free(wd_conn_t *c);
 /* Between requests: gives back a body buffer larger than a small body's. */
 void wd__conn_body_idle(wd_conn_t *c);
+/* A keep-alive connection idle for a while (wd_conns_tick): gives back every buffer it keeps for
+ * its next request (they are made again when it comes). Returns the bytes given back. */
+size_t wd__conn_trim_idle(wd_conn_t *c);
 
 /* conn_log.c */
 

@@ -1,7 +1,8 @@
 /* A connection's timeouts: its one timer, whose meaning follows from the state when it fires
  * (header-timeout, body-timeout, send-timeout, the end of a linger), and the worker's tick, which
- * checks the dispatched requests against queue-timeout and request-timeout. Part of the
- * connection module (conn.h); only the loop thread runs it. */
+ * checks the dispatched requests against queue-timeout and request-timeout and has connections
+ * idle a while give back their buffers. Part of the connection module (conn.h); only the loop
+ * thread runs it. */
 #include "conn.h"
 #include "conn_int.h"
 
@@ -130,10 +131,33 @@ void wd_conns_watch_waiting(wd_conns_t *cs)
     }
 }
 
-void wd_conns_check_timeouts(wd_conns_t *cs, uint64_t now)
+/* Whether c has been idle between requests (nothing in flight, nothing of the next request read,
+ * not parked on a Python thread) for WD_CONN_IDLE_TRIM_TICKS ticks in a row, the first time. */
+static int idle_long(wd_conn_t *c)
 {
+    int idle = c->state == WD_CONN_HEAD && c->len == 0 && c->served == c->tick_served &&
+               c->park_owner == NULL;
+
+    c->tick_served = c->served;
+    if (!idle) {
+        c->idle_ticks = 0;
+        return 0;
+    }
+    if (c->idle_ticks >= WD_CONN_IDLE_TRIM_TICKS)
+        return 0; /* trimmed already */
+    return ++c->idle_ticks == WD_CONN_IDLE_TRIM_TICKS;
+}
+
+size_t wd_conns_tick(wd_conns_t *cs, uint64_t now, int timeouts)
+{
+    size_t freed = 0;
+
     for (wd_conn_t *c = cs->list, *next; c; c = next) {
         next = c->next;
-        check_timeout(c, now);
+        if (idle_long(c))
+            freed += wd__conn_trim_idle(c);
+        else if (timeouts)
+            check_timeout(c, now);
     }
+    return freed;
 }

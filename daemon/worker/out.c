@@ -159,6 +159,20 @@ void wd_out_reset(wd_out_t *out)
     out->sndbuf_done = 0;
 }
 
+size_t wd_out_trim(wd_out_t *out)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&out->lock);
+    if (out->spare != NULL) {
+        n = sizeof *out->spare + out->spare->cap;
+        free(out->spare);
+        out->spare = NULL;
+    }
+    pthread_mutex_unlock(&out->lock);
+    return n;
+}
+
 void wd_out_close(wd_out_t *out)
 {
     wd_out_reset(out);

@@ -138,6 +138,9 @@ void wd_out_set_budget(wd_out_t *out, const wd_out_budget_t *b);
 /* Frees every segment and the spill file, and gives back the budget of a raised send buffer;
  * the buffer is ready for the next response. */
 void wd_out_reset(wd_out_t *out);
+/* Between responses, the connection idle: frees the memory segment kept for the next response.
+ * Returns its size (0: there was none). */
+size_t wd_out_trim(wd_out_t *out);
 void wd_out_close(wd_out_t *out);
 
 /* Producer side. Return 0, -EPIPE when the client is gone (stop producing, still call finish), or

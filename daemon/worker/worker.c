@@ -63,6 +63,8 @@ typedef struct wd_worker {
     uint64_t served;
     uint64_t tick_served;    /* `served` at the last tick */
     uint64_t trimmed_served; /* `served` at the last trim of the big blocks */
+    size_t idle_freed;       /* bytes idle connections gave back since the last heap trim */
+    uint64_t heap_trimmed_ns;
 
     uint64_t max_requests;     /* maximum-requests plus this worker's jitter; 0 = none */
     int recycle_asked;         /* "recycle" sent to the master already */
@@ -315,15 +317,40 @@ static void big_trim(wd_worker_t *w)
         wd_log_debug("idle: %zu KiB of big blocks given back", n >> 10);
 }
 
-/* Every quarter second: requests past request-timeout, inactivity-timeout, the big blocks. */
+/* The buffers idle connections gave back (wd_conns_tick) stay in malloc's heaps, amid what is in
+ * use, until malloc_trim hands their pages to the kernel: once 4 MiB or more were freed (about
+ * 170 connections), at most once every 5 s, since it stops the loop while it walks the heaps.
+ * 5,000 keep-alive connections idle after a hello each (1 process x 2 threads, direct HTTP): the
+ * worker's RSS went from 10.3 to 68.3 MiB, to 57.8 a second later and 37.7 within 5 s (with the
+ * buffers freed and no malloc_trim: 57.3; without either: 68.1); a malloc_trim took 2.1-8.5 ms of
+ * the loop, and 2.0-12.4 ms with an app holding 1.1 GB of malloc's heap, half of it freed
+ * piecemeal. */
+#define HEAP_TRIM_MIN ((size_t)4 << 20)
+#define HEAP_TRIM_EVERY_NS 5000000000ull
+
+static void heap_trim(wd_worker_t *w, size_t freed, uint64_t now)
+{
+    w->idle_freed += freed;
+    if (w->idle_freed < HEAP_TRIM_MIN || now - w->heap_trimmed_ns < HEAP_TRIM_EVERY_NS)
+        return;
+    malloc_trim(0);
+    wd_log_debug("idle connections: %zu KiB of buffers given back (malloc_trim: %.1f ms)",
+                 w->idle_freed >> 10, (double)(wd_now_ns() - now) / 1e6);
+    w->idle_freed = 0;
+    w->heap_trimmed_ns = now;
+}
+
+/* Every quarter second: requests past request-timeout, inactivity-timeout, the big blocks, the
+ * buffers of idle connections. */
 static void tick_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
     const wd_group_conf_t *g = w->group;
     uint64_t now = wd_now_ns(), queued_since;
+    int timeouts = g->request_timeout > 0 || g->queue_timeout > 0;
 
-    if (g->request_timeout > 0 || g->queue_timeout > 0) {
-        wd_conns_check_timeouts(&w->conns, now);
+    heap_trim(w, wd_conns_tick(&w->conns, now, timeouts), now);
+    if (timeouts) {
         /* A worker with a request past request-timeout may have a thread stuck for good (in C,
          * with the GIL held, nothing else of it runs): it takes no new connections until that
          * request is over, so that its siblings get them. */

@@ -730,6 +730,43 @@ static void test_shut(void)
         shut_case(&shut_cases[i]);
 }
 
+/* A connection idle between responses keeps one memory segment for its next one: wd_out_trim
+ * frees it (once: nothing is left to free after), and the next response is whole without it. */
+static void test_trim(void)
+{
+    static const char *const bodies[] = {"first response", "second, after the trim",
+                                         "third, from the kept segment again"};
+    wd_out_t out;
+    int sv[2], want_write;
+    char buf[256];
+
+    socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
+    wd_out_init(&out, 1 << 20, 1 << 30, "/tmp", NULL, NULL);
+    for (int i = 0; i < 3; i++) {
+        size_t len = strlen(bodies[i]);
+        ssize_t k;
+        int rc;
+
+        CHECK(wd_out_write(&out, bodies[i], len) == 0, "trim %d: write", i);
+        wd_out_finish(&out, 1);
+        rc = wd_out_send(&out, sv[0], &want_write);
+        CHECK(rc == 1, "trim %d: send %d", i, rc);
+        k = read(sv[1], buf, sizeof buf);
+        CHECK(k == (ssize_t)len && memcmp(buf, bodies[i], len) == 0, "trim %d: the peer got %zd",
+              i, k);
+        wd_out_reset(&out);
+        if (i == 1) {
+            size_t n = wd_out_trim(&out);
+
+            CHECK(n >= 16000 && n <= 17000, "trim: the kept segment's %zu bytes", n);
+            CHECK(wd_out_trim(&out) == 0, "trim: a second trim found something");
+        }
+    }
+    wd_out_close(&out);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     size_t n = sizeof cases / sizeof cases[0];
@@ -745,6 +782,7 @@ int main(void)
     test_one_write_when_full();
     test_sndbuf();
     test_shut();
+    test_trim();
     printf("out: %zu cases, %d failures\n", n, failures);
     return failures ? 1 : 0;
 }
