@@ -132,7 +132,9 @@ void wd_conns_watch_waiting(wd_conns_t *cs)
 }
 
 /* Whether c has been idle between requests (nothing in flight, nothing of the next request read,
- * not parked on a Python thread) for WD_CONN_IDLE_TRIM_TICKS ticks in a row, the first time. */
+ * not parked on a Python thread) for WD_CONN_IDLE_TRIM_TICKS ticks in a row: the first time, and
+ * after that whenever a read that brought no response made buffers again (a PROXY header, a
+ * FastCGI request the proxy aborted, a GET_VALUES). */
 static int idle_long(wd_conn_t *c)
 {
     int idle = c->state == WD_CONN_HEAD && c->len == 0 && c->served == c->tick_served &&
@@ -143,8 +145,8 @@ static int idle_long(wd_conn_t *c)
         c->idle_ticks = 0;
         return 0;
     }
-    if (c->idle_ticks >= WD_CONN_IDLE_TRIM_TICKS)
-        return 0; /* trimmed already */
+    if (c->idle_ticks >= WD_CONN_IDLE_TRIM_TICKS) /* trimmed already */
+        return c->buf != NULL || c->body_mem != NULL || c->fcgi.params != NULL;
     return ++c->idle_ticks == WD_CONN_IDLE_TRIM_TICKS;
 }
 
