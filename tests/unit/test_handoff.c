@@ -37,6 +37,8 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -945,20 +947,43 @@ static void test_park_drain(void)
     teardown();
 }
 
+/* Each step waits for the state it needs, so a state never reached hangs the test: the watchdog
+ * names the test that hung, before meson's timeout kills it with nothing said. */
+static const char *volatile current_test = "";
+
+static void watchdog(int sig)
+{
+    const char *a = "handoff: hung in ", *b = current_test;
+
+    (void)sig;
+    (void)!write(2, a, strlen(a));
+    (void)!write(2, b, strlen(b));
+    (void)!write(2, "\n", 1);
+    _exit(3);
+}
+
+#define RUN(test)                                                                                  \
+    do {                                                                                           \
+        current_test = #test;                                                                      \
+        test();                                                                                    \
+    } while (0)
+
 int main(void)
 {
-    test_fifo_queue();
-    test_lifo_idle();
-    test_remove();
-    test_close_wakes_waiters();
-    test_news();
-    test_looking();
-    test_lazy_in_flight();
-    test_lazy_bound();
-    test_lazy_bound_park();
-    test_quiet_bound();
-    test_rest();
-    test_park();
-    test_park_drain();
+    signal(SIGALRM, watchdog);
+    alarm(20);
+    RUN(test_fifo_queue);
+    RUN(test_lifo_idle);
+    RUN(test_remove);
+    RUN(test_close_wakes_waiters);
+    RUN(test_news);
+    RUN(test_looking);
+    RUN(test_lazy_in_flight);
+    RUN(test_lazy_bound);
+    RUN(test_lazy_bound_park);
+    RUN(test_quiet_bound);
+    RUN(test_rest);
+    RUN(test_park);
+    RUN(test_park_drain);
     return t_summary("handoff");
 }
