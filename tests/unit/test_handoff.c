@@ -580,6 +580,7 @@ typedef struct rest_watch {
     int resting_news;        /* `resting` after the news */
     int resting_after[2];    /* `resting` after each take */
     int done;
+    int left; /* rest_run has left its loop */
 } rest_watch_t;
 
 static void *rest_watch_main(void *arg)
@@ -600,16 +601,33 @@ static void *rest_watch_main(void *arg)
     }
     wd_handoff_thread_destroy(&t);
     __atomic_store_n(&r->done, 1, __ATOMIC_RELEASE);
+    /* The loop may turn once more before it sees `done`, and rest again: b leaves three requests
+     * queued for one thread, and a rest begun after its last step would wait out its whole bound
+     * (600 s here: it hung the test once, b preempted between its wake-up and `done`). Such rests
+     * are ended as a thread ends them, until the loop has left rest_run. */
+    while (!__atomic_load_n(&r->left, __ATOMIC_ACQUIRE)) {
+        uint64_t one = 1;
+
+        if (atomic_exchange(&h.resting, 0))
+            (void)!write(h.rest_fd, &one, sizeof one);
+        sched_yield();
+    }
     return NULL;
 }
 
 /* Runs the loop until the watcher is done: it ends the rest, or the test hangs. */
 static void rest_run(rest_watch_t *r)
 {
+    uint64_t v;
+
     pthread_create(&r->tid, NULL, rest_watch_main, r);
     while (!__atomic_load_n(&r->done, __ATOMIC_ACQUIRE))
         uv_run(&loop, UV_RUN_ONCE);
+    __atomic_store_n(&r->left, 1, __ATOMIC_RELEASE);
     pthread_join(r->tid, NULL);
+    /* A write that came after the rest's own read of the eventfd (the watcher's, or one of the
+     * loop above) would end the next rest at once: the next case starts clean. */
+    (void)!read(h.rest_fd, &v, sizeof v);
 }
 
 static void dispatch_lazy(wd_req_t *r, int n)
