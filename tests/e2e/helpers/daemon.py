@@ -185,11 +185,13 @@ class Wsgid:
 
     def workers(self):
         """Live worker pids (children of the master). A child that has not executed the worker
-        yet (between fork and exec it still shows the master's command line) is not one."""
+        yet (between fork and exec it still shows the master's command line), or is in the middle
+        of the exec (its command line reads empty: the sanitizer run once saw a new worker so), is
+        not one."""
         if not self.running():
             return []
         mine = cmdline(self.proc.pid)
-        return [p for p in children(self.proc.pid) if cmdline(p) != mine]
+        return [p for p in children(self.proc.pid) if cmdline(p) not in (mine, b"", None)]
 
     def log(self):
         try:
