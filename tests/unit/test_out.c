@@ -446,6 +446,12 @@ static void test_one_write_when_full(void)
         printf("SKIP one write when full: /proc/thread-self/io is not readable here\n");
         return;
     }
+    if (getenv("LD_PRELOAD") != NULL && strstr(getenv("LD_PRELOAD"), "vgpreload") != NULL) {
+        /* Its scheduler's own writes count in the thread's syscw: one write() reads as 5. */
+        printf("SKIP one write when full: under valgrind, whose own writes count in "
+               "/proc/thread-self/io\n");
+        return;
+    }
     memset(mem, 'm', sizeof mem);
     fd = mkstemp(path);
     unlink(path);
@@ -752,8 +758,8 @@ static void test_trim(void)
         rc = wd_out_send(&out, sv[0], &want_write);
         CHECK(rc == 1, "trim %d: send %d", i, rc);
         k = read(sv[1], buf, sizeof buf);
-        CHECK(k == (ssize_t)len && memcmp(buf, bodies[i], len) == 0, "trim %d: the peer got %zd",
-              i, k);
+        CHECK(k == (ssize_t)len && memcmp(buf, bodies[i], len) == 0, "trim %d: the peer got %zd", i,
+              k);
         wd_out_reset(&out);
         if (i == 1) {
             size_t n = wd_out_trim(&out);
