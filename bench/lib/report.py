@@ -479,8 +479,8 @@ def write_results(run, meta, outdir):
     L.append("")
     L.append("## Every server on every path")
     L.append("")
-    L.append("Medians over rounds. CPU: utime + stime of the server's whole process tree (from "
-             "/proc, 10 ms ticks) per answered request; nginx's and PostgreSQL's separately (for "
+    L.append("Medians over rounds. CPU: the time the threads of the server's whole process tree "
+             "ran (/proc schedstat, ns) per answered request; nginx's and PostgreSQL's separately (for "
              "the mixed test: per request of both endpoints). Switches: the context switches of "
              "every thread of the server's tree per answered request (/proc, voluntary and "
              "involuntary: a thread that waits and is woken, or is preempted), the wake-ups a "
