@@ -155,7 +155,6 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
     c->open_handles = 1;
-    wd_http_init(&c->http, NULL, NULL);
     c->next = cs->list;
     if (cs->list)
         cs->list->prev = c;
@@ -188,40 +187,34 @@ const char *wd__conn_peer(const wd_conn_t *c)
  * test_idle_connections_keep_small_buffers). A keep-alive client that sends such bodies pays a
  * malloc a request for them again. Not trimmed: a connection whose next request is read already
  * (until a response leaves nothing behind), and one whose FastCGI request the proxy aborted
- * before it ran (conn_fcgi.c), until its next response. */
-static void conn_trim(wd_conn_t *c)
+ * before it ran (conn_fcgi.c), until its next response.
+ *
+ * Idle for a second, a keep-alive connection keeps nothing for its next request (whole, from
+ * wd__conn_trim_idle), its HTTP parser included: 5,000 of them idle after a hello each held
+ * 11.7 KiB of a worker's RSS apiece (the 1.5 KiB struct, the 2 KiB parser, the read buffer and
+ * the response's spare segment), 3.8-5.5 KiB 7 s later (worker.c: heap_trim), against 6.1-6.9
+ * with the parser kept. Returns the bytes given back. */
+static size_t conn_trim(wd_conn_t *c, int whole)
 {
-    wd__conn_body_idle(c);
-    wd__conn_fcgi_idle(c);
-    if (c->cap > BUF_INITIAL && c->len == 0) {
-        free(c->buf);
-        c->buf = NULL;
-        c->cap = 0;
-    }
-}
+    size_t n = wd__conn_body_idle(c, whole) + wd__conn_fcgi_idle(c, whole);
 
-/* Idle for a second, a keep-alive connection keeps nothing for its next request: 5,000 of them
- * idle after a hello each held 11.9 KiB of a worker's RSS apiece (the struct is 3.5 KiB, then the
- * read buffer and the response's spare segment), 5.6 once trimmed (worker.c: heap_trim). */
-size_t wd__conn_trim_idle(wd_conn_t *c)
-{
-    size_t n = wd_out_trim(&c->out);
-
-    if (c->len == 0 && c->buf != NULL) {
+    if (c->len == 0 && c->cap > (whole ? 0 : BUF_INITIAL)) {
         n += c->cap;
         free(c->buf);
         c->buf = NULL;
         c->cap = 0;
     }
-    if (c->body_mem != NULL) {
-        n += c->body_cap;
-        wd__conn_body_free(c);
-    }
-    if (c->fcgi.params != NULL && c->fcgi.params_len == 0) {
-        n += c->fcgi.params_cap;
-        free(c->fcgi.params);
-        c->fcgi.params = NULL;
-        c->fcgi.params_cap = 0;
+    return n;
+}
+
+size_t wd__conn_trim_idle(wd_conn_t *c)
+{
+    size_t n = wd_out_trim(&c->out) + conn_trim(c, 1);
+
+    if (c->http != NULL && c->len == 0) { /* conn_process makes it again */
+        n += sizeof *c->http;
+        free(c->http);
+        c->http = NULL;
     }
     return n;
 }
@@ -235,7 +228,9 @@ static void conn_free(wd_conn_t *c)
         /* Kept for the next connection, with its buffers as an idle connection keeps them. */
         c->len = 0;
         wd__conn_fcgi_reset(c);
-        conn_trim(c);
+        conn_trim(c, 0);
+        if (c->http != NULL)
+            wd_http_reset(c->http);
         wd_out_reset(&c->out);
         c->next = cs->pool;
         cs->pool = c;
@@ -246,6 +241,7 @@ static void conn_free(wd_conn_t *c)
     wd__conn_body_free(c);
     free(c->buf);
     free(c->fcgi.params);
+    free(c->http);
     free(c);
 }
 
@@ -313,7 +309,7 @@ static void conn_dispatch(wd_conn_t *c)
     req->t_start_ns = wd_now_ns();
     req->t_queued_ns = req->t_start_ns;
     req->uwsgi = c->proto == WD_REQ_UWSGI ? &c->uwsgi : NULL;
-    req->http = c->proto == WD_REQ_HTTP ? &c->http : NULL;
+    req->http = c->proto == WD_REQ_HTTP ? c->http : NULL;
     req->fcgi = c->proto == WD_REQ_FCGI ? &c->fcgi.req : NULL;
     req->fcgi_id = c->fcgi.id;
     req->fcgi_keep = c->fcgi.keep_conn;
@@ -328,7 +324,7 @@ static void conn_dispatch(wd_conn_t *c)
     req->fwd_host = (wd_slice_t){NULL, 0};
     req->strip_forwarded = 0;
     if (c->proto == WD_REQ_HTTP && c->trusted)
-        wd_fwd_apply(req, &c->http, cs->group);
+        wd_fwd_apply(req, c->http, cs->group);
     else if (c->proto == WD_REQ_HTTP)
         req->strip_forwarded = cs->group->strip_forwarded;
     req->body_len = c->body_len;
@@ -352,13 +348,13 @@ static void conn_dispatch(wd_conn_t *c)
     if (c->proto == WD_REQ_FCGI)
         set_events(c, app_watch(c)); /* an ABORT_REQUEST may come */
     /* The thread that frames the head may close the connection: balance.h. */
-    req->balance = c->proto == WD_REQ_HTTP && c->http.keep_alive && cs->balance != NULL &&
+    req->balance = c->proto == WD_REQ_HTTP && c->http->keep_alive && cs->balance != NULL &&
                            wd_balance_active(cs->balance)
                        ? cs->balance
                        : NULL;
     /* See wd_out_finish_park. (The end of a request on a keep-alive FastCGI connection wakes the
      * loop, as it did.) */
-    if (c->proto == WD_REQ_HTTP && c->http.keep_alive)
+    if (c->proto == WD_REQ_HTTP && c->http->keep_alive)
         req->may_be_lazy = WD_REQ_LAZY_KEEP;
     else if (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_UWSGI ||
              (c->proto == WD_REQ_FCGI && !c->fcgi.keep_conn))
@@ -431,6 +427,10 @@ static void conn_process(wd_conn_t *c)
         }
         c->proto = (wd_req_kind_t)r;
     }
+    if (c->proto == WD_REQ_HTTP && c->http == NULL) {
+        c->http = xmalloc(sizeof *c->http);
+        wd_http_init(c->http, NULL, NULL);
+    }
     r = c->proto == WD_REQ_UWSGI  ? wd__conn_uwsgi_process(c)
         : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)
                                   : wd__conn_http_process(c);
@@ -470,11 +470,11 @@ static void body_direct_process(wd_conn_t *c, const char *at, size_t n)
         }
         done = c->body_len == c->body_expect;
     } else {
-        if (wd_http_feed(&c->http, at, n) < 0) {
+        if (wd_http_feed(c->http, at, n) < 0) {
             wd__conn_http_failed(c);
             return;
         }
-        done = c->http.state == WD_HTTP_DONE;
+        done = c->http->state == WD_HTTP_DONE;
     }
     if (done)
         conn_dispatch(c);
@@ -746,10 +746,11 @@ static void response_complete(wd_conn_t *c)
     c->len = leftover;
     c->parsed = c->head_end = 0;
     c->status = 0;
-    wd_http_reset(&c->http);
+    if (c->http != NULL)
+        wd_http_reset(c->http);
     wd__conn_fcgi_reset(c);
     if (leftover == 0)
-        conn_trim(c); /* idle until the next request comes */
+        conn_trim(c, 0); /* idle until the next request comes */
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     wd__conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);

@@ -118,7 +118,6 @@ struct wd_conn {
     size_t len;      /* bytes in buf */
     size_t parsed;   /* bytes the parser has consumed */
     size_t head_end; /* end of the current request's head */
-    wd_http_t http;
     wd_uwsgi_req_t uwsgi;
 
     /* The body: memory up to body-buffer-size, then an unlinked temp file. */
@@ -141,6 +140,11 @@ struct wd_conn {
     /* Last: a connection freed to the worker's pool keeps its buffers and this (initialised once),
      * and everything before it is zeroed for the next connection. */
     wd_out_t out;
+
+    /* HTTP's parser (2 KiB with its header table): made when the connection's first bytes say
+     * HTTP (conn.c: conn_process), kept across its requests and in the pool, and given back by
+     * an idle connection (wd__conn_trim_idle). NULL otherwise: uwsgi and FastCGI never need it. */
+    wd_http_t *http;
 
     /* FastCGI (conn_fcgi.c): the request the proxy is sending on this connection (one at a
      * time: a second BEGIN_REQUEST gets CANT_MPX_CONN). Reset with the connection; params keeps

@@ -40,8 +40,9 @@ static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_ali
 void wd__conn_answer(wd_conn_t *c, int status)
 {
     char buf[512];
-    int keep = c->proto == WD_REQ_HTTP && c->http.keep_alive && !c->http.is_head;
-    int minor = c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1;
+    const wd_http_t *h = wd__conn_http(c);
+    int keep = h != NULL && h->keep_alive && !h->is_head;
+    int minor = h != NULL ? (int)h->http_minor : 1;
     size_t n;
 
     if (c->proto == WD_REQ_FCGI) {
@@ -68,7 +69,8 @@ static void conn_fail_bytes(wd_conn_t *c, int status, const char *bytes, size_t 
 void wd__conn_fail(wd_conn_t *c, int status)
 {
     char buf[512];
-    int minor = c->proto == WD_REQ_HTTP && c->http.http_major == 1 ? (int)c->http.http_minor : 1;
+    const wd_http_t *h = wd__conn_http(c);
+    int minor = h != NULL && h->http_major == 1 ? (int)h->http_minor : 1;
 
     if (c->proto == WD_REQ_FCGI) {
         conn_fail_bytes(

@@ -27,9 +27,11 @@
 /* The body length the request announced (Content-Length, CONTENT_LENGTH), or 0. */
 static uint64_t body_announced(const wd_conn_t *c)
 {
-    return c->body_expect               ? c->body_expect
-           : c->http.has_content_length ? c->http.content_length
-                                        : 0;
+    const wd_http_t *h = wd__conn_http(c);
+
+    if (c->body_expect)
+        return c->body_expect;
+    return h != NULL && h->has_content_length ? h->content_length : 0;
 }
 
 /* The budget a buffer of cap bytes holds. */
@@ -150,7 +152,7 @@ char *wd__conn_body_direct(wd_conn_t *c, size_t *room)
         announced > g->body_buffer_size || announced <= c->body_len)
         return NULL;
     if (c->proto == WD_REQ_HTTP) {
-        if (!c->http.has_content_length || c->http.chunked || c->http.state != WD_HTTP_BODY)
+        if (!c->http->has_content_length || c->http->chunked || c->http->state != WD_HTTP_BODY)
             return NULL;
     } else if (c->proto == WD_REQ_FCGI) {
         if (c->fcgi.stdin_left == 0)
@@ -236,10 +238,14 @@ void wd__conn_body_clear(wd_conn_t *c)
  * next such body reuses; a larger one goes back (conn.c: conn_trim). */
 #define BODY_IDLE_KEEP 4096
 
-void wd__conn_body_idle(wd_conn_t *c)
+size_t wd__conn_body_idle(wd_conn_t *c, int whole)
 {
-    if (c->body_cap > BODY_IDLE_KEEP)
-        wd__conn_body_free(c);
+    size_t n = c->body_cap;
+
+    if (n == 0 || (!whole && n <= BODY_IDLE_KEEP))
+        return 0;
+    wd__conn_body_free(c);
+    return n;
 }
 
 void wd__conn_body_free(wd_conn_t *c)

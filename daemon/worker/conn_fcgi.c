@@ -323,13 +323,16 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
 /* Between requests (conn.c: conn_trim): PARAMS that grew past the usual request's go back. */
 #define PARAMS_IDLE_KEEP 4096
 
-void wd__conn_fcgi_idle(wd_conn_t *c)
+size_t wd__conn_fcgi_idle(wd_conn_t *c, int whole)
 {
-    if (c->fcgi.params_cap > PARAMS_IDLE_KEEP && c->fcgi.params_len == 0) {
-        free(c->fcgi.params);
-        c->fcgi.params = NULL;
-        c->fcgi.params_cap = 0;
-    }
+    size_t n = c->fcgi.params_cap;
+
+    if (n == 0 || (!whole && n <= PARAMS_IDLE_KEEP) || c->fcgi.params_len != 0)
+        return 0;
+    free(c->fcgi.params);
+    c->fcgi.params = NULL;
+    c->fcgi.params_cap = 0;
+    return n;
 }
 
 void wd__conn_fcgi_reset(wd_conn_t *c)

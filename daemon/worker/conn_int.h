@@ -14,6 +14,11 @@
 
 /* conn.c */
 
+/* An HTTP connection's parser, or NULL (another protocol; or an idle connection's, given back). */
+static inline const wd_http_t *wd__conn_http(const wd_conn_t *c)
+{
+    return c->proto == WD_REQ_HTTP ? c->http : NULL;
+}
 /* The peer's address for messages ("unix" on a unix socket). */
 const char *wd__conn_peer(const wd_conn_t *c);
 /* What the connection's poll watches (UV_READABLE, UV_WRITABLE, UV_DISCONNECT; 0: nothing). */
@@ -80,8 +85,9 @@ int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n);
 int wd__conn_fcgi_watch(wd_conn_t *c);
 /* After a response: the connection is ready for the next BEGIN_REQUEST. */
 void wd__conn_fcgi_reset(wd_conn_t *c);
-/* Between requests: gives back PARAMS' buffer if it grew past the usual size. */
-void wd__conn_fcgi_idle(wd_conn_t *c);
+/* Between requests: gives back PARAMS' buffer if it grew past the usual size (whole: at any
+ * size); returns the bytes given back. */
+size_t wd__conn_fcgi_idle(wd_conn_t *c, int whole);
 
 /* conn_timeout.c */
 
@@ -117,8 +123,9 @@ int wd__conn_body_refused(wd_conn_t *c, uint64_t announced);
 void wd__conn_body_clear(wd_conn_t *c);
 /* Frees the body buffer (the connection is freed). */
 void wd__conn_body_free(wd_conn_t *c);
-/* Between requests: gives back a body buffer larger than a small body's. */
-void wd__conn_body_idle(wd_conn_t *c);
+/* Between requests: gives back a body buffer larger than a small body's (whole: any); returns
+ * the bytes given back. */
+size_t wd__conn_body_idle(wd_conn_t *c, int whole);
 /* A keep-alive connection idle for a while (wd_conns_tick): gives back every buffer it keeps for
  * its next request (they are made again when it comes). Returns the bytes given back. */
 size_t wd__conn_trim_idle(wd_conn_t *c);

@@ -167,6 +167,7 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
     char line[4096], when[64];
     wd_slice_t method = {"-", 1}, uri = {"-", 1}, proto = {"-", 1}, ref = {"", 0}, ua = {"", 0};
     wd_slice_t remote = {c->remote, strlen(c->remote)};
+    const wd_http_t *h = wd__conn_http(c);
     time_t now = time(NULL);
     struct tm tm;
     double secs = 0;
@@ -188,19 +189,19 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         remote = fcgi_var(&c->fcgi.req, "REMOTE_ADDR");
         ref = fcgi_var(&c->fcgi.req, "HTTP_REFERER");
         ua = fcgi_var(&c->fcgi.req, "HTTP_USER_AGENT");
-    } else if (c->proto == WD_REQ_HTTP && c->http.state != WD_HTTP_HEAD) {
+    } else if (h != NULL && h->state != WD_HTTP_HEAD) {
         if (c->dispatched && c->req.forwarded) /* a trusted proxy's client (forward.h) */
             remote = (wd_slice_t){c->req.remote_addr, strlen(c->req.remote_addr)};
         static const char *const protos[] = {"HTTP/1.0", "HTTP/1.1", "HTTP/1.2", "HTTP/1.3",
                                              "HTTP/1.4", "HTTP/1.5", "HTTP/1.6", "HTTP/1.7",
                                              "HTTP/1.8", "HTTP/1.9"};
 
-        method = wd_http_method(&c->http);
-        uri = wd_http_slice(&c->http, c->http.url);
-        proto.p = protos[c->http.request_minor % 10];
+        method = wd_http_method(h);
+        uri = wd_http_slice(h, h->url);
+        proto.p = protos[h->request_minor % 10];
         proto.n = 8;
-        ref = http_header(&c->http, "referer");
-        ua = http_header(&c->http, "user-agent");
+        ref = http_header(h, "referer");
+        ua = http_header(h, "user-agent");
     }
     if (c->dispatched) {
         secs = (double)wd__conn_ran_ns(c) / 1e9;

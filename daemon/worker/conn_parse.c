@@ -95,7 +95,7 @@ static int http_body_cb(void *data, const char *at, size_t n)
 
 static int http_error_status(const wd_conn_t *c)
 {
-    switch (c->http.error) {
+    switch (c->http->error) {
     case WD_HTTP_ETOO_MANY:
         return 431;
     case WD_HTTP_EUPGRADE:
@@ -113,7 +113,7 @@ static int http_error_status(const wd_conn_t *c)
 static int http_head_complete(wd_conn_t *c)
 {
     const wd_group_conf_t *g = c->cs->group;
-    wd_http_t *h = &c->http;
+    wd_http_t *h = c->http;
 
     c->head_end = c->parsed;
     if (h->has_content_length && wd__conn_body_refused(c, h->content_length))
@@ -143,7 +143,7 @@ static int http_head_complete(wd_conn_t *c)
 /* The parser refused the request: logged and answered. */
 void wd__conn_http_failed(wd_conn_t *c)
 {
-    const wd_http_t *h = &c->http;
+    const wd_http_t *h = c->http;
     int status = http_error_status(c);
 
     if (status == 400)
@@ -160,7 +160,7 @@ void wd__conn_http_failed(wd_conn_t *c)
 
 int wd__conn_http_process(wd_conn_t *c)
 {
-    wd_http_t *h = &c->http;
+    wd_http_t *h = c->http;
 
     h->base = c->buf;
     h->on_body = http_body_cb;

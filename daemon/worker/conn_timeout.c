@@ -67,8 +67,8 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->req.status = 504;
         /* The proxy's next request on this connection would wait here too (balance.h; this
          * request has left the gauges already). */
-        if (wd_balance_close_req(&c->req, now, now, 1))
-            c->http.keep_alive = 0;
+        if (wd_balance_close_req(&c->req, now, now, 1) && c->proto == WD_REQ_HTTP)
+            c->http->keep_alive = 0;
         wd__conn_answer(c, 504);
         return;
     }
@@ -90,6 +90,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->cs->app->interrupt(&c->req);
     }
     if (ran > g->request_timeout + grace) {
+        const wd_http_t *h = wd__conn_http(c);
         char buf[512];
         size_t n;
 
@@ -101,8 +102,7 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
                      "504 and replacing this worker",
                      c->req.id, wd__conn_peer(c), ran - g->request_timeout);
         if (c->out.sent == 0) {
-            n = wd_response_canned(buf, sizeof buf, 504,
-                                   c->proto == WD_REQ_HTTP ? (int)c->http.http_minor : 1, 0);
+            n = wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1, 0);
             if (write(c->fd, buf, n) < 0) {
                 /* The client is gone anyway. */
             }

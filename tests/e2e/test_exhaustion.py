@@ -383,9 +383,10 @@ def test_idle_connections_give_back_their_buffers(wsgid):
     """A keep-alive connection idle for a second gives back the buffers it keeps for its next
     request, the read buffer and the response's spare segment (daemon/worker/conn_timeout.c:
     wd_conns_tick), and the worker hands their pages to the kernel (worker.c: heap_trim). 800
-    connections, a hello each, then idle: measured, 11.7 KiB of RSS a connection at first, 7.5
-    KiB 1.3 s later (without the trim, 11.7 after 8 s). Bound: at most 0.75 of what they held at
-    first, and 8 KiB a connection, within 8 s (not under the sanitizer build, whose allocator
+    connections, a hello each, then idle: measured, 11.7 KiB of RSS a connection at first, 5.5
+    KiB 1.3 s later (without the trim, 11.7 after 8 s; with the HTTP parser kept, as before it was
+    given back too, 7.5 after 1.3 s and still 7.5 after 8 s). Bound: at most 0.6 of what they held
+    at first, and 6.5 KiB a connection, within 8 s (not under the sanitizer build, whose allocator
     keeps freed memory). Then every connection is served again, its buffers made anew."""
     n = 800
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -410,7 +411,7 @@ def test_idle_connections_give_back_their_buffers(wsgid):
         while time.monotonic() < deadline:
             time.sleep(0.25)
             kept = (rss_mib(pid) - before) * 1024 / n
-            if kept <= 0.75 * held and kept <= 8:
+            if kept <= 0.6 * held and kept <= 6.5:
                 break
         print("RSS a connection idle after a hello: %.1f KiB at first, %.1f KiB after %.1f s"
               % (held, kept, 8 - (deadline - time.monotonic())))
@@ -423,7 +424,7 @@ def test_idle_connections_give_back_their_buffers(wsgid):
         for c in conns:
             c.close()
     if rss_checked():
-        assert kept <= 0.75 * held and kept <= 8, (
+        assert kept <= 0.6 * held and kept <= 6.5, (
             "idle connections held %.1f KiB each at first and %.1f KiB 8 s later" % (held, kept))
 
 
