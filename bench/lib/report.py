@@ -480,7 +480,8 @@ def write_results(run, meta, outdir):
     L.append("## Every server on every path")
     L.append("")
     L.append("Medians over rounds. CPU: the time the threads of the server's whole process tree "
-             "ran (/proc schedstat, ns) per answered request; nginx's and PostgreSQL's separately (for "
+             "ran (/proc schedstat, ns; clock ticks for a process a thread of which ended "
+             "meanwhile) per answered request; nginx's and PostgreSQL's separately (for "
              "the mixed test: per request of both endpoints). Switches: the context switches of "
              "every thread of the server's tree per answered request (/proc, voluntary and "
              "involuntary: a thread that waits and is woken, or is preempted), the wake-ups a "
