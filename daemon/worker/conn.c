@@ -215,6 +215,7 @@ size_t wd__conn_trim_idle(wd_conn_t *c)
         n += sizeof *c->http;
         free(c->http);
         c->http = NULL;
+        c->req.http = NULL;
     }
     return n;
 }
@@ -430,6 +431,9 @@ static void conn_process(wd_conn_t *c)
     if (c->proto == WD_REQ_HTTP && c->http == NULL) {
         c->http = xmalloc(sizeof *c->http);
         wd_http_init(c->http, NULL, NULL);
+    } else if (c->proto != WD_REQ_HTTP && c->http != NULL) { /* a pooled HTTP connection's */
+        free(c->http);
+        c->http = NULL;
     }
     r = c->proto == WD_REQ_UWSGI  ? wd__conn_uwsgi_process(c)
         : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)

@@ -137,13 +137,14 @@ struct wd_conn {
     int trusted;       /* the peer is one of the group's trusted-proxies (forward.h) */
     int proxy_pending; /* proxy-protocol: its PROXY header has not been read yet */
 
-    /* Last: a connection freed to the worker's pool keeps its buffers and this (initialised once),
-     * and everything before it is zeroed for the next connection. */
+    /* A connection freed to the worker's pool keeps its buffers, this (initialised once) and what
+     * follows; everything before this is zeroed for the next connection. */
     wd_out_t out;
 
     /* HTTP's parser (2 KiB with its header table): made when the connection's first bytes say
      * HTTP (conn.c: conn_process), kept across its requests and in the pool, and given back by
-     * an idle connection (wd__conn_trim_idle). NULL otherwise: uwsgi and FastCGI never need it. */
+     * an idle connection (wd__conn_trim_idle), or by a pooled one that the next connection's
+     * first bytes say is uwsgi or FastCGI. NULL otherwise: those never need it. */
     wd_http_t *http;
 
     /* FastCGI (conn_fcgi.c): the request the proxy is sending on this connection (one at a

@@ -146,7 +146,7 @@ static int idle_long(wd_conn_t *c)
         return 0;
     }
     if (c->idle_ticks >= WD_CONN_IDLE_TRIM_TICKS) /* trimmed already */
-        return c->buf != NULL || c->body_mem != NULL || c->fcgi.params != NULL;
+        return c->buf != NULL || c->body_mem != NULL || c->fcgi.params != NULL || c->http != NULL;
     return ++c->idle_ticks == WD_CONN_IDLE_TRIM_TICKS;
 }
 
