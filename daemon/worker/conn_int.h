@@ -19,6 +19,7 @@ static inline const wd_http_t *wd__conn_http(const wd_conn_t *c)
 {
     return c->proto == WD_REQ_HTTP ? c->http : NULL;
 }
+
 /* The peer's address for messages ("unix" on a unix socket). */
 const char *wd__conn_peer(const wd_conn_t *c);
 /* What the connection's poll watches (UV_READABLE, UV_WRITABLE, UV_DISCONNECT; 0: nothing). */
