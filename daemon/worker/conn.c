@@ -207,17 +207,21 @@ static size_t conn_trim(wd_conn_t *c, int whole)
     return n;
 }
 
+/* The HTTP parser goes (conn_process makes it again when the connection needs one); returns the
+ * bytes given back. */
+static size_t http_drop(wd_conn_t *c)
+{
+    if (c->http == NULL)
+        return 0;
+    free(c->http);
+    c->http = NULL;
+    c->req.http = NULL;
+    return sizeof(wd_http_t);
+}
+
 size_t wd__conn_trim_idle(wd_conn_t *c)
 {
-    size_t n = wd_out_trim(&c->out) + conn_trim(c, 1);
-
-    if (c->http != NULL && c->len == 0) { /* conn_process makes it again */
-        n += sizeof *c->http;
-        free(c->http);
-        c->http = NULL;
-        c->req.http = NULL;
-    }
-    return n;
+    return wd_out_trim(&c->out) + conn_trim(c, 1) + (c->len == 0 ? http_drop(c) : 0);
 }
 
 static void conn_free(wd_conn_t *c)
@@ -427,13 +431,12 @@ static void conn_process(wd_conn_t *c)
             return; /* 0: one more byte decides */
         }
         c->proto = (wd_req_kind_t)r;
+        if (c->proto != WD_REQ_HTTP)
+            http_drop(c); /* a pooled HTTP connection's */
     }
     if (c->proto == WD_REQ_HTTP && c->http == NULL) {
         c->http = xmalloc(sizeof *c->http);
         wd_http_init(c->http, NULL, NULL);
-    } else if (c->proto != WD_REQ_HTTP && c->http != NULL) { /* a pooled HTTP connection's */
-        free(c->http);
-        c->http = NULL;
     }
     r = c->proto == WD_REQ_UWSGI  ? wd__conn_uwsgi_process(c)
         : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)
