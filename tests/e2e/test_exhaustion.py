@@ -266,7 +266,7 @@ def test_worker_gives_back_large_blocks_when_idle(wsgid):
 
 def test_a_big_block_cut_down_and_kept_gives_its_pages_back(wsgid):
     """A block of Python's raw allocator that the worker made (daemon/worker/bigblock.h) and that
-    the app's data cuts down by realloc (os.read at a size larger than what comes, here an 8 MiB
+    the app's data cuts down by realloc (os.pread at a size larger than what comes, here an 8 MiB
     block cut to 300 KiB) moves to a block its size once it would fit the old one more than twice
     over, as wd_big_alloc's reuse does; kept in place, the app keeping the result kept all 8 MiB.
     Three requests; within 5 s their worker's RSS is back within 2 MiB of where it was (each keeps

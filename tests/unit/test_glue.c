@@ -675,6 +675,8 @@ static int test_venv(wd_config_t *conf, wd_group_conf_t *group)
     snprintf(cmd, sizeof cmd, "/usr/bin/python3 -m venv --without-pip %s", dir);
     if (system(cmd) != 0) {
         fprintf(stderr, "SKIP: cannot make a venv (python3-venv missing?)\n");
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        (void)!system(cmd);
         return 77;
     }
     snprintf(cmd, sizeof cmd, "%s/lib/python%d.%d/site-packages/wsgid_venv_probe.py", dir,
@@ -739,6 +741,8 @@ int main(int argc, char **argv)
     if (argc > 2 && strcmp(argv[2], "--venv") == 0) {
         int rc = test_venv(&conf, &group);
 
+        if (rc != 1 && getenv("KEEP_LOG") == NULL)
+            unlink(log_path); /* passed or skipped (77): nothing to look at */
         free(dir);
         free(abs);
         return rc;
