@@ -115,9 +115,18 @@ class Load:
 
     def settle(self, text, t0, rolled):
         """Once the roll is over (rolled() is true) and the requests it let through have been
-        answered: the seconds from t0 to the last request sent that did not get text."""
+        answered: the seconds from t0 to the last request sent that did not get text. Answered
+        means that requests sent after the roll came back, as many as there are clients: a fixed
+        wait was not always enough for a fresh worker's first answers under the sanitizer build
+        (the last old answer was sent after the last new one that had come back)."""
         wait_for(rolled, timeout=15, what="the roll to be done")
-        time.sleep(0.3)
+        t_done = time.monotonic()
+
+        def after_done():
+            with self.lock:
+                return sum(1 for t, _ in self.answers if t > t_done) >= len(self.threads)
+
+        wait_for(after_done, timeout=15, what="answers to requests sent after the roll")
         with self.lock:
             old = [t for t, x in self.answers if t >= t0 and x != text]
             new = [t for t, x in self.answers if t >= t0 and x == text]
