@@ -620,7 +620,8 @@ SHORT = {"hello_uwsgi": "hello uwsgi_pass", "hello_ka": "hello keep-alive",
          "io_5ms": "I/O 5 ms", "mixed": "mixed (p99)", "post": "POST 1 MiB", "big": "GET 16 MiB",
          "tfb_json": "TFB json", "tfb_db": "TFB db", "tfb_queries": "TFB queries",
          "tfb_fortunes": "TFB fortunes", "tfb_updates": "TFB updates",
-         "tfb_plaintext": "TFB plaintext", "flask": "Flask"}
+         "tfb_plaintext": "TFB plaintext", "flask": "Flask",
+         "django": "Django"}
 
 
 def chart(comps, outdir, base):

@@ -17,8 +17,9 @@ BEST = {"wsgid": ("ka",), "uwsgi": ("uwsgi", "ka"), "gunicorn": ("ka",), "mod_ws
 
 class Scenario:
     """key: figure name; group: the --tests name that selects it (its key selects it too);
-    app: main | tfb | flaskapp; url; conns: wrk -c (or a callable of args); kind: wrk | mixed |
-    slow; primary: the figure the ratio is taken on (rps: higher is better, p99_ms: lower)."""
+    app: main | tfb | flaskapp | djangoapp; url; conns: wrk -c (or a callable of args); kind: wrk
+    | mixed | slow; primary: the figure the ratio is taken on (rps: higher is better, p99_ms:
+    lower)."""
 
     def __init__(self, key, group, label, app, url, conns, rows, kind="wrk", threads=None,
                  script=None, primary="rps", ceiling=(), best_rows=False):
@@ -81,6 +82,9 @@ SCENARIOS = [
 ] + [
     Scenario("flask", "flask", "Flask hello JSON", "flaskapp", "/", lambda a: a.connections,
              BEST, best_rows=True),
+    Scenario("django", "django", "Django fortunes (ORM, template, startproject's middleware), "
+             "-c32", "djangoapp", "/fortunes/", lambda a: a.tfb_connections, BEST,
+             best_rows=True),
 ]
 SCEN = {s.key: s for s in SCENARIOS}
 GROUPS = []
@@ -92,8 +96,11 @@ ALIASES = {"nginx": "hello_uwsgi", "nginx_ka": "hello_ka", "nginx_ka_c1": "c1",
            "direct": "hello_direct"}
 # Sessions: one server start per (app, path), in this order within a round.
 SESSIONS = [("main", "uwsgi"), ("main", "ka"), ("main", "fcgi"), ("main", "direct"), ("tfb", "ka"),
-            ("tfb", "uwsgi"), ("flaskapp", "ka"), ("flaskapp", "uwsgi")]
-READY_PATH = {"main": "/", "tfb": "/plaintext", "flaskapp": "/"}
+            ("tfb", "uwsgi"), ("flaskapp", "ka"), ("flaskapp", "uwsgi"),
+            ("djangoapp", "ka"), ("djangoapp", "uwsgi")]
+READY_PATH = {"main": "/", "tfb": "/plaintext", "flaskapp": "/", "djangoapp": "/fortunes/"}
+# The apps that read PostgreSQL (bench/lib/pg.py)
+DB_APPS = ("tfb", "djangoapp")
 
 
 def select(names):

@@ -65,7 +65,8 @@ class Server:
         return [self.proc.pid] + descendants(self.proc.pid) if self.proc else []
 
     def start(self, app, path, valgrind=None, env=None):
-        """app: 'main' (hello, sleeps, echo, big), 'tfb' or 'flaskapp'; path: see PATHS."""
+        """app: 'main' (hello, sleeps, echo, big), 'tfb', 'flaskapp' or 'djangoapp'; path: see
+        PATHS."""
         for s in self.sockets(path):
             if os.path.exists(s):
                 os.unlink(s)

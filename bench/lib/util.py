@@ -11,7 +11,7 @@ BENCH = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ROOT = os.path.dirname(BENCH)
 PY = "/usr/bin/python3"
 PACKAGES = ["uwsgi", "uwsgi-plugin-python3", "gunicorn", "apache2", "libapache2-mod-wsgi-py3",
-            "nginx", "wrk", "valgrind", "gnuplot-nox", "python3-flask",
+            "nginx", "wrk", "valgrind", "gnuplot-nox", "python3-flask", "python3-django",
             "postgresql", "python3-psycopg2", "python3-jinja2"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -107,6 +107,7 @@ def versions(wsgid_bin, pg_bin, given=False):
         "nginx": first_line(["nginx", "-v"]).replace("nginx version: ", ""),
         "python": first_line([PY, "--version"]),
         "flask": "Flask " + dpkg_version("python3-flask"),
+        "django": "Django " + dpkg_version("python3-django"),
         "postgresql": first_line([os.path.join(pg_bin, "postgres"), "--version"])
         if pg_bin else "not found",
         "psycopg2": "psycopg2 " + dpkg_version("python3-psycopg2"),
