@@ -441,7 +441,9 @@ static void conn_process(wd_conn_t *c)
     r = c->proto == WD_REQ_UWSGI  ? wd__conn_uwsgi_process(c)
         : c->proto == WD_REQ_FCGI ? wd__conn_fcgi_process(c)
                                   : wd__conn_http_process(c);
-    if (r == 1)
+    if (r == 1 && c->proto == WD_REQ_FCGI && wd__conn_fcgi_aborted_early(c))
+        wd_conn_close(c);
+    else if (r == 1)
         conn_dispatch(c);
 }
 
@@ -649,9 +651,10 @@ static int read_once(wd_conn_t *c)
         wd_conn_close(c);
         return 0;
     }
-    if (c->state == WD_CONN_HEAD && c->len == 0)
+    if (c->state == WD_CONN_HEAD && c->len == 0 && !c->fcgi.head_timed) {
         wd__conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
-    else if (c->state == WD_CONN_BODY)
+        c->fcgi.head_timed = 1;
+    } else if (c->state == WD_CONN_BODY)
         wd__conn_timer(c, c->cs->group->body_timeout);
     if (direct != NULL) {
         first = (size_t)n < room ? (size_t)n : room;
@@ -761,6 +764,7 @@ static void response_complete(wd_conn_t *c)
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     wd__conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);
+    c->fcgi.head_timed = leftover > 0;
     conn_process(c);
 }
 
@@ -939,7 +943,9 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
  * once). */
 static int idle_keepalive(const wd_conn_t *c)
 {
-    return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0;
+    /* A FastCGI request's records are taken out of the buffer as they come: one on its way
+     * leaves it empty. */
+    return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0 && !c->fcgi.active;
 }
 
 static void conn_shutdown(wd_conn_t *c)

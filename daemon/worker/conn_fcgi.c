@@ -36,6 +36,19 @@ static int refuse(wd_conn_t *c, uint16_t id, int protocol_status)
     return send_now(c, end, wd_fcgi_end_request(end, id, 0, protocol_status));
 }
 
+/* Ends request id with END_REQUEST, then closes the connection unless its BEGIN_REQUEST asked
+ * to keep it (the spec: without FCGI_KEEP_CONN the application closes the connection after its
+ * answer). 0, or -1 when the connection is closed. */
+static int refuse_then(wd_conn_t *c, uint16_t id, int protocol_status, int keep_conn)
+{
+    if (refuse(c, id, protocol_status) < 0)
+        return -1;
+    if (keep_conn)
+        return 0;
+    wd_conn_close(c);
+    return -1;
+}
+
 static int management(wd_conn_t *c, const wd_fcgi_record_t *rec)
 {
     char out[WD_FCGI_GET_VALUES_RESULT_MAX];
@@ -104,6 +117,19 @@ static int stdin_too_long(wd_conn_t *c, size_t n)
     return 1;
 }
 
+/* The STDIN stream ended before the CONTENT_LENGTH the request announced: answered 400, 1. A
+ * body cut short is not handed to the app as if whole. */
+static int stdin_too_short(wd_conn_t *c)
+{
+    if (c->body_expect == 0 || c->body_len == c->body_expect)
+        return 0;
+    wd_log_peer(
+        WD_LOG_WARN, "peer %s: FastCGI STDIN ended at %llu bytes of its CONTENT_LENGTH (%llu)",
+        wd__conn_peer(c), (unsigned long long)c->body_len, (unsigned long long)c->body_expect);
+    wd__conn_fail(c, 400);
+    return 1;
+}
+
 /* One record of the current request: 1 when the request is complete, 0 to go on, -1 answered. */
 static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
 {
@@ -118,7 +144,7 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         if (!c->fcgi.params_done)
             return 0;
         if (rec->content.n == 0)
-            return 1;
+            return stdin_too_short(c) ? -1 : 1;
         if (stdin_too_long(c, rec->content.n))
             return -1;
         if (wd__conn_body_append(c, rec->content.p, rec->content.n) < 0) {
@@ -127,13 +153,14 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         }
         return 0;
     case WD_FCGI_ABORT_REQUEST:
-        /* Not dispatched yet: nothing ran; the request ends here. */
+        /* Not dispatched yet: nothing ran; the request ends here, and so does the connection if
+         * the proxy did not ask to keep it. */
         wd_log_peer(WD_LOG_INFO, "peer %s: FastCGI request %u aborted by the proxy before it ran",
                     wd__conn_peer(c), rec->request_id);
         wd__conn_body_clear(c);
         wd__conn_fcgi_reset(c);
         c->state = WD_CONN_HEAD;
-        return refuse(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE) < 0 ? -1 : 0;
+        return refuse_then(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE, c->fcgi.keep_conn);
     default:
         return 0; /* DATA (the filter role's) */
     }
@@ -149,7 +176,7 @@ static int record(wd_conn_t *c, const wd_fcgi_record_t *rec)
         if (c->fcgi.active)
             return refuse(c, rec->request_id, WD_FCGI_CANT_MPX_CONN);
         if (rec->role != WD_FCGI_RESPONDER)
-            return refuse(c, rec->request_id, WD_FCGI_UNKNOWN_ROLE);
+            return refuse_then(c, rec->request_id, WD_FCGI_UNKNOWN_ROLE, rec->keep_conn);
         c->fcgi.active = 1;
         c->fcgi.id = rec->request_id;
         c->fcgi.keep_conn = rec->keep_conn;
@@ -281,10 +308,40 @@ int wd__conn_fcgi_process(wd_conn_t *c)
     return 0;
 }
 
+/* Whether the whole records read past the request (from c->parsed) end it: an ABORT_REQUEST of
+ * its id, or a malformed record; logged. req_id: the request's, or "-" before it has one. */
+static int ended_in_buffer(wd_conn_t *c, const char *req_id, const char *when)
+{
+    size_t at = c->parsed;
+
+    for (;;) {
+        wd_fcgi_record_t rec;
+        int r = wd_fcgi_record(c->buf + at, c->len - at, &rec);
+
+        if (r == WD_PARSE_AGAIN)
+            return 0;
+        if (r == WD_PARSE_ERROR) {
+            wd_log_peer(WD_LOG_WARN, "[req %s] peer %s: malformed FastCGI record on %s: %s", req_id,
+                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
+            return 1;
+        }
+        if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
+            wd_log_peer(WD_LOG_INFO, "[req %s] peer %s: FastCGI request %u aborted by the proxy %s",
+                        req_id, wd__conn_peer(c), rec.request_id, when);
+            return 1;
+        }
+        at += (size_t)r;
+    }
+}
+
+int wd__conn_fcgi_aborted_early(wd_conn_t *c)
+{
+    return c->parsed < c->len && ended_in_buffer(c, "-", "before it ran");
+}
+
 int wd__conn_fcgi_watch(wd_conn_t *c)
 {
     ssize_t n = 0;
-    size_t at = c->parsed;
 
     if (c->len < c->cap) {
         do
@@ -299,25 +356,8 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
     }
     if (n > 0)
         c->len += (size_t)n;
-    for (;;) {
-        wd_fcgi_record_t rec;
-        int r = wd_fcgi_record(c->buf + at, c->len - at, &rec);
-
-        if (r == WD_PARSE_AGAIN)
-            return 0;
-        if (r == WD_PARSE_ERROR) {
-            wd_log_peer(WD_LOG_WARN, "[req %s] peer %s: malformed FastCGI record on %s: %s",
-                        c->req.id, wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
-            return 1;
-        }
-        if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
-            wd_log_peer(WD_LOG_INFO, "[req %s] peer %s: FastCGI request %u aborted by the proxy %s",
-                        c->req.id, wd__conn_peer(c), rec.request_id,
-                        c->req.py_running ? "while it ran" : "before a thread took it");
-            return 1;
-        }
-        at += (size_t)r;
-    }
+    return ended_in_buffer(c, c->req.id,
+                           c->req.py_running ? "while it ran" : "before a thread took it");
 }
 
 /* Between requests (conn.c: conn_trim): PARAMS that grew past the usual request's go back. */
@@ -338,6 +378,7 @@ size_t wd__conn_fcgi_idle(wd_conn_t *c, int whole)
 void wd__conn_fcgi_reset(wd_conn_t *c)
 {
     c->fcgi.active = 0;
+    c->fcgi.head_timed = 0;
     c->fcgi.params_done = 0;
     c->fcgi.params_len = 0;
     c->fcgi.stdin_left = 0;

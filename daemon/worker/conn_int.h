@@ -84,6 +84,10 @@ int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n);
  * the proxy (an ABORT_REQUEST of its id, the connection closed, a malformed record). 1 when the
  * request is aborted, else 0 (the records read wait for the next request). */
 int wd__conn_fcgi_watch(wd_conn_t *c);
+/* A request just complete, not dispatched yet: 1 when the records read after it end it (its
+ * ABORT_REQUEST came in the same read as its last STDIN record, or a malformed record did):
+ * logged; close the connection, as for an abort while the request waits in the queue. */
+int wd__conn_fcgi_aborted_early(wd_conn_t *c);
 /* After a response: the connection is ready for the next BEGIN_REQUEST. */
 void wd__conn_fcgi_reset(wd_conn_t *c);
 /* Between requests: gives back PARAMS' buffer if it grew past the usual size (whole: at any

@@ -21,7 +21,7 @@ void wd__conn_timer_cb(uv_timer_t *t)
 
     switch (c->state) {
     case WD_CONN_HEAD:
-        if (c->len == 0) {
+        if (c->len == 0 && !c->fcgi.active) {
             wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {
             wd_log_peer(WD_LOG_INFO,
@@ -102,7 +102,10 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
                      "504 and replacing this worker",
                      c->req.id, wd__conn_peer(c), ran - g->request_timeout);
         if (c->out.sent == 0) {
-            n = wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1, 0);
+            n = c->proto == WD_REQ_FCGI
+                    ? wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, 504, WD_FCGI_REQUEST_COMPLETE)
+                    : wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1,
+                                         0);
             if (write(c->fd, buf, n) < 0) {
                 /* The client is gone anyway. */
             }
@@ -137,8 +140,8 @@ void wd_conns_watch_waiting(wd_conns_t *cs)
  * FastCGI request the proxy aborted, a GET_VALUES). */
 static int idle_long(wd_conn_t *c)
 {
-    int idle = c->state == WD_CONN_HEAD && c->len == 0 && c->served == c->tick_served &&
-               c->park_owner == NULL;
+    int idle = c->state == WD_CONN_HEAD && c->len == 0 && !c->fcgi.active &&
+               c->served == c->tick_served && c->park_owner == NULL;
 
     c->tick_served = c->served;
     if (!idle) {

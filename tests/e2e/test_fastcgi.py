@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import signal
 import time
 
 import requests
@@ -389,3 +390,123 @@ def test_queue_timeout_overloaded(wsgid, tmp):
         assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
         assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK\r\n")
     d.expect_log(r"over queue-timeout")
+
+
+def test_a_request_on_its_way_is_not_an_idle_connection(wsgid, tmp):
+    """A kept connection whose next request has begun is not an idle one, though its records,
+    taken out of the read buffer as they come, leave the buffer empty as on an idle connection:
+    max-connections does not close it for a new connection (the new one waits), and a graceful
+    stop serves it. Both closed it, and the request was lost."""
+    d, sock = start(wsgid, tmp, processes=1, max_connections=1)
+    second = fcgi.begin(2, keep=True) + fcgi.record(
+        fcgi.PARAMS, 2, fcgi.pairs(params("/ops/mark?name=second")))
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/environ/"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+        c.send(second)
+        time.sleep(0.3)
+        other = Conn(sock, timeout=10)
+        other.send(fcgi.request(params("/ops/mark?name=other"), rid=1))
+        time.sleep(0.5)
+        c.send(fcgi.record(fcgi.PARAMS, 2) + fcgi.record(fcgi.STDIN, 2))
+        recs = fcgi.read_records(c)
+        assert recs and fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), recs
+        assert (tmp / "mark-second").exists()
+        assert not (tmp / "mark-other").exists(), "served past max-connections 1"
+    # The first connection closed: the one waiting is served.
+    assert fcgi.end_of(fcgi.read_records(other)) == (0, fcgi.REQUEST_COMPLETE)
+    other.close()
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/environ/"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+        c.send(fcgi.begin(3, keep=True) + fcgi.record(
+            fcgi.PARAMS, 3, fcgi.pairs(params("/ops/mark?name=stopping"))))
+        time.sleep(0.3)
+        d.signal(signal.SIGTERM)
+        time.sleep(0.5)
+        c.send(fcgi.record(fcgi.PARAMS, 3) + fcgi.record(fcgi.STDIN, 3))
+        recs = fcgi.read_records(c)
+        assert recs and fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), recs
+        assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK\r\n")
+    assert d.wait_exit(20) == 0
+
+
+def test_header_timeout_runs_from_the_first_record(wsgid, tmp):
+    """header-timeout counts from a request's first record: PARAMS records that keep coming, each
+    taken out of the buffer at once, do not start it again (every read into the empty buffer
+    did, and a record every 0.4 s held the connection for ever)."""
+    d, sock = start(wsgid, tmp, header_timeout=1)
+    with Conn(sock) as c:
+        t0 = time.monotonic()
+        c.send(fcgi.begin(1, keep=True))
+        for i in range(12):
+            if c.closed(timeout=0.4):
+                break
+            try:
+                c.send(fcgi.record(fcgi.PARAMS, 1, fcgi.pairs({"X_%d" % i: "y"})))
+            except OSError:
+                break
+        took = time.monotonic() - t0
+        assert c.closed(timeout=1) and took < 2.5, "still open after %.1f s" % took
+    d.wait_log(r"request head not complete after 1 s \(header-timeout\)")
+
+
+def test_a_request_stuck_past_request_timeout_gets_a_fastcgi_504(wsgid, tmp):
+    """Past request-timeout + grace the loop answers for a thread blocked outside Python: on a
+    FastCGI connection as FastCGI (the 504 in STDOUT, then END_REQUEST), not as raw HTTP."""
+    d, sock = start(wsgid, tmp, threads=2, request_timeout=1, shutdown_timeout=1)
+    d.expect_log(r"\[req \d+-1\] ")
+    with Conn(sock, timeout=15) as c:
+        c.send(fcgi.request(params("/ops/sleep?t=4"), rid=3, keep=True))
+        recs = fcgi.read_records(c)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 504 Gateway Timeout\r\n"), recs
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE) and all(r == 3 for _, r, _ in recs)
+    d.wait_log(r"still running .* answering 504 and replacing this worker")
+
+
+def test_an_abort_read_with_its_request_never_runs(wsgid, tmp):
+    """ABORT_REQUEST in the same read as the request's last STDIN record: the request never runs
+    and its connection closes, as for an abort while it waits in the queue. It was dispatched,
+    and the ABORT, left in the buffer, was not seen (no poll event came for it)."""
+    d, sock = start(wsgid, tmp, threads=1)
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/ops/mark?name=aborted"), rid=7, keep=True)
+               + fcgi.record(fcgi.ABORT_REQUEST, 7))
+        assert c.closed(timeout=2), "the aborted request's connection stays open"
+    d.wait_log(r"FastCGI request 7 aborted by the proxy before it ran")
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/ops/mark?name=after"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+    assert (tmp / "mark-after").exists()
+    assert not (tmp / "mark-aborted").exists(), "the aborted request ran"
+
+
+def test_stdin_shorter_than_its_content_length_is_refused(wsgid, tmp):
+    """A STDIN stream that ends before the request's CONTENT_LENGTH: 400, not a body cut short
+    handed to the app as if whole (the app saw CONTENT_LENGTH 100 and read 10 bytes)."""
+    d, sock = start(wsgid, tmp)
+    with Conn(sock) as c:
+        recs = post(c, b"x" * 100, stdin_records(b"x" * 10, [10], [0]))
+        assert fcgi.stdout_of(recs).startswith(b"Status: 400 "), recs
+        assert fcgi.end_of(recs)[1] == fcgi.REQUEST_COMPLETE
+    d.wait_log(r"FastCGI STDIN ended at 10 bytes of its CONTENT_LENGTH \(100\)")
+    with Conn(sock) as c:  # the whole body still goes through
+        recs = post(c, b"y" * 100, stdin_records(b"y" * 100, [30], [3]))
+        assert fcgi.stdout_of(recs).endswith(b"y" * 100)
+
+
+def test_an_abort_before_the_request_ends_closes_a_connection_not_kept(wsgid, tmp):
+    """Without FCGI_KEEP_CONN the application closes the connection after its answer (the
+    spec): also after the END_REQUEST that ends an aborted request, or one of a role it does not
+    play. The connection stayed open until header-timeout."""
+    d, sock = start(wsgid, tmp, header_timeout=30)
+    with Conn(sock) as c:
+        c.send(fcgi.begin(4) + fcgi.record(fcgi.PARAMS, 4, fcgi.pairs({"A": "b"}))
+               + fcgi.record(fcgi.ABORT_REQUEST, 4))
+        recs = fcgi.read_records(c)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert c.closed(timeout=2)
+    with Conn(sock) as c:
+        c.send(fcgi.begin(5, role=fcgi.AUTHORIZER))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.UNKNOWN_ROLE)
+        assert c.closed(timeout=2)
