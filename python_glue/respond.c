@@ -398,12 +398,17 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         PyObject *args[2] = {env, (PyObject *)r};
 
         result = PyObject_Vectorcall(app->app, args, 2, NULL);
+        /* The app returned, with a head: a mistake it made before (start_response called twice,
+         * say) it caught and got over. Left, it would stand in the log for a later exception. */
+        if (result != NULL && r->status != 0)
+            r->mistake[0] = '\0';
         error = result == NULL || send_result(r, result) < 0;
     }
     if (error || r->client_gone)
         log_failure(r);
     if (result != NULL)
         close_result(r, result, &error);
+    wd__py_resp_end_writes(r);
     if (error && !r->head_sent && !r->client_gone)
         keep_alive = send_canned(r, req->timed_out ? 504 : 500, WD_FCGI_REQUEST_COMPLETE);
     else if (error)

@@ -34,6 +34,13 @@ typedef struct wd_resp {
     int keep_alive; /* the verdict once the head is framed */
     int failed;     /* the response cannot be completed: close the connection */
     int client_gone;
+    /* An app may call write() from a thread of its own (PEP 3333 does not forbid it). A push
+     * that waits for the loop lets the GIL go halfway through, so pushes take turns (pushing,
+     * guarded by the GIL), and once the serving thread ends the response (finishing) write()
+     * and start_response refuse: a push still on its way would have used the request after it,
+     * and one ending later would have cut into the last chunk. */
+    int pushing;
+    int finishing;
     char mistake[256]; /* what the application did wrong, for the log line */
 } wd_resp_t;
 
@@ -60,6 +67,9 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what);
 int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);
 /* The same bytes as they are: no FastCGI records around them (the end of a FastCGI response). */
 int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend);
+/* The serving thread ends the response: write() and start_response refuse from now on, and a
+ * push another thread has on its way is waited for. */
+void wd__py_resp_end_writes(wd_resp_t *r);
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
  * length when it is known before anything is sent, -1 otherwise. */
 void wd__py_resp_frame_head(wd_resp_t *r, int64_t known);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static void head_reserve(wd_py_thread_t *thr, size_t need)
 {
@@ -123,11 +124,22 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
                                    "hop-by-hop header '%.*s' is not allowed from an application",
                                    (int)nn, np);
     if (wd_slice_ieq(np, nn, "content-length")) {
-        if (parse_u64(vp, vn, &r->cl) < 0)
+        uint64_t cl;
+
+        if (parse_u64(vp, vn, &cl) < 0)
             return wd__py_resp_mistake(r, PyExc_ValueError,
                                        "header 'Content-Length' value '%.*s' is not a "
                                        "number",
                                        (int)(vn > 40 ? 40 : vn), vp);
+        /* Two lengths would frame the body two ways (a proxy answers 502, a client reading the
+         * first swallows the next response); the same one twice goes out once. */
+        if (r->has_cl && cl != r->cl)
+            return wd__py_resp_mistake(r, PyExc_ValueError,
+                                       "two Content-Length headers (%llu and %llu)",
+                                       (unsigned long long)r->cl, (unsigned long long)cl);
+        if (r->has_cl)
+            return 0;
+        r->cl = cl;
         r->has_cl = 1;
     }
     head_reserve(r->thr, *len + nn + vn + 4);
@@ -154,6 +166,11 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
     code = sp ? wd_response_parse_status(sp, sn) : -1;
     if (code < 0)
         return wd__py_resp_mistake(r, PyExc_ValueError, "status '%.100s' is not 'NNN reason'",
+                                   utf8(status));
+    if (code < 200) /* a client reads it as an interim answer and waits for the real one */
+        return wd__py_resp_mistake(r, PyExc_ValueError,
+                                   "status '%.100s' is informational (1xx); a WSGI response needs "
+                                   "a final status",
                                    utf8(status));
     if (!PyList_Check(headers) && !PyTuple_Check(headers))
         return wd__py_resp_mistake(r, PyExc_TypeError, "the headers are a %s; WSGI needs a list",
@@ -186,6 +203,38 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
 static PyObject *resp_write_py(PyObject *self, PyObject *data);
 static PyMethodDef write_def = {"write", resp_write_py, METH_O, "write(data): the legacy write"};
 
+/* Too late to replace the head: re-raises the app's own error (PEP 3333), which must be what
+ * sys.exc_info() gives in an except block. Anything else (its (None, None, None) outside one, a
+ * tuple of ints) restored as the pending exception crashed the worker: CPython then writes a
+ * traceback into an object that is no exception. */
+static PyObject *reraise(wd_resp_t *r, PyObject *exc_info)
+{
+    PyObject *type, *value, *tb;
+
+    if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
+        wd__py_resp_mistake(r, PyExc_TypeError, "exc_info is a %s; WSGI needs a 3-tuple",
+                            Py_TYPE(exc_info)->tp_name);
+        return NULL;
+    }
+    type = PyTuple_GET_ITEM(exc_info, 0);
+    value = PyTuple_GET_ITEM(exc_info, 1);
+    tb = PyTuple_GET_ITEM(exc_info, 2);
+    if (!PyExceptionClass_Check(type) || !PyExceptionInstance_Check(value) ||
+        !PyObject_TypeCheck(value, (PyTypeObject *)type) ||
+        (tb != Py_None && !PyTraceBack_Check(tb))) {
+        wd__py_resp_mistake(r, PyExc_TypeError,
+                            "exc_info is not what sys.exc_info() gives in an except block");
+        return NULL;
+    }
+    Py_INCREF(type);
+    Py_INCREF(value);
+    if (tb == Py_None)
+        tb = NULL;
+    Py_XINCREF(tb);
+    PyErr_Restore(type, value, tb);
+    return NULL;
+}
+
 /* start_response(status, headers, exc_info=None) */
 static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
 {
@@ -196,23 +245,13 @@ static PyObject *resp_call(PyObject *self, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|O:start_response", kwlist, &status, &headers,
                                      &exc_info))
         return NULL;
-    if (r->req == NULL) {
+    if (r->req == NULL || r->finishing) {
         PyErr_SetString(PyExc_RuntimeError, "start_response called after the request ended");
         return NULL;
     }
     if (exc_info != Py_None) {
-        if (r->head_sent) {
-            /* Too late to replace the head: re-raise the app's own error (PEP 3333). */
-            if (!PyTuple_Check(exc_info) || PyTuple_GET_SIZE(exc_info) != 3) {
-                PyErr_SetString(PyExc_TypeError, "exc_info must be a 3-tuple");
-                return NULL;
-            }
-            for (int i = 0; i < 3; i++)
-                Py_INCREF(PyTuple_GET_ITEM(exc_info, i));
-            PyErr_Restore(PyTuple_GET_ITEM(exc_info, 0), PyTuple_GET_ITEM(exc_info, 1),
-                          PyTuple_GET_ITEM(exc_info, 2));
-            return NULL;
-        }
+        if (r->head_sent)
+            return reraise(r, exc_info);
         r->status = 0;
     } else if (r->status != 0) {
         wd__py_resp_mistake(r, PyExc_RuntimeError, "start_response called twice without exc_info");
@@ -243,10 +282,30 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
     }
 }
 
+/* Waits for the push another thread has on its way (resp.h: pushing), then takes the turn. Only
+ * an app that writes from threads of its own ever waits here. */
+static void push_turn(wd_resp_t *r)
+{
+    while (r->pushing) {
+        PyThreadState *ts = PyEval_SaveThread();
+
+        usleep(200);
+        wd__py_gil_restore(ts);
+    }
+    r->pushing = 1;
+}
+
+void wd__py_resp_end_writes(wd_resp_t *r)
+{
+    r->finishing = 1;
+    push_turn(r);
+    r->pushing = 0;
+}
+
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
  * to the temp file, or waiting for the loop to drain) with the GIL released. */
 /* The bytes of iov as they are (HTTP, uwsgi; FastCGI: records already framed). */
-int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
+static int push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
 {
     int rc = wd_out_try_writev(r->req->out, iov, n, lend);
 
@@ -308,7 +367,7 @@ static int fcgi_push(wd_resp_t *r, struct iovec *iov, int n, const wd_out_lend_t
             }
             left -= rec;
         }
-        rc = wd__py_resp_push_raw(r, out, k, lent ? out_lend : NULL);
+        rc = push_raw(r, out, k, lent ? out_lend : NULL);
         for (int j = 0; lent && j < k; j++)
             Py_XDECREF((PyObject *)out_lend[j].obj); /* the parts the buffer did not keep */
     }
@@ -317,9 +376,22 @@ static int fcgi_push(wd_resp_t *r, struct iovec *iov, int n, const wd_out_lend_t
 
 int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
 {
-    if (r->req->kind == WD_REQ_FCGI)
-        return fcgi_push(r, iov, n, lend);
-    return wd__py_resp_push_raw(r, iov, n, lend);
+    int rc;
+
+    push_turn(r);
+    rc = r->req->kind == WD_REQ_FCGI ? fcgi_push(r, iov, n, lend) : push_raw(r, iov, n, lend);
+    r->pushing = 0;
+    return rc;
+}
+
+int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend)
+{
+    int rc;
+
+    push_turn(r);
+    rc = push_raw(r, iov, n, lend);
+    r->pushing = 0;
+    return rc;
 }
 
 /* Completes the head in thr->head: our framing headers and the blank line. known is the body
@@ -452,7 +524,7 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
     wd_resp_t *r = (wd_resp_t *)self;
     wd_slice_t piece;
 
-    if (r->req == NULL) {
+    if (r->req == NULL || r->finishing) {
         PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
         return NULL;
     }

@@ -9,6 +9,7 @@ import pytest
 
 from helpers.clients import (HELLO, Conn, assert_hello, http_request, parse_response, raw,
                              uwsgi_packet, uwsgi_request)
+from helpers.procs import wait_for
 
 
 def _alive(addr):
@@ -196,7 +197,8 @@ def test_many_bad_connections_then_hello(site):
 # --- app mistakes -------------------------------------------------------------------------------
 
 MISTAKES = ["/non-bytes", "/bad-status", "/header-crlf", "/header-latin1", "/hop-by-hop",
-            "/start-twice", "/raise-before", "/no-start-response"]
+            "/start-twice", "/raise-before", "/no-start-response", "/informational",
+            "/two-lengths"]
 
 
 @pytest.fixture
@@ -262,6 +264,87 @@ def test_close_is_called(mistakes, tmp):
     while not (tmp / "closed").exists() and time.monotonic() < wait:
         time.sleep(0.05)
     assert (tmp / "closed").exists()
+
+
+def test_the_same_content_length_twice_goes_out_once(mistakes):
+    """Two Content-Length headers that differ are a mistake (in MISTAKES: a 500); the same one
+    twice goes out once, and the connection serves on."""
+    with Conn(mistakes.tcp) as c:
+        c.send(http_request("GET", "/same-length-twice"))
+        r = c.response()
+        assert r.status == 200 and r.body == b"abc", r
+        assert r.head.lower().count(b"content-length:") == 1, r.head
+        c.send(http_request("GET", "/ok", {"Connection": "close"}))
+        assert c.response().body == b"ok\n"
+
+
+@pytest.mark.parametrize("path", ["/exc-info-none", "/exc-info-ints-caught", "/exc-info-real"])
+def test_exc_info_after_the_head(mistakes, tmp, path):
+    """start_response with exc_info once the head is out re-raises the app's error (PEP 3333).
+    An exc_info that is not what sys.exc_info() gives in an except block is a TypeError the app
+    may catch; restored as the pending exception, (None, None, None) or (1, 2, 3) killed the
+    worker (SIGSEGV), with every request it had."""
+    d = mistakes
+    workers = set(d.workers())
+    before = d.log_size()
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", path, {"Connection": "close"}))
+        data = c.read_until_close()
+    assert data.startswith(b"HTTP/1.1 200 OK\r\n") and b"head out" in data, data
+    if path == "/exc-info-ints-caught":
+        assert (tmp / "exc-info-refused").exists()
+        assert b"more" in data and data.endswith(b"0\r\n\r\n"), data  # it went on
+    else:
+        assert not data.endswith(b"0\r\n\r\n"), data  # cut short
+        d.wait_log(r"KeyError" if path == "/exc-info-real"
+                   else r"exc_info is not what sys.exc_info\(\) gives", since=before)
+    assert set(d.workers()) == workers, "a worker died"
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/ok", {"Connection": "close"}))
+        assert c.response().body == b"ok\n"
+
+
+def test_a_mistake_the_app_got_over_does_not_hide_a_later_error(mistakes):
+    """The app catches its start_response-twice error and answers; its iterable then raises: the
+    log names that exception, not the mistake the app got over."""
+    d = mistakes
+    before = d.log_size()
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/stale-mistake", {"Connection": "close"}))
+        data = c.read_until_close()
+    assert b"part" in data and not data.endswith(b"0\r\n\r\n"), data
+    d.wait_log(r"ZeroDivisionError", since=before)
+    assert "twice without exc_info" not in d.log()[before:]
+
+
+def test_write_from_an_app_thread_after_the_app_returned(wsgid, tmp):
+    """write() from a thread of the app's own while the response ends, its pushes waiting for a
+    client that reads late: the response stays whole (every chunk as long as its size line, then
+    the last chunk) and the thread's next write() raises. The end of the response was written
+    into the middle of the thread's chunk: a size line for 1,000,000 bytes, then the last
+    chunk."""
+    d = wsgid("mistakes", threads=2, response_buffer_size="64K", response_spill_limit="256K")
+    with Conn(d.tcp, rcvbuf=16384) as c:
+        c.send(http_request("GET", "/background-write", {"Connection": "close"}))
+        time.sleep(2.5)
+        data = c.read_until_close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and b"Transfer-Encoding: chunked" in head, head
+    pos = total = 0
+    while True:
+        eol = body.index(b"\r\n", pos)
+        size = int(body[pos:eol], 16)
+        if size == 0:
+            assert body[eol + 2:] == b"\r\n", body[eol:eol + 40]
+            break
+        chunk = body[eol + 2:eol + 2 + size]
+        assert len(chunk) == size and chunk.count(b"y") == size, (size, len(chunk))
+        assert body[eol + 2 + size:eol + 4 + size] == b"\r\n"
+        pos = eol + 4 + size
+        total += size
+    wait_for(lambda: (tmp / "bg-write-RuntimeError").exists(), timeout=10,
+             what="the app thread's write() after the end to raise")
+    print("background write: %d bytes in whole chunks before the end" % total)
 
 
 def test_headers_just_under_the_limit(site):

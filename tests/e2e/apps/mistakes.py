@@ -1,6 +1,9 @@
 """Each WSGI mistake, selected by PATH_INFO. Before failing, the app writes its request id to
 $WSGID_E2E_DIR/request-id so the test can find the error-log line that names it."""
 import os
+import sys
+import threading
+import time
 
 
 def _note(environ):
@@ -28,6 +31,54 @@ class _Iterable:
         if self.d:
             with open(os.path.join(self.d, "closed"), "w") as f:
                 f.write("closed")
+
+
+def _mark(name):
+    d = os.environ.get("WSGID_E2E_DIR")
+    if d:
+        with open(os.path.join(d, name), "w") as f:
+            f.write(name)
+
+
+def _stale_mistake(start_response, ok):
+    start_response("200 OK", ok)
+    try:
+        start_response("200 OK", ok)
+    except RuntimeError:
+        pass  # got over it: the response goes on with the first head
+
+    def body():
+        yield b"part\n"
+        raise ZeroDivisionError("e2e: the real error, after a mistake the app caught")
+    return body()
+
+
+def _background_write(start_response, ok):
+    """write() from a thread of the app's own, which goes on after the app returned."""
+    write = start_response("200 OK", ok)
+
+    def writer():
+        try:
+            for _ in range(200):
+                write(b"y" * 1000000)
+            _mark("bg-write-ended")
+        except Exception as e:
+            _mark("bg-write-" + type(e).__name__)
+    threading.Thread(target=writer, daemon=True).start()
+    time.sleep(1.0)
+    return []
+
+
+def _exc_info_after_head(start_response, ok, exc_info, catch):
+    write = start_response("200 OK", ok)
+    write(b"head out\n")
+    try:
+        start_response("500 Internal Server Error", ok, exc_info)
+    except TypeError:
+        if not catch:
+            raise
+        _mark("exc-info-refused")
+    return [b"more\n"]
 
 
 def application(environ, start_response):
@@ -66,5 +117,30 @@ def application(environ, start_response):
     if path == "/close":
         start_response("200 OK", ok)
         return _Iterable(environ, [b"a", b"b"])
+    if path == "/informational":
+        start_response("100 Continue", ok)
+        return [b"body"]
+    if path == "/two-lengths":
+        start_response("200 OK", ok + [("Content-Length", "100"), ("Content-Length", "3")])
+        return [b"abc"]
+    if path == "/same-length-twice":
+        start_response("200 OK", ok + [("Content-Length", "3"), ("content-length", "3")])
+        return [b"abc"]
+    if path == "/exc-info-none":  # sys.exc_info() outside an except block
+        return _exc_info_after_head(start_response, ok, sys.exc_info(), catch=False)
+    if path == "/exc-info-ints-caught":
+        return _exc_info_after_head(start_response, ok, (1, 2, 3), catch=True)
+    if path == "/exc-info-real":
+        write = start_response("200 OK", ok)
+        write(b"head out\n")
+        try:
+            raise KeyError("e2e: the app's own error")
+        except KeyError:
+            start_response("500 Internal Server Error", ok, sys.exc_info())
+        return [b"never\n"]
+    if path == "/stale-mistake":
+        return _stale_mistake(start_response, ok)
+    if path == "/background-write":
+        return _background_write(start_response, ok)
     start_response("404 Not Found", ok)
     return [b"no such mistake\n"]
