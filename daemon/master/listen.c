@@ -204,6 +204,21 @@ fail:
     return rc;
 }
 
+int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
+{
+    int mode = group->socket_mode >= 0 ? group->socket_mode : 0660;
+
+    if (!conf->is_unix || !l->created || l->fd < 0)
+        return 0;
+    if (chmod(conf->path, (mode_t)mode) < 0) {
+        int e = errno;
+
+        fail_msg(group, conf, strerror(e));
+        return -e;
+    }
+    return unix_owner(group, conf);
+}
+
 static int open_tcp(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
 {
     struct addrinfo hints, *res = NULL, *ai;

@@ -379,6 +379,19 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
         wd_control_reply_error(req, "wsgid is stopping");
         return;
     }
+    /* The end of the start counts every slot's first worker ready: a worker replaced or
+     * stopped before it was ready never is, and wsgid stayed "starting" for good (a bad app
+     * loaded later then stopped all of it, as at the start). */
+    if (m->starting &&
+        (c.cmd == WD_CONTROL_RESTART || (c.cmd == WD_CONTROL_STOP && !c.all && c.group != NULL) ||
+         c.cmd == WD_CONTROL_START || c.cmd == WD_CONTROL_DRAIN || c.cmd == WD_CONTROL_UNDRAIN ||
+         c.cmd == WD_CONTROL_RELOAD)) {
+        wd_control_reply_error(req,
+                               "wsgid is still starting (%zu of %zu workers ready); try again "
+                               "once it is ready",
+                               m->n_first_ready, m->n_first);
+        return;
+    }
     switch (c.cmd) {
     case WD_CONTROL_STATUS:
         cmd_status(m, req, c.group);

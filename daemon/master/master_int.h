@@ -72,6 +72,7 @@ struct wd_proc {
     int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
     int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;
+    int exited;    /* reaped: its last lines are read, but a "ready" among them counts no more */
     int skipping;  /* dropping the rest of an overlong line */
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
     char failed[512];
@@ -102,6 +103,15 @@ struct wd_slot {
     char last_error[512];
     char last_restart[512]; /* why its worker was last replaced while serving (recycled) */
     char recycle_why[256];  /* why the replacement on its way was started (recycling) */
+    /* A worker asks to be recycled once (maximum-requests, inactivity-timeout, a request stuck
+     * past request-timeout): its ask stays here until a replacement took over from it, and the
+     * tick asks again for it after a replacement failed (wd__m_tick_cb). */
+    int recycle_ask_pid;
+    char recycle_ask[256];
+    /* A reload's rolling change failed after this slot took a worker of the new config: it goes
+     * back to the group's (a slot past the group's processes goes away), at the next tick
+     * (wd__m_roll_back). */
+    int roll_back;
 };
 
 struct wd_group {
@@ -257,5 +267,9 @@ void wd__m_autoreload_op_done(wd_group_t *g);
 /* master.c */
 const char *wd__m_signame(int sig);
 void wd__m_start(wd_master_t *m);
+
+/* master_rolling.c: the slots a failed reload's change left on the new config go back to their
+ * group's (at every tick, for a group with no operation in progress). */
+void wd__m_roll_back(wd_master_t *m);
 
 #endif

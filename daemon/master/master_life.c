@@ -15,6 +15,19 @@
 
 static void slot_respawn(wd_slot_t *s);
 
+/* A new worker for s, with its group's config; during a rolling operation, for a slot the
+ * operation has replaced already, with the operation's (one of the old config there stayed
+ * after the operation said every worker was replaced, on listeners it may have closed). */
+static wd_proc_t *spawn_for(wd_master_t *m, wd_slot_t *s)
+{
+    const wd_group_t *g = s->g;
+    const wd_op_t *op = g->op;
+
+    if (op != NULL && s->slot - 1 < op->next)
+        return wd__m_spawn(m, s, op->gen, op->conf, op->ls, op->n_ls);
+    return wd__m_spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
+}
+
 /* ---- messages from a worker --------------------------------------------------------------- */
 
 static void start_progress(wd_master_t *m)
@@ -123,6 +136,7 @@ void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int ol
     if (ok) {
         wd_log_info("group %s worker %d (pid %d) recycled: %s; its replacement is pid %d",
                     s->g->name, s->slot, old_pid, reason, new_pid);
+        s->recycle_ask_pid = 0;
         s->restarts++;
         snprintf(s->last_restart, sizeof s->last_restart, "pid %d: %s", old_pid, reason);
     } else {
@@ -153,7 +167,7 @@ void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
     snprintf(s->recycle_why, sizeof s->recycle_why, "%s", reason);
     s->repl_cb = wd__m_recycle_done;
     s->repl_ctx = NULL;
-    s->repl = wd__m_spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
+    s->repl = spawn_for(m, s);
     if (s->repl == NULL) {
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
@@ -169,7 +183,7 @@ static void on_line(wd_proc_t *p, char *line)
     if (p->pid <= 0 && p->state != WD_PROC_STARTING && p->state != WD_PROC_READY)
         return;
     if (strcmp(line, "ready") == 0) {
-        if (!m->stopping)
+        if (!m->stopping && !p->exited) /* a dead replacement must not take its slot */
             proc_ready(m, p);
     } else if (strncmp(line, "failed", 6) == 0 && (line[6] == ' ' || line[6] == '\0')) {
         const char *msg = line[6] ? line + 7 : "failed";
@@ -182,6 +196,11 @@ static void on_line(wd_proc_t *p, char *line)
             wd__m_abort_start(m, p->g,
                               "the application could not be loaded (see the Python error above)");
     } else if (strncmp(line, "recycle", 7) == 0 && (line[7] == ' ' || line[7] == '\0')) {
+        if (p->s != NULL && p->s->cur == p) {
+            p->s->recycle_ask_pid = p->pid;
+            snprintf(p->s->recycle_ask, sizeof p->s->recycle_ask, "%s",
+                     line[7] ? line + 8 : "asked by the worker");
+        }
         wd__m_proc_recycle(m, p, line[7] ? line + 8 : "asked by the worker");
     } else {
         wd_log_warn("group %s worker %d (pid %d): unexpected message \"%s\"", p->g->name, p->slot,
@@ -377,7 +396,7 @@ static void slot_respawn(wd_slot_t *s)
 
     if (!group_active(g) || s->cur != NULL || s->repl != NULL || s->backing_off)
         return;
-    s->cur = wd__m_spawn(g->m, s, g->gen, g->conf, g->ls, g->n_ls);
+    s->cur = spawn_for(g->m, s);
     if (s->cur == NULL) {
         s->backoff = s->backoff ? s->backoff : 1;
         respawn_later(s, s->backoff);
@@ -417,6 +436,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     char how[128];
     int was_ready, pid = p->pid;
 
+    p->exited = 1;
     drain_pipe(p);
     wd__m_close_pipe(p);
     s = p->s;

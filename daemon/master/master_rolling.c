@@ -99,6 +99,56 @@ static void op_commit(wd_op_t *op)
         g->n_slots = n;
 }
 
+/* A reload's change failed at slot op->next: the slots before it run the new config (on
+ * listeners that close now, when they changed), and one past the group's processes the change
+ * added is not the group's. wd__m_roll_back takes them back. */
+static void mark_roll_back(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+
+    if (op->kind != WD_OP_CHANGE || g->stopped)
+        return;
+    for (int k = 0; k < g->n_slots && k <= op->next; k++)
+        if (k < op->next || k >= g->conf->processes)
+            g->slots[k]->roll_back = 1;
+}
+
+void wd__m_roll_back(wd_master_t *m)
+{
+    for (size_t i = 0; i < m->n_groups && !m->stopping; i++) {
+        wd_group_t *g = m->groups[i];
+        int n = g->conf->processes;
+
+        if (g->op != NULL || g->stopped || g->removed)
+            continue;
+        for (int k = 0; k < g->n_slots && k < n; k++) {
+            wd_slot_t *s = g->slots[k];
+
+            if (!s->roll_back)
+                continue;
+            s->roll_back = 0;
+            if (s->cur == NULL || s->repl != NULL)
+                continue; /* respawned, or being replaced: with the group's config */
+            wd_log_info("group %s worker %d (pid %d): back to the configuration in force", g->name,
+                        s->slot, s->cur->pid);
+            s->repl_cb = NULL;
+            s->repl_ctx = NULL;
+            s->repl = wd__m_spawn(m, s, g->gen, g->conf, g->ls, g->n_ls);
+        }
+        while (g->n_slots > n && g->slots[g->n_slots - 1]->roll_back) {
+            wd_slot_t *s = g->slots[g->n_slots - 1];
+
+            uv_timer_stop(&s->timer);
+            if (s->cur != NULL)
+                wd__m_proc_drain(s->cur, "not in the configuration in force");
+            if (s->repl != NULL)
+                wd__m_proc_drain(s->repl, "not in the configuration in force");
+            wd__m_slot_free(s);
+            g->n_slots--;
+        }
+    }
+}
+
 static void op_finish(wd_op_t *op, const char *err)
 {
     wd_master_t *m = op->g->m;
@@ -111,6 +161,7 @@ static void op_finish(wd_op_t *op, const char *err)
             abort();
         json_array_append_new(op->batch->errors, json_string(msg));
         free(msg);
+        mark_roll_back(op);
     } else {
         /* The group's code loaded (a stopped group's config change starts nothing). */
         if (!(op->kind == WD_OP_CHANGE && g->stopped))
@@ -136,8 +187,11 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
         snprintf(s->g->reload_error, sizeof s->g->reload_error, "%s", err);
         if (asprintf(&msg,
                      "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
-                     "serving (see the error log for the traceback)",
-                     s->slot, new_pid, err) < 0)
+                     "serving%s (see the error log for the traceback)",
+                     s->slot, new_pid, err,
+                     op->kind == WD_OP_CHANGE && op->next > 0
+                         ? ", and those replaced already go back to the configuration in force"
+                         : "") < 0)
             abort();
         op_finish(op, msg);
         free(msg);
@@ -149,6 +203,7 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     json_array_append_new(op->batch->replaced,
                           json_pack("{s:s,s:i,s:i,s:i}", "group", s->g->name, "slot", s->slot,
                                     "old_pid", old_pid, "new_pid", new_pid));
+    s->roll_back = 0; /* it runs the operation's config now */
     op->next++;
     wd__m_op_step(op);
 }
@@ -175,9 +230,12 @@ void wd__m_op_step(wd_op_t *op)
     }
     s = g->slots[op->next];
     if (s->repl != NULL) {
-        /* A recycling replacement is on its way: this one replaces it. */
+        /* A recycling replacement is on its way: this one replaces it (and should it fail, the
+         * worker may be recycled again: the tick skips one that is recycling). */
         s->repl_cb = NULL;
         wd__m_proc_drain(s->repl, "superseded");
+        if (s->cur != NULL)
+            s->cur->recycling = 0;
     }
     uv_timer_stop(&s->timer);
     s->backing_off = 0;
@@ -300,13 +358,14 @@ static void reload_refuse(wd_control_req_t *req, const char *msg)
         wd_control_reply_error(req, "reload refused: %s", msg);
 }
 
-/* A group that is busy with a rolling operation cannot take a new config now: 1 with why in err. */
-static int reload_busy(wd_master_t *m, const wd_config_t *conf, char *err, size_t cap)
+/* A group busy with a rolling operation cannot take a new config now, nor be removed (its
+ * operation would never end, nor answer): 1 with why in err. */
+static int reload_busy(wd_master_t *m, char *err, size_t cap)
 {
-    for (size_t i = 0; i < conf->n_groups; i++) {
-        wd_group_t *g = wd__m_find_group(m, conf->groups[i].name);
+    for (size_t i = 0; i < m->n_groups; i++) {
+        wd_group_t *g = m->groups[i];
 
-        if (g != NULL && g->op != NULL) {
+        if (g->op != NULL) {
             snprintf(err, cap, "group %s: a restart is in progress; try again when it is done",
                      g->name);
             return 1;
@@ -434,13 +493,19 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         reload_refuse(req, "wsgid is stopping");
         goto fail;
     }
+    if (m->starting) { /* SIGHUP (the control command is refused before): master_commands.c */
+        snprintf(err, sizeof err, "wsgid is still starting (%zu of %zu workers ready)",
+                 m->n_first_ready, m->n_first);
+        reload_refuse(req, err);
+        goto fail;
+    }
     wd_log_info("reloading %s", oldc->path);
     if (wd_config_load_file(conf, oldc->path, &text, &len, err, sizeof err) < 0 ||
         wd__m_check_privileges(conf, err, sizeof err) < 0) {
         reload_refuse(req, err);
         goto fail;
     }
-    if (reload_busy(m, conf, err, sizeof err)) {
+    if (reload_busy(m, err, sizeof err)) {
         reload_refuse(req, err);
         goto fail;
     }

@@ -124,6 +124,7 @@ void wd__m_tick_cb(uv_timer_t *t)
     char why[128];
 
     wd__m_drain_check(m);
+    wd__m_roll_back(m);
     for (p = m->procs; p != NULL; p = next) {
         const wd_group_conf_t *c = p->g->conf;
 
@@ -133,6 +134,10 @@ void wd__m_tick_cb(uv_timer_t *t)
             continue;
         if (p->s == NULL || p->s->cur != p || p->state != WD_PROC_READY || p->recycling)
             continue;
+        if (p->s->recycle_ask_pid == p->pid && now >= p->s->recycle_retry_at) {
+            wd__m_proc_recycle(m, p, p->s->recycle_ask); /* its ask, after a failed replacement */
+            continue;
+        }
         if (c->memory_limit > 0) {
             p->rss = wd__m_read_rss(p->pid);
             if (p->rss > c->memory_limit) {

@@ -1,0 +1,234 @@
+"""The master's rolling operations at their edges: commands while wsgid starts, a reload that
+removes a group in the middle of its restart, a worker that dies during a reload's roll, a reload
+that fails half-way, a recycle whose replacement failed, and a reload that changes a unix
+socket's mode. Each was a fault a review found (and proved) in daemon/master."""
+import os
+import re
+import signal
+import stat
+import subprocess
+import threading
+import time
+
+from helpers.clients import Conn, http_request
+from helpers.config import app, make_config
+from helpers.daemon import WSGICTL
+from helpers.procs import wait_for
+
+# Answers "VERSION pid"; its import takes $SLOW_IMPORT seconds, and fails while $FAIL_IF exists
+# (a file) or, with $FAIL_SECOND set, at the second import that finds $FAIL_SECOND.
+VERSION_APP = '''import os
+import time
+
+time.sleep(float(os.environ.get("SLOW_IMPORT", "0")))
+if os.environ.get("FAIL_IF") and os.path.exists(os.environ["FAIL_IF"]):
+    raise RuntimeError("e2e: this import fails on purpose")
+if os.environ.get("FAIL_SECOND"):
+    if os.path.exists(os.environ["FAIL_SECOND"]):
+        raise RuntimeError("e2e: the second import fails on purpose")
+    open(os.environ["FAIL_SECOND"], "w").close()
+
+
+def application(environ, start_response):
+    body = ("%s %d\\n" % (os.environ.get("VERSION", "-"), os.getpid())).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+# The import error lines a failing import leaves in the log (its traceback, the master's lines).
+IMPORT_FAILS = ("fails on purpose", "Traceback", r"^\s", "RuntimeError", "failed", "cannot load",
+                "exited with status 3", r"group \w+:\s", "version.py", "badimport",
+                "No module named", "ModuleNotFoundError", "import wsgid_e2e")
+
+
+def ctl(tmp, *args, timeout=60):
+    r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock")] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def group(tmp, **kw):
+    g = {"app": str(tmp / "version.py"), "threads": 2}
+    g.update(kw)
+    return g
+
+
+def config(tmp, groups):
+    (tmp / "version.py").write_text(VERSION_APP)
+    return make_config(tmp, groups, control=str(tmp / "ctl.sock"))
+
+
+def ask(sock):
+    """(version, pid) from one request on a new connection to the unix socket sock."""
+    with Conn(str(sock)) as c:
+        c.send(http_request("GET", "/", {"Connection": "close"}))
+        r = c.response()
+    assert r.status == 200, r
+    version, pid = r.body.split()
+    return version.decode(), int(pid)
+
+
+def answers_from(sock, pids, tries=200):
+    """{pid: version} of the answers on sock until every pid in pids has answered (or tries)."""
+    seen = {}
+    for _ in range(tries):
+        version, pid = ask(sock)
+        seen[pid] = version
+        if set(pids) <= set(seen):
+            break
+    return seen
+
+
+def test_commands_wait_for_the_start(wsgid, tmp):
+    """A restart or a group's stop while wsgid starts is refused: the start counts every slot's
+    first worker ready, and one replaced (or stopped) before it was ready never was, so wsgid
+    stayed "starting" for good. A group added later whose app cannot load then stopped all of
+    wsgid, as at the start, and reload-on-change never rolled."""
+    text = config(tmp, {"a": group(tmp, listen=["unix:" + str(tmp / "a.sock")],
+                                   env={"SLOW_IMPORT": "3", "VERSION": "a"}, processes=1),
+                        "b": group(tmp, listen=["unix:" + str(tmp / "b.sock")], processes=1)})
+    d = wsgid(config=text, wait=False)
+    d.unix_paths += [str(tmp / "ctl.sock"), str(tmp / "a.sock"), str(tmp / "b.sock")]
+    wait_for(lambda: (tmp / "ctl.sock").exists(), timeout=10, what="the control socket")
+    for args in (("restart", "a"), ("stop", "a"), ("reload",)):
+        rc, out, err = ctl(tmp, *args)
+        assert rc != 0 and "still starting" in err, (args, rc, out, err)
+    d.wait_ready(timeout=30)
+    rc, out, err = ctl(tmp, "restart", "a")
+    assert rc == 0, (out, err)
+    d.seen_workers.update(d.workers())
+    # A group added now whose app cannot load: the reload fails, wsgid goes on.
+    d.expect_log("reload failed", *IMPORT_FAILS)
+    d.conf_path.write_text(text + "  c:\n    app: %s\n    listen: ['unix:%s']\n%s" % (
+        app("badimport"), tmp / "c.sock", "    user: root\n" if os.geteuid() == 0 else ""))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1, (out, err)
+    time.sleep(1)
+    assert d.running(), d.log()
+    assert ask(tmp / "b.sock")[0] == "-"
+
+
+def test_a_reload_waits_for_the_restart_of_a_group_it_would_remove(wsgid, tmp):
+    """A reload that would remove a group in the middle of its rolling restart is refused. It
+    removed it, the restart's replacement drained with it, and `wsgictl restart` never
+    answered."""
+    groups = {"a": group(tmp, listen=["unix:" + str(tmp / "a.sock")], processes=2,
+                         env={"SLOW_IMPORT": "1.5"}),
+              "b": group(tmp, listen=["unix:" + str(tmp / "b.sock")], processes=1)}
+    d = wsgid(config=config(tmp, groups))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(tmp / "b.sock")]
+    result = {}
+
+    def restart():
+        result["r"] = ctl(tmp, "restart", "a", timeout=60)
+    t = threading.Thread(target=restart)
+    t.start()
+    time.sleep(0.6)  # the first replacement takes 1.5 s to import
+    del groups["a"]
+    d.conf_path.write_text(config(tmp, groups))
+    d.expect_log("reload refused")
+    rc, out, err = ctl(tmp, "reload")
+    assert rc != 0 and "in progress" in err, (rc, out, err)
+    t.join(60)
+    assert not t.is_alive(), "wsgictl restart never answered"
+    assert result["r"][0] == 0, result
+    d.seen_workers.update(d.workers())
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "removed: a" in out, (out, err)
+
+
+def test_a_worker_that_dies_during_a_reload_comes_back_with_the_new_config(wsgid, tmp):
+    """A worker of the new config that dies while the reload rolls the next slots is replaced
+    with the new config. It came back with the old one, which stayed after the reload said every
+    worker was replaced."""
+    sock = tmp / "v.sock"
+    g = group(tmp, listen=["unix:" + str(sock)], processes=2, env={"VERSION": "1"})
+    d = wsgid(config=config(tmp, {"v": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    g["env"] = {"VERSION": "2", "SLOW_IMPORT": "2"}
+    d.conf_path.write_text(config(tmp, {"v": g}))
+    result = {}
+
+    def reload():
+        result["r"] = ctl(tmp, "reload", timeout=60)
+    t = threading.Thread(target=reload)
+    t.start()
+    line = d.wait_log(r"group v worker 1: pid \d+ replaced by pid \d+", timeout=20)
+    new = int(re.search(r"replaced by pid (\d+)", line).group(1))
+    d.expect_log(r"group v worker 1 \(pid %d\) killed by signal 9" % new)
+    os.kill(new, signal.SIGKILL)
+    t.join(60)
+    assert result["r"][0] == 0, result
+    d.wait_log(r"group v worker 1 \(pid \d+\) ready", since=d.log().index(line) + len(line),
+               timeout=20)
+    wait_for(lambda: len(d.workers()) == 2, timeout=20, what="two workers")
+    d.seen_workers.update(d.workers())
+    seen = answers_from(sock, d.workers())
+    assert set(seen.values()) == {"2"}, seen
+
+
+def test_a_reload_that_fails_half_way_goes_back(wsgid, tmp):
+    """A reload whose change fails at the second worker: the first, already on the new config
+    (listening on the new socket, which the failure closes), goes back to the configuration in
+    force, and both workers serve the old socket again. It stayed on the closed socket, unseen,
+    while the reply said the old workers kept serving."""
+    old_sock, new_sock = tmp / "f.sock", tmp / "f2.sock"
+    g = group(tmp, listen=["unix:" + str(old_sock)], processes=2, env={"VERSION": "1"})
+    d = wsgid(config=config(tmp, {"f": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(old_sock)]
+    g["listen"] = ["unix:" + str(new_sock)]
+    g["env"] = {"VERSION": "2", "FAIL_SECOND": str(tmp / "imported")}
+    d.conf_path.write_text(config(tmp, {"f": g}))
+    d.expect_log("reload failed", *IMPORT_FAILS)
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1 and "go back to the configuration in force" in err, (rc, out, err)
+    d.wait_log(r"group f worker 1 \(pid \d+\): back to the configuration in force", timeout=5)
+    wait_for(lambda: len(d.workers()) == 2 and d.log().count("stopping (replaced)") >= 2,
+             timeout=30, what="the first worker back on the old config")
+    time.sleep(0.5)
+    pids = d.workers()
+    d.seen_workers.update(pids)
+    seen = answers_from(old_sock, pids)
+    assert set(seen) == set(pids) and set(seen.values()) == {"1"}, (seen, pids)
+    assert not new_sock.exists()
+
+
+def test_a_recycle_whose_replacement_failed_is_tried_again(wsgid, tmp):
+    """maximum-requests: the worker asks once; its replacement fails (the app cannot be imported
+    for a while), and 30 s later the master tries again for it. Nothing asked again, and the
+    worker was never recycled."""
+    broken = tmp / "broken"
+    sock = tmp / "r.sock"
+    g = group(tmp, listen=["unix:" + str(sock)], processes=1, maximum_requests=3,
+              env={"FAIL_IF": str(broken)})
+    d = wsgid(config=config(tmp, {"r": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    (first,) = d.workers()
+    broken.write_text("")
+    d.expect_log("its replacement failed", *IMPORT_FAILS)
+    for _ in range(3):
+        assert ask(sock)[1] == first
+    d.wait_log(r"\(pid %d\): its replacement failed" % first, timeout=20)
+    broken.unlink()
+    d.wait_log(r"\(pid %d\) recycled: maximum-requests" % first, timeout=45)
+    wait_for(lambda: d.workers() and first not in d.workers(), timeout=20,
+             what="the recycled worker gone")
+    d.seen_workers.update(d.workers())
+    assert ask(sock)[1] != first
+
+
+def test_a_reload_applies_a_new_socket_mode(wsgid, tmp):
+    """socket-mode changed by a reload on a unix socket kept across it: applied. It was applied
+    only when the socket was bound, and the reply said the group restarted."""
+    sock = tmp / "m.sock"
+    g = group(tmp, listen=["unix:" + str(sock)], processes=1)
+    d = wsgid(config=config(tmp, {"m": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
+    g["socket_mode"] = "0600"
+    d.conf_path.write_text(config(tmp, {"m": g}))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "restarted: m" in out, (out, err)
+    d.seen_workers.update(d.workers())
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
+    assert ask(sock)[0] == "-"
