@@ -352,6 +352,16 @@ def test_abort_while_the_app_runs(wsgid, tmp):
     assert closed_after(tmp, "other") == 5
 
 
+def assert_never_ran(sock, tmp, name):
+    """The request that marked `name` was aborted before it ran: a request after it runs (its
+    mark is made), the aborted one's mark is not."""
+    with Conn(sock) as c:
+        c.send(fcgi.request(params("/ops/mark?name=after"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+    assert (tmp / "mark-after").exists()
+    assert not (tmp / ("mark-" + name)).exists(), "the aborted request ran"
+
+
 def test_abort_while_queued_never_runs(wsgid, tmp):
     """ABORT_REQUEST for a request that waits for a thread: it never runs (the loop takes it back
     from the queue), its connection closes at once, and the thread, once free, serves the next."""
@@ -366,11 +376,7 @@ def test_abort_while_queued_never_runs(wsgid, tmp):
         recs = fcgi.read_records(busy)
         assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
     d.expect_log(r"FastCGI request 7 aborted by the proxy before a thread took it")
-    with Conn(sock) as c:
-        c.send(fcgi.request(params("/ops/mark?name=after"), rid=1, keep=True))
-        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
-    assert (tmp / "mark-after").exists()
-    assert not (tmp / "mark-queued").exists(), "the aborted request ran"
+    assert_never_ran(sock, tmp, "queued")
 
 
 def test_queue_timeout_overloaded(wsgid, tmp):
@@ -474,11 +480,7 @@ def test_an_abort_read_with_its_request_never_runs(wsgid, tmp):
                + fcgi.record(fcgi.ABORT_REQUEST, 7))
         assert c.closed(timeout=2), "the aborted request's connection stays open"
     d.wait_log(r"FastCGI request 7 aborted by the proxy before it ran")
-    with Conn(sock) as c:
-        c.send(fcgi.request(params("/ops/mark?name=after"), rid=1, keep=True))
-        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
-    assert (tmp / "mark-after").exists()
-    assert not (tmp / "mark-aborted").exists(), "the aborted request ran"
+    assert_never_ran(sock, tmp, "aborted")
 
 
 def test_stdin_shorter_than_its_content_length_is_refused(wsgid, tmp):
