@@ -192,6 +192,30 @@ static int send_result(wd_resp_t *r, PyObject *result)
 
 /* ---- errors and the end of the response ----------------------------------------------------- */
 
+/* Whether the pending exception is the one the recorded mistake raised (its text; none pending:
+ * the mistake is what went wrong). An app may catch a mistake's exception and go on (a second
+ * start_response, say, in a generator), and fail later: that error and its traceback count. */
+static int mistake_pending(wd_resp_t *r)
+{
+    PyObject *type, *value, *tb, *text;
+    int same = 1;
+
+    if (!PyErr_Occurred())
+        return 1;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    text = value != NULL ? PyObject_Str(value) : NULL;
+    if (text != NULL) {
+        const char *t = PyUnicode_AsUTF8(text);
+
+        same = t != NULL && strcmp(t, r->mistake) == 0;
+    }
+    PyErr_Clear(); /* from PyObject_Str or the conversion, if any */
+    Py_XDECREF(text);
+    PyErr_Restore(type, value, tb);
+    return same;
+}
+
 /* Logs what went wrong (the pending exception or the recorded mistake) once. */
 static void log_failure(wd_resp_t *r)
 {
@@ -203,6 +227,8 @@ static void log_failure(wd_resp_t *r)
         wd_log_info("[req %s] %s: the client went away", r->req->id, line);
         return;
     }
+    if (r->mistake[0] != '\0' && !mistake_pending(r))
+        r->mistake[0] = '\0'; /* one the app caught and got over: the pending error is another */
     if (r->mistake[0] != '\0') {
         PyErr_Clear();
         wd_log_error("[req %s] %s: %s%s", r->req->id, line, r->mistake,
@@ -398,10 +424,6 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         PyObject *args[2] = {env, (PyObject *)r};
 
         result = PyObject_Vectorcall(app->app, args, 2, NULL);
-        /* The app returned, with a head: a mistake it made before (start_response called twice,
-         * say) it caught and got over. Left, it would stand in the log for a later exception. */
-        if (result != NULL && r->status != 0)
-            r->mistake[0] = '\0';
         error = result == NULL || send_result(r, result) < 0;
     }
     if (error || r->client_gone)

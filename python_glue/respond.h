@@ -39,7 +39,8 @@ typedef struct wd_resp {
      * guarded by the GIL), and once the serving thread ends the response (finishing) write()
      * and start_response refuse: a push still on its way would have used the request after it,
      * and one ending later would have cut into the last chunk. */
-    int pushing;
+    int pushing;          /* turns taken by `pusher` (nested: write() then its push) */
+    unsigned long pusher; /* the thread holding the turn */
     int finishing;
     char mistake[256]; /* what the application did wrong, for the log line */
 } wd_resp_t;

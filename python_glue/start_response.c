@@ -282,24 +282,42 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
     }
 }
 
-/* Waits for the push another thread has on its way (resp.h: pushing), then takes the turn. Only
- * an app that writes from threads of its own ever waits here. */
-static void push_turn(wd_resp_t *r)
+/* Takes the turn to push (resp.h: pushing): at once when this thread holds it already,
+ * otherwise once the thread that holds it gives it back. Only an app that writes from threads of
+ * its own ever waits here. After a wait the response may have ended meanwhile, or be ending on
+ * the serving thread: then only the serving thread may push, and -1 says the caller may not (a
+ * thread that had passed write()'s check read the request after it was cleared). */
+static int turn_take(wd_resp_t *r)
 {
-    while (r->pushing) {
+    unsigned long me = PyThread_get_thread_ident();
+
+    if (r->pushing > 0 && r->pusher == me) {
+        r->pushing++;
+        return 0;
+    }
+    while (r->pushing > 0) {
         PyThreadState *ts = PyEval_SaveThread();
 
         usleep(200);
         wd__py_gil_restore(ts);
     }
+    if (r->req == NULL || (r->finishing && me != r->req->py_thread))
+        return -1;
     r->pushing = 1;
+    r->pusher = me;
+    return 0;
+}
+
+static void turn_give(wd_resp_t *r)
+{
+    r->pushing--;
 }
 
 void wd__py_resp_end_writes(wd_resp_t *r)
 {
     r->finishing = 1;
-    push_turn(r);
-    r->pushing = 0;
+    if (turn_take(r) == 0) /* the push another thread has on its way is over */
+        turn_give(r);
 }
 
 /* Hands iov to the out buffer: into memory with the GIL kept when it fits, otherwise (a spill
@@ -378,9 +396,10 @@ int wd__py_resp_push(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *lend
 {
     int rc;
 
-    push_turn(r);
+    if (turn_take(r) < 0)
+        return -EPIPE;
     rc = r->req->kind == WD_REQ_FCGI ? fcgi_push(r, iov, n, lend) : push_raw(r, iov, n, lend);
-    r->pushing = 0;
+    turn_give(r);
     return rc;
 }
 
@@ -388,9 +407,10 @@ int wd__py_resp_push_raw(wd_resp_t *r, struct iovec *iov, int n, wd_out_lend_t *
 {
     int rc;
 
-    push_turn(r);
+    if (turn_take(r) < 0)
+        return -EPIPE;
     rc = push_raw(r, iov, n, lend);
-    r->pushing = 0;
+    turn_give(r);
     return rc;
 }
 
@@ -523,6 +543,7 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
 {
     wd_resp_t *r = (wd_resp_t *)self;
     wd_slice_t piece;
+    int rc;
 
     if (r->req == NULL || r->finishing) {
         PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
@@ -541,7 +562,14 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
     piece.n = (size_t)PyBytes_GET_SIZE(data);
     if (piece.n == 0 && r->head_sent)
         Py_RETURN_NONE;
-    if (wd__py_resp_send_body(r, &piece, &data, 1) < 0) {
+    /* The turn from before the framing: what it counts (head sent, body bytes) is pushed. */
+    if (turn_take(r) < 0) {
+        PyErr_SetString(PyExc_RuntimeError, "write() called after the request ended");
+        return NULL;
+    }
+    rc = wd__py_resp_send_body(r, &piece, &data, 1);
+    turn_give(r);
+    if (rc < 0) {
         PyErr_SetString(PyExc_OSError,
                         r->client_gone ? "client connection closed" : "cannot send the response");
         return NULL;

@@ -40,8 +40,9 @@ void wd_listen_activation_done(void);
 int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
 
 /* A unix socket we created, kept across a reload: socket-mode, and socket-user / socket-group
- * where set, as group now says (they were applied only when it was bound). 0 or -errno, having
- * logged the error. Any other listener: 0, nothing done. */
+ * where set, as group now says (they were applied only when it was bound), once the reload's
+ * change is committed. 0 or -errno, having logged the error. Any other listener: 0, nothing
+ * done. */
 int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
 
 /* A stopped group's TCP listener stops taking connections but keeps its address: the connections

@@ -206,8 +206,6 @@ wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **re
                 break;
             }
         }
-        if (from[i] >= 0 && wd_listen_reapply(reuse[from[i]], conf, lc) < 0)
-            goto fail; /* socket-mode, -user, -group of a kept unix socket: as the reload says */
         if (from[i] >= 0)
             continue;
         ls[i] = xcalloc(1, sizeof *ls[i]);

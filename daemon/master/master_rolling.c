@@ -82,6 +82,8 @@ static void op_commit(wd_op_t *op)
         for (i = 0; i < op->n_ls; i++) {
             op->ls[i]->group = op->conf;
             op->ls[i]->conf = &op->conf->listen[i];
+            /* a unix socket kept from the old config: its mode and owner as the new one says */
+            (void)wd_listen_reapply(op->ls[i], op->conf, &op->conf->listen[i]);
         }
         wd__m_listeners_release(g->ls, g->n_ls, op->ls, op->n_ls);
         g->ls = op->ls;
@@ -127,6 +129,11 @@ void wd__m_roll_back(wd_master_t *m)
             if (!s->roll_back)
                 continue;
             s->roll_back = 0;
+            if (s->repl != NULL && s->repl->gen != g->gen) {
+                /* a replacement of the failed config (a recycle during the operation) */
+                s->repl_cb = NULL;
+                wd__m_proc_drain(s->repl, "not in the configuration in force");
+            }
             if (s->cur == NULL || s->repl != NULL)
                 continue; /* respawned, or being replaced: with the group's config */
             wd_log_info("group %s worker %d (pid %d): back to the configuration in force", g->name,

@@ -2,6 +2,7 @@
 answers a hello afterwards. And each WSGI mistake an app can make: 500 and an error-log line that
 names the request id."""
 import os
+import socket
 import struct
 import time
 
@@ -304,13 +305,15 @@ def test_exc_info_after_the_head(mistakes, tmp, path):
         assert c.response().body == b"ok\n"
 
 
-def test_a_mistake_the_app_got_over_does_not_hide_a_later_error(mistakes):
+@pytest.mark.parametrize("path", ["/stale-mistake", "/stale-mistake-generator"])
+def test_a_mistake_the_app_got_over_does_not_hide_a_later_error(mistakes, path):
     """The app catches its start_response-twice error and answers; its iterable then raises: the
-    log names that exception, not the mistake the app got over."""
+    log names that exception, not the mistake the app got over (also from a generator app, whose
+    start_response calls run during the iteration)."""
     d = mistakes
     before = d.log_size()
     with Conn(d.tcp) as c:
-        c.send(http_request("GET", "/stale-mistake", {"Connection": "close"}))
+        c.send(http_request("GET", path, {"Connection": "close"}))
         data = c.read_until_close()
     assert b"part" in data and not data.endswith(b"0\r\n\r\n"), data
     d.wait_log(r"ZeroDivisionError", since=before)
@@ -345,6 +348,33 @@ def test_write_from_an_app_thread_after_the_app_returned(wsgid, tmp):
     wait_for(lambda: (tmp / "bg-write-RuntimeError").exists(), timeout=10,
              what="the app thread's write() after the end to raise")
     print("background write: %d bytes in whole chunks before the end" % total)
+
+
+def test_write_from_an_app_thread_waiting_for_its_turn_as_the_response_ends(wsgid, tmp):
+    """The app's thread calls write() while the serving thread's push waits for a client that
+    reads late, and waits for its turn until the serving thread has ended the response (a long
+    switch interval keeps the GIL with the serving thread otherwise). The thread's write() raises,
+    the response ends whole, and the worker lives: the thread took the turn after the request was
+    cleared, and read it (SIGSEGV)."""
+    d = wsgid("mistakes", threads=2, response_buffer_size="64K", response_spill_limit="256K")
+    workers = set(d.workers())
+    with socket.create_connection(d.tcp, timeout=30) as s:
+        s.sendall(http_request("GET", "/write-while-streaming", {"Connection": "close"}))
+        time.sleep(1.0)
+        parts = []
+        while True:
+            part = s.recv(1 << 20)
+            if not part:
+                break
+            parts.append(part)
+    data = b"".join(parts)
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK"), head
+    assert body.endswith(b"0\r\n\r\n"), body[-60:]
+    assert body.count(b"z") == 40000000, body.count(b"z")
+    wait_for(lambda: list(tmp.glob("bg-stream-*")), timeout=10, what="the app thread's end")
+    assert [p.name for p in tmp.glob("bg-stream-*")] == ["bg-stream-RuntimeError"]
+    assert set(d.workers()) == workers, "a worker died"
 
 
 def test_headers_just_under_the_limit(site):

@@ -69,6 +69,40 @@ def _background_write(start_response, ok):
     return []
 
 
+def _write_while_streaming(start_response, ok):
+    """write() from a thread of the app's own while the serving thread streams 40 MB to a client
+    that reads late. With a long switch interval the serving thread lets the GIL go only while a
+    push waits for the client: the thread's write(), started meanwhile, waits for its turn until
+    the response has ended."""
+    write = start_response("200 OK", ok)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(5.0)
+
+    def writer():
+        time.sleep(0.3)  # the serving thread's push waits for the client by now
+        try:
+            write(b"y" * 1000)
+            _mark("bg-stream-ended")
+        except Exception as e:
+            _mark("bg-stream-" + type(e).__name__)
+        finally:
+            sys.setswitchinterval(interval)
+    threading.Thread(target=writer, daemon=True).start()
+    return (b"z" * 10000 for _ in range(4000))
+
+
+def _stale_mistake_generator(environ, start_response):
+    """A generator app: its start_response calls run during the iteration."""
+    ok = [("Content-Type", "text/plain")]
+    start_response("200 OK", ok)
+    try:
+        start_response("200 OK", ok)
+    except RuntimeError:
+        pass
+    yield b"part\n"
+    raise ZeroDivisionError("e2e: the real error, after a mistake the app caught")
+
+
 def _exc_info_after_head(start_response, ok, exc_info, catch):
     write = start_response("200 OK", ok)
     write(b"head out\n")
@@ -142,5 +176,9 @@ def application(environ, start_response):
         return _stale_mistake(start_response, ok)
     if path == "/background-write":
         return _background_write(start_response, ok)
+    if path == "/write-while-streaming":
+        return _write_while_streaming(start_response, ok)
+    if path == "/stale-mistake-generator":
+        return _stale_mistake_generator(environ, start_response)
     start_response("404 Not Found", ok)
     return [b"no such mistake\n"]
