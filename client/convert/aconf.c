@@ -41,8 +41,11 @@ const char *wd_aconf_arg(const wd_aconf_node_t *n, int i)
     return i >= 0 && i < n->nargs ? n->args[i] : NULL;
 }
 
-/* One argument from *sp: appended to buf, *sp moved past it. -1 on an unterminated quote. */
-static int one_arg(const char **sp, char *buf)
+/* One argument from *sp: appended to buf, *sp moved past it. -1 on an unterminated quote.
+ * option: the word may be mod_wsgi's name=value, whose value may be quoted on its own
+ * (`python-home='/srv/my venv'`: mod_wsgi reads the value with ap_getword_conf, and
+ * mod_wsgi-express writes its options that way): the name and '=' are kept, the quotes go. */
+static int one_arg(const char **sp, char *buf, int option)
 {
     const char *s = *sp;
     char quote = 0, *o = buf;
@@ -55,6 +58,11 @@ static int one_arg(const char **sp, char *buf)
         if (*s == '\\' && quote && (s[1] == quote || s[1] == '\\'))
             s++;
         *o++ = *s;
+        if (option && !quote && *s == '=' && (s[1] == '"' || s[1] == '\'') &&
+            memchr(buf, '=', (size_t)(o - buf) - 1) == NULL) {
+            quote = *++s;
+            option = 0;
+        }
     }
     *o = '\0';
     if (quote) {
@@ -66,7 +74,22 @@ static int one_arg(const char **sp, char *buf)
     return 0;
 }
 
+static int split(const char *s, char ***args, int options);
+
 int wd_aconf_split(const char *s, char ***args)
+{
+    return split(s, args, 0);
+}
+
+/* mod_wsgi's directives that take name=value options. */
+static int takes_options(const char *name)
+{
+    return strcasecmp(name, "WSGIDaemonProcess") == 0 || strcasecmp(name, "WSGIScriptAlias") == 0 ||
+           strcasecmp(name, "WSGIScriptAliasMatch") == 0 ||
+           strcasecmp(name, "WSGIImportScript") == 0;
+}
+
+static int split(const char *s, char ***args, int options)
 {
     char *buf = xmalloc(strlen(s) + 1);
     int n = 0;
@@ -77,7 +100,7 @@ int wd_aconf_split(const char *s, char ***args)
             s++;
         if (*s == '\0')
             break;
-        if (one_arg(&s, buf) < 0) {
+        if (one_arg(&s, buf, options) < 0) {
             while (n > 0)
                 free((*args)[--n]);
             free(*args);
@@ -189,7 +212,7 @@ static int directive(reader_t *r, const char *s, int line)
     size_t len = strcspn(s, " \t");
     wd_aconf_node_t *n = add_node(r, s, len, line);
 
-    n->nargs = wd_aconf_split(s + len, &n->args);
+    n->nargs = split(s + len, &n->args, takes_options(n->name));
     if (n->nargs < 0) {
         n->nargs = 0;
         return fail(r, line, "%s: unterminated quote", n->name);

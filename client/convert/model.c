@@ -106,7 +106,8 @@ void wd_cv_note(wd_cv_t *cv, const char *file, int line, const char *fmt, ...)
     int n = snprintf(buf, sizeof buf, "%s:%d: ", file, line);
 
     va_start(ap, fmt);
-    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    if (n >= 0 && (size_t)n < sizeof buf) /* a path of 1 KiB fills it: the note is cut */
+        vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
     va_end(ap);
     cv->notes = xrealloc(cv->notes, sizeof *cv->notes * (size_t)(cv->nnotes + 1));
     cv->notes[cv->nnotes++] = xstrdup(buf);

@@ -263,3 +263,48 @@ def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
     conv = [fetch(addr, *r) for r in VASSAL_REQUESTS]
     # uWSGI names no process group or interpreter in the environ.
     compare(VASSAL_REQUESTS, orig, conv, skip=("group", "main_interpreter"))
+
+
+# --- mod_wsgi's quoted option values, and a note of a long path --------------------------------
+
+def test_quoted_option_values(tmp):
+    """mod_wsgi reads an option's value with ap_getword_conf, so `name='value'` and
+    `name="value"` are quoted values (mod_wsgi-express writes its options that way). The
+    converter took the quotes into the values: a python-home of "/opt/venv" with its quotes, a
+    home cut at its space, and an application group "'%{GLOBAL}'" (a sub-interpreter instead of
+    the main one), without a note."""
+    layout(tmp)
+    root = tmp / "srv"
+    (tmp / "my app").mkdir()
+    src = tmp / "orig" / "quoted.conf"
+    src.write_text(
+        "WSGIDaemonProcess site display-name='my site' home='%s/my app' processes=2 threads=5 \\\n"
+        "    python-path='%s/lib:%s/apps' lang=\"en_US.UTF-8\"\n"
+        "WSGIScriptAlias / %s/apps/site.wsgi process-group='site' application-group='%%{GLOBAL}'\n"
+        % (tmp, root, root, root))
+    notes, yaml, _ = convert(tmp, src)
+    assert "\"'" not in yaml and "'\"" not in yaml and '\\"' not in yaml, yaml
+    assert 'display-name: "my site"' in yaml, yaml
+    assert 'chdir: "%s/my app"' % tmp in yaml, yaml
+    assert 'python-path: ["%s/lib", "%s/apps"]' % (root, root) in yaml, yaml
+    assert '"en_US.UTF-8"' in yaml, yaml
+    assert 'application-group: "%{GLOBAL}"' in yaml, yaml
+    assert "processes: 2" in yaml and "threads: 5" in yaml, yaml
+
+
+def test_a_note_with_a_long_path(tmp):
+    """A note's "FILE:LINE: " prefix that fills the note's buffer (a 1 KiB path): the note is cut,
+    not written past the buffer (a stack overflow that ASan showed)."""
+    deep = tmp
+    for i in range(12):
+        deep = deep / ("d" * 90)
+    deep.mkdir(parents=True)
+    src = deep / "long.conf"
+    src.write_text("WSGIDaemonProcess site processes=2 no-such-option=1\n"
+                   "WSGIScriptAlias / %s/site.wsgi process-group=site\n" % tmp)
+    (tmp / "site.wsgi").write_text("def application(e, s):\n    return []\n")
+    (tmp / "out").mkdir()
+    r = subprocess.run([str(WSGID_BIN), "convert", str(src), "-o", str(tmp / "out"),
+                        "--run-dir", str(tmp)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert str(src)[:900] in r.stderr, r.stderr[:300]
