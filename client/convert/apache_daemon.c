@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { NUM, SECS, SIZE, STR, PATHS, ENV, NGINX, NOPE };
+enum kind { NUM, SECS, SIZE, STR, PATHS, HOME, ENV, NGINX, NOPE };
 
 typedef struct option {
     const char *name;
@@ -25,7 +25,7 @@ static const option_t options[] = {
     {"group", STR, "group", 0, 0},
     {"python-home", STR, "python-home", 0, 0},
     {"python-path", PATHS, "python-path", 0, 0},
-    {"home", STR, "chdir", 0, 0},
+    {"home", HOME, "chdir", 0, 0},
     {"maximum-requests", NUM, "maximum-requests", 0, 1e9},
     {"inactivity-timeout", SECS, "inactivity-timeout", 0, 365 * 86400},
     {"request-timeout", SECS, "request-timeout", 0, 7 * 86400},
@@ -156,6 +156,17 @@ static int apply(wd_cv_t *cv, wd_cv_group_t *g, const option_t *o, const char *v
         return 0;
     case PATHS:
         add_paths(g, v);
+        return 0;
+    case HOME:
+        /* mod_wsgi makes it the working directory and sys.path[0]; wsgid's chdir is on the path
+         * only for a module app, and a converted app is a script */
+        wd_cv_key_set(&g->keys, o->key, v, 1);
+        g->python_path =
+            xrealloc(g->python_path, sizeof *g->python_path * (size_t)(g->npython_path + 1));
+        memmove(g->python_path + 1, g->python_path,
+                sizeof *g->python_path * (size_t)g->npython_path);
+        g->python_path[0] = xstrdup(v);
+        g->npython_path++;
         return 0;
     case ENV:
         wd_cv_key_set(&g->env, o->key, v, 1);

@@ -137,7 +137,7 @@ static void static_alias(walk_t *w, const wd_aconf_node_t *n)
 {
     struct stat st;
     const char *url, *path;
-    int dir;
+    int dir, seen;
     wd_cv_loc_t *l;
     size_t ul;
 
@@ -148,7 +148,15 @@ static void static_alias(walk_t *w, const wd_aconf_node_t *n)
     url = n->args[0];
     path = n->args[1];
     ul = strlen(url);
-    dir = (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) || (ul > 0 && url[ul - 1] == '/');
+    seen = stat(path, &st) == 0;
+    /* a target not on this machine is a directory when either path ends with '/' */
+    dir = (seen && S_ISDIR(st.st_mode)) || (ul > 0 && url[ul - 1] == '/') ||
+          (path[0] != '\0' && path[strlen(path) - 1] == '/');
+    if (!seen && !dir)
+        wd_cv_note(w->cv, n->file, n->line,
+                   "%s %s %s: %s is not on this machine: taken as a file (end a directory's path "
+                   "with '/')",
+                   n->name, url, path, path);
     l = wd_cv_loc_add(w->cv, url, dir ? WD_CV_PREFIX : WD_CV_EXACT);
     free(l->alias);
     l->alias = xstrdup(path);
@@ -157,7 +165,7 @@ static void static_alias(walk_t *w, const wd_aconf_node_t *n)
         char *u = xmalloc(ul + 2), *p = xmalloc(strlen(path) + 2);
 
         sprintf(u, "%s/", url);
-        sprintf(p, "%s/", path);
+        sprintf(p, "%s%s", path, path[strlen(path) - 1] == '/' ? "" : "/");
         l->prefix = (free(l->prefix), u);
         l->alias = (free(l->alias), p);
     }

@@ -286,7 +286,7 @@ def test_quoted_option_values(tmp):
     assert "\"'" not in yaml and "'\"" not in yaml and '\\"' not in yaml, yaml
     assert 'display-name: "my site"' in yaml, yaml
     assert 'chdir: "%s/my app"' % tmp in yaml, yaml
-    assert 'python-path: ["%s/lib", "%s/apps"]' % (root, root) in yaml, yaml
+    assert 'python-path: ["%s/my app", "%s/lib", "%s/apps"]' % (tmp, root, root) in yaml, yaml
     assert '"en_US.UTF-8"' in yaml, yaml
     assert 'application-group: "%{GLOBAL}"' in yaml, yaml
     assert "processes: 2" in yaml and "threads: 5" in yaml, yaml
@@ -308,3 +308,23 @@ def test_a_note_with_a_long_path(tmp):
                         "--run-dir", str(tmp)], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
     assert str(src)[:900] in r.stderr, r.stderr[:300]
+
+
+def test_home_is_on_the_path_and_an_alias_to_a_directory_not_here(tmp):
+    """mod_wsgi's home= is the working directory and sys.path[0]: a converted (script) app's
+    chdir is not on wsgid's path, so home goes first in python-path (an `import helper` from
+    home failed after conversion). An Alias whose directory is not on the converting machine but
+    ends with '/' is a directory (it became `location = /static`, its files sent to the app)."""
+    layout(tmp)
+    root = tmp / "srv"
+    src = tmp / "orig" / "home.conf"
+    src.write_text(
+        "WSGIDaemonProcess site python-path=%s/lib home=%s/apps\n"
+        "WSGIScriptAlias / %s/apps/site.wsgi process-group=site\n"
+        "Alias /static /srv/not-here/static/\n"
+        "Alias /robots.txt /srv/not-here/robots.txt\n" % (root, root, root))
+    notes, yaml, conf = convert(tmp, src)
+    assert 'python-path: ["%s/apps", "%s/lib"]' % (root, root) in yaml, yaml
+    assert "location /static/ {" in conf and "alias \"/srv/not-here/static/\";" in conf, conf
+    assert "location = /static" not in conf, conf
+    assert "/srv/not-here/robots.txt is not on this machine: taken as a file" in notes, notes
