@@ -264,6 +264,11 @@ static int directive2(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
         s->callable = a0;
     else if (is(n, "WSGIPassAuthorization") && a0 != NULL)
         s->passauth = strcasecmp(a0, "On") == 0;
+    else if (is(n, "SetEnv") && n->nargs > 1 && strchr(n->args[1], '$') != NULL)
+        /* it goes to nginx's uwsgi_param, where '$' starts a variable (no escape for it) */
+        note(w, n,
+             "its value has a '$', which nginx would read as a variable: set it in the "
+             "group's env: in wsgid.yaml");
     else if (is(n, "SetEnv") && n->nargs >= 1)
         wd_cv_key_set(&s->env, a0, n->nargs > 1 ? n->args[1] : "", 1);
     else if (is(n, "WSGIScriptAlias") && in_server)

@@ -156,7 +156,8 @@ void wd_cv_write_yaml(FILE *f, const wd_cv_t *cv, const char *source, const char
         write_group(f, cv, &cv->groups[i]);
 }
 
-/* nginx: a double-quoted string ('$' would start a variable: the converter notes such values). */
+/* nginx: a double-quoted string ('$' would start a variable: the converter notes such values and
+ * leaves them out, from_apache.c). */
 static void nq(FILE *f, const char *s)
 {
     fputc('"', f);
