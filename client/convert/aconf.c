@@ -132,7 +132,49 @@ static int parse(wd_aconf_t *c, wd_aconf_node_t *base, const char *name, const c
                  char *err, size_t errlen);
 static int read_file(reader_t *from, const char *path, int line);
 
-/* Include / IncludeOptional: each match of the glob, in order. */
+static int include_path(reader_t *r, const char *path, int line);
+
+/* A directory named by Include: every file in it and in its subdirectories, in name order
+ * (Apache reads them all, as it does for a directory a glob matches). */
+static int include_dir(reader_t *r, const char *dir, int line)
+{
+    glob_t g;
+    char pat[4096];
+    int rc = 0, grc;
+
+    snprintf(pat, sizeof pat, "%s/*", dir);
+    memset(&g, 0, sizeof g);
+    grc = glob(pat, GLOB_PERIOD, NULL, &g);
+    for (size_t i = 0; rc == 0 && grc == 0 && i < g.gl_pathc; i++) {
+        const char *base = strrchr(g.gl_pathv[i], '/') + 1;
+
+        if (strcmp(base, ".") != 0 && strcmp(base, "..") != 0)
+            rc = include_path(r, g.gl_pathv[i], line);
+    }
+    if (grc == 0)
+        globfree(&g);
+    return rc;
+}
+
+static int include_path(reader_t *r, const char *path, int line)
+{
+    struct stat st;
+    int rc;
+
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (r->c->depth >= INCLUDE_DEPTH)
+            return fail(r, line, "Include %s: more than %d levels (a loop?)", path, INCLUDE_DEPTH);
+        r->c->depth++;
+        rc = include_dir(r, path, line);
+        r->c->depth--;
+        return rc;
+    }
+    return read_file(r, path, line);
+}
+
+/* Include / IncludeOptional: each match of the glob, in order; a directory is read whole. An
+ * Include that matches nothing is an error, as it is to Apache ("apache2ctl configtest"); only
+ * IncludeOptional may match nothing. */
 static int do_include(reader_t *r, const wd_aconf_node_t *n, int optional)
 {
     const char *pat = wd_aconf_arg(n, 0);
@@ -157,15 +199,13 @@ static int do_include(reader_t *r, const wd_aconf_node_t *n, int optional)
     }
     memset(&g, 0, sizeof g);
     grc = glob(path, 0, NULL, &g);
-    if (grc == GLOB_NOMATCH && !optional && strpbrk(pat, "*?[") == NULL)
-        rc = fail(r, n->line, "Include %s: no such file", path);
-    for (i = 0; rc == 0 && grc == 0 && i < g.gl_pathc; i++) {
-        struct stat st;
-
-        if (stat(g.gl_pathv[i], &st) == 0 && S_ISDIR(st.st_mode))
-            continue;
-        rc = read_file(r, g.gl_pathv[i], n->line);
-    }
+    if (grc == GLOB_NOMATCH && !optional)
+        rc = fail(r, n->line, "Include %s: %s", path,
+                  strpbrk(pat, "*?[") == NULL
+                      ? "no such file"
+                      : "no file matches (only IncludeOptional may match nothing)");
+    for (i = 0; rc == 0 && grc == 0 && i < g.gl_pathc; i++)
+        rc = include_path(r, g.gl_pathv[i], n->line);
     if (grc == 0)
         globfree(&g);
     return rc;

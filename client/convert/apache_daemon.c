@@ -4,11 +4,13 @@
 #include "from_apache.h"
 #include "alloc.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum kind { NUM, SECS, SIZE, STR, PATHS, HOME, ENV, NGINX, NOPE };
+enum kind { NUM, SECS, SIZE, STR, ID, PATHS, HOME, ENV, NGINX, NOPE };
 
 typedef struct option {
     const char *name;
@@ -21,8 +23,8 @@ static const option_t options[] = {
     {"processes", NUM, "processes", 1, 1024},
     {"threads", NUM, "threads", 1, 1024},
     {"display-name", STR, "display-name", 0, 0},
-    {"user", STR, "user", 0, 0},
-    {"group", STR, "group", 0, 0},
+    {"user", ID, "user", 0, 0},
+    {"group", ID, "group", 0, 0},
     {"python-home", STR, "python-home", 0, 0},
     {"python-path", PATHS, "python-path", 0, 0},
     {"home", HOME, "chdir", 0, 0},
@@ -143,6 +145,27 @@ bad:
     return -1;
 }
 
+char *wd_cv_apache_id(const char *v, int is_group)
+{
+    char *end;
+    unsigned long id;
+
+    if (v[0] != '#')
+        return xstrdup(v);
+    id = strtoul(v + 1, &end, 10);
+    if (end == v + 1 || *end != '\0')
+        return NULL;
+    if (is_group) {
+        const struct group *gr = getgrgid((gid_t)id);
+
+        return gr != NULL ? xstrdup(gr->gr_name) : NULL;
+    } else {
+        const struct passwd *pw = getpwuid((uid_t)id);
+
+        return pw != NULL ? xstrdup(pw->pw_name) : NULL;
+    }
+}
+
 static int apply(wd_cv_t *cv, wd_cv_group_t *g, const option_t *o, const char *v, const char *file,
                  int line)
 {
@@ -154,6 +177,20 @@ static int apply(wd_cv_t *cv, wd_cv_group_t *g, const option_t *o, const char *v
     case STR:
         wd_cv_key_set(&g->keys, o->key, v, 1);
         return 0;
+    case ID: {
+        char *name = wd_cv_apache_id(v, o->key[0] == 'g');
+
+        if (name == NULL) {
+            wd_cv_note(cv, file, line,
+                       "WSGIDaemonProcess %s %s=%s: not converted: no %s with that id on this "
+                       "machine (wsgid's %s: is a name)",
+                       g->name, o->name, v, o->key, o->key);
+            return -1;
+        }
+        wd_cv_key_set(&g->keys, o->key, name, 1);
+        free(name);
+        return 0;
+    }
     case PATHS:
         add_paths(g, v);
         return 0;

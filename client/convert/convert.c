@@ -20,7 +20,7 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "Usage: wsgid convert [--from apache|uwsgi] FILE [-o DIR]\n"
+            "Usage: wsgid convert [--from apache|uwsgi] FILE [-o DIR] [--run-dir DIR]\n"
             "\n"
             "Writes DIR/wsgid.yaml and DIR/nginx.conf (an nginx server block) that do what\n"
             "the Apache httpd + mod_wsgi configuration FILE (with what it Includes), or the\n"
@@ -30,24 +30,21 @@ static void usage(FILE *f)
             "Options:\n"
             "      --from apache|uwsgi  the kind of FILE (default: uwsgi for *.ini, else apache)\n"
             "  -o, --output DIR         where to write (default: the current directory)\n"
+            "      --run-dir DIR        where the groups' sockets and the control socket go\n"
+            "                           (default: /run/wsgid)\n"
             "  -h, --help               print this help and exit\n"
             "\n"
             "Exit status: 0 written (with or without notes), 1 a file error, 2 a usage error.\n");
 }
 
-/* The group name of a uWSGI vassal: its file name without the extension. */
+/* The group name of a uWSGI vassal: its file name without the extension (made a valid wsgid
+ * group name, with a note, by wd_cv_group_add). */
 static char *vassal_name(const char *path)
 {
     const char *base = strrchr(path, '/') != NULL ? strrchr(path, '/') + 1 : path;
     const char *dot = strrchr(base, '.');
-    char *name = xstrndup(base, dot != NULL && dot != base ? (size_t)(dot - base) : strlen(base));
 
-    for (char *p = name; *p; p++) {
-        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
-              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
-            *p = '_';
-    }
-    return name;
+    return xstrndup(base, dot != NULL && dot != base ? (size_t)(dot - base) : strlen(base));
 }
 
 static int read_input(wd_cv_t *cv, const char *from, const char *file, char *err, size_t errlen)

@@ -23,6 +23,7 @@ typedef struct scope {
 
 typedef struct area {
     int is_dir;
+    int vhost; /* 0: the main server's; k: the k-th <VirtualHost>'s */
     const char *path;
     const char *file;
     int line;
@@ -31,6 +32,7 @@ typedef struct area {
 
 typedef struct alias {
     const char *prefix, *script;
+    int vhost;
     scope_t s; /* its own options */
     const wd_aconf_node_t *n;
 } alias_t;
@@ -45,6 +47,15 @@ typedef struct walk {
     const char *user, *group, *python_home, *python_path;
     const wd_aconf_node_t *python_path_n;
     int vhosts;
+    int vhost;                      /* the <VirtualHost> being read (0: none) */
+    scope_t **vscopes;              /* what each <VirtualHost> says, over the server's */
+    const wd_aconf_node_t *vhost_n; /* the first <VirtualHost>: nginx's listen */
+    const wd_aconf_node_t **listens;
+    int nlisten;
+    const char **modules; /* what LoadModule loads ("wsgi_module") */
+    int nmodules;
+    const char **defines; /* what Define defines */
+    int ndefines;
 } walk_t;
 
 static void scope_init(scope_t *s)
@@ -115,6 +126,7 @@ static void script_alias(walk_t *w, const wd_aconf_node_t *n)
     scope_init(&a->s);
     a->prefix = n->args[0];
     a->script = n->args[1];
+    a->vhost = w->vhost;
     a->n = n;
     for (int i = 2; i < n->nargs; i++) {
         const char *o = n->args[i];
@@ -173,20 +185,120 @@ static void static_alias(walk_t *w, const wd_aconf_node_t *n)
 
 static void walk_kids(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_server);
 
+/* The modules Apache has without a LoadModule (Debian's apache2 builds them in), and those
+ * Debian's apache2 enables when installed: what <IfModule> is taken to see when the file read
+ * has no LoadModule (a site's file alone). mod_wsgi is loaded in any case: the file is for it. */
+static const char *const builtin_modules[] = {
+    "core_module",  "so_module",      "watchdog_module", "http_module", "log_config_module",
+    "logio_module", "version_module", "unixd_module",    "wsgi_module"};
+static const char *const debian_modules[] = {
+    "access_compat_module", "alias_module",      "auth_basic_module", "authn_core_module",
+    "authn_file_module",    "authz_core_module", "authz_host_module", "authz_user_module",
+    "autoindex_module",     "deflate_module",    "dir_module",        "env_module",
+    "filter_module",        "mime_module",       "mpm_event_module",  "negotiation_module",
+    "reqtimeout_module",    "setenvif_module",   "status_module"};
+
+static int in_list(const char *const *l, size_t n, const char *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(l[i], s) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* <IfModule NAME>: NAME is the module's identifier ("wsgi_module") or its source file
+ * ("mod_wsgi.c"). Whether it is loaded, and the identifier (caller frees). */
+static int module_loaded(const walk_t *w, const char *name, char **id)
+{
+    size_t n = strlen(name);
+
+    if (strncmp(name, "mod_", 4) == 0 && n > 6 && strcmp(name + n - 2, ".c") == 0) {
+        *id = xmalloc(n + 6);
+        sprintf(*id, "%.*s_module", (int)(n - 6), name + 4);
+    } else if (strcmp(name, "http_core.c") == 0 || strcmp(name, "core.c") == 0) {
+        *id = xstrdup(name[0] == 'h' ? "http_module" : "core_module");
+    } else {
+        *id = xstrdup(name);
+    }
+    if (in_list(builtin_modules, sizeof builtin_modules / sizeof *builtin_modules, *id) ||
+        in_list(w->modules, (size_t)w->nmodules, *id))
+        return 1;
+    return w->nmodules == 0 &&
+           in_list(debian_modules, sizeof debian_modules / sizeof *debian_modules, *id);
+}
+
+/* Whether the contents of <IfModule> / <IfDefine> apply, as Apache would read them; a noted
+ * "no" when they do not (they are left out, as Apache leaves them). */
+static int condition(walk_t *w, const wd_aconf_node_t *n)
+{
+    const char *a = wd_aconf_arg(n, 0);
+    int neg, yes;
+    char why[512];
+
+    if (a == NULL)
+        return 1;
+    neg = a[0] == '!';
+    a += neg;
+    if (is(n, "IfModule")) {
+        char *id;
+
+        yes = module_loaded(w, a, &id);
+        snprintf(why, sizeof why,
+                 yes ? "its contents are left out: %s is loaded"
+                 : w->nmodules > 0
+                     ? "its contents are left out: no LoadModule loads %s"
+                     : "its contents are left out: %s is not loaded (no LoadModule read, and "
+                       "Debian's apache2 does not enable it)",
+                 id);
+        free(id);
+    } else if ((yes = in_list(w->defines, (size_t)w->ndefines, a))) {
+        snprintf(why, sizeof why, "its contents are left out: %s is defined (Define)", a);
+    } else {
+        snprintf(why, sizeof why,
+                 "its contents are left out: %s is not defined (no Define; for apache2 -D %s, "
+                 "convert a copy with Define %s added)",
+                 a, a, a);
+    }
+    if (yes != neg)
+        return 1;
+    wd_cv_note(w->cv, n->file, n->line, "<%s %s%s>: not converted: %s", n->name, neg ? "!" : "", a,
+               why);
+    return 0;
+}
+
+/* Each <VirtualHost> has a scope of its own over the server's: what one says (a
+ * WSGIProcessGroup, a SetEnv) never reaches another's aliases. */
+static void virtual_host(walk_t *w, const wd_aconf_node_t *n)
+{
+    int outer = w->vhost;
+    scope_t *vs = xcalloc(1, sizeof *vs);
+
+    if (w->vhosts++ > 0)
+        note(w, n,
+             "a second virtual host: its directives go into the one server block written "
+             "(split nginx.conf by hand)");
+    else
+        w->vhost_n = n;
+    for (int i = 1; i < n->nargs; i++)
+        wd_cv_note(w->cv, n->file, n->line,
+                   "<VirtualHost ... %s>: not converted: the server block listens on the first "
+                   "address only (add a listen line to nginx.conf)",
+                   n->args[i]);
+    scope_init(vs);
+    w->vscopes = xrealloc(w->vscopes, sizeof *w->vscopes * (size_t)w->vhosts);
+    w->vscopes[w->vhosts - 1] = vs;
+    w->vhost = w->vhosts;
+    walk_kids(w, n, vs, 1);
+    w->vhost = outer;
+}
+
 static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_server)
 {
     area_t *a;
 
     if (is(n, "VirtualHost")) {
-        const char *colon = n->nargs > 0 ? strrchr(n->args[0], ':') : NULL;
-
-        if (colon != NULL && w->cv->listen == NULL && strcmp(colon + 1, "*") != 0)
-            w->cv->listen = xstrdup(colon + 1);
-        if (w->vhosts++ > 0)
-            note(w, n,
-                 "a second virtual host: its directives go into the one server block written "
-                 "(split nginx.conf by hand)");
-        walk_kids(w, n, s, 1);
+        virtual_host(w, n);
     } else if (is(n, "Location") || is(n, "Directory")) {
         if (n->nargs != 1) {
             note(w, n, "expected one path");
@@ -195,12 +307,16 @@ static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_serv
         w->areas = xrealloc(w->areas, sizeof *w->areas * (size_t)(w->nareas + 1));
         a = w->areas[w->nareas++] = xcalloc(1, sizeof *a);
         a->is_dir = is(n, "Directory");
+        a->vhost = w->vhost;
         a->path = n->args[0];
         a->file = n->file;
         a->line = n->line;
         scope_init(&a->s);
         walk_kids(w, n, &a->s, 0);
-    } else if (is(n, "IfModule") || is(n, "IfDefine") || is(n, "IfVersion") || is(n, "Files")) {
+    } else if (is(n, "IfModule") || is(n, "IfDefine")) {
+        if (condition(w, n))
+            walk_kids(w, n, s, in_server);
+    } else if (is(n, "IfVersion") || is(n, "Files")) {
         walk_kids(w, n, s, in_server);
     } else {
         note(w, n, "a regular-expression or other section: write its nginx location by hand");
@@ -213,7 +329,7 @@ static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_serv
 static const char *const quiet[] = {
     "Options",        "AllowOverride",        "Order",   "Satisfy",
     "DirectoryIndex", "LoadModule",           "Include", "IncludeOptional",
-    "ServerRoot",     "WSGIRestrictEmbedded", "Listen",  "AddDefaultCharset"};
+    "ServerRoot",     "WSGIRestrictEmbedded", "Define",  "AddDefaultCharset"};
 
 static const struct {
     const char *name, *why;
@@ -300,6 +416,11 @@ static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
     }
     if (directive2(w, n, s, in_server))
         return;
+    if (is(n, "Listen") && a0 != NULL) {
+        w->listens = xrealloc(w->listens, sizeof *w->listens * (size_t)(w->nlisten + 1));
+        w->listens[w->nlisten++] = n;
+        return;
+    }
     if (is(n, "ServerName") && a0 != NULL && w->cv->server_name == NULL) {
         w->cv->server_name = xstrdup(a0);
         return;
@@ -326,9 +447,27 @@ static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
                                                            : "not converted in this section");
 }
 
+/* A path or value in another encoding than UTF-8 (a Latin-1 file name) cannot be written in
+ * wsgid.yaml, which is UTF-8, as the same bytes: the directive is noted, not converted. */
+static int utf8_args(walk_t *w, const wd_aconf_node_t *n)
+{
+    for (int i = 0; i < n->nargs; i++) {
+        if (!wd_cv_utf8(n->args[i])) {
+            wd_cv_note(w->cv, n->file, n->line,
+                       "%s%s %s: not converted: not UTF-8, which wsgid.yaml and nginx.conf are "
+                       "(rename the path, or write the value in UTF-8)",
+                       n->section ? "<" : "", n->name, n->args[i]);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void walk_kids(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_server)
 {
     for (int i = 0; i < n->nkids; i++) {
+        if (!utf8_args(w, n->kids[i]))
+            continue;
         if (n->kids[i]->section)
             section(w, n->kids[i], s, in_server);
         else
@@ -365,7 +504,7 @@ static int under(const char *path, const char *dir)
 /* The areas that apply to a URL or a script, shortest path first, merged into e. A <Location>
  * matches in whole segments as a <Directory> does: Apache 2.4 applies <Location /admin> to
  * /admin and /admin/users, not to /administrator (tests/convert asks it). */
-static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path)
+static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path, int vhost)
 {
     size_t done = 0;
 
@@ -377,7 +516,7 @@ static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path)
             size_t len = strlen(a->path);
             int match = under(path, a->path);
 
-            if (a->is_dir == dirs && match && len > done &&
+            if (a->is_dir == dirs && (a->vhost == 0 || a->vhost == vhost) && match && len > done &&
                 (best == NULL || len < strlen(best->path)))
                 best = a;
         }
@@ -392,8 +531,10 @@ static void effective(const walk_t *w, const alias_t *a, const char *url, scope_
 {
     scope_init(e);
     merge(e, &w->server);
-    merge_areas(w, e, 1, a->script);
-    merge_areas(w, e, 0, url);
+    if (a->vhost > 0)
+        merge(e, w->vscopes[a->vhost - 1]);
+    merge_areas(w, e, 1, a->script, a->vhost);
+    merge_areas(w, e, 0, url, a->vhost);
     merge(e, &a->s);
 }
 
@@ -440,11 +581,22 @@ static void place(walk_t *w, const alias_t *a, const char *url, int match, const
     while (n > 1 && mp[n - 1] == '/')
         mp[--n] = '\0';
     for (int i = 0; i < g->nmounts; i++) {
-        if (strcmp(g->mounts[i].prefix, mp) == 0 && strcmp(g->mounts[i].app_group, ag) != 0)
+        const wd_cv_mount_t *m = &g->mounts[i];
+        const char *was = m->callable != NULL ? m->callable : "application";
+        const char *now = e->callable != NULL ? e->callable : "application";
+
+        if (strcmp(m->prefix, mp) != 0)
+            continue;
+        if (strcmp(m->app_group, ag) != 0)
             wd_cv_note(w->cv, a->n->file, a->n->line,
                        "WSGIApplicationGroup %s under %s: not converted: one mount of group %s "
                        "runs in one application group (%s)",
-                       ag, url, g->name, g->mounts[i].app_group);
+                       ag, url, g->name, m->app_group);
+        if (strcmp(was, now) != 0)
+            wd_cv_note(w->cv, a->n->file, a->n->line,
+                       "WSGICallableObject %s under %s: not converted: group %s mounts %s once, "
+                       "with callable %s (give %s a process group of its own)",
+                       now, url, g->name, a->script, was, url);
     }
     wd_cv_mount_add(g, mp, a->script, ag, e->callable);
     free(mp);
@@ -466,19 +618,38 @@ static void scope_free(scope_t *s)
     free(s->env.v);
 }
 
-/* The alias that serves url: the longest prefix (segment-wise). */
-static const alias_t *alias_for(const walk_t *w, const char *url)
+/* Whether alias a serves url. */
+static int serves(const alias_t *a, const char *url)
 {
-    const alias_t *best = NULL;
+    return strcmp(a->prefix, "/") == 0 || under(url, a->prefix);
+}
 
-    for (int i = 0; i < w->naliases; i++) {
-        const alias_t *a = &w->aliases[i];
+/* The alias that serves url in virtual host vhost: mod_wsgi takes the first that matches, in
+ * the order written, a virtual host's own before the server's (so "WSGIScriptAlias / ..."
+ * written before "WSGIScriptAlias /api ..." takes /api too: Apache never runs the second). */
+static const alias_t *alias_for(const walk_t *w, const char *url, int vhost)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < w->naliases; i++) {
+            const alias_t *a = &w->aliases[i];
 
-        if ((strcmp(a->prefix, "/") == 0 || under(url, a->prefix)) &&
-            (best == NULL || strlen(a->prefix) > strlen(best->prefix)))
-            best = a;
+            if (a->vhost == (pass == 0 ? vhost : 0) && serves(a, url))
+                return a;
+        }
     }
-    return best;
+    return NULL;
+}
+
+/* Two URL paths that differ at most by trailing slashes ("/admin" and "/admin/"). */
+static int same_path(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+
+    while (na > 1 && a[na - 1] == '/')
+        na--;
+    while (nb > 1 && b[nb - 1] == '/')
+        nb--;
+    return na == nb && strncmp(a, b, na) == 0;
 }
 
 /* A <Location> below an alias that changes its group or its settings gets an nginx location of
@@ -493,8 +664,8 @@ static void place_locations(walk_t *w)
 
         if (l->is_dir)
             continue;
-        a = alias_for(w, l->path);
-        if (a == NULL || strcmp(a->prefix, l->path) == 0) {
+        a = alias_for(w, l->path, l->vhost);
+        if (a == NULL || same_path(a->prefix, l->path)) {
             if (a == NULL && (l->s.pg != NULL || l->s.ag != NULL))
                 wd_cv_note(w->cv, l->file, l->line,
                            "<Location %s>: not converted: no WSGIScriptAlias serves it", l->path);
@@ -509,20 +680,22 @@ static void place_locations(walk_t *w)
 static void finish_groups(walk_t *w)
 {
     const char *lrb = w->cv->max_body != NULL ? w->cv->max_body : "1G";
+    /* User and Group as names ("#33" is www-data's id); ${APACHE_RUN_USER} is unknown here */
+    char *user =
+        w->user != NULL && strchr(w->user, '$') == NULL ? wd_cv_apache_id(w->user, 0) : NULL;
+    char *group =
+        w->group != NULL && strchr(w->group, '$') == NULL ? wd_cv_apache_id(w->group, 1) : NULL;
     /* mod_wsgi's sockets belong to Apache's User, whose children connect to them; nginx's
      * workers need the group (www-data on Debian, for nginx and Apache alike). */
-    const char *sgroup = w->group != NULL && strchr(w->group, '$') == NULL ? w->group
-                         : getgrnam("www-data") != NULL                    ? "www-data"
-                                                                           : NULL;
+    const char *sgroup = group != NULL ? group : getgrnam("www-data") != NULL ? "www-data" : NULL;
 
     for (int i = 0; i < w->cv->ngroups; i++) {
         wd_cv_group_t *g = &w->cv->groups[i];
 
         if (w->python_home != NULL && wd_cv_key_get(&g->keys, "python-home") == NULL)
             wd_cv_key_set(&g->keys, "python-home", w->python_home, 1);
-        if (w->user != NULL && strchr(w->user, '$') == NULL &&
-            wd_cv_key_get(&g->keys, "user") == NULL)
-            wd_cv_key_set(&g->keys, "user", w->user, 1);
+        if (user != NULL && wd_cv_key_get(&g->keys, "user") == NULL)
+            wd_cv_key_set(&g->keys, "user", user, 1);
         if (wd_cv_key_get(&g->keys, "user") == NULL)
             wd_cv_note(w->cv, g->file, g->line,
                        "WSGIDaemonProcess %s: no user=: mod_wsgi ran it as Apache's User; wsgid "
@@ -532,10 +705,95 @@ static void finish_groups(walk_t *w)
             wd_cv_key_set(&g->keys, "socket-group", sgroup, 1);
         wd_cv_key_set(&g->keys, "limit-request-body", lrb, 0);
     }
+    free(user);
+    free(group);
     if (w->python_path != NULL)
         wd_cv_note(w->cv, w->python_path_n->file, w->python_path_n->line,
                    "WSGIPythonPath: not converted: mod_wsgi uses it in embedded mode only (the "
                    "daemon groups have python-path=)");
+}
+
+/* LoadModule and Define, wherever they are: what <IfModule> and <IfDefine> test. */
+static void prescan(walk_t *w, const wd_aconf_node_t *n)
+{
+    for (int i = 0; i < n->nkids; i++) {
+        const wd_aconf_node_t *k = n->kids[i];
+
+        if (k->section) {
+            prescan(w, k);
+        } else if (is(k, "LoadModule") && k->nargs > 0) {
+            w->modules = xrealloc(w->modules, sizeof *w->modules * (size_t)(w->nmodules + 1));
+            w->modules[w->nmodules++] = k->args[0];
+        } else if (is(k, "Define") && k->nargs > 0) {
+            w->defines = xrealloc(w->defines, sizeof *w->defines * (size_t)(w->ndefines + 1));
+            w->defines[w->ndefines++] = k->args[0];
+        }
+    }
+}
+
+/* An Apache address ("127.0.0.1:8080", "[::1]:80", "*:80", "_default_", "8080") as its host
+ * (NULL: every address) and port (NULL: none said). Caller frees both. */
+static void split_addr(const char *a, char **host, char **port)
+{
+    const char *colon = strrchr(a, ':');
+    size_t hl;
+
+    if (a[0] == '[') {
+        const char *rb = strchr(a, ']');
+
+        colon = rb != NULL && rb[1] == ':' ? rb + 1 : NULL;
+    } else if (colon != NULL && strchr(a, ':') != colon) {
+        colon = NULL; /* an IPv6 address without brackets */
+    } else if (colon == NULL && strspn(a, "0123456789") == strlen(a)) {
+        *host = NULL;
+        *port = xstrdup(a);
+        return;
+    }
+    hl = colon != NULL ? (size_t)(colon - a) : strlen(a);
+    *host = hl == 0 || (hl == 1 && a[0] == '*') || (hl == 9 && strncmp(a, "_default_", 9) == 0)
+                ? NULL
+                : xstrndup(a, hl);
+    *port = colon != NULL && colon[1] != '\0' && strcmp(colon + 1, "*") != 0 ? xstrdup(colon + 1)
+                                                                             : NULL;
+}
+
+/* nginx's listen: the first virtual host's address, with the address of the Listen for its port
+ * when the virtual host says "*" (Listen 127.0.0.1:8000 + <VirtualHost *:8000> answers on the
+ * loopback only, and so must nginx); without a virtual host, the first Listen. */
+static void finish_listen(walk_t *w)
+{
+    char *host = NULL, *port = NULL, *lh, *lp;
+    const wd_aconf_node_t *used = NULL;
+
+    if (w->vhost_n != NULL && w->vhost_n->nargs > 0)
+        split_addr(w->vhost_n->args[0], &host, &port);
+    for (int i = 0; i < w->nlisten && used == NULL; i++) {
+        split_addr(w->listens[i]->args[0], &lh, &lp);
+        if (w->vhost_n == NULL || port == NULL || (lp != NULL && strcmp(lp, port) == 0)) {
+            used = w->listens[i];
+            if (host == NULL)
+                host = lh, lh = NULL;
+            if (port == NULL)
+                port = lp, lp = NULL;
+        }
+        free(lh);
+        free(lp);
+    }
+    for (int i = 0; w->vhost_n == NULL && i < w->nlisten; i++) {
+        if (w->listens[i] != used)
+            wd_cv_note(w->cv, w->listens[i]->file, w->listens[i]->line,
+                       "Listen %s: not converted: the server block listens on %s only (add a "
+                       "listen line to nginx.conf)",
+                       w->listens[i]->args[0], used->args[0]);
+    }
+    if (host != NULL || port != NULL) {
+        free(w->cv->listen);
+        w->cv->listen = xmalloc((host ? strlen(host) : 0) + (port ? strlen(port) : 0) + 2);
+        sprintf(w->cv->listen, "%s%s%s", host ? host : "", host && port ? ":" : "",
+                port ? port : "");
+    }
+    free(host);
+    free(port);
 }
 
 void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
@@ -546,16 +804,37 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
     memset(&w, 0, sizeof w);
     w.cv = cv;
     scope_init(&w.server);
+    prescan(&w, &conf->root);
     walk_kids(&w, &conf->root, &w.server, 1);
     for (int i = 0; i < w.naliases; i++) {
-        const alias_t *a = &w.aliases[i];
+        const alias_t *a = &w.aliases[i], *first = alias_for(&w, a->prefix, a->vhost);
 
+        if (first != a) {
+            wd_cv_note(cv, a->n->file, a->n->line,
+                       "WSGIScriptAlias %s: not converted: WSGIScriptAlias %s (%s:%d) comes "
+                       "first and takes all of its URLs (mod_wsgi takes the first alias that "
+                       "matches: Apache never ran %s; write the longer URL first)",
+                       a->prefix, first->prefix, first->n->file, first->n->line, a->script);
+            continue;
+        }
         effective(&w, a, a->prefix, &e);
         place(&w, a, a->prefix, strcmp(a->prefix, "/") == 0 ? WD_CV_PREFIX : WD_CV_SEGMENT, &e);
         scope_free(&e);
     }
     place_locations(&w);
+    for (int i = 0; i < cv->ngroups;) {
+        if (cv->groups[i].nmounts > 0) {
+            i++;
+            continue;
+        }
+        /* mod_wsgi starts it, idle; a wsgid group needs an app */
+        wd_cv_note(cv, cv->groups[i].file, cv->groups[i].line,
+                   "WSGIDaemonProcess %s: not converted: no WSGIScriptAlias runs in it",
+                   cv->groups[i].src_name != NULL ? cv->groups[i].src_name : cv->groups[i].name);
+        wd_cv_group_remove(cv, i);
+    }
     finish_groups(&w);
+    finish_listen(&w);
     if (cv->max_body == NULL)
         cv->max_body = xstrdup("1g"); /* Apache's default LimitRequestBody since 2.4.54: 1 GiB */
     for (int i = 0; i < w.nareas; i++) {
@@ -566,5 +845,13 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
     for (int i = 0; i < w.naliases; i++)
         scope_free(&w.aliases[i].s);
     free(w.aliases);
+    for (int i = 0; i < w.vhosts; i++) {
+        scope_free(w.vscopes[i]);
+        free(w.vscopes[i]);
+    }
+    free(w.vscopes);
+    free(w.listens);
+    free(w.modules);
+    free(w.defines);
     scope_free(&w.server);
 }

@@ -15,6 +15,10 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf);
 int wd_cv_apache_daemon_option(wd_cv_t *cv, wd_cv_group_t *g, const char *opt, const char *file,
                                int line);
 
+/* A user (or group) as Apache and mod_wsgi write it, a name or "#UID", as a name (caller frees);
+ * NULL for an id this machine does not know. */
+char *wd_cv_apache_id(const char *v, int is_group);
+
 /* The i-th WSGIDaemonProcess option that maps onto a wsgid key with a range (NULL past the
  * last): that key, and the range the converter holds it to (*secs: a time). tests/unit/
  * test_convert.c loads both ends, and one past each, with wsgid's own config loader, so that

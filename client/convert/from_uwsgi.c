@@ -14,6 +14,10 @@ typedef struct ctx {
     const wd_ini_t *ini;
     const char *app, *callable, *file;
     int single_interpreter;
+    int uwsgi_socket; /* g->listen is a socket = (uwsgi's protocol, what nginx's uwsgi_pass speaks)
+                       */
+    const wd_ini_entry_t *processes; /* the last processes = */
+    int harakiri, limit_post;        /* given */
     wd_cv_loc_t *root;
 } ctx_t;
 
@@ -44,6 +48,11 @@ static const struct {
     {"attach-daemon", "wsgid runs no side daemons (use systemd)"},
 };
 
+static int is(const wd_ini_entry_t *e, const char *a, const char *b)
+{
+    return strcmp(e->key, a) == 0 || (b != NULL && strcmp(e->key, b) == 0);
+}
+
 static int number(ctx_t *c, const wd_ini_entry_t *e, const char *key, double mul, double min,
                   double max, const char *fmt)
 {
@@ -60,17 +69,34 @@ static int number(ctx_t *c, const wd_ini_entry_t *e, const char *key, double mul
     return 0;
 }
 
+/* Every socket is kept (wsgid tells the protocol by the first byte); nginx's uwsgi_pass goes to
+ * the first socket = (or uwsgi-socket =), else to the first socket of any kind. */
 static void socket_opt(ctx_t *c, const wd_ini_entry_t *e)
 {
     const char *v = e->value;
-    size_t n = strlen(c->g->name) + strlen(v) + 8;
+    size_t n = strlen(v) + 16;
+    char *l = xmalloc(n);
+    wd_cv_group_t *g = c->g;
+    int uwsgi = is(e, "socket", "uwsgi-socket");
 
-    free(c->g->listen);
-    c->g->listen = xmalloc(n);
     if (strchr(v, '/') != NULL || strchr(v, ':') == NULL)
-        snprintf(c->g->listen, n, "unix:%s", v);
+        snprintf(l, n, "unix:%s", v);
     else
-        snprintf(c->g->listen, n, "%s%s", v[0] == ':' ? "0.0.0.0" : "", v);
+        snprintf(l, n, "%s%s", v[0] == ':' ? "0.0.0.0" : "", v);
+    if (g->listen != NULL) {
+        g->more_listen =
+            xrealloc(g->more_listen, sizeof *g->more_listen * (size_t)(g->nmore_listen + 1));
+        if (uwsgi && !c->uwsgi_socket) {
+            g->more_listen[g->nmore_listen++] = g->listen;
+            g->listen = l;
+            c->uwsgi_socket = 1;
+        } else {
+            g->more_listen[g->nmore_listen++] = l;
+        }
+        return;
+    }
+    g->listen = l;
+    c->uwsgi_socket = uwsgi;
 }
 
 /* chmod-socket = 660 is octal, as chmod's; alone it means 666. */
@@ -158,19 +184,14 @@ static void cpu_affinity(ctx_t *c, const wd_ini_entry_t *e)
                    e->value, n);
 }
 
-static int is(const wd_ini_entry_t *e, const char *a, const char *b)
-{
-    return strcmp(e->key, a) == 0 || (b != NULL && strcmp(e->key, b) == 0);
-}
-
 static int option2(ctx_t *c, const wd_ini_entry_t *e)
 {
     if (is(e, "processes", "workers"))
-        number(c, e, "processes", 1, 1, 1024, "%.0f");
+        c->processes = e;
     else if (is(e, "threads", NULL))
         number(c, e, "threads", 1, 1, 1024, "%.0f");
     else if (is(e, "harakiri", NULL))
-        number(c, e, "request-timeout", 1, 0, 7 * 86400, "%.0fs");
+        c->harakiri = number(c, e, "request-timeout", 1, 0, 7 * 86400, "%.0fs") == 0;
     else if (is(e, "max-requests", NULL))
         number(c, e, "maximum-requests", 1, 0, 1e9, "%.0f");
     else if (is(e, "reload-on-rss", NULL))
@@ -190,6 +211,13 @@ static int option2(ctx_t *c, const wd_ini_entry_t *e)
 
 static void option(ctx_t *c, const wd_ini_entry_t *e)
 {
+    if (!wd_cv_utf8(e->value)) {
+        wd_cv_note(c->cv, c->ini->file, e->line,
+                   "%s = %s: not converted: not UTF-8, which wsgid.yaml is (rename the path, or "
+                   "write the value in UTF-8)",
+                   e->key, e->value);
+        return;
+    }
     if (option2(c, e))
         return;
     if (is(e, "module", "wsgi"))
@@ -215,7 +243,7 @@ static void option(ctx_t *c, const wd_ini_entry_t *e)
     else if (is(e, "cpu-affinity", NULL))
         cpu_affinity(c, e);
     else if (is(e, "limit-post", NULL))
-        number(c, e, "limit-request-body", 1, 0, 1099511627776.0, "%.0f");
+        c->limit_post = number(c, e, "limit-request-body", 1, 0, 1099511627776.0, "%.0f") == 0;
     else
         goto other;
     return;
@@ -264,15 +292,39 @@ static void finish_app(ctx_t *c)
 
 void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
 {
-    ctx_t c = {cv, NULL, ini, NULL, NULL, NULL, 0, NULL};
+    ctx_t c;
     wd_cv_loc_t *l;
 
+    memset(&c, 0, sizeof c);
+    c.cv = cv;
+    c.ini = ini;
     c.g = wd_cv_group_add(cv, name, ini->file, 1);
+    for (int i = 0; i < ini->nnotes; i++) {
+        if (ini->notes[i].value != NULL)
+            wd_cv_note(cv, ini->file, ini->notes[i].line,
+                       "$(%s): expanded from wsgid convert's environment (uWSGI expands it from "
+                       "its own when it starts: check the value in wsgid.yaml)",
+                       ini->notes[i].key);
+        else
+            wd_cv_note(cv, ini->file, ini->notes[i].line,
+                       "$(%s): not set in wsgid convert's environment: expanded to nothing, as "
+                       "uWSGI does (set it and convert again, or edit wsgid.yaml)",
+                       ini->notes[i].key);
+    }
     for (int i = 0; i < ini->n; i++) {
         if (strcmp(ini->e[i].key, "single-interpreter") == 0)
             c.single_interpreter = 1;
         option(&c, &ini->e[i]);
     }
+    /* uWSGI's wsgi.multiprocess is False for one process, as wsgid's is without the key */
+    if (c.processes != NULL && strcmp(c.processes->value, "1") != 0)
+        number(&c, c.processes, "processes", 1, 1, 1024, "%.0f");
+    /* uWSGI has no request timeout without harakiri, and no body limit without limit-post
+     * (nginx.conf's client_max_body_size still bounds it) */
+    if (!c.harakiri)
+        wd_cv_key_set(&c.g->keys, "request-timeout", "0", 0);
+    if (!c.limit_post)
+        wd_cv_key_set(&c.g->keys, "limit-request-body", "0", 0);
     finish_app(&c);
     for (int i = 0; i < c.g->nmounts; i++) {
         wd_cv_mount_t *m = &c.g->mounts[i];
@@ -284,5 +336,5 @@ void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
         wd_cv_note(cv, ini->file, 1,
                    "[uwsgi]: no module, wsgi-file or mount: the group has no app");
     l = wd_cv_loc_add(cv, "/", WD_CV_PREFIX);
-    l->group = xstrdup(name);
+    l->group = xstrdup(c.g->name);
 }

@@ -15,22 +15,53 @@ static char *dup_or_null(const char *s)
 wd_cv_group_t *wd_cv_group_find(wd_cv_t *cv, const char *name)
 {
     for (int i = 0; i < cv->ngroups; i++) {
-        if (strcmp(cv->groups[i].name, name) == 0)
+        if (strcmp(cv->groups[i].name, name) == 0 ||
+            (cv->groups[i].src_name != NULL && strcmp(cv->groups[i].src_name, name) == 0))
             return &cv->groups[i];
     }
     return NULL;
 }
 
+/* wsgid's group names (config_group.c): letters, digits, '_', '.', '-', at most 64. */
+#define NAME_MAX_LEN 64
+
+static char *valid_name(const char *name)
+{
+    size_t n = strlen(name) > NAME_MAX_LEN ? NAME_MAX_LEN : strlen(name);
+    char *v = xstrndup(name, n);
+
+    for (char *p = v; *p != '\0'; p++) {
+        if (!(*p == '-' || *p == '_' || *p == '.' || (*p >= '0' && *p <= '9') ||
+              (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')))
+            *p = '_';
+    }
+    return v;
+}
+
 wd_cv_group_t *wd_cv_group_add(wd_cv_t *cv, const char *name, const char *file, int line)
 {
     wd_cv_group_t *g;
+    char *base = valid_name(name), *v = xstrdup(base);
 
+    /* two source names may give the same valid one ("a:b", "a_b"): "a_b-2" */
+    for (int k = 2; wd_cv_group_find(cv, v) != NULL; k++) {
+        v = (free(v), xmalloc(NAME_MAX_LEN + 1));
+        snprintf(v, NAME_MAX_LEN + 1, "%.*s-%d", NAME_MAX_LEN - 12, base, k);
+    }
+    free(base);
     cv->groups = xrealloc(cv->groups, sizeof *cv->groups * (size_t)(cv->ngroups + 1));
     g = &cv->groups[cv->ngroups++];
     memset(g, 0, sizeof *g);
-    g->name = xstrdup(name);
+    g->name = v;
     g->file = file;
     g->line = line;
+    if (strcmp(g->name, name) != 0) {
+        g->src_name = xstrdup(name);
+        wd_cv_note(cv, file, line,
+                   "group %s: named %s in wsgid.yaml (wsgid's group names are at most %d "
+                   "letters, digits, '_', '.' and '-')",
+                   name, g->name, NAME_MAX_LEN);
+    }
     return g;
 }
 
@@ -99,9 +130,34 @@ wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match)
     return l;
 }
 
+/* The length of the UTF-8 sequence at s (1..4), or 0 where s is not valid UTF-8. */
+static size_t utf8_len(const unsigned char *s)
+{
+    size_t n = s[0] < 0x80                    ? 1
+               : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
+               : (s[0] & 0xf0) == 0xe0        ? 3
+               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
+                                              : 0;
+
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+    }
+    return n;
+}
+
+int wd_cv_utf8(const char *s)
+{
+    for (size_t n; *s != '\0'; s += n) {
+        if ((n = utf8_len((const unsigned char *)s)) == 0)
+            return 0;
+    }
+    return 1;
+}
+
 void wd_cv_note(wd_cv_t *cv, const char *file, int line, const char *fmt, ...)
 {
-    char buf[1024];
+    char buf[1024], *out, *o;
     va_list ap;
     int n = snprintf(buf, sizeof buf, "%s:%d: ", file, line);
 
@@ -109,8 +165,21 @@ void wd_cv_note(wd_cv_t *cv, const char *file, int line, const char *fmt, ...)
     if (n >= 0 && (size_t)n < sizeof buf) /* a path of 1 KiB fills it: the note is cut */
         vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
     va_end(ap);
+    /* written into wsgid.yaml's comments, which must be UTF-8 too: a byte that is not, as \xNN */
+    o = out = xmalloc(strlen(buf) * 4 + 1);
+    for (const char *s = buf; *s != '\0';) {
+        size_t k = utf8_len((const unsigned char *)s);
+
+        if (k == 0) {
+            o += sprintf(o, "\\x%02x", (unsigned char)*s++);
+        } else {
+            memcpy(o, s, k);
+            o += k, s += k;
+        }
+    }
+    *o = '\0';
     cv->notes = xrealloc(cv->notes, sizeof *cv->notes * (size_t)(cv->nnotes + 1));
-    cv->notes[cv->nnotes++] = xstrdup(buf);
+    cv->notes[cv->nnotes++] = out;
 }
 
 char *wd_cv_socket(const wd_cv_t *cv, const wd_cv_group_t *g)
@@ -126,6 +195,20 @@ char *wd_cv_socket(const wd_cv_t *cv, const wd_cv_group_t *g)
     else
         snprintf(buf, sizeof buf, "%s/%s.sock", cv->run_dir, g->name);
     return xstrdup(buf);
+}
+
+char *wd_cv_listen(const wd_cv_t *cv, const char *listen)
+{
+    char *out;
+
+    if (strncmp(listen, "unix:", 5) != 0)
+        return xstrdup(listen);
+    out = xmalloc(strlen(cv->run_dir) + strlen(listen) + 2);
+    if (listen[5] == '/')
+        sprintf(out, "%s", listen);
+    else
+        sprintf(out, "unix:%s/%s", cv->run_dir, listen + 5);
+    return out;
 }
 
 char *wd_cv_seconds(const char *s)
@@ -155,6 +238,7 @@ static void free_list(wd_cv_list_t *l)
 static void free_group(wd_cv_group_t *g)
 {
     free(g->name);
+    free(g->src_name);
     free_list(&g->keys);
     free_list(&g->env);
     for (int i = 0; i < g->npython_path; i++)
@@ -168,7 +252,17 @@ static void free_group(wd_cv_group_t *g)
     }
     free(g->mounts);
     free(g->listen);
+    for (int i = 0; i < g->nmore_listen; i++)
+        free(g->more_listen[i]);
+    free(g->more_listen);
     free(g->nginx_timeout);
+}
+
+void wd_cv_group_remove(wd_cv_t *cv, int i)
+{
+    free_group(&cv->groups[i]);
+    memmove(&cv->groups[i], &cv->groups[i + 1], sizeof *cv->groups * (size_t)(cv->ngroups - i - 1));
+    cv->ngroups--;
 }
 
 void wd_cv_free(wd_cv_t *cv)

@@ -27,13 +27,16 @@ typedef struct wd_cv_mount {
 
 typedef struct wd_cv_group {
     char *name;
+    char *src_name;    /* the source's name when it is not a valid wsgid group name, else NULL */
     wd_cv_list_t keys; /* in the order written */
     char **python_path;
     int npython_path;
     wd_cv_list_t env;
     wd_cv_mount_t *mounts;
     int nmounts;
-    char *listen;        /* "unix:PATH" or "HOST:PORT"; NULL: unix:NAME.sock beside the config */
+    char *listen;       /* "unix:PATH" or "HOST:PORT"; NULL: unix:NAME.sock beside the config */
+    char **more_listen; /* the group's other sockets (nginx uses listen) */
+    int nmore_listen;
     char *nginx_timeout; /* uwsgi_read_timeout / uwsgi_send_timeout, or NULL */
     const char *file;    /* where it was declared */
     int line;
@@ -62,8 +65,11 @@ typedef struct wd_cv {
     char *run_dir;     /* absolute: where the groups' sockets and the control socket go */
 } wd_cv_t;
 
+/* A group; a name wsgid would refuse (mod_wsgi-express's "localhost:8000") becomes a valid one,
+ * with a note, and the group is still found by the source's name. */
 wd_cv_group_t *wd_cv_group_add(wd_cv_t *cv, const char *name, const char *file, int line);
 wd_cv_group_t *wd_cv_group_find(wd_cv_t *cv, const char *name);
+void wd_cv_group_remove(wd_cv_t *cv, int i);
 /* Sets (or replaces) a key of the group. */
 void wd_cv_key_set(wd_cv_list_t *l, const char *key, const char *value, int quote);
 const char *wd_cv_key_get(const wd_cv_list_t *l, const char *key);
@@ -75,8 +81,16 @@ __attribute__((format(printf, 4, 5))) void wd_cv_note(wd_cv_t *cv, const char *f
                                                       const char *fmt, ...);
 void wd_cv_free(wd_cv_t *cv);
 
+/* Whether s is valid UTF-8 (wsgid.yaml is UTF-8, and a YAML escape gives a character, not a
+ * byte: a path in another encoding cannot be written). */
+int wd_cv_utf8(const char *s);
+
 /* The socket path nginx connects to for g (absolute). Caller frees. */
 char *wd_cv_socket(const wd_cv_t *cv, const wd_cv_group_t *g);
+
+/* A listen address as wsgid.yaml gives it: "unix:" and an absolute path (a relative one is in
+ * the run directory), or HOST:PORT as it is. Caller frees. */
+char *wd_cv_listen(const wd_cv_t *cv, const char *listen);
 
 /* Seconds ("30") as a wsgid duration ("30s"); NULL if s is not a whole number >= 0. Caller
  * frees. */

@@ -74,20 +74,49 @@ static void magic(const wd_ini_t *ini, const char *section, char c, str_t *o)
     }
 }
 
+/* $(NAME) at v (v[0] == '$', v[1] == '('): the variable's value from the environment, noted;
+ * the text after it returned. */
+static const char *env_var(wd_ini_t *ini, const char *v, str_t *o, int line)
+{
+    const char *close = strchr(v + 2, ')');
+    char *name;
+    const char *val;
+
+    if (close == NULL) {
+        put(o, v, 2);
+        return v + 2;
+    }
+    name = xstrndup(v + 2, (size_t)(close - v - 2));
+    val = getenv(name);
+    put(o, val != NULL ? val : "", val != NULL ? strlen(val) : 0);
+    ini->notes = xrealloc(ini->notes, sizeof *ini->notes * (size_t)(ini->nnotes + 1));
+    ini->notes[ini->nnotes].key = name;
+    ini->notes[ini->nnotes].value = val != NULL ? xstrdup(val) : NULL;
+    ini->notes[ini->nnotes++].line = line;
+    return close + 1;
+}
+
 /* -1 (with *bad pointing at it) for a %(key) naming no key given above. */
-static int expand(const wd_ini_t *ini, const char *section, const char *v, str_t *o,
-                  const char **bad)
+static int expand(wd_ini_t *ini, const char *section, const char *v, str_t *o, const char **bad,
+                  int line)
 {
     put(o, "", 0);
     while (*v != '\0') {
-        const char *pc = strchr(v, '%');
+        const char *pc = strpbrk(v, "%$");
 
         if (pc == NULL) {
             put(o, v, strlen(v));
             break;
         }
         put(o, v, (size_t)(pc - v));
-        if (pc[1] == '(') {
+        if (pc[0] == '$') {
+            if (pc[1] == '(') {
+                v = env_var(ini, pc, o, line);
+            } else {
+                put(o, "$", 1);
+                v = pc + 1;
+            }
+        } else if (pc[1] == '(') {
             const char *close = strchr(pc + 2, ')');
             const char *val =
                 close != NULL ? last_value(ini, pc + 2, (size_t)(close - pc - 2)) : NULL;
@@ -152,7 +181,7 @@ static int one_line(wd_ini_t *ini, const char *section, char *s, int line, int *
     *eq = '\0';
     key = trim(s);
     val = trim(eq + 1);
-    if (expand(ini, section, val, &o, &bad) < 0) {
+    if (expand(ini, section, val, &o, &bad, line) < 0) {
         snprintf(err, errlen, "%s:%d: %s: %.40s names no option given above", ini->file, line, key,
                  bad);
         free(o.p);
@@ -212,6 +241,11 @@ void wd_ini_free(wd_ini_t *ini)
         free(ini->e[i].value);
     }
     free(ini->e);
+    for (int i = 0; i < ini->nnotes; i++) {
+        free(ini->notes[i].key);
+        free(ini->notes[i].value);
+    }
+    free(ini->notes);
     free(ini->file);
     memset(ini, 0, sizeof *ini);
 }

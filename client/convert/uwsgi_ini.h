@@ -2,7 +2,9 @@
  * section (`[uwsgi]`), in order, repeated keys kept, with uWSGI's magic variables expanded (%d the
  * file's directory with a trailing '/', %n its name without the extension, %s with it, %e the
  * extension, %p its absolute path, %c the directory's name, %x the section, %% a '%') and
- * %(key) replaced by the last value given to key above. */
+ * %(key) replaced by the last value given to key above, and $(NAME) by the environment variable
+ * NAME, as uWSGI reads it when it starts: here, from wsgid convert's environment, each with a note
+ * to check it (nothing, noted, for a variable not set). */
 #ifndef WD_CONVERT_UWSGI_INI_H
 #define WD_CONVERT_UWSGI_INI_H
 
@@ -18,6 +20,8 @@ typedef struct wd_ini {
     char *file;
     wd_ini_entry_t *e;
     int n;
+    wd_ini_entry_t *notes; /* key: the variable; value: its value here, or NULL */
+    int nnotes;
 } wd_ini_t;
 
 /* 0, or -1 with err set to "FILE:LINE: what". */

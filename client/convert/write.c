@@ -106,8 +106,11 @@ static void write_group(FILE *f, const wd_cv_t *cv, const wd_cv_group_t *g)
         fputc('\n', f);
     }
     fputs("    listen: [", f);
-    if (g->listen != NULL && strncmp(g->listen, "unix:", 5) != 0) {
-        yq(f, g->listen);
+    if (g->listen != NULL) {
+        char *l = wd_cv_listen(cv, g->listen);
+
+        yq(f, l);
+        free(l);
     } else {
         char *sock = wd_cv_socket(cv, g), *l = xmalloc(strlen(sock) + 6);
 
@@ -115,6 +118,13 @@ static void write_group(FILE *f, const wd_cv_t *cv, const wd_cv_group_t *g)
         yq(f, l);
         free(l);
         free(sock);
+    }
+    for (int i = 0; i < g->nmore_listen; i++) {
+        char *l = wd_cv_listen(cv, g->more_listen[i]);
+
+        fputs(", ", f);
+        yq(f, l);
+        free(l);
     }
     fputs("]\n", f);
     write_lists(f, g);

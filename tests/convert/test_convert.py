@@ -345,3 +345,137 @@ def test_a_setenv_value_with_a_dollar_is_noted(tmp):
     notes, yaml, conf = convert(tmp, src)
     assert "SetEnv SECRET: not converted: its value has a '$'" in notes, notes
     assert "k7" not in conf and "PLAIN" in conf, conf
+
+
+# --- what Apache reads, in the order it reads it ---------------------------------------------
+
+ORDER_CONF = """# mod_wsgi takes the first WSGIScriptAlias that matches, <IfModule> and <IfDefine> leave
+# out what does not hold, Include reads a whole directory, and a second virtual host's
+# settings stay its own.
+Define STAGE
+<VirtualHost *:@PORT@>
+    ServerName www.example.com
+    WSGIDaemonProcess site threads=2 python-path=@ROOT@/srv/lib
+    WSGIDaemonProcess api threads=2
+    WSGIProcessGroup site
+    WSGIScriptAlias / @ROOT@/srv/apps/site.wsgi
+    WSGIScriptAlias /api @ROOT@/srv/apps/api/api.wsgi process-group=api
+    <IfModule !mod_wsgi.c>
+        SetEnv AREA without-mod_wsgi
+    </IfModule>
+    <IfDefine !STAGE>
+        SetEnv SITE_ENV production
+    </IfDefine>
+    <IfDefine STAGE>
+        SetEnv SITE_ENV staging
+    </IfDefine>
+    Include @ROOT@/orig/site.d
+    <Directory @ROOT@/srv/apps>
+        Require all granted
+    </Directory>
+</VirtualHost>
+<VirtualHost *:@PORT@>
+    ServerName other.example.com
+    WSGIProcessGroup nosuch
+    SetEnv AREA other-host
+</VirtualHost>
+"""
+
+ORDER_REQUESTS = [
+    ("GET", "/", None, {}),
+    ("GET", "/api", None, {}),
+    ("GET", "/api/items?x=1", None, {}),
+    ("GET", "/apix", None, {}),
+]
+
+
+def test_apache_reads_in_order(tmp, apache, wsgid, nginx, monkeypatch):
+    """Four faults, each silent, against Apache itself: (1) "WSGIScriptAlias /" written before
+    "WSGIScriptAlias /api" takes /api too (mod_wsgi's first match), where nginx's longest prefix
+    sent it to the api app; (2) <IfModule !mod_wsgi.c> and <IfDefine> contents were converted
+    whatever they said; (3) an Include of a directory was dropped; (4) the second virtual
+    host's WSGIProcessGroup and SetEnv reached the first's aliases."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    (tmp / "orig" / "site.d").mkdir()
+    (tmp / "orig" / "site.d" / "region.conf").write_text('SetEnv SITE_REGION "from a directory"\n')
+    port = free_port()
+    src = tmp / "orig" / "order.conf"
+    src.write_text(ORDER_CONF.replace("@ROOT@", str(tmp)).replace("@PORT@", str(port)))
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in ORDER_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 4, orig
+    seen = parse(orig[2][1])
+    assert (seen["app"], seen["site_env"], seen["site_region"], seen["area"]) == \
+        ("site", "staging", "from a directory", "None"), seen
+
+    notes, yaml, conf = convert(tmp, src)
+    assert "WSGIScriptAlias /api: not converted: WSGIScriptAlias / (%s:10) comes first" % src \
+        in notes, notes
+    assert "<IfModule !mod_wsgi.c>: not converted" in notes, notes
+    assert "<IfDefine !STAGE>: not converted" in notes, notes
+    assert "WSGIDaemonProcess api: not converted: no WSGIScriptAlias runs in it" in notes, notes
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in ORDER_REQUESTS]
+    compare(ORDER_REQUESTS, orig, conv)
+    a.stop()
+
+
+def test_addresses_names_and_ids(tmp):
+    """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
+    `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a
+    user=#0 and a path not in UTF-8 gave a wsgid.yaml that wsgid refuses; a WSGICallableObject in
+    a <Location> of the alias's own group was dropped, and a trailing-slash <Location> gave
+    nginx a duplicate location."""
+    layout(tmp)
+    root = tmp / "srv"
+    src = tmp / "orig" / "express.conf"
+    src.write_bytes((
+        "Listen 127.0.0.1:8000\n"
+        "<VirtualHost *:8000>\n"
+        "WSGIDaemonProcess localhost:8000 user=#0 group=#0 threads=2\n"
+        "WSGIProcessGroup localhost:8000\n"
+        "WSGIScriptAlias /app %s/apps/site.wsgi\n"
+        "<Location /app/>\n"
+        "    SetEnv AREA app\n"
+        "</Location>\n"
+        "<Location /app/special>\n"
+        "    WSGICallableObject special\n"
+        "</Location>\n"
+        "</VirtualHost>\n" % root).encode() + b"Alias /caf\xe9 /srv/caf\xe9/\n")
+    notes, yaml, conf = convert(tmp, src)
+    assert "    listen 127.0.0.1:8000;\n" in conf, conf
+    assert '"localhost_8000":' in yaml and "group localhost:8000: named localhost_8000" in notes
+    assert 'user: "root"' in yaml and 'group: "root"' in yaml, yaml
+    assert "Alias /caf\\xe9: not converted: not UTF-8" in notes, notes
+    assert "WSGICallableObject special under /app/special: not converted" in notes, notes
+    assert conf.count("location /app/ {") == 1, conf
+
+
+def test_uwsgi_sockets_and_defaults(tmp):
+    """uWSGI: every socket is kept (only the last was), processes = 1 leaves wsgi.multiprocess
+    False (the key made it True), no harakiri and no limit-post mean no request timeout and no
+    body limit (wsgid's 60 s and 10M applied), and $(VAR) is the environment's (it stayed
+    literal), with a note."""
+    layout(tmp)
+    src = tmp / "orig" / "multi.ini"
+    src.write_text("[uwsgi]\n"
+                   "socket = %s/orig/multi.sock\n"
+                   "http-socket = 127.0.0.1:9090\n"
+                   "processes = 1\n"
+                   "wsgi-file = $(WSGID_TEST_APPS)/site.wsgi\n" % tmp)
+    r = subprocess.run([str(WSGID_BIN), "convert", str(src), "-o", str(tmp), "--run-dir",
+                        str(tmp)], capture_output=True, text=True, timeout=10,
+                       env=dict(os.environ, WSGID_TEST_APPS=str(tmp / "srv" / "apps")))
+    assert r.returncode == 0, r.stderr
+    yaml = (tmp / "wsgid.yaml").read_text()
+    assert 'listen: ["unix:%s/orig/multi.sock", "127.0.0.1:9090"]' % tmp in yaml, yaml
+    assert "processes" not in yaml, yaml
+    assert "request-timeout: 0\n" in yaml and "limit-request-body: 0\n" in yaml, yaml
+    assert 'app: "%s/srv/apps/site.wsgi"' % tmp in yaml, yaml
+    assert "$(WSGID_TEST_APPS): expanded from wsgid convert's environment" in r.stderr, r.stderr
+    c = subprocess.run([str(WSGID_BIN), "--check", "-c", str(tmp / "wsgid.yaml")],
+                       capture_output=True, text=True, timeout=10)
+    assert c.returncode == 0, c.stderr
+    nginx = (tmp / "nginx.conf").read_text()
+    assert "uwsgi_pass unix:%s/orig/multi.sock;" % tmp in nginx, nginx

@@ -79,6 +79,10 @@ static const tree_case_t trees[] = {
      "t.conf:1: Include /nonexistent/wsgid-test.conf: no such file"},
     {"IncludeOptional /nonexistent/*.conf\nX\n", "1:0:IncludeOptional|/nonexistent/*.conf\n2:0:X\n",
      NULL},
+    /* Apache refuses an Include whose pattern matches nothing (it was dropped quietly) */
+    {"Include /nonexistent/*.conf\nX\n", NULL,
+     "t.conf:1: Include /nonexistent/*.conf: no file matches (only IncludeOptional may match "
+     "nothing)"},
 };
 
 static void print_tree(const wd_aconf_node_t *n, int depth, char *out, size_t cap)
@@ -137,6 +141,8 @@ static const ini_case_t inis[] = {
     {"[uwsgi]\nproject = blog\nmodule = %(project).wsgi\n", "2:project=blog\n3:module=blog.wsgi\n",
      NULL},
     {"[uwsgi]\nsection = %x\n", "2:section=uwsgi\n", NULL},
+    /* $(NAME): the environment's (this one is not set: nothing); a '$' alone stays */
+    {"[uwsgi]\nchdir = $(WSGID_TEST_UNSET)/srv\nx = a$b $(\n", "2:chdir=/srv\n3:x=a$b $(\n", NULL},
     {"[uwsgi]\nmodule = %(nope)\n", NULL,
      "/srv/vassals/blog.ini:2: module: %(nope) names no "
      "option given above"},
