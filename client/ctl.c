@@ -127,7 +127,8 @@ char *wd_ctl_find_socket(const char *sock, const char *config)
         config = "wsgid.yaml";
     }
     memset(&conf, 0, sizeof conf);
-    if (wd_config_load_file(&conf, config, NULL, NULL, err, sizeof err) < 0) {
+    if (wd_config_load_file_flags(&conf, config, WD_CONFIG_NO_FILE_CHECKS, NULL, NULL, err,
+                                  sizeof err) < 0) {
         fprintf(stderr, "wsgictl: %s\n", err);
         return NULL;
     }

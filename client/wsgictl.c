@@ -338,6 +338,15 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         print_list(reply, "removed", "removed");
         print_list(reply, "restarted", "restarted");
         print_list(reply, "unchanged", "unchanged");
+        if (json_array_size(json_object_get(reply, "at_next_start")) > 0) {
+            json_t *x;
+            size_t i;
+
+            fprintf(stderr, "wsgictl %s: not applied until wsgid restarts:", a->v->name);
+            json_array_foreach(json_object_get(reply, "at_next_start"), i, x)
+                fprintf(stderr, " %s", json_string_value(x));
+            fprintf(stderr, "\n");
+        }
         print_replaced(reply);
         if (json_object_get(reply, "replaced") != NULL)
             printf("%s: %zu workers replaced in %.2f s\n", a->v->name,

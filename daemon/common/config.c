@@ -30,8 +30,20 @@ int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char 
 {
     const char *v = wd__cfg_scalar(ld, n, key);
 
+    int b;
+
     if (v == NULL)
         return -1;
+    /* a plain YAML boolean: false, no, off (any case) turn the log off, as "off" does (`false`
+     * wrote the log into a file named "false"); true has no meaning here */
+    if (n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE && wd__cfg_bool_word(v, &b) == 0) {
+        if (b)
+            return fail(ld, n, key,
+                        "expected off, - (standard error) or a file, got '%s' (a file of that "
+                        "name: quote it)",
+                        v);
+        v = "off";
+    }
     free(*out);
     if (strcmp(v, "-") == 0 || strcmp(v, "off") == 0)
         *out = xstrdup(v);
@@ -234,11 +246,20 @@ static int syntax_error(loader_t *ld, yaml_parser_t *parser, const char *text, s
 int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const char *path,
                           char *err, size_t errlen)
 {
+    return wd_config_load_string_flags(conf, text, len, path, 0, err, errlen);
+}
+
+int wd_config_load_string_flags(wd_config_t *conf, const char *text, size_t len, const char *path,
+                                int flags, char *err, size_t errlen)
+{
     yaml_parser_t parser;
     yaml_document_t extra;
     yaml_node_t *root;
-    loader_t ld = {
-        .conf = conf, .file = path != NULL ? path : "<config>", .err = err, .errlen = errlen};
+    loader_t ld = {.conf = conf,
+                   .file = path != NULL ? path : "<config>",
+                   .err = err,
+                   .errlen = errlen,
+                   .flags = flags};
     int parser_ok = 0, doc_ok = 0, rc = -1;
 
     memset(conf, 0, sizeof *conf);
@@ -293,6 +314,12 @@ done:
 int wd_config_load_file(wd_config_t *conf, const char *path, char **text_out, size_t *len_out,
                         char *err, size_t errlen)
 {
+    return wd_config_load_file_flags(conf, path, 0, text_out, len_out, err, errlen);
+}
+
+int wd_config_load_file_flags(wd_config_t *conf, const char *path, int flags, char **text_out,
+                              size_t *len_out, char *err, size_t errlen)
+{
     FILE *f = NULL;
     char *text = NULL;
     size_t len = 0, cap = 0, n;
@@ -327,7 +354,7 @@ int wd_config_load_file(wd_config_t *conf, const char *path, char **text_out, si
         goto done;
     }
     text[len] = '\0';
-    rc = wd_config_load_string(conf, text, len, path, err, errlen);
+    rc = wd_config_load_string_flags(conf, text, len, path, flags, err, errlen);
     if (rc == 0 && text_out != NULL) {
         *text_out = text;
         text = NULL;

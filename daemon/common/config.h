@@ -182,6 +182,17 @@ int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const
 int wd_config_load_file(wd_config_t *conf, const char *path, char **text_out, size_t *len_out,
                         char *err, size_t errlen);
 
+/* The same, with flags: WD_CONFIG_NO_FILE_CHECKS looks nothing up on the file system (that the
+ * scripts and watched paths exist). A worker reads the file the master checked, as its group's
+ * user: another group's private directory, or a script removed since, is no concern of its
+ * own (the file's check by each worker stopped every group for one group's missing script).
+ * wsgictl needs the control socket only. */
+#define WD_CONFIG_NO_FILE_CHECKS 1
+int wd_config_load_string_flags(wd_config_t *conf, const char *text, size_t len, const char *path,
+                                int flags, char *err, size_t errlen);
+int wd_config_load_file_flags(wd_config_t *conf, const char *path, int flags, char **text_out,
+                              size_t *len_out, char *err, size_t errlen);
+
 void wd_config_free(wd_config_t *conf);
 
 const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name);

@@ -6,8 +6,10 @@
 #include "alloc.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -20,7 +22,7 @@
 
 /* ---- group keys ------------------------------------------------------------------------- */
 
-static int valid_dotted_name(const char *s)
+int wd__cfg_valid_dotted_name(const char *s)
 {
     const char *p;
 
@@ -73,7 +75,7 @@ int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app,
         len = strlen(v);
     }
     if (colon != NULL) {
-        if (!valid_dotted_name(colon + 1))
+        if (!wd__cfg_valid_dotted_name(colon + 1))
             return fail(ld, n, key, "invalid callable name '%s'", colon + 1);
         *callable = xstrdup(colon + 1);
     }
@@ -81,7 +83,7 @@ int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app,
     *app = NULL;
     if (!*is_script) {
         *app = xstrndup(v, len);
-        if (!valid_dotted_name(*app))
+        if (!wd__cfg_valid_dotted_name(*app))
             return fail(ld, n, key,
                         "invalid module name '%s' (expected a script path, or "
                         "package.module[:callable])",
@@ -91,6 +93,8 @@ int wd__cfg_parse_app(loader_t *ld, yaml_node_t *n, const char *key, char **app,
     path = xstrndup(v, len);
     *app = wd__cfg_path_resolve(ld->conf->dir, path);
     free(path);
+    if (ld->flags & WD_CONFIG_NO_FILE_CHECKS)
+        return 0;
     if (stat(*app, &st) < 0)
         return fail(ld, n, key, "%s %s",
                     errno == ENOENT || errno == ENOTDIR ? "no such file" : strerror(errno), *app);
@@ -118,7 +122,7 @@ static int key_callable(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const 
 
     if (v == NULL)
         return -1;
-    if (!valid_dotted_name(v))
+    if (!wd__cfg_valid_dotted_name(v))
         return fail(ld, n, key, "invalid callable name '%s'", v);
     return 0; /* stored after the whole group is read: see parse_group() */
 }
@@ -208,14 +212,28 @@ bad:
     return fail(ld, n, key, "invalid mode '%s' (expected octal, e.g. \"0660\")", v);
 }
 
+/* A user or group name must exist on this machine, as nginx -t and apache2 -t check theirs:
+ * found at the start (or a reload) only, it had no file and line, and --check passed it. */
+static int get_account(loader_t *ld, yaml_node_t *n, const char *key, int is_group, char **out)
+{
+    if (wd__cfg_get_string(ld, n, key, out) < 0)
+        return -1;
+    if (ld->flags & WD_CONFIG_NO_FILE_CHECKS)
+        return 0;
+    if (is_group ? getgrnam(*out) == NULL : getpwnam(*out) == NULL)
+        return fail(ld, n, key, "no %s named \"%s\" on this machine", is_group ? "group" : "user",
+                    *out);
+    return 0;
+}
+
 static int key_socket_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_string(ld, n, key, &g->socket_user);
+    return get_account(ld, n, key, 0, &g->socket_user);
 }
 
 static int key_socket_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_string(ld, n, key, &g->socket_group);
+    return get_account(ld, n, key, 1, &g->socket_group);
 }
 
 static int key_python_path(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
@@ -340,12 +358,12 @@ static int key_application_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *
 
 static int key_user(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_string(ld, n, key, &g->user);
+    return get_account(ld, n, key, 0, &g->user);
 }
 
 static int key_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_string(ld, n, key, &g->group);
+    return get_account(ld, n, key, 1, &g->group);
 }
 
 typedef int (*group_key_fn)(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);

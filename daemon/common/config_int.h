@@ -23,6 +23,7 @@ typedef struct loader {
     yaml_node_t *metrics;
     yaml_node_t *agent;
     int app_callable; /* the group's app named its callable ("module:name") */
+    int flags;        /* WD_CONFIG_NO_FILE_CHECKS */
 } loader_t;
 
 /* config_values.c: messages, YAML nodes, scalars, paths, numbers. Each returns -1 (the message
@@ -58,6 +59,8 @@ int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t
 int wd__cfg_get_bool(loader_t *ld, yaml_node_t *n, const char *key, int *out);
 /* v one of YAML 1.1's boolean words: 0 with *out 1 or 0; else -1 (nothing said). */
 int wd__cfg_bool_word(const char *v, int *out);
+/* config_group.c: a Python name, dotted ("pkg.module", "app"). */
+int wd__cfg_valid_dotted_name(const char *s);
 
 /* config_listen.c: listen addresses. */
 int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,

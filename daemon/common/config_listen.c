@@ -46,11 +46,14 @@ int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char 
     return 0;
 }
 
-/* Whether binding a would take b's address too: "::" takes everything (dual stack), "0.0.0.0"
- * every IPv4 address and names. */
+/* Whether binding a would take b's address too. wsgid's IPv6 sockets are IPv6-only (listen.c,
+ * metrics.c), so "::" takes every IPv6 address and "0.0.0.0" every IPv4 one (and names):
+ * "0.0.0.0:80" with "[::]:80" serves both families (it was refused as "listed twice", while
+ * "[::]:80" alone answered on IPv6 only). */
 static int covers(const char *a, const char *b)
 {
-    return strcmp(a, "::") == 0 || (strcmp(a, "0.0.0.0") == 0 && strchr(b, ':') == NULL);
+    return (strcmp(a, "::") == 0 && strchr(b, ':') != NULL) ||
+           (strcmp(a, "0.0.0.0") == 0 && strchr(b, ':') == NULL);
 }
 
 int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)

@@ -63,19 +63,36 @@ static int mount_key(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_nod
     char sub[WD_KEY_MAX];
 
     wd__cfg_key_join(sub, key, name);
-    if (strcmp(name, "app") == 0)
-        return wd__cfg_parse_app(ld, vn, sub, &m->app, &m->app_is_script, &m->callable);
+    /* app's ":name" and callable must agree, in either order (callable first was overwritten
+     * by app's, and leaked) */
+    if (strcmp(name, "app") == 0) {
+        char *c = NULL;
+        int rc = wd__cfg_parse_app(ld, vn, sub, &m->app, &m->app_is_script, &c);
+
+        if (rc == 0 && c != NULL && m->callable != NULL && strcmp(m->callable, c) != 0)
+            rc = fail(ld, vn, sub, "its ':%s' conflicts with the callable '%s' given above", c,
+                      m->callable);
+        if (c != NULL) {
+            free(m->callable);
+            m->callable = c;
+        }
+        return rc;
+    }
     if (strcmp(name, "callable") == 0) {
         char *c = NULL;
         int rc = wd__cfg_get_string(ld, vn, sub, &c);
 
-        if (rc == 0 && m->callable != NULL && strcmp(m->callable, c) != 0) {
+        if (rc == 0 && !wd__cfg_valid_dotted_name(c))
+            rc = fail(ld, vn, sub, "invalid callable name '%s'", c);
+        else if (rc == 0 && m->callable != NULL && strcmp(m->callable, c) != 0)
+            rc = fail(ld, vn, sub, "conflicts with the ':%s' given in app", m->callable);
+        if (rc < 0) {
             free(c);
-            return fail(ld, vn, sub, "conflicts with the ':%s' given in app", m->callable);
+            return -1;
         }
         free(m->callable);
         m->callable = c;
-        return rc;
+        return 0;
     }
     if (strcmp(name, "application-group") == 0)
         return wd__cfg_app_group(ld, vn, sub, &m->application_group);
@@ -149,12 +166,14 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
     return 0;
 }
 
-/* The env of app i (-1: the group's own app), as set in its interpreter. */
+/* The env of app i (-1: the group's own app, which has the group's env: a mount in its
+ * interpreter that set a name of it to another value changed it under the group's app, and was
+ * not refused), as set in its interpreter. */
 static const wd_env_conf_t *env_of(const wd_group_conf_t *g, long i, size_t *n)
 {
     if (i < 0) {
-        *n = 0;
-        return NULL;
+        *n = g->n_env;
+        return g->env;
     }
     *n = g->mounts[i].n_env;
     return g->mounts[i].env;

@@ -147,8 +147,10 @@ size_t wd__cfg_edit_distance(const char *a, const char *b)
 
 /* ---- paths ------------------------------------------------------------------------------ */
 
-/* Joins dir and p (unless p is absolute) and removes ".", ".." and repeated slashes, without
- * touching the file system: the paths need not exist yet. */
+/* Joins dir and p (unless p is absolute) and removes ".", ".." and repeated slashes: the paths
+ * need not exist yet. A ".." after a symlink stays, for the kernel to resolve: it is the parent
+ * of the link's target ("current/../shared", with current -> releases/42, in a Capistrano
+ * layout), which removing the link's name as text got wrong. */
 char *wd__cfg_path_resolve(const char *dir, const char *p)
 {
     size_t dl = p[0] == '/' ? 0 : strlen(dir);
@@ -165,10 +167,19 @@ char *wd__cfg_path_resolve(const char *dir, const char *p)
         if (strcmp(seg, ".") == 0)
             continue;
         if (strcmp(seg, "..") == 0) {
-            while (o > 0 && out[o - 1] != '/')
-                o--;
-            if (o > 0)
-                o--;
+            size_t last = o;
+            struct stat st;
+
+            while (last > 0 && out[last - 1] != '/')
+                last--;
+            out[o] = '\0';
+            if (o > 0 &&
+                (strcmp(out + last, "..") == 0 || (lstat(out, &st) == 0 && S_ISLNK(st.st_mode)))) {
+                memcpy(out + o, "/..", 3);
+                o += 3;
+                continue;
+            }
+            o = last > 0 ? last - 1 : 0;
             continue;
         }
         out[o++] = '/';

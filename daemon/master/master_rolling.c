@@ -432,12 +432,41 @@ static void group_roll(wd_group_t *g, wd_batch_t *b, wd_gen_t *gen, const wd_gro
     wd__m_op_step(op);
 }
 
+static int differ(const char *a, const char *b)
+{
+    return strcmp(a != NULL ? a : "", b != NULL ? b : "") != 0;
+}
+
+/* The top-level keys a reload does not apply (the master opened them once, at its start): each
+ * one changed is logged and listed in the reply (wsgictl prints it). A new `metrics:` went
+ * unsaid: the old port kept answering, the new one refused. */
+static json_t *not_applied(const wd_config_t *oldc, const wd_config_t *newc)
+{
+    const struct {
+        const char *key, *was, *now;
+    } keys[] = {{"control", oldc->control, newc->control},
+                {"pidfile", oldc->pidfile, newc->pidfile},
+                {"metrics", oldc->metrics, newc->metrics},
+                {"agent-check", oldc->agent_check, newc->agent_check}};
+    json_t *later = json_array();
+
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if (!differ(keys[i].was, keys[i].now))
+            continue;
+        wd_log_warn("reload: the new `%s:` (%s, was %s) takes effect at the next start of wsgid",
+                    keys[i].key, keys[i].now != NULL ? keys[i].now : "none",
+                    keys[i].was != NULL ? keys[i].was : "none");
+        json_array_append_new(later, json_string(keys[i].key));
+    }
+    return later;
+}
+
 /* The new generation takes over: new groups start, changed ones roll, unchanged ones take the new
  * copy of their config, removed ones drain. The reply lists each kind. */
 static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen_t ***new_ls)
 {
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
-           *unchanged = json_array();
+           *unchanged = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
     const wd_config_t *oldc = m->gen->conf;
     size_t i, k;
@@ -476,8 +505,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     free(m->groups);
     m->groups = groups;
     m->n_groups = gen->conf->n_groups;
-    if (strcmp(oldc->control ? oldc->control : "", gen->conf->control ? gen->conf->control : ""))
-        wd_log_warn("reload: a new `control:` path takes effect at the next start");
+    later = not_applied(oldc, gen->conf);
     wd__m_gen_unref(m->gen);
     m->gen = gen;
     wd__m_autoreload_update(m);
@@ -485,6 +513,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);
     json_object_set_new(b->reply, "unchanged", unchanged);
+    json_object_set_new(b->reply, "at_next_start", later);
 }
 
 void wd__m_reload(wd_master_t *m, wd_control_req_t *req)

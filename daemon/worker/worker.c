@@ -418,8 +418,8 @@ static int read_config(wd_worker_t *w, const char *group_name)
         done += (size_t)k;
     }
     text[done] = '\0';
-    if (wd_config_load_string(&w->conf, text, done, path ? path : "wsgid.yaml", err, sizeof err) <
-        0) {
+    if (wd_config_load_string_flags(&w->conf, text, done, path ? path : "wsgid.yaml",
+                                    WD_CONFIG_NO_FILE_CHECKS, err, sizeof err) < 0) {
         fprintf(stderr, "wsgid worker: %s\n", err);
         goto out;
     }

@@ -281,3 +281,39 @@ def test_extension_method_and_later_minor_version_reach_the_app(wsgid):
         assert e["_body"] == "select"
         c.send(http_request("GET", "/"))
         assert c.response().status == 200
+
+
+def test_ipv4_and_ipv6_wildcards_on_one_port(wsgid, tmp):
+    """IPv6 sockets are IPv6-only, so "[::]:P" with "0.0.0.0:P" is how a group listens on both
+    families: the pair was refused as "listed twice", while "[::]:P" alone answered on IPv6 only;
+    the metrics listener on [::] was dual-stack, unlike the groups'."""
+    import socket
+    from helpers.config import app, make_config
+    from helpers.procs import free_port
+
+    try:
+        s6 = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s6.bind(("::1", 0))
+        s6.close()
+    except OSError as e:
+        pytest.skip("no IPv6 on the loopback (%s)" % e)
+    port, mport = free_port(), free_port()
+    d = wsgid(config=make_config(tmp, {"site": {"app": app("hello"), "threads": 2,
+                                                "listen": ["0.0.0.0:%d" % port,
+                                                           "[::]:%d" % port]}},
+                                 metrics="[::]:%d" % mport))
+    assert_hello(("127.0.0.1", port))
+    for p, path in ((port, "/"), (mport, "/livez")):
+        c = socket.create_connection(("::1", p), timeout=10)
+        c.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % path).encode())
+        got = b""
+        while True:
+            b = c.recv(65536)
+            if not b:
+                break
+            got += b
+        c.close()
+        assert got.startswith(b"HTTP/1.1 200"), (p, got[:200])
+    # IPv6-only: 127.0.0.1 reaches the metrics listener on [::] no more
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", mport), timeout=5).close()

@@ -242,3 +242,18 @@ def test_control_socket_refuses_bad_lines(wsgid, tmp):
     assert replies[2]["error"] == 'no "cmd" in the request'
     assert replies[3]["error"] == 'unknown command "frob"'
     assert "status" in replies[4]
+
+
+def test_reload_says_what_waits_for_the_next_start(wsgid, tmp):
+    """A reload that changes `metrics:` (or control, pidfile, agent-check) says that the change
+    waits for the next start, in the log and on wsgictl's stderr: it said nothing (the old port
+    kept answering, the new one refused)."""
+    d, _ = start(wsgid, tmp, processes=1)
+    port = free_port()
+    d.conf_path.write_text("metrics: 127.0.0.1:%d\n" % port + d.conf_path.read_text())
+    d.expect_log(r"takes effect at the next start")
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and "unchanged: site" in out, (out, err)
+    assert "not applied until wsgid restarts: metrics" in err, err
+    d.wait_log(r"reload: the new `metrics:` \(127\.0\.0\.1:%d, was none\) takes effect at the "
+               r"next start of wsgid" % port, timeout=5)

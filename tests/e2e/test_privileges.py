@@ -12,7 +12,7 @@ import pytest
 
 from helpers.clients import assert_hello
 from helpers.config import app, to_yaml
-from helpers.daemon import WSGICTL
+from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import free_port, wait_for
 
 
@@ -84,14 +84,27 @@ def test_user_root(wsgid, tmp):
 
 
 def test_unknown_user_stops_the_start(wsgid, tmp):
+    """An unknown user, group, socket-user or socket-group is refused when the file is read, with
+    its file and line, by --check too (found only by the master at the start, it had neither, and
+    --check passed the file)."""
     d = wsgid(config=config(tmp, "no-such-user-e2e")[0], wait=False)
     d.expect_failure = True
-    d.expect_log(r"master: group site: unknown user no-such-user-e2e")
+    d.expect_log(r'groups\.site\.user: no user named "no-such-user-e2e"')
     rc = d.wait_exit(10)
     assert rc != 0
     text = d.log()
-    assert re.search(r"\[error\] .*group site: unknown user no-such-user-e2e", text), text
+    assert re.search(r'\.yaml:\d+:\d+: groups\.site\.user: no user named "no-such-user-e2e" on this '
+                     r"machine", text), text
     assert not d.workers()
+    for key, what in (("user", "user"), ("group", "group"), ("socket-user", "user"),
+                      ("socket-group", "group")):
+        g = {"app": app("hello"), "listen": ["unix:" + str(tmp / "c.sock")], key: "no-such-e2e"}
+        path = tmp / ("check-%s.yaml" % key)
+        path.write_text(to_yaml({"groups": {"site": g}}) + "\n")
+        r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(path)], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 1 and ('groups.site.%s: no %s named "no-such-e2e"' % (key, what)
+                                      in r.stderr), (key, r.stderr)
 
 
 def test_control_socket_refuses_another_uid(wsgid, tmp):
@@ -164,3 +177,33 @@ def test_socket_owner_and_mode(wsgid, tmp):
     assert (st.st_uid, st.st_gid) == (NOBODY.pw_uid, NOBODY.pw_gid)
     assert stat.S_IMODE(st.st_mode) == 0o660
     assert_hello(str(sock))
+
+
+def test_groups_of_other_users_with_private_directories(wsgid, tmp):
+    """Each worker read the whole file again as its group's user, checking every group's script:
+    a group running as nobody could not read another's 0700 directory, so wsgid could not start
+    (the mod_wsgi layout: one user and one private directory a site), and once started, a
+    restart of one group failed while another group's script was away. Only the master checks
+    the file; wsgictl -c, which needs the control socket alone, checks nothing either."""
+    priv = tmp / "priv"
+    priv.mkdir(mode=0o700)
+    script = priv / "site.py"
+    script.write_text(open(app("hello")).read())
+    ports = free_port(), free_port()
+    conf = {"log": {"level": "info", "file": "-", "access": "-"},
+            "control": str(tmp / "ctl.sock"),
+            "groups": {"pub": {"app": app("hello"), "user": "nobody", "threads": 2,
+                               "listen": ["127.0.0.1:%d" % ports[0]]},
+                       "priv": {"app": str(script), "user": "root", "threads": 2,
+                                "listen": ["127.0.0.1:%d" % ports[1]]}}}
+    d = wsgid(config=to_yaml(conf) + "\n")
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    for port in ports:
+        assert_hello(("127.0.0.1", port))
+    script.rename(priv / "away.py")
+    r = subprocess.run([str(WSGICTL), "-c", str(d.conf_path), "restart", "pub"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert re.search(r"group pub worker 1: pid \d+ replaced by pid \d+", d.log()), d.log()
+    assert_hello(("127.0.0.1", ports[0]))
+    assert "cannot read the config" not in d.log() and "no such file" not in d.log(), d.log()

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static int failures;
@@ -226,6 +227,12 @@ static const config_case_t cases[] = {
      NULL},
     {G "    application-group: '%{RESOURCE}'\n    mounts: {/b: {app: 'm:f', callable: g}}\n",
      "6:41: groups.a.mounts./b.callable: conflicts with the ':f' given in app"},
+    /* callable before app: the same check (app's ":f" won, and the callable leaked) */
+    {G "    application-group: '%{RESOURCE}'\n    mounts: {/b: {callable: g, app: 'm:f'}}\n",
+     "6:37: groups.a.mounts./b.app: its ':f' conflicts with the callable 'g' given above"},
+    {G "    application-group: '%{RESOURCE}'\n    mounts: {/b: {callable: f, app: 'm:f'}}\n", NULL},
+    {G "    mounts: {/b: {app: app.py, callable: 'not valid!'}}\n",
+     "groups.a.mounts./b.callable: invalid callable name 'not valid!'"},
     {G "    mounts: {/b: {callable: app}}\n", "5:14: groups.a.mounts./b: the mount has no `app`"},
     {G "    mounts: {/b: {app: app.py, python_path: x}}\n",
      "5:32: groups.a.mounts./b.python_path: unknown key 'python_path' (did you mean "
@@ -261,6 +268,13 @@ static const config_case_t cases[] = {
     {G "    mounts:\n      /a: {app: app.py, env: {S: x}}\n      /b: {app: app.py, env: {S: y}}\n",
      "7:1: groups.a.mounts./b.env.S: /a and /b share the interpreter of application group "
      "\"%{GLOBAL}\" but set S to different values (x, y)"},
+    /* the group's env is its own app's: a mount in the same interpreter may not change it */
+    {G "    env: {S: x}\n    mounts:\n      /a: {app: app.py, env: {S: y}}\n",
+     "groups.a.mounts./a.env.S: the group's app and /a share the interpreter of application "
+     "group \"%{GLOBAL}\" but set S to different values (x, y)"},
+    {G "    env: {S: x}\n    mounts:\n      /a: {app: app.py, env: {S: x, T: y}}\n", NULL},
+    {G "    env: {S: x}\n    mounts:\n      /a: {app: app.py, env: {S: y}, application-group: p}\n",
+     NULL},
     {G "    application-group: n\n    mounts:\n      /a: {app: app.py, env: {S: x}}\n"
        "      /b: {app: app.py, env: {S: x}}\n",
      NULL},
@@ -532,6 +546,87 @@ static const char full[] =
     "    app: app.py\n"
     "    listen: unix:/tmp/site2.sock\n"
     "    python-path: one\n";
+
+/* A plain YAML false (false, no, off, any case) turns a log off: `access: false` wrote the access
+ * log into a file named "false". A quoted one is a file name; a true is refused. */
+static void test_log_booleans(void)
+{
+    static const struct {
+        const char *yaml;
+        const char *access, *group; /* "off", or the end of the path; NULL: an error */
+    } cases[] = {
+        {"log: {access: false}\n" G "    access-log: 'off'\n", "off", "off"},
+        {G "    access-log: Off\n", "-", "off"},
+        {"log: {access: No}\n" G "    access-log: FALSE\n", "off", "off"},
+        {"log: {access: 'false'}\n" G, "/false", NULL},
+        {"log: {access: true}\n" G, NULL, NULL},
+        {G "    access-log: yes\n", NULL, NULL},
+    };
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[512];
+        wd_config_t conf;
+        int rc = wd_config_load_string(&conf, cases[i].yaml, strlen(cases[i].yaml), FILE_NAME, err,
+                                       sizeof err);
+        const char *a = cases[i].access;
+
+        if (a == NULL) {
+            CHECK(rc < 0 && strstr(err, "expected off, - (standard error) or a file") != NULL,
+                  "log case %zu: %s", i, rc < 0 ? err : "loaded");
+            continue;
+        }
+        CHECK(rc == 0, "log case %zu: %s", i, err);
+        if (rc != 0)
+            continue;
+        CHECK(strcmp(conf.access_log, a) == 0 ||
+                  (a[0] == '/' && strlen(conf.access_log) > strlen(a) &&
+                   strcmp(conf.access_log + strlen(conf.access_log) - strlen(a), a) == 0),
+              "log case %zu: access %s", i, conf.access_log);
+        if (cases[i].group != NULL)
+            CHECK(strcmp(conf.groups[0].access_log, cases[i].group) == 0,
+                  "log case %zu: group access %s", i, conf.groups[0].access_log);
+        wd_config_free(&conf);
+    }
+}
+
+/* A Capistrano layout: cap/current -> releases/42, the file cap/releases/42/w.yaml naming
+ * ../../shared/app.py. Read as cap/current/w.yaml, ".." is the parent of the link's target, as
+ * for the kernel (removed as text, "current/../.." left cap/ and found no such file). */
+static void test_dotdot_after_a_symlink(void)
+{
+    char dir[] = "/tmp/wsgid-unit-XXXXXX", path[256], err[512];
+    static const char yaml[] = "groups:\n  a:\n    app: ../../shared/app.py\n";
+    wd_config_t conf;
+    int rc;
+    FILE *f;
+
+    CHECK(mkdtemp(dir) != NULL, "mkdtemp");
+    snprintf(path, sizeof path, "%s/cap", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cap/releases", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cap/releases/42", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cap/shared", dir);
+    mkdir(path, 0700);
+    snprintf(path, sizeof path, "%s/cap/shared/app.py", dir);
+    f = fopen(path, "w");
+    CHECK(f != NULL, "app.py");
+    if (f != NULL)
+        fclose(f);
+    snprintf(path, sizeof path, "%s/cap/current", dir);
+    CHECK(symlink("releases/42", path) == 0, "symlink");
+    snprintf(path, sizeof path, "%s/cap/current/w.yaml", dir);
+    rc = wd_config_load_string(&conf, yaml, strlen(yaml), path, err, sizeof err);
+    CHECK(rc == 0, "through the symlink: %s", err);
+    if (rc == 0) {
+        CHECK(strcmp(conf.groups[0].app + strlen(dir), "/cap/current/../../shared/app.py") == 0,
+              "app %s", conf.groups[0].app);
+        wd_config_free(&conf);
+    }
+    snprintf(path, sizeof path, "rm -rf '%s'", dir);
+    CHECK(system(path) == 0, "rm");
+}
 
 static void test_full(void)
 {
@@ -896,6 +991,8 @@ int main(void)
     test_bounds();
     test_defaults();
     test_full();
+    test_log_booleans();
+    test_dotdot_after_a_symlink();
     test_mount_values();
     test_example();
     test_app_forms();

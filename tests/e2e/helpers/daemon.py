@@ -99,7 +99,8 @@ class Wsgid:
         if not self.check_fds or not self.fd_base or not self.running():
             return []
         deadline = time.monotonic() + settle
-        reloaded = "reload: group" in self.log()[self.fd_log_at:]
+        # a reload's new generation has its memfd, the old one's stays while its workers run
+        reloaded = "master: reloading " in self.log()[self.fd_log_at:]
         while True:
             out = []
             live = set(self.workers()) | {self.pid}
