@@ -38,11 +38,10 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* A string of the reply, its control characters escaped (ctl.h). */
 static const char *jstr(json_t *o, const char *key)
 {
-    const char *s = json_string_value(json_object_get(o, key));
-
-    return s != NULL ? s : "";
+    return wd_ctl_safe(json_string_value(json_object_get(o, key)));
 }
 
 static long long jint(json_t *o, const char *key)
@@ -123,7 +122,9 @@ static void fmt_quantile(char *buf, size_t len, const figures_t *f, json_t *stat
     for (k = 0; k < n; k++)
         bounds[k] = (double)json_integer_value(json_array_get(jb, k)) / 1e6;
     v = wd_percentile_from_buckets(f->buckets, bounds, n, q, &over);
-    if (over || (n > 0 && v < bounds[0])) {
+    if (v < 0) {
+        snprintf(buf, len, "-"); /* no request in the interval ("<1.0ms" said there were) */
+    } else if (over || (n > 0 && v < bounds[0])) {
         /* Past the last bound, or inside the first bucket, where interpolating from 0 would
          * invent a figure (a site answering in 100 us would show p50 500 us, p99 990 us). */
         buf[0] = over ? '>' : '<';
@@ -133,7 +134,25 @@ static void fmt_quantile(char *buf, size_t len, const figures_t *f, json_t *stat
     }
 }
 
-static void print_row(FILE *f, const char *name, const char *pid, const char *state,
+/* The width of the name column: the longest group name shown, at least 16 (names were cut at 16,
+ * and two long ones that began alike showed as one). */
+static int name_width(json_t *status, const char *group)
+{
+    json_t *g;
+    size_t i;
+    int w = 16;
+
+    json_array_foreach(json_object_get(status, "groups"), i, g)
+    {
+        int n = (int)strlen(jstr(g, "name"));
+
+        if (in_filter(g, group) && n > w)
+            w = n > 64 ? 64 : n;
+    }
+    return w;
+}
+
+static void print_row(FILE *f, int nw, const char *name, const char *pid, const char *state,
                       const figures_t *fig, json_t *status, long long busy, long long threads,
                       long long queued, double wait, double rss, long long restarts)
 {
@@ -147,30 +166,33 @@ static void print_row(FILE *f, const char *name, const char *pid, const char *st
     fmt_quantile(p99, sizeof p99, fig, status, 0.99);
     snprintf(bt, sizeof bt, "%lld/%lld", busy, threads);
     fmt_secs(w, sizeof w, wait);
-    fprintf(f, "%-16.16s %7s %-9.9s %8s %9s %6lld %7s %8s %8s %9.1f %8lld\n", name, pid, state,
-            rate, bt, queued, wait > 0 ? w : "0", p50, p99, rss, restarts);
+    fprintf(f, "%-*.*s %7s %-9.9s %8s %9s %6lld %7s %8s %8s %9.1f %8lld\n", nw, nw, name, pid,
+            state, rate, bt, queued, wait > 0 ? w : "0", p50, p99, rss, restarts);
 }
 
-static void print_group(FILE *f, json_t *g, json_t *cur, json_t *prev, double dt)
+/* A group's row and, within *rows (0: no limit), its workers' rows; the workers left out are
+ * counted in a last line, so that the table fits the terminal. Returns the lines printed. */
+static size_t print_group(FILE *f, int nw, json_t *g, json_t *cur, json_t *prev, double dt,
+                          size_t rows)
 {
-    figures_t gf, wf[256];
+    size_t nworkers = json_array_size(json_object_get(g, "workers"));
+    figures_t gf, *wf = calloc(nworkers + 1, sizeof *wf);
     json_t *w;
-    size_t k, n = 0;
+    size_t k, n = 0, lines = 1;
     long long busy = 0, threads = 0, queued = 0;
     double wait = 0, rss = 0;
     char name[64], pid[16];
 
+    if (wf == NULL)
+        abort();
     memset(&gf, 0, sizeof gf);
     gf.rate = -1;
     json_array_foreach(json_object_get(g, "workers"), k, w)
     {
-        if (n < sizeof wf / sizeof wf[0]) {
-            memset(&wf[n], 0, sizeof wf[n]);
-            wf[n].rate = -1;
-            if (prev != NULL)
-                worker_delta(&wf[n], w, prev, dt);
-            n++;
-        }
+        wf[n].rate = -1;
+        if (prev != NULL)
+            worker_delta(&wf[n], w, prev, dt);
+        n++;
         if (prev != NULL)
             worker_delta(&gf, w, prev, dt);
         busy += jint(w, "busy_threads");
@@ -180,19 +202,26 @@ static void print_group(FILE *f, json_t *g, json_t *cur, json_t *prev, double dt
         if (json_number_value(json_object_get(w, "queue_wait")) > wait)
             wait = json_number_value(json_object_get(w, "queue_wait"));
     }
-    print_row(f, jstr(g, "name"), "", json_is_true(json_object_get(g, "stopped")) ? "stopped" : "",
-              &gf, cur, busy, threads, queued, wait, rss, jint(g, "restarts"));
+    print_row(f, nw, jstr(g, "name"), "",
+              json_is_true(json_object_get(g, "stopped")) ? "stopped" : "", &gf, cur, busy, threads,
+              queued, wait, rss, jint(g, "restarts"));
     json_array_foreach(json_object_get(g, "workers"), k, w)
     {
-        if (k >= n)
+        if (rows > 0 && lines + 1 >= rows && k + 1 < n) {
+            fprintf(f, "  ... %zu more workers\n", n - k);
+            lines++;
             break;
+        }
         snprintf(name, sizeof name, "  worker %lld", jint(w, "slot"));
         snprintf(pid, sizeof pid, "%lld", jint(w, "pid"));
-        print_row(f, name, jint(w, "pid") > 0 ? pid : "-", jstr(w, "state"), &wf[k], cur,
+        print_row(f, nw, name, jint(w, "pid") > 0 ? pid : "-", jstr(w, "state"), &wf[k], cur,
                   jint(w, "busy_threads"), jint(w, "threads"), jint(w, "queued"),
                   json_number_value(json_object_get(w, "queue_wait")),
                   (double)jint(w, "rss_bytes") / 1048576.0, jint(w, "restarts"));
+        lines++;
     }
+    free(wf);
+    return lines;
 }
 
 /* ---- the requests in progress --------------------------------------------------------------- */
@@ -215,6 +244,7 @@ void wd_top_print_requests(FILE *f, json_t *status, const char *group, size_t ma
     size_t n = 0, cap = 0, i, k, j;
     json_t *g, *w, *r;
     char age[16];
+    int nw = name_width(status, group);
 
     json_array_foreach(json_object_get(status, "groups"), i, g)
     {
@@ -239,14 +269,14 @@ void wd_top_print_requests(FILE *f, json_t *status, const char *group, size_t ma
     fprintf(f, "%zu request%s in progress%s\n", n, n == 1 ? "" : "s",
             n > 1 ? ", slowest first" : "");
     if (n > 0)
-        fprintf(f, "%8s %-16s %7s %-9s %-16s %-7s %s\n", "AGE", "GROUP", "PID", "THREAD", "REQUEST",
-                "METHOD", "PATH");
+        fprintf(f, "%8s %-*s %7s %-9s %-16s %-7s %s\n", "AGE", nw, "GROUP", "PID", "THREAD",
+                "REQUEST", "METHOD", "PATH");
     for (i = 0; i < n && (max == 0 || i < max); i++) {
         char thread[16];
 
         fmt_secs(age, sizeof age, list[i].age);
         snprintf(thread, sizeof thread, "py%lld", jint(list[i].r, "thread"));
-        fprintf(f, "%8s %-16.16s %7lld %-9s %-16s %-7s %s\n", age, jstr(list[i].g, "name"),
+        fprintf(f, "%8s %-*.*s %7lld %-9s %-16s %-7s %s\n", age, nw, nw, jstr(list[i].g, "name"),
                 jint(list[i].w, "pid"), thread, jstr(list[i].r, "id"), jstr(list[i].r, "method"),
                 jstr(list[i].r, "path"));
     }
@@ -257,26 +287,33 @@ void wd_top_print_requests(FILE *f, json_t *status, const char *group, size_t ma
 
 /* ---- a snapshot ----------------------------------------------------------------------------- */
 
+/* rows: the terminal's height (0: no limit, not a terminal): the table takes what it needs of
+ * it, up to all but 8 lines, and the requests in progress what is left (a group of 256 workers
+ * printed 261 lines a refresh on a 24-line terminal, and the header scrolled away). */
 static void render(FILE *f, json_t *cur, json_t *prev, double dt, const wd_top_opts_t *o,
-                   int interactive, size_t max_requests)
+                   int interactive, size_t rows)
 {
     json_t *g;
-    size_t i;
+    size_t i, used = 0, table = rows > 12 ? rows - 8 : rows > 0 ? 4 : 0;
     char stamp[32];
     time_t t = time(NULL);
+    int nw = name_width(cur, o->group);
 
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", localtime(&t));
     fprintf(f, "wsgid %s, master pid %lld, %s%s\n", jstr(cur, "version"), jint(cur, "master_pid"),
             stamp, interactive ? "  (q to quit)" : "");
-    fprintf(f, "%-16s %7s %-9s %8s %9s %6s %7s %8s %8s %9s %8s\n", "GROUP / WORKER", "PID", "STATE",
-            "REQ/S", "BUSY", "QUEUE", "WAIT", "P50", "P99", "RSS(MiB)", "RESTARTS");
+    fprintf(f, "%-*s %7s %-9s %8s %9s %6s %7s %8s %8s %9s %8s\n", nw, "GROUP / WORKER", "PID",
+            "STATE", "REQ/S", "BUSY", "QUEUE", "WAIT", "P50", "P99", "RSS(MiB)", "RESTARTS");
     json_array_foreach(json_object_get(cur, "groups"), i, g)
     {
         if (in_filter(g, o->group))
-            print_group(f, g, cur, prev, dt);
+            used += print_group(f, nw, g, cur, prev, dt,
+                                table == 0     ? 0
+                                : table > used ? table - used
+                                               : 1);
     }
     fputc('\n', f);
-    wd_top_print_requests(f, cur, o->group, max_requests);
+    wd_top_print_requests(f, cur, o->group, rows == 0 ? 0 : rows > used + 7 ? rows - used - 7 : 1);
 }
 
 /* The "status" object of a fresh reply (a new reference), or NULL with *rc set: 3 when wsgid
@@ -285,9 +322,9 @@ static json_t *fetch(const wd_top_opts_t *o, int *rc)
 {
     json_t *req = json_pack("{s:s,s:s?}", "cmd", "status", "group", o->group), *reply, *st;
 
-    reply = wd_ctl_call(o->path, req);
+    reply = wd_ctl_call(o->path, req, o->timeout_ms, &stop_signal);
     json_decref(req);
-    *rc = 3;
+    *rc = stop_signal ? 0 : 3; /* ^C while waiting: the user quits */
     if (reply == NULL)
         return NULL;
     st = json_object_get(reply, "status");
@@ -392,7 +429,7 @@ int wd_top_run(const wd_top_opts_t *o)
     if (interactive) {
         /* Something to look at at once; the rates come with the next refresh. */
         fputs("\033[H\033[2J", stdout);
-        render(stdout, prev, NULL, 0, o, 1, term_rows() > 12 ? term_rows() - 12 : 1);
+        render(stdout, prev, NULL, 0, o, 1, term_rows());
         fflush(stdout);
     }
     for (;;) {
@@ -408,8 +445,7 @@ int wd_top_run(const wd_top_opts_t *o)
             fputs("\033[H\033[2J", stdout);
         else if (printed > 0)
             fputc('\n', stdout);
-        render(stdout, cur, prev, t_cur - t_prev, o, interactive,
-               interactive ? (term_rows() > 12 ? term_rows() - 12 : 1) : 0);
+        render(stdout, cur, prev, t_cur - t_prev, o, interactive, interactive ? term_rows() : 0);
         fflush(stdout);
         json_decref(prev);
         prev = cur;

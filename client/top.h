@@ -13,6 +13,7 @@ typedef struct wd_top_opts {
     const char *group; /* NULL: every group */
     int count;         /* snapshots to print, 0 = until q or a signal */
     double interval;   /* seconds between snapshots */
+    int timeout_ms;    /* for each answer (0: no limit) */
 } wd_top_opts_t;
 
 /* Runs `wsgictl top`: the live view in raw mode when stdin and stdout are terminals (q quits;

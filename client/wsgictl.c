@@ -56,7 +56,8 @@ static const verb_t verbs[] = {
      "get a rolling restart. An invalid file is refused (FILE:LINE:COLUMN) and nothing changes.\n"},
     {"stop", "stop [GROUP]",
      "Stops the workers of GROUP gracefully (the group stays known; `start` brings it back);\n"
-     "without GROUP, stops wsgid itself as SIGTERM does.\n"},
+     "without GROUP, stops wsgid itself as SIGTERM does, and returns once it has stopped (its\n"
+     "workers finished their requests and exited).\n"},
     {"start", "start GROUP", "Starts a stopped group and waits until its workers are ready.\n"},
     {"drain", "drain [GROUP]",
      "Takes GROUP (or every group) out of load balancing: GET /readyz answers 503 at once while\n"
@@ -75,13 +76,16 @@ static void usage(FILE *f)
 {
     size_t i;
 
-    fprintf(f, "Usage: wsgictl [-c FILE | -s SOCKET] COMMAND [ARGS]\n"
+    fprintf(f, "Usage: wsgictl [-c FILE | -s SOCKET] [-t SECS] COMMAND [ARGS]\n"
                "       wsgictl --version | --help\n"
                "\n"
                "Options:\n"
                "  -c, --config FILE    find the control socket from wsgid's configuration file\n"
                "  -s, --socket SOCKET  the master's control socket\n"
                "                       (default: $WSGID_CONTROL, else ./wsgid.yaml's `control:`)\n"
+               "  -t, --timeout SECS   wait at most SECS for wsgid's answer (0: as long as it\n"
+               "                       takes); default 10 for status, top, drain, undrain and\n"
+               "                       reopen-logs, 30 for stacks, none for the others\n"
                "  -v, --version        print the version and exit\n"
                "  -h, --help           print this help and exit\n"
                "\n"
@@ -94,11 +98,10 @@ static void usage(FILE *f)
 
 /* ---- printing ----------------------------------------------------------------------------- */
 
+/* A string of the reply, its control characters escaped (ctl.h). */
 static const char *jstr(json_t *o, const char *key)
 {
-    const char *s = json_string_value(json_object_get(o, key));
-
-    return s != NULL ? s : "";
+    return wd_ctl_safe(json_string_value(json_object_get(o, key)));
 }
 
 static long long jint(json_t *o, const char *key)
@@ -196,7 +199,7 @@ static void print_list(json_t *reply, const char *key, const char *label)
     if (json_array_size(a) == 0)
         return;
     printf("%s:", label);
-    json_array_foreach(a, i, x) printf(" %s", json_string_value(x));
+    json_array_foreach(a, i, x) printf(" %s", wd_ctl_safe(json_string_value(x)));
     printf("\n");
 }
 
@@ -248,6 +251,7 @@ typedef struct args {
     int as_json, all, requests;
     int count;
     double interval;
+    double timeout; /* -t: seconds, -1 = the command's default */
 } args_t;
 
 static int is(const args_t *a, const char *name)
@@ -277,10 +281,18 @@ static int parse_args(args_t *a, int argc, char **argv, int first)
     char *end;
 
     a->interval = 1;
+    /* --help wins wherever it is, whatever else is given */
     for (int i = first; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("Usage: wsgictl [-c FILE | -s SOCKET] %s\n\n%s", a->v->usage, a->v->help);
             return -1;
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        if ((strcmp(argv[i], "--count") == 0 || strcmp(argv[i], "--interval") == 0) &&
+            is(a, "top") && i + 1 >= argc) {
+            fprintf(stderr, "wsgictl top: %s wants a value\n", argv[i]);
+            return verb_usage(a->v, "see --help");
         } else if (strcmp(argv[i], "--json") == 0 && is(a, "status")) {
             a->as_json = 1;
         } else if (strcmp(argv[i], "--requests") == 0 && is(a, "status")) {
@@ -323,8 +335,23 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         print_replaced(reply);
         fprintf(stderr, "wsgictl %s: %s\n", a->v->name, jstr(reply, "error"));
     } else if (is(a, "status") && a->as_json) {
-        char *text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        char *text;
 
+        if (a->group != NULL) {
+            /* GROUP's alone, as the table (every group came, and jq '.groups[0]' read another) */
+            json_t *only = json_array(), *g;
+            size_t i;
+
+            json_array_foreach(json_object_get(st, "groups"), i, g)
+            {
+                const char *name = json_string_value(json_object_get(g, "name"));
+
+                if (name != NULL && strcmp(name, a->group) == 0)
+                    json_array_append(only, g);
+            }
+            json_object_set_new(st, "groups", only);
+        }
+        text = json_dumps(st, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         printf("%s\n", text);
         free(text);
     } else if (is(a, "status") && a->requests) {
@@ -344,13 +371,15 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
 
             fprintf(stderr, "wsgictl %s: not applied until wsgid restarts:", a->v->name);
             json_array_foreach(json_object_get(reply, "at_next_start"), i, x)
-                fprintf(stderr, " %s", json_string_value(x));
+                fprintf(stderr, " %s", wd_ctl_safe(json_string_value(x)));
             fprintf(stderr, "\n");
         }
         print_replaced(reply);
         if (json_object_get(reply, "replaced") != NULL)
             printf("%s: %zu workers replaced in %.2f s\n", a->v->name,
                    json_array_size(json_object_get(reply, "replaced")), secs);
+        else if (is(a, "stop") && a->group == NULL)
+            printf("stop: wsgid stopped in %.2f s\n", secs);
         else
             printf("%s: done\n", a->v->name);
     }
@@ -362,18 +391,27 @@ static int run(const args_t *a, const char *path)
 {
     struct timespec t0, t1;
     json_t *req, *reply;
-    int rc;
+    int rc, timeout_ms = 0;
 
     if (is(a, "top")) {
-        wd_top_opts_t o = {path, a->group, a->count, a->interval};
+        wd_top_opts_t o = {path, a->group, a->count, a->interval,
+                           a->timeout >= 0 ? (int)(a->timeout * 1000) : WD_CTL_QUERY_TIMEOUT_MS};
 
         return wd_top_run(&o);
     }
+    /* a query has its answer at once unless the master is stuck: then say so, not wait for
+     * ever; an operation takes as long as its workers take to load */
+    if (a->timeout >= 0)
+        timeout_ms = (int)(a->timeout * 1000);
+    else if (is(a, "stacks"))
+        timeout_ms = 30000;
+    else if (is(a, "status") || is(a, "drain") || is(a, "undrain") || is(a, "reopen-logs"))
+        timeout_ms = WD_CTL_QUERY_TIMEOUT_MS;
     req = json_pack("{s:s,s:s?,s:b}", "cmd", a->v->name, "group", a->group, "all", a->all);
     if (a->group == NULL)
         json_object_set_new(req, "group", json_null());
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    reply = wd_ctl_call(path, req);
+    reply = wd_ctl_call(path, req, timeout_ms, NULL);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     json_decref(req);
     if (reply == NULL)
@@ -386,25 +424,31 @@ static int run(const args_t *a, const char *path)
 int main(int argc, char **argv)
 {
     static const struct option options[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"socket", required_argument, NULL, 's'},
-        {"version", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},  {"socket", required_argument, NULL, 's'},
+        {"timeout", required_argument, NULL, 't'}, {"version", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *sock = NULL;
+    double timeout = -1;
     args_t a;
     int c, rc;
-    char *path;
+    char *path, *end;
 
     /* A write to a master that already closed (it refused us) must not kill us: see ctl.c. */
     signal(SIGPIPE, SIG_IGN);
 
     /* '+': stop at the verb, so that its own options (--json, --all) are left to it. */
-    while ((c = getopt_long(argc, argv, "+c:s:vh", options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+c:s:t:vh", options, NULL)) != -1) {
         switch (c) {
         case 'c':
             config = optarg;
+            break;
+        case 't':
+            timeout = strtod(optarg, &end);
+            if (*optarg == '\0' || *end != '\0' || !(timeout >= 0 && timeout <= 86400)) {
+                fprintf(stderr, "wsgictl: --timeout wants seconds, 0 (no limit) to 86400\n");
+                return EXIT_USAGE;
+            }
             break;
         case 's':
             sock = optarg;
@@ -438,6 +482,7 @@ int main(int argc, char **argv)
         usage(stderr);
         return EXIT_USAGE;
     }
+    a.timeout = timeout;
     rc = parse_args(&a, argc, argv, optind + 1);
     if (rc != 0)
         return rc < 0 ? 0 : rc;

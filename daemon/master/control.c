@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,16 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+/* What one control connection may hold of the master. wsgictl opens a connection a command
+ * and reads its reply; a client that did not (a script that sent `status` in a loop and never
+ * read) grew the master by 600 MB in 40 s, and 20,000 idle connections (64 KiB each) took the
+ * master's fds, so that no worker could be spawned. */
+#define CLIENTS_MAX 64          /* connections at once; more are refused with a message */
+#define CLIENT_IDLE_MS 30000    /* without a request pending, then closed */
+#define CLIENT_QUEUE_MAX 262144 /* replies waiting for the client: no new request taken */
+#define CLIENT_BUF_START 1024   /* the line buffer grows up to WD_CONTROL_LINE_MAX */
+#define IDLE_SWEEP_MS 5000
 
 typedef struct wd_control_client wd_control_client_t;
 
@@ -27,9 +38,11 @@ struct wd_control_client {
     wd_control_req_t *pending; /* the request being served, at most one */
     wd_control_client_t *next;
     int closing;
-    int in_take; /* inside take_lines: a reply must not re-enter it */
-    size_t len;
-    char buf[WD_CONTROL_LINE_MAX];
+    int in_take;     /* inside take_lines: a reply must not re-enter it */
+    int eof;         /* the client shut its side: the pending reply still goes out */
+    uint64_t active; /* uv_now of its last request or reply */
+    size_t len, cap;
+    char *buf;
 };
 
 struct wd_control {
@@ -41,6 +54,8 @@ struct wd_control {
     dev_t dev;
     ino_t ino;
     wd_control_client_t *clients;
+    int n_clients;
+    uv_timer_t sweep; /* closes idle clients */
 };
 
 typedef struct write_req {
@@ -52,7 +67,10 @@ typedef struct write_req {
 
 static void client_free_cb(uv_handle_t *h)
 {
-    free(h->data);
+    wd_control_client_t *cl = h->data;
+
+    free(cl->buf);
+    free(cl);
 }
 
 static void client_close(wd_control_client_t *cl)
@@ -67,18 +85,36 @@ static void client_close(wd_control_client_t *cl)
     for (pp = &cl->ctl->clients; *pp != NULL; pp = &(*pp)->next) {
         if (*pp == cl) {
             *pp = cl->next;
+            cl->ctl->n_clients--;
             break;
         }
     }
     uv_close((uv_handle_t *)&cl->pipe, client_free_cb);
 }
 
+static void take_lines(wd_control_client_t *cl);
+static void client_end(wd_control_client_t *cl);
+static void go_on(wd_control_client_t *cl);
+
+/* Replies the client has not read yet past CLIENT_QUEUE_MAX: no new request is taken. */
+static int backlogged(const wd_control_client_t *cl)
+{
+    return cl->pipe.write_queue_size > CLIENT_QUEUE_MAX;
+}
+
 static void write_cb(uv_write_t *req, int status)
 {
     write_req_t *w = (write_req_t *)req;
+    wd_control_client_t *cl = req->handle->data;
 
     free(w->text);
     free(w);
+    if (cl->closing)
+        return;
+    if (status < 0)
+        client_close(cl); /* gone (EPIPE): a client not read from would not show it otherwise */
+    else if (cl->pending == NULL && !backlogged(cl))
+        go_on(cl);
 }
 
 static void client_send(wd_control_client_t *cl, const char *text)
@@ -118,9 +154,23 @@ static void client_end(wd_control_client_t *cl)
     }
 }
 
-static void take_lines(wd_control_client_t *cl);
 static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
+
+/* No request pending: the next one may be in the buffer already; else read on, or end once the
+ * client has shut its side. */
+static void go_on(wd_control_client_t *cl)
+{
+    if (cl->in_take)
+        return;
+    take_lines(cl);
+    if (cl->pending != NULL || cl->closing)
+        return;
+    if (cl->eof)
+        client_end(cl);
+    else if (!backlogged(cl))
+        uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
+}
 
 static void client_send_json(wd_control_client_t *cl, json_t *obj)
 {
@@ -140,13 +190,9 @@ void wd_control_reply(wd_control_req_t *req, json_t *reply)
 
     if (cl != NULL && !cl->closing) {
         cl->pending = NULL;
+        cl->active = uv_now(cl->ctl->loop);
         client_send_json(cl, reply);
-        /* The next request may already be in the buffer. */
-        if (!cl->in_take) {
-            take_lines(cl);
-            if (cl->pending == NULL && !cl->closing)
-                uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
-        }
+        go_on(cl);
     }
     json_decref(reply);
     free(req);
@@ -156,10 +202,26 @@ void wd_control_reply_error(wd_control_req_t *req, const char *fmt, ...)
 {
     char msg[1024];
     va_list ap;
+    int n;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    n = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    if (n >= (int)sizeof msg) {
+        /* cut where a character starts: half of one is not UTF-8, and the reply could not be
+         * encoded (a 3,000-character group name got "cannot encode the reply") */
+        size_t end = sizeof msg - 1, lead = end;
+
+        while (lead > 0 && ((unsigned char)msg[lead - 1] & 0xc0) == 0x80)
+            lead--;
+        if (lead > 0 && (unsigned char)msg[lead - 1] >= 0xc0) {
+            unsigned char c = (unsigned char)msg[lead - 1];
+            size_t need = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
+
+            if (end - (lead - 1) < need)
+                msg[lead - 1] = '\0';
+        }
+    }
     wd_control_reply(req, json_pack("{s:b,s:s}", "ok", 0, "error", msg));
 }
 
@@ -167,8 +229,13 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
 {
     wd_control_client_t *cl = h->data;
 
+    (void)hint;
+    if (cl->len == cl->cap && cl->cap < WD_CONTROL_LINE_MAX) {
+        cl->cap = cl->cap * 4 < WD_CONTROL_LINE_MAX ? cl->cap * 4 : WD_CONTROL_LINE_MAX;
+        cl->buf = xrealloc(cl->buf, cl->cap);
+    }
     buf->base = cl->buf + cl->len;
-    buf->len = sizeof cl->buf - cl->len;
+    buf->len = cl->cap - cl->len;
 }
 
 static void take_request(wd_control_client_t *cl, char *line)
@@ -184,6 +251,7 @@ static void take_request(wd_control_client_t *cl, char *line)
     req = xcalloc(1, sizeof *req);
     req->client = cl;
     cl->pending = req;
+    cl->active = uv_now(cl->ctl->loop);
     cl->ctl->cb(cl->ctl->data, obj, req);
     json_decref(obj);
 }
@@ -195,7 +263,7 @@ static void take_lines(wd_control_client_t *cl)
     size_t used;
 
     cl->in_take = 1;
-    while (cl->pending == NULL && !cl->closing &&
+    while (cl->pending == NULL && !cl->closing && !backlogged(cl) &&
            (line = wd_control_line(cl->buf, cl->len, &used)) != NULL) {
         if (line[0] != '\0')
             take_request(cl, line);
@@ -209,6 +277,15 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     wd_control_client_t *cl = s->data;
 
+    (void)buf;
+    if (n == UV_EOF) {
+        /* a client that shut its side after its request (socat, nc -N) still gets the reply */
+        cl->eof = 1;
+        uv_read_stop(s);
+        if (cl->pending == NULL && !backlogged(cl))
+            go_on(cl);
+        return;
+    }
     if (n < 0) {
         client_close(cl);
         return;
@@ -217,12 +294,12 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     take_lines(cl);
     if (cl->closing)
         return;
-    if (cl->pending != NULL) {
-        if (cl->len == sizeof cl->buf)
+    if (cl->pending != NULL || backlogged(cl)) {
+        if (cl->len == cl->cap && cl->cap == WD_CONTROL_LINE_MAX)
             uv_read_stop(s); /* full while a request is pending: the rest waits */
         return;
     }
-    if (cl->len == sizeof cl->buf) {
+    if (cl->len == WD_CONTROL_LINE_MAX) {
         client_send(cl, "{\"ok\":false,\"error\":\"request too long\"}");
         client_end(cl);
     }
@@ -255,10 +332,14 @@ static void connection_cb(uv_stream_t *server, int status)
         return;
     cl = xcalloc(1, sizeof *cl);
     cl->ctl = c;
+    cl->cap = CLIENT_BUF_START;
+    cl->buf = xmalloc(cl->cap);
+    cl->active = uv_now(c->loop);
     uv_pipe_init(c->loop, &cl->pipe, 0);
     cl->pipe.data = cl;
     cl->next = c->clients;
     c->clients = cl;
+    c->n_clients++;
     if (uv_accept(server, (uv_stream_t *)&cl->pipe) < 0) {
         client_close(cl);
         return;
@@ -269,7 +350,35 @@ static void connection_cb(uv_stream_t *server, int status)
         client_end(cl);
         return;
     }
+    if (c->n_clients > CLIENTS_MAX) {
+        client_send(cl, "{\"ok\":false,\"error\":\"too many control connections open (64): "
+                        "wsgictl opens one a command; close the ones left idle\"}");
+        client_end(cl);
+        wd_log_peer(WD_LOG_WARN, "control: a connection refused: %d open (at most %d)",
+                    c->n_clients - 1, CLIENTS_MAX);
+        return;
+    }
     uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
+}
+
+/* Closes the clients without a request pending that sent nothing for CLIENT_IDLE_MS. */
+static void sweep_cb(uv_timer_t *t)
+{
+    wd_control_t *c = t->data;
+    uint64_t now = uv_now(c->loop);
+    wd_control_client_t *cl, *next;
+    int n = 0;
+
+    for (cl = c->clients; cl != NULL; cl = next) {
+        next = cl->next;
+        if (cl->pending == NULL && !cl->closing && now - cl->active >= CLIENT_IDLE_MS) {
+            client_close(cl);
+            n++;
+        }
+    }
+    if (n > 0)
+        wd_log_info("control: closed %d connection%s idle for %d s", n, n == 1 ? "" : "s",
+                    CLIENT_IDLE_MS / 1000);
 }
 
 /* ---- the listener ------------------------------------------------------------------------- */
@@ -356,6 +465,10 @@ int wd_control_open(wd_control_t **out, uv_loop_t *loop, const char *path, wd_co
     c->ino = st.st_ino;
     uv_pipe_init(loop, &c->server, 0);
     c->server.data = c;
+    uv_timer_init(loop, &c->sweep);
+    c->sweep.data = c;
+    uv_timer_start(&c->sweep, sweep_cb, IDLE_SWEEP_MS, IDLE_SWEEP_MS);
+    uv_unref((uv_handle_t *)&c->sweep);
     rc = uv_pipe_open(&c->server, fd);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&c->server, 64, connection_cb);
@@ -377,6 +490,14 @@ static void server_free_cb(uv_handle_t *h)
     free(c);
 }
 
+/* The server's handle is closed after the timer's: c is freed with it. */
+static void sweep_closed_cb(uv_handle_t *h)
+{
+    wd_control_t *c = h->data;
+
+    uv_close((uv_handle_t *)&c->server, server_free_cb);
+}
+
 void wd_control_close(wd_control_t *c)
 {
     struct stat st;
@@ -387,5 +508,5 @@ void wd_control_close(wd_control_t *c)
         client_close(c->clients);
     if (stat(c->path, &st) == 0 && st.st_dev == c->dev && st.st_ino == c->ino)
         unlink(c->path);
-    uv_close((uv_handle_t *)&c->server, server_free_cb);
+    uv_close((uv_handle_t *)&c->sweep, sweep_closed_cb);
 }

@@ -254,8 +254,15 @@ static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
     wd_group_t *g;
 
     if (group == NULL) {
+        /* answered once every worker has exited (wd__m_finish): wsgictl stop returned while
+         * they still finished their requests, and a new wsgid found the addresses in use */
+        if (m->stop_req != NULL) {
+            wd_control_reply_error(req, "wsgid is already stopping (another wsgictl stop waits "
+                                        "for it)");
+            return;
+        }
         wd_log_info("stop requested through the control socket: stopping gracefully");
-        wd_control_reply(req, json_pack("{s:b,s:i}", "ok", 1, "workers", (int)m->n_alive));
+        m->stop_req = req;
         wd__m_begin_stop(m, m->exit_code);
         return;
     }

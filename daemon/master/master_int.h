@@ -241,6 +241,9 @@ void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int ol
 /* master_rolling.c */
 void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b);
 void wd__m_op_step(wd_op_t *op);
+/* wsgid stops during the operation: its waiting wsgictl gets the failure (it got no reply, and
+ * the operation, its batch and its group reference were never freed). */
+void wd__m_op_abandon(wd_op_t *op);
 void wd__m_reload(wd_master_t *m, wd_control_req_t *req);
 wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *what);
 wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t *gen,

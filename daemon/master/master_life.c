@@ -321,6 +321,9 @@ void wd__m_begin_stop(wd_master_t *m, int exit_code)
     m->exit_code = exit_code;
     wd_notify_stopping();
     for (i = 0; i < m->n_groups; i++)
+        if (m->groups[i]->op != NULL)
+            wd__m_op_abandon(m->groups[i]->op);
+    for (i = 0; i < m->n_groups; i++)
         for (k = 0; k < m->groups[i]->n_slots; k++)
             uv_timer_stop(&m->groups[i]->slots[k]->timer);
     for (p = m->procs; p != NULL; p = p->next) {

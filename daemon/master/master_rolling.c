@@ -185,6 +185,20 @@ static void op_finish(wd_op_t *op, const char *err)
     free(op);
 }
 
+void wd__m_op_abandon(wd_op_t *op)
+{
+    wd_group_t *g = op->g;
+    char msg[160];
+
+    if (op->next < g->n_slots && g->slots[op->next]->repl_ctx == op) {
+        g->slots[op->next]->repl_cb = NULL;
+        g->slots[op->next]->repl_ctx = NULL;
+    }
+    snprintf(msg, sizeof msg, "wsgid is stopping: abandoned after %d of %d workers", op->next,
+             op->conf->processes);
+    op_finish(op, msg);
+}
+
 static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
 {
     wd_op_t *op = ctx;

@@ -1,0 +1,222 @@
+"""The control socket against clients that misbehave (one that never reads its replies, many
+idle ones, one that shuts its side after its request), and wsgictl against a master that does
+(stopped, or stopping during a restart); what wsgictl prints (status GROUP --json, escaped
+control characters, --help anywhere, stop that returns once wsgid has stopped, top's columns).
+Each was a fault a review proved against a live wsgid."""
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+from helpers.config import make_config
+from helpers.daemon import WSGICTL
+from helpers.procs import free_port, wait_for
+
+SLOW_APP = '''import os
+import time
+
+time.sleep(float(os.environ.get("SLOW_IMPORT", "0")))
+if os.environ.get("FAIL_WITH"):
+    raise RuntimeError(os.environ["FAIL_WITH"])
+
+
+def application(environ, start_response):
+    time.sleep(float(environ.get("QUERY_STRING") or 0))
+    body = b"%d\\n" % os.getpid()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def start(wsgid, tmp, groups=("site",), **extra):
+    (tmp / "slow.py").write_text(SLOW_APP)
+    gs = {}
+    for name in groups:
+        g = {"app": str(tmp / "slow.py"), "threads": 2, "processes": 1,
+             "listen": ["127.0.0.1:%d" % free_port()]}
+        g.update(extra)
+        gs[name] = g
+    d = wsgid(config=make_config(tmp, gs, control=str(tmp / "ctl.sock")))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    return d
+
+
+def ctl(d, *args, timeout=60):
+    r = subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock")] + list(args),
+                       capture_output=True, text=True, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+def connect(d):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(str(d.tmp / "ctl.sock"))
+    return s
+
+
+def test_a_client_that_never_reads(wsgid, tmp):
+    """Requests sent without reading a reply: the master takes no more once 256 KiB of replies
+    wait, so its memory stops growing (it grew by 600 MB in 40 s), and it answers others
+    meanwhile. Measured as the growth between the 2nd and the 6th second of sending, which the
+    sanitizer build's quarantine does not blur."""
+    d = start(wsgid, tmp)
+    s = connect(d)
+    s.setblocking(False)
+    line = b'{"cmd":"status"}\n' * 64
+    sent, rss = 0, []
+    try:
+        for seconds in (2, 4):
+            t_end = time.monotonic() + seconds
+            while time.monotonic() < t_end:
+                try:
+                    sent += s.send(line)
+                except BlockingIOError:
+                    time.sleep(0.01)
+            rss.append(rss_kib(d.pid))
+        t0 = time.monotonic()
+        rc, out, err = ctl(d, "status", timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        s.close()
+    assert rc == 0 and "group site" in out, (out, err)
+    print("sent %d bytes of requests, no reply read: master RSS %d KiB at 2 s, %+d KiB from 2 to "
+          "6 s; wsgictl status meanwhile %.3f s" % (sent, rss[0], rss[1] - rss[0], took))
+    assert rss[1] - rss[0] < 8 * 1024, rss
+
+
+def test_idle_connections_are_bounded(wsgid, tmp):
+    """64 connections at most (20,000 idle ones took the master's fds: no worker could be
+    spawned), each closed after 30 s without a request."""
+    d = start(wsgid, tmp)
+    held = [connect(d) for _ in range(64)]
+    extra = connect(d)
+    extra.settimeout(5)
+    reply = json.loads(extra.recv(4096).decode().splitlines()[0])
+    assert reply["ok"] is False and "too many control connections" in reply["error"], reply
+    d.expect_log(r"control: a connection refused: 64 open", r"control: closed \d+ connections? "
+                 r"idle")
+    # a worker killed meanwhile is started again
+    (w,) = d.workers()
+    d.expect_log(r"killed by signal 9")
+    os.kill(w, signal.SIGKILL)
+    wait_for(lambda: d.workers() and d.workers() != [w], timeout=20, what="a new worker")
+    d.seen_workers.update(d.workers())
+    held[0].settimeout(45)
+    assert held[0].recv(1) == b""  # closed by the master after 30 s idle
+    rc, out, err = ctl(d, "status")
+    assert rc == 0, err
+    for s in held + [extra]:
+        s.close()
+
+
+def test_a_client_that_shuts_its_side_gets_its_reply(wsgid, tmp):
+    """socat and nc -N send the request and shut their side: the reply to a request that is not
+    answered at once (a restart) was never sent."""
+    d = start(wsgid, tmp)
+    s = connect(d)
+    s.sendall(b'{"cmd":"restart","group":"site"}\n')
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(30)
+    got = b""
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += b
+    assert json.loads(got.decode().splitlines()[0])["ok"] is True, got[:200]
+    d.seen_workers.update(d.workers())
+
+
+def test_a_stopped_master_and_wsgictl(wsgid, tmp):
+    """A master that does not answer (SIGSTOP): wsgictl waited for ever; a query gives up after
+    its timeout, exit 3, saying so."""
+    d = start(wsgid, tmp)
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        rc, out, err = ctl(d, "-t", "1", "status", timeout=20)
+        took = time.monotonic() - t0
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    assert rc == 3 and "did not answer within 1 s" in err, (rc, out, err)
+    assert took < 5, took
+
+
+def test_stop_during_a_restart_and_stop_waits(wsgid, tmp):
+    """wsgid stopping while a restart waits for its new worker: the restart's wsgictl got no
+    reply (exit 3, "lost"), and the operation leaked; now it fails, naming the stop. `wsgictl
+    stop` returned before wsgid had stopped (a request still ran), so a new wsgid found the
+    address in use; now it returns once the master has exited."""
+    d = start(wsgid, tmp)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", d.config_text).group(1))
+    result = {}
+
+    def slow_get():
+        c = socket.create_connection(("127.0.0.1", port), timeout=20)
+        c.sendall(b"GET /?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        result["answer"] = c.recv(4096)
+        c.close()
+
+    # the replacement's import takes 5 s: the restart waits for it
+    (tmp / "slow.py").write_text("import time\ntime.sleep(5)\n" + SLOW_APP)
+
+    def restart():
+        result["restart"] = ctl(d, "restart", "site", timeout=60)
+
+    t = threading.Thread(target=restart)
+    t.start()
+    d.wait_log(r"group site worker 1 started \(pid \d+\)", timeout=10)
+    g = threading.Thread(target=slow_get)
+    g.start()
+    time.sleep(0.3)
+    d.expect_log(r"restart failed: group site: wsgid is stopping", "stopping")
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "stop", timeout=60)
+    took = time.monotonic() - t0
+    assert rc == 0 and "wsgid stopped in" in out, (out, err)
+    assert "answer" in result or g.join(0.5) or "answer" in result, "stop returned first"
+    wait_for(lambda: d.proc.poll() is not None, timeout=2, what="the master's exit")
+    t.join(30)
+    g.join(30)
+    rc, out, err = result["restart"]
+    assert rc == 1 and "wsgid is stopping: abandoned after 0 of 1 workers" in err, (rc, out, err)
+    assert result["answer"].startswith(b"HTTP/1.1 200"), result
+    assert took > 1, took  # the 2 s request was still running
+
+
+def test_what_wsgictl_prints(wsgid, tmp):
+    """status GROUP --json has GROUP alone (it had every group); an unknown group's long name is
+    cut on a character (cut inside one, the error could not be sent); an app's error is printed with
+    its control characters escaped (an ESC [2J in an import error cleared the terminal); --help
+    wins wherever it is; `top --count` without a value says so; top's p50/p99 are "-" where no
+    request ran (it said "<1.0ms") and long group names are shown whole (cut at 16)."""
+    long1, long2 = "a-very-long-group-name-number-one", "a-very-long-group-name-number-two"
+    d = start(wsgid, tmp, groups=(long1, long2))
+    rc, out, err = ctl(d, "status", long1, "--json")
+    assert rc == 0 and [g["name"] for g in json.loads(out)["groups"]] == [long1], out
+    for name in ("\u00e9" * 3000, "x" + "\u00e9" * 3000):  # cut inside a character: not UTF-8
+        rc, out, err = ctl(d, "status", name)
+        assert rc == 1 and "wsgictl status: no group " + name[:20] in err, (rc, err[:100])
+    rc, out, err = ctl(d, "status", "--bogus", "--help")
+    assert rc == 0 and "Usage: wsgictl" in out, (rc, out, err)
+    rc, out, err = ctl(d, "top", "--count")
+    assert rc == 2 and "--count wants a value" in err, (rc, out, err)
+    rc, out, err = ctl(d, "top", "--count", "2", "--interval", "0.2")
+    assert rc == 0, err
+    rows = [x for x in out.splitlines() if x.startswith(long1) or x.startswith(long2)]
+    assert len(rows) == 4 and all(x.split()[5:7] == ["-", "-"] for x in rows[2:]), out
+    text = d.conf_path.read_text()
+    d.conf_path.write_text(text.replace("    threads: 2\n", "    threads: 2\n    env: {FAIL_WITH: "
+                                        "\"\\e[2J\\e[31mred\"}\n", 1))
+    d.expect_log("reload failed", "Traceback", r"^\s", "RuntimeError", "red", "cannot load",
+                 "exited with status 3", r"group [\w-]+:\s", "slow.py", "failed")
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1 and "\x1b" not in err and "\\x1b[2J\\x1b[31mred" in err, (rc, out, err)
