@@ -125,6 +125,20 @@ static int parse_mount(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_n
     return 0;
 }
 
+/* A URL path without an empty ("//"), "." or ".." segment (a trailing '/' is allowed). */
+static int plain_path(const char *p)
+{
+    for (const char *s = p + 1; *s != '\0';) {
+        size_t n = strcspn(s, "/");
+
+        if ((n == 0 && s[0] == '/') || (n == 1 && s[0] == '.') ||
+            (n == 2 && s[0] == '.' && s[1] == '.'))
+            return 0;
+        s += n + (s[n] == '/');
+    }
+    return 1;
+}
+
 int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
     yaml_node_pair_t *pair;
@@ -149,6 +163,11 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
         wd__cfg_key_join(sub, key, prefix);
         if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
             return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
+        if (!plain_path(prefix))
+            return fail(ld, kn, sub,
+                        "'%s': a mount point has no empty, '.' or '..' segment (the request's path "
+                        "is matched as sent: it would never match)",
+                        prefix);
         m = &g->mounts[g->n_mounts++];
         m->line = (int)kn->start_mark.line + 1;
         for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)

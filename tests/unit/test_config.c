@@ -128,6 +128,9 @@ static const config_case_t cases[] = {
     {G "    protocol: htp\n", "5:15: groups.a.protocol: unknown protocol 'htp'"},
     {G "    socket-mode: '0680'\n", "5:18: groups.a.socket-mode: invalid mode '0680'"},
     {G "    socket-mode: 77777\n", "groups.a.socket-mode: invalid mode"},
+    {G "    socket-mode: '0'\n", "5:18: groups.a.socket-mode: '0' lets no one but root connect"},
+    {G "    socket-mode: '0444'\n", "groups.a.socket-mode: '0444' lets no one but root connect"},
+    {G "    socket-mode: '0060'\n", NULL},
     {G "    python-path: {a: b}\n", "groups.a.python-path: expected a path or a list"},
     {G "    python-path: [a, [b]]\n", "5:22: groups.a.python-path: expected a single value"},
     {G "    env: [A, B]\n", "5:10: groups.a.env: expected a mapping"},
@@ -221,6 +224,11 @@ static const config_case_t cases[] = {
                                                   "given twice"},
     {G "    mounts: {/b: nope.py}\n", "5:18: groups.a.mounts./b: no such file"},
     {G "    mounts: {/b: }\n", "groups.a.mounts./b: a value is required"},
+    {G "    mounts: {/a/../b: app.py}\n",
+     "groups.a.mounts./a/../b: '/a/../b': a mount point has no"},
+    {G "    mounts: {/a//b: app.py}\n", "groups.a.mounts./a//b: '/a//b': a mount point has no"},
+    {G "    mounts: {/a/./b: app.py}\n", "'/a/./b': a mount point has no empty"},
+    {G "    mounts: {/a/b/: app.py, /c.d/..e: app.py}\n", NULL},
     /* a mount's own settings, application-group */
     {G "    mounts: {/b: {app: app.py, application-group: '%{RESOURCE}', python-path: [lib],"
        " env: {A: b}, chdir: ., callable: app}}\n",
