@@ -282,7 +282,7 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
     }
 }
 
-/* Takes the turn to push (resp.h: pushing): at once when this thread holds it already,
+/* Takes the turn to push (respond.h: pushing): at once when this thread holds it already,
  * otherwise once the thread that holds it gives it back. Only an app that writes from threads of
  * its own ever waits here. After a wait the response may have ended meanwhile, or be ending on
  * the serving thread: then only the serving thread may push, and -1 says the caller may not (a

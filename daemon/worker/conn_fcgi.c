@@ -305,6 +305,12 @@ int wd__conn_fcgi_process(wd_conn_t *c)
     memmove(c->buf, c->buf + c->parsed, c->len - c->parsed);
     c->len -= c->parsed;
     c->parsed = 0;
+    if (c->len == 0 && !c->fcgi.active && c->fcgi.head_timed && c->state == WD_CONN_HEAD) {
+        /* management records alone (GET_VALUES) and no request on its way: the connection
+         * waits for one as any kept connection does (it was closed at header-timeout) */
+        c->fcgi.head_timed = 0;
+        wd__conn_timer(c, c->cs->group->keepalive_timeout);
+    }
     return 0;
 }
 

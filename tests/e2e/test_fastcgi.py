@@ -512,3 +512,21 @@ def test_an_abort_before_the_request_ends_closes_a_connection_not_kept(wsgid, tm
         c.send(fcgi.begin(5, role=fcgi.AUTHORIZER))
         assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.UNKNOWN_ROLE)
         assert c.closed(timeout=2)
+
+
+def test_a_connection_idle_after_management_records_waits_for_keepalive_timeout(wsgid, tmp):
+    """A GET_VALUES answered, no request on its way: the connection waits as a kept one does,
+    for keepalive-timeout; header-timeout, started by the record's first byte, kept running and
+    closed it."""
+    d, sock = start(wsgid, tmp, header_timeout=1, keepalive_timeout=10)
+    with Conn(sock) as c:
+        c.send(fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs({"FCGI_MAX_REQS": ""})))
+        (rtype, _, _), = fcgi.read_records(c)
+        assert rtype == fcgi.GET_VALUES_RESULT
+        assert not c.closed(timeout=2.5), "closed at header-timeout"
+        c.send(fcgi.request({"REQUEST_METHOD": "GET", "REQUEST_URI": "/environ/",
+                             "PATH_INFO": "/environ/", "SERVER_PROTOCOL": "HTTP/1.1"},
+                            rid=1, keep=True))
+        recs = fcgi.read_records(c)
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK\r\n")
