@@ -36,6 +36,7 @@ typedef struct wd_listen_conf {
 typedef struct wd_env_conf {
     char *name;
     char *value;
+    int line, column; /* of the name in the file, for messages */
 } wd_env_conf_t;
 
 /* application-group (mod_wsgi's WSGIApplicationGroup): which interpreter of the worker runs an

@@ -234,7 +234,7 @@ int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char 
                     snprintf(key, sizeof key, "%s.mounts.%s.env.%s", gkey, g->mounts[b].prefix,
                              eb[j].name);
                     return wd__cfg_fail_at(
-                        ld, (size_t)g->mounts[b].line, 1, key,
+                        ld, (size_t)eb[j].line, (size_t)eb[j].column, key,
                         "%s and %s share the interpreter of application group \"%s\" but set %s "
                         "to different values (%s, %s): one interpreter has one os.environ. Give "
                         "them application-group: \"%s\" (or two names)",

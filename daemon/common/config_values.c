@@ -454,6 +454,8 @@ int wd__cfg_env_map(loader_t *ld, yaml_node_t *n, const char *key, wd_env_conf_t
             return -1;
         (*out)[*count].name = xstrdup(name);
         (*out)[*count].value = xstrdup(value);
+        (*out)[*count].line = (int)kn->start_mark.line + 1;
+        (*out)[*count].column = (int)kn->start_mark.column + 1;
         (*count)++;
     }
     return 0;

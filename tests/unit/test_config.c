@@ -274,7 +274,7 @@ static const config_case_t cases[] = {
                                                "the expansions are %{GLOBAL}"},
     {G "    application-group: [a]\n", "groups.a.application-group: expected a"},
     {G "    mounts:\n      /a: {app: app.py, env: {S: x}}\n      /b: {app: app.py, env: {S: y}}\n",
-     "7:1: groups.a.mounts./b.env.S: /a and /b share the interpreter of application group "
+     "7:31: groups.a.mounts./b.env.S: /a and /b share the interpreter of application group "
      "\"%{GLOBAL}\" but set S to different values (x, y)"},
     /* the group's env is its own app's: a mount in the same interpreter may not change it */
     {G "    env: {S: x}\n    mounts:\n      /a: {app: app.py, env: {S: y}}\n",
