@@ -352,7 +352,8 @@ static int group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const 
 }
 
 /* A removed group: its workers drain, its listeners close (socket files removed). */
-static void group_remove(wd_master_t *m, wd_group_t *g)
+/* keep: the listeners the new file's groups took over (not closed). */
+static void group_remove(wd_master_t *m, wd_group_t *g, wd_listen_t **keep, size_t n_keep)
 {
     int k;
 
@@ -366,7 +367,7 @@ static void group_remove(wd_master_t *m, wd_group_t *g)
         wd__m_slot_free(g->slots[k]);
     }
     g->n_slots = 0;
-    wd__m_listeners_release(g->ls, g->n_ls, NULL, 0);
+    wd__m_listeners_release(g->ls, g->n_ls, keep, n_keep);
     g->ls = NULL;
     g->n_ls = 0;
     wd__m_group_unref(g);
@@ -395,29 +396,70 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
     return 0;
 }
 
+/* The listeners of the groups the new file removes: a group added by it takes those it lists
+ * too (a group renamed, or an address moved to a new group: "in use by another process", and
+ * the reload was refused). *n: their number; caller frees the array. */
+static wd_listen_t **removed_listeners(const wd_master_t *m, const wd_config_t *conf, size_t *n)
+{
+    wd_listen_t **ls = NULL;
+
+    *n = 0;
+    for (size_t i = 0; i < m->n_groups; i++) {
+        const wd_group_t *g = m->groups[i];
+
+        if (wd_config_group(conf, g->name) != NULL)
+            continue;
+        ls = xrealloc(ls, sizeof *ls * (*n + g->n_ls + 1));
+        for (size_t k = 0; k < g->n_ls; k++)
+            ls[(*n)++] = g->ls[k];
+    }
+    return ls;
+}
+
+/* Every listener the new file's groups will have, new or kept: what a removed group must not
+ * close. */
+static wd_listen_t **kept_listeners(wd_listen_t ***new_ls, const wd_config_t *conf, size_t *n)
+{
+    wd_listen_t **ls = xcalloc(1, sizeof *ls);
+
+    *n = 0;
+    for (size_t i = 0; i < conf->n_groups; i++) {
+        if (new_ls[i] == NULL)
+            continue;
+        ls = xrealloc(ls, sizeof *ls * (*n + conf->groups[i].n_listen + 1));
+        for (size_t k = 0; k < conf->groups[i].n_listen; k++)
+            ls[(*n)++] = new_ls[i][k];
+    }
+    return ls;
+}
+
 /* The listeners of every new or changed group (NULL for the others), all bound before anything
  * changes: NULL, with nothing kept, unless all of them can be had. */
 static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf)
 {
     wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
+    size_t n_gone;
+    wd_listen_t **gone = removed_listeners(m, conf, &n_gone);
     wd_group_t *g;
 
     for (size_t i = 0; i < conf->n_groups; i++) {
         g = wd__m_find_group(m, conf->groups[i].name);
         if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
             continue;
-        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
+        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : gone, g ? g->n_ls : n_gone);
         if (new_ls[i] != NULL)
             continue;
         for (size_t k = 0; k < i; k++) {
             g = wd__m_find_group(m, conf->groups[k].name);
             if (new_ls[k] != NULL)
-                wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
-                                        g ? g->n_ls : 0);
+                wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : gone,
+                                        g ? g->n_ls : n_gone);
         }
         free(new_ls);
+        free(gone);
         return NULL;
     }
+    free(gone);
     return new_ls;
 }
 
@@ -483,13 +525,20 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
            *unchanged = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
     const wd_config_t *oldc = m->gen->conf;
-    size_t i, k;
+    wd_listen_t **keep;
+    size_t i, k, n_keep;
 
     for (i = 0; i < gen->conf->n_groups; i++) {
         const wd_group_conf_t *gc = &gen->conf->groups[i];
 
         g = wd__m_find_group(m, gc->name);
         if (g == NULL) {
+            /* a listener taken over from a removed group belongs to this one now */
+            for (k = 0; k < gc->n_listen; k++) {
+                new_ls[i][k]->group = gc;
+                new_ls[i][k]->conf = &gc->listen[k];
+                (void)wd_listen_reapply(new_ls[i][k], gc, &gc->listen[k]);
+            }
             g = wd__m_group_new(m, gen, gc, new_ls[i]);
             m->n_groups--; /* the array is rebuilt below */
             wd_log_info("reload: group %s added", gc->name);
@@ -505,6 +554,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
         wd__m_warn_nobody(g);
         groups[i] = g;
     }
+    keep = kept_listeners(new_ls, gen->conf, &n_keep);
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
         for (k = 0; k < gen->conf->n_groups; k++)
@@ -514,8 +564,9 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
             continue;
         wd_log_info("reload: group %s removed", g->name);
         json_array_append_new(removed, json_string(g->name));
-        group_remove(m, g);
+        group_remove(m, g, keep, n_keep);
     }
+    free(keep);
     free(m->groups);
     m->groups = groups;
     m->n_groups = gen->conf->n_groups;

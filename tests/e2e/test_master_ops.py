@@ -13,7 +13,7 @@ import time
 from helpers.clients import Conn, http_request
 from helpers.config import app, make_config
 from helpers.daemon import WSGICTL
-from helpers.procs import wait_for
+from helpers.procs import free_port, wait_for
 
 # Answers "VERSION pid"; its import takes $SLOW_IMPORT seconds, and fails while $FAIL_IF exists
 # (a file) or, with $FAIL_SECOND set, at the second import that finds $FAIL_SECOND.
@@ -247,3 +247,28 @@ def test_a_reload_applies_a_new_socket_mode(wsgid, tmp):
     d.seen_workers.update(d.workers())
     assert stat.S_IMODE(os.stat(sock).st_mode) == 0o600
     assert ask(sock)[0] == "-"
+
+
+def test_a_reload_that_renames_a_group_keeps_its_addresses(wsgid, tmp):
+    """A group renamed, keeping its unix socket and TCP port: the new group takes them over from
+    the removed one (the reload was refused, "in use by another process": wsgid itself)."""
+    sock, port = tmp / "r.sock", free_port()
+    g = group(tmp, listen=["unix:" + str(sock), "127.0.0.1:%d" % port], processes=1,
+              env={"VERSION": "old"})
+    d = wsgid(config=config(tmp, {"a": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    old = d.workers()
+    g["env"] = {"VERSION": "renamed"}
+    d.conf_path.write_text(config(tmp, {"site": g}))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "added: site" in out and "removed: a" in out, (rc, out, err)
+    wait_for(lambda: d.workers() and not set(d.workers()) & set(old), timeout=20,
+             what="the old group's worker gone")
+    d.seen_workers.update(d.workers())
+    assert ask(sock)[0] == "renamed"
+    c = http_request("GET", "/", {"Connection": "close"})
+    with Conn(("127.0.0.1", port)) as conn:
+        conn.send(c)
+        r = conn.response()
+    assert r.status == 200 and r.body.split()[0] == b"renamed", r
+    assert sock.exists()
