@@ -89,9 +89,9 @@ json_t *wd_ctl_call(const char *path, json_t *request, int timeout_ms, volatile 
     if (fd < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINPROGRESS)
             fprintf(stderr,
-                    "wsgictl: wsgid did not take the connection within %d s (control socket %s): "
+                    "wsgictl: wsgid did not take the connection within %g s (control socket %s): "
                     "is its master stuck? (ps, or `kill -0` its pid)\n",
-                    timeout_ms / 1000, path);
+                    timeout_ms / 1000.0, path);
         else if (!(errno == EINTR && stop != NULL && *stop))
             fprintf(stderr,
                     "wsgictl: cannot reach wsgid (is wsgid running?) control socket %s: %s\n", path,
@@ -154,9 +154,9 @@ json_t *wd_ctl_call(const char *path, json_t *request, int timeout_ms, volatile 
 
 timed_out:
     fprintf(stderr,
-            "wsgictl: wsgid did not answer within %d s (control socket %s): is its master stuck? "
+            "wsgictl: wsgid did not answer within %g s (control socket %s): is its master stuck? "
             "(ps, or `kill -0` its pid)\n",
-            timeout_ms / 1000, path);
+            timeout_ms / 1000.0, path);
     goto out;
 lost:
     fprintf(stderr, "wsgictl: the connection to wsgid (%s) was lost: %s\n", path,

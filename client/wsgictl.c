@@ -395,14 +395,16 @@ static int run(const args_t *a, const char *path)
 
     if (is(a, "top")) {
         wd_top_opts_t o = {path, a->group, a->count, a->interval,
-                           a->timeout >= 0 ? (int)(a->timeout * 1000) : WD_CTL_QUERY_TIMEOUT_MS};
+                           a->timeout < 0                         ? WD_CTL_QUERY_TIMEOUT_MS
+                           : a->timeout > 0 && a->timeout < 0.001 ? 1
+                                                                  : (int)(a->timeout * 1000)};
 
         return wd_top_run(&o);
     }
     /* a query has its answer at once unless the master is stuck: then say so, not wait for
      * ever; an operation takes as long as its workers take to load */
     if (a->timeout >= 0)
-        timeout_ms = (int)(a->timeout * 1000);
+        timeout_ms = a->timeout > 0 && a->timeout < 0.001 ? 1 : (int)(a->timeout * 1000);
     else if (is(a, "stacks"))
         timeout_ms = 30000;
     else if (is(a, "status") || is(a, "drain") || is(a, "undrain") || is(a, "reopen-logs"))

@@ -501,30 +501,38 @@ static int under(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/' || dir[n - 1] == '/');
 }
 
-/* The areas that apply to a URL or a script, shortest path first, merged into e. A <Location>
- * matches in whole segments as a <Directory> does: Apache 2.4 applies <Location /admin> to
- * /admin and /admin/users, not to /administrator (tests/convert asks it). */
+/* The areas that apply to a URL or a script, merged into e as Apache merges them: shortest path
+ * first, at the same path the server's before the virtual host's, then in the order written (only
+ * the first of one length was merged: a virtual host's <Location /admin> lost to the server's). A
+ * <Location> matches in whole segments as a <Directory> does: Apache 2.4 applies <Location
+ * /admin> to /admin and /admin/users, not to /administrator (tests/convert asks it). */
 static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path, int vhost)
 {
-    size_t done = 0;
+    const area_t **hit = xcalloc((size_t)w->nareas + 1, sizeof *hit);
+    int n = 0;
 
-    for (;;) {
-        const area_t *best = NULL;
+    for (int i = 0; i < w->nareas; i++) {
+        const area_t *a = w->areas[i];
 
-        for (int i = 0; i < w->nareas; i++) {
-            const area_t *a = w->areas[i];
-            size_t len = strlen(a->path);
-            int match = under(path, a->path);
-
-            if (a->is_dir == dirs && (a->vhost == 0 || a->vhost == vhost) && match && len > done &&
-                (best == NULL || len < strlen(best->path)))
-                best = a;
-        }
-        if (best == NULL)
-            return;
-        merge(e, &best->s);
-        done = strlen(best->path);
+        if (a->is_dir == dirs && (a->vhost == 0 || a->vhost == vhost) && under(path, a->path))
+            hit[n++] = a;
     }
+    /* a stable insertion sort: by length, then the server's first */
+    for (int i = 1; i < n; i++) {
+        const area_t *a = hit[i];
+        size_t len = strlen(a->path);
+        int j = i;
+
+        while (j > 0 && (strlen(hit[j - 1]->path) > len ||
+                         (strlen(hit[j - 1]->path) == len && hit[j - 1]->vhost > a->vhost))) {
+            hit[j] = hit[j - 1];
+            j--;
+        }
+        hit[j] = a;
+    }
+    for (int i = 0; i < n; i++)
+        merge(e, &hit[i]->s);
+    free(hit);
 }
 
 static void effective(const walk_t *w, const alias_t *a, const char *url, scope_t *e)
@@ -659,21 +667,27 @@ static void place_locations(walk_t *w)
 {
     for (int i = 0; i < w->nareas; i++) {
         const area_t *l = w->areas[i];
-        const alias_t *a;
-        scope_t e;
+        int served = 0;
 
         if (l->is_dir)
             continue;
-        a = alias_for(w, l->path, l->vhost);
-        if (a == NULL || same_path(a->prefix, l->path)) {
-            if (a == NULL && (l->s.pg != NULL || l->s.ag != NULL))
-                wd_cv_note(w->cv, l->file, l->line,
-                           "<Location %s>: not converted: no WSGIScriptAlias serves it", l->path);
-            continue;
+        /* a server's <Location> applies in every virtual host, under its aliases too */
+        for (int v = l->vhost; v <= (l->vhost == 0 ? w->vhosts : l->vhost); v++) {
+            const alias_t *a = alias_for(w, l->path, v);
+            scope_t e;
+
+            if (a == NULL || (v > 0 && l->vhost == 0 && a->vhost != v))
+                continue;
+            served = 1;
+            if (same_path(a->prefix, l->path))
+                continue;
+            effective(w, a, l->path, &e);
+            place(w, a, l->path, WD_CV_SEGMENT, &e);
+            scope_free(&e);
         }
-        effective(w, a, l->path, &e);
-        place(w, a, l->path, WD_CV_SEGMENT, &e);
-        scope_free(&e);
+        if (!served && (l->s.pg != NULL || l->s.ag != NULL))
+            wd_cv_note(w->cv, l->file, l->line,
+                       "<Location %s>: not converted: no WSGIScriptAlias serves it", l->path);
     }
 }
 

@@ -1,6 +1,7 @@
 /* The converter's model (see model.h): small owned lists, freed together. */
 #include "model.h"
 #include "alloc.h"
+#include "utf8.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -14,12 +15,24 @@ static char *dup_or_null(const char *s)
 
 wd_cv_group_t *wd_cv_group_find(wd_cv_t *cv, const char *name)
 {
+    /* by the source's name only: "a_b" is not the group "a:b" became */
     for (int i = 0; i < cv->ngroups; i++) {
-        if (strcmp(cv->groups[i].name, name) == 0 ||
-            (cv->groups[i].src_name != NULL && strcmp(cv->groups[i].src_name, name) == 0))
+        const wd_cv_group_t *g = &cv->groups[i];
+
+        if (strcmp(g->src_name != NULL ? g->src_name : g->name, name) == 0)
             return &cv->groups[i];
     }
     return NULL;
+}
+
+/* Whether wsgid.yaml has a group of that name already. */
+static int name_taken(const wd_cv_t *cv, const char *name)
+{
+    for (int i = 0; i < cv->ngroups; i++) {
+        if (strcmp(cv->groups[i].name, name) == 0)
+            return 1;
+    }
+    return 0;
 }
 
 /* wsgid's group names (config_group.c): letters, digits, '_', '.', '-', at most 64. */
@@ -44,7 +57,7 @@ wd_cv_group_t *wd_cv_group_add(wd_cv_t *cv, const char *name, const char *file, 
     char *base = valid_name(name), *v = xstrdup(base);
 
     /* two source names may give the same valid one ("a:b", "a_b"): "a_b-2" */
-    for (int k = 2; wd_cv_group_find(cv, v) != NULL; k++) {
+    for (int k = 2; name_taken(cv, v); k++) {
         v = (free(v), xmalloc(NAME_MAX_LEN + 1));
         snprintf(v, NAME_MAX_LEN + 1, "%.*s-%d", NAME_MAX_LEN - 12, base, k);
     }
@@ -130,26 +143,10 @@ wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match)
     return l;
 }
 
-/* The length of the UTF-8 sequence at s (1..4), or 0 where s is not valid UTF-8. */
-static size_t utf8_len(const unsigned char *s)
-{
-    size_t n = s[0] < 0x80                    ? 1
-               : s[0] >= 0xc2 && s[0] <= 0xdf ? 2
-               : (s[0] & 0xf0) == 0xe0        ? 3
-               : s[0] >= 0xf0 && s[0] <= 0xf4 ? 4
-                                              : 0;
-
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    }
-    return n;
-}
-
 int wd_cv_utf8(const char *s)
 {
     for (size_t n; *s != '\0'; s += n) {
-        if ((n = utf8_len((const unsigned char *)s)) == 0)
+        if ((n = wd_utf8_len(s)) == 0)
             return 0;
     }
     return 1;
@@ -168,7 +165,7 @@ void wd_cv_note(wd_cv_t *cv, const char *file, int line, const char *fmt, ...)
     /* written into wsgid.yaml's comments, which must be UTF-8 too: a byte that is not, as \xNN */
     o = out = xmalloc(strlen(buf) * 4 + 1);
     for (const char *s = buf; *s != '\0';) {
-        size_t k = utf8_len((const unsigned char *)s);
+        size_t k = wd_utf8_len(s);
 
         if (k == 0) {
             o += sprintf(o, "\\x%02x", (unsigned char)*s++);

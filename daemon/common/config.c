@@ -130,8 +130,10 @@ static int check_conf(loader_t *ld)
 
     m.host = conf->metrics_host;
     m.port = conf->metrics_port;
+    m.dual = 1;
     a.host = conf->agent_host;
     a.port = conf->agent_port;
+    a.dual = 1;
     if (ld->agent != NULL && ld->metrics != NULL && wd__cfg_listen_same(&a, &m))
         return fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
                     conf->agent_check);

@@ -31,6 +31,7 @@ typedef struct wd_listen_conf {
     char *path; /* unix: absolute path */
     char *host; /* tcp: host part ("127.0.0.1", "::1" from "[::1]:80", "0.0.0.0", "localhost") */
     int port;   /* tcp: 1..65535 */
+    int dual;   /* "::" takes IPv4 too (the metrics and agent listeners, one address each) */
 } wd_listen_conf_t;
 
 typedef struct wd_env_conf {

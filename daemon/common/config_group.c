@@ -206,12 +206,12 @@ static int key_socket_mode(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, con
         if (mode > 07777)
             goto bad;
     }
-    /* connecting needs read and write: a mode that gives both to nobody lets root alone in ("0"
-     * was taken) */
-    if ((mode & 0600) != 0600 && (mode & 060) != 060 && (mode & 06) != 06)
+    /* connecting to a unix socket needs write permission: a mode that gives it to nobody lets
+     * root alone in ("0" was taken) */
+    if ((mode & 0222) == 0)
         return fail(ld, n, key,
-                    "'%s' lets no one but root connect (connecting needs read and write: \"0660\" "
-                    "for the socket's user and socket-group)",
+                    "'%s' lets no one but root connect (connecting needs write permission: "
+                    "\"0660\" lets the socket's user and socket-group in)",
                     v);
     g->socket_mode = mode;
     return 0;

@@ -46,14 +46,15 @@ int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char 
     return 0;
 }
 
-/* Whether binding a would take b's address too. wsgid's IPv6 sockets are IPv6-only (listen.c,
- * metrics.c), so "::" takes every IPv6 address and "0.0.0.0" every IPv4 one (and names):
+/* Whether binding a would take b's address too. A group's IPv6 sockets are IPv6-only
+ * (listen.c), so "::" takes every IPv6 address and "0.0.0.0" every IPv4 one (and names):
  * "0.0.0.0:80" with "[::]:80" serves both families (it was refused as "listed twice", while
- * "[::]:80" alone answered on IPv6 only). */
-static int covers(const char *a, const char *b)
+ * "[::]:80" alone answered on IPv6 only). The metrics and agent listeners, one address each,
+ * are dual-stack on "::" (dual). */
+static int covers(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
-    return (strcmp(a, "::") == 0 && strchr(b, ':') != NULL) ||
-           (strcmp(a, "0.0.0.0") == 0 && strchr(b, ':') == NULL);
+    return (strcmp(a->host, "::") == 0 && (a->dual || strchr(b->host, ':') != NULL)) ||
+           (strcmp(a->host, "0.0.0.0") == 0 && strchr(b->host, ':') == NULL);
 }
 
 int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
@@ -62,8 +63,7 @@ int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
         return 0;
     if (a->is_unix)
         return strcmp(a->path, b->path) == 0;
-    return a->port == b->port &&
-           (strcmp(a->host, b->host) == 0 || covers(a->host, b->host) || covers(b->host, a->host));
+    return a->port == b->port && (strcmp(a->host, b->host) == 0 || covers(a, b) || covers(b, a));
 }
 
 /* A listen address must not be used twice in the file: two binds of one address fail at

@@ -40,6 +40,7 @@ struct wd_control_client {
     int closing;
     int in_take;     /* inside take_lines: a reply must not re-enter it */
     int eof;         /* the client shut its side: the pending reply still goes out */
+    int ending;      /* client_end called: closing once the queued replies are out */
     uint64_t active; /* uv_now of its last request or reply */
     size_t len, cap;
     char *buf;
@@ -142,10 +143,17 @@ static void shutdown_cb(uv_shutdown_t *req, int status)
     client_close(cl);
 }
 
-/* Closes once the queued writes are out. */
+/* Closes once the queued writes are out. Once only: a second uv_shutdown fails, and closing
+ * then cancelled the replies still queued (a client that sent 100 requests and shut its side got
+ * 94 replies). */
 static void client_end(wd_control_client_t *cl)
 {
-    uv_shutdown_t *req = xcalloc(1, sizeof *req);
+    uv_shutdown_t *req;
+
+    if (cl->ending)
+        return;
+    cl->ending = 1;
+    req = xcalloc(1, sizeof *req);
 
     req->data = cl;
     if (uv_shutdown(req, (uv_stream_t *)&cl->pipe, shutdown_cb) < 0) {
@@ -161,15 +169,27 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf);
  * client has shut its side. */
 static void go_on(wd_control_client_t *cl)
 {
-    if (cl->in_take)
+    if (cl->in_take || cl->ending)
         return;
     take_lines(cl);
-    if (cl->pending != NULL || cl->closing)
+    if (cl->pending != NULL || cl->closing || backlogged(cl))
         return;
-    if (cl->eof)
+    if (cl->eof && cl->len > 0 && cl->len < cl->cap) {
+        /* the last request had no newline: the end of the stream ends it (it was dropped) */
+        cl->buf[cl->len++] = '\n';
+        take_lines(cl);
+        if (cl->pending != NULL || cl->closing || backlogged(cl))
+            return;
+    }
+    if (cl->eof) {
         client_end(cl);
-    else if (!backlogged(cl))
+    } else if (cl->len == WD_CONTROL_LINE_MAX) {
+        /* full without a newline (the reading stopped while a request was pending) */
+        client_send(cl, "{\"ok\":false,\"error\":\"request too long\"}");
+        client_end(cl);
+    } else {
         uv_read_start((uv_stream_t *)&cl->pipe, alloc_cb, read_cb);
+    }
 }
 
 static void client_send_json(wd_control_client_t *cl, json_t *obj)

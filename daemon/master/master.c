@@ -234,6 +234,9 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     cloexec_inherited();
     raise_nofile();
     m->pidfile = conf->pidfile != NULL ? xstrdup(conf->pidfile) : NULL;
+    m->run_control = conf->control != NULL ? xstrdup(conf->control) : NULL;
+    m->run_metrics = conf->metrics != NULL ? xstrdup(conf->metrics) : NULL;
+    m->run_agent = conf->agent_check != NULL ? xstrdup(conf->agent_check) : NULL;
     rc = uv_loop_init(&m->loop);
     if (rc < 0) {
         wd_log_error("cannot create the event loop: %s", uv_strerror(rc));
@@ -284,6 +287,9 @@ out:
     if (m->pidfile_written && unlink(m->pidfile) < 0)
         wd_log_warn("cannot remove the pidfile %s: %s", m->pidfile, strerror(errno));
     free(m->pidfile);
+    free(m->run_control);
+    free(m->run_metrics);
+    free(m->run_agent);
     rc = m->exit_code;
     wd_log_info("master exiting with status %d", rc);
     free(m);

@@ -254,15 +254,13 @@ static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
     wd_group_t *g;
 
     if (group == NULL) {
-        /* answered once every worker has exited (wd__m_finish): wsgictl stop returned while
-         * they still finished their requests, and a new wsgid found the addresses in use */
-        if (m->stop_req != NULL) {
-            wd_control_reply_error(req, "wsgid is already stopping (another wsgictl stop waits "
-                                        "for it)");
-            return;
-        }
-        wd_log_info("stop requested through the control socket: stopping gracefully");
-        m->stop_req = req;
+        /* answered once every worker has exited (wd__m_finish), also when wsgid was stopping
+         * already (SIGTERM, another wsgictl stop): wsgictl stop returned while they still
+         * finished their requests, and a new wsgid found the addresses in use */
+        m->stop_reqs = xrealloc(m->stop_reqs, sizeof *m->stop_reqs * (m->n_stop_reqs + 1));
+        m->stop_reqs[m->n_stop_reqs++] = req;
+        if (!m->stopping)
+            wd_log_info("stop requested through the control socket: stopping gracefully");
         wd__m_begin_stop(m, m->exit_code);
         return;
     }
@@ -382,7 +380,8 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
         wd_control_reply_error(req, "no \"cmd\" in the request");
         return;
     }
-    if (m->stopping && c.cmd != WD_CONTROL_STATUS) {
+    if (m->stopping && c.cmd != WD_CONTROL_STATUS &&
+        !(c.cmd == WD_CONTROL_STOP && c.group == NULL)) {
         wd_control_reply_error(req, "wsgid is stopping");
         return;
     }

@@ -184,8 +184,12 @@ struct wd_master {
     int exit_code;
     int pidfile_written;
     char *pidfile;
+    /* what the master opened at its start, which a reload does not change: control, metrics
+     * and agent-check ("HOST:PORT"), each NULL when not set */
+    char *run_control, *run_metrics, *run_agent;
     uint64_t t0;
-    wd_control_req_t *stop_req;
+    wd_control_req_t **stop_reqs; /* wsgictl stop of wsgid: answered once it has stopped */
+    size_t n_stop_reqs;
     wd_autoreload_t *autoreload; /* the groups with reload-on-change (a list) */
     struct wd_stacks *stacks;    /* the `wsgictl stacks` being collected, at most one */
 };

@@ -3,6 +3,7 @@
 #include "alloc.h"
 #include "notify.h"
 #include "log.h"
+#include "utf8.h"
 #include "spawn.h"
 
 #include <signal.h>
@@ -73,7 +74,7 @@ static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
     s->repl_cb = NULL;
     s->repl_ctx = NULL;
     p->s = NULL;
-    snprintf(s->last_error, sizeof s->last_error, "%s", why);
+    wd_utf8_copy(s->last_error, sizeof s->last_error, why);
     if (cb != NULL)
         cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, pid);
 }
@@ -188,10 +189,10 @@ static void on_line(wd_proc_t *p, char *line)
     } else if (strncmp(line, "failed", 6) == 0 && (line[6] == ' ' || line[6] == '\0')) {
         const char *msg = line[6] ? line + 7 : "failed";
 
-        snprintf(p->failed, sizeof p->failed, "%s", msg);
+        wd_utf8_copy(p->failed, sizeof p->failed, msg);
         wd_log_error("group %s worker %d (pid %d): %s", p->g->name, p->slot, p->pid, msg);
         if (p->s != NULL)
-            snprintf(p->s->last_error, sizeof p->s->last_error, "%s", msg);
+            wd_utf8_copy(p->s->last_error, sizeof p->s->last_error, msg);
         if (m->starting && p->s != NULL && !p->s->ever_ready)
             wd__m_abort_start(m, p->g,
                               "the application could not be loaded (see the Python error above)");
@@ -287,10 +288,11 @@ void wd__m_finish(wd_master_t *m)
         uv_close((uv_handle_t *)&m->signals[i], NULL);
     uv_close((uv_handle_t *)&m->tick, NULL);
     wd__m_autoreload_stop(m);
-    if (m->stop_req != NULL) {
-        wd_control_reply(m->stop_req, json_pack("{s:b}", "ok", 1));
-        m->stop_req = NULL;
-    }
+    for (i = 0; i < m->n_stop_reqs; i++)
+        wd_control_reply(m->stop_reqs[i], json_pack("{s:b}", "ok", 1));
+    free(m->stop_reqs);
+    m->stop_reqs = NULL;
+    m->n_stop_reqs = 0;
     wd_control_close(m->control);
     m->control = NULL;
     wd_metrics_stop(&wd__m_metrics);
@@ -468,7 +470,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     } else if (s != NULL && s->cur == p) {
         s->cur = NULL;
         if (!p->failed[0])
-            snprintf(s->last_error, sizeof s->last_error, "%s", how);
+            wd_utf8_copy(s->last_error, sizeof s->last_error, how);
         if (m->starting && !s->ever_ready) {
             if (sig == 0 && status == WD_WORKER_EXIT_APP)
                 wd__m_abort_start(

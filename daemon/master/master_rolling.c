@@ -4,6 +4,7 @@
 #include "alloc.h"
 #include "notify.h"
 #include "log.h"
+#include "utf8.h"
 
 #include <stddef.h>
 #include <stdio.h>
@@ -163,10 +164,19 @@ static void op_finish(wd_op_t *op, const char *err)
 
     if (err != NULL) {
         char *msg = NULL;
+        json_t *e;
 
         if (asprintf(&msg, "group %s: %s", g->name, err) < 0)
             abort();
-        json_array_append_new(op->batch->errors, json_string(msg));
+        /* a message that is not UTF-8 would be NULL to jansson, lost, and the batch ok */
+        e = json_string(msg);
+        if (e == NULL) {
+            char safe[1024];
+
+            wd_utf8_copy(safe, sizeof safe, msg);
+            e = json_string(safe);
+        }
+        json_array_append_new(op->batch->errors, e);
         free(msg);
         mark_roll_back(op);
     } else {
@@ -205,7 +215,7 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     char *msg = NULL;
 
     if (!ok) {
-        snprintf(s->g->reload_error, sizeof s->g->reload_error, "%s", err);
+        wd_utf8_copy(s->g->reload_error, sizeof s->g->reload_error, err);
         if (asprintf(&msg,
                      "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
                      "serving%s (see the error log for the traceback)",
@@ -266,7 +276,7 @@ void wd__m_op_step(wd_op_t *op)
     if (s->repl == NULL) {
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
-        snprintf(g->reload_error, sizeof g->reload_error, "%s", s->last_error);
+        wd_utf8_copy(g->reload_error, sizeof g->reload_error, s->last_error);
         op_finish(op, s->last_error);
     }
 }
@@ -494,22 +504,23 @@ static int differ(const char *a, const char *b)
 }
 
 /* The top-level keys a reload does not apply (the master opened them once, at its start): each
- * one changed is logged and listed in the reply (wsgictl prints it). A new `metrics:` went
- * unsaid: the old port kept answering, the new one refused. */
-static json_t *not_applied(const wd_config_t *oldc, const wd_config_t *newc)
+ * one that differs from what runs is logged and listed in the reply (wsgictl prints it), at
+ * every reload until wsgid starts again. A new `metrics:` went unsaid: the old port kept
+ * answering, the new one refused. */
+static json_t *not_applied(const wd_master_t *m, const wd_config_t *newc)
 {
     const struct {
         const char *key, *was, *now;
-    } keys[] = {{"control", oldc->control, newc->control},
-                {"pidfile", oldc->pidfile, newc->pidfile},
-                {"metrics", oldc->metrics, newc->metrics},
-                {"agent-check", oldc->agent_check, newc->agent_check}};
+    } keys[] = {{"control", m->run_control, newc->control},
+                {"pidfile", m->pidfile, newc->pidfile},
+                {"metrics", m->run_metrics, newc->metrics},
+                {"agent-check", m->run_agent, newc->agent_check}};
     json_t *later = json_array();
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (!differ(keys[i].was, keys[i].now))
             continue;
-        wd_log_warn("reload: the new `%s:` (%s, was %s) takes effect at the next start of wsgid",
+        wd_log_warn("reload: `%s:` %s (running: %s) takes effect at the next start of wsgid",
                     keys[i].key, keys[i].now != NULL ? keys[i].now : "none",
                     keys[i].was != NULL ? keys[i].was : "none");
         json_array_append_new(later, json_string(keys[i].key));
@@ -524,7 +535,6 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
            *unchanged = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
-    const wd_config_t *oldc = m->gen->conf;
     wd_listen_t **keep;
     size_t i, k, n_keep;
 
@@ -570,7 +580,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     free(m->groups);
     m->groups = groups;
     m->n_groups = gen->conf->n_groups;
-    later = not_applied(oldc, gen->conf);
+    later = not_applied(m, gen->conf);
     wd__m_gen_unref(m->gen);
     m->gen = gen;
     wd__m_autoreload_update(m);

@@ -2,6 +2,7 @@
 #include "master_int.h"
 #include "alloc.h"
 #include "log.h"
+#include "utf8.h"
 #include "spawn.h"
 
 #include <errno.h>
@@ -397,7 +398,7 @@ fail:
     if (rc < 0) {
         if (err[0] == '\0')
             snprintf(err, sizeof err, "cannot start %.160s: %s", m->exe, strerror(-rc));
-        snprintf(s->last_error, sizeof s->last_error, "%s", err);
+        wd_utf8_copy(s->last_error, sizeof s->last_error, err);
         wd_log_error("group %s worker %d: %s", g->name, s->slot, err);
     }
     if (record >= 0)

@@ -2,6 +2,7 @@
  * watchdog. See master_int.h. */
 #include "master_int.h"
 #include "log.h"
+#include "utf8.h"
 
 #include <fcntl.h>
 #include <signal.h>
@@ -53,7 +54,7 @@ static void check_stopped(wd_master_t *m, wd_proc_t *p, uint64_t now)
     snprintf(p->failed, sizeof p->failed, "stopped for %.0f s, killed",
              (double)(now - p->stopped_at) / 1000.0);
     if (p->s != NULL)
-        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", p->failed);
+        wd_utf8_copy(p->s->last_error, sizeof p->s->last_error, p->failed);
     p->stopped_at = 0;
     uv_process_kill(&p->process, SIGKILL);
 }
@@ -106,7 +107,7 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
                  "it is killed",
                  p->g->name, p->slot, p->pid, why);
     if (p->s != NULL) {
-        snprintf(p->s->last_error, sizeof p->s->last_error, "%s", why);
+        wd_utf8_copy(p->s->last_error, sizeof p->s->last_error, why);
         p->recycling = 0;
         wd__m_proc_recycle(m, p, why);
     }

@@ -462,9 +462,8 @@ static int start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port, i
         goto fail;
     initialized = 1;
     m->server.data = m;
-    /* IPv6-only, as the groups' listeners: [::] and 0.0.0.0 are two sockets (config_listen.c) */
-    rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss,
-                     ss.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    /* dual-stack on [::] (it takes one address: IPv4 scrapes must reach it too) */
+    rc = uv_tcp_bind(&m->server, (const struct sockaddr *)&ss, 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&m->server, 128, connection_cb);
     if (rc < 0)

@@ -479,3 +479,36 @@ def test_uwsgi_sockets_and_defaults(tmp):
     assert c.returncode == 0, c.stderr
     nginx = (tmp / "nginx.conf").read_text()
     assert "uwsgi_pass unix:%s/orig/multi.sock;" % tmp in nginx, nginx
+
+
+def test_renamed_groups_and_locations_of_one_path(tmp):
+    """A group renamed for wsgid ("a:b" -> "a_b") took over the lookups of a real group "a_b":
+    both aliases went to one group, the other noted as declared twice. A virtual host's
+    <Location /admin> was left out when the server had one of the same path (only the first of
+    one length was merged), and the server's was noted as served by no alias."""
+    layout(tmp)
+    root = tmp / "srv"
+    src = tmp / "orig" / "names.conf"
+    src.write_text(
+        "WSGIDaemonProcess a:b processes=2\n"
+        "WSGIDaemonProcess a_b processes=5\n"
+        "WSGIScriptAlias /one %s/apps/site.wsgi process-group=a:b\n"
+        "WSGIScriptAlias /two %s/apps/site.wsgi process-group=a_b\n"
+        "<Location /admin>\n"
+        "    WSGIApplicationGroup %%{GLOBAL}\n"
+        "</Location>\n"
+        "<VirtualHost *:80>\n"
+        "    WSGIDaemonProcess main\n"
+        "    WSGIDaemonProcess admin\n"
+        "    WSGIScriptAlias / %s/apps/site.wsgi\n"
+        "    WSGIProcessGroup main\n"
+        "    <Location /admin>\n"
+        "        WSGIProcessGroup admin\n"
+        "    </Location>\n"
+        "</VirtualHost>\n" % (root, root, root))
+    notes, yaml, conf = convert(tmp, src)
+    assert '"a_b":\n    processes: 2' in yaml and '"a_b-2":\n    processes: 5' in yaml, yaml
+    assert "declared twice" not in notes and "no WSGIScriptAlias serves it" not in notes, notes
+    assert '"admin":\n    app: "%s/apps/site.wsgi"\n    application-group: "%%{GLOBAL}"' % root \
+        in yaml, yaml
+    assert "a_b-2.sock" in conf.split("location = /two")[1].split("}")[0], conf

@@ -12,6 +12,7 @@ import subprocess
 import threading
 import time
 
+from helpers.clients import recv_all
 from helpers.config import make_config
 from helpers.daemon import WSGICTL
 from helpers.procs import free_port, wait_for
@@ -125,12 +126,7 @@ def test_a_client_that_shuts_its_side_gets_its_reply(wsgid, tmp):
     s.sendall(b'{"cmd":"restart","group":"site"}\n')
     s.shutdown(socket.SHUT_WR)
     s.settimeout(30)
-    got = b""
-    while True:
-        b = s.recv(65536)
-        if not b:
-            break
-        got += b
+    got = recv_all(s)
     assert json.loads(got.decode().splitlines()[0])["ok"] is True, got[:200]
     d.seen_workers.update(d.workers())
 
@@ -220,3 +216,58 @@ def test_what_wsgictl_prints(wsgid, tmp):
                  "exited with status 3", r"group [\w-]+:\s", "slow.py", "failed")
     rc, out, err = ctl(d, "reload")
     assert rc == 1 and "\x1b" not in err and "\\x1b[2J\\x1b[31mred" in err, (rc, out, err)
+
+
+def test_a_failed_restart_whose_error_is_cut_inside_a_character(wsgid, tmp):
+    """The worker's error, cut to its 512-byte field inside a UTF-8 character, was not a JSON
+    string: the error was lost and the failed restart replied as done (exit 0, "0 workers
+    replaced"). Both parities of the cut are tried."""
+    d = start(wsgid, tmp)
+    d.expect_log("restart failed", "Traceback", r"^\s", "RuntimeError", "cannot load", "failed",
+                 "exited with status 3", r"group site:\s", "slow.py", "\u0436")
+    for prefix in ("x", "xx"):
+        (tmp / "slow.py").write_text('raise RuntimeError("%s" + "\\u0436" * 600)\n' % prefix)
+        rc, out, err = ctl(d, "restart", "site")
+        assert rc == 1 and "restart" in err and "\u0436\u0436" in err, (prefix, rc, out, err[:300])
+
+
+def test_replies_to_many_requests_then_a_half_close(wsgid, tmp):
+    """200 requests, then the client shuts its side: every reply comes (94 came: the second end
+    of the connection cancelled the queued replies), and a last request without its newline is
+    answered too (it was dropped)."""
+    d = start(wsgid, tmp)
+    s = connect(d)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b'{"cmd":"status"}\n' * 199 + b'{"cmd":"status"}')
+    s.shutdown(socket.SHUT_WR)
+    time.sleep(1)
+    s.settimeout(20)
+    got = recv_all(s)
+    s.close()
+    lines = got.split(b"\n")
+    assert lines[-1] == b"" and len(lines) - 1 == 200, (len(lines), lines[-1][:80])
+    assert all(json.loads(x)["ok"] for x in lines[:-1])
+
+
+def test_a_second_stop_waits_too(wsgid, tmp):
+    """wsgictl stop while wsgid is stopping already (another stop, or SIGTERM) returns once it
+    has stopped, as the first does (it got "wsgid is stopping" at once)."""
+    d = start(wsgid, tmp)
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", d.config_text).group(1))
+    c = socket.create_connection(("127.0.0.1", port), timeout=20)
+    c.sendall(b"GET /?2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    time.sleep(0.3)
+    d.expect_log("stopping")
+    first = {}
+    t = threading.Thread(target=lambda: first.update(r=ctl(d, "stop")))
+    t.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "stop")
+    took = time.monotonic() - t0
+    t.join(30)
+    assert rc == 0 and "wsgid stopped in" in out, (rc, out, err)
+    assert first["r"][0] == 0, first
+    assert took > 1, took
+    assert c.recv(4096).startswith(b"HTTP/1.1 200")
+    c.close()

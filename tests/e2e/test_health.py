@@ -93,6 +93,8 @@ def refused(addr):
         socket.create_connection(addr, timeout=2).close()
     except ConnectionRefusedError:
         return True
+    except ConnectionResetError:
+        return False  # in the backlog as the listener stopped (the sanitizer build): again
     return False
 
 

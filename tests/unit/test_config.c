@@ -131,6 +131,7 @@ static const config_case_t cases[] = {
     {G "    socket-mode: '0'\n", "5:18: groups.a.socket-mode: '0' lets no one but root connect"},
     {G "    socket-mode: '0444'\n", "groups.a.socket-mode: '0444' lets no one but root connect"},
     {G "    socket-mode: '0060'\n", NULL},
+    {G "    socket-mode: '0220'\n", NULL}, /* write is what connect(2) needs */
     {G "    python-path: {a: b}\n", "groups.a.python-path: expected a path or a list"},
     {G "    python-path: [a, [b]]\n", "5:22: groups.a.python-path: expected a single value"},
     {G "    env: [A, B]\n", "5:10: groups.a.env: expected a mapping"},
@@ -204,6 +205,8 @@ static const config_case_t cases[] = {
      "groups:\n  a:\n    app: app.py\n    listen: unix:x.sock\n",
      "1:10: control: "},
     {"metrics: 127.0.0.1:9001\n" G, "1:10: metrics: '127.0.0.1:9001' is also a listen address"},
+    /* the metrics listener is dual-stack on [::]: it takes the group's IPv4 port too */
+    {"metrics: '[::]:9001'\n" G, "1:10: metrics: '[::]:9001' is also a listen address"},
     {"metrics: unix:x\n" G, "1:10: metrics: expected HOST:PORT"},
     {"agent-check: 127.0.0.1:9001\n" G,
      "1:14: agent-check: '127.0.0.1:9001' is also a listen address"},

@@ -259,6 +259,16 @@ def raw(addr, data, timeout=10.0, shut_wr=False):
             raise AssertionError("no close within %.1fs; received %r" % (timeout, c.buf[:500]))
 
 
+def recv_all(sock):
+    """Everything a plain socket receives until the peer closes."""
+    got = b""
+    while True:
+        b = sock.recv(65536)
+        if not b:
+            return got
+        got += b
+
+
 def assert_hello(addr, timeout=10.0):
     r = request(addr, timeout=timeout)
     assert r.status == 200, r
