@@ -501,48 +501,69 @@ static int under(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/' || dir[n - 1] == '/');
 }
 
-/* The areas that apply to a URL or a script, merged into e as Apache merges them: shortest path
- * first, at the same path the server's before the virtual host's, then in the order written (only
- * the first of one length was merged: a virtual host's <Location /admin> lost to the server's). A
- * <Location> matches in whole segments as a <Directory> does: Apache 2.4 applies <Location
- * /admin> to /admin and /admin/users, not to /administrator (tests/convert asks it). */
+/* Path segments, as Apache ranks <Directory> sections ("/srv/app" and "/srv/app/": 2). */
+static int segments(const char *p)
+{
+    int n = 0;
+
+    for (const char *q = p; *q != '\0'; q++)
+        if (*q != '/' && (q == p || q[-1] == '/'))
+            n++;
+    return n;
+}
+
+/* Which of two matching areas Apache merges first: <Directory> sections by their number of
+ * segments, the server's before a virtual host's, then as written; <Location> sections as
+ * written, the server's before a virtual host's (not by length: a <Location /admin> written
+ * before <Location /> is overridden by it). */
+static int merged_before(const area_t *a, int ia, const area_t *b, int ib)
+{
+    if (a->is_dir && segments(a->path) != segments(b->path))
+        return segments(a->path) < segments(b->path);
+    if ((a->vhost == 0) != (b->vhost == 0))
+        return a->vhost == 0;
+    return ia < ib;
+}
+
+/* The areas that apply to a URL or a script, merged into e in Apache's order (merged_before;
+ * only the first of each length was merged: a virtual host's <Location /admin> lost to the
+ * server's). A <Location> matches in whole segments as a <Directory> does: Apache 2.4 applies
+ * <Location /admin> to /admin and /admin/users, not to /administrator (tests/convert asks it). */
 static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path, int vhost)
 {
-    const area_t **hit = xcalloc((size_t)w->nareas + 1, sizeof *hit);
+    int *hit = xcalloc((size_t)w->nareas + 1, sizeof *hit);
     int n = 0;
 
     for (int i = 0; i < w->nareas; i++) {
         const area_t *a = w->areas[i];
 
         if (a->is_dir == dirs && (a->vhost == 0 || a->vhost == vhost) && under(path, a->path))
-            hit[n++] = a;
+            hit[n++] = i;
     }
-    /* a stable insertion sort: by length, then the server's first */
-    for (int i = 1; i < n; i++) {
-        const area_t *a = hit[i];
-        size_t len = strlen(a->path);
-        int j = i;
+    for (int i = 1; i < n; i++) { /* insertion sort: few areas */
+        int x = hit[i], j = i;
 
-        while (j > 0 && (strlen(hit[j - 1]->path) > len ||
-                         (strlen(hit[j - 1]->path) == len && hit[j - 1]->vhost > a->vhost))) {
+        while (j > 0 && merged_before(w->areas[x], x, w->areas[hit[j - 1]], hit[j - 1])) {
             hit[j] = hit[j - 1];
             j--;
         }
-        hit[j] = a;
+        hit[j] = x;
     }
     for (int i = 0; i < n; i++)
-        merge(e, &hit[i]->s);
+        merge(e, &w->areas[hit[i]]->s);
     free(hit);
 }
 
-static void effective(const walk_t *w, const alias_t *a, const char *url, scope_t *e)
+/* What applies to alias a at url, in virtual host vhost (a server's alias serves in every
+ * virtual host: there the virtual host's settings and <Location>s apply too). */
+static void effective(const walk_t *w, const alias_t *a, const char *url, int vhost, scope_t *e)
 {
     scope_init(e);
     merge(e, &w->server);
-    if (a->vhost > 0)
-        merge(e, w->vscopes[a->vhost - 1]);
-    merge_areas(w, e, 1, a->script, a->vhost);
-    merge_areas(w, e, 0, url, a->vhost);
+    if (vhost > 0)
+        merge(e, w->vscopes[vhost - 1]);
+    merge_areas(w, e, 1, a->script, vhost);
+    merge_areas(w, e, 0, url, vhost);
     merge(e, &a->s);
 }
 
@@ -681,7 +702,7 @@ static void place_locations(walk_t *w)
             served = 1;
             if (same_path(a->prefix, l->path))
                 continue;
-            effective(w, a, l->path, &e);
+            effective(w, a, l->path, l->vhost > 0 ? l->vhost : v, &e);
             place(w, a, l->path, WD_CV_SEGMENT, &e);
             scope_free(&e);
         }
@@ -831,7 +852,8 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
                        a->prefix, first->prefix, first->n->file, first->n->line, a->script);
             continue;
         }
-        effective(&w, a, a->prefix, &e);
+        /* a server's alias in the one virtual host there is serves that host's requests */
+        effective(&w, a, a->prefix, a->vhost > 0 ? a->vhost : w.vhosts == 1 ? 1 : 0, &e);
         place(&w, a, a->prefix, strcmp(a->prefix, "/") == 0 ? WD_CV_PREFIX : WD_CV_SEGMENT, &e);
         scope_free(&e);
     }

@@ -176,6 +176,8 @@ static void op_finish(wd_op_t *op, const char *err)
             wd_utf8_copy(safe, sizeof safe, msg);
             e = json_string(safe);
         }
+        if (e == NULL) /* never lost: the batch would be ok */
+            e = json_string("the error message could not be read (not UTF-8): see the log");
         json_array_append_new(op->batch->errors, e);
         free(msg);
         mark_roll_back(op);
@@ -362,8 +364,7 @@ static int group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const 
 }
 
 /* A removed group: its workers drain, its listeners close (socket files removed). */
-/* keep: the listeners the new file's groups took over (not closed). */
-static void group_remove(wd_master_t *m, wd_group_t *g, wd_listen_t **keep, size_t n_keep)
+static void group_remove(wd_master_t *m, wd_group_t *g)
 {
     int k;
 
@@ -377,7 +378,7 @@ static void group_remove(wd_master_t *m, wd_group_t *g, wd_listen_t **keep, size
         wd__m_slot_free(g->slots[k]);
     }
     g->n_slots = 0;
-    wd__m_listeners_release(g->ls, g->n_ls, keep, n_keep);
+    wd__m_listeners_release(g->ls, g->n_ls, NULL, 0);
     g->ls = NULL;
     g->n_ls = 0;
     wd__m_group_unref(g);
@@ -406,70 +407,72 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
     return 0;
 }
 
-/* The listeners of the groups the new file removes: a group added by it takes those it lists
- * too (a group renamed, or an address moved to a new group: "in use by another process", and
- * the reload was refused). *n: their number; caller frees the array. */
-static wd_listen_t **removed_listeners(const wd_master_t *m, const wd_config_t *conf, size_t *n)
-{
-    wd_listen_t **ls = NULL;
-
-    *n = 0;
-    for (size_t i = 0; i < m->n_groups; i++) {
-        const wd_group_t *g = m->groups[i];
-
-        if (wd_config_group(conf, g->name) != NULL)
-            continue;
-        ls = xrealloc(ls, sizeof *ls * (*n + g->n_ls + 1));
-        for (size_t k = 0; k < g->n_ls; k++)
-            ls[(*n)++] = g->ls[k];
-    }
-    return ls;
-}
-
-/* Every listener the new file's groups will have, new or kept: what a removed group must not
- * close. */
-static wd_listen_t **kept_listeners(wd_listen_t ***new_ls, const wd_config_t *conf, size_t *n)
-{
-    wd_listen_t **ls = xcalloc(1, sizeof *ls);
-
-    *n = 0;
-    for (size_t i = 0; i < conf->n_groups; i++) {
-        if (new_ls[i] == NULL)
-            continue;
-        ls = xrealloc(ls, sizeof *ls * (*n + conf->groups[i].n_listen + 1));
-        for (size_t k = 0; k < conf->groups[i].n_listen; k++)
-            ls[(*n)++] = new_ls[i][k];
-    }
-    return ls;
-}
-
 /* The listeners of every new or changed group (NULL for the others), all bound before anything
  * changes: NULL, with nothing kept, unless all of them can be had. */
+/* Closes what reload_bind bound for the new file's groups (those groups keep their own). */
+static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t ***new_ls, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        wd_group_t *g = wd__m_find_group(m, conf->groups[k].name);
+
+        if (new_ls[k] != NULL)
+            wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
+                                    g ? g->n_ls : 0);
+        new_ls[k] = NULL;
+    }
+}
+
+static int same_listen(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
+{
+    return a->is_unix == b->is_unix &&
+           (a->is_unix ? strcmp(a->path, b->path) == 0
+                       : a->port == b->port && strcmp(a->host, b->host) == 0);
+}
+
+/* A group the new file adds, on an address of a group it removes (a group renamed): the two
+ * cannot run at once, and the added one may fail to load. Said plainly (it was "in use by
+ * another process": wsgid itself). 1 when so, the error logged. */
+static int held_by_removed(const wd_master_t *m, const wd_config_t *conf, const wd_group_conf_t *gc)
+{
+    for (size_t i = 0; i < m->n_groups; i++) {
+        const wd_group_t *og = m->groups[i];
+
+        if (wd_config_group(conf, og->name) != NULL)
+            continue;
+        for (size_t k = 0; k < og->n_ls; k++) {
+            for (size_t j = 0; j < gc->n_listen; j++) {
+                if (!same_listen(og->ls[k]->conf, &gc->listen[j]))
+                    continue;
+                wd_log_error("reload: group %s: %s is the address of group %s, which the file "
+                             "removes: rename a group in two reloads (first the new name on "
+                             "another address), or restart wsgid",
+                             gc->name, gc->listen[j].spec, og->name);
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf)
 {
     wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
-    size_t n_gone;
-    wd_listen_t **gone = removed_listeners(m, conf, &n_gone);
     wd_group_t *g;
 
     for (size_t i = 0; i < conf->n_groups; i++) {
         g = wd__m_find_group(m, conf->groups[i].name);
         if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
             continue;
-        new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : gone, g ? g->n_ls : n_gone);
+        if (g == NULL && held_by_removed(m, conf, &conf->groups[i]))
+            new_ls[i] = NULL;
+        else
+            new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
         if (new_ls[i] != NULL)
             continue;
-        for (size_t k = 0; k < i; k++) {
-            g = wd__m_find_group(m, conf->groups[k].name);
-            if (new_ls[k] != NULL)
-                wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : gone,
-                                        g ? g->n_ls : n_gone);
-        }
+        reload_unbind(m, conf, new_ls, i);
         free(new_ls);
-        free(gone);
         return NULL;
     }
-    free(gone);
     return new_ls;
 }
 
@@ -535,20 +538,13 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
            *unchanged = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
-    wd_listen_t **keep;
-    size_t i, k, n_keep;
+    size_t i, k;
 
     for (i = 0; i < gen->conf->n_groups; i++) {
         const wd_group_conf_t *gc = &gen->conf->groups[i];
 
         g = wd__m_find_group(m, gc->name);
         if (g == NULL) {
-            /* a listener taken over from a removed group belongs to this one now */
-            for (k = 0; k < gc->n_listen; k++) {
-                new_ls[i][k]->group = gc;
-                new_ls[i][k]->conf = &gc->listen[k];
-                (void)wd_listen_reapply(new_ls[i][k], gc, &gc->listen[k]);
-            }
             g = wd__m_group_new(m, gen, gc, new_ls[i]);
             m->n_groups--; /* the array is rebuilt below */
             wd_log_info("reload: group %s added", gc->name);
@@ -564,7 +560,6 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
         wd__m_warn_nobody(g);
         groups[i] = g;
     }
-    keep = kept_listeners(new_ls, gen->conf, &n_keep);
     for (i = 0; i < m->n_groups; i++) {
         g = m->groups[i];
         for (k = 0; k < gen->conf->n_groups; k++)
@@ -574,9 +569,8 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
             continue;
         wd_log_info("reload: group %s removed", g->name);
         json_array_append_new(removed, json_string(g->name));
-        group_remove(m, g, keep, n_keep);
+        group_remove(m, g);
     }
-    free(keep);
     free(m->groups);
     m->groups = groups;
     m->n_groups = gen->conf->n_groups;
@@ -627,6 +621,8 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
     }
     gen = wd__m_gen_new(conf, 1, text, len);
     if (gen == NULL) {
+        /* what was bound for it goes (it stayed bound: a later reload found it in use) */
+        reload_unbind(m, conf, new_ls, conf->n_groups);
         reload_refuse(req, "cannot hand the configuration to the workers");
         goto fail;
     }

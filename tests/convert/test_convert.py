@@ -512,3 +512,64 @@ def test_renamed_groups_and_locations_of_one_path(tmp):
     assert '"admin":\n    app: "%s/apps/site.wsgi"\n    application-group: "%%{GLOBAL}"' % root \
         in yaml, yaml
     assert "a_b-2.sock" in conf.split("location = /two")[1].split("}")[0], conf
+
+
+LOCATION_ORDER_CONF = """# <Location> sections merge in the order written (a later <Location /> overrides an earlier
+# <Location /admin>), not by length.
+WSGIDaemonProcess site threads=2 python-path=@ROOT@/srv/lib
+WSGIProcessGroup site
+WSGIScriptAlias / @ROOT@/srv/apps/site.wsgi
+<Location /admin>
+    SetEnv AREA admin
+    SetEnv SITE_ENV admin-only
+</Location>
+<Location />
+    SetEnv AREA root
+</Location>
+<Directory @ROOT@/srv/apps>
+    Require all granted
+</Directory>
+"""
+
+LOCATION_ORDER_REQUESTS = [
+    ("GET", "/admin/x", None, {}),
+    ("GET", "/admin", None, {}),
+    ("GET", "/other", None, {}),
+]
+
+
+def test_locations_merge_in_the_order_written(tmp, apache, wsgid, nginx, monkeypatch):
+    """Apache merges <Location> sections in the order written, the server's before a virtual
+    host's; the converter merged the shortest first, so an earlier <Location /admin> won over a
+    later <Location /> (checked against Apache itself)."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    port = free_port()
+    src = tmp / "orig" / "order.conf"
+    src.write_text(LOCATION_ORDER_CONF.replace("@ROOT@", str(tmp)))
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in LOCATION_ORDER_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 3, orig
+    notes, yaml, conf = convert(tmp, src)
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in LOCATION_ORDER_REQUESTS]
+    compare(LOCATION_ORDER_REQUESTS, orig, conv)
+    assert parse(conv[0][1])["area"] == parse(orig[0][1])["area"], (orig[0], conv[0])
+    a.stop()
+
+
+def test_a_server_alias_in_the_one_virtual_host(tmp):
+    """A server's WSGIScriptAlias serves the requests of the one virtual host there is, with that
+    host's WSGIProcessGroup: it went to an "embedded" group (the host's settings were left out)."""
+    layout(tmp)
+    root = tmp / "srv"
+    src = tmp / "orig" / "vhost-pg.conf"
+    src.write_text(
+        "WSGIDaemonProcess site threads=2\n"
+        "WSGIScriptAlias / %s/apps/site.wsgi\n"
+        "<VirtualHost *:80>\n"
+        "    WSGIProcessGroup site\n"
+        "</VirtualHost>\n" % root)
+    notes, yaml, conf = convert(tmp, src)
+    assert '"site":\n    app: "%s/apps/site.wsgi"' % root in yaml, yaml
+    assert "embedded" not in yaml and "embedded" not in notes, (yaml, notes)

@@ -8,6 +8,8 @@
 #include "model.h"
 #include "uwsgi_ini.h"
 #include "write.h"
+#include "utf8.h"
+#include <jansson.h>
 #include "testutil.h"
 
 typedef struct split_case {
@@ -304,8 +306,50 @@ static void test_ranges(void)
     }
 }
 
+/* UTF-8 as jansson takes it (daemon/common/utf8.c): what wd_utf8_len accepts, jansson must
+ * accept too, or an error the master replies with is lost (an overlong form, a surrogate or a
+ * code point past U+10FFFF was taken); and wd_utf8_copy's cut and replacement. */
+static void test_utf8(void)
+{
+    static const struct {
+        const char *s;
+        int ok;
+    } cases[] = {
+        {"plain", 1},
+        {"caf\xc3\xa9", 1},
+        {"\xe2\x82\xac", 1},
+        {"\xf0\x9f\x98\x80", 1},
+        {"\xf4\x8f\xbf\xbf", 1},
+        {"\xc3", 0},
+        {"\xe9t\xe9", 0},
+        {"\xc0\xaf", 0},
+        {"\xe0\x80\xaf", 0},
+        {"\xed\xa0\x80", 0},
+        {"\xf0\x80\x80\xaf", 0},
+        {"\xf4\x90\x80\x80", 0},
+        {"\xf5\x80\x80\x80", 0},
+        {"\xff", 0},
+    };
+    char out[8];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_t *j = json_string(cases[i].s);
+
+        T_CHECK(wd_cv_utf8(cases[i].s) == cases[i].ok, "utf8 case %zu", i);
+        T_CHECK((j != NULL) == cases[i].ok, "jansson and utf8 case %zu", i);
+        json_decref(j);
+    }
+    wd_utf8_copy(out, sizeof out, "ab\xe2\x82\xac\xe2\x82\xac"); /* 3 + 3 + 2: cut before the 2nd */
+    T_CHECK(strcmp(out, "ab\xe2\x82\xac") == 0, "cut on a character: [%s]", out);
+    wd_utf8_copy(out, sizeof out,
+                 "a\xe9"
+                 "b\xed\xa0\x80");
+    T_CHECK(strcmp(out, "a?b???") == 0, "replaced: [%s]", out);
+}
+
 int main(void)
 {
+    test_utf8();
     test_ranges();
     test_split();
     test_tree();
