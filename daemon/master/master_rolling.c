@@ -407,8 +407,6 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
     return 0;
 }
 
-/* The listeners of every new or changed group (NULL for the others), all bound before anything
- * changes: NULL, with nothing kept, unless all of them can be had. */
 /* Closes what reload_bind bound for the new file's groups (those groups keep their own). */
 static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t ***new_ls, size_t n)
 {
@@ -454,6 +452,8 @@ static int held_by_removed(const wd_master_t *m, const wd_config_t *conf, const 
     return 0;
 }
 
+/* The listeners of every new or changed group (NULL for the others), all bound before anything
+ * changes: NULL, with nothing kept, unless all of them can be had. */
 static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf)
 {
     wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
