@@ -284,8 +284,15 @@ void wd__m_finish(wd_master_t *m)
         return;
     m->finished = 1;
     wd_log_info("all workers stopped");
-    for (i = 0; i < m->n_signals; i++)
+    /* Closing a signal handle gives the signal its default action back, which for these is to
+     * kill: a SIGTERM now (systemd's, or a second stop's) would end the master with status -15
+     * instead of its own. Every worker has stopped; there is nothing left for one to stop. */
+    for (i = 0; i < m->n_signals; i++) {
+        int signum = m->signals[i].signum; /* uv_close zeroes it */
+
         uv_close((uv_handle_t *)&m->signals[i], NULL);
+        signal(signum, SIG_IGN);
+    }
     uv_close((uv_handle_t *)&m->tick, NULL);
     wd__m_autoreload_stop(m);
     for (i = 0; i < m->n_stop_reqs; i++)

@@ -271,3 +271,34 @@ def test_a_second_stop_waits_too(wsgid, tmp):
     assert took > 1, took
     assert c.recv(4096).startswith(b"HTTP/1.1 200")
     c.close()
+
+
+def test_a_signal_while_wsgid_exits_is_ignored(wsgid, tmp):
+    """Once every worker has stopped, the master closes its signal handles, which gives the
+    signals their default action back: a SIGTERM between then and the exit (systemd's, or a test's
+    teardown right after `wsgictl stop` returned) killed it, status -15 instead of 0. A stream of
+    SIGUSR1 (harmless while wsgid runs: it reopens the logs) covers that moment."""
+    for _ in range(3):
+        d = start(wsgid, tmp)
+        done = threading.Event()
+
+        def spray():  # one every 100 us: a steady stream would keep libuv reading its signals
+            while not done.is_set():
+                try:
+                    os.kill(d.pid, signal.SIGUSR1)
+                except ProcessLookupError:
+                    return
+                t0 = time.perf_counter()
+                while time.perf_counter() - t0 < 0.0001:
+                    pass
+        t = threading.Thread(target=spray)
+        t.start()
+        try:
+            rc, out, err = ctl(d, "stop")
+            assert rc == 0, (out, err)
+            rc = d.wait_exit()
+            assert rc == 0, (rc, d.log()[-1500:])
+        finally:
+            done.set()
+            t.join()
+        d.stop()
