@@ -639,6 +639,37 @@ static void test_dotdot_after_a_symlink(void)
     CHECK(system(path) == 0, "rm");
 }
 
+/* Nesting: 64 levels are parsed (and fail here only as YAML that is not closed), 65 are refused at
+ * the 65th, and so are 100,000, at once (libyaml's loader took 8 s on them, quadratic in depth). */
+static void test_depth(void)
+{
+    static const struct {
+        size_t prefix, open;
+        const char *want;
+    } cases[] = {
+        {1, 63, "configs/t.yaml:2:1: YAML error"},
+        {1, 64, "configs/t.yaml:1:67: nested deeper than 64 levels"},
+        {0, 100000, "configs/t.yaml:1:65: nested deeper than 64 levels"},
+    };
+    char err[512];
+    wd_config_t conf;
+    size_t i;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t len = cases[i].prefix * 3 + cases[i].open + 1;
+        char *text = malloc(len + 1);
+        int rc;
+
+        memcpy(text, "x: ", cases[i].prefix * 3);
+        memset(text + cases[i].prefix * 3, '[', cases[i].open);
+        strcpy(text + len - 1, "\n");
+        rc = wd_config_load_string(&conf, text, len, FILE_NAME, err, sizeof err);
+        CHECK(rc == -1 && strncmp(err, cases[i].want, strlen(cases[i].want)) == 0,
+              "depth %zu+%zu: %s", cases[i].prefix, cases[i].open, err);
+        free(text);
+    }
+}
+
 static void test_full(void)
 {
     char err[512];
@@ -1004,6 +1035,7 @@ int main(void)
     test_full();
     test_log_booleans();
     test_dotdot_after_a_symlink();
+    test_depth();
     test_mount_values();
     test_example();
     test_app_forms();
