@@ -303,8 +303,32 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 /* ---- reload -------------------------------------------------------------------------------
  */
 
+static int env_cmp(const void *a, const void *b)
+{
+    const wd_env_conf_t *x = *(const wd_env_conf_t *const *)a,
+                        *y = *(const wd_env_conf_t *const *)b;
+
+    return strcmp(x->name, y->name);
+}
+
+/* env as name=value lines in name order: an app sees os.environ, where the order written is
+ * gone (a reload that only reordered env restarted the group). */
+static void env_canon(FILE *f, const char *lead, const wd_env_conf_t *env, size_t n)
+{
+    const wd_env_conf_t **sorted = xcalloc(n + 1, sizeof *sorted);
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        sorted[i] = &env[i];
+    qsort(sorted, n, sizeof *sorted, env_cmp);
+    for (i = 0; i < n; i++)
+        fprintf(f, "%senv %s=%s\n", lead, sorted[i]->name, sorted[i]->value);
+    free(sorted);
+}
+
 /* Everything a worker of the group reads from the config, as one string: two groups whose
- * strings are equal run the same way (the log settings are in it: workers log themselves). */
+ * strings are equal run the same way (the log settings are in it: workers log themselves).
+ * Values are as parsed, not as written: `127.0.0.1:08080` is `127.0.0.1:8080`. */
 static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
 {
     char *out = NULL;
@@ -315,15 +339,20 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
     fprintf(f, "log %d %s %s\n", (int)c->log_level, S(c->log_file), S(c->access_log));
     fprintf(f, "app %s %d %s %d %d %d %s %d\n", S(g->app), g->app_is_script, S(g->callable),
             g->processes, g->processes_set, g->threads, S(g->display_name), (int)g->protocol);
-    for (i = 0; i < g->n_listen; i++)
-        fprintf(f, "listen %s\n", g->listen[i].spec);
+    for (i = 0; i < g->n_listen; i++) {
+        const wd_listen_conf_t *l = &g->listen[i];
+
+        if (l->is_unix)
+            fprintf(f, "listen unix %s\n", l->path);
+        else
+            fprintf(f, "listen tcp %s %d\n", l->host, l->port);
+    }
     fprintf(f, "socket %o %s %s\n", g->socket_mode, S(g->socket_user), S(g->socket_group));
     for (i = 0; i < g->n_python_path; i++)
         fprintf(f, "python-path %s\n", g->python_path[i]);
     fprintf(f, "home %s chdir %s user %s group %s\n", S(g->python_home), S(g->chdir), S(g->user),
             S(g->group));
-    for (i = 0; i < g->n_env; i++)
-        fprintf(f, "env %s=%s\n", g->env[i].name, g->env[i].value);
+    env_canon(f, "", g->env, g->n_env);
     wd_config_group_numbers(f, g);
     fprintf(f, "access-log %s %d\n", S(g->access_log), g->access_log_json);
     fprintf(f, "application-group %s pin-threads %d\n", S(g->application_group), g->pin_threads);
@@ -344,8 +373,7 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
                 S(mc->callable), S(mc->application_group), S(mc->chdir));
         for (size_t j = 0; j < mc->n_python_path; j++)
             fprintf(f, " python-path %s\n", mc->python_path[j]);
-        for (size_t j = 0; j < mc->n_env; j++)
-            fprintf(f, " env %s=%s\n", mc->env[j].name, mc->env[j].value);
+        env_canon(f, " ", mc->env, mc->n_env);
     }
 #undef S
     fclose(f);

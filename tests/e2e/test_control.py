@@ -221,6 +221,25 @@ def test_reload_sees_every_setting(wsgid, tmp):
     assert took < 5, "the head was cut after %.1f s, not header-timeout 1" % took
 
 
+def test_reload_compares_values_not_text(wsgid, tmp):
+    """A reload whose file says the same in other words (a port written with a leading zero, env
+    in another order) leaves the group alone: it was compared as written and rolled the workers.
+    A changed env value still restarts it."""
+    d, _ = start(wsgid, tmp, processes=1, env={"A": "1", "B": "2"})
+    text = d.conf_path.read_text()
+    port = d.tcp[1]
+    assert ":%d\"" % port in text and 'A: "1", B: "2"}' in text, text
+    same = text.replace(":%d\"" % port, ":0%d\"" % port).replace('A: "1", B: "2"}',
+                                                                 'B: "2", A: "1"}')
+    d.conf_path.write_text(same)
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and "unchanged: site" in out, (out, err, same)
+    d.conf_path.write_text(same.replace('B: "2"', 'B: "3"'))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and "restarted: site" in out, (out, err)
+    d.seen_workers.update(d.workers())
+
+
 def test_control_socket_refuses_bad_lines(wsgid, tmp):
     """Every line gets one JSON line back, in order: a parse error, a non-object, a request
     without a cmd string, an unknown command, then a good one (daemon/master/control_proto.c)."""
