@@ -651,9 +651,9 @@ static int read_once(wd_conn_t *c)
         wd_conn_close(c);
         return 0;
     }
-    if (c->state == WD_CONN_HEAD && c->len == 0 && !c->fcgi.head_timed) {
+    if (c->state == WD_CONN_HEAD && c->len == 0 && !c->head_timed) {
         wd__conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
-        c->fcgi.head_timed = 1;
+        c->head_timed = 1;
     } else if (c->state == WD_CONN_BODY)
         wd__conn_timer(c, c->cs->group->body_timeout);
     if (direct != NULL) {
@@ -764,7 +764,7 @@ static void response_complete(wd_conn_t *c)
     c->state = WD_CONN_HEAD;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     wd__conn_timer(c, leftover ? cs->group->header_timeout : cs->group->keepalive_timeout);
-    c->fcgi.head_timed = leftover > 0;
+    c->head_timed = leftover > 0;
     conn_process(c);
 }
 

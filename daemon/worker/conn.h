@@ -118,6 +118,10 @@ struct wd_conn {
     size_t len;      /* bytes in buf */
     size_t parsed;   /* bytes the parser has consumed */
     size_t head_end; /* end of the current request's head */
+    /* header-timeout runs from the first byte of the request on its way (conn.c: read_once), and
+     * a read into the empty buffer must not start it again: one after a PROXY header, or after
+     * FastCGI records taken out of the buffer as they came. Cleared after a response. */
+    int head_timed;
     wd_uwsgi_req_t uwsgi;
 
     /* The body: memory up to body-buffer-size, then an unlinked temp file. */
@@ -155,11 +159,6 @@ struct wd_conn {
         uint16_t id;
         int keep_conn;
         int params_done;
-        /* header-timeout runs from the first byte of the request on its way (conn.c: read_once):
-         * FastCGI's records are taken out of the buffer as they come, and a read into the empty
-         * buffer must not start it again (nor one after a PROXY header, on any protocol).
-         * Cleared with the rest after a response. */
-        int head_timed;
         uint32_t stdin_left; /* a STDIN record taken as it comes: content still to come, */
         uint32_t stdin_skip; /* then padding (conn_fcgi.c) */
         uint32_t stdin_len;  /* ... and its content length */

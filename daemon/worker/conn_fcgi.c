@@ -159,6 +159,7 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
                     wd__conn_peer(c), rec->request_id);
         wd__conn_body_clear(c);
         wd__conn_fcgi_reset(c);
+        c->head_timed = 0;
         c->state = WD_CONN_HEAD;
         return refuse_then(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE, c->fcgi.keep_conn);
     default:
@@ -305,10 +306,10 @@ int wd__conn_fcgi_process(wd_conn_t *c)
     memmove(c->buf, c->buf + c->parsed, c->len - c->parsed);
     c->len -= c->parsed;
     c->parsed = 0;
-    if (c->len == 0 && !c->fcgi.active && c->fcgi.head_timed && c->state == WD_CONN_HEAD) {
+    if (c->len == 0 && !c->fcgi.active && c->head_timed && c->state == WD_CONN_HEAD) {
         /* management records alone (GET_VALUES) and no request on its way: the connection
          * waits for one as any kept connection does (it was closed at header-timeout) */
-        c->fcgi.head_timed = 0;
+        c->head_timed = 0;
         wd__conn_timer(c, c->cs->group->keepalive_timeout);
     }
     return 0;
@@ -384,7 +385,6 @@ size_t wd__conn_fcgi_idle(wd_conn_t *c, int whole)
 void wd__conn_fcgi_reset(wd_conn_t *c)
 {
     c->fcgi.active = 0;
-    c->fcgi.head_timed = 0;
     c->fcgi.params_done = 0;
     c->fcgi.params_len = 0;
     c->fcgi.stdin_left = 0;
