@@ -245,30 +245,54 @@ static int syntax_error(loader_t *ld, yaml_parser_t *parser, const char *text, s
     return wd__cfg_fail_at(ld, line, col, NULL, "YAML error: %s", problem);
 }
 
-/* libyaml's loader takes time quadratic in the depth of nesting: 20,000 `[` took 1.2 s, 40,000
- * took 5.6 s, 80,000 took 14 s in the master's loop at a reload. wsgid's own keys nest a few deep:
- * past MAX_DEPTH the file is refused, found by the event parser, which stops there at once (64
- * levels: 1 ms). A syntax error it meets first is left to the loader, which reports it. */
+/* libyaml's loader takes time quadratic in the depth of nesting (20,000 `[` took 1.2 s, 40,000
+ * 5.6 s, 80,000 14 s in the master's loop at a reload) and in the number of anchors (each new
+ * one is compared with all before it: 40,000 took 1.9 s). wsgid's own keys nest a few deep and
+ * a config has a few anchors: past MAX_DEPTH or MAX_ANCHORS the file is refused, found by the
+ * event parser, which stops there (64 levels: 1 ms). A syntax error it meets first is left to
+ * the loader, which reports it. */
 #define MAX_DEPTH 64
+#define MAX_ANCHORS 1000
 
-static int check_depth(loader_t *ld, const char *text, size_t len)
+static const unsigned char *event_anchor(const yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        return ev->data.scalar.anchor;
+    case YAML_SEQUENCE_START_EVENT:
+        return ev->data.sequence_start.anchor;
+    case YAML_MAPPING_START_EVENT:
+        return ev->data.mapping_start.anchor;
+    default:
+        return NULL;
+    }
+}
+
+static int check_shape(loader_t *ld, const char *text, size_t len)
 {
     yaml_parser_t parser;
     yaml_event_t ev;
-    int depth = 0, rc = 0, end = 0;
+    int depth = 0, anchors = 0, rc = 0, end = 0;
 
     if (!yaml_parser_initialize(&parser))
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     while (!end && yaml_parser_parse(&parser, &ev)) {
+        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
+
+        if (event_anchor(&ev) != NULL && ++anchors > MAX_ANCHORS) {
+            rc = wd__cfg_fail_at(ld, line, col, NULL, "more than %d YAML anchors (&%s)",
+                                 MAX_ANCHORS, (const char *)event_anchor(&ev));
+            end = 1;
+        }
         switch (ev.type) {
         case YAML_SEQUENCE_START_EVENT:
         case YAML_MAPPING_START_EVENT:
-            if (++depth > MAX_DEPTH) {
-                rc = wd__cfg_fail_at(
-                    ld, ev.start_mark.line + 1, ev.start_mark.column + 1, NULL,
-                    "nested deeper than %d levels (no wsgid setting nests more than a few)",
-                    MAX_DEPTH);
+            if (!end && ++depth > MAX_DEPTH) {
+                rc = wd__cfg_fail_at(ld, line, col, NULL,
+                                     "nested deeper than %d levels (no wsgid setting nests more "
+                                     "than a few)",
+                                     MAX_DEPTH);
                 end = 1;
             }
             break;
@@ -323,7 +347,7 @@ int wd_config_load_string_flags(wd_config_t *conf, const char *text, size_t len,
         abort();
     parser_ok = 1;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (check_depth(&ld, text, len) < 0)
+    if (check_shape(&ld, text, len) < 0)
         goto done;
     if (!yaml_parser_load(&parser, &ld.doc)) {
         syntax_error(&ld, &parser, text, len);

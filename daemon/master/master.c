@@ -191,10 +191,12 @@ void wd__m_start(wd_master_t *m)
     wd_log_info("wsgid %s master (pid %d) starting %zu groups, %zu processes", WD_VERSION,
                 (int)getpid(), m->n_groups, m->n_first);
     wd__m_autoreload_update(m);
-    for (i = 0; i < m->n_groups && !m->stopping; i++) {
+    /* A failed spawn stops wsgid, and when nothing runs yet that frees the groups at once:
+     * m->stopping is read first. */
+    for (i = 0; !m->stopping && i < m->n_groups; i++) {
         wd_group_t *g = m->groups[i];
 
-        for (j = 0; j < g->n_slots && !m->stopping; j++) {
+        for (j = 0; !m->stopping && j < g->n_slots; j++) {
             k = (size_t)j;
             g->slots[k]->cur = wd__m_spawn(m, g->slots[k], g->gen, g->conf, g->ls, g->n_ls);
             if (g->slots[k]->cur == NULL)

@@ -277,6 +277,7 @@ static void drain_pipe(wd_proc_t *p)
 
 void wd__m_finish(wd_master_t *m)
 {
+    sigset_t mask, was;
     size_t i;
     int k;
 
@@ -286,13 +287,19 @@ void wd__m_finish(wd_master_t *m)
     wd_log_info("all workers stopped");
     /* Closing a signal handle gives the signal its default action back, which for these is to
      * kill: a SIGTERM now (systemd's, or a second stop's) would end the master with status -15
-     * instead of its own. Every worker has stopped; there is nothing left for one to stop. */
+     * instead of its own. Every worker has stopped; there is nothing left for one to stop: they
+     * are ignored, and blocked meanwhile, or one coming as libuv unblocks them would kill. */
+    sigemptyset(&mask);
+    for (i = 0; i < m->n_signals; i++)
+        sigaddset(&mask, m->signals[i].signum);
+    sigprocmask(SIG_BLOCK, &mask, &was);
     for (i = 0; i < m->n_signals; i++) {
         int signum = m->signals[i].signum; /* uv_close zeroes it */
 
         uv_close((uv_handle_t *)&m->signals[i], NULL);
         signal(signum, SIG_IGN);
     }
+    sigprocmask(SIG_SETMASK, &was, NULL); /* what came meanwhile is ignored */
     uv_close((uv_handle_t *)&m->tick, NULL);
     wd__m_autoreload_stop(m);
     for (i = 0; i < m->n_stop_reqs; i++)

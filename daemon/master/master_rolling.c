@@ -311,8 +311,9 @@ static int env_cmp(const void *a, const void *b)
     return strcmp(x->name, y->name);
 }
 
-/* env as name=value lines in name order: an app sees os.environ, where the order written is
- * gone (a reload that only reordered env restarted the group). */
+/* env as name=value lines in name order. The worker sets them in the order written, which
+ * os.environ keeps, but names are unique (a duplicate is refused) and an app reads them by name:
+ * a reload that only reordered them restarted the group for nothing. */
 static void env_canon(FILE *f, const char *lead, const wd_env_conf_t *env, size_t n)
 {
     const wd_env_conf_t **sorted = xcalloc(n + 1, sizeof *sorted);

@@ -88,6 +88,13 @@ static const config_case_t cases[] = {
     {"groups:\n  a:\n    app: app.py\n", NULL}, /* listen: unix:DIR/a.sock */
     {"control: a\ncontrol: b\n" G, "2:1: control: duplicate key"},
     {"? [a]\n: b\n" G, "1:3: keys must be names"},
+    /* The first error in the order written: a repeat, against the first of its name. */
+    {G "    env: {B: 1, C: 2, C: 3, B: 4, C: 5}\n",
+     "5:23: groups.a.env.C: duplicate key (first given at line 5, column 17)"},
+    {G "    env: {B: 1, C: 2, B: 3, C: 4, B: 5}\n",
+     "5:23: groups.a.env.B: duplicate key (first given at line 5, column 11)"},
+    {G "    env: {B: 1, C: 2, B: 3, [x]: 4}\n", "5:23: groups.a.env.B: duplicate key"},
+    {G "    env: {B: 1, [x]: 2, B: 3}\n", "5:17: groups.a.env: keys must be names"},
 
     {"groups:\n  a: &g\n    app: app.py\n    listen: :1\n  b: *g\n",
      "4:13: groups.b.listen: ':1' is already used by group 'a'"},
@@ -670,6 +677,48 @@ static void test_depth(void)
     }
 }
 
+/* 1,000 anchors are taken, the 1,001st is refused (libyaml's loader is quadratic in them). */
+static void test_anchors(void)
+{
+    size_t n, i, len;
+    char *text = malloc(1001 * 16 + 64), err[512];
+    wd_config_t conf;
+    int rc;
+
+    for (n = 1000; n <= 1001; n++) {
+        len = (size_t)sprintf(text, "groups: [");
+        for (i = 0; i < n; i++)
+            len += (size_t)sprintf(text + len, "&a%zu 1, ", i);
+        len += (size_t)sprintf(text + len, "]\n");
+        rc = wd_config_load_string(&conf, text, len, FILE_NAME, err, sizeof err);
+        if (n == 1000)
+            CHECK(rc == -1 && strstr(err, "groups: expected a mapping") != NULL, "1000: %s", err);
+        else
+            CHECK(rc == -1 && strcmp(err, "configs/t.yaml:1:8900: more than 1000 YAML anchors "
+                                          "(&a1000)") == 0,
+                  "1001: %s", err);
+    }
+    free(text);
+}
+
+/* 100,000 top-level keys, the last a repeat of the first: found, named at the right line. */
+static void test_many_keys(void)
+{
+    size_t n = 100000, i, len = 0;
+    char *text = malloc(n * 16 + 64), err[512], want[128];
+    wd_config_t conf;
+    int rc;
+
+    for (i = 0; i < n; i++)
+        len += (size_t)sprintf(text + len, "k%zu: 1\n", i);
+    len += (size_t)sprintf(text + len, "k0: 2\n");
+    rc = wd_config_load_string(&conf, text, len, FILE_NAME, err, sizeof err);
+    snprintf(want, sizeof want, "configs/t.yaml:%zu:1: k0: duplicate key (first given at line 1,",
+             n + 1);
+    CHECK(rc == -1 && strncmp(err, want, strlen(want)) == 0, "many keys: %s", err);
+    free(text);
+}
+
 static void test_full(void)
 {
     char err[512];
@@ -1036,6 +1085,8 @@ int main(void)
     test_log_booleans();
     test_dotdot_after_a_symlink();
     test_depth();
+    test_many_keys();
+    test_anchors();
     test_mount_values();
     test_example();
     test_app_forms();
