@@ -181,6 +181,10 @@ static void op_finish(wd_op_t *op, const char *err)
         json_array_append_new(op->batch->errors, e);
         free(msg);
         mark_roll_back(op);
+        /* The roll-back runs on the tick (wd__m_roll_back), which comes at once now rather than
+         * up to a second later; it goes on every second from there. */
+        if (!m->stopping)
+            uv_timer_start(&m->tick, wd__m_tick_cb, 0, WD_MASTER_TICK_MS);
     } else {
         /* The group's code loaded (a stopped group's config change starts nothing). */
         if (!(op->kind == WD_OP_CHANGE && g->stopped))
