@@ -521,7 +521,7 @@ int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const
  * strcmp in the master's loop at a reload); the error is the one a reading in order meets
  * first: the earliest key that is not a name or repeats one before it. */
 typedef struct {
-    const char *name; /* NULL: not a name */
+    const char *name;
     size_t at;
 } key_at_t;
 
