@@ -134,7 +134,7 @@ static int check_conf(loader_t *ld)
     a.host = conf->agent_host;
     a.port = conf->agent_port;
     a.dual = 1;
-    if (ld->agent != NULL && ld->metrics != NULL && wd__cfg_listen_same(&a, &m))
+    if (ld->agent != NULL && ld->metrics != NULL && wd_config_listen_same(&a, &m))
         return fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
                     conf->agent_check);
     for (i = 0; i < conf->n_groups; i++) {
@@ -146,12 +146,12 @@ static int check_conf(loader_t *ld)
                             "%s is also a listen socket of group "
                             "'%s'",
                             conf->control, conf->groups[i].name);
-            if (ld->metrics != NULL && wd__cfg_listen_same(l, &m))
+            if (ld->metrics != NULL && wd_config_listen_same(l, &m))
                 return fail(ld, ld->metrics, "metrics",
                             "'%s' is also a listen address of "
                             "group '%s'",
                             conf->metrics, conf->groups[i].name);
-            if (ld->agent != NULL && wd__cfg_listen_same(l, &a))
+            if (ld->agent != NULL && wd_config_listen_same(l, &a))
                 return fail(ld, ld->agent, "agent-check",
                             "'%s' is also a listen address of group '%s'", conf->agent_check,
                             conf->groups[i].name);

@@ -198,6 +198,8 @@ int wd_config_load_file_flags(wd_config_t *conf, const char *path, int flags, ch
 void wd_config_free(wd_config_t *conf);
 
 const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name);
+/* Whether two listen addresses would bind the same socket (a wildcard host covers the others). */
+int wd_config_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 
 /* Parses "64K", "10M", "1G", "512" (bytes). Returns 0 or -1. */
 int wd_config_parse_size(const char *s, uint64_t *out);

@@ -65,8 +65,6 @@ int wd__cfg_valid_dotted_name(const char *s);
 /* config_listen.c: listen addresses. */
 int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char *v, char **host,
                       int *port);
-/* Whether two listen addresses would bind the same socket (a wildcard host covers the others). */
-int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 /* One item of a group's `listen:`, added to g->listen (g->listen has room for it). */
 int wd__cfg_parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g);
 /* l (one of g's) is used nowhere else in the file. */

@@ -57,7 +57,7 @@ static int covers(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
            (strcmp(a->host, "0.0.0.0") == 0 && strchr(b->host, ':') == NULL);
 }
 
-int wd__cfg_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
+int wd_config_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
     if (a->is_unix != b->is_unix)
         return 0;
@@ -78,7 +78,7 @@ int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
         const wd_group_conf_t *o = &conf->groups[i];
 
         for (j = 0; j < o->n_listen; j++) {
-            if (&o->listen[j] == l || !wd__cfg_listen_same(&o->listen[j], l))
+            if (&o->listen[j] == l || !wd_config_listen_same(&o->listen[j], l))
                 continue;
             if (o == g)
                 return fail(ld, n, key, "'%s' is listed twice in this group", l->spec);

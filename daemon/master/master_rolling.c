@@ -453,13 +453,6 @@ static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t *
     }
 }
 
-static int same_listen(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
-{
-    return a->is_unix == b->is_unix &&
-           (a->is_unix ? strcmp(a->path, b->path) == 0
-                       : a->port == b->port && strcmp(a->host, b->host) == 0);
-}
-
 /* A group the new file adds, on an address of a group it removes (a group renamed): the two
  * cannot run at once, and the added one may fail to load. Said plainly (it was "in use by
  * another process": wsgid itself). 1 when so, the error logged. */
@@ -472,7 +465,7 @@ static int held_by_removed(const wd_master_t *m, const wd_config_t *conf, const 
             continue;
         for (size_t k = 0; k < og->n_ls; k++) {
             for (size_t j = 0; j < gc->n_listen; j++) {
-                if (!same_listen(og->ls[k]->conf, &gc->listen[j]))
+                if (!wd_config_listen_same(og->ls[k]->conf, &gc->listen[j]))
                     continue;
                 wd_log_error("reload: group %s: %s is the address of group %s, which the file "
                              "removes: rename a group in two reloads (first the new name on "

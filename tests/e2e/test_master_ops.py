@@ -13,7 +13,7 @@ import time
 from helpers.clients import Conn, http_request
 from helpers.config import app, make_config
 from helpers.daemon import WSGICTL
-from helpers.procs import wait_for
+from helpers.procs import free_port, wait_for
 
 # Answers "VERSION pid"; its import takes $SLOW_IMPORT seconds, and fails while $FAIL_IF exists
 # (a file) or, with $FAIL_SECOND set, at the second import that finds $FAIL_SECOND.
@@ -265,3 +265,19 @@ def test_a_reload_that_renames_a_group_is_refused_plainly(wsgid, tmp):
                r"removes: rename a group in two reloads", timeout=5)
     assert "in use by another process" not in d.log()
     assert ask(sock)[0] == "old"
+
+
+def test_a_rename_onto_a_wildcard_address_is_refused_plainly(wsgid, tmp):
+    """The same, the new name on 0.0.0.0 where the old one had 127.0.0.1 (one port): the wildcard
+    takes the old address too. It was not seen as a rename (the addresses compared as text) and
+    failed to bind: "Address already in use"."""
+    port = free_port()
+    g = group(tmp, listen=["127.0.0.1:%d" % port], processes=1)
+    d = wsgid(config=config(tmp, {"a": g}))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d.conf_path.write_text(config(tmp, {"site": dict(g, listen=["0.0.0.0:%d" % port])}))
+    d.expect_log("is the address of group a, which the file removes", "reload refused")
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1 and "a listener could not be bound" in err, (rc, out, err)
+    d.wait_log(r"reload: group site: 0\.0\.0\.0:%d is the address of group a" % port, timeout=5)
+    assert "already in use" not in d.log()
