@@ -4,9 +4,8 @@
  * of every mapping is looked up in a table that says how to read its value; every error is
  * written once, as "FILE:LINE:COL: KEY: what is wrong", and makes the loader unwind. The
  * structure being built is always in a state wd_config_free() can release, so the unwinding is
- * a single call. The loader is in three files: this one (the file, its top level, freeing),
- * config_values.c (YAML helpers, value parsers) and config_group.c (a group's keys), which share
- * config_int.h. */
+ * a single call. The loader's files share config_int.h, which lists them; this one has the file,
+ * its top level and freeing. */
 #include "config.h"
 #include "config_int.h"
 #include "alloc.h"
@@ -245,73 +244,6 @@ static int syntax_error(loader_t *ld, yaml_parser_t *parser, const char *text, s
     return wd__cfg_fail_at(ld, line, col, NULL, "YAML error: %s", problem);
 }
 
-/* libyaml's loader takes time quadratic in the depth of nesting (20,000 `[` took 1.2 s, 40,000
- * 5.6 s, 80,000 14 s in the master's loop at a reload) and in the number of anchors (each new
- * one is compared with all before it: 40,000 took 1.9 s). wsgid's own keys nest a few deep and
- * a config has a few anchors: past MAX_DEPTH or MAX_ANCHORS the file is refused, found by the
- * event parser, which stops there (64 levels: 1 ms). A syntax error it meets first is left to
- * the loader, which reports it. */
-#define MAX_DEPTH 64
-#define MAX_ANCHORS 1000
-
-static const unsigned char *event_anchor(const yaml_event_t *ev)
-{
-    switch (ev->type) {
-    case YAML_SCALAR_EVENT:
-        return ev->data.scalar.anchor;
-    case YAML_SEQUENCE_START_EVENT:
-        return ev->data.sequence_start.anchor;
-    case YAML_MAPPING_START_EVENT:
-        return ev->data.mapping_start.anchor;
-    default:
-        return NULL;
-    }
-}
-
-static int check_shape(loader_t *ld, const char *text, size_t len)
-{
-    yaml_parser_t parser;
-    yaml_event_t ev;
-    int depth = 0, anchors = 0, rc = 0, end = 0;
-
-    if (!yaml_parser_initialize(&parser))
-        abort();
-    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    while (!end && yaml_parser_parse(&parser, &ev)) {
-        size_t line = ev.start_mark.line + 1, col = ev.start_mark.column + 1;
-
-        if (event_anchor(&ev) != NULL && ++anchors > MAX_ANCHORS) {
-            rc = wd__cfg_fail_at(ld, line, col, NULL, "more than %d YAML anchors (&%s)",
-                                 MAX_ANCHORS, (const char *)event_anchor(&ev));
-            end = 1;
-        }
-        switch (ev.type) {
-        case YAML_SEQUENCE_START_EVENT:
-        case YAML_MAPPING_START_EVENT:
-            if (!end && ++depth > MAX_DEPTH) {
-                rc = wd__cfg_fail_at(ld, line, col, NULL,
-                                     "nested deeper than %d levels (no wsgid setting nests more "
-                                     "than a few)",
-                                     MAX_DEPTH);
-                end = 1;
-            }
-            break;
-        case YAML_SEQUENCE_END_EVENT:
-        case YAML_MAPPING_END_EVENT:
-            depth--;
-            break;
-        case YAML_STREAM_END_EVENT:
-            end = 1;
-            break;
-        default:
-            break;
-        }
-        yaml_event_delete(&ev);
-    }
-    yaml_parser_delete(&parser);
-    return rc;
-}
-
 int wd_config_load_string(wd_config_t *conf, const char *text, size_t len, const char *path,
                           char *err, size_t errlen)
 {
@@ -347,7 +279,7 @@ int wd_config_load_string_flags(wd_config_t *conf, const char *text, size_t len,
         abort();
     parser_ok = 1;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (check_shape(&ld, text, len) < 0)
+    if (wd__cfg_check_shape(&ld, text, len) < 0)
         goto done;
     if (!yaml_parser_load(&parser, &ld.doc)) {
         syntax_error(&ld, &parser, text, len);

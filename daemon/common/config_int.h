@@ -1,6 +1,7 @@
 /* Names shared by the configuration loader's files only (config.c: the file and its top level;
  * config_values.c: YAML helpers and value parsers; config_listen.c: listen addresses;
- * config_group.c: a group's keys; config_mounts.c: its apps; config_reload.c: reload-on-change). */
+ * config_group.c: a group's keys; config_mounts.c: its apps; config_reload.c: reload-on-change;
+ * config_shape.c: the YAML's nesting, anchors and aliases, before it is loaded). */
 #ifndef WD_COMMON_CONFIG_INT_H
 #define WD_COMMON_CONFIG_INT_H
 
@@ -26,6 +27,10 @@ typedef struct loader {
     int flags;        /* WD_CONFIG_NO_FILE_CHECKS */
 } loader_t;
 
+/* config_shape.c: the text's YAML nested too deep, or with too many anchors, or aliases that
+ * stand for too many values: -1 with the message (FILE:LINE:COL of the excess), else 0. */
+int wd__cfg_check_shape(loader_t *ld, const char *text, size_t len);
+
 /* config_values.c: messages, YAML nodes, scalars, paths, numbers. Each returns -1 (the message
  * written with FILE:LINE:COL) or 0, unless it says otherwise. */
 int wd__cfg_fail_at(loader_t *ld, size_t line, size_t col, const char *key, const char *fmt, ...)
@@ -36,6 +41,18 @@ int wd__cfg_is_null(const yaml_node_t *n);
 const char *wd__cfg_scalar(loader_t *ld, yaml_node_t *n, const char *key);
 const char *wd__cfg_scalar_empty_ok(loader_t *ld, yaml_node_t *n, const char *key, int empty_ok);
 void wd__cfg_key_join(char *buf, const char *parent, const char *name);
+/* A set of names, each with an id: the caller keeps the names alive; zeroed is empty. add
+ * returns the id the name already had (the set unchanged), or -1 with it added. */
+typedef struct {
+    struct {
+        const char *name;
+        size_t id;
+    } * slots;
+    size_t cap, n;
+} wd__cfg_strset_t;
+long wd__cfg_strset_add(wd__cfg_strset_t *set, const char *name, size_t id);
+long wd__cfg_strset_find(const wd__cfg_strset_t *set, const char *name);
+void wd__cfg_strset_free(wd__cfg_strset_t *set);
 size_t wd__cfg_edit_distance(const char *a, const char *b);
 char *wd__cfg_path_resolve(const char *dir, const char *p);
 int wd__cfg_set_file_path(wd_config_t *conf, const char *path);

@@ -143,7 +143,9 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
 {
     yaml_node_pair_t *pair;
     char sub[WD_KEY_MAX];
-    size_t i, len;
+    size_t len;
+    wd__cfg_strset_t prefixes = {0};
+    int rc = 0;
 
     if (wd__cfg_is_null(n))
         return 0;
@@ -153,36 +155,42 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
         return -1;
     g->mounts = xcalloc((size_t)(n->data.mapping.pairs.top - n->data.mapping.pairs.start),
                         sizeof *g->mounts);
-    for (pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+    for (pair = n->data.mapping.pairs.start; rc == 0 && pair < n->data.mapping.pairs.top; pair++) {
         yaml_node_t *kn = wd__cfg_node_at(ld, pair->key), *vn = wd__cfg_node_at(ld, pair->value);
         const char *prefix = wd__cfg_scalar(ld, kn, key);
         wd_mount_conf_t *m;
 
-        if (prefix == NULL)
-            return -1;
+        if (prefix == NULL) {
+            rc = -1;
+            break;
+        }
         wd__cfg_key_join(sub, key, prefix);
-        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL)
-            return fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
-        if (!plain_path(prefix))
-            return fail(ld, kn, sub,
-                        "'%s': a mount point has no empty, '.' or '..' segment (the request's path "
-                        "is matched as sent: it would never match)",
-                        prefix);
+        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL) {
+            rc = fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
+            break;
+        }
+        if (!plain_path(prefix)) {
+            rc = fail(ld, kn, sub,
+                      "'%s': a mount point has no empty, '.' or '..' segment (the request's path "
+                      "is matched as sent: it would never match)",
+                      prefix);
+            break;
+        }
         m = &g->mounts[g->n_mounts++];
         m->line = (int)kn->start_mark.line + 1;
         for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
             ;
         m->prefix = xstrndup(prefix, len);
-        for (i = 0; i + 1 < g->n_mounts; i++) {
-            if (strcmp(g->mounts[i].prefix, m->prefix) == 0)
-                return fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
-        }
-        if (parse_mount(ld, m, kn, vn, sub) < 0)
-            return -1;
-        if (m->callable == NULL)
+        /* "/a" and "/a/" are one mount point (the mapping's own check saw two keys) */
+        if (wd__cfg_strset_add(&prefixes, m->prefix, g->n_mounts - 1) >= 0)
+            rc = fail(ld, kn, sub, "mount point %s is given twice", m->prefix);
+        else if (parse_mount(ld, m, kn, vn, sub) < 0)
+            rc = -1;
+        else if (m->callable == NULL)
             m->callable = xstrdup("application");
     }
-    return 0;
+    wd__cfg_strset_free(&prefixes);
+    return rc;
 }
 
 /* The env of app i (-1: the group's own app, which has the group's env: a mount in its
@@ -203,46 +211,85 @@ static const char *label_of(const wd_group_conf_t *g, long i)
     return i < 0 ? "the group's app" : g->mounts[i].prefix;
 }
 
+/* One variable set by one app, for the sort below. */
+typedef struct {
+    const char *app_group;
+    const wd_env_conf_t *env;
+    long app;  /* -1: the group's own */
+    size_t at; /* its place in the app's env */
+} env_set_t;
+
+static int env_set_cmp(const void *x, const void *y)
+{
+    const env_set_t *a = x, *b = y;
+    int c = strcmp(a->app_group, b->app_group);
+
+    if (c == 0)
+        c = strcmp(a->env->name, b->env->name);
+    if (c == 0)
+        c = (a->app > b->app) - (a->app < b->app);
+    return c;
+}
+
 /* Two apps in one interpreter share its os.environ: if they set one variable to two values,
  * one of them would run with the other's (two Django projects with different
- * DJANGO_SETTINGS_MODULE in %{GLOBAL} is the classic case). Refused, with the fix. */
+ * DJANGO_SETTINGS_MODULE in %{GLOBAL} is the classic case). Refused, with the fix.
+ *
+ * Every variable of every app that shares its interpreter, sorted by interpreter, name and app:
+ * a run of one name in one interpreter is in conflict if any value differs from its first app's.
+ * The error is the one the comparison of every pair of apps, in reading order, met first (the
+ * earliest first app, then the earliest app to differ, then the first app's env order): that
+ * took 4 s on 24 mounts sharing one env of 2,000 names, and 6 s on 40,000 mounts without one. */
 int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey)
 {
     char key[WD_KEY_MAX];
+    size_t total = 0, n = 0, i, j;
+    env_set_t *sets, *best = NULL, *best_b = NULL;
 
+    for (long a = -1; a < (long)g->n_mounts; a++) {
+        env_of(g, a, &i);
+        total += i;
+    }
+    sets = xcalloc(total, sizeof *sets);
     for (long a = -1; a < (long)g->n_mounts; a++) {
         const char *ga = wd_app_group_of(g, a < 0 ? NULL : &g->mounts[a]);
         size_t na;
         const wd_env_conf_t *ea = env_of(g, a, &na);
 
-        if (a < 0 && g->app == NULL)
+        if ((a < 0 && g->app == NULL) || strcmp(ga, WD_APP_GROUP_RESOURCE) == 0)
             continue;
-        if (strcmp(ga, WD_APP_GROUP_RESOURCE) == 0)
-            continue;
-        for (long b = a + 1; b < (long)g->n_mounts; b++) {
-            const char *gb = wd_app_group_of(g, &g->mounts[b]);
-            size_t nb;
-            const wd_env_conf_t *eb = env_of(g, b, &nb);
+        for (i = 0; i < na; i++)
+            sets[n++] = (env_set_t){.app_group = ga, .env = &ea[i], .app = a, .at = i};
+    }
+    qsort(sets, n, sizeof *sets, env_set_cmp);
+    for (i = 0; i < n; i = j) {
+        env_set_t *first = &sets[i], *differs = NULL;
 
-            if (strcmp(ga, gb) != 0)
-                continue;
-            for (size_t i = 0; i < na; i++) {
-                for (size_t j = 0; j < nb; j++) {
-                    if (strcmp(ea[i].name, eb[j].name) != 0 ||
-                        strcmp(ea[i].value, eb[j].value) == 0)
-                        continue;
-                    snprintf(key, sizeof key, "%s.mounts.%s.env.%s", gkey, g->mounts[b].prefix,
-                             eb[j].name);
-                    return wd__cfg_fail_at(
-                        ld, (size_t)eb[j].line, (size_t)eb[j].column, key,
+        for (j = i + 1; j < n && strcmp(sets[j].app_group, first->app_group) == 0 &&
+                        strcmp(sets[j].env->name, first->env->name) == 0;
+             j++) {
+            if (differs == NULL && strcmp(sets[j].env->value, first->env->value) != 0)
+                differs = &sets[j];
+        }
+        if (differs != NULL && (best == NULL || first->app < best->app ||
+                                (first->app == best->app &&
+                                 (differs->app < best_b->app ||
+                                  (differs->app == best_b->app && first->at < best->at))))) {
+            best = first;
+            best_b = differs;
+        }
+    }
+    if (best != NULL) {
+        const wd_mount_conf_t *mb = &g->mounts[best_b->app];
+
+        snprintf(key, sizeof key, "%s.mounts.%s.env.%s", gkey, mb->prefix, best_b->env->name);
+        wd__cfg_fail_at(ld, (size_t)best_b->env->line, (size_t)best_b->env->column, key,
                         "%s and %s share the interpreter of application group \"%s\" but set %s "
                         "to different values (%s, %s): one interpreter has one os.environ. Give "
                         "them application-group: \"%s\" (or two names)",
-                        label_of(g, a), g->mounts[b].prefix, ga, eb[j].name, ea[i].value,
-                        eb[j].value, WD_APP_GROUP_RESOURCE);
-                }
-            }
-        }
+                        label_of(g, best->app), mb->prefix, best->app_group, best->env->name,
+                        best->env->value, best_b->env->value, WD_APP_GROUP_RESOURCE);
     }
-    return 0;
+    free(sets);
+    return best != NULL ? -1 : 0;
 }

@@ -1,0 +1,153 @@
+/* The shape of a configuration file's YAML, checked by one pass of libyaml's event parser before
+ * the loader builds its node graph (see wd__cfg_check_shape in config_int.h).
+ *
+ * libyaml's loader takes time quadratic in the depth of nesting (20,000 `[` took 1.2 s, 40,000
+ * 5.6 s, 80,000 14 s in the master's loop at a reload) and in the number of anchors (each new one
+ * is compared with all before it: 40,000 took 1.9 s). An alias costs nothing to load, but the
+ * walker reads its node once for every alias: an env of 20,000 names given to 2,000 mounts by
+ * alias, a 400 KB file, kept `wsgid --check` busy for over 120 s and took 3.4 GB before it was
+ * stopped. wsgid's own keys nest a few deep, and a config has a few anchors, each used a few
+ * times: past MAX_DEPTH, MAX_ANCHORS or MAX_ALIASED_NODES the file is refused where the excess
+ * is met, and the pass stops there (64 levels: 1 ms). A syntax error the pass meets first is left
+ * to the loader, which reports it. */
+#include "config_int.h"
+#include "alloc.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define MAX_DEPTH 64
+#define MAX_ANCHORS 1000
+/* The nodes that aliases stand for, each alias counted as the whole node it names (the aliases
+ * within it too): as many as the largest config written out in full (test_many_keys' 100,000
+ * keys take 0.16 s). */
+#define MAX_ALIASED_NODES 100000
+
+typedef struct {
+    char *name;
+    size_t nodes; /* the node's own and all below it; 0 while it is still open */
+} anchor_t;
+
+typedef struct {
+    anchor_t anchors[MAX_ANCHORS];
+    wd__cfg_strset_t names;         /* name -> its index in anchors */
+    size_t open[MAX_DEPTH + 1];     /* nodes so far in the collection open at each depth */
+    anchor_t *named[MAX_DEPTH + 1]; /* its anchor, or NULL */
+    size_t aliased;
+} shape_t;
+
+static const char *event_anchor(const yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        return (const char *)ev->data.scalar.anchor;
+    case YAML_SEQUENCE_START_EVENT:
+        return (const char *)ev->data.sequence_start.anchor;
+    case YAML_MAPPING_START_EVENT:
+        return (const char *)ev->data.mapping_start.anchor;
+    default:
+        return NULL;
+    }
+}
+
+/* Counts n nodes into the collection open at depth (none at 0). */
+static void add_nodes(shape_t *s, int depth, size_t n)
+{
+    if (depth > 0)
+        s->open[depth] += n < SIZE_MAX - s->open[depth] ? n : SIZE_MAX - s->open[depth];
+}
+
+/* One event: 0, or -1 with the file refused. */
+static int shape_event(loader_t *ld, shape_t *s, const yaml_event_t *ev, int *depth, int *anchors)
+{
+    size_t line = ev->start_mark.line + 1, col = ev->start_mark.column + 1;
+    const char *anchor = event_anchor(ev);
+    anchor_t *a = NULL;
+    long i;
+
+    if (anchor != NULL) {
+        if (*anchors == MAX_ANCHORS)
+            return wd__cfg_fail_at(ld, line, col, NULL, "more than %d YAML anchors (&%s)",
+                                   MAX_ANCHORS, anchor);
+        a = &s->anchors[*anchors];
+        a->name = xstrdup(anchor);
+        if (wd__cfg_strset_add(&s->names, a->name, (size_t)*anchors) >= 0) {
+            free(a->name); /* a name given twice: the loader's error, which it names */
+            a = NULL;
+        } else {
+            ++*anchors;
+        }
+    }
+    switch (ev->type) {
+    case YAML_SCALAR_EVENT:
+        add_nodes(s, *depth, 1);
+        if (a != NULL)
+            a->nodes = 1;
+        break;
+    case YAML_ALIAS_EVENT:
+        i = wd__cfg_strset_find(&s->names, (const char *)ev->data.alias.anchor);
+        if (i < 0)
+            break; /* no such anchor: the loader's error */
+        a = &s->anchors[i];
+        if (a->nodes == 0)
+            return wd__cfg_fail_at(ld, line, col, NULL,
+                                   "YAML alias *%s stands for a node that contains it", a->name);
+        add_nodes(s, *depth, a->nodes);
+        s->aliased += a->nodes < SIZE_MAX - s->aliased ? a->nodes : SIZE_MAX - s->aliased;
+        if (s->aliased > MAX_ALIASED_NODES)
+            return wd__cfg_fail_at(
+                ld, line, col, NULL,
+                "YAML aliases stand for more than %d keys and values in all (*%s "
+                "alone: %zu); write them out, or alias smaller parts",
+                MAX_ALIASED_NODES, a->name, a->nodes);
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+    case YAML_MAPPING_START_EVENT:
+        if (*depth == MAX_DEPTH)
+            return wd__cfg_fail_at(ld, line, col, NULL,
+                                   "nested deeper than %d levels (no wsgid setting nests more "
+                                   "than a few)",
+                                   MAX_DEPTH);
+        ++*depth;
+        s->open[*depth] = 1;
+        s->named[*depth] = a;
+        break;
+    case YAML_SEQUENCE_END_EVENT:
+    case YAML_MAPPING_END_EVENT:
+        if (*depth > 0) {
+            if (s->named[*depth] != NULL)
+                s->named[*depth]->nodes = s->open[*depth];
+            add_nodes(s, *depth - 1, s->open[*depth]);
+            --*depth;
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+int wd__cfg_check_shape(loader_t *ld, const char *text, size_t len)
+{
+    shape_t *s = xcalloc(1, sizeof *s);
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    int depth = 0, anchors = 0, rc = 0, end = 0, i;
+
+    if (!yaml_parser_initialize(&parser))
+        abort();
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    while (!end && yaml_parser_parse(&parser, &ev)) {
+        rc = shape_event(ld, s, &ev, &depth, &anchors);
+        end = rc < 0 || ev.type == YAML_STREAM_END_EVENT;
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&parser);
+    for (i = 0; i < anchors; i++)
+        free(s->anchors[i].name);
+    wd__cfg_strset_free(&s->names);
+    free(s);
+    return rc;
+}
