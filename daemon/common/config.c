@@ -305,6 +305,7 @@ int wd_config_load_string_flags(wd_config_t *conf, const char *text, size_t len,
     yaml_document_delete(&extra);
     rc = parse_top(&ld, root);
 done:
+    wd__cfg_listen_index_free(&ld);
     if (doc_ok)
         yaml_document_delete(&ld.doc);
     if (parser_ok)

@@ -23,8 +23,9 @@ typedef struct loader {
     yaml_node_t *control; /* kept for the checks that need the whole file */
     yaml_node_t *metrics;
     yaml_node_t *agent;
-    int app_callable; /* the group's app named its callable ("module:name") */
-    int flags;        /* WD_CONFIG_NO_FILE_CHECKS */
+    int app_callable;                /* the group's app named its callable ("module:name") */
+    int flags;                       /* WD_CONFIG_NO_FILE_CHECKS */
+    struct wd_listen_index *listens; /* the groups' addresses so far (config_listen.c) */
 } loader_t;
 
 /* config_shape.c: the text's YAML nested too deep, or with too many anchors, or aliases that
@@ -84,9 +85,11 @@ int wd__cfg_parse_tcp(loader_t *ld, yaml_node_t *n, const char *key, const char 
                       int *port);
 /* One item of a group's `listen:`, added to g->listen (g->listen has room for it). */
 int wd__cfg_parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_group_conf_t *g);
-/* l (one of g's) is used nowhere else in the file. */
+/* l (one of g's) is used by no address checked before it in the file: then it is kept for the
+ * checks after it. wd__cfg_listen_index_free releases what they kept. */
 int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
                                 const wd_group_conf_t *g, const wd_listen_conf_t *l);
+void wd__cfg_listen_index_free(loader_t *ld);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);
