@@ -140,6 +140,13 @@ int wd__cfg_check_shape(loader_t *ld, const char *text, size_t len)
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     while (!end && yaml_parser_parse(&parser, &ev)) {
+        if (ev.type == YAML_DOCUMENT_START_EVENT) { /* anchors are a document's own */
+            for (i = 0; i < anchors; i++)
+                free(s->anchors[i].name);
+            wd__cfg_strset_free(&s->names);
+            anchors = 0;
+            s->aliased = 0;
+        }
         rc = shape_event(ld, s, &ev, &depth, &anchors);
         end = rc < 0 || ev.type == YAML_STREAM_END_EVENT;
         yaml_event_delete(&ev);

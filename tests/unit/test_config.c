@@ -735,7 +735,7 @@ static void test_aliases(void)
                                  "x4: &a4 [*a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3, *a3]\n"
                                  "x5: &a5 [*a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4, *a4]\n";
     size_t n, i, len;
-    char *text = malloc(10000 * 8 + 10 * 64 + 256), err[512];
+    char *text = malloc(60000 * 3 + 10 * 64 + 256), err[512];
     wd_config_t conf;
     int rc;
 
@@ -760,6 +760,16 @@ static void test_aliases(void)
                   "10 aliases: %s", err);
         }
     }
+    /* a second document's anchors are its own: its *a is not the first's 60,001 values */
+    len = (size_t)sprintf(text, "k: &a [");
+    for (i = 0; i < 60000; i++)
+        len += (size_t)sprintf(text + len, "x, ");
+    len += (size_t)sprintf(text + len, "]\n---\nj: &a x\nl: [*a, *a]\n");
+    rc = wd_config_load_string(&conf, text, len, FILE_NAME, err, sizeof err);
+    CHECK(rc == -1 &&
+              strcmp(err, "configs/t.yaml:2:1: only one YAML document is expected in the file") ==
+                  0,
+          "two documents: %s", err);
     rc = wd_config_load_string(&conf, laughs, strlen(laughs), FILE_NAME, err, sizeof err);
     CHECK(rc == -1 && strcmp(err, "configs/t.yaml:5:45: YAML aliases stand for more than 100000 "
                                   "keys and values in all (*a3 alone: 11111); write them out, or "
