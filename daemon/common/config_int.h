@@ -43,13 +43,9 @@ const char *wd__cfg_scalar(loader_t *ld, yaml_node_t *n, const char *key);
 const char *wd__cfg_scalar_empty_ok(loader_t *ld, yaml_node_t *n, const char *key, int empty_ok);
 void wd__cfg_key_join(char *buf, const char *parent, const char *name);
 /* A set of names, each with an id: the caller keeps the names alive; zeroed is empty. add
- * returns the id the name already had (the set unchanged), or -1 with it added. */
+ * returns the id the name already had (the set unchanged), or -1 with it added. O(log n) a call. */
 typedef struct {
-    struct {
-        const char *name;
-        size_t id;
-    } * slots;
-    size_t cap, n;
+    void *root;
 } wd__cfg_strset_t;
 long wd__cfg_strset_add(wd__cfg_strset_t *set, const char *name, size_t id);
 long wd__cfg_strset_find(const wd__cfg_strset_t *set, const char *name);

@@ -5,11 +5,13 @@
  * 5.6 s, 80,000 14 s in the master's loop at a reload) and in the number of anchors (each new one
  * is compared with all before it: 40,000 took 1.9 s). An alias costs nothing to load, but the
  * walker reads its node once for every alias: an env of 20,000 names given to 2,000 mounts by
- * alias, a 400 KB file, kept `wsgid --check` busy for over 120 s and took 3.4 GB before it was
- * stopped. wsgid's own keys nest a few deep, and a config has a few anchors, each used a few
- * times: past MAX_DEPTH, MAX_ANCHORS or MAX_ALIASED_NODES the file is refused where the excess
- * is met, and the pass stops there (64 levels: 1 ms). A syntax error the pass meets first is left
- * to the loader, which reports it. */
+ * alias (80 million nodes), a 400 KB file, kept `wsgid --check` busy for over 120 s and took
+ * 3.4 GB before it was stopped. wsgid's own keys nest a few deep, and a config has a few anchors:
+ * past MAX_DEPTH, MAX_ANCHORS or MAX_ALIASED_NODES the file is refused where the excess is met,
+ * and the pass stops there (64 levels: 1 ms). So is an anchor name given twice and a second
+ * document, both of which the loader refuses too, and an alias inside the node it names, which
+ * the walker would follow for ever. A syntax error the pass meets first is left to the loader,
+ * which reports it. */
 #include "config_int.h"
 #include "alloc.h"
 
@@ -21,13 +23,15 @@
 #define MAX_DEPTH 64
 #define MAX_ANCHORS 1000
 /* The nodes that aliases stand for, each alias counted as the whole node it names (the aliases
- * within it too): as many as the largest config written out in full (test_many_keys' 100,000
- * keys take 0.16 s). */
-#define MAX_ALIASED_NODES 100000
+ * within it too; a node is a key, a value, a list or a mapping). The loader reads a million in
+ * a fraction of a second: an env of 500 names given to 999 more groups by alias (1,001,000)
+ * took 0.17 s and 50 MB in `wsgid --check`, a python-path of 5,000 given to 200 mounts 0.11 s. */
+#define MAX_ALIASED_NODES 1000000
 
 typedef struct {
     char *name;
-    size_t nodes; /* the node's own and all below it; 0 while it is still open */
+    size_t nodes;     /* the node's own and all below it; 0 while it is still open */
+    size_t line, col; /* where it is defined */
 } anchor_t;
 
 typedef struct {
@@ -71,14 +75,14 @@ static int shape_event(loader_t *ld, shape_t *s, const yaml_event_t *ev, int *de
         if (*anchors == MAX_ANCHORS)
             return wd__cfg_fail_at(ld, line, col, NULL, "more than %d YAML anchors (&%s)",
                                    MAX_ANCHORS, anchor);
+        i = wd__cfg_strset_find(&s->names, anchor);
+        if (i >= 0) /* libyaml's loader refuses it too, in its own words */
+            return wd__cfg_fail_at(ld, line, col, NULL,
+                                   "YAML anchor &%s is given twice (first at line %zu, column %zu)",
+                                   anchor, s->anchors[i].line, s->anchors[i].col);
         a = &s->anchors[*anchors];
-        a->name = xstrdup(anchor);
-        if (wd__cfg_strset_add(&s->names, a->name, (size_t)*anchors) >= 0) {
-            free(a->name); /* a name given twice: the loader's error, which it names */
-            a = NULL;
-        } else {
-            ++*anchors;
-        }
+        *a = (anchor_t){.name = xstrdup(anchor), .nodes = 0, .line = line, .col = col};
+        wd__cfg_strset_add(&s->names, a->name, (size_t)(*anchors)++);
     }
     switch (ev->type) {
     case YAML_SCALAR_EVENT:
@@ -99,8 +103,8 @@ static int shape_event(loader_t *ld, shape_t *s, const yaml_event_t *ev, int *de
         if (s->aliased > MAX_ALIASED_NODES)
             return wd__cfg_fail_at(
                 ld, line, col, NULL,
-                "YAML aliases stand for more than %d keys and values in all (*%s "
-                "alone: %zu); write them out, or alias smaller parts",
+                "YAML aliases stand for more than %d nodes in all (a key, a value, a list or a "
+                "mapping is one; *%s alone: %zu); write them out, or alias smaller parts",
                 MAX_ALIASED_NODES, a->name, a->nodes);
         break;
     case YAML_SEQUENCE_START_EVENT:
@@ -134,20 +138,18 @@ int wd__cfg_check_shape(loader_t *ld, const char *text, size_t len)
     shape_t *s = xcalloc(1, sizeof *s);
     yaml_parser_t parser;
     yaml_event_t ev;
-    int depth = 0, anchors = 0, rc = 0, end = 0, i;
+    int depth = 0, anchors = 0, documents = 0, rc = 0, end = 0, i;
 
     if (!yaml_parser_initialize(&parser))
         abort();
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     while (!end && yaml_parser_parse(&parser, &ev)) {
-        if (ev.type == YAML_DOCUMENT_START_EVENT) { /* anchors are a document's own */
-            for (i = 0; i < anchors; i++)
-                free(s->anchors[i].name);
-            wd__cfg_strset_free(&s->names);
-            anchors = 0;
-            s->aliased = 0;
-        }
-        rc = shape_event(ld, s, &ev, &depth, &anchors);
+        /* The loader refuses a second document in the same words, having loaded it */
+        if (ev.type == YAML_DOCUMENT_START_EVENT && documents++ > 0)
+            rc = wd__cfg_fail_at(ld, ev.start_mark.line + 1, ev.start_mark.column + 1, NULL,
+                                 "only one YAML document is expected in the file");
+        else
+            rc = shape_event(ld, s, &ev, &depth, &anchors);
         end = rc < 0 || ev.type == YAML_STREAM_END_EVENT;
         yaml_event_delete(&ev);
     }

