@@ -365,6 +365,15 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         print_list(reply, "removed", "removed");
         print_list(reply, "restarted", "restarted");
         print_list(reply, "unchanged", "unchanged");
+        if (json_array_size(json_object_get(reply, "renamed")) > 0) {
+            json_t *x;
+            size_t i;
+
+            printf("renamed:");
+            json_array_foreach(json_object_get(reply, "renamed"), i, x)
+                printf(" %s -> %s", jstr(x, "from"), jstr(x, "to"));
+            printf("\n");
+        }
         if (json_array_size(json_object_get(reply, "at_next_start")) > 0) {
             json_t *x;
             size_t i;

@@ -178,7 +178,7 @@ wd_group_t *wd__m_find_group(wd_master_t *m, const char *name)
     return NULL;
 }
 
-static int same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
+int wd__m_same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
     if (a->is_unix != b->is_unix)
         return 0;
@@ -201,7 +201,7 @@ wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **re
         lc = &conf->listen[i];
         from[i] = -1;
         for (k = 0; k < n_reuse; k++) {
-            if (reuse[k] != NULL && same_address(reuse[k]->conf, lc)) {
+            if (reuse[k] != NULL && wd__m_same_address(reuse[k]->conf, lc)) {
                 from[i] = (int)k;
                 break;
             }

@@ -181,6 +181,13 @@ static void op_finish(wd_op_t *op, const char *err)
         json_array_append_new(op->batch->errors, e);
         free(msg);
         mark_roll_back(op);
+        if (op->kind == WD_OP_CHANGE && strcmp(g->name, g->conf->name) != 0) {
+            /* renamed (reload_renames): the name goes back with the config in force */
+            wd_log_warn("group %s: back to the name %s, with the configuration in force", g->name,
+                        g->conf->name);
+            free(g->name);
+            g->name = xstrdup(g->conf->name);
+        }
         /* The roll-back runs on the tick (wd__m_roll_back), which comes at once now rather than
          * up to a second later; it goes on every second from there. */
         if (!m->stopping)
@@ -440,11 +447,16 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
     return 0;
 }
 
-/* Closes what reload_bind bound for the new file's groups (those groups keep their own). */
-static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t ***new_ls, size_t n)
+/* Closes what reload_bind bound for the new file's groups (those groups, and those they are
+ * renamed from, keep their own). */
+static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t ***new_ls,
+                          wd_group_t **from, size_t n)
 {
     for (size_t k = 0; k < n; k++) {
         wd_group_t *g = wd__m_find_group(m, conf->groups[k].name);
+
+        if (g == NULL)
+            g = from[k];
 
         if (new_ls[k] != NULL)
             wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
@@ -453,24 +465,81 @@ static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t *
     }
 }
 
-/* A group the new file adds, on an address of a group it removes (a group renamed): the two
- * cannot run at once, and the added one may fail to load. Said plainly (it was "in use by
- * another process": wsgid itself). 1 when so, the error logged. */
-static int held_by_removed(const wd_master_t *m, const wd_config_t *conf, const wd_group_conf_t *gc)
+/* Whether group og has an address of gc's. */
+static int shares_address(const wd_group_t *og, const wd_group_conf_t *gc)
+{
+    for (size_t k = 0; k < og->n_ls; k++)
+        for (size_t j = 0; j < gc->n_listen; j++)
+            if (wd_config_listen_same(og->ls[k]->conf, &gc->listen[j]))
+                return 1;
+    return 0;
+}
+
+/* A group the new file adds on an address of a group it removes is that group renamed: the two
+ * cannot hold the address at once, and the new one might not load. So the group takes the new
+ * name at once and rolls onto its new config as a changed group does: its listeners kept where
+ * the address is the same, its workers replaced one at a time, and the replaced ones back on the
+ * config in force if the new one cannot load (the group then keeps the new name). Before this,
+ * such a reload was refused ("rename a group in two reloads"). from[i]: the group new group i is
+ * renamed from, or NULL. 0, or -1 with err when it is not one group for one (a removed group's
+ * addresses in two new groups, or a new group on the addresses of two removed ones). */
+static int reload_renames(const wd_master_t *m, const wd_config_t *conf, wd_group_t **from,
+                          char *err, size_t cap)
+{
+    for (size_t i = 0; i < conf->n_groups; i++) {
+        const wd_group_conf_t *gc = &conf->groups[i];
+
+        if (wd__m_find_group((wd_master_t *)m, gc->name) != NULL)
+            continue;
+        for (size_t o = 0; o < m->n_groups; o++) {
+            wd_group_t *og = m->groups[o];
+
+            if (wd_config_group(conf, og->name) != NULL || !shares_address(og, gc))
+                continue;
+            if (from[i] != NULL) {
+                snprintf(err, cap,
+                         "group %s is on addresses of groups %s and %s, which the file removes: "
+                         "one group can be renamed %s, not two",
+                         gc->name, from[i]->name, og->name, gc->name);
+                return -1;
+            }
+            for (size_t k = 0; k < i; k++) {
+                if (from[k] == og) {
+                    snprintf(err, cap,
+                             "groups %s and %s are on addresses of group %s, which the file "
+                             "removes: a group can be renamed once, not twice",
+                             conf->groups[k].name, gc->name, og->name);
+                    return -1;
+                }
+            }
+            from[i] = og;
+        }
+    }
+    return 0;
+}
+
+/* An address of gc that a listener of wsgid's holds now, and that gc cannot take over from it (g:
+ * the group gc is, or is renamed from, or NULL), said plainly: 1, the error logged. A wildcard
+ * and an address it takes (127.0.0.1:80 becoming 0.0.0.0:80 in one group), or an address going
+ * from one group to another in one reload, cannot be bound until the listener that holds it
+ * closes, when the group that has it ends its change: it failed with "Address already in use". */
+static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_conf_t *gc)
 {
     for (size_t i = 0; i < m->n_groups; i++) {
         const wd_group_t *og = m->groups[i];
 
-        if (wd_config_group(conf, og->name) != NULL)
-            continue;
         for (size_t k = 0; k < og->n_ls; k++) {
+            const wd_listen_conf_t *held = og->ls[k]->conf;
+
             for (size_t j = 0; j < gc->n_listen; j++) {
-                if (!wd_config_listen_same(og->ls[k]->conf, &gc->listen[j]))
+                const wd_listen_conf_t *lc = &gc->listen[j];
+
+                if (!wd_config_listen_same(held, lc) || (og == g && wd__m_same_address(held, lc)))
                     continue;
-                wd_log_error("reload: group %s: %s is the address of group %s, which the file "
-                             "removes: rename a group in two reloads (first the new name on "
-                             "another address), or restart wsgid",
-                             gc->name, gc->listen[j].spec, og->name);
+                wd_log_error("reload: group %s: %s cannot be bound while group %s listens on %s: "
+                             "move it in two reloads (first to an address no group has), or "
+                             "restart wsgid",
+                             gc->name, lc->spec, og->name, held->spec);
                 return 1;
             }
         }
@@ -480,7 +549,8 @@ static int held_by_removed(const wd_master_t *m, const wd_config_t *conf, const 
 
 /* The listeners of every new or changed group (NULL for the others), all bound before anything
  * changes: NULL, with nothing kept, unless all of them can be had. */
-static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf)
+static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf,
+                                  wd_group_t **from)
 {
     wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
     wd_group_t *g;
@@ -489,13 +559,15 @@ static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_co
         g = wd__m_find_group(m, conf->groups[i].name);
         if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
             continue;
-        if (g == NULL && held_by_removed(m, conf, &conf->groups[i]))
+        if (g == NULL)
+            g = from[i];
+        if (held_now(m, g, &conf->groups[i]))
             new_ls[i] = NULL;
         else
             new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
         if (new_ls[i] != NULL)
             continue;
-        reload_unbind(m, conf, new_ls, i);
+        reload_unbind(m, conf, new_ls, from, i);
         free(new_ls);
         return NULL;
     }
@@ -559,10 +631,11 @@ static json_t *not_applied(const wd_master_t *m, const wd_config_t *newc)
 
 /* The new generation takes over: new groups start, changed ones roll, unchanged ones take the new
  * copy of their config, removed ones drain. The reply lists each kind. */
-static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen_t ***new_ls)
+static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen_t ***new_ls,
+                         wd_group_t **from)
 {
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
-           *unchanged = json_array(), *later;
+           *unchanged = json_array(), *renamed = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
     size_t i, k;
 
@@ -570,7 +643,15 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
         const wd_group_conf_t *gc = &gen->conf->groups[i];
 
         g = wd__m_find_group(m, gc->name);
-        if (g == NULL) {
+        if (g == NULL && from[i] != NULL) {
+            g = from[i];
+            wd_log_info("reload: group %s renamed %s", g->name, gc->name);
+            json_array_append_new(renamed, json_pack("{s:s,s:s}", "from", g->name, "to", gc->name));
+            free(g->name);
+            g->name = xstrdup(gc->name);
+            json_array_append_new(restarted, json_string(gc->name));
+            group_roll(g, b, gen, gc, new_ls[i]);
+        } else if (g == NULL) {
             g = wd__m_group_new(m, gen, gc, new_ls[i]);
             m->n_groups--; /* the array is rebuilt below */
             wd_log_info("reload: group %s added", gc->name);
@@ -608,6 +689,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     json_object_set_new(b->reply, "removed", removed);
     json_object_set_new(b->reply, "restarted", restarted);
     json_object_set_new(b->reply, "unchanged", unchanged);
+    json_object_set_new(b->reply, "renamed", renamed);
     json_object_set_new(b->reply, "at_next_start", later);
 }
 
@@ -615,6 +697,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
 {
     wd_config_t *conf = xcalloc(1, sizeof *conf), *oldc = m->gen->conf;
     wd_listen_t ***new_ls = NULL;
+    wd_group_t **from = NULL;
     char err[1024], *text = NULL;
     size_t len = 0;
     wd_gen_t *gen = NULL;
@@ -640,7 +723,12 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         reload_refuse(req, err);
         goto fail;
     }
-    new_ls = reload_bind(m, oldc, conf);
+    from = xcalloc(conf->n_groups, sizeof *from);
+    if (reload_renames(m, conf, from, err, sizeof err) < 0) {
+        reload_refuse(req, err);
+        goto fail;
+    }
+    new_ls = reload_bind(m, oldc, conf, from);
     if (new_ls == NULL) {
         reload_refuse(req, "a listener could not be bound (see above)");
         goto fail;
@@ -648,7 +736,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
     gen = wd__m_gen_new(conf, 1, text, len);
     if (gen == NULL) {
         /* what was bound for it goes (it stayed bound: a later reload found it in use) */
-        reload_unbind(m, conf, new_ls, conf->n_groups);
+        reload_unbind(m, conf, new_ls, from, conf->n_groups);
         reload_refuse(req, "cannot hand the configuration to the workers");
         goto fail;
     }
@@ -659,7 +747,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
 
     b = wd__m_batch_new(m, req, "reload");
-    reload_apply(m, b, gen, new_ls);
+    reload_apply(m, b, gen, new_ls, from);
     wd_notify_ready("serving");
     wd__m_batch_done_one(m, b);
 
@@ -669,5 +757,6 @@ fail:
         free(conf);
     }
     free(new_ls);
+    free(from);
     free(text);
 }

@@ -366,7 +366,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     stdio = worker_fds(m, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
-    env = worker_env(g->name, s->slot, record, gen->conf->path);
+    env = worker_env(conf->name, s->slot, record, gen->conf->path); /* the group's name in gen */
     args[0] = name;
     args[1] = NULL;
     memset(&opt, 0, sizeof opt);
