@@ -142,12 +142,8 @@ void wd__m_reopen_logs(wd_master_t *m)
         wd_log_info("log files reopened");
     for (p = m->procs; p != NULL; p = p->next) {
         if (p->pid > 0) {
-            const wd_config_t *pc = p->gen->conf;
-
             /* The paths this worker opens: those of the config it was started with. */
-            for (size_t i = 0; i < pc->n_groups; i++)
-                if (strcmp(pc->groups[i].name, p->g->name) == 0)
-                    wd__m_give_log_files(&pc->groups[i], pc);
+            wd__m_give_log_files(p->gconf, p->gen->conf);
             wd__m_proc_say(p, "reopen-logs\n");
         }
     }

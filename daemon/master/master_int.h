@@ -56,9 +56,10 @@ struct wd_proc {
     uv_pipe_t pipe;   /* our end of the socketpair */
     uv_timer_t timer; /* startup-timeout, then the kill deadline */
     wd_master_t *m;
-    wd_group_t *g; /* holds a reference */
-    wd_gen_t *gen; /* the config it was started with (a reference) */
-    wd_slot_t *s;  /* NULL once it has left its slot */
+    wd_group_t *g;                /* holds a reference */
+    wd_gen_t *gen;                /* the config it was started with (a reference) */
+    const wd_group_conf_t *gconf; /* its group's there (a renamed group's name differs) */
+    wd_slot_t *s;                 /* NULL once it has left its slot */
     int slot;
     int pid;    /* 0 once reaped */
     int record; /* scoreboard record, -1 once freed */

@@ -479,50 +479,60 @@ static int shares_address(const wd_group_t *og, const wd_group_conf_t *gc)
  * cannot hold the address at once, and the new one might not load. So the group takes the new
  * name at once and rolls onto its new config as a changed group does: its listeners kept where
  * the address is the same, its workers replaced one at a time, and the replaced ones back on the
- * config in force if the new one cannot load (the group then keeps the new name). Before this,
- * such a reload was refused ("rename a group in two reloads"). from[i]: the group new group i is
- * renamed from, or NULL. 0, or -1 with err when it is not one group for one (a removed group's
- * addresses in two new groups, or a new group on the addresses of two removed ones). */
+ * config in force, with the old name, if the new one cannot load (op_finish). A stopped group
+ * stays stopped, as a changed one does. Before this, such a reload was refused ("rename a group
+ * in two reloads"). from[i]: the group new group i is renamed from, or NULL. 0, or -1 with err
+ * when it is not one group for one (a removed group's addresses in two new groups, or a new
+ * group on the addresses of two removed ones). */
 static int reload_renames(const wd_master_t *m, const wd_config_t *conf, wd_group_t **from,
                           char *err, size_t cap)
 {
-    for (size_t i = 0; i < conf->n_groups; i++) {
+    char *removed = xcalloc(m->n_groups, 1);
+    int rc = 0;
+
+    for (size_t o = 0; o < m->n_groups; o++)
+        removed[o] = wd_config_group(conf, m->groups[o]->name) == NULL;
+    for (size_t i = 0; i < conf->n_groups && rc == 0; i++) {
         const wd_group_conf_t *gc = &conf->groups[i];
 
         if (wd__m_find_group((wd_master_t *)m, gc->name) != NULL)
             continue;
-        for (size_t o = 0; o < m->n_groups; o++) {
+        for (size_t o = 0; o < m->n_groups && rc == 0; o++) {
             wd_group_t *og = m->groups[o];
 
-            if (wd_config_group(conf, og->name) != NULL || !shares_address(og, gc))
+            if (!removed[o] || !shares_address(og, gc))
                 continue;
             if (from[i] != NULL) {
                 snprintf(err, cap,
                          "group %s is on addresses of groups %s and %s, which the file removes: "
                          "one group can be renamed %s, not two",
                          gc->name, from[i]->name, og->name, gc->name);
-                return -1;
+                rc = -1;
+                break;
             }
-            for (size_t k = 0; k < i; k++) {
+            for (size_t k = 0; k < i && rc == 0; k++) {
                 if (from[k] == og) {
                     snprintf(err, cap,
                              "groups %s and %s are on addresses of group %s, which the file "
                              "removes: a group can be renamed once, not twice",
                              conf->groups[k].name, gc->name, og->name);
-                    return -1;
+                    rc = -1;
                 }
             }
             from[i] = og;
         }
     }
-    return 0;
+    free(removed);
+    return rc;
 }
 
 /* An address of gc that a listener of wsgid's holds now, and that gc cannot take over from it (g:
  * the group gc is, or is renamed from, or NULL), said plainly: 1, the error logged. A wildcard
  * and an address it takes (127.0.0.1:80 becoming 0.0.0.0:80 in one group), or an address going
  * from one group to another in one reload, cannot be bound until the listener that holds it
- * closes, when the group that has it ends its change: it failed with "Address already in use". */
+ * closes, when the group that has it ends its change: it failed with "Address already in use".
+ * A stopped group's TCP listener (paused: wd_listen_pause) does not stand in the way: the bind
+ * succeeds beside it, as before this check. */
 static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_conf_t *gc)
 {
     for (size_t i = 0; i < m->n_groups; i++) {
@@ -531,7 +541,7 @@ static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_co
         for (size_t k = 0; k < og->n_ls; k++) {
             const wd_listen_conf_t *held = og->ls[k]->conf;
 
-            for (size_t j = 0; j < gc->n_listen; j++) {
+            for (size_t j = 0; j < gc->n_listen && !og->ls[k]->paused; j++) {
                 const wd_listen_conf_t *lc = &gc->listen[j];
 
                 if (!wd_config_listen_same(held, lc) || (og == g && wd__m_same_address(held, lc)))

@@ -254,6 +254,7 @@ static void proc_started(wd_master_t *m, wd_proc_t *p, wd_slot_t *s, wd_gen_t *g
     p->m = m;
     p->g = wd__m_group_ref(s->g);
     p->gen = wd__m_gen_ref(gen);
+    p->gconf = conf;
     p->s = s;
     p->slot = s->slot;
     p->pid = p->process.pid;

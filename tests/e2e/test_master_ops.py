@@ -363,3 +363,29 @@ def test_a_rename_onto_a_wildcard_address_is_refused_plainly(wsgid, tmp):
                    r"127\.0\.0\.1:%d: move it in two reloads" % (list(groups)[0], port, port),
                    since=since, timeout=5)
     assert "already in use" not in d.log()
+
+
+def test_a_stopped_groups_address_goes_to_another_group(wsgid, tmp):
+    """A stopped group's TCP listener refuses connections but holds its address; a reload that
+    removes the group and gives the address to another binds it beside the paused listener, as
+    it did before wsgid said plainly why an address held by a running group cannot move."""
+    port = free_port()
+    sa, sb = tmp / "a.sock", tmp / "b.sock"
+    a = group(tmp, listen=["127.0.0.1:%d" % port, "unix:" + str(sa)], processes=1)
+    b = group(tmp, listen=["unix:" + str(sb)], processes=1, env={"VERSION": "b"})
+    d = wsgid(config=config(tmp, {"a": a, "b": b}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sb)]
+    rc, out, err = ctl(tmp, "stop", "a")
+    assert rc == 0, (out, err)
+    d.wait_log(r"group a: stopped: its TCP listeners refuse connections", timeout=20)
+    b["listen"] = ["unix:" + str(sb), "127.0.0.1:%d" % port]
+    d.conf_path.write_text(config(tmp, {"b": b}))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "removed: a" in out and "restarted: b" in out, (rc, out, err)
+    d.seen_workers.update(d.workers())
+
+    def on_port():
+        with Conn(("127.0.0.1", port)) as c:
+            c.send(http_request("GET", "/", {"Connection": "close"}))
+            return c.response().body.split()[0] == b"b"
+    wait_for(on_port, timeout=20, what="group b on the port")

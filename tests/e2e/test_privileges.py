@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from helpers.clients import assert_hello
+from helpers.clients import Conn, assert_hello, http_request
 from helpers.config import app, to_yaml
 from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import free_port, wait_for
@@ -207,3 +207,56 @@ def test_groups_of_other_users_with_private_directories(wsgid, tmp):
     assert re.search(r"group pub worker 1: pid \d+ replaced by pid \d+", d.log()), d.log()
     assert_hello(("127.0.0.1", ports[0]))
     assert "cannot read the config" not in d.log() and "no such file" not in d.log(), d.log()
+
+
+SLOW_APP = '''import os
+import time
+
+time.sleep(float(os.environ.get("SLOW_IMPORT", "0")))
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+    return [b"ok\\n"]
+'''
+
+
+def test_a_renamed_groups_old_worker_reopens_the_access_log(wsgid, tmp):
+    """A group renamed by a reload ("a" becomes "site", its access-log a.log becomes site.log)
+    whose new worker takes 5 s to import: the old worker, still serving under the old config, gets
+    a.log from the master at reopen-logs as before (nobody cannot create it in root's directory).
+    The master looked the worker's group up by the group's new name in the worker's old config,
+    found none, and gave it nothing: "cannot open the access log"."""
+    os.chmod(tmp, 0o755)
+    logs = tmp / "logs"
+    logs.mkdir(mode=0o755)
+    access = logs / "a.log"
+    script = tmp / "slow.py"
+    script.write_text(SLOW_APP)
+    port = free_port()
+    g = {"app": str(script), "listen": ["127.0.0.1:%d" % port], "threads": 2, "processes": 1,
+         "user": "nobody", "access-log": str(access)}
+    conf = {"log": {"level": "info", "file": "-", "access": "-"}}
+    d = wsgid(config=to_yaml(dict(conf, groups={"a": g})) + "\n")
+    d.tcp = ("127.0.0.1", port)
+    (old,) = d.workers()
+    g = dict(g, env={"SLOW_IMPORT": "5"}, **{"access-log": str(logs / "site.log")})
+    d.conf_path.write_text(to_yaml(dict(conf, groups={"site": g})) + "\n")
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload: group a renamed site")
+    os.rename(access, logs / "a.log.1")
+    since = d.log_size()
+    d.signal(signal.SIGUSR1)
+    d.wait_log(r"log files reopened", since=since)
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/", {"Connection": "close"}))
+        r = c.response()
+    assert r.status == 200 and r.body == b"ok\n", r
+    wait_for(lambda: access.exists() and "GET / " in access.read_text(), timeout=3,
+             what="a line in the new access log")
+    assert old in d.workers(), "the old worker answered: its replacement is still importing"
+    assert os.stat(access).st_uid == NOBODY.pw_uid
+    assert "cannot open the access log" not in d.log()
+    wait_for(lambda: old not in d.workers(), timeout=20, what="the old worker replaced")
+    d.seen_workers.update(d.workers())
+
