@@ -602,10 +602,14 @@ static void group_roll(wd_group_t *g, wd_batch_t *b, wd_gen_t *gen, const wd_gro
 {
     wd_op_t *op = wd__m_op_new(g, b, WD_OP_CHANGE, gen, gc, ls, gc->n_listen);
 
-    wd_log_info("reload: group %s changed: rolling restart", gc->name);
     g->warned = 0;
-    if (g->stopped)
+    if (g->stopped) {
+        wd_log_info("reload: group %s changed: stopped, it runs the new config when started",
+                    gc->name);
         op->next = gc->processes; /* nothing runs: only the config changes */
+    } else {
+        wd_log_info("reload: group %s changed: rolling restart", gc->name);
+    }
     wd__m_op_step(op);
 }
 
@@ -640,12 +644,13 @@ static json_t *not_applied(const wd_master_t *m, const wd_config_t *newc)
 }
 
 /* The new generation takes over: new groups start, changed ones roll, unchanged ones take the new
- * copy of their config, removed ones drain. The reply lists each kind. */
+ * copy of their config, removed ones drain. The reply lists each kind; a changed group that is
+ * stopped (wsgictl stop) restarts nothing and is listed apart: it was listed as restarted. */
 static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen_t ***new_ls,
                          wd_group_t **from)
 {
     json_t *added = json_array(), *removed = json_array(), *restarted = json_array(),
-           *unchanged = json_array(), *renamed = json_array(), *later;
+           *unchanged = json_array(), *renamed = json_array(), *stopped = json_array(), *later;
     wd_group_t **groups = xcalloc(gen->conf->n_groups, sizeof *groups), *g;
     size_t i, k;
 
@@ -659,7 +664,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
             json_array_append_new(renamed, json_pack("{s:s,s:s}", "from", g->name, "to", gc->name));
             free(g->name);
             g->name = xstrdup(gc->name);
-            json_array_append_new(restarted, json_string(gc->name));
+            json_array_append_new(g->stopped ? stopped : restarted, json_string(gc->name));
             group_roll(g, b, gen, gc, new_ls[i]);
         } else if (g == NULL) {
             g = wd__m_group_new(m, gen, gc, new_ls[i]);
@@ -671,7 +676,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
             json_array_append_new(unchanged, json_string(gc->name));
             group_take_conf(g, gen, gc);
         } else {
-            json_array_append_new(restarted, json_string(gc->name));
+            json_array_append_new(g->stopped ? stopped : restarted, json_string(gc->name));
             group_roll(g, b, gen, gc, new_ls[i]);
         }
         wd__m_warn_nobody(g);
@@ -700,6 +705,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
     json_object_set_new(b->reply, "restarted", restarted);
     json_object_set_new(b->reply, "unchanged", unchanged);
     json_object_set_new(b->reply, "renamed", renamed);
+    json_object_set_new(b->reply, "changed_stopped", stopped); /* none of its workers runs */
     json_object_set_new(b->reply, "at_next_start", later);
 }
 

@@ -389,3 +389,28 @@ def test_a_stopped_groups_address_goes_to_another_group(wsgid, tmp):
             c.send(http_request("GET", "/", {"Connection": "close"}))
             return c.response().body.split()[0] == b"b"
     wait_for(on_port, timeout=20, what="group b on the port")
+
+
+def test_a_stopped_group_changed_or_renamed_stays_stopped(wsgid, tmp):
+    """A stopped group whose config changes (here: renamed, and a new VERSION) restarts nothing:
+    the reply lists it apart ("changed, stopped"), where it said "restarted"; it takes the new
+    name at once and runs the new config when started."""
+    sock = tmp / "s.sock"
+    g = group(tmp, listen=["unix:" + str(sock)], processes=1, env={"VERSION": "old"})
+    d = wsgid(config=config(tmp, {"a": g}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    rc, out, err = ctl(tmp, "stop", "a")
+    assert rc == 0, (out, err)
+    wait_for(lambda: not d.workers(), timeout=20, what="group a stopped")
+    d.conf_path.write_text(config(tmp, {"site": dict(g, env={"VERSION": "new"})}))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "renamed: a -> site" in out, (rc, out, err)
+    assert "changed, stopped (the new config at its start): site" in out, out
+    assert "restarted" not in out, out
+    d.wait_log(r"reload: group site changed: stopped, it runs the new config when started")
+    assert not d.workers()
+    rc, out, err = ctl(tmp, "start", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: d.workers(), timeout=20, what="group site started")
+    d.seen_workers.update(d.workers())
+    wait_for(lambda: ask(sock)[0] == "new", timeout=10, what="the new config's answer")
