@@ -385,9 +385,12 @@ def test_a_stopped_groups_address_goes_to_another_group(wsgid, tmp):
     d.seen_workers.update(d.workers())
 
     def on_port():
-        with Conn(("127.0.0.1", port)) as c:
-            c.send(http_request("GET", "/", {"Connection": "close"}))
-            return c.response().body.split()[0] == b"b"
+        try:
+            with Conn(("127.0.0.1", port)) as c:
+                c.send(http_request("GET", "/", {"Connection": "close"}))
+                return c.response().body.split()[0] == b"b"
+        except OSError:  # refused or reset while the port changes hands: asked again
+            return False
     wait_for(on_port, timeout=20, what="group b on the port")
 
 
