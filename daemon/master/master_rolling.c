@@ -90,6 +90,9 @@ static void op_commit(wd_op_t *op)
         g->ls = op->ls;
         g->n_ls = op->n_ls;
         op->ls = NULL;
+        /* A stopped group's new TCP listener refuses connections as its others do (it took
+         * them into its backlog, where they waited for a worker that does not run) */
+        wd__m_listeners_refuse_if_stopped(g);
     }
     for (k = n; k < g->n_slots; k++) {
         if (g->slots[k]->cur != NULL)

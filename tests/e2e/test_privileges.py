@@ -247,7 +247,7 @@ def test_a_renamed_groups_old_worker_reopens_the_access_log(wsgid, tmp):
     os.rename(access, logs / "a.log.1")
     since = d.log_size()
     d.signal(signal.SIGUSR1)
-    d.wait_log(r"log files reopened", since=since)
+    d.wait_log(r"a:%d: logs reopened" % old, since=since)  # the worker's line: it has reopened
     with Conn(d.tcp) as c:
         c.send(http_request("GET", "/", {"Connection": "close"}))
         r = c.response()
