@@ -28,8 +28,9 @@ typedef struct loader {
     struct wd_listen_index *listens; /* the groups' addresses so far (config_listen.c) */
 } loader_t;
 
-/* config_shape.c: the text's YAML nested too deep, or with too many anchors, or aliases that
- * stand for too many values: -1 with the message (FILE:LINE:COL of the excess), else 0. */
+/* config_shape.c: the text's YAML nested too deep, with too many anchors or one given twice,
+ * with aliases that stand for too many nodes or for a node that contains them, or with a second
+ * document: -1 with the message (FILE:LINE:COL of the excess), else 0. */
 int wd__cfg_check_shape(loader_t *ld, const char *text, size_t len);
 
 /* config_values.c: messages, YAML nodes, scalars, paths, numbers. Each returns -1 (the message

@@ -239,7 +239,8 @@ static int env_set_cmp(const void *x, const void *y)
  * a run of one name in one interpreter is in conflict if any value differs from its first app's.
  * The error is the one the comparison of every pair of apps, in reading order, met first (the
  * earliest first app, then the earliest app to differ, then the first app's env order): that
- * took 4 s on 24 mounts sharing one env of 2,000 names, and 6 s on 40,000 mounts without one. */
+ * took 4.07 s in `wsgid --check` on 24 mounts sharing one env of 2,000 names (0.03 s sorted),
+ * and about 3.9 s of the 6.42 s that 40,000 mounts without env took (2.51 s sorted). */
 int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey)
 {
     char key[WD_KEY_MAX];

@@ -460,7 +460,6 @@ static void reload_unbind(wd_master_t *m, const wd_config_t *conf, wd_listen_t *
 
         if (g == NULL)
             g = from[k];
-
         if (new_ls[k] != NULL)
             wd__m_listeners_release(new_ls[k], conf->groups[k].n_listen, g ? g->ls : NULL,
                                     g ? g->n_ls : 0);
@@ -487,8 +486,8 @@ static int shares_address(const wd_group_t *og, const wd_group_conf_t *gc)
  * in two reloads"). from[i]: the group new group i is renamed from, or NULL. 0, or -1 with err
  * when it is not one group for one (a removed group's addresses in two new groups, or a new
  * group on the addresses of two removed ones). */
-static int reload_renames(const wd_master_t *m, const wd_config_t *conf, wd_group_t **from,
-                          char *err, size_t cap)
+static int reload_renames(wd_master_t *m, const wd_config_t *conf, wd_group_t **from, char *err,
+                          size_t cap)
 {
     char *removed = xcalloc(m->n_groups, 1);
     int rc = 0;
@@ -498,7 +497,7 @@ static int reload_renames(const wd_master_t *m, const wd_config_t *conf, wd_grou
     for (size_t i = 0; i < conf->n_groups && rc == 0; i++) {
         const wd_group_conf_t *gc = &conf->groups[i];
 
-        if (wd__m_find_group((wd_master_t *)m, gc->name) != NULL)
+        if (wd__m_find_group(m, gc->name) != NULL)
             continue;
         for (size_t o = 0; o < m->n_groups && rc == 0; o++) {
             wd_group_t *og = m->groups[o];
