@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from helpers.clients import Conn, http_request
+from helpers.clients import Conn, http_request, request
 from helpers.config import app, make_config
 from helpers.daemon import WSGICTL
 from helpers.procs import cmdline, free_port, wait_for
@@ -435,3 +435,37 @@ def test_a_stopped_group_changed_or_renamed_stays_stopped(wsgid, tmp):
     wait_for(lambda: d.workers(), timeout=20, what="group site started")
     d.seen_workers.update(d.workers())
     wait_for(lambda: ask(sock)[0] == "new", timeout=10, what="the new config's answer")
+
+
+def test_a_renamed_groups_metrics_go_on_under_its_new_name(wsgid, tmp):
+    """/metrics after a rename: the group's series carry the new name only, and its request
+    counter goes on from what the group had counted under the old one (the master keeps a
+    group's counts across its workers' restarts; a rename is such a restart)."""
+    sock, mport = tmp / "m.sock", free_port()
+    g = group(tmp, listen=["unix:" + str(sock)], processes=2)
+    top = {"metrics": "127.0.0.1:%d" % mport}
+    (tmp / "version.py").write_text(VERSION_APP)
+    d = wsgid(config=make_config(tmp, {"a": g}, control=str(tmp / "ctl.sock"), **top))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+
+    def total(name):
+        r = request(("127.0.0.1", mport), path="/metrics")
+        assert r.status == 200, r
+        m = re.search(r'^wsgid_requests_total\{group="%s",code_class="2xx"\} (\d+)$' % name,
+                      r.body.decode(), re.M)
+        return int(m.group(1)) if m else None
+
+    for _ in range(7):
+        ask(sock)
+    wait_for(lambda: total("a") == 7, timeout=5, what="7 requests counted for group a")
+    old_pids = set(d.workers())
+    d.conf_path.write_text(make_config(tmp, {"site": g}, control=str(tmp / "ctl.sock"), **top))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "renamed: a -> site" in out, (rc, out, err)
+    wait_for(lambda: not (set(d.workers()) & old_pids), timeout=20, what="old workers gone")
+    d.seen_workers.update(d.workers())
+    for _ in range(3):
+        ask(sock)
+    wait_for(lambda: total("site") == 10, timeout=5, what="10 requests counted for group site")
+    r = request(("127.0.0.1", mport), path="/metrics")
+    assert 'group="a"' not in r.body.decode(), r.body.decode()
