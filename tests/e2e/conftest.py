@@ -8,14 +8,15 @@ leaked no file descriptor (helpers/daemon.py says how that is counted).
 
 This file has the fixtures only; what they use, and what the tests import, is in helpers/, a
 module per job: procs (processes, ports, waiting), config (writing wsgid configs), daemon (the
-Wsgid class), nginx (nginx in a temp dir), apache, haproxy and caddy (the same for those proxies,
-on a common base in proxy), clients (raw socket, HTTP and uwsgi clients).
+Wsgid class), nginx (nginx in a temp dir), apache, haproxy, caddy and lighttpd (the same for
+those proxies, on a common base in proxy), clients (raw socket, HTTP and uwsgi clients).
 
 Environment:
     WSGID_BIN       the binary under test (default: <repo>/build/wsgid)
     NGINX_BIN       the nginx binary (default: /usr/sbin/nginx)
-    APACHE_BIN, HAPROXY_BIN, CADDY_BIN      the other proxies (a test that needs a missing one
-                    is skipped, saying so: ./dev deps installs them)
+    APACHE_BIN, HAPROXY_BIN, CADDY_BIN, LIGHTTPD_BIN
+                    the other proxies (a test that needs a missing one is skipped, saying so:
+                    ./dev deps installs them)
     WSGID_E2E_KEEP  keep the temp dirs (logs, configs) after the tests
 """
 import os
@@ -31,6 +32,7 @@ from helpers.caddy import Caddy
 from helpers.config import app, group_addrs, make_config, to_yaml
 from helpers.daemon import Wsgid
 from helpers.haproxy import HAProxy
+from helpers.lighttpd import Lighttpd
 from helpers.nginx import Nginx
 from helpers.proxy import require
 
@@ -186,6 +188,14 @@ def caddy(tmp):
     """Factory: caddy(snippet) starts Caddy with the site directives of
     helpers.caddy.reverse_proxy_unix(sock) (or fastcgi_unix). Returns a Caddy (.url, .addr, .expect_log())."""
     yield from _proxy_fixture(tmp, Caddy)
+
+
+@pytest.fixture
+def lighttpd(tmp):
+    """Factory: lighttpd(snippet) starts lighttpd with the directives of
+    helpers.lighttpd.uwsgi_unix(sock), http_unix(sock) or fastcgi_unix(sock). Returns a Lighttpd
+    (.url, .addr, .expect_log())."""
+    yield from _proxy_fixture(tmp, Lighttpd)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,7 +1,8 @@
 """Every common proxy in front of wsgid, end to end (issue #14, part 2): nginx (uwsgi_pass,
 proxy_pass with kept connections, fastcgi_pass with kept connections), Apache httpd
 (mod_proxy_uwsgi, mod_proxy_http, mod_proxy_fcgi), HAProxy (mode http, and FastCGI through a
-fcgi-app) and Caddy (reverse_proxy over HTTP and over FastCGI). Each proxy's config is the
+fcgi-app), Caddy (reverse_proxy over HTTP and over FastCGI) and lighttpd (mod_scgi speaking uwsgi,
+mod_proxy, mod_fastcgi). Each proxy's config is the
 minimal one the README's "Proxies" section shows (helpers/<proxy>.py); each test runs against the
 real proxy and the real daemon.
 
@@ -35,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from helpers import apache as apache_conf
 from helpers import caddy as caddy_conf
 from helpers import haproxy as haproxy_conf
+from helpers import lighttpd as lighttpd_conf
 from helpers import nginx as nginx_conf
 from helpers.clients import HELLO, MiB, Conn, big_body, http_request
 from helpers.config import app
@@ -110,6 +112,14 @@ def caddy_reverse_proxy(caddy, d):
     return caddy(caddy_conf.reverse_proxy_unix(d.unix))
 
 
+def lighttpd_uwsgi(lighttpd, d):
+    return lighttpd(lighttpd_conf.uwsgi_unix(d.unix))
+
+
+def lighttpd_http(lighttpd, d):
+    return lighttpd(lighttpd_conf.http_unix(d.unix))
+
+
 def nginx_fastcgi(nginx, d):
     return nginx(NGINX_FCGI, http_extra=NGINX_FCGI_UPSTREAM % d.unix)
 
@@ -126,6 +136,10 @@ def caddy_fastcgi(caddy, d):
     return caddy(caddy_conf.fastcgi_unix(d.unix))
 
 
+def lighttpd_fastcgi(lighttpd, d):
+    return lighttpd(lighttpd_conf.fastcgi_unix(d.unix))
+
+
 # fixture, start: the proxy's fixture and what starts it; protocol: what it speaks to wsgid;
 # remote_addr: the REMOTE_ADDR wsgid gives the app; forwarded: the forwarding headers the proxy
 # adds, as the app sees them (None: absent); kept: whether the proxy keeps its connections to
@@ -138,7 +152,8 @@ SPOOF = "198.51.100.7"
 APPENDED = SPOOF + ", " + CLIENT
 
 NONE = {"HTTP_X_FORWARDED_FOR": None, "HTTP_X_FORWARDED_PROTO": None,
-        "HTTP_X_FORWARDED_HOST": None, "HTTP_X_FORWARDED_SERVER": None, "HTTP_FORWARDED": None}
+        "HTTP_X_FORWARDED_HOST": None, "HTTP_X_FORWARDED_SERVER": None, "HTTP_FORWARDED": None,
+        "HTTP_X_HOST": None}
 
 
 def fwd(**kw):
@@ -152,6 +167,8 @@ PATHS = [
     # $remote_addr; Apache: the connection's), and nothing else is added.
     Path("nginx-uwsgi_pass", "nginx", nginx_uwsgi, "uwsgi", CLIENT, NONE, False, SPOOF),
     Path("apache-mod_proxy_uwsgi", "apache", apache_uwsgi, "uwsgi", CLIENT, NONE, False, SPOOF),
+    Path("lighttpd-mod_scgi-uwsgi", "lighttpd", lighttpd_uwsgi, "uwsgi", CLIENT, NONE, False,
+         SPOOF),
     # nginx adds only what its config says: X-Forwarded-For ($proxy_add_x_forwarded_for: the
     # client's value, if any, then ", " and the client's address).
     Path("nginx-proxy_pass-keepalive", "nginx", nginx_http, "http", "",
@@ -171,6 +188,11 @@ PATHS = [
     Path("caddy-reverse_proxy", "caddy", caddy_reverse_proxy, "http", "",
          fwd(x_forwarded_for=CLIENT, x_forwarded_proto="http", x_forwarded_host=HOST), True,
          CLIENT),
+    # lighttpd's mod_proxy appends to X-Forwarded-For and sets X-Forwarded-Proto and -Host (and
+    # X-Host, its own) itself, replacing a client's; it opens a connection per request.
+    Path("lighttpd-mod_proxy", "lighttpd", lighttpd_http, "http", "",
+         fwd(x_forwarded_for=CLIENT, x_forwarded_proto="http", x_forwarded_host=HOST,
+             x_host=HOST), False, APPENDED),
     # FastCGI: the client's address goes in the variables (REMOTE_ADDR, and REMOTE_PORT), as with
     # uwsgi; FASTCGI_SENDS below says what else each sends. The client's headers reach the app as
     # HTTP_* variables.
@@ -186,11 +208,14 @@ PATHS = [
     Path("caddy-reverse_proxy-fastcgi", "caddy", caddy_fastcgi, "fastcgi", CLIENT,
          fwd(x_forwarded_for=CLIENT, x_forwarded_proto="http", x_forwarded_host=HOST), False,
          CLIENT),
+    # lighttpd's mod_fastcgi opens a connection per request (no FCGI_KEEP_CONN).
+    Path("lighttpd-mod_fastcgi", "lighttpd", lighttpd_fastcgi, "fastcgi", CLIENT, NONE, False,
+         SPOOF),
 ]
 FASTCGI = [p for p in PATHS if p.protocol == "fastcgi"]
 
 # What each FastCGI proxy sends for GET /a%20b/%C3%A9/50%25?x=1 (test_fastcgi_variables): the CGI
-# variables that tell the app where it is and who asked (None: not sent). All four also send
+# variables that tell the app where it is and who asked (None: not sent). All five also send
 # REQUEST_METHOD, QUERY_STRING (HAProxy leaves it out when empty), SERVER_PROTOCOL,
 # GATEWAY_INTERFACE CGI/1.1, SERVER_SOFTWARE, SERVER_NAME (the Host; "" for nginx without a
 # server_name), CONTENT_LENGTH (nginx: "" without a body; Caddy: -1 for a body without a length),
@@ -230,6 +255,14 @@ FASTCGI_SENDS = {
         "SCRIPT_NAME": "", "PATH_INFO": DECODED, "REQUEST_URI": RAW_URI,
         "DOCUMENT_URI": "", "REQUEST_SCHEME": "http", "SERVER_ADDR": None,
         "REMOTE_HOST": CLIENT, "HTTPS": None},
+    # lighttpd 1.4 (gw_backend's CGI environment): with fix-root-scriptname SCRIPT_NAME "" and
+    # PATH_INFO the decoded path; PATH_TRANSLATED document-root + PATH_INFO, SCRIPT_FILENAME
+    # document-root + "/", REQUEST_SCHEME, SERVER_ADDR, REMOTE_PORT, REDIRECT_STATUS 200, no
+    # DOCUMENT_URI.
+    "lighttpd-mod_fastcgi": {
+        "SCRIPT_NAME": "", "PATH_INFO": DECODED, "REQUEST_URI": RAW_URI,
+        "DOCUMENT_URI": None, "REQUEST_SCHEME": "http", "SERVER_ADDR": "127.0.0.1",
+        "REDIRECT_STATUS": "200", "HTTPS": None},
 }
 
 
@@ -413,8 +446,8 @@ def test_connections_to_wsgid(site):
     """The HTTP paths keep their connections to wsgid open between requests (nginx: the upstream's
     keepalive; Apache: enablereuse; HAProxy: http-reuse; Caddy by default), and so do the FastCGI
     ones but Caddy's (FCGI_KEEP_CONN: nginx's fastcgi_keep_conn, Apache's enablereuse, HAProxy's
-    option keep-conn); nginx's and Apache's uwsgi modules and Caddy's FastCGI transport open one
-    per request."""
+    option keep-conn); nginx's and Apache's uwsgi modules, Caddy's FastCGI transport and all three
+    of lighttpd's paths open one per request."""
     for _ in range(3):
         assert site.get("/hello").content == HELLO
     site.http.close()
@@ -428,7 +461,8 @@ def test_connections_to_wsgid(site):
 def test_chunked_upload_echoed(site, request):
     """A request body without a length (Transfer-Encoding: chunked from the client): nginx reads it
     whole and sends a length (over FastCGI too), HAProxy and Caddy stream it on chunked,
-    mod_proxy_http passes it too; Apache's mod_proxy_uwsgi refuses it with 411 Length Required (it
+    mod_proxy_http passes it too, lighttpd reads it whole and sends a length on all three of its
+    paths; Apache's mod_proxy_uwsgi refuses it with 411 Length Required (it
     reads a body only with a length, which the uwsgi vars need as CONTENT_LENGTH). Over FastCGI,
     mod_proxy_fcgi sends no CONTENT_LENGTH and the body in STDIN records, HAProxy refuses it with
     a 400 of its own unless the body ends within its buffer (it sends only bodies of a known
@@ -527,10 +561,12 @@ TRUSTED = [
     Trusted("haproxy-https-forwardfor", "haproxy", haproxy_https_trusted, ["127.0.0.1"],
             "https"),
     Trusted("caddy-reverse_proxy", "caddy", caddy_reverse_proxy_trusted, ["unix"]),
+    # lighttpd's mod_proxy replaces X-Forwarded-Proto and -Host itself: its snippet as it is.
+    Trusted("lighttpd-mod_proxy", "lighttpd", lighttpd_http, ["unix"]),
 ]
 # What a client may write to pass for someone else: the proxies' snippets replace or drop every
 # X-Forwarded-* header (without those lines the forged X-Forwarded-Proto gets through nginx,
-# Apache and HAProxy, which pass a client's on). A forged Forwarded, which none of the four
+# Apache and HAProxy, which pass a client's on). A forged Forwarded, which none of the five
 # drops, is not believed: wsgid takes the X-Forwarded family unless forwarded-headers says
 # forwarded.
 FORGED = {"X-Forwarded-For": SPOOF, "X-Forwarded-Proto": "https",
