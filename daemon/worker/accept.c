@@ -6,6 +6,7 @@
 #include "spawn.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -140,33 +141,49 @@ static void fd_pause_cb(uv_timer_t *t)
 
 /* accept4 failed for want of file descriptors (EMFILE, ENFILE) or kernel memory. The listener
  * stays readable, so trying again at once would spin the loop and, with a line per failure,
- * flood the log (1.2 million lines in 3 s measured before this existed). Instead: stop accepting
- * for a pause that doubles from FD_PAUSE_MIN_MS to FD_PAUSE_MAX_MS while the failures go on
- * (siblings, or the kernel's backlog, hold the new connections meanwhile), and say so at most
- * once every FD_LOG_EVERY_NS, with a count. The connections the worker has, keep-alive ones
- * included, are served throughout (max-connections, below the fd limit by default, is where idle
- * keep-alive connections give way to new ones). */
+ * flood the log (1.2 million lines in 3 s measured before this existed).
+ *
+ * Out of descriptors, an idle keep-alive connection gives way first (the oldest), as at
+ * max-connections: its descriptor is closed at the end of this loop turn (conn_closed_cb), and
+ * the listener, level-triggered, is ready again at the next, so no pause. Without one: stop
+ * accepting for a pause that doubles from FD_PAUSE_MIN_MS to FD_PAUSE_MAX_MS while the failures
+ * go on (siblings, or the kernel's backlog, hold the new connections meanwhile). Either way, say
+ * so at most once every FD_LOG_EVERY_NS, with counts. The connections the worker keeps are served
+ * throughout. (Before idle connections gave way here, a worker that reached its fd limit below
+ * max-connections left a new client waiting until keepalive-timeout closed one: 75 s.) */
 static void fd_exhausted(wd_accept_t *a, const wd_listener_t *l, int err)
 {
     uint64_t now = wd_now_ns();
+    int made_room = (err == EMFILE || err == ENFILE) && wd_conns_close_idle(a->conns, 1) == 1;
+    char pause[48] = "";
 
     a->fd_fails++;
-    a->fd_pause_ms = a->fd_pause_ms ? a->fd_pause_ms * 2 : FD_PAUSE_MIN_MS;
-    if (a->fd_pause_ms > FD_PAUSE_MAX_MS)
-        a->fd_pause_ms = FD_PAUSE_MAX_MS;
+    if (made_room) {
+        a->fd_closed_idle++;
+    } else {
+        a->fd_pause_ms = a->fd_pause_ms ? a->fd_pause_ms * 2 : FD_PAUSE_MIN_MS;
+        if (a->fd_pause_ms > FD_PAUSE_MAX_MS)
+            a->fd_pause_ms = FD_PAUSE_MAX_MS;
+        snprintf(pause, sizeof pause, ": not accepting for %llu ms",
+                 (unsigned long long)a->fd_pause_ms);
+    }
     if (a->fd_logged_ns == 0 || now - a->fd_logged_ns >= FD_LOG_EVERY_NS) {
         struct rlimit rl = {0};
 
         getrlimit(RLIMIT_NOFILE, &rl);
-        wd_log_error("listener %s: cannot accept: %s (%llu times since the last message; %zu "
-                     "connections open, open-file limit %llu): not accepting for %llu ms; raise "
-                     "the limit (LimitNOFILE= in the systemd unit, ulimit -n) or lower "
-                     "max-connections",
-                     l->addr, strerror(err), (unsigned long long)a->fd_fails, a->conns->n,
-                     (unsigned long long)rl.rlim_cur, (unsigned long long)a->fd_pause_ms);
+        wd_log_error("listener %s: cannot accept: %s (%llu times since the last message, %llu "
+                     "idle keep-alive connections closed to make room; %zu connections open, "
+                     "open-file limit %llu)%s; raise the limit (LimitNOFILE= in the systemd "
+                     "unit, ulimit -n) or lower max-connections",
+                     l->addr, strerror(err), (unsigned long long)a->fd_fails,
+                     (unsigned long long)a->fd_closed_idle, a->conns->n,
+                     (unsigned long long)rl.rlim_cur, pause);
         a->fd_fails = 0;
+        a->fd_closed_idle = 0;
         a->fd_logged_ns = now;
     }
+    if (made_room)
+        return;
     a->fd_paused = 1;
     uv_timer_start(&a->fd_pause, fd_pause_cb, a->fd_pause_ms, 0);
     wd_accept_update(a);
@@ -304,24 +321,52 @@ static int ep_add(int ep, const wd_listener_t *l, uint32_t i)
     return -1;
 }
 
-/* max-connections, or by default three quarters of the open-file limit (the master raised the
- * soft limit to the hard one): the rest is for the app's own files and sockets, the body temp
- * files and the worker's own. */
-static size_t max_connections(const wd_accept_t *a)
+/* The file descriptors this process has open, or 0 if /proc cannot say. */
+static uint64_t fds_open(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    uint64_t n = 0;
+
+    if (d == NULL)
+        return 0;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n > 0 ? n - 1 : 0; /* not the directory's own */
+}
+
+void wd_accept_size(wd_accept_t *a)
 {
     struct rlimit rl;
-    uint64_t n = a->group->max_connections;
+    uint64_t n = a->group->max_connections, held = fds_open(), room;
 
-    if (n == 0) {
-        n = 1000000;
-        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-            rl.rlim_cur / 4 * 3 < n)
-            n = rl.rlim_cur / 4 * 3;
-        if (n < 16)
-            n = 16;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+        a->max_conns = n ? (size_t)n : 1000000;
+        return;
     }
-    wd_log_debug("max-connections %llu", (unsigned long long)n);
-    return (size_t)n;
+    room = rl.rlim_cur > held ? rl.rlim_cur - held : 0;
+    if (room < 32)
+        wd_log_warn("group %s: the open-file limit %llu leaves %llu file descriptors for "
+                    "connections beside the %llu this worker holds (its %d threads, listeners, "
+                    "the app's own): raise the limit (LimitNOFILE= in the systemd unit, ulimit "
+                    "-n) or lower threads",
+                    a->group->name, (unsigned long long)rl.rlim_cur, (unsigned long long)room,
+                    (unsigned long long)held, a->group->threads);
+    else if (n > room)
+        wd_log_warn("group %s: max-connections %llu is above the %llu file descriptors the "
+                    "open-file limit %llu leaves beside the %llu this worker holds: it runs out "
+                    "of descriptors first (idle keep-alive connections then give way, else it "
+                    "pauses accepting); raise the limit (LimitNOFILE= in the systemd unit, ulimit "
+                    "-n) or lower max-connections",
+                    a->group->name, (unsigned long long)n, (unsigned long long)room,
+                    (unsigned long long)rl.rlim_cur, (unsigned long long)held);
+    if (n == 0)
+        n = room / 4 * 3 > 16 ? room / 4 * 3 : 16;
+    wd_log_debug("max-connections %llu (open-file limit %llu, %llu held)", (unsigned long long)n,
+                 (unsigned long long)rl.rlim_cur, (unsigned long long)held);
+    a->max_conns = (size_t)n;
 }
 
 int wd_accept_init(wd_accept_t *a)
@@ -391,7 +436,6 @@ int wd_accept_init(wd_accept_t *a)
     uv_timer_init(a->loop, &a->fd_pause);
     a->fd_pause.data = a;
     uv_unref((uv_handle_t *)&a->fd_pause);
-    a->max_conns = max_connections(a);
     return 0;
 }
 

@@ -5,9 +5,10 @@
  * file descriptors, a request stuck past request-timeout, or its stop. A connection taken goes to
  * the worker's connections (wd_conn_new).
  *
- * The worker owns a wd_accept_t: it fills in the first fields, calls wd_accept_init, and calls
- * wd_accept_update after anything that may allow or forbid accepting (a request dispatched or
- * done, a connection closed, a change of stuck or full). Loop thread only. */
+ * The worker owns a wd_accept_t: it fills in the first fields, calls wd_accept_init, then
+ * wd_accept_size once its Python threads run, and calls wd_accept_update after anything that may
+ * allow or forbid accepting (a request dispatched or done, a connection closed, a change of stuck
+ * or full). Loop thread only. */
 #ifndef WD_DAEMON_ACCEPT_H
 #define WD_DAEMON_ACCEPT_H
 
@@ -47,18 +48,25 @@ typedef struct wd_accept {
     uv_poll_t late_poll;    /* at capacity: wakes when a connection waits */
     uv_timer_t accept_late; /* ... then takes it, unless a sibling did meanwhile */
     int accepting;
-    size_t max_conns;    /* max-connections, or what the open-file limit allows */
+    size_t max_conns;    /* max-connections, or what the open-file limit allows (wd_accept_size) */
     uv_timer_t fd_pause; /* out of file descriptors: not accepting until it fires */
     int fd_paused;
-    uint64_t fd_pause_ms;  /* the current pause; doubles while accept4 keeps failing */
-    uint64_t fd_fails;     /* accept4 failures for want of fds since the last message */
-    uint64_t fd_logged_ns; /* when that message was written */
+    uint64_t fd_pause_ms;    /* the current pause; doubles while accept4 keeps failing */
+    uint64_t fd_fails;       /* accept4 failures for want of fds since the last message */
+    uint64_t fd_closed_idle; /* idle keep-alive connections closed for want of fds, the same */
+    uint64_t fd_logged_ns;   /* when that message was written */
 } wd_accept_t;
 
 /* Takes over the group's listeners (fds from WD_WORKER_FD_LISTEN on: spawn.h) and sets the
- * capacity and max-connections; accepting starts at the first wd_accept_update. 0 or -1 (logged).
- */
+ * capacity; accepting starts at the first wd_accept_update, after wd_accept_size. 0 or -1
+ * (logged). */
 int wd_accept_init(wd_accept_t *a);
+/* Sets max_conns: max-connections, or by default three quarters of the file descriptors the
+ * open-file limit leaves beside those the worker holds now (its threads' eventfds, listeners,
+ * the app's files and sockets: 21 with 4 threads, 32 with 15); the quarter left is for what
+ * the app opens later and the body temp files. Warns when the limit leaves fewer than 32, or fewer
+ * than an explicit max-connections. Call it once the Python threads run. */
+void wd_accept_size(wd_accept_t *a);
 /* Starts or stops accepting, as the reasons above say now. */
 void wd_accept_update(wd_accept_t *a);
 /* Loop: the end of the loop's turn, before it may block (wd_handoff_set_on_block). */

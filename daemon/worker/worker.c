@@ -568,6 +568,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         say_master("failed the Python threads could not be started\n");
         return WD_WORKER_EXIT_APP;
     }
+    wd_accept_size(&w->accept);
     wd_accept_update(&w->accept);
     line[0] = '\0';
     if (cpu >= 0)

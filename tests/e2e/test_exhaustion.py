@@ -5,6 +5,7 @@ sent."""
 import os
 import re
 import resource
+import signal
 import socket
 import time
 
@@ -49,8 +50,10 @@ def flood(addr, n):
 
 
 def test_out_of_fds_backs_off(wsgid):
-    """ulimit -n 64 on the worker, 200 idle connections: before, the worker spun at 100 % CPU and
-    wrote a line per loop turn (1.2 million in 3 s)."""
+    """ulimit -n 64 on the worker, 200 connections that send nothing: before, the worker spun at
+    100 % CPU and wrote a line per loop turn (1.2 million in 3 s). The one idle keep-alive
+    connection gives way to them first (test_out_of_fds_an_idle_keepalive_connection_gives_way);
+    then the worker pauses accepting."""
     d = wsgid("hello", processes=1, threads=2)
     d.expect_log(r"cannot accept: Too many open files")
     [pid] = d.workers()
@@ -64,7 +67,7 @@ def test_out_of_fds_backs_off(wsgid):
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
     time.sleep(3)
     cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0)
-    keepalive_hello(ka)  # an open keep-alive connection is served throughout
+    assert ka.closed(timeout=1), "the idle keep-alive connection did not make room"
     lines = d.log().splitlines()[lines0:]
     print("worker CPU %.1f %% over 3 s, %d log lines:\n%s" % (cpu * 100, len(lines),
                                                               "\n".join(lines[:5])))
@@ -76,8 +79,53 @@ def test_out_of_fds_backs_off(wsgid):
         s.close()
     # Once the flood is gone, new connections are served again (the pause is at most 1 s).
     wait_for(lambda: request(d.tcp, timeout=2).status == 200, 10, what="a new connection served")
-    keepalive_hello(ka)
     ka.close()
+
+
+def test_out_of_fds_an_idle_keepalive_connection_gives_way(wsgid):
+    """ulimit -n 64 on the worker, whose max-connections (from the limit it started with) is far
+    above: 80 keep-alive connections opened one after the other, each asking once and then
+    idle. Out of descriptors, the oldest idle one is closed to take the new one, as at
+    max-connections; before, the 50th or so waited until keepalive-timeout (75 s) freed one."""
+    d = wsgid("hello", processes=1, threads=2)
+    d.expect_log(r"cannot accept: Too many open files")
+    [pid] = d.workers()
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (64, 64))
+    kept = []
+    for i in range(80):
+        c = Conn(d.tcp, timeout=3)
+        try:
+            keepalive_hello(c)
+        except (socket.timeout, TimeoutError):
+            raise AssertionError("keep-alive connection %d got no answer in 3 s (%d open "
+                                 "before it)" % (i + 1, len(kept)))
+        kept.append(c)
+    assert kept[0].closed(timeout=2), "the oldest idle keep-alive connection is still open"
+    keepalive_hello(kept[-1])   # the newest is served on
+    line = d.wait_log(r"cannot accept: Too many open files")
+    m = re.search(r"(\d+) idle keep-alive connections closed to make room", line)
+    assert m and int(m.group(1)) >= 1, line
+    assert "not accepting" not in line, line   # it made room: no pause
+    for c in kept:
+        c.close()
+
+
+def test_a_worker_says_when_its_fd_limit_leaves_no_room(wsgid):
+    """A worker whose threads and listeners take nearly all of its open-file limit (here 40
+    threads, each with an eventfd, under ulimit -n 64, which the master passes on to the worker
+    it respawns) says so when it starts, naming the limit and what to do; before, it started
+    without a word (with 200 threads under 128 it accepted nothing, and said "ready")."""
+    d = wsgid("hello", processes=1, threads=40, max_connections=500)
+    d.expect_log(r"(?i)signal|kill|exit|died|respawn|crash", r"open-file limit")
+    [old] = d.workers()
+    assert "max-connections 500 is above" not in d.log()
+    resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (64, 64))
+    os.kill(old, signal.SIGKILL)
+    new = wait_for(lambda: [p for p in d.workers() if p != old], 10, what="a new worker")
+    d.seen_workers.update(new)
+    line = d.wait_log(r"the open-file limit 64 leaves \d+ file descriptors for connections")
+    assert "raise the limit" in line and "lower threads" in line, line
+    assert_hello(d.tcp, timeout=5)   # a few descriptors are left: it serves
 
 
 def test_max_connections_idle_keepalive_first(wsgid):
