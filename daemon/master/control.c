@@ -20,8 +20,9 @@
  * and reads its reply; a client that did not (a script that sent `status` in a loop and never
  * read) grew the master by 600 MB in 40 s, and 20,000 idle connections (64 KiB each) took the
  * master's fds, so that no worker could be spawned. */
-#define CLIENTS_MAX 64          /* connections at once; more are refused with a message */
+#define CLIENTS_MAX 64          /* connections at once; see connection_cb for one more */
 #define CLIENT_IDLE_MS 30000    /* without a request pending, then closed */
+#define CLIENT_YIELD_MS 5000    /* idle this long, a client gives way to a new one at the cap */
 #define CLIENT_QUEUE_MAX 262144 /* replies waiting for the client: no new request taken */
 #define CLIENT_BUF_START 1024   /* the line buffer grows up to WD_CONTROL_LINE_MAX */
 #define IDLE_SWEEP_MS 5000
@@ -343,6 +344,29 @@ static int peer_allowed(wd_control_client_t *cl)
     return 0;
 }
 
+/* At CLIENTS_MAX, a new connection (fresh) closes the client idle longest without a request
+ * pending (the oldest of a tie: the list is newest first), if it has been idle CLIENT_YIELD_MS:
+ * wsgictl sends its command as it connects, so such a client is left over (a script's), and
+ * until the sweep closed it (CLIENT_IDLE_MS) 64 of them kept every wsgictl out for 30 s. 1 if
+ * one gave way. */
+static int make_room(wd_control_t *c, const wd_control_client_t *fresh)
+{
+    uint64_t now = uv_now(c->loop);
+    wd_control_client_t *idlest = NULL;
+
+    for (wd_control_client_t *cl = c->clients; cl != NULL; cl = cl->next)
+        if (cl != fresh && cl->pending == NULL && !cl->closing && !cl->ending &&
+            now - cl->active >= CLIENT_YIELD_MS && (idlest == NULL || cl->active <= idlest->active))
+            idlest = cl;
+    if (idlest == NULL)
+        return 0;
+    wd_log_peer(WD_LOG_INFO,
+                "control: %d connections open: closed one idle for %llu s for a new one",
+                c->n_clients - 1, (unsigned long long)((now - idlest->active) / 1000));
+    client_close(idlest);
+    return 1;
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
     wd_control_t *c = server->data;
@@ -370,7 +394,7 @@ static void connection_cb(uv_stream_t *server, int status)
         client_end(cl);
         return;
     }
-    if (c->n_clients > CLIENTS_MAX) {
+    if (c->n_clients > CLIENTS_MAX && !make_room(c, cl)) {
         client_send(cl, "{\"ok\":false,\"error\":\"too many control connections open (64): "
                         "wsgictl opens one a command; close the ones left idle\"}");
         client_end(cl);
