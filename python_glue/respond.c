@@ -224,7 +224,7 @@ static void log_failure(wd_resp_t *r)
     wd__py_resp_line(r, line, sizeof line);
     if (r->client_gone) {
         PyErr_Clear();
-        wd_log_info("[req %s] %s: the client went away", r->req->id, line);
+        wd_log_peer(WD_LOG_INFO, "[req %s] %s: the client went away", r->req->id, line);
         return;
     }
     if (r->mistake[0] != '\0' && !mistake_pending(r))
@@ -367,7 +367,9 @@ static int queue_timed_out(wd_req_t *req)
     if (!wd_req_queue_expired(req, limit, req->t_taken_ns, &waited))
         return 0;
     wd__py_request_line(req, line, sizeof line);
-    wd_log_warn("[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",
+    /* A flood of requests at a slow app makes as many: rate-limited (the access log has each). */
+    wd_log_peer(WD_LOG_WARN,
+                "[req %s] %s: waited %.1f s for a Python thread, over queue-timeout (%.1f s): 504",
                 req->id, line, waited, limit);
     return 1;
 }

@@ -60,8 +60,10 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         return;
     if (!c->req.py_running && wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
         wd_handoff_remove(c->cs->handoff, &c->req)) {
-        /* No thread took it in time: answer for it without running the app. */
-        wd_log_warn("[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
+        /* No thread took it in time: answer for it without running the app. A flood of
+         * requests at a slow app makes as many: rate-limited (the access log has each). */
+        wd_log_peer(WD_LOG_WARN,
+                    "[req %s] peer %s: waited %.1f s for a Python thread, over queue-timeout "
                     "(%.1f s): 504",
                     c->req.id, wd__conn_peer(c), waited, g->queue_timeout);
         c->req.status = 504;
