@@ -13,6 +13,7 @@
 #include "alloc.h"
 
 #include "log.h"
+#include "proxy_header.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -453,6 +454,8 @@ static size_t read_limit(const wd_conn_t *c)
 
     if (c->proto == WD_REQ_UWSGI || c->proto == 0)
         hb += WD_UWSGI_HEADER_SIZE;
+    if (c->proxy_pending && hb < WD_PROXY_V2_MAX) /* the longest PROXY v2 header fits whole */
+        hb = WD_PROXY_V2_MAX;
     if (c->proto == WD_REQ_FCGI) /* whole records: PARAMS and STDIN are copied out of them */
         return WD_FCGI_MAX_RECORD + BODY_READ_ROOM;
     if (c->state == WD_CONN_BODY)

@@ -136,6 +136,27 @@ def test_proxy_protocol(wsgid):
     assert "/nope" not in d.log()
 
 
+def test_proxy_protocol_v2_at_its_longest(wsgid):
+    """A v2 header may be 16 + 65,535 bytes (TLVs: here one NOOP filling it): served, however
+    small header-buffer-size is; the limit on what is read before the protocol is known was
+    header-buffer-size + 4 (65,540 by default), and a longer valid header got a 431."""
+    import struct
+    from helpers.clients import Conn, http_request
+    d = wsgid("environ", trusted_proxies=["127.0.0.1"], proxy_protocol=True,
+              header_buffer_size="8K")
+    head = proxy_v2("198.51.100.9", "127.0.0.1", 40000, 80)
+    noop = 65535 - (len(head) - 16) - 3
+    head = head[:14] + struct.pack(">H", 65535) + head[16:] + bytes([0x04]) + \
+        struct.pack(">H", noop) + b"\0" * noop
+    assert len(head) == 16 + 65535
+    with Conn(d.tcp) as c:
+        c.send(head + http_request("GET", "/long"))
+        r = c.response()
+        assert r.status == 200, r
+        e = json.loads(r.body)
+        assert e["REMOTE_ADDR"] == "198.51.100.9" and e["REMOTE_PORT"] == "40000"
+
+
 def test_proxy_protocol_from_untrusted_peer(wsgid):
     from helpers.clients import Conn, http_request
     d = wsgid("environ", trusted_proxies=["10.0.0.0/8"], proxy_protocol=True)
