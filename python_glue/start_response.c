@@ -180,8 +180,8 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
     } else if (r->req->kind == WD_REQ_UWSGI) {
         wd_slice_t p = r->req->uwsgi->protocol;
 
-        if (p.n == 8 && memcmp(p.p, "HTTP/1.", 7) == 0)
-            memcpy(proto, p.p, 8);
+        if (p.n == 8 && memcmp(p.p, "HTTP/1.", 7) == 0 && (p.p[7] == '0' || p.p[7] == '1'))
+            memcpy(proto, p.p, 8); /* else HTTP/1.1: the proxy's byte is not copied out */
     }
     r->has_cl = 0;
     if (r->req->kind == WD_REQ_FCGI) { /* a CGI response: the status as a header */

@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from helpers.clients import (HELLO, Conn, assert_hello, http_request, recv_all, request,
-                             uwsgi_call)
+                             uwsgi_call, uwsgi_request)
 from helpers.nginx import proxy_location, uwsgi_location
 
 
@@ -47,6 +47,19 @@ def test_hello_direct_uwsgi(wsgid):
     assert r.body == HELLO
     r = uwsgi_call(d.tcp)
     assert r.status == 200 and r.body == HELLO
+
+
+def test_uwsgi_status_line_takes_the_proxys_http_version_only(wsgid):
+    """Over uwsgi the status line says the SERVER_PROTOCOL the proxy sent when it is HTTP/1.0 or
+    HTTP/1.1, else HTTP/1.1: a proxy's "HTTP/1.\\r" came out as the status line's first bytes."""
+    d = wsgid("hello")
+    for sent, version in [("HTTP/1.0", "HTTP/1.0"), ("HTTP/1.1", "HTTP/1.1"),
+                          ("HTTP/1.\r", "HTTP/1.1"), ("HTTP/1.9", "HTTP/1.1"),
+                          ("HTTP/2.0", "HTTP/1.1")]:
+        with Conn(d.tcp) as c:
+            c.send(uwsgi_request(SERVER_PROTOCOL=sent))
+            data = c.read_until_close()
+        assert data.startswith(version.encode() + b" 200 OK\r\n"), (sent, data[:40])
 
 
 @pytest.mark.parametrize("protocol", ["http", "uwsgi"])
