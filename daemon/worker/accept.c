@@ -55,7 +55,7 @@ static void exclusive_watch(wd_accept_t *a, int on)
 
         if (epoll_ctl(ep, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, a->listeners[i].fd, &ev) < 0 && on)
             wd_log_error("group %s pid %d: listener %s: cannot watch it: %s", a->group->name,
-                         a->pid, a->listeners[i].addr, strerror(errno));
+                         a->pid, a->listeners[i].spec, strerror(errno));
     }
 }
 
@@ -175,7 +175,7 @@ static void fd_exhausted(wd_accept_t *a, const wd_listener_t *l, int err)
                      "idle keep-alive connections closed to make room; %zu connections open, "
                      "open-file limit %llu)%s; raise the limit (LimitNOFILE= in the systemd "
                      "unit, ulimit -n) or lower max-connections",
-                     l->addr, strerror(err), (unsigned long long)a->fd_fails,
+                     l->spec, strerror(err), (unsigned long long)a->fd_fails,
                      (unsigned long long)a->fd_closed_idle, a->conns->n,
                      (unsigned long long)rl.rlim_cur, pause);
         a->fd_fails = 0;
@@ -213,7 +213,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
                 fd_exhausted(a, l, errno);
             else if (errno != EAGAIN && errno != EWOULDBLOCK)
-                wd_log_error("listener %s: accept: %s", l->addr, strerror(errno));
+                wd_log_error("listener %s: accept: %s", l->spec, strerror(errno));
             return taken;
         }
         taken++;
@@ -317,7 +317,7 @@ static int ep_add(int ep, const wd_listener_t *l, uint32_t i)
 
     if (epoll_ctl(ep, EPOLL_CTL_ADD, l->fd, &ev) == 0)
         return 0;
-    wd_log_error("listener %s: cannot watch it: %s", l->addr, strerror(errno));
+    wd_log_error("listener %s: cannot watch it: %s", l->spec, strerror(errno));
     return -1;
 }
 
@@ -388,6 +388,7 @@ int wd_accept_init(wd_accept_t *a)
 
         l->fd = WD_WORKER_FD_LISTEN + (int)i;
         l->protocol = g->protocol;
+        l->spec = g->listen[i].spec;
         if (getsockname(l->fd, (struct sockaddr *)&ss, &sl) < 0) {
             wd_log_error("listener %s: fd %d is not a socket (%s); the master should have passed "
                          "it",

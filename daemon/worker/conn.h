@@ -25,8 +25,9 @@ typedef struct wd_listener {
     int fd;
     int is_unix;
     wd_protocol_t protocol;
-    char addr[108]; /* local address, or the socket path */
+    char addr[108]; /* local address (SERVER_ADDR), or the socket path */
     int port;
+    const char *spec; /* as the config writes it ("127.0.0.1:8001"): what log lines name */
 } wd_listener_t;
 
 typedef struct wd_conn wd_conn_t;

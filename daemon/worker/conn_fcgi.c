@@ -93,7 +93,7 @@ static int params_end(wd_conn_t *c)
 
     if (e != WD_FCGI_OK) {
         wd_log_peer(WD_LOG_WARN, "peer %s: malformed FastCGI PARAMS on %s: %s", wd__conn_peer(c),
-                    c->l->addr, wd_fcgi_strerror(e));
+                    c->l->spec, wd_fcgi_strerror(e));
         wd__conn_fail(c, 400);
         return -1;
     }
@@ -290,7 +290,7 @@ int wd__conn_fcgi_process(wd_conn_t *c)
             break;
         if (r == WD_PARSE_ERROR) {
             wd_log_peer(WD_LOG_WARN, "peer %s: malformed FastCGI record on %s: %s",
-                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
+                        wd__conn_peer(c), c->l->spec, wd_fcgi_strerror(rec.error));
             wd_conn_close(c);
             return -1;
         }
@@ -329,7 +329,7 @@ static int ended_in_buffer(wd_conn_t *c, const char *req_id, const char *when)
             return 0;
         if (r == WD_PARSE_ERROR) {
             wd_log_peer(WD_LOG_WARN, "[req %s] peer %s: malformed FastCGI record on %s: %s", req_id,
-                        wd__conn_peer(c), c->l->addr, wd_fcgi_strerror(rec.error));
+                        wd__conn_peer(c), c->l->spec, wd_fcgi_strerror(rec.error));
             return 1;
         }
         if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {

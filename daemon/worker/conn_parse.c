@@ -21,7 +21,7 @@ static void uwsgi_error(wd_conn_t *c)
         wd_log_peer(WD_LOG_WARN,
                     "peer %s: plain HTTP request on uwsgi socket %s; point the proxy at it with "
                     "uwsgi_pass (nginx), or set `protocol: http` or `auto` for this listener",
-                    wd__conn_peer(c), c->l->addr);
+                    wd__conn_peer(c), c->l->spec);
         wd__conn_fail_text(c, 400,
                            "This socket speaks the uwsgi protocol, not HTTP: use "
                            "uwsgi_pass in nginx, or configure the listener with "
@@ -31,12 +31,12 @@ static void uwsgi_error(wd_conn_t *c)
         wd_log_peer(WD_LOG_WARN,
                     "peer %s: uwsgi packet with modifier1 %u on %s refused: only 0 (WSGI) is "
                     "served",
-                    wd__conn_peer(c), c->uwsgi.modifier1, c->l->addr);
+                    wd__conn_peer(c), c->uwsgi.modifier1, c->l->spec);
         wd_conn_close(c);
         return;
     default:
         wd_log_peer(WD_LOG_WARN, "peer %s: malformed uwsgi packet on %s: %s", wd__conn_peer(c),
-                    c->l->addr, wd_uwsgi_strerror(c->uwsgi.error));
+                    c->l->spec, wd_uwsgi_strerror(c->uwsgi.error));
         wd__conn_fail(c, 400);
         return;
     }

@@ -103,6 +103,7 @@ def test_out_of_fds_an_idle_keepalive_connection_gives_way(wsgid):
     assert kept[0].closed(timeout=2), "the oldest idle keep-alive connection is still open"
     keepalive_hello(kept[-1])   # the newest is served on
     line = d.wait_log(r"cannot accept: Too many open files")
+    assert "listener %s:%d: " % d.tcp in line, line   # named as the config writes it
     m = re.search(r"(\d+) idle keep-alive connections closed to make room", line)
     assert m and int(m.group(1)) >= 1, line
     assert "not accepting" not in line, line   # it made room: no pause
