@@ -94,7 +94,7 @@ typedef struct wd_group_conf {
     /* Recycling and timeouts (issue 3); seconds as doubles, 0 = off. */
     uint64_t maximum_requests;
     uint64_t maximum_requests_jitter;
-    uint64_t max_connections;       /* per worker; 0 = from the open-file limit (see worker.c) */
+    uint64_t max_connections;       /* per worker; 0 = from the open-file limit (wd_accept_size) */
     uint64_t response_memory_limit; /* per worker, all responses (out.h: budget) */
     double restart_interval;
     double inactivity_timeout;

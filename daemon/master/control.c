@@ -43,6 +43,7 @@ struct wd_control_client {
     int eof;         /* the client shut its side: the pending reply still goes out */
     int ending;      /* client_end called: closing once the queued replies are out */
     uint64_t active; /* uv_now of its last request or reply */
+    uint64_t heard;  /* uv_now of the last bytes it sent (a line on its way: see make_room) */
     size_t len, cap;
     char *buf;
 };
@@ -312,6 +313,8 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         return;
     }
     cl->len += (size_t)n;
+    if (n > 0)
+        cl->heard = uv_now(cl->ctl->loop);
     take_lines(cl);
     if (cl->closing)
         return;
@@ -344,19 +347,25 @@ static int peer_allowed(wd_control_client_t *cl)
     return 0;
 }
 
-/* At CLIENTS_MAX, a new connection (fresh) closes the client idle longest without a request
- * pending (the oldest of a tie: the list is newest first), if it has been idle CLIENT_YIELD_MS:
- * wsgictl sends its command as it connects, so such a client is left over (a script's), and
- * until the sweep closed it (CLIENT_IDLE_MS) 64 of them kept every wsgictl out for 30 s. 1 if
- * one gave way. */
+/* Whether cl may give way to a new client at the cap (make_room). */
+static int may_yield(const wd_control_client_t *cl, uint64_t now)
+{
+    return cl->pending == NULL && !cl->closing && !cl->ending && cl->pipe.write_queue_size == 0 &&
+           now - cl->active >= CLIENT_YIELD_MS && now - cl->heard >= CLIENT_YIELD_MS;
+}
+
+/* At CLIENTS_MAX, a new connection (fresh) closes the client idle longest (the oldest of a tie:
+ * the list is newest first) that has no request pending, no reply on its way, and neither
+ * asked, been answered nor sent a byte for CLIENT_YIELD_MS: wsgictl sends its command as it
+ * connects, so such a client is left over (a script's), and until the sweep closed it
+ * (CLIENT_IDLE_MS) 64 of them kept every wsgictl out for 30 s. 1 if one gave way. */
 static int make_room(wd_control_t *c, const wd_control_client_t *fresh)
 {
     uint64_t now = uv_now(c->loop);
     wd_control_client_t *idlest = NULL;
 
     for (wd_control_client_t *cl = c->clients; cl != NULL; cl = cl->next)
-        if (cl != fresh && cl->pending == NULL && !cl->closing && !cl->ending &&
-            now - cl->active >= CLIENT_YIELD_MS && (idlest == NULL || cl->active <= idlest->active))
+        if (cl != fresh && may_yield(cl, now) && (idlest == NULL || cl->active <= idlest->active))
             idlest = cl;
     if (idlest == NULL)
         return 0;
@@ -378,7 +387,7 @@ static void connection_cb(uv_stream_t *server, int status)
     cl->ctl = c;
     cl->cap = CLIENT_BUF_START;
     cl->buf = xmalloc(cl->cap);
-    cl->active = uv_now(c->loop);
+    cl->active = cl->heard = uv_now(c->loop);
     uv_pipe_init(c->loop, &cl->pipe, 0);
     cl->pipe.data = cl;
     cl->next = c->clients;

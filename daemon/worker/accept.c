@@ -114,7 +114,8 @@ static void accept_late_cb(uv_timer_t *t)
 {
     wd_accept_t *a = t->data;
 
-    for (size_t i = 0; i < a->n_listeners && a->late && !a->accepting; i++)
+    a->fd_short = 0;
+    for (size_t i = 0; i < a->n_listeners && a->late && !a->accepting && !a->fd_short; i++)
         accept_on(a, &a->listeners[i], ACCEPT_LATE_BATCH, 1);
     /* Still late: watching again at the end of the turn */
 }
@@ -143,9 +144,13 @@ static void fd_pause_cb(uv_timer_t *t)
  * stays readable, so trying again at once would spin the loop and, with a line per failure,
  * flood the log (1.2 million lines in 3 s measured before this existed).
  *
- * Out of descriptors, an idle keep-alive connection gives way first (the oldest), as at
- * max-connections: its descriptor is closed at the end of this loop turn (conn_closed_cb), and
- * the listener, level-triggered, is ready again at the next, so no pause. Without one: stop
+ * Out of its own descriptors (EMFILE), the oldest idle keep-alive connection gives way, as at
+ * max-connections. If the loop holds it, its descriptor is closed at the end of this loop turn
+ * (conn_closed_cb) and the listener, level-triggered, is ready again at the next: no pause; no
+ * other listener is tried this turn (fd_short: accept4 says EMFILE on an empty one too), and no
+ * other connection closed until an accept4 has taken the room (fd_room_made). Otherwise (a
+ * Python thread keeps it, asked to close it, which that thread does when it gets to it; none;
+ * or ENFILE: the system's table is full, and another process may take what is freed): stop
  * accepting for a pause that doubles from FD_PAUSE_MIN_MS to FD_PAUSE_MAX_MS while the failures
  * go on (siblings, or the kernel's backlog, hold the new connections meanwhile). Either way, say
  * so at most once every FD_LOG_EVERY_NS, with counts. The connections the worker keeps are served
@@ -154,12 +159,17 @@ static void fd_pause_cb(uv_timer_t *t)
 static void fd_exhausted(wd_accept_t *a, const wd_listener_t *l, int err)
 {
     uint64_t now = wd_now_ns();
-    int made_room = (err == EMFILE || err == ENFILE) && wd_conns_close_idle(a->conns, 1) == 1;
+    size_t asked = 0;
+    int made_room =
+        err == EMFILE && !a->fd_room_made && wd_conns_close_idle(a->conns, 1, &asked) == 1;
     char pause[48] = "";
 
     a->fd_fails++;
-    if (made_room) {
+    a->fd_short = 1;
+    if (made_room || asked > 0)
         a->fd_closed_idle++;
+    if (made_room) {
+        a->fd_room_made = 1;
     } else {
         a->fd_pause_ms = a->fd_pause_ms ? a->fd_pause_ms * 2 : FD_PAUSE_MIN_MS;
         if (a->fd_pause_ms > FD_PAUSE_MAX_MS)
@@ -194,7 +204,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
 {
     int taken = 0;
 
-    for (int i = 0; i < max && (a->accepting || late) && !a->fd_paused; i++) {
+    for (int i = 0; i < max && (a->accepting || late) && !a->fd_paused && !a->fd_short; i++) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd;
@@ -218,8 +228,9 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
         }
         taken++;
         a->fd_pause_ms = 0;
+        a->fd_room_made = 0;
         if (a->conns->n >= a->max_conns)
-            wd_conns_close_idle(a->conns, 1);
+            wd_conns_close_idle(a->conns, 1, NULL);
         if (!l->is_unix) {
             int one = 1;
 
@@ -256,6 +267,7 @@ static void accept_cb(uv_poll_t *p, int status, int events)
     /* Answers whose connection ends with them may be over: their threads told the loop quietly,
      * counting on this wake-up (wd_handoff_set_accepting). */
     wd_handoff_take_news(a->handoff);
+    a->fd_short = 0;
     busy = a->conns->n > 0 || wd_handoff_in_flight(a->handoff) > 0;
     max = busy ? (int)a->group->threads : 1;
 
@@ -267,7 +279,7 @@ static void accept_cb(uv_poll_t *p, int status, int events)
     if (a->exclusive) {
         if (!a->accepting)
             return; /* returned by the same epoll_wait as what made us stop */
-        for (size_t i = 0; i < a->n_listeners && taken < max; i++)
+        for (size_t i = 0; i < a->n_listeners && taken < max && !a->fd_short; i++)
             taken += accept_on(a, &a->listeners[i], max, 0);
         if (busy && a->accepting && a->group->processes > 1) {
             exclusive_watch(a, 0);
@@ -279,10 +291,10 @@ static void accept_cb(uv_poll_t *p, int status, int events)
         do
             n = epoll_wait(a->accept_ep, ev, (int)(sizeof ev / sizeof ev[0]), 0);
         while (n < 0 && errno == EINTR);
-        for (int i = 0; i < n && taken < max; i++)
+        for (int i = 0; i < n && taken < max && !a->fd_short; i++)
             taken += accept_on(a, &a->listeners[ev[i].data.u32], max, 0);
     }
-    if (taken == 0)
+    if (taken == 0 && !a->fd_short)
         wd_score_add(&a->score->accept_empty, 1);
 }
 
@@ -362,8 +374,13 @@ void wd_accept_size(wd_accept_t *a)
                     "-n) or lower max-connections",
                     a->group->name, (unsigned long long)n, (unsigned long long)room,
                     (unsigned long long)rl.rlim_cur, (unsigned long long)held);
-    if (n == 0)
-        n = room / 4 * 3 > 16 ? room / 4 * 3 : 16;
+    if (n == 0) {
+        n = room / 4 * 3;
+        if (n < 16)
+            n = 16;
+        if (n > 1000000)
+            n = 1000000;
+    }
     wd_log_debug("max-connections %llu (open-file limit %llu, %llu held)", (unsigned long long)n,
                  (unsigned long long)rl.rlim_cur, (unsigned long long)held);
     a->max_conns = (size_t)n;

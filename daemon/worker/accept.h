@@ -54,6 +54,8 @@ typedef struct wd_accept {
     uint64_t fd_pause_ms;    /* the current pause; doubles while accept4 keeps failing */
     uint64_t fd_fails;       /* accept4 failures for want of fds since the last message */
     uint64_t fd_closed_idle; /* idle keep-alive connections closed for want of fds, the same */
+    int fd_room_made;        /* one was closed so, and no accept4 has succeeded since */
+    int fd_short;            /* accept4 said so this loop turn: no other listener tried */
     uint64_t fd_logged_ns;   /* when that message was written */
 } wd_accept_t;
 

@@ -947,8 +947,10 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
 static int idle_keepalive(const wd_conn_t *c)
 {
     /* A FastCGI request's records are taken out of the buffer as they come: one on its way
-     * leaves it empty. */
-    return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0 && !c->fcgi.active;
+     * leaves it empty. One a Python thread keeps and was asked to close (park_close) is as
+     * good as closed: not counted again. */
+    return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0 && !c->fcgi.active &&
+           !c->park_close;
 }
 
 static void conn_shutdown(wd_conn_t *c)
@@ -967,18 +969,23 @@ int wd_conns_any_idle(const wd_conns_t *cs)
     return 0;
 }
 
-size_t wd_conns_close_idle(wd_conns_t *cs, size_t want)
+size_t wd_conns_close_idle(wd_conns_t *cs, size_t want, size_t *asked)
 {
-    size_t n = 0;
+    size_t closed = 0, n_asked = 0;
 
-    for (wd_conn_t *c = cs->tail, *prev; c != NULL && n < want; c = prev) {
+    for (wd_conn_t *c = cs->tail, *prev; c != NULL && closed + n_asked < want; c = prev) {
         prev = c->prev;
         if (idle_keepalive(c)) {
             wd_conn_close(c);
-            n++;
+            if (c->park_close)
+                n_asked++; /* a Python thread keeps it: closed when that thread gets to it */
+            else
+                closed++;
         }
     }
-    return n;
+    if (asked != NULL)
+        *asked = n_asked;
+    return closed;
 }
 
 void wd_conns_shutdown(wd_conns_t *cs)

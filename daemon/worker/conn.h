@@ -184,8 +184,11 @@ void wd_conn_close(wd_conn_t *c);
  * for reuse from now on. */
 void wd_conns_shutdown(wd_conns_t *cs);
 /* Closes up to want keep-alive connections idle between requests, the oldest first (their
- * clients reconnect); returns how many. */
-size_t wd_conns_close_idle(wd_conns_t *cs, size_t want);
+ * clients reconnect). Returns how many the loop closed itself, their descriptors free at the end
+ * of this loop turn; *asked (if not NULL): how many a Python thread keeps (parked), which that
+ * thread was asked to close and closes when it gets to it. */
+size_t wd_conns_close_idle(wd_conns_t *cs, size_t want, size_t *asked);
+/* Whether a keep-alive connection is idle between requests (and not already asked to close). */
 int wd_conns_any_idle(const wd_conns_t *cs);
 /* Whether a request has run past request-timeout and is still running (its thread may be stuck
  * for good). */

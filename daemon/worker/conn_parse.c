@@ -116,6 +116,14 @@ static int http_head_complete(wd_conn_t *c)
     wd_http_t *h = c->http;
 
     c->head_end = c->parsed;
+    if (c->head_end > g->header_buffer_size) {
+        /* A whole head read in one go past the limit: a read after a long PROXY v2 header may
+         * (the buffer may hold WD_PROXY_V2_MAX then: read_limit). */
+        wd_log_peer(WD_LOG_INFO, "peer %s: request head larger than header-buffer-size (%llu): 431",
+                    wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
+        wd__conn_fail(c, 431);
+        return -1;
+    }
     if (h->has_content_length && wd__conn_body_refused(c, h->content_length))
         return -1;
     /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a

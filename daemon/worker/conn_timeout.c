@@ -86,7 +86,9 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
     ran = now > taken ? (double)(now - taken) / 1e9 : 0;
     if (ran > g->request_timeout && !c->req.timed_out) {
         c->req.timed_out = 1;
-        wd_log_warn("[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
+        /* Clients that keep asking a slow endpoint make as many: rate-limited. */
+        wd_log_peer(WD_LOG_WARN,
+                    "[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
                     "interrupting its Python thread",
                     c->req.id, wd__conn_peer(c), ran, g->request_timeout);
         c->cs->app->interrupt(&c->req);

@@ -112,14 +112,22 @@ def test_idle_connections_are_bounded(wsgid, tmp):
     os.kill(w, signal.SIGKILL)
     wait_for(lambda: d.workers() and d.workers() != [w], timeout=20, what="a new worker")
     d.seen_workers.update(d.workers())
-    time.sleep(5.5)
+    time.sleep(3)
+    held[0].send(b'{"cmd": ')  # a line on its way: not idle for 5 s from now
+    time.sleep(2.5)
     rc, out, err = ctl(d, "status")
     assert rc == 0, err
-    held[0].settimeout(1)
-    assert held[0].recv(1) == b""  # the idlest gave way
+    held[1].settimeout(1)
+    assert held[1].recv(1) == b""  # the idlest gave way
+    held[0].settimeout(0.5)
+    try:
+        held[0].recv(1)
+        raise AssertionError("a client with a line on its way was closed")
+    except socket.timeout:
+        pass  # still open: it had sent a byte
     d.wait_log(r"control: 64 connections open: closed one idle for \d+ s for a new one")
-    held[1].settimeout(45)
-    assert held[1].recv(1) == b""  # closed by the master after 30 s idle
+    held[2].settimeout(45)
+    assert held[2].recv(1) == b""  # closed by the master after 30 s idle
     for s in held + [extra]:
         s.close()
 

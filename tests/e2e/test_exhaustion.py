@@ -106,20 +106,20 @@ def test_out_of_fds_an_idle_keepalive_connection_gives_way(wsgid):
     assert "listener %s:%d: " % d.tcp in line, line   # named as the config writes it
     m = re.search(r"(\d+) idle keep-alive connections closed to make room", line)
     assert m and int(m.group(1)) >= 1, line
-    assert "not accepting" not in line, line   # it made room: no pause
     for c in kept:
         c.close()
 
 
 def test_a_worker_says_when_its_fd_limit_leaves_no_room(wsgid):
-    """A worker whose threads and listeners take nearly all of its open-file limit (here 40
-    threads, each with an eventfd, under ulimit -n 64, which the master passes on to the worker
-    it respawns) says so when it starts, naming the limit and what to do; before, it started
-    without a word (with 200 threads under 128 it accepted nothing, and said "ready")."""
-    d = wsgid("hello", processes=1, threads=40, max_connections=500)
+    """A worker whose threads and listeners take most of its open-file limit (here 30 threads,
+    each with an eventfd: 17 descriptors and one a thread, 47, measured, under ulimit -n 64,
+    which the master passes on to the worker it respawns) says so when it starts, naming the
+    limit and what to do; before, it started without a word (with 200 threads under 128 it
+    accepted nothing, and said "ready")."""
+    d = wsgid("hello", processes=1, threads=30)
     d.expect_log(r"(?i)signal|kill|exit|died|respawn|crash", r"open-file limit")
     [old] = d.workers()
-    assert "max-connections 500 is above" not in d.log()
+    assert "open-file limit" not in d.log()
     resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (64, 64))
     os.kill(old, signal.SIGKILL)
     new = wait_for(lambda: [p for p in d.workers() if p != old], 10, what="a new worker")

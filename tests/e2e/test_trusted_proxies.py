@@ -155,6 +155,12 @@ def test_proxy_protocol_v2_at_its_longest(wsgid):
         assert r.status == 200, r
         e = json.loads(r.body)
         assert e["REMOTE_ADDR"] == "198.51.100.9" and e["REMOTE_PORT"] == "40000"
+    # The room the header had is not the request head's: 10 KiB of head sent with it, in one
+    # go, is over header-buffer-size (8K) all the same.
+    d.expect_log(r"request head larger than header-buffer-size \(8192\): 431")
+    with Conn(d.tcp) as c:
+        c.send(head + http_request("GET", "/big", {"X-Pad": "x" * 10240}))
+        assert c.response().status == 431
 
 
 def test_proxy_protocol_from_untrusted_peer(wsgid):
