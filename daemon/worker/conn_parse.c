@@ -110,20 +110,25 @@ static int http_error_status(const wd_conn_t *c)
     }
 }
 
+/* A head over header-buffer-size: 431, and -1. */
+static int head_too_large(wd_conn_t *c)
+{
+    wd_log_peer(WD_LOG_INFO, "peer %s: request head larger than header-buffer-size (%llu): 431",
+                wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
+    wd__conn_fail(c, 431);
+    return -1;
+}
+
 static int http_head_complete(wd_conn_t *c)
 {
     const wd_group_conf_t *g = c->cs->group;
     wd_http_t *h = c->http;
 
     c->head_end = c->parsed;
-    if (c->head_end > g->header_buffer_size) {
+    if (c->head_end > g->header_buffer_size)
         /* A whole head read in one go past the limit: a read after a long PROXY v2 header may
          * (the buffer may hold WD_PROXY_V2_MAX then: read_limit). */
-        wd_log_peer(WD_LOG_INFO, "peer %s: request head larger than header-buffer-size (%llu): 431",
-                    wd__conn_peer(c), (unsigned long long)g->header_buffer_size);
-        wd__conn_fail(c, 431);
-        return -1;
-    }
+        return head_too_large(c);
     if (h->has_content_length && wd__conn_body_refused(c, h->content_length))
         return -1;
     /* Room for a small body at once; a bigger one grows as it arrives (body_append), so that a
@@ -190,13 +195,8 @@ int wd__conn_http_process(wd_conn_t *c)
             break;
     }
     if (h->state == WD_HTTP_HEAD) {
-        if (c->len >= c->cs->group->header_buffer_size) {
-            wd_log_peer(WD_LOG_INFO,
-                        "peer %s: request head larger than header-buffer-size (%llu): 431",
-                        wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
-            wd__conn_fail(c, 431);
-            return -1;
-        }
+        if (c->len >= c->cs->group->header_buffer_size)
+            return head_too_large(c);
     } else if (c->parsed == c->len) {
         /* Body bytes are in the body store now: reuse their space. */
         c->len = c->parsed = c->head_end;

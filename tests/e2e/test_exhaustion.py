@@ -112,7 +112,7 @@ def test_out_of_fds_an_idle_keepalive_connection_gives_way(wsgid):
 
 def test_a_worker_says_when_its_fd_limit_leaves_no_room(wsgid):
     """A worker whose threads and listeners take most of its open-file limit (here 30 threads,
-    each with an eventfd: 17 descriptors and one a thread, 47, measured, under ulimit -n 64,
+    each with an eventfd: 47 descriptors held, measured at debug level, under ulimit -n 64,
     which the master passes on to the worker it respawns) says so when it starts, naming the
     limit and what to do; before, it started without a word (with 200 threads under 128 it
     accepted nothing, and said "ready")."""
