@@ -96,6 +96,7 @@ typedef struct wd_group_conf {
     uint64_t maximum_requests_jitter;
     uint64_t max_connections;       /* per worker; 0 = from the open-file limit (wd_accept_size) */
     uint64_t response_memory_limit; /* per worker, all responses (out.h: budget) */
+    uint64_t response_disk_limit;   /* per worker, all responses' spill files (out.h: budget) */
     double restart_interval;
     double inactivity_timeout;
     uint64_t memory_limit;   /* bytes */

@@ -470,6 +470,7 @@ static const group_key_t group_keys[] = {
     GK("response-buffer-size", K_SIZE, response_buffer_size, 4 * KIB, 256 * MIB, 0, "4K..256M"),
     GK("response-spill-limit", K_SIZE, response_spill_limit, 4 * KIB, TIB, 0, "4K..1T"),
     GK("response-memory-limit", K_SIZE, response_memory_limit, MIB, TIB, 0, "1M..1T"),
+    GK("response-disk-limit", K_SIZE, response_disk_limit, MIB, TIB, 0, "1M..1T"),
 };
 
 #define N_GROUP_KEYS (sizeof group_keys / sizeof group_keys[0])
@@ -673,6 +674,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->response_buffer_size = 1ull << 20;
     g->response_spill_limit = 1ull << 30;
     g->response_memory_limit = 64ull << 20;
+    g->response_disk_limit = 1ull << 30;
 }
 
 static int key_index(const char *name)

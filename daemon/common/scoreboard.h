@@ -65,6 +65,7 @@ typedef struct wd_score {
     _Atomic uint64_t timeouts;          /* requests answered 504 (request- or queue-timeout) */
     _Atomic uint64_t accept_empty;      /* woke to accept and found nothing (a sibling took it) */
     _Atomic uint64_t response_memory;   /* response bytes held in memory (response-memory-limit) */
+    _Atomic uint64_t response_disk;     /* response spill files' size (response-disk-limit) */
     _Atomic uint64_t body_memory;       /* request-body buffers held (body-memory-limit) */
     /* The master's watchdog (deadlock-timeout): the loop writes it at every tick (250 ms); a
      * heartbeat that stops means the loop is stuck, and the oldest of running[] (all of them
@@ -75,7 +76,7 @@ typedef struct wd_score {
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
     _Atomic uint64_t balance_closes; /* keep-alive connections closed for a lighter sibling */
     _Atomic uint64_t accepting;      /* 1 while it takes new connections (accept.c) */
-    uint64_t reserved[1]; /* up to a cache line boundary: records and slots stay aligned */
+    /* (none spare: a new field takes a cache line of 8 fields more; the assertion below says) */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 

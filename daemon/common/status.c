@@ -30,6 +30,7 @@ typedef struct totals {
     uint64_t queued;
     uint64_t connections;
     uint64_t response_memory;
+    uint64_t response_disk;
     uint64_t body_memory;
 } totals_t;
 
@@ -71,6 +72,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->queued += wd_score_get(&s->queued);
         t->connections += wd_score_get(&s->connections);
         t->response_memory += wd_score_get(&s->response_memory);
+        t->response_disk += wd_score_get(&s->response_disk);
         t->body_memory += wd_score_get(&s->body_memory);
     }
 }
@@ -172,6 +174,7 @@ static json_t *worker_json(const wd_status_worker_t *w, uint64_t now, int with_r
     set(o, "queued", jint(s != NULL ? wd_score_get(&s->queued) : 0));
     set(o, "connections", jint(s != NULL ? wd_score_get(&s->connections) : 0));
     set(o, "response_memory", jint(s != NULL ? wd_score_get(&s->response_memory) : 0));
+    set(o, "response_disk", jint(s != NULL ? wd_score_get(&s->response_disk) : 0));
     set(o, "body_memory", jint(s != NULL ? wd_score_get(&s->body_memory) : 0));
     set(o, "last_error", jstr(w->last_error));
     set(o, "last_restart", jstr(w->last_restart));
@@ -302,6 +305,11 @@ static uint64_t pick_connections(const totals_t *t, const wd_status_group_t *g)
 static uint64_t pick_response_memory(const totals_t *t, const wd_status_group_t *g)
 {
     return t->response_memory;
+}
+
+static uint64_t pick_response_disk(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->response_disk;
 }
 
 static uint64_t pick_body_memory(const totals_t *t, const wd_status_group_t *g)
@@ -477,6 +485,9 @@ char *wd_status_prometheus(const wd_status_t *st)
     per_group(f, st, tot, "wsgid_response_memory_bytes", "gauge",
               "Response bytes held in memory for the clients (response-memory-limit).",
               pick_response_memory);
+    per_group(f, st, tot, "wsgid_response_disk_bytes", "gauge",
+              "Response bytes held in temp files for the clients (response-disk-limit).",
+              pick_response_disk);
     per_group(f, st, tot, "wsgid_body_memory_bytes", "gauge",
               "Request-body buffers held in memory (body-memory-limit).", pick_body_memory);
     duration_histogram(f, st, tot);

@@ -32,6 +32,10 @@
 #define SEG_MIN_CAP (16 * 1024 - 64)
 #define SPILL_ROTATE_MIN ((uint64_t)1 << 20)
 
+/* What a waiting producer waits for (producer_waiting). */
+#define WAIT_ROOM 1  /* pending below spill_limit */
+#define WAIT_EMPTY 2 /* nothing pending: the worker's disk budget is spent (wd_out_budget_t) */
+
 /* The bytes of a memory or lent segment. */
 static const char *seg_bytes(const wd_out_seg_t *s)
 {
@@ -81,6 +85,38 @@ void wd__out_budget_give(wd_out_t *out, uint64_t n)
         atomic_fetch_sub_explicit(out->budget->used, n, memory_order_relaxed);
 }
 
+/* The disk budget (wd_out_budget_t): takes n bytes if that stays within it, or regardless when
+ * force is set; says whether it took them. */
+static int disk_take(wd_out_t *out, uint64_t n, int force)
+{
+    uint64_t was;
+
+    if (out->budget == NULL || out->budget->disk_used == NULL)
+        return 1;
+    was = atomic_fetch_add_explicit(out->budget->disk_used, n, memory_order_relaxed);
+    if (force || was + n <= out->budget->disk_limit)
+        return 1;
+    atomic_fetch_sub_explicit(out->budget->disk_used, n, memory_order_relaxed);
+    return 0;
+}
+
+static void disk_give(wd_out_t *out, uint64_t n)
+{
+    if (out->budget != NULL && out->budget->disk_used != NULL && n > 0)
+        atomic_fetch_sub_explicit(out->budget->disk_used, n, memory_order_relaxed);
+}
+
+/* Closes the current spill file (none pending from it), and gives back what it held. */
+static void spill_close(wd_out_t *out)
+{
+    if (out->spill_fd >= 0) {
+        close(out->spill_fd);
+        disk_give(out, out->spill_end);
+    }
+    out->spill_fd = -1;
+    out->spill_end = 0;
+}
+
 static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
 {
     if (seg->kind == SEG_LENT) {
@@ -93,6 +129,7 @@ static void seg_free(wd_out_t *out, wd_out_seg_t *seg)
     if (seg->kind == SEG_FILE) {
         if (seg->owned)
             close(seg->fd);
+        disk_give(out, seg->disk);
         free(seg);
         return;
     }
@@ -132,10 +169,8 @@ void wd_out_reset(wd_out_t *out)
 {
     pthread_mutex_lock(&out->lock);
     drop_all(out);
-    if (out->spill_fd >= 0)
-        close(out->spill_fd);
-    out->spill_fd = -1;
-    out->spill_end = 0;
+    spill_close(out);
+    out->spilled = 0;
     out->sent = 0;
     out->finished = 0;
     out->keep_alive = 0;
@@ -332,10 +367,12 @@ static void spill_rotate(wd_out_t *out)
     for (wd_out_seg_t *t = out->head; t; t = t->next)
         if (t->kind == SEG_FILE && t->fd == out->spill_fd)
             last = t;
-    if (last != NULL)
-        last->owned = 1; /* closed when sent (seg_free) */
-    else
-        close(out->spill_fd);
+    if (last == NULL) {
+        spill_close(out);
+        return;
+    }
+    last->owned = 1; /* closed when sent (seg_free), and the file's disk given back */
+    last->disk = out->spill_end;
     out->spill_fd = -1;
     out->spill_end = 0;
 }
@@ -352,12 +389,15 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
         spill_rotate(out);
     if (out->spill_fd < 0) {
         rc = wd_tmpfile(out->tmpdir, "spill");
-        if (rc < 0)
+        if (rc < 0) {
+            disk_give(out, n); /* the file holds what it was charged: not these */
             return rc;
+        }
         out->spill_fd = rc;
     }
     off = out->spill_end;
     out->spill_end += n;
+    out->spilled += n;
     pthread_mutex_unlock(&out->lock);
     rc = pwrite_all(out->spill_fd, p, n, off);
     pthread_mutex_lock(&out->lock);
@@ -423,18 +463,32 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
         return 0;
     }
     release_hold(out);
-    /* Backpressure: past the spill limit, wait until the loop has sent enough. */
-    while (!out->aborted && out->pending > 0 && out->pending + n > out->spill_limit) {
+    /* Backpressure: past the spill limit, wait until the loop has sent enough; with the worker's
+     * disk budget spent, until it has sent all (then a fresh file, the old one's blocks freed, and
+     * this chunk over the budget). */
+    for (;;) {
+        int wait = WAIT_ROOM;
+
+        if (out->aborted)
+            return -EPIPE;
+        if (out->pending == 0 || out->pending + n <= out->spill_limit) {
+            if (disk_take(out, n, 0))
+                break;
+            if (out->pending == 0) {
+                spill_close(out);
+                disk_take(out, n, 1);
+                break;
+            }
+            wait = WAIT_EMPTY;
+        }
         /* What this call queued before (an earlier iov) has woken nobody yet (the wake comes at
          * the end of wd_out_writev): the loop must know of it to drain it, or both wait for
          * ever (a list of 1 MiB chunks with response-spill-limit 1M stalled after the head). */
         if (out->head != NULL && out->wake != NULL)
             out->wake(out, out->wake_data, WD_OUT_WAKE_NOW);
-        out->producer_waiting = 1;
+        out->producer_waiting = wait;
         pthread_cond_wait(&out->drained, &out->lock);
     }
-    if (out->aborted)
-        return -EPIPE;
     rc = append_spill(out, p, n);
     if (rc == 0)
         out->pending += n;
@@ -444,7 +498,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
 int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_lend_t *lend)
 {
     int rc = 0, was_empty;
-    uint64_t spilled = out->spill_end;
+    uint64_t spilled;
 
     pthread_mutex_lock(&out->lock);
     if (out->aborted) {
@@ -452,6 +506,7 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_len
         return -EPIPE;
     }
     was_empty = out->head == NULL;
+    spilled = out->spilled;
     for (int i = 0; i < iovcnt && rc == 0; i++) {
         if (iov[i].iov_len > 0)
             rc = write_locked(out, iov[i].iov_base, iov[i].iov_len, lend ? &lend[i] : NULL);
@@ -459,7 +514,7 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_len
     /* A spill releases the lock while it writes the file, and the loop may have drained the list
      * and gone idle meanwhile: wake it then too. */
     if (out->head)
-        wake_locked(out, was_empty || out->spill_end != spilled);
+        wake_locked(out, was_empty || out->spilled != spilled);
     pthread_mutex_unlock(&out->lock);
     return rc;
 }
@@ -728,10 +783,12 @@ static void pop_head(wd_out_t *out)
     seg_free(out, s);
 }
 
-/* Lock held: a producer waiting for room gets it once pending is below the spill limit. */
+/* Lock held: a producer waiting for room gets it once pending is below the spill limit, or for
+ * its pending bytes to be sent, once they are. */
 static void wake_producer(wd_out_t *out)
 {
-    if (out->producer_waiting && out->pending < out->spill_limit) {
+    if ((out->producer_waiting == WAIT_ROOM && out->pending < out->spill_limit) ||
+        (out->producer_waiting == WAIT_EMPTY && out->pending == 0)) {
         out->producer_waiting = 0;
         pthread_cond_broadcast(&out->drained);
     }

@@ -5,8 +5,9 @@
  * (wsgi.file_wrapper); it never waits on the client. Up to mem_limit bytes are kept in memory,
  * and large pieces that cannot change (bytes objects) are lent rather than copied, within the
  * worker's budget; the rest spills to an unlinked temp file and is sent from there with sendfile.
- * Only past spill_limit pending bytes does the producer wait for the loop to drain the buffer
- * (backpressure, so a stream to a stalled client cannot fill the disk).
+ * Only past spill_limit pending bytes, or when the worker's spill files hold its disk budget,
+ * does the producer wait for the loop to drain the buffer (backpressure, so that streams to
+ * stalled clients cannot fill the disk).
  *
  * Who writes to the socket: the loop, or the producer itself. While nothing is pending on the
  * connection, the producer sends what it has with one non-blocking writev (wd_out_flush, and
@@ -55,6 +56,13 @@ typedef struct wd_out_lend {
 typedef struct wd_out_budget {
     _Atomic uint64_t *used; /* the worker's scoreboard gauge */
     uint64_t limit;
+    /* The temp files' share (response-disk-limit): the size of every spill file a response holds
+     * open, charged as it grows and given back when it is closed (NULL: none). Past disk_limit, a
+     * response that must spill waits until its client has taken all it has pending, then starts a
+     * fresh file (its old one closed): a worker's spill files hold at most disk_limit and a chunk
+     * a response. */
+    _Atomic uint64_t *disk_used;
+    uint64_t disk_limit;
 } wd_out_budget_t;
 
 #define WD_OUT_BUDGET_FLOOR (64 * 1024)
@@ -99,13 +107,15 @@ struct wd_out {
     uint64_t mem_limit;
     uint64_t spill_limit;
     int spill_fd;       /* -1 until the first spill (and after a rotation, see out.c) */
-    uint64_t spill_end; /* where the next spilled byte goes in spill_fd */
+    uint64_t spill_end; /* where the next spilled byte goes in spill_fd (its size, charged to
+                           the disk budget) */
+    uint64_t spilled;   /* bytes spilled this response, in all its files */
     const char *tmpdir;
-    uint64_t sent;  /* bytes written to the socket for this response */
-    int finished;   /* the producer called wd_out_finish */
-    int keep_alive; /* its verdict: keep the connection for another request */
-    int aborted;    /* the client is gone; the producer gets -EPIPE */
-    int producer_waiting;
+    uint64_t sent;        /* bytes written to the socket for this response */
+    int finished;         /* the producer called wd_out_finish */
+    int keep_alive;       /* its verdict: keep the connection for another request */
+    int aborted;          /* the client is gone; the producer gets -EPIPE */
+    int producer_waiting; /* WAIT_ROOM (below spill_limit) or WAIT_EMPTY (nothing pending) */
     int sock;             /* the connection's socket, for the producer's own writes (-1: none) */
     int sending;          /* a thread is writing to sock now (the loop or the producer) */
     int hold;             /* the producer has not handed the loop anything to send yet: no wake */

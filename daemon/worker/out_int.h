@@ -18,6 +18,8 @@ struct wd_out_seg {
     int kind;
     int fd;             /* SEG_FILE */
     int owned;          /* SEG_FILE: close fd when done (not for the spill file) */
+    uint64_t disk;      /* SEG_FILE: of the disk budget, what closing fd gives back (a spill
+                           file's last segment once the file was rotated) */
     uint64_t off;       /* SEG_FILE: next byte to send */
     uint64_t left;      /* SEG_FILE: bytes still to send */
     size_t cap;         /* SEG_MEM */

@@ -502,18 +502,20 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                     &w->score->queued, &w->score->busy_threads);
     wd_handoff_set_threads(&w->handoff, (unsigned)w->group->threads);
     wd_handoff_set_park(&w->handoff, wd_conn_park_cb);
-    w->conns = (wd_conns_t){
-        .loop = w->loop,
-        .group = w->group,
-        .score = w->score,
-        .handoff = &w->handoff,
-        .balance = &w->balance,
-        .tmpdir = w->tmpdir,
-        .pid = w->pid,
-        .ops = &conns_ops,
-        .app = app,
-        .owner = w,
-        .budget = {.used = &w->score->response_memory, .limit = w->group->response_memory_limit}};
+    w->conns = (wd_conns_t){.loop = w->loop,
+                            .group = w->group,
+                            .score = w->score,
+                            .handoff = &w->handoff,
+                            .balance = &w->balance,
+                            .tmpdir = w->tmpdir,
+                            .pid = w->pid,
+                            .ops = &conns_ops,
+                            .app = app,
+                            .owner = w,
+                            .budget = {.used = &w->score->response_memory,
+                                       .limit = w->group->response_memory_limit,
+                                       .disk_used = &w->score->response_disk,
+                                       .disk_limit = w->group->response_disk_limit}};
     wd_score_set(&w->score->pid, (uint64_t)w->pid);
     wd_score_set(&w->score->main_ident, (uint64_t)pthread_self());
     wd_score_set(&w->score->started_unix, (uint64_t)time(NULL));

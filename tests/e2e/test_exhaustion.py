@@ -226,6 +226,53 @@ def test_spill_file_follows_pending_bytes(wsgid):
         most / 2**20, limit >> 20)
 
 
+def test_spill_files_share_a_disk_budget(wsgid):
+    """response-disk-limit bounds what a worker's responses hold in temp files together: 6
+    clients that read nothing of their 8 MiB answers, streamed in 64 KiB chunks, past a 1 MiB
+    memory budget. Without it (before), their spill files took 30 MiB in 3 s, and grew; with 4M,
+    the gauge and the blocks the worker's deleted files hold stay under the limit and a chunk a
+    response, the two threads the slow readers leave still serve, and every client gets its whole
+    answer once it reads."""
+    maddr = ("127.0.0.1", free_port())
+    limit, size, n = 4 << 20, 8 << 20, 6
+    d = wsgid("big", processes=1, threads=8, response_buffer_size="64K",
+              response_memory_limit="1M", response_disk_limit="4M",
+              top={"metrics": "%s:%d" % maddr})
+    [pid] = d.workers()
+    whole = request(d.tcp, path="/big?size=%d" % size, timeout=30)
+    assert whole.status == 200 and len(whole.body) == size, whole.status
+    key = 'wsgid_response_disk_bytes{group="site"}'
+    conns = []
+    for _ in range(n):
+        c = Conn(d.tcp, timeout=30, rcvbuf=4096)
+        c.send(http_request("GET", "/gen?size=%d" % size, version="HTTP/1.0"))
+        conns.append(c)
+    gauge = blocks = 0
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        gauge = max(gauge, samples(metrics(maddr))[key])
+        blocks = max(blocks, spill_blocks(pid))
+    t0 = time.monotonic()
+    r = request(d.tcp, path="/big?size=10")
+    served_in = time.monotonic() - t0
+    bound = limit + n * 65536
+    print("spill files at most %.2f MiB by the gauge, %.2f MiB of blocks (bound %.2f MiB); "
+          "a request beside them served in %.3f s" % (gauge / 2**20, blocks / 2**20,
+                                                     bound / 2**20, served_in))
+    assert r.status == 200 and r.body == whole.body[:10], r
+    for c in conns:
+        got = c.read_until_close()
+        head, _, body = got.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200"), head[:200]
+        assert body == whole.body, "an answer of %d bytes, not the %d sent" % (len(body), size)
+        c.close()
+    assert limit / 2 < gauge <= bound, "the spill files held %.2f MiB" % (gauge / 2**20)
+    assert blocks <= bound + n * 4096, "the spill files took %.2f MiB of disk" % (blocks / 2**20)
+    wait_for(lambda: samples(metrics(maddr))[key] == 0, timeout=5,
+             what="the disk gauge back to 0 once the answers were read")
+
+
 def rss_mib(pid):
     return vm_kib(pid, "VmRSS") / 1024
 

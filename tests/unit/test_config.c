@@ -438,6 +438,7 @@ static const bound_case_t bounds[] = {
     {"response-buffer-size", "4K", NULL, "256M", "4095", "262145K", "4K..256M"},
     {"response-spill-limit", "1T", NULL, "1T", "4095", "1025G", "4K..1T"},
     {"response-memory-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
+    {"response-disk-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
 };
 
 static void bound_try(const char *key, const char *value, const char *range)
@@ -534,7 +535,8 @@ static void test_defaults(void)
     CHECK(!g->reload_on_change && g->n_watch == 0 && g->watch == NULL, "reload-on-change off");
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 1u << 20 && g->body_memory_limit == 64ull << 20 &&
-              g->response_buffer_size == 1u << 20 && g->response_spill_limit == 1ull << 30,
+              g->response_buffer_size == 1u << 20 && g->response_spill_limit == 1ull << 30 &&
+              g->response_memory_limit == 64ull << 20 && g->response_disk_limit == 1ull << 30,
           "sizes");
     wd_config_free(&conf);
 }

@@ -36,21 +36,48 @@ typedef struct {
                          first, as the Python side does */
     uint64_t budget;  /* the worker's budget (0: none) */
     int kept;         /* chunks the buffer is to keep by reference */
+    uint64_t disk;    /* the worker's disk budget (0: none): never held past it and a chunk */
 } out_case_t;
 
 static const out_case_t cases[] = {
-    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}, 0, 0, 0},
-    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}, 0, 0, 0},
-    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}, 0, 0, 0},
-    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}, 0, 0, 0},
-    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}, 0, 0, 0},
-    {"large chunks lent", 1 << 20, 1 << 30, {100, 300000, 1000, 400000, 5}, 1, 64 << 20, 2},
-    {"lent after a try", 1 << 20, 1 << 30, {100, 300000, 262144, 262143, 5}, 2, 64 << 20, 2},
-    {"lent past the memory limit", 4096, 1 << 30, {3000, 300000, 3000, 300000}, 2, 64 << 20, 2},
-    {"budget refuses: copied and spilled", 65536, 1 << 30, {300000, 300000, 10}, 2, 400000, 0},
-    {"one response's share of the budget refuses", 65536, 1 << 30, {300000, 10}, 1, 1 << 20, 0},
-    {"within the response's share", 65536, 1 << 30, {300000, 10}, 1, 4 << 20, 1},
-    {"lent under backpressure", 1024, 8192, {300000, 5000, 300000, 5000}, 1, 0, 2},
+    {"small in memory", 1 << 20, 1 << 30, {5, 100, 17}, 0, 0, 0, 0},
+    {"one large chunk spills", 4096, 1 << 30, {1000, 300000, 10}, 0, 0, 0, 0},
+    {"many chunks around the limit", 65536, 1 << 30, {60000, 6000, 60000, 1, 70000, 3}, 0, 0, 0, 0},
+    {"file segment between memory", 1 << 20, 1 << 30, {10, (size_t)-1, 20}, 0, 0, 0, 0},
+    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000, 5000, 5000}, 0, 0, 0, 0},
+    {"large chunks lent", 1 << 20, 1 << 30, {100, 300000, 1000, 400000, 5}, 1, 64 << 20, 2, 0},
+    {"lent after a try", 1 << 20, 1 << 30, {100, 300000, 262144, 262143, 5}, 2, 64 << 20, 2, 0},
+    {"lent past the memory limit", 4096, 1 << 30, {3000, 300000, 3000, 300000}, 2, 64 << 20, 2, 0},
+    {"budget refuses: copied and spilled", 65536, 1 << 30, {300000, 300000, 10}, 2, 400000, 0, 0},
+    {"one response's share of the budget refuses", 65536, 1 << 30, {300000, 10}, 1, 1 << 20, 0, 0},
+    {"within the response's share", 65536, 1 << 30, {300000, 10}, 1, 4 << 20, 1, 0},
+    {"lent under backpressure", 1024, 8192, {300000, 5000, 300000, 5000}, 1, 0, 2, 0},
+    /* With the disk budget spent the producer waits for its pending bytes to go, then spills
+     * again to a fresh file; a rotated file gives its disk back when its last range is sent. */
+    {"disk budget: wait, then a fresh file",
+     1024,
+     1 << 30,
+     {5000, 5000, 5000, 5000, 5000, 5000},
+     0,
+     0,
+     0,
+     8192},
+    {"disk budget: rotated files",
+     4096,
+     2 << 20,
+     {600000, 600000, 600000, 600000, 10},
+     0,
+     0,
+     0,
+     64 << 20},
+    {"disk budget: a chunk larger than it",
+     4096,
+     1 << 30,
+     {3000, 300000, 3000, 300000},
+     0,
+     0,
+     0,
+     65536},
 };
 
 typedef struct {
@@ -61,6 +88,7 @@ typedef struct {
     size_t expect_len;
     int result;
     _Atomic uint64_t budget_used;
+    _Atomic uint64_t disk_used;
     wd_out_budget_t budget;
     _Atomic int kept;     /* chunks the buffer kept by reference */
     _Atomic int released; /* ... and released */
@@ -153,12 +181,17 @@ static void run_case(const out_case_t *tc, int abort_midway)
     char *got = NULL;
     size_t got_len = 0, got_cap = 0;
     int done = 0, want_write = 0;
+    uint64_t most_disk = 0, chunk = 0;
 
+    for (int i = 0; i < 8; i++)
+        if (tc->chunks[i] != (size_t)-1 && tc->chunks[i] > chunk)
+            chunk = tc->chunks[i];
     r.efd = eventfd(0, EFD_NONBLOCK);
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
     wd_out_init(&r.out, tc->mem_limit, tc->spill_limit, "/tmp", wake, &r);
-    if (tc->budget) {
-        r.budget = (wd_out_budget_t){&r.budget_used, tc->budget};
+    if (tc->budget || tc->disk) {
+        r.budget = (wd_out_budget_t){&r.budget_used, tc->budget ? tc->budget : (uint64_t)1 << 40,
+                                     tc->disk ? &r.disk_used : NULL, tc->disk};
         wd_out_set_budget(&r.out, &r.budget);
     }
     pthread_create(&t, NULL, producer, &r);
@@ -200,6 +233,8 @@ static void run_case(const out_case_t *tc, int abort_midway)
         int rc = wd_out_send(&r.out, sv[0], &want_write);
 
         CHECK(rc >= 0, "%s: send failed %d", tc->name, rc);
+        if (r.disk_used > most_disk)
+            most_disk = r.disk_used;
         done = rc == 1;
     }
     /* Read what is still in flight. */
@@ -235,6 +270,11 @@ out:
           abort_midway ? " (abort)" : "", r.kept, r.released);
     CHECK(r.budget_used == 0, "%s%s: %llu bytes of budget still taken", tc->name,
           abort_midway ? " (abort)" : "", (unsigned long long)r.budget_used);
+    CHECK(r.disk_used == 0, "%s%s: %llu bytes of the disk budget still taken", tc->name,
+          abort_midway ? " (abort)" : "", (unsigned long long)r.disk_used);
+    if (tc->disk)
+        CHECK(most_disk <= tc->disk + chunk, "%s: the spill files held %llu bytes (budget %llu)",
+              tc->name, (unsigned long long)most_disk, (unsigned long long)tc->disk);
     CHECK(r.out.lent_charged == 0, "%s%s: the response still counts %llu bytes lent", tc->name,
           abort_midway ? " (abort)" : "", (unsigned long long)r.out.lent_charged);
     free(got);
@@ -259,7 +299,7 @@ static void test_lend_once(void)
 {
     static char chunk[300000];
     _Atomic uint64_t used = 0;
-    wd_out_budget_t budget = {&used, 1 << 20};
+    wd_out_budget_t budget = {.used = &used, .limit = 1 << 20};
     struct iovec iov[4] = {
         {"head", 4}, {chunk, sizeof chunk}, {chunk, sizeof chunk}, {chunk, sizeof chunk}};
     wd_out_lend_t lend[4] = {{NULL, NULL, NULL, 0},
@@ -332,7 +372,7 @@ static void test_lend_parts(void)
         memset(obj + i * PART, 'a' + i, PART);
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         _Atomic uint64_t used = 0;
-        wd_out_budget_t budget = {&used, cases[c].limit};
+        wd_out_budget_t budget = {.used = &used, .limit = cases[c].limit};
         struct iovec iov[2 * PARTS];
         wd_out_lend_t lend[2 * PARTS];
         wd_out_t out;
@@ -393,7 +433,7 @@ static void test_try_undo(void)
 {
     static char chunk[300000], copy[5000];
     _Atomic uint64_t used = 0;
-    wd_out_budget_t budget = {&used, 4 << 20};
+    wd_out_budget_t budget = {.used = &used, .limit = 4 << 20};
     struct iovec iov[2] = {{chunk, sizeof chunk}, {copy, sizeof copy}};
     wd_out_lend_t lend[2] = {{chunk, NULL, count_release, 0}, {NULL, NULL, NULL, 0}};
     wd_out_t out;
@@ -518,7 +558,7 @@ static void sndbuf_case(const char *name, uint64_t limit, int most)
 {
     static char mem[4 << 20], buf[65536];
     _Atomic uint64_t used = 0;
-    wd_out_budget_t budget = {&used, limit};
+    wd_out_budget_t budget = {.used = &used, .limit = limit};
     wd_out_t out;
     int sv[2], want_write, base, raised, expect, queued = -1, rc = 0, calls = 0;
     uint64_t charged;
@@ -580,7 +620,7 @@ static void sndbuf_drained_case(int most, size_t size)
 {
     static char mem[8 << 20], buf[65536];
     _Atomic uint64_t used = 0;
-    wd_out_budget_t budget = {&used, 64 << 20};
+    wd_out_budget_t budget = {.used = &used, .limit = 64 << 20};
     wd_out_t out;
     int sv[2], want_write, base, raised = 0, rc = 0, calls = 0, late = 0;
     size_t got = 0;
