@@ -439,6 +439,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         keep_alive = r->head_sent && !r->client_gone ? WD_OUT_RESET : 0;
     else
         keep_alive = finish(r);
+    /* Cut short, not merely cut at its Content-Length (the access log says so). */
+    req->cut = r->head_sent && (error || r->failed) && !(r->has_cl && r->body_sent >= r->cl);
 
     /* The app may keep the environ or start_response: they must not reach the request now. */
     if (input != NULL) {

@@ -344,6 +344,7 @@ static void conn_dispatch(wd_conn_t *c)
     c->out.hold = 1;
     req->status = 0;
     req->head_len = 0;
+    req->cut = 0;
     req->timed_out = 0; /* a keep-alive connection's last request may have timed out */
     c->dispatched = 1;
     c->state = WD_CONN_APP;
@@ -726,7 +727,8 @@ static void response_complete(wd_conn_t *c)
     int keep = c->out.keep_alive > 0 && !c->out.aborted && !cs->stopping &&
                (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_FCGI) &&
                (!c->peer_shut || c->len > c->parsed || bytes_waiting(c));
-    int status = c->dispatched ? c->req.status : c->status;
+    /* A thread stuck before it sent a byte was answered 504 by the loop (conn_timeout.c). */
+    int status = c->abandoned && c->out.sent == 0 ? 504 : c->dispatched ? c->req.status : c->status;
     int linger = !c->dispatched && c->status >= 400 && !c->out.aborted;
     int reset = c->out.keep_alive == WD_OUT_RESET && !c->out.aborted;
     size_t leftover;

@@ -107,6 +107,14 @@ static void jfield(jbuf_t *b, const char *name, wd_slice_t v)
     jstr(b, v.p ? v.p : "", v.p ? v.n : 0);
 }
 
+static void jbool(jbuf_t *b, const char *name, int v)
+{
+    jraw(b, ", \"", 3);
+    jraw(b, name, strlen(name));
+    jraw(b, "\": ", 3);
+    jraw(b, v ? "true" : "false", v ? 4 : 5);
+}
+
 static void jnum(jbuf_t *b, const char *name, unsigned long long v)
 {
     char num[32];
@@ -124,7 +132,7 @@ static wd_slice_t cstr(const char *s)
 }
 
 /* access-log-format: json, one object per line for log shippers. */
-static void json_line(wd_conn_t *c, int status, uint64_t bytes, wd_slice_t remote,
+static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, wd_slice_t remote,
                       wd_slice_t method, wd_slice_t uri, wd_slice_t ref, wd_slice_t ua)
 {
     char line[8192], when[64];
@@ -154,6 +162,7 @@ static void json_line(wd_conn_t *c, int status, uint64_t bytes, wd_slice_t remot
     jfield(&b, "query", query);
     jnum(&b, "status", (unsigned long long)status);
     jnum(&b, "bytes", (unsigned long long)bytes);
+    jbool(&b, "completed", !cut);
     jnum(&b, "duration_us", (unsigned long long)(ran / 1000));
     jnum(&b, "queue_us", (unsigned long long)(queued / 1000));
     jfield(&b, "user_agent", ua);
@@ -171,6 +180,12 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
     time_t now = time(NULL);
     struct tm tm;
     double secs = 0;
+    /* The answer went out incomplete: its client went away or stalled past send-timeout, the
+     * proxy aborted it, or the app failed after the head. The status is the app's all the same
+     * (what its client was told), as nginx's log does; a trailing "cut" says so (Apache's %X).
+     * Not the 504 the loop answered for a thread stuck before it sent a byte (conn_timeout.c). */
+    int cut =
+        (c->out.aborted && !(c->abandoned && c->out.sent == 0)) || (c->dispatched && c->req.cut);
     int n;
 
     if (!wd_log_access_enabled())
@@ -209,18 +224,18 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
     }
     if (c->cs->group->access_log_json) {
-        json_line(c, status, bytes, remote, method, uri, ref, ua);
+        json_line(c, status, bytes, cut, remote, method, uri, ref, ua);
         return;
     }
     localtime_r(&now, &tm);
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
     n = snprintf(line, sizeof line,
-                 "%.*s - - [%s] \"%.*s %.*s %.*s\" %d %llu \"%.*s\" \"%.*s\" %.6f %s\n",
+                 "%.*s - - [%s] \"%.*s %.*s %.*s\" %d %llu \"%.*s\" \"%.*s\" %.6f %s%s\n",
                  (int)(remote.n ? remote.n : 1), remote.n ? remote.p : "-", when, (int)method.n,
                  method.p, (int)(uri.n > 2048 ? 2048 : uri.n), uri.p, (int)proto.n, proto.p, status,
                  (unsigned long long)bytes, (int)(ref.n ? ref.n : 1), ref.n ? ref.p : "-",
                  (int)(ua.n ? (ua.n > 512 ? 512 : ua.n) : 1), ua.n ? ua.p : "-", secs,
-                 c->dispatched ? c->req.id : "-");
+                 c->dispatched ? c->req.id : "-", cut ? " cut" : "");
     if (n > 0)
         wd_log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
 }

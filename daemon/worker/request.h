@@ -75,6 +75,8 @@ struct wd_req {
     /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
     int status;
     uint64_t head_len; /* ... and the size of the response head it sent */
+    int cut;           /* ... and 1 when the body went out incomplete (the app failed after its
+                          head; a client gone the loop knows itself) */
 
     /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from helpers.clients import HELLO, Conn, http_request, request, uwsgi_call
+from helpers import fcgi
+from helpers.clients import HELLO, Conn, http_request, raw, request, uwsgi_call
 from helpers.config import app, make_config
 from helpers.daemon import WSGICTL
 from helpers.nginx import uwsgi_location
@@ -20,10 +21,11 @@ from helpers.procs import free_port, wait_for
 
 
 # 127.0.0.1 - - [24/Nov/2026:21:00:00 +0000] "GET /x HTTP/1.1" 200 123 "ref" "ua" 0.001234 ID
+# and " cut" after an answer that went out incomplete
 ACCESS = re.compile(r'^(?P<remote>\S+) - - \[(?P<when>\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d '
                     r'[+-]\d{4})\] "(?P<method>\S+) (?P<uri>\S+) (?P<proto>[^"]+)" '
                     r'(?P<status>\d{3}) (?P<bytes>\d+) "(?P<ref>[^"]*)" "(?P<ua>[^"]*)" '
-                    r'(?P<secs>\d+\.\d+) (?P<id>\S+)$')
+                    r'(?P<secs>\d+\.\d+) (?P<id>\S+)(?: (?P<cut>cut))?$')
 
 
 def access_lines(path):
@@ -64,6 +66,7 @@ def test_access_log_format(wsgid, nginx, tmp):
     assert (m["ref"], m["ua"]) == ("http://ref.example/", "e2e-agent/1.0")
     assert int(m["bytes"]) >= len(r.body)
     assert 0.3 <= float(m["secs"]) < 2
+    assert m["cut"] is None, m.string
     (pid,) = d.workers()
     assert re.match(r"^%d-\d+$" % pid, m["id"]), m["id"]
     # The date is now, in the local time zone.
@@ -95,6 +98,45 @@ def test_access_log_format(wsgid, nginx, tmp):
     assert m["proto"] == "HTTP/1.1"
     ids = [m["id"] for m in access_lines(log)]
     assert len(ids) == 4 and len(set(ids)) == 4, ids
+
+
+def test_access_log_marks_a_cut_answer(wsgid, tmp):
+    """An answer that went out incomplete ends its access line with "cut" (Apache's %X says
+    the same), its status the app's, as the client was told: the client went away in the middle
+    of a 16 MiB body; the app raised after its head, over HTTP and over FastCGI (where the
+    connection closes without END_REQUEST). A whole answer has no mark; in JSON, "completed"
+    says it."""
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, threads=2)
+    c = Conn(d.tcp, rcvbuf=4096)
+    c.send(http_request("GET", "/big?size=%d" % (16 << 20), {}))
+    c.sock.recv(1000)
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()  # a reset: the worker's next write fails
+    m = wait_for(lambda: find_access(log, "/big?size=%d" % (16 << 20)), timeout=5,
+                 what="the line of the answer cut short")
+    assert m["status"] == "200" and int(m["bytes"]) < 16 << 20 and m["cut"] == "cut", m.string
+    assert request(d.tcp, path="/mark?name=whole").status == 200
+    m = wait_for(lambda: find_access(log, "/mark?name=whole"), timeout=3, what="a whole line")
+    assert m["cut"] is None, m.string
+
+    d2 = start(wsgid, tmp, app_name="mistakes", access=log, threads=2, group="m")
+    d2.expect_log(r"\[req \d+-\d+\] ")  # the app's failure, on its request's lines
+    r = raw(d2.tcp, http_request("GET", "/raise-after", {}))
+    assert r.startswith(b"HTTP/1.1 200") and b"never sent" not in r, r[:200]
+    m = wait_for(lambda: find_access(log, "/raise-after"), timeout=3, what="the failed line")
+    assert m["status"] == "200" and m["cut"] == "cut", m.string
+    s = Conn(d2.tcp)
+    s.send(fcgi.request({"REQUEST_METHOD": "GET", "SCRIPT_NAME": "",
+                            "REQUEST_URI": "/raise-after?f=1", "PATH_INFO": "/raise-after",
+                            "QUERY_STRING": "f=1", "SERVER_PROTOCOL": "HTTP/1.1",
+                            "SERVER_NAME": "x", "SERVER_PORT": "80"}, keep=True))
+    got = s.read_until_close()
+    s.close()
+    assert b"first chunk" in got, got[:300]
+    m = wait_for(lambda: find_access(log, "/raise-after?f=1"), timeout=3,
+                 what="the FastCGI line")
+    assert m["status"] == "200" and m["cut"] == "cut", m.string
 
 
 def _move_and_reopen(d, log, reopen):
@@ -316,6 +358,7 @@ def test_access_log_json(wsgid):
     assert rec["request_id"].endswith("-1") and rec["pid"] in d.workers()
     assert rec["duration_us"] >= 0 and rec["queue_us"] >= 0
     assert rec["time"].endswith("Z") and "T" in rec["time"]
+    assert rec["completed"] is True
     # uwsgi vars may hold any byte: control characters come out escaped, the line still JSON.
     assert uwsgi_call(d.unix, path="/u", headers={"User-Agent": "a\x01b\x7f\"c"}).status == 200
     rec = json.loads(d.wait_log(r'^\{"time": .*"path": "/u"'))
