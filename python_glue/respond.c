@@ -440,7 +440,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     else
         keep_alive = finish(r);
     /* Cut short, not merely cut at its Content-Length (the access log says so). */
-    req->cut = r->head_sent && (error || r->failed) && !(r->has_cl && r->body_sent >= r->cl);
+    req->cut = r->head_sent && (error || r->failed) && !r->no_body &&
+               !(r->has_cl && r->body_sent >= r->cl);
 
     /* The app may keep the environ or start_response: they must not reach the request now. */
     if (input != NULL) {

@@ -185,7 +185,8 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
      * (what its client was told), as nginx's log does; a trailing "cut" says so (Apache's %X).
      * Not the 504 the loop answered for a thread stuck before it sent a byte (conn_timeout.c). */
     int cut =
-        (c->out.aborted && !(c->abandoned && c->out.sent == 0)) || (c->dispatched && c->req.cut);
+        ((c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut)) &&
+        !(c->abandoned && c->out.sent == 0);
     int n;
 
     if (!wd_log_access_enabled())

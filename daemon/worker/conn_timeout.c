@@ -77,12 +77,15 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
     /* request-timeout counts from when a thread took the request: one still queued is
      * queue-timeout's (it was answered 504 and had its worker replaced before it ever ran). One
      * taken by a thread that waits for the GIL counts: that is how a request stuck with the GIL
-     * held keeps others of its worker. */
+     * held keeps others of its worker. The time its thread waited for the client to take the
+     * response (past response-spill-limit or response-disk-limit) does not: that is the client's,
+     * which send-timeout bounds (a thread in that wait cannot be interrupted either). */
     if (g->request_timeout <= 0)
         return;
     taken = wd_handoff_taken_ns(c->cs->handoff, &c->req);
     if (taken == 0)
         return;
+    taken += wd_out_waited_ns(&c->out, now);
     ran = now > taken ? (double)(now - taken) / 1e9 : 0;
     if (ran > g->request_timeout && !c->req.timed_out) {
         c->req.timed_out = 1;

@@ -155,6 +155,8 @@ static void drop_all(wd_out_t *out)
 {
     wd_out_seg_t *seg = out->head, *next;
 
+    if (out->pending > 0)
+        out->lost = 1;
     for (; seg; seg = next) {
         next = seg->next;
         seg_free(out, seg);
@@ -163,6 +165,14 @@ static void drop_all(wd_out_t *out)
     wd__out_budget_give(out, out->mem_bytes);
     out->mem_bytes = 0;
     out->pending = 0;
+}
+
+/* Lock held: the client is gone and the producer's bytes (or its next ones: it stops) never
+ * reach it. */
+static int refused(wd_out_t *out)
+{
+    out->lost = 1;
+    return -EPIPE;
 }
 
 void wd_out_reset(wd_out_t *out)
@@ -175,6 +185,7 @@ void wd_out_reset(wd_out_t *out)
     out->finished = 0;
     out->keep_alive = 0;
     out->aborted = 0;
+    out->lost = 0;
     out->producer_waiting = 0;
     out->sending = 0;
     out->hold = 0;
@@ -182,6 +193,8 @@ void wd_out_reset(wd_out_t *out)
     out->may_shut = 0;
     out->shut = 0;
     out->finished_ns = 0;
+    out->waited_ns = 0;
+    out->wait_since_ns = 0;
     out->sock = -1;
     pthread_mutex_unlock(&out->lock);
     /* The buffer was put back before the response's end (or the response was dropped and the
@@ -404,7 +417,7 @@ static int append_spill(wd_out_t *out, const char *p, size_t n)
     if (rc < 0)
         return rc;
     if (out->aborted)
-        return -EPIPE;
+        return refused(out);
     t = out->tail;
     if (t && t->kind == SEG_FILE && t->fd == out->spill_fd && t->off + t->left == off) {
         t->left += n;
@@ -470,7 +483,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
         int wait = WAIT_ROOM;
 
         if (out->aborted)
-            return -EPIPE;
+            return refused(out);
         if (out->pending == 0 || out->pending + n <= out->spill_limit) {
             if (disk_take(out, n, 0))
                 break;
@@ -487,7 +500,10 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
         if (out->head != NULL && out->wake != NULL)
             out->wake(out, out->wake_data, WD_OUT_WAKE_NOW);
         out->producer_waiting = wait;
+        out->wait_since_ns = wd_now_ns();
         pthread_cond_wait(&out->drained, &out->lock);
+        out->waited_ns += wd_now_ns() - out->wait_since_ns;
+        out->wait_since_ns = 0;
     }
     rc = append_spill(out, p, n);
     if (rc == 0)
@@ -502,6 +518,7 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_len
 
     pthread_mutex_lock(&out->lock);
     if (out->aborted) {
+        refused(out);
         pthread_mutex_unlock(&out->lock);
         return -EPIPE;
     }
@@ -533,6 +550,7 @@ int wd_out_try_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out
         lend = NULL;
     pthread_mutex_lock(&out->lock);
     if (out->aborted) {
+        refused(out);
         pthread_mutex_unlock(&out->lock);
         return -EPIPE;
     }
@@ -594,6 +612,7 @@ int wd_out_file(wd_out_t *out, int fd, uint64_t off, uint64_t len)
     }
     pthread_mutex_lock(&out->lock);
     if (out->aborted) {
+        refused(out);
         pthread_mutex_unlock(&out->lock);
         close(fd);
         return -EPIPE;
@@ -640,7 +659,10 @@ static void flush_locked(wd_out_t *out)
     pthread_mutex_lock(&out->lock);
     out->sending = 0;
     if (out->aborted || (err != 0 && err != EAGAIN && err != EWOULDBLOCK)) {
-        /* The loop abandoned the response meanwhile, or the client is gone. */
+        /* The loop abandoned the response meanwhile (the client may have read these bytes and
+         * closed: they count), or the client is gone. */
+        if (k > 0)
+            wd__out_consume(out, (size_t)k);
         out->aborted = 1;
         drop_all(out);
         return;
@@ -657,7 +679,7 @@ int wd_out_flush(wd_out_t *out)
 
     pthread_mutex_lock(&out->lock);
     flush_locked(out);
-    rc = out->aborted ? -EPIPE : 0;
+    rc = out->aborted ? refused(out) : 0;
     pthread_mutex_unlock(&out->lock);
     return rc;
 }
@@ -740,6 +762,18 @@ int wd_out_is_shut(wd_out_t *out)
     f = out->finished && out->shut;
     pthread_mutex_unlock(&out->lock);
     return f;
+}
+
+uint64_t wd_out_waited_ns(wd_out_t *out, uint64_t now)
+{
+    uint64_t w;
+
+    pthread_mutex_lock(&out->lock);
+    w = out->waited_ns;
+    if (out->wait_since_ns != 0 && now > out->wait_since_ns)
+        w += now - out->wait_since_ns;
+    pthread_mutex_unlock(&out->lock);
+    return w;
 }
 
 int wd_out_finished_or_wait(wd_out_t *out)

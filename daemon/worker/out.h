@@ -111,19 +111,23 @@ struct wd_out {
                            the disk budget) */
     uint64_t spilled;   /* bytes spilled this response, in all its files */
     const char *tmpdir;
-    uint64_t sent;        /* bytes written to the socket for this response */
-    int finished;         /* the producer called wd_out_finish */
-    int keep_alive;       /* its verdict: keep the connection for another request */
-    int aborted;          /* the client is gone; the producer gets -EPIPE */
-    int producer_waiting; /* WAIT_ROOM (below spill_limit) or WAIT_EMPTY (nothing pending) */
-    int sock;             /* the connection's socket, for the producer's own writes (-1: none) */
-    int sending;          /* a thread is writing to sock now (the loop or the producer) */
-    int hold;             /* the producer has not handed the loop anything to send yet: no wake */
-    int loop_waits;       /* the loop waits for the finish (the next request came): wake it */
-    int may_shut;         /* set by the loop: the response ends its connection, and a producer
-                             that sends it whole shuts the socket's sending side itself */
-    int shut;             /* ... which it did: the peer has the whole response, the loop closes */
-    uint64_t finished_ns; /* when the producer called wd_out_finish (wd_now_ns) */
+    uint64_t sent;          /* bytes written to the socket for this response */
+    int finished;           /* the producer called wd_out_finish */
+    int keep_alive;         /* its verdict: keep the connection for another request */
+    int aborted;            /* the client is gone; the producer gets -EPIPE */
+    int lost;               /* ... and bytes of the response never reached it: dropped unsent,
+                               or refused to the producer (-EPIPE), which then stops */
+    int producer_waiting;   /* WAIT_ROOM (below spill_limit) or WAIT_EMPTY (nothing pending) */
+    int sock;               /* the connection's socket, for the producer's own writes (-1: none) */
+    int sending;            /* a thread is writing to sock now (the loop or the producer) */
+    int hold;               /* the producer has not handed the loop anything to send yet: no wake */
+    int loop_waits;         /* the loop waits for the finish (the next request came): wake it */
+    int may_shut;           /* set by the loop: the response ends its connection, and a producer
+                               that sends it whole shuts the socket's sending side itself */
+    int shut;               /* ... which it did: the peer has the whole response, the loop closes */
+    uint64_t finished_ns;   /* when the producer called wd_out_finish (wd_now_ns) */
+    uint64_t waited_ns;     /* how long the producer waited for the client (backpressure) */
+    uint64_t wait_since_ns; /* when its current wait began (0: not waiting) */
     wd_out_wake_cb wake;
     void *wake_data;
     wd_out_park_cb park; /* NULL: no parking */
@@ -196,6 +200,9 @@ int wd_out_is_finished(wd_out_t *out);
 /* 1 once the producer finished a response that ends its connection and shut the socket's sending
  * side after sending it whole (may_shut): the peer's hang-up then is not a client gone. */
 int wd_out_is_shut(wd_out_t *out);
+/* How long the producer has waited for the client to take its bytes, in all, this response (its
+ * current wait up to now included): that time is the client's, not the app's (request-timeout). */
+uint64_t wd_out_waited_ns(wd_out_t *out, uint64_t now);
 /* Loop: as wd_out_is_finished; when not finished yet, the finish wakes the loop even if it could
  * have been lazy (the client sent its next request: the loop waits for this one's end). */
 int wd_out_finished_or_wait(wd_out_t *out);

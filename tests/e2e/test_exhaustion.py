@@ -273,6 +273,33 @@ def test_spill_files_share_a_disk_budget(wsgid):
              what="the disk gauge back to 0 once the answers were read")
 
 
+def test_waiting_for_a_slow_client_is_not_request_timeout(wsgid):
+    """A thread that waits for its client to take the response (here, the worker's disk budget
+    spent) is the client's time, not the app's: with request-timeout 2 s, 3 clients that read
+    nothing of 8 MiB streamed answers for 5 s still get them whole, from the same worker. Before,
+    the threads counted as stuck: interrupted (which they cannot be in that wait), then their
+    connections shut at request-timeout + shutdown-timeout (2.99 MB each) and the worker
+    replaced."""
+    size, n = 8 << 20, 3
+    d = wsgid("big", processes=1, threads=8, response_buffer_size="64K",
+              response_memory_limit="1M", response_disk_limit="4M", request_timeout=2,
+              shutdown_timeout=1)
+    [pid] = d.workers()
+    conns = []
+    for _ in range(n):
+        c = Conn(d.tcp, timeout=30, rcvbuf=4096)
+        c.send(http_request("GET", "/gen?size=%d" % size, version="HTTP/1.0"))
+        conns.append(c)
+    time.sleep(5)
+    got = []
+    for c in conns:
+        head, _, body = c.read_until_close().partition(b"\r\n\r\n")
+        got.append(len(body))
+        c.close()
+    assert got == [size] * n, got
+    assert d.workers() == [pid], "the worker was replaced: %r" % d.workers()
+
+
 def rss_mib(pid):
     return vm_kib(pid, "VmRSS") / 1024
 

@@ -139,6 +139,47 @@ def test_access_log_marks_a_cut_answer(wsgid, tmp):
     assert m["status"] == "200" and m["cut"] == "cut", m.string
 
 
+def test_whole_answers_are_not_cut_by_a_close_after_them(wsgid, tmp):
+    """A whole answer whose end the worker learns late (a keep-alive one its thread sent
+    itself) is whole whatever the peer does next: a FastCGI proxy that closes its kept
+    connection right after END_REQUEST (nginx does when its keepalive cache is full) read as an
+    abort, and before, 50 of 50 such lines said "cut"; a keep-alive HTTP client that resets once
+    it has read its answer, or closes while the thread's write is still in its call. A request the loop answered 504 for a
+    thread stuck past request-timeout, before it sent a byte, is not cut either (before, the
+    thread's own failure, once it came back, said so)."""
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, threads=2, request_timeout=1, shutdown_timeout=1,
+              graceful_timeout=1)
+    d.expect_log(r"over request-timeout", r"still running .* after its interruption",
+                 r"\[req \d+-\d+\] ")
+    for i in range(50):
+        c = Conn(d.tcp)
+        c.send(fcgi.request({"REQUEST_METHOD": "GET", "SCRIPT_NAME": "",
+                             "REQUEST_URI": "/mark?name=f%d" % i, "PATH_INFO": "/mark",
+                             "QUERY_STRING": "name=f%d" % i, "SERVER_PROTOCOL": "HTTP/1.1",
+                             "SERVER_NAME": "x", "SERVER_PORT": "80"}, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c))[0] == 0
+        c.close()
+        # A keep-alive HTTP client that resets once it has its answer.
+        c = Conn(d.tcp)
+        c.send(http_request("GET", "/mark?name=h%d" % i, {}))
+        assert c.response().status == 200
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        c.close()
+    c = Conn(d.tcp, timeout=30)
+    c.send(http_request("GET", "/write-sleep?t=4", {"Connection": "close"}))
+    got = c.read_until_close()
+    assert got.startswith(b"HTTP/1.1 504"), got[:200]
+    lines = wait_for(lambda: [m for m in access_lines(log) if not isinstance(m, str) and
+                              m["uri"] == "/write-sleep?t=4"], timeout=10,
+                     what="the stuck request's line")
+    fast = [m for m in access_lines(log) if not isinstance(m, str) and m["uri"] != lines[0]["uri"]]
+    assert len(fast) == 100, len(fast)
+    cut = [m.string for m in fast + lines if m["cut"]]
+    assert not cut, "%d lines of whole answers say cut:\n%s" % (len(cut), "\n".join(cut[:5]))
+    assert lines[0]["status"] == "504", lines[0].string
+
+
 def _move_and_reopen(d, log, reopen):
     assert request(d.tcp, path="/mark?name=before").status == 200
     wait_for(lambda: find_access(log, "/mark?name=before"), timeout=3, what="the first line")

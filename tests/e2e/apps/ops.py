@@ -7,6 +7,7 @@
     /mark?name=N        creates $WSGID_E2E_DIR/mark-N (a side effect a test can look for)
     /big?size=N         N bytes (default 16 MiB) with a Content-Length
     /error              logs a line to wsgi.errors and raises (a 500 and an error line)
+    /write-sleep?t=S    sends 3 of its 10 bytes with write(), then time.sleep(S)
 Every path writes $WSGID_E2E_DIR/started-<path> first, so a test knows the app was reached.
 """
 import os
@@ -51,6 +52,12 @@ def application(environ, start_response):
     if path == "/big":
         size = int(qs.get("size", [str(16 * 1024 * 1024)])[0])
         return _answer(start_response, b"x" * size)
+    if path == "/write-sleep":
+        write = start_response("200 OK", [("Content-Type", "text/plain"),
+                                          ("Content-Length", "10")])
+        write(b"abc")
+        time.sleep(float(qs.get("t", ["5"])[0]))
+        return [b"defghij"]
     if path == "/error":
         environ["wsgi.errors"].write("ops app: about to fail\n")
         raise RuntimeError("ops app failure on purpose")
