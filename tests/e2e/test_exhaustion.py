@@ -300,6 +300,38 @@ def test_waiting_for_a_slow_client_is_not_request_timeout(wsgid):
     assert d.workers() == [pid], "the worker was replaced: %r" % d.workers()
 
 
+def test_send_timeout_frees_a_thread_waiting_for_its_client(wsgid):
+    """What bounds that wait is send-timeout: both threads wait at the disk budget for clients
+    that read nothing; at send-timeout (2 s) those clients are dropped, their threads go back to
+    work and serve the request queued behind them, and nothing interrupts them at request-timeout
+    (1 s). Their access lines say the answers were cut."""
+    size = 8 << 20
+    d = wsgid("big", processes=1, threads=2, response_buffer_size="64K",
+              response_memory_limit="1M", response_disk_limit="1M", send_timeout=2,
+              request_timeout=1, top={"log": {"level": "info", "file": "-", "access": "-"}})
+    [pid] = d.workers()
+    slow = []
+    for _ in range(2):
+        c = Conn(d.tcp, timeout=30, rcvbuf=4096)
+        c.send(http_request("GET", "/gen?size=%d" % size, version="HTTP/1.0"))
+        slow.append(c)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    r = request(d.tcp, path="/big?size=10", timeout=20)
+    took = time.monotonic() - t0
+    print("served after %.2f s behind two threads waiting for their clients" % took)
+    assert r.status == 200, r
+    assert 1 < took < 6, "the request queued behind them took %.2f s" % took
+    cut = r'"GET /gen\?size=%d HTTP/1.0" 200 \d+ .* cut$' % size
+    wait_for(lambda: len(re.findall(cut, d.log(), re.M)) == 2, timeout=5,
+             what="both slow answers logged as cut")
+    assert len(re.findall(r"read nothing for 2 s \(send-timeout\)", d.log())) == 2
+    assert "over request-timeout" not in d.log()
+    assert d.workers() == [pid]
+    for c in slow:
+        c.close()
+
+
 def rss_mib(pid):
     return vm_kib(pid, "VmRSS") / 1024
 
