@@ -310,6 +310,15 @@ static int send_canned(wd_resp_t *r, int code, int protocol_status)
     return keep_alive;
 }
 
+/* Whether the answer went out whole, whatever the app did next: no body to send (HEAD, 1xx, 204,
+ * 304), or every byte of its Content-Length. One that fails after is closed, not reset: a reset
+ * (SO_LINGER 0) throws away what the kernel still holds for the client (a 4 MiB answer to a slow
+ * reader came 2 MiB short). */
+static int body_whole(const wd_resp_t *r)
+{
+    return r->no_body || (r->has_cl && r->body_sent >= r->cl);
+}
+
 /* The end of a response that went well: the last chunk; returns the keep-alive verdict. */
 static int finish(wd_resp_t *r)
 {
@@ -349,7 +358,7 @@ static int finish(wd_resp_t *r)
         return r->keep_alive;
     }
     /* Cut short (not merely cut at its Content-Length): reset, do not close. */
-    if (r->failed && r->head_sent && !r->client_gone && !(r->has_cl && r->body_sent >= r->cl))
+    if (r->failed && r->head_sent && !r->client_gone && !body_whole(r))
         return WD_OUT_RESET;
     keep_alive = r->keep_alive && !r->failed && !r->client_gone;
     return keep_alive;
@@ -436,12 +445,11 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (error && !r->head_sent && !r->client_gone)
         keep_alive = send_canned(r, req->timed_out ? 504 : 500, WD_FCGI_REQUEST_COMPLETE);
     else if (error)
-        keep_alive = r->head_sent && !r->client_gone ? WD_OUT_RESET : 0;
+        keep_alive = r->head_sent && !r->client_gone && !body_whole(r) ? WD_OUT_RESET : 0;
     else
         keep_alive = finish(r);
     /* Cut short, not merely cut at its Content-Length (the access log says so). */
-    req->cut = r->head_sent && (error || r->failed) && !r->no_body &&
-               !(r->has_cl && r->body_sent >= r->cl);
+    req->cut = r->head_sent && (error || r->failed) && !body_whole(r);
 
     /* The app may keep the environ or start_response: they must not reach the request now. */
     if (input != NULL) {

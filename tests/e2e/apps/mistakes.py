@@ -33,6 +33,12 @@ class _Iterable:
                 f.write("closed")
 
 
+def _whole_then_raise(n):
+    for i in range(0, n, 65536):
+        yield b"w" * min(65536, n - i)
+    raise RuntimeError("e2e: failing after the whole body")
+
+
 def _mark(name):
     d = os.environ.get("WSGID_E2E_DIR")
     if d:
@@ -148,6 +154,10 @@ def application(environ, start_response):
     if path == "/raise-after":
         start_response("200 OK", ok)
         return _Iterable(environ, [b"first chunk\n", b"never sent\n"], fail_after=1)
+    if path == "/raise-after-whole":  # every byte of its Content-Length, then an exception
+        n = int(environ.get("QUERY_STRING", "size=1").split("=")[1])
+        start_response("200 OK", ok + [("Content-Length", str(n))])
+        return _whole_then_raise(n)
     if path == "/close":
         start_response("200 OK", ok)
         return _Iterable(environ, [b"a", b"b"])
