@@ -448,8 +448,10 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         keep_alive = r->head_sent && !r->client_gone && !body_whole(r) ? WD_OUT_RESET : 0;
     else
         keep_alive = finish(r);
-    /* Cut short, not merely cut at its Content-Length (the access log says so). */
-    req->cut = r->head_sent && (error || r->failed) && !body_whole(r);
+    /* Cut short, not merely cut at its Content-Length (the access log says so): the app failed,
+     * or the client went before the answer's end (a Content-Length not all sent, or no length:
+     * the end, a chunked body's last chunk or the close, never reached it). */
+    req->cut = r->head_sent && (error || r->failed || r->client_gone) && !body_whole(r);
 
     /* The app may keep the environ or start_response: they must not reach the request now. */
     if (input != NULL) {

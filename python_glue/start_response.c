@@ -531,11 +531,12 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *cons
         return 0;
     r->head_sent = 1;
     r->body_sent += total;
-    if (!lending)
-        return wd__py_resp_push(r, iov, i, NULL);
-    rc = wd__py_resp_push(r, iov, i, lend);
-    for (int k = 0; k < i; k++)
-        Py_XDECREF(lend[k].obj); /* the pieces the buffer did not keep */
+    rc = wd__py_resp_push(r, iov, i, lending ? lend : NULL);
+    if (lending)
+        for (int k = 0; k < i; k++)
+            Py_XDECREF(lend[k].obj); /* the pieces the buffer did not keep */
+    if (rc < 0)
+        r->body_sent -= total; /* not sent (a client gone, a full disk): not a whole body */
     return rc;
 }
 

@@ -679,7 +679,9 @@ int wd_out_flush(wd_out_t *out)
 
     pthread_mutex_lock(&out->lock);
     flush_locked(out);
-    rc = out->aborted ? refused(out) : 0;
+    /* Not `lost` by itself: the bytes pushed before may all have reached the client, which then
+     * closed, and the producer knows whether its answer had more (python_glue: req->cut). */
+    rc = out->aborted ? -EPIPE : 0;
     pthread_mutex_unlock(&out->lock);
     return rc;
 }

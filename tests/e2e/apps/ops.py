@@ -8,6 +8,7 @@
     /big?size=N         N bytes (default 16 MiB) with a Content-Length
     /error              logs a line to wsgi.errors and raises (a 500 and an error line)
     /write-sleep?t=S    sends 3 of its 10 bytes with write(), then time.sleep(S)
+    /gen-cl?size=N      N bytes with a Content-Length, from a generator of 200 KiB chunks
 Every path writes $WSGID_E2E_DIR/started-<path> first, so a test knows the app was reached.
 """
 import os
@@ -58,6 +59,11 @@ def application(environ, start_response):
         write(b"abc")
         time.sleep(float(qs.get("t", ["5"])[0]))
         return [b"defghij"]
+    if path == "/gen-cl":
+        n = int(qs.get("size", ["4096000"])[0])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(n))])
+        return (b"g" * min(204800, n - i) for i in range(0, n, 204800))
     if path == "/error":
         environ["wsgi.errors"].write("ops app: about to fail\n")
         raise RuntimeError("ops app failure on purpose")
