@@ -184,13 +184,13 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
      * proxy aborted it, or the app failed after the head. The status is the app's all the same
      * (what its client was told), as nginx's log does; a trailing "cut" says so (Apache's %X).
      * Not the 504 the loop answered for a thread stuck before it sent a byte (conn_timeout.c). */
-    int cut =
-        ((c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut)) &&
-        !(c->abandoned && c->out.sent == 0);
-    int n;
+    int cut, n;
 
     if (!wd_log_access_enabled())
         return;
+    cut =
+        ((c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut)) &&
+        !(c->abandoned && c->out.sent == 0);
     if (c->proto == WD_REQ_UWSGI && c->dispatched) {
         method = c->uwsgi.method;
         uri = c->uwsgi.uri;
