@@ -863,7 +863,7 @@ void wd_conn_ready(wd_handoff_node_t *node)
  * closes its uwsgi_pass connection when the client goes: on a unix socket this is how a request
  * still waiting for a thread learns it, and never runs. (Over TCP a close is a FIN until the first
  * write is answered with a reset: seen then.) */
-static int peer_gone(const wd_conn_t *c)
+int wd__conn_peer_gone(const wd_conn_t *c)
 {
     struct pollfd p = {.fd = c->fd, .events = 0};
 
@@ -906,7 +906,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         }
         /* The poll still watches for reads after dispatch (conn_dispatch): a close shows as a
          * read first. */
-        if ((events & (UV_READABLE | UV_DISCONNECT)) && !c->peer_shut && peer_gone(c)) {
+        if ((events & (UV_READABLE | UV_DISCONNECT)) && !c->peer_shut && wd__conn_peer_gone(c)) {
             wd_log_peer(WD_LOG_INFO, "peer %s: client went away during request %s%s",
                         wd__conn_peer(c), c->dispatched ? c->req.id : "-",
                         wd_out_is_finished(&c->out) ? "" : " (its answer is dropped)");

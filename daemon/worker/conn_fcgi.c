@@ -355,6 +355,15 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
             n = read(c->fd, c->buf + c->len, c->cap - c->len);
         while (n < 0 && errno == EINTR);
     }
+    if (n == 0 && c->l->is_unix && !wd__conn_peer_gone(c)) {
+        /* A FIN and no hang-up: the client shut its sending side down after its request
+         * (shutdown(SHUT_WR)) and reads the answer; a proxy that aborts closes the socket, and a
+         * unix socket tells the two apart. Over TCP they look the same until a write is answered
+         * with a reset, and a FIN is the abort the FastCGI spec describes (the Web server closes
+         * the transport connection): there it aborts. */
+        c->peer_shut = 1;
+        return 0;
+    }
     if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
         wd_log_peer(WD_LOG_INFO,
                     "[req %s] peer %s: the proxy closed the FastCGI connection: request aborted",

@@ -82,8 +82,12 @@ void wd__conn_fcgi_stdin_read(wd_conn_t *c, size_t n);
 int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n);
 /* While the app runs: reads what the buffer has room for and looks for the request's end from
  * the proxy (an ABORT_REQUEST of its id, the connection closed, a malformed record). 1 when the
- * request is aborted, else 0 (the records read wait for the next request). */
+ * request is aborted, else 0 (the records read wait for the next request). A unix socket's
+ * peer that only shut its sending side down (its FIN, and no hang-up) has not aborted: it reads
+ * the answer, and peer_shut is set. */
 int wd__conn_fcgi_watch(wd_conn_t *c);
+/* Whether the peer closed both ways (conn.c): a unix socket's hang-up, or a TCP reset. */
+int wd__conn_peer_gone(const wd_conn_t *c);
 /* A request just complete, not dispatched yet: 1 when the records read after it end it (its
  * ABORT_REQUEST came in the same read as its last STDIN record, or a malformed record did):
  * logged; close the connection, as for an abort while the request waits in the queue. */

@@ -352,6 +352,25 @@ def test_abort_while_the_app_runs(wsgid, tmp):
     assert closed_after(tmp, "other") == 5
 
 
+def test_a_client_that_shuts_its_side_down_reads_the_answer(wsgid, tmp):
+    """A FastCGI client that sends its request and then shutdown(SHUT_WR), as some clients end
+    one, has not aborted it: on a unix socket its FIN comes without the hang-up of a close, and
+    the answer and END_REQUEST reach it, then the connection closes (kept or not). Before, the FIN
+    was taken for the proxy's close: the request was aborted and nothing came back."""
+    d, sock = start(wsgid, tmp, threads=2)
+    for rid, keep in ((1, False), (2, True)):
+        with Conn(sock) as c:
+            c.send(fcgi.request(params("/stream/closing?n=3&pause=0.2&name=shut%d" % rid),
+                                rid=rid, keep=keep))
+            c.shut_wr()
+            recs = fcgi.read_records(c)
+            assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+            assert fcgi.stdout_of(recs).endswith(b"part 2\n")
+            assert c.closed(timeout=2), "the connection stays open after the answer"
+        assert closed_after(tmp, "shut%d" % rid) == 3
+    assert "aborted" not in d.log()
+
+
 def assert_never_ran(sock, tmp, name):
     """The request that marked `name` was aborted before it ran: a request after it runs (its
     mark is made), the aborted one's mark is not."""
