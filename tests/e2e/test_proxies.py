@@ -371,6 +371,36 @@ def test_streamed_response_arrives_whole(site):
 
 
 @proxied
+def test_a_client_that_leaves_stops_the_app(site):
+    """A client that goes away in the middle of a streamed answer: the proxy gives up its
+    connection to wsgid (a close, or FastCGI's ABORT_REQUEST), and wsgid closes the app's
+    iterable at its next part, not at its end (400 parts 50 ms apart: 20 s), then serves on."""
+    tmp = site.d.log_path.parent
+    port = int(site.url.rsplit(":", 1)[1])
+    c = ClientConn(("127.0.0.1", port))
+    c.send(b"GET /stream/closing?n=400&pause=0.05&name=gone HTTP/1.1\r\nHost: %s\r\n\r\n"
+           % HOST.encode())
+    time.sleep(1)  # running: some proxies buffer a stream's first bytes, so none is awaited
+    c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+    c.sock.close()
+    left = time.monotonic()
+    closed = tmp / "closed-gone"
+    wait_for(closed.exists, timeout=15, what="the app's iterable closed")
+    took = time.monotonic() - left
+    given = int(closed.read_text())
+    assert given < 300 and took < 10, (given, took)
+    assert site.get("/hello").content == HELLO
+    site.d.expect_log(r"went away|aborted|closed the FastCGI connection")
+    # HAProxy logs a client's disconnection (CD) as an error, Caddy its broken pipe.
+    site.proxy.expect_log(r"CD--|aborting with incomplete response")
+    print("%s: closed after %d parts, %.1f s after the client left; wsgid saw: %s"
+          % (site.path.id, given, took,
+             "; ".join(sorted({m.group(0) for m in re.finditer(
+                 r"aborted by the proxy[^\n]*|the proxy closed the FastCGI connection|"
+                 r"client went away[^\n]*|the client went away", site.d.log())})) or "nothing"))
+
+
+@proxied
 def test_head(site):
     """HEAD gives the head of a GET and no body: a body would be read as the next response on the
     connection, whose GET follows."""

@@ -66,11 +66,12 @@ ProxyPreserveHost On
 
 def fcgi_unix(sock):
     """mod_proxy_fcgi to wsgid's unix socket, connections kept (enablereuse=on, a pool per child;
-    ttl=60 as for mod_proxy_http). Apache sends REQUEST_URI as the client sent it, SCRIPT_NAME
+    ttl=60 as for mod_proxy_http; flushpackets=on, as README says, or a streamed answer's small
+    parts are held back and a client that left goes unnoticed). Apache sends REQUEST_URI as the client sent it, SCRIPT_NAME
     the whole decoded path and no PATH_INFO (the CGI view: the path names a script): the two
     ProxyFCGISetEnvIf lines make SCRIPT_NAME empty and PATH_INFO the decoded path (in an
     ap_expr, %{REQUEST_URI} is Apache's decoded path, without the query)."""
-    return """ProxyPass "/" "unix:%s|fcgi://localhost/" enablereuse=on ttl=60
+    return """ProxyPass "/" "unix:%s|fcgi://localhost/" enablereuse=on ttl=60 flushpackets=on
 ProxyFCGISetEnvIf "true" SCRIPT_NAME ""
 ProxyFCGISetEnvIf "true" PATH_INFO "%%{REQUEST_URI}"
 """ % sock
