@@ -401,6 +401,27 @@ def test_a_client_that_leaves_stops_the_app(site):
 
 
 @proxied
+def test_a_stream_goes_out_part_by_part(site):
+    """A streamed answer whose app sends X-Accel-Buffering: no (README, "Streaming answers")
+    reaches the client part by part: its first part long before its second is made (parts 1 s
+    apart). nginx holds a uwsgi_pass or fastcgi_pass stream back otherwise (4.0 s and 1.0 s for
+    the first part of such a stream, measured), Apache's mod_proxy_fcgi without flushpackets=on
+    too."""
+    port = int(site.url.rsplit(":", 1)[1])
+    c = ClientConn(("127.0.0.1", port))
+    t0 = time.monotonic()
+    c.send(b"GET /stream/unbuffered?n=3&pause=1 HTTP/1.1\r\nHost: %s\r\n\r\n" % HOST.encode())
+    c.read_until(b"part 0\n")
+    first = time.monotonic() - t0
+    c.read_until(b"part 1\n")
+    second = time.monotonic() - t0
+    c.sock.close()
+    assert first < 0.5 and second > 0.9, (first, second)
+    site.d.expect_log(r"went away")
+    site.proxy.expect_log(r"CD--|aborting with incomplete response")
+
+
+@proxied
 def test_head(site):
     """HEAD gives the head of a GET and no body: a body would be read as the next response on the
     connection, whose GET follows."""

@@ -1,4 +1,5 @@
-"""Streaming: a generator with pauses (/gen), the write() callable (/write), and /closing?name=N:
+"""Streaming: a generator with pauses (/gen; /unbuffered is one that asks proxies not to hold it
+back, with X-Accel-Buffering: no), the write() callable (/write), and /closing?name=N:
 parts with pauses from an iterable whose close() writes $WSGID_E2E_DIR/closed-N with the number of
 parts it gave (so a test sees when and where a request was cut off)."""
 import os
@@ -44,6 +45,9 @@ def application(environ, start_response):
         for i in range(n):
             write(b"w%d;" % i)
         return []
+    if path == "/unbuffered":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
+        return _gen(n, pause)
     start_response("200 OK", [("Content-Type", "text/plain")])
     if path == "/closing":
         return _Closing(n, pause, qs.get("name", ["x"])[0])
