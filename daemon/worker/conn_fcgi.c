@@ -141,8 +141,14 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
             return params_add(c, rec->content);
         return params_end(c);
     case WD_FCGI_STDIN:
-        if (!c->fcgi.params_done)
-            return 0;
+        if (!c->fcgi.params_done) {
+            /* The body's bytes before the variables' end: dropped, they would cut the body short
+             * without a word. */
+            wd_log_peer(WD_LOG_WARN, "peer %s: FastCGI STDIN before the end of PARAMS on %s",
+                        wd__conn_peer(c), c->l->spec);
+            wd__conn_fail(c, 400);
+            return -1;
+        }
         if (rec->content.n == 0)
             return stdin_too_short(c) ? -1 : 1;
         if (stdin_too_long(c, rec->content.n))
@@ -159,9 +165,15 @@ static int request_record(wd_conn_t *c, const wd_fcgi_record_t *rec)
                     wd__conn_peer(c), rec->request_id);
         wd__conn_body_clear(c);
         wd__conn_fcgi_reset(c);
-        c->head_timed = 0;
         c->state = WD_CONN_HEAD;
-        return refuse_then(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE, c->fcgi.keep_conn);
+        if (refuse_then(c, rec->request_id, WD_FCGI_REQUEST_COMPLETE, c->fcgi.keep_conn) < 0)
+            return -1;
+        /* Kept: the next request's records get header-timeout from here, and with none buffered
+         * the connection waits for keepalive-timeout (wd__conn_fcgi_process). The request's
+         * header- or body-timeout ran on and closed it. */
+        wd__conn_timer(c, c->cs->group->header_timeout);
+        c->head_timed = 1;
+        return 0;
     default:
         return 0; /* DATA (the filter role's) */
     }
@@ -174,6 +186,14 @@ static int record(wd_conn_t *c, const wd_fcgi_record_t *rec)
     if (rec->request_id == WD_FCGI_NULL_REQUEST_ID)
         return management(c, rec);
     if (rec->type == WD_FCGI_BEGIN_REQUEST) {
+        if (c->fcgi.active && rec->request_id == c->fcgi.id) {
+            /* A second BEGIN_REQUEST of the request being read: its records could be either's,
+             * and an END_REQUEST would end both. */
+            wd_log_peer(WD_LOG_WARN, "peer %s: FastCGI BEGIN_REQUEST %u again before its end on %s",
+                        wd__conn_peer(c), rec->request_id, c->l->spec);
+            wd_conn_close(c);
+            return -1;
+        }
         if (c->fcgi.active)
             return refuse(c, rec->request_id, WD_FCGI_CANT_MPX_CONN);
         if (rec->role != WD_FCGI_RESPONDER)
@@ -332,6 +352,10 @@ static int ended_in_buffer(wd_conn_t *c, const char *req_id, const char *when)
                         wd__conn_peer(c), c->l->spec, wd_fcgi_strerror(rec.error));
             return 1;
         }
+        /* Records after a BEGIN_REQUEST are the next request's, even of the same id (nginx
+         * numbers every request 1): its ABORT_REQUEST is not this one's. */
+        if (rec.type == WD_FCGI_BEGIN_REQUEST)
+            return 0;
         if (rec.type == WD_FCGI_ABORT_REQUEST && rec.request_id == c->fcgi.id) {
             wd_log_peer(WD_LOG_INFO, "[req %s] peer %s: FastCGI request %u aborted by the proxy %s",
                         req_id, wd__conn_peer(c), rec.request_id, when);

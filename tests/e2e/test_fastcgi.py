@@ -136,6 +136,62 @@ def test_refusals(wsgid, tmp):
         assert c.closed()
 
 
+def test_the_records_of_one_request_stay_its_own(wsgid, tmp):
+    """What a later record does to the request being read or run (helper-53's findings):
+    - an ABORT_REQUEST after the next request's BEGIN_REQUEST of the same id (nginx numbers
+      every request 1) is the next one's: the running request is answered, then the aborted one
+      ends; it aborted the running one (no answer, the connection closed), or, in the same write,
+      kept the first from running;
+    - a second BEGIN_REQUEST of the request being read closes the connection; it was refused with
+      CANT_MPX_CONN, and the request then answered with a second END_REQUEST for the same id;
+    - STDIN before the end of PARAMS is answered 400; it was dropped, and the body cut short;
+    - a kept connection after an ABORT_REQUEST waits for keepalive-timeout; the aborted
+      request's header-timeout closed it."""
+    d, sock = start(wsgid, tmp, threads=2, header_timeout=1, keepalive_timeout=10)
+    nxt = (fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(params("/ops/x")))
+           + fcgi.record(fcgi.ABORT_REQUEST, 1))
+    for together in (False, True):
+        with Conn(sock) as c:
+            first = fcgi.request(params("/ops/sleep?t=0.5"), rid=1, keep=True)
+            if together:
+                c.send(first + nxt)
+            else:
+                c.send(first)
+                time.sleep(0.2)
+                c.send(nxt)
+            recs = fcgi.read_records(c)
+            assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK"), recs
+            assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE)
+            assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+            assert not c.closed(timeout=0.2)
+    d.expect_log(r"FastCGI request 1 aborted by the proxy before it ran")
+
+    d.expect_log(r"FastCGI BEGIN_REQUEST 1 again before its end")
+    with Conn(sock) as c:
+        c.send(fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(params("/echo/")))
+               + fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1)
+               + fcgi.record(fcgi.STDIN, 1, b"hello") + fcgi.record(fcgi.STDIN, 1))
+        assert c.closed()
+        assert c.buf == b"", c.buf
+
+    d.expect_log(r"FastCGI STDIN before the end of PARAMS")
+    with Conn(sock) as c:
+        p = dict(params("/echo/"), REQUEST_METHOD="POST")
+        c.send(fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(p))
+               + fcgi.record(fcgi.STDIN, 1, b"01234") + fcgi.record(fcgi.PARAMS, 1)
+               + fcgi.record(fcgi.STDIN, 1, b"56789") + fcgi.record(fcgi.STDIN, 1))
+        recs = fcgi.read_records(c)
+        assert fcgi.stdout_of(recs).startswith(b"Status: 400 "), recs
+
+    with Conn(sock) as c:
+        c.send(fcgi.begin(4, keep=True) + fcgi.record(fcgi.PARAMS, 4, fcgi.pairs({"A": "b"}))
+               + fcgi.record(fcgi.ABORT_REQUEST, 4))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+        assert not c.closed(timeout=2.5), "closed at header-timeout after the abort"
+        c.send(fcgi.request(params("/environ/"), rid=1, keep=True))
+        assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE)
+
+
 def stdin_records(body, sizes, paddings, rid=1):
     """body in STDIN records of the sizes given (in turn), each with the padding given (in turn),
     then the empty STDIN record."""
