@@ -276,8 +276,10 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
     if (rc == -EPIPE) {
         r->client_gone = 1;
     } else if (rc < 0) {
-        wd_log_error("[req %s] %s: %s: %s", r->req->id, wd__py_resp_line(r, line, sizeof line),
-                     what, strerror(-rc));
+        /* Rate-limited: a worker out of file descriptors or disk says so for every response a
+         * flood of clients makes it buffer (helper-54: 64 lines in 2 s). */
+        wd_log_peer(WD_LOG_ERROR, "[req %s] %s: %s: %s", r->req->id,
+                    wd__py_resp_line(r, line, sizeof line), what, strerror(-rc));
         r->failed = 1;
     }
 }

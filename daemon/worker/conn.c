@@ -234,7 +234,7 @@ static void conn_free(wd_conn_t *c)
         /* Kept for the next connection, with its buffers as an idle connection keeps them. */
         c->len = 0;
         wd__conn_fcgi_reset(c);
-        conn_trim(c, 0);
+        cs->freed += conn_trim(c, 0);
         if (c->http != NULL)
             wd_http_reset(c->http);
         wd_out_reset(&c->out);
@@ -243,6 +243,8 @@ static void conn_free(wd_conn_t *c)
         cs->n_pool++;
         return;
     }
+    cs->freed += sizeof *c + c->cap + c->body_cap + c->fcgi.params_cap +
+                 (c->http != NULL ? sizeof *c->http : 0);
     wd_out_close(&c->out);
     wd__conn_body_free(c);
     free(c->buf);

@@ -72,6 +72,7 @@ typedef struct wd_conns {
     size_t n;
     wd_conn_t *pool; /* freed connections kept for reuse (linked by next) */
     size_t n_pool;
+    size_t freed; /* bytes closed connections gave back since the last tick (wd_conns_tick) */
 } wd_conns_t;
 
 enum wd_conn_state {

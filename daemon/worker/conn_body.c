@@ -107,17 +107,18 @@ static int body_to_file(wd_conn_t *c)
     if (fd < 0)
         fd = wd_tmpfile(c->cs->tmpdir, "body");
     if (fd < 0) {
-        wd_log_error("peer %s: cannot create a temp file in %s for a request body: %s; "
-                     "check that it exists and is writable",
-                     wd__conn_peer(c), c->cs->tmpdir, strerror(-fd));
+        wd_log_peer(WD_LOG_ERROR,
+                    "peer %s: cannot create a temp file in %s for a request body: %s; "
+                    "check that it exists and is writable",
+                    wd__conn_peer(c), c->cs->tmpdir, strerror(-fd));
         return -1;
     }
     while (done < c->body_len) {
         ssize_t k = write(fd, c->body_mem + done, (size_t)c->body_len - done);
 
         if (k <= 0) {
-            wd_log_error("peer %s: cannot write a request body to %s: %s", wd__conn_peer(c),
-                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
+            wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
+                        wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
             close(fd);
             return -1;
         }
@@ -209,8 +210,8 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
         ssize_t k = write(c->body_fd, p, n);
 
         if (k <= 0) {
-            wd_log_error("peer %s: cannot write a request body to %s: %s", wd__conn_peer(c),
-                         c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
+            wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
+                        wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
             c->body_error = 500;
             return -1;
         }

@@ -162,8 +162,13 @@ static int idle_long(wd_conn_t *c)
 
 size_t wd_conns_tick(wd_conns_t *cs, uint64_t now, int timeouts)
 {
-    size_t freed = 0;
+    /* What closed connections gave back counts too: a burst of them that closes together leaves
+     * its buffers in malloc's heaps as idle ones do (helper-54: 2,000 connections that each held
+     * 64,000 bytes of a body, then closed, left a worker at 89.1 MiB of RSS for good, 19.6 after
+     * a malloc_trim). */
+    size_t freed = cs->freed;
 
+    cs->freed = 0;
     for (wd_conn_t *c = cs->list, *next; c; c = next) {
         next = c->next;
         if (idle_long(c))

@@ -317,11 +317,11 @@ static void big_trim(wd_worker_t *w)
         wd_log_debug("idle: %zu KiB of big blocks given back", n >> 10);
 }
 
-/* The buffers idle connections gave back (wd_conns_tick) stay in malloc's heaps, amid what is in
- * use, until malloc_trim hands their pages to the kernel: once 4 MiB or more were freed (about
- * 170 connections), at most once every 5 s, since it stops the loop while it walks the heaps.
- * 5,000 keep-alive connections idle after a hello each (1 process x 2 threads, direct HTTP): the
- * worker's RSS went from 10.3 to 68.3 MiB, to 57.8 a second later and 37.7 within 5 s (with the
+/* The buffers idle and closed connections gave back (wd_conns_tick) stay in malloc's heaps, amid
+ * what is in use, until malloc_trim hands their pages to the kernel: once 4 MiB or more were freed
+ * (about 170 connections), at most once every 5 s, since it stops the loop while it walks the
+ * heaps. 5,000 keep-alive connections idle after a hello each (1 process x 2 threads, direct HTTP):
+ * the worker's RSS went from 10.3 to 68.3 MiB, to 57.8 a second later and 37.7 within 5 s (with the
  * buffers freed and no malloc_trim: 57.3; without either: 68.1); a malloc_trim took 2.1-8.5 ms of
  * the loop, and 2.0-12.4 ms with an app holding 1.1 GB of malloc's heap, half of it freed
  * piecemeal. */
@@ -334,7 +334,7 @@ static void heap_trim(wd_worker_t *w, size_t freed, uint64_t now)
     if (w->idle_freed < HEAP_TRIM_MIN || now - w->heap_trimmed_ns < HEAP_TRIM_EVERY_NS)
         return;
     malloc_trim(0);
-    wd_log_debug("idle connections: %zu KiB of buffers given back (malloc_trim: %.1f ms)",
+    wd_log_debug("connections: %zu KiB of buffers given back (malloc_trim: %.1f ms)",
                  w->idle_freed >> 10, (double)(wd_now_ns() - now) / 1e6);
     w->idle_freed = 0;
     w->heap_trimmed_ns = now;
