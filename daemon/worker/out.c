@@ -85,19 +85,34 @@ void wd__out_budget_give(wd_out_t *out, uint64_t n)
         atomic_fetch_sub_explicit(out->budget->used, n, memory_order_relaxed);
 }
 
-/* The disk budget (wd_out_budget_t): takes n bytes if that stays within it, or regardless when
- * force is set; says whether it took them. */
-static int disk_take(wd_out_t *out, uint64_t n, int force)
+/* The disk budget (wd_out_budget_t): takes n bytes past it (a response with nothing pending
+ * goes on, WD_OUT_DISK_PIECE at a time). */
+static void disk_force(wd_out_t *out, uint64_t n)
 {
-    uint64_t was;
+    if (out->budget != NULL && out->budget->disk_used != NULL)
+        atomic_fetch_add_explicit(out->budget->disk_used, n, memory_order_relaxed);
+}
+
+/* The disk budget: takes what it has room for of n bytes, if that is n or WD_OUT_DISK_PIECE at
+ * least (no slivers); returns the bytes taken, 0 when none. A chunk larger than the room goes to
+ * disk in parts (write_locked) rather than waiting for room it may never have whole. */
+static uint64_t disk_take_some(wd_out_t *out, uint64_t n)
+{
+    _Atomic uint64_t *used;
+    uint64_t was, room, m, least = n < WD_OUT_DISK_PIECE ? n : WD_OUT_DISK_PIECE;
 
     if (out->budget == NULL || out->budget->disk_used == NULL)
-        return 1;
-    was = atomic_fetch_add_explicit(out->budget->disk_used, n, memory_order_relaxed);
-    if (force || was + n <= out->budget->disk_limit)
-        return 1;
-    atomic_fetch_sub_explicit(out->budget->disk_used, n, memory_order_relaxed);
-    return 0;
+        return n;
+    used = out->budget->disk_used;
+    was = atomic_load_explicit(used, memory_order_relaxed);
+    do {
+        room = was < out->budget->disk_limit ? out->budget->disk_limit - was : 0;
+        m = n < room ? n : room;
+        if (m < least)
+            return 0;
+    } while (!atomic_compare_exchange_weak_explicit(used, &was, was + m, memory_order_relaxed,
+                                                    memory_order_relaxed));
+    return m;
 }
 
 static void disk_give(wd_out_t *out, uint64_t n)
@@ -478,37 +493,48 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
     release_hold(out);
     /* Backpressure: past the spill limit, wait until the loop has sent enough; with the worker's
      * disk budget spent, until it has sent all (then a fresh file, the old one's blocks freed, and
-     * this chunk over the budget). */
-    for (;;) {
-        int wait = WAIT_ROOM;
+     * at most WD_OUT_DISK_PIECE of the chunk over the budget, the rest after another wait). A
+     * chunk goes in parts as the budget has room for them. */
+    while (n > 0) {
+        uint64_t m;
 
-        if (out->aborted)
-            return refused(out);
-        if (out->pending == 0 || out->pending + n <= out->spill_limit) {
-            if (disk_take(out, n, 0))
-                break;
-            if (out->pending == 0) {
-                spill_close(out);
-                disk_take(out, n, 1);
-                break;
+        for (;;) {
+            int wait = WAIT_ROOM;
+
+            if (out->aborted)
+                return refused(out);
+            if (out->pending == 0 || out->pending + n <= out->spill_limit) {
+                m = disk_take_some(out, n);
+                if (m > 0)
+                    break;
+                if (out->pending == 0) {
+                    spill_close(out);
+                    m = n < WD_OUT_DISK_PIECE ? n : WD_OUT_DISK_PIECE;
+                    disk_force(out, m);
+                    break;
+                }
+                wait = WAIT_EMPTY;
             }
-            wait = WAIT_EMPTY;
+            /* What this call queued before (an earlier iov, or piece) has woken nobody yet (the
+             * wake comes at the end of wd_out_writev): the loop must know of it to drain it, or
+             * both wait for ever (a list of 1 MiB chunks with response-spill-limit 1M stalled
+             * after the head). */
+            if (out->head != NULL && out->wake != NULL)
+                out->wake(out, out->wake_data, WD_OUT_WAKE_NOW);
+            out->producer_waiting = wait;
+            out->wait_since_ns = wd_now_ns();
+            pthread_cond_wait(&out->drained, &out->lock);
+            out->waited_ns += wd_now_ns() - out->wait_since_ns;
+            out->wait_since_ns = 0;
         }
-        /* What this call queued before (an earlier iov) has woken nobody yet (the wake comes at
-         * the end of wd_out_writev): the loop must know of it to drain it, or both wait for
-         * ever (a list of 1 MiB chunks with response-spill-limit 1M stalled after the head). */
-        if (out->head != NULL && out->wake != NULL)
-            out->wake(out, out->wake_data, WD_OUT_WAKE_NOW);
-        out->producer_waiting = wait;
-        out->wait_since_ns = wd_now_ns();
-        pthread_cond_wait(&out->drained, &out->lock);
-        out->waited_ns += wd_now_ns() - out->wait_since_ns;
-        out->wait_since_ns = 0;
+        rc = append_spill(out, p, m);
+        if (rc != 0)
+            return rc;
+        out->pending += m;
+        p += m;
+        n -= m;
     }
-    rc = append_spill(out, p, n);
-    if (rc == 0)
-        out->pending += n;
-    return rc;
+    return 0;
 }
 
 int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_lend_t *lend)

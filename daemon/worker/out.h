@@ -59,11 +59,17 @@ typedef struct wd_out_budget {
     /* The temp files' share (response-disk-limit): the size of every spill file a response holds
      * open, charged as it grows and given back when it is closed (NULL: none). Past disk_limit, a
      * response that must spill waits until its client has taken all it has pending, then starts a
-     * fresh file (its old one closed): a worker's spill files hold at most disk_limit and a chunk
-     * a response. */
+     * fresh file (its old one closed) with WD_OUT_DISK_PIECE bytes at most, and waits again for
+     * the rest: a worker's spill files hold at most disk_limit and WD_OUT_DISK_PIECE a response. */
     _Atomic uint64_t *disk_used;
     uint64_t disk_limit;
 } wd_out_budget_t;
+
+/* What a response spills past the disk budget at a time (see wd_out_budget_t). A chunk larger
+ * than this went over whole: a 20 MB answer in one bytes object, 30 clients that read nothing of
+ * it, and the worker's files held 572 MiB against a 16 MiB budget (helper-54), its threads free
+ * (the answers were whole in the buffer) and nobody waiting. */
+#define WD_OUT_DISK_PIECE (64 * 1024)
 
 #define WD_OUT_BUDGET_FLOOR (64 * 1024)
 

@@ -9,6 +9,8 @@ import signal
 import socket
 import time
 
+import pytest
+
 from helpers import fcgi
 from helpers.clients import HELLO, Conn, assert_hello, http_request, request
 from helpers.daemon import WSGID_BIN
@@ -248,13 +250,15 @@ def test_spill_file_follows_pending_bytes(wsgid):
         most / 2**20, limit >> 20)
 
 
-def test_spill_files_share_a_disk_budget(wsgid):
+@pytest.mark.parametrize("path", ["/gen", "/big"])
+def test_spill_files_share_a_disk_budget(wsgid, path):
     """response-disk-limit bounds what a worker's responses hold in temp files together: 6
-    clients that read nothing of their 8 MiB answers, streamed in 64 KiB chunks, past a 1 MiB
-    memory budget. Without it (before), their spill files took 30 MiB in 3 s, and grew; with 4M,
-    the gauge and the blocks the worker's deleted files hold stay under the limit and a chunk a
-    response, the two threads the slow readers leave still serve, and every client gets its whole
-    answer once it reads."""
+    clients that read nothing of their 8 MiB answers, streamed in 64 KiB chunks (/gen) or one
+    bytes object (/big), past a 1 MiB memory budget. Without it (before), their spill files took
+    30 MiB in 3 s, and grew; with 4M, the gauge and the blocks the worker's deleted files hold
+    stay under the limit and 64 KiB a response, the two threads the slow readers leave still
+    serve, and every client gets its whole answer once it reads. The one-object answers went over
+    whole until the budget took them 64 KiB at a time (WD_OUT_DISK_PIECE): 48.00 MiB."""
     maddr = ("127.0.0.1", free_port())
     limit, size, n = 4 << 20, 8 << 20, 6
     d = wsgid("big", processes=1, threads=8, response_buffer_size="64K",
@@ -267,7 +271,7 @@ def test_spill_files_share_a_disk_budget(wsgid):
     conns = []
     for _ in range(n):
         c = Conn(d.tcp, timeout=30, rcvbuf=4096)
-        c.send(http_request("GET", "/gen?size=%d" % size, version="HTTP/1.0"))
+        c.send(http_request("GET", "%s?size=%d" % (path, size), version="HTTP/1.0"))
         conns.append(c)
     gauge = blocks = 0
     deadline = time.monotonic() + 3
