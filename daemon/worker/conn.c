@@ -234,6 +234,7 @@ static void conn_free(wd_conn_t *c)
         /* Kept for the next connection, with its buffers as an idle connection keeps them. */
         c->len = 0;
         wd__conn_fcgi_reset(c);
+        wd__conn_fcgi_free(c);
         cs->freed += conn_trim(c, 0);
         if (c->http != NULL)
             wd_http_reset(c->http);
@@ -243,6 +244,7 @@ static void conn_free(wd_conn_t *c)
         cs->n_pool++;
         return;
     }
+    wd__conn_fcgi_free(c);
     cs->freed += sizeof *c + c->cap + c->body_cap + c->fcgi.params_cap +
                  (c->http != NULL ? sizeof *c->http : 0);
     wd_out_close(&c->out);
@@ -623,6 +625,8 @@ static int read_once(wd_conn_t *c)
     read_plan_t pl;
     ssize_t n;
 
+    if (wd__conn_fcgi_unsent(c))
+        return 0; /* nothing more is read before they are sent */
     if (direct == NULL && read_room(c) < 0)
         return 0;
     pl.n = 1;
@@ -686,7 +690,8 @@ static void conn_read(wd_conn_t *c)
     for (int turn = 0; turn < READ_TURNS && read_once(c); turn++)
         ;
     /* Still reading (level-triggered: if more bytes are waiting, the poll says so at once). */
-    if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE))
+    if ((c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY) && !(c->events & UV_READABLE) &&
+        !wd__conn_fcgi_unsent(c))
         set_events(c, UV_READABLE | UV_DISCONNECT);
 }
 
@@ -942,6 +947,13 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
         wd_conn_close(c);
         return;
     }
+    if (wd__conn_fcgi_unsent(c)) {
+        if (wd__conn_fcgi_send_unsent(c) != 0)
+            return;
+        conn_process(c); /* the records that waited behind them */
+        if (c->state != WD_CONN_HEAD && c->state != WD_CONN_BODY)
+            return;
+    }
     conn_read(c);
 }
 
@@ -954,7 +966,7 @@ static int idle_keepalive(const wd_conn_t *c)
      * leaves it empty. One a Python thread keeps and was asked to close (park_close) is as
      * good as closed: not counted again. */
     return c->state == WD_CONN_HEAD && c->len == 0 && c->served > 0 && !c->fcgi.active &&
-           !c->park_close;
+           !c->park_close && c->fcgi.unsent_len == 0;
 }
 
 static void conn_shutdown(wd_conn_t *c)

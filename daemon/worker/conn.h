@@ -167,6 +167,12 @@ struct wd_conn {
         char *params;        /* the PARAMS stream, put together */
         size_t params_len, params_cap;
         wd_fcgi_req_t req;
+        /* Management answers and refusals the socket did not take (a large answer before them
+         * fills it): sent at POLLOUT, the records after them waiting meanwhile (conn_fcgi.c:
+         * send_now). NULL until needed. */
+        char *unsent;
+        uint16_t unsent_len;
+        uint8_t unsent_close; /* then close: END_REQUEST of a request that did not keep it */
     } fcgi;
 };
 

@@ -14,19 +14,81 @@
 #include <unistd.h>
 
 /* Writes a management answer (GET_VALUES_RESULT, UNKNOWN_TYPE, an END_REQUEST that refuses a
- * request) at once: they are a few bytes, sent between requests, when the connection's response
- * buffer is idle. 0, or -1 when the socket did not take them whole (the connection is closed). */
+ * request) at once: a few bytes, between requests. The socket may not take them: the end of a
+ * large answer can still fill it when the next records are taken (helper-54: a GET_VALUES after
+ * a 3 MB answer got nothing, the connection closed, 4-6 times in 6). What it does not take waits
+ * for POLLOUT, and the records after it wait for it (wd__conn_fcgi_process), so that answers go
+ * out in order. 0, or -1 when the connection is closed (an error, or a peer that sends more
+ * management records than UNSENT_MAX bytes of answers while it reads none). */
+#define UNSENT_MAX 256
+
 static int send_now(wd_conn_t *c, const char *p, size_t n)
+{
+    ssize_t w = 0;
+
+    if (c->fcgi.unsent_len == 0) {
+        do
+            w = send(c->fd, p, n, MSG_NOSIGNAL);
+        while (w < 0 && errno == EINTR);
+        if (w == (ssize_t)n)
+            return 0;
+        if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            wd_conn_close(c);
+            return -1;
+        }
+        if (w < 0)
+            w = 0;
+    }
+    if (c->fcgi.unsent_len + (n - (size_t)w) > UNSENT_MAX) {
+        wd_conn_close(c);
+        return -1;
+    }
+    if (c->fcgi.unsent == NULL)
+        c->fcgi.unsent = xmalloc(UNSENT_MAX);
+    memcpy(c->fcgi.unsent + c->fcgi.unsent_len, p + w, n - (size_t)w);
+    c->fcgi.unsent_len += (uint16_t)(n - (size_t)w);
+    wd__conn_set_events(c, UV_WRITABLE | UV_DISCONNECT);
+    return 0;
+}
+
+int wd__conn_fcgi_unsent(const wd_conn_t *c)
+{
+    return c->proto == WD_REQ_FCGI && c->fcgi.unsent_len > 0;
+}
+
+int wd__conn_fcgi_send_unsent(wd_conn_t *c)
 {
     ssize_t w;
 
     do
-        w = send(c->fd, p, n, MSG_NOSIGNAL);
+        w = send(c->fd, c->fcgi.unsent, c->fcgi.unsent_len, MSG_NOSIGNAL);
     while (w < 0 && errno == EINTR);
-    if (w == (ssize_t)n)
-        return 0;
-    wd_conn_close(c);
-    return -1;
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return 1;
+    if (w < 0) {
+        wd_conn_close(c);
+        return -1;
+    }
+    if ((size_t)w < c->fcgi.unsent_len) {
+        memmove(c->fcgi.unsent, c->fcgi.unsent + w, c->fcgi.unsent_len - (size_t)w);
+        c->fcgi.unsent_len -= (uint16_t)w;
+        return 1;
+    }
+    c->fcgi.unsent_len = 0;
+    if (c->fcgi.unsent_close) {
+        wd_conn_close(c);
+        return -1;
+    }
+    wd__conn_set_events(c, UV_READABLE | UV_DISCONNECT);
+    return 0;
+}
+
+void wd__conn_fcgi_free(wd_conn_t *c)
+{
+    free(c->fcgi.unsent);
+    c->fcgi.unsent = NULL;
+    c->fcgi.unsent_len = 0;
+    c->fcgi.unsent_close = 0;
 }
 
 static int refuse(wd_conn_t *c, uint16_t id, int protocol_status)
@@ -45,6 +107,10 @@ static int refuse_then(wd_conn_t *c, uint16_t id, int protocol_status, int keep_
         return -1;
     if (keep_conn)
         return 0;
+    if (c->fcgi.unsent_len > 0) {
+        c->fcgi.unsent_close = 1; /* once it is sent */
+        return -1;
+    }
     wd_conn_close(c);
     return -1;
 }
@@ -290,6 +356,9 @@ int wd__conn_fcgi_process(wd_conn_t *c)
     for (;;) {
         wd_fcgi_record_t rec;
         int r, done;
+
+        if (c->fcgi.unsent_len > 0)
+            break; /* the records after an answer still unsent wait for it (send_now) */
 
         if (c->fcgi.stdin_left > 0 || c->fcgi.stdin_skip > 0) {
             r = stdin_more(c);

@@ -92,6 +92,14 @@ int wd__conn_peer_gone(const wd_conn_t *c);
  * ABORT_REQUEST came in the same read as its last STDIN record, or a malformed record did):
  * logged; close the connection, as for an abort while the request waits in the queue. */
 int wd__conn_fcgi_aborted_early(wd_conn_t *c);
+/* Whether answers the loop made itself wait for the socket (send_now): no record is taken and
+ * nothing read until they are sent. */
+int wd__conn_fcgi_unsent(const wd_conn_t *c);
+/* At POLLOUT: sends them; 0 when all went (the records after them can be taken), 1 when some are
+ * still waiting, -1 when the connection was closed. */
+int wd__conn_fcgi_send_unsent(wd_conn_t *c);
+/* The connection is freed: what it kept. */
+void wd__conn_fcgi_free(wd_conn_t *c);
 /* After a response: the connection is ready for the next BEGIN_REQUEST. */
 void wd__conn_fcgi_reset(wd_conn_t *c);
 /* Between requests: gives back PARAMS' buffer if it grew past the usual size (whole: at any
