@@ -225,6 +225,7 @@ static wd_fcgi_error_t take_param(wd_fcgi_req_t *req, wd_slice_t name, wd_slice_
         if (*cl || parse_content_length(val.p, val.n, &req->content_length) != 0)
             return WD_FCGI_ECONTENT_LENGTH;
         *cl = 1;
+        req->length_known = val.n > 0 && val.p[0] != '-';
     } else if (req->method.p == NULL && name_is(name, "REQUEST_METHOD", 14)) {
         req->method = val;
     } else if (req->uri.p == NULL && name_is(name, "REQUEST_URI", 11)) {

@@ -140,6 +140,7 @@ typedef struct wd_fcgi_req {
     const char *params; /* the PARAMS block: params_len bytes in the caller's buffer */
     size_t params_len;
     uint64_t content_length; /* CONTENT_LENGTH; absent, empty or -1 (unknown) means 0 */
+    int length_known;        /* CONTENT_LENGTH gave a length ("0" included): STDIN must match */
     wd_slice_t method;       /* REQUEST_METHOD, empty if absent */
     wd_slice_t uri;          /* REQUEST_URI, empty if absent */
     wd_slice_t protocol;     /* SERVER_PROTOCOL, empty if absent */

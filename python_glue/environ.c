@@ -272,7 +272,8 @@ static int vars_next(vars_t *it, wd_slice_t *k, wd_slice_t *v)
 }
 
 /* The environ of a request whose proxy sent its variables (uwsgi, FastCGI): taken as they are,
- * CONTENT_TYPE/LENGTH from their HTTP_ forms when only those came, PATH_INFO from the URI when
+ * CONTENT_TYPE (and over uwsgi CONTENT_LENGTH) from their HTTP_ forms when only those came,
+ * FastCGI's CONTENT_LENGTH from its body when the proxy left it unsaid, PATH_INFO from the URI when
  * absent, the scheme from HTTPS / REQUEST_SCHEME / UWSGI_SCHEME. */
 static int environ_vars(PyObject *env, const wd_req_t *req)
 {
@@ -306,8 +307,10 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
                 break;
             case K_CONTENT_LENGTH:
                 has_cl = 1;
-                if (v.n > 0 &&
-                    v.p[0] == '-') { /* "-1", length unknown (FastCGI): it is known now */
+                /* "-1", length unknown (FastCGI), or "" with a body (FastCGI's STDIN of a length
+                 * the proxy did not know: nginx's chunked upload without request buffering): it
+                 * is known now. A uwsgi body's length is CONTENT_LENGTH's: "" has none. */
+                if ((v.n > 0 && v.p[0] == '-') || (v.n == 0 && req->body_len > 0)) {
                     if (set_u64(env, keys[K_CONTENT_LENGTH], req->body_len) < 0)
                         return -1;
                     continue;
@@ -335,9 +338,16 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
     if (!has_ct && http_ct.p != NULL &&
         set_str(env, keys[K_CONTENT_TYPE], http_ct.p, http_ct.n) < 0)
         return -1;
-    if (!has_cl && http_cl.p != NULL &&
-        set_str(env, keys[K_CONTENT_LENGTH], http_cl.p, http_cl.n) < 0)
+    /* Without CONTENT_LENGTH: a FastCGI body is STDIN, whose length is known now (the client's
+     * Content-Length header may say anything: helper-53 had 999 for 100 bytes); otherwise the
+     * header's. */
+    if (!has_cl && it.fcgi && req->body_len > 0) {
+        if (set_u64(env, keys[K_CONTENT_LENGTH], req->body_len) < 0)
+            return -1;
+    } else if (!has_cl && !it.fcgi && http_cl.p != NULL &&
+               set_str(env, keys[K_CONTENT_LENGTH], http_cl.p, http_cl.n) < 0) {
         return -1;
+    }
     if (!has_path && set_path_info(env, uri.p, uri.n, NULL) < 0)
         return -1;
     if (https == 1 && PyDict_SetItem(env, k_url_scheme, s_https) < 0)

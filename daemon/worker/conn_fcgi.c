@@ -175,7 +175,7 @@ static int params_end(wd_conn_t *c)
  * 1. */
 static int stdin_too_long(wd_conn_t *c, size_t n)
 {
-    if (c->body_expect == 0 || c->body_len + n <= c->body_expect)
+    if (!c->fcgi.req.length_known || c->body_len + n <= c->body_expect)
         return 0;
     wd_log_peer(WD_LOG_WARN, "peer %s: FastCGI STDIN longer than its CONTENT_LENGTH (%llu)",
                 wd__conn_peer(c), (unsigned long long)c->body_expect);
@@ -187,7 +187,7 @@ static int stdin_too_long(wd_conn_t *c, size_t n)
  * body cut short is not handed to the app as if whole. */
 static int stdin_too_short(wd_conn_t *c)
 {
-    if (c->body_expect == 0 || c->body_len == c->body_expect)
+    if (!c->fcgi.req.length_known || c->body_len == c->body_expect)
         return 0;
     wd_log_peer(
         WD_LOG_WARN, "peer %s: FastCGI STDIN ended at %llu bytes of its CONTENT_LENGTH (%llu)",
@@ -345,7 +345,7 @@ int wd__conn_fcgi_stdin_guessed(wd_conn_t *c, const char *p, size_t n)
     if (c->state != WD_CONN_BODY || c->fcgi.stdin_left != 0 || n != pad + WD_FCGI_HEADER_SIZE ||
         wd_fcgi_stdin_header(p + pad, WD_FCGI_HEADER_SIZE, &rec) != WD_FCGI_HEADER_SIZE ||
         rec.request_id != c->fcgi.id || rec.content.n != len || rec.padding != pad ||
-        (c->body_expect != 0 && c->body_len + len > c->body_expect))
+        (c->fcgi.req.length_known && c->body_len + len > c->body_expect))
         return 0;
     c->fcgi.stdin_left = len; /* its padding, stdin_skip, is the same */
     return 1;

@@ -606,6 +606,32 @@ def test_stdin_shorter_than_its_content_length_is_refused(wsgid, tmp):
         assert fcgi.stdout_of(recs).endswith(b"y" * 100)
 
 
+def test_stdin_of_a_length_left_unsaid_is_told_to_the_app(wsgid, tmp):
+    """CONTENT_LENGTH "0" is a length: 100 bytes of STDIN after it are refused (400), as after
+    "5". Empty or absent, the body is STDIN up to its end, as with "-1": the app sees
+    CONTENT_LENGTH 100 and reads 100 bytes, whatever Content-Length header came with it. Before
+    (helper-53), all three ran, the app seeing CONTENT_LENGTH "0", "" or the header's 999."""
+    d, sock = start(wsgid, tmp)
+    d.expect_log(r"FastCGI STDIN longer than its CONTENT_LENGTH")
+    body = b"z" * 100
+    for cl, header in (("0", None), ("", None), (None, None), (None, "999")):
+        p = dict(params("/environ/"), REQUEST_METHOD="POST")
+        if cl is not None:
+            p["CONTENT_LENGTH"] = cl
+        if header is not None:
+            p["HTTP_CONTENT_LENGTH"] = header
+        with Conn(sock) as c:
+            c.send(fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(p))
+                   + fcgi.record(fcgi.PARAMS, 1) + stdin_records(body, [40], [0]))
+            out = fcgi.stdout_of(fcgi.read_records(c))
+        if cl == "0":
+            assert out.startswith(b"Status: 400 "), out[:200]
+            continue
+        env = json.loads(out.split(b"\r\n\r\n", 1)[1])
+        assert env["CONTENT_LENGTH"] == "100", (cl, header, env.get("CONTENT_LENGTH"))
+        assert env["_body"] == body.decode(), (cl, header, len(env["_body"]))
+
+
 def test_an_abort_before_the_request_ends_closes_a_connection_not_kept(wsgid, tmp):
     """Without FCGI_KEEP_CONN the application closes the connection after its answer (the
     spec): also after the END_REQUEST that ends an aborted request, or one of a role it does not

@@ -346,6 +346,7 @@ typedef struct pexpect {
     wd_fcgi_error_t err;
     uint64_t cl;
     const char *method, *uri, *protocol; /* NULL: not checked */
+    int known;                           /* length_known: 1 yes, -1 no, 0 not checked */
 } pexpect_t;
 
 static bytes_t pb;
@@ -379,6 +380,9 @@ static void check_params(const char *name, const char *how, const char *p, size_
     T_CHECK(req.params == p && req.params_len == n, "%s (%s): block", name, how);
     T_CHECK(req.content_length == ex->cl, "%s (%s): content_length %" PRIu64 ", want %" PRIu64,
             name, how, req.content_length, ex->cl);
+    if (ex->known)
+        T_CHECK(req.length_known == (ex->known > 0), "%s (%s): length_known %d", name, how,
+                req.length_known);
     if (ex->method)
         T_CHECK(slice_is(req.method, ex->method), "%s (%s): method '%.*s'", name, how,
                 (int)req.method.n, req.method.p);
@@ -488,29 +492,35 @@ static void test_params(void)
     size_t i;
 
     run_params("nginx", nginx_pairs, NGINX_PAIRS,
-               (pexpect_t){0, 14, "POST", "/hello/w%20rld?a=1&b=2", "HTTP/1.1"});
-    run_params("empty block", NULL, 0, (pexpect_t){0, 0, "", "", ""});
+               (pexpect_t){0, 14, "POST", "/hello/w%20rld?a=1&b=2", "HTTP/1.1", 1});
+    run_params("empty block", NULL, 0, (pexpect_t){0, 0, "", "", "", -1});
+    {
+        /* "0" is a length: STDIN must be empty (conn_fcgi.c: stdin_too_long). */
+        const nv_t p[] = {{"CONTENT_LENGTH", "0", 0, 0}, {"REQUEST_METHOD", "POST", 0, 0}};
+        run_params("CONTENT_LENGTH 0", p, 2, (pexpect_t){0, 0, "POST", "", "", 1});
+    }
     {
         /* Caddy's fastcgi transport for a chunked body: the length is unknown, STDIN says. */
         const nv_t p[] = {{"CONTENT_LENGTH", "-1", 0, 0}, {"REQUEST_METHOD", "POST", 0, 0}};
-        run_params("CONTENT_LENGTH -1", p, 2, (pexpect_t){0, 0, "POST", "", ""});
+        run_params("CONTENT_LENGTH -1", p, 2, (pexpect_t){0, 0, "POST", "", "", -1});
     }
     {
         const nv_t p[] = {{"REQUEST_METHOD", "GET", 1, 1}, {"REQUEST_URI", "/", 0, 1}};
-        run_params("four-byte lengths for short strings", p, 2, (pexpect_t){0, 0, "GET", "/", ""});
+        run_params("four-byte lengths for short strings", p, 2,
+                   (pexpect_t){0, 0, "GET", "/", "", 0});
     }
     {
         const nv_t p[] = {{name200, "v", 0, 0}, {"REQUEST_METHOD", "GET", 0, 0}};
-        run_params("200-byte name", p, 2, (pexpect_t){0, 0, "GET", "", ""});
+        run_params("200-byte name", p, 2, (pexpect_t){0, 0, "GET", "", "", 0});
     }
     {
         const nv_t p[] = {{"A", val127, 0, 0}, {"B", val128, 0, 0}, {name200, val128, 1, 1}};
-        run_params("127 and 128 bytes", p, 3, (pexpect_t){0, 0, "", "", ""});
+        run_params("127 and 128 bytes", p, 3, (pexpect_t){0, 0, "", "", "", 0});
     }
     {
         /* Longer than one record can carry: PARAMS spread over several records. */
         const nv_t p[] = {{"HTTP_X_BIG", val70000, 0, 0}, {"CONTENT_LENGTH", "", 0, 0}};
-        run_params("70000-byte value", p, 2, (pexpect_t){0, 0, "", "", ""});
+        run_params("70000-byte value", p, 2, (pexpect_t){0, 0, "", "", "", -1});
     }
     {
         const nv_t p[] = {{"REQUEST_METHOD", "GET", 0, 0},
@@ -518,27 +528,27 @@ static void test_params(void)
                           {"SERVER_PROTOCOL", "HTTP/1.0", 0, 0},
                           {"X", "", 0, 0}};
         run_params("first of repeated, empty last value", p, 4,
-                   (pexpect_t){0, 0, "GET", "", "HTTP/1.0"});
+                   (pexpect_t){0, 0, "GET", "", "HTTP/1.0", 0});
     }
     {
         const nv_t p[] = {{"CONTENT_LENGTH", "9223372036854775807", 0, 0}};
         run_params("largest CONTENT_LENGTH", p, 1,
-                   (pexpect_t){0, UINT64_C(9223372036854775807), "", "", ""});
+                   (pexpect_t){0, UINT64_C(9223372036854775807), "", "", "", 1});
     }
     {
         const nv_t p[] = {{"REQUEST_METHOD", "GET", 0, 0}, {"", "x", 0, 0}};
-        run_params("empty name", p, 2, (pexpect_t){WD_FCGI_EEMPTY_NAME, 0, NULL, NULL, NULL});
+        run_params("empty name", p, 2, (pexpect_t){WD_FCGI_EEMPTY_NAME, 0, NULL, NULL, NULL, 0});
     }
     {
         const nv_t p[] = {{"CONTENT_LENGTH", "5", 0, 0}, {"CONTENT_LENGTH", "5", 0, 0}};
         run_params("two CONTENT_LENGTH", p, 2,
-                   (pexpect_t){WD_FCGI_ECONTENT_LENGTH, 0, NULL, NULL, NULL});
+                   (pexpect_t){WD_FCGI_ECONTENT_LENGTH, 0, NULL, NULL, NULL, 0});
     }
     for (i = 0; i < sizeof(bad_cl) / sizeof(bad_cl[0]); i++) {
         char name[64];
         const nv_t p[] = {{"REQUEST_METHOD", "POST", 0, 0}, {"CONTENT_LENGTH", bad_cl[i], 0, 0}};
         snprintf(name, sizeof(name), "CONTENT_LENGTH '%s'", bad_cl[i]);
-        run_params(name, p, 2, (pexpect_t){WD_FCGI_ECONTENT_LENGTH, 0, NULL, NULL, NULL});
+        run_params(name, p, 2, (pexpect_t){WD_FCGI_ECONTENT_LENGTH, 0, NULL, NULL, NULL, 0});
     }
 
     /* Framing errors written byte by byte. */
