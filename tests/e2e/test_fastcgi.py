@@ -566,6 +566,29 @@ def test_header_timeout_runs_from_the_first_record(wsgid, tmp):
     d.wait_log(r"request head not complete after 1 s \(header-timeout\)")
 
 
+def test_body_timeout_runs_from_the_last_body_bytes(wsgid, tmp):
+    """body-timeout counts from the last read that brought body bytes: a DATA record every 0.4 s
+    after one byte of a 100-byte body does not start it again (every read did: helper-54 held a
+    connection open 12 s with body-timeout 5 s). STDIN that keeps coming does."""
+    d, sock = start(wsgid, tmp, body_timeout=1)
+    d.expect_log(r"body-timeout|request body")
+    p = dict(params("/echo/"), REQUEST_METHOD="POST", CONTENT_LENGTH="100")
+    head = fcgi.begin(1, keep=True) + fcgi.record(fcgi.PARAMS, 1, fcgi.pairs(p)) \
+        + fcgi.record(fcgi.PARAMS, 1)
+    for rtype, closes in ((fcgi.DATA, True), (fcgi.STDIN, False)):
+        with Conn(sock) as c:
+            t0 = time.monotonic()
+            c.send(head + fcgi.record(fcgi.STDIN, 1, b"x"))
+            closed = False
+            for i in range(8):
+                if c.closed(timeout=0.4):
+                    closed = True
+                    break
+                c.send(fcgi.record(rtype, 1, b"x"))
+            took = time.monotonic() - t0
+            assert closed == closes and (not closes or took < 2.5), (rtype, closed, took)
+
+
 def test_a_request_stuck_past_request_timeout_gets_a_fastcgi_504(wsgid, tmp):
     """Past request-timeout + grace the loop answers for a thread blocked outside Python: on a
     FastCGI connection as FastCGI (the 504 in STDOUT, then END_REQUEST), not as raw HTTP."""
