@@ -137,23 +137,27 @@ static void print_status(json_t *st, const char *only)
 
         if (only != NULL && strcmp(only, jstr(g, "name")) != 0)
             continue;
-        long long resp_mem = 0, body_mem = 0, resp_disk = 0;
-        char disk[64] = "";
+        long long resp_mem = 0, body_mem = 0, resp_disk = 0, body_disk = 0;
+        char disk[64] = "", bdisk[64] = "";
 
         json_array_foreach(workers, k, w)
         {
             resp_mem += jint(w, "response_memory");
             resp_disk += jint(w, "response_disk");
             body_mem += jint(w, "body_memory");
+            body_disk += jint(w, "body_disk");
         }
         if (resp_disk > 0) /* responses their clients read slower than the app writes them */
             snprintf(disk, sizeof disk, ", %.1f MiB of responses in temp files",
                      (double)resp_disk / 1048576.0);
+        if (body_disk > 0) /* request bodies larger than body-buffer-size, or past its budget */
+            snprintf(bdisk, sizeof bdisk, ", %.1f MiB of request bodies in temp files",
+                     (double)body_disk / 1048576.0);
         printf("\ngroup %s: %lld processes x %lld threads, %lld requests, %lld restarts, %.1f MiB "
-               "of responses and %.1f MiB of request bodies in memory%s%s\n",
+               "of responses and %.1f MiB of request bodies in memory%s%s%s\n",
                jstr(g, "name"), jint(g, "processes"), jint(g, "threads"), jint(g, "requests"),
                jint(g, "restarts"), (double)resp_mem / 1048576.0, (double)body_mem / 1048576.0,
-               disk, json_array_size(workers) == 0 ? " (stopped)" : "");
+               disk, bdisk, json_array_size(workers) == 0 ? " (stopped)" : "");
         if (json_is_true(json_object_get(g, "draining")))
             printf("  draining: not ready for load balancers, still serving; stops in %.0f s "
                    "(wsgictl undrain %s keeps it)\n",

@@ -137,6 +137,7 @@ typedef struct wd_group_conf {
     uint64_t header_buffer_size;   /* default 64K; 1K .. 1M */
     uint64_t body_buffer_size;     /* default 1M */
     uint64_t body_memory_limit;    /* per worker, all bodies in memory (conn_body.c) */
+    uint64_t body_disk_limit;      /* per worker, all bodies' temp files (conn_body.c) */
     uint64_t response_buffer_size; /* default 1M */
     uint64_t response_spill_limit; /* default 1G; >= response_buffer_size */
 

@@ -467,6 +467,7 @@ static const group_key_t group_keys[] = {
     GK("header-buffer-size", K_SIZE, header_buffer_size, KIB, MIB, 0, "1K..1M"),
     GK("body-buffer-size", K_SIZE, body_buffer_size, 0, 64 * MIB, 0, "0..64M"),
     GK("body-memory-limit", K_SIZE, body_memory_limit, MIB, TIB, 0, "1M..1T"),
+    GK("body-disk-limit", K_SIZE, body_disk_limit, MIB, TIB, 0, "1M..1T"),
     GK("response-buffer-size", K_SIZE, response_buffer_size, 4 * KIB, 256 * MIB, 0, "4K..256M"),
     GK("response-spill-limit", K_SIZE, response_spill_limit, 4 * KIB, TIB, 0, "4K..1T"),
     GK("response-memory-limit", K_SIZE, response_memory_limit, MIB, TIB, 0, "1M..1T"),
@@ -671,6 +672,7 @@ static void group_defaults(wd_group_conf_t *g)
     g->header_buffer_size = 64ull << 10;
     g->body_buffer_size = 1ull << 20;
     g->body_memory_limit = 64ull << 20;
+    g->body_disk_limit = 1ull << 30;
     g->response_buffer_size = 1ull << 20;
     g->response_spill_limit = 1ull << 30;
     g->response_memory_limit = 64ull << 20;

@@ -76,7 +76,8 @@ typedef struct wd_score {
     _Atomic uint64_t main_ident; /* pthread_self() of its main thread, the loop (wsgictl stacks) */
     _Atomic uint64_t balance_closes; /* keep-alive connections closed for a lighter sibling */
     _Atomic uint64_t accepting;      /* 1 while it takes new connections (accept.c) */
-    /* (none spare: a new field takes a cache line of 8 fields more; the assertion below says) */
+    _Atomic uint64_t body_disk;      /* request bodies in temp files (body-disk-limit) */
+    uint64_t spare[7]; /* the cache line body_disk opened; a new field takes one of these */
     wd_score_running_t running[WD_SCORE_RUNNING]; /* [i] is thread wsgid-py(i+1)'s */
 } wd_score_t;
 

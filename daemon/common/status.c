@@ -32,6 +32,7 @@ typedef struct totals {
     uint64_t response_memory;
     uint64_t response_disk;
     uint64_t body_memory;
+    uint64_t body_disk;
 } totals_t;
 
 static int in_group(const wd_status_worker_t *w, const wd_status_group_t *g)
@@ -74,6 +75,7 @@ static void group_totals(const wd_status_t *st, const wd_status_group_t *g, tota
         t->response_memory += wd_score_get(&s->response_memory);
         t->response_disk += wd_score_get(&s->response_disk);
         t->body_memory += wd_score_get(&s->body_memory);
+        t->body_disk += wd_score_get(&s->body_disk);
     }
 }
 
@@ -176,6 +178,7 @@ static json_t *worker_json(const wd_status_worker_t *w, uint64_t now, int with_r
     set(o, "response_memory", jint(s != NULL ? wd_score_get(&s->response_memory) : 0));
     set(o, "response_disk", jint(s != NULL ? wd_score_get(&s->response_disk) : 0));
     set(o, "body_memory", jint(s != NULL ? wd_score_get(&s->body_memory) : 0));
+    set(o, "body_disk", jint(s != NULL ? wd_score_get(&s->body_disk) : 0));
     set(o, "last_error", jstr(w->last_error));
     set(o, "last_restart", jstr(w->last_restart));
     {
@@ -315,6 +318,11 @@ static uint64_t pick_response_disk(const totals_t *t, const wd_status_group_t *g
 static uint64_t pick_body_memory(const totals_t *t, const wd_status_group_t *g)
 {
     return t->body_memory;
+}
+
+static uint64_t pick_body_disk(const totals_t *t, const wd_status_group_t *g)
+{
+    return t->body_disk;
 }
 
 static uint64_t pick_restarts(const totals_t *t, const wd_status_group_t *g)
@@ -490,6 +498,8 @@ char *wd_status_prometheus(const wd_status_t *st)
               pick_response_disk);
     per_group(f, st, tot, "wsgid_body_memory_bytes", "gauge",
               "Request-body buffers held in memory (body-memory-limit).", pick_body_memory);
+    per_group(f, st, tot, "wsgid_body_disk_bytes", "gauge",
+              "Request bodies held in temp files (body-disk-limit).", pick_body_disk);
     duration_histogram(f, st, tot);
     per_group(f, st, tot, "wsgid_worker_restarts_total", "counter",
               "Worker processes replaced or respawned.", pick_restarts);

@@ -63,6 +63,7 @@ typedef struct wd_conns {
 
     wd_out_budget_t budget; /* response memory of all the connections (set by the owner) */
     uint64_t body_memory;   /* request-body buffers over 64K held now (body-memory-limit) */
+    uint64_t body_disk;     /* request-body bytes in temp files now (body-disk-limit) */
 
     /* conn.c's own. */
     int stopping;    /* wd_conns_shutdown was called */

@@ -47,6 +47,34 @@ static void body_memory_set(wd_conns_t *cs, uint64_t v)
     wd_score_set(&cs->score->body_memory, v);
 }
 
+/* The worker's request bodies in temp files (the scoreboard shows them): each body's whole length
+ * while it is in its file, from body_to_file to wd__conn_body_clear. */
+static void body_disk_set(wd_conns_t *cs, uint64_t v)
+{
+    cs->body_disk = v;
+    wd_score_set(&cs->score->body_disk, v);
+}
+
+/* n more bytes of a body go to its file, if body-disk-limit has room for them; else 503 (the
+ * request is not at fault: the worker's disk is taken by others' bodies) and -1. Without it, 200
+ * connections that each sent 1 MiB of a body and held took 200 MiB of the worker's TMPDIR, and a
+ * small TMPDIR filled cut other clients' answers short (helper-54). */
+static int body_disk_take(wd_conn_t *c, uint64_t n)
+{
+    wd_conns_t *cs = c->cs;
+
+    if (cs->body_disk + n > cs->group->body_disk_limit) {
+        wd_log_peer(WD_LOG_WARN,
+                    "peer %s: request bodies in temp files hold body-disk-limit (%llu bytes): "
+                    "answered 503",
+                    wd__conn_peer(c), (unsigned long long)cs->group->body_disk_limit);
+        c->body_error = 503;
+        return -1;
+    }
+    body_disk_set(cs, cs->body_disk + n);
+    return 0;
+}
+
 static void body_mem_free(char *p)
 {
     if (p != NULL && !wd_big_free(p))
@@ -101,12 +129,16 @@ static int body_grow(wd_conn_t *c, size_t need)
 
 static int body_to_file(wd_conn_t *c)
 {
-    int fd = c->cs->ops->body_file(c->cs->owner);
+    int fd;
     size_t done = 0;
 
+    if (body_disk_take(c, c->body_len) < 0)
+        return -1;
+    fd = c->cs->ops->body_file(c->cs->owner);
     if (fd < 0)
         fd = wd_tmpfile(c->cs->tmpdir, "body");
     if (fd < 0) {
+        body_disk_set(c->cs, c->cs->body_disk - c->body_len);
         wd_log_peer(WD_LOG_ERROR,
                     "peer %s: cannot create a temp file in %s for a request body: %s; "
                     "check that it exists and is writable",
@@ -119,6 +151,7 @@ static int body_to_file(wd_conn_t *c)
         if (k <= 0) {
             wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
                         wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
+            body_disk_set(c->cs, c->cs->body_disk - c->body_len);
             close(fd);
             return -1;
         }
@@ -203,15 +236,19 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
     }
     assert(c->body_mem == NULL || p < c->body_mem || p >= c->body_mem + c->body_cap);
     if (c->body_fd < 0 && body_to_file(c) < 0) {
-        c->body_error = 500;
+        if (c->body_error == 0)
+            c->body_error = 500;
         return -1;
     }
+    if (body_disk_take(c, n) < 0)
+        return -1;
     while (n > 0) {
         ssize_t k = write(c->body_fd, p, n);
 
         if (k <= 0) {
             wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
                         wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
+            body_disk_set(c->cs, c->cs->body_disk - n); /* what did not go: the rest counts */
             c->body_error = 500;
             return -1;
         }
@@ -224,8 +261,10 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
 
 void wd__conn_body_clear(wd_conn_t *c)
 {
-    if (c->body_fd >= 0)
+    if (c->body_fd >= 0) {
+        body_disk_set(c->cs, c->cs->body_disk - c->body_len);
         c->cs->ops->body_file_done(c->cs->owner, c->body_fd, c->body_len);
+    }
     c->body_fd = -1;
     c->body_len = 0;
     c->body_expect = 0;

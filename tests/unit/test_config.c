@@ -435,6 +435,7 @@ static const bound_case_t bounds[] = {
     {"header-buffer-size", "1K", NULL, "1M", "1023", "1025K", "1K..1M"},
     {"body-buffer-size", "0", NULL, "64M", NULL, "65537K", "0..64M"},
     {"body-memory-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
+    {"body-disk-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
     {"response-buffer-size", "4K", NULL, "256M", "4095", "262145K", "4K..256M"},
     {"response-spill-limit", "1T", NULL, "1T", "4095", "1025G", "4K..1T"},
     {"response-memory-limit", "1M", NULL, "1T", "1023K", "1025G", "1M..1T"},
@@ -536,7 +537,8 @@ static void test_defaults(void)
     CHECK(g->limit_request_body == 10u << 20 && g->header_buffer_size == 64u << 10 &&
               g->body_buffer_size == 1u << 20 && g->body_memory_limit == 64ull << 20 &&
               g->response_buffer_size == 1u << 20 && g->response_spill_limit == 1ull << 30 &&
-              g->response_memory_limit == 64ull << 20 && g->response_disk_limit == 1ull << 30,
+              g->response_memory_limit == 64ull << 20 && g->response_disk_limit == 1ull << 30 &&
+              g->body_disk_limit == 1ull << 30,
           "sizes");
     wd_config_free(&conf);
 }
