@@ -622,7 +622,6 @@ static int read_once(wd_conn_t *c)
 {
     size_t room = 0, asked = 0, first;
     uint64_t had;
-    int was;
     char *direct = wd__conn_body_direct(c, &room);
     read_plan_t pl;
     ssize_t n;
@@ -668,7 +667,6 @@ static int read_once(wd_conn_t *c)
         c->head_timed = 1;
     } else if (c->state == WD_CONN_BODY && c->proto != WD_REQ_FCGI)
         wd__conn_timer(c, c->cs->group->body_timeout);
-    was = c->state;
     had = c->body_len;
     if (direct != NULL) {
         first = (size_t)n < room ? (size_t)n : room;
@@ -679,11 +677,10 @@ static int read_once(wd_conn_t *c)
         c->len += (size_t)n;
         conn_process(c);
     }
-    /* FastCGI: body-timeout runs from the last read that brought body bytes (or ended the
-     * head), not from any record: a DATA record a second, or records of other ids, kept a body
-     * that stopped coming open for ever (helper-54). */
-    if (c->proto == WD_REQ_FCGI && c->state == WD_CONN_BODY &&
-        (was != WD_CONN_BODY || c->body_len != had))
+    /* FastCGI: body-timeout runs from the head's end (conn_fcgi.c: params_end) and the last read
+     * that brought body bytes, not from any record: a DATA record a second, or records of other
+     * ids, kept a body that stopped coming open for ever (helper-54). */
+    if (c->proto == WD_REQ_FCGI && c->state == WD_CONN_BODY && c->body_len != had)
         wd__conn_timer(c, c->cs->group->body_timeout);
     return (size_t)n == asked && (c->state == WD_CONN_HEAD || c->state == WD_CONN_BODY);
 }

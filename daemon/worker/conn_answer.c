@@ -72,6 +72,12 @@ void wd__conn_fail(wd_conn_t *c, int status)
     const wd_http_t *h = wd__conn_http(c);
     int minor = h != NULL && h->http_major == 1 ? (int)h->http_minor : 1;
 
+    if (c->proto == WD_REQ_FCGI && c->fcgi.unsent_len > 0) {
+        /* Part of a record the loop made waits for the socket (conn_fcgi.c: send_now): an answer
+         * now could land in the middle of it (helper-55). */
+        wd_conn_close(c);
+        return;
+    }
     if (c->proto == WD_REQ_FCGI) {
         conn_fail_bytes(
             c, status, buf,

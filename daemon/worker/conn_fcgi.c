@@ -40,6 +40,10 @@ static int send_now(wd_conn_t *c, const char *p, size_t n)
             w = 0;
     }
     if (c->fcgi.unsent_len + (n - (size_t)w) > UNSENT_MAX) {
+        wd_log_peer(WD_LOG_WARN,
+                    "peer %s: FastCGI management records keep coming and their answers are not "
+                    "read: connection closed",
+                    wd__conn_peer(c));
         wd_conn_close(c);
         return -1;
     }
@@ -47,7 +51,10 @@ static int send_now(wd_conn_t *c, const char *p, size_t n)
         c->fcgi.unsent = xmalloc(UNSENT_MAX);
     memcpy(c->fcgi.unsent + c->fcgi.unsent_len, p + w, n - (size_t)w);
     c->fcgi.unsent_len += (uint16_t)(n - (size_t)w);
-    wd__conn_set_events(c, UV_WRITABLE | UV_DISCONNECT);
+    /* POLLOUT only: a FIN meanwhile (POLLRDHUP, level-triggered) would wake the loop at every
+     * turn, for nothing to do until the peer reads (helper-55: one CPU until keepalive-timeout).
+     * A hang-up or error is reported with POLLOUT's watch all the same. */
+    wd__conn_set_events(c, UV_WRITABLE);
     return 0;
 }
 
@@ -168,6 +175,9 @@ static int params_end(wd_conn_t *c)
     if (wd__conn_body_refused(c, c->body_expect))
         return -1;
     c->state = WD_CONN_BODY;
+    /* The head is whole: body-timeout from here, re-armed by each read that brings body bytes
+     * (conn.c: read_once). */
+    wd__conn_timer(c, c->cs->group->body_timeout);
     return 0;
 }
 

@@ -226,6 +226,43 @@ def test_answers_after_a_large_answer_wait_for_the_socket(wsgid, tmp):
                 assert fcgi.end_of(fcgi.read_records(c)) == (0, fcgi.REQUEST_COMPLETE), name
 
 
+def test_answers_waiting_for_a_peer_that_shut_its_side_cost_no_cpu(wsgid, tmp):
+    """Management answers a peer does not read fill its socket and wait (send_now); the peer
+    then shuts its sending side down and still reads nothing. The worker waits for POLLOUT only:
+    watching for the peer's FIN too, level-triggered, woke its loop at every turn (helper-55: a
+    whole CPU, 258 ticks in 3 s, until keepalive-timeout). Then the peer reads: every answer
+    arrives, and the connection closes."""
+    import fcntl
+    import struct
+    import termios
+
+    d, sock = start(wsgid, tmp, threads=2)
+    [pid] = d.workers()
+    gv = fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs({"FCGI_MAX_CONNS": ""}))
+    with Conn(sock, timeout=10, rcvbuf=4096) as c:
+        last, sent = -1, 0
+        for _ in range(2000):
+            c.send(gv)
+            sent += 1
+            time.sleep(0.003)
+            queued = struct.unpack("i", fcntl.ioctl(c.sock.fileno(), termios.FIONREAD,
+                                                    b"\0\0\0\0"))[0]
+            if queued == last:
+                break
+            last = queued
+        c.shut_wr()
+        fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+        cpu0 = int(fields[11]) + int(fields[12])
+        time.sleep(2)
+        fields = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+        ticks = int(fields[11]) + int(fields[12]) - cpu0
+        assert ticks < 0.1 * 2 * os.sysconf("SC_CLK_TCK"), "%d ticks in 2 s" % ticks
+        recs = fcgi.read_records(c, until_end=False)
+        assert len(recs) == sent and all(r[0] == fcgi.GET_VALUES_RESULT for r in recs), \
+            (len(recs), sent)
+        assert c.closed(timeout=2)
+
+
 def stdin_records(body, sizes, paddings, rid=1):
     """body in STDIN records of the sizes given (in turn), each with the padding given (in turn),
     then the empty STDIN record."""
