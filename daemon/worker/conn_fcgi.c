@@ -15,7 +15,7 @@
 
 /* Writes a management answer (GET_VALUES_RESULT, UNKNOWN_TYPE, an END_REQUEST that refuses a
  * request) at once: a few bytes, between requests. The socket may not take them: the end of a
- * large answer can still fill it when the next records are taken (helper-54: a GET_VALUES after
+ * large answer can still fill it when the next records are taken (helper-53: a GET_VALUES after
  * a 3 MB answer got nothing, the connection closed, 4-6 times in 6). What it does not take waits
  * for POLLOUT, and the records after it wait for it (wd__conn_fcgi_process), so that answers go
  * out in order. 0, or -1 when the connection is closed (an error, or a peer that sends more
