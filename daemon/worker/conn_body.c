@@ -55,6 +55,12 @@ static void body_disk_set(wd_conns_t *cs, uint64_t v)
     wd_score_set(&cs->score->body_disk, v);
 }
 
+/* Gives back n bytes of body-disk-limit that body_disk_take took. */
+static void body_disk_give(wd_conns_t *cs, uint64_t n)
+{
+    body_disk_set(cs, cs->body_disk - n);
+}
+
 /* n more bytes of a body go to its file, if body-disk-limit has room for them; else 503 (the
  * request is not at fault: the worker's disk is taken by others' bodies) and -1. Without it, 200
  * connections that each sent 1 MiB of a body and held took 200 MiB of the worker's TMPDIR, and a
@@ -138,7 +144,7 @@ static int body_to_file(wd_conn_t *c)
     if (fd < 0)
         fd = wd_tmpfile(c->cs->tmpdir, "body");
     if (fd < 0) {
-        body_disk_set(c->cs, c->cs->body_disk - c->body_len);
+        body_disk_give(c->cs, c->body_len);
         wd_log_peer(WD_LOG_ERROR,
                     "peer %s: cannot create a temp file in %s for a request body: %s; "
                     "check that it exists and is writable",
@@ -151,7 +157,7 @@ static int body_to_file(wd_conn_t *c)
         if (k <= 0) {
             wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
                         wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
-            body_disk_set(c->cs, c->cs->body_disk - c->body_len);
+            body_disk_give(c->cs, c->body_len);
             close(fd);
             return -1;
         }
@@ -248,7 +254,7 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
         if (k <= 0) {
             wd_log_peer(WD_LOG_ERROR, "peer %s: cannot write a request body to %s: %s",
                         wd__conn_peer(c), c->cs->tmpdir, k < 0 ? strerror(errno) : "short write");
-            body_disk_set(c->cs, c->cs->body_disk - n); /* what did not go: the rest counts */
+            body_disk_give(c->cs, n); /* what did not go: the rest counts */
             c->body_error = 500;
             return -1;
         }
@@ -262,7 +268,7 @@ int wd__conn_body_append(wd_conn_t *c, const char *p, size_t n)
 void wd__conn_body_clear(wd_conn_t *c)
 {
     if (c->body_fd >= 0) {
-        body_disk_set(c->cs, c->cs->body_disk - c->body_len);
+        body_disk_give(c->cs, c->body_len);
         c->cs->ops->body_file_done(c->cs->owner, c->body_fd, c->body_len);
     }
     c->body_fd = -1;
