@@ -57,17 +57,22 @@ uint64_t wd__conn_ran_ns(const wd_conn_t *c)
     return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
 }
 
-/* A JSON line, built with its bounds checked: out of room, the line is cut short of the value
- * that did not fit and still closed (never invalid JSON). */
-typedef struct jbuf {
+/* A line, built with its bounds checked. Each field goes in whole or not at all (a field that
+ * does not fit is taken back: never a JSON string without its end), and each value is capped
+ * (FIELD_CAP) so that every field fits in the line's buffer. */
+typedef struct lbuf {
     char *p;
     size_t cap, len;
     int full;
-} jbuf_t;
+} lbuf_t;
 
-static void jraw(jbuf_t *b, const char *s, size_t n)
+/* The most bytes a value takes in a line, escapes included: a client's URI, Referer or
+ * User-Agent of any length makes a line of at most about 5 KiB. */
+enum { CAP_URI = 2048, CAP_REFERER = 1024, CAP_AGENT = 512, CAP_SHORT = 64 };
+
+static void lraw(lbuf_t *b, const char *s, size_t n)
 {
-    if (b->full || b->len + n + 2 >= b->cap) { /* room kept for "}\n" */
+    if (b->full || b->len + n + 2 >= b->cap) { /* room kept for the end ("}\n" or "\n") */
         b->full = 1;
         return;
     }
@@ -75,55 +80,90 @@ static void jraw(jbuf_t *b, const char *s, size_t n)
     b->len += n;
 }
 
-/* A JSON string of the bytes p[0, n): quotes, backslashes and control characters escaped, bytes
- * above 0x7e as \u00XX (the request's bytes are not known to be UTF-8: read as latin-1). */
-static void jstr(jbuf_t *b, const char *p, size_t n)
+/* Starts a field: where to take it back to. */
+static size_t lmark(const lbuf_t *b)
 {
+    return b->len;
+}
+
+/* Ends a field: one that did not fit whole is taken back. */
+static void lcommit(lbuf_t *b, size_t mark)
+{
+    if (b->full) {
+        b->len = mark;
+        b->full = 0;
+    }
+}
+
+/* The bytes p[0, n), at most cap bytes of them once escaped. json: a JSON string's inside
+ * (quotes, backslashes and control characters escaped, bytes above 0x7e as \u00XX: the
+ * request's bytes are not known to be UTF-8, read as latin-1). Else the combined format's, as
+ * nginx writes it: '"', '\\' and bytes outside printable ASCII as \xHH, so that a client's
+ * header can neither end a field early nor start a line. */
+static void lesc(lbuf_t *b, const char *p, size_t n, size_t cap, int json)
+{
+    size_t used = 0;
     char esc[8];
 
-    jraw(b, "\"", 1);
     for (size_t i = 0; i < n; i++) {
         unsigned char ch = (unsigned char)p[i];
+        size_t k;
 
-        if (ch == '"' || ch == '\\') {
+        if (json && (ch == '"' || ch == '\\')) {
             esc[0] = '\\';
             esc[1] = (char)ch;
-            jraw(b, esc, 2);
-        } else if (ch < 0x20 || ch > 0x7e) {
+            k = 2;
+        } else if (json && (ch < 0x20 || ch > 0x7e)) {
             snprintf(esc, sizeof esc, "\\u%04x", ch);
-            jraw(b, esc, 6);
+            k = 6;
+        } else if (!json && (ch == '"' || ch == '\\' || ch < 0x20 || ch > 0x7e)) {
+            snprintf(esc, sizeof esc, "\\x%02X", ch);
+            k = 4;
         } else {
-            jraw(b, (const char *)&ch, 1);
+            esc[0] = (char)ch;
+            k = 1;
         }
+        if (used + k > cap)
+            return;
+        lraw(b, esc, k);
+        used += k;
     }
-    jraw(b, "\"", 1);
 }
 
-static void jfield(jbuf_t *b, const char *name, wd_slice_t v)
+static void jfield(lbuf_t *b, const char *name, wd_slice_t v, size_t cap)
 {
-    jraw(b, b->len > 1 ? ", \"" : "\"", b->len > 1 ? 3 : 1);
-    jraw(b, name, strlen(name));
-    jraw(b, "\": ", 3);
-    jstr(b, v.p ? v.p : "", v.p ? v.n : 0);
+    size_t mark = lmark(b);
+
+    lraw(b, b->len > 1 ? ", \"" : "\"", b->len > 1 ? 3 : 1);
+    lraw(b, name, strlen(name));
+    lraw(b, "\": \"", 4);
+    lesc(b, v.p ? v.p : "", v.p ? v.n : 0, cap, 1);
+    lraw(b, "\"", 1);
+    lcommit(b, mark);
 }
 
-static void jbool(jbuf_t *b, const char *name, int v)
+static void jbool(lbuf_t *b, const char *name, int v)
 {
-    jraw(b, ", \"", 3);
-    jraw(b, name, strlen(name));
-    jraw(b, "\": ", 3);
-    jraw(b, v ? "true" : "false", v ? 4 : 5);
+    size_t mark = lmark(b);
+
+    lraw(b, ", \"", 3);
+    lraw(b, name, strlen(name));
+    lraw(b, "\": ", 3);
+    lraw(b, v ? "true" : "false", v ? 4 : 5);
+    lcommit(b, mark);
 }
 
-static void jnum(jbuf_t *b, const char *name, unsigned long long v)
+static void jnum(lbuf_t *b, const char *name, unsigned long long v)
 {
     char num[32];
     int k = snprintf(num, sizeof num, "%llu", v);
+    size_t mark = lmark(b);
 
-    jraw(b, ", \"", 3);
-    jraw(b, name, strlen(name));
-    jraw(b, "\": ", 3);
-    jraw(b, num, (size_t)k);
+    lraw(b, ", \"", 3);
+    lraw(b, name, strlen(name));
+    lraw(b, "\": ", 3);
+    lraw(b, num, (size_t)k);
+    lcommit(b, mark);
 }
 
 static wd_slice_t cstr(const char *s)
@@ -137,7 +177,7 @@ static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, wd_slic
 {
     char line[8192], when[64];
     size_t wl;
-    jbuf_t b = {line, sizeof line, 0, 0};
+    lbuf_t b = {line, sizeof line, 0, 0};
     struct timespec ts;
     struct tm tm;
     const char *q = uri.p ? memchr(uri.p, '?', uri.n) : NULL;
@@ -151,29 +191,40 @@ static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, wd_slic
     gmtime_r(&ts.tv_sec, &tm);
     wl = strftime(when, 32, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(when + wl, sizeof when - wl, ".%06ldZ", (long)(ts.tv_nsec / 1000) % 1000000);
-    jraw(&b, "{", 1);
-    jfield(&b, "time", cstr(when));
-    jfield(&b, "request_id", cstr(c->dispatched ? c->req.id : ""));
-    jfield(&b, "group", cstr(c->cs->group->name));
+    lraw(&b, "{", 1);
+    jfield(&b, "time", cstr(when), CAP_SHORT);
+    jfield(&b, "request_id", cstr(c->dispatched ? c->req.id : ""), CAP_SHORT);
+    jfield(&b, "group", cstr(c->cs->group->name), CAP_URI);
     jnum(&b, "pid", (unsigned long long)c->cs->pid);
-    jfield(&b, "client", remote);
-    jfield(&b, "method", method);
-    jfield(&b, "path", path);
-    jfield(&b, "query", query);
+    jfield(&b, "client", remote, CAP_SHORT);
+    jfield(&b, "method", method, CAP_SHORT);
+    jfield(&b, "path", path, CAP_URI);
+    jfield(&b, "query", query, CAP_URI);
     jnum(&b, "status", (unsigned long long)status);
     jnum(&b, "bytes", (unsigned long long)bytes);
     jbool(&b, "completed", !cut);
     jnum(&b, "duration_us", (unsigned long long)(ran / 1000));
     jnum(&b, "queue_us", (unsigned long long)(queued / 1000));
-    jfield(&b, "user_agent", ua);
-    jfield(&b, "referer", ref);
+    jfield(&b, "user_agent", ua, CAP_AGENT);
+    jfield(&b, "referer", ref, CAP_REFERER);
     memcpy(line + b.len, "}\n", 2);
     wd_log_access(line, b.len + 2);
 }
 
+/* A field of the combined format, escaped and capped ("-" when empty), then what follows it. */
+static void lfield(lbuf_t *b, wd_slice_t v, size_t cap, const char *after)
+{
+    if (v.n == 0)
+        lraw(b, "-", 1);
+    else
+        lesc(b, v.p, v.n, cap, 0);
+    lraw(b, after, strlen(after));
+}
+
 void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
 {
-    char line[4096], when[64];
+    char line[8192], when[64], tail[96];
+    lbuf_t b = {line, sizeof line, 0, 0};
     wd_slice_t method = {"-", 1}, uri = {"-", 1}, proto = {"-", 1}, ref = {"", 0}, ua = {"", 0};
     wd_slice_t remote = {c->remote, strlen(c->remote)};
     const wd_http_t *h = wd__conn_http(c);
@@ -230,13 +281,19 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
     }
     localtime_r(&now, &tm);
     strftime(when, sizeof when, "%d/%b/%Y:%H:%M:%S %z", &tm);
-    n = snprintf(line, sizeof line,
-                 "%.*s - - [%s] \"%.*s %.*s %.*s\" %d %llu \"%.*s\" \"%.*s\" %.6f %s%s\n",
-                 (int)(remote.n ? remote.n : 1), remote.n ? remote.p : "-", when, (int)method.n,
-                 method.p, (int)(uri.n > 2048 ? 2048 : uri.n), uri.p, (int)proto.n, proto.p, status,
-                 (unsigned long long)bytes, (int)(ref.n ? ref.n : 1), ref.n ? ref.p : "-",
-                 (int)(ua.n ? (ua.n > 512 ? 512 : ua.n) : 1), ua.n ? ua.p : "-", secs,
-                 c->dispatched ? c->req.id : "-", cut ? " cut" : "");
-    if (n > 0)
-        wd_log_access(line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1);
+    lfield(&b, remote, CAP_SHORT, " - - [");
+    lraw(&b, when, strlen(when));
+    lraw(&b, "] \"", 3);
+    lfield(&b, method, CAP_SHORT, " ");
+    lfield(&b, uri, CAP_URI, " ");
+    lfield(&b, proto, CAP_SHORT, "\" ");
+    n = snprintf(tail, sizeof tail, "%d %llu \"", status, (unsigned long long)bytes);
+    lraw(&b, tail, (size_t)n);
+    lfield(&b, ref, CAP_REFERER, "\" \"");
+    lfield(&b, ua, CAP_AGENT, "\" ");
+    n = snprintf(tail, sizeof tail, "%.6f %s%s", secs, c->dispatched ? c->req.id : "-",
+                 cut ? " cut" : "");
+    lraw(&b, tail, (size_t)n);
+    b.p[b.len++] = '\n';
+    wd_log_access(line, b.len);
 }

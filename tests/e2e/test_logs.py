@@ -445,6 +445,43 @@ def test_access_log_json(wsgid):
     assert '\\u0001' in d.wait_log(r'"path": "/u"')
 
 
+def test_a_client_can_neither_forge_nor_break_access_lines(wsgid, tmp):
+    """A header or URI of any length and any bytes gives one whole access line, its fields where
+    they belong: in the combined format '"', '\\' and bytes outside printable ASCII come out as
+    \\xHH (as nginx writes them), values are capped (URI 2048 bytes, Referer 1024, User-Agent
+    512), and the line ends with its newline; in JSON, every line parses. Before, a 4 KB Referer
+    cut the line short of its newline (the next request's line glued on), a '"' in the
+    User-Agent forged fields, and a 9 KB Referer gave invalid JSON (helper-56)."""
+    forged = 'x" 999 1 "forged'
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, threads=2)
+    assert request(d.tcp, path="/mark?name=ref", headers={"Referer": "r" * 9000}).status == 200
+    assert request(d.tcp, path="/mark?name=ua", headers={"User-Agent": forged}).status == 200
+    assert uwsgi_call(d.unix, path="/mark", query="name=nl",
+                      headers={"User-Agent": "a\nb\\c\x01\xe9"}).status == 200
+    assert request(d.tcp, path="/mark?name=long&pad=" + "u" * 5000).status == 200
+    assert request(d.tcp, path="/mark?name=after").status == 200
+    wait_for(lambda: find_access(log, "/mark?name=after"), timeout=3, what="the last line")
+    lines = access_lines(log)
+    assert all(not isinstance(m, str) for m in lines), lines
+    by = {m["uri"][:16]: m for m in lines}
+    assert by["/mark?name=ref"]["ref"] == "r" * 1024
+    assert by["/mark?name=ua"]["ua"] == "x\\x22 999 1 \\x22forged"
+    assert by["/mark?name=nl"]["ua"] == "a\\x0Ab\\x5Cc\\x01\\xE9"
+    assert by["/mark?name=long&"]["uri"] == ("/mark?name=long&pad=" + "u" * 5000)[:2048]
+    assert [m["status"] for m in lines] == ["200"] * 5
+
+    j = wsgid("hello", access_log_format="json", group="j")
+    assert uwsgi_call(j.unix, path="/r", headers={"Referer": "\x01" * 9000,
+                                                  "User-Agent": "\xe9" * 3000}).status == 200
+    assert request(j.tcp, path="/p" + "%" * 9000 + "?" + "q" * 9000).status == 200
+    rec = json.loads(j.wait_log(r'^\{"time": .*"path": "/r"'))
+    assert rec["referer"] == "\x01" * (1024 // 6) and rec["user_agent"] == "\xe9" * (512 // 6)
+    rec = json.loads(j.wait_log(r'^\{"time": .*"path": "/p%'))
+    assert rec["path"] == ("/p" + "%" * 9000)[:2048] and rec["query"] == "q" * 2048
+    assert rec["status"] == 200 and rec["completed"] is True
+
+
 def test_bad_input_flood_is_not_a_log_flood(wsgid):
     """200 bad requests in a burst: at most 5 lines a second from the one place that logs them
     (design §8: never a log flood), and the next line that gets through counts the rest."""
