@@ -41,6 +41,8 @@ typedef struct wd_resp {
      * and one ending later would have cut into the last chunk. */
     int pushing;          /* turns taken by `pusher` (nested: write() then its push) */
     unsigned long pusher; /* the thread holding the turn */
+    int turn_waiters;     /* threads waiting for the turn (guarded by the GIL) */
+    unsigned turn_gen;    /* turns given back while some waited (guarded by turn_lock too) */
     int finishing;
     char mistake[256]; /* what the application did wrong, for the log line */
 } wd_resp_t;

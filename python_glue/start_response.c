@@ -8,6 +8,7 @@
 #include "../protocol/response.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,11 +285,34 @@ void wd__py_resp_out_result(wd_resp_t *r, int rc, const char *what)
     }
 }
 
+/* A thread waiting for the turn sleeps here, without the GIL, until the turn is given back: one
+ * lock and condition for all responses (only an app that writes from threads of its own ever
+ * waits), each waiter looking at its own response's turn_gen. Before, a waiter polled every
+ * 200 us, taking the GIL back each time: 6 % of a CPU and 3,300 wake-ups a second for as long as
+ * the serving thread waited on a slow client's backpressure (helper-56). */
+static pthread_mutex_t turn_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t turn_given = PTHREAD_COND_INITIALIZER;
+
+static void turn_wait(wd_resp_t *r)
+{
+    unsigned seen = r->turn_gen; /* read with the GIL: a give that comes later changes it */
+    PyThreadState *ts;
+
+    r->turn_waiters++;
+    ts = PyEval_SaveThread();
+    pthread_mutex_lock(&turn_lock);
+    while (r->turn_gen == seen)
+        pthread_cond_wait(&turn_given, &turn_lock);
+    pthread_mutex_unlock(&turn_lock);
+    wd__py_gil_restore(ts);
+    r->turn_waiters--;
+}
+
 /* Takes the turn to push (respond.h: pushing): at once when this thread holds it already,
- * otherwise once the thread that holds it gives it back. Only an app that writes from threads of
- * its own ever waits here. After a wait the response may have ended meanwhile, or be ending on
- * the serving thread: then only the serving thread may push, and -1 says the caller may not (a
- * thread that had passed write()'s check read the request after it was cleared). */
+ * otherwise once the thread that holds it gives it back. After a wait the response may have
+ * ended meanwhile, or be ending on the serving thread: then only the serving thread may push,
+ * and -1 says the caller may not (a thread that had passed write()'s check read the request
+ * after it was cleared). */
 static int turn_take(wd_resp_t *r)
 {
     unsigned long me = PyThread_get_thread_ident();
@@ -297,12 +321,8 @@ static int turn_take(wd_resp_t *r)
         r->pushing++;
         return 0;
     }
-    while (r->pushing > 0) {
-        PyThreadState *ts = PyEval_SaveThread();
-
-        usleep(200);
-        wd__py_gil_restore(ts);
-    }
+    while (r->pushing > 0)
+        turn_wait(r);
     if (r->req == NULL || (r->finishing && me != r->req->py_thread))
         return -1;
     r->pushing = 1;
@@ -312,7 +332,12 @@ static int turn_take(wd_resp_t *r)
 
 static void turn_give(wd_resp_t *r)
 {
-    r->pushing--;
+    if (--r->pushing > 0 || r->turn_waiters == 0)
+        return;
+    pthread_mutex_lock(&turn_lock);
+    r->turn_gen++;
+    pthread_cond_broadcast(&turn_given);
+    pthread_mutex_unlock(&turn_lock);
 }
 
 void wd__py_resp_end_writes(wd_resp_t *r)
