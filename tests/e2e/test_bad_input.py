@@ -418,7 +418,8 @@ def test_an_app_thread_waiting_for_its_turn_sleeps(wsgid, tmp):
     thread that called write() sleeps until its turn comes: before, it polled every 200 us,
     taking the GIL back each time (helper-56: 6 % of a CPU, 3,300 wake-ups a second for as long
     as the client stalled). Counted in context switches, not time: the worker's threads switch
-    fewer than 300 times in 2 s (7,225 before, 16 after, in one run each). The response then ends whole."""
+    fewer than 300 times in 2 s (7,225 before, 16 after, in one run each). The response then
+    ends whole."""
     d = wsgid("mistakes", threads=2, response_buffer_size="64K", response_spill_limit="256K")
     with socket.create_connection(d.tcp, timeout=30) as s:
         s.sendall(http_request("GET", "/write-while-streaming", {"Connection": "close"}))
