@@ -38,7 +38,11 @@ static int send_file(wd_resp_t *r, wd_file_wrapper_t *fw)
     o = PyObject_CallMethod(fw->filelike, "fileno", NULL);
     fd = o ? PyLong_AsLong(o) : -1;
     Py_XDECREF(o);
-    if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    /* Iterated instead (read(blksize), as PEP 3333 has it): what is not a regular file, and a
+     * file whose size says nothing of its bytes. procfs files have st_size 0 (an empty 200 for
+     * /proc/self/status, helper-56) and sysfs ones 4096 whatever they hold; neither has blocks.
+     * A file of holes only is iterated too, rightly if slower. */
+    if (fd < 0 || fstat((int)fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_blocks == 0) {
         PyErr_Clear();
         return 0;
     }

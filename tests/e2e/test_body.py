@@ -247,6 +247,30 @@ def test_file_wrapper_with_shorter_content_length(wsgid, tmp):
         assert c.response().body == data
 
 
+def test_file_wrapper_over_files_whose_size_says_nothing(wsgid, tmp):
+    """procfs files have st_size 0 and sysfs ones 4096 whatever they hold: such a file is
+    iterated (read(blksize), as PEP 3333 has it), not sent by its size. Before, /proc/version
+    gave an empty 200 (helper-56)."""
+    d = wsgid("filewrap")
+    files = ["/proc/version", "/sys/devices/system/cpu/online"]
+    for path in files:
+        if not os.path.exists(path):
+            print("%s: not on this machine, not tried" % path)
+            continue
+        with open(path, "rb") as f:
+            want = f.read()
+        with Conn(d.tcp) as c:
+            c.send(http_request("GET", "/?path=%s&len=none" % path))
+            r = c.response()
+            assert r.status == 200 and r.body == want, (path, r.head, r.body[:100])
+            c.send(http_request("GET", "/?path=%s&len=%d" % (path, len(want))))
+            assert c.response().body == want, path
+    empty = tmp / "empty"
+    empty.write_bytes(b"")
+    r = request(d.tcp, path="/?path=%s" % empty)
+    assert r.status == 200 and r.body == b""
+
+
 def _deleted_fds(pid):
     """The worker's open unlinked files: its body temp files (and spill files, none here)."""
     n = 0

@@ -1,4 +1,5 @@
-"""wsgi.file_wrapper over a real file, from an offset: /?path=FILE&offset=N[&len=M]."""
+"""wsgi.file_wrapper over a real file, from an offset: /?path=FILE&offset=N[&len=M|none] (none: no
+Content-Length)."""
 import os
 from urllib.parse import parse_qs
 
@@ -10,7 +11,9 @@ def application(environ, start_response):
     f = open(path, "rb")
     f.seek(offset)
     headers = [("Content-Type", "application/octet-stream")]
-    if "len" in qs:
+    if qs.get("len") == ["none"]:
+        pass
+    elif "len" in qs:
         headers.append(("Content-Length", qs["len"][0]))
     else:
         headers.append(("Content-Length", str(os.fstat(f.fileno()).st_size - offset)))
