@@ -298,6 +298,7 @@ static int send_canned(wd_resp_t *r, int code, int protocol_status)
     if (wd__py_resp_is_http(r)) {
         minor = (int)r->req->http->http_minor;
         keep_alive = r->req->http->keep_alive && !r->req->http->is_head &&
+                     !wd_req_stopping(r->req) &&
                      !wd_balance_close_at_head(r->req); /* a 504 queue-timeout above all */
     }
     if (r->req->kind == WD_REQ_FCGI) {

@@ -465,7 +465,8 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
     };
 
     wd_response_framing(&in, &f);
-    if (f.keep_alive && wd_balance_close_at_head(r->req)) { /* balance.h */
+    /* A stopping worker's answer closes its connection (request.h), and so may the balance's. */
+    if (f.keep_alive && (wd_req_stopping(r->req) || wd_balance_close_at_head(r->req))) {
         in.keep_alive = 0;
         wd_response_framing(&in, &f);
     }

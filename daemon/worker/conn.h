@@ -66,10 +66,11 @@ typedef struct wd_conns {
     uint64_t body_disk;     /* request-body bytes in temp files now (body-disk-limit) */
 
     /* conn.c's own. */
-    int stopping;    /* wd_conns_shutdown was called */
-    uint64_t seq;    /* requests numbered so far */
-    wd_conn_t *list; /* every open connection, the newest first */
-    wd_conn_t *tail; /* the oldest */
+    _Atomic int stopping; /* wd_conns_shutdown was called (read by Python threads: request.h) */
+    uint64_t stop_ns;     /* ... then */
+    uint64_t seq;         /* requests numbered so far */
+    wd_conn_t *list;      /* every open connection, the newest first */
+    wd_conn_t *tail;      /* the oldest */
     size_t n;
     wd_conn_t *pool; /* freed connections kept for reuse (linked by next) */
     size_t n_pool;
@@ -102,6 +103,7 @@ struct wd_conn {
     int given_up;           /* the client is gone (abandon, failed write): watch no more */
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;
+    int logged;    /* the request's access-log line is written (an abandoned one's, at its 504) */
     int peer_shut; /* the client shut its sending side down (FIN) while a request ran */
     /* Parking (handoff.h): the thread waiting on this connection between requests (the loop
      * neither reads nor watches it meanwhile); the loop asked that thread to close it; the
@@ -188,9 +190,16 @@ void wd_conn_free(wd_handoff_node_t *node);
 wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wake_loop);
 void wd_conn_close(wd_conn_t *c);
 
-/* Graceful stop: idle connections close now, the others after their response; nothing is kept
- * for reuse from now on. */
+/* Graceful stop: answers say "Connection: close" and their connections close behind them; idle
+ * keep-alive connections close once idle for WD_STOP_IDLE_S (a request that comes before is
+ * served); nothing is kept for reuse from now on. See conn.c. */
+#define WD_STOP_IDLE_S 0.5
+#define WD_STOP_FCGI_S 2.0 /* kept FastCGI connections are served on this long (conn.c) */
 void wd_conns_shutdown(wd_conns_t *cs);
+/* The end of a graceful stop: answers status (a canned answer, logged in the access log) to every
+ * request still waiting for a Python thread, which would otherwise see its connection closed
+ * without a word. Returns how many. */
+size_t wd_conns_answer_queued(wd_conns_t *cs, int status);
 /* Closes up to want keep-alive connections idle between requests, the oldest first (their
  * clients reconnect). Returns how many the loop closed itself, their descriptors free at the end
  * of this loop turn; *asked (if not NULL): how many a Python thread keeps (parked), which that

@@ -41,7 +41,7 @@ void wd__conn_answer(wd_conn_t *c, int status)
 {
     char buf[512];
     const wd_http_t *h = wd__conn_http(c);
-    int keep = h != NULL && h->keep_alive && !h->is_head;
+    int keep = h != NULL && h->keep_alive && !h->is_head && !c->cs->stopping;
     int minor = h != NULL ? (int)h->http_minor : 1;
     size_t n;
 

@@ -409,7 +409,7 @@ int wd__conn_fcgi_process(wd_conn_t *c)
         /* management records alone (GET_VALUES) and no request on its way: the connection
          * waits for one as any kept connection does (it was closed at header-timeout) */
         c->head_timed = 0;
-        wd__conn_timer(c, c->cs->group->keepalive_timeout);
+        wd__conn_timer(c, wd__conn_idle_timeout(c->cs));
     }
     return 0;
 }

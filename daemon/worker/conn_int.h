@@ -92,6 +92,11 @@ int wd__conn_peer_gone(const wd_conn_t *c);
  * ABORT_REQUEST came in the same read as its last STDIN record, or a malformed record did):
  * logged; close the connection, as for an abort while the request waits in the queue. */
 int wd__conn_fcgi_aborted_early(wd_conn_t *c);
+/* Whether bytes the client sent wait in the socket, unread. */
+int wd__conn_bytes_waiting(const wd_conn_t *c);
+/* How long a connection may stay idle between requests: keepalive-timeout, or WD_STOP_IDLE_S
+ * once the worker stops. */
+double wd__conn_idle_timeout(const wd_conns_t *cs);
 /* Whether answers the loop made itself wait for the socket (send_now): no record is taken and
  * nothing read until they are sent. */
 int wd__conn_fcgi_unsent(const wd_conn_t *c);

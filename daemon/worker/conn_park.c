@@ -55,9 +55,14 @@ wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wa
     c->park_owner = NULL;
     if (c->park_close) {
         c->park_close = 0;
-        wd_conn_close(c);
-        *wake_loop = 1;
-        return NULL;
+        /* A request came as the loop asked for the close (the thread, woken by the ask, may not
+         * have seen it): the connection goes back to the loop, which serves it. */
+        if (!input && !wd__conn_bytes_waiting(c)) {
+            wd_conn_close(c);
+            *wake_loop = 1;
+            return NULL;
+        }
+        input = 0;
     }
     if (!input) {
         wd__conn_set_events(c, UV_READABLE | UV_DISCONNECT);

@@ -21,6 +21,12 @@ void wd__conn_timer_cb(uv_timer_t *t)
 
     switch (c->state) {
     case WD_CONN_HEAD:
+        if (c->cs->stopping && c->len == 0 && wd__conn_bytes_waiting(c)) {
+            /* A request came as the idle connection of a stopping worker was to close: it is
+             * served (conn.c: wd_conns_shutdown); the poll reads it, or its parked thread. */
+            wd__conn_timer(c, WD_STOP_IDLE_S);
+            return;
+        }
         if (c->len == 0 && !c->fcgi.active) {
             wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {
@@ -119,9 +125,29 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         }
         shutdown(c->fd, SHUT_RDWR);
         wd_out_abort(&c->out);
+        /* Its line now: the thread may never come back to end the request, and the worker
+         * stops soon (helper-57: no line for an abandoned request). */
+        wd__conn_access_log(c, c->out.sent == 0 ? 504 : c->req.status, c->out.sent);
+        c->logged = 1;
         wd__conn_set_events(c, 0);
         c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
     }
+}
+
+size_t wd_conns_answer_queued(wd_conns_t *cs, int status)
+{
+    size_t n = 0;
+
+    for (wd_conn_t *c = cs->list, *next; c != NULL; c = next) {
+        next = c->next; /* the answer may close c */
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && !c->abandoned &&
+            !c->req.py_running && wd_handoff_remove(cs->handoff, &c->req)) {
+            c->req.status = status;
+            wd__conn_answer(c, status);
+            n++;
+        }
+    }
+    return n;
 }
 
 int wd_conns_stuck(const wd_conns_t *cs)

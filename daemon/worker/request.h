@@ -42,6 +42,8 @@ struct wd_req {
     int claimed;                /* taken by the thread parked on its connection (handoff.h) */
     struct wd_balance *balance; /* HTTP keep-alive with siblings to balance with: asked when
                                    the head is framed whether to keep the connection (balance.h) */
+    /* HTTP keep-alive: the worker is stopping (conn.h), and the head says "Connection: close". */
+    const _Atomic int *stopping;
 
     const wd_uwsgi_req_t *uwsgi; /* WD_REQ_UWSGI: the parsed packet */
     const wd_http_t *http;       /* WD_REQ_HTTP: the parsed head (spans into http->base) */
@@ -94,5 +96,12 @@ uint64_t wd_now_ns(void);
  * and answers 504 for it, conn.c) and by the thread that takes it (python_glue/respond.c), so
  * that neither the loop's tick nor a late thread lets one through. */
 int wd_req_queue_expired(const wd_req_t *req, double limit, uint64_t now, double *waited);
+
+/* Whether req's answer must close its connection because its worker stops: the proxy then
+ * opens its next connection to another worker instead of reusing this one (conn.c: stopping). */
+static inline int wd_req_stopping(const wd_req_t *req)
+{
+    return req->stopping != NULL && atomic_load_explicit(req->stopping, memory_order_relaxed);
+}
 
 #endif

@@ -205,12 +205,19 @@ static const wd_conns_ops_t conns_ops = {
 
 /* --- stopping ------------------------------------------------------------------------------- */
 
+/* graceful-timeout + shutdown-timeout after the stop. Requests no thread took (every thread
+ * stuck, say in C with the GIL held) are answered 503 first: before, they saw their connections
+ * closed without an answer or a log line, which nginx turned into 502s (helper-57). */
 static void stop_timer_cb(uv_timer_t *t)
 {
     wd_worker_t *w = t->data;
+    size_t open = w->conns.n, running = wd_handoff_in_flight(&w->handoff);
+    size_t queued = wd_conns_answer_queued(&w->conns, 503);
 
-    wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running; closing them",
-                w->conns.n, wd_handoff_in_flight(&w->handoff));
+    wd_log_warn("graceful-timeout: %zu connections still open, %zu requests running or waiting "
+                "for a thread; %zu of them that no thread had taken answered 503; closing the "
+                "rest",
+                open, running, queued);
     wd_handoff_stop(&w->handoff);
 }
 

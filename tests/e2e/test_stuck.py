@@ -145,3 +145,44 @@ def test_watchdog_replaces_a_worker_whose_loop_stopped(wsgid, tmp):
         d.seen_workers.update(d.workers())
     finally:
         os.close(reader)
+
+
+def test_requests_no_thread_took_are_answered_when_their_worker_stops(wsgid, tmp):
+    """Every thread of a worker is held (one stuck in C with the GIL, the other waiting for it),
+    and more requests queue behind them. The worker is replaced (request-timeout), and at the end
+    of its graceful stop the requests no thread took are answered 503, and each request has its
+    access-log line, the abandoned ones' (504) too: before, the queued requests' connections
+    closed without an answer (helper-57; nginx showed 502), and none had a line."""
+    access = tmp / "access.log"
+    d = wsgid("stuck", processes=1, threads=2, request_timeout=REQUEST_TIMEOUT,
+              shutdown_timeout=SHUTDOWN_TIMEOUT, graceful_timeout=1,
+              top={"log": {"level": "info", "file": "-", "access": str(access)}})
+    d.expect_log(r"still running .* after its interruption; answering 504",
+                 r"still running .* killing it", r"killed by signal|SIGKILL|signal 9",
+                 r"graceful-timeout: .* answered 503")
+    answers = {}
+
+    def get(name, path):
+        try:
+            with Conn(d.tcp, timeout=30) as c:
+                c.send(http_request("GET", path, {"Connection": "close"}))
+                data = c.read_until_close()
+            answers[name] = parse_response(data, eof=True)[0].status if data else "closed"
+        except OSError as e:
+            answers[name] = repr(e)
+
+    threads = [threading.Thread(target=get, args=("stuck", "/regex"))]
+    threads[0].start()
+    time.sleep(0.3)
+    for i in range(3):
+        threads.append(threading.Thread(target=get, args=("queued%d" % i, "/?n=%d" % i)))
+        threads[-1].start()
+    for t in threads:
+        t.join(30)
+    print("answers:", answers)
+    assert all(isinstance(v, int) for v in answers.values()), answers
+    assert sorted(answers.values()).count(503) >= 1, answers
+    lines = access.read_text().splitlines()
+    for path in ["/regex"] + ["/?n=%d" % i for i in range(3)]:
+        assert any(" %s " % path in line for line in lines), (path, lines)
+    d.seen_workers.update(d.workers())
