@@ -200,12 +200,15 @@ size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int k
 
 void wd_response_framing(const wd_framing_in_t *in, wd_framing_t *out)
 {
-    int bodiless_code = in->status < 200 || in->status == 204 || in->status == 304;
+    /* 205 Reset Content has no content either, but says so: Content-Length: 0 (RFC 9110
+     * 15.3.6), whose value the caller writes (wd_framing_t.add_cl). */
+    int bodiless_code =
+        in->status < 200 || in->status == 204 || in->status == 205 || in->status == 304;
     int has_cl = in->has_cl;
     int delimited;
 
     out->no_body = bodiless_code || in->head_request;
-    out->add_cl = !has_cl && in->known >= 0 && !bodiless_code;
+    out->add_cl = (!has_cl && in->known >= 0 && !bodiless_code) || in->status == 205;
     has_cl = has_cl || out->add_cl;
     out->chunked = 0;
     out->keep_alive = 0;

@@ -47,7 +47,7 @@ typedef struct wd_framing_in {
 
 typedef struct wd_framing {
     int no_body;            /* 1xx, 204, 304 or HEAD: no body bytes go out */
-    int add_cl;             /* write "Content-Length: known" */
+    int add_cl;             /* write "Content-Length: known" (205: 0) */
     int chunked;            /* write Transfer-Encoding: chunked and frame the body */
     int keep_alive;         /* the connection stays open after the response */
     const char *connection; /* a Connection header line to add, or NULL */

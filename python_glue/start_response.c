@@ -89,7 +89,7 @@ static int parse_u64(const char *p, size_t n, uint64_t *out)
 }
 
 /* item (borrowed): one (name, value) of the app's headers; name and value are borrowed from it. */
-static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
+static int add_header(wd_resp_t *r, int code, PyObject *item, size_t *len)
 {
     PyObject *name, *value;
     const char *np, *vp;
@@ -138,7 +138,9 @@ static int add_header(wd_resp_t *r, PyObject *item, size_t *len)
             return wd__py_resp_mistake(r, PyExc_ValueError,
                                        "two Content-Length headers (%llu and %llu)",
                                        (unsigned long long)r->cl, (unsigned long long)cl);
-        if (r->has_cl)
+        /* A 204 or 205 has no content, and a Content-Length on it is a length a client may
+         * read the next response's bytes as (RFC 9110 8.6; a 205 gets "0": frame_head). */
+        if (r->has_cl || code == 204 || code == 205)
             return 0;
         r->cl = cl;
         r->has_cl = 1;
@@ -194,7 +196,7 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
     head_append(r, &len, sp, sn);
     head_append(r, &len, "\r\n", 2);
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(headers); i++)
-        if (add_header(r, PySequence_Fast_ITEMS(headers)[i], &len) < 0)
+        if (add_header(r, code, PySequence_Fast_ITEMS(headers)[i], &len) < 0)
             return -1;
     r->head_len = len;
     r->status = code;
@@ -457,7 +459,7 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
         .head_request = wd__py_resp_is_http(r) ? r->req->http->is_head
                                                : wd_slice_ieq(method.p, method.n, "head"),
         .has_cl = r->has_cl,
-        .known = known,
+        .known = code == 205 ? 0 : known, /* no content, and Content-Length: 0 says so */
         .http = wd__py_resp_is_http(r),
         .http_minor = wd__py_resp_is_http(r) ? (int)r->req->http->http_minor : 1,
         .keep_alive = wd__py_resp_is_http(r) && r->req->http->keep_alive,
@@ -473,11 +475,11 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
     r->no_body = f.no_body;
     if (f.add_cl) {
         r->has_cl = 1;
-        r->cl = (uint64_t)known;
+        r->cl = (uint64_t)in.known;
         size_t n = sizeof "Content-Length: " - 1;
 
         memcpy(buf, "Content-Length: ", n);
-        n += wd_fmt_u64(buf + n, (uint64_t)known);
+        n += wd_fmt_u64(buf + n, (uint64_t)in.known);
         memcpy(buf + n, "\r\n", 2);
         head_append(r, &len, buf, n + 2);
     }
@@ -518,7 +520,9 @@ int wd__py_resp_send_body(wd_resp_t *r, const wd_slice_t *pieces, PyObject *cons
 
         if (r->chunked)
             sz = i++;
-        for (int k = 0; k < n && room > 0; k++) {
+        /* Every piece is looked at: one past the length, in this call or a later one, is the
+         * app's mistake too (helper-56: [b"ok", b"EXTRA"] with Content-Length 2 went unsaid). */
+        for (int k = 0; k < n; k++) {
             size_t take = pieces[k].n < room ? pieces[k].n : (size_t)room;
 
             if (take < pieces[k].n && !r->failed) {

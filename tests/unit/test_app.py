@@ -101,6 +101,14 @@ def cl_long(environ, start_response):
     return iter([b"12345", b"678"])
 
 
+def cl_long_later(environ, start_response):
+    """The length reached exactly by one piece, then more: in a list (one call) and a generator."""
+    start_response("200 OK", [("Content-Length", "2")])
+    if environ.get("QUERY_STRING") == "gen":
+        return (p for p in [b"ok", b"EXTRA"])
+    return [b"ok", b"EXTRA"]
+
+
 def str_chunk(environ, start_response):
     start_response("200 OK", [])
     return ["text"]
@@ -227,6 +235,16 @@ def no_content(environ, start_response):
     return [b"ignored"]
 
 
+def no_content_with_length(environ, start_response):
+    start_response("204 No Content", [("Content-Length", "5")])
+    return [b"hello"]
+
+
+def reset_content(environ, start_response):
+    start_response("205 Reset Content", [("Content-Length", "5")])
+    return [b"hello"]
+
+
 def venv_route(environ, start_response):
     import wsgid_venv_probe
 
@@ -249,6 +267,7 @@ ROUTES = {
     "/cl_ok": cl_ok,
     "/cl_short": cl_short,
     "/cl_long": cl_long,
+    "/cl_long_later": cl_long_later,
     "/str_chunk": str_chunk,
     "/str_gen": str_gen,
     "/bad_status": bad_status,
@@ -269,4 +288,6 @@ ROUTES = {
     "/input_all": input_all,
     "/errors": errors_route,
     "/204": no_content,
+    "/204cl": no_content_with_length,
+    "/205": reset_content,
 }

@@ -322,6 +322,21 @@ static void test_basics(void)
     CHECK(r.keep_alive == 1 && r.status == 204, "204");
     result_free(&r);
 
+    /* The app's Content-Length on a 204 is not sent (RFC 9110 8.6: a client may take it as the
+     * length of what follows); a 205 goes out with Content-Length: 0 and no content (15.3.6). */
+    r = http("GET /204cl HTTP/1.1\r\n\r\n", -1);
+    EXPECT_NOT(r, "Content-Length");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1 && r.status == 204, "204 with the app's Content-Length");
+    result_free(&r);
+
+    r = http("GET /205 HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "Content-Length: 0\r\n\r\n");
+    EXPECT_NOT(r, "Content-Length: 5");
+    EXPECT_BODY(r, "");
+    CHECK(r.keep_alive == 1 && r.status == 205, "205");
+    result_free(&r);
+
     r = http("GET /cl_ok HTTP/1.1\r\n\r\n", -1);
     EXPECT_HAS(r, "Content-Length: 5\r\n\r\n12345");
     EXPECT_NOT(r, "chunked");
@@ -338,6 +353,20 @@ static void test_basics(void)
     EXPECT_BODY(r, "123");
     CHECK(r.keep_alive == 0, "cl_long must close");
     EXPECT_LOG(r, "more than its Content-Length 3");
+    result_free(&r);
+
+    /* The length reached by a piece and more after it, in the same call or a later one: said
+     * and closed as well (helper-56: dropped without a word, the connection kept). */
+    r = http("GET /cl_long_later HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "ok");
+    CHECK(r.keep_alive == 0, "cl_long_later must close");
+    EXPECT_LOG(r, "more than its Content-Length 2");
+    result_free(&r);
+
+    r = http("GET /cl_long_later?gen HTTP/1.1\r\n\r\n", -1);
+    EXPECT_BODY(r, "ok");
+    CHECK(r.keep_alive == 0, "cl_long_later?gen must close");
+    EXPECT_LOG(r, "more than its Content-Length 2");
     result_free(&r);
 }
 
