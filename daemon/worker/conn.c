@@ -829,9 +829,21 @@ static void conn_send(wd_conn_t *c)
     note_app_done(c);
     r = wd_out_send(&c->out, c->fd, &want_write);
 
-    if (r < 0) {
+    if (r < 0 && c->out.file_error != 0) {
+        /* The file the app handed to wsgi.file_wrapper, not the client (helper-56: it was told
+         * as a client gone, at debug level). */
+        wd_log_peer(WD_LOG_ERROR,
+                    "[req %s] peer %s: cannot read the file given to wsgi.file_wrapper: %s; the "
+                    "answer was cut after %llu bytes",
+                    c->dispatched ? c->req.id : "-", wd__conn_peer(c),
+                    c->out.file_error == EIO ? "it ended before its length (was it truncated?)"
+                                             : strerror(c->out.file_error),
+                    (unsigned long long)c->out.sent);
+    } else if (r < 0) {
         /* The client is gone; the app (if still running) gets -EPIPE at its next write. */
         wd_log_debug("peer %s: write failed: %s", wd__conn_peer(c), strerror(-r));
+    }
+    if (r < 0) {
         r = wd_out_is_finished(&c->out);
         if (r == 0) {
             c->given_up = 1;

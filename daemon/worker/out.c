@@ -220,6 +220,7 @@ void wd_out_reset(wd_out_t *out)
     out->sndbuf_base = 0;
     out->sndbuf_up = 0;
     out->sndbuf_done = 0;
+    out->file_error = 0;
 }
 
 size_t wd_out_trim(wd_out_t *out)

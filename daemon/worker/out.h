@@ -144,6 +144,7 @@ struct wd_out {
     int sndbuf_base;         /* its own buffer, once read for this response (0: not yet) */
     int sndbuf_up;           /* raised to this now (0: not raised) */
     int sndbuf_done;         /* raised once this response, or it cannot be */
+    int file_error;          /* a file range could not be read (errno; EIO: it ended early) */
     uint64_t sndbuf_charged; /* budget the raise holds, until the response ends */
 };
 

@@ -15,20 +15,36 @@
 
 #define SENDFILE_MAX ((size_t)1 << 30)
 
+/* Whether a sendfile error is the socket's (the client, or a full buffer), not the file's. */
+static int socket_errno(int err)
+{
+    return err == EAGAIN || err == EWOULDBLOCK || err == EPIPE || err == ECONNRESET ||
+           err == ENOTCONN || err == ETIMEDOUT || err == EINTR;
+}
+
 /* Sends file bytes with sendfile, or read + write when the file does not support it; *tried: how
- * many the socket was offered (fewer sent: it is full). */
-static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n, size_t *tried)
+ * many the socket was offered (fewer sent: it is full). A failure that is the file's (it cannot be
+ * read, or it ends before the range: EIO) is set in *file_err too. */
+static ssize_t send_file_range(int sock, int fd, uint64_t off, size_t n, size_t *tried,
+                               int *file_err)
 {
     off_t o = (off_t)off;
     ssize_t k = sendfile(sock, fd, &o, n);
     char buf[65536];
 
     *tried = n;
+    if (k == 0 && n > 0)
+        *file_err = EIO;
+    if (k < 0 && !socket_errno(errno) && errno != EINVAL && errno != ENOSYS)
+        *file_err = errno;
     if (k >= 0 || (errno != EINVAL && errno != ENOSYS))
         return k;
     k = pread(fd, buf, n < sizeof buf ? n : sizeof buf, (off_t)off);
-    if (k <= 0)
-        return k < 0 ? -1 : (errno = EIO, -1);
+    if (k <= 0) {
+        *file_err = k < 0 ? errno : EIO;
+        errno = *file_err;
+        return -1;
+    }
     *tried = (size_t)k;
     return write(sock, buf, (size_t)k);
 }
@@ -165,7 +181,7 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write)
 
             out->sending = 1;
             pthread_mutex_unlock(&out->lock);
-            k = send_file_range(sock, fd, off, n, &n);
+            k = send_file_range(sock, fd, off, n, &n, &out->file_error);
             /* A file shorter than promised: the response cannot be completed. */
             err = k < 0 ? errno : EIO;
             pthread_mutex_lock(&out->lock);

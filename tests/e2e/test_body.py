@@ -271,6 +271,24 @@ def test_file_wrapper_over_files_whose_size_says_nothing(wsgid, tmp):
     assert r.status == 200 and r.body == b""
 
 
+def test_file_wrapper_over_a_file_that_cannot_be_read_says_so(wsgid, tmp):
+    """The file behind wsgi.file_wrapper cannot be read (here: opened write-only, so sendfile
+    fails with EBADF): the answer is cut, and one error line names the request and the cause.
+    Before, only the access line's "cut" told (the failure was taken for the client's, at debug
+    level; helper-56)."""
+    path = tmp / "f.bin"
+    path.write_bytes(b"0123456789")
+    d = wsgid("filewrap")
+    d.expect_log(r"cannot read the file given to wsgi.file_wrapper")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/?path=%s&wronly=1" % path, {"Connection": "close"}))
+        data = c.read_until_close()
+    assert b"Content-Length: 10\r\n" in data and data.endswith(b"\r\n\r\n"), data
+    line = d.wait_log(r"cannot read the file given to wsgi.file_wrapper")
+    assert "[req " in line and "Bad file descriptor" in line, line
+    assert request(d.tcp, path="/?path=%s" % path).body == b"0123456789"
+
+
 def _deleted_fds(pid):
     """The worker's open unlinked files: its body temp files (and spill files, none here)."""
     n = 0

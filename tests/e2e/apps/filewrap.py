@@ -1,12 +1,34 @@
 """wsgi.file_wrapper over a real file, from an offset: /?path=FILE&offset=N[&len=M|none] (none: no
-Content-Length)."""
+Content-Length); /?path=FILE&wronly=1: over the file opened write-only."""
 import os
 from urllib.parse import parse_qs
+
+
+class WriteOnly:
+    """A file the app can only write: sendfile from it fails (EBADF)."""
+
+    def __init__(self, path):
+        self.f = os.fdopen(os.open(path, os.O_WRONLY), "wb")
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def tell(self):
+        return 0
+
+    def read(self, n):
+        return b""
+
+    def close(self):
+        self.f.close()
 
 
 def application(environ, start_response):
     qs = parse_qs(environ.get("QUERY_STRING", ""))
     path = qs["path"][0]
+    if "wronly" in qs:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](WriteOnly(path))
     offset = int(qs.get("offset", ["0"])[0])
     f = open(path, "rb")
     f.seek(offset)
