@@ -173,7 +173,36 @@ int wd_slice_ieq(const char *s, size_t n, const char *lower)
     return lower[i] == '\0';
 }
 
+size_t wd_response_date_line(char *out, long long t)
+{
+    static const char days[] = "ThuFriSatSunMonTueWed"; /* 1970-01-01 was a Thursday */
+    static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
+    long long d = t >= 0 ? t / 86400 : (t - 86399) / 86400;
+    long long s = t - d * 86400;
+    int wday = (int)(((d % 7) + 7) % 7);
+    /* The civil date of day d (days since 1970-01-01), in the proleptic Gregorian calendar. */
+    long long z = d + 719468, era = (z >= 0 ? z : z - 146096) / 146097;
+    long long doe = z - era * 146097;
+    long long yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    long long mp = (5 * doy + 2) / 153;
+    int mday = (int)(doy - (153 * mp + 2) / 5 + 1);
+    int mon = (int)(mp < 10 ? mp + 3 : mp - 9);
+    long long year = yoe + era * 400 + (mon <= 2);
+    int n = snprintf(out, WD_DATE_LINE_MAX, "Date: %.3s, %02d %.3s %04lld %02d:%02d:%02d GMT\r\n",
+                     days + 3 * wday, mday, months + 3 * (mon - 1), year, (int)(s / 3600),
+                     (int)(s / 60 % 60), (int)(s % 60));
+
+    return n > 0 && n < WD_DATE_LINE_MAX ? (size_t)n : 0;
+}
+
 size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int keep_alive)
+{
+    return wd_response_canned_dated(out, cap, code, http_minor, keep_alive, NULL);
+}
+
+size_t wd_response_canned_dated(char *out, size_t cap, int code, int http_minor, int keep_alive,
+                                const char *date_line)
 {
     const char *reason = wd_response_reason(code);
     const char *conn;
@@ -188,9 +217,9 @@ size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int k
 
     body_len = snprintf(NULL, 0, "%d %s\n", code, reason);
     r = snprintf(out, cap,
-                 "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
+                 "HTTP/1.1 %d %s\r\n%sContent-Type: text/plain\r\nContent-Length: %d\r\n%s\r\n"
                  "%d %s\n",
-                 code, reason, body_len, conn, code, reason);
+                 code, reason, date_line ? date_line : "", body_len, conn, code, reason);
 
     /* Half a response is worse than none: the caller sends nothing and closes. */
     if (r < 0 || (size_t)r >= cap)

@@ -31,6 +31,15 @@ int wd_slice_ieq(const char *s, size_t n, const char *lower);
  * HTTP/1.1 keep-alive. Returns 0 (nothing usable in out) when cap is too small; 256 bytes is
  * always enough. */
 size_t wd_response_canned(char *out, size_t cap, int code, int http_minor, int keep_alive);
+/* The same with a Date line after the status line (wd_response_date_line; NULL: none): an
+ * origin server's answer carries one (RFC 9110 6.6.1). 300 bytes are always enough. */
+size_t wd_response_canned_dated(char *out, size_t cap, int code, int http_minor, int keep_alive,
+                                const char *date_line);
+
+/* "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n" (RFC 9110 5.6.7, IMF-fixdate) for t, seconds since
+ * the epoch, into out (WD_DATE_LINE_MAX bytes), NUL-terminated; returns its length (37). */
+#define WD_DATE_LINE_MAX 40
+size_t wd_response_date_line(char *out, long long t);
 
 /* How an application's response is framed (design §4), decided once, before the head goes out. */
 typedef struct wd_framing_in {

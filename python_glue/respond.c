@@ -6,6 +6,7 @@
 #include "glue_int.h"
 #include "respond.h"
 #include "balance.h"
+#include "../daemon/common/httpdate.h"
 #include "../daemon/common/log.h"
 #include "../protocol/response.h"
 
@@ -306,7 +307,11 @@ static int send_canned(wd_resp_t *r, int code, int protocol_status)
         /* records, and the end */
         n = wd_fcgi_canned(buf, sizeof buf, r->req->fcgi_id, code, protocol_status);
     } else {
-        n = wd_response_canned(buf, sizeof buf, code, minor, keep_alive);
+        char date[WD_DATE_LINE_MAX];
+
+        n = wd_response_canned_dated(buf, sizeof buf, code, minor, keep_alive,
+                                     wd__py_resp_is_http(r) && wd_http_date_now(date) ? date
+                                                                                      : NULL);
     }
     r->req->status = code;
     iov = (struct iovec){buf, n};

@@ -26,7 +26,8 @@ typedef struct wd_resp {
     size_t head_len;     /* status line + the app's headers in thr->head */
     size_t head_total;   /* with our headers and the blank line, once framed */
     int head_sent;
-    int has_cl; /* Content-Length known (the app's, or ours) */
+    int has_cl;   /* Content-Length known (the app's, or ours) */
+    int has_date; /* the app sent a Date header */
     uint64_t cl;
     uint64_t body_sent; /* body bytes handed over (before chunk framing) */
     int no_body;        /* HEAD, 1xx, 204, 304 */

@@ -4,6 +4,7 @@
 #include "glue_int.h"
 #include "respond.h"
 #include "balance.h"
+#include "../daemon/common/httpdate.h"
 #include "../daemon/common/log.h"
 #include "../protocol/response.h"
 
@@ -124,6 +125,8 @@ static int add_header(wd_resp_t *r, int code, PyObject *item, size_t *len)
         return wd__py_resp_mistake(r, PyExc_ValueError,
                                    "hop-by-hop header '%.*s' is not allowed from an application",
                                    (int)nn, np);
+    if (wd_slice_ieq(np, nn, "date"))
+        r->has_date = 1;
     if (wd_slice_ieq(np, nn, "content-length")) {
         uint64_t cl;
 
@@ -187,6 +190,7 @@ static int set_head(wd_resp_t *r, PyObject *status, PyObject *headers)
             memcpy(proto, p.p, 8); /* else HTTP/1.1: the proxy's byte is not copied out */
     }
     r->has_cl = 0;
+    r->has_date = 0;
     if (r->req->kind == WD_REQ_FCGI) { /* a CGI response: the status as a header */
         head_append(r, &len, "Status: ", 8);
     } else {
@@ -492,6 +496,13 @@ void wd__py_resp_frame_head(wd_resp_t *r, int64_t known)
         r->keep_alive = r->req->fcgi_keep && !r->failed;
     if (f.connection != NULL)
         head_append(r, &len, f.connection, strlen(f.connection));
+    /* Spoken to the client itself (HTTP), wsgid is the origin server, which sends a Date (RFC
+     * 9110 6.6.1); a proxy that speaks uwsgi or FastCGI to it adds its own. */
+    if (wd__py_resp_is_http(r) && !r->has_date) {
+        char date[WD_DATE_LINE_MAX];
+
+        head_append(r, &len, date, wd_http_date_now(date));
+    }
     head_append(r, &len, "\r\n", 2);
     r->head_total = len;
     r->req->status = code;

@@ -5,6 +5,7 @@
 #include "conn.h"
 #include "conn_int.h"
 
+#include "httpdate.h"
 #include "../../protocol/fastcgi.h"
 #include "../../protocol/response.h"
 
@@ -25,6 +26,13 @@ void wd__conn_finish_here(wd_conn_t *c, int keep_alive)
     c->out.wake = wake;
 }
 
+/* The Date line of an answer to an HTTP client (wsgid is the origin server: RFC 9110 6.6.1), in
+ * date; NULL for one behind a proxy, which adds its own. */
+static const char *http_date(const wd_conn_t *c, char *date)
+{
+    return c->proto == WD_REQ_HTTP && wd_http_date_now(date) > 0 ? date : NULL;
+}
+
 /* Queues a whole response the loop made itself and starts sending it. */
 static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_alive)
 {
@@ -39,7 +47,7 @@ static void conn_respond(wd_conn_t *c, const char *bytes, size_t n, int keep_ali
  * "rejected for lack of resources", for a client that does. */
 void wd__conn_answer(wd_conn_t *c, int status)
 {
-    char buf[512];
+    char buf[512], date[WD_DATE_LINE_MAX];
     const wd_http_t *h = wd__conn_http(c);
     int keep = h != NULL && h->keep_alive && !h->is_head && !c->cs->stopping;
     int minor = h != NULL ? (int)h->http_minor : 1;
@@ -49,7 +57,7 @@ void wd__conn_answer(wd_conn_t *c, int status)
         keep = c->fcgi.keep_conn;
         n = wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, status, WD_FCGI_OVERLOADED);
     } else {
-        n = wd_response_canned(buf, sizeof buf, status, minor, keep);
+        n = wd_response_canned_dated(buf, sizeof buf, status, minor, keep, http_date(c, date));
     }
 
     c->req.head_len = n;
@@ -68,7 +76,7 @@ static void conn_fail_bytes(wd_conn_t *c, int status, const char *bytes, size_t 
 
 void wd__conn_fail(wd_conn_t *c, int status)
 {
-    char buf[512];
+    char buf[512], date[WD_DATE_LINE_MAX];
     const wd_http_t *h = wd__conn_http(c);
     int minor = h != NULL && h->http_major == 1 ? (int)h->http_minor : 1;
 
@@ -85,7 +93,9 @@ void wd__conn_fail(wd_conn_t *c, int status)
         return;
     }
 
-    conn_fail_bytes(c, status, buf, wd_response_canned(buf, sizeof buf, status, minor, 0));
+    conn_fail_bytes(
+        c, status, buf,
+        wd_response_canned_dated(buf, sizeof buf, status, minor, 0, http_date(c, date)));
 }
 
 /* The uwsgi socket got something else: say what, in terms an operator can act on. */

@@ -137,17 +137,23 @@ static void check_canned(const uint8_t *data, size_t size)
     int minor = size >= 3 ? data[2] & 1 : 1;
     int keep = size >= 3 ? (data[2] >> 1) & 1 : 0;
     size_t cap = size >= 4 ? data[3] : 256;
-    char *out = malloc(cap ? cap : 1);
+    int dated = size >= 3 ? (data[2] >> 2) & 1 : 0;
+    long long t = size >= 8 ? (long long)(data[4] | data[5] << 8 | data[6] << 16) * 977 : 0;
+    char *out = malloc(cap ? cap : 1), date[WD_DATE_LINE_MAX];
     const char *blank, *cl;
     size_t len;
 
     if (out == NULL)
         abort();
     WD_FUZZ_CHECK(wd_response_reason(code) != NULL);
-    len = wd_response_canned(out, cap, code, minor, keep);
+    WD_FUZZ_CHECK(wd_response_date_line(date, t) == 37);
+    len = dated ? wd_response_canned_dated(out, cap, code, minor, keep, date)
+                : wd_response_canned(out, cap, code, minor, keep);
     WD_FUZZ_CHECK(len <= cap);
-    if (cap >= 256 && code >= 100 && code <= 999)
-        WD_FUZZ_CHECK(len > 0); /* 256 bytes is always enough */
+    if (cap >= (dated ? 300 : 256) && code >= 100 && code <= 999)
+        WD_FUZZ_CHECK(len > 0); /* 256 bytes (300 with a Date) are always enough */
+    if (len > 0 && dated)
+        WD_FUZZ_CHECK(memmem(out, len, date, 37) != NULL);
     if (len > 0) {
         WD_FUZZ_CHECK(len >= 17 && memcmp(out, "HTTP/1.1 ", 9) == 0);
         blank = memmem(out, len, "\r\n\r\n", 4);

@@ -245,6 +245,11 @@ def reset_content(environ, start_response):
     return [b"hello"]
 
 
+def dated(environ, start_response):
+    start_response("200 OK", [("Date", "Tue, 01 Jan 2030 00:00:00 GMT")])
+    return [b"d"]
+
+
 def venv_route(environ, start_response):
     import wsgid_venv_probe
 
@@ -290,4 +295,5 @@ ROUTES = {
     "/204": no_content,
     "/204cl": no_content_with_length,
     "/205": reset_content,
+    "/dated": dated,
 }

@@ -251,9 +251,17 @@ static void test_basics(void)
     result_t r;
 
     r = http("GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", -1);
-    CHECK(strcmp(r.buf, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\n\r\n"
-                        "Hello world") == 0,
-          "hello: %s", r.buf);
+    {
+        /* The head, then the Date line of an origin server (RFC 9110 6.6.1), 37 bytes. */
+        static const char pre[] =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 11\r\nDate: ";
+        size_t at = sizeof pre - 1 + 37 - 6;
+
+        CHECK(strncmp(r.buf, pre, sizeof pre - 1) == 0 && strlen(r.buf) == at + 2 + 11 &&
+                  strncmp(r.buf + at - 6, " GMT\r\n", 6) == 0 &&
+                  strcmp(r.buf + at, "\r\nHello world") == 0,
+              "hello: %s", r.buf);
+    }
     CHECK(r.keep_alive == 1 && r.status == 200, "hello: keep %d status %d", r.keep_alive, r.status);
     result_free(&r);
 
@@ -281,7 +289,7 @@ static void test_basics(void)
     result_free(&r);
 
     r = http("GET /gen HTTP/1.1\r\n\r\n", -1);
-    EXPECT_HAS(r, "X-Gen: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+    EXPECT_HAS(r, "X-Gen: 1\r\nTransfer-Encoding: chunked\r\nDate: ");
     EXPECT_BODY(r, "3\r\none\r\n3\r\ntwo\r\n0\r\n\r\n");
     result_free(&r);
 
@@ -331,14 +339,21 @@ static void test_basics(void)
     result_free(&r);
 
     r = http("GET /205 HTTP/1.1\r\n\r\n", -1);
-    EXPECT_HAS(r, "Content-Length: 0\r\n\r\n");
+    EXPECT_HAS(r, "Content-Length: 0\r\n");
     EXPECT_NOT(r, "Content-Length: 5");
     EXPECT_BODY(r, "");
     CHECK(r.keep_alive == 1 && r.status == 205, "205");
     result_free(&r);
 
+    /* The app's own Date goes out, and no other. */
+    r = http("GET /dated HTTP/1.1\r\n\r\n", -1);
+    EXPECT_HAS(r, "\r\nDate: Tue, 01 Jan 2030 00:00:00 GMT\r\n");
+    CHECK(strstr(strstr(r.buf, "Date: ") + 1, "Date: ") == NULL, "two dates: %s", r.buf);
+    result_free(&r);
+
     r = http("GET /cl_ok HTTP/1.1\r\n\r\n", -1);
-    EXPECT_HAS(r, "Content-Length: 5\r\n\r\n12345");
+    EXPECT_HAS(r, "Content-Length: 5\r\n");
+    EXPECT_BODY(r, "12345");
     EXPECT_NOT(r, "chunked");
     CHECK(r.keep_alive == 1, "cl_ok keep-alive");
     result_free(&r);

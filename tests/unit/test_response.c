@@ -5,6 +5,8 @@
 #include "testutil.h"
 #include "url.h"
 
+#include <time.h>
+
 #define S(lit) lit, sizeof(lit) - 1
 
 static t_guard_t guard;
@@ -206,6 +208,51 @@ static void test_canned(void)
     T_CHECK(wd_response_canned(out, 256, 511, 0, 1) > 0, "canned 511 in 256 bytes");
 }
 
+/* The Date line: known instants, then a sweep checked against gmtime_r and strftime in the C
+ * locale; and a canned answer with it. */
+static void test_date_line(void)
+{
+    static const struct {
+        long long t;
+        const char *want;
+    } cases[] = {
+        {0, "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"},
+        {784111777, "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"}, /* RFC 9110's example */
+        {951782400, "Date: Tue, 29 Feb 2000 00:00:00 GMT\r\n"},
+        {4102444799LL, "Date: Thu, 31 Dec 2099 23:59:59 GMT\r\n"},
+        {-1, "Date: Wed, 31 Dec 1969 23:59:59 GMT\r\n"},
+    };
+    char out[WD_DATE_LINE_MAX], want[64], buf[512];
+    size_t n;
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        n = wd_response_date_line(out, cases[i].t);
+        T_CHECK(n == 37 && strcmp(out, cases[i].want) == 0, "date %lld: '%s'", cases[i].t, out);
+    }
+    for (long long t = 0; t < (1LL << 34); t += 9876543) {
+        time_t tt = (time_t)t;
+        struct tm tm;
+
+        gmtime_r(&tt, &tm);
+        strftime(want, sizeof want, "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        n = wd_response_date_line(out, t);
+        T_CHECK(n == strlen(want) && strcmp(out, want) == 0, "date %lld: '%s' not '%s'", t, out,
+                want);
+    }
+    wd_response_date_line(out, 784111777);
+    n = wd_response_canned_dated(buf, sizeof buf, 400, 1, 0, out);
+    {
+        static const char head[] = "HTTP/1.1 400 Bad Request\r\n"
+                                   "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+                                   "Content-Type: text/plain\r\n";
+
+        T_CHECK(n > sizeof head && memcmp(buf, head, sizeof head - 1) == 0,
+                "canned with a date: '%.*s'", (int)n, buf);
+    }
+    T_CHECK(wd_response_canned_dated(buf, 300, 511, 0, 1, out) > 0,
+            "dated canned 511 in 300 bytes");
+}
+
 static void test_url_split(void)
 {
     static const struct {
@@ -379,6 +426,7 @@ int main(void)
     test_headers();
     test_reasons();
     test_canned();
+    test_date_line();
     test_url_split();
     test_url_decode();
     t_guard_free(&guard);
