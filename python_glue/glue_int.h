@@ -168,6 +168,9 @@ int wd__py_input_ready(void);
 PyObject *wd__py_input_new(const wd_req_t *req);     /* new reference */
 void wd__py_input_detach(PyObject *input);           /* the request is over: reads give b"" */
 PyObject *wd__py_errors_new(const char *request_id); /* new reference */
+/* The current interpreter's sys.stdout and sys.stderr write their lines to the error log
+ * (stdio.c). 0, or -1 with a Python exception set. */
+int wd__py_stdio_to_log(void);
 
 /* environ.c */
 int wd__py_environ_keys_init(void);

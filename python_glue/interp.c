@@ -180,10 +180,11 @@ static void plan_apps(void)
     wd__py.n_apps = n;
 }
 
-/* What every interpreter needs before its apps load: sys.path, the environ template. */
+/* What every interpreter needs before its apps load: sys.path, the environ template, its
+ * stdout and stderr to the error log. */
 static int interp_ready(wd_py_interp_t *in)
 {
-    if (set_sys_path(in) < 0)
+    if (set_sys_path(in) < 0 || wd__py_stdio_to_log() < 0)
         return -1;
     in->environ = wd__py_environ_template(in);
     return in->environ != NULL ? 0 : -1;

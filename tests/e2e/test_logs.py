@@ -482,6 +482,61 @@ def test_a_client_can_neither_forge_nor_break_access_lines(wsgid, tmp):
     assert rec["status"] == 200 and rec["completed"] is True
 
 
+PRINTING_APP = '''import logging, sys, warnings
+
+def application(environ, start_response):
+    who = environ["wsgid.application_group"] or "main"
+    print("PRINTED", who)
+    print("ERR", who, "\\xe9", file=sys.stderr)
+    sys.stderr.write("PART-")
+    sys.stderr.write("ONE\\n")
+    logging.getLogger("app").error("LOGGED %s", who)
+    warnings.warn("WARNED " + who)
+    sys.stderr.flush()
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_the_apps_stdout_and_stderr_go_to_the_error_log(wsgid, tmp):
+    """print(), sys.stderr, the logging module's default handler and warnings go to the error log
+    (log.file), each line said by the worker ("site:PID"): stderr at level warn, stdout at
+    info, with the application group of a sub-interpreter named. Before, they went to the
+    daemon's own stderr, unprefixed, and never reached log.file (helper-57)."""
+    script = tmp / "printing.py"
+    script.write_text(PRINTING_APP)
+    errlog = tmp / "error.log"
+    mounts = {"/sub": {"app": str(script), "application-group": "other"}}
+    d = wsgid(config=make_config(tmp, {"site": {"app": str(script), "mounts": mounts,
+                                                "listen": ["unix:" + str(tmp / "site.sock")]}},
+                                 log={"level": "info", "file": str(errlog), "access": "off"}),
+              wait=False)
+    d.unix_paths.append(str(tmp / "site.sock"))
+    wait_for(lambda: errlog.exists() and "all workers ready" in errlog.read_text(), timeout=15,
+             what="ready in the error log")
+    d.seen_workers.update(d.workers())
+    for path in ("/", "/sub/x"):
+        with Conn(str(tmp / "site.sock")) as c:
+            c.send(http_request("GET", path, {"Connection": "close"}))
+            assert c.response().status == 200
+    pid = d.workers()[0]
+
+    def lines():
+        return errlog.read_text(errors="replace").splitlines() if errlog.exists() else []
+    want = [
+        "[info] site:%d: stdout: PRINTED main" % pid,
+        "[warn] site:%d: stderr: ERR main \xe9" % pid,
+        "[warn] site:%d: stderr: PART-ONE" % pid,
+        "[warn] site:%d: stderr: LOGGED main" % pid,
+        "[info] site:%d: stdout of application group \"other\": PRINTED other" % pid,
+        "[warn] site:%d: stderr of application group \"other\": LOGGED other" % pid,
+    ]
+    wait_for(lambda: all(any(w in line for line in lines()) for w in want), timeout=5,
+             what="the app's lines in the error log: %s" % lines())
+    assert any("stderr: " in line and "UserWarning: WARNED main" in line for line in lines())
+    assert "PRINTED" not in d.log() and "LOGGED" not in d.log(), d.log()
+
+
 def test_bad_input_flood_is_not_a_log_flood(wsgid):
     """200 bad requests in a burst: at most 5 lines a second from the one place that logs them
     (design §8: never a log flood), and the next line that gets through counts the rest."""
