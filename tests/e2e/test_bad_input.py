@@ -372,6 +372,16 @@ def test_write_from_an_app_thread_after_the_app_returned(wsgid, tmp):
     print("background write: %d bytes in whole chunks before the end" % total)
 
 
+def _read_to_close(s):
+    """Everything s receives until the peer closes."""
+    parts = []
+    while True:
+        part = s.recv(1 << 20)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
 def test_write_from_an_app_thread_waiting_for_its_turn_as_the_response_ends(wsgid, tmp):
     """The app's thread calls write() while the serving thread's push waits for a client that
     reads late, and waits for its turn until the serving thread has ended the response (a long
@@ -383,13 +393,7 @@ def test_write_from_an_app_thread_waiting_for_its_turn_as_the_response_ends(wsgi
     with socket.create_connection(d.tcp, timeout=30) as s:
         s.sendall(http_request("GET", "/write-while-streaming", {"Connection": "close"}))
         time.sleep(1.0)
-        parts = []
-        while True:
-            part = s.recv(1 << 20)
-            if not part:
-                break
-            parts.append(part)
-    data = b"".join(parts)
+        data = _read_to_close(s)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK"), head
     assert body.endswith(b"0\r\n\r\n"), body[-60:]
@@ -428,13 +432,7 @@ def test_an_app_thread_waiting_for_its_turn_sleeps(wsgid, tmp):
         time.sleep(2.0)
         switched = {p: _switches(p) - n for p, n in before.items()}
         print("context switches in 2 s while the client stalls:", switched)
-        parts = []
-        while True:
-            part = s.recv(1 << 20)
-            if not part:
-                break
-            parts.append(part)
-    body = b"".join(parts).partition(b"\r\n\r\n")[2]
+        body = _read_to_close(s).partition(b"\r\n\r\n")[2]
     assert body.count(b"z") == 40000000 and body.endswith(b"0\r\n\r\n"), body[-60:]
     assert max(switched.values()) < 300, switched
 
