@@ -25,6 +25,30 @@ void wd_log_init(const char *who, wd_log_level_t level)
     log_level = level;
 }
 
+/* A worker's "GROUP:PID", whose PID follows a fork: a child the app forks (a process pool, a
+ * subprocess before its exec) logs under its own pid (helper-58: its print() said the worker's). */
+static char log_group[48];
+
+static void who_after_fork(void)
+{
+    snprintf(log_who, sizeof log_who, "%s:%d", log_group, (int)getpid());
+}
+
+static void who_follow_forks(void)
+{
+    pthread_atfork(NULL, NULL, who_after_fork);
+}
+
+void wd_log_init_worker(const char *group, wd_log_level_t level)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+    snprintf(log_group, sizeof log_group, "%s", group);
+    who_after_fork();
+    log_level = level;
+    pthread_once(&once, who_follow_forks);
+}
+
 /* A log file is opened once and reopened in place: the new file is dup2'd onto the fd number
  * the first one got (*slot), so a Python thread that read *fd just before a reopen writes to the
  * old file or the new one, never to a closed number that the app's next socket or file may have

@@ -12,6 +12,8 @@
 
 /* Sets who speaks ("master" or "GROUP:PID") and the level. Safe to call again. */
 void wd_log_init(const char *who, wd_log_level_t level);
+/* The same for a worker of group: "GROUP:PID", the pid its own in a child it forks too. */
+void wd_log_init_worker(const char *group, wd_log_level_t level);
 /* Opens (or reopens, for logrotate) the error and access logs. "-" is stderr, "off" none.
  * Returns 0 or -errno (the old files stay open on failure). */
 int wd_log_open(const char *error_path, const char *access_path);

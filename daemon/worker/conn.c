@@ -745,6 +745,8 @@ static int bytes_waiting(const wd_conn_t *c)
  * each closed behind its next answer, 0 and 0 with this. */
 static int fcgi_close_at_end(const wd_conn_t *c)
 {
+    if (c->cs->stop_final) /* the worker's last turn: nothing more is served */
+        return 1;
     if (wd_now_ns() - c->cs->stop_ns < (uint64_t)(WD_STOP_FCGI_S * 1e9))
         return 0;
     return c->len == c->parsed && !bytes_waiting(c);
@@ -1028,9 +1030,12 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
 
 static void conn_shutdown(wd_conn_t *c)
 {
-    /* An idle keep-alive connection gets STOP_IDLE; the others are served, within
-     * header-timeout. */
-    if (idle_keepalive(c))
+    /* An idle connection gets STOP_IDLE: a kept one, and one that has sent nothing yet (a fresh
+     * one, or a FastCGI one that asked only GET_VALUES: before, they held a stopping worker until
+     * keepalive-timeout or header-timeout, past its graceful time; helper-58). The others are
+     * served, within header-timeout. */
+    if (idle_keepalive(c) || (c->state == WD_CONN_HEAD && c->len == 0 && !c->fcgi.active &&
+                              !c->park_close && c->fcgi.unsent_len == 0))
         wd__conn_timer(c, WD_STOP_IDLE_S);
 }
 

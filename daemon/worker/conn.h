@@ -68,6 +68,7 @@ typedef struct wd_conns {
     /* conn.c's own. */
     _Atomic int stopping; /* wd_conns_shutdown was called (read by Python threads: request.h) */
     uint64_t stop_ns;     /* ... then */
+    int stop_final;       /* the graceful time is over (wd_conns_answer_queued) */
     uint64_t seq;         /* requests numbered so far */
     wd_conn_t *list;      /* every open connection, the newest first */
     wd_conn_t *tail;      /* the oldest */

@@ -138,6 +138,7 @@ size_t wd_conns_answer_queued(wd_conns_t *cs, int status)
 {
     size_t n = 0;
 
+    cs->stop_final = 1; /* a kept FastCGI connection closes behind its 503 (conn.c) */
     for (wd_conn_t *c = cs->list, *next; c != NULL; c = next) {
         next = c->next; /* the answer may close c */
         if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && !c->abandoned &&

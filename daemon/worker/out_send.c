@@ -19,7 +19,9 @@
 static int socket_errno(int err)
 {
     return err == EAGAIN || err == EWOULDBLOCK || err == EPIPE || err == ECONNRESET ||
-           err == ENOTCONN || err == ETIMEDOUT || err == EINTR;
+           err == ENOTCONN || err == ETIMEDOUT || err == EINTR || err == ECONNABORTED ||
+           err == EHOSTUNREACH || err == ENETUNREACH || err == ENETDOWN || err == ENOBUFS ||
+           err == ENOMEM;
 }
 
 /* Sends file bytes with sendfile, or read + write when the file does not support it; *tried: how

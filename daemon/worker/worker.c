@@ -457,7 +457,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 {
     static wd_worker_t worker;
     wd_worker_t *w = &worker;
-    char group_name[256], who[300], err[2048], line[2200], why[64];
+    char group_name[256], err[2048], line[2200], why[64];
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
     int record = -1, cpu, started;
@@ -486,8 +486,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         say_master("failed cannot read the config\n");
         return WD_WORKER_EXIT_CONFIG;
     }
-    snprintf(who, sizeof who, "%s:%d", group_name, w->pid);
-    wd_log_init(who, w->conf.log_level);
+    wd_log_init_worker(group_name, w->conf.log_level);
     wd_log_open(w->conf.log_file, w->group->access_log ? w->group->access_log : w->conf.access_log);
     w->tmpdir = tmp && *tmp ? tmp : "/tmp";
 

@@ -11,6 +11,8 @@ import time
 
 import pytest
 
+from helpers import fcgi
+from helpers.clients import Conn, http_request
 from helpers.config import make_config
 from helpers.daemon import WSGICTL
 from helpers.nginx import uwsgi_location
@@ -206,6 +208,34 @@ def test_replacing_workers_loses_no_request_on_kept_connections(wsgid, nginx, tm
           % (path, replace, counts["ok"], counts["failed"], len(pids)))
     assert counts["failed"] == 0, errors[:5]
     assert counts["ok"] > 100 and len(pids) >= 4, (counts["ok"], pids)
+
+
+@pytest.mark.parametrize("kind", ["kept", "fresh", "fastcgi-get-values"])
+def test_a_replaced_worker_does_not_wait_for_idle_connections(wsgid, tmp, kind):
+    """A worker being replaced holds one idle connection: a kept one (a request answered on it),
+    a fresh one that has sent nothing yet, or a FastCGI one that only asked GET_VALUES. It
+    exits in about WD_STOP_IDLE_S (0.5 s), not at graceful-timeout: before, the last two kept it
+    until then, past keepalive-timeout and header-timeout's reach (helper-58)."""
+    d = wsgid("hello", processes=1, threads=2, keepalive_timeout=75, graceful_timeout=4,
+              shutdown_timeout=1, top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    old = d.workers()[0]
+    c = Conn(d.unix)
+    if kind == "kept":
+        c.send(http_request("GET", "/", {}))
+        assert c.response().status == 200
+    elif kind == "fastcgi-get-values":
+        c.send(fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs({"FCGI_MAX_REQS": ""})))
+        fcgi.read_records(c)
+    t0 = time.monotonic()
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: old not in d.workers(), timeout=10, what="the old worker gone")
+    took = time.monotonic() - t0
+    d.seen_workers.update(d.workers())
+    c.close()
+    print("%s: the old worker gone %.2f s after the restart began" % (kind, took))
+    assert "graceful-timeout" not in d.log(), d.log()
 
 
 def test_safe_restart_keeps_old_workers(wsgid, tmp):

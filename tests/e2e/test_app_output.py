@@ -1,0 +1,124 @@
+"""What the app writes to sys.stdout and sys.stderr goes to the error log (python_glue/stdio.c):
+written without the GIL, a line at most 3,800 bytes, and said by the process that wrote it.
+Each case was found by a review (helper-58) and failed before its mend."""
+import os
+import threading
+import time
+
+from helpers.clients import Conn, http_request
+from helpers.config import make_config
+from helpers.procs import wait_for
+
+APP = r'''
+import os, sys
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/spam":
+        for i in range(300):
+            sys.stderr.write("SPAM %d %s\n" % (i, "y" * 1000))
+    elif path == "/long":  # 4 MB without a newline, 8,000 characters at a time
+        for _ in range(500):
+            sys.stdout.write("x" * 8000)
+        sys.stdout.write("\n")
+    elif path == "/fork":
+        pid = os.fork()
+        if pid == 0:
+            print("CHILD-SAYS my pid is %d" % os.getpid())
+            sys.stdout.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        body = b"%d\n" % pid
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    start_response("200 OK", [("Content-Length", "3")])
+    return [b"ok\n"]
+'''
+
+
+def start(wsgid, tmp, log_file, level="info", wait=True):
+    script = tmp / "output.py"
+    script.write_text(APP)
+    d = wsgid(config=make_config(tmp, {"site": {"app": str(script), "threads": 2,
+                                                "listen": ["unix:" + str(tmp / "site.sock")]}},
+                                 log={"level": level, "file": str(log_file), "access": "off"}),
+              wait=False)
+    d.unix_paths.append(str(tmp / "site.sock"))
+    if wait:
+        wait_for(lambda: log_file.exists() and "all workers ready" in log_file.read_text(),
+                 timeout=15, what="ready in the error log")
+        d.seen_workers.update(d.workers())
+    return d
+
+
+def get(d, path, timeout=10):
+    with Conn(str(d.tmp / "site.sock"), timeout=timeout) as c:
+        c.send(http_request("GET", path, {"Connection": "close"}))
+        return c.response()
+
+
+def test_a_log_that_blocks_holds_up_only_the_thread_that_prints(wsgid, tmp):
+    """The error log is a pipe whose reader stops reading while one thread prints 300 KB to
+    stderr: a request to the other thread is still served. Before, the line was written with the
+    GIL held, and every thread of the worker waited behind the full pipe."""
+    fifo = tmp / "err.fifo"
+    os.mkfifo(fifo)
+    reading, done = threading.Event(), threading.Event()
+    reading.set()
+
+    def reader():
+        fd = os.open(fifo, os.O_RDONLY)
+        while not done.is_set():
+            if not reading.is_set():
+                time.sleep(0.05)
+                continue
+            if not os.read(fd, 65536):
+                break
+        os.close(fd)
+    threading.Thread(target=reader, daemon=True).start()
+    d = start(wsgid, tmp, fifo, level="warn", wait=False)
+    def serves():
+        try:
+            return get(d, "/").status == 200
+        except OSError:
+            return False
+    wait_for(serves, timeout=15, what="the group to serve")
+    d.seen_workers.update(d.workers())
+    reading.clear()
+    time.sleep(0.2)
+    spam = Conn(str(tmp / "site.sock"), timeout=30)
+    spam.send(http_request("GET", "/spam", {"Connection": "close"}))
+    time.sleep(0.5)  # its thread now waits on the full pipe
+    try:
+        status = get(d, "/fast", timeout=5).status
+    except OSError as e:
+        status = repr(e)
+    reading.set()
+    assert spam.response().status == 200
+    spam.close()
+    done.set()
+    assert status == 200, "the other thread was held up: %s" % status
+
+
+def test_a_stream_without_newlines_goes_out_in_lines_of_3800_bytes(wsgid, tmp):
+    """4 MB written to sys.stdout without a newline is logged as it grows, 3,800 bytes a line
+    (what fits in a log line with its prefix). Before, it was kept whole until a newline came (and copied and scanned whole at every
+    write: 2 s for 4 MB)."""
+    errlog = tmp / "error.log"
+    d = start(wsgid, tmp, errlog)
+    assert get(d, "/long", timeout=60).status == 200
+    wait_for(lambda: sum(line.count("x") for line in errlog.read_text().splitlines()
+                         if "stdout: x" in line) == 4000000, timeout=10,
+             what="4 MB of x in the error log")
+    lines = [line for line in errlog.read_text().splitlines() if "stdout: x" in line]
+    assert max(line.count("x") for line in lines) == 3800, max(len(x) for x in lines)
+    assert len(lines) == 4000000 // 3800 + 1, len(lines)
+
+
+def test_a_child_the_app_forks_logs_under_its_own_pid(wsgid, tmp):
+    """A line the app's fork()ed child prints says the child's pid, not the worker's."""
+    errlog = tmp / "error.log"
+    d = start(wsgid, tmp, errlog)
+    child = int(get(d, "/fork").body)
+    line = wait_for(lambda: [x for x in errlog.read_text().splitlines() if "CHILD-SAYS" in x],
+                    timeout=5, what="the child's line")[0]
+    assert "] site:%d: stdout: CHILD-SAYS my pid is %d" % (child, child) in line, line
