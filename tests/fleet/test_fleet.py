@@ -434,6 +434,15 @@ def test_fleet(fleet):
         if load:
             load.stop()
         problems = []
+        # The balancers first: stopped after the hosts, HAProxy's checks found every server gone
+        # in between and said so ([ALERT] no server available).
+        for p in (haproxy, nginx):
+            if p is not None:
+                p.stop()
+                bad = p.unexpected_lines()
+                if bad:
+                    problems.append("unexpected lines in the log of %s:\n  %s"
+                                    % (type(p).__name__, "\n  ".join(bad[:10])))
         for h in hosts.values():
             for d in h.all:
                 if getattr(d, "killed", False) or d.proc is None:
@@ -446,13 +455,6 @@ def test_fleet(fleet):
                 if bad:
                     problems.append("%s: unexpected lines in the wsgid log:\n  %s"
                                     % (h.name, "\n  ".join(bad[:10])))
-        for p in (haproxy, nginx):
-            if p is not None:
-                p.stop()
-                bad = p.unexpected_lines()
-                if bad:
-                    problems.append("unexpected lines in the log of %s:\n  %s"
-                                    % (type(p).__name__, "\n  ".join(bad[:10])))
         if load and rows:
             summary(load, rows, time.monotonic() - started, tmp)
         if os.environ.get("WSGID_E2E_KEEP"):
