@@ -144,9 +144,10 @@ def test_replacing_workers_loses_no_request_on_kept_connections(wsgid, nginx, tm
     """nginx keeps its connections to wsgid (upstream keepalive: proxy_pass, fastcgi_keep_conn),
     and workers are replaced under a load of GETs and 20 KB POSTs (5 rolling restarts, or
     maximum-requests 1000): every request is answered whole, and nginx logs no error (FastCGI:
-    see the race below). A stopping worker closed its idle kept connections at once, and nginx, which had written a request on
-    one, answered 502, which for a POST it does not retry (helper-57: 4-10 failed requests in
-    13,000 over 5 restarts; 57 in 8 s of maximum-requests 1000). Now an HTTP answer says
+    see the race below). A stopping worker closed its idle kept connections at once, and nginx,
+    which had written a request on one, answered 502, which for a POST it does not retry
+    (helper-57: 4-10 failed requests in 13,000 over 5 restarts; 57 in 8 s of maximum-requests
+    1000). Now an HTTP answer says
     "Connection: close" once its worker stops, and kept connections close only after going unused
     for a while (conn.c: wd_conns_shutdown)."""
     script = tmp / "echopid.py"
