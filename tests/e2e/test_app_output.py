@@ -101,8 +101,8 @@ def test_a_log_that_blocks_holds_up_only_the_thread_that_prints(wsgid, tmp):
 
 def test_a_stream_without_newlines_goes_out_in_lines_of_3800_bytes(wsgid, tmp):
     """4 MB written to sys.stdout without a newline is logged as it grows, 3,800 bytes a line
-    (what fits in a log line with its prefix). Before, it was kept whole until a newline came (and copied and scanned whole at every
-    write: 2 s for 4 MB)."""
+    (what fits in a log line with its prefix). Before, it was kept whole until a newline came
+    (and copied and scanned whole at every write: 2 s for 4 MB)."""
     errlog = tmp / "error.log"
     d = start(wsgid, tmp, errlog)
     assert get(d, "/long", timeout=60).status == 200
