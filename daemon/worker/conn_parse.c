@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <stdint.h>
+#include <string.h>
 #include <unistd.h>
 
 /* The most of a body buffer allocated from Content-Length before the body arrives. */
@@ -110,12 +111,18 @@ static int http_error_status(const wd_conn_t *c)
     }
 }
 
-/* A head over header-buffer-size: 431, and -1. */
+/* A head over header-buffer-size: -1, answered 414 when its request line alone is (no line end in
+ * the bytes the limit allows, as nginx answers a long request line), 431 otherwise. */
 static int head_too_large(wd_conn_t *c)
 {
-    wd_log_peer(WD_LOG_INFO, "peer %s: request head larger than header-buffer-size (%llu): 431",
-                wd__conn_peer(c), (unsigned long long)c->cs->group->header_buffer_size);
-    wd__conn_fail(c, 431);
+    size_t limit = (size_t)c->cs->group->header_buffer_size, off = c->http->head_off;
+    size_t n = c->len > off ? c->len - off : 0;
+    int line = memchr(c->buf + off, '\n', n < limit ? n : limit) == NULL;
+
+    wd_log_peer(WD_LOG_INFO, "peer %s: request %s larger than header-buffer-size (%llu): %d",
+                wd__conn_peer(c), line ? "line" : "head", (unsigned long long)limit,
+                line ? 414 : 431);
+    wd__conn_fail(c, line ? 414 : 431);
     return -1;
 }
 
