@@ -136,3 +136,39 @@ size_t wd_url_decode(char *dst, const char *src, size_t n)
     }
     return o;
 }
+
+size_t wd_url_normalize(char *p, size_t n)
+{
+    size_t r = 0, w = 0;
+
+    if (n == 0 || p[0] != '/')
+        return n;
+    /* w never passes r: the path is rewritten in place, one segment at a time. */
+    while (r < n) {
+        size_t start, len;
+
+        while (r < n && p[r] == '/')
+            r++;
+        start = r;
+        while (r < n && p[r] != '/')
+            r++;
+        len = r - start;
+        if (len == 1 && p[start] == '.') {
+            len = 0;
+        } else if (len == 2 && p[start] == '.' && p[start + 1] == '.') {
+            while (w > 0 && p[w - 1] != '/')
+                w--;
+            if (w > 0)
+                w--; /* the '/' before the segment taken away */
+            len = 0;
+        }
+        if (len > 0) {
+            p[w++] = '/';
+            memmove(p + w, p + start, len);
+            w += len;
+        } else if (r == n || start == n) {
+            p[w++] = '/'; /* the path ended in "/", "/." or "/..": it names a directory */
+        }
+    }
+    return w;
+}

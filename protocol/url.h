@@ -12,6 +12,13 @@ void wd_url_split(const char *uri, size_t n, wd_slice_t *path, wd_slice_t *query
  * as they are. Returns the decoded length (<= n). */
 size_t wd_url_decode(char *dst, const char *src, size_t n);
 
+/* Normalises a decoded path in place, as nginx and Apache do before they map it: runs of '/' are
+ * one, "." segments go, and ".." takes the segment before it away (never above the root: RFC 3986
+ * 5.2.4's remove_dot_segments). A path that ended in a "/", "." or ".." segment keeps its final
+ * '/'. A path not starting with '/' (such as "*") is left as it is. Returns the new length
+ * (<= n). */
+size_t wd_url_normalize(char *p, size_t n);
+
 /* The authority of an absolute-form target ("http://host:8080/p" gives "host:8080"): 1, or 0
  * when the target is not absolute-form. */
 int wd_url_authority(const char *uri, size_t n, wd_slice_t *auth);

@@ -4,13 +4,11 @@
  * per request, so that a request only pays for its own variables. */
 #include "glue_int.h"
 #include "../protocol/response.h"
+#include "../daemon/common/alloc.h"
 #include "../protocol/url.h"
 
 #include <stdio.h>
 #include <string.h>
-
-/* Mount points longer than this are refused at load (wd_py_load_app). */
-#define WD_PY_ROUTE_MAX 1024
 
 /* Names that get special treatment come first, with their index as id. */
 enum {
@@ -226,7 +224,7 @@ static int set_u64(PyObject *env, PyObject *key, uint64_t u)
     return set_str(env, key, buf, wd_fmt_u64(buf, u));
 }
 
-/* PATH_INFO = the percent-decoded path of uri. */
+/* PATH_INFO = the percent-decoded path of uri, normalised (wd_url_normalize) as a proxy's is. */
 static int set_path_info(PyObject *env, const char *uri, size_t n, PyObject *query_key)
 {
     wd_slice_t path, query;
@@ -243,7 +241,7 @@ static int set_path_info(PyObject *env, const char *uri, size_t n, PyObject *que
             return -1;
         }
     }
-    len = wd_url_decode(buf, path.p, path.n);
+    len = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
     rc = set_str(env, keys[K_PATH_INFO], buf, len);
     if (buf != stack)
         PyMem_Free(buf);
@@ -558,12 +556,13 @@ static int under(const wd_py_mount_t *a, const char *p, size_t n)
 const wd_py_mount_t *wd__py_route(const wd_req_t *req)
 {
     const wd_py_mount_t *apps = wd__py.apps;
-    size_t longest = apps[0].len, n;
+    size_t n;
     wd_slice_t raw = {NULL, 0}, path, query, k, v;
-    char buf[3 * (WD_PY_ROUTE_MAX + 1)];
+    const wd_py_mount_t *found = NULL;
+    char stack[2048], *buf = stack;
     int decoded = 0;
 
-    if (wd__py.n_apps == 1 && longest == 0)
+    if (wd__py.n_apps == 1 && apps[0].len == 0)
         return &apps[0]; /* no mounts: every request is the group's app's */
     if (req->kind != WD_REQ_HTTP) {
         vars_t it = {.fcgi = req->kind == WD_REQ_FCGI};
@@ -587,19 +586,21 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req)
     }
     path = raw;
     if (!decoded) {
-        /* Only the first longest+1 decoded bytes matter; an escape is at most 3 bytes. */
+        /* The path as PATH_INFO will be (set_path_info): a ".." anywhere may change its start. */
         wd_url_split(raw.p, raw.n, &path, &query);
-        if (path.n > 3 * (longest + 1))
-            path.n = 3 * (longest + 1);
-        n = wd_url_decode(buf, path.p, path.n);
+        if (path.n > sizeof stack)
+            buf = xmalloc(path.n);
+        n = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
         path.p = buf;
         path.n = n;
     }
-    for (size_t i = 0; i < wd__py.n_apps; i++) {
+    for (size_t i = 0; i < wd__py.n_apps && found == NULL; i++) {
         if (under(&apps[i], path.p, path.n))
-            return &apps[i];
+            found = &apps[i];
     }
-    return NULL;
+    if (buf != stack)
+        free(buf);
+    return found;
 }
 
 /* The mount point moves from the start of PATH_INFO to the end of SCRIPT_NAME. */

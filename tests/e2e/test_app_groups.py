@@ -17,6 +17,7 @@ import requests
 
 from helpers.clients import Conn, http_request, request
 from helpers.config import REPO, app, make_config
+from helpers.nginx import proxy_location
 from helpers.procs import cmdline, free_port
 
 PY = "/usr/bin/python3"
@@ -191,6 +192,43 @@ def test_module_globals_follow_application_groups(tmp, wsgid):
     assert resp.status == 404
     resp = request(sock, "GET", "/ab")  # not under /a: whole path segments only
     assert resp.status == 404
+
+
+def test_mounts_route_the_path_the_proxy_routed(tmp, wsgid, nginx):
+    """nginx maps a request by its normalised path (dot segments resolved, slashes merged) and,
+    with a proxy_pass that has no URI, sends the target as the client wrote it. wsgid routes it
+    to a mount by the same normalised path, so a path nginx sends to a location meant for /public
+    reaches /public's app, never /admin's, and PATH_INFO is the one nginx would give uwsgi_pass.
+    Before, GET /admin/../public/x passed nginx's "location /admin { return 403; }" and ran in
+    /admin's app with PATH_INFO /../public/x."""
+    script = app("appgroups")
+    sock = str(tmp / "site.sock")
+    mounts = {"/admin": {"app": script, "application-group": "admin"},
+              "/public": {"app": script, "application-group": "public"}}
+    wsgid(config=make_config(tmp, {"site": {"listen": "unix:" + sock, "threads": 2,
+                                            "mounts": mounts}}))
+    n = nginx("location /admin { return 403; }\n" + proxy_location(sock))
+    for target, path_info in (("/admin/../public/x", "/x"), ("/admin//../public/x", "/x"),
+                              ("/admin/%2e%2e/public/./y/", "/y/"),
+                              ("/public/a/b/../../z", "/z")):
+        with Conn(n.addr) as c:
+            c.send(http_request(path=target))
+            r = c.response()
+        assert r.status == 200, (target, r.status, r.body)
+        out = json.loads(r.body)
+        assert (out["group"], out["script_name"], out["path_info"]) == \
+            ("public", "/public", path_info), (target, out)
+    with Conn(n.addr) as c:
+        c.send(http_request(path="/public/../admin/x"))
+        assert c.response().status == 403
+    # Spoken to directly, the same: a path is routed as it reads once normalised.
+    out = get_json(sock, "/admin/../public/q")
+    assert (out["group"], out["path_info"]) == ("public", "/q"), out
+    out = get_json(sock, "/public/../admin/q")
+    assert (out["group"], out["path_info"]) == ("admin", "/q"), out
+    # nginx refuses a path above the root (400); wsgid keeps it at the root, as RFC 3986 does.
+    out = get_json(sock, "/../public")
+    assert (out["group"], out["path_info"]) == ("public", ""), out
 
 
 @needs_numpy

@@ -127,6 +127,24 @@ static void check_url(const char *uri, size_t n)
         }
     }
     WD_FUZZ_CHECK(o == m);
+
+    /* Normalising the decoded path: never longer, idempotent, and a path from '/' comes out
+     * with no "//", "/./" or "/../" in it, nor a final "/." or "/..". */
+    m2 = wd_url_normalize(dst, m);
+    WD_FUZZ_CHECK(m2 <= m);
+    if (m > 0 && dst[0] == '/') {
+        WD_FUZZ_CHECK(m2 >= 1 && dst[0] == '/');
+        WD_FUZZ_CHECK(wd_url_normalize(dst, m2) == m2);
+        for (i = 0; i + 1 < m2; i++) {
+            WD_FUZZ_CHECK(!(dst[i] == '/' && dst[i + 1] == '/'));
+            if (dst[i] == '/' && dst[i + 1] == '.') {
+                size_t e = i + 2 < m2 && dst[i + 2] == '.' ? i + 3 : i + 2;
+                WD_FUZZ_CHECK(e < m2 && dst[e] != '/');
+            }
+        }
+    } else {
+        WD_FUZZ_CHECK(m2 == m);
+    }
     free(inplace);
     free(dst);
 }

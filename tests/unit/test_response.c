@@ -329,6 +329,46 @@ static void test_url_decode(void)
     T_CHECK(r == 3 && memcmp(dst, "a\0b", 3) == 0, "url_decode %%00");
 }
 
+static void test_url_normalize(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"/", "/"},
+        {"", ""},
+        {"*", "*"},
+        {"a/../b", "a/../b"},
+        {"/a/b", "/a/b"},
+        {"/a/b/", "/a/b/"},
+        {"//a///b", "/a/b"},
+        {"/a/./b", "/a/b"},
+        {"/a/.", "/a/"},
+        {"/a/..", "/"},
+        {"/a/b/..", "/a/"},
+        {"/a/b/../c", "/a/c"},
+        {"/a/b/../../c", "/c"},
+        {"/..", "/"},
+        {"/../../x", "/x"},
+        {"/admin/../public/x", "/public/x"},
+        {"/admin//../public/x", "/public/x"}, /* as nginx, which merges the slashes first */
+        {"/.a/..b/...", "/.a/..b/..."},
+        {"/a/.b./c", "/a/.b./c"},
+        {"/./", "/"},
+        {"/.//", "/"},
+        {"//", "/"},
+    };
+    char buf[64];
+    size_t i, n, r;
+
+    for (i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        n = strlen(cases[i].in);
+        memcpy(buf, cases[i].in, n);
+        r = wd_url_normalize(buf, n);
+        T_CHECK(r == strlen(cases[i].out) && memcmp(buf, cases[i].out, r) == 0,
+                "url_normalize '%s': '%.*s'", cases[i].in, (int)r, buf);
+    }
+}
+
 /* Framing: {status, HEAD, has_cl, known, http, minor, client keep-alive, failed} ->
  * {no_body, add_cl, chunked, keep_alive, Connection line}. */
 static void test_framing(void)
@@ -429,6 +469,7 @@ int main(void)
     test_date_line();
     test_url_split();
     test_url_decode();
+    test_url_normalize();
     t_guard_free(&guard);
     return t_summary("response");
 }
