@@ -28,7 +28,8 @@
 #define WD_MASTER_STOPPED_MS 3000        /* a worker stopped (SIGSTOP) this long is killed */
 #define WD_MASTER_RECYCLE_RETRY_MS 30000 /* a failed replacement of a recycling worker: retry */
 #define WD_MASTER_KILL_SLACK_MS 1000     /* past a draining worker's timeouts, before SIGKILL */
-#define WD_MASTER_DUMP_MS 1000 /* a deadlocked worker's stack dump (SIGUSR2), then SIGKILL */
+#define WD_MASTER_DUMP_MS 1000     /* a deadlocked worker's stack dump (SIGUSR2), then SIGKILL */
+#define WD_MASTER_DEATH_REQUESTS 4 /* running requests named when a worker is killed */
 
 typedef struct wd_gen wd_gen_t;
 typedef struct wd_group wd_group_t;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -377,15 +378,57 @@ static void describe_exit(char *buf, size_t len, int64_t status, int sig)
         snprintf(buf, len, "exited with status %d", (int)status);
 }
 
+/* A worker killed by a signal (a crash in an extension module, the kernel's OOM killer, a kill -9)
+ * leaves in the scoreboard the requests its threads were running: "; running [req ID] GET /path on
+ * wsgid-py2 for 0.004 s, ...", said with its death, so that the request that crashed it can be
+ * found and reproduced. Empty when none ran. */
+static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf, size_t len)
+{
+    struct timespec ts;
+    wd_score_running_t r;
+    uint64_t now;
+    size_t used = 0;
+    int i, shown = 0, more = 0;
+
+    buf[0] = '\0';
+    if (p->record < 0)
+        return;
+    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock too */
+    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    for (i = 0; i < WD_SCORE_RUNNING; i++) {
+        int n;
+
+        if (!wd_score_running_read(&m->score[p->record].running[i], &r))
+            continue;
+        if (shown == WD_MASTER_DEATH_REQUESTS) {
+            more++;
+            continue;
+        }
+        n = snprintf(buf + used, len - used, "%s [req %s] %s %.100s on wsgid-py%d for %.3f s",
+                     shown == 0 ? "; running" : ",", r.id, r.method, r.path, i + 1,
+                     now > r.start_ns ? (double)(now - r.start_ns) / 1e9 : 0.0);
+        if (n < 0 || (size_t)n >= len - used)
+            break;
+        used += (size_t)n;
+        shown++;
+    }
+    if (more > 0)
+        snprintf(buf + used, len - used, " and %d more", more);
+}
+
 static void log_exit(wd_master_t *m, wd_proc_t *p, const char *how, int64_t status, int sig)
 {
     wd_log_level_t level = WD_LOG_ERROR;
+    char running[WD_MASTER_DEATH_REQUESTS * 256];
 
     if (m->stopping || p->state == WD_PROC_DRAINING)
         level = sig == 0 && status == 0 ? WD_LOG_INFO : WD_LOG_WARN;
     else if (sig == 0 && status == 0)
         level = WD_LOG_WARN;
-    wd_log(level, "group %s worker %d (pid %d) %s", p->g->name, p->slot, p->pid, how);
+    running[0] = '\0';
+    if (sig != 0)
+        running_at_death(m, p, running, sizeof running);
+    wd_log(level, "group %s worker %d (pid %d) %s%s", p->g->name, p->slot, p->pid, how, running);
 }
 
 static void backoff_cb(uv_timer_t *t)

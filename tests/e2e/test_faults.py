@@ -142,6 +142,10 @@ def test_app_kills_its_worker(wsgid, how):
     assert sum(1 for r in load.results if r[1] == 200 and r[0] > t0) > 10
     for _ in range(10):
         assert_hello(d.tcp)
+    if how == "segv":
+        # With the death, the master names the request that was running (and any other).
+        d.wait_log(r"group site worker \d+ \(pid \d+\) killed by signal 11 \(SIGSEGV\); running "
+                   r"(.*, )?\[req \d+-\d+\] GET /segv on wsgid-py\d+ for \d+\.\d{3} s")
 
 
 @pytest.fixture
