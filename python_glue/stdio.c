@@ -9,7 +9,8 @@
  * every warning a library gives, NumPy's in a sub-interpreter for one, and an operator's alert on
  * "[error]" should not fire on those. wsgi.errors and the app's exceptions stay errors.)
  * fileno() is the worker's own 1 or 2, for what writes to a descriptor (faulthandler.enable(),
- * a subprocess given sys.stdout): those bytes go where the daemon's own output goes. */
+ * a subprocess given sys.stdout): pipes the master reads, whose lines it logs as the worker's
+ * (daemon/master/master_output.c). */
 #include "glue_int.h"
 #include "../daemon/common/log.h"
 

@@ -12,6 +12,7 @@
 
 static char log_who[64] = "wsgid";
 static wd_log_level_t log_level = WD_LOG_INFO;
+static int std_fd = 2; /* "-": stderr, or in a worker the master's (wd_log_use_stderr) */
 static int log_fd = 2;
 static int access_fd = 2;
 static int log_slot = -1; /* the fd numbers the log files keep (see open_one) */
@@ -49,6 +50,15 @@ void wd_log_init_worker(const char *group, wd_log_level_t level)
     pthread_once(&once, who_follow_forks);
 }
 
+void wd_log_use_stderr(int fd)
+{
+    if (log_fd == std_fd)
+        log_fd = fd;
+    if (access_fd == std_fd)
+        access_fd = fd;
+    std_fd = fd;
+}
+
 /* A log file is opened once and reopened in place: the new file is dup2'd onto the fd number
  * the first one got (*slot), so a Python thread that read *fd just before a reopen writes to the
  * old file or the new one, never to a closed number that the app's next socket or file may have
@@ -64,7 +74,7 @@ static int open_one(const char *path, int *fd, int *slot)
             dup2(nfd, *slot);
             close(nfd);
         }
-        *fd = strcmp(path != NULL ? path : "-", "off") == 0 ? -1 : 2;
+        *fd = strcmp(path != NULL ? path : "-", "off") == 0 ? -1 : std_fd;
         return 0;
     }
     nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);

@@ -17,8 +17,11 @@ void wd_log_init_worker(const char *group, wd_log_level_t level);
 /* Opens (or reopens, for logrotate) the error and access logs. "-" is stderr, "off" none.
  * Returns 0 or -errno (the old files stay open on failure). */
 int wd_log_open(const char *error_path, const char *access_path);
+/* What "-" writes to, instead of fd 2: a worker's fd 2 is a pipe the master reads, and its own
+ * lines go to the master's stderr, which it is given as another fd (spawn.h). */
+void wd_log_use_stderr(int fd);
 int wd_log_level_enabled(wd_log_level_t level);
-/* The error log's fd (2 for stderr), which stays the same across reopens; -1 when "off". */
+/* The error log's fd (stderr's for "-"), which stays the same across reopens; -1 when "off". */
 int wd_log_fd(void);
 
 void wd_log(wd_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

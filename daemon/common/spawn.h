@@ -10,7 +10,11 @@
  *     fd 6 (WD_WORKER_FD_STACKS) is the write end of a pipe whose read end the master keeps: on
  *     WD_WORKER_SIG_STACKS the worker writes its Python threads' stacks there (faulthandler),
  *     then the line WD_STACKS_END (`wsgictl stacks`, daemon/worker/stacks.h),
- *     fds 7.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
+ *     fd 7 (WD_WORKER_FD_STDERR) is the master's stderr, where the worker's log lines go when
+ *     the log is stderr: fds 1 and 2 are pipes whose read ends the master keeps, and what comes
+ *     there (a C library's messages, a fatal error's dump) it logs as the worker's
+ *     (daemon/master/master_output.c),
+ *     fds 8.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
  *   - messages on the master socket are lines. Worker to master: "ready\n" once its app is loaded
  *     and it accepts; "failed MESSAGE\n" before it exits when the app cannot be loaded (the Python
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
@@ -31,7 +35,8 @@
 #define WD_WORKER_FD_CONFIG 4
 #define WD_WORKER_FD_SCOREBOARD 5 /* see scoreboard.h */
 #define WD_WORKER_FD_STACKS 6
-#define WD_WORKER_FD_LISTEN 7
+#define WD_WORKER_FD_STDERR 7
+#define WD_WORKER_FD_LISTEN 8
 
 #define WD_SIBLINGS_MAX 32 /* workers named in a "siblings" line */
 

@@ -14,6 +14,7 @@
 #include "listen.h"
 #include "metrics.h"
 #include "scoreboard.h"
+#include "log.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -38,6 +39,7 @@ typedef struct wd_proc wd_proc_t;
 typedef struct wd_op wd_op_t;
 typedef struct wd_batch wd_batch_t;
 typedef struct wd_autoreload wd_autoreload_t;
+typedef struct wd_output wd_output_t;
 
 struct wd_gen {
     wd_config_t *conf;
@@ -77,6 +79,7 @@ struct wd_proc {
     int exited;    /* reaped: its last lines are read, but a "ready" among them counts no more */
     int skipping;  /* dropping the rest of an overlong line */
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
+    wd_output_t *out[2]; /* what it writes to its stdout and stderr (master_output.c) */
     char failed[512];
     wd_proc_t *next, *prev;
     size_t line_len;
@@ -194,6 +197,7 @@ struct wd_master {
     size_t n_stop_reqs;
     wd_autoreload_t *autoreload; /* the groups with reload-on-change (a list) */
     struct wd_stacks *stacks;    /* the `wsgictl stacks` being collected, at most one */
+    wd_output_t *outputs;        /* the workers' stdout and stderr readers (master_output.c) */
 };
 
 extern wd_metrics_t wd__m_metrics, wd__m_agent; /* `metrics:`, `agent-check:` */
@@ -262,6 +266,16 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 uint64_t wd__m_read_rss(int pid);
 void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
 void wd__m_reopen_logs(wd_master_t *m);
+
+/* master_output.c: a pipe for a worker's stdout or stderr, whose lines go to the error log at
+ * level; returns the worker's end, or -errno. Attached to its worker (*ref, which it NULLs when
+ * it closes) it says "group G worker N (pid P) STREAM: ..."; detached when the worker exited,
+ * after a drain of what it left. A drain reads what is there now; close_all ends every reader. */
+int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, wd_output_t **out);
+void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, int slot, int pid);
+void wd__m_output_detach(wd_output_t **ref);
+void wd__m_output_drain(wd_output_t *o);
+void wd__m_output_close_all(wd_master_t *m);
 
 /* master_stacks.c: the pipe a worker gets for its stacks (pipe[1] is the worker's end); 0 or
  * -errno. wsgictl stacks GROUP. */

@@ -302,6 +302,7 @@ void wd__m_finish(wd_master_t *m)
     }
     sigprocmask(SIG_SETMASK, &was, NULL); /* what came meanwhile is ignored */
     uv_close((uv_handle_t *)&m->tick, NULL);
+    wd__m_output_close_all(m);
     wd__m_autoreload_stop(m);
     for (i = 0; i < m->n_stop_reqs; i++)
         wd_control_reply(m->stop_reqs[i], json_pack("{s:b}", "ok", 1));
@@ -501,6 +502,9 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     p->exited = 1;
     drain_pipe(p);
     wd__m_close_pipe(p);
+    /* What it wrote to its stdout and stderr as it died (a fatal error's dump) comes first. */
+    wd__m_output_detach(&p->out[0]);
+    wd__m_output_detach(&p->out[1]);
     s = p->s;
     was_ready = p->state == WD_PROC_READY;
     describe_exit(how, sizeof how, status, sig);

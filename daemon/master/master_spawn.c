@@ -226,18 +226,20 @@ static int open_fd_again(int fd)
     return nfd < 0 ? -errno : nfd;
 }
 
-/* The fds a worker starts with (spawn.h): stdio, its end of the socketpair, the config, the
- * scoreboard and the group's listeners. */
-static uv_stdio_container_t *worker_fds(wd_master_t *m, int sock, int cfd, int stacks,
-                                        wd_listen_t **ls, size_t n_ls)
+/* The fds a worker starts with (spawn.h): stdin, its stdout and stderr pipes (out), its end of
+ * the socketpair, the config, the scoreboard, the master's stderr and the group's listeners. */
+static uv_stdio_container_t *worker_fds(wd_master_t *m, const int out[2], int sock, int cfd,
+                                        int stacks, wd_listen_t **ls, size_t n_ls)
 {
     size_t n = WD_WORKER_FD_LISTEN + n_ls, i;
     uv_stdio_container_t *stdio = xcalloc(n, sizeof *stdio);
 
     for (i = 0; i < n; i++)
         stdio[i].flags = UV_INHERIT_FD;
-    for (i = 0; i < 3; i++)
-        stdio[i].data.fd = (int)i;
+    stdio[0].data.fd = 0;
+    stdio[1].data.fd = out[0];
+    stdio[2].data.fd = out[1];
+    stdio[WD_WORKER_FD_STDERR].data.fd = 2;
     stdio[WD_WORKER_FD_MASTER].data.fd = sock;
     stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
     stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
@@ -336,7 +338,8 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
     char **env = NULL, *name = NULL, *args[2], err[256];
-    int sv[2] = {-1, -1}, sp[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    wd_output_t *readers[2] = {NULL, NULL};
     uid_t uid = 0;
     gid_t gid = 0;
     wd_proc_t *p = NULL;
@@ -364,7 +367,13 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     rc = wd__m_stacks_pipe(sp);
     if (rc < 0)
         goto fail;
-    stdio = worker_fds(m, sv[1], cfd, sp[1], ls, n_ls);
+    out[0] = rc = wd__m_output_open(m, "stdout", WD_LOG_INFO, &readers[0]);
+    if (rc < 0)
+        goto fail;
+    out[1] = rc = wd__m_output_open(m, "stderr", WD_LOG_WARN, &readers[1]);
+    if (rc < 0)
+        goto fail;
+    stdio = worker_fds(m, out, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
     env = worker_env(conf->name, s->slot, record, gen->conf->path); /* the group's name in gen */
@@ -389,6 +398,10 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     record = -1;
     p->stacks_fd = sp[0];
     sp[0] = -1;
+    for (int i = 0; i < 2; i++) {
+        wd__m_output_attach(readers[i], &p->out[i], g->name, s->slot, p->pid);
+        readers[i] = NULL;
+    }
     close(sv[1]);
     sv[1] = -1;
     if (proc_watch(p, conf, sv[0]) == 0)
@@ -414,6 +427,12 @@ fail:
         close(sp[0]);
     if (sp[1] >= 0)
         close(sp[1]);
+    for (int i = 0; i < 2; i++) {
+        if (out[i] >= 0)
+            close(out[i]); /* the worker has it; when it and its children are gone, EOF */
+        if (readers[i] != NULL)
+            wd__m_output_drain(readers[i]); /* no worker: the write end just closed, EOF */
+    }
     free(stdio);
     free(name);
     if (env != NULL)

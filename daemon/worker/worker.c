@@ -19,6 +19,7 @@
 #include "stacks.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -470,6 +471,9 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         return WD_WORKER_EXIT_CONFIG;
     }
     unsetenv("WSGID_WORKER");
+    /* Its own log lines go to the master's stderr; its fds 1 and 2 are the master's pipes. */
+    if (fcntl(WD_WORKER_FD_STDERR, F_SETFD, FD_CLOEXEC) == 0)
+        wd_log_use_stderr(WD_WORKER_FD_STDERR);
     w->pid = (int)getpid();
     set_process_name();
     /* Large blocks (an app's 1 MiB bytes, a big response chunk) always get pages of their own,

@@ -2,6 +2,7 @@
 written without the GIL, a line at most 3,800 bytes, and said by the process that wrote it.
 Each case was found by a review (helper-58) and failed before its mend."""
 import os
+import re
 import threading
 import time
 
@@ -30,6 +31,15 @@ def application(environ, start_response):
         body = b"%d\n" % pid
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
+    elif path == "/fds":  # what a C library or a subprocess writes to the descriptors
+        os.write(1, b"FD1-SAYS hello\n")
+        os.write(2, b"FD2-SAYS a\nFD2-SAYS b\r\n")
+        import subprocess
+        subprocess.run(["/bin/sh", "-c", "echo SUBPROCESS-SAYS hi >&2"], check=True)
+    elif path == "/crash":
+        import faulthandler, ctypes
+        faulthandler.enable()  # its dump goes to fd 2, as the process dies
+        ctypes.string_at(0)
     start_response("200 OK", [("Content-Length", "3")])
     return [b"ok\n"]
 '''
@@ -122,3 +132,34 @@ def test_a_child_the_app_forks_logs_under_its_own_pid(wsgid, tmp):
     line = wait_for(lambda: [x for x in errlog.read_text().splitlines() if "CHILD-SAYS" in x],
                     timeout=5, what="the child's line")[0]
     assert "] site:%d: stdout: CHILD-SAYS my pid is %d" % (child, child) in line, line
+
+
+def test_what_the_worker_writes_to_its_descriptors_is_logged_as_its(wsgid, tmp):
+    """Bytes written to fds 1 and 2 themselves (a C library, a subprocess, a fatal error's dump)
+    become lines of the error log that name the worker, in log.file. Before, they went to the
+    master's stderr as they were: no group, no pid, never in log.file."""
+    errlog = tmp / "error.log"
+    d = start(wsgid, tmp, errlog)
+    d.expect_log(r"killed by signal 11", r"Fatal Python error", r"stderr: ")
+    pid = d.workers()[0]
+    assert get(d, "/fds").status == 200
+    who = r"\[(warn|info)\] master: group site worker 1 \(pid %d\) " % pid
+
+    def lines(pattern):
+        return [x for x in errlog.read_text().splitlines() if re.search(pattern, x)]
+    wait_for(lambda: lines("SUBPROCESS-SAYS"), timeout=5, what="the subprocess's line")
+    assert re.search(r"\[info\] master: group site worker 1 \(pid %d\) stdout: FD1-SAYS hello$"
+                     % pid, "\n".join(lines("FD1-SAYS")), re.M), lines("FD1-SAYS")
+    assert [re.sub(who, "", x.split(" ", 2)[2]) for x in lines("FD2-SAYS [ab]")] == \
+        ["stderr: FD2-SAYS a", "stderr: FD2-SAYS b"], lines("FD2-SAYS")
+    assert re.search(who + r"stderr: SUBPROCESS-SAYS hi$", lines("SUBPROCESS-SAYS")[0])
+    # The crash: its dump, then the death that names the request.
+    with Conn(str(tmp / "site.sock")) as c:
+        c.send(http_request("GET", "/crash", {"Connection": "close"}))
+        c.read_until_close()
+    wait_for(lambda: lines(r"pid %d\) killed by signal 11" % pid), timeout=10, what="the death")
+    text = errlog.read_text()
+    dump = text.index("(pid %d) stderr: Fatal Python error: Segmentation fault" % pid)
+    assert text.index("(pid %d) killed by signal 11" % pid) > dump
+    assert re.search(r"\(pid %d\) stderr:   File \S+output\.py\", line \d+ in application"
+                     % pid, text), text[dump:dump + 2000]
