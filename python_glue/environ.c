@@ -224,7 +224,7 @@ static int set_u64(PyObject *env, PyObject *key, uint64_t u)
     return set_str(env, key, buf, wd_fmt_u64(buf, u));
 }
 
-/* PATH_INFO = the percent-decoded path of uri, normalised (wd_url_normalize) as a proxy's is. */
+/* PATH_INFO = the percent-decoded path of uri, dot segments and all (wd__py_route says why). */
 static int set_path_info(PyObject *env, const char *uri, size_t n, PyObject *query_key)
 {
     wd_slice_t path, query;
@@ -241,7 +241,7 @@ static int set_path_info(PyObject *env, const char *uri, size_t n, PyObject *que
             return -1;
         }
     }
-    len = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
+    len = wd_url_decode(buf, path.p, path.n);
     rc = set_str(env, keys[K_PATH_INFO], buf, len);
     if (buf != stack)
         PyMem_Free(buf);
@@ -553,15 +553,32 @@ static int under(const wd_py_mount_t *a, const char *p, size_t n)
            (n >= a->len && memcmp(p, a->prefix, a->len) == 0 && (n == a->len || p[a->len] == '/'));
 }
 
-const wd_py_mount_t *wd__py_route(const wd_req_t *req)
+static const wd_py_mount_t *mount_of(const char *p, size_t n)
 {
-    const wd_py_mount_t *apps = wd__py.apps;
-    size_t n;
+    for (size_t i = 0; i < wd__py.n_apps; i++)
+        if (under(&wd__py.apps[i], p, n))
+            return &wd__py.apps[i];
+    return NULL;
+}
+
+/* A request goes to the mount its decoded path is under, as PATH_INFO reads (dot segments and
+ * all), unless the path read another way names another mount: as sent (before decoding), or
+ * normalised (wd_url_normalize). Proxies read paths both ways before they pick a location or
+ * apply an ACL: nginx and Apache decode and normalise, HAProxy's path_beg takes the target as
+ * sent. Taken one way, GET /admin/../public/x got past nginx's "location /admin { deny all; }"
+ * (nginx read /public/x) and ran in /admin's app; taken the other, /x/../admin/x or /%61dmin/x
+ * got past HAProxy's "deny if { path_beg /admin }" (helper-59). A path whose readings disagree
+ * names no app for sure: *ambiguous, and the caller answers 400. No client needs one: a browser
+ * resolves dot segments before it sends, and nobody escapes the letters of a mount point. */
+const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
+{
+    const wd_py_mount_t *apps = wd__py.apps, *found, *other;
     wd_slice_t raw = {NULL, 0}, path, query, k, v;
-    const wd_py_mount_t *found = NULL;
     char stack[2048], *buf = stack;
+    size_t n;
     int decoded = 0;
 
+    *ambiguous = 0;
     if (wd__py.n_apps == 1 && apps[0].len == 0)
         return &apps[0]; /* no mounts: every request is the group's app's */
     if (req->kind != WD_REQ_HTTP) {
@@ -585,19 +602,20 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req)
         raw = wd_http_slice(req->http, req->http->url);
     }
     path = raw;
-    if (!decoded) {
-        /* The path as PATH_INFO will be (set_path_info): a ".." anywhere may change its start. */
+    if (!decoded)
         wd_url_split(raw.p, raw.n, &path, &query);
-        if (path.n > sizeof stack)
-            buf = xmalloc(path.n);
-        n = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
-        path.p = buf;
-        path.n = n;
+    if (path.n > sizeof stack)
+        buf = xmalloc(path.n);
+    other = mount_of(path.p, path.n); /* as sent, or as the proxy gave PATH_INFO */
+    if (decoded) {
+        memcpy(buf, path.p, path.n);
+        n = path.n;
+    } else {
+        n = wd_url_decode(buf, path.p, path.n);
     }
-    for (size_t i = 0; i < wd__py.n_apps && found == NULL; i++) {
-        if (under(&apps[i], path.p, path.n))
-            found = &apps[i];
-    }
+    found = mount_of(buf, n);
+    if (found != other || found != mount_of(buf, wd_url_normalize(buf, n)))
+        *ambiguous = 1;
     if (buf != stack)
         free(buf);
     return found;

@@ -177,8 +177,10 @@ int wd__py_environ_keys_init(void);
 /* The constant part of an environ in the current interpreter (new reference). */
 PyObject *wd__py_environ_template(const wd_py_interp_t *interp);
 /* The app that serves req: the longest mount point that prefixes its path (whole segments), or
- * the group's own app; NULL when none does (the answer is 404). Pure C, no GIL needed. */
-const wd_py_mount_t *wd__py_route(const wd_req_t *req);
+ * the group's own app; NULL when none does (the answer is 404). *ambiguous when the path read
+ * another way (as sent, or normalised) names another app (the answer is 400). Pure C, no GIL
+ * needed. */
+const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous);
 /* The environ of req for app (new reference; built in app's interpreter, which must be current),
  * or NULL with an exception set. SCRIPT_NAME and PATH_INFO are split at the mount point. *input
  * receives a new reference to its wsgi.input, so that the caller can detach it when the request

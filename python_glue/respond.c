@@ -393,10 +393,24 @@ static int queue_timed_out(wd_req_t *req)
     return 1;
 }
 
+/* A path whose readings name two apps (wd__py_route): a client can send as many as it likes. */
+static void log_ambiguous(const wd_req_t *req)
+{
+    static wd_log_rate_t rate;
+    char line[256];
+
+    wd__py_request_line(req, line, sizeof line);
+    wd_log_rated(&rate, WD_LOG_WARN,
+                 "[req %s] %s: its path names another mount as sent or once normalised (dot "
+                 "segments, //, escaped letters), as a proxy in front may have read it: 400",
+                 req->id, line);
+}
+
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
 {
     /* The app first: every object of the request is made in its interpreter. */
-    const wd_py_mount_t *app = wd__py_route(req);
+    int ambiguous;
+    const wd_py_mount_t *app = wd__py_route(req, &ambiguous);
     wd_py_interp_t *interp = app != NULL ? app->interp : wd__py.interps[0];
     wd_resp_t *r;
     /* env, input (from the environ's builder) and result: new, released at the end. */
@@ -416,10 +430,14 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     r->req = req;
     r->thr = thr;
     req->status = 0;
-    if (app == NULL || queue_timed_out(req)) {
-        /* No mount takes the path, and the group has no app of its own; or queue-timeout. */
-        keep_alive = app == NULL ? send_canned(r, 404, WD_FCGI_REQUEST_COMPLETE)
-                                 : send_canned(r, 504, WD_FCGI_OVERLOADED);
+    if (ambiguous)
+        log_ambiguous(req);
+    if (app == NULL || ambiguous || queue_timed_out(req)) {
+        /* No mount takes the path, and the group has no app of its own; the path names two; or
+         * queue-timeout. */
+        keep_alive = ambiguous     ? send_canned(r, 400, WD_FCGI_REQUEST_COMPLETE)
+                     : app == NULL ? send_canned(r, 404, WD_FCGI_REQUEST_COMPLETE)
+                                   : send_canned(r, 504, WD_FCGI_OVERLOADED);
         r->req = NULL;
         Py_DECREF(r);
         return keep_alive;

@@ -17,6 +17,7 @@ import requests
 
 from helpers.clients import Conn, http_request, request
 from helpers.config import REPO, app, make_config
+from helpers import haproxy as haproxy_conf
 from helpers.nginx import proxy_location
 from helpers.procs import cmdline, free_port
 
@@ -194,41 +195,54 @@ def test_module_globals_follow_application_groups(tmp, wsgid):
     assert resp.status == 404
 
 
-def test_mounts_route_the_path_the_proxy_routed(tmp, wsgid, nginx):
-    """nginx maps a request by its normalised path (dot segments resolved, slashes merged) and,
-    with a proxy_pass that has no URI, sends the target as the client wrote it. wsgid routes it
-    to a mount by the same normalised path, so a path nginx sends to a location meant for /public
-    reaches /public's app, never /admin's, and PATH_INFO is the one nginx would give uwsgi_pass.
-    Before, GET /admin/../public/x passed nginx's "location /admin { return 403; }" and ran in
-    /admin's app with PATH_INFO /../public/x."""
+def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
+    """Proxies read a path before they pick a location or apply an ACL, some as sent (HAProxy's
+    path_beg), some decoded and normalised (nginx, Apache), and pass the target on as sent. wsgid
+    routes the decoded path as PATH_INFO reads; a path whose readings name different mounts is
+    answered 400, so that no reading a proxy made lets it reach an app the proxy kept it from.
+    Before, GET /admin/../public/x passed nginx's "location /admin { return 403; }" (nginx read
+    /public/x) and ran in /admin's app with PATH_INFO /../public/x; and /%61dmin/x passed
+    HAProxy's "deny if { path_beg /admin }" and ran in /admin's app (helper-59)."""
     script = app("appgroups")
-    sock = str(tmp / "site.sock")
     mounts = {"/admin": {"app": script, "application-group": "admin"},
               "/public": {"app": script, "application-group": "public"}}
-    wsgid(config=make_config(tmp, {"site": {"listen": "unix:" + sock, "threads": 2,
-                                            "mounts": mounts}}))
-    n = nginx("location /admin { return 403; }\n" + proxy_location(sock))
-    for target, path_info in (("/admin/../public/x", "/x"), ("/admin//../public/x", "/x"),
-                              ("/admin/%2e%2e/public/./y/", "/y/"),
-                              ("/public/a/b/../../z", "/z")):
-        with Conn(n.addr) as c:
+    tcp = ("127.0.0.1", free_port())
+    d = wsgid(config=make_config(tmp, {"site": {"listen": ["unix:" + str(tmp / "site.sock"),
+                                                           "%s:%d" % tcp],
+                                                "threads": 2, "mounts": mounts}}))
+    n = nginx("location /admin { return 403; }\n" + proxy_location(str(tmp / "site.sock")))
+    h = haproxy(haproxy_conf.http_tcp(tcp).replace(
+        "    default_backend wsgid", "    http-request deny if { path_beg /admin }\n"
+        "    default_backend wsgid"))
+    h.expect_log(r"www/<NOSRV> .* 403 .* PR-- ")  # its deny, logged as an error
+
+    def get(addr, target):
+        with Conn(addr) as c:
             c.send(http_request(path=target))
-            r = c.response()
-        assert r.status == 200, (target, r.status, r.body)
-        out = json.loads(r.body)
-        assert (out["group"], out["script_name"], out["path_info"]) == \
-            ("public", "/public", path_info), (target, out)
-    with Conn(n.addr) as c:
-        c.send(http_request(path="/public/../admin/x"))
-        assert c.response().status == 403
-    # Spoken to directly, the same: a path is routed as it reads once normalised.
-    out = get_json(sock, "/admin/../public/q")
-    assert (out["group"], out["path_info"]) == ("public", "/q"), out
-    out = get_json(sock, "/public/../admin/q")
+            return c.response()
+    for front in (n.addr, h.addr, str(tmp / "site.sock")):
+        for target in ("/admin/../public/x", "/admin//../public/x", "/admin/%2e%2e/public/y",
+                       "/public/../admin/x", "/x/../admin/x", "//admin/x", "/./admin/x",
+                       "/%61dmin/x", "/admin%2fx", "/public/a/../../admin/x"):
+            r = get(front, target)
+            assert r.status in (400, 403), (front, target, r.status, r.body)
+            assert b"\"group\"" not in r.body, (front, target, r.body)
+        # A path that reads the same every way is served, dot segments and all in PATH_INFO.
+        for target, path_info in (("/public/x", "/x"), ("/public/./y", "/./y"),
+                                  ("/public//z", "//z"), ("/public/a/../b", "/a/../b"),
+                                  ("/public/%7Ez", "/~z")):
+            r = get(front, target)
+            assert r.status == 200, (front, target, r.status, r.body)
+            out = json.loads(r.body)
+            if front == n.addr and target != "/public/%7Ez":
+                continue  # nginx passes the target on as sent, but only after its own checks
+            assert (out["group"], out["script_name"], out["path_info"]) == \
+                ("public", "/public", path_info), (front, target, out)
+    d.expect_log(r"its path names another mount as sent or once normalised")
+    d.wait_log(r"\[req \d+-\d+\] GET /admin/\.\./public/x: its path names another "
+               r"mount as sent or once normalised .*: 400")
+    out = get_json(str(tmp / "site.sock"), "/admin/q")
     assert (out["group"], out["path_info"]) == ("admin", "/q"), out
-    # nginx refuses a path above the root (400); wsgid keeps it at the root, as RFC 3986 does.
-    out = get_json(sock, "/../public")
-    assert (out["group"], out["path_info"]) == ("public", ""), out
 
 
 @needs_numpy
