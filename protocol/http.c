@@ -358,6 +358,7 @@ static void clear_request(wd_http_t *http)
     http->size_last = 0;
     http->ext_state = 0;
     http->trailers_len = 0;
+    http->trailers_end[0] = http->trailers_end[1] = 0;
 }
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body_cb, void *data)
@@ -649,8 +650,25 @@ static int feed_size_line(wd_http_t *http, const char **pp, const char *end)
 /* Longest trailer section (after the last chunk), like a head's (they are not kept). */
 #define TRAILERS_MAX 8192
 
+/* Keeps the last two bytes of the trailer section, which the caller's buffer may not hold. */
+static void trailers_took(wd_http_t *http, const char *p, size_t n)
+{
+    if (n >= 2) {
+        http->trailers_end[0] = p[n - 2];
+    } else if (n == 1) {
+        http->trailers_end[0] = http->trailers_end[1];
+    } else {
+        return;
+    }
+    http->trailers_end[1] = p[n - 1];
+    http->trailers_len += n;
+}
+
 /* Feeds body bytes of a chunked message, the chunk-size lines through feed_size_line. Returns
- * what wd_http_feed returns. */
+ * what wd_http_feed returns. llhttp 8.1 ends the trailer section (the message) at a bare LF
+ * ("0\r\n\n", "0\r\nX: y\r\n\n") or a bare CR, where a head must end in CR LF (RFC 9112 7.1);
+ * a proxy in front that forwards the body as it is would read on, and take the bytes after it
+ * as the body's (helper-59): the section must end in CR LF, checked once it has ended. */
 static int feed_chunked(wd_http_t *http, const char *at, size_t n)
 {
     const char *p = at, *end = at + n;
@@ -669,9 +687,17 @@ static int feed_chunked(wd_http_t *http, const char *at, size_t n)
         r = execute(http, p, len, p, len);
         if (r < 0)
             return r;
-        if (http->state == WD_HTTP_DONE)
+        if (http->last_chunk)
+            trailers_took(http, p, (size_t)r);
+        if (http->state == WD_HTTP_DONE) {
+            if (http->trailers_end[0] != '\r' || http->trailers_end[1] != '\n') {
+                http->error = WD_HTTP_EINVALID;
+                http->llhttp_reason = "Trailer section not ended by CR LF";
+                return WD_PARSE_ERROR;
+            }
             return (int)(p + r - at);
-        if (http->last_chunk && (http->trailers_len += (size_t)r) > TRAILERS_MAX) {
+        }
+        if (http->last_chunk && http->trailers_len > TRAILERS_MAX) {
             http->error = WD_HTTP_EINVALID;
             http->llhttp_reason = "Trailer section too long";
             return WD_PARSE_ERROR;

@@ -67,17 +67,18 @@ typedef struct wd_http {
 
     /* Internal: which part of a header the last callback filled. */
     int last_was_value;
-    int started;         /* the first bytes of this message were fed */
-    uint32_t head_off;   /* where this message starts in the buffer, from base */
-    int line_pending;    /* llhttp refused the request line; it is not complete yet */
-    int ext_method;      /* the method is one llhttp does not know: it parsed a stand-in */
-    int size_line;       /* chunked: reading a chunk-size line, where BWS is dropped */
-    int last_chunk;      /* chunked: the size line of the last chunk (0) was read */
-    unsigned held_ws;    /* chunked: whitespace of the size line not yet given to llhttp */
-    unsigned size_len;   /* chunked: bytes of the size line so far */
-    char size_last;      /* chunked: the last byte of the size line, whitespace aside */
-    char ext_state;      /* chunked: where in a chunk extension the size line is */
-    size_t trailers_len; /* chunked: bytes after the last chunk's size line */
+    int started;          /* the first bytes of this message were fed */
+    uint32_t head_off;    /* where this message starts in the buffer, from base */
+    int line_pending;     /* llhttp refused the request line; it is not complete yet */
+    int ext_method;       /* the method is one llhttp does not know: it parsed a stand-in */
+    int size_line;        /* chunked: reading a chunk-size line, where BWS is dropped */
+    int last_chunk;       /* chunked: the size line of the last chunk (0) was read */
+    unsigned held_ws;     /* chunked: whitespace of the size line not yet given to llhttp */
+    unsigned size_len;    /* chunked: bytes of the size line so far */
+    char size_last;       /* chunked: the last byte of the size line, whitespace aside */
+    char ext_state;       /* chunked: where in a chunk extension the size line is */
+    size_t trailers_len;  /* chunked: bytes after the last chunk's size line */
+    char trailers_end[2]; /* chunked: the last two of them */
 } wd_http_t;
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);

@@ -39,6 +39,30 @@ def test_garbage_request_line(site):
     _alive(site.tcp)
 
 
+def test_an_empty_line_before_the_first_request_is_skipped(site):
+    # RFC 9112 2.2: a server SHOULD ignore an empty line before the request line. On an auto
+    # listener the CR took the connection for uwsgi, closed it unanswered, and logged "modifier1
+    # 0 refused" (the modifier1 was never read; helper-59).
+    for lead in (b"\r\n", b"\n", b"\r\n\r\n"):
+        data = raw(site.tcp, lead + http_request("GET", "/", {"Connection": "close"}))
+        assert _status(data) == 200, (lead, data[:200])
+    assert "modifier1 0" not in site.log()
+
+
+def test_a_bare_lf_does_not_end_a_chunked_body(site):
+    # The trailer section ends with CR LF (RFC 9112 7.1); llhttp ended it at a bare LF, and the
+    # bytes after it were served as a second request (helper-59): a proxy in front that forwards
+    # the body as it is reads them as the body's.
+    for end in (b"0\r\n\n", b"0\r\nX: y\r\n\n", b"0\r\nX: y\r\n\r\r"):
+        req = (b"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
+               + end + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = raw(site.tcp, req)
+        assert _status(data) == 400, (end, data[:300])
+        assert data.count(b"HTTP/1.1 ") == 1, (end, data[:600])
+    assert "/smuggled" not in site.log()
+    _alive(site.tcp)
+
+
 def test_garbage_on_http_socket(wsgid):
     d = wsgid("hello", protocol="http")
     data = raw(d.tcp, b"this is not http\r\n\r\n")

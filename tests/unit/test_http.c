@@ -366,6 +366,31 @@ static const hcase_t cases[] = {
      "ERROR EINVALID\n",
      0},
     {"request line: CR, then not LF", S("GET / HTTP/1.1\rXHost: h\r\n\r\n"), "ERROR EINVALID\n", 0},
+    /* llhttp 8.1 ends the trailer section at a bare LF or CR: the bytes after it would be
+     * another request here, and more body to a proxy that forwards it as it is. */
+    {"last chunk: a bare LF ends the message",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer section: a bare LF ends it",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X: y\r\n\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer section: a bare CR ends it",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X: y\r\n\r\r"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer section of two fields, CR LF",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X: y\r\nZ: w\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "body=hello\n",
+     0},
     {"trailer section over 8192 bytes",
      S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
        "X-T1: " X1K X1K X1K X1K "\r\nX-T2: " X1K X1K X1K X1K "\r\nX-T3: " X64 "\r\n\r\n"),
