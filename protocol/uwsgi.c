@@ -99,6 +99,7 @@ int wd_uwsgi_parse(const char *buf, size_t len, wd_uwsgi_req_t *req)
     if (len == 0)
         return WD_PARSE_AGAIN;
 
+    req->modifier1 = (uint8_t)buf[0]; /* for the message that refuses it */
     if (buf[0] != 0) {
         r = looks_like_http(buf, len);
         if (r == WD_PARSE_AGAIN)
@@ -110,7 +111,6 @@ int wd_uwsgi_parse(const char *buf, size_t len, wd_uwsgi_req_t *req)
     if (len < WD_UWSGI_HEADER_SIZE)
         return WD_PARSE_AGAIN;
 
-    req->modifier1 = (uint8_t)buf[0];
     req->datasize = (uint16_t)get_u16(buf + 1);
     req->modifier2 = (uint8_t)buf[3];
 

@@ -395,8 +395,9 @@ static int detect(wd_conn_t *c)
         break;
     }
     /* A method is any token (RFC 9110 9.1): "get", "-BLARGH" and "QUERY" are HTTP requests (for
-     * a 501 when llhttp does not know them). nginx's uwsgi packets start with modifier1, 0. */
-    if (b > ' ' && b < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", b) == NULL)
+     * a 501 when llhttp does not know them). nginx's uwsgi packets start with modifier1, 0. An
+     * empty line may come before a request line (RFC 9112 2.2: ignored, as llhttp does). */
+    if ((b > ' ' && b < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", b) == NULL) || b == '\r' || b == '\n')
         return WD_REQ_HTTP;
     /* A FastCGI connection starts with version 1 and BEGIN_REQUEST (or a GET_VALUES probe); a
      * uwsgi packet with modifier1 1 starts with 1 too, and is refused as uwsgi. */

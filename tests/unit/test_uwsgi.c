@@ -259,6 +259,13 @@ static void test_errors(void)
     pkt_end(&pk, (size_t)-1);
     run("modifier1 30", pk.buf, pk.n,
         (expect_t){WD_PARSE_ERROR, WD_UWSGI_EMODIFIER, 1, 0, NULL, NULL, NULL});
+    {
+        /* The refusal names the modifier1 it refused (it said 0, from the memset). */
+        wd_uwsgi_req_t req;
+
+        T_CHECK(wd_uwsgi_parse(pk.buf, 1, &req) == WD_PARSE_ERROR && req.modifier1 == 30,
+                "modifier1 30: refused with modifier1 %u", req.modifier1);
+    }
 
     /* Truncated packets stay AGAIN whatever the prefix. */
     pkt_begin(&pk, 0, 0);
