@@ -454,6 +454,32 @@ def test_slow_readers_share_a_memory_budget(wsgid):
         assert most < bound, "RSS reached %.0f MiB (bound %.0f)" % (most, bound)
 
 
+def test_one_object_yielded_again_waits_for_a_slow_client(wsgid):
+    """An app that yields one 256 KiB bytes object again and again (1 TiB in all, with its
+    Content-Length) to a client that reads nothing: the thread waits at response-spill-limit
+    (4M here), as for any other answer, having yielded 16 pieces and those the sockets took.
+    Before, the pieces were lent and charged nothing: the thread never waited, yielded 8.7
+    million pieces in 2 s (2 TiB), and the worker grew by 0.45 GiB a second at a whole CPU
+    (helper-60)."""
+    d = wsgid("big", processes=1, threads=2, response_spill_limit="4M",
+              response_memory_limit="16M")
+    [pid] = d.workers()
+    base, cpu = rss_mib(pid), cpu_seconds(pid)
+    c = Conn(d.tcp, timeout=30, rcvbuf=4096)
+    c.send(http_request("GET", "/same?count=4194304"))
+    time.sleep(2)
+    yielded = int(request(d.tcp, path="/yielded").body)
+    grew, spent = rss_mib(pid) - base, cpu_seconds(pid) - cpu
+    print("in 2 s with a client that reads nothing: %d pieces yielded, RSS %+.0f MiB, %.2f s of "
+          "CPU" % (yielded, grew, spent))
+    # 16 pending, and what the sockets' buffers took (TCP's grow to a few MiB on loopback).
+    assert yielded <= 16 + 24, "%d pieces of 256 KiB yielded" % yielded
+    assert spent < 0.5, "the worker spent %.2f s of CPU in 2 s" % spent
+    if rss_checked():
+        assert grew < 40, "the worker grew by %.0f MiB" % grew
+    c.close()
+
+
 def test_worker_gives_back_large_blocks_when_idle(wsgid):
     """Large blocks (the bytes a 2 MiB body is read into, the copy of the answer) are kept for
     reuse between requests (daemon/worker/bigblock.h), and must go back to the kernel once the

@@ -2,12 +2,15 @@
 
     /big?size=N         one bytes object (the length is known before the head is sent)
     /gen?size=N         a generator of 64 KiB chunks
+    /same?count=N       one 256 KiB bytes object yielded N times (zero-filled padding), with its
+                        Content-Length; /yielded says how many times it was yielded so far
 """
 import random
 from urllib.parse import parse_qs
 
 _SIZE = 16 * 1024 * 1024
 _DATA = random.Random(20261124).randbytes(_SIZE)
+_ZEROS = bytes(256 * 1024)
 
 
 def _gen(data):
@@ -15,10 +18,27 @@ def _gen(data):
         yield data[i:i + 65536]
 
 
+_yielded = [0]
+
+
+def _same(count):
+    for _ in range(count):
+        _yielded[0] += 1
+        yield _ZEROS
+
+
 def application(environ, start_response):
     qs = parse_qs(environ.get("QUERY_STRING", ""))
     size = int(qs.get("size", [_SIZE])[0])
     data = _DATA[:size] if size <= _SIZE else (_DATA * (size // _SIZE + 1))[:size]
+    if environ.get("PATH_INFO") == "/same":
+        count = int(qs.get("count", ["4096"])[0])
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(count * len(_ZEROS)))])
+        return _same(count)
+    if environ.get("PATH_INFO") == "/yielded":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(_yielded[0]).encode()]
     if environ.get("PATH_INFO") == "/gen":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _gen(data)
