@@ -612,6 +612,11 @@ static PyObject *resp_write_py(PyObject *self, PyObject *data)
         return NULL;
     }
     rc = wd__py_resp_send_body(r, &piece, &data, 1);
+    /* Each write() goes out as it comes, as each piece of an iterable does (send_iterable): the
+     * client got nothing, not even the head, until the app returned; and the loop, never woken,
+     * saw neither a client that left nor a send-timeout (helper-60). */
+    if (rc == 0 && !r->client_gone && !r->failed)
+        wd__py_resp_out_result(r, wd_out_flush(r->req->out), "cannot send the response");
     turn_give(r);
     if (rc < 0) {
         PyErr_SetString(PyExc_OSError,

@@ -201,6 +201,34 @@ def test_streaming_generator_in_order(wsgid):
     assert last - first > 0.8, arrivals
 
 
+def test_write_callable_streams(wsgid, tmp):
+    """Each write() goes out as it comes (PEP 3333: a server must not delay a block), and a
+    client that leaves is noticed at the next write(), which raises. Before, nothing (not even
+    the head) went out until the app returned, and an app writing to a client that had left
+    wrote on until it stopped by itself (helper-60)."""
+    d = wsgid("stream")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/write-slow?n=8&pause=0.15", {"Connection": "close"}))
+        start = time.monotonic()
+        arrivals = []
+        while True:
+            data = c._fill()
+            if not data:
+                break
+            arrivals.append((time.monotonic() - start, data))
+    first = next(t for t, data in arrivals if b"part 0" in data)
+    last = next(t for t, data in arrivals if b"part 7" in data)
+    assert first < 0.5 and last - first > 0.8, arrivals
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/write-slow?n=200&pause=0.05&name=gone",
+                            {"Connection": "close"}))
+        assert b"part 1" in c.read_until(b"part 1")
+    wrote = wait_for(lambda: (tmp / "wrote-gone").exists() and int((tmp / "wrote-gone")
+                                                                    .read_text()), 5,
+                     what="the app's write() to raise")
+    assert wrote < 60, wrote
+
+
 def test_streaming_generator_via_nginx(wsgid, nginx):
     d = wsgid("stream")
     ng = nginx(uwsgi_location(d.unix, "uwsgi_buffering off;"))

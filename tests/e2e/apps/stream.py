@@ -1,5 +1,6 @@
 """Streaming: a generator with pauses (/gen; /unbuffered is one that asks proxies not to hold it
-back, with X-Accel-Buffering: no), the write() callable (/write), and /closing?name=N:
+back, with X-Accel-Buffering: no), the write() callable (/write; /write-slow?name=N, parts with pauses, writing
+$WSGID_E2E_DIR/wrote-N with the number of parts written when a write() fails), and /closing?name=N:
 parts with pauses from an iterable whose close() writes $WSGID_E2E_DIR/closed-N with the number of
 parts it gave (so a test sees when and where a request was cut off)."""
 import os
@@ -44,6 +45,21 @@ def application(environ, start_response):
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         for i in range(n):
             write(b"w%d;" % i)
+        return []
+    if path == "/write-slow":  # parts with pauses through write(); a failed write is counted
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        wrote = 0
+        try:
+            for i in range(n):
+                write(b"part %d\n" % i)
+                wrote += 1
+                time.sleep(pause)
+        except OSError:
+            path = os.path.join(os.environ.get("WSGID_E2E_DIR", "/tmp"),
+                                "wrote-" + qs.get("name", ["x"])[0])
+            with open(path + ".tmp", "w") as f:
+                f.write(str(wrote))
+            os.rename(path + ".tmp", path)
         return []
     if path == "/unbuffered":
         start_response("200 OK", [("Content-Type", "text/plain"), ("X-Accel-Buffering", "no")])
