@@ -46,11 +46,25 @@ const char *wd__py_resp_line(const wd_resp_t *r, char *buf, size_t cap)
 
 int wd__py_resp_mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
 {
+    char raw[sizeof r->mistake];
+    size_t o = 0;
     va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(r->mistake, sizeof r->mistake, fmt, ap);
+    vsnprintf(raw, sizeof raw, fmt, ap);
     va_end(ap);
+    /* The message quotes the app's status or header text, which may come from the request: a
+     * CR or LF in it started a line of the error log that the client wrote ("2026-... [alert]
+     * master: ..."; helper-60). Control characters are written \xHH, as in the access log. */
+    for (const char *p = raw; *p != '\0' && o + 5 < sizeof r->mistake; p++) {
+        unsigned char c = (unsigned char)*p;
+
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(r->mistake + o, 5, "\\x%02X", c);
+        else
+            r->mistake[o++] = (char)c;
+    }
+    r->mistake[o] = '\0';
     PyErr_SetString(exc, r->mistake);
     return -1;
 }

@@ -265,6 +265,21 @@ def test_app_mistake_gives_500(mistakes, tmp, path):
     assert line
 
 
+@pytest.mark.parametrize("path", ["/forge-status", "/forge-header"])
+def test_app_mistake_quoting_the_request_forges_no_log_line(mistakes, path):
+    """An app that puts request text in its status or a header name (a refused one: 500): the
+    error-log line that quotes it writes a CR or LF as \\x0D, \\x0A. Before, the client's text
+    started lines of its own ("2026-12-07 00:00:00.000 [alert] master: FORGED"; helper-60)."""
+    d = mistakes
+    forged = "%0D%0A2026-12-07 00:00:00.000 [alert] master: FORGED LINE".replace(" ", "%20")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", path + "?" + forged, {"Connection": "close"}))
+        assert c.response().status == 500
+    line = d.wait_log(r"\\x0D\\x0A2026-12-07 00:00:00\.000 \[alert\] master: FORGED LINE")
+    assert "[error]" in line, line
+    assert not [x for x in d.log().splitlines() if x.startswith("2026-12-07 00:00:00.000")]
+
+
 @pytest.mark.parametrize("path", MISTAKES)
 def test_app_mistake_via_uwsgi(mistakes, path):
     data = raw(mistakes.unix, uwsgi_request(path=path))

@@ -134,6 +134,14 @@ def application(environ, start_response):
     if path == "/bad-status":
         start_response("two hundred", ok)
         return [b"x"]
+    if path in ("/forge-status", "/forge-header"):  # request text in the status or a name
+        from urllib.parse import unquote
+        forged = unquote(environ.get("QUERY_STRING", ""))
+        if path == "/forge-status":
+            start_response(forged, ok)
+        else:
+            start_response("200 OK", [(forged, "v")])
+        return [b"x"]
     if path == "/header-crlf":
         start_response("200 OK", [("X-Evil", "a\r\nInjected: yes")])
         return [b"x"]
