@@ -349,6 +349,7 @@ static void conn_dispatch(wd_conn_t *c)
     req->status = 0;
     req->head_len = 0;
     req->cut = 0;
+    req->whole = 0;
     req->timed_out = 0; /* a keep-alive connection's last request may have timed out */
     c->dispatched = 1;
     c->state = WD_CONN_APP;
@@ -778,8 +779,10 @@ static void response_complete(wd_conn_t *c)
     c->logged = 0;
     note_app_done(c);
     c->served++;
-    count(cs, c->abandoned ? 504 : status, c->out.sent, c->dispatched ? wd__conn_ran_ns(c) : 0);
+    count(cs, c->abandoned && !c->abandoned_whole ? 504 : status, c->out.sent,
+          c->dispatched ? wd__conn_ran_ns(c) : 0);
     c->abandoned = 0;
+    c->abandoned_whole = 0;
     c->given_up = 0;
     c->dispatched = 0;
     c->app_done = 0;

@@ -101,6 +101,7 @@ struct wd_conn {
     wd_handoff_node_t node; /* on the hand-off's ready list when a Python thread has news */
     int dispatched;         /* the current response comes from a Python thread */
     int abandoned;          /* request-timeout + grace passed: answered 504 for the app */
+    int abandoned_whole;    /* ... or its answer had gone out whole (its close() never returned) */
     int given_up;           /* the client is gone (abandon, failed write): watch no more */
     uint64_t last_sent;     /* out.sent when send-timeout was last restarted */
     int app_done;

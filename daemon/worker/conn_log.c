@@ -241,7 +241,7 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         return;
     cut =
         ((c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut)) &&
-        !(c->abandoned && c->out.sent == 0);
+        !(c->abandoned && (c->out.sent == 0 || c->abandoned_whole));
     if (c->proto == WD_REQ_UWSGI && c->dispatched) {
         method = c->uwsgi.method;
         uri = c->uwsgi.uri;

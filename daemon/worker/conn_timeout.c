@@ -106,28 +106,41 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         const wd_http_t *h = wd__conn_http(c);
         char buf[512];
         size_t n;
+        uint64_t sent = c->out.sent;
 
         /* The thread did not come back (it is blocked outside Python): answer for it, and have
          * this worker replaced, since the thread may never be free again. The connection stays
-         * until the thread lets go of the request. */
+         * until the thread lets go of the request. Its answer may have gone out whole already,
+         * the thread stuck in the result's close() (helper-60: the log said 504 and "cut"). */
         c->abandoned = 1;
-        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; answering "
-                     "504 and replacing this worker",
-                     c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-        if (c->out.sent == 0) {
+        c->abandoned_whole = sent > 0 && c->req.whole && wd_out_drained(&c->out);
+        if (sent == 0)
+            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
+                         "answering 504 and replacing this worker",
+                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
+        else if (c->abandoned_whole)
+            wd_log_error("[req %s] peer %s: its answer went out whole, but the app's close() "
+                         "is still running %.1f s after its interruption; closing the "
+                         "connection and replacing this worker",
+                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
+        else
+            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
+                         "cutting its answer after %llu bytes and replacing this worker",
+                         c->req.id, wd__conn_peer(c), ran - g->request_timeout,
+                         (unsigned long long)sent);
+        if (sent == 0) {
             n = c->proto == WD_REQ_FCGI
                     ? wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, 504, WD_FCGI_REQUEST_COMPLETE)
                     : wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1,
                                          0);
-            if (write(c->fd, buf, n) < 0) {
-                /* The client is gone anyway. */
-            }
+            if (write(c->fd, buf, n) == (ssize_t)n)
+                sent = n; /* the access log counts what the client got (it said 0) */
         }
         shutdown(c->fd, SHUT_RDWR);
         wd_out_abort(&c->out);
         /* Its line now: the thread may never come back to end the request, and the worker
          * stops soon (helper-57: no line for an abandoned request). */
-        wd__conn_access_log(c, c->out.sent == 0 ? 504 : c->req.status, c->out.sent);
+        wd__conn_access_log(c, c->out.sent == 0 ? 504 : c->req.status, sent);
         c->logged = 1;
         wd__conn_set_events(c, 0);
         c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");

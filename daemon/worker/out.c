@@ -812,6 +812,16 @@ int wd_out_is_finished(wd_out_t *out)
     return f;
 }
 
+int wd_out_drained(wd_out_t *out)
+{
+    int d;
+
+    pthread_mutex_lock(&out->lock);
+    d = out->pending == 0;
+    pthread_mutex_unlock(&out->lock);
+    return d;
+}
+
 int wd_out_is_shut(wd_out_t *out)
 {
     int f;

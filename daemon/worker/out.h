@@ -204,6 +204,8 @@ int wd_out_send(wd_out_t *out, int sock, int *want_write);
 void wd_out_abort(wd_out_t *out);
 /* 1 once the producer called wd_out_finish (read under the lock). */
 int wd_out_is_finished(wd_out_t *out);
+/* 1 when nothing is pending: every byte pushed so far has gone to the socket. */
+int wd_out_drained(wd_out_t *out);
 /* 1 once the producer finished a response that ends its connection and shut the socket's sending
  * side after sending it whole (may_shut): the peer's hang-up then is not a client gone. */
 int wd_out_is_shut(wd_out_t *out);

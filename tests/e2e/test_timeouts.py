@@ -36,6 +36,9 @@ def test_request_timeout_blocked_thread_504_within_grace(wsgid):
     assert r.status == 504, r
     assert 1.5 < took < 3.5, took
     line = d.wait_log(r"\[req [^\]]+\] .*still running .* answering 504 and replacing", timeout=2)
+    # Its access line counts the bytes of the 504 (it said 0; helper-60).
+    access = d.wait_log(r'"GET /sleep\?t=5 HTTP/1\.1" 504 ', timeout=2)
+    assert int(access.split('" 504 ')[1].split()[0]) == len(r.head) + len(r.body), access
     # The daemon keeps serving at once (the other thread of the old worker, or the replacement).
     assert get_pid(d.tcp) in set(d.workers())
     done = d.wait_log(r"\(pid %d\) recycled: a request is stuck" % first, timeout=10)
@@ -45,6 +48,27 @@ def test_request_timeout_blocked_thread_504_within_grace(wsgid):
     wait_for(lambda: d.workers() == [new], timeout=10, what="the stuck worker gone")
     assert get_pid(d.tcp) == new
     print("request-timeout (blocked): 504 after %.2f s; %s" % (took, line))
+
+
+def test_a_close_stuck_after_a_whole_answer_is_not_a_504(wsgid):
+    """The answer went out whole (200, its Content-Length), then the result's close() blocks past
+    request-timeout + grace: the worker is replaced, and the logs say what happened. Before, the
+    error log said "answering 504" (none was sent) and the access log marked the 200 "cut"
+    (helper-60)."""
+    d = wsgid("ops", threads=2, request_timeout=1, shutdown_timeout=1)
+    d.expect_log(r"\[req \d+-1\] ")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/close-sleep?t=4"))
+        r = c.response()
+        assert r.status == 200 and r.body == b"hello", r
+        line = d.wait_log(r"\[req \d+-1\] .*its answer went out whole, but the app's close\(\) "
+                          r"is still running .* closing the connection and replacing this "
+                          r"worker", timeout=5)
+        assert c.closed(), "the connection stays open"
+    access = [x for x in d.log().splitlines() if '"GET /close-sleep?t=4 HTTP/1.1"' in x]
+    assert len(access) == 1 and ' 200 ' in access[0] and not access[0].endswith(" cut"), access
+    assert "answering 504" not in d.log()
+    print(line)
 
 
 def test_stuck_request_and_one_queued_behind_it(wsgid):

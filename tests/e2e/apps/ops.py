@@ -9,6 +9,7 @@
     /error              logs a line to wsgi.errors and raises (a 500 and an error line)
     /write-sleep?t=S    sends 3 of its 10 bytes with write(), then time.sleep(S)
     /gen-cl?size=N      N bytes with a Content-Length, from a generator of 200 KiB chunks
+    /close-sleep?t=S    "hello" with its Content-Length, from an iterable whose close() sleeps S
 Every path writes $WSGID_E2E_DIR/started-<path> first, so a test knows the app was reached.
 """
 import os
@@ -26,6 +27,17 @@ def _touch(name):
 def _answer(start_response, body, status="200 OK"):
     start_response(status, [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+class _SlowClose:
+    def __init__(self, t):
+        self.t = t
+
+    def __iter__(self):
+        return iter([b"hello"])
+
+    def close(self):
+        time.sleep(self.t)
 
 
 def application(environ, start_response):
@@ -64,6 +76,9 @@ def application(environ, start_response):
         start_response("200 OK", [("Content-Type", "application/octet-stream"),
                                   ("Content-Length", str(n))])
         return (b"g" * min(204800, n - i) for i in range(0, n, 204800))
+    if path == "/close-sleep":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return _SlowClose(float(qs.get("t", ["5"])[0]))
     if path == "/error":
         environ["wsgi.errors"].write("ops app: about to fail\n")
         raise RuntimeError("ops app failure on purpose")
