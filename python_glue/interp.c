@@ -110,13 +110,14 @@ static int set_sys_path(const wd_py_interp_t *in)
 
 /* SIGUSR2 dumps every Python thread's stack to the error log (dump.c: from the signal handler,
  * without the GIL, so it works while a thread holds it for ever). The master sends it to a worker
- * its watchdog is about to kill (deadlock-timeout). The log keeps its fd number across reopens
- * (log.c), so the fd given here stays right. wsgictl stacks: the same to the master's pipe, then
- * the handler that writes the end line (daemon/worker/stacks.h). */
+ * its watchdog is about to kill (deadlock-timeout). The dump goes to fd 2, the pipe the master
+ * reads (master_output.c), which logs each line as this worker's; written to the log itself, its
+ * lines named neither group nor pid (helper-60). wsgictl stacks: the same to the master's stacks
+ * pipe, then the handler that writes the end line (daemon/worker/stacks.h). */
 static int stacks_on_signal(void)
 {
     if (wd_log_fd() >= 0) {
-        if (wd__py_dump_on(SIGUSR2, wd_log_fd()) < 0)
+        if (wd__py_dump_on(SIGUSR2, 2) < 0)
             return -1;
         wd__py.stacks_to_log = 1;
     }
