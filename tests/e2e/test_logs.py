@@ -167,11 +167,11 @@ def test_whole_answers_are_not_cut_by_a_close_after_them(wsgid, tmp):
         c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()
     c = Conn(d.tcp, timeout=30)
-    c.send(http_request("GET", "/write-sleep?t=4", {"Connection": "close"}))
+    c.send(http_request("GET", "/sleep?t=4", {"Connection": "close"}))
     got = c.read_until_close()
     assert got.startswith(b"HTTP/1.1 504"), got[:200]
     lines = wait_for(lambda: [m for m in access_lines(log) if not isinstance(m, str) and
-                              m["uri"] == "/write-sleep?t=4"], timeout=10,
+                              m["uri"] == "/sleep?t=4"], timeout=10,
                      what="the stuck request's line")
     fast = [m for m in access_lines(log) if not isinstance(m, str) and m["uri"] != lines[0]["uri"]]
     assert len(fast) == 100, len(fast)

@@ -71,6 +71,21 @@ def test_a_close_stuck_after_a_whole_answer_is_not_a_504(wsgid):
     print(line)
 
 
+def test_a_request_stuck_after_part_of_its_answer_is_cut(wsgid):
+    """3 bytes of 10 went out (write() streams them), then the thread blocks past request-timeout
+    + grace: the answer is cut where it stands, and the logs say so."""
+    d = wsgid("ops", threads=2, request_timeout=1, shutdown_timeout=1)
+    d.expect_log(r"\[req \d+-1\] ")
+    with Conn(d.tcp) as c:
+        c.send(http_request("GET", "/write-sleep?t=4", {"Connection": "close"}))
+        got = c.read_until_close()
+    assert got.startswith(b"HTTP/1.1 200 ") and got.endswith(b"\r\n\r\nabc"), got
+    d.wait_log(r"\[req \d+-1\] .*still running .* cutting its answer after \d+ bytes and "
+               r"replacing this worker", timeout=5)
+    access = d.wait_log(r'"GET /write-sleep\?t=4 HTTP/1\.1" 200 3 .* cut$', timeout=2)
+    assert "answering 504" not in d.log(), access
+
+
 def test_stuck_request_and_one_queued_behind_it(wsgid):
     """Past request-timeout + grace the loop answers 504 and shuts the connection down while the
     stuck thread still has the request. Meanwhile a second request waits for that thread:

@@ -239,10 +239,12 @@ def test_request_timeout_logs_the_stuck_threads_stack(wsgid, tmp):
     line = d.wait_log(r"the Python stacks of the worker's threads follow; the one running it is "
                       r"Thread (0x[0-9a-f]{16}) \(wsgid-py\d\)", timeout=10)
     ident = re.search(r"Thread (0x[0-9a-f]{16})", line).group(1)
-    # faulthandler's dump follows the line, the stuck thread in it with the app's function.
-    d.wait_log(r"in stuck_in_regex", timeout=5)
+    # faulthandler's dump follows the line, the stuck thread in it with the app's function, each
+    # line of it said by the master as the worker's (its stderr).
+    d.wait_log(r"group site worker 1 \(pid %d\) stderr: .*in stuck_in_regex" % first, timeout=5)
     log = d.log()
-    dump = log[log.index(line):]
+    dump = "\n".join(x.split(" stderr: ", 1)[1] for x in log[log.index(line):].splitlines()
+                     if "(pid %d) stderr: " % first in x) + "\n"
     m = re.search(r"^Thread %s \(most recent call first\):\n(  File .*\n)+" % ident, dump, re.M)
     assert m and "in stuck_in_regex" in m.group(0), dump[:3000]
     stuck.join(60)
