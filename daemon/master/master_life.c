@@ -380,7 +380,8 @@ static void describe_exit(char *buf, size_t len, int64_t status, int sig)
 }
 
 /* A worker killed by a signal (a crash in an extension module, the kernel's OOM killer, a kill -9)
- * leaves in the scoreboard the requests its threads were running: "; running [req ID] GET /path on
+ * or that exited with a failure (an app's os._exit(1), a sanitizer's report) leaves in the
+ * scoreboard the requests its threads were running: "; running [req ID] GET /path on
  * wsgid-py2 for 0.004 s, ...", said with its death, so that the request that crashed it can be
  * found and reproduced. Empty when none ran. */
 static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf, size_t len)
@@ -427,7 +428,7 @@ static void log_exit(wd_master_t *m, wd_proc_t *p, const char *how, int64_t stat
     else if (sig == 0 && status == 0)
         level = WD_LOG_WARN;
     running[0] = '\0';
-    if (sig != 0)
+    if (sig != 0 || status != 0)
         running_at_death(m, p, running, sizeof running);
     wd_log(level, "group %s worker %d (pid %d) %s%s", p->g->name, p->slot, p->pid, how, running);
 }
