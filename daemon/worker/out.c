@@ -479,6 +479,7 @@ static void wait_drained(wd_out_t *out, int wait)
     if (out->head != NULL && out->wake != NULL)
         out->wake(out, out->wake_data, WD_OUT_WAKE_NOW);
     out->producer_waiting = wait;
+    out->waits++;
     out->wait_since_ns = wd_now_ns();
     pthread_cond_wait(&out->drained, &out->lock);
     out->waited_ns += wd_now_ns() - out->wait_since_ns;
@@ -510,6 +511,8 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
                     return refused(out);
                 wait_drained(out, WAIT_ROOM);
             } while (over_spill_limit(out, n));
+            if (out->aborted) /* dropped all: nothing pending, and nobody to send to */
+                return refused(out);
         }
         charged = lend_charge(out, tail_lent(out), lend->obj, n, 0);
         if (charged >= 0) {
@@ -566,6 +569,7 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
 
 int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_lend_t *lend)
 {
+    unsigned waits;
     int rc = 0, was_empty;
     uint64_t spilled;
 
@@ -577,14 +581,16 @@ int wd_out_writev(wd_out_t *out, const struct iovec *iov, int iovcnt, wd_out_len
     }
     was_empty = out->head == NULL;
     spilled = out->spilled;
+    waits = out->waits;
     for (int i = 0; i < iovcnt && rc == 0; i++) {
         if (iov[i].iov_len > 0)
             rc = write_locked(out, iov[i].iov_base, iov[i].iov_len, lend ? &lend[i] : NULL);
     }
-    /* A spill releases the lock while it writes the file, and the loop may have drained the list
-     * and gone idle meanwhile: wake it then too. */
+    /* A spill releases the lock while it writes the file, and a wait sleeps on it: the loop may
+     * have drained the list and gone idle meanwhile (it does, when a lent piece waits for it to
+     * send all: helper-61). Wake it then too. */
     if (out->head)
-        wake_locked(out, was_empty || out->spilled != spilled);
+        wake_locked(out, was_empty || out->spilled != spilled || out->waits != waits);
     pthread_mutex_unlock(&out->lock);
     return rc;
 }

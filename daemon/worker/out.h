@@ -123,6 +123,7 @@ struct wd_out {
     int aborted;            /* the client is gone; the producer gets -EPIPE */
     int lost;               /* ... and bytes of the response never reached it: dropped unsent,
                                or refused to the producer (-EPIPE), which then stops */
+    unsigned waits;         /* the producer's waits (wait_drained), for wd_out_writev's wake */
     int producer_waiting;   /* WAIT_ROOM (below spill_limit) or WAIT_EMPTY (nothing pending) */
     int sock;               /* the connection's socket, for the producer's own writes (-1: none) */
     int sending;            /* a thread is writing to sock now (the loop or the producer) */
