@@ -118,7 +118,15 @@ static int hex(char c)
     return -1;
 }
 
-size_t wd_url_decode(char *dst, const char *src, size_t n)
+/* An unreserved character (RFC 3986 2.3), which a client never needs to escape. */
+static int unreserved(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
+}
+
+/* all: every escape is decoded, else only those of bytes a client must escape. */
+static size_t decode(char *dst, const char *src, size_t n, int all)
 {
     size_t i, o = 0;
 
@@ -127,7 +135,8 @@ size_t wd_url_decode(char *dst, const char *src, size_t n)
         int hi, lo;
 
         if (src[i] == '%' && n - i > 2 && (hi = hex(src[i + 1])) >= 0 &&
-            (lo = hex(src[i + 2])) >= 0) {
+            (lo = hex(src[i + 2])) >= 0 &&
+            (all || !(unreserved(hi << 4 | lo) || (hi << 4 | lo) == '/'))) {
             dst[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -135,6 +144,16 @@ size_t wd_url_decode(char *dst, const char *src, size_t n)
         }
     }
     return o;
+}
+
+size_t wd_url_decode(char *dst, const char *src, size_t n)
+{
+    return decode(dst, src, n, 1);
+}
+
+size_t wd_url_decode_needed(char *dst, const char *src, size_t n)
+{
+    return decode(dst, src, n, 0);
 }
 
 size_t wd_url_normalize(char *p, size_t n)

@@ -12,6 +12,12 @@ void wd_url_split(const char *uri, size_t n, wd_slice_t *path, wd_slice_t *query
  * as they are. Returns the decoded length (<= n). */
 size_t wd_url_decode(char *dst, const char *src, size_t n);
 
+/* wd_url_decode of the escapes a client must use only: those of an unreserved character (ALPHA,
+ * DIGIT, "-", ".", "_", "~") or of "/", which no client needs, stay as they are. The path as a
+ * proxy reads it that matches a target as sent, and its ACLs written with the letters a client
+ * sends ("/caf%C3%A9" is "/café", "/%61dmin" is not "/admin"). */
+size_t wd_url_decode_needed(char *dst, const char *src, size_t n);
+
 /* Normalises a decoded path in place, as nginx and Apache do before they map it: runs of '/' are
  * one, "." segments go, and ".." takes the segment before it away (never above the root: RFC 3986
  * 5.2.4's remove_dot_segments). A path that ended in a "/", "." or ".." segment keeps its final

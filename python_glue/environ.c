@@ -562,14 +562,15 @@ static const wd_py_mount_t *mount_of(const char *p, size_t n)
 }
 
 /* A request goes to the mount its decoded path is under, as PATH_INFO reads (dot segments and
- * all), unless the path read another way names another mount: as sent (before decoding), or
- * normalised (wd_url_normalize). Proxies read paths both ways before they pick a location or
- * apply an ACL: nginx and Apache decode and normalise, HAProxy's path_beg takes the target as
- * sent. Taken one way, GET /admin/../public/x got past nginx's "location /admin { deny all; }"
- * (nginx read /public/x) and ran in /admin's app; taken the other, /x/../admin/x or /%61dmin/x
- * got past HAProxy's "deny if { path_beg /admin }" (helper-59). A path whose readings disagree
- * names no app for sure: *ambiguous, and the caller answers 400. No client needs one: a browser
- * resolves dot segments before it sends, and nobody escapes the letters of a mount point. */
+ * all), unless the path read another way names another mount: as sent (with the escapes a
+ * client must use decoded, so that a mount point with letters outside ASCII is reached: helper-61;
+ * wd_url_decode_needed), or normalised (wd_url_normalize). Proxies read paths both ways before they
+ * pick a location or apply an ACL: nginx and Apache decode and normalise, HAProxy's path_beg takes
+ * the target as sent. Taken one way, GET /admin/../public/x got past nginx's "location /admin {
+ * deny all; }" (nginx read /public/x) and ran in /admin's app; taken the other, /x/../admin/x or
+ * /%61dmin/x got past HAProxy's "deny if { path_beg /admin }" (helper-59). A path whose readings
+ * disagree names no app for sure: *ambiguous, and the caller answers 400. No client needs one: a
+ * browser resolves dot segments before it sends, and escapes no letter, digit or "/". */
 const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
 {
     const wd_py_mount_t *apps = wd__py.apps, *found, *other;
@@ -606,7 +607,12 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
         wd_url_split(raw.p, raw.n, &path, &query);
     if (path.n > sizeof stack)
         buf = xmalloc(path.n);
-    other = mount_of(path.p, path.n); /* as sent, or as the proxy gave PATH_INFO */
+    if (decoded) {
+        other = mount_of(path.p, path.n); /* as the proxy gave PATH_INFO */
+    } else {
+        n = wd_url_decode_needed(buf, path.p, path.n); /* as sent: see url.h */
+        other = mount_of(buf, n);
+    }
     if (decoded) {
         memcpy(buf, path.p, path.n);
         n = path.n;

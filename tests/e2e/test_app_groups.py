@@ -205,7 +205,8 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
     HAProxy's "deny if { path_beg /admin }" and ran in /admin's app (helper-59)."""
     script = app("appgroups")
     mounts = {"/admin": {"app": script, "application-group": "admin"},
-              "/public": {"app": script, "application-group": "public"}}
+              "/public": {"app": script, "application-group": "public"},
+              "/café": {"app": script, "application-group": "cafe"}}
     tcp = ("127.0.0.1", free_port())
     d = wsgid(config=make_config(tmp, {"site": {"listen": ["unix:" + str(tmp / "site.sock"),
                                                            "%s:%d" % tcp],
@@ -243,6 +244,12 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
                r"mount as sent or once normalised .*: 400")
     out = get_json(str(tmp / "site.sock"), "/admin/q")
     assert (out["group"], out["path_info"]) == ("admin", "/q"), out
+    # A mount point a client must escape is reached as clients send it (helper-61: 400 before).
+    for front in (n.addr, h.addr, str(tmp / "site.sock")):
+        r = get(front, "/caf%C3%A9/x")
+        assert r.status == 200, (front, r.status, r.body)
+        out = json.loads(r.body)
+        assert (out["group"], out["path_info"]) == ("cafe", "/x"), (front, out)
 
 
 @needs_numpy

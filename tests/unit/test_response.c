@@ -329,6 +329,30 @@ static void test_url_decode(void)
     T_CHECK(r == 3 && memcmp(dst, "a\0b", 3) == 0, "url_decode %%00");
 }
 
+static void test_url_decode_needed(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"/caf%C3%A9/x", "/caf\xc3\xa9/x"},
+        {"/%61dmin/x", "/%61dmin/x"},
+        {"/admin%2Fx%2f", "/admin%2Fx%2f"},
+        {"/%2e%2E/%7E%5F%2D", "/%2e%2E/%7E%5F%2D"},
+        {"/a%20b%3F%25", "/a b?%"},
+        {"/%30%39%41%5A", "/%30%39%41%5A"},
+        {"%4", "%4"},
+        {"", ""},
+    };
+    char dst[64];
+
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        size_t n = strlen(cases[i].in), r = wd_url_decode_needed(dst, g(cases[i].in, n), n);
+
+        T_CHECK(r == strlen(cases[i].out) && memcmp(dst, cases[i].out, r) == 0,
+                "url_decode_needed '%s': '%.*s'", cases[i].in, (int)r, dst);
+    }
+}
+
 static void test_url_normalize(void)
 {
     static const struct {
@@ -470,6 +494,7 @@ int main(void)
     test_url_split();
     test_url_decode();
     test_url_normalize();
+    test_url_decode_needed();
     t_guard_free(&guard);
     return t_summary("response");
 }
