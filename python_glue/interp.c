@@ -117,7 +117,9 @@ static int set_sys_path(const wd_py_interp_t *in)
 static int stacks_on_signal(void)
 {
     if (wd_log_fd() >= 0) {
-        if (wd__py_dump_on(SIGUSR2, 2) < 0)
+        /* At log level error the master would leave out its warn lines: the log itself then,
+         * as before (helper-61). */
+        if (wd__py_dump_on(SIGUSR2, wd_log_level_enabled(WD_LOG_WARN) ? 2 : wd_log_fd()) < 0)
             return -1;
         wd__py.stacks_to_log = 1;
     }

@@ -274,6 +274,7 @@ void wd__m_reopen_logs(wd_master_t *m);
 int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, wd_output_t **out);
 void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, int slot, int pid);
 void wd__m_output_detach(wd_output_t **ref);
+void wd__m_output_close(wd_output_t *o);
 void wd__m_output_drain(wd_output_t *o);
 void wd__m_output_close_all(wd_master_t *m);
 

@@ -24,10 +24,20 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 /* A longer line is logged in pieces of this size, as stdio.c cuts the app's. */
 #define OUTPUT_PIECE 3800
+/* Lines a reader logs a second at most; the rest are counted, and said in the next line that
+ * goes. A fatal error's dump of 64 threads fits; a C library's warning for every request of a
+ * flood does not fill the log (design §8; helper-61). */
+#define OUTPUT_LINES_PER_S 1000
+/* What a drain reads at most, once its worker is dead: a child that holds the pipe and writes
+ * on is read by the loop, never in one go that would hold the master (helper-61). */
+#define OUTPUT_DRAIN_MAX (1u << 20)
+/* Readers left to children of dead workers at most; past it, the oldest is closed. */
+#define OUTPUT_ORPHANS_MAX 64
 
 struct wd_output {
     uv_pipe_t pipe;
@@ -37,17 +47,48 @@ struct wd_output {
     const char *stream;       /* "stdout", "stderr" */
     wd_log_level_t level;
     int closing;
-    char who[128]; /* "group site worker 1 (pid 4242)" */
+    uint64_t second;             /* the second lines_in_second counts (uv_now / 1000) */
+    unsigned lines_in_second;    /* ... */
+    unsigned long long left_out; /* lines not logged since the last that was */
+    char who[128];               /* "group site worker 1 (pid 4242)" */
     size_t len;
     char line[OUTPUT_PIECE];
 };
 
 static void say(wd_output_t *o, const char *p, size_t n)
 {
+    uint64_t now = uv_now(&o->m->loop) / 1000;
+    char text[OUTPUT_PIECE + 64];
+    size_t t = 0;
+
     if (n > 0 && p[n - 1] == '\r')
-        n--;   /* a CR LF line end */
-    if (n > 0) /* an empty line (a dump's separators) says nothing */
-        wd_log(o->level, "%s %s: %.*s", o->who, o->stream, (int)n, p);
+        n--; /* a CR LF line end */
+    if (n == 0)
+        return; /* an empty line (a dump's separators) says nothing */
+    if (now != o->second) {
+        o->second = now;
+        o->lines_in_second = 0;
+    }
+    if (o->lines_in_second++ >= OUTPUT_LINES_PER_S) {
+        o->left_out++;
+        return;
+    }
+    /* Control characters as \xHH, as in the access log: a CR must not rewrite a terminal's line. */
+    for (size_t i = 0; i < n && t + 5 < sizeof text; i++) {
+        unsigned char c = (unsigned char)p[i];
+
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            t += (size_t)snprintf(text + t, 5, "\\x%02X", c);
+        else
+            text[t++] = (char)c;
+    }
+    if (o->left_out > 0) {
+        wd_log(o->level, "%s %s: [%llu more lines of it were left out] %.*s", o->who, o->stream,
+               o->left_out, (int)t, text);
+        o->left_out = 0;
+    } else {
+        wd_log(o->level, "%s %s: %.*s", o->who, o->stream, (int)t, text);
+    }
 }
 
 /* Logs the complete lines in o->line, and at eof (or with the buffer full) the rest as it is. */
@@ -131,22 +172,31 @@ int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, 
     o->level = level;
     o->pipe.data = o;
     snprintf(o->who, sizeof o->who, "a worker starting");
+    /* Room for a dump of many threads written from a signal handler, which blocks the worker's
+     * loop thread while the pipe is full (helper-61); a refusal (pipe-max-size) leaves 64 KiB. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, 1 << 20);
     rc = uv_pipe_init(&m->loop, &o->pipe, 0);
-    if (rc == 0)
-        rc = uv_pipe_open(&o->pipe, fds[0]); /* non-blocking from here */
-    if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
     if (rc < 0) {
         close(fds[0]);
         close(fds[1]);
         free(o);
         return rc;
     }
-    uv_unref((uv_handle_t *)&o->pipe);
     o->next = m->outputs;
     if (o->next != NULL)
         o->next->prev = o;
     m->outputs = o;
+    uv_unref((uv_handle_t *)&o->pipe);
+    rc = uv_pipe_open(&o->pipe, fds[0]); /* non-blocking from here; libuv's fd then */
+    if (rc < 0)
+        close(fds[0]);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
+    if (rc < 0) {
+        close(fds[1]);
+        output_close(o); /* a handle is freed in its close callback (style.md) */
+        return rc;
+    }
     *out = o;
     return fds[1];
 }
@@ -160,7 +210,8 @@ void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, i
 
 void wd__m_output_detach(wd_output_t **ref)
 {
-    wd_output_t *o = *ref;
+    wd_output_t *o = *ref, *last = NULL;
+    int orphans = 0;
 
     if (o == NULL)
         return;
@@ -168,28 +219,48 @@ void wd__m_output_detach(wd_output_t **ref)
     if (*ref != NULL) /* the drain has not closed it: it reads on, for a child still writing */
         o->ref = NULL;
     *ref = NULL;
+    /* Children that outlive their workers (a crash loop of an app that starts one) keep
+     * readers: the oldest goes past OUTPUT_ORPHANS_MAX (the list is newest first). */
+    for (wd_output_t *x = o->m->outputs; x != NULL; x = x->next) {
+        if (x->ref == NULL && !x->closing) {
+            orphans++;
+            last = x;
+        }
+    }
+    if (orphans > OUTPUT_ORPHANS_MAX)
+        output_close(last);
 }
 
-/* The worker has exited: its last lines may not have been seen by the loop yet. */
+void wd__m_output_close(wd_output_t *o)
+{
+    if (o != NULL)
+        output_close(o);
+}
+
+/* The worker has exited: its last lines may not have been seen by the loop yet. What the pipe
+ * holds now is read, no more (OUTPUT_DRAIN_MAX): a child still writing is the loop's to read. */
 void wd__m_output_drain(wd_output_t *o)
 {
     uv_os_fd_t fd;
+    size_t left = OUTPUT_DRAIN_MAX;
+    int avail = 0;
     ssize_t n;
 
     if (o == NULL || o->closing || uv_fileno((uv_handle_t *)&o->pipe, &fd) < 0)
         return;
-    for (;;) {
-        n = read(fd, o->line + o->len, sizeof o->line - o->len);
+    if (ioctl(fd, FIONREAD, &avail) == 0 && avail >= 0 && (size_t)avail < left)
+        left = (size_t)avail;
+    while (left > 0) {
+        size_t room = sizeof o->line - o->len;
+
+        n = read(fd, o->line + o->len, room < left ? room : left);
         if (n <= 0)
             break;
         o->len += (size_t)n;
+        left -= (size_t)n;
         take_lines(o, 0);
     }
-    if (n == 0) {
-        output_close(o);
-        return;
-    }
-    take_lines(o, 1); /* a last line without its newline: the writer is dead */
+    take_lines(o, 1); /* a last line without its newline: its writer is dead */
 }
 
 void wd__m_output_close_all(wd_master_t *m)

@@ -431,7 +431,7 @@ fail:
         if (out[i] >= 0)
             close(out[i]); /* the worker has it; when it and its children are gone, EOF */
         if (readers[i] != NULL)
-            wd__m_output_drain(readers[i]); /* no worker: the write end just closed, EOF */
+            wd__m_output_close(readers[i]); /* no worker */
     }
     free(stdio);
     free(name);
