@@ -468,8 +468,10 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (error || r->client_gone)
         log_failure(r);
     /* Before close(), which may block: see wd_req_t.whole (FastCGI's END_REQUEST comes after). */
-    req->whole = !error && r->head_sent && !r->failed && !r->client_gone && body_whole(r) &&
-                 req->kind != WD_REQ_FCGI;
+    atomic_store_explicit(&req->whole,
+                          !error && r->head_sent && !r->failed && !r->client_gone &&
+                              body_whole(r) && req->kind != WD_REQ_FCGI,
+                          memory_order_release);
     if (result != NULL)
         close_result(r, result, &error);
     wd__py_resp_end_writes(r);

@@ -2,6 +2,7 @@
  * write(), and framing the head and body into the connection's out buffer (the decisions are
  * protocol/response.c's wd_response_framing). */
 #include "glue_int.h"
+#include "../daemon/common/utf8.h"
 #include "respond.h"
 #include "balance.h"
 #include "../daemon/common/httpdate.h"
@@ -46,7 +47,7 @@ const char *wd__py_resp_line(const wd_resp_t *r, char *buf, size_t cap)
 
 int wd__py_resp_mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
 {
-    char raw[sizeof r->mistake];
+    char raw[sizeof r->mistake], esc[sizeof r->mistake];
     size_t o = 0;
     va_list ap;
 
@@ -56,15 +57,17 @@ int wd__py_resp_mistake(wd_resp_t *r, PyObject *exc, const char *fmt, ...)
     /* The message quotes the app's status or header text, which may come from the request: a
      * CR or LF in it started a line of the error log that the client wrote ("2026-... [alert]
      * master: ..."; helper-60). Control characters are written \xHH, as in the access log. */
-    for (const char *p = raw; *p != '\0' && o + 5 < sizeof r->mistake; p++) {
+    for (const char *p = raw; *p != '\0' && o + 5 < sizeof esc; p++) {
         unsigned char c = (unsigned char)*p;
 
         if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(r->mistake + o, 5, "\\x%02X", c);
+            o += (size_t)snprintf(esc + o, 5, "\\x%02X", c);
         else
-            r->mistake[o++] = (char)c;
+            esc[o++] = (char)c;
     }
-    r->mistake[o] = '\0';
+    esc[o] = '\0';
+    /* Cut where a character starts (the message is a str: helper-61). */
+    wd_utf8_copy(r->mistake, sizeof r->mistake, esc);
     PyErr_SetString(exc, r->mistake);
     return -1;
 }

@@ -349,7 +349,7 @@ static void conn_dispatch(wd_conn_t *c)
     req->status = 0;
     req->head_len = 0;
     req->cut = 0;
-    req->whole = 0;
+    atomic_store_explicit(&req->whole, 0, memory_order_relaxed);
     req->timed_out = 0; /* a keep-alive connection's last request may have timed out */
     c->dispatched = 1;
     c->state = WD_CONN_APP;

@@ -115,9 +115,13 @@ static int http_error_status(const wd_conn_t *c)
  * the bytes the limit allows, as nginx answers a long request line), 431 otherwise. */
 static int head_too_large(wd_conn_t *c)
 {
-    size_t limit = (size_t)c->cs->group->header_buffer_size, off = c->http->head_off;
-    size_t n = c->len > off ? c->len - off : 0;
-    int line = memchr(c->buf + off, '\n', n < limit ? n : limit) == NULL;
+    size_t limit = (size_t)c->cs->group->header_buffer_size, off = c->http->head_off, n;
+    int line;
+
+    while (off < c->len && (c->buf[off] == '\r' || c->buf[off] == '\n'))
+        off++; /* empty lines before the request line (RFC 9112 2.2) */
+    n = c->len > off ? c->len - off : 0;
+    line = memchr(c->buf + off, '\n', n < limit ? n : limit) == NULL;
 
     wd_log_peer(WD_LOG_INFO, "peer %s: request %s larger than header-buffer-size (%llu): %d",
                 wd__conn_peer(c), line ? "line" : "head", (unsigned long long)limit,

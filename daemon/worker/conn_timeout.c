@@ -113,7 +113,9 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
          * until the thread lets go of the request. Its answer may have gone out whole already,
          * the thread stuck in the result's close() (helper-60: the log said 504 and "cut"). */
         c->abandoned = 1;
-        c->abandoned_whole = sent > 0 && c->req.whole && wd_out_drained(&c->out);
+        c->abandoned_whole = sent > 0 &&
+                             atomic_load_explicit(&c->req.whole, memory_order_acquire) &&
+                             wd_out_drained(&c->out);
         if (sent == 0)
             wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
                          "answering 504 and replacing this worker",

@@ -76,12 +76,12 @@ struct wd_req {
 
     /* Filled by the Python thread for the access log: the status code it sent (0 = none). */
     int status;
-    uint64_t head_len;  /* ... and the size of the response head it sent */
-    int cut;            /* ... and 1 when the body went out incomplete (the app failed after its
-                           head; a client gone the loop knows itself) */
-    volatile int whole; /* ... and 1, before it calls the result's close(), when every byte of
-                           the answer is pushed and needs no more framing: should close() never
-                           return, the loop knows the answer is whole (conn_timeout.c) */
+    uint64_t head_len; /* ... and the size of the response head it sent */
+    int cut;           /* ... and 1 when the body went out incomplete (the app failed after its
+                          head; a client gone the loop knows itself) */
+    _Atomic int whole; /* ... and 1, before it calls the result's close(), when every byte of
+                          the answer is pushed and needs no more framing: should close() never
+                          return, the loop knows the answer is whole (conn_timeout.c) */
 
     /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
