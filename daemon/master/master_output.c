@@ -3,7 +3,7 @@
  * started with the worker's descriptors. Each of the worker's fds 1 and 2 is a pipe whose read end
  * the master keeps; each line read there becomes a line of the error log that names the worker:
  *
- *     [warn] wsgid: group site worker 1 (pid 4242) stderr: Fatal Python error: Segmentation fault
+ *     [warn] master: group site worker 1 (pid 4242) stderr: Fatal Python error: Segmentation fault
  *
  * stderr's at level warn, stdout's at info, as the app's sys.stderr and sys.stdout are
  * (python_glue/stdio.c). Before, these bytes went to the master's own stderr as they were: no
@@ -12,8 +12,9 @@
  * The master reads, not the worker: a worker that crashes writes its dump and dies at once, before
  * a thread of its own could read it; the master reads what is left when it reaps the worker
  * (wd__m_output_drain), so the dump comes before the line that says the worker died. A reader
- * outlives its worker until every writer is gone (a subprocess may still hold the pipe), without
- * keeping the master's loop alive (uv_unref), and is closed when the master finishes. The worker's
+ * outlives its worker until every writer is gone (a subprocess may still hold the pipe;
+ * OUTPUT_ORPHANS_MAX of them), without keeping the master's loop alive (uv_unref), and is closed
+ * when the master finishes. The worker's
  * own log lines do not come this way: with the log on stderr it writes them to the master's
  * stderr, which it gets as fd WD_WORKER_FD_STDERR (spawn.h). */
 #include "master_int.h"
