@@ -609,14 +609,10 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
         buf = xmalloc(path.n);
     if (decoded) {
         other = mount_of(path.p, path.n); /* as the proxy gave PATH_INFO */
-    } else {
-        n = wd_url_decode_needed(buf, path.p, path.n); /* as sent: see url.h */
-        other = mount_of(buf, n);
-    }
-    if (decoded) {
         memcpy(buf, path.p, path.n);
         n = path.n;
     } else {
+        other = mount_of(buf, wd_url_decode_needed(buf, path.p, path.n)); /* as sent: url.h */
         n = wd_url_decode(buf, path.p, path.n);
     }
     found = mount_of(buf, n);
