@@ -116,21 +116,20 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         c->abandoned_whole = sent > 0 &&
                              atomic_load_explicit(&c->req.whole, memory_order_acquire) &&
                              wd_out_drained(&c->out);
-        if (sent == 0)
-            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
-                         "answering 504 and replacing this worker",
-                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-        else if (c->abandoned_whole)
+        if (c->abandoned_whole) {
             wd_log_error("[req %s] peer %s: its answer went out whole, but the app's close() "
                          "is still running %.1f s after its interruption; closing the "
                          "connection and replacing this worker",
                          c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-        else
+        } else if (sent > 0) {
             wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
                          "cutting its answer after %llu bytes and replacing this worker",
                          c->req.id, wd__conn_peer(c), ran - g->request_timeout,
                          (unsigned long long)sent);
-        if (sent == 0) {
+        } else {
+            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
+                         "answering 504 and replacing this worker",
+                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
             n = c->proto == WD_REQ_FCGI
                     ? wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, 504, WD_FCGI_REQUEST_COMPLETE)
                     : wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1,
