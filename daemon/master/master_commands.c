@@ -109,12 +109,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
     out->version = WD_VERSION;
     out->master_pid = (int)getpid();
     out->uptime = (double)(uv_now(&m->loop) - m->t0) / 1000.0;
-    {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock */
-        out->now_ns = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-    }
+    out->now_ns = wd__m_now_ns();
     out->groups = groups;
     out->n_groups = m->n_groups;
     out->workers = workers;

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
+#include <time.h>
 #include <uv.h>
 
 #define WD_MASTER_LINE_MAX 4096
@@ -31,6 +32,15 @@
 #define WD_MASTER_KILL_SLACK_MS 1000     /* past a draining worker's timeouts, before SIGKILL */
 #define WD_MASTER_DUMP_MS 1000     /* a deadlocked worker's stack dump (SIGUSR2), then SIGKILL */
 #define WD_MASTER_DEATH_REQUESTS 4 /* running requests named when a worker is killed */
+
+/* CLOCK_MONOTONIC in nanoseconds: the workers' clock (the scoreboard's start_ns, heartbeat_ns). */
+static inline uint64_t wd__m_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 typedef struct wd_gen wd_gen_t;
 typedef struct wd_group wd_group_t;

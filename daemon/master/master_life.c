@@ -386,7 +386,6 @@ static void describe_exit(char *buf, size_t len, int64_t status, int sig)
  * found and reproduced. Empty when none ran. */
 static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf, size_t len)
 {
-    struct timespec ts;
     wd_score_running_t r;
     uint64_t now;
     size_t used = 0;
@@ -395,8 +394,7 @@ static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf
     buf[0] = '\0';
     if (p->record < 0)
         return;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock too */
-    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    now = wd__m_now_ns();
     for (i = 0; i < WD_SCORE_RUNNING; i++) {
         int n;
 

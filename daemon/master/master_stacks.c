@@ -277,11 +277,9 @@ static void stacks_free_cb(uv_handle_t *h)
 static void finish(struct wd_stacks *st)
 {
     json_t *workers = json_array();
-    struct timespec ts;
     uint64_t now;
 
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock */
-    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    now = wd__m_now_ns();
     for (size_t i = 0; i < st->n; i++) {
         stacks_worker_t *w = &st->w[i];
         char *text = annotate(st->m, w, now);

@@ -76,7 +76,6 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
 {
     const wd_group_conf_t *c = p->g->conf;
     const wd_score_t *sc;
-    struct timespec ts;
     wd_score_running_t r;
     uint64_t now, hb;
     char why[400];
@@ -85,8 +84,7 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     if (c->deadlock_timeout <= 0 || p->record < 0 || p->deadlocked || p->state != WD_PROC_READY ||
         p->pid <= 0)
         return 0;
-    clock_gettime(CLOCK_MONOTONIC, &ts); /* the workers' clock too */
-    now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    now = wd__m_now_ns();
     sc = &m->score[p->record];
     hb = wd_score_get(&sc->heartbeat_ns);
     if (hb == 0 || hb > now || (double)(now - hb) / 1e9 < c->deadlock_timeout)
