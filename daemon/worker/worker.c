@@ -474,6 +474,10 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     /* Its own log lines go to the master's stderr; its fds 1 and 2 are the master's pipes. */
     if (fcntl(WD_WORKER_FD_STDERR, F_SETFD, FD_CLOEXEC) == 0)
         wd_log_use_stderr(WD_WORKER_FD_STDERR);
+    /* A pipe's stdout is buffered whole by stdio: what a C library printf()s would reach the log
+     * at exit, or never on a crash. A line at a time, as on a terminal (PYTHONUNBUFFERED still
+     * makes Python unbuffer it). */
+    setvbuf(stdout, NULL, _IOLBF, 0);
     w->pid = (int)getpid();
     set_process_name();
     /* Large blocks (an app's 1 MiB bytes, a big response chunk) always get pages of their own,

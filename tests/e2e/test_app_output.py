@@ -35,6 +35,8 @@ def application(environ, start_response):
     elif path == "/fds":  # what a C library or a subprocess writes to the descriptors
         os.write(1, b"FD1-SAYS hello\n")
         os.write(2, b"FD2-SAYS a\nFD2-SAYS b\r\n")
+        import ctypes  # C's stdio: a pipe would have its stdout flushed only at exit
+        ctypes.CDLL(None).printf(b"C-PRINTF-SAYS %d\n", 42)
         import subprocess
         subprocess.run(["/bin/sh", "-c", "echo SUBPROCESS-SAYS hi >&2"], check=True)
     elif path == "/crash":
@@ -49,7 +51,9 @@ def application(environ, start_response):
 def start(wsgid, tmp, log_file, level="info", wait=True):
     script = tmp / "output.py"
     script.write_text(APP)
+    # PYTHONUNBUFFERED (set where the tests run, seldom under systemd) would unbuffer C's stdout.
     d = wsgid(config=make_config(tmp, {"site": {"app": str(script), "threads": 2,
+                                                "env": {"PYTHONUNBUFFERED": ""},
                                                 "listen": ["unix:" + str(tmp / "site.sock")]}},
                                  log={"level": level, "file": str(log_file), "access": "off"}),
               wait=False)
@@ -154,6 +158,9 @@ def test_what_the_worker_writes_to_its_descriptors_is_logged_as_its(wsgid, tmp):
     assert [re.sub(who, "", x.split(" ", 2)[2]) for x in lines("FD2-SAYS [ab]")] == \
         ["stderr: FD2-SAYS a", "stderr: FD2-SAYS b"], lines("FD2-SAYS")
     assert re.search(who + r"stderr: SUBPROCESS-SAYS hi$", lines("SUBPROCESS-SAYS")[0])
+    # A C library's printf: stdio buffers a pipe's stdout until exit, unless told otherwise.
+    wait_for(lambda: lines("C-PRINTF-SAYS"), timeout=5, what="the line printf wrote")
+    assert re.search(who + r"stdout: C-PRINTF-SAYS 42$", lines("C-PRINTF-SAYS")[0])
     # The crash: its dump, then the death that names the request.
     with Conn(str(tmp / "site.sock")) as c:
         c.send(http_request("GET", "/crash", {"Connection": "close"}))
