@@ -44,13 +44,33 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
     return 0;
 }
 
+/* A trailer field is not kept, but it is read by a header field's rules (below), a piece at a
+ * time: a proxy that reads a nameless field another way may end the section elsewhere. A fold,
+ * which llhttp gives as two pieces of value without the CR LF between them, is found in the
+ * bytes (trailers_took). */
+static int trailer_name(wd_http_t *http, const char *at, size_t n)
+{
+    if (memchr(at, ' ', n) != NULL || memchr(at, '\t', n) != NULL)
+        return fail(http, WD_HTTP_EINVALID, "Whitespace in trailer field name");
+    http->trailer_named |= n > 0;
+    return 0;
+}
+
+static int trailer_name_complete(wd_http_t *http)
+{
+    if (!http->trailer_named)
+        return fail(http, WD_HTTP_EINVALID, "Empty trailer field name");
+    http->trailer_named = 0;
+    return 0;
+}
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
 {
     wd_http_t *http = from_parser(p);
     wd_http_header_t *h;
 
     if (http->state != WD_HTTP_HEAD)
-        return 0; /* a trailer: not kept */
+        return trailer_name(http, at, n);
 
     /* A new field starts after a complete one; otherwise this piece continues the name. */
     if (http->n_headers == 0 || http->last_was_value) {
@@ -71,7 +91,7 @@ static int on_header_field_complete(llhttp_t *p)
     wd_http_header_t *h;
 
     if (http->state != WD_HTTP_HEAD)
-        return 0; /* a trailer: not kept */
+        return trailer_name_complete(http);
     /* llhttp accepts an empty name (": v"), with no or an empty on_header_field before it. */
     if (http->n_headers == 0 || http->last_was_value ||
         http->headers[http->n_headers - 1].name.len == 0)
@@ -359,6 +379,7 @@ static void clear_request(wd_http_t *http)
     http->ext_state = 0;
     http->trailers_len = 0;
     http->trailers_end[0] = http->trailers_end[1] = 0;
+    http->trailer_named = 0;
 }
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body_cb, void *data)
@@ -650,18 +671,26 @@ static int feed_size_line(wd_http_t *http, const char **pp, const char *end)
 /* Longest trailer section (after the last chunk), like a head's (they are not kept). */
 #define TRAILERS_MAX 8192
 
-/* Keeps the last two bytes of the trailer section, which the caller's buffer may not hold. */
-static void trailers_took(wd_http_t *http, const char *p, size_t n)
+/* Keeps the last two bytes of the trailer section, which the caller's buffer may not hold.
+ * Returns -1 at a line that starts with whitespace: obsolete line folding, which a head may not
+ * have either (on_header_value_complete). */
+static int trailers_took(wd_http_t *http, const char *p, size_t n)
 {
+    char prev = http->trailers_end[1];
+
+    for (size_t i = 0; i < n; prev = p[i++])
+        if (prev == '\n' && (p[i] == ' ' || p[i] == '\t'))
+            return -1;
     if (n >= 2) {
         http->trailers_end[0] = p[n - 2];
     } else if (n == 1) {
         http->trailers_end[0] = http->trailers_end[1];
     } else {
-        return;
+        return 0;
     }
     http->trailers_end[1] = p[n - 1];
     http->trailers_len += n;
+    return 0;
 }
 
 /* Feeds body bytes of a chunked message, the chunk-size lines through feed_size_line. Returns
@@ -687,8 +716,11 @@ static int feed_chunked(wd_http_t *http, const char *at, size_t n)
         r = execute(http, p, len, p, len);
         if (r < 0)
             return r;
-        if (http->last_chunk)
-            trailers_took(http, p, (size_t)r);
+        if (http->last_chunk && trailers_took(http, p, (size_t)r) < 0) {
+            http->error = WD_HTTP_EINVALID;
+            http->llhttp_reason = "Obsolete line folding in trailer field";
+            return WD_PARSE_ERROR;
+        }
         if (http->state == WD_HTTP_DONE) {
             if (http->trailers_end[0] != '\r' || http->trailers_end[1] != '\n') {
                 http->error = WD_HTTP_EINVALID;

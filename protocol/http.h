@@ -79,6 +79,7 @@ typedef struct wd_http {
     char ext_state;       /* chunked: where in a chunk extension the size line is */
     size_t trailers_len;  /* chunked: bytes after the last chunk's size line */
     char trailers_end[2]; /* chunked: the last two of them */
+    int trailer_named;    /* chunked: the trailer field being read has a name so far */
 } wd_http_t;
 
 void wd_http_init(wd_http_t *http, wd_http_body_cb on_body, void *data);

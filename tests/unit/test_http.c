@@ -391,6 +391,38 @@ static const hcase_t cases[] = {
      "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
      "body=hello\n",
      0},
+    /* A trailer field is read by the rules of a header field (RFC 9112 7.1.2), though not kept:
+     * a proxy that reads a fold or a spaced name another way ends the section elsewhere. */
+    {"trailer field folded",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X: a\r\n b\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer field folded with a tab",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X: a\r\n\tb\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer field name ends in a space",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X : y\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer field with an empty name",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       ": y\r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "ERROR EINVALID\n",
+     0},
+    {"trailer field with an empty value",
+     S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+       "X:\r\nY: \r\n\r\n"),
+     "POST / HTTP/1.1 ka=1 cl=- te=1 exp=0 head=0\nHost: h\nTransfer-Encoding: chunked\n"
+     "body=hello\n",
+     0},
     {"trailer section over 8192 bytes",
      S("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
        "X-T1: " X1K X1K X1K X1K "\r\nX-T2: " X1K X1K X1K X1K "\r\nX-T3: " X64 "\r\n\r\n"),
