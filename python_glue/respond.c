@@ -289,6 +289,19 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
 }
 
 /* A canned error answer (FastCGI: ending with protocol_status); returns the keep-alive verdict. */
+/* The response's spill file failed (wd_out_spill_failed_cb), in the thread that writes it, with
+ * or without the GIL. Rate-limited: a full disk fails every large answer of the worker. */
+static void spill_failed(wd_out_t *out, void *data, int err)
+{
+    wd_resp_t *r = data;
+    char line[256];
+
+    wd_log_peer(WD_LOG_WARN,
+                "[req %s] %s: cannot spill the response to a temp file in %s (%s): the rest waits "
+                "in memory for the client, and its thread with it; free space there",
+                r->req->id, wd__py_resp_line(r, line, sizeof line), out->tmpdir, strerror(err));
+}
+
 static int send_canned(wd_resp_t *r, int code, int protocol_status)
 {
     char buf[512];
@@ -454,6 +467,8 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
                                u.p ? u.p : "", u.n);
     }
     wd__py_gil_busy(1);
+    req->out->spill_failed = spill_failed;
+    req->out->spill_failed_data = r;
     env = wd__py_environ_new(req, app, &input);
     if (env == NULL) {
         snprintf(r->mistake, sizeof r->mistake, "cannot build the environ");
@@ -475,6 +490,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     if (result != NULL)
         close_result(r, result, &error);
     wd__py_resp_end_writes(r);
+    req->out->spill_failed = NULL;
     if (error && !r->head_sent && !r->client_gone)
         keep_alive = send_canned(r, req->timed_out ? 504 : 500, WD_FCGI_REQUEST_COMPLETE);
     else if (error)

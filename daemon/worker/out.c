@@ -211,6 +211,7 @@ void wd_out_reset(wd_out_t *out)
     out->waited_ns = 0;
     out->wait_since_ns = 0;
     out->sock = -1;
+    out->spill_error = 0;
     pthread_mutex_unlock(&out->lock);
     /* The buffer was put back before the response's end (or the response was dropped and the
      * socket is closing). */
@@ -493,6 +494,33 @@ static int over_spill_limit(const wd_out_t *out, size_t n)
     return out->pending > 0 && out->pending + n > out->spill_limit;
 }
 
+/* Lock held. The spill file failed (spill_error): the rest goes to memory, as much as the
+ * memory limit at a time (the budget's floor when the worker's budget is spent), each piece
+ * once everything before it is sent. The producer waits on its client, which the spill exists
+ * to spare it, but the answer goes out whole where it used to be cut: a TMPDIR filled by others
+ * (logs, say) would cut every large answer of every worker (test_full_tmpdir_during_spill). */
+static int append_mem_after_drain(wd_out_t *out, const char *p, size_t n)
+{
+    while (n > 0) {
+        uint64_t m = n < out->mem_limit ? n : out->mem_limit;
+
+        while (out->pending > 0 && !out->aborted)
+            wait_drained(out, WAIT_EMPTY);
+        if (out->aborted)
+            return refused(out);
+        if (!budget_take(out, m)) {
+            m = m < WD_OUT_BUDGET_FLOOR ? m : WD_OUT_BUDGET_FLOOR;
+            budget_take(out, m); /* nothing pending: the floor has room for it */
+        }
+        append_mem(out, p, m);
+        out->mem_bytes += m;
+        out->pending += m;
+        p += m;
+        n -= m;
+    }
+    return 0;
+}
+
 static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *lend)
 {
     int rc;
@@ -531,6 +559,8 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
         return 0;
     }
     release_hold(out);
+    if (out->spill_error != 0)
+        return append_mem_after_drain(out, p, n);
     /* Backpressure: past the spill limit, wait until the loop has sent enough; with the worker's
      * disk budget spent, until it has sent all (then a fresh file, the old one's blocks freed, and
      * at most WD_OUT_DISK_PIECE of the chunk over the budget, the rest after another wait). A
@@ -558,8 +588,17 @@ static int write_locked(wd_out_t *out, const char *p, size_t n, wd_out_lend_t *l
             wait_drained(out, wait);
         }
         rc = append_spill(out, p, m);
-        if (rc != 0)
+        if (rc == -EPIPE && out->lost)
             return rc;
+        if (rc != 0) {
+            out->spill_error = -rc;
+            if (out->spill_failed != NULL) {
+                pthread_mutex_unlock(&out->lock);
+                out->spill_failed(out, out->spill_failed_data, -rc);
+                pthread_mutex_lock(&out->lock);
+            }
+            return append_mem_after_drain(out, p, n);
+        }
         out->pending += m;
         p += m;
         n -= m;

@@ -101,6 +101,10 @@ typedef void (*wd_out_wake_cb)(wd_out_t *out, void *data, int how);
 typedef int (*wd_out_park_cb)(wd_out_t *out, void *data, void *thread, int whole);
 typedef void (*wd_out_parked_cb)(wd_out_t *out, void *data, void *thread);
 
+/* The producer's, called in its thread once a response (the lock not held) when the spill file
+ * fails (err: errno): the rest of the response then waits in memory (wd_out_write). */
+typedef void (*wd_out_spill_failed_cb)(wd_out_t *out, void *data, int err);
+
 struct wd_out {
     pthread_mutex_t lock;
     pthread_cond_t drained; /* signalled when pending bytes fall below spill_limit */
@@ -141,11 +145,14 @@ struct wd_out {
     wd_out_parked_cb parked;
     const wd_out_budget_t *budget; /* NULL: none */
     /* The loop's (or a thread's that holds the loop lock): the send buffer (WD_OUT_SNDBUF). */
-    int sndbuf_raise;        /* the socket is a unix one: its buffer may be raised */
-    int sndbuf_base;         /* its own buffer, once read for this response (0: not yet) */
-    int sndbuf_up;           /* raised to this now (0: not raised) */
-    int sndbuf_done;         /* raised once this response, or it cannot be */
-    int file_error;          /* a file range could not be read (errno; EIO: it ended early) */
+    int sndbuf_raise; /* the socket is a unix one: its buffer may be raised */
+    int sndbuf_base;  /* its own buffer, once read for this response (0: not yet) */
+    int sndbuf_up;    /* raised to this now (0: not raised) */
+    int sndbuf_done;  /* raised once this response, or it cannot be */
+    int file_error;   /* a file range could not be read (errno; EIO: it ended early) */
+    int spill_error;  /* the spill file failed this response (errno): memory from then on */
+    wd_out_spill_failed_cb spill_failed; /* the producer's (NULL: none) */
+    void *spill_failed_data;
     uint64_t sndbuf_charged; /* budget the raise holds, until the response ends */
 };
 
@@ -165,8 +172,10 @@ void wd_out_reset(wd_out_t *out);
 size_t wd_out_trim(wd_out_t *out);
 void wd_out_close(wd_out_t *out);
 
-/* Producer side. Return 0, -EPIPE when the client is gone (stop producing, still call finish), or
- * -errno when spilling failed (a full disk: the response cannot be completed). */
+/* Producer side. Return 0, or -EPIPE when the client is gone (stop producing, still call
+ * finish). When the spill file fails (a full disk, no file descriptor left), the rest of the
+ * response waits in memory for the loop to send what is pending, as much as the memory limit at a
+ * time: the producer then waits on its client, but nothing is lost (spill_failed says so). */
 int wd_out_write(wd_out_t *out, const void *data, size_t len);
 /* lend (NULL: copy everything) runs beside iov: where lend[i].obj is set, piece i may be lent
  * (kept by reference, see wd_out_lend_t) instead of copied, when it is at least WD_OUT_LEND_MIN

@@ -11,7 +11,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <linux/sockios.h>
+#include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -80,6 +82,16 @@ static const out_case_t cases[] = {
      65536},
 };
 
+/* A spill file that cannot be made or written (a full TMPDIR): the rest goes to memory, a
+ * limit's worth at a time after what is pending is sent, and nothing is lost. The cases run
+ * with spill files that cannot be made, then with files that stop at 4000 bytes. */
+static const out_case_t spill_fail_cases[] = {
+    {"memory", 4096, 1 << 30, {1000, 300000, 10, 70000, 150000, 150000}, 0, 0, 0, 0},
+    {"backpressure", 1024, 8192, {5000, 5000, 5000, 5000}, 0, 0, 0, 0},
+    {"budget spent", 65536, 1 << 30, {300000, 300000, 10}, 2, 100000, 0, 0},
+    {"disk budget", 4096, 1 << 30, {3000, 300000, 3000}, 0, 0, 0, 65536},
+};
+
 typedef struct {
     wd_out_t out;
     const out_case_t *tc;
@@ -92,6 +104,7 @@ typedef struct {
     wd_out_budget_t budget;
     _Atomic int kept;     /* chunks the buffer kept by reference */
     _Atomic int released; /* ... and released */
+    int spill_failed;     /* spill_failed was called */
 } run_t;
 
 /* The lend callback: the chunk (obj, malloc'ed by the producer) is the buffer's until now. */
@@ -112,6 +125,15 @@ static void wake(wd_out_t *out, void *data, int how)
     (void)how; /* the test's consumer waits for every wake */
     if (write(r->efd, &one, sizeof one) < 0)
         abort();
+}
+
+static void spill_failed(wd_out_t *out, void *data, int err)
+{
+    run_t *r = data;
+
+    (void)out;
+    CHECK(err != 0, "%s: spill_failed without an error", r->tc->name);
+    r->spill_failed++;
 }
 
 static char pattern(size_t i)
@@ -173,7 +195,8 @@ static void *producer(void *arg)
     return NULL;
 }
 
-static void run_case(const out_case_t *tc, int abort_midway)
+/* spill_fails: 1, no spill file can be made; 2, spill files stop at 4000 bytes. */
+static void run_case(const out_case_t *tc, int abort_midway, int spill_fails)
 {
     run_t r = {.tc = tc};
     int sv[2];
@@ -188,7 +211,16 @@ static void run_case(const out_case_t *tc, int abort_midway)
             chunk = tc->chunks[i];
     r.efd = eventfd(0, EFD_NONBLOCK);
     socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv);
-    wd_out_init(&r.out, tc->mem_limit, tc->spill_limit, "/tmp", wake, &r);
+    wd_out_init(&r.out, tc->mem_limit, tc->spill_limit,
+                spill_fails == 1 ? "/nonexistent/wd-test-out" : "/tmp", wake, &r);
+    r.out.spill_failed = spill_failed;
+    r.out.spill_failed_data = &r;
+    if (spill_fails == 2) {
+        struct rlimit fsize = {4000, RLIM_INFINITY};
+
+        signal(SIGXFSZ, SIG_IGN); /* a write past it fails with EFBIG */
+        setrlimit(RLIMIT_FSIZE, &fsize);
+    }
     if (tc->budget || tc->disk) {
         r.budget = (wd_out_budget_t){&r.budget_used, tc->budget ? tc->budget : (uint64_t)1 << 40,
                                      tc->disk ? &r.disk_used : NULL, tc->disk};
@@ -252,6 +284,9 @@ static void run_case(const out_case_t *tc, int abort_midway)
     }
     pthread_join(t, NULL);
     CHECK(r.result == 0, "%s: producer error %d", tc->name, r.result);
+    CHECK(r.out.spill_error == 0 || spill_fails != 0, "%s: a spill failed", tc->name);
+    CHECK(r.spill_failed == (spill_fails != 0), "%s (spill fails %d): said %d times", tc->name,
+          spill_fails, r.spill_failed);
     CHECK(got_len == r.expect_len, "%s: got %zu bytes, expected %zu", tc->name, got_len,
           r.expect_len);
     for (size_t i = 0; i < got_len && i < r.expect_len; i++) {
@@ -263,6 +298,11 @@ static void run_case(const out_case_t *tc, int abort_midway)
     CHECK(r.out.pending == 0 && r.out.mem_bytes == 0, "%s: pending %llu mem %llu", tc->name,
           (unsigned long long)r.out.pending, (unsigned long long)r.out.mem_bytes);
 out:
+    if (spill_fails == 2) {
+        struct rlimit fsize = {RLIM_INFINITY, RLIM_INFINITY};
+
+        setrlimit(RLIMIT_FSIZE, &fsize);
+    }
     wd_out_close(&r.out);
     if (!abort_midway)
         CHECK(r.kept == tc->kept, "%s: %d chunks lent, not %d", tc->name, r.kept, tc->kept);
@@ -985,9 +1025,16 @@ int main(void)
     size_t n = sizeof cases / sizeof cases[0];
 
     for (size_t i = 0; i < n; i++) {
-        run_case(&cases[i], 0);
+        run_case(&cases[i], 0, 0);
         if (cases[i].mem_limit == 1024)
-            run_case(&cases[i], 1);
+            run_case(&cases[i], 1, 0);
+    }
+    for (size_t i = 0; i < sizeof spill_fail_cases / sizeof spill_fail_cases[0]; i++) {
+        for (int fails = 1; fails <= 2; fails++) {
+            run_case(&spill_fail_cases[i], 0, fails);
+            run_case(&spill_fail_cases[i], 1, fails);
+        }
+        n++;
     }
     test_lend_once();
     test_lend_same_object_under_backpressure();
