@@ -502,8 +502,8 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     drain_pipe(p);
     wd__m_close_pipe(p);
     /* What it wrote to its stdout and stderr as it died (a fatal error's dump) comes first. */
-    wd__m_output_detach(&p->out[0]);
-    wd__m_output_detach(&p->out[1]);
+    wd__m_output_detach(&p->out[0], sig != 0 || status != 0);
+    wd__m_output_detach(&p->out[1], sig != 0 || status != 0);
     s = p->s;
     was_ready = p->state == WD_PROC_READY;
     describe_exit(how, sizeof how, status, sig);

@@ -39,6 +39,11 @@
 #define OUTPUT_DRAIN_MAX (1u << 20)
 /* Readers left to children of dead workers at most; past it, the oldest is closed. */
 #define OUTPUT_ORPHANS_MAX 64
+/* The last lines the log's level left out (stderr's at level error), said at error if the worker
+ * dies by a signal or a failure: a fatal error's dump (a header, a line a thread's frame, up to
+ * 100 frames a thread) ends in them. Each kept to OUTPUT_HELD_LINE bytes. */
+#define OUTPUT_HELD 64
+#define OUTPUT_HELD_LINE 240
 
 struct wd_output {
     uv_pipe_t pipe;
@@ -48,13 +53,43 @@ struct wd_output {
     const char *stream;       /* "stdout", "stderr" */
     wd_log_level_t level;
     int closing;
+    int eof;                     /* every writer is gone; closed at its worker's detach */
     uint64_t second;             /* the second lines_in_second counts (uv_now / 1000) */
     unsigned lines_in_second;    /* ... */
     unsigned long long left_out; /* lines not logged since the last that was */
     char who[128];               /* "group site worker 1 (pid 4242)" */
     size_t len;
     char line[OUTPUT_PIECE];
+    char (*held)[OUTPUT_HELD_LINE]; /* a ring of OUTPUT_HELD, allocated at the first */
+    unsigned n_held;                /* lines put in it, the oldest overwritten */
 };
+
+/* A line the log's level leaves out, kept in the ring. */
+static void hold(wd_output_t *o, const char *text, size_t t)
+{
+    if (o->held == NULL)
+        o->held = xcalloc(OUTPUT_HELD, sizeof *o->held);
+    snprintf(o->held[o->n_held++ % OUTPUT_HELD], OUTPUT_HELD_LINE, "%.*s", (int)t, text);
+}
+
+/* The worker died: the lines held back, the oldest first, at error. */
+static void say_held(wd_output_t *o)
+{
+    unsigned first = o->n_held > OUTPUT_HELD ? o->n_held - OUTPUT_HELD : 0;
+
+    if (o->n_held == 0)
+        return;
+    if (first > 0)
+        wd_log_error("%s %s: the last %u lines it wrote, left out at this log level until its "
+                     "death (%u before them are not kept):",
+                     o->who, o->stream, o->n_held - first, first);
+    else
+        wd_log_error("%s %s: the %u lines it wrote, left out at this log level until its death:",
+                     o->who, o->stream, o->n_held);
+    for (unsigned i = first; i < o->n_held; i++)
+        wd_log_error("%s %s: %s", o->who, o->stream, o->held[i % OUTPUT_HELD]);
+    o->n_held = 0;
+}
 
 static void say(wd_output_t *o, const char *p, size_t n)
 {
@@ -82,6 +117,10 @@ static void say(wd_output_t *o, const char *p, size_t n)
             t += (size_t)snprintf(text + t, 5, "\\x%02X", c);
         else
             text[t++] = (char)c;
+    }
+    if (!wd_log_level_enabled(o->level)) {
+        hold(o, text, t);
+        return;
     }
     if (o->left_out > 0) {
         wd_log(o->level, "%s %s: [%llu more lines of it were left out] %.*s", o->who, o->stream,
@@ -115,7 +154,10 @@ static void take_lines(wd_output_t *o, int eof)
 
 static void close_cb(uv_handle_t *h)
 {
-    free(h->data);
+    wd_output_t *o = h->data;
+
+    free(o->held);
+    free(o);
 }
 
 static void output_close(wd_output_t *o)
@@ -153,7 +195,15 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         o->len += (size_t)n;
         take_lines(o, 0);
     } else if (n < 0) {
-        output_close(o); /* every writer is gone */
+        /* Every writer is gone. Its worker not reaped yet, the reader waits for it: whether the
+         * lines held back are said depends on how it died (wd__m_output_detach). */
+        if (o->ref != NULL) {
+            take_lines(o, 1);
+            uv_read_stop(st);
+            o->eof = 1;
+        } else {
+            output_close(o);
+        }
     }
 }
 
@@ -209,7 +259,7 @@ void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, i
     *ref = o;
 }
 
-void wd__m_output_detach(wd_output_t **ref)
+void wd__m_output_detach(wd_output_t **ref, int died)
 {
     wd_output_t *o = *ref, *last = NULL;
     int orphans = 0;
@@ -217,9 +267,14 @@ void wd__m_output_detach(wd_output_t **ref)
     if (o == NULL)
         return;
     wd__m_output_drain(o);
-    if (*ref != NULL) /* the drain has not closed it: it reads on, for a child still writing */
-        o->ref = NULL;
+    if (died)
+        say_held(o);
+    o->n_held = 0;
     *ref = NULL;
+    o->ref = NULL;
+    if (o->eof)
+        output_close(o);
+    /* Otherwise it reads on, for a child still writing. */
     /* Children that outlive their workers (a crash loop of an app that starts one) keep
      * readers: the oldest goes past OUTPUT_ORPHANS_MAX (the list is newest first). */
     for (wd_output_t *x = o->m->outputs; x != NULL; x = x->next) {

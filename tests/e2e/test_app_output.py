@@ -176,3 +176,44 @@ def test_what_the_worker_writes_to_its_descriptors_is_logged_as_its(wsgid, tmp):
     assert text.index("(pid %d) killed by signal 11" % pid) > dump
     assert re.search(r"\(pid %d\) stderr:   File \S+output\.py\", line \d+ in application"
                      % pid, text), text[dump:dump + 2000]
+
+
+def test_at_log_level_error_a_crash_still_shows_what_the_worker_wrote(wsgid, tmp):
+    """At log level error, the warn and info lines of a worker's fds 2 and 1 are left out while
+    it lives; when it dies by a signal their last ones come out at error, before the line of its
+    death, so a fatal error's dump is not lost. Before, it was, and only "killed by signal 11"
+    told of the crash."""
+    errlog = tmp / "error.log"
+    d = start(wsgid, tmp, errlog, level="error", wait=False)
+    d.expect_log(r"killed by signal 11|exited with status 1", r"Fatal Python error", r"stderr: ",
+                 r"stdout: ", r"left out at this log level")
+    wait_for(lambda: len(d.workers()) == 1, timeout=15, what="the worker")
+    wait_for(lambda: os.path.exists(tmp / "site.sock"), timeout=15, what="the socket")
+    pid = d.workers()[0]
+
+    def answered():
+        try:
+            return get(d, "/fds", timeout=5).status == 200
+        except OSError:
+            return False
+    wait_for(answered, timeout=15, what="the worker ready")
+    time.sleep(0.5)  # the subprocess's line comes through the master's loop
+    assert "FD2-SAYS" not in errlog.read_text()
+    with Conn(str(tmp / "site.sock")) as c:
+        c.send(http_request("GET", "/crash", {"Connection": "close"}))
+        c.read_until_close()
+    death = r"pid %d\) (killed by signal 11|exited with status 1)" % pid
+    wait_for(lambda: re.search(death, errlog.read_text()), timeout=10, what="the death")
+    text = errlog.read_text()
+    who = r"\[error\] master: group site worker 1 \(pid %d\) " % pid
+    said = re.search(who + r"stderr: the (\d+) lines it wrote, left out at this log level until "
+                     r"its death:$", text, re.M)
+    assert said, text
+    held = [x for x in text[said.end():].splitlines()[1:] if "stderr:" in x]
+    assert all(re.match(r"\S+ \S+ " + who + "stderr: ", x) for x in held), held
+    assert [x.split("stderr: ", 1)[1] for x in held[:3]] == \
+        ["FD2-SAYS a", "FD2-SAYS b", "SUBPROCESS-SAYS hi"], held[:5]
+    assert re.search(who + r"stdout: FD1-SAYS hello$", text, re.M), text
+    if "asan" not in str(WSGID_BIN):
+        assert any("Fatal Python error: Segmentation fault" in x for x in held), held
+    assert re.search(death, text).start() > said.start()
