@@ -121,6 +121,9 @@ struct wd_out {
                            the disk budget) */
     uint64_t spilled;   /* bytes spilled this response, in all its files */
     const char *tmpdir;
+    int spill_error; /* the spill file failed this response (errno): memory from then on */
+    wd_out_spill_failed_cb spill_failed; /* the producer's (NULL: none) */
+    void *spill_failed_data;
     uint64_t sent;          /* bytes written to the socket for this response */
     int finished;           /* the producer called wd_out_finish */
     int keep_alive;         /* its verdict: keep the connection for another request */
@@ -145,14 +148,11 @@ struct wd_out {
     wd_out_parked_cb parked;
     const wd_out_budget_t *budget; /* NULL: none */
     /* The loop's (or a thread's that holds the loop lock): the send buffer (WD_OUT_SNDBUF). */
-    int sndbuf_raise; /* the socket is a unix one: its buffer may be raised */
-    int sndbuf_base;  /* its own buffer, once read for this response (0: not yet) */
-    int sndbuf_up;    /* raised to this now (0: not raised) */
-    int sndbuf_done;  /* raised once this response, or it cannot be */
-    int file_error;   /* a file range could not be read (errno; EIO: it ended early) */
-    int spill_error;  /* the spill file failed this response (errno): memory from then on */
-    wd_out_spill_failed_cb spill_failed; /* the producer's (NULL: none) */
-    void *spill_failed_data;
+    int sndbuf_raise;        /* the socket is a unix one: its buffer may be raised */
+    int sndbuf_base;         /* its own buffer, once read for this response (0: not yet) */
+    int sndbuf_up;           /* raised to this now (0: not raised) */
+    int sndbuf_done;         /* raised once this response, or it cannot be */
+    int file_error;          /* a file range could not be read (errno; EIO: it ended early) */
     uint64_t sndbuf_charged; /* budget the raise holds, until the response ends */
 };
 
