@@ -162,8 +162,15 @@ static void print_status(json_t *st, const char *only)
             printf("  draining: not ready for load balancers, still serving; stops in %.0f s "
                    "(wsgictl undrain %s keeps it)\n",
                    json_real_value(json_object_get(g, "drain_left")), jstr(g, "name"));
-        if (json_is_string(json_object_get(g, "reload_error")))
-            printf("  reload failed (the old workers keep serving): %s\n", jstr(g, "reload_error"));
+        if (json_is_string(json_object_get(g, "reload_error"))) {
+            const char *op =
+                json_is_string(json_object_get(g, "failed_op")) ? jstr(g, "failed_op") : "reload";
+
+            printf("  %s failed (%s): %s\n", op,
+                   strcmp(op, "start") == 0 ? "the group stays stopped"
+                                            : "the old workers keep serving",
+                   jstr(g, "reload_error"));
+        }
         if (json_array_size(workers) == 0)
             continue;
         printf("  %4s %8s %-9s %9s %9s %6s %9s %8s %8s  %s\n", "SLOT", "PID", "STATE", "REQUESTS",

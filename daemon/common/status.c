@@ -207,6 +207,8 @@ static json_t *group_json(const wd_status_t *st, const wd_status_group_t *g)
     set(o, "restarts", jint(g->restarts));
     set(o, "requests", jint(t.requests));
     set(o, "reload_error", jstr(g->reload_error));
+    if (g->reload_error != NULL && g->failed_op != NULL)
+        set(o, "failed_op", jstr(g->failed_op));
     set(o, "stopped", json_boolean(g->stopped));
     set(o, "draining", json_boolean(g->draining));
     if (g->draining)

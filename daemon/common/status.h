@@ -31,9 +31,10 @@ typedef struct wd_status_group {
      * failed, as its worker said: the old workers are serving the old code. Cleared by the next
      * one that succeeds. */
     const char *reload_error;
-    int stopped;             /* wsgictl stop GROUP (or a drain that ended) */
-    int draining;            /* wsgictl drain: readiness fails, still serving */
-    double drain_left;       /* seconds until the drained group stops */
+    const char *failed_op; /* which reload_error is of: start, restart, reload, reload on change */
+    int stopped;           /* wsgictl stop GROUP (or a drain that ended) */
+    int draining;          /* wsgictl drain: readiness fails, still serving */
+    double drain_left;     /* seconds until the drained group stops */
     double ready_queue_wait; /* readiness-queue-wait: seconds, 0 = off (health.c) */
     /* Counters of the group's workers that have exited, so that totals never go backwards. */
     uint64_t past_requests;

@@ -65,6 +65,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
         groups[i].threads = g->conf->threads;
         groups[i].restarts = 0;
         groups[i].reload_error = g->reload_error[0] ? g->reload_error : NULL;
+        groups[i].failed_op = g->failed_op;
         groups[i].stopped = g->stopped;
         groups[i].ready_queue_wait = g->conf->ready_queue_wait;
         groups[i].draining = g->drain_until != 0;
@@ -216,29 +217,6 @@ static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group
 
 /* The group's workers finish what they are doing and exit; none is started again until
  * `wsgictl start`. Returns the pids stopped (a new JSON array). */
-static json_t *group_stop(wd_group_t *g, const char *why)
-{
-    json_t *pids = json_array();
-
-    g->stopped = 1;
-    g->drain_until = 0;
-    for (int k = 0; k < g->n_slots; k++) {
-        wd_slot_t *s = g->slots[k];
-
-        uv_timer_stop(&s->timer);
-        s->backing_off = 0;
-        if (s->cur != NULL) {
-            json_array_append_new(pids, json_integer(s->cur->pid));
-            wd__m_proc_drain(s->cur, why);
-        }
-        if (s->repl != NULL)
-            wd__m_proc_drain(s->repl, why);
-    }
-    wd_log_info("group %s stopped", g->name);
-    wd__m_listeners_refuse_if_stopped(g);
-    return pids;
-}
-
 static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
 {
     char err[256];
@@ -264,7 +242,7 @@ static void cmd_stop(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     wd_control_reply(
-        req, json_pack("{s:b,s:o}", "ok", 1, "stopped", group_stop(g, "stopped by wsgictl")));
+        req, json_pack("{s:b,s:o}", "ok", 1, "stopped", wd__m_group_stop(g, "stopped by wsgictl")));
 }
 
 /* wsgictl drain [GROUP]: readiness (GET /readyz) fails at once, so that load balancers and
@@ -325,7 +303,7 @@ void wd__m_drain_check(wd_master_t *m)
         wd_group_t *g = m->groups[i];
 
         if (g->drain_until != 0 && now >= g->drain_until && g->op == NULL)
-            json_decref(group_stop(g, "drained"));
+            json_decref(wd__m_group_stop(g, "drained"));
         running += !g->stopped;
     }
     if (m->drain_exit && running == 0 && !m->stopping) {

@@ -400,6 +400,29 @@ void wd__m_proc_kill_cb(uv_timer_t *t)
 
 /* Tells a worker to stop accepting, finish its requests and exit; SIGKILL after its group's
  * graceful-timeout + shutdown-timeout. It leaves its slot. */
+json_t *wd__m_group_stop(wd_group_t *g, const char *why)
+{
+    json_t *pids = json_array();
+
+    g->stopped = 1;
+    g->drain_until = 0;
+    for (int k = 0; k < g->n_slots; k++) {
+        wd_slot_t *s = g->slots[k];
+
+        uv_timer_stop(&s->timer);
+        s->backing_off = 0;
+        if (s->cur != NULL) {
+            json_array_append_new(pids, json_integer(s->cur->pid));
+            wd__m_proc_drain(s->cur, why);
+        }
+        if (s->repl != NULL)
+            wd__m_proc_drain(s->repl, why);
+    }
+    wd_log_info("group %s stopped", g->name);
+    wd__m_listeners_refuse_if_stopped(g);
+    return pids;
+}
+
 void wd__m_proc_drain(wd_proc_t *p, const char *why)
 {
     const wd_group_conf_t *conf = p->g->conf;

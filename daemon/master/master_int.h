@@ -148,8 +148,9 @@ struct wd_group {
     wd_op_t *op; /* the rolling operation in progress */
     wd_status_group_t totals;
     /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
-     * `wsgictl status` until one succeeds. */
+     * `wsgictl status` until one succeeds; and which it was ("start", "restart", "reload"). */
     char reload_error[512];
+    const char *failed_op;
 };
 
 typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;
@@ -223,6 +224,9 @@ void wd__m_listeners_resume(wd_group_t *g);
 void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
 void wd__m_proc_close_cb(uv_handle_t *h);
 void wd__m_proc_drain(wd_proc_t *p, const char *why);
+/* Stops g: every worker drains (why), its TCP listeners refuse connections once they are gone.
+ * Returns the pids stopped (a JSON array, new). */
+json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);
 void wd__m_proc_say(wd_proc_t *p, const char *line);
 void wd__m_record_release(wd_master_t *m, wd_proc_t *p);

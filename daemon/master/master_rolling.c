@@ -184,6 +184,12 @@ static void op_finish(wd_op_t *op, const char *err)
         json_array_append_new(op->batch->errors, e);
         free(msg);
         mark_roll_back(op);
+        /* A start (wsgictl start, a group a reload added) that failed leaves the group stopped,
+         * as it was: its slots started already drain, and its TCP listeners refuse connections
+         * once they are gone. It ran the slots before the failure and crash-looped the failing
+         * one, never filled those after it, and took no second `wsgictl start` (helper-62). */
+        if (op->kind == WD_OP_START && !m->stopping && !g->removed)
+            json_decref(wd__m_group_stop(g, "its start failed"));
         if (op->kind == WD_OP_CHANGE && strcmp(g->name, g->conf->name) != 0) {
             /* renamed (reload_renames): the name goes back with the config in force */
             wd_log_warn("group %s: back to the name %s, with the configuration in force", g->name,
@@ -225,21 +231,52 @@ void wd__m_op_abandon(wd_op_t *op)
     op_finish(op, msg);
 }
 
+/* What a failed operation was, for `wsgictl status` (wd_group_t.failed_op): a restart without a
+ * control request is reload-on-change's (master_autoreload.c). */
+static const char *op_name(const wd_op_t *op)
+{
+    if (op->kind == WD_OP_START)
+        return "start";
+    if (op->kind == WD_OP_RESTART)
+        return op->batch->req != NULL ? "restart" : "reload on change";
+    return "reload";
+}
+
+/* Whether the worker's failure left a Python traceback in the log: not when it was killed, exited
+ * without saying why, or was not ready in time. */
+static int has_traceback(const char *err)
+{
+    return strncmp(err, "killed by signal", 16) != 0 && strncmp(err, "exited with", 11) != 0 &&
+           strstr(err, "startup-timeout") == NULL;
+}
+
 static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)
 {
     wd_op_t *op = ctx;
     char *msg = NULL;
 
     if (!ok) {
+        const char *hint = has_traceback(err) ? " (see the error log for the traceback)" : "";
+
         wd_utf8_copy(s->g->reload_error, sizeof s->g->reload_error, err);
-        if (asprintf(&msg,
-                     "the replacement of worker %d (pid %d) failed: %s; the old workers keep "
-                     "serving%s (see the error log for the traceback)",
-                     s->slot, new_pid, err,
-                     op->kind == WD_OP_CHANGE && op->next > 0
-                         ? ", and those replaced already go back to the configuration in force"
-                         : "") < 0)
+        s->g->failed_op = op_name(op);
+        if (op->kind == WD_OP_START) {
+            if (asprintf(&msg,
+                         "worker %d (pid %d) could not start: %s; the group stays stopped "
+                         "(wsgictl start %s once it is fixed)%s",
+                         s->slot, new_pid, err, s->g->name, hint) < 0)
+                abort();
+        } else if (asprintf(&msg,
+                            "the replacement of worker %d (pid %d) failed: %s; the old workers "
+                            "keep serving%s%s",
+                            s->slot, new_pid, err,
+                            op->kind == WD_OP_CHANGE && op->next > 0
+                                ? ", and those replaced already go back to the configuration in "
+                                  "force"
+                                : "",
+                            hint) < 0) {
             abort();
+        }
         op_finish(op, msg);
         free(msg);
         return;
@@ -293,6 +330,7 @@ void wd__m_op_step(wd_op_t *op)
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
         wd_utf8_copy(g->reload_error, sizeof g->reload_error, s->last_error);
+        g->failed_op = op_name(op);
         op_finish(op, s->last_error);
     }
 }

@@ -4,6 +4,7 @@ import hashlib
 import http.client
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -264,7 +265,8 @@ def test_safe_restart_keeps_old_workers(wsgid, tmp):
     rc, out, err = ctl(d, "status")
     assert "no_such_module_here" in out
     # Shown for the group until a rolling restart succeeds (issue #13).
-    assert [x for x in out.splitlines() if x.startswith("  reload failed") and
+    assert [x for x in out.splitlines() if x.startswith("  restart failed (the old workers keep "
+                                                          "serving)") and
             "no_such_module_here" in x], out
     script.write_text(PID_APP)
     rc, out, err = ctl(d, "restart", "site")
@@ -272,6 +274,44 @@ def test_safe_restart_keeps_old_workers(wsgid, tmp):
     d.seen_workers.update(d.workers())
     rc, out, err = ctl(d, "status", "--json")
     assert json.loads(out)["groups"][0]["reload_error"] is None, out
+
+
+def test_a_start_that_fails_leaves_the_group_stopped(wsgid, tmp):
+    """wsgictl start of a stopped group whose app no longer imports says so and leaves the group
+    stopped: no worker crash-looping, its TCP listener refusing connections at once, status
+    saying why, and a second start (the app fixed) starting every worker. Before, the group was
+    left half started: the failing slot crash-looped, the second never ran, the listener took
+    connections that nobody answered, and `start` said it was running already (helper-62)."""
+    d, script = start(wsgid, tmp)
+    rc, out, err = ctl(d, "stop", "site")
+    assert rc == 0, err
+    wait_for(lambda: not d.workers(), timeout=20, what="workers stopped")
+    script.write_text("raise RuntimeError('cannot import now')\n" + PID_APP)
+    d.expect_log("cannot import now", "Traceback", "start failed", r"^\s", "RuntimeError",
+                 "cannot load", "pidapp.py", "exited with status 3", r"group site:\s",
+                 "could not start")
+    rc, out, err = ctl(d, "start", "site")
+    assert rc == 1, (out, err)
+    assert re.search(r"worker 1 \(pid \d+\) could not start: .*cannot import now; the group stays "
+                     r"stopped \(wsgictl start site once it is fixed\)", err), err
+    wait_for(lambda: not d.workers(), timeout=20, what="the started workers gone")
+    time.sleep(2.5)  # a crash loop would have respawned by now (1 s, then 2 s)
+    assert not d.workers(), "a worker of the stopped group runs"
+    assert "respawning" not in d.log()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(d.tcp, timeout=5).close()
+    st = json.loads(ctl(d, "status", "--json")[1])["groups"][0]
+    assert st["stopped"] and st["failed_op"] == "start" and "cannot import now" in st["reload_error"]
+    out = ctl(d, "status")[1]
+    assert [x for x in out.splitlines() if x.startswith("  start failed (the group stays stopped)")
+            and "cannot import now" in x], out
+    script.write_text(PID_APP)
+    rc, out, err = ctl(d, "start", "site")
+    assert rc == 0, (out, err)
+    new = d.workers()
+    d.seen_workers.update(new)
+    assert len(new) == 2 and get_pid(d.tcp) in new
+    assert json.loads(ctl(d, "status", "--json")[1])["groups"][0]["reload_error"] is None
 
 
 def test_reload_broken_then_new_group(wsgid, tmp):
@@ -296,6 +336,41 @@ def test_reload_broken_then_new_group(wsgid, tmp):
     assert get_pid(("127.0.0.1", port)) not in old
     assert set(d.workers()) > old
     d.seen_workers.update(d.workers())
+
+
+def test_a_group_a_reload_adds_that_cannot_start_stays_stopped(wsgid, tmp):
+    """A reload that adds a group whose app fails: the reload says so (exit 1), the group is
+    there but stopped, its port refuses connections, and `wsgictl start` runs it once fixed.
+    Before, the group ran a crash-looping slot and never its second, its port took connections
+    nobody answered, and the same reload again said "unchanged" (helper-62)."""
+    d, script = start(wsgid, tmp)
+    bad = tmp / "bad.py"
+    bad.write_text("raise RuntimeError('cannot import now')\n" + PID_APP)
+    port = free_port()
+    extra = make_config(tmp, {"site2": {"app": str(bad), "processes": 2,
+                                        "listen": ["127.0.0.1:%d" % port],
+                                        **({"user": "root"} if os.geteuid() == 0 else {})}})
+    d.conf_path.write_text(d.conf_path.read_text() +
+                           extra[extra.index("groups:\n") + len("groups:\n"):])
+    d.expect_log("cannot import now", "Traceback", "start failed", r"^\s", "RuntimeError",
+                 "cannot load", "bad.py", "exited with status 3", r"group site2:\s",
+                 "could not start")
+    old = set(d.workers())
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1, (out, err)
+    assert "group site2: worker 1" in err and "the group stays stopped" in err, err
+    wait_for(lambda: set(d.workers()) == old, timeout=20, what="site2's workers gone")
+    time.sleep(2.5)
+    assert set(d.workers()) == old and "respawning" not in d.log()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    groups = {g["name"]: g for g in json.loads(ctl(d, "status", "--json")[1])["groups"]}
+    assert groups["site2"]["stopped"] and groups["site2"]["failed_op"] == "start"
+    bad.write_text(PID_APP)
+    rc, out, err = ctl(d, "start", "site2")
+    assert rc == 0, (out, err)
+    d.seen_workers.update(d.workers())
+    assert get_pid(("127.0.0.1", port)) not in old
 
 
 def test_status_lists_every_worker(wsgid, tmp):

@@ -191,7 +191,8 @@ def test_syntax_error_keeps_the_old_code_until_fixed(wsgid, nginx, tmp):
         assert SYNTAX_AT_LINE_3.search(err), err
         rc, out, _ = ctl(d, "status")
         assert rc == 0
-        line = [x for x in out.splitlines() if "reload failed" in x]
+        line = [x for x in out.splitlines() if "reload on change failed (the old workers keep "
+                                                "serving)" in x]
         assert len(line) == 1 and SYNTAX_AT_LINE_3.search(line[0]), out
         d.wait_log(r"\[error\] master: reload on change of group site failed: .*app\.py")
         time.sleep(0.3)
@@ -204,7 +205,7 @@ def test_syntax_error_keeps_the_old_code_until_fixed(wsgid, nginx, tmp):
         assert took < 3, "old answers for %.2f s after the fix" % took
         wait_for(lambda: reload_error(d) is None, timeout=5, what="reload_error cleared")
         rc, out, _ = ctl(d, "status")
-        assert "reload failed" not in out, out
+        assert "failed" not in out, out
         d.seen_workers.update(d.workers())
     finally:
         load.stop()
