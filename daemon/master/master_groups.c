@@ -235,24 +235,27 @@ fail:
     return NULL;
 }
 
-/* A stopped group's TCP listeners refuse connections from the exit of its last worker until
- * `wsgictl start` (wd_listen_pause says why). Called when the group stops (it may have no worker
- * left: all backing off) and when one of its workers exits. */
+/* A stopped group's TCP listeners refuse connections (wd_listen_pause says why) from the moment
+ * none of its workers accepts any more (each says so once it took what waited: the worker's
+ * wd_accept_take_waiting), until `wsgictl start`. Called when the group stops (it may have no
+ * worker left: all backing off), when one of its workers says it stopped accepting, and when one
+ * exits. So do every group's while wsgid stops (SIGTERM, wsgictl stop): a proxy tries another
+ * server at once, where a connection queued meanwhile was reset at the exit. */
 void wd__m_listeners_refuse_if_stopped(wd_group_t *g)
 {
     size_t k, n = 0;
 
-    if (!g->stopped || g->removed || g->m->stopping)
+    if ((!g->stopped && !g->m->stopping) || g->removed)
         return;
     for (wd_proc_t *q = g->m->procs; q != NULL; q = q->next) {
-        if (q->g == g)
+        if (q->g == g && !q->unlistened)
             return;
     }
     for (k = 0; k < g->n_ls; k++) {
         if (!g->ls[k]->paused && wd_listen_pause(g->ls[k]) == 0 && g->ls[k]->paused)
             n++;
     }
-    if (n > 0)
+    if (n > 0 && !g->m->stopping)
         wd_log_info("group %s: stopped: its TCP listeners refuse connections until it starts",
                     g->name);
 }

@@ -83,6 +83,7 @@ struct wd_proc {
     uint64_t rss;
     uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
     int recycling;       /* a replacement was asked for */
+    int unlistened;      /* it said it accepts no more (its stop began) */
     int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
     int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;

@@ -197,6 +197,9 @@ static void on_line(wd_proc_t *p, char *line)
         if (m->starting && p->s != NULL && !p->s->ever_ready)
             wd__m_abort_start(m, p->g,
                               "the application could not be loaded (see the Python error above)");
+    } else if (strcmp(line, "unlistened") == 0) {
+        p->unlistened = 1;
+        wd__m_listeners_refuse_if_stopped(p->g);
     } else if (strncmp(line, "recycle", 7) == 0 && (line[7] == ' ' || line[7] == '\0')) {
         if (p->s != NULL && p->s->cur == p) {
             p->s->recycle_ask_pid = p->pid;

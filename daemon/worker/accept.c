@@ -9,6 +9,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -455,6 +456,12 @@ int wd_accept_init(wd_accept_t *a)
     a->fd_pause.data = a;
     uv_unref((uv_handle_t *)&a->fd_pause);
     return 0;
+}
+
+void wd_accept_take_waiting(wd_accept_t *a)
+{
+    for (size_t i = 0; i < a->n_listeners; i++)
+        accept_on(a, &a->listeners[i], INT_MAX, 1);
 }
 
 void wd_accept_stop(wd_accept_t *a)

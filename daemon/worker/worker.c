@@ -232,7 +232,9 @@ static void worker_stop(wd_worker_t *w, const char *why)
     wd_score_set(&w->score->ready, 0); /* not a worker to balance with (balance.h) */
     spare_close_all(w);
     wd_log_info("stopping (%s): finishing %zu requests", why, wd_handoff_in_flight(&w->handoff));
+    wd_accept_take_waiting(&w->accept);
     wd_accept_stop(&w->accept);
+    say_master("unlistened\n"); /* the master may shut a stopped group's listeners now */
     wd_conns_shutdown(&w->conns);
     if (grace > 0)
         uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);

@@ -5,6 +5,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -274,6 +275,66 @@ def test_safe_restart_keeps_old_workers(wsgid, tmp):
     d.seen_workers.update(d.workers())
     rc, out, err = ctl(d, "status", "--json")
     assert json.loads(out)["groups"][0]["reload_error"] is None, out
+
+
+SLOW_APP = '''import os, time
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(3)
+    body = ("%d\\n" % os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+@pytest.mark.parametrize("how", ["stop", "sigterm"])
+def test_a_stopping_group_refuses_new_connections_at_once(wsgid, tmp, how):
+    """While a stopped group (or wsgid itself) finishes a long request, a new connection to its
+    TCP listener is refused at once, or taken and answered: never queued and then reset after
+    its client sent the request (a 502 behind nginx, not retried for a POST). Before, the
+    listener took connections into its queue until the last worker exited, up to
+    graceful-timeout + shutdown-timeout later, and then reset them (helper-62)."""
+    script = tmp / "slow.py"
+    script.write_text(SLOW_APP)
+    extra = {"user": "root"} if os.geteuid() == 0 else {}
+    d = wsgid(str(script), processes=1, threads=2, top={"control": str(tmp / "ctl.sock")},
+              **extra)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    slow = Conn(d.tcp, timeout=10)
+    slow.send(http_request("POST", "/slow", {"Connection": "close", "Content-Length": "2"}) +
+              b"ab")
+    time.sleep(0.5)  # the long request runs
+    if how == "stop":
+        assert ctl(d, "stop", "site")[0] == 0
+    else:
+        d.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    outcomes = []
+    for _ in range(5):
+        try:
+            c = socket.create_connection(d.tcp, timeout=5)
+        except ConnectionRefusedError:
+            outcomes.append("refused")
+            continue
+        try:
+            c.sendall(http_request("POST", "/", {"Connection": "close", "Content-Length": "2"}) +
+                      b"ab")
+            data = b""
+            while True:
+                k = c.recv(65536)
+                if not k:
+                    break
+                data += k
+            outcomes.append(data.split(b"\r\n", 1)[0].decode() if data else "closed unanswered")
+        except ConnectionResetError:
+            outcomes.append("reset")
+        finally:
+            c.close()
+        time.sleep(0.1)
+    assert set(outcomes) <= {"refused", "HTTP/1.1 200 OK", "HTTP/1.1 503 Service Unavailable"}, \
+        outcomes
+    assert slow.response().status == 200  # the long one finishes
 
 
 def test_a_start_that_fails_leaves_the_group_stopped(wsgid, tmp):
