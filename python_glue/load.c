@@ -285,12 +285,30 @@ static int django_guard(PyObject *environ, const wd_py_mount_t *a, char **first,
     return 0;
 }
 
-/* A mount's env, in its interpreter's os.environ. */
+/* Puts name=value in os.environ's own mapping (environ._data, the encoded key and value), which
+ * each interpreter has a copy of, without os.environ.__setitem__'s putenv(): that would set it in
+ * the one environment of the process, where every interpreter's C libraries (libpq's PGHOST, the
+ * C library's TZ) and child processes read it, and the mount loaded last won for all (helper-63:
+ * one mount's psycopg2 connected to the database another mount was given). */
+static int environ_put(PyObject *environ, const char *name, PyObject *value)
+{
+    PyObject *data = PyObject_GetAttrString(environ, "_data");
+    PyObject *k = data != NULL ? PyObject_CallMethod(environ, "encodekey", "s", name) : NULL;
+    PyObject *v = k != NULL ? PyObject_CallMethod(environ, "encodevalue", "O", value) : NULL;
+    int rc = v != NULL ? PyObject_SetItem(data, k, v) : -1;
+
+    Py_XDECREF(v);
+    Py_XDECREF(k);
+    Py_XDECREF(data);
+    return rc;
+}
+
+/* A mount's env, in its interpreter's os.environ only (environ_put). */
 static int apply_env(PyObject *environ, const wd_mount_conf_t *m)
 {
     for (size_t i = 0; m != NULL && i < m->n_env; i++) {
         PyObject *v = PyUnicode_DecodeFSDefault(m->env[i].value);
-        int rc = v != NULL ? PyMapping_SetItemString(environ, m->env[i].name, v) : -1;
+        int rc = v != NULL ? environ_put(environ, m->env[i].name, v) : -1;
 
         Py_XDECREF(v);
         if (rc < 0)

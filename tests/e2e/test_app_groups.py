@@ -183,6 +183,10 @@ def test_module_globals_follow_application_groups(tmp, wsgid):
     assert len({a["interp"], c["interp"], r["interp"], g["interp"]}) == 4
     for x in (a, b, r, g):
         assert x["who"] is None, "env of /c leaked into another interpreter"
+    # ... nor into the process's one environment, where every interpreter's C libraries read
+    # (libpq's PGHOST): the group's env is there, a mount's in its os.environ only (helper-63).
+    for x in (a, b, c, r, g):
+        assert x["c_who"] is None, "env of /c in the process environment"
     # A module global set in one group is invisible in the others, in every thread.
     get_json(sock, "/g?set=from-g")
     seen = {get_json(sock, p)["value"] for p in ("/c", "/r") for _ in range(8)}

@@ -2,9 +2,11 @@
 
 GET ?set=X stores X in a module global (appgroups_state.value, one module per interpreter); any
 GET answers JSON: that global, the environ's application group, SCRIPT_NAME/PATH_INFO, the WHO
-environment variable (a mount's env), the working directory, sys.path's first entries and the interpreter's identity
+environment variable (a mount's env) in os.environ and in the process's environment (C's getenv,
+what libpq reads), the working directory, sys.path's first entries and the interpreter's identity
 (the id of its sys module). ?numpy=1 imports numpy and sums 0..9.
 """
+import ctypes
 import json
 import os
 import sys
@@ -12,6 +14,15 @@ import threading
 from urllib.parse import parse_qs
 
 import appgroups_state
+
+
+_libc_getenv = ctypes.CDLL(None).getenv
+_libc_getenv.restype = ctypes.c_char_p
+
+
+def _getenv(name):
+    v = _libc_getenv(name)
+    return v.decode() if v is not None else None
 
 
 def application(environ, start_response):
@@ -25,6 +36,7 @@ def application(environ, start_response):
         "script_name": environ["SCRIPT_NAME"],
         "path_info": environ["PATH_INFO"],
         "who": os.environ.get("WHO"),
+        "c_who": _getenv(b"WHO"),
         "cwd": os.getcwd(),
         "path": sys.path[:3],
         "interp": id(sys),
