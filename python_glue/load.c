@@ -380,10 +380,16 @@ int wd_py_load_app(char *err, size_t errlen)
     }
     django = xcalloc(wd__py.n_interps, sizeof *django);
 
-    for (size_t i = 0; i < wd__py.n_apps && rc == 0; i++) {
-        wd_py_mount_t *a = &wd__py.apps[i];
+    /* The main interpreter's apps first, then the others in file order: a C extension that loads
+     * into one interpreter per process (numpy, a Cython module) belongs to the main one, where
+     * the docs send such an app; imported first by a sub-interpreter's mount listed before, it
+     * refused the main interpreter ("Interpreter change detected", helper-63). */
+    for (size_t k = 0; k < 2 * wd__py.n_apps && rc == 0; k++) {
+        wd_py_mount_t *a = &wd__py.apps[k % wd__py.n_apps];
         uint64_t t0 = wd_now_ns();
 
+        if ((a->interp->index == 0) != (k < wd__py.n_apps))
+            continue;
         PyThreadState_Swap(a->interp->ts);
         rc = load_in_interp(a, a->conf ? (int)(a->conf - wd__py.group->mounts) + 1 : 0,
                             &django[a->interp->index], err, errlen);

@@ -269,17 +269,22 @@ def test_numpy_in_the_main_interpreter(tmp, wsgid):
 
 
 @needs_numpy
-def test_numpy_in_sub_interpreters(tmp, wsgid):
+@pytest.mark.parametrize("order", ["main first", "sub first"])
+def test_numpy_in_sub_interpreters(tmp, wsgid, order):
     """numpy's Cython modules load in one interpreter per process: in a sub-interpreter after the
     main one has it, the import fails; wsgid names the mount, the module and the fix, and exits
-    (no crash, no hang). Alone in one sub-interpreter it works."""
+    (no crash, no hang). The main interpreter's apps load first, whatever the file's order:
+    before, with the sub-interpreter's mount listed first, the main interpreter's failed, with
+    no hint (helper-63). Alone in one sub-interpreter it works."""
     script = tmp / "np_app.py"
     script.write_text("import numpy\n" + Path(app("appgroups")).read_text())
     shutil.copy(app("appgroups_state"), tmp / "appgroups_state.py")
+    mounts = [("/g", {"app": str(script)}),
+              ("/r", {"app": str(script), "application-group": "%{RESOURCE}"})]
+    if order == "sub first":
+        mounts.reverse()
     cfg = make_config(tmp, {"site": {"listen": "unix:" + str(tmp / "site.sock"), "threads": 2,
-                                     "mounts": {"/g": {"app": str(script)},
-                                                "/r": {"app": str(script),
-                                                       "application-group": "%{RESOURCE}"}}}})
+                                     "mounts": dict(mounts)}})
     t0 = time.monotonic()
     with pytest.raises(AssertionError):
         wsgid(config=cfg)
