@@ -11,9 +11,12 @@
  * holds the GIL (the one whose eval loop must see the request), then swaps to the state it wants.
  * The holder is read from the runtime's current thread state, which 3.11 keeps process-wide
  * (_PyThreadState_UncheckedGet), and mapped to an interpreter by pointer, among the thread states
- * this file was told about: a state it does not know (a thread the app started) is never
- * dereferenced, and the wait falls back to the caller's own interpreter. One interpreter: plain
- * PyEval_RestoreThread.
+ * this file was told about. A state it does not know is a thread the app started, which may end
+ * (and its state be freed) at any time: its interpreter is read with process_vm_readv, which
+ * fails rather than faults on memory gone, and counts only if it is one of the group's. Before,
+ * such a holder was never looked into, and a background thread of one interpreter doing 2 s of
+ * Python code held every other interpreter's requests for up to 2 s (helper-63). One
+ * interpreter: plain PyEval_RestoreThread.
  *
  * The app's own waits (the GIL taken back after a read, a sleep, a database call) go through
  * CPython's PyEval_RestoreThread and ask their own interpreter only: for them the nudger, a
@@ -29,6 +32,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 typedef struct known_ts {
@@ -88,6 +92,21 @@ static PyThreadState *current_holder(void)
 #endif
 }
 
+/* The interpreter of a thread state this file does not know (an app's thread), or -1: read
+ * without a dereference (see the top), and looked up among the group's interpreters. */
+static int unknown_interp(PyThreadState *h)
+{
+    PyInterpreterState *in = NULL;
+    struct iovec local = {&in, sizeof in}, remote = {&h->interp, sizeof in};
+
+    if (process_vm_readv(getpid(), &local, 1, &remote, 1, 0) != (ssize_t)sizeof in || in == NULL)
+        return -1;
+    for (size_t i = 0; i < wd__py.n_interps; i++)
+        if (wd__py.interps[i]->state == in)
+            return (int)i;
+    return -1;
+}
+
 /* The interpreter of the thread state holding the GIL now, or -1 (none, or one of no concern). */
 static int holder_interp(void)
 {
@@ -103,7 +122,7 @@ static int holder_interp(void)
         if (ts == h)
             return known[i].interp;
     }
-    return -1;
+    return unknown_interp(h);
 }
 
 void wd__py_gil_restore(PyThreadState *ts)

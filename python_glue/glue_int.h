@@ -22,6 +22,7 @@ typedef struct wd_py_interp {
     int index;                  /* in wd__py.interps: 0 is the main interpreter */
     char *name;                 /* wsgid.application_group: "" for %{GLOBAL} */
     PyThreadState *ts;          /* the main thread's state in it (kept to end it) */
+    PyInterpreterState *state;  /* ts's interpreter (gil.c looks an app thread's up by it) */
     PyObject *environ;          /* the environ template (strong) */
     PyObject *format_exception; /* traceback.format_exception, imported on first use */
     int format_tried;

@@ -206,6 +206,7 @@ static int subinterps_make(void)
         uint64_t t0 = wd_now_ns();
 
         in->ts = Py_NewInterpreter();
+        in->state = in->ts != NULL ? PyThreadState_GetInterpreter(in->ts) : NULL;
         if (in->ts == NULL) {
             PyThreadState_Swap(main_ts);
             wd_log_error("group %s: cannot create the sub-interpreter of application group "
@@ -282,6 +283,7 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
         return -1;
     }
     interp_add("")->ts = PyThreadState_Get(); /* the main interpreter */
+    wd__py.interps[0]->state = PyThreadState_GetInterpreter(wd__py.interps[0]->ts);
     if (wd__py_input_ready() < 0 || wd__py_respond_init() < 0 || wd__py_environ_keys_init() < 0 ||
         interp_ready(wd__py.interps[0]) < 0 || stacks_on_signal() < 0)
         goto fail;
