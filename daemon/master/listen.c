@@ -40,12 +40,21 @@ static void describe(const wd_listen_conf_t *conf, char *buf, size_t cap)
         snprintf(buf, cap, "%s", conf->spec);
 }
 
+static char last_error[768]; /* wd_listen_last_error */
+
 static void fail_msg(const wd_group_conf_t *group, const wd_listen_conf_t *conf, const char *what)
 {
     char addr[512];
 
     describe(conf, addr, sizeof addr);
-    wd_log_error("group %s: cannot listen on %s: %s", group->name, addr, what);
+    snprintf(last_error, sizeof last_error, "group %s: cannot listen on %s: %s", group->name, addr,
+             what);
+    wd_log_error("%s", last_error);
+}
+
+const char *wd_listen_last_error(void)
+{
+    return last_error;
 }
 
 /* A socket file is stale when nothing accepts on it any more: connect() is refused. A listener
@@ -437,6 +446,7 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
     int rc;
 
     memset(l, 0, sizeof *l);
+    last_error[0] = '\0';
     l->fd = -1;
     l->group = group;
     l->conf = conf;

@@ -54,6 +54,8 @@ int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_lis
  * shutdown; so is a socket passed by systemd, which outlives us: connections to it wait for the
  * next start. Both return 0 or -errno, having logged the error. */
 int wd_listen_pause(wd_listen_t *l);
+/* Why the last wd_listen_open that failed did ("" before any), as it logged it: for a reply. */
+const char *wd_listen_last_error(void);
 int wd_listen_resume(wd_listen_t *l);
 
 /* Closes the fd and removes the socket file if we created it and it is still ours. */

@@ -573,7 +573,8 @@ static int reload_renames(wd_master_t *m, const wd_config_t *conf, wd_group_t **
  * closes, when the group that has it ends its change: it failed with "Address already in use".
  * A stopped group's TCP listener (paused: wd_listen_pause) does not stand in the way: the bind
  * succeeds beside it, as before this check. */
-static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_conf_t *gc)
+static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_conf_t *gc, char *err,
+                    size_t cap)
 {
     for (size_t i = 0; i < m->n_groups; i++) {
         const wd_group_t *og = m->groups[i];
@@ -586,10 +587,10 @@ static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_co
 
                 if (!wd_config_listen_same(held, lc) || (og == g && wd__m_same_address(held, lc)))
                     continue;
-                wd_log_error("reload: group %s: %s cannot be bound while group %s listens on %s: "
-                             "move it in two reloads (first to an address no group has), or "
-                             "restart wsgid",
-                             gc->name, lc->spec, og->name, held->spec);
+                snprintf(err, cap,
+                         "group %s: %s cannot be bound while group %s listens on %s: move it in "
+                         "two reloads (first to an address no group has), or restart wsgid",
+                         gc->name, lc->spec, og->name, held->spec);
                 return 1;
             }
         }
@@ -598,9 +599,11 @@ static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_co
 }
 
 /* The listeners of every new or changed group (NULL for the others), all bound before anything
- * changes: NULL, with nothing kept, unless all of them can be had. */
+ * changes: NULL, with nothing kept and why in err, unless all of them can be had. The reason goes
+ * to wsgictl too: it said "a listener could not be bound (see above)", above it nothing
+ * (helper-62). */
 static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_config_t *conf,
-                                  wd_group_t **from)
+                                  wd_group_t **from, char *err, size_t cap)
 {
     wd_listen_t ***new_ls = xcalloc(conf->n_groups, sizeof *new_ls);
     wd_group_t *g;
@@ -611,10 +614,14 @@ static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_co
             continue;
         if (g == NULL)
             g = from[i];
-        if (held_now(m, g, &conf->groups[i]))
+        if (held_now(m, g, &conf->groups[i], err, cap)) {
             new_ls[i] = NULL;
-        else
+        } else {
             new_ls[i] = wd__m_listeners_open(&conf->groups[i], g ? g->ls : NULL, g ? g->n_ls : 0);
+            snprintf(err, cap, "%s",
+                     *wd_listen_last_error() ? wd_listen_last_error()
+                                             : "a listener could not be bound (see the log)");
+        }
         if (new_ls[i] != NULL)
             continue;
         reload_unbind(m, conf, new_ls, from, i);
@@ -784,9 +791,9 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         reload_refuse(req, err);
         goto fail;
     }
-    new_ls = reload_bind(m, oldc, conf, from);
+    new_ls = reload_bind(m, oldc, conf, from, err, sizeof err);
     if (new_ls == NULL) {
-        reload_refuse(req, "a listener could not be bound (see above)");
+        reload_refuse(req, err);
         goto fail;
     }
     gen = wd__m_gen_new(conf, 1, text, len);
