@@ -83,10 +83,14 @@ static void signal_cb(uv_signal_t *handle, int signum)
         wd_log_info("received SIGHUP: reloading the configuration");
         wd__m_reload(m, NULL);
         break;
-    case SIGUSR1:
+    case SIGUSR1: {
+        char err[1024];
+
         wd_log_info("received SIGUSR1: reopening the log files");
-        wd__m_reopen_logs(m);
+        if (wd__m_reopen_logs(m, err, sizeof err) < 0)
+            wd_log_error("reopening the logs: %s", err);
         break;
+    }
     }
 }
 

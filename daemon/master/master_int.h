@@ -280,7 +280,9 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 /* master_commands.c */
 uint64_t wd__m_read_rss(int pid);
 void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
-void wd__m_reopen_logs(wd_master_t *m);
+/* Reopens the master's logs and has every worker reopen its own: 0, or -1 with why in err (a log
+ * that the master, or its workers, cannot open now; those stay where they were). */
+int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
 
 /* master_output.c: a pipe for a worker's stdout or stderr, whose lines go to the error log at
  * level; returns the worker's end, or -errno. Attached to its worker (*ref, which it NULLs when

@@ -595,3 +595,26 @@ def test_clients_going_away_are_not_a_log_flood(wsgid):
     n, counted = wait_for(accounted, 5, what="81 resets, each a line or counted in one")
     assert counted > 0 and n + counted == 81, (n, counted)
     assert request(d.tcp).status == 200
+
+
+def test_wsgictl_reopen_logs_says_what_it_could_not_open(wsgid, tmp):
+    """A log rotated away with a directory left at its path: reopen-logs exits 1 and names the
+    file and the error, and the workers keep writing where they were. It said "done" and exited
+    0, while the workers wrote on into the rotated file, which logrotate compresses or deletes
+    (helper-62)."""
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, access=log, control=True)
+    assert request(d.tcp, path="/mark?name=before").status == 200
+    wait_for(lambda: find_access(log, "/mark?name=before"), timeout=3, what="the first line")
+    os.rename(log, log.with_name("access.log.1"))
+    log.mkdir()
+    d.expect_log("cannot open the access log", "stays where it was", "reopening the logs")
+    r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "reopen-logs"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "cannot open the access log %s: Is a directory" % log in r.stderr, r.stderr
+    assert "stay where they were" in r.stderr, r.stderr
+    log.rmdir()
+    r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "reopen-logs"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, (r.stdout, r.stderr)
