@@ -19,8 +19,9 @@ extern const wd_app_ops_t wd_py_app;
 
 /* Initialises the main interpreter for this group in the calling (main) thread: python-home,
  * python-path, chdir and env are applied before any import. Returns 0, or -1 with the reason
- * logged. */
-int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
+ * logged and a one-line summary of it in err. */
+int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot, char *err,
+               size_t errlen);
 
 /* Makes the sub-interpreters the group's application groups ask for, then imports each app
  * (script file or "module:callable": the group's own and its mounts') in its interpreter and

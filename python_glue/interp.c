@@ -229,7 +229,8 @@ static int subinterps_make(void)
     return 0;
 }
 
-int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
+int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot, char *err,
+               size_t errlen)
 {
     PyConfig config;
     PyStatus status;
@@ -239,9 +240,12 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
     wd__py.group = group;
     for (size_t i = 0; i < group->n_env; i++)
         setenv(group->env[i].name, group->env[i].value, 1);
+    /* The master says err where the operator looks (wsgictl, status): the cause, not only
+     * that the interpreter could not be initialised (helper-62). */
     if (group->chdir != NULL && chdir(group->chdir) < 0) {
-        wd_log_error("group %s: cannot chdir to %s: %s", group->name, group->chdir,
-                     strerror(errno));
+        snprintf(err, errlen, "group %s: cannot chdir to %s: %s", group->name, group->chdir,
+                 strerror(errno));
+        wd_log_error("%s", err);
         return -1;
     }
     wd__py.cwd = getcwd(NULL, 0);
@@ -260,8 +264,9 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
         PyPreConfig_InitPythonConfig(&pre);
         status = Py_PreInitialize(&pre);
         if (PyStatus_Exception(status)) {
-            wd_log_error("group %s: cannot pre-initialise Python: %s", group->name,
-                         status.err_msg ? status.err_msg : "unknown error");
+            snprintf(err, errlen, "group %s: cannot pre-initialise Python: %s", group->name,
+                     status.err_msg ? status.err_msg : "unknown error");
+            wd_log_error("%s", err);
             return -1;
         }
         wd__py_bigmem_install();
@@ -276,10 +281,11 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
         status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status)) {
-        wd_log_error("group %s: cannot initialise Python%s%s: %s", group->name,
-                     group->python_home ? " with python-home " : "",
-                     group->python_home ? group->python_home : "",
-                     status.err_msg ? status.err_msg : "unknown error");
+        snprintf(err, errlen, "group %s: cannot initialise Python%s%s: %s", group->name,
+                 group->python_home ? " with python-home " : "",
+                 group->python_home ? group->python_home : "",
+                 status.err_msg ? status.err_msg : "unknown error");
+        wd_log_error("%s", err);
         return -1;
     }
     interp_add("")->ts = PyThreadState_Get(); /* the main interpreter */
@@ -292,7 +298,8 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot)
     return 0;
 fail:
     wd__py_log_exception("", NULL, 0);
-    wd_log_error("group %s: cannot set up the Python interpreter", group->name);
+    snprintf(err, errlen, "group %s: cannot set up the Python interpreter", group->name);
+    wd_log_error("%s", err);
     return -1;
 }
 

@@ -255,7 +255,7 @@ static int key_python_home(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, con
 
 static int key_chdir(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)
 {
-    return wd__cfg_get_path(ld, n, key, &g->chdir);
+    return wd__cfg_get_dir(ld, n, key, &g->chdir);
 }
 
 static int key_access_log_format(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key)

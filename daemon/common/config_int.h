@@ -55,6 +55,7 @@ size_t wd__cfg_edit_distance(const char *a, const char *b);
 char *wd__cfg_path_resolve(const char *dir, const char *p);
 int wd__cfg_set_file_path(wd_config_t *conf, const char *path);
 int wd__cfg_get_path(loader_t *ld, yaml_node_t *n, const char *key, char **out);
+int wd__cfg_get_dir(loader_t *ld, yaml_node_t *n, const char *key, char **out);
 int wd__cfg_get_string(loader_t *ld, yaml_node_t *n, const char *key, char **out);
 int wd__cfg_parse_uint(const char *s, const char **end, uint64_t *out);
 int wd__cfg_get_count(loader_t *ld, yaml_node_t *n, const char *key, uint64_t min, uint64_t max,

@@ -101,7 +101,7 @@ static int mount_key(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_nod
     if (strcmp(name, "env") == 0)
         return wd__cfg_env_map(ld, vn, sub, &m->env, &m->n_env);
     if (strcmp(name, "chdir") == 0)
-        return wd__cfg_get_path(ld, vn, sub, &m->chdir);
+        return wd__cfg_get_dir(ld, vn, sub, &m->chdir);
     return wd__cfg_unknown_key(ld, kn, key, name, mount_key_name, N_MOUNT_KEYS);
 }
 

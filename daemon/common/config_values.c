@@ -264,6 +264,26 @@ int wd__cfg_get_path(loader_t *ld, yaml_node_t *n, const char *key, char **out)
     return 0;
 }
 
+/* A directory the workers chdir to: refused here when it is none, as a missing app script is,
+ * rather than by a worker that then fails to start (helper-62). Whether the workers' user may
+ * enter it is theirs to find out, as for the script. */
+int wd__cfg_get_dir(loader_t *ld, yaml_node_t *n, const char *key, char **out)
+{
+    struct stat st;
+
+    if (wd__cfg_get_path(ld, n, key, out) < 0)
+        return -1;
+    if (ld->flags & WD_CONFIG_NO_FILE_CHECKS)
+        return 0;
+    if (stat(*out, &st) < 0)
+        return fail(ld, n, key, "%s %s: give an existing directory",
+                    errno == ENOENT || errno == ENOTDIR ? "no such directory" : strerror(errno),
+                    *out);
+    if (!S_ISDIR(st.st_mode))
+        return fail(ld, n, key, "%s is not a directory: give the directory to work in", *out);
+    return 0;
+}
+
 int wd__cfg_get_string(loader_t *ld, yaml_node_t *n, const char *key, char **out)
 {
     const char *v = wd__cfg_scalar(ld, n, key);

@@ -243,11 +243,14 @@ static const char *op_name(const wd_op_t *op)
 }
 
 /* Whether the worker's failure left a Python traceback in the log: not when it was killed, exited
- * without saying why, or was not ready in time. */
+ * without saying why, was not ready in time, or could not chdir or start Python (wd_py_init and a
+ * mount's chdir say so in err, before any Python code runs). */
 static int has_traceback(const char *err)
 {
     return strncmp(err, "killed by signal", 16) != 0 && strncmp(err, "exited with", 11) != 0 &&
-           strstr(err, "startup-timeout") == NULL;
+           strstr(err, "startup-timeout") == NULL && strstr(err, ": cannot chdir to ") == NULL &&
+           strstr(err, ": cannot pre-initialise Python") == NULL &&
+           strstr(err, ": cannot initialise Python") == NULL;
 }
 
 static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid)

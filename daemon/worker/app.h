@@ -15,8 +15,10 @@
 #include <stddef.h>
 
 typedef struct wd_app_ops {
-    /* Sets the runtime up for this group and slot; 0, or -1 with the reason logged. */
-    int (*init)(const wd_config_t *conf, const wd_group_conf_t *group, int slot);
+    /* Sets the runtime up for this group and slot; 0, or -1 with the reason logged and a
+     * one-line summary in err (for the master: wsgictl and status show it). */
+    int (*init)(const wd_config_t *conf, const wd_group_conf_t *group, int slot, char *err,
+                size_t errlen);
     /* Loads the application; 0, or -1 with a one-line summary in err. */
     int (*load)(char *err, size_t errlen);
     /* Starts the threads that take requests from h; each publishes the request it runs in

@@ -500,8 +500,9 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     wd_log_open(w->conf.log_file, w->group->access_log ? w->group->access_log : w->conf.access_log);
     w->tmpdir = tmp && *tmp ? tmp : "/tmp";
 
-    if (app->init(&w->conf, w->group, w->slot) < 0) {
-        say_master("failed the Python interpreter could not be initialised\n");
+    if (app->init(&w->conf, w->group, w->slot, err, sizeof err) < 0) {
+        snprintf(line, sizeof line, "failed %s\n", err);
+        say_master(line);
         return WD_WORKER_EXIT_APP;
     }
     if (app->load(err, sizeof err) < 0) {

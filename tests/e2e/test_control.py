@@ -337,6 +337,40 @@ def test_a_stopping_group_refuses_new_connections_at_once(wsgid, tmp, how):
     assert slow.response().status == 200  # the long one finishes
 
 
+def test_a_missing_chdir_is_named_where_the_operator_looks(wsgid, tmp):
+    """A chdir that is no directory is refused by the reload's check with file:line:col, as a
+    missing app script is; one removed under a running group makes its restart fail naming
+    the directory in wsgictl and status, not "the Python interpreter could not be initialised
+    ... (see the error log for the traceback)" with the cause in a worker's log line only
+    (helper-62)."""
+    (tmp / "cdir").mkdir()
+    d, script = start(wsgid, tmp, chdir=str(tmp / "cdir"))
+    good = d.conf_path.read_text()
+    d.conf_path.write_text(good.replace(str(tmp / "cdir"), str(tmp / "nowhere")))
+    d.expect_log("reload refused", "reload failed", "no such directory", "cannot chdir",
+                 "restart failed", "exited with status 3")
+    rc, out, err = ctl(d, "reload")
+    assert rc == 1, (out, err)
+    assert re.search(r"%s:\d+:\d+: groups\.site\.chdir: no such directory %s/nowhere: give an "
+                     r"existing directory" % (re.escape(str(d.conf_path)), re.escape(str(tmp))),
+                     err), err
+    d.conf_path.write_text(good)
+    old = set(d.workers())
+    (tmp / "cdir").rmdir()
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 1, (out, err)
+    cause = "group site: cannot chdir to %s/cdir: No such file or directory" % tmp
+    assert cause in err and "keep serving" in err, err
+    assert "could not be initialised" not in err and "traceback" not in err, err
+    assert set(d.workers()) == old
+    st = json.loads(ctl(d, "status", "--json")[1])["groups"][0]
+    assert cause in st["reload_error"], st
+    (tmp / "cdir").mkdir()
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    d.seen_workers.update(d.workers())
+
+
 def test_a_start_that_fails_leaves_the_group_stopped(wsgid, tmp):
     """wsgictl start of a stopped group whose app no longer imports says so and leaves the group
     stopped: no worker crash-looping, its TCP listener refusing connections at once, status

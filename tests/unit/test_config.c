@@ -374,6 +374,19 @@ static const config_case_t cases[] = {
     {"groups:\n  a:\n    app: site.wsgi\n    listen: :1\n", NULL},
     {"groups:\n  a:\n    app: ./no.wsgi\n    listen: :1\n", "groups.a.app: no such file"},
     {"groups:\n  a:\n    app: examples/hello/app.py\n    listen: :1\n", NULL},
+
+    /* chdir: a directory that is there (helper-62: a missing one passed, and the worker failed). */
+    {G "    chdir: examples/hello\n", NULL},
+    {G "    chdir: nowhere\n", "5:12: groups.a.chdir: no such directory /"},
+    {G "    chdir: examples/hello/nowhere\n",
+     "/examples/hello/nowhere: give an existing directory"},
+    {G "    chdir: app.py/x\n", "5:12: groups.a.chdir: no such directory /"},
+    {G "    chdir: app.py\n", "5:12: groups.a.chdir: /"},
+    {G "    chdir: app.py\n", "/app.py is not a directory: give the directory to work in"},
+    {G "    mounts: {/b: {app: app.py, chdir: examples}}\n", NULL},
+    {G "    mounts: {/b: {app: app.py, chdir: nowhere}}\n",
+     "5:39: groups.a.mounts./b.chdir: no such directory /"},
+    {G "    mounts: {/b: {app: app.py, chdir: site.wsgi}}\n", "5:39: groups.a.mounts./b.chdir: /"},
 };
 
 static void test_table(void)
@@ -566,7 +579,7 @@ static const char full[] =
     "    socket-group: adm\n"
     "    python-path: [lib, /abs/lib/]\n"
     "    python-home: ./venv\n"
-    "    chdir: /srv/site1\n"
+    "    chdir: /tmp\n"
     "    env: {DJANGO_SETTINGS_MODULE: mysite.settings, WORKERS: 4, EMPTY: \"\"}\n"
     "    user: www-data\n"
     "    group: www-data\n"
@@ -893,8 +906,7 @@ static void test_full(void)
     CHECK(g->n_python_path == 2 && path_is(g->python_path[0], "configs/lib") &&
               strcmp(g->python_path[1], "/abs/lib") == 0,
           "python-path");
-    CHECK(path_is(g->python_home, "configs/venv") && strcmp(g->chdir, "/srv/site1") == 0,
-          "home, chdir");
+    CHECK(path_is(g->python_home, "configs/venv") && strcmp(g->chdir, "/tmp") == 0, "home, chdir");
     CHECK(g->n_env == 3 && strcmp(g->env[0].name, "DJANGO_SETTINGS_MODULE") == 0 &&
               strcmp(g->env[0].value, "mysite.settings") == 0 &&
               strcmp(g->env[1].value, "4") == 0 && strcmp(g->env[2].value, "") == 0,
@@ -939,7 +951,7 @@ static void test_mount_values(void)
         "    application-group: shared\n"
         "    mounts:\n"
         "      /p1: {app: app.py, application-group: '%{RESOURCE}', python-path: [one, /x],\n"
-        "            env: {K: v}, chdir: one}\n"
+        "            env: {K: v}, chdir: examples}\n"
         "      /p2: 'pkg.m:app'\n";
     char err[512];
     wd_config_t conf;
@@ -962,7 +974,7 @@ static void test_mount_values(void)
     CHECK(m->n_python_path == 2 && path_is(m->python_path[0], "configs/one") &&
               strcmp(m->python_path[1], "/x") == 0 && m->n_env == 1 &&
               strcmp(m->env[0].name, "K") == 0 && strcmp(m->env[0].value, "v") == 0 &&
-              path_is(m->chdir, "configs/one") && m->line == 5,
+              path_is(m->chdir, "configs/examples") && m->line == 5,
           "mount /p1");
     CHECK(strcmp(g->mounts[1].callable, "app") == 0 && g->mounts[1].python_path == NULL,
           "mount /p2");

@@ -726,7 +726,7 @@ static int test_venv(wd_config_t *conf, wd_group_conf_t *group)
     fputs("VALUE = 'in-venv'\n", f);
     fclose(f);
     group->python_home = dir;
-    if (wd_py_init(conf, group, 1) < 0 || wd_py_load_app(err, sizeof err) < 0)
+    if (wd_py_init(conf, group, 1, err, sizeof err) < 0 || wd_py_load_app(err, sizeof err) < 0)
         return 1;
     if (start_pool() < 0)
         return 1;
@@ -787,7 +787,7 @@ int main(int argc, char **argv)
         return rc;
     }
 
-    if (wd_py_init(&conf, &group, 1) < 0) {
+    if (wd_py_init(&conf, &group, 1, err, sizeof err) < 0) {
         fprintf(stderr, "cannot start Python (log in %s)\n", log_path);
         return 1;
     }
