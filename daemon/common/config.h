@@ -61,7 +61,8 @@ typedef struct wd_mount_conf {
     wd_env_conf_t *env; /* set in this app's interpreter (os.environ) before it is imported */
     size_t n_env;
     char *chdir; /* absolute, NULL = not set: the working directory of its import and requests */
-    int line;    /* where the mount is defined, for messages */
+    int line, column;                     /* where the mount is defined, for messages */
+    int app_group_line, app_group_column; /* where its application-group is given */
 } wd_mount_conf_t;
 
 typedef struct wd_group_conf {

@@ -740,7 +740,9 @@ static int check_group(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, yaml_n
                     "a PROXY header is believed only from trusted peers: list the load "
                     "balancers in trusted-proxies (e.g. [10.0.0.0/8] or [unix])");
     }
-    if (wd__cfg_check_app_groups(ld, g, gkey) < 0)
+    if (wd__cfg_check_app_names(ld, g, seen[key_index("app")], seen[key_index("application-group")],
+                                gkey) < 0 ||
+        wd__cfg_check_app_groups(ld, g, gkey) < 0)
         return -1;
     n = seen[key_index("callable")];
     if (n != NULL) {

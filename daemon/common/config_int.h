@@ -101,6 +101,11 @@ int wd__cfg_unknown_key(loader_t *ld, yaml_node_t *kn, const char *parent, const
 int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const char *key);
 int wd__cfg_app_group(loader_t *ld, yaml_node_t *n, const char *key, char **out);
 int wd__cfg_check_app_groups(loader_t *ld, const wd_group_conf_t *g, const char *gkey);
+/* That each app of g has one place and one interpreter of its own name: no mount at / beside
+ * the group's app (app_node), no application-group name (ag_node: the group's) that is a
+ * %{RESOURCE} interpreter's. */
+int wd__cfg_check_app_names(loader_t *ld, const wd_group_conf_t *g, const yaml_node_t *app_node,
+                            const yaml_node_t *ag_node, const char *gkey);
 
 /* config_reload.c: `reload-on-change:` and `watch:`; the check of both once the group is read
  * (on, wn: their nodes, NULL when absent). */

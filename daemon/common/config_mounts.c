@@ -94,8 +94,11 @@ static int mount_key(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_nod
         m->callable = c;
         return 0;
     }
-    if (strcmp(name, "application-group") == 0)
+    if (strcmp(name, "application-group") == 0) {
+        m->app_group_line = (int)vn->start_mark.line + 1;
+        m->app_group_column = (int)vn->start_mark.column + 1;
         return wd__cfg_app_group(ld, vn, sub, &m->application_group);
+    }
     if (strcmp(name, "python-path") == 0)
         return wd__cfg_path_list(ld, vn, sub, &m->python_path, &m->n_python_path);
     if (strcmp(name, "env") == 0)
@@ -178,6 +181,7 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
         }
         m = &g->mounts[g->n_mounts++];
         m->line = (int)kn->start_mark.line + 1;
+        m->column = (int)kn->start_mark.column + 1;
         for (len = strlen(prefix); len > 1 && prefix[len - 1] == '/'; len--)
             ;
         m->prefix = xstrndup(prefix, len);
@@ -190,6 +194,72 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
             m->callable = xstrdup("application");
     }
     wd__cfg_strset_free(&prefixes);
+    return rc;
+}
+
+/* The interpreter of a %{RESOURCE} app is its own, named by its mount point ("/" for the group's
+ * app) in wsgid.application_group and the log. A named application group of that name joined it
+ * (helper-63): /b with application-group "/a" ran in /a's own interpreter, and /a saw /b's env,
+ * which the env check below, skipping %{RESOURCE} apps, did not compare. It is refused rather
+ * than given an interpreter of its own: the two would then have one name in environ and in the
+ * log, and whoever wrote "/a" most likely meant /a's interpreter, which no other app joins.
+ *
+ * The group's app is the app at / (it serves what no mount matches): a mount at / beside it
+ * took every request, and the group's app was never reached, silently (helper-63). */
+int wd__cfg_check_app_names(loader_t *ld, const wd_group_conf_t *g, const yaml_node_t *app_node,
+                            const yaml_node_t *ag_node, const char *gkey)
+{
+    char key[WD_KEY_MAX];
+    wd__cfg_strset_t own = {0};
+    int rc = 0;
+
+    for (long a = -1; a < (long)g->n_mounts; a++) {
+        const wd_mount_conf_t *m = a < 0 ? NULL : &g->mounts[a];
+
+        if (m != NULL && g->app != NULL && strcmp(m->prefix, "/") == 0) {
+            snprintf(key, sizeof key, "%s.mounts./", gkey);
+            wd__cfg_fail_at(ld, (size_t)m->line, (size_t)m->column, key,
+                            "the group's app (line %zu) is the app at / already (it serves what "
+                            "no mount matches): a mount at / would take every request from it. "
+                            "Serve one app at /: remove the group's app, or mount this one under "
+                            "another prefix",
+                            app_node->start_mark.line + 1);
+            rc = -1;
+            goto done;
+        }
+        if ((m != NULL || g->app != NULL) &&
+            strcmp(wd_app_group_of(g, m), WD_APP_GROUP_RESOURCE) == 0)
+            wd__cfg_strset_add(&own, m != NULL ? m->prefix : "/", (size_t)(a + 1));
+    }
+    for (long a = -1; a < (long)g->n_mounts && own.root != NULL; a++) {
+        const wd_mount_conf_t *m = a < 0 ? NULL : &g->mounts[a];
+        const char *ag = wd_app_group_of(g, m);
+        long owner;
+
+        if ((m == NULL && g->app == NULL) || strcmp(ag, WD_APP_GROUP_GLOBAL) == 0 ||
+            strcmp(ag, WD_APP_GROUP_RESOURCE) == 0 || (owner = wd__cfg_strset_find(&own, ag)) < 0)
+            continue;
+        if (m != NULL && m->application_group != NULL) {
+            snprintf(key, sizeof key, "%s.mounts.%s.application-group", gkey, m->prefix);
+            wd__cfg_fail_at(ld, (size_t)m->app_group_line, (size_t)m->app_group_column, key,
+                            "\"%s\" is the name of %s%s's own interpreter (application-group: "
+                            "\"%s\"), which no other app joins: give the apps that are to share "
+                            "an interpreter one name of your own, or choose another name",
+                            ag, owner > 0 ? "mount " : "", owner > 0 ? ag : "the group's app",
+                            WD_APP_GROUP_RESOURCE);
+        } else {
+            snprintf(key, sizeof key, "%s.application-group", gkey);
+            wd__cfg_fail_at(ld, ag_node->start_mark.line + 1, ag_node->start_mark.column + 1, key,
+                            "\"%s\" is the name of mount %s's own interpreter (application-group: "
+                            "\"%s\"), which no other app joins: give the apps that are to share "
+                            "an interpreter one name of your own, or choose another name",
+                            ag, ag, WD_APP_GROUP_RESOURCE);
+        }
+        rc = -1;
+        break;
+    }
+done:
+    wd__cfg_strset_free(&own);
     return rc;
 }
 

@@ -17,6 +17,7 @@ import requests
 
 from helpers.clients import Conn, http_request, request
 from helpers.config import REPO, app, make_config
+from helpers.daemon import WSGID_BIN
 from helpers import haproxy as haproxy_conf
 from helpers.nginx import proxy_location
 from helpers.procs import cmdline, free_port
@@ -254,6 +255,45 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
         assert r.status == 200, (front, r.status, r.body)
         out = json.loads(r.body)
         assert (out["group"], out["path_info"]) == ("cafe", "/x"), (front, out)
+
+
+def check(path):
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(path)], capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_check_refuses_an_app_with_no_place_or_interpreter_of_its_own(tmp):
+    """wsgid --check refuses, naming file:line:col: a named application group that is a
+    %{RESOURCE} interpreter's name (it joined /a's own interpreter, and /a saw /b's X=2), and a
+    mount at / beside the group's own app (every path went to the mount; the group's app, which
+    the log said was served, was never reached, and both interpreters were labelled "/")
+    (helper-63)."""
+    script = app("appgroups")
+    cases = [
+        ({"/a": {"app": script, "application-group": "%{RESOURCE}", "env": {"X": "1"}},
+          "/b": {"app": script, "application-group": "/a", "env": {"X": "2"}}}, {},
+         r":\d+:\d+: groups\.site\.mounts\./b\.application-group: \"/a\" is the name of mount "
+         r"/a's own interpreter \(application-group: \"%\{RESOURCE\}\"\), which no other app "
+         r"joins"),
+        ({"/": {"app": script, "application-group": "%{RESOURCE}"},
+          "/x": {"app": script}}, {"app": script, "application-group": "%{RESOURCE}"},
+         r":\d+:\d+: groups\.site\.mounts\./: the group's app \(line \d+\) is the app at / "
+         r"already \(it serves what no mount matches\): a mount at / would take every request "
+         r"from it"),
+    ]
+    for mounts, group, expect in cases:
+        cfg = tmp / "c.yaml"
+        cfg.write_text(make_config(tmp, {"site": {"listen": "unix:" + str(tmp / "site.sock"),
+                                                  "mounts": mounts, **group}}))
+        rc, out = check(cfg)
+        assert rc == 1 and re.search(re.escape(str(cfg)) + expect, out), out
+    # Given one name of their own, /a and /b share an interpreter (and must agree on X).
+    cfg.write_text(make_config(tmp, {"site": {"listen": "unix:" + str(tmp / "site.sock"),
+                                              "mounts": {
+        "/a": {"app": script, "application-group": "ab", "env": {"X": "1"}},
+        "/b": {"app": script, "application-group": "ab", "env": {"X": "1"}}}}}))
+    assert check(cfg)[0] == 0
 
 
 @needs_numpy

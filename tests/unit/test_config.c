@@ -230,7 +230,41 @@ static const config_case_t cases[] = {
      "unix socket path too long"},
 
     /* mounts */
-    {G "    mounts: {/: app.py, /blog/: 'pkg.blog:app', /api: site.wsgi}\n", NULL},
+    {"groups:\n  a:\n    listen: :9001\n    mounts: {/: app.py, /blog/: 'pkg.blog:app', /api: "
+     "site.wsgi}\n",
+     NULL},
+    /* The group's app is the app at /: a mount at / never let it be reached (helper-63). */
+    {G "    mounts: {/: app.py, /blog/: 'pkg.blog:app'}\n",
+     "5:14: groups.a.mounts./: the group's app (line 3) is the app at / already (it serves what "
+     "no mount matches): a mount at / would take every request from it. Serve one app at /: "
+     "remove the group's app, or mount this one under another prefix"},
+    {G "    mounts:\n      /b: app.py\n      //: app.py\n", "groups.a.mounts.//: '//': a mount"},
+    {G "    mounts:\n      /b: app.py\n      /: {app: app.py, application-group: x}\n",
+     "7:7: groups.a.mounts./: the group's app (line 3) is the app at / already"},
+    /* A %{RESOURCE} interpreter is its app's own: no named group joins it (helper-63). */
+    {G "    mounts:\n      /a: {app: app.py, application-group: '%{RESOURCE}', env: {X: '1'}}\n"
+       "      /b: {app: app.py, application-group: /a, env: {X: '2'}}\n",
+     "7:44: groups.a.mounts./b.application-group: \"/a\" is the name of mount /a's own "
+     "interpreter (application-group: \"%{RESOURCE}\"), which no other app joins: give the apps "
+     "that are to share an interpreter one name of your own, or choose another name"},
+    {G "    mounts:\n      /a/: {app: app.py, application-group: '%{RESOURCE}'}\n"
+       "      /b: {app: app.py, application-group: /a}\n",
+     "7:44: groups.a.mounts./b.application-group: \"/a\" is the name of mount /a's own"},
+    {G "    application-group: /a\n    mounts:\n"
+       "      /a: {app: app.py, application-group: '%{RESOURCE}'}\n",
+     "5:24: groups.a.application-group: \"/a\" is the name of mount /a's own interpreter"},
+    {"groups:\n  a:\n    listen: :1\n    application-group: /a\n    mounts:\n"
+     "      /a: {app: app.py, application-group: '%{RESOURCE}'}\n      /b: app.py\n",
+     "4:24: groups.a.application-group: \"/a\" is the name of mount /a's own interpreter"},
+    {G "    application-group: '%{RESOURCE}'\n    mounts:\n"
+       "      /b: {app: app.py, application-group: /}\n",
+     "7:44: groups.a.mounts./b.application-group: \"/\" is the name of the group's app's own "
+     "interpreter"},
+    {G "    mounts:\n      /a: {app: app.py, application-group: '%{RESOURCE}'}\n"
+       "      /b: {app: app.py, application-group: /a/}\n      /c: {app: app.py, "
+       "application-group: /b}\n",
+     NULL}, /* "/a/" is no interpreter's name but its own; /b is not %{RESOURCE} */
+    {G "    application-group: /a\n    mounts:\n      /a: {app: app.py}\n", NULL},
     {G "    mounts:\n", NULL},
     {G "    mounts: [a]\n", "5:13: groups.a.mounts: expected a mapping of /PREFIX: app"},
     {G "    mounts: {blog: app.py}\n", "5:14: groups.a.mounts.blog: a mount point is a URL"},
@@ -600,7 +634,7 @@ static const char full[] =
     "    body-buffer-size: 128KB\n"
     "    response-buffer-size: 2M\n"
     "    response-spill-limit: 3g\n"
-    "    mounts: {/: app.py, /blog/: 'pkg.blog:make', /x: mod}\n"
+    "    mounts: {/m/: app.py, /blog/: 'pkg.blog:make', /x: mod}\n"
     "    reload-on-change: true\n"
     "    watch: ['**/*.py', examples/hello/]\n"
     "  site2:\n"
@@ -922,7 +956,7 @@ static void test_full(void)
               g->header_buffer_size == 8192 && g->body_buffer_size == 128u << 10 &&
               g->response_buffer_size == 2u << 20 && g->response_spill_limit == 3ull << 30,
           "sizes");
-    CHECK(g->n_mounts == 3 && strcmp(g->mounts[0].prefix, "/") == 0 &&
+    CHECK(g->n_mounts == 3 && strcmp(g->mounts[0].prefix, "/m") == 0 &&
               path_is(g->mounts[0].app, "configs/app.py") && g->mounts[0].app_is_script &&
               strcmp(g->mounts[0].callable, "application") == 0 &&
               strcmp(g->mounts[1].prefix, "/blog") == 0 &&
