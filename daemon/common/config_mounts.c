@@ -128,6 +128,38 @@ static int parse_mount(loader_t *ld, wd_mount_conf_t *m, yaml_node_t *kn, yaml_n
     return 0;
 }
 
+static int is_hex(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+/* What is wrong with a mount point as written, or NULL. A request is routed by its decoded path
+ * (python_glue/environ.c wd__py_route), so a mount point is written decoded, as nginx's location,
+ * Apache's WSGIScriptAlias and the app's SCRIPT_NAME read it: "/x y" and "/café" are reached by a
+ * client's /x%20y and /caf%C3%A9. A space was refused as if the mount point did not start with
+ * '/' (helper-63), and "/x%20y" was taken, to match only a client's /x%2520y. */
+static const char *prefix_error(const char *p, char *buf, size_t cap)
+{
+    if (p[0] != '/')
+        return "a mount point is a URL path starting with '/'";
+    for (const char *s = p; *s != '\0'; s++) {
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return "a mount point holds no control character (a tab, a line break)";
+        if (*s == '?' || *s == '#')
+            return "'?' starts a URL's query and '#' its fragment: a mount point is matched "
+                   "against the path alone";
+        if (*s == '%' && is_hex(s[1]) && is_hex(s[2])) {
+            snprintf(buf, cap,
+                     "a mount point is written decoded, as the app's SCRIPT_NAME and nginx's "
+                     "location read it (\"/x y\" for a client's /x%%20y): %%%.2s here would match "
+                     "only a client's %%25%.2s",
+                     s + 1, s + 1);
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 /* A URL path without an empty ("//"), "." or ".." segment (a trailing '/' is allowed). */
 static int plain_path(const char *p)
 {
@@ -148,6 +180,8 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
     char sub[WD_KEY_MAX];
     size_t len;
     wd__cfg_strset_t prefixes = {0};
+    char why[256];
+    const char *bad;
     int rc = 0;
 
     if (wd__cfg_is_null(n))
@@ -168,8 +202,8 @@ int wd__cfg_parse_mounts(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
             break;
         }
         wd__cfg_key_join(sub, key, prefix);
-        if (prefix[0] != '/' || strpbrk(prefix, " \t?#") != NULL) {
-            rc = fail(ld, kn, sub, "a mount point is a URL path starting with '/'");
+        if ((bad = prefix_error(prefix, why, sizeof why)) != NULL) {
+            rc = fail(ld, kn, sub, "'%s': %s", prefix, bad);
             break;
         }
         if (!plain_path(prefix)) {

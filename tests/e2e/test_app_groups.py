@@ -211,7 +211,8 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
     script = app("appgroups")
     mounts = {"/admin": {"app": script, "application-group": "admin"},
               "/public": {"app": script, "application-group": "public"},
-              "/café": {"app": script, "application-group": "cafe"}}
+              "/café": {"app": script, "application-group": "cafe"},
+              "/x y": {"app": script, "application-group": "xy"}}
     tcp = ("127.0.0.1", free_port())
     d = wsgid(config=make_config(tmp, {"site": {"listen": ["unix:" + str(tmp / "site.sock"),
                                                            "%s:%d" % tcp],
@@ -249,12 +250,18 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
                r"mount as sent or once normalised .*: 400")
     out = get_json(str(tmp / "site.sock"), "/admin/q")
     assert (out["group"], out["path_info"]) == ("admin", "/q"), out
-    # A mount point a client must escape is reached as clients send it (helper-61: 400 before).
+    # A mount point a client must escape is reached as clients send it (helper-61: 400 before),
+    # written decoded as the path is routed (helper-63: "/x y" was refused).
+    # SCRIPT_NAME is the bytes read as latin-1 (PEP 3333).
+    cafe = "/café".encode().decode("latin-1")
     for front in (n.addr, h.addr, str(tmp / "site.sock")):
-        r = get(front, "/caf%C3%A9/x")
-        assert r.status == 200, (front, r.status, r.body)
-        out = json.loads(r.body)
-        assert (out["group"], out["path_info"]) == ("cafe", "/x"), (front, out)
+        for target, group, script_name in (("/caf%C3%A9/x", "cafe", cafe),
+                                           ("/x%20y/x", "xy", "/x y")):
+            r = get(front, target)
+            assert r.status == 200, (front, target, r.status, r.body)
+            out = json.loads(r.body)
+            assert (out["group"], out["script_name"], out["path_info"]) == \
+                (group, script_name, "/x"), (front, target, out)
 
 
 def check(path):

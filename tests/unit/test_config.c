@@ -267,7 +267,22 @@ static const config_case_t cases[] = {
     {G "    application-group: /a\n    mounts:\n      /a: {app: app.py}\n", NULL},
     {G "    mounts:\n", NULL},
     {G "    mounts: [a]\n", "5:13: groups.a.mounts: expected a mapping of /PREFIX: app"},
-    {G "    mounts: {blog: app.py}\n", "5:14: groups.a.mounts.blog: a mount point is a URL"},
+    {G "    mounts: {blog: app.py}\n",
+     "5:14: groups.a.mounts.blog: 'blog': a mount point is a URL path starting with '/'"},
+    /* Written decoded, as the path is routed: a space was refused as if it were no path, and
+     * %20 taken, to match only a client's %2520 (helper-63). */
+    {G "    mounts: {'/x y': app.py, /caf\xc3\xa9: app.py, /50%: app.py, /a%2: app.py}\n", NULL},
+    {G "    mounts: {/x%20y: app.py}\n",
+     "5:14: groups.a.mounts./x%20y: '/x%20y': a mount point is written decoded, as the app's "
+     "SCRIPT_NAME and nginx's location read it (\"/x y\" for a client's /x%20y): %20 here would "
+     "match only a client's %2520"},
+    {G "    mounts: {/caf%c3%a9: app.py}\n", "%c3 here would match only a client's %25c3"},
+    {G "    mounts: {\"/x\\ty\": app.py}\n",
+     "a mount point holds no control character (a tab, a line break)"},
+    {G "    mounts: {/x?y: app.py}\n",
+     "5:14: groups.a.mounts./x?y: '/x?y': '?' starts a URL's query and '#' its fragment: a mount "
+     "point is matched against the path alone"},
+    {G "    mounts: {'/x#y': app.py}\n", "'/x#y': '?' starts a URL's query and '#' its fragment"},
     {G "    mounts: {/b: app.py, /b/: app.py}\n", "5:26: groups.a.mounts./b/: mount point /b is "
                                                   "given twice"},
     {G "    mounts: {/b: nope.py}\n", "5:18: groups.a.mounts./b: no such file"},
