@@ -148,8 +148,10 @@ void wd__py_dump_off(void);            /* ... or none (they are about to end) */
 int wd__py_apps_setup(void);
 /* interp.c: with the main thread's state current and the GIL held, ends the sub-interpreters
  * (when threads_gone: no other thread has a state in them any more) and clears what every
- * interpreter holds, before Py_FinalizeEx. */
-void wd__py_interps_end(int threads_gone);
+ * interpreter holds, before Py_FinalizeEx. Returns how many sub-interpreters could not be ended
+ * (threads still run in them): then Py_FinalizeEx would abort ("remaining subinterpreters"),
+ * and what it runs first (the atexit handlers...) has run. */
+int wd__py_interps_end(int threads_gone);
 
 /* Takes the pending Python exception (clearing it) and writes its traceback to the error log,
  * each line prefixed with prefix. When summary is not NULL it receives "Type: message". */

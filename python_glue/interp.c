@@ -313,47 +313,145 @@ static void interp_clear(wd_py_interp_t *in)
     Py_CLEAR(in->format_exception);
 }
 
+/* Calls module.name() in the current interpreter; an error is cleared, as Py_EndInterpreter and
+ * Py_FinalizeEx clear (or log) theirs there. */
+static void call_in(const char *module, const char *name)
+{
+    PyObject *mod = PyImport_ImportModule(module); /* new reference */
+    PyObject *r = mod != NULL ? PyObject_CallMethod(mod, name, NULL) : NULL;
+
+    if (r == NULL)
+        PyErr_Clear();
+    Py_XDECREF(r);
+    Py_XDECREF(mod);
+}
+
 /* Whether ts is the last thread state of its interpreter once the app's non-daemon threads are
  * joined (threading._shutdown, which Py_EndInterpreter would call). A daemon thread the app
  * started would make Py_EndInterpreter abort the process ("not the last thread"). */
 static int last_thread(PyThreadState *ts)
 {
-    PyObject *name = PyUnicode_FromString("threading");
-    PyObject *threading = name != NULL ? PyImport_GetModule(name) : NULL, *r = NULL;
-
-    if (threading != NULL)
-        r = PyObject_CallMethod(threading, "_shutdown", NULL);
-    if (r == NULL)
-        PyErr_Clear();
-    Py_XDECREF(r);
-    Py_XDECREF(threading);
-    Py_XDECREF(name);
+    call_in("threading", "_shutdown");
     return PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(ts)) == ts &&
            PyThreadState_Next(ts) == NULL;
 }
 
-/* Ends the sub-interpreters and forgets the apps (main thread, GIL held, main state current). */
-static void apps_end(int threads_gone)
+/* What Py_EndInterpreter and Py_FinalizeEx run of an interpreter once its non-daemon threads
+ * are joined, and before they check for threads left (CPython 3.11, Python/pylifecycle.c): its
+ * atexit handlers (atexit._run_exitfuncs runs each once: they are forgotten as they run). And
+ * its stdout and stderr flushed, so that the app's last line is not lost. */
+static void exit_funcs(void)
+{
+    call_in("atexit", "_run_exitfuncs");
+    for (int i = 0; i < 2; i++) {
+        PyObject *f = PySys_GetObject(i == 0 ? "stdout" : "stderr"); /* borrowed */
+        PyObject *r = f != NULL && f != Py_None ? PyObject_CallMethod(f, "flush", NULL) : NULL;
+
+        if (r == NULL)
+            PyErr_Clear();
+        Py_XDECREF(r);
+    }
+}
+
+/* The threads other than ts that still have a state in ts's interpreter: how many, and in buf
+ * the names the threading module gives those it knows ("sleeper, Thread-1 (worker)"). Matched
+ * by thread id: threading.enumerate() also lists the dummy thread of a request thread that has
+ * gone (its state deleted with it), and a thread of _thread.start_new_thread has no name. */
+static int leftover_threads(PyThreadState *ts, char *buf, size_t cap)
+{
+    PyObject *ids = PySet_New(NULL), *all = NULL, *threading = NULL; /* new references */
+    size_t used = 0;
+    int n = 0;
+
+    buf[0] = '\0';
+    for (PyThreadState *t = PyInterpreterState_ThreadHead(PyThreadState_GetInterpreter(ts));
+         t != NULL; t = PyThreadState_Next(t)) {
+        PyObject *id;
+
+        if (t == ts)
+            continue;
+        n++;
+        id = ids != NULL ? PyLong_FromUnsignedLong(t->thread_id) : NULL;
+        if (id != NULL && PySet_Add(ids, id) < 0)
+            PyErr_Clear();
+        Py_XDECREF(id);
+    }
+    threading = PyImport_ImportModule("threading");
+    all = threading != NULL ? PyObject_CallMethod(threading, "enumerate", NULL) : NULL;
+    for (Py_ssize_t i = 0;
+         ids != NULL && all != NULL && PyList_Check(all) && i < PyList_GET_SIZE(all) && used < cap;
+         i++) {
+        PyObject *t = PyList_GET_ITEM(all, i); /* borrowed, all holds it */
+        PyObject *ident = PyObject_GetAttrString(t, "ident"), *name = NULL;
+        const char *s = NULL;
+
+        if (ident != NULL && PySet_Contains(ids, ident) == 1)
+            name = PyObject_GetAttrString(t, "name");
+        if (name != NULL && PyUnicode_Check(name))
+            s = PyUnicode_AsUTF8(name);
+        if (s != NULL) {
+            int w = snprintf(buf + used, cap - used, "%s%.60s", used ? ", " : "", s);
+
+            used += w > 0 ? (size_t)w : 0;
+        }
+        Py_XDECREF(ident);
+        Py_XDECREF(name);
+    }
+    PyErr_Clear();
+    Py_XDECREF(all);
+    Py_XDECREF(threading);
+    Py_XDECREF(ids);
+    return n;
+}
+
+/* A sub-interpreter whose app left threads running (a daemon thread, a ThreadPool: sentry-sdk
+ * and metrics pushers start them at import). CPython 3.11 cannot end it: Py_EndInterpreter aborts
+ * on any thread state but its own ("not the last thread"); and deleting the other states first
+ * would be a use after free, since a thread whose sleep ends takes the GIL back with its state
+ * (take_gil makes a thread exit instead only once the whole runtime finalizes, in Py_FinalizeEx;
+ * an interpreter of its own that finalizes came in 3.13). So it is left as it is to the
+ * process's exit, once its atexit handlers ran, as they do for an app without threads
+ * (helper-63: they never ran). Py_FinalizeEx is then not called (wd_py_stop). */
+static void interp_leave(wd_py_interp_t *in)
+{
+    char names[512];
+    int n;
+
+    exit_funcs(); /* its non-daemon threads were joined (last_thread) */
+    n = leftover_threads(in->ts, names, sizeof names);
+    wd_log_info("group %s: application group \"%s\" still runs %d thread%s of its app%s%s%s: "
+                "its atexit handlers ran, it ends with the process",
+                wd__py.group->name, in->name, n, n == 1 ? "" : "s", names[0] ? " (" : "", names,
+                names[0] ? ")" : "");
+}
+
+/* Ends the sub-interpreters and forgets the apps (main thread, GIL held, main state current).
+ * Returns how many were left to the process's exit. */
+static int apps_end(int threads_gone)
 {
     PyThreadState *main_ts = wd__py.interps[0]->ts;
+    int left = 0;
 
     wd__py_dump_off(); /* the sub-interpreters go */
 
     for (size_t i = 1; i < wd__py.n_interps; i++) {
         wd_py_interp_t *in = wd__py.interps[i];
 
-        /* Py_EndInterpreter wants its last thread state: with a thread left behind (stuck in
-         * C with the GIL), the sub-interpreter is left to the process's exit. */
+        /* Py_EndInterpreter wants its last thread state: with a thread of ours left behind
+         * (stuck in C with the GIL), or one the app started, the sub-interpreter is left to
+         * the process's exit. */
         if (threads_gone && in->ts != NULL) {
             PyThreadState_Swap(in->ts);
             interp_clear(in);
-            if (last_thread(in->ts))
+            if (last_thread(in->ts)) {
                 Py_EndInterpreter(in->ts);
-            else
-                wd_log_debug("group %s: application group \"%s\" still runs threads of its "
-                             "app: left to the process's exit",
-                             wd__py.group->name, in->name);
+            } else {
+                interp_leave(in);
+                left++;
+            }
             PyThreadState_Swap(main_ts);
+        } else if (in->ts != NULL) {
+            left++;
         }
         free(in->name);
         free(in);
@@ -370,6 +468,7 @@ static void apps_end(int threads_gone)
     wd__py.apps = NULL;
     wd__py.n_apps = 0;
     wd__py.interps[0]->n_apps = 0;
+    return left;
 }
 
 int wd__py_apps_setup(void)
@@ -387,13 +486,19 @@ int wd__py_apps_setup(void)
     return 0;
 }
 
-void wd__py_interps_end(int threads_gone)
+int wd__py_interps_end(int threads_gone)
 {
+    int left;
+
     if (wd__py.n_interps == 0)
-        return;
-    apps_end(threads_gone);
+        return 0;
+    left = apps_end(threads_gone);
     wd__py_dump_off();
     interp_clear(wd__py.interps[0]);
+    if (left > 0) { /* the main interpreter's share of Py_FinalizeEx, which is not called */
+        call_in("threading", "_shutdown");
+        exit_funcs();
+    }
     free(wd__py.interps[0]->name);
     free(wd__py.interps[0]);
     free(wd__py.interps);
@@ -404,4 +509,5 @@ void wd__py_interps_end(int threads_gone)
     if (wd__py.cwd_fd >= 0)
         close(wd__py.cwd_fd);
     wd__py.cwd_fd = -1;
+    return left;
 }

@@ -244,7 +244,19 @@ void wd_py_stop(void)
     if (!nudger_busy)
         wd__py_gil_states_delete();
     wd__py_gil_forget();
-    wd__py_interps_end(!busy && !nudger_busy && !lent_busy);
+    if (wd__py_interps_end(!busy && !nudger_busy && !lent_busy) > 0) {
+        /* A sub-interpreter left with threads: CPython 3.11's Py_FinalizeEx would abort the
+         * worker on it (PyInterpreterState_Delete: "remaining subinterpreters", SIGABRT, a core
+         * dump: helper-63), after running only what wd__py_interps_end ran (joining the
+         * non-daemon threads, the atexit handlers, the flush of stdout and stderr). The worker
+         * exits without it, as Python allows: an object's __del__ is not promised at exit. The
+         * GIL stays with this thread, so the threads left never run Python again before the
+         * exit; those blocked outside Python end with the process, as a daemon thread does in
+         * a Python that finalizes. */
+        wd_log_debug("group %s: Python not finalized: sub-interpreters still run threads",
+                     wd__py.group ? wd__py.group->name : "?");
+        return;
+    }
     if (Py_FinalizeEx() < 0)
         wd_log_error("group %s: errors while finalising Python",
                      wd__py.group ? wd__py.group->name : "?");

@@ -566,3 +566,44 @@ def test_stacks_show_the_frames_of_every_interpreter(tmp, wsgid):
         idents = re.findall(r"^(?:Current )?[Tt]hread (0x[0-9a-f]+)", text, re.M)
         assert len(idents) == len(set(idents)) == 4, idents  # 3 Python threads, the loop
         assert all(w.result().status == 200 for w in waits)
+
+
+@pytest.mark.parametrize("end", ["stop", "recycle"])
+def test_threads_left_running_in_a_sub_interpreter(tmp, wsgid, end):
+    """An app that leaves daemon threads running (a sleeping thread and a ThreadPool at import,
+    as sentry-sdk or a metrics pusher does) in a sub-interpreter of its own, beside one without
+    threads and one in the main interpreter with threads: the worker's stop and its recycle
+    (maximum-requests) end with status 0, and every interpreter's atexit handlers run, those of
+    the interpreter with threads too. Before (helper-63), Py_FinalizeEx aborted on the
+    sub-interpreter left with its threads ("Fatal Python error: PyInterpreterState_Delete:
+    remaining subinterpreters", killed by signal 6), whose atexit handlers had not run."""
+    script = app("daemonthreads")
+    group = {"listen": "unix:" + str(tmp / "site.sock"), "threads": 2,
+             "env": {"WSGID_E2E_DIR": str(tmp)},
+             "mounts": {"/a": {"app": script, "application-group": "%{RESOURCE}",
+                               "env": {"WHO": "a"}},
+                        "/b": {"app": script, "application-group": "%{RESOURCE}",
+                               "env": {"WHO": "b", "THREADS": "0"}},
+                        "/g": {"app": script, "env": {"WHO": "g"}}}}
+    if end == "recycle":
+        group["maximum-requests"] = 3
+    d = wsgid(config=make_config(tmp, {"site": group}))
+    sock = str(tmp / "site.sock")
+    (first,) = d.workers()
+    for who, threads in (("a", 4), ("b", 1), ("g", 4)):
+        r = request(sock, "GET", "/" + who)
+        assert r.status == 200
+        name, n = r.body.decode().split()
+        assert name == who and int(n) >= threads, r.body
+    if end == "recycle":
+        for _ in range(3):
+            request(sock, "GET", "/b")
+        d.wait_log(r"group site worker 1 \(pid %d\) (exited|killed)" % first, timeout=20)
+    else:
+        assert d.stop() == 0
+    log = d.log()
+    assert "Fatal Python error" not in log, log
+    assert re.search(r"group site worker 1 \(pid %d\) exited with status 0" % first, log), log
+    assert re.search(r"application group \"/a\" still runs \d+ threads? of its app \(sleeper\b", log), log
+    ran = (tmp / "atexit.log").read_text().splitlines()
+    assert sorted(ran) == ["atexit %s %d" % (who, first) for who in "abg"], ran
