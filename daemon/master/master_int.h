@@ -287,8 +287,9 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
 /* master_output.c: a pipe for a worker's stdout or stderr, whose lines go to the error log at
  * level; returns the worker's end, or -errno. Attached to its worker (*ref, which it NULLs when
  * it closes) it says "group G worker N (pid P) STREAM: ..."; detached when the worker exited,
- * after a drain of what it left; died (a signal, a failure status) says the lines its level held
- * back (OUTPUT_HELD). A drain reads what is there now; close_all ends every reader. */
+ * after a drain of what it left; died (a signal, a failure status, an exit not asked for) says
+ * the lines its level held back (OUTPUT_HELD). A drain reads what is there now; close_all ends
+ * every reader. */
 int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, wd_output_t **out);
 void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, int slot, int pid);
 void wd__m_output_detach(wd_output_t **ref, int died);

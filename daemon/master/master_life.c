@@ -382,11 +382,20 @@ static void describe_exit(char *buf, size_t len, int64_t status, int sig)
         snprintf(buf, len, "exited with status %d", (int)status);
 }
 
+/* Whether p's exit was asked for: wsgid is stopping, or p was told to stop (a restart, a
+ * recycle, a drain: wd__m_proc_drain). A worker stops on its own only when it dies: an exit with
+ * status 0 that was not asked for is an app's os._exit(0) or a C library's exit(0), as much a
+ * death as os._exit(1) (helper-63: said without its request). */
+static int exit_asked(const wd_master_t *m, const wd_proc_t *p)
+{
+    return m->stopping || p->state == WD_PROC_DRAINING;
+}
+
 /* A worker killed by a signal (a crash in an extension module, the kernel's OOM killer, a kill -9)
- * or that exited with a failure (an app's os._exit(1), a sanitizer's report) leaves in the
- * scoreboard the requests its threads were running: "; running [req ID] GET /path on
- * wsgid-py2 for 0.004 s, ...", said with its death, so that the request that crashed it can be
- * found and reproduced. Empty when none ran. */
+ * or that exited with a failure (an app's os._exit(1), a sanitizer's report) or unasked (an
+ * app's os._exit(0)) leaves in the scoreboard the requests its threads were running: "; running
+ * [req ID] GET /path on wsgid-py2 for 0.004 s, ...", said with its death, so that the request that
+ * killed it can be found and reproduced. Empty when none ran. */
 static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf, size_t len)
 {
     wd_score_running_t r;
@@ -423,13 +432,14 @@ static void log_exit(wd_master_t *m, wd_proc_t *p, const char *how, int64_t stat
 {
     wd_log_level_t level = WD_LOG_ERROR;
     char running[WD_MASTER_DEATH_REQUESTS * 256];
+    int failed = sig != 0 || status != 0, asked = exit_asked(m, p);
 
-    if (m->stopping || p->state == WD_PROC_DRAINING)
-        level = sig == 0 && status == 0 ? WD_LOG_INFO : WD_LOG_WARN;
-    else if (sig == 0 && status == 0)
+    if (asked)
+        level = failed ? WD_LOG_WARN : WD_LOG_INFO;
+    else if (!failed)
         level = WD_LOG_WARN;
     running[0] = '\0';
-    if (sig != 0 || status != 0)
+    if (failed || !asked)
         running_at_death(m, p, running, sizeof running);
     wd_log(level, "group %s worker %d (pid %d) %s%s", p->g->name, p->slot, p->pid, how, running);
 }
@@ -499,14 +509,15 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     wd_master_t *m = p->m;
     wd_slot_t *s;
     char how[128];
-    int was_ready, pid = p->pid;
+    int was_ready, died, pid = p->pid;
 
     p->exited = 1;
     drain_pipe(p);
     wd__m_close_pipe(p);
     /* What it wrote to its stdout and stderr as it died (a fatal error's dump) comes first. */
-    wd__m_output_detach(&p->out[0], sig != 0 || status != 0);
-    wd__m_output_detach(&p->out[1], sig != 0 || status != 0);
+    died = sig != 0 || status != 0 || !exit_asked(m, p);
+    wd__m_output_detach(&p->out[0], died);
+    wd__m_output_detach(&p->out[1], died);
     s = p->s;
     was_ready = p->state == WD_PROC_READY;
     describe_exit(how, sizeof how, status, sig);

@@ -3,6 +3,7 @@
     /, /hello        Hello, world!
     /slow?t=SECONDS  sleeps, then hello
     /exit            os._exit(1) in the middle of the request
+    /exit0           os._exit(0) in the middle of the request
     /segv            crashes the interpreter (reads address 0 with ctypes)
     /gen?size=N      N bytes in 64 KiB chunks (a generator: spills when the client is slow)
 """
@@ -27,6 +28,8 @@ def application(environ, start_response):
     head = [("Content-Type", "text/plain"), ("X-Pid", str(os.getpid()))]
     if path == "/exit":
         os._exit(1)
+    if path == "/exit0":
+        os._exit(0)
     if path == "/segv":
         ctypes.string_at(0)
     if path == "/gen":
