@@ -11,6 +11,16 @@
  * one, which a watch of the file itself would not survive. Directories created later get their
  * watches when their parent reports them; those removed lose theirs.
  *
+ * An inotify watch follows an inode, not a path: a base directory moved away (`mv src src.old;
+ * mkdir src`), removed and made again, or reached through a symbolic link that a deploy switches
+ * (`ln -s releases/2 tmp && mv -T tmp current`) would leave the watch on the old directory, deaf
+ * to the new one (helper-62's finding). So every directory above a base is watched too (a
+ * guard), for the names that lead to the base only: when one of them is created, removed or
+ * renamed, the path is resolved again, and each watched directory whose identity (device,
+ * inode, birth time) is no longer what the path names is watched anew, as a change. A guard is
+ * one watch per level of the path, shared by the bases below it; its events about other names
+ * cost a string comparison.
+ *
  * A change to a matching path starts a quiet period (debounce), restarted by every further
  * change, so that a save that is several writes, or a `git checkout` of many files, rolls the
  * group once. Then the group is rolled as `wsgictl restart GROUP` does (master_rolling.c): a
@@ -25,6 +35,8 @@
 #include "pathglob.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +57,16 @@
 #define WD_AUTORELOAD_MAX_DIRS 1024
 #define WD_AUTORELOAD_MAX_DEPTH 64
 
+/* What a path named when its directory was watched. The inode number alone is not enough: a
+ * file system may give a directory made again the number of the one just removed (ext4 reuses
+ * freed inodes); its birth time (statx, where the file system keeps one) tells them apart. */
+typedef struct wd_autoreload_id {
+    uint32_t dev_major, dev_minor;
+    uint64_t ino;
+    int64_t btime_s;
+    uint32_t btime_ns;
+} wd_autoreload_id_t;
+
 typedef struct wd_autoreload_dir wd_autoreload_dir_t;
 
 /* One watched directory; freed in its handle's close callback. */
@@ -52,6 +74,8 @@ struct wd_autoreload_dir {
     uv_fs_event_t ev;
     wd_autoreload_t *a;
     char *path;
+    wd_autoreload_id_t id; /* what path named when the watch began */
+    int guard;             /* above a base: only the names that lead to a base count */
     wd_autoreload_dir_t *next;
 };
 
@@ -62,18 +86,23 @@ struct wd_autoreload {
     wd_group_t *g; /* a reference */
     char **patterns;
     size_t n_patterns;
-    wd_autoreload_dir_t *dirs;
-    size_t n_dirs;
-    int capped;  /* WD_AUTORELOAD_MAX_DIRS was reached (and logged) */
-    int dirty;   /* a change was seen that no roll has started for yet */
-    int waiting; /* the quiet period ended while the group was busy: roll when its op ends */
-    int others;  /* other paths than `changed` changed too */
+    char **bases; /* where the patterns start: the directories guarded */
+    size_t n_bases;
+    wd_autoreload_dir_t *dirs;   /* the bases and the directories below them */
+    wd_autoreload_dir_t *guards; /* the directories above the bases */
+    size_t n_dirs, n_guards;
+    wd_log_rate_t rate; /* the warnings about what cannot be watched */
+    int capped;         /* WD_AUTORELOAD_MAX_DIRS was reached (and logged) */
+    int dirty;          /* a change was seen that no roll has started for yet */
+    int waiting;        /* the quiet period ended while the group was busy: roll when its op ends */
+    int others;         /* other paths than `changed` changed too */
     uint64_t first_at, last_at; /* uv_now() of the first and the last change of the burst */
     char changed[PATH_MAX];     /* the first path that changed, for the log */
     wd_autoreload_t *next;
 };
 
 static void dir_event_cb(uv_fs_event_t *h, const char *name, int events, int status);
+static void changed(wd_autoreload_t *a, const char *path);
 
 static int join(char *out, size_t len, const char *dir, const char *name)
 {
@@ -115,14 +144,56 @@ static int own_file(const wd_master_t *m, const char *path)
     return 0;
 }
 
-static wd_autoreload_dir_t *find_dir(const wd_autoreload_t *a, const char *path)
+static wd_autoreload_dir_t *find_in(wd_autoreload_dir_t *d, const char *path)
 {
-    wd_autoreload_dir_t *d;
-
-    for (d = a->dirs; d != NULL; d = d->next)
+    for (; d != NULL; d = d->next)
         if (strcmp(d->path, path) == 0)
             return d;
     return NULL;
+}
+
+static wd_autoreload_dir_t *find_dir(const wd_autoreload_t *a, const char *path)
+{
+    return find_in(a->dirs, path);
+}
+
+static int is_base(const wd_autoreload_t *a, const char *path)
+{
+    for (size_t i = 0; i < a->n_bases; i++)
+        if (strcmp(a->bases[i], path) == 0)
+            return 1;
+    return 0;
+}
+
+/* 0 with *id if path names a directory, else -1 (errno set). A base and the directories above
+ * it are reached through symbolic links (follow), as the app's path is; below a base, a link is
+ * not a directory, as for the walk. */
+static int dir_id(const char *path, int follow, wd_autoreload_id_t *id)
+{
+    struct statx sx;
+
+    if (statx(AT_FDCWD, path, follow ? 0 : AT_SYMLINK_NOFOLLOW,
+              STATX_TYPE | STATX_INO | STATX_BTIME, &sx) < 0)
+        return -1;
+    if (!S_ISDIR(sx.stx_mode)) {
+        errno = ENOTDIR;
+        return -1;
+    }
+    memset(id, 0, sizeof *id);
+    id->dev_major = sx.stx_dev_major;
+    id->dev_minor = sx.stx_dev_minor;
+    id->ino = sx.stx_ino;
+    if (sx.stx_mask & STATX_BTIME) {
+        id->btime_s = sx.stx_btime.tv_sec;
+        id->btime_ns = sx.stx_btime.tv_nsec;
+    }
+    return 0;
+}
+
+static int same_id(const wd_autoreload_id_t *x, const wd_autoreload_id_t *y)
+{
+    return x->dev_major == y->dev_major && x->dev_minor == y->dev_minor && x->ino == y->ino &&
+           x->btime_s == y->btime_s && x->btime_ns == y->btime_ns;
 }
 
 /* ---- the watches ---------------------------------------------------------------------------- */
@@ -135,41 +206,70 @@ static void dir_close_cb(uv_handle_t *h)
     free(d);
 }
 
-/* Starts watching one directory. A base directory that cannot be watched is worth a warning;
- * a subdirectory that vanished between the listing and the watch is not. */
-static int dir_add(wd_autoreload_t *a, const char *path, int base)
+/* What cannot be watched goes unseen, so it is said; but a deploy that replaces a tree again
+ * and again may meet the same failure each time: WD_LOG_BURST lines a second per group. */
+static void warn_unwatched(wd_autoreload_t *a, const char *path, int guard, int err)
+{
+    const char *what =
+        guard ? "; a replacement of what it holds is not seen" : "; changes there are not seen";
+
+    if (err == UV_ENOSPC)
+        what = " (raise the sysctl fs.inotify.max_user_watches, or narrow `watch:`)";
+    wd_log_rated(&a->rate, WD_LOG_WARN, "group %s: reload-on-change: cannot watch %s: %s%s",
+                 a->g->name, path, uv_strerror(err), what);
+}
+
+/* Starts watching one directory: below a base (guard 0) or above one (guard 1). A directory
+ * that vanished before its watch is worth a warning only for a base at the start (warn);
+ * later, its parent or its guard reports its return. */
+static wd_autoreload_dir_t *dir_add(wd_autoreload_t *a, const char *path, int guard, int follow,
+                                    int warn)
 {
     wd_autoreload_dir_t *d;
+    wd_autoreload_id_t id;
     int rc;
 
-    if (a->n_dirs >= WD_AUTORELOAD_MAX_DIRS) {
+    if (a->n_dirs + a->n_guards >= WD_AUTORELOAD_MAX_DIRS) {
         if (!a->capped)
-            wd_log_warn("group %s: reload-on-change: more than %d directories to watch; %s and "
-                        "others are not watched: narrow `watch:`",
-                        a->g->name, WD_AUTORELOAD_MAX_DIRS, path);
+            wd_log_rated(&a->rate, WD_LOG_WARN,
+                         "group %s: reload-on-change: more than %d directories to watch; %s "
+                         "and others are not watched: narrow `watch:`",
+                         a->g->name, WD_AUTORELOAD_MAX_DIRS, path);
         a->capped = 1;
-        return -1;
+        return NULL;
+    }
+    /* The identity is read before the watch begins: a path switched between the two is then
+     * watched anew at its guard's next event, where the other order would keep a watch on the
+     * old directory under the identity of the new one. */
+    if (dir_id(path, follow, &id) < 0) {
+        if (warn || (errno != ENOENT && errno != ENOTDIR))
+            warn_unwatched(a, path, guard, -errno);
+        return NULL;
     }
     d = xcalloc(1, sizeof *d);
     d->a = a;
     d->path = xstrdup(path);
+    d->id = id;
+    d->guard = guard;
     uv_fs_event_init(&a->m->loop, &d->ev);
     d->ev.data = d;
     rc = uv_fs_event_start(&d->ev, dir_event_cb, path, 0);
     if (rc < 0) {
-        if (base || (rc != UV_ENOENT && rc != UV_ENOTDIR))
-            wd_log_warn("group %s: reload-on-change: cannot watch %s: %s%s", a->g->name, path,
-                        uv_strerror(rc),
-                        rc == UV_ENOSPC ? " (raise the sysctl fs.inotify.max_user_watches, or "
-                                          "narrow `watch:`)"
-                                        : "; changes there are not seen");
+        if (warn || (rc != UV_ENOENT && rc != UV_ENOTDIR))
+            warn_unwatched(a, path, guard, rc);
         uv_close((uv_handle_t *)&d->ev, dir_close_cb);
-        return -1;
+        return NULL;
     }
-    d->next = a->dirs;
-    a->dirs = d;
-    a->n_dirs++;
-    return 0;
+    if (guard) {
+        d->next = a->guards;
+        a->guards = d;
+        a->n_guards++;
+    } else {
+        d->next = a->dirs;
+        a->dirs = d;
+        a->n_dirs++;
+    }
+    return d;
 }
 
 /* Watches dir and, below it, every directory a pattern may reach. found (if not NULL) receives
@@ -182,7 +282,7 @@ static void watch_tree(wd_autoreload_t *a, const char *dir, int depth, char *fou
     struct stat st;
     DIR *dp;
 
-    if (find_dir(a, dir) != NULL || dir_add(a, dir, depth == 0) < 0)
+    if (find_dir(a, dir) != NULL || dir_add(a, dir, 0, depth == 0, depth == 0 && !found) == NULL)
         return;
     if (depth >= WD_AUTORELOAD_MAX_DEPTH || (dp = opendir(dir)) == NULL)
         return;
@@ -203,6 +303,17 @@ static void watch_tree(wd_autoreload_t *a, const char *dir, int depth, char *fou
     closedir(dp);
 }
 
+static void dir_close(wd_autoreload_t *a, wd_autoreload_dir_t *d)
+{
+    if (d->guard)
+        a->n_guards--;
+    else
+        a->n_dirs--;
+    if (a->n_dirs + a->n_guards < WD_AUTORELOAD_MAX_DIRS)
+        a->capped = 0;
+    uv_close((uv_handle_t *)&d->ev, dir_close_cb);
+}
+
 /* Stops watching path and everything below it. */
 static void unwatch_tree(wd_autoreload_t *a, const char *path)
 {
@@ -212,12 +323,85 @@ static void unwatch_tree(wd_autoreload_t *a, const char *path)
     while ((d = *pp) != NULL) {
         if (strncmp(d->path, path, n) == 0 && (d->path[n] == '\0' || d->path[n] == '/')) {
             *pp = d->next;
-            a->n_dirs--;
-            uv_close((uv_handle_t *)&d->ev, dir_close_cb);
+            dir_close(a, d);
         } else {
             pp = &d->next;
         }
     }
+}
+
+static void guard_close(wd_autoreload_t *a, wd_autoreload_dir_t *g)
+{
+    wd_autoreload_dir_t **pp;
+
+    for (pp = &a->guards; *pp != g; pp = &(*pp)->next)
+        ;
+    *pp = g->next;
+    dir_close(a, g);
+}
+
+/* Guards every directory above base, from the root down: a guard whose path now names another
+ * directory (a moved directory, a switched link above the base) is watched anew; one that is
+ * missing is skipped, as the guard above it reports its return. */
+static void guard_chain(wd_autoreload_t *a, const char *base)
+{
+    char path[PATH_MAX];
+    wd_autoreload_dir_t *g;
+    wd_autoreload_id_t id;
+
+    for (size_t i = 0; base[i] != '\0' && i < sizeof path; i++) {
+        size_t n = i == 0 ? 1 : i; /* "/" itself, then "/srv", "/srv/app"... */
+        int have;
+
+        if (base[i] != '/')
+            continue;
+        memcpy(path, base, n);
+        path[n] = '\0';
+        g = find_in(a->guards, path);
+        have = dir_id(path, 1, &id) == 0;
+        if (g != NULL && (!have || !same_id(&g->id, &id))) {
+            guard_close(a, g);
+            g = NULL;
+        }
+        if (g == NULL && have)
+            dir_add(a, path, 1, 1, 0);
+    }
+}
+
+/* A directory that is, or was, watched below a base (depth 0 for the base itself), after an
+ * event that may have moved, removed or replaced it: if path no longer names the directory
+ * watched, the old one's watches end and the new one's begin, and the group is rolled, for
+ * the files that went with the old one or the first that matches in the new one. */
+static void recheck(wd_autoreload_t *a, const char *dir, int depth)
+{
+    char path[PATH_MAX], found[PATH_MAX];
+    wd_autoreload_dir_t *d;
+    wd_autoreload_id_t id;
+    int have, lost = 0;
+
+    snprintf(path, sizeof path, "%s", dir); /* dir may be the path of a watch closed here */
+    have = dir_id(path, depth == 0, &id) == 0;
+    if ((d = find_dir(a, path)) != NULL) {
+        if (have && same_id(&d->id, &id))
+            return;
+        unwatch_tree(a, path);
+        lost = 1;
+    }
+    found[0] = '\0';
+    if (have && (depth == 0 || wants(a, path)))
+        watch_tree(a, path, depth, found);
+    if (found[0] != '\0')
+        changed(a, found);
+    else if (lost)
+        changed(a, path);
+}
+
+/* Whether path is base or a directory above it. */
+static int leads_to(const char *path, const char *base)
+{
+    size_t n = strlen(path);
+
+    return strncmp(base, path, n) == 0 && (base[n] == '\0' || base[n] == '/');
 }
 
 /* ---- changes, the quiet period, the roll ---------------------------------------------------- */
@@ -308,6 +492,24 @@ static int about_itself(const wd_autoreload_dir_t *d, const char *name)
     return slash != NULL && strcmp(slash + 1, name) == 0;
 }
 
+/* A guard's event: only a name created, removed or renamed (UV_RENAME) that leads to a base
+ * can change what the base's path names; the guards from there down and the base are checked
+ * again. */
+static void guard_event_cb(wd_autoreload_dir_t *g, const char *name, int events)
+{
+    wd_autoreload_t *a = g->a;
+    char path[PATH_MAX];
+
+    if (!(events & UV_RENAME) || join(path, sizeof path, g->path, name) < 0)
+        return;
+    for (size_t i = 0; i < a->n_bases; i++) {
+        if (leads_to(path, a->bases[i])) {
+            guard_chain(a, a->bases[i]); /* may close g: path is a copy */
+            recheck(a, a->bases[i], 0);
+        }
+    }
+}
+
 /* Plain changes of a file's content (UV_CHANGE: a log file below a `**` is written on every
  * request) cost no system call here: only creations, removals and renames (UV_RENAME) can add
  * or take away a directory. */
@@ -315,37 +517,37 @@ static void dir_event_cb(uv_fs_event_t *h, const char *name, int events, int sta
 {
     wd_autoreload_dir_t *d = h->data;
     wd_autoreload_t *a = d->a;
-    char path[PATH_MAX], found[PATH_MAX];
+    char path[PATH_MAX];
+    wd_autoreload_id_t id;
     struct stat st;
 
     if (status < 0) {
-        wd_log_warn("group %s: reload-on-change: watching %s: %s", a->g->name, d->path,
-                    uv_strerror(status));
+        wd_log_rated(&a->rate, WD_LOG_WARN, "group %s: reload-on-change: watching %s: %s",
+                     a->g->name, d->path, uv_strerror(status));
         return;
     }
     if (name == NULL)
         return;
-    if (about_itself(d, name) && (stat(d->path, &st) < 0 || !S_ISDIR(st.st_mode))) {
-        /* The directory was removed or moved away: what it held is gone too. */
-        snprintf(path, sizeof path, "%s", d->path);
-        unwatch_tree(a, path); /* closes d */
-        changed(a, path);
+    if (d->guard) {
+        guard_event_cb(d, name, events);
         return;
+    }
+    if (about_itself(d, name)) {
+        int base = is_base(a, d->path);
+
+        if (dir_id(d->path, base, &id) < 0 || !same_id(&d->id, &id)) {
+            /* Removed, moved away or replaced: what it held is gone too. */
+            recheck(a, d->path, base ? 0 : 1); /* closes d */
+            return;
+        }
     }
     if (join(path, sizeof path, d->path, name) < 0)
         return;
-    if ((events & UV_RENAME) && lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-        if (find_dir(a, path) == NULL && wants(a, path)) {
-            found[0] = '\0';
-            watch_tree(a, path, 1, found);
-            if (found[0] != '\0')
-                changed(a, found);
-        }
-    } else if ((events & UV_RENAME) && find_dir(a, path) != NULL) {
-        unwatch_tree(a, path); /* a watched directory removed, or replaced by a file */
-        changed(a, path);
-        return;
-    }
+    /* A directory created, moved in, moved away, or replaced by another (`mv lib lib.old; mkdir
+     * lib` may be over before the first of its events is read). */
+    if ((events & UV_RENAME) && (find_dir(a, path) != NULL ||
+                                 (lstat(path, &st) == 0 && S_ISDIR(st.st_mode) && wants(a, path))))
+        recheck(a, path, is_base(a, path) ? 0 : 1);
     if (matches(a, path) && !own_file(a->m, path))
         changed(a, path);
 }
@@ -381,6 +583,11 @@ static wd_autoreload_t *group_watch(wd_master_t *m, wd_group_t *g, const wd_grou
             continue;
         memcpy(base, a->patterns[i], n);
         base[n] = '\0';
+        if (is_base(a, base))
+            continue;
+        a->bases = xrealloc(a->bases, (a->n_bases + 1) * sizeof *a->bases);
+        a->bases[a->n_bases++] = xstrdup(base);
+        guard_chain(a, base); /* first: a switch from here on is seen */
         watch_tree(a, base, 0, NULL);
     }
     wd_log_info("group %s: reload-on-change: watching %zu director%s for %zu path%s", g->name,
@@ -396,6 +603,9 @@ static void group_close_cb(uv_handle_t *h)
     for (size_t i = 0; i < a->n_patterns; i++)
         free(a->patterns[i]);
     free(a->patterns);
+    for (size_t i = 0; i < a->n_bases; i++)
+        free(a->bases[i]);
+    free(a->bases);
     wd__m_group_unref(a->g);
     free(a);
 }
@@ -408,7 +618,12 @@ static void group_unwatch(wd_autoreload_t *a)
         next = d->next;
         uv_close((uv_handle_t *)&d->ev, dir_close_cb);
     }
+    for (d = a->guards; d != NULL; d = next) {
+        next = d->next;
+        uv_close((uv_handle_t *)&d->ev, dir_close_cb);
+    }
     a->dirs = NULL;
+    a->guards = NULL;
     uv_close((uv_handle_t *)&a->timer, group_close_cb);
 }
 

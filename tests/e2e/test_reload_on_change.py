@@ -6,9 +6,12 @@ import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import threading
 import time
+
+import pytest
 
 from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.nginx import uwsgi_location
@@ -322,6 +325,97 @@ def test_reload_rebuilds_the_watches(wsgid, tmp):
     time.sleep(1.2)
     assert set(d.workers()) == pids and get(d.tcp)[0] == "v2"
     assert d.log().count("changed: restarting the workers") == 1
+
+
+def roll_to(d, text, n):
+    """The n-th roll is done and the group answers text."""
+    wait_for(lambda: rolls_done(d) >= n, timeout=10, what="roll %d done" % n)
+    wait_for(lambda: get(d.tcp)[0] == text, timeout=5, what="the text %s" % text)
+    assert rolls_done(d) == n, d.log()
+    d.seen_workers.update(d.workers())
+
+
+def save_as_editors_do(script, text):
+    tmpfile = script.with_name(".app.py.swp")
+    tmpfile.write_text(APP % text)
+    os.replace(tmpfile, script)
+
+
+def test_directory_replaced_by_mv_and_mkdir(wsgid, tmp):
+    """helper-62's finding: the app's directory moved away and made again (a deploy that keeps
+    the old tree) rolls the group, and the new directory is watched: a later edit, and a later
+    editor's save, roll it too. Before, the watch stayed on the old directory."""
+    d, script = start(wsgid, tmp, "v1", processes=1, threads=2, reload_on_change=True)
+    d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    site = script.parent
+    site.rename(tmp / "site.old")
+    site.mkdir()
+    script.write_text(APP % "v2")
+    roll_to(d, "v2", 1)
+    script.write_text(APP % "v3")
+    roll_to(d, "v3", 2)
+    save_as_editors_do(script, "v4")
+    roll_to(d, "v4", 3)
+    (tmp / "site.old" / "app.py").write_text(APP % "old")  # no longer watched
+    time.sleep(1.0)
+    assert rolls_done(d) == 3 and get(d.tcp)[0] == "v4", d.log()
+
+
+def test_directory_removed_and_made_again(wsgid, tmp):
+    """rm -rf of the app's directory, then the same tree written again: one roll, and the new
+    directory is watched for the next edit. Before, it never was."""
+    d, script = start(wsgid, tmp, "v1", processes=1, threads=2, reload_on_change=True)
+    d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    shutil.rmtree(script.parent)
+    script.parent.mkdir()
+    script.write_text(APP % "v2")
+    roll_to(d, "v2", 1)
+    save_as_editors_do(script, "v3")
+    roll_to(d, "v3", 2)
+
+
+def test_subdirectory_replaced_by_mv_and_mkdir(wsgid, tmp):
+    """watch: ["**/*.py"]: a package directory moved away and made again at once is watched
+    anew. Before, when both were done before the master read the first event, the new lib was
+    taken for the old one, still watched: the edit after it was never seen."""
+    site = tmp / "site"
+    (site / "lib").mkdir(parents=True)
+    (site / "lib" / "helper.py").write_text('TEXT = "h1"\n')
+    script = site / "app.py"
+    script.write_text((APP % "x").replace('TEXT = "x"', "from lib.helper import TEXT"))
+    d = wsgid(str(script), processes=1, threads=2, watch=["**/*.py"])
+    d.wait_log(r"group site: reload-on-change: watching \d+ directories")
+    assert get(d.tcp)[0] == "h1"
+    (site / "lib").rename(tmp / "lib.old")
+    (site / "lib").mkdir()
+    (site / "lib" / "helper.py").write_text('TEXT = "h2"\n')
+    roll_to(d, "h2", 1)
+    (site / "lib" / "helper.py").write_text('TEXT = "h3"\n')
+    roll_to(d, "h3", 2)
+
+
+@pytest.mark.parametrize("sub,watch", [("", None), ("", ["current/**/*.py"]), ("src/", None)])
+def test_symlink_swap(wsgid, tmp, sub, watch):
+    """app: current/app.py (or current/src/app.py: the link above the app's directory), current a
+    symbolic link switched from releases/1 to releases/2 as deploys do it (atomically: a new link
+    renamed over the old one): one roll, then an edit of the file current now names rolls the
+    group too. Before, the watch stayed on releases/1."""
+    for n in (1, 2):
+        (tmp / "releases" / str(n) / sub).mkdir(parents=True)
+        (tmp / "releases" / str(n) / sub / "app.py").write_text(APP % ("r%d" % n))
+    os.symlink("releases/1", tmp / "current")
+    extra = {"watch": [str(tmp / w) for w in watch]} if watch else {"reload_on_change": True}
+    d = wsgid(str(tmp / "current" / sub / "app.py"), processes=1, threads=2, **extra)
+    d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    assert get(d.tcp)[0] == "r1"
+    os.symlink("releases/2", tmp / "current.new")
+    os.replace(tmp / "current.new", tmp / "current")
+    roll_to(d, "r2", 1)
+    (tmp / "releases" / "2" / sub / "app.py").write_text(APP % "r2-edited")
+    roll_to(d, "r2-edited", 2)
+    (tmp / "releases" / "1" / sub / "app.py").write_text(APP % "r1-edited")  # no longer in use
+    time.sleep(1.0)
+    assert rolls_done(d) == 2, d.log()
 
 
 def test_config_errors_name_the_line(tmp):
