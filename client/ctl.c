@@ -154,8 +154,9 @@ json_t *wd_ctl_call(const char *path, json_t *request, int timeout_ms, volatile 
 
 timed_out:
     fprintf(stderr,
-            "wsgictl: wsgid did not answer within %g s (control socket %s): is its master stuck? "
-            "(ps, or `kill -0` its pid)\n",
+            "wsgictl: wsgid did not answer within %g s (control socket %s): an operation may "
+            "still be running (wsgictl status tells), or its master is stuck (ps, or `kill -0` "
+            "its pid)\n",
             timeout_ms / 1000.0, path);
     goto out;
 lost:

@@ -402,8 +402,9 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         }
         print_replaced(reply);
         if (json_object_get(reply, "replaced") != NULL)
-            printf("%s: %zu workers replaced in %.2f s\n", a->v->name,
-                   json_array_size(json_object_get(reply, "replaced")), secs);
+            printf("%s: %zu workers %s in %.2f s\n", a->v->name,
+                   json_array_size(json_object_get(reply, "replaced")),
+                   is(a, "start") ? "started" : "replaced", secs);
         else if (is(a, "stop") && a->group == NULL)
             printf("stop: wsgid stopped in %.2f s\n", secs);
         else

@@ -203,8 +203,11 @@ static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
 static int busy(wd_group_t *g, char *err, size_t len)
 {
     if (g->op != NULL) {
-        snprintf(err, len, "group %s: a restart is already in progress; try again when it is done",
-                 g->name);
+        snprintf(err, len, "group %s: a %s is in progress; try again when it is done", g->name,
+                 g->op->kind == WD_OP_START    ? "start"
+                 : g->op->kind == WD_OP_CHANGE ? "reload"
+                 : g->op->batch->req == NULL   ? "reload on change"
+                                               : "restart");
         return 1;
     }
     return 0;
@@ -219,6 +222,10 @@ static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group
 
     if (!all && group == NULL) {
         wd_control_reply_error(req, "restart: name a group, or all");
+        return;
+    }
+    if (all && group != NULL) { /* wsgictl refuses it; a raw request restarted every group */
+        wd_control_reply_error(req, "restart: a group or all, not both");
         return;
     }
     if (!all && (g = wd__m_find_group(m, group)) == NULL) {

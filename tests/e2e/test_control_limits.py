@@ -316,3 +316,17 @@ def test_a_signal_while_wsgid_exits_is_ignored(wsgid, tmp):
             done.set()
             t.join()
         d.stop()
+
+
+def test_a_raw_restart_of_a_group_and_all_is_refused(wsgid, tmp):
+    """{"cmd":"restart","group":"a","all":true} on the control socket restarted every group;
+    wsgictl refuses the pair, and so does wsgid now (helper-62)."""
+    d = start(wsgid, tmp, groups=("a", "b"))
+    old = set(d.workers())
+    s = connect(d)
+    s.sendall(b'{"cmd":"restart","group":"a","all":true}\n')
+    s.shutdown(socket.SHUT_WR)
+    s.settimeout(30)
+    reply = json.loads(recv_all(s).decode().splitlines()[0])
+    assert reply["ok"] is False and reply["error"] == "restart: a group or all, not both", reply
+    assert set(d.workers()) == old
