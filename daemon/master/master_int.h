@@ -81,6 +81,7 @@ struct wd_proc {
     uint64_t ready_at;
     uint64_t recycle_at; /* restart-interval deadline, 0 = none */
     uint64_t rss;
+    uint64_t ready_rss;  /* its RSS when it said ready (memory-limit: master_watch.c) */
     uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
     int recycling;       /* a replacement was asked for */
     int unlistened;      /* it said it accepts no more (its stop began) */
@@ -146,7 +147,8 @@ struct wd_group {
     int removed; /* by a reload */
     int refs;    /* the master's list + its processes */
     int warned;
-    wd_op_t *op; /* the rolling operation in progress */
+    const wd_group_conf_t *memory_warned; /* the config whose memory-limit it warned of */
+    wd_op_t *op;                          /* the rolling operation in progress */
     wd_status_group_t totals;
     /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
      * `wsgictl status` until one succeeds; and which it was ("start", "restart", "reload"). */

@@ -114,6 +114,8 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
     uv_timer_stop(&p->timer);
     p->state = WD_PROC_READY;
     p->ready_at = uv_now(&m->loop);
+    if (p->g->conf->memory_limit > 0)
+        p->ready_rss = wd__m_read_rss(p->pid);
     wd_log_info("group %s worker %d (pid %d) ready", p->g->name, p->slot, p->pid);
     if (s == NULL) {
         wd__m_proc_drain(p, "no longer needed");

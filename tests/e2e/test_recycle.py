@@ -225,6 +225,22 @@ def test_memory_limit_replaces_worker_gracefully(wsgid):
     assert load.failed == 0, load.errors[:5]
 
 
+def test_a_memory_limit_below_the_loaded_app_replaces_nothing_and_says_so(wsgid):
+    """memory-limit below what a worker takes once its app is loaded: replacing it cannot help.
+    The workers are left running and the group says why once, at warn; before, they were replaced
+    about once a second for as long as wsgid ran, said at info only (helper-63)."""
+    d = wsgid("pidmem", processes=2, threads=2, memory_limit="16M",
+              env={"GROW_AT_IMPORT": "32"})
+    before = set(d.workers())
+    d.wait_log(r"\[warn\] master: group site: memory-limit 16\.0 MiB is below what a worker takes "
+               r"once its app is loaded \(\d+\.\d MiB when worker \d was ready\): replacing it "
+               r"would not help", timeout=5)
+    time.sleep(3)  # three ticks: each replaced a worker
+    assert set(d.workers()) == before
+    assert "recycle" not in d.log()
+    assert d.log().count("is below what a worker takes") == 1
+
+
 def _memory_limit_replacement(d, big, before):
     assert big in before
     line = d.wait_log(r"\(pid %d\) asks to be recycled: memory-limit: RSS \d+\.\d MiB > 60\.0 MiB"

@@ -1,9 +1,9 @@
 """Answers its worker's pid; /grow?mb=N keeps N more MiB alive in this process (memory-limit tests).
-Writes $WSGID_E2E_DIR/grew-PID after growing."""
+Writes $WSGID_E2E_DIR/grew-PID after growing. $GROW_AT_IMPORT MiB are kept from the import on."""
 import os
 from urllib.parse import parse_qs
 
-_kept = []
+_kept = [b"\x01" * (int(os.environ.get("GROW_AT_IMPORT", "0")) * 1024 * 1024)]
 
 
 def application(environ, start_response):
