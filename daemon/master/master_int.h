@@ -198,7 +198,8 @@ struct wd_master {
     size_t n_first_ready;
     int starting; /* until every worker has been ready once */
     int stopping;
-    int drain_exit; /* `wsgictl drain` of every group: wsgid stops once they all stopped */
+    int drain_exit;  /* `wsgictl drain` of every group: wsgid stops once they all stopped */
+    int hup_pending; /* a SIGHUP came during a rolling operation: reload once none runs */
     int finished;
     int exit_code;
     int pidfile_written;
@@ -275,6 +276,8 @@ void wd__m_op_step(wd_op_t *op);
  * the operation, its batch and its group reference were never freed). */
 void wd__m_op_abandon(wd_op_t *op);
 void wd__m_reload(wd_master_t *m, wd_control_req_t *req);
+/* A SIGHUP that came while a rolling operation ran: the reload, once none runs (every tick). */
+void wd__m_reload_if_pending(wd_master_t *m);
 wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *what);
 wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t *gen,
                       const wd_group_conf_t *conf, wd_listen_t **ls, size_t n_ls);

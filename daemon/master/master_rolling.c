@@ -483,12 +483,23 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
         wd_group_t *g = m->groups[i];
 
         if (g->op != NULL) {
-            snprintf(err, cap, "group %s: a restart is in progress; try again when it is done",
-                     g->name);
+            snprintf(err, cap, "group %s: a %s is in progress; try again when it is done", g->name,
+                     op_name(g->op));
             return 1;
         }
     }
     return 0;
+}
+
+void wd__m_reload_if_pending(wd_master_t *m)
+{
+    char err[256];
+
+    if (!m->hup_pending || m->stopping || reload_busy(m, err, sizeof err))
+        return;
+    m->hup_pending = 0;
+    wd_log_info("reloading for the SIGHUP that came during a rolling operation");
+    wd__m_reload(m, NULL);
 }
 
 /* Closes what reload_bind bound for the new file's groups (those groups, and those they are
@@ -725,6 +736,10 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
         } else if (new_ls[i] == NULL) {
             json_array_append_new(unchanged, json_string(gc->name));
             group_take_conf(g, gen, gc);
+            /* The file asks for the config in force again: a failed change of it is no longer
+             * asked for, and status no longer says it failed (helper-62). */
+            if (g->failed_op != NULL && strcmp(g->failed_op, "reload") == 0)
+                g->reload_error[0] = '\0';
         } else {
             json_array_append_new(g->stopped ? stopped : restarted, json_string(gc->name));
             group_roll(g, b, gen, gc, new_ls[i]);
@@ -786,7 +801,14 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         goto fail;
     }
     if (reload_busy(m, err, sizeof err)) {
-        reload_refuse(req, err);
+        if (req == NULL) {
+            /* A SIGHUP (config management's, reload-on-change's restart under way) was refused
+             * and lost: nothing reloaded it later (helper-62). It waits for the operation. */
+            m->hup_pending = 1;
+            wd_log_info("SIGHUP: %s: reloading once it is done", err);
+        } else {
+            reload_refuse(req, err);
+        }
         goto fail;
     }
     from = xcalloc(conf->n_groups, sizeof *from);

@@ -143,6 +143,7 @@ void wd__m_tick_cb(uv_timer_t *t)
 
     wd__m_drain_check(m);
     wd__m_roll_back(m);
+    wd__m_reload_if_pending(m);
     for (p = m->procs; p != NULL; p = next) {
         const wd_group_conf_t *c = p->g->conf;
 

@@ -2,6 +2,7 @@
 removes a group in the middle of its restart, a worker that dies during a reload's roll, a reload
 that fails half-way, a recycle whose replacement failed, and a reload that changes a unix
 socket's mode. Each was a fault a review found (and proved) in daemon/master."""
+import json
 import os
 import re
 import signal
@@ -489,3 +490,50 @@ def test_a_renamed_groups_metrics_go_on_under_its_new_name(wsgid, tmp):
     wait_for(lambda: total("site") == 10, timeout=5, what="10 requests counted for group site")
     r = request(("127.0.0.1", mport), path="/metrics")
     assert 'group="a"' not in r.body.decode(), r.body.decode()
+
+
+def test_a_sighup_during_a_restart_reloads_once_it_is_done(wsgid, tmp):
+    """A SIGHUP while a rolling restart runs (config management's, or one on top of a
+    reload-on-change) reloads once the restart is done; it was refused and lost, the new
+    config never applied (helper-62)."""
+    sa, sb = tmp / "a.sock", tmp / "b.sock"
+    a = group(tmp, listen=["unix:" + str(sa)], processes=1, env={"SLOW_IMPORT": "1.5"})
+    d = wsgid(config=config(tmp, {"a": a}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sa), str(sb)]
+    restart = threading.Thread(target=ctl, args=(tmp, "restart", "a"))
+    restart.start()
+    try:
+        time.sleep(0.4)  # the replacement imports for 1.5 s
+        d.conf_path.write_text(config(tmp, {"a": a, "b": group(tmp, listen=["unix:" + str(sb)],
+                                                               processes=1)}))
+        since = d.log_size()
+        d.signal(signal.SIGHUP)
+        d.wait_log(r"SIGHUP: group a: a restart is in progress; try again when it is done: "
+                   r"reloading once it is done", since=since, timeout=5)
+    finally:
+        restart.join(30)
+    d.wait_log(r"reloading for the SIGHUP that came during a rolling operation", since=since,
+               timeout=10)
+    wait_for(lambda: sb.exists() and ask(sb)[0] == "-", timeout=15, what="group b, added")
+    d.seen_workers.update(d.workers())
+
+
+def test_a_reload_back_to_the_config_in_force_clears_the_failed_one(wsgid, tmp):
+    """A reload whose change of a group fails, then the file put back as it was and reloaded
+    again: the group is unchanged, and status no longer says that a reload failed; it kept
+    saying so until some restart succeeded (helper-62)."""
+    sa = tmp / "a.sock"
+    a = group(tmp, listen=["unix:" + str(sa)], processes=1)
+    d = wsgid(config=config(tmp, {"a": a}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sa)]
+    good = d.conf_path.read_text()
+    d.conf_path.write_text(config(tmp, {"a": dict(a, env={"FAIL_IF": str(tmp / "version.py")})}))
+    d.expect_log(*IMPORT_FAILS)
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1 and "fails on purpose" in err, (rc, out, err)
+    st = json.loads(ctl(tmp, "status", "--json")[1])["groups"][0]
+    assert st["failed_op"] == "reload" and "fails on purpose" in st["reload_error"], st
+    d.conf_path.write_text(good)
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0 and "unchanged: a" in out, (rc, out, err)
+    assert json.loads(ctl(tmp, "status", "--json")[1])["groups"][0]["reload_error"] is None
