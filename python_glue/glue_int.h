@@ -174,6 +174,10 @@ PyObject *wd__py_errors_new(const char *request_id); /* new reference */
 /* The current interpreter's sys.stdout and sys.stderr write their lines to the error log
  * (stdio.c). 0, or -1 with a Python exception set. */
 int wd__py_stdio_to_log(void);
+/* thread_dir.c: in the current interpreter, a thread the app starts (threading, _thread,
+ * concurrent.futures) works for its whole life in the directory its starter worked in when it
+ * started it, with a working directory of its own. 0, or -1 with a Python exception set. */
+int wd__py_thread_dir_install(void);
 
 /* environ.c */
 int wd__py_environ_keys_init(void);

@@ -183,11 +183,24 @@ static void plan_apps(void)
     wd__py.n_apps = n;
 }
 
+/* Whether a mount of the group has a chdir of its own: then a thread has a working directory of
+ * its own, which moves (pool.c, respond.c). */
+static int mount_has_chdir(void)
+{
+    for (size_t i = 0; i < wd__py.group->n_mounts; i++)
+        if (wd__py.group->mounts[i].chdir != NULL)
+            return 1;
+    return 0;
+}
+
 /* What every interpreter needs before its apps load: sys.path, the environ template, its
- * stdout and stderr to the error log. */
+ * stdout and stderr to the error log; with a mount's chdir, threads its apps start that keep
+ * their directory (thread_dir.c). Every interpreter gets those, one without a chdir too: a pool
+ * thread that moves to /c's directory moved the threads /a started with it. */
 static int interp_ready(wd_py_interp_t *in)
 {
-    if (set_sys_path(in) < 0 || wd__py_stdio_to_log() < 0)
+    if (set_sys_path(in) < 0 || wd__py_stdio_to_log() < 0 ||
+        (mount_has_chdir() && wd__py_thread_dir_install() < 0))
         return -1;
     in->environ = wd__py_environ_template(in);
     return in->environ != NULL ? 0 : -1;

@@ -200,6 +200,34 @@ def test_module_globals_follow_application_groups(tmp, wsgid):
     assert resp.status == 404
 
 
+def test_threads_an_app_starts_keep_its_working_directory(tmp, wsgid):
+    """A thread an app starts (threading.Thread, _thread.start_new_thread, a concurrent.futures
+    pool's, one started at import) works in its app's directory for its whole life, whatever the
+    pool thread that started it serves next. Before, it shared the working directory of the thread
+    that started it (clone with CLONE_FS): with threads: 1, /a's thread saw cdir while the pool
+    thread served /c, and /c's the group's directory while it served /a; a thread started at
+    import shared the main thread's, which goes back to the group's (helper-63). /a and /d share
+    the main interpreter, each with its directory."""
+    script = app("threadcwd")
+    dirs = {"/a": tmp, "/c": tmp / "cdir", "/d": tmp / "ddir"}
+    (tmp / "cdir").mkdir()
+    (tmp / "ddir").mkdir()
+    mounts = {"/a": {"app": script},
+              "/d": {"app": script, "chdir": str(dirs["/d"])},
+              "/c": {"app": script, "application-group": "other", "chdir": str(dirs["/c"])}}
+    sock = str(tmp / "site.sock")
+    wsgid(config=make_config(tmp, {"site": {"listen": "unix:" + sock, "threads": 1,
+                                            "mounts": mounts}}))
+    for p in mounts:
+        get_json(sock, p + "?start=1")
+    for _ in range(2):  # each app's threads run while the one pool thread serves the others
+        for p in mounts:
+            get_json(sock, p + "?sleep=0.3")
+    kinds = ("import", "_thread", "thread", "executor")
+    got = {p: get_json(sock, p) for p in mounts}
+    assert got == {p: {"cwd": str(d), "seen": {k: [str(d)] for k in kinds}} for p, d in dirs.items()}
+
+
 def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
     """Proxies read a path before they pick a location or apply an ACL, some as sent (HAProxy's
     path_beg), some decoded and normalised (nginx, Apache), and pass the target on as sent. wsgid
