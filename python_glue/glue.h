@@ -29,6 +29,9 @@ int wd_py_init(const wd_config_t *conf, const wd_group_conf_t *group, int slot, 
  * ("FILE:LINE: Type: message", with the fix when there is one) to err, and it returns -1. */
 int wd_py_load_app(char *err, size_t errlen);
 
+/* wd_py_load_app, calling loading("app FILE (mount /m)") before each app is imported. */
+int wd_py_load(void (*loading)(const char *what), char *err, size_t errlen);
+
 /* Starts group->threads Python threads that take requests from h and serve them, then releases
  * the GIL in the calling thread, which goes on to run the loop without it (only wd_py_stop takes
  * it back, to finalise). Thread wsgid-pyN publishes the request it runs in score->running[N-1]

@@ -369,6 +369,11 @@ static int app_cmp(const void *x, const void *y)
 
 int wd_py_load_app(char *err, size_t errlen)
 {
+    return wd_py_load(NULL, err, errlen);
+}
+
+int wd_py_load(void (*loading)(const char *what), char *err, size_t errlen)
+{
     PyThreadState *main_ts = wd__py.interps[0]->ts;
     char **django;
     int rc = 0;
@@ -390,6 +395,13 @@ int wd_py_load_app(char *err, size_t errlen)
 
         if ((a->interp->index == 0) != (k < wd__py.n_apps))
             continue;
+        if (loading != NULL) {
+            char what[1024], label[160];
+
+            snprintf(what, sizeof what, "app %s%s", a->conf ? a->conf->app : wd__py.group->app,
+                     app_label(a, label, sizeof label));
+            loading(what);
+        }
         PyThreadState_Swap(a->interp->ts);
         rc = load_in_interp(a, a->conf ? (int)(a->conf - wd__py.group->mounts) + 1 : 0,
                             &django[a->interp->index], err, errlen);

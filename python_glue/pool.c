@@ -264,7 +264,7 @@ void wd_py_stop(void)
 
 const wd_app_ops_t wd_py_app = {
     .init = wd_py_init,
-    .load = wd_py_load_app,
+    .load = wd_py_load,
     .start = wd_py_start,
     .interrupt = wd_py_interrupt,
     .stop = wd_py_stop,

@@ -16,7 +16,9 @@
  *     (daemon/master/master_output.c),
  *     fds 8.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
  *   - messages on the master socket are lines. Worker to master: "ready\n" once its app is loaded
- *     and it accepts; "failed MESSAGE\n" before it exits when the app cannot be loaded (the Python
+ *     and it accepts; "loading app FILE (mount /m)\n" before it imports each app and "loaded\n"
+ *     once all are, so that the master's lines about a worker that hangs or dies in an import name
+ *     that app; "failed MESSAGE\n" before it exits when the app cannot be loaded (the Python
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling

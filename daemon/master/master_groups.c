@@ -387,12 +387,23 @@ void wd__m_proc_kill_cb(uv_timer_t *t)
 
     if (p->pid <= 0)
         return;
-    if (p->state == WD_PROC_STARTING) {
-        snprintf(p->failed, sizeof p->failed, "not ready after %g s (startup-timeout)",
-                 p->g->conf->startup_timeout);
-        wd_log_error("group %s worker %d (pid %d) %s; killing it", p->g->name, p->slot, p->pid,
-                     p->failed);
-    } else {
+    if (p->state == WD_PROC_STARTING && !p->deadlocked) {
+        char loading[sizeof p->loading + 16];
+
+        /* Which import hangs, and where: what it said it loads, and its Python stacks, dumped to
+         * the log as the watchdog's (SIGUSR2: python_glue/dump.c, from the signal handler, so
+         * that an import holding the GIL in C does not stop it); killed a moment later. Without
+         * them, a mount whose import deadlocked (gi.repository) was one line naming none of the
+         * group's mounts (helper-63). */
+        snprintf(p->failed, sizeof p->failed, "not ready after %g s (startup-timeout)%s",
+                 p->g->conf->startup_timeout, wd__m_proc_loading(p, loading, sizeof loading));
+        wd_log_error("group %s worker %d (pid %d) %s; its Python stacks follow, then it is killed",
+                     p->g->name, p->slot, p->pid, p->failed);
+        p->deadlocked = 1;
+        uv_process_kill(&p->process, SIGUSR2);
+        uv_timer_start(&p->timer, wd__m_proc_kill_cb, WD_MASTER_DUMP_MS, 0);
+        return;
+    } else if (!p->deadlocked) { /* else its stacks were dumped: the kill was said then */
         wd_log_warn("group %s worker %d (pid %d) still running %.0f s after it was told to stop; "
                     "killing it",
                     p->g->name, p->slot, p->pid,

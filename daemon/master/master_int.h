@@ -93,6 +93,9 @@ struct wd_proc {
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
     wd_output_t *out[2]; /* what it writes to its stdout and stderr (master_output.c) */
     char failed[512];
+    /* What a starting worker said it loads ("app /srv/app.py (mount /reports)"): its lines
+     * while it starts name it, so that a hang or a crash in an import says which app. */
+    char loading[1024];
     wd_proc_t *next, *prev;
     size_t line_len;
     char line[WD_MASTER_LINE_MAX];
@@ -267,6 +270,8 @@ void wd__m_finish(wd_master_t *m);
 void wd__m_kill_all(wd_master_t *m);
 void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason);
 void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+/* " while loading app X (mount /m)" for a starting worker that said what it loads, else "". */
+const char *wd__m_proc_loading(const wd_proc_t *p, char *buf, size_t cap);
 void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int old_pid, int new_pid);
 
 /* master_rolling.c */

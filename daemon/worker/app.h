@@ -19,8 +19,10 @@ typedef struct wd_app_ops {
      * one-line summary in err (for the master: wsgictl and status show it). */
     int (*init)(const wd_config_t *conf, const wd_group_conf_t *group, int slot, char *err,
                 size_t errlen);
-    /* Loads the application; 0, or -1 with a one-line summary in err. */
-    int (*load)(char *err, size_t errlen);
+    /* Loads the application; 0, or -1 with a one-line summary in err. Before each app it
+     * imports, calls loading("app FILE (mount /m)"): the master names it if the import hangs
+     * or kills the worker. */
+    int (*load)(void (*loading)(const char *what), char *err, size_t errlen);
     /* Starts the threads that take requests from h; each publishes the request it runs in
      * score->running (NULL: nowhere). 0 or -1. */
     int (*start)(wd_handoff_t *h, wd_score_t *score);

@@ -92,6 +92,19 @@ static void say_master(const char *line)
     }
 }
 
+/* What the app runtime loads now (app.h), for the master's lines if the worker hangs or dies
+ * there. One line: a newline in a path would end it. */
+static void say_loading(const char *what)
+{
+    char line[1100];
+
+    snprintf(line, sizeof line, "loading %s\n", what);
+    for (char *p = line; p[1]; p++)
+        if (*p == '\n')
+            *p = ' ';
+    say_master(line);
+}
+
 /* --- hand-off to the Python threads --------------------------------------------------------- */
 
 /* --- spare request-body temp files ---------------------------------------------------------- */
@@ -505,7 +518,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         say_master(line);
         return WD_WORKER_EXIT_APP;
     }
-    if (app->load(err, sizeof err) < 0) {
+    if (app->load(say_loading, err, sizeof err) < 0) {
         snprintf(line, sizeof line, "failed %s\n", err);
         for (char *p = line; p[1]; p++)
             if (*p == '\n')
@@ -513,6 +526,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         say_master(line);
         return WD_WORKER_EXIT_APP;
     }
+    say_master("loaded\n"); /* what dies from now on dies in no import */
 
     w->loop = uv_default_loop();
     wd_handoff_init(&w->handoff, w->loop, w->group->busy_poll, wd_conn_ready, wd_conn_free,

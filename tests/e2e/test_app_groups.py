@@ -635,3 +635,82 @@ def test_threads_left_running_in_a_sub_interpreter(tmp, wsgid, end):
     assert re.search(r"application group \"/a\" still runs \d+ threads? of its app \(sleeper\b", log), log
     ran = (tmp / "atexit.log").read_text().splitlines()
     assert sorted(ran) == ["atexit %s %d" % (who, first) for who in "abg"], ran
+
+
+# --- a mount that hangs or dies while it is imported (helper-63) -----------------------------
+
+HANGS = {
+    # Waits without the GIL, as `from gi.repository import GLib` deadlocked.
+    "wait": "import threading\nthreading.Event().wait()\n",
+    # Holds the GIL in C: only a dump from the signal handler can show it.
+    "gil": "import ctypes\nlibc = ctypes.PyDLL(None)\nwhile True:\n    libc.sleep(1000)\n",
+}
+
+
+def hanging_mounts_config(tmp, body, **group):
+    bad = tmp / "reports" / "app.py"
+    bad.parent.mkdir(exist_ok=True)
+    bad.write_text(body + "\ndef application(environ, start_response):\n    pass\n")
+    g = {"listen": "unix:" + str(tmp / "site.sock"), "threads": 2,
+         "mounts": {"/a": {"app": app("hello"), "application-group": "%{RESOURCE}"},
+                    "/reports": {"app": str(bad), "application-group": "%{RESOURCE}"},
+                    "/z": {"app": app("hello"), "application-group": "%{RESOURCE}"}}}
+    g.update(group)
+    return make_config(tmp, {"site": g}), bad
+
+
+@pytest.mark.parametrize("how", sorted(HANGS))
+def test_an_import_that_hangs_is_named_with_its_stack(tmp, wsgid, how):
+    """At startup-timeout the master names the app the worker was loading and has it dump its
+    Python stacks to the log before it is killed: the lines said only 'not ready after 8 s
+    (startup-timeout)', with neither mount nor file:line. The import waits without the GIL, or
+    holds it in C."""
+    config, bad = hanging_mounts_config(tmp, HANGS[how], **{"startup-timeout": 2})
+    d = wsgid(config=config, wait=False)
+    d.expect_failure = True
+    loading = r"while loading app %s \(mount /reports\)" % re.escape(str(bad))
+    d.expect_log(r"not ready after 2 s \(startup-timeout\) %s; its Python stacks follow, then it "
+                 r"is killed$" % loading,
+                 r"killed by signal 9 \(SIGKILL\) %s$" % loading,
+                 r"group site: the application could not be loaded in time %s; stopping$"
+                 % loading)
+    assert d.wait_exit(20) != 0
+    log = d.log()
+    print(log)
+    line = d.wait_log(r"startup-timeout.*its Python stacks follow")
+    dump = "\n".join(x.split(" stderr: ", 1)[1] for x in log[log.index(line):].splitlines()
+                     if " stderr: " in x) + "\n"
+    assert re.search(r'^  File "%s", line \d+ in <module>$' % re.escape(str(bad)), dump,
+                     re.M), dump
+    assert re.search(r"killed by signal 9 \(SIGKILL\) %s$" % loading, log, re.M), log
+
+
+CRASHES = {
+    "exit": ("import os\nos._exit(7)\n", r"exited with status 7"),
+    "segv": ("import ctypes\nctypes.string_at(0)\n",
+             # ASan catches the SIGSEGV itself and exits
+             r"(killed by signal 11 \(SIGSEGV\)|exited with status 1)"),
+    "term": ("import os, signal\nos.kill(os.getpid(), signal.SIGTERM)\nimport time\n"
+             "time.sleep(10)\n", r"killed by signal 15 \(SIGTERM\)"),
+}
+
+
+@pytest.mark.parametrize("how", sorted(CRASHES))
+def test_a_worker_that_dies_in_an_import_names_the_app(tmp, wsgid, how):
+    """A worker that exits or is killed while it imports a mount's app: the lines about it name
+    that app and mount (they said 'killed by signal 11 (SIGSEGV)' and 'a worker exited before it
+    was ready' only)."""
+    body, died = CRASHES[how]
+    config, bad = hanging_mounts_config(tmp, body)
+    d = wsgid(config=config, wait=False)
+    d.expect_failure = True
+    loading = r"while loading app %s \(mount /reports\)" % re.escape(str(bad))
+    d.expect_log(r"worker 1 \(pid \d+\) %s %s$" % (died, loading),
+                 r"group site: a worker exited before it was ready %s; stopping$" % loading,
+                 r"stderr: ")  # ASan's report of the SIGSEGV made on purpose
+    assert d.wait_exit(20) != 0
+    log = d.log()
+    assert re.search(r"worker 1 \(pid \d+\) %s %s$" % (died, loading), log, re.M), log
+    assert re.search(r"a worker exited before it was ready %s; stopping$" % loading, log,
+                     re.M), log
+

@@ -308,7 +308,8 @@ def test_send_timeout_does_not_cut_a_slow_but_steady_reader(wsgid):
 def test_startup_timeout_fails_the_initial_start(wsgid):
     d = wsgid("slowimport", startup_timeout=1, env={"SLOW_IMPORT": "10"}, wait=False)
     d.expect_failure = True
-    d.expect_log(r"not ready after 1 s \(startup-timeout\); killing it",
+    d.expect_log(r"not ready after 1 s \(startup-timeout\) while loading app .*slowimport\.py; its "
+                 r"Python stacks follow, then it is killed$",
                  r"killed by signal 9 \(SIGKILL\)",
                  r"group site: the application could not be loaded in time")
     t0 = time.monotonic()
