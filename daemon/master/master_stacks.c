@@ -177,12 +177,10 @@ static thread_seen_t *seen_find(thread_seen_t *seen, size_t n, uint64_t ident)
 /* The dump (python_glue/dump.c: faulthandler's format) with each "Thread 0x..." / "Current
  * thread 0x..." line annotated, and each thread once.
  *
- * A thread is listed once per interpreter it has a state in: every Python thread of ours has one
- * in each, and shows its frames in the one it runs. The helper threads (wsgid-intr, and wsgid-gil
- * with sub-interpreters) take the GIL with states the main thread made, and Python 3.11 keeps the
- * ident of the thread that made a state: they show as more blocks of the main thread's ident,
- * never with frames. So of the blocks of one ident, those with frames stay, or the first when
- * none has any. */
+ * The worker lists each ident once already (python_glue/dump.c: a thread of ours has a state in
+ * each interpreter, and the helper threads, wsgid-intr and wsgid-gil, take the GIL with states
+ * the main thread made, which keep its ident). Should a dump still hold several blocks of one
+ * ident, those with frames stay, or the first when none has any. */
 static char *annotate(wd_master_t *m, const stacks_worker_t *w, uint64_t now)
 {
     char *out = NULL, note[300];

@@ -714,3 +714,32 @@ def test_a_worker_that_dies_in_an_import_names_the_app(tmp, wsgid, how):
     assert re.search(r"a worker exited before it was ready %s; stopping$" % loading, log,
                      re.M), log
 
+
+def test_request_timeout_dump_lists_each_thread_once(tmp, wsgid):
+    """The stacks request-timeout writes to the log list each OS thread once, with its frames
+    from the interpreter it runs in, whatever the number of interpreters: with 100 %{RESOURCE}
+    mounts one timed-out request wrote 1009 lines, the main thread 247 times (helper-63)."""
+    ops = app("ops")
+    mounts = {"/m%d" % i: {"app": ops, "application-group": "%{RESOURCE}"} for i in range(30)}
+    d = wsgid(config=make_config(tmp, {"site": {
+        "listen": "unix:" + str(tmp / "site.sock"), "threads": 2, "request-timeout": 1,
+        "shutdown-timeout": 1, "env": {"WSGID_E2E_DIR": str(tmp)}, "mounts": mounts}}))
+    d.expect_log(r"\[req \d+-[12]\] ")
+    (pid,) = d.workers()
+    r = request(str(tmp / "site.sock"), "GET", "/m17/spin?t=5", timeout=15)
+    assert r.status == 504, r
+    line = d.wait_log(r"the Python stacks of the worker's threads follow; the one running it is "
+                      r"Thread (0x[0-9a-f]{16})", timeout=10)
+    ident = re.search(r"Thread (0x[0-9a-f]{16})", line).group(1)
+    time.sleep(1)  # the dump's lines reach the log through the master
+    log = d.log()
+    dump = [x.split(" stderr: ", 1)[1] for x in log[log.index(line):].splitlines()
+            if "(pid %d) stderr: " % pid in x]
+    text = "\n".join(dump) + "\n"
+    print(len(dump), "lines:\n" + text)
+    idents = re.findall(r"^(?:Current )?[Tt]hread (0x[0-9a-f]+)", text, re.M)
+    assert len(idents) == len(set(idents)), idents
+    assert 3 <= len(idents) <= 6, idents  # 2 Python threads, the loop, helpers of their own
+    m = re.search(r"^Thread %s \(most recent call first\):\n(  File .*\n)+" % ident, text, re.M)
+    assert m and "ops.py" in m.group(0), text
+    assert len(dump) < 60, len(dump)
