@@ -102,7 +102,9 @@ static void dump_thread(int fd, int tmp, PyThreadState *ts, int current)
     PUTS(fd, current ? "Current thread 0x" : "Thread 0x");
     _Py_DumpHexadecimal(fd, ts->thread_id, sizeof(unsigned long) * 2);
     PUTS(fd, " (most recent call first):\n");
-    if (tmp < 0 || ftruncate(tmp, 0) < 0) {
+    /* Emptied and rewound: ftruncate keeps the offset, and each dump's write would go on past a
+     * hole, every dump since the worker's start read again to reach it (helper-69). */
+    if (tmp < 0 || ftruncate(tmp, 0) < 0 || lseek(tmp, 0, SEEK_SET) != 0) {
         _Py_DumpTraceback(fd, ts); /* with its "Stack (most recent call first):" line */
         return;
     }

@@ -407,6 +407,7 @@ static int leftover_threads(PyThreadState *ts, char *buf, size_t cap)
 
             used += w > 0 ? (size_t)w : 0;
         }
+        PyErr_Clear(); /* a failed lookup: the next one must not run with it pending */
         Py_XDECREF(ident);
         Py_XDECREF(name);
     }

@@ -288,7 +288,6 @@ static void close_result(wd_resp_t *r, PyObject *result, int *error)
     }
 }
 
-/* A canned error answer (FastCGI: ending with protocol_status); returns the keep-alive verdict. */
 /* The response's spill file failed (wd_out_spill_failed_cb), in the thread that writes it, with
  * or without the GIL. Rate-limited: a full disk fails every large answer of the worker. */
 static void spill_failed(wd_out_t *out, void *data, int err)
@@ -302,6 +301,7 @@ static void spill_failed(wd_out_t *out, void *data, int err)
                 r->req->id, wd__py_resp_line(r, line, sizeof line), out->tmpdir, strerror(err));
 }
 
+/* A canned error answer (FastCGI: ending with protocol_status); returns the keep-alive verdict. */
 static int send_canned(wd_resp_t *r, int code, int protocol_status)
 {
     char buf[512];

@@ -22,8 +22,11 @@
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
- *     restart. Master to worker: "stop\n" = stop accepting, finish in-flight and buffered
- *     responses, exit 0 (SIGTERM does the same); "reopen-logs\n" = reopen the log files;
+ *     restart; "unlistened\n" once it accepts no more after a "stop last". Master to worker:
+ *     "stop\n" = stop accepting, finish in-flight and buffered responses, exit 0 (SIGTERM does
+ *     the same); "stop last\n" = the same, its group (or wsgid) stopping: it first takes what
+ *     waits in the listen queue, then says "unlistened", and the master shuts the group's TCP
+ *     listeners once every worker has; "reopen-logs\n" = reopen the log files;
  *     "siblings RECORD:PID ...\n" = the ready workers of its group (itself among them) by
  *     scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever one
  *     becomes ready (daemon/worker/balance.h).

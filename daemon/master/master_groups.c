@@ -247,8 +247,10 @@ void wd__m_listeners_refuse_if_stopped(wd_group_t *g)
 
     if ((!g->stopped && !g->m->stopping) || g->removed)
         return;
+    /* Wait for a worker still accepting, and for one told to take the queue first; one stopped
+     * before (replaced, recycled) took nothing and accepts no more. */
     for (wd_proc_t *q = g->m->procs; q != NULL; q = q->next) {
-        if (q->g == g && !q->unlistened)
+        if (q->g == g && !q->unlistened && (q->told_last || q->state != WD_PROC_DRAINING))
             return;
     }
     for (k = 0; k < g->n_ls; k++) {
@@ -412,8 +414,7 @@ void wd__m_proc_kill_cb(uv_timer_t *t)
     uv_process_kill(&p->process, SIGKILL);
 }
 
-/* Tells a worker to stop accepting, finish its requests and exit; SIGKILL after its group's
- * graceful-timeout + shutdown-timeout. It leaves its slot. */
+/* See master_int.h. */
 json_t *wd__m_group_stop(wd_group_t *g, const char *why)
 {
     json_t *pids = json_array();
@@ -437,6 +438,8 @@ json_t *wd__m_group_stop(wd_group_t *g, const char *why)
     return pids;
 }
 
+/* Tells a worker to stop accepting, finish its requests and exit; SIGKILL after its group's
+ * graceful-timeout + shutdown-timeout. It leaves its slot. */
 void wd__m_proc_drain(wd_proc_t *p, const char *why)
 {
     const wd_group_conf_t *conf = p->g->conf;
@@ -453,7 +456,10 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why)
     wd_log_info("group %s worker %d (pid %d): stopping (%s)", p->g->name, p->slot, p->pid, why);
     p->state = WD_PROC_DRAINING;
     p->ready_at = uv_now(&p->m->loop);
-    wd__m_proc_say(p, "stop\n");
+    /* Its group stopping, or wsgid: the worker takes what waits in the listen queue, then says
+     * "unlistened" (wd__m_listeners_refuse_if_stopped). */
+    p->told_last = p->g->stopped || p->m->stopping;
+    wd__m_proc_say(p, p->told_last ? "stop last\n" : "stop\n");
     uv_process_kill(&p->process, SIGTERM);
     /* A deadlocked worker keeps the watchdog's kill, due WD_MASTER_DUMP_MS after its stacks:
      * its replacement is often ready before that, and the graceful deadline would let it live

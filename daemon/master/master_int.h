@@ -84,7 +84,8 @@ struct wd_proc {
     uint64_t ready_rss;  /* its RSS when it said ready (memory-limit: master_watch.c) */
     uint64_t stopped_at; /* first seen in state T (stopped), 0 = running */
     int recycling;       /* a replacement was asked for */
-    int unlistened;      /* it said it accepts no more (its stop began) */
+    int told_last;       /* told "stop last" (its group or wsgid stops): it takes the queue */
+    int unlistened;      /* ... and then said it accepts no more */
     int deadlocked;      /* the watchdog found its loop stopped; killed shortly */
     int handles;         /* not closed yet; freed at 0 */
     int pipe_closed;

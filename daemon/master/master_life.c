@@ -109,7 +109,10 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
     wd_slot_t *s = p->s;
     int first;
 
-    if (p->state != WD_PROC_STARTING)
+    /* Past startup-timeout, its stacks dumped and its kill due (wd__m_proc_kill_cb): a "ready"
+     * now must not cancel that kill, which left a worker that no deadline could kill any more
+     * (helper-69). */
+    if (p->state != WD_PROC_STARTING || p->deadlocked)
         return;
     uv_timer_stop(&p->timer);
     p->state = WD_PROC_READY;

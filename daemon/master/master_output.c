@@ -101,14 +101,6 @@ static void say(wd_output_t *o, const char *p, size_t n)
         n--; /* a CR LF line end */
     if (n == 0)
         return; /* an empty line (a dump's separators) says nothing */
-    if (now != o->second) {
-        o->second = now;
-        o->lines_in_second = 0;
-    }
-    if (o->lines_in_second++ >= OUTPUT_LINES_PER_S) {
-        o->left_out++;
-        return;
-    }
     /* Control characters as \xHH, as in the access log: a CR must not rewrite a terminal's line. */
     for (size_t i = 0; i < n && t + 5 < sizeof text; i++) {
         unsigned char c = (unsigned char)p[i];
@@ -118,8 +110,18 @@ static void say(wd_output_t *o, const char *p, size_t n)
         else
             text[t++] = (char)c;
     }
+    /* Held before the rate: the ring keeps the last lines written, not the last that passed it
+     * (a dump of many threads goes over 1,000 lines in its second: helper-69). */
     if (!wd_log_level_enabled(o->level)) {
         hold(o, text, t);
+        return;
+    }
+    if (now != o->second) {
+        o->second = now;
+        o->lines_in_second = 0;
+    }
+    if (o->lines_in_second++ >= OUTPUT_LINES_PER_S) {
+        o->left_out++;
         return;
     }
     if (o->left_out > 0) {

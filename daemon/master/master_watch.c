@@ -115,23 +115,24 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     return 1;
 }
 
-/* A worker over memory-limit from the moment it was ready (its app alone takes more): its
- * replacement would be too, and the group was replaced about once a second for as long as it ran
- * (helper-63: 60 sub-interpreters at 60 MiB under a 40 MiB limit), at info. It is left running,
- * and the group says why once a config, at warn. */
-static int over_at_start(wd_proc_t *p, const wd_group_conf_t *c)
+/* The RSS past which p is replaced: memory-limit, or for a worker over it from the moment it was
+ * ready (its app alone takes more) twice what it took then. Replaced at memory-limit, such a
+ * worker's replacement was too, and the group was replaced about once a second for as long as it
+ * ran, at info (helper-63: 60 sub-interpreters at 60 MiB under a 40 MiB limit); never replaced,
+ * it could leak without a bound (helper-69). The group says so once a config, at warn. */
+static uint64_t memory_bound(wd_proc_t *p, const wd_group_conf_t *c)
 {
     if (p->ready_rss <= c->memory_limit)
-        return 0;
+        return c->memory_limit;
     if (p->g->memory_warned != c) {
         p->g->memory_warned = c;
         wd_log_warn("group %s: memory-limit %.1f MiB is below what a worker takes once its app is "
-                    "loaded (%.1f MiB when worker %d was ready): replacing it would not help, so "
-                    "workers over it from their start are not replaced for it; raise memory-limit",
+                    "loaded (%.1f MiB when worker %d was ready): such a worker is replaced only "
+                    "past twice what it took then; raise memory-limit",
                     p->g->name, (double)c->memory_limit / 1048576.0,
                     (double)p->ready_rss / 1048576.0, p->slot);
     }
-    return 1;
+    return 2 * p->ready_rss;
 }
 
 void wd__m_tick_cb(uv_timer_t *t)
@@ -158,12 +159,14 @@ void wd__m_tick_cb(uv_timer_t *t)
             continue;
         }
         if (c->memory_limit > 0) {
-            p->rss = wd__m_read_rss(p->pid);
-            if (p->rss > c->memory_limit && over_at_start(p, c))
-                continue;
-            if (p->rss > c->memory_limit) {
-                snprintf(why, sizeof why, "memory-limit: RSS %.1f MiB > %.1f MiB",
-                         (double)p->rss / 1048576.0, (double)c->memory_limit / 1048576.0);
+            uint64_t bound = (p->rss = wd__m_read_rss(p->pid)) > c->memory_limit
+                                 ? memory_bound(p, c)
+                                 : c->memory_limit;
+
+            if (p->rss > bound) {
+                snprintf(why, sizeof why, "memory-limit: RSS %.1f MiB > %.1f MiB%s",
+                         (double)p->rss / 1048576.0, (double)bound / 1048576.0,
+                         bound != c->memory_limit ? " (twice its size when ready)" : "");
                 wd__m_proc_recycle(m, p, why);
                 continue;
             }

@@ -212,7 +212,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
 
         /* At max-connections an idle keep-alive connection makes room (the oldest first, once
          * the new one is taken); without one, this worker takes no more until one closes. */
-        if (a->conns->n >= a->max_conns && !wd_conns_any_idle(a->conns)) {
+        if (a->conns->n >= a->max_conns && (a->taking || !wd_conns_any_idle(a->conns))) {
             a->full = 1;
             wd_accept_update(a);
             return taken;
@@ -230,7 +230,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
         taken++;
         a->fd_pause_ms = 0;
         a->fd_room_made = 0;
-        if (a->conns->n >= a->max_conns)
+        if (a->conns->n >= a->max_conns && !a->taking)
             wd_conns_close_idle(a->conns, 1, NULL);
         if (!l->is_unix) {
             int one = 1;
@@ -460,8 +460,10 @@ int wd_accept_init(wd_accept_t *a)
 
 void wd_accept_take_waiting(wd_accept_t *a)
 {
+    a->taking = 1; /* up to max-connections, no idle keep-alive connection closed for room */
     for (size_t i = 0; i < a->n_listeners; i++)
         accept_on(a, &a->listeners[i], INT_MAX, 1);
+    a->taking = 0;
 }
 
 void wd_accept_stop(wd_accept_t *a)

@@ -37,6 +37,7 @@ typedef struct wd_accept {
 
     /* accept.c's own. */
     int stopping;    /* wd_accept_stop was called */
+    int taking;      /* in wd_accept_take_waiting */
     size_t capacity; /* accept while fewer requests than this are in flight */
     wd_listener_t *listeners;
     size_t n_listeners;
@@ -73,13 +74,15 @@ void wd_accept_size(wd_accept_t *a);
 void wd_accept_update(wd_accept_t *a);
 /* Loop: the end of the loop's turn, before it may block (wd_handoff_set_on_block). */
 void wd_accept_before_block(wd_accept_t *a);
-/* The worker is about to stop: takes every connection waiting on its listeners, its capacity
- * aside (they are served, or answered 503 at graceful-timeout). A stopped group's TCP listener
- * refuses connections once every worker has stopped accepting (the master's
- * wd__m_listeners_refuse_if_stopped), and that shutdown resets what is still queued, whose client
- * may have sent its request: through nginx a 502, not retried for a POST. Left queued until the
- * last worker exited, they waited up to graceful-timeout + shutdown-timeout for that (helper-62:
- * 11 POSTs answered 502 in 5 stops under load, with a healthy second group behind nginx). */
+/* The worker's group (or wsgid) stops: takes every connection waiting on its listeners, up to
+ * max-connections, its capacity aside (they are served, or answered 503 at graceful-timeout);
+ * no idle keep-alive connection is closed to make room (a proxy may be writing on it: conn.c). A
+ * stopped group's TCP listener refuses connections once every worker has stopped accepting (the
+ * master's wd__m_listeners_refuse_if_stopped), and that shutdown resets what is still queued, whose
+ * client may have sent its request: through nginx a 502, not retried for a POST. Left queued until
+ * the last worker exited, they waited up to graceful-timeout + shutdown-timeout for that
+ * (helper-62: 11 POSTs answered 502 in 5 stops under load, with a healthy second group behind
+ * nginx). */
 void wd_accept_take_waiting(wd_accept_t *a);
 /* The worker is stopping: it accepts no more. */
 void wd_accept_stop(wd_accept_t *a);

@@ -79,9 +79,10 @@ typedef struct wd_worker {
     uv_signal_t sig_int;
     uv_poll_t master_poll;
     uv_timer_t stop_timer;
+    int unlistened; /* it took what waited and told the master (worker_stop) */
 } wd_worker_t;
 
-static void worker_stop(wd_worker_t *w, const char *why);
+static void worker_stop(wd_worker_t *w, const char *why, int last);
 
 static void say_master(const char *line)
 {
@@ -235,19 +236,29 @@ static void stop_timer_cb(uv_timer_t *t)
     wd_handoff_stop(&w->handoff);
 }
 
-static void worker_stop(wd_worker_t *w, const char *why)
+/* last: the master stops the worker's group (or wsgid), whose listeners are about to refuse
+ * connections once every worker has said "unlistened": what waits in the listen queue is taken
+ * first, or the master's shutdown of the listener would reset it (wd_accept_take_waiting). Only
+ * then: a worker replaced or recycled leaves the queue to its siblings, which go on accepting
+ * (helper-69). A SIGTERM may come before the master's message: the queue is taken then if the
+ * worker's threads still run (they stop with its last connection). */
+static void worker_stop(wd_worker_t *w, const char *why, int last)
 {
     double grace = w->group->graceful_timeout + w->group->shutdown_timeout;
 
+    if (last && !w->unlistened) {
+        w->unlistened = 1;
+        if (!w->stopping || w->conns.n > 0)
+            wd_accept_take_waiting(&w->accept);
+        say_master("unlistened\n");
+    }
     if (w->stopping)
         return;
     w->stopping = 1;
     wd_score_set(&w->score->ready, 0); /* not a worker to balance with (balance.h) */
     spare_close_all(w);
     wd_log_info("stopping (%s): finishing %zu requests", why, wd_handoff_in_flight(&w->handoff));
-    wd_accept_take_waiting(&w->accept);
     wd_accept_stop(&w->accept);
-    say_master("unlistened\n"); /* the master may shut a stopped group's listeners now */
     wd_conns_shutdown(&w->conns);
     if (grace > 0)
         uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);
@@ -257,13 +268,13 @@ static void worker_stop(wd_worker_t *w, const char *why)
 
 static void signal_cb(uv_signal_t *s, int signum)
 {
-    worker_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    worker_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
 }
 
 static void master_line(wd_worker_t *w, const char *line)
 {
-    if (strcmp(line, "stop") == 0) {
-        worker_stop(w, "asked by the master");
+    if (strcmp(line, "stop") == 0 || strcmp(line, "stop last") == 0) {
+        worker_stop(w, "asked by the master", line[4] != '\0');
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);
@@ -288,7 +299,7 @@ static void master_cb(uv_poll_t *p, int status, int events)
              sizeof w->master_buf - 1 - w->master_len);
     if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         uv_poll_stop(p);
-        worker_stop(w, "the master is gone");
+        worker_stop(w, "the master is gone", 0);
         return;
     }
     if (n < 0)
@@ -505,6 +516,11 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                     &w->score->balance_closes);
     wd_stacks_init(); /* before Python, which chains its dump to it (stacks.h) */
     signal(SIGPIPE, SIG_IGN);
+    /* SIGUSR2 asks for the Python stacks (python_glue/dump.c installs the handler with Python):
+     * before that, at startup-timeout, its default action killed the worker with "killed by
+     * signal 12" where the master said its stacks followed (helper-69). Ignored, the master's
+     * kill a moment later says what happened. */
+    signal(SIGUSR2, SIG_IGN);
     if (read_config(w, group_name) < 0) {
         say_master("failed cannot read the config\n");
         return WD_WORKER_EXIT_CONFIG;

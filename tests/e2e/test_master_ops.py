@@ -537,3 +537,21 @@ def test_a_reload_back_to_the_config_in_force_clears_the_failed_one(wsgid, tmp):
     rc, out, err = ctl(tmp, "reload")
     assert rc == 0 and "unchanged: a" in out, (rc, out, err)
     assert json.loads(ctl(tmp, "status", "--json")[1])["groups"][0]["reload_error"] is None
+
+
+def test_a_worker_ready_just_after_its_startup_timeout_is_killed_still(wsgid, tmp):
+    """A replacement whose import takes a little longer than startup-timeout: its stacks are
+    dumped and it is killed a moment later, as the log says, even if it says ready in between.
+    Before, that "ready" cancelled the kill, and the worker served on with no deadline left to
+    kill it at its stop (helper-69)."""
+    sa = tmp / "a.sock"
+    a = group(tmp, listen=["unix:" + str(sa)], processes=1, startup_timeout=2)
+    d = wsgid(config=config(tmp, {"a": a}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sa)]
+    old = d.workers()
+    d.conf_path.write_text(config(tmp, {"a": dict(a, env={"SLOW_IMPORT": "2.4"})}))
+    d.expect_log("startup-timeout", "stacks follow", "stderr: ", "killed by signal",
+                 "reload failed", r"^\s")
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1 and "startup-timeout" in err, (rc, out, err)
+    assert d.workers() == old and ask(sa)[1] == old[0]

@@ -228,17 +228,22 @@ def test_memory_limit_replaces_worker_gracefully(wsgid):
 def test_a_memory_limit_below_the_loaded_app_replaces_nothing_and_says_so(wsgid):
     """memory-limit below what a worker takes once its app is loaded: replacing it cannot help.
     The workers are left running and the group says why once, at warn; before, they were replaced
-    about once a second for as long as wsgid ran, said at info only (helper-63)."""
+    about once a second for as long as wsgid ran, said at info only (helper-63). Such a worker
+    is still replaced past twice its size when ready (helper-69)."""
     d = wsgid("pidmem", processes=2, threads=2, memory_limit="16M",
               env={"GROW_AT_IMPORT": "32"})
     before = set(d.workers())
     d.wait_log(r"\[warn\] master: group site: memory-limit 16\.0 MiB is below what a worker takes "
-               r"once its app is loaded \(\d+\.\d MiB when worker \d was ready\): replacing it "
-               r"would not help", timeout=5)
+               r"once its app is loaded \(\d+\.\d MiB when worker \d was ready\): such a worker is "
+               r"replaced only past twice what it took then", timeout=5)
     time.sleep(3)  # three ticks: each replaced a worker
     assert set(d.workers()) == before
     assert "recycle" not in d.log()
     assert d.log().count("is below what a worker takes") == 1
+    big = get_pid(d.tcp, "/grow?mb=100", timeout=30)
+    d.wait_log(r"\(pid %d\) asks to be recycled: memory-limit: RSS \d+\.\d MiB > \d+\.\d MiB "
+               r"\(twice its size when ready\)" % big, timeout=5)
+    d.seen_workers.update(d.workers())
 
 
 def _memory_limit_replacement(d, big, before):

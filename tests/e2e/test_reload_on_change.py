@@ -215,16 +215,23 @@ def test_syntax_error_keeps_the_old_code_until_fixed(wsgid, nginx, tmp):
     assert not load.errors, load.errors[:5]
 
 
-def test_watch_pattern(wsgid, tmp):
-    """watch: ["**/*.py"] (which alone turns reload-on-change on): a helper module in a
-    subdirectory rolls the group, in a directory created after the start too; other files, and
-    the byte code the new workers write, do not."""
+def package_site(tmp):
+    """site/app.py, which imports TEXT ("h1") from its package site/lib, served with
+    watch: ["**/*.py"]."""
     site = tmp / "site"
     (site / "lib").mkdir(parents=True)
     (site / "lib" / "__init__.py").write_text("")
     (site / "lib" / "helper.py").write_text('TEXT = "h1"\n')
     script = site / "app.py"
     script.write_text((APP % "x").replace('TEXT = "x"', "from lib.helper import TEXT"))
+    return site, script
+
+
+def test_watch_pattern(wsgid, tmp):
+    """watch: ["**/*.py"] (which alone turns reload-on-change on): a helper module in a
+    subdirectory rolls the group, in a directory created after the start too; other files, and
+    the byte code the new workers write, do not."""
+    site, script = package_site(tmp)
     d = wsgid(str(script), processes=2, threads=2, watch=["**/*.py"])
     d.wait_log(r"group site: reload-on-change: watching \d+ directories for 2 paths and patterns")
     assert get(d.tcp)[0] == "h1"
@@ -378,11 +385,7 @@ def test_subdirectory_replaced_by_mv_and_mkdir(wsgid, tmp):
     """watch: ["**/*.py"]: a package directory moved away and made again at once is watched
     anew. Before, when both were done before the master read the first event, the new lib was
     taken for the old one, still watched: the edit after it was never seen."""
-    site = tmp / "site"
-    (site / "lib").mkdir(parents=True)
-    (site / "lib" / "helper.py").write_text('TEXT = "h1"\n')
-    script = site / "app.py"
-    script.write_text((APP % "x").replace('TEXT = "x"', "from lib.helper import TEXT"))
+    site, script = package_site(tmp)
     d = wsgid(str(script), processes=1, threads=2, watch=["**/*.py"])
     d.wait_log(r"group site: reload-on-change: watching \d+ directories")
     assert get(d.tcp)[0] == "h1"
