@@ -204,10 +204,7 @@ static int busy(wd_group_t *g, char *err, size_t len)
 {
     if (g->op != NULL) {
         snprintf(err, len, "group %s: a %s is in progress; try again when it is done", g->name,
-                 g->op->kind == WD_OP_START    ? "start"
-                 : g->op->kind == WD_OP_CHANGE ? "reload"
-                 : g->op->batch->req == NULL   ? "reload on change"
-                                               : "restart");
+                 wd__m_op_name(g->op));
         return 1;
     }
     return 0;

@@ -282,6 +282,9 @@ void wd__m_op_step(wd_op_t *op);
  * the operation, its batch and its group reference were never freed). */
 void wd__m_op_abandon(wd_op_t *op);
 void wd__m_reload(wd_master_t *m, wd_control_req_t *req);
+/* What a rolling operation is, as status and messages name it: start, restart, reload, reload on
+ * change. */
+const char *wd__m_op_name(const wd_op_t *op);
 /* A SIGHUP that came while a rolling operation ran: the reload, once none runs (every tick). */
 void wd__m_reload_if_pending(wd_master_t *m);
 wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *what);

@@ -231,9 +231,9 @@ void wd__m_op_abandon(wd_op_t *op)
     op_finish(op, msg);
 }
 
-/* What a failed operation was, for `wsgictl status` (wd_group_t.failed_op): a restart without a
+/* See master_int.h; also wd_group_t.failed_op, for `wsgictl status`. A restart without a
  * control request is reload-on-change's (master_autoreload.c). */
-static const char *op_name(const wd_op_t *op)
+const char *wd__m_op_name(const wd_op_t *op)
 {
     if (op->kind == WD_OP_START)
         return "start";
@@ -262,7 +262,7 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
         const char *hint = has_traceback(err) ? " (see the error log for the traceback)" : "";
 
         wd_utf8_copy(s->g->reload_error, sizeof s->g->reload_error, err);
-        s->g->failed_op = op_name(op);
+        s->g->failed_op = wd__m_op_name(op);
         if (op->kind == WD_OP_START) {
             if (asprintf(&msg,
                          "worker %d (pid %d) could not start: %s; the group stays stopped "
@@ -333,7 +333,7 @@ void wd__m_op_step(wd_op_t *op)
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
         wd_utf8_copy(g->reload_error, sizeof g->reload_error, s->last_error);
-        g->failed_op = op_name(op);
+        g->failed_op = wd__m_op_name(op);
         op_finish(op, s->last_error);
     }
 }
@@ -484,7 +484,7 @@ static int reload_busy(wd_master_t *m, char *err, size_t cap)
 
         if (g->op != NULL) {
             snprintf(err, cap, "group %s: a %s is in progress; try again when it is done", g->name,
-                     op_name(g->op));
+                     wd__m_op_name(g->op));
             return 1;
         }
     }

@@ -159,10 +159,9 @@ void wd__m_tick_cb(uv_timer_t *t)
             continue;
         }
         if (c->memory_limit > 0) {
-            uint64_t bound = (p->rss = wd__m_read_rss(p->pid)) > c->memory_limit
-                                 ? memory_bound(p, c)
-                                 : c->memory_limit;
+            uint64_t bound = memory_bound(p, c);
 
+            p->rss = wd__m_read_rss(p->pid);
             if (p->rss > bound) {
                 snprintf(why, sizeof why, "memory-limit: RSS %.1f MiB > %.1f MiB%s",
                          (double)p->rss / 1048576.0, (double)bound / 1048576.0,
