@@ -382,6 +382,7 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         print_list(reply, "restarted", "restarted");
         print_list(reply, "unchanged", "unchanged");
         print_list(reply, "changed_stopped", "changed, stopped (the new config at its start)");
+        print_list(reply, "stopped", "stopped, not restarted (wsgictl start GROUP starts one)");
         if (json_array_size(json_object_get(reply, "renamed")) > 0) {
             json_t *x;
             size_t i;
@@ -445,6 +446,11 @@ static int run(const args_t *a, const char *path)
     json_decref(req);
     if (reply == NULL)
         return EXIT_UNREACHABLE;
+    if (json_is_true(json_object_get(reply, "unreachable"))) { /* too many connections open */
+        fprintf(stderr, "wsgictl %s: %s\n", a->v->name, jstr(reply, "error"));
+        json_decref(reply);
+        return EXIT_UNREACHABLE;
+    }
     rc = print_reply(a, reply, (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9);
     json_decref(reply);
     return rc;

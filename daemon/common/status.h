@@ -18,7 +18,7 @@ typedef struct wd_status_worker {
     uint64_t restarts;        /* of this slot */
     uint64_t rss_bytes;       /* from /proc/PID/statm */
     const char *last_error;   /* NULL or the last failure of this slot */
-    const char *last_restart; /* NULL or why its worker was last recycled */
+    const char *last_restart; /* NULL or why its worker was last replaced while serving */
     const wd_score_t *score;  /* NULL when no process */
 } wd_status_worker_t;
 

@@ -404,7 +404,9 @@ static void connection_cb(uv_stream_t *server, int status)
         return;
     }
     if (c->n_clients > CLIENTS_MAX && !make_room(c, cl)) {
-        client_send(cl, "{\"ok\":false,\"error\":\"too many control connections open (64): "
+        /* "unreachable": wsgictl exits 3, as when the socket refuses: a script tries again */
+        client_send(cl, "{\"ok\":false,\"unreachable\":true,"
+                        "\"error\":\"too many control connections open (64): "
                         "wsgictl opens one a command; close the ones left idle\"}");
         client_end(cl);
         wd_log_peer(WD_LOG_WARN, "control: a connection refused: %d open (at most %d)",

@@ -243,7 +243,14 @@ static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group
     for (i = 0; i < m->n_groups; i++) {
         wd_group_t *x = m->groups[i];
 
-        if ((all && !x->stopped) || x == g) {
+        if (all && x->stopped) { /* said in the reply: `restart --all` left it stopped */
+            json_t *a = json_object_get(b->reply, "stopped");
+
+            if (a == NULL)
+                json_object_set_new(b->reply, "stopped", a = json_array());
+            json_array_append_new(a, json_string(x->name));
+            wd_log_info("group %s: stopped, not restarted (wsgictl start %s)", x->name, x->name);
+        } else if (all || x == g) {
             wd_log_info("group %s: rolling restart of %d workers", x->name, x->conf->processes);
             wd__m_op_step(wd__m_op_new(x, b, WD_OP_RESTART, x->gen, x->conf, x->ls, x->n_ls));
         }

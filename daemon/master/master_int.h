@@ -122,7 +122,8 @@ struct wd_slot {
     int ever_ready;
     uint64_t recycle_retry_at;
     char last_error[512];
-    char last_restart[512]; /* why its worker was last replaced while serving (recycled) */
+    char last_restart[512]; /* why its worker was last replaced while serving (a recycle, a
+                             * restart, a reload) */
     char recycle_why[256];  /* why the replacement on its way was started (recycling) */
     /* A worker asks to be recycled once (maximum-requests, inactivity-timeout, a request stuck
      * past request-timeout): its ask stays here until a replacement took over from it, and the

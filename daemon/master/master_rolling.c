@@ -284,9 +284,14 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
         free(msg);
         return;
     }
-    if (old_pid > 0)
+    if (old_pid > 0) {
         wd_log_info("group %s worker %d: pid %d replaced by pid %d", s->g->name, s->slot, old_pid,
                     new_pid);
+        /* counted as a recycle or a crash is: `restarts` is every worker replaced */
+        s->restarts++;
+        snprintf(s->last_restart, sizeof s->last_restart, "pid %d: replaced by a %s", old_pid,
+                 wd__m_op_name(op));
+    }
     json_array_append_new(op->batch->replaced,
                           json_pack("{s:s,s:i,s:i,s:i}", "group", s->g->name, "slot", s->slot,
                                     "old_pid", old_pid, "new_pid", new_pid));

@@ -488,6 +488,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
     int record = -1, cpu, started;
+    size_t running;
     const wd_score_t *board;
 
     (void)argc;
@@ -631,11 +632,18 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 
     wd_handoff_run(&w->handoff);
 
-    wd_log_info("stopped after %llu requests (%llu of them on a connection its thread kept, %llu "
-                "answered with Connection: close for the keep-alive balance)",
+    /* requests answered; those a thread still runs (cut at graceful-timeout) are said apart: a
+     * worker cut with every request unfinished said "stopped after 0 requests" (helper-62) */
+    running = wd_handoff_in_flight(&w->handoff);
+    if (running > 0)
+        snprintf(line, sizeof line, "; %zu more cut unanswered at graceful-timeout", running);
+    else
+        line[0] = '\0';
+    wd_log_info("stopped after %llu requests answered (%llu of them on a connection its thread "
+                "kept, %llu answered with Connection: close for the keep-alive balance)%s",
                 (unsigned long long)w->served, (unsigned long long)w->handoff.parks,
-                (unsigned long long)wd_score_get(&w->score->balance_closes));
-    if (wd_handoff_in_flight(&w->handoff) > 0) {
+                (unsigned long long)wd_score_get(&w->score->balance_closes), line);
+    if (running > 0) {
         /* Threads are still inside the app: do not wait for them. */
         fflush(NULL);
         _exit(0);

@@ -97,13 +97,16 @@ def test_idle_connections_are_bounded(wsgid, tmp):
     """64 connections at most (20,000 idle ones took the master's fds: no worker could be
     spawned): a 65th is refused while they are fresh; once one has been idle 5 s, a new one
     closes the idlest and is served (64 left idle kept every wsgictl out until the sweep, 30 s);
-    each is closed after 30 s without a request."""
+    each is closed after 30 s without a request. wsgictl refused so exits 3, as when it cannot
+    reach wsgid, for a script to try again (helper-62)."""
     d = start(wsgid, tmp)
     held = [connect(d) for _ in range(64)]
     extra = connect(d)
     extra.settimeout(5)
     reply = json.loads(extra.recv(4096).decode().splitlines()[0])
     assert reply["ok"] is False and "too many control connections" in reply["error"], reply
+    rc, out, err = ctl(d, "status")  # exits 3, "cannot be reached", where it said 1: "failed"
+    assert rc == 3 and "too many control connections open (64)" in err, (rc, out, err)
     d.expect_log(r"control: a connection refused: 64 open", r"control: closed \d+ connections? "
                  r"idle", r"control: 64 connections open: closed one idle")
     # a worker killed meanwhile is started again

@@ -555,3 +555,36 @@ def test_a_worker_ready_just_after_its_startup_timeout_is_killed_still(wsgid, tm
     rc, out, err = ctl(tmp, "reload")
     assert rc == 1 and "startup-timeout" in err, (rc, out, err)
     assert d.workers() == old and ask(sa)[1] == old[0]
+
+
+def test_a_restart_counts_and_restart_all_names_the_stopped_groups(wsgid, tmp):
+    """Each worker a rolling restart replaces counts in its slot's restarts (status, /metrics'
+    wsgid_worker_restarts_total) with the operation as its last restart: they counted only
+    crashes and recycles, so a group restarted by every deploy showed 0. `restart --all` names a
+    stopped group it leaves stopped; it skipped it without a word (helper-62)."""
+    sa, sb, mport = tmp / "a.sock", tmp / "b.sock", free_port()
+    top = {"metrics": "127.0.0.1:%d" % mport}
+    (tmp / "version.py").write_text(VERSION_APP)
+    d = wsgid(config=make_config(tmp, {"a": group(tmp, listen=["unix:" + str(sa)], processes=2),
+                                       "b": group(tmp, listen=["unix:" + str(sb)], processes=1)},
+                                 control=str(tmp / "ctl.sock"), **top))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sa), str(sb)]
+    rc, out, err = ctl(tmp, "stop", "b")
+    assert rc == 0, (out, err)
+    wait_for(lambda: len(d.workers()) == 2, timeout=20, what="group b stopped")
+    rc, out, err = ctl(tmp, "restart", "--all")
+    assert rc == 0, (out, err)
+    assert "stopped, not restarted (wsgictl start GROUP starts one): b" in out, out
+    assert "restart: 2 workers replaced" in out, out
+    d.seen_workers.update(d.workers())
+    st = json.loads(ctl(tmp, "status", "--json")[1])
+    ga = next(g for g in st["groups"] if g["name"] == "a")
+    assert ga["restarts"] == 2, ga
+    for w in ga["workers"]:
+        assert w["restarts"] == 1, w
+        assert re.fullmatch(r"pid \d+: replaced by a restart", w["last_restart"]), w
+    r = request(("127.0.0.1", mport), path="/metrics")
+    assert re.search(r'^wsgid_worker_restarts_total\{group="a"\} 2$', r.body.decode(), re.M), \
+        r.body.decode()
+    rc, out, err = ctl(tmp, "status")
+    assert re.search(r"last restart: pid \d+: replaced by a restart", out), out

@@ -39,7 +39,8 @@ def get(c, path="/", headers=None):
 
 def parks(d):
     d.stop()
-    line = d.wait_log(r"stopped after \d+ requests \(\d+ of them on a connection its thread kept, ")
+    line = d.wait_log(r"stopped after \d+ requests answered \(\d+ of them on a connection its "
+                      r"thread kept, ")
     return int(re.search(r"\((\d+) of them", line).group(1))
 
 

@@ -355,4 +355,7 @@ def test_graceful_stop_finishes_short_requests_and_kills_stuck_ones(wsgid, tmp):
     stuck = out["stuck"][0]
     assert isinstance(stuck, Exception) or stuck.status >= 500, stuck
     assert re.search(r"graceful-timeout: .*1 requests running", d.log()), d.log()
+    # the one answered is said, and the one cut apart; it said "stopped after 1 requests"
+    assert re.search(r"stopped after 1 requests answered \(.*\); 1 more cut unanswered at "
+                     r"graceful-timeout", d.log()), d.log()
     print("graceful stop with a stuck request: %.2f s; %s" % (took, out["stuck"][0]))
