@@ -474,7 +474,7 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
 
 int wd_listen_pause(wd_listen_t *l)
 {
-    if (l->fd < 0 || l->conf->is_unix || l->activated || l->paused)
+    if (l->fd < 0 || l->activated || l->paused)
         return 0;
     if (shutdown(l->fd, SHUT_RD) < 0) {
         int rc = -errno;
@@ -487,10 +487,54 @@ int wd_listen_pause(wd_listen_t *l)
     return 0;
 }
 
+void wd_listen_close(wd_listen_t *l);
+
+/* A unix socket shut down cannot listen again: a new one takes its path, where the file is still
+ * the one bound by the socket paused, or none. Another file there (a group a reload gave the path
+ * to, another process) is left to its owner, and the start fails saying so. */
+static int unix_rebind(wd_listen_t *l)
+{
+    wd_listen_t fresh = {.fd = -1, .group = l->group, .conf = l->conf};
+    struct stat st;
+    int rc;
+
+    if (lstat(l->conf->path, &st) == 0) {
+        if (!l->created || st.st_dev != l->dev || st.st_ino != l->ino) {
+            fail_msg(l->group, l->conf,
+                     "another socket or file took its path while the group was stopped; remove "
+                     "it, or give the group another path and reload");
+            return -EADDRINUSE;
+        }
+        if (unlink(l->conf->path) < 0) {
+            rc = -errno;
+            fail_msg(l->group, l->conf, strerror(-rc));
+            return rc;
+        }
+    }
+    l->created = 0; /* the file is gone: if the new bind fails, closing l removes nothing */
+    rc = open_unix(&fresh, l->group, l->conf);
+    if (rc == 0 && listen(fresh.fd, WD_LISTEN_BACKLOG) < 0) {
+        rc = -errno;
+        fail_msg(l->group, l->conf, strerror(-rc));
+        wd_listen_close(&fresh);
+    }
+    if (rc < 0)
+        return rc;
+    close(l->fd);
+    l->fd = fresh.fd;
+    l->created = fresh.created;
+    l->dev = fresh.dev;
+    l->ino = fresh.ino;
+    l->paused = 0;
+    return 0;
+}
+
 int wd_listen_resume(wd_listen_t *l)
 {
     if (l->fd < 0 || !l->paused)
         return 0;
+    if (l->conf->is_unix)
+        return unix_rebind(l);
     if (listen(l->fd, WD_LISTEN_BACKLOG) < 0) {
         int rc = -errno;
 

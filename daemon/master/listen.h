@@ -1,6 +1,6 @@
 /* The listening sockets. The master binds every listener of every group before any worker starts
  * and keeps them open for its whole life, so that a worker restart never closes a socket and no
- * connection is refused while a group restarts (design §1); only a stopped group's TCP listeners
+ * connection is refused while a group restarts (design §1); only a stopped group's listeners
  * refuse connections, until it starts again (wd_listen_pause). Workers inherit them as fds
  * WD_WORKER_FD_LISTEN.. (7.., spawn.h). */
 #ifndef WD_DAEMON_LISTEN_H
@@ -45,13 +45,15 @@ int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen
  * done. */
 int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
 
-/* A stopped group's TCP listener stops taking connections but keeps its address: the connections
+/* A stopped group's listener stops taking connections but keeps its address: the connections
  * waiting in its backlog are reset and new ones refused, so that a proxy without active health
  * checks (nginx's proxy_next_upstream) tries another server at once instead of waiting on a group
  * that does not run (measured in tests/fleet: a stopped group held nginx's requests until
  * `wsgictl start`). shutdown(SHUT_RD) of a listening socket, as HAProxy pauses its own; resume
- * listens again. A unix socket is left as it is: Linux cannot listen on one again after a
- * shutdown; so is a socket passed by systemd, which outlives us: connections to it wait for the
+ * listens again. Linux cannot listen on a unix socket again after a shutdown: resume binds a new
+ * one at its path (the file must still be the one bound; else it says so and fails). A unix
+ * socket left queueing had nginx wait proxy_read_timeout for each request, then answer 504. A
+ * socket passed by systemd is left as it is, as it outlives us: connections to it wait for the
  * next start. Both return 0 or -errno, having logged the error. */
 int wd_listen_pause(wd_listen_t *l);
 /* Why the last wd_listen_open that failed did ("" before any), as it logged it: for a reply. */

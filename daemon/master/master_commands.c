@@ -374,8 +374,11 @@ static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
         wd_control_reply_error(req, "group %s is running already (use restart)", g->name);
         return;
     }
+    if (wd__m_listeners_resume(g) < 0) {
+        wd_control_reply_error(req, "%s; the group stays stopped", wd_listen_last_error());
+        return;
+    }
     g->stopped = 0;
-    wd__m_listeners_resume(g);
     wd_log_info("group %s: starting %d workers", g->name, g->conf->processes);
     b = wd__m_batch_new(m, req, "start");
     wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, g->gen, g->conf, g->ls, g->n_ls));

@@ -235,7 +235,7 @@ fail:
     return NULL;
 }
 
-/* A stopped group's TCP listeners refuse connections (wd_listen_pause says why) from the moment
+/* A stopped group's listeners refuse connections (wd_listen_pause says why) from the moment
  * none of its workers accepts any more (each says so once it took what waited: the worker's
  * wd_accept_take_waiting), until `wsgictl start`. Called when the group stops (it may have no
  * worker left: all backing off), when one of its workers says it stopped accepting, and when one
@@ -258,15 +258,21 @@ void wd__m_listeners_refuse_if_stopped(wd_group_t *g)
             n++;
     }
     if (n > 0 && !g->m->stopping)
-        wd_log_info("group %s: stopped: its TCP listeners refuse connections until it starts",
-                    g->name);
+        wd_log_info("group %s: stopped: its listeners refuse connections until it starts", g->name);
 }
 
-/* wsgictl start: the listeners take connections again. */
-void wd__m_listeners_resume(wd_group_t *g)
+/* wsgictl start: the listeners take connections again. 0, or -1 when one cannot (logged, and
+ * wd_listen_last_error says why): those resumed are paused again. */
+int wd__m_listeners_resume(wd_group_t *g)
 {
-    for (size_t k = 0; k < g->n_ls; k++)
-        wd_listen_resume(g->ls[k]);
+    for (size_t k = 0; k < g->n_ls; k++) {
+        if (wd_listen_resume(g->ls[k]) < 0) {
+            for (size_t j = 0; j < k; j++)
+                wd_listen_pause(g->ls[j]);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Closes the listeners of ls that are not in keep, and frees the array. */

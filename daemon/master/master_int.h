@@ -229,11 +229,11 @@ void wd__m_close_pipe(wd_proc_t *p);
 void wd__m_gen_unref(wd_gen_t *gen);
 void wd__m_group_unref(wd_group_t *g);
 void wd__m_listeners_refuse_if_stopped(wd_group_t *g);
-void wd__m_listeners_resume(wd_group_t *g);
+int wd__m_listeners_resume(wd_group_t *g);
 void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, size_t n_keep);
 void wd__m_proc_close_cb(uv_handle_t *h);
 void wd__m_proc_drain(wd_proc_t *p, const char *why);
-/* Stops g: every worker drains (why), its TCP listeners refuse connections once they are gone.
+/* Stops g: every worker drains (why), its listeners refuse connections once they are gone.
  * Returns the pids stopped (a JSON array, new). */
 json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);

@@ -90,7 +90,7 @@ static void op_commit(wd_op_t *op)
         g->ls = op->ls;
         g->n_ls = op->n_ls;
         op->ls = NULL;
-        /* A stopped group's new TCP listener refuses connections as its others do (it took
+        /* A stopped group's new listener refuses connections as its others do (it took
          * them into its backlog, where they waited for a worker that does not run) */
         wd__m_listeners_refuse_if_stopped(g);
     }
@@ -185,7 +185,7 @@ static void op_finish(wd_op_t *op, const char *err)
         free(msg);
         mark_roll_back(op);
         /* A start (wsgictl start, a group a reload added) that failed leaves the group stopped,
-         * as it was: its slots started already drain, and its TCP listeners refuse connections
+         * as it was: its slots started already drain, and its listeners refuse connections
          * once they are gone. It ran the slots before the failure and crash-looped the failing
          * one, never filled those after it, and took no second `wsgictl start` (helper-62). */
         if (op->kind == WD_OP_START && !m->stopping && !g->removed)
@@ -590,8 +590,9 @@ static int reload_renames(wd_master_t *m, const wd_config_t *conf, wd_group_t **
  * and an address it takes (127.0.0.1:80 becoming 0.0.0.0:80 in one group), or an address going
  * from one group to another in one reload, cannot be bound until the listener that holds it
  * closes, when the group that has it ends its change: it failed with "Address already in use".
- * A stopped group's TCP listener (paused: wd_listen_pause) does not stand in the way: the bind
- * succeeds beside it, as before this check. */
+ * A stopped group's listener (paused: wd_listen_pause) does not stand in the way: the bind
+ * succeeds beside it, as before this check (a unix socket's path is taken over: the stopped group
+ * cannot start on it again, and says so). */
 static int held_now(const wd_master_t *m, const wd_group_t *g, const wd_group_conf_t *gc, char *err,
                     size_t cap)
 {

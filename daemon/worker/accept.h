@@ -77,7 +77,7 @@ void wd_accept_before_block(wd_accept_t *a);
 /* The worker's group (or wsgid) stops: takes every connection waiting on its listeners, up to
  * max-connections, its capacity aside (they are served, or answered 503 at graceful-timeout);
  * no idle keep-alive connection is closed to make room (a proxy may be writing on it: conn.c). A
- * stopped group's TCP listener refuses connections once every worker has stopped accepting (the
+ * stopped group's listener refuses connections once every worker has stopped accepting (the
  * master's wd__m_listeners_refuse_if_stopped), and that shutdown resets what is still queued, whose
  * client may have sent its request: through nginx a 502, not retried for a POST. Left queued until
  * the last worker exited, they waited up to graceful-timeout + shutdown-timeout for that

@@ -90,7 +90,12 @@ def test_drain_undrain_then_stop(wsgid):
 
 def refused(addr):
     try:
-        socket.create_connection(addr, timeout=2).close()
+        if isinstance(addr, str):
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(2)
+                s.connect(addr)
+        else:
+            socket.create_connection(addr, timeout=2).close()
     except ConnectionRefusedError:
         return True
     except ConnectionResetError:
@@ -102,26 +107,27 @@ def test_a_stopped_group_refuses_connections(wsgid):
     """A group stopped by the end of a drain, or by wsgictl stop GROUP, refuses TCP connections
     from the exit of its last worker until it starts again: a proxy without active checks
     (nginx's proxy_next_upstream) tries another server at once, rather than waiting in the
-    backlog of a group that does not run (measured in tests/fleet). Its unix socket is left
-    listening (Linux cannot listen on one again after a shutdown)."""
+    backlog of a group that does not run (measured in tests/fleet). So does its unix socket,
+    bound anew at the start (Linux cannot listen on one again after a shutdown): it was left
+    queueing, and nginx waited proxy_read_timeout on each request, then answered 504."""
     d, maddr = start(wsgid, processes=2, drain_delay="1s")
-    assert not refused(d.tcp)
+    assert not refused(d.tcp) and not refused(d.unix)
     rc, out = ctl(d, "drain", "site")
     assert rc == 0, out
     wait_for(lambda: d.workers() == [], 8, what="the drained group stopped")
-    wait_for(lambda: refused(d.tcp), 3, what="connections refused")
-    d.wait_log(r"group site: stopped: its TCP listeners refuse connections")
+    wait_for(lambda: refused(d.tcp) and refused(d.unix), 3, what="connections refused")
+    d.wait_log(r"group site: stopped: its listeners refuse connections")
     rc, out = ctl(d, "start", "site")
     assert rc == 0, out
-    assert request(d.tcp).status == 200
-    assert request(d.tcp).status == 200
+    for addr in (d.tcp, d.unix, d.tcp, d.unix):
+        assert request(addr).status == 200
     rc, out = ctl(d, "stop", "site")
     assert rc == 0, out
     wait_for(lambda: d.workers() == [], 8, what="the group stopped")
-    wait_for(lambda: refused(d.tcp), 3, what="connections refused")
+    wait_for(lambda: refused(d.tcp) and refused(d.unix), 3, what="connections refused")
     rc, out = ctl(d, "start", "site")
     assert rc == 0, out
-    assert request(d.tcp).status == 200
+    assert request(d.tcp).status == 200 and request(d.unix).status == 200
     d.seen_workers.update(d.workers())
 
 

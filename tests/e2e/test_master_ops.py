@@ -408,7 +408,7 @@ def test_a_stopped_groups_address_goes_to_another_group(wsgid, tmp):
     d.unix_paths += [str(tmp / "ctl.sock"), str(sb)]
     rc, out, err = ctl(tmp, "stop", "a")
     assert rc == 0, (out, err)
-    d.wait_log(r"group a: stopped: its TCP listeners refuse connections", timeout=20)
+    d.wait_log(r"group a: stopped: its listeners refuse connections", timeout=20)
     b["listen"] = ["unix:" + str(sb), "127.0.0.1:%d" % port]
     d.conf_path.write_text(config(tmp, {"b": b}))
     rc, out, err = ctl(tmp, "reload")
@@ -588,3 +588,43 @@ def test_a_restart_counts_and_restart_all_names_the_stopped_groups(wsgid, tmp):
         r.body.decode()
     rc, out, err = ctl(tmp, "status")
     assert re.search(r"last restart: pid \d+: replaced by a restart", out), out
+
+
+def test_a_stopped_groups_unix_socket_is_bound_anew_at_its_start(wsgid, tmp):
+    """A stopped group's unix socket refuses connections and is bound anew at its start, also
+    when its file was removed meanwhile; a file another took the path with is left to it, the
+    start failing with what to do (the group stays stopped). Before, a stopped group's unix
+    socket queued connections nobody took (nginx waited proxy_read_timeout, then 504)."""
+    sa = tmp / "a.sock"
+    d = wsgid(config=config(tmp, {"a": group(tmp, listen=["unix:" + str(sa)], processes=1)}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sa)]
+
+    def stop():
+        rc, out, err = ctl(tmp, "stop", "a")
+        assert rc == 0, (out, err)
+        wait_for(lambda: not d.workers(), timeout=20, what="group a stopped")
+        with pytest.raises(ConnectionRefusedError):
+            ask(sa)
+
+    stop()
+    sa.unlink()
+    rc, out, err = ctl(tmp, "start", "a")
+    assert rc == 0, (out, err)
+    assert ask(sa)[0] == "-"
+    stop()
+    sa.unlink()
+    sa.write_text("someone else's\n")
+    d.expect_log(r"cannot listen on unix:.*another socket or file took its path")
+    rc, out, err = ctl(tmp, "start", "a")
+    assert rc == 1 and re.search(r"group a: cannot listen on unix:\S+a\.sock: another socket or "
+                                 r"file took its path while the group was stopped; remove it, or "
+                                 r"give the group another path and reload; the group stays "
+                                 r"stopped", err), (rc, out, err)
+    assert not d.workers() and sa.read_text() == "someone else's\n"
+    st = json.loads(ctl(tmp, "status", "--json")[1])["groups"][0]
+    assert st["stopped"], st
+    sa.unlink()
+    rc, out, err = ctl(tmp, "start", "a")
+    assert rc == 0, (out, err)
+    assert ask(sa)[0] == "-"
+    d.seen_workers.update(d.workers())
