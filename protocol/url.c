@@ -72,11 +72,14 @@ int wd_url_host_valid(const char *p, size_t n)
     }
     if (i == n)
         return 1;
-    if (p[i] != ':')
+    if (p[i] != ':' || i == 0)
         return 0;
-    for (i++; i < n; i++)
-        if (!(p[i] >= '0' && p[i] <= '9'))
+    for (i++; i < n && p[i] == '0'; i++) /* leading zeros: "8080" is "08080" */
+        ;
+    for (unsigned port = 0; i < n; i++) {
+        if (!(p[i] >= '0' && p[i] <= '9') || (port = port * 10 + (unsigned)(p[i] - '0')) > 65535)
             return 0;
+    }
     return 1;
 }
 

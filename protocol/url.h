@@ -30,8 +30,10 @@ size_t wd_url_normalize(char *p, size_t n);
 int wd_url_authority(const char *uri, size_t n, wd_slice_t *auth);
 
 /* Whether p is a valid Host value (RFC 9110 7.2, RFC 3986 3.2.2): uri-host [":" port], where
- * uri-host is a reg-name (unreserved, sub-delims, %XX), an IPv4 address, or "[" IPv6 "]". Empty
- * is valid (a target without an authority); userinfo ("user@host") is not. */
+ * uri-host is a reg-name (unreserved, sub-delims, %XX), an IPv4 address, or "[" IPv6 "]", and port
+ * is empty (the scheme's) or a number up to 65535. Empty is valid (a target without an authority);
+ * an empty host with a port (":80": an http URI's host cannot be empty, RFC 9110 4.2.1) is not,
+ * nor is userinfo ("user@host"). */
 int wd_url_host_valid(const char *p, size_t n);
 
 #endif

@@ -269,10 +269,28 @@ static int vars_next(vars_t *it, wd_slice_t *k, wd_slice_t *v)
     return it->fcgi ? wd_fcgi_nv_iter_next(&it->f, k, v) : wd_uwsgi_iter_next(&it->u, k, v);
 }
 
+/* A variable the peer does not set: the server's own wsgi.* and wsgid.* keys (PEP 3333; a
+ * wsgi.file_wrapper or wsgi.version from the peer replaced the server's), and from a peer not
+ * believed (request.h: vars_untrusted) who the client is, and under strip-forwarded-headers its
+ * forwarding headers. */
+static int var_refused(const wd_req_t *req, wd_slice_t k, int id)
+{
+    if ((k.n >= 5 && memcmp(k.p, "wsgi.", 5) == 0) || (k.n >= 6 && memcmp(k.p, "wsgid.", 6) == 0))
+        return 1;
+    if (!req->vars_untrusted)
+        return 0;
+    if (id == K_REMOTE_ADDR || id == K_REMOTE_PORT || id == K_HTTPS || id == K_REQUEST_SCHEME ||
+        id == K_UWSGI_SCHEME)
+        return 1;
+    return req->strip_forwarded && ((k.n > 17 && memcmp(k.p, "HTTP_X_FORWARDED_", 17) == 0) ||
+                                    (k.n == 14 && memcmp(k.p, "HTTP_FORWARDED", 14) == 0));
+}
+
 /* The environ of a request whose proxy sent its variables (uwsgi, FastCGI): taken as they are,
  * CONTENT_TYPE (and over uwsgi CONTENT_LENGTH) from their HTTP_ forms when only those came,
  * FastCGI's CONTENT_LENGTH from its body when the proxy left it unsaid, PATH_INFO from the URI when
- * absent, the scheme from HTTPS / REQUEST_SCHEME / UWSGI_SCHEME. */
+ * absent, the scheme from HTTPS / REQUEST_SCHEME / UWSGI_SCHEME; but not var_refused()'s, and a
+ * peer not believed gets its own address as REMOTE_ADDR. */
 static int environ_vars(PyObject *env, const wd_req_t *req)
 {
     vars_t it = {.fcgi = req->kind == WD_REQ_FCGI};
@@ -289,6 +307,8 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
         PyObject *key;
         int rc;
 
+        if (var_refused(req, k, slot != NULL ? slot->id : -1))
+            continue;
         if (slot != NULL) {
             switch (slot->id) {
             case K_HTTP_CONTENT_TYPE:
@@ -350,6 +370,10 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
         return -1;
     if (https == 1 && PyDict_SetItem(env, k_url_scheme, s_https) < 0)
         return -1;
+    if (req->vars_untrusted &&
+        (set_str(env, keys[K_REMOTE_ADDR], req->remote_addr, strlen(req->remote_addr)) < 0 ||
+         (!req->is_unix && set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)))
+        return -1;
     return 0;
 }
 
@@ -369,7 +393,7 @@ static int set_host(PyObject *env, const char *h, size_t n)
 
         name_len = colon ? (size_t)(colon - h) : n;
     }
-    if (name_len + 1 < n && h[name_len] == ':') {
+    if (name_len + 1 < n && h[name_len] == ':') { /* "name:" is the scheme's port */
         port = h + name_len + 1;
         port_len = n - name_len - 1;
     }
@@ -436,14 +460,14 @@ static int is_forwarded_header(wd_slice_t name)
            (name.n > 12 && wd_slice_ieq(name.p, 12, "x-forwarded-"));
 }
 
-/* Whether a Host value ends with a port ("h:80", "[::1]:80"). */
+/* Whether a Host value ends with a port ("h:80", "[::1]:80"; "h:" has none: RFC 3986 3.2.3, the
+ * scheme's, which under https was taken as 80). */
 static int host_has_port(const char *h, size_t n)
 {
     const char *close = n > 0 && h[0] == '[' ? memchr(h, ']', n) : NULL;
+    const char *colon = close != NULL ? close + 1 : memchr(h, ':', n);
 
-    if (close != NULL)
-        return (size_t)(close - h) + 1 < n;
-    return memchr(h, ':', n) != NULL;
+    return colon != NULL && colon + 1 < h + n;
 }
 
 static int environ_http(PyObject *env, const wd_req_t *req)
@@ -518,12 +542,14 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             rc = add_header(env, keys[K_CONTENT_TYPE], id, v);
             break;
         case K_HTTP_HOST:
-            rc = has_host ? 0 : set_host(env, v.p, v.n);
+            /* An empty Host (a target without an authority) names no server: SERVER_NAME is the
+             * listener's, as without one (PEP 3333: never empty). */
+            rc = has_host || v.n == 0 ? 0 : set_host(env, v.p, v.n);
             if (rc == 0 && !has_host) {
                 rc = set_str(env, key, v.p, v.n);
                 host = v;
             }
-            has_host = 1;
+            has_host = v.n > 0 || has_host;
             break;
         default:
             rc = add_header(env, key, id, v);

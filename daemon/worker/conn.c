@@ -333,9 +333,10 @@ static void conn_dispatch(wd_conn_t *c)
     req->fwd_https = -1;
     req->fwd_host = (wd_slice_t){NULL, 0};
     req->strip_forwarded = 0;
+    req->vars_untrusted = c->proto != WD_REQ_HTTP && !wd_fwd_vars_believed(cs->group, c->trusted);
     if (c->proto == WD_REQ_HTTP && c->trusted)
         wd_fwd_apply(req, c->http, cs->group);
-    else if (c->proto == WD_REQ_HTTP)
+    else if (c->proto == WD_REQ_HTTP || req->vars_untrusted)
         req->strip_forwarded = cs->group->strip_forwarded;
     req->body_len = c->body_len;
     req->body_mem = c->body_fd < 0 ? c->body_mem : NULL;

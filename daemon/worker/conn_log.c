@@ -246,14 +246,16 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         method = c->uwsgi.method;
         uri = c->uwsgi.uri;
         proto = c->uwsgi.protocol;
-        remote = uwsgi_var(&c->uwsgi, "REMOTE_ADDR");
+        if (!c->req.vars_untrusted) /* else the peer's own (request.h) */
+            remote = uwsgi_var(&c->uwsgi, "REMOTE_ADDR");
         ref = uwsgi_var(&c->uwsgi, "HTTP_REFERER");
         ua = uwsgi_var(&c->uwsgi, "HTTP_USER_AGENT");
     } else if (c->proto == WD_REQ_FCGI && c->dispatched) {
         method = c->fcgi.req.method;
         uri = c->fcgi.req.uri;
         proto = c->fcgi.req.protocol;
-        remote = fcgi_var(&c->fcgi.req, "REMOTE_ADDR");
+        if (!c->req.vars_untrusted)
+            remote = fcgi_var(&c->fcgi.req, "REMOTE_ADDR");
         ref = fcgi_var(&c->fcgi.req, "HTTP_REFERER");
         ua = fcgi_var(&c->fcgi.req, "HTTP_USER_AGENT");
     } else if (h != NULL && h->state != WD_HTTP_HEAD) {

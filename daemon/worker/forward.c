@@ -9,8 +9,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <string.h>
 #include <stdio.h>
+#include <string.h>
+#include <sys/un.h>
 
 #define JOINED_MAX 4096 /* header lines of one name joined; a longer chain is not believed */
 
@@ -18,6 +19,11 @@ int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa)
 {
     return g->n_trusted_proxies > 0 &&
            wd_cidr_match_any(g->trusted_proxies, g->n_trusted_proxies, sa);
+}
+
+int wd_fwd_vars_believed(const wd_group_conf_t *g, int trusted)
+{
+    return trusted || g->n_trusted_proxies == 0;
 }
 
 /* The trust callback of protocol/forwarded.c: a hop's address text against the group's list. */
@@ -170,6 +176,11 @@ long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
                     g->name, peer_text, wd_proxy_header_strerror(h.error));
         return -1;
     }
+    /* The connection's client is the header's source, believed as the peer would be: an address
+     * in trusted-proxies, a unix socket's client if "unix" is there. LOCAL (the proxy's own
+     * connection) and UNKNOWN name nobody: the peer stays the proxy, but its trust is not the
+     * client's. HAProxy 2.6 sends LOCAL for a client of its unix socket, and adds no
+     * X-Forwarded-For for it: that client's own were believed (helper-71). */
     if (h.command == WD_PROXY_CMD_PROXY && (h.family == AF_INET || h.family == AF_INET6)) {
         size_t n = strnlen(h.src.text, 63); /* an IP address: well under 64 */
 
@@ -177,6 +188,14 @@ long wd_fwd_proxy_header(const wd_group_conf_t *g, const char *buf, size_t len,
         remote[n] = '\0';
         *port = h.src.port;
         *trusted = wd_fwd_peer_trusted(g, (const struct sockaddr *)&h.src.sa);
+    } else if (h.command == WD_PROXY_CMD_PROXY && h.family == AF_UNIX) {
+        struct sockaddr_un un = {.sun_family = AF_UNIX};
+
+        remote[0] = '\0'; /* as a client of a unix listener of ours */
+        *port = 0;
+        *trusted = wd_fwd_peer_trusted(g, (const struct sockaddr *)&un);
+    } else {
+        *trusted = 0;
     }
     return r;
 }

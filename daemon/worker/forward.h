@@ -17,6 +17,10 @@
 /* Whether the peer at sa is one of g's trusted proxies (AF_UNIX: "unix" in the list). */
 int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa);
 
+/* Whether a uwsgi or FastCGI peer's variables say who the client is (REMOTE_ADDR, the scheme):
+ * a trusted peer's, or any peer's while the group lists no trusted-proxies (request.h). */
+int wd_fwd_vars_believed(const wd_group_conf_t *g, int trusted);
+
 /* proxy-protocol: the PROXY header at the start of buf[0, len) from a peer (peer_text, for the
  * log; *trusted whether it is a trusted proxy). Returns the bytes it takes, 0 while incomplete,
  * -1 when the connection must be closed (logged: an untrusted peer, a malformed header). On

@@ -65,6 +65,13 @@ struct wd_req {
     int fwd_https;
     wd_slice_t fwd_host;
     int strip_forwarded;
+    /* uwsgi and FastCGI carry the client in their variables: the peer says who it is. With
+     * trusted-proxies set, a peer outside them (or a PROXY header's source outside them) is not
+     * believed: its REMOTE_ADDR, REMOTE_PORT, HTTPS, REQUEST_SCHEME and UWSGI_SCHEME are left
+     * out, remote_addr/remote_port are its own, and strip_forwarded applies to its HTTP_X_
+     * FORWARDED_* and HTTP_FORWARDED (helper-71: any client of a protocol: auto listener named
+     * itself 10.1.2.3 over https that way, past trusted-proxies and strip-forwarded-headers). */
+    int vars_untrusted;
 
     /* The body, read in full before dispatch: in memory, or in an unlinked temp file. */
     uint64_t body_len;

@@ -183,3 +183,117 @@ def test_proxy_protocol_needs_trusted_proxies(tmp):
     assert r.returncode == 1
     assert "groups.a.proxy-protocol: a PROXY header is believed only from trusted peers" in \
         r.stderr, r.stderr
+
+
+def vars_env(addr, proto, v):
+    """The environ of one request whose variables are v, sent over uwsgi or FastCGI."""
+    from helpers import fcgi
+    from helpers.clients import Conn, parse_response, uwsgi_packet
+    with Conn(addr) as c:
+        if proto == "uwsgi":
+            c.send(uwsgi_packet(v))
+            r, _ = parse_response(c.read_until_close(), eof=True)
+            return env_of(r)
+        c.send(fcgi.request(v))
+        out = fcgi.stdout_of(fcgi.read_records(c))
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"Status: 200") or b"Status:" not in head, head
+    return json.loads(body)
+
+
+FORGED = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/v", "PATH_INFO": "/v", "QUERY_STRING": "",
+          "SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "10.1.2.3", "REMOTE_PORT": "9",
+          "HTTPS": "on", "REQUEST_SCHEME": "https", "UWSGI_SCHEME": "https",
+          "HTTP_HOST": "bank.example", "SERVER_NAME": "bank.example", "SERVER_PORT": "443",
+          "HTTP_X_FORWARDED_FOR": "6.6.6.6", "HTTP_X_FORWARDED_PROTO": "https",
+          "HTTP_FORWARDED": "for=6.6.6.6", "HTTP_X_OTHER": "1",
+          "wsgi.url_scheme": "https", "wsgi.version": "9", "wsgi.file_wrapper": "notcallable",
+          "wsgid.process_group": "admin"}
+
+
+def test_uwsgi_and_fastcgi_from_an_untrusted_peer_name_nobody(wsgid):
+    """uwsgi and FastCGI carry the client in their variables. With trusted-proxies set, a peer
+    outside it (here a client of the protocol: auto listener) gets its own REMOTE_ADDR and
+    REMOTE_PORT, http, and under strip-forwarded-headers no forwarding headers: it named itself
+    10.1.2.3 over https past both (helper-71). A trusted peer's variables are taken as they are,
+    and so are any peer's while the group lists no trusted-proxies (nginx's uwsgi_pass from
+    another host). No peer sets the server's own wsgi.* and wsgid.* keys (PEP 3333)."""
+    d = wsgid("environ", trusted_proxies=["10.0.0.0/8"], strip_forwarded_headers=True)
+    d2 = wsgid("environ", group="open")
+    d3 = wsgid("environ", group="trusting", trusted_proxies=["127.0.0.1"])
+    for proto in ("uwsgi", "fastcgi"):
+        e = vars_env(d.tcp, proto, FORGED)
+        assert e["REMOTE_ADDR"] == "127.0.0.1" and e["REMOTE_PORT"] != "9", (proto, e)
+        assert e["wsgi.url_scheme"] == "http", (proto, e)
+        assert not {"HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME"} & set(e), (proto, e)
+        assert not [k for k in e if "FORWARDED" in k], (proto, e)
+        assert e["HTTP_X_OTHER"] == "1" and e["HTTP_HOST"] == "bank.example", (proto, e)
+        for x in (d, d2, d3):
+            e = vars_env(x.tcp, proto, FORGED)
+            assert e["wsgi.version"] == [1, 0] and e["_file_wrapper_callable"], (proto, e)
+            assert e["wsgid.process_group"] == x.group, (proto, e)
+            if x is not d:
+                assert e["REMOTE_ADDR"] == "10.1.2.3" and e["REMOTE_PORT"] == "9", (proto, e)
+                assert e["wsgi.url_scheme"] == "https" and e["HTTPS"] == "on", (proto, e)
+                assert e["HTTP_X_FORWARDED_FOR"] == "6.6.6.6", (proto, e)
+    # the access log names the peer, not its claim
+    lines = [ln for ln in d.log().splitlines() if '"GET /v HTTP/1.1"' in ln]
+    assert len(lines) == 4 and all(ln.startswith("127.0.0.1 - - [") for ln in lines), lines
+
+
+def test_a_proxy_header_naming_nobody_is_not_the_proxys_trust(wsgid):
+    """A PROXY header of LOCAL (HAProxy sends one for a client of its unix socket, and adds no
+    X-Forwarded-For for it), UNKNOWN or UNSPEC names no client: the peer stays the proxy, but the
+    client's X-Forwarded-* are not believed as the proxy's (they were: helper-71). An AF_UNIX
+    source is believed as a unix peer is: only with "unix" in trusted-proxies."""
+    import struct
+    from helpers.clients import Conn, http_request
+    sig = b"\r\n\r\n\x00\r\nQUIT\n"
+    unix_src = (b"/run/haproxy/client.sock".ljust(108, b"\0") + b"/run/x.sock".ljust(108, b"\0"))
+    heads = {"v2 LOCAL": sig + bytes([0x20, 0x00]) + struct.pack(">H", 0),
+             "v1 UNKNOWN": b"PROXY UNKNOWN\r\n",
+             "v2 UNSPEC": sig + bytes([0x21, 0x00]) + struct.pack(">H", 0),
+             "v2 AF_UNIX": sig + bytes([0x21, 0x31]) + struct.pack(">H", 216) + unix_src}
+    forged = {"X-Forwarded-For": "10.9.9.9", "X-Forwarded-Proto": "https"}
+    d = wsgid("environ", trusted_proxies=["127.0.0.1"], proxy_protocol=True)
+    du = wsgid("environ", group="withunix", trusted_proxies=["127.0.0.1", "unix"],
+               proxy_protocol=True)
+    for name, head in heads.items():
+        with Conn(d.tcp) as c:
+            c.send(head + http_request("GET", "/p", forged))
+            e = env_of(c.response())
+        assert e["wsgi.url_scheme"] == "http", (name, e)
+        assert e["REMOTE_ADDR"] == ("" if name == "v2 AF_UNIX" else "127.0.0.1"), (name, e)
+    with Conn(du.tcp) as c:
+        c.send(heads["v2 AF_UNIX"] + http_request("GET", "/p", forged))
+        e = env_of(c.response())
+    assert e["REMOTE_ADDR"] == "10.9.9.9" and e["wsgi.url_scheme"] == "https", e
+
+
+def test_server_name_and_port_are_never_empty_or_wrong(wsgid):
+    """PEP 3333: SERVER_NAME is never empty. An empty Host (a target without an authority) gives
+    the listener's; a Host or absolute-form target with a port and no name, or a port past
+    65535, is 400 (RFC 9110 4.2.1), and such an X-Forwarded-Host is not believed. "name:" has
+    the scheme's port: 443 under https, where it said 80 (helper-71)."""
+    from helpers.clients import Conn
+    d = wsgid("environ", trusted_proxies=["127.0.0.1"])
+
+    def raw_env(head):
+        with Conn(d.tcp) as c:
+            c.send(head)
+            return c.response()
+
+    e = env_of(raw_env(b"GET / HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n"))
+    assert e["SERVER_NAME"] == "127.0.0.1" and e["SERVER_PORT"] == str(d.tcp[1]), e
+    assert e["HTTP_HOST"] == "", e
+    d.expect_log(r"400")
+    for head in (b"GET / HTTP/1.1\r\nHost: :80\r\n\r\n", b"GET http://:80/ HTTP/1.1\r\nHost: h\r\n\r\n",
+                 b"GET / HTTP/1.1\r\nHost: h:65536\r\n\r\n"):
+        assert raw_env(head).status == 400, head
+    e = env_of(request(d.tcp, path="/", host="shop.example",
+                       headers={"X-Forwarded-Host": ":443", "X-Forwarded-Proto": "https"}))
+    assert e["SERVER_NAME"] == "shop.example" and e["SERVER_PORT"] == "443", e
+    for host in ("shop.example:", "[::1]:"):
+        e = env_of(request(d.tcp, path="/", headers={"X-Forwarded-Host": host,
+                                                     "X-Forwarded-Proto": "https"}))
+        assert e["SERVER_PORT"] == "443" and e["SERVER_NAME"] == host[:-1], (host, e)
