@@ -182,6 +182,7 @@ struct wd_batch {
     json_t *errors;   /* [string] */
     uint64_t t0;
     char *what; /* for the log: "restart", "reload"... (a copy) */
+    int notify; /* a reload: READY=1 to systemd when it is done (RELOADING=1 began it) */
 };
 
 struct wd_master {

@@ -28,6 +28,29 @@ wd_batch_t *wd__m_batch_new(wd_master_t *m, wd_control_req_t *req, const char *w
     return b;
 }
 
+/* READY=1 after a reload (systemd's RELOADING=1 ends), with what serves, and why the reload
+ * failed if it did. */
+static void notify_ready(const wd_master_t *m, const char *failed)
+{
+    char status[512];
+    size_t workers = 0, running = 0;
+
+    for (size_t i = 0; i < m->n_groups; i++) {
+        if (!m->groups[i]->stopped) {
+            running++;
+            workers += (size_t)m->groups[i]->conf->processes;
+        }
+    }
+    if (failed != NULL)
+        snprintf(status, sizeof status,
+                 "serving %zu groups, %zu workers; the last reload failed (the old workers keep "
+                 "serving): %.200s",
+                 running, workers, failed);
+    else
+        snprintf(status, sizeof status, "serving %zu groups, %zu workers", running, workers);
+    wd_notify_ready(status);
+}
+
 void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b)
 {
     json_t *r = b->reply;
@@ -49,10 +72,16 @@ void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b)
         fclose(f);
         json_object_set_new(r, "error", json_string(msg));
         wd_log_error("%s failed: %s", b->what, msg);
+        /* READY=1 ends systemd's "reloading" once the new workers are ready or the reload
+         * failed, and says which: it came at once, whatever the reload then did (helper-72) */
+        if (b->notify)
+            notify_ready(m, msg);
         free(msg);
     } else {
         wd_log_info("%s done: %zu workers replaced in %.2f s", b->what,
                     json_array_size(b->replaced), (double)(uv_now(&m->loop) - b->t0) / 1000.0);
+        if (b->notify)
+            notify_ready(m, NULL);
     }
     if (b->req != NULL)
         wd_control_reply(b->req, r);
@@ -476,6 +505,7 @@ static void group_remove(wd_master_t *m, wd_group_t *g)
 static void reload_refuse(wd_control_req_t *req, const char *msg)
 {
     wd_log_error("reload refused: %s", msg);
+    wd_notify_status("serving; the last reload was refused: %.200s", msg);
     if (req != NULL)
         wd_control_reply_error(req, "reload refused: %s", msg);
 }
@@ -841,8 +871,8 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
         wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
 
     b = wd__m_batch_new(m, req, "reload");
+    b->notify = 1;
     reload_apply(m, b, gen, new_ls, from);
-    wd_notify_ready("serving");
     wd__m_batch_done_one(m, b);
 
 fail:

@@ -242,3 +242,69 @@ def test_socket_activation_stopped_group_keeps_listening(tmp):
         d.seen_workers.update(d.workers())
     run_activated(tmp, ["127.0.0.1:%d" % port], ["127.0.0.1:%d" % port], check,
                   control="ctl.sock")
+
+
+SLOW_APP = '''import os
+import time
+
+time.sleep(float(os.environ.get("SLOW_IMPORT", "0")))
+if os.environ.get("FAIL"):
+    raise RuntimeError("e2e: this import fails on purpose")
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, World!"]
+'''
+
+
+def test_notify_ready_after_a_reload_says_how_it_went(wsgid, tmp, monkeypatch):
+    """READY=1 ends systemd's "reloading" once the reload is done, its new workers ready, and its
+    STATUS says what serves; a reload that failed says so, and one refused (an invalid file)
+    says so in STATUS. READY=1 came at once, a reload refused or failed changed nothing
+    (helper-72)."""
+    fake = FakeSystemd(tmp)
+    monkeypatch.setenv("NOTIFY_SOCKET", fake.env)
+    (tmp / "slow.py").write_text(SLOW_APP)
+
+    def conf(**env):
+        g = {"app": str(tmp / "slow.py"), "listen": ["unix:" + str(tmp / "s.sock")],
+             "processes": 2, "threads": 2, "env": dict({"SLOW_IMPORT": "1"}, **env)}
+        return make_config(tmp, {"site": g})
+
+    try:
+        d = wsgid(config=conf(), wait=False)
+        d.unix_paths.append(str(tmp / "s.sock"))
+        fake.wait("READY")
+        d.wait_ready()
+        d.conf_path.write_text(conf(V="2"))
+        since = d.log_size()
+        d.signal(signal.SIGHUP)
+        fake.wait("RELOADING", timeout=10)
+        m = fake.wait("READY", timeout=30)
+        assert d.wait_log(r"reload done: 2 workers replaced", since=since, timeout=1), d.log()
+        assert m["STATUS"] == "serving 1 groups, 2 workers", m
+        d.expect_log("fails on purpose", "Traceback", r"^\s", "RuntimeError", "cannot load",
+                     "slow.py", "exited with status 3", r"group site:\s", "reload failed")
+        d.conf_path.write_text(conf(FAIL="1"))
+        d.signal(signal.SIGHUP)
+        fake.wait("RELOADING", timeout=10)
+        m = fake.wait("READY", timeout=30)
+        assert m["STATUS"].startswith("serving 1 groups, 2 workers; the last reload failed (the "
+                                      "old workers keep serving): "), m
+        assert "fails on purpose" in m["STATUS"], m
+        d.expect_log("reload refused")
+        d.conf_path.write_text(conf(V="3") + "bogus: 1\n")
+        d.signal(signal.SIGHUP)
+        m = None
+        deadline = time.monotonic() + 10
+        while m is None or "refused" not in m.get("STATUS", ""):
+            assert time.monotonic() < deadline, fake.messages
+            m = fake.receive(1)
+        assert m["STATUS"].startswith("serving; the last reload was refused: "), m
+        assert "READY" not in m and "RELOADING" not in m, m
+        d.seen_workers.update(d.workers())
+        time.sleep(0.5)
+        d.fd_rebase()
+    finally:
+        fake.close()
