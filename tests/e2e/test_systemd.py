@@ -308,3 +308,37 @@ def test_notify_ready_after_a_reload_says_how_it_went(wsgid, tmp, monkeypatch):
         d.fd_rebase()
     finally:
         fake.close()
+
+
+# --- contrib/logrotate.d/wsgid --------------------------------------------------------------
+
+def test_logrotate_signals_only_a_wsgid_master(wsgid, tmp):
+    """The logrotate snippet's postrotate sends SIGUSR1 to the pid in each master's pidfile under
+    /run/wsgid: to a wsgid, which reopens its logs, and not to another process that took the pid
+    of a master that died (SIGUSR1 ends most processes: helper-72)."""
+    import re
+    text = (WSGID_BIN.parents[1] / "contrib" / "logrotate.d" / "wsgid").read_text()
+    script = re.search(r"^\s*postrotate\n(.*?)^\s*endscript", text, re.S | re.M).group(1)
+    run_dir = "/run/wsgid/e2e-%s" % uuid.uuid4().hex[:12]
+    try:
+        os.makedirs(run_dir)
+    except PermissionError:
+        pytest.skip("cannot create %s (not root): the snippet reads the pidfiles there" % run_dir)
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        d = wsgid("hello")
+        for pid in (other.pid, d.pid):
+            with open(run_dir + "/wsgid.pid", "w") as f:
+                f.write("%d\n" % pid)
+            since = d.log_size()
+            r = subprocess.run(["sh", "-ec", script], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r.stderr
+            if pid == other.pid:
+                time.sleep(0.3)
+                assert other.poll() is None, "the snippet signalled a process that is not wsgid"
+            else:
+                d.wait_log(r"logs reopened", since=since, timeout=5)
+    finally:
+        other.kill()
+        other.wait()
+        shutil.rmtree(run_dir, ignore_errors=True)
