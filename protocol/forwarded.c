@@ -5,8 +5,11 @@
 #include <arpa/inet.h>
 #include <string.h>
 
-#define ADDR_MAX 64     /* longer than any address literal */
-#define ELEMENTS_MAX 64 /* Forwarded elements looked at; a longer chain is not believed */
+#define ADDR_MAX 64 /* longer than any address literal */
+
+/* What the walk of one line found: the hop that decides, nothing believable, or only trusted
+ * hops (the walk goes on with the line before, or the left-most is the client). */
+enum { WALK_NONE, WALK_CLIENT, WALK_ON };
 
 static int is_space(char c)
 {
@@ -76,119 +79,185 @@ static int hop_addr(wd_slice_t h, wd_slice_t *addr)
     return wd_fwd_is_ip(h.p, h.n);
 }
 
-int wd_fwd_xff(const char *v, size_t n, wd_fwd_trust_fn trust, void *ctx, wd_slice_t *client)
+/* X-Forwarded-For's line v[0, n), from the right: the hop in *addr. */
+static int xff_line(const char *v, size_t n, wd_fwd_trust_fn trust, void *ctx, wd_slice_t *addr)
 {
     size_t end = n;
 
     for (;;) {
         size_t start = end;
-        wd_slice_t addr;
 
         while (start > 0 && v[start - 1] != ',')
             start--;
-        if (!hop_addr(trim(v + start, end - start), &addr))
-            return 0;
-        if (start == 0 || !trust(addr.p, addr.n, ctx)) {
-            *client = addr;
-            return 1;
-        }
+        if (!hop_addr(trim(v + start, end - start), addr))
+            return WALK_NONE;
+        if (!trust(addr->p, addr->n, ctx))
+            return WALK_CLIENT;
+        if (start == 0)
+            return WALK_ON;
         end = start - 1;
     }
 }
 
-/* Scans a quoted string at p[0] == '"': its length with the quotes, or 0 if unterminated or
- * escaped (refused: see forwarded.h). */
-static size_t quoted_len(const char *p, size_t n)
+int wd_fwd_xff(const wd_slice_t *lines, size_t n_lines, wd_fwd_trust_fn trust, void *ctx,
+               wd_slice_t *client)
 {
-    for (size_t i = 1; i < n; i++) {
-        if (p[i] == '\\')
+    for (size_t i = n_lines; i-- > 0;) {
+        int r = xff_line(lines[i].p, lines[i].n, trust, ctx, client);
+
+        if (r == WALK_NONE)
             return 0;
-        if (p[i] == '"')
-            return i + 1;
+        if (r == WALK_CLIENT || i == 0)
+            return 1;
     }
     return 0;
 }
 
-/* One element "for=...;proto=...;host=..." into *out (for= as the raw value: checked by the
- * caller). 1, or 0 when malformed. */
-static int element(const char *p, size_t n, wd_fwd_t *out, wd_slice_t *for_raw)
+/* Forwarded is read from the right too, so that nothing left of the element that decides is
+ * ever parsed: a left-to-right scan must get through a client's part to find where the proxy's
+ * element begins, and an unterminated quote or a stray backslash there would decide where it
+ * does. Read backwards, RFC 7230's quoted-string is still unambiguous: a '"' is escaped when an
+ * odd number of backslashes precede it (a run of them starts on a quoted-pair's boundary, as
+ * only a quoted-pair's first character is a backslash), and the opening quote of a
+ * quoted-string ending at a '"' is the first unescaped '"' to its left. */
+
+static int is_tchar(char c)
 {
-    size_t i = 0;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
 
-    memset(out, 0, sizeof *out);
-    *for_raw = (wd_slice_t){NULL, 0};
-    while (i < n) {
-        size_t name_start, name_end, vs, vn;
+/* Whether v[i] is preceded by an odd number of backslashes. */
+static int escaped(const char *v, size_t i)
+{
+    size_t k = 0;
 
-        while (i < n && is_space(p[i]))
-            i++;
-        name_start = i;
-        while (i < n && p[i] != '=' && p[i] != ';')
-            i++;
-        if (i >= n || p[i] != '=')
-            return 0;
-        name_end = i++;
-        if (i < n && p[i] == '"') {
-            size_t q = quoted_len(p + i, n - i);
+    while (k < i && v[i - k - 1] == '\\')
+        k++;
+    return k % 2 == 1;
+}
 
-            if (q == 0)
+/* A character of an unquoted value: a token's, and the ':' and brackets of an address a proxy
+ * did not quote (HAProxy's "for=%[src]" with an IPv6 client), as the parser always took them. */
+static int is_vchar(char c)
+{
+    return is_tchar(c) || c == ':' || c == '[' || c == ']';
+}
+
+static size_t skip_ows_left(const char *v, size_t i)
+{
+    while (i > 0 && is_space(v[i - 1]))
+        i--;
+    return i;
+}
+
+/* The pair name=value ending at v[*end - 1] (spaces skipped), read backwards; *end becomes its
+ * start. An empty pair (RFC 7239: [ forwarded-pair ]) leaves *end. 1, or 0 when malformed. */
+static int pair_r(const char *v, size_t *end, wd_slice_t *name, wd_slice_t *val)
+{
+    size_t e = skip_ows_left(v, *end), i;
+
+    *name = *val = (wd_slice_t){NULL, 0};
+    if (e == 0 || v[e - 1] == ';' || v[e - 1] == ',')
+        return 1;
+    if (v[e - 1] == '"') {
+        if (escaped(v, e - 1))
+            return 0; /* a quoted-pair, not the string's end */
+        i = e - 1;
+        do {
+            if (i == 0)
                 return 0;
-            vs = i + 1;
-            vn = q - 2;
-            i += q;
-        } else {
-            vs = i;
-            while (i < n && p[i] != ';' && !is_space(p[i]))
-                i++;
-            vn = i - vs;
-        }
-        while (i < n && is_space(p[i]))
-            i++;
-        if (i < n && p[i] != ';')
-            return 0;
-        i++;
-        wd_slice_t name = trim(p + name_start, name_end - name_start), val = {p + vs, vn};
-
-        if (wd_slice_ieq(name.p, name.n, "for"))
-            *for_raw = val;
-        else if (wd_slice_ieq(name.p, name.n, "proto"))
-            out->proto = val;
-        else if (wd_slice_ieq(name.p, name.n, "host"))
-            out->host = val;
+            i--;
+        } while (v[i] != '"' || escaped(v, i));
+        *val = (wd_slice_t){v + i + 1, e - i - 2};
+    } else {
+        i = e;
+        while (i > 0 && is_vchar(v[i - 1]))
+            i--;
+        *val = (wd_slice_t){v + i, e - i};
     }
+    if (i == 0 || v[i - 1] != '=')
+        return 0;
+    e = --i;
+    while (i > 0 && is_tchar(v[i - 1]))
+        i--;
+    if (i == e)
+        return 0;
+    *name = (wd_slice_t){v + i, e - i};
+    *end = i;
     return 1;
 }
 
-int wd_fwd_forwarded(const char *v, size_t n, wd_fwd_trust_fn trust, void *ctx, wd_fwd_t *out)
+/* A value into its slot: 0 when the name came already. RFC 7239 allows each once per element,
+ * and a proxy that writes a client's value unquoted into its element (host=$host) must not give
+ * the client a second for= that wins. */
+static int keep(wd_slice_t *slot, wd_slice_t val)
 {
-    size_t starts[ELEMENTS_MAX], ends[ELEMENTS_MAX], count = 0, i = 0, s = 0;
+    if (slot->p != NULL)
+        return 0;
+    *slot = val;
+    return 1;
+}
 
-    /* Element boundaries: commas outside quoted strings. */
-    while (i <= n) {
-        if (i == n || v[i] == ',') {
-            if (count == ELEMENTS_MAX)
-                return 0;
-            starts[count] = s;
-            ends[count++] = i;
-            s = ++i;
-        } else if (v[i] == '"') {
-            size_t q = quoted_len(v + i, n - i);
+/* The element ending at v[*end - 1] ("for=...;proto=...;host=..."), read backwards into *out
+ * (for= as the raw value: checked by the caller); *end becomes its start: 0, or just after the
+ * ',' before it. 1, or 0 when malformed. */
+static int element_r(const char *v, size_t *end, wd_fwd_t *out, wd_slice_t *for_raw)
+{
+    size_t i = *end;
 
-            if (q == 0)
-                return 0;
-            i += q;
-        } else {
-            i++;
+    memset(out, 0, sizeof *out);
+    *for_raw = (wd_slice_t){NULL, 0};
+    for (;;) {
+        wd_slice_t name, val, *slot;
+
+        if (!pair_r(v, &i, &name, &val))
+            return 0;
+        slot = wd_slice_ieq(name.p, name.n, "for")     ? for_raw
+               : wd_slice_ieq(name.p, name.n, "proto") ? &out->proto
+               : wd_slice_ieq(name.p, name.n, "host")  ? &out->host
+                                                       : NULL;
+        if (slot != NULL && !keep(slot, val))
+            return 0;
+        i = skip_ows_left(v, i);
+        if (i == 0 || v[i - 1] == ',') {
+            *end = i;
+            return 1;
         }
+        if (v[i - 1] != ';')
+            return 0;
+        i--;
     }
-    while (count-- > 0) {
+}
+
+/* Forwarded's line v[0, n), from the right: the element in *out. */
+static int forwarded_line(const char *v, size_t n, wd_fwd_trust_fn trust, void *ctx, wd_fwd_t *out)
+{
+    size_t end = n;
+
+    for (;;) {
         wd_slice_t raw, addr;
 
-        if (!element(v + starts[count], ends[count] - starts[count], out, &raw) ||
-            !hop_addr(raw, &addr))
-            return 0;
+        if (!element_r(v, &end, out, &raw) || !hop_addr(raw, &addr))
+            return WALK_NONE;
         out->addr = addr;
-        if (count == 0 || !trust(addr.p, addr.n, ctx))
+        if (!trust(addr.p, addr.n, ctx))
+            return WALK_CLIENT;
+        if (end == 0)
+            return WALK_ON;
+        end--; /* the ',' */
+    }
+}
+
+int wd_fwd_forwarded(const wd_slice_t *lines, size_t n_lines, wd_fwd_trust_fn trust, void *ctx,
+                     wd_fwd_t *out)
+{
+    for (size_t i = n_lines; i-- > 0;) {
+        int r = forwarded_line(lines[i].p, lines[i].n, trust, ctx, out);
+
+        if (r == WALK_NONE)
+            return 0;
+        if (r == WALK_CLIENT || i == 0)
             return 1;
     }
     return 0;

@@ -13,8 +13,6 @@
 #include <string.h>
 #include <sys/un.h>
 
-#define JOINED_MAX 4096 /* header lines of one name joined; a longer chain is not believed */
-
 int wd_fwd_peer_trusted(const wd_group_conf_t *g, const struct sockaddr *sa)
 {
     return g->n_trusted_proxies > 0 &&
@@ -54,38 +52,20 @@ static int hop_trusted(const char *addr, size_t n, void *ctx)
     return wd_fwd_peer_trusted(g, (const struct sockaddr *)&ss);
 }
 
-/* Every line of header `lower`, joined with ',' into buf (a single line is returned as it is).
- * Empty slice when absent; p NULL when the lines do not fit. */
-static wd_slice_t header_value(const wd_http_t *h, const char *lower, char *buf, size_t cap)
+/* The lines of header `lower` (lines: WD_HTTP_MAX_HEADERS of them), in the order they came. They
+ * are not joined: protocol/forwarded.c walks them from the last, and whatever a client wrote in
+ * the first ones, however long, must not decide what the proxy's line says. */
+static size_t header_lines(const wd_http_t *h, const char *lower, wd_slice_t *lines)
 {
-    wd_slice_t out = {"", 0};
-    size_t len = 0;
-    int lines = 0;
+    size_t n = 0;
 
     for (unsigned i = 0; i < h->n_headers; i++) {
         wd_slice_t name = wd_http_slice(h, h->headers[i].name);
-        wd_slice_t v = wd_http_slice(h, h->headers[i].value);
 
-        if (!wd_slice_ieq(name.p, name.n, lower))
-            continue;
-        if (++lines == 1) {
-            out = v;
-            continue;
-        }
-        if (lines == 2) {
-            if (out.n >= cap)
-                return (wd_slice_t){NULL, 0};
-            memcpy(buf, out.p, out.n);
-            len = out.n;
-        }
-        if (len + 1 + v.n >= cap)
-            return (wd_slice_t){NULL, 0};
-        buf[len++] = ',';
-        memcpy(buf + len, v.p, v.n);
-        len += v.n;
-        out = (wd_slice_t){buf, len};
+        if (wd_slice_ieq(name.p, name.n, lower))
+            lines[n++] = wd_http_slice(h, h->headers[i].value);
     }
-    return out;
+    return n;
 }
 
 static int proto_https(wd_slice_t p)
@@ -97,9 +77,11 @@ static int proto_https(wd_slice_t p)
     return -1;
 }
 
-/* The right-most value of a comma list ("https, http" from two proxies: the last one said it). */
-static wd_slice_t last_item(wd_slice_t v)
+/* The right-most value of a comma list in lines ("https, http" from two proxies, on one line or
+ * on two: the last one said it); empty when there is none. */
+static wd_slice_t last_item(const wd_slice_t *lines, size_t n)
 {
+    wd_slice_t v = n > 0 ? lines[n - 1] : (wd_slice_t){"", 0};
     const char *comma;
 
     while (v.n > 0 && (comma = memchr(v.p, ',', v.n)) != NULL)
@@ -123,33 +105,30 @@ static void set_client(wd_req_t *req, wd_slice_t addr)
 
 void wd_fwd_apply(wd_req_t *req, const wd_http_t *h, const wd_group_conf_t *g)
 {
-    char buf[JOINED_MAX];
-    wd_slice_t v, client;
+    wd_slice_t lines[WD_HTTP_MAX_HEADERS], v, client;
+    size_t n;
     wd_fwd_t f;
 
     if (g->forwarded_rfc7239) {
-        v = header_value(h, "forwarded", buf, sizeof buf);
-        if (v.p == NULL || v.n == 0)
-            return;
-        if (wd_fwd_forwarded(v.p, v.n, hop_trusted, (void *)g, &f)) {
+        n = header_lines(h, "forwarded", lines);
+        if (n > 0 && wd_fwd_forwarded(lines, n, hop_trusted, (void *)g, &f)) {
             set_client(req, f.addr);
             req->fwd_https = f.proto.n ? proto_https(f.proto) : -1;
-            /* (A host inside buf, from several Forwarded lines joined, would not outlive us.) */
-            if (f.host.n > 0 && (f.host.p < buf || f.host.p >= buf + sizeof buf) &&
-                wd_url_host_valid(f.host.p, f.host.n))
-                req->fwd_host = f.host;
+            if (f.host.n > 0 && wd_url_host_valid(f.host.p, f.host.n))
+                req->fwd_host = f.host; /* inside the head, as the lines are */
         }
         return;
     }
-    v = header_value(h, "x-forwarded-for", buf, sizeof buf);
-    if (v.p != NULL && v.n > 0 && wd_fwd_xff(v.p, v.n, hop_trusted, (void *)g, &client))
+    n = header_lines(h, "x-forwarded-for", lines);
+    if (n > 0 && wd_fwd_xff(lines, n, hop_trusted, (void *)g, &client))
         set_client(req, client);
-    v = last_item(header_value(h, "x-forwarded-proto", buf, sizeof buf));
-    if (v.p != NULL && v.n > 0)
+    n = header_lines(h, "x-forwarded-proto", lines);
+    v = last_item(lines, n);
+    if (v.n > 0)
         req->fwd_https = proto_https(v);
-    v = last_item(header_value(h, "x-forwarded-host", buf, sizeof buf));
-    if (v.p != NULL && v.n > 0 && (v.p < buf || v.p >= buf + sizeof buf) &&
-        wd_url_host_valid(v.p, v.n))
+    n = header_lines(h, "x-forwarded-host", lines);
+    v = last_item(lines, n);
+    if (v.n > 0 && wd_url_host_valid(v.p, v.n))
         req->fwd_host = v;
 }
 

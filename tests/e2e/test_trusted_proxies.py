@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from helpers.clients import request
+from helpers.clients import Conn, request
 from helpers.config import app
 from helpers.daemon import WSGID_BIN
 from helpers.nginx import proxy_location
@@ -297,3 +297,127 @@ def test_server_name_and_port_are_never_empty_or_wrong(wsgid):
         e = env_of(request(d.tcp, path="/", headers={"X-Forwarded-Host": host,
                                                      "X-Forwarded-Proto": "https"}))
         assert e["SERVER_PORT"] == "443" and e["SERVER_NAME"] == host[:-1], (host, e)
+
+
+# --- what a client writes before a trusted proxy's part decides nothing ---------------------------
+
+CLIENT = "127.0.0.2"    # the client connects from here; the proxies listen on 127.0.0.1
+HOST = "www.example.test"
+
+
+def from_client(addr, headers):
+    """One request from CLIENT to the proxy at addr, with Host: HOST and headers (a list of
+    (name, value): a name may come twice); the environ."""
+    head = "GET /x HTTP/1.1\r\nHost: %s\r\n" % HOST
+    head += "".join("%s: %s\r\n" % h for h in headers) + "Connection: close\r\n\r\n"
+    with Conn(addr, source=CLIENT) as c:
+        c.send(head.encode("latin-1"))
+        return env_of(c.response())
+
+
+def said_otherwise(e, sent, scheme):
+    """What of the environ e is not what the proxy said (the client, the scheme, the host)."""
+    got = (e["REMOTE_ADDR"], e["wsgi.url_scheme"], e["HTTP_HOST"], e["SERVER_NAME"])
+    return [] if got == (CLIENT, scheme, HOST, HOST) else [(sent[:40], got)]
+
+
+# What clients wrote in front of the proxy's part that wsgid could not parse whole, and so did
+# not believe the proxy either (REMOTE_ADDR was the proxy's, its proto= and host= lost): a chain
+# longer than the 4096 bytes the lines were joined into, a quoted-pair (RFC 7230 allows one in
+# any quoted-string), more than 64 elements, a quote left open.
+CLIENT_XFF = ["198.51.100.7", "1" * 4100, "198.51.100.7, " * 300 + "198.51.100.7"]
+CLIENT_FORWARDED = ["for=198.51.100.7;proto=http;host=evil.example", 'for="\\1.1.1.1"',
+                    "," * 64, "for=198.51.100.7, " * 100 + "for=198.51.100.7",
+                    'for="198.51.100.7;proto=http', 'for="\\"']
+
+
+def test_haproxy_lines_after_a_clients(wsgid, haproxy):
+    """HAProxy adds lines of its own after a client's (option forwardfor; add-header for
+    X-Forwarded-Proto and -Host, and for Forwarded as RFC 7239 has a proxy append): the app gets
+    the client HAProxy saw (127.0.0.2), and the scheme and host HAProxy said, whatever the
+    client's lines before are. HAProxy here gives wsgid a Host of its own, as when it passes on
+    the public name in X-Forwarded-Host or host=. (for= comes last in its element: the client's
+    Host, unquoted in it, cannot add a for= after it, and one before it makes the element
+    malformed.)"""
+    d = wsgid("environ", trusted_proxies=["127.0.0.1"])
+    hp = haproxy("""frontend www
+    bind 127.0.0.1:{port}
+    mode http
+    timeout client 30s
+    option forwardfor
+    http-request add-header X-Forwarded-Proto https
+    http-request add-header X-Forwarded-Host %%[req.hdr(host)]
+    http-request set-header Host wsgid.internal
+    http-request del-header Forwarded
+    default_backend wsgid
+
+backend wsgid
+    mode http
+    timeout connect 5s
+    timeout server 90s
+    server site %s:%d
+""" % d.tcp)
+    wrong = []
+    for xff in CLIENT_XFF:
+        e = from_client(hp.addr, [("X-Forwarded-For", xff), ("X-Forwarded-Proto", "http"),
+                                  ("X-Forwarded-Host", "evil.example")])
+        wrong += said_otherwise(e, xff, "https")
+    d2 = wsgid("environ", group="rfc", trusted_proxies=["127.0.0.1"],
+               forwarded_headers="forwarded")
+    hp2 = haproxy("""frontend www
+    bind 127.0.0.1:{port}
+    mode http
+    timeout client 30s
+    http-request add-header Forwarded host=%%[req.hdr(host)];proto=https;for=%%[src]
+    http-request set-header Host wsgid.internal
+    default_backend wsgid
+
+backend wsgid
+    mode http
+    timeout connect 5s
+    timeout server 90s
+    server site %s:%d
+""" % d2.tcp)
+    for fwd in CLIENT_FORWARDED:
+        e = from_client(hp2.addr, [("Forwarded", fwd)])
+        assert e["HTTP_FORWARDED"].endswith("host=%s;proto=https;for=%s" % (HOST, CLIENT)), e
+        wrong += said_otherwise(e, fwd, "https")
+    assert not wrong, "\n".join(map(repr, wrong))
+
+
+# nginx's RFC 7239 recipe ("Using the Forwarded header", nginx.com): a client's Forwarded that is
+# valid RFC 7239 is kept and nginx's element appended to it, on the same line; anything else is
+# replaced.
+NGINX_FORWARDED_MAP = r"""map $remote_addr $proxy_forwarded_elem {
+        ~^[0-9.]+$        "for=$remote_addr";
+        ~^[0-9A-Fa-f:.]+$ "for=\"[$remote_addr]\"";
+        default           "for=unknown";
+    }
+    map $http_forwarded $proxy_add_forwarded {
+        "~^(,[ \\t]*)*([!#$%&'*+.^_`|~0-9A-Za-z-]+=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"([\\t \\x21\\x23-\\x5B\\x5D-\\x7E\\x80-\\xFF]|\\\\[\\t \\x21-\\x7E\\x80-\\xFF])*\"))?(;([!#$%&'*+.^_`|~0-9A-Za-z-]+=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"([\\t \\x21\\x23-\\x5B\\x5D-\\x7E\\x80-\\xFF]|\\\\[\\t \\x21-\\x7E\\x80-\\xFF])*\"))?)*([ \\t]*,([ \\t]*([!#$%&'*+.^_`|~0-9A-Za-z-]+=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"([\\t \\x21\\x23-\\x5B\\x5D-\\x7E\\x80-\\xFF]|\\\\[\\t \\x21-\\x7E\\x80-\\xFF])*\"))?(;([!#$%&'*+.^_`|~0-9A-Za-z-]+=([!#$%&'*+.^_`|~0-9A-Za-z-]+|\"([\\t \\x21\\x23-\\x5B\\x5D-\\x7E\\x80-\\xFF]|\\\\[\\t \\x21-\\x7E\\x80-\\xFF])*\"))?)*)?)*$" "$http_forwarded, $proxy_forwarded_elem";
+        default "$proxy_forwarded_elem";
+    }"""
+
+
+def test_nginx_forwarded_recipe_appends_to_a_clients(wsgid, nginx):
+    """nginx with its RFC 7239 recipe (on the unix socket, trusted: unix), proto= in its
+    element: a client's valid Forwarded before it on the same line, with quoted-pairs or 64 empty
+    elements or a hundred of its own, does not make wsgid drop nginx's element: REMOTE_ADDR is
+    the client nginx saw, and the scheme nginx's. (No host=$host: unquoted after for=, a client's
+    Host "a,for=1.1.1.1" would be an element of its own, the right-most.)"""
+    d = wsgid("environ", group="rfc", trusted_proxies=["unix"], forwarded_headers="forwarded")
+    ng = nginx("""location / {
+            proxy_pass http://unix:%s:;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+            proxy_set_header Forwarded "$proxy_add_forwarded;proto=https";
+        }""" % d.unix, http_extra=NGINX_FORWARDED_MAP)
+    kept, wrong = 0, []
+    for fwd in CLIENT_FORWARDED + ['for="\\1.1.1.1";proto=http;host="evil\\.example"']:
+        e = from_client(ng.addr, [("Forwarded", fwd)])
+        kept += e["HTTP_FORWARDED"].startswith(fwd + ", for=")
+        assert e["HTTP_FORWARDED"].endswith("for=%s;proto=https" % CLIENT), e
+        wrong += said_otherwise(e, fwd, "https")
+    assert kept == 5, "nginx kept the valid ones and appended to them"
+    assert not wrong, "\n".join(map(repr, wrong))

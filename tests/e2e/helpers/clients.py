@@ -149,12 +149,15 @@ def parse_response(buf, head_only=False, eof=False):
 class Conn:
     """A client connection (TCP ("host", port) or unix path) with a read buffer."""
 
-    def __init__(self, addr, timeout=10.0, rcvbuf=None):
+    def __init__(self, addr, timeout=10.0, rcvbuf=None, source=None):
+        """source: the local address a TCP connection is made from ("127.0.0.2")."""
         if isinstance(addr, (str, Path)):
             self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             addr = str(addr)
         else:
             self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            if source:
+                self.sock.bind((source, 0))
         if rcvbuf:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
