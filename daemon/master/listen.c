@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -19,6 +20,9 @@
 
 #define WD_LISTEN_BACKLOG 1024
 #define WD_LISTEN_FDS_START 3 /* SD_LISTEN_FDS_START */
+#ifndef SIOCUNIXFILE
+#define SIOCUNIXFILE (SIOCPROTOPRIVATE + 0) /* linux/un.h, which clashes with sys/un.h */
+#endif
 
 /* The sockets systemd passed us (socket activation), until a listener takes them. */
 typedef struct activated {
@@ -129,14 +133,16 @@ static int unix_prepare(const wd_group_conf_t *group, const wd_listen_conf_t *co
     return 0;
 }
 
-static int unix_owner(const wd_group_conf_t *group, const wd_listen_conf_t *conf)
+/* socket-user / socket-group as uid / gid (-1: leave it), -ENOENT having said which is unknown. */
+static int unix_owner_ids(const wd_group_conf_t *group, const wd_listen_conf_t *conf, uid_t *uid,
+                          gid_t *gid)
 {
-    uid_t uid = (uid_t)-1;
-    gid_t gid = (gid_t)-1;
     struct passwd *pw;
     struct group *gr;
     char msg[256];
 
+    *uid = (uid_t)-1;
+    *gid = (gid_t)-1;
     if (group->socket_user != NULL) {
         pw = getpwnam(group->socket_user);
         if (pw == NULL) {
@@ -144,7 +150,7 @@ static int unix_owner(const wd_group_conf_t *group, const wd_listen_conf_t *conf
             fail_msg(group, conf, msg);
             return -ENOENT;
         }
-        uid = pw->pw_uid;
+        *uid = pw->pw_uid;
     }
     if (group->socket_group != NULL) {
         gr = getgrnam(group->socket_group);
@@ -153,9 +159,78 @@ static int unix_owner(const wd_group_conf_t *group, const wd_listen_conf_t *conf
             fail_msg(group, conf, msg);
             return -ENOENT;
         }
-        gid = gr->gr_gid;
+        *gid = gr->gr_gid;
     }
-    if ((uid != (uid_t)-1 || gid != (gid_t)-1) && chown(conf->path, uid, gid) < 0) {
+    return 0;
+}
+
+/* What is at a socket's path instead of it, for a message. */
+static const char *what_is_there(const char *path)
+{
+    struct stat st;
+
+    if (lstat(path, &st) < 0)
+        return errno == ENOENT ? "nothing (the socket file was removed or moved)"
+                               : "a file wsgid cannot look at";
+    if (S_ISLNK(st.st_mode))
+        return "a symbolic link";
+    if (S_ISSOCK(st.st_mode))
+        return "another socket";
+    return "a file that is not a socket";
+}
+
+/* An O_PATH descriptor of the very file sock is bound to, when conf->path names that file now (and
+ * it is l's, when l has one); else -ESTALE (or -errno) with nothing opened. The ioctl
+ * SIOCUNIXFILE (Linux 6.0, root) opens the inode the socket is bound to, whatever its path names
+ * since; without it, the path is opened without following a symbolic link and must be a socket
+ * (the one the bind made, or l's). The path is then looked up once more (lstat) to be sure it still
+ * names that inode. The mode and owner are changed through the descriptor, never through the
+ * path: a chmod or chown of the path follows a symbolic link, and the socket's directory may be
+ * writable by a group's user (a run/ directory it owns), whose app could put a link to any root
+ * file there between the bind or a reload and the change (helper-72: a reload made /etc/...
+ * root:socket-group 0660). */
+static int bound_file(int sock, const wd_listen_t *l, const wd_listen_conf_t *conf, struct stat *st)
+{
+    struct stat at;
+    int pfd, rc = -ESTALE;
+
+    pfd = ioctl(sock, SIOCUNIXFILE);
+    if (pfd < 0)
+        pfd = open(conf->path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return errno == ENOENT ? -ESTALE : -errno;
+    if (fstat(pfd, st) < 0)
+        rc = -errno;
+    else if (S_ISSOCK(st->st_mode) &&
+             (!l->created || (st->st_dev == l->dev && st->st_ino == l->ino)) &&
+             lstat(conf->path, &at) == 0 && at.st_dev == st->st_dev && at.st_ino == st->st_ino)
+        return pfd;
+    close(pfd);
+    return rc;
+}
+
+/* socket-mode, socket-user and socket-group on the file pfd opened (bound_file). */
+static int unix_apply(int pfd, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
+{
+    int mode = group->socket_mode >= 0 ? group->socket_mode : 0660;
+    char proc[64], msg[256];
+    uid_t uid;
+    gid_t gid;
+    int rc;
+
+    /* chmod needs a path: /proc's link to the descriptor is the inode itself, not a name. */
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", pfd);
+    if (chmod(proc, (mode_t)mode) < 0) {
+        rc = -errno;
+        snprintf(msg, sizeof msg, "chmod: %s", strerror(-rc));
+        fail_msg(group, conf, msg);
+        return rc;
+    }
+    rc = unix_owner_ids(group, conf, &uid, &gid);
+    if (rc < 0)
+        return rc;
+    if ((uid != (uid_t)-1 || gid != (gid_t)-1) &&
+        fchownat(pfd, "", uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) < 0) {
         snprintf(msg, sizeof msg, "chown: %s", strerror(errno));
         fail_msg(group, conf, msg);
         return -EPERM;
@@ -163,12 +238,21 @@ static int unix_owner(const wd_group_conf_t *group, const wd_listen_conf_t *conf
     return 0;
 }
 
+/* Removes the socket file when it is still the one l bound. */
+static void unlink_ours(const wd_listen_t *l, const wd_listen_conf_t *conf)
+{
+    struct stat st;
+
+    if (l->created && lstat(conf->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
+        unlink(conf->path);
+}
+
 static int open_unix(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
 {
     struct sockaddr_un sun;
     struct stat st;
-    int mode = group->socket_mode >= 0 ? group->socket_mode : 0660;
-    int fd = -1, rc;
+    char msg[512];
+    int fd = -1, pfd = -1, rc;
 
     memset(&sun, 0, sizeof sun);
     sun.sun_family = AF_UNIX;
@@ -187,45 +271,61 @@ static int open_unix(wd_listen_t *l, const wd_group_conf_t *group, const wd_list
         fail_msg(group, conf, strerror(-rc));
         goto fail;
     }
-    l->created = 1;
-    if (stat(conf->path, &st) == 0) {
-        l->dev = st.st_dev;
-        l->ino = st.st_ino;
-    }
-    if (chmod(conf->path, (mode_t)mode) < 0) {
-        rc = -errno;
-        fail_msg(group, conf, strerror(-rc));
+    /* Without SIOCUNIXFILE (wsgid not root, a kernel before 6.0) the file just made is known by
+     * its path alone: a root-owned socket moved there in the microseconds between the bind and
+     * bound_file's look would be taken for it. With it, the inode is the socket's own. */
+    pfd = bound_file(fd, l, conf, &st);
+    if (pfd < 0) {
+        snprintf(msg, sizeof msg,
+                 "right after the bind its path names %s, not the socket: another process that "
+                 "may write to the directory replaced it; nothing was changed there: let root "
+                 "alone write to the socket's directory",
+                 what_is_there(conf->path));
+        fail_msg(group, conf, msg);
+        rc = -EADDRINUSE;
         goto fail;
     }
-    rc = unix_owner(group, conf);
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+    l->created = 1;
+    rc = unix_apply(pfd, group, conf);
     if (rc < 0)
         goto fail;
+    close(pfd);
     l->fd = fd;
     return 0;
 
 fail:
+    if (pfd >= 0)
+        close(pfd);
     if (fd >= 0)
         close(fd);
     l->fd = -1;
-    if (l->created)
-        unlink(conf->path);
+    unlink_ours(l, conf);
     l->created = 0;
     return rc;
 }
 
 int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
 {
-    int mode = group->socket_mode >= 0 ? group->socket_mode : 0660;
+    struct stat st;
+    int pfd, rc;
 
     if (!conf->is_unix || !l->created || l->fd < 0)
         return 0;
-    if (chmod(conf->path, (mode_t)mode) < 0) {
-        int e = errno;
-
-        fail_msg(group, conf, strerror(e));
-        return -e;
+    pfd = bound_file(l->fd, l, conf, &st);
+    if (pfd < 0) {
+        snprintf(last_error, sizeof last_error,
+                 "group %s: unix:%s: socket-mode, socket-user and socket-group not applied: the "
+                 "path names %s, not the socket the group bound; nothing was changed: remove what "
+                 "is there, then `wsgictl stop %s` and `wsgictl start %s` bind the socket anew",
+                 group->name, conf->path, what_is_there(conf->path), group->name, group->name);
+        wd_log_error("%s", last_error);
+        return pfd;
     }
-    return unix_owner(group, conf);
+    rc = unix_apply(pfd, group, conf);
+    close(pfd);
+    return rc;
 }
 
 static int open_tcp(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf)
@@ -547,14 +647,11 @@ int wd_listen_resume(wd_listen_t *l)
 
 void wd_listen_close(wd_listen_t *l)
 {
-    struct stat st;
-
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
     /* Only remove the file if it is still the socket we bound: another wsgid may have replaced
      * a file that we were told was ours (by an operator deleting it, say). */
-    if (l->created && stat(l->conf->path, &st) == 0 && st.st_dev == l->dev && st.st_ino == l->ino)
-        unlink(l->conf->path);
+    unlink_ours(l, l->conf);
     l->created = 0;
 }

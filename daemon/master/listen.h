@@ -35,14 +35,16 @@ void wd_listen_activation_done(void);
  * When systemd passed a socket bound to the same address (unix path, or IP + port), that
  * socket is used instead ("using the socket passed by systemd") and never unlinked by us.
  * A unix socket file left by a dead process is replaced; one that a live process answers on is
- * an error. Applies socket-mode / socket-user / socket-group to unix sockets.
+ * an error. Applies socket-mode / socket-user / socket-group to unix sockets (to the file bound,
+ * not through its path: see wd_listen_reapply).
  * Returns 0 or -errno, having logged the error with the group and the address. */
 int wd_listen_open(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
 
 /* A unix socket we created, kept across a reload: socket-mode, and socket-user / socket-group
  * where set, as group now says (they were applied only when it was bound), once the reload's
- * change is committed. 0 or -errno, having logged the error. Any other listener: 0, nothing
- * done. */
+ * change is committed. They are applied to the file the socket is bound to, and only while its
+ * path still names that file: never through a symbolic link put there since. 0 or -errno, having
+ * logged the error. Any other listener: 0, nothing done. */
 int wd_listen_reapply(wd_listen_t *l, const wd_group_conf_t *group, const wd_listen_conf_t *conf);
 
 /* A stopped group's listener stops taking connections but keeps its address: the connections

@@ -260,3 +260,59 @@ def test_a_renamed_groups_old_worker_reopens_the_access_log(wsgid, tmp):
     wait_for(lambda: old not in d.workers(), timeout=20, what="the old worker replaced")
     d.seen_workers.update(d.workers())
 
+
+
+def test_a_reload_does_not_follow_a_link_put_at_the_socket_path(wsgid, tmp):
+    """The group's socket is in a directory its user owns (a run/ directory), so its app may put
+    a symbolic link there in place of the socket. A reload that kept the socket applied
+    socket-mode and socket-group by path, through the link: any root file (/etc/shadow) became
+    root:SOCKET-GROUP 0660 (helper-72). It now changes the socket it bound, and nothing when the
+    path no longer names that socket, saying what to do."""
+    os.chmod(tmp, 0o711)
+    run = tmp / "run"
+    run.mkdir(mode=0o755)
+    os.chown(run, NOBODY.pw_uid, NOBODY.pw_gid)
+    sock = run / "site.sock"
+    victim = tmp / "victim"
+    victim.write_text("root's\n")
+    os.chmod(victim, 0o600)
+    port = free_port()
+    g = {"app": app("hello"), "user": "nobody", "threads": 2, "socket-group": "nogroup",
+         "listen": ["unix:%s" % sock, "127.0.0.1:%d" % port]}
+    ctl = tmp / "ctl.sock"
+    conf = {"log": {"level": "info", "file": "-", "access": "-"}, "control": str(ctl)}
+    d = wsgid(config=to_yaml(dict(conf, groups={"site": g})) + "\n")
+    d.unix_paths.append(str(ctl))
+    st = os.stat(sock)
+    assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (NOBODY.pw_gid, 0o660), st
+    # What the app could do, as nobody: the socket moved away, a link to a root file instead.
+    moved = run / "moved.sock"
+    subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "sh", "-c",
+                    'mv "$1" "$2" && ln -s "$3" "$1"', "-", str(sock), str(moved), str(victim)],
+                   check=True, timeout=10)
+    d.conf_path.write_text(to_yaml(dict(conf, groups={"site": dict(g, threads=3)})) + "\n")
+    d.expect_log(r"group site: unix:%s: socket-mode, socket-user and socket-group not applied: "
+                 r"the path names a symbolic link, not the socket the group bound; nothing was "
+                 r"changed: remove what is there, then `wsgictl stop site` and `wsgictl start "
+                 r"site` bind the socket anew" % re.escape(str(sock)))
+    since = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload done: 1 workers replaced", since=since, timeout=20)
+    st = os.stat(victim)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600), st
+    assert os.path.islink(sock)
+    d.wait_log(r"not applied: the path names a symbolic link", since=since)
+    assert_hello(("127.0.0.1", port))
+    assert_hello(str(moved))
+    # What the line says to do: the link removed, a stop and a start bind the socket anew.
+    os.unlink(sock)
+    for verb in ("stop", "start"):
+        r = subprocess.run([str(WSGICTL), "-s", str(ctl), verb, "site"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, (verb, r.stdout, r.stderr)
+    st = os.stat(sock)
+    assert stat.S_ISSOCK(st.st_mode) and (st.st_gid, stat.S_IMODE(st.st_mode)) == (
+        NOBODY.pw_gid, 0o660), st
+    assert_hello(str(sock))
+    os.unlink(moved)  # the socket bound first, which wsgid no longer finds at its path
+    d.seen_workers.update(d.workers())
