@@ -120,12 +120,31 @@ static int parse_tcp_key(loader_t *ld, yaml_node_t *n, const char *key, char **t
     return 0;
 }
 
+/* control: PATH, the master's unix socket. A path too long for one passed --check, and the start
+ * failed saying neither the file nor the line (helper-72). */
+static int parse_control(loader_t *ld, yaml_node_t *n, const char *key)
+{
+    size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+
+    if (wd__cfg_get_path(ld, n, key, &ld->conf->control) < 0)
+        return -1;
+    ld->control = n;
+    if (strlen(ld->conf->control) > max)
+        return fail(ld, n, key,
+                    "unix socket path too long (%zu bytes, at most %zu): %s; give a shorter one "
+                    "(relative paths are relative to the file's directory)",
+                    strlen(ld->conf->control), max, ld->conf->control);
+    return 0;
+}
+
 /* Checks across the whole file, once everything is read. */
 static int check_conf(loader_t *ld)
 {
     wd_config_t *conf = ld->conf;
     wd_listen_conf_t m = {0}, a = {0};
+    char *control = conf->control != NULL ? wd__cfg_unix_real(conf->control) : NULL;
     size_t i, j;
+    int rc = 0;
 
     m.host = conf->metrics_host;
     m.port = conf->metrics_port;
@@ -134,29 +153,27 @@ static int check_conf(loader_t *ld)
     a.port = conf->agent_port;
     a.dual = 1;
     if (ld->agent != NULL && ld->metrics != NULL && wd_config_listen_same(&a, &m))
-        return fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
-                    conf->agent_check);
-    for (i = 0; i < conf->n_groups; i++) {
-        for (j = 0; j < conf->groups[i].n_listen; j++) {
+        rc = fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
+                  conf->agent_check);
+    for (i = 0; i < conf->n_groups && rc == 0; i++) {
+        for (j = 0; j < conf->groups[i].n_listen && rc == 0; j++) {
             const wd_listen_conf_t *l = &conf->groups[i].listen[j];
 
-            if (ld->control != NULL && l->is_unix && strcmp(l->path, conf->control) == 0)
-                return fail(ld, ld->control, "control",
-                            "%s is also a listen socket of group "
-                            "'%s'",
-                            conf->control, conf->groups[i].name);
-            if (ld->metrics != NULL && wd_config_listen_same(l, &m))
-                return fail(ld, ld->metrics, "metrics",
-                            "'%s' is also a listen address of "
-                            "group '%s'",
-                            conf->metrics, conf->groups[i].name);
-            if (ld->agent != NULL && wd_config_listen_same(l, &a))
-                return fail(ld, ld->agent, "agent-check",
-                            "'%s' is also a listen address of group '%s'", conf->agent_check,
-                            conf->groups[i].name);
+            if (ld->control != NULL && l->is_unix && strcmp(l->real, control) == 0)
+                rc = fail(ld, ld->control, "control", "%s is also a listen socket of group '%s'%s",
+                          conf->control, conf->groups[i].name,
+                          strcmp(l->path, conf->control) != 0 ? " (through a symbolic link)" : "");
+            else if (ld->metrics != NULL && wd_config_listen_same(l, &m))
+                rc = fail(ld, ld->metrics, "metrics", "'%s' is also a listen address of group '%s'",
+                          conf->metrics, conf->groups[i].name);
+            else if (ld->agent != NULL && wd_config_listen_same(l, &a))
+                rc = fail(ld, ld->agent, "agent-check",
+                          "'%s' is also a listen address of group '%s'", conf->agent_check,
+                          conf->groups[i].name);
         }
     }
-    return 0;
+    free(control);
+    return rc;
 }
 
 static int parse_top(loader_t *ld, yaml_node_t *root)
@@ -177,8 +194,7 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
         int rc;
 
         if (strcmp(kname, "control") == 0) {
-            rc = wd__cfg_get_path(ld, v, kname, &ld->conf->control);
-            ld->control = v;
+            rc = parse_control(ld, v, kname);
         } else if (strcmp(kname, "pidfile") == 0) {
             rc = wd__cfg_get_path(ld, v, kname, &ld->conf->pidfile);
         } else if (strcmp(kname, "log") == 0) {
@@ -399,6 +415,7 @@ static void group_free(wd_group_conf_t *g)
     for (i = 0; i < g->n_listen; i++) {
         free(g->listen[i].spec);
         free(g->listen[i].path);
+        free(g->listen[i].real);
         free(g->listen[i].host);
     }
     free(g->listen);

@@ -29,6 +29,7 @@ typedef struct wd_listen_conf {
     char *spec; /* as written, e.g. "unix:run/a.sock" or "127.0.0.1:8080" */
     int is_unix;
     char *path; /* unix: absolute path */
+    char *real; /* unix: path with its directories' symbolic links resolved, to compare */
     char *host; /* tcp: host part ("127.0.0.1", "::1" from "[::1]:80", "0.0.0.0", "localhost") */
     int port;   /* tcp: 1..65535 */
     int dual;   /* "::" takes IPv4 too (the metrics and agent listeners, one address each) */

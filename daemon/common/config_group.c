@@ -709,6 +709,7 @@ static int default_listen(loader_t *ld, wd_group_conf_t *g, yaml_node_t *kn, con
     if (asprintf(&l->path, "%s/%s.sock", dir, g->name) < 0 ||
         asprintf(&l->spec, "unix:%s", l->path) < 0)
         wd_out_of_memory();
+    l->real = wd__cfg_unix_real(l->path);
     wd__cfg_key_join(key, gkey, "listen");
     if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
         return fail(ld, kn, key,

@@ -88,6 +88,8 @@ int wd__cfg_parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_g
 int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
                                 const wd_group_conf_t *g, const wd_listen_conf_t *l);
 void wd__cfg_listen_index_free(loader_t *ld);
+/* The file a unix socket's absolute path names, for comparisons (malloc'd). */
+char *wd__cfg_unix_real(const char *path);
 
 /* config_group.c: the `groups:` mapping, and what the top level shares with it. */
 int wd__cfg_parse_groups(loader_t *ld, yaml_node_t *n);

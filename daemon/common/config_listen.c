@@ -63,9 +63,37 @@ int wd_config_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
     if (a->is_unix != b->is_unix)
         return 0;
-    if (a->is_unix)
-        return strcmp(a->path, b->path) == 0;
+    if (a->is_unix) /* real is NULL in a wd_listen_conf_t made outside the loader */
+        return strcmp(a->real ? a->real : a->path, b->real ? b->real : b->path) == 0;
     return a->port == b->port && (strcmp(a->host, b->host) == 0 || covers(a, b) || covers(b, a));
+}
+
+/* The deepest directory of path that exists, with its symbolic links resolved, and the rest of
+ * path as written: two groups on one socket through a linked directory (a: unix:/d/real/s.sock,
+ * b: unix:/d/link/s.sock) are one address. They passed --check, and the start failed with "group
+ * b: cannot listen on unix:/d/link/s.sock: in use by another process", the process being wsgid
+ * (helper-72). The last component is left as it is: bind does not follow a link there. */
+char *wd__cfg_unix_real(const char *path)
+{
+    char *dir = xstrdup(path), *real = NULL, *out;
+    size_t cut = strlen(path);
+
+    while (real == NULL) {
+        while (cut > 0 && path[cut - 1] != '/')
+            cut--;
+        if (cut <= 1) {
+            cut = 0;
+            break; /* "/": nothing to resolve */
+        }
+        cut--; /* path[cut] is the '/' before the rest */
+        dir[cut] = '\0';
+        real = realpath(dir, NULL);
+    }
+    if (asprintf(&out, "%s%s", real != NULL && strcmp(real, "/") != 0 ? real : "", path + cut) < 0)
+        wd_out_of_memory();
+    free(real);
+    free(dir);
+    return out;
 }
 
 /* The addresses checked so far. Two TCP addresses are the same if they have one port and one
@@ -77,7 +105,7 @@ int wd_config_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 typedef struct {
     const wd_listen_conf_t *l;
     const wd_group_conf_t *g;
-    char *key; /* "PORT HOST" of a TCP address (a unix one's key is its path) */
+    char *key; /* "PORT HOST" of a TCP address (a unix one's key is its real path) */
 } listen_seen_t;
 
 struct wd_listen_index {
@@ -110,13 +138,23 @@ int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
         candidates[1] = (long)x->first_of[0][l->port] - 1;
         candidates[2] = (long)x->first_of[1][l->port] - 1;
     }
-    candidates[0] = wd__cfg_strset_find(&x->keys, k != NULL ? k : l->path);
+    candidates[0] = wd__cfg_strset_find(&x->keys, k != NULL ? k : l->real);
     for (size_t c = 0; c < 3; c++)
         if (candidates[c] >= 0 && (clash < 0 || candidates[c] < clash) &&
             wd_config_listen_same(x->seen[candidates[c]].l, l))
             clash = candidates[c];
     if (clash >= 0) {
         free(k);
+        if (l->is_unix && strcmp(l->path, x->seen[clash].l->path) != 0 && x->seen[clash].g == g)
+            return fail(ld, n, key,
+                        "'%s' is listed twice in this group (as '%s'): both name the socket %s, "
+                        "through a symbolic link",
+                        l->spec, x->seen[clash].l->spec, l->real);
+        if (l->is_unix && strcmp(l->path, x->seen[clash].l->path) != 0)
+            return fail(ld, n, key,
+                        "'%s' is already used by group '%s' ('%s'): both name the socket %s, "
+                        "through a symbolic link",
+                        l->spec, x->seen[clash].g->name, x->seen[clash].l->spec, l->real);
         if (x->seen[clash].g == g)
             return fail(ld, n, key, "'%s' is listed twice in this group", l->spec);
         return fail(ld, n, key, "'%s' is already used by group '%s' ('%s')", l->spec,
@@ -127,7 +165,7 @@ int wd__cfg_check_listen_unique(loader_t *ld, yaml_node_t *n, const char *key,
         x->seen = xrealloc(x->seen, x->cap * sizeof *x->seen);
     }
     x->seen[x->n] = (listen_seen_t){.l = l, .g = g, .key = k};
-    wd__cfg_strset_add(&x->keys, k != NULL ? k : l->path, x->n);
+    wd__cfg_strset_add(&x->keys, k != NULL ? k : l->real, x->n);
     if (!l->is_unix && x->first_of[family_of(l)][l->port] == 0)
         x->first_of[family_of(l)][l->port] = (uint32_t)x->n + 1;
     x->n++;
@@ -160,6 +198,7 @@ int wd__cfg_parse_listen_one(loader_t *ld, yaml_node_t *n, const char *key, wd_g
             return fail(ld, n, key, "'%s': the unix socket path is empty", v);
         l->is_unix = 1;
         l->path = wd__cfg_path_resolve(ld->conf->dir, v + 5);
+        l->real = wd__cfg_unix_real(l->path);
         g->n_listen++; /* owned by the group from here, so that it is freed on failure */
         l->spec = xstrdup(v);
         if (strlen(l->path) >= sizeof(((struct sockaddr_un *)0)->sun_path))

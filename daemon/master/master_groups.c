@@ -182,8 +182,8 @@ int wd__m_same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b)
 {
     if (a->is_unix != b->is_unix)
         return 0;
-    if (a->is_unix)
-        return strcmp(a->path, b->path) == 0;
+    if (a->is_unix) /* one file, however its directory is spelt: the socket can serve both */
+        return wd_config_listen_same(a, b);
     return a->port == b->port && strcmp(a->host, b->host) == 0;
 }
 

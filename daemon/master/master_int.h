@@ -249,8 +249,9 @@ wd_group_t *wd__m_group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t
 wd_group_t *wd__m_group_ref(wd_group_t *g);
 wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **reuse,
                                    size_t n_reuse);
-/* One address to the letter (a listener of one can serve the other): wd_config_listen_same
- * also counts a wildcard host as the same as the others of its family on the port. */
+/* One address to the letter (a listener of one can serve the other; a unix path is compared with
+ * its directories' symbolic links resolved): wd_config_listen_same also counts a wildcard host as
+ * the same as the others of its family on the port. */
 int wd__m_same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 wd_slot_t *wd__m_slot_new(wd_group_t *g, int n);
 

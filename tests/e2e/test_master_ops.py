@@ -16,7 +16,7 @@ import pytest
 
 from helpers.clients import Conn, http_request, request
 from helpers.config import app, make_config
-from helpers.daemon import WSGICTL
+from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import cmdline, free_port, wait_for
 
 # Answers "VERSION pid"; its import takes $SLOW_IMPORT seconds, and fails while $FAIL_IF exists
@@ -627,4 +627,54 @@ def test_a_stopped_groups_unix_socket_is_bound_anew_at_its_start(wsgid, tmp):
     rc, out, err = ctl(tmp, "start", "a")
     assert rc == 0, (out, err)
     assert ask(sa)[0] == "-"
+    d.seen_workers.update(d.workers())
+
+
+def test_one_socket_through_a_linked_directory(wsgid, tmp):
+    """Two groups on one unix socket, one of them through a symbolic link to its directory
+    (a: real/s.sock, b: link/s.sock), passed --check and a reload's reading; the start then failed
+    with "group b: cannot listen on unix:.../link/s.sock: in use by another process", that process
+    being wsgid's group a (helper-72). They are one address now, refused with file:line:col naming
+    the other group, as the control socket through a link is; a group that spells its own socket's
+    path through the link keeps it across a reload."""
+    real, link = tmp / "real", tmp / "link"
+    real.mkdir()
+    link.symlink_to(real)
+    (tmp / "version.py").write_text(VERSION_APP)
+    bad = tmp / "bad.yaml"
+    bad.write_text("groups:\n  a:\n    app: version.py\n    listen: unix:real/s.sock\n"
+                   "  b:\n    app: version.py\n    listen: [127.0.0.1:1, unix:link/s.sock]\n")
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and (
+        "bad.yaml:7:27: groups.b.listen: 'unix:link/s.sock' is already used by group 'a' "
+        "('unix:real/s.sock'): both name the socket %s/s.sock, through a symbolic link" % real
+        in r.stderr), r.stderr
+    bad.write_text("control: link/s.sock\ngroups:\n  a:\n    app: version.py\n"
+                   "    listen: unix:real/s.sock\n")
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and (
+        "bad.yaml:1:10: control: %s/s.sock is also a listen socket of group 'a' (through a "
+        "symbolic link)" % link in r.stderr), r.stderr
+
+    a = group(tmp, listen=["unix:" + str(real / "s.sock")], processes=1)
+    d = wsgid(config=config(tmp, {"a": a}))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(real / "s.sock")]
+    ino = os.stat(real / "s.sock").st_ino
+    b = group(tmp, listen=["unix:" + str(link / "s.sock")], processes=1)
+    d.conf_path.write_text(config(tmp, {"a": a, "b": b}))
+    d.expect_log("reload refused")
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 1 and re.search(
+        r"reload refused: .*\.yaml:\d+:\d+: groups\.b\.listen: 'unix:%s/s\.sock' is already used "
+        r"by group 'a' \('unix:%s/s\.sock'\): both name the socket" % (link, real), err), err
+    assert "in use by another process" not in d.log()
+    # Group a's own socket spelt through the link: the same file, kept (it was bound anew beside
+    # itself, and the reload failed "in use by another process").
+    d.conf_path.write_text(config(tmp, {"a": dict(a, listen=["unix:" + str(link / "s.sock")])}))
+    rc, out, err = ctl(tmp, "reload")
+    assert rc == 0, (out, err)
+    assert os.stat(real / "s.sock").st_ino == ino
+    assert ask(link / "s.sock")[0] == "-"
     d.seen_workers.update(d.workers())

@@ -187,6 +187,23 @@ def test_check_config(tmp):
     assert "no-such-key" in msg and "bad.yaml" in msg and ":5:" in msg, msg
 
 
+def test_check_refuses_a_control_path_too_long(tmp):
+    """control: is a unix socket's path: one past sun_path's 107 bytes passed --check, and the
+    start failed with "control: the path ... is too long for a unix socket", naming neither the
+    file nor the line (helper-72). Refused when the file is read, as a listen path is."""
+    path = "ctl/" + "c" * 110 + ".sock"
+    bad = tmp / "bad.yaml"
+    bad.write_text("control: %s\ngroups:\n  g:\n    app: %s\n    listen: 127.0.0.1:1\n"
+                   % (path, app("hello")))
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
+                       text=True, timeout=30)
+    full = str(tmp / path)
+    assert r.returncode == 1
+    assert ("bad.yaml:1:10: control: unix socket path too long (%d bytes, at most 107): %s; give "
+            "a shorter one (relative paths are relative to the file's directory)"
+            % (len(full), full)) in r.stderr, r.stderr
+
+
 def test_example_configs_check():
     from helpers.config import REPO
     for conf in ("config.example.yaml", "examples/flask/wsgid.yaml"):

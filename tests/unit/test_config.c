@@ -228,6 +228,11 @@ static const config_case_t cases[] = {
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.sock\n",
      "unix socket path too long"},
+    /* control: too: it passed, and the start failed naming neither file nor line (helper-72) */
+    {"control: /"
+     "cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc"
+     "cccccccccccccccccccccccccccccccccccccccccc.sock\n" G,
+     "1:10: control: unix socket path too long (138 bytes, at most 107)"},
 
     /* mounts */
     {"groups:\n  a:\n    listen: :9001\n    mounts: {/: app.py, /blog/: 'pkg.blog:app', /api: "
