@@ -580,7 +580,10 @@ def test_a_restart_counts_and_restart_all_names_the_stopped_groups(wsgid, tmp):
     st = json.loads(ctl(tmp, "status", "--json")[1])
     ga = next(g for g in st["groups"] if g["name"] == "a")
     assert ga["restarts"] == 2, ga
-    for w in ga["workers"]:
+    # (an old worker still draining is listed apart, without a slot's counts: 1 in 12 runs)
+    ws = [w for w in ga["workers"] if w["state"] != "draining"]
+    assert len(ws) == 2, ga["workers"]
+    for w in ws:
         assert w["restarts"] == 1, w
         assert re.fullmatch(r"pid \d+: replaced by a restart", w["last_restart"]), w
     r = request(("127.0.0.1", mport), path="/metrics")
