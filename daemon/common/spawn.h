@@ -4,6 +4,9 @@
  *     display name whole and nothing else;
  *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD" (slot 1-based, RECORD the index of
  *     its scoreboard record) and WSGID_CONFIG=path of the config file (for messages);
+ *   - a master started as root starts every worker as root, with WD_WORKER_ENV_USER="UID GID
+ *     NAME": the worker's first act is to take the user's groups (initgroups(NAME, GID)), GID and
+ *     UID, and remove the variable; HOME, USER and LOGNAME are then that user's;
  *   - fd 3 (WD_WORKER_FD_MASTER) is a SOCK_STREAM socketpair end to the master,
  *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding the exact config text the master loaded,
  *     fd 5 (WD_WORKER_FD_SCOREBOARD) is the scoreboard memfd (scoreboard.h),
@@ -42,6 +45,8 @@
 #define WD_WORKER_FD_STACKS 6
 #define WD_WORKER_FD_STDERR 7
 #define WD_WORKER_FD_LISTEN 8
+
+#define WD_WORKER_ENV_USER "WSGID_WORKER_USER" /* "UID GID NAME": who the worker becomes */
 
 #define WD_SIBLINGS_MAX 32 /* workers named in a "siblings" line */
 

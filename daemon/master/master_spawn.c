@@ -23,19 +23,28 @@ extern char **environ;
 
 /* ---- privileges --------------------------------------------------------------------------- */
 
+/* Who the workers of a group run as (privileges()). */
+typedef struct {
+    uid_t uid;
+    gid_t gid;
+    int set;             /* the worker must switch to them */
+    char user[256];      /* the user's name, for initgroups() and USER / LOGNAME */
+    char home[PATH_MAX]; /* its home directory, for HOME */
+} creds_t;
+
 /* Which uid/gid the workers of a group run as. As root: `user` (default nobody) and `group`
- * (default the user's group; nogroup for nobody). Otherwise `user` / `group` may only name who we
- * already are. *set says whether uv_spawn must switch (libuv then drops the supplementary
- * groups with setgroups(0), and the worker has only its primary group). Returns 0 or -1 with a
- * message in err. */
-static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set, char *err,
-                      size_t errlen)
+ * (default the user's primary group; nogroup for nobody when there is no `user`). Otherwise
+ * `user` / `group` may only name who we already are. c->set says whether the worker must switch:
+ * it then does so itself, before anything else (daemon/worker/worker.c, drop_privileges), with
+ * the user's supplementary groups (initgroups), as mod_wsgi, uWSGI and gunicorn do; uv_spawn's
+ * own switch drops them all (setgroups(0)). Returns 0 or -1 with a message in err. */
+static int privileges(const wd_group_conf_t *g, creds_t *c, char *err, size_t errlen)
 {
     const char *user = g->user != NULL ? g->user : "nobody";
     struct passwd *pw;
     struct group *gr;
 
-    *set = 0;
+    memset(c, 0, sizeof *c);
     if (geteuid() != 0) {
         if (g->user != NULL && ((pw = getpwnam(g->user)) == NULL || pw->pw_uid != geteuid())) {
             snprintf(err, errlen, "group %s: user %s needs wsgid to be started as root", g->name,
@@ -54,8 +63,15 @@ static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set
         snprintf(err, errlen, "group %s: unknown user %s", g->name, user);
         return -1;
     }
-    *uid = pw->pw_uid;
-    *gid = pw->pw_gid;
+    if (strlen(pw->pw_name) >= sizeof c->user || strchr(pw->pw_name, ' ') != NULL) {
+        snprintf(err, errlen, "group %s: the name of user %s is too long or has a space", g->name,
+                 user);
+        return -1;
+    }
+    c->uid = pw->pw_uid;
+    c->gid = pw->pw_gid;
+    snprintf(c->user, sizeof c->user, "%s", pw->pw_name);
+    snprintf(c->home, sizeof c->home, "%s", pw->pw_dir != NULL ? pw->pw_dir : "/");
     if (g->group != NULL || g->user == NULL) {
         const char *name = g->group != NULL ? g->group : "nogroup";
 
@@ -65,9 +81,9 @@ static int privileges(const wd_group_conf_t *g, uid_t *uid, gid_t *gid, int *set
             return -1;
         }
         if (gr != NULL)
-            *gid = gr->gr_gid;
+            c->gid = gr->gr_gid;
     }
-    *set = 1;
+    c->set = 1;
     return 0;
 }
 
@@ -101,26 +117,22 @@ static void give_log_file(const wd_group_conf_t *g, const char *path, uid_t uid,
 
 void wd__m_give_log_files(const wd_group_conf_t *g, const wd_config_t *conf)
 {
-    uid_t uid;
-    gid_t gid;
-    int set;
+    creds_t c;
     char err[256];
 
-    if (privileges(g, &uid, &gid, &set, err, sizeof err) < 0 || !set)
+    if (privileges(g, &c, err, sizeof err) < 0 || !c.set)
         return;
-    give_log_file(g, g->access_log != NULL ? g->access_log : conf->access_log, uid, gid);
-    give_log_file(g, conf->log_file, uid, gid);
+    give_log_file(g, g->access_log != NULL ? g->access_log : conf->access_log, c.uid, c.gid);
+    give_log_file(g, conf->log_file, c.uid, c.gid);
 }
 
 int wd__m_check_privileges(const wd_config_t *conf, char *err, size_t errlen)
 {
-    uid_t uid;
-    gid_t gid;
-    int set;
+    creds_t c;
     size_t i;
 
     for (i = 0; i < conf->n_groups; i++)
-        if (privileges(&conf->groups[i], &uid, &gid, &set, err, errlen) < 0)
+        if (privileges(&conf->groups[i], &c, err, errlen) < 0)
             return -1;
     return 0;
 }
@@ -169,46 +181,59 @@ char *wd__m_display_name(const wd_group_conf_t *g, int slot)
     return out;
 }
 
-static int env_skip(const char *var)
+/* What concerns only the master, and what the worker gets anew. */
+static int env_skip(const char *var, const creds_t *c)
 {
-    static const char *const names[] = {"WSGID_WORKER=", "WSGID_CONFIG=", "NOTIFY_SOCKET=",
-                                        "LISTEN_FDS=",   "LISTEN_PID=",   "LISTEN_FDNAMES="};
+    static const char *const names[] = {
+        "WSGID_WORKER=", "WSGID_CONFIG=",   "NOTIFY_SOCKET=",      "LISTEN_FDS=",
+        "LISTEN_PID=",   "LISTEN_FDNAMES=", WD_WORKER_ENV_USER "="};
+    static const char *const user[] = {"HOME=", "USER=", "LOGNAME="};
     size_t i;
 
     for (i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strncmp(var, names[i], strlen(names[i])) == 0)
             return 1;
+    for (i = 0; c->set && i < sizeof user / sizeof user[0]; i++)
+        if (strncmp(var, user[i], strlen(user[i])) == 0)
+            return 1;
     return 0;
 }
 
-/* Our environment, without what concerns only the master, plus WSGID_WORKER and WSGID_CONFIG.
- * Returns a NULL-terminated array whose last two strings are malloc'd (see env_free). */
-static char **worker_env(const char *group, int slot, int record, const char *path)
+/* Our environment, without what concerns only the master, plus WSGID_WORKER and WSGID_CONFIG;
+ * a worker that switches users gets WD_WORKER_ENV_USER (spawn.h), and HOME, USER and LOGNAME
+ * of that user instead of ours (root's, started from a root shell: getpass.getuser() said root,
+ * ~ was /root), as login and su give; the group's `env:` still sets them (the worker sets it
+ * later). Returns a NULL-terminated array whose first *n_own strings are malloc'd (env_free). */
+static char **worker_env(const char *group, int slot, int record, const char *path,
+                         const creds_t *c, size_t *n_own)
 {
     size_t n = 0, i, j = 0;
     char **env;
 
     while (environ[n] != NULL)
         n++;
-    env = xcalloc(n + 3, sizeof *env);
-    for (i = 0; i < n; i++)
-        if (!env_skip(environ[i]))
-            env[j++] = environ[i];
+    env = xcalloc(n + 7, sizeof *env);
     if (asprintf(&env[j++], "WSGID_WORKER=%s %d %d", group, slot, record) < 0 ||
         asprintf(&env[j++], "WSGID_CONFIG=%s", path) < 0)
         abort();
+    if (c->set && (asprintf(&env[j++], "%s=%u %u %s", WD_WORKER_ENV_USER, (unsigned)c->uid,
+                            (unsigned)c->gid, c->user) < 0 ||
+                   asprintf(&env[j++], "HOME=%s", c->home) < 0 ||
+                   asprintf(&env[j++], "USER=%s", c->user) < 0 ||
+                   asprintf(&env[j++], "LOGNAME=%s", c->user) < 0))
+        abort();
+    *n_own = j;
+    for (i = 0; i < n; i++)
+        if (!env_skip(environ[i], c))
+            env[j++] = environ[i];
     env[j] = NULL;
     return env;
 }
 
-static void env_free(char **env)
+static void env_free(char **env, size_t n_own)
 {
-    size_t n = 0;
-
-    while (env[n] != NULL)
-        n++;
-    free(env[n - 1]);
-    free(env[n - 2]);
+    for (size_t i = 0; i < n_own; i++)
+        free(env[i]);
     free(env);
 }
 
@@ -338,18 +363,18 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
     char **env = NULL, *name = NULL, *args[2], err[256];
-    int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1, set = 0;
+    int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1;
     wd_output_t *readers[2] = {NULL, NULL};
-    uid_t uid = 0;
-    gid_t gid = 0;
+    size_t n_own = 0;
+    creds_t c;
     wd_proc_t *p = NULL;
 
     err[0] = '\0';
-    if (privileges(conf, &uid, &gid, &set, err, sizeof err) < 0) {
+    if (privileges(conf, &c, err, sizeof err) < 0) {
         rc = -EPERM;
         goto fail;
     }
-    if (set)
+    if (c.set)
         wd__m_give_log_files(conf, gen->conf);
     record = wd__m_record_take(m);
     if (record < 0) {
@@ -376,7 +401,8 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     stdio = worker_fds(m, out, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
-    env = worker_env(conf->name, s->slot, record, gen->conf->path); /* the group's name in gen */
+    /* the group's name in gen */
+    env = worker_env(conf->name, s->slot, record, gen->conf->path, &c, &n_own);
     args[0] = name;
     args[1] = NULL;
     memset(&opt, 0, sizeof opt);
@@ -386,11 +412,6 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     opt.env = env;
     opt.stdio_count = (int)n_stdio;
     opt.stdio = stdio;
-    if (set) {
-        opt.flags |= UV_PROCESS_SETUID | UV_PROCESS_SETGID;
-        opt.uid = uid;
-        opt.gid = gid;
-    }
     p = proc_spawn(m, s, gen, &opt, &rc);
     if (p == NULL)
         goto fail;
@@ -436,6 +457,6 @@ fail:
     free(stdio);
     free(name);
     if (env != NULL)
-        env_free(env);
+        env_free(env, n_own);
     return rc < 0 ? NULL : p;
 }

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
@@ -480,6 +481,45 @@ static void set_process_name(void)
     prctl(PR_SET_NAME, comm, 0, 0, 0);
 }
 
+/* A master started as root starts its workers as root (spawn.h): the worker becomes its group's
+ * user first, with that user's supplementary groups, which uv_spawn's own switch dropped
+ * (setgroups(0): a worker of a user in a group that may read the app's files could not), as
+ * mod_wsgi, uWSGI and gunicorn do. Nothing but this runs as root: no config, no Python.
+ * Returns 0 or -1 with a message in err. */
+static int drop_privileges(const char *group, char *err, size_t errlen)
+{
+    const char *spec = getenv(WD_WORKER_ENV_USER);
+    unsigned uid, gid;
+    char user[256];
+    const char *step = NULL;
+
+    if (spec == NULL)
+        return 0; /* the master is not root: nobody to become */
+    if (sscanf(spec, "%u %u %255s", &uid, &gid, user) != 3) {
+        snprintf(err, errlen, "group %s: %s is malformed; workers are started by the master", group,
+                 WD_WORKER_ENV_USER);
+        return -1;
+    }
+    if (initgroups(user, (gid_t)gid) < 0)
+        step = "initgroups";
+    else if (setgid((gid_t)gid) < 0)
+        step = "setgid";
+    else if (setuid((uid_t)uid) < 0)
+        step = "setuid";
+    if (step != NULL) {
+        snprintf(err, errlen,
+                 "group %s: cannot run as user %s (uid %u, gid %u): %s: %s; check that the user "
+                 "and its groups exist (id %s)",
+                 group, user, uid, gid, step, strerror(errno), user);
+        return -1;
+    }
+    unsetenv(WD_WORKER_ENV_USER);
+    /* Switching users made the process undumpable, as an exec by that user does not: its /proc
+     * files root's, no core dump, no py-spy or gdb by the user. Nothing of root's is in it. */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    return 0;
+}
+
 int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
 {
     static wd_worker_t worker;
@@ -501,6 +541,12 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     /* Its own log lines go to the master's stderr; its fds 1 and 2 are the master's pipes. */
     if (fcntl(WD_WORKER_FD_STDERR, F_SETFD, FD_CLOEXEC) == 0)
         wd_log_use_stderr(WD_WORKER_FD_STDERR);
+    if (drop_privileges(group_name, err, sizeof err) < 0) {
+        wd_log_error("%s", err);
+        snprintf(line, sizeof line, "failed %s\n", err);
+        say_master(line);
+        return WD_WORKER_EXIT_CONFIG;
+    }
     /* A pipe's stdout is buffered whole by stdio: what a C library printf()s would reach the log
      * at exit, or never on a crash. A line at a time, as on a terminal (PYTHONUNBUFFERED still
      * makes Python unbuffer it). */

@@ -1,12 +1,15 @@
 """Privileges (issue 3): started as root, each group's workers run as its `user` (nobody when a
 group says nothing, with a warning; root only when it says `user: root`); an unknown user stops the
 start naming the group; the control socket (0600) refuses a peer of another uid (SO_PEERCRED)."""
+import grp
+import json
 import os
 import pwd
 import re
 import signal
 import stat
 import subprocess
+import time
 
 import pytest
 
@@ -316,3 +319,96 @@ def test_a_reload_does_not_follow_a_link_put_at_the_socket_path(wsgid, tmp):
     assert_hello(str(sock))
     os.unlink(moved)  # the socket bound first, which wsgid no longer finds at its path
     d.seen_workers.update(d.workers())
+
+
+WHOAMI_APP = '''import getpass
+import json
+import os
+
+
+def application(environ, start_response):
+    body = json.dumps({"groups": sorted(os.getgroups()), "gid": os.getgid(),
+                       "HOME": os.environ.get("HOME"), "USER": os.environ.get("USER"),
+                       "LOGNAME": os.environ.get("LOGNAME"), "getuser": getpass.getuser(),
+                       "creds": [k for k in os.environ if k.startswith("WSGID_")]}).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
+def _run_retrying(args):
+    """useradd and friends refuse while another holds /etc/passwd's lock (exit 10 or 1)."""
+    for _ in range(50):
+        r = subprocess.run(args, capture_output=True, text=True, timeout=30)
+        if r.returncode == 0:
+            return
+        if "lock" not in r.stderr:
+            break
+        time.sleep(0.1)
+    raise AssertionError("%s: %s" % (" ".join(args), r.stderr))
+
+
+@pytest.fixture
+def member():
+    """A throwaway user (no home directory made) in a throwaway supplementary group. Name it
+    before wsgid among a test's fixtures: it is removed once the workers are gone."""
+    tag = "wde2e%d" % os.getpid()
+    user, sup = tag + "u", tag + "g"
+    home = "/nonexistent/" + user
+    _run_retrying(["groupadd", sup])
+    try:
+        _run_retrying(["useradd", "-M", "-d", home, "-s", "/usr/sbin/nologin", "-U", "-G", sup,
+                       user])
+        try:
+            yield pwd.getpwnam(user), grp.getgrnam(sup)
+        finally:
+            _run_retrying(["userdel", user])
+    finally:
+        _run_retrying(["groupdel", sup])
+
+
+def test_a_user_gets_its_groups_home_and_name(member, wsgid, tmp, monkeypatch):
+    """A group's `user:` runs its workers with that user's supplementary groups (initgroups, as
+    mod_wsgi, uWSGI and gunicorn do) and its HOME, USER and LOGNAME; the group's `env:` still
+    sets those. Started from a root shell, the workers had no supplementary group at all
+    (uv_spawn's setgroups(0)) and root's HOME=/root, USER=root (helper-72)."""
+    pw, sup = member
+    os.chmod(tmp, 0o755)
+    script = tmp / "whoami.py"
+    script.write_text(WHOAMI_APP)
+    for k, v in (("HOME", "/root"), ("USER", "root"), ("LOGNAME", "root")):
+        monkeypatch.setenv(k, v)
+    ports = free_port(), free_port()
+    conf = {"log": {"level": "info", "file": "-", "access": "-"},
+            "groups": {"a": {"app": str(script), "user": pw.pw_name, "threads": 2,
+                             "listen": ["127.0.0.1:%d" % ports[0]]},
+                       "b": {"app": str(script), "user": pw.pw_name, "threads": 2,
+                             "env": {"HOME": "/srv/b", "LOGNAME": "b"},
+                             "listen": ["127.0.0.1:%d" % ports[1]]}}}
+    d = wsgid(config=to_yaml(conf) + "\n")
+
+    def ask(port):
+        with Conn(("127.0.0.1", port)) as c:
+            c.send(http_request("GET", "/", {"Connection": "close"}))
+            r = c.response()
+        assert r.status == 200, r
+        return json.loads(r.body)
+
+    a = ask(ports[0])
+    assert a["groups"] == sorted({pw.pw_gid, sup.gr_gid}), a
+    assert a["gid"] == pw.pw_gid, a
+    assert (a["HOME"], a["USER"], a["LOGNAME"]) == (pw.pw_dir, pw.pw_name, pw.pw_name), a
+    assert a["getuser"] == pw.pw_name, a
+    assert "WSGID_WORKER_USER" not in a["creds"], a
+    b = ask(ports[1])
+    assert (b["HOME"], b["USER"], b["LOGNAME"]) == ("/srv/b", pw.pw_name, "b"), b
+    for w in d.workers():
+        st = ids(w)
+        assert st["Uid"] == [pw.pw_uid] * 4 and st["Gid"] == [pw.pw_gid] * 4, st
+        assert sorted(st["Groups"]) == sorted({pw.pw_gid, sup.gr_gid}), st
+        # Dumpable again, as after an exec by the user: its /proc files are its own.
+        assert os.stat("/proc/%d/environ" % w).st_uid == pw.pw_uid
+    # The master's own environment is unchanged.
+    with open("/proc/%d/environ" % d.pid, "rb") as f:
+        assert b"HOME=/root\0" in f.read()
