@@ -1,7 +1,8 @@
 /* How the master starts a worker: the contract between daemon/master/ and daemon/worker/.
  *
- *   - it executes the wsgid binary again with argv = { display name } only, so that ps shows the
- *     display name whole and nothing else;
+ *   - it executes the wsgid binary again, the one the master runs (/proc/self/exe, even when a
+ *     package upgrade has put another file at its path), with argv = { display name } only, so
+ *     that ps shows the display name whole and nothing else;
  *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD" (slot 1-based, RECORD the index of
  *     its scoreboard record) and WSGID_CONFIG=path of the config file (for messages);
  *   - a master started as root starts every worker as root, with WD_WORKER_ENV_USER="UID GID

@@ -194,7 +194,7 @@ struct wd_master {
     wd_score_t *score;
     int score_fd;
     unsigned char used[WD_SCORE_MAX];
-    char exe[PATH_MAX];
+    char exe[PATH_MAX]; /* our path at the start, for messages: workers run /proc/self/exe */
     uv_signal_t signals[4];
     size_t n_signals;
     uv_timer_t tick;

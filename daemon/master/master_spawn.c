@@ -407,7 +407,10 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     args[1] = NULL;
     memset(&opt, 0, sizeof opt);
     opt.exit_cb = wd__m_exit_cb;
-    opt.file = m->exe;
+    /* The binary this master runs, not the file at its path: a package upgrade renames a new one
+     * there, and a restart would start the new workers with the old master (helper-72). In the
+     * child, between fork and exec, /proc/self/exe is the master's image. */
+    opt.file = "/proc/self/exe";
     opt.args = args;
     opt.env = env;
     opt.stdio_count = (int)n_stdio;

@@ -9,7 +9,7 @@ import pytest
 
 from helpers.clients import HELLO, Conn, assert_hello, http_request, request
 from helpers.config import app, make_config
-from helpers.daemon import WSGID_BIN
+from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import cmdline, comm, wait_for
 
 
@@ -243,3 +243,37 @@ def test_no_fd_leak_in_worker(wsgid, tmp):
     while nfds() > before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert nfds() <= before, (before, nfds(), os.listdir("/proc/%d/fd" % worker))
+
+
+def test_an_upgraded_binary_does_not_start_the_workers(wsgid, tmp, monkeypatch):
+    """A package upgrade renames a new binary over the running one (dpkg): the master keeps its
+    own, and so do the workers it starts until it is restarted (README, "The Debian package").
+    It executed the file at its path again (helper-72): a restart ran the new binary's workers
+    under the old master, here a script that says it ran and fails."""
+    bindir = tmp / "bin"
+    bindir.mkdir()
+    exe = bindir / "wsgid"
+    exe.write_bytes(WSGID_BIN.read_bytes())
+    exe.chmod(0o755)
+    monkeypatch.setattr("helpers.daemon.WSGID_BIN", exe)
+    ctl = tmp / "ctl.sock"
+    d = wsgid("hello", top={"control": str(ctl)})
+    d.unix_paths.append(str(ctl))
+    (old,) = d.workers()
+    assert os.readlink("/proc/%d/exe" % old) == str(exe)
+
+    marker = tmp / "new-binary-ran"
+    new = bindir / "wsgid.dpkg-new"
+    new.write_text("#!/bin/sh\necho \"$0\" >> %s\nexit 1\n" % marker)
+    new.chmod(0o755)
+    os.rename(new, exe)
+    r = subprocess.run([str(WSGICTL), "-s", str(ctl), "restart", "site"], capture_output=True,
+                       text=True, timeout=60)
+    assert not marker.exists(), "the new binary started a worker: %r" % marker.read_text()
+    assert r.returncode == 0, (r.stdout, r.stderr, d.log())
+    wait_for(lambda: old not in d.workers(), timeout=20, what="the old worker stopped")
+    (w,) = d.workers()
+    assert os.readlink("/proc/%d/exe" % w) == "%s (deleted)" % exe
+    assert cmdline(w) == b"(wsgi:site)\0"
+    assert comm(w) == b"(wsgi:site)"
+    assert_hello(d.tcp)
