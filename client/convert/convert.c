@@ -29,7 +29,8 @@ static void usage(FILE *f)
             "\n"
             "Options:\n"
             "      --from apache|uwsgi  the kind of FILE (default: uwsgi for *.ini, else apache)\n"
-            "  -o, --output DIR         where to write (default: the current directory)\n"
+            "  -o, --output DIR         where to write, made if missing (default: the current\n"
+            "                           directory)\n"
             "      --run-dir DIR        where the groups' sockets and the control socket go\n"
             "                           (default: /run/wsgid)\n"
             "  -h, --help               print this help and exit\n"
@@ -98,6 +99,19 @@ static int convert(const char *from, const char *file, const char *dir, const ch
     wd_cv_t cv;
     int rc;
 
+    /* A new directory for the output is made, as mkdir would (its parent must exist): the
+     * command said only "No such file or directory" (helper-72). */
+    errno = 0;
+    if (stat(dir, &st) < 0 && errno == ENOENT) {
+        if (mkdir(dir, 0755) < 0) {
+            fprintf(stderr,
+                    "wsgid convert: cannot create the output directory %s: %s (create it, or give "
+                    "-o a directory that exists)\n",
+                    dir, strerror(errno));
+            return 1;
+        }
+        errno = 0;
+    }
     if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode) || realpath(dir, abs) == NULL) {
         fprintf(stderr, "wsgid convert: %s: %s\n", dir,
                 errno != 0 ? strerror(errno) : "not a directory");

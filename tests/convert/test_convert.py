@@ -573,3 +573,23 @@ def test_a_server_alias_in_the_one_virtual_host(tmp):
     notes, yaml, conf = convert(tmp, src)
     assert '"site":\n    app: "%s/apps/site.wsgi"' % root in yaml, yaml
     assert "embedded" not in yaml and "embedded" not in notes, (yaml, notes)
+
+
+def test_the_output_directory_is_made(tmp):
+    """`-o DIR` that does not exist yet is made (its parent must exist): the command failed with
+    "No such file or directory" and no word of what to do (helper-72)."""
+    src = tmp / "site.conf"
+    src.write_text("WSGIDaemonProcess site processes=2\n"
+                   "WSGIScriptAlias / %s/site.wsgi process-group=site\n" % tmp)
+    (tmp / "site.wsgi").write_text("def application(e, s):\n    return []\n")
+    out = tmp / "out"
+    r = subprocess.run([str(WSGID_BIN), "convert", str(src), "-o", str(out), "--run-dir",
+                        str(tmp)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    assert (out / "wsgid.yaml").exists() and (out / "nginx.conf").exists()
+    deep = tmp / "no-such" / "out"
+    r = subprocess.run([str(WSGID_BIN), "convert", str(src), "-o", str(deep)],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1, r
+    assert ("wsgid convert: cannot create the output directory %s: No such file or directory "
+            "(create it, or give -o a directory that exists)" % deep) in r.stderr, r.stderr
