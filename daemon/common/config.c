@@ -479,3 +479,19 @@ const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name
     }
     return NULL;
 }
+
+int wd_config_worker_index(const wd_config_t *conf, const wd_group_conf_t *g, int slot,
+                           int *workers)
+{
+    int index = slot - 1, before = 1;
+
+    *workers = 0;
+    for (size_t i = 0; i < conf->n_groups; i++) {
+        if (&conf->groups[i] == g)
+            before = 0;
+        else if (before)
+            index += conf->groups[i].processes;
+        *workers += conf->groups[i].processes;
+    }
+    return index;
+}

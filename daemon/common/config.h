@@ -201,6 +201,26 @@ int wd_config_load_file_flags(wd_config_t *conf, const char *path, int flags, ch
 
 void wd_config_free(wd_config_t *conf);
 
+/* The text a group's workers get from the master instead of the file's (config_split.c): the
+ * top-level keys and, under groups:, that group alone, so that no other group's env:, apps or
+ * paths reach them (helper-72). text (len bytes) is a file wd_config_load_string took; parts[i]
+ * is the i-th group of the file, in its order. Loaded (at the file's path, so that relative paths
+ * resolve as in the file), a part gives that group's configuration as the whole file does; its
+ * lines are its own. Returns 0, or -1 when text is no such file (nothing allocated). */
+typedef struct wd_config_part {
+    char *group; /* the group's name */
+    char *text;  /* NUL-terminated */
+    size_t len;
+} wd_config_part_t;
+int wd_config_split(const char *text, size_t len, wd_config_part_t **parts, size_t *n_parts);
+void wd_config_split_free(wd_config_part_t *parts, size_t n);
+
+/* Where a worker of g goes among every group's workers, in the file's order (pin-threads): returns
+ * the index of its slot (1-based) and sets *workers to their number. The master says both to
+ * the worker, whose configuration holds its own group only. */
+int wd_config_worker_index(const wd_config_t *conf, const wd_group_conf_t *g, int slot,
+                           int *workers);
+
 const wd_group_conf_t *wd_config_group(const wd_config_t *conf, const char *name);
 /* Whether two listen addresses would bind the same socket (a wildcard host covers the others). */
 int wd_config_listen_same(const wd_listen_conf_t *a, const wd_listen_conf_t *b);

@@ -3,13 +3,16 @@
  *   - it executes the wsgid binary again, the one the master runs (/proc/self/exe, even when a
  *     package upgrade has put another file at its path), with argv = { display name } only, so
  *     that ps shows the display name whole and nothing else;
- *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD" (slot 1-based, RECORD the index of
- *     its scoreboard record) and WSGID_CONFIG=path of the config file (for messages);
+ *   - the environment holds WSGID_WORKER="GROUP SLOT RECORD PLACE WORKERS" (slot 1-based, RECORD
+ *     the index of its scoreboard record, PLACE its index among the WORKERS of every group in the
+ *     file's order, for pin-threads) and WSGID_CONFIG=path of the config file (relative paths
+ *     resolve against its directory; messages);
  *   - a master started as root starts every worker as root, with WD_WORKER_ENV_USER="UID GID
  *     NAME": the worker's first act is to take the user's groups (initgroups(NAME, GID)), GID and
  *     UID, and remove the variable; HOME, USER and LOGNAME are then that user's;
  *   - fd 3 (WD_WORKER_FD_MASTER) is a SOCK_STREAM socketpair end to the master,
- *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding the exact config text the master loaded,
+ *     fd 4 (WD_WORKER_FD_CONFIG) is a memfd holding its group's part of the config text the
+ *     master loaded: the top-level keys and its group alone (wd_config_split), read-only,
  *     fd 5 (WD_WORKER_FD_SCOREBOARD) is the scoreboard memfd (scoreboard.h),
  *     fd 6 (WD_WORKER_FD_STACKS) is the write end of a pipe whose read end the master keeps: on
  *     WD_WORKER_SIG_STACKS the worker writes its Python threads' stacks there (faulthandler),

@@ -1,8 +1,9 @@
 /* The master process: see master.h.
  *
  * The runtime model:
- *   - a wd_gen_t is one loaded config file (its text in a memfd for the workers); a reload makes
- *     a new one; groups and processes hold references to theirs;
+ *   - a wd_gen_t is one loaded config file (each group's part of its text in a memfd for that
+ *     group's workers: wd_config_split); a reload makes a new one; groups and processes hold
+ *     references to theirs;
  *   - a wd_group_t is a group as it runs: its listeners, its slots, its counters of past workers;
  *   - a wd_slot_t is one process slot (1-based) of a group; it outlives the processes that fill
  *     it: `cur` serves, `repl` is a replacement being started (rolling restart, recycling);

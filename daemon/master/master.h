@@ -11,9 +11,10 @@
 
 typedef struct wd_master wd_master_t;
 
-/* Runs the master until it is stopped. text/len are the exact bytes of the config file, handed
- * to every worker. Returns the process exit status: 0 after a graceful stop, 1 when the start
- * failed (a listener could not be bound, an application could not be loaded...). */
+/* Runs the master until it is stopped. text/len are the exact bytes of the config file, of which
+ * each group's workers get their group's part (wd_config_split). Returns the process exit status: 0
+ * after a graceful stop, 1 when the start failed (a listener could not be bound, an application
+ * could not be loaded...). */
 int wd_master_run(wd_config_t *conf, const char *text, size_t len);
 
 /* Fills *out with a snapshot of every group and worker (status.h). Call it on the master's loop

@@ -16,34 +16,78 @@
 
 /* ---- config generations ------------------------------------------------------------------- */
 
+static int memfd_with(const char *text, size_t len)
+{
+    size_t off = 0;
+    ssize_t n;
+    int fd = memfd_create("wsgid-config", MFD_CLOEXEC), err;
+
+    while (fd >= 0 && off < len) {
+        n = write(fd, text + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            err = errno;
+            close(fd);
+            errno = err;
+            return -1;
+        }
+        off += (size_t)n;
+    }
+    return fd;
+}
+
+/* Each group's workers get their part of the text (wd_config_split), not the whole: another
+ * group's env: secrets, apps and paths were in every worker's memory (helper-72). */
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len)
 {
     wd_gen_t *gen = xcalloc(1, sizeof *gen);
-    size_t off = 0;
-    ssize_t n;
+    wd_config_part_t *parts = NULL;
+    size_t n = 0, i;
 
     gen->conf = conf;
     gen->owned = owned;
     gen->refs = 1;
-    gen->fd = memfd_create("wsgid-config", MFD_CLOEXEC);
-    if (gen->fd < 0)
+    if (wd_config_split(text, len, &parts, &n) < 0 || n != conf->n_groups) {
+        wd_log_error("%s: cannot make each group's part of the configuration for its workers",
+                     conf->path);
         goto fail;
-    while (off < len) {
-        n = write(gen->fd, text + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto fail;
-        off += (size_t)n;
     }
+    gen->fds = xcalloc(n, sizeof *gen->fds);
+    for (i = 0; i < n; i++) {
+        if (strcmp(parts[i].group, conf->groups[i].name) != 0) {
+            wd_log_error("%s: group %s: its part of the configuration names group %s", conf->path,
+                         conf->groups[i].name, parts[i].group);
+            goto fail;
+        }
+        gen->fds[i] = memfd_with(parts[i].text, parts[i].len);
+        if (gen->fds[i] < 0) {
+            wd_log_error("group %s: cannot hand the configuration to its workers (memfd): %s",
+                         conf->groups[i].name, strerror(errno));
+            goto fail;
+        }
+        gen->n_fds++;
+    }
+    wd_config_split_free(parts, n);
     return gen;
 
 fail:
-    wd_log_error("cannot hand the configuration to the workers (memfd): %s", strerror(errno));
-    if (gen->fd >= 0)
-        close(gen->fd);
+    wd_config_split_free(parts, n);
+    for (i = 0; i < gen->n_fds; i++)
+        close(gen->fds[i]);
+    free(gen->fds);
     free(gen);
     return NULL;
+}
+
+int wd__m_gen_fd(const wd_gen_t *gen, const wd_group_conf_t *conf)
+{
+    size_t i;
+
+    for (i = 0; i < gen->n_fds; i++)
+        if (&gen->conf->groups[i] == conf)
+            return gen->fds[i];
+    return -1;
 }
 
 wd_gen_t *wd__m_gen_ref(wd_gen_t *gen)
@@ -56,7 +100,9 @@ void wd__m_gen_unref(wd_gen_t *gen)
 {
     if (gen == NULL || --gen->refs > 0)
         return;
-    close(gen->fd);
+    for (size_t i = 0; i < gen->n_fds; i++)
+        close(gen->fds[i]);
+    free(gen->fds);
     if (gen->owned) {
         wd_config_free(gen->conf);
         free(gen->conf);

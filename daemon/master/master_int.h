@@ -54,7 +54,10 @@ typedef struct wd_output wd_output_t;
 struct wd_gen {
     wd_config_t *conf;
     int owned; /* conf was loaded by us (a reload), not handed by main() */
-    int fd;    /* memfd with the text */
+    /* Per group of conf (fds[i] for conf->groups[i]), a memfd with the text its workers get:
+     * the top-level keys and that group alone (wd_config_split: no other group's env:). */
+    int *fds;
+    size_t n_fds;
     int refs;
 };
 
@@ -243,6 +246,8 @@ void wd__m_record_release(wd_master_t *m, wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);
 wd_gen_t *wd__m_gen_ref(wd_gen_t *gen);
+/* The memfd of gen for the workers of its group conf, or -1 when conf is none of gen's. */
+int wd__m_gen_fd(const wd_gen_t *gen, const wd_group_conf_t *conf);
 wd_group_t *wd__m_find_group(wd_master_t *m, const char *name);
 wd_group_t *wd__m_group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t *conf,
                             wd_listen_t **ls);

@@ -204,17 +204,21 @@ static int env_skip(const char *var, const creds_t *c)
  * of that user instead of ours (root's, started from a root shell: getpass.getuser() said root,
  * ~ was /root), as login and su give; the group's `env:` still sets them (the worker sets it
  * later). Returns a NULL-terminated array whose first *n_own strings are malloc'd (env_free). */
-static char **worker_env(const char *group, int slot, int record, const char *path,
+static char **worker_env(const wd_gen_t *gen, const wd_group_conf_t *conf, int slot, int record,
                          const creds_t *c, size_t *n_own)
 {
     size_t n = 0, i, j = 0;
     char **env;
+    int workers, place = wd_config_worker_index(gen->conf, conf, slot, &workers);
 
     while (environ[n] != NULL)
         n++;
     env = xcalloc(n + 7, sizeof *env);
-    if (asprintf(&env[j++], "WSGID_WORKER=%s %d %d", group, slot, record) < 0 ||
-        asprintf(&env[j++], "WSGID_CONFIG=%s", path) < 0)
+    /* Its place among the workers of every group (pin-threads): its configuration holds its
+     * own group only. */
+    if (asprintf(&env[j++], "WSGID_WORKER=%s %d %d %d %d", conf->name, slot, record, place,
+                 workers) < 0 ||
+        asprintf(&env[j++], "WSGID_CONFIG=%s", gen->conf->path) < 0)
         abort();
     if (c->set && (asprintf(&env[j++], "%s=%u %u %s", WD_WORKER_ENV_USER, (unsigned)c->uid,
                             (unsigned)c->gid, c->user) < 0 ||
@@ -386,7 +390,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         rc = -errno;
         goto fail;
     }
-    cfd = rc = open_fd_again(gen->fd);
+    cfd = rc = open_fd_again(wd__m_gen_fd(gen, conf));
     if (rc < 0)
         goto fail;
     rc = wd__m_stacks_pipe(sp);
@@ -401,8 +405,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     stdio = worker_fds(m, out, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
-    /* the group's name in gen */
-    env = worker_env(conf->name, s->slot, record, gen->conf->path, &c, &n_own);
+    env = worker_env(gen, conf, s->slot, record, &c, &n_own); /* the group's name in gen */
     args[0] = name;
     args[1] = NULL;
     memset(&opt, 0, sizeof opt);

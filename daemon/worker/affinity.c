@@ -47,30 +47,17 @@ static void child_unpin(void)
         (void)sched_setaffinity(0, whole.size, whole.set);
 }
 
-/* The workers of every group, pinned or not: auto pins when they are at least the CPUs. */
-static int workers_of(const wd_config_t *c)
-{
-    int workers = 0;
-
-    for (size_t i = 0; i < c->n_groups; i++)
-        workers += c->groups[i].processes;
-    return workers;
-}
-
-int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot, char *why,
-                     size_t why_cap)
+int wd_affinity_home(int pin_threads, int index, int workers, char *why, size_t why_cap)
 {
     mask_t allowed;
-    int n, index = slot - 1, cpu = -1, workers = workers_of(c);
+    int n, cpu = -1;
 
     if (why != NULL && why_cap > 0)
         why[0] = '\0';
-    if (g->pin_threads == WD_PIN_OFF || mask_get(&allowed) < 0)
+    if (pin_threads == WD_PIN_OFF || mask_get(&allowed) < 0)
         return -1;
     n = CPU_COUNT_S(allowed.size, allowed.set);
-    if (n >= 2 && (g->pin_threads == WD_PIN_ON || workers >= n)) {
-        for (size_t i = 0; i < c->n_groups && &c->groups[i] != g; i++)
-            index += c->groups[i].processes;
+    if (n >= 2 && (pin_threads == WD_PIN_ON || workers >= n)) {
         index %= n;
         for (int k = 0; k < (int)(allowed.size * 8) && cpu < 0; k++)
             if (CPU_ISSET_S(k, allowed.size, allowed.set) && index-- == 0)

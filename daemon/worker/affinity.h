@@ -39,12 +39,13 @@
 
 #include "config.h"
 
-/* The CPU the Python threads of worker `slot` (1-based) of group g are to share, or -1 when they
- * are not pinned (pin-threads: false; auto with fewer workers in all than CPUs allowed; a single
- * CPU allowed). why (NULL: not wanted) gets, when auto pins nothing for want of workers, the
- * reason for the log ("1 worker in all for 4 CPUs"); else "". */
-int wd_affinity_home(const wd_config_t *c, const wd_group_conf_t *g, int slot, char *why,
-                     size_t why_cap);
+/* The CPU the Python threads of a worker of a group with pin_threads are to share, or -1 when
+ * they are not pinned (pin-threads: false; auto with fewer workers in all than CPUs allowed; a
+ * single CPU allowed). index is the worker's place among the `workers` of every group in the
+ * file's order (wd_config_worker_index: the master says both, the worker's configuration holding
+ * its own group only). why (NULL: not wanted) gets, when auto pins nothing for want of workers,
+ * the reason for the log ("1 worker in all for 4 CPUs"); else "". */
+int wd_affinity_home(int pin_threads, int index, int workers, char *why, size_t why_cap);
 
 /* Calling thread: from now on on `cpu` alone (threads it starts inherit that), until
  * wd_affinity_unpin gives it the mask it had back. 0, or -1 with errno (then nothing changed). */

@@ -453,14 +453,20 @@ static int read_config(wd_worker_t *w, const char *group_name)
         done += (size_t)k;
     }
     text[done] = '\0';
+    /* Its group's part of the file, as the master wrote it (wd_config_split): the lines of a
+     * message are that text's. The master loaded the file, so this should not fail. */
     if (wd_config_load_string_flags(&w->conf, text, done, path ? path : "wsgid.yaml",
                                     WD_CONFIG_NO_FILE_CHECKS, err, sizeof err) < 0) {
-        fprintf(stderr, "wsgid worker: %s\n", err);
+        fprintf(stderr,
+                "wsgid worker: group %s: the master's copy of its part of the configuration is "
+                "refused (lines of the copy, not of the file): %s\n",
+                group_name, err);
         goto out;
     }
     w->group = wd_config_group(&w->conf, group_name);
     if (w->group == NULL) {
-        fprintf(stderr, "wsgid worker: no group '%s' in the config\n", group_name);
+        fprintf(stderr, "wsgid worker: no group '%s' in the configuration the master gave\n",
+                group_name);
         goto out;
     }
     rc = 0;
@@ -527,13 +533,14 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     char group_name[256], err[2048], line[2200], why[64];
     const char *spec = getenv("WSGID_WORKER");
     const char *tmp = getenv("TMPDIR");
-    int record = -1, cpu, started;
+    int record = -1, cpu, started, place = -1, workers = 0;
     size_t running;
     const wd_score_t *board;
 
     (void)argc;
     (void)argv;
-    if (spec == NULL || sscanf(spec, "%255s %d %d", group_name, &w->slot, &record) < 2) {
+    if (spec == NULL ||
+        sscanf(spec, "%255s %d %d %d %d", group_name, &w->slot, &record, &place, &workers) < 2) {
         fprintf(stderr, "wsgid: WSGID_WORKER is malformed; workers are started by the master\n");
         return WD_WORKER_EXIT_CONFIG;
     }
@@ -649,7 +656,9 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         return WD_WORKER_EXIT_CONFIG;
     wd_handoff_set_on_block(&w->handoff, turn_end, w);
     /* The Python threads (and the helpers app->start starts) inherit this thread's mask. */
-    cpu = wd_affinity_home(&w->conf, w->group, w->slot, why, sizeof why);
+    if (place < 0) /* a master that did not say: the workers of the groups the config holds */
+        place = wd_config_worker_index(&w->conf, w->group, w->slot, &workers);
+    cpu = wd_affinity_home(w->group->pin_threads, place, workers, why, sizeof why);
     if (cpu >= 0 && wd_affinity_pin(cpu) < 0) {
         wd_log_warn("cannot keep the Python threads on CPU %d (%s): they run on any CPU; set "
                     "pin-threads: false to say so",

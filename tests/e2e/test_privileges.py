@@ -337,6 +337,75 @@ def application(environ, start_response):
 '''
 
 
+# Group a's app looks for what group b's workers hold: in its own memory (every readable mapping,
+# through /proc/self/mem) and in every fd it has open. What it searches for is shifted by one
+# (each byte + 1) and so is what it reads, so that its own needle, which it holds, is never what
+# matches.
+SPY_APP = r'''import os
+
+SHIFT = bytes((b + 1) % 256 for b in range(256))
+
+
+def readable():
+    with open("/proc/self/maps") as f:
+        for line in f:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if f[1][0] == "r" and f[-1] not in ("[vvar]", "[vsyscall]", "[vvar_vclock]"):
+                yield lo, hi, line.strip()
+
+
+def in_memory(needles):
+    found = set()
+    with open("/proc/self/mem", "rb", buffering=0) as mem:
+        for lo, hi, name in readable():
+            for at in range(lo, hi, 1 << 20):
+                try:
+                    mem.seek(at)
+                    chunk = mem.read(min(1 << 20, hi - at) + 64).translate(SHIFT)
+                except OSError:
+                    break
+                found.update(n for n in needles if n in chunk)
+    return found
+
+
+def in_fds(needles):
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            chunk = os.pread(int(fd), 1 << 24, 0).translate(SHIFT)
+        except OSError:
+            continue
+        found.update(n for n in needles if n in chunk)
+    return found
+
+
+def application(environ, start_response):
+    q = environ.get("QUERY_STRING", "")
+    what, _, arg = q.partition("=")
+    if what == "find":
+        # never the bytes themselves: they would be in memory, freed or not
+        names = {bytes((int(h[i:i + 2], 16) + 1) % 256 for i in range(0, len(h), 2)): h
+                 for h in arg.split(",")}
+        out = "memory: %s\nfds: %s\n" % (sorted(names[n] for n in in_memory(list(names))),
+                                           sorted(names[n] for n in in_fds(list(names))))
+    else:
+        out = "%d\n" % os.getpid()
+    body = out.encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+PID_APP = '''import os
+
+
+def application(environ, start_response):
+    body = b"%d\\n" % os.getpid()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+
 def _run_retrying(args):
     """useradd and friends refuse while another holds /etc/passwd's lock (exit 10 or 1)."""
     for _ in range(50):
@@ -412,3 +481,61 @@ def test_a_user_gets_its_groups_home_and_name(member, wsgid, tmp, monkeypatch):
     # The master's own environment is unchanged.
     with open("/proc/%d/environ" % d.pid, "rb") as f:
         assert b"HOME=/root\0" in f.read()
+
+
+def get(port, target):
+    with Conn(("127.0.0.1", port)) as c:
+        c.send(http_request("GET", target, {"Connection": "close"}))
+        r = c.response()
+    assert r.status == 200, r
+    return r.body.decode()
+
+
+def two_users(wsgid, tmp, **b_opts):
+    """Group a (nobody) runs the spy; group b (root) keeps an env: secret and its app in a
+    directory whose name is its own. Returns (daemon, a's port, b's port, b's secrets)."""
+    os.chmod(tmp, 0o755)
+    token = os.urandom(6).hex()
+    secret, b_dir = "b-secret-pw-" + token, tmp / ("b-private-" + token)
+    b_dir.mkdir(mode=0o700)
+    (b_dir / "app.py").write_text(PID_APP)
+    # a's app alone in its directory: Python lists that of its script (sys.path[0])
+    (tmp / "a").mkdir(mode=0o755)
+    (tmp / "a" / "spy.py").write_text(SPY_APP)
+    ports = free_port(), free_port()
+    conf = {"log": {"level": "info", "file": "-", "access": "-"},
+            "groups": {"a": {"app": str(tmp / "a" / "spy.py"), "user": "nobody", "threads": 2,
+                             "listen": ["127.0.0.1:%d" % ports[0]]},
+                       "b": dict({"app": str(b_dir / "app.py"), "user": "root", "threads": 2,
+                                  "listen": ["127.0.0.1:%d" % ports[1]],
+                                  "env": {"DATABASE_PASSWORD": secret}}, **b_opts)}}
+    d = wsgid(config=to_yaml(conf) + "\n")
+    return d, ports[0], ports[1], (secret, b_dir.name)
+
+
+def test_a_worker_holds_no_other_groups_config(wsgid, tmp):
+    """Each worker got the whole config text on its config fd and parsed it: group a's app, as
+    nobody, found group b's env: DATABASE_PASSWORD in its own memory (helper-72). Now a worker
+    gets the top-level keys and its own group alone: neither b's secret nor the directory of b's
+    app is in a's memory or behind any fd of a's, and a and b still serve. A reload that changes
+    b (a new secret) leaves a's new workers without it too."""
+    d, a, b, secrets = two_users(wsgid, tmp)
+    needles = ",".join(s.encode().hex() for s in secrets)
+    assert get(b, "/").strip().isdigit()
+    found = get(a, "/?find=" + needles)
+    assert found == "memory: []\nfds: []\n", found
+    # a control: the spy finds what a holds (its own app's path)
+    own = str(tmp / "a" / "spy.py").encode().hex()
+    assert get(a, "/?find=" + own).startswith("memory: ['%s']\n" % own)
+
+    # A reload that changes both groups: a's new workers get the new text, without b's.
+    text = d.conf_path.read_text()
+    secret2 = "b-secret-pw-" + os.urandom(6).hex()
+    d.conf_path.write_text(text.replace(secrets[0], secret2).replace("threads: 2", "threads: 3"))
+    old = set(d.workers())
+    since = d.log_size()
+    d.signal(signal.SIGHUP)
+    d.wait_log(r"reload done: 2 workers replaced", since=since, timeout=30)
+    wait_for(lambda: not old & set(d.workers()), timeout=30, what="the old workers gone")
+    found = get(a, "/?find=" + ",".join(s.encode().hex() for s in (secret2,) + secrets))
+    assert found == "memory: []\nfds: []\n", found

@@ -69,6 +69,14 @@ static int mask_is(const int *cpus, int n)
     return 1;
 }
 
+/* As the master places a worker and the worker pins it. */
+static int home(const wd_config_t *c, const wd_group_conf_t *g, int slot, char *why, size_t cap)
+{
+    int workers, index = wd_config_worker_index(c, g, slot, &workers);
+
+    return wd_affinity_home(g->pin_threads, index, workers, why, cap);
+}
+
 /* Three groups in file order: a (2 workers), b (3, pin-threads off), c (3). */
 static wd_group_conf_t groups[3];
 static wd_config_t conf = {.groups = groups, .n_groups = 3};
@@ -86,7 +94,7 @@ static void check_homes(const int *cpus, int n, const char *what)
 {
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int want = cases[i].index < 0 || n < 2 ? -1 : cpus[cases[i].index % n];
-        int got = wd_affinity_home(&conf, &groups[cases[i].group], cases[i].slot, NULL, 0);
+        int got = home(&conf, &groups[cases[i].group], cases[i].slot, NULL, 0);
 
         T_CHECK(got == want, "%s: group %s slot %d: CPU %d, want %d", what,
                 groups[cases[i].group].name, cases[i].slot, got, want);
@@ -102,7 +110,7 @@ static void check_auto(const int *cpus, int n)
     wd_config_t c = {.groups = two, .n_groups = 2};
 
     for (int slot = 1; slot < n; slot++) {
-        int got = wd_affinity_home(&c, &two[0], slot, NULL, 0);
+        int got = home(&c, &two[0], slot, NULL, 0);
 
         T_CHECK(got == cpus[slot - 1], "auto, %d workers for %d CPUs: slot %d on CPU %d, want %d",
                 n, n, slot, got, cpus[slot - 1]);
@@ -110,7 +118,7 @@ static void check_auto(const int *cpus, int n)
     c.n_groups = 1;
     for (int slot = 1; slot < n; slot++) {
         char why[64], want[64];
-        int got = wd_affinity_home(&c, &two[0], slot, why, sizeof why);
+        int got = home(&c, &two[0], slot, why, sizeof why);
 
         T_CHECK(got == -1, "auto, %d workers for %d CPUs: slot %d on CPU %d", n - 1, n, slot, got);
         snprintf(want, sizeof want, "%d worker%s in all for %d CPUs", n - 1, n - 1 == 1 ? "" : "s",
@@ -120,7 +128,7 @@ static void check_auto(const int *cpus, int n)
     two[0].pin_threads = WD_PIN_ON;
     for (int slot = 1; slot < n; slot++) {
         char why[64] = "x";
-        int got = wd_affinity_home(&c, &two[0], slot, why, sizeof why);
+        int got = home(&c, &two[0], slot, why, sizeof why);
 
         T_CHECK(why[0] == '\0', "on: no reason to give: \"%s\"", why);
 

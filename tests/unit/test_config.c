@@ -1274,6 +1274,153 @@ static void test_file(void)
     wd_config_free(&conf);
 }
 
+/* A group's part of the file, as its workers get it (wd_config_split), everything the loader
+ * keeps of that group and of the top level, one line each: the part must give the same. */
+static void str_line(FILE *f, const char *what, const char *v)
+{
+    fprintf(f, "%s=%s\n", what, v != NULL ? v : "(null)");
+}
+
+static void strs_line(FILE *f, const char *what, char **v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        str_line(f, what, v[i]);
+}
+
+static void env_lines(FILE *f, const wd_env_conf_t *env, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "env %s=%s\n", env[i].name, env[i].value);
+}
+
+static char *group_dump(const wd_config_t *c, const wd_group_conf_t *g)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&out, &len);
+
+    str_line(f, "control", c->control);
+    str_line(f, "pidfile", c->pidfile);
+    str_line(f, "log", c->log_file);
+    str_line(f, "access", c->access_log);
+    str_line(f, "metrics", c->metrics);
+    str_line(f, "agent", c->agent_check);
+    fprintf(f, "level %d name %s dir %s path %s\n", (int)c->log_level, g->name, c->dir, c->path);
+    wd_config_group_numbers(f, g);
+    str_line(f, "app", g->app);
+    str_line(f, "callable", g->callable);
+    str_line(f, "display", g->display_name);
+    for (size_t i = 0; i < g->n_listen; i++)
+        fprintf(f, "listen %s %s %s %d\n", g->listen[i].spec,
+                g->listen[i].path ? g->listen[i].path : "-",
+                g->listen[i].host ? g->listen[i].host : "-", g->listen[i].port);
+    str_line(f, "socket-user", g->socket_user);
+    str_line(f, "socket-group", g->socket_group);
+    strs_line(f, "python-path", g->python_path, g->n_python_path);
+    str_line(f, "python-home", g->python_home);
+    str_line(f, "chdir", g->chdir);
+    env_lines(f, g->env, g->n_env);
+    str_line(f, "user", g->user);
+    str_line(f, "group", g->group);
+    str_line(f, "access-log", g->access_log);
+    str_line(f, "application-group", g->application_group);
+    strs_line(f, "watch", g->watch, g->n_watch);
+    fprintf(f, "protocol %d mode %o pin %d json %d trusted %zu\n", (int)g->protocol, g->socket_mode,
+            g->pin_threads, g->access_log_json, g->n_trusted_proxies);
+    for (size_t i = 0; i < g->n_mounts; i++) {
+        const wd_mount_conf_t *m = &g->mounts[i];
+
+        fprintf(f, "mount %s %s %s %s %s\n", m->prefix, m->app, m->callable,
+                m->application_group ? m->application_group : "-", m->chdir ? m->chdir : "-");
+        strs_line(f, "mount python-path", m->python_path, m->n_python_path);
+        env_lines(f, m->env, m->n_env);
+    }
+    fclose(f);
+    return out;
+}
+
+static void check_split(const char *what, const char *text)
+{
+    char err[512];
+    wd_config_t whole, part;
+    wd_config_part_t *parts = NULL;
+    size_t n = 0;
+
+    if (wd_config_load_string_flags(&whole, text, strlen(text), FILE_NAME, WD_CONFIG_NO_FILE_CHECKS,
+                                    err, sizeof err) < 0) {
+        CHECK(0, "split %s: the file: %s", what, err);
+        return;
+    }
+    CHECK(wd_config_split(text, strlen(text), &parts, &n) == 0 && n == whole.n_groups,
+          "split %s: %zu parts for %zu groups", what, n, whole.n_groups);
+    for (size_t i = 0; i < n && i < whole.n_groups; i++) {
+        char *want, *got;
+
+        CHECK(strcmp(parts[i].group, whole.groups[i].name) == 0, "split %s: part %zu is %s", what,
+              i, parts[i].group);
+        if (wd_config_load_string_flags(&part, parts[i].text, parts[i].len, FILE_NAME,
+                                        WD_CONFIG_NO_FILE_CHECKS, err, sizeof err) < 0) {
+            CHECK(0, "split %s: group %s's part: %s\n%s", what, whole.groups[i].name, err,
+                  parts[i].text);
+            continue;
+        }
+        CHECK(part.n_groups == 1, "split %s: group %s's part has %zu groups", what,
+              whole.groups[i].name, part.n_groups);
+        want = group_dump(&whole, &whole.groups[i]);
+        got = group_dump(&part, &part.groups[0]);
+        CHECK(strcmp(want, got) == 0, "split %s: group %s:\n%s\nwant:\n%s\nthe part:\n%s", what,
+              whole.groups[i].name, got, want, parts[i].text);
+        free(want);
+        free(got);
+        wd_config_free(&part);
+    }
+    wd_config_split_free(parts, n);
+    wd_config_free(&whole);
+}
+
+static void test_split(void)
+{
+    /* Another group's secrets stay out; an alias into them still finds its node; null, false,
+     * quoted and empty values keep what they mean; flow style, comments, a quoted group name. */
+    static const char tricky[] =
+        "# the secret is b-secret-pw\n"
+        "log: {file: false, access: 'false'}\n"
+        "groups:\n"
+        "  bee:\n"
+        "    app: b.py\n"
+        "    listen: 127.0.0.1:9002\n"
+        "    env: &shared {DATABASE_PASSWORD: b-secret-pw, EMPTY: '', TILDE: '~', NUL: \"null\"}\n"
+        "    python-path: &pp [lib, 'x y', \"tab\\there\"]\n"
+        "  'a':\n"
+        "    app: a.py\n"
+        "    listen: ['127.0.0.1:9001', unix:run/a.sock]\n"
+        "    env: *shared\n"
+        "    python-path: *pp\n"
+        "    display-name: \"%{GROUP}: caf\xc3\xa9 #1\"\n"
+        "    mounts:\n"
+        "      /x: {app: x.py, env: *shared, python-path: *pp, application-group: '%{RESOURCE}'}\n"
+        "      /y: y.py\n"
+        "  c: {app: c.py, listen: 127.0.0.1:9003, processes: 2, watch: ['**/*.py'],\n"
+        "      trusted-proxies: [10.0.0.0/8, unix], env: {K: \"line\\nbreak\"}}\n";
+    wd_config_part_t *parts = NULL;
+    size_t n = 0;
+
+    check_split("full", full);
+    check_split("example", example);
+    check_split("three groups", cases[19].yaml);
+    check_split("an empty log:", cases[18].yaml);
+    check_split("tricky", tricky);
+    if (wd_config_split(tricky, strlen(tricky), &parts, &n) == 0 && n == 3) {
+        CHECK(strstr(parts[0].text, "b-secret-pw") != NULL, "bee keeps its own env");
+        CHECK(strstr(parts[2].text, "b-secret-pw") == NULL && strstr(parts[2].text, "#") == NULL,
+              "c's part has neither bee's secret nor the comment:\n%s", parts[2].text);
+        CHECK(strstr(parts[1].text, "bee") == NULL, "a's part names no other group");
+    }
+    wd_config_split_free(parts, n);
+    CHECK(wd_config_split("groups: [\n", 10, &parts, &n) == -1 && parts == NULL && n == 0,
+          "a text that is no file: -1");
+}
+
 int main(void)
 {
     if (getcwd(cwd, sizeof cwd) == NULL)
@@ -1296,6 +1443,7 @@ int main(void)
     test_pin_threads();
     test_sizes();
     test_file();
+    test_split();
     test_prefixes(G);
     test_prefixes(example);
     test_prefixes(cases[17].yaml);
