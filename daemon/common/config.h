@@ -66,6 +66,9 @@ typedef struct wd_mount_conf {
     int app_group_line, app_group_column; /* where its application-group is given */
 } wd_mount_conf_t;
 
+/* processes: 1 .. this. A group's scoreboard holds twice as many records (scoreboard.h). */
+#define WD_CONFIG_PROCESSES_MAX 1024
+
 typedef struct wd_group_conf {
     char *name;
     int line; /* where the group is defined, for messages */

@@ -131,7 +131,7 @@ static int key_processes(loader_t *ld, wd_group_conf_t *g, yaml_node_t *n, const
 {
     uint64_t v;
 
-    if (wd__cfg_get_count(ld, n, key, 1, 1024, &v) < 0)
+    if (wd__cfg_get_count(ld, n, key, 1, WD_CONFIG_PROCESSES_MAX, &v) < 0)
         return -1;
     g->processes = (int)v;
     g->processes_set = 1;

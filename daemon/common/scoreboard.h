@@ -2,10 +2,14 @@
  * thread and its Python threads, with relaxed atomics) and read by the master for `wsgictl status`
  * and the metrics listener.
  *
- * The master creates it once (a memfd of WD_SCORE_MAX records, mmap'd MAP_SHARED), picks a free
- * record for every worker it spawns, zeroes it, and passes the memfd to the worker as fd
- * WD_WORKER_FD_SCOREBOARD and the record's index as the third word of WSGID_WORKER
- * ("GROUP SLOT RECORD"). A record belongs to one worker process for its whole life; the master
+ * Each group has its own (the master makes it with the group: a memfd of WD_SCORE_MAX records,
+ * mmap'd MAP_SHARED); the master picks a free record of it for every worker of the group it
+ * spawns, zeroes it, and passes the group's memfd to the worker as fd WD_WORKER_FD_SCOREBOARD
+ * and the record's index as the third word of WSGID_WORKER ("GROUP SLOT RECORD ..."). A worker
+ * maps its group's board alone: its siblings' records are its to read (balance.h), another
+ * group's are not (one board for all let a group's app read every request in flight, URIs and
+ * their tokens included, and pin another group's heartbeat so that the watchdog killed its
+ * workers: helper-72). A record belongs to one worker process for its whole life; the master
  * frees it when the process has exited (after adding its counters to the group's totals, so that
  * counters never go backwards across restarts). */
 #ifndef WD_DAEMON_SCOREBOARD_H
@@ -16,7 +20,11 @@
 #include <stdint.h>
 #include <string.h>
 
-#define WD_SCORE_MAX 1024
+/* Records of a group's board: twice the most processes a group may have (WD_CONFIG_PROCESSES_MAX),
+ * as every slot may have its worker and a replacement at once (each asked to be recycled), and
+ * a few more drain meanwhile. 12,672 bytes each: 26 MB of address space a group, sparse (a
+ * record's pages exist once a worker used it). */
+#define WD_SCORE_MAX 2048
 
 /* Upper bounds of the request-duration histogram, in microseconds; the last bucket is +Inf. */
 #define WD_SCORE_BUCKETS 12

@@ -232,7 +232,6 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     int rc, loop_ready = 0;
     size_t i;
 
-    m->score_fd = -1;
     m->exit_code = 1;
     wd_log_init("master", conf->log_level);
     if (wd_log_open(conf->log_file, "off") < 0)
@@ -252,7 +251,7 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     loop_ready = 1;
     m->loop.data = m;
     m->gen = wd__m_gen_new(conf, 0, text, len);
-    if (m->gen == NULL || find_exe(m) < 0 || wd__m_scoreboard_open(m) < 0 || open_groups(m) < 0)
+    if (m->gen == NULL || find_exe(m) < 0 || open_groups(m) < 0)
         goto out;
     wd_listen_activation_done();
     if (conf->metrics_port > 0 &&
@@ -287,10 +286,6 @@ out:
         wd__m_group_unref(m->groups[i]);
     free(m->groups);
     wd__m_gen_unref(m->gen);
-    if (m->score != NULL)
-        munmap(m->score, WD_SCORE_MAX * sizeof(wd_score_t));
-    if (m->score_fd >= 0)
-        close(m->score_fd);
     if (m->pidfile_written && unlink(m->pidfile) < 0)
         wd_log_warn("cannot remove the pidfile %s: %s", m->pidfile, strerror(errno));
     free(m->pidfile);

@@ -45,7 +45,7 @@ static void status_proc(wd_master_t *m, wd_status_worker_t *w, wd_proc_t *p, wd_
     w->rss_bytes = p->rss;
     w->last_error = s != NULL && s->last_error[0] ? s->last_error : NULL;
     w->last_restart = s != NULL && s->last_restart[0] ? s->last_restart : NULL;
-    w->score = p->record >= 0 ? &m->score[p->record] : NULL;
+    w->score = wd__m_record(p);
 }
 
 void wd_master_status(wd_master_t *m, wd_status_t *out)

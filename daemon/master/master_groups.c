@@ -110,35 +110,53 @@ void wd__m_gen_unref(wd_gen_t *gen)
     free(gen);
 }
 
-/* ---- the scoreboard ----------------------------------------------------------------------- */
+/* ---- the scoreboards ---------------------------------------------------------------------- */
 
-int wd__m_scoreboard_open(wd_master_t *m)
+/* A group's workers and their replacements, all at once (each slot's recycling asked together),
+ * fit in its scoreboard: what the config accepts always does. */
+_Static_assert(WD_SCORE_MAX >= 2 * WD_CONFIG_PROCESSES_MAX, "a group's board holds its workers");
+
+/* g's own scoreboard: its workers map it, and no other group's (scoreboard.h). The memfd is
+ * sparse: a record's pages exist once a worker used it. */
+static void scoreboard_open(wd_group_t *g)
 {
     size_t size = WD_SCORE_MAX * sizeof(wd_score_t);
     void *p;
 
-    m->score_fd = memfd_create("wsgid-scoreboard", MFD_CLOEXEC);
-    if (m->score_fd < 0 || ftruncate(m->score_fd, (off_t)size) < 0)
+    g->score_fd = memfd_create("wsgid-scoreboard", MFD_CLOEXEC);
+    if (g->score_fd < 0 || ftruncate(g->score_fd, (off_t)size) < 0)
         goto fail;
-    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, m->score_fd, 0);
+    p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, g->score_fd, 0);
     if (p == MAP_FAILED)
         goto fail;
-    m->score = p;
-    return 0;
+    g->score = p;
+    return;
 
 fail:
-    wd_log_error("cannot create the scoreboard (memfd): %s", strerror(errno));
-    return -1;
+    wd_log_error("group %s: cannot create its scoreboard (memfd of %zu MiB): %s; its workers "
+                 "cannot start: see the memory and open-file limits of wsgid",
+                 g->name, size >> 20, strerror(errno));
+    if (g->score_fd >= 0)
+        close(g->score_fd);
+    g->score_fd = -1;
 }
 
-int wd__m_record_take(wd_master_t *m)
+static void scoreboard_close(wd_group_t *g)
+{
+    if (g->score != NULL)
+        munmap(g->score, WD_SCORE_MAX * sizeof(wd_score_t));
+    if (g->score_fd >= 0)
+        close(g->score_fd);
+}
+
+int wd__m_record_take(wd_group_t *g)
 {
     int i;
 
-    for (i = 0; i < WD_SCORE_MAX; i++) {
-        if (!m->used[i]) {
-            m->used[i] = 1;
-            memset(&m->score[i], 0, sizeof m->score[i]);
+    for (i = 0; g->score != NULL && i < WD_SCORE_MAX; i++) {
+        if (!g->used[i]) {
+            g->used[i] = 1;
+            memset(&g->score[i], 0, sizeof g->score[i]);
             return i;
         }
     }
@@ -146,15 +164,14 @@ int wd__m_record_take(wd_master_t *m)
 }
 
 /* The counters of an exited worker go to its group's totals, then the record is free. */
-void wd__m_record_release(wd_master_t *m, wd_proc_t *p)
+void wd__m_record_release(wd_proc_t *p)
 {
     wd_status_group_t *t = &p->g->totals;
-    const wd_score_t *sc;
+    wd_score_t *sc = wd__m_record(p);
     int k;
 
-    if (p->record < 0)
+    if (sc == NULL)
         return;
-    sc = &m->score[p->record];
     t->past_requests += wd_score_get(&sc->requests);
     for (k = 0; k < 6; k++)
         t->past_status[k] += wd_score_get(&sc->status[k]);
@@ -165,8 +182,8 @@ void wd__m_record_release(wd_master_t *m, wd_proc_t *p)
     t->past_timeouts += wd_score_get(&sc->timeouts);
     t->past_accept_empty += wd_score_get(&sc->accept_empty);
     t->past_balance_closes += wd_score_get(&sc->balance_closes);
-    wd_score_set(&m->score[p->record].ready, 0); /* no sibling to balance with (balance.h) */
-    m->used[p->record] = 0;
+    wd_score_set(&sc->ready, 0); /* no sibling to balance with (balance.h) */
+    p->g->used[p->record] = 0;
     p->record = -1;
 }
 
@@ -208,6 +225,7 @@ void wd__m_group_unref(wd_group_t *g)
     if (--g->refs > 0)
         return;
     wd__m_listeners_release(g->ls, g->n_ls, NULL, 0);
+    scoreboard_close(g);
     free(g->slots);
     wd__m_gen_unref(g->gen);
     free(g->name);
@@ -356,6 +374,7 @@ wd_group_t *wd__m_group_new(wd_master_t *m, wd_gen_t *gen, const wd_group_conf_t
     g->conf = conf;
     g->n_ls = conf->n_listen;
     g->refs = 1;
+    scoreboard_open(g);
     g->n_slots = conf->processes;
     g->slots = xcalloc((size_t)g->n_slots, sizeof *g->slots);
     for (i = 0; i < g->n_slots; i++)

@@ -158,6 +158,13 @@ struct wd_group {
     const wd_group_conf_t *memory_warned; /* the config whose memory-limit it warned of */
     wd_op_t *op;                          /* the rolling operation in progress */
     wd_status_group_t totals;
+    /* Its scoreboard (scoreboard.h): a memfd of WD_SCORE_MAX records, mapped by its workers
+     * alone, each of which writes its own record and reads its siblings' (balance.h). One for
+     * every group let any worker read the requests of every other group and write their
+     * heartbeats (helper-72). NULL when it could not be made: its workers cannot start. */
+    wd_score_t *score;
+    int score_fd;
+    unsigned char used[WD_SCORE_MAX];
     /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
      * `wsgictl status` until one succeeds; and which it was ("start", "restart", "reload"). */
     char reload_error[512];
@@ -194,9 +201,6 @@ struct wd_master {
     wd_group_t **groups;
     size_t n_groups;
     wd_proc_t *procs;
-    wd_score_t *score;
-    int score_fd;
-    unsigned char used[WD_SCORE_MAX];
     char exe[PATH_MAX]; /* our path at the start, for messages: workers run /proc/self/exe */
     uv_signal_t signals[4];
     size_t n_signals;
@@ -227,8 +231,8 @@ struct wd_master {
 extern wd_metrics_t wd__m_metrics, wd__m_agent; /* `metrics:`, `agent-check:` */
 
 /* master_groups.c */
-int wd__m_record_take(wd_master_t *m);
-int wd__m_scoreboard_open(wd_master_t *m);
+/* A free record of g's scoreboard, zeroed, or -1 when none is (or g has no scoreboard). */
+int wd__m_record_take(wd_group_t *g);
 void wd__m_close_pipe(wd_proc_t *p);
 void wd__m_gen_unref(wd_gen_t *gen);
 void wd__m_group_unref(wd_group_t *g);
@@ -242,7 +246,7 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why);
 json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);
 void wd__m_proc_say(wd_proc_t *p, const char *line);
-void wd__m_record_release(wd_master_t *m, wd_proc_t *p);
+void wd__m_record_release(wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);
 wd_gen_t *wd__m_gen_ref(wd_gen_t *gen);
@@ -259,6 +263,12 @@ wd_listen_t **wd__m_listeners_open(const wd_group_conf_t *conf, wd_listen_t **re
  * the same as the others of its family on the port. */
 int wd__m_same_address(const wd_listen_conf_t *a, const wd_listen_conf_t *b);
 wd_slot_t *wd__m_slot_new(wd_group_t *g, int n);
+
+/* p's record in its group's scoreboard, or NULL once it is freed. */
+static inline wd_score_t *wd__m_record(const wd_proc_t *p)
+{
+    return p->record >= 0 && p->g->score != NULL ? &p->g->score[p->record] : NULL;
+}
 
 /* master_spawn.c */
 char *wd__m_display_name(const wd_group_conf_t *g, int slot);

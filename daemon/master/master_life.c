@@ -424,19 +424,20 @@ static int exit_asked(const wd_master_t *m, const wd_proc_t *p)
  * killed it can be found and reproduced. Empty when none ran. */
 static void running_at_death(const wd_master_t *m, const wd_proc_t *p, char *buf, size_t len)
 {
+    const wd_score_t *sc = wd__m_record(p);
     wd_score_running_t r;
     uint64_t now;
     size_t used = 0;
     int i, shown = 0, more = 0;
 
     buf[0] = '\0';
-    if (p->record < 0)
+    if (sc == NULL)
         return;
     now = wd__m_now_ns();
     for (i = 0; i < WD_SCORE_RUNNING; i++) {
         int n;
 
-        if (!wd_score_running_read(&m->score[p->record].running[i], &r))
+        if (!wd_score_running_read(&sc->running[i], &r))
             continue;
         if (shown == WD_MASTER_DEATH_REQUESTS) {
             more++;
@@ -564,7 +565,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     if (p->next != NULL)
         p->next->prev = p->prev;
     m->n_alive--;
-    wd__m_record_release(m, p);
+    wd__m_record_release(p);
     p->s = NULL;
 
     if (s != NULL && s->repl == p) {

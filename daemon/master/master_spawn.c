@@ -257,7 +257,7 @@ static int open_fd_again(int fd)
 
 /* The fds a worker starts with (spawn.h): stdin, its stdout and stderr pipes (out), its end of
  * the socketpair, the config, the scoreboard, the master's stderr and the group's listeners. */
-static uv_stdio_container_t *worker_fds(wd_master_t *m, const int out[2], int sock, int cfd,
+static uv_stdio_container_t *worker_fds(const wd_group_t *g, const int out[2], int sock, int cfd,
                                         int stacks, wd_listen_t **ls, size_t n_ls)
 {
     size_t n = WD_WORKER_FD_LISTEN + n_ls, i;
@@ -271,7 +271,7 @@ static uv_stdio_container_t *worker_fds(wd_master_t *m, const int out[2], int so
     stdio[WD_WORKER_FD_STDERR].data.fd = 2;
     stdio[WD_WORKER_FD_MASTER].data.fd = sock;
     stdio[WD_WORKER_FD_CONFIG].data.fd = cfd;
-    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = m->score_fd;
+    stdio[WD_WORKER_FD_SCOREBOARD].data.fd = g->score_fd; /* its group's alone */
     stdio[WD_WORKER_FD_STACKS].data.fd = stacks;
     for (i = 0; i < n_ls; i++)
         stdio[WD_WORKER_FD_LISTEN + i].data.fd = ls[i]->fd;
@@ -300,8 +300,8 @@ static void proc_started(wd_master_t *m, wd_proc_t *p, wd_slot_t *s, wd_gen_t *g
 
         p->recycle_at = p->started_at + (uint64_t)((conf->restart_interval + first) * 1000.0);
     }
-    wd_score_set(&m->score[p->record].pid, (uint64_t)p->pid);
-    wd_score_set(&m->score[p->record].started_unix, (uint64_t)time(NULL));
+    wd_score_set(&wd__m_record(p)->pid, (uint64_t)p->pid);
+    wd_score_set(&wd__m_record(p)->started_unix, (uint64_t)time(NULL));
     p->next = m->procs;
     if (m->procs != NULL)
         m->procs->prev = p;
@@ -380,9 +380,12 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     }
     if (c.set)
         wd__m_give_log_files(conf, gen->conf);
-    record = wd__m_record_take(m);
+    record = wd__m_record_take(g);
     if (record < 0) {
-        snprintf(err, sizeof err, "no free scoreboard record (%d workers)", WD_SCORE_MAX);
+        snprintf(err, sizeof err,
+                 g->score != NULL ? "no free record in its scoreboard (%d workers of the group)"
+                                  : "its group has no scoreboard (see the error at its start)",
+                 WD_SCORE_MAX);
         rc = -ENOSPC;
         goto fail;
     }
@@ -402,7 +405,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     out[1] = rc = wd__m_output_open(m, "stderr", WD_LOG_WARN, &readers[1]);
     if (rc < 0)
         goto fail;
-    stdio = worker_fds(m, out, sv[1], cfd, sp[1], ls, n_ls);
+    stdio = worker_fds(g, out, sv[1], cfd, sp[1], ls, n_ls);
 
     name = wd__m_display_name(conf, s->slot);
     env = worker_env(gen, conf, s->slot, record, &c, &n_own); /* the group's name in gen */
@@ -443,7 +446,7 @@ fail:
         wd_log_error("group %s worker %d: %s", g->name, s->slot, err);
     }
     if (record >= 0)
-        m->used[record] = 0;
+        g->used[record] = 0;
     if (sv[0] >= 0)
         close(sv[0]);
     if (sv[1] >= 0)

@@ -33,7 +33,8 @@
 
 typedef struct stacks_worker {
     int fd; /* a dup of the proc's stacks_fd: the proc may go away meanwhile */
-    int pid, slot, record;
+    int pid, slot;
+    const wd_score_t *sc; /* its record in its group's scoreboard (st holds the group), or NULL */
     int done;
     char *buf;
     size_t len, cap;
@@ -43,6 +44,7 @@ struct wd_stacks {
     wd_master_t *m;
     wd_control_req_t *req;
     char *group;
+    wd_group_t *g; /* a reference: its scoreboard stays while the stacks come */
     uv_timer_t timer;
     uint64_t deadline;
     stacks_worker_t *w;
@@ -105,7 +107,7 @@ static void worker_read(stacks_worker_t *w)
 static void thread_note(wd_master_t *m, const stacks_worker_t *w, uint64_t ident, uint64_t now,
                         char *buf, size_t cap)
 {
-    const wd_score_t *sc = w->record >= 0 ? &m->score[w->record] : NULL;
+    const wd_score_t *sc = w->sc;
     wd_score_running_t r;
 
     buf[0] = '\0';
@@ -269,6 +271,7 @@ static void stacks_free_cb(uv_handle_t *h)
     }
     free(st->w);
     free(st->group);
+    wd__m_group_unref(st->g);
     free(st);
 }
 
@@ -348,6 +351,7 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
     st->m = m;
     st->req = req;
     st->group = xstrdup(g->name);
+    st->g = wd__m_group_ref(g);
     for (p = m->procs; p != NULL; p = p->next) {
         stacks_worker_t *w;
 
@@ -359,7 +363,7 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
         w->fd = fcntl(p->stacks_fd, F_DUPFD_CLOEXEC, 0);
         w->pid = p->pid;
         w->slot = p->slot;
-        w->record = p->record;
+        w->sc = wd__m_record(p);
         if (w->fd < 0)
             w->done = 1;
         else

@@ -81,11 +81,11 @@ static int check_deadlock(wd_master_t *m, wd_proc_t *p)
     char why[400];
     int thread;
 
-    if (c->deadlock_timeout <= 0 || p->record < 0 || p->deadlocked || p->state != WD_PROC_READY ||
+    sc = wd__m_record(p);
+    if (c->deadlock_timeout <= 0 || sc == NULL || p->deadlocked || p->state != WD_PROC_READY ||
         p->pid <= 0)
         return 0;
     now = wd__m_now_ns();
-    sc = &m->score[p->record];
     hb = wd_score_get(&sc->heartbeat_ns);
     if (hb == 0 || hb > now || (double)(now - hb) / 1e9 < c->deadlock_timeout)
         return 0;

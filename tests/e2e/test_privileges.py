@@ -340,10 +340,14 @@ def application(environ, start_response):
 # Group a's app looks for what group b's workers hold: in its own memory (every readable mapping,
 # through /proc/self/mem) and in every fd it has open. What it searches for is shifted by one
 # (each byte + 1) and so is what it reads, so that its own needle, which it holds, is never what
-# matches.
+# matches. ?scoreboard lists the scoreboard memfds it has mapped; ?records=PID counts the records
+# of PID there; ?stall=PID pins their heartbeat to 1 ns, which makes the master's deadlock
+# watchdog kill that worker.
 SPY_APP = r'''import os
+import struct
 
 SHIFT = bytes((b + 1) % 256 for b in range(256))
+HEARTBEAT = 280  # offsetof(wd_score_t, heartbeat_ns)
 
 
 def readable():
@@ -380,6 +384,26 @@ def in_fds(needles):
     return found
 
 
+def boards():
+    with open("/proc/self/maps") as f:
+        return [l.split() for l in f if "wsgid-scoreboard" in l]
+
+
+def stall(pid, write):
+    hit = 0
+    for f in boards():
+        lo, hi = (int(x, 16) for x in f[0].split("-"))
+        with open("/proc/self/mem", "r+b", buffering=0) as mem:
+            for at in range(lo, hi, 64):
+                mem.seek(at)
+                if struct.unpack("<Q", mem.read(8))[0] == pid:
+                    if write:
+                        mem.seek(at + HEARTBEAT)
+                        mem.write(struct.pack("<Q", 1))
+                    hit += 1
+    return hit
+
+
 def application(environ, start_response):
     q = environ.get("QUERY_STRING", "")
     what, _, arg = q.partition("=")
@@ -389,6 +413,10 @@ def application(environ, start_response):
                  for h in arg.split(",")}
         out = "memory: %s\nfds: %s\n" % (sorted(names[n] for n in in_memory(list(names))),
                                            sorted(names[n] for n in in_fds(list(names))))
+    elif what == "scoreboard":
+        out = "".join("%s %s\n" % (f[0], " ".join(f[5:])) for f in boards())
+    elif what in ("stall", "records"):
+        out = "records: %d\n" % stall(int(arg), what == "stall")
     else:
         out = "%d\n" % os.getpid()
     body = out.encode()
@@ -539,3 +567,23 @@ def test_a_worker_holds_no_other_groups_config(wsgid, tmp):
     wait_for(lambda: not old & set(d.workers()), timeout=30, what="the old workers gone")
     found = get(a, "/?find=" + ",".join(s.encode().hex() for s in (secret2,) + secrets))
     assert found == "memory: []\nfds: []\n", found
+
+
+def test_a_worker_maps_its_own_groups_scoreboard_alone(wsgid, tmp):
+    """One scoreboard memfd for every group, mapped read-write by every worker: group a's app,
+    as nobody, read b's requests in flight (their URIs) and pinned the heartbeat of b's worker,
+    which the master then killed for deadlock-timeout (helper-72). Now each group has its own:
+    a maps one board, its group's (WD_SCORE_MAX records of 12,672 bytes), where its own record
+    is and b's is not; b's worker lives on past its deadlock-timeout."""
+    d, a, b, _ = two_users(wsgid, tmp, **{"deadlock-timeout": 1})
+    a_pid, b_pid = int(get(a, "/")), int(get(b, "/"))
+    boards = get(a, "/?scoreboard").splitlines()
+    assert len(boards) == 1 and boards[0].endswith("/memfd:wsgid-scoreboard (deleted)"), boards
+    lo, hi = (int(x, 16) for x in boards[0].split()[0].split("-"))
+    assert hi - lo == 2048 * 12672, boards
+    assert get(a, "/?records=%d" % a_pid) == "records: 1\n"  # the spy finds its own
+    stalled = get(a, "/?stall=%d" % b_pid)
+    time.sleep(2.5)  # the watchdog looks every second
+    assert "deadlock-timeout" not in d.log(), d.log()
+    assert get(b, "/").strip() == str(b_pid)
+    assert stalled == "records: 0\n"

@@ -128,6 +128,11 @@ static const config_case_t cases[] = {
     {G "    threads: 1025\n", "groups.a.threads: 1025 is out of range"},
     {G "    threads: 1.5\n", "groups.a.threads: expected a whole number"},
     {G "    processes: 0\n", "5:16: groups.a.processes: 0 is out of range"},
+    {G "    processes: 1025\n", "5:16: groups.a.processes: 1025 is out of range"},
+    /* each group has a scoreboard of its own, of twice the most processes (scoreboard.h) */
+    {G "    processes: 1024\n  b:\n    app: app.py\n    listen: 127.0.0.1:9002\n"
+       "    processes: 1024\n",
+     NULL},
     {G "    processes: 2000\n", "groups.a.processes: 2000 is out of range"},
     {G "    processes: -1\n", "5:16: groups.a.processes: must not be negative"},
     {G "    maximum-requests: 99999999999999999999999\n", "groups.a.maximum-requests: expected"},
