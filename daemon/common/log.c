@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -59,27 +60,96 @@ void wd_log_use_stderr(int fd)
     std_fd = fd;
 }
 
+/* Whether only root may write the directory that holds path, so that what is at path is what
+ * root put there. */
+static int dir_roots(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    struct stat st;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return stat(dir, &st) == 0 && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+int wd_log_file_open(const char *path)
+{
+    int root = geteuid() == 0, fd, fl;
+    struct stat st;
+
+    /* O_NONBLOCK: a FIFO with no reader must not hang the open; cleared below, so that a FIFO
+     * whose reader stops holds up the writer, as a log that blocks does. */
+    fd = open(path,
+              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                  (root ? O_NOFOLLOW : 0),
+              0640);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0)
+        goto fail;
+    if (root && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) &&
+        !(S_ISFIFO(st.st_mode) && dir_roots(path))) {
+        errno = WD_LOG_ENOTFILE;
+        goto fail;
+    }
+    if (root && S_ISREG(st.st_mode) && st.st_nlink > 1) {
+        errno = EMLINK;
+        goto fail;
+    }
+    fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        goto fail;
+    return fd;
+
+fail:
+    fl = errno;
+    close(fd);
+    return -fl;
+}
+
+const char *wd_log_file_why(int rc)
+{
+    switch (-rc) {
+    case ELOOP:
+        return "it is a symbolic link, which wsgid started as root does not follow (whoever may "
+               "write its directory could point it at any file): name the file itself";
+    case EMLINK:
+        return "it has other hard links, which wsgid started as root does not write through "
+               "(one could be any file): name a file of its own";
+    case WD_LOG_ENOTFILE:
+        return "it is a FIFO in a directory that others than root may write (whoever put it "
+               "there could read every log line, or stop reading and hold wsgid up): name a "
+               "file, or put the FIFO in a directory of root's";
+    case ENXIO:
+        return "it is a FIFO with no reader or a device with nothing behind it: name a file";
+    default:
+        return strerror(-rc);
+    }
+}
+
 /* A log file is opened once and reopened in place: the new file is dup2'd onto the fd number
  * the first one got (*slot), so a Python thread that read *fd just before a reopen writes to the
  * old file or the new one, never to a closed number that the app's next socket or file may have
  * been given. Going to stderr or "off" points the slot at /dev/null (the rotated file is let go)
- * and keeps it for a later file. */
-static int open_one(const char *path, int *fd, int *slot)
+ * and keeps it for a later file. nfd: a file to take over, WD_LOG_STDERR, WD_LOG_OFF or
+ * WD_LOG_KEEP. */
+static int use_one(int nfd, int *fd, int *slot)
 {
-    int nfd;
+    if (nfd == WD_LOG_KEEP)
+        return 0;
+    if (nfd < 0) {
+        int null = *slot >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
 
-    if (path == NULL || strcmp(path, "-") == 0 || strcmp(path, "off") == 0) {
-        nfd = *slot >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
-        if (nfd >= 0) {
-            dup2(nfd, *slot);
-            close(nfd);
+        if (null >= 0) {
+            dup2(null, *slot);
+            close(null);
         }
-        *fd = strcmp(path != NULL ? path : "-", "off") == 0 ? -1 : std_fd;
+        *fd = nfd == WD_LOG_OFF ? -1 : std_fd;
         return 0;
     }
-    nfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
-    if (nfd < 0)
-        return -errno;
     if (*slot < 0) {
         *slot = nfd;
     } else {
@@ -95,22 +165,46 @@ static int open_one(const char *path, int *fd, int *slot)
     return 0;
 }
 
+static int open_one(const char *path, int *fd, int *slot)
+{
+    int nfd;
+
+    if (path == NULL || strcmp(path, "-") == 0)
+        nfd = WD_LOG_STDERR;
+    else if (strcmp(path, "off") == 0)
+        nfd = WD_LOG_OFF;
+    else if ((nfd = wd_log_file_open(path)) < 0)
+        return nfd;
+    return use_one(nfd, fd, slot);
+}
+
 int wd_log_open(const char *error_path, const char *access_path)
 {
     int rc = open_one(error_path, &log_fd, &log_slot);
 
     if (rc < 0) {
         wd_log_error("cannot open the error log %s: %s; logging stays where it was", error_path,
-                     strerror(-rc));
+                     wd_log_file_why(rc));
         return rc;
     }
     rc = open_one(access_path, &access_fd, &access_slot);
     if (rc < 0) {
         wd_log_error("cannot open the access log %s: %s; it stays where it was", access_path,
-                     strerror(-rc));
+                     wd_log_file_why(rc));
         return rc;
     }
     return 0;
+}
+
+void wd_log_use(int error_fd, int access_fd_)
+{
+    int rc = use_one(error_fd, &log_fd, &log_slot);
+
+    if (rc < 0)
+        wd_log_error("cannot take the error log the master gave: %s", strerror(-rc));
+    rc = use_one(access_fd_, &access_fd, &access_slot);
+    if (rc < 0)
+        wd_log_error("cannot take the access log the master gave: %s", strerror(-rc));
 }
 
 int wd_log_fd(void)

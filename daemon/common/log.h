@@ -7,6 +7,7 @@
 #define WD_DAEMON_LOG_H
 
 #include "config.h"
+#include <errno.h>
 #include <stdarg.h>
 #include <stdint.h>
 
@@ -15,8 +16,24 @@ void wd_log_init(const char *who, wd_log_level_t level);
 /* The same for a worker of group: "GROUP:PID", the pid its own in a child it forks too. */
 void wd_log_init_worker(const char *group, wd_log_level_t level);
 /* Opens (or reopens, for logrotate) the error and access logs. "-" is stderr, "off" none.
- * Returns 0 or -errno (the old files stay open on failure). */
+ * Returns 0 or -errno (the old files stay open on failure). The master's: a worker never opens
+ * a log by name, the master gives it the files (wd_log_use). */
 int wd_log_open(const char *error_path, const char *access_path);
+/* Opens a log file path to append to, creating it 0640 (less the umask): the fd, or -errno.
+ * Started as root, wsgid writes its lines and its workers' through no symbolic link at the end
+ * of path (-ELOOP), into no file with other hard links (-EMLINK), and into a FIFO only in a
+ * directory that only root may write (-WD_LOG_ENOTFILE): a group's user who may write the
+ * directory could otherwise point the path at any file, which root would then append to, or
+ * read the lines and hold wsgid up (helper-72). */
+#define WD_LOG_ENOTFILE ENOSTR
+int wd_log_file_open(const char *path);
+/* Why wd_log_file_open failed, for a message that goes on "cannot open the access log PATH: ". */
+const char *wd_log_file_why(int rc);
+/* Where the logs go from now on: an fd to take over (a file the master opened), or one of: */
+#define WD_LOG_STDERR (-1) /* "-" */
+#define WD_LOG_OFF (-2)    /* "off" */
+#define WD_LOG_KEEP (-3)   /* where it went so far */
+void wd_log_use(int error_fd, int access_fd);
 /* What "-" writes to, instead of fd 2: a worker's fd 2 is a pipe the master reads, and its own
  * lines go to the master's stderr, which it is given as another fd (spawn.h). */
 void wd_log_use_stderr(int fd);

@@ -30,13 +30,17 @@
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
  *     restart; "unlistened\n" once it accepts no more after a "stop last". Master to worker:
- *     "stop\n" = stop accepting, finish in-flight and buffered responses, exit 0 (SIGTERM does
- *     the same); "stop last\n" = the same, its group (or wsgid) stopping: it first takes what
- *     waits in the listen queue, then says "unlistened", and the master shuts the group's TCP
- *     listeners once every worker has; "reopen-logs\n" = reopen the log files;
- *     "siblings RECORD:PID ...\n" = the ready workers of its group (itself among them) by
- *     scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever one
- *     becomes ready (daemon/worker/balance.h).
+ *     "logs ERROR ACCESS\n" = its error log and its access log from now on, each "fd" (a file
+ *     that comes with the line's first byte as SCM_RIGHTS, error log first), "-" (stderr), "off"
+ *     or "keep" (where it went so far: the master could not open the file); the first line on a
+ *     new worker's socket, written before it starts, and sent again at each reopen-logs: a
+ *     worker never opens a log by name (daemon/master/master_logs.c); "stop\n" = stop
+ *     accepting, finish in-flight and buffered responses, exit 0 (SIGTERM does the same);
+ *     "stop last\n" = the same, its group (or wsgid) stopping: it first takes what waits in
+ *     the listen queue, then says "unlistened", and the master shuts the group's TCP listeners
+ *     once every worker has; "siblings RECORD:PID ...\n" = the ready workers of its group (itself
+ * among them) by scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever
+ * one becomes ready (daemon/worker/balance.h).
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H

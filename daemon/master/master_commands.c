@@ -130,53 +130,6 @@ void wd_master_status_release(wd_status_t *out)
 
 /* ---- control commands --------------------------------------------------------------------- */
 
-/* Whether the workers can open path (an access or error log) now, as the master opens it for
- * them; why not is added to err (cap bytes, *used so far). */
-static void check_log_file(const char *what, const char *path, char *err, size_t cap, size_t *used)
-{
-    int fd;
-
-    if (path == NULL || strcmp(path, "-") == 0 || strcmp(path, "off") == 0 ||
-        strstr(err, path) != NULL)
-        return; /* none, or said already */
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-    if (fd >= 0) {
-        close(fd);
-        return;
-    }
-    if (*used < cap)
-        *used += (size_t)snprintf(err + *used, cap - *used, "%scannot open the %s %s: %s",
-                                  *used ? "; " : "", what, path, strerror(errno));
-}
-
-int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
-{
-    size_t used = 0;
-    wd_proc_t *p;
-    int rc = wd_log_open(m->gen->conf->log_file, "off");
-
-    err[0] = '\0';
-    if (rc == 0)
-        wd_log_info("log files reopened");
-    else
-        used = (size_t)snprintf(err, cap, "cannot open the error log %s: %s",
-                                m->gen->conf->log_file, strerror(-rc));
-    for (p = m->procs; p != NULL; p = p->next) {
-        if (p->pid > 0) {
-            /* The paths this worker opens: those of the config it was started with. */
-            wd__m_give_log_files(p->gconf, p->gen->conf);
-            wd__m_proc_say(p, "reopen-logs\n");
-            check_log_file("access log",
-                           p->gconf->access_log ? p->gconf->access_log : p->gen->conf->access_log,
-                           err, cap, &used);
-            check_log_file("error log", p->gen->conf->log_file, err, cap, &used);
-        }
-    }
-    if (used > 0 && used < cap)
-        snprintf(err + used, cap - used, "; the logs that cannot be opened stay where they were");
-    return used > 0 ? -1 : 0;
-}
-
 static void cmd_status(wd_master_t *m, wd_control_req_t *req, const char *group)
 {
     wd_status_t st;

@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -400,58 +402,134 @@ void wd__m_proc_close_cb(uv_handle_t *h)
     free(p);
 }
 
+static void say_drop(wd_proc_t *p);
+
 void wd__m_close_pipe(wd_proc_t *p)
 {
     if (p->pipe_closed)
         return;
     p->pipe_closed = 1;
+    say_drop(p);
     uv_close((uv_handle_t *)&p->pipe, wd__m_proc_close_cb);
 }
 
-/* The part of a line the worker's socket did not take at once: it follows, after whatever is
- * queued before it, as libuv's writes do. */
-typedef struct {
-    uv_write_t req; /* first: the callback frees the whole */
+/* A line for a worker that its socket did not take yet, with the files that go with its first
+ * byte (spawn.h's "logs"). */
+struct wd_say {
+    wd_say_t *next;
+    int fds[2];
+    int n_fds; /* 0 once its first byte went: the worker has them */
+    size_t len, off;
     char bytes[];
-} say_rest_t;
+};
 
-static void say_rest_cb(uv_write_t *req, int status)
+int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int n_fds, int flags)
 {
-    (void)status; /* a worker gone: its exit is seen and logged */
-    free(req);
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * 2)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {(void *)bytes, len};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    if (n_fds > 0) {
+        memset(&ctl, 0, sizeof ctl);
+        msg.msg_control = ctl.buf;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
+        c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
+        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n_fds);
+    }
+    do
+        n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n < 0 ? -errno : (int)n;
+}
+
+static void say_free(wd_say_t *s)
+{
+    for (int i = 0; i < s->n_fds; i++)
+        close(s->fds[i]);
+    free(s);
+}
+
+static void say_drop(wd_proc_t *p)
+{
+    wd_say_t *s;
+
+    while ((s = p->says) != NULL) {
+        p->says = s->next;
+        say_free(s);
+    }
+    p->says_last = NULL;
+}
+
+void wd__m_proc_flush(wd_proc_t *p)
+{
+    uv_os_fd_t fd;
+    wd_say_t *s;
+    int n;
+
+    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &fd) < 0) {
+        say_drop(p);
+        return;
+    }
+    while ((s = p->says) != NULL) {
+        n = wd__m_send_fds(fd, s->bytes + s->off, s->len - s->off, s->fds, s->n_fds, MSG_DONTWAIT);
+        if (n == -EAGAIN || n == -EWOULDBLOCK)
+            return; /* the next tick tries again */
+        if (n < 0) {
+            wd_log_debug("group %s worker %d (pid %d): cannot send %.*s: %s", p->g->name, p->slot,
+                         p->pid, (int)s->len - 1, s->bytes, strerror(-n));
+            say_drop(p); /* a worker gone: its exit is seen and logged */
+            return;
+        }
+        for (int i = 0; i < s->n_fds; i++)
+            close(s->fds[i]);
+        s->n_fds = 0;
+        s->off += (size_t)n;
+        if (s->off < s->len)
+            return;
+        p->says = s->next;
+        if (p->says == NULL)
+            p->says_last = NULL;
+        free(s);
+    }
+}
+
+/* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its
+ * loop goes whole at once, or the worker is gone (and its exit will be seen). Only a worker that
+ * stopped reading (a stuck loop, which the watchdog handles, or a stopped process) leaves lines
+ * waiting, in order: the master's tick sends them once the worker reads again. libuv's writes
+ * would send them sooner, but cannot carry files on a pipe that is not an IPC one, and lines
+ * must not overtake the files sent before them. */
+void wd__m_proc_send(wd_proc_t *p, const char *line, const int *fds, int n_fds)
+{
+    size_t len = strlen(line);
+    wd_say_t *s = xmalloc(sizeof *s + len);
+
+    s->next = NULL;
+    s->n_fds = n_fds;
+    for (int i = 0; i < n_fds; i++)
+        s->fds[i] = fds[i];
+    s->len = len;
+    s->off = 0;
+    memcpy(s->bytes, line, len);
+    if (p->says_last != NULL)
+        p->says_last->next = s;
+    else
+        p->says = s;
+    p->says_last = s;
+    wd__m_proc_flush(p);
 }
 
 void wd__m_proc_say(wd_proc_t *p, const char *line)
 {
-    size_t len = strlen(line);
-    uv_buf_t buf = uv_buf_init((char *)line, (unsigned)len);
-    say_rest_t *rest;
-    int n;
-
-    /* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its
-     * loop: it goes whole at once, or the worker is gone (and its exit will be seen). Only a
-     * worker that stopped reading (a stuck loop, which the watchdog handles) or lines queued
-     * before it leave a part for later. */
-    if (p->pipe_closed)
-        return;
-    n = uv_try_write((uv_stream_t *)&p->pipe, &buf, 1);
-    if (n == UV_EAGAIN)
-        n = 0;
-    if (n < 0) {
-        wd_log_debug("group %s worker %d (pid %d): cannot send %.*s: %s", p->g->name, p->slot,
-                     p->pid, (int)len - 1, line, uv_strerror(n));
-        return;
-    }
-    if ((size_t)n == len)
-        return;
-    rest = xmalloc(sizeof *rest + len - (size_t)n);
-    memcpy(rest->bytes, line + n, len - (size_t)n);
-    buf = uv_buf_init(rest->bytes, (unsigned)(len - (size_t)n));
-    if (uv_write(&rest->req, (uv_stream_t *)&p->pipe, &buf, 1, say_rest_cb) < 0) {
-        free(rest);
-        wd_log_warn("group %s worker %d (pid %d): only %d of the %zu bytes of \"%.*s\" went",
-                    p->g->name, p->slot, p->pid, n, len, (int)len - 1, line);
-    }
+    wd__m_proc_send(p, line, NULL, 0);
 }
 
 void wd__m_proc_kill_cb(uv_timer_t *t)

@@ -50,6 +50,7 @@ typedef struct wd_op wd_op_t;
 typedef struct wd_batch wd_batch_t;
 typedef struct wd_autoreload wd_autoreload_t;
 typedef struct wd_output wd_output_t;
+typedef struct wd_say wd_say_t;
 
 struct wd_gen {
     wd_config_t *conf;
@@ -95,7 +96,8 @@ struct wd_proc {
     int exited;    /* reaped: its last lines are read, but a "ready" among them counts no more */
     int skipping;  /* dropping the rest of an overlong line */
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
-    wd_output_t *out[2]; /* what it writes to its stdout and stderr (master_output.c) */
+    wd_output_t *out[2];        /* what it writes to its stdout and stderr (master_output.c) */
+    wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_send) */
     char failed[512];
     /* What a starting worker said it loads ("app /srv/app.py (mount /reports)"): its lines
      * while it starts name it, so that a hang or a crash in an import says which app. */
@@ -246,6 +248,12 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why);
 json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);
 void wd__m_proc_say(wd_proc_t *p, const char *line);
+/* line, with fds (taken: closed once sent) going with its first byte as SCM_RIGHTS; what the
+ * worker's socket does not take now waits, in order, for wd__m_proc_flush (every tick). */
+void wd__m_proc_send(wd_proc_t *p, const char *line, const int *fds, int n_fds);
+void wd__m_proc_flush(wd_proc_t *p);
+/* sendmsg of bytes with fds (at most 2) as SCM_RIGHTS: the bytes sent, or -errno. */
+int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int n_fds, int flags);
 void wd__m_record_release(wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);
@@ -273,7 +281,6 @@ static inline wd_score_t *wd__m_record(const wd_proc_t *p)
 /* master_spawn.c */
 char *wd__m_display_name(const wd_group_conf_t *g, int slot);
 int wd__m_check_privileges(const wd_config_t *conf, char *err, size_t errlen);
-void wd__m_give_log_files(const wd_group_conf_t *g, const wd_config_t *conf);
 void wd__m_warn_nobody(wd_group_t *g);
 wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_group_conf_t *conf,
                        wd_listen_t **ls, size_t n_ls);
@@ -312,8 +319,13 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 /* master_commands.c */
 uint64_t wd__m_read_rss(int pid);
 void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
-/* Reopens the master's logs and has every worker reopen its own: 0, or -1 with why in err (a log
- * that the master, or its workers, cannot open now; those stay where they were). */
+
+/* master_logs.c: the master opens the workers' log files and gives them (spawn.h's "logs").
+ * logs_give writes a new worker's line on its end of the socketpair before it starts: 0 or
+ * -errno (a file that cannot be opened is logged, and the worker writes to stderr instead).
+ * reopen_logs reopens the master's logs and gives every worker its files again: 0, or -1 with
+ * why in err (a log that cannot be opened now; those stay where they were). */
+int wd__m_logs_give(int sock, const wd_config_t *conf, const wd_group_conf_t *g, int slot);
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
 
 /* master_output.c: a pipe for a worker's stdout or stderr, whose lines go to the error log at

@@ -14,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -85,45 +84,6 @@ static int privileges(const wd_group_conf_t *g, creds_t *c, char *err, size_t er
     }
     c->set = 1;
     return 0;
-}
-
-/* Workers that run as another user open the log files by name, as that user, at their start
- * and at reopen-logs: in a directory only root may write (/var/log/...) that fails, and a rotated
- * file would never be created again. As nginx does, the master creates the file and gives it to
- * the user (a root-owned file only; one that already belongs to someone else is left alone). */
-static void give_log_file(const wd_group_conf_t *g, const char *path, uid_t uid, gid_t gid)
-{
-    struct stat st;
-    int fd;
-
-    if (path == NULL || uid == 0 || strcmp(path, "-") == 0 || strcmp(path, "off") == 0)
-        return;
-    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0644);
-    if (fd < 0)
-        return; /* the worker says why when it opens it */
-    if (fstat(fd, &st) == 0 && st.st_uid != uid) {
-        if (st.st_uid == 0) {
-            if (fchown(fd, uid, gid) < 0)
-                wd_log_warn("group %s: cannot give the log file %s to uid %u: %s", g->name, path,
-                            (unsigned)uid, strerror(errno));
-        } else if (!(st.st_mode & S_IWOTH) && !(st.st_gid == gid && (st.st_mode & S_IWGRP))) {
-            wd_log_warn("group %s: the log file %s belongs to uid %u; the group's workers (uid "
-                        "%u) may not be able to write it",
-                        g->name, path, (unsigned)st.st_uid, (unsigned)uid);
-        }
-    }
-    close(fd);
-}
-
-void wd__m_give_log_files(const wd_group_conf_t *g, const wd_config_t *conf)
-{
-    creds_t c;
-    char err[256];
-
-    if (privileges(g, &c, err, sizeof err) < 0 || !c.set)
-        return;
-    give_log_file(g, g->access_log != NULL ? g->access_log : conf->access_log, c.uid, c.gid);
-    give_log_file(g, conf->log_file, c.uid, c.gid);
 }
 
 int wd__m_check_privileges(const wd_config_t *conf, char *err, size_t errlen)
@@ -378,8 +338,6 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         rc = -EPERM;
         goto fail;
     }
-    if (c.set)
-        wd__m_give_log_files(conf, gen->conf);
     record = wd__m_record_take(g);
     if (record < 0) {
         snprintf(err, sizeof err,
@@ -391,6 +349,11 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     }
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
         rc = -errno;
+        goto fail;
+    }
+    rc = wd__m_logs_give(sv[0], gen->conf, conf, s->slot);
+    if (rc < 0) {
+        snprintf(err, sizeof err, "cannot give it its log files: %s", strerror(-rc));
         goto fail;
     }
     cfd = rc = open_fd_again(wd__m_gen_fd(gen, conf));

@@ -149,6 +149,8 @@ void wd__m_tick_cb(uv_timer_t *t)
         const wd_group_conf_t *c = p->g->conf;
 
         next = p->next;
+        if (p->says != NULL)
+            wd__m_proc_flush(p);
         check_stopped(m, p, now);
         if (check_deadlock(m, p))
             continue;

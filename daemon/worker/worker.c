@@ -30,6 +30,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
@@ -43,6 +44,8 @@
 #define WD_SPARE_BODY_IDLE_MS 500
 /* A request queued this long has its connection watched (conn.h: wd_conns_watch_waiting). */
 #define WD_WATCH_QUEUED_NS (100 * 1000000ull)
+/* Files from the master not yet taken by the "logs" line they came with (spawn.h): two a line. */
+#define WD_MASTER_FDS 8
 
 typedef struct wd_worker {
     uv_loop_t *loop;
@@ -74,6 +77,8 @@ typedef struct wd_worker {
     uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
     char master_buf[1024];     /* a partial line from the master */
     size_t master_len;
+    int master_fds[WD_MASTER_FDS]; /* files that came with its lines, for its "logs" lines */
+    int n_master_fds;
 
     int stopping;
     uv_signal_t sig_term;
@@ -272,6 +277,97 @@ static void signal_cb(uv_signal_t *s, int signum)
     worker_stop(s->data, signum == SIGTERM ? "SIGTERM" : "SIGINT", 0);
 }
 
+/* recv from the master, keeping the files that come with the bytes for the "logs" line they
+ * belong to: the bytes read, or -1 with errno. */
+static ssize_t master_recv(wd_worker_t *w, char *buf, size_t cap, int flags)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * WD_MASTER_FDS)];
+        struct cmsghdr align;
+    } ctl;
+    struct iovec iov = {buf, cap};
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *c;
+    ssize_t n;
+
+    msg.msg_control = ctl.buf;
+    msg.msg_controllen = sizeof ctl.buf;
+    n = recvmsg(WD_WORKER_FD_MASTER, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (n < 0)
+        return n;
+    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        size_t k, nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        int fd;
+
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        for (k = 0; k < nfd; k++) {
+            memcpy(&fd, CMSG_DATA(c) + k * sizeof fd, sizeof fd);
+            if (w->n_master_fds < WD_MASTER_FDS)
+                w->master_fds[w->n_master_fds++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
+
+/* "ERROR ACCESS" of a "logs" line: each "fd" (the next file that came), "-", "off" or "keep". */
+static int logs_take(wd_worker_t *w, const char *args)
+{
+    char what[2][8];
+    int fd[2] = {WD_LOG_KEEP, WD_LOG_KEEP}, i = 0;
+
+    if (sscanf(args, "%7s %7s", what[0], what[1]) != 2)
+        goto bad;
+    for (i = 0; i < 2; i++) {
+        if (strcmp(what[i], "fd") == 0) {
+            if (w->n_master_fds == 0)
+                goto bad;
+            fd[i] = w->master_fds[0];
+            memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
+        } else if (strcmp(what[i], "-") == 0) {
+            fd[i] = WD_LOG_STDERR;
+        } else if (strcmp(what[i], "off") == 0) {
+            fd[i] = WD_LOG_OFF;
+        } else if (strcmp(what[i], "keep") == 0) {
+            fd[i] = WD_LOG_KEEP;
+        } else {
+            goto bad;
+        }
+    }
+    wd_log_use(fd[0], fd[1]);
+    return 0;
+
+bad:
+    if (fd[0] >= 0)
+        close(fd[0]);
+    wd_log_warn("malformed message from the master: 'logs %s'", args);
+    return -1;
+}
+
+/* The log files the master gave before the worker started: its first line, which is there
+ * already (the master wrote it before it started the worker), read a byte at a time so that no
+ * line after it is taken here. A master of an older wsgid (an upgrade that restarted nothing)
+ * sends none: the logs go to stderr then. */
+static void logs_first(wd_worker_t *w)
+{
+    char line[64];
+    size_t n = 0;
+
+    while (n < sizeof line - 1 && master_recv(w, line + n, 1, MSG_DONTWAIT) == 1)
+        if (line[n++] == '\n')
+            break;
+    line[n] = '\0';
+    if (n == 0 || line[n - 1] != '\n' || strncmp(line, "logs ", 5) != 0) {
+        wd_log_warn("the master gave no log files (it may run an older wsgid: restart wsgid); "
+                    "logging to stderr");
+        return;
+    }
+    line[n - 1] = '\0';
+    logs_take(w, line + 5);
+}
+
 static void master_line(wd_worker_t *w, const char *line)
 {
     if (strcmp(line, "stop") == 0 || strcmp(line, "stop last") == 0) {
@@ -279,10 +375,8 @@ static void master_line(wd_worker_t *w, const char *line)
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);
-    } else if (strcmp(line, "reopen-logs") == 0) {
-        const char *access = w->group->access_log ? w->group->access_log : w->conf.access_log;
-
-        if (wd_log_open(w->conf.log_file, access) == 0)
+    } else if (strncmp(line, "logs ", 5) == 0) {
+        if (logs_take(w, line + 5) == 0)
             wd_log_info("logs reopened");
     } else {
         wd_log_warn("unknown message from the master: '%s'", line);
@@ -296,8 +390,7 @@ static void master_cb(uv_poll_t *p, int status, int events)
     char *nl;
 
     (void)events;
-    n = read(WD_WORKER_FD_MASTER, w->master_buf + w->master_len,
-             sizeof w->master_buf - 1 - w->master_len);
+    n = master_recv(w, w->master_buf + w->master_len, sizeof w->master_buf - 1 - w->master_len, 0);
     if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         uv_poll_stop(p);
         worker_stop(w, "the master is gone", 0);
@@ -580,7 +673,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         return WD_WORKER_EXIT_CONFIG;
     }
     wd_log_init_worker(group_name, w->conf.log_level);
-    wd_log_open(w->conf.log_file, w->group->access_log ? w->group->access_log : w->conf.access_log);
+    logs_first(w);
     w->tmpdir = tmp && *tmp ? tmp : "/tmp";
 
     if (app->init(&w->conf, w->group, w->slot, err, sizeof err) < 0) {

@@ -144,8 +144,9 @@ def test_control_socket_refuses_another_uid(wsgid, tmp):
 
 
 def test_worker_of_another_user_writes_and_reopens_the_access_log(wsgid, tmp):
-    """The logs directory is root's (like /var/log/wsgid): a worker running as nobody can neither
-    create the file nor create it again after logrotate moved it, unless the master gives it."""
+    """The logs directory is root's (like /var/log/wsgid): a worker running as nobody could
+    neither create the file nor create it again after logrotate moved it. The master opens it and
+    gives the worker the open file; the file stays root's (helper-72)."""
     os.chmod(tmp, 0o755)
     logs = tmp / "logs"
     logs.mkdir(mode=0o755)
@@ -154,7 +155,7 @@ def test_worker_of_another_user_writes_and_reopens_the_access_log(wsgid, tmp):
     assert_hello(d.tcp)
     wait_for(lambda: access.exists() and "GET / " in access.read_text(), timeout=3,
              what="the access line")
-    assert os.stat(access).st_uid == NOBODY.pw_uid
+    assert os.stat(access).st_uid == 0
     os.rename(access, logs / "access.log.1")
     since = d.log_size()
     d.signal(signal.SIGUSR1)
@@ -164,7 +165,7 @@ def test_worker_of_another_user_writes_and_reopens_the_access_log(wsgid, tmp):
         assert_hello(d.tcp)
         return access.exists() and "GET / " in access.read_text()
     wait_for(new_line, timeout=3, what="a line in the new access log")
-    assert os.stat(access).st_uid == NOBODY.pw_uid
+    assert os.stat(access).st_uid == 0
     assert "cannot open the access log" not in d.log()
 
 
@@ -258,7 +259,7 @@ def test_a_renamed_groups_old_worker_reopens_the_access_log(wsgid, tmp):
     wait_for(lambda: access.exists() and "GET / " in access.read_text(), timeout=3,
              what="a line in the new access log")
     assert old in d.workers(), "the old worker answered: its replacement is still importing"
-    assert os.stat(access).st_uid == NOBODY.pw_uid
+    assert os.stat(access).st_uid == 0
     assert "cannot open the access log" not in d.log()
     wait_for(lambda: old not in d.workers(), timeout=20, what="the old worker replaced")
     d.seen_workers.update(d.workers())
@@ -587,3 +588,165 @@ def test_a_worker_maps_its_own_groups_scoreboard_alone(wsgid, tmp):
     assert "deadlock-timeout" not in d.log(), d.log()
     assert get(b, "/").strip() == str(b_pid)
     assert stalled == "records: 0\n"
+# --- the log files and the pidfile in directories a group's user can write (helper-72) ---------
+
+DAEMON = pwd.getpwnam("daemon")
+SECRET = "root's own file\n"
+
+
+def victim(tmp, name):
+    """A root-owned 0600 file that no group's user may have or write."""
+    path = tmp / name
+    path.write_text(SECRET)
+    os.chmod(path, 0o600)
+    return path
+
+
+def assert_untouched(path):
+    st = os.lstat(path)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600), (path, st)
+    assert path.read_text() == SECRET, path.read_text()
+
+
+def as_user(user, *argv):
+    """Runs argv as user (the group's app would, with its own uid)."""
+    r = subprocess.run(["setpriv", "--reuid=%d" % user.pw_uid, "--regid=%d" % user.pw_gid,
+                        "--clear-groups"] + [str(a) for a in argv],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r
+
+
+def wait_in(path, pattern, timeout=15):
+    rx = re.compile(pattern)
+    return wait_for(lambda: path.exists() and rx.search(path.read_text()), timeout=timeout,
+                    what="/%s/ in %s" % (pattern, path))
+
+
+def ctl(d, *args):
+    return subprocess.run([str(WSGICTL), "-s", str(d.tmp / "ctl.sock")] + list(args),
+                          capture_output=True, text=True, timeout=20)
+
+
+def test_a_link_at_a_log_path_gives_the_app_no_file(wsgid, tmp):
+    """The logs directory belongs to the group's user, who replaces error.log with a symbolic
+    link to a root-owned file and access.log with a hard link to another (making one needs
+    fs.protected_hardlinks=0: root makes it here). Neither the worker's respawn nor reopen-logs
+    (logrotate's SIGUSR1) gives those files to the user, or writes root's lines into them: the
+    master chowned any root-owned file at a log path to the group's user at every spawn and
+    reopen, and wrote its own lines through the link. The master opens the logs itself now,
+    through no link, and the worker gets the open files."""
+    os.chmod(tmp, 0o755)
+    logs = tmp / "logs"
+    logs.mkdir(mode=0o755)
+    os.chown(logs, NOBODY.pw_uid, NOBODY.pw_gid)
+    errlog, access = logs / "error.log", logs / "access.log"
+    v_err, v_access = victim(tmp, "victim-error"), victim(tmp, "victim-access")
+    text, addr = config(tmp, "nobody", control=str(tmp / "ctl.sock"),
+                        log={"level": "info", "file": str(errlog), "access": str(access)})
+    d = wsgid(config=text, wait=False)
+    d.tcp = addr
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_in(errlog, r"all workers ready")
+    d.seen_workers.update(d.workers())
+    assert_hello(d.tcp)
+    wait_in(access, r"GET / ")
+    assert os.stat(errlog).st_uid == 0 and os.stat(access).st_uid == 0
+    as_user(NOBODY, "ln", "-sfn", v_err, errlog)
+    os.unlink(access)
+    os.link(v_access, access)
+
+    (w,) = d.workers()
+    os.kill(w, signal.SIGKILL)
+    wait_for(lambda: d.workers() and d.workers() != [w], timeout=10, what="the respawn")
+    d.seen_workers.update(d.workers())
+    wait_for(lambda: _answers(d.tcp), timeout=10, what="the new worker answering")
+    assert_untouched(v_err)
+    assert_untouched(v_access)
+
+    r = ctl(d, "reopen-logs")
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(r"cannot open the error log %s: it is a symbolic link, which wsgid started "
+                     r"as root does not follow .*: name the file itself" % re.escape(str(errlog)),
+                     r.stderr), r.stderr
+    assert re.search(r"cannot open the access log %s: it has other hard links, .*: name a file of "
+                     r"its own" % re.escape(str(access)), r.stderr), r.stderr
+    d.signal(signal.SIGUSR1)
+    assert_hello(d.tcp)
+    time.sleep(0.5)
+    assert_untouched(v_err)
+    assert_untouched(v_access)
+
+    # A FIFO the user reads would give it every line, and hold wsgid up once it stops reading.
+    os.unlink(access)
+    as_user(NOBODY, "mkfifo", access)
+    reader = os.open(access, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        r = ctl(d, "reopen-logs")
+    finally:
+        os.close(reader)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(r"cannot open the access log %s: it is a FIFO in a directory that others "
+                     r"than root may write .*: name a file, or put the FIFO in a directory of "
+                     r"root's" % re.escape(str(access)), r.stderr), r.stderr
+    d.expect_log(r"cannot open the (error|access) log")
+
+
+def _answers(addr):
+    try:
+        assert_hello(addr)
+        return True
+    except (AssertionError, OSError):
+        return False
+
+
+def test_groups_of_two_users_share_roots_log_files(wsgid, tmp):
+    """Two groups of two users write one error log and one access log in a directory of root's
+    (/var/log/wsgid): both groups' lines reach both files, which stay root's (0640), and after
+    logrotate moved them, reopen-logs makes them again, root's, and every worker writes the new
+    ones. The master gave both files to the first group's user: the second group's workers could
+    not open them (their lines went to stderr), and the first group's app could rewrite the
+    master's error log."""
+    os.chmod(tmp, 0o755)
+    logs = tmp / "logs"
+    logs.mkdir(mode=0o755)
+    errlog, access = logs / "error.log", logs / "access.log"
+    ports = free_port(), free_port()
+    conf = {"log": {"level": "info", "file": str(errlog), "access": str(access)},
+            "control": str(tmp / "ctl.sock"),
+            "groups": {"a": {"app": app("hello"), "user": "nobody", "threads": 2,
+                             "processes": 2, "listen": ["127.0.0.1:%d" % ports[0]]},
+                       "b": {"app": app("hello"), "user": "daemon", "threads": 2,
+                             "listen": ["127.0.0.1:%d" % ports[1]]}}}
+    d = wsgid(config=to_yaml(conf) + "\n", wait=False)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_in(errlog, r"all workers ready")
+    d.seen_workers.update(d.workers())
+    users = {w: ids(w)["Uid"][0] for w in d.workers()}
+    assert sorted(users.values()) == sorted([NOBODY.pw_uid] * 2 + [DAEMON.pw_uid]), users
+
+    def both_groups_write(mark):
+        for group, port in zip("ab", ports):
+            with Conn(("127.0.0.1", port)) as c:
+                c.send(http_request("GET", "/%s-%s" % (mark, group), {"Connection": "close"}))
+                assert c.response().status == 200
+        for group in "ab":
+            wait_in(access, r"GET /%s-%s " % (mark, group), timeout=3)
+        for f in (errlog, access):
+            st = os.stat(f)
+            assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o640), (f, st)
+
+    both_groups_write("first")
+    for w, uid in users.items():  # each worker's own lines: "GROUP:PID: ..."
+        wait_in(errlog, r"\] [ab]:%d: " % w, timeout=3)
+    assert "cannot open" not in errlog.read_text() + d.log()
+
+    os.rename(errlog, logs / "error.log.1")
+    os.rename(access, logs / "access.log.1")
+    r = ctl(d, "reopen-logs")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    for w in users:
+        wait_in(errlog, r"\] [ab]:%d: logs reopened" % w, timeout=3)
+    both_groups_write("second")
+    assert "/second-" not in (logs / "access.log.1").read_text()
+    assert "cannot open" not in errlog.read_text() + d.log()
+
