@@ -31,6 +31,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -97,30 +98,72 @@ static void signal_cb(uv_signal_t *handle, int signum)
 
 /* ---- setup and teardown ------------------------------------------------------------------- */
 
+/* The pidfile's directory may be one a group's user can write (README's run/wsgid.pid beside
+ * the config): it is written through no symbolic link, into nothing but a regular file of its
+ * own, or root would truncate and write whatever file the app linked there before a restart
+ * (helper-72). */
 static int write_pidfile(wd_master_t *m)
 {
+    const char *why = NULL;
+    struct stat st;
     char buf[32];
     int fd, n, rc = 0;
 
     if (m->pidfile == NULL)
         return 0;
-    fd = open(m->pidfile, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    fd =
+        open(m->pidfile, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, 0644);
     if (fd < 0) {
+        rc = -errno;
+        if (rc == -ELOOP)
+            why = "it is a symbolic link, which wsgid does not write through (whoever may write "
+                  "its directory could point it at any file): remove it, or name the file itself";
+        goto fail;
+    }
+    if (fstat(fd, &st) < 0) {
         rc = -errno;
         goto fail;
     }
+    if (!S_ISREG(st.st_mode) || st.st_nlink > 1) {
+        rc = -EINVAL;
+        why = !S_ISREG(st.st_mode) ? "it is not a regular file: remove it, or name another"
+                                   : "it has other hard links, which wsgid does not write through "
+                                     "(one could be any file): remove it";
+        goto fail;
+    }
     n = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
-    if (write(fd, buf, (size_t)n) != n)
+    if (ftruncate(fd, 0) < 0 || write(fd, buf, (size_t)n) != n)
         rc = errno ? -errno : -EIO;
-    if (close(fd) < 0 && rc == 0)
-        rc = -errno;
-    if (rc == 0)
+    if (rc == 0) {
         m->pidfile_written = 1;
+        m->pidfile_dev = st.st_dev;
+        m->pidfile_ino = st.st_ino;
+    }
 
 fail:
+    if (fd >= 0 && close(fd) < 0 && rc == 0)
+        rc = -errno;
     if (rc < 0)
-        wd_log_error("cannot write the pidfile %s: %s", m->pidfile, strerror(-rc));
+        wd_log_error("cannot write the pidfile %s: %s", m->pidfile,
+                     why != NULL ? why : strerror(-rc));
     return rc;
+}
+
+/* Removes the pidfile if it is still the file written: another wsgid may have taken the path
+ * since, or the app put something else there. */
+static void remove_pidfile(wd_master_t *m)
+{
+    struct stat st;
+
+    if (!m->pidfile_written)
+        return;
+    if (lstat(m->pidfile, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != m->pidfile_dev ||
+        st.st_ino != m->pidfile_ino) {
+        wd_log_warn("the pidfile %s is no longer the file wsgid wrote: leaving it", m->pidfile);
+        return;
+    }
+    if (unlink(m->pidfile) < 0)
+        wd_log_warn("cannot remove the pidfile %s: %s", m->pidfile, strerror(errno));
 }
 
 /* Descriptors inherited from whoever started us (a shell, a test harness) are not the workers'
@@ -286,8 +329,7 @@ out:
         wd__m_group_unref(m->groups[i]);
     free(m->groups);
     wd__m_gen_unref(m->gen);
-    if (m->pidfile_written && unlink(m->pidfile) < 0)
-        wd_log_warn("cannot remove the pidfile %s: %s", m->pidfile, strerror(errno));
+    remove_pidfile(m);
     free(m->pidfile);
     free(m->run_control);
     free(m->run_metrics);

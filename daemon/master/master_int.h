@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 #include <uv.h>
 
@@ -218,6 +219,8 @@ struct wd_master {
     int finished;
     int exit_code;
     int pidfile_written;
+    dev_t pidfile_dev; /* the file written, which the exit removes only if still there */
+    ino_t pidfile_ino;
     char *pidfile;
     /* what the master opened at its start, which a reload does not change: control, metrics
      * and agent-check ("HOST:PORT"), each NULL when not set */

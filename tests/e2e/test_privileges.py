@@ -750,3 +750,35 @@ def test_groups_of_two_users_share_roots_log_files(wsgid, tmp):
     assert "/second-" not in (logs / "access.log.1").read_text()
     assert "cannot open" not in errlog.read_text() + d.log()
 
+
+def test_a_link_at_the_pidfile_path_is_refused(wsgid, tmp):
+    """The pidfile's directory belongs to a group's user (README's run/wsgid.pid beside the
+    config), who leaves a symbolic link there to a root-owned file: the next start refuses the
+    pidfile, naming it, and leaves the file alone (root truncated it and wrote its pid there).
+    A pidfile that is no longer the one wsgid wrote is left at the stop (it was removed)."""
+    os.chmod(tmp, 0o755)
+    run = tmp / "run"
+    run.mkdir(mode=0o755)
+    os.chown(run, NOBODY.pw_uid, NOBODY.pw_gid)
+    pidfile = run / "wsgid.pid"
+    target = victim(tmp, "victim-pid")
+    as_user(NOBODY, "ln", "-s", target, pidfile)
+    text, _ = config(tmp, "nobody", pidfile=str(pidfile))
+    d = wsgid(config=text, wait=False)
+    d.expect_failure = True
+    d.expect_log(r"cannot write the pidfile")
+    assert d.wait_exit(10) != 0
+    assert_untouched(target)
+    assert re.search(r"\[error\] .*cannot write the pidfile %s: it is a symbolic link, which "
+                     r"wsgid does not write through .*: remove it, or name the file itself"
+                     % re.escape(str(pidfile)), d.log()), d.log()
+    assert not d.workers()
+
+    os.unlink(pidfile)
+    d = start(wsgid, tmp, "nobody", pidfile=str(pidfile))
+    assert pidfile.read_text() == "%d\n" % d.pid
+    as_user(NOBODY, "sh", "-c", 'echo 1 > "$0.new" && mv "$0.new" "$0"', pidfile)
+    d.stop()
+    assert pidfile.read_text() == "1\n"
+    assert re.search(r"\[warn\] .*the pidfile %s is no longer the file wsgid wrote: leaving it"
+                     % re.escape(str(pidfile)), d.log()), d.log()
