@@ -24,11 +24,12 @@ static void put(str_t *s, const char *p, size_t n)
     s->p[s->n] = '\0';
 }
 
-static const char *last_value(const wd_ini_t *ini, const char *key, size_t klen)
+/* uWSGI's %(key) is the first value given to key anywhere in the file (a later line's too). */
+static const wd_ini_entry_t *first_entry(const wd_ini_t *ini, const char *key, size_t klen)
 {
-    for (int i = ini->n - 1; i >= 0; i--) {
+    for (int i = 0; i < ini->n; i++) {
         if (strlen(ini->e[i].key) == klen && memcmp(ini->e[i].key, key, klen) == 0)
-            return ini->e[i].value;
+            return &ini->e[i];
     }
     return NULL;
 }
@@ -89,6 +90,10 @@ static const char *env_var(wd_ini_t *ini, const char *v, str_t *o, int line)
     name = xstrndup(v + 2, (size_t)(close - v - 2));
     val = getenv(name);
     put(o, val != NULL ? val : "", val != NULL ? strlen(val) : 0);
+    if (line == 0) {
+        free(name);
+        return close + 1;
+    }
     ini->notes = xrealloc(ini->notes, sizeof *ini->notes * (size_t)(ini->nnotes + 1));
     ini->notes[ini->nnotes].key = name;
     ini->notes[ini->nnotes].value = val != NULL ? xstrdup(val) : NULL;
@@ -96,9 +101,11 @@ static const char *env_var(wd_ini_t *ini, const char *v, str_t *o, int line)
     return close + 1;
 }
 
-/* -1 (with *bad pointing at it) for a %(key) naming no key given above. */
+/* -1 (with *bad pointing at it) for a %(key) naming no key in the file, or one whose value
+ * names itself (through others). v is a raw value; depth > 0 expands a %(key)'s own, whose
+ * $(NAME)s its own line notes. */
 static int expand(wd_ini_t *ini, const char *section, const char *v, str_t *o, const char **bad,
-                  int line)
+                  int line, int depth)
 {
     put(o, "", 0);
     while (*v != '\0') {
@@ -111,21 +118,26 @@ static int expand(wd_ini_t *ini, const char *section, const char *v, str_t *o, c
         put(o, v, (size_t)(pc - v));
         if (pc[0] == '$') {
             if (pc[1] == '(') {
-                v = env_var(ini, pc, o, line);
+                v = env_var(ini, pc, o, depth == 0 ? line : 0);
             } else {
                 put(o, "$", 1);
                 v = pc + 1;
             }
         } else if (pc[1] == '(') {
             const char *close = strchr(pc + 2, ')');
-            const char *val =
-                close != NULL ? last_value(ini, pc + 2, (size_t)(close - pc - 2)) : NULL;
+            const wd_ini_entry_t *e =
+                close != NULL ? first_entry(ini, pc + 2, (size_t)(close - pc - 2)) : NULL;
+            str_t val = {0};
+            const char *inner = NULL;
 
-            if (val == NULL) {
+            if (e == NULL || depth >= 16 ||
+                expand(ini, section, e->value, &val, &inner, e->line, depth + 1) < 0) {
                 *bad = pc;
+                free(val.p);
                 return -1;
             }
-            put(o, val, strlen(val));
+            put(o, val.p, val.n);
+            free(val.p);
             v = close + 1;
         } else if (pc[1] != '\0' && strchr("dnsepcx", pc[1]) != NULL) {
             magic(ini, section, pc[1], o);
@@ -153,9 +165,7 @@ static char *trim(char *s)
 static int one_line(wd_ini_t *ini, const char *section, char *s, int line, int *in, char *err,
                     size_t errlen)
 {
-    char *eq, *key, *val;
-    const char *bad = NULL;
-    str_t o = {0};
+    char *eq, *key;
 
     s = trim(s);
     if (*s == '\0' || *s == ';' || *s == '#')
@@ -173,25 +183,46 @@ static int one_line(wd_ini_t *ini, const char *section, char *s, int line, int *
     }
     if (!*in)
         return 0;
+    /* a bare KEY is uWSGI's KEY = true (a flag such as master) */
     eq = strchr(s, '=');
-    if (eq == NULL) {
-        snprintf(err, errlen, "%s:%d: expected KEY = VALUE", ini->file, line);
-        return -1;
-    }
-    *eq = '\0';
+    if (eq != NULL)
+        *eq = '\0';
     key = trim(s);
-    val = trim(eq + 1);
-    if (expand(ini, section, val, &o, &bad, line) < 0) {
-        snprintf(err, errlen, "%s:%d: %s: %.40s names no option given above", ini->file, line, key,
-                 bad);
-        free(o.p);
-        return -1;
-    }
     ini->e = xrealloc(ini->e, sizeof *ini->e * (size_t)(ini->n + 1));
     ini->e[ini->n].key = xstrdup(key);
-    ini->e[ini->n].value = o.p;
+    ini->e[ini->n].value = xstrdup(eq != NULL ? trim(eq + 1) : "true");
     ini->e[ini->n++].line = line;
     return 0;
+}
+
+/* uWSGI expands the placeholders once the file is read: a %(key) may name a later line's. */
+static int expand_all(wd_ini_t *ini, const char *section, char *err, size_t errlen)
+{
+    str_t *v = xmalloc(sizeof *v * (size_t)(ini->n + 1));
+    int rc = 0;
+
+    for (int i = 0; i < ini->n; i++) {
+        const char *bad = NULL;
+
+        memset(&v[i], 0, sizeof v[i]);
+        if (rc == 0 && expand(ini, section, ini->e[i].value, &v[i], &bad, ini->e[i].line, 0) < 0) {
+            snprintf(err, errlen,
+                     "%s:%d: %s: %.40s names no option in the file (or one whose "
+                     "value names it back)",
+                     ini->file, ini->e[i].line, ini->e[i].key, bad);
+            rc = -1;
+        }
+    }
+    for (int i = 0; i < ini->n; i++) {
+        if (rc == 0) {
+            free(ini->e[i].value);
+            ini->e[i].value = v[i].p;
+        } else {
+            free(v[i].p);
+        }
+    }
+    free(v);
+    return rc;
 }
 
 int wd_ini_parse_string(wd_ini_t *ini, const char *path, const char *text, const char *section,
@@ -209,6 +240,8 @@ int wd_ini_parse_string(wd_ini_t *ini, const char *path, const char *text, const
         p = nl != NULL ? nl + 1 : NULL;
     }
     free(copy);
+    if (rc == 0)
+        rc = expand_all(ini, section, err, errlen);
     return rc;
 }
 

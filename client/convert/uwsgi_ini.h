@@ -2,7 +2,8 @@
  * section (`[uwsgi]`), in order, repeated keys kept, with uWSGI's magic variables expanded (%d the
  * file's directory with a trailing '/', %n its name without the extension, %s with it, %e the
  * extension, %p its absolute path, %c the directory's name, %x the section, %% a '%') and
- * %(key) replaced by the last value given to key above, and $(NAME) by the environment variable
+ * %(key) replaced by the first value given to key in the file (as uWSGI, once the file is read),
+ * a bare KEY read as KEY = true, and $(NAME) by the environment variable
  * NAME, as uWSGI reads it when it starts: here, from wsgid convert's environment, each with a note
  * to check it (nothing, noted, for a variable not set). */
 #ifndef WD_CONVERT_UWSGI_INI_H

@@ -146,9 +146,18 @@ static const ini_case_t inis[] = {
     /* $(NAME): the environment's (this one is not set: nothing); a '$' alone stays */
     {"[uwsgi]\nchdir = $(WSGID_TEST_UNSET)/srv\nx = a$b $(\n", "2:chdir=/srv\n3:x=a$b $(\n", NULL},
     {"[uwsgi]\nmodule = %(nope)\n", NULL,
-     "/srv/vassals/blog.ini:2: module: %(nope) names no "
-     "option given above"},
-    {"[uwsgi]\nnot an option\n", NULL, "/srv/vassals/blog.ini:2: expected KEY = VALUE"},
+     "/srv/vassals/blog.ini:2: module: %(nope) names no option in the file (or one whose value "
+     "names it back)"},
+    {"[uwsgi]\na = %(b)\nb = %(a)\n", NULL,
+     "/srv/vassals/blog.ini:2: a: %(b) names no option in the file (or one whose value names it "
+     "back)"},
+    /* helper-70's 10: a bare KEY is uWSGI's flag, KEY = true */
+    {"[uwsgi]\nmaster\n  vacuum  \n", "2:master=true\n3:vacuum=true\n", NULL},
+    /* helper-70's 11: uWSGI expands %(key) once the file is read, with key's first value */
+    {"[uwsgi]\nwsgi-file = %(base)/site.wsgi\nbase = /srv/%(app)\napp = apps\n",
+     "2:wsgi-file=/srv/apps/site.wsgi\n3:base=/srv/apps\n4:app=apps\n", NULL},
+    {"[uwsgi]\ndir = other\ndir = apps\nchdir = /srv/%(dir)\n",
+     "2:dir=other\n3:dir=apps\n4:chdir=/srv/other\n", NULL},
     {"[uwsgi\n", NULL, "/srv/vassals/blog.ini:1: '[' without ']'"},
 };
 
