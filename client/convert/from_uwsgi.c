@@ -4,16 +4,23 @@
 #include "from_uwsgi.h"
 #include "alloc.h"
 
+#include <pwd.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct ctx {
     wd_cv_t *cv;
     wd_cv_group_t *g;
     const wd_ini_t *ini;
     const char *app, *callable, *file;
-    int single_interpreter;
+    int app_is_file;               /* wsgi-file = (else module =) */
+    const wd_ini_entry_t **mounts; /* the mount = lines, applied once all is read */
+    int nmounts;
+    const wd_ini_entry_t *app_line; /* the module = or wsgi-file = line */
+    int single_interpreter, manage_script_name;
     int uwsgi_socket; /* g->listen is a socket = (uwsgi's protocol, what nginx's uwsgi_pass speaks)
                        */
     const wd_ini_entry_t *processes; /* the last processes = */
@@ -22,11 +29,10 @@ typedef struct ctx {
 } ctx_t;
 
 static const char *const quiet[] = {
-    "master",        "vacuum",           "die-on-term",        "enable-threads",
-    "strict",        "need-app",         "lazy-apps",          "lazy",
-    "plugin",        "plugins",          "manage-script-name", "thunder-lock",
-    "py-autoreload", "auto-procname",    "uid-check",          "single-interpreter",
-    "no-orphans",    "hook-master-start"};
+    "master",        "vacuum",    "die-on-term",  "enable-threads",
+    "strict",        "need-app",  "lazy-apps",    "lazy",
+    "plugin",        "plugins",   "thunder-lock", "py-autoreload",
+    "auto-procname", "uid-check", "no-orphans",   "hook-master-start"};
 
 static const struct {
     const char *name, *why;
@@ -53,15 +59,39 @@ static int is(const wd_ini_entry_t *e, const char *a, const char *b)
     return strcmp(e->key, a) == 0 || (b != NULL && strcmp(e->key, b) == 0);
 }
 
+/* uWSGI's boolean options are off for false, off, no and 0, on for anything else. */
+static int truth(const char *v)
+{
+    return strcasecmp(v, "false") != 0 && strcasecmp(v, "off") != 0 && strcasecmp(v, "no") != 0 &&
+           strcmp(v, "0") != 0;
+}
+
+/* The number at the start of v, as uWSGI's atoi reads `processes = 4   ; four workers` (its ini
+ * has no inline comments: the value runs to the end of the line); only a comment or blanks may
+ * follow it here. */
+static int leading_number(const char *v, double *out)
+{
+    char *end;
+
+    *out = strtod(v, &end);
+    if (end == v)
+        return -1;
+    if (*end != '\0' && *end != ' ' && *end != '\t')
+        return -1;
+    end += strspn(end, " \t");
+    return *end == '\0' || *end == ';' || *end == '#' ? 0 : -1;
+}
+
 static int number(ctx_t *c, const wd_ini_entry_t *e, const char *key, double mul, double min,
                   double max, const char *fmt)
 {
-    char *end, buf[64];
-    double v = strtod(e->value, &end);
+    char buf[64];
+    double v;
+    int bad = leading_number(e->value, &v);
 
-    if (end == e->value || *end != '\0' || v * mul < min || v * mul > max) {
+    if (bad || v * mul < min || v * mul > max) {
         wd_cv_note(c->cv, c->ini->file, e->line, "%s = %s: not converted: %s", e->key, e->value,
-                   end == e->value || *end != '\0' ? "not a number" : "outside wsgid's range");
+                   bad ? "not a number" : "outside wsgid's range");
         return -1;
     }
     snprintf(buf, sizeof buf, fmt, v);
@@ -137,22 +167,18 @@ static void env_opt(ctx_t *c, const wd_ini_entry_t *e)
     free(k);
 }
 
-/* mount = /PREFIX=APP: a mount of the group (a sub-interpreter each, as uWSGI loads them). */
+/* mount = /PREFIX=APP, kept until the whole file is read (manage-script-name may come later). */
 static void mount_opt(ctx_t *c, const wd_ini_entry_t *e)
 {
     const char *eq = strchr(e->value, '=');
-    char *prefix;
 
     if (eq == NULL || e->value[0] != '/') {
         wd_cv_note(c->cv, c->ini->file, e->line, "mount = %s: not converted: expected /PREFIX=APP",
                    e->value);
         return;
     }
-    prefix = xstrndup(e->value, (size_t)(eq - e->value));
-    while (strlen(prefix) > 1 && prefix[strlen(prefix) - 1] == '/')
-        prefix[strlen(prefix) - 1] = '\0';
-    wd_cv_mount_add(c->g, strcmp(prefix, "/") == 0 ? "" : prefix, eq + 1, NULL, NULL);
-    free(prefix);
+    c->mounts = xrealloc(c->mounts, sizeof *c->mounts * (size_t)(c->nmounts + 1));
+    c->mounts[c->nmounts++] = e;
 }
 
 static void path_opt(ctx_t *c, const char *v)
@@ -182,6 +208,30 @@ static void cpu_affinity(ctx_t *c, const wd_ini_entry_t *e)
                    "cpu-affinity = %s: pin-threads: true keeps each worker's Python threads on "
                    "one CPU, not %ld",
                    e->value, n);
+}
+
+/* uid = / gid = as a name (wsgid's user: and group: are names); uWSGI takes a number as the id. */
+static void id_opt(ctx_t *c, const wd_ini_entry_t *e)
+{
+    int gid = is(e, "gid", NULL);
+    char *end;
+    unsigned long id = strtoul(e->value, &end, 10);
+    const char *name = e->value;
+
+    if (end != e->value && *end == '\0') {
+        const struct passwd *pw = gid ? NULL : getpwuid((uid_t)id);
+        const struct group *gr = gid ? getgrgid((gid_t)id) : NULL;
+
+        name = pw != NULL ? pw->pw_name : gr != NULL ? gr->gr_name : NULL;
+        if (name == NULL) {
+            wd_cv_note(c->cv, c->ini->file, e->line,
+                       "%s = %s: not converted: no %s with that id on this machine (wsgid's %s: "
+                       "is a name: create it, or write the name in wsgid.yaml)",
+                       e->key, e->value, gid ? "group" : "user", gid ? "group" : "user");
+            return;
+        }
+    }
+    wd_cv_key_set(&c->g->keys, gid ? "group" : "user", name, 1);
 }
 
 static int option2(ctx_t *c, const wd_ini_entry_t *e)
@@ -220,11 +270,14 @@ static void option(ctx_t *c, const wd_ini_entry_t *e)
     }
     if (option2(c, e))
         return;
-    if (is(e, "module", "wsgi"))
+    if (is(e, "module", "wsgi") || is(e, "wsgi-file", "file")) {
         c->app = e->value;
-    else if (is(e, "wsgi-file", "file"))
-        c->app = e->value;
-    else if (is(e, "callable", NULL))
+        c->app_is_file = is(e, "wsgi-file", "file");
+        c->app_line = e;
+    } else if (is(e, "manage-script-name", NULL) || is(e, "single-interpreter", NULL)) {
+        *(is(e, "manage-script-name", NULL) ? &c->manage_script_name : &c->single_interpreter) =
+            truth(e->value);
+    } else if (is(e, "callable", NULL))
         c->callable = e->value;
     else if (is(e, "chdir", NULL))
         wd_cv_key_set(&c->g->keys, "chdir", e->value, 1);
@@ -237,7 +290,7 @@ static void option(ctx_t *c, const wd_ini_entry_t *e)
     else if (is(e, "mount", NULL))
         mount_opt(c, e);
     else if (is(e, "uid", NULL) || is(e, "gid", NULL))
-        wd_cv_key_set(&c->g->keys, is(e, "uid", NULL) ? "user" : "group", e->value, 1);
+        id_opt(c, e);
     else if (is(e, "procname-prefix", NULL) || is(e, "procname", NULL))
         wd_cv_key_set(&c->g->keys, "display-name", e->value, 1);
     else if (is(e, "cpu-affinity", NULL))
@@ -264,36 +317,140 @@ other:
                "%(...))");
 }
 
-/* uWSGI imports a module from its working directory (chdir) and opens a relative wsgi-file
- * there; wsgid resolves relative paths against its config file, so they are made absolute. */
-static void finish_app(ctx_t *c)
+/* A script uWSGI opens relative to its working directory: chdir, else (unknown here) the ini
+ * file's directory, where the emperor starts a vassal; wsgid would take it relative to
+ * wsgid.yaml's, so it is made absolute. Caller frees. */
+static char *script_path(ctx_t *c, const wd_ini_entry_t *e, const char *v)
 {
     const char *dir = wd_cv_key_get(&c->g->keys, "chdir");
+    const char *slash = strrchr(c->ini->file, '/');
+    char *p;
+
+    if (v[0] == '/')
+        return xstrdup(v);
+    if (dir != NULL) {
+        p = xmalloc(strlen(dir) + strlen(v) + 2);
+        sprintf(p, "%s/%s", dir, v);
+        return p;
+    }
+    p = xmalloc(strlen(c->ini->file) + strlen(v) + 3);
+    if (slash != NULL)
+        sprintf(p, "%.*s/%s", (int)(slash - c->ini->file), c->ini->file, v);
+    else
+        sprintf(p, "./%s", v);
+    wd_cv_note(c->cv, c->ini->file, e->line,
+               "%s = %s: uWSGI opens it in its working directory (no chdir =): taken as %s, where "
+               "the emperor starts a vassal (check it in wsgid.yaml)",
+               e->key, e->value, p);
+    return p;
+}
+
+/* A module is imported from the working directory (chdir), which goes on python-path. */
+static void module_path(ctx_t *c)
+{
+    const char *dir = wd_cv_key_get(&c->g->keys, "chdir");
+    int seen = 0;
+
+    for (int i = 0; dir != NULL && i < c->g->npython_path; i++)
+        seen |= strcmp(c->g->python_path[i], dir) == 0;
+    if (dir != NULL && !seen)
+        path_opt(c, dir);
+}
+
+/* uWSGI's mount loader: a .py or .wsgi file, else a module[:callable]. */
+static char *mount_app(ctx_t *c, const wd_ini_entry_t *e, const char *app)
+{
+    size_t n = strlen(app);
+
+    if ((n > 3 && strcmp(app + n - 3, ".py") == 0) || (n > 5 && strcmp(app + n - 5, ".wsgi") == 0))
+        return script_path(c, e, app);
+    module_path(c);
+    return xstrdup(app);
+}
+
+/* Without manage-script-name, uWSGI picks a mount by the SCRIPT_NAME the web server sends, and
+ * nginx's uwsgi_params sends none: every request goes to the default app (wsgi-file or module,
+ * else the first mount), with the whole path in PATH_INFO. */
+static void finish_mounts(ctx_t *c)
+{
+    for (int i = 0; i < c->nmounts; i++) {
+        const wd_ini_entry_t *e = c->mounts[i];
+        const char *eq = strchr(e->value, '=');
+        char *prefix = xstrndup(e->value, (size_t)(eq - e->value)), *app;
+
+        while (strlen(prefix) > 1 && prefix[strlen(prefix) - 1] == '/')
+            prefix[strlen(prefix) - 1] = '\0';
+        if (strcmp(prefix, "/") == 0)
+            prefix[0] = '\0';
+        if (prefix[0] != '\0' && !c->manage_script_name && c->g->nmounts > 0) {
+            wd_cv_note(c->cv, c->ini->file, e->line,
+                       "mount = %s: not converted: without manage-script-name uWSGI picks a mount "
+                       "by the SCRIPT_NAME the web server sends, and nginx's uwsgi_params sends "
+                       "none, so the default app served %s too, as wsgid does (set "
+                       "manage-script-name = true and convert again to serve %s with this app)",
+                       e->value, prefix, prefix);
+            free(prefix);
+            continue;
+        }
+        app = mount_app(c, e, eq + 1);
+        if (prefix[0] != '\0' && !c->manage_script_name) {
+            wd_cv_note(c->cv, c->ini->file, e->line,
+                       "mount = %s: served at / (without manage-script-name, uWSGI's default app "
+                       "is the first mount, and it serves every path with SCRIPT_NAME empty)",
+                       e->value);
+            prefix[0] = '\0';
+        }
+        wd_cv_mount_add(c->g, prefix, app, NULL, prefix[0] == '\0' ? c->callable : NULL);
+        free(app);
+        free(prefix);
+    }
+    free(c->mounts);
+}
+
+/* uWSGI imports a module from its working directory (chdir) and opens a relative wsgi-file
+ * there; wsgid resolves relative paths against its config file, so they are made absolute. The
+ * group's app goes first: a later mount of / is noted as wsgid's model has one app there. */
+static void finish_app(ctx_t *c)
+{
     char *app = NULL;
 
     if (wd_cv_key_get(&c->g->keys, "threads") == NULL)
         wd_cv_key_set(&c->g->keys, "threads", "1", 0); /* uWSGI's default: one thread */
-    if (c->app == NULL)
-        return;
-    if (strchr(c->app, '/') == NULL && strstr(c->app, ".py") == NULL) {
-        int seen = 0;
-
-        for (int i = 0; dir != NULL && i < c->g->npython_path; i++)
-            seen |= strcmp(c->g->python_path[i], dir) == 0;
-        if (dir != NULL && !seen)
-            path_opt(c, dir);
-    } else if (c->app[0] != '/' && dir != NULL) {
-        app = xmalloc(strlen(dir) + strlen(c->app) + 2);
-        sprintf(app, "%s/%s", dir, c->app);
+    if (c->app != NULL) {
+        if (c->app_is_file) {
+            app = script_path(c, c->app_line, c->app);
+        } else {
+            module_path(c);
+            app = xstrdup(c->app);
+        }
+        wd_cv_mount_add(c->g, "", app, NULL, c->callable);
+        free(app);
     }
-    wd_cv_mount_add(c->g, "", app != NULL ? app : c->app, NULL, c->callable);
-    free(app);
+    finish_mounts(c);
+}
+
+/* uWSGI drops its privileges before it binds its sockets: a unix socket belongs to uid and gid
+ * (nginx's workers reach it as that user or group, as chmod-socket allows) unless chown-socket
+ * says otherwise. */
+static void finish_socket_owner(ctx_t *c)
+{
+    const char *user = wd_cv_key_get(&c->g->keys, "user");
+    const char *group = wd_cv_key_get(&c->g->keys, "group");
+
+    if (c->g->listen == NULL || strncmp(c->g->listen, "unix:", 5) != 0 ||
+        wd_cv_key_get(&c->g->keys, "socket-user") != NULL)
+        return;
+    if (user != NULL)
+        wd_cv_key_set(&c->g->keys, "socket-user", user, 1);
+    if (group != NULL && wd_cv_key_get(&c->g->keys, "socket-group") == NULL)
+        wd_cv_key_set(&c->g->keys, "socket-group", group, 1);
 }
 
 void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
 {
     ctx_t c;
     wd_cv_loc_t *l;
+    double procs;
 
     memset(&c, 0, sizeof c);
     c.cv = cv;
@@ -311,13 +468,10 @@ void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
                        "uWSGI does (set it and convert again, or edit wsgid.yaml)",
                        ini->notes[i].key);
     }
-    for (int i = 0; i < ini->n; i++) {
-        if (strcmp(ini->e[i].key, "single-interpreter") == 0)
-            c.single_interpreter = 1;
+    for (int i = 0; i < ini->n; i++)
         option(&c, &ini->e[i]);
-    }
     /* uWSGI's wsgi.multiprocess is False for one process, as wsgid's is without the key */
-    if (c.processes != NULL && strcmp(c.processes->value, "1") != 0)
+    if (c.processes != NULL && (leading_number(c.processes->value, &procs) < 0 || procs != 1))
         number(&c, c.processes, "processes", 1, 1, 1024, "%.0f");
     /* uWSGI has no request timeout without harakiri, and no body limit without limit-post
      * (nginx.conf's client_max_body_size still bounds it) */
@@ -326,6 +480,7 @@ void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
     if (!c.limit_post)
         wd_cv_key_set(&c.g->keys, "limit-request-body", "0", 0);
     finish_app(&c);
+    finish_socket_owner(&c);
     for (int i = 0; i < c.g->nmounts; i++) {
         wd_cv_mount_t *m = &c.g->mounts[i];
 

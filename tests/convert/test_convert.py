@@ -5,11 +5,14 @@ served by the converted wsgid behind nginx with the generated server block, and 
 must get the same status and the same body from both (apps/show.py prints what the app saw; the
 pid is left out, and used to check which processes served).
 """
+import grp
 import http.client
 import os
+import pwd
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,16 +224,14 @@ VASSAL_REQUESTS = [
 ]
 
 
-def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
+def serve_uwsgi(tmp, nginx, src, sock, reqs):
+    """Serves the requests with uWSGI on the ini SRC behind nginx (uwsgi_pass to SOCK), then
+    stops it and removes the sockets it left (the converted group binds the same paths)."""
     if not os.access(UWSGI_BIN, os.X_OK):
         pytest.skip("uwsgi not installed (%s): ./dev deps" % UWSGI_BIN)
-    monkeypatch.setenv("LANG", "C")
-    layout(tmp)
-    src = render(tmp, "blog.ini")
-    sock = tmp / "orig" / "blog.sock"
     log = open(tmp / "uwsgi.log", "wb")
     u = subprocess.Popen([UWSGI_BIN, "--ini", str(src)], stdout=log, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True,
+                         stdin=subprocess.DEVNULL, start_new_session=True, cwd=str(src.parent),
                          env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C"})
     try:
         wait_for(lambda: sock.exists() or u.poll() is not None, 15, what="uwsgi's socket")
@@ -238,7 +239,7 @@ def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
         n1 = nginx(uwsgi_location(sock))
         # The socket is bound before the app is loaded: 502 until then.
         wait_for(lambda: fetch(n1.addr, "GET", "/")[0] != 502, 15, what="uwsgi's app")
-        orig = [fetch(n1.addr, *r) for r in VASSAL_REQUESTS]
+        orig = [fetch(n1.addr, *r) for r in reqs]
         n1.stop()       # the converted one's nginx uses the same directory (and pid file)
     finally:
         u.send_signal(signal.SIGTERM)     # die-on-term
@@ -251,10 +252,17 @@ def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
             u.wait(5)
         for p in pgroup_members(u.pid):
             os.kill(p, signal.SIGKILL)
-        for p in (sock, tmp / "orig" / "blog-stats.sock"):
-            if p.exists():
-                p.unlink()      # the converted group listens on the same path
-    assert [s for s, _ in orig] == [200] * 5, (orig, (tmp / "uwsgi.log").read_text())
+        for p in src.parent.glob("*.sock"):
+            p.unlink()
+    assert [s for s, _ in orig] == [200] * len(reqs), (orig, (tmp / "uwsgi.log").read_text())
+    return orig
+
+
+def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    src = render(tmp, "blog.ini")
+    orig = serve_uwsgi(tmp, nginx, src, tmp / "orig" / "blog.sock", VASSAL_REQUESTS)
     assert parse(orig[2][1])["script_name"] == "/legacy"
 
     notes, yaml, conf = convert(tmp, src)
@@ -263,6 +271,42 @@ def test_uwsgi_vassal(tmp, wsgid, nginx, monkeypatch):
     conv = [fetch(addr, *r) for r in VASSAL_REQUESTS]
     # uWSGI names no process group or interpreter in the environ.
     compare(VASSAL_REQUESTS, orig, conv, skip=("group", "main_interpreter"))
+
+
+MOUNT_REQUESTS = [
+    ("GET", "/", None, {}),
+    ("GET", "/api/items?x=1", None, {}),
+    ("GET", "/apix", None, {}),
+]
+
+
+@pytest.mark.parametrize("manage", ["", "manage-script-name = true\n"])
+def test_uwsgi_relative_scripts_and_mounts(tmp, wsgid, nginx, monkeypatch, manage):
+    """helper-70's 2 and 3. A wsgi-file relative to chdir became the module "site.wsgi" (wsgid
+    could not load it), a relative mount stayed relative to wsgid.yaml's directory (--check
+    refused it); and without manage-script-name, where uWSGI picks a mount by the SCRIPT_NAME
+    nginx does not send and serves /api/items with the wsgi-file's app (SCRIPT_NAME empty), the
+    converted group routed /api to the mount. Both against uWSGI itself."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    src = tmp / "orig" / "rel.ini"
+    src.write_text("[uwsgi]\nplugins = python3\nchdir = %s/srv/apps\nwsgi-file = site.wsgi\n"
+                   "mount = /api=api/api.wsgi\n%ssocket = %s/orig/app.sock\nmaster\n"
+                   % (tmp, manage, tmp))
+    orig = serve_uwsgi(tmp, nginx, src, tmp / "orig" / "app.sock", MOUNT_REQUESTS)
+    api = parse(orig[1][1])
+    assert (api["app"], api["script_name"]) == (("api", "/api") if manage else ("site", "")), api
+
+    notes, yaml, conf = convert(tmp, src)
+    assert 'app: "%s/srv/apps/site.wsgi"' % tmp in yaml, yaml
+    if manage:
+        assert '"/api": {app: "%s/srv/apps/api/api.wsgi"' % tmp in yaml, yaml
+    else:
+        assert "rel.ini:5: mount = /api=api/api.wsgi: not converted: without " \
+            "manage-script-name" in notes, notes
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in MOUNT_REQUESTS]
+    compare(MOUNT_REQUESTS, orig, conv, skip=("group", "main_interpreter"))
 
 
 # --- mod_wsgi's quoted option values, and a note of a long path --------------------------------
@@ -479,6 +523,71 @@ def test_uwsgi_sockets_and_defaults(tmp):
     assert c.returncode == 0, c.stderr
     nginx = (tmp / "nginx.conf").read_text()
     assert "uwsgi_pass unix:%s/orig/multi.sock;" % tmp in nginx, nginx
+
+
+def _connect_as(uid, gid, path):
+    """Connects to the unix socket PATH as UID:GID (nginx's workers): 'ok' or the error."""
+    code = ("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(%r)\n"
+            "    print('ok')\nexcept OSError as e:\n    print(e)\n" % str(path))
+
+    def drop():
+        os.setgroups([])
+        os.setgid(gid)
+        os.setuid(uid)
+    return subprocess.run([sys.executable, "-c", code], preexec_fn=drop, capture_output=True,
+                          text=True, timeout=10).stdout.strip()
+
+
+@pytest.mark.parametrize("ids", ["www-data", "33"])
+def test_uwsgi_uid_owns_the_socket(tmp, wsgid, ids):
+    """helper-70's 1 and 15. uWSGI drops its privileges before it binds: with uid = www-data,
+    gid = www-data and chmod-socket = 660 its socket is www-data's, which nginx's workers
+    (www-data) reach; the converted group's was root:root 0660 (every request 502). And uid = 33
+    was copied as the name "33", which wsgid refuses."""
+    if os.geteuid() != 0:
+        pytest.skip("binds a socket for another user: run as root")
+    www = pwd.getpwnam("www-data")
+    layout(tmp)
+    src = tmp / "orig" / "owner.ini"
+    src.write_text("[uwsgi]\nwsgi-file = %s/srv/apps/site.wsgi\nsocket = %s/orig/app.sock\n"
+                   "chmod-socket = 660\nuid = %s\ngid = %s\n"
+                   % (tmp, tmp, ids if ids != "33" else www.pw_uid,
+                      ids if ids != "33" else www.pw_gid))
+    notes, yaml, conf = convert(tmp, src)
+    assert 'user: "www-data"' in yaml and 'socket-user: "www-data"' in yaml, yaml
+    assert 'socket-group: "%s"' % grp.getgrgid(www.pw_gid).gr_name in yaml, yaml
+    wsgid(config=yaml)
+    st = os.stat(tmp / "orig" / "app.sock")
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (www.pw_uid, www.pw_gid, 0o660)
+    assert _connect_as(www.pw_uid, www.pw_gid, tmp / "orig" / "app.sock") == "ok"
+
+
+@pytest.mark.parametrize("value,sub", [("false", True), ("off", True), ("0", True),
+                                       ("true", False), ("yes", False)])
+def test_uwsgi_single_interpreter_false(tmp, value, sub):
+    """helper-70's 12: single-interpreter = false was read as true (the option's presence), and
+    the mounts lost the sub-interpreter each has in uWSGI; false, off, no and 0 are uWSGI's off."""
+    layout(tmp)
+    src = tmp / "orig" / "bools.ini"
+    src.write_text("[uwsgi]\nwsgi-file = %s/srv/apps/site.wsgi\n"
+                   "mount = /api=%s/srv/apps/api/api.wsgi\nmanage-script-name = on\n"
+                   "single-interpreter = %s\n" % (tmp, tmp, value))
+    _, yaml, _ = convert(tmp, src)
+    assert ('application-group: "%{RESOURCE}"' in yaml) == sub, yaml
+
+
+def test_uwsgi_inline_comments(tmp):
+    """helper-70's 14: `processes = 4   ; four workers` (uWSGI's ini has no inline comments; its
+    atoi reads 4) gave one process and `harakiri = 30 ; seconds` no request timeout, both noted
+    as "not a number"."""
+    layout(tmp)
+    src = tmp / "orig" / "comments.ini"
+    src.write_text("[uwsgi]\nwsgi-file = %s/srv/apps/site.wsgi\nprocesses = 4   ; four workers\n"
+                   "harakiri = 30 ; seconds\nthreads = 2 # two\n" % tmp)
+    notes, yaml, _ = convert(tmp, src)
+    assert "processes: 4\n" in yaml and 'request-timeout: "30s"\n' in yaml, yaml
+    assert "threads: 2\n" in yaml, yaml
+    assert "not a number" not in notes, notes
 
 
 def test_renamed_groups_and_locations_of_one_path(tmp):

@@ -224,10 +224,10 @@ static const map_case_t maps[] = {
     {1,
      "[uwsgi]\nmodule = app:application\nchdir = /srv\nsocket = 127.0.0.1:3031\n"
      "chmod-socket = 660\nharakiri = 20\nreload-on-rss = 300\nmount = /b=b.py\nhttp = :8000\n"
-     "cpu-affinity = 1\n",
+     "cpu-affinity = 1\nmanage-script-name = true\n",
      {"    app: \"app:application\"\n", "    threads: 1\n", "socket-mode: \"0660\"",
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
-      "\"/b\": {app: \"b.py\", application-group: \"%{RESOURCE}\"}",
+      "\"/b\": {app: \"/srv/b.py\", application-group: \"%{RESOURCE}\"}",
       "t.ini:9: http = :8000: not converted", "    pin-threads: true\n"}},
     {1,
      "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = 2\n",
