@@ -49,7 +49,9 @@ typedef struct walk {
     int vhosts;
     int vhost;                      /* the <VirtualHost> being read (0: none) */
     scope_t **vscopes;              /* what each <VirtualHost> says, over the server's */
-    const wd_aconf_node_t *vhost_n; /* the first <VirtualHost>: nginx's listen */
+    const wd_aconf_node_t **vnodes; /* [k-1]: the k-th <VirtualHost>, nginx's k-th server block */
+    char **names;                   /* [0]: the server's ServerName host, [k]: the k-th's */
+    char **snames;                  /* the ServerAlias names, space-separated, likewise */
     const wd_aconf_node_t **listens;
     int nlisten;
     const char **modules; /* what LoadModule loads ("wsgi_module") */
@@ -169,7 +171,7 @@ static void static_alias(walk_t *w, const wd_aconf_node_t *n)
                    "%s %s %s: %s is not on this machine: taken as a file (end a directory's path "
                    "with '/')",
                    n->name, url, path, path);
-    l = wd_cv_loc_add(w->cv, url, dir ? WD_CV_PREFIX : WD_CV_EXACT);
+    l = wd_cv_loc_add(w->cv, url, dir ? WD_CV_PREFIX : WD_CV_EXACT, w->vhost);
     free(l->alias);
     l->alias = xstrdup(path);
     if (dir && url[ul - 1] != '/') {
@@ -274,12 +276,12 @@ static void virtual_host(walk_t *w, const wd_aconf_node_t *n)
     int outer = w->vhost;
     scope_t *vs = xcalloc(1, sizeof *vs);
 
-    if (w->vhosts++ > 0)
-        note(w, n,
-             "a second virtual host: its directives go into the one server block written "
-             "(split nginx.conf by hand)");
-    else
-        w->vhost_n = n;
+    w->vhosts++;
+    w->vnodes = xrealloc(w->vnodes, sizeof *w->vnodes * (size_t)w->vhosts);
+    w->vnodes[w->vhosts - 1] = n;
+    w->names = xrealloc(w->names, sizeof *w->names * (size_t)(w->vhosts + 1));
+    w->snames = xrealloc(w->snames, sizeof *w->snames * (size_t)(w->vhosts + 1));
+    w->names[w->vhosts] = w->snames[w->vhosts] = NULL;
     for (int i = 1; i < n->nargs; i++)
         wd_cv_note(w->cv, n->file, n->line,
                    "<VirtualHost ... %s>: not converted: the server block listens on the first "
@@ -402,6 +404,39 @@ static int directive2(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
     return 1;
 }
 
+/* ServerName [scheme://]host[:port] is the host nginx's server_name matches (the port and
+ * scheme are Apache's for the URLs it writes itself); ServerAlias adds names, its wildcards
+ * nginx's too when they are a leading "*." or a trailing ".*". */
+static void server_name(walk_t *w, const wd_aconf_node_t *n)
+{
+    char **slot = is(n, "ServerName") ? &w->names[w->vhost] : &w->snames[w->vhost];
+
+    for (int i = 0; i < n->nargs; i++) {
+        const char *v = n->args[i], *sep = strstr(v, "://");
+        size_t len, old = *slot != NULL && slot == &w->snames[w->vhost] ? strlen(*slot) : 0;
+
+        v = sep != NULL ? sep + 3 : v;
+        len = v[0] == '[' && strchr(v, ']') != NULL ? (size_t)(strchr(v, ']') - v) + 1
+                                                    : strcspn(v, ":");
+        if (strchr(v, '?') != NULL || strchr(v, '"') != NULL || strchr(v, '$') != NULL ||
+            (strchr(v, '*') != NULL && strncmp(v, "*.", 2) != 0 &&
+             !(len > 2 && strncmp(v + len - 2, ".*", 2) == 0))) {
+            wd_cv_note(w->cv, n->file, n->line,
+                       "%s %s: not converted: nginx's server_name takes no such wildcard (add a "
+                       "regular expression, ~..., to server_name by hand)",
+                       n->name, n->args[i]);
+            continue;
+        }
+        if (slot == &w->names[w->vhost]) {
+            free(*slot);
+            *slot = xstrndup(v, len);
+            break;
+        }
+        *slot = xrealloc(*slot, old + len + 2);
+        sprintf(*slot + old, "%s%.*s", old > 0 ? " " : "", (int)len, v);
+    }
+}
+
 static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_server)
 {
     const char *a0 = wd_aconf_arg(n, 0);
@@ -421,8 +456,8 @@ static void directive(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_se
         w->listens[w->nlisten++] = n;
         return;
     }
-    if (is(n, "ServerName") && a0 != NULL && w->cv->server_name == NULL) {
-        w->cv->server_name = xstrdup(a0);
+    if ((is(n, "ServerName") || is(n, "ServerAlias")) && a0 != NULL) {
+        server_name(w, n);
         return;
     }
     if (is(n, "LimitRequestBody") && a0 != NULL && in_server) {
@@ -592,7 +627,9 @@ static wd_cv_group_t *embedded(walk_t *w, const alias_t *a)
     return g;
 }
 
-static void place(walk_t *w, const alias_t *a, const char *url, int match, const scope_t *e)
+/* Alias a at url, with the settings e, in server block vhost (0: every block). */
+static void place(walk_t *w, const alias_t *a, const char *url, int match, const scope_t *e,
+                  int vhost)
 {
     wd_cv_group_t *g = e->pg != NULL ? wd_cv_group_find(w->cv, e->pg) : embedded(w, a);
     const char *ag = e->ag != NULL ? e->ag : "%{RESOURCE}";
@@ -616,6 +653,11 @@ static void place(walk_t *w, const alias_t *a, const char *url, int match, const
 
         if (strcmp(m->prefix, mp) != 0)
             continue;
+        if (strcmp(m->app, a->script) != 0)
+            wd_cv_note(w->cv, a->n->file, a->n->line,
+                       "WSGIScriptAlias %s %s: not converted: group %s mounts %s at %s already "
+                       "(give this alias a process group of its own)",
+                       url, a->script, g->name, m->app, url);
         if (strcmp(m->app_group, ag) != 0)
             wd_cv_note(w->cv, a->n->file, a->n->line,
                        "WSGIApplicationGroup %s under %s: not converted: one mount of group %s "
@@ -629,7 +671,7 @@ static void place(walk_t *w, const alias_t *a, const char *url, int match, const
     }
     wd_cv_mount_add(g, mp, a->script, ag, e->callable);
     free(mp);
-    l = wd_cv_loc_add(w->cv, url, match);
+    l = wd_cv_loc_add(w->cv, url, match, vhost);
     free(l->group);
     l->group = xstrdup(g->name);
     for (int i = 0; i < e->env.n; i++)
@@ -692,18 +734,20 @@ static void place_locations(walk_t *w)
 
         if (l->is_dir)
             continue;
-        /* a server's <Location> applies in every virtual host, under its aliases too */
+        /* a server's <Location> applies in every virtual host, under its aliases too (with
+         * several, in each one's server block: the server's own requests go to one of them) */
         for (int v = l->vhost; v <= (l->vhost == 0 ? w->vhosts : l->vhost); v++) {
             const alias_t *a = alias_for(w, l->path, v);
             scope_t e;
 
-            if (a == NULL || (v > 0 && l->vhost == 0 && a->vhost != v))
+            if (a == NULL || (v == 0 && w->vhosts > 1) ||
+                (v > 0 && l->vhost == 0 && a->vhost != v && w->vhosts < 2))
                 continue;
             served = 1;
             if (same_path(a->prefix, l->path))
                 continue;
             effective(w, a, l->path, l->vhost > 0 ? l->vhost : v, &e);
-            place(w, a, l->path, WD_CV_SEGMENT, &e);
+            place(w, a, l->path, WD_CV_SEGMENT, &e, w->vhosts > 1 ? v : 0);
             scope_free(&e);
         }
         if (!served && (l->s.pg != NULL || l->s.ag != NULL))
@@ -792,19 +836,21 @@ static void split_addr(const char *a, char **host, char **port)
                                                                              : NULL;
 }
 
-/* nginx's listen: the first virtual host's address, with the address of the Listen for its port
+/* nginx's listen for virtual host vn: its address, with the address of the Listen for its port
  * when the virtual host says "*" (Listen 127.0.0.1:8000 + <VirtualHost *:8000> answers on the
- * loopback only, and so must nginx); without a virtual host, the first Listen. */
-static void finish_listen(walk_t *w)
+ * loopback only, and so must nginx); without a virtual host, the first Listen. NULL: port 80.
+ * Caller frees. */
+static char *listen_of(walk_t *w, const wd_aconf_node_t *vn)
 {
+    char *out = NULL;
     char *host = NULL, *port = NULL, *lh, *lp;
     const wd_aconf_node_t *used = NULL;
 
-    if (w->vhost_n != NULL && w->vhost_n->nargs > 0)
-        split_addr(w->vhost_n->args[0], &host, &port);
+    if (vn != NULL && vn->nargs > 0)
+        split_addr(vn->args[0], &host, &port);
     for (int i = 0; i < w->nlisten && used == NULL; i++) {
         split_addr(w->listens[i]->args[0], &lh, &lp);
-        if (w->vhost_n == NULL || port == NULL || (lp != NULL && strcmp(lp, port) == 0)) {
+        if (vn == NULL || port == NULL || (lp != NULL && strcmp(lp, port) == 0)) {
             used = w->listens[i];
             if (host == NULL)
                 host = lh, lh = NULL;
@@ -814,7 +860,7 @@ static void finish_listen(walk_t *w)
         free(lh);
         free(lp);
     }
-    for (int i = 0; w->vhost_n == NULL && i < w->nlisten; i++) {
+    for (int i = 0; vn == NULL && i < w->nlisten; i++) {
         if (w->listens[i] != used)
             wd_cv_note(w->cv, w->listens[i]->file, w->listens[i]->line,
                        "Listen %s: not converted: the server block listens on %s only (add a "
@@ -822,22 +868,75 @@ static void finish_listen(walk_t *w)
                        w->listens[i]->args[0], used->args[0]);
     }
     if (host != NULL || port != NULL) {
-        free(w->cv->listen);
-        w->cv->listen = xmalloc((host ? strlen(host) : 0) + (port ? strlen(port) : 0) + 2);
-        sprintf(w->cv->listen, "%s%s%s", host ? host : "", host && port ? ":" : "",
-                port ? port : "");
+        out = xmalloc((host ? strlen(host) : 0) + (port ? strlen(port) : 0) + 2);
+        sprintf(out, "%s%s%s", host ? host : "", host && port ? ":" : "", port ? port : "");
     }
     free(host);
     free(port);
+    return out;
+}
+
+/* One nginx server block per <VirtualHost> (the main server's when there is none): its listen,
+ * and its ServerName (the server's when it has none, as Apache's) and ServerAlias names. */
+static void finish_servers(walk_t *w)
+{
+    wd_cv_t *cv = w->cv;
+
+    cv->nservers = w->vhosts > 0 ? w->vhosts : 1;
+    cv->servers = xcalloc((size_t)cv->nservers, sizeof *cv->servers);
+    for (int k = 0; k < cv->nservers; k++) {
+        int v = w->vhosts > 0 ? k + 1 : 0;
+        const char *name = w->names[v] != NULL ? w->names[v] : w->names[0];
+        const char *more = w->snames[v];
+
+        cv->servers[k].listen = listen_of(w, w->vhosts > 0 ? w->vnodes[k] : NULL);
+        if (name != NULL || more != NULL) {
+            cv->servers[k].names =
+                xmalloc((name ? strlen(name) : 0) + (more ? strlen(more) : 0) + 2);
+            sprintf(cv->servers[k].names, "%s%s%s", name ? name : "", name && more ? " " : "",
+                    more ? more : "");
+        }
+    }
+    for (int v = 0; v <= w->vhosts; v++) {
+        free(w->names[v]);
+        free(w->snames[v]);
+    }
+    free(w->names);
+    free(w->snames);
+    free(w->vnodes);
+}
+
+/* A server's alias serves in every virtual host: in the one there is, with its settings; with
+ * several, in each one's server block with that host's settings, unless the host has an alias
+ * of its own that takes the URL first. A virtual host's alias serves in its block. */
+static void place_alias(walk_t *w, const alias_t *a)
+{
+    int match = strcmp(a->prefix, "/") == 0 ? WD_CV_PREFIX : WD_CV_SEGMENT;
+    scope_t e;
+
+    if (a->vhost == 0 && w->vhosts > 1) {
+        for (int v = 1; v <= w->vhosts; v++) {
+            if (alias_for(w, a->prefix, v) != a)
+                continue;
+            effective(w, a, a->prefix, v, &e);
+            place(w, a, a->prefix, match, &e, v);
+            scope_free(&e);
+        }
+        return;
+    }
+    effective(w, a, a->prefix, a->vhost > 0 ? a->vhost : w->vhosts == 1 ? 1 : 0, &e);
+    place(w, a, a->prefix, match, &e, w->vhosts > 1 ? a->vhost : 0);
+    scope_free(&e);
 }
 
 void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
 {
     walk_t w;
-    scope_t e;
 
     memset(&w, 0, sizeof w);
     w.cv = cv;
+    w.names = xcalloc(1, sizeof *w.names);
+    w.snames = xcalloc(1, sizeof *w.snames);
     scope_init(&w.server);
     prescan(&w, &conf->root);
     walk_kids(&w, &conf->root, &w.server, 1);
@@ -852,10 +951,7 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
                        a->prefix, first->prefix, first->n->file, first->n->line, a->script);
             continue;
         }
-        /* a server's alias in the one virtual host there is serves that host's requests */
-        effective(&w, a, a->prefix, a->vhost > 0 ? a->vhost : w.vhosts == 1 ? 1 : 0, &e);
-        place(&w, a, a->prefix, strcmp(a->prefix, "/") == 0 ? WD_CV_PREFIX : WD_CV_SEGMENT, &e);
-        scope_free(&e);
+        place_alias(&w, a);
     }
     place_locations(&w);
     for (int i = 0; i < cv->ngroups;) {
@@ -870,7 +966,7 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
         wd_cv_group_remove(cv, i);
     }
     finish_groups(&w);
-    finish_listen(&w);
+    finish_servers(&w);
     if (cv->max_body == NULL)
         cv->max_body = xstrdup("1g"); /* Apache's default LimitRequestBody since 2.4.54: 1 GiB */
     for (int i = 0; i < w.nareas; i++) {

@@ -490,6 +490,6 @@ void wd_cv_from_uwsgi(wd_cv_t *cv, const wd_ini_t *ini, const char *name)
     if (c.g->nmounts == 0)
         wd_cv_note(cv, ini->file, 1,
                    "[uwsgi]: no module, wsgi-file or mount: the group has no app");
-    l = wd_cv_loc_add(cv, "/", WD_CV_PREFIX);
+    l = wd_cv_loc_add(cv, "/", WD_CV_PREFIX, 0);
     l->group = xstrdup(c.g->name);
 }

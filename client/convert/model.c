@@ -120,18 +120,19 @@ void wd_cv_mount_add(wd_cv_group_t *g, const char *prefix, const char *app, cons
     m->callable = dup_or_null(callable);
 }
 
-wd_cv_loc_t *wd_cv_loc_find(wd_cv_t *cv, const char *prefix, int match)
+wd_cv_loc_t *wd_cv_loc_find(wd_cv_t *cv, const char *prefix, int match, int vhost)
 {
     for (int i = 0; i < cv->nlocs; i++) {
-        if (strcmp(cv->locs[i].prefix, prefix) == 0 && cv->locs[i].match == match)
+        if (strcmp(cv->locs[i].prefix, prefix) == 0 && cv->locs[i].match == match &&
+            cv->locs[i].vhost == vhost)
             return &cv->locs[i];
     }
     return NULL;
 }
 
-wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match)
+wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match, int vhost)
 {
-    wd_cv_loc_t *l = wd_cv_loc_find(cv, prefix, match);
+    wd_cv_loc_t *l = wd_cv_loc_find(cv, prefix, match, vhost);
 
     if (l != NULL)
         return l;
@@ -140,6 +141,7 @@ wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match)
     memset(l, 0, sizeof *l);
     l->prefix = xstrdup(prefix);
     l->match = match;
+    l->vhost = vhost;
     return l;
 }
 
@@ -277,8 +279,11 @@ void wd_cv_free(wd_cv_t *cv)
     for (int i = 0; i < cv->nnotes; i++)
         free(cv->notes[i]);
     free(cv->notes);
-    free(cv->server_name);
-    free(cv->listen);
+    for (int i = 0; i < cv->nservers; i++) {
+        free(cv->servers[i].names);
+        free(cv->servers[i].listen);
+    }
+    free(cv->servers);
     free(cv->max_body);
     free(cv->run_dir);
     memset(cv, 0, sizeof *cv);

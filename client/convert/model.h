@@ -50,7 +50,14 @@ typedef struct wd_cv_loc {
     char *group;         /* the group whose socket serves it, or NULL */
     char *alias;         /* a static file or directory nginx serves, or NULL */
     wd_cv_list_t params; /* uwsgi_param NAME VALUE (an empty value with if_not_empty: hidden) */
+    int vhost; /* 0: in every server block; k: in the k-th only (Apache's k-th <VirtualHost>) */
 } wd_cv_loc_t;
+
+/* An nginx server block: an Apache <VirtualHost> (or the main server when there is none). */
+typedef struct wd_cv_server {
+    char *names;  /* server_name's names, space-separated, or NULL */
+    char *listen; /* nginx listen, or NULL (80) */
+} wd_cv_server_t;
 
 typedef struct wd_cv {
     wd_cv_group_t *groups;
@@ -59,10 +66,10 @@ typedef struct wd_cv {
     int nlocs;
     char **notes; /* "FILE:LINE: DIRECTIVE option: not converted: REASON" */
     int nnotes;
-    char *server_name; /* nginx server_name, or NULL */
-    char *listen;      /* nginx listen, or NULL (80) */
-    char *max_body;    /* nginx client_max_body_size, or NULL */
-    char *run_dir;     /* absolute: where the groups' sockets and the control socket go */
+    wd_cv_server_t *servers; /* none: one server block on port 80 */
+    int nservers;
+    char *max_body; /* nginx client_max_body_size, or NULL */
+    char *run_dir;  /* absolute: where the groups' sockets and the control socket go */
 } wd_cv_t;
 
 /* A group; a name wsgid would refuse (mod_wsgi-express's "localhost:8000") becomes a valid one,
@@ -75,8 +82,9 @@ void wd_cv_key_set(wd_cv_list_t *l, const char *key, const char *value, int quot
 const char *wd_cv_key_get(const wd_cv_list_t *l, const char *key);
 void wd_cv_mount_add(wd_cv_group_t *g, const char *prefix, const char *app, const char *app_group,
                      const char *callable);
-wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match);
-wd_cv_loc_t *wd_cv_loc_find(wd_cv_t *cv, const char *prefix, int match);
+/* A location of server block vhost (0: of every block), as wd_cv_loc_t's vhost. */
+wd_cv_loc_t *wd_cv_loc_add(wd_cv_t *cv, const char *prefix, int match, int vhost);
+wd_cv_loc_t *wd_cv_loc_find(wd_cv_t *cv, const char *prefix, int match, int vhost);
 __attribute__((format(printf, 4, 5))) void wd_cv_note(wd_cv_t *cv, const char *file, int line,
                                                       const char *fmt, ...);
 void wd_cv_free(wd_cv_t *cv);

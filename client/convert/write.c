@@ -229,18 +229,44 @@ static void write_loc(FILE *f, const wd_cv_t *cv, const wd_cv_loc_t *l)
     }
 }
 
+/* Whether location l goes into server block k (1-based) of n: its own, or every block's unless
+ * the block has its own location of that path (a <VirtualHost>'s alias of the server's URL). */
+static int in_block(const wd_cv_t *cv, const wd_cv_loc_t *l, int k, int n)
+{
+    if (n <= 1 || l->vhost == k)
+        return 1;
+    if (l->vhost != 0)
+        return 0;
+    for (int i = 0; i < cv->nlocs; i++) {
+        const wd_cv_loc_t *o = &cv->locs[i];
+
+        if (o->vhost == k && o->match == l->match && strcmp(o->prefix, l->prefix) == 0)
+            return 0;
+    }
+    return 1;
+}
+
 void wd_cv_write_nginx(FILE *f, const wd_cv_t *cv, const char *source, const char *from)
 {
+    int n = cv->nservers > 0 ? cv->nservers : 1;
+
     fprintf(f, "# Converted by `wsgid convert --from %s` from %s.\n", from, source);
-    fputs("# An nginx server block: include it in the http {} block of nginx.conf.\n", f);
-    fputs("server {\n", f);
-    fprintf(f, "    listen %s;\n", cv->listen != NULL ? cv->listen : "80");
-    if (cv->server_name != NULL)
-        fprintf(f, "    server_name %s;\n", cv->server_name);
-    fprintf(f, "    client_max_body_size %s;\n", cv->max_body != NULL ? cv->max_body : "1g");
-    for (int i = 0; i < cv->nlocs; i++)
-        write_loc(f, cv, &cv->locs[i]);
-    fputs("}\n", f);
+    fprintf(f, "# %s: include it in the http {} block of nginx.conf.\n",
+            n > 1 ? "nginx server blocks, one per virtual host" : "An nginx server block");
+    for (int k = 1; k <= n; k++) {
+        const wd_cv_server_t *s = cv->nservers > 0 ? &cv->servers[k - 1] : NULL;
+
+        fputs(k > 1 ? "\nserver {\n" : "server {\n", f);
+        fprintf(f, "    listen %s;\n", s != NULL && s->listen != NULL ? s->listen : "80");
+        if (s != NULL && s->names != NULL)
+            fprintf(f, "    server_name %s;\n", s->names);
+        fprintf(f, "    client_max_body_size %s;\n", cv->max_body != NULL ? cv->max_body : "1g");
+        for (int i = 0; i < cv->nlocs; i++) {
+            if (in_block(cv, &cv->locs[i], k, n))
+                write_loc(f, cv, &cv->locs[i]);
+        }
+        fputs("}\n", f);
+    }
 }
 
 static int write_one(const char *dir, const char *name, const wd_cv_t *cv, const char *source,

@@ -465,6 +465,66 @@ def test_apache_reads_in_order(tmp, apache, wsgid, nginx, monkeypatch):
     a.stop()
 
 
+VHOSTS_CONF = """# Two name-based virtual hosts on one address, each with its group; the server's alias serves
+# in both, with each host's group.
+WSGIDaemonProcess shop threads=2
+WSGIDaemonProcess blog threads=2
+ServerName main.example.com
+WSGIScriptAlias /common @ROOT@/srv/apps/api/api.wsgi
+<VirtualHost *:@PORT@>
+    ServerName http://shop.example.com:@PORT@
+    ServerAlias www.shop.example.com *.shop.example.org
+    WSGIProcessGroup shop
+    WSGIScriptAlias / @ROOT@/srv/apps/site.wsgi
+</VirtualHost>
+<VirtualHost *:@PORT@>
+    ServerName blog.example.com
+    WSGIProcessGroup blog
+    WSGIScriptAlias / @ROOT@/srv/apps/site.wsgi
+    SetEnv AREA blog
+</VirtualHost>
+<Directory @ROOT@/srv/apps>
+    Require all granted
+</Directory>
+"""
+
+VHOSTS_REQUESTS = [
+    ("GET", "/", None, {"Host": "shop.example.com"}),
+    ("GET", "/x/y", None, {"Host": "www.shop.example.com"}),
+    ("GET", "/z", None, {"Host": "a.shop.example.org"}),
+    ("GET", "/common/c", None, {"Host": "shop.example.com"}),
+    ("GET", "/", None, {"Host": "blog.example.com"}),
+    ("GET", "/common/c", None, {"Host": "blog.example.com"}),
+    ("GET", "/", None, {"Host": "unknown.example.com"}),      # the first virtual host's
+]
+
+
+def test_two_virtual_hosts(tmp, apache, wsgid, nginx, monkeypatch):
+    """helper-70's 4 and 7. Two <VirtualHost>s with a WSGIScriptAlias / each, to groups shop and
+    blog: the one server block written sent shop.example.com's requests to blog's group. A
+    ServerName with a scheme and port became `server_name http://shop.example.com:PORT;` and the
+    ServerAlias names were dropped. Now a server block per virtual host, checked against Apache."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    port = free_port()
+    src = tmp / "orig" / "vhosts.conf"
+    src.write_text(VHOSTS_CONF.replace("@ROOT@", str(tmp)).replace("@PORT@", str(port)))
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in VHOSTS_REQUESTS]
+    assert [s for s, _ in orig] == [200] * len(VHOSTS_REQUESTS), orig
+    assert [parse(b)["group"] for _, b in orig] == \
+        ["shop", "shop", "shop", "shop", "blog", "blog", "shop"], orig
+    notes, yaml, conf = convert(tmp, src)
+    assert conf.count("server {") == 2, conf
+    assert "server_name shop.example.com www.shop.example.com *.shop.example.org;" in conf, conf
+    assert "server_name blog.example.com;" in conf, conf
+    assert "virtual host" not in notes, notes
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in VHOSTS_REQUESTS]
+    compare(VHOSTS_REQUESTS, orig, conv)
+    a.stop()
+
+
 def test_addresses_names_and_ids(tmp):
     """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
     `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a
