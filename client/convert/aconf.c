@@ -190,7 +190,10 @@ static int do_include(reader_t *r, const wd_aconf_node_t *n, int optional)
     } else if (r->c->server_root != NULL) {
         snprintf(path, sizeof path, "%s/%s", r->c->server_root, pat);
     } else {
-        char *tmp = xstrdup(r->file);
+        /* relative to ServerRoot, which without a ServerRoot line is apache2's -d: the first
+         * file's directory (Debian's /etc/apache2, apache2.conf's), not the including file's
+         * (sites-enabled/site.conf's "Include conf-available/wsgi.conf") */
+        char *tmp = xstrdup(r->c->nfiles > 0 ? r->c->files[0] : r->file);
 
         dir = xstrdup(dirname(tmp));
         free(tmp);
@@ -200,10 +203,15 @@ static int do_include(reader_t *r, const wd_aconf_node_t *n, int optional)
     memset(&g, 0, sizeof g);
     grc = glob(path, 0, NULL, &g);
     if (grc == GLOB_NOMATCH && !optional)
-        rc = fail(r, n->line, "Include %s: %s", path,
+        rc = fail(r, n->line, "Include %s: %s%s", path,
                   strpbrk(pat, "*?[") == NULL
                       ? "no such file"
-                      : "no file matches (only IncludeOptional may match nothing)");
+                      : "no file matches (only IncludeOptional may match nothing)",
+                  pat[0] != '/' && r->c->server_root == NULL
+                      ? " (a relative path is ServerRoot's, taken as the first file's directory "
+                        "without a ServerRoot line: convert apache2.conf itself, or add "
+                        "ServerRoot to a copy)"
+                      : "");
     for (i = 0; rc == 0 && grc == 0 && i < g.gl_pathc; i++)
         rc = include_path(r, g.gl_pathv[i], n->line);
     if (grc == 0)

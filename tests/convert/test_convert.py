@@ -525,6 +525,24 @@ def test_two_virtual_hosts(tmp, apache, wsgid, nginx, monkeypatch):
     a.stop()
 
 
+def test_a_relative_include_in_an_included_file(tmp):
+    """helper-70's 13. Debian's layout: apache2.conf has no ServerRoot (apache2's -d is its
+    directory), sites-enabled/site.conf says `Include conf-available/wsgi.conf`, relative to
+    ServerRoot. The converter looked for it beside site.conf and failed ("no such file")."""
+    layout(tmp)
+    etc = tmp / "orig" / "apache2"
+    (etc / "sites-enabled").mkdir(parents=True)
+    (etc / "conf-available").mkdir()
+    (etc / "apache2.conf").write_text("IncludeOptional sites-enabled/*.conf\n")
+    (etc / "sites-enabled" / "site.conf").write_text(
+        "<VirtualHost *:80>\n    Include conf-available/wsgi.conf\n</VirtualHost>\n")
+    (etc / "conf-available" / "wsgi.conf").write_text(
+        "WSGIDaemonProcess site\nWSGIScriptAlias / %s/srv/apps/site.wsgi process-group=site\n"
+        % tmp)
+    notes, yaml, conf = convert(tmp, etc / "apache2.conf")
+    assert '"site":\n    app: "%s/srv/apps/site.wsgi"' % tmp in yaml, yaml
+
+
 def test_addresses_names_and_ids(tmp):
     """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
     `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a
