@@ -32,6 +32,7 @@ typedef struct area {
 
 typedef struct alias {
     const char *prefix, *script;
+    char *own_script; /* script, when it is the argument without its trailing '/' */
     int vhost;
     scope_t s; /* its own options */
     const wd_aconf_node_t *n;
@@ -108,6 +109,7 @@ static void app_group(walk_t *w, const wd_aconf_node_t *n, const char *v, const 
 static void script_alias(walk_t *w, const wd_aconf_node_t *n)
 {
     alias_t *a;
+    char *script;
 
     struct stat st;
     size_t len;
@@ -116,10 +118,15 @@ static void script_alias(walk_t *w, const wd_aconf_node_t *n)
         note(w, n, "expected URL-PATH FILE");
         return;
     }
+    /* "/srv/site.wsgi/" is the script site.wsgi (mod_wsgi maps /app/x/y to it, PATH_INFO /x/y);
+     * a directory, or a path ending with '/' that is not a file here, is a directory of scripts */
     len = strlen(n->args[1]);
-    if ((len > 0 && n->args[1][len - 1] == '/') ||
-        (stat(n->args[1], &st) == 0 && S_ISDIR(st.st_mode))) {
+    while (len > 1 && n->args[1][len - 1] == '/')
+        len--;
+    script = xstrndup(n->args[1], len);
+    if (stat(script, &st) == 0 ? !S_ISREG(st.st_mode) : len < strlen(n->args[1])) {
         note(w, n, "a directory of scripts: give each script a WSGIScriptAlias of its own");
+        free(script);
         return;
     }
     w->aliases = xrealloc(w->aliases, sizeof *w->aliases * (size_t)(w->naliases + 1));
@@ -127,7 +134,7 @@ static void script_alias(walk_t *w, const wd_aconf_node_t *n)
     memset(a, 0, sizeof *a);
     scope_init(&a->s);
     a->prefix = n->args[0];
-    a->script = n->args[1];
+    a->script = a->own_script = script;
     a->vhost = w->vhost;
     a->n = n;
     for (int i = 2; i < n->nargs; i++) {
@@ -602,14 +609,25 @@ static void effective(const walk_t *w, const alias_t *a, const char *url, int vh
     merge(e, &a->s);
 }
 
-static wd_cv_group_t *embedded(walk_t *w, const alias_t *a)
+/* The group for an alias mod_wsgi runs in Apache's own processes: no WSGIProcessGroup, or
+ * %{GLOBAL} (embedded mode said explicitly); and, noted as not converted, %{ENV:NAME}, which
+ * picks a group per request. */
+static wd_cv_group_t *embedded(walk_t *w, const alias_t *a, const char *pg)
 {
     wd_cv_group_t *g = wd_cv_group_find(w->cv, "embedded");
 
-    wd_cv_note(w->cv, a->n->file, a->n->line,
-               "WSGIScriptAlias %s: no WSGIProcessGroup: Apache ran it in its own processes "
-               "(embedded mode); wsgid runs it in a group named \"embedded\"",
-               a->prefix);
+    if (pg != NULL && strncmp(pg, "%{ENV:", 6) == 0)
+        wd_cv_note(w->cv, a->n->file, a->n->line,
+                   "WSGIScriptAlias %s: WSGIProcessGroup %s: not converted: mod_wsgi picks the "
+                   "group per request from that variable; wsgid runs the alias in a group named "
+                   "\"embedded\" (move it to the group it should run in, in wsgid.yaml and "
+                   "nginx.conf)",
+                   a->prefix, pg);
+    else
+        wd_cv_note(w->cv, a->n->file, a->n->line,
+                   "WSGIScriptAlias %s: %s: Apache ran it in its own processes (embedded mode); "
+                   "wsgid runs it in a group named \"embedded\"",
+                   a->prefix, pg != NULL ? "WSGIProcessGroup %{GLOBAL}" : "no WSGIProcessGroup");
     if (g != NULL)
         return g;
     g = wd_cv_group_add(w->cv, "embedded", a->n->file, a->n->line);
@@ -631,7 +649,10 @@ static wd_cv_group_t *embedded(walk_t *w, const alias_t *a)
 static void place(walk_t *w, const alias_t *a, const char *url, int match, const scope_t *e,
                   int vhost)
 {
-    wd_cv_group_t *g = e->pg != NULL ? wd_cv_group_find(w->cv, e->pg) : embedded(w, a);
+    wd_cv_group_t *g =
+        e->pg != NULL && strcmp(e->pg, "%{GLOBAL}") != 0 && strncmp(e->pg, "%{ENV:", 6) != 0
+            ? wd_cv_group_find(w->cv, e->pg)
+            : embedded(w, a, e->pg);
     const char *ag = e->ag != NULL ? e->ag : "%{RESOURCE}";
     char *mp = xstrdup(strcmp(a->prefix, "/") == 0 ? "" : a->prefix);
     wd_cv_loc_t *l;
@@ -974,8 +995,10 @@ void wd_cv_from_apache(wd_cv_t *cv, const wd_aconf_t *conf)
         free(w.areas[i]);
     }
     free(w.areas);
-    for (int i = 0; i < w.naliases; i++)
+    for (int i = 0; i < w.naliases; i++) {
         scope_free(&w.aliases[i].s);
+        free(w.aliases[i].own_script);
+    }
     free(w.aliases);
     for (int i = 0; i < w.vhosts; i++) {
         scope_free(w.vscopes[i]);

@@ -543,6 +543,52 @@ def test_a_relative_include_in_an_included_file(tmp):
     assert '"site":\n    app: "%s/srv/apps/site.wsgi"' % tmp in yaml, yaml
 
 
+SLASH_GLOBAL_CONF = """WSGIDaemonProcess site threads=2
+WSGIProcessGroup %{GLOBAL}
+WSGIScriptAlias /app/ @ROOT@/srv/apps/site.wsgi/ process-group=site
+WSGIScriptAlias /emb @ROOT@/srv/apps/api/api.wsgi
+<Directory @ROOT@/srv/apps>
+    Require all granted
+</Directory>
+"""
+
+SLASH_GLOBAL_REQUESTS = [
+    ("GET", "/app/x/y?q=1", None, {}),
+    ("GET", "/app/", None, {}),
+    ("GET", "/emb", None, {}),
+    ("GET", "/emb/z", None, {}),
+]
+
+
+def test_a_script_path_with_a_slash_and_the_global_process_group(tmp, apache, wsgid, nginx,
+                                                                 monkeypatch):
+    """helper-70's 8 and 9. WSGIProcessGroup %{GLOBAL} (embedded mode, said explicitly) dropped
+    the alias ("process group %{GLOBAL} has no WSGIDaemonProcess"; no group, and --check
+    refused the output); WSGIScriptAlias /app/ .../site.wsgi/ was refused as "a directory of
+    scripts", where mod_wsgi serves /app/x/y with SCRIPT_NAME /app, PATH_INFO /x/y."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    port = free_port()
+    src = tmp / "orig" / "slash.conf"
+    src.write_text(SLASH_GLOBAL_CONF.replace("@ROOT@", str(tmp)))
+    a = start_apache(apache, tmp, src, port)
+    # Apache's child with the embedded interpreter outlives its stop's grace period
+    a.expect_log(r"AH00046: child process \d+ still did not exit, sending a SIGKILL")
+    orig = [fetch(("127.0.0.1", port), *r) for r in SLASH_GLOBAL_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 4, orig
+    assert (parse(orig[0][1])["script_name"], parse(orig[0][1])["path_info"]) == ("/app", "/x/y")
+    notes, yaml, conf = convert(tmp, src)
+    assert "WSGIScriptAlias /emb: WSGIProcessGroup %{GLOBAL}: Apache ran it in its own " \
+        "processes (embedded mode)" in notes, notes
+    assert "directory of scripts" not in notes, notes
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in SLASH_GLOBAL_REQUESTS]
+    # mod_wsgi's embedded mode names the process group "" (wsgid's is "embedded")
+    compare(SLASH_GLOBAL_REQUESTS, orig, conv, skip=("group",))
+    assert parse(conv[3][1])["group"] == "embedded", conv[3]
+    a.stop()
+
+
 def test_addresses_names_and_ids(tmp):
     """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
     `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a

@@ -229,6 +229,13 @@ static const map_case_t maps[] = {
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"/srv/b.py\", application-group: \"%{RESOURCE}\"}",
       "t.ini:9: http = :8000: not converted", "    pin-threads: true\n"}},
+    /* helper-70's 8: a process group picked per request is noted, and run in "embedded" */
+    {0,
+     "WSGIProcessGroup %{ENV:PG}\nWSGIScriptAlias / /srv/site.wsgi\n",
+     {"  \"embedded\":\n    app: \"/srv/site.wsgi\"",
+      "t.conf:2: WSGIScriptAlias /: WSGIProcessGroup %{ENV:PG}: not converted: mod_wsgi picks "
+      "the group per request",
+      NULL}},
     {1,
      "[uwsgi]\nmodule = app\nsocket = /run/a.sock\ncpu-affinity = 2\n",
      {"    pin-threads: true\n",
