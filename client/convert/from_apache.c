@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fnmatch.h>
 #include <grp.h>
 #include <sys/stat.h>
 
@@ -21,10 +22,13 @@ typedef struct scope {
     wd_cv_list_t env; /* SetEnv, in order; values borrowed from the tree */
 } scope_t;
 
+enum { LOCATION, DIRECTORY, FILES };
+
 typedef struct area {
-    int is_dir;
-    int vhost; /* 0: the main server's; k: the k-th <VirtualHost>'s */
-    const char *path;
+    int is_dir;       /* LOCATION, DIRECTORY or FILES */
+    int vhost;        /* 0: the main server's; k: the k-th <VirtualHost>'s */
+    const char *path; /* FILES: the file name pattern */
+    const char *dir;  /* FILES: the <Directory> it is in, or NULL */
     const char *file;
     int line;
     scope_t s;
@@ -49,6 +53,7 @@ typedef struct walk {
     const wd_aconf_node_t *python_path_n;
     int vhosts;
     int vhost;                      /* the <VirtualHost> being read (0: none) */
+    const char *dir;                /* the <Directory> being read, or NULL */
     scope_t **vscopes;              /* what each <VirtualHost> says, over the server's */
     const wd_aconf_node_t **vnodes; /* [k-1]: the k-th <VirtualHost>, nginx's k-th server block */
     char **names;                   /* [0]: the server's ServerName host, [k]: the k-th's */
@@ -308,24 +313,39 @@ static void section(walk_t *w, const wd_aconf_node_t *n, scope_t *s, int in_serv
 
     if (is(n, "VirtualHost")) {
         virtual_host(w, n);
-    } else if (is(n, "Location") || is(n, "Directory")) {
+    } else if (is(n, "Location") || is(n, "Directory") || is(n, "Files")) {
+        const char *outer = w->dir;
+
         if (n->nargs != 1) {
-            note(w, n, "expected one path");
+            note(w, n,
+                 n->nargs == 2 && strcmp(n->args[0], "~") == 0
+                     ? "a regular expression: write its nginx location by hand"
+                     : "expected one path");
+            return;
+        }
+        if (is(n, "Location") && strpbrk(n->args[0], "*?[") != NULL) {
+            note(w, n,
+                 "a wildcard <Location>: write its nginx location (a regular expression) by "
+                 "hand");
             return;
         }
         w->areas = xrealloc(w->areas, sizeof *w->areas * (size_t)(w->nareas + 1));
         a = w->areas[w->nareas++] = xcalloc(1, sizeof *a);
-        a->is_dir = is(n, "Directory");
+        a->is_dir = is(n, "Directory") ? DIRECTORY : is(n, "Files") ? FILES : LOCATION;
         a->vhost = w->vhost;
         a->path = n->args[0];
+        a->dir = a->is_dir == FILES ? w->dir : NULL;
         a->file = n->file;
         a->line = n->line;
         scope_init(&a->s);
+        if (a->is_dir == DIRECTORY)
+            w->dir = a->path;
         walk_kids(w, n, &a->s, 0);
+        w->dir = outer;
     } else if (is(n, "IfModule") || is(n, "IfDefine")) {
         if (condition(w, n))
             walk_kids(w, n, s, in_server);
-    } else if (is(n, "IfVersion") || is(n, "Files")) {
+    } else if (is(n, "IfVersion")) {
         walk_kids(w, n, s, in_server);
     } else {
         note(w, n, "a regular-expression or other section: write its nginx location by hand");
@@ -543,6 +563,42 @@ static int under(const char *path, const char *dir)
     return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/' || dir[n - 1] == '/');
 }
 
+/* Whether path is under the <Directory> dir, whose path may have wildcards (Apache matches each
+ * of its segments with fnmatch: /srv/app* covers /srv/apps/site.wsgi). */
+static int in_dir(const char *path, const char *dir)
+{
+    char *p;
+    int hit = 0;
+
+    if (strpbrk(dir, "*?[") == NULL)
+        return under(path, dir);
+    p = xstrdup(path);
+    for (size_t i = 1; !hit && i <= strlen(path); i++) {
+        if (path[i] != '/' && path[i] != '\0')
+            continue;
+        p[i] = '\0';
+        hit = fnmatch(dir, p, FNM_PATHNAME) == 0;
+        p[i] = path[i];
+    }
+    if (!hit && dir[strlen(dir) - 1] == '/') { /* a pattern ending with a slash */
+        char *d = xstrndup(dir, strlen(dir) - 1);
+
+        hit = in_dir(path, d);
+        free(d);
+    }
+    free(p);
+    return hit;
+}
+
+/* Whether the <Files> area a applies to script (its name, and its <Directory> if in one). */
+static int files_match(const area_t *a, const char *script)
+{
+    const char *slash = strrchr(script, '/');
+
+    return fnmatch(a->path, slash != NULL ? slash + 1 : script, 0) == 0 &&
+           (a->dir == NULL || in_dir(script, a->dir));
+}
+
 /* Path segments, as Apache ranks <Directory> sections ("/srv/app" and "/srv/app/": 2). */
 static int segments(const char *p)
 {
@@ -560,7 +616,7 @@ static int segments(const char *p)
  * before <Location /> is overridden by it). */
 static int merged_before(const area_t *a, int ia, const area_t *b, int ib)
 {
-    if (a->is_dir && segments(a->path) != segments(b->path))
+    if (a->is_dir == DIRECTORY && segments(a->path) != segments(b->path))
         return segments(a->path) < segments(b->path);
     if ((a->vhost == 0) != (b->vhost == 0))
         return a->vhost == 0;
@@ -579,7 +635,11 @@ static void merge_areas(const walk_t *w, scope_t *e, int dirs, const char *path,
     for (int i = 0; i < w->nareas; i++) {
         const area_t *a = w->areas[i];
 
-        if (a->is_dir == dirs && (a->vhost == 0 || a->vhost == vhost) && under(path, a->path))
+        if (a->is_dir != dirs || (a->vhost != 0 && a->vhost != vhost))
+            continue;
+        if (dirs == DIRECTORY ? in_dir(path, a->path)
+            : dirs == FILES   ? files_match(a, path)
+                              : under(path, a->path))
             hit[n++] = i;
     }
     for (int i = 1; i < n; i++) { /* insertion sort: few areas */
@@ -604,8 +664,9 @@ static void effective(const walk_t *w, const alias_t *a, const char *url, int vh
     merge(e, &w->server);
     if (vhost > 0)
         merge(e, w->vscopes[vhost - 1]);
-    merge_areas(w, e, 1, a->script, vhost);
-    merge_areas(w, e, 0, url, vhost);
+    merge_areas(w, e, DIRECTORY, a->script, vhost);
+    merge_areas(w, e, FILES, a->script, vhost);
+    merge_areas(w, e, LOCATION, url, vhost);
     merge(e, &a->s);
 }
 
@@ -753,7 +814,7 @@ static void place_locations(walk_t *w)
         const area_t *l = w->areas[i];
         int served = 0;
 
-        if (l->is_dir)
+        if (l->is_dir != LOCATION)
             continue;
         /* a server's <Location> applies in every virtual host, under its aliases too (with
          * several, in each one's server block: the server's own requests go to one of them) */

@@ -589,6 +589,61 @@ def test_a_script_path_with_a_slash_and_the_global_process_group(tmp, apache, ws
     a.stop()
 
 
+FILES_CONF = """WSGIDaemonProcess main threads=2 python-path=@ROOT@/srv/lib
+WSGIDaemonProcess admin threads=2
+WSGIDaemonProcess wild threads=2
+WSGIProcessGroup main
+WSGIScriptAlias /admin @ROOT@/srv/apps/other.wsgi
+WSGIScriptAlias /w @ROOT@/srv/wild1/w.wsgi
+WSGIScriptAlias / @ROOT@/srv/apps/site.wsgi
+<Directory @ROOT@/srv/apps>
+    Require all granted
+    <Files other.wsgi>
+        WSGIProcessGroup admin
+    </Files>
+</Directory>
+<Directory @ROOT@/srv/wil*>
+    Require all granted
+    WSGIProcessGroup wild
+</Directory>
+"""
+
+FILES_REQUESTS = [
+    ("GET", "/", None, {}),
+    ("GET", "/admin/x", None, {}),
+    ("GET", "/w/q", None, {}),
+]
+
+SCRIPT = ("import os, sys\nsys.path.insert(0, %r)\nimport show\n"
+          "application = show.make(%r)\n")
+
+
+def test_files_sections_and_directory_wildcards(tmp, apache, wsgid, nginx, monkeypatch):
+    """helper-70's 5 and 6. A <Files other.wsgi> inside a <Directory> applied to the whole
+    directory: its WSGIProcessGroup admin took / (site.wsgi) from the server's main. A
+    <Directory /srv/wil*> was compared as a string and applied to nothing (its script ran in the
+    server's group). Both against Apache."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    apps = tmp / "srv" / "apps"
+    (apps / "other.wsgi").write_text(SCRIPT % (str(apps), "other"))
+    (tmp / "srv" / "wild1").mkdir()
+    (tmp / "srv" / "wild1" / "w.wsgi").write_text(SCRIPT % (str(apps), "w"))
+    port = free_port()
+    src = tmp / "orig" / "files.conf"
+    src.write_text(FILES_CONF.replace("@ROOT@", str(tmp)))
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in FILES_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 3, orig
+    assert [(parse(b)["app"], parse(b)["group"]) for _, b in orig] == \
+        [("site", "main"), ("other", "admin"), ("w", "wild")], orig
+    notes, yaml, conf = convert(tmp, src)
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in FILES_REQUESTS]
+    compare(FILES_REQUESTS, orig, conv)
+    a.stop()
+
+
 def test_addresses_names_and_ids(tmp):
     """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
     `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a
