@@ -758,8 +758,8 @@ static void place(walk_t *w, const alias_t *a, const char *url, int match, const
     l->group = xstrdup(g->name);
     for (int i = 0; i < e->env.n; i++)
         wd_cv_key_set(&l->params, e->env.v[i].key, e->env.v[i].value, 1);
-    if (e->passauth != 1)
-        wd_cv_key_set(&l->params, "HTTP_AUTHORIZATION", "", 1);
+    if (e->passauth != 1) /* unquoted and empty: hidden (model.h) */
+        wd_cv_key_set(&l->params, "HTTP_AUTHORIZATION", "", 0);
 }
 
 static void scope_free(scope_t *s)

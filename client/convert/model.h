@@ -49,7 +49,8 @@ typedef struct wd_cv_loc {
     int match;           /* WD_CV_PREFIX: nginx `location P`; SEGMENT: P and P/...; EXACT: `= P` */
     char *group;         /* the group whose socket serves it, or NULL */
     char *alias;         /* a static file or directory nginx serves, or NULL */
-    wd_cv_list_t params; /* uwsgi_param NAME VALUE (an empty value with if_not_empty: hidden) */
+    wd_cv_list_t params; /* uwsgi_param NAME VALUE; an empty value with quote 0 hides NAME from
+                            the app (if_not_empty), with quote 1 is NAME='' (SetEnv NAME) */
     int vhost; /* 0: in every server block; k: in the k-th only (Apache's k-th <VirtualHost>) */
 } wd_cv_loc_t;
 

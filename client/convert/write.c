@@ -203,11 +203,25 @@ static void loc_body(FILE *f, const wd_cv_t *cv, const wd_cv_loc_t *l)
     for (int i = 0; i < l->params.n; i++) {
         fprintf(f, "        uwsgi_param %s ", l->params.v[i].key);
         nq(f, l->params.v[i].value);
-        fputs(l->params.v[i].value[0] == '\0' ? " if_not_empty;\n" : ";\n", f);
+        fputs(l->params.v[i].value[0] == '\0' && !l->params.v[i].quote ? " if_not_empty;\n" : ";\n",
+              f);
     }
     if (g != NULL && g->nginx_timeout != NULL)
         fprintf(f, "        uwsgi_read_timeout %s;\n        uwsgi_send_timeout %s;\n",
                 g->nginx_timeout, g->nginx_timeout);
+}
+
+/* A location's URL path, quoted when nginx would split or misread it ("/my app"). */
+static void loc_path(FILE *f, const char *prefix, const char *more)
+{
+    char *p = xmalloc(strlen(prefix) + strlen(more) + 1);
+
+    sprintf(p, "%s%s", prefix, more);
+    if (strpbrk(p, " \t\"'{};#\\$") != NULL)
+        nq(f, p);
+    else
+        fputs(p, f);
+    free(p);
 }
 
 static void write_loc(FILE *f, const wd_cv_t *cv, const wd_cv_loc_t *l)
@@ -219,11 +233,15 @@ static void write_loc(FILE *f, const wd_cv_t *cv, const wd_cv_loc_t *l)
         fprintf(f, "\n    # group %s\n", l->group);
     else
         fputs("\n    # static files\n", f);
-    fprintf(f, "    location %s%s {\n", l->match == WD_CV_EXACT || seg ? "= " : "", l->prefix);
+    fprintf(f, "    location %s", l->match == WD_CV_EXACT || seg ? "= " : "");
+    loc_path(f, l->prefix, "");
+    fputs(" {\n", f);
     loc_body(f, cv, l);
     fputs("    }\n", f);
     if (seg) {
-        fprintf(f, "    location %s/ {\n", l->prefix);
+        fputs("    location ", f);
+        loc_path(f, l->prefix, "/");
+        fputs(" {\n", f);
         loc_body(f, cv, l);
         fputs("    }\n", f);
     }

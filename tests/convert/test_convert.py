@@ -644,6 +644,45 @@ def test_files_sections_and_directory_wildcards(tmp, apache, wsgid, nginx, monke
     a.stop()
 
 
+SPACE_CONF = """WSGIDaemonProcess site threads=2 python-path=@ROOT@/srv/lib
+WSGIScriptAlias "/my app" @ROOT@/srv/apps/site.wsgi process-group=site
+Alias "/my files/" @ROOT@/srv/static/
+SetEnv AREA
+<Directory @ROOT@/srv>
+    Require all granted
+</Directory>
+"""
+
+SPACE_REQUESTS = [
+    ("GET", "/my%20app", None, {}),
+    ("GET", "/my%20app/x%20y", None, {}),
+    ("GET", "/my%20files/style.css", None, {}),
+]
+
+
+def test_a_url_with_a_space_and_an_empty_setenv(tmp, apache, wsgid, nginx, monkeypatch):
+    """helper-70's 16 and 17. WSGIScriptAlias "/my app" and Alias "/my files/" gave
+    `location = /my app {`, which nginx -t refuses; SetEnv AREA with no value, which Apache gives
+    the app as AREA='', became `uwsgi_param AREA "" if_not_empty;` (the form that hides
+    Authorization), so the app saw no AREA. Both against Apache."""
+    monkeypatch.setenv("LANG", "C")
+    layout(tmp)
+    port = free_port()
+    src = tmp / "orig" / "space.conf"
+    src.write_text(SPACE_CONF.replace("@ROOT@", str(tmp)))
+    a = start_apache(apache, tmp, src, port)
+    orig = [fetch(("127.0.0.1", port), *r) for r in SPACE_REQUESTS]
+    assert [s for s, _ in orig] == [200] * 3, orig
+    assert parse(orig[1][1])["area"] == "", orig[1]
+    notes, yaml, conf = convert(tmp, src)
+    assert 'location = "/my app" {' in conf and 'location "/my files/" {' in conf, conf
+    _, addr = serve_converted(wsgid, nginx, yaml, conf)
+    conv = [fetch(addr, *r) for r in SPACE_REQUESTS]
+    compare(SPACE_REQUESTS, orig, conv)
+    assert orig[2][1] == conv[2][1] == (HERE / "static" / "style.css").read_bytes()
+    a.stop()
+
+
 def test_addresses_names_and_ids(tmp):
     """A loopback-only Apache (Listen 127.0.0.1:8000, <VirtualHost *:8000>) became nginx's
     `listen 8000` (every interface); mod_wsgi-express's group name "localhost:8000", a

@@ -229,6 +229,11 @@ static const map_case_t maps[] = {
       "request-timeout: \"20s\"", "memory-limit: 300M", "uwsgi_pass 127.0.0.1:3031;",
       "\"/b\": {app: \"/srv/b.py\", application-group: \"%{RESOURCE}\"}",
       "t.ini:9: http = :8000: not converted", "    pin-threads: true\n"}},
+    /* helper-70's 17: SetEnv NAME alone is NAME='' for the app, not hidden as Authorization is */
+    {0,
+     "WSGIScriptAlias / /srv/site.wsgi\nSetEnv AREA\n",
+     {"        uwsgi_param AREA \"\";\n",
+      "        uwsgi_param HTTP_AUTHORIZATION \"\" if_not_empty;\n", NULL}},
     /* helper-70's 8: a process group picked per request is noted, and run in "embedded" */
     {0,
      "WSGIProcessGroup %{ENV:PG}\nWSGIScriptAlias / /srv/site.wsgi\n",
