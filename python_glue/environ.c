@@ -271,8 +271,15 @@ static int vars_next(vars_t *it, wd_slice_t *k, wd_slice_t *v)
 
 /* A variable the peer does not set: the server's own wsgi.* and wsgid.* keys (PEP 3333; a
  * wsgi.file_wrapper or wsgi.version from the peer replaced the server's), and from a peer not
- * believed (request.h: vars_untrusted) who the client is, and under strip-forwarded-headers its
- * forwarding headers. */
+ * believed (request.h: vars_untrusted) who the client is (its address, port and scheme, and what a
+ * web server says it authenticated: REMOTE_USER, AUTH_TYPE, which Django's RemoteUserMiddleware
+ * believes, and REMOTE_HOST; helper-79), and under strip-forwarded-headers its forwarding
+ * headers. */
+static int is_name(wd_slice_t k, const char *name)
+{
+    return k.n == strlen(name) && memcmp(k.p, name, k.n) == 0;
+}
+
 static int var_refused(const wd_req_t *req, wd_slice_t k, int id)
 {
     if ((k.n >= 5 && memcmp(k.p, "wsgi.", 5) == 0) || (k.n >= 6 && memcmp(k.p, "wsgid.", 6) == 0))
@@ -280,7 +287,8 @@ static int var_refused(const wd_req_t *req, wd_slice_t k, int id)
     if (!req->vars_untrusted)
         return 0;
     if (id == K_REMOTE_ADDR || id == K_REMOTE_PORT || id == K_HTTPS || id == K_REQUEST_SCHEME ||
-        id == K_UWSGI_SCHEME)
+        id == K_UWSGI_SCHEME || is_name(k, "REMOTE_USER") || is_name(k, "AUTH_TYPE") ||
+        is_name(k, "REMOTE_HOST"))
         return 1;
     return req->strip_forwarded && ((k.n > 17 && memcmp(k.p, "HTTP_X_FORWARDED_", 17) == 0) ||
                                     (k.n == 14 && memcmp(k.p, "HTTP_FORWARDED", 14) == 0));

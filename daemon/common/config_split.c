@@ -120,9 +120,12 @@ static int emit_part(yaml_document_t *from, yaml_node_t *root, int groups, yaml_
         int k = copy_node(&s, p->key), v;
 
         if (p->value == groups) {
+            int gk = copy_node(&s, group->key), gv = copy_node(&s, group->value);
+
+            /* (libyaml asserts that both are nodes: 0, out of memory, must not reach it) */
             v = yaml_document_add_mapping(&s.to, NULL, YAML_BLOCK_MAPPING_STYLE);
-            if (v == 0 || !yaml_document_append_mapping_pair(&s.to, v, copy_node(&s, group->key),
-                                                             copy_node(&s, group->value)))
+            if (v == 0 || gk == 0 || gv == 0 ||
+                !yaml_document_append_mapping_pair(&s.to, v, gk, gv))
                 goto done;
         } else {
             v = copy_node(&s, p->value);

@@ -583,6 +583,23 @@ int wd_listen_pause(wd_listen_t *l)
                      l->conf->spec, strerror(-rc));
         return rc;
     }
+    /* A TCP listener's shutdown resets what waits in its backlog; a unix socket's keeps it, and
+     * those clients would wait until the group starts (helper-79): they are taken and closed, so
+     * that a proxy tries another server at once. */
+    if (l->conf->is_unix) {
+        int fd, n = 0;
+
+        while ((fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0 ||
+               errno == EINTR || errno == ECONNABORTED) {
+            if (fd >= 0) {
+                close(fd);
+                n++;
+            }
+        }
+        if (n > 0)
+            wd_log_info("group %s: %s: closed %d connections that came as it stopped",
+                        l->group->name, l->conf->spec, n);
+    }
     l->paused = 1;
     return 0;
 }

@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ static int memfd_with(const char *text, size_t len)
 {
     size_t off = 0;
     ssize_t n;
-    int fd = memfd_create("wsgid-config", MFD_CLOEXEC), err;
+    int fd = memfd_create("wsgid-config", MFD_CLOEXEC | MFD_ALLOW_SEALING), err;
 
     while (fd >= 0 && off < len) {
         n = write(fd, text + off, len - off);
@@ -35,6 +36,15 @@ static int memfd_with(const char *text, size_t len)
             return -1;
         }
         off += (size_t)n;
+    }
+    /* Sealed: a worker could reopen /proc/self/fd/N for writing (a memfd is mode 0777) and
+     * rewrite what its group's later workers read (helper-79). */
+    if (fd >= 0 &&
+        fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+        err = errno;
+        close(fd);
+        errno = err;
+        return -1;
     }
     return fd;
 }

@@ -35,6 +35,9 @@ static void notify_ready(const wd_master_t *m, const char *failed)
     char status[512];
     size_t workers = 0, running = 0;
 
+    if (m->stopping) /* a reload abandoned by a stop: STOPPING=1 is said already (helper-79) */
+        return;
+
     for (size_t i = 0; i < m->n_groups; i++) {
         if (!m->groups[i]->stopped) {
             running++;

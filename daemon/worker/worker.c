@@ -605,6 +605,9 @@ static int drop_privileges(const char *group, char *err, size_t errlen)
         step = "setgid";
     else if (setuid((uid_t)uid) < 0)
         step = "setuid";
+    else if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
+             (uid != 0 && setuid(0) == 0))
+        step = "the switch did not hold"; /* never seen; checked as privilege drops should be */
     if (step != NULL) {
         snprintf(err, errlen,
                  "group %s: cannot run as user %s (uid %u, gid %u): %s: %s; check that the user "

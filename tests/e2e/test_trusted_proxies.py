@@ -206,7 +206,8 @@ FORGED = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/v", "PATH_INFO": "/v", "QUER
           "HTTPS": "on", "REQUEST_SCHEME": "https", "UWSGI_SCHEME": "https",
           "HTTP_HOST": "bank.example", "SERVER_NAME": "bank.example", "SERVER_PORT": "443",
           "HTTP_X_FORWARDED_FOR": "6.6.6.6", "HTTP_X_FORWARDED_PROTO": "https",
-          "HTTP_FORWARDED": "for=6.6.6.6", "HTTP_X_OTHER": "1",
+          "HTTP_FORWARDED": "for=6.6.6.6", "HTTP_X_OTHER": "1", "REMOTE_USER": "admin",
+          "AUTH_TYPE": "Basic", "REMOTE_HOST": "admin.example",
           "wsgi.url_scheme": "https", "wsgi.version": "9", "wsgi.file_wrapper": "notcallable",
           "wsgid.process_group": "admin"}
 
@@ -215,7 +216,7 @@ def test_uwsgi_and_fastcgi_from_an_untrusted_peer_name_nobody(wsgid):
     """uwsgi and FastCGI carry the client in their variables. With trusted-proxies set, a peer
     outside it (here a client of the protocol: auto listener) gets its own REMOTE_ADDR and
     REMOTE_PORT, http, and under strip-forwarded-headers no forwarding headers: it named itself
-    10.1.2.3 over https past both (helper-71). A trusted peer's variables are taken as they are,
+    10.1.2.3 over https past both (helper-71), and REMOTE_USER=admin (helper-79). A trusted peer's variables are taken as they are,
     and so are any peer's while the group lists no trusted-proxies (nginx's uwsgi_pass from
     another host). No peer sets the server's own wsgi.* and wsgid.* keys (PEP 3333)."""
     d = wsgid("environ", trusted_proxies=["10.0.0.0/8"], strip_forwarded_headers=True)
@@ -225,7 +226,8 @@ def test_uwsgi_and_fastcgi_from_an_untrusted_peer_name_nobody(wsgid):
         e = vars_env(d.tcp, proto, FORGED)
         assert e["REMOTE_ADDR"] == "127.0.0.1" and e["REMOTE_PORT"] != "9", (proto, e)
         assert e["wsgi.url_scheme"] == "http", (proto, e)
-        assert not {"HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME"} & set(e), (proto, e)
+        assert not {"HTTPS", "REQUEST_SCHEME", "UWSGI_SCHEME", "REMOTE_USER", "AUTH_TYPE",
+                    "REMOTE_HOST"} & set(e), (proto, e)
         assert not [k for k in e if "FORWARDED" in k], (proto, e)
         assert e["HTTP_X_OTHER"] == "1" and e["HTTP_HOST"] == "bank.example", (proto, e)
         for x in (d, d2, d3):
@@ -236,6 +238,7 @@ def test_uwsgi_and_fastcgi_from_an_untrusted_peer_name_nobody(wsgid):
                 assert e["REMOTE_ADDR"] == "10.1.2.3" and e["REMOTE_PORT"] == "9", (proto, e)
                 assert e["wsgi.url_scheme"] == "https" and e["HTTPS"] == "on", (proto, e)
                 assert e["HTTP_X_FORWARDED_FOR"] == "6.6.6.6", (proto, e)
+                assert e["REMOTE_USER"] == "admin", (proto, e)
     # the access log names the peer, not its claim
     lines = [ln for ln in d.log().splitlines() if '"GET /v HTTP/1.1"' in ln]
     assert len(lines) == 4 and all(ln.startswith("127.0.0.1 - - [") for ln in lines), lines
