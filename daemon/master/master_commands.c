@@ -197,10 +197,10 @@ static void cmd_restart(wd_master_t *m, wd_control_req_t *req, const char *group
         wd_group_t *x = m->groups[i];
 
         if (all && x->stopped) { /* said in the reply: `restart --all` left it stopped */
-            json_t *a = json_object_get(b->reply, "stopped");
+            json_t *a = json_object_get(b->reply, "not_restarted");
 
             if (a == NULL)
-                json_object_set_new(b->reply, "stopped", a = json_array());
+                json_object_set_new(b->reply, "not_restarted", a = json_array());
             json_array_append_new(a, json_string(x->name));
             wd_log_info("group %s: stopped, not restarted (wsgictl start %s)", x->name, x->name);
         } else if (all || x == g) {

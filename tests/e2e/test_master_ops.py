@@ -570,7 +570,7 @@ def test_a_restart_counts_and_restart_all_names_the_stopped_groups(wsgid, tmp):
                                  control=str(tmp / "ctl.sock"), **top))
     d.unix_paths += [str(tmp / "ctl.sock"), str(sa), str(sb)]
     rc, out, err = ctl(tmp, "stop", "b")
-    assert rc == 0, (out, err)
+    assert rc == 0 and out == "stop: done\n", (out, err)  # (it said "stopped, not restarted")
     wait_for(lambda: len(d.workers()) == 2, timeout=20, what="group b stopped")
     rc, out, err = ctl(tmp, "restart", "--all")
     assert rc == 0, (out, err)
