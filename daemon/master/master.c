@@ -199,6 +199,8 @@ static int find_exe(wd_master_t *m)
         return -1;
     }
     m->exe[n] = '\0';
+    if (stat(m->exe, &m->exe_st) < 0) /* (then every spawn takes /proc/self/exe) */
+        memset(&m->exe_st, 0, sizeof m->exe_st);
     return 0;
 }
 

@@ -19,6 +19,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
 #include <uv.h>
@@ -204,7 +205,8 @@ struct wd_master {
     wd_group_t **groups;
     size_t n_groups;
     wd_proc_t *procs;
-    char exe[PATH_MAX]; /* our path at the start, for messages: workers run /proc/self/exe */
+    char exe[PATH_MAX]; /* our path at the start (wd__m_spawn: what workers run) */
+    struct stat exe_st; /* the file there then: our own image */
     uv_signal_t signals[4];
     size_t n_signals;
     uv_timer_t tick;

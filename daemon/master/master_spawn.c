@@ -327,6 +327,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     uv_stdio_container_t *stdio = NULL;
     uv_process_options_t opt;
     char **env = NULL, *name = NULL, *args[2], err[256];
+    struct stat st;
     int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1;
     wd_output_t *readers[2] = {NULL, NULL};
     size_t n_own = 0;
@@ -377,9 +378,14 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     memset(&opt, 0, sizeof opt);
     opt.exit_cb = wd__m_exit_cb;
     /* The binary this master runs, not the file at its path: a package upgrade renames a new one
-     * there, and a restart would start the new workers with the old master (helper-72). In the
-     * child, between fork and exec, /proc/self/exe is the master's image. */
-    opt.file = "/proc/self/exe";
+     * there, and a restart would start the new workers with the old master (helper-72). Once the
+     * path names another file, /proc/self/exe: in the child, between fork and exec, the master's
+     * image. The path while it is still ours: under valgrind --trace-children /proc/self/exe is
+     * valgrind's tool, which then ran with no arguments. */
+    opt.file = stat(m->exe, &st) == 0 && st.st_dev == m->exe_st.st_dev &&
+                       st.st_ino == m->exe_st.st_ino && m->exe_st.st_ino != 0
+                   ? m->exe
+                   : "/proc/self/exe";
     opt.args = args;
     opt.env = env;
     opt.stdio_count = (int)n_stdio;
