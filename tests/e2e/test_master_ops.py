@@ -654,21 +654,21 @@ def test_one_socket_through_a_linked_directory(wsgid, tmp):
     link.symlink_to(real)
     (tmp / "version.py").write_text(VERSION_APP)
     bad = tmp / "bad.yaml"
-    bad.write_text("groups:\n  a:\n    app: version.py\n    listen: unix:real/s.sock\n"
-                   "  b:\n    app: version.py\n    listen: [127.0.0.1:1, unix:link/s.sock]\n")
-    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 1 and (
-        "bad.yaml:7:27: groups.b.listen: 'unix:link/s.sock' is already used by group 'a' "
-        "('unix:real/s.sock'): both name the socket %s/s.sock, through a symbolic link" % real
-        in r.stderr), r.stderr
-    bad.write_text("control: link/s.sock\ngroups:\n  a:\n    app: version.py\n"
-                   "    listen: unix:real/s.sock\n")
-    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
-                       text=True, timeout=30)
-    assert r.returncode == 1 and (
-        "bad.yaml:1:10: control: %s/s.sock is also a listen socket of group 'a' (through a "
-        "symbolic link)" % link in r.stderr), r.stderr
+
+    def refused(text, message):
+        bad.write_text(text)
+        r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(bad)], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 1 and message in r.stderr, r.stderr
+
+    refused("groups:\n  a:\n    app: version.py\n    listen: unix:real/s.sock\n"
+            "  b:\n    app: version.py\n    listen: [127.0.0.1:1, unix:link/s.sock]\n",
+            "bad.yaml:7:27: groups.b.listen: 'unix:link/s.sock' is already used by group 'a' "
+            "('unix:real/s.sock'): both name the socket %s/s.sock, through a symbolic link" % real)
+    refused("control: link/s.sock\ngroups:\n  a:\n    app: version.py\n"
+            "    listen: unix:real/s.sock\n",
+            "bad.yaml:1:10: control: %s/s.sock is also a listen socket of group 'a' (through a "
+            "symbolic link)" % link)
 
     a = group(tmp, listen=["unix:" + str(real / "s.sock")], processes=1)
     d = wsgid(config=config(tmp, {"a": a}))

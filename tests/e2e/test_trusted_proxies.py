@@ -334,6 +334,14 @@ CLIENT_FORWARDED = ["for=198.51.100.7;proto=http;host=evil.example", 'for="\\1.1
                     'for="198.51.100.7;proto=http', 'for="\\"']
 
 
+BACKEND = """backend wsgid
+    mode http
+    timeout connect 5s
+    timeout server 90s
+    server site %s:%d
+"""
+
+
 def test_haproxy_lines_after_a_clients(wsgid, haproxy):
     """HAProxy adds lines of its own after a client's (option forwardfor; add-header for
     X-Forwarded-Proto and -Host, and for Forwarded as RFC 7239 has a proxy append): the app gets
@@ -349,17 +357,12 @@ def test_haproxy_lines_after_a_clients(wsgid, haproxy):
     timeout client 30s
     option forwardfor
     http-request add-header X-Forwarded-Proto https
-    http-request add-header X-Forwarded-Host %%[req.hdr(host)]
+    http-request add-header X-Forwarded-Host %[req.hdr(host)]
     http-request set-header Host wsgid.internal
     http-request del-header Forwarded
     default_backend wsgid
 
-backend wsgid
-    mode http
-    timeout connect 5s
-    timeout server 90s
-    server site %s:%d
-""" % d.tcp)
+""" + BACKEND % d.tcp)
     wrong = []
     for xff in CLIENT_XFF:
         e = from_client(hp.addr, [("X-Forwarded-For", xff), ("X-Forwarded-Proto", "http"),
@@ -371,16 +374,11 @@ backend wsgid
     bind 127.0.0.1:{port}
     mode http
     timeout client 30s
-    http-request add-header Forwarded host=%%[req.hdr(host)];proto=https;for=%%[src]
+    http-request add-header Forwarded host=%[req.hdr(host)];proto=https;for=%[src]
     http-request set-header Host wsgid.internal
     default_backend wsgid
 
-backend wsgid
-    mode http
-    timeout connect 5s
-    timeout server 90s
-    server site %s:%d
-""" % d2.tcp)
+""" + BACKEND % d2.tcp)
     for fwd in CLIENT_FORWARDED:
         e = from_client(hp2.addr, [("Forwarded", fwd)])
         assert e["HTTP_FORWARDED"].endswith("host=%s;proto=https;for=%s" % (HOST, CLIENT)), e
