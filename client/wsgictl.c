@@ -382,7 +382,8 @@ static int print_reply(const args_t *a, json_t *reply, double secs)
         print_list(reply, "restarted", "restarted");
         print_list(reply, "unchanged", "unchanged");
         print_list(reply, "changed_stopped", "changed, stopped (the new config at its start)");
-        print_list(reply, "not_restarted", "stopped, not restarted (wsgictl start GROUP starts one)");
+        print_list(reply, "not_restarted",
+                   "stopped, not restarted (wsgictl start GROUP starts one)");
         if (json_array_size(json_object_get(reply, "renamed")) > 0) {
             json_t *x;
             size_t i;

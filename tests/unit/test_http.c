@@ -252,8 +252,8 @@ static const hcase_t cases[] = {
     {"Host with a bad port", S("GET / HTTP/1.1\r\nHost: h:80x\r\n\r\n"), "ERROR EINVALID\n", 0},
     {"Host with a slash", S("GET / HTTP/1.1\r\nHost: h/x\r\n\r\n"), "ERROR EINVALID\n", 0},
     /* RFC 9110 4.2.1: an http URI's host is never empty (helper-71: SERVER_NAME was ''). */
-    {"Host with a port and no name", S("GET / HTTP/1.1\r\nHost: :80\r\n\r\n"),
-     "ERROR EINVALID\n", 0},
+    {"Host with a port and no name", S("GET / HTTP/1.1\r\nHost: :80\r\n\r\n"), "ERROR EINVALID\n",
+     0},
     {"absolute-form with a port and no name", S("GET http://:80/ HTTP/1.1\r\nHost: h\r\n\r\n"),
      "ERROR EINVALID\n", 0},
     {"Host with a port past 65535", S("GET / HTTP/1.1\r\nHost: h:65536\r\n\r\n"),
