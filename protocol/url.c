@@ -128,8 +128,24 @@ static int unreserved(int c)
            c == '.' || c == '_' || c == '~';
 }
 
-/* all: every escape is decoded, else only those of bytes a client must escape. */
-static size_t decode(char *dst, const char *src, size_t n, int all)
+/* Which escapes decode() decodes. */
+enum { ALL, NEEDED, UNRESERVED, BUT_SLASH };
+
+static int decodes(int which, int c)
+{
+    switch (which) {
+    case NEEDED:
+        return !(unreserved(c) || c == '/');
+    case UNRESERVED:
+        return unreserved(c);
+    case BUT_SLASH:
+        return c != '/';
+    default:
+        return 1;
+    }
+}
+
+static size_t decode(char *dst, const char *src, size_t n, int which)
 {
     size_t i, o = 0;
 
@@ -138,8 +154,7 @@ static size_t decode(char *dst, const char *src, size_t n, int all)
         int hi, lo;
 
         if (src[i] == '%' && n - i > 2 && (hi = hex(src[i + 1])) >= 0 &&
-            (lo = hex(src[i + 2])) >= 0 &&
-            (all || !(unreserved(hi << 4 | lo) || (hi << 4 | lo) == '/'))) {
+            (lo = hex(src[i + 2])) >= 0 && decodes(which, hi << 4 | lo)) {
             dst[o++] = (char)(hi << 4 | lo);
             i += 2;
         } else {
@@ -151,12 +166,22 @@ static size_t decode(char *dst, const char *src, size_t n, int all)
 
 size_t wd_url_decode(char *dst, const char *src, size_t n)
 {
-    return decode(dst, src, n, 1);
+    return decode(dst, src, n, ALL);
 }
 
 size_t wd_url_decode_needed(char *dst, const char *src, size_t n)
 {
-    return decode(dst, src, n, 0);
+    return decode(dst, src, n, NEEDED);
+}
+
+size_t wd_url_decode_unreserved(char *dst, const char *src, size_t n)
+{
+    return decode(dst, src, n, UNRESERVED);
+}
+
+size_t wd_url_decode_but_slash(char *dst, const char *src, size_t n)
+{
+    return decode(dst, src, n, BUT_SLASH);
 }
 
 size_t wd_url_normalize(char *p, size_t n)

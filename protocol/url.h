@@ -18,6 +18,13 @@ size_t wd_url_decode(char *dst, const char *src, size_t n);
  * sends ("/caf%C3%A9" is "/café", "/%61dmin" is not "/admin"). */
 size_t wd_url_decode_needed(char *dst, const char *src, size_t n);
 
+/* wd_url_decode of the escapes of an unreserved character alone, and of every escape but "%2F":
+ * the two steps of Apache's reading of a path around its removal of dot segments (lighttpd's by
+ * default too): an escaped slash is no segment boundary there ("/a/x%2Fy/../b" is "/a/b"),
+ * where nginx decodes it first ("/a/x/b"). */
+size_t wd_url_decode_unreserved(char *dst, const char *src, size_t n);
+size_t wd_url_decode_but_slash(char *dst, const char *src, size_t n);
+
 /* Normalises a decoded path in place, as nginx and Apache do before they map it: runs of '/' are
  * one, "." segments go, and ".." takes the segment before it away (never above the root: RFC 3986
  * 5.2.4's remove_dot_segments). A path that ended in a "/", "." or ".." segment keeps its final

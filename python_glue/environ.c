@@ -595,62 +595,92 @@ static const wd_py_mount_t *mount_of(const char *p, size_t n)
     return NULL;
 }
 
+/* Whether every reading of a request target's path p (n bytes, as sent) names the mount found:
+ * as sent (with the escapes a client must use decoded, so that a mount point with letters outside
+ * ASCII is reached: helper-61; wd_url_decode_needed), decoded (as PATH_INFO reads), decoded and
+ * normalised (wd_url_normalize: nginx, Caddy), and as Apache reads it: dot segments removed with
+ * the escapes of unreserved characters alone decoded, so that "%2F" is no segment boundary yet,
+ * then the rest decoded but "%2F" (AllowEncodedSlashes NoDecode; with Off, the default, a "%2F"
+ * left is Apache's 404), or all of it and normalised again (On). Apache's reading was missing
+ * (helper-83): behind "<Location /admin> Require ..." and a ProxyPass ... nocanon (which passes
+ * the target on as sent), /admin/a%2Fb/../../public/x read /public/x to Apache and ran in
+ * /admin's app, as did /admin/../admin%2Fx under NoDecode. buf has room for n bytes. */
+static int readings_agree(const char *p, size_t n, const wd_py_mount_t *found, char *buf)
+{
+    size_t k;
+
+    if (mount_of(buf, wd_url_decode_needed(buf, p, n)) != found)
+        return 0;
+    k = wd_url_decode(buf, p, n);
+    if (mount_of(buf, k) != found || mount_of(buf, wd_url_normalize(buf, k)) != found)
+        return 0;
+    k = wd_url_normalize(buf, wd_url_decode_unreserved(buf, p, n));
+    if (mount_of(buf, wd_url_decode_but_slash(buf, buf, k)) != found)
+        return 0;
+    k = wd_url_decode(buf, buf, wd_url_normalize(buf, wd_url_decode_unreserved(buf, p, n)));
+    return mount_of(buf, wd_url_normalize(buf, k)) == found;
+}
+
 /* A request goes to the mount its decoded path is under, as PATH_INFO reads (dot segments and
- * all), unless the path read another way names another mount: as sent (with the escapes a
- * client must use decoded, so that a mount point with letters outside ASCII is reached: helper-61;
- * wd_url_decode_needed), or normalised (wd_url_normalize). Proxies read paths both ways before they
- * pick a location or apply an ACL: nginx and Apache decode and normalise, HAProxy's path_beg takes
- * the target as sent. Taken one way, GET /admin/../public/x got past nginx's "location /admin {
- * deny all; }" (nginx read /public/x) and ran in /admin's app; taken the other, /x/../admin/x or
- * /%61dmin/x got past HAProxy's "deny if { path_beg /admin }" (helper-59). A path whose readings
- * disagree names no app for sure: *ambiguous, and the caller answers 400. No client needs one: a
- * browser resolves dot segments before it sends, and escapes no letter, digit or "/". */
+ * all), unless the path read another way names another mount (readings_agree). Proxies read paths
+ * several ways before they pick a location or apply an ACL: nginx and Apache decode and normalise,
+ * HAProxy's path_beg takes the target as sent. Taken one way, GET /admin/../public/x got past
+ * nginx's "location /admin { deny all; }" (nginx read /public/x) and ran in /admin's app; taken
+ * the other, /x/../admin/x or /%61dmin/x got past HAProxy's "deny if { path_beg /admin }"
+ * (helper-59). A path whose readings disagree names no app for sure: *ambiguous, and the caller
+ * answers 400. No client needs one: a browser resolves dot segments before it sends, and escapes
+ * no letter, digit or "/".
+ *
+ * Over uwsgi and FastCGI a PATH_INFO from the proxy is the path, the last one sent as in the
+ * environ (helper-83: nginx's uwsgi_params sends $document_uri, and a uwsgi_param PATH_INFO after
+ * it was the app's PATH_INFO but not the one routed: every request under a prefix got 404), and it
+ * is read as it is and normalised. When it is the target's whole path decoded (REQUEST_URI,
+ * normalised or not), the target is read every way above too: HAProxy's fcgi-app sends its
+ * decoded path as PATH_INFO and applies path_beg to the target as sent, so GET /%61dmin/x got
+ * past "deny if { path_beg /admin }" and ran in /admin's app (helper-83). A PATH_INFO that is
+ * not (the proxy split the path, or rewrote it) is the proxy's own choice, routed as it is. */
 const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
 {
-    const wd_py_mount_t *apps = wd__py.apps, *found, *other;
-    wd_slice_t raw = {NULL, 0}, path, query, k, v;
-    char stack[2048], *buf = stack;
-    size_t n;
-    int decoded = 0;
+    const wd_py_mount_t *apps = wd__py.apps, *found;
+    wd_slice_t target, path, query, pi = {NULL, 0}, k, v;
+    char stack[4096], *buf = stack;
+    int check = 1;
 
     *ambiguous = 0;
     if (wd__py.n_apps == 1 && apps[0].len == 0)
         return &apps[0]; /* no mounts: every request is the group's app's */
     if (req->kind != WD_REQ_HTTP) {
         vars_t it = {.fcgi = req->kind == WD_REQ_FCGI};
-        wd_slice_t uri = it.fcgi ? req->fcgi->uri : req->uwsgi->uri;
 
+        target = it.fcgi ? req->fcgi->uri : req->uwsgi->uri;
         if (it.fcgi)
             wd_fcgi_nv_iter_init(&it.f, req->fcgi->params, req->fcgi->params_len);
         else
             wd_uwsgi_iter_init(&it.u, req->uwsgi);
-        while (vars_next(&it, &k, &v)) {
-            if (k.n == 9 && memcmp(k.p, "PATH_INFO", 9) == 0) {
-                raw = v; /* as the proxy decoded it */
-                break;
-            }
-        }
-        decoded = raw.p != NULL;
-        if (raw.p == NULL)
-            raw = uri;
+        while (vars_next(&it, &k, &v))
+            if (k.n == 9 && memcmp(k.p, "PATH_INFO", 9) == 0)
+                pi = v; /* as the proxy decoded it; the last, as environ_vars takes it */
     } else {
-        raw = wd_http_slice(req->http, req->http->url);
+        target = wd_http_slice(req->http, req->http->url);
     }
-    path = raw;
-    if (!decoded)
-        wd_url_split(raw.p, raw.n, &path, &query);
-    if (path.n > sizeof stack)
-        buf = xmalloc(path.n);
-    if (decoded) {
-        other = mount_of(path.p, path.n); /* as the proxy gave PATH_INFO */
-        memcpy(buf, path.p, path.n);
-        n = path.n;
+    wd_url_split(target.p, target.n, &path, &query);
+    if (path.n + pi.n > sizeof stack)
+        buf = xmalloc(path.n + pi.n);
+    if (pi.p != NULL) {
+        char *npi = buf + path.n;
+        size_t m, n;
+
+        found = mount_of(pi.p, pi.n);
+        memcpy(npi, pi.p, pi.n);
+        m = wd_url_normalize(npi, pi.n);
+        if (mount_of(npi, m) != found)
+            *ambiguous = 1;
+        n = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
+        check = n == m && memcmp(buf, npi, n) == 0;
     } else {
-        other = mount_of(buf, wd_url_decode_needed(buf, path.p, path.n)); /* as sent: url.h */
-        n = wd_url_decode(buf, path.p, path.n);
+        found = mount_of(buf, wd_url_decode(buf, path.p, path.n));
     }
-    found = mount_of(buf, n);
-    if (found != other || found != mount_of(buf, wd_url_normalize(buf, n)))
+    if (!*ambiguous && check && !readings_agree(path.p, path.n, found, buf))
         *ambiguous = 1;
     if (buf != stack)
         free(buf);

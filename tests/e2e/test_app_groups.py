@@ -292,6 +292,95 @@ def test_a_path_read_two_ways_reaches_no_mount(tmp, wsgid, nginx, haproxy):
                 (group, script_name, "/x"), (front, target, out)
 
 
+def two_mounts(tmp, wsgid, **group):
+    """A group serving appgroups.py at /admin and /public (unix:TMP/site.sock and a TCP port)."""
+    script = app("appgroups")
+    tcp = ("127.0.0.1", free_port())
+    g = {"listen": ["unix:" + str(tmp / "site.sock"), "%s:%d" % tcp], "threads": 2,
+         "mounts": {"/admin": {"app": script, "application-group": "admin"},
+                    "/public": {"app": script, "application-group": "public"}}}
+    g.update(group)
+    return wsgid(config=make_config(tmp, {"site": g})), tcp
+
+
+def served(front, target):
+    """(status, (application group, SCRIPT_NAME, PATH_INFO) or None)."""
+    with Conn(front) as c:
+        c.send(http_request(path=target))
+        r = c.response()
+    if r.status != 200:
+        return r.status, None
+    out = json.loads(r.body)
+    return r.status, (out["group"], out["script_name"], out["path_info"])
+
+
+def test_a_path_haproxy_reads_as_sent_over_fastcgi_reaches_no_mount(tmp, wsgid, haproxy):
+    """HAProxy's fcgi-app (README's snippet: path-info ^()(/.*)$) sends its decoded path as
+    PATH_INFO, and its path_beg reads the target as sent. wsgid routed the PATH_INFO alone: GET
+    /%61dmin/x passed "deny if { path_beg /admin }" and ran in /admin's app (helper-83). The
+    target (REQUEST_URI) is now read every way the HTTP path is when PATH_INFO is its path."""
+    d, tcp = two_mounts(tmp, wsgid)
+    h = haproxy(haproxy_conf.fcgi_tcp(tcp).replace(
+        "    default_backend wsgid", "    http-request deny if { path_beg /admin }\n"
+        "    default_backend wsgid"))
+    h.expect_log(r"www/<NOSRV> .* 403 .* PR-- ")  # its deny, logged as an error
+    for target in ("/%61dmin/x", "/%61dmin", "/public/../admin/x", "/x/../admin/x",
+                   "//admin/x"):
+        status, got = served(h.addr, target)
+        assert status in (400, 403) and got is None, (target, status, got)
+    assert served(h.addr, "/admin/x")[0] == 403
+    for target, want in (("/public/x", ("public", "/public", "/x")),
+                         ("/public/%7Ez", ("public", "/public", "/~z")),
+                         ("/public", ("public", "/public", ""))):
+        assert served(h.addr, target) == (200, want), target
+    d.expect_log(r"its path names another mount as sent or once normalised")
+    d.wait_log(r"\[req \d+-\d+\] GET /%61dmin/x: its path names another mount")
+
+
+@pytest.mark.parametrize("slashes", ["Off", "NoDecode", "On"])
+def test_a_path_apache_reads_with_its_escaped_slashes_reaches_no_mount(tmp, wsgid, apache,
+                                                                      slashes):
+    """Apache removes dot segments before it decodes %2F (an escaped slash is no segment
+    boundary to it), and ProxyPass ... nocanon passes the target on as sent. Behind
+    "<Location /admin> Require all denied", GET /admin/a%2Fb/../../public/x was /public/x to
+    Apache and ran in /admin's app (wsgid decoded first: /admin/a/b/../../public/x), and so did
+    /admin/../admin%2Fx under AllowEncodedSlashes NoDecode, which Apache reads /admin%2Fx, under
+    no <Location /admin>, and /admin/a%2Fb%2Fc/../..%2F..%2Fpublic/x under On, which decodes
+    the slashes and normalises again: /public/x (helper-83). Apache's readings are now among
+    those that must agree."""
+    d, tcp = two_mounts(tmp, wsgid)
+    a = apache("AllowEncodedSlashes %s\n<Location \"/admin\">\n    Require all denied\n"
+               "</Location>\nProxyPass \"/\" \"http://%s:%d/\" nocanon\n" % ((slashes,) + tcp))
+    a.expect_log(r"AH01630: client denied by server configuration")
+    for target in ("/admin/a%2Fb/../../public/x", "/admin/a%2fb/%2e%2e/%2e%2e/public/x") + (
+            ("/admin/../admin%2Fx", "/admin/x/../../admin%2Fy") if slashes == "NoDecode"
+            else ("/admin/a%2Fb%2Fc/../..%2F..%2Fpublic/x",) if slashes == "On" else ()):
+        status, got = served(a.addr, target)
+        assert status in (400, 403, 404) and got is None, (target, status, got)
+    assert served(a.addr, "/admin/x")[0] == 403
+    assert served(a.addr, "/public/x") == (200, ("public", "/public", "/x"))
+    d.expect_log(r"its path names another mount as sent or once normalised")
+
+
+def test_a_path_info_after_uwsgi_params_is_the_one_routed(tmp, wsgid, nginx):
+    """nginx serving a group under a prefix: include uwsgi_params (PATH_INFO $document_uri),
+    then uwsgi_param SCRIPT_NAME and PATH_INFO of its own. nginx sends both PATH_INFO lines; the
+    app's environ had the last and the router the first, so every request got 404 (no mount at
+    /site/...), or ran in the app its whole path named with a PATH_INFO not under it
+    (helper-83). The last is routed, as uWSGI takes the last one."""
+    d, tcp = two_mounts(tmp, wsgid)
+    n = nginx("""location ~ ^/site(/.*)$ {
+            include /etc/nginx/uwsgi_params;
+            uwsgi_param SCRIPT_NAME /site;
+            uwsgi_param PATH_INFO $1;
+            uwsgi_pass unix:%s;
+        }
+""" % (tmp / "site.sock"))
+    assert served(n.addr, "/site/public/x") == (200, ("public", "/site/public", "/x"))
+    assert served(n.addr, "/site/admin/y") == (200, ("admin", "/site/admin", "/y"))
+    assert served(n.addr, "/site/other")[0] == 404
+
+
 def check(path):
     r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(path)], capture_output=True,
                        text=True, timeout=30)

@@ -290,50 +290,64 @@ static void test_url_split(void)
     }
 }
 
-/* {target, wd_url_decode, wd_url_decode_needed (the escapes a client must use only)}. */
+/* {target, wd_url_decode, wd_url_decode_needed (the escapes a client must use only),
+ * wd_url_decode_unreserved (those of unreserved characters only), wd_url_decode_but_slash (all but
+ * %2F): the last two are Apache's steps around its removal of dot segments (helper-83)}. */
 static void test_url_decode(void)
 {
     static const struct {
-        const char *in, *out, *needed;
+        const char *in, *out, *needed, *unreserved, *but_slash;
     } cases[] = {
-        {"/a%20b", "/a b", "/a b"},
-        {"%41%42%43", "ABC", "%41%42%43"},
-        {"%e9t%C3%A9", "\xe9t\xc3\xa9", "\xe9t\xc3\xa9"},
-        {"/plus+stays", "/plus+stays", "/plus+stays"},
-        {"%2F%2f", "//", "%2F%2f"},
-        {"100%", "100%", "100%"},
-        {"%4", "%4", "%4"},
-        {"%zz%4g", "%zz%4g", "%zz%4g"},
-        {"%%41", "%A", "%%41"},
-        {"", "", ""},
-        {"/no/escapes", "/no/escapes", "/no/escapes"},
-        {"/caf%C3%A9/x", "/caf\xc3\xa9/x", "/caf\xc3\xa9/x"},
-        {"/%61dmin/x", "/admin/x", "/%61dmin/x"},
-        {"/admin%2Fx%2f", "/admin/x/", "/admin%2Fx%2f"},
-        {"/%2e%2E/%7E%5F%2D", "/../~_-", "/%2e%2E/%7E%5F%2D"},
-        {"/a%20b%3F%25", "/a b?%", "/a b?%"},
-        {"/%30%39%41%5A", "/09AZ", "/%30%39%41%5A"},
+        {"/a%20b", "/a b", "/a b", "/a%20b", "/a b"},
+        {"%41%42%43", "ABC", "%41%42%43", "ABC", "ABC"},
+        {"%e9t%C3%A9", "\xe9t\xc3\xa9", "\xe9t\xc3\xa9", "%e9t%C3%A9", "\xe9t\xc3\xa9"},
+        {"/plus+stays", "/plus+stays", "/plus+stays", "/plus+stays", "/plus+stays"},
+        {"%2F%2f", "//", "%2F%2f", "%2F%2f", "%2F%2f"},
+        {"100%", "100%", "100%", "100%", "100%"},
+        {"%4", "%4", "%4", "%4", "%4"},
+        {"%zz%4g", "%zz%4g", "%zz%4g", "%zz%4g", "%zz%4g"},
+        {"%%41", "%A", "%%41", "%A", "%A"},
+        {"", "", "", "", ""},
+        {"/no/escapes", "/no/escapes", "/no/escapes", "/no/escapes", "/no/escapes"},
+        {"/caf%C3%A9/x", "/caf\xc3\xa9/x", "/caf\xc3\xa9/x", "/caf%C3%A9/x", "/caf\xc3\xa9/x"},
+        {"/%61dmin/x", "/admin/x", "/%61dmin/x", "/admin/x", "/admin/x"},
+        {"/admin%2Fx%2f", "/admin/x/", "/admin%2Fx%2f", "/admin%2Fx%2f", "/admin%2Fx%2f"},
+        {"/%2e%2E/%7E%5F%2D", "/../~_-", "/%2e%2E/%7E%5F%2D", "/../~_-", "/../~_-"},
+        {"/a%20b%3F%25", "/a b?%", "/a b?%", "/a%20b%3F%25", "/a b?%"},
+        {"/%30%39%41%5A", "/09AZ", "/%30%39%41%5A", "/09AZ", "/09AZ"},
+        {"/a%2Fb/%2e%2e/x%00", "/a/b/../x\0", "/a%2Fb/%2e%2e/x\0", "/a%2Fb/../x%00",
+         "/a%2Fb/../x\0"},
+        {"%2541%252F", "%41%2F", "%41%2F", "%2541%252F", "%41%2F"}, /* decoded once */
     };
+    static const struct {
+        const char *name;
+        size_t (*decode)(char *, const char *, size_t);
+    } fns[] = {{"", wd_url_decode},
+               {"_needed", wd_url_decode_needed},
+               {"_unreserved", wd_url_decode_unreserved},
+               {"_but_slash", wd_url_decode_but_slash}};
     char dst[64];
-    size_t i, n, r;
+    size_t i, n, r, wn;
 
     for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        for (int needed = 0; needed < 2; needed++) {
-            size_t (*decode)(char *, const char *, size_t) =
-                needed ? wd_url_decode_needed : wd_url_decode;
-            const char *want = needed ? cases[i].needed : cases[i].out;
+        for (size_t f = 0; f < sizeof fns / sizeof fns[0]; f++) {
+            const char *want = f == 0   ? cases[i].out
+                               : f == 1 ? cases[i].needed
+                               : f == 2 ? cases[i].unreserved
+                                        : cases[i].but_slash;
 
+            /* "x\0" in a want: the decoded NUL ends the C string, the length counts it */
             n = strlen(cases[i].in);
-            r = decode(dst, g(cases[i].in, n), n);
-            T_CHECK(r == strlen(want) && memcmp(dst, want, r) == 0, "url_decode%s '%s': '%.*s'",
-                    needed ? "_needed" : "", cases[i].in, (int)r, dst);
+            wn = strlen(want) + (strstr(cases[i].in, "%00") != NULL && f != 2);
+            r = fns[f].decode(dst, g(cases[i].in, n), n);
+            T_CHECK(r == wn && memcmp(dst, want, r) == 0, "url_decode%s '%s': '%.*s'", fns[f].name,
+                    cases[i].in, (int)r, dst);
 
             /* In place. */
             memcpy(dst, cases[i].in, n);
-            r = decode(dst, dst, n);
-            T_CHECK(r == strlen(want) && memcmp(dst, want, r) == 0,
-                    "url_decode%s in place '%s': '%.*s'", needed ? "_needed" : "", cases[i].in,
-                    (int)r, dst);
+            r = fns[f].decode(dst, dst, n);
+            T_CHECK(r == wn && memcmp(dst, want, r) == 0, "url_decode%s in place '%s': '%.*s'",
+                    fns[f].name, cases[i].in, (int)r, dst);
         }
     }
     /* NUL from %00 is decoded (the caller decides what to do with it). */
