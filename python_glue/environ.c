@@ -595,30 +595,43 @@ static const wd_py_mount_t *mount_of(const char *p, size_t n)
     return NULL;
 }
 
-/* Whether every reading of a request target's path p (n bytes, as sent) names the mount found:
- * as sent (with the escapes a client must use decoded, so that a mount point with letters outside
- * ASCII is reached: helper-61; wd_url_decode_needed), decoded (as PATH_INFO reads), decoded and
- * normalised (wd_url_normalize: nginx, Caddy), and as Apache reads it: dot segments removed with
- * the escapes of unreserved characters alone decoded, so that "%2F" is no segment boundary yet,
- * then the rest decoded but "%2F" (AllowEncodedSlashes NoDecode; with Off, the default, a "%2F"
- * left is Apache's 404), or all of it and normalised again (On). Apache's reading was missing
- * (helper-83): behind "<Location /admin> Require ..." and a ProxyPass ... nocanon (which passes
- * the target on as sent), /admin/a%2Fb/../../public/x read /public/x to Apache and ran in
- * /admin's app, as did /admin/../admin%2Fx under NoDecode. buf has room for n bytes. */
-static int readings_agree(const char *p, size_t n, const wd_py_mount_t *found, char *buf)
+/* Where a reading p (n bytes) of a target's path goes: the mount of what follows the proxy's
+ * SCRIPT_NAME sn in it ("" over HTTP), or &not_routed when it does not start with sn. */
+static const wd_py_mount_t not_routed;
+
+static const wd_py_mount_t *mount_after(wd_slice_t sn, const char *p, size_t n)
+{
+    if (n < sn.n || memcmp(p, sn.p, sn.n) != 0)
+        return &not_routed;
+    return mount_of(p + sn.n, n - sn.n);
+}
+
+/* Whether every reading of a request target's path p (n bytes, as sent) names the mount found
+ * (after the proxy's SCRIPT_NAME sn): as sent (with the escapes a client must use decoded, so
+ * that a mount point with letters outside ASCII is reached: helper-61; wd_url_decode_needed),
+ * decoded (as PATH_INFO reads), decoded and normalised (wd_url_normalize: nginx, Caddy), and as
+ * Apache reads it: dot segments removed with the escapes of unreserved characters alone decoded,
+ * so that "%2F" is no segment boundary yet, then the rest decoded but "%2F" (AllowEncodedSlashes
+ * NoDecode; with Off, the default, a "%2F" left is Apache's 404), or all of it and normalised
+ * again (On). Apache's readings were missing (helper-83): behind "<Location /admin> Require ..."
+ * and a ProxyPass ... nocanon (which passes the target on as sent), /admin/a%2Fb/../../public/x
+ * read /public/x to Apache and ran in /admin's app, as did /admin/../admin%2Fx under NoDecode.
+ * buf has room for n bytes. */
+static int readings_agree(const char *p, size_t n, wd_slice_t sn, const wd_py_mount_t *found,
+                          char *buf)
 {
     size_t k;
 
-    if (mount_of(buf, wd_url_decode_needed(buf, p, n)) != found)
+    if (mount_after(sn, buf, wd_url_decode_needed(buf, p, n)) != found)
         return 0;
     k = wd_url_decode(buf, p, n);
-    if (mount_of(buf, k) != found || mount_of(buf, wd_url_normalize(buf, k)) != found)
+    if (mount_after(sn, buf, k) != found || mount_after(sn, buf, wd_url_normalize(buf, k)) != found)
         return 0;
     k = wd_url_normalize(buf, wd_url_decode_unreserved(buf, p, n));
-    if (mount_of(buf, wd_url_decode_but_slash(buf, buf, k)) != found)
+    if (mount_after(sn, buf, wd_url_decode_but_slash(buf, buf, k)) != found)
         return 0;
     k = wd_url_decode(buf, buf, wd_url_normalize(buf, wd_url_decode_unreserved(buf, p, n)));
-    return mount_of(buf, wd_url_normalize(buf, k)) == found;
+    return mount_after(sn, buf, wd_url_normalize(buf, k)) == found;
 }
 
 /* A request goes to the mount its decoded path is under, as PATH_INFO reads (dot segments and
@@ -634,15 +647,17 @@ static int readings_agree(const char *p, size_t n, const wd_py_mount_t *found, c
  * Over uwsgi and FastCGI a PATH_INFO from the proxy is the path, the last one sent as in the
  * environ (helper-83: nginx's uwsgi_params sends $document_uri, and a uwsgi_param PATH_INFO after
  * it was the app's PATH_INFO but not the one routed: every request under a prefix got 404), and it
- * is read as it is and normalised. When it is the target's whole path decoded (REQUEST_URI,
- * normalised or not), the target is read every way above too: HAProxy's fcgi-app sends its
- * decoded path as PATH_INFO and applies path_beg to the target as sent, so GET /%61dmin/x got
- * past "deny if { path_beg /admin }" and ran in /admin's app (helper-83). A PATH_INFO that is
- * not (the proxy split the path, or rewrote it) is the proxy's own choice, routed as it is. */
+ * is read as it is and normalised. When the target's path decoded (REQUEST_URI) is the proxy's
+ * SCRIPT_NAME (its last) and then PATH_INFO, normalised or not, the target is read every way
+ * above too, after that SCRIPT_NAME: HAProxy's fcgi-app sends its decoded path as PATH_INFO (or
+ * split by its path-info regex) and applies path_beg to the target as sent, so GET /%61dmin/x got
+ * past "deny if { path_beg /admin }" and ran in /admin's app, as /site/%61dmin/x did behind
+ * path-info ^(/site)(/.*)$ and path_beg /site/admin (helper-83). A PATH_INFO that is not (the
+ * proxy rewrote the path) is the proxy's own choice, routed as it is. */
 const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
 {
     const wd_py_mount_t *apps = wd__py.apps, *found;
-    wd_slice_t target, path, query, pi = {NULL, 0}, k, v;
+    wd_slice_t target, path, query, pi = {NULL, 0}, sn = {"", 0}, k, v;
     char stack[4096], *buf = stack;
     int check = 1;
 
@@ -657,9 +672,12 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
             wd_fcgi_nv_iter_init(&it.f, req->fcgi->params, req->fcgi->params_len);
         else
             wd_uwsgi_iter_init(&it.u, req->uwsgi);
-        while (vars_next(&it, &k, &v))
+        while (vars_next(&it, &k, &v)) { /* the last of each, as environ_vars takes them */
             if (k.n == 9 && memcmp(k.p, "PATH_INFO", 9) == 0)
-                pi = v; /* as the proxy decoded it; the last, as environ_vars takes it */
+                pi = v; /* as the proxy decoded it */
+            else if (k.n == 11 && memcmp(k.p, "SCRIPT_NAME", 11) == 0)
+                sn = v;
+        }
     } else {
         target = wd_http_slice(req->http, req->http->url);
     }
@@ -675,12 +693,15 @@ const wd_py_mount_t *wd__py_route(const wd_req_t *req, int *ambiguous)
         m = wd_url_normalize(npi, pi.n);
         if (mount_of(npi, m) != found)
             *ambiguous = 1;
-        n = wd_url_normalize(buf, wd_url_decode(buf, path.p, path.n));
-        check = n == m && memcmp(buf, npi, n) == 0;
+        n = wd_url_decode(buf, path.p, path.n);
+        check = n >= sn.n && memcmp(buf, sn.p, sn.n) == 0 &&
+                (n = wd_url_normalize(buf + sn.n, n - sn.n)) == m &&
+                memcmp(buf + sn.n, npi, m) == 0;
     } else {
+        sn.n = 0; /* the path is REQUEST_URI's: a SCRIPT_NAME beside it is not cut from it */
         found = mount_of(buf, wd_url_decode(buf, path.p, path.n));
     }
-    if (!*ambiguous && check && !readings_agree(path.p, path.n, found, buf))
+    if (!*ambiguous && check && !readings_agree(path.p, path.n, sn, found, buf))
         *ambiguous = 1;
     if (buf != stack)
         free(buf);

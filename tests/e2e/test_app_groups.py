@@ -314,27 +314,31 @@ def served(front, target):
     return r.status, (out["group"], out["script_name"], out["path_info"])
 
 
-def test_a_path_haproxy_reads_as_sent_over_fastcgi_reaches_no_mount(tmp, wsgid, haproxy):
+@pytest.mark.parametrize("site", ["", "/site"])
+def test_a_path_haproxy_reads_as_sent_over_fastcgi_reaches_no_mount(tmp, wsgid, haproxy, site):
     """HAProxy's fcgi-app (README's snippet: path-info ^()(/.*)$) sends its decoded path as
     PATH_INFO, and its path_beg reads the target as sent. wsgid routed the PATH_INFO alone: GET
-    /%61dmin/x passed "deny if { path_beg /admin }" and ran in /admin's app (helper-83). The
-    target (REQUEST_URI) is now read every way the HTTP path is when PATH_INFO is its path."""
+    /%61dmin/x passed "deny if { path_beg /admin }" and ran in /admin's app, and so did
+    /site/%61dmin/x behind path-info ^(/site)(/.*)$ (SCRIPT_NAME /site) and path_beg /site/admin
+    (helper-83). The target (REQUEST_URI) is now read every way the HTTP path is, after the
+    proxy's SCRIPT_NAME, when that and PATH_INFO are its path."""
     d, tcp = two_mounts(tmp, wsgid)
-    h = haproxy(haproxy_conf.fcgi_tcp(tcp).replace(
-        "    default_backend wsgid", "    http-request deny if { path_beg /admin }\n"
-        "    default_backend wsgid"))
+    h = haproxy(haproxy_conf.fcgi_tcp(tcp).replace("^()(/.*)$", "^(%s)(/.*)$" % site).replace(
+        "    default_backend wsgid", "    http-request deny if { path_beg %s/admin }\n"
+        "    default_backend wsgid" % site))
     h.expect_log(r"www/<NOSRV> .* 403 .* PR-- ")  # its deny, logged as an error
     for target in ("/%61dmin/x", "/%61dmin", "/public/../admin/x", "/x/../admin/x",
                    "//admin/x"):
-        status, got = served(h.addr, target)
-        assert status in (400, 403) and got is None, (target, status, got)
-    assert served(h.addr, "/admin/x")[0] == 403
+        status, got = served(h.addr, site + target)
+        assert status in (400, 403) and got is None, (site + target, status, got)
+    assert served(h.addr, site + "/admin/x")[0] == 403
     for target, want in (("/public/x", ("public", "/public", "/x")),
                          ("/public/%7Ez", ("public", "/public", "/~z")),
                          ("/public", ("public", "/public", ""))):
-        assert served(h.addr, target) == (200, want), target
+        want = (want[0], site + want[1], want[2])
+        assert served(h.addr, site + target) == (200, want), target
     d.expect_log(r"its path names another mount as sent or once normalised")
-    d.wait_log(r"\[req \d+-\d+\] GET /%61dmin/x: its path names another mount")
+    d.wait_log(r"\[req \d+-\d+\] GET %s/%%61dmin/x: its path names another mount" % site)
 
 
 @pytest.mark.parametrize("slashes", ["Off", "NoDecode", "On"])
