@@ -415,7 +415,8 @@ static void log_ambiguous(const wd_req_t *req)
     wd__py_request_line(req, line, sizeof line);
     wd_log_rated(&rate, WD_LOG_WARN,
                  "[req %s] %s: its path names another mount as sent or once normalised (dot "
-                 "segments, //, escaped letters), as a proxy in front may have read it: 400",
+                 "segments, //, escaped letters or slashes), as a proxy in front may have read "
+                 "it: 400",
                  req->id, line);
 }
 
