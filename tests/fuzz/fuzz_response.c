@@ -7,6 +7,7 @@
 #include "response.h"
 #include "url.h"
 
+#include <ctype.h>
 #include <string.h>
 
 static int ref_tchar(unsigned char c)
@@ -92,6 +93,38 @@ static void check_header(const char *s, size_t n)
         (void)wd_response_header_value_valid(s + colon + 1, n - colon - 1);
 }
 
+/* Apache's two steps (url.h): an escape is decoded when its byte is unreserved (the first), or
+ * when it is anything but '/' (the second); every other byte is copied, and in place gives the
+ * same bytes as into another buffer. dst and scratch have room for n bytes. */
+static void check_partial_decode(const char *uri, size_t n, char *dst, char *scratch)
+{
+    int step;
+
+    for (step = 0; step < 2; step++) {
+        size_t m, i, o;
+
+        memcpy(scratch, uri, n);
+        m = step == 0 ? wd_url_decode_unreserved(dst, uri, n)
+                      : wd_url_decode_but_slash(dst, uri, n);
+        WD_FUZZ_CHECK(m <= n);
+        WD_FUZZ_CHECK((step == 0 ? wd_url_decode_unreserved(scratch, scratch, n)
+                                 : wd_url_decode_but_slash(scratch, scratch, n)) == m &&
+                      memcmp(scratch, dst, m) == 0);
+        for (i = 0, o = 0; i < n; o++) {
+            int c =
+                uri[i] == '%' && i + 2 < n && ref_hex(uri[i + 1]) >= 0 && ref_hex(uri[i + 2]) >= 0
+                    ? ref_hex(uri[i + 1]) << 4 | ref_hex(uri[i + 2])
+                    : -1;
+            int take = c >= 0 &&
+                       (step == 0 ? (isalnum(c) || strchr("-._~", c) != NULL) && c != 0 : c != '/');
+
+            WD_FUZZ_CHECK(o < m && (unsigned char)dst[o] == (take ? c : (unsigned char)uri[i]));
+            i += take ? 3 : 1;
+        }
+        WD_FUZZ_CHECK(o == m);
+    }
+}
+
 static void check_url(const char *uri, size_t n)
 {
     wd_slice_t path, query;
@@ -127,6 +160,7 @@ static void check_url(const char *uri, size_t n)
         }
     }
     WD_FUZZ_CHECK(o == m);
+    check_partial_decode(uri, n, dst, inplace);
 
     /* Normalising the decoded path: never longer, idempotent, and a path from '/' comes out
      * with no "//", "/./" or "/../" in it, nor a final "/." or "/..". */
