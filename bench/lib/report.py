@@ -373,6 +373,9 @@ def write_results(run, meta, outdir):
     if "steal_max" in meta:
         L.append("- steal: " + steal_line(run, meta))
     L.append("- command: `%s`" % meta["command"])
+    if meta.get("stopped_early"):
+        L.append("- **stopped early** (%s): the scenarios and rounds after it were not measured"
+                 % meta["stopped_early"])
     L.append("")
     L.append("Versions:")
     L.append("")
