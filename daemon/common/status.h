@@ -26,7 +26,7 @@ typedef struct wd_status_group {
     const char *name;
     int processes;
     int threads;
-    uint64_t restarts; /* sum over its slots */
+    uint64_t restarts; /* sum over its slots, past_restarts included */
     /* NULL, or why the group's last rolling restart (wsgictl restart, reload, reload-on-change)
      * failed, as its worker said: the old workers are serving the old code. Cleared by the next
      * one that succeeds. */
@@ -45,6 +45,10 @@ typedef struct wd_status_group {
     uint64_t past_timeouts;
     uint64_t past_accept_empty;
     uint64_t past_balance_closes;
+    /* The restarts of its slots that a reload took away (fewer processes, a roll back): the
+     * group's restarts went back by as many (wsgid_worker_restarts_total 6 -> 3 at a reload from
+     * 3 processes to 1, which rate() reads as a counter reset, 3 restarts that never were). */
+    uint64_t past_restarts;
 } wd_status_group_t;
 
 typedef struct wd_status {

@@ -63,7 +63,7 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
         groups[i].name = g->name;
         groups[i].processes = g->conf->processes;
         groups[i].threads = g->conf->threads;
-        groups[i].restarts = 0;
+        groups[i].restarts = g->totals.past_restarts;
         groups[i].reload_error = g->reload_error[0] ? g->reload_error : NULL;
         groups[i].failed_op = g->failed_op;
         groups[i].stopped = g->stopped;

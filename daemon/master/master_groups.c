@@ -219,6 +219,7 @@ wd_slot_t *wd__m_slot_new(wd_group_t *g, int n)
 
 void wd__m_slot_free(wd_slot_t *s)
 {
+    s->g->totals.past_restarts += s->restarts; /* the group's count never goes back */
     if (s->cur != NULL)
         s->cur->s = NULL;
     if (s->repl != NULL)

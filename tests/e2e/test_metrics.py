@@ -35,9 +35,9 @@ def status(addr):
     return json.loads(r.body)
 
 
-def start(wsgid, **opts):
+def start(wsgid, top=None, **opts):
     maddr = ("127.0.0.1", free_port())
-    d = wsgid("hello", top={"metrics": "%s:%d" % maddr}, **opts)
+    d = wsgid("hello", top=dict(top or {}, metrics="%s:%d" % maddr), **opts)
     wait_for(lambda: d.log().find("metrics") >= 0, 5, what="the metrics listener")
     return d, maddr
 
@@ -110,3 +110,31 @@ def test_metrics_errors(wsgid):
     # The daemon serves on.
     assert_hello(d.tcp)
     assert request(maddr, path="/metrics?x=1").status == 200
+
+
+def test_restarts_total_does_not_go_back_at_a_reload_with_fewer_processes(wsgid, tmp):
+    """wsgid_worker_restarts_total (and the group's restarts in /status) is a counter: a reload
+    from 3 processes to 1 took away the restarts of slots 2 and 3 with the slots, and it went from
+    6 to 3, which Prometheus' rate() reads as a reset followed by 3 restarts (helper-81)."""
+    import subprocess
+    from helpers.daemon import WSGICTL
+
+    d, maddr = start(wsgid, processes=3, threads=1, top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+
+    def ctl(*args):
+        r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock")] + list(args),
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+
+    key = 'wsgid_worker_restarts_total{group="site"}'
+    ctl("restart", "site")
+    ctl("restart", "site")
+    before = samples(metrics(maddr))[key]
+    assert before == 6, before
+    d.conf_path.write_text(d.conf_path.read_text().replace("processes: 3", "processes: 1"))
+    ctl("reload")
+    after = samples(metrics(maddr))[key]
+    assert after >= before, "restarts went back from %d to %d at the reload" % (before, after)
+    assert after == 7, after  # slot 1 replaced by the reload's roll
+    assert status(maddr)["groups"][0]["restarts"] == 7
