@@ -40,7 +40,8 @@ struct metrics_conn {
     int answered; /* a response is on its way: the rest of the input is ignored */
     int shut;     /* our side is shut down: waiting for the client's close */
     int peer_eof;
-    char *response; /* malloc'd head + body */
+    uint64_t opened; /* uv_now() at its accept */
+    char *response;  /* malloc'd head + body */
     size_t len;
     char buf[WD_METRICS_HEAD_MAX];
 };
@@ -384,6 +385,32 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         respond_error(c, 431, "Request Header Fields Too Large");
 }
 
+/* At the cap, closes the connection opened first among those still without an answer (a client
+ * that sent nothing, or a head it never finishes), else the first opened (an answer lingering
+ * for the client's close); never fresh, the one just accepted. */
+static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
+{
+    metrics_conn_t *c, *oldest = NULL, *oldest_waiting = NULL;
+
+    for (c = m->conns; c != NULL; c = c->next) { /* newest first */
+        if (c == fresh)
+            continue;
+        oldest = c;
+        if (!c->answered)
+            oldest_waiting = c;
+    }
+    if (oldest_waiting != NULL)
+        oldest = oldest_waiting;
+    if (oldest == NULL)
+        return;
+    wd_log_peer(WD_LOG_WARN,
+                "%s %s: %d connections open: closed the oldest one %s (open %.1f s) for a new one",
+                m->agent ? "agent-check" : "metrics", m->addr, WD_METRICS_CONNS_MAX,
+                oldest->answered ? "answered already" : "without a whole request",
+                (double)(uv_now(m->loop) - oldest->opened) / 1000.0);
+    conn_close(oldest);
+}
+
 static void connection_cb(uv_stream_t *server, int status)
 {
     wd_metrics_t *m = server->data;
@@ -395,6 +422,7 @@ static void connection_cb(uv_stream_t *server, int status)
     }
     c = xcalloc(1, sizeof *c);
     c->m = m;
+    c->opened = uv_now(m->loop);
     uv_tcp_init(m->loop, &c->tcp);
     uv_timer_init(m->loop, &c->timer);
     c->tcp.data = c;
@@ -408,11 +436,12 @@ static void connection_cb(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    /* A scraper opens one connection at a time; past this many, somebody is misbehaving. */
-    if (n_conns(m) > WD_METRICS_CONNS_MAX) {
-        conn_close(c);
-        return;
-    }
+    /* A scraper opens one connection at a time; past this many, somebody is misbehaving: the
+     * oldest that has not sent a whole request gives way to the new one. Refusing the new one,
+     * as it was, let 64 connections that send nothing (renewed every 10 s) fail every GET /readyz
+     * of the load balancer, which then took the host out of rotation (helper-81). */
+    if (n_conns(m) > WD_METRICS_CONNS_MAX)
+        make_room(m, c);
     uv_timer_start(&c->timer, timeout_cb, m->agent ? WD_AGENT_WAIT_MS : WD_METRICS_TIMEOUT_MS, 0);
     if (uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) < 0)
         conn_close(c);

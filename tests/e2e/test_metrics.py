@@ -138,3 +138,25 @@ def test_restarts_total_does_not_go_back_at_a_reload_with_fewer_processes(wsgid,
     assert after >= before, "restarts went back from %d to %d at the reload" % (before, after)
     assert after == 7, after  # slot 1 replaced by the reload's roll
     assert status(maddr)["groups"][0]["restarts"] == 7
+
+
+def test_idle_connections_do_not_keep_readyz_out(wsgid):
+    """64 connections that send nothing (a slowloris, renewed before its 10 s timeout) made the
+    listener close every new one unanswered: the load balancer's GET /readyz failed and it took
+    the host out. At the cap, the oldest connection without a whole request gives way to the new
+    one (helper-81)."""
+    import socket
+
+    d, maddr = start(wsgid)
+    idle = [socket.create_connection(maddr) for _ in range(300)]
+    try:
+        for _ in range(5):
+            r = request(maddr, path="/readyz")
+            assert r.status == 200, r
+        assert request(maddr, path="/metrics").status == 200
+        d.wait_log(r"metrics 127\.0\.0\.1:\d+: 64 connections open: closed the oldest one without "
+                   r"a whole request \(open [\d.]+ s\) for a new one")
+    finally:
+        for s in idle:
+            s.close()
+    assert_hello(d.tcp)
