@@ -86,6 +86,12 @@ struct wd_autoreload {
     wd_group_t *g; /* a reference */
     char **patterns;
     size_t n_patterns;
+    /* The plain paths among the patterns that are symbolic links to a file (app.py ->
+     * ../code/app.py) and what each named when the watches were built: the file they name is
+     * watched too (its own pattern), and a link that names another one at a roll has the
+     * watches built again. */
+    char **links, **targets;
+    size_t n_links;
     char **bases; /* where the patterns start: the directories guarded */
     size_t n_bases;
     wd_autoreload_dir_t *dirs;   /* the bases and the directories below them */
@@ -406,6 +412,37 @@ static int leads_to(const char *path, const char *base)
 
 /* ---- changes, the quiet period, the roll ---------------------------------------------------- */
 
+/* What a symbolic link names now (a new string), or NULL when it names no file (dangling, a
+ * directory, no longer a link: a plain file is watched through its own pattern). */
+static char *link_target(const char *path)
+{
+    struct stat st;
+    char *rp;
+
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode) || stat(path, &st) < 0 || S_ISDIR(st.st_mode))
+        return NULL;
+    rp = realpath(path, NULL);
+    if (rp != NULL && strcmp(rp, path) == 0) {
+        free(rp);
+        return NULL;
+    }
+    return rp;
+}
+
+/* Whether a link among the patterns names another file than when the watches were built. */
+static int links_moved(const wd_autoreload_t *a)
+{
+    for (size_t i = 0; i < a->n_links; i++) {
+        char *t = link_target(a->links[i]);
+        int same = t != NULL && a->targets[i] != NULL && strcmp(t, a->targets[i]) == 0;
+
+        free(t);
+        if (!same)
+            return 1;
+    }
+    return 0;
+}
+
 static void roll(wd_autoreload_t *a)
 {
     wd_group_t *g = a->g;
@@ -421,6 +458,8 @@ static void roll(wd_autoreload_t *a)
     b = wd__m_batch_new(m, NULL, what);
     wd__m_op_step(wd__m_op_new(g, b, WD_OP_RESTART, g->gen, g->conf, g->ls, g->n_ls));
     wd__m_batch_done_one(m, b);
+    if (links_moved(a))
+        wd__m_autoreload_update(m); /* closes a: not used after this */
 }
 
 static void quiet_cb(uv_timer_t *t)
@@ -577,6 +616,19 @@ static wd_autoreload_t *group_watch(wd_master_t *m, wd_group_t *g, const wd_grou
             add_pattern(a, gc->mounts[i].app);
     for (i = 0; i < gc->n_watch; i++)
         add_pattern(a, gc->watch[i]);
+    /* An app script that is a symbolic link: an edit of the file it names is not seen through
+     * the link's directory (mod_wsgi and uWSGI stat the script, which follows the link). */
+    for (i = 0, n = a->n_patterns; i < n; i++) {
+        char *t;
+
+        if (!wd_pathglob_is_literal(a->patterns[i]) || (t = link_target(a->patterns[i])) == NULL)
+            continue;
+        a->links = xrealloc(a->links, (a->n_links + 1) * sizeof *a->links);
+        a->targets = xrealloc(a->targets, (a->n_links + 1) * sizeof *a->targets);
+        a->links[a->n_links] = xstrdup(a->patterns[i]);
+        a->targets[a->n_links++] = t;
+        add_pattern(a, t);
+    }
     for (i = 0; i < a->n_patterns; i++) {
         n = wd_pathglob_base(a->patterns[i]);
         if (n == 0 || n >= sizeof base)
@@ -606,6 +658,12 @@ static void group_close_cb(uv_handle_t *h)
     for (size_t i = 0; i < a->n_bases; i++)
         free(a->bases[i]);
     free(a->bases);
+    for (size_t i = 0; i < a->n_links; i++) {
+        free(a->links[i]);
+        free(a->targets[i]);
+    }
+    free(a->links);
+    free(a->targets);
     wd__m_group_unref(a->g);
     free(a);
 }

@@ -421,6 +421,32 @@ def test_symlink_swap(wsgid, tmp, sub, watch):
     assert rolls_done(d) == 2, d.log()
 
 
+def test_app_script_that_is_a_symbolic_link(wsgid, tmp):
+    """app: site/app.py, a symbolic link to ../code/app.py (a script shared by sites, or kept
+    out of the web root): an editor's save of code/app.py rolls the group, as mod_wsgi and uWSGI
+    see it (they stat the script, which follows the link); before, only site/ was watched and
+    the edit was never seen. The link switched to another file rolls the group, and from then on
+    that file is the one watched (helper-81)."""
+    for name in ("site", "code", "code2"):
+        (tmp / name).mkdir()
+    (tmp / "code" / "app.py").write_text(APP % "c1")
+    (tmp / "code2" / "app.py").write_text(APP % "d1")
+    os.symlink("../code/app.py", tmp / "site" / "app.py")
+    d = wsgid(str(tmp / "site" / "app.py"), processes=1, threads=2, reload_on_change=True)
+    d.wait_log(r"group site: reload-on-change: watching \d+ director")
+    assert get(d.tcp)[0] == "c1"
+    save_as_editors_do(tmp / "code" / "app.py", "c2")
+    roll_to(d, "c2", 1)
+    os.symlink("../code2/app.py", tmp / "site" / "app.py.new")
+    os.replace(tmp / "site" / "app.py.new", tmp / "site" / "app.py")
+    roll_to(d, "d1", 2)
+    save_as_editors_do(tmp / "code2" / "app.py", "d2")
+    roll_to(d, "d2", 3)
+    (tmp / "code" / "app.py").write_text(APP % "c3")  # no longer the app
+    time.sleep(1.0)
+    assert rolls_done(d) == 3, d.log()
+
+
 def test_config_errors_name_the_line(tmp):
     site = tmp / "site"
     site.mkdir()
