@@ -92,6 +92,7 @@ static void usage(FILE *f)
                "Commands (wsgictl COMMAND --help for each):\n");
     for (i = 0; i < N_VERBS; i++)
         fprintf(f, "  %s\n", verbs[i].usage);
+    fprintf(f, "A GROUP that starts with '-' goes after \"--\": wsgictl restart -- -x\n");
     fprintf(f,
             "\nExit status: 0 done, 1 the operation failed, 2 usage, 3 wsgid cannot be reached.\n");
 }
@@ -297,16 +298,23 @@ static int parse_args(args_t *a, int argc, char **argv, int first)
     char *end;
 
     a->interval = 1;
-    /* --help wins wherever it is, whatever else is given */
-    for (int i = first; i < argc; i++) {
+    /* --help wins wherever it is, whatever else is given, up to a "--" */
+    for (int i = first; i < argc && strcmp(argv[i], "--") != 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("Usage: wsgictl [-c FILE | -s SOCKET] %s\n\n%s", a->v->usage, a->v->help);
             return -1;
         }
     }
-    for (int i = first; i < argc; i++) {
-        if ((strcmp(argv[i], "--count") == 0 || strcmp(argv[i], "--interval") == 0) &&
-            is(a, "top") && i + 1 >= argc) {
+    /* After "--", a GROUP that starts with '-' (a name the config takes: "-x", "--all") */
+    for (int i = first, operands = 0; i < argc; i++) {
+        if (operands) {
+            if (a->group != NULL || is(a, "reload") || is(a, "reopen-logs"))
+                return verb_usage(a->v, "too many arguments");
+            a->group = argv[i];
+        } else if (strcmp(argv[i], "--") == 0) {
+            operands = 1;
+        } else if ((strcmp(argv[i], "--count") == 0 || strcmp(argv[i], "--interval") == 0) &&
+                   is(a, "top") && i + 1 >= argc) {
             fprintf(stderr, "wsgictl top: %s wants a value\n", argv[i]);
             return verb_usage(a->v, "see --help");
         } else if (strcmp(argv[i], "--json") == 0 && is(a, "status")) {

@@ -509,6 +509,33 @@ def test_stop_start_group_and_usage(wsgid, tmp):
     assert r.returncode == 3 and "is wsgid running?" in r.stderr
 
 
+def test_a_group_whose_name_starts_with_a_dash(wsgid, tmp):
+    """The config takes "-x" as a group name (letters, digits, '_', '.', '-'), but wsgictl took
+    every argument that starts with '-' for an option: `wsgictl restart -x` and `status -x` were
+    usage errors and there was no `--`, so no command could name the group (helper-81). After
+    "--", the argument is the GROUP."""
+    d, _ = start(wsgid, tmp, processes=1, group="-x")
+    assert ctl(d, "restart", "-x")[0] == 2  # an unknown option, as before
+    rc, out, err = ctl(d, "restart", "--", "-x")
+    assert rc == 0 and re.search(r"^-x slot 1: pid \d+ → \d+$", out, re.M), (out, err)
+    d.seen_workers.update(d.workers())
+    rc, out, err = ctl(d, "status", "--json", "--", "-x")
+    assert rc == 0, err
+    assert [g["name"] for g in json.loads(out)["groups"]] == ["-x"]
+    rc, out, err = ctl(d, "stop", "--", "-x")
+    assert rc == 0, err
+    wait_for(lambda: not d.workers(), timeout=20, what="workers stopped")
+    rc, out, err = ctl(d, "start", "--", "-x")
+    assert rc == 0, err
+    d.seen_workers.update(d.workers())
+    rc, out, err = ctl(d, "status", "--", "--help")  # a GROUP after "--", not the help
+    assert rc == 1 and "no group --help" in err, (rc, out, err)
+    assert ctl(d, "restart", "--", "-x", "y")[0] == 2
+    assert ctl(d, "reload", "--", "-x")[0] == 2
+    rc, out, _ = ctl(d, "--help")
+    assert "wsgictl restart -- -x" in out
+
+
 def test_reload_sees_every_setting(wsgid, tmp):
     """A reload that changes only one setting restarts the group with it (issue #11, point 6:
     header-timeout, body-timeout, keepalive-timeout, send-timeout, busy-poll and access-log were
