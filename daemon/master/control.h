@@ -5,7 +5,9 @@
  *     {"cmd": "restart", "all": true}
  *     {"cmd": "reload"} {"cmd": "stop", "group": G or null} {"cmd": "start", "group": G}
  *     {"cmd": "reopen-logs"}
- * and on failure {"ok": false, "error": "..."}. A peer whose uid is neither 0 nor ours is refused.
+ * and on failure {"ok": false, "error": "..."}. A "group" that is neither a string nor null, and a
+ * stop with both a group and "all": true, are refused. A peer whose uid is neither 0 nor ours is
+ * refused.
  *
  * This module owns the socket and the connections; what a command does is up to the master
  * (wd_master_control in master.c), which may answer at once or later: a long operation (a rolling

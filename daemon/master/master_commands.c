@@ -348,6 +348,21 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req)
         wd_control_reply_error(req, "no \"cmd\" in the request");
         return;
     }
+    /* A "group" that is not a name (5, ["site"]) counted as none, and a stop that named a group
+     * with "all": true as well was a stop of wsgid: a script's request about one group stopped
+     * every group (helper-81). null is wsgictl's "no group". */
+    {
+        json_t *group = json_object_get(request, "group");
+
+        if (group != NULL && !json_is_string(group) && !json_is_null(group)) {
+            wd_control_reply_error(req, "%s: \"group\" is not a string", c.name);
+            return;
+        }
+    }
+    if (c.cmd == WD_CONTROL_STOP && c.all && c.group != NULL) {
+        wd_control_reply_error(req, "stop: a group or all, not both");
+        return;
+    }
     if (m->stopping && c.cmd != WD_CONTROL_STATUS &&
         !(c.cmd == WD_CONTROL_STOP && c.group == NULL)) {
         wd_control_reply_error(req, "wsgid is stopping");

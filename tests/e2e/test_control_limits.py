@@ -333,3 +333,25 @@ def test_a_raw_restart_of_a_group_and_all_is_refused(wsgid, tmp):
     reply = json.loads(recv_all(s).decode().splitlines()[0])
     assert reply["ok"] is False and reply["error"] == "restart: a group or all, not both", reply
     assert set(d.workers()) == old
+
+
+def test_a_raw_request_about_a_group_never_stops_wsgid(wsgid, tmp):
+    """A raw request (a script's, not wsgictl's) with a "group" that is not a string counted as
+    one without a group, and a stop that named a group with "all": true was a stop of wsgid: each
+    stopped every group and wsgid itself (helper-81). Both are refused now; wsgictl's own
+    requests ("group": null for none) are as they were."""
+    d = start(wsgid, tmp, groups=("site", "other"))
+    for req in ({"cmd": "stop", "group": "site", "all": True}, {"cmd": "stop", "group": 5},
+                {"cmd": "stop", "group": ["site"]}, {"cmd": "restart", "group": {"a": 1}}):
+        with connect(d) as s:
+            s.settimeout(20)
+            s.sendall((json.dumps(req) + "\n").encode())
+            reply = json.loads(s.makefile().readline())
+        assert reply["ok"] is False, (req, reply)
+        assert "not both" in reply["error"] or "is not a string" in reply["error"], reply
+        assert d.running(), (req, reply)
+    rc, out, err = ctl(d, "status")
+    assert rc == 0 and "group site" in out and "group other" in out and "stopped" not in out, out
+    rc, out, err = ctl(d, "stop", "site")
+    assert rc == 0, err
+    assert d.running()
