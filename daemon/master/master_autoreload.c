@@ -136,17 +136,25 @@ static int wants(const wd_autoreload_t *a, const char *dir)
 
 /* The files wsgid itself writes: a pattern that takes in the error log (`watch: [.]` with the
  * log next to the config) would otherwise roll the group for every line it logs, including the
- * lines of the roll. */
+ * lines of the roll. Its unix sockets too: a group's is bound anew at `wsgictl start`, and the
+ * default one (GROUP.sock) is beside the config, so a group started again was rolled at once
+ * (helper-81). */
 static int own_file(const wd_master_t *m, const char *path)
 {
     const wd_config_t *c = m->gen->conf;
 
     if (strcmp(path, c->log_file) == 0 || strcmp(path, c->access_log) == 0 ||
-        (c->pidfile != NULL && strcmp(path, c->pidfile) == 0))
+        (c->pidfile != NULL && strcmp(path, c->pidfile) == 0) ||
+        (c->control != NULL && strcmp(path, c->control) == 0))
         return 1;
-    for (size_t i = 0; i < c->n_groups; i++)
+    for (size_t i = 0; i < c->n_groups; i++) {
         if (c->groups[i].access_log != NULL && strcmp(path, c->groups[i].access_log) == 0)
             return 1;
+        for (size_t k = 0; k < c->groups[i].n_listen; k++)
+            if (c->groups[i].listen[k].is_unix && c->groups[i].listen[k].path != NULL &&
+                strcmp(path, c->groups[i].listen[k].path) == 0)
+                return 1;
+    }
     return 0;
 }
 

@@ -15,7 +15,7 @@ import pytest
 
 from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.nginx import uwsgi_location
-from helpers.procs import wait_for
+from helpers.procs import free_port, wait_for
 
 
 # Answers "TEXT PID".
@@ -445,6 +445,39 @@ def test_app_script_that_is_a_symbolic_link(wsgid, tmp):
     (tmp / "code" / "app.py").write_text(APP % "c3")  # no longer the app
     time.sleep(1.0)
     assert rolls_done(d) == 3, d.log()
+
+
+def test_own_sockets_are_not_changes(wsgid, tmp):
+    """watch: a directory that holds wsgid's own unix sockets (the group's, bound anew when the
+    group starts again; the control socket): `wsgictl stop site` then `start site` rolled the
+    group at once, for its socket file; the log files and the pidfile were left out already, not
+    the sockets (helper-81)."""
+    site = tmp / "site"
+    site.mkdir()
+    script = site / "app.py"
+    script.write_text(APP % "v1")
+    d = wsgid(str(script), processes=1, threads=2, watch=[str(site)],
+              listen=["unix:" + str(site / "site.sock"), "127.0.0.1:%d" % free_port()],
+              top={"control": str(site / "ctl.sock")})
+    d.unix_paths.append(str(site / "ctl.sock"))
+    d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    rc, out, err = ctl_at(site / "ctl.sock", "stop", "site")
+    assert rc == 0, err
+    wait_for(lambda: not d.workers(), timeout=20, what="the workers stopped")
+    rc, out, err = ctl_at(site / "ctl.sock", "start", "site")
+    assert rc == 0, err
+    d.seen_workers.update(d.workers())
+    time.sleep(1.5)  # three quiet periods
+    assert "changed: restarting the workers" not in d.log(), d.log()
+    assert get(d.tcp)[0] == "v1"
+    script.write_text(APP % "v2")  # the app itself still rolls it
+    roll_to(d, "v2", 1)
+
+
+def ctl_at(sock, *args):
+    r = subprocess.run([str(WSGICTL), "-s", str(sock)] + list(args), capture_output=True,
+                       text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
 
 
 def test_config_errors_name_the_line(tmp):
