@@ -84,7 +84,9 @@ void wd_master_status(wd_master_t *m, wd_status_t *out)
                 status_proc(m, &workers[n++], s->cur, s);
             if (s->repl != NULL)
                 status_proc(m, &workers[n++], s->repl, s);
-            if (s->cur == NULL && s->repl == NULL && !g->stopped) {
+            /* a slot without a process backs off or crashed, unless its group stopped or
+             * wsgid stops: its worker drains then, and the slot said "backoff" (helper-81) */
+            if (s->cur == NULL && s->repl == NULL && !g->stopped && !m->stopping) {
                 memset(&workers[n], 0, sizeof workers[n]);
                 workers[n].group = g->name;
                 workers[n].slot = s->slot;

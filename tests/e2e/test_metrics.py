@@ -160,3 +160,26 @@ def test_idle_connections_do_not_keep_readyz_out(wsgid):
         for s in idle:
             s.close()
     assert_hello(d.tcp)
+
+
+def test_no_slot_said_to_back_off_while_wsgid_stops(wsgid, tmp):
+    """While wsgid stops (SIGTERM) and a worker finishes its request, /metrics, /status and
+    wsgictl status showed a second worker of its slot, pid 0, in "backoff": nothing backs off,
+    the slot's worker is draining (helper-81)."""
+    import signal
+    import threading
+
+    maddr = ("127.0.0.1", free_port())
+    d = wsgid("slow", processes=1, threads=2, top={"metrics": "%s:%d" % maddr})
+    t = threading.Thread(target=lambda: request(d.tcp, path="/?t=2"))
+    t.start()
+    wait_for(lambda: (tmp / "slow-started").exists(), 5, what="the request in the app")
+    d.signal(signal.SIGTERM)
+    d.wait_log(r"stopping")
+    s = samples(metrics(maddr))
+    assert s['wsgid_workers{group="site",state="draining"}'] == 1, s
+    assert s['wsgid_workers{group="site",state="backoff"}'] == 0, s
+    (g,) = status(maddr)["groups"]
+    assert [w["state"] for w in g["workers"]] == ["draining"], g["workers"]
+    t.join(10)
+    assert d.wait_exit() == 0
