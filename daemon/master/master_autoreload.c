@@ -229,6 +229,10 @@ static void warn_unwatched(wd_autoreload_t *a, const char *path, int guard, int 
 
     if (err == UV_ENOSPC)
         what = " (raise the sysctl fs.inotify.max_user_watches, or narrow `watch:`)";
+    else if (err == UV_EMFILE) /* inotify_init1: the user's instances (128 by default) taken */
+        what = " (the open-file limit, or every inotify instance of the user taken by other "
+               "programs: raise the sysctl fs.inotify.max_user_instances); changes there are "
+               "not seen";
     wd_log_rated(&a->rate, WD_LOG_WARN, "group %s: reload-on-change: cannot watch %s: %s%s",
                  a->g->name, path, uv_strerror(err), what);
 }

@@ -474,6 +474,58 @@ def test_own_sockets_are_not_changes(wsgid, tmp):
     roll_to(d, "v2", 1)
 
 
+INOTIFY_HOLDER = """import ctypes, time
+libc = ctypes.CDLL(None, use_errno=True)
+n = 0
+while libc.inotify_init1(0) >= 0:
+    n += 1
+print(n, flush=True)
+time.sleep(30)
+"""
+
+
+def test_inotify_instances_taken_are_named(tmp):
+    """Every inotify instance of the user taken by other programs (fs.inotify.max_user_instances,
+    128 by default; editors and file watchers take them in development): each directory could not
+    be watched with "too many open files", which sends the operator to the open-file limit. The
+    warning names the sysctl (helper-81). The master runs as a throwaway user, whose instances
+    alone a holder takes."""
+    user = "wdino%d" % os.getpid()
+    subprocess.run(["useradd", "-M", "-s", "/usr/sbin/nologin", user], check=True,
+                   capture_output=True, timeout=30)
+    holder = master = None
+    try:
+        os.chmod(tmp, 0o755)
+        tmp = tmp / "own"  # the user's, where the master writes its log and sockets
+        tmp.mkdir()
+        shutil.chown(tmp, user)
+        (tmp / "app.py").write_text(APP % "v1")
+        (tmp / "holder.py").write_text(INOTIFY_HOLDER)
+        (tmp / "w.yaml").write_text(
+            "control: %s\nlog: {level: info, file: %s}\ngroups:\n  site: {app: app.py, "
+            "listen: 127.0.0.1:%d, reload-on-change: true}\n"
+            % (tmp / "ctl.sock", tmp / "err.log", free_port()))
+        for f in tmp.iterdir():
+            shutil.chown(f, user)
+        holder = subprocess.Popen(["python3", str(tmp / "holder.py")], user=user,
+                                  stdout=subprocess.PIPE, text=True)
+        assert int(holder.stdout.readline()) > 0
+        master = subprocess.Popen([str(WSGID_BIN), "-c", str(tmp / "w.yaml")], user=user,
+                                  cwd=str(tmp), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+        log = tmp / "err.log"
+        wait_for(lambda: log.exists() and "all workers ready" in log.read_text(), timeout=15,
+                 what="wsgid ready")
+        line = next(x for x in log.read_text().splitlines() if "cannot watch" in x)
+        assert "fs.inotify.max_user_instances" in line, line
+    finally:
+        for p in (master, holder):
+            if p is not None and p.poll() is None:
+                p.terminate()
+                p.wait(20)
+        subprocess.run(["userdel", user], capture_output=True, timeout=30)
+
+
 def ctl_at(sock, *args):
     r = subprocess.run([str(WSGICTL), "-s", str(sock)] + list(args), capture_output=True,
                        text=True, timeout=30)
