@@ -141,7 +141,7 @@ static int parse_control(loader_t *ld, yaml_node_t *n, const char *key)
 static int check_conf(loader_t *ld)
 {
     wd_config_t *conf = ld->conf;
-    wd_listen_conf_t m = {0}, a = {0};
+    wd_listen_conf_t m = {0}, a = {0}, h = {0};
     char *control = conf->control != NULL ? wd__cfg_unix_real(conf->control) : NULL;
     size_t i, j;
     int rc = 0;
@@ -152,9 +152,23 @@ static int check_conf(loader_t *ld)
     a.host = conf->agent_host;
     a.port = conf->agent_port;
     a.dual = 1;
+    h.host = conf->health_host;
+    h.port = conf->health_port;
+    h.dual = 1;
     if (ld->agent != NULL && ld->metrics != NULL && wd_config_listen_same(&a, &m))
         rc = fail(ld, ld->agent, "agent-check", "'%s' is also the metrics address",
                   conf->agent_check);
+    else if (ld->health != NULL && ld->agent != NULL && wd_config_listen_same(&h, &a))
+        rc = fail(ld, ld->health, "health", "'%s' is also the agent-check address", conf->health);
+    else if (ld->health != NULL && ld->metrics != NULL && wd_config_listen_same(&h, &m)) {
+        /* shared with metrics: its listener serves /livez and /readyz already */
+        if (strcmp(conf->health_host, conf->metrics_host) != 0)
+            rc = fail(ld, ld->health, "health",
+                      "'%s' overlaps the metrics address '%s': give the same address to "
+                      "share its listener, or another port",
+                      conf->health, conf->metrics);
+        conf->health_port = 0;
+    }
     for (i = 0; i < conf->n_groups && rc == 0; i++) {
         for (j = 0; j < conf->groups[i].n_listen && rc == 0; j++) {
             const wd_listen_conf_t *l = &conf->groups[i].listen[j];
@@ -170,6 +184,9 @@ static int check_conf(loader_t *ld)
                 rc = fail(ld, ld->agent, "agent-check",
                           "'%s' is also a listen address of group '%s'", conf->agent_check,
                           conf->groups[i].name);
+            else if (ld->health != NULL && wd_config_listen_same(l, &h))
+                rc = fail(ld, ld->health, "health", "'%s' is also a listen address of group '%s'",
+                          conf->health, conf->groups[i].name);
         }
     }
     free(control);
@@ -207,6 +224,10 @@ static int parse_top(loader_t *ld, yaml_node_t *root)
             rc = parse_tcp_key(ld, v, kname, &ld->conf->agent_check, &ld->conf->agent_host,
                                &ld->conf->agent_port);
             ld->agent = v;
+        } else if (strcmp(kname, "health") == 0) {
+            rc = parse_tcp_key(ld, v, kname, &ld->conf->health, &ld->conf->health_host,
+                               &ld->conf->health_port);
+            ld->health = v;
         } else if (strcmp(kname, "groups") == 0) {
             groups = v;
             rc = 0; /* read last, so that listen checks see the whole file in order */
@@ -465,6 +486,8 @@ void wd_config_free(wd_config_t *conf)
     free(conf->metrics);
     free(conf->metrics_host);
     free(conf->agent_check);
+    free(conf->health);
+    free(conf->health_host);
     free(conf->agent_host);
     memset(conf, 0, sizeof *conf);
 }

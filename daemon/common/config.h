@@ -173,6 +173,11 @@ typedef struct wd_config {
     char *agent_check;        /* `agent-check:` "HOST:PORT" (HAProxy's agent), NULL = not set */
     char *agent_host;
     int agent_port;
+    /* `health:` "HOST:PORT": GET /livez, /readyz[/GROUP] alone; NULL = not set. The address of
+     * `metrics:` too is allowed: that listener serves them already (health_port is 0 then). */
+    char *health;
+    char *health_host;
+    int health_port;
     wd_group_conf_t *groups; /* in file order */
     size_t n_groups;         /* at least 1 */
 } wd_config_t;

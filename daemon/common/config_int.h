@@ -23,6 +23,7 @@ typedef struct loader {
     yaml_node_t *control; /* kept for the checks that need the whole file */
     yaml_node_t *metrics;
     yaml_node_t *agent;
+    yaml_node_t *health;
     int app_callable;                /* the group's app named its callable ("module:name") */
     int flags;                       /* WD_CONFIG_NO_FILE_CHECKS */
     struct wd_listen_index *listens; /* the groups' addresses so far (config_listen.c) */
@@ -125,8 +126,8 @@ int wd__cfg_parse_log_value(loader_t *ld, yaml_node_t *n, const char *key, char 
                     __VA_ARGS__)
 
 /* The keys of the top level and of `log:`, for messages that suggest one. */
-static const char *const wd__cfg_top_keys[] = {"control", "pidfile",     "log",
-                                               "metrics", "agent-check", "groups"};
+static const char *const wd__cfg_top_keys[] = {"control",     "pidfile", "log",   "metrics",
+                                               "agent-check", "health",  "groups"};
 static const char *const wd__cfg_log_keys[] = {"level", "file", "access"};
 #define N_TOP_KEYS (sizeof wd__cfg_top_keys / sizeof wd__cfg_top_keys[0])
 #define N_LOG_KEYS (sizeof wd__cfg_log_keys / sizeof wd__cfg_log_keys[0])

@@ -61,7 +61,7 @@ static void metrics_release(void *data, wd_status_t *st)
     wd_master_status_release(st);
 }
 
-wd_metrics_t wd__m_metrics, wd__m_agent;
+wd_metrics_t wd__m_metrics, wd__m_agent, wd__m_health;
 
 /* ---- signals ------------------------------------------------------------------------------ */
 
@@ -288,6 +288,7 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     m->run_control = conf->control != NULL ? xstrdup(conf->control) : NULL;
     m->run_metrics = conf->metrics != NULL ? xstrdup(conf->metrics) : NULL;
     m->run_agent = conf->agent_check != NULL ? xstrdup(conf->agent_check) : NULL;
+    m->run_health = conf->health != NULL ? xstrdup(conf->health) : NULL;
     rc = uv_loop_init(&m->loop);
     if (rc < 0) {
         wd_log_error("cannot create the event loop: %s", uv_strerror(rc));
@@ -306,6 +307,10 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     if (conf->agent_port > 0 &&
         wd_metrics_start_agent(&wd__m_agent, &m->loop, conf->agent_host, conf->agent_port,
                                metrics_snapshot, metrics_release, m) < 0)
+        goto out;
+    if (conf->health_port > 0 &&
+        wd_metrics_start_health(&wd__m_health, &m->loop, conf->health_host, conf->health_port,
+                                metrics_snapshot, metrics_release, m) < 0)
         goto out;
     if (conf->control != NULL &&
         wd_control_open(&m->control, &m->loop, conf->control, wd__m_control_cb, m) < 0)
@@ -336,6 +341,7 @@ out:
     free(m->run_control);
     free(m->run_metrics);
     free(m->run_agent);
+    free(m->run_health);
     rc = m->exit_code;
     wd_log_info("master exiting with status %d", rc);
     free(m);

@@ -226,7 +226,7 @@ struct wd_master {
     char *pidfile;
     /* what the master opened at its start, which a reload does not change: control, metrics
      * and agent-check ("HOST:PORT"), each NULL when not set */
-    char *run_control, *run_metrics, *run_agent;
+    char *run_control, *run_metrics, *run_agent, *run_health;
     uint64_t t0;
     wd_control_req_t **stop_reqs; /* wsgictl stop of wsgid: answered once it has stopped */
     size_t n_stop_reqs;
@@ -235,7 +235,8 @@ struct wd_master {
     wd_output_t *outputs;        /* the workers' stdout and stderr readers (master_output.c) */
 };
 
-extern wd_metrics_t wd__m_metrics, wd__m_agent; /* `metrics:`, `agent-check:` */
+extern wd_metrics_t wd__m_metrics, wd__m_agent, wd__m_health; /* `metrics:`, `agent-check:`,
+                                                                 `health:` */
 
 /* master_groups.c */
 /* A free record of g's scoreboard, zeroed, or -1 when none is (or g has no scoreboard). */

@@ -333,6 +333,7 @@ void wd__m_finish(wd_master_t *m)
     m->control = NULL;
     wd_metrics_stop(&wd__m_metrics);
     wd_metrics_stop(&wd__m_agent);
+    wd_metrics_stop(&wd__m_health);
     for (i = 0; i < m->n_groups; i++) {
         wd_group_t *g = m->groups[i];
 

@@ -729,7 +729,8 @@ static json_t *not_applied(const wd_master_t *m, const wd_config_t *newc)
     } keys[] = {{"control", m->run_control, newc->control},
                 {"pidfile", m->pidfile, newc->pidfile},
                 {"metrics", m->run_metrics, newc->metrics},
-                {"agent-check", m->run_agent, newc->agent_check}};
+                {"agent-check", m->run_agent, newc->agent_check},
+                {"health", m->run_health, newc->health}};
     json_t *later = json_array();
 
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {

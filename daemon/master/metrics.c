@@ -294,7 +294,11 @@ static void handle(metrics_conn_t *c)
     const char *group;
     size_t glen;
 
-    switch (wd_metrics_route(c->buf, c->len, &head_only, &group, &glen)) {
+    wd_metrics_route_t route = wd_metrics_route(c->buf, c->len, &head_only, &group, &glen);
+
+    if (c->m->health && (route == WD_METRICS_PROMETHEUS || route == WD_METRICS_STATUS))
+        route = WD_METRICS_NOT_FOUND;
+    switch (route) {
     case WD_METRICS_BAD:
         respond_error(c, 400, "Bad Request");
         break;
@@ -405,7 +409,10 @@ static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
         return;
     wd_log_peer(WD_LOG_WARN,
                 "%s %s: %d connections open: closed the oldest one %s (open %.1f s) for a new one",
-                m->agent ? "agent-check" : "metrics", m->addr, WD_METRICS_CONNS_MAX,
+                m->agent    ? "agent-check"
+                : m->health ? "health"
+                            : "metrics",
+                m->addr, WD_METRICS_CONNS_MAX,
                 oldest->answered ? "answered already" : "without a whole request",
                 (double)(uv_now(m->loop) - oldest->opened) / 1000.0);
     conn_close(oldest);
@@ -467,15 +474,22 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss)
     return 0;
 }
 
-static int start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port, int agent,
+enum { KIND_METRICS, KIND_AGENT, KIND_HEALTH };
+
+static int start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port, int kind,
                  wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
 {
+    static const char *const whats[] = {"metrics", "agent-check", "health"};
+    static const char *const serves[] = {"GET /metrics, /status, /livez, /readyz",
+                                         "HAProxy agent-check: up, drain or down, and a weight",
+                                         "GET /livez, /readyz"};
     struct sockaddr_storage ss;
-    int rc, initialized = 0;
-    const char *what = agent ? "agent-check" : "metrics";
+    int rc, initialized = 0, agent = kind == KIND_AGENT;
+    const char *what = whats[kind];
 
     memset(m, 0, sizeof *m);
     m->agent = agent;
+    m->health = kind == KIND_HEALTH;
     m->loop = loop;
     m->snapshot = snapshot;
     m->release = release;
@@ -498,9 +512,7 @@ static int start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port, i
     if (rc < 0)
         goto fail;
     m->running = 1;
-    wd_log_info("%s: listening on %s (%s)", what, m->addr,
-                agent ? "HAProxy agent-check: up, drain or down, and a weight"
-                      : "GET /metrics, /status, /livez, /readyz");
+    wd_log_info("%s: listening on %s (%s)", what, m->addr, serves[kind]);
     return 0;
 
 fail:
@@ -514,14 +526,21 @@ fail:
 int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
                      wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release, void *data)
 {
-    return start(m, loop, host, port, 0, snapshot, release, data);
+    return start(m, loop, host, port, KIND_METRICS, snapshot, release, data);
 }
 
 int wd_metrics_start_agent(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
                            wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
                            void *data)
 {
-    return start(m, loop, host, port, 1, snapshot, release, data);
+    return start(m, loop, host, port, KIND_AGENT, snapshot, release, data);
+}
+
+int wd_metrics_start_health(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                            wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
+                            void *data)
+{
+    return start(m, loop, host, port, KIND_HEALTH, snapshot, release, data);
 }
 
 void wd_metrics_stop(wd_metrics_t *m)

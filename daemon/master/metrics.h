@@ -24,6 +24,7 @@ typedef struct wd_metrics {
     uv_tcp_t server;
     int running; /* 1 between a successful start and stop */
     int agent;   /* the agent-check listener (wd_metrics_start_agent) */
+    int health;  /* the health listener (wd_metrics_start_health): /livez and /readyz alone */
     wd_metrics_snapshot_fn snapshot;
     wd_metrics_release_fn release;
     void *data;
@@ -43,6 +44,13 @@ int wd_metrics_start(wd_metrics_t *m, uv_loop_t *loop, const char *host, int por
 int wd_metrics_start_agent(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
                            wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
                            void *data);
+
+/* The same for the `health:` listener: GET /livez and /readyz[/GROUP] as on the metrics listener,
+ * 404 for /metrics and /status (what the workers do, their pids and errors stay off an address
+ * that load balancers and orchestrators reach). */
+int wd_metrics_start_health(wd_metrics_t *m, uv_loop_t *loop, const char *host, int port,
+                            wd_metrics_snapshot_fn snapshot, wd_metrics_release_fn release,
+                            void *data);
 
 /* Closes the listener and every open client connection (the handles are closed asynchronously:
  * let the loop run once more). Safe to call when not running. */

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from helpers.clients import request
-from helpers.daemon import WSGICTL
+from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import free_port, wait_for
 
 
@@ -51,6 +51,43 @@ def test_livez_and_readyz(wsgid):
     wait_for(lambda: get(maddr, "/livez")[0] == 200 and victim not in d.workers(), 10,
              what="the frozen worker replaced")
     d.seen_workers.update(d.workers())
+
+
+def test_health_key_of_the_design(wsgid, tmp):
+    """`health: HOST:PORT` (design.md section 4: "GET /livez, /readyz, /readyz/GROUP (may share
+    `metrics:`)") was an unknown key: a config written from the design was refused. It is a
+    listener of its own with /livez and /readyz alone (/metrics and /status, pids and errors,
+    stay off the address that load balancers reach), or the metrics listener when it names the
+    same address (helper-81)."""
+    haddr, maddr = ("127.0.0.1", free_port()), ("127.0.0.1", free_port())
+    d = wsgid("hello", processes=2,
+              top={"health": "%s:%d" % haddr, "metrics": "%s:%d" % maddr, "control": "ctl.sock"})
+    d.wait_log(r"health: listening on 127\.0\.0\.1:%d \(GET /livez, /readyz\)" % haddr[1])
+    assert get(haddr, "/livez") == (200, "ok\n")
+    assert get(haddr, "/readyz") == (200, "ok\n")
+    assert get(haddr, "/readyz/site") == (200, "ok\n")
+    assert get(haddr, "/readyz/nope") == (404, "no group nope\n")
+    assert get(haddr, "/metrics")[0] == 404
+    assert get(haddr, "/status")[0] == 404
+    assert get(maddr, "/metrics")[0] == 200
+    rc, out = ctl(d, "drain", "site")
+    assert rc == 0, out
+    code, body = get(haddr, "/readyz")
+    assert code == 503 and "draining" in body, (code, body)
+    rc, out = ctl(d, "undrain", "site")
+    assert rc == 0, out
+    # The metrics address itself: its listener serves both, no second one.
+    conf = tmp / "shared.yaml"
+    conf.write_text(d.conf_path.read_text().replace("%d" % haddr[1], "%d" % maddr[1]))
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    conf.write_text(d.conf_path.read_text().replace('health: "127.0.0.1:%d"' % haddr[1],
+                                                    'health: "0.0.0.0:%d"' % maddr[1]))
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(conf)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 1 and "health: '0.0.0.0:%d' overlaps the metrics address" % maddr[1] \
+        in r.stderr, (r.stdout, r.stderr)
 
 
 def test_drain_undrain_then_stop(wsgid):
