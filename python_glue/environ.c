@@ -641,8 +641,9 @@ static int readings_agree(const char *p, size_t n, wd_slice_t sn, const wd_py_mo
  * nginx's "location /admin { deny all; }" (nginx read /public/x) and ran in /admin's app; taken
  * the other, /x/../admin/x or /%61dmin/x got past HAProxy's "deny if { path_beg /admin }"
  * (helper-59). A path whose readings disagree names no app for sure: *ambiguous, and the caller
- * answers 400. No client needs one: a browser resolves dot segments before it sends, and escapes
- * no letter, digit or "/".
+ * answers 400. A browser resolves dot segments before it sends, and escapes no letter, digit or
+ * "/"; a "//" from a careless join of base + "/" + path does come, and gets 400 in a group with
+ * mounts, behind nginx too since helper-83's readings over uwsgi and FastCGI (helper-84: README).
  *
  * Over uwsgi and FastCGI a PATH_INFO from the proxy is the path, the last one sent as in the
  * environ (helper-83: nginx's uwsgi_params sends $document_uri, and a uwsgi_param PATH_INFO after
