@@ -2,7 +2,8 @@
  *
  * Every line carries a timestamp, the level and who speaks ("master" or "site1:1234"), and the
  * caller adds what the line concerns (request id, peer). Lines are written with one write(2) each,
- * so lines from several threads and processes sharing a file never interleave. */
+ * so lines from several threads of a process never interleave; a worker's go to the master
+ * through pipes, which it writes to the files in whole lines (daemon/master/master_logpipe.c). */
 #ifndef WD_DAEMON_LOG_H
 #define WD_DAEMON_LOG_H
 
@@ -75,8 +76,31 @@ void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
         wd_log_rated(&wd_log_rate_, (level), __VA_ARGS__);                                         \
     } while (0)
 
-/* Writes one finished line (with its '\n') to the access log, if there is one. */
+/* A worker's logs are pipes to the master (spawn.h), which appends what comes to the files: no
+ * worker holds a log file another group or the master writes (helper-79). Its write ends are
+ * non-blocking, so that the worker's loop never waits for the master: an error log line (at most
+ * PIPE_BUF, so whole) of the loop thread's that a full pipe refuses is dropped (a Python thread
+ * waits for room, as it did for a file); an access log line waits in the worker
+ * (WD_LOG_PENDING_MAX at most, then it is dropped too). What was dropped is counted, and
+ * said in the next error log line that goes. The master makes each pipe WD_LOG_PIPE_SIZE. */
+#define WD_LOG_PIPE_SIZE (1 << 20)
+#define WD_LOG_PENDING_MAX (64 * 1024)
+#define WD_LOG_BATCH (16 * 1024) /* the loop thread's access lines written at once at most */
+#define WD_LOG_LINE_MAX 8192     /* an access log line's longest (daemon/worker/conn_log.c) */
+
+/* The calling thread (the worker's loop thread) never waits for the pipes: an error log line
+ * that a full pipe refuses is dropped and counted (other threads wait for room), and its access
+ * log lines are kept until wd_log_flush, which it calls at the end of each turn of its loop. */
+void wd_log_no_wait(void);
+
+/* Writes one finished line (with its '\n', at most WD_LOG_LINE_MAX) to the access log, if there
+ * is one. The caller serialises (in a worker, the loop's lock: the loop thread, or a parked
+ * thread), as what waits for the pipe is the loop's. */
 void wd_log_access(const char *line, size_t len);
+/* Writes what waits for the access log's pipe, if it takes it; with wait, waits for it to (a
+ * worker that exits); then says what was dropped, if any. 0 once nothing waits, -1 otherwise.
+ * The loop thread's. */
+int wd_log_flush(int wait);
 int wd_log_access_enabled(void);
 
 /* Writes raw text to the error log as it is (a Python traceback, say), prefixed per line. */

@@ -17,9 +17,10 @@
  *     fd 6 (WD_WORKER_FD_STACKS) is the write end of a pipe whose read end the master keeps: on
  *     WD_WORKER_SIG_STACKS the worker writes its Python threads' stacks there (faulthandler),
  *     then the line WD_STACKS_END (`wsgictl stacks`, daemon/worker/stacks.h),
- *     fd 7 (WD_WORKER_FD_STDERR) is the master's stderr, where the worker's log lines go when
- *     the log is stderr: fds 1 and 2 are pipes whose read ends the master keeps, and what comes
- *     there (a C library's messages, a fatal error's dump) it logs as the worker's
+ *     fd 7 (WD_WORKER_FD_STDERR) is the master's stderr, where the worker's log lines go until
+ *     it has its "logs" line (then it closes it: the master's stderr may be a file the master
+ *     writes); fds 1 and 2 are pipes whose read ends the master keeps, and what comes there (a
+ *     C library's messages, a fatal error's dump) it logs as the worker's
  *     (daemon/master/master_output.c),
  *     fds 8.. (WD_WORKER_FD_LISTEN) are the group's listening sockets in the order of `listen`.
  *   - messages on the master socket are lines. Worker to master: "ready\n" once its app is loaded
@@ -30,11 +31,12 @@
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
  *     restart; "unlistened\n" once it accepts no more after a "stop last". Master to worker:
- *     "logs ERROR ACCESS\n" = its error log and its access log from now on, each "fd" (a file
- *     that comes with the line's first byte as SCM_RIGHTS, error log first), "-" (stderr), "off"
- *     or "keep" (where it went so far: the master could not open the file); the first line on a
- *     new worker's socket, written before it starts, and sent again at each reopen-logs: a
- *     worker never opens a log by name (daemon/master/master_logs.c); "stop\n" = stop
+ *     "logs ERROR ACCESS\n" = its error log and its access log, each "fd" (the non-blocking
+ *     write end of a pipe whose read end the master keeps, and whose lines it appends to the
+ *     file: it comes with the line's first byte as SCM_RIGHTS, error log first) or "off"
+ *     ("-" and "keep" from a master of an earlier wsgid); the first line on a new worker's
+ *     socket, written before it starts: a worker never opens a log, nor holds one
+ *     (daemon/master/master_logs.c, master_logpipe.c; log.h); "stop\n" = stop
  *     accepting, finish in-flight and buffered responses, exit 0 (SIGTERM does the same);
  *     "stop last\n" = the same, its group (or wsgid) stopping: it first takes what waits in
  *     the listen queue, then says "unlistened", and the master shuts the group's TCP listeners

@@ -52,6 +52,8 @@ typedef struct wd_op wd_op_t;
 typedef struct wd_batch wd_batch_t;
 typedef struct wd_autoreload wd_autoreload_t;
 typedef struct wd_output wd_output_t;
+typedef struct wd_logpipe wd_logpipe_t;
+typedef struct wd_logdest wd_logdest_t;
 typedef struct wd_say wd_say_t;
 
 struct wd_gen {
@@ -99,6 +101,7 @@ struct wd_proc {
     int skipping;  /* dropping the rest of an overlong line */
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
     wd_output_t *out[2];        /* what it writes to its stdout and stderr (master_output.c) */
+    wd_logpipe_t *logs[2];      /* its error log and access log lines (master_logpipe.c) */
     wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_send) */
     char failed[512];
     /* What a starting worker said it loads ("app /srv/app.py (mount /reports)"): its lines
@@ -326,13 +329,30 @@ wd_op_t *wd__m_op_new(wd_group_t *g, wd_batch_t *b, wd_op_kind_t kind, wd_gen_t 
 uint64_t wd__m_read_rss(int pid);
 void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
 
-/* master_logs.c: the master opens the workers' log files and gives them (spawn.h's "logs").
- * logs_give writes a new worker's line on its end of the socketpair before it starts: 0 or
- * -errno (a file that cannot be opened is logged, and the worker writes to stderr instead).
- * reopen_logs reopens the master's logs and gives every worker its files again: 0, or -1 with
- * why in err (a log that cannot be opened now; those stay where they were). */
-int wd__m_logs_give(int sock, const wd_config_t *conf, const wd_group_conf_t *g, int slot);
+/* master_logs.c: the master opens the workers' log files and writes them (spawn.h's "logs").
+ * logs_give makes a new worker's pipes (readers[0] its error log's, readers[1] its access log's,
+ * NULL for "off") and writes its line on its end of the socketpair before it starts: 0 or -errno
+ * (a file that cannot be opened is logged, and its lines go to stderr until a reopen can open
+ * it). reopen_logs reopens the master's error log
+ * and every access log in place: 0, or -1 with why in err (a log that cannot be opened now;
+ * those stay where they were). */
+int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,
+                    int slot, wd_logpipe_t *readers[2]);
+/* Appends whole lines to dest (NULL: the master's error log): 0, or -1 when some wait (a FIFO
+ * nobody reads: logs_retry, at the readers' next turn, writes them: 1 while some still wait). */
+int wd__m_logs_write(wd_logdest_t *dest, const char *p, size_t n);
+int wd__m_logs_retry(void);
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
+
+/* master_logpipe.c: a pipe for a worker's error log (dest NULL: the master's) or access log
+ * (dest: its file), whose whole lines the master appends there (logs_write); returns the
+ * worker's end (non-blocking), or -errno. Attached to its worker (*ref, NULLed at close);
+ * detached when the worker exited, after a drain of what it left. close_all ends every one. */
+int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out);
+void wd__m_logpipe_attach(wd_logpipe_t *o, wd_logpipe_t **ref);
+void wd__m_logpipe_detach(wd_logpipe_t **ref);
+void wd__m_logpipe_close(wd_logpipe_t *o);
+void wd__m_logpipe_close_all(void);
 
 /* master_output.c: a pipe for a worker's stdout or stderr, whose lines go to the error log at
  * level; returns the worker's end, or -errno. Attached to its worker (*ref, which it NULLs when

@@ -322,6 +322,7 @@ void wd__m_finish(wd_master_t *m)
     }
     sigprocmask(SIG_SETMASK, &was, NULL); /* what came meanwhile is ignored */
     uv_close((uv_handle_t *)&m->tick, NULL);
+    wd__m_logpipe_close_all();
     wd__m_output_close_all(m);
     wd__m_autoreload_stop(m);
     for (i = 0; i < m->n_stop_reqs; i++)
@@ -542,7 +543,10 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     p->exited = 1;
     drain_pipe(p);
     wd__m_close_pipe(p);
-    /* What it wrote to its stdout and stderr as it died (a fatal error's dump) comes first. */
+    /* Its last log lines, and what it wrote to its stdout and stderr as it died (a fatal error's
+     * dump), come first. */
+    wd__m_logpipe_detach(&p->logs[0]);
+    wd__m_logpipe_detach(&p->logs[1]);
     died = sig != 0 || status != 0 || !exit_asked(m, p);
     wd__m_output_detach(&p->out[0], died);
     wd__m_output_detach(&p->out[1], died);

@@ -1,9 +1,12 @@
 /* The master: the workers' log files. See master_int.h.
  *
  * The master opens every log file itself (as root when wsgid runs as root: log.c's
- * wd_log_file_open follows no symbolic link there) and gives each worker its error log and its
- * access log as open files, in a "logs" line on the worker's socket: before the worker starts,
- * and again at every reopen-logs (spawn.h). A worker never opens a log by name. When it did, as
+ * wd_log_file_open follows no symbolic link there) and writes to it alone: each worker gets a
+ * pipe for its error log and one for its access log, in a "logs" line on the worker's socket
+ * before it starts (spawn.h), and the master appends what comes there to the files
+ * (master_logpipe.c). At a reopen-logs the master reopens the files in place; the workers'
+ * pipes stay. A worker holding the files could take O_APPEND off and truncate the lines of the
+ * other groups and of the master (helper-79). A worker never opens a log by name. When it did, as
  * its group's user, the master had to give that user the files (fchown), and so gave it any
  * root-owned file that the group's app put a symbolic link to at the log's path, the master's
  * own error log, and the access log the other groups share, which their users then could not
@@ -18,145 +21,242 @@
 #include <string.h>
 #include <unistd.h>
 
-/* The files of one start or reopen, each opened once however many workers write it. */
-typedef struct {
-    const char *path;
-    int fd;   /* or -errno */
-    int said; /* its error was reported */
-} log_file_t;
+/* An access log file, opened once however many workers write it, and reopened in place (dup3
+ * onto the same fd number). Its fd is non-blocking: a FIFO whose reader stops (a log shipper)
+ * must not hold the master up, which serves every group; what it does not take waits here, in
+ * order (whole lines stay whole), WD_LOGS_HELD_MAX at most, and is written again at the readers'
+ * next turn (wd__m_logs_retry); past that, lines are dropped, counted, and said. */
+#define WD_LOGS_HELD_MAX (1 << 20)
 
-typedef struct {
-    log_file_t *v;
-    size_t n;
-} log_files_t;
+struct wd_logdest {
+    struct wd_logdest *next;
+    char *path;     /* NULL: the master's stderr ("-"), written as the master's own lines are */
+    char group[64]; /* the first group that writes it, for the messages */
+    int fd;         /* -1 until it could be opened: the lines go to stderr meanwhile */
+    int said;       /* its error was reported */
+    char *held;
+    size_t held_len;
+    unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
+};
 
-static log_file_t *files_get(log_files_t *c, const char *path)
+static wd_logdest_t *access_files;
+static wd_logdest_t stderr_dest = {.fd = 2};
+
+static wd_logdest_t *access_get(const char *path, const char *group)
 {
-    size_t i;
+    wd_logdest_t *f;
 
-    for (i = 0; i < c->n; i++)
-        if (strcmp(c->v[i].path, path) == 0)
-            return &c->v[i];
-    c->v = xrealloc(c->v, (c->n + 1) * sizeof *c->v);
-    c->v[c->n] = (log_file_t){.path = path, .fd = wd_log_file_open(path)};
-    return &c->v[c->n++];
+    for (f = access_files; f != NULL; f = f->next)
+        if (strcmp(f->path, path) == 0)
+            return f;
+    f = xcalloc(1, sizeof *f);
+    f->path = xstrdup(path);
+    snprintf(f->group, sizeof f->group, "%s", group);
+    f->fd = -1;
+    f->next = access_files;
+    access_files = f;
+    return f;
 }
 
-static void files_close(log_files_t *c)
+/* Opens f, or reopens it in place: 0 or -errno (it stays where it was). */
+static int access_open(wd_logdest_t *f)
 {
-    size_t i;
+    int fd = wd_log_file_open(f->path), fl;
 
-    for (i = 0; i < c->n; i++)
-        if (c->v[i].fd >= 0)
-            close(c->v[i].fd);
-    free(c->v);
-}
-
-/* A worker's "logs ERROR ACCESS" line and the files that go with it (spawn.h). */
-typedef struct {
-    char line[32];
-    int fds[2];
-    int n_fds;
-} logs_msg_t;
-
-typedef struct {
-    const char *group; /* for the messages */
-    int slot;          /* 0 at a reopen */
-    char *err;         /* a reopen's failures, for wsgictl; NULL at a start */
-    size_t cap, *used;
-} logs_ctx_t;
-
-/* One log of the line: "-" (stderr), "off", "fd" (the next file) or, for a file that cannot be
- * opened, "-" at the worker's start and "keep" at a reopen (it writes on where it was). */
-static const char *msg_one(log_files_t *c, logs_msg_t *msg, const char *what, const char *path,
-                           const logs_ctx_t *x)
-{
-    log_file_t *f;
-    int fd;
-
-    if (path == NULL || strcmp(path, "-") == 0)
-        return "-";
-    if (strcmp(path, "off") == 0)
-        return "off";
-    f = files_get(c, path);
-    if (f->fd >= 0) {
-        fd = fcntl(f->fd, F_DUPFD_CLOEXEC, 3);
-        if (fd >= 0) {
-            msg->fds[msg->n_fds++] = fd;
-            return "fd";
-        }
-        fd = -errno;
-        close(f->fd);
+    if (fd < 0)
+        return fd;
+    fl = fcntl(fd, F_GETFL);
+    if (fl >= 0)
+        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+    if (f->fd < 0) {
         f->fd = fd;
+        return 0;
     }
-    if (!f->said) {
+    if (dup3(fd, f->fd, O_CLOEXEC) < 0) {
+        int e = -errno;
+
+        close(fd);
+        return e;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Where a worker's access log lines go: NULL for "off". */
+static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t *g, int slot)
+{
+    const char *path = g->access_log ? g->access_log : conf->access_log;
+    wd_logdest_t *f;
+    int rc;
+
+    if (path != NULL && strcmp(path, "off") == 0)
+        return NULL;
+    if (path == NULL || strcmp(path, "-") == 0)
+        return &stderr_dest;
+    f = access_get(path, g->name);
+    if (f->fd < 0 && (rc = access_open(f)) < 0 && !f->said) {
         f->said = 1;
-        if (x->err == NULL)
-            wd_log_error("group %s worker %d: cannot open the %s %s: %s; its lines go to "
-                         "stderr until a reopen-logs can open it",
-                         x->group, x->slot, what, path, wd_log_file_why(f->fd));
-        else if (*x->used < x->cap)
-            *x->used += (size_t)snprintf(x->err + *x->used, x->cap - *x->used,
-                                         "%scannot open the %s %s: %s", *x->used ? "; " : "", what,
-                                         path, wd_log_file_why(f->fd));
+        wd_log_error("group %s worker %d: cannot open the access log %s: %s; its lines go to "
+                     "stderr until a reopen-logs can open it",
+                     g->name, slot, path, wd_log_file_why(rc));
     }
-    return x->err == NULL ? "-" : "keep";
+    return f;
 }
 
-static void msg_build(log_files_t *c, logs_msg_t *msg, const wd_config_t *conf,
-                      const wd_group_conf_t *g, const logs_ctx_t *x)
+/* Writes p, n: 0 done, -1 what is left (*off written) waits: EAGAIN, a FIFO that is full. */
+static int write_some(int fd, const char *p, size_t n, size_t *off)
 {
-    const char *error, *access;
+    ssize_t w;
 
-    msg->n_fds = 0;
-    error = msg_one(c, msg, "error log", conf->log_file, x);
-    access = msg_one(c, msg, "access log", g->access_log ? g->access_log : conf->access_log, x);
-    snprintf(msg->line, sizeof msg->line, "logs %s %s\n", error, access);
+    *off = 0;
+    while (*off < n) {
+        w = write(fd, p + *off, n - *off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0 && errno == EAGAIN)
+            return -1;
+        if (w <= 0)
+            return 0; /* nowhere left to say it, as for the master's own lines */
+        *off += (size_t)w;
+    }
+    return 0;
 }
 
-int wd__m_logs_give(int sock, const wd_config_t *conf, const wd_group_conf_t *g, int slot)
+static void write_all(int fd, const char *p, size_t n)
 {
-    log_files_t c = {NULL, 0};
-    logs_ctx_t x = {.group = g->name, .slot = slot};
-    logs_msg_t msg;
-    int rc, i;
+    size_t off;
 
-    msg_build(&c, &msg, conf, g, &x);
-    files_close(&c);
+    (void)write_some(fd, p, n, &off); /* a blocking fd: all, or an error */
+}
+
+/* What f holds goes first: 0 once it has all gone. */
+static int held_flush(wd_logdest_t *f)
+{
+    size_t off;
+    int rc;
+
+    if (f->held_len == 0)
+        return 0;
+    rc = write_some(f->fd >= 0 ? f->fd : 2, f->held, f->held_len, &off);
+    memmove(f->held, f->held + off, f->held_len - off);
+    f->held_len -= off;
+    if (rc == 0 && f->dropped > 0) {
+        wd_log_warn("the access log %s (group %s) took no lines for a while (a FIFO that nobody "
+                    "read?): %llu lines were dropped",
+                    f->path, f->group, f->dropped);
+        f->dropped = 0;
+    }
+    return rc;
+}
+
+/* Keeps what f did not take: the rest of a line cut, then whole lines within the bound. */
+static void held_keep(wd_logdest_t *f, const char *p, size_t n)
+{
+    const char *nl;
+    size_t first;
+
+    if (f->held == NULL)
+        f->held = xmalloc(WD_LOGS_HELD_MAX + 2 * WD_LOG_LINE_MAX);
+    while (n > 0) {
+        nl = memchr(p, '\n', n);
+        first = nl != NULL ? (size_t)(nl - p) + 1 : n;
+        if (f->held_len + first > WD_LOGS_HELD_MAX &&
+            (f->held_len == 0 || f->held[f->held_len - 1] == '\n')) {
+            f->dropped++;
+        } else if (f->held_len + first <= WD_LOGS_HELD_MAX + 2 * WD_LOG_LINE_MAX) {
+            memcpy(f->held + f->held_len, p, first);
+            f->held_len += first;
+        }
+        p += first;
+        n -= first;
+    }
+}
+
+int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
+{
+    size_t off = 0;
+
+    if (f == NULL) {
+        write_all(wd_log_fd(), p, n);
+        return 0;
+    }
+    if (f == &stderr_dest || f->fd < 0) {
+        write_all(2, p, n);
+        return 0;
+    }
+    if (held_flush(f) == 0 && write_some(f->fd, p, n, &off) == 0)
+        return 0;
+    if (f->held_len == 0) {
+        p += off;
+        n -= off;
+    }
+    held_keep(f, p, n);
+    return -1;
+}
+
+int wd__m_logs_retry(void)
+{
+    int left = 0;
+
+    for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
+        if (held_flush(f) < 0)
+            left = 1;
+    return left;
+}
+
+int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,
+                    int slot, wd_logpipe_t *readers[2])
+{
+    wd_logdest_t *access = access_dest(conf, g, slot);
+    int off[2] = {conf->log_file != NULL && strcmp(conf->log_file, "off") == 0, access == NULL};
+    int fds[2] = {-1, -1}, n_fds = 0, rc = 0, i;
+    char line[32];
+
+    readers[0] = readers[1] = NULL;
+    for (i = 0; i < 2 && rc >= 0; i++)
+        if (!off[i] && (rc = wd__m_logpipe_open(m, i == 0 ? NULL : access, &readers[i])) >= 0)
+            fds[n_fds++] = rc;
+    snprintf(line, sizeof line, "logs %s %s\n", off[0] ? "off" : "fd", off[1] ? "off" : "fd");
     /* The socket is new and empty: the line goes whole, and is there when the worker starts. */
-    rc = wd__m_send_fds(sock, msg.line, strlen(msg.line), msg.fds, msg.n_fds, 0);
-    for (i = 0; i < msg.n_fds; i++)
-        close(msg.fds[i]);
-    return rc < 0 ? rc : 0;
+    if (rc >= 0)
+        rc = wd__m_send_fds(sock, line, strlen(line), fds, n_fds, 0);
+    for (i = 0; i < n_fds; i++)
+        close(fds[i]);
+    if (rc < 0) {
+        for (i = 0; i < 2; i++) {
+            wd__m_logpipe_close(readers[i]);
+            readers[i] = NULL;
+        }
+        return rc;
+    }
+    return 0;
 }
 
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
 {
-    log_files_t c = {NULL, 0};
     size_t used = 0;
-    logs_ctx_t x = {.err = err, .cap = cap, .used = &used};
-    logs_msg_t msg;
-    wd_proc_t *p;
+    wd_logdest_t *f;
     int rc = wd_log_open(m->gen->conf->log_file, "off");
 
     err[0] = '\0';
-    if (rc == 0) {
+    if (rc == 0)
         wd_log_info("log files reopened");
-    } else {
+    else
         used = (size_t)snprintf(err, cap, "cannot open the error log %s: %s",
                                 m->gen->conf->log_file, wd_log_file_why(rc));
-        c.v = xmalloc(sizeof *c.v);
-        c.v[c.n++] = (log_file_t){.path = m->gen->conf->log_file, .fd = rc, .said = 1};
-    }
-    for (p = m->procs; p != NULL; p = p->next) {
-        if (p->pid <= 0 || p->pipe_closed)
+    for (f = access_files; f != NULL; f = f->next) {
+        rc = access_open(f);
+        if (rc == 0) {
+            f->said = 0;
             continue;
-        /* The paths of the config it was started with. */
-        x.group = p->g->name;
-        msg_build(&c, &msg, p->gen->conf, p->gconf, &x);
-        wd__m_proc_send(p, msg.line, msg.fds, msg.n_fds);
+        }
+        wd_log_error("cannot open the access log %s (group %s): %s; it stays where it was", f->path,
+                     f->group, wd_log_file_why(rc));
+        if (used < cap)
+            used += (size_t)snprintf(err + used, cap - used,
+                                     "%scannot open the access log %s (group %s): %s",
+                                     used ? "; " : "", f->path, f->group, wd_log_file_why(rc));
     }
-    files_close(&c);
     if (used > 0 && used < cap)
         snprintf(err + used, cap - used, "; the logs that cannot be opened stay where they were");
     return used > 0 ? -1 : 0;

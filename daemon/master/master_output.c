@@ -15,8 +15,8 @@
  * outlives its worker until every writer is gone (a subprocess may still hold the pipe;
  * OUTPUT_ORPHANS_MAX of them), without keeping the master's loop alive (uv_unref), and is closed
  * when the master finishes. The worker's
- * own log lines do not come this way: with the log on stderr it writes them to the master's
- * stderr, which it gets as fd WD_WORKER_FD_STDERR (spawn.h). */
+ * own log lines do not come this way: they come through pipes of their own, whose lines the
+ * master writes as they are (master_logpipe.c). */
 #include "master_int.h"
 #include "alloc.h"
 #include "log.h"

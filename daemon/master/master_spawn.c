@@ -330,6 +330,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     struct stat st;
     int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1;
     wd_output_t *readers[2] = {NULL, NULL};
+    wd_logpipe_t *logs[2] = {NULL, NULL};
     size_t n_own = 0;
     creds_t c;
     wd_proc_t *p = NULL;
@@ -352,9 +353,9 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         rc = -errno;
         goto fail;
     }
-    rc = wd__m_logs_give(sv[0], gen->conf, conf, s->slot);
+    rc = wd__m_logs_give(m, sv[0], gen->conf, conf, s->slot, logs);
     if (rc < 0) {
-        snprintf(err, sizeof err, "cannot give it its log files: %s", strerror(-rc));
+        snprintf(err, sizeof err, "cannot give it its log pipes: %s", strerror(-rc));
         goto fail;
     }
     cfd = rc = open_fd_again(wd__m_gen_fd(gen, conf));
@@ -400,6 +401,9 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     for (int i = 0; i < 2; i++) {
         wd__m_output_attach(readers[i], &p->out[i], g->name, s->slot, p->pid);
         readers[i] = NULL;
+        if (logs[i] != NULL)
+            wd__m_logpipe_attach(logs[i], &p->logs[i]);
+        logs[i] = NULL;
     }
     close(sv[1]);
     sv[1] = -1;
@@ -431,6 +435,7 @@ fail:
             close(out[i]); /* the worker has it; when it and its children are gone, EOF */
         if (readers[i] != NULL)
             wd__m_output_close(readers[i]); /* no worker */
+        wd__m_logpipe_close(logs[i]);
     }
     free(stdio);
     free(name);

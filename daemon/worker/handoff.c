@@ -699,6 +699,7 @@ static void prepare_cb(uv_prepare_t *p)
         h->quiet_ms = WD_HANDOFF_QUIET_MS; /* long requests, if it grew, are over */
     if (h->on_block)
         h->on_block(h->on_block_data);
+    wd_log_flush(0); /* the access log lines of the turn, before the loop blocks (log.h) */
 }
 
 void wd__handoff_prepare(wd_handoff_t *h)

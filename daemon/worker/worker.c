@@ -365,7 +365,13 @@ static void logs_first(wd_worker_t *w)
         return;
     }
     line[n - 1] = '\0';
-    logs_take(w, line + 5);
+    /* Pipes to the master (or off): it keeps no fd on the master's stderr, which may be a file
+     * the master writes, and which its app could then truncate (helper-79). */
+    if (logs_take(w, line + 5) == 0 && strstr(line + 5, "-") == NULL &&
+        strstr(line + 5, "keep") == NULL) {
+        wd_log_use_stderr(-1);
+        close(WD_WORKER_FD_STDERR);
+    }
 }
 
 static void master_line(wd_worker_t *w, const char *line)
@@ -494,6 +500,7 @@ static void tick_cb(uv_timer_t *t)
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
         recycle(w, "inactivity-timeout");
     big_trim(w);
+    wd_log_flush(0); /* access log lines its pipe did not take at once */
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -781,6 +788,8 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     wd_score_set(&w->score->ready, 1);
     say_master("ready\n");
 
+    /* From here this thread is the loop's: its log lines never wait for the master (log.h). */
+    wd_log_no_wait();
     wd_handoff_run(&w->handoff);
 
     /* requests answered; those a thread still runs (cut at graceful-timeout) are said apart: a
@@ -794,6 +803,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
                 "kept, %llu answered with Connection: close for the keep-alive balance)%s",
                 (unsigned long long)w->served, (unsigned long long)w->handoff.parks,
                 (unsigned long long)wd_score_get(&w->score->balance_closes), line);
+    wd_log_flush(1);
     if (running > 0) {
         /* Threads are still inside the app: do not wait for them. */
         fflush(NULL);

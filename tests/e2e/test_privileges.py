@@ -251,7 +251,7 @@ def test_a_renamed_groups_old_worker_reopens_the_access_log(wsgid, tmp):
     os.rename(access, logs / "a.log.1")
     since = d.log_size()
     d.signal(signal.SIGUSR1)
-    d.wait_log(r"a:%d: logs reopened" % old, since=since)  # the worker's line: it has reopened
+    d.wait_log(r"master: log files reopened", since=since)  # the master writes a.log for it
     with Conn(d.tcp) as c:
         c.send(http_request("GET", "/", {"Connection": "close"}))
         r = c.response()
@@ -680,7 +680,8 @@ def test_a_link_at_a_log_path_gives_the_app_no_file(wsgid, tmp):
     assert re.search(r"cannot open the error log %s: it is a symbolic link, which wsgid started "
                      r"as root does not follow .*: name the file itself" % re.escape(str(errlog)),
                      r.stderr), r.stderr
-    assert re.search(r"cannot open the access log %s: it has other hard links, .*: name a file of "
+    assert re.search(r"cannot open the access log %s \(group site\): it has other hard links, .*: "
+                     r"name a file of "
                      r"its own" % re.escape(str(access)), r.stderr), r.stderr
     d.signal(signal.SIGUSR1)
     assert_hello(d.tcp)
@@ -697,7 +698,8 @@ def test_a_link_at_a_log_path_gives_the_app_no_file(wsgid, tmp):
     finally:
         os.close(reader)
     assert r.returncode == 1, (r.stdout, r.stderr)
-    assert re.search(r"cannot open the access log %s: it is a FIFO in a directory that others "
+    assert re.search(r"cannot open the access log %s \(group site\): it is a FIFO in a directory "
+                     r"that others "
                      r"than root may write .*: name a file, or put the FIFO in a directory of "
                      r"root's" % re.escape(str(access)), r.stderr), r.stderr
     d.expect_log(r"cannot open the (error|access) log")
@@ -756,11 +758,85 @@ def test_groups_of_two_users_share_roots_log_files(wsgid, tmp):
     os.rename(access, logs / "access.log.1")
     r = ctl(d, "reopen-logs")
     assert r.returncode == 0, (r.stdout, r.stderr)
-    for w in users:
-        wait_in(errlog, r"\] [ab]:%d: logs reopened" % w, timeout=3)
     both_groups_write("second")
     assert "/second-" not in (logs / "access.log.1").read_text()
     assert "cannot open" not in errlog.read_text() + d.log()
+
+
+TRUNCATE_APP = r"""
+import fcntl, os
+
+def application(environ, start_response):
+    # What an app of group a could do to every log file it holds: take O_APPEND off, truncate,
+    # and write over what was there.
+    done = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            continue
+        if not target.endswith(".log"):
+            continue
+        fd = int(fd)
+        try:
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_APPEND)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, b"forged by a\n", 0)
+            done.append(target)
+        except OSError as e:
+            done.append("%s: %s" % (target, e))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [("\n".join(done) + "\n").encode()]
+"""
+
+
+def written_files(pid):
+    """The regular files (not memfds, not /dev/null) process pid holds open."""
+    out = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            target = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if target.startswith("/") and not target.startswith(("/dev/", "/memfd:", "/proc/")) \
+                and os.path.isfile(target):
+            out.add(target)
+    return out
+
+
+def test_an_app_cannot_truncate_the_logs_other_groups_and_the_master_write(wsgid, tmp):
+    """Group a's app (nobody) takes O_APPEND off every log file it holds, truncates it and writes
+    over it: the lines of group b (daemon) and of the master stay. Every worker held the error
+    log and the access log that all groups and the master write, and, with the master's stderr
+    a file, that file too (helper-79). Now a worker's log lines go to the master through pipes,
+    and no worker holds a file the master writes."""
+    os.chmod(tmp, 0o755)
+    logs = tmp / "logs"
+    logs.mkdir(mode=0o755)
+    errlog, access = logs / "error.log", logs / "access.log"
+    (tmp / "a").mkdir(mode=0o755)
+    (tmp / "a" / "trunc.py").write_text(TRUNCATE_APP)
+    ports = free_port(), free_port()
+    conf = {"log": {"level": "info", "file": str(errlog), "access": str(access)},
+            "groups": {"a": {"app": str(tmp / "a" / "trunc.py"), "user": "nobody", "threads": 2,
+                             "listen": ["127.0.0.1:%d" % ports[0]]},
+                       "b": {"app": app("hello"), "user": "daemon", "threads": 2,
+                             "listen": ["127.0.0.1:%d" % ports[1]]}}}
+    d = wsgid(config=to_yaml(conf) + "\n", wait=False)
+    wait_in(errlog, r"all workers ready")
+    d.seen_workers.update(d.workers())
+    get(ports[1], "/mark-b")
+    wait_in(access, r"GET /mark-b ", timeout=3)
+    done = get(ports[0], "/truncate")
+    get(ports[0], "/after-a")
+    wait_in(access, r"GET /after-a ", timeout=3)
+    assert "GET /mark-b " in access.read_text(), (done, access.read_text())
+    assert "all workers ready" in errlog.read_text(), (done, errlog.read_text())
+    assert "forged by a" not in access.read_text() + errlog.read_text()
+    assert done.strip() == "", done
+    master = written_files(d.pid)
+    for w in d.workers():
+        assert not (written_files(w) & master), (w, written_files(w), master)
 
 
 def test_a_link_at_the_pidfile_path_is_refused(wsgid, tmp):

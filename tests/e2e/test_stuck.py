@@ -12,7 +12,7 @@ import time
 
 from helpers.clients import Conn, http_request, parse_response, request
 from helpers.daemon import WSGICTL
-from helpers.procs import wait_for
+from helpers.procs import frozen_loop, wait_for
 
 REQUEST_TIMEOUT = 1
 SHUTDOWN_TIMEOUT = 1
@@ -103,49 +103,36 @@ def test_stuck_request_does_not_freeze_the_group(wsgid, tmp):
 
 
 def test_watchdog_replaces_a_worker_whose_loop_stopped(wsgid, tmp):
-    """deadlock-timeout: the loop thread itself blocks (here on its access log, a FIFO nobody
-    reads: once the pipe is full, the loop's write waits for ever). Its heartbeat in the
-    scoreboard stops; the master logs it, with the request that ran, and replaces the worker."""
-    fifo = tmp / "access.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # never read: the pipe fills up
-    try:
-        d = wsgid("stuck", processes=1, threads=2, deadlock_timeout=2, access_log=str(fifo),
-                  top={"control": str(tmp / "ctl.sock")})
-        d.unix_paths.append(str(tmp / "ctl.sock"))
-        d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
-                     r"Thread 0x|Current thread|File \"")
-        [stuck] = d.workers()
-
-        def hammer():
-            for _ in range(3000):
-                try:
-                    request(d.tcp, timeout=0.5)
-                except (OSError, AssertionError):
-                    return
-
-        hammer()
+    """deadlock-timeout: the loop thread itself stops (here stopped by ptrace alone, as a loop
+    stuck in C would be; it blocked on a FIFO access log nobody read, until its log lines went to
+    the master through non-blocking pipes: helper-79). Its heartbeat in the scoreboard stops;
+    the master logs it and replaces the worker."""
+    d = wsgid("stuck", processes=1, threads=2, deadlock_timeout=2,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
+                 r"Thread 0x|Current thread|File \"")
+    [stuck] = d.workers()
+    with frozen_loop(stuck):
         t0 = time.monotonic()
         d.wait_log(r"deadlock-timeout: its loop stopped", timeout=15)
         took = time.monotonic() - t0
-        log = d.log()
-        line = [ln for ln in log.splitlines() if "deadlock-timeout" in ln][0]
-        print(line, "(%.1f s after the loop blocked)" % took)
-        assert "pid %d" % stuck in line, line
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            st = status(d)
-            ws = st["groups"][0]["workers"]
-            if any(w["state"] == "ready" and w["pid"] != stuck for w in ws):
-                break
-            time.sleep(0.2)
-        else:
-            raise AssertionError("no replacement: %s" % status(d))
-        assert any("deadlock-timeout" in (w.get("last_restart") or w.get("last_error") or "")
-                   for w in ws), ws
-        d.seen_workers.update(d.workers())
-    finally:
-        os.close(reader)
+    log = d.log()
+    line = [ln for ln in log.splitlines() if "deadlock-timeout" in ln][0]
+    print(line, "(%.1f s after the loop stopped)" % took)
+    assert "pid %d" % stuck in line, line
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        st = status(d)
+        ws = st["groups"][0]["workers"]
+        if any(w["state"] == "ready" and w["pid"] != stuck for w in ws):
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no replacement: %s" % status(d))
+    assert any("deadlock-timeout" in (w.get("last_restart") or w.get("last_error") or "")
+               for w in ws), ws
+    d.seen_workers.update(d.workers())
 
 
 def test_requests_no_thread_took_are_answered_when_their_worker_stops(wsgid, tmp):

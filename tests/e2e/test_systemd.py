@@ -337,7 +337,7 @@ def test_logrotate_signals_only_a_wsgid_master(wsgid, tmp):
                 time.sleep(0.3)
                 assert other.poll() is None, "the snippet signalled a process that is not wsgid"
             else:
-                d.wait_log(r"logs reopened", since=since, timeout=5)
+                d.wait_log(r"log files reopened", since=since, timeout=5)
     finally:
         other.kill()
         other.wait()

@@ -11,6 +11,7 @@ from helpers.clients import Conn, request
 from helpers.config import app
 from helpers.daemon import WSGID_BIN
 from helpers.nginx import proxy_location
+from helpers.procs import wait_for
 
 
 def env_of(r):
@@ -239,7 +240,9 @@ def test_uwsgi_and_fastcgi_from_an_untrusted_peer_name_nobody(wsgid):
                 assert e["wsgi.url_scheme"] == "https" and e["HTTPS"] == "on", (proto, e)
                 assert e["HTTP_X_FORWARDED_FOR"] == "6.6.6.6", (proto, e)
                 assert e["REMOTE_USER"] == "admin", (proto, e)
-    # the access log names the peer, not its claim
+    # the access log names the peer, not its claim (its lines come through the master)
+    wait_for(lambda: len([ln for ln in d.log().splitlines() if '"GET /v HTTP/1.1"' in ln]) >= 4,
+             timeout=3, what="4 access lines")
     lines = [ln for ln in d.log().splitlines() if '"GET /v HTTP/1.1"' in ln]
     assert len(lines) == 4 and all(ln.startswith("127.0.0.1 - - [") for ln in lines), lines
 

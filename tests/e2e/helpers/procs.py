@@ -182,3 +182,41 @@ def comm(pid):
             return f.read().rstrip(b"\n")
     except OSError:
         return None
+
+
+class frozen_loop:
+    """Stops a worker's loop thread alone (its main thread, tid = pid) for the with block, as a
+    loop stuck in C would be: ptrace's PTRACE_SEIZE + PTRACE_INTERRUPT stop that thread while
+    the Python threads run on. Not SIGSTOP, which stops them all (and which the master treats
+    apart). The worker's log lines go to the master through non-blocking pipes, so a log that
+    nobody reads no longer stops the loop (helper-79)."""
+
+    PTRACE_DETACH, PTRACE_SEIZE, PTRACE_INTERRUPT = 17, 0x4206, 0x4207
+
+    def __init__(self, pid):
+        import ctypes
+        self.libc = ctypes.CDLL(None, use_errno=True)
+        self.libc.ptrace.restype = ctypes.c_long
+        self.libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        self.pid = pid
+
+    def __enter__(self):
+        import ctypes
+        for req in (self.PTRACE_SEIZE, self.PTRACE_INTERRUPT):
+            if self.libc.ptrace(req, self.pid, None, None) != 0:
+                raise OSError(ctypes.get_errno(), "ptrace %#x of %d" % (req, self.pid))
+        return self
+
+    def __exit__(self, *exc):
+        if self.libc.ptrace(self.PTRACE_DETACH, self.pid, None, None) != 0:
+            # Killed meanwhile: its parent (the master) hears of its death only once the tracer
+            # has collected it.
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(self.pid, os.WNOHANG | 0x40000000)[0] == self.pid:  # __WALL
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.05)
+        return False

@@ -1,0 +1,247 @@
+/* The master: a worker's error log and access log lines, which come through pipes (log.h).
+ *
+ * A worker held the log files themselves, the error log that the master and every group write
+ * and the access log that several groups may share: an app running as its group's user could
+ * take O_APPEND off its fd (fcntl F_SETFL), then truncate or overwrite the other groups' lines
+ * and the master's (helper-79). It now holds the write end of a pipe for each log, and the master
+ * appends what comes there to the file: every log file is written by the master alone.
+ *
+ * A worker writes whole lines, each in one write(2) (an error log line is at most PIPE_BUF, so
+ * it is never cut; the access log's lines come from its loop thread alone); the master writes
+ * what it read up to the last newline in one write(2), so a line is never cut by another's. One
+ * read takes up to LOGPIPE_READ bytes: under load, one read and one write carry many lines (the
+ * measurement is in the commit that made this). What follows the last newline waits for the
+ * rest of its line. At a worker's exit the master reads what is left (wd__m_logpipe_detach), so
+ * its last lines come before the line that says it died; a child the app started that still
+ * holds the pipe then writes into nothing (EPIPE). */
+#include "master_int.h"
+#include "alloc.h"
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#define LOGPIPE_READ (64 * 1024)
+/* After a read that emptied it, a pipe is read again this long after at the earliest: the lines
+ * that come meanwhile wait in it and go in one read and one write, where each worker's turn woke
+ * the master (helper-80's measurement, in the commit). */
+#define LOGPIPE_PAUSE_MS 20
+/* A line longer than this without its newline (nothing a worker writes) goes as it is. */
+#define LOGPIPE_REST (2 * WD_LOG_LINE_MAX)
+
+struct wd_logpipe {
+    uv_pipe_t pipe;
+    wd_logpipe_t *next, *prev; /* every reader (readers) */
+    wd_logpipe_t **ref;        /* its worker's pointer to it, NULLed at close */
+    wd_logdest_t *dest;        /* the access log, or NULL: the master's error log */
+    int closing;
+    int paused; /* not read until the pause timer */
+    size_t len; /* bytes in rest */
+    char *rest; /* the start of a line not whole yet */
+};
+
+static wd_logpipe_t *readers;
+static uv_timer_t pause_timer; /* reads the paused pipes again */
+static int pause_init;
+/* One read at a time (libuv calls alloc_cb, reads, then read_cb), so one buffer serves every
+ * reader: what rest holds first, then what is read. */
+static char rbuf[LOGPIPE_REST + LOGPIPE_READ];
+
+static void pause_cb(uv_timer_t *t);
+
+static void pause_arm(void)
+{
+    if (pause_init && !uv_is_active((uv_handle_t *)&pause_timer))
+        uv_timer_start(&pause_timer, pause_cb, LOGPIPE_PAUSE_MS, 0);
+}
+
+/* rbuf holds o->rest and n more bytes: the whole lines go, the rest waits (all of it at eof). */
+static void take(wd_logpipe_t *o, size_t n, int eof)
+{
+    size_t total = o->len + n, whole;
+    const char *nl = memrchr(rbuf, '\n', total);
+
+    whole = nl != NULL ? (size_t)(nl - rbuf) + 1 : 0;
+    if (eof || total - whole > LOGPIPE_REST)
+        whole = total;
+    if (wd__m_logs_write(o->dest, rbuf, whole) < 0)
+        pause_arm();
+    o->len = total - whole;
+    if (o->len > 0) {
+        if (o->rest == NULL)
+            o->rest = xmalloc(LOGPIPE_REST);
+        memcpy(o->rest, rbuf + whole, o->len);
+    }
+}
+
+static void close_cb(uv_handle_t *h)
+{
+    wd_logpipe_t *o = h->data;
+
+    free(o->rest);
+    free(o);
+}
+
+void wd__m_logpipe_close(wd_logpipe_t *o)
+{
+    if (o == NULL || o->closing)
+        return;
+    o->closing = 1;
+    if (o->len > 0) {
+        memcpy(rbuf, o->rest, o->len);
+        take(o, 0, 1);
+    }
+    if (o->ref != NULL)
+        *o->ref = NULL;
+    if (o->prev != NULL)
+        o->prev->next = o->next;
+    else
+        readers = o->next;
+    if (o->next != NULL)
+        o->next->prev = o->prev;
+    uv_close((uv_handle_t *)&o->pipe, close_cb);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
+{
+    wd_logpipe_t *o = h->data;
+
+    (void)hint;
+    if (o->len > 0)
+        memcpy(rbuf, o->rest, o->len);
+    buf->base = rbuf + o->len;
+    buf->len = LOGPIPE_READ;
+}
+
+static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf);
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+static void pause_cb(uv_timer_t *t)
+{
+    (void)t;
+    if (wd__m_logs_retry())
+        pause_arm(); /* a FIFO nobody reads: again at the next turn */
+    for (wd_logpipe_t *o = readers; o != NULL; o = o->next) {
+        if (o->paused && !o->closing) {
+            o->paused = 0;
+            (void)uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
+        }
+    }
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    wd_logpipe_t *o = st->data;
+
+    (void)buf;
+    if (n > 0) {
+        take(o, (size_t)n, 0);
+        if ((size_t)n < LOGPIPE_READ) { /* emptied: let the next lines gather (PAUSE_MS) */
+            uv_read_stop(st);
+            o->paused = 1;
+            pause_arm();
+        }
+    } else if (n < 0) {
+        wd__m_logpipe_close(o); /* every writer is gone */
+    }
+}
+
+int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out)
+{
+    wd_logpipe_t *o;
+    int fds[2], rc;
+
+    *out = NULL;
+    if (!pause_init) {
+        uv_timer_init(&m->loop, &pause_timer);
+        uv_unref((uv_handle_t *)&pause_timer);
+        pause_init = 1;
+    }
+    /* Both ends non-blocking: the worker's, so that it never waits for the master (log.h). */
+    if (pipe2(fds, O_CLOEXEC | O_NONBLOCK) < 0)
+        return -errno;
+    /* Room for bursts while the master writes; a refusal (pipe-max-size) leaves 64 KiB. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, WD_LOG_PIPE_SIZE);
+    o = xcalloc(1, sizeof *o);
+    o->dest = dest;
+    o->pipe.data = o;
+    rc = uv_pipe_init(&m->loop, &o->pipe, 0);
+    if (rc < 0) {
+        close(fds[0]);
+        close(fds[1]);
+        free(o);
+        return rc;
+    }
+    o->next = readers;
+    if (o->next != NULL)
+        o->next->prev = o;
+    readers = o;
+    uv_unref((uv_handle_t *)&o->pipe);
+    rc = uv_pipe_open(&o->pipe, fds[0]);
+    if (rc < 0)
+        close(fds[0]);
+    if (rc == 0)
+        rc = uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
+    if (rc < 0) {
+        close(fds[1]);
+        wd__m_logpipe_close(o); /* a handle is freed in its close callback (style.md) */
+        return rc;
+    }
+    *out = o;
+    return fds[1];
+}
+
+void wd__m_logpipe_attach(wd_logpipe_t *o, wd_logpipe_t **ref)
+{
+    o->ref = ref;
+    *ref = o;
+}
+
+/* What the pipe holds now, no more: its worker is dead, and a child of its app still writing
+ * must not hold the master here. */
+static void drain(wd_logpipe_t *o)
+{
+    uv_os_fd_t fd;
+    int avail = 0;
+    size_t left;
+    ssize_t n;
+
+    if (o->closing || uv_fileno((uv_handle_t *)&o->pipe, &fd) < 0 ||
+        ioctl(fd, FIONREAD, &avail) < 0 || avail <= 0)
+        return;
+    left = (size_t)avail;
+    while (left > 0) {
+        if (o->len > 0)
+            memcpy(rbuf, o->rest, o->len);
+        n = read(fd, rbuf + o->len, left < LOGPIPE_READ ? left : LOGPIPE_READ);
+        if (n <= 0)
+            break;
+        left -= (size_t)n;
+        take(o, (size_t)n, 0);
+    }
+}
+
+void wd__m_logpipe_detach(wd_logpipe_t **ref)
+{
+    wd_logpipe_t *o = *ref;
+
+    if (o == NULL)
+        return;
+    drain(o);
+    wd__m_logpipe_close(o);
+}
+
+void wd__m_logpipe_close_all(void)
+{
+    while (readers != NULL) {
+        drain(readers);
+        wd__m_logpipe_close(readers);
+    }
+    if (pause_init) {
+        uv_close((uv_handle_t *)&pause_timer, NULL);
+        pause_init = 0;
+    }
+}
