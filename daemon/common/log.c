@@ -75,38 +75,123 @@ void wd_log_use_stderr(int fd)
     std_fd = fd;
 }
 
-/* Whether only root may write the directory that holds path, so that what is at path is what
- * root put there. */
-static int dir_roots(const char *path)
+/* Whether only root may write the directory dfd, so that what is in it is what root put there. */
+static int dir_roots(int dfd)
 {
-    const char *slash = strrchr(path, '/');
-    char dir[4096];
     struct stat st;
 
-    if (slash == NULL)
-        snprintf(dir, sizeof dir, ".");
-    else
-        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
-    return stat(dir, &st) == 0 && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+    return fstat(dfd, &st) == 0 && st.st_uid == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* The symbolic link wd_log_file_open last refused (WD_LOG_EUNSAFE), and its directory's owner:
+ * for wd_log_file_why. The master's, which opens the logs from its loop alone. */
+static char unsafe_link[1024];
+static unsigned unsafe_owner;
+
+/* Opens the directory that holds path's last component, one component at a time, each with
+ * O_NOFOLLOW: a symbolic link on the way is followed only if it is root's or its directory is
+ * (owned by root, writable by no one else): the systemd-tmpfiles rule of "unsafe path
+ * transitions". Else whoever may write that directory (a group's user, in whose directory the
+ * log is) could swap a directory of the path for a link, and root would create and write the log
+ * wherever it points (helper-79). Links in a link's target are checked the same way. Returns the
+ * directory (O_PATH) with its last component copied to last, or -errno. */
+static int dir_open(const char *path, char *last, size_t cap)
+{
+    char rest[2 * 4096], target[4096], *comp, *after;
+    int dfd = -1, fd, links = 0;
+    struct stat ls;
+    ssize_t n;
+
+    if ((size_t)snprintf(rest, sizeof rest, "%s", path) >= sizeof rest / 2)
+        return -ENAMETOOLONG;
+    dfd = open(rest[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    comp = rest;
+    while (dfd >= 0) {
+        if (*comp == '/') {
+            close(dfd);
+            dfd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+            while (*comp == '/')
+                comp++;
+        }
+        after = comp + strcspn(comp, "/");
+        if (*after == '\0' || after[strspn(after, "/")] == '\0') { /* the last one */
+            *after = '\0';
+            if ((size_t)snprintf(last, cap, "%s", *comp ? comp : ".") >= cap)
+                break;
+            return dfd;
+        }
+        *after++ = '\0';
+        while (*after == '/')
+            after++;
+        fd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd >= 0) {
+            close(dfd);
+            dfd = fd;
+            comp = after;
+            continue;
+        }
+        if ((errno != ENOTDIR && errno != ELOOP) ||
+            fstatat(dfd, comp, &ls, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(ls.st_mode))
+            break;
+        if (ls.st_uid != 0 && !dir_roots(dfd)) {
+            struct stat ds;
+
+            char proc[64], dir[400];
+
+            snprintf(proc, sizeof proc, "/proc/self/fd/%d", dfd);
+            n = readlink(proc, dir, sizeof dir - 1);
+            dir[n > 0 ? n : 0] = '\0';
+            snprintf(unsafe_link, sizeof unsafe_link, "%s%s%.255s", dir,
+                     strcmp(dir, "/") == 0 ? "" : "/", comp);
+            unsafe_owner = fstat(dfd, &ds) == 0 ? (unsigned)ds.st_uid : 0;
+            errno = WD_LOG_EUNSAFE;
+            break;
+        }
+        n = readlinkat(dfd, comp, target, sizeof target - 1);
+        if (n < 0 || ++links > 40) {
+            errno = n < 0 ? errno : ELOOP;
+            break;
+        }
+        target[n] = '\0';
+        /* The link's target, then what followed the link. */
+        if (strlen(after) + (size_t)n + 2 > sizeof rest / 2) {
+            errno = ENAMETOOLONG;
+            break;
+        }
+        memmove(rest + n + 1, after, strlen(after) + 1);
+        memcpy(rest, target, (size_t)n);
+        rest[n] = '/';
+        comp = rest;
+    }
+    n = errno;
+    if (dfd >= 0)
+        close(dfd);
+    return -(int)n;
 }
 
 int wd_log_file_open(const char *path)
 {
-    int root = geteuid() == 0, fd, fl;
+    int root = geteuid() == 0, fd = -1, dfd = -1, fl;
+    char last[4096];
     struct stat st;
 
+    if (root) {
+        dfd = dir_open(path, last, sizeof last);
+        if (dfd < 0)
+            return dfd;
+    }
     /* O_NONBLOCK: a FIFO with no reader must not hang the open; cleared below, so that a FIFO
      * whose reader stops holds up the writer, as a log that blocks does. */
-    fd = open(path,
-              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
-                  (root ? O_NOFOLLOW : 0),
-              0640);
+    fd = openat(root ? dfd : AT_FDCWD, root ? last : path,
+                O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
+                    (root ? O_NOFOLLOW : 0),
+                0640);
     if (fd < 0)
-        return -errno;
+        goto fail;
     if (fstat(fd, &st) < 0)
         goto fail;
     if (root && !S_ISREG(st.st_mode) && !S_ISCHR(st.st_mode) &&
-        !(S_ISFIFO(st.st_mode) && dir_roots(path))) {
+        !(S_ISFIFO(st.st_mode) && dir_roots(dfd))) {
         errno = WD_LOG_ENOTFILE;
         goto fail;
     }
@@ -117,11 +202,16 @@ int wd_log_file_open(const char *path)
     fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
         goto fail;
+    if (dfd >= 0)
+        close(dfd);
     return fd;
 
 fail:
     fl = errno;
-    close(fd);
+    if (fd >= 0)
+        close(fd);
+    if (dfd >= 0)
+        close(dfd);
     return -fl;
 }
 
@@ -134,6 +224,17 @@ const char *wd_log_file_why(int rc)
     case EMLINK:
         return "it has other hard links, which wsgid started as root does not write through "
                "(one could be any file): name a file of its own";
+    case WD_LOG_EUNSAFE: {
+        static char why[1536];
+
+        snprintf(why, sizeof why,
+                 "a directory on its path, %s, is a symbolic link in a directory that uid %u may "
+                 "write, and not root's (whoever may write there could point it at any "
+                 "directory, where root would create and write the log): name the path the link "
+                 "points to, or have root own the link",
+                 unsafe_link, unsafe_owner);
+        return why;
+    }
     case WD_LOG_ENOTFILE:
         return "it is a FIFO in a directory that others than root may write (whoever put it "
                "there could read every log line, or stop reading and hold wsgid up): name a "

@@ -27,6 +27,10 @@ int wd_log_open(const char *error_path, const char *access_path);
  * directory could otherwise point the path at any file, which root would then append to, or
  * read the lines and hold wsgid up (helper-72). */
 #define WD_LOG_ENOTFILE ENOSTR
+/* ... and through a symbolic link on the way (a directory of the path) only if the link is root's
+ * or the directory that holds it is only root's to write (-WD_LOG_EUNSAFE): the group's user
+ * could otherwise swap a directory of its own for a link to anywhere (helper-79). */
+#define WD_LOG_EUNSAFE ENOLINK
 int wd_log_file_open(const char *path);
 /* Why wd_log_file_open failed, for a message that goes on "cannot open the access log PATH: ". */
 const char *wd_log_file_why(int rc);

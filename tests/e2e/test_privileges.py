@@ -839,6 +839,55 @@ def test_an_app_cannot_truncate_the_logs_other_groups_and_the_master_write(wsgid
         assert not (written_files(w) & master), (w, written_files(w), master)
 
 
+def test_a_link_swapped_for_a_directory_of_a_log_path_is_not_followed(wsgid, tmp):
+    """The access log is in a directory of the group's user (srv/app1/logs/access.log, srv/app1
+    nobody's): the user renames logs away and leaves a symbolic link to a directory of root's in
+    its place. At the next reopen-logs root created the log there, and wrote to it: only the
+    last component of a log's path refused a link (helper-79). Now a link on the way is
+    followed only if root owns it or its directory: reopen-logs says which link, and the group,
+    and nothing is created. The error log's path goes through a link of root's in a directory of
+    root's (as /var/log may be), which still works."""
+    os.chmod(tmp, 0o755)
+    real = tmp / "real-logs"
+    real.mkdir(mode=0o755)
+    os.symlink(real, tmp / "varlog")  # root's link, in root's directory
+    app1 = tmp / "srv" / "app1"
+    (app1 / "logs").mkdir(parents=True)
+    for p in (app1, app1 / "logs"):
+        os.chown(p, NOBODY.pw_uid, NOBODY.pw_gid)
+    access = app1 / "logs" / "access.log"
+    roots = tmp / "roots"
+    roots.mkdir(mode=0o700)
+    text, addr = config(tmp, "nobody", control=str(tmp / "ctl.sock"),
+                        log={"level": "info", "file": str(tmp / "varlog" / "error.log"),
+                             "access": str(access)})
+    d = wsgid(config=text, wait=False)
+    d.tcp = addr
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_in(real / "error.log", r"all workers ready")
+    d.seen_workers.update(d.workers())
+    assert_hello(d.tcp)
+    wait_in(access, r"GET / ")
+    as_user(NOBODY, "mv", app1 / "logs", app1 / "logs.1")
+    as_user(NOBODY, "ln", "-s", roots, app1 / "logs")
+    r = ctl(d, "reopen-logs")
+    assert os.listdir(roots) == [], (os.listdir(roots), r.stdout, r.stderr)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(r"cannot open the access log %s \(group site\): a directory on its path, "
+                     r"%s, is a symbolic link in a directory that uid %d may write, and not "
+                     r"root's .*: name the path the link points to, or have root own the link"
+                     % (re.escape(str(access)), re.escape(str(app1 / "logs")), NOBODY.pw_uid),
+                     r.stderr), r.stderr
+    assert_hello(d.tcp)
+    # A link of root's there is root's choice: followed.
+    os.unlink(app1 / "logs")
+    os.symlink(roots, app1 / "logs")
+    r = ctl(d, "reopen-logs")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert os.listdir(roots) == ["access.log"]
+    d.expect_log(r"cannot open the access log")
+
+
 def test_a_link_at_the_pidfile_path_is_refused(wsgid, tmp):
     """The pidfile's directory belongs to a group's user (README's run/wsgid.pid beside the
     config), who leaves a symbolic link there to a root-owned file: the next start refuses the
