@@ -23,7 +23,10 @@
 /* Records of a group's board: twice the most processes a group may have (WD_CONFIG_PROCESSES_MAX),
  * as every slot may have its worker and a replacement at once (each asked to be recycled), and
  * a few more drain meanwhile. 12,672 bytes each: 26 MB of address space a group, sparse (a
- * record's pages exist once a worker used it). */
+ * record's pages exist once a worker used it). Restarts that follow one another faster than
+ * the old workers drain may still take every record: a rolling operation then waits for one of
+ * them to exit before it starts the next replacement (helper-79), and a respawn retries.
+ * WSGID_SCORE_RECORDS in the master's environment uses fewer (tests fill a board with it). */
 #define WD_SCORE_MAX 2048
 
 /* Upper bounds of the request-duration histogram, in microseconds; the last bucket is +Inf. */

@@ -133,6 +133,7 @@ _Static_assert(WD_SCORE_MAX >= 2 * WD_CONFIG_PROCESSES_MAX, "a group's board hol
 static void scoreboard_open(wd_group_t *g)
 {
     size_t size = WD_SCORE_MAX * sizeof(wd_score_t);
+    const char *env;
     void *p;
 
     g->score_fd = memfd_create("wsgid-scoreboard", MFD_CLOEXEC);
@@ -142,6 +143,9 @@ static void scoreboard_open(wd_group_t *g)
     if (p == MAP_FAILED)
         goto fail;
     g->score = p;
+    g->n_records = WD_SCORE_MAX;
+    if ((env = getenv("WSGID_SCORE_RECORDS")) != NULL && atoi(env) > 0 && atoi(env) < WD_SCORE_MAX)
+        g->n_records = atoi(env);
     return;
 
 fail:
@@ -165,7 +169,7 @@ int wd__m_record_take(wd_group_t *g)
 {
     int i;
 
-    for (i = 0; g->score != NULL && i < WD_SCORE_MAX; i++) {
+    for (i = 0; g->score != NULL && i < g->n_records; i++) {
         if (!g->used[i]) {
             g->used[i] = 1;
             memset(&g->score[i], 0, sizeof g->score[i]);
@@ -197,6 +201,15 @@ void wd__m_record_release(wd_proc_t *p)
     wd_score_set(&sc->ready, 0); /* no sibling to balance with (balance.h) */
     p->g->used[p->record] = 0;
     p->record = -1;
+    wd__m_op_record_freed(p->g);
+}
+
+int wd__m_board_full(const wd_group_t *g)
+{
+    for (int i = 0; g->score != NULL && i < g->n_records; i++)
+        if (!g->used[i])
+            return 0;
+    return g->score != NULL;
 }
 
 /* ---- groups and slots --------------------------------------------------------------------- */

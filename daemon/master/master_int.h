@@ -172,6 +172,8 @@ struct wd_group {
     wd_score_t *score;
     int score_fd;
     unsigned char used[WD_SCORE_MAX];
+    int n_records;  /* of them it uses: WD_SCORE_MAX, or WSGID_SCORE_RECORDS */
+    int board_wait; /* its operation waits for a record to be freed (wd__m_record_release) */
     /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
      * `wsgictl status` until one succeeds; and which it was ("start", "restart", "reload"). */
     char reload_error[512];
@@ -242,8 +244,11 @@ extern wd_metrics_t wd__m_metrics, wd__m_agent, wd__m_health; /* `metrics:`, `ag
                                                                  `health:` */
 
 /* master_groups.c */
-/* A free record of g's scoreboard, zeroed, or -1 when none is (or g has no scoreboard). */
+/* A free record of g's scoreboard, zeroed, or -1 when none is (or g has no scoreboard).
+ * board_full: whether every record of g's board is taken. record_release frees an exited
+ * worker's record, and lets an operation that waited for one go on (op_record_freed). */
 int wd__m_record_take(wd_group_t *g);
+int wd__m_board_full(const wd_group_t *g);
 void wd__m_close_pipe(wd_proc_t *p);
 void wd__m_gen_unref(wd_gen_t *gen);
 void wd__m_group_unref(wd_group_t *g);
@@ -312,6 +317,7 @@ void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int ol
 /* master_rolling.c */
 void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b);
 void wd__m_op_step(wd_op_t *op);
+void wd__m_op_record_freed(wd_group_t *g);
 /* wsgid stops during the operation: its waiting wsgictl gets the failure (it got no reply, and
  * the operation, its batch and its group reference were never freed). */
 void wd__m_op_abandon(wd_op_t *op);

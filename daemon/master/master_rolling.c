@@ -332,6 +332,25 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     wd__m_op_step(op);
 }
 
+static void board_cb(uv_timer_t *t)
+{
+    wd_slot_t *s = t->data;
+    wd_group_t *g = s->g;
+
+    if (g->op != NULL && g->op->next == s->slot - 1 && s->repl == NULL)
+        wd__m_op_step(g->op);
+}
+
+void wd__m_op_record_freed(wd_group_t *g)
+{
+    if (!g->board_wait)
+        return;
+    g->board_wait = 0;
+    /* From the loop: the caller is reaping a worker. */
+    if (g->op != NULL && g->op->next < g->n_slots)
+        uv_timer_start(&g->slots[g->op->next]->timer, board_cb, 0, 0);
+}
+
 /* Replaces (or fills) the next slot with a worker of the target config. */
 void wd__m_op_step(wd_op_t *op)
 {
@@ -366,6 +385,14 @@ void wd__m_op_step(wd_op_t *op)
     s->repl_cb = op_slot_done;
     s->repl_ctx = op;
     s->repl = wd__m_spawn(m, s, op->gen, op->conf, op->ls, op->n_ls);
+    if (s->repl == NULL && wd__m_board_full(g)) {
+        /* Every record taken, by old workers still draining: the next exit goes on (it used to
+         * fail the operation, half done: "no free record", helper-79). */
+        s->repl_cb = NULL;
+        s->repl_ctx = NULL;
+        g->board_wait = 1;
+        return;
+    }
     if (s->repl == NULL) {
         s->repl_cb = NULL;
         s->repl_ctx = NULL;

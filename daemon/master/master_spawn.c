@@ -329,6 +329,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     char **env = NULL, *name = NULL, *args[2], err[256];
     struct stat st;
     int sv[2] = {-1, -1}, sp[2] = {-1, -1}, out[2] = {-1, -1}, cfd = -1, rc, record = -1;
+    int waiting = 0; /* no free record: said, and not a failure (scoreboard.h) */
     wd_output_t *readers[2] = {NULL, NULL};
     wd_logpipe_t *logs[2] = {NULL, NULL};
     size_t n_own = 0;
@@ -341,11 +342,18 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
         goto fail;
     }
     record = wd__m_record_take(g);
+    if (record < 0 && g->score != NULL) {
+        /* Restarts faster than the old workers drain (scoreboard.h): not a failure, a wait. */
+        wd_log_warn("group %s worker %d: all %d records of its scoreboard are taken (its "
+                    "workers, and old ones still draining from earlier restarts): it starts "
+                    "once one of them has exited (graceful-timeout + shutdown-timeout at most)",
+                    g->name, s->slot, g->n_records);
+        rc = -ENOSPC;
+        waiting = 1;
+        goto fail;
+    }
     if (record < 0) {
-        snprintf(err, sizeof err,
-                 g->score != NULL ? "no free record in its scoreboard (%d workers of the group)"
-                                  : "its group has no scoreboard (see the error at its start)",
-                 WD_SCORE_MAX);
+        snprintf(err, sizeof err, "its group has no scoreboard (see the error at its start)");
         rc = -ENOSPC;
         goto fail;
     }
@@ -412,7 +420,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     rc = 0;
 
 fail:
-    if (rc < 0) {
+    if (rc < 0 && !waiting) {
         if (err[0] == '\0')
             snprintf(err, sizeof err, "cannot start %.160s: %s", m->exe, strerror(-rc));
         wd_utf8_copy(s->last_error, sizeof s->last_error, err);

@@ -690,3 +690,35 @@ def test_one_socket_through_a_linked_directory(wsgid, tmp):
     assert os.stat(real / "s.sock").st_ino == ino
     assert ask(link / "s.sock")[0] == "-"
     d.seen_workers.update(d.workers())
+
+
+def test_restarts_faster_than_the_old_workers_drain_wait_for_a_record(wsgid, tmp, monkeypatch):
+    """Two restarts in a row while a slow request keeps an old worker draining, with a board of 3
+    records for 2 processes (WSGID_SCORE_RECORDS: the same as 1,024 processes restarted twice
+    with 2,048 records): a replacement finds every record taken. The restart failed half done
+    ("no free record in its scoreboard", wsgictl exit 1: helper-79); now it says so and waits
+    for the draining worker to exit, and both restarts succeed. The slow request is answered."""
+    monkeypatch.setenv("WSGID_SCORE_RECORDS", "3")
+    sock = tmp / "s.sock"
+    groups = {"site": {"app": app("slow"), "processes": 2, "threads": 2,
+                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
+    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    slow = {}
+
+    def ask_slow():
+        with Conn(str(sock)) as c:
+            c.send(http_request("GET", "/?t=3", {"Connection": "close"}))
+            slow["r"] = c.response()
+    t = threading.Thread(target=ask_slow)
+    t.start()
+    wait_for(lambda: (tmp / "slow-started").exists(), timeout=10, what="the slow request")
+    first = ctl(tmp, "restart", "site")
+    second = ctl(tmp, "restart", "site")
+    t.join(30)
+    assert first[0] == 0 and second[0] == 0, (first, second)
+    assert re.search(r"\[warn\] master: group site worker \d: all 3 records of its scoreboard "
+                     r"are taken .*: it starts once one of them has exited", d.log()), d.log()
+    assert slow["r"].status == 200, slow
+    wait_for(lambda: len(d.workers()) == 2, timeout=10, what="the old workers gone")
+    d.seen_workers.update(d.workers())
