@@ -357,6 +357,7 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
 int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out);
 void wd__m_logpipe_attach(wd_logpipe_t *o, wd_logpipe_t **ref);
 void wd__m_logpipe_detach(wd_logpipe_t **ref);
+void wd__m_logpipe_drain(wd_logpipe_t *o); /* what it holds now */
 void wd__m_logpipe_close(wd_logpipe_t *o);
 void wd__m_logpipe_close_all(void);
 
@@ -367,7 +368,9 @@ void wd__m_logpipe_close_all(void);
  * the lines its level held back (OUTPUT_HELD). A drain reads what is there now; close_all ends
  * every reader. */
 int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, wd_output_t **out);
-void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, int slot, int pid);
+/* log: its worker's error log pipe, read before what comes on its stdout and stderr. */
+void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, wd_logpipe_t **log, const char *group,
+                         int slot, int pid);
 void wd__m_output_detach(wd_output_t **ref, int died);
 void wd__m_output_close(wd_output_t *o);
 void wd__m_output_drain(wd_output_t *o);

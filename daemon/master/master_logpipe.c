@@ -200,9 +200,9 @@ void wd__m_logpipe_attach(wd_logpipe_t *o, wd_logpipe_t **ref)
     *ref = o;
 }
 
-/* What the pipe holds now, no more: its worker is dead, and a child of its app still writing
- * must not hold the master here. */
-static void drain(wd_logpipe_t *o)
+/* What the pipe holds now, no more: at its worker's death (a child of its app still writing must
+ * not hold the master here), and before what comes on its stderr (master_output.c). */
+void wd__m_logpipe_drain(wd_logpipe_t *o)
 {
     uv_os_fd_t fd;
     int avail = 0;
@@ -230,14 +230,14 @@ void wd__m_logpipe_detach(wd_logpipe_t **ref)
 
     if (o == NULL)
         return;
-    drain(o);
+    wd__m_logpipe_drain(o);
     wd__m_logpipe_close(o);
 }
 
 void wd__m_logpipe_close_all(void)
 {
     while (readers != NULL) {
-        drain(readers);
+        wd__m_logpipe_drain(readers);
         wd__m_logpipe_close(readers);
     }
     if (pause_init) {

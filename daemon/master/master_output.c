@@ -50,6 +50,7 @@ struct wd_output {
     wd_master_t *m;
     wd_output_t *next, *prev; /* the master's list (m->outputs) */
     wd_output_t **ref;        /* its worker's pointer to it (wd_proc_t.out), NULLed at close */
+    wd_logpipe_t **log;       /* its worker's error log pipe (wd_proc_t.logs[0]), or NULL */
     const char *stream;       /* "stdout", "stderr" */
     wd_log_level_t level;
     int closing;
@@ -188,12 +189,21 @@ static void alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = sizeof o->line - o->len;
 }
 
+/* The worker's error log lines it wrote before, first: "its Python stacks follow" comes before
+ * the stacks (its log pipe is read at most every 20 ms, master_logpipe.c). */
+static void log_first(wd_output_t *o)
+{
+    if (o->log != NULL && *o->log != NULL)
+        wd__m_logpipe_drain(*o->log);
+}
+
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     wd_output_t *o = st->data;
 
     (void)buf;
     if (n > 0) {
+        log_first(o);
         o->len += (size_t)n;
         take_lines(o, 0);
     } else if (n < 0) {
@@ -254,9 +264,11 @@ int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, 
     return fds[1];
 }
 
-void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, const char *group, int slot, int pid)
+void wd__m_output_attach(wd_output_t *o, wd_output_t **ref, wd_logpipe_t **log, const char *group,
+                         int slot, int pid)
 {
     snprintf(o->who, sizeof o->who, "group %s worker %d (pid %d)", group, slot, pid);
+    o->log = log;
     o->ref = ref;
     *ref = o;
 }
@@ -274,6 +286,7 @@ void wd__m_output_detach(wd_output_t **ref, int died)
     o->n_held = 0;
     *ref = NULL;
     o->ref = NULL;
+    o->log = NULL;
     if (o->eof)
         output_close(o);
     /* Otherwise it reads on, for a child still writing. */

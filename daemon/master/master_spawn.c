@@ -407,7 +407,7 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     p->stacks_fd = sp[0];
     sp[0] = -1;
     for (int i = 0; i < 2; i++) {
-        wd__m_output_attach(readers[i], &p->out[i], g->name, s->slot, p->pid);
+        wd__m_output_attach(readers[i], &p->out[i], &p->logs[0], g->name, s->slot, p->pid);
         readers[i] = NULL;
         if (logs[i] != NULL)
             wd__m_logpipe_attach(logs[i], &p->logs[i]);
