@@ -96,6 +96,14 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "c:vh", options, NULL)) != -1) {
         switch (c) {
         case 'c':
+            if (config != NULL) {
+                /* One file holds every group; a second -c was taken over the first unsaid. */
+                fprintf(stderr,
+                        "wsgid: -c given twice (\"%s\", then \"%s\"): one file holds every "
+                        "group; put the groups of both in one file, or run one wsgid a file\n",
+                        config, optarg);
+                return 2;
+            }
             config = optarg;
             break;
         case 'C':

@@ -187,6 +187,18 @@ def test_check_config(tmp):
     assert "no-such-key" in msg and "bad.yaml" in msg and ":5:" in msg, msg
 
 
+def test_config_given_twice_is_refused(tmp):
+    """wsgid -c A -c B ran B alone, A's groups left out without a word (helper-81)."""
+    a, b = tmp / "a.yaml", tmp / "b.yaml"
+    for f in (a, b):
+        f.write_text(make_config(tmp, {"g": {"app": app("hello"), "listen": ["127.0.0.1:1"]}}))
+    r = subprocess.run([str(WSGID_BIN), "--check", "-c", str(a), "-c", str(b)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert ('wsgid: -c given twice ("%s", then "%s"): one file holds every group; put the groups '
+            "of both in one file, or run one wsgid a file" % (a, b)) in r.stderr, r.stderr
+
+
 def test_check_refuses_a_control_path_too_long(tmp):
     """control: is a unix socket's path: one past sun_path's 107 bytes passed --check, and the
     start failed with "control: the path ... is too long for a unix socket", naming neither the
