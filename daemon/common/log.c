@@ -90,15 +90,18 @@ static unsigned unsafe_owner;
 
 /* Opens the directory that holds path's last component, one component at a time, each with
  * O_NOFOLLOW: a symbolic link on the way is followed only if it is root's or its directory is
- * (owned by root, writable by no one else): the systemd-tmpfiles rule of "unsafe path
- * transitions". Else whoever may write that directory (a group's user, in whose directory the
+ * (owned by root, writable by no one else). systemd-tmpfiles' "unsafe path transition"
+ * (chase-symlinks.c: from a directory not root's, only to what has the same owner) would refuse
+ * a link of root's in a directory of the user's as well, which an admin makes (/srv/app1/logs to
+ * /var/log/app1): kept, as that user can only remove or move it, and the link checked is the
+ * link read (below). Else whoever may write that directory (a group's user, in whose directory the
  * log is) could swap a directory of the path for a link, and root would create and write the log
  * wherever it points (helper-79). Links in a link's target are checked the same way. Returns the
  * directory (O_PATH) with its last component copied to last, or -errno. */
 static int dir_open(const char *path, char *last, size_t cap)
 {
     char rest[2 * 4096], target[4096], *comp, *after;
-    int dfd = -1, fd, links = 0;
+    int dfd = -1, fd = -1, links = 0;
     struct stat ls;
     ssize_t n;
 
@@ -123,16 +126,24 @@ static int dir_open(const char *path, char *last, size_t cap)
         *after++ = '\0';
         while (*after == '/')
             after++;
-        fd = openat(dfd, comp, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd >= 0) {
+        /* The entry itself, whatever it is, once: what is checked below is what is followed.
+         * Looked up again by name (fstatat, then readlinkat), it could be exchanged in between
+         * (renameat2 RENAME_EXCHANGE) by whoever may write the directory for a link of theirs,
+         * and root followed that (helper-85). */
+        fd = openat(dfd, comp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &ls) < 0)
+            break;
+        if (S_ISDIR(ls.st_mode)) {
             close(dfd);
             dfd = fd;
+            fd = -1;
             comp = after;
             continue;
         }
-        if ((errno != ENOTDIR && errno != ELOOP) ||
-            fstatat(dfd, comp, &ls, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(ls.st_mode))
+        if (!S_ISLNK(ls.st_mode)) {
+            errno = ENOTDIR;
             break;
+        }
         if (ls.st_uid != 0 && !dir_roots(dfd)) {
             struct stat ds;
 
@@ -147,11 +158,13 @@ static int dir_open(const char *path, char *last, size_t cap)
             errno = WD_LOG_EUNSAFE;
             break;
         }
-        n = readlinkat(dfd, comp, target, sizeof target - 1);
+        n = readlinkat(fd, "", target, sizeof target - 1);
         if (n < 0 || ++links > 40) {
             errno = n < 0 ? errno : ELOOP;
             break;
         }
+        close(fd);
+        fd = -1;
         target[n] = '\0';
         /* The link's target, then what followed the link. */
         if (strlen(after) + (size_t)n + 2 > sizeof rest / 2) {
@@ -164,6 +177,8 @@ static int dir_open(const char *path, char *last, size_t cap)
         comp = rest;
     }
     n = errno;
+    if (fd >= 0)
+        close(fd);
     if (dfd >= 0)
         close(dfd);
     return -(int)n;

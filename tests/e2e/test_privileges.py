@@ -919,3 +919,63 @@ def test_a_link_at_the_pidfile_path_is_refused(wsgid, tmp):
     assert pidfile.read_text() == "1\n"
     assert re.search(r"\[warn\] .*the pidfile %s is no longer the file wsgid wrote: leaving it"
                      % re.escape(str(pidfile)), d.log()), d.log()
+
+
+# Exchanges two entries of a directory (renameat2 RENAME_EXCHANGE) until killed.
+SWAPPER = '''import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+a, b = os.fsencode(sys.argv[1]), os.fsencode(sys.argv[2])
+print("swapping", flush=True)
+while True:
+    libc.renameat2(-100, a, -100, b, 2)
+'''
+
+
+def test_a_link_exchanged_while_it_is_checked_is_not_followed(wsgid, tmp):
+    """The admin made /srv/app1/logs a link of root's to a directory of root's, in a directory
+    the group's user may write: the rule lets it through. The user exchanges it (renameat2
+    RENAME_EXCHANGE) with a link of its own to a directory of root's, again and again, while
+    the logs are reopened: the link was checked by its name, then read by its name again, and
+    what was read could be the user's (root created roots/access.log at the 8th reopen of
+    helper-85's repro). Now the link is opened once and what was checked is what is read. A
+    reopen may fail (the user's link was there), but nothing is ever created in roots."""
+    os.chmod(tmp, 0o755)
+    real = tmp / "real-logs"
+    real.mkdir(mode=0o755)
+    roots = tmp / "roots"
+    roots.mkdir(mode=0o700)
+    app1 = tmp / "srv" / "app1"
+    app1.mkdir(parents=True)
+    os.chown(app1, NOBODY.pw_uid, NOBODY.pw_gid)
+    os.symlink(real, app1 / "logs")  # root's link, in the user's directory
+    (tmp / "swap.py").write_text(SWAPPER)
+    as_user(NOBODY, "ln", "-s", roots, app1 / "evil")
+    text, addr = config(tmp, "nobody", control=str(tmp / "ctl.sock"),
+                        log={"level": "info", "file": str(tmp / "error.log"),
+                             "access": str(app1 / "logs" / "access.log")})
+    d = wsgid(config=text, wait=False)
+    d.tcp = addr
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_in(tmp / "error.log", r"all workers ready")
+    d.seen_workers.update(d.workers())
+    swapper = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY.pw_uid,
+                                "--regid=%d" % NOBODY.pw_gid, "--clear-groups",
+                                "/usr/bin/python3", str(tmp / "swap.py"), app1 / "logs",
+                                app1 / "evil"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert swapper.stdout.readline() == "swapping\n"
+        refused = n = 0
+        end = time.monotonic() + 4
+        while time.monotonic() < end and not os.listdir(roots):
+            r = ctl(d, "reopen-logs")
+            n += 1
+            refused += r.returncode != 0
+            assert os.listdir(roots) == [], "root created %s at reopen %d: %s" % (
+                os.listdir(roots), n, r.stderr)
+    finally:
+        swapper.kill()
+        swapper.wait()
+    print("%d reopens, %d refused the user's link" % (n, refused))
+    assert refused > 0, "the swap never caught a reopen: the test proved nothing"
+    d.expect_log(r"cannot open the access log")
+    assert_hello(d.tcp)
