@@ -340,14 +340,18 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
  * NULL for "off") and writes its line on its end of the socketpair before it starts: 0 or -errno
  * (a file that cannot be opened is logged, and its lines go to stderr until a reopen can open
  * it). reopen_logs reopens the master's error log
- * and every access log in place: 0, or -1 with why in err (a log that cannot be opened now;
- * those stay where they were). */
+ * and every access log a worker still writes in place: 0, or -1 with why in err (a log that cannot
+ * be opened now; those stay where they were). */
 int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,
                     int slot, wd_logpipe_t *readers[2]);
 /* Appends whole lines to dest (NULL: the master's error log): 0, or -1 when some wait (a FIFO
  * nobody reads: logs_retry, at the readers' next turn, writes them: 1 while some still wait). */
 int wd__m_logs_write(wd_logdest_t *dest, const char *p, size_t n);
 int wd__m_logs_retry(void);
+/* An access log's users, its workers' pipes (logpipe_open holds, logpipe_close releases): it is
+ * closed and forgotten when the last one goes, and no longer reopened. */
+void wd__m_logs_hold(wd_logdest_t *dest);
+void wd__m_logs_release(wd_logdest_t *dest);
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
 
 /* master_logpipe.c: a pipe for a worker's error log (dest NULL: the master's) or access log

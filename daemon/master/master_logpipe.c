@@ -94,6 +94,8 @@ void wd__m_logpipe_close(wd_logpipe_t *o)
         memcpy(rbuf, o->rest, o->len);
         take(o, 0, 1);
     }
+    wd__m_logs_release(o->dest);
+    o->dest = NULL;
     if (o->ref != NULL)
         *o->ref = NULL;
     if (o->prev != NULL)
@@ -166,7 +168,6 @@ int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out)
     /* Room for bursts while the master writes; a refusal (pipe-max-size) leaves 64 KiB. */
     (void)fcntl(fds[1], F_SETPIPE_SZ, WD_LOG_PIPE_SIZE);
     o = xcalloc(1, sizeof *o);
-    o->dest = dest;
     o->pipe.data = o;
     rc = uv_pipe_init(&m->loop, &o->pipe, 0);
     if (rc < 0) {
@@ -175,6 +176,8 @@ int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out)
         free(o);
         return rc;
     }
+    o->dest = dest;
+    wd__m_logs_hold(dest); /* released at close */
     o->next = readers;
     if (o->next != NULL)
         o->next->prev = o;

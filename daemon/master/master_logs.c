@@ -34,12 +34,14 @@ struct wd_logdest {
     char group[64]; /* the first group that writes it, for the messages */
     int fd;         /* -1 until it could be opened: the lines go to stderr meanwhile */
     int said;       /* its error was reported */
+    unsigned users; /* the access log pipes of the workers that write it (master_logpipe.c) */
     char *held;
     size_t held_len;
     unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
 };
 
 static wd_logdest_t *access_files;
+static int held_flush(wd_logdest_t *f);
 static wd_logdest_t stderr_dest = {.fd = 2};
 
 static wd_logdest_t *access_get(const char *path, const char *group)
@@ -56,6 +58,43 @@ static wd_logdest_t *access_get(const char *path, const char *group)
     f->next = access_files;
     access_files = f;
     return f;
+}
+
+/* An access log is kept while a worker writes it, and no longer: a reload that names another
+ * file, once the old workers (still draining) have exited, leaves the old one, which the master
+ * held and reopened at every reopen-logs for ever, an error for good once its path could not be
+ * opened (helper-85). Held lines that it will not take now are dropped with it. */
+void wd__m_logs_hold(wd_logdest_t *f)
+{
+    if (f != NULL && f != &stderr_dest)
+        f->users++;
+}
+
+static void dest_free_unused(wd_logdest_t *f)
+{
+    wd_logdest_t **p;
+
+    if (f == NULL || f == &stderr_dest || f->users > 0)
+        return;
+    for (p = &access_files; *p != NULL && *p != f; p = &(*p)->next)
+        ;
+    if (*p != NULL)
+        *p = f->next;
+    if (f->fd >= 0) {
+        (void)held_flush(f);
+        close(f->fd);
+    }
+    free(f->held);
+    free(f->path);
+    free(f);
+}
+
+void wd__m_logs_release(wd_logdest_t *f)
+{
+    if (f == NULL || f == &stderr_dest || f->users == 0)
+        return;
+    f->users--;
+    dest_free_unused(f);
 }
 
 /* Opens f, or reopens it in place: 0 or -errno (it stays where it was). */
@@ -227,9 +266,9 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
             wd__m_logpipe_close(readers[i]);
             readers[i] = NULL;
         }
-        return rc;
     }
-    return 0;
+    dest_free_unused(access); /* no pipe took it */
+    return rc < 0 ? rc : 0;
 }
 
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)

@@ -662,3 +662,45 @@ def test_a_fifo_access_log_nobody_reads_holds_nothing_up(wsgid, tmp):
         d.expect_log(left.pattern, worker_left.pattern)
     finally:
         os.close(reader)
+
+
+def test_a_reload_that_changes_the_access_log_lets_the_old_file_go(wsgid, tmp):
+    """A reload names access2.log where access.log was: once the old workers have exited, the
+    master holds the old file no longer and reopen-logs leaves its path alone. The master kept
+    every access log it ever opened and reopened each at every reopen-logs: a removed
+    access.log came back empty, and a path that could no longer be opened made every
+    reopen-logs after exit 1, logrotate's postrotate broken for good (helper-85)."""
+    old, new = tmp / "access.log", tmp / "access2.log"
+    port = free_port()
+
+    def conf(path):
+        return make_config(tmp, {"a": {"app": app("ops"), "listen": ["127.0.0.1:%d" % port],
+                                       "env": {"WSGID_E2E_DIR": str(tmp)}, "processes": 2,
+                                       "access-log": str(path)}},
+                           log={"level": "info", "file": "-"}, control=str(tmp / "ctl.sock"))
+
+    def ctl(*args):
+        return subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock")] + list(args),
+                              capture_output=True, text=True, timeout=30)
+    d = wsgid(config=conf(old))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    assert request(("127.0.0.1", port), path="/mark?name=before").status == 200
+    wait_for(lambda: find_access(old, "/mark?name=before"), timeout=3, what="the first line")
+    first = set(d.workers())
+    d.seen_workers.update(first)
+    d.conf_path.write_text(conf(new))
+    r = ctl("reload")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    wait_for(lambda: not first & set(d.workers()), timeout=10, what="the old workers' exit")
+    assert request(("127.0.0.1", port), path="/mark?name=after").status == 200
+    wait_for(lambda: find_access(new, "/mark?name=after"), timeout=3, what="the new file's line")
+    wait_for(lambda: not fds_on(d.pid, old), timeout=3, what="the old file closed")
+    os.unlink(old)
+    r = ctl("reopen-logs")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert not old.exists(), "reopen-logs created the old access log again"
+    old.mkdir()
+    r = ctl("reopen-logs")
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    assert request(("127.0.0.1", port), path="/mark?name=reopened").status == 200
+    wait_for(lambda: find_access(new, "/mark?name=reopened"), timeout=3, what="the last line")
