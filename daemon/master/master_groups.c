@@ -437,12 +437,9 @@ void wd__m_close_pipe(wd_proc_t *p)
     uv_close((uv_handle_t *)&p->pipe, wd__m_proc_close_cb);
 }
 
-/* A line for a worker that its socket did not take yet, with the files that go with its first
- * byte (spawn.h's "logs"). */
+/* A line for a worker that its socket did not take yet. */
 struct wd_say {
     wd_say_t *next;
-    int fds[2];
-    int n_fds; /* 0 once its first byte went: the worker has them */
     size_t len, off;
     char bytes[];
 };
@@ -474,20 +471,13 @@ int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int 
     return n < 0 ? -errno : (int)n;
 }
 
-static void say_free(wd_say_t *s)
-{
-    for (int i = 0; i < s->n_fds; i++)
-        close(s->fds[i]);
-    free(s);
-}
-
 static void say_drop(wd_proc_t *p)
 {
     wd_say_t *s;
 
     while ((s = p->says) != NULL) {
         p->says = s->next;
-        say_free(s);
+        free(s);
     }
     p->says_last = NULL;
 }
@@ -503,7 +493,7 @@ void wd__m_proc_flush(wd_proc_t *p)
         return;
     }
     while ((s = p->says) != NULL) {
-        n = wd__m_send_fds(fd, s->bytes + s->off, s->len - s->off, s->fds, s->n_fds, MSG_DONTWAIT);
+        n = wd__m_send_fds(fd, s->bytes + s->off, s->len - s->off, NULL, 0, MSG_DONTWAIT);
         if (n == -EAGAIN || n == -EWOULDBLOCK)
             return; /* the next tick tries again */
         if (n < 0) {
@@ -512,9 +502,6 @@ void wd__m_proc_flush(wd_proc_t *p)
             say_drop(p); /* a worker gone: its exit is seen and logged */
             return;
         }
-        for (int i = 0; i < s->n_fds; i++)
-            close(s->fds[i]);
-        s->n_fds = 0;
         s->off += (size_t)n;
         if (s->off < s->len)
             return;
@@ -528,18 +515,14 @@ void wd__m_proc_flush(wd_proc_t *p)
 /* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its
  * loop goes whole at once, or the worker is gone (and its exit will be seen). Only a worker that
  * stopped reading (a stuck loop, which the watchdog handles, or a stopped process) leaves lines
- * waiting, in order: the master's tick sends them once the worker reads again. libuv's writes
- * would send them sooner, but cannot carry files on a pipe that is not an IPC one, and lines
- * must not overtake the files sent before them. */
-void wd__m_proc_send(wd_proc_t *p, const char *line, const int *fds, int n_fds)
+ * waiting, in order: the master's tick sends them once the worker reads again (the first line,
+ * "logs", with the worker's log pipes, goes before the worker starts: wd__m_logs_give). */
+void wd__m_proc_say(wd_proc_t *p, const char *line)
 {
     size_t len = strlen(line);
     wd_say_t *s = xmalloc(sizeof *s + len);
 
     s->next = NULL;
-    s->n_fds = n_fds;
-    for (int i = 0; i < n_fds; i++)
-        s->fds[i] = fds[i];
     s->len = len;
     s->off = 0;
     memcpy(s->bytes, line, len);
@@ -549,11 +532,6 @@ void wd__m_proc_send(wd_proc_t *p, const char *line, const int *fds, int n_fds)
         p->says = s;
     p->says_last = s;
     wd__m_proc_flush(p);
-}
-
-void wd__m_proc_say(wd_proc_t *p, const char *line)
-{
-    wd__m_proc_send(p, line, NULL, 0);
 }
 
 void wd__m_proc_kill_cb(uv_timer_t *t)

@@ -102,7 +102,7 @@ struct wd_proc {
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
     wd_output_t *out[2];        /* what it writes to its stdout and stderr (master_output.c) */
     wd_logpipe_t *logs[2];      /* its error log and access log lines (master_logpipe.c) */
-    wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_send) */
+    wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_say) */
     char failed[512];
     /* What a starting worker said it loads ("app /srv/app.py (mount /reports)"): its lines
      * while it starts name it, so that a hang or a crash in an import says which app. */
@@ -261,10 +261,9 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why);
  * Returns the pids stopped (a JSON array, new). */
 json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);
+/* line to p: what its socket does not take now waits, in order, for wd__m_proc_flush (every
+ * tick). */
 void wd__m_proc_say(wd_proc_t *p, const char *line);
-/* line, with fds (taken: closed once sent) going with its first byte as SCM_RIGHTS; what the
- * worker's socket does not take now waits, in order, for wd__m_proc_flush (every tick). */
-void wd__m_proc_send(wd_proc_t *p, const char *line, const int *fds, int n_fds);
 void wd__m_proc_flush(wd_proc_t *p);
 /* sendmsg of bytes with fds (at most 2) as SCM_RIGHTS: the bytes sent, or -errno. */
 int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int n_fds, int flags);

@@ -77,7 +77,7 @@ typedef struct wd_worker {
     uv_timer_t tick;           /* request-timeout and inactivity-timeout checks */
     char master_buf[1024];     /* a partial line from the master */
     size_t master_len;
-    int master_fds[WD_MASTER_FDS]; /* files that came with its lines, for its "logs" lines */
+    int master_fds[WD_MASTER_FDS]; /* files that came with its lines, for its "logs" line */
     int n_master_fds;
 
     int stopping;
@@ -376,14 +376,12 @@ static void logs_first(wd_worker_t *w)
 
 static void master_line(wd_worker_t *w, const char *line)
 {
+    wd_log_debug("from the master: %s", line);
     if (strcmp(line, "stop") == 0 || strcmp(line, "stop last") == 0) {
         worker_stop(w, "asked by the master", line[4] != '\0');
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);
-    } else if (strncmp(line, "logs ", 5) == 0) {
-        if (logs_take(w, line + 5) == 0)
-            wd_log_info("logs reopened");
     } else {
         wd_log_warn("unknown message from the master: '%s'", line);
     }
@@ -404,6 +402,9 @@ static void master_cb(uv_poll_t *p, int status, int events)
     }
     if (n < 0)
         return;
+    /* Files come with the "logs" line alone, the first (logs_first): none after it. */
+    while (w->n_master_fds > 0)
+        close(w->master_fds[--w->n_master_fds]);
     w->master_len += (size_t)n;
     w->master_buf[w->master_len] = '\0';
     while ((nl = strchr(w->master_buf, '\n')) != NULL) {

@@ -2,12 +2,15 @@
 removes a group in the middle of its restart, a worker that dies during a reload's roll, a reload
 that fails half-way, a recycle whose replacement failed, and a reload that changes a unix
 socket's mode. Each was a fault a review found (and proved) in daemon/master."""
+import ctypes
+import fcntl
 import json
 import os
 import re
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import threading
 import time
@@ -722,3 +725,95 @@ def test_restarts_faster_than_the_old_workers_drain_wait_for_a_record(wsgid, tmp
     assert slow["r"].status == 200, slow
     wait_for(lambda: len(d.workers()) == 2, timeout=10, what="the old workers gone")
     d.seen_workers.update(d.workers())
+
+
+def _master_end(master, worker):
+    """A copy (pidfd_getfd) of the master's end of its socket to worker: the same socket."""
+    inode = os.readlink("/proc/%d/fd/3" % worker)[len("socket:["):-1]
+    out = subprocess.run(["ss", "-xan"], capture_output=True, text=True, check=True).stdout
+    peer = re.search(r"\s%s\s+\*\s+(\d+)" % inode, out).group(1)
+    for fd in os.listdir("/proc/%d/fd" % master):
+        try:
+            if os.readlink("/proc/%d/fd/%s" % (master, fd)) == "socket:[%s]" % peer:
+                break
+        except OSError:
+            pass
+    else:
+        raise AssertionError("no fd of the master on socket %s" % peer)
+    libc = ctypes.CDLL(None, use_errno=True)
+    pidfd = os.pidfd_open(master)
+    try:
+        dup = libc.syscall(438, pidfd, int(fd), 0)  # pidfd_getfd
+    finally:
+        os.close(pidfd)
+    assert dup >= 0, os.strerror(ctypes.get_errno())
+    return socket.socket(fileno=dup)
+
+
+def test_lines_to_a_worker_that_does_not_read_wait_in_the_master(wsgid, tmp):
+    """The master's lines to a worker that stopped reading (a loop stuck, or stopped) wait in
+    the master, in order, once the socket between them is full, and go when it reads again
+    (wd__m_proc_say, wd__m_proc_flush): a line the socket did not take was dropped once, a stop
+    among them. The master's end of the socket is made as small as the kernel allows, the worker
+    is held (ptrace), and the other workers are replaced one by one until their "siblings" lines
+    have filled it, then once more; let go, the worker takes every line, the last naming the
+    last replacement. This was the only test of the queue (the reopen-logs lines it used are no
+    more); with the C changed to drop on EAGAIN it fails (the last line never comes)."""
+    groups = {"site": group(tmp, listen=["unix:" + str(tmp / "site.sock")], processes=4,
+                            threads=1)}
+    (tmp / "version.py").write_text(VERSION_APP)
+    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock"),
+                                 log={"level": "debug", "file": "-", "access": "-"}))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    first = d.workers()
+    a, others = first[0], first[1:]
+    end = _master_end(d.pid, a)
+    SIOCOUTQ = 0x5411
+
+    def queued():
+        return struct.unpack("i", fcntl.ioctl(end.fileno(), SIOCOUTQ, b"\0" * 4))[0]
+
+    def replace_one():
+        nonlocal others
+        old = others.pop(0)
+        os.kill(old, signal.SIGKILL)
+        d.seen_workers.add(old)
+        wait_for(lambda: len(set(d.workers()) - {a} - set(others) - {old}) >= 1, timeout=5,
+                 what="a replacement of %d" % old)
+        others = [p for p in d.workers() if p != a]
+        for p in others:  # ready: its siblings line is sent
+            d.wait_log(r"master: group site worker \d+ \(pid %d\) ready" % p, timeout=5)
+    full = None
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    # Its main thread, the loop's, held by ptrace (PTRACE_SEIZE, PTRACE_INTERRUPT): stopped as
+    # SIGSTOP would, but "t" in /proc, which the master does not kill after 3 s as it does "T".
+    assert libc.ptrace(0x4206, a, None, None) == 0, os.strerror(ctypes.get_errno())
+    try:
+        assert libc.ptrace(0x4207, a, None, None) == 0, os.strerror(ctypes.get_errno())
+        os.waitpid(a, 0x40000000)  # __WALL
+        end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1)
+        size = end.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+        # A line a replacement (768 bytes in the kernel's count): full after 6, then one more,
+        # whose line waits in the master.
+        for k in range(20):
+            replace_one()
+            if queued() >= size:
+                full = k + 1
+                replace_one()
+                break
+        n = queued()
+    finally:
+        libc.ptrace(17, a, None, None)  # PTRACE_DETACH: it goes on
+        end.close()
+    assert full, "the socket never filled (%d of %d bytes)" % (n, size)
+    print("full after %d replacements (%d of %d bytes)" % (full, n, size))
+    line = re.compile(r":%d: from the master: siblings (.*)$" % a, re.M)
+
+    def last_siblings():
+        got = line.findall(d.log())
+        return got and {int(x.split(":")[1]) for x in got[-1].split()} == set(others) | {a}
+    wait_for(last_siblings, timeout=5, what="worker %d to take the last siblings line" % a)
+    assert "message from the master" not in d.log()
+    assert a in d.workers()
+    d.expect_log(r"killed by signal 9")
