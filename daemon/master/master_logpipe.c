@@ -29,8 +29,15 @@
  * that come meanwhile wait in it and go in one read and one write, where each worker's turn woke
  * the master (helper-80's measurement, in the commit). */
 #define LOGPIPE_PAUSE_MS 20
-/* A line longer than this without its newline (nothing a worker writes) goes as it is. */
+/* A line longer than this without its newline (nothing a worker writes) is cut (LOGPIPE_CUT). */
 #define LOGPIPE_REST (2 * WD_LOG_LINE_MAX)
+/* What ends a line the master cuts: one longer than LOGPIPE_REST, or one without its newline at
+ * the pipe's end (an app that wrote to the pipe itself, or a worker killed in the middle of a
+ * partial write of its access lines). The bytes went as they were, and the next line in the
+ * file, another group's or the master's own, went on the end of them (helper-85). The newline
+ * keeps the file's lines apart; the mark says that this one is not whole, where dropping it
+ * would hide what the app wrote and a bare newline would make a fragment look like a line. */
+#define LOGPIPE_CUT " [cut]\n"
 
 struct wd_logpipe {
     uv_pipe_t pipe;
@@ -58,16 +65,21 @@ static void pause_arm(void)
         uv_timer_start(&pause_timer, pause_cb, LOGPIPE_PAUSE_MS, 0);
 }
 
-/* rbuf holds o->rest and n more bytes: the whole lines go, the rest waits (all of it at eof). */
+/* rbuf holds o->rest and n more bytes: the whole lines go, the rest waits (at eof, or past
+ * LOGPIPE_REST, it goes cut: never an open line in a file that others write). */
 static void take(wd_logpipe_t *o, size_t n, int eof)
 {
     size_t total = o->len + n, whole;
     const char *nl = memrchr(rbuf, '\n', total);
+    int cut;
 
     whole = nl != NULL ? (size_t)(nl - rbuf) + 1 : 0;
-    if (eof || total - whole > LOGPIPE_REST)
+    cut = total > whole && (eof || total - whole > LOGPIPE_REST);
+    if (cut)
         whole = total;
     if (wd__m_logs_write(o->dest, rbuf, whole) < 0)
+        pause_arm();
+    if (cut && wd__m_logs_write(o->dest, LOGPIPE_CUT, sizeof LOGPIPE_CUT - 1) < 0)
         pause_arm();
     o->len = total - whole;
     if (o->len > 0) {

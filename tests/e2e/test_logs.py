@@ -704,3 +704,67 @@ def test_a_reload_that_changes_the_access_log_lets_the_old_file_go(wsgid, tmp):
     assert r.returncode == 0, (r.stdout, r.stderr)
     assert request(("127.0.0.1", port), path="/mark?name=reopened").status == 200
     wait_for(lambda: find_access(new, "/mark?name=reopened"), timeout=3, what="the last line")
+
+
+CUTTING_APP = '''import os, stat, sys
+
+def error_log_fd():
+    # The write end of the error log pipe the master gave (the access log is off): the one pipe
+    # past stdout and stderr that is open for writing.
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        try:
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode) and \\
+                    os.readlink("/proc/self/fd/%d" % fd).startswith("pipe:") and \\
+                    os.get_blocking(fd) is False:
+                return fd
+        except OSError:
+            pass
+    raise RuntimeError("no error log pipe")
+
+def application(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/junk":
+        os.write(error_log_fd(), b"X" * 20000)
+    elif path == "/partial":
+        os.write(error_log_fd(), b"PARTIAL-no-newline")
+        os._exit(3)
+    else:
+        print("LINE-OF-B", flush=True)
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_an_unfinished_line_from_a_pipe_never_leaves_an_open_line(wsgid, tmp):
+    """A worker's error log pipe that brings more than the master keeps of a line (16 KiB)
+    without its newline, or a line without its newline when the worker dies: the master wrote
+    the bytes as they were, and the next line in the file (another group's, the master's own)
+    went on the end of them (helper-85's finding 2). Now what the master cuts ends in " [cut]"
+    and a newline."""
+    script = tmp / "cutting.py"
+    script.write_text(CUTTING_APP)
+    groups = {g: {"app": str(script), "processes": 1,
+                  "listen": ["unix:" + str(tmp / (g + ".sock"))]} for g in ("a", "b")}
+    d = wsgid(config=make_config(tmp, groups, log={"level": "info", "file": "-",
+                                                   "access": "off"}))
+
+    def get(group, path):
+        with Conn(str(tmp / (group + ".sock"))) as c:
+            c.send(http_request("GET", path, {"Connection": "close"}))
+            return c.response().status
+    assert get("a", "/junk") == 200
+    time.sleep(0.2)
+    assert get("b", "/") == 200
+    d.wait_log(r"LINE-OF-B")
+    lines = d.log().splitlines()
+    junk = [ln for ln in lines if "XXXX" in ln]
+    assert junk == ["X" * 20000 + " [cut]"], [ln[-80:] for ln in junk]
+    try:
+        get("a", "/partial")
+    except (OSError, AssertionError):
+        pass
+    d.wait_log(r"exited with status 3")
+    lines = d.log().splitlines()
+    assert "PARTIAL-no-newline [cut]" in lines, [ln for ln in lines if "PARTIAL" in ln]
+    d.expect_log(r"exited with status 3", r"PARTIAL-no-newline", r"XXXX")
