@@ -172,13 +172,18 @@ struct wd_group {
     wd_score_t *score;
     int score_fd;
     unsigned char used[WD_SCORE_MAX];
-    int n_records;  /* of them it uses: WD_SCORE_MAX, or WSGID_SCORE_RECORDS */
-    int board_wait; /* its operation waits for a record to be freed (wd__m_record_release) */
+    int n_records; /* of them it uses: WD_SCORE_MAX, or WSGID_SCORE_RECORDS */
+    /* Its operation waits for a record to be freed (WD_BOARD_WAITING), or one was as a worker
+     * exited (WD_BOARD_FREED: the operation goes on once the exit is handled). */
+    int board_wait;
+    int board_warned; /* said that every record is taken, until one is taken again */
     /* Why its last rolling operation failed, as the worker said ("" = it succeeded): shown by
      * `wsgictl status` until one succeeds; and which it was ("start", "restart", "reload"). */
     char reload_error[512];
     const char *failed_op;
 };
+
+enum { WD_BOARD_WAITING = 1, WD_BOARD_FREED = 2 };
 
 typedef enum wd_op_kind { WD_OP_RESTART, WD_OP_START, WD_OP_CHANGE } wd_op_kind_t;
 
@@ -246,7 +251,8 @@ extern wd_metrics_t wd__m_metrics, wd__m_agent, wd__m_health; /* `metrics:`, `ag
 /* master_groups.c */
 /* A free record of g's scoreboard, zeroed, or -1 when none is (or g has no scoreboard).
  * board_full: whether every record of g's board is taken. record_release frees an exited
- * worker's record, and lets an operation that waited for one go on (op_record_freed). */
+ * worker's record, and lets an operation that waited for one go on (op_record_freed, then
+ * op_board_go at the end of the exit). */
 int wd__m_record_take(wd_group_t *g);
 int wd__m_board_full(const wd_group_t *g);
 void wd__m_close_pipe(wd_proc_t *p);
@@ -317,6 +323,7 @@ void wd__m_recycle_done(wd_slot_t *s, void *ctx, int ok, const char *err, int ol
 void wd__m_batch_done_one(wd_master_t *m, wd_batch_t *b);
 void wd__m_op_step(wd_op_t *op);
 void wd__m_op_record_freed(wd_group_t *g);
+void wd__m_op_board_go(wd_group_t *g);
 /* wsgid stops during the operation: its waiting wsgictl gets the failure (it got no reply, and
  * the operation, its batch and its group reference were never freed). */
 void wd__m_op_abandon(wd_op_t *op);

@@ -594,6 +594,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
         }
     }
     wd__m_listeners_refuse_if_stopped(p->g);
+    wd__m_op_board_go(p->g); /* its record freed: an operation waiting for one goes on */
     if (m->stopping && m->n_alive == 0)
         wd__m_finish(m);
 }

@@ -197,6 +197,7 @@ static void op_finish(wd_op_t *op, const char *err)
     wd_master_t *m = op->g->m;
     wd_group_t *g = op->g;
 
+    g->board_wait = 0; /* a record freed from now on steps no operation of the group's */
     if (err != NULL) {
         char *msg = NULL;
         json_t *e;
@@ -332,23 +333,25 @@ static void op_slot_done(wd_slot_t *s, void *ctx, int ok, const char *err, int o
     wd__m_op_step(op);
 }
 
-static void board_cb(uv_timer_t *t)
-{
-    wd_slot_t *s = t->data;
-    wd_group_t *g = s->g;
-
-    if (g->op != NULL && g->op->next == s->slot - 1 && s->repl == NULL)
-        wd__m_op_step(g->op);
-}
-
+/* A record of g's board was freed (wd__m_record_release, as a worker of g is reaped): an
+ * operation that waits for one goes on once the exit has been handled (wd__m_op_board_go). */
 void wd__m_op_record_freed(wd_group_t *g)
 {
-    if (!g->board_wait)
+    if (g->board_wait == WD_BOARD_WAITING)
+        g->board_wait = WD_BOARD_FREED;
+}
+
+/* At the end of wd__m_exit_cb. The wait used to go on from the slot's timer, armed at the
+ * release; when the exited worker was that slot's own, its respawn's backoff re-armed the same
+ * timer, and the operation never stepped again: wsgictl waited for ever (helper-85). */
+void wd__m_op_board_go(wd_group_t *g)
+{
+    if (g->board_wait != WD_BOARD_FREED)
         return;
     g->board_wait = 0;
-    /* From the loop: the caller is reaping a worker. */
-    if (g->op != NULL && g->op->next < g->n_slots)
-        uv_timer_start(&g->slots[g->op->next]->timer, board_cb, 0, 0);
+    if (g->op != NULL && !g->m->stopping &&
+        (g->op->next >= g->n_slots || g->slots[g->op->next]->repl == NULL))
+        wd__m_op_step(g->op);
 }
 
 /* Replaces (or fills) the next slot with a worker of the target config. */
@@ -390,7 +393,7 @@ void wd__m_op_step(wd_op_t *op)
          * fail the operation, half done: "no free record", helper-79). */
         s->repl_cb = NULL;
         s->repl_ctx = NULL;
-        g->board_wait = 1;
+        g->board_wait = WD_BOARD_WAITING;
         return;
     }
     if (s->repl == NULL) {

@@ -343,15 +343,21 @@ wd_proc_t *wd__m_spawn(wd_master_t *m, wd_slot_t *s, wd_gen_t *gen, const wd_gro
     }
     record = wd__m_record_take(g);
     if (record < 0 && g->score != NULL) {
-        /* Restarts faster than the old workers drain (scoreboard.h): not a failure, a wait. */
+        /* Restarts faster than the old workers drain (scoreboard.h): not a failure, a wait. A
+         * respawn tries again every second: said once, until a record is taken again (each
+         * try said it, a line a second for each slot: helper-85). */
+        rc = -ENOSPC;
+        waiting = 1;
+        if (g->board_warned)
+            goto fail;
+        g->board_warned = 1;
         wd_log_warn("group %s worker %d: all %d records of its scoreboard are taken (its "
                     "workers, and old ones still draining from earlier restarts): it starts "
                     "once one of them has exited (graceful-timeout + shutdown-timeout at most)",
                     g->name, s->slot, g->n_records);
-        rc = -ENOSPC;
-        waiting = 1;
         goto fail;
     }
+    g->board_warned = 0;
     if (record < 0) {
         snprintf(err, sizeof err, "its group has no scoreboard (see the error at its start)");
         rc = -ENOSPC;

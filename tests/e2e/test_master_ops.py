@@ -817,3 +817,60 @@ def test_lines_to_a_worker_that_does_not_read_wait_in_the_master(wsgid, tmp):
     assert "message from the master" not in d.log()
     assert a in d.workers()
     d.expect_log(r"killed by signal 9")
+
+
+def test_a_restart_waiting_for_a_record_goes_on_when_that_slots_worker_dies(wsgid, tmp,
+                                                                            monkeypatch):
+    """A restart waits for a record at slot 2 (a board of 3 records for 2 processes, worker 1's
+    old self draining a slow request), and slot 2's own worker dies then (SIGKILL). Its exit
+    freed a record and set the slot's timer to step the restart, but the crash set the same
+    timer to the respawn's backoff: the restart never went on, and wsgictl waited for ever
+    (helper-85's finding 5). Now the wait has a timer of its own and the restart finishes."""
+    monkeypatch.setenv("WSGID_SCORE_RECORDS", "3")
+    sock = tmp / "s.sock"
+    groups = {"site": {"app": app("slow"), "processes": 2, "threads": 2,
+                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
+    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    pids = {int(s): int(p) for s, p in
+            re.findall(r"group site worker (\d) \(pid (\d+)\) ready", d.log())}
+    started = tmp / "slow-started"
+    threads = []
+
+    def ask_slow():
+        with Conn(str(sock)) as c:
+            c.send(http_request("GET", "/?t=6", {"Connection": "close"}))
+            c.response()
+    # The slow request must keep worker 1 draining: ask again until worker 1 has one.
+    for _ in range(10):
+        if started.exists():
+            started.unlink()
+        threads.append(threading.Thread(target=ask_slow, daemon=True))
+        threads[-1].start()
+        wait_for(lambda: started.exists() and started.read_text(), timeout=10,
+                 what="the slow request")
+        if int(started.read_text()) == pids[1]:
+            break
+    assert int(started.read_text()) == pids[1], (pids, started.read_text())
+    since = d.log_size()
+    result = {}
+    restart = threading.Thread(target=lambda: result.update(r=ctl(tmp, "restart", "site",
+                                                                  timeout=30)), daemon=True)
+    restart.start()
+    full = r"\[warn\] master: group site worker 2: all 3 records of its scoreboard are taken"
+    d.wait_log(full, since=since, timeout=10)
+    # The first quick death of a ready worker is respawned at once, the second in a row after a
+    # backoff (on the slot's timer): kill worker 2, then its replacement.
+    killed = [pids[2]]
+    os.kill(pids[2], signal.SIGKILL)
+    since = d.log_size()
+    line = d.wait_log(r"group site worker 2 \(pid \d+\) ready", since=since, timeout=10)
+    d.wait_log(full, since=since, timeout=10)
+    killed.append(int(re.search(r"\(pid (\d+)\)", line).group(1)))
+    os.kill(killed[-1], signal.SIGKILL)
+    restart.join(25)
+    assert "r" in result, "wsgictl restart still waits 25 s after worker 2 died"
+    assert result["r"][0] == 0, result
+    wait_for(lambda: len(d.workers()) == 2, timeout=10, what="two workers")
+    d.seen_workers.update(d.workers())
+    d.expect_log(*(r"group site worker 2 \(pid %d\)" % pid for pid in killed))
