@@ -357,14 +357,17 @@ static void say_dropped(int fd)
     unsigned long a = __atomic_exchange_n(&dropped[1], 0, __ATOMIC_RELAXED);
     char buf[512];
     size_t n;
+    int size;
 
     if (e == 0 && a == 0)
         return;
+    /* The pipe's real size: the master's WD_LOG_PIPE_SIZE may have been refused (helper-85). */
+    size = fcntl(a > 0 && access_fd >= 0 ? access_fd : fd, F_GETPIPE_SZ);
     n = stamp(buf, sizeof buf, WD_LOG_WARN);
     n += (size_t)snprintf(buf + n, sizeof buf - n,
                           "%lu error log lines and %lu access log lines were left out: they came "
                           "faster than the master wrote them (%d KiB waited in its pipe)\n",
-                          e, a, WD_LOG_PIPE_SIZE / 1024);
+                          e, a, (size > 0 ? size : WD_LOG_PIPE_SIZE) / 1024);
     if (n >= sizeof buf || write(fd, buf, n) != (ssize_t)n) {
         __atomic_add_fetch(&dropped[0], e, __ATOMIC_RELAXED);
         __atomic_add_fetch(&dropped[1], a, __ATOMIC_RELAXED);

@@ -86,7 +86,8 @@ void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
  * PIPE_BUF, so whole) of the loop thread's that a full pipe refuses is dropped (a Python thread
  * waits for room, as it did for a file); an access log line waits in the worker
  * (WD_LOG_PENDING_MAX at most, then it is dropped too). What was dropped is counted, and
- * said in the next error log line that goes. The master makes each pipe WD_LOG_PIPE_SIZE. */
+ * said in the next error log line that goes, with the pipe's size. The master asks
+ * WD_LOG_PIPE_SIZE for each pipe; the kernel may give less (master_logpipe.c). */
 #define WD_LOG_PIPE_SIZE (1 << 20)
 #define WD_LOG_PENDING_MAX (64 * 1024)
 #define WD_LOG_BATCH (16 * 1024) /* the loop thread's access lines written at once at most */
