@@ -862,8 +862,8 @@ def test_a_restart_waiting_for_a_record_goes_on_when_that_slots_worker_dies(wsgi
     # The first quick death of a ready worker is respawned at once, the second in a row after a
     # backoff (on the slot's timer): kill worker 2, then its replacement.
     killed = [pids[2]]
+    since = d.log_size()  # before the kill: the master says the next wait at once
     os.kill(pids[2], signal.SIGKILL)
-    since = d.log_size()
     line = d.wait_log(r"group site worker 2 \(pid \d+\) ready", since=since, timeout=10)
     d.wait_log(full, since=since, timeout=10)
     killed.append(int(re.search(r"\(pid (\d+)\)", line).group(1)))
