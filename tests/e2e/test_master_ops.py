@@ -874,3 +874,56 @@ def test_a_restart_waiting_for_a_record_goes_on_when_that_slots_worker_dies(wsgi
     wait_for(lambda: len(d.workers()) == 2, timeout=10, what="two workers")
     d.seen_workers.update(d.workers())
     d.expect_log(*(r"group site worker 2 \(pid %d\)" % pid for pid in killed))
+
+
+SLOW_LOAD_APP = '''import os, time
+if os.path.exists(os.path.join(os.environ["WSGID_E2E_DIR"], "slow-load")):
+    time.sleep(4)
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_a_respawn_waiting_for_a_record_says_so_once(wsgid, tmp, monkeypatch):
+    """A respawn that finds every record of its group's board taken tries again after its
+    backoff, and each try said "all N records of its scoreboard are taken", a line a second
+    for as long as it waited (helper-85's finding 8). Now it is said once until a record is
+    taken again. A board of 2 records for 2 processes; a restart waits for one, worker 2 is
+    killed twice (its second, loading for 4 s, is respawned after a backoff), the restart's
+    replacement of worker 1 takes the record and loads for 4 s: worker 2's respawn waits."""
+    monkeypatch.setenv("WSGID_SCORE_RECORDS", "2")
+    script = tmp / "slowload.py"
+    script.write_text(SLOW_LOAD_APP)
+    sock = tmp / "s.sock"
+    groups = {"site": {"app": str(script), "processes": 2, "threads": 2,
+                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
+    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    pids = {int(s): int(p) for s, p in
+            re.findall(r"group site worker (\d) \(pid (\d+)\) ready", d.log())}
+    (tmp / "slow-load").write_text("")
+    result = {}
+    restart = threading.Thread(target=lambda: result.update(r=ctl(tmp, "restart", "site",
+                                                                  timeout=40)), daemon=True)
+    since = d.log_size()
+    restart.start()
+    d.wait_log(r"all 2 records of its scoreboard are taken", since=since, timeout=10)
+    killed = [pids[2]]
+    since = d.log_size()
+    os.kill(pids[2], signal.SIGKILL)
+    line = d.wait_log(r"group site worker 2 started \(pid \d+\)", since=since, timeout=10)
+    killed.append(int(re.search(r"\(pid (\d+)\)", line).group(1)))
+    since = d.log_size()
+    os.kill(killed[-1], signal.SIGKILL)
+    restart.join(35)
+    assert "r" in result and result["r"][0] == 0, result
+    said = re.findall(r"\[warn\] master: group site worker 2: all 2 records of its scoreboard "
+                      r"are taken", d.log()[since:])
+    retried = re.findall(r"group site worker 2: respawning in", d.log()[since:])
+    assert len(retried) >= 2, d.log()[since:]
+    assert len(said) == 1, d.log()[since:]
+    wait_for(lambda: len(d.workers()) == 2, timeout=10, what="two workers")
+    d.seen_workers.update(d.workers())
+    d.expect_log(*(r"group site worker 2 \(pid %d\)" % pid for pid in killed))
