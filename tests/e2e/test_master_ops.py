@@ -695,18 +695,25 @@ def test_one_socket_through_a_linked_directory(wsgid, tmp):
     d.seen_workers.update(d.workers())
 
 
+def _small_board(wsgid, tmp, monkeypatch, records, app_path):
+    """wsgid with one group "site" of 2 processes x 2 threads on tmp/s.sock, its board of records
+    records (WSGID_SCORE_RECORDS), and a control socket: (the daemon, the socket)."""
+    monkeypatch.setenv("WSGID_SCORE_RECORDS", str(records))
+    sock = tmp / "s.sock"
+    groups = {"site": {"app": app_path, "processes": 2, "threads": 2,
+                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
+    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
+    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    return d, sock
+
+
 def test_restarts_faster_than_the_old_workers_drain_wait_for_a_record(wsgid, tmp, monkeypatch):
     """Two restarts in a row while a slow request keeps an old worker draining, with a board of 3
     records for 2 processes (WSGID_SCORE_RECORDS: the same as 1,024 processes restarted twice
     with 2,048 records): a replacement finds every record taken. The restart failed half done
     ("no free record in its scoreboard", wsgictl exit 1: helper-79); now it says so and waits
     for the draining worker to exit, and both restarts succeed. The slow request is answered."""
-    monkeypatch.setenv("WSGID_SCORE_RECORDS", "3")
-    sock = tmp / "s.sock"
-    groups = {"site": {"app": app("slow"), "processes": 2, "threads": 2,
-                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
-    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
-    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    d, sock = _small_board(wsgid, tmp, monkeypatch, 3, app("slow"))
     slow = {}
 
     def ask_slow():
@@ -825,13 +832,9 @@ def test_a_restart_waiting_for_a_record_goes_on_when_that_slots_worker_dies(wsgi
     old self draining a slow request), and slot 2's own worker dies then (SIGKILL). Its exit
     freed a record and set the slot's timer to step the restart, but the crash set the same
     timer to the respawn's backoff: the restart never went on, and wsgictl waited for ever
-    (helper-85's finding 5). Now the wait has a timer of its own and the restart finishes."""
-    monkeypatch.setenv("WSGID_SCORE_RECORDS", "3")
-    sock = tmp / "s.sock"
-    groups = {"site": {"app": app("slow"), "processes": 2, "threads": 2,
-                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
-    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
-    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    (helper-85's finding 5). Now the exit marks the group and the end of its handling steps the
+    restart, after the respawn: the restart finishes."""
+    d, sock = _small_board(wsgid, tmp, monkeypatch, 3, app("slow"))
     pids = {int(s): int(p) for s, p in
             re.findall(r"group site worker (\d) \(pid (\d+)\) ready", d.log())}
     started = tmp / "slow-started"
@@ -840,7 +843,10 @@ def test_a_restart_waiting_for_a_record_goes_on_when_that_slots_worker_dies(wsgi
     def ask_slow():
         with Conn(str(sock)) as c:
             c.send(http_request("GET", "/?t=6", {"Connection": "close"}))
-            c.response()
+            try:
+                c.response()
+            except (AssertionError, OSError):
+                pass  # one that went to worker 2, killed below
     # The slow request must keep worker 1 draining: ask again until worker 1 has one.
     for _ in range(10):
         if started.exists():
@@ -893,14 +899,9 @@ def test_a_respawn_waiting_for_a_record_says_so_once(wsgid, tmp, monkeypatch):
     taken again. A board of 2 records for 2 processes; a restart waits for one, worker 2 is
     killed twice (its second, loading for 4 s, is respawned after a backoff), the restart's
     replacement of worker 1 takes the record and loads for 4 s: worker 2's respawn waits."""
-    monkeypatch.setenv("WSGID_SCORE_RECORDS", "2")
     script = tmp / "slowload.py"
     script.write_text(SLOW_LOAD_APP)
-    sock = tmp / "s.sock"
-    groups = {"site": {"app": str(script), "processes": 2, "threads": 2,
-                       "listen": ["unix:" + str(sock)], "env": {"WSGID_E2E_DIR": str(tmp)}}}
-    d = wsgid(config=make_config(tmp, groups, control=str(tmp / "ctl.sock")))
-    d.unix_paths += [str(tmp / "ctl.sock"), str(sock)]
+    d, sock = _small_board(wsgid, tmp, monkeypatch, 2, str(script))
     pids = {int(s): int(p) for s, p in
             re.findall(r"group site worker (\d) \(pid (\d+)\) ready", d.log())}
     (tmp / "slow-load").write_text("")
