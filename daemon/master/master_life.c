@@ -119,6 +119,11 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
     p->ready_at = uv_now(&m->loop);
     if (p->g->conf->memory_limit > 0)
         p->ready_rss = wd__m_read_rss(p->pid);
+    /* Its own lines first ("serving ... with N threads on CPU c"): they come through a pipe the
+     * master may read 20 ms later (master_logpipe.c), and came after this line (helper-85's 7;
+     * test_pin_threads read the log at "ready" and missed one). */
+    if (p->logs[0] != NULL)
+        wd__m_logpipe_drain(p->logs[0]);
     wd_log_info("group %s worker %d (pid %d) ready", p->g->name, p->slot, p->pid);
     if (s == NULL) {
         wd__m_proc_drain(p, "no longer needed");

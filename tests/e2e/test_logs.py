@@ -100,6 +100,19 @@ def test_access_log_format(wsgid, nginx, tmp):
     assert len(ids) == 4 and len(set(ids)) == 4, ids
 
 
+def test_a_workers_start_lines_come_before_its_ready_line(wsgid):
+    """A worker's own lines come to the master through a pipe it may read 20 ms later, and its
+    "serving ... with N threads" line came after the master's "worker N ready" one, or after
+    "all workers ready": a test that read the log at the start missed it (test_pin_threads, once
+    in CI's clean clone). The master reads the pipe before it says a worker is ready."""
+    d = wsgid("hello", processes=4, threads=1)
+    lines = d.log().splitlines()
+    for pid in d.workers():
+        serving = [i for i, ln in enumerate(lines) if ":%d: serving " % pid in ln]
+        ready = [i for i, ln in enumerate(lines) if "(pid %d) ready" % pid in ln]
+        assert serving and ready and serving[0] < ready[0], (pid, lines)
+
+
 def test_access_log_marks_a_cut_answer(wsgid, tmp):
     """An answer that went out incomplete ends its access line with "cut" (Apache's %X says
     the same), its status the app's, as the client was told: the client went away in the middle
