@@ -368,6 +368,8 @@ int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out);
 void wd__m_logpipe_attach(wd_logpipe_t *o, wd_logpipe_t **ref);
 void wd__m_logpipe_detach(wd_logpipe_t **ref);
 void wd__m_logpipe_drain(wd_logpipe_t *o); /* what it holds now */
+/* master_output.c: reads a pipe end through p (both readers); rfd closed on failure. */
+int wd__m_pipe_read_start(uv_pipe_t *p, int rfd, uv_alloc_cb on_alloc, uv_read_cb on_read);
 void wd__m_logpipe_close(wd_logpipe_t *o);
 void wd__m_logpipe_close_all(void);
 

@@ -233,12 +233,7 @@ int wd__m_logpipe_open(wd_master_t *m, wd_logdest_t *dest, wd_logpipe_t **out)
     if (o->next != NULL)
         o->next->prev = o;
     readers = o;
-    uv_unref((uv_handle_t *)&o->pipe);
-    rc = uv_pipe_open(&o->pipe, fds[0]);
-    if (rc < 0)
-        close(fds[0]);
-    if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
+    rc = wd__m_pipe_read_start(&o->pipe, fds[0], alloc_cb, read_cb);
     if (rc < 0) {
         close(fds[1]);
         wd__m_logpipe_close(o); /* a handle is freed in its close callback (style.md) */

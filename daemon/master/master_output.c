@@ -163,6 +163,21 @@ static void close_cb(uv_handle_t *h)
     free(o);
 }
 
+/* Reads a pipe's end rfd through p (initialised), without keeping the master's loop alive: this
+ * reader's and master_logpipe.c's. rfd is closed on failure; p is the caller's to close. */
+int wd__m_pipe_read_start(uv_pipe_t *p, int rfd, uv_alloc_cb on_alloc, uv_read_cb on_read)
+{
+    int rc;
+
+    uv_unref((uv_handle_t *)p);
+    rc = uv_pipe_open(p, rfd); /* non-blocking from here; libuv's fd then */
+    if (rc < 0) {
+        close(rfd);
+        return rc;
+    }
+    return uv_read_start((uv_stream_t *)p, on_alloc, on_read);
+}
+
 static void output_close(wd_output_t *o)
 {
     if (o->closing)
@@ -249,12 +264,7 @@ int wd__m_output_open(wd_master_t *m, const char *stream, wd_log_level_t level, 
     if (o->next != NULL)
         o->next->prev = o;
     m->outputs = o;
-    uv_unref((uv_handle_t *)&o->pipe);
-    rc = uv_pipe_open(&o->pipe, fds[0]); /* non-blocking from here; libuv's fd then */
-    if (rc < 0)
-        close(fds[0]);
-    if (rc == 0)
-        rc = uv_read_start((uv_stream_t *)&o->pipe, alloc_cb, read_cb);
+    rc = wd__m_pipe_read_start(&o->pipe, fds[0], alloc_cb, read_cb);
     if (rc < 0) {
         close(fds[1]);
         output_close(o); /* a handle is freed in its close callback (style.md) */
