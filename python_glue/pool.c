@@ -132,9 +132,10 @@ static void *thread_main(void *arg)
     int keep_alive = 0;
     char name[16];
 
+    /* The policy first: a thread that shows its name has it (test_handoff reads both). */
+    wd_handoff_thread_enter();
     snprintf(name, sizeof name, "wsgid-py%d", thr->index);
     pthread_setname_np(pthread_self(), name);
-    wd_handoff_thread_enter();
     gs = PyGILState_Ensure();
     /* A state in each sub-interpreter, made here: PyThreadState_SetAsyncExc finds a thread by
      * the ident its state was made in. */

@@ -233,11 +233,21 @@ def test_python_threads_do_not_preempt_the_loop(wsgid, tmp):
     (pid,) = d.workers()
     r = request(d.tcp, "GET", "/policy")
     assert (r.status, r.body) == (200, b"%d" % os.SCHED_BATCH), r
-    policies = {}
-    for task in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
-            name = f.read().strip()
-        policies[name] = os.sched_getscheduler(int(task))
+    names = {"wsgid-py%d" % (i + 1) for i in range(N)}
+
+    def read():
+        policies = {}
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, task)) as f:
+                name = f.read().strip()
+            policies[name] = os.sched_getscheduler(int(task))
+        return policies
+
+    # The worker serves as soon as one thread runs: a thread the kernel has not yet run still has
+    # the name it was born with (the loop thread's) and its policy (a clean clone's CI once read
+    # wsgid-py2..8 and no wsgid-py1). It sets its policy, then names itself (pool.c, thread_main).
+    wait_for(lambda: names <= read().keys(), 10, what="every Python thread to have started")
+    policies = read()
     print(policies)
     assert {policies["wsgid-py%d" % (i + 1)] for i in range(N)} == {os.SCHED_BATCH}, policies
     assert policies[comm_of(pid).decode()] == os.SCHED_OTHER, policies  # the loop thread
