@@ -11,6 +11,7 @@ import pytest
 
 from helpers.clients import http_request, parse_response, request
 from helpers.config import app, make_config
+from helpers.procs import wait_for
 
 DATA = bytes(range(256)) * (4 * 4096)  # as apps/lend.py
 BODY = DATA * 4
@@ -31,11 +32,15 @@ def switches(pid, tid):
 
 
 def releaser(pid):
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
-            if f.read().strip() == "wsgid-lent":
-                return int(tid)
-    raise AssertionError("worker %d has no wsgid-lent thread" % pid)
+    """The wsgid-lent thread's id, once it has named itself (a thread the kernel has not yet run
+    still has the loop thread's name)."""
+    def find():
+        for tid in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                if f.read().strip() == "wsgid-lent":
+                    return int(tid)
+        return None
+    return wait_for(find, 10, what="worker %d's wsgid-lent thread" % pid)
 
 
 @pytest.mark.parametrize("group", ["%{GLOBAL}", "%{RESOURCE}"])
