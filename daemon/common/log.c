@@ -28,6 +28,19 @@ static unsigned long dropped[2];
 static char *pend;
 static size_t pend_len;
 static __thread int no_wait; /* the worker's loop thread: wd_log_no_wait */
+/* The master's, once it supervises (wd_log_set_sink): where its lines go instead of log_fd. */
+static void (*log_sink)(const char *line, size_t n);
+static char log_path[1024] = "-"; /* the error log's, for the master's messages */
+
+void wd_log_set_sink(void (*sink)(const char *line, size_t n))
+{
+    log_sink = sink;
+}
+
+const char *wd_log_path(void)
+{
+    return log_path;
+}
 
 void wd_log_no_wait(void)
 {
@@ -195,8 +208,9 @@ int wd_log_file_open(const char *path)
         if (dfd < 0)
             return dfd;
     }
-    /* O_NONBLOCK: a FIFO with no reader must not hang the open; cleared below, so that a FIFO
-     * whose reader stops holds up the writer, as a log that blocks does. */
+    /* O_NONBLOCK: a FIFO with no reader must not hang the open, and one whose reader stops must
+     * not hold the master up, which alone writes the logs (master_logs.c); its lines before it
+     * supervises wait for room (put_line), as the user must see them. */
     fd = openat(root ? dfd : AT_FDCWD, root ? last : path,
                 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NONBLOCK |
                     (root ? O_NOFOLLOW : 0),
@@ -214,9 +228,6 @@ int wd_log_file_open(const char *path)
         errno = EMLINK;
         goto fail;
     }
-    fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
-        goto fail;
     if (dfd >= 0)
         close(dfd);
     return fd;
@@ -318,6 +329,7 @@ int wd_log_open(const char *error_path, const char *access_path)
                      wd_log_file_why(rc));
         return rc;
     }
+    snprintf(log_path, sizeof log_path, "%s", error_path != NULL ? error_path : "-");
     rc = open_one(access_path, &access_fd, &access_slot);
     if (rc < 0) {
         wd_log_error("cannot open the access log %s: %s; it stays where it was", access_path,
@@ -409,22 +421,42 @@ static size_t stamp(char *buf, size_t cap, wd_log_level_t level)
     return n;
 }
 
+static size_t format_v(char *buf, size_t cap, wd_log_level_t level, const char *fmt, va_list ap)
+{
+    size_t n = stamp(buf, cap, level);
+    int m = vsnprintf(buf + n, cap - n - 1, fmt, ap);
+
+    if (m < 0)
+        m = 0;
+    n += (size_t)m < cap - n - 1 ? (size_t)m : cap - n - 2;
+    buf[n++] = '\n';
+    return n;
+}
+
+size_t wd_log_format(char *buf, size_t cap, wd_log_level_t level, const char *fmt, ...)
+{
+    va_list ap;
+    size_t n;
+
+    va_start(ap, fmt);
+    n = format_v(buf, cap, level, fmt, ap);
+    va_end(ap);
+    return n;
+}
+
 void wd_log_v(wd_log_level_t level, const char *fmt, va_list ap)
 {
     char buf[4096];
     size_t n;
-    int m;
     int saved = errno;
 
     if (level > log_level || log_fd < 0)
         return;
-    n = stamp(buf, sizeof buf, level);
-    m = vsnprintf(buf + n, sizeof buf - n - 1, fmt, ap);
-    if (m < 0)
-        m = 0;
-    n += (size_t)m < sizeof buf - n - 1 ? (size_t)m : sizeof buf - n - 2;
-    buf[n++] = '\n';
-    put_line(log_fd, buf, n);
+    n = format_v(buf, sizeof buf, level, fmt, ap);
+    if (log_sink != NULL)
+        log_sink(buf, n);
+    else
+        put_line(log_fd, buf, n);
     errno = saved;
 }
 

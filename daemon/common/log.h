@@ -20,7 +20,8 @@ void wd_log_init_worker(const char *group, wd_log_level_t level);
  * Returns 0 or -errno (the old files stay open on failure). The master's: a worker never opens
  * a log by name, the master gives it the files (wd_log_use). */
 int wd_log_open(const char *error_path, const char *access_path);
-/* Opens a log file path to append to, creating it 0640 (less the umask): the fd, or -errno.
+/* Opens a log file path to append to, creating it 0640 (less the umask): the fd (non-blocking:
+ * the master, which alone writes the logs, must not wait for a FIFO), or -errno.
  * Started as root, wsgid writes its lines and its workers' through no symbolic link at the end
  * of path (-ELOOP), into no file with other hard links (-EMLINK), and into a FIFO only in a
  * directory that only root may write (-WD_LOG_ENOTFILE): a group's user who may write the
@@ -45,6 +46,15 @@ void wd_log_use_stderr(int fd);
 int wd_log_level_enabled(wd_log_level_t level);
 /* The error log's fd (stderr's for "-"), which stays the same across reopens; -1 when "off". */
 int wd_log_fd(void);
+/* The error log's path as last opened ("-" for stderr). */
+const char *wd_log_path(void);
+/* The master's, once it supervises: its lines go to sink (its loop thread's alone), which never
+ * waits for the file (master_logs.c); before that, and with NULL, they are written to the error
+ * log at once, waiting for room, so that a user sees a start's errors before wsgid exits. */
+void wd_log_set_sink(void (*sink)(const char *line, size_t n));
+/* A line as wd_log makes it, with its stamp and its newline, in buf: its length. */
+size_t wd_log_format(char *buf, size_t cap, wd_log_level_t level, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 
 void wd_log(wd_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void wd_log_v(wd_log_level_t level, const char *fmt, va_list ap);

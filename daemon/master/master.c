@@ -318,6 +318,7 @@ int wd_master_run(wd_config_t *conf, const char *text, size_t len)
     if (write_pidfile(m) < 0)
         goto out;
     m->exit_code = 0;
+    wd__m_logs_start(m); /* the start's errors went at once; from now on nothing waits for a log */
     wd__m_start(m);
     uv_run(&m->loop, UV_RUN_DEFAULT);
 
@@ -344,6 +345,7 @@ out:
     free(m->run_health);
     rc = m->exit_code;
     wd_log_info("master exiting with status %d", rc);
+    wd__m_logs_end();
     free(m);
     return rc;
 }

@@ -354,6 +354,16 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
  * nobody reads: logs_retry, at the readers' next turn, writes them: 1 while some still wait). */
 int wd__m_logs_write(wd_logdest_t *dest, const char *p, size_t n);
 int wd__m_logs_retry(void);
+/* From the start of the supervision (logs_start) to the exit (logs_end), the master's own lines
+ * and its workers' go to the error log and stderr without waiting: what they do not take is
+ * held, 1 MiB at most (and 64 KiB more for the master's own), then dropped and said where the
+ * lines are missing; logs_stop ends the retries (the loop's end), logs_end says in the error log
+ * file what stderr could not take at the stop. logs_app(1) marks the master's lines that are a
+ * worker's output (master_output.c): they get no more room than a worker's. */
+void wd__m_logs_start(wd_master_t *m);
+void wd__m_logs_stop(void);
+void wd__m_logs_end(void);
+void wd__m_logs_app(int on);
 /* An access log's users, its workers' pipes (logpipe_open holds, logpipe_close releases): it is
  * closed and forgotten when the last one goes, and no longer reopened. */
 void wd__m_logs_hold(wd_logdest_t *dest);

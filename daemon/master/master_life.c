@@ -328,6 +328,7 @@ void wd__m_finish(wd_master_t *m)
     sigprocmask(SIG_SETMASK, &was, NULL); /* what came meanwhile is ignored */
     uv_close((uv_handle_t *)&m->tick, NULL);
     wd__m_logpipe_close_all();
+    wd__m_logs_stop();
     wd__m_output_close_all(m);
     wd__m_autoreload_stop(m);
     for (i = 0; i < m->n_stop_reqs; i++)

@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* An access log file, opened once however many workers write it, and reopened in place (dup3
@@ -27,22 +30,45 @@
  * order (whole lines stay whole), WD_LOGS_HELD_MAX at most, and is written again at the readers'
  * next turn (wd__m_logs_retry); past that, lines are dropped, counted, and said. */
 #define WD_LOGS_HELD_MAX (1 << 20)
+/* The error log and stderr are held the same way, once the master supervises (wd__m_logs_start):
+ * written with blocking writes, a pipe nobody read (wsgid 2>&1 | less, paused; a stuck log
+ * shipper; a full journal stream) or a FIFO held the master in write(2), and a master held there
+ * restarted no worker, answered no wsgictl, handled no SIGTERM. The master's own lines (a worker
+ * died, a restart) may go WD_LOGS_OWN_ROOM past the bound that drops the workers' (an app's
+ * print() in a loop), so that they are not lost behind them: the cheapest way, as a line already
+ * held is never taken out of the order it came in. What was dropped is said in the destination
+ * where the lines are missing, in one line (drop_line), as soon as a line can be held again. */
+#define WD_LOGS_OWN_ROOM (64 * 1024)
+#define WD_LOGS_HELD_CAP (WD_LOGS_HELD_MAX + WD_LOGS_OWN_ROOM + 2 * WD_LOG_LINE_MAX + 1024)
+
+enum { DEST_ACCESS, DEST_ERROR, DEST_STDERR };
 
 struct wd_logdest {
     struct wd_logdest *next;
-    char *path;     /* NULL: the master's stderr ("-"), written as the master's own lines are */
+    char *path;     /* an access log's */
     char group[64]; /* the first group that writes it, for the messages */
     int fd;         /* -1 until it could be opened: the lines go to stderr meanwhile */
+    int kind;
+    int sock;       /* a socket (the journal's stream): send(MSG_DONTWAIT) */
     int said;       /* its error was reported */
     unsigned users; /* the access log pipes of the workers that write it (master_logpipe.c) */
     char *held;
     size_t held_len;
     unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
+    unsigned long long dropped_bytes, dropped_own;
+    time_t since; /* the first of them */
+    time_t stuck; /* when it first held lines, since it last held none */
 };
 
 static wd_logdest_t *access_files;
 static int held_flush(wd_logdest_t *f);
-static wd_logdest_t stderr_dest = {.fd = 2};
+static wd_logdest_t stderr_dest = {.fd = 2, .kind = DEST_STDERR};
+static wd_logdest_t error_dest = {.fd = -1, .kind = DEST_ERROR};
+static int own_line;  /* the line given is the master's own (the sink's) */
+static int app_lines; /* the master's lines are a worker's output (wd__m_logs_app) */
+static int started, ended;
+static uv_timer_t retry_timer;
+static int stderr_was_blocking; /* O_NONBLOCK was set on fd 2 itself: cleared at the end */
 
 static wd_logdest_t *access_get(const char *path, const char *group)
 {
@@ -70,6 +96,8 @@ void wd__m_logs_hold(wd_logdest_t *f)
         f->users++;
 }
 
+static void say_lost(wd_logdest_t *f, const char *when);
+
 static void dest_free_unused(wd_logdest_t *f)
 {
     wd_logdest_t **p;
@@ -84,6 +112,7 @@ static void dest_free_unused(wd_logdest_t *f)
         (void)held_flush(f);
         close(f->fd);
     }
+    say_lost(f, "when no worker wrote it any more");
     free(f->held);
     free(f->path);
     free(f);
@@ -100,13 +129,10 @@ void wd__m_logs_release(wd_logdest_t *f)
 /* Opens f, or reopens it in place: 0 or -errno (it stays where it was). */
 static int access_open(wd_logdest_t *f)
 {
-    int fd = wd_log_file_open(f->path), fl;
+    int fd = wd_log_file_open(f->path); /* non-blocking */
 
     if (fd < 0)
         return fd;
-    fl = fcntl(fd, F_GETFL);
-    if (fl >= 0)
-        (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
     if (f->fd < 0) {
         f->fd = fd;
         return 0;
@@ -143,13 +169,16 @@ static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t 
 }
 
 /* Writes p, n: 0 done, -1 what is left (*off written) waits: EAGAIN, a FIFO that is full. */
-static int write_some(int fd, const char *p, size_t n, size_t *off)
+static int write_some(const wd_logdest_t *f, const char *p, size_t n, size_t *off)
 {
     ssize_t w;
 
     *off = 0;
     while (*off < n) {
-        w = write(fd, p + *off, n - *off);
+        if (f->sock)
+            w = send(f->fd, p + *off, n - *off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        else
+            w = write(f->fd, p + *off, n - *off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0 && errno == EAGAIN)
@@ -161,11 +190,45 @@ static int write_some(int fd, const char *p, size_t n, size_t *off)
     return 0;
 }
 
-static void write_all(int fd, const char *p, size_t n)
+/* What names f in the master's lines. */
+static const char *dest_name(const wd_logdest_t *f, char *buf, size_t cap)
 {
-    size_t off;
+    if (f->kind == DEST_STDERR)
+        return "stderr";
+    if (f->kind == DEST_ERROR)
+        snprintf(buf, cap, "the error log %s", wd_log_path());
+    else
+        snprintf(buf, cap, "the access log %s (group %s)", f->path, f->group);
+    return buf;
+}
 
-    (void)write_some(fd, p, n, &off); /* a blocking fd: all, or an error */
+/* The line that says what f dropped, where the lines are missing (the error log, stderr): held
+ * after the lines it took before, to go before those that come after. An access log's is said in
+ * the error log, as its lines have no stamp. */
+static void drop_line(wd_logdest_t *f)
+{
+    char buf[1200], when[16];
+    const char *name = dest_name(f, buf, sizeof buf);
+    struct tm tm;
+
+    if (f->dropped == 0)
+        return;
+    localtime_r(&f->since, &tm);
+    strftime(when, sizeof when, "%H:%M:%S", &tm);
+    if (f->kind == DEST_ACCESS) {
+        wd_log_warn("%s took no lines for a while (a FIFO that nobody read?): %llu lines were "
+                    "dropped",
+                    name, f->dropped);
+    } else {
+        if (f->held == NULL)
+            f->held = xmalloc(WD_LOGS_HELD_CAP);
+        f->held_len += wd_log_format(f->held + f->held_len, 1024, WD_LOG_WARN,
+                                     "%llu lines (%llu bytes) for %s were dropped from %s on, as "
+                                     "it took none (a pipe, FIFO or terminal that nobody "
+                                     "reads?): %llu of them the master's own",
+                                     f->dropped, f->dropped_bytes, name, when, f->dropped_own);
+    }
+    f->dropped = f->dropped_bytes = f->dropped_own = 0;
 }
 
 /* What f holds goes first: 0 once it has all gone. */
@@ -174,35 +237,44 @@ static int held_flush(wd_logdest_t *f)
     size_t off;
     int rc;
 
-    if (f->held_len == 0)
+    if (f->held_len == 0 && f->dropped == 0)
         return 0;
-    rc = write_some(f->fd >= 0 ? f->fd : 2, f->held, f->held_len, &off);
-    memmove(f->held, f->held + off, f->held_len - off);
-    f->held_len -= off;
+    rc = write_some(f, f->held, f->held_len, &off);
+    if (off > 0) {
+        memmove(f->held, f->held + off, f->held_len - off);
+        f->held_len -= off;
+    }
     if (rc == 0 && f->dropped > 0) {
-        wd_log_warn("the access log %s (group %s) took no lines for a while (a FIFO that nobody "
-                    "read?): %llu lines were dropped",
-                    f->path, f->group, f->dropped);
-        f->dropped = 0;
+        drop_line(f);
+        return held_flush(f);
     }
     return rc;
 }
 
-/* Keeps what f did not take: the rest of a line cut, then whole lines within the bound. */
+/* Keeps what f did not take: the rest of a line cut, then whole lines within the bound (the
+ * master's own lines WD_LOGS_OWN_ROOM past it). */
 static void held_keep(wd_logdest_t *f, const char *p, size_t n)
 {
+    size_t bound = WD_LOGS_HELD_MAX + (own_line && !app_lines ? WD_LOGS_OWN_ROOM : 0), first;
     const char *nl;
-    size_t first;
 
     if (f->held == NULL)
-        f->held = xmalloc(WD_LOGS_HELD_MAX + 2 * WD_LOG_LINE_MAX);
+        f->held = xmalloc(WD_LOGS_HELD_CAP);
+    if (f->held_len == 0 && f->dropped == 0)
+        f->stuck = time(NULL);
     while (n > 0) {
+        int whole = f->held_len == 0 || f->held[f->held_len - 1] == '\n';
+
         nl = memchr(p, '\n', n);
         first = nl != NULL ? (size_t)(nl - p) + 1 : n;
-        if (f->held_len + first > WD_LOGS_HELD_MAX &&
-            (f->held_len == 0 || f->held[f->held_len - 1] == '\n')) {
-            f->dropped++;
-        } else if (f->held_len + first <= WD_LOGS_HELD_MAX + 2 * WD_LOG_LINE_MAX) {
+        if (whole && f->held_len + first > bound) {
+            if (f->dropped++ == 0)
+                f->since = time(NULL);
+            f->dropped_bytes += first;
+            f->dropped_own += own_line && !app_lines;
+        } else if (f->held_len + first <= WD_LOGS_HELD_CAP - 1024) {
+            if (whole)
+                drop_line(f); /* where the lines dropped were */
             memcpy(f->held + f->held_len, p, first);
             f->held_len += first;
         }
@@ -211,25 +283,47 @@ static void held_keep(wd_logdest_t *f, const char *p, size_t n)
     }
 }
 
+static void retry_cb(uv_timer_t *t)
+{
+    (void)t;
+    if (wd__m_logs_retry())
+        uv_timer_start(&retry_timer, retry_cb, 20, 0);
+}
+
+/* Where the master's error log lines go: NULL for "off". */
+static wd_logdest_t *error_get(void)
+{
+    int fd = wd_log_fd();
+
+    if (fd < 0)
+        return NULL;
+    if (fd == 2)
+        return &stderr_dest;
+    error_dest.fd = fd;
+    return &error_dest;
+}
+
 int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
 {
     size_t off = 0;
 
-    if (f == NULL) {
-        write_all(wd_log_fd(), p, n);
+    if (f == NULL && (f = error_get()) == NULL)
         return 0;
-    }
-    if (f == &stderr_dest || f->fd < 0) {
-        write_all(2, p, n);
+    if (f->fd < 0)
+        f = &stderr_dest; /* an access log not open */
+    if (ended && f == &stderr_dest && stderr_was_blocking)
+        return 0; /* fd 2 blocks again (wd__m_logs_end) */
+    if (held_flush(f) == 0 && write_some(f, p, n, &off) == 0)
         return 0;
-    }
-    if (held_flush(f) == 0 && write_some(f->fd, p, n, &off) == 0)
-        return 0;
-    if (f->held_len == 0) {
+    if (f->held_len == 0 && f->dropped == 0) {
         p += off;
         n -= off;
     }
+    if (ended)
+        return 0; /* nobody would write them: said in wd__m_logs_end */
     held_keep(f, p, n);
+    if (started && !uv_is_active((uv_handle_t *)&retry_timer))
+        uv_timer_start(&retry_timer, retry_cb, 20, 0);
     return -1;
 }
 
@@ -240,7 +334,113 @@ int wd__m_logs_retry(void)
     for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
         if (held_flush(f) < 0)
             left = 1;
+    if (held_flush(&error_dest) < 0 || held_flush(&stderr_dest) < 0)
+        left = 1;
     return left;
+}
+
+static void own_sink(const char *line, size_t n)
+{
+    own_line = 1;
+    (void)wd__m_logs_write(NULL, line, n);
+    own_line = 0;
+}
+
+void wd__m_logs_app(int on)
+{
+    app_lines = on;
+}
+
+void wd__m_logs_start(wd_master_t *m)
+{
+    struct stat st;
+    int fd, fl;
+
+    uv_timer_init(&m->loop, &retry_timer);
+    uv_unref((uv_handle_t *)&retry_timer);
+    /* stderr: a description of its own, non-blocking, where it can be had (a pipe, a FIFO, a
+     * terminal), as fd 2's is shared with whoever started wsgid (a shell's terminal); a socket
+     * is sent to with MSG_DONTWAIT; a file does not block. */
+    if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        stderr_dest.sock = 1;
+    } else if (fstat(2, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+        fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        if (fd >= 0) {
+            stderr_dest.fd = fd;
+        } else if ((fl = fcntl(2, F_GETFL)) >= 0 && !(fl & O_NONBLOCK) &&
+                   fcntl(2, F_SETFL, fl | O_NONBLOCK) == 0) {
+            stderr_was_blocking = 1;
+        }
+    }
+    started = 1;
+    wd_log_set_sink(own_sink);
+}
+
+void wd__m_logs_stop(void)
+{
+    if (started)
+        uv_close((uv_handle_t *)&retry_timer, NULL);
+    started = 0;
+}
+
+/* At the stop (or when an access log is let go), what f could not write, said in the error log
+ * when that is a file (one that takes it: a file does), else nowhere: nothing would take it. */
+static void say_lost(wd_logdest_t *f, const char *when)
+{
+    unsigned long long lines = f->dropped, bytes = f->dropped_bytes;
+    char name[1200], since[16];
+    struct stat st;
+    struct tm tm;
+
+    for (size_t i = 0; i < f->held_len; i++)
+        lines += f->held[i] == '\n';
+    bytes += f->held_len;
+    if (lines == 0)
+        return;
+    localtime_r(&f->stuck, &tm);
+    strftime(since, sizeof since, "%H:%M:%S", &tm);
+    f->held_len = 0;
+    f->dropped = f->dropped_bytes = f->dropped_own = 0;
+    if (f->kind == DEST_ACCESS) {
+        wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on (a "
+                    "FIFO that nobody reads?)",
+                    when, lines, bytes, dest_name(f, name, sizeof name), since);
+        return;
+    }
+    if (f == &error_dest) {
+        /* to stderr, if it takes it (a journal), else nowhere */
+        char line[1536];
+        size_t n, off;
+
+        if (stderr_dest.held_len > 0 || stderr_dest.dropped > 0)
+            return;
+        n = wd_log_format(line, sizeof line, WD_LOG_WARN,
+                          "%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on "
+                          "(a pipe, FIFO or terminal that nobody reads?)",
+                          when, lines, bytes, dest_name(f, name, sizeof name), since);
+        (void)write_some(&stderr_dest, line, n, &off);
+        return;
+    }
+    if (wd_log_fd() < 0 || wd_log_fd() == 2 || fstat(wd_log_fd(), &st) < 0 || !S_ISREG(st.st_mode))
+        return; /* the error log is stderr, or not a file: nothing would take it */
+    wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on (a pipe, "
+                "FIFO or terminal that nobody reads?)",
+                when, lines, bytes, dest_name(f, name, sizeof name), since);
+}
+
+void wd__m_logs_end(void)
+{
+    int fl;
+
+    if (ended)
+        return;
+    (void)held_flush(&error_dest);
+    (void)held_flush(&stderr_dest);
+    say_lost(&stderr_dest, "at the stop");
+    say_lost(&error_dest, "at the stop");
+    ended = 1; /* a line from now on goes if it is taken at once, else nowhere */
+    if (stderr_was_blocking && (fl = fcntl(2, F_GETFL)) >= 0)
+        (void)fcntl(2, F_SETFL, fl & ~O_NONBLOCK); /* fd 2's description is shared: as it was */
 }
 
 int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,

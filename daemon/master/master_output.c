@@ -125,6 +125,7 @@ static void say(wd_output_t *o, const char *p, size_t n)
         o->left_out++;
         return;
     }
+    wd__m_logs_app(1); /* a worker's output, not the master's own line */
     if (o->left_out > 0) {
         wd_log(o->level, "%s %s: [%llu more lines of it were left out] %.*s", o->who, o->stream,
                o->left_out, (int)t, text);
@@ -132,6 +133,7 @@ static void say(wd_output_t *o, const char *p, size_t n)
     } else {
         wd_log(o->level, "%s %s: %.*s", o->who, o->stream, (int)t, text);
     }
+    wd__m_logs_app(0);
 }
 
 /* Logs the complete lines in o->line, and at eof (or with the buffer full) the rest as it is. */

@@ -1,0 +1,267 @@
+"""Logs whose destination takes nothing: wsgid's stderr a pipe nobody reads (`wsgid ... 2>&1 |
+less` left paused, a stuck log shipper, a full journal stream), the error log a FIFO whose reader
+stopped. The master writes every log line, its own and its workers' (master_logs.c); it wrote
+stderr and the error log with blocking writes, and a master blocked in write(2) supervises
+nothing: a worker killed was not restarted, `wsgictl status` hung, SIGTERM was not handled. Now it
+holds what they do not take (1 MiB, and 64 KiB more for its own lines), drops the rest, counted,
+and says so in the destination where the lines are missing once it takes lines again; at a stop,
+what it could not write is counted in the error log, when that is a file."""
+import os
+import re
+import signal
+import subprocess
+import time
+
+from helpers.clients import Conn, http_request
+from helpers.config import make_config
+from helpers.daemon import READY, WSGICTL, WSGID_BIN
+from helpers.procs import children, cmdline, wait_for
+
+NOISE_APP = '''
+import os
+import sys
+
+
+def application(environ, start_response):
+    q = environ.get("QUERY_STRING", "")
+    n = int(q) if q.isdigit() else 0
+    for i in range(n):
+        sys.stderr.write("NOISE %06d %s\\n" % (i, "x" * 150))
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
+'''
+
+# "... [warn] master: 123 lines (4567 bytes) for stderr were dropped from 12:00:00 on, as it
+# took none (...): 0 of them the master's own"
+DROPPED = (r"\[warn\] master: (\d+) lines \(\d+ bytes\) for %s were dropped from "
+           r"\d\d:\d\d:\d\d on, as it took none \(a pipe, FIFO or terminal that nobody "
+           r"reads\?\): (\d+) of them the master's own")
+WORKER_LEFT = re.compile(r"\[warn\] \w+:\d+: (\d+) error log lines and (\d+) access log lines "
+                         r"were left out")
+LONG = "/x?" + "a" * 2000
+
+
+class Master:
+    """A wsgid whose stderr (and stdout) is a pipe the test reads only when it wants to."""
+
+    def __init__(self, tmp, log, control=True, processes=1):
+        self.tmp = tmp
+        script = tmp / "noise.py"
+        script.write_text(NOISE_APP)
+        self.sock = str(tmp / "site.sock")
+        self.ctl = str(tmp / "ctl.sock")
+        top = {"log": log}
+        if control:
+            top["control"] = self.ctl
+        conf = tmp / "wsgid.yaml"
+        conf.write_text(make_config(tmp, {"site": {"app": str(script), "processes": processes,
+                                                   "threads": 2,
+                                                   "listen": ["unix:" + self.sock]}}, **top))
+        r, w = os.pipe()
+        self.out = r
+        os.set_blocking(r, False)
+        self.got = b""
+        self.proc = subprocess.Popen([str(WSGID_BIN), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                                     stdout=w, stderr=w, cwd=str(tmp), start_new_session=True)
+        os.close(w)
+
+    def read(self):
+        """What is in the pipe now, added to self.got."""
+        while True:
+            try:
+                chunk = os.read(self.out, 1 << 16)
+            except BlockingIOError:
+                return self.got
+            if not chunk:
+                return self.got
+            self.got += chunk
+
+    def workers(self):
+        mine = cmdline(self.proc.pid)
+        return [p for p in children(self.proc.pid) if cmdline(p) not in (mine, b"", None)]
+
+    def status(self):
+        r = subprocess.run([str(WSGICTL), "-s", self.ctl, "status"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+
+    def kill_worker_and_see_it_back(self, victim):
+        old = self.workers()
+        assert victim in old, (victim, old)
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: [p for p in self.workers() if p not in old], timeout=10,
+                 what="the killed worker %d replaced" % victim)
+
+    def stop(self, read, timeout=20):
+        """SIGTERM: exit 0 within timeout (reading the pipe meanwhile if read)."""
+        os.kill(self.proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if read:
+                self.read()
+            time.sleep(0.05)
+        rc = self.proc.poll()
+        if rc is None:
+            self.kill()
+        assert rc == 0, "wsgid did not stop within %ds of SIGTERM (status %s)" % (timeout, rc)
+
+    def kill(self):
+        for p in self.workers() + [self.proc.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.proc.wait(5)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.kill()
+        os.close(self.out)
+
+
+def flood(sock, n=900):
+    """n requests whose access lines are 2 KiB each: 1.8 MiB, more than the master holds. The
+    pid of the worker that answered them."""
+    with Conn(sock) as c:
+        for i in range(n):
+            c.send(http_request("GET", "%s-%d" % (LONG, i)))
+            r = c.response()
+            assert r.status == 200, i
+    return int(r.body)
+
+
+def answers(sock):
+    try:
+        with Conn(sock) as c:
+            c.send(http_request("GET", "/"))
+            return c.response().status == 200
+    except OSError:
+        return False
+
+
+def access_seen(text):
+    return [int(m) for m in re.findall(r'"GET /x\?a+-(\d+) HTTP', text)]
+
+
+def test_a_stderr_nobody_reads_holds_the_master_up_no_more(tmp):
+    """Access log "-" and stderr a pipe the test does not read: 900 requests of 2 KiB lines, more
+    than the pipe and the master hold. The master restarts a killed worker, answers wsgictl status;
+    once read again, the pipe has every line in order but those the drop line counts; SIGTERM
+    stops it in its usual time. The worker killed is the other one: the one that answered may
+    not have written its last access line yet (it does at the end of its loop's turn)."""
+    errlog = tmp / "error.log"
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, processes=2)
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+                 what="ready in the error log")
+        served = flood(m.sock)
+        m.kill_worker_and_see_it_back([p for p in m.workers() if p != served][0])
+        m.status()
+        dropped = re.compile(DROPPED % "stderr")
+        last = []
+
+        def accounted():
+            text = m.read().decode(errors="replace")
+            found = dropped.findall(text)
+            worker = sum(int(a) for _, a in WORKER_LEFT.findall(errlog.read_text()))
+            n = len(access_seen(text)) + sum(int(x) for x, _ in found) + worker
+            last[:] = [len(access_seen(text)), found, worker,
+                       [ln[:200] for ln in text.splitlines() if "GET /x" not in ln]]
+            return found if found and n == 900 else None
+        try:
+            found = wait_for(accounted, timeout=10, what="each access line read or counted")
+        except AssertionError as e:
+            raise AssertionError("%s: seen, dropped, the worker's: %s" % (e, last))
+        seen = access_seen(m.got.decode(errors="replace"))
+        assert seen == sorted(set(seen)), seen[:20]
+        # what the master held (1 MiB) and the pipe (64 KiB), lines of over 2,000 bytes
+        assert len(seen) <= (1024 + 64) * 1024 // 2000, len(seen)
+        assert all(own == "0" for _, own in found), found
+        # The line where the lines are missing: after the last held one, before the next.
+        text = m.got.decode(errors="replace")
+        before = text[:dropped.search(text).start()]
+        assert access_seen(before) == seen[:len(access_seen(before))]
+        m.stop(read=True)
+    finally:
+        m.close()
+
+
+def test_an_error_log_fifo_nobody_reads_holds_the_master_up_no_more(tmp):
+    """The error log is a FIFO whose reader stops reading, and the app writes 10,000 lines to its
+    stderr (2 MiB): the request is answered, the master restarts a killed worker and answers
+    wsgictl status; the reader, reading again, finds the app's lines in order but those counted,
+    and the master's own lines (the worker's death and restart) among them; SIGTERM stops it."""
+    fifo = tmp / "error.fifo"
+    os.mkfifo(fifo)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    got = b""
+
+    def read():
+        nonlocal got
+        while True:
+            try:
+                chunk = os.read(reader, 1 << 16)
+            except BlockingIOError:
+                return got.decode(errors="replace")
+            if not chunk:
+                return got.decode(errors="replace")
+            got += chunk
+
+    # At warn, the lines of the workers are the app's alone (not a new worker's start lines),
+    # which the count below can then match.
+    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": "off"})
+    try:
+        wait_for(lambda: m.workers() and answers(m.sock), timeout=15, what="an answer")
+        with Conn(m.sock, timeout=20) as c:
+            c.send(http_request("GET", "/noise?10000"))
+            assert c.response().status == 200
+        pid = m.workers()[0]
+        m.kill_worker_and_see_it_back(pid)
+        m.status()
+        dropped = re.compile(DROPPED % re.escape("the error log %s" % fifo))
+
+        def accounted():
+            text = read()
+            found = dropped.findall(text)
+            noise = len(re.findall(r"stderr: NOISE \d{6} x+\n", text))
+            worker = sum(int(e) for e, _ in WORKER_LEFT.findall(text))
+            n = noise + sum(int(x) - int(own) for x, own in found) + worker
+            return found if found and n == 10000 else None
+        found = wait_for(accounted, timeout=10, what="each line of the app read or counted")
+        text = read()
+        seen = [int(x) for x in re.findall(r"stderr: NOISE (\d{6}) ", text)]
+        assert seen == sorted(set(seen)), seen[:20]
+        assert all(own == "0" for _, own in found), found
+        # the master's own lines about the kill, kept past the app's
+        assert re.search(r"\[\w+\] master: .*\(pid %d\).*(killed|signal)" % pid, text), \
+            text[-3000:]
+        m.stop(read=True)
+    finally:
+        m.close()
+        os.close(reader)
+
+
+def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp):
+    """stderr (access log "-") not read at all, and SIGTERM: the master stops in its usual time,
+    and its error log file says how many lines stderr was left without; the pipe, read after the
+    exit, has the others."""
+    errlog = tmp / "error.log"
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+                 what="ready in the error log")
+        flood(m.sock)
+        m.stop(read=False)
+        lost = re.compile(r"\[warn\] master: at the stop, (\d+) lines \(\d+ bytes\) for stderr "
+                          r"were lost: it took none from \d\d:\d\d:\d\d on \(a pipe, FIFO or "
+                          r"terminal that nobody reads\?\)")
+        log = errlog.read_text()
+        found = lost.findall(log)
+        assert len(found) == 1, log[-2000:]
+        worker = sum(int(a) for _, a in WORKER_LEFT.findall(log))
+        seen = access_seen(m.read().decode(errors="replace"))
+        assert len(seen) + int(found[0]) + worker == 900, (len(seen), found, worker)
+    finally:
+        m.close()
