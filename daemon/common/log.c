@@ -276,12 +276,9 @@ const char *wd_log_file_why(int rc)
  * the first one got (*slot), so a Python thread that read *fd just before a reopen writes to the
  * old file or the new one, never to a closed number that the app's next socket or file may have
  * been given. Going to stderr or "off" points the slot at /dev/null (the rotated file is let go)
- * and keeps it for a later file. nfd: a file to take over, WD_LOG_STDERR, WD_LOG_OFF or
- * WD_LOG_KEEP. */
+ * and keeps it for a later file. nfd: a file to take over, WD_LOG_STDERR or WD_LOG_OFF. */
 static int use_one(int nfd, int *fd, int *slot)
 {
-    if (nfd == WD_LOG_KEEP)
-        return 0;
     if (nfd < 0) {
         int null = *slot >= 0 ? open("/dev/null", O_WRONLY | O_CLOEXEC) : -1;
 

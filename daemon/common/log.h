@@ -38,7 +38,6 @@ const char *wd_log_file_why(int rc);
 /* Where the logs go from now on: an fd to take over (a file the master opened), or one of: */
 #define WD_LOG_STDERR (-1) /* "-" */
 #define WD_LOG_OFF (-2)    /* "off" */
-#define WD_LOG_KEEP (-3)   /* where it went so far */
 void wd_log_use(int error_fd, int access_fd);
 /* What "-" writes to, instead of fd 2: a worker's fd 2 is a pipe the master reads, and its own
  * lines go to the master's stderr, which it is given as another fd (spawn.h). */

@@ -33,8 +33,8 @@
  *     restart; "unlistened\n" once it accepts no more after a "stop last". Master to worker:
  *     "logs ERROR ACCESS\n" = its error log and its access log, each "fd" (the non-blocking
  *     write end of a pipe whose read end the master keeps, and whose lines it appends to the
- *     file: it comes with the line's first byte as SCM_RIGHTS, error log first) or "off"
- *     ("-" and "keep" from a master of an earlier wsgid); the first line on a new worker's
+ *     file: it comes with the line's first byte as SCM_RIGHTS, error log first) or "off"; the
+ *     first line on a new worker's
  *     socket, written before it starts: a worker never opens a log, nor holds one
  *     (daemon/master/master_logs.c, master_logpipe.c; log.h); "stop\n" = stop
  *     accepting, finish in-flight and buffered responses, exit 0 (SIGTERM does the same);

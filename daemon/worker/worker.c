@@ -312,11 +312,13 @@ static ssize_t master_recv(wd_worker_t *w, char *buf, size_t cap, int flags)
     return n;
 }
 
-/* "ERROR ACCESS" of a "logs" line: each "fd" (the next file that came), "-", "off" or "keep". */
+/* "ERROR ACCESS" of a "logs" line: each "fd" (the next file that came: a pipe to the master) or
+ * "off", all that wd__m_logs_give writes; a master starts its own image as its workers
+ * (master_spawn.c), so no other master speaks to a worker. */
 static int logs_take(wd_worker_t *w, const char *args)
 {
     char what[2][8];
-    int fd[2] = {WD_LOG_KEEP, WD_LOG_KEEP}, i = 0;
+    int fd[2] = {WD_LOG_OFF, WD_LOG_OFF}, i = 0;
 
     if (sscanf(args, "%7s %7s", what[0], what[1]) != 2)
         goto bad;
@@ -326,12 +328,8 @@ static int logs_take(wd_worker_t *w, const char *args)
                 goto bad;
             fd[i] = w->master_fds[0];
             memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
-        } else if (strcmp(what[i], "-") == 0) {
-            fd[i] = WD_LOG_STDERR;
         } else if (strcmp(what[i], "off") == 0) {
             fd[i] = WD_LOG_OFF;
-        } else if (strcmp(what[i], "keep") == 0) {
-            fd[i] = WD_LOG_KEEP;
         } else {
             goto bad;
         }
@@ -367,8 +365,7 @@ static void logs_first(wd_worker_t *w)
     line[n - 1] = '\0';
     /* Pipes to the master (or off): it keeps no fd on the master's stderr, which may be a file
      * the master writes, and which its app could then truncate (helper-79). */
-    if (logs_take(w, line + 5) == 0 && strstr(line + 5, "-") == NULL &&
-        strstr(line + 5, "keep") == NULL) {
+    if (logs_take(w, line + 5) == 0) {
         wd_log_use_stderr(-1);
         close(WD_WORKER_FD_STDERR);
     }
