@@ -16,6 +16,8 @@
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #define WD_METRICS_HEAD_MAX 8192
 #define WD_METRICS_TIMEOUT_MS 10000
@@ -40,8 +42,9 @@ struct metrics_conn {
     int answered; /* a response is on its way: the rest of the input is ignored */
     int shut;     /* our side is shut down: waiting for the client's close */
     int peer_eof;
-    uint64_t opened; /* uv_now() at its accept */
-    char *response;  /* malloc'd head + body */
+    uint64_t opened;      /* uv_now() at its accept */
+    struct in6_addr peer; /* the client's address (IPv4-mapped for IPv4), for make_room */
+    char *response;       /* malloc'd head + body */
     size_t len;
     char buf[WD_METRICS_HEAD_MAX];
 };
@@ -389,33 +392,72 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         respond_error(c, 431, "Request Header Fields Too Large");
 }
 
-/* At the cap, closes the connection opened first among those still without an answer (a client
- * that sent nothing, or a head it never finishes), else the first opened (an answer lingering
- * for the client's close); never fresh, the one just accepted. */
+/* How many of the open connections come from c's address. */
+static size_t peer_conns(wd_metrics_t *m, const metrics_conn_t *c)
+{
+    const metrics_conn_t *o;
+    size_t n = 0;
+
+    for (o = m->conns; o != NULL; o = o->next)
+        n += memcmp(&o->peer, &c->peer, sizeof c->peer) == 0;
+    return n;
+}
+
+/* At the cap, closes a connection of the address that holds the most (one client flooding the
+ * listener never takes the place of another's health check): among them, the one opened first
+ * still without an answer (a client that sent nothing, or a head it never finishes), else the
+ * first opened (an answer lingering for the client's close); never fresh, the one just accepted.
+ * Choosing the oldest waiting one of all let a client that opens connections faster than a load
+ * balancer's request arrives close the check's connection before it was read (helper-89). */
 static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
 {
-    metrics_conn_t *c, *oldest = NULL, *oldest_waiting = NULL;
+    metrics_conn_t *c, *victim = NULL;
+    size_t most = 0, n;
+    char peer[INET6_ADDRSTRLEN];
 
-    for (c = m->conns; c != NULL; c = c->next) { /* newest first */
+    for (c = m->conns; c != NULL; c = c->next) { /* newest first: ties go to the older */
         if (c == fresh)
             continue;
-        oldest = c;
-        if (!c->answered)
-            oldest_waiting = c;
+        n = peer_conns(m, c);
+        if (victim == NULL || n > most || (n == most && (!c->answered || victim->answered))) {
+            victim = c;
+            most = n;
+        }
     }
-    if (oldest_waiting != NULL)
-        oldest = oldest_waiting;
-    if (oldest == NULL)
+    if (victim == NULL)
         return;
+    if (IN6_IS_ADDR_V4MAPPED(&victim->peer))
+        inet_ntop(AF_INET, victim->peer.s6_addr + 12, peer, sizeof peer);
+    else
+        inet_ntop(AF_INET6, &victim->peer, peer, sizeof peer);
     wd_log_peer(WD_LOG_WARN,
-                "%s %s: %d connections open: closed the oldest one %s (open %.1f s) for a new one",
+                "%s %s: %d connections open: closed the oldest one of %s (%zu of them) %s "
+                "(open %.1f s) for a new one",
                 m->agent    ? "agent-check"
                 : m->health ? "health"
                             : "metrics",
-                m->addr, WD_METRICS_CONNS_MAX,
-                oldest->answered ? "answered already" : "without a whole request",
-                (double)(uv_now(m->loop) - oldest->opened) / 1000.0);
-    conn_close(oldest);
+                m->addr, WD_METRICS_CONNS_MAX, peer, most,
+                victim->answered ? "answered already" : "without a whole request",
+                (double)(uv_now(m->loop) - victim->opened) / 1000.0);
+    conn_close(victim);
+}
+
+/* c->peer: the client's address, an IPv4 one mapped (::ffff:a.b.c.d, as a dual-stack listener
+ * gives it). */
+static void peer_get(metrics_conn_t *c)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+
+    memset(&c->peer, 0, sizeof c->peer);
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        c->peer.s6_addr[10] = c->peer.s6_addr[11] = 0xff;
+        memcpy(c->peer.s6_addr + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    } else if (ss.ss_family == AF_INET6) {
+        c->peer = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+    }
 }
 
 static void connection_cb(uv_stream_t *server, int status)
@@ -443,10 +485,12 @@ static void connection_cb(uv_stream_t *server, int status)
         conn_close(c);
         return;
     }
-    /* A scraper opens one connection at a time; past this many, somebody is misbehaving: the
-     * oldest that has not sent a whole request gives way to the new one. Refusing the new one,
-     * as it was, let 64 connections that send nothing (renewed every 10 s) fail every GET /readyz
-     * of the load balancer, which then took the host out of rotation (helper-81). */
+    /* A scraper opens one connection at a time; past this many, somebody is misbehaving: a
+     * connection of the address that holds the most gives way to the new one (make_room).
+     * Refusing the new one, as it was, let 64 connections that send nothing (renewed every 10 s)
+     * fail every GET /readyz of the load balancer, which then took the host out of rotation
+     * (helper-81). */
+    peer_get(c);
     if (n_conns(m) > WD_METRICS_CONNS_MAX)
         make_room(m, c);
     uv_timer_start(&c->timer, timeout_cb, m->agent ? WD_AGENT_WAIT_MS : WD_METRICS_TIMEOUT_MS, 0);

@@ -3,7 +3,7 @@
 import json
 import re
 
-from helpers.clients import assert_hello, raw, request
+from helpers.clients import assert_hello, raw, recv_all, request
 from helpers.procs import free_port, wait_for
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$')
@@ -154,11 +154,69 @@ def test_idle_connections_do_not_keep_readyz_out(wsgid):
             r = request(maddr, path="/readyz")
             assert r.status == 200, r
         assert request(maddr, path="/metrics").status == 200
-        d.wait_log(r"metrics 127\.0\.0\.1:\d+: 64 connections open: closed the oldest one without "
-                   r"a whole request \(open [\d.]+ s\) for a new one")
+        d.wait_log(r"metrics 127\.0\.0\.1:\d+: 64 connections open: closed the oldest one of "
+                   r"127\.0\.0\.1 \(\d+ of them\) without a whole request \(open [\d.]+ s\) for a new "
+                   r"one")
     finally:
         for s in idle:
             s.close()
+    assert_hello(d.tcp)
+
+
+def test_a_connection_flood_does_not_close_another_clients_health_check(wsgid):
+    """At the cap, the oldest connection without a whole request gave way to a new one, whoever
+    opened it: a client opening connections faster than a load balancer's request arrives closed
+    the check's connection before it was read (1 to 9 of 60 GET /readyz failed under 8 threads
+    of connects). A connection of the address that holds the most gives way now (helper-89)."""
+    import collections
+    import socket
+    import threading
+    import time
+
+    d, maddr = start(wsgid)
+    stop = threading.Event()
+
+    def flood():
+        held = collections.deque()
+        while not stop.is_set():
+            try:
+                held.append(socket.create_connection(maddr, timeout=2))
+            except OSError:
+                pass
+            while len(held) > 70:
+                held.popleft().close()
+        for s in held:
+            s.close()
+
+    def check():
+        s = socket.socket()
+        s.settimeout(5)
+        try:
+            s.bind(("127.0.0.2", 0))  # the load balancer, another address than the flood's
+            s.connect(maddr)
+            s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            return recv_all(s)
+        except OSError as e:
+            return repr(e).encode()
+        finally:
+            s.close()
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for t in threads:
+        t.start()
+    try:
+        d.wait_log(r"64 connections open: closed the oldest one")
+        answers = []
+        for _ in range(60):
+            answers.append(check())
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    failed = [a for a in answers if not a.startswith(b"HTTP/1.1 200")]
+    assert not failed, "%d of 60 checks failed: %r" % (len(failed), failed[:3])
+    assert "closed the oldest one of 127.0.0.2" not in d.log()
     assert_hello(d.tcp)
 
 
