@@ -278,7 +278,10 @@ static void cmd_drain(wd_master_t *m, wd_control_req_t *req, const char *group, 
         json_array_append_new(names, json_string(g->name));
         n++;
     }
-    if (group == NULL)
+    /* The drain of every group ends wsgid once they all stopped; an undrain of one of them ends
+     * that: a later stop of the last running group (wsgictl stop, to start it again) stopped
+     * wsgid itself (helper-89). */
+    if (group == NULL || (!on && n > 0))
         m->drain_exit = on;
     if (n == 0 && group != NULL) {
         json_decref(names);

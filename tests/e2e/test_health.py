@@ -176,6 +176,31 @@ def test_drain_every_group_stops_wsgid(wsgid):
     assert d.wait_exit(10) == 0
 
 
+def test_a_group_undrained_after_a_drain_of_every_group_does_not_stop_wsgid_later(wsgid):
+    """wsgictl drain (every group) marked wsgid to stop once every group had stopped, and
+    wsgictl undrain GROUP cancelled that group's drain but not the mark: any later stop of the
+    last running group, a wsgictl stop GROUP meant to be followed by a start, stopped wsgid
+    itself. An undrain of any group now ends the drain of every group
+    (helper-89)."""
+    d, maddr = start(wsgid, drain_delay="1s")
+    rc, out = ctl(d, "drain")
+    assert rc == 0, out
+    rc, out = ctl(d, "undrain", "site")
+    assert rc == 0, out
+    assert get(maddr, "/readyz") == (200, "ok\n")
+    time.sleep(2.5)  # past drain-delay and a tick of the master: nothing stopped
+    assert d.running() and request(d.tcp).status == 200
+    rc, out = ctl(d, "stop", "site")
+    assert rc == 0, out
+    wait_for(lambda: d.workers() == [], 8, what="the group stopped")
+    time.sleep(2.5)  # the master's ticks, where the drain's end is looked at
+    assert d.running(), "wsgid stopped after wsgictl stop site:\n" + d.log()[-2000:]
+    rc, out = ctl(d, "start", "site")
+    assert rc == 0, out
+    assert request(d.tcp).status == 200
+    d.seen_workers.update(d.workers())
+
+
 def test_readyz_fails_while_the_queue_waits(wsgid):
     """A group with a request waiting for a thread longer than readiness-queue-wait and no thread
     free (here an app that hangs on its only thread) is not ready: a load balancer
