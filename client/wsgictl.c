@@ -45,7 +45,7 @@ static const verb_t verbs[] = {
      "dump is made by faulthandler from a signal handler, without the GIL, so it works when a\n"
      "thread holds the GIL in C code; threads serving a sub-interpreter's request show\n"
      "without their Python frames. A worker that does not answer within 2 s is named and the\n"
-     "exit status is 1.\n"},
+     "exit status is 1; so is it for a group without a running worker (stopped, backing off).\n"},
     {"restart", "restart GROUP | --all",
      "Rolling restart: for each worker of the group, starts a replacement, waits until its app\n"
      "has loaded, then lets the old worker finish its requests and exit. If a replacement\n"
@@ -246,8 +246,6 @@ static int print_stacks(json_t *reply)
         if (*text && text[strlen(text) - 1] != '\n')
             fputc('\n', stdout);
     }
-    if (json_array_size(json_object_get(reply, "workers")) == 0)
-        printf("no running worker\n");
     return rc;
 }
 

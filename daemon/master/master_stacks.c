@@ -347,6 +347,22 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
         wd_control_reply_error(req, "another wsgictl stacks is running; try again in 2 s");
         return;
     }
+    for (p = m->procs; p != NULL; p = p->next)
+        if (p->g == g && p->pid > 0 && p->stacks_fd >= 0)
+            break;
+    /* Nothing to dump is a failure, as restart of a stopped group is: a script that collects
+     * stacks got "no running worker" and exit status 0 (helper-89). */
+    if (p == NULL) {
+        if (g->stopped)
+            wd_control_reply_error(req, "group %s is stopped: no worker to dump (wsgictl start %s)",
+                                   g->name, g->name);
+        else
+            wd_control_reply_error(req,
+                                   "group %s has no running worker (they back off after a crash: "
+                                   "wsgictl status %s)",
+                                   g->name, g->name);
+        return;
+    }
     st = xcalloc(1, sizeof *st);
     st->m = m;
     st->req = req;

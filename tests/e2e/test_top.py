@@ -326,3 +326,21 @@ def test_stacks_names_a_worker_that_does_not_answer(wsgid, tmp):
     # Once it runs again it answers (what it wrote late is thrown away first).
     rc, out, err = ctl(d, "stacks", "site")
     assert rc == 0 and out.count("main thread (event loop)") >= 2, (rc, out, err)
+
+
+def test_stacks_of_a_stopped_group_fails(wsgid, tmp):
+    """wsgictl stacks of a stopped group printed "no running worker" and exited 0: a script that
+    collects stacks (or an operator's `wsgictl stacks site > dump && ...`) took nothing for a
+    dump. It fails as restart of a stopped group does, and says what to do (helper-89)."""
+    d = start(wsgid, tmp, processes=1, threads=2)
+    rc, out, err = ctl(d, "stop", "site")
+    assert rc == 0, (rc, out, err)
+    wait_for(lambda: d.workers() == [], 8, what="the group's worker exited")
+    rc, out, err = ctl(d, "stacks", "site")
+    assert rc == 1, (rc, out, err)
+    assert "group site is stopped: no worker to dump (wsgictl start site)" in err, (rc, out, err)
+    rc, out, err = ctl(d, "start", "site")
+    assert rc == 0, (rc, out, err)
+    rc, out, err = ctl(d, "stacks", "site")
+    assert rc == 0 and "main thread (event loop)" in out, (rc, out, err)
+    d.seen_workers.update(d.workers())
