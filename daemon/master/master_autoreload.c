@@ -424,14 +424,54 @@ static int leads_to(const char *path, const char *base)
 
 /* ---- changes, the quiet period, the roll ---------------------------------------------------- */
 
-/* What a symbolic link names now (a new string), or NULL when it names no file (dangling, a
- * directory, no longer a link: a plain file is watched through its own pattern). */
+/* The path a dangling symbolic link leads to, the links after it followed (at most 40, as the
+ * kernel's), as a new string; NULL if it ends anywhere else than at a missing file. */
+static char *dangling_target(const char *path)
+{
+    char *cur = xstrdup(path), buf[PATH_MAX];
+    struct stat st;
+
+    for (int i = 0; i < 40; i++) {
+        ssize_t n = readlink(cur, buf, sizeof buf - 1);
+        char *next;
+
+        if (n <= 0)
+            break;
+        buf[n] = '\0';
+        if (buf[0] == '/') {
+            next = xstrdup(buf);
+        } else {
+            char *slash = strrchr(cur, '/');
+            int dir_len = slash != NULL ? (int)(slash - cur) : 1;
+
+            if (asprintf(&next, "%.*s/%s", dir_len, slash != NULL ? cur : ".", buf) < 0)
+                abort();
+        }
+        free(cur);
+        cur = next;
+        if (lstat(cur, &st) < 0)
+            return errno == ENOENT ? cur : (free(cur), NULL);
+        if (!S_ISLNK(st.st_mode))
+            break;
+    }
+    free(cur);
+    return NULL;
+}
+
+/* What a symbolic link names now (a new string), or NULL when it names no file (a directory, no
+ * longer a link: a plain file is watched through its own pattern). A dangling link names the
+ * missing file it leads to, so that its creation is seen (an app whose file a deploy removed
+ * and writes again; a watch: entry made before what it names, helper-89). */
 static char *link_target(const char *path)
 {
     struct stat st;
     char *rp;
 
-    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode) || stat(path, &st) < 0 || S_ISDIR(st.st_mode))
+    if (lstat(path, &st) < 0 || !S_ISLNK(st.st_mode))
+        return NULL;
+    if (stat(path, &st) < 0)
+        return errno == ENOENT ? dangling_target(path) : NULL;
+    if (S_ISDIR(st.st_mode))
         return NULL;
     rp = realpath(path, NULL);
     if (rp != NULL && strcmp(rp, path) == 0) {

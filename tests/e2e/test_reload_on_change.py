@@ -447,6 +447,27 @@ def test_app_script_that_is_a_symbolic_link(wsgid, tmp):
     assert rolls_done(d) == 3, d.log()
 
 
+def test_an_app_link_whose_file_is_removed_then_written_again(wsgid, tmp):
+    """app: site/app.py, a symbolic link to ../code/app.py, its file removed by a deploy (the
+    roll for that fails, the old workers serve on) and written again: the new file rolls the
+    group, as a plain app script's does. The failed roll built the watches again with the link
+    dangling, which was then watched through its own directory alone: the new code/app.py was
+    never seen and the group served the old code for good (helper-89)."""
+    for name in ("site", "code"):
+        (tmp / name).mkdir()
+    (tmp / "code" / "app.py").write_text(APP % "c1")
+    os.symlink("../code/app.py", tmp / "site" / "app.py")
+    d = wsgid(str(tmp / "site" / "app.py"), processes=1, threads=2, reload_on_change=True)
+    d.expect_log(*LOAD_FAILURE_LINES, r"FileNotFoundError")
+    d.wait_log(r"group site: reload-on-change: watching \d+ director")
+    assert get(d.tcp)[0] == "c1"
+    os.unlink(tmp / "code" / "app.py")
+    d.wait_log(r"reload on change of group site failed")
+    assert get(d.tcp)[0] == "c1"
+    (tmp / "code" / "app.py").write_text(APP % "c2")
+    roll_to(d, "c2", 1)
+
+
 def test_own_sockets_are_not_changes(wsgid, tmp):
     """watch: a directory that holds wsgid's own unix sockets (the group's, bound anew when the
     group starts again; the control socket): `wsgictl stop site` then `start site` rolled the
