@@ -17,6 +17,7 @@
  * end line). */
 #include "glue_int.h"
 #include "../daemon/common/alloc.h"
+#include "../daemon/worker/stacks.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -146,6 +147,8 @@ static void dump_all(int k)
                 return;
             }
             sigs[k].shown[shown++] = t->thread_id;
+            if (sigs[k].signo == WD_WORKER_SIG_STACKS)
+                wd_stacks_progress(); /* the loop's heartbeat, for GET /livez (stacks.h) */
             dump_thread(sigs[k].fd, sigs[k].tmp, state_to_show(t->thread_id, n, t),
                         t->thread_id == self);
         }

@@ -1,8 +1,11 @@
 /* The worker's end of `wsgictl stacks`: see stacks.h. */
 #include "stacks.h"
 #include "spawn.h"
+#include "scoreboard.h"
+#include "request.h" /* wd_now_ns */
 
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <string.h>
@@ -10,6 +13,8 @@
 #include <unistd.h>
 
 static int stacks_fd = -1;
+static _Atomic uint64_t *heartbeat;
+static pthread_t loop_thread;
 
 /* Runs after the dump (python_glue/dump.c chains to us), in the thread that got the signal: one
  * write, async-signal-safe. The pipe does not block (master_stacks.c). */
@@ -47,4 +52,16 @@ int wd_stacks_init(void)
 int wd_stacks_fd(void)
 {
     return stacks_fd;
+}
+
+void wd_stacks_heartbeat(_Atomic uint64_t *heartbeat_ns)
+{
+    loop_thread = pthread_self();
+    heartbeat = heartbeat_ns;
+}
+
+void wd_stacks_progress(void)
+{
+    if (heartbeat != NULL && pthread_equal(pthread_self(), loop_thread))
+        wd_score_set(heartbeat, wd_now_ns());
 }

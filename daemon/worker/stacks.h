@@ -8,6 +8,9 @@
 
 #include "spawn.h" /* WD_WORKER_SIG_STACKS, WD_STACKS_END */
 
+#include <stdatomic.h>
+#include <stdint.h>
+
 /* Takes WD_WORKER_FD_STACKS if the master gave one (a pipe) and installs the end-line handler;
  * main thread, before Python starts. 0, or -1 when there is no such pipe (then wd_stacks_fd() is
  * -1 and the signal keeps its default: ignored). */
@@ -15,5 +18,14 @@ int wd_stacks_init(void);
 
 /* The pipe's fd, or -1. */
 int wd_stacks_fd(void);
+
+/* The worker's heartbeat (its scoreboard record's heartbeat_ns), which the dump keeps beating
+ * while it runs on the calling thread, the loop thread: a dump of many threads' deep stacks may
+ * take seconds there, and GET /livez failed for it (helper-89). */
+void wd_stacks_heartbeat(_Atomic uint64_t *heartbeat_ns);
+
+/* From the dump's signal handler, between two threads' stacks: beats the heartbeat when the
+ * handler runs on the loop thread. Async-signal-safe. */
+void wd_stacks_progress(void);
 
 #endif

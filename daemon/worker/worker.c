@@ -734,6 +734,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     uv_timer_start(&w->tick, tick_cb, 250, 250);
     uv_unref((uv_handle_t *)&w->tick);
     wd_score_set(&w->score->heartbeat_ns, wd_now_ns());
+    wd_stacks_heartbeat(&w->score->heartbeat_ns);
     uv_timer_init(w->loop, &w->spare_timer);
     uv_unref((uv_handle_t *)&w->spare_timer);
     w->spare_timer.data = w;

@@ -328,6 +328,70 @@ def test_stacks_names_a_worker_that_does_not_answer(wsgid, tmp):
     assert rc == 0 and out.count("main thread (event loop)") >= 2, (rc, out, err)
 
 
+DEEP_THREADS_APP = """
+import threading
+import time
+
+
+def deep(n):
+    if n == 0:
+        while True:
+            time.sleep(1000)
+    return deep(n - 1)
+
+
+for _ in range(200):
+    threading.Thread(target=deep, args=(120,), daemon=True).start()
+
+
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok\\n"]
+"""
+
+
+def test_stacks_do_not_fail_livez(wsgid, tmp):
+    """The dump of wsgictl stacks runs in a signal handler on each worker's loop thread: 200
+    threads of 100 frames take about 1 s of a CPU, seconds for 6 workers sharing one (a CPU
+    limit, a busy host), and GET /livez answered 503 "its loop has not run for 2.0 s" for each
+    of them, a liveness probe failed by an operator's look at the stacks, and the orchestrator
+    restarts a sound daemon. The dump beats the loop's heartbeat between two threads now
+    (helper-89)."""
+    app = tmp / "deep.py"
+    app.write_text(DEEP_THREADS_APP)
+    maddr = ("127.0.0.1", free_port())
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})  # the workers share one CPU (inherited)
+    try:
+        d = wsgid(str(app), processes=6, threads=2,
+                  top={"metrics": "%s:%d" % maddr, "control": str(tmp / "ctl.sock")})
+    finally:
+        os.sched_setaffinity(0, cpus)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    failed, stop = [], threading.Event()
+
+    def probe():
+        while not stop.is_set():
+            r = request(maddr, path="/livez", timeout=20)
+            if r.status != 200:
+                failed.append(r.body.decode())
+            time.sleep(0.02)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    try:
+        t0 = time.monotonic()
+        rc, out, err = ctl(d, "stacks", "site", timeout=60)
+        took = time.monotonic() - t0
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        t.join()
+    print("stacks took %.1f s, %d bytes, rc %d" % (took, len(out), rc))
+    assert out.count("deep") > 1000, (rc, out[-2000:], err)
+    assert not failed, failed[:3]
+
+
 def test_stacks_of_a_stopped_group_fails(wsgid, tmp):
     """wsgictl stacks of a stopped group printed "no running worker" and exited 0: a script that
     collects stacks (or an operator's `wsgictl stacks site > dump && ...`) took nothing for a
