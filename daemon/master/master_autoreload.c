@@ -139,9 +139,43 @@ static int wants(const wd_autoreload_t *a, const char *dir)
  * lines of the roll. Its unix sockets too: a group's is bound anew at `wsgictl start`, and the
  * default one (GROUP.sock) is beside the config, so a group started again was rolled at once
  * (helper-81). */
+/* The unix sockets wsgid removed lately, of listeners it let go (a reload that moved a group's
+ * socket or removed the group): the current config no longer names them, and their removal
+ * rolled the groups that watch their directory once more after the reload (helper-89). Kept
+ * for WD_AUTORELOAD_GONE_MS, past a quiet period and the longest wait. */
+#define WD_AUTORELOAD_GONE_MAX 32
+#define WD_AUTORELOAD_GONE_MS (2 * WD_AUTORELOAD_MAX_WAIT_MS)
+static struct {
+    char *path;
+    uint64_t at_ns;
+} gone[WD_AUTORELOAD_GONE_MAX];
+static size_t gone_next;
+
+void wd__m_autoreload_socket_removed(const char *path)
+{
+    free(gone[gone_next].path);
+    gone[gone_next].path = xstrdup(path);
+    gone[gone_next].at_ns = wd__m_now_ns();
+    gone_next = (gone_next + 1) % WD_AUTORELOAD_GONE_MAX;
+}
+
+static int gone_socket(const char *path)
+{
+    uint64_t now = wd__m_now_ns();
+
+    for (size_t i = 0; i < WD_AUTORELOAD_GONE_MAX; i++)
+        if (gone[i].path != NULL && now - gone[i].at_ns < WD_AUTORELOAD_GONE_MS * 1000000ull &&
+            strcmp(gone[i].path, path) == 0)
+            return 1;
+    return 0;
+}
+
 static int own_file(const wd_master_t *m, const char *path)
 {
     const wd_config_t *c = m->gen->conf;
+
+    if (gone_socket(path))
+        return 1;
 
     if (strcmp(path, c->log_file) == 0 || strcmp(path, c->access_log) == 0 ||
         (c->pidfile != NULL && strcmp(path, c->pidfile) == 0) ||

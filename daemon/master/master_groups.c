@@ -375,6 +375,8 @@ void wd__m_listeners_release(wd_listen_t **ls, size_t n, wd_listen_t **keep, siz
             if (keep[k] == ls[i])
                 break;
         if (k == n_keep) {
+            if (ls[i]->conf->is_unix && ls[i]->created)
+                wd__m_autoreload_socket_removed(ls[i]->conf->path);
             wd_listen_close(ls[i]);
             free(ls[i]);
         }

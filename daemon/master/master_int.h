@@ -408,6 +408,8 @@ void wd__m_tick_cb(uv_timer_t *t);
 
 /* master_autoreload.c */
 void wd__m_autoreload_update(wd_master_t *m);
+/* A unix socket of a listener let go is removed: not a change (own_file) for a while. */
+void wd__m_autoreload_socket_removed(const char *path);
 void wd__m_autoreload_stop(wd_master_t *m);
 void wd__m_autoreload_op_done(wd_group_t *g);
 

@@ -468,11 +468,8 @@ def test_an_app_link_whose_file_is_removed_then_written_again(wsgid, tmp):
     roll_to(d, "c2", 1)
 
 
-def test_own_sockets_are_not_changes(wsgid, tmp):
-    """watch: a directory that holds wsgid's own unix sockets (the group's, bound anew when the
-    group starts again; the control socket): `wsgictl stop site` then `start site` rolled the
-    group at once, for its socket file; the log files and the pidfile were left out already, not
-    the sockets (helper-81)."""
+def site_with_its_sockets(wsgid, tmp):
+    """A group that watches site/, which holds its app, its unix socket and the control socket."""
     site = tmp / "site"
     site.mkdir()
     script = site / "app.py"
@@ -482,12 +479,41 @@ def test_own_sockets_are_not_changes(wsgid, tmp):
               top={"control": str(site / "ctl.sock")})
     d.unix_paths.append(str(site / "ctl.sock"))
     d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    return d, site, script
+
+
+def test_own_sockets_are_not_changes(wsgid, tmp):
+    """watch: a directory that holds wsgid's own unix sockets (the group's, bound anew when the
+    group starts again; the control socket): `wsgictl stop site` then `start site` rolled the
+    group at once, for its socket file; the log files and the pidfile were left out already, not
+    the sockets (helper-81)."""
+    d, site, script = site_with_its_sockets(wsgid, tmp)
     rc, out, err = ctl_at(site / "ctl.sock", "stop", "site")
     assert rc == 0, err
     wait_for(lambda: not d.workers(), timeout=20, what="the workers stopped")
     rc, out, err = ctl_at(site / "ctl.sock", "start", "site")
     assert rc == 0, err
     d.seen_workers.update(d.workers())
+    time.sleep(1.5)  # three quiet periods
+    assert "changed: restarting the workers" not in d.log(), d.log()
+    assert get(d.tcp)[0] == "v1"
+    script.write_text(APP % "v2")  # the app itself still rolls it
+    roll_to(d, "v2", 1)
+
+
+def test_a_socket_a_reload_let_go_is_not_a_change(wsgid, tmp):
+    """watch: a directory that holds a group's unix socket, and a reload that moves the socket
+    (site.sock to site2.sock): the reload restarted the group, then reload-on-change restarted it
+    again for the old socket's removal, which the new config no longer names (the same for the
+    socket of a group a reload removes, in the directory other groups watch). A socket wsgid
+    removes is left out as the ones it binds (helper-89)."""
+    d, site, script = site_with_its_sockets(wsgid, tmp)
+    d.unix_paths.append(str(site / "site2.sock"))
+    d.conf_path.write_text(d.conf_path.read_text().replace("site.sock", "site2.sock"))
+    rc, out, err = ctl_at(site / "ctl.sock", "reload")
+    assert rc == 0 and "restarted: site" in out, (rc, out, err)
+    d.seen_workers.update(d.workers())
+    assert not (site / "site.sock").exists() and (site / "site2.sock").exists()
     time.sleep(1.5)  # three quiet periods
     assert "changed: restarting the workers" not in d.log(), d.log()
     assert get(d.tcp)[0] == "v1"
