@@ -44,8 +44,9 @@ static const verb_t verbs[] = {
      "one section per worker, each thread named (wsgid-py1...) with the request it runs. The\n"
      "dump is made by faulthandler from a signal handler, without the GIL, so it works when a\n"
      "thread holds the GIL in C code; threads serving a sub-interpreter's request show\n"
-     "without their Python frames. A worker that does not answer within 2 s is named and the\n"
-     "exit status is 1; so is it for a group without a running worker (stopped, backing off).\n"},
+     "without their Python frames. A worker from which nothing came for 2 s (one still writing\n"
+     "is waited for, 20 s in all) is named and the exit status is 1; so is it for a group\n"
+     "without a running worker (stopped, backing off).\n"},
     {"restart", "restart GROUP | --all",
      "Rolling restart: for each worker of the group, starts a replacement, waits until its app\n"
      "has loaded, then lets the old worker finish its requests and exit. If a replacement\n"

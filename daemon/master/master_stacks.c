@@ -8,7 +8,8 @@
  * the GIL in C does not stop it), then the worker's own handler, chained after it, writes
  * WD_STACKS_END
  * (daemon/worker/stacks.c). The master reads the pipes every WD_STACKS_POLL_MS until each has
- * given its end line or WD_STACKS_WAIT_MS have passed, and answers with one section per worker,
+ * given its end line or nothing more came for WD_STACKS_WAIT_MS (WD_STACKS_LONGEST_MS in all),
+ * and answers with one section per worker,
  * each thread line naming the wsgid thread and the request it runs (from the scoreboard). Only
  * one collection runs at a time. */
 #include "master_int.h"
@@ -28,6 +29,9 @@
 #include <uv.h>
 
 #define WD_STACKS_WAIT_MS 2000
+/* A worker still writing its dump (many threads, a busy CPU) is waited for, up to this in all
+ * (wsgictl stacks waits 30 s by default). */
+#define WD_STACKS_LONGEST_MS 20000
 #define WD_STACKS_POLL_MS 20
 #define WD_STACKS_MAX (4u << 20) /* bytes kept per worker */
 
@@ -46,7 +50,7 @@ struct wd_stacks {
     char *group;
     wd_group_t *g; /* a reference: its scoreboard stays while the stacks come */
     uv_timer_t timer;
-    uint64_t deadline;
+    uint64_t started, deadline;
     stacks_worker_t *w;
     size_t n;
 };
@@ -286,8 +290,9 @@ static void finish(struct wd_stacks *st)
         char *text = annotate(st->m, w, now);
 
         if (w->done != 2)
-            wd_log_warn("group %s worker %d (pid %d): no stacks within %d ms (wsgictl stacks)",
-                        st->group, w->slot, w->pid, WD_STACKS_WAIT_MS);
+            wd_log_warn("group %s worker %d (pid %d): no stacks within %.1f s (wsgictl stacks)",
+                        st->group, w->slot, w->pid,
+                        (double)(uv_now(&st->m->loop) - st->started) / 1000.0);
         json_array_append_new(workers, json_pack("{s:s,s:i,s:i,s:b,s:o}", "group", st->group,
                                                  "slot", w->slot, "pid", w->pid, "answered",
                                                  w->done == 2, "stacks", text_json(text)));
@@ -304,11 +309,21 @@ static void poll_cb(uv_timer_t *t)
     struct wd_stacks *st = t->data;
     size_t done = 0;
 
+    uint64_t now = uv_now(t->loop);
+
     for (size_t i = 0; i < st->n; i++) {
+        size_t len = st->w[i].len;
+
         worker_read(&st->w[i]);
         done += st->w[i].done != 0;
+        /* Still writing: not a worker that does not answer. Answering with what had come after
+         * 2 s named as silent every worker of a group whose dumps shared a CPU (helper-89). */
+        if (!st->w[i].done && st->w[i].len > len)
+            st->deadline = now + WD_STACKS_WAIT_MS;
     }
-    if (done == st->n || uv_now(t->loop) >= st->deadline)
+    if (st->deadline > st->started + WD_STACKS_LONGEST_MS)
+        st->deadline = st->started + WD_STACKS_LONGEST_MS;
+    if (done == st->n || now >= st->deadline)
         finish(st);
 }
 
@@ -391,6 +406,7 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
     m->stacks = st;
     uv_timer_init(&m->loop, &st->timer);
     st->timer.data = st;
-    st->deadline = uv_now(&m->loop) + WD_STACKS_WAIT_MS;
+    st->started = uv_now(&m->loop);
+    st->deadline = st->started + WD_STACKS_WAIT_MS;
     uv_timer_start(&st->timer, poll_cb, WD_STACKS_POLL_MS, WD_STACKS_POLL_MS);
 }
