@@ -337,6 +337,9 @@ static void cmd_start(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     g->stopped = 0;
+    /* A group started after the drain of every group runs on: the drain no longer ends wsgid,
+     * where a later stop of the last running group stopped wsgid itself. */
+    m->drain_exit = 0;
     wd_log_info("group %s: starting %d workers", g->name, g->conf->processes);
     b = wd__m_batch_new(m, req, "start");
     wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, g->gen, g->conf, g->ls, g->n_ls));

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from helpers.clients import request
+from helpers.config import app, make_config
 from helpers.daemon import WSGICTL, WSGID_BIN
 from helpers.procs import free_port, wait_for
 
@@ -198,6 +199,37 @@ def test_a_group_undrained_after_a_drain_of_every_group_does_not_stop_wsgid_late
     rc, out = ctl(d, "start", "site")
     assert rc == 0, out
     assert request(d.tcp).status == 200
+    d.seen_workers.update(d.workers())
+
+
+def test_a_group_started_after_a_drain_of_every_group_does_not_stop_wsgid_later(wsgid, tmp):
+    """The same with a group started during the drain: wsgictl drain (a running, b stopped), then
+    wsgictl start b; a stops at the end of its delay and wsgid runs on with b. A later wsgictl stop
+    b (to start it again) stopped wsgid itself: the drain's mark outlived the start."""
+    maddr = ("127.0.0.1", free_port())
+    groups = {name: {"listen": "unix:" + str(tmp / (name + ".sock")), "app": app("hello"),
+                     "processes": 1, "threads": 1, "drain_delay": "1s"} for name in ("a", "b")}
+    d = wsgid(config=make_config(tmp, groups, metrics="%s:%d" % maddr,
+                                 control=str(tmp / "ctl.sock")))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_for(lambda: get(maddr, "/livez")[0] == 200, 5, what="the metrics listener")
+    rc, out = ctl(d, "stop", "b")
+    assert rc == 0, out
+    rc, out = ctl(d, "drain")
+    assert rc == 0, out
+    rc, out = ctl(d, "start", "b")
+    assert rc == 0, out
+    wait_for(lambda: "group a: stopped" in d.log(), 10,
+             what="group a stopped at the end of its drain")
+    time.sleep(1.5)  # the master's ticks, where the drain's end is looked at
+    assert d.running(), "wsgid stopped with b running:\n" + d.log()[-2000:]
+    rc, out = ctl(d, "stop", "b")
+    assert rc == 0, out
+    time.sleep(2.5)
+    assert d.running(), "wsgid stopped after wsgictl stop b:\n" + d.log()[-2000:]
+    rc, out = ctl(d, "start", "b")
+    assert rc == 0, out
+    assert request(str(tmp / "b.sock")).status == 200
     d.seen_workers.update(d.workers())
 
 
