@@ -349,8 +349,14 @@ def test_request_error_lines_name_group_pid_and_request_id(wsgid, tmp):
             except AssertionError:
                 pass
         ids[p] = (tmp / "request-id").read_text()
-    time.sleep(0.2)
-    lines = [ln for ln in d.lines(since) if re.search(r"\[(error|warn)\] ", ln)]
+
+    # The worker's lines come through its error log pipe, which the master reads when its loop
+    # runs: after the answers, on a loaded machine (a sleep of 0.2 s saw 6 of the 8).
+    def request_lines():
+        lines = [ln for ln in d.lines(since) if re.search(r"\[(error|warn)\] ", ln)]
+        return lines if all(any("[req %s] " % rid in ln for ln in lines)
+                            for rid in ids.values()) else None
+    lines = wait_for(request_lines, 5, what="a line for each of the %d requests" % len(paths))
     assert len(lines) >= len(paths), lines
     for ln in lines:
         assert re.search(r"\[(error|warn)\] shop:%d: \[req %d-\d+\] " % (pid, pid), ln), ln
