@@ -65,6 +65,9 @@ def test_a_close_stuck_after_a_whole_answer_is_not_a_504(wsgid):
                           r"is still running .* closing the connection and replacing this "
                           r"worker", timeout=5)
         assert c.closed(), "the connection stays open"
+    # The access line comes through the worker's access log pipe, the error line above through
+    # its error log pipe: the master may write them in either order.
+    d.wait_log(r'"GET /close-sleep\?t=4 HTTP/1\.1"')
     access = [x for x in d.log().splitlines() if '"GET /close-sleep?t=4 HTTP/1.1"' in x]
     assert len(access) == 1 and ' 200 ' in access[0] and not access[0].endswith(" cut"), access
     assert "answering 504" not in d.log()
