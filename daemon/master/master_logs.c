@@ -15,7 +15,9 @@
 #include "alloc.h"
 #include "log.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,7 +70,12 @@ static int own_line;  /* the line given is the master's own (the sink's) */
 static int app_lines; /* the master's lines are a worker's output (wd__m_logs_app) */
 static int started, ended;
 static uv_timer_t retry_timer;
-static int stderr_was_blocking; /* O_NONBLOCK was set on fd 2 itself: cleared at the end */
+/* At the stop (wd__m_logs_end), what stderr and the error log hold is written, waiting for them as
+ * long as they take some of it: WD_LOGS_END_WAIT_MS in all at most, and WD_LOGS_END_IDLE_MS while
+ * they take nothing (a pipe nobody reads); only then is the rest counted as lost. A start that
+ * fails (an app that cannot load) ends here too. */
+#define WD_LOGS_END_WAIT_MS 10000
+#define WD_LOGS_END_IDLE_MS 2000
 
 static wd_logdest_t *access_get(const char *path, const char *group)
 {
@@ -311,8 +318,6 @@ int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
         return 0;
     if (f->fd < 0)
         f = &stderr_dest; /* an access log not open */
-    if (ended && f == &stderr_dest && stderr_was_blocking)
-        return 0; /* fd 2 blocks again (wd__m_logs_end) */
     if (held_flush(f) == 0 && write_some(f, p, n, &off) == 0)
         return 0;
     if (f->held_len == 0 && f->dropped == 0) {
@@ -354,26 +359,32 @@ void wd__m_logs_app(int on)
 void wd__m_logs_start(wd_master_t *m)
 {
     struct stat st;
-    int fd, fl;
+    int fd;
 
     uv_timer_init(&m->loop, &retry_timer);
     uv_unref((uv_handle_t *)&retry_timer);
     /* stderr: a description of its own, non-blocking, where it can be had (a pipe, a FIFO, a
-     * terminal), as fd 2's is shared with whoever started wsgid (a shell's terminal); a socket
-     * is sent to with MSG_DONTWAIT; a file does not block. */
+     * terminal), as fd 2's is shared with whoever started wsgid (a shell's terminal, the other
+     * processes of a pipeline): O_NONBLOCK is never set on it, as they would get EAGAIN too, and
+     * keep it after the master's end. A socket is sent to with MSG_DONTWAIT; a file does not
+     * block. Where /proc/self/fd/2 cannot be opened (wsgid run as a user who does not own the
+     * pipe or terminal: su, setpriv, sudo -u; no /proc), fd 2 is written waiting, as before,
+     * said once. */
+    started = 1;
+    wd_log_set_sink(own_sink);
     if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode)) {
         stderr_dest.sock = 1;
     } else if (fstat(2, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
         fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
-        if (fd >= 0) {
+        if (fd >= 0)
             stderr_dest.fd = fd;
-        } else if ((fl = fcntl(2, F_GETFL)) >= 0 && !(fl & O_NONBLOCK) &&
-                   fcntl(2, F_SETFL, fl | O_NONBLOCK) == 0) {
-            stderr_was_blocking = 1;
-        }
+        else
+            wd_log_warn("stderr (a %s) cannot be opened again non-blocking (/proc/self/fd/2: "
+                        "%s): the master waits for it as it writes, and a reader that stops "
+                        "holds it up; run wsgid as the user that owns it, or set log.file to a "
+                        "file",
+                        S_ISFIFO(st.st_mode) ? "pipe or FIFO" : "terminal", strerror(errno));
     }
-    started = 1;
-    wd_log_set_sink(own_sink);
 }
 
 void wd__m_logs_stop(void)
@@ -428,19 +439,61 @@ static void say_lost(wd_logdest_t *f, const char *when)
                 when, lines, bytes, dest_name(f, name, sizeof name), since);
 }
 
+static long long now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int dest_pending(const wd_logdest_t *f)
+{
+    return f->fd >= 0 && (f->held_len > 0 || f->dropped > 0);
+}
+
+/* Writes what stderr and the error log hold, waiting for them while they take it (see
+ * WD_LOGS_END_WAIT_MS). */
+static void held_drain(void)
+{
+    long long now = now_ms(), end = now + WD_LOGS_END_WAIT_MS, idle = now + WD_LOGS_END_IDLE_MS;
+    wd_logdest_t *dests[2] = {&error_dest, &stderr_dest};
+
+    for (;;) {
+        size_t before = error_dest.held_len + stderr_dest.held_len, after;
+        struct pollfd pfd[2];
+        nfds_t n = 0;
+
+        for (int i = 0; i < 2; i++)
+            if (dest_pending(dests[i]))
+                (void)held_flush(dests[i]);
+        after = error_dest.held_len + stderr_dest.held_len;
+        now = now_ms();
+        if (after < before)
+            idle = now + WD_LOGS_END_IDLE_MS;
+        if (!dest_pending(&error_dest) && !dest_pending(&stderr_dest))
+            return;
+        if (now >= end || now >= idle)
+            return;
+        for (int i = 0; i < 2; i++)
+            if (dest_pending(dests[i]))
+                pfd[n++] = (struct pollfd){.fd = dests[i]->fd, .events = POLLOUT};
+        /* 20 ms at most: a destination that says it has room and takes nothing must not spin */
+        if (after < before)
+            (void)poll(pfd, n, 20);
+        else
+            (void)poll(NULL, 0, 20);
+    }
+}
+
 void wd__m_logs_end(void)
 {
-    int fl;
-
     if (ended)
         return;
-    (void)held_flush(&error_dest);
-    (void)held_flush(&stderr_dest);
+    held_drain();
     say_lost(&stderr_dest, "at the stop");
     say_lost(&error_dest, "at the stop");
     ended = 1; /* a line from now on goes if it is taken at once, else nowhere */
-    if (stderr_was_blocking && (fl = fcntl(2, F_GETFL)) >= 0)
-        (void)fcntl(2, F_SETFL, fl & ~O_NONBLOCK); /* fd 2's description is shared: as it was */
 }
 
 int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 from helpers.clients import Conn, http_request
@@ -145,6 +146,31 @@ def access_seen(text):
     return [int(m) for m in re.findall(r'"GET /x\?a+-(\d+) HTTP', text)]
 
 
+class SlowReader(threading.Thread):
+    """Reads fd steadily but slowly, 4 KiB every 20 ms (200 KB/s: a log shipper), into got,
+    until its end."""
+
+    def __init__(self, fd):
+        super().__init__(daemon=True)
+        self.fd = fd
+        self.got = b""
+        self.start()
+
+    def run(self):
+        while True:
+            try:
+                chunk = os.read(self.fd, 4096)
+            except BlockingIOError:
+                chunk = None
+            except OSError:
+                return
+            if chunk == b"":
+                return
+            if chunk:
+                self.got += chunk
+            time.sleep(0.02)
+
+
 def test_a_stderr_nobody_reads_holds_the_master_up_no_more(tmp):
     """Access log "-" and stderr a pipe the test does not read: 900 requests of 2 KiB lines, more
     than the pipe and the master hold. The master restarts a killed worker, answers wsgictl status;
@@ -265,3 +291,110 @@ def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp):
         assert len(seen) + int(found[0]) + worker == 900, (len(seen), found, worker)
     finally:
         m.close()
+
+
+def test_at_a_stop_a_slow_reader_of_stderr_still_gets_every_line(tmp):
+    """stderr read steadily but slowly (200 KB/s), 400 access lines of 2 KiB (within what the
+    master holds), and SIGTERM: the master waits for the reader at its end, and every line and its
+    "master exiting" come, none said lost. It made one attempt at the end, and 42 to 53 of the 400
+    came (helper-92's finding 1)."""
+    errlog = tmp / "error.log"
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+                 what="ready in the error log")
+        reader = SlowReader(m.out)
+        flood(m.sock, 400)
+        time.sleep(0.1)  # the worker's last access line
+        m.stop(read=False)
+        reader.join(20)
+        seen = access_seen(reader.got.decode(errors="replace"))
+        log = errlog.read_text()
+        assert "were lost" not in log, log[-1000:]
+        # what the worker could not give the master (its pipe full: the master reads access log
+        # pipes every 20 ms) it counts itself
+        worker = sum(int(a) for _, a in WORKER_LEFT.findall(log))
+        assert seen == sorted(seen) and len(seen) + worker == 400, (len(seen), worker)
+        assert "master exiting with status 0" in log, log[-1000:]
+    finally:
+        m.close()
+
+
+BROKEN_APP = """
+import sys
+for i in range(3000):
+    sys.stderr.write("IMPORT %06d %s\\n" % (i, "y" * 100))
+raise RuntimeError("BROKEN-APP")
+"""
+
+
+def test_a_failed_start_gets_every_line_to_a_slow_reader_of_stderr(tmp):
+    """An app that prints 3000 lines at import then raises, the default logs ("-"), stderr read
+    at 200 KB/s: a failed start is a stop, and every line, the traceback and "master exiting with
+    status 1" come. 403 to 439 of the 3000 came, the last line cut (helper-92's finding 1)."""
+    (tmp / "broken.py").write_text(BROKEN_APP)
+    conf = tmp / "wsgid.yaml"
+    conf.write_text(make_config(tmp, {"site": {"app": str(tmp / "broken.py"), "processes": 1,
+                                               "threads": 1,
+                                               "listen": ["unix:" + str(tmp / "s.sock")]}}))
+    r, w = os.pipe()
+    proc = subprocess.Popen([str(WSGID_BIN), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=w, stderr=w, cwd=str(tmp), start_new_session=True)
+    os.close(w)
+    try:
+        reader = SlowReader(r)
+        rc = proc.wait(60)
+        reader.join(20)
+        text = reader.got.decode(errors="replace")
+        assert rc == 1
+        assert re.findall(r"IMPORT (\d+) y{100}\n", text) == ["%06d" % i for i in range(3000)]
+        assert "BROKEN-APP" in text
+        assert text.rstrip("\n").splitlines()[-1].endswith("master exiting with status 1"), \
+            text[-500:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(r)
+
+
+def test_stderr_that_cannot_be_opened_again_is_not_made_non_blocking(tmp):
+    """wsgid run as another user (setpriv to nobody, as after su or sudo -u) whose stderr is a pipe
+    the test (root) made: /proc/self/fd/2 cannot be opened (EACCES). The master set O_NONBLOCK on
+    fd 2 itself, whose description the test's end of the pipe shares (as a shell's terminal and a
+    pipeline's other processes do): their writes got EAGAIN, and kept it after a kill -9 of the
+    master (helper-92's finding 3). Now it never does, says it writes stderr waiting, and stops."""
+    os.chmod(tmp, 0o711)
+    (tmp / "ok.py").write_text("def application(e, s):\n"
+                               "    s('200 OK', [('Content-Length', '2')])\n"
+                               "    return [b'ok']\n")
+    os.chmod(tmp / "ok.py", 0o644)
+    run = tmp / "run"
+    run.mkdir(mode=0o777)
+    os.chmod(run, 0o777)
+    conf = tmp / "wsgid.yaml"
+    conf.write_text("log: {level: info, file: \"-\", access: \"-\"}\ngroups:\n"
+                    "  site: {app: %s, processes: 1, threads: 1, listen: [\"unix:%s/s.sock\"]}\n"
+                    % (tmp / "ok.py", run))
+    os.chmod(conf, 0o644)
+    r, w = os.pipe()
+    proc = subprocess.Popen(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups",
+                             str(WSGID_BIN), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=w, stderr=w, cwd=str(run), start_new_session=True)
+    reader = SlowReader(r)
+    try:
+        wait_for(lambda: READY.encode() in reader.got, timeout=15, what="ready on stderr")
+        assert os.get_blocking(w), "O_NONBLOCK set on the description the test shares"
+        assert re.search(rb"\[warn\] master: stderr \(a pipe or FIFO\) cannot be opened again "
+                         rb"non-blocking \(/proc/self/fd/2: Permission denied\): the master "
+                         rb"waits for it", reader.got), reader.got[-2000:]
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(20) == 0
+        assert os.get_blocking(w)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        os.close(w)
+        reader.join(10)
+        os.close(r)
