@@ -44,6 +44,7 @@
 #define WD_LOGS_HELD_CAP (WD_LOGS_HELD_MAX + WD_LOGS_OWN_ROOM + 2 * WD_LOG_LINE_MAX + 1024)
 
 enum { DEST_ACCESS, DEST_ERROR, DEST_STDERR };
+#define WD_LOGS_DROPS 16
 
 struct wd_logdest {
     struct wd_logdest *next;
@@ -52,6 +53,7 @@ struct wd_logdest {
     int fd;         /* -1 until it could be opened: the lines go to stderr meanwhile */
     int kind;
     int sock;       /* a socket (the journal's stream): send(MSG_DONTWAIT) */
+    int dgram;      /* a datagram socket: a line a send */
     int said;       /* its error was reported */
     unsigned users; /* the access log pipes of the workers that write it (master_logpipe.c) */
     char *held;
@@ -60,6 +62,14 @@ struct wd_logdest {
     unsigned long long dropped_bytes, dropped_own;
     time_t since; /* the first of them */
     time_t stuck; /* when it first held lines, since it last held none */
+    /* The drop lines held, oldest first: each stands for the lines it counts, not one, when
+     * what is held is counted as lost (say_lost, a destination's error). Past WD_LOGS_DROPS the
+     * last one takes the newer ones' counts too. */
+    struct {
+        size_t start, end;
+        unsigned long long lines, bytes, own;
+    } drops[WD_LOGS_DROPS];
+    int n_drops;
 };
 
 static wd_logdest_t *access_files;
@@ -175,26 +185,70 @@ static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t 
     return f;
 }
 
-/* Writes p, n: 0 done, -1 what is left (*off written) waits: EAGAIN, a FIFO that is full. */
-static int write_some(const wd_logdest_t *f, const char *p, size_t n, size_t *off)
+/* Counts p, n, which f will not take, as dropped: the drop lines held in it for what they count. */
+static void count_lost(wd_logdest_t *f, const char *p, size_t n)
+{
+    size_t lines = 0, bytes = n, i;
+    int held = f->held != NULL && p >= f->held && p < f->held + f->held_len;
+    size_t at = held ? (size_t)(p - f->held) : 0;
+
+    if (n == 0)
+        return;
+    for (i = 0; i < n; i++)
+        lines += p[i] == '\n';
+    lines += p[n - 1] != '\n';
+    if (f->dropped == 0)
+        f->since = time(NULL);
+    for (int d = 0; held && d < f->n_drops; d++) {
+        if (f->drops[d].start < at || f->drops[d].end > at + n)
+            continue;
+        lines += f->drops[d].lines - 1;
+        bytes += f->drops[d].bytes - (f->drops[d].end - f->drops[d].start);
+        f->dropped_own += f->drops[d].own;
+    }
+    f->dropped += lines;
+    f->dropped_bytes += bytes;
+}
+
+/* Writes p, n: 0 done, -1 what is left (*off written) waits: EAGAIN, a FIFO that is full; -2 f
+ * failed (EPIPE, EIO; a datagram too long): what it did not take is counted as dropped, not
+ * kept, or it would be held for ever in front of the newer lines. A datagram socket gets a line
+ * a send. */
+static int write_some(wd_logdest_t *f, const char *p, size_t n, size_t *off)
 {
     ssize_t w;
+    size_t len;
+    int failed = 0;
 
     *off = 0;
     while (*off < n) {
+        len = n - *off;
+        if (f->dgram) {
+            const char *nl = memchr(p + *off, '\n', len);
+
+            len = nl != NULL ? (size_t)(nl - (p + *off)) + 1 : len;
+        }
         if (f->sock)
-            w = send(f->fd, p + *off, n - *off, MSG_DONTWAIT | MSG_NOSIGNAL);
+            w = send(f->fd, p + *off, len, MSG_DONTWAIT | MSG_NOSIGNAL);
         else
-            w = write(f->fd, p + *off, n - *off);
+            w = write(f->fd, p + *off, len);
         if (w < 0 && errno == EINTR)
             continue;
-        if (w < 0 && errno == EAGAIN)
+        if (w < 0 && (errno == EAGAIN || errno == ENOBUFS))
             return -1;
-        if (w <= 0)
-            return 0; /* nowhere left to say it, as for the master's own lines */
-        *off += (size_t)w;
+        if (w > 0 && !f->dgram) {
+            *off += (size_t)w;
+            continue;
+        }
+        if (w < 0 || (w == 0 && len > 0)) {
+            failed = 1;
+            if (!f->dgram)
+                len = n - *off; /* the rest: it would fail again */
+            count_lost(f, p + *off, len);
+        }
+        *off += len;
     }
-    return 0;
+    return failed ? -2 : 0;
 }
 
 /* What names f in the master's lines. */
@@ -227,18 +281,55 @@ static void drop_line(wd_logdest_t *f)
                     "dropped",
                     name, f->dropped);
     } else {
+        size_t start;
+        int d;
+
         if (f->held == NULL)
             f->held = xmalloc(WD_LOGS_HELD_CAP);
+        start = f->held_len;
         f->held_len += wd_log_format(f->held + f->held_len, 1024, WD_LOG_WARN,
                                      "%llu lines (%llu bytes) for %s were dropped from %s on, as "
                                      "it took none (a pipe, FIFO or terminal that nobody "
                                      "reads?): %llu of them the master's own",
                                      f->dropped, f->dropped_bytes, name, when, f->dropped_own);
+        if (f->n_drops < WD_LOGS_DROPS) {
+            d = f->n_drops++;
+            f->drops[d].start = start;
+            f->drops[d].lines = f->drops[d].bytes = f->drops[d].own = 0;
+        } else {
+            /* the last one stands for this one too, and spans the lines between, which are
+             * counted as lines */
+            d = WD_LOGS_DROPS - 1;
+            f->drops[d].lines--, f->drops[d].bytes += start - f->drops[d].end;
+        }
+        f->drops[d].end = f->held_len;
+        f->drops[d].lines += f->dropped, f->drops[d].bytes += f->dropped_bytes;
+        f->drops[d].own += f->dropped_own;
     }
     f->dropped = f->dropped_bytes = f->dropped_own = 0;
 }
 
-/* What f holds goes first: 0 once it has all gone. */
+/* Takes off bytes from the front of what f holds. */
+static void held_take(wd_logdest_t *f, size_t off)
+{
+    int d, k = 0;
+
+    if (off == 0)
+        return;
+    memmove(f->held, f->held + off, f->held_len - off);
+    f->held_len -= off;
+    for (d = 0; d < f->n_drops; d++) {
+        if (f->drops[d].end <= off)
+            continue; /* it went */
+        f->drops[k] = f->drops[d];
+        f->drops[k].start = f->drops[k].start > off ? f->drops[k].start - off : 0;
+        f->drops[k++].end -= off;
+    }
+    f->n_drops = k;
+}
+
+/* What f holds goes first: 0 once it has all gone, -1 what is left waits, -2 f failed (what it
+ * held was counted as dropped; the drop line waits for a write that goes). */
 static int held_flush(wd_logdest_t *f)
 {
     size_t off;
@@ -247,10 +338,7 @@ static int held_flush(wd_logdest_t *f)
     if (f->held_len == 0 && f->dropped == 0)
         return 0;
     rc = write_some(f, f->held, f->held_len, &off);
-    if (off > 0) {
-        memmove(f->held, f->held + off, f->held_len - off);
-        f->held_len -= off;
-    }
+    held_take(f, off);
     if (rc == 0 && f->dropped > 0) {
         drop_line(f);
         return held_flush(f);
@@ -318,8 +406,8 @@ int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
         return 0;
     if (f->fd < 0)
         f = &stderr_dest; /* an access log not open */
-    if (held_flush(f) == 0 && write_some(f, p, n, &off) == 0)
-        return 0;
+    if (held_flush(f) != -1 && write_some(f, p, n, &off) != -1)
+        return 0; /* written, or f failed: counted */
     if (f->held_len == 0 && f->dropped == 0) {
         p += off;
         n -= off;
@@ -337,9 +425,9 @@ int wd__m_logs_retry(void)
     int left = 0;
 
     for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
-        if (held_flush(f) < 0)
+        if (held_flush(f) == -1)
             left = 1;
-    if (held_flush(&error_dest) < 0 || held_flush(&stderr_dest) < 0)
+    if (held_flush(&error_dest) == -1 || held_flush(&stderr_dest) == -1)
         left = 1;
     return left;
 }
@@ -373,7 +461,12 @@ void wd__m_logs_start(wd_master_t *m)
     started = 1;
     wd_log_set_sink(own_sink);
     if (fstat(2, &st) == 0 && S_ISSOCK(st.st_mode)) {
+        int type = 0;
+        socklen_t len = sizeof type;
+
         stderr_dest.sock = 1;
+        stderr_dest.dgram =
+            getsockopt(2, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_DGRAM;
     } else if (fstat(2, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
         fd = open("/proc/self/fd/2", O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         if (fd >= 0)
@@ -403,9 +496,9 @@ static void say_lost(wd_logdest_t *f, const char *when)
     struct stat st;
     struct tm tm;
 
-    for (size_t i = 0; i < f->held_len; i++)
-        lines += f->held[i] == '\n';
-    bytes += f->held_len;
+    count_lost(f, f->held, f->held_len);
+    lines = f->dropped, bytes = f->dropped_bytes;
+    f->n_drops = 0;
     if (lines == 0)
         return;
     localtime_r(&f->stuck, &tm);
