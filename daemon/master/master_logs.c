@@ -60,8 +60,10 @@ struct wd_logdest {
     size_t held_len;
     unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
     unsigned long long dropped_bytes, dropped_own;
-    time_t since; /* the first of them */
-    time_t stuck; /* when it first held lines, since it last held none */
+    time_t since;                     /* the first of them */
+    time_t stuck;                     /* when it first held lines, since it last held none */
+    time_t took;                      /* when it last took some */
+    unsigned long takes, takes_stuck; /* the writes it took: all, and when it was stuck */
     /* The drop lines held, oldest first: each stands for the lines it counts, not one, when
      * what is held is counted as lost (say_lost, a destination's error). Past WD_LOGS_DROPS the
      * last one takes the newer ones' counts too. */
@@ -236,6 +238,8 @@ static int write_some(wd_logdest_t *f, const char *p, size_t n, size_t *off)
             continue;
         if (w < 0 && (errno == EAGAIN || errno == ENOBUFS))
             return -1;
+        if (w > 0)
+            f->took = time(NULL), f->takes++;
         if (w > 0 && !f->dgram) {
             *off += (size_t)w;
             continue;
@@ -277,9 +281,9 @@ static void drop_line(wd_logdest_t *f)
     localtime_r(&f->since, &tm);
     strftime(when, sizeof when, "%H:%M:%S", &tm);
     if (f->kind == DEST_ACCESS) {
-        wd_log_warn("%s took no lines for a while (a FIFO that nobody read?): %llu lines were "
-                    "dropped",
-                    name, f->dropped);
+        wd_log_warn("%s did not take its lines fast enough (a FIFO that nobody reads, or reads "
+                    "slowly?): %llu lines were dropped from %s on",
+                    name, f->dropped, when);
     } else {
         size_t start;
         int d;
@@ -289,8 +293,9 @@ static void drop_line(wd_logdest_t *f)
         start = f->held_len;
         f->held_len += wd_log_format(f->held + f->held_len, 1024, WD_LOG_WARN,
                                      "%llu lines (%llu bytes) for %s were dropped from %s on, as "
-                                     "it took none (a pipe, FIFO or terminal that nobody "
-                                     "reads?): %llu of them the master's own",
+                                     "it did not take them fast enough (a pipe, FIFO or terminal "
+                                     "that nobody reads, or reads slowly?): %llu of them the "
+                                     "master's own",
                                      f->dropped, f->dropped_bytes, name, when, f->dropped_own);
         if (f->n_drops < WD_LOGS_DROPS) {
             d = f->n_drops++;
@@ -356,7 +361,7 @@ static void held_keep(wd_logdest_t *f, const char *p, size_t n)
     if (f->held == NULL)
         f->held = xmalloc(WD_LOGS_HELD_CAP);
     if (f->held_len == 0 && f->dropped == 0)
-        f->stuck = time(NULL);
+        f->stuck = time(NULL), f->takes_stuck = f->takes;
     while (n > 0) {
         int whole = f->held_len == 0 || f->held[f->held_len - 1] == '\n';
 
@@ -492,7 +497,7 @@ void wd__m_logs_stop(void)
 static void say_lost(wd_logdest_t *f, const char *when)
 {
     unsigned long long lines = f->dropped, bytes = f->dropped_bytes;
-    char name[1200], since[16];
+    char name[1200], since[16], why[96];
     struct stat st;
     struct tm tm;
 
@@ -501,14 +506,20 @@ static void say_lost(wd_logdest_t *f, const char *when)
     f->n_drops = 0;
     if (lines == 0)
         return;
-    localtime_r(&f->stuck, &tm);
+    /* what is true: it took nothing since it first held lines, or it took them too slowly */
+    localtime_r(f->takes == f->takes_stuck ? &f->stuck : &f->took, &tm);
     strftime(since, sizeof since, "%H:%M:%S", &tm);
+    snprintf(why, sizeof why,
+             f->takes == f->takes_stuck ? "it took none from %s on"
+                                        : "it did not take them fast enough "
+                                          "(the last at %s)",
+             since);
     f->held_len = 0;
     f->dropped = f->dropped_bytes = f->dropped_own = 0;
     if (f->kind == DEST_ACCESS) {
-        wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on (a "
-                    "FIFO that nobody reads?)",
-                    when, lines, bytes, dest_name(f, name, sizeof name), since);
+        wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: %s (a FIFO that nobody reads, "
+                    "or reads slowly?)",
+                    when, lines, bytes, dest_name(f, name, sizeof name), why);
         return;
     }
     if (f == &error_dest) {
@@ -519,17 +530,17 @@ static void say_lost(wd_logdest_t *f, const char *when)
         if (stderr_dest.held_len > 0 || stderr_dest.dropped > 0)
             return;
         n = wd_log_format(line, sizeof line, WD_LOG_WARN,
-                          "%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on "
-                          "(a pipe, FIFO or terminal that nobody reads?)",
-                          when, lines, bytes, dest_name(f, name, sizeof name), since);
+                          "%s, %llu lines (%llu bytes) for %s were lost: %s (a pipe, FIFO or "
+                          "terminal that nobody reads, or reads slowly?)",
+                          when, lines, bytes, dest_name(f, name, sizeof name), why);
         (void)write_some(&stderr_dest, line, n, &off);
         return;
     }
     if (wd_log_fd() < 0 || wd_log_fd() == 2 || fstat(wd_log_fd(), &st) < 0 || !S_ISREG(st.st_mode))
         return; /* the error log is stderr, or not a file: nothing would take it */
-    wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: it took none from %s on (a pipe, "
-                "FIFO or terminal that nobody reads?)",
-                when, lines, bytes, dest_name(f, name, sizeof name), since);
+    wd_log_warn("%s, %llu lines (%llu bytes) for %s were lost: %s (a pipe, FIFO or terminal that "
+                "nobody reads, or reads slowly?)",
+                when, lines, bytes, dest_name(f, name, sizeof name), why);
 }
 
 static long long now_ms(void)

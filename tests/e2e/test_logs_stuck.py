@@ -35,10 +35,10 @@ def application(environ, start_response):
 '''
 
 # "... [warn] master: 123 lines (4567 bytes) for stderr were dropped from 12:00:00 on, as it
-# took none (...): 0 of them the master's own"
+# did not take them fast enough (...): 0 of them the master's own"
 DROPPED = (r"\[warn\] master: (\d+) lines \(\d+ bytes\) for %s were dropped from "
-           r"\d\d:\d\d:\d\d on, as it took none \(a pipe, FIFO or terminal that nobody "
-           r"reads\?\): (\d+) of them the master's own")
+           r"\d\d:\d\d:\d\d on, as it did not take them fast enough \(a pipe, FIFO or terminal "
+           r"that nobody reads, or reads slowly\?\): (\d+) of them the master's own")
 WORKER_LEFT = re.compile(r"\[warn\] \w+:\d+: (\d+) error log lines and (\d+) access log lines "
                          r"were left out")
 LONG = "/x?" + "a" * 2000
@@ -282,7 +282,7 @@ def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp):
         m.stop(read=False)
         lost = re.compile(r"\[warn\] master: at the stop, (\d+) lines \(\d+ bytes\) for stderr "
                           r"were lost: it took none from \d\d:\d\d:\d\d on \(a pipe, FIFO or "
-                          r"terminal that nobody reads\?\)")
+                          r"terminal that nobody reads, or reads slowly\?\)")
         log = errlog.read_text()
         found = lost.findall(log)
         assert len(found) == 1, log[-2000:]
@@ -497,3 +497,23 @@ def test_a_datagram_stderr_gets_a_line_a_send_and_holds_nothing_for_ever(tmp):
             proc.kill()
             proc.wait(5)
         a.close()
+
+
+def test_a_slow_reader_is_not_said_to_take_nothing(tmp):
+    """stderr read steadily at 200 KB/s, 1500 access lines of 2 KiB at once (more than the master
+    holds): the drop line says what is true, that stderr did not take them fast enough, and since
+    when lines were dropped; it said "as it took none (... that nobody reads?)" (helper-92's
+    finding 5)."""
+    errlog = tmp / "error.log"
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+                 what="ready in the error log")
+        reader = SlowReader(m.out)
+        flood(m.sock, 1500)
+        wait_for(lambda: re.search(DROPPED % "stderr", reader.got.decode(errors="replace")),
+                 timeout=20, what="the drop line")
+        assert b"took none" not in reader.got
+        m.stop(read=False)
+    finally:
+        m.close()
