@@ -41,6 +41,10 @@
  * held is never taken out of the order it came in. What was dropped is said in the destination
  * where the lines are missing, in one line (drop_line), as soon as a line can be held again. */
 #define WD_LOGS_OWN_ROOM (64 * 1024)
+/* Lines that stderr drops are said in the error log too while they are dropped (and the
+ * reverse), at most once every WD_LOGS_TELL_EVERY seconds a destination, with the count so far:
+ * the drop line comes where they are missing only once it takes lines again. */
+#define WD_LOGS_TELL_EVERY 5
 #define WD_LOGS_HELD_CAP (WD_LOGS_HELD_MAX + WD_LOGS_OWN_ROOM + 2 * WD_LOG_LINE_MAX + 1024)
 
 enum { DEST_ACCESS, DEST_ERROR, DEST_STDERR };
@@ -64,6 +68,7 @@ struct wd_logdest {
     time_t stuck;                     /* when it first held lines, since it last held none */
     time_t took;                      /* when it last took some */
     unsigned long takes, takes_stuck; /* the writes it took: all, and when it was stuck */
+    time_t told; /* when its drops were last said in the other destination (say_elsewhere) */
     /* The drop lines held, oldest first: each stands for the lines it counts, not one, when
      * what is held is counted as lost (say_lost, a destination's error). Past WD_LOGS_DROPS the
      * last one takes the newer ones' counts too. */
@@ -76,6 +81,7 @@ struct wd_logdest {
 
 static wd_logdest_t *access_files;
 static int held_flush(wd_logdest_t *f);
+static void say_elsewhere(wd_logdest_t *f);
 static wd_logdest_t stderr_dest = {.fd = 2, .kind = DEST_STDERR};
 static wd_logdest_t error_dest = {.fd = -1, .kind = DEST_ERROR};
 static int own_line;  /* the line given is the master's own (the sink's) */
@@ -381,6 +387,38 @@ static void held_keep(wd_logdest_t *f, const char *p, size_t n)
         p += first;
         n -= first;
     }
+    say_elsewhere(f);
+}
+
+static wd_logdest_t *error_get(void);
+
+/* Says in the other destination (the error log for stderr, stderr for the error log) that f drops
+ * lines, rate-limited (WD_LOGS_TELL_EVERY). */
+static void say_elsewhere(wd_logdest_t *f)
+{
+    static int in;
+    int was_own = own_line, was_app = app_lines;
+    time_t now = time(NULL);
+    char when[16], name[1200], line[1536];
+    struct tm tm;
+    size_t n;
+
+    if (in || f->kind == DEST_ACCESS || f->dropped == 0 || now - f->told < WD_LOGS_TELL_EVERY ||
+        error_get() != &error_dest)
+        return; /* the error log is stderr, or off: nowhere else to say it */
+    f->told = now;
+    localtime_r(&f->since, &tm);
+    strftime(when, sizeof when, "%H:%M:%S", &tm);
+    in = 1;
+    own_line = 1, app_lines = 0;
+    n = wd_log_format(line, sizeof line, WD_LOG_WARN,
+                      "%s does not take its lines fast enough (a pipe, FIFO or terminal that "
+                      "nobody reads, or reads slowly?): %llu lines (%llu bytes) dropped there "
+                      "from %s on so far, counted there once it takes lines again",
+                      dest_name(f, name, sizeof name), f->dropped, f->dropped_bytes, when);
+    (void)wd__m_logs_write(f == &stderr_dest ? &error_dest : &stderr_dest, line, n);
+    own_line = was_own, app_lines = was_app;
+    in = 0;
 }
 
 static void retry_cb(uv_timer_t *t)

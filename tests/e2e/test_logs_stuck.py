@@ -517,3 +517,25 @@ def test_a_slow_reader_is_not_said_to_take_nothing(tmp):
         m.stop(read=False)
     finally:
         m.close()
+
+
+def test_lines_stderr_drops_are_said_in_the_error_log_file_while_running(tmp):
+    """stderr a pipe nobody reads, the error log a file, 900 access lines of 2 KiB (more than the
+    master holds) to stderr: while wsgid runs, the error log says that stderr drops lines, with
+    the count so far, once (at most one line every 5 s); it was said only in stderr, once stderr
+    took lines again (helper-92's finding 6)."""
+    errlog = tmp / "error.log"
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
+    told = re.compile(r"\[warn\] master: stderr does not take its lines fast enough \(a pipe, "
+                      r"FIFO or terminal that nobody reads, or reads slowly\?\): (\d+) lines "
+                      r"\(\d+ bytes\) dropped there from \d\d:\d\d:\d\d on so far")
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+                 what="ready in the error log")
+        flood(m.sock, 900)
+        found = wait_for(lambda: told.findall(errlog.read_text()), timeout=10,
+                         what="the drops of stderr said in the error log")
+        assert len(found) == 1 and int(found[0]) >= 1, found
+        m.stop(read=False)
+    finally:
+        m.close()
