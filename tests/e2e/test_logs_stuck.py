@@ -142,6 +142,11 @@ def answers(sock):
         return False
 
 
+def ready(errlog):
+    wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
+             what="ready in the error log")
+
+
 def access_seen(text):
     return [int(m) for m in re.findall(r'"GET /x\?a+-(\d+) HTTP', text)]
 
@@ -180,8 +185,7 @@ def test_a_stderr_nobody_reads_holds_the_master_up_no_more(tmp):
     errlog = tmp / "error.log"
     m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, processes=2)
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         served = flood(m.sock)
         m.kill_worker_and_see_it_back([p for p in m.workers() if p != served][0])
         m.status()
@@ -276,8 +280,7 @@ def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp):
     errlog = tmp / "error.log"
     m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         flood(m.sock)
         m.stop(read=False)
         lost = re.compile(r"\[warn\] master: at the stop, (\d+) lines \(\d+ bytes\) for stderr "
@@ -301,8 +304,7 @@ def test_at_a_stop_a_slow_reader_of_stderr_still_gets_every_line(tmp):
     errlog = tmp / "error.log"
     m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         reader = SlowReader(m.out)
         flood(m.sock, 400)
         time.sleep(0.1)  # the worker's last access line
@@ -409,8 +411,7 @@ def test_the_count_at_the_stop_counts_what_a_held_drop_line_stands_for(tmp):
     errlog = tmp / "error.log"
     m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         flood(m.sock, 900)
         time.sleep(0.5)
         got = b""
@@ -472,8 +473,7 @@ def test_a_datagram_stderr_gets_a_line_a_send_and_holds_nothing_for_ever(tmp):
                 time.sleep(0.01)
 
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         flood(sock, 300)
         time.sleep(1)
         drain(3)
@@ -507,8 +507,7 @@ def test_a_slow_reader_is_not_said_to_take_nothing(tmp):
     errlog = tmp / "error.log"
     m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         reader = SlowReader(m.out)
         flood(m.sock, 1500)
         wait_for(lambda: re.search(DROPPED % "stderr", reader.got.decode(errors="replace")),
@@ -530,8 +529,7 @@ def test_lines_stderr_drops_are_said_in_the_error_log_file_while_running(tmp):
                       r"FIFO or terminal that nobody reads, or reads slowly\?\): (\d+) lines "
                       r"\(\d+ bytes\) dropped there from \d\d:\d\d:\d\d on so far")
     try:
-        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=15,
-                 what="ready in the error log")
+        ready(errlog)
         flood(m.sock, 900)
         found = wait_for(lambda: told.findall(errlog.read_text()), timeout=10,
                          what="the drops of stderr said in the error log")
