@@ -30,7 +30,12 @@
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
- *     restart; "unlistened\n" once it accepts no more after a "stop last". Master to worker:
+ *     restart; "unlistened\n" once it accepts no more after a "stop last"; "adopt INDEX\n" with
+ *     an idle kept connection accepted on its listener INDEX (its descriptor as SCM_RIGHTS with
+ *     the line's first byte), which a stopping worker hands over instead of closing it
+ *     (daemon/worker/conn.c: wd__conn_hand_over): the master passes the line and the connection
+ *     on to a ready worker of the group that listens there too, or closes it when none can take
+ *     it. Master to worker:
  *     "logs ERROR ACCESS\n" = its error log and its access log, each "fd" (the non-blocking
  *     write end of a pipe whose read end the master keeps, and whose lines it appends to the
  *     file: it comes with the line's first byte as SCM_RIGHTS, error log first) or "off"; the
@@ -42,7 +47,9 @@
  *     the listen queue, then says "unlistened", and the master shuts the group's TCP listeners
  *     once every worker has; "siblings RECORD:PID ...\n" = the ready workers of its group (itself
  * among them) by scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever
- * one becomes ready (daemon/worker/balance.h).
+ * one becomes ready (daemon/worker/balance.h), before the worker it replaces is told to stop;
+ * "adopt INDEX\n" with a connection, as above: the worker takes it as one it accepted on its
+ * listener INDEX (daemon/worker/accept.c: wd_accept_adopt).
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H

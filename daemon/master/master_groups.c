@@ -446,33 +446,6 @@ struct wd_say {
     char bytes[];
 };
 
-int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int n_fds, int flags)
-{
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * 2)];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = {(void *)bytes, len};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    if (n_fds > 0) {
-        memset(&ctl, 0, sizeof ctl);
-        msg.msg_control = ctl.buf;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n_fds);
-        c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n_fds);
-        memcpy(CMSG_DATA(c), fds, sizeof(int) * (size_t)n_fds);
-    }
-    do
-        n = sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
-    return n < 0 ? -errno : (int)n;
-}
-
 static void say_drop(wd_proc_t *p)
 {
     wd_say_t *s;
@@ -495,7 +468,7 @@ void wd__m_proc_flush(wd_proc_t *p)
         return;
     }
     while ((s = p->says) != NULL) {
-        n = wd__m_send_fds(fd, s->bytes + s->off, s->len - s->off, NULL, 0, MSG_DONTWAIT);
+        n = wd_scm_send(fd, s->bytes + s->off, s->len - s->off, NULL, 0, MSG_DONTWAIT);
         if (n == -EAGAIN || n == -EWOULDBLOCK)
             return; /* the next tick tries again */
         if (n < 0) {

@@ -15,6 +15,7 @@
 #include "metrics.h"
 #include "scoreboard.h"
 #include "log.h"
+#include "scm.h"
 
 #include <jansson.h>
 #include <limits.h>
@@ -66,6 +67,8 @@ struct wd_gen {
     int refs;
 };
 
+#define WD_MASTER_ADOPT_FDS 64 /* see wd_proc_t.adopt_fds */
+
 typedef enum wd_proc_state {
     WD_PROC_STARTING, /* spawned, has not reported ready yet */
     WD_PROC_READY,
@@ -103,6 +106,10 @@ struct wd_proc {
     wd_output_t *out[2];        /* what it writes to its stdout and stderr (master_output.c) */
     wd_logpipe_t *logs[2];      /* its error log and access log lines (master_logpipe.c) */
     wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_say) */
+    /* The connections that came with its last "adopt" lines, read past libuv (drain_socket in
+     * master_life.c), in order: after any libuv holds. */
+    int adopt_fds[WD_MASTER_ADOPT_FDS];
+    size_t n_adopt_fds;
     char failed[512];
     /* What a starting worker said it loads ("app /srv/app.py (mount /reports)"): its lines
      * while it starts name it, so that a hang or a crash in an import says which app. */
@@ -271,8 +278,6 @@ void wd__m_proc_kill_cb(uv_timer_t *t);
  * tick). */
 void wd__m_proc_say(wd_proc_t *p, const char *line);
 void wd__m_proc_flush(wd_proc_t *p);
-/* sendmsg of bytes with fds (at most 2) as SCM_RIGHTS: the bytes sent, or -errno. */
-int wd__m_send_fds(int sock, const char *bytes, size_t len, const int *fds, int n_fds, int flags);
 void wd__m_record_release(wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);

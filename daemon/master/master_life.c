@@ -6,11 +6,13 @@
 #include "utf8.h"
 #include "spawn.h"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <uv.h>
@@ -81,8 +83,10 @@ static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
 }
 
 /* Tells every ready worker of g which workers of g are ready ("siblings", spawn.h), for the
- * keep-alive balance (daemon/worker/balance.h). The workers that left since need no message:
- * their records no longer say ready, or no longer hold their pid. */
+ * keep-alive balance (daemon/worker/balance.h) and the hand-over of a stopping worker's idle
+ * connections (master_life.c: adopt), a group of one process too: its replacement takes them.
+ * The workers that left since need no message: their records no longer say ready, or no longer
+ * hold their pid. */
 static void tell_siblings(wd_master_t *m, wd_group_t *g)
 {
     char line[16 + WD_SIBLINGS_MAX * 24];
@@ -90,8 +94,6 @@ static void tell_siblings(wd_master_t *m, wd_group_t *g)
     int n = 0;
     wd_proc_t *p;
 
-    if (g->conf->processes < 2)
-        return; /* nobody to balance with */
     for (p = m->procs; p != NULL && n < WD_SIBLINGS_MAX; p = p->next) {
         if (p->g != g || p->state != WD_PROC_READY || p->pid <= 0 || p->record < 0)
             continue;
@@ -131,9 +133,13 @@ static void proc_ready(wd_master_t *m, wd_proc_t *p)
     }
     s->last_error[0] = '\0';
     first = s->repl != p && !s->ever_ready;
+    /* Before start_progress: known when wsgid says it is ready; and before the worker it takes
+     * over from is told to stop, which then knows a worker to hand its idle connections to
+     * (daemon/worker/conn.c: wd__conn_hand_over); its record says ready no more once it stops,
+     * so that the others do not balance with it. */
+    tell_siblings(m, p->g);
     if (s->repl == p)
-        repl_ready(s, p);   /* the worker it takes over from drains: no sibling any more */
-    tell_siblings(m, p->g); /* before start_progress: known when wsgid says it is ready */
+        repl_ready(s, p); /* the worker it takes over from drains */
     s->ever_ready = 1;
     if (first)
         start_progress(m);
@@ -188,6 +194,100 @@ void wd__m_proc_recycle(wd_master_t *m, wd_proc_t *p, const char *reason)
     }
 }
 
+static void adopted_closed_cb(uv_handle_t *h)
+{
+    free(h);
+}
+
+/* The file that came with p's "adopt" line (spawn.h), as a descriptor of ours: -1 = none. */
+static int adopt_take(wd_proc_t *p)
+{
+    uv_pipe_t *h;
+    uv_os_fd_t fd;
+    int dup_fd = -1;
+
+    if (uv_pipe_pending_count(&p->pipe) == 0) {
+        if (p->n_adopt_fds == 0)
+            return -1;
+        dup_fd = p->adopt_fds[0];
+        memmove(p->adopt_fds, p->adopt_fds + 1, --p->n_adopt_fds * sizeof(int));
+        return dup_fd;
+    }
+    h = xmalloc(sizeof *h);
+    uv_pipe_init(&p->m->loop, h, 0);
+    if (uv_accept((uv_stream_t *)&p->pipe, (uv_stream_t *)h) == 0 &&
+        uv_fileno((uv_handle_t *)h, &fd) == 0)
+        dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    uv_close((uv_handle_t *)h, adopted_closed_cb);
+    return dup_fd;
+}
+
+/* A running worker of p's group that listens on p's listener index as p does, and reads its
+ * socket (nothing waits there for it), or NULL: in turn, so that a stopping worker's connections
+ * spread over the group, and one that is not being replaced itself (a rolling restart replaces
+ * one worker after the other) if any. */
+static wd_proc_t *adopter(wd_proc_t *p, size_t index)
+{
+    static unsigned turn;
+    wd_proc_t *some[2][WD_SIBLINGS_MAX];
+    size_t n[2] = {0, 0};
+
+    for (wd_proc_t *q = p->m->procs; q != NULL; q = q->next) {
+        int going;
+
+        if (q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 || q->exited ||
+            q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
+            index >= p->gconf->n_listen ||
+            !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
+            continue;
+        going = q->recycling || q->s == NULL || q->s->cur != q || q->s->repl != NULL;
+        if (n[going] < WD_SIBLINGS_MAX)
+            some[going][n[going]++] = q;
+    }
+    turn++;
+    return n[0] > 0 ? some[0][turn % n[0]] : n[1] > 0 ? some[1][turn % n[1]] : NULL;
+}
+
+/* A stopping worker hands an idle kept connection over ("adopt INDEX" with its file: spawn.h):
+ * it goes to a running worker of the group, which serves the proxy's next request on it, so
+ * that no close meets one (daemon/worker/conn.c: wd__conn_hand_over). When none can take it now
+ * (the others stop too: the worker saw one ready that the master has told to stop since), it goes
+ * back to the worker that sent it, which keeps it as it would have (closed once idle 0.5 s). */
+static void adopt(wd_proc_t *p, const char *args)
+{
+    char *end;
+    unsigned long index = strtoul(args, &end, 10);
+    int fd = adopt_take(p), n = -1;
+    wd_proc_t *q = NULL;
+    uv_os_fd_t sock;
+    char line[32];
+    size_t len;
+
+    if (fd < 0) {
+        wd_log_warn("group %s worker %d (pid %d): \"adopt %s\" came without its connection",
+                    p->g->name, p->slot, p->pid, args);
+        return;
+    }
+    if (*end == '\0' && !p->m->stopping)
+        q = adopter(p, index);
+    if (q == NULL && *end == '\0' && !p->exited && !p->pipe_closed && p->says == NULL)
+        q = p; /* back */
+    len = (size_t)snprintf(line, sizeof line, "adopt %lu\n", index);
+    if (q != NULL && uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
+        n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
+    if (n > 0 && (size_t)n < len)
+        wd__m_proc_say(q, line + n); /* the file went with the first byte */
+    if (n > 0 && q != p)
+        wd_log_debug("group %s: an idle connection of worker %d (pid %d) handed over to worker "
+                     "%d (pid %d)",
+                     p->g->name, p->slot, p->pid, q->slot, q->pid);
+    else
+        wd_log_debug("group %s: an idle connection of worker %d (pid %d) %s: no running worker "
+                     "to take it",
+                     p->g->name, p->slot, p->pid, n > 0 ? "given back" : "closed");
+    close(fd);
+}
+
 static void on_line(wd_proc_t *p, char *line)
 {
     wd_master_t *m = p->m;
@@ -211,6 +311,8 @@ static void on_line(wd_proc_t *p, char *line)
         wd_utf8_copy(p->loading, sizeof p->loading, line + 8);
     } else if (strcmp(line, "loaded") == 0) {
         p->loading[0] = '\0';
+    } else if (strncmp(line, "adopt ", 6) == 0) {
+        adopt(p, line + 6);
     } else if (strcmp(line, "unlistened") == 0) {
         p->unlistened = 1;
         wd__m_listeners_refuse_if_stopped(p->g);
@@ -268,6 +370,31 @@ void wd__m_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *buf)
     buf->len = sizeof p->line - p->line_len;
 }
 
+/* What is left on p's socket, read now with the files that come with it (its last "adopt"
+ * lines' connections: adopt_take). libuv reads a line that brings a file alone, and when the
+ * worker has closed its end it reports the end after such a short read, with lines and their
+ * files still unread (a worker that handed 3 connections over and exited: the master read the
+ * first, and the proxy's requests on the other two were reset). */
+static void drain_socket(wd_proc_t *p)
+{
+    uv_os_fd_t sock;
+    ssize_t n;
+
+    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &sock) < 0)
+        return;
+    for (;;) {
+        n = wd_scm_recv(sock, p->line + p->line_len, sizeof p->line - p->line_len, MSG_DONTWAIT,
+                        p->adopt_fds, &p->n_adopt_fds, WD_MASTER_ADOPT_FDS);
+        if (n <= 0)
+            break;
+        p->line_len += (size_t)n;
+        take_lines(p, 0);
+    }
+    take_lines(p, 1);
+    while (p->n_adopt_fds > 0) /* none of its lines took them */
+        close(p->adopt_fds[--p->n_adopt_fds]);
+}
+
 void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     wd_proc_t *p = st->data;
@@ -276,27 +403,10 @@ void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
         p->line_len += (size_t)n;
         take_lines(p, 0);
     } else if (n < 0) {
+        drain_socket(p);
         take_lines(p, 1);
         wd__m_close_pipe(p);
     }
-}
-
-/* The exit of a worker may be seen before its last line: read what is left synchronously. */
-static void drain_pipe(wd_proc_t *p)
-{
-    uv_os_fd_t fd;
-    ssize_t n;
-
-    if (p->pipe_closed || uv_fileno((uv_handle_t *)&p->pipe, &fd) < 0)
-        return;
-    for (;;) {
-        n = read(fd, p->line + p->line_len, sizeof p->line - p->line_len);
-        if (n <= 0)
-            break;
-        p->line_len += (size_t)n;
-        take_lines(p, 0);
-    }
-    take_lines(p, 1);
 }
 
 /* ---- stopping ----------------------------------------------------------------------------- */
@@ -547,7 +657,7 @@ void wd__m_exit_cb(uv_process_t *process, int64_t status, int sig)
     int was_ready, died, pid = p->pid;
 
     p->exited = 1;
-    drain_pipe(p);
+    drain_socket(p); /* its exit may be seen before its last lines */
     wd__m_close_pipe(p);
     /* Its last log lines, and what it wrote to its stdout and stderr as it died (a fatal error's
      * dump), come first. */

@@ -653,7 +653,7 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
     snprintf(line, sizeof line, "logs %s %s\n", off[0] ? "off" : "fd", off[1] ? "off" : "fd");
     /* The socket is new and empty: the line goes whole, and is there when the worker starts. */
     if (rc >= 0)
-        rc = wd__m_send_fds(sock, line, strlen(line), fds, n_fds, 0);
+        rc = wd_scm_send(sock, line, strlen(line), fds, n_fds, 0);
     for (i = 0; i < n_fds; i++)
         close(fds[i]);
     if (rc < 0) {

@@ -279,7 +279,7 @@ static int proc_watch(wd_proc_t *p, const wd_group_conf_t *conf, int sock)
     int rc = 0;
 
     uv_timer_init(&m->loop, &p->timer);
-    uv_pipe_init(&m->loop, &p->pipe, 0);
+    uv_pipe_init(&m->loop, &p->pipe, 1); /* ipc: "adopt" lines come with a file (spawn.h) */
     p->handles += 2;
     if (uv_pipe_open(&p->pipe, sock) < 0 ||
         uv_read_start((uv_stream_t *)&p->pipe, wd__m_alloc_cb, wd__m_read_cb) < 0) {

@@ -237,9 +237,28 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
 
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl);
+        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl, 0);
     }
     return taken;
+}
+
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+
+    memset(&ss, 0, sizeof ss);
+    if (index >= a->n_listeners || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        close(fd);
+        return -1;
+    }
+    /* max-connections, as for one accepted: an idle one makes room, or this one is not taken */
+    if (a->conns->n >= a->max_conns && wd_conns_close_idle(a->conns, 1, NULL) == 0) {
+        close(fd);
+        return -1;
+    }
+    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, 1);
+    return 0;
 }
 
 /* A listener has a connection waiting. In exclusive mode the kernel woke this worker alone (the

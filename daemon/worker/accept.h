@@ -64,6 +64,9 @@ typedef struct wd_accept {
  * capacity; accepting starts at the first wd_accept_update, after wd_accept_size. 0 or -1
  * (logged). */
 int wd_accept_init(wd_accept_t *a);
+/* Takes over a connection another worker of the group accepted on listener index and handed
+ * over idle (conn.h: wd_conns_ops_t.hand_over), within max-connections: 0, or -1 = closed. */
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd);
 /* Sets max_conns: max-connections, or by default three quarters of the file descriptors the
  * open-file limit leaves beside those the worker holds now (its threads' eventfds, listeners,
  * the app's files and sockets: 21 with 4 threads, 32 with 15); the quarter left is for what

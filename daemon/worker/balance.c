@@ -62,6 +62,20 @@ int wd_balance_active(const wd_balance_t *b)
     return b->board != NULL && atomic_load_explicit(&b->n_sib, memory_order_relaxed) > 0;
 }
 
+int wd_balance_any_ready(const wd_balance_t *b)
+{
+    size_t n = atomic_load(&b->n_sib);
+
+    for (size_t i = 0; b->board != NULL && i < n; i++) {
+        uint64_t s = atomic_load_explicit(&b->sib[i], memory_order_relaxed);
+        const wd_score_t *r = &b->board[s >> 32];
+
+        if (wd_score_get(&r->pid) == (s & 0xffffffffu) && wd_score_get(&r->ready) == 1)
+            return 1;
+    }
+    return 0;
+}
+
 /* Requests running and waiting for a thread, by a worker's gauges. */
 static uint64_t load_of(const wd_score_t *s)
 {

@@ -82,6 +82,9 @@ void wd_balance_init(wd_balance_t *b, const wd_score_t *board, size_t n_board, i
 int wd_balance_set(wd_balance_t *b, const char *list);
 /* Whether the worker has siblings to balance with (a request then carries b: request.h). */
 int wd_balance_active(const wd_balance_t *b);
+/* Whether a sibling still serves (its record holds its pid and says ready): one that can take
+ * over a stopping worker's idle connections (conn.h: wd_conns_ops_t.hand_over). */
+int wd_balance_any_ready(const wd_balance_t *b);
 /* The head of a keep-alive response is being framed; its request waited waited_ns for a thread.
  * 1 = answer it with "Connection: close" (counted), 0 = keep the connection. Loads are compared
  * by the scoreboard's gauges (busy_threads + queued), ours with this request: gone = 1 when it has

@@ -115,7 +115,7 @@ static void conn_read(wd_conn_t *c);
 #define POOL_MAX 256
 
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len)
+                 socklen_t peer_len, int adopted)
 {
     wd_conn_t *c = cs->pool;
     char *buf = NULL, *body_mem = NULL;
@@ -164,7 +164,8 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     cs->list = c;
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
-    wd__conn_timer(c, cs->group->header_timeout);
+    c->adopted = adopted;
+    wd__conn_timer(c, adopted ? wd__conn_idle_timeout(cs) : cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
     conn_read(c);
 }
@@ -739,18 +740,26 @@ static int bytes_waiting(const wd_conn_t *c)
 /* A stopping worker's kept FastCGI connection, its answer just sent: whether to close it now.
  * FastCGI has no way to tell the proxy not to reuse a connection, and a close races the proxy's
  * next request on it (nginx answers 502 for a POST it had written, and does not retry it). So
- * for WD_STOP_FCGI_S after the stop the connection is served on: nginx closes its upstream
- * connections itself after keepalive_requests (1,000), which under load comes soon, and one that
- * goes unused for WD_STOP_IDLE_S closes then. After that, it closes behind its next answer,
- * unless the next request is here already (then it is served first). With 4 clients of GET and
- * POST through fastcgi_keep_conn and 5 rolling restarts (helper-57's t1_keepalive_restart.py):
- * 4-10 failed requests in 13,000 with every idle connection closed at the stop, 3 and 3 with
- * each closed behind its next answer, 0 and 0 with this. The close after the 2 s can still meet
- * a request nginx has just written: seen once, in a clean clone's sanitizer run under -n 4 (a
- * GET, which nginx sent again; test_control allows one). */
+ * while a running worker of the group can take it, it is kept and handed over at once
+ * (response_complete: wd__conn_hand_over), with whatever of the next request waits in the socket:
+ * no close at all. Otherwise (the group or wsgid stops) for WD_STOP_FCGI_S after the stop the
+ * connection is served on: nginx closes its upstream connections itself after keepalive_requests
+ * (1,000), which under load comes soon, and one that goes unused for WD_STOP_IDLE_S closes then.
+ * After that, it closes behind its next answer, unless the next request is here already (then it
+ * is served first). With 4 clients of GET and POST through fastcgi_keep_conn and 5 rolling
+ * restarts (helper-57's t1_keepalive_restart.py): 4-10 failed requests in 13,000 with every idle
+ * connection closed at the stop, 3 and 3 with each closed behind its next answer, 0 and 0 with
+ * the 2 s; the closes after them still met requests nginx had just written (helper-88: two POSTs
+ * answered 502 in 2 of 4 sanitizer runs of test_control's kept-connection test), which the
+ * hand-over leaves to a group that stops as a whole. */
 static int fcgi_close_at_end(const wd_conn_t *c)
 {
-    if (c->cs->stop_final) /* the worker's last turn: nothing more is served */
+    const wd_conns_t *cs = c->cs;
+
+    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1) == 0 &&
+        !cs->group->proxy_protocol)
+        return 0;       /* kept, and handed over once idle (response_complete) */
+    if (cs->stop_final) /* the worker's last turn: nothing more is served */
         return 1;
     if (wd_now_ns() - c->cs->stop_ns < (uint64_t)(WD_STOP_FCGI_S * 1e9))
         return 0;
@@ -813,6 +822,8 @@ static void response_complete(wd_conn_t *c)
     if (leftover == 0)
         conn_trim(c, 0); /* idle until the next request comes */
     c->state = WD_CONN_HEAD;
+    if (cs->stopping && wd__conn_hand_over(c))
+        return;
     set_events(c, UV_READABLE | UV_DISCONNECT);
     wd__conn_timer(c, leftover ? cs->group->header_timeout : wd__conn_idle_timeout(cs));
     c->head_timed = leftover > 0;
@@ -1022,7 +1033,7 @@ static int idle_now(const wd_conn_t *c)
  * once). */
 static int idle_keepalive(const wd_conn_t *c)
 {
-    return c->served > 0 && idle_now(c);
+    return (c->served > 0 || c->adopted) && idle_now(c);
 }
 
 /* Whether bytes the client sent wait in the socket, unread (for conn_timeout.c). */
@@ -1040,13 +1051,43 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
     return cs->stopping && (t <= 0 || t > WD_STOP_IDLE_S) ? WD_STOP_IDLE_S : t;
 }
 
+/* A stopping worker's idle kept connection goes to a running worker of its group, which reads
+ * the proxy's next request from it as from any connection it accepted: no close that the proxy's
+ * next request could meet (see wd_conns_shutdown). Only one between requests (its answer sent,
+ * nothing read that is not parsed: what waits in the socket goes along), from a proxy that speaks
+ * HTTP or FastCGI without the PROXY protocol (whose header comes once a connection). 1 = handed
+ * over (closed here); a parked one is handed over by its thread, once it lets go (0 till then). */
+int wd__conn_hand_over(wd_conn_t *c)
+{
+    wd_conns_t *cs = c->cs;
+
+    if (!cs->stopping || cs->ops->hand_over == NULL || !idle_keepalive(c) || c->peer_shut ||
+        cs->group->proxy_protocol ||
+        (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted))
+        return 0;
+    if (c->park_owner != NULL) {
+        /* The thread that waits on it hands it over (wd_conn_park_cb); till then it stays. */
+        if (cs->ops->hand_over(cs->owner, c->l, -1) == 0) {
+            c->park_hand = 1;
+            wd_handoff_evict(cs->handoff, c->park_owner);
+        }
+        return 0;
+    }
+    if (cs->ops->hand_over(cs->owner, c->l, c->fd) < 0)
+        return 0;
+    cs->handed_over++;
+    wd_log_debug("peer %s: idle connection handed over to a running worker", wd__conn_peer(c));
+    wd_conn_close(c);
+    return 1;
+}
+
 static void conn_shutdown(wd_conn_t *c)
 {
     /* An idle connection gets STOP_IDLE: a kept one, and one that has sent nothing yet (a fresh
      * one, or a FastCGI one that asked only GET_VALUES: before, they held a stopping worker until
      * keepalive-timeout or header-timeout, past its graceful time; helper-58). The others are
      * served, within header-timeout. */
-    if (idle_now(c))
+    if (idle_now(c) && !wd__conn_hand_over(c))
         wd__conn_timer(c, WD_STOP_IDLE_S);
 }
 
@@ -1084,8 +1125,10 @@ size_t wd_conns_close_idle(wd_conns_t *cs, size_t want, size_t *asked)
  *  - an HTTP answer's head says "Connection: close" (request.h: wd_req_stopping), and the
  *    connection closes behind it; requests already read behind it get no answer, which a client
  *    that reads "close" knows to send again (RFC 9112 9.3.2);
- *  - a kept FastCGI connection is served on for a while, then closes behind an answer (FastCGI
- *    has no way to say close: fcgi_close_at_end);
+ *  - a kept connection idle between requests goes to a running worker of the group, if one runs:
+ *    wd__conn_hand_over; the rest of this is for when none does (the group or wsgid stops);
+ *  - a kept FastCGI connection is handed over once its answer is sent, or else served on for a
+ *    while, then closes behind an answer (FastCGI has no way to say close: fcgi_close_at_end);
  *  - an idle connection is served if a request comes within STOP_IDLE, and closed when none has:
  *    nginx reuses its most recently freed connections first, so under load the old ones carry
  *    one more request each, their answers saying close, and the rest have gone unused for

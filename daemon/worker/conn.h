@@ -46,6 +46,11 @@ typedef struct wd_conns_ops {
      * of a body's use of one. */
     int (*body_file)(void *owner);
     void (*body_file_done)(void *owner, int fd, uint64_t len);
+    /* A stopping worker's idle kept connection (fd, accepted on l) goes to a running worker of
+     * the group, through the master, instead of being closed (conn.c: hand_over): 0 = sent (the
+     * connection closes its own descriptor only), -1 = no worker to take it. fd -1 asks only
+     * whether one could. NULL: never. */
+    int (*hand_over)(void *owner, const wd_listener_t *l, int fd);
 } wd_conns_ops_t;
 
 /* A worker's connections and what they share. */
@@ -69,6 +74,7 @@ typedef struct wd_conns {
     _Atomic int stopping; /* wd_conns_shutdown was called (read by Python threads: request.h) */
     uint64_t stop_ns;     /* ... then */
     int stop_final;       /* the graceful time is over (wd_conns_answer_queued) */
+    uint64_t handed_over; /* idle connections handed over to a running worker (conn.c) */
     uint64_t seq;         /* requests numbered so far */
     wd_conn_t *list;      /* every open connection, the newest first */
     wd_conn_t *tail;      /* the oldest */
@@ -112,8 +118,10 @@ struct wd_conn {
      * response is being completed by the thread that parks. */
     wd_handoff_thread_t *park_owner;
     int park_close;
+    int park_hand; /* ... or to hand it over (wd__conn_hand_over) */
     int parking;
     uint64_t served; /* responses completed on this connection */
+    int adopted;     /* handed over idle by a stopping worker (wd_conn_new): a kept one */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
@@ -181,9 +189,11 @@ struct wd_conn {
     } fcgi;
 };
 
-/* Takes over an accepted, non-blocking socket. */
+/* Takes over an accepted, non-blocking socket; adopted: an idle kept connection another worker
+ * of the group handed over (wd_conns_ops_t.hand_over), waiting for its next request as one kept
+ * here would (keepalive-timeout, not header-timeout). */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len);
+                 socklen_t peer_len, int adopted);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a
  * connection whose free was deferred because it sat on the ready list can be freed. */
 void wd_conn_ready(wd_handoff_node_t *node);
@@ -193,8 +203,9 @@ wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wa
 void wd_conn_close(wd_conn_t *c);
 
 /* Graceful stop: answers say "Connection: close" and their connections close behind them; idle
- * keep-alive connections close once idle for WD_STOP_IDLE_S (a request that comes before is
- * served); nothing is kept for reuse from now on. See conn.c. */
+ * keep-alive connections go to a running worker of the group (wd_conns_ops_t.hand_over), or, when
+ * none runs, close once idle for WD_STOP_IDLE_S (a request that comes before is served); nothing
+ * is kept for reuse from now on. See conn.c. */
 #define WD_STOP_IDLE_S 0.5
 #define WD_STOP_FCGI_S 2.0 /* kept FastCGI connections are served on this long (conn.c) */
 void wd_conns_shutdown(wd_conns_t *cs);

@@ -94,6 +94,8 @@ int wd__conn_peer_gone(const wd_conn_t *c);
 int wd__conn_fcgi_aborted_early(wd_conn_t *c);
 /* Whether bytes the client sent wait in the socket, unread. */
 int wd__conn_bytes_waiting(const wd_conn_t *c);
+/* A stopping worker's idle kept connection to a running worker of the group: 1 = done, closed. */
+int wd__conn_hand_over(wd_conn_t *c);
 /* How long a connection may stay idle between requests: keepalive-timeout, or WD_STOP_IDLE_S
  * once the worker stops. */
 double wd__conn_idle_timeout(const wd_conns_t *cs);

@@ -53,6 +53,15 @@ wd_req_t *wd_conn_park_cb(void *conn, wd_handoff_thread_t *t, int input, int *wa
     wd_conn_t *c = conn;
 
     c->park_owner = NULL;
+    if (c->park_hand) {
+        /* The loop asked for a hand-over (wd__conn_hand_over): what came goes along. */
+        c->park_hand = 0;
+        if (wd__conn_hand_over(c)) {
+            c->park_close = 0;
+            *wake_loop = 1;
+            return NULL;
+        }
+    }
     if (c->park_close) {
         c->park_close = 0;
         /* A request came as the loop asked for the close (the thread, woken by the ask, may not

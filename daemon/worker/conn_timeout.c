@@ -27,6 +27,8 @@ void wd__conn_timer_cb(uv_timer_t *t)
             wd__conn_timer(c, WD_STOP_IDLE_S);
             return;
         }
+        if (c->cs->stopping && wd__conn_hand_over(c))
+            return;
         if (c->len == 0 && !c->fcgi.active) {
             wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {

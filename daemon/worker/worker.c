@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "handoff.h"
 #include "log.h"
+#include "scm.h"
 #include "scoreboard.h"
 #include "stacks.h"
 
@@ -78,7 +79,7 @@ typedef struct wd_worker {
     char master_buf[1024];     /* a partial line from the master */
     size_t master_len;
     int master_fds[WD_MASTER_FDS]; /* files that came with its lines, for its "logs" line */
-    int n_master_fds;
+    size_t n_master_fds;
 
     int stopping;
     uv_signal_t sig_term;
@@ -86,6 +87,7 @@ typedef struct wd_worker {
     uv_poll_t master_poll;
     uv_timer_t stop_timer;
     int unlistened; /* it took what waited and told the master (worker_stop) */
+    int last;       /* its group or wsgid stops ("stop last"): no worker to hand over to */
 } wd_worker_t;
 
 static void worker_stop(wd_worker_t *w, const char *why, int last);
@@ -215,7 +217,31 @@ static void turn_end(void *data)
     wd_accept_before_block(&w->accept);
 }
 
+/* A stopping worker's idle kept connection goes to the master with an "adopt INDEX" line (spawn.h),
+ * which passes it on to a running worker of the group: only while one is ready by the
+ * scoreboard, and not when the whole group stops ("stop last"). */
+static int hand_over(void *owner, const wd_listener_t *l, int fd)
+{
+    wd_worker_t *w = owner;
+    char line[32];
+    size_t len;
+    int n;
+
+    if (w->last || !wd_balance_any_ready(&w->balance))
+        return -1;
+    if (fd < 0)
+        return 0;
+    len = (size_t)snprintf(line, sizeof line, "adopt %zu\n", (size_t)(l - w->accept.listeners));
+    n = wd_scm_send(WD_WORKER_FD_MASTER, line, len, &fd, 1, 0);
+    if (n <= 0)
+        return -1; /* the master's end is full, or gone: the connection stays */
+    if ((size_t)n < len)
+        say_master(line + n); /* the file went with the first byte */
+    return 0;
+}
+
 static const wd_conns_ops_t conns_ops = {
+    .hand_over = hand_over,
     .dispatched = dispatched,
     .request_done = request_done,
     .closed = closed,
@@ -252,6 +278,8 @@ static void worker_stop(wd_worker_t *w, const char *why, int last)
 {
     double grace = w->group->graceful_timeout + w->group->shutdown_timeout;
 
+    if (last)
+        w->last = 1;
     if (last && !w->unlistened) {
         w->unlistened = 1;
         if (!w->stopping || w->conns.n > 0)
@@ -281,35 +309,8 @@ static void signal_cb(uv_signal_t *s, int signum)
  * belong to: the bytes read, or -1 with errno. */
 static ssize_t master_recv(wd_worker_t *w, char *buf, size_t cap, int flags)
 {
-    union {
-        char buf[CMSG_SPACE(sizeof(int) * WD_MASTER_FDS)];
-        struct cmsghdr align;
-    } ctl;
-    struct iovec iov = {buf, cap};
-    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-    struct cmsghdr *c;
-    ssize_t n;
-
-    msg.msg_control = ctl.buf;
-    msg.msg_controllen = sizeof ctl.buf;
-    n = recvmsg(WD_WORKER_FD_MASTER, &msg, flags | MSG_CMSG_CLOEXEC);
-    if (n < 0)
-        return n;
-    for (c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        size_t k, nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        int fd;
-
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-            continue;
-        for (k = 0; k < nfd; k++) {
-            memcpy(&fd, CMSG_DATA(c) + k * sizeof fd, sizeof fd);
-            if (w->n_master_fds < WD_MASTER_FDS)
-                w->master_fds[w->n_master_fds++] = fd;
-            else
-                close(fd);
-        }
-    }
-    return n;
+    return wd_scm_recv(WD_WORKER_FD_MASTER, buf, cap, flags, w->master_fds, &w->n_master_fds,
+                       WD_MASTER_FDS);
 }
 
 /* "ERROR ACCESS" of a "logs" line: each "fd" (the next file that came: a pipe to the master) or
@@ -376,6 +377,18 @@ static void master_line(wd_worker_t *w, const char *line)
     wd_log_debug("from the master: %s", line);
     if (strcmp(line, "stop") == 0 || strcmp(line, "stop last") == 0) {
         worker_stop(w, "asked by the master", line[4] != '\0');
+    } else if (strncmp(line, "adopt ", 6) == 0) {
+        /* an idle connection a stopping sibling handed over (spawn.h): its file came with it */
+        int fd = -1;
+
+        if (w->n_master_fds > 0) {
+            fd = w->master_fds[0];
+            memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
+        }
+        if (fd < 0)
+            wd_log_warn("malformed message from the master: '%s' without its connection", line);
+        else if (wd_accept_adopt(&w->accept, strtoul(line + 6, NULL, 10), fd) < 0)
+            wd_log_debug("a connection handed over was not taken (max-connections)");
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);
@@ -399,9 +412,6 @@ static void master_cb(uv_poll_t *p, int status, int events)
     }
     if (n < 0)
         return;
-    /* Files come with the "logs" line alone, the first (logs_first): none after it. */
-    while (w->n_master_fds > 0)
-        close(w->master_fds[--w->n_master_fds]);
     w->master_len += (size_t)n;
     w->master_buf[w->master_len] = '\0';
     while ((nl = strchr(w->master_buf, '\n')) != NULL) {
@@ -414,6 +424,10 @@ static void master_cb(uv_poll_t *p, int status, int events)
     }
     if (w->master_len == sizeof w->master_buf - 1)
         w->master_len = 0; /* a line that long is no message of ours */
+    /* Files come with the "logs" line (logs_first) and "adopt" lines alone, each with its line's
+     * first byte: any left once every whole line is read belong to none. */
+    while (w->master_len == 0 && w->n_master_fds > 0)
+        close(w->master_fds[--w->n_master_fds]);
 }
 
 static void recycle(void *owner, const char *why)
@@ -799,9 +813,11 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     else
         line[0] = '\0';
     wd_log_info("stopped after %llu requests answered (%llu of them on a connection its thread "
-                "kept, %llu answered with Connection: close for the keep-alive balance)%s",
+                "kept, %llu answered with Connection: close for the keep-alive balance; %llu idle "
+                "connections handed over to a running worker)%s",
                 (unsigned long long)w->served, (unsigned long long)w->handoff.parks,
-                (unsigned long long)wd_score_get(&w->score->balance_closes), line);
+                (unsigned long long)wd_score_get(&w->score->balance_closes),
+                (unsigned long long)w->conns.handed_over, line);
     wd_log_flush(1);
     if (running > 0) {
         /* Threads are still inside the app: do not wait for them. */

@@ -150,8 +150,9 @@ def test_replacing_workers_loses_no_request_on_kept_connections(wsgid, nginx, tm
     which had written a request on one, answered 502, which for a POST it does not retry
     (helper-57: 4-10 failed requests in 13,000 over 5 restarts; 57 in 8 s of maximum-requests
     1000). Now an HTTP answer says
-    "Connection: close" once its worker stops, and kept connections close only after going unused
-    for a while (conn.c: wd_conns_shutdown)."""
+    "Connection: close" once its worker stops, and a kept connection idle between requests goes
+    to a running worker of the group instead of being closed (conn.c: wd__conn_hand_over): the
+    closes after a while that came before it still lost up to 3 POSTs a run (helper-88)."""
     script = tmp / "echopid.py"
     script.write_text(ECHO_PID_APP)
     extra = {"maximum_requests": 1000} if replace == "maximum-requests" else {}
@@ -162,10 +163,9 @@ def test_replacing_workers_loses_no_request_on_kept_connections(wsgid, nginx, tm
     d.unix_paths.append(str(tmp / "ctl.sock"))
     ng = nginx(KEPT_LOCATIONS[path], http_extra=KEPT_UPSTREAM % d.unix)
     if path == "fastcgi":
-        # FastCGI cannot tell nginx to stop reusing a connection: a kept one still busy 2 s
-        # after the stop is closed behind an answer, and nginx may have written its next
-        # request on it by then (conn.c: fcgi_close_at_end). Seen once in the clean clone's
-        # sanitizer run under -n 4: a GET, which nginx sent again elsewhere.
+        # Once in some 50 runs since the hand-over nginx still logged a request reset on a kept
+        # FastCGI connection (a GET, which it sent again elsewhere: no request failed); the
+        # cause is not found yet. A POST so reset would fail the count below.
         ng.expect_log(r"\(32: Broken pipe\) while sending request to upstream",
                       r"\(104: Connection reset by peer\) while reading response header",
                       r"upstream prematurely closed connection")
@@ -234,9 +234,96 @@ def test_replacing_workers_loses_no_request_on_kept_connections(wsgid, nginx, tm
     print("%s, %s: %d requests, %d failed, served by %d workers"
           % (path, replace, counts["ok"], counts["failed"], len(pids)))
     # The code before lost 7 (restart) and 42 (maximum-requests) through HTTP, 7 and 21 through
-    # FastCGI; HTTP now loses none, FastCGI at most the one race above.
-    assert counts["failed"] <= (1 if path == "fastcgi" else 0), errors[:5]
+    # FastCGI; then none through HTTP and up to 2 through FastCGI (the close after 2 s, or of an
+    # idle connection, met a request nginx had written). A stopping worker now hands its idle kept
+    # connections over to a running one (conn.c: wd__conn_hand_over): nothing is lost.
+    assert counts["failed"] == 0, errors[:5]
     assert counts["ok"] > 100 and len(pids) >= 4, (counts["ok"], pids)
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+@pytest.mark.parametrize("path", ["http", "fastcgi"])
+def test_an_idle_kept_connection_outlives_its_replaced_worker(wsgid, tmp, path, processes):
+    """A proxy's kept connection, idle between requests when its worker is replaced (`wsgictl
+    restart`), goes to a running worker of the group: the proxy's next request on it, a POST sent
+    after the old worker has exited, is answered there. Before, the old worker closed it once
+    idle for WD_STOP_IDLE_S, and a request the proxy wrote as it closed was lost (nginx answers
+    502 for a POST: test_replacing_workers_loses_no_request_on_kept_connections). HTTP comes on
+    the TCP listener (the second: the listener's index goes along), FastCGI on the unix one. A
+    group of one process hands it to the replacement."""
+    script = tmp / "echopid.py"
+    script.write_text(ECHO_PID_APP)
+    d = wsgid(str(script), processes=processes, threads=2, keepalive_timeout=75,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    body = os.urandom(20000)
+
+    def ask(c, rid, post):
+        data = body if post else b""
+        if path == "http":
+            head = {"Content-Length": str(len(data))} if post else {}
+            c.send(http_request("POST" if post else "GET", "/", head, data))
+            r = c.response()
+            return r.status, r.body.split()
+        params = {"REQUEST_METHOD": "POST" if post else "GET", "REQUEST_URI": "/",
+                  "PATH_INFO": "/", "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1",
+                  "SERVER_NAME": "localhost", "SERVER_PORT": "80"}
+        if post:
+            params["CONTENT_LENGTH"] = str(len(data))
+        recs = fcgi.read_records(c.send(fcgi.request(params, data, rid=rid, keep=True)))
+        assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), recs
+        out = fcgi.stdout_of(recs)
+        return int(out.split()[1]), out.split(b"\r\n\r\n", 1)[1].split()
+
+    c = Conn(d.tcp if path == "http" else d.unix)
+    status, (pid, _) = ask(c, 1, False)
+    assert status == 200
+    old = int(pid)
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    # The old worker would have closed the connection 0.5 s after the stop (WD_STOP_IDLE_S);
+    # wait until it has exited.
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.1,
+             what="the old worker %d to exit" % old)
+    status, got = ask(c, 2, True)
+    assert status == 200 and got[1].decode() == hashlib.md5(body).hexdigest(), (status, got)
+    assert int(got[0]) != old and int(got[0]) in d.workers(), (old, got, d.workers())
+    d.wait_log(r"site:%d: stopped after .*; 1 idle connections handed over" % old)
+
+
+def test_a_stopped_group_hands_no_connection_over(wsgid, tmp):
+    """`wsgictl stop GROUP` stops every worker of the group: none hands its idle kept connections
+    over (no worker would be left to take them: "stop last", conn.c: wd__conn_hand_over), each
+    keeps them as before the hand-over (closed once idle 0.5 s). The other worker is held
+    (SIGSTOP) so that its record still says ready when the first one stops."""
+    script = tmp / "echopid.py"
+    script.write_text(ECHO_PID_APP)
+    d = wsgid(str(script), processes=2, threads=2, keepalive_timeout=75,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    by_pid = {}
+    for _ in range(50):
+        c = Conn(d.unix)
+        r = c.send(http_request("GET", "/", {})).response()
+        assert r.status == 200
+        by_pid.setdefault(int(r.body.split()[0]), []).append(c)
+        if len(by_pid) == 2:
+            break
+    assert len(by_pid) == 2, by_pid
+    a, b = sorted(by_pid)
+    os.kill(b, signal.SIGSTOP)
+    done = []
+    t = threading.Thread(target=lambda: done.append(ctl(d, "stop", "site")))
+    t.start()
+    try:
+        line = d.wait_log(r"site:%d: stopped after " % a, timeout=10)
+    finally:
+        os.kill(b, signal.SIGCONT)
+        t.join()
+    assert done and done[0][0] == 0, done
+    assert "; 0 idle connections handed over" in line, line
+    for c in by_pid[a]:
+        assert c.closed(timeout=5)
 
 
 @pytest.mark.parametrize("kind", ["kept", "fresh", "fastcgi-get-values"])
