@@ -24,9 +24,11 @@ static int access_slot = -1;
 /* Lines a full pipe to the master refused (a worker's: log.h), error log's and access log's,
  * said in the next line that goes. Atomics: any thread logs. */
 static unsigned long dropped[2];
-/* The part of the access log's lines that its pipe did not take yet, the loop thread's alone. */
+/* The part of the access log's lines that its pipe did not take yet, the loop thread's alone:
+ * pend_len bytes from pend + pend_off, in a buffer of pend_cap (pend_keep). */
 static char *pend;
-static size_t pend_len;
+static size_t pend_off, pend_len, pend_cap;
+static size_t pend_max;      /* what it may hold (pend_bound), 0 until it is known */
 static __thread int no_wait; /* the worker's loop thread: wd_log_no_wait */
 /* The master's, once it supervises (wd_log_set_sink): where its lines go instead of log_fd. */
 static void (*log_sink)(const char *line, size_t n);
@@ -509,38 +511,91 @@ void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
         wd_log(level, "%s", line);
 }
 
-/* What waits for the access log's pipe: 0 once it has all gone. */
+/* What waits for the access log's pipe: 0 once it has all gone. Written from where the last
+ * write stopped: an 8 KiB pipe takes 8 KiB a write, and moving what is left down each time cost
+ * a copy of the whole buffer per write. A buffer grown past WD_LOG_PENDING_MAX is given back
+ * once empty (a burst's). */
 static int pend_flush(void)
 {
     ssize_t w;
 
     while (pend_len > 0) {
-        w = write(access_fd, pend, pend_len);
+        w = write(access_fd, pend + pend_off, pend_len);
         if (w < 0 && errno != EAGAIN) {
             pend_len = 0; /* the master is gone: nobody reads them */
-            return 0;
+            break;
         }
         if (w <= 0)
             return -1;
-        memmove(pend, pend + w, pend_len - (size_t)w);
+        pend_off += (size_t)w;
         pend_len -= (size_t)w;
+    }
+    pend_off = 0;
+    if (pend_cap > WD_LOG_PENDING_MAX) {
+        free(pend);
+        pend = NULL;
+        pend_cap = 0;
+    }
+    return 0;
+}
+
+/* What the worker may hold: WD_LOG_PENDING_MAX beside a pipe of WD_LOG_PIPE_SIZE, and beside a
+ * smaller one (F_SETPIPE_SZ refused: 64 KiB, or 8 KiB) what the pipe lacks too, so that a
+ * worker's lines in flight may reach WD_LOG_PIPE_SIZE + WD_LOG_PENDING_MAX whatever the kernel
+ * gave. With 64 KiB held beside a 64 KiB pipe, a master the machine left unscheduled 10-20 ms
+ * cost lines at full speed (helper-88: test_a_small_log_pipe_keeps_up_at_full_speed, 1 run in
+ * 8 under load). The worker writes as the pipe takes (the worker's loop polls it while it holds
+ * lines: wd_log_flush), not at its ticks alone, which drained an 8 KiB pipe at 32 KiB/s. */
+static size_t pend_bound(void)
+{
+    int size;
+
+    if (pend_max == 0) {
+        size = fcntl(access_fd, F_GETPIPE_SZ);
+        pend_max = WD_LOG_PENDING_MAX;
+        if (size > 0 && size < WD_LOG_PIPE_SIZE)
+            pend_max += (size_t)(WD_LOG_PIPE_SIZE - size);
+    }
+    return pend_max;
+}
+
+/* Room for len more bytes after what waits: 0, or -1 past the bound. */
+static int pend_room(size_t len)
+{
+    size_t cap = pend_cap;
+
+    if (pend_off + pend_len + len <= pend_cap)
+        return 0;
+    if (pend_len + len > pend_bound())
+        return -1;
+    if (pend_off > 0) {
+        memmove(pend, pend + pend_off, pend_len);
+        pend_off = 0;
+    }
+    if (cap == 0)
+        cap = WD_LOG_PENDING_MAX;
+    while (cap < pend_len + len)
+        cap *= 2;
+    if (cap > pend_max)
+        cap = pend_max;
+    if (cap != pend_cap) {
+        pend = xrealloc(pend, cap);
+        pend_cap = cap;
     }
     return 0;
 }
 
 /* Keeps a line for the next write (the caller serialises: the loop thread, or a thread holding
- * the loop's lock), within WD_LOG_PENDING_MAX: past it, it is dropped, counted. */
+ * the loop's lock), within pend_bound: past it, it is dropped, counted. */
 static void pend_keep(const char *line, size_t len)
 {
-    if (pend_len + len > WD_LOG_PENDING_MAX)
+    if (pend_off + pend_len + len > pend_cap)
         pend_flush();
-    if (pend_len + len > WD_LOG_PENDING_MAX) {
+    if (pend_room(len) < 0) {
         __atomic_add_fetch(&dropped[1], 1, __ATOMIC_RELAXED);
         return;
     }
-    if (pend == NULL)
-        pend = xmalloc(WD_LOG_PENDING_MAX);
-    memcpy(pend + pend_len, line, len);
+    memcpy(pend + pend_off + pend_len, line, len);
     pend_len += len;
 }
 
@@ -579,6 +634,11 @@ int wd_log_flush(int wait)
 int wd_log_access_enabled(void)
 {
     return access_fd >= 0;
+}
+
+int wd_log_access_fd(void)
+{
+    return access_fd;
 }
 
 void wd_log_text(wd_log_level_t level, const char *prefix, const char *text, size_t len)

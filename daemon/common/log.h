@@ -93,10 +93,12 @@ void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
  * worker holds a log file another group or the master writes (helper-79). Its write ends are
  * non-blocking, so that the worker's loop never waits for the master: an error log line (at most
  * PIPE_BUF, so whole) of the loop thread's that a full pipe refuses is dropped (a Python thread
- * waits for room, as it did for a file); an access log line waits in the worker
- * (WD_LOG_PENDING_MAX at most, then it is dropped too). What was dropped is counted, and
- * said in the next error log line that goes, with the pipe's size. The master asks
- * WD_LOG_PIPE_SIZE for each pipe; the kernel may give less (master_logpipe.c). */
+ * waits for room, as it did for a file); an access log line waits in the worker, then it is
+ * dropped too: WD_LOG_PENDING_MAX at most wait beside a pipe of WD_LOG_PIPE_SIZE, and beside a
+ * smaller one what it lacks too (so that WD_LOG_PIPE_SIZE + WD_LOG_PENDING_MAX may be in flight
+ * whatever the pipe). What was dropped is counted, and said in the next error log line that
+ * goes, with the pipe's size. The master asks WD_LOG_PIPE_SIZE for each pipe; the kernel may
+ * give less (master_logpipe.c). */
 #define WD_LOG_PIPE_SIZE (1 << 20)
 #define WD_LOG_PENDING_MAX (64 * 1024)
 #define WD_LOG_BATCH (16 * 1024) /* the loop thread's access lines written at once at most */
@@ -112,10 +114,13 @@ void wd_log_no_wait(void);
  * thread), as what waits for the pipe is the loop's. */
 void wd_log_access(const char *line, size_t len);
 /* Writes what waits for the access log's pipe, if it takes it; with wait, waits for it to (a
- * worker that exits); then says what was dropped, if any. 0 once nothing waits, -1 otherwise.
+ * worker that exits); then says what was dropped, if any. 0 once nothing waits, -1 otherwise:
+ * the loop polls wd_log_access_fd for room and calls it again (daemon/worker/worker.c).
  * The loop thread's. */
 int wd_log_flush(int wait);
 int wd_log_access_enabled(void);
+/* The access log's fd (a worker's: its pipe to the master), or -1 when there is none. */
+int wd_log_access_fd(void);
 
 /* Writes raw text to the error log as it is (a Python traceback, say), prefixed per line. */
 void wd_log_text(wd_log_level_t level, const char *prefix, const char *text, size_t len);

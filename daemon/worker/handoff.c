@@ -698,8 +698,7 @@ static void prepare_cb(uv_prepare_t *p)
     if (h->shut_in_flight == 0)
         h->quiet_ms = WD_HANDOFF_QUIET_MS; /* long requests, if it grew, are over */
     if (h->on_block)
-        h->on_block(h->on_block_data);
-    wd_log_flush(0); /* the access log lines of the turn, before the loop blocks (log.h) */
+        h->on_block(h->on_block_data); /* the worker's: its access log lines of the turn too */
 }
 
 void wd__handoff_prepare(wd_handoff_t *h)

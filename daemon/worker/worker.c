@@ -85,6 +85,9 @@ typedef struct wd_worker {
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_poll_t master_poll;
+    uv_poll_t log_poll; /* the access log's pipe, polled while lines wait for it (log_flush) */
+    int log_pollable;   /* log_poll was made */
+    int log_polling;    /* and is started */
     uv_timer_t stop_timer;
     int unlistened; /* it took what waited and told the master (worker_stop) */
     int last;       /* its group or wsgid stops ("stop last"): no worker to hand over to */
@@ -209,12 +212,61 @@ static void closed(void *owner)
     }
 }
 
+/* --- the access log's pipe ------------------------------------------------------------------- */
+
+static void log_writable_cb(uv_poll_t *p, int status, int events);
+
+/* Writes the access log lines that wait (log.h). Those the pipe does not take (the master is
+ * behind, or was not scheduled a while) are written as soon as it takes more: the pipe is polled
+ * for room until nothing waits, not only at the next turn or tick, which drained a full 8 KiB
+ * pipe 8 KiB a quarter second once the worker had gone idle (helper-88). Polled only while lines
+ * wait, so that an idle worker is woken no more often, nor a busy one's turns cost more; a master
+ * that reads nothing (SIGSTOP) leaves the pipe full and the poll quiet. */
+static void log_flush(wd_worker_t *w)
+{
+    int waiting = wd_log_flush(0) < 0;
+
+    if (waiting == w->log_polling || !w->log_pollable)
+        return;
+    w->log_polling = waiting;
+    if (waiting)
+        uv_poll_start(&w->log_poll, UV_WRITABLE, log_writable_cb);
+    else
+        uv_poll_stop(&w->log_poll);
+}
+
+static void log_writable_cb(uv_poll_t *p, int status, int events)
+{
+    wd_worker_t *w = p->data;
+
+    (void)events;
+    if (status < 0) { /* libuv stopped it; the ticks write what waits from now on */
+        w->log_pollable = w->log_polling = 0;
+        return;
+    }
+    log_flush(w);
+}
+
+/* After logs_first: the access log's pipe, when there is one, to be polled by log_flush; the
+ * poll keeps the loop alive no more than the lines it waits to write. */
+static void log_poll_init(wd_worker_t *w)
+{
+    int fd = wd_log_access_fd();
+
+    if (fd < 0 || uv_poll_init(w->loop, &w->log_poll, fd) < 0)
+        return;
+    w->log_poll.data = w;
+    uv_unref((uv_handle_t *)&w->log_poll);
+    w->log_pollable = 1;
+}
+
 /* The loop's turn is over (wd_handoff_set_on_block). */
 static void turn_end(void *data)
 {
     wd_worker_t *w = data;
 
     wd_accept_before_block(&w->accept);
+    log_flush(w); /* the access log lines of the turn, before the loop blocks (log.h) */
 }
 
 /* A stopping worker's idle kept connection goes to the master with an "adopt INDEX" line (spawn.h),
@@ -512,7 +564,7 @@ static void tick_cb(uv_timer_t *t)
         now - w->last_activity_ns > (uint64_t)(g->inactivity_timeout * 1e9))
         recycle(w, "inactivity-timeout");
     big_trim(w);
-    wd_log_flush(0); /* access log lines its pipe did not take at once */
+    log_flush(w); /* access log lines its pipe did not take at once */
 }
 
 /* --- start ---------------------------------------------------------------------------------- */
@@ -762,6 +814,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     uv_poll_init(w->loop, &w->master_poll, WD_WORKER_FD_MASTER);
     w->master_poll.data = w;
     uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT, master_cb);
+    log_poll_init(w);
     w->accept = (wd_accept_t){.loop = w->loop,
                               .group = w->group,
                               .pid = w->pid,
