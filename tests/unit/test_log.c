@@ -53,7 +53,7 @@ static void held_beside_a_small_pipe(void)
 {
     enum { LINE = 1000, LINES = 1300 };
     size_t bound = WD_LOG_PIPE_SIZE + WD_LOG_PENDING_MAX, cap = LINES * LINE, len = 0;
-    char line[LINE + 1], *got = malloc(cap), errs[4096];
+    char line[LINE + 16], *got = malloc(cap), errs[4096];
     int acc[2], err[2], kept = 0, ok = 1;
     unsigned long e = 99, a = 99;
     ssize_t n;
