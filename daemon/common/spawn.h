@@ -34,8 +34,9 @@
  *     an idle kept connection accepted on its listener INDEX (its descriptor as SCM_RIGHTS with
  *     the line's first byte), which a stopping worker hands over instead of closing it
  *     (daemon/worker/conn.c: wd__conn_hand_over): the master passes the line and the connection
- *     on to a ready worker of the group that listens there too, or closes it when none can take
- *     it. Master to worker:
+ *     on to a ready worker of the group, of the same configuration, that listens there too, or
+ *     gives it back ("adopt INDEX back") when none can take it; any other file that comes is
+ *     closed (master_life.c: drop_stray_files). Master to worker:
  *     "logs ERROR ACCESS\n" = its error log and its access log, each "fd" (the non-blocking
  *     write end of a pipe whose read end the master keeps, and whose lines it appends to the
  *     file: it comes with the line's first byte as SCM_RIGHTS, error log first) or "off"; the
@@ -49,7 +50,9 @@
  * among them) by scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever
  * one becomes ready (daemon/worker/balance.h), before the worker it replaces is told to stop;
  * "adopt INDEX\n" with a connection, as above: the worker takes it as one it accepted on its
- * listener INDEX (daemon/worker/accept.c: wd_accept_adopt).
+ * listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
+ * wd_accept_adopt), and "adopt INDEX back" with one of its own that none could take, kept as it
+ * would have been (closed once idle WD_STOP_IDLE_S) and not handed over again.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H

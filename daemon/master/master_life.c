@@ -235,9 +235,12 @@ static wd_proc_t *adopter(wd_proc_t *p, size_t index)
     for (wd_proc_t *q = p->m->procs; q != NULL; q = q->next) {
         int going;
 
-        if (q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 || q->exited ||
-            q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
-            index >= p->gconf->n_listen ||
+        /* Of the same configuration: a reload may have changed what a connection is to the
+         * group (proxy-protocol turned on: the adopter waited for a PROXY header and closed the
+         * connection behind the proxy's request, helper-96; another user). */
+        if (q == p || q->g != p->g || q->gconf != p->gconf || q->state != WD_PROC_READY ||
+            q->pid <= 0 || q->exited || q->pipe_closed || q->says != NULL ||
+            index >= q->gconf->n_listen || index >= p->gconf->n_listen ||
             !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
             continue;
         going = q->recycling || q->s == NULL || q->s->cur != q || q->s->repl != NULL;
@@ -260,7 +263,7 @@ static void adopt(wd_proc_t *p, const char *args)
     int fd = adopt_take(p), n = -1;
     wd_proc_t *q = NULL;
     uv_os_fd_t sock;
-    char line[32];
+    char line[48];
     size_t len;
 
     if (fd < 0) {
@@ -272,7 +275,7 @@ static void adopt(wd_proc_t *p, const char *args)
         q = adopter(p, index);
     if (q == NULL && *end == '\0' && !p->exited && !p->pipe_closed && p->says == NULL)
         q = p; /* back */
-    len = (size_t)snprintf(line, sizeof line, "adopt %lu\n", index);
+    len = (size_t)snprintf(line, sizeof line, "adopt %lu%s\n", index, q == p ? " back" : "");
     if (q != NULL && uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
         n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
     if (n > 0 && (size_t)n < len)
@@ -395,6 +398,25 @@ static void drain_socket(wd_proc_t *p)
         close(p->adopt_fds[--p->n_adopt_fds]);
 }
 
+/* The files that came with p's socket and that no "adopt" line took: closed, all of them once
+ * every line read is taken, all but the newest while a line is still partial (an "adopt" line's
+ * file comes with its first byte). A worker runs the app: it could send files with other lines,
+ * or with none, and libuv keeps each until it is taken, so that an app filled the master's table
+ * of files (20,000 in a loop of sendmsg; wsgictl lost, no worker could start: helper-96). */
+static void drop_stray_files(wd_proc_t *p)
+{
+    size_t keep = p->line_len > 0 ? 1 : 0, left;
+
+    while ((left = (size_t)uv_pipe_pending_count(&p->pipe) + p->n_adopt_fds) > keep) {
+        int fd = adopt_take(p);
+
+        if (fd >= 0)
+            close(fd);
+        if ((size_t)uv_pipe_pending_count(&p->pipe) + p->n_adopt_fds >= left)
+            break; /* libuv would not give it: it goes with the pipe's close */
+    }
+}
+
 void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     wd_proc_t *p = st->data;
@@ -402,6 +424,7 @@ void wd__m_read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
     if (n > 0) {
         p->line_len += (size_t)n;
         take_lines(p, 0);
+        drop_stray_files(p);
     } else if (n < 0) {
         drain_socket(p);
         take_lines(p, 1);

@@ -12,12 +12,14 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 
 #define ACCEPT_LATE_MS 10 /* see accept_late_cb */
 /* Requests in flight (running and queued) per Python thread before the worker stops accepting: a
@@ -242,13 +244,50 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
     return taken;
 }
 
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd)
+/* Whether fd is a stream connection accepted on l: its local address is l's (the same socket
+ * path, or the same family and port). A worker runs the app, and the file an "adopt" line brings
+ * came from one: a socketpair, a UDP socket or its own end of the master's socket were served as
+ * connections, a socketpair on a TCP listener with trusted-proxies: [unix] as from a trusted
+ * proxy (helper-96). */
+static int accepted_on(int fd, const wd_listener_t *l)
+{
+    struct sockaddr_storage mine, its;
+    socklen_t ml = sizeof mine, il = sizeof its, tl;
+    int type = 0;
+
+    tl = sizeof type;
+    memset(&mine, 0, sizeof mine);
+    memset(&its, 0, sizeof its);
+    if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) < 0 || type != SOCK_STREAM ||
+        getsockname(fd, (struct sockaddr *)&mine, &ml) < 0 ||
+        getsockname(l->fd, (struct sockaddr *)&its, &il) < 0 || mine.ss_family != its.ss_family)
+        return 0;
+    switch (mine.ss_family) {
+    case AF_UNIX:
+        return ml == il && ml > offsetof(struct sockaddr_un, sun_path) + 1 &&
+               memcmp(&mine, &its, ml) == 0;
+    case AF_INET:
+        return ((struct sockaddr_in *)&mine)->sin_port == ((struct sockaddr_in *)&its)->sin_port;
+    case AF_INET6:
+        return ((struct sockaddr_in6 *)&mine)->sin6_port ==
+               ((struct sockaddr_in6 *)&its)->sin6_port;
+    default:
+        return 0;
+    }
+}
+
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
 
     memset(&ss, 0, sizeof ss);
-    if (index >= a->n_listeners || getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+    if (index >= a->n_listeners || !accepted_on(fd, &a->listeners[index]) ||
+        getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+        wd_log_peer(WD_LOG_WARN,
+                    "a connection handed over on listener %zu is no connection "
+                    "accepted on it: closed",
+                    index);
         close(fd);
         return -1;
     }
@@ -257,7 +296,7 @@ int wd_accept_adopt(wd_accept_t *a, size_t index, int fd)
         close(fd);
         return -1;
     }
-    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, 1);
+    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, back ? 2 : 1);
     return 0;
 }
 

@@ -1061,8 +1061,10 @@ int wd__conn_hand_over(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
 
+    /* One given back was handed over and none took it: handing it over again went back and
+     * forth, each time its 0.5 s anew, till the worker's exit. */
     if (!cs->stopping || cs->ops->hand_over == NULL || !idle_keepalive(c) || c->peer_shut ||
-        cs->group->proxy_protocol ||
+        c->adopted == 2 || cs->group->proxy_protocol ||
         (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted))
         return 0;
     if (c->park_owner != NULL) {

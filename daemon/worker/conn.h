@@ -121,7 +121,8 @@ struct wd_conn {
     int park_hand; /* ... or to hand it over (wd__conn_hand_over) */
     int parking;
     uint64_t served; /* responses completed on this connection */
-    int adopted;     /* handed over idle by a stopping worker (wd_conn_new): a kept one */
+    int adopted; /* handed over idle by a stopping worker (wd_conn_new): a kept one; 2: given back
+                  */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
@@ -191,7 +192,8 @@ struct wd_conn {
 
 /* Takes over an accepted, non-blocking socket; adopted: an idle kept connection another worker
  * of the group handed over (wd_conns_ops_t.hand_over), waiting for its next request as one kept
- * here would (keepalive-timeout, not header-timeout). */
+ * here would (keepalive-timeout, not header-timeout); 2: one of its own given back (none could
+ * take it), never handed over again. */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len, int adopted);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a

@@ -431,6 +431,8 @@ static void master_line(wd_worker_t *w, const char *line)
         worker_stop(w, "asked by the master", line[4] != '\0');
     } else if (strncmp(line, "adopt ", 6) == 0) {
         /* an idle connection a stopping sibling handed over (spawn.h): its file came with it */
+        char *end;
+        unsigned long index = strtoul(line + 6, &end, 10);
         int fd = -1;
 
         if (w->n_master_fds > 0) {
@@ -439,8 +441,9 @@ static void master_line(wd_worker_t *w, const char *line)
         }
         if (fd < 0)
             wd_log_warn("malformed message from the master: '%s' without its connection", line);
-        else if (wd_accept_adopt(&w->accept, strtoul(line + 6, NULL, 10), fd) < 0)
-            wd_log_debug("a connection handed over was not taken (max-connections)");
+        else if (wd_accept_adopt(&w->accept, index, fd, strcmp(end, " back") == 0) < 0)
+            wd_log_debug("a connection handed over was not taken (max-connections, or not "
+                         "one of that listener)");
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);

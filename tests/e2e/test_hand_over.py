@@ -1,0 +1,133 @@
+"""The hand-over of a stopping worker's idle kept connections (conn.c: wd__conn_hand_over;
+master_life.c: adopt) against what an app can send on its worker's socket to the master, and
+across a reload (helper-96's review). A worker runs the app as the group's user: the app can find
+that socket (fd 3) and write to it, with files (SCM_RIGHTS) or without."""
+import array
+import os
+import socket
+import time
+
+from helpers.clients import Conn, http_request
+from helpers.procs import wait_for
+from test_control import ctl
+
+APP = r'''
+import array, os, socket, time
+
+def application(environ, start_response):
+    p, q = environ["PATH_INFO"], environ.get("QUERY_STRING") or ""
+    out = b"ok"
+    s = socket.socket(fileno=os.dup(3))  # this worker's socket to the master
+    try:
+        if p == "/flood":  # 50 messages of 64 files each, with lines the master knows or none
+            f = os.open("/", os.O_RDONLY)
+            for i in range(50):
+                while True:
+                    try:
+                        s.sendmsg([b"loaded\n" if q == "lines" else b"x"],
+                                  [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [f] * 64))])
+                        break
+                    except BlockingIOError:
+                        time.sleep(0.01)
+            os.close(f)
+            if q != "lines":
+                s.send(b"\n")  # the line ends: the file kept with it goes too
+        elif p == "/adopt":  # "adopt INDEX" with one end of a socketpair that sent a request
+            a, b = socket.socketpair()
+            globals().setdefault("keep", []).append(b)
+            b.send(b"GET /evil HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+            s.sendmsg([b"adopt %s\n" % q.encode()],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [a.fileno()]))])
+            a.close()
+        elif p == "/readpair":  # what came back on the other end: an answer, or EOF
+            b = globals()["keep"][-1]
+            b.settimeout(5)
+            try:
+                out = b.recv(65536) or b"EOF"
+            except OSError as e:
+                out = repr(e).encode()
+            globals()["keep"].remove(b)
+            b.close()
+        elif p == "/pid":
+            out = str(os.getpid()).encode()
+        elif p == "/evil":
+            out = b"served " + environ.get("REMOTE_ADDR", "").encode()
+    finally:
+        s.close()  # the dup
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(out)))])
+    return [out]
+'''
+
+
+def start(wsgid, tmp, **extra):
+    script = tmp / "sender.py"
+    script.write_text(APP)
+    d = wsgid(str(script), processes=2, threads=2, top={"control": str(tmp / "ctl.sock")},
+              **extra)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    return d
+
+
+def files(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def get(c, path):
+    r = c.send(http_request("GET", path, {})).response()
+    assert r.status == 200, r
+    return r.body
+
+
+def test_files_an_app_sends_the_master_are_closed(wsgid, tmp):
+    """libuv keeps every file that comes on a worker's socket until it is taken, and only an
+    "adopt" line took one: an app sending files with other lines, or with no newline, filled the
+    master's table of files (20,000: wsgictl lost, no worker could start). Now each read's files
+    that no "adopt" line took are closed."""
+    d = start(wsgid, tmp)
+    before = files(d.pid)
+    for how in ("lines", "none"):
+        c = Conn(d.tcp)
+        assert get(c, "/flood?" + how) == b"ok"
+        c.close()
+        time.sleep(0.5)
+        assert files(d.pid) < before + 20, (how, before, files(d.pid))
+    rc, out, err = ctl(d, "status")
+    assert rc == 0, (out, err)
+
+
+def test_a_socket_an_app_hands_over_is_not_served(wsgid, tmp):
+    """An "adopt" line's file came from the app: a socketpair whose other end sent a request was
+    served by a sibling as a connection of the listener (on the TCP listener, with
+    trusted-proxies: [unix], as from a trusted proxy: X-Forwarded-For became REMOTE_ADDR). Now a
+    worker serves only a stream connection accepted on that listener's address."""
+    d = start(wsgid, tmp, trusted_proxies=["unix"])
+    for index in (0, 1):
+        c = Conn(d.tcp)
+        assert get(c, "/adopt?%d" % index) == b"ok"
+        got = get(c, "/readpair")  # EOF, or a reset (the request unread)
+        assert got == b"EOF" or got.startswith(b"ConnectionResetError"), (index, got)
+        c.close()
+    assert "served " not in d.log()
+    d.expect_log(r"a connection handed over on listener \d is no connection accepted on it")
+
+
+def test_a_reload_that_turns_proxy_protocol_on_hands_no_connection_over(wsgid, tmp):
+    """A reload turned proxy-protocol on: the old worker handed its kept connection to a new one,
+    which waited for a PROXY header and closed the connection behind the proxy's next request
+    (a 502 behind nginx for a POST). A connection goes only to a worker of the same
+    configuration; here none is, so it is given back and closed once idle, as before the
+    hand-over: before a request is written on it."""
+    d = start(wsgid, tmp, keepalive_timeout=75)
+    c = Conn(d.tcp)
+    old = int(get(c, "/pid"))
+    good = d.conf_path.read_text()
+    assert "    threads: 2\n" in good, good
+    d.conf_path.write_text(good.replace(
+        "    threads: 2\n",
+        "    threads: 2\n    proxy-protocol: true\n    trusted-proxies: [127.0.0.1/32, unix]\n"))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, (out, err)
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.1,
+             what="the old worker to exit")
+    assert c.closed(timeout=2), "the kept connection outlived its worker"
+    assert "malformed PROXY header" not in d.log(), d.log()[-3000:]
