@@ -282,6 +282,10 @@ void wd__m_record_release(wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);
 wd_gen_t *wd__m_gen_new(wd_config_t *conf, int owned, const char *text, size_t len);
 wd_gen_t *wd__m_gen_ref(wd_gen_t *gen);
+/* Whether group ga of config a and gb of b differ in anything a reload restarts a group for
+ * (master_rolling.c). */
+int wd__m_group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const wd_config_t *b,
+                        const wd_group_conf_t *gb);
 /* The memfd of gen for the workers of its group conf, or -1 when conf is none of gen's. */
 int wd__m_gen_fd(const wd_gen_t *gen, const wd_group_conf_t *conf);
 wd_group_t *wd__m_find_group(wd_master_t *m, const char *name);

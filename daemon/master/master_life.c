@@ -235,13 +235,17 @@ static wd_proc_t *adopter(wd_proc_t *p, size_t index)
     for (wd_proc_t *q = p->m->procs; q != NULL; q = q->next) {
         int going;
 
+        if (q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 || q->exited ||
+            q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
+            index >= p->gconf->n_listen ||
+            !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
+            continue;
         /* Of the same configuration: a reload may have changed what a connection is to the
          * group (proxy-protocol turned on: the adopter waited for a PROXY header and closed the
-         * connection behind the proxy's request, helper-96; another user). */
-        if (q == p || q->g != p->g || q->gconf != p->gconf || q->state != WD_PROC_READY ||
-            q->pid <= 0 || q->exited || q->pipe_closed || q->says != NULL ||
-            index >= q->gconf->n_listen || index >= p->gconf->n_listen ||
-            !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
+         * connection behind the proxy's request, helper-96; another user). A reload that left
+         * the group as it was gives its new workers another copy of the same. */
+        if (q->gconf != p->gconf &&
+            wd__m_group_changed(p->gen->conf, p->gconf, q->gen->conf, q->gconf))
             continue;
         going = q->recycling || q->s == NULL || q->s->cur != q || q->s->repl != NULL;
         if (n[going] < WD_SIBLINGS_MAX)

@@ -503,8 +503,8 @@ static char *group_canon(const wd_config_t *c, const wd_group_conf_t *g)
     return out;
 }
 
-static int group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const wd_config_t *b,
-                         const wd_group_conf_t *gb)
+int wd__m_group_changed(const wd_config_t *a, const wd_group_conf_t *ga, const wd_config_t *b,
+                        const wd_group_conf_t *gb)
 {
     char *x = group_canon(a, ga), *y = group_canon(b, gb);
     int rc = strcmp(x, y) != 0;
@@ -693,7 +693,7 @@ static wd_listen_t ***reload_bind(wd_master_t *m, const wd_config_t *oldc, wd_co
 
     for (size_t i = 0; i < conf->n_groups; i++) {
         g = wd__m_find_group(m, conf->groups[i].name);
-        if (g != NULL && !group_changed(oldc, g->conf, conf, &conf->groups[i]))
+        if (g != NULL && !wd__m_group_changed(oldc, g->conf, conf, &conf->groups[i]))
             continue;
         if (g == NULL)
             g = from[i];

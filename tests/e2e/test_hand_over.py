@@ -131,3 +131,23 @@ def test_a_reload_that_turns_proxy_protocol_on_hands_no_connection_over(wsgid, t
              what="the old worker to exit")
     assert c.closed(timeout=2), "the kept connection outlived its worker"
     assert "malformed PROXY header" not in d.log(), d.log()[-3000:]
+
+
+def test_a_reload_that_changes_nothing_keeps_the_hand_over(wsgid, tmp):
+    """The rule above must not end the hand-over after a reload that left the group as it was
+    (its workers then hold another copy of the same configuration): a kept connection still goes
+    to a replacement at a restart after such a reload, and is served there (it was given back and
+    closed: the rule compared the copies, not what they say)."""
+    d = start(wsgid, tmp, keepalive_timeout=75)
+    c = Conn(d.tcp)
+    old = int(get(c, "/pid"))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and "unchanged" in out, (out, err)
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.1,
+             what="the old worker to exit")
+    time.sleep(0.8)  # past the 0.5 s a connection given back would have lived
+    new = int(get(c, "/pid"))
+    assert new != old and new in d.workers(), (old, new, d.workers())
+    d.seen_workers.update(d.workers())
