@@ -521,6 +521,11 @@ static int pend_flush(void)
 
     while (pend_len > 0) {
         w = write(access_fd, pend + pend_off, pend_len);
+        /* A signal that the app handles (Python's handlers do not restart the call they
+         * interrupt) while an exiting worker waits for the master (wd_log_flush): not a master
+         * gone, which lost every line held, said nowhere. */
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w < 0 && errno != EAGAIN) {
             pend_len = 0; /* the master is gone: nobody reads them */
             break;

@@ -605,6 +605,14 @@ def test_wsgictl_reopen_logs_says_what_it_could_not_open(wsgid, tmp):
     assert r.returncode == 0, (r.stdout, r.stderr)
 
 
+def _one_at_a_time(d, n, long):
+    """n requests for long-0 .. long-(n-1), one at a time on one connection, each answered."""
+    with Conn(d.tcp) as c:
+        for i in range(n):
+            c.send(http_request("GET", "%s-%d" % (long, i)))
+            assert c.response().status == 200, i
+
+
 def test_a_master_that_does_not_read_holds_no_worker_up(wsgid, tmp):
     """A worker's access lines go to the master through a pipe (helper-79). With the master
     stopped (SIGSTOP: a master busy writing to a slow disk), the worker serves on: its lines wait
@@ -616,10 +624,7 @@ def test_a_master_that_does_not_read_holds_no_worker_up(wsgid, tmp):
     n, long = 900, "/x?" + "a" * 2000
     os.kill(d.pid, signal.SIGSTOP)
     try:
-        with Conn(d.tcp) as c:
-            for i in range(n):
-                c.send(http_request("GET", "%s-%d" % (long, i)))
-                assert c.response().status == 200, i
+        _one_at_a_time(d, n, long)
     finally:
         os.kill(d.pid, signal.SIGCONT)
     left = re.compile(r"\[warn\] \w+:\d+: 0 error log lines and (\d+) access log lines were left "
@@ -932,3 +937,61 @@ def test_a_small_log_pipe_loses_nothing_while_the_master_is_held_up(wsgid, tmp, 
     assert got == list(range(n)), got[:20]
     d.expect_log(r"the pipes that bring the workers' log lines are %d KiB" % (pipe // 1024))
 
+
+# The number of write(2) on the machines the tests run on, as /proc/PID/syscall shows it.
+_WRITE_SYSCALL = {"x86_64": 1, "aarch64": 64}.get(os.uname().machine)
+
+
+def _blocked_in_write(pid):
+    try:
+        with open("/proc/%d/syscall" % pid) as f:
+            return f.read().split()[0] == str(_WRITE_SYSCALL)
+    except (OSError, IndexError):
+        return False
+
+
+def test_an_app_signal_while_an_exiting_worker_waits_for_its_pipe_loses_no_line(wsgid, tmp,
+                                                                              monkeypatch):
+    """A worker that exits waits for the master to take the access lines it still holds (log.c
+    wd_log_flush). A signal the app handles (signal.signal: Python's handlers do not restart
+    the call they interrupt, as Python retries its own calls) that came meanwhile made that
+    write fail with EINTR, which the worker took for a master gone: every line it held was
+    lost, counted and said nowhere. With an 8 KiB pipe and the master stopped, 300 lines of
+    ~1 KiB wait in the worker; it is stopped (SIGTERM), and once it waits in write(2), the app's
+    SIGUSR1 comes: every line reaches the file once the master runs again."""
+    monkeypatch.setenv("WSGID_LOG_PIPE_SIZE", "8192")
+    script = tmp / "sigapp.py"
+    script.write_text("import signal\n"
+                      "signal.signal(signal.SIGUSR1, lambda signum, frame: None)\n\n\n"
+                      "def application(environ, start_response):\n"
+                      "    start_response('200 OK', [('Content-Length', '2')])\n"
+                      "    return [b'ok']\n")
+    log = tmp / "access.log"
+    d = start(wsgid, tmp, str(script), access=log, processes=1, threads=2)
+    (pid,) = d.workers()
+    n, long = 300, "/x?" + "a" * 900
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        _one_at_a_time(d, n, long)
+        os.kill(pid, signal.SIGTERM)
+        if _WRITE_SYSCALL is not None:
+            # twice, 0.1 s apart: a write that does not wait is over in microseconds
+            wait_for(lambda: _blocked_in_write(pid) and not time.sleep(0.1) and
+                     _blocked_in_write(pid), timeout=5,
+                     what="the exiting worker waiting in write(2)")
+        else:
+            time.sleep(0.5)
+        os.kill(pid, signal.SIGUSR1)
+        time.sleep(0.2)
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    try:
+        _wait_all_lines(d, log, long, n, timeout=5)
+    except AssertionError as e:
+        raise AssertionError("%s: %d lines in the file; the worker's last lines: %s" % (
+            e, len(access_lines(log)),
+            [ln[:200] for ln in d.log().splitlines() if ":%d:" % pid in ln][-3:])) from None
+    got = [int(m["uri"].rsplit("-", 1)[1]) for m in access_lines(log)
+           if not isinstance(m, str) and m["uri"].startswith(long)]
+    assert got == list(range(n)), got[:20]
+    d.expect_log(r"the pipes that bring the workers' log lines are 8 KiB")
