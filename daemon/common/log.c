@@ -29,6 +29,7 @@ static unsigned long dropped[2];
 static char *pend;
 static size_t pend_off, pend_len, pend_cap;
 static size_t pend_max;      /* what it may hold (pend_bound), 0 until it is known */
+static int pend_polled;      /* the loop polls the pipe for room (wd_log_set_polled) */
 static __thread int no_wait; /* the worker's loop thread: wd_log_no_wait */
 /* The master's, once it supervises (wd_log_set_sink): where its lines go instead of log_fd. */
 static void (*log_sink)(const char *line, size_t n);
@@ -644,6 +645,16 @@ int wd_log_access_enabled(void)
 int wd_log_access_fd(void)
 {
     return access_fd;
+}
+
+void wd_log_set_polled(int on)
+{
+    pend_polled = on;
+}
+
+int wd_log_unpolled(void)
+{
+    return pend_len > 0 && !pend_polled;
 }
 
 void wd_log_text(wd_log_level_t level, const char *prefix, const char *text, size_t len)

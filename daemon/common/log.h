@@ -121,6 +121,12 @@ int wd_log_flush(int wait);
 int wd_log_access_enabled(void);
 /* The access log's fd (a worker's: its pipe to the master), or -1 when there is none. */
 int wd_log_access_fd(void);
+/* The worker's loop polls that pipe for room (on), or does not (wd_log_flush says when it must). */
+void wd_log_set_polled(int on);
+/* Lines wait for the pipe and nobody polls it: a thread that held the loop's lock while the loop
+ * slept (a parked one, handoff.h) left them, and the loop must turn to poll, or they waited for
+ * its next tick. The loop's lock held. */
+int wd_log_unpolled(void);
 
 /* Writes raw text to the error log as it is (a Python traceback, say), prefixed per line. */
 void wd_log_text(wd_log_level_t level, const char *prefix, const char *text, size_t len);

@@ -4,6 +4,7 @@
  * opening comment. */
 #include "handoff_int.h"
 #include "affinity.h"
+#include "log.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -45,7 +46,9 @@ static int loop_must_look(wd_handoff_t *h)
 {
     int timeout;
 
-    if (watches_pending(h->loop))
+    /* Access lines that the pipe did not take (the master behind): the loop polls it for room
+     * from its next turn; else they waited for its tick, up to 250 ms after the master read. */
+    if (watches_pending(h->loop) || wd_log_unpolled())
         return 1;
     /* The worker accepts again (the thread's close brought it under its capacity): quiet news
      * needs the quiet timer, which only the loop's turn starts. */

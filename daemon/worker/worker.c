@@ -226,13 +226,15 @@ static void log_flush(wd_worker_t *w)
 {
     int waiting = wd_log_flush(0) < 0;
 
-    if (waiting == w->log_polling || !w->log_pollable)
-        return;
-    w->log_polling = waiting;
-    if (waiting)
-        uv_poll_start(&w->log_poll, UV_WRITABLE, log_writable_cb);
-    else
-        uv_poll_stop(&w->log_poll);
+    if (waiting != w->log_polling && w->log_pollable) {
+        w->log_polling = waiting;
+        if (waiting)
+            uv_poll_start(&w->log_poll, UV_WRITABLE, log_writable_cb);
+        else
+            uv_poll_stop(&w->log_poll);
+    }
+    /* A pipe that cannot be polled is written at the ticks: no turn of the loop helps it. */
+    wd_log_set_polled(w->log_polling || !w->log_pollable);
 }
 
 static void log_writable_cb(uv_poll_t *p, int status, int events)
