@@ -392,38 +392,66 @@ static void read_cb(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
         respond_error(c, 431, "Request Header Fields Too Large");
 }
 
-/* How many of the open connections come from c's address. */
-static size_t peer_conns(wd_metrics_t *m, const metrics_conn_t *c)
+/* How many bytes of an address make its network for make_room: an IPv6 /64, what one host or
+ * site is given (a client may take any address of it), or an IPv4 /24 (IPv4-mapped). */
+static size_t net_bytes(const struct in6_addr *a)
 {
-    const metrics_conn_t *o;
-    size_t n = 0;
-
-    for (o = m->conns; o != NULL; o = o->next)
-        n += memcmp(&o->peer, &c->peer, sizeof c->peer) == 0;
-    return n;
+    return IN6_IS_ADDR_V4MAPPED(a) ? 15 : 8;
 }
 
-/* At the cap, closes a connection of the address that holds the most (one client flooding the
- * listener never takes the place of another's health check): among them, the one opened first
- * still without an answer (a client that sent nothing, or a head it never finishes), else the
- * first opened (an answer lingering for the client's close); never fresh, the one just accepted.
- * Choosing the oldest waiting one of all let a client that opens connections faster than a load
- * balancer's request arrives close the check's connection before it was read (helper-89). */
-static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
+/* How many of the open connections come from c's network (net) and from its address (addr). */
+static void peer_conns(wd_metrics_t *m, const metrics_conn_t *c, size_t *net, size_t *addr)
+{
+    const metrics_conn_t *o;
+    size_t k = net_bytes(&c->peer);
+
+    *net = *addr = 0;
+    for (o = m->conns; o != NULL; o = o->next) {
+        if (memcmp(&o->peer, &c->peer, k) != 0)
+            continue;
+        (*net)++;
+        *addr += memcmp(&o->peer, &c->peer, sizeof c->peer) == 0;
+    }
+}
+
+/* The connection that gives way at the cap: one of the network that holds the most, and in it
+ * of the address that holds the most (one client flooding the listener, from one address or
+ * from many of its network, never takes the place of another's health check); among them, the
+ * one opened first still without an answer (a client that sent nothing, or a head it never
+ * finishes), else the first opened (an answer lingering for the client's close); never fresh,
+ * the one just accepted. Choosing the oldest waiting one of all let a client that opens
+ * connections faster than a load balancer's request arrives close the check's connection before
+ * it was read (helper-89); counting addresses alone, a flood from many addresses (each holding
+ * one connection) did it again (helper-98). */
+static metrics_conn_t *victim_of(wd_metrics_t *m, const metrics_conn_t *fresh, size_t *most,
+                                 size_t *most_net)
 {
     metrics_conn_t *c, *victim = NULL;
-    size_t most = 0, n;
-    char peer[INET6_ADDRSTRLEN];
+    size_t net, addr;
 
+    *most = *most_net = 0;
     for (c = m->conns; c != NULL; c = c->next) { /* newest first: ties go to the older */
         if (c == fresh)
             continue;
-        n = peer_conns(m, c);
-        if (victim == NULL || n > most || (n == most && (!c->answered || victim->answered))) {
+        peer_conns(m, c, &net, &addr);
+        if (victim == NULL || net > *most_net || (net == *most_net && addr > *most) ||
+            (net == *most_net && addr == *most && (!c->answered || victim->answered))) {
             victim = c;
-            most = n;
+            *most_net = net;
+            *most = addr;
         }
     }
+    return victim;
+}
+
+/* At the cap, closes the connection victim_of names. */
+static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
+{
+    metrics_conn_t *victim;
+    size_t most, most_net;
+    char peer[INET6_ADDRSTRLEN];
+
+    victim = victim_of(m, fresh, &most, &most_net);
     if (victim == NULL)
         return;
     if (IN6_IS_ADDR_V4MAPPED(&victim->peer))
@@ -431,12 +459,13 @@ static void make_room(wd_metrics_t *m, metrics_conn_t *fresh)
     else
         inet_ntop(AF_INET6, &victim->peer, peer, sizeof peer);
     wd_log_peer(WD_LOG_WARN,
-                "%s %s: %d connections open: closed the oldest one of %s (%zu of them) %s "
-                "(open %.1f s) for a new one",
+                "%s %s: %d connections open: closed the oldest one of %s (%zu of them, %zu of "
+                "its /%d) %s (open %.1f s) for a new one",
                 m->agent    ? "agent-check"
                 : m->health ? "health"
                             : "metrics",
-                m->addr, WD_METRICS_CONNS_MAX, peer, most,
+                m->addr, WD_METRICS_CONNS_MAX, peer, most, most_net,
+                IN6_IS_ADDR_V4MAPPED(&victim->peer) ? 24 : 64,
                 victim->answered ? "answered already" : "without a whole request",
                 (double)(uv_now(m->loop) - victim->opened) / 1000.0);
     conn_close(victim);
