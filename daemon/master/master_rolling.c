@@ -774,6 +774,19 @@ static json_t *not_applied(const wd_master_t *m, const wd_config_t *newc)
     return later;
 }
 
+/* A group a reload adds during the drain of every group drains too, as a changed or renamed
+ * group keeps its drain: it ran on, ready, and the drain's mark stayed, so that wsgid never
+ * stopped while it ran and stopped at a later `wsgictl stop` of it (helper-98). */
+static void drain_added(wd_master_t *m, wd_group_t *g)
+{
+    if (!m->drain_exit)
+        return;
+    g->drain_until = uv_now(&m->loop) + (uint64_t)(g->conf->drain_delay * 1000.0) + 1;
+    wd_log_info("group %s: added during the drain of every group: draining too, stopping in "
+                "%.1f s (wsgictl undrain %s keeps it, and wsgid)",
+                g->name, g->conf->drain_delay, g->name);
+}
+
 /* The new generation takes over: new groups start, changed ones roll, unchanged ones take the new
  * copy of their config, removed ones drain. The reply lists each kind; a changed group that is
  * stopped (wsgictl stop) restarts nothing and is listed apart: it was listed as restarted. */
@@ -803,6 +816,7 @@ static void reload_apply(wd_master_t *m, wd_batch_t *b, wd_gen_t *gen, wd_listen
             wd_log_info("reload: group %s added", gc->name);
             json_array_append_new(added, json_string(gc->name));
             wd__m_op_step(wd__m_op_new(g, b, WD_OP_START, gen, gc, g->ls, g->n_ls));
+            drain_added(m, g);
         } else if (new_ls[i] == NULL) {
             json_array_append_new(unchanged, json_string(gc->name));
             group_take_conf(g, gen, gc);

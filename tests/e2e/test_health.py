@@ -233,6 +233,34 @@ def test_a_group_started_after_a_drain_of_every_group_does_not_stop_wsgid_later(
     d.seen_workers.update(d.workers())
 
 
+def test_a_group_a_reload_adds_during_a_drain_of_every_group_drains_too(wsgid, tmp):
+    """wsgictl drain (every group: wsgid stops once they all stopped), then a reload that adds
+    group b (config management's SIGHUP during the shutdown drain): b ran on, ready, so wsgid
+    never stopped, and a later wsgictl stop b stopped wsgid itself. A group added during the drain
+    of every group drains too, as a changed group stays draining (helper-98)."""
+    maddr = ("127.0.0.1", free_port())
+
+    def config(names):
+        groups = {name: {"listen": "unix:" + str(tmp / (name + ".sock")), "app": app("hello"),
+                         "processes": 1, "threads": 1, "drain_delay": "1s"} for name in names}
+        return make_config(tmp, groups, metrics="%s:%d" % maddr, control=str(tmp / "ctl.sock"))
+
+    d = wsgid(config=config(["a"]))
+    d.unix_paths.extend([str(tmp / "ctl.sock"), str(tmp / "b.sock")])
+    wait_for(lambda: get(maddr, "/livez")[0] == 200, 5, what="the metrics listener")
+    rc, out = ctl(d, "drain")
+    assert rc == 0, out
+    d.conf_path.write_text(config(["a", "b"]))
+    rc, out = ctl(d, "reload")
+    assert rc == 0 and "added: b" in out, out
+    assert get(maddr, "/readyz/b")[0] == 503
+    d.wait_log(r"group b: added during the drain of every group: draining too")
+    assert d.wait_exit(10) == 0, d.log()[-2000:]
+    log = d.log()
+    assert "group a stopped" in log and "group b stopped" in log, log[-2000:]
+    assert "every group drained and stopped: wsgid stops" in log, log[-2000:]
+
+
 def test_readyz_fails_while_the_queue_waits(wsgid):
     """A group with a request waiting for a thread longer than readiness-queue-wait and no thread
     free (here an app that hangs on its only thread) is not ready: a load balancer
