@@ -225,7 +225,8 @@ static void print_list(json_t *reply, const char *key, const char *label)
 
 /* One section per worker: its pid, then faulthandler's dump of its Python threads (each thread
  * line says which wsgid thread it is and the request it runs, when the master knows). Returns 0,
- * or EXIT_FAILED when a worker did not answer. */
+ * or EXIT_FAILED when a worker did not answer; why it did not (the master's "error") goes to
+ * stderr too, where `wsgictl stacks site > dump` said nothing. */
 static int print_stacks(json_t *reply)
 {
     json_t *w;
@@ -241,8 +242,10 @@ static int print_stacks(json_t *reply)
                jint(w, "slot"), jint(w, "pid"), answered ? "" : ": no answer (what came is below)");
         if (!answered)
             rc = EXIT_FAILED;
-        if (*jstr(w, "error"))
+        if (*jstr(w, "error")) {
             printf("%s\n", jstr(w, "error"));
+            fprintf(stderr, "wsgictl stacks: group %s %s\n", jstr(w, "group"), jstr(w, "error"));
+        }
         fputs(text, stdout);
         if (*text && text[strlen(text) - 1] != '\n')
             fputc('\n', stdout);

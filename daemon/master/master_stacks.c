@@ -39,7 +39,8 @@ typedef struct stacks_worker {
     int fd; /* a dup of the proc's stacks_fd: the proc may go away meanwhile */
     int pid, slot;
     const wd_score_t *sc; /* its record in its group's scoreboard (st holds the group), or NULL */
-    int done;
+    int done;             /* 2: its end line came; 1: it exited (gone) or wrote too much (cut) */
+    int gone, cut;
     char *buf;
     size_t len, cap;
 } stacks_worker_t;
@@ -90,7 +91,7 @@ static void worker_read(stacks_worker_t *w)
         if (n < 0 && errno == EINTR)
             continue;
         if (n == 0)
-            w->done = 1; /* the worker is gone */
+            w->done = w->gone = 1; /* the worker exited: its end of the pipe closed */
         if (n <= 0)
             break;
         w->len += (size_t)n;
@@ -101,7 +102,7 @@ static void worker_read(stacks_worker_t *w)
             w->buf[w->len] = '\0';
             w->done = 2;
         } else if (w->len > WD_STACKS_MAX) {
-            w->done = 1;
+            w->done = w->cut = 1;
         }
     }
 }
@@ -279,26 +280,71 @@ static void stacks_free_cb(uv_handle_t *h)
     free(st);
 }
 
+/* Why w gave no whole dump, for the log and for wsgictl (which prints it under the worker's
+ * section). A worker that exited before it answered was said as one that did not answer within
+ * the wait, at once ("no stacks within 0.0 s"), and wsgictl printed "no answer" and nothing more
+ * (a stopped group's worker between its exit and its reaping: helper-98). */
+static void why_not(const struct wd_stacks *st, const stacks_worker_t *w, char *buf, size_t cap)
+{
+    if (w->gone)
+        snprintf(buf, cap,
+                 "worker %d (pid %d) exited before it answered%s (it was stopped or replaced, or "
+                 "it crashed: the error log says which); wsgictl stacks %s again dumps the "
+                 "workers that run now",
+                 w->slot, w->pid, w->len > 0 ? ", in the middle of its stacks" : "", st->group);
+    else if (w->cut)
+        snprintf(buf, cap, "worker %d (pid %d): its stacks passed %u MiB: the rest is left out",
+                 w->slot, w->pid, WD_STACKS_MAX >> 20);
+    else
+        snprintf(buf, cap, "worker %d (pid %d): no stacks within %.1f s", w->slot, w->pid,
+                 (double)(uv_now(&st->m->loop) - st->started) / 1000.0);
+}
+
+/* Whether no worker answered because every one exited before it wrote anything, while its group
+ * stopped (or a reload removed it): nothing to dump, as for a group stopped already. */
+static int all_gone_stopped(const struct wd_stacks *st)
+{
+    for (size_t i = 0; i < st->n; i++)
+        if (!st->w[i].gone || st->w[i].len > 0)
+            return 0;
+    return st->g->stopped || st->g->removed;
+}
+
 static void finish(struct wd_stacks *st)
 {
     json_t *workers = json_array();
+    char why[512];
     uint64_t now;
 
     now = wd__m_now_ns();
+    if (all_gone_stopped(st)) {
+        json_decref(workers);
+        if (st->g->removed)
+            wd_control_reply_error(st->req, "group %s was removed by a reload: no worker to dump",
+                                   st->group);
+        else
+            wd_control_reply_error(st->req,
+                                   "group %s is stopped: no worker to dump (wsgictl start %s)",
+                                   st->group, st->group);
+        goto done;
+    }
     for (size_t i = 0; i < st->n; i++) {
         stacks_worker_t *w = &st->w[i];
         char *text = annotate(st->m, w, now);
+        json_t *o;
 
-        if (w->done != 2)
-            wd_log_warn("group %s worker %d (pid %d): no stacks within %.1f s (wsgictl stacks)",
-                        st->group, w->slot, w->pid,
-                        (double)(uv_now(&st->m->loop) - st->started) / 1000.0);
-        json_array_append_new(workers, json_pack("{s:s,s:i,s:i,s:b,s:o}", "group", st->group,
-                                                 "slot", w->slot, "pid", w->pid, "answered",
-                                                 w->done == 2, "stacks", text_json(text)));
+        o = json_pack("{s:s,s:i,s:i,s:b,s:o}", "group", st->group, "slot", w->slot, "pid", w->pid,
+                      "answered", w->done == 2, "stacks", text_json(text));
+        if (w->done != 2) {
+            why_not(st, w, why, sizeof why);
+            wd_log_warn("group %s %s (wsgictl stacks)", st->group, why);
+            json_object_set_new(o, "error", json_string(why));
+        }
+        json_array_append_new(workers, o);
         free(text);
     }
     wd_control_reply(st->req, json_pack("{s:b,s:o}", "ok", 1, "workers", workers));
+done:
     st->m->stacks = NULL;
     uv_timer_stop(&st->timer);
     uv_close((uv_handle_t *)&st->timer, stacks_free_cb);
@@ -345,7 +391,7 @@ static void worker_ask(stacks_worker_t *w)
     while (read(w->fd, junk, sizeof junk) > 0)
         ;
     if (kill(w->pid, WD_WORKER_SIG_STACKS) < 0)
-        w->done = 1;
+        w->done = w->gone = 1;
 }
 
 void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)

@@ -328,6 +328,61 @@ def test_stacks_names_a_worker_that_does_not_answer(wsgid, tmp):
     assert rc == 0 and out.count("main thread (event loop)") >= 2, (rc, out, err)
 
 
+def stacks_of_a_worker_killed_meanwhile(d, worker):
+    """wsgictl stacks site, asked while worker is stopped (SIGSTOP: it cannot answer) and killed
+    (SIGKILL) once the master has asked: it exits before it answered."""
+    os.kill(worker, signal.SIGSTOP)
+    since = d.log_size()
+    p = subprocess.Popen([str(WSGICTL), "-s", str(d.tmp / "ctl.sock"), "stacks", "site"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        d.wait_log(r"group site: stacks of \d+ workers asked for", since=since)
+    finally:
+        os.kill(worker, signal.SIGKILL)
+    out, err = p.communicate(timeout=30)
+    return p.returncode, out, err
+
+
+def test_stacks_of_a_worker_that_exits_before_it_answers(wsgid, tmp):
+    """A worker that exits between the master's question and its answer (a crash, a stop, a
+    replacement) was said as one that did not answer within the wait, at once: 'no stacks within
+    0.0 s' in the log, and wsgictl printed 'no answer (what came is below)' above nothing, and
+    nothing on stderr. It is said to have exited, with what to do (helper-98)."""
+    d = start(wsgid, tmp, processes=1, threads=2)
+    d.expect_log(r"killed by signal 9")
+    (worker,) = d.workers()
+    rc, out, err = stacks_of_a_worker_killed_meanwhile(d, worker)
+    assert rc == 1, (rc, out, err)
+    said = ("worker 1 (pid %d) exited before it answered (it was stopped or replaced, or it "
+            "crashed: the error log says which); wsgictl stacks site again dumps the workers that "
+            "run now" % worker)
+    assert said in out and said in err, (out, err)
+    d.wait_log(r"\(pid %d\) exited before it answered" % worker)
+    assert "no stacks within" not in d.log()
+    wait_for(lambda: len(d.workers()) == 1 and worker not in d.workers(), 10,
+             what="the worker replaced")
+    # The replacement answers with its threads once it has started Python (before, with nothing).
+    wait_for(lambda: (lambda r: r[0] == 0 and "main thread (event loop)" in r[1])(
+        ctl(d, "stacks", "site")), 10, what="the replacement's stacks")
+    d.seen_workers.update(d.workers())
+
+
+def test_stacks_of_a_group_whose_worker_exits_as_it_stops(wsgid, tmp):
+    """wsgictl stacks of a group just stopped, whose worker exits before it answered (the master
+    had not reaped it yet: CI's flaky test_stacks_of_a_stopped_group_fails): 'no answer', exit
+    status 1 and nothing on stderr. It is the stopped group's error (helper-98)."""
+    d = start(wsgid, tmp, processes=1, threads=2)
+    d.expect_log(r"killed by signal 9")
+    (worker,) = d.workers()
+    os.kill(worker, signal.SIGSTOP)
+    rc, out, err = ctl(d, "stop", "site")
+    assert rc == 0, (rc, out, err)
+    rc, out, err = stacks_of_a_worker_killed_meanwhile(d, worker)
+    assert rc == 1, (rc, out, err)
+    assert "group site is stopped: no worker to dump (wsgictl start site)" in err, (rc, out, err)
+    assert "no answer" not in out, out
+
+
 DEEP_THREADS_APP = """
 import threading
 import time
