@@ -148,7 +148,7 @@ static void dump_all(int k)
             }
             sigs[k].shown[shown++] = t->thread_id;
             if (sigs[k].signo == WD_WORKER_SIG_STACKS)
-                wd_stacks_progress(); /* the loop's heartbeat, for GET /livez (stacks.h) */
+                wd_stacks_progress(shown == 1); /* the loop's heartbeat, for /livez (stacks.h) */
             dump_thread(sigs[k].fd, sigs[k].tmp, state_to_show(t->thread_id, n, t),
                         t->thread_id == self);
         }

@@ -60,8 +60,23 @@ void wd_stacks_heartbeat(_Atomic uint64_t *heartbeat_ns)
     heartbeat = heartbeat_ns;
 }
 
-void wd_stacks_progress(void)
+/* The heartbeat moves on by the time the dump has taken, not to now: a loop stuck before the
+ * dump (the very case an operator takes the stacks for) stays as stale as it was. Set to now,
+ * each wsgictl stacks made a stuck loop look alive: taken every few seconds, it kept the
+ * watchdog (deadlock-timeout) from ever replacing the worker, and GET /livez answered 200
+ * (helper-98). Only the loop thread writes the heartbeat, and it is here. */
+void wd_stacks_progress(int first)
 {
-    if (heartbeat != NULL && pthread_equal(pthread_self(), loop_thread))
-        wd_score_set(heartbeat, wd_now_ns());
+    static uint64_t started_ns, beat_ns; /* at the start of the dump in progress */
+    uint64_t now;
+
+    if (heartbeat == NULL || !pthread_equal(pthread_self(), loop_thread))
+        return;
+    now = wd_now_ns();
+    if (first) {
+        started_ns = now;
+        beat_ns = wd_score_get(heartbeat);
+        return;
+    }
+    wd_score_set(heartbeat, beat_ns + (now - started_ns));
 }

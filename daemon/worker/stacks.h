@@ -24,8 +24,10 @@ int wd_stacks_fd(void);
  * take seconds there, and GET /livez failed for it (helper-89). */
 void wd_stacks_heartbeat(_Atomic uint64_t *heartbeat_ns);
 
-/* From the dump's signal handler, between two threads' stacks: beats the heartbeat when the
- * handler runs on the loop thread. Async-signal-safe. */
-void wd_stacks_progress(void);
+/* From the dump's signal handler, before each thread's stacks (first: the dump's first thread):
+ * when the handler runs on the loop thread, moves the heartbeat on by the time the dump has
+ * taken so far, so that the dump's own time does not count as a stall, and a loop stuck before
+ * it still does. Async-signal-safe. */
+void wd_stacks_progress(int first);
 
 #endif

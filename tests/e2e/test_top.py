@@ -453,6 +453,75 @@ def test_stacks_do_not_fail_livez(wsgid, tmp):
     assert not failed, failed[:3]
 
 
+# GET /stick: the worker's loop thread (its main thread, tid = pid) gets stuck in a system call
+# that signal handlers do not end (wait(), restarted after them: SA_RESTART), as a loop stuck in C
+# is; not ptrace's stop (frozen_loop), under which it would run no handler, no dump. The answer
+# is the pid of the child it waits for, which the test kills at the end.
+STUCK_LOOP_APP = """
+import ctypes
+import os
+import subprocess
+import threading
+import time
+
+libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Sigaction(ctypes.Structure):
+    _fields_ = [("handler", ctypes.c_void_p), ("mask", ctypes.c_ulong * 16),
+                ("flags", ctypes.c_int), ("restorer", ctypes.c_void_p)]
+
+
+def stick():
+    time.sleep(0.3)  # the answer goes first
+    sig = libc.__libc_current_sigrtmin() + 6
+    sa = Sigaction()
+    sa.handler = ctypes.cast(libc.wait, ctypes.c_void_p).value
+    if libc.sigaction(sig, ctypes.byref(sa), None) != 0:
+        raise OSError(ctypes.get_errno(), "sigaction")
+    libc.syscall(234, os.getpid(), os.getpid(), sig)  # tgkill: the loop thread runs wait()
+
+
+def application(environ, start_response):
+    child = subprocess.Popen(["sleep", "60"])
+    threading.Thread(target=stick, daemon=True).start()
+    body = str(child.pid).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+
+def test_stacks_do_not_hide_a_stuck_loop(wsgid, tmp):
+    """The dump of wsgictl stacks set the loop's heartbeat to now between two threads' stacks
+    (8c295cd, so that a long dump is not taken for a stall): a loop stuck before the dump looked
+    alive again at each one, and an operator taking the stacks of a stuck worker every few seconds
+    (the very case they are for) kept the watchdog from replacing it: deadlock-timeout 3 s, never
+    in 15 s of stacks every 0.5 s. The heartbeat moves on by the dump's own time now (helper-98)."""
+    app = tmp / "stuck.py"
+    app.write_text(STUCK_LOOP_APP)
+    extra = {"user": "root"} if os.geteuid() == 0 else {}
+    d = wsgid(str(app), processes=1, threads=2, deadlock_timeout=3,
+              top={"control": str(tmp / "ctl.sock")}, **extra)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d.expect_log(r"deadlock-timeout: its loop stopped", r"killed by signal|SIGKILL|signal 9",
+                 r"Thread 0x|Current thread|File \"")
+    [stuck] = d.workers()
+    child = int(request(d.tcp, path="/stick").body)
+    try:
+        t0 = time.monotonic()
+        while "deadlock-timeout: its loop stopped" not in d.log():
+            assert time.monotonic() - t0 < 15, d.log()[-3000:]
+            rc, out, err = ctl(d, "stacks", "site", timeout=10)
+            assert rc != 0 or "main thread (event loop)" in out, (rc, out, err)
+            time.sleep(0.5)
+        print("watchdog after %.1f s" % (time.monotonic() - t0))
+    finally:
+        os.kill(child, signal.SIGKILL)
+    wait_for(lambda: stuck not in d.workers() and len(d.workers()) == 1, 20,
+             what="the stuck worker replaced")
+    d.seen_workers.update(d.workers())
+
+
 def test_stacks_wait_for_a_worker_still_writing(wsgid, tmp):
     """The master answered wsgictl stacks 2 s after asking, with what had come: workers whose
     dumps share a CPU (here 6 of 200 threads 120 frames deep on one) were each named as not
