@@ -521,6 +521,38 @@ def test_a_socket_a_reload_let_go_is_not_a_change(wsgid, tmp):
     roll_to(d, "v2", 1)
 
 
+def test_the_socket_of_a_group_a_reload_removes_is_not_a_change(wsgid, tmp):
+    """watch: a directory that holds the unix socket of another group, which a reload removes:
+    the socket's removal is wsgid's own, not a change of the watching group's files, and the
+    reload leaves that group as it was; its app still rolls it. 25fcc35 covered this path with a
+    test of a moved socket alone (helper-98)."""
+    from helpers.config import make_config
+    site = tmp / "site"
+    site.mkdir()
+    script = site / "app.py"
+    script.write_text(APP % "v1")
+    port = free_port()
+    groups = {"site": {"app": str(script), "processes": 1, "threads": 2, "watch": [str(site)],
+                       "listen": ["unix:" + str(site / "site.sock"), "127.0.0.1:%d" % port]},
+              "other": {"app": str(script), "processes": 1, "threads": 1,
+                        "listen": ["unix:" + str(site / "other.sock")]}}
+    top = {"control": str(tmp / "ctl.sock")}
+    d = wsgid(config=make_config(tmp, groups, **top))
+    d.tcp = ("127.0.0.1", port)
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d.wait_log(r"group site: reload-on-change: watching 1 directory")
+    del groups["other"]
+    d.conf_path.write_text(make_config(tmp, groups, **top))
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0 and "removed: other" in out and "unchanged: site" in out, (rc, out, err)
+    assert not (site / "other.sock").exists()
+    time.sleep(1.5)  # three quiet periods
+    assert "changed: restarting the workers" not in d.log(), d.log()
+    assert get(d.tcp)[0] == "v1"
+    script.write_text(APP % "v2")  # the app itself still rolls it
+    roll_to(d, "v2", 1)
+
+
 INOTIFY_HOLDER = """import ctypes, time
 libc = ctypes.CDLL(None, use_errno=True)
 n = 0
