@@ -405,7 +405,15 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
         return;
     }
     if (m->stacks != NULL) {
-        wd_control_reply_error(req, "another wsgictl stacks is running; try again in 2 s");
+        /* It may wait for workers still writing, up to WD_STACKS_LONGEST_MS: "try again in
+         * 2 s", from when it waited 2 s at most, sent a script's retry into the same refusal. */
+        wd_control_reply_error(req,
+                               "another wsgictl stacks (group %s) is running, %.1f s so far: it "
+                               "waits for workers still writing, %d s at most; try again once it "
+                               "has answered",
+                               m->stacks->group,
+                               (double)(uv_now(&m->loop) - m->stacks->started) / 1000.0,
+                               WD_STACKS_LONGEST_MS / 1000);
         return;
     }
     for (p = m->procs; p != NULL; p = p->next)

@@ -383,6 +383,29 @@ def test_stacks_of_a_group_whose_worker_exits_as_it_stops(wsgid, tmp):
     assert "no answer" not in out, out
 
 
+def test_a_second_stacks_is_told_how_long_the_first_may_take(wsgid, tmp):
+    """A wsgictl stacks while another runs is refused: it said 'try again in 2 s', from when a
+    collection took 2 s at most; since bda85c8 one waits up to 20 s for workers still writing, and
+    a retry 2 s later met the same refusal. It says how long the running one has taken and may
+    take (helper-98)."""
+    d = start(wsgid, tmp, processes=1, threads=2)
+    (worker,) = d.workers()
+    os.kill(worker, signal.SIGSTOP)  # the first collection waits 2 s for it
+    try:
+        since = d.log_size()
+        p = subprocess.Popen([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "stacks", "site"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        d.wait_log(r"group site: stacks of 1 workers asked for", since=since)
+        rc, out, err = ctl(d, "stacks", "site")
+        p.communicate(timeout=30)
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    assert rc == 1, (rc, out, err)
+    assert re.search(r"another wsgictl stacks \(group site\) is running, [\d.]+ s so far: it waits "
+                     r"for workers still writing, 20 s at most; try again once it has answered",
+                     err), err
+
+
 DEEP_THREADS_APP = """
 import threading
 import time
