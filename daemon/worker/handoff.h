@@ -32,7 +32,9 @@
  * loop does not watch a parked connection. A request pushed to a parked thread (it is on the idle
  * stack, behind the threads that sleep plainly) wakes it through its eventfd, and it gives the
  * connection back to the loop; so does a loop that wants to close the connection
- * (keepalive-timeout, a graceful stop). See handoff.c for the gates and the figures.
+ * (keepalive-timeout, a graceful stop). While parking does not pay, a thread parks only as a
+ * probe, once in WD_HANDOFF_PARK_PROBE_MS, and a request goes to it before the plain sleepers. See
+ * handoff.c for the gates and the figures.
  *
  * Spinning: a wake-up costs both sides a sleep and a context switch. A thread about to sleep may
  * first poll the queue for busy-poll seconds, and the loop may poll for completions instead of
@@ -175,6 +177,7 @@ struct wd_handoff {
     uint64_t sleep_until;        /* loop lock: when the loop, asleep, wakes by itself (uv_now ms) */
     int asleep;                  /* loop lock: the loop blocks in wd_handoff_run, lock let go */
     uint64_t parks;              /* loop lock: parks so far */
+    uint64_t park_probe_ms;      /* loop lock: when a park was last tried while it did not pay */
     int home_cpu;                /* the CPU the threads are pinned to (pin-threads), or -1 */
 };
 
@@ -281,6 +284,8 @@ void wd_handoff_take_news(wd_handoff_t *h);
 #define WD_HANDOFF_LAZY 1
 #define WD_HANDOFF_QUIET 2
 #define WD_HANDOFF_REST_MAX_MS 10
+/* While parking does not pay, a park is tried once in this long (handoff.c). */
+#define WD_HANDOFF_PARK_PROBE_MS 20
 #define WD_HANDOFF_LAZY_MS 1
 #define WD_HANDOFF_LAZY_MAX_MS 8
 #define WD_HANDOFF_QUIET_MS 20

@@ -11,7 +11,9 @@ nothing waits for it:
     two pipelined requests, a body;
   - keepalive-timeout closes a parked connection, and a graceful stop does not wait for one;
   - parking happens at all: the worker's last log line counts the parks (a build that never
-    parks would pass the other tests)."""
+    parks would pass the other tests);
+  - it stops under load (parks that a request for another connection ends) and resumes within
+    the probe time once one connection is left, counted in parks."""
 import re
 import time
 
@@ -115,3 +117,49 @@ def test_graceful_stop_with_parked_connections(wsgid):
         for c in conns:
             c.close()
     assert parks(d) >= 1
+
+
+
+
+def in_turn(d, n, rounds):
+    """n connections in turn, each request answered; returns them, open."""
+    conns = [Conn(d.tcp, timeout=5) for _ in range(n)]
+    time.sleep(0.3)
+    pid = get(conns[0]).body
+    for i in range(rounds):
+        for c in conns:
+            assert get(c).body == pid, "round %d" % i
+    return conns
+
+
+def test_parking_resumes_when_the_load_falls(wsgid):
+    # One thread, two connections in turn: each park ends in a push for the other connection
+    # (it did not pay), and parking stops but for a probe now and then (one in
+    # WD_HANDOFF_PARK_PROBE_MS, 20 ms): 61 requests, 4 or 5 parks, where a build that always
+    # parked while it could had 40 to 43.
+    rounds, alone = 30, 300
+    d = wsgid("ops", processes=1, threads=1)
+    for c in in_turn(d, 2, rounds):
+        c.close()
+    n = parks(d)
+    assert n < rounds, "parking went on under load: %d parks for %d requests" % (n, 2 * rounds)
+    # Two threads, three connections in turn (each request finds both threads parked on the
+    # other two, or one parked and one asleep: a parked thread given another connection's
+    # request gives its own back to the loop, which answers its next request). Then one
+    # connection alone, after more than the probe time: the first probe serves its own
+    # connection, and parking resumes at once. Counted: a build where a probe that served its
+    # own connection did not raise the score (parking never resumed) had 36 to 46 parks in all.
+    d = wsgid("ops", processes=1, threads=2, group="calm")
+    conns = in_turn(d, 3, rounds)
+    try:
+        time.sleep(0.05)
+        for _ in range(alone):
+            get(conns[0])
+        for c in conns:
+            get(c)
+    finally:
+        for c in conns:
+            c.close()
+    n = parks(d)
+    assert n >= alone - 20, "parking did not resume: %d parks, %d requests on one connection" % (
+        n, alone)

@@ -821,18 +821,21 @@ static void test_park(void)
     wd_handoff_set_park(&h, park_cb);
 
     /* Not while a request is queued, while parking does not pay (but for one try in
-     * SPIN_PROBE), or with the loop lock held (the loop in the middle of a turn). */
+     * WD_HANDOFF_PARK_PROBE_MS), or with the loop lock held (the loop in the middle of a turn). */
     wd_handoff_dispatch(&h, &r);
     wd_handoff_flush(&h);
     T_CHECK(!wd_handoff_park_try_lock(&h), "no parking with a request queued");
     T_CHECK(wd_handoff_remove(&h, &r), "taken back");
     wd_handoff_done(&h, &r);
     h.park_pays.score = -4;
-    h.park_pays.skipped = 0;
-    for (int i = 0; i < 15; i++)
+    uv_update_time(&loop);
+    h.park_probe_ms = uv_now(&loop) - (WD_HANDOFF_PARK_PROBE_MS - 1);
+    for (int i = 0; i < 32; i++)
         T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while it does not pay (try %d)", i);
-    T_CHECK(wd_handoff_park_try_lock(&h), "... but for one try in 16");
+    h.park_probe_ms = uv_now(&loop) - WD_HANDOFF_PARK_PROBE_MS;
+    T_CHECK(wd_handoff_park_try_lock(&h), "... but for one try in WD_HANDOFF_PARK_PROBE_MS");
     wd_handoff_loop_unlock(&h, 0);
+    T_CHECK(!wd_handoff_park_try_lock(&h), "the probe is taken: the next one waits");
     h.park_pays.score = 1;
     pthread_mutex_lock(&h.loop_lock);
     T_CHECK(!wd_handoff_park_try_lock(&h), "no parking while the loop holds its lock");
@@ -885,8 +888,50 @@ static void test_park(void)
     parker_join(&p);
     T_CHECK(p.got == &r2 && pc.give_backs == 1 && h.parked == 0, "gave back, then served r2");
     T_CHECK(h.park_pays.score == -1, "a park that a push ended did not pay: %d", h.park_pays.score);
-    h.park_pays.score = 1;
     wd_handoff_done(&h, &r2);
+
+    /* While parking does not pay (the park was a probe), a push goes to the parked thread before
+     * the plain sleeper: the park ends at once, and the loop no longer blocks outside libuv for
+     * a connection whose next request may be long in coming. */
+    h.park_probe_ms = uv_now(&loop) - WD_HANDOFF_PARK_PROBE_MS; /* a probe is due */
+    parker_start(&p, &pc);
+    wait_parked(1);
+    waiter_start(&plain);
+    wait_idle(1);
+    r.claimed = 0;
+    wd_handoff_dispatch(&h, &r);
+    wd_handoff_flush(&h);
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    parker_join(&p);
+    T_CHECK(p.got == &r && pc.give_backs == 2 && h.parked == 0,
+            "the parked thread gave its connection back and took the request (got %p)",
+            (void *)p.got);
+    T_CHECK(idle_count() == 1, "the plain sleeper sleeps on");
+    wd_handoff_done(&h, &r);
+    wd_handoff_close(&h);
+    waiter_join(&plain);
+    T_CHECK(plain.got == NULL, "close wakes the plain sleeper: NULL");
+    h.closed = 0;
+    h.park_pays.score = 1;
+
+    /* A probe that serves its own connection's request finds light load back: parking resumes
+     * at once (the score 1), not after a run of probes a WD_HANDOFF_PARK_PROBE_MS apart. */
+    h.park_pays.score = -8;
+    h.park_probe_ms = uv_now(&loop) - WD_HANDOFF_PARK_PROBE_MS;
+    parker_start(&p, &pc);
+    wait_parked(1);
+    T_CHECK(p.parked, "the probe parked");
+    T_CHECK(write(sv[1], "R", 1) == 1, "request written");
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE))
+        sched_yield();
+    parker_join(&p);
+    T_CHECK(p.got == &pc.req && pc.inputs == 2, "the probe served its own request");
+    T_CHECK(h.park_pays.score == 1, "a probe that served its connection resumes parking: %d",
+            h.park_pays.score);
+    h.park_pays.score = 1;
+    wd_handoff_done(&h, &pc.req);
+    busy = 0;
 
     /* The loop wants the connection back: the thread gives it and sleeps on; close wakes it. */
     parker_start(&p, &pc);
@@ -895,7 +940,7 @@ static void test_park(void)
     wd_handoff_evict(&h, &p.t);
     pthread_mutex_unlock(&h.loop_lock);
     wait_idle(1);
-    T_CHECK(pc.give_backs == 2 && h.parked == 0 && parked_idle_count() == 0,
+    T_CHECK(pc.give_backs == 3 && h.parked == 0 && parked_idle_count() == 0,
             "evicted: gave it back, now a plain sleeper");
     wd_handoff_close(&h);
     parker_join(&p);
@@ -907,7 +952,7 @@ static void test_park(void)
     wait_parked(1);
     wd_handoff_close(&h);
     parker_join(&p);
-    T_CHECK(p.got == NULL && pc.give_backs == 3 && h.parked == 0, "closed while parked");
+    T_CHECK(p.got == NULL && pc.give_backs == 4 && h.parked == 0, "closed while parked");
     close(sv[0]);
     close(sv[1]);
     teardown();
