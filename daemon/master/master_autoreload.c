@@ -134,42 +134,57 @@ static int wants(const wd_autoreload_t *a, const char *dir)
     return 0;
 }
 
-/* The files wsgid itself writes: a pattern that takes in the error log (`watch: [.]` with the
- * log next to the config) would otherwise roll the group for every line it logs, including the
- * lines of the roll. Its unix sockets too: a group's is bound anew at `wsgictl start`, and the
- * default one (GROUP.sock) is beside the config, so a group started again was rolled at once
- * (helper-81). */
 /* The unix sockets wsgid removed lately, of listeners it let go (a reload that moved a group's
  * socket or removed the group): the current config no longer names them, and their removal
  * rolled the groups that watch their directory once more after the reload (helper-89). Kept
- * for WD_AUTORELOAD_GONE_MS, past a quiet period and the longest wait. */
-#define WD_AUTORELOAD_GONE_MAX 32
+ * for WD_AUTORELOAD_GONE_MS, past a quiet period and the longest wait, however many: the last
+ * 32 were kept, and a reload that removed a group of 40 sockets rolled the watching group for
+ * the first 8 (helper-98). */
 #define WD_AUTORELOAD_GONE_MS (2 * WD_AUTORELOAD_MAX_WAIT_MS)
-static struct {
+struct gone_socket {
     char *path;
     uint64_t at_ns;
-} gone[WD_AUTORELOAD_GONE_MAX];
-static size_t gone_next;
+};
+static struct gone_socket *gone;
+static size_t n_gone;
+
+static int gone_lately(const struct gone_socket *g, uint64_t now)
+{
+    return now - g->at_ns < WD_AUTORELOAD_GONE_MS * 1000000ull;
+}
 
 void wd__m_autoreload_socket_removed(const char *path)
 {
-    free(gone[gone_next].path);
-    gone[gone_next].path = xstrdup(path);
-    gone[gone_next].at_ns = wd__m_now_ns();
-    gone_next = (gone_next + 1) % WD_AUTORELOAD_GONE_MAX;
+    uint64_t now = wd__m_now_ns();
+    size_t k = 0;
+
+    for (size_t i = 0; i < n_gone; i++) { /* those past their time go */
+        if (gone_lately(&gone[i], now))
+            gone[k++] = gone[i];
+        else
+            free(gone[i].path);
+    }
+    gone = xrealloc(gone, (k + 1) * sizeof *gone);
+    gone[k].path = xstrdup(path);
+    gone[k].at_ns = now;
+    n_gone = k + 1;
 }
 
 static int gone_socket(const char *path)
 {
     uint64_t now = wd__m_now_ns();
 
-    for (size_t i = 0; i < WD_AUTORELOAD_GONE_MAX; i++)
-        if (gone[i].path != NULL && now - gone[i].at_ns < WD_AUTORELOAD_GONE_MS * 1000000ull &&
-            strcmp(gone[i].path, path) == 0)
+    for (size_t i = 0; i < n_gone; i++)
+        if (gone_lately(&gone[i], now) && strcmp(gone[i].path, path) == 0)
             return 1;
     return 0;
 }
 
+/* The files wsgid itself writes: a pattern that takes in the error log (`watch: [.]` with the
+ * log next to the config) would otherwise roll the group for every line it logs, including the
+ * lines of the roll. Its unix sockets too: a group's is bound anew at `wsgictl start`, and the
+ * default one (GROUP.sock) is beside the config, so a group started again was rolled at once
+ * (helper-81); and those it removed lately (gone_socket). */
 static int own_file(const wd_master_t *m, const char *path)
 {
     const wd_config_t *c = m->gen->conf;
