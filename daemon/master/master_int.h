@@ -360,9 +360,8 @@ void wd__m_control_cb(void *data, json_t *request, wd_control_req_t *req);
 int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,
                     int slot, wd_logpipe_t *readers[2]);
 /* Appends whole lines to dest (NULL: the master's error log): 0, or -1 when some wait (a FIFO
- * nobody reads: logs_retry, at the readers' next turn, writes them: 1 while some still wait). */
+ * nobody reads: they go once it has room). */
 int wd__m_logs_write(wd_logdest_t *dest, const char *p, size_t n);
-int wd__m_logs_retry(void);
 /* From the start of the supervision (logs_start) to the exit (logs_end), the master's own lines
  * and its workers' go to the error log and stderr without waiting: what they do not take is
  * held, 1 MiB at most (and 64 KiB more for the master's own), then dropped and said where the

@@ -86,10 +86,9 @@ static void take(wd_logpipe_t *o, size_t n, int eof)
     cut = total > whole && (eof || total - whole > LOGPIPE_REST);
     if (cut)
         whole = total;
-    if (wd__m_logs_write(o->dest, rbuf, whole) < 0)
-        pause_arm();
-    if (cut && wd__m_logs_write(o->dest, LOGPIPE_CUT, sizeof LOGPIPE_CUT - 1) < 0)
-        pause_arm();
+    (void)wd__m_logs_write(o->dest, rbuf, whole); /* what waits goes once it has room */
+    if (cut)
+        (void)wd__m_logs_write(o->dest, LOGPIPE_CUT, sizeof LOGPIPE_CUT - 1);
     o->len = total - whole;
     if (o->len > 0) {
         if (o->rest == NULL)
@@ -144,8 +143,6 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 static void pause_cb(uv_timer_t *t)
 {
     (void)t;
-    if (wd__m_logs_retry())
-        pause_arm(); /* a FIFO nobody reads: again at the next turn */
     for (wd_logpipe_t *o = readers; o != NULL; o = o->next) {
         if (o->paused && !o->closing) {
             o->paused = 0;

@@ -29,8 +29,8 @@
 /* An access log file, opened once however many workers write it, and reopened in place (dup3
  * onto the same fd number). Its fd is non-blocking: a FIFO whose reader stops (a log shipper)
  * must not hold the master up, which serves every group; what it does not take waits here, in
- * order (whole lines stay whole), WD_LOGS_HELD_MAX at most, and is written again at the readers'
- * next turn (wd__m_logs_retry); past that, lines are dropped, counted, and said. */
+ * order (whole lines stay whole), WD_LOGS_HELD_MAX at most, and is written again as soon as the
+ * reader has made room (room_wait); past that, lines are dropped, counted, and said. */
 #define WD_LOGS_HELD_MAX (1 << 20)
 /* The error log and stderr are held the same way, once the master supervises (wd__m_logs_start):
  * written with blocking writes, a pipe nobody read (wsgid 2>&1 | less, paused; a stuck log
@@ -77,6 +77,8 @@ struct wd_logdest {
         unsigned long long lines, bytes, own;
     } drops[WD_LOGS_DROPS];
     int n_drops;
+    uv_poll_t *room; /* polled for room while it holds lines (room_wait), else NULL */
+    int no_room;     /* it said it had room and took nothing: tried again by the timer */
 };
 
 static wd_logdest_t *access_files;
@@ -87,6 +89,17 @@ static wd_logdest_t error_dest = {.fd = -1, .kind = DEST_ERROR};
 static int own_line;  /* the line given is the master's own (the sink's) */
 static int app_lines; /* the master's lines are a worker's output (wd__m_logs_app) */
 static int started, ended;
+static uv_loop_t *loop;
+/* A destination that did not take all it was given (EAGAIN: the FIFO, pipe, terminal or socket
+ * of a reader that is behind, or stopped) is polled for room, and what it holds goes as soon as
+ * its reader has read (room_wait). The master tried again every 20 ms instead: 50 wake-ups a
+ * second while a log shipper read nothing, and once it read again, a FIFO's size each 20 ms at
+ * most (64 KiB: 3.2 MB/s, about 20,000 access lines a second; an 8 KiB FIFO 400 KiB/s), the lines
+ * past the master's WD_LOGS_HELD_MAX dropped. The timer (WD_LOGS_RETRY_MS) is left for what is not
+ * polled: stderr when it is a socket (fd 2's description, shared with whoever started wsgid: libuv
+ * would make it non-blocking for them too), and a destination that said it had room and then
+ * took nothing, which must not spin. */
+#define WD_LOGS_RETRY_MS 20
 static uv_timer_t retry_timer;
 /* At the stop (wd__m_logs_end), what stderr and the error log hold is written, waiting for them as
  * long as they take some of it: WD_LOGS_END_WAIT_MS in all at most, and WD_LOGS_END_IDLE_MS while
@@ -94,6 +107,77 @@ static uv_timer_t retry_timer;
  * fails (an app that cannot load) ends here too. */
 #define WD_LOGS_END_WAIT_MS 10000
 #define WD_LOGS_END_IDLE_MS 2000
+
+static void room_free(uv_handle_t *h)
+{
+    free(h);
+}
+
+static void room_stop(wd_logdest_t *f)
+{
+    if (f->room != NULL) {
+        uv_close((uv_handle_t *)f->room, room_free);
+        f->room = NULL;
+    }
+}
+
+static void room_wait(wd_logdest_t *f);
+
+/* f has room, or its fd failed: what it holds goes, and it is waited for again if some is left,
+ * by the timer if it took nothing. */
+static void room_cb(uv_poll_t *h, int status, int events)
+{
+    wd_logdest_t *f = h->data;
+    unsigned long takes = f->takes;
+
+    (void)events;
+    if (status == 0 && held_flush(f) != -1) {
+        room_stop(f);
+        return;
+    }
+    if (status < 0 || f->takes == takes) {
+        room_stop(f);
+        f->no_room = 1;
+        room_wait(f);
+    }
+}
+
+static void retry_cb(uv_timer_t *t)
+{
+    wd_logdest_t *all[2] = {&error_dest, &stderr_dest};
+
+    (void)t;
+    for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
+        if (f->room == NULL && held_flush(f) == -1)
+            f->no_room = 0, room_wait(f);
+    for (int i = 0; i < 2; i++)
+        if (all[i]->room == NULL && held_flush(all[i]) == -1)
+            all[i]->no_room = 0, room_wait(all[i]);
+}
+
+/* f holds lines it did not take: they go when it has room (see WD_LOGS_RETRY_MS). */
+static void room_wait(wd_logdest_t *f)
+{
+    struct stat st;
+
+    if (!started || f->room != NULL)
+        return;
+    if (!f->no_room && !f->sock && f->fd >= 0 && fstat(f->fd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        f->room = xmalloc(sizeof *f->room);
+        if (uv_poll_init(loop, f->room, f->fd) == 0) {
+            f->room->data = f;
+            uv_unref((uv_handle_t *)f->room); /* as the timer: the loop's end does not wait */
+            if (uv_poll_start(f->room, UV_WRITABLE, room_cb) == 0)
+                return;
+            room_stop(f);
+        } else {
+            free(f->room);
+            f->room = NULL;
+        }
+    }
+    if (!uv_is_active((uv_handle_t *)&retry_timer))
+        uv_timer_start(&retry_timer, retry_cb, WD_LOGS_RETRY_MS, 0);
+}
 
 static wd_logdest_t *access_get(const char *path, const char *group)
 {
@@ -133,6 +217,7 @@ static void dest_free_unused(wd_logdest_t *f)
         ;
     if (*p != NULL)
         *p = f->next;
+    room_stop(f);
     if (f->fd >= 0) {
         (void)held_flush(f);
         close(f->fd);
@@ -421,13 +506,6 @@ static void say_elsewhere(wd_logdest_t *f)
     in = 0;
 }
 
-static void retry_cb(uv_timer_t *t)
-{
-    (void)t;
-    if (wd__m_logs_retry())
-        uv_timer_start(&retry_timer, retry_cb, 20, 0);
-}
-
 /* Where the master's error log lines go: NULL for "off". */
 static wd_logdest_t *error_get(void)
 {
@@ -458,21 +536,8 @@ int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
     if (ended)
         return 0; /* nobody would write them: said in wd__m_logs_end */
     held_keep(f, p, n);
-    if (started && !uv_is_active((uv_handle_t *)&retry_timer))
-        uv_timer_start(&retry_timer, retry_cb, 20, 0);
+    room_wait(f);
     return -1;
-}
-
-int wd__m_logs_retry(void)
-{
-    int left = 0;
-
-    for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
-        if (held_flush(f) == -1)
-            left = 1;
-    if (held_flush(&error_dest) == -1 || held_flush(&stderr_dest) == -1)
-        left = 1;
-    return left;
 }
 
 static void own_sink(const char *line, size_t n)
@@ -492,6 +557,7 @@ void wd__m_logs_start(wd_master_t *m)
     struct stat st;
     int fd;
 
+    loop = &m->loop;
     uv_timer_init(&m->loop, &retry_timer);
     uv_unref((uv_handle_t *)&retry_timer);
     /* stderr: a description of its own, non-blocking, where it can be had (a pipe, a FIFO, a
@@ -527,6 +593,10 @@ void wd__m_logs_stop(void)
 {
     if (started)
         uv_close((uv_handle_t *)&retry_timer, NULL);
+    for (wd_logdest_t *f = access_files; f != NULL; f = f->next)
+        room_stop(f);
+    room_stop(&error_dest);
+    room_stop(&stderr_dest);
     started = 0;
 }
 
@@ -670,7 +740,14 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
 {
     size_t used = 0;
     wd_logdest_t *f;
-    int rc = wd_log_open(m->gen->conf->log_file, "off");
+    int rc;
+
+    /* The files are opened again onto the same fds (dup3): a poll of the old one stops first
+     * (epoll holds the file, not the fd), and what they hold goes to the new one. */
+    room_stop(&error_dest);
+    for (f = access_files; f != NULL; f = f->next)
+        room_stop(f);
+    rc = wd_log_open(m->gen->conf->log_file, "off");
 
     err[0] = '\0';
     if (rc == 0)
@@ -693,5 +770,6 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
     }
     if (used > 0 && used < cap)
         snprintf(err + used, cap - used, "; the logs that cannot be opened stay where they were");
+    retry_cb(NULL);
     return used > 0 ? -1 : 0;
 }
