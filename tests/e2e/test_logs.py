@@ -663,10 +663,7 @@ def test_a_fifo_access_log_nobody_reads_holds_nothing_up(wsgid, tmp, monkeypatch
     try:
         d = start(wsgid, tmp, "hello", access=fifo, processes=1, threads=2, control=True)
         n, long = 900, "/x?" + "a" * 2000
-        with Conn(d.tcp) as c:
-            for i in range(n):
-                c.send(http_request("GET", "%s-%d" % (long, i)))
-                assert c.response().status == 200, i
+        _one_at_a_time(d, n, long)
         r = subprocess.run([str(WSGICTL), "-s", str(tmp / "ctl.sock"), "status"],
                            capture_output=True, text=True, timeout=10)
         assert r.returncode == 0, (r.stdout, r.stderr)
@@ -748,10 +745,7 @@ def test_a_full_fifo_access_log_is_written_when_its_reader_reads(wsgid, tmp):
     try:
         d = start(wsgid, tmp, "hello", access=fifo, processes=1, threads=2, control=True)
         n, long = 800, "/x?" + "a" * 1000
-        with Conn(d.tcp) as c:
-            for i in range(n):
-                c.send(http_request("GET", "%s-%d" % (long, i)))
-                assert c.response().status == 200, i
+        _one_at_a_time(d, n, long)
         # the master holds what the FIFO did not take (800 lines of ~1.1 KB: under its 1 MiB)
         wait_for(lambda: select.select([reader], [], [], 0)[0], timeout=5, what="the FIFO fed")
         time.sleep(0.5)
