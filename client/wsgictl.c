@@ -225,8 +225,9 @@ static void print_list(json_t *reply, const char *key, const char *label)
 
 /* One section per worker: its pid, then faulthandler's dump of its Python threads (each thread
  * line says which wsgid thread it is and the request it runs, when the master knows). Returns 0,
- * or EXIT_FAILED when a worker did not answer; why it did not (the master's "error") goes to
- * stderr too, where `wsgictl stacks site > dump` said nothing. */
+ * or EXIT_FAILED when a worker did not answer or had nothing to dump (still setting Python up);
+ * why (the master's "error") goes to stderr too, where `wsgictl stacks site > dump` said
+ * nothing. */
 static int print_stacks(json_t *reply)
 {
     json_t *w;
@@ -240,7 +241,7 @@ static int print_stacks(json_t *reply)
 
         printf("%s== group %s worker %lld (pid %lld)%s\n", i > 0 ? "\n" : "", jstr(w, "group"),
                jint(w, "slot"), jint(w, "pid"), answered ? "" : ": no answer (what came is below)");
-        if (!answered)
+        if (!answered || *jstr(w, "error"))
             rc = EXIT_FAILED;
         if (*jstr(w, "error")) {
             printf("%s\n", jstr(w, "error"));

@@ -41,6 +41,7 @@ typedef struct stacks_worker {
     const wd_score_t *sc; /* its record in its group's scoreboard (st holds the group), or NULL */
     int done;             /* 2: its end line came; 1: it exited (gone) or wrote too much (cut) */
     int gone, cut;
+    int starting; /* it had not said it was ready when asked */
     char *buf;
     size_t len, cap;
 } stacks_worker_t;
@@ -286,7 +287,10 @@ static void stacks_free_cb(uv_handle_t *h)
  * (a stopped group's worker between its exit and its reaping: helper-98). */
 static void why_not(const struct wd_stacks *st, const stacks_worker_t *w, char *buf, size_t cap)
 {
-    if (w->gone)
+    if (w->done == 2) /* its end line alone: no Python yet, or none any more */
+        snprintf(buf, cap, "worker %d (pid %d) has no Python thread to dump: it %s", w->slot,
+                 w->pid, w->starting ? "is starting (Python is being set up)" : "is stopping");
+    else if (w->gone)
         snprintf(buf, cap,
                  "worker %d (pid %d) exited before it answered%s (it was stopped or replaced, or "
                  "it crashed: the error log says which); wsgictl stacks %s again dumps the "
@@ -296,8 +300,12 @@ static void why_not(const struct wd_stacks *st, const stacks_worker_t *w, char *
         snprintf(buf, cap, "worker %d (pid %d): its stacks passed %u MiB: the rest is left out",
                  w->slot, w->pid, WD_STACKS_MAX >> 20);
     else
-        snprintf(buf, cap, "worker %d (pid %d): no stacks within %.1f s", w->slot, w->pid,
+        snprintf(buf, cap, "worker %d (pid %d)%s: no stacks within %.1f s", w->slot, w->pid,
+                 w->starting ? " is starting (before Python it may not answer at all)" : "",
                  (double)(uv_now(&st->m->loop) - st->started) / 1000.0);
+    if (w->starting && strlen(buf) + 1 < cap)
+        snprintf(buf + strlen(buf), cap - strlen(buf), "; wsgictl status %s says when it is ready",
+                 st->group);
 }
 
 /* Whether no worker answered because every one exited before it wrote anything, while its group
@@ -335,7 +343,9 @@ static void finish(struct wd_stacks *st)
 
         o = json_pack("{s:s,s:i,s:i,s:b,s:o}", "group", st->group, "slot", w->slot, "pid", w->pid,
                       "answered", w->done == 2, "stacks", text_json(text));
-        if (w->done != 2) {
+        /* An empty dump is not an answer either: a worker still setting Python up answered its
+         * end line alone, and wsgictl printed an empty section and exited 0. */
+        if (w->done != 2 || w->len == 0) {
             why_not(st, w, why, sizeof why);
             wd_log_warn("group %s %s (wsgictl stacks)", st->group, why);
             json_object_set_new(o, "error", json_string(why));
@@ -448,6 +458,7 @@ void wd__m_stacks(wd_master_t *m, wd_control_req_t *req, const char *group)
         w->fd = fcntl(p->stacks_fd, F_DUPFD_CLOEXEC, 0);
         w->pid = p->pid;
         w->slot = p->slot;
+        w->starting = p->state == WD_PROC_STARTING;
         w->sc = wd__m_record(p);
         if (w->fd < 0)
             w->done = 1;

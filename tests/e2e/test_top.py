@@ -561,6 +561,28 @@ def test_stacks_wait_for_a_worker_still_writing(wsgid, tmp):
         t.count("in deep") for t in sections.values()]
 
 
+def test_stacks_of_a_worker_still_setting_python_up_fail_and_say_why(wsgid, tmp):
+    """A worker that has not set Python up yet (here its sitecustomize takes 3 s, as a slow
+    site-packages .pth or network file system would) has no Python thread to dump: it answered
+    its end line alone, and wsgictl printed an empty section and exited 0. It now says why, and
+    exits 1 as for a worker that did not answer; once the worker is up, the dump is there."""
+    site = tmp / "slowsite"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text("import time\ntime.sleep(3)\n")
+    d = wsgid("inprogress", processes=1, threads=2, wait=False, env={"PYTHONPATH": str(site)},
+              top={"control": str(tmp / "ctl.sock")},
+              **({"user": "root"} if os.geteuid() == 0 else {}))
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    wait_for(lambda: os.path.exists(tmp / "ctl.sock") and d.workers(), 10, what="a worker")
+    rc, out, err = ctl(d, "stacks", "site")
+    assert rc == 1, (rc, out, err)
+    assert "is starting" in err and "wsgictl status site says when it is ready" in err, \
+        (rc, out, err)
+    d.wait_ready()
+    rc, out, err = ctl(d, "stacks", "site")
+    assert rc == 0 and "main thread (event loop)" in out, (rc, out, err)
+
+
 def test_stacks_of_a_stopped_group_fails(wsgid, tmp):
     """wsgictl stacks of a stopped group printed "no running worker" and exited 0: a script that
     collects stacks (or an operator's `wsgictl stacks site > dump && ...`) took nothing for a
