@@ -28,9 +28,10 @@ static unsigned long dropped[2];
  * pend_len bytes from pend + pend_off, in a buffer of pend_cap (pend_keep). */
 static char *pend;
 static size_t pend_off, pend_len, pend_cap;
-static size_t pend_max;      /* what it may hold (pend_bound), 0 until it is known */
-static int pend_polled;      /* the loop polls the pipe for room (wd_log_set_polled) */
-static __thread int no_wait; /* the worker's loop thread: wd_log_no_wait */
+static size_t pend_max;        /* what it may hold (pend_bound), 0 until it is known */
+static int pend_polled;        /* the loop polls the pipe for room (wd_log_set_polled) */
+static __thread int no_wait;   /* the worker's loop thread: wd_log_no_wait */
+static __thread int loop_held; /* a Python thread holds the loop's lock: wd_log_loop_held */
 /* The master's, once it supervises (wd_log_set_sink): where its lines go instead of log_fd. */
 static void (*log_sink)(const char *line, size_t n);
 static char log_path[1024] = "-"; /* the error log's, for the master's messages */
@@ -48,6 +49,11 @@ const char *wd_log_path(void)
 void wd_log_no_wait(void)
 {
     no_wait = 1;
+}
+
+void wd_log_loop_held(int on)
+{
+    loop_held = on;
 }
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
@@ -387,14 +393,15 @@ static void say_dropped(int fd)
 }
 
 /* One error log line (n <= PIPE_BUF: whole into a pipe, or not at all). A worker's pipe to the
- * master is non-blocking: a full one drops the loop thread's line, counted; another thread (the
- * app's print()) waits for room, as it did for a file (log.h). */
+ * master is non-blocking: a full one drops the loop thread's line, counted, and so the line of a
+ * thread that holds the loop's lock (wd_log_loop_held); another thread (the app's print()) waits
+ * for room, as it did for a file (log.h). */
 static void put_line(int fd, const char *buf, size_t n)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLOUT};
 
     while (write(fd, buf, n) < 0) {
-        if (errno == EAGAIN && !no_wait && (poll(&pfd, 1, -1) >= 0 || errno == EINTR))
+        if (errno == EAGAIN && !no_wait && !loop_held && (poll(&pfd, 1, -1) >= 0 || errno == EINTR))
             continue;
         if (errno == EINTR)
             continue;

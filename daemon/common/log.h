@@ -108,6 +108,11 @@ void wd_log_rated(wd_log_rate_t *r, wd_log_level_t level, const char *fmt, ...)
  * that a full pipe refuses is dropped and counted (other threads wait for room), and its access
  * log lines are kept until wd_log_flush, which it calls at the end of each turn of its loop. */
 void wd_log_no_wait(void);
+/* The calling thread, a Python thread of a worker, holds the loop's lock (on) or let go of it
+ * (0): it runs the loop's code meanwhile (parking, daemon/worker/handoff.h), and its error log
+ * lines do not wait for the pipe either, as the loop thread's: a line waiting there held the
+ * whole loop up, every connection of the worker, for as long as the master read nothing. */
+void wd_log_loop_held(int on);
 
 /* Writes one finished line (with its '\n', at most WD_LOG_LINE_MAX) to the access log, if there
  * is one. The caller serialises (in a worker, the loop's lock: the loop thread, or a parked

@@ -114,6 +114,7 @@ wd_req_t *wd__handoff_park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int why)
     int wake = 0;
 
     pthread_mutex_lock(&h->loop_lock);
+    wd_log_loop_held(1);
     uv_update_time(h->loop); /* the loop may have slept long: timers start from now */
     conn = t->park;
     t->park = NULL;
@@ -135,6 +136,7 @@ wd_req_t *wd__handoff_park_end(wd_handoff_t *h, wd_handoff_thread_t *t, int why)
             park_missed(h);
     }
     wake = wake || loop_must_look(h);
+    wd_log_loop_held(0);
     pthread_mutex_unlock(&h->loop_lock);
     if (wake)
         uv_async_send(&h->async);
@@ -285,16 +287,19 @@ int wd_handoff_park_try_lock(wd_handoff_t *h)
     ok = h->asleep && h->head == NULL && h->in_flight <= h->threads / 2 + 1 && !h->closed &&
          !h->stop && park_worth(h, 1);
     pthread_mutex_unlock(&h->lock);
-    if (!ok)
+    if (!ok) {
         pthread_mutex_unlock(&h->loop_lock);
-    else
-        uv_update_time(h->loop);
-    return ok;
+        return 0;
+    }
+    wd_log_loop_held(1); /* its lines must not wait for the master: it holds up the loop */
+    uv_update_time(h->loop);
+    return 1;
 }
 
 void wd_handoff_loop_unlock(wd_handoff_t *h, int wake_loop)
 {
     wake_loop = wake_loop || loop_must_look(h);
+    wd_log_loop_held(0);
     pthread_mutex_unlock(&h->loop_lock);
     if (wake_loop)
         uv_async_send(&h->async);

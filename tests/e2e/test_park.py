@@ -163,3 +163,47 @@ def test_parking_resumes_when_the_load_falls(wsgid):
     n = parks(d)
     assert n >= alone - 20, "parking did not resume: %d parks, %d requests on one connection" % (
         n, alone)
+
+
+def test_a_parked_thread_does_not_hold_up_the_loop_while_the_master_reads_nothing(wsgid,
+                                                                                   monkeypatch):
+    # A parked thread runs the loop's code under the loop's lock. An error log line it wrote there
+    # (a bad request on its connection: the loop's 400 and its line) waited for room in the pipe
+    # to the master, as a Python thread's line does, where the loop thread's is dropped and
+    # counted: with the master stopped and the pipe full, the whole worker stopped with it (no
+    # connection answered, not even the 400 the loop writes itself) until the master read again.
+    import os
+    import signal
+    monkeypatch.setenv("WSGID_LOG_PIPE_SIZE", "8192")
+    d = wsgid("ops", processes=1, threads=3)
+    d.expect_log(r"ops app: about to fail", r"GET /error: the application raised",
+                 r"\[req [-\d]+\] ")
+    a = Conn(d.tcp, timeout=5)
+    settle(a)
+    os.kill(d.pid, signal.SIGSTOP)
+    try:
+        # The pipe fills with the app's error lines: the thread writing them waits for room.
+        with Conn(d.tcp, timeout=1) as c:
+            for n in range(1000):
+                c.send(http_request("GET", "/error"))
+                try:
+                    c.response()
+                except OSError:
+                    break
+            assert n < 1000, "the pipe took every line"
+            # a's thread, parked, reads a bad request: the 400 and its log line; then the loop
+            # answers another bad request itself.
+            a.send(b"GET / HTTP/1.1\r\nHost: x\r\nno colon\r\n\r\n")
+            time.sleep(0.2)
+            with Conn(d.tcp, timeout=3) as b:
+                b.send(b"GARBAGE\r\n\r\n")
+                try:
+                    status = b.response().status
+                except OSError as e:
+                    status = e
+                assert status == 400, "the worker's loop was held up: %r" % status
+            assert a.response().status == 400
+    finally:
+        os.kill(d.pid, signal.SIGCONT)
+    a.close()
+    assert request(d.tcp, timeout=5).status == 200
