@@ -74,7 +74,8 @@ static void log_stuck_stack(const wd_req_t *req)
     uint64_t now = wd_now_ns();
     int index = 0;
 
-    if (!wd__py.stacks_to_log || !req->py_running || req->py_thread == 0)
+    if (!wd__py.stacks_to_log || !atomic_load_explicit(&req->py_running, memory_order_relaxed) ||
+        req->py_thread == 0)
         return;
     for (int i = 0; i < wd__py.n_threads; i++)
         if (wd__py.threads[i].ident == req->py_thread)

@@ -457,7 +457,7 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         return keep_alive;
     }
     req->py_thread = PyThread_get_thread_ident();
-    req->py_running = 1;
+    atomic_store_explicit(&req->py_running, 1, memory_order_relaxed);
     thr->ident = req->py_thread;
     thr->serving = req->seq;
     if (thr->running != NULL) {
@@ -493,7 +493,9 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     wd__py_resp_end_writes(r);
     req->out->spill_failed = NULL;
     if (error && !r->head_sent && !r->client_gone)
-        keep_alive = send_canned(r, req->timed_out ? 504 : 500, WD_FCGI_REQUEST_COMPLETE);
+        keep_alive =
+            send_canned(r, atomic_load_explicit(&req->timed_out, memory_order_relaxed) ? 504 : 500,
+                        WD_FCGI_REQUEST_COMPLETE);
     else if (error)
         keep_alive = r->head_sent && !r->client_gone && !body_whole(r) ? WD_OUT_RESET : 0;
     else
@@ -513,12 +515,12 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     Py_XDECREF(env);
     Py_DECREF(r);
     /* A request-timeout interrupt that came too late must not hit the next request. */
-    req->py_running = 0;
+    atomic_store_explicit(&req->py_running, 0, memory_order_relaxed);
     thr->serving = 0;
     if (thr->running != NULL)
         wd_score_running_end(thr->running);
     wd__py_gil_busy(-1);
-    if (req->timed_out)
+    if (atomic_load_explicit(&req->timed_out, memory_order_relaxed))
         PyThreadState_SetAsyncExc(req->py_thread, NULL);
     return keep_alive;
 }

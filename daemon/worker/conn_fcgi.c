@@ -476,7 +476,9 @@ int wd__conn_fcgi_watch(wd_conn_t *c)
     if (n > 0)
         c->len += (size_t)n;
     return ended_in_buffer(c, c->req.id,
-                           c->req.py_running ? "while it ran" : "before a thread took it");
+                           atomic_load_explicit(&c->req.py_running, memory_order_relaxed)
+                               ? "while it ran"
+                               : "before a thread took it");
 }
 
 /* Between requests (conn.c: conn_trim): PARAMS that grew past the usual request's go back. */

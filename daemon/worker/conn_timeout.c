@@ -66,7 +66,8 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
 
     if (c->state != WD_CONN_APP || !c->dispatched || c->app_done || c->abandoned)
         return;
-    if (!c->req.py_running && wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
+    if (!atomic_load_explicit(&c->req.py_running, memory_order_relaxed) &&
+        wd_req_queue_expired(&c->req, g->queue_timeout, now, &waited) &&
         wd_handoff_remove(c->cs->handoff, &c->req)) {
         /* No thread took it in time: answer for it without running the app. A flood of
          * requests at a slow app makes as many: rate-limited (the access log has each). */
@@ -95,8 +96,9 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
         return;
     taken += wd_out_waited_ns(&c->out, now);
     ran = now > taken ? (double)(now - taken) / 1e9 : 0;
-    if (ran > g->request_timeout && !c->req.timed_out) {
-        c->req.timed_out = 1;
+    if (ran > g->request_timeout &&
+        !atomic_load_explicit(&c->req.timed_out, memory_order_relaxed)) {
+        atomic_store_explicit(&c->req.timed_out, 1, memory_order_relaxed);
         /* Clients that keep asking a slow endpoint make as many: rate-limited. */
         wd_log_peer(WD_LOG_WARN,
                     "[req %s] peer %s: running for %.1f s, over request-timeout (%.1f s): "
@@ -158,7 +160,8 @@ size_t wd_conns_answer_queued(wd_conns_t *cs, int status)
     for (wd_conn_t *c = cs->list, *next; c != NULL; c = next) {
         next = c->next; /* the answer may close c */
         if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && !c->abandoned &&
-            !c->req.py_running && wd_handoff_remove(cs->handoff, &c->req)) {
+            !atomic_load_explicit(&c->req.py_running, memory_order_relaxed) &&
+            wd_handoff_remove(cs->handoff, &c->req)) {
             c->req.status = status;
             wd__conn_answer(c, status);
             n++;
@@ -170,7 +173,8 @@ size_t wd_conns_answer_queued(wd_conns_t *cs, int status)
 int wd_conns_stuck(const wd_conns_t *cs)
 {
     for (const wd_conn_t *c = cs->list; c; c = c->next)
-        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done && c->req.timed_out)
+        if (c->state == WD_CONN_APP && c->dispatched && !c->app_done &&
+            atomic_load_explicit(&c->req.timed_out, memory_order_relaxed))
             return 1;
     return 0;
 }

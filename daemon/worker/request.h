@@ -92,9 +92,11 @@ struct wd_req {
 
     /* request-timeout: the loop sets timed_out before it interrupts the thread, which then answers
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
-     * py_running is 1 (both written by that thread with the GIL held). */
-    volatile int timed_out;
-    volatile int py_running;
+     * py_running is 1 (both written by that thread with the GIL held). Atomics (relaxed): the
+     * loop reads py_running and the thread timed_out as they change, and a request's worth of
+     * either alone (wd_handoff_remove decides whether a queued request is taken back). */
+    _Atomic int timed_out;
+    _Atomic int py_running;
     unsigned long py_thread;
 };
 
