@@ -47,8 +47,10 @@
  *     "stop last\n" = the same, its group (or wsgid) stopping: it first takes what waits in
  *     the listen queue, then says "unlistened", and the master shuts the group's TCP listeners
  *     once every worker has; "siblings RECORD:PID ...\n" = the ready workers of its group (itself
- * among them) by scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them whenever
- * one becomes ready (daemon/worker/balance.h), before the worker it replaces is told to stop;
+ * among them) by scoreboard record and pid, at most WD_SIBLINGS_MAX, sent to each of them and to
+ * the group's stopping workers (which hand their kept connections over while it names a ready
+ * one) whenever one becomes ready (daemon/worker/balance.h), before the worker it replaces is
+ * told to stop;
  * "adopt INDEX\n" with a connection, as above: the worker takes it as one it accepted on its
  * listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
  * wd_accept_adopt), and "adopt INDEX back" with one of its own that none could take, kept as it

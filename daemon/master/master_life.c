@@ -82,11 +82,16 @@ static void repl_failed(wd_slot_t *s, wd_proc_t *p, int pid, const char *why)
         cb(s, ctx, 0, why, s->cur != NULL ? s->cur->pid : 0, pid);
 }
 
-/* Tells every ready worker of g which workers of g are ready ("siblings", spawn.h), for the
- * keep-alive balance (daemon/worker/balance.h) and the hand-over of a stopping worker's idle
- * connections (master_life.c: adopt), a group of one process too: its replacement takes them.
- * The workers that left since need no message: their records no longer say ready, or no longer
- * hold their pid. */
+/* Tells every ready or stopping worker of g which workers of g are ready ("siblings", spawn.h),
+ * for the keep-alive balance (daemon/worker/balance.h) and the hand-over of a stopping worker's
+ * idle connections (master_life.c: adopt), a group of one process too: its replacement takes
+ * them. The workers that left since need no message: their records no longer say ready, or no
+ * longer hold their pid. A stopping worker hands over as long as its list names a ready worker,
+ * a kept FastCGI connection busy at the stop once its answer is sent: told only while it was
+ * ready, it knew none once the workers it had been told of were replaced in turn (a restart
+ * after a restart, maximum-requests under load), served such a connection on for
+ * WD_STOP_FCGI_S and then closed it, behind an answer or once idle, where nginx's next request
+ * met the close (a POST answered 502; helper-100). */
 static void tell_siblings(wd_master_t *m, wd_group_t *g)
 {
     char line[16 + WD_SIBLINGS_MAX * 24];
@@ -102,7 +107,8 @@ static void tell_siblings(wd_master_t *m, wd_group_t *g)
     }
     snprintf(line + len, sizeof line - len, "\n");
     for (p = m->procs; p != NULL; p = p->next)
-        if (p->g == g && p->state == WD_PROC_READY && p->pid > 0)
+        if (p->g == g && (p->state == WD_PROC_READY || p->state == WD_PROC_DRAINING) &&
+            p->pid > 0 && !p->told_last && !p->pipe_closed)
             wd__m_proc_say(p, line);
 }
 
