@@ -54,7 +54,9 @@
  * "adopt INDEX\n" with a connection, as above: the worker takes it as one it accepted on its
  * listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
  * wd_accept_adopt), and "adopt INDEX back" with one of its own that none could take, kept as it
- * would have been (closed once idle WD_STOP_IDLE_S) and not handed over again.
+ * would have been (closed once idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one
+ * of its "adopt" lines was dealt with otherwise (passed on, or closed): a stopping worker ends
+ * only once each has its answer, this or the connection back.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H

@@ -279,6 +279,8 @@ static void adopt(wd_proc_t *p, const char *args)
     if (fd < 0) {
         wd_log_warn("group %s worker %d (pid %d): \"adopt %s\" came without its connection",
                     p->g->name, p->slot, p->pid, args);
+        if (!p->exited && !p->pipe_closed)
+            wd__m_proc_say(p, "handed\n");
         return;
     }
     if (*end == '\0' && !p->m->stopping)
@@ -299,6 +301,10 @@ static void adopt(wd_proc_t *p, const char *args)
                      "to take it",
                      p->g->name, p->slot, p->pid, n > 0 ? "given back" : "closed");
     close(fd);
+    /* The sender waits for each connection's fate before it exits (one given back then died
+     * unread in its socket): this, or the connection back. */
+    if ((n <= 0 || q != p) && *end == '\0' && !p->exited && !p->pipe_closed)
+        wd__m_proc_say(p, "handed\n");
 }
 
 static void on_line(wd_proc_t *p, char *line)

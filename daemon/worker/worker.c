@@ -91,6 +91,7 @@ typedef struct wd_worker {
     uv_timer_t stop_timer;
     int unlistened; /* it took what waited and told the master (worker_stop) */
     int last;       /* its group or wsgid stops ("stop last"): no worker to hand over to */
+    size_t handing; /* connections handed over whose fate the master has not told yet */
 } wd_worker_t;
 
 static void worker_stop(wd_worker_t *w, const char *why, int last);
@@ -200,12 +201,23 @@ static void request_done(void *owner)
     wd_accept_update(&w->accept);
 }
 
+/* A stopping worker ends once its last connection has closed and the master has told the fate of
+ * each it handed over ("handed", or "adopt INDEX back": spawn.h): one given back is kept as
+ * before the hand-over. It ended as it handed its last one over, and one the master gave back
+ * then died unread in its socket at the exit, closed at once with what the proxy had written on
+ * it (helper-100). */
+static void stop_if_done(wd_worker_t *w)
+{
+    if (w->stopping && w->conns.n == 0 && w->handing == 0)
+        wd_handoff_stop(&w->handoff);
+}
+
 static void closed(void *owner)
 {
     wd_worker_t *w = owner;
 
     if (w->stopping && w->conns.n == 0) {
-        wd_handoff_stop(&w->handoff);
+        stop_if_done(w);
     } else if (w->accept.full) {
         w->accept.full = 0; /* below max-connections again */
         wd_accept_update(&w->accept);
@@ -291,6 +303,7 @@ static int hand_over(void *owner, const wd_listener_t *l, int fd)
         return -1; /* the master's end is full, or gone: the connection stays */
     if ((size_t)n < len)
         say_master(line + n); /* the file went with the first byte */
+    w->handing++;             /* till the master says "handed", or gives it back */
     return 0;
 }
 
@@ -350,8 +363,7 @@ static void worker_stop(wd_worker_t *w, const char *why, int last)
     wd_conns_shutdown(&w->conns);
     if (grace > 0)
         uv_timer_start(&w->stop_timer, stop_timer_cb, (uint64_t)(grace * 1000), 0);
-    if (w->conns.n == 0)
-        wd_handoff_stop(&w->handoff);
+    stop_if_done(w);
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -441,11 +453,21 @@ static void master_line(wd_worker_t *w, const char *line)
             fd = w->master_fds[0];
             memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
         }
+        int back = strcmp(end, " back") == 0;
+
+        if (back && w->handing > 0)
+            w->handing--;
         if (fd < 0)
             wd_log_warn("malformed message from the master: '%s' without its connection", line);
-        else if (wd_accept_adopt(&w->accept, index, fd, strcmp(end, " back") == 0) < 0)
+        else if (wd_accept_adopt(&w->accept, index, fd, back) < 0)
             wd_log_debug("a connection handed over was not taken (max-connections, or not "
                          "one of that listener)");
+        stop_if_done(w);
+    } else if (strcmp(line, "handed") == 0) {
+        /* one this worker handed over went to a running worker (or none could take it) */
+        if (w->handing > 0)
+            w->handing--;
+        stop_if_done(w);
     } else if (strncmp(line, "siblings", 8) == 0 && (line[8] == ' ' || line[8] == '\0')) {
         if (wd_balance_set(&w->balance, line + 8) < 0)
             wd_log_warn("malformed message from the master: '%s'", line);
@@ -464,7 +486,9 @@ static void master_cb(uv_poll_t *p, int status, int events)
     n = master_recv(w, w->master_buf + w->master_len, sizeof w->master_buf - 1 - w->master_len, 0);
     if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         uv_poll_stop(p);
+        w->handing = 0; /* nobody will tell their fate */
         worker_stop(w, "the master is gone", 0);
+        stop_if_done(w);
         return;
     }
     if (n < 0)

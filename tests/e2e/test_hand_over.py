@@ -135,6 +135,37 @@ def test_a_reload_that_turns_proxy_protocol_on_hands_no_connection_over(wsgid, t
     assert "malformed PROXY header" not in d.log(), d.log()[-3000:]
 
 
+def test_a_connection_given_back_is_kept_by_its_worker(wsgid, tmp):
+    """A connection none can take (here after a reload that turned proxy-protocol on) goes back to
+    the worker that handed it over, which keeps it as before the hand-over: a request that comes
+    within WD_STOP_IDLE_S is served. A worker ended as it handed its last connection over, and
+    the one given back died unread in its socket at its exit: closed at once, with whatever the
+    proxy had written on it (a POST answered 502 behind nginx). Now a stopping worker waits for
+    the master's word on each ("handed", or the connection back) before it ends. One process:
+    with two, the first old worker hands its connection to the second, of the same
+    configuration."""
+    script = tmp / "sender.py"
+    script.write_text(APP)
+    d = wsgid(str(script), processes=1, threads=2, keepalive_timeout=75,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    c = Conn(d.tcp)
+    old = int(get(c, "/pid"))
+    good = d.conf_path.read_text()
+    d.conf_path.write_text(good.replace(
+        "    threads: 2\n",
+        "    threads: 2\n    proxy-protocol: true\n    trusted-proxies: [127.0.0.1/32, unix]\n"))
+    since = d.log_size()
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, (out, err)
+    d.wait_log(r"site:%d: stopping \(asked by the master\)" % old, since=since, timeout=15)
+    r = c.send(http_request("POST", "/pid", {"Content-Length": "2"}, b"hi")).response()
+    assert r.status == 200 and int(r.body) == old, r
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.1,
+             what="the old worker to exit")
+    d.seen_workers.update(d.workers())
+
+
 def test_a_reload_that_changes_nothing_keeps_the_hand_over(wsgid, tmp):
     """The rule above must not end the hand-over after a reload that left the group as it was
     (its workers then hold another copy of the same configuration): a kept connection still goes
