@@ -30,10 +30,11 @@
  *     traceback has gone to the error log); "recycle REASON\n" when it wants to be replaced
  *     (maximum-requests reached, inactivity-timeout, a request stuck past request-timeout): the
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
- *     restart; "unlistened\n" once it accepts no more after a "stop last"; "adopt INDEX\n" with
- *     an idle kept connection accepted on its listener INDEX (its descriptor as SCM_RIGHTS with
- *     the line's first byte), which a stopping worker hands over instead of closing it
- *     (daemon/worker/conn.c: wd__conn_hand_over): the master passes the line and the connection
+ *     restart; "unlistened\n" once it accepts no more after a "stop last"; "adopt INDEX IDLE_MS\n"
+ *     with an idle kept connection accepted on its listener INDEX, idle IDLE_MS since its
+ *     answer (its descriptor as SCM_RIGHTS with the line's first byte), which a stopping
+ *     worker hands over instead of closing it (daemon/worker/conn.c: wd__conn_hand_over): the
+ *     master passes the line and the connection
  *     on to a ready worker of the group, of the same configuration, that listens there too, or
  *     gives it back ("adopt INDEX back") when none can take it; any other file that comes is
  *     closed (master_life.c: drop_stray_files). Master to worker:
@@ -51,11 +52,12 @@
  * the group's stopping workers (which hand their kept connections over while it names a ready
  * one) whenever one becomes ready (daemon/worker/balance.h), before the worker it replaces is
  * told to stop;
- * "adopt INDEX\n" with a connection, as above: the worker takes it as one it accepted on its
- * listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
- * wd_accept_adopt), and "adopt INDEX back" with one of its own that none could take, kept as it
- * would have been (closed once idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one
- * of its "adopt" lines was dealt with otherwise (passed on, or closed): a stopping worker ends
+ * "adopt INDEX IDLE_MS\n" with a connection, as above: the worker takes it as one it accepted on
+ * its listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
+ * wd_accept_adopt), to wait keepalive-timeout less IDLE_MS for its next request, and "adopt
+ * INDEX back" with one of its own that none could take, kept as it would have been (closed once
+ * idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one of its "adopt" lines was dealt
+ * with otherwise (passed on, or closed): a stopping worker ends
  * only once each has its answer, this or the connection back.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H

@@ -270,6 +270,7 @@ static void adopt(wd_proc_t *p, const char *args)
 {
     char *end;
     unsigned long index = strtoul(args, &end, 10);
+    unsigned long long idle_ms = 0; /* how long it has waited for a request (spawn.h) */
     int fd = adopt_take(p), n = -1;
     wd_proc_t *q = NULL;
     uv_os_fd_t sock;
@@ -283,11 +284,16 @@ static void adopt(wd_proc_t *p, const char *args)
             wd__m_proc_say(p, "handed\n");
         return;
     }
+    if (*end == ' ' && end[1] >= '0' && end[1] <= '9')
+        idle_ms = strtoull(end + 1, &end, 10);
     if (*end == '\0' && !p->m->stopping)
         q = adopter(p, index);
     if (q == NULL && *end == '\0' && !p->exited && !p->pipe_closed && p->says == NULL)
         q = p; /* back */
-    len = (size_t)snprintf(line, sizeof line, "adopt %lu%s\n", index, q == p ? " back" : "");
+    if (q == p)
+        len = (size_t)snprintf(line, sizeof line, "adopt %lu back\n", index);
+    else
+        len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu\n", index, idle_ms);
     if (q != NULL && uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
         n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
     if (n > 0 && (size_t)n < len)

@@ -239,7 +239,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
 
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl, 0);
+        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl, 0, 0);
     }
     return taken;
 }
@@ -276,7 +276,7 @@ static int accepted_on(int fd, const wd_listener_t *l)
     }
 }
 
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back)
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back, uint64_t idle_ms)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -296,7 +296,8 @@ int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back)
         close(fd);
         return -1;
     }
-    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, back ? 2 : 1);
+    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, back ? 2 : 1,
+                back ? 0 : idle_ms);
     return 0;
 }
 

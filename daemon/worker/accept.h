@@ -68,7 +68,7 @@ int wd_accept_init(wd_accept_t *a);
  * over idle (conn.h: wd_conns_ops_t.hand_over), within max-connections: 0, or -1 = closed.
  * back: one this worker handed over that none could take (the master gave it back): it is not
  * handed over again. */
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back);
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back, uint64_t idle_ms);
 /* Sets max_conns: max-connections, or by default three quarters of the file descriptors the
  * open-file limit leaves beside those the worker holds now (its threads' eventfds, listeners,
  * the app's files and sockets: 21 with 4 threads, 32 with 15); the quarter left is for what

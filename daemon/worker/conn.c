@@ -115,8 +115,10 @@ static void conn_read(wd_conn_t *c);
 #define POOL_MAX 256
 
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, int adopted)
+                 socklen_t peer_len, int adopted, uint64_t idle_ms)
 {
+    double idle_s = (double)idle_ms / 1000.0, wait;
+
     wd_conn_t *c = cs->pool;
     char *buf = NULL, *body_mem = NULL;
     size_t cap = 0, body_cap = 0;
@@ -165,7 +167,13 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
     c->adopted = adopted;
-    wd__conn_timer(c, adopted ? wd__conn_idle_timeout(cs) : cs->group->header_timeout);
+    c->idle_ns = wd_now_ns() - idle_ms * 1000000;
+    /* An adopted one's keepalive-timeout counts from its last answer, not anew at each hand-over:
+     * a connection handed over at every recycle outlived it for as long as they came. */
+    wait = wd__conn_idle_timeout(cs);
+    if (adopted && wait > 0)
+        wait = wait > idle_s ? wait - idle_s : 0.001;
+    wd__conn_timer(c, adopted ? wait : cs->group->header_timeout);
     /* A proxy sends its request right after connecting: it is usually there already. */
     conn_read(c);
 }
@@ -758,7 +766,7 @@ static int fcgi_close_at_end(const wd_conn_t *c)
 {
     const wd_conns_t *cs = c->cs;
 
-    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1) == 0 &&
+    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1, 0) == 0 &&
         !cs->group->proxy_protocol)
         return 0;       /* kept, and handed over once idle (response_complete) */
     if (cs->stop_final) /* the worker's last turn: nothing more is served */
@@ -824,6 +832,7 @@ static void response_complete(wd_conn_t *c)
     if (leftover == 0)
         conn_trim(c, 0); /* idle until the next request comes */
     c->state = WD_CONN_HEAD;
+    c->idle_ns = wd_now_ns();
     if (cs->stopping && wd__conn_hand_over(c))
         return;
     set_events(c, UV_READABLE | UV_DISCONNECT);
@@ -1071,13 +1080,13 @@ int wd__conn_hand_over(wd_conn_t *c)
         return 0;
     if (c->park_owner != NULL) {
         /* The thread that waits on it hands it over (wd_conn_park_cb); till then it stays. */
-        if (cs->ops->hand_over(cs->owner, c->l, -1) == 0) {
+        if (cs->ops->hand_over(cs->owner, c->l, -1, 0) == 0) {
             c->park_hand = 1;
             wd_handoff_evict(cs->handoff, c->park_owner);
         }
         return 0;
     }
-    if (cs->ops->hand_over(cs->owner, c->l, c->fd) < 0)
+    if (cs->ops->hand_over(cs->owner, c->l, c->fd, (wd_now_ns() - c->idle_ns) / 1000000) < 0)
         return 0;
     cs->handed_over++;
     wd_log_debug("peer %s: idle connection handed over to a running worker", wd__conn_peer(c));

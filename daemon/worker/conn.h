@@ -49,8 +49,9 @@ typedef struct wd_conns_ops {
     /* A stopping worker's idle kept connection (fd, accepted on l) goes to a running worker of
      * the group, through the master, instead of being closed (conn.c: hand_over): 0 = sent (the
      * connection closes its own descriptor only), -1 = no worker to take it. fd -1 asks only
-     * whether one could. NULL: never. */
-    int (*hand_over)(void *owner, const wd_listener_t *l, int fd);
+     * whether one could. idle_ms: how long it has waited for its next request, which the taker
+     * counts against keepalive-timeout. NULL: never. */
+    int (*hand_over)(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms);
 } wd_conns_ops_t;
 
 /* A worker's connections and what they share. */
@@ -123,6 +124,7 @@ struct wd_conn {
     uint64_t served; /* responses completed on this connection */
     int adopted; /* handed over idle by a stopping worker (wd_conn_new): a kept one; 2: given back
                   */
+    uint64_t idle_ns; /* since when it waits for its next request (a kept one, or adopted) */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
@@ -192,10 +194,10 @@ struct wd_conn {
 
 /* Takes over an accepted, non-blocking socket; adopted: an idle kept connection another worker
  * of the group handed over (wd_conns_ops_t.hand_over), waiting for its next request as one kept
- * here would (keepalive-timeout, not header-timeout); 2: one of its own given back (none could
- * take it), never handed over again. */
+ * here would (keepalive-timeout less idle_ms, the time it has waited already, not
+ * header-timeout); 2: one of its own given back (none could take it), never handed over again. */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, int adopted);
+                 socklen_t peer_len, int adopted, uint64_t idle_ms);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a
  * connection whose free was deferred because it sat on the ready list can be freed. */
 void wd_conn_ready(wd_handoff_node_t *node);

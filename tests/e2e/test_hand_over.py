@@ -251,3 +251,29 @@ def test_a_busy_kept_connection_is_handed_over_after_its_replacement_was_replace
     assert pid != old and pid in d.workers(), (old, pid, d.workers())
     d.wait_log(r"site:%d: stopped after .*; 1 idle connections handed over" % old)
     d.seen_workers.update(d.workers())
+
+
+def test_a_handed_over_connection_keeps_its_keepalive_timeout(wsgid, tmp):
+    """An adopted connection waits for its next request for what is left of keepalive-timeout
+    since its last answer, not for the whole of it anew at each hand-over: a connection handed
+    over at every recycle outlived keepalive-timeout for as long as recycles came. Here 2 s: the
+    connection, idle 1.2 s when its worker is replaced, is closed about 2 s after its answer
+    (it was closed 2 s after the hand-over, 3.2 s or more after its answer)."""
+    script = tmp / "sender.py"
+    script.write_text(APP)
+    d = wsgid(str(script), processes=1, threads=2, keepalive_timeout=2,
+              top={"control": str(tmp / "ctl.sock")})
+    d.unix_paths.append(str(tmp / "ctl.sock"))
+    c = Conn(d.tcp)
+    old = int(get(c, "/pid"))
+    answered = time.monotonic()
+    time.sleep(1.2)
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.05,
+             what="the old worker to exit")
+    d.wait_log(r"site:%d: stopped after .*; 1 idle connections handed over" % old)
+    assert c.closed(timeout=5)
+    took = time.monotonic() - answered
+    assert 1.9 < took < 2.8, took
+    d.seen_workers.update(d.workers())
