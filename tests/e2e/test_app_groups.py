@@ -819,15 +819,23 @@ def test_request_timeout_dump_lists_each_thread_once(tmp, wsgid):
         "shutdown-timeout": 1, "env": {"WSGID_E2E_DIR": str(tmp)}, "mounts": mounts}}))
     d.expect_log(r"\[req \d+-[12]\] ")
     (pid,) = d.workers()
+    since = d.log_size()
     r = request(str(tmp / "site.sock"), "GET", "/m17/spin?t=5", timeout=15)
     assert r.status == 504, r
     line = d.wait_log(r"the Python stacks of the worker's threads follow; the one running it is "
-                      r"Thread (0x[0-9a-f]{16})", timeout=10)
+                      r"Thread (0x[0-9a-f]{16})", since=since, timeout=10)
     ident = re.search(r"Thread (0x[0-9a-f]{16})", line).group(1)
-    time.sleep(1)  # the dump's lines reach the log through the master
-    log = d.log()
-    dump = [x.split(" stderr: ", 1)[1] for x in log[log.index(line):].splitlines()
+    # The dump's lines reach the log through the master, which reads the worker's fd 2 in
+    # order: a mark written there after the dump (written from the signal handler, before the
+    # 504) comes after its last line. A fixed 1 s wait missed the end of the dump with the
+    # master held up. They are taken from where the request began, not from the line above,
+    # which comes through another pipe (the worker's log lines), maybe after them.
+    assert request(str(tmp / "site.sock"), "GET", "/m17/fd2?text=end-of-dump",
+                   timeout=15).status == 200
+    d.wait_log(r"\(pid %d\) stderr: end-of-dump$" % pid, since=since, timeout=15)
+    dump = [x.split(" stderr: ", 1)[1] for x in d.log()[since:].splitlines()
             if "(pid %d) stderr: " % pid in x]
+    dump = dump[:dump.index("end-of-dump")]
     text = "\n".join(dump) + "\n"
     print(len(dump), "lines:\n" + text)
     idents = re.findall(r"^(?:Current )?[Tt]hread (0x[0-9a-f]+)", text, re.M)

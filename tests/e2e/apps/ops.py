@@ -10,6 +10,8 @@
     /write-sleep?t=S    sends 3 of its 10 bytes with write(), then time.sleep(S)
     /gen-cl?size=N      N bytes with a Content-Length, from a generator of 200 KiB chunks
     /close-sleep?t=S    "hello" with its Content-Length, from an iterable whose close() sleeps S
+    /fd2?text=T         writes T and a newline to the worker's fd 2 (the master logs its lines, in
+                        order: a mark behind what was written there before)
 Every path writes $WSGID_E2E_DIR/started-<path> first, so a test knows the app was reached.
 """
 import os
@@ -79,6 +81,9 @@ def application(environ, start_response):
     if path == "/close-sleep":
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return _SlowClose(float(qs.get("t", ["5"])[0]))
+    if path == "/fd2":
+        os.write(2, qs.get("text", ["mark"])[0].encode() + b"\n")
+        return _answer(start_response, b"written\n")
     if path == "/error":
         environ["wsgi.errors"].write("ops app: about to fail\n")
         raise RuntimeError("ops app failure on purpose")
