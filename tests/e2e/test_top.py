@@ -318,7 +318,10 @@ def test_stacks_names_a_worker_that_does_not_answer(wsgid, tmp):
         os.kill(silent, signal.SIGCONT)
     print(out)
     assert rc == 1, (rc, out, err)
-    assert 1.9 < took < 3, took
+    # The master's 2 s wait is timed by its own line below (2.0 to 2.9 s); wsgictl's whole run
+    # adds its start and the round trip: 1.2 s once, the sanitizer build at load 16 with its
+    # master held up (3.2 s).
+    assert 1.9 < took < 6, took
     assert re.search(r"^== group site worker \d \(pid %d\): no answer" % silent, out, re.M), out
     sections = stacks_sections(out)
     assert "no answer" not in sections[other] and "main thread (event loop)" in sections[other]
