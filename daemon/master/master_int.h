@@ -377,6 +377,8 @@ void wd__m_logs_app(int on);
 void wd__m_logs_hold(wd_logdest_t *dest);
 void wd__m_logs_release(wd_logdest_t *dest);
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap);
+/* Opens the error log again (a reload): wd_log_open's 0 or -errno, and what it held goes there. */
+int wd__m_logs_open_error(const char *path);
 
 /* master_logpipe.c: a pipe for a worker's error log (dest NULL: the master's) or access log
  * (dest: its file), whose whole lines the master appends there (logs_write); returns the

@@ -736,6 +736,24 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
     return rc < 0 ? rc : 0;
 }
 
+/* The error log is opened again onto the same fd (log.c's dup3): a poll of the old file stops
+ * first, as epoll holds the file, not the fd, and drops it once the file is closed; libuv, which
+ * still saw the fd polled, polled nothing, and what the error log held waited for its next line
+ * (a reload while a FIFO's reader was behind). */
+static int error_open(const char *path)
+{
+    room_stop(&error_dest);
+    return wd_log_open(path, "off");
+}
+
+int wd__m_logs_open_error(const char *path)
+{
+    int rc = error_open(path);
+
+    retry_cb(NULL); /* what it holds goes to the new one, or waits for room there */
+    return rc;
+}
+
 int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
 {
     size_t used = 0;
@@ -743,11 +761,10 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
     int rc;
 
     /* The files are opened again onto the same fds (dup3): a poll of the old one stops first
-     * (epoll holds the file, not the fd), and what they hold goes to the new one. */
-    room_stop(&error_dest);
+     * (error_open), and what they hold goes to the new one. */
     for (f = access_files; f != NULL; f = f->next)
         room_stop(f);
-    rc = wd_log_open(m->gen->conf->log_file, "off");
+    rc = error_open(m->gen->conf->log_file);
 
     err[0] = '\0';
     if (rc == 0)

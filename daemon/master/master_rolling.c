@@ -915,7 +915,7 @@ void wd__m_reload(wd_master_t *m, wd_control_req_t *req)
     conf = NULL;
     wd_notify_reloading();
     wd_log_init("master", gen->conf->log_level);
-    if (wd_log_open(gen->conf->log_file, "off") < 0)
+    if (wd__m_logs_open_error(gen->conf->log_file) < 0)
         wd_log_warn("reload: cannot reopen the error log %s", gen->conf->log_file);
 
     b = wd__m_batch_new(m, req, "reload");

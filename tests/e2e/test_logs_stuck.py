@@ -6,6 +6,7 @@ nothing: a worker killed was not restarted, `wsgictl status` hung, SIGTERM was n
 holds what they do not take (1 MiB, and 64 KiB more for its own lines), drops the rest, counted,
 and says so in the destination where the lines are missing once it takes lines again; at a stop,
 what it could not write is counted in the error log, when that is a file."""
+import fcntl
 import os
 import re
 import signal
@@ -19,6 +20,7 @@ from helpers.daemon import READY, WSGICTL, WSGID_BIN
 from helpers.procs import children, cmdline, wait_for
 
 NOISE_APP = '''
+import fcntl
 import os
 import sys
 
@@ -176,6 +178,32 @@ class SlowReader(threading.Thread):
             time.sleep(0.02)
 
 
+class FifoReader:
+    """A FIFO made at path and opened for reading (size: its pipe's), read only when asked."""
+
+    def __init__(self, path, size=None):
+        os.mkfifo(path)
+        self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        if size is not None:
+            fcntl.fcntl(self.fd, fcntl.F_SETPIPE_SZ, size)
+        self.got = b""
+
+    def read(self):
+        """All that was read from it so far, what is in it now included."""
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 16)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.got += chunk
+        return self.got.decode(errors="replace")
+
+    def close(self):
+        os.close(self.fd)
+
+
 def test_a_stderr_nobody_reads_holds_the_master_up_no_more(tmp):
     """Access log "-" and stderr a pipe the test does not read: 900 requests of 2 KiB lines, more
     than the pipe and the master hold. The master restarts a killed worker, answers wsgictl status;
@@ -224,21 +252,8 @@ def test_an_error_log_fifo_nobody_reads_holds_the_master_up_no_more(tmp):
     wsgictl status; the reader, reading again, finds the app's lines in order but those counted,
     and the master's own lines (the worker's death and restart) among them; SIGTERM stops it."""
     fifo = tmp / "error.fifo"
-    os.mkfifo(fifo)
-    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-    got = b""
-
-    def read():
-        nonlocal got
-        while True:
-            try:
-                chunk = os.read(reader, 1 << 16)
-            except BlockingIOError:
-                return got.decode(errors="replace")
-            if not chunk:
-                return got.decode(errors="replace")
-            got += chunk
-
+    reader = FifoReader(fifo)
+    read = reader.read
     # At warn, the lines of the workers are the app's alone (not a new worker's start lines),
     # which the count below can then match.
     m = Master(tmp, {"level": "warn", "file": str(fifo), "access": "off"})
@@ -270,7 +285,7 @@ def test_an_error_log_fifo_nobody_reads_holds_the_master_up_no_more(tmp):
         m.stop(read=True)
     finally:
         m.close()
-        os.close(reader)
+        reader.close()
 
 
 def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp):
@@ -537,3 +552,37 @@ def test_lines_stderr_drops_are_said_in_the_error_log_file_while_running(tmp):
         m.stop(read=False)
     finally:
         m.close()
+
+
+def test_an_error_log_fifo_polled_at_a_reload_gets_what_it_holds_once_read(tmp):
+    """The error log is an 8 KiB FIFO whose reader stopped: the master holds the app's lines and
+    polls the FIFO for room. A reload opens the error log again onto the same fd (dup3), as
+    reopen-logs does; once the reader reads again, every line held comes, with no other line to
+    carry them."""
+    fifo = tmp / "error.fifo"
+    reader = FifoReader(fifo, 8192)
+    read = reader.read
+    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": "off"})
+    try:
+        wait_for(lambda: m.workers() and answers(m.sock), timeout=15, what="an answer")
+        with Conn(m.sock, timeout=20) as c:
+            c.send(http_request("GET", "/noise?300"))  # 300 lines of 170 bytes: 51 KB
+            assert c.response().status == 200
+        time.sleep(0.5)  # the master has them: the FIFO's 8 KiB, and the rest held
+        r = subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        time.sleep(0.5)
+
+        def all_seen():
+            return len(re.findall(r"stderr: NOISE \d{6} x+\n", read())) == 300
+        try:
+            wait_for(all_seen, timeout=5, what="the 300 lines of the app")
+        except AssertionError:
+            text = read()
+            raise AssertionError("%d of 300 lines read; the last: %r" % (
+                len(re.findall(r"NOISE \d{6}", text)), text[-300:]))
+        m.stop(read=False)
+    finally:
+        m.close()
+        reader.close()
