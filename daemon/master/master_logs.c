@@ -79,6 +79,7 @@ struct wd_logdest {
     int n_drops;
     uv_poll_t *room; /* polled for room while it holds lines (room_wait), else NULL */
     int no_room;     /* it said it had room and took nothing: tried again by the timer */
+    int mid;         /* what it holds begins with the rest of a line whose start it took */
 };
 
 static wd_logdest_t *access_files;
@@ -382,6 +383,7 @@ static void drop_line(wd_logdest_t *f)
         if (f->held == NULL)
             f->held = xmalloc(WD_LOGS_HELD_CAP);
         start = f->held_len;
+        f->mid = f->mid && start > 0; /* nothing held before it: what is held is whole lines */
         f->held_len += wd_log_format(f->held + f->held_len, 1024, WD_LOG_WARN,
                                      "%llu lines (%llu bytes) for %s were dropped from %s on, as "
                                      "it did not take them fast enough (a pipe, FIFO or terminal "
@@ -412,6 +414,7 @@ static void held_take(wd_logdest_t *f, size_t off)
 
     if (off == 0)
         return;
+    f->mid = f->held[off - 1] != '\n';
     memmove(f->held, f->held + off, f->held_len - off);
     f->held_len -= off;
     for (d = 0; d < f->n_drops; d++) {
@@ -530,6 +533,7 @@ int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
     if (held_flush(f) != -1 && write_some(f, p, n, &off) != -1)
         return 0; /* written, or f failed: counted */
     if (f->held_len == 0 && f->dropped == 0) {
+        f->mid = off > 0 && p[off - 1] != '\n';
         p += off;
         n -= off;
     }
@@ -742,8 +746,27 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
  * (a reload while a FIFO's reader was behind). */
 static int error_open(const char *path)
 {
+    int rc;
+
     room_stop(&error_dest);
-    return wd_log_open(path, "off");
+    rc = wd_log_open(path, "off");
+    if (error_get() != &error_dest && (error_dest.held_len > 0 || error_dest.dropped > 0)) {
+        /* The error log is stderr now, or off (a reload): what the old one held goes there, as
+         * it would have gone to the old one. It stayed held for the old one's fd, which log.c
+         * points at /dev/null then, where it went, and was said nowhere. */
+        const char *p, *nl;
+        size_t n;
+
+        drop_line(&error_dest); /* what it dropped, where the lines are missing */
+        p = error_dest.held, n = error_dest.held_len;
+        if (error_dest.mid && (nl = memchr(p, '\n', n)) != NULL) {
+            n -= (size_t)(nl + 1 - p); /* the rest of a line whose start the old one has */
+            p = nl + 1;
+        }
+        error_dest.held_len = 0, error_dest.n_drops = 0;
+        (void)wd__m_logs_write(NULL, p, n);
+    }
+    return rc;
 }
 
 int wd__m_logs_open_error(const char *path)

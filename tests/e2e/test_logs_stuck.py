@@ -554,21 +554,33 @@ def test_lines_stderr_drops_are_said_in_the_error_log_file_while_running(tmp):
         m.close()
 
 
+def held_for_a_fifo_error_log(tmp):
+    """A wsgid whose error log is an 8 KiB FIFO nobody reads (the reader is returned too), and
+    300 lines of 170 bytes (51 KB) from the app: the FIFO took 8 KiB, the master holds the rest."""
+    fifo = tmp / "error.fifo"
+    reader = FifoReader(fifo, 8192)
+    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": "off"})
+    try:
+        wait_for(lambda: m.workers() and answers(m.sock), timeout=15, what="an answer")
+        with Conn(m.sock, timeout=20) as c:
+            c.send(http_request("GET", "/noise?300"))
+            assert c.response().status == 200
+        time.sleep(0.5)  # the master has them
+    except BaseException:
+        m.close()
+        reader.close()
+        raise
+    return fifo, reader, m
+
+
 def test_an_error_log_fifo_polled_at_a_reload_gets_what_it_holds_once_read(tmp):
     """The error log is an 8 KiB FIFO whose reader stopped: the master holds the app's lines and
     polls the FIFO for room. A reload opens the error log again onto the same fd (dup3), as
     reopen-logs does; once the reader reads again, every line held comes, with no other line to
     carry them."""
-    fifo = tmp / "error.fifo"
-    reader = FifoReader(fifo, 8192)
+    fifo, reader, m = held_for_a_fifo_error_log(tmp)
     read = reader.read
-    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": "off"})
     try:
-        wait_for(lambda: m.workers() and answers(m.sock), timeout=15, what="an answer")
-        with Conn(m.sock, timeout=20) as c:
-            c.send(http_request("GET", "/noise?300"))  # 300 lines of 170 bytes: 51 KB
-            assert c.response().status == 200
-        time.sleep(0.5)  # the master has them: the FIFO's 8 KiB, and the rest held
         r = subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"], capture_output=True,
                            text=True, timeout=20)
         assert r.returncode == 0, (r.stdout, r.stderr)
@@ -583,6 +595,42 @@ def test_an_error_log_fifo_polled_at_a_reload_gets_what_it_holds_once_read(tmp):
             raise AssertionError("%d of 300 lines read; the last: %r" % (
                 len(re.findall(r"NOISE \d{6}", text)), text[-300:]))
         m.stop(read=False)
+    finally:
+        m.close()
+        reader.close()
+
+
+def test_a_reload_from_an_error_log_fifo_to_stderr_loses_nothing_it_held(tmp):
+    """The error log is an 8 KiB FIFO whose reader stopped, the master holding the app's lines
+    for it, and a reload makes the error log stderr: what the master held goes to stderr after
+    what the FIFO took, each line whole (a line whose start the FIFO took, if one, is left out:
+    its start is there). It went to /dev/null (log.c points the old error log's fd there) and
+    was said nowhere: 262 of 300 lines lost."""
+    fifo, reader, m = held_for_a_fifo_error_log(tmp)
+    try:
+        conf = tmp / "wsgid.yaml"
+        conf.write_text(conf.read_text().replace('"%s"' % fifo, '"-"'))
+        r = subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"], capture_output=True,
+                           text=True, timeout=20)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        noise = re.compile(r"^\S+ \S+ \[warn\] site:\d+: stderr: NOISE (\d{6}) x{150}$", re.M)
+
+        def seen():
+            fifo, err = reader.read(), m.read().decode(errors="replace")
+            got = [int(x) for x in noise.findall(fifo)]
+            want = [i for i in range(300) if fifo.endswith("\n") or i != len(got)]
+            return got + [int(x) for x in noise.findall(err)], want, err
+        try:
+            wait_for(lambda: len(seen()[0]) >= len(seen()[1]), timeout=5,
+                     what="the lines of the app")
+        except AssertionError:
+            got, want, err = seen()
+            raise AssertionError("%d of %d lines in the FIFO and on stderr; stderr: %r" % (
+                len(got), len(want), err[-500:]))
+        got, want, err = seen()
+        assert got == want
+        assert all(re.match(r"\S+ \S+ \[\w+\] ", ln) for ln in err.splitlines()), err[:500]
+        m.stop(read=True)
     finally:
         m.close()
         reader.close()
