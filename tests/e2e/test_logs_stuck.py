@@ -9,6 +9,7 @@ what it could not write is counted in the error log, when that is a file."""
 import fcntl
 import os
 import re
+import select
 import signal
 import subprocess
 import threading
@@ -159,11 +160,19 @@ class SlowReader(threading.Thread):
 
     def __init__(self, fd):
         super().__init__(daemon=True)
-        self.fd = fd
+        # Its own fd: once the test closed fd, the number went to the next test's file (its
+        # FIFO), which a thread still reading took the lines of.
+        self.fd = os.dup(fd)
         self.got = b""
         self.start()
 
     def run(self):
+        try:
+            self.read()
+        finally:
+            os.close(self.fd)
+
+    def read(self):
         while True:
             try:
                 chunk = os.read(self.fd, 4096)
@@ -565,7 +574,9 @@ def held_for_a_fifo_error_log(tmp):
         with Conn(m.sock, timeout=20) as c:
             c.send(http_request("GET", "/noise?300"))
             assert c.response().status == 200
-        time.sleep(0.5)  # the master has them
+        wait_for(lambda: select.select([reader.fd], [], [], 0)[0], timeout=10,
+                 what="the FIFO fed")
+        time.sleep(0.5)  # the master has the rest
     except BaseException:
         m.close()
         reader.close()
