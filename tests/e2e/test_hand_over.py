@@ -61,11 +61,11 @@ def application(environ, start_response):
 '''
 
 
-def start(wsgid, tmp, **extra):
+def start(wsgid, tmp, processes=2, **extra):
     script = tmp / "sender.py"
     script.write_text(APP)
-    d = wsgid(str(script), processes=2, threads=2, top={"control": str(tmp / "ctl.sock")},
-              **extra)
+    d = wsgid(str(script), processes=processes, threads=2,
+              top={"control": str(tmp / "ctl.sock")}, **extra)
     d.unix_paths.append(str(tmp / "ctl.sock"))
     return d
 
@@ -144,11 +144,7 @@ def test_a_connection_given_back_is_kept_by_its_worker(wsgid, tmp):
     the master's word on each ("handed", or the connection back) before it ends. One process:
     with two, the first old worker hands its connection to the second, of the same
     configuration."""
-    script = tmp / "sender.py"
-    script.write_text(APP)
-    d = wsgid(str(script), processes=1, threads=2, keepalive_timeout=75,
-              top={"control": str(tmp / "ctl.sock")})
-    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d = start(wsgid, tmp, processes=1, keepalive_timeout=75)
     c = Conn(d.tcp)
     old = int(get(c, "/pid"))
     good = d.conf_path.read_text()
@@ -259,11 +255,7 @@ def test_a_handed_over_connection_keeps_its_keepalive_timeout(wsgid, tmp):
     over at every recycle outlived keepalive-timeout for as long as recycles came. Here 2 s: the
     connection, idle 1.2 s when its worker is replaced, is closed about 2 s after its answer
     (it was closed 2 s after the hand-over, 3.2 s or more after its answer)."""
-    script = tmp / "sender.py"
-    script.write_text(APP)
-    d = wsgid(str(script), processes=1, threads=2, keepalive_timeout=2,
-              top={"control": str(tmp / "ctl.sock")})
-    d.unix_paths.append(str(tmp / "ctl.sock"))
+    d = start(wsgid, tmp, processes=1, keepalive_timeout=2)
     c = Conn(d.tcp)
     old = int(get(c, "/pid"))
     answered = time.monotonic()
