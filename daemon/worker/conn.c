@@ -167,7 +167,7 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
     c->adopted = adopted;
-    c->idle_ns = wd_now_ns() - idle_ms * 1000000;
+    c->idle_ns = adopted ? wd_now_ns() - idle_ms * 1000000 : 0;
     /* An adopted one's keepalive-timeout counts from its last answer, not anew at each hand-over:
      * a connection handed over at every recycle outlived it for as long as they came. */
     wait = wd__conn_idle_timeout(cs);
@@ -807,6 +807,7 @@ static void response_complete(wd_conn_t *c)
     c->dispatched = 0;
     c->app_done = 0;
     wd__conn_body_clear(c);
+    c->idle_ns = c->out.finished_ns; /* a kept one waits for its next request from its answer */
     wd_out_reset(&c->out);
     if (!keep) {
         if (reset) {
@@ -832,7 +833,6 @@ static void response_complete(wd_conn_t *c)
     if (leftover == 0)
         conn_trim(c, 0); /* idle until the next request comes */
     c->state = WD_CONN_HEAD;
-    c->idle_ns = wd_now_ns();
     if (cs->stopping && wd__conn_hand_over(c))
         return;
     set_events(c, UV_READABLE | UV_DISCONNECT);
@@ -1086,7 +1086,8 @@ int wd__conn_hand_over(wd_conn_t *c)
         }
         return 0;
     }
-    if (cs->ops->hand_over(cs->owner, c->l, c->fd, (wd_now_ns() - c->idle_ns) / 1000000) < 0)
+    if (cs->ops->hand_over(cs->owner, c->l, c->fd,
+                           c->idle_ns ? (wd_now_ns() - c->idle_ns) / 1000000 : 0) < 0)
         return 0;
     cs->handed_over++;
     wd_log_debug("peer %s: idle connection handed over to a running worker", wd__conn_peer(c));

@@ -124,7 +124,8 @@ struct wd_conn {
     uint64_t served; /* responses completed on this connection */
     int adopted; /* handed over idle by a stopping worker (wd_conn_new): a kept one; 2: given back
                   */
-    uint64_t idle_ns; /* since when it waits for its next request (a kept one, or adopted) */
+    uint64_t idle_ns; /* since when it waits for its next request: its last answer's finish
+                       * (wd_out_t.finished_ns), or before its adoption; 0: not known */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
