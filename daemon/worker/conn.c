@@ -360,9 +360,8 @@ static void conn_dispatch(wd_conn_t *c)
     req->head_len = 0;
     req->cut = 0;
     atomic_store_explicit(&req->whole, 0, memory_order_relaxed);
-    atomic_store_explicit(
-        &req->timed_out, 0,
-        memory_order_relaxed); /* a keep-alive connection's last request may have timed out */
+    /* a keep-alive connection's last request may have timed out */
+    atomic_store_explicit(&req->timed_out, 0, memory_order_relaxed);
     c->dispatched = 1;
     c->state = WD_CONN_APP;
     c->last_sent = 0;
