@@ -806,7 +806,13 @@ static void response_complete(wd_conn_t *c)
     c->dispatched = 0;
     c->app_done = 0;
     wd__conn_body_clear(c);
-    c->idle_ns = c->out.finished_ns; /* a kept one waits for its next request from its answer */
+    /* A kept one waits for its next request from when the client has its answer: the
+     * producer's finish, unless the loop then waited for the client's room to send the rest (the
+     * clock, once for such an answer): an answer read 3 s after the app had finished it was said
+     * idle 3 s at a hand-over, and a keepalive-timeout of 2 s had the adopter close it at once,
+     * under the client's next request. */
+    c->idle_ns =
+        (c->events & UV_WRITABLE) || c->out.finished_ns == 0 ? wd_now_ns() : c->out.finished_ns;
     wd_out_reset(&c->out);
     if (!keep) {
         if (reset) {

@@ -52,6 +52,8 @@ def application(environ, start_response):
             b.close()
         elif p == "/pid":
             out = str(os.getpid()).encode()
+        elif p == "/big":
+            out = b"x" * int(q)
         elif p == "/evil":
             out = b"served " + environ.get("REMOTE_ADDR", "").encode()
     finally:
@@ -268,4 +270,35 @@ def test_a_handed_over_connection_keeps_its_keepalive_timeout(wsgid, tmp):
     assert c.closed(timeout=5)
     took = time.monotonic() - answered
     assert 1.9 < took < 2.8, took
+    d.seen_workers.update(d.workers())
+
+
+def test_a_connection_handed_over_after_a_slow_answer_keeps_its_keepalive_timeout(wsgid, tmp):
+    """keepalive-timeout counts from when the client has its answer, at a hand-over as in the
+    worker that sent it: an answer the app had finished 3 s before the client read it (16 MiB,
+    a client slower than keepalive-timeout, 2 s) was said idle those 3 s, and its adopter closed
+    the connection 1 ms after it came, under the client's next request."""
+    d = start(wsgid, tmp, processes=1, keepalive_timeout=2)
+    c = Conn(d.tcp, rcvbuf=4096)
+    old = int(get(c, "/pid"))
+    size = 16 << 20
+    c.send(http_request("GET", "/big?%d" % size, {}))
+    time.sleep(0.5)  # the app has finished; the answer waits for the client
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    time.sleep(3)
+    data = bytearray()
+    while True:
+        chunk = c.sock.recv(1 << 20)
+        assert chunk, "closed after %d bytes of the answer" % len(data)
+        data += chunk
+        end = data.find(b"\r\n\r\n")
+        if end >= 0 and len(data) >= end + 4 + size:
+            break
+    assert data.startswith(b"HTTP/1.1 200"), bytes(data[:200])
+    assert len(data) == end + 4 + size
+    d.wait_log(r"site:%d: stopped after .*; 1 idle connections handed over" % old)
+    time.sleep(0.3)  # well within keepalive-timeout of the answer
+    new = int(get(c, "/pid"))
+    assert new != old
     d.seen_workers.update(d.workers())
