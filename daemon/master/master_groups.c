@@ -439,10 +439,12 @@ void wd__m_close_pipe(wd_proc_t *p)
     uv_close((uv_handle_t *)&p->pipe, wd__m_proc_close_cb);
 }
 
-/* A line for a worker that its socket did not take yet. */
+/* A line for a worker that its socket did not take yet, and the file that goes with its first
+ * byte (-1: none). */
 struct wd_say {
     wd_say_t *next;
     size_t len, off;
+    int fd;
     char bytes[];
 };
 
@@ -452,6 +454,8 @@ static void say_drop(wd_proc_t *p)
 
     while ((s = p->says) != NULL) {
         p->says = s->next;
+        if (s->fd >= 0)
+            close(s->fd);
         free(s);
     }
     p->says_last = NULL;
@@ -468,7 +472,8 @@ void wd__m_proc_flush(wd_proc_t *p)
         return;
     }
     while ((s = p->says) != NULL) {
-        n = wd_scm_send(fd, s->bytes + s->off, s->len - s->off, NULL, 0, MSG_DONTWAIT);
+        n = wd_scm_send(fd, s->bytes + s->off, s->len - s->off, s->fd >= 0 ? &s->fd : NULL,
+                        s->fd >= 0, MSG_DONTWAIT);
         if (n == -EAGAIN || n == -EWOULDBLOCK)
             return; /* the next tick tries again */
         if (n < 0) {
@@ -478,6 +483,10 @@ void wd__m_proc_flush(wd_proc_t *p)
             return;
         }
         s->off += (size_t)n;
+        if (s->fd >= 0) { /* it went with the first byte */
+            close(s->fd);
+            s->fd = -1;
+        }
         if (s->off < s->len)
             return;
         p->says = s->next;
@@ -494,10 +503,16 @@ void wd__m_proc_flush(wd_proc_t *p)
  * "logs", with the worker's log pipes, goes before the worker starts: wd__m_logs_give). */
 void wd__m_proc_say(wd_proc_t *p, const char *line)
 {
+    wd__m_proc_say_fd(p, line, -1);
+}
+
+void wd__m_proc_say_fd(wd_proc_t *p, const char *line, int fd)
+{
     size_t len = strlen(line);
     wd_say_t *s = xmalloc(sizeof *s + len);
 
     s->next = NULL;
+    s->fd = fd;
     s->len = len;
     s->off = 0;
     memcpy(s->bytes, line, len);

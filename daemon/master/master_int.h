@@ -277,6 +277,9 @@ void wd__m_proc_kill_cb(uv_timer_t *t);
 /* line to p: what its socket does not take now waits, in order, for wd__m_proc_flush (every
  * tick). */
 void wd__m_proc_say(wd_proc_t *p, const char *line);
+/* The same with fd, which goes with the line's first byte (SCM_RIGHTS) and is closed here once
+ * sent, or with the line if it never is (the worker gone). */
+void wd__m_proc_say_fd(wd_proc_t *p, const char *line, int fd);
 void wd__m_proc_flush(wd_proc_t *p);
 void wd__m_record_release(wd_proc_t *p);
 void wd__m_slot_free(wd_slot_t *s);

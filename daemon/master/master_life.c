@@ -231,18 +231,20 @@ static int adopt_take(wd_proc_t *p)
 /* A running worker of p's group that listens on p's listener index as p does, and reads its
  * socket (nothing waits there for it), or NULL: in turn, so that a stopping worker's connections
  * spread over the group, and one that is not being replaced itself (a rolling restart replaces
- * one worker after the other) if any. */
-static wd_proc_t *adopter(wd_proc_t *p, size_t index)
+ * one worker after the other) if any. Not one of the n_tried in tried (their sockets full). */
+static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, size_t n_tried)
 {
     static unsigned turn;
     wd_proc_t *some[2][WD_SIBLINGS_MAX];
     size_t n[2] = {0, 0};
 
     for (wd_proc_t *q = p->m->procs; q != NULL; q = q->next) {
-        int going;
+        int going, skip = 0;
 
-        if (q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 || q->exited ||
-            q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
+        for (size_t i = 0; i < n_tried; i++)
+            skip |= tried[i] == q;
+        if (skip || q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 ||
+            q->exited || q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
             index >= p->gconf->n_listen ||
             !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
             continue;
@@ -272,10 +274,11 @@ static void adopt(wd_proc_t *p, const char *args)
     unsigned long index = strtoul(args, &end, 10);
     unsigned long long idle_ms = 0; /* how long it has waited for a request (spawn.h) */
     int fd = adopt_take(p), n = -1;
-    wd_proc_t *q = NULL;
+    wd_proc_t *q = NULL, *tried[WD_SIBLINGS_MAX];
+    size_t n_tried = 0;
     uv_os_fd_t sock;
     char line[48];
-    size_t len;
+    size_t len = 0;
 
     if (fd < 0) {
         wd_log_warn("group %s worker %d (pid %d): \"adopt %s\" came without its connection",
@@ -286,16 +289,25 @@ static void adopt(wd_proc_t *p, const char *args)
     }
     if (*end == ' ' && end[1] >= '0' && end[1] <= '9')
         idle_ms = strtoull(end + 1, &end, 10);
-    if (*end == '\0' && !p->m->stopping)
-        q = adopter(p, index);
-    if (q == NULL && *end == '\0' && !p->exited && !p->pipe_closed && p->says == NULL)
-        q = p; /* back */
-    if (q == p)
-        len = (size_t)snprintf(line, sizeof line, "adopt %lu back\n", index);
-    else
+    /* An adopter whose socket is full (a worker held up: some 280 lines with their connections
+     * fill it) cannot take it now: the next one, then back. It was closed, under the proxy's
+     * next request. */
+    while (*end == '\0' && !p->m->stopping && n <= 0 && n_tried < WD_SIBLINGS_MAX &&
+           (q = adopter(p, index, tried, n_tried)) != NULL) {
+        tried[n_tried++] = q;
         len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu\n", index, idle_ms);
-    if (q != NULL && uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
-        n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
+        if (uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
+            n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
+    }
+    if (n <= 0 && *end == '\0' && !p->exited && !p->pipe_closed) {
+        /* Back, after what waits for it already; when its socket is full too, once it reads:
+         * the worker waits for it before it exits. */
+        q = p;
+        len = (size_t)snprintf(line, sizeof line, "adopt %lu back\n", index);
+        wd__m_proc_say_fd(p, line, fd);
+        fd = -1;
+        n = (int)len;
+    }
     if (n > 0 && (size_t)n < len)
         wd__m_proc_say(q, line + n); /* the file went with the first byte */
     if (n > 0 && q != p)
@@ -306,7 +318,8 @@ static void adopt(wd_proc_t *p, const char *args)
         wd_log_debug("group %s: an idle connection of worker %d (pid %d) %s: no running worker "
                      "to take it",
                      p->g->name, p->slot, p->pid, n > 0 ? "given back" : "closed");
-    close(fd);
+    if (fd >= 0)
+        close(fd);
     /* The sender waits for each connection's fate before it exits (one given back then died
      * unread in its socket): this, or the connection back. */
     if ((n <= 0 || q != p) && *end == '\0' && !p->exited && !p->pipe_closed)

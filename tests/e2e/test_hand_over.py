@@ -5,6 +5,8 @@ that socket (fd 3) and write to it, with files (SCM_RIGHTS) or without."""
 import array
 import hashlib
 import os
+import re
+import signal
 import socket
 import time
 
@@ -67,7 +69,7 @@ def start(wsgid, tmp, processes=2, **extra):
     script = tmp / "sender.py"
     script.write_text(APP)
     d = wsgid(str(script), processes=processes, threads=2,
-              top={"control": str(tmp / "ctl.sock")}, **extra)
+              top=dict(extra.pop("top", {}), control=str(tmp / "ctl.sock")), **extra)
     d.unix_paths.append(str(tmp / "ctl.sock"))
     return d
 
@@ -301,4 +303,48 @@ def test_a_connection_handed_over_after_a_slow_answer_keeps_its_keepalive_timeou
     time.sleep(0.3)  # well within keepalive-timeout of the answer
     new = int(get(c, "/pid"))
     assert new != old
+    d.seen_workers.update(d.workers())
+
+
+def test_a_connection_an_adopter_cannot_take_now_goes_to_another(wsgid, tmp):
+    """A stopping worker's connection that the master cannot pass to the adopter it chose (that
+    worker's socket full: a worker held up, here stopped for less than the 3 s after which the
+    master kills it) goes to another running worker, or back to its worker: the master closed it,
+    under the client's next request. The master's socket to a worker holds some 280 "adopt"
+    lines with their connections; worker A hands 600 over (what its socket to the master takes,
+    the rest 0.5 s later), half of them meant for B, which is stopped."""
+    d = start(wsgid, tmp, processes=2, maximum_requests=1000,
+              top={"log": {"level": "debug", "file": "-", "access": str(tmp / "access.log")}})
+    kept = {}
+    while max(map(len, kept.values()), default=0) < 600:
+        c = Conn(d.tcp)
+        r = c.send(http_request("GET", "/pid", {})).response()
+        assert r.status == 200, r
+        kept.setdefault(int(r.body), []).append(c)
+        assert sum(map(len, kept.values())) < 1200
+    a = max(kept, key=lambda pid: len(kept[pid]))
+    mine = kept.pop(a)
+    for c in sum(kept.values(), []):
+        c.close()
+    b = [p for p in d.workers() if p != a]
+    assert len(b) == 1, (a, b, d.log())
+    b = b[0]
+    os.kill(b, signal.SIGSTOP)
+    try:
+        asks = r"\(pid %d\) asks to be recycled" % a
+        while not re.search(asks, d.log()):  # A's 1000th request: it asks for its replacement
+            get(mine[0], "/pid")
+        d.wait_log(r"site:%d: stopped after " % a, timeout=2.5)
+    finally:
+        os.kill(b, signal.SIGCONT)
+    log = d.log()
+    to_b = re.findall(r"an idle connection of worker \d+ \(pid %d\) handed over to worker "
+                      r"\d+ \(pid %d\)" % (a, b), log)
+    closed = re.findall(r"an idle connection of worker \d+ \(pid %d\) closed" % a, log)
+    assert not closed, "the master closed %d of A's connections (%d went to B)" % (
+        len(closed), len(to_b))
+    for c in mine:
+        c.close()
+    wait_for(lambda: all(files(p) < 100 for p in d.workers()), timeout=10, interval=0.1,
+             what="the workers to close the connections")
     d.seen_workers.update(d.workers())
