@@ -32,7 +32,8 @@
  *     master then starts a replacement and, once that is ready, stops this one, as in a rolling
  *     restart; "unlistened\n" once it accepts no more after a "stop last"; "adopt INDEX IDLE_MS\n"
  *     with an idle kept connection accepted on its listener INDEX, idle IDLE_MS since its
- *     answer (its descriptor as SCM_RIGHTS with the line's first byte), which a stopping
+ *     answer, or "adopt INDEX AGE_MS new\n" with one that has sent nothing yet, AGE_MS after its
+ *     accept (its descriptor as SCM_RIGHTS with the line's first byte), which a stopping
  *     worker hands over instead of closing it (daemon/worker/conn.c: wd__conn_hand_over): the
  *     master passes the line and the connection
  *     on to a ready worker of the group, of the same configuration, that listens there too, or
@@ -54,7 +55,8 @@
  * told to stop;
  * "adopt INDEX IDLE_MS\n" with a connection, as above: the worker takes it as one it accepted on
  * its listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
- * wd_accept_adopt), to wait keepalive-timeout less IDLE_MS for its next request, and "adopt
+ * wd_accept_adopt), to wait keepalive-timeout less IDLE_MS for its next request (with " new":
+ * header-timeout less AGE_MS for its first byte), and "adopt
  * INDEX back" with one of its own that none could take, kept as it would have been (closed once
  * idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one of its "adopt" lines was dealt
  * with otherwise (passed on, or closed): a stopping worker ends

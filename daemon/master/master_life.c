@@ -263,11 +263,12 @@ static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, s
     return n[0] > 0 ? some[0][turn % n[0]] : n[1] > 0 ? some[1][turn % n[1]] : NULL;
 }
 
-/* A stopping worker hands an idle kept connection over ("adopt INDEX" with its file: spawn.h):
- * it goes to a running worker of the group, which serves the proxy's next request on it, so
- * that no close meets one (daemon/worker/conn.c: wd__conn_hand_over). When none can take it now
- * (the others stop too: the worker saw one ready that the master has told to stop since), it goes
- * back to the worker that sent it, which keeps it as it would have (closed once idle 0.5 s). */
+/* A stopping worker hands an idle kept connection, or one that has sent nothing yet (" new"),
+ * over ("adopt INDEX" with its file: spawn.h): it goes to a running worker of the group, which
+ * serves the proxy's next request on it, so that no close meets one (daemon/worker/conn.c:
+ * wd__conn_hand_over). When none can take it now (the others stop too: the worker saw one ready
+ * that the master has told to stop since), it goes back to the worker that sent it, which keeps it
+ * as it would have (closed once idle 0.5 s). */
 static void adopt(wd_proc_t *p, const char *args)
 {
     char *end;
@@ -277,7 +278,8 @@ static void adopt(wd_proc_t *p, const char *args)
     wd_proc_t *q = NULL, *tried[WD_SIBLINGS_MAX];
     size_t n_tried = 0;
     uv_os_fd_t sock;
-    char line[48];
+    const char *tail;
+    char line[64];
     size_t len = 0;
 
     if (fd < 0) {
@@ -289,13 +291,17 @@ static void adopt(wd_proc_t *p, const char *args)
     }
     if (*end == ' ' && end[1] >= '0' && end[1] <= '9')
         idle_ms = strtoull(end + 1, &end, 10);
+    /* " new": it has sent nothing yet (spawn.h), passed on as it is. */
+    tail = end;
+    if (strncmp(end, " new", 4) == 0)
+        end += 4;
     /* An adopter whose socket is full (a worker held up: some 280 lines with their connections
      * fill it) cannot take it now: the next one, then back. It was closed, under the proxy's
      * next request. */
     while (*end == '\0' && !p->m->stopping && n <= 0 && n_tried < WD_SIBLINGS_MAX &&
            (q = adopter(p, index, tried, n_tried)) != NULL) {
         tried[n_tried++] = q;
-        len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu\n", index, idle_ms);
+        len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu%s\n", index, idle_ms, tail);
         if (uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
             n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
     }

@@ -276,7 +276,7 @@ static int accepted_on(int fd, const wd_listener_t *l)
     }
 }
 
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back, uint64_t idle_ms)
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle_ms)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -296,8 +296,8 @@ int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int back, uint64_t idl
         close(fd);
         return -1;
     }
-    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, back ? 2 : 1,
-                back ? 0 : idle_ms);
+    wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, how,
+                how == WD_CONN_BACK ? 0 : idle_ms);
     return 0;
 }
 

@@ -166,14 +166,16 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     cs->list = c;
     cs->n++;
     wd_score_add(&cs->score->connections, 1);
-    c->adopted = adopted;
-    c->idle_ns = adopted ? wd_now_ns() - idle_ms * 1000000 : 0;
-    /* An adopted one's keepalive-timeout counts from its last answer, not anew at each hand-over:
-     * a connection handed over at every recycle outlived it for as long as they came. */
-    wait = wd__conn_idle_timeout(cs);
-    if (adopted && wait > 0)
+    c->adopted = adopted == WD_CONN_FRESH ? WD_CONN_ACCEPTED : adopted;
+    c->idle_ns = c->adopted ? wd_now_ns() - idle_ms * 1000000 : 0;
+    c->made_ms = uv_now(cs->loop) - (adopted == WD_CONN_FRESH ? idle_ms : 0);
+    /* An adopted one's keepalive-timeout counts from its last answer, and a fresh one's
+     * header-timeout from its accept, not anew at each hand-over: a connection handed over at
+     * every recycle outlived them for as long as they came. */
+    wait = c->adopted ? wd__conn_idle_timeout(cs) : cs->group->header_timeout;
+    if ((c->adopted || adopted == WD_CONN_FRESH) && wait > 0)
         wait = wait > idle_s ? wait - idle_s : 0.001;
-    wd__conn_timer(c, adopted ? wait : cs->group->header_timeout);
+    wd__conn_timer(c, wait);
     /* A proxy sends its request right after connecting: it is usually there already. */
     conn_read(c);
 }
@@ -765,7 +767,7 @@ static int fcgi_close_at_end(const wd_conn_t *c)
 {
     const wd_conns_t *cs = c->cs;
 
-    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1, 0) == 0 &&
+    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1, 0, 0) == 0 &&
         !cs->group->proxy_protocol)
         return 0;       /* kept, and handed over once idle (response_complete) */
     if (cs->stop_final) /* the worker's last turn: nothing more is served */
@@ -1052,6 +1054,14 @@ static int idle_keepalive(const wd_conn_t *c)
     return (c->served > 0 || c->adopted) && idle_now(c);
 }
 
+/* A connection that has sent nothing yet since it was made (a browser's preconnect, the idle pool
+ * of HAProxy or Caddy, or a proxy's request on its way): its first header-timeout runs from its
+ * accept (wd_conn_t.made_ms). */
+static int idle_fresh(const wd_conn_t *c)
+{
+    return c->served == 0 && !c->adopted && c->proto == 0 && !c->head_timed && idle_now(c);
+}
+
 /* Whether bytes the client sent wait in the socket, unread (for conn_timeout.c). */
 int wd__conn_bytes_waiting(const wd_conn_t *c)
 {
@@ -1071,41 +1081,51 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
  * the proxy's next request from it as from any connection it accepted: no close that the proxy's
  * next request could meet (see wd_conns_shutdown). Only one between requests (its answer sent,
  * nothing read that is not parsed: what waits in the socket goes along), from a proxy that speaks
- * HTTP or FastCGI without the PROXY protocol (whose header comes once a connection). 1 = handed
+ * HTTP or FastCGI without the PROXY protocol (whose header comes once a connection); and one that
+ * has sent nothing yet (idle_fresh), of any protocol: it was closed 0.5 s after the stop
+ * (conn_shutdown), and the request a client sends a moment after connecting (a browser's
+ * preconnect on a direct HTTP group, HAProxy's or Caddy's idle pool) met the close. 1 = handed
  * over (closed here); a parked one is handed over by its thread, once it lets go (0 till then). */
 int wd__conn_hand_over(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
+    int fresh = idle_fresh(c);
+    uint64_t idle_ms;
 
     /* One given back was handed over and none took it: handing it over again went back and
      * forth, each time its 0.5 s anew, till the worker's exit. */
-    if (!cs->stopping || cs->ops->hand_over == NULL || !idle_keepalive(c) || c->peer_shut ||
-        c->adopted == 2 || cs->group->proxy_protocol ||
-        (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted))
+    if (!cs->stopping || cs->ops->hand_over == NULL || !(fresh || idle_keepalive(c)) ||
+        c->peer_shut || c->adopted == WD_CONN_BACK || cs->group->proxy_protocol ||
+        (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted && !fresh))
         return 0;
     if (c->park_owner != NULL) {
         /* The thread that waits on it hands it over (wd_conn_park_cb); till then it stays. */
-        if (cs->ops->hand_over(cs->owner, c->l, -1, 0) == 0) {
+        if (cs->ops->hand_over(cs->owner, c->l, -1, 0, 0) == 0) {
             c->park_hand = 1;
             wd_handoff_evict(cs->handoff, c->park_owner);
         }
         return 0;
     }
-    if (cs->ops->hand_over(cs->owner, c->l, c->fd,
-                           c->idle_ns ? (wd_now_ns() - c->idle_ns) / 1000000 : 0) < 0)
+    if (fresh) /* its age, in the loop's time as its timer counts it */
+        idle_ms = uv_now(cs->loop) - c->made_ms;
+    else
+        idle_ms = c->idle_ns ? (wd_now_ns() - c->idle_ns) / 1000000 : 0;
+    if (cs->ops->hand_over(cs->owner, c->l, c->fd, idle_ms, fresh) < 0)
         return 0;
     cs->handed_over++;
-    wd_log_debug("peer %s: idle connection handed over to a running worker", wd__conn_peer(c));
+    wd_log_debug("peer %s: idle connection (%s) handed over to a running worker", wd__conn_peer(c),
+                 fresh ? "nothing sent on it yet" : "kept");
     wd_conn_close(c);
     return 1;
 }
 
 static void conn_shutdown(wd_conn_t *c)
 {
-    /* An idle connection gets STOP_IDLE: a kept one, and one that has sent nothing yet (a fresh
-     * one, or a FastCGI one that asked only GET_VALUES: before, they held a stopping worker until
-     * keepalive-timeout or header-timeout, past its graceful time; helper-58). The others are
-     * served, within header-timeout. */
+    /* An idle connection goes to a running worker (wd__conn_hand_over), or else gets STOP_IDLE:
+     * a kept one, and one that has sent nothing yet (a fresh one, or a FastCGI one that asked
+     * only GET_VALUES: before, they held a stopping worker until keepalive-timeout or
+     * header-timeout, past its graceful time; helper-58). The others are served, within
+     * header-timeout. */
     if (idle_now(c) && !wd__conn_hand_over(c))
         wd__conn_timer(c, WD_STOP_IDLE_S);
 }
@@ -1144,8 +1164,9 @@ size_t wd_conns_close_idle(wd_conns_t *cs, size_t want, size_t *asked)
  *  - an HTTP answer's head says "Connection: close" (request.h: wd_req_stopping), and the
  *    connection closes behind it; requests already read behind it get no answer, which a client
  *    that reads "close" knows to send again (RFC 9112 9.3.2);
- *  - a kept connection idle between requests goes to a running worker of the group, if one runs:
- *    wd__conn_hand_over; the rest of this is for when none does (the group or wsgid stops);
+ *  - a kept connection idle between requests, and one that has sent nothing yet, goes to a
+ *    running worker of the group, if one runs: wd__conn_hand_over; the rest of this is for when
+ *    none does (the group or wsgid stops);
  *  - a kept FastCGI connection is handed over once its answer is sent, or else served on for a
  *    while, then closes behind an answer (FastCGI has no way to say close: fcgi_close_at_end);
  *  - an idle connection is served if a request comes within STOP_IDLE, and closed when none has:

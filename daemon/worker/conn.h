@@ -50,8 +50,9 @@ typedef struct wd_conns_ops {
      * the group, through the master, instead of being closed (conn.c: hand_over): 0 = sent (the
      * connection closes its own descriptor only), -1 = no worker to take it. fd -1 asks only
      * whether one could. idle_ms: how long it has waited for its next request, which the taker
-     * counts against keepalive-timeout. NULL: never. */
-    int (*hand_over)(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms);
+     * counts against keepalive-timeout; fresh: it has sent nothing yet (no request answered on
+     * it), and idle_ms is its age, which the taker counts against header-timeout. NULL: never. */
+    int (*hand_over)(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh);
 } wd_conns_ops_t;
 
 /* A worker's connections and what they share. */
@@ -126,6 +127,8 @@ struct wd_conn {
                   */
     uint64_t idle_ns; /* since when it waits for its next request: its last answer's finish
                        * (wd_out_t.finished_ns), or before its adoption; 0: not known */
+    uint64_t made_ms; /* the loop's time (uv_now) at its accept, or before its adoption as a
+                       * fresh one (WD_CONN_FRESH): where its first header-timeout counts from */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
@@ -193,10 +196,21 @@ struct wd_conn {
     } fcgi;
 };
 
-/* Takes over an accepted, non-blocking socket; adopted: an idle kept connection another worker
- * of the group handed over (wd_conns_ops_t.hand_over), waiting for its next request as one kept
- * here would (keepalive-timeout less idle_ms, the time it has waited already, not
- * header-timeout); 2: one of its own given back (none could take it), never handed over again. */
+/* How a connection came to its worker (wd_conn_new's adopted; wd_conn_t.adopted keeps the first
+ * three). */
+enum {
+    WD_CONN_ACCEPTED = 0, /* accepted here */
+    WD_CONN_KEPT = 1,     /* an idle kept one another worker of the group handed over */
+    WD_CONN_BACK = 2,     /* one of its own that none could take, given back */
+    WD_CONN_FRESH = 3,    /* one that had sent nothing yet, handed over (adopted stays 0) */
+};
+
+/* Takes over an accepted, non-blocking socket; adopted (WD_CONN_*): WD_CONN_KEPT, an idle kept
+ * connection another worker of the group handed over (wd_conns_ops_t.hand_over), waiting for its
+ * next request as one kept here would (keepalive-timeout less idle_ms, the time it has waited
+ * already, not header-timeout); WD_CONN_FRESH, one that had sent nothing, waiting for its first
+ * byte header-timeout less idle_ms, its age, as if accepted here; WD_CONN_BACK, one of its own
+ * given back (none could take it), never handed over again. */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len, int adopted, uint64_t idle_ms);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a

@@ -286,10 +286,10 @@ static void turn_end(void *data)
 /* A stopping worker's idle kept connection goes to the master with an "adopt INDEX" line (spawn.h),
  * which passes it on to a running worker of the group: only while one is ready by the
  * scoreboard, and not when the whole group stops ("stop last"). */
-static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms)
+static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh)
 {
     wd_worker_t *w = owner;
-    char line[32];
+    char line[64];
     size_t len;
     int n;
 
@@ -297,8 +297,9 @@ static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_
         return -1;
     if (fd < 0)
         return 0;
-    len = (size_t)snprintf(line, sizeof line, "adopt %zu %llu\n", (size_t)(l - w->accept.listeners),
-                           (unsigned long long)idle_ms);
+    len =
+        (size_t)snprintf(line, sizeof line, "adopt %zu %llu%s\n", (size_t)(l - w->accept.listeners),
+                         (unsigned long long)idle_ms, fresh ? " new" : "");
     n = wd_scm_send(WD_WORKER_FD_MASTER, line, len, &fd, 1, 0);
     if (n <= 0)
         return -1; /* the master's end is full, or gone: the connection stays */
@@ -454,14 +455,16 @@ static void master_line(wd_worker_t *w, const char *line)
             fd = w->master_fds[0];
             memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
         }
-        int back = strcmp(end, " back") == 0;
-        uint64_t idle_ms = back ? 0 : strtoull(end, NULL, 10); /* "adopt INDEX IDLE_MS" */
+        int back = strcmp(end, " back") == 0, how = back ? WD_CONN_BACK : WD_CONN_KEPT;
+        uint64_t idle_ms = back ? 0 : strtoull(end, &end, 10); /* "adopt INDEX IDLE_MS" */
 
+        if (!back && strcmp(end, " new") == 0) /* one that has sent nothing yet */
+            how = WD_CONN_FRESH;
         if (back && w->handing > 0)
             w->handing--;
         if (fd < 0)
             wd_log_warn("malformed message from the master: '%s' without its connection", line);
-        else if (wd_accept_adopt(&w->accept, index, fd, back, idle_ms) < 0)
+        else if (wd_accept_adopt(&w->accept, index, fd, how, idle_ms) < 0)
             wd_log_debug("a connection handed over was not taken (max-connections, or not "
                          "one of that listener)");
         stop_if_done(w);
