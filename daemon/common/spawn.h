@@ -33,8 +33,11 @@
  *     restart; "unlistened\n" once it accepts no more after a "stop last"; "adopt INDEX IDLE_MS\n"
  *     with an idle kept connection accepted on its listener INDEX, idle IDLE_MS since its
  *     answer, or "adopt INDEX AGE_MS new\n" with one that has sent nothing yet, AGE_MS after its
- *     accept (its descriptor as SCM_RIGHTS with the line's first byte), which a stopping
- *     worker hands over instead of closing it (daemon/worker/conn.c: wd__conn_hand_over): the
+ *     accept (or its PROXY header), either with " peer ADDR PORT TRUSTED" before the newline
+ *     once a PROXY header named its client (proxy-protocol: ADDR "-" for a unix socket's,
+ *     TRUSTED 1 if in trusted-proxies), whom the taker serves its requests as from (its
+ *     descriptor as SCM_RIGHTS with the line's first byte), which a stopping worker hands over
+ *     instead of closing it (daemon/worker/conn.c: wd__conn_hand_over): the
  *     master passes the line and the connection
  *     on to a ready worker of the group, of the same configuration, that listens there too, or
  *     gives it back ("adopt INDEX back") when none can take it; any other file that comes is
@@ -56,11 +59,11 @@
  * "adopt INDEX IDLE_MS\n" with a connection, as above: the worker takes it as one it accepted on
  * its listener INDEX if it is a stream connection accepted there (daemon/worker/accept.c:
  * wd_accept_adopt), to wait keepalive-timeout less IDLE_MS for its next request (with " new":
- * header-timeout less AGE_MS for its first byte), and "adopt
- * INDEX back" with one of its own that none could take, kept as it would have been (closed once
- * idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one of its "adopt" lines was dealt
- * with otherwise (passed on, or closed): a stopping worker ends
- * only once each has its answer, this or the connection back.
+ * header-timeout less AGE_MS for its first byte), and "adopt INDEX back" (with the " new" and
+ * " peer ..." it went with) with one of its own that none could take, kept as it would have been
+ * (closed once idle WD_STOP_IDLE_S) and not handed over again; "handed\n" = one of its "adopt"
+ * lines was dealt with otherwise (passed on, or closed): a stopping worker ends only once each has
+ * its answer, this or the connection back.
  *   - a worker whose app cannot be loaded exits with WD_WORKER_EXIT_APP. */
 #ifndef WD_DAEMON_SPAWN_H
 #define WD_DAEMON_SPAWN_H

@@ -279,7 +279,7 @@ static void adopt(wd_proc_t *p, const char *args)
     size_t n_tried = 0;
     uv_os_fd_t sock;
     const char *tail;
-    char line[64];
+    char line[192];
     size_t len = 0;
 
     if (fd < 0) {
@@ -291,10 +291,13 @@ static void adopt(wd_proc_t *p, const char *args)
     }
     if (*end == ' ' && end[1] >= '0' && end[1] <= '9')
         idle_ms = strtoull(end + 1, &end, 10);
-    /* " new": it has sent nothing yet (spawn.h), passed on as it is. */
+    /* What the worker that takes it needs besides (spawn.h): " new" (it has sent nothing yet),
+     * " peer ..." (the client its PROXY header named), passed on as it is. */
     tail = end;
     if (strncmp(end, " new", 4) == 0)
         end += 4;
+    if (strncmp(end, " peer ", 6) == 0 && strlen(end) < 100)
+        end += strlen(end);
     /* An adopter whose socket is full (a worker held up: some 280 lines with their connections
      * fill it) cannot take it now: the next one, then back. It was closed, under the proxy's
      * next request. */
@@ -309,7 +312,7 @@ static void adopt(wd_proc_t *p, const char *args)
         /* Back, after what waits for it already; when its socket is full too, once it reads:
          * the worker waits for it before it exits. */
         q = p;
-        len = (size_t)snprintf(line, sizeof line, "adopt %lu back\n", index);
+        len = (size_t)snprintf(line, sizeof line, "adopt %lu back%s\n", index, tail);
         wd__m_proc_say_fd(p, line, fd);
         fd = -1;
         n = (int)len;

@@ -239,7 +239,7 @@ static int accept_on(wd_accept_t *a, wd_listener_t *l, int max, int late)
 
             setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         }
-        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl, 0, 0);
+        wd_conn_new(a->conns, l, fd, (struct sockaddr *)&ss, sl, 0, 0, NULL);
     }
     return taken;
 }
@@ -276,7 +276,8 @@ static int accepted_on(int fd, const wd_listener_t *l)
     }
 }
 
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle_ms)
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle_ms,
+                    const wd_conn_origin_t *origin)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof ss;
@@ -297,7 +298,7 @@ int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle
         return -1;
     }
     wd_conn_new(a->conns, &a->listeners[index], fd, (struct sockaddr *)&ss, sl, how,
-                how == WD_CONN_BACK ? 0 : idle_ms);
+                how == WD_CONN_BACK ? 0 : idle_ms, origin);
     return 0;
 }
 

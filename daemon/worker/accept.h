@@ -68,8 +68,10 @@ int wd_accept_init(wd_accept_t *a);
  * over idle (conn.h: wd_conns_ops_t.hand_over), within max-connections: 0, or -1 = closed.
  * how (conn.h: WD_CONN_*): WD_CONN_KEPT, idle_ms since its last answer; WD_CONN_FRESH, one that
  * had sent nothing, idle_ms old; WD_CONN_BACK, one this worker handed over that none could take
- * (the master gave it back): it is not handed over again. */
-int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle_ms);
+ * (the master gave it back): it is not handed over again. origin: the client its PROXY header
+ * named (conn.h: wd_conn_new), or NULL. */
+int wd_accept_adopt(wd_accept_t *a, size_t index, int fd, int how, uint64_t idle_ms,
+                    const wd_conn_origin_t *origin);
 /* Sets max_conns: max-connections, or by default three quarters of the file descriptors the
  * open-file limit leaves beside those the worker holds now (its threads' eventfds, listeners,
  * the app's files and sockets: 21 with 4 threads, 32 with 15); the quarter left is for what

@@ -115,7 +115,7 @@ static void conn_read(wd_conn_t *c);
 #define POOL_MAX 256
 
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, int adopted, uint64_t idle_ms)
+                 socklen_t peer_len, int adopted, uint64_t idle_ms, const wd_conn_origin_t *origin)
 {
     double idle_s = (double)idle_ms / 1000.0, wait;
 
@@ -154,6 +154,14 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     peer_string(c, peer);
     c->trusted = wd_fwd_peer_trusted(cs->group, peer);
     c->proxy_pending = cs->group->proxy_protocol;
+    if (origin != NULL && c->proxy_pending) { /* its header came before its hand-over */
+        memcpy(c->remote, origin->remote, sizeof c->remote);
+        c->remote[sizeof c->remote - 1] = '\0';
+        c->remote_port = origin->port;
+        c->trusted = origin->trusted;
+        c->proxy_pending = 0;
+        c->head_timed = adopted == WD_CONN_FRESH; /* header-timeout runs from the header */
+    }
     wd__conn_fcgi_reset(c);
     uv_timer_init(cs->loop, &c->timer);
     c->timer.data = c;
@@ -681,6 +689,7 @@ static int read_once(wd_conn_t *c)
     if (c->state == WD_CONN_HEAD && c->len == 0 && !c->head_timed) {
         wd__conn_timer(c, c->cs->group->header_timeout); /* the whole head must come within it */
         c->head_timed = 1;
+        c->made_ms = uv_now(c->cs->loop); /* a hand-over's age (wd__conn_hand_over) */
     } else if (c->state == WD_CONN_BODY && c->proto != WD_REQ_FCGI)
         wd__conn_timer(c, c->cs->group->body_timeout);
     had = c->body_len;
@@ -767,8 +776,7 @@ static int fcgi_close_at_end(const wd_conn_t *c)
 {
     const wd_conns_t *cs = c->cs;
 
-    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1, 0, 0) == 0 &&
-        !cs->group->proxy_protocol)
+    if (cs->ops->hand_over != NULL && cs->ops->hand_over(cs->owner, c->l, -1, 0, 0, NULL) == 0)
         return 0;       /* kept, and handed over once idle (response_complete) */
     if (cs->stop_final) /* the worker's last turn: nothing more is served */
         return 1;
@@ -1059,7 +1067,7 @@ static int idle_keepalive(const wd_conn_t *c)
  * accept (wd_conn_t.made_ms). */
 static int idle_fresh(const wd_conn_t *c)
 {
-    return c->served == 0 && !c->adopted && c->proto == 0 && !c->head_timed && idle_now(c);
+    return c->served == 0 && !c->adopted && c->proto == 0 && idle_now(c);
 }
 
 /* Whether bytes the client sent wait in the socket, unread (for conn_timeout.c). */
@@ -1081,7 +1089,9 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
  * the proxy's next request from it as from any connection it accepted: no close that the proxy's
  * next request could meet (see wd_conns_shutdown). Only one between requests (its answer sent,
  * nothing read that is not parsed: what waits in the socket goes along), from a proxy that speaks
- * HTTP or FastCGI without the PROXY protocol (whose header comes once a connection); and one that
+ * HTTP or FastCGI, with the client its PROXY header named (proxy-protocol: the header comes once
+ * a connection, and the taker would wait for another; before, such a group handed none over,
+ * closing them 0.5 s after the stop); and one that
  * has sent nothing yet (idle_fresh), of any protocol: it was closed 0.5 s after the stop
  * (conn_shutdown), and the request a client sends a moment after connecting (a browser's
  * preconnect on a direct HTTP group, HAProxy's or Caddy's idle pool) met the close. 1 = handed
@@ -1091,16 +1101,17 @@ int wd__conn_hand_over(wd_conn_t *c)
     wd_conns_t *cs = c->cs;
     int fresh = idle_fresh(c);
     uint64_t idle_ms;
+    wd_conn_origin_t origin = {.port = 0};
 
     /* One given back was handed over and none took it: handing it over again went back and
      * forth, each time its 0.5 s anew, till the worker's exit. */
     if (!cs->stopping || cs->ops->hand_over == NULL || !(fresh || idle_keepalive(c)) ||
-        c->peer_shut || c->adopted == WD_CONN_BACK || cs->group->proxy_protocol ||
+        c->peer_shut || c->adopted == WD_CONN_BACK ||
         (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted && !fresh))
         return 0;
     if (c->park_owner != NULL) {
         /* The thread that waits on it hands it over (wd_conn_park_cb); till then it stays. */
-        if (cs->ops->hand_over(cs->owner, c->l, -1, 0, 0) == 0) {
+        if (cs->ops->hand_over(cs->owner, c->l, -1, 0, 0, NULL) == 0) {
             c->park_hand = 1;
             wd_handoff_evict(cs->handoff, c->park_owner);
         }
@@ -1110,7 +1121,13 @@ int wd__conn_hand_over(wd_conn_t *c)
         idle_ms = uv_now(cs->loop) - c->made_ms;
     else
         idle_ms = c->idle_ns ? (wd_now_ns() - c->idle_ns) / 1000000 : 0;
-    if (cs->ops->hand_over(cs->owner, c->l, c->fd, idle_ms, fresh) < 0)
+    if (cs->group->proxy_protocol && !c->proxy_pending) { /* the client its header named */
+        memcpy(origin.remote, c->remote, sizeof origin.remote);
+        origin.port = c->remote_port;
+        origin.trusted = c->trusted;
+    }
+    if (cs->ops->hand_over(cs->owner, c->l, c->fd, idle_ms, fresh,
+                           cs->group->proxy_protocol && !c->proxy_pending ? &origin : NULL) < 0)
         return 0;
     cs->handed_over++;
     wd_log_debug("peer %s: idle connection (%s) handed over to a running worker", wd__conn_peer(c),

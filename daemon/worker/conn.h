@@ -32,6 +32,14 @@ typedef struct wd_listener {
 
 typedef struct wd_conn wd_conn_t;
 
+/* The client a connection's PROXY header named (proxy-protocol), which comes once a connection:
+ * what a worker that takes the connection over serves its requests as from (wd_conn_new). */
+typedef struct wd_conn_origin {
+    char remote[64]; /* "": a client of a unix socket */
+    int port;
+    int trusted; /* in trusted-proxies (forward.h) */
+} wd_conn_origin_t;
+
 /* What the connections ask of their worker; owner is wd_conns_t.owner. */
 typedef struct wd_conns_ops {
     /* A request went to the Python threads. */
@@ -51,8 +59,10 @@ typedef struct wd_conns_ops {
      * connection closes its own descriptor only), -1 = no worker to take it. fd -1 asks only
      * whether one could. idle_ms: how long it has waited for its next request, which the taker
      * counts against keepalive-timeout; fresh: it has sent nothing yet (no request answered on
-     * it), and idle_ms is its age, which the taker counts against header-timeout. NULL: never. */
-    int (*hand_over)(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh);
+     * it), and idle_ms is its age, which the taker counts against header-timeout; origin: the
+     * client its PROXY header named (proxy-protocol), NULL when none came yet. NULL: never. */
+    int (*hand_over)(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh,
+                     const wd_conn_origin_t *origin);
 } wd_conns_ops_t;
 
 /* A worker's connections and what they share. */
@@ -127,8 +137,9 @@ struct wd_conn {
                   */
     uint64_t idle_ns; /* since when it waits for its next request: its last answer's finish
                        * (wd_out_t.finished_ns), or before its adoption; 0: not known */
-    uint64_t made_ms; /* the loop's time (uv_now) at its accept, or before its adoption as a
-                       * fresh one (WD_CONN_FRESH): where its first header-timeout counts from */
+    uint64_t made_ms; /* the loop's time (uv_now) when its header-timeout started: its accept,
+                       * its first byte (a PROXY header's), or before its adoption as a fresh
+                       * one (WD_CONN_FRESH); what a fresh one's hand-over counts its age from */
     /* The worker's tick (wd_conns_tick): served as it last saw it, and the ticks in a row it found
      * the connection idle since. */
     uint64_t tick_served;
@@ -210,9 +221,10 @@ enum {
  * next request as one kept here would (keepalive-timeout less idle_ms, the time it has waited
  * already, not header-timeout); WD_CONN_FRESH, one that had sent nothing, waiting for its first
  * byte header-timeout less idle_ms, its age, as if accepted here; WD_CONN_BACK, one of its own
- * given back (none could take it), never handed over again. */
+ * given back (none could take it), never handed over again. origin: what its PROXY header said,
+ * when one came before the hand-over (proxy-protocol; ignored without it): no other is read. */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
-                 socklen_t peer_len, int adopted, uint64_t idle_ms);
+                 socklen_t peer_len, int adopted, uint64_t idle_ms, const wd_conn_origin_t *origin);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a
  * connection whose free was deferred because it sat on the ready list can be freed. */
 void wd_conn_ready(wd_handoff_node_t *node);

@@ -286,10 +286,11 @@ static void turn_end(void *data)
 /* A stopping worker's idle kept connection goes to the master with an "adopt INDEX" line (spawn.h),
  * which passes it on to a running worker of the group: only while one is ready by the
  * scoreboard, and not when the whole group stops ("stop last"). */
-static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh)
+static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_ms, int fresh,
+                     const wd_conn_origin_t *origin)
 {
     wd_worker_t *w = owner;
-    char line[64];
+    char line[192];
     size_t len;
     int n;
 
@@ -297,9 +298,13 @@ static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_
         return -1;
     if (fd < 0)
         return 0;
-    len =
-        (size_t)snprintf(line, sizeof line, "adopt %zu %llu%s\n", (size_t)(l - w->accept.listeners),
-                         (unsigned long long)idle_ms, fresh ? " new" : "");
+    len = (size_t)snprintf(line, sizeof line, "adopt %zu %llu%s", (size_t)(l - w->accept.listeners),
+                           (unsigned long long)idle_ms, fresh ? " new" : "");
+    if (origin != NULL) /* " peer ADDR PORT TRUSTED" (spawn.h) */
+        len += (size_t)snprintf(line + len, sizeof line - len, " peer %s %d %d",
+                                origin->remote[0] ? origin->remote : "-", origin->port,
+                                origin->trusted ? 1 : 0);
+    len += (size_t)snprintf(line + len, sizeof line - len, "\n");
     n = wd_scm_send(WD_WORKER_FD_MASTER, line, len, &fd, 1, 0);
     if (n <= 0)
         return -1; /* the master's end is full, or gone: the connection stays */
@@ -440,6 +445,29 @@ static void logs_first(wd_worker_t *w)
     }
 }
 
+/* "ADDR PORT TRUSTED" of an "adopt" line (spawn.h), ADDR "-" for none: 0, or -1 (malformed). */
+static int parse_origin(const char *s, wd_conn_origin_t *o)
+{
+    const char *sp = strchr(s, ' ');
+    size_t n = sp != NULL ? (size_t)(sp - s) : 0;
+    char *end;
+    unsigned long port;
+
+    if (n == 0 || n >= sizeof o->remote)
+        return -1;
+    if (n == 1 && *s == '-')
+        n = 0;
+    memcpy(o->remote, s, n);
+    o->remote[n] = '\0';
+    port = strtoul(sp + 1, &end, 10);
+    if (end == sp + 1 || port > 65535 || *end != ' ' || (end[1] != '0' && end[1] != '1') ||
+        end[2] != '\0')
+        return -1;
+    o->port = (int)port;
+    o->trusted = end[1] == '1';
+    return 0;
+}
+
 static void master_line(wd_worker_t *w, const char *line)
 {
     wd_log_debug("from the master: %s", line);
@@ -455,16 +483,26 @@ static void master_line(wd_worker_t *w, const char *line)
             fd = w->master_fds[0];
             memmove(w->master_fds, w->master_fds + 1, --w->n_master_fds * sizeof(int));
         }
-        int back = strcmp(end, " back") == 0, how = back ? WD_CONN_BACK : WD_CONN_KEPT;
-        uint64_t idle_ms = back ? 0 : strtoull(end, &end, 10); /* "adopt INDEX IDLE_MS" */
+        int back = strncmp(end, " back", 5) == 0, how = back ? WD_CONN_BACK : WD_CONN_KEPT;
+        uint64_t idle_ms = 0; /* "adopt INDEX IDLE_MS[ new][ peer ADDR PORT TRUSTED]" */
+        wd_conn_origin_t origin = {.port = 0};
+        const wd_conn_origin_t *from = NULL;
 
-        if (!back && strcmp(end, " new") == 0) /* one that has sent nothing yet */
-            how = WD_CONN_FRESH;
+        if (back)
+            end += 5;
+        else
+            idle_ms = strtoull(end, &end, 10);
+        if (strncmp(end, " new", 4) == 0) { /* one that has sent nothing yet */
+            how = back ? how : WD_CONN_FRESH;
+            end += 4;
+        }
+        if (strncmp(end, " peer ", 6) == 0 && parse_origin(end + 6, &origin) == 0)
+            from = &origin; /* the client its PROXY header named */
         if (back && w->handing > 0)
             w->handing--;
         if (fd < 0)
             wd_log_warn("malformed message from the master: '%s' without its connection", line);
-        else if (wd_accept_adopt(&w->accept, index, fd, how, idle_ms) < 0)
+        else if (wd_accept_adopt(&w->accept, index, fd, how, idle_ms, from) < 0)
             wd_log_debug("a connection handed over was not taken (max-connections, or not "
                          "one of that listener)");
         stop_if_done(w);

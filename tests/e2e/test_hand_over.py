@@ -56,6 +56,9 @@ def application(environ, start_response):
             out = str(os.getpid()).encode()
         elif p == "/big":
             out = b"x" * int(q)
+        elif p == "/peer":
+            out = ("%s %s %d" % (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"),
+                                 os.getpid())).encode()
         elif p == "/evil":
             out = b"served " + environ.get("REMOTE_ADDR", "").encode()
     finally:
@@ -281,6 +284,16 @@ def closed_after_handing_over(d, c, old, since):
     return time.monotonic() - since
 
 
+def restart_all(d, olds):
+    """Restarts d's group and waits till its workers olds have exited, and 0.6 s more: past the
+    0.5 s a stopping worker gives a connection it did not hand over."""
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: not olds & set(d.workers()), timeout=20, interval=0.1,
+             what="the old workers to exit")
+    time.sleep(0.6)
+
+
 def test_a_fresh_connection_is_handed_over(wsgid, tmp):
     """A connection that has sent nothing yet (a browser's preconnect on a direct HTTP group, the
     idle pool of HAProxy or Caddy) was closed by its stopping worker 0.5 s after a restart, not
@@ -290,11 +303,7 @@ def test_a_fresh_connection_is_handed_over(wsgid, tmp):
     olds = set(d.workers())
     c = Conn(d.tcp)
     time.sleep(0.3)  # a worker accepts it
-    rc, out, err = ctl(d, "restart", "site")
-    assert rc == 0, (out, err)
-    wait_for(lambda: not olds & set(d.workers()), timeout=20, interval=0.1,
-             what="the old workers to exit")
-    time.sleep(0.6)  # past the 0.5 s the old worker gave it
+    restart_all(d, olds)
     pid = int(get(c, "/pid"))
     assert pid not in olds and pid in d.workers(), (olds, pid, d.workers())
     d.wait_log(r"site:\d+: stopped after .*; 1 idle connections handed over")
@@ -315,6 +324,57 @@ def test_a_fresh_connection_handed_over_keeps_its_header_timeout(wsgid, tmp):
     assert 4.9 < took < 5.8, took
 
 
+PROXY_V1 = b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n"
+
+
+def test_proxy_protocol_connections_are_handed_over(wsgid, tmp):
+    """A group with proxy-protocol handed none of its connections over at a restart (the PROXY
+    header comes once a connection, and the worker that took one would have waited for another):
+    a kept one, one whose header alone came (HAProxy's idle pool with send-proxy), and one that
+    had sent nothing were closed 0.5 s after the stop, and the request sent on them next met the
+    close. Now each goes to a running worker with the client its header named, which serves the
+    next request as from that client (a fresh one's header is read by the worker that takes it)."""
+    d = start(wsgid, tmp, keepalive_timeout=75, proxy_protocol=True,
+              trusted_proxies=["127.0.0.1/32", "unix"])
+    olds = set(d.workers())
+    kept, header, fresh = Conn(d.tcp), Conn(d.tcp), Conn(d.tcp)
+    kept.send(PROXY_V1)
+    assert get(kept, "/peer").split()[:2] == [b"192.0.2.7", b"5555"]
+    header.send(PROXY_V1.replace(b"5555", b"6666"))
+    time.sleep(0.3)  # the workers take them
+    restart_all(d, olds)
+    fresh.send(PROXY_V1.replace(b"5555", b"7777"))
+    for c, port in ((kept, b"5555"), (header, b"6666"), (fresh, b"7777")):
+        addr, got, pid = get(c, "/peer").split()
+        assert (addr, got) == (b"192.0.2.7", port), (addr, got)
+        assert int(pid) not in olds and int(pid) in d.workers(), (olds, pid, d.workers())
+    assert "malformed PROXY header" not in d.log(), d.log()[-3000:]
+    d.seen_workers.update(d.workers())
+
+
+def test_a_proxy_protocol_connection_given_back_keeps_its_client(wsgid, tmp):
+    """A proxy-protocol connection that none could take (here after a reload that turned
+    proxy-protocol off) comes back to its worker with the client its header named: it must not
+    wait for a second PROXY header, and its next request is still that client's."""
+    d = start(wsgid, tmp, processes=1, keepalive_timeout=75, proxy_protocol=True,
+              trusted_proxies=["127.0.0.1/32", "unix"])
+    c = Conn(d.tcp)
+    c.send(PROXY_V1)
+    addr, port, old = get(c, "/peer").split()
+    old = int(old)
+    good = d.conf_path.read_text()
+    assert "    proxy-protocol: true\n" in good, good
+    d.conf_path.write_text(good.replace("    proxy-protocol: true\n", ""))
+    since = d.log_size()
+    rc, out, err = ctl(d, "reload")
+    assert rc == 0, (out, err)
+    d.wait_log(r"site:%d: stopping \(asked by the master\)" % old, since=since, timeout=15)
+    r = c.send(http_request("POST", "/peer", {"Content-Length": "2"}, b"hi")).response()
+    assert r.status == 200 and r.body.split() == [b"192.0.2.7", b"5555", b"%d" % old], r
+    wait_for(lambda: old not in d.workers(), timeout=15, interval=0.1,
+             what="the old worker to exit")
+    assert "malformed PROXY header" not in d.log(), d.log()[-3000:]
+    d.seen_workers.update(d.workers())
 
 
 def test_a_connection_handed_over_after_a_slow_answer_keeps_its_keepalive_timeout(wsgid, tmp):
