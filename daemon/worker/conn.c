@@ -366,6 +366,12 @@ static void conn_dispatch(wd_conn_t *c)
     c->out.sock = c->fd;
     c->out.sndbuf_raise = c->l->is_unix; /* TCP tunes its own buffers */
     c->out.hold = 1;
+    /* The next request is read already (a client that pipelines, or a FastCGI peer that sent
+     * the next one's records with this one's): this one's end must wake the loop, which parses
+     * the next at that news. As lazy news it waited for the lazy timer (1-8 ms a request), or
+     * for the worker's tick (250 ms) on a FastCGI kept connection, where no lazy timer runs. The
+     * thread gets the request only after this store, through the hand-off's lock. */
+    c->out.loop_waits = c->len > c->parsed;
     req->status = 0;
     req->head_len = 0;
     req->cut = 0;

@@ -515,7 +515,8 @@ wd_req_t *wd_handoff_wait(wd_handoff_t *h, wd_handoff_thread_t *t)
 
 /* --- threads -> loop ------------------------------------------------------------------------- */
 
-static int take_ready(wd_handoff_t *h);
+static int take_ready_counted(wd_handoff_t *h, uint64_t *lazy);
+#define take_ready(h) take_ready_counted(h, NULL)
 static int ready_any(wd_handoff_t *h);
 
 void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how)
@@ -529,6 +530,7 @@ void wd_handoff_notify(wd_handoff_t *h, wd_handoff_node_t *node, int how)
         node->next = h->ready;
         h->ready = node;
     }
+    node->lazy = (first || node->lazy) && how == WD_HANDOFF_LAZY;
     pthread_mutex_unlock(&h->ready_lock);
     /* A resting loop takes the list when its rest ends, a spinning one before it can block: no
      * async then. The fence pairs with the loop's store in look_end: either it sees the node on
@@ -565,8 +567,8 @@ void wd_handoff_take_news(wd_handoff_t *h)
 }
 
 /* Takes the nodes one at a time, under the lock: a thread may put one of them back on the list
- * while the loop works on it. */
-static int take_ready(wd_handoff_t *h)
+ * while the loop works on it. Counts those with lazy news alone in *lazy (NULL: not counted). */
+static int take_ready_counted(wd_handoff_t *h, uint64_t *lazy)
 {
     wd_handoff_node_t *node;
     int n = 0;
@@ -575,6 +577,8 @@ static int take_ready(wd_handoff_t *h)
     while ((node = h->ready) != NULL) {
         int gone = node->free_pending;
 
+        if (lazy != NULL && node->lazy)
+            (*lazy)++;
         h->ready = node->next;
         node->next = NULL;
         node->queued = 0;
@@ -619,7 +623,7 @@ static void bound_found(unsigned *ms, int found, unsigned min_ms, unsigned max_m
 static void lazy_cb(uv_timer_t *t)
 {
     wd_handoff_t *h = t->data;
-    int found = take_ready(h) > 0 || h->lazy_found;
+    int found = take_ready_counted(h, &h->lazy_late) > 0 || h->lazy_found;
 
     h->lazy_found = 0;
     bound_found(&h->lazy_ms, found, WD_HANDOFF_LAZY_MS, WD_HANDOFF_LAZY_MAX_MS);

@@ -17,7 +17,8 @@
  * thread shuts the connection and its news is quiet (wd_handoff_notify); a timer of its own bounds
  * it only once the loop has blocked WD_HANDOFF_QUIET_MS (see prepare_cb). A thread's finish is
  * never lazy when the loop already waits for it (the next request came first:
- * wd_out_finished_or_wait).
+ * wd_out_finished_or_wait), nor when the connection holds the next request's bytes already (a
+ * pipelining client, read with the last request: conn_dispatch).
  *
  * Resting: while every thread has a run of queued requests before it, the loop need not read the
  * next ones yet. Before it sleeps it then waits on the threads alone (not on the sockets) until
@@ -74,6 +75,7 @@ typedef struct wd_handoff_node {
     struct wd_handoff_node *next;
     int queued;       /* on the ready list */
     int free_pending; /* released while on the list: on_free runs when the loop takes it off */
+    int lazy;         /* its news on the list is all lazy (WD_HANDOFF_LAZY) */
 } wd_handoff_node_t;
 
 typedef void (*wd_handoff_node_cb)(wd_handoff_node_t *node);
@@ -132,6 +134,7 @@ struct wd_handoff {
     uv_prepare_t prepare;   /* takes the ready list before the loop sleeps */
     uv_timer_t lazy_timer;  /* ... and within lazy_ms while lazy_in_flight > 0 */
     unsigned lazy_ms;       /* WD_HANDOFF_LAZY_MS, doubled up to _MAX_MS while it finds nothing */
+    uint64_t lazy_late;     /* lazy news that only the timer took (the worker's last line says) */
     int lazy_found;         /* its news, taken by the prepare phase first (wd__handoff_polled) */
     int polled;             /* wd_handoff_run's own poll has just returned */
     uv_timer_t quiet_timer; /* ... quiet news, within quiet_ms of the loop blocking */

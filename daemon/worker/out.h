@@ -135,7 +135,8 @@ struct wd_out {
     int sock;               /* the connection's socket, for the producer's own writes (-1: none) */
     int sending;            /* a thread is writing to sock now (the loop or the producer) */
     int hold;               /* the producer has not handed the loop anything to send yet: no wake */
-    int loop_waits;         /* the loop waits for the finish (the next request came): wake it */
+    int loop_waits;         /* the loop waits for the finish (the next request came or was
+                               read with this one: conn_dispatch): wake it */
     int may_shut;           /* set by the loop: the response ends its connection, and a producer
                                that sends it whole shuts the socket's sending side itself */
     int shut;               /* ... which it did: the peer has the whole response, the loop closes */

@@ -939,10 +939,12 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
         line[0] = '\0';
     wd_log_info("stopped after %llu requests answered (%llu of them on a connection its thread "
                 "kept, %llu answered with Connection: close for the keep-alive balance; %llu idle "
-                "connections handed over to a running worker)%s",
+                "connections handed over to a running worker; %llu answers' ends taken at the lazy "
+                "timer)%s",
                 (unsigned long long)w->served, (unsigned long long)w->handoff.parks,
                 (unsigned long long)wd_score_get(&w->score->balance_closes),
-                (unsigned long long)w->conns.handed_over, line);
+                (unsigned long long)w->conns.handed_over, (unsigned long long)w->handoff.lazy_late,
+                line);
     wd_log_flush(1);
     if (running > 0) {
         /* Threads are still inside the app: do not wait for them. */

@@ -1,0 +1,68 @@
+"""Requests a client sends before the answer to the one before (HTTP pipelining, a FastCGI peer
+that writes the next request's records with this one's): the next one is read already when the
+thread finishes the answer, and it must not wait for the loop to learn that finish late.
+
+A keep-alive answer that went out whole is lazy news (handoff.h): the loop learns it at its next
+turn, which the client's next request usually brings, or at the lazy timer (1 ms, up to 8). A
+pipelined request brings no turn: its bytes were read with the one before, and each of them
+waited for the timer (about 1.1 ms a request measured, busy-poll off), or, on a kept FastCGI
+connection, whose answers start no lazy timer, for the worker's 250 ms tick.
+
+Without timing for HTTP: the worker's last line counts the answers whose end the lazy timer took
+(590 of 600 before, 0 after). busy-poll is off there: a loop that polls takes lazy news at its
+next look, before the timer. The FastCGI batch's floor before is 19 ticks (4.75 s), a wait no CPU
+share shortens; it is asserted under a tenth of that."""
+import re
+import time
+
+import pytest
+
+from helpers import fcgi
+from helpers.clients import Conn, http_request
+from test_fastcgi import params
+
+HTTP_BATCH = 200       # in one write, read at once (the read buffer starts at 8 KiB); at most
+                       # a tenth may end at the timer (0 after, 563-594 of 600 before)
+BATCHES = 3
+FCGI_BATCH = 20        # 19 ticks of 250 ms or more before; asserted under 475 ms
+
+
+def taken_at_the_lazy_timer(d):
+    d.stop()
+    line = d.wait_log(r"stopped after \d+ requests answered \(.*; \d+ answers' ends taken at the "
+                      r"lazy timer\)")
+    return int(re.search(r"; (\d+) answers' ends taken at the lazy timer", line).group(1))
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_pipelined_http_requests_do_not_wait_for_the_lazy_timer(wsgid, threads):
+    d = wsgid("hello", processes=1, threads=threads, busy_poll="0")
+    with Conn(d.tcp, timeout=30) as c:
+        for _ in range(BATCHES):
+            c.send(http_request("GET", "/") * HTTP_BATCH)
+            for i in range(HTTP_BATCH):
+                r = c.response()
+                assert r.status == 200, (i, r)
+    late = taken_at_the_lazy_timer(d)
+    assert late < HTTP_BATCH // 10, \
+        "%d of %d pipelined answers' ends were taken at the lazy timer (about 1 ms each)" % (
+            late, BATCHES * HTTP_BATCH)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_fastcgi_requests_sent_together_on_a_kept_connection_are_answered_at_once(
+        wsgid, threads):
+    d = wsgid("hello", processes=1, threads=threads)
+    req = fcgi.request(params("/"), rid=1, keep=True)
+    with Conn(d.unix, timeout=30) as c:
+        t0 = time.monotonic()
+        c.send(req * FCGI_BATCH)
+        for i in range(FCGI_BATCH):
+            recs = fcgi.read_records(c)
+            assert fcgi.stdout_of(recs).startswith(b"Status: 200 OK"), (i, recs)
+            assert fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), (i, recs)
+        took = time.monotonic() - t0
+        assert took < (FCGI_BATCH - 1) * 0.25 / 10, \
+            "%d FastCGI requests in one write took %.0f ms: each waited for the worker's tick" % (
+                FCGI_BATCH, took * 1e3)
+        assert not c.closed(timeout=0.1)
