@@ -366,12 +366,6 @@ static void conn_dispatch(wd_conn_t *c)
     c->out.sock = c->fd;
     c->out.sndbuf_raise = c->l->is_unix; /* TCP tunes its own buffers */
     c->out.hold = 1;
-    /* The next request is read already (a client that pipelines, or a FastCGI peer that sent
-     * the next one's records with this one's): this one's end must wake the loop, which parses
-     * the next at that news. As lazy news it waited for the lazy timer (1-8 ms a request), or
-     * for the worker's tick (250 ms) on a FastCGI kept connection, where no lazy timer runs. The
-     * thread gets the request only after this store, through the hand-off's lock. */
-    c->out.loop_waits = c->len > c->parsed;
     req->status = 0;
     req->head_len = 0;
     req->cut = 0;
@@ -393,7 +387,7 @@ static void conn_dispatch(wd_conn_t *c)
                        ? cs->balance
                        : NULL;
     /* See wd_out_finish_park. (The end of a request on a keep-alive FastCGI connection wakes the
-     * loop, as it did.) */
+     * loop: loop_waits, below.) */
     if (c->proto == WD_REQ_HTTP && c->http->keep_alive)
         req->may_be_lazy = WD_REQ_LAZY_KEEP;
     else if (c->proto == WD_REQ_HTTP || c->proto == WD_REQ_UWSGI ||
@@ -402,6 +396,14 @@ static void conn_dispatch(wd_conn_t *c)
     else
         req->may_be_lazy = 0;
     c->out.may_shut = req->may_be_lazy == WD_REQ_LAZY_SHUT;
+    /* This request's end must wake the loop when the next request is read already (a client
+     * that pipelines, or a FastCGI peer that sent the next one's records with this one's): the
+     * loop parses the next at that news. As lazy news it waited for the lazy timer (1-8 ms a
+     * request). So must a kept FastCGI connection's (may_be_lazy 0): no lazy timer runs for it,
+     * and its lazy news waited for the next request or the worker's tick (250 ms), and with it
+     * the access line, the request's count and the thread's slot. The thread gets the request
+     * only after this store, through the hand-off's lock. */
+    c->out.loop_waits = c->len > c->parsed || req->may_be_lazy == 0;
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
 }
