@@ -64,10 +64,10 @@ struct wd_logdest {
     size_t held_len;
     unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
     unsigned long long dropped_bytes, dropped_own;
-    time_t since;                     /* the first of them */
-    time_t stuck;                     /* when it first held lines, since it last held none */
-    time_t took;                      /* when it last took some */
-    unsigned long takes;              /* the writes it took */
+    time_t since;                          /* the first of them */
+    time_t stuck;                          /* when it first held lines, since it last held none */
+    time_t took;                           /* when it last took some */
+    unsigned long takes;                   /* the writes it took */
     unsigned long long taken, taken_stuck; /* the bytes it took: all, and when it was stuck */
     time_t told; /* when its drops were last said in the other destination (say_elsewhere) */
     /* The drop lines held, oldest first: each stands for the lines it counts, not one, when
@@ -91,6 +91,9 @@ static wd_logdest_t error_dest = {.fd = -1, .kind = DEST_ERROR};
 static int own_line;  /* the line given is the master's own (the sink's) */
 static int app_lines; /* the master's lines are a worker's output (wd__m_logs_app) */
 static int started, ended;
+/* Once the master stops, an access log no worker writes any more is kept, and what it holds is
+ * waited for at the end with stderr's and the error log's (held_drain). */
+static const wd_master_t *master;
 static uv_loop_t *loop;
 /* A destination that did not take all it was given (EAGAIN: the FIFO, pipe, terminal or socket
  * of a reader that is behind, or stopped) is polled for room, and what it holds goes as soon as
@@ -213,7 +216,7 @@ static void dest_free_unused(wd_logdest_t *f)
 {
     wd_logdest_t **p;
 
-    if (f == NULL || f == &stderr_dest || f->users > 0)
+    if (f == NULL || f == &stderr_dest || f->users > 0 || (master != NULL && master->stopping))
         return;
     for (p = &access_files; *p != NULL && *p != f; p = &(*p)->next)
         ;
@@ -563,6 +566,7 @@ void wd__m_logs_start(wd_master_t *m)
     int fd;
 
     loop = &m->loop;
+    master = m;
     uv_timer_init(&m->loop, &retry_timer);
     uv_unref((uv_handle_t *)&retry_timer);
     /* stderr: a description of its own, non-blocking, where it can be had (a pipe, a FIFO, a
@@ -627,8 +631,8 @@ static void say_lost(wd_logdest_t *f, const char *when)
     strftime(since, sizeof since, "%H:%M:%S", &tm);
     snprintf(why, sizeof why,
              none ? "it took none from %s on"
-                                        : "it did not take them fast enough "
-                                          "(the last at %s)",
+                  : "it did not take them fast enough "
+                    "(the last at %s)",
              since);
     f->held_len = 0;
     f->dropped = f->dropped_bytes = f->dropped_own = 0;
@@ -672,30 +676,38 @@ static int dest_pending(const wd_logdest_t *f)
     return f->fd >= 0 && (f->held_len > 0 || f->dropped > 0);
 }
 
-/* Writes what stderr and the error log hold, waiting for them while they take it (see
- * WD_LOGS_END_WAIT_MS). */
-static void held_drain(void)
+/* Writes what the destinations hold (the access logs too, with all: the first 64, the others
+ * once), waiting for them while they take it (see WD_LOGS_END_WAIT_MS), until end at most, and
+ * *idle while they take nothing. An access log was written once at the stop, and what a FIFO
+ * read slowly (a log shipper) had not taken yet was lost. */
+static void held_drain(long long end, long long *idle, int all)
 {
-    long long now = now_ms(), end = now + WD_LOGS_END_WAIT_MS, idle = now + WD_LOGS_END_IDLE_MS;
-    wd_logdest_t *dests[2] = {&error_dest, &stderr_dest};
+    long long now;
 
     for (;;) {
-        size_t before = error_dest.held_len + stderr_dest.held_len, after;
-        struct pollfd pfd[2];
-        nfds_t n = 0;
+        wd_logdest_t *dests[64];
+        size_t before = 0, after = 0;
+        struct pollfd pfd[64];
+        nfds_t n = 0, k = 0;
+        int pending = 0;
 
-        for (int i = 0; i < 2; i++)
+        dests[k++] = &error_dest;
+        dests[k++] = &stderr_dest;
+        for (wd_logdest_t *f = access_files; all && f != NULL && k < 64; f = f->next)
+            dests[k++] = f;
+        for (nfds_t i = 0; i < k; i++) {
+            before += dests[i]->held_len;
             if (dest_pending(dests[i]))
                 (void)held_flush(dests[i]);
-        after = error_dest.held_len + stderr_dest.held_len;
+            after += dests[i]->held_len;
+            pending |= dest_pending(dests[i]);
+        }
         now = now_ms();
         if (after < before)
-            idle = now + WD_LOGS_END_IDLE_MS;
-        if (!dest_pending(&error_dest) && !dest_pending(&stderr_dest))
+            *idle = now + WD_LOGS_END_IDLE_MS;
+        if (!pending || now >= end || now >= *idle)
             return;
-        if (now >= end || now >= idle)
-            return;
-        for (int i = 0; i < 2; i++)
+        for (nfds_t i = 0; i < k; i++)
             if (dest_pending(dests[i]))
                 pfd[n++] = (struct pollfd){.fd = dests[i]->fd, .events = POLLOUT};
         /* 20 ms at most: a destination that says it has room and takes nothing must not spin */
@@ -706,14 +718,31 @@ static void held_drain(void)
     }
 }
 
+/* What an access log still holds after the wait is counted in the error log: then the error
+ * log and stderr are waited for again, within the same bounds (a stderr that took nothing is not
+ * waited for twice), as that line is held there. */
 void wd__m_logs_end(void)
 {
+    long long end = now_ms() + WD_LOGS_END_WAIT_MS, idle = now_ms() + WD_LOGS_END_IDLE_MS;
+    wd_logdest_t *f;
+
     if (ended)
         return;
-    held_drain();
+    held_drain(end, &idle, 1);
+    for (f = access_files; f != NULL; f = f->next)
+        say_lost(f, "at the stop");
+    held_drain(end, &idle, 0);
     say_lost(&stderr_dest, "at the stop");
     say_lost(&error_dest, "at the stop");
     ended = 1; /* a line from now on goes if it is taken at once, else nowhere */
+    while ((f = access_files) != NULL) {
+        access_files = f->next;
+        if (f->fd >= 0)
+            close(f->fd);
+        free(f->held);
+        free(f->path);
+        free(f);
+    }
 }
 
 int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_group_conf_t *g,

@@ -43,6 +43,11 @@ def application(environ, start_response):
 DROPPED = (r"\[warn\] master: (\d+) lines \(\d+ bytes\) for %s were dropped from "
            r"\d\d:\d\d:\d\d on, as it did not take them fast enough \(a pipe, FIFO or terminal "
            r"that nobody reads, or reads slowly\?\): (\d+) of them the master's own")
+# "... [warn] master: the access log /x (group site) did not take its lines fast enough (...): 12
+# lines were dropped from 12:00:00 on"
+DROPPED_ACCESS = (r"\[warn\] master: the access log %s \(group site\) did not take its lines fast "
+                  r"enough \(a FIFO that nobody reads, or reads slowly\?\): (\d+) lines were "
+                  r"dropped from (\d\d:\d\d:\d\d) on")
 WORKER_LEFT = re.compile(r"\[warn\] \w+:\d+: (\d+) error log lines and (\d+) access log lines "
                          r"were left out")
 LONG = "/x?" + "a" * 2000
@@ -329,19 +334,26 @@ def test_at_a_stop_what_stderr_did_not_take_is_counted_in_the_error_log(tmp, pac
         m.close()
 
 
-def test_at_a_stop_a_slow_reader_of_stderr_still_gets_every_line(tmp):
+@pytest.mark.parametrize("to", ["stderr", "access-fifo"])
+def test_at_a_stop_a_slow_reader_of_stderr_still_gets_every_line(tmp, to):
     """stderr read steadily but slowly (200 KB/s), 400 access lines of 2 KiB (within what the
     master holds), and SIGTERM: the master waits for the reader at its end, and every line and its
     "master exiting" come, none said lost. It made one attempt at the end, and 42 to 53 of the 400
-    came (helper-92's finding 1)."""
+    came (helper-92's finding 1). access-fifo: the access log a FIFO read so (a log shipper),
+    waited for as stderr is; the master wrote once what it held for it, and the rest was lost
+    "when no worker wrote it any more"."""
     errlog = tmp / "error.log"
-    m = Master(tmp, {"level": "info", "file": str(errlog), "access": "-"}, control=False)
+    fifo = tmp / "access.fifo"
+    fr = FifoReader(fifo) if to == "access-fifo" else None
+    m = Master(tmp, {"level": "info", "file": str(errlog),
+                     "access": str(fifo) if fr else "-"}, control=False)
     try:
         ready(errlog)
-        reader = SlowReader(m.out)
+        # a FIFO once the master holds it: with no writer, a reader reads its end
+        reader = SlowReader(fr.fd if fr else m.out)
         flood(m.sock, 400)
         time.sleep(0.1)  # the worker's last access line
-        m.stop(read=False)
+        m.stop(read=fr is not None)
         reader.join(20)
         seen = access_seen(reader.got.decode(errors="replace"))
         log = errlog.read_text()
@@ -353,6 +365,44 @@ def test_at_a_stop_a_slow_reader_of_stderr_still_gets_every_line(tmp):
         assert "master exiting with status 0" in log, log[-1000:]
     finally:
         m.close()
+        if fr:
+            fr.close()
+
+
+def test_at_a_stop_an_access_log_fifo_nobody_reads_is_waited_for_no_longer_than_stderr(tmp):
+    """The access log a FIFO nobody reads, 900 access lines of 2 KiB (more than it and the master
+    hold), and SIGTERM: the master waits for it no longer than for a stderr nobody reads (2 s
+    without a byte taken), then says in the error log how many lines it was left without, and
+    that it took none; the FIFO, read after the exit, has the others."""
+    errlog = tmp / "error.log"
+    fifo = tmp / "access.fifo"
+    fr = FifoReader(fifo)
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": str(fifo)}, control=False)
+    try:
+        ready(errlog)
+        flood(m.sock)
+        time.sleep(0.1)  # the worker's last access line
+        t0 = time.monotonic()
+        m.stop(read=True)
+        took = time.monotonic() - t0
+        log = errlog.read_text()
+        lost = re.compile(r"\[warn\] master: at the stop, (\d+) lines \(\d+ bytes\) for the "
+                          r"access log %s \(group site\) were lost: it took none from "
+                          r"\d\d:\d\d:\d\d on \(a FIFO that nobody reads, or reads slowly\?\)"
+                          % re.escape(str(fifo)))
+        found = lost.findall(log)
+        assert len(found) == 1, log[-2000:]
+        dropped = sum(int(x) for x, _ in re.findall(DROPPED_ACCESS % re.escape(str(fifo)), log))
+        worker = sum(int(a) for _, a in WORKER_LEFT.findall(log))
+        seen = access_seen(fr.read())
+        assert seen == sorted(set(seen)), seen[:20]
+        assert len(seen) + int(found[0]) + dropped + worker == 900, \
+            (len(seen), found, dropped, worker)
+        # 2 s without a byte taken (WD_LOGS_END_IDLE_MS), and the workers' own stop
+        assert took < 8, "the stop took %.1f s" % took
+    finally:
+        m.close()
+        fr.close()
 
 
 BROKEN_APP = """
