@@ -170,11 +170,13 @@ def test_stacks_shows_the_app_frames_of_every_worker(wsgid, tmp):
     # Requests one after another until both workers have one in progress: a burst may all go to
     # one worker (it takes up to 2 a thread before it leaves new connections to its sibling), as
     # it did once with the suite in 4 processes on 2 CPUs. 7 at most, unless the 0.3 s each waits
-    # is not enough for one to start.
+    # is not enough for one to start. Each waits until the test has the dump (the file release):
+    # 5 s each, on a loaded machine the first ones had ended before it.
     threads = []
+    release = tmp / "release"
     both = lambda: len(set(pid for pid, _ in running(d))) == 2  # noqa: E731
     for i in range(12):
-        threads.append(background(d, "/db?t=5&n=%d" % i))
+        threads.append(background(d, "/db?t=60&until=%s&n=%d" % (release, i)))
         deadline = time.monotonic() + 0.3
         while not both() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -184,6 +186,7 @@ def test_stacks_shows_the_app_frames_of_every_worker(wsgid, tmp):
     t0 = time.monotonic()
     rc, out, err = ctl(d, "stacks", "site")
     took = time.monotonic() - t0
+    release.touch()
     print(out)
     assert rc == 0, (out, err)
     assert took < 1.5, took
@@ -192,13 +195,15 @@ def test_stacks_shows_the_app_frames_of_every_worker(wsgid, tmp):
     for pid, text in sections.items():
         assert "no answer" not in text, text
         # Each running thread: named, with its request, and the app's function in its frames.
-        m = re.search(r"^Thread 0x[0-9a-f]+ wsgid-py\d \[req %d-\d+ GET /db\?t=5&n=\d+, running "
-                      r"[\d.]+ s\] \(most recent call first\):\n(  File .*\n)+" % pid, text, re.M)
+        m = re.search(r"^Thread 0x[0-9a-f]+ wsgid-py\d \[req %d-\d+ GET /db\?t=60&until=\S+&n=\d+, "
+                      r"running [\d.]+ s\] \(most recent call first\):\n(  File .*\n)+" % pid,
+                      text, re.M)
         assert m and "in waiting_for_db" in m.group(0), text
         # Once: the helper threads' states carry the main thread's ident (made by it).
         assert len(re.findall(r"main thread \(event loop\)", text)) == 1, text
     for t in threads:
         t.join(10)
+        assert t.result == [200], t.result
     rc, out, err = ctl(d, "stacks", "nosuch")
     assert rc == 1 and "no group nosuch" in err, (out, err)
     rc, out, err = ctl(d, "stacks")
