@@ -206,7 +206,7 @@ static wd_logdest_t *access_get(const char *path, const char *group)
  * opened (helper-85). Held lines that it will not take now are dropped with it. */
 void wd__m_logs_hold(wd_logdest_t *f)
 {
-    if (f != NULL && f != &stderr_dest)
+    if (f != NULL && f != &stderr_dest && f != &error_dest)
         f->users++;
 }
 
@@ -216,7 +216,8 @@ static void dest_free_unused(wd_logdest_t *f)
 {
     wd_logdest_t **p;
 
-    if (f == NULL || f == &stderr_dest || f->users > 0 || (master != NULL && master->stopping))
+    if (f == NULL || f == &stderr_dest || f == &error_dest || f->users > 0 ||
+        (master != NULL && master->stopping))
         return;
     for (p = &access_files; *p != NULL && *p != f; p = &(*p)->next)
         ;
@@ -235,7 +236,7 @@ static void dest_free_unused(wd_logdest_t *f)
 
 void wd__m_logs_release(wd_logdest_t *f)
 {
-    if (f == NULL || f == &stderr_dest || f->users == 0)
+    if (f == NULL || f == &stderr_dest || f == &error_dest || f->users == 0)
         return;
     f->users--;
     dest_free_unused(f);
@@ -262,11 +263,43 @@ static int access_open(wd_logdest_t *f)
     return 0;
 }
 
+static wd_logdest_t *error_get(void);
+
+static int same_file(const struct stat *st, int fd)
+{
+    struct stat o;
+
+    return fd >= 0 && fstat(fd, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
+}
+
+/* An access log just opened that is the FIFO, pipe, terminal or socket of the error log, of
+ * stderr or of another access log (under another name): that one's destination, which f is to
+ * share, else f. Each held what the other had not taken, and wrote it when it had room: a write
+ * of more than PIPE_BUF that a FIFO took a part of left the rest of its line held while the
+ * other wrote its own lines after that part, and the reader got lines cut into each other. One
+ * destination writes its lines in order. A file takes every write whole (O_APPEND). */
+static wd_logdest_t *access_same(wd_logdest_t *f)
+{
+    wd_logdest_t *e = error_get(), *o;
+    struct stat st;
+
+    if (f->fd < 0 || fstat(f->fd, &st) < 0 || S_ISREG(st.st_mode))
+        return f;
+    if (e == &error_dest && same_file(&st, error_dest.fd))
+        return &error_dest;
+    if (same_file(&st, stderr_dest.fd))
+        return &stderr_dest;
+    for (o = access_files; o != NULL; o = o->next)
+        if (o != f && same_file(&st, o->fd))
+            return o;
+    return f;
+}
+
 /* Where a worker's access log lines go: NULL for "off". */
 static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t *g, int slot)
 {
     const char *path = g->access_log ? g->access_log : conf->access_log;
-    wd_logdest_t *f;
+    wd_logdest_t *f, *same;
     int rc;
 
     if (path != NULL && strcmp(path, "off") == 0)
@@ -279,6 +312,10 @@ static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t 
         wd_log_error("group %s worker %d: cannot open the access log %s: %s; its lines go to "
                      "stderr until a reopen-logs can open it",
                      g->name, slot, path, wd_log_file_why(rc));
+    }
+    if (f->users == 0 && (same = access_same(f)) != f) {
+        dest_free_unused(f);
+        return same;
     }
     return f;
 }
@@ -481,8 +518,6 @@ static void held_keep(wd_logdest_t *f, const char *p, size_t n)
     }
     say_elsewhere(f);
 }
-
-static wd_logdest_t *error_get(void);
 
 /* Says in the other destination (the error log for stderr, stderr for the error log) that f drops
  * lines, rate-limited (WD_LOGS_TELL_EVERY). */

@@ -405,6 +405,52 @@ def test_at_a_stop_an_access_log_fifo_nobody_reads_is_waited_for_no_longer_than_
         fr.close()
 
 
+# A line of the FIFO that the error log and the access log share: an access line, whole
+ACCESS_LINE = re.compile(r'^\S+ - - \[[^\]]+\] "GET (/|/noise\?1000|/x\?a{2000}-\d+) '
+                         r'HTTP/1\.1" 200 \d+ "[^"]*" "[^"]*" \d+\.\d+ \S+$')
+# or an error log line with no piece of an access line in it
+ERROR_LINE = re.compile(r'^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[\w+\] (?!.*HTTP/1\.1" )')
+
+
+def answers_noise(sock):
+    """1,000 lines of 150 bytes from the app to its stderr."""
+    with Conn(sock, timeout=20) as c:
+        c.send(http_request("GET", "/noise?1000"))
+        assert c.response().status == 200
+
+
+def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp):
+    """One FIFO (a log shipper's) as both the error log and the access log, read slowly, 400 access
+    lines of 2 KiB while the app writes 4,000 lines to its stderr: every line the reader gets is
+    whole, an access line or an error log line, none cut by another. The master kept one held
+    buffer for each (the error log's, the access log's), and a write of more than PIPE_BUF that the
+    FIFO took a part of left the rest of a line held in one while the other wrote its own lines
+    after that part."""
+    fifo = tmp / "logs.fifo"
+    fr = FifoReader(fifo)
+    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": str(fifo)}, control=False,
+               processes=2)
+    try:
+        wait_for(lambda: answers(m.sock), timeout=15, what="an answer")
+        reader = SlowReader(fr.fd)  # once the master holds the FIFO: no writer reads as its end
+        noise = threading.Thread(target=lambda: [answers_noise(m.sock) for _ in range(4)])
+        noise.start()
+        flood(m.sock, 400)
+        noise.join(30)
+        time.sleep(0.1)  # the worker's last access line
+        m.stop(read=True)
+        reader.join(20)
+        lines = reader.got.decode(errors="replace").splitlines()
+        torn = [ln[:120] + "..." + ln[-80:] for ln in lines
+                if not ACCESS_LINE.match(ln) and not ERROR_LINE.match(ln)]
+        assert not torn, (len(torn), torn[:4])
+        assert len([ln for ln in lines if ACCESS_LINE.match(ln)]) > 100, lines[-20:]
+        assert len([ln for ln in lines if "stderr: NOISE" in ln]) > 1000
+    finally:
+        m.close()
+        fr.close()
+
+
 BROKEN_APP = """
 import sys
 for i in range(3000):
