@@ -69,6 +69,7 @@ struct wd_logdest {
     time_t took;                           /* when it last took some */
     unsigned long takes;                   /* the writes it took */
     unsigned long long taken, taken_stuck; /* the bytes it took: all, and when it was stuck */
+    unsigned long long slack; /* what it may take stuck, nobody reading: a pipe's (say_lost) */
     time_t told; /* when its drops were last said in the other destination (say_elsewhere) */
     /* The drop lines held, oldest first: each stands for the lines it counts, not one, when
      * what is held is counted as lost (say_lost, a destination's error). Past WD_LOGS_DROPS the
@@ -495,8 +496,17 @@ static void held_keep(wd_logdest_t *f, const char *p, size_t n)
 
     if (f->held == NULL)
         f->held = xmalloc(WD_LOGS_HELD_CAP);
-    if (f->held_len == 0 && f->dropped == 0)
+    if (f->held_len == 0 && f->dropped == 0) {
+        struct stat st;
+
         f->stuck = time(NULL), f->taken_stuck = f->taken;
+        /* A pipe or FIFO nobody reads still takes a piece of a longer write into the rest of its
+         * last page (a write of more than a page is merged into it): less than a page. A socket
+         * or a terminal that takes a byte has a reader. */
+        f->slack = fstat(f->fd, &st) == 0 && S_ISFIFO(st.st_mode)
+                       ? (unsigned long long)sysconf(_SC_PAGESIZE) - 1
+                       : 0;
+    }
     while (n > 0) {
         int whole = f->held_len == 0 || f->held[f->held_len - 1] == '\n';
 
@@ -652,10 +662,9 @@ static void say_lost(wd_logdest_t *f, const char *when)
     char name[1200], since[16], why[96];
     struct stat st;
     struct tm tm;
-    /* What is true: it took nothing since it first held lines, or it took them too slowly. A
-     * pipe nobody reads still takes a piece of a longer write into the rest of its last page: up
-     * to a page is none (a paced flood left "too slowly" said of it: test_logs_stuck). */
-    int none = f->taken - f->taken_stuck < (unsigned long long)sysconf(_SC_PAGESIZE);
+    /* What is true: it took nothing since it first held lines (a pipe's slack apart: a paced
+     * flood left "too slowly" said of one nobody read, test_logs_stuck), or too slowly. */
+    int none = f->taken - f->taken_stuck <= f->slack;
 
     count_lost(f, f->held, f->held_len);
     lines = f->dropped, bytes = f->dropped_bytes;
