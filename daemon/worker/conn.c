@@ -154,7 +154,12 @@ void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct so
     peer_string(c, peer);
     c->trusted = wd_fwd_peer_trusted(cs->group, peer);
     c->proxy_pending = cs->group->proxy_protocol;
-    if (origin != NULL && c->proxy_pending) { /* its header came before its hand-over */
+    /* Its header came before its hand-over: believed, as the header was, only of a connection
+     * whose own peer is in trusted-proxies. The app can write an "adopt" line on its worker's
+     * socket to the master, with any connection: one from another peer had a sibling serve it,
+     * with no header read, as from the client and with the trust the line claimed. Of another,
+     * a header is read, and the connection closed as any from that peer (wd_fwd_proxy_header). */
+    if (origin != NULL && c->proxy_pending && c->trusted) {
         memcpy(c->remote, origin->remote, sizeof c->remote);
         c->remote[sizeof c->remote - 1] = '\0';
         c->remote_port = origin->port;

@@ -222,7 +222,8 @@ enum {
  * already, not header-timeout); WD_CONN_FRESH, one that had sent nothing, waiting for its first
  * byte header-timeout less idle_ms, its age, as if accepted here; WD_CONN_BACK, one of its own
  * given back (none could take it), never handed over again. origin: what its PROXY header said,
- * when one came before the hand-over (proxy-protocol; ignored without it): no other is read. */
+ * when one came before the hand-over (proxy-protocol; ignored without it, and from a peer not in
+ * trusted-proxies, which could not have sent one): no other is read. */
 void wd_conn_new(wd_conns_t *cs, const wd_listener_t *l, int fd, const struct sockaddr *peer,
                  socklen_t peer_len, int adopted, uint64_t idle_ms, const wd_conn_origin_t *origin);
 /* The hand-off's callbacks (handoff.h): the response buffer of node's connection has news, and a

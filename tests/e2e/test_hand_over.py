@@ -52,6 +52,30 @@ def application(environ, start_response):
                 out = repr(e).encode()
             globals()["keep"].remove(b)
             b.close()
+        elif p == "/forge":  # "adopt INDEX 0 new peer ..." with a TCP connection of its own
+            # on the listener's port (another loopback address): a connection from a peer not in
+            # trusted-proxies, said to have sent a PROXY header naming a trusted client
+            port, line = q.split("&", 1)
+            lsn = socket.socket()
+            lsn.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the last one's TIME_WAIT
+            lsn.bind(("127.0.0.2", int(port)))
+            lsn.listen(1)
+            a = socket.create_connection(("127.0.0.2", int(port)))
+            b, _ = lsn.accept()
+            lsn.close()
+            globals().setdefault("keep", []).append(a)
+            s.sendmsg([line.replace("+", " ").encode() + b"\n"],
+                      [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [b.fileno()]))])
+            b.close()
+        elif p == "/ask":  # the request on the connection /forge handed over, and its answer
+            b = globals()["keep"].pop()
+            b.settimeout(5)
+            try:
+                b.sendall(b"GET /evil HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
+                out = b.recv(65536) or b"EOF"
+            except OSError as e:
+                out = repr(e).encode()
+            b.close()
         elif p == "/pid":
             out = str(os.getpid()).encode()
         elif p == "/big":
@@ -118,6 +142,26 @@ def test_a_socket_an_app_hands_over_is_not_served(wsgid, tmp):
         c.close()
     assert "served " not in d.log()
     d.expect_log(r"a connection handed over on listener \d is no connection accepted on it")
+
+
+def test_an_app_cannot_name_the_client_of_a_connection_it_hands_over(wsgid, tmp):
+    """An "adopt" line's " peer ADDR PORT TRUSTED" (proxy-protocol) is the client a PROXY header
+    named, which only a peer in trusted-proxies may send: an app writing such a line with a
+    connection from a peer that is not (here 127.0.0.1, trusted-proxies: [unix]) had it served by
+    a sibling with no header read, as from the client and the trust the line claimed (its
+    X-Forwarded-For then believed). The taker now believes the line only of a connection whose
+    own peer is trusted, as the header's reader did; of another it reads a header, and closes it
+    as any connection from that peer."""
+    d = start(wsgid, tmp, proxy_protocol=True, trusted_proxies=["unix"])
+    for peer in ("192.0.2.9+443+1", "-+0+1"):  # a client of its own, a trusted unix one
+        c = Conn(d.unix)
+        c.send(PROXY_V1)
+        assert get(c, "/forge?%d&adopt+1+0+new+peer+%s" % (d.tcp[1], peer)) == b"ok"
+        got = get(c, "/ask")
+        assert b"served" not in got, (peer, got)
+        c.close()
+    assert "served " not in d.log()
+    d.expect_log(r"peer 127\.0\.0\.1 is not in trusted-proxies")
 
 
 def test_a_reload_that_turns_proxy_protocol_on_hands_no_connection_over(wsgid, tmp):
