@@ -1085,6 +1085,14 @@ static int idle_fresh(const wd_conn_t *c)
     return c->served == 0 && !c->adopted && c->proto == 0 && idle_now(c);
 }
 
+/* A FastCGI connection on which only management records came (GET_VALUES), answered: it waits
+ * for its first request as a kept one does (conn_fcgi.c), and its proxy may write one at any
+ * time. */
+static int idle_fcgi_asked(const wd_conn_t *c)
+{
+    return c->proto == WD_REQ_FCGI && idle_now(c);
+}
+
 /* Whether bytes the client sent wait in the socket, unread (for conn_timeout.c). */
 int wd__conn_bytes_waiting(const wd_conn_t *c)
 {
@@ -1107,7 +1115,8 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
  * HTTP or FastCGI, with the client its PROXY header named (proxy-protocol: the header comes once
  * a connection, and the taker would wait for another; before, such a group handed none over,
  * closing them 0.5 s after the stop); and one that
- * has sent nothing yet (idle_fresh), of any protocol: it was closed 0.5 s after the stop
+ * has sent nothing yet (idle_fresh), of any protocol, or only FastCGI management records
+ * (idle_fcgi_asked): it was closed 0.5 s after the stop
  * (conn_shutdown), and the request a client sends a moment after connecting (a browser's
  * preconnect on a direct HTTP group, HAProxy's or Caddy's idle pool) met the close. 1 = handed
  * over (closed here); a parked one is handed over by its thread, once it lets go (0 till then). */
@@ -1120,8 +1129,9 @@ int wd__conn_hand_over(wd_conn_t *c)
 
     /* One given back was handed over and none took it: handing it over again went back and
      * forth, each time its 0.5 s anew, till the worker's exit. */
-    if (!cs->stopping || cs->ops->hand_over == NULL || !(fresh || idle_keepalive(c)) ||
-        c->peer_shut || c->adopted == WD_CONN_BACK ||
+    if (!cs->stopping || cs->ops->hand_over == NULL ||
+        !(fresh || idle_keepalive(c) || idle_fcgi_asked(c)) || c->peer_shut ||
+        c->adopted == WD_CONN_BACK ||
         (c->proto != WD_REQ_HTTP && c->proto != WD_REQ_FCGI && !c->adopted && !fresh))
         return 0;
     if (c->park_owner != NULL) {

@@ -354,6 +354,30 @@ def test_a_fresh_connection_is_handed_over(wsgid, tmp):
     d.seen_workers.update(d.workers())
 
 
+def test_a_fastcgi_connection_that_only_asked_get_values_is_handed_over(wsgid, tmp):
+    """A FastCGI connection on which only management records came (GET_VALUES, answered), no
+    request yet, waits as a kept one does (conn_fcgi.c), but was neither kept nor fresh to the
+    hand-over (no request answered; something read): its stopping worker closed it 0.5 s after
+    a restart, under the request its client wrote next. Now it goes to a running worker, which
+    answers that request after the old workers have exited."""
+    d = start(wsgid, tmp, keepalive_timeout=75)
+    olds = set(d.workers())
+    c = Conn(d.unix)
+    c.send(fcgi.record(fcgi.GET_VALUES, 0, fcgi.pairs({"FCGI_MAX_REQS": ""})))
+    (rtype, _, _), = fcgi.read_records(c)
+    assert rtype == fcgi.GET_VALUES_RESULT
+    restart_all(d, olds)
+    c.send(fcgi.request({"REQUEST_METHOD": "GET", "REQUEST_URI": "/pid", "PATH_INFO": "/pid",
+                         "QUERY_STRING": "", "SCRIPT_NAME": "", "SERVER_PROTOCOL": "HTTP/1.1",
+                         "SERVER_NAME": "localhost", "SERVER_PORT": "80"}, keep=True))
+    recs = fcgi.read_records(c)
+    assert recs and fcgi.end_of(recs) == (0, fcgi.REQUEST_COMPLETE), recs
+    pid = int(fcgi.stdout_of(recs).split(b"\r\n\r\n", 1)[1])
+    assert pid not in olds and pid in d.workers(), (olds, pid, d.workers())
+    d.wait_log(r"site:\d+: stopped after .*; 1 idle connections handed over")
+    d.seen_workers.update(d.workers())
+
+
 def test_a_fresh_connection_handed_over_keeps_its_header_timeout(wsgid, tmp):
     """A fresh connection handed over waits for its request for what is left of header-timeout
     since it was accepted, not for the whole of it anew at each hand-over. Here 5 s (the
