@@ -13,10 +13,10 @@
  * usually brings, or within a bound (WD_HANDOFF_LAZY_MS, growing to _MAX_MS while the timer finds
  * nothing, see handoff.c). One keep-alive connection then costs one loop wake-up per request
  * instead of two. The timer runs only while requests that may end so are in flight (keep-alive
- * HTTP): under uwsgi_pass (a connection per request, never lazy) it does not run. There the
- * thread shuts the connection and its news is quiet (wd_handoff_notify); a timer of its own bounds
- * it only once the loop has blocked WD_HANDOFF_QUIET_MS (see prepare_cb). A thread's finish is
- * never lazy when the loop already waits for it (the next request came first:
+ * HTTP, a kept FastCGI connection's): under uwsgi_pass (a connection per request, never lazy) it
+ * does not run. There the thread shuts the connection and its news is quiet (wd_handoff_notify); a
+ * timer of its own bounds it only once the loop has blocked WD_HANDOFF_QUIET_MS (see prepare_cb). A
+ * thread's finish is never lazy when the loop already waits for it (the next request came first:
  * wd_out_finished_or_wait), nor when the connection holds the next request's bytes already (a
  * pipelining client, read with the last request: conn_dispatch).
  *

@@ -23,10 +23,11 @@ typedef enum wd_req_kind {
 
 typedef struct wd_req wd_req_t;
 
-/* wd_req_t.may_be_lazy: a keep-alive request, whose answer sent whole leaves the connection
- * ready for the next (unless its head closes it after all, balance.h: it then wakes the loop as
- * any other end does); or one that ends its connection, which the thread that sent the answer
- * whole shuts (wd_out_t.may_shut), so that only the close is left, and that can wait. */
+/* wd_req_t.may_be_lazy: a keep-alive request (HTTP, or on a kept FastCGI connection), whose answer
+ * sent whole leaves the connection ready for the next (unless its head closes it after all,
+ * balance.h: it then wakes the loop as any other end does); or one that ends its connection, which
+ * the thread that sent the answer whole shuts (wd_out_t.may_shut), so that only the close is left,
+ * and that can wait. */
 #define WD_REQ_LAZY_KEEP 1
 #define WD_REQ_LAZY_SHUT 2
 
