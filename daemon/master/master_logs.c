@@ -60,6 +60,10 @@ struct wd_logdest {
     int dgram;      /* a datagram socket: a line a send */
     int said;       /* its error was reported */
     unsigned users; /* the access log pipes of the workers that write it (master_logpipe.c) */
+    /* The destination that writes its lines while it is the same FIFO, pipe or terminal
+     * (access_same), NULL while it writes them itself. Its workers hold it, not that one: a
+     * reload that moves the error log off the FIFO gave their access lines to the new error log. */
+    struct wd_logdest *share;
     char *held;
     size_t held_len;
     unsigned long long dropped; /* lines past WD_LOGS_HELD_MAX, since the last said */
@@ -224,6 +228,9 @@ static void dest_free_unused(wd_logdest_t *f)
         ;
     if (*p != NULL)
         *p = f->next;
+    for (wd_logdest_t *o = access_files; o != NULL; o = o->next)
+        if (o->share == f)
+            o->share = f->share;
     room_stop(f);
     if (f->fd >= 0) {
         (void)held_flush(f);
@@ -273,9 +280,9 @@ static int same_file(const struct stat *st, int fd)
     return fd >= 0 && fstat(fd, &o) == 0 && o.st_dev == st->st_dev && o.st_ino == st->st_ino;
 }
 
-/* An access log just opened that is the FIFO, pipe, terminal or socket of the error log, of
- * stderr or of another access log (under another name): that one's destination, which f is to
- * share, else f. Each held what the other had not taken, and wrote it when it had room: a write
+/* An access log that is the FIFO, pipe, terminal or socket of the error log, of stderr or of
+ * another access log (under another name): that one's destination, which f is to share, else
+ * NULL. Each held what the other had not taken, and wrote it when it had room: a write
  * of more than PIPE_BUF that a FIFO took a part of left the rest of its line held while the
  * other wrote its own lines after that part, and the reader got lines cut into each other. One
  * destination writes its lines in order. A file takes every write whole (O_APPEND). */
@@ -285,22 +292,49 @@ static wd_logdest_t *access_same(wd_logdest_t *f)
     struct stat st;
 
     if (f->fd < 0 || fstat(f->fd, &st) < 0 || S_ISREG(st.st_mode))
-        return f;
+        return NULL;
     if (e == &error_dest && same_file(&st, error_dest.fd))
         return &error_dest;
     if (same_file(&st, stderr_dest.fd))
         return &stderr_dest;
     for (o = access_files; o != NULL; o = o->next)
-        if (o != f && same_file(&st, o->fd))
+        if (o != f && o->share == NULL && same_file(&st, o->fd))
             return o;
-    return f;
+    return NULL;
+}
+
+/* Whether f is the same file still as the destination it shares. */
+static int share_still(wd_logdest_t *f)
+{
+    struct stat st;
+
+    if (f->fd < 0 || fstat(f->fd, &st) < 0 || S_ISREG(st.st_mode))
+        return 0;
+    if (f->share == &error_dest && error_get() != &error_dest)
+        return 0;
+    return same_file(&st, f->share->fd);
+}
+
+/* After the error log or the access logs were opened again (a reload, a reopen-logs): an access
+ * log shares a destination while it is the same file still, and one that holds nothing shares
+ * the one it is now the same as. (No cycle: a share is only ever made to one sharing none.) */
+static void access_share_again(void)
+{
+    wd_logdest_t *f;
+
+    for (f = access_files; f != NULL; f = f->next)
+        if (f->share != NULL && !share_still(f))
+            f->share = NULL;
+    for (f = access_files; f != NULL; f = f->next)
+        if (f->share == NULL && f->held_len == 0 && f->dropped == 0)
+            f->share = access_same(f);
 }
 
 /* Where a worker's access log lines go: NULL for "off". */
 static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t *g, int slot)
 {
     const char *path = g->access_log ? g->access_log : conf->access_log;
-    wd_logdest_t *f, *same;
+    wd_logdest_t *f;
     int rc;
 
     if (path != NULL && strcmp(path, "off") == 0)
@@ -314,10 +348,8 @@ static wd_logdest_t *access_dest(const wd_config_t *conf, const wd_group_conf_t 
                      "stderr until a reopen-logs can open it",
                      g->name, slot, path, wd_log_file_why(rc));
     }
-    if (f->users == 0 && (same = access_same(f)) != f) {
-        dest_free_unused(f);
-        return same;
-    }
+    if (f->users == 0 && f->held_len == 0 && f->dropped == 0)
+        f->share = access_same(f);
     return f;
 }
 
@@ -577,6 +609,8 @@ int wd__m_logs_write(wd_logdest_t *f, const char *p, size_t n)
 
     if (f == NULL && (f = error_get()) == NULL)
         return 0;
+    while (f->share != NULL)
+        f = f->share;
     if (f->fd < 0)
         f = &stderr_dest; /* an access log not open */
     if (held_flush(f) != -1 && write_some(f, p, n, &off) != -1)
@@ -850,6 +884,7 @@ int wd__m_logs_open_error(const char *path)
 {
     int rc = error_open(path);
 
+    access_share_again();
     retry_cb(NULL); /* what it holds goes to the new one, or waits for room there */
     return rc;
 }
@@ -885,6 +920,7 @@ int wd__m_reopen_logs(wd_master_t *m, char *err, size_t cap)
                                      "%scannot open the access log %s (group %s): %s",
                                      used ? "; " : "", f->path, f->group, wd_log_file_why(rc));
     }
+    access_share_again();
     if (used > 0 && used < cap)
         snprintf(err + used, cap - used, "; the logs that cannot be opened stay where they were");
     retry_cb(NULL);

@@ -25,11 +25,14 @@ NOISE_APP = '''
 import fcntl
 import os
 import sys
+import time
 
 
 def application(environ, start_response):
     q = environ.get("QUERY_STRING", "")
     n = int(q) if q.isdigit() else 0
+    if q.startswith("sleep="):
+        time.sleep(float(q[6:]))
     for i in range(n):
         sys.stderr.write("NOISE %06d %s\\n" % (i, "x" * 150))
     body = str(os.getpid()).encode()
@@ -419,20 +422,33 @@ def answers_noise(sock):
         assert c.response().status == 200
 
 
-def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp):
+@pytest.mark.parametrize("at", ["start", "reload"])
+def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp, at):
     """One FIFO (a log shipper's) as both the error log and the access log, read slowly, 400 access
     lines of 2 KiB while the app writes 4,000 lines to its stderr: every line the reader gets is
     whole, an access line or an error log line, none cut by another. The master kept one held
     buffer for each (the error log's, the access log's), and a write of more than PIPE_BUF that the
     FIFO took a part of left the rest of a line held in one while the other wrote its own lines
-    after that part."""
+    after that part. reload: the error log is a file at the start, and a reload makes it the
+    access log's FIFO (the access log opened before it is shared from then on)."""
     fifo = tmp / "logs.fifo"
+    errlog = tmp / "error.log"
     fr = FifoReader(fifo)
-    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": str(fifo)}, control=False,
-               processes=2)
+    m = Master(tmp, {"level": "warn", "file": str(fifo if at == "start" else errlog),
+                     "access": str(fifo)}, control=at == "reload", processes=2)
     try:
         wait_for(lambda: answers(m.sock), timeout=15, what="an answer")
         reader = SlowReader(fr.fd)  # once the master holds the FIFO: no writer reads as its end
+        if at == "reload":
+            conf = tmp / "wsgid.yaml"
+            text = conf.read_text()
+            assert 'file: "%s"' % errlog in text, text
+            conf.write_text(text.replace('file: "%s"' % errlog, 'file: "%s"' % fifo))
+            # refused while the second worker starts ("still starting")
+            wait_for(lambda: subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"],
+                                            capture_output=True, timeout=30).returncode == 0,
+                     timeout=15, what="a reload")
+            wait_for(lambda: answers(m.sock), timeout=15, what="an answer after the reload")
         noise = threading.Thread(target=lambda: [answers_noise(m.sock) for _ in range(4)])
         noise.start()
         flood(m.sock, 400)
@@ -446,6 +462,53 @@ def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp):
         assert not torn, (len(torn), torn[:4])
         assert len([ln for ln in lines if ACCESS_LINE.match(ln)]) > 100, lines[-20:]
         assert len([ln for ln in lines if "stderr: NOISE" in ln]) > 1000
+    finally:
+        m.close()
+        fr.close()
+
+
+def test_a_reload_that_moves_the_error_log_off_a_shared_fifo_leaves_the_access_lines_there(tmp):
+    """One FIFO as both the error log and the access log (they share a destination), and a reload
+    that moves the error log to a file while a request is on its way: that request's access line,
+    written by the old worker after the reload, goes to the FIFO, as the new worker's do, and none
+    to the new error log. The old worker's access pipe held the error log's destination itself,
+    and its lines went wherever the error log went (/dev/null for "off")."""
+    fifo = tmp / "logs.fifo"
+    errlog = tmp / "error.log"
+    fr = FifoReader(fifo)
+    m = Master(tmp, {"level": "info", "file": str(fifo), "access": str(fifo)})
+    try:
+        wait_for(lambda: READY in fr.read() and answers(m.sock) and "GET / HTTP" in fr.read(),
+                 timeout=15, what="ready, an answer, its access line in the FIFO")
+        got = {}
+
+        def slow():
+            with Conn(m.sock, timeout=30) as c:
+                c.send(http_request("GET", "/?sleep=3"))
+                got["status"] = c.response().status
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(1)  # in the app
+        old, before = m.workers(), fr.read().count('"GET / HTTP/1.1" 200')
+        conf = tmp / "wsgid.yaml"
+        text = conf.read_text()
+        assert 'file: "%s"' % fifo in text, text
+        conf.write_text(text.replace('file: "%s"' % fifo, 'file: "%s"' % errlog))
+        r = subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        t.join(30)
+        assert got.get("status") == 200, got
+        wait_for(lambda: m.workers() and not set(old) & set(m.workers()) and answers(m.sock),
+                 timeout=15, what="the old worker gone, an answer from the new one")
+        slow_line = '"GET /?sleep=3 HTTP/1.1" 200'
+        wait_for(lambda: fr.read().count('"GET / HTTP/1.1" 200') > before, timeout=5,
+                 what="the new worker's access line in the FIFO")
+        time.sleep(0.3)
+        text, log = fr.read(), errlog.read_text()
+        assert slow_line in text and slow_line not in log, (text[-600:], log[-600:])
+        assert "HTTP/1.1\" 200" not in log, log[-600:]
+        m.stop(read=True)
     finally:
         m.close()
         fr.close()
