@@ -380,7 +380,8 @@ static int environ_vars(PyObject *env, const wd_req_t *req)
         return -1;
     if (req->vars_untrusted &&
         (set_str(env, keys[K_REMOTE_ADDR], req->remote_addr, strlen(req->remote_addr)) < 0 ||
-         (!req->is_unix && set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)))
+         (req->remote_port > 0 &&
+          set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)))
         return -1;
     return 0;
 }
@@ -505,7 +506,9 @@ static int environ_http(PyObject *env, const wd_req_t *req)
             return -1;
     if (set_str(env, keys[K_REMOTE_ADDR], req->remote_addr, strlen(req->remote_addr)) < 0)
         return -1;
-    if (!req->is_unix && !req->forwarded &&
+    /* A TCP client's port: the peer's, or the one a PROXY header named (on a unix listener too,
+     * where it was left out); a unix peer has none (0), and a forwarding header says none. */
+    if (req->remote_port > 0 && !req->forwarded &&
         set_u64(env, keys[K_REMOTE_PORT], (uint64_t)req->remote_port) < 0)
         return -1;
     if (req->fwd_https == 1 && (PyDict_SetItem(env, k_url_scheme, s_https) < 0 ||

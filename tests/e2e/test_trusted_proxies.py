@@ -137,6 +137,22 @@ def test_proxy_protocol(wsgid):
     assert "/nope" not in d.log()
 
 
+def test_proxy_protocol_on_a_unix_listener_gives_the_clients_port(wsgid):
+    """A PROXY header that names a TCP client on a unix listener (HAProxy or nginx's stream
+    module in front, over a unix socket): REMOTE_PORT is the client's, as on a TCP listener. It
+    was left out, as for a unix peer, which has none (helper-108)."""
+    from helpers.clients import Conn, http_request
+    d = wsgid("environ", trusted_proxies=["unix"], proxy_protocol=True)
+    with Conn(d.unix) as c:
+        c.send(b"PROXY TCP4 192.0.2.7 127.0.0.1 5555 80\r\n" + http_request("GET", "/a"))
+        e = json.loads(c.response().body)
+        assert e["REMOTE_ADDR"] == "192.0.2.7" and e.get("REMOTE_PORT") == "5555", e
+    with Conn(d.unix) as c:
+        c.send(proxy_v2("198.51.100.9", "127.0.0.1", 40000, 80) + http_request("GET", "/b"))
+        e = json.loads(c.response().body)
+        assert e["REMOTE_ADDR"] == "198.51.100.9" and e.get("REMOTE_PORT") == "40000", e
+
+
 def test_proxy_protocol_v2_at_its_longest(wsgid):
     """A v2 header may be 16 + 65,535 bytes (TLVs: here one NOOP filling it): served, however
     small header-buffer-size is; the limit on what is read before the protocol is known was
