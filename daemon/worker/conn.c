@@ -409,7 +409,9 @@ static void conn_dispatch(wd_conn_t *c)
     /* This request's end must wake the loop when the next request is read already (a client
      * that pipelines, or a FastCGI peer that sent the next one's records with this one's): the
      * loop parses the next at that news. As lazy news it waited for the lazy timer (1-8 ms a
-     * request). The thread gets the request only after this store, through the hand-off's lock. */
+     * request). So must one that may not end lazily (none now: every protocol's is LAZY_KEEP or
+     * LAZY_SHUT), as no lazy timer runs for it. The thread gets the request only after this store,
+     * through the hand-off's lock. */
     c->out.loop_waits = c->len > c->parsed || req->may_be_lazy == 0;
     wd_handoff_dispatch(cs->handoff, req);
     cs->ops->dispatched(cs->owner);
