@@ -754,26 +754,33 @@ static int dest_pending(const wd_logdest_t *f)
     return f->fd >= 0 && (f->held_len > 0 || f->dropped > 0);
 }
 
-/* Writes what the destinations hold (the access logs too, with all: the first 64, the others
- * once), waiting for them while they take it (see WD_LOGS_END_WAIT_MS), until end at most, and
- * *idle while they take nothing. An access log was written once at the stop, and what a FIFO
- * read slowly (a log shipper) had not taken yet was lost. */
+/* Writes what the destinations hold (the access logs too, with all), waiting for them while
+ * they take it (see WD_LOGS_END_WAIT_MS), until end at most, and *idle while they take nothing.
+ * An access log was written once at the stop, and what a FIFO read slowly (a log shipper) had not
+ * taken yet was lost. Every access log is waited for: the first 62 were, in arrays of 64 with
+ * the error log and stderr, and what the others held was counted lost at once (a config of 70
+ * groups, each its own access log). */
 static void held_drain(long long end, long long *idle, int all)
 {
+    size_t cap = 2, k = 0;
+    wd_logdest_t **dests;
+    struct pollfd *pfd;
     long long now;
 
+    for (wd_logdest_t *f = access_files; all && f != NULL; f = f->next)
+        cap++;
+    dests = xmalloc(cap * sizeof *dests);
+    pfd = xmalloc(cap * sizeof *pfd);
+    dests[k++] = &error_dest;
+    dests[k++] = &stderr_dest;
+    for (wd_logdest_t *f = access_files; all && f != NULL; f = f->next)
+        dests[k++] = f;
     for (;;) {
-        wd_logdest_t *dests[64];
         size_t before = 0, after = 0;
-        struct pollfd pfd[64];
-        nfds_t n = 0, k = 0;
+        nfds_t n = 0;
         int pending = 0;
 
-        dests[k++] = &error_dest;
-        dests[k++] = &stderr_dest;
-        for (wd_logdest_t *f = access_files; all && f != NULL && k < 64; f = f->next)
-            dests[k++] = f;
-        for (nfds_t i = 0; i < k; i++) {
+        for (size_t i = 0; i < k; i++) {
             before += dests[i]->held_len;
             if (dest_pending(dests[i]))
                 (void)held_flush(dests[i]);
@@ -784,8 +791,8 @@ static void held_drain(long long end, long long *idle, int all)
         if (after < before)
             *idle = now + WD_LOGS_END_IDLE_MS;
         if (!pending || now >= end || now >= *idle)
-            return;
-        for (nfds_t i = 0; i < k; i++)
+            break;
+        for (size_t i = 0; i < k; i++)
             if (dest_pending(dests[i]))
                 pfd[n++] = (struct pollfd){.fd = dests[i]->fd, .events = POLLOUT};
         /* 20 ms at most: a destination that says it has room and takes nothing must not spin */
@@ -794,6 +801,8 @@ static void held_drain(long long end, long long *idle, int all)
         else
             (void)poll(NULL, 0, 20);
     }
+    free(pfd);
+    free(dests);
 }
 
 /* What an access log still holds after the wait is counted in the error log: then the error

@@ -813,3 +813,62 @@ def test_a_reload_from_an_error_log_fifo_to_stderr_loses_nothing_it_held(tmp):
     finally:
         m.close()
         reader.close()
+
+
+OK_APP = '''
+def application(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "2")])
+    return [b"ok"]
+'''
+
+
+def test_at_a_stop_every_access_log_is_waited_for(tmp):
+    """70 groups, each its own access log, a 4 KiB FIFO read only once the master is exiting: 6
+    access lines of 2 KiB a group, most of them held by the master. At the stop it waited for the
+    first 62 access logs alone (an array of 64 with the error log and stderr), and counted what
+    the other 8 held as lost at once ("at the stop, N lines ... were lost"): every line of every
+    group is now in its FIFO."""
+    n, each = 70, 6
+    script = tmp / "ok.py"
+    script.write_text(OK_APP)
+    errlog = tmp / "error.log"
+    names = ["g%02d" % i for i in range(n)]
+    readers = {g: FifoReader(tmp / ("%s.fifo" % g), size=4096) for g in names}
+    groups = {g: {"app": str(script), "processes": 1, "threads": 1,
+                  "listen": ["unix:" + str(tmp / ("%s.sock" % g))],
+                  "access-log": str(tmp / ("%s.fifo" % g))} for g in names}
+    conf = tmp / "wsgid.yaml"
+    conf.write_text(make_config(tmp, groups, log={"level": "info", "file": str(errlog),
+                                                  "access": "off"}))
+    proc = subprocess.Popen([str(WSGID_BIN), "-c", str(conf)], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=str(tmp),
+                            start_new_session=True)
+    try:
+        wait_for(lambda: errlog.exists() and READY in errlog.read_text(), timeout=120,
+                 interval=0.2, what="70 groups ready")
+        for g in names:
+            with Conn(str(tmp / ("%s.sock" % g))) as c:
+                for i in range(each):
+                    c.send(http_request("GET", "%s-%d" % (LONG, i)))
+                    assert c.response().status == 200, (g, i)
+        time.sleep(0.5)  # the workers' last access lines, to the master, held there
+        os.kill(proc.pid, signal.SIGTERM)
+        # Read only once the master waits for its destinations at its exit (wd__m_logs_end):
+        # before, its loop wrote them as they took lines, every one.
+        wait_for(lambda: "master exiting with status" in errlog.read_text(), timeout=30,
+                 interval=0.02, what="the master exiting")
+        while proc.poll() is None:
+            for r in readers.values():
+                r.read()
+            time.sleep(0.01)
+        missing = {g: each - len(access_seen(r.read())) for g, r in readers.items()}
+        missing = {g: k for g, k in missing.items() if k}
+        assert not missing, "%d of %d groups' access lines missing: %s; %s" % (
+            len(missing), n, missing, re.findall(r".*at the stop.*", errlog.read_text())[:2])
+        assert proc.returncode == 0, errlog.read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        for r in readers.values():
+            r.close()
