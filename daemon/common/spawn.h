@@ -39,8 +39,11 @@
  *     descriptor as SCM_RIGHTS with the line's first byte), which a stopping worker hands over
  *     instead of closing it (daemon/worker/conn.c: wd__conn_hand_over): the
  *     master passes the line and the connection
- *     on to a ready worker of the group, of the same configuration, that listens there too, or
- *     gives it back ("adopt INDEX back") when none can take it; any other file that comes is
+ *     on to a ready worker of the group, of the same configuration, that listens there too
+ *     (after the lines that wait for that worker's socket when it is full), or gives it back
+ *     ("adopt INDEX back") when none runs; a worker whose socket the master has not read enough
+ *     of to take the line sends it once it has room (worker.c: master_watch), its connection
+ *     waiting meanwhile; any other file that comes is
  *     closed (master_life.c: drop_stray_files). Master to worker:
  *     "logs ERROR ACCESS\n" = its error log and its access log, each "fd" (the non-blocking
  *     write end of a pipe whose read end the master keeps, and whose lines it appends to the

@@ -448,17 +448,86 @@ struct wd_say {
     char bytes[];
 };
 
+/* The poll of a worker's socket for room while lines wait for it (say_room_start). */
+struct wd_say_room {
+    uv_poll_t poll;
+    int fd; /* a duplicate of the pipe's descriptor */
+};
+
+static void say_room_closed_cb(uv_handle_t *h)
+{
+    struct wd_say_room *r = (struct wd_say_room *)h;
+
+    close(r->fd);
+    wd__m_proc_close_cb(h); /* h->data: its worker, which counts it among its handles */
+    free(r);
+}
+
+/* Nothing waits for room any more: the poll and its descriptor go (kept for the worker's life,
+ * the duplicate was one descriptor more of the master's for as long). */
+static void say_room_stop(wd_proc_t *p)
+{
+    if (p->say_room == NULL)
+        return;
+    uv_close((uv_handle_t *)&p->say_room->poll, say_room_closed_cb);
+    p->say_room = NULL;
+}
+
 static void say_drop(wd_proc_t *p)
 {
     wd_say_t *s;
+    size_t files = 0;
 
     while ((s = p->says) != NULL) {
         p->says = s->next;
-        if (s->fd >= 0)
+        if (s->fd >= 0) {
             close(s->fd);
+            files++;
+        }
         free(s);
     }
     p->says_last = NULL;
+    say_room_stop(p);
+    if (files > 0) /* "adopt" lines' connections: a worker that died or stopped reading */
+        wd_log_warn("group %s worker %d (pid %d): %zu connections handed over to it closed: it "
+                    "is gone before it read them",
+                    p->g->name, p->slot, p->pid, files);
+}
+
+static void say_room_cb(uv_poll_t *h, int status, int events)
+{
+    (void)status;
+    (void)events;
+    wd__m_proc_flush(h->data);
+}
+
+/* The lines p's socket did not take go as soon as it has room: the master's tick sent them once
+ * a second, and a burst of "adopt" lines (a worker stopping with hundreds of idle connections,
+ * more than the socket holds) waited that long, their clients' next requests with them. libuv
+ * watches a descriptor once, and the pipe's is read: the poll is of a duplicate (epoll tells
+ * them apart). 0, or -1 (the tick sends them). */
+static int say_room_start(wd_proc_t *p, int sock)
+{
+    struct wd_say_room *r = p->say_room;
+
+    if (r != NULL)
+        return 0;
+    r = xmalloc(sizeof *r);
+    r->fd = fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (r->fd < 0 || uv_poll_init(&p->m->loop, &r->poll, r->fd) < 0) {
+        if (r->fd >= 0)
+            close(r->fd);
+        free(r);
+        return -1;
+    }
+    r->poll.data = p;
+    p->handles++; /* till say_room_closed_cb */
+    p->say_room = r;
+    if (uv_poll_start(&r->poll, UV_WRITABLE, say_room_cb) < 0) {
+        say_room_stop(p);
+        return -1;
+    }
+    return 0;
 }
 
 void wd__m_proc_flush(wd_proc_t *p)
@@ -474,8 +543,10 @@ void wd__m_proc_flush(wd_proc_t *p)
     while ((s = p->says) != NULL) {
         n = wd_scm_send(fd, s->bytes + s->off, s->len - s->off, s->fd >= 0 ? &s->fd : NULL,
                         s->fd >= 0, MSG_DONTWAIT);
-        if (n == -EAGAIN || n == -EWOULDBLOCK)
-            return; /* the next tick tries again */
+        if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            (void)say_room_start(p, fd); /* else the next tick tries again */
+            return;
+        }
         if (n < 0) {
             wd_log_debug("group %s worker %d (pid %d): cannot send %.*s: %s", p->g->name, p->slot,
                          p->pid, (int)s->len - 1, s->bytes, strerror(-n));
@@ -494,6 +565,7 @@ void wd__m_proc_flush(wd_proc_t *p)
             p->says_last = NULL;
         free(s);
     }
+    say_room_stop(p);
 }
 
 /* A line of at most a few hundred bytes on a socketpair the worker reads at every turn of its

@@ -103,9 +103,10 @@ struct wd_proc {
     int exited;    /* reaped: its last lines are read, but a "ready" among them counts no more */
     int skipping;  /* dropping the rest of an overlong line */
     int stacks_fd; /* the read end of its stacks pipe (spawn.h), -1 = none */
-    wd_output_t *out[2];        /* what it writes to its stdout and stderr (master_output.c) */
-    wd_logpipe_t *logs[2];      /* its error log and access log lines (master_logpipe.c) */
-    wd_say_t *says, *says_last; /* lines its socket did not take yet (wd__m_proc_say) */
+    wd_output_t *out[2];          /* what it writes to its stdout and stderr (master_output.c) */
+    wd_logpipe_t *logs[2];        /* its error log and access log lines (master_logpipe.c) */
+    wd_say_t *says, *says_last;   /* lines its socket did not take yet (wd__m_proc_say) */
+    struct wd_say_room *say_room; /* ... sent when it has room: a poll (master_groups.c) */
     /* The connections that came with its last "adopt" lines, read past libuv (drain_socket in
      * master_life.c), in order: after any libuv holds. */
     int adopt_fds[WD_MASTER_ADOPT_FDS];
@@ -274,8 +275,8 @@ void wd__m_proc_drain(wd_proc_t *p, const char *why);
  * Returns the pids stopped (a JSON array, new). */
 json_t *wd__m_group_stop(wd_group_t *g, const char *why);
 void wd__m_proc_kill_cb(uv_timer_t *t);
-/* line to p: what its socket does not take now waits, in order, for wd__m_proc_flush (every
- * tick). */
+/* line to p: what its socket does not take now waits, in order, for wd__m_proc_flush (as soon
+ * as the socket has room, and at every tick). */
 void wd__m_proc_say(wd_proc_t *p, const char *line);
 /* The same with fd, which goes with the line's first byte (SCM_RIGHTS) and is closed here once
  * sent, or with the line if it never is (the worker gone). */

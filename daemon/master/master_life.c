@@ -229,10 +229,12 @@ static int adopt_take(wd_proc_t *p)
 }
 
 /* A running worker of p's group that listens on p's listener index as p does, and reads its
- * socket (nothing waits there for it), or NULL: in turn, so that a stopping worker's connections
- * spread over the group, and one that is not being replaced itself (a rolling restart replaces
- * one worker after the other) if any. Not one of the n_tried in tried (their sockets full). */
-static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, size_t n_tried)
+ * socket (nothing waits there for it, unless queued), or NULL: in turn, so that a stopping
+ * worker's connections spread over the group, and one that is not being replaced itself (a
+ * rolling restart replaces one worker after the other) if any. Not one of the n_tried in tried
+ * (their sockets full). */
+static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, size_t n_tried,
+                          int queued)
 {
     static unsigned turn;
     wd_proc_t *some[2][WD_SIBLINGS_MAX];
@@ -244,8 +246,8 @@ static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, s
         for (size_t i = 0; i < n_tried; i++)
             skip |= tried[i] == q;
         if (skip || q == p || q->g != p->g || q->state != WD_PROC_READY || q->pid <= 0 ||
-            q->exited || q->pipe_closed || q->says != NULL || index >= q->gconf->n_listen ||
-            index >= p->gconf->n_listen ||
+            q->exited || q->pipe_closed || (q->says != NULL && !queued) ||
+            index >= q->gconf->n_listen || index >= p->gconf->n_listen ||
             !wd_config_listen_same(&q->gconf->listen[index], &p->gconf->listen[index]))
             continue;
         /* Of the same configuration: a reload may have changed what a connection is to the
@@ -266,9 +268,9 @@ static wd_proc_t *adopter(wd_proc_t *p, size_t index, wd_proc_t *const *tried, s
 /* A stopping worker hands an idle kept connection, or one that has sent nothing yet (" new"),
  * over ("adopt INDEX" with its file: spawn.h): it goes to a running worker of the group, which
  * serves the proxy's next request on it, so that no close meets one (daemon/worker/conn.c:
- * wd__conn_hand_over). When none can take it now (the others stop too: the worker saw one ready
- * that the master has told to stop since), it goes back to the worker that sent it, which keeps it
- * as it would have (closed once idle 0.5 s). */
+ * wd__conn_hand_over). One whose socket is full takes it as soon as it has room. When none runs
+ * (the others stop too: the worker saw one ready that the master has told to stop since), it goes
+ * back to the worker that sent it, which keeps it as it would have (closed once idle 0.5 s). */
 static void adopt(wd_proc_t *p, const char *args)
 {
     char *end;
@@ -299,14 +301,22 @@ static void adopt(wd_proc_t *p, const char *args)
     if (strncmp(end, " peer ", 6) == 0 && strlen(end) < 100)
         end += strlen(end);
     /* An adopter whose socket is full (a worker held up: some 280 lines with their connections
-     * fill it) cannot take it now: the next one, then back. It was closed, under the proxy's
-     * next request. */
+     * fill it) cannot take it now: the next one. It was closed, under the proxy's next request. */
+    len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu%s\n", index, idle_ms, tail);
     while (*end == '\0' && !p->m->stopping && n <= 0 && n_tried < WD_SIBLINGS_MAX &&
-           (q = adopter(p, index, tried, n_tried)) != NULL) {
+           (q = adopter(p, index, tried, n_tried, 0)) != NULL) {
         tried[n_tried++] = q;
-        len = (size_t)snprintf(line, sizeof line, "adopt %lu %llu%s\n", index, idle_ms, tail);
         if (uv_fileno((uv_handle_t *)&q->pipe, &sock) == 0)
             n = wd_scm_send(sock, line, len, &fd, 1, MSG_DONTWAIT);
+    }
+    /* None takes it now, as a burst fills their sockets (a worker stopping with 700 idle
+     * connections, the adopter reading a line a turn), or lines wait for them already: it waits
+     * in one's queue, and goes as soon as that one has room (wd__m_proc_say_fd). Given back, it
+     * was closed by its worker 0.5 s later, under its client's next request. */
+    if (n <= 0 && *end == '\0' && !p->m->stopping && (q = adopter(p, index, NULL, 0, 1)) != NULL) {
+        wd__m_proc_say_fd(q, line, fd);
+        fd = -1;
+        n = (int)len;
     }
     if (n <= 0 && *end == '\0' && !p->exited && !p->pipe_closed) {
         /* Back, after what waits for it already; when its socket is full too, once it reads:

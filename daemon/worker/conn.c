@@ -37,6 +37,7 @@ static void conn_send(wd_conn_t *c);
 static void note_app_done(wd_conn_t *c);
 static void conn_poll_cb(uv_poll_t *p, int status, int events);
 static int app_watch(const wd_conn_t *c);
+static void hand_wait(wd_conn_t *c, int on);
 
 /* Whether the loop must send to c: it does not rest meanwhile (handoff.h). */
 static void count_writer(wd_conn_t *c, int writer)
@@ -308,6 +309,7 @@ void wd_conn_close(wd_conn_t *c)
         return;
     }
     count_writer(c, 0);
+    hand_wait(c, 0);
     c->state = WD_CONN_CLOSED;
     if (c->prev)
         c->prev->next = c->next;
@@ -1125,9 +1127,11 @@ double wd__conn_idle_timeout(const wd_conns_t *cs)
 int wd__conn_hand_over(wd_conn_t *c)
 {
     wd_conns_t *cs = c->cs;
-    int fresh = idle_fresh(c);
+    int fresh = idle_fresh(c), rc;
     uint64_t idle_ms;
     wd_conn_origin_t origin = {.port = 0};
+
+    hand_wait(c, 0); /* tried now: it waits again only if the way is still full */
 
     /* One given back was handed over and none took it: handing it over again went back and
      * forth, each time its 0.5 s anew, till the worker's exit. */
@@ -1153,14 +1157,45 @@ int wd__conn_hand_over(wd_conn_t *c)
         origin.port = c->remote_port;
         origin.trusted = c->trusted;
     }
-    if (cs->ops->hand_over(cs->owner, c->l, c->fd, idle_ms, fresh,
-                           cs->group->proxy_protocol && !c->proxy_pending ? &origin : NULL) < 0)
+    rc = cs->ops->hand_over(cs->owner, c->l, c->fd, idle_ms, fresh,
+                            cs->group->proxy_protocol && !c->proxy_pending ? &origin : NULL);
+    if (rc == -EAGAIN)
+        hand_wait(c, 1);
+    if (rc < 0)
         return 0;
     cs->handed_over++;
     wd_log_debug("peer %s: idle connection (%s) handed over to a running worker", wd__conn_peer(c),
                  fresh ? "nothing sent on it yet" : "kept");
     wd_conn_close(c);
     return 1;
+}
+
+/* Whether c waits for room on the worker's way to the master to be handed over: its socket to
+ * the master takes some 280 "adopt" lines with their connections, and a worker stopping with
+ * more idle connections than that tried the others again at their STOP_IDLE, and closed those
+ * that did not fit then either (40 of 600), under their clients' next requests. One that waits
+ * is served if a request comes meanwhile, and is handed over as soon as the way has room
+ * (wd_conns_hand_over_waiting), or at the end of its STOP_IDLE, which it then waits anew
+ * (conn_timeout.c); the worker lives on till it has gone (its graceful time at most). */
+static void hand_wait(wd_conn_t *c, int on)
+{
+    if (c->hand_wait == on)
+        return;
+    c->hand_wait = on;
+    if (on)
+        c->cs->hand_waiting++;
+    else
+        c->cs->hand_waiting--;
+}
+
+size_t wd_conns_hand_over_waiting(wd_conns_t *cs)
+{
+    for (wd_conn_t *c = cs->tail, *prev; c != NULL && cs->hand_waiting > 0; c = prev) {
+        prev = c->prev;
+        if (c->hand_wait && !wd__conn_hand_over(c) && c->hand_wait)
+            break; /* full again */
+    }
+    return cs->hand_waiting;
 }
 
 static void conn_shutdown(wd_conn_t *c)

@@ -56,7 +56,9 @@ typedef struct wd_conns_ops {
     void (*body_file_done)(void *owner, int fd, uint64_t len);
     /* A stopping worker's idle kept connection (fd, accepted on l) goes to a running worker of
      * the group, through the master, instead of being closed (conn.c: hand_over): 0 = sent (the
-     * connection closes its own descriptor only), -1 = no worker to take it. fd -1 asks only
+     * connection closes its own descriptor only), -1 = no worker to take it, -EAGAIN = the way
+     * to the master is full now (the connection waits: wd_conns_hand_over_waiting, once the
+     * owner sees room, and wd_conns_t.hand_waiting meanwhile). fd -1 asks only
      * whether one could. idle_ms: how long it has waited for its next request, which the taker
      * counts against keepalive-timeout; fresh: it has sent nothing yet (no request answered on
      * it), and idle_ms is its age, which the taker counts against header-timeout; origin: the
@@ -87,6 +89,8 @@ typedef struct wd_conns {
     uint64_t stop_ns;     /* ... then */
     int stop_final;       /* the graceful time is over (wd_conns_answer_queued) */
     uint64_t handed_over; /* idle connections handed over to a running worker (conn.c) */
+    size_t hand_waiting;  /* connections whose hand-over waits for room (wd_conn_t.hand_wait) */
+    uint64_t stop_closed; /* idle connections closed by the stop, not handed over */
     uint64_t seq;         /* requests numbered so far */
     wd_conn_t *list;      /* every open connection, the newest first */
     wd_conn_t *tail;      /* the oldest */
@@ -131,6 +135,7 @@ struct wd_conn {
     wd_handoff_thread_t *park_owner;
     int park_close;
     int park_hand; /* ... or to hand it over (wd__conn_hand_over) */
+    int hand_wait; /* its hand-over waits for room on the way to the master (hand_over: -EAGAIN) */
     int parking;
     uint64_t served; /* responses completed on this connection */
     int adopted; /* handed over idle by a stopping worker (wd_conn_new): a kept one; 2: given back
@@ -241,6 +246,9 @@ void wd_conn_close(wd_conn_t *c);
 #define WD_STOP_IDLE_S 0.5
 #define WD_STOP_FCGI_S 2.0 /* kept FastCGI connections are served on this long (conn.c) */
 void wd_conns_shutdown(wd_conns_t *cs);
+/* A stopping worker's way to the master has room again: the connections whose hand-over waited
+ * for it are handed over, the oldest first, till it is full again. Returns how many still wait. */
+size_t wd_conns_hand_over_waiting(wd_conns_t *cs);
 /* The end of a graceful stop: answers status (a canned answer, logged in the access log) to every
  * request still waiting for a Python thread, which would otherwise see its connection closed
  * without a word. Returns how many. */

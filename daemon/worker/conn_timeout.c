@@ -29,7 +29,15 @@ void wd__conn_timer_cb(uv_timer_t *t)
         }
         if (c->cs->stopping && wd__conn_hand_over(c))
             return;
+        if (c->hand_wait) {
+            /* The way to the master is still full: it waits for room, not closed (conn.c:
+             * hand_wait). */
+            wd__conn_timer(c, WD_STOP_IDLE_S);
+            return;
+        }
         if (c->len == 0 && !c->fcgi.active) {
+            if (c->cs->stopping)
+                c->cs->stop_closed++;
             wd_log_debug("peer %s: idle connection closed", wd__conn_peer(c));
         } else {
             wd_log_peer(WD_LOG_INFO,

@@ -85,6 +85,8 @@ typedef struct wd_worker {
     uv_signal_t sig_term;
     uv_signal_t sig_int;
     uv_poll_t master_poll;
+    int master_room; /* master_poll watches for room too: hand-overs wait for it (master_watch) */
+    int master_gone; /* ... and no more: the master's end is closed */
     uv_poll_t log_poll; /* the access log's pipe, polled while lines wait for it (log_flush) */
     int log_pollable;   /* log_poll was made */
     int log_polling;    /* and is started */
@@ -95,6 +97,8 @@ typedef struct wd_worker {
 } wd_worker_t;
 
 static void worker_stop(wd_worker_t *w, const char *why, int last);
+static void master_watch(wd_worker_t *w);
+static void master_cb(uv_poll_t *p, int status, int events);
 
 static void say_master(const char *line)
 {
@@ -281,6 +285,7 @@ static void turn_end(void *data)
 
     wd_accept_before_block(&w->accept);
     log_flush(w); /* the access log lines of the turn, before the loop blocks (log.h) */
+    master_watch(w);
 }
 
 /* A stopping worker's idle kept connection goes to the master with an "adopt INDEX" line (spawn.h),
@@ -306,8 +311,10 @@ static int hand_over(void *owner, const wd_listener_t *l, int fd, uint64_t idle_
                                 origin->trusted ? 1 : 0);
     len += (size_t)snprintf(line + len, sizeof line - len, "\n");
     n = wd_scm_send(WD_WORKER_FD_MASTER, line, len, &fd, 1, 0);
+    if (n == -EAGAIN || n == -EWOULDBLOCK)
+        return -EAGAIN; /* full: the connection waits for room (master_watch) */
     if (n <= 0)
-        return -1; /* the master's end is full, or gone: the connection stays */
+        return -1; /* the master's end is gone: the connection stays */
     if ((size_t)n < len)
         say_master(line + n); /* the file went with the first byte */
     w->handing++;             /* till the master says "handed", or gives it back */
@@ -339,6 +346,10 @@ static void stop_timer_cb(uv_timer_t *t)
                 "for a thread; %zu of them that no thread had taken answered 503; closing the "
                 "rest",
                 open, running, queued);
+    if (w->conns.hand_waiting > 0)
+        wd_log_warn("graceful-timeout: %zu idle connections closed that were still waiting to be "
+                    "handed over to a running worker (the master took no more of them)",
+                    w->conns.hand_waiting);
     wd_handoff_stop(&w->handoff);
 }
 
@@ -519,16 +530,37 @@ static void master_line(wd_worker_t *w, const char *line)
     }
 }
 
+/* The master's socket is watched for room too while hand-overs wait for it (hand_over: the
+ * socket full), so that each goes as soon as the master has read what came before: they waited
+ * for their STOP_IDLE, and the socket was full again then. Called at the end of each turn of the
+ * loop, and on the room seen. */
+static void master_watch(wd_worker_t *w)
+{
+    int room = w->conns.hand_waiting > 0;
+
+    if (room == w->master_room || w->master_gone)
+        return;
+    w->master_room = room;
+    uv_poll_start(&w->master_poll, UV_READABLE | UV_DISCONNECT | (room ? UV_WRITABLE : 0),
+                  master_cb);
+}
+
 static void master_cb(uv_poll_t *p, int status, int events)
 {
     wd_worker_t *w = p->data;
     ssize_t n;
     char *nl;
 
-    (void)events;
+    if (status == 0 && (events & UV_WRITABLE)) {
+        wd_conns_hand_over_waiting(&w->conns);
+        master_watch(w);
+        if (!(events & (UV_READABLE | UV_DISCONNECT)))
+            return;
+    }
     n = master_recv(w, w->master_buf + w->master_len, sizeof w->master_buf - 1 - w->master_len, 0);
     if (status < 0 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
         uv_poll_stop(p);
+        w->master_gone = 1;
         w->handing = 0; /* nobody will tell their fate */
         worker_stop(w, "the master is gone", 0);
         stop_if_done(w);
@@ -774,6 +806,7 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     const char *tmp = getenv("TMPDIR");
     int record = -1, cpu, started, place = -1, workers = 0;
     size_t running;
+    uint64_t lost;
     const wd_score_t *board;
 
     (void)argc;
@@ -933,10 +966,13 @@ int wd_worker_main(int argc, char **argv, const wd_app_ops_t *app)
     /* requests answered; those a thread still runs (cut at graceful-timeout) are said apart: a
      * worker cut with every request unfinished said "stopped after 0 requests" (helper-62) */
     running = wd_handoff_in_flight(&w->handoff);
+    line[0] = '\0';
     if (running > 0)
         snprintf(line, sizeof line, "; %zu more cut unanswered at graceful-timeout", running);
-    else
-        line[0] = '\0';
+    lost = w->conns.stop_closed + w->conns.hand_waiting; /* none could take them, or in time */
+    if (lost > 0)
+        snprintf(line + strlen(line), sizeof line - strlen(line),
+                 "; %llu idle connections closed, not handed over", (unsigned long long)lost);
     wd_log_info("stopped after %llu requests answered (%llu of them on a connection its thread "
                 "kept, %llu answered with Connection: close for the keep-alive balance; %llu idle "
                 "connections handed over to a running worker; %llu answers' ends taken at the lazy "

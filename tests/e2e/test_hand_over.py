@@ -518,3 +518,47 @@ def test_a_connection_an_adopter_cannot_take_now_goes_to_another(wsgid, tmp):
     wait_for(lambda: all(files(p) < 100 for p in d.workers()), timeout=10, interval=0.1,
              what="the workers to close the connections")
     d.seen_workers.update(d.workers())
+
+
+def test_a_worker_with_many_idle_connections_hands_every_one_over(wsgid, tmp):
+    """A stopping worker with 700 idle kept connections: its socket to the master takes some 280
+    "adopt" lines with their connections at once; the others were tried again at their 0.5 s
+    expiry, and those that did not fit then either were closed (40 of 600 in one run), under the
+    client's next request. Now a connection waits for room in the socket, and the worker lives on
+    till each has gone: after a restart and the old worker's exit, a request on every connection
+    is answered by the new worker."""
+    n = 700
+    d = start(wsgid, tmp, processes=1, keepalive_timeout=75)
+    conns = [Conn(d.tcp) for _ in range(n)]
+    for c in conns:
+        c.send(http_request("GET", "/pid", {}))
+    olds = {int(c.response().body) for c in conns}
+    assert len(olds) == 1, olds
+    old = olds.pop()
+    rc, out, err = ctl(d, "restart", "site")
+    assert rc == 0, (out, err)
+    wait_for(lambda: old not in d.workers(), timeout=30, interval=0.1,
+             what="the old worker to exit")
+    stopped = d.wait_log(r"site:%d: stopped after " % old)
+    failed, pids = [], set()
+    for i, c in enumerate(conns):
+        try:
+            c.send(http_request("GET", "/pid", {}))
+        except OSError as e:
+            failed.append((i, repr(e)))
+    for i, c in enumerate(conns):
+        try:
+            r = c.response()
+            assert r.status == 200, r
+            pids.add(int(r.body))
+        except Exception as e:  # a close: reset, EOF, or a response cut
+            failed.append((i, repr(e)[:100]))
+    assert not failed, "%d of %d connections not answered after the restart: %s; %s" % (
+        len(failed), n, failed[:3], stopped)
+    assert old not in pids and pids <= set(d.workers()), (old, pids, d.workers())
+    assert re.search(r"; %d idle connections handed over" % n, stopped), stopped
+    for c in conns:
+        c.close()
+    wait_for(lambda: all(files(p) < 100 for p in d.workers()), timeout=10, interval=0.1,
+             what="the workers to close the connections")
+    d.seen_workers.update(d.workers())
