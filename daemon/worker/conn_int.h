@@ -158,7 +158,11 @@ size_t wd__conn_trim_idle(wd_conn_t *c);
 
 /* How long the dispatched request ran: to its finish, which the loop may learn later. */
 uint64_t wd__conn_ran_ns(const wd_conn_t *c);
-/* Writes the request's access log line (when the access log is on). */
+/* Writes the request's access log line (when the access log is on), once its thread is done
+ * with it or it had none: bytes, all those its client got. */
 void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes);
+/* ... and of a request abandoned to its stuck thread (conn_timeout.c), which may still write to
+ * it: seen, its response buffer as it was aborted; bytes, all those its client got. */
+void wd__conn_access_log_abandoned(wd_conn_t *c, const wd_out_seen_t *seen, uint64_t bytes);
 
 #endif

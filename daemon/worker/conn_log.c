@@ -48,13 +48,19 @@ static wd_slice_t http_header(const wd_http_t *h, const char *lower)
     return none;
 }
 
+/* How long the dispatched request ran to end (its finish, or now: 0). */
+static uint64_t ran_to(const wd_conn_t *c, uint64_t end)
+{
+    if (end == 0)
+        end = wd_now_ns();
+    return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
+}
+
 /* How long the dispatched request ran: to its finish, which the loop may learn later (a lazy
  * one, see wd_out_finish). */
 uint64_t wd__conn_ran_ns(const wd_conn_t *c)
 {
-    uint64_t end = c->out.finished_ns ? c->out.finished_ns : wd_now_ns();
-
-    return end > c->req.t_start_ns ? end - c->req.t_start_ns : 0;
+    return ran_to(c, c->out.finished_ns);
 }
 
 /* A line, built with its bounds checked. Each field goes in whole or not at all (a field that
@@ -172,8 +178,9 @@ static wd_slice_t cstr(const char *s)
 }
 
 /* access-log-format: json, one object per line for log shippers. */
-static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, wd_slice_t remote,
-                      wd_slice_t method, wd_slice_t uri, wd_slice_t ref, wd_slice_t ua)
+static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, uint64_t ran,
+                      wd_slice_t remote, wd_slice_t method, wd_slice_t uri, wd_slice_t ref,
+                      wd_slice_t ua)
 {
     char line[8192], when[64];
     size_t wl;
@@ -183,7 +190,7 @@ static void json_line(wd_conn_t *c, int status, uint64_t bytes, int cut, wd_slic
     const char *q = uri.p ? memchr(uri.p, '?', uri.n) : NULL;
     wd_slice_t path = {uri.p, q ? (size_t)(q - uri.p) : uri.n};
     wd_slice_t query = {q ? q + 1 : "", q ? uri.n - (size_t)(q + 1 - uri.p) : 0};
-    uint64_t ran = c->dispatched ? wd__conn_ran_ns(c) : 0, queued = 0;
+    uint64_t queued = 0;
 
     if (c->dispatched && c->req.t_taken_ns > c->req.t_queued_ns)
         queued = c->req.t_taken_ns - c->req.t_queued_ns;
@@ -221,7 +228,10 @@ static void lfield(lbuf_t *b, wd_slice_t v, size_t cap, const char *after)
     lraw(b, after, strlen(after));
 }
 
-void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
+/* The line. bytes: the body's (the combined format counts the body only); ran: how long the
+ * dispatched request ran; cut: its answer went out incomplete. Reads nothing the request's
+ * thread writes: the caller has read that, as it may (see its callers). */
+static void access_line(wd_conn_t *c, int status, uint64_t bytes, int cut, uint64_t ran)
 {
     char line[8192], when[64], tail[96];
     lbuf_t b = {line, sizeof line, 0, 0};
@@ -230,18 +240,8 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
     const wd_http_t *h = wd__conn_http(c);
     time_t now = time(NULL);
     struct tm tm;
-    double secs = 0;
-    /* The answer went out incomplete: its client went away or stalled past send-timeout, the
-     * proxy aborted it, or the app failed after the head. The status is the app's all the same
-     * (what its client was told), as nginx's log does; a trailing "cut" says so (Apache's %X).
-     * Not the 504 the loop answered for a thread stuck before it sent a byte (conn_timeout.c). */
-    int cut, n;
+    int n;
 
-    if (!wd_log_access_enabled())
-        return;
-    cut =
-        ((c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut)) &&
-        !(c->abandoned && (c->out.sent == 0 || c->abandoned_whole));
     if (c->proto == WD_REQ_UWSGI && c->dispatched) {
         method = c->uwsgi.method;
         uri = c->uwsgi.uri;
@@ -272,13 +272,8 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
         ref = http_header(h, "referer");
         ua = http_header(h, "user-agent");
     }
-    if (c->dispatched) {
-        secs = (double)wd__conn_ran_ns(c) / 1e9;
-        /* Combined log format counts the body only. */
-        bytes = bytes > c->req.head_len ? bytes - c->req.head_len : 0;
-    }
     if (c->cs->group->access_log_json) {
-        json_line(c, status, bytes, cut, remote, method, uri, ref, ua);
+        json_line(c, status, bytes, cut, ran, remote, method, uri, ref, ua);
         return;
     }
     localtime_r(&now, &tm);
@@ -293,9 +288,47 @@ void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
     lraw(&b, tail, (size_t)n);
     lfield(&b, ref, CAP_REFERER, "\" \"");
     lfield(&b, ua, CAP_AGENT, "\" ");
-    n = snprintf(tail, sizeof tail, "%.6f %s%s", secs, c->dispatched ? c->req.id : "-",
+    n = snprintf(tail, sizeof tail, "%.6f %s%s", (double)ran / 1e9, c->dispatched ? c->req.id : "-",
                  cut ? " cut" : "");
     lraw(&b, tail, (size_t)n);
     b.p[b.len++] = '\n';
     wd_log_access(line, b.len);
+}
+
+/* Of the bytes its client got, the body's. */
+static uint64_t body_bytes(uint64_t bytes, uint64_t head_len)
+{
+    return bytes > head_len ? bytes - head_len : 0;
+}
+
+void wd__conn_access_log(wd_conn_t *c, int status, uint64_t bytes)
+{
+    /* The answer went out incomplete: its client went away or stalled past send-timeout, the
+     * proxy aborted it, or the app failed after the head. The status is the app's all the same
+     * (what its client was told), as nginx's log does; a trailing "cut" says so (Apache's %X).
+     * The thread is done with the request (or never had it): what it wrote of it is the
+     * loop's to read, with no lock, since the loop learnt its finish (wd_out_is_finished). */
+    int cut;
+
+    if (!wd_log_access_enabled())
+        return;
+    cut = (c->out.aborted && (c->out.lost || !c->out.finished)) || (c->dispatched && c->req.cut);
+    if (c->dispatched)
+        access_line(c, status, body_bytes(bytes, c->req.head_len), cut, wd__conn_ran_ns(c));
+    else
+        access_line(c, status, bytes, cut, 0);
+}
+
+void wd__conn_access_log_abandoned(wd_conn_t *c, const wd_out_seen_t *seen, uint64_t bytes)
+{
+    /* seen->sent > 0: the head went out, pushed by the thread after it wrote the status and the
+     * head's length, and before the lock under which seen was read. 0: the loop answered 504
+     * itself (conn_timeout.c), and the thread may be framing its own head right now. Cut unless
+     * the answer had gone out whole (its close() is what never returned). */
+    int sent = seen->sent > 0;
+
+    if (!wd_log_access_enabled())
+        return;
+    access_line(c, sent ? c->req.status : 504, body_bytes(bytes, sent ? c->req.head_len : 0),
+                sent && !c->abandoned_whole, ran_to(c, seen->finished_ns));
 }

@@ -65,6 +65,58 @@ void wd__conn_timer_cb(uv_timer_t *t)
     }
 }
 
+/* The thread did not come back from its interruption, over seconds past it (it is blocked
+ * outside Python): answer for it, and have this worker replaced, since the thread may never be
+ * free again. The connection stays until the thread lets go of the request. Its answer may have
+ * gone out whole already, the thread stuck in the result's close() (helper-60: the log said 504
+ * and "cut"). The thread may come back at any time and write to the response buffer, or the
+ * request's status and length (python_glue): the buffer is aborted first, which keeps it off the
+ * socket, and what the line says of the answer is read under the buffer's lock then
+ * (wd_out_abort_seen), never from the buffer's fields (ThreadSanitizer: a data race with the
+ * thread's finish, out.c, and its status, respond.c). A lock here costs nothing: a request gets
+ * here once, past request-timeout and its grace, and the normal request path does not come here
+ * at all (its line is response_complete's, after the thread's finish). */
+static void abandon(wd_conn_t *c, double over)
+{
+    const wd_http_t *h = wd__conn_http(c);
+    wd_out_seen_t seen;
+    char buf[512];
+    size_t n;
+    uint64_t sent;
+
+    wd_out_abort_seen(&c->out, &seen);
+    sent = seen.sent;
+    c->abandoned = 1;
+    c->abandoned_whole =
+        sent > 0 && atomic_load_explicit(&c->req.whole, memory_order_acquire) && seen.drained;
+    if (c->abandoned_whole) {
+        wd_log_error("[req %s] peer %s: its answer went out whole, but the app's close() "
+                     "is still running %.1f s after its interruption; closing the "
+                     "connection and replacing this worker",
+                     c->req.id, wd__conn_peer(c), over);
+    } else if (sent > 0) {
+        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
+                     "cutting its answer after %llu bytes and replacing this worker",
+                     c->req.id, wd__conn_peer(c), over, (unsigned long long)sent);
+    } else {
+        wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
+                     "answering 504 and replacing this worker",
+                     c->req.id, wd__conn_peer(c), over);
+        n = c->proto == WD_REQ_FCGI
+                ? wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, 504, WD_FCGI_REQUEST_COMPLETE)
+                : wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1, 0);
+        if (write(c->fd, buf, n) == (ssize_t)n)
+            sent = n; /* the access log counts what the client got (it said 0) */
+    }
+    shutdown(c->fd, SHUT_RDWR);
+    /* Its line now: the thread may never come back to end the request, and the worker
+     * stops soon (helper-57: no line for an abandoned request). */
+    wd__conn_access_log_abandoned(c, &seen, sent);
+    c->logged = 1;
+    wd__conn_set_events(c, 0);
+    c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
+}
+
 static void check_timeout(wd_conn_t *c, uint64_t now)
 {
     const wd_group_conf_t *g = c->cs->group;
@@ -114,50 +166,8 @@ static void check_timeout(wd_conn_t *c, uint64_t now)
                     c->req.id, wd__conn_peer(c), ran, g->request_timeout);
         c->cs->app->interrupt(&c->req);
     }
-    if (ran > g->request_timeout + grace) {
-        const wd_http_t *h = wd__conn_http(c);
-        char buf[512];
-        size_t n;
-        uint64_t sent = c->out.sent;
-
-        /* The thread did not come back (it is blocked outside Python): answer for it, and have
-         * this worker replaced, since the thread may never be free again. The connection stays
-         * until the thread lets go of the request. Its answer may have gone out whole already,
-         * the thread stuck in the result's close() (helper-60: the log said 504 and "cut"). */
-        c->abandoned = 1;
-        c->abandoned_whole = sent > 0 &&
-                             atomic_load_explicit(&c->req.whole, memory_order_acquire) &&
-                             wd_out_drained(&c->out);
-        if (c->abandoned_whole) {
-            wd_log_error("[req %s] peer %s: its answer went out whole, but the app's close() "
-                         "is still running %.1f s after its interruption; closing the "
-                         "connection and replacing this worker",
-                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-        } else if (sent > 0) {
-            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
-                         "cutting its answer after %llu bytes and replacing this worker",
-                         c->req.id, wd__conn_peer(c), ran - g->request_timeout,
-                         (unsigned long long)sent);
-        } else {
-            wd_log_error("[req %s] peer %s: still running %.1f s after its interruption; "
-                         "answering 504 and replacing this worker",
-                         c->req.id, wd__conn_peer(c), ran - g->request_timeout);
-            n = c->proto == WD_REQ_FCGI
-                    ? wd_fcgi_canned(buf, sizeof buf, c->fcgi.id, 504, WD_FCGI_REQUEST_COMPLETE)
-                    : wd_response_canned(buf, sizeof buf, 504, h != NULL ? (int)h->http_minor : 1,
-                                         0);
-            if (write(c->fd, buf, n) == (ssize_t)n)
-                sent = n; /* the access log counts what the client got (it said 0) */
-        }
-        shutdown(c->fd, SHUT_RDWR);
-        wd_out_abort(&c->out);
-        /* Its line now: the thread may never come back to end the request, and the worker
-         * stops soon (helper-57: no line for an abandoned request). */
-        wd__conn_access_log(c, c->out.sent == 0 ? 504 : c->req.status, sent);
-        c->logged = 1;
-        wd__conn_set_events(c, 0);
-        c->cs->ops->recycle(c->cs->owner, "a request is stuck past request-timeout");
-    }
+    if (ran > g->request_timeout + grace)
+        abandon(c, ran - g->request_timeout);
 }
 
 size_t wd_conns_answer_queued(wd_conns_t *cs, int status)

@@ -903,7 +903,17 @@ int wd_out_finished_or_wait(wd_out_t *out)
 
 void wd_out_abort(wd_out_t *out)
 {
+    wd_out_abort_seen(out, NULL);
+}
+
+void wd_out_abort_seen(wd_out_t *out, wd_out_seen_t *seen)
+{
     pthread_mutex_lock(&out->lock);
+    if (seen != NULL) {
+        seen->sent = out->sent;
+        seen->finished_ns = out->finished_ns;
+        seen->drained = out->pending == 0;
+    }
     out->aborted = 1;
     /* The producer may be writing from the segments right now (the loop never is when it calls
      * this): then it drops them itself when its write returns. */

@@ -213,6 +213,18 @@ int wd_out_flush(wd_out_t *out);
 int wd_out_send(wd_out_t *out, int sock, int *want_write);
 /* The client is gone: drop pending data, make the producer's calls return -EPIPE. */
 void wd_out_abort(wd_out_t *out);
+/* What a response was when it was dropped (wd_out_abort_seen). */
+typedef struct wd_out_seen {
+    uint64_t sent;        /* bytes written to the socket */
+    uint64_t finished_ns; /* when the producer finished it (0: not yet) */
+    int drained;          /* nothing was pending: every byte pushed had gone to the socket */
+} wd_out_seen_t;
+/* wd_out_abort of a response whose producer may still be running (a Python thread stuck past
+ * request-timeout, conn_timeout.c), and what the response was then, read under the lock the
+ * producer writes it under: the loop must not read those fields itself while the producer may
+ * come back and write them (ThreadSanitizer: a data race). The producer writes nothing to the
+ * socket from then on, as after wd_out_abort. */
+void wd_out_abort_seen(wd_out_t *out, wd_out_seen_t *seen);
 /* 1 once the producer called wd_out_finish (read under the lock). */
 int wd_out_is_finished(wd_out_t *out);
 /* 1 when nothing is pending: every byte pushed so far has gone to the socket. */
