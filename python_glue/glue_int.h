@@ -206,9 +206,9 @@ int wd__py_respond_init(void);
  * once the request's Python objects are gone, still holding the GIL: it never blocks. Returns the
  * response's keep_alive verdict. */
 int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req);
-/* Raises wsgid.RequestTimeout in the thread whose ident is given if it still runs request seq.
- * GIL held; ts[i] is the caller's thread state in interpreter i, made current for the call (the
- * exception is set through the interpreter the thread runs the request in). */
-void wd__py_raise_timeout(PyThreadState **ts, unsigned long ident, uint64_t seq);
+/* Raises wsgid.RequestTimeout in the thread that runs request seq, if one still does. GIL held;
+ * ts[i] is the caller's thread state in interpreter i, made current for the call (the exception
+ * is set through the interpreter the thread runs the request in). */
+void wd__py_raise_timeout(PyThreadState **ts, uint64_t seq);
 
 #endif

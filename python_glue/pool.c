@@ -22,10 +22,7 @@
 
 static struct {
     wd_py_helper_t h; /* its states take the GIL back with the interpreter holding it (gil.c) */
-    struct {
-        unsigned long ident;
-        uint64_t seq;
-    } ring[INTR_MAX];
+    uint64_t ring[INTR_MAX]; /* the requests' seq */
     unsigned head, len;
 } intr = {.h = WD_PY_HELPER_INIT};
 
@@ -42,15 +39,14 @@ static void *interrupter_main(void *arg)
             pthread_cond_wait(&h->cond, &h->lock);
         if (h->stop)
             break;
-        unsigned long ident = intr.ring[intr.head].ident;
-        uint64_t seq = intr.ring[intr.head].seq;
+        uint64_t seq = intr.ring[intr.head];
 
         intr.head = (intr.head + 1) % INTR_MAX;
         intr.len--;
         h->in_gil = 1;
         pthread_mutex_unlock(&h->lock);
         wd__py_gil_restore(h->ts[0]);
-        wd__py_raise_timeout(h->ts, ident, seq);
+        wd__py_raise_timeout(h->ts, seq);
         PyEval_SaveThread();
         pthread_mutex_lock(&h->lock);
         h->in_gil = 0;
@@ -72,24 +68,28 @@ static void log_stuck_stack(const wd_req_t *req)
 {
     static uint64_t last_ns;
     uint64_t now = wd_now_ns();
+    unsigned long ident;
     int index = 0;
 
-    if (!wd__py.stacks_to_log || !atomic_load_explicit(&req->py_running, memory_order_relaxed) ||
-        req->py_thread == 0)
+    /* py_thread only once py_running is seen set, acquired: the thread wrote it just before
+     * (respond.c), with no lock the loop takes; read before, or without the pairing, it raced
+     * with that write (ThreadSanitizer), and could name the thread of the request before. */
+    if (!wd__py.stacks_to_log || !atomic_load_explicit(&req->py_running, memory_order_acquire))
         return;
+    ident = req->py_thread;
     for (int i = 0; i < wd__py.n_threads; i++)
-        if (wd__py.threads[i].ident == req->py_thread)
+        if (wd__py.threads[i].ident == ident)
             index = wd__py.threads[i].index;
     if (last_ns != 0 && now - last_ns < STUCK_DUMP_EVERY_NS) {
         wd_log_warn("[req %s] its thread is Thread 0x%016lx (wsgid-py%d): see the stacks dumped "
                     "%.1f s ago",
-                    req->id, req->py_thread, index, (double)(now - last_ns) / 1e9);
+                    req->id, ident, index, (double)(now - last_ns) / 1e9);
         return;
     }
     last_ns = now;
     wd_log_warn("[req %s] the Python stacks of the worker's threads follow; the one running it is "
                 "Thread 0x%016lx (wsgid-py%d)",
-                req->id, req->py_thread, index);
+                req->id, ident, index);
     raise(SIGUSR2);
 }
 
@@ -101,8 +101,7 @@ void wd_py_interrupt(wd_req_t *req)
         intr.head = (intr.head + 1) % INTR_MAX;
         intr.len--;
     }
-    intr.ring[(intr.head + intr.len) % INTR_MAX].ident = req->py_thread;
-    intr.ring[(intr.head + intr.len) % INTR_MAX].seq = req->seq;
+    intr.ring[(intr.head + intr.len) % INTR_MAX] = req->seq;
     intr.len++;
     pthread_cond_signal(&intr.h.cond);
     pthread_mutex_unlock(&intr.h.lock);

@@ -456,9 +456,12 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
         Py_DECREF(r);
         return keep_alive;
     }
-    req->py_thread = PyThread_get_thread_ident();
-    atomic_store_explicit(&req->py_running, 1, memory_order_relaxed);
-    thr->ident = req->py_thread;
+    /* Released: the loop reads py_thread once it sees py_running set (pool.c: log_stuck_stack).
+     * A plain store on x86 and arm64's stlr: nothing a request pays for. thr->ident is the
+     * thread's own, written once before its first request (pool.c), and read by the loop there
+     * too: not written again. */
+    req->py_thread = thr->ident;
+    atomic_store_explicit(&req->py_running, 1, memory_order_release);
     thr->serving = req->seq;
     if (thr->running != NULL) {
         wd_slice_t m, u;
@@ -525,20 +528,22 @@ int wd__py_serve(wd_py_thread_t *thr, wd_req_t *req)
     return keep_alive;
 }
 
-void wd__py_raise_timeout(PyThreadState **ts, unsigned long ident, uint64_t seq)
+void wd__py_raise_timeout(PyThreadState **ts, uint64_t seq)
 {
     /* With the GIL held, serving cannot change under us: if it is seq, the thread is still
-     * inside this request. The exception is raised when the thread next runs Python code; a
+     * inside this request (seq is the worker's, one a request). Not by the ident the loop read
+     * of the request: a thread that took it but waits for the GIL has not written it yet
+     * (wd_py_interrupt). The exception is raised when the thread next runs Python code; a
      * thread blocked in C (a sleep, a socket) notices it only once that call returns.
      * PyThreadState_SetAsyncExc looks for the thread in the current interpreter: the caller's
      * state in the interpreter the thread serves becomes current for the call. */
     for (int i = 0; i < wd__py.n_threads; i++) {
         const wd_py_thread_t *thr = &wd__py.threads[i];
 
-        if (thr->ident == ident && thr->serving == seq) {
+        if (thr->serving == seq) {
             PyThreadState *prev = PyThreadState_Swap(ts[thr->cur]);
 
-            PyThreadState_SetAsyncExc(ident, exc_request_timeout);
+            PyThreadState_SetAsyncExc(thr->ident, exc_request_timeout);
             PyThreadState_Swap(prev);
             return;
         }

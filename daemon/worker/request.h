@@ -95,7 +95,9 @@ struct wd_req {
      * 504 rather than 500. py_thread is the ident of the Python thread serving the request while
      * py_running is 1 (both written by that thread with the GIL held). Atomics (relaxed): the
      * loop reads py_running and the thread timed_out as they change, and a request's worth of
-     * either alone (wd_handoff_remove decides whether a queued request is taken back). */
+     * either alone (wd_handoff_remove decides whether a queued request is taken back); but
+     * py_running is set with release, and the loop reads py_thread only after an acquire load
+     * that sees it set (python_glue/pool.c). */
     _Atomic int timed_out;
     _Atomic int py_running;
     unsigned long py_thread;
