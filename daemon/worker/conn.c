@@ -987,6 +987,7 @@ int wd__conn_peer_gone(const wd_conn_t *c)
 static void conn_poll_cb(uv_poll_t *p, int status, int events)
 {
     wd_conn_t *c = p->data;
+    int fcgi_next = 0; /* records past the request's were read: the next request's */
 
     if (c->state == WD_CONN_CLOSED)
         return;
@@ -1017,6 +1018,7 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
             }
             events &= ~(UV_READABLE | UV_DISCONNECT);
             set_events(c, (c->events & UV_WRITABLE) | app_watch(c));
+            fcgi_next = c->len > c->parsed;
         }
         /* The poll still watches for reads after dispatch (conn_dispatch): a close shows as a
          * read first. */
@@ -1038,6 +1040,12 @@ static void conn_poll_cb(uv_poll_t *p, int status, int events)
             events &= ~UV_READABLE;
         }
         if (events & UV_WRITABLE) {
+            /* The next request's records were read above, in the same event: this answer's end
+             * must then wake the loop, as below. It was lazy news, left to the lazy timer (1-8
+             * ms) while the next request waited, whenever the peer sent it as the socket took
+             * more of this answer (test_pipelining). One lock, for an event that read records. */
+            if (fcgi_next)
+                (void)wd_out_finished_or_wait(&c->out);
             conn_send(c);
         } else if (wd_out_finished_or_wait(&c->out)) {
             /* The next request came before the loop took the news of the last response (a lazy

@@ -14,7 +14,10 @@ next look, before the timer. The FastCGI batch's floor before is 19 ticks (4.75 
 share shortens; it is asserted under a tenth of that."""
 import json
 import re
+import socket
+import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -30,6 +33,9 @@ HTTP_BATCH = 200       # in one write, read at once (the read buffer starts at 8
 BATCHES = 3
 FCGI_BATCH = 20        # 19 ticks of 250 ms or more before; asserted under 475 ms
 ROUNDS = 8             # 7 ticks before; asserted under 437 ms
+WRITING_ROUNDS = 30    # connections whose next request comes as the answer before is written:
+                       # 2-3 of 12 ended at the lazy timer before, 0 after
+MiB = 1024 * 1024
 
 
 def taken_at_the_lazy_timer(d):
@@ -100,3 +106,64 @@ def test_the_end_of_an_answer_on_a_kept_fastcgi_connection_is_not_left_to_the_ti
     assert took < (ROUNDS - 1) * 0.25 / 4, \
         "%d answers on a kept FastCGI connection were counted in %.0f ms: each at the tick" % (
             ROUNDS, took * 1e3)
+
+
+def records_of(data):
+    """[(type, content)] of the FastCGI records in data, whole ones."""
+    out, i = [], 0
+    while i + 8 <= len(data):
+        _, rtype, _, clen, plen, _ = struct.unpack(">BBHHBB", data[i:i + 8])
+        out.append((rtype, bytes(data[i + 8:i + 8 + clen])))
+        i += 8 + clen + plen
+    return out
+
+
+def test_a_fastcgi_request_sent_while_the_answer_before_is_written_does_not_wait_for_the_timer(
+        wsgid):
+    """A FastCGI peer that sends its next request while the loop writes the answer before (a big
+    one, read as it comes): the loop reads those records while the app runs (an ABORT_REQUEST
+    would be among them), and the answer's end must wake it, as it does for a pipelined request
+    (conn_poll_cb: wd_out_finished_or_wait). Read with the socket writable in the same poll event
+    (READABLE and WRITABLE), they were taken without it, and the end was lazy news: the next
+    request waited for the lazy timer (1-8 ms), as many times as it happened. The app ends the
+    request 0.1 s after its last byte (its iterable's __del__ sleeps), so that the loop has sent
+    the whole answer by then (the lazy case: an end that finds bytes pending wakes the loop
+    anyway). The next request does not keep the connection: its own end is not lazy news, and
+    the worker's count of lazy ends is this one's alone (busy-poll off, as above)."""
+    d = wsgid("big", processes=1, threads=2, busy_poll="0")
+    first = fcgi.request(params("/freed?size=%d&free=0.1" % (8 * MiB)), rid=1, keep=True)
+    second = fcgi.request(params("/?size=10"), rid=1)
+    for k in range(WRITING_ROUNDS):
+        got, started = bytearray(), threading.Event()
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(30)
+            s.connect(d.unix)
+
+            def read():
+                while True:
+                    chunk = s.recv(256 * 1024)
+                    if not chunk:
+                        return
+                    got.extend(chunk)
+                    if len(got) >= MiB:
+                        started.set()
+
+            s.sendall(first)
+            reader = threading.Thread(target=read)
+            reader.start()
+            assert started.wait(30), "round %d: no answer" % k
+            s.sendall(second)
+            reader.join(30)
+            assert not reader.is_alive(), "round %d: the connection did not close" % k
+        recs = records_of(got)
+        ends = [i for i, (t, _) in enumerate(recs) if t == fcgi.END_REQUEST]
+        assert len(ends) == 2, (k, len(got), [t for t, _ in recs][-5:])
+        one = b"".join(c for t, c in recs[:ends[0]] if t == fcgi.STDOUT)
+        two = b"".join(c for t, c in recs[ends[0]:] if t == fcgi.STDOUT)
+        for what, out, size in (("first", one, 8 * MiB), ("second", two, 10)):
+            assert out.startswith(b"Status: 200 OK"), (k, what, out[:200])
+            assert len(out.partition(b"\r\n\r\n")[2]) == size, (k, what, len(out))
+    late = taken_at_the_lazy_timer(d)
+    assert late == 0, \
+        "%d of %d FastCGI answers whose next request came as they were written ended at the " \
+        "lazy timer" % (late, WRITING_ROUNDS)

@@ -4,8 +4,12 @@
     /gen?size=N         a generator of 64 KiB chunks
     /same?count=N       one 256 KiB bytes object yielded N times (zero-filled padding), with its
                         Content-Length; /yielded says how many times it was yielded so far
+    /freed?size=N&free=S  as /big, from an iterable whose last reference takes S seconds to go
+                        (its __del__ sleeps): the thread ends its request (the response buffer's
+                        finish) S seconds after it pushed the answer's last byte
 """
 import random
+import time
 from urllib.parse import parse_qs
 
 _SIZE = 16 * 1024 * 1024
@@ -19,6 +23,17 @@ def _gen(data):
 
 
 _yielded = [0]
+
+
+class _FreedSlowly:
+    def __init__(self, data, secs):
+        self.data, self.secs = data, secs
+
+    def __iter__(self):
+        return iter([self.data])
+
+    def __del__(self):
+        time.sleep(self.secs)
 
 
 def _same(count):
@@ -39,6 +54,10 @@ def application(environ, start_response):
     if environ.get("PATH_INFO") == "/yielded":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(_yielded[0]).encode()]
+    if environ.get("PATH_INFO") == "/freed":
+        start_response("200 OK", [("Content-Type", "application/octet-stream"),
+                                  ("Content-Length", str(len(data)))])
+        return _FreedSlowly(data, float(qs.get("free", ["0.1"])[0]))
     if environ.get("PATH_INFO") == "/gen":
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return _gen(data)
