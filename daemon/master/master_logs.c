@@ -216,10 +216,11 @@ void wd__m_logs_hold(wd_logdest_t *f)
 }
 
 static void say_lost(wd_logdest_t *f, const char *when);
+static void held_move(wd_logdest_t *from, wd_logdest_t *to);
 
 static void dest_free_unused(wd_logdest_t *f)
 {
-    wd_logdest_t **p;
+    wd_logdest_t **p, *heir = NULL;
 
     if (f == NULL || f == &stderr_dest || f == &error_dest || f->users > 0 ||
         (master != NULL && master->stopping))
@@ -228,13 +229,27 @@ static void dest_free_unused(wd_logdest_t *f)
         ;
     if (*p != NULL)
         *p = f->next;
-    for (wd_logdest_t *o = access_files; o != NULL; o = o->next)
-        if (o->share == f)
-            o->share = f->share;
+    /* Its sharers are the same FIFO, pipe or terminal under other names: the first of them writes
+     * it from now on, what f still holds first, and the others share that one (those of one that
+     * shared go on to what it shared). What f held, their lines among it, was said lost "when no
+     * worker wrote it any more" while another name of its file was still written, and each sharer
+     * wrote the file itself again, where their lines could cut each other's. */
+    for (wd_logdest_t *o = access_files; o != NULL; o = o->next) {
+        if (o->share != f)
+            continue;
+        if (f->share == NULL && heir == NULL)
+            heir = o;
+        o->share = f->share != NULL ? f->share : heir != o ? heir : NULL;
+    }
     room_stop(f);
     if (f->fd >= 0) {
         (void)held_flush(f);
         close(f->fd);
+    }
+    if (heir != NULL && heir->fd >= 0) {
+        held_move(f, heir);
+        if (held_flush(heir) == -1)
+            room_wait(heir);
     }
     say_lost(f, "when no worker wrote it any more");
     free(f->held);
@@ -517,6 +532,32 @@ static int held_flush(wd_logdest_t *f)
         return held_flush(f);
     }
     return rc;
+}
+
+/* Hands what from holds (its lines not taken yet, with the drop lines among them, what it dropped
+ * since, since when it is stuck) to to, the same FIFO, pipe or terminal, which holds nothing: to
+ * writes it first, the rest of a line whose start the file took (mid) before anything else. The
+ * caller has it wait for room (room_wait, retry_cb) once its fd is the one to poll. */
+static void held_move(wd_logdest_t *from, wd_logdest_t *to)
+{
+    char *spare = to->held; /* empty: from's buffer from now on */
+
+    if (from->held_len == 0 && from->dropped == 0)
+        return;
+    room_stop(from);
+    to->held = from->held, to->held_len = from->held_len, to->mid = from->mid;
+    from->held = spare, from->held_len = 0, from->mid = 0;
+    memcpy(to->drops, from->drops, sizeof to->drops);
+    to->n_drops = from->n_drops, from->n_drops = 0;
+    to->dropped = from->dropped, to->dropped_bytes = from->dropped_bytes;
+    to->dropped_own = from->dropped_own, to->since = from->since;
+    from->dropped = from->dropped_bytes = from->dropped_own = 0;
+    /* what it took since it first held lines, for say_lost (unsigned: wraps back) */
+    to->stuck = from->stuck, to->slack = from->slack;
+    to->taken_stuck = to->taken - (from->taken - from->taken_stuck);
+    if (from->took > to->took)
+        to->took = from->took;
+    to->no_room = 0;
 }
 
 /* Keeps what f did not take: the rest of a line cut, then whole lines within the bound (the

@@ -514,6 +514,63 @@ def test_a_reload_that_moves_the_error_log_off_a_shared_fifo_leaves_the_access_l
         fr.close()
 
 
+def reload_with(m, old, new):
+    """The config's old text replaced by new, and a reload (refused while a worker starts)."""
+    conf = m.tmp / "wsgid.yaml"
+    text = conf.read_text()
+    assert old in text, text
+    conf.write_text(text.replace(old, new))
+    wait_for(lambda: subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"],
+                                    capture_output=True, timeout=30).returncode == 0,
+             timeout=15, what="a reload")
+
+
+def test_an_access_log_let_go_hands_what_it_held_to_another_name_of_its_fifo(tmp):
+    """The access log a FIFO, its reader behind, and a reload that names it by another name (a
+    hard link: a log shipper's FIFO under a new path) while the old worker still runs a request:
+    the new worker's access log shares the old one's destination, which holds the new worker's
+    150 lines of 2 KiB. When the old worker exits, the old name is let go: what it held goes to
+    the FIFO all the same, under its other name, once the reader reads. It was said lost "when no
+    worker wrote it any more", the new worker's lines among it."""
+    fifo = tmp / "logs.fifo"
+    alias = tmp / "alias.fifo"
+    errlog = tmp / "error.log"
+    fr = FifoReader(fifo)
+    os.link(fifo, alias)
+    m = Master(tmp, {"level": "info", "file": str(errlog), "access": str(fifo)})
+    try:
+        wait_for(lambda: answers(m.sock) and "GET / HTTP" in fr.read(), timeout=15,
+                 what="an answer, its access line in the FIFO")
+        got = {}
+
+        def slow():
+            with Conn(m.sock, timeout=30) as c:
+                c.send(http_request("GET", "/?sleep=6"))
+                got["status"] = c.response().status
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(0.5)  # in the app
+        old = m.workers()
+        reload_with(m, 'access: "%s"' % fifo, 'access: "%s"' % alias)
+        wait_for(lambda: set(m.workers()) - set(old), timeout=15, what="the new worker")
+        flood(m.sock, 150)  # to the new worker; the FIFO, read by nobody now, takes 64 KiB
+        assert set(old) & set(m.workers()), "the old worker exited before the flood ended"
+        t.join(30)
+        assert got.get("status") == 200, got
+        wait_for(lambda: not set(old) & set(m.workers()), timeout=15, what="the old worker gone")
+        time.sleep(0.3)
+        try:
+            wait_for(lambda: len(set(access_seen(fr.read()))) == 150, timeout=10,
+                     what="the 150 access lines in the FIFO")
+        finally:
+            log = errlog.read_text()
+            assert "were lost" not in log, [ln for ln in log.splitlines() if "lost" in ln]
+        m.stop(read=True)
+    finally:
+        m.close()
+        fr.close()
+
+
 BROKEN_APP = """
 import sys
 for i in range(3000):
