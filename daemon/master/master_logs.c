@@ -905,12 +905,18 @@ int wd__m_logs_give(wd_master_t *m, int sock, const wd_config_t *conf, const wd_
  * first, as epoll holds the file, not the fd, and drops it once the file is closed; libuv, which
  * still saw the fd polled, polled nothing, and what the error log held waited for its next line
  * (a reload while a FIFO's reader was behind). */
+static void error_held_stays(const struct stat *old);
+
 static int error_open(const char *path)
 {
+    struct stat old;
+    int was = error_get() == &error_dest && fstat(error_dest.fd, &old) == 0;
     int rc;
 
     room_stop(&error_dest);
     rc = wd_log_open(path, "off");
+    if (was)
+        error_held_stays(&old);
     if (error_get() != &error_dest && (error_dest.held_len > 0 || error_dest.dropped > 0)) {
         /* The error log is stderr now, or off (a reload): what the old one held goes there, as
          * it would have gone to the old one. It stayed held for the old one's fd, which log.c
@@ -928,6 +934,28 @@ static int error_open(const char *path)
         (void)wd__m_logs_write(NULL, p, n);
     }
     return rc;
+}
+
+/* The error log is another file now (a reload), and what its destination held was for the old one:
+ * when that is the FIFO, pipe or terminal of an access log that shared the destination, what it
+ * held goes there, through that access log, which writes it from now on. It went to the new error
+ * log (a file), or nowhere with log.file "off", and the access lines among it never reached the
+ * FIFO's reader. */
+static void error_held_stays(const struct stat *old)
+{
+    wd_logdest_t *f;
+
+    if ((error_dest.held_len == 0 && error_dest.dropped == 0) ||
+        (error_get() == &error_dest && same_file(old, error_dest.fd)))
+        return;
+    for (f = access_files; f != NULL; f = f->next)
+        if (f->share == &error_dest && same_file(old, f->fd))
+            break;
+    if (f == NULL)
+        return;
+    drop_line(&error_dest); /* what it dropped, where the lines are missing (held too) */
+    f->share = NULL;        /* its other sharers share f: access_share_again */
+    held_move(&error_dest, f);
 }
 
 int wd__m_logs_open_error(const char *path)

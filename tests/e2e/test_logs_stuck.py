@@ -525,6 +525,39 @@ def reload_with(m, old, new):
              timeout=15, what="a reload")
 
 
+def test_a_reload_that_moves_the_error_log_off_a_shared_fifo_leaves_what_it_held_there(tmp):
+    """One FIFO as both the error log and the access log, its reader behind: the master holds 150
+    access lines of 2 KiB for it (in the error log's destination, which the access log shares),
+    and a reload moves the error log to a file. Once the FIFO is read again, it has every access
+    line, and the new error log none: what the shared destination held went to the new error log
+    (a file), and the FIFO's reader never got those lines."""
+    fifo = tmp / "logs.fifo"
+    errlog = tmp / "error.log"
+    fr = FifoReader(fifo)
+    m = Master(tmp, {"level": "warn", "file": str(fifo), "access": str(fifo)})
+    try:
+        wait_for(lambda: answers(m.sock) and "GET / HTTP" in fr.read(), timeout=15,
+                 what="an answer, its access line in the FIFO")
+        flood(m.sock, 150)  # the FIFO, read by nobody now, takes 64 KiB of them
+        time.sleep(0.3)  # the worker's last access line, held by the master
+        assert len(access_seen(fr.got.decode(errors="replace"))) == 0
+        reload_with(m, 'file: "%s"' % fifo, 'file: "%s"' % errlog)
+        wait_for(lambda: answers(m.sock), timeout=15, what="an answer after the reload")
+        try:
+            wait_for(lambda: len(set(access_seen(fr.read()))) == 150, timeout=10,
+                     what="the 150 access lines in the FIFO")
+        finally:
+            log = errlog.read_text() if errlog.exists() else ""
+            in_log = len(access_seen(log))
+            assert in_log == 0, "%d access lines in the new error log, %d in the FIFO" % (
+                in_log, len(set(access_seen(fr.read()))))
+        assert "were lost" not in log, log[-1000:]
+        m.stop(read=True)
+    finally:
+        m.close()
+        fr.close()
+
+
 def test_an_access_log_let_go_hands_what_it_held_to_another_name_of_its_fifo(tmp):
     """The access log a FIFO, its reader behind, and a reload that names it by another name (a
     hard link: a log shipper's FIFO under a new path) while the old worker still runs a request:
