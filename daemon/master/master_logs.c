@@ -331,18 +331,26 @@ static int share_still(wd_logdest_t *f)
 }
 
 /* After the error log or the access logs were opened again (a reload, a reopen-logs): an access
- * log shares a destination while it is the same file still, and one that holds nothing shares
- * the one it is now the same as. (No cycle: a share is only ever made to one sharing none.) */
+ * log shares a destination while it is the same file still, and one shares the one it is now the
+ * same as. (No cycle: a share is only ever made to one sharing none.) One that holds lines (the
+ * FIFO's reader behind at the reload) hands them to that one, which writes them first: it was left
+ * a destination of its own, and the two wrote the FIFO, cutting each other's lines, until a reload
+ * found it holding none. It keeps them when that one holds lines too (whose go first is not
+ * known), and what it dropped and has not said yet stays its own to say. */
 static void access_share_again(void)
 {
-    wd_logdest_t *f;
+    wd_logdest_t *f, *same;
 
     for (f = access_files; f != NULL; f = f->next)
         if (f->share != NULL && !share_still(f))
             f->share = NULL;
-    for (f = access_files; f != NULL; f = f->next)
-        if (f->share == NULL && f->held_len == 0 && f->dropped == 0)
-            f->share = access_same(f);
+    for (f = access_files; f != NULL; f = f->next) {
+        if (f->share != NULL || f->dropped != 0 || (same = access_same(f)) == NULL ||
+            (f->held_len > 0 && (same->held_len > 0 || same->dropped > 0)))
+            continue;
+        held_move(f, same); /* what it holds waits for room there: retry_cb */
+        f->share = same;
+    }
 }
 
 /* Where a worker's access log lines go: NULL for "off". */

@@ -422,7 +422,7 @@ def answers_noise(sock):
         assert c.response().status == 200
 
 
-@pytest.mark.parametrize("at", ["start", "reload"])
+@pytest.mark.parametrize("at", ["start", "reload", "reload-held"])
 def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp, at):
     """One FIFO (a log shipper's) as both the error log and the access log, read slowly, 400 access
     lines of 2 KiB while the app writes 4,000 lines to its stderr: every line the reader gets is
@@ -430,16 +430,23 @@ def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp, at):
     buffer for each (the error log's, the access log's), and a write of more than PIPE_BUF that the
     FIFO took a part of left the rest of a line held in one while the other wrote its own lines
     after that part. reload: the error log is a file at the start, and a reload makes it the
-    access log's FIFO (the access log opened before it is shared from then on)."""
+    access log's FIFO (the access log opened before it is shared from then on). reload-held: the
+    same, the FIFO's reader not started yet at the reload, so that the access log holds lines
+    then (100 of 2 KiB): it kept a destination of its own, and the two went on cutting each
+    other's lines."""
     fifo = tmp / "logs.fifo"
     errlog = tmp / "error.log"
     fr = FifoReader(fifo)
     m = Master(tmp, {"level": "warn", "file": str(fifo if at == "start" else errlog),
-                     "access": str(fifo)}, control=at == "reload", processes=2)
+                     "access": str(fifo)}, control=at != "start", processes=2)
     try:
         wait_for(lambda: answers(m.sock), timeout=15, what="an answer")
-        reader = SlowReader(fr.fd)  # once the master holds the FIFO: no writer reads as its end
-        if at == "reload":
+        if at == "reload-held":
+            flood(m.sock, 100)  # the FIFO, read by nobody yet, takes 64 KiB of them
+            time.sleep(0.3)  # the worker's last access line, held by the master
+        # once the master holds the FIFO: no writer reads as its end
+        reader = SlowReader(fr.fd) if at != "reload-held" else None
+        if at != "start":
             conf = tmp / "wsgid.yaml"
             text = conf.read_text()
             assert 'file: "%s"' % errlog in text, text
@@ -449,6 +456,8 @@ def test_one_fifo_for_the_error_log_and_an_access_log_gets_whole_lines(tmp, at):
                                             capture_output=True, timeout=30).returncode == 0,
                      timeout=15, what="a reload")
             wait_for(lambda: answers(m.sock), timeout=15, what="an answer after the reload")
+        if reader is None:
+            reader = SlowReader(fr.fd)
         noise = threading.Thread(target=lambda: [answers_noise(m.sock) for _ in range(4)])
         noise.start()
         flood(m.sock, 400)
