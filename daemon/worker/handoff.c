@@ -295,6 +295,13 @@ static void push(wd_handoff_t *h, wd_req_t *first, wd_req_t *last, size_t n)
     }
 }
 
+/* Whether req's thread may park on its connection once it answered (conn_park.c: a keep-alive
+ * HTTP one alone), for loop_may_park (handoff_park.c). */
+static int park_may(const wd_req_t *req)
+{
+    return req->may_be_lazy == WD_REQ_LAZY_KEEP && req->kind == WD_REQ_HTTP;
+}
+
 void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
 {
     req->next = NULL;
@@ -309,6 +316,7 @@ void wd_handoff_dispatch(wd_handoff_t *h, wd_req_t *req)
     h->in_flight++;
     h->lazy_in_flight += req->may_be_lazy != 0;
     h->shut_in_flight += req->may_be_lazy == WD_REQ_LAZY_SHUT;
+    h->park_may_in_flight += park_may(req);
 }
 
 void wd_handoff_flush(wd_handoff_t *h)
@@ -332,6 +340,7 @@ void wd_handoff_done(wd_handoff_t *h, const wd_req_t *req)
     h->in_flight--;
     h->lazy_in_flight -= req->may_be_lazy != 0;
     h->shut_in_flight -= req->may_be_lazy == WD_REQ_LAZY_SHUT;
+    h->park_may_in_flight -= park_may(req);
     h->park_in_flight -= req->claimed != 0;
 }
 

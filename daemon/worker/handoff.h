@@ -147,6 +147,8 @@ struct wd_handoff {
     size_t in_flight;            /* dispatched and not yet done (wd_handoff_done) */
     size_t lazy_in_flight;       /* ... of which may end lazily (req->may_be_lazy) */
     size_t shut_in_flight;       /* ... of which end their connection (WD_REQ_LAZY_SHUT) */
+    size_t park_may_in_flight;   /* ... of which keep a keep-alive HTTP connection, which the
+                                    thread may park on (a kept FastCGI one it never does) */
     wd_handoff_spin_t loop_spin; /* how the loop's spinning paid lately */
     uint64_t spin_until_ns;      /* the loop spins until then, unless nothing is in flight */
     int spin_hit;                /* an event came while the loop spun */

@@ -210,12 +210,14 @@ static int park_worth(wd_handoff_t *h, int take)
 }
 
 /* Whether a thread may park soon: the loop then lets go of the loop lock when it blocks (one
- * poll more a wake-up), and otherwise keeps it through its turn. */
+ * poll more a wake-up), and otherwise keeps it through its turn. Not for a request on a kept
+ * FastCGI connection, which no thread parks on, though its end is lazy news as a keep-alive HTTP
+ * one's (201328b): at one such connection the loop took the poll at every wake-up. */
 static int loop_may_park(wd_handoff_t *h)
 {
     return h->park_cb != NULL &&
            (h->parked > 0 || h->park_in_flight > 0 ||
-            (h->lazy_in_flight > h->shut_in_flight && h->in_flight <= 1 && park_worth(h, 0)));
+            (h->park_may_in_flight > 0 && h->in_flight <= 1 && park_worth(h, 0)));
 }
 
 void wd_handoff_run(wd_handoff_t *h)
@@ -334,6 +336,7 @@ int wd_handoff_claim(wd_handoff_t *h, wd_handoff_thread_t *t, wd_req_t *req)
          * loop (the connection is not watched meanwhile). */
         h->lazy_in_flight -= req->may_be_lazy != 0;
         h->shut_in_flight -= req->may_be_lazy == WD_REQ_LAZY_SHUT;
+        h->park_may_in_flight -= req->may_be_lazy == WD_REQ_LAZY_KEEP && req->kind == WD_REQ_HTTP;
         req->may_be_lazy = 0;
         req->claimed = 1;
         h->park_in_flight++;
