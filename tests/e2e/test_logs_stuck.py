@@ -150,6 +150,25 @@ def flood(sock, n=900, paced=0, burst=0):
     return int(r.body)
 
 
+class SlowRequest:
+    """GET path in a thread of its own (an app that sleeps while the test reloads); join() waits
+    for it and returns the status (None if it got no answer)."""
+
+    def __init__(self, sock, path):
+        self.status = None
+        self.thread = threading.Thread(target=self._run, args=(sock, path))
+        self.thread.start()
+
+    def _run(self, sock, path):
+        with Conn(sock, timeout=30) as c:
+            c.send(http_request("GET", path))
+            self.status = c.response().status
+
+    def join(self):
+        self.thread.join(30)
+        return self.status
+
+
 def answers(sock):
     try:
         with Conn(sock) as c:
@@ -507,14 +526,7 @@ def test_a_reload_that_moves_the_error_log_off_a_shared_fifo_leaves_the_access_l
     try:
         wait_for(lambda: READY in fr.read() and answers(m.sock) and "GET / HTTP" in fr.read(),
                  timeout=15, what="ready, an answer, its access line in the FIFO")
-        got = {}
-
-        def slow():
-            with Conn(m.sock, timeout=30) as c:
-                c.send(http_request("GET", "/?sleep=3"))
-                got["status"] = c.response().status
-        t = threading.Thread(target=slow)
-        t.start()
+        slow = SlowRequest(m.sock, "/?sleep=3")
         time.sleep(1)  # in the app
         old, before = m.workers(), fr.read().count('"GET / HTTP/1.1" 200')
         conf = tmp / "wsgid.yaml"
@@ -524,8 +536,7 @@ def test_a_reload_that_moves_the_error_log_off_a_shared_fifo_leaves_the_access_l
         r = subprocess.run([str(WSGICTL), "-s", m.ctl, "reload"], capture_output=True,
                            text=True, timeout=30)
         assert r.returncode == 0, (r.stdout, r.stderr)
-        t.join(30)
-        assert got.get("status") == 200, got
+        assert slow.join() == 200
         wait_for(lambda: m.workers() and not set(old) & set(m.workers()) and answers(m.sock),
                  timeout=15, what="the old worker gone, an answer from the new one")
         slow_line = '"GET /?sleep=3 HTTP/1.1" 200'
@@ -601,22 +612,14 @@ def test_an_access_log_let_go_hands_what_it_held_to_another_name_of_its_fifo(tmp
     try:
         wait_for(lambda: answers(m.sock) and "GET / HTTP" in fr.read(), timeout=15,
                  what="an answer, its access line in the FIFO")
-        got = {}
-
-        def slow():
-            with Conn(m.sock, timeout=30) as c:
-                c.send(http_request("GET", "/?sleep=6"))
-                got["status"] = c.response().status
-        t = threading.Thread(target=slow)
-        t.start()
+        slow = SlowRequest(m.sock, "/?sleep=6")
         time.sleep(0.5)  # in the app
         old = m.workers()
         reload_with(m, 'access: "%s"' % fifo, 'access: "%s"' % alias)
         wait_for(lambda: set(m.workers()) - set(old), timeout=15, what="the new worker")
         flood(m.sock, 150)  # to the new worker; the FIFO, read by nobody now, takes 64 KiB
         assert set(old) & set(m.workers()), "the old worker exited before the flood ended"
-        t.join(30)
-        assert got.get("status") == 200, got
+        assert slow.join() == 200
         wait_for(lambda: not set(old) & set(m.workers()), timeout=15, what="the old worker gone")
         time.sleep(0.3)
         try:
